@@ -1,0 +1,187 @@
+# chand - the one entry point: build, test, run, bench, install, sanitizers.
+#
+#   make            build everything into build/
+#   make run        build, then start the daemon on configs/chand.conf
+#   make test       build, then run every test (unit, end-to-end, CLI)
+#   make bench      runtime benchmarks (and Go's, when go is installed)
+#   make asan|tsan  the test suite under ASan+UBSan / TSan (build/asan, build/tsan)
+#   make install    PREFIX=/usr/local DESTDIR= (GNU conventions)
+#   V=1             show the full compiler command lines
+#
+# Missing build dependencies (libevent, jansson, cmocka, pkg-config) are
+# installed with apt-get the first time, and the Makefile says so.
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DESTDIR ?=
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARN := -Wall -Wextra -Werror
+SANITIZER ?=
+
+ifeq ($(SANITIZER),asan)
+BUILD ?= build/asan
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(SANITIZER),tsan)
+BUILD ?= build/tsan
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+else
+BUILD ?= build
+SANFLAGS :=
+endif
+
+PKGS := libevent libevent_pthreads jansson
+DEB_PKGS := pkg-config libevent-dev libjansson-dev libcmocka-dev
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+ALL_CPPFLAGS = -D_GNU_SOURCE -Iruntime -Iproto -Idaemon -Iclient $(CPPFLAGS)
+ALL_CFLAGS = -std=gnu11 $(WARN) -fPIC -fvisibility=hidden -MMD -MP \
+             $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
+LIBS = $(PKG_LIBS) -lpthread -lm
+
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
+# ---- sources, by layer -------------------------------------------------
+RT_SRCS := $(wildcard runtime/*.c) $(wildcard runtime/*.S)
+PROTO_SRCS := $(wildcard proto/*.c)
+DAEMON_MAIN := daemon/main.c
+DAEMON_SRCS := $(filter-out $(DAEMON_MAIN),$(wildcard daemon/*.c))
+CLIENT_SRCS := $(wildcard client/lib/*.c)
+CLI_SRCS := $(wildcard client/cli/*.c)
+UNIT_TESTS := $(wildcard tests/unit/test_*.c)
+E2E_TESTS := $(wildcard tests/e2e/test_*.c)
+TEST_HELPERS := $(wildcard tests/common/*.c)
+BENCH_SRCS := $(wildcard tests/bench/*.c)
+EXAMPLE_SRCS := $(wildcard client/examples/*.c)
+
+objs = $(patsubst %,$(BUILD)/obj/%.o,$(1))
+
+RT_LIB := $(BUILD)/libchandrt.a
+PROTO_LIB := $(BUILD)/libchandproto.a
+DAEMON_LIB := $(BUILD)/libchandd.a
+CLIENT_A := $(BUILD)/libchand.a
+SOVERSION := 1
+CLIENT_SO := $(BUILD)/libchand.so.$(SOVERSION)
+CHAND := $(BUILD)/chand
+CHANCTL := $(BUILD)/chanctl
+TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_TESTS) $(E2E_TESTS))
+BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
+EXAMPLE_BINS := $(patsubst client/examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
+TEST_HELPER_OBJS := $(call objs,$(TEST_HELPERS))
+
+DEPS_STAMP := build/.deps-ok
+
+.PHONY: all deps test run bench asan tsan test-all clean install uninstall
+.DEFAULT_GOAL := all
+
+all: $(RT_LIB) $(PROTO_LIB) $(if $(DAEMON_SRCS)$(wildcard $(DAEMON_MAIN)),$(CHAND)) \
+     $(if $(CLIENT_SRCS),$(CLIENT_A) $(CLIENT_SO)) $(if $(CLI_SRCS),$(CHANCTL)) \
+     $(TEST_BINS) $(BENCH_BINS) $(EXAMPLE_BINS)
+
+# ---- build dependencies --------------------------------------------------
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP):
+	@if ! command -v pkg-config >/dev/null 2>&1 || \
+	    ! pkg-config --exists $(PKGS) cmocka 2>/dev/null; then \
+	  echo "deps: installing $(DEB_PKGS) with apt-get"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PKGS) \
+	    || { echo "deps: apt-get failed"; exit 1; }; \
+	fi
+	@mkdir -p $(@D) && touch $@
+
+# ---- compile -------------------------------------------------------------
+$(BUILD)/obj/%.c.o: %.c | $(DEPS_STAMP)
+	$(call say,CC,$<)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.S.o: %.S | $(DEPS_STAMP)
+	$(call say,AS,$<)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+# ---- libraries and programs ------------------------------------------------
+$(RT_LIB): $(call objs,$(RT_SRCS))
+$(PROTO_LIB): $(call objs,$(PROTO_SRCS))
+$(DAEMON_LIB): $(call objs,$(DAEMON_SRCS))
+$(CLIENT_A): $(call objs,$(CLIENT_SRCS) $(PROTO_SRCS))
+$(RT_LIB) $(PROTO_LIB) $(DAEMON_LIB) $(CLIENT_A):
+	$(call say,AR,$@)
+	@mkdir -p $(@D)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(CLIENT_SO): $(call objs,$(CLIENT_SRCS) $(PROTO_SRCS))
+	$(call say,LD,$@)
+	$(Q)$(CC) -shared -Wl,-soname,libchand.so.$(SOVERSION) $(ALL_LDFLAGS) \
+	    -o $@ $^ $(LIBS)
+	$(Q)ln -sf libchand.so.$(SOVERSION) $(BUILD)/libchand.so
+
+$(CHAND): $(call objs,$(DAEMON_MAIN)) $(DAEMON_LIB) $(PROTO_LIB) $(RT_LIB)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(CHANCTL): $(call objs,$(CLI_SRCS)) $(CLIENT_A)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# Every test links every library: a static archive only pulls what is used.
+TEST_LINK = $(TEST_HELPER_OBJS) $(if $(DAEMON_SRCS),$(DAEMON_LIB)) \
+            $(if $(CLIENT_SRCS),$(CLIENT_A)) $(PROTO_LIB) $(RT_LIB)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.c.o $(TEST_LINK)
+	$(call say,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LIBS)
+
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.c.o $(TEST_LINK)
+	$(call say,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/examples/%: $(BUILD)/obj/client/examples/%.c.o $(CLIENT_A)
+	$(call say,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+.SECONDARY:
+
+# ---- running -------------------------------------------------------------
+test: all
+	@BUILD=$(BUILD) tests/run.sh
+
+run: all
+	$(CHAND) --config configs/chand.conf
+
+bench: all
+	@BUILD=$(BUILD) tests/bench/run.sh
+
+asan:
+	$(MAKE) SANITIZER=asan test
+
+tsan:
+	$(MAKE) SANITIZER=tsan test
+
+test-all: test asan
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

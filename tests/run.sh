@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every test: the cmocka unit and end-to-end binaries under $BUILD/tests,
+# then the CLI shell tests in tests/cli.  Each runs alone with a time limit.
+# TESTS=pattern limits the run to test names matching the pattern.
+# Prints one line per test and closes with "N passed, N failed".
+set -u
+BUILD=${BUILD:-build}
+LIMIT=${TEST_TIMEOUT:-300}
+pass=0; fail=0; failed=()
+top=$(cd "$(dirname "$0")/.." && pwd)
+export CHAND_BIN="$top/$BUILD/chand" CHANCTL_BIN="$top/$BUILD/chanctl" BUILD
+export CMOCKA_MESSAGE_OUTPUT=${CMOCKA_MESSAGE_OUTPUT:-STDOUT}
+
+run_one() {
+    local name=$1; shift
+    if [ -n "${TESTS:-}" ] && [[ "$name" != *${TESTS}* ]]; then return; fi
+    local log; log=$(mktemp)
+    local t0=$SECONDS
+    if timeout -k 10 "$LIMIT" "$@" >"$log" 2>&1; then
+        pass=$((pass + 1)); echo "ok   $name ($((SECONDS - t0))s)"
+    else
+        local rc=$?
+        fail=$((fail + 1)); failed+=("$name")
+        echo "FAIL $name (exit $rc, $((SECONDS - t0))s)"; tail -n 40 "$log" | sed 's/^/     /'
+    fi
+    rm -f "$log"
+}
+
+for t in "$top/$BUILD"/tests/unit/test_* "$top/$BUILD"/tests/e2e/test_*; do
+    [ -x "$t" ] || continue
+    case "$t" in *.d|*.o) continue;; esac
+    run_one "$(basename "$(dirname "$t")")/$(basename "$t")" "$t"
+done
+for t in "$top"/tests/cli/test_*.sh; do
+    [ -f "$t" ] || continue
+    run_one "cli/$(basename "$t")" bash "$t"
+done
+
+echo
+[ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
