@@ -48,6 +48,7 @@ typedef enum proto_reason {
     PROTO_R_CANCELLED,
     PROTO_R_MISUSE,
     PROTO_R_INVALID,   /* parse error, invalid request/params, no method */
+    PROTO_R_INTERNAL,  /* a server bug or resource failure (out of memory) */
     PROTO_R_COUNT
 } proto_reason;
 #define PROTO_APP_CODE_BASE -32000
@@ -154,5 +155,22 @@ typedef struct proto_answer {
 /* Reads one answer object.  Returns 0, or -1 when msg is not a valid
  * JSON-RPC 2.0 answer (err filled). */
 int proto_answer_read(json_t *msg, proto_answer *ans, proto_error *err);
+
+/* ---- helpers (added by h3) ---- */
+
+/* Fills err with code, reason and a printf-style message; returns -1. */
+int proto_error_set(proto_error *err, int code, proto_reason reason,
+                    const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Returns a new error answer for err (id borrowed, may be NULL). */
+json_t *proto_error_answer_from(json_t *id, const proto_error *err);
+/* Returns the nesting depth of the JSON text (brackets outside strings),
+ * stopping early once it exceeds limit; never recurses. */
+int proto_json_depth(const char *text, size_t len, int limit);
+/* Returns true when s (len bytes, valid UTF-8) is a valid object name:
+ * 1..PROTO_NAME_MAX bytes with no control characters. */
+bool proto_name_valid(const char *s, size_t len);
+/* Returns the wire name of a parameter type ("string", "integer", ...). */
+const char *proto_ptype_name(proto_ptype t);
 
 #endif /* CHAND_PROTO_H */
