@@ -1,0 +1,679 @@
+/*
+ * methods.c - one blocking libchand call per wire method (PROTOCOL.md):
+ * each packs its parameters, goes through chand_call, and unpacks the
+ * result object into C out-parameters.  Nothing here talks to the socket.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Calls method with params (stolen).  A NULL params is what json_pack
+ * gives for a NULL string or value, i.e. a bad argument. */
+static int call(chand_conn *c, const char *method, json_t *params,
+                int64_t timeout_ms, json_t **res)
+{
+    int rc;
+
+    if (res)
+        *res = NULL;
+    if (!c) {
+        json_decref(params);
+        return CHAND_EARG;
+    }
+    if (!params)
+        return chand__seterr(&c->err, CHAND_EARG, 0, "",
+                             "invalid argument to %s", method);
+    rc = chand_call(c, method, params, timeout_ms, res);
+    json_decref(params);
+    return rc;
+}
+
+/* Reads integer key of res into *out (may be NULL).  A missing key is a
+ * protocol error: the server promised it. */
+static int get_int(chand_conn *c, json_t *res, const char *key,
+                   int64_t *out)
+{
+    json_t *v = json_object_get(res, key);
+
+    if (!json_is_integer(v))
+        return chand__seterr(&c->err, CHAND_EPROTO, 0, "",
+                             "result lacks integer \"%s\"", key);
+    if (out)
+        *out = json_integer_value(v);
+    return 0;
+}
+
+static bool get_bool(json_t *res, const char *key)
+{
+    return json_is_true(json_object_get(res, key));
+}
+
+/* Stores a new reference to res[key] (null when absent) in *out. */
+static void get_value(json_t *res, const char *key, json_t **out)
+{
+    json_t *v;
+
+    if (!out)
+        return;
+    v = json_object_get(res, key);
+    *out = v ? json_incref(v) : json_null();
+}
+
+/* The shape of most calls: params in, nothing out. */
+static int call_void(chand_conn *c, const char *method, json_t *params,
+                     int64_t timeout_ms)
+{
+    json_t *res;
+    int rc = call(c, method, params, timeout_ms, &res);
+
+    json_decref(res);
+    return rc;
+}
+
+/* Calls method and returns 1/0 from boolean key of the result, with
+ * res[vkey] (when vkey) in *value. */
+static int call_flag(chand_conn *c, const char *method, json_t *params,
+                     int64_t timeout_ms, const char *key, const char *vkey,
+                     json_t **value)
+{
+    json_t *res;
+    int rc = call(c, method, params, timeout_ms, &res);
+
+    if (value)
+        *value = NULL;
+    if (rc < 0)
+        return rc;
+    if (!json_is_boolean(json_object_get(res, key))) {
+        json_decref(res);
+        return chand__seterr(&c->err, CHAND_EPROTO, 0, "",
+                             "result lacks boolean \"%s\"", key);
+    }
+    rc = get_bool(res, key) ? 1 : 0;
+    if (vkey)
+        get_value(res, vkey, value);
+    json_decref(res);
+    return rc;
+}
+
+/* Calls method and reads integer key of the result into *out. */
+static int call_int(chand_conn *c, const char *method, json_t *params,
+                    int64_t timeout_ms, const char *key, int64_t *out)
+{
+    json_t *res;
+    int rc = call(c, method, params, timeout_ms, &res);
+
+    if (rc == 0)
+        rc = get_int(c, res, key, out);
+    json_decref(res);
+    return rc;
+}
+
+/* Calls method and hands key of the result over as a new reference. */
+static int call_value(chand_conn *c, const char *method, json_t *params,
+                      int64_t timeout_ms, const char *key, json_t **out)
+{
+    json_t *res;
+    int rc = call(c, method, params, timeout_ms, &res);
+
+    if (out)
+        *out = NULL;
+    if (rc < 0)
+        return rc;
+    if (!json_object_get(res, key)) {
+        json_decref(res);
+        return chand__seterr(&c->err, CHAND_EPROTO, 0, "",
+                             "result lacks \"%s\"", key);
+    }
+    get_value(res, key, out);
+    json_decref(res);
+    return 0;
+}
+
+/* ---- session ---- */
+
+int chand_ping(chand_conn *c)
+{
+    return call_void(c, "ping", json_object(), CHAND_FOREVER);
+}
+
+int chand_hello(chand_conn *c, json_t **result)
+{
+    return call(c, "hello",
+                json_pack("{s:i}", "version", CHAND_PROTOCOL_VERSION),
+                CHAND_FOREVER, result);
+}
+
+/* ---- channels ---- */
+
+int chand_make(chand_conn *c, const char *name, int64_t cap,
+               const char *type)
+{
+    if (cap < 0)
+        return c ? chand__seterr(&c->err, CHAND_EARG, 0, "",
+                                 "negative capacity")
+                 : CHAND_EARG;
+    return call_void(c, "make",
+                     json_pack("{s:s, s:I, s:s}", "name", name, "cap",
+                               (json_int_t)cap, "type", type ? type : "any"),
+                     CHAND_FOREVER);
+}
+
+int chand_send(chand_conn *c, const char *name, json_t *value,
+               int64_t timeout_ms)
+{
+    return call_void(c, "send",
+                     json_pack("{s:s, s:O}", "name", name, "value", value),
+                     timeout_ms);
+}
+
+int chand_send_str(chand_conn *c, const char *name, const char *s,
+                   int64_t timeout_ms)
+{
+    return call_void(c, "send",
+                     json_pack("{s:s, s:s}", "name", name, "value", s),
+                     timeout_ms);
+}
+
+int chand_recv(chand_conn *c, const char *name, int64_t timeout_ms,
+               json_t **value)
+{
+    return call_flag(c, "recv", json_pack("{s:s}", "name", name),
+                     timeout_ms, "ok", "value", value);
+}
+
+int chand_recv_str(chand_conn *c, const char *name, int64_t timeout_ms,
+                   char **out)
+{
+    json_t *v = NULL;
+    int rc = chand_recv(c, name, timeout_ms, &v);
+
+    if (out)
+        *out = NULL;
+    if (rc < 0)
+        return rc;
+    if (out) {
+        if (json_is_string(v))
+            *out = strdup(json_string_value(v));
+        else
+            *out = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!*out)
+            rc = chand__seterr(&c->err, CHAND_ENOMEM, 0, "",
+                               "out of memory");
+    }
+    json_decref(v);
+    return rc;
+}
+
+int chand_close(chand_conn *c, const char *name)
+{
+    return call_void(c, "close", json_pack("{s:s}", "name", name),
+                     CHAND_FOREVER);
+}
+
+int chand_len(chand_conn *c, const char *name, int64_t *len, int64_t *cap)
+{
+    json_t *res;
+    int rc = call(c, "len", json_pack("{s:s}", "name", name), CHAND_FOREVER,
+                  &res);
+
+    if (rc == 0)
+        rc = get_int(c, res, "len", len);
+    if (rc == 0)
+        rc = get_int(c, res, "cap", cap);
+    json_decref(res);
+    return rc;
+}
+
+int chand_drop(chand_conn *c, const char *name)
+{
+    return call_void(c, "drop", json_pack("{s:s}", "name", name),
+                     CHAND_FOREVER);
+}
+
+int chand_list(chand_conn *c, const char *prefix, json_t **objects)
+{
+    json_t *p = prefix ? json_pack("{s:s}", "prefix", prefix) : json_object();
+
+    return call_value(c, "list", p, CHAND_FOREVER, "objects", objects);
+}
+
+int chand_select(chand_conn *c, const chand_case *cases, size_t n,
+                 bool has_default, int64_t timeout_ms, int *index,
+                 json_t **value, bool *ok)
+{
+    json_t *arr, *res, *p;
+    int64_t idx;
+    int rc;
+
+    if (value)
+        *value = NULL;
+    if (!c)
+        return CHAND_EARG;
+    if (!cases && n > 0)
+        return chand__seterr(&c->err, CHAND_EARG, 0, "", "cases is NULL");
+    arr = json_array();
+    for (size_t i = 0; arr && i < n; i++) {
+        json_t *cs;
+        if (cases[i].dir == CHAND_RECV)
+            cs = json_pack("{s:s}", "recv", cases[i].name);
+        else if (cases[i].dir == CHAND_SEND)
+            cs = json_pack("{s:s, s:O}", "send", cases[i].name, "value",
+                           cases[i].value);
+        else
+            cs = NULL;
+        if (!cs || json_array_append_new(arr, cs)) {
+            json_decref(arr);
+            return chand__seterr(&c->err, CHAND_EARG, 0, "",
+                                 "bad select case %zu", i);
+        }
+    }
+    p = json_pack("{s:o}", "cases", arr);
+    if (p && has_default)
+        json_object_set_new(p, "default", json_true());
+    rc = call(c, "select", p, timeout_ms, &res);
+    if (rc < 0)
+        return rc;
+    rc = get_int(c, res, "index", &idx);
+    if (rc == 0 && (idx < -1 || idx >= (int64_t)n))
+        rc = chand__seterr(&c->err, CHAND_EPROTO, 0, "",
+                           "select index %lld out of range", (long long)idx);
+    if (rc == 0) {
+        if (index)
+            *index = (int)idx;
+        if (ok)
+            *ok = get_bool(res, "ok");
+        if (idx >= 0 && cases[idx].dir == CHAND_RECV)
+            get_value(res, "value", value);
+    }
+    json_decref(res);
+    return rc;
+}
+
+/* ---- Mutex and RWMutex ---- */
+
+static int lock_common(chand_conn *c, const char *method, const char *name,
+                       int64_t timeout_ms, int64_t lease_ms, int64_t *token,
+                       bool *owner_dead)
+{
+    json_t *res, *p = json_pack("{s:s}", "name", name);
+    int rc;
+
+    if (p && lease_ms > 0)
+        json_object_set_new(p, "lease_ms", json_integer(lease_ms));
+    rc = call(c, method, p, timeout_ms, &res);
+    if (rc < 0)
+        return rc;
+    rc = get_int(c, res, "token", token);
+    if (owner_dead)
+        *owner_dead = get_bool(res, "owner_dead");
+    json_decref(res);
+    return rc;
+}
+
+static int unlock_common(chand_conn *c, const char *method,
+                         const char *name, int64_t token)
+{
+    json_t *p = json_pack("{s:s}", "name", name);
+
+    if (p && token >= 0)
+        json_object_set_new(p, "token", json_integer(token));
+    return call_void(c, method, p, CHAND_FOREVER);
+}
+
+int chand_mutex_lock(chand_conn *c, const char *name, int64_t timeout_ms,
+                     int64_t lease_ms, int64_t *token, bool *owner_dead)
+{
+    return lock_common(c, "mutex.lock", name, timeout_ms, lease_ms, token,
+                       owner_dead);
+}
+
+int chand_mutex_unlock(chand_conn *c, const char *name, int64_t token)
+{
+    return unlock_common(c, "mutex.unlock", name, token);
+}
+
+int chand_rwmutex_lock(chand_conn *c, const char *name, int64_t timeout_ms,
+                       int64_t lease_ms, int64_t *token, bool *owner_dead)
+{
+    return lock_common(c, "rwmutex.lock", name, timeout_ms, lease_ms, token,
+                       owner_dead);
+}
+
+int chand_rwmutex_unlock(chand_conn *c, const char *name, int64_t token)
+{
+    return unlock_common(c, "rwmutex.unlock", name, token);
+}
+
+int chand_rwmutex_rlock(chand_conn *c, const char *name, int64_t timeout_ms,
+                        int64_t lease_ms, int64_t *token, bool *owner_dead)
+{
+    return lock_common(c, "rwmutex.rlock", name, timeout_ms, lease_ms,
+                       token, owner_dead);
+}
+
+int chand_rwmutex_runlock(chand_conn *c, const char *name, int64_t token)
+{
+    return unlock_common(c, "rwmutex.runlock", name, token);
+}
+
+/* ---- WaitGroup, Once, Cond ---- */
+
+int chand_wg_add(chand_conn *c, const char *name, int64_t delta,
+                 int64_t *count)
+{
+    return call_int(c, "wg.add",
+                    json_pack("{s:s, s:I}", "name", name, "delta",
+                              (json_int_t)delta),
+                    CHAND_FOREVER, "count", count);
+}
+
+int chand_wg_done(chand_conn *c, const char *name, int64_t *count)
+{
+    return call_int(c, "wg.done", json_pack("{s:s}", "name", name),
+                    CHAND_FOREVER, "count", count);
+}
+
+int chand_wg_wait(chand_conn *c, const char *name, int64_t timeout_ms)
+{
+    return call_void(c, "wg.wait", json_pack("{s:s}", "name", name),
+                     timeout_ms);
+}
+
+int chand_once_do(chand_conn *c, const char *name, int64_t timeout_ms)
+{
+    return call_flag(c, "once.do", json_pack("{s:s}", "name", name),
+                     timeout_ms, "run", NULL, NULL);
+}
+
+int chand_once_done(chand_conn *c, const char *name)
+{
+    return call_void(c, "once.done", json_pack("{s:s}", "name", name),
+                     CHAND_FOREVER);
+}
+
+int chand_cond_wait(chand_conn *c, const char *name, const char *mutex,
+                    int64_t timeout_ms)
+{
+    return call_void(c, "cond.wait",
+                     json_pack("{s:s, s:s}", "name", name, "mutex", mutex),
+                     timeout_ms);
+}
+
+int chand_cond_signal(chand_conn *c, const char *name)
+{
+    return call_void(c, "cond.signal", json_pack("{s:s}", "name", name),
+                     CHAND_FOREVER);
+}
+
+int chand_cond_broadcast(chand_conn *c, const char *name)
+{
+    return call_void(c, "cond.broadcast", json_pack("{s:s}", "name", name),
+                     CHAND_FOREVER);
+}
+
+/* ---- Pool ---- */
+
+int chand_pool_put(chand_conn *c, const char *name, json_t *value)
+{
+    return call_void(c, "pool.put",
+                     json_pack("{s:s, s:O}", "name", name, "value", value),
+                     CHAND_FOREVER);
+}
+
+int chand_pool_get(chand_conn *c, const char *name, json_t **value)
+{
+    return call_flag(c, "pool.get", json_pack("{s:s}", "name", name),
+                     CHAND_FOREVER, "ok", "value", value);
+}
+
+/* ---- Map ---- */
+
+int chand_map_store(chand_conn *c, const char *name, const char *key,
+                    json_t *value)
+{
+    return call_void(c, "map.store",
+                     json_pack("{s:s, s:s, s:O}", "name", name, "key", key,
+                               "value", value),
+                     CHAND_FOREVER);
+}
+
+int chand_map_load(chand_conn *c, const char *name, const char *key,
+                   json_t **value)
+{
+    return call_flag(c, "map.load",
+                     json_pack("{s:s, s:s}", "name", name, "key", key),
+                     CHAND_FOREVER, "ok", "value", value);
+}
+
+int chand_map_delete(chand_conn *c, const char *name, const char *key)
+{
+    return call_void(c, "map.delete",
+                     json_pack("{s:s, s:s}", "name", name, "key", key),
+                     CHAND_FOREVER);
+}
+
+int chand_map_load_or_store(chand_conn *c, const char *name,
+                            const char *key, json_t *value, json_t **actual)
+{
+    return call_flag(c, "map.load_or_store",
+                     json_pack("{s:s, s:s, s:O}", "name", name, "key", key,
+                               "value", value),
+                     CHAND_FOREVER, "loaded", "value", actual);
+}
+
+int chand_map_load_and_delete(chand_conn *c, const char *name,
+                              const char *key, json_t **value)
+{
+    return call_flag(c, "map.load_and_delete",
+                     json_pack("{s:s, s:s}", "name", name, "key", key),
+                     CHAND_FOREVER, "loaded", "value", value);
+}
+
+int chand_map_swap(chand_conn *c, const char *name, const char *key,
+                   json_t *value, json_t **previous)
+{
+    return call_flag(c, "map.swap",
+                     json_pack("{s:s, s:s, s:O}", "name", name, "key", key,
+                               "value", value),
+                     CHAND_FOREVER, "loaded", "previous", previous);
+}
+
+int chand_map_compare_and_swap(chand_conn *c, const char *name,
+                               const char *key, json_t *old,
+                               json_t *new_value)
+{
+    return call_flag(c, "map.compare_and_swap",
+                     json_pack("{s:s, s:s, s:O, s:O}", "name", name, "key",
+                               key, "old", old, "new", new_value),
+                     CHAND_FOREVER, "swapped", NULL, NULL);
+}
+
+int chand_map_compare_and_delete(chand_conn *c, const char *name,
+                                 const char *key, json_t *old)
+{
+    return call_flag(c, "map.compare_and_delete",
+                     json_pack("{s:s, s:s, s:O}", "name", name, "key", key,
+                               "old", old),
+                     CHAND_FOREVER, "deleted", NULL, NULL);
+}
+
+int chand_map_range(chand_conn *c, const char *name, json_t **entries)
+{
+    return call_value(c, "map.range", json_pack("{s:s}", "name", name),
+                      CHAND_FOREVER, "entries", entries);
+}
+
+int chand_map_len(chand_conn *c, const char *name, int64_t *len)
+{
+    return call_int(c, "map.len", json_pack("{s:s}", "name", name),
+                    CHAND_FOREVER, "len", len);
+}
+
+int chand_map_clear(chand_conn *c, const char *name)
+{
+    return call_void(c, "map.clear", json_pack("{s:s}", "name", name),
+                     CHAND_FOREVER);
+}
+
+/* ---- atomics ---- */
+
+int chand_atomic_load(chand_conn *c, const char *name, int64_t *value)
+{
+    return call_int(c, "atomic.load", json_pack("{s:s}", "name", name),
+                    CHAND_FOREVER, "value", value);
+}
+
+int chand_atomic_store(chand_conn *c, const char *name, int64_t value)
+{
+    return call_void(c, "atomic.store",
+                     json_pack("{s:s, s:I}", "name", name, "value",
+                               (json_int_t)value),
+                     CHAND_FOREVER);
+}
+
+int chand_atomic_add(chand_conn *c, const char *name, int64_t delta,
+                     int64_t *value)
+{
+    return call_int(c, "atomic.add",
+                    json_pack("{s:s, s:I}", "name", name, "delta",
+                              (json_int_t)delta),
+                    CHAND_FOREVER, "value", value);
+}
+
+int chand_atomic_swap(chand_conn *c, const char *name, int64_t value,
+                      int64_t *old)
+{
+    return call_int(c, "atomic.swap",
+                    json_pack("{s:s, s:I}", "name", name, "value",
+                              (json_int_t)value),
+                    CHAND_FOREVER, "old", old);
+}
+
+int chand_atomic_compare_and_swap(chand_conn *c, const char *name,
+                                  int64_t old, int64_t new_value)
+{
+    return call_flag(c, "atomic.compare_and_swap",
+                     json_pack("{s:s, s:I, s:I}", "name", name, "old",
+                               (json_int_t)old, "new",
+                               (json_int_t)new_value),
+                     CHAND_FOREVER, "swapped", NULL, NULL);
+}
+
+/* ---- timers ---- */
+
+int chand_timer_after(chand_conn *c, const char *name, int64_t ms)
+{
+    return call_void(c, "timer.after",
+                     json_pack("{s:s, s:I}", "name", name, "ms",
+                               (json_int_t)ms),
+                     CHAND_FOREVER);
+}
+
+int chand_timer_ticker(chand_conn *c, const char *name, int64_t ms)
+{
+    return call_void(c, "timer.ticker",
+                     json_pack("{s:s, s:I}", "name", name, "ms",
+                               (json_int_t)ms),
+                     CHAND_FOREVER);
+}
+
+/* Go's Stop/Reset report whether the timer was still pending; a server
+ * that does not say is taken as "not pending". */
+static int call_pending(chand_conn *c, const char *method, json_t *p)
+{
+    json_t *res;
+    int rc = call(c, method, p, CHAND_FOREVER, &res);
+
+    if (rc == 0) {
+        json_t *v = json_object_get(res, "stopped");
+        if (!v)
+            v = json_object_get(res, "active");
+        if (!v)
+            v = json_object_get(res, "pending");
+        rc = json_is_true(v) ? 1 : 0;
+    }
+    json_decref(res);
+    return rc;
+}
+
+int chand_timer_stop(chand_conn *c, const char *name)
+{
+    return call_pending(c, "timer.stop", json_pack("{s:s}", "name", name));
+}
+
+int chand_timer_reset(chand_conn *c, const char *name, int64_t ms)
+{
+    return call_pending(c, "timer.reset",
+                        json_pack("{s:s, s:I}", "name", name, "ms",
+                                  (json_int_t)ms));
+}
+
+/* Returns a new {method, params} object (params borrowed), or NULL. */
+static json_t *inner_request(const char *method, json_t *params)
+{
+    if (!method || (params && !json_is_object(params)))
+        return NULL;
+    return params ? json_pack("{s:s, s:O}", "method", method, "params",
+                              params)
+                  : json_pack("{s:s, s:{}}", "method", method, "params");
+}
+
+int chand_timer_afterfunc(chand_conn *c, int64_t ms, const char *method,
+                          json_t *params, char **timer)
+{
+    json_t *req = inner_request(method, params), *res, *t;
+    int rc;
+
+    if (timer)
+        *timer = NULL;
+    rc = call(c, "timer.afterfunc",
+              req ? json_pack("{s:I, s:o}", "ms", (json_int_t)ms, "request",
+                              req)
+                  : NULL,
+              CHAND_FOREVER, &res);
+    if (rc < 0)
+        return rc;
+    t = json_object_get(res, "timer");
+    if (timer && json_is_string(t))
+        *timer = strdup(json_string_value(t));
+    else if (timer && t)
+        *timer = json_dumps(t, JSON_COMPACT | JSON_ENCODE_ANY);
+    else if (timer)
+        rc = chand__seterr(&c->err, CHAND_EPROTO, 0, "",
+                           "result lacks \"timer\"");
+    if (timer && t && !*timer)
+        rc = chand__seterr(&c->err, CHAND_ENOMEM, 0, "", "out of memory");
+    json_decref(res);
+    return rc;
+}
+
+int chand_go(chand_conn *c, const char *method, json_t *params,
+             int64_t *goroutine)
+{
+    json_t *req = inner_request(method, params);
+
+    return call_int(c, "go", req ? json_pack("{s:o}", "request", req) : NULL,
+                    CHAND_FOREVER, "goroutine", goroutine);
+}
+
+/* ---- runtime ---- */
+
+int chand_stats(chand_conn *c, json_t **stats)
+{
+    return call(c, "runtime.stats", json_object(), CHAND_FOREVER, stats);
+}
+
+int chand_dump(chand_conn *c, json_t **dump)
+{
+    return call(c, "runtime.dump", json_object(), CHAND_FOREVER, dump);
+}
+
+int chand_gomaxprocs(chand_conn *c, int64_t n, int64_t *previous)
+{
+    json_t *p = n >= 1 ? json_pack("{s:I}", "n", (json_int_t)n)
+                       : json_object();
+
+    return call_int(c, "runtime.gomaxprocs", p, CHAND_FOREVER, "previous",
+                    previous);
+}
