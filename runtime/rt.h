@@ -18,8 +18,8 @@
  *   from a goroutine.  With RT_POLL, and every non-blocking call (close,
  *   unlock, signal, rt_go, ...), may be made from any thread, including
  *   threads the runtime does not own ("foreign threads").
- * - Ownership: *_new/*_make return a new object owned by the caller, who
- *   frees it with the matching *_free/*_release once no goroutine can use it.
+ * - Ownership: *_new and *_make return a new object owned by the caller, who
+ *   frees it with the matching *_free or *_release once no goroutine can use it.
  * - Cancellation: a goroutine may attach an rt_cancel; firing it wakes every
  *   blocking call of every attached goroutine with RT_ECANCELED (and makes
  *   later blocking calls fail the same way).

@@ -133,4 +133,12 @@ RT__HIDDEN int rt__nprocs(void);
 /* The maximum number of Ps ever allowed (per-P arrays are sized to it). */
 #define RT__MAXPROCS 256
 
+/* ---- added for the sync package (h2) ---- */
+
+/* Returns the cancel token attached to the current goroutine (borrowed),
+ * or NULL.  Cond.Wait detaches it while re-locking its Locker, which must
+ * succeed even after the token fired.  Optional: cond.c references it
+ * weakly and falls back to retrying when the scheduler lacks it. */
+RT__HIDDEN rt_cancel *rt__cancel_current(void);
+
 #endif /* CHAND_RT_INTERNAL_H */

@@ -1,0 +1,284 @@
+/*
+ * rwmutex.c - sync.RWMutex: rt_rwmutex_* and its two Locker adapters.
+ *
+ * Shape of Go's (sync/rwmutex.go), adapted so that every wait can time
+ * out or be cancelled cleanly:
+ * - writers are serialised by an rt_mutex (wmu), so at most one writer at
+ *   a time is "pending" on the RWMutex itself;
+ * - one 64-bit state word holds the number of active readers (low 32
+ *   bits), a guard bit, and the flags PENDING (a writer holds wmu: new
+ *   readers must wait, so a writer is not starved by a stream of readers)
+ *   and HELD (that writer owns the lock: the readers drained).
+ * RLock and RUnlock are one atomic add each while no writer is pending,
+ * as Go's.  A reader that finds PENDING set backs out its increment and
+ * queues; the writer's Unlock admits every queued reader at once by adding
+ * them to the count before the next writer can set PENDING (so readers
+ * are not starved by a stream of writers either).
+ */
+#include "rt_internal.h"
+
+#include <stdlib.h>
+
+#define RW_READERS 0xffffffffull   /* active reader count */
+#define RW_GUARD (1ull << 32)      /* always set: stops a borrow from
+                                    * RUnlock-of-zero reaching the flags */
+#define RW_PENDING (1ull << 40)
+#define RW_HELD (1ull << 41)
+
+/* Results a waker leaves in a waiter. */
+enum { RW_GRANTED = 1, RW_CHECK = 2 };
+
+struct rt_rwmutex {
+    _Atomic uint64_t state;
+    rt__lock lock;     /* guards both queues */
+    rt__waitq readers; /* waiting for a writer to leave */
+    rt__waitq writer;  /* the pending writer waiting for readers to drain */
+    rt_mutex *wmu;
+};
+
+rt_rwmutex *rt_rwmutex_new(void)
+{
+    rt_rwmutex *rw = calloc(1, sizeof(*rw));
+    if (rw == NULL)
+        return NULL;
+    rw->wmu = rt_mutex_new();
+    if (rw->wmu == NULL) {
+        free(rw);
+        return NULL;
+    }
+    atomic_init(&rw->state, RW_GUARD);
+    return rw;
+}
+
+void rt_rwmutex_free(rt_rwmutex *rw)
+{
+    if (rw == NULL)
+        return;
+    rt_mutex_free(rw->wmu);
+    free(rw);
+}
+
+/* Called by a reader that brought the count to zero while a writer was
+ * pending: wakes that writer, which re-checks the count itself. */
+static void rw_wake_writer(rt_rwmutex *rw)
+{
+    rt__lock_acquire(&rw->lock);
+    rt_g *g = NULL;
+    if ((atomic_load(&rw->state) & RW_READERS) == 0) {
+        rt__waiter *w = rt__waitq_pop_claim(&rw->writer);
+        if (w) {
+            w->result = RW_CHECK;
+            g = w->g;
+        }
+    }
+    rt__lock_release(&rw->lock);
+    if (g)
+        rt__ready(g);
+}
+
+/* Drops one reader; wakes the pending writer when it was the last. */
+static void rw_reader_leave(rt_rwmutex *rw)
+{
+    uint64_t s = atomic_fetch_sub(&rw->state, 1) - 1;
+    if ((s & RW_PENDING) && (s & RW_READERS) == 0)
+        rw_wake_writer(rw);
+}
+
+static int rw_rlock_slow(rt_rwmutex *rw, rt_deadline_t dl)
+{
+    rw_reader_leave(rw); /* back out the optimistic increment */
+    if (dl == RT_POLL)
+        return RT_EAGAIN;
+    if (!rt_in_goroutine())
+        return RT_EPERM;
+    rt__lock_acquire(&rw->lock);
+    uint64_t s = atomic_load(&rw->state);
+    while (!(s & RW_PENDING)) {
+        if (atomic_compare_exchange_weak(&rw->state, &s, s + 1)) {
+            rt__lock_release(&rw->lock);
+            return 0;
+        }
+    }
+    /* PENDING can only be cleared under rw->lock (rw_unlock_admit), so
+     * the writer that clears it will find us queued. */
+    rt__waiter w;
+    rt__waiter_init(&w);
+    w.result = 0;
+    rt__waitq_push(&rw->readers, &w);
+    int r = rt__park(&w, 1, dl, &rw->lock, "sync.RWMutex.RLock");
+    if (r != 0) {
+        rt__lock_acquire(&rw->lock);
+        rt__waitq_remove(&rw->readers, &w);
+        rt__lock_release(&rw->lock);
+        return r;
+    }
+    return 0; /* RW_GRANTED: the writer counted us in */
+}
+
+int rt_rwmutex_rlock(rt_rwmutex *rw, rt_deadline_t dl)
+{
+    uint64_t s = atomic_fetch_add(&rw->state, 1);
+    if (!(s & RW_PENDING))
+        return 0;
+    return rw_rlock_slow(rw, dl);
+}
+
+bool rt_rwmutex_tryrlock(rt_rwmutex *rw)
+{
+    uint64_t s = atomic_load_explicit(&rw->state, memory_order_relaxed);
+    while (!(s & RW_PENDING)) {
+        if (atomic_compare_exchange_weak(&rw->state, &s, s + 1))
+            return true;
+    }
+    return false;
+}
+
+int rt_rwmutex_runlock(rt_rwmutex *rw)
+{
+    uint64_t s = atomic_fetch_sub(&rw->state, 1);
+    if ((s & RW_READERS) == 0) {
+        /* RUnlock of unlocked: the guard bit absorbed the borrow. */
+        s = atomic_fetch_add(&rw->state, 1) + 1;
+        /* A writer may have seen the borrowed count meanwhile. */
+        if ((s & RW_PENDING) && (s & RW_READERS) == 0)
+            rw_wake_writer(rw);
+        return RT_ERUNLOCK;
+    }
+    s -= 1;
+    if ((s & RW_PENDING) && (s & RW_READERS) == 0)
+        rw_wake_writer(rw);
+    return 0;
+}
+
+/* Clears PENDING and HELD and admits every queued reader in the same
+ * atomic step.  Called with rw->lock held. */
+static void rw_unlock_admit(rt_rwmutex *rw)
+{
+    rt_g *batch[64];
+    for (;;) {
+        int n = 0;
+        rt__waiter *w;
+        while (n < 64 && (w = rt__waitq_pop_claim(&rw->readers)) != NULL) {
+            w->result = RW_GRANTED;
+            batch[n++] = w->g;
+        }
+        bool more = n == 64 && !rt__waitq_empty(&rw->readers);
+        if (more) {
+            /* Keep PENDING so that no newcomer overtakes the rest. */
+            atomic_fetch_add(&rw->state, (uint64_t)n);
+        } else {
+            uint64_t s = atomic_load(&rw->state);
+            while (!atomic_compare_exchange_weak(
+                &rw->state, &s, (s & ~(RW_PENDING | RW_HELD)) + n))
+                ;
+        }
+        for (int i = 0; i < n; i++)
+            rt__ready(batch[i]);
+        if (!more)
+            return;
+    }
+}
+
+/* Gives up a pending write lock that never got HELD. */
+static void rw_writer_abort(rt_rwmutex *rw)
+{
+    rt__lock_acquire(&rw->lock);
+    rw_unlock_admit(rw);
+    rt__lock_release(&rw->lock);
+    rt_mutex_unlock(rw->wmu);
+}
+
+int rt_rwmutex_lock(rt_rwmutex *rw, rt_deadline_t dl)
+{
+    int r = rt_mutex_lock(rw->wmu, dl);
+    if (r != 0)
+        return r;
+    uint64_t s = atomic_fetch_or(&rw->state, RW_PENDING);
+    if ((s & RW_READERS) == 0) {
+        atomic_fetch_or(&rw->state, RW_HELD);
+        return 0;
+    }
+    if (dl == RT_POLL || !rt_in_goroutine()) {
+        rw_writer_abort(rw);
+        return dl == RT_POLL ? RT_EAGAIN : RT_EPERM;
+    }
+    for (;;) {
+        rt__lock_acquire(&rw->lock);
+        if ((atomic_load(&rw->state) & RW_READERS) == 0) {
+            atomic_fetch_or(&rw->state, RW_HELD);
+            rt__lock_release(&rw->lock);
+            return 0;
+        }
+        rt__waiter w;
+        rt__waiter_init(&w);
+        w.result = 0;
+        rt__waitq_push(&rw->writer, &w);
+        r = rt__park(&w, 1, dl, &rw->lock, "sync.RWMutex.Lock");
+        if (r != 0) {
+            rt__lock_acquire(&rw->lock);
+            rt__waitq_remove(&rw->writer, &w);
+            rt__lock_release(&rw->lock);
+            rw_writer_abort(rw);
+            return r;
+        }
+        /* RW_CHECK: a reader saw the count reach zero; loop to confirm
+         * (a late wake-up from an earlier writer's readers may be stale). */
+    }
+}
+
+bool rt_rwmutex_trylock(rt_rwmutex *rw)
+{
+    if (!rt_mutex_trylock(rw->wmu))
+        return false;
+    uint64_t s = atomic_load(&rw->state);
+    while ((s & RW_READERS) == 0) {
+        if (atomic_compare_exchange_weak(&rw->state, &s,
+                                         s | RW_PENDING | RW_HELD))
+            return true;
+    }
+    rt_mutex_unlock(rw->wmu);
+    return false;
+}
+
+int rt_rwmutex_unlock(rt_rwmutex *rw)
+{
+    if (!(atomic_load(&rw->state) & RW_HELD))
+        return RT_EWUNLOCK;
+    rt__lock_acquire(&rw->lock);
+    rw_unlock_admit(rw);
+    rt__lock_release(&rw->lock);
+    rt_mutex_unlock(rw->wmu);
+    return 0;
+}
+
+static int rw_locker_lock(void *obj, rt_deadline_t dl)
+{
+    return rt_rwmutex_lock(obj, dl);
+}
+
+static int rw_locker_unlock(void *obj)
+{
+    return rt_rwmutex_unlock(obj);
+}
+
+static int rw_rlocker_lock(void *obj, rt_deadline_t dl)
+{
+    return rt_rwmutex_rlock(obj, dl);
+}
+
+static int rw_rlocker_unlock(void *obj)
+{
+    return rt_rwmutex_runlock(obj);
+}
+
+rt_locker rt_rwmutex_locker(rt_rwmutex *rw)
+{
+    rt_locker l = {rw_locker_lock, rw_locker_unlock, rw};
+    return l;
+}
+
+rt_locker rt_rwmutex_rlocker(rt_rwmutex *rw)
+{
+    rt_locker l = {rw_rlocker_lock, rw_rlocker_unlock, rw};
+    return l;
+}
