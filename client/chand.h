@@ -266,10 +266,12 @@ CHAND_API int chand_once_do(chand_conn *conn, const char *name,
  * chand_once_do.  Returns 0 or a negative code. */
 CHAND_API int chand_once_done(chand_conn *conn, const char *name);
 /* Waits on Cond name whose Locker is mutex (held by this session): the
- * server unlocks it, waits for a signal and locks it again.  Returns 0 or a
- * negative code. */
+ * server unlocks it, waits for a signal and locks it again.  Returns 0 with
+ * the new hold's fencing token in *token, or a negative code (after a
+ * timeout the mutex is held again too). */
 CHAND_API int chand_cond_wait(chand_conn *conn, const char *name,
-                              const char *mutex, int64_t timeout_ms);
+                              const char *mutex, int64_t timeout_ms,
+                              int64_t *token);
 /* Wakes one / all waiters of Cond name. */
 CHAND_API int chand_cond_signal(chand_conn *conn, const char *name);
 CHAND_API int chand_cond_broadcast(chand_conn *conn, const char *name);

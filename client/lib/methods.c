@@ -393,11 +393,11 @@ int chand_once_done(chand_conn *c, const char *name)
 }
 
 int chand_cond_wait(chand_conn *c, const char *name, const char *mutex,
-                    int64_t timeout_ms)
+                    int64_t timeout_ms, int64_t *token)
 {
-    return call_void(c, "cond.wait",
-                     json_pack("{s:s, s:s}", "name", name, "mutex", mutex),
-                     timeout_ms);
+    return call_int(c, "cond.wait",
+                    json_pack("{s:s, s:s}", "name", name, "mutex", mutex),
+                    timeout_ms, "token", token);
 }
 
 int chand_cond_signal(chand_conn *c, const char *name)
