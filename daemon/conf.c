@@ -1,0 +1,184 @@
+/*
+ * conf.c - defaults and the one key=value parser for every setting.
+ */
+#include "conf.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+
+void conf_defaults(conf *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->bind, sizeof c->bind, "127.0.0.1");
+    c->port = CONF_DEFAULT_PORT;
+    c->gomaxprocs = 0;
+    c->log_level = LOG_LVL_INFO;
+    c->max_line = PROTO_MAX_LINE_DEFAULT;
+    c->max_depth = PROTO_MAX_DEPTH_DEFAULT;
+    c->max_value = 1024 * 1024;
+    c->max_conns = 10000;
+    c->max_objects = 100000;
+    c->max_outbuf = 8 * 1024 * 1024;
+    c->max_batch = 1000;
+    c->max_select = 1024;
+    c->fair_batch = 64;
+}
+
+/* Parses a non-negative integer with an optional k/m/g suffix (x1024). */
+static int conf_parse_size(const char *s, long long max, long long *out)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || end == s || v < 0)
+        return -1;
+    switch (*end) {
+    case 'k': case 'K': v *= 1024; end++; break;
+    case 'm': case 'M': v *= 1024 * 1024; end++; break;
+    case 'g': case 'G': v *= 1024LL * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (*end || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+typedef enum { CK_STR, CK_INT, CK_SIZE, CK_LEVEL } conf_kind;
+
+typedef struct conf_key {
+    const char *name;
+    conf_kind kind;
+    size_t off;
+    long long min, max;
+    const char *help;
+} conf_key;
+
+#define OFF(f) offsetof(conf, f)
+static const conf_key conf_keys[] = {
+    { "bind", CK_STR, OFF(bind), 0, 0, "address to listen on" },
+    { "port", CK_INT, OFF(port), 0, 65535, "TCP port (0: any free port)" },
+    { "port-file", CK_STR, OFF(port_file), 0, 0,
+      "write the bound port to this file once listening" },
+    { "config", CK_STR, OFF(config), 0, 0, "configuration file" },
+    { "gomaxprocs", CK_INT, OFF(gomaxprocs), 0, 256,
+      "runtime processors (0: number of CPUs)" },
+    { "log-level", CK_LEVEL, OFF(log_level), 0, 0,
+      "error, warn, info or debug" },
+    { "max-line", CK_SIZE, OFF(max_line), 64, 1LL << 30,
+      "bytes in one request line" },
+    { "max-depth", CK_INT, OFF(max_depth), 2, 1000, "JSON nesting depth" },
+    { "max-value", CK_SIZE, OFF(max_value), 1, 1LL << 30,
+      "bytes in one serialised value" },
+    { "max-conns", CK_INT, OFF(max_conns), 1, 1000000,
+      "concurrent connections" },
+    { "max-objects", CK_INT, OFF(max_objects), 1, 100000000,
+      "named objects" },
+    { "max-outbuf", CK_SIZE, OFF(max_outbuf), 1024, 1LL << 34,
+      "bytes queued to a client that does not read" },
+    { "max-batch", CK_INT, OFF(max_batch), 1, 1000000,
+      "requests in one batch" },
+    { "max-select", CK_INT, OFF(max_select), 1, 1000000,
+      "cases in one select" },
+    { "fair-batch", CK_INT, OFF(fair_batch), 1, 1000000,
+      "requests served per connection per event-loop turn" },
+};
+#undef OFF
+
+static bool conf_key_eq(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++) {
+        char x = *a == '_' ? '-' : *a, y = *b == '_' ? '-' : *b;
+        if (x != y)
+            return false;
+    }
+    return *a == *b;
+}
+
+int conf_set(conf *c, const char *key, const char *value, char *err,
+             size_t errlen)
+{
+    const conf_key *k = NULL;
+    long long v;
+
+    for (size_t i = 0; i < sizeof conf_keys / sizeof conf_keys[0]; i++)
+        if (conf_key_eq(key, conf_keys[i].name))
+            k = &conf_keys[i];
+    if (!k) {
+        snprintf(err, errlen, "unknown setting '%s'", key);
+        return -1;
+    }
+    if (!value) {
+        snprintf(err, errlen, "%s needs a value", k->name);
+        return -1;
+    }
+    char *field = (char *)c + k->off;
+    switch (k->kind) {
+    case CK_STR: {
+        size_t cap = k->off == offsetof(conf, bind) ? sizeof c->bind
+                                                    : sizeof c->port_file;
+        if (strlen(value) >= cap) {
+            snprintf(err, errlen, "%s: value too long", k->name);
+            return -1;
+        }
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    }
+    case CK_LEVEL:
+        if (log_level_parse(value, (log_level *)(void *)field) != 0) {
+            snprintf(err, errlen,
+                     "%s: '%s' is not error, warn, info or debug", k->name,
+                     value);
+            return -1;
+        }
+        return 0;
+    case CK_INT:
+    case CK_SIZE:
+        if (conf_parse_size(value, k->max, &v) != 0 || v < k->min) {
+            snprintf(err, errlen, "%s: '%s' is not a number in %lld..%lld",
+                     k->name, value, k->min, k->max);
+            return -1;
+        }
+        if (k->kind == CK_INT)
+            *(int *)(void *)field = (int)v;
+        else
+            *(size_t *)(void *)field = (size_t)v;
+        return 0;
+    }
+    return -1;
+}
+
+void conf_usage(const conf *d, void *file)
+{
+    FILE *f = file;
+    for (size_t i = 0; i < sizeof conf_keys / sizeof conf_keys[0]; i++) {
+        const conf_key *k = &conf_keys[i];
+        const char *field = (const char *)d + k->off;
+        fprintf(f, "  --%-12s %s", k->name, k->help);
+        switch (k->kind) {
+        case CK_STR:
+            if (*field)
+                fprintf(f, " (default %s)", field);
+            break;
+        case CK_INT:
+            fprintf(f, " (default %d)", *(const int *)(const void *)field);
+            break;
+        case CK_SIZE:
+            fprintf(f, " (default %zu)",
+                    *(const size_t *)(const void *)field);
+            break;
+        case CK_LEVEL:
+            fprintf(f, " (default %s)",
+                    log_level_name(*(const log_level *)(const void *)field));
+            break;
+        }
+        fputc('\n', f);
+    }
+}

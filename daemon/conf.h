@@ -1,0 +1,45 @@
+/*
+ * conf.h - every setting of the daemon in one struct.
+ *
+ * Command-line flags, and later a config file, go through conf_set(key,
+ * value) so that both share one parser and one set of names.  Keys are the
+ * long flag names without "--" ("max-line"); '_' and '-' are equivalent.
+ */
+#ifndef CHAND_CONF_H
+#define CHAND_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+#define CONF_DEFAULT_PORT 2426
+
+typedef struct conf {
+    char bind[256];         /* address to listen on */
+    int port;               /* 0: any free port */
+    char port_file[4096];   /* write the bound port here ("" none) */
+    char config[4096];      /* config file path ("" none), for later use */
+    int gomaxprocs;         /* <= 0: number of CPUs */
+    log_level log_level;
+    size_t max_line;        /* bytes of one request line */
+    int max_depth;          /* JSON nesting */
+    size_t max_value;       /* bytes of one serialised value */
+    int max_conns;          /* concurrent connections */
+    int max_objects;        /* named objects */
+    size_t max_outbuf;      /* bytes queued to one slow reader */
+    int max_batch;          /* requests in one batch */
+    int max_select;         /* cases in one select */
+    int fair_batch;         /* requests served per session per loop turn */
+} conf;
+
+/* Fills c with the defaults. */
+void conf_defaults(conf *c);
+/* Sets one key from its text value.  Returns 0, or -1 with a message in
+ * err (unknown key, bad value). */
+int conf_set(conf *c, const char *key, const char *value, char *err,
+             size_t errlen);
+/* Writes the list of keys, defaults and meanings (for --help). */
+void conf_usage(const conf *defaults, void *file);
+
+#endif /* CHAND_CONF_H */

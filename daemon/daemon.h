@@ -1,0 +1,269 @@
+/*
+ * daemon.h - the daemon's internal contract between its modules:
+ * server.c (listener, sessions, framing, output), dispatch.c (requests,
+ * answers, batches, the handler table), registry.c (named objects) and the
+ * handler files, one per method family (h_core.c, h_chan.c, h_lock.c,
+ * h_sync.c, h_map.c, h_timer.c).
+ *
+ * Adding a method family: write daemon/h_<family>.c with handlers of type
+ * disp_handler, declare them below, and add one line per method to the
+ * table in dispatch.c (the method itself, with its parameters, lives in
+ * proto.c's table).  A handler is called with a checked request (parameter
+ * names and types are already valid) and must finish it exactly once with
+ * dreq_ok()/dreq_fail() -- at once on the I/O thread when it can complete
+ * now (RT_POLL calls), or later from a goroutine started by dreq_park().
+ *
+ * Threads: the I/O thread runs libevent and every handler's first call.
+ * Goroutines (dreq_park, go, afterfunc) run handlers' blocking parts.  Every
+ * function here may be called from either unless it says otherwise.
+ */
+#ifndef CHAND_DAEMON_H
+#define CHAND_DAEMON_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conf.h"
+#include "log.h"
+#include "proto.h"
+#include "rt.h"
+
+#define CHAND_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------ */
+/* Server-wide state                                                  */
+/* ------------------------------------------------------------------ */
+
+/* Counters read by runtime.stats (relaxed atomics). */
+typedef struct srv_stats {
+    _Atomic int64_t sessions;
+    _Atomic int64_t objects;
+    _Atomic int64_t waiters;      /* parked requests */
+    _Atomic int64_t held_locks;
+    _Atomic int64_t requests;     /* total requests seen */
+} srv_stats;
+
+extern srv_stats srv_stat;
+/* The settings in force (read-only once the server runs). */
+extern conf srv_conf;
+
+typedef struct srv srv;
+/* Returns a new server listening per c (the runtime must be started), or
+ * NULL with a message in err. */
+srv *srv_new(const conf *c, char *err, size_t errlen);
+/* Runs the event loop on the calling thread (the I/O thread) until
+ * srv_stop or a SIGTERM/SIGINT drain.  Returns 0. */
+int srv_run(srv *s);
+/* Asks the loop to drain and stop (any thread). */
+void srv_stop(srv *s);
+/* Frees the server after srv_run returned. */
+void srv_free(srv *s);
+/* Returns the bound port. */
+int srv_port(const srv *s);
+/* Returns true on the I/O thread. */
+bool srv_on_io_thread(void);
+/* Returns true once a drain (SIGTERM) began. */
+bool srv_draining(void);
+/* Sum of bytes queued in sessions' output buffers (I/O thread; elsewhere
+ * returns the last value the I/O thread computed). */
+int64_t srv_output_bytes(void);
+
+/* ------------------------------------------------------------------ */
+/* Sessions                                                           */
+/* ------------------------------------------------------------------ */
+
+typedef struct sess sess;
+
+/* Returns the session's id (from 1, never reused). */
+uint64_t sess_id(const sess *s);
+/* Returns the session's cancel token (borrowed, lives as long as s). */
+rt_cancel *sess_cancel(sess *s);
+/* Returns false once the connection has ended. */
+bool sess_alive(sess *s);
+void sess_retain(sess *s);
+void sess_release(sess *s);
+
+/* Values handed to a session with its answer: given back to their
+ * channels if the session is gone before the answer reached its socket. */
+typedef struct gback {
+    rt_chan *chan;        /* retained */
+    json_t *value;        /* owned */
+    struct gback *next;
+} gback;
+
+/* Returns a new give-back record for value (stolen) on c (retained). */
+gback *gback_new(rt_chan *c, json_t *value);
+/* Gives every value back to its channel (RT_POLL, else from a goroutine)
+ * and frees the list. */
+void gback_run(gback *g);
+/* Frees the list: the values were handed over. */
+void gback_free(gback *g);
+
+/* Queues one serialised answer line (stolen) to s; gives gb back if s is
+ * gone.  Any thread. */
+void sess_deliver(sess *s, char *line, size_t len, gback *gb);
+
+/* ------------------------------------------------------------------ */
+/* Named objects                                                      */
+/* ------------------------------------------------------------------ */
+
+typedef enum obj_type {
+    OBJ_CHAN = 1,
+    OBJ_MUTEX,
+    OBJ_RWMUTEX,
+    OBJ_WG,
+    OBJ_ONCE,
+    OBJ_COND,
+    OBJ_POOL,
+    OBJ_MAP,
+    OBJ_ATOMIC,
+    OBJ_TIMER,
+    OBJ_TYPE_COUNT
+} obj_type;
+
+typedef struct obj obj;
+typedef struct dreq dreq;
+
+typedef struct obj_ops {
+    obj_type type;
+    const char *name;                  /* "chan", "mutex", ... */
+    size_t size;                       /* bytes of the family's struct */
+    int (*init)(obj *o, dreq *r);      /* zero-value init; 0 or -1 */
+    void (*fini)(obj *o);              /* frees the family's resources */
+    void (*drop)(obj *o);              /* removed from the namespace */
+    void (*info)(obj *o, json_t *into);/* list/dump fields */
+} obj_ops;
+
+/* Every object begins with this header; a family's struct embeds it first. */
+struct obj {
+    const obj_ops *ops;
+    char *name;
+    _Atomic int refs;
+    _Atomic bool dropped;
+    obj *hnext;                        /* registry bucket chain */
+    pthread_mutex_t wmu;               /* guards the waiter list */
+    dreq *waiters;                     /* parked requests, for dump */
+};
+
+/* Finds name; creates it with ops when absent and create is true.  Returns
+ * a new reference, or NULL after failing r (not_found, wrong_type, limit).
+ * want may be NULL to accept any type (then create must be false). */
+obj *reg_get(dreq *r, const char *name, const obj_ops *want, bool create);
+/* Inserts a new object made by the caller-specified ops unless name
+ * exists.  Returns a new reference with *created set, or NULL after failing
+ * r.  When name exists with other ops: wrong_type. */
+obj *reg_make(dreq *r, const char *name, const obj_ops *ops, bool *created);
+/* Removes name; returns 0 or -1 when absent. */
+int reg_drop(const char *name);
+/* Drops a reference. */
+void obj_release(obj *o);
+obj *obj_retain(obj *o);
+/* Calls fn for every object (retained during the call) whose name starts
+ * with prefix (may be NULL). */
+void reg_foreach(const char *prefix, void (*fn)(obj *o, void *arg),
+                 void *arg);
+/* Returns a new "unique" name with the given prefix ("afterfunc.17"). */
+void reg_unique_name(const char *prefix, char *buf, size_t len);
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                           */
+/* ------------------------------------------------------------------ */
+
+typedef struct dbatch dbatch;
+
+struct dreq {
+    sess *s;                   /* retained; NULL when detached (go) */
+    json_t *id;                /* new ref; NULL: notification */
+    json_t *msg;               /* new ref: the request (params borrow it) */
+    json_t *params;            /* borrowed from msg */
+    const proto_method *m;
+    int64_t timeout_ms;        /* -1: forever */
+    rt_deadline_t dl;          /* absolute, fixed at arrival */
+    int64_t t0;                /* rt_now() at arrival */
+    dbatch *batch;             /* NULL, or the batch it answers into */
+    size_t slot;
+    /* Wait bookkeeping, for runtime.dump (guarded by wobj->wmu). */
+    obj *wobj;
+    const char *wreason;
+    int64_t wsince;
+    dreq *wnext, *wprev;
+    void *ctx;                 /* the handler's own state */
+};
+
+typedef void (*disp_handler)(dreq *r);
+
+/* Answers r with result (stolen; NULL = {}) and frees r. */
+void dreq_ok(dreq *r, json_t *result);
+/* As dreq_ok, handing gb's values with the answer (given back when the
+ * session is gone). */
+void dreq_ok_gb(dreq *r, json_t *result, gback *gb);
+/* Answers r with an error of reason (message printf-style) and frees r. */
+void dreq_fail(dreq *r, proto_reason reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* As dreq_fail with data (stolen) merged into error.data. */
+void dreq_fail_data(dreq *r, proto_reason reason, json_t *data,
+                    const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Answers r for a runtime error code (RT_E*): the reason that matches it
+ * and rt_strerror's words. */
+void dreq_fail_rt(dreq *r, int code);
+/* Runs fn(r) on a goroutine with the session's cancel attached (detached
+ * requests: none).  fn must finish r.  From a goroutine, runs fn now. */
+void dreq_park(dreq *r, disp_handler fn);
+/* Records that r waits on o for reason (Go's words) / stops waiting. */
+void dreq_wait_begin(dreq *r, obj *o, const char *reason);
+void dreq_wait_end(dreq *r);
+/* Returns the session id or 0 when detached. */
+uint64_t dreq_sid(const dreq *r);
+/* Parameter helpers (borrowed values; types were checked by proto). */
+json_t *dreq_param(const dreq *r, const char *key);
+const char *dreq_str(const dreq *r, const char *key);
+int64_t dreq_int(const dreq *r, const char *key, int64_t dflt);
+/* Returns a human text for a runtime error received while waiting. */
+proto_reason disp_rt_reason(int code);
+
+/* Runs a nested {method, params} request detached from any session (go,
+ * timer.afterfunc).  Returns 0, or -1 with err filled when it is invalid.
+ * check_only validates without running. */
+int disp_run_detached(json_t *request, bool check_only, proto_error *err);
+
+/* Called by server.c for each complete line of s (I/O thread). */
+void disp_line(sess *s, const char *line, size_t len);
+/* Called by server.c when s ended, after its cancel fired (I/O thread). */
+void disp_session_end(sess *s);
+/* Fills the handler table; returns 0 or -1 (a method lacks a handler is
+ * only logged: it answers "method not found"). */
+int disp_init(void);
+
+/* ------------------------------------------------------------------ */
+/* Handlers, by family (one file each)                                */
+/* ------------------------------------------------------------------ */
+
+/* h_core.c */
+void h_hello(dreq *r);
+void h_ping(dreq *r);
+void h_list(dreq *r);
+void h_drop(dreq *r);
+void h_go(dreq *r);
+void h_rt_stats(dreq *r);
+void h_rt_gomaxprocs(dreq *r);
+void h_rt_dump(dreq *r);
+
+/* h_chan.c */
+extern const obj_ops hchan_ops;
+void h_make(dreq *r);
+void h_send(dreq *r);
+void h_recv(dreq *r);
+void h_close(dreq *r);
+void h_len(dreq *r);
+void h_select(dreq *r);
+/* Creates channel name (cap, type "any") for the timer family; returns a
+ * new reference or NULL after failing r. */
+obj *hchan_make_for_timer(dreq *r, const char *name, size_t cap);
+/* Returns the runtime channel of a channel object (borrowed). */
+rt_chan *hchan_rt(obj *o);
+
+#endif /* CHAND_DAEMON_H */

@@ -1,0 +1,593 @@
+/*
+ * dispatch.c - from a checked line to a handler and back: batches,
+ * notifications, the handler table (one entry per method; families live in
+ * h_*.c), answers (serialised off the I/O thread when a goroutine
+ * finishes), parking a request on a goroutine, and detached requests (go,
+ * timer.afterfunc).
+ */
+#include "daemon.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void srv__sess_parked(sess *s, int delta);
+
+/* ------------------------------------------------------------------ */
+/* The handler table: one line per method, grouped by family file.    */
+/* ------------------------------------------------------------------ */
+
+static const struct {
+    const char *method;
+    disp_handler fn;
+} disp_entries[] = {
+    /* h_core.c */
+    { "hello", h_hello },
+    { "ping", h_ping },
+    { "list", h_list },
+    { "drop", h_drop },
+    { "go", h_go },
+    { "runtime.stats", h_rt_stats },
+    { "runtime.gomaxprocs", h_rt_gomaxprocs },
+    { "runtime.dump", h_rt_dump },
+    /* h_chan.c */
+    { "make", h_make },
+    { "send", h_send },
+    { "recv", h_recv },
+    { "close", h_close },
+    { "len", h_len },
+    { "select", h_select },
+};
+
+/* Session-end hooks, one per family that keeps per-session state. */
+static void (*const disp_end_hooks[])(sess *s) = {
+    NULL,
+};
+
+static disp_handler *disp_tab;
+static size_t disp_nmethods;
+
+int disp_init(void)
+{
+    const proto_method *t = proto_methods(&disp_nmethods);
+
+    disp_tab = calloc(disp_nmethods, sizeof *disp_tab);
+    if (!disp_tab)
+        return -1;
+    for (size_t i = 0; i < sizeof disp_entries / sizeof disp_entries[0];
+         i++) {
+        const proto_method *m = proto_method_find(disp_entries[i].method);
+        if (!m) {
+            log_error("handler for unknown method %s",
+                      disp_entries[i].method);
+            return -1;
+        }
+        disp_tab[m->id] = disp_entries[i].fn;
+    }
+    for (size_t i = 0; i < disp_nmethods; i++)
+        if (!disp_tab[i])
+            log_debug("method %s has no handler yet", t[i].name);
+    return 0;
+}
+
+void disp_session_end(sess *s)
+{
+    for (size_t i = 0; i < sizeof disp_end_hooks / sizeof disp_end_hooks[0];
+         i++)
+        if (disp_end_hooks[i])
+            disp_end_hooks[i](s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Batches                                                            */
+/* ------------------------------------------------------------------ */
+
+struct dbatch {
+    sess *s;                  /* retained */
+    pthread_mutex_t mu;
+    size_t n, pending;
+    json_t **ans;             /* one slot per member; NULL: none */
+    gback *gb;
+};
+
+static dbatch *dbatch_new(sess *s, size_t n)
+{
+    dbatch *b = calloc(1, sizeof *b);
+
+    if (!b)
+        return NULL;
+    b->ans = calloc(n ? n : 1, sizeof *b->ans);
+    if (!b->ans) {
+        free(b);
+        return NULL;
+    }
+    pthread_mutex_init(&b->mu, NULL);
+    b->s = s;
+    sess_retain(s);
+    b->n = n;
+    b->pending = n + 1; /* the dispatcher's own hold, see dbatch_put */
+    return b;
+}
+
+/* Stores answer (stolen, may be NULL) into slot; the last one sends the
+ * array.  slot == SIZE_MAX only drops the dispatcher's hold. */
+static void dbatch_put(dbatch *b, size_t slot, json_t *answer, gback *gb)
+{
+    bool last;
+
+    pthread_mutex_lock(&b->mu);
+    if (slot < b->n)
+        b->ans[slot] = answer;
+    while (gb) {
+        gback *next = gb->next;
+        gb->next = b->gb;
+        b->gb = gb;
+        gb = next;
+    }
+    last = --b->pending == 0;
+    pthread_mutex_unlock(&b->mu);
+    if (!last)
+        return;
+
+    json_t *arr = json_array();
+    size_t len;
+    char *line = NULL;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->ans[i] && arr)
+            json_array_append_new(arr, b->ans[i]);
+        else
+            json_decref(b->ans[i]);
+    if (arr && json_array_size(arr) > 0)
+        line = proto_dump_line(arr, &len);
+    json_decref(arr);
+    if (line)
+        sess_deliver(b->s, line, len, b->gb);
+    else
+        gback_free(b->gb); /* all notifications: values were consumed */
+    sess_release(b->s);
+    pthread_mutex_destroy(&b->mu);
+    free(b->ans);
+    free(b);
+}
+
+/* ------------------------------------------------------------------ */
+/* Answers                                                            */
+/* ------------------------------------------------------------------ */
+
+static void dreq_free(dreq *r)
+{
+    json_decref(r->id);
+    json_decref(r->msg);
+    if (r->s)
+        sess_release(r->s);
+    free(r);
+}
+
+/* Sends answer (stolen) for r and frees r. */
+static void dreq_finish(dreq *r, json_t *answer, gback *gb)
+{
+    if (r->batch) {
+        dbatch_put(r->batch, r->slot, r->id ? answer : NULL, gb);
+        if (!r->id)
+            json_decref(answer);
+    } else if (!r->id || !r->s || !answer) {
+        /* Notifications and detached requests get no answer; a value
+         * they received is theirs, as Go's `<-ch` discards it. */
+        if (!r->s && answer && log_get_level() >= LOG_LVL_DEBUG) {
+            char *t = json_dumps(answer, JSON_COMPACT);
+            log_debug("detached %s: %s", r->m ? r->m->name : "?",
+                      t ? t : "?");
+            free(t);
+        }
+        json_decref(answer);
+        gback_free(gb);
+    } else {
+        size_t len;
+        char *line = proto_dump_line(answer, &len);
+        json_decref(answer);
+        if (line)
+            sess_deliver(r->s, line, len, gb);
+        else
+            gback_run(gb);
+    }
+    dreq_free(r);
+}
+
+void dreq_ok_gb(dreq *r, json_t *result, gback *gb)
+{
+    dreq_finish(r, proto_result(r->id, result), gb);
+}
+
+void dreq_ok(dreq *r, json_t *result)
+{
+    dreq_ok_gb(r, result, NULL);
+}
+
+static void dreq_vfail(dreq *r, int code, proto_reason reason, json_t *data,
+                       const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    dreq_finish(r, proto_error_answer(r->id, code, reason, msg, data), NULL);
+}
+
+void dreq_fail(dreq *r, proto_reason reason, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    dreq_vfail(r, proto_reason_code(reason), reason, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void dreq_fail_data(dreq *r, proto_reason reason, json_t *data,
+                    const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    dreq_vfail(r, proto_reason_code(reason), reason, data, fmt, ap);
+    va_end(ap);
+}
+
+static void dreq_fail_code(dreq *r, const proto_error *e)
+{
+    dreq_finish(r, proto_error_answer(r->id, e->code, e->reason, e->message,
+                                      NULL),
+                NULL);
+}
+
+proto_reason disp_rt_reason(int code)
+{
+    switch (code) {
+    case RT_EAGAIN:
+    case RT_ETIMEDOUT:
+        return PROTO_R_TIMEOUT;
+    case RT_ECANCELED:
+        return PROTO_R_CANCELLED;
+    case RT_ESENDCLOSED:
+    case RT_ECLOSECLOSED:
+    case RT_ECLOSENIL:
+        return PROTO_R_CLOSED;
+    case RT_EUNLOCK:
+    case RT_ERUNLOCK:
+    case RT_EWUNLOCK:
+        return PROTO_R_NOT_LOCKED;
+    case RT_ENEGWG:
+        return PROTO_R_NEGATIVE_COUNTER;
+    case RT_EDEADLK:
+        return PROTO_R_DEADLOCK;
+    case RT_ENOMEM:
+        return PROTO_R_INTERNAL;
+    default:
+        return PROTO_R_MISUSE;
+    }
+}
+
+void dreq_fail_rt(dreq *r, int code)
+{
+    proto_reason reason = disp_rt_reason(code);
+
+    if (reason == PROTO_R_TIMEOUT)
+        dreq_fail(r, reason, "timeout");
+    else if (reason == PROTO_R_CANCELLED)
+        dreq_fail(r, reason, "%s",
+                  srv_draining() ? "cancelled: server shutting down"
+                                 : "cancelled: session ended");
+    else
+        dreq_fail(r, reason, "%s", rt_strerror(code));
+}
+
+/* ------------------------------------------------------------------ */
+/* Parking on a goroutine                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct parked {
+    dreq *r;
+    disp_handler fn;
+} parked;
+
+static void dreq_park_go(void *arg)
+{
+    parked p = *(parked *)arg;
+    sess *s = p.r->s;
+
+    free(arg);
+    if (s) {
+        sess_retain(s);
+        rt_cancel_attach(sess_cancel(s));
+    }
+    p.fn(p.r); /* finishes (frees) r */
+    if (s) {
+        rt_cancel_attach(NULL);
+        srv__sess_parked(s, -1);
+        sess_release(s);
+    }
+    atomic_fetch_sub(&srv_stat.waiters, 1);
+}
+
+void dreq_park(dreq *r, disp_handler fn)
+{
+    parked *p;
+
+    if (rt_in_goroutine() && !r->s) {
+        fn(r);
+        return;
+    }
+    p = malloc(sizeof *p);
+    if (!p) {
+        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+        return;
+    }
+    p->r = r;
+    p->fn = fn;
+    atomic_fetch_add(&srv_stat.waiters, 1);
+    if (r->s)
+        srv__sess_parked(r->s, 1);
+    if (rt_go(dreq_park_go, p) != 0) {
+        atomic_fetch_sub(&srv_stat.waiters, 1);
+        if (r->s)
+            srv__sess_parked(r->s, -1);
+        free(p);
+        dreq_fail(r, PROTO_R_INTERNAL, "cannot start a goroutine");
+    }
+}
+
+void dreq_wait_begin(dreq *r, obj *o, const char *reason)
+{
+    r->wobj = o;
+    r->wreason = reason;
+    r->wsince = rt_now();
+    pthread_mutex_lock(&o->wmu);
+    r->wprev = NULL;
+    r->wnext = o->waiters;
+    if (o->waiters)
+        o->waiters->wprev = r;
+    o->waiters = r;
+    pthread_mutex_unlock(&o->wmu);
+}
+
+void dreq_wait_end(dreq *r)
+{
+    obj *o = r->wobj;
+
+    if (!o)
+        return;
+    pthread_mutex_lock(&o->wmu);
+    if (r->wprev)
+        r->wprev->wnext = r->wnext;
+    else
+        o->waiters = r->wnext;
+    if (r->wnext)
+        r->wnext->wprev = r->wprev;
+    pthread_mutex_unlock(&o->wmu);
+    r->wobj = NULL;
+    r->wnext = r->wprev = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Parameters                                                         */
+/* ------------------------------------------------------------------ */
+
+uint64_t dreq_sid(const dreq *r)
+{
+    return r->s ? sess_id(r->s) : 0;
+}
+
+json_t *dreq_param(const dreq *r, const char *key)
+{
+    return json_object_get(r->params, key);
+}
+
+const char *dreq_str(const dreq *r, const char *key)
+{
+    return json_string_value(json_object_get(r->params, key));
+}
+
+int64_t dreq_int(const dreq *r, const char *key, int64_t dflt)
+{
+    json_t *v = json_object_get(r->params, key);
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}
+
+/* ------------------------------------------------------------------ */
+/* From a line to handlers                                            */
+/* ------------------------------------------------------------------ */
+
+static dreq *dreq_new(sess *s, json_t *msg)
+{
+    dreq *r = calloc(1, sizeof *r);
+
+    if (!r)
+        return NULL;
+    if (s) {
+        r->s = s;
+        sess_retain(s);
+    }
+    r->msg = json_incref(msg);
+    r->t0 = rt_now();
+    r->timeout_ms = -1;
+    r->dl = RT_FOREVER;
+    return r;
+}
+
+/* Returns true if one of the request's values is over max_value bytes.
+ * Only called for lines longer than max_value (else none can be). */
+static bool disp_value_too_large(const dreq *r)
+{
+    static const char *const keys[] = { "value", "old", "new" };
+
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        json_t *v = json_object_get(r->params, keys[i]);
+        if (v && json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) >
+                     srv_conf.max_value)
+            return true;
+    }
+    return false;
+}
+
+/* Serves one request object (the line, or one member of a batch). */
+static void disp_one(sess *s, json_t *msg, dbatch *b, size_t slot,
+                     size_t line_len)
+{
+    proto_request req;
+    proto_error err;
+    dreq *r;
+
+    atomic_fetch_add(&srv_stat.requests, 1);
+    r = dreq_new(s, msg);
+    if (!r) {
+        if (b)
+            dbatch_put(b, slot, NULL, NULL);
+        return;
+    }
+    r->batch = b;
+    r->slot = slot;
+    if (proto_check_request(msg, &req, &err) != 0) {
+        /* An invalid notification (an object with a method and no id)
+         * gets no answer, as JSON-RPC says; anything else does. */
+        if (json_is_object(msg) && !json_object_get(msg, "id") &&
+            json_is_string(json_object_get(msg, "method")))
+            r->id = NULL;
+        else
+            r->id = json_incref(req.id ? req.id : json_null());
+        dreq_fail_code(r, &err);
+        return;
+    }
+    r->id = req.id ? json_incref(req.id) : NULL;
+    r->m = req.method;
+    r->params = req.params;
+    r->timeout_ms = req.timeout_ms;
+    r->dl = req.timeout_ms < 0    ? RT_FOREVER
+            : req.timeout_ms == 0 ? RT_POLL
+                                  : rt_deadline_ms(req.timeout_ms);
+    if (line_len > srv_conf.max_value && disp_value_too_large(r)) {
+        dreq_fail(r, PROTO_R_TOO_LARGE, "value larger than %zu bytes",
+                  srv_conf.max_value);
+        return;
+    }
+    if (!disp_tab[r->m->id]) {
+        dreq_finish(r, proto_error_answer(r->id, PROTO_METHOD_NOT_FOUND,
+                                          PROTO_R_INVALID,
+                                          "method not implemented", NULL),
+                    NULL);
+        return;
+    }
+    disp_tab[r->m->id](r);
+}
+
+void disp_line(sess *s, const char *line, size_t len)
+{
+    proto_limits lim = { srv_conf.max_line, srv_conf.max_depth };
+    proto_error err;
+    json_t *msg = proto_parse_line(line, len, &lim, &err);
+
+    if (!msg) {
+        atomic_fetch_add(&srv_stat.requests, 1);
+        dreq *r = dreq_new(s, json_null());
+        if (r) {
+            r->id = json_null();
+            dreq_fail_code(r, &err);
+        }
+        return;
+    }
+    if (json_is_array(msg)) {
+        size_t n = json_array_size(msg);
+        if (n == 0 || n > (size_t)srv_conf.max_batch) {
+            dreq *r = dreq_new(s, msg);
+            if (r) {
+                r->id = json_null();
+                if (n == 0)
+                    dreq_finish(r, proto_error_answer(
+                                       NULL, PROTO_INVALID_REQUEST,
+                                       PROTO_R_INVALID,
+                                       "invalid request: empty batch", NULL),
+                                NULL);
+                else
+                    dreq_fail(r, PROTO_R_LIMIT,
+                              "batch of %zu requests exceeds %d", n,
+                              srv_conf.max_batch);
+            }
+        } else {
+            dbatch *b = dbatch_new(s, n);
+            if (b) {
+                for (size_t i = 0; i < n; i++)
+                    disp_one(s, json_array_get(msg, i), b, i, len);
+                dbatch_put(b, SIZE_MAX, NULL, NULL);
+            }
+        }
+    } else {
+        disp_one(s, msg, NULL, 0, len);
+    }
+    json_decref(msg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Detached requests (go, timer.afterfunc)                            */
+/* ------------------------------------------------------------------ */
+
+static void disp_detached_go(void *arg)
+{
+    dreq *r = arg;
+    disp_tab[r->m->id](r);
+}
+
+int disp_run_detached(json_t *request, bool check_only, proto_error *err)
+{
+    json_t *env, *v;
+    const char *key;
+    proto_request req;
+    dreq *r;
+
+    json_object_foreach(request, key, v) {
+        if (strcmp(key, "method") && strcmp(key, "params"))
+            return proto_error_set(err, PROTO_INVALID_PARAMS,
+                                   PROTO_R_INVALID,
+                                   "invalid params: request takes method "
+                                   "and params, not \"%.64s\"", key);
+    }
+    env = json_pack("{s:s, s:O?, s:O?}", "jsonrpc", "2.0", "method",
+                    json_object_get(request, "method"), "params",
+                    json_object_get(request, "params"));
+    if (!env)
+        return proto_error_set(err, PROTO_INVALID_PARAMS, PROTO_R_INVALID,
+                               "invalid params: request needs a method");
+    if (proto_check_request(env, &req, err) != 0) {
+        if (err->code == PROTO_INVALID_REQUEST ||
+            err->code == PROTO_METHOD_NOT_FOUND)
+            err->code = PROTO_INVALID_PARAMS;
+        json_decref(env);
+        return -1;
+    }
+    if (!disp_tab[req.method->id]) {
+        json_decref(env);
+        return proto_error_set(err, PROTO_INVALID_PARAMS, PROTO_R_INVALID,
+                               "invalid params: %s is not implemented",
+                               req.method->name);
+    }
+    if (check_only) {
+        json_decref(env);
+        return 0;
+    }
+    r = dreq_new(NULL, env);
+    json_decref(env);
+    if (!r)
+        return proto_error_set(err, PROTO_INTERNAL_ERROR, PROTO_R_INTERNAL,
+                               "out of memory");
+    r->m = req.method;
+    r->params = req.params;
+    r->timeout_ms = req.timeout_ms;
+    r->dl = req.timeout_ms < 0    ? RT_FOREVER
+            : req.timeout_ms == 0 ? RT_POLL
+                                  : rt_deadline_ms(req.timeout_ms);
+    atomic_fetch_add(&srv_stat.requests, 1);
+    if (rt_in_goroutine()) {
+        disp_detached_go(r);
+        return 0;
+    }
+    if (rt_go(disp_detached_go, r) != 0) {
+        dreq_free(r);
+        return proto_error_set(err, PROTO_INTERNAL_ERROR, PROTO_R_INTERNAL,
+                               "cannot start a goroutine");
+    }
+    return 0;
+}

@@ -1,0 +1,508 @@
+/*
+ * h_chan.c - the channel family: make, send, recv, close, len, select.
+ *
+ * A channel object wraps one runtime channel whose elements are json_t
+ * pointers (each element owns one reference; values are immutable).  Every
+ * operation is first tried with RT_POLL on the calling thread; one that
+ * must wait is parked on a goroutine with the request's deadline and the
+ * session's cancel token.  A value received for a request travels with its
+ * answer as a give-back record, so that it returns to the channel if the
+ * session is gone before the answer is written.
+ */
+#include "daemon.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define HCHAN_MAX_CAP (1u << 24)
+
+typedef enum hchan_elem {
+    HE_ANY = 0,
+    HE_STRING,
+    HE_NUMBER,
+    HE_BOOL,
+    HE_OBJECT,
+    HE_ARRAY,
+} hchan_elem;
+
+static const char *const hchan_elem_names[] = {
+    "any", "string", "number", "bool", "object", "array",
+};
+
+typedef struct hchan {
+    obj o;
+    rt_chan *c;
+    size_t cap;
+    hchan_elem elem;
+} hchan;
+
+rt_chan *hchan_rt(obj *o)
+{
+    return ((hchan *)o)->c;
+}
+
+static int hchan_elem_parse(const char *s)
+{
+    if (!s)
+        return HE_ANY;
+    for (int i = 0; i <= HE_ARRAY; i++)
+        if (strcmp(s, hchan_elem_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static bool hchan_type_ok(const hchan *h, json_t *v)
+{
+    switch (h->elem) {
+    case HE_ANY: return true;
+    case HE_STRING: return json_is_string(v);
+    case HE_NUMBER: return json_is_number(v);
+    case HE_BOOL: return json_is_boolean(v);
+    case HE_OBJECT: return json_is_object(v);
+    case HE_ARRAY: return json_is_array(v);
+    }
+    return false;
+}
+
+/* Receives and drops every buffered value (RT_POLL). */
+static void hchan_drain(hchan *h)
+{
+    json_t *v;
+    bool ok;
+
+    while (rt_chan_recv(h->c, &v, &ok, RT_POLL) == 0 && ok)
+        json_decref(v);
+}
+
+static int hchan_init(obj *o, dreq *r)
+{
+    hchan *h = (hchan *)o;
+
+    if (r->m && strncmp(r->m->name, "timer.", 6) == 0) {
+        /* A timer's channel: Go's timer.C has room for one value. */
+        h->cap = 1;
+        h->elem = HE_NUMBER;
+    } else {
+        h->cap = (size_t)dreq_int(r, "cap", 0);
+        h->elem = (hchan_elem)hchan_elem_parse(dreq_str(r, "type"));
+    }
+    h->c = rt_chan_make(sizeof(json_t *), h->cap);
+    return h->c ? 0 : -1;
+}
+
+static void hchan_fini(obj *o)
+{
+    hchan *h = (hchan *)o;
+
+    /* Closing wakes give-back goroutines still trying to send here. */
+    rt_chan_close(h->c);
+    hchan_drain(h);
+    rt_chan_release(h->c);
+}
+
+/* Dropped: close so that every waiter wakes (and sees `dropped`), and
+ * discard the buffered values. */
+static void hchan_drop(obj *o)
+{
+    hchan *h = (hchan *)o;
+    rt_chan_close(h->c);
+    hchan_drain(h);
+}
+
+static void hchan_info(obj *o, json_t *into)
+{
+    hchan *h = (hchan *)o;
+    json_object_set_new(into, "len", json_integer((json_int_t)rt_chan_len(h->c)));
+    json_object_set_new(into, "cap", json_integer((json_int_t)h->cap));
+    json_object_set_new(into, "closed", json_boolean(rt_chan_closed(h->c)));
+    json_object_set_new(into, "elem", json_string(hchan_elem_names[h->elem]));
+}
+
+const obj_ops hchan_ops = {
+    .type = OBJ_CHAN,
+    .name = "chan",
+    .size = sizeof(hchan),
+    .init = hchan_init,
+    .fini = hchan_fini,
+    .drop = hchan_drop,
+    .info = hchan_info,
+};
+
+static void hchan_fail_dropped(dreq *r, obj *o)
+{
+    dreq_fail(r, PROTO_R_NOT_FOUND, "channel \"%s\" was dropped", o->name);
+}
+
+/* ------------------------------------------------------------------ */
+/* make                                                               */
+/* ------------------------------------------------------------------ */
+
+void h_make(dreq *r)
+{
+    const char *name = dreq_str(r, "name");
+    int64_t cap = dreq_int(r, "cap", 0);
+    int elem = hchan_elem_parse(dreq_str(r, "type"));
+    bool created;
+    obj *o;
+
+    if (elem < 0) {
+        dreq_fail_data(r, PROTO_R_INVALID, NULL,
+                       "invalid params: type must be any, string, number, "
+                       "bool, object or array");
+        return;
+    }
+    if (cap > (int64_t)HCHAN_MAX_CAP) {
+        dreq_fail(r, PROTO_R_LIMIT, "capacity %lld exceeds %u",
+                  (long long)cap, HCHAN_MAX_CAP);
+        return;
+    }
+    o = reg_make(r, name, &hchan_ops, &created);
+    if (!o)
+        return;
+    hchan *h = (hchan *)o;
+    if (!created && (h->cap != (size_t)cap || (int)h->elem != elem))
+        dreq_fail(r, PROTO_R_EXISTS,
+                  "channel \"%s\" exists with cap %zu and type %s", name,
+                  h->cap, hchan_elem_names[h->elem]);
+    else
+        dreq_ok(r, NULL);
+    obj_release(o);
+}
+
+obj *hchan_make_for_timer(dreq *r, const char *name, size_t cap)
+{
+    bool created;
+    obj *o = reg_make(r, name, &hchan_ops, &created);
+
+    if (o && !created) {
+        obj_release(o);
+        dreq_fail(r, PROTO_R_EXISTS, "\"%s\" exists", name);
+        return NULL;
+    }
+    (void)cap; /* hchan_init gave timer channels cap 1 */
+    return o;
+}
+
+/* ------------------------------------------------------------------ */
+/* send, recv                                                         */
+/* ------------------------------------------------------------------ */
+
+/* Answers a finished channel operation. */
+static void hchan_finish(dreq *r, obj *o, int rc)
+{
+    if (atomic_load(&o->dropped) &&
+        (rc == RT_ESENDCLOSED || rc == RT_ECLOSECLOSED))
+        hchan_fail_dropped(r, o);
+    else if (rc == 0)
+        dreq_ok(r, NULL);
+    else
+        dreq_fail_rt(r, rc);
+}
+
+static void hchan_send_wait(dreq *r)
+{
+    obj *o = r->ctx;
+    hchan *h = (hchan *)o;
+    json_t *v = json_incref(dreq_param(r, "value"));
+    int rc;
+
+    dreq_wait_begin(r, o, "chan send");
+    rc = rt_chan_send(h->c, &v, r->dl);
+    dreq_wait_end(r);
+    if (rc != 0)
+        json_decref(v);
+    hchan_finish(r, o, rc);
+    obj_release(o);
+}
+
+void h_send(dreq *r)
+{
+    obj *o = reg_get(r, dreq_str(r, "name"), &hchan_ops, false);
+    hchan *h = (hchan *)o;
+    json_t *v;
+    int rc;
+
+    if (!o)
+        return;
+    v = dreq_param(r, "value");
+    if (!hchan_type_ok(h, v)) {
+        dreq_fail(r, PROTO_R_WRONG_TYPE, "channel \"%s\" carries %s values",
+                  o->name, hchan_elem_names[h->elem]);
+        obj_release(o);
+        return;
+    }
+    json_incref(v);
+    rc = rt_chan_send(h->c, &v, RT_POLL);
+    if (rc != 0)
+        json_decref(v);
+    if (rc == RT_EAGAIN && r->dl != RT_POLL) {
+        r->ctx = o;
+        dreq_park(r, hchan_send_wait);
+        return;
+    }
+    hchan_finish(r, o, rc);
+    obj_release(o);
+}
+
+/* Answers a finished receive of v (owned) / ok. */
+static void hchan_recv_finish(dreq *r, obj *o, int rc, json_t *v, bool ok)
+{
+    hchan *h = (hchan *)o;
+
+    if (rc != 0) {
+        dreq_fail_rt(r, rc);
+    } else if (!ok && atomic_load(&o->dropped)) {
+        hchan_fail_dropped(r, o);
+    } else if (!ok) {
+        dreq_ok(r, json_pack("{s:n, s:b}", "value", "ok", 0));
+    } else {
+        json_t *res = json_pack("{s:O, s:b}", "value", v, "ok", 1);
+        dreq_ok_gb(r, res, gback_new(h->c, v));
+    }
+}
+
+static void hchan_recv_wait(dreq *r)
+{
+    obj *o = r->ctx;
+    hchan *h = (hchan *)o;
+    json_t *v = NULL;
+    bool ok = false;
+    int rc;
+
+    dreq_wait_begin(r, o, "chan receive");
+    rc = rt_chan_recv(h->c, &v, &ok, r->dl);
+    dreq_wait_end(r);
+    hchan_recv_finish(r, o, rc, v, ok);
+    obj_release(o);
+}
+
+void h_recv(dreq *r)
+{
+    obj *o = reg_get(r, dreq_str(r, "name"), &hchan_ops, false);
+    json_t *v = NULL;
+    bool ok = false;
+    int rc;
+
+    if (!o)
+        return;
+    rc = rt_chan_recv(((hchan *)o)->c, &v, &ok, RT_POLL);
+    if (rc == RT_EAGAIN && r->dl != RT_POLL) {
+        r->ctx = o;
+        dreq_park(r, hchan_recv_wait);
+        return;
+    }
+    hchan_recv_finish(r, o, rc, v, ok);
+    obj_release(o);
+}
+
+/* ------------------------------------------------------------------ */
+/* close, len                                                         */
+/* ------------------------------------------------------------------ */
+
+void h_close(dreq *r)
+{
+    obj *o = reg_get(r, dreq_str(r, "name"), &hchan_ops, false);
+
+    if (!o)
+        return;
+    hchan_finish(r, o, rt_chan_close(((hchan *)o)->c));
+    obj_release(o);
+}
+
+void h_len(dreq *r)
+{
+    obj *o = reg_get(r, dreq_str(r, "name"), &hchan_ops, false);
+    hchan *h = (hchan *)o;
+
+    if (!o)
+        return;
+    dreq_ok(r, json_pack("{s:I, s:I}", "len", (json_int_t)rt_chan_len(h->c),
+                         "cap", (json_int_t)h->cap));
+    obj_release(o);
+}
+
+/* ------------------------------------------------------------------ */
+/* select                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct hsel {
+    size_t n;
+    obj **objs;              /* one reference per case */
+    json_t **vals;           /* send: owned value; recv: received value */
+    rt_select_case *cases;
+} hsel;
+
+static void hsel_free(hsel *s, int keep)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->cases[i].dir == RT_SELECT_SEND && (int)i != keep)
+            json_decref(s->vals[i]);
+        obj_release(s->objs[i]);
+    }
+    free(s->objs);
+    free(s->vals);
+    free(s->cases);
+    free(s);
+}
+
+/* Answers a finished select; rc is its return, chosen the index. */
+static void hsel_finish(dreq *r, hsel *s, int rc, int chosen)
+{
+    if (rc >= 0) {
+        size_t i = (size_t)rc;
+        if (s->cases[i].dir == RT_SELECT_SEND) {
+            hsel_free(s, rc); /* the value now belongs to the channel */
+            dreq_ok(r, json_pack("{s:i}", "index", rc));
+            return;
+        }
+        obj *o = s->objs[i];
+        if (!s->cases[i].ok && atomic_load(&o->dropped)) {
+            dreq_fail_data(r, PROTO_R_NOT_FOUND,
+                           json_pack("{s:i}", "index", rc),
+                           "channel \"%s\" was dropped", o->name);
+        } else if (!s->cases[i].ok) {
+            dreq_ok(r, json_pack("{s:i, s:n, s:b}", "index", rc, "value",
+                                 "ok", 0));
+        } else {
+            json_t *v = s->vals[i];
+            dreq_ok_gb(r,
+                       json_pack("{s:i, s:O, s:b}", "index", rc, "value", v,
+                                 "ok", 1),
+                       gback_new(((hchan *)o)->c, v));
+        }
+        hsel_free(s, -1);
+        return;
+    }
+    if (rc == RT_ESENDCLOSED) {
+        obj *o = s->objs[chosen];
+        if (atomic_load(&o->dropped))
+            dreq_fail_data(r, PROTO_R_NOT_FOUND,
+                           json_pack("{s:i}", "index", chosen),
+                           "channel \"%s\" was dropped", o->name);
+        else
+            dreq_fail_data(r, PROTO_R_CLOSED,
+                           json_pack("{s:i}", "index", chosen), "%s",
+                           rt_strerror(rc));
+    } else {
+        dreq_fail_rt(r, rc);
+    }
+    hsel_free(s, -1);
+}
+
+static void hsel_wait(dreq *r)
+{
+    hsel *s = r->ctx;
+    int chosen = -1, rc;
+
+    /* Listed under its first channel for runtime.dump. */
+    dreq_wait_begin(r, s->objs[0], "select");
+    rc = rt_select(s->cases, s->n, r->dl, &chosen);
+    dreq_wait_end(r);
+    hsel_finish(r, s, rc, chosen);
+}
+
+/* Reads the cases of r into a new hsel, or fails r and returns NULL. */
+static hsel *hsel_parse(dreq *r)
+{
+    json_t *cases = dreq_param(r, "cases"), *c;
+    size_t n = json_array_size(cases), i;
+    hsel *s;
+
+    if (n > (size_t)srv_conf.max_select) {
+        dreq_fail(r, PROTO_R_LIMIT, "select of %zu cases exceeds %d", n,
+                  srv_conf.max_select);
+        return NULL;
+    }
+    s = calloc(1, sizeof *s);
+    if (!s)
+        goto out_oom;
+    s->objs = calloc(n ? n : 1, sizeof *s->objs);
+    s->vals = calloc(n ? n : 1, sizeof *s->vals);
+    s->cases = calloc(n ? n : 1, sizeof *s->cases);
+    if (!s->objs || !s->vals || !s->cases)
+        goto out_free;
+    json_array_foreach(cases, i, c) {
+        json_t *recv = json_object_get(c, "recv");
+        json_t *send = json_object_get(c, "send");
+        json_t *val = json_object_get(c, "value");
+        json_t *name = recv ? recv : send;
+        size_t want = recv ? 1 : 2;
+
+        if (!json_is_object(c) || (recv && send) || !name ||
+            !json_is_string(name) ||
+            !proto_name_valid(json_string_value(name),
+                              json_string_length(name)) ||
+            (send && !val) || (recv && val) || json_object_size(c) != want) {
+            dreq_fail_data(r, PROTO_R_INVALID,
+                           json_pack("{s:i}", "index", (int)i),
+                           "invalid params: case %zu must be {\"recv\":name}"
+                           " or {\"send\":name,\"value\":v}", i);
+            goto out_partial;
+        }
+        obj *o = reg_get(r, json_string_value(name), &hchan_ops, false);
+        if (!o)
+            goto out_partial;
+        s->objs[i] = o;
+        s->n = i + 1;
+        if (send) {
+            if (!hchan_type_ok((hchan *)o, val)) {
+                dreq_fail(r, PROTO_R_WRONG_TYPE,
+                          "channel \"%s\" carries %s values", o->name,
+                          hchan_elem_names[((hchan *)o)->elem]);
+                s->cases[i].dir = RT_SELECT_RECV; /* nothing to decref */
+                goto out_partial;
+            }
+            s->vals[i] = json_incref(val);
+            s->cases[i].dir = RT_SELECT_SEND;
+        } else {
+            s->cases[i].dir = RT_SELECT_RECV;
+        }
+        s->cases[i].chan = ((hchan *)o)->c;
+        s->cases[i].elem = &s->vals[i];
+    }
+    return s;
+
+out_partial:
+    hsel_free(s, -1);
+    return NULL;
+out_free:
+    free(s->objs);
+    free(s->vals);
+    free(s->cases);
+    free(s);
+out_oom:
+    dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+    return NULL;
+}
+
+void h_select(dreq *r)
+{
+    json_t *dflt = dreq_param(r, "default");
+    bool has_default = json_is_true(dflt);
+    int chosen = -1, rc;
+    hsel *s = hsel_parse(r);
+
+    if (!s)
+        return;
+    if (s->n == 0 && !has_default && r->dl == RT_FOREVER) {
+        /* Go's empty select blocks forever: refuse instead of parking. */
+        hsel_free(s, -1);
+        dreq_fail(r, PROTO_R_MISUSE,
+                  "select with no cases and no default blocks forever");
+        return;
+    }
+    rc = s->n ? rt_select(s->cases, s->n, RT_POLL, &chosen) : RT_EAGAIN;
+    if (rc == RT_EAGAIN) {
+        if (has_default) {
+            hsel_free(s, -1);
+            dreq_ok(r, json_pack("{s:i}", "index", -1));
+            return;
+        }
+        if (r->dl != RT_POLL && s->n) {
+            r->ctx = s;
+            dreq_park(r, hsel_wait);
+            return;
+        }
+    }
+    hsel_finish(r, s, rc, chosen);
+}

@@ -1,0 +1,818 @@
+/*
+ * server.c - the daemon's network side: the listener, sessions (one per
+ * connection), line framing with a cap, fair scheduling between sessions,
+ * output with a per-session cap, the answer queue that goroutines use to
+ * reach the I/O thread, and the SIGTERM/SIGINT drain.
+ *
+ * Everything libevent lives on one I/O thread.  Goroutines never touch a
+ * bufferevent: they hand serialised answer lines to sess_deliver(), which
+ * appends them to the session's locked queue and activates the session's
+ * flush event; the I/O thread writes them.  A session that has ended
+ * ("dead") refuses answers, and values that were to be handed over with
+ * them are given back to their channels (gback_run).
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <event2/util.h>
+
+srv_stats srv_stat;
+conf srv_conf;
+
+typedef struct outent {
+    char *line;
+    size_t len;
+    gback *gb;
+    struct outent *next;
+} outent;
+
+struct sess {
+    uint64_t id;
+    _Atomic int refs;
+    rt_cancel *cancel;
+    pthread_mutex_t mu;          /* guards dead and the queue */
+    bool dead;                   /* no more answers accepted */
+    outent *qhead, *qtail;
+    _Atomic int parked;          /* requests waiting on goroutines */
+    /* I/O thread only: */
+    srv *srv;
+    struct bufferevent *bev;
+    struct event *ev_flush;      /* answers queued by goroutines */
+    struct event *ev_more;       /* more input after a fair share */
+    struct event *ev_kill;       /* hard close if a graceful one stalls */
+    sess *prev, *next;
+    bool ended;                  /* sess_end ran */
+};
+
+struct srv {
+    struct event_base *base;
+    struct evconnlistener *lis;
+    struct event *ev_sigterm, *ev_sigint, *ev_resume, *ev_drain;
+    sess *sessions;
+    int port;
+    int64_t drain_start;
+};
+
+static pthread_t srv_io_tid;
+static bool srv_io_set;
+static _Atomic bool srv_drain_flag;
+static _Atomic int64_t srv_out_bytes;
+static _Atomic uint64_t srv_next_sid = 1;
+
+static void sess_end(sess *s, bool graceful);
+static void sess_event(sess *s, short what);
+
+bool srv_on_io_thread(void)
+{
+    return srv_io_set && pthread_equal(pthread_self(), srv_io_tid);
+}
+
+bool srv_draining(void)
+{
+    return atomic_load(&srv_drain_flag);
+}
+
+int srv_port(const srv *s)
+{
+    return s->port;
+}
+
+/* ------------------------------------------------------------------ */
+/* Give-back                                                          */
+/* ------------------------------------------------------------------ */
+
+gback *gback_new(rt_chan *c, json_t *value)
+{
+    gback *g = calloc(1, sizeof *g);
+
+    if (!g) {
+        json_decref(value);
+        return NULL;
+    }
+    g->chan = rt_chan_retain(c);
+    g->value = value;
+    return g;
+}
+
+static void gback_go(void *arg)
+{
+    gback *g = arg;
+    int rc = rt_chan_send(g->chan, &g->value, RT_FOREVER);
+
+    if (rc != 0)
+        json_decref(g->value);
+    rt_chan_release(g->chan);
+    free(g);
+}
+
+void gback_run(gback *g)
+{
+    while (g) {
+        gback *next = g->next;
+        int rc = rt_chan_send(g->chan, &g->value, RT_POLL);
+        g->next = NULL;
+        if (rc == RT_EAGAIN && rt_go(gback_go, g) == 0) {
+            g = next;
+            continue; /* the goroutine owns g now */
+        }
+        if (rc != 0) {
+            log_debug("give-back dropped a value: %s", rt_strerror(rc));
+            json_decref(g->value);
+        }
+        rt_chan_release(g->chan);
+        free(g);
+        g = next;
+    }
+}
+
+void gback_free(gback *g)
+{
+    while (g) {
+        gback *next = g->next;
+        json_decref(g->value);
+        rt_chan_release(g->chan);
+        free(g);
+        g = next;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Sessions                                                           */
+/* ------------------------------------------------------------------ */
+
+uint64_t sess_id(const sess *s)
+{
+    return s->id;
+}
+
+rt_cancel *sess_cancel(sess *s)
+{
+    return s->cancel;
+}
+
+bool sess_alive(sess *s)
+{
+    bool alive;
+    pthread_mutex_lock(&s->mu);
+    alive = !s->dead;
+    pthread_mutex_unlock(&s->mu);
+    return alive;
+}
+
+void sess_retain(sess *s)
+{
+    atomic_fetch_add(&s->refs, 1);
+}
+
+void sess_release(sess *s)
+{
+    if (atomic_fetch_sub(&s->refs, 1) != 1)
+        return;
+    rt_cancel_free(s->cancel);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+void srv__sess_parked(sess *s, int delta);
+/* Counts requests of s waiting on goroutines (dispatch.c), for the drain. */
+void srv__sess_parked(sess *s, int delta)
+{
+    atomic_fetch_add(&s->parked, delta);
+}
+
+/* Writes line to the session's socket buffer and checks the output cap.
+ * I/O thread.  Returns false when the session was ended for it. */
+static bool sess_write(sess *s, const char *line, size_t len)
+{
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+
+    if (evbuffer_add(out, line, len) != 0) {
+        sess_end(s, false);
+        return false;
+    }
+    if (evbuffer_get_length(out) > srv_conf.max_outbuf) {
+        log_warn("session %llu: output buffer over %zu bytes (client not "
+                 "reading): disconnected",
+                 (unsigned long long)s->id, srv_conf.max_outbuf);
+        sess_end(s, false);
+        return false;
+    }
+    return true;
+}
+
+void sess_deliver(sess *s, char *line, size_t len, gback *gb)
+{
+    bool wake = false;
+
+    if (srv_on_io_thread()) {
+        if (s->ended) {
+            gback_run(gb);
+        } else if (sess_write(s, line, len)) {
+            gback_free(gb);
+        } else {
+            gback_run(gb);
+        }
+        free(line);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (s->dead) {
+        pthread_mutex_unlock(&s->mu);
+        gback_run(gb);
+        free(line);
+        return;
+    }
+    outent *e = malloc(sizeof *e);
+    if (!e) {
+        pthread_mutex_unlock(&s->mu);
+        gback_run(gb);
+        free(line);
+        return;
+    }
+    e->line = line;
+    e->len = len;
+    e->gb = gb;
+    e->next = NULL;
+    wake = s->qhead == NULL;
+    if (s->qtail)
+        s->qtail->next = e;
+    else
+        s->qhead = e;
+    s->qtail = e;
+    /* Activated under mu, so that sess_end (which sets dead under mu
+     * before freeing the event) cannot free it under us. */
+    if (wake)
+        event_active(s->ev_flush, EV_READ, 0);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static outent *sess_take_queue(sess *s)
+{
+    outent *q;
+    pthread_mutex_lock(&s->mu);
+    q = s->qhead;
+    s->qhead = s->qtail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    return q;
+}
+
+static void sess_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    sess *s = arg;
+    outent *q = sess_take_queue(s);
+    (void)fd;
+    (void)what;
+
+    sess_retain(s);
+    while (q) {
+        outent *next = q->next;
+        if (!s->ended && sess_write(s, q->line, q->len))
+            gback_free(q->gb);
+        else
+            gback_run(q->gb);
+        free(q->line);
+        free(q);
+        q = next;
+    }
+    sess_release(s);
+}
+
+static void sess_unlink(sess *s)
+{
+    srv *v = s->srv;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        v->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
+
+/* Frees the connection side of s (I/O thread). */
+static void sess_close_conn(sess *s)
+{
+    if (!s->bev)
+        return;
+    bufferevent_free(s->bev);
+    s->bev = NULL;
+    event_free(s->ev_flush);
+    event_free(s->ev_more);
+    if (s->ev_kill)
+        event_free(s->ev_kill);
+    sess_unlink(s);
+    atomic_fetch_sub(&srv_stat.sessions, 1);
+    log_debug("session %llu closed", (unsigned long long)s->id);
+    sess_release(s);
+}
+
+static void sess_kill_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sess_close_conn(arg);
+}
+
+/* Ends the session: no more answers, every wait cancelled, holds released
+ * (disp_session_end), queued values given back.  graceful: the bytes
+ * already in the socket buffer are still sent before the close. */
+static void sess_end(sess *s, bool graceful)
+{
+    outent *q;
+
+    if (s->ended)
+        return;
+    s->ended = true;
+    pthread_mutex_lock(&s->mu);
+    s->dead = true;
+    q = s->qhead;
+    s->qhead = s->qtail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    rt_cancel_fire(s->cancel);
+    disp_session_end(s);
+    while (q) {
+        outent *next = q->next;
+        gback_run(q->gb);
+        free(q->line);
+        free(q);
+        q = next;
+    }
+    if (graceful && s->bev &&
+        evbuffer_get_length(bufferevent_get_output(s->bev)) > 0) {
+        struct timeval tv = { 5, 0 };
+        bufferevent_disable(s->bev, EV_READ);
+        s->ev_kill = evtimer_new(s->srv->base, sess_kill_cb, s);
+        if (s->ev_kill && evtimer_add(s->ev_kill, &tv) == 0)
+            return; /* sess_write_cb closes once the output drained */
+    }
+    sess_close_conn(s);
+}
+
+/* Answers a framing-level error (id null) and ends the session. */
+static void sess_fail_close(sess *s, proto_reason reason, const char *msg)
+{
+    json_t *a = proto_error_answer(NULL, proto_reason_code(reason), reason,
+                                   msg, NULL);
+    size_t len;
+    char *line = a ? proto_dump_line(a, &len) : NULL;
+
+    if (line) {
+        sess_write(s, line, len);
+        free(line);
+    }
+    json_decref(a);
+    sess_end(s, true);
+}
+
+/* Serves up to fair_batch lines of s, then yields to other sessions via
+ * ev_more.  all: serve everything buffered (EOF). */
+static void sess_process(sess *s, bool all)
+{
+    struct evbuffer *in;
+    int n = 0;
+
+    while (!s->ended && (all || n < srv_conf.fair_batch)) {
+        size_t len;
+        in = bufferevent_get_input(s->bev);
+        char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
+        if (!line) {
+            if (evbuffer_get_length(in) > srv_conf.max_line) {
+                char msg[128];
+                snprintf(msg, sizeof msg,
+                         "line longer than %zu bytes: closing",
+                         srv_conf.max_line);
+                sess_fail_close(s, PROTO_R_TOO_LARGE, msg);
+            }
+            return;
+        }
+        if (len > srv_conf.max_line) {
+            free(line);
+            sess_fail_close(s, PROTO_R_TOO_LARGE, "line too long: closing");
+            return;
+        }
+        if (len > 0)
+            disp_line(s, line, len);
+        free(line);
+        n++;
+    }
+    if (!s->ended && evbuffer_get_length(bufferevent_get_input(s->bev)))
+        event_active(s->ev_more, EV_READ, 0);
+}
+
+/* Callbacks hold a reference across their work: a write inside them may
+ * end the session and drop the connection's reference. */
+static void sess_read_cb(struct bufferevent *bev, void *arg)
+{
+    sess *s = arg;
+    (void)bev;
+    sess_retain(s);
+    sess_process(s, false);
+    sess_release(s);
+}
+
+static void sess_more_cb(evutil_socket_t fd, short what, void *arg)
+{
+    sess *s = arg;
+    (void)fd;
+    (void)what;
+    sess_retain(s);
+    if (s->bev)
+        sess_process(s, false);
+    sess_release(s);
+}
+
+static void sess_write_cb(struct bufferevent *bev, void *arg)
+{
+    sess *s = arg;
+    if (s->ended && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        sess_close_conn(s);
+}
+
+static void sess_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    sess *s = arg;
+    (void)bev;
+
+    sess_retain(s);
+    sess_event(s, what);
+    sess_release(s);
+}
+
+static void sess_event(sess *s, short what)
+{
+    if (what & BEV_EVENT_EOF) {
+        /* Serve what the client sent before closing its side (a script's
+         * `echo ... | nc`), then end: waits are cancelled, since a killed
+         * client looks exactly like this. */
+        if (!s->ended)
+            sess_process(s, true);
+        sess_end(s, true);
+    } else if (what & BEV_EVENT_ERROR) {
+        if (s->ended)
+            sess_close_conn(s);
+        else
+            sess_end(s, false);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Listener                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Refuses a connection over max_conns with one error line. */
+static void srv_refuse(evutil_socket_t fd)
+{
+    json_t *a = proto_error_answer(NULL, proto_reason_code(PROTO_R_LIMIT),
+                                   PROTO_R_LIMIT, "too many connections",
+                                   NULL);
+    size_t len;
+    char *line = a ? proto_dump_line(a, &len) : NULL;
+
+    if (line && send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        log_debug("refusal not sent: %s", strerror(errno));
+    free(line);
+    json_decref(a);
+    evutil_closesocket(fd);
+}
+
+static void srv_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
+                          struct sockaddr *addr, int alen, void *arg)
+{
+    srv *v = arg;
+    sess *s;
+    int one = 1;
+    (void)lis;
+    (void)addr;
+    (void)alen;
+
+    if (atomic_load(&srv_stat.sessions) >= srv_conf.max_conns ||
+        srv_draining()) {
+        log_warn("connection refused: %d connections (max-conns)",
+                 (int)atomic_load(&srv_stat.sessions));
+        srv_refuse(fd);
+        return;
+    }
+    s = calloc(1, sizeof *s);
+    if (!s)
+        goto out_close_fd;
+    s->cancel = rt_cancel_new();
+    if (!s->cancel)
+        goto out_free_sess;
+    pthread_mutex_init(&s->mu, NULL);
+    s->refs = 1;
+    s->srv = v;
+    s->id = atomic_fetch_add(&srv_next_sid, 1);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    s->bev = bufferevent_socket_new(v->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!s->bev)
+        goto out_free_cancel;
+    s->ev_flush = event_new(v->base, -1, 0, sess_flush_cb, s);
+    s->ev_more = event_new(v->base, -1, 0, sess_more_cb, s);
+    if (!s->ev_flush || !s->ev_more)
+        goto out_free_events;
+    bufferevent_setcb(s->bev, sess_read_cb, sess_write_cb, sess_event_cb, s);
+    /* Never buffer more than one line's worth of unterminated input. */
+    bufferevent_setwatermark(s->bev, EV_READ, 0, srv_conf.max_line + 1);
+    if (bufferevent_enable(s->bev, EV_READ) != 0)
+        goto out_free_events;
+    s->next = v->sessions;
+    if (v->sessions)
+        v->sessions->prev = s;
+    v->sessions = s;
+    atomic_fetch_add(&srv_stat.sessions, 1);
+    log_debug("session %llu opened", (unsigned long long)s->id);
+    return;
+
+out_free_events:
+    if (s->ev_flush)
+        event_free(s->ev_flush);
+    if (s->ev_more)
+        event_free(s->ev_more);
+    if (s->bev) {
+        bufferevent_free(s->bev); /* closes fd */
+        fd = -1;
+    }
+out_free_cancel:
+    rt_cancel_free(s->cancel);
+    pthread_mutex_destroy(&s->mu);
+out_free_sess:
+    free(s);
+out_close_fd:
+    if (fd >= 0)
+        evutil_closesocket(fd);
+    log_error("out of memory accepting a connection");
+}
+
+static void srv_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    srv *v = arg;
+    (void)fd;
+    (void)what;
+    if (!srv_draining())
+        evconnlistener_enable(v->lis);
+}
+
+/* accept() failed: on EMFILE/ENFILE/ENOMEM pause accepting for a moment
+ * instead of spinning on a listener that stays readable. */
+static void srv_accept_error_cb(struct evconnlistener *lis, void *arg)
+{
+    srv *v = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    struct timeval tv = { 0, 100 * 1000 };
+
+    log_warn("accept: %s: pausing for 100 ms",
+             evutil_socket_error_to_string(err));
+    evconnlistener_disable(lis);
+    evtimer_add(v->ev_resume, &tv);
+}
+
+/* ------------------------------------------------------------------ */
+/* Drain                                                              */
+/* ------------------------------------------------------------------ */
+
+static bool srv_drained(srv *v)
+{
+    for (sess *s = v->sessions; s; s = s->next) {
+        if (atomic_load(&s->parked) > 0)
+            return false;
+        pthread_mutex_lock(&s->mu);
+        bool q = s->qhead != NULL;
+        pthread_mutex_unlock(&s->mu);
+        if (q)
+            return false;
+        if (s->bev &&
+            evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+            return false;
+    }
+    return true;
+}
+
+static void srv_drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    srv *v = arg;
+    struct timeval tv = { 0, 20 * 1000 };
+    (void)fd;
+    (void)what;
+
+    if (srv_drained(v) || rt_now() - v->drain_start > 3000000000LL) {
+        event_base_loopbreak(v->base);
+        return;
+    }
+    evtimer_add(v->ev_drain, &tv);
+}
+
+/* Starts the drain: no new connections, every waiting request of every
+ * session answered with reason cancelled, then the loop stops. */
+static void srv_begin_drain(srv *v)
+{
+    if (atomic_exchange(&srv_drain_flag, true))
+        return;
+    log_info("draining: cancelling every waiting request");
+    evconnlistener_disable(v->lis);
+    v->drain_start = rt_now();
+    for (sess *s = v->sessions; s; s = s->next)
+        rt_cancel_fire(s->cancel);
+    srv_drain_cb(-1, 0, v);
+}
+
+static void srv_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    log_info("signal %d", (int)sig);
+    srv_begin_drain(arg);
+}
+
+static void srv_stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    srv_begin_drain(arg);
+}
+
+void srv_stop(srv *v)
+{
+    event_base_once(v->base, -1, EV_TIMEOUT, srv_stop_cb, v, NULL);
+}
+
+int64_t srv_output_bytes(void)
+{
+    return atomic_load(&srv_out_bytes);
+}
+
+/* Recomputes the output byte total (I/O thread); for runtime.stats. */
+void srv__count_output(srv *v);
+void srv__count_output(srv *v)
+{
+    int64_t n = 0;
+    for (sess *s = v->sessions; s; s = s->next)
+        if (s->bev)
+            n += (int64_t)evbuffer_get_length(bufferevent_get_output(s->bev));
+    atomic_store(&srv_out_bytes, n);
+}
+
+static srv *srv_current;
+/* Refreshes derived stats if called on the I/O thread. */
+void srv__refresh_stats(void);
+void srv__refresh_stats(void)
+{
+    if (srv_current && srv_on_io_thread())
+        srv__count_output(srv_current);
+}
+
+/* ------------------------------------------------------------------ */
+/* Setup                                                              */
+/* ------------------------------------------------------------------ */
+
+static int srv_write_port_file(const char *path, int port, char *err,
+                               size_t errlen)
+{
+    char tmp[4200];
+    FILE *f;
+
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    f = fopen(tmp, "w");
+    if (!f)
+        goto out_err;
+    fprintf(f, "%d\n", port);
+    if (fclose(f) != 0)
+        goto out_unlink;
+    /* rename makes the file appear whole to a test polling for it. */
+    if (rename(tmp, path) != 0)
+        goto out_unlink;
+    return 0;
+out_unlink:
+    unlink(tmp);
+out_err:
+    snprintf(err, errlen, "port file %s: %s", path, strerror(errno));
+    return -1;
+}
+
+srv *srv_new(const conf *c, char *err, size_t errlen)
+{
+    struct addrinfo hints, *ai = NULL;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char portstr[16];
+    srv *v;
+    int rc;
+
+    srv_conf = *c;
+    v = calloc(1, sizeof *v);
+    if (!v) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    v->base = event_base_new();
+    if (!v->base) {
+        snprintf(err, errlen, "event_base_new failed");
+        goto out_free;
+    }
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(portstr, sizeof portstr, "%d", c->port);
+    rc = getaddrinfo(c->bind, portstr, &hints, &ai);
+    if (rc != 0) {
+        snprintf(err, errlen, "bind address %s: %s", c->bind,
+                 gai_strerror(rc));
+        goto out_base;
+    }
+    v->lis = evconnlistener_new_bind(
+        v->base, srv_accept_cb, v,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        4096, ai->ai_addr, (int)ai->ai_addrlen);
+    freeaddrinfo(ai);
+    if (!v->lis) {
+        snprintf(err, errlen, "listen on %s port %d: %s", c->bind, c->port,
+                 strerror(errno));
+        goto out_base;
+    }
+    evconnlistener_set_error_cb(v->lis, srv_accept_error_cb);
+    if (getsockname(evconnlistener_get_fd(v->lis), (struct sockaddr *)&ss,
+                    &sl) != 0) {
+        snprintf(err, errlen, "getsockname: %s", strerror(errno));
+        goto out_lis;
+    }
+    v->port = ntohs(ss.ss_family == AF_INET6
+                        ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                        : ((struct sockaddr_in *)&ss)->sin_port);
+    v->ev_resume = evtimer_new(v->base, srv_resume_cb, v);
+    v->ev_drain = evtimer_new(v->base, srv_drain_cb, v);
+    v->ev_sigterm = evsignal_new(v->base, SIGTERM, srv_signal_cb, v);
+    v->ev_sigint = evsignal_new(v->base, SIGINT, srv_signal_cb, v);
+    if (!v->ev_resume || !v->ev_drain || !v->ev_sigterm || !v->ev_sigint ||
+        evsignal_add(v->ev_sigterm, NULL) != 0 ||
+        evsignal_add(v->ev_sigint, NULL) != 0) {
+        snprintf(err, errlen, "cannot set up events");
+        goto out_events;
+    }
+    if (c->port_file[0] &&
+        srv_write_port_file(c->port_file, v->port, err, errlen) != 0)
+        goto out_events;
+    srv_current = v;
+    return v;
+
+out_events:
+    if (v->ev_resume)
+        event_free(v->ev_resume);
+    if (v->ev_drain)
+        event_free(v->ev_drain);
+    if (v->ev_sigterm)
+        event_free(v->ev_sigterm);
+    if (v->ev_sigint)
+        event_free(v->ev_sigint);
+out_lis:
+    evconnlistener_free(v->lis);
+out_base:
+    event_base_free(v->base);
+out_free:
+    free(v);
+    return NULL;
+}
+
+int srv_run(srv *v)
+{
+    srv_io_tid = pthread_self();
+    srv_io_set = true;
+    log_info("listening on %s port %d", srv_conf.bind, v->port);
+    event_base_dispatch(v->base);
+    return 0;
+}
+
+void srv_free(srv *v)
+{
+    while (v->sessions) {
+        sess *s = v->sessions;
+        sess_retain(s);
+        sess_end(s, false);
+        sess_close_conn(s);
+        sess_release(s);
+    }
+    event_free(v->ev_resume);
+    event_free(v->ev_drain);
+    event_free(v->ev_sigterm);
+    event_free(v->ev_sigint);
+    evconnlistener_free(v->lis);
+    event_base_free(v->base);
+    if (srv_current == v)
+        srv_current = NULL;
+    srv_io_set = false;
+    free(v);
+}
