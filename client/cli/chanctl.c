@@ -119,7 +119,7 @@ static int fail(const ctx *c, int rc)
                           ? e->message
                           : chand_strerror(rc);
 
-    if (e && e->code == rc && e->reason[0])
+    if (e && e->code == rc && e->reason[0] && strcmp(e->reason, msg) != 0)
         fprintf(stderr, "%s: %s: %s (%s)\n", prog, c->cmdname, msg,
                 e->reason);
     else
