@@ -207,6 +207,10 @@ void dreq_fail(dreq *r, proto_reason reason, const char *fmt, ...)
 void dreq_fail_data(dreq *r, proto_reason reason, json_t *data,
                     const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Answers r with JSON-RPC's invalid params (-32602), data (stolen, may be
+ * NULL) merged into error.data. */
+void dreq_fail_params(dreq *r, json_t *data, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Answers r for a runtime error code (RT_E*): the reason that matches it
  * and rt_strerror's words. */
 void dreq_fail_rt(dreq *r, int code);

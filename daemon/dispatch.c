@@ -229,6 +229,14 @@ void dreq_fail_data(dreq *r, proto_reason reason, json_t *data,
     va_end(ap);
 }
 
+void dreq_fail_params(dreq *r, json_t *data, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    dreq_vfail(r, PROTO_INVALID_PARAMS, PROTO_R_INVALID, data, fmt, ap);
+    va_end(ap);
+}
+
 static void dreq_fail_code(dreq *r, const proto_error *e)
 {
     dreq_finish(r, proto_error_answer(r->id, e->code, e->reason, e->message,

@@ -146,7 +146,7 @@ void h_make(dreq *r)
     obj *o;
 
     if (elem < 0) {
-        dreq_fail_data(r, PROTO_R_INVALID, NULL,
+        dreq_fail_params(r, NULL,
                        "invalid params: type must be any, string, number, "
                        "bool, object or array");
         return;
@@ -433,7 +433,7 @@ static hsel *hsel_parse(dreq *r)
             !proto_name_valid(json_string_value(name),
                               json_string_length(name)) ||
             (send && !val) || (recv && val) || json_object_size(c) != want) {
-            dreq_fail_data(r, PROTO_R_INVALID,
+            dreq_fail_params(r,
                            json_pack("{s:i}", "index", (int)i),
                            "invalid params: case %zu must be {\"recv\":name}"
                            " or {\"send\":name,\"value\":v}", i);

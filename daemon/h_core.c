@@ -78,7 +78,10 @@ void h_go(dreq *r)
     proto_error err;
 
     if (disp_run_detached(dreq_param(r, "request"), false, &err) != 0) {
-        dreq_fail(r, err.reason, "%s", err.message);
+        if (err.reason == PROTO_R_INVALID)
+            dreq_fail_params(r, NULL, "%s", err.message);
+        else
+            dreq_fail(r, err.reason, "%s", err.message);
         return;
     }
     dreq_ok(r, json_pack("{s:I}", "goroutine",
