@@ -1,0 +1,87 @@
+/*
+ * cancel.c - rt_cancel, the cancellation token a goroutine attaches to.
+ *
+ * The token keeps a list of attached goroutines.  Firing it (any thread)
+ * marks it fired, then claims the current wait of every attached goroutine
+ * that is parked, through the same claim word wakers and deadline timers
+ * use, so exactly one party wakes a wait.  rt__park checks the flag after
+ * publishing its wait, so a token fired just before a goroutine parks is
+ * seen by one side or the other (both sides use sequentially consistent
+ * atomics).
+ */
+#include "rt_sched.h"
+
+#include <stdlib.h>
+
+struct rt_cancel {
+    rt__lock lock;
+    _Atomic bool fired;
+    rt_g *head;
+};
+
+rt_cancel *rt_cancel_new(void)
+{
+    return calloc(1, sizeof(rt_cancel));
+}
+
+bool rt_cancel_fired(const rt_cancel *c)
+{
+    return c && atomic_load(&((rt_cancel *)c)->fired);
+}
+
+void rt_cancel_fire(rt_cancel *c)
+{
+    if (!c || atomic_exchange(&c->fired, true))
+        return;
+    rt__lock_acquire(&c->lock);
+    for (rt_g *g = c->head; g; g = g->cnext) {
+        int s = RT__WS_WAITING;
+        if (atomic_compare_exchange_strong(&g->wait_state, &s,
+                                           RT__WS_CLAIMED)) {
+            g->wake_reason = RT_ECANCELED;
+            g->wake_waiter = NULL;
+            rt__ready(g);
+        }
+    }
+    rt__lock_release(&c->lock);
+}
+
+void rt_cancel_free(rt_cancel *c)
+{
+    free(c);
+}
+
+void rt__cancel_detach(rt_g *g)
+{
+    rt_cancel *c = g->cancel;
+    if (!c)
+        return;
+    rt__lock_acquire(&c->lock);
+    if (g->cprev)
+        g->cprev->cnext = g->cnext;
+    else
+        c->head = g->cnext;
+    if (g->cnext)
+        g->cnext->cprev = g->cprev;
+    rt__lock_release(&c->lock);
+    g->cnext = g->cprev = NULL;
+    g->cancel = NULL;
+}
+
+void rt_cancel_attach(rt_cancel *c)
+{
+    rt_g *g = rt__getg();
+    if (!g)
+        return;
+    rt__cancel_detach(g);
+    if (!c)
+        return;
+    rt__lock_acquire(&c->lock);
+    g->cprev = NULL;
+    g->cnext = c->head;
+    if (c->head)
+        c->head->cprev = g;
+    c->head = g;
+    g->cancel = c;
+    rt__lock_release(&c->lock);
+}

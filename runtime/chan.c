@@ -1,0 +1,261 @@
+/*
+ * chan.c - channels: Go's hchan in C.
+ *
+ * One lock per channel, a ring buffer of cap elements, and two queues of
+ * parked waiters (senders, receivers) following the wait protocol of
+ * rt_internal.h.  A value meets a parked partner by direct hand-off: the
+ * sender copies straight into the receiver's destination (or out of the
+ * sender's source), so an unbuffered exchange copies once.  A full buffer
+ * with parked senders rotates: the receiver takes the head and the first
+ * sender's value goes to the tail, keeping FIFO order.
+ *
+ * select.c shares the helpers below (rt__chan_*) so both follow the same
+ * rules.
+ */
+#include "rt_chan.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+rt_chan *rt_chan_make(size_t elem_size, size_t cap)
+{
+    if (elem_size > (1u << 16) || cap > ((size_t)1 << 40) ||
+        (elem_size && cap > SIZE_MAX / elem_size - sizeof(rt_chan)))
+        return NULL;
+    rt_chan *c = calloc(1, sizeof(*c) + elem_size * cap);
+    if (!c)
+        return NULL;
+    atomic_store(&c->refs, 1);
+    c->elemsize = elem_size;
+    c->cap = cap;
+    c->buf = (char *)(c + 1);
+    return c;
+}
+
+rt_chan *rt_chan_retain(rt_chan *c)
+{
+    if (c)
+        atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+void rt_chan_release(rt_chan *c)
+{
+    if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        free(c);
+}
+
+static inline char *slot(rt_chan *c, size_t i)
+{
+    return c->buf + i * c->elemsize;
+}
+
+static inline void copy_elem(rt_chan *c, void *dst, const void *src)
+{
+    if (dst && c->elemsize)
+        memcpy(dst, src, c->elemsize);
+}
+
+/* Completes a send to a claimed parked receiver w.  Lock held. */
+void rt__chan_send_to(rt_chan *c, rt__waiter *w, const void *elem)
+{
+    if (w->elem && c->elemsize)
+        memcpy(w->elem, elem, c->elemsize);
+    w->success = true;
+    w->result = 0;
+}
+
+/* Completes a receive from a claimed parked sender w.  Lock held. */
+void rt__chan_recv_from(rt_chan *c, rt__waiter *w, void *elem)
+{
+    if (c->cap == 0) {
+        copy_elem(c, elem, w->elem);
+    } else {
+        /* Buffer full: take the head, queue the sender's value at the
+         * tail (which is the same slot). */
+        char *s = slot(c, c->recvx);
+        copy_elem(c, elem, s);
+        if (c->elemsize)
+            memcpy(s, w->elem, c->elemsize);
+        if (++c->recvx == c->cap)
+            c->recvx = 0;
+        c->sendx = c->recvx;
+    }
+    w->success = true;
+    w->result = 0;
+}
+
+void rt__chan_buf_put(rt_chan *c, const void *elem)
+{
+    if (c->elemsize)
+        memcpy(slot(c, c->sendx), elem, c->elemsize);
+    if (++c->sendx == c->cap)
+        c->sendx = 0;
+    c->qcount++;
+}
+
+void rt__chan_buf_get(rt_chan *c, void *elem)
+{
+    char *s = slot(c, c->recvx);
+    copy_elem(c, elem, s);
+    if (++c->recvx == c->cap)
+        c->recvx = 0;
+    c->qcount--;
+}
+
+int rt_chan_send(rt_chan *c, const void *elem, rt_deadline_t dl)
+{
+    if (!c || (!elem && c->elemsize))
+        return RT_EINVAL;
+    rt__lock_acquire(&c->lock);
+    if (c->closed) {
+        rt__lock_release(&c->lock);
+        return RT_ESENDCLOSED;
+    }
+    rt__waiter *w = rt__waitq_pop_claim(&c->recvq);
+    if (w) {
+        rt_g *g = w->g;
+        rt__chan_send_to(c, w, elem);
+        rt__lock_release(&c->lock);
+        rt__ready(g);
+        return 0;
+    }
+    if (c->qcount < c->cap) {
+        rt__chan_buf_put(c, elem);
+        rt__lock_release(&c->lock);
+        return 0;
+    }
+    if (dl == RT_POLL) {
+        rt__lock_release(&c->lock);
+        return RT_EAGAIN;
+    }
+    if (!rt__getg()) {
+        rt__lock_release(&c->lock);
+        return RT_EPERM;
+    }
+    rt__waiter me;
+    rt__waiter_init(&me);
+    me.elem = (void *)elem;
+    rt__waitq_push(&c->sendq, &me);
+    int r = rt__park(&me, 1, dl, &c->lock, "chan send");
+    if (r) {
+        rt__lock_acquire(&c->lock);
+        rt__waitq_remove(&c->sendq, &me);
+        rt__lock_release(&c->lock);
+        return r;
+    }
+    return me.result;
+}
+
+int rt_chan_recv(rt_chan *c, void *elem, bool *ok, rt_deadline_t dl)
+{
+    bool dummy;
+    if (!ok)
+        ok = &dummy;
+    if (!c)
+        return RT_EINVAL;
+    rt__lock_acquire(&c->lock);
+    if (c->closed && c->qcount == 0) {
+        rt__lock_release(&c->lock);
+        if (elem && c->elemsize)
+            memset(elem, 0, c->elemsize);
+        *ok = false;
+        return 0;
+    }
+    rt__waiter *w = rt__waitq_pop_claim(&c->sendq);
+    if (w) {
+        rt_g *g = w->g;
+        rt__chan_recv_from(c, w, elem);
+        rt__lock_release(&c->lock);
+        rt__ready(g);
+        *ok = true;
+        return 0;
+    }
+    if (c->qcount > 0) {
+        rt__chan_buf_get(c, elem);
+        rt__lock_release(&c->lock);
+        *ok = true;
+        return 0;
+    }
+    if (dl == RT_POLL) {
+        rt__lock_release(&c->lock);
+        return RT_EAGAIN;
+    }
+    if (!rt__getg()) {
+        rt__lock_release(&c->lock);
+        return RT_EPERM;
+    }
+    rt__waiter me;
+    rt__waiter_init(&me);
+    me.elem = elem;
+    rt__waitq_push(&c->recvq, &me);
+    int r = rt__park(&me, 1, dl, &c->lock, "chan receive");
+    if (r) {
+        rt__lock_acquire(&c->lock);
+        rt__waitq_remove(&c->recvq, &me);
+        rt__lock_release(&c->lock);
+        return r;
+    }
+    *ok = me.success;
+    if (!me.success && elem && c->elemsize)
+        memset(elem, 0, c->elemsize);
+    return 0;
+}
+
+int rt_chan_close(rt_chan *c)
+{
+    if (!c)
+        return RT_ECLOSENIL;
+    rt__lock_acquire(&c->lock);
+    if (c->closed) {
+        rt__lock_release(&c->lock);
+        return RT_ECLOSECLOSED;
+    }
+    c->closed = true;
+    /* Claim every waiter first, then ready them all: a waiter must not
+     * run (and return, freeing its waiter) while we still walk a queue. */
+    rt_g *list = NULL;
+    rt__waiter *w;
+    while ((w = rt__waitq_pop_claim(&c->recvq)) != NULL) {
+        w->success = false;
+        w->result = 0;
+        w->g->schedlink = list;
+        list = w->g;
+    }
+    while ((w = rt__waitq_pop_claim(&c->sendq)) != NULL) {
+        w->success = false;
+        w->result = RT_ESENDCLOSED;
+        w->g->schedlink = list;
+        list = w->g;
+    }
+    rt__lock_release(&c->lock);
+    while (list) {
+        rt_g *g = list;
+        list = g->schedlink;
+        g->schedlink = NULL;
+        rt__ready(g);
+    }
+    return 0;
+}
+
+size_t rt_chan_len(rt_chan *c)
+{
+    if (!c)
+        return 0;
+    rt__lock_acquire(&c->lock);
+    size_t n = c->qcount;
+    rt__lock_release(&c->lock);
+    return n;
+}
+
+size_t rt_chan_cap(rt_chan *c) { return c ? c->cap : 0; }
+
+bool rt_chan_closed(rt_chan *c)
+{
+    if (!c)
+        return false;
+    rt__lock_acquire(&c->lock);
+    bool closed = c->closed;
+    rt__lock_release(&c->lock);
+    return closed;
+}

@@ -1,0 +1,483 @@
+/*
+ * test_sched.c - unit tests of the scheduler core: rt_main lifecycle,
+ * spawning (100k, from foreign threads), work spreading over Ps, GOMAXPROCS
+ * at run time, deadlock detection (and rt_ref holding it off), 100k parked
+ * goroutines past the guard-page budget, errno per goroutine, rt_dump,
+ * idle CPU use.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rt.h"
+
+static const rt_config two = { .gomaxprocs = 2, .stack_size = 0 };
+
+static void msleep(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+    nanosleep(&ts, NULL);
+}
+
+/* ---- rt_main lifecycle ---- */
+
+static _Atomic int main_runs;
+
+static void count_main(void *arg)
+{
+    (void)arg;
+    assert_true(rt_in_goroutine());
+    assert_true(rt_goid() > 0);
+    atomic_fetch_add(&main_runs, 1);
+}
+
+static void test_main_many_times(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(rt_main(i % 2 ? &two : NULL, count_main, NULL, NULL,
+                                 0),
+                         0);
+    assert_int_equal(atomic_load(&main_runs), 50);
+    assert_false(rt_in_goroutine());
+    assert_int_equal(rt_goid(), 0);
+}
+
+/* ---- 100k goroutines spawned and completed ---- */
+
+#define NSPAWN 100000
+static _Atomic int spawned_done;
+static rt_chan *done_ch;
+
+static void spawn_child(void *arg)
+{
+    (void)arg;
+    if (atomic_fetch_add(&spawned_done, 1) + 1 == NSPAWN) {
+        int v = 1;
+        assert_int_equal(rt_chan_send(done_ch, &v, RT_FOREVER), 0);
+    }
+}
+
+static void spawn_main(void *arg)
+{
+    (void)arg;
+    done_ch = rt_chan_make(sizeof(int), 1);
+    for (int i = 0; i < NSPAWN; i++)
+        assert_int_equal(rt_go(spawn_child, NULL), 0);
+    int v = 0;
+    bool ok = false;
+    assert_int_equal(rt_chan_recv(done_ch, &v, &ok, RT_FOREVER), 0);
+    assert_true(ok);
+    rt_chan_release(done_ch);
+}
+
+static void test_spawn_100k(void **state)
+{
+    (void)state;
+    atomic_store(&spawned_done, 0);
+    assert_int_equal(rt_main(&two, spawn_main, NULL, NULL, 0), 0);
+    assert_int_equal(atomic_load(&spawned_done), NSPAWN);
+}
+
+/* ---- work spawned on one P runs on both ---- */
+
+#define NBUSY 64
+static pthread_t busy_tid[NBUSY];
+static _Atomic int busy_done;
+
+static void busy(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    int64_t end = rt_now() + 2000000; /* 2 ms of CPU */
+    while (rt_now() < end) {
+    }
+    busy_tid[i] = pthread_self();
+    if (atomic_fetch_add(&busy_done, 1) + 1 == NBUSY) {
+        int v = 1;
+        rt_chan_send(done_ch, &v, RT_FOREVER);
+    }
+}
+
+static int distinct_threads(int n)
+{
+    int d = 0;
+    for (int i = 0; i < n; i++) {
+        bool seen = false;
+        for (int j = 0; j < i; j++)
+            if (pthread_equal(busy_tid[i], busy_tid[j]))
+                seen = true;
+        d += !seen;
+    }
+    return d;
+}
+
+static void spread_main(void *arg)
+{
+    (void)arg;
+    done_ch = rt_chan_make(sizeof(int), 1);
+    atomic_store(&busy_done, 0);
+    for (int i = 0; i < NBUSY; i++)
+        assert_int_equal(rt_go(busy, (void *)(intptr_t)i), 0);
+    int v;
+    assert_int_equal(rt_chan_recv(done_ch, &v, NULL, RT_FOREVER), 0);
+    rt_chan_release(done_ch);
+}
+
+static void test_work_spreads(void **state)
+{
+    (void)state;
+    assert_int_equal(rt_main(&two, spread_main, NULL, NULL, 0), 0);
+    assert_true(distinct_threads(NBUSY) >= 2);
+}
+
+/* ---- GOMAXPROCS at run time ---- */
+
+static void procs_main(void *arg)
+{
+    (void)arg;
+    assert_int_equal(rt_gomaxprocs(0), 2);
+    assert_int_equal(rt_gomaxprocs(1), 2);
+    assert_int_equal(rt_gomaxprocs(0), 1);
+    /* With one P every goroutine runs on one thread at a time; still all
+     * complete. */
+    done_ch = rt_chan_make(sizeof(int), 1);
+    atomic_store(&busy_done, 0);
+    for (int i = 0; i < NBUSY; i++)
+        assert_int_equal(rt_go(busy, (void *)(intptr_t)i), 0);
+    int v;
+    assert_int_equal(rt_chan_recv(done_ch, &v, NULL, RT_FOREVER), 0);
+    assert_int_equal(rt_gomaxprocs(3), 1);
+    assert_int_equal(rt_gomaxprocs(0), 3);
+    atomic_store(&busy_done, 0);
+    for (int i = 0; i < NBUSY; i++)
+        assert_int_equal(rt_go(busy, (void *)(intptr_t)i), 0);
+    assert_int_equal(rt_chan_recv(done_ch, &v, NULL, RT_FOREVER), 0);
+    assert_true(distinct_threads(NBUSY) >= 2);
+    assert_int_equal(rt_gomaxprocs(2), 3);
+    rt_chan_release(done_ch);
+}
+
+static void test_gomaxprocs(void **state)
+{
+    (void)state;
+    assert_true(rt_num_cpu() >= 1);
+    assert_int_equal(rt_main(&two, procs_main, NULL, NULL, 0), 0);
+}
+
+/* ---- foreign threads: spawn and try ops ---- */
+
+static rt_chan *fch;
+
+static void foreign_child(void *arg)
+{
+    int v = (int)(intptr_t)arg;
+    assert_true(rt_in_goroutine());
+    assert_int_equal(rt_chan_send(fch, &v, RT_FOREVER), 0);
+}
+
+static void *foreign_thread(void *arg)
+{
+    (void)arg;
+    assert_false(rt_in_goroutine());
+    assert_int_equal(rt_go(foreign_child, (void *)(intptr_t)42), 0);
+    int v = 0;
+    bool ok = false;
+    int r;
+    /* Poll from this foreign thread until the goroutine has sent. */
+    while ((r = rt_chan_recv(fch, &v, &ok, RT_POLL)) == RT_EAGAIN)
+        msleep(1);
+    assert_int_equal(r, 0);
+    assert_true(ok);
+    assert_int_equal(v, 42);
+    return NULL;
+}
+
+static void test_foreign_spawn_and_try(void **state)
+{
+    (void)state;
+    assert_int_equal(rt_start(&two), 0);
+    fch = rt_chan_make(sizeof(int), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, foreign_thread, NULL), 0);
+    pthread_join(t, NULL);
+
+    /* Try ops on a buffered channel from this (foreign) thread. */
+    rt_chan *b = rt_chan_make(sizeof(int), 1);
+    int v = 7;
+    assert_int_equal(rt_chan_send(b, &v, RT_POLL), 0);
+    assert_int_equal(rt_chan_send(b, &v, RT_POLL), RT_EAGAIN);
+    /* Blocking calls from a foreign thread are refused. */
+    assert_int_equal(rt_chan_send(b, &v, RT_FOREVER), RT_EPERM);
+    v = 0;
+    assert_int_equal(rt_chan_recv(b, &v, NULL, RT_POLL), 0);
+    assert_int_equal(v, 7);
+    assert_int_equal(rt_chan_recv(b, &v, NULL, rt_deadline_ms(10)),
+                     RT_EPERM);
+    rt_chan_release(b);
+    rt_stop();
+    rt_chan_release(fch);
+    /* Start and stop again: a fresh runtime each time. */
+    assert_int_equal(rt_start(&two), 0);
+    rt_stop();
+}
+
+/* ---- deadlock detection ---- */
+
+static void deadlock_main(void *arg)
+{
+    (void)arg;
+    rt_chan *c = rt_chan_make(sizeof(int), 0);
+    int v;
+    rt_chan_recv(c, &v, NULL, RT_FOREVER);
+    fail_msg("recv returned in a deadlock");
+}
+
+static void test_deadlock_detected(void **state)
+{
+    (void)state;
+    char buf[4096];
+    buf[0] = '\0';
+    assert_int_equal(rt_main(&two, deadlock_main, NULL, buf, sizeof(buf)),
+                     RT_EDEADLK);
+    assert_non_null(strstr(buf, "all goroutines are asleep - deadlock!"));
+    assert_non_null(strstr(buf, "chan receive"));
+    assert_string_equal(rt_strerror(RT_EDEADLK),
+                        "all goroutines are asleep - deadlock!");
+}
+
+static void *late_sender(void *arg)
+{
+    rt_chan *c = arg;
+    msleep(200);
+    int v = 99, r;
+    while ((r = rt_chan_send(c, &v, RT_POLL)) == RT_EAGAIN)
+        msleep(1);
+    assert_int_equal(r, 0);
+    rt_unref();
+    return NULL;
+}
+
+static pthread_t late_thread;
+
+static void ref_main(void *arg)
+{
+    (void)arg;
+    rt_chan *c = rt_chan_make(sizeof(int), 0);
+    rt_ref();
+    assert_int_equal(pthread_create(&late_thread, NULL, late_sender, c), 0);
+    int v = 0;
+    bool ok = false;
+    assert_int_equal(rt_chan_recv(c, &v, &ok, RT_FOREVER), 0);
+    assert_true(ok);
+    assert_int_equal(v, 99);
+}
+
+static void test_no_deadlock_with_ref(void **state)
+{
+    (void)state;
+    char buf[256];
+    assert_int_equal(rt_main(&two, ref_main, NULL, buf, sizeof(buf)), 0);
+    pthread_join(late_thread, NULL);
+}
+
+/* A goroutine sleeping on a deadline is not a deadlock. */
+static void timeout_main(void *arg)
+{
+    (void)arg;
+    rt_chan *c = rt_chan_make(sizeof(int), 0);
+    int v;
+    assert_int_equal(rt_chan_recv(c, &v, NULL, rt_deadline_ms(50)),
+                     RT_ETIMEDOUT);
+    rt_chan_release(c);
+}
+
+static void test_no_deadlock_with_timer(void **state)
+{
+    (void)state;
+    assert_int_equal(rt_main(&two, timeout_main, NULL, NULL, 0), 0);
+}
+
+/* ---- 100k parked goroutines (past the guard budget), then released ---- */
+
+#define NPARK 100000
+static _Atomic int parked_done;
+
+static void park_child(void *arg)
+{
+    rt_chan *c = arg;
+    int v;
+    bool ok = true;
+    assert_int_equal(rt_chan_recv(c, &v, &ok, RT_FOREVER), 0);
+    assert_false(ok);
+    if (atomic_fetch_add(&parked_done, 1) + 1 == NPARK) {
+        int one = 1;
+        rt_chan_send(done_ch, &one, RT_FOREVER);
+    }
+}
+
+static void park_main(void *arg)
+{
+    (void)arg;
+    rt_chan *c = rt_chan_make(sizeof(int), 0);
+    done_ch = rt_chan_make(sizeof(int), 1);
+    for (int i = 0; i < NPARK; i++)
+        assert_int_equal(rt_go(park_child, c), 0);
+    /* Wait until every one is parked on c. */
+    while (rt_num_goroutine() != NPARK + 1)
+        rt_gosched();
+    for (int spins = 0; spins < 100000; spins++) {
+        rt_gosched();
+    }
+    assert_int_equal(rt_num_goroutine(), NPARK + 1);
+    assert_int_equal(rt_chan_close(c), 0);
+    int v;
+    assert_int_equal(rt_chan_recv(done_ch, &v, NULL, RT_FOREVER), 0);
+    rt_chan_release(c);
+    rt_chan_release(done_ch);
+}
+
+static void test_parked_100k(void **state)
+{
+    (void)state;
+    atomic_store(&parked_done, 0);
+    assert_int_equal(rt_main(&two, park_main, NULL, NULL, 0), 0);
+    assert_int_equal(atomic_load(&parked_done), NPARK);
+}
+
+/* ---- errno is per goroutine ---- */
+
+static void errno_child(void *arg)
+{
+    int mine = (int)(intptr_t)arg;
+    for (int i = 0; i < 1000; i++) {
+        errno = mine;
+        rt_gosched();
+        assert_int_equal(errno, mine);
+    }
+    int v = 1;
+    rt_chan_send(done_ch, &v, RT_FOREVER);
+}
+
+static void errno_main(void *arg)
+{
+    (void)arg;
+    done_ch = rt_chan_make(sizeof(int), 8);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(rt_go(errno_child, (void *)(intptr_t)(100 + i)), 0);
+    for (int i = 0; i < 8; i++) {
+        int v;
+        assert_int_equal(rt_chan_recv(done_ch, &v, NULL, RT_FOREVER), 0);
+    }
+    rt_chan_release(done_ch);
+}
+
+static void test_errno_per_goroutine(void **state)
+{
+    (void)state;
+    assert_int_equal(rt_main(&two, errno_main, NULL, NULL, 0), 0);
+}
+
+/* ---- rt_dump and counts ---- */
+
+static void dump_child(void *arg)
+{
+    int v;
+    rt_chan_recv(arg, &v, NULL, RT_FOREVER);
+}
+
+static void dump_main(void *arg)
+{
+    (void)arg;
+    rt_chan *c = rt_chan_make(sizeof(int), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rt_go(dump_child, c), 0);
+    while (rt_num_goroutine() != 4)
+        rt_gosched();
+    /* Let them wait a little (a timed receive nobody answers). */
+    rt_chan *idle = rt_chan_make(sizeof(int), 0);
+    int dummy;
+    assert_int_equal(rt_chan_recv(idle, &dummy, NULL, rt_deadline_ms(20)),
+                     RT_ETIMEDOUT);
+    rt_chan_release(idle);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    rt_dump(f);
+    fclose(f);
+    assert_non_null(strstr(text, "[chan receive"));
+    assert_non_null(strstr(text, "4 goroutines"));
+    free(text);
+    assert_true(rt_num_threads() >= 1);
+    rt_chan_close(c);
+    rt_chan_release(c);
+}
+
+static void test_dump(void **state)
+{
+    (void)state;
+    assert_int_equal(rt_main(&two, dump_main, NULL, NULL, 0), 0);
+}
+
+/* ---- an idle runtime does not burn CPU ---- */
+
+static int64_t cpu_ns(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000 +
+           (int64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
+}
+
+static void idle_child(void *arg)
+{
+    (void)arg;
+    rt_chan *c = rt_chan_make(sizeof(int), 0);
+    int v;
+    /* A long deadline keeps a timer armed while idle. */
+    rt_chan_recv(c, &v, NULL, rt_deadline_ms(60000));
+    rt_chan_release(c);
+}
+
+static void test_idle_cpu(void **state)
+{
+    (void)state;
+    assert_int_equal(rt_start(&two), 0);
+    assert_int_equal(rt_go(idle_child, NULL), 0);
+    msleep(50);
+    int64_t c0 = cpu_ns();
+    msleep(300);
+    int64_t used = cpu_ns() - c0;
+    rt_stop();
+    /* Busy polling would use ~300 ms per thread; allow 10%. */
+    assert_true(used < 30000000);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_main_many_times),
+        cmocka_unit_test(test_spawn_100k),
+        cmocka_unit_test(test_work_spreads),
+        cmocka_unit_test(test_gomaxprocs),
+        cmocka_unit_test(test_foreign_spawn_and_try),
+        cmocka_unit_test(test_deadlock_detected),
+        cmocka_unit_test(test_no_deadlock_with_ref),
+        cmocka_unit_test(test_no_deadlock_with_timer),
+        cmocka_unit_test(test_parked_100k),
+        cmocka_unit_test(test_errno_per_goroutine),
+        cmocka_unit_test(test_dump),
+        cmocka_unit_test(test_idle_cpu),
+    };
+    return cmocka_run_group_tests_name("sched", tests, NULL, NULL);
+}
