@@ -44,6 +44,7 @@ struct rt_mutex {
     _Atomic uint32_t state;
     rt__lock lock; /* guards waiters and the WAITERS flag */
     rt__waitq waiters;
+    _Atomic int64_t woken_at; /* when WOKEN was last set */
 };
 
 static inline void mu_pause(void)
@@ -230,6 +231,17 @@ static int mu_unlock_starving(rt_mutex *m)
     return 0;
 }
 
+/* A woken waiter is readied into our P's run-next slot: if we never
+ * block, and no idle P steals it, it never runs to retry (no preemption
+ * here, unlike Go).  Once it has waited for a CPU for longer than the
+ * starvation threshold, the unlocker yields its P to it. */
+static void mu_yield_to_woken(rt_mutex *m)
+{
+    int64_t t = atomic_load_explicit(&m->woken_at, memory_order_relaxed);
+    if (rt_now() - t > MU_STARVE_NS && rt_in_goroutine())
+        rt_gosched();
+}
+
 static int mu_unlock_slow(rt_mutex *m)
 {
     uint32_t s = atomic_load(&m->state);
@@ -238,27 +250,52 @@ static int mu_unlock_slow(rt_mutex *m)
             return RT_EUNLOCK;
         if (s & MU_STARVING)
             return mu_unlock_starving(m);
-        uint32_t ns = s & ~MU_LOCKED;
-        bool wake = (s & MU_WAITERS) && !(s & MU_WOKEN);
-        if (wake)
-            ns |= MU_WOKEN;
-        if (!atomic_compare_exchange_weak(&m->state, &s, ns))
-            continue;
-        if (!wake)
+        if ((s & MU_WAITERS) && !(s & MU_WOKEN))
+            break; /* someone to wake: decide how under m->lock */
+        if (atomic_compare_exchange_weak(&m->state, &s, s & ~MU_LOCKED)) {
+            if (s & MU_WOKEN)
+                mu_yield_to_woken(m);
             return 0;
-        break;
+        }
     }
     rt__lock_acquire(&m->lock);
-    rt__waiter *w = rt__waitq_pop_claim(&m->waiters);
-    rt_g *g = NULL;
-    if (w) {
-        w->result = MU_RETRY;
-        g = w->g;
-    } else {
-        /* Every queued waiter timed out: nobody will clear WOKEN. */
-        atomic_fetch_and(&m->state, ~MU_WOKEN);
+    /* The unlocker, too, starts starvation mode when the head waiter has
+     * waited too long: a woken waiter may not get a CPU soon enough to
+     * notice by itself (it is queued behind us on our P). */
+    rt__waiter *head = m->waiters.head;
+    if (head && rt_now() - (int64_t)head->arg > MU_STARVE_NS) {
+        atomic_fetch_or(&m->state, MU_STARVING);
+        rt__lock_release(&m->lock);
+        return mu_unlock_starving(m);
     }
-    mu_sync_waiters(m);
+    bool wake;
+    s = atomic_load(&m->state);
+    for (;;) {
+        if (!(s & MU_LOCKED)) {
+            rt__lock_release(&m->lock);
+            return RT_EUNLOCK;
+        }
+        uint32_t ns = s & ~MU_LOCKED;
+        wake = (s & MU_WAITERS) && !(s & MU_WOKEN);
+        if (wake)
+            ns |= MU_WOKEN;
+        if (atomic_compare_exchange_weak(&m->state, &s, ns))
+            break;
+    }
+    rt_g *g = NULL;
+    if (wake) {
+        rt__waiter *w = rt__waitq_pop_claim(&m->waiters);
+        if (w) {
+            w->result = MU_RETRY;
+            g = w->g;
+            atomic_store_explicit(&m->woken_at, rt_now(),
+                                  memory_order_relaxed);
+        } else {
+            /* Every queued waiter timed out: nobody will clear WOKEN. */
+            atomic_fetch_and(&m->state, ~MU_WOKEN);
+        }
+        mu_sync_waiters(m);
+    }
     rt__lock_release(&m->lock);
     if (g)
         rt__ready(g);
