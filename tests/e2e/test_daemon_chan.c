@@ -1,0 +1,449 @@
+/*
+ * test_daemon_chan.c - end-to-end: the channel family over the wire
+ * against a real daemon: make/send/recv/close/len/drop/list/select, every
+ * reason they give, unbuffered hand-off between clients, buffered FIFO,
+ * close waking other sessions, select fed by other clients, timeouts,
+ * out-of-order answers, a killed receiver not losing a value, and 1000
+ * connections parked in recv released by one close.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../common/testd.h"
+
+static testd D;
+
+static int setup(void **state)
+{
+    (void)state;
+    return testd_start(&D, NULL);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return testd_stop(&D) == 0 ? 0 : -1;
+}
+
+/* Calls method with params given as JSON text; returns the answer. */
+static json_t *call(testd_conn *c, int64_t id, const char *method,
+                    const char *params)
+{
+    json_t *p = params ? json_loads(params, 0, NULL) : NULL;
+    json_t *a;
+    if (params)
+        assert_non_null(p);
+    a = testd_call(c, id, method, p, 20000);
+    assert_non_null(a);
+    return a;
+}
+
+/* Calls and asserts success; returns the result (the answer is freed
+ * at the next ok() on the same slot: keep it short). */
+static json_t *last_ok;
+static json_t *ok(testd_conn *c, int64_t id, const char *method,
+                  const char *params)
+{
+    json_decref(last_ok);
+    last_ok = call(c, id, method, params);
+    if (!testd_result(last_ok))
+        fail_msg("%s %s: %s", method, params ? params : "",
+                 testd_message(last_ok));
+    return testd_result(last_ok);
+}
+
+static void expect_reason(testd_conn *c, int64_t id, const char *method,
+                          const char *params, const char *reason)
+{
+    json_t *a = call(c, id, method, params);
+    if (!testd_reason(a) || strcmp(testd_reason(a), reason) != 0)
+        fail_msg("%s %s: expected %s, got %s", method, params, reason,
+                 json_dumps(a, JSON_COMPACT));
+    json_decref(a);
+}
+
+/* Sends a request without waiting for its answer. */
+static void post(testd_conn *c, int64_t id, const char *method,
+                 const char *params)
+{
+    assert_int_equal(testd_sendf(c, "{\"jsonrpc\":\"2.0\",\"id\":%lld,"
+                                    "\"method\":\"%s\",\"params\":%s}",
+                                 (long long)id, method,
+                                 params ? params : "{}"), 0);
+}
+
+static json_int_t stat_of(const char *key)
+{
+    json_t *s = testd_stats(&D);
+    json_int_t v;
+    assert_non_null(s);
+    v = json_integer_value(json_object_get(s, key));
+    json_decref(s);
+    return v;
+}
+
+/* Waits (up to 20 s) until runtime.stats' key equals want. */
+static void wait_stat(const char *key, json_int_t want)
+{
+    int64_t t0 = testd_now_ms();
+    while (stat_of(key) != want) {
+        if (testd_now_ms() - t0 > 20000)
+            fail_msg("stats %s stayed %lld, want %lld", key,
+                     (long long)stat_of(key), (long long)want);
+        usleep(5000);
+    }
+}
+
+static void test_basics_and_reasons(void **state)
+{
+    testd_conn *c = testd_connect(&D);
+    json_t *r;
+    (void)state;
+
+    expect_reason(c, 1, "recv", "{\"name\":\"q\"}", "not_found");
+    expect_reason(c, 1, "send", "{\"name\":\"q\",\"value\":1}", "not_found");
+    ok(c, 2, "make", "{\"name\":\"q\",\"cap\":3,\"type\":\"number\"}");
+    ok(c, 3, "make", "{\"name\":\"q\",\"cap\":3,\"type\":\"number\"}");
+    expect_reason(c, 4, "make", "{\"name\":\"q\",\"cap\":4}", "exists");
+    expect_reason(c, 5, "send", "{\"name\":\"q\",\"value\":\"s\"}",
+                  "wrong_type");
+    ok(c, 6, "send", "{\"name\":\"q\",\"value\":7}");
+    ok(c, 7, "send", "{\"name\":\"q\",\"value\":8.5}");
+    r = ok(c, 8, "len", "{\"name\":\"q\"}");
+    assert_int_equal(json_integer_value(json_object_get(r, "len")), 2);
+    assert_int_equal(json_integer_value(json_object_get(r, "cap")), 3);
+    r = ok(c, 9, "list", "{\"prefix\":\"q\"}");
+    r = json_array_get(json_object_get(r, "objects"), 0);
+    assert_string_equal(json_string_value(json_object_get(r, "name")), "q");
+    assert_string_equal(json_string_value(json_object_get(r, "type")),
+                        "chan");
+    r = ok(c, 10, "list", "{\"prefix\":\"zz\"}");
+    assert_int_equal(json_array_size(json_object_get(r, "objects")), 0);
+    ok(c, 11, "close", "{\"name\":\"q\"}");
+    expect_reason(c, 12, "close", "{\"name\":\"q\"}", "closed");
+    {
+        json_t *a = call(c, 13, "send", "{\"name\":\"q\",\"value\":1}");
+        assert_string_equal(testd_reason(a), "closed");
+        assert_string_equal(testd_message(a), "send on closed channel");
+        json_decref(a);
+    }
+    /* Buffered values drain after close, then ok:false. */
+    r = ok(c, 14, "recv", "{\"name\":\"q\"}");
+    assert_int_equal(json_integer_value(json_object_get(r, "value")), 7);
+    r = ok(c, 15, "recv", "{\"name\":\"q\"}");
+    assert_true(json_real_value(json_object_get(r, "value")) == 8.5);
+    r = ok(c, 16, "recv", "{\"name\":\"q\"}");
+    assert_true(json_is_false(json_object_get(r, "ok")));
+    assert_true(json_is_null(json_object_get(r, "value")));
+    ok(c, 17, "drop", "{\"name\":\"q\"}");
+    expect_reason(c, 18, "drop", "{\"name\":\"q\"}", "not_found");
+    expect_reason(c, 19, "len", "{\"name\":\"q\"}", "not_found");
+    /* timeout_ms 0: do not wait. */
+    ok(c, 20, "make", "{\"name\":\"u\"}");
+    expect_reason(c, 21, "recv", "{\"name\":\"u\",\"timeout_ms\":0}",
+                  "timeout");
+    expect_reason(c, 22, "send", "{\"name\":\"u\",\"value\":1,"
+                                 "\"timeout_ms\":0}", "timeout");
+    testd_close(c);
+}
+
+static void test_unbuffered_handoff(void **state)
+{
+    testd_conn *a = testd_connect(&D), *b = testd_connect(&D);
+    json_t *ans, *r;
+    (void)state;
+
+    ok(a, 1, "make", "{\"name\":\"h\"}");
+    post(a, 2, "send", "{\"name\":\"h\",\"value\":{\"job\":42}}");
+    /* The send must not answer while nobody receives. */
+    assert_null(testd_wait_id(a, 2, 300));
+    r = ok(b, 3, "recv", "{\"name\":\"h\"}");
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(r, "value"), "job")), 42);
+    ans = testd_wait_id(a, 2, 20000);
+    assert_non_null(testd_result(ans));
+    json_decref(ans);
+    /* And the other way round: a receiver waits for a sender. */
+    post(b, 4, "recv", "{\"name\":\"h\"}");
+    assert_null(testd_wait_id(b, 4, 200));
+    ok(a, 5, "send", "{\"name\":\"h\",\"value\":\"x\"}");
+    ans = testd_wait_id(b, 4, 20000);
+    assert_string_equal(json_string_value(json_object_get(
+                            testd_result(ans), "value")), "x");
+    json_decref(ans);
+    testd_close(a);
+    testd_close(b);
+}
+
+static void test_buffered_fifo(void **state)
+{
+    testd_conn *a = testd_connect(&D), *b = testd_connect(&D);
+    char p[128];
+    (void)state;
+
+    ok(a, 1, "make", "{\"name\":\"f\",\"cap\":100}");
+    for (int i = 0; i < 100; i++) {
+        snprintf(p, sizeof p, "{\"name\":\"f\",\"value\":%d}", i);
+        ok(a, 10 + i, "send", p);
+    }
+    expect_reason(a, 5, "send", "{\"name\":\"f\",\"value\":0,"
+                                "\"timeout_ms\":0}", "timeout");
+    for (int i = 0; i < 100; i++) {
+        json_t *r = ok(b, 200 + i, "recv", "{\"name\":\"f\"}");
+        assert_int_equal(json_integer_value(json_object_get(r, "value")), i);
+    }
+    testd_close(a);
+    testd_close(b);
+}
+
+static void test_close_wakes_others(void **state)
+{
+    enum { N = 5 };
+    testd_conn *c[N], *closer = testd_connect(&D);
+    (void)state;
+
+    ok(closer, 1, "make", "{\"name\":\"w\"}");
+    ok(closer, 2, "make", "{\"name\":\"s\"}");
+    for (int i = 0; i < N; i++) {
+        c[i] = testd_connect(&D);
+        post(c[i], 1, "recv", "{\"name\":\"w\"}");
+        post(c[i], 2, "send", "{\"name\":\"s\",\"value\":1}");
+    }
+    wait_stat("waiters", 2 * N);
+    ok(closer, 3, "close", "{\"name\":\"w\"}");
+    ok(closer, 4, "close", "{\"name\":\"s\"}");
+    for (int i = 0; i < N; i++) {
+        json_t *a = testd_wait_id(c[i], 1, 20000);
+        assert_non_null(a);
+        assert_true(json_is_false(json_object_get(testd_result(a), "ok")));
+        json_decref(a);
+        a = testd_wait_id(c[i], 2, 20000);
+        assert_non_null(a);
+        assert_string_equal(testd_reason(a), "closed");
+        json_decref(a);
+        testd_close(c[i]);
+    }
+    wait_stat("waiters", 0);
+    testd_close(closer);
+}
+
+static void test_drop_wakes_waiters(void **state)
+{
+    testd_conn *a = testd_connect(&D), *b = testd_connect(&D);
+    json_t *ans;
+    (void)state;
+
+    ok(a, 1, "make", "{\"name\":\"d\",\"cap\":1}");
+    post(b, 2, "recv", "{\"name\":\"d\"}");
+    wait_stat("waiters", 1);
+    ok(a, 3, "drop", "{\"name\":\"d\"}");
+    ans = testd_wait_id(b, 2, 20000);
+    assert_string_equal(testd_reason(ans), "not_found");
+    json_decref(ans);
+    testd_close(a);
+    testd_close(b);
+}
+
+static void test_select(void **state)
+{
+    testd_conn *a = testd_connect(&D), *b = testd_connect(&D);
+    json_t *ans, *r;
+    (void)state;
+
+    ok(a, 1, "make", "{\"name\":\"sa\"}");
+    ok(a, 2, "make", "{\"name\":\"sb\"}");
+    ok(a, 3, "make", "{\"name\":\"sc\",\"cap\":1}");
+    /* default taken when nothing is ready */
+    r = ok(a, 4, "select", "{\"cases\":[{\"recv\":\"sa\"},{\"recv\":\"sb\"}],"
+                           "\"default\":true}");
+    assert_int_equal(json_integer_value(json_object_get(r, "index")), -1);
+    /* a ready send case */
+    r = ok(a, 5, "select", "{\"cases\":[{\"recv\":\"sa\"},{\"send\":\"sc\","
+                           "\"value\":\"v\"}]}");
+    assert_int_equal(json_integer_value(json_object_get(r, "index")), 1);
+    r = ok(a, 6, "select", "{\"cases\":[{\"recv\":\"sa\"},{\"recv\":\"sc\"}]}");
+    assert_int_equal(json_integer_value(json_object_get(r, "index")), 1);
+    assert_string_equal(json_string_value(json_object_get(r, "value")), "v");
+    /* blocked select fed by another client */
+    post(a, 7, "select", "{\"cases\":[{\"recv\":\"sa\"},{\"recv\":\"sb\"}]}");
+    assert_null(testd_wait_id(a, 7, 200));
+    ok(b, 8, "send", "{\"name\":\"sb\",\"value\":[1,2]}");
+    ans = testd_wait_id(a, 7, 20000);
+    r = testd_result(ans);
+    assert_non_null(r);
+    assert_int_equal(json_integer_value(json_object_get(r, "index")), 1);
+    assert_true(json_is_true(json_object_get(r, "ok")));
+    assert_int_equal(json_array_size(json_object_get(r, "value")), 2);
+    json_decref(ans);
+    /* blocked send case taken by another client's recv */
+    post(a, 9, "select", "{\"cases\":[{\"send\":\"sa\",\"value\":5},"
+                         "{\"recv\":\"sb\"}]}");
+    r = ok(b, 10, "recv", "{\"name\":\"sa\"}");
+    assert_int_equal(json_integer_value(json_object_get(r, "value")), 5);
+    ans = testd_wait_id(a, 9, 20000);
+    assert_int_equal(json_integer_value(json_object_get(testd_result(ans),
+                                                        "index")), 0);
+    json_decref(ans);
+    /* timeout, errors */
+    expect_reason(a, 11, "select", "{\"cases\":[{\"recv\":\"sa\"}],"
+                                   "\"timeout_ms\":50}", "timeout");
+    expect_reason(a, 12, "select", "{\"cases\":[{\"recv\":\"nope\"}]}",
+                  "not_found");
+    expect_reason(a, 13, "select", "{\"cases\":[{\"recv\":\"sa\","
+                                   "\"value\":1}]}", "invalid");
+    expect_reason(a, 14, "select", "{\"cases\":[5]}", "invalid");
+    /* a closed send case is an error naming the case */
+    ok(a, 15, "close", "{\"name\":\"sb\"}");
+    ans = call(a, 16, "select", "{\"cases\":[{\"recv\":\"sa\"},"
+                                "{\"send\":\"sb\",\"value\":1}]}");
+    assert_string_equal(testd_reason(ans), "closed");
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(json_object_get(ans, "error"),
+                                         "data"), "index")), 1);
+    json_decref(ans);
+    testd_close(a);
+    testd_close(b);
+}
+
+static void test_timeouts_and_order(void **state)
+{
+    testd_conn *a = testd_connect(&D), *b = testd_connect(&D);
+    json_t *ans;
+    int64_t t0;
+    char *line;
+    (void)state;
+
+    ok(a, 1, "make", "{\"name\":\"t\"}");
+    t0 = testd_now_ms();
+    expect_reason(a, 2, "recv", "{\"name\":\"t\",\"timeout_ms\":150}",
+                  "timeout");
+    assert_true(testd_now_ms() - t0 >= 140); /* never early */
+    /* Out of order on one connection: the blocked recv (id 3) answers
+     * after the ping (id 4) sent later. */
+    post(a, 3, "recv", "{\"name\":\"t\"}");
+    post(a, 4, "ping", NULL);
+    line = testd_recv_line(a, 20000);
+    assert_non_null(line);
+    assert_non_null(strstr(line, "\"id\":4"));
+    free(line);
+    ok(b, 5, "send", "{\"name\":\"t\",\"value\":true}");
+    ans = testd_wait_id(a, 3, 20000);
+    assert_true(json_is_true(json_object_get(testd_result(ans), "value")));
+    json_decref(ans);
+    testd_close(a);
+    testd_close(b);
+}
+
+/* A child process blocks in recv on its own connection, then is killed
+ * with SIGKILL: the next value must reach a live receiver, never the dead
+ * client.  Run twice: once after the daemon saw the death, once racing. */
+static void killed_receiver(bool race)
+{
+    testd_conn *a = testd_connect(&D), *b = testd_connect(&D);
+    json_t *ans;
+    pid_t pid;
+    (void)race;
+
+    ok(a, 1, "make", "{\"name\":\"k\"}");
+    json_int_t base = stat_of("sessions");
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        testd_conn *c = testd_connect(&D);
+        if (!c)
+            _exit(1);
+        testd_send(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
+                      "\"params\":{\"name\":\"k\"}}");
+        pause();
+        _exit(0);
+    }
+    wait_stat("waiters", 1);
+    post(b, 2, "recv", "{\"name\":\"k\"}"); /* queued behind the child */
+    wait_stat("waiters", 2);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    if (!race)
+        wait_stat("sessions", base);
+    ok(a, 3, "send", "{\"name\":\"k\",\"value\":\"precious\"}");
+    ans = testd_wait_id(b, 2, 20000);
+    assert_non_null(ans);
+    assert_string_equal(json_string_value(json_object_get(testd_result(ans),
+                                                          "value")),
+                        "precious");
+    json_decref(ans);
+    ok(a, 4, "drop", "{\"name\":\"k\"}");
+    wait_stat("waiters", 0);
+    testd_close(a);
+    testd_close(b);
+}
+
+static void test_killed_receiver(void **state)
+{
+    (void)state;
+    killed_receiver(false);
+    killed_receiver(true);
+}
+
+static void test_thousand_receivers(void **state)
+{
+    enum { N = 1000 };
+    testd_conn **c = calloc(N, sizeof *c), *closer;
+    (void)state;
+
+    closer = testd_connect(&D);
+    ok(closer, 1, "make", "{\"name\":\"many\"}");
+    for (int i = 0; i < N; i++) {
+        c[i] = testd_connect(&D);
+        assert_non_null(c[i]);
+        post(c[i], 7, "recv", "{\"name\":\"many\"}");
+    }
+    wait_stat("waiters", N);
+    ok(closer, 2, "close", "{\"name\":\"many\"}");
+    for (int i = 0; i < N; i++) {
+        json_t *a = testd_wait_id(c[i], 7, 30000);
+        assert_non_null(a);
+        assert_true(json_is_false(json_object_get(testd_result(a), "ok")));
+        json_decref(a);
+        testd_close(c[i]);
+    }
+    wait_stat("sessions", 2); /* closer + the stats connection */
+    wait_stat("waiters", 0);
+    free(c);
+    testd_close(closer);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_basics_and_reasons, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unbuffered_handoff, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_buffered_fifo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_wakes_others, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_drop_wakes_waiters, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_select, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeouts_and_order, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_killed_receiver, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_thousand_receivers, setup,
+                                        teardown),
+    };
+    int rc = cmocka_run_group_tests_name("daemon_chan", tests, NULL, NULL);
+    json_decref(last_ok);
+    return rc;
+}
