@@ -1,0 +1,495 @@
+/*
+ * test_map.c - unit tests of rt_map (sync.Map semantics): every call's
+ * result and reference counting against a reference model, concurrent
+ * mixed operations from both Ps, Range (stop, re-entry), Clear, Len, a
+ * foreign thread, growth to 100k keys.
+ *
+ * Values are reference-counted objects; the map's retain/release ops
+ * count, so every test ends by checking that each value is back to the
+ * one reference its creator holds (no leak, no double release).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt.h"
+
+static char check_msg[512];
+static _Atomic int check_failed;
+
+#define CHECK(cond)                                                            \
+    do {                                                                       \
+        if (!(cond))                                                           \
+            check_fail(__FILE__, __LINE__, #cond);                             \
+    } while (0)
+#define CHECK_EQ(a, b)                                                         \
+    do {                                                                       \
+        long long a_ = (long long)(a), b_ = (long long)(b);                    \
+        if (a_ != b_) {                                                        \
+            char t_[256];                                                      \
+            snprintf(t_, sizeof(t_), "%s == %s (%lld != %lld)", #a, #b, a_,   \
+                     b_);                                                      \
+            check_fail(__FILE__, __LINE__, t_);                                \
+        }                                                                      \
+    } while (0)
+
+static void check_fail(const char *file, int line, const char *what)
+{
+    if (atomic_exchange(&check_failed, 1) == 0)
+        snprintf(check_msg, sizeof(check_msg), "%s:%d: check failed: %s",
+                 file, line, what);
+}
+
+static void run(void (*fn)(void *), void *arg)
+{
+    char err[4096] = "";
+    atomic_store(&check_failed, 0);
+    rt_config cfg = {.gomaxprocs = 2};
+    int r = rt_main(&cfg, fn, arg, err, sizeof(err));
+    if (r != 0)
+        print_error("rt_main: %d %s\n%s\n", r, rt_strerror(r), err);
+    assert_int_equal(r, 0);
+    if (atomic_load(&check_failed))
+        print_error("%s\n", check_msg);
+    assert_int_equal(atomic_load(&check_failed), 0);
+}
+
+/* ---- reference-counted values ---- */
+
+typedef struct val {
+    _Atomic int refs;
+    int id;
+} val;
+
+static void *val_retain(void *v)
+{
+    atomic_fetch_add(&((val *)v)->refs, 1);
+    return v;
+}
+
+static void val_release(void *v)
+{
+    int old = atomic_fetch_sub(&((val *)v)->refs, 1);
+    CHECK(old > 1); /* the creator's reference is never the map's */
+}
+
+static bool val_equal(const void *a, const void *b)
+{
+    return ((const val *)a)->id == ((const val *)b)->id;
+}
+
+static const rt_map_ops val_ops = {val_retain, val_release, val_equal};
+
+#define NVALS 4096
+static val vals[NVALS];
+
+static void vals_init(void)
+{
+    for (int i = 0; i < NVALS; i++) {
+        atomic_store(&vals[i].refs, 1);
+        vals[i].id = i;
+    }
+}
+
+static void vals_check_balanced(void)
+{
+    for (int i = 0; i < NVALS; i++)
+        CHECK_EQ(atomic_load(&vals[i].refs), 1);
+}
+
+/* Drops a reference the map handed us. */
+static void put(void *v)
+{
+    if (v)
+        val_release(v);
+}
+
+/* ---- single goroutine: every call's contract ---- */
+
+static void basic_main(void *arg)
+{
+    (void)arg;
+    vals_init();
+    rt_map *m = rt_map_new(&val_ops);
+    void *v = NULL;
+    CHECK(!rt_map_load(m, "a", 1, &v));
+    CHECK_EQ(rt_map_store(m, "a", 1, &vals[1]), 0);
+    CHECK_EQ(atomic_load(&vals[1].refs), 2);
+    CHECK(rt_map_load(m, "a", 1, &v));
+    CHECK(v == &vals[1]);
+    CHECK_EQ(atomic_load(&vals[1].refs), 3); /* retained for us */
+    put(v);
+    CHECK_EQ(rt_map_len(m), 1);
+
+    /* Store over an existing key releases the old value. */
+    CHECK_EQ(rt_map_store(m, "a", 1, &vals[2]), 0);
+    CHECK_EQ(atomic_load(&vals[1].refs), 1);
+
+    /* LoadOrStore: present -> the existing value; absent -> stores. */
+    CHECK(rt_map_load_or_store(m, "a", 1, &vals[3], &v));
+    CHECK(v == &vals[2]);
+    put(v);
+    CHECK_EQ(atomic_load(&vals[3].refs), 1);
+    CHECK(!rt_map_load_or_store(m, "b", 1, &vals[3], &v));
+    CHECK(v == &vals[3]);
+    put(v);
+    CHECK_EQ(atomic_load(&vals[3].refs), 2);
+    CHECK_EQ(rt_map_len(m), 2);
+
+    /* Keys are byte strings: embedded NULs and the empty key work. */
+    CHECK_EQ(rt_map_store(m, "a\0b", 3, &vals[4]), 0);
+    CHECK_EQ(rt_map_store(m, "", 0, &vals[5]), 0);
+    CHECK(rt_map_load(m, "a\0b", 3, &v) && v == &vals[4]);
+    put(v);
+    CHECK(rt_map_load(m, "", 0, &v) && v == &vals[5]);
+    put(v);
+    CHECK(!rt_map_load(m, "a\0c", 3, NULL));
+    CHECK_EQ(rt_map_len(m), 4);
+
+    /* Swap returns the previous value, owned by the caller. */
+    CHECK(rt_map_swap(m, "a", 1, &vals[6], &v));
+    CHECK(v == &vals[2]);
+    put(v);
+    CHECK(!rt_map_swap(m, "c", 1, &vals[7], &v));
+    CHECK(v == NULL);
+
+    /* CompareAndSwap / CompareAndDelete use ops.equal. */
+    val same6 = {1, 6};
+    CHECK(!rt_map_compare_and_swap(m, "a", 1, &vals[9], &vals[8]));
+    CHECK(!rt_map_compare_and_swap(m, "zz", 2, &vals[6], &vals[8]));
+    CHECK(rt_map_compare_and_swap(m, "a", 1, &same6, &vals[8]));
+    CHECK_EQ(atomic_load(&vals[6].refs), 1);
+    CHECK_EQ(atomic_load(&vals[8].refs), 2);
+    CHECK(!rt_map_compare_and_delete(m, "a", 1, &vals[6]));
+    CHECK(rt_map_compare_and_delete(m, "a", 1, &vals[8]));
+    CHECK(!rt_map_load(m, "a", 1, NULL));
+
+    /* LoadAndDelete hands over the map's reference. */
+    CHECK(rt_map_load_and_delete(m, "c", 1, &v));
+    CHECK(v == &vals[7]);
+    put(v);
+    CHECK(!rt_map_load_and_delete(m, "c", 1, &v));
+    rt_map_delete(m, "b", 1);
+    rt_map_delete(m, "b", 1); /* absent: no-op */
+    CHECK_EQ(rt_map_len(m), 2);
+
+    rt_map_clear(m);
+    CHECK_EQ(rt_map_len(m), 0);
+    CHECK(!rt_map_load(m, "", 0, NULL));
+    CHECK_EQ(rt_map_store(m, "x", 1, &vals[10]), 0);
+    rt_map_free(m); /* releases what is left */
+    vals_check_balanced();
+
+    /* No ops: plain pointers, pointer equality. */
+    rt_map *p = rt_map_new(NULL);
+    int a, b;
+    CHECK_EQ(rt_map_store(p, "k", 1, &a), 0);
+    CHECK(!rt_map_compare_and_swap(p, "k", 1, &b, &b));
+    CHECK(rt_map_compare_and_swap(p, "k", 1, &a, &b));
+    CHECK(rt_map_load(p, "k", 1, &v) && v == &b);
+    rt_map_free(p);
+}
+
+static void test_map_basic(void **state)
+{
+    (void)state;
+    run(basic_main, NULL);
+}
+
+/* ---- Range ---- */
+
+struct rangeacc {
+    rt_map *m;
+    int seen[64];
+    int calls;
+    int stop_after;
+};
+
+static bool range_cb(const void *key, size_t klen, void *v, void *arg)
+{
+    struct rangeacc *a = arg;
+    int k;
+    CHECK_EQ(klen, sizeof(k));
+    memcpy(&k, key, sizeof(k));
+    CHECK(k >= 0 && k < 64);
+    CHECK_EQ(((val *)v)->id, k + 100);
+    a->seen[k]++;
+    a->calls++;
+    /* Calling back into the map from f is allowed, as in Go. */
+    if (k % 2 == 0)
+        rt_map_delete(a->m, &k, sizeof(k));
+    return a->stop_after == 0 || a->calls < a->stop_after;
+}
+
+static void range_main(void *arg)
+{
+    (void)arg;
+    vals_init();
+    rt_map *m = rt_map_new(&val_ops);
+    for (int k = 0; k < 64; k++)
+        CHECK_EQ(rt_map_store(m, &k, sizeof(k), &vals[k + 100]), 0);
+    struct rangeacc a = {.m = m, .stop_after = 10};
+    rt_map_range(m, range_cb, &a);
+    CHECK_EQ(a.calls, 10); /* false stops the iteration */
+    struct rangeacc b = {.m = m};
+    rt_map_range(m, range_cb, &b);
+    for (int k = 0; k < 64; k++)
+        CHECK(b.seen[k] <= 1);
+    CHECK_EQ(rt_map_len(m), 32); /* every even key deleted by one pass */
+    rt_map_free(m);
+    vals_check_balanced();
+}
+
+static void test_map_range(void **state)
+{
+    (void)state;
+    run(range_main, NULL);
+}
+
+/* ---- concurrent mixed operations against a reference ---- */
+
+#define CW 4        /* workers */
+#define CKEYS 256   /* private keys per worker */
+#define CSHARED 100 /* read-only keys everybody loads */
+#define COPS 40000
+
+struct conc {
+    rt_map *m;
+    rt_wg *wg;
+    int ref[CW][CKEYS]; /* value id per private key, -1 absent */
+    int next_w;
+};
+
+static void conc_key(int w, int k, int out[2])
+{
+    out[0] = w;
+    out[1] = k;
+}
+
+static int conc_val(int w, int k, int gen)
+{
+    return 200 + (w * CKEYS + k) * 3 + gen % 3;
+}
+
+static void conc_worker(void *arg)
+{
+    struct conc *c = arg;
+    int w = __atomic_fetch_add(&c->next_w, 1, __ATOMIC_SEQ_CST);
+    int *ref = c->ref[w];
+    uint32_t rnd = 12345u + (uint32_t)w * 7919u;
+    for (int i = 0; i < COPS; i++) {
+        rnd = rnd * 1103515245u + 12345u;
+        int k = (rnd >> 8) % CKEYS;
+        int op = (rnd >> 20) % 10;
+        int key[2];
+        conc_key(w, k, key);
+        void *v = NULL;
+        int nv = conc_val(w, k, i);
+        switch (op) {
+        case 0: case 1: case 2: { /* Load of a shared key */
+            int sk[2] = {-1, (int)((rnd >> 3) % CSHARED)};
+            CHECK(rt_map_load(c->m, sk, sizeof(sk), &v));
+            if (v) {
+                CHECK_EQ(((val *)v)->id, 100 + sk[1]);
+                put(v);
+            }
+            break;
+        }
+        case 3: { /* Load */
+            bool ok = rt_map_load(c->m, key, sizeof(key), &v);
+            CHECK_EQ(ok, ref[k] >= 0);
+            if (ok) {
+                CHECK_EQ(((val *)v)->id, ref[k]);
+                put(v);
+            }
+            break;
+        }
+        case 4: /* Store */
+            CHECK_EQ(rt_map_store(c->m, key, sizeof(key), &vals[nv]), 0);
+            ref[k] = nv;
+            break;
+        case 5: { /* LoadOrStore */
+            bool loaded = rt_map_load_or_store(c->m, key, sizeof(key),
+                                               &vals[nv], &v);
+            CHECK_EQ(loaded, ref[k] >= 0);
+            if (!loaded)
+                ref[k] = nv;
+            CHECK_EQ(((val *)v)->id, ref[k]);
+            put(v);
+            break;
+        }
+        case 6: { /* LoadAndDelete */
+            bool ok = rt_map_load_and_delete(c->m, key, sizeof(key), &v);
+            CHECK_EQ(ok, ref[k] >= 0);
+            if (ok) {
+                CHECK_EQ(((val *)v)->id, ref[k]);
+                put(v);
+            }
+            ref[k] = -1;
+            break;
+        }
+        case 7: { /* Swap */
+            bool ok = rt_map_swap(c->m, key, sizeof(key), &vals[nv], &v);
+            CHECK_EQ(ok, ref[k] >= 0);
+            if (ok) {
+                CHECK_EQ(((val *)v)->id, ref[k]);
+                put(v);
+            }
+            ref[k] = nv;
+            break;
+        }
+        case 8: { /* CompareAndSwap, right or wrong old value */
+            int oldid = (rnd & 1) ? ref[k] : conc_val(w, k, i + 1);
+            val probe = {1, oldid};
+            bool ok = rt_map_compare_and_swap(c->m, key, sizeof(key), &probe,
+                                              &vals[nv]);
+            bool want = ref[k] >= 0 && oldid == ref[k];
+            CHECK_EQ(ok, want);
+            if (ok)
+                ref[k] = nv;
+            break;
+        }
+        default: { /* CompareAndDelete or Delete */
+            if (rnd & 1) {
+                val probe = {1, ref[k]};
+                bool ok = rt_map_compare_and_delete(c->m, key, sizeof(key),
+                                                    &probe);
+                CHECK_EQ(ok, ref[k] >= 0);
+            } else {
+                rt_map_delete(c->m, key, sizeof(key));
+            }
+            ref[k] = -1;
+            break;
+        }
+        }
+        if (i % 512 == 0)
+            rt_gosched();
+    }
+    rt_wg_done(c->wg);
+}
+
+struct tally {
+    struct conc *c;
+    long n;
+};
+
+static bool tally_cb(const void *key, size_t klen, void *v, void *arg)
+{
+    struct tally *t = arg;
+    int k[2];
+    CHECK_EQ(klen, sizeof(k));
+    memcpy(k, key, sizeof(k));
+    if (k[0] < 0)
+        CHECK_EQ(((val *)v)->id, 100 + k[1]);
+    else
+        CHECK_EQ(((val *)v)->id, t->c->ref[k[0]][k[1]]);
+    t->n++;
+    return true;
+}
+
+static void conc_main(void *arg)
+{
+    (void)arg;
+    vals_init();
+    struct conc *c = calloc(1, sizeof(*c));
+    c->m = rt_map_new(&val_ops);
+    c->wg = rt_wg_new();
+    memset(c->ref, -1, sizeof(c->ref));
+    for (int i = 0; i < CSHARED; i++) {
+        int sk[2] = {-1, i};
+        CHECK_EQ(rt_map_store(c->m, sk, sizeof(sk), &vals[100 + i]), 0);
+    }
+    rt_wg_add(c->wg, CW);
+    for (int i = 0; i < CW; i++)
+        CHECK_EQ(rt_go(conc_worker, c), 0);
+    CHECK_EQ(rt_wg_wait(c->wg, RT_FOREVER), 0);
+
+    long want = CSHARED;
+    for (int w = 0; w < CW; w++)
+        for (int k = 0; k < CKEYS; k++)
+            want += c->ref[w][k] >= 0;
+    CHECK_EQ(rt_map_len(c->m), want);
+    struct tally t = {c, 0};
+    rt_map_range(c->m, tally_cb, &t);
+    CHECK_EQ(t.n, want);
+    rt_map_free(c->m);
+    vals_check_balanced();
+    rt_wg_free(c->wg);
+    free(c);
+}
+
+static void test_map_concurrent_reference(void **state)
+{
+    (void)state;
+    run(conc_main, NULL);
+}
+
+/* ---- growth and a foreign thread ---- */
+
+static void *foreign_loader(void *arg)
+{
+    rt_map *m = arg;
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < 100000; i += 7) {
+            void *v = NULL;
+            if (rt_map_load(m, &i, sizeof(i), &v)) {
+                CHECK_EQ(((val *)v)->id, i % NVALS);
+                put(v);
+            }
+        }
+    }
+    return NULL;
+}
+
+static void growth_main(void *arg)
+{
+    (void)arg;
+    vals_init();
+    rt_map *m = rt_map_new(&val_ops);
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, foreign_loader, m), 0);
+    for (int i = 0; i < 100000; i++)
+        CHECK_EQ(rt_map_store(m, &i, sizeof(i), &vals[i % NVALS]), 0);
+    pthread_join(th, NULL);
+    CHECK_EQ(rt_map_len(m), 100000);
+    for (int i = 0; i < 100000; i++) {
+        void *v = NULL;
+        CHECK(rt_map_load(m, &i, sizeof(i), &v));
+        if (v) {
+            CHECK_EQ(((val *)v)->id, i % NVALS);
+            put(v);
+        }
+    }
+    for (int i = 0; i < 100000; i += 2)
+        rt_map_delete(m, &i, sizeof(i));
+    CHECK_EQ(rt_map_len(m), 50000);
+    rt_map_clear(m);
+    CHECK_EQ(rt_map_len(m), 0);
+    rt_map_free(m);
+    vals_check_balanced();
+}
+
+static void test_map_growth_foreign(void **state)
+{
+    (void)state;
+    run(growth_main, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_map_basic),
+        cmocka_unit_test(test_map_range),
+        cmocka_unit_test(test_map_concurrent_reference),
+        cmocka_unit_test(test_map_growth_foreign),
+    };
+    return cmocka_run_group_tests_name("map", tests, NULL, NULL);
+}
