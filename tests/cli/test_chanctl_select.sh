@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # select from the shell: --default, a timeout, a ready receive and send.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib.sh" || exit 1
 start_daemon
 
 ctl make a 1 && ctl make b 1 || fail "make"
@@ -18,8 +18,9 @@ ctl --json select recv:a send:b=1 >"$T/json" || fail "select --json"
 [ "$(cat "$T/json")" = '{"index":1}' ] || fail "select --json: $(cat "$T/json")"
 # A blocked select wakes up when a value arrives.
 (sleep 0.3; ctl send a late) &
+sender=$!
 expect_out "$(printf '0\t"late"')" select recv:a --timeout 10s
-wait
+wait $sender || fail "late sender failed"
 # A closed channel's receive case: exit 1.
 ctl close a || fail "close a"
 expect_exit 1 select recv:a --timeout 5s

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # chanctl as a work queue: producers pipe lines into `send -`, consumers
 # `range` until the channel is closed; every value arrives exactly once.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib.sh" || exit 1
 start_daemon
 
 ctl make jobs 4 || fail "make"
