@@ -6,7 +6,8 @@
  * serves them over TCP with JSON-RPC 2.0, one message per line
  * (proto/PROTOCOL.md).  This header is the whole public API of libchand:
  * a blocking API (chand_conn) and an asynchronous one on the caller's
- * libevent event_base (chand_async).  Link with `pkg-config --libs chand`.
+ * libevent event_base (chand_async).  Build with
+ * `pkg-config --cflags --libs libchand`.
  *
  * Conventions (one rule for the whole header):
  * - Errors: functions return 0 (or a documented non-negative value) on
