@@ -270,4 +270,17 @@ obj *hchan_make_for_timer(dreq *r, const char *name, size_t cap);
 /* Returns the runtime channel of a channel object (borrowed). */
 rt_chan *hchan_rt(obj *o);
 
+/* h_lock.c */
+void h_mutex_lock(dreq *r);
+void h_mutex_unlock(dreq *r);
+void h_rw_lock(dreq *r);
+void h_rw_unlock(dreq *r);
+void h_rw_rlock(dreq *r);
+void h_rw_runlock(dreq *r);
+void h_cond_wait(dreq *r);
+void h_cond_signal(dreq *r);
+void h_cond_broadcast(dreq *r);
+/* Releases the holds of an ended session (except leases). */
+void hlock_session_end(sess *s);
+
 #endif /* CHAND_DAEMON_H */

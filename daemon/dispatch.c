@@ -38,11 +38,21 @@ static const struct {
     { "close", h_close },
     { "len", h_len },
     { "select", h_select },
+    /* h_lock.c */
+    { "mutex.lock", h_mutex_lock },
+    { "mutex.unlock", h_mutex_unlock },
+    { "rwmutex.lock", h_rw_lock },
+    { "rwmutex.unlock", h_rw_unlock },
+    { "rwmutex.rlock", h_rw_rlock },
+    { "rwmutex.runlock", h_rw_runlock },
+    { "cond.wait", h_cond_wait },
+    { "cond.signal", h_cond_signal },
+    { "cond.broadcast", h_cond_broadcast },
 };
 
 /* Session-end hooks, one per family that keeps per-session state. */
 static void (*const disp_end_hooks[])(sess *s) = {
-    NULL,
+    hlock_session_end,
 };
 
 static disp_handler *disp_tab;
