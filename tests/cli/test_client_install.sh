@@ -48,6 +48,12 @@ int main(int argc, char **argv)
 EOC
 export PKG_CONFIG_PATH="$root/usr/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$root"
 flags=$(pkg-config --cflags --libs libchand) || fail "pkg-config"
+# A sanitizer build's library needs its runtime in the program too.
+if nm -D "$root/usr/lib/libchand.so.1.0.0" | grep -q __asan_init; then
+    flags="$flags -fsanitize=address,undefined"
+elif nm -D "$root/usr/lib/libchand.so.1.0.0" | grep -q __tsan_init; then
+    flags="$flags -fsanitize=thread"
+fi
 cc -o "$T/hello" "$T/hello.c" $flags 2>"$T/cc.log" || fail "cc: $(cat "$T/cc.log")"
 start_daemon
 out=$(LD_LIBRARY_PATH="$root/usr/lib" "$T/hello" "$CHAND_SERVER") || fail "hello exited $?"

@@ -122,6 +122,12 @@ static int group_teardown(void **state)
     return 0;
 }
 
+/* Connections made by dial(), so that a test that stops early (a skip or
+ * a failed assert jumps out) still closes them in its teardown. */
+#define MAX_OPEN 16
+static chand_conn *g_open[MAX_OPEN];
+static pthread_mutex_t g_open_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static chand_conn *dial(void)
 {
     chand_conn *c = NULL;
@@ -132,7 +138,34 @@ static chand_conn *dial(void)
         fprintf(stderr, "connect: %s\n", err.message);
     assert_int_equal(rc, 0);
     assert_non_null(c);
+    pthread_mutex_lock(&g_open_lock);
+    for (int i = 0; i < MAX_OPEN; i++)
+        if (!g_open[i]) {
+            g_open[i] = c;
+            break;
+        }
+    pthread_mutex_unlock(&g_open_lock);
     return c;
+}
+
+/* Closes a connection made by dial(). */
+static void hang_up(chand_conn *c)
+{
+    pthread_mutex_lock(&g_open_lock);
+    for (int i = 0; i < MAX_OPEN; i++)
+        if (g_open[i] == c)
+            g_open[i] = NULL;
+    pthread_mutex_unlock(&g_open_lock);
+    chand_close_conn(c);
+}
+
+static int close_all(void **state)
+{
+    (void)state;
+    for (int i = 0; i < MAX_OPEN; i++)
+        if (g_open[i])
+            hang_up(g_open[i]);
+    return 0;
 }
 
 /* Asserts that the last call failed with code and reason. */
@@ -237,7 +270,7 @@ static void test_session(void **state)
     assert_int_equal(json_integer_value(json_object_get(res, "version")), 1);
     json_decref(res);
     /* localhost resolves to several addresses; one of them answers. */
-    chand_close_conn(c);
+    hang_up(c);
     {
         chand_conn *c2 = NULL;
         assert_int_equal(chand_connect("localhost", g_d.port, 5000, &c2,
@@ -273,7 +306,7 @@ static void test_generic_call(void **state)
     assert_int_equal(chand_ping(c), 0);
     assert_int_equal(chand_last_error(c)->code, 0);
     chand_drop(c, "gc");
-    chand_close_conn(c);
+    hang_up(c);
 }
 
 static void test_channels(void **state)
@@ -351,7 +384,7 @@ static void test_channels(void **state)
     /* Bad arguments never reach the server. */
     assert_int_equal(chand_send(c, "t.ch", NULL, 0), CHAND_EARG);
     assert_int_equal(chand_send_str(c, NULL, "x", 0), CHAND_EARG);
-    chand_close_conn(c);
+    hang_up(c);
 }
 
 /* Receives one value on its own connection (for unbuffered hand-offs). */
@@ -367,7 +400,7 @@ static void *recv_thread(void *arg)
     chand_conn *c = dial();
 
     j->rc = chand_recv(c, j->name, 10000, &j->value);
-    chand_close_conn(c);
+    hang_up(c);
     return NULL;
 }
 
@@ -434,7 +467,7 @@ static void test_unbuffered_and_select(void **state)
     json_decref(one);
     chand_drop(c, "t.sel");
     chand_drop(c, "t.unbuf");
-    chand_close_conn(c);
+    hang_up(c);
 }
 
 static void test_mutex(void **state)
@@ -459,7 +492,7 @@ static void test_mutex(void **state)
     assert_int_equal(chand_mutex_lock(b, "t.mu", 1000, -1, &t2, NULL), 0);
     assert_true(t2 > t1);
     /* The holder's session ends: the lock is released, owner_dead. */
-    chand_close_conn(b);
+    hang_up(b);
     assert_int_equal(chand_mutex_lock(a, "t.mu", 5000, -1, &t3, &dead), 0);
     assert_true(t3 > t2);
     assert_true(dead);
@@ -472,18 +505,18 @@ static void test_mutex(void **state)
     b = dial();
     assert_int_equal(chand_mutex_lock(b, "t.mu", 1000, 60000, &t1, NULL),
                      0);
-    chand_close_conn(b);
+    hang_up(b);
     rc = chand_mutex_lock(a, "t.mu", 100, -1, &t2, NULL);
     assert_error(a, rc, CHAND_ETIMEOUT, "timeout");
     assert_int_equal(chand_mutex_unlock(a, "t.mu", t1), 0);
     assert_int_equal(chand_mutex_lock(a, "t.mu", 1000, -1, &t2, NULL), 0);
     assert_int_equal(chand_mutex_unlock(a, "t.mu", -1), 0);
-    chand_close_conn(a);
+    hang_up(a);
 }
 
 static void test_rwmutex(void **state)
 {
-    chand_conn *a = dial(), *b = dial();
+    chand_conn *a = dial(), *b = dial(), *c = dial();
     int64_t r1, r2, w;
     int rc;
 
@@ -493,8 +526,12 @@ static void test_rwmutex(void **state)
     assert_int_equal(rc, 0);
     assert_int_equal(chand_rwmutex_rlock(b, "t.rw", 1000, -1, &r2, NULL), 0);
     assert_true(r1 != r2);
+    /* A writer waits for both readers (a reader asking for the write lock
+     * would wait on itself: the server calls that a deadlock). */
+    rc = chand_rwmutex_lock(c, "t.rw", 100, -1, &w, NULL);
+    assert_error(c, rc, CHAND_ETIMEOUT, "timeout");
     rc = chand_rwmutex_lock(a, "t.rw", 100, -1, &w, NULL);
-    assert_error(a, rc, CHAND_ETIMEOUT, "timeout");
+    assert_error(a, rc, CHAND_EDEADLOCK, "deadlock");
     assert_int_equal(chand_rwmutex_runlock(a, "t.rw", -1), 0);
     assert_int_equal(chand_rwmutex_runlock(b, "t.rw", -1), 0);
     assert_int_equal(chand_rwmutex_lock(a, "t.rw", 1000, -1, &w, NULL), 0);
@@ -503,8 +540,9 @@ static void test_rwmutex(void **state)
     assert_int_equal(chand_rwmutex_unlock(a, "t.rw", -1), 0);
     assert_error(a, chand_rwmutex_unlock(a, "t.rw", -1), CHAND_ENOTLOCKED,
                  "not_locked");
-    chand_close_conn(a);
-    chand_close_conn(b);
+    hang_up(a);
+    hang_up(b);
+    hang_up(c);
 }
 
 static void test_wg_once(void **state)
@@ -537,8 +575,8 @@ static void test_wg_once(void **state)
     assert_int_equal(chand_once_done(a, "t.once"), 0);
     assert_int_equal(chand_once_do(b, "t.once", 1000), 0);
     assert_int_equal(chand_once_do(a, "t.once", 1000), 0);
-    chand_close_conn(a);
-    chand_close_conn(b);
+    hang_up(a);
+    hang_up(b);
 }
 
 typedef struct cond_job {
@@ -557,7 +595,7 @@ static void *cond_thread(void *arg)
         j->rc = chand_cond_wait(c, "t.cond", "t.cm", 10000, &j->token);
     if (j->rc == 0)
         j->rc = chand_mutex_unlock(c, "t.cm", -1);
-    chand_close_conn(c);
+    hang_up(c);
     return NULL;
 }
 
@@ -589,13 +627,13 @@ static void test_cond(void **state)
     assert_int_equal(j.rc, 0);
     assert_true(j.token > 0);
     assert_int_equal(chand_cond_broadcast(c, "t.cond"), 0);
-    chand_close_conn(c);
+    hang_up(c);
 }
 
 static void test_pool_map_atomic(void **state)
 {
     chand_conn *c = dial();
-    json_t *v = NULL, *one = json_integer(1), *two = json_integer(2);
+    json_t *v = NULL, *one, *two;
     json_t *entries = NULL;
     int64_t n = -1;
 
@@ -603,6 +641,8 @@ static void test_pool_map_atomic(void **state)
     skip_if_missing(c, chand_pool_get(c, "t.probe", &v), "pool.get");
     skip_if_missing(c, chand_map_len(c, "t.probe", &n), "map.len");
     skip_if_missing(c, chand_atomic_load(c, "t.probe", &n), "atomic.load");
+    one = json_integer(1);
+    two = json_integer(2);
     /* Pool */
     assert_int_equal(chand_pool_get(c, "t.pool", &v), 0);
     json_decref(v);
@@ -667,7 +707,7 @@ static void test_pool_map_atomic(void **state)
     assert_int_equal(n, 1);
     json_decref(one);
     json_decref(two);
-    chand_close_conn(c);
+    hang_up(c);
 }
 
 static void test_timers_go(void **state)
@@ -721,7 +761,7 @@ static void test_timers_go(void **state)
     assert_int_equal(chand_recv(c, "t.af", 10000, &v), 0);
     json_decref(v);
     chand_drop(c, "t.af");
-    chand_close_conn(c);
+    hang_up(c);
 }
 
 static void test_runtime(void **state)
@@ -744,7 +784,7 @@ static void test_runtime(void **state)
     assert_int_equal(prev2, prev);
     assert_int_equal(chand_gomaxprocs(c, prev, &prev2), 0);
     assert_int_equal(prev2, 1);
-    chand_close_conn(c);
+    hang_up(c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -886,7 +926,7 @@ static void test_async_pipeline(void **state)
     event_base_free(ps.base);
     free(slots);
     chand_drop(c, "t.async");
-    chand_close_conn(c);
+    hang_up(c);
 }
 
 typedef struct err_state {
@@ -1086,20 +1126,20 @@ int main(void)
         cmocka_unit_test(test_connect_refused),
     };
     const struct CMUnitTest online[] = {
-        cmocka_unit_test(test_session),
-        cmocka_unit_test(test_generic_call),
-        cmocka_unit_test(test_channels),
-        cmocka_unit_test(test_unbuffered_and_select),
-        cmocka_unit_test(test_mutex),
-        cmocka_unit_test(test_rwmutex),
-        cmocka_unit_test(test_wg_once),
-        cmocka_unit_test(test_cond),
-        cmocka_unit_test(test_pool_map_atomic),
-        cmocka_unit_test(test_timers_go),
-        cmocka_unit_test(test_runtime),
-        cmocka_unit_test(test_async_pipeline),
-        cmocka_unit_test(test_async_errors),
-        cmocka_unit_test(test_connection_loss),
+        cmocka_unit_test_teardown(test_session, close_all),
+        cmocka_unit_test_teardown(test_generic_call, close_all),
+        cmocka_unit_test_teardown(test_channels, close_all),
+        cmocka_unit_test_teardown(test_unbuffered_and_select, close_all),
+        cmocka_unit_test_teardown(test_mutex, close_all),
+        cmocka_unit_test_teardown(test_rwmutex, close_all),
+        cmocka_unit_test_teardown(test_wg_once, close_all),
+        cmocka_unit_test_teardown(test_cond, close_all),
+        cmocka_unit_test_teardown(test_pool_map_atomic, close_all),
+        cmocka_unit_test_teardown(test_timers_go, close_all),
+        cmocka_unit_test_teardown(test_runtime, close_all),
+        cmocka_unit_test_teardown(test_async_pipeline, close_all),
+        cmocka_unit_test_teardown(test_async_errors, close_all),
+        cmocka_unit_test_teardown(test_connection_loss, close_all),
     };
     int failed = cmocka_run_group_tests_name("client_offline", offline, NULL,
                                              NULL);
