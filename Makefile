@@ -168,22 +168,16 @@ $(BUILD)/examples/%: $(BUILD)/obj/client/examples/%.c.o $(CLIENT_A)
 # The shared library is installed as libchand.so.VERSION with the soname
 # link libchand.so.1 and the development link libchand.so, as hiredis does.
 CLIENT_VERSION := 1.0.0
-CLIENT_PC := $(BUILD)/libchand.pc
-
-all: $(if $(CLIENT_SRCS),$(CLIENT_PC))
-
-$(CLIENT_PC): client/libchand.pc.in Makefile
-	$(call say,GEN,$@)
-	@mkdir -p $(@D)
-	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
-	    -e 's|@VERSION@|$(CLIENT_VERSION)|g' $< >$@
+# The .pc is written at install time, so it names the PREFIX/LIBDIR given
+# to `make install`, not those of an earlier `make`.
+CLIENT_PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(CLIENT_VERSION)|g'
 
 .PHONY: install-client uninstall-client
 install: install-client
 uninstall: uninstall-client
 
-install-client: $(CLIENT_A) $(CLIENT_SO) $(CHANCTL) $(CLIENT_PC)
+install-client: $(CLIENT_A) $(CLIENT_SO) $(CHANCTL)
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) \
 	    $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 644 $(CLIENT_A) $(DESTDIR)$(LIBDIR)/libchand.a
@@ -193,7 +187,9 @@ install-client: $(CLIENT_A) $(CLIENT_SO) $(CHANCTL) $(CLIENT_PC)
 	    $(DESTDIR)$(LIBDIR)/libchand.so.$(SOVERSION)
 	ln -sf libchand.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libchand.so
 	install -m 644 client/chand.h $(DESTDIR)$(INCLUDEDIR)/chand.h
-	install -m 644 $(CLIENT_PC) $(DESTDIR)$(LIBDIR)/pkgconfig/libchand.pc
+	$(CLIENT_PC_SED) client/libchand.pc.in \
+	    >$(DESTDIR)$(LIBDIR)/pkgconfig/libchand.pc
+	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/libchand.pc
 	install -m 755 $(CHANCTL) $(DESTDIR)$(BINDIR)/chanctl
 	install -m 644 client/chanctl.1 $(DESTDIR)$(MANDIR)/man1/chanctl.1
 
