@@ -27,6 +27,9 @@ void conf_defaults(conf *c)
     c->max_batch = 1000;
     c->max_select = 1024;
     c->fair_batch = 64;
+    snprintf(c->metrics_bind, sizeof c->metrics_bind, "127.0.0.1");
+    c->metrics_port = 0;
+    c->shutdown_grace_ms = 3000;
 }
 
 /* Parses a non-negative integer with an optional k/m/g suffix (x1024). */
@@ -51,7 +54,8 @@ static int conf_parse_size(const char *s, long long max, long long *out)
     return 0;
 }
 
-typedef enum { CK_STR, CK_INT, CK_SIZE, CK_LEVEL } conf_kind;
+/* CK_PORT: a port, or "auto" (-1) for any free one. */
+typedef enum { CK_STR, CK_INT, CK_SIZE, CK_LEVEL, CK_PORT } conf_kind;
 
 typedef struct conf_key {
     const char *name;
@@ -89,6 +93,14 @@ static const conf_key conf_keys[] = {
       "cases in one select" },
     { "fair-batch", CK_INT, OFF(fair_batch), 1, 1000000,
       "requests served per connection per event-loop turn" },
+    { "metrics-bind", CK_STR, OFF(metrics_bind), 0, 0,
+      "address of the metrics HTTP server" },
+    { "metrics-port", CK_PORT, OFF(metrics_port), 0, 65535,
+      "metrics HTTP port (0: disabled, auto: any free port)" },
+    { "metrics-port-file", CK_STR, OFF(metrics_port_file), 0, 0,
+      "write the bound metrics port to this file" },
+    { "shutdown-grace-ms", CK_INT, OFF(shutdown_grace_ms), 0, 3600000,
+      "SIGTERM: ms to let cancelled answers reach clients" },
 };
 #undef OFF
 
@@ -112,7 +124,7 @@ int conf_set(conf *c, const char *key, const char *value, char *err,
         if (conf_key_eq(key, conf_keys[i].name))
             k = &conf_keys[i];
     if (!k) {
-        snprintf(err, errlen, "unknown setting '%s'", key);
+        snprintf(err, errlen, "unknown key '%s'", key);
         return -1;
     }
     if (!value) {
@@ -122,8 +134,10 @@ int conf_set(conf *c, const char *key, const char *value, char *err,
     char *field = (char *)c + k->off;
     switch (k->kind) {
     case CK_STR: {
-        size_t cap = k->off == offsetof(conf, bind) ? sizeof c->bind
-                                                    : sizeof c->port_file;
+        size_t cap = k->off == offsetof(conf, bind) ||
+                             k->off == offsetof(conf, metrics_bind)
+                         ? sizeof c->bind
+                         : sizeof c->port_file;
         if (strlen(value) >= cap) {
             snprintf(err, errlen, "%s: value too long", k->name);
             return -1;
@@ -139,6 +153,12 @@ int conf_set(conf *c, const char *key, const char *value, char *err,
             return -1;
         }
         return 0;
+    case CK_PORT:
+        if (strcmp(value, "auto") == 0) {
+            *(int *)(void *)field = -1;
+            return 0;
+        }
+        /* fall through */
     case CK_INT:
     case CK_SIZE:
         if (conf_parse_size(value, k->max, &v) != 0 || v < k->min) {
@@ -146,7 +166,7 @@ int conf_set(conf *c, const char *key, const char *value, char *err,
                      k->name, value, k->min, k->max);
             return -1;
         }
-        if (k->kind == CK_INT)
+        if (k->kind != CK_SIZE)
             *(int *)(void *)field = (int)v;
         else
             *(size_t *)(void *)field = (size_t)v;
@@ -168,6 +188,9 @@ void conf_usage(const conf *d, void *file)
                 fprintf(f, " (default %s)", field);
             break;
         case CK_INT:
+            fprintf(f, " (default %d)", *(const int *)(const void *)field);
+            break;
+        case CK_PORT:
             fprintf(f, " (default %d)", *(const int *)(const void *)field);
             break;
         case CK_SIZE:
