@@ -27,35 +27,42 @@ static void fmt_wait(FILE *out, int64_t ns)
         fprintf(out, ", %.3fs", (double)ns / 1e9);
 }
 
+typedef struct dump_ctx {
+    FILE *out;
+    int64_t now;
+    int n;
+} dump_ctx;
+
+static void dump_one(rt_g *g, void *arg)
+{
+    dump_ctx *d = arg;
+    int s = atomic_load(&g->status);
+    if (s == RT__G_IDLE || s == RT__G_DEAD)
+        return;
+    d->n++;
+    if (s == RT__G_PARKED) {
+        fprintf(d->out, "goroutine %lld [%s", (long long)g->id,
+                g->wait_reason ? g->wait_reason : "waiting");
+        fmt_wait(d->out, d->now - g->wait_since);
+        fprintf(d->out, "]:\n");
+    } else {
+        fprintf(d->out, "goroutine %lld [%s]:\n", (long long)g->id,
+                state_name(s));
+    }
+    if (g->cancel)
+        fprintf(d->out, "\tcancel token %p%s\n", (void *)g->cancel,
+                rt_cancel_fired(g->cancel) ? " (fired)" : "");
+    fprintf(d->out, "\n");
+}
+
 void rt_dump(FILE *out)
 {
     if (!out)
         return;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-    int n = 0;
-    rt__allg_lock();
-    for (rt_g *g = rt__allg_head(); g; g = g->allnext) {
-        int s = atomic_load(&g->status);
-        if (s == RT__G_IDLE || s == RT__G_DEAD)
-            continue;
-        n++;
-        if (s == RT__G_PARKED) {
-            fprintf(out, "goroutine %lld [%s", (long long)g->id,
-                    g->wait_reason ? g->wait_reason : "waiting");
-            fmt_wait(out, now - g->wait_since);
-            fprintf(out, "]:\n");
-        } else {
-            fprintf(out, "goroutine %lld [%s]:\n", (long long)g->id,
-                    state_name(s));
-        }
-        if (g->cancel)
-            fprintf(out, "\tcancel token %p%s\n", (void *)g->cancel,
-                    rt_cancel_fired(g->cancel) ? " (fired)" : "");
-        fprintf(out, "\n");
-    }
-    rt__allg_unlock();
-    fprintf(out, "%d goroutines, GOMAXPROCS=%d, %d threads\n", n,
+    dump_ctx d = { out, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, 0 };
+    rt__allg_each(dump_one, &d);
+    fprintf(out, "%d goroutines, GOMAXPROCS=%d, %d threads\n", d.n,
             rt__nprocs(), rt_num_threads());
 }

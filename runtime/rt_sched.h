@@ -63,7 +63,6 @@ struct rt_g {
     void (*fn)(void *);
     void *arg;
     rt_g *schedlink;             /* run queues, free lists */
-    rt_g *allnext, *allprev;     /* every allocated g (dump) */
     rt_cancel *cancel;           /* attached token */
     rt_g *cnext, *cprev;         /* links in the token's list */
     const char *wait_reason;
@@ -77,6 +76,7 @@ struct rt_g {
     char *map_base;
     size_t map_size;
     uintptr_t stack_lo, stack_hi;
+    uintptr_t min_sp;            /* deepest sp seen at a switch */
     rt__timer park_timer;
 #ifdef RT__ASAN
     void *asan_fake;
@@ -137,14 +137,16 @@ RT__HIDDEN void rt__stack_free(rt_p *p, rt_g *g);
 RT__HIDDEN void rt__stack_flush(rt_p *p);
 /* Unmaps every unit (runtime stop). */
 RT__HIDDEN void rt__stack_release_all(void);
+/* Unmaps globally cached units beyond the cache size (idle Ms); returns
+ * -1, or ns after which to call again (the cache is still growing). */
+RT__HIDDEN int64_t rt__stack_trim(void);
 RT__HIDDEN void rt__stack_set_size(size_t sz);
 /* Dies with a message when g's bottom canary was overwritten. */
 RT__HIDDEN void rt__stack_check(rt_g *g);
 
-/* allg list (dump, stop) */
-RT__HIDDEN void rt__allg_lock(void);
-RT__HIDDEN void rt__allg_unlock(void);
-RT__HIDDEN rt_g *rt__allg_head(void);
+/* Calls fn for every g ever allocated (live or free) under the stack
+ * lock; fn must not allocate goroutines. */
+RT__HIDDEN void rt__allg_each(void (*fn)(rt_g *g, void *arg), void *arg);
 
 /* context switch (ctx_*.S) */
 void rt__ctx_switch(void **save_sp, void *load_sp);

@@ -618,7 +618,10 @@ again:
     ASAN_FINISH(m->asan_fake, NULL, NULL);
 #endif
     m->curg = NULL;
-    rt__stack_check(g);
+    if ((uintptr_t)g->sp < g->min_sp || !g->min_sp)
+        g->min_sp = (uintptr_t)g->sp;
+    if (!g->guarded)
+        rt__stack_check(g);
     switch (g->switch_op) {
     case RT__OP_PARK: {
         void (*f)(void *) = g->unlockf;
@@ -733,6 +736,9 @@ static void stopm(rt_m *m)
         checkdead_locked();
         rt__lock_release(&sched.lock);
 
+        int64_t trim = rt__stack_trim();
+        if (trim > 0 && (timeout < 0 || trim < timeout))
+            timeout = trim;
         if (timeout != 0) {
             while (atomic_load(&m->park) == 0) {
                 rt__futex_wait(&m->park, 0, timeout);

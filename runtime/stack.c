@@ -1,21 +1,31 @@
 /*
- * stack.c - goroutine stacks: one mmap'd unit per goroutine holding, from
- * low to high addresses, an optional guard page, the stack, and the rt_g
- * itself at the very top (so a parked goroutine that used less than a page
- * of stack costs one resident page in all).
+ * stack.c - goroutine stacks.  Each goroutine owns one "unit" of address
+ * space holding, from low to high addresses, a guard page slot, its stack,
+ * and its rt_g at the very top (so a parked goroutine that used less than a
+ * page of stack costs one resident page in all).
  *
- * Units are reserved with MAP_NORESERVE and committed lazily by the kernel.
- * A guard page costs two VMAs and vm.max_map_count (65530 by default) runs
- * out near 32k guarded stacks, so units are guarded while a budget allows
- * and beyond it rely on a canary word at the stack bottom that the
- * scheduler checks at every switch: spawning never fails because of the VMA
- * limit, and an overflow dies with a clear message rather than corrupting
- * memory silently.
+ * Units are carved from slabs of RT__SLAB_UNITS, each reserved with one
+ * mmap(PROT_NONE, MAP_NORESERVE): memory is committed lazily by the kernel,
+ * and making a unit usable is one mprotect of never-touched pages (no TLB
+ * shootdown, which costs tens of microseconds in a VM).  A guard page costs
+ * two VMAs and vm.max_map_count (65530 by default) runs out near 32k
+ * guarded stacks, so units are guarded (their lowest page left PROT_NONE)
+ * while a budget allows; beyond it the whole unit is opened (adjacent open
+ * units merge into one VMA) and the scheduler checks a canary at the stack
+ * bottom at every switch.  The canary is "the two lowest words are still
+ * zero": the check only reads the page, which maps the kernel's shared zero
+ * page instead of committing memory, so an unguarded parked goroutine still
+ * costs one resident page; and it is read only once the goroutine has been
+ * seen deep in its stack (see rt__stack_check).  Spawning never fails because of the VMA limit,
+ * and an overflow dies with a clear message (rt__stack_check) instead of
+ * going on with corrupted memory.
  *
  * Free units are reused LIFO: first from the P's own cache (no lock), then
- * from a global cache.  Units entering the global cache give their stack
- * pages back with MADV_DONTNEED so that RSS falls after a burst; beyond
- * RT__GLOBAL_CACHE units they are unmapped.
+ * from a global cache.  An M about to sleep trims the global cache beyond
+ * RT__GLOBAL_CACHE once it stopped growing: trimmed units get
+ * MADV_DONTNEED (their memory, rt_g included, goes back to the kernel) and
+ * wait on a "cold" list for reuse.  Address space is returned only when the
+ * runtime stops (whole slabs at once).
  */
 #include "rt_sched.h"
 
@@ -23,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__has_include)
@@ -32,28 +43,44 @@
 #endif
 #endif
 
-#define RT__STACK_CANARY 0x5a17c0deca11ab1eULL
 #define RT__GLOBAL_CACHE 1024
 #define RT__DEFAULT_STACK (256 * 1024)
+#define RT__SLAB_UNITS 64
+#define RT__CANARY_ZONE (64 * 1024)
+#define RT__TRIM_QUIET 100000000 /* ns without growth before trimming */
+
+typedef struct slab {
+    struct slab *next;
+    char *base;
+    size_t unit_size;
+    int used;               /* units handed out (readable rt_g) */
+    bool open;              /* mapped read-write whole: no guards */
+} slab;
 
 static size_t stack_size = RT__DEFAULT_STACK;
 static size_t page_size;
 static long guard_budget = -1;
 static _Atomic long guarded_live;
 
+/* Everything below is under gcache_lock. */
 static rt__lock gcache_lock;
-static rt_g *gcache;          /* stack pages returned to the kernel */
+static slab *slabs;         /* newest first; the head hands out units */
+static rt_g *gcache;        /* free units, rt_g intact */
 static int ngcache;
+static uintptr_t *cold;     /* trimmed units: base | guarded bit */
+static size_t ncold, capcold;
+static _Atomic int ngcache_hint; /* ngcache, readable without the lock */
+static _Atomic int64_t last_put; /* when the cache last grew past its size */
 
-static rt__lock allg_lk;
-static rt_g *allg;
-
-void rt__allg_lock(void) { rt__lock_acquire(&allg_lk); }
-void rt__allg_unlock(void) { rt__lock_release(&allg_lk); }
-rt_g *rt__allg_head(void) { return allg; }
+static int64_t coarse_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* The guard budget leaves room for everything else in the process (heap
- * arenas, libraries, other stacks): a third of the map count, at most 20k. */
+ * arenas, libraries, thread stacks): a third of the map count, <= 20k. */
 static void stack_init_budget(void)
 {
     long maxmap = 65530;
@@ -82,100 +109,110 @@ void rt__stack_set_size(size_t sz)
     stack_size = sz;
 }
 
-static rt_g *stack_map(void)
+static size_t unit_size(void) { return stack_size + page_size; }
+
+/* Lays out the rt_g of the unit at base (memory reads as zero). */
+static rt_g *unit_init(char *base, bool guarded)
 {
-    size_t total = stack_size + page_size; /* + room for the guard */
-    char *base = mmap(NULL, total, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (base == MAP_FAILED)
-        return NULL;
-
-    bool guarded = false;
-    if (atomic_fetch_add(&guarded_live, 1) < guard_budget) {
-        if (mprotect(base, page_size, PROT_NONE) == 0)
-            guarded = true;
-    }
-    if (!guarded)
-        atomic_fetch_sub(&guarded_live, 1);
-
+    size_t total = unit_size();
     uintptr_t top = (uintptr_t)base + total;
     uintptr_t gaddr = (top - sizeof(rt_g)) & ~(uintptr_t)63;
     rt_g *g = (rt_g *)gaddr;
-    memset(g, 0, sizeof(*g));
     g->map_base = base;
     g->map_size = total;
     g->guarded = guarded;
     g->stack_lo = (uintptr_t)base + page_size;
     g->stack_hi = gaddr & ~(uintptr_t)15;
-    *(uint64_t *)g->stack_lo = RT__STACK_CANARY;
-#ifdef RT__HAVE_VALGRIND
-    VALGRIND_STACK_REGISTER(g->stack_lo, g->stack_hi);
-#endif
-    rt__lock_acquire(&allg_lk);
-    g->allnext = allg;
-    if (allg)
-        allg->allprev = g;
-    allg = g;
-    rt__lock_release(&allg_lk);
     return g;
 }
 
-static void stack_unmap(rt_g *g)
+/* Opens a fresh unit of the head slab, mapping a new slab when needed.
+ * gcache_lock held. */
+static rt_g *unit_new_locked(void)
 {
-    rt__lock_acquire(&allg_lk);
-    if (g->allprev)
-        g->allprev->allnext = g->allnext;
-    else
-        allg = g->allnext;
-    if (g->allnext)
-        g->allnext->allprev = g->allprev;
-    rt__lock_release(&allg_lk);
-    if (g->guarded)
-        atomic_fetch_sub(&guarded_live, 1);
-    /* Valgrind stack ids are not tracked: a leaked registration only costs
-     * valgrind bookkeeping, and munmap makes the range invalid anyway. */
-    munmap(g->map_base, g->map_size);
+    size_t us = unit_size();
+    if (!slabs || slabs->used == RT__SLAB_UNITS ||
+        slabs->unit_size != us) {
+        slab *s = malloc(sizeof(*s));
+        if (!s)
+            return NULL;
+        /* Past the guard budget a slab is mapped open at once: no
+         * mprotect per unit. */
+        s->open = atomic_load(&guarded_live) >= guard_budget;
+        s->base = mmap(NULL, us * RT__SLAB_UNITS,
+                       s->open ? PROT_READ | PROT_WRITE : PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (s->base == MAP_FAILED) {
+            free(s);
+            return NULL;
+        }
+        /* Keep transparent huge pages from backing 2 MiB of stacks on
+         * first touch. */
+        madvise(s->base, us * RT__SLAB_UNITS, MADV_NOHUGEPAGE);
+        s->unit_size = us;
+        s->used = 0;
+        s->next = slabs;
+        slabs = s;
+    }
+    char *base = slabs->base + (size_t)slabs->used * us;
+    bool guarded = false;
+    if (!slabs->open) {
+        guarded = atomic_load(&guarded_live) < guard_budget;
+        char *open = guarded ? base + page_size : base;
+        if (mprotect(open, us - (size_t)(open - base),
+                     PROT_READ | PROT_WRITE))
+            return NULL;
+    }
+    if (guarded)
+        atomic_fetch_add(&guarded_live, 1);
+    slabs->used++;
+    rt_g *g = unit_init(base, guarded);
+#ifdef RT__HAVE_VALGRIND
+    VALGRIND_STACK_REGISTER(g->stack_lo, g->stack_hi);
+#endif
+    return g;
 }
 
 rt_g *rt__stack_alloc(rt_p *p)
 {
     rt_g *g = NULL;
 
-    if (p && p->ngfree > 0) {
-        g = p->gfree[--p->ngfree];
-        return g;
-    }
+    if (p && p->ngfree > 0)
+        return p->gfree[--p->ngfree];
     rt__lock_acquire(&gcache_lock);
     if (gcache) {
         g = gcache;
         gcache = g->schedlink;
         ngcache--;
+        atomic_store_explicit(&ngcache_hint, ngcache, memory_order_relaxed);
+        g->schedlink = NULL;
+    } else if (ncold > 0) {
+        uintptr_t u = cold[--ncold];
+        g = unit_init((char *)(u & ~(uintptr_t)1), u & 1);
+    } else {
+        g = unit_new_locked();
     }
     rt__lock_release(&gcache_lock);
-    if (g) {
-        g->schedlink = NULL;
-        *(uint64_t *)g->stack_lo = RT__STACK_CANARY;
-        return g;
-    }
-    return stack_map();
+    return g;
 }
 
 static void stack_to_global(rt_g *g)
 {
-    /* Give back every page but the top one, which holds the rt_g. */
+    /* Give back every page but the top one (it holds the rt_g) when the
+     * goroutine was seen deeper than two pages at a switch: madvise makes
+     * a TLB shootdown on every CPU, so shallow stacks skip it. */
     uintptr_t top_page = ((uintptr_t)g) & ~(uintptr_t)(page_size - 1);
-    if (top_page > g->stack_lo)
+    if (g->min_sp && g->min_sp < top_page - page_size)
         madvise((void *)g->stack_lo, top_page - g->stack_lo, MADV_DONTNEED);
+    g->min_sp = 0;
     rt__lock_acquire(&gcache_lock);
-    if (ngcache < RT__GLOBAL_CACHE) {
-        g->schedlink = gcache;
-        gcache = g;
-        ngcache++;
-        g = NULL;
-    }
+    g->schedlink = gcache;
+    gcache = g;
+    ngcache++;
+    atomic_store_explicit(&ngcache_hint, ngcache, memory_order_relaxed);
     rt__lock_release(&gcache_lock);
-    if (g)
-        stack_unmap(g);
+    if (ngcache_hint > RT__GLOBAL_CACHE)
+        atomic_store_explicit(&last_put, coarse_now(), memory_order_relaxed);
 }
 
 void rt__stack_free(rt_p *p, rt_g *g)
@@ -193,31 +230,124 @@ void rt__stack_flush(rt_p *p)
         stack_to_global(p->gfree[--p->ngfree]);
 }
 
+int64_t rt__stack_trim(void)
+{
+    if (atomic_load_explicit(&ngcache_hint, memory_order_relaxed) <=
+        RT__GLOBAL_CACHE)
+        return -1;
+    /* Wait until the burst is over: a spawn loop that outruns its
+     * consumers would otherwise give memory back and fault it in again. */
+    int64_t quiet = coarse_now() - atomic_load(&last_put);
+    if (quiet < RT__TRIM_QUIET)
+        return RT__TRIM_QUIET - quiet;
+    rt_g *list = NULL;
+    size_t n = 0;
+    rt__lock_acquire(&gcache_lock);
+    while (ngcache > RT__GLOBAL_CACHE) {
+        rt_g *g = gcache;
+        gcache = g->schedlink;
+        ngcache--;
+        g->schedlink = list;
+        list = g;
+        n++;
+    }
+    atomic_store_explicit(&ngcache_hint, ngcache, memory_order_relaxed);
+    if (ncold + n > capcold) {
+        size_t nc = (ncold + n) * 2;
+        uintptr_t *nw = realloc(cold, nc * sizeof(*nw));
+        if (!nw) {
+            /* Keep them hot rather than lose them. */
+            while (list) {
+                rt_g *g = list;
+                list = g->schedlink;
+                g->schedlink = gcache;
+                gcache = g;
+                ngcache++;
+            }
+            rt__lock_release(&gcache_lock);
+            return -1;
+        }
+        cold = nw;
+        capcold = nc;
+    }
+    rt__lock_release(&gcache_lock);
+    /* Outside the lock: madvise is slow.  The units are on no list now. */
+    uintptr_t *batch = malloc(n * sizeof(*batch));
+    size_t k = 0;
+    while (list) {
+        rt_g *g = list;
+        list = g->schedlink;
+        uintptr_t u = (uintptr_t)g->map_base | (g->guarded ? 1 : 0);
+        char *open = g->guarded ? g->map_base + page_size : g->map_base;
+        size_t len = g->map_size - (size_t)(open - g->map_base);
+        madvise(open, len, MADV_DONTNEED); /* g is gone after this */
+        if (batch)
+            batch[k++] = u;
+    }
+    rt__lock_acquire(&gcache_lock);
+    for (size_t i = 0; i < k; i++)
+        cold[ncold++] = batch[i];
+    rt__lock_release(&gcache_lock);
+    free(batch);
+    return -1;
+}
+
 void rt__stack_release_all(void)
 {
     rt__lock_acquire(&gcache_lock);
+    while (slabs) {
+        slab *s = slabs;
+        slabs = s->next;
+        munmap(s->base, s->unit_size * RT__SLAB_UNITS);
+        free(s);
+    }
     gcache = NULL;
     ngcache = 0;
+    free(cold);
+    cold = NULL;
+    ncold = capcold = 0;
+    atomic_store(&ngcache_hint, 0);
+    atomic_store(&guarded_live, 0);
     rt__lock_release(&gcache_lock);
-    for (;;) {
-        rt__lock_acquire(&allg_lk);
-        rt_g *g = allg;
-        rt__lock_release(&allg_lk);
-        if (!g)
-            break;
-        stack_unmap(g);
+}
+
+void rt__allg_each(void (*fn)(rt_g *g, void *arg), void *arg)
+{
+    rt__lock_acquire(&gcache_lock);
+    for (slab *s = slabs; s; s = s->next) {
+        for (int i = 0; i < s->used; i++) {
+            char *base = s->base + (size_t)i * s->unit_size;
+            uintptr_t top = (uintptr_t)base + s->unit_size;
+            rt_g *g = (rt_g *)((top - sizeof(rt_g)) & ~(uintptr_t)63);
+            /* A trimmed unit reads as zero: status IDLE. */
+            fn(g, arg);
+        }
     }
+    rt__lock_release(&gcache_lock);
 }
 
 void rt__stack_check(rt_g *g)
 {
-    if (__builtin_expect(*(uint64_t *)g->stack_lo == RT__STACK_CANARY, 1))
+    if (g->guarded)
         return;
-    char msg[160];
+    /* The canary page is read only once the goroutine has been seen within
+     * RT__CANARY_ZONE of the bottom: a first read of a never-touched page
+     * is a page fault (~10 us in a VM), too much for every fresh goroutine.
+     * The saved stack pointer itself is checked at every switch. */
+    uintptr_t sp = (uintptr_t)g->sp;
+    if (sp > g->stack_lo + 256 &&
+        (g->min_sp > g->stack_lo + RT__CANARY_ZONE || g->min_sp == 0))
+        return;
+    const uint64_t *canary = (const uint64_t *)g->stack_lo;
+    if (sp > g->stack_lo + 256 && (canary[0] | canary[1]) == 0)
+        return;
+    char msg[200];
     int n = snprintf(msg, sizeof(msg),
-                     "runtime: goroutine %lld stack overflow (canary at %p "
-                     "overwritten)\nfatal error: stack overflow\n",
-                     (long long)g->id, (void *)g->stack_lo);
+                     "fatal error: stack overflow\n\nruntime: goroutine %lld "
+                     "overflowed its %zu-byte stack (canary at %p "
+                     "overwritten)\n",
+                     (long long)g->id, g->stack_hi - g->stack_lo,
+                     (void *)g->stack_lo);
     if (n > 0 && write(2, msg, (size_t)n) < 0)
         abort();
     abort();
