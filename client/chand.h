@@ -25,12 +25,20 @@
  *   *new* reference that the caller must json_decref.  char ** outputs are
  *   malloc'd and the caller frees them.  Out-pointers may be NULL when the
  *   caller does not care.
- * - Threads: a chand_conn is NOT thread-safe: use it from one thread at a
- *   time (one connection per thread is the intended shape; connections are
- *   cheap, and each is one session on the server).  A chand_async is used
- *   only from the thread running its event_base.  chand_strerror() and
- *   chand_version() are thread-safe.  Calls on different connections never
- *   interfere.
+ * - Threads, call by call:
+ *   - thread-safe (any thread, any time): chand_strerror,
+ *     chand_code_from_reason, chand_version, chand_parse_address,
+ *     chand_connect (it makes a new handle);
+ *   - one thread at a time per connection: every other chand_* call taking
+ *     a chand_conn, chand_close_conn and chand_reconnect included.  A
+ *     chand_conn has no lock: one connection per thread is the intended
+ *     shape (connections are cheap; each is one session on the server).
+ *     Calls on different connections never interfere;
+ *   - the thread running the event_base only: every chand_async_* call
+ *     and every callback.
+ * - Signals: the blocking API never raises SIGPIPE (it sends with
+ *   MSG_NOSIGNAL).  The asynchronous API writes through libevent, which
+ *   can: programs using it should ignore SIGPIPE.
  *
  * Connection loss and reconnecting:
  * - Calls in flight when the connection drops fail with CHAND_ECONN; every
