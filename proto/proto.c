@@ -270,6 +270,14 @@ json_t *proto_parse_line(const char *line, size_t len,
                         len, max_line);
         return NULL;
     }
+    /* PROTOCOL.md: a line ends with \n alone.  JSON would take the \r as
+     * whitespace, so refuse it here, where the framing rule lives. */
+    if (len > 0 && line[len - 1] == '\r') {
+        proto_error_set(err, PROTO_PARSE_ERROR, PROTO_R_INVALID,
+                        "parse error: line ends with \\r (lines end with "
+                        "\\n alone)");
+        return NULL;
+    }
     /* Checked before parsing, so that deep input never reaches jansson's
      * recursive parser and the answer names the real cause. */
     if (proto_json_depth(line, len, max_depth) > max_depth) {
