@@ -52,22 +52,23 @@ static const char *chand_bin(void)
     return b && *b ? b : "build/chand";
 }
 
-/* Starts chand on a free port; returns 0 or -1. */
-static int daemon_start(daemon_t *d)
+/* Starts chand on port (0: a free one); returns 0 or -1. */
+static int daemon_start_on(daemon_t *d, int port)
 {
-    char portfile[128];
+    char portfile[128], portarg[16];
     int64_t deadline;
 
     snprintf(d->dir, sizeof d->dir, "/tmp/test_client.XXXXXX");
     if (!mkdtemp(d->dir))
         return -1;
     snprintf(portfile, sizeof portfile, "%s/port", d->dir);
+    snprintf(portarg, sizeof portarg, "%d", port);
     d->pid = fork();
     if (d->pid < 0)
         return -1;
     if (d->pid == 0) {
-        execl(chand_bin(), "chand", "--bind", "127.0.0.1", "--port", "0",
-              "--port-file", portfile, (char *)NULL);
+        execl(chand_bin(), "chand", "--bind", "127.0.0.1", "--port",
+              portarg, "--port-file", portfile, (char *)NULL);
         fprintf(stderr, "exec %s: %s\n", chand_bin(), strerror(errno));
         _exit(127);
     }
@@ -89,6 +90,11 @@ static int daemon_start(daemon_t *d)
         usleep(10000);
     }
     return -1;
+}
+
+static int daemon_start(daemon_t *d)
+{
+    return daemon_start_on(d, 0);
 }
 
 /* Stops the daemon with sig and reaps it. */
@@ -950,6 +956,24 @@ static void err_cb(chand_async *a, int rc, json_t *res,
         event_base_loopbreak(es->base);
 }
 
+/* Frees its handle from inside the first callback; the other requests in
+ * flight must still get exactly one callback each, with CHAND_ECONN. */
+static void free_in_cb(chand_async *a, int rc, json_t *res,
+                       const chand_error *err, void *arg)
+{
+    err_state *es = arg;
+
+    (void)res;
+    (void)err;
+    if (es->calls++ == 0) {
+        es->rc = rc;
+        chand_async_free(a);
+        event_base_loopbreak(es->base);
+    } else if (rc != CHAND_ECONN) {
+        es->rc = -999;
+    }
+}
+
 static void test_async_errors(void **state)
 {
     err_state es = { 0 };
@@ -989,6 +1013,20 @@ static void test_async_errors(void **state)
                                       &es),
                      CHAND_ECONN);
     chand_async_free(a);
+
+    /* chand_async_free from a callback, with more requests in flight. */
+    es = (err_state){ .base = es.base };
+    assert_int_equal(chand_async_connect(es.base, "127.0.0.1", g_d.port,
+                                         5000, NULL, NULL, &a),
+                     0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(chand_async_call(a, "ping", NULL, CHAND_FOREVER,
+                                          free_in_cb, &es),
+                         0);
+    event_base_loopexit(es.base, &limit);
+    event_base_dispatch(es.base);
+    assert_int_equal(es.calls, 5);
+    assert_int_equal(es.rc, 0);
     event_base_free(es.base);
 }
 
@@ -1061,7 +1099,7 @@ static void test_connection_loss(void **state)
     struct event *kill_ev;
     chand_async *a;
     pthread_t th;
-    int status;
+    int status, port;
 
     (void)state;
     assert_int_equal(daemon_start(&d), 0);
@@ -1109,10 +1147,21 @@ static void test_connection_loss(void **state)
     assert_int_equal(chand_ping(c), CHAND_ECONN);
     assert_int_equal(chand_ping(idle), CHAND_ECONN);
     assert_int_equal(chand_last_error(idle)->code, CHAND_ECONN);
-    /* No automatic reconnect; an explicit one fails while down. */
+    /* No automatic reconnect; an explicit one fails while down... */
     assert_int_equal(chand_reconnect(idle, 1000), CHAND_ECONNECT);
     waitpid(d.pid, &status, 0);
     d.pid = -1;
+    port = d.port;
+    daemon_stop(&d, SIGTERM);
+    /* ...and works once a daemon is back: a new session. */
+    assert_int_equal(daemon_start_on(&d, port), 0);
+    assert_int_equal(chand_reconnect(c, 5000), 0);
+    assert_true(chand_connected(c));
+    assert_int_equal(chand_ping(c), 0);
+    assert_true(strlen(chand_session(c)) > 0);
+    /* The old channel died with the old daemon. */
+    assert_error(c, chand_recv(c, "t.loss", 0, NULL), CHAND_ENOTFOUND,
+                 "not_found");
     chand_close_conn(c);
     chand_close_conn(idle);
     daemon_stop(&d, SIGTERM);
