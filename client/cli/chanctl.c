@@ -475,8 +475,16 @@ static int c_range(ctx *c, int argc, char **argv)
         }
         print_value(c, v);
         json_decref(v);
-        /* A consumer downstream in a pipe sees each value at once. */
-        fflush(stdout);
+        /* A consumer downstream in a pipe sees each value at once; one
+         * that went away (`| head -1`) must stop us before we take more
+         * values off the channel for nobody. */
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            if (errno == EPIPE)
+                return 128 + SIGPIPE; /* as if killed by it, quietly */
+            fprintf(stderr, "%s: range: stdout: %s\n", prog,
+                    strerror(errno));
+            return EXIT_SERVER;
+        }
     }
 }
 
