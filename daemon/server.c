@@ -32,6 +32,9 @@
 #include <event2/thread.h>
 #include <event2/util.h>
 
+#include "metrics.h"
+#include "signals.h"
+
 srv_stats srv_stat;
 conf srv_conf;
 
@@ -206,6 +209,7 @@ static bool sess_write(sess *s, const char *line, size_t len)
         sess_end(s, false);
         return false;
     }
+    metrics_bytes_out(len);
     if (evbuffer_get_length(out) > srv_conf.max_outbuf) {
         log_warn("session %llu: output buffer over %zu bytes (client not "
                  "reading): disconnected",
@@ -318,7 +322,7 @@ static void sess_close_conn(sess *s)
         event_free(s->ev_kill);
     sess_unlink(s);
     atomic_fetch_sub(&srv_stat.sessions, 1);
-    log_debug("session %llu closed", (unsigned long long)s->id);
+    log_info("session %llu closed", (unsigned long long)s->id);
     sess_release(s);
 }
 
@@ -406,6 +410,10 @@ static void sess_process(sess *s, bool all)
             sess_fail_close(s, PROTO_R_TOO_LARGE, "line too long: closing");
             return;
         }
+        metrics_bytes_in(len + 1);
+        /* Each request at debug (the level can be raised by SIGHUP). */
+        log_debug("session %llu: %.*s", (unsigned long long)s->id,
+                  len > 300 ? 300 : (int)len, line);
         if (len > 0)
             disp_line(s, line, len);
         free(line);
@@ -498,8 +506,6 @@ static void srv_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
     sess *s;
     int one = 1;
     (void)lis;
-    (void)addr;
-    (void)alen;
 
     if (atomic_load(&srv_stat.sessions) >= srv_conf.max_conns ||
         srv_draining()) {
@@ -536,7 +542,14 @@ static void srv_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
         v->sessions->prev = s;
     v->sessions = s;
     atomic_fetch_add(&srv_stat.sessions, 1);
-    log_debug("session %llu opened", (unsigned long long)s->id);
+    {
+        char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
+        if (getnameinfo(addr, (socklen_t)alen, host, sizeof host, serv,
+                        sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+            snprintf(host, sizeof host, "?");
+        log_info("session %llu opened from %s port %s",
+                 (unsigned long long)s->id, host, serv);
+    }
     return;
 
 out_free_events:
@@ -610,7 +623,9 @@ static void srv_drain_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
 
-    if (srv_drained(v) || rt_now() - v->drain_start > 3000000000LL) {
+    /* shutdown-grace-ms bounds the wait for answers to reach clients. */
+    if (srv_drained(v) || rt_now() - v->drain_start >
+                              (int64_t)srv_conf.shutdown_grace_ms * 1000000) {
         event_base_loopbreak(v->base);
         return;
     }
@@ -624,6 +639,7 @@ static void srv_begin_drain(srv *v)
     if (atomic_exchange(&srv_drain_flag, true))
         return;
     log_info("draining: cancelling every waiting request");
+    sig_stopping();
     evconnlistener_disable(v->lis);
     v->drain_start = rt_now();
     for (sess *s = v->sessions; s; s = s->next)
@@ -763,6 +779,9 @@ srv *srv_new(const conf *c, char *err, size_t errlen)
         snprintf(err, errlen, "cannot set up events");
         goto out_events;
     }
+    /* SIGHUP and the metrics server, before the port file announces us. */
+    if (sig_attach(v->base, err, errlen) != 0)
+        goto out_events;
     if (c->port_file[0] &&
         srv_write_port_file(c->port_file, v->port, err, errlen) != 0)
         goto out_events;
@@ -770,6 +789,7 @@ srv *srv_new(const conf *c, char *err, size_t errlen)
     return v;
 
 out_events:
+    sig_detach();
     if (v->ev_resume)
         event_free(v->ev_resume);
     if (v->ev_drain)
@@ -792,6 +812,7 @@ int srv_run(srv *v)
     srv_io_tid = pthread_self();
     srv_io_set = true;
     log_info("listening on %s port %d", srv_conf.bind, v->port);
+    sig_ready(v->port);
     event_base_dispatch(v->base);
     return 0;
 }
@@ -809,6 +830,7 @@ void srv_free(srv *v)
     event_free(v->ev_drain);
     event_free(v->ev_sigterm);
     event_free(v->ev_sigint);
+    sig_detach();
     evconnlistener_free(v->lis);
     event_base_free(v->base);
     if (srv_current == v)

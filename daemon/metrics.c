@@ -1,0 +1,295 @@
+/*
+ * metrics.c - Prometheus text exposition, /healthz and /readyz over evhttp.
+ *
+ * The HTTP server shares the I/O thread's event base: a scrape is a few
+ * microseconds of formatting, cheaper than a thread of its own, and being
+ * on the I/O thread lets it read the session list's derived figures
+ * (srv__refresh_stats) and walk the registry the way runtime.list does.
+ * Request counters are per method and result, indexed by the method's id
+ * in proto's table, so counting is one relaxed atomic add with no lookup.
+ */
+#include "metrics.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "daemon.h"
+
+/* More methods than proto's table will ever hold; checked at start. */
+#define METRICS_MAX_METHODS 256
+
+static _Atomic uint64_t metrics_req[METRICS_MAX_METHODS][2];
+static _Atomic uint64_t metrics_req_invalid[2];
+static _Atomic uint64_t metrics_in, metrics_out;
+
+static struct evhttp *metrics_http;
+static int metrics_bound_port;
+
+void srv__refresh_stats(void);
+
+void metrics_count_request(const proto_method *m, bool ok)
+{
+    if (m && m->id >= 0 && m->id < METRICS_MAX_METHODS)
+        atomic_fetch_add_explicit(&metrics_req[m->id][ok ? 0 : 1], 1,
+                                  memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&metrics_req_invalid[ok ? 0 : 1], 1,
+                                  memory_order_relaxed);
+}
+
+void metrics_bytes_in(size_t n)
+{
+    atomic_fetch_add_explicit(&metrics_in, n, memory_order_relaxed);
+}
+
+void metrics_bytes_out(size_t n)
+{
+    atomic_fetch_add_explicit(&metrics_out, n, memory_order_relaxed);
+}
+
+int metrics_port(void)
+{
+    return metrics_bound_port;
+}
+
+/* Object type names, in obj_type order (the families' obj_ops names). */
+static const char *const metrics_type_names[OBJ_TYPE_COUNT] = {
+    [OBJ_CHAN] = "chan",     [OBJ_MUTEX] = "mutex", [OBJ_RWMUTEX] = "rwmutex",
+    [OBJ_WG] = "wg",         [OBJ_ONCE] = "once",   [OBJ_COND] = "cond",
+    [OBJ_POOL] = "pool",     [OBJ_MAP] = "map",     [OBJ_ATOMIC] = "atomic",
+    [OBJ_TIMER] = "timer",
+};
+
+static void metrics_count_obj(obj *o, void *arg)
+{
+    int64_t *by_type = arg;
+
+    if ((int)o->ops->type > 0 && o->ops->type < OBJ_TYPE_COUNT)
+        by_type[o->ops->type]++;
+}
+
+/* Writes "# HELP" and "# TYPE" for one metric family. */
+static void metrics_head(struct evbuffer *b, const char *name,
+                         const char *type, const char *help)
+{
+    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+                        type);
+}
+
+static void metrics_gauge(struct evbuffer *b, const char *name,
+                          const char *help, long long v)
+{
+    metrics_head(b, name, "gauge", help);
+    evbuffer_add_printf(b, "%s %lld\n", name, v);
+}
+
+static void metrics_render(struct evbuffer *b)
+{
+    int64_t by_type[OBJ_TYPE_COUNT] = { 0 };
+    const proto_method *t;
+    size_t n;
+
+    srv__refresh_stats();
+    reg_foreach(NULL, metrics_count_obj, by_type);
+
+    metrics_head(b, "chand_info", "gauge", "Version of the running chand.");
+    evbuffer_add_printf(b, "chand_info{version=\"%s\",protocol=\"%d\"} 1\n",
+                        CHAND_VERSION, PROTO_VERSION);
+    metrics_gauge(b, "chand_goroutines", "Goroutines in the runtime.",
+                  rt_num_goroutine());
+    metrics_gauge(b, "chand_threads", "OS threads of the runtime.",
+                  rt_num_threads());
+    metrics_gauge(b, "chand_gomaxprocs", "Runtime processors (GOMAXPROCS).",
+                  rt_gomaxprocs(0));
+    metrics_gauge(b, "chand_sessions", "Open client connections.",
+                  (long long)atomic_load(&srv_stat.sessions));
+    metrics_head(b, "chand_objects", "gauge", "Named objects by type.");
+    for (int i = 1; i < OBJ_TYPE_COUNT; i++)
+        if (metrics_type_names[i])
+            evbuffer_add_printf(b, "chand_objects{type=\"%s\"} %lld\n",
+                                metrics_type_names[i], (long long)by_type[i]);
+    metrics_gauge(b, "chand_waiters", "Requests parked waiting.",
+                  (long long)atomic_load(&srv_stat.waiters));
+    metrics_gauge(b, "chand_held_locks", "Locks held by clients.",
+                  (long long)atomic_load(&srv_stat.held_locks));
+    metrics_gauge(b, "chand_output_buffer_bytes",
+                  "Bytes queued to clients that have not read them yet.",
+                  (long long)srv_output_bytes());
+    metrics_gauge(b, "chand_draining", "1 while shutting down.",
+                  srv_draining() ? 1 : 0);
+
+    metrics_head(b, "chand_requests_total", "counter",
+                 "Requests answered, by method and result.");
+    t = proto_methods(&n);
+    for (size_t i = 0; i < n && i < METRICS_MAX_METHODS; i++)
+        for (int r = 0; r < 2; r++)
+            evbuffer_add_printf(
+                b, "chand_requests_total{method=\"%s\",result=\"%s\"} %llu\n",
+                t[i].name, r ? "error" : "ok",
+                (unsigned long long)atomic_load(&metrics_req[t[i].id][r]));
+    for (int r = 0; r < 2; r++)
+        evbuffer_add_printf(
+            b, "chand_requests_total{method=\"\",result=\"%s\"} %llu\n",
+            r ? "error" : "ok",
+            (unsigned long long)atomic_load(&metrics_req_invalid[r]));
+    metrics_head(b, "chand_bytes_in_total", "counter",
+                 "Request bytes read from clients.");
+    evbuffer_add_printf(b, "chand_bytes_in_total %llu\n",
+                        (unsigned long long)atomic_load(&metrics_in));
+    metrics_head(b, "chand_bytes_out_total", "counter",
+                 "Answer bytes written to clients.");
+    evbuffer_add_printf(b, "chand_bytes_out_total %llu\n",
+                        (unsigned long long)atomic_load(&metrics_out));
+}
+
+static void metrics_reply(struct evhttp_request *req, int code,
+                          const char *reason, const char *ctype,
+                          struct evbuffer *body)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      ctype);
+    evhttp_send_reply(req, code, reason, body);
+}
+
+static void metrics_cb(struct evhttp_request *req, void *arg)
+{
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    struct evbuffer *b = evbuffer_new();
+    (void)arg;
+
+    if (!b) {
+        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+        return;
+    }
+    if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+        evbuffer_add_printf(b, "only GET\n");
+        metrics_reply(req, 405, "Method Not Allowed", "text/plain", b);
+    } else if (path && strcmp(path, "/metrics") == 0) {
+        metrics_render(b);
+        metrics_reply(req, HTTP_OK, "OK",
+                      "text/plain; version=0.0.4; charset=utf-8", b);
+    } else if (path && strcmp(path, "/healthz") == 0) {
+        evbuffer_add_printf(b, "ok\n");
+        metrics_reply(req, HTTP_OK, "OK", "text/plain", b);
+    } else if (path && strcmp(path, "/readyz") == 0) {
+        if (srv_draining()) {
+            evbuffer_add_printf(b, "draining\n");
+            metrics_reply(req, 503, "Service Unavailable", "text/plain", b);
+        } else {
+            evbuffer_add_printf(b, "ready\n");
+            metrics_reply(req, HTTP_OK, "OK", "text/plain", b);
+        }
+    } else {
+        evbuffer_add_printf(b, "not found: try /metrics, /healthz, "
+                               "/readyz\n");
+        metrics_reply(req, HTTP_NOTFOUND, "Not Found", "text/plain", b);
+    }
+    evbuffer_free(b);
+}
+
+static int metrics_write_port_file(const char *path, int port, char *err,
+                                   size_t errlen)
+{
+    char tmp[4200];
+    FILE *f;
+
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    f = fopen(tmp, "w");
+    if (!f)
+        goto out_err;
+    fprintf(f, "%d\n", port);
+    if (fclose(f) != 0)
+        goto out_unlink;
+    /* rename: a reader polling for the file never sees it half written. */
+    if (rename(tmp, path) != 0)
+        goto out_unlink;
+    return 0;
+out_unlink:
+    unlink(tmp);
+out_err:
+    snprintf(err, errlen, "metrics port file %s: %s", path, strerror(errno));
+    return -1;
+}
+
+int metrics_start(struct event_base *base, const conf *c, char *err,
+                  size_t errlen)
+{
+    struct evhttp_bound_socket *bs;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    size_t n;
+
+    if (c->metrics_port == 0)
+        return 0;
+    proto_methods(&n);
+    if (n > METRICS_MAX_METHODS) {
+        snprintf(err, errlen, "metrics: %zu methods, room for %d", n,
+                 METRICS_MAX_METHODS);
+        return -1;
+    }
+    metrics_http = evhttp_new(base);
+    if (!metrics_http) {
+        snprintf(err, errlen, "metrics: evhttp_new failed");
+        return -1;
+    }
+    evhttp_set_allowed_methods(metrics_http,
+                               EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
+                                   EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                   EVHTTP_REQ_DELETE);
+    evhttp_set_gencb(metrics_http, metrics_cb, NULL);
+    /* A scrape is tiny; refuse anything big rather than buffer it. */
+    evhttp_set_max_headers_size(metrics_http, 16384);
+    evhttp_set_max_body_size(metrics_http, 4096);
+    evhttp_set_timeout(metrics_http, 30);
+    bs = evhttp_bind_socket_with_handle(
+        metrics_http, c->metrics_bind,
+        (ev_uint16_t)(c->metrics_port < 0 ? 0 : c->metrics_port));
+    if (!bs) {
+        snprintf(err, errlen, "metrics: cannot listen on %s port %d: %s",
+                 c->metrics_bind, c->metrics_port < 0 ? 0 : c->metrics_port,
+                 strerror(errno));
+        goto out_free;
+    }
+    if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss,
+                    &sl) != 0) {
+        snprintf(err, errlen, "metrics: getsockname: %s", strerror(errno));
+        goto out_free;
+    }
+    metrics_bound_port = ntohs(ss.ss_family == AF_INET6
+                                   ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                   : ((struct sockaddr_in *)&ss)->sin_port);
+    if (c->metrics_port_file[0] &&
+        metrics_write_port_file(c->metrics_port_file, metrics_bound_port,
+                                err, errlen) != 0)
+        goto out_free;
+    log_info("metrics on http://%s:%d/metrics", c->metrics_bind,
+             metrics_bound_port);
+    return 0;
+
+out_free:
+    evhttp_free(metrics_http);
+    metrics_http = NULL;
+    metrics_bound_port = 0;
+    return -1;
+}
+
+void metrics_stop(void)
+{
+    if (!metrics_http)
+        return;
+    evhttp_free(metrics_http);
+    metrics_http = NULL;
+    metrics_bound_port = 0;
+}
