@@ -107,6 +107,9 @@ static void time_timer_fire(rt__timer *tt, int64_t now)
 {
     rt_timer *t = tt->arg;
     if (t->c) {
+        /* A fresh clock read: `now` is when the batch of due timers
+         * started, which may be a while ago when many are due at once. */
+        now = rt_now();
         /* Full means a value is still unreceived: Go drops the new one. */
         (void)rt_chan_send(t->c, &now, RT_POLL);
     } else {
@@ -208,6 +211,7 @@ rt_chan *rt_after(int64_t d_ns)
 static void time_ticker_fire(rt__timer *tt, int64_t now)
 {
     rt_ticker *t = tt->arg;
+    now = rt_now();
     /* A slow receiver misses ticks instead of queueing them (Go). */
     (void)rt_chan_send(t->c, &now, RT_POLL);
 }
