@@ -3,8 +3,8 @@
  *
  * Like Go's (sync/pool.go), each P has its own cache so that Get and Put
  * from goroutines on different Ps do not touch the same cache line: a
- * one-object "private" slot taken and filled with one atomic exchange,
- * then a small per-P stack under a per-P lock that is almost never
+ * one-object "private" slot read and written without atomics (only its
+ * own P ever touches it), then a small per-P stack under a per-P lock that is almost never
  * contended (only stealing and foreign threads take another P's lock).
  * Overflow spills half a stack to a shared list; a miss refills from the
  * shared list, then steals from other Ps, then calls New.  A foreign
@@ -21,7 +21,10 @@
 #define POOL_LOCAL 32 /* objects per P stack */
 
 typedef struct pool_local {
-    _Atomic(void *) priv;
+    /* Only the goroutine running on this P touches priv: goroutines are
+     * never preempted, so plain accesses are safe (Go pins the P for the
+     * same effect); stealers and foreign threads leave it alone. */
+    void *priv;
     rt__lock lock;
     _Atomic int n; /* written under lock; peeked without it */
     void *objs[POOL_LOCAL];
@@ -56,9 +59,8 @@ void rt_pool_free(rt_pool *p, void (*dtor)(void *obj))
         pool_local *l = atomic_load(&p->local[i]);
         if (l == NULL)
             continue;
-        void *x = atomic_load(&l->priv);
-        if (x && dtor)
-            dtor(x);
+        if (l->priv && dtor)
+            dtor(l->priv);
         for (int j = 0; dtor && j < atomic_load(&l->n); j++)
             dtor(l->objs[j]);
         free(l);
@@ -121,10 +123,10 @@ void rt_pool_put(rt_pool *p, void *obj)
         pool_shared_push(p, &obj, 1);
         return;
     }
-    void *expect = NULL;
-    if (atomic_load_explicit(&l->priv, memory_order_relaxed) == NULL &&
-        atomic_compare_exchange_strong(&l->priv, &expect, obj))
+    if (l->priv == NULL) {
+        l->priv = obj;
         return;
+    }
     rt__lock_acquire(&l->lock);
     int n = atomic_load_explicit(&l->n, memory_order_relaxed);
     if (n < POOL_LOCAL) {
@@ -181,9 +183,7 @@ static void *pool_slow(rt_pool *p, int pid)
         pool_local *l = atomic_load(&p->local[v]);
         if (l == NULL)
             continue;
-        x = atomic_exchange(&l->priv, NULL);
-        if (x == NULL)
-            x = pool_pop_local(l);
+        x = pool_pop_local(l);
         if (x)
             return x;
     }
@@ -197,10 +197,12 @@ void *rt_pool_get(rt_pool *p)
         return pool_slow(p, -1);
     pool_local *l = atomic_load_explicit(&p->local[pid], memory_order_acquire);
     void *x = NULL;
-    if (l && atomic_load_explicit(&l->priv, memory_order_relaxed) != NULL)
-        x = atomic_exchange(&l->priv, NULL);
-    if (x == NULL)
-        x = pool_pop_local(l);
+    if (l && l->priv) {
+        x = l->priv;
+        l->priv = NULL;
+        return x;
+    }
+    x = pool_pop_local(l);
     if (x == NULL)
         x = pool_slow(p, pid);
     return x;
