@@ -726,7 +726,7 @@ srv *srv_new(const conf *c, char *err, size_t errlen)
     socklen_t sl = sizeof ss;
     char portstr[16];
     srv *v;
-    int rc;
+    int rc, afd;
 
     srv_conf = *c;
     v = calloc(1, sizeof *v);
@@ -738,6 +738,22 @@ srv *srv_new(const conf *c, char *err, size_t errlen)
     if (!v->base) {
         snprintf(err, errlen, "event_base_new failed");
         goto out_free;
+    }
+    afd = sig_activation_fd();
+    if (afd >= 0) {
+        /* Socket activation (chand.socket): systemd bound and listens;
+         * bind and port do not apply. */
+        evutil_make_socket_nonblocking(afd);
+        v->lis = evconnlistener_new(
+            v->base, srv_accept_cb, v,
+            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, afd);
+        if (!v->lis) {
+            snprintf(err, errlen, "socket activation: fd %d: %s", afd,
+                     strerror(errno));
+            goto out_base;
+        }
+        log_info("listening on the socket passed by systemd");
+        goto listening;
     }
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
@@ -760,6 +776,7 @@ srv *srv_new(const conf *c, char *err, size_t errlen)
                  strerror(errno));
         goto out_base;
     }
+listening:
     evconnlistener_set_error_cb(v->lis, srv_accept_error_cb);
     if (getsockname(evconnlistener_get_fd(v->lis), (struct sockaddr *)&ss,
                     &sl) != 0) {

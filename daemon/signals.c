@@ -16,9 +16,13 @@
  */
 #include "signals.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -151,6 +155,35 @@ static void sig_hup_cb(evutil_socket_t sig, short what, void *arg)
     (void)arg;
     log_info("SIGHUP: reloading");
     sig_reload();
+}
+
+int sig_activation_fd(void)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    char *end;
+    long n;
+    int fd = 3; /* SD_LISTEN_FDS_START */
+
+    if (!pid || !fds)
+        return -1;
+    errno = 0;
+    if (strtol(pid, &end, 10) != (long)getpid() || *end || errno)
+        return -1;
+    n = strtol(fds, &end, 10);
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    if (*end || n < 1)
+        return -1;
+    if (n > 1)
+        log_warn("socket activation: %ld sockets passed, using the first",
+                 n);
+    /* Ours now: not to be inherited by anything chand might exec. */
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+        log_error("socket activation: fd %d: %s", fd, strerror(errno));
+        return -1;
+    }
+    return fd;
 }
 
 int sig_attach(struct event_base *base, char *err, size_t errlen)

@@ -22,6 +22,10 @@ void sig_detach(void);
 void sig_ready(int port);
 /* Tells the service manager the daemon is stopping. */
 void sig_stopping(void);
+/* Returns the listening socket systemd passed (socket activation:
+ * LISTEN_PID is this process and LISTEN_FDS >= 1; the first, fd 3), or
+ * -1 when there is none.  Unsets the variables (the socket is ours). */
+int sig_activation_fd(void);
 /* Reloads the settings now, as SIGHUP does (I/O thread).  Returns 0, or
  * -1 when the file was bad and the old settings stay. */
 int sig_reload(void);
