@@ -374,13 +374,18 @@ int chand_reconnect(chand_conn *c, int64_t timeout_ms)
         return rc;
     rc = conn_hello(c, timeout_ms);
     if (rc < 0) {
-        /* The hello's own error stays in c->err; the connection is of no
-         * use when the server refused to talk. */
         conn_drop(c);
-        if (rc != CHAND_ECONN)
-            return rc;
-        c->err.code = CHAND_ECONNECT;
-        return CHAND_ECONNECT;
+        /* A server that refuses us (say, another protocol version) keeps
+         * its own error; one that does not answer, or not in our protocol,
+         * is a failure to connect. */
+        if (rc == CHAND_ECONN || rc == CHAND_ETIMEOUT || rc == CHAND_EPROTO) {
+            char why[sizeof c->err.message];
+            snprintf(why, sizeof why, "%s", c->err.message);
+            return chand__seterr(&c->err, CHAND_ECONNECT, 0, "",
+                                 "no hello from %s:%d: %.200s", c->host,
+                                 c->port, why);
+        }
+        return rc;
     }
     c->err = (chand_error){ 0 };
     return 0;

@@ -15,13 +15,16 @@
 
 #include "chand.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -256,6 +259,71 @@ static void test_connect_refused(void **state)
     assert_non_null(strstr(err.message, "127.0.0.1"));
     rc = chand_connect("no-such-host.invalid", 1, 2000, &c, &err);
     assert_int_equal(rc, CHAND_ECONNECT);
+}
+
+/* A TCP listener that never accepts nor answers: the kernel completes
+ * connections into its backlog.  Returns the fd, with the port in *port. */
+static int silent_listener(int *port)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    socklen_t len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(fd, 8), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+static void silent_cb(chand_async *a, int rc, json_t *res,
+                      const chand_error *err, void *arg)
+{
+    int *out = arg;
+
+    (void)a;
+    (void)res;
+    (void)err;
+    *out = rc;
+}
+
+/* A server that never answers: the client gives up by itself, the grace
+ * period after the timeout it asked the server to enforce. */
+static void test_silent_server(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct timeval limit = { 30, 0 };
+    chand_conn *c = (chand_conn *)1;
+    chand_async *a;
+    chand_error err;
+    int port, fd = silent_listener(&port), rc = 1;
+    int64_t t0 = now_ms();
+
+    (void)state;
+    assert_int_equal(chand_connect("127.0.0.1", port, 200, &c, &err),
+                     CHAND_ECONNECT);
+    assert_null(c);
+    assert_non_null(strstr(err.message, "no hello"));
+    assert_true(now_ms() - t0 >= 200 + CHAND_GRACE_MS - 50);
+
+    assert_int_equal(chand_async_connect(base, "127.0.0.1", port, 5000, NULL,
+                                         NULL, &a),
+                     0);
+    t0 = now_ms();
+    assert_int_equal(chand_async_call(a, "recv",
+                                      json_pack("{s:s}", "name", "x"), 0,
+                                      silent_cb, &rc),
+                     0);
+    event_base_loopexit(base, &limit);
+    event_base_dispatch(base);
+    assert_int_equal(rc, CHAND_ETIMEOUT);
+    assert_true(now_ms() - t0 >= CHAND_GRACE_MS - 50);
+    assert_int_equal(chand_async_pending(a), 0);
+    chand_async_free(a);
+    event_base_free(base);
+    close(fd);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1173,6 +1241,7 @@ int main(void)
         cmocka_unit_test(test_parse_address),
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_connect_refused),
+        cmocka_unit_test(test_silent_server),
     };
     const struct CMUnitTest online[] = {
         cmocka_unit_test_teardown(test_session, close_all),
