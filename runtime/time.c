@@ -38,7 +38,12 @@ struct rt_ticker {
     rt__timer t;
     rt__lock lock;
     rt_chan *c;
+    struct rt_ticker *tick_next; /* link in time_tick_list (rt_tick) */
 };
+
+/* Tick's tickers live forever; the list keeps them reachable, so that
+ * leak checkers see them as intended, not lost. */
+static _Atomic(rt_ticker *) time_tick_list;
 
 static _Atomic(rt_timer *) time_reap_list;
 
@@ -281,5 +286,11 @@ rt_chan *rt_tick(int64_t d_ns)
     /* As Go's time.Tick before 1.23: the ticker can never be stopped, so
      * it lives (and keeps its channel) for the rest of the process. */
     rt_ticker *t = rt_ticker_new(d_ns, NULL);
-    return t ? rt_chan_retain(t->c) : NULL;
+    if (t == NULL)
+        return NULL;
+    rt_ticker *head = atomic_load(&time_tick_list);
+    do {
+        t->tick_next = head;
+    } while (!atomic_compare_exchange_weak(&time_tick_list, &head, t));
+    return rt_chan_retain(t->c);
 }
