@@ -6,6 +6,7 @@
  * timer.afterfunc).
  */
 #include "daemon.h"
+#include "metrics.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -177,6 +178,8 @@ static void dreq_free(dreq *r)
 /* Sends answer (stolen) for r and frees r. */
 static void dreq_finish(dreq *r, json_t *answer, gback *gb)
 {
+    /* Every request ends here exactly once: count it for /metrics. */
+    metrics_count_request(r->m, answer && !json_object_get(answer, "error"));
     if (r->batch) {
         dbatch_put(r->batch, r->slot, r->id ? answer : NULL, gb);
         if (!r->id)
