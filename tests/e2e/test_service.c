@@ -1,0 +1,918 @@
+/*
+ * test_service.c - end-to-end: chand as a system service.  The daemon is
+ * started from a config file (port 0, metrics port "auto", both written to
+ * files), with its stderr captured and, where a test needs it, a
+ * NOTIFY_SOCKET bound by the test.  Covers --test-config, settings from
+ * the file taking effect, SIGHUP (log level, GOMAXPROCS, limits; a bad
+ * file keeps the old settings), SIGTERM with parked clients (cancelled,
+ * exit 0), /metrics syntax and counters, /healthz, /readyz, the
+ * READY/RELOADING/STOPPING datagrams, and socket activation.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../common/testd.h"
+
+/* Generous: two cores shared with parallel builds and tests. */
+#define WAIT_MS 15000
+
+typedef struct svc {
+    pid_t pid;
+    char dir[64];
+    char conf[128], log[128], port_file[128], mport_file[128];
+    char notify[128];  /* NOTIFY_SOCKET value ("" none) */
+    int nfd;           /* the test's end of it, -1 none */
+    int port, mport;
+} svc;
+
+static const char *chand_bin(void)
+{
+    const char *b = getenv("CHAND_BIN");
+    return b && *b ? b : "build/chand";
+}
+
+static void sleep_ms(int ms)
+{
+    usleep((useconds_t)ms * 1000);
+}
+
+/* Makes the directory and paths; notify: 0 none, 1 a path, 2 abstract. */
+static void svc_init(svc *s, int notify)
+{
+    memset(s, 0, sizeof *s);
+    s->nfd = -1;
+    snprintf(s->dir, sizeof s->dir, "/tmp/chand-svc-XXXXXX");
+    assert_non_null(mkdtemp(s->dir));
+    snprintf(s->conf, sizeof s->conf, "%s/chand.conf", s->dir);
+    snprintf(s->log, sizeof s->log, "%s/stderr", s->dir);
+    snprintf(s->port_file, sizeof s->port_file, "%s/port", s->dir);
+    snprintf(s->mport_file, sizeof s->mport_file, "%s/mport", s->dir);
+    if (notify) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        socklen_t len;
+        if (notify == 1)
+            snprintf(s->notify, sizeof s->notify, "%s/notify", s->dir);
+        else
+            snprintf(s->notify, sizeof s->notify, "@chand-test-%d-%ld",
+                     (int)getpid(), (long)random());
+        memcpy(sa.sun_path, s->notify, strlen(s->notify));
+        len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+                          strlen(s->notify));
+        if (notify == 2)
+            sa.sun_path[0] = '\0';
+        s->nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        assert_true(s->nfd >= 0);
+        assert_int_equal(bind(s->nfd, (struct sockaddr *)&sa, len), 0);
+    }
+}
+
+/* Writes the config: free ports announced in files, then extra lines. */
+static void svc_write_conf(svc *s, const char *extra)
+{
+    FILE *f = fopen(s->conf, "w");
+
+    assert_non_null(f);
+    fprintf(f,
+            "# written by test_service\n"
+            "bind = 127.0.0.1\n"
+            "port = 0\n"
+            "port_file = %s\n"
+            "metrics_port = auto\n"
+            "metrics_port_file = %s\n"
+            "%s",
+            s->port_file, s->mport_file, extra ? extra : "");
+    assert_int_equal(fclose(f), 0);
+}
+
+static int read_int_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int v = 0;
+
+    if (!f)
+        return 0;
+    if (fscanf(f, "%d", &v) != 1)
+        v = 0;
+    fclose(f);
+    return v;
+}
+
+/* Runs chand --config conf args... with stderr to the log and
+ * NOTIFY_SOCKET set when the test has one; waits for both ports. */
+static int svc_start(svc *s, const char *const *args)
+{
+    const char *argv[32];
+    int n = 0;
+
+    unlink(s->port_file);
+    unlink(s->mport_file);
+    argv[n++] = chand_bin();
+    argv[n++] = "--config";
+    argv[n++] = s->conf;
+    for (; args && *args && n < 30; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
+    s->pid = fork();
+    if (s->pid < 0)
+        return -1;
+    if (s->pid == 0) {
+        int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd < 0 || dup2(fd, 2) < 0)
+            _exit(126);
+        if (s->notify[0])
+            setenv("NOTIFY_SOCKET", s->notify, 1);
+        else
+            unsetenv("NOTIFY_SOCKET");
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    for (int64_t t0 = testd_now_ms(); testd_now_ms() - t0 < WAIT_MS;) {
+        s->port = read_int_file(s->port_file);
+        s->mport = read_int_file(s->mport_file);
+        if (s->port > 0 && s->mport > 0)
+            return 0;
+        if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
+            s->pid = 0;
+            return -1;
+        }
+        sleep_ms(5);
+    }
+    return -1;
+}
+
+/* Waits for the daemon to exit (after a signal, or on its own).  Returns
+ * its exit status, or -1 when it had to be killed or died of a signal. */
+static int svc_wait_exit(svc *s)
+{
+    int st;
+
+    for (int64_t t0 = testd_now_ms(); testd_now_ms() - t0 < WAIT_MS;) {
+        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+            s->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        }
+        sleep_ms(10);
+    }
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+    return -1;
+}
+
+static int svc_stop(svc *s)
+{
+    if (s->pid <= 0)
+        return -1;
+    kill(s->pid, SIGTERM);
+    return svc_wait_exit(s);
+}
+
+static void svc_cleanup(svc *s)
+{
+    char cmd[128];
+
+    if (s->pid > 0)
+        svc_stop(s);
+    if (s->nfd >= 0)
+        close(s->nfd);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->dir);
+    if (system(cmd) != 0)
+        print_message("could not remove %s\n", s->dir);
+}
+
+/* Returns the whole file (malloc'd, NUL-terminated) or "" if absent. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *b;
+    size_t n = 0, cap = 4096;
+
+    b = malloc(cap);
+    assert_non_null(b);
+    if (f) {
+        size_t r;
+        while ((r = fread(b + n, 1, cap - n - 1, f)) > 0) {
+            n += r;
+            if (cap - n < 2) {
+                cap *= 2;
+                b = realloc(b, cap);
+                assert_non_null(b);
+            }
+        }
+        fclose(f);
+    }
+    b[n] = '\0';
+    return b;
+}
+
+/* Waits until the daemon's stderr contains needle; returns true if so. */
+static bool log_wait(svc *s, const char *needle)
+{
+    for (int64_t t0 = testd_now_ms(); testd_now_ms() - t0 < WAIT_MS;) {
+        char *t = slurp(s->log);
+        bool found = strstr(t, needle) != NULL;
+        free(t);
+        if (found)
+            return true;
+        sleep_ms(20);
+    }
+    char *t = slurp(s->log);
+    print_message("log lacks \"%s\":\n%s\n", needle, t);
+    free(t);
+    return false;
+}
+
+static bool log_has(svc *s, const char *needle)
+{
+    char *t = slurp(s->log);
+    bool found = strstr(t, needle) != NULL;
+    free(t);
+    return found;
+}
+
+/* Receives one notify datagram into buf; returns its length or -1. */
+static int notify_recv(svc *s, char *buf, size_t len)
+{
+    struct pollfd p = { .fd = s->nfd, .events = POLLIN };
+    ssize_t n;
+
+    if (poll(&p, 1, WAIT_MS) != 1)
+        return -1;
+    n = recv(s->nfd, buf, len - 1, 0);
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    return (int)n;
+}
+
+/* True if the datagram holds the assignment line (whole line). */
+static bool has_line(const char *msg, const char *line)
+{
+    size_t n = strlen(line);
+    for (const char *p = msg; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p)
+        if (strncmp(p, line, n) == 0 && (p[n] == '\n' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+/* Runs a command; returns its exit status with stdout and stderr in
+ * files under s->dir (out, err). */
+static int run_cmd(svc *s, const char *const *argv)
+{
+    char out[128], err[128];
+    pid_t pid;
+    int st;
+
+    snprintf(out, sizeof out, "%s/out", s->dir);
+    snprintf(err, sizeof err, "%s/err", s->dir);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
+            _exit(126);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+/* One HTTP/1.0 GET; returns the status code, the whole response (headers
+ * and body, malloc'd) in *resp. */
+static int http_get(int port, const char *path, char **resp)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port) };
+    char req[256], *b;
+    size_t n = 0, cap = 1 << 16;
+    int fd, code = -1;
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: x\r\n\r\n", path);
+    assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    b = malloc(cap);
+    assert_non_null(b);
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        ssize_t r;
+        assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+        r = read(fd, b + n, cap - n - 1);
+        assert_true(r >= 0);
+        if (r == 0)
+            break;
+        n += (size_t)r;
+        if (cap - n < 2) {
+            cap *= 2;
+            b = realloc(b, cap);
+            assert_non_null(b);
+        }
+    }
+    close(fd);
+    b[n] = '\0';
+    if (sscanf(b, "HTTP/1.%*d %d", &code) != 1)
+        code = -1;
+    *resp = b;
+    return code;
+}
+
+/* Returns the body of an HTTP response (borrowed from resp). */
+static const char *http_body(const char *resp)
+{
+    const char *p = strstr(resp, "\r\n\r\n");
+    assert_non_null(p);
+    return p + 4;
+}
+
+/* ---- Prometheus text format 0.0.4 ----------------------------------- */
+
+static bool prom_name_ok(const char *p, const char *end)
+{
+    if (p == end || !(isalpha((unsigned char)*p) || *p == '_' || *p == ':'))
+        return false;
+    for (; p < end; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '_' || *p == ':'))
+            return false;
+    return true;
+}
+
+/* Checks every line of the exposition; fails the test naming the line.
+ * Also checks that each sample's family was given a TYPE before it, and
+ * that no family is TYPEd twice.  Returns the number of samples. */
+static int prom_check(const char *body)
+{
+    char types[128][96];
+    int ntypes = 0, samples = 0, lineno = 0;
+    const char *p = body;
+
+    assert_true(*body);
+    assert_int_equal(body[strlen(body) - 1], '\n');
+    while (*p) {
+        const char *eol = strchr(p, '\n');
+        char line[512];
+        size_t len = (size_t)(eol - p);
+
+        lineno++;
+        assert_true(len < sizeof line);
+        memcpy(line, p, len);
+        line[len] = '\0';
+        p = eol + 1;
+        if (strncmp(line, "# HELP ", 7) == 0) {
+            const char *n = line + 7, *sp = strchr(n, ' ');
+            if (!sp || !prom_name_ok(n, sp) || !sp[1])
+                fail_msg("line %d: bad HELP: %s", lineno, line);
+            continue;
+        }
+        if (strncmp(line, "# TYPE ", 7) == 0) {
+            const char *n = line + 7, *sp = strchr(n, ' ');
+            if (!sp || !prom_name_ok(n, sp))
+                fail_msg("line %d: bad TYPE: %s", lineno, line);
+            if (strcmp(sp + 1, "counter") && strcmp(sp + 1, "gauge") &&
+                strcmp(sp + 1, "histogram") && strcmp(sp + 1, "summary") &&
+                strcmp(sp + 1, "untyped"))
+                fail_msg("line %d: bad type: %s", lineno, line);
+            for (int i = 0; i < ntypes; i++)
+                if (strlen(types[i]) == (size_t)(sp - n) &&
+                    strncmp(types[i], n, (size_t)(sp - n)) == 0)
+                    fail_msg("line %d: second TYPE for %s", lineno, types[i]);
+            assert_true(ntypes < 128);
+            snprintf(types[ntypes++], sizeof types[0], "%.*s",
+                     (int)(sp - n), n);
+            continue;
+        }
+        if (line[0] == '#')
+            continue; /* other comments are allowed */
+        /* name{label="value",...} value */
+        const char *q = line, *name_end;
+        while (*q && *q != '{' && *q != ' ')
+            q++;
+        name_end = q;
+        if (!prom_name_ok(line, name_end))
+            fail_msg("line %d: bad metric name: %s", lineno, line);
+        if (*q == '{') {
+            q++;
+            while (*q != '}') {
+                const char *ls = q;
+                while (isalnum((unsigned char)*q) || *q == '_')
+                    q++;
+                if (q == ls || isdigit((unsigned char)*ls) || *q != '=' ||
+                    q[1] != '"')
+                    fail_msg("line %d: bad label: %s", lineno, line);
+                q += 2;
+                while (*q && *q != '"') {
+                    if (*q == '\\') {
+                        if (q[1] != '\\' && q[1] != '"' && q[1] != 'n')
+                            fail_msg("line %d: bad escape: %s", lineno, line);
+                        q++;
+                    }
+                    q++;
+                }
+                if (*q != '"')
+                    fail_msg("line %d: unterminated value: %s", lineno, line);
+                q++;
+                if (*q == ',')
+                    q++;
+                else if (*q != '}')
+                    fail_msg("line %d: bad label list: %s", lineno, line);
+            }
+            q++;
+        }
+        if (*q != ' ')
+            fail_msg("line %d: no value: %s", lineno, line);
+        char *end;
+        errno = 0;
+        strtod(q + 1, &end);
+        if (end == q + 1 || (*end && *end != ' '))
+            fail_msg("line %d: bad value: %s", lineno, line);
+        bool typed = false;
+        for (int i = 0; i < ntypes; i++)
+            if (strlen(types[i]) == (size_t)(name_end - line) &&
+                strncmp(types[i], line, (size_t)(name_end - line)) == 0)
+                typed = true;
+        if (!typed)
+            fail_msg("line %d: sample before its TYPE: %s", lineno, line);
+        samples++;
+    }
+    return samples;
+}
+
+/* Returns the value of the sample whose name-and-labels is exactly key;
+ * fails the test when there is none. */
+static double prom_value(const char *body, const char *key)
+{
+    size_t n = strlen(key);
+
+    for (const char *p = body; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p)
+        if (strncmp(p, key, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    fail_msg("no sample %s", key);
+    return -1;
+}
+
+/* Scrapes /metrics, checks its syntax and content type; returns the
+ * response (malloc'd). */
+static char *scrape(svc *s)
+{
+    char *resp;
+
+    assert_int_equal(http_get(s->mport, "/metrics", &resp), 200);
+    assert_non_null(strstr(resp, "text/plain; version=0.0.4"));
+    assert_true(prom_check(http_body(resp)) > 20);
+    return resp;
+}
+
+/* ---- helpers on the JSON-RPC side ------------------------------------- */
+
+static json_t *call(testd_conn *c, int64_t id, const char *method,
+                    const char *params)
+{
+    json_t *p = params ? json_loads(params, 0, NULL) : NULL;
+    json_t *a;
+
+    if (params)
+        assert_non_null(p);
+    a = testd_call(c, id, method, p, WAIT_MS);
+    assert_non_null(a);
+    return a;
+}
+
+static void call_ok(testd_conn *c, int64_t id, const char *method,
+                    const char *params)
+{
+    json_t *a = call(c, id, method, params);
+    if (!testd_result(a)) {
+        char *t = json_dumps(a, JSON_COMPACT);
+        fail_msg("%s %s: %s", method, params ? params : "", t);
+    }
+    json_decref(a);
+}
+
+static json_int_t stat_of(svc *s, const char *key)
+{
+    testd_conn *c = testd_connect_port(s->port);
+    json_t *a;
+    json_int_t v;
+
+    assert_non_null(c);
+    a = call(c, 1, "runtime.stats", NULL);
+    assert_non_null(testd_result(a));
+    v = json_integer_value(json_object_get(testd_result(a), key));
+    json_decref(a);
+    testd_close(c);
+    return v;
+}
+
+/* Sends a batch of n pings; returns the error reason of the answer (or
+ * NULL when the batch was served), as a static copy. */
+static const char *batch_reason(testd_conn *c, int n)
+{
+    static char reason[32];
+    char line[1024];
+    size_t off = 0;
+    json_t *a;
+
+    off += (size_t)snprintf(line + off, sizeof line - off, "[");
+    for (int i = 0; i < n; i++)
+        off += (size_t)snprintf(line + off, sizeof line - off,
+                                "%s{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                                "\"method\":\"ping\"}",
+                                i ? "," : "", 900 + i);
+    snprintf(line + off, sizeof line - off, "]");
+    assert_int_equal(testd_send(c, line), 0);
+    a = testd_recv(c, WAIT_MS);
+    assert_non_null(a);
+    if (json_is_array(a)) {
+        assert_int_equal(json_array_size(a), n);
+        json_decref(a);
+        return NULL;
+    }
+    snprintf(reason, sizeof reason, "%s",
+             testd_reason(a) ? testd_reason(a) : "?");
+    json_decref(a);
+    return reason;
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void test_test_config(void **state)
+{
+    svc s;
+    char *t;
+    (void)state;
+
+    svc_init(&s, 0);
+    svc_write_conf(&s, "log_level = debug\nmax_conns = 7\n");
+    const char *good[] = { chand_bin(), "--config", s.conf, "--test-config",
+                           NULL };
+    assert_int_equal(run_cmd(&s, good), 0);
+    t = slurp(strcat(strcpy((char[160]){ 0 }, s.dir), "/out"));
+    assert_non_null(strstr(t, "configuration ok"));
+    free(t);
+
+    /* Line 8: the six lines of svc_write_conf, then two more. */
+    svc_write_conf(&s, "log_level = debug\nbogus_key = 1\n");
+    assert_int_equal(run_cmd(&s, good), 1);
+    t = slurp(strcat(strcpy((char[160]){ 0 }, s.dir), "/err"));
+    char want[300];
+    snprintf(want, sizeof want, "%s:8: unknown key 'bogus_key'", s.conf);
+    if (!strstr(t, want))
+        fail_msg("stderr \"%s\" lacks \"%s\"", t, want);
+    free(t);
+
+    svc_write_conf(&s, "max_conns = lots\n");
+    assert_int_equal(run_cmd(&s, good), 1);
+    t = slurp(strcat(strcpy((char[160]){ 0 }, s.dir), "/err"));
+    snprintf(want, sizeof want, "%s:7: max-conns: 'lots'", s.conf);
+    if (!strstr(t, want))
+        fail_msg("stderr \"%s\" lacks \"%s\"", t, want);
+    free(t);
+
+    /* Without --test-config a bad file stops the daemon from starting. */
+    const char *run[] = { chand_bin(), "--config", s.conf, NULL };
+    assert_int_equal(run_cmd(&s, run), 1);
+    assert_int_equal(access(s.port_file, F_OK), -1);
+
+    /* A missing file, and a bad flag (usage: 2). */
+    const char *missing[] = { chand_bin(), "--config", "/nonexistent/c.conf",
+                              "--test-config", NULL };
+    assert_int_equal(run_cmd(&s, missing), 1);
+    svc_write_conf(&s, NULL);
+    const char *badflag[] = { chand_bin(), "--config", s.conf, "--port",
+                              "99999", "--test-config", NULL };
+    assert_int_equal(run_cmd(&s, badflag), 2);
+    const char *version[] = { chand_bin(), "--version", NULL };
+    assert_int_equal(run_cmd(&s, version), 0);
+    svc_cleanup(&s);
+}
+
+/* The daemon started with a config file serves on its port with the
+ * file's settings, and a flag overrides the file. */
+static void test_config_serves(void **state)
+{
+    svc s;
+    testd_conn *c;
+    (void)state;
+
+    svc_init(&s, 0);
+    svc_write_conf(&s, "max_batch = 2\ngomaxprocs = 1\n");
+    const char *args[] = { "--max-batch", "3", NULL };
+    assert_int_equal(svc_start(&s, args), 0);
+    c = testd_connect_port(s.port);
+    assert_non_null(c);
+    call_ok(c, 1, "ping", NULL);
+    assert_null(batch_reason(c, 3));                     /* flag: 3 */
+    assert_string_equal(batch_reason(c, 4), "limit");
+    assert_int_equal(stat_of(&s, "gomaxprocs"), 1);      /* file */
+    testd_close(c);
+    assert_true(log_wait(&s, "listening on 127.0.0.1 port"));
+    assert_int_equal(svc_stop(&s), 0);
+    svc_cleanup(&s);
+}
+
+static void test_sighup(void **state)
+{
+    svc s;
+    testd_conn *c;
+    char want[300];
+    (void)state;
+
+    svc_init(&s, 0);
+    svc_write_conf(&s, "log_level = info\ngomaxprocs = 1\nmax_batch = 10\n");
+    assert_int_equal(svc_start(&s, NULL), 0);
+    c = testd_connect_port(s.port);
+    assert_non_null(c);
+    call_ok(c, 1, "ping", NULL);
+    /* info: the connection is logged, the request is not. */
+    assert_true(log_wait(&s, "info: session 1 opened from 127.0.0.1"));
+    assert_false(log_has(&s, "debug:"));
+    assert_null(batch_reason(c, 3));
+
+    svc_write_conf(&s, "log_level = debug\ngomaxprocs = 2\nmax_batch = 2\n");
+    assert_int_equal(kill(s.pid, SIGHUP), 0);
+    assert_true(log_wait(&s, "reload: log-level info -> debug"));
+    assert_true(log_wait(&s, "reload: gomaxprocs 1 -> 2"));
+    assert_true(log_wait(&s, "reload: max-batch 10 -> 2"));
+    call_ok(c, 4242, "ping", NULL);
+    assert_true(log_wait(&s, "debug: session 1: {\"jsonrpc\":\"2.0\","
+                             "\"id\":4242,\"method\":\"ping\""));
+    assert_int_equal(stat_of(&s, "gomaxprocs"), 2);
+    assert_string_equal(batch_reason(c, 3), "limit");
+
+    /* A bad file is logged, with file:line, and the old settings stay. */
+    svc_write_conf(&s, "log_level = info\nmax_batch = 100\n"
+                       "log_level = loud\n");
+    assert_int_equal(kill(s.pid, SIGHUP), 0);
+    snprintf(want, sizeof want,
+             "reload failed, keeping the old settings: %s:9: log-level: "
+             "'loud'",
+             s.conf);
+    assert_true(log_wait(&s, want));
+    call_ok(c, 4343, "ping", NULL);
+    assert_true(log_wait(&s, "\"id\":4343,\"method\":\"ping\"")); /* debug */
+    assert_string_equal(batch_reason(c, 3), "limit");
+    assert_int_equal(stat_of(&s, "gomaxprocs"), 2);
+    testd_close(c);
+    assert_int_equal(svc_stop(&s), 0);
+    svc_cleanup(&s);
+}
+
+/* Reads answers on c until one with id arrives; returns it. */
+static json_t *answer_of(testd_conn *c, int64_t id)
+{
+    json_t *a = testd_wait_id(c, id, WAIT_MS);
+    assert_non_null(a);
+    return a;
+}
+
+static void test_sigterm_parked(void **state)
+{
+    svc s;
+    testd_conn *a, *b, *h, *d;
+    (void)state;
+
+    svc_init(&s, 0);
+    svc_write_conf(&s, "shutdown_grace_ms = 10000\n");
+    assert_int_equal(svc_start(&s, NULL), 0);
+    a = testd_connect_port(s.port);
+    b = testd_connect_port(s.port);
+    h = testd_connect_port(s.port);
+    d = testd_connect_port(s.port);
+    assert_true(a && b && h && d);
+    call_ok(a, 1, "make", "{\"name\":\"q\"}");
+    call_ok(h, 1, "mutex.lock", "{\"name\":\"mx\"}");
+    /* Three requests that wait forever. */
+    assert_int_equal(testd_send(a, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":"
+                                   "\"recv\",\"params\":{\"name\":\"q\"}}"),
+                     0);
+    assert_int_equal(testd_send(b, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":"
+                                   "\"mutex.lock\",\"params\":{\"name\":"
+                                   "\"mx\"}}"),
+                     0);
+    assert_int_equal(testd_send(d, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":"
+                                   "\"select\",\"params\":{\"cases\":[{"
+                                   "\"recv\":\"q\"}]}}"),
+                     0);
+    for (int64_t t0 = testd_now_ms();
+         stat_of(&s, "waiters") < 3 && testd_now_ms() - t0 < WAIT_MS;)
+        sleep_ms(20);
+    assert_true(stat_of(&s, "waiters") >= 3);
+
+    assert_int_equal(kill(s.pid, SIGTERM), 0);
+    json_t *ra = answer_of(a, 2), *rb = answer_of(b, 3), *rd = answer_of(d, 4);
+    assert_string_equal(testd_reason(ra), "cancelled");
+    assert_string_equal(testd_reason(rb), "cancelled");
+    assert_string_equal(testd_reason(rd), "cancelled");
+    json_decref(ra);
+    json_decref(rb);
+    json_decref(rd);
+    assert_int_equal(svc_wait_exit(&s), 0);
+    assert_true(log_has(&s, "draining"));
+    testd_close(a);
+    testd_close(b);
+    testd_close(h);
+    testd_close(d);
+    svc_cleanup(&s);
+}
+
+static void test_metrics(void **state)
+{
+    svc s;
+    testd_conn *c;
+    char *r0, *r1, *resp;
+    const char *b0, *b1;
+    (void)state;
+
+    svc_init(&s, 0);
+    svc_write_conf(&s, NULL);
+    assert_int_equal(svc_start(&s, NULL), 0);
+
+    assert_int_equal(http_get(s.mport, "/healthz", &resp), 200);
+    assert_string_equal(http_body(resp), "ok\n");
+    free(resp);
+    assert_int_equal(http_get(s.mport, "/readyz", &resp), 200);
+    assert_string_equal(http_body(resp), "ready\n");
+    free(resp);
+    assert_int_equal(http_get(s.mport, "/nothing", &resp), 404);
+    free(resp);
+
+    r0 = scrape(&s);
+    b0 = http_body(r0);
+    assert_true(prom_value(b0, "chand_gomaxprocs") >= 1);
+    assert_true(prom_value(b0, "chand_threads") >= 0); /* lazily made */
+    assert_true(prom_value(b0, "chand_goroutines") >= 0);
+    assert_true(prom_value(b0, "chand_waiters") == 0);
+    assert_true(prom_value(b0, "chand_sessions") == 0);
+    assert_true(prom_value(b0, "chand_objects{type=\"chan\"}") == 0);
+
+    c = testd_connect_port(s.port);
+    assert_non_null(c);
+    for (int i = 0; i < 10; i++)
+        call_ok(c, 10 + i, "ping", NULL);
+    call_ok(c, 30, "make", "{\"name\":\"m1\",\"cap\":1}");
+    json_t *a = call(c, 31, "drop", "{\"name\":\"no-such-object\"}");
+    assert_string_equal(testd_reason(a), "not_found");
+    json_decref(a);
+    assert_int_equal(testd_send(c, "{not json"), 0);
+    a = testd_recv(c, WAIT_MS);
+    assert_non_null(a);
+    json_decref(a);
+
+    r1 = scrape(&s);
+    b1 = http_body(r1);
+    assert_true(prom_value(b1, "chand_sessions") == 1);
+    assert_true(prom_value(b1, "chand_objects{type=\"chan\"}") == 1);
+    assert_true(
+        prom_value(b1, "chand_requests_total{method=\"ping\",result=\"ok\"}") ==
+        prom_value(b0, "chand_requests_total{method=\"ping\",result=\"ok\"}") +
+            10);
+    assert_true(
+        prom_value(b1, "chand_requests_total{method=\"make\",result=\"ok\"}") ==
+        1);
+    assert_true(prom_value(
+                    b1, "chand_requests_total{method=\"drop\",result=\"error\"}") ==
+                1);
+    assert_true(prom_value(
+                    b1, "chand_requests_total{method=\"drop\",result=\"ok\"}") ==
+                0);
+    assert_true(prom_value(
+                    b1, "chand_requests_total{method=\"\",result=\"error\"}") ==
+                1);
+    /* 12 request lines of 40+ bytes and the garbage, 12 answers. */
+    assert_true(prom_value(b1, "chand_bytes_in_total") >=
+                prom_value(b0, "chand_bytes_in_total") + 12 * 40);
+    assert_true(prom_value(b1, "chand_bytes_out_total") >=
+                prom_value(b0, "chand_bytes_out_total") + 12 * 30);
+    free(r0);
+    free(r1);
+    testd_close(c);
+    assert_int_equal(svc_stop(&s), 0);
+    svc_cleanup(&s);
+}
+
+/* READY=1 once listening, RELOADING=1 + MONOTONIC_USEC then READY=1 on
+ * SIGHUP, STOPPING=1 on SIGTERM; path and abstract NOTIFY_SOCKETs. */
+static void test_notify(void **state)
+{
+    char msg[512];
+    (void)state;
+
+    for (int kind = 1; kind <= 2; kind++) {
+        svc s;
+        testd_conn *c;
+
+        svc_init(&s, kind);
+        svc_write_conf(&s, NULL);
+        assert_int_equal(svc_start(&s, NULL), 0);
+        assert_true(notify_recv(&s, msg, sizeof msg) > 0);
+        if (!has_line(msg, "READY=1"))
+            fail_msg("first datagram: %s", msg);
+        /* Ready means serving. */
+        c = testd_connect_port(s.port);
+        assert_non_null(c);
+        call_ok(c, 1, "ping", NULL);
+        testd_close(c);
+
+        assert_int_equal(kill(s.pid, SIGHUP), 0);
+        assert_true(notify_recv(&s, msg, sizeof msg) > 0);
+        if (!has_line(msg, "RELOADING=1") || !strstr(msg, "MONOTONIC_USEC="))
+            fail_msg("reload datagram: %s", msg);
+        unsigned long long usec = 0;
+        assert_int_equal(
+            sscanf(strstr(msg, "MONOTONIC_USEC="), "MONOTONIC_USEC=%llu",
+                   &usec),
+            1);
+        assert_true(usec > 0);
+        assert_true(notify_recv(&s, msg, sizeof msg) > 0);
+        if (!has_line(msg, "READY=1"))
+            fail_msg("after reload: %s", msg);
+
+        assert_int_equal(kill(s.pid, SIGTERM), 0);
+        assert_true(notify_recv(&s, msg, sizeof msg) > 0);
+        if (!has_line(msg, "STOPPING=1"))
+            fail_msg("stop datagram: %s", msg);
+        assert_int_equal(svc_wait_exit(&s), 0);
+        svc_cleanup(&s);
+    }
+}
+
+/* systemd's socket activation: the listening socket arrives as fd 3 with
+ * LISTEN_FDS=1 and LISTEN_PID=the daemon; bind/port are not used (here
+ * they could not work: 192.0.2.1 is not a local address). */
+static void test_socket_activation(void **state)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    socklen_t sl = sizeof sa;
+    int lfd, st;
+    pid_t pid;
+    testd_conn *c;
+    (void)state;
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 16), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char pidstr[16];
+        int nul = open("/dev/null", O_WRONLY);
+        if (dup2(lfd, 3) < 0 || nul < 0 || dup2(nul, 2) < 0)
+            _exit(126);
+        snprintf(pidstr, sizeof pidstr, "%d", (int)getpid());
+        setenv("LISTEN_PID", pidstr, 1);
+        setenv("LISTEN_FDS", "1", 1);
+        unsetenv("NOTIFY_SOCKET");
+        execl(chand_bin(), chand_bin(), "--bind", "192.0.2.1", "--port",
+              "2426", "--log-level", "warn", (char *)NULL);
+        _exit(127);
+    }
+    close(lfd);
+    c = testd_connect_port(ntohs(sa.sin_port));
+    assert_non_null(c);
+    call_ok(c, 1, "ping", NULL);
+    testd_close(c);
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_test_config),
+        cmocka_unit_test(test_config_serves),
+        cmocka_unit_test(test_sighup),
+        cmocka_unit_test(test_sigterm_parked),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_notify),
+        cmocka_unit_test(test_socket_activation),
+    };
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests_name("service", tests, NULL, NULL);
+}
