@@ -812,6 +812,100 @@ static void test_metrics(void **state)
     svc_cleanup(&s);
 }
 
+/* Connects with a tiny receive window, so that answers pile up in the
+ * daemon's output buffer while the test does not read. */
+static int connect_slow(int port)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port) };
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), small = 4096;
+
+    assert_true(fd >= 0);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    /* Before connect: the window is negotiated at the handshake. */
+    assert_int_equal(
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+/* While a drain waits for answers to reach a client that does not read,
+ * /readyz says 503 draining, /healthz still 200, chand_draining is 1;
+ * once that client goes, the daemon exits 0 well before the grace. */
+static void test_readyz_draining(void **state)
+{
+    enum { NVAL = 10, VLEN = 1000 * 1000 };
+    svc s;
+    testd_conn *c;
+    char *line, *resp;
+    size_t off;
+    int slow;
+    int64_t t0;
+    (void)state;
+
+    svc_init(&s, 0);
+    svc_write_conf(&s, "max_line = 8m\nmax_value = 4m\nmax_outbuf = 64m\n"
+                       "shutdown_grace_ms = 60000\n");
+    assert_int_equal(svc_start(&s, NULL), 0);
+    c = testd_connect_port(s.port);
+    assert_non_null(c);
+    call_ok(c, 1, "make", "{\"name\":\"big\",\"cap\":10}");
+    line = malloc(VLEN + 200);
+    assert_non_null(line);
+    for (int i = 0; i < NVAL; i++) {
+        off = (size_t)sprintf(line,
+                              "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":"
+                              "\"send\",\"params\":{\"name\":\"big\","
+                              "\"value\":\"",
+                              100 + i);
+        memset(line + off, 'x', VLEN);
+        off += VLEN;
+        strcpy(line + off, "\"}}");
+        assert_int_equal(testd_send(c, line), 0);
+        json_t *a = testd_wait_id(c, 100 + i, WAIT_MS);
+        assert_non_null(a);
+        assert_non_null(testd_result(a));
+        json_decref(a);
+    }
+    free(line);
+    /* 10 MB of answers to a reader that never reads. */
+    slow = connect_slow(s.port);
+    for (int i = 0; i < NVAL; i++) {
+        char req[128];
+        int n = snprintf(req, sizeof req,
+                         "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"recv\","
+                         "\"params\":{\"name\":\"big\"}}\n",
+                         i);
+        assert_int_equal(write(slow, req, (size_t)n), n);
+    }
+    for (t0 = testd_now_ms();
+         testd_now_ms() - t0 < WAIT_MS &&
+         stat_of(&s, "output_buffer_bytes") < 1000 * 1000;)
+        sleep_ms(20);
+    assert_true(stat_of(&s, "output_buffer_bytes") >= 1000 * 1000);
+
+    assert_int_equal(http_get(s.mport, "/readyz", &resp), 200);
+    free(resp);
+    assert_int_equal(kill(s.pid, SIGTERM), 0);
+    assert_true(log_wait(&s, "draining"));
+    assert_int_equal(http_get(s.mport, "/readyz", &resp), 503);
+    assert_string_equal(http_body(resp), "draining\n");
+    free(resp);
+    assert_int_equal(http_get(s.mport, "/healthz", &resp), 200);
+    free(resp);
+    resp = scrape(&s);
+    assert_true(prom_value(http_body(resp), "chand_draining") == 1);
+    free(resp);
+    assert_int_equal(waitpid(s.pid, NULL, WNOHANG), 0); /* still draining */
+
+    close(slow);
+    t0 = testd_now_ms();
+    assert_int_equal(svc_wait_exit(&s), 0);
+    assert_true(testd_now_ms() - t0 < 50000); /* not the 60 s grace */
+    testd_close(c);
+    svc_cleanup(&s);
+}
+
 /* READY=1 once listening, RELOADING=1 + MONOTONIC_USEC then READY=1 on
  * SIGHUP, STOPPING=1 on SIGTERM; path and abstract NOTIFY_SOCKETs. */
 static void test_notify(void **state)
@@ -910,6 +1004,7 @@ int main(void)
         cmocka_unit_test(test_sighup),
         cmocka_unit_test(test_sigterm_parked),
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_readyz_draining),
         cmocka_unit_test(test_notify),
         cmocka_unit_test(test_socket_activation),
     };
