@@ -43,6 +43,32 @@ typedef struct svc {
     int port, mport;
 } svc;
 
+/* Daemons started by the running test, killed by teardown if an assertion
+ * ended the test before it stopped them. */
+static pid_t started[8];
+
+static void track(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof started / sizeof started[0]; i++)
+        if (started[i] <= 0) {
+            started[i] = pid;
+            return;
+        }
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof started / sizeof started[0]; i++) {
+        if (started[i] > 0 && waitpid(started[i], NULL, WNOHANG) == 0) {
+            kill(started[i], SIGKILL);
+            waitpid(started[i], NULL, 0);
+        }
+        started[i] = 0;
+    }
+    return 0;
+}
+
 static const char *chand_bin(void)
 {
     const char *b = getenv("CHAND_BIN");
@@ -144,6 +170,7 @@ static int svc_start(svc *s, const char *const *args)
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
+    track(s->pid);
     for (int64_t t0 = testd_now_ms(); testd_now_ms() - t0 < WAIT_MS;) {
         s->port = read_int_file(s->port_file);
         s->mport = read_int_file(s->mport_file);
@@ -985,6 +1012,7 @@ static void test_socket_activation(void **state)
               "2426", "--log-level", "warn", (char *)NULL);
         _exit(127);
     }
+    track(pid);
     close(lfd);
     c = testd_connect_port(ntohs(sa.sin_port));
     assert_non_null(c);
@@ -999,14 +1027,14 @@ static void test_socket_activation(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_test_config),
-        cmocka_unit_test(test_config_serves),
-        cmocka_unit_test(test_sighup),
-        cmocka_unit_test(test_sigterm_parked),
-        cmocka_unit_test(test_metrics),
-        cmocka_unit_test(test_readyz_draining),
-        cmocka_unit_test(test_notify),
-        cmocka_unit_test(test_socket_activation),
+        cmocka_unit_test_teardown(test_test_config, teardown),
+        cmocka_unit_test_teardown(test_config_serves, teardown),
+        cmocka_unit_test_teardown(test_sighup, teardown),
+        cmocka_unit_test_teardown(test_sigterm_parked, teardown),
+        cmocka_unit_test_teardown(test_metrics, teardown),
+        cmocka_unit_test_teardown(test_readyz_draining, teardown),
+        cmocka_unit_test_teardown(test_notify, teardown),
+        cmocka_unit_test_teardown(test_socket_activation, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests_name("service", tests, NULL, NULL);
