@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# net.sh - `make bench-net`: chand's broker against Redis in the same run.
+#
+# Starts chand (--port 0 --port-file) and redis-server (--save '' and
+# --appendonly no, on a free port), both on 127.0.0.1, runs the same shapes
+# against both with bench_net (the load generator in this directory, which
+# speaks chand's JSON lines and Redis's RESP), and redis-benchmark for the
+# commands it has, at c=1, c=50 and c=50 with pipeline 16.  Then the memory
+# test: RSS per connection with 10k connections each parked in recv (chand)
+# or BLPOP (Redis).  Both servers are stopped by pid on exit.
+#
+# Prints `bench: <name> <value> <unit>` lines, each chand/redis pair and
+# `bench: ratio_<shape>_<config> X` (chand ops/s over Redis ops/s: >= 1 means
+# chand is at least as fast; for p99 and memory, the ratio is chand/redis
+# too, so <= 1 is the good side).
+#
+# Environment: BUILD (build dir), BENCH_SECS (seconds per run, default 2),
+# BENCH_CONNS_IDLE (default 10000), BENCH_ONLY (substring of shape names).
+# The load generator and both servers share the machine's cores: say so
+# when quoting the figures.
+set -u
+BUILD=${BUILD:-build}
+SECS=${BENCH_SECS:-2}
+IDLE=${BENCH_CONNS_IDLE:-10000}
+ONLY=${BENCH_ONLY:-}
+top=$(cd "$(dirname "$0")/../.." && pwd)
+GEN=$top/$BUILD/bench/bench_net
+CHAND=$top/$BUILD/chand
+for f in "$GEN" "$CHAND"; do
+    [ -x "$f" ] || { echo "bench-net: $f missing (run make)"; exit 1; }
+done
+
+if ! command -v redis-server >/dev/null 2>&1 ||
+   ! command -v redis-benchmark >/dev/null 2>&1; then
+    echo "bench-net: installing redis-server redis-tools with apt-get"
+    SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+            redis-server redis-tools >/dev/null ||
+        { echo "bench-net: apt-get failed"; exit 1; }
+fi
+
+# 10k connections need 10k descriptors in each process (servers inherit).
+want=$((IDLE + 1000))
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then
+    ulimit -Hn "$want" 2>/dev/null || true
+fi
+ulimit -n "$want" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$want" ]; then
+    IDLE=$(( $(ulimit -n) - 1000 ))
+    echo "bench-net: fd limit $(ulimit -n): memory test with $IDLE connections"
+fi
+
+dir=$(mktemp -d /tmp/chand-bench-net.XXXXXX)
+cpid=; rpid=; gpid=
+cleanup() {
+    for p in $gpid $cpid $rpid; do
+        kill "$p" 2>/dev/null
+    done
+    for p in $gpid $cpid $rpid; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null
+    done
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start_chand() {
+    rm -f "$dir/port"
+    "$CHAND" --bind 127.0.0.1 --port 0 --port-file "$dir/port" \
+        --max-conns $((IDLE + 100)) --log-level error >"$dir/chand.log" 2>&1 &
+    cpid=$!
+    for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.05; done
+    [ -s "$dir/port" ] || { echo "bench-net: chand did not start"; cat "$dir/chand.log"; exit 1; }
+    CPORT=$(cat "$dir/port")
+}
+
+start_redis() {
+    # A port below the ephemeral range (a client's local port there would
+    # make bind fail); retried on another port if redis cannot bind.
+    RPORT=
+    for _ in $(seq 20); do
+        p=$((10000 + RANDOM % 22000))
+        port_free "$p" || continue
+        redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
+            --maxclients $((IDLE + 100)) --logfile "$dir/redis.log" &
+        rpid=$!
+        for _ in $(seq 100); do
+            kill -0 "$rpid" 2>/dev/null || break
+            redis-cli -p "$p" ping >/dev/null 2>&1 && { RPORT=$p; return; }
+            sleep 0.05
+        done
+        stop_pid "$rpid"; rpid=
+    done
+    echo "bench-net: redis-server did not start"; tail -5 "$dir/redis.log"; exit 1
+}
+
+stop_pid() {  # pid
+    kill "$1" 2>/dev/null
+    for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
+    kill -9 "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+}
+
+start_chand
+start_redis
+echo "bench-net: chand pid $cpid port $CPORT; redis $(redis-server --version | awk '{print $3}') pid $rpid port $RPORT; $(nproc) cores shared by servers and load generator"
+
+val() { awk -v k="bench: $1" 'index($0, k" ") == 1 {print $3; exit}' "$2"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "nan"; else printf "%.2f\n", a / b }'; }
+
+# One shape at one configuration against both servers.
+#   pair SHAPE CFG CONNS DEPTH
+pair() {
+    local shape=$1 cfg=$2 c=$3 p=$4 key="b$RANDOM$RANDOM"
+    local name="${shape}_${cfg}" out="$dir/out"
+    [ -n "$ONLY" ] && [[ "$shape" != *$ONLY* ]] && return
+    : >"$out"
+    if [ "$shape" = sendrecv_split ]; then
+        # send then recv as two runs (LPUSH then RPOP): recv takes exactly
+        # what send left in the channel.
+        "$GEN" -p "$CPORT" -t send -c "$c" -P "$p" -d "$SECS" --key "$key" \
+            --cap 16000000 --name "chand_send_$cfg" >>"$out"
+        local n; n=$(val "chand_send_${cfg}_count" "$out")
+        "$GEN" -p "$CPORT" -t recv -c "$c" -P "$p" -n "$n" --key "$key" --cap 16000000 \
+            --name "chand_recv_$cfg" >>"$out"
+        "$GEN" -p "$RPORT" --proto resp -t send -c "$c" -P "$p" -d "$SECS" \
+            --key "$key" --name "redis_send_$cfg" >>"$out"
+        n=$(val "redis_send_${cfg}_count" "$out")
+        "$GEN" -p "$RPORT" --proto resp -t recv -c "$c" -P "$p" -n "$n" \
+            --key "$key" --name "redis_recv_$cfg" >>"$out"
+        grep -v '_count ' "$out"
+        for s in send recv; do
+            echo "bench: ratio_${s}_$cfg $(ratio "$(val "chand_${s}_${cfg}_ops" "$out")" "$(val "redis_${s}_${cfg}_ops" "$out")")"
+            echo "bench: ratio_${s}_${cfg}_p99 $(ratio "$(val "chand_${s}_${cfg}_p99" "$out")" "$(val "redis_${s}_${cfg}_p99" "$out")")"
+        done
+        return
+    fi
+    "$GEN" -p "$CPORT" -t "$shape" -c "$c" -P "$p" -d "$SECS" --key "$key" \
+        --cap 10000000 --name "chand_$name" >>"$out"
+    "$GEN" -p "$RPORT" --proto resp -t "$shape" -c "$c" -P "$p" -d "$SECS" \
+        --key "$key" --name "redis_$name" >>"$out"
+    grep -v '_count ' "$out"
+    echo "bench: ratio_$name $(ratio "$(val "chand_${name}_ops" "$out")" "$(val "redis_${name}_ops" "$out")")"
+    echo "bench: ratio_${name}_p99 $(ratio "$(val "chand_${name}_p99" "$out")" "$(val "redis_${name}_p99" "$out")")"
+}
+
+# redis-benchmark's own figures for the commands it has (a cross-check of
+# the load generator's RESP side).
+redis_bench() {  # CFG CONNS DEPTH COUNT
+    [ -n "$ONLY" ] && return
+    redis-benchmark -p "$RPORT" -c "$2" -P "$3" -n "$4" -t lpush,rpop,incr,hset \
+        --csv 2>/dev/null | tr -d '"' | awk -F, -v cfg="$1" \
+        'NR > 1 && $2 > 0 { printf "bench: redisbench_%s_%s %.0f ops/s\n", tolower($1), cfg, $2;
+                            printf "bench: redisbench_%s_%s_p99 %.0f us\n", tolower($1), cfg, $7 * 1000 }'
+}
+
+for cfg in c1 c50 c50p16; do
+    case $cfg in
+    c1) c=1; p=1; n=20000 ;;
+    c50) c=50; p=1; n=200000 ;;
+    c50p16) c=50; p=16; n=2000000 ;;
+    esac
+    for shape in sendrecv_split handoff atomic map select4 mutex; do
+        hc=$c
+        [ "$shape" = handoff ] && [ "$c" = 1 ] && hc=2  # 1 producer, 1 consumer
+        pair "$shape" "$cfg" "$hc" "$p"
+    done
+    redis_bench "$cfg" "$c" "$p" "$n"
+done
+
+# ---- memory: IDLE connections each parked in recv / BLPOP -------------------
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+mem_test() {  # label pid port proto
+    local label=$1 pid=$2 port=$3 proto=$4 before after
+    before=$(rss_kb "$pid")
+    "$GEN" -p "$port" --proto "$proto" -t idle -c "$IDLE" -d 120 \
+        --key "idle$RANDOM" >"$dir/idle.out" 2>&1 &
+    gpid=$!
+    for _ in $(seq 1200); do
+        grep -q '^ready' "$dir/idle.out" && break
+        kill -0 "$gpid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if ! grep -q '^ready' "$dir/idle.out"; then
+        echo "bench-net: memory test against $label failed:"; cat "$dir/idle.out"
+        stop_pid "$gpid"; gpid=; return
+    fi
+    sleep 1
+    after=$(rss_kb "$pid")
+    stop_pid "$gpid"; gpid=
+    echo "bench: mem_${label}_rss_before $((before * 1024)) bytes"
+    echo "bench: mem_${label}_rss_with_${IDLE}_blocked $((after * 1024)) bytes"
+    echo "bench: mem_${label}_per_blocked_conn $(( (after - before) * 1024 / IDLE )) bytes"
+}
+
+if [ -z "$ONLY" ] || [[ mem == *$ONLY* ]]; then
+    # Fresh servers, so that the runs above do not count.
+    stop_pid "$cpid"; cpid=; stop_pid "$rpid"; rpid=
+    start_chand; start_redis
+    mem_test chand "$cpid" "$CPORT" chand > "$dir/mem"
+    mem_test redis "$rpid" "$RPORT" resp >> "$dir/mem"
+    cat "$dir/mem"
+    echo "bench: ratio_mem_per_blocked_conn $(ratio "$(val mem_chand_per_blocked_conn "$dir/mem")" "$(val mem_redis_per_blocked_conn "$dir/mem")")"
+fi
