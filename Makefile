@@ -203,6 +203,52 @@ uninstall-client:
 	    $(DESTDIR)$(BINDIR)/chanctl $(DESTDIR)$(MANDIR)/man1/chanctl.1
 # ---- end of client install ----
 
+# ---- daemon install: chand, chand.8, chand.conf.5, chand.conf, units ----
+# (owned by the service layer; beside the client block above)
+# The sample config is installed only where none exists, and uninstall
+# removes it only while it is still byte-identical to the sample, so a
+# config the administrator wrote or edited is never lost.  The units get
+# the installed paths in place of /usr/local/sbin and /usr/local/etc.
+DAEMON_UNITS := $(BUILD)/chand.service $(BUILD)/chand.socket
+
+$(BUILD)/chand.service $(BUILD)/chand.socket: $(BUILD)/%: configs/%
+	$(call say,GEN,$@)
+	@mkdir -p $(@D)
+	$(Q)sed -e 's|/usr/local/sbin|$(SBINDIR)|g' \
+	    -e 's|/usr/local/etc|$(SYSCONFDIR)|g' $< >$@
+
+.PHONY: install-daemon uninstall-daemon $(DAEMON_UNITS)
+install: install-daemon
+uninstall: uninstall-daemon
+
+install-daemon: $(CHAND) $(DAEMON_UNITS)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR) \
+	    $(DESTDIR)$(UNITDIR)
+	install -m 755 $(CHAND) $(DESTDIR)$(SBINDIR)/chand
+	install -m 644 daemon/chand.8 $(DESTDIR)$(MANDIR)/man8/chand.8
+	install -m 644 daemon/chand.conf.5 $(DESTDIR)$(MANDIR)/man5/chand.conf.5
+	install -m 644 $(BUILD)/chand.service $(DESTDIR)$(UNITDIR)/chand.service
+	install -m 644 $(BUILD)/chand.socket $(DESTDIR)$(UNITDIR)/chand.socket
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/chand.conf ]; then \
+	  echo "install: keeping the existing $(DESTDIR)$(SYSCONFDIR)/chand.conf"; \
+	else \
+	  echo "install -m 644 configs/chand.conf $(DESTDIR)$(SYSCONFDIR)/chand.conf"; \
+	  install -m 644 configs/chand.conf $(DESTDIR)$(SYSCONFDIR)/chand.conf; \
+	fi
+
+uninstall-daemon:
+	rm -f $(DESTDIR)$(SBINDIR)/chand $(DESTDIR)$(MANDIR)/man8/chand.8 \
+	    $(DESTDIR)$(MANDIR)/man5/chand.conf.5 \
+	    $(DESTDIR)$(UNITDIR)/chand.service $(DESTDIR)$(UNITDIR)/chand.socket
+	@if cmp -s configs/chand.conf $(DESTDIR)$(SYSCONFDIR)/chand.conf; then \
+	  echo "rm -f $(DESTDIR)$(SYSCONFDIR)/chand.conf"; \
+	  rm -f $(DESTDIR)$(SYSCONFDIR)/chand.conf; \
+	elif [ -e $(DESTDIR)$(SYSCONFDIR)/chand.conf ]; then \
+	  echo "uninstall: keeping $(DESTDIR)$(SYSCONFDIR)/chand.conf (not the sample)"; \
+	fi
+# ---- end of daemon install ----
+
 # ---- running -------------------------------------------------------------
 test: all
 	@BUILD=$(BUILD) tests/run.sh
