@@ -269,6 +269,46 @@ void h_select(dreq *r);
 obj *hchan_make_for_timer(dreq *r, const char *name, size_t cap);
 /* Returns the runtime channel of a channel object (borrowed). */
 rt_chan *hchan_rt(obj *o);
+/* Attaches timer state to a channel object; fini runs when it is freed. */
+void hchan_set_timer(obj *o, void *timer, void (*fini)(void *timer));
+/* Returns the timer state of o (NULL: not a timer channel). */
+void *hchan_timer(obj *o);
+
+/* h_sync.c */
+void h_wg_add(dreq *r);
+void h_wg_done(dreq *r);
+void h_wg_wait(dreq *r);
+void h_once_do(dreq *r);
+void h_once_done(dreq *r);
+void h_pool_put(dreq *r);
+void h_pool_get(dreq *r);
+/* Reopens the onces an ended session was running. */
+void honce_session_end(sess *s);
+
+/* h_map.c */
+void h_map_store(dreq *r);
+void h_map_load(dreq *r);
+void h_map_delete(dreq *r);
+void h_map_load_or_store(dreq *r);
+void h_map_load_and_delete(dreq *r);
+void h_map_swap(dreq *r);
+void h_map_compare_and_swap(dreq *r);
+void h_map_compare_and_delete(dreq *r);
+void h_map_range(dreq *r);
+void h_map_len(dreq *r);
+void h_map_clear(dreq *r);
+void h_atomic_load(dreq *r);
+void h_atomic_store(dreq *r);
+void h_atomic_add(dreq *r);
+void h_atomic_swap(dreq *r);
+void h_atomic_cas(dreq *r);
+
+/* h_timer.c */
+void h_timer_after(dreq *r);
+void h_timer_ticker(dreq *r);
+void h_timer_stop(dreq *r);
+void h_timer_reset(dreq *r);
+void h_timer_afterfunc(dreq *r);
 
 /* h_lock.c */
 void h_mutex_lock(dreq *r);

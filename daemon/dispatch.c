@@ -49,11 +49,43 @@ static const struct {
     { "cond.wait", h_cond_wait },
     { "cond.signal", h_cond_signal },
     { "cond.broadcast", h_cond_broadcast },
+    /* h_sync.c */
+    { "wg.add", h_wg_add },
+    { "wg.done", h_wg_done },
+    { "wg.wait", h_wg_wait },
+    { "once.do", h_once_do },
+    { "once.done", h_once_done },
+    { "pool.put", h_pool_put },
+    { "pool.get", h_pool_get },
+    /* h_map.c */
+    { "map.store", h_map_store },
+    { "map.load", h_map_load },
+    { "map.delete", h_map_delete },
+    { "map.load_or_store", h_map_load_or_store },
+    { "map.load_and_delete", h_map_load_and_delete },
+    { "map.swap", h_map_swap },
+    { "map.compare_and_swap", h_map_compare_and_swap },
+    { "map.compare_and_delete", h_map_compare_and_delete },
+    { "map.range", h_map_range },
+    { "map.len", h_map_len },
+    { "map.clear", h_map_clear },
+    { "atomic.load", h_atomic_load },
+    { "atomic.store", h_atomic_store },
+    { "atomic.add", h_atomic_add },
+    { "atomic.swap", h_atomic_swap },
+    { "atomic.compare_and_swap", h_atomic_cas },
+    /* h_timer.c */
+    { "timer.after", h_timer_after },
+    { "timer.ticker", h_timer_ticker },
+    { "timer.stop", h_timer_stop },
+    { "timer.reset", h_timer_reset },
+    { "timer.afterfunc", h_timer_afterfunc },
 };
 
 /* Session-end hooks, one per family that keeps per-session state. */
 static void (*const disp_end_hooks[])(sess *s) = {
     hlock_session_end,
+    honce_session_end,
 };
 
 static disp_handler *disp_tab;

@@ -34,7 +34,25 @@ typedef struct hchan {
     rt_chan *c;
     size_t cap;
     hchan_elem elem;
+    void *timer;                 /* timer.after/ticker state, or NULL */
+    void (*timer_fini)(void *timer);
 } hchan;
+
+void hchan_set_timer(obj *o, void *timer, void (*fini)(void *timer))
+{
+    hchan *h = (hchan *)o;
+    h->timer_fini = fini;
+    atomic_store_explicit((_Atomic(void *) *)&h->timer, timer,
+                          memory_order_release);
+}
+
+void *hchan_timer(obj *o)
+{
+    if (o->ops != &hchan_ops)
+        return NULL;
+    return atomic_load_explicit((_Atomic(void *) *)&((hchan *)o)->timer,
+                                memory_order_acquire);
+}
 
 rt_chan *hchan_rt(obj *o)
 {
@@ -94,6 +112,8 @@ static void hchan_fini(obj *o)
 {
     hchan *h = (hchan *)o;
 
+    if (h->timer)
+        h->timer_fini(h->timer);
     /* Closing wakes give-back goroutines still trying to send here. */
     rt_chan_close(h->c);
     hchan_drain(h);

@@ -630,12 +630,20 @@ static void hc_wait(dreq *r)
         goto out;
     }
     if (r->s && !sess_alive(r->s)) {
+        /* As hl_granted: the next holder still hears of a dead owner. */
         pthread_mutex_lock(&hl_mu);
         hl_release_locked(l, h, false);
+        l->owner_dead = l->owner_dead || owner_dead;
         pthread_mutex_unlock(&hl_mu);
         dreq_fail(r, PROTO_R_CANCELLED, "cancelled: session ended");
     } else if (rc == 0) {
-        dreq_ok(r, json_pack("{s:I}", "token", (json_int_t)h->token));
+        /* The mutex was re-taken: a holder that died in between must be
+         * reported here as in mutex.lock, or its half-done work would go
+         * unnoticed. */
+        json_t *res = json_pack("{s:I}", "token", (json_int_t)h->token);
+        if (owner_dead)
+            json_object_set_new(res, "owner_dead", json_true());
+        dreq_ok(r, res);
     } else {
         proto_reason why = disp_rt_reason(rc);
         dreq_fail_data(r, why, json_pack("{s:I}", "token",

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -74,6 +75,8 @@ int testd_start(testd *d, const char *const *extra_args)
         return -1;
     }
     if (d->pid == 0) {
+        /* A test that dies (timeout, crash) takes its daemon with it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         execv(bin, (char *const *)args);
         fprintf(stderr, "testd: cannot run %s: %s\n", bin, strerror(errno));
         _exit(127);

@@ -1,0 +1,354 @@
+/*
+ * h_map.c - sync.Map and sync/atomic integers over the wire.
+ *
+ * A map object is the runtime's rt_map holding json_t values (the map
+ * retains with json_incref, releases with json_decref, and compares with
+ * json_equal, so compare-and-swap uses JSON equality).  Keys are the JSON
+ * string's bytes.  An atomic object is one int64 updated with C11 atomics;
+ * arithmetic wraps (done in uint64_t, where overflow is defined).
+ */
+#include "daemon.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ */
+/* sync.Map                                                           */
+/* ------------------------------------------------------------------ */
+
+typedef struct hmap {
+    obj o;
+    rt_map *m;
+} hmap;
+
+static void *hmap_retain(void *v)
+{
+    return json_incref(v);
+}
+
+static void hmap_release(void *v)
+{
+    json_decref(v);
+}
+
+static bool hmap_equal(const void *a, const void *b)
+{
+    return json_equal((json_t *)a, (json_t *)b);
+}
+
+static const rt_map_ops hmap_vops = { hmap_retain, hmap_release, hmap_equal };
+
+static int hmap_init(obj *o, dreq *r)
+{
+    (void)r;
+    ((hmap *)o)->m = rt_map_new(&hmap_vops);
+    return ((hmap *)o)->m ? 0 : -1;
+}
+
+static void hmap_fini(obj *o)
+{
+    rt_map_free(((hmap *)o)->m);
+}
+
+static void hmap_info(obj *o, json_t *into)
+{
+    json_object_set_new(into, "len",
+                        json_integer((json_int_t)rt_map_len(((hmap *)o)->m)));
+}
+
+static const obj_ops hmap_ops = {
+    .type = OBJ_MAP,
+    .name = "map",
+    .size = sizeof(hmap),
+    .init = hmap_init,
+    .fini = hmap_fini,
+    .info = hmap_info,
+};
+
+/* Looks up the map and the key of r; NULL after failing r. */
+static rt_map *hmap_get(dreq *r, obj **o, const char **key, size_t *klen)
+{
+    json_t *k = dreq_param(r, "key");
+
+    *o = reg_get(r, dreq_str(r, "name"), &hmap_ops, true);
+    if (!*o)
+        return NULL;
+    if (key) {
+        *key = json_string_value(k);
+        *klen = json_string_length(k);
+    }
+    return ((hmap *)*o)->m;
+}
+
+/* A value or JSON null when absent (new reference). */
+static json_t *hmap_val(void *v)
+{
+    return v ? (json_t *)v : json_null();
+}
+
+void h_map_store(dreq *r)
+{
+    obj *o;
+    const char *k;
+    size_t kl;
+    rt_map *m = hmap_get(r, &o, &k, &kl);
+
+    if (!m)
+        return;
+    if (rt_map_store(m, k, kl, dreq_param(r, "value")) != 0)
+        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+    else
+        dreq_ok(r, NULL);
+    obj_release(o);
+}
+
+void h_map_load(dreq *r)
+{
+    obj *o;
+    const char *k;
+    size_t kl;
+    void *v = NULL;
+    rt_map *m = hmap_get(r, &o, &k, &kl);
+    bool ok;
+
+    if (!m)
+        return;
+    ok = rt_map_load(m, k, kl, &v);
+    dreq_ok(r, json_pack("{s:o, s:b}", "value", hmap_val(ok ? v : NULL),
+                         "ok", ok));
+    obj_release(o);
+}
+
+void h_map_delete(dreq *r)
+{
+    obj *o;
+    const char *k;
+    size_t kl;
+    rt_map *m = hmap_get(r, &o, &k, &kl);
+
+    if (!m)
+        return;
+    rt_map_delete(m, k, kl);
+    dreq_ok(r, NULL);
+    obj_release(o);
+}
+
+void h_map_load_or_store(dreq *r)
+{
+    obj *o;
+    const char *k;
+    size_t kl;
+    void *actual = NULL;
+    rt_map *m = hmap_get(r, &o, &k, &kl);
+    bool loaded;
+
+    if (!m)
+        return;
+    loaded = rt_map_load_or_store(m, k, kl, dreq_param(r, "value"), &actual);
+    dreq_ok(r, json_pack("{s:o, s:b}", "value", hmap_val(actual), "loaded",
+                         loaded));
+    obj_release(o);
+}
+
+void h_map_load_and_delete(dreq *r)
+{
+    obj *o;
+    const char *k;
+    size_t kl;
+    void *v = NULL;
+    rt_map *m = hmap_get(r, &o, &k, &kl);
+    bool loaded;
+
+    if (!m)
+        return;
+    loaded = rt_map_load_and_delete(m, k, kl, &v);
+    dreq_ok(r, json_pack("{s:o, s:b}", "value", hmap_val(loaded ? v : NULL),
+                         "loaded", loaded));
+    obj_release(o);
+}
+
+void h_map_swap(dreq *r)
+{
+    obj *o;
+    const char *k;
+    size_t kl;
+    void *prev = NULL;
+    rt_map *m = hmap_get(r, &o, &k, &kl);
+    bool loaded;
+
+    if (!m)
+        return;
+    loaded = rt_map_swap(m, k, kl, dreq_param(r, "value"), &prev);
+    dreq_ok(r, json_pack("{s:o, s:b}", "previous",
+                         hmap_val(loaded ? prev : NULL), "loaded", loaded));
+    obj_release(o);
+}
+
+void h_map_compare_and_swap(dreq *r)
+{
+    obj *o;
+    const char *k;
+    size_t kl;
+    rt_map *m = hmap_get(r, &o, &k, &kl);
+    bool swapped;
+
+    if (!m)
+        return;
+    swapped = rt_map_compare_and_swap(m, k, kl, dreq_param(r, "old"),
+                                      dreq_param(r, "new"));
+    dreq_ok(r, json_pack("{s:b}", "swapped", swapped));
+    obj_release(o);
+}
+
+void h_map_compare_and_delete(dreq *r)
+{
+    obj *o;
+    const char *k;
+    size_t kl;
+    rt_map *m = hmap_get(r, &o, &k, &kl);
+    bool deleted;
+
+    if (!m)
+        return;
+    deleted = rt_map_compare_and_delete(m, k, kl, dreq_param(r, "old"));
+    dreq_ok(r, json_pack("{s:b}", "deleted", deleted));
+    obj_release(o);
+}
+
+static bool hmap_range_one(const void *key, size_t klen, void *v, void *arg)
+{
+    char *k = strndup(key, klen);
+    if (k) {
+        json_object_set(arg, k, v);
+        free(k);
+    }
+    return true;
+}
+
+void h_map_range(dreq *r)
+{
+    obj *o;
+    rt_map *m = hmap_get(r, &o, NULL, NULL);
+    json_t *entries;
+
+    if (!m)
+        return;
+    entries = json_object();
+    rt_map_range(m, hmap_range_one, entries);
+    dreq_ok(r, json_pack("{s:o}", "entries", entries));
+    obj_release(o);
+}
+
+void h_map_len(dreq *r)
+{
+    obj *o;
+    rt_map *m = hmap_get(r, &o, NULL, NULL);
+
+    if (!m)
+        return;
+    dreq_ok(r, json_pack("{s:I}", "len", (json_int_t)rt_map_len(m)));
+    obj_release(o);
+}
+
+void h_map_clear(dreq *r)
+{
+    obj *o;
+    rt_map *m = hmap_get(r, &o, NULL, NULL);
+
+    if (!m)
+        return;
+    rt_map_clear(m);
+    dreq_ok(r, NULL);
+    obj_release(o);
+}
+
+/* ------------------------------------------------------------------ */
+/* sync/atomic                                                        */
+/* ------------------------------------------------------------------ */
+
+typedef struct hatomic {
+    obj o;
+    _Atomic uint64_t v;
+} hatomic;
+
+static void hatomic_info(obj *o, json_t *into)
+{
+    json_object_set_new(into, "value",
+                        json_integer((json_int_t)(int64_t)atomic_load(
+                            &((hatomic *)o)->v)));
+}
+
+static const obj_ops hatomic_ops = {
+    .type = OBJ_ATOMIC,
+    .name = "atomic",
+    .size = sizeof(hatomic),
+    .info = hatomic_info,
+};
+
+static _Atomic uint64_t *hatomic_get(dreq *r, obj **o)
+{
+    *o = reg_get(r, dreq_str(r, "name"), &hatomic_ops, true);
+    return *o ? &((hatomic *)*o)->v : NULL;
+}
+
+static uint64_t hatomic_param(dreq *r, const char *key)
+{
+    return (uint64_t)dreq_int(r, key, 0);
+}
+
+static void hatomic_ok(dreq *r, obj *o, const char *key, uint64_t v)
+{
+    dreq_ok(r, json_pack("{s:I}", key, (json_int_t)(int64_t)v));
+    obj_release(o);
+}
+
+void h_atomic_load(dreq *r)
+{
+    obj *o;
+    _Atomic uint64_t *a = hatomic_get(r, &o);
+    if (a)
+        hatomic_ok(r, o, "value", atomic_load(a));
+}
+
+void h_atomic_store(dreq *r)
+{
+    obj *o;
+    _Atomic uint64_t *a = hatomic_get(r, &o);
+    if (!a)
+        return;
+    atomic_store(a, hatomic_param(r, "value"));
+    dreq_ok(r, NULL);
+    obj_release(o);
+}
+
+void h_atomic_add(dreq *r)
+{
+    obj *o;
+    _Atomic uint64_t *a = hatomic_get(r, &o);
+    uint64_t d = hatomic_param(r, "delta");
+    if (a)
+        hatomic_ok(r, o, "value", atomic_fetch_add(a, d) + d);
+}
+
+void h_atomic_swap(dreq *r)
+{
+    obj *o;
+    _Atomic uint64_t *a = hatomic_get(r, &o);
+    if (a)
+        hatomic_ok(r, o, "old", atomic_exchange(a, hatomic_param(r, "value")));
+}
+
+void h_atomic_cas(dreq *r)
+{
+    obj *o;
+    _Atomic uint64_t *a = hatomic_get(r, &o);
+    uint64_t old = hatomic_param(r, "old");
+    bool swapped;
+
+    if (!a)
+        return;
+    swapped = atomic_compare_exchange_strong(a, &old,
+                                             hatomic_param(r, "new"));
+    dreq_ok(r, json_pack("{s:b}", "swapped", swapped));
+    obj_release(o);
+}

@@ -1,0 +1,367 @@
+/*
+ * h_sync.c - WaitGroup, Once and Pool over the wire.
+ *
+ * WaitGroup and Pool are the runtime's (rt_wg, rt_pool).  Once over the
+ * wire differs from Go's in one way a broker needs: the function runs in
+ * the client, so the first caller is told run:true and reports the end with
+ * once.done; the others wait (a runtime Cond over the object's state lock)
+ * and get run:false.  If the runner's session ends first, the once is
+ * reopened and the next waiter becomes the runner.
+ */
+#include "daemon.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ */
+/* WaitGroup                                                          */
+/* ------------------------------------------------------------------ */
+
+typedef struct hwg {
+    obj o;
+    rt_wg *wg;
+} hwg;
+
+static int hwg_init(obj *o, dreq *r)
+{
+    (void)r;
+    ((hwg *)o)->wg = rt_wg_new();
+    return ((hwg *)o)->wg ? 0 : -1;
+}
+
+static void hwg_fini(obj *o)
+{
+    rt_wg_free(((hwg *)o)->wg);
+}
+
+static void hwg_info(obj *o, json_t *into)
+{
+    json_object_set_new(into, "count",
+                        json_integer(rt_wg_count(((hwg *)o)->wg)));
+}
+
+static const obj_ops hwg_ops = {
+    .type = OBJ_WG,
+    .name = "wg",
+    .size = sizeof(hwg),
+    .init = hwg_init,
+    .fini = hwg_fini,
+    .info = hwg_info,
+};
+
+static void hwg_add(dreq *r, int64_t delta)
+{
+    obj *o = reg_get(r, dreq_str(r, "name"), &hwg_ops, true);
+    int64_t n;
+
+    if (!o)
+        return;
+    n = rt_wg_add(((hwg *)o)->wg, delta);
+    if (n < 0)
+        dreq_fail_rt(r, (int)n);
+    else
+        dreq_ok(r, json_pack("{s:I}", "count", (json_int_t)n));
+    obj_release(o);
+}
+
+void h_wg_add(dreq *r)
+{
+    hwg_add(r, dreq_int(r, "delta", 0));
+}
+
+void h_wg_done(dreq *r)
+{
+    hwg_add(r, -1);
+}
+
+static void hwg_wait_go(dreq *r)
+{
+    obj *o = r->ctx;
+    int rc;
+
+    dreq_wait_begin(r, o, "sync.WaitGroup.Wait");
+    rc = rt_wg_wait(((hwg *)o)->wg, r->dl);
+    dreq_wait_end(r);
+    if (rc == 0)
+        dreq_ok(r, NULL);
+    else
+        dreq_fail_rt(r, rc);
+    obj_release(o);
+}
+
+void h_wg_wait(dreq *r)
+{
+    obj *o = reg_get(r, dreq_str(r, "name"), &hwg_ops, true);
+    int rc;
+
+    if (!o)
+        return;
+    rc = rt_wg_wait(((hwg *)o)->wg, RT_POLL);
+    if (rc == RT_EAGAIN && r->dl != RT_POLL) {
+        r->ctx = o;
+        dreq_park(r, hwg_wait_go);
+        return;
+    }
+    if (rc == 0)
+        dreq_ok(r, NULL);
+    else
+        dreq_fail_rt(r, rc);
+    obj_release(o);
+}
+
+/* ------------------------------------------------------------------ */
+/* Once                                                               */
+/* ------------------------------------------------------------------ */
+
+enum { ONCE_IDLE = 0, ONCE_RUNNING, ONCE_DONE };
+
+typedef struct honce {
+    obj o;
+    pthread_mutex_t mu;       /* guards state and runner */
+    int state;
+    uint64_t runner;          /* session running it (0: detached) */
+    rt_cond *cv;              /* waiters for the runner's end */
+} honce;
+
+static _Atomic int honce_running; /* onces in ONCE_RUNNING, for the hook */
+
+static int honce_lock(void *m, rt_deadline_t dl)
+{
+    (void)dl;
+    pthread_mutex_lock(m);
+    return 0;
+}
+
+static int honce_unlock(void *m)
+{
+    pthread_mutex_unlock(m);
+    return 0;
+}
+
+static int honce_init(obj *o, dreq *r)
+{
+    honce *h = (honce *)o;
+    rt_locker L = { honce_lock, honce_unlock, &h->mu };
+    (void)r;
+
+    pthread_mutex_init(&h->mu, NULL);
+    h->cv = rt_cond_new(L);
+    if (!h->cv) {
+        pthread_mutex_destroy(&h->mu);
+        return -1;
+    }
+    return 0;
+}
+
+static void honce_fini(obj *o)
+{
+    honce *h = (honce *)o;
+    if (h->state == ONCE_RUNNING)
+        atomic_fetch_sub(&honce_running, 1);
+    rt_cond_free(h->cv);
+    pthread_mutex_destroy(&h->mu);
+}
+
+static void honce_info(obj *o, json_t *into)
+{
+    honce *h = (honce *)o;
+    static const char *const names[] = { "idle", "running", "done" };
+    pthread_mutex_lock(&h->mu);
+    json_object_set_new(into, "state", json_string(names[h->state]));
+    if (h->state == ONCE_RUNNING)
+        json_object_set_new(into, "runner",
+                            json_integer((json_int_t)h->runner));
+    pthread_mutex_unlock(&h->mu);
+}
+
+static const obj_ops honce_ops = {
+    .type = OBJ_ONCE,
+    .name = "once",
+    .size = sizeof(honce),
+    .init = honce_init,
+    .fini = honce_fini,
+    .info = honce_info,
+};
+
+/* Decides for r under h->mu: returns 1 (answered run:true), 0 (answered
+ * run:false) or -1 (must wait). */
+static int honce_try_locked(honce *h, dreq *r)
+{
+    if (h->state == ONCE_DONE)
+        return 0;
+    if (h->state == ONCE_IDLE) {
+        h->state = ONCE_RUNNING;
+        h->runner = dreq_sid(r);
+        atomic_fetch_add(&honce_running, 1);
+        return 1;
+    }
+    return -1;
+}
+
+static void honce_answer(dreq *r, int run)
+{
+    dreq_ok(r, json_pack("{s:b}", "run", run));
+}
+
+static void honce_wait_go(dreq *r)
+{
+    obj *o = r->ctx;
+    honce *h = (honce *)o;
+    int rc = 0, got;
+
+    dreq_wait_begin(r, o, "sync.Once.Do");
+    pthread_mutex_lock(&h->mu);
+    while ((got = honce_try_locked(h, r)) < 0 && rc == 0)
+        rc = rt_cond_wait(h->cv, r->dl);
+    if (got == 1 && r->s && !sess_alive(r->s)) {
+        /* Became the runner for a session that has already ended (its
+         * end hook has run): pass the turn on. */
+        h->state = ONCE_IDLE;
+        atomic_fetch_sub(&honce_running, 1);
+        rt_cond_signal(h->cv);
+    }
+    pthread_mutex_unlock(&h->mu);
+    dreq_wait_end(r);
+    if (got >= 0)
+        honce_answer(r, got);
+    else
+        dreq_fail_rt(r, rc);
+    obj_release(o);
+}
+
+void h_once_do(dreq *r)
+{
+    obj *o = reg_get(r, dreq_str(r, "name"), &honce_ops, true);
+    honce *h = (honce *)o;
+    int got;
+
+    if (!o)
+        return;
+    pthread_mutex_lock(&h->mu);
+    got = honce_try_locked(h, r);
+    pthread_mutex_unlock(&h->mu);
+    if (got < 0 && r->dl != RT_POLL) {
+        r->ctx = o;
+        dreq_park(r, honce_wait_go);
+        return;
+    }
+    if (got < 0)
+        dreq_fail(r, PROTO_R_TIMEOUT, "timeout");
+    else
+        honce_answer(r, got);
+    obj_release(o);
+}
+
+void h_once_done(dreq *r)
+{
+    obj *o = reg_get(r, dreq_str(r, "name"), &honce_ops, true);
+    honce *h = (honce *)o;
+
+    if (!o)
+        return;
+    pthread_mutex_lock(&h->mu);
+    if (h->state == ONCE_RUNNING && h->runner == dreq_sid(r)) {
+        h->state = ONCE_DONE;
+        atomic_fetch_sub(&honce_running, 1);
+        rt_cond_broadcast(h->cv);
+        pthread_mutex_unlock(&h->mu);
+        dreq_ok(r, NULL);
+    } else {
+        int st = h->state;
+        pthread_mutex_unlock(&h->mu);
+        dreq_fail(r, PROTO_R_MISUSE,
+                  st == ONCE_DONE ? "once \"%s\" is already done"
+                                  : "this session is not running once "
+                                    "\"%s\" (call once.do first)",
+                  o->name);
+    }
+    obj_release(o);
+}
+
+static void honce_end_one(obj *o, void *arg)
+{
+    honce *h = (honce *)o;
+    uint64_t sid = *(uint64_t *)arg;
+
+    if (o->ops != &honce_ops)
+        return;
+    pthread_mutex_lock(&h->mu);
+    if (h->state == ONCE_RUNNING && h->runner == sid) {
+        /* Reopen: the next waiter (or caller) becomes the runner. */
+        h->state = ONCE_IDLE;
+        h->runner = 0;
+        atomic_fetch_sub(&honce_running, 1);
+        rt_cond_signal(h->cv);
+        log_info("once \"%s\": runner session %llu ended before once.done",
+                 o->name, (unsigned long long)sid);
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+void honce_session_end(sess *s)
+{
+    uint64_t sid = sess_id(s);
+    if (atomic_load(&honce_running) == 0)
+        return;
+    reg_foreach(NULL, honce_end_one, &sid);
+}
+
+/* ------------------------------------------------------------------ */
+/* Pool                                                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct hpool {
+    obj o;
+    rt_pool *p;
+} hpool;
+
+static int hpool_init(obj *o, dreq *r)
+{
+    (void)r;
+    ((hpool *)o)->p = rt_pool_new(NULL, NULL);
+    return ((hpool *)o)->p ? 0 : -1;
+}
+
+static void hpool_dtor(void *v)
+{
+    json_decref(v);
+}
+
+static void hpool_fini(obj *o)
+{
+    rt_pool_free(((hpool *)o)->p, hpool_dtor);
+}
+
+static const obj_ops hpool_ops = {
+    .type = OBJ_POOL,
+    .name = "pool",
+    .size = sizeof(hpool),
+    .init = hpool_init,
+    .fini = hpool_fini,
+};
+
+void h_pool_put(dreq *r)
+{
+    obj *o = reg_get(r, dreq_str(r, "name"), &hpool_ops, true);
+
+    if (!o)
+        return;
+    rt_pool_put(((hpool *)o)->p, json_incref(dreq_param(r, "value")));
+    dreq_ok(r, NULL);
+    obj_release(o);
+}
+
+void h_pool_get(dreq *r)
+{
+    obj *o = reg_get(r, dreq_str(r, "name"), &hpool_ops, true);
+    json_t *v;
+
+    if (!o)
+        return;
+    v = rt_pool_get(((hpool *)o)->p);
+    if (v)
+        dreq_ok(r, json_pack("{s:o, s:b}", "value", v, "ok", 1));
+    else
+        dreq_ok(r, json_pack("{s:n, s:b}", "value", "ok", 0));
+    obj_release(o);
+}

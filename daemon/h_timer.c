@@ -1,0 +1,346 @@
+/*
+ * h_timer.c - time over the wire: timer.after, timer.ticker, timer.stop,
+ * timer.reset, timer.afterfunc.
+ *
+ * timer.after/ticker create a channel (cap 1, numbers) that receives the
+ * Unix time in ms when the timer fires; a ticker drops a tick while the
+ * channel is full, as Go's.  timer.afterfunc runs a request later in its
+ * own goroutine.  Every arming is one runtime AfterFunc timer with its own
+ * small record (harm): the timer state knows which arming is current, so a
+ * firing that lost a race with stop/reset does nothing, and each record is
+ * freed by exactly one party (the stopper that prevented it, or the firing
+ * itself).  As Go 1.23, stop and reset drain a value not yet received.
+ */
+#include "daemon.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct htimer htimer;
+
+typedef struct harm {
+    htimer *ht;              /* holds a reference */
+    rt_timer *t;
+} harm;
+
+struct htimer {
+    _Atomic int refs;
+    pthread_mutex_t mu;
+    bool stopped;
+    int64_t period_ns;       /* ticker: > 0 */
+    rt_chan *c;              /* retained; NULL for afterfunc */
+    json_t *request;         /* afterfunc's request (owned) */
+    char *afname;            /* afterfunc's object name */
+    harm *cur;               /* the pending arming, or NULL */
+};
+
+typedef struct hafter {
+    obj o;
+    htimer *ht;
+} hafter;
+
+static void htimer_put(htimer *ht)
+{
+    if (atomic_fetch_sub(&ht->refs, 1) != 1)
+        return;
+    if (ht->c)
+        rt_chan_release(ht->c);
+    json_decref(ht->request);
+    free(ht->afname);
+    pthread_mutex_destroy(&ht->mu);
+    free(ht);
+}
+
+static int64_t htimer_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void htimer_fire(void *arg);
+
+/* Arms ht for ns from now (ht->mu held).  Returns 0 or -1. */
+static int htimer_arm(htimer *ht, int64_t ns)
+{
+    harm *a = calloc(1, sizeof *a);
+
+    if (!a)
+        return -1;
+    a->ht = ht;
+    atomic_fetch_add(&ht->refs, 1);
+    a->t = rt_after_func(ns, htimer_fire, a);
+    if (!a->t) {
+        atomic_fetch_sub(&ht->refs, 1);
+        free(a);
+        return -1;
+    }
+    ht->cur = a;
+    return 0;
+}
+
+/* Stops the current arming (ht->mu held); returns true if it was pending
+ * and will not fire. */
+static bool htimer_disarm(htimer *ht)
+{
+    harm *a = ht->cur;
+
+    ht->cur = NULL;
+    if (!a || !rt_timer_stop(a->t))
+        return false; /* none, or it fired: the firing frees it */
+    rt_timer_free(a->t);
+    free(a);
+    atomic_fetch_sub(&ht->refs, 1); /* never the last: the caller's */
+    return true;
+}
+
+/* Drops a value nobody received (Go 1.23's Stop/Reset). */
+static bool htimer_drain(htimer *ht)
+{
+    json_t *v;
+    bool ok, any = false;
+
+    while (ht->c && rt_chan_recv(ht->c, &v, &ok, RT_POLL) == 0 && ok) {
+        json_decref(v);
+        any = true;
+    }
+    return any;
+}
+
+static void htimer_fire(void *arg)
+{
+    harm *a = arg;
+    htimer *ht = a->ht;
+    json_t *req = NULL;
+    char *drop = NULL;
+
+    pthread_mutex_lock(&ht->mu);
+    if (ht->cur == a && !ht->stopped) {
+        ht->cur = NULL;
+        if (ht->c) {
+            json_t *v = json_integer(htimer_unix_ms());
+            if (rt_chan_send(ht->c, &v, RT_POLL) != 0)
+                json_decref(v); /* full (a slow ticker reader) or closed */
+        }
+        if (ht->period_ns > 0) {
+            if (htimer_arm(ht, ht->period_ns) != 0)
+                log_error("ticker: cannot re-arm (out of memory)");
+        } else if (ht->request) {
+            req = json_incref(ht->request);
+            drop = ht->afname ? strdup(ht->afname) : NULL;
+        }
+    }
+    pthread_mutex_unlock(&ht->mu);
+    if (drop) {
+        /* A fired afterfunc leaves the namespace. */
+        reg_drop(drop);
+        free(drop);
+    }
+    if (req) {
+        proto_error err;
+        if (disp_run_detached(req, false, &err) != 0)
+            log_warn("afterfunc request failed: %s", err.message);
+        json_decref(req);
+    }
+    rt_timer_free(a->t);
+    free(a);
+    htimer_put(ht);
+}
+
+/* The owner lets go (its channel or afterfunc object is freed). */
+static void htimer_fini(void *arg)
+{
+    htimer *ht = arg;
+
+    pthread_mutex_lock(&ht->mu);
+    ht->stopped = true;
+    htimer_disarm(ht);
+    pthread_mutex_unlock(&ht->mu);
+    htimer_put(ht);
+}
+
+static htimer *htimer_new(rt_chan *c, int64_t period_ns)
+{
+    htimer *ht = calloc(1, sizeof *ht);
+
+    if (!ht)
+        return NULL;
+    ht->refs = 1;
+    pthread_mutex_init(&ht->mu, NULL);
+    ht->period_ns = period_ns;
+    if (c)
+        ht->c = rt_chan_retain(c);
+    return ht;
+}
+
+/* ------------------------------------------------------------------ */
+/* Methods                                                            */
+/* ------------------------------------------------------------------ */
+
+static void htimer_chan(dreq *r, bool ticker)
+{
+    int64_t ms = dreq_int(r, "ms", 0);
+    obj *o;
+    htimer *ht;
+    int rc;
+
+    if (ticker && ms <= 0) {
+        dreq_fail(r, PROTO_R_MISUSE, "%s", rt_strerror(RT_ENONPOSTICK));
+        return;
+    }
+    o = hchan_make_for_timer(r, dreq_str(r, "name"), 1);
+    if (!o)
+        return;
+    ht = htimer_new(hchan_rt(o), ticker ? ms * 1000000 : 0);
+    if (!ht) {
+        reg_drop(o->name);
+        obj_release(o);
+        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+        return;
+    }
+    pthread_mutex_lock(&ht->mu);
+    rc = htimer_arm(ht, ms * 1000000);
+    pthread_mutex_unlock(&ht->mu);
+    hchan_set_timer(o, ht, htimer_fini);
+    if (rc != 0) {
+        reg_drop(o->name);
+        dreq_fail(r, PROTO_R_INTERNAL, "cannot start a timer");
+    } else {
+        dreq_ok(r, NULL);
+    }
+    obj_release(o);
+}
+
+void h_timer_after(dreq *r)
+{
+    htimer_chan(r, false);
+}
+
+void h_timer_ticker(dreq *r)
+{
+    htimer_chan(r, true);
+}
+
+static void hafter_fini(obj *o)
+{
+    hafter *a = (hafter *)o;
+    if (a->ht)
+        htimer_fini(a->ht);
+}
+
+static const obj_ops hafter_ops = {
+    .type = OBJ_TIMER,
+    .name = "timer",
+    .size = sizeof(hafter),
+    .fini = hafter_fini,
+};
+
+void h_timer_afterfunc(dreq *r)
+{
+    json_t *req = dreq_param(r, "request");
+    proto_error err;
+    char name[64];
+    bool created;
+    htimer *ht;
+    obj *o;
+    int rc;
+
+    if (disp_run_detached(req, true, &err) != 0) {
+        dreq_fail_params(r, NULL, "%s", err.message);
+        return;
+    }
+    reg_unique_name("afterfunc", name, sizeof name);
+    ht = htimer_new(NULL, 0);
+    if (!ht) {
+        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+        return;
+    }
+    ht->request = json_deep_copy(req); /* outlives the request line */
+    ht->afname = strdup(name);
+    o = reg_make(r, name, &hafter_ops, &created);
+    if (!o) {
+        htimer_put(ht);
+        return;
+    }
+    ((hafter *)o)->ht = ht;
+    pthread_mutex_lock(&ht->mu);
+    rc = htimer_arm(ht, dreq_int(r, "ms", 0) * 1000000);
+    pthread_mutex_unlock(&ht->mu);
+    if (rc != 0) {
+        reg_drop(name);
+        dreq_fail(r, PROTO_R_INTERNAL, "cannot start a timer");
+    } else {
+        dreq_ok(r, json_pack("{s:s}", "timer", name));
+    }
+    obj_release(o);
+}
+
+/* Finds the timer state behind name, or fails r. */
+static htimer *htimer_find(dreq *r, obj **o)
+{
+    htimer *ht = NULL;
+
+    *o = reg_get(r, dreq_str(r, "name"), NULL, false);
+    if (!*o)
+        return NULL;
+    if ((*o)->ops == &hafter_ops)
+        ht = ((hafter *)*o)->ht;
+    else
+        ht = hchan_timer(*o);
+    if (!ht) {
+        dreq_fail(r, PROTO_R_WRONG_TYPE, "\"%s\" is not a timer", (*o)->name);
+        obj_release(*o);
+    }
+    return ht;
+}
+
+void h_timer_stop(dreq *r)
+{
+    obj *o;
+    htimer *ht = htimer_find(r, &o);
+    bool stopped;
+
+    if (!ht)
+        return;
+    pthread_mutex_lock(&ht->mu);
+    ht->stopped = true;
+    stopped = htimer_disarm(ht);
+    if (htimer_drain(ht))
+        stopped = true;
+    pthread_mutex_unlock(&ht->mu);
+    dreq_ok(r, json_pack("{s:b}", "stopped", stopped));
+    obj_release(o);
+}
+
+void h_timer_reset(dreq *r)
+{
+    int64_t ms = dreq_int(r, "ms", 0);
+    obj *o;
+    htimer *ht = htimer_find(r, &o);
+    bool active;
+    int rc;
+
+    if (!ht)
+        return;
+    if (ht->period_ns > 0 && ms <= 0) {
+        dreq_fail(r, PROTO_R_MISUSE, "%s", rt_strerror(RT_ENONPOSRESET));
+        obj_release(o);
+        return;
+    }
+    pthread_mutex_lock(&ht->mu);
+    active = htimer_disarm(ht);
+    if (htimer_drain(ht))
+        active = true;
+    ht->stopped = false;
+    if (ht->period_ns > 0)
+        ht->period_ns = ms * 1000000;
+    rc = htimer_arm(ht, ms * 1000000);
+    pthread_mutex_unlock(&ht->mu);
+    if (rc != 0)
+        dreq_fail(r, PROTO_R_INTERNAL, "cannot start a timer");
+    else
+        dreq_ok(r, json_pack("{s:b}", "active", active));
+    obj_release(o);
+}
