@@ -33,6 +33,18 @@ grep -q 'usr/local' "$unit" && fail "unit still names /usr/local"
 "$root/usr/sbin/chand" --config "$root/etc/chand.conf" --test-config \
     >"$T/tc.out" 2>&1 || fail "installed config rejected: $(cat "$T/tc.out")"
 
+# The units pass systemd's own checker, pointed at the staged files.
+if command -v systemd-analyze >/dev/null 2>&1; then
+    mkdir -p "$T/units"
+    sed -e "s|/usr/sbin/chand|$root/usr/sbin/chand|g" \
+        -e "s|/etc/chand.conf|$root/etc/chand.conf|g" "$unit" >"$T/units/chand.service"
+    cp "$root/usr/lib/systemd/system/chand.socket" "$T/units/"
+    systemd-analyze verify --man=no "$T/units/chand.service" \
+        "$T/units/chand.socket" >"$T/verify.log" 2>&1 ||
+        fail "systemd-analyze verify: $(cat "$T/verify.log")"
+    [ ! -s "$T/verify.log" ] || fail "systemd-analyze verify: $(cat "$T/verify.log")"
+fi
+
 # 2. Uninstall removes every file, the unchanged sample too.
 mk uninstall
 for f in $files; do [ ! -e "$root/$f" ] || fail "left behind: $f"; done
