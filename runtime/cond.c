@@ -103,19 +103,20 @@ void rt_cond_signal(rt_cond *c)
 
 void rt_cond_broadcast(rt_cond *c)
 {
-    rt_g *batch[64];
-    for (;;) {
-        int n = 0;
-        rt__waiter *w;
-        rt__lock_acquire(&c->lock);
-        while (n < 64 && (w = rt__waitq_pop_claim(&c->waiters)) != NULL) {
-            w->result = 0;
-            batch[n++] = w->g;
-        }
-        rt__lock_release(&c->lock);
-        for (int i = 0; i < n; i++)
-            rt__ready(batch[i]);
-        if (n < 64)
-            return;
+    /* Every waiter is popped under one hold of the lock and readied only
+     * after it is released: a woken waiter may free the Cond at once. */
+    rt__waiter *chain = NULL, **tail = &chain, *w;
+    rt__lock_acquire(&c->lock);
+    while ((w = rt__waitq_pop_claim(&c->waiters)) != NULL) {
+        w->result = 0;
+        w->next = NULL;
+        *tail = w;
+        tail = &w->next;
+    }
+    rt__lock_release(&c->lock);
+    while (chain) {
+        w = chain;
+        chain = w->next; /* read before w's goroutine may run */
+        rt__ready(w->g);
     }
 }

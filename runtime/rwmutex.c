@@ -151,31 +151,32 @@ int rt_rwmutex_runlock(rt_rwmutex *rw)
 }
 
 /* Clears PENDING and HELD and admits every queued reader in the same
- * atomic step.  Called with rw->lock held. */
-static void rw_unlock_admit(rt_rwmutex *rw)
+ * atomic step.  Called with rw->lock held; returns the admitted waiters,
+ * chained, for rw_ready_chain to ready once rw->lock is released. */
+static rt__waiter *rw_unlock_admit(rt_rwmutex *rw)
 {
-    rt_g *batch[64];
-    for (;;) {
-        int n = 0;
-        rt__waiter *w;
-        while (n < 64 && (w = rt__waitq_pop_claim(&rw->readers)) != NULL) {
-            w->result = RW_GRANTED;
-            batch[n++] = w->g;
-        }
-        bool more = n == 64 && !rt__waitq_empty(&rw->readers);
-        if (more) {
-            /* Keep PENDING so that no newcomer overtakes the rest. */
-            atomic_fetch_add(&rw->state, (uint64_t)n);
-        } else {
-            uint64_t s = atomic_load(&rw->state);
-            while (!atomic_compare_exchange_weak(
-                &rw->state, &s, (s & ~(RW_PENDING | RW_HELD)) + n))
-                ;
-        }
-        for (int i = 0; i < n; i++)
-            rt__ready(batch[i]);
-        if (!more)
-            return;
+    rt__waiter *chain = NULL, **tail = &chain, *w;
+    uint64_t n = 0;
+    while ((w = rt__waitq_pop_claim(&rw->readers)) != NULL) {
+        w->result = RW_GRANTED;
+        w->next = NULL;
+        *tail = w;
+        tail = &w->next;
+        n++;
+    }
+    uint64_t s = atomic_load(&rw->state);
+    while (!atomic_compare_exchange_weak(
+        &rw->state, &s, (s & ~(RW_PENDING | RW_HELD)) + n))
+        ;
+    return chain;
+}
+
+static void rw_ready_chain(rt__waiter *chain)
+{
+    while (chain) {
+        rt__waiter *w = chain;
+        chain = w->next; /* read before w's goroutine may run */
+        rt__ready(w->g);
     }
 }
 
@@ -183,9 +184,10 @@ static void rw_unlock_admit(rt_rwmutex *rw)
 static void rw_writer_abort(rt_rwmutex *rw)
 {
     rt__lock_acquire(&rw->lock);
-    rw_unlock_admit(rw);
+    rt__waiter *chain = rw_unlock_admit(rw);
     rt__lock_release(&rw->lock);
     rt_mutex_unlock(rw->wmu);
+    rw_ready_chain(chain);
 }
 
 int rt_rwmutex_lock(rt_rwmutex *rw, rt_deadline_t dl)
@@ -245,9 +247,10 @@ int rt_rwmutex_unlock(rt_rwmutex *rw)
     if (!(atomic_load(&rw->state) & RW_HELD))
         return RT_EWUNLOCK;
     rt__lock_acquire(&rw->lock);
-    rw_unlock_admit(rw);
+    rt__waiter *chain = rw_unlock_admit(rw);
     rt__lock_release(&rw->lock);
     rt_mutex_unlock(rw->wmu);
+    rw_ready_chain(chain);
     return 0;
 }
 
