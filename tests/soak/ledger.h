@@ -31,6 +31,7 @@ typedef struct ledger {
 static inline int ledger_read(const testd *d, ledger *l)
 {
     json_t *st = testd_stats(d);
+    memset(l, 0, sizeof *l);
 #define LEDGER_GET(f, k) l->f = (long long)json_integer_value( \
                              json_object_get(st, k))
     if (!st)
@@ -75,7 +76,7 @@ static inline bool ledger_same(const ledger *a, const ledger *b,
 static inline int ledger_wait(const testd *d, const ledger *base,
                               int extra_sessions, int timeout_ms)
 {
-    ledger now;
+    ledger now = { 0 };
     int64_t t0 = testd_now_ms();
 
     for (;;) {
@@ -99,7 +100,7 @@ static inline int ledger_wait(const testd *d, const ledger *base,
 static inline int ledger_wait_waiters(const testd *d, long long n,
                                       int timeout_ms)
 {
-    ledger now;
+    ledger now = { 0 };
     int64_t t0 = testd_now_ms();
 
     while (testd_now_ms() - t0 <= timeout_ms) {

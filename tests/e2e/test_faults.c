@@ -1,0 +1,874 @@
+/*
+ * test_faults.c - end-to-end fault injection: client processes killed with
+ * SIGKILL while parked in recv, send, select, mutex.lock, rwmutex.rlock,
+ * wg.wait, cond.wait and once.do, and while holding a mutex or a once.
+ *
+ * Each scenario forks K client processes (separate processes, so that the
+ * kernel closes their sockets exactly as it does for a crashed client),
+ * kills a random subset at random moments -- some before they even reach
+ * the daemon, some once they are parked, some while they hold a lock --
+ * and then checks what Go's semantics and the session rules promise:
+ *  - conservation: every value sent was received exactly once by a live
+ *    client or is still in its channel; a killed sender's value is never
+ *    delivered; a killed receiver takes nothing;
+ *  - mutual exclusion: lock holds never overlapped (holders check a counter
+ *    in shared memory; a holder told owner_dead resets it, since the dead
+ *    holder could not);
+ *  - fencing tokens only increase;
+ *  - the ledger (sessions, waiters, held locks, descriptors, output bytes)
+ *    is back to its baseline after every iteration.
+ *
+ * CHAND_FAULT_ITERS (default 40) is the number of iterations per scenario;
+ * the total faults injected is printed at the end.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../common/testd.h"
+#include "../soak/ledger.h"
+
+#define MAXK 8
+
+static testd D;
+static ledger BASE;
+static int ITERS = 40;
+static long faults, values_sent, values_recv;
+static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+
+/* Shared between the test and its children (MAP_SHARED). */
+typedef struct shared {
+    _Atomic int inside;        /* holders of the exclusive lock now */
+    _Atomic int readers;       /* holders of a read lock now */
+    _Atomic int writer;        /* the writer holds */
+    _Atomic long last_token;   /* highest token seen */
+    _Atomic int overlap;       /* violations of exclusion */
+    _Atomic int bad_token;     /* a token that did not increase */
+    _Atomic int runs;          /* once bodies run */
+} shared;
+static shared *SH;
+
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static int rndn(int n)
+{
+    return (int)(rnd() % (uint64_t)n);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (getenv("CHAND_FAULT_ITERS"))
+        ITERS = atoi(getenv("CHAND_FAULT_ITERS"));
+    if (getenv("CHAND_FAULT_SEED"))
+        rng_state = strtoull(getenv("CHAND_FAULT_SEED"), NULL, 0) | 1;
+    SH = mmap(NULL, sizeof *SH, PROT_READ | PROT_WRITE,
+              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (SH == MAP_FAILED)
+        return -1;
+    if (testd_start(&D, NULL) != 0)
+        return -1;
+    return ledger_read(&D, &BASE);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    fprintf(stderr, "faults injected %ld, values sent %ld, received %ld\n",
+            faults, values_sent, values_recv);
+    munmap(SH, sizeof *SH);
+    return testd_stop(&D) == 0 ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Children                                                           */
+/* ------------------------------------------------------------------ */
+
+typedef struct kid {
+    pid_t pid;
+    int rfd;           /* its report pipe */
+    bool killed;
+    char out[4096];    /* what it reported */
+    size_t outlen;
+} kid;
+
+typedef struct kargs {
+    const char *scenario;
+    char name[64], name2[64];
+    int idx;
+    long value;
+} kargs;
+
+/* Writes one report line to the test (atomic: shorter than PIPE_BUF). */
+static void report(int fd, const char *fmt, ...)
+{
+    char b[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b, sizeof b, fmt, ap);
+    va_end(ap);
+    if (write(fd, b, (size_t)n) != n)
+        _exit(3);
+}
+
+static json_t *kcall(testd_conn *c, int fd, int64_t id, const char *m,
+                     json_t *params)
+{
+    json_t *a = testd_call(c, id, m, params, 60000);
+    if (!a) {
+        report(fd, "ERR no answer to %s\n", m);
+        _exit(2);
+    }
+    return a;
+}
+
+/* Takes the exclusive lock's critical section: checks nobody else is
+ * inside (unless told the previous owner died inside), that the token
+ * increased, stays a moment, leaves. */
+static void critical(json_t *res, bool reader)
+{
+    long tok = (long)json_integer_value(json_object_get(res, "token"));
+    bool dead = json_is_true(json_object_get(res, "owner_dead"));
+
+    if (reader) {
+        if (atomic_load(&SH->writer) != 0)
+            atomic_fetch_add(&SH->overlap, 1);
+        atomic_fetch_add(&SH->readers, 1);
+        usleep((useconds_t)(rnd() % 300));
+        atomic_fetch_sub(&SH->readers, 1);
+        return;
+    }
+    if (dead)
+        atomic_store(&SH->inside, 0);
+    if (atomic_fetch_add(&SH->inside, 1) != 0)
+        atomic_fetch_add(&SH->overlap, 1);
+    long prev = atomic_load(&SH->last_token);
+    if (tok <= prev)
+        atomic_fetch_add(&SH->bad_token, 1);
+    atomic_store(&SH->last_token, tok);
+    usleep((useconds_t)(rnd() % 500));
+    atomic_fetch_sub(&SH->inside, 1);
+}
+
+static void kid_main(int fd, const kargs *a)
+{
+    testd_conn *c = testd_connect(&D);
+    const char *s = a->scenario;
+    json_t *r = NULL;
+
+    rng_state ^= (uint64_t)getpid() * 0x2545F4914F6CDD1DULL;
+    if (!c) {
+        report(fd, "ERR connect\n");
+        _exit(2);
+    }
+    if (strcmp(s, "recv") == 0) {
+        r = kcall(c, fd, 1, "recv", json_pack("{s:s}", "name", a->name));
+        json_t *v = json_object_get(testd_result(r), "value");
+        if (json_is_integer(v))
+            report(fd, "got %lld\n", (long long)json_integer_value(v));
+        else
+            report(fd, "ERR recv answer\n");
+    } else if (strcmp(s, "send") == 0) {
+        r = kcall(c, fd, 1, "send", json_pack("{s:s, s:I}", "name", a->name,
+                                               "value",
+                                               (json_int_t)a->value));
+        report(fd, testd_result(r) ? "sent %ld\n" : "ERR send %ld\n",
+               a->value);
+    } else if (strcmp(s, "select") == 0) {
+        r = kcall(c, fd, 1, "select",
+                  json_pack("{s:[{s:s},{s:s}]}", "cases", "recv", a->name,
+                            "recv", a->name2));
+        json_t *v = json_object_get(testd_result(r), "value");
+        if (json_is_integer(v))
+            report(fd, "got %lld\n", (long long)json_integer_value(v));
+        else
+            report(fd, "ERR select answer\n");
+    } else if (strcmp(s, "mutex") == 0) {
+        r = kcall(c, fd, 1, "mutex.lock", json_pack("{s:s}", "name",
+                                                      a->name));
+        if (!testd_result(r)) {
+            report(fd, "ERR lock %s\n", testd_reason(r));
+            _exit(2);
+        }
+        critical(testd_result(r), false);
+        json_t *u = kcall(c, fd, 2, "mutex.unlock",
+                          json_pack("{s:s, s:O}", "name", a->name, "token",
+                                    json_object_get(testd_result(r),
+                                                    "token")));
+        report(fd, testd_result(u) ? "held\n" : "ERR unlock\n");
+        json_decref(u);
+    } else if (strcmp(s, "rlock") == 0) {
+        r = kcall(c, fd, 1, "rwmutex.rlock", json_pack("{s:s}", "name",
+                                                        a->name));
+        if (!testd_result(r)) {
+            report(fd, "ERR rlock %s\n", testd_reason(r));
+            _exit(2);
+        }
+        critical(testd_result(r), true);
+        json_t *u = kcall(c, fd, 2, "rwmutex.runlock",
+                          json_pack("{s:s}", "name", a->name));
+        report(fd, testd_result(u) ? "held\n" : "ERR runlock\n");
+        json_decref(u);
+    } else if (strcmp(s, "wg") == 0) {
+        r = kcall(c, fd, 1, "wg.wait", json_pack("{s:s}", "name", a->name));
+        report(fd, testd_result(r) ? "woke\n" : "ERR wg\n");
+    } else if (strcmp(s, "cond") == 0) {
+        json_t *l = kcall(c, fd, 1, "mutex.lock",
+                          json_pack("{s:s}", "name", a->name2));
+        if (!testd_result(l)) {
+            report(fd, "ERR lock %s\n", testd_reason(l));
+            _exit(2);
+        }
+        json_decref(l);
+        r = kcall(c, fd, 2, "cond.wait", json_pack("{s:s, s:s}", "name",
+                                                    a->name, "mutex",
+                                                    a->name2));
+        if (!testd_result(r)) {
+            report(fd, "ERR cond %s\n", testd_reason(r));
+            _exit(2);
+        }
+        critical(testd_result(r), false);
+        json_t *u = kcall(c, fd, 3, "mutex.unlock",
+                          json_pack("{s:s}", "name", a->name2));
+        report(fd, testd_result(u) ? "woke\n" : "ERR unlock\n");
+        json_decref(u);
+    } else if (strcmp(s, "once") == 0) {
+        r = kcall(c, fd, 1, "once.do", json_pack("{s:s}", "name", a->name));
+        if (!testd_result(r)) {
+            report(fd, "ERR once %s\n", testd_reason(r));
+            _exit(2);
+        }
+        if (json_is_true(json_object_get(testd_result(r), "run"))) {
+            report(fd, "run\n");
+            if (a->idx == 0)
+                pause(); /* the first runner holds the once until killed */
+            atomic_fetch_add(&SH->runs, 1);
+            json_t *d = kcall(c, fd, 2, "once.done",
+                              json_pack("{s:s}", "name", a->name));
+            if (!testd_result(d))
+                report(fd, "ERR done\n");
+            json_decref(d);
+        } else {
+            report(fd, "norun\n");
+        }
+    }
+    json_decref(r);
+    testd_close(c);
+    _exit(0);
+}
+
+static void kid_spawn(kid *k, const kargs *a)
+{
+    int p[2];
+
+    memset(k, 0, sizeof *k);
+    assert_int_equal(pipe(p), 0);
+    k->pid = fork();
+    assert_true(k->pid >= 0);
+    if (k->pid == 0) {
+        close(p[0]);
+        kid_main(p[1], a);
+        _exit(0);
+    }
+    close(p[1]);
+    k->rfd = p[0];
+}
+
+static void kid_kill(kid *k)
+{
+    if (k->killed)
+        return;
+    kill(k->pid, SIGKILL);
+    k->killed = true;
+    faults++;
+}
+
+/* Reads the child's report to EOF and reaps it; a live child must exit 0. */
+static void kid_reap(kid *k)
+{
+    int st;
+    for (;;) {
+        ssize_t n = read(k->rfd, k->out + k->outlen,
+                         sizeof k->out - 1 - k->outlen);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        k->outlen += (size_t)n;
+    }
+    k->out[k->outlen] = '\0';
+    close(k->rfd);
+    assert_int_equal(waitpid(k->pid, &st, 0), k->pid);
+    if (!k->killed) {
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || strstr(k->out, "ERR"))
+            fail_msg("child %d failed: status %d, report: %s", (int)k->pid,
+                     st, k->out);
+    }
+}
+
+/* Reads one line of the child's report (blocking). */
+static void kid_read_line(kid *k)
+{
+    while (!memchr(k->out, '\n', k->outlen)) {
+        ssize_t n = read(k->rfd, k->out + k->outlen,
+                         sizeof k->out - 1 - k->outlen);
+        if (n < 0 && errno == EINTR)
+            continue;
+        assert_true(n > 0);
+        k->outlen += (size_t)n;
+        k->out[k->outlen] = '\0';
+    }
+}
+
+/* Kills each child with probability 1/3, at a random moment: right away
+ * (maybe before it reached the daemon) or after a random pause. */
+static int kill_some_early(kid *ks, int k)
+{
+    int killed = 0;
+    for (int i = 0; i < k; i++) {
+        if (rndn(3) != 0)
+            continue;
+        if (rndn(2))
+            usleep((useconds_t)rndn(3000));
+        kid_kill(&ks[i]);
+        killed++;
+    }
+    return killed;
+}
+
+/* Kills each still-live child with probability 1/4 (they are parked). */
+static void kill_some_parked(kid *ks, int k)
+{
+    for (int i = 0; i < k; i++)
+        if (!ks[i].killed && rndn(4) == 0)
+            kid_kill(&ks[i]);
+}
+
+static int live(const kid *ks, int k)
+{
+    int n = 0;
+    for (int i = 0; i < k; i++)
+        n += !ks[i].killed;
+    return n;
+}
+
+/* Waits until only the live children's sessions (plus extra of the
+ * test's own) remain and all of them are parked. */
+static void settle(const kid *ks, int k, int extra_sessions, int parked)
+{
+    int64_t t0 = testd_now_ms();
+    ledger l;
+    for (;;) {
+        assert_int_equal(ledger_read(&D, &l), 0);
+        if (l.sessions == BASE.sessions + live(ks, k) + extra_sessions &&
+            l.waiters == BASE.waiters + parked)
+            return;
+        if (testd_now_ms() - t0 > 30000) {
+            ledger_print("settle", &l);
+            fail_msg("daemon did not settle: want %d sessions, %d parked",
+                     live(ks, k) + extra_sessions, parked);
+        }
+        usleep(2000);
+    }
+}
+
+static json_t *call_ok(testd_conn *c, const char *m, json_t *params)
+{
+    static int64_t id = 1;
+    json_t *a = testd_call(c, id++, m, params, 30000);
+    assert_non_null(a);
+    if (!testd_result(a))
+        fail_msg("%s: %s", m, testd_message(a));
+    return a;
+}
+
+static void call_ok_free(testd_conn *c, const char *m, json_t *params)
+{
+    json_decref(call_ok(c, m, params));
+}
+
+static void drop(testd_conn *c, const char *name)
+{
+    json_decref(testd_call(c, 999999, "drop", json_pack("{s:s}", "name",
+                                                          name), 30000));
+}
+
+static void reset_shared(void)
+{
+    memset(SH, 0, sizeof *SH);
+}
+
+static void check_shared(void)
+{
+    assert_int_equal(atomic_load(&SH->overlap), 0);
+    assert_int_equal(atomic_load(&SH->bad_token), 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Scenarios                                                          */
+/* ------------------------------------------------------------------ */
+
+/* Counts "got V" lines: each value in [lo, hi) at most once into seen. */
+static void tally(kid *ks, int k, char *seen, long lo, long hi)
+{
+    for (int i = 0; i < k; i++) {
+        const char *p = ks[i].out;
+        while ((p = strstr(p, "got "))) {
+            long v = strtol(p + 4, NULL, 10);
+            assert_true(v >= lo && v < hi);
+            if (seen[v - lo]++)
+                fail_msg("value %ld received twice", v);
+            values_recv++;
+            p += 4;
+        }
+    }
+}
+
+static void test_kill_recv(void **state)
+{
+    testd_conn *c = testd_connect(&D);
+    (void)state;
+    for (int it = 0; it < ITERS; it++) {
+        kid ks[MAXK];
+        kargs a = { .scenario = "recv" };
+        int k = 2 + rndn(MAXK - 1), cap = rndn(2) ? 0 : 2;
+        long base = (long)it * 100;
+        char seen[100] = { 0 };
+
+        snprintf(a.name, sizeof a.name, "recv%d", it);
+        call_ok_free(c, "make", json_pack("{s:s, s:i}", "name", a.name,
+                                          "cap", cap));
+        for (int i = 0; i < k; i++)
+            kid_spawn(&ks[i], &a);
+        kill_some_early(ks, k);
+        settle(ks, k, 1, live(ks, k));
+        kill_some_parked(ks, k);
+        settle(ks, k, 1, live(ks, k));
+        /* One value per live receiver: each send completes (unbuffered:
+         * handed to a parked receiver).  Then cap + 1 more without
+         * waiting: the buffer takes cap of them, the last times out -- a
+         * killed receiver took nothing. */
+        int n = live(ks, k);
+        for (int i = 0; i < n; i++, values_sent++)
+            call_ok_free(c, "send", json_pack("{s:s, s:I}", "name", a.name,
+                                              "value",
+                                              (json_int_t)(base + i)));
+        for (int i = 0; i <= cap; i++) {
+            json_t *r = testd_call(c, 7, "send",
+                                   json_pack("{s:s, s:I, s:i}", "name",
+                                             a.name, "value",
+                                             (json_int_t)(base + 50 + i),
+                                             "timeout_ms", 0),
+                                   30000);
+            if (i < cap) {
+                assert_non_null(testd_result(r));
+                values_sent++;
+            } else {
+                assert_string_equal(testd_reason(r), "timeout");
+            }
+            json_decref(r);
+        }
+        for (int i = 0; i < k; i++)
+            kid_reap(&ks[i]);
+        tally(ks, k, seen, base, base + 100);
+        for (int i = 0; i < n; i++)
+            assert_int_equal(seen[i], 1);
+        /* The buffered ones are still in the channel, in order. */
+        for (int i = 0; i < cap; i++) {
+            json_t *r = call_ok(c, "recv", json_pack("{s:s, s:i}", "name",
+                                                     a.name, "timeout_ms",
+                                                     0));
+            assert_int_equal(json_integer_value(json_object_get(
+                                 testd_result(r), "value")),
+                             base + 50 + i);
+            values_recv++;
+            json_decref(r);
+        }
+        drop(c, a.name);
+        assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
+    }
+    testd_close(c);
+}
+
+static void test_kill_send(void **state)
+{
+    testd_conn *c = testd_connect(&D);
+    (void)state;
+    for (int it = 0; it < ITERS; it++) {
+        kid ks[MAXK];
+        kargs a = { .scenario = "send" };
+        int k = 2 + rndn(MAXK - 1), cap = rndn(2) ? 0 : 2;
+        long base = (long)it * 100;
+        char seen[100] = { 0 };
+
+        snprintf(a.name, sizeof a.name, "send%d", it);
+        call_ok_free(c, "make", json_pack("{s:s, s:i}", "name", a.name,
+                                          "cap", cap));
+        /* Fill the buffer so that the children's sends park. */
+        for (int i = 0; i < cap; i++, values_sent++)
+            call_ok_free(c, "send", json_pack("{s:s, s:I}", "name", a.name,
+                                              "value",
+                                              (json_int_t)(base + 90 + i)));
+        for (int i = 0; i < k; i++) {
+            a.value = base + i;
+            kid_spawn(&ks[i], &a);
+        }
+        kill_some_early(ks, k);
+        settle(ks, k, 1, live(ks, k));
+        kill_some_parked(ks, k);
+        settle(ks, k, 1, live(ks, k));
+        /* Receive everything there is: the buffered values, then exactly
+         * the live senders' values; never a killed sender's. */
+        int n = live(ks, k), got = 0;
+        for (;;) {
+            json_t *r = testd_call(c, 8, "recv",
+                                   json_pack("{s:s, s:i}", "name", a.name,
+                                             "timeout_ms", 0),
+                                   30000);
+            assert_non_null(r);
+            if (!testd_result(r)) {
+                assert_string_equal(testd_reason(r), "timeout");
+                json_decref(r);
+                break;
+            }
+            long v = (long)json_integer_value(
+                json_object_get(testd_result(r), "value"));
+            json_decref(r);
+            assert_true(v >= base && v < base + 100);
+            if (seen[v - base]++)
+                fail_msg("value %ld received twice", v);
+            if (v < base + 90) {
+                assert_false(ks[v - base].killed);
+                values_sent++;
+            }
+            values_recv++;
+            got++;
+        }
+        assert_int_equal(got, n + cap);
+        for (int i = 0; i < k; i++) {
+            kid_reap(&ks[i]);
+            if (!ks[i].killed)
+                assert_int_equal(seen[i], 1);
+        }
+        drop(c, a.name);
+        assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
+    }
+    testd_close(c);
+}
+
+static void test_kill_select(void **state)
+{
+    testd_conn *c = testd_connect(&D);
+    (void)state;
+    for (int it = 0; it < ITERS; it++) {
+        kid ks[MAXK];
+        kargs a = { .scenario = "select" };
+        int k = 2 + rndn(MAXK - 1);
+        long base = (long)it * 100;
+        char seen[100] = { 0 };
+
+        snprintf(a.name, sizeof a.name, "sela%d", it);
+        snprintf(a.name2, sizeof a.name2, "selb%d", it);
+        call_ok_free(c, "make", json_pack("{s:s}", "name", a.name));
+        call_ok_free(c, "make", json_pack("{s:s}", "name", a.name2));
+        for (int i = 0; i < k; i++)
+            kid_spawn(&ks[i], &a);
+        kill_some_early(ks, k);
+        settle(ks, k, 1, live(ks, k));
+        kill_some_parked(ks, k);
+        settle(ks, k, 1, live(ks, k));
+        int n = live(ks, k);
+        for (int i = 0; i < n; i++, values_sent++)
+            call_ok_free(c, "send",
+                         json_pack("{s:s, s:I}", "name",
+                                   rndn(2) ? a.name : a.name2, "value",
+                                   (json_int_t)(base + i)));
+        /* No select is left waiting on either channel. */
+        for (int j = 0; j < 2; j++) {
+            json_t *r = testd_call(c, 9, "send",
+                                   json_pack("{s:s, s:i, s:i}", "name",
+                                             j ? a.name : a.name2, "value",
+                                             -1, "timeout_ms", 0),
+                                   30000);
+            assert_string_equal(testd_reason(r), "timeout");
+            json_decref(r);
+        }
+        for (int i = 0; i < k; i++)
+            kid_reap(&ks[i]);
+        tally(ks, k, seen, base, base + 100);
+        for (int i = 0; i < n; i++)
+            assert_int_equal(seen[i], 1);
+        drop(c, a.name);
+        drop(c, a.name2);
+        assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
+    }
+    testd_close(c);
+}
+
+/* Children queue on a mutex the test holds; some are killed while parked,
+ * then, once it is released, others at random moments -- parked, holding
+ * it, or after. */
+static void test_kill_mutex(void **state)
+{
+    testd_conn *c = testd_connect(&D);
+    long holds = 0;
+    (void)state;
+    for (int it = 0; it < ITERS; it++) {
+        kid ks[MAXK];
+        kargs a = { .scenario = "mutex" };
+        int k = 2 + rndn(MAXK - 1);
+
+        reset_shared();
+        snprintf(a.name, sizeof a.name, "mu%d", it);
+        json_t *l = call_ok(c, "mutex.lock", json_pack("{s:s}", "name",
+                                                       a.name));
+        atomic_store(&SH->last_token, (long)json_integer_value(
+                                          json_object_get(testd_result(l),
+                                                          "token")));
+        json_decref(l);
+        for (int i = 0; i < k; i++)
+            kid_spawn(&ks[i], &a);
+        kill_some_early(ks, k);
+        settle(ks, k, 1, live(ks, k));
+        kill_some_parked(ks, k);
+        settle(ks, k, 1, live(ks, k));
+        call_ok_free(c, "mutex.unlock", json_pack("{s:s}", "name", a.name));
+        for (int i = 0; i < k; i++)
+            if (!ks[i].killed && rndn(4) == 0) {
+                usleep((useconds_t)rndn(2000));
+                kid_kill(&ks[i]);
+            }
+        for (int i = 0; i < k; i++) {
+            kid_reap(&ks[i]);
+            holds += strstr(ks[i].out, "held") != NULL;
+            if (!ks[i].killed)
+                assert_non_null(strstr(ks[i].out, "held"));
+        }
+        check_shared();
+        /* Nobody holds it now: the test takes it at once. */
+        json_t *r = call_ok(c, "mutex.lock", json_pack("{s:s, s:i}", "name",
+                                                       a.name, "timeout_ms",
+                                                       0));
+        assert_true(json_integer_value(json_object_get(testd_result(r),
+                                                       "token")) >
+                    atomic_load(&SH->last_token));
+        json_decref(r);
+        call_ok_free(c, "mutex.unlock", json_pack("{s:s}", "name", a.name));
+        drop(c, a.name);
+        assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
+    }
+    fprintf(stderr, "mutex: %ld holds completed\n", holds);
+    testd_close(c);
+}
+
+/* Readers queue behind the test's write lock; some are killed while
+ * parked.  Then the test alternates write holds with the readers'. */
+static void test_kill_rlock(void **state)
+{
+    testd_conn *c = testd_connect(&D);
+    (void)state;
+    for (int it = 0; it < ITERS; it++) {
+        kid ks[MAXK];
+        kargs a = { .scenario = "rlock" };
+        int k = 2 + rndn(MAXK - 1);
+
+        reset_shared();
+        snprintf(a.name, sizeof a.name, "rw%d", it);
+        call_ok_free(c, "rwmutex.lock", json_pack("{s:s}", "name", a.name));
+        for (int i = 0; i < k; i++)
+            kid_spawn(&ks[i], &a);
+        kill_some_early(ks, k);
+        settle(ks, k, 1, live(ks, k));
+        kill_some_parked(ks, k);
+        settle(ks, k, 1, live(ks, k));
+        call_ok_free(c, "rwmutex.unlock", json_pack("{s:s}", "name",
+                                                    a.name));
+        /* The writer again: it waits for the readers; while it holds,
+         * no reader may be inside. */
+        json_t *w = call_ok(c, "rwmutex.lock", json_pack("{s:s}", "name",
+                                                         a.name));
+        atomic_store(&SH->writer, 1);
+        if (atomic_load(&SH->readers) != 0)
+            atomic_fetch_add(&SH->overlap, 1);
+        atomic_store(&SH->writer, 0);
+        json_decref(w);
+        call_ok_free(c, "rwmutex.unlock", json_pack("{s:s}", "name",
+                                                    a.name));
+        for (int i = 0; i < k; i++) {
+            kid_reap(&ks[i]);
+            if (!ks[i].killed)
+                assert_non_null(strstr(ks[i].out, "held"));
+        }
+        check_shared();
+        drop(c, a.name);
+        assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
+    }
+    testd_close(c);
+}
+
+static void test_kill_wg(void **state)
+{
+    testd_conn *c = testd_connect(&D);
+    (void)state;
+    for (int it = 0; it < ITERS; it++) {
+        kid ks[MAXK];
+        kargs a = { .scenario = "wg" };
+        int k = 2 + rndn(MAXK - 1);
+
+        snprintf(a.name, sizeof a.name, "wg%d", it);
+        call_ok_free(c, "wg.add", json_pack("{s:s, s:i}", "name", a.name,
+                                            "delta", 1));
+        for (int i = 0; i < k; i++)
+            kid_spawn(&ks[i], &a);
+        kill_some_early(ks, k);
+        settle(ks, k, 1, live(ks, k));
+        kill_some_parked(ks, k);
+        settle(ks, k, 1, live(ks, k));
+        call_ok_free(c, "wg.done", json_pack("{s:s}", "name", a.name));
+        for (int i = 0; i < k; i++) {
+            kid_reap(&ks[i]);
+            if (!ks[i].killed)
+                assert_non_null(strstr(ks[i].out, "woke"));
+        }
+        drop(c, a.name);
+        assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
+    }
+    testd_close(c);
+}
+
+/* Counts the waiters runtime.dump shows on object name. */
+static int dump_waiters(testd_conn *c, const char *name)
+{
+    json_t *a = call_ok(c, "runtime.dump", NULL), *o;
+    size_t i;
+    int n = 0;
+    json_array_foreach(json_object_get(testd_result(a), "objects"), i, o)
+        if (strcmp(json_string_value(json_object_get(o, "name")), name) == 0)
+            n = (int)json_array_size(json_object_get(o, "waiters"));
+    json_decref(a);
+    return n;
+}
+
+static void test_kill_cond(void **state)
+{
+    testd_conn *c = testd_connect(&D);
+    (void)state;
+    for (int it = 0; it < ITERS; it++) {
+        kid ks[MAXK];
+        kargs a = { .scenario = "cond" };
+        int k = 2 + rndn(MAXK - 1);
+
+        reset_shared();
+        snprintf(a.name, sizeof a.name, "cv%d", it);
+        snprintf(a.name2, sizeof a.name2, "cvm%d", it);
+        for (int i = 0; i < k; i++)
+            kid_spawn(&ks[i], &a);
+        kill_some_early(ks, k);
+        settle(ks, k, 1, live(ks, k));
+        /* Every live child is in cond.wait (not still queued on the
+         * mutex), else the broadcast would miss it. */
+        for (int64_t t0 = testd_now_ms();
+             dump_waiters(c, a.name) != live(ks, k);) {
+            assert_true(testd_now_ms() - t0 < 30000);
+            usleep(2000);
+        }
+        kill_some_parked(ks, k);
+        settle(ks, k, 1, live(ks, k));
+        call_ok_free(c, "cond.broadcast", json_pack("{s:s}", "name",
+                                                    a.name));
+        /* They wake one at a time, each re-taking the mutex; some are
+         * killed holding it. */
+        for (int i = 0; i < k; i++)
+            if (!ks[i].killed && rndn(4) == 0) {
+                usleep((useconds_t)rndn(2000));
+                kid_kill(&ks[i]);
+            }
+        for (int i = 0; i < k; i++) {
+            kid_reap(&ks[i]);
+            if (!ks[i].killed)
+                assert_non_null(strstr(ks[i].out, "woke"));
+        }
+        check_shared();
+        drop(c, a.name);
+        drop(c, a.name2);
+        assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
+    }
+    testd_close(c);
+}
+
+/* Child 0 runs the once and is killed while running it; waiters are
+ * killed at random; exactly one survivor then runs it. */
+static void test_kill_once(void **state)
+{
+    testd_conn *c = testd_connect(&D);
+    (void)state;
+    for (int it = 0; it < ITERS; it++) {
+        kid ks[MAXK];
+        kargs a = { .scenario = "once" };
+        int k = 2 + rndn(MAXK - 1), ran = 0;
+
+        reset_shared();
+        snprintf(a.name, sizeof a.name, "once%d", it);
+        a.idx = 0;
+        kid_spawn(&ks[0], &a);
+        kid_read_line(&ks[0]);
+        assert_non_null(strstr(ks[0].out, "run"));
+        for (int i = 1; i < k; i++) {
+            a.idx = i;
+            kid_spawn(&ks[i], &a);
+        }
+        kill_some_early(ks + 1, k - 1);
+        settle(ks, k, 1, live(ks, k) - 1);
+        kill_some_parked(ks + 1, k - 1);
+        kid_kill(&ks[0]);
+        for (int i = 0; i < k; i++) {
+            kid_reap(&ks[i]);
+            if (!ks[i].killed) {
+                ran += strstr(ks[i].out, "run\n") != NULL &&
+                       strstr(ks[i].out, "norun") == NULL;
+                assert_true(strstr(ks[i].out, "run") != NULL);
+            }
+        }
+        assert_int_equal(ran, live(ks, k) > 0 ? 1 : 0);
+        assert_int_equal(atomic_load(&SH->runs), ran);
+        drop(c, a.name);
+        assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
+    }
+    testd_close(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kill_recv),
+        cmocka_unit_test(test_kill_send),
+        cmocka_unit_test(test_kill_select),
+        cmocka_unit_test(test_kill_mutex),
+        cmocka_unit_test(test_kill_rlock),
+        cmocka_unit_test(test_kill_wg),
+        cmocka_unit_test(test_kill_cond),
+        cmocka_unit_test(test_kill_once),
+    };
+    signal(SIGPIPE, SIG_IGN);
+    if (getenv("CHAND_FAULT_ONLY"))
+        cmocka_set_test_filter(getenv("CHAND_FAULT_ONLY"));
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
