@@ -191,14 +191,12 @@ static void assert_error(chand_conn *c, int rc, int code, const char *reason)
         assert_string_equal(e->reason, reason);
 }
 
-/* Skips the test when the daemon does not serve a method yet (rc is the
- * first call's result): the test runs as soon as the daemon gains it. */
-static int skip_if_missing(chand_conn *c, int rc, const char *method)
+/* Fails clearly when the daemon does not serve a method (rc is the first
+ * call's result), rather than with a puzzling code mismatch later. */
+static int require_method(chand_conn *c, int rc, const char *method)
 {
-    if (rc == CHAND_EINVALID && chand_last_error(c)->rpc_code == -32601) {
-        fprintf(stderr, "skipped: the daemon lacks %s\n", method);
-        skip();
-    }
+    if (rc == CHAND_EINVALID && chand_last_error(c)->rpc_code == -32601)
+        fail_msg("the daemon lacks %s", method);
     return rc;
 }
 
@@ -557,7 +555,7 @@ static void test_mutex(void **state)
 
     (void)state;
     rc = chand_mutex_lock(a, "t.mu", 1000, -1, &t1, &dead);
-    skip_if_missing(a, rc, "mutex.lock");
+    require_method(a, rc, "mutex.lock");
     assert_int_equal(rc, 0);
     assert_true(t1 > 0);
     assert_false(dead);
@@ -600,7 +598,7 @@ static void test_rwmutex(void **state)
 
     (void)state;
     rc = chand_rwmutex_rlock(a, "t.rw", 1000, -1, &r1, NULL);
-    skip_if_missing(a, rc, "rwmutex.rlock");
+    require_method(a, rc, "rwmutex.rlock");
     assert_int_equal(rc, 0);
     assert_int_equal(chand_rwmutex_rlock(b, "t.rw", 1000, -1, &r2, NULL), 0);
     assert_true(r1 != r2);
@@ -631,8 +629,8 @@ static void test_wg_once(void **state)
 
     (void)state;
     rc = chand_wg_add(a, "t.wg", 2, &count);
-    skip_if_missing(a, rc, "wg.add");
-    skip_if_missing(a, chand_once_do(a, "t.probe", 0), "once.do");
+    require_method(a, rc, "wg.add");
+    require_method(a, chand_once_do(a, "t.probe", 0), "once.do");
     assert_int_equal(rc, 0);
     assert_int_equal(count, 2);
     rc = chand_wg_wait(b, "t.wg", 100);
@@ -687,8 +685,8 @@ static void test_cond(void **state)
     (void)state;
     /* Not holding the mutex is an error. */
     rc = chand_cond_wait(c, "t.cond", "t.cm", 100, NULL);
-    skip_if_missing(c, rc, "cond.wait");
-    skip_if_missing(c, chand_mutex_unlock(c, "t.cm", -1), "mutex.unlock");
+    require_method(c, rc, "cond.wait");
+    require_method(c, chand_mutex_unlock(c, "t.cm", -1), "mutex.unlock");
     assert_error(c, rc, CHAND_ENOTLOCKED, "not_locked");
     assert_int_equal(pthread_create(&th, NULL, cond_thread, &j), 0);
     /* Signal until the waiter has gone: a signal before it waits is
@@ -716,9 +714,9 @@ static void test_pool_map_atomic(void **state)
     int64_t n = -1;
 
     (void)state;
-    skip_if_missing(c, chand_pool_get(c, "t.probe", &v), "pool.get");
-    skip_if_missing(c, chand_map_len(c, "t.probe", &n), "map.len");
-    skip_if_missing(c, chand_atomic_load(c, "t.probe", &n), "atomic.load");
+    require_method(c, chand_pool_get(c, "t.probe", &v), "pool.get");
+    require_method(c, chand_map_len(c, "t.probe", &n), "map.len");
+    require_method(c, chand_atomic_load(c, "t.probe", &n), "atomic.load");
     one = json_integer(1);
     two = json_integer(2);
     /* Pool */
@@ -797,7 +795,7 @@ static void test_timers_go(void **state)
 
     (void)state;
     t0 = now_ms();
-    assert_int_equal(skip_if_missing(c, chand_timer_after(c, "t.after", 100),
+    assert_int_equal(require_method(c, chand_timer_after(c, "t.after", 100),
                                      "timer.after"),
                      0);
     assert_int_equal(chand_recv(c, "t.after", 10000, &v), 1);
