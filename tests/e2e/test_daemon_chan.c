@@ -423,6 +423,30 @@ static void test_thousand_receivers(void **state)
     testd_close(closer);
 }
 
+/* SIGTERM drains: every waiting request is answered with reason
+ * cancelled, then the daemon exits 0. */
+static void test_sigterm_drain(void **state)
+{
+    testd_conn *a = testd_connect(&D);
+    json_t *ans;
+    (void)state;
+
+    ok(a, 1, "make", "{\"name\":\"dr\"}");
+    ok(a, 2, "wg.add", "{\"name\":\"drg\",\"delta\":1}");
+    post(a, 3, "recv", "{\"name\":\"dr\"}");
+    post(a, 4, "wg.wait", "{\"name\":\"drg\"}");
+    wait_stat("waiters", 2);
+    assert_int_equal(testd_stop(&D), 0); /* SIGTERM, exit status 0 */
+    for (int id = 3; id <= 4; id++) {
+        ans = testd_wait_id(a, id, 10000);
+        assert_non_null(ans);
+        assert_string_equal(testd_reason(ans), "cancelled");
+        json_decref(ans);
+    }
+    testd_close(a);
+    assert_int_equal(testd_start(&D, NULL), 0); /* for the teardown */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -442,6 +466,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_thousand_receivers, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_drain, setup, teardown),
     };
     int rc = cmocka_run_group_tests_name("daemon_chan", tests, NULL, NULL);
     json_decref(last_ok);
