@@ -355,7 +355,6 @@ static void dreq_park_go(void *arg)
         srv__sess_parked(s, -1);
         sess_release(s);
     }
-    atomic_fetch_sub(&srv_stat.waiters, 1);
 }
 
 void dreq_park(dreq *r, disp_handler fn)
@@ -373,11 +372,9 @@ void dreq_park(dreq *r, disp_handler fn)
     }
     p->r = r;
     p->fn = fn;
-    atomic_fetch_add(&srv_stat.waiters, 1);
     if (r->s)
         srv__sess_parked(r->s, 1);
     if (rt_go(dreq_park_go, p) != 0) {
-        atomic_fetch_sub(&srv_stat.waiters, 1);
         if (r->s)
             srv__sess_parked(r->s, -1);
         free(p);
@@ -385,8 +382,12 @@ void dreq_park(dreq *r, disp_handler fn)
     }
 }
 
+/* The waiters statistic counts requests from here, on the goroutine that
+ * is about to block: a client that sees waiters == n knows its n requests
+ * are at their runtime call, not merely scheduled. */
 void dreq_wait_begin(dreq *r, obj *o, const char *reason)
 {
+    atomic_fetch_add(&srv_stat.waiters, 1);
     r->wobj = o;
     r->wreason = reason;
     r->wsince = rt_now();
@@ -415,6 +416,7 @@ void dreq_wait_end(dreq *r)
     pthread_mutex_unlock(&o->wmu);
     r->wobj = NULL;
     r->wnext = r->wprev = NULL;
+    atomic_fetch_sub(&srv_stat.waiters, 1);
 }
 
 /* ------------------------------------------------------------------ */
