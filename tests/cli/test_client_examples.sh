@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh" || exit 1
 top=$(cd "$(dirname "$0")/../.." && pwd)
 ex="$top/${BUILD:-build}/examples"
-for e in worker_pool wg_barrier fenced_lock; do
+for e in worker_pool wg_barrier fenced_lock async_counter; do
     [ -x "$ex/$e" ] || fail "example $e not built"
 done
 start_daemon
@@ -29,4 +29,7 @@ done || fail "nobody saw the counter reach 0: $(cat "$T/wg")"
 
 "$ex/fenced_lock" "$CHAND_SERVER" >"$T/fl" 2>&1 || fail "fenced_lock: $(cat "$T/fl")"
 grep -q 'refused write "from client 1"' "$T/fl" || fail "fenced_lock: $(cat "$T/fl")"
+"$ex/async_counter" "$CHAND_SERVER" 5000 >"$T/ac" 2>&1 || fail "async_counter: $(cat "$T/ac")"
+grep -q '^5000 adds answered, counter 5000, 0 errors$' "$T/ac" || fail "async_counter: $(cat "$T/ac")"
+grep -q '^timer fired' "$T/ac" || fail "async_counter: $(cat "$T/ac")"
 echo "ok examples"
