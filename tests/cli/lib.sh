@@ -9,6 +9,7 @@ CHANCTL_BIN=${CHANCTL_BIN:-$PWD/build/chanctl}
 unset CHAND_TIMEOUT
 T=$(mktemp -d /tmp/chanctl-test.XXXXXX)
 CHAND_PID=
+EXTRA_PIDS=         # more daemons a script started; stopped the same way
 
 fail() {
     echo "FAIL: $*" >&2
@@ -20,10 +21,11 @@ fail() {
 }
 
 cleanup() {
-    if [ -n "$CHAND_PID" ]; then
-        kill "$CHAND_PID" 2>/dev/null
-        wait "$CHAND_PID" 2>/dev/null
-    fi
+    local p
+    for p in $CHAND_PID $EXTRA_PIDS; do
+        kill "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
     rm -rf "$T"
 }
 trap cleanup EXIT

@@ -31,6 +31,15 @@ start_daemon
 CHAND_SERVER=127.0.0.1:1 expect_exit 0 -s "$CHAND_SERVER" ping
 CHAND_SERVER=127.0.0.1:1 expect_exit 4 ping
 expect_out pong ping
+# Host names and IPv6 addresses.
+expect_out pong -s "localhost:$CHAND_PORT" ping
+if grep -q '00000000000000000000000000000001' /proc/net/if_inet6 2>/dev/null; then
+    "$CHAND_BIN" --bind ::1 --port 0 --port-file "$T/port6" >"$T/chand6.log" 2>&1 &
+    EXTRA_PIDS=$!
+    for i in $(seq 1 500); do [ -s "$T/port6" ] && break; sleep 0.02; done
+    [ -s "$T/port6" ] || fail "IPv6 daemon did not start: $(cat "$T/chand6.log")"
+    expect_out pong -s "[::1]:$(cat "$T/port6")" ping
+fi
 
 # 0 / 1 / 124 / 3 on channels.
 expect_exit 0 make q 1
