@@ -185,6 +185,7 @@ int rt_chan_recv(rt_chan *c, void *elem, bool *ok, rt_deadline_t dl)
         rt__lock_release(&c->lock);
         return RT_EPERM;
     }
+    size_t esize = c->elemsize;
     rt__waiter me;
     rt__waiter_init(&me);
     me.elem = elem;
@@ -196,9 +197,11 @@ int rt_chan_recv(rt_chan *c, void *elem, bool *ok, rt_deadline_t dl)
         rt__lock_release(&c->lock);
         return r;
     }
+    /* Woken by a waker: c may be gone already (closed and released by
+     * its owner), so only the waiter and the saved size are read. */
     *ok = me.success;
-    if (!me.success && elem && c->elemsize)
-        memset(elem, 0, c->elemsize);
+    if (!me.success && elem && esize)
+        memset(elem, 0, esize);
     return 0;
 }
 

@@ -110,8 +110,16 @@ rt_g *rt__getg(void)
 /* errno is read and written in their own non-inlined functions so that the
  * address __errno_location() returned on one thread is never reused on
  * another after a switch. */
-static RT__NOIPA int errno_get(void) { return errno; }
-static RT__NOIPA void errno_set(int e) { errno = e; }
+#ifdef RT__TSAN
+/* TSan sees each goroutine as a fiber and the thread's errno as memory
+ * shared between fibers; the save/restore at a switch is ordered by the
+ * switch itself. */
+#define RT__NO_TSAN __attribute__((no_sanitize("thread")))
+#else
+#define RT__NO_TSAN
+#endif
+static RT__NOIPA RT__NO_TSAN int errno_get(void) { return errno; }
+static RT__NOIPA RT__NO_TSAN void errno_set(int e) { errno = e; }
 
 static void fatal(const char *msg)
 {
@@ -576,6 +584,12 @@ static void gentry(void *arg);
 static void ginit_stack(rt_g *g)
 {
     uintptr_t top = (g->stack_hi - 16) & ~(uintptr_t)15;
+#ifdef RT__ASAN
+    /* A reused stack keeps the poisoned redzones of the frames its last
+     * goroutine never returned from. */
+    ASAN_UNPOISON_MEMORY_REGION((void *)g->stack_lo,
+                                g->stack_hi - g->stack_lo);
+#endif
 #if defined(__x86_64__)
     uint64_t *f = (uint64_t *)(top - 64);
     f[0] = 0x1F80ULL | (0x037FULL << 32); /* mxcsr, x87 control word */

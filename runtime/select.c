@@ -225,6 +225,7 @@ int rt_select(rt_select_case *cases, size_t n, rt_deadline_t dl, int *chosen)
         ret = winner->result ? winner->result : idx;
     } else {
         cases[idx].ok = winner->success;
+        /* The channel is still referenced by the case: pass 3 locked it. */
         if (!winner->success && cases[idx].elem && cases[idx].chan->elemsize)
             memset(cases[idx].elem, 0, cases[idx].chan->elemsize);
         ret = idx;
