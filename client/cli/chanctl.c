@@ -299,21 +299,49 @@ static void print_flagged(const ctx *c, json_t *v, const char *key,
 /* Running a command while holding something                          */
 /* ------------------------------------------------------------------ */
 
+static volatile sig_atomic_t child_pid;
+
+/* Passes a termination request on to the command: chanctl itself stays
+ * until the command has exited, so the lock is held exactly as long. */
+static void forward_signal(int sig)
+{
+    if (child_pid > 0)
+        kill((pid_t)child_pid, sig);
+}
+
 /* Runs argv as a child and returns its exit status the shell's way
- * (128 + signal when killed, 127 when it cannot be started). */
+ * (128 + signal when killed, 127 when it cannot be started).  Like
+ * system(3), the parent ignores SIGINT and SIGQUIT while it waits (the
+ * terminal sends them to the child too) and forwards SIGTERM and SIGHUP:
+ * whatever ends the command, chanctl outlives it and only then lets go. */
 static int run_child(char **argv, int64_t token)
 {
+    struct sigaction ign = { .sa_handler = SIG_IGN }, fwd = { 0 };
+    struct sigaction old_int, old_quit, old_term, old_hup;
     pid_t pid;
-    int status;
+    int status, ret;
 
     fflush(stdout);
+    fwd.sa_handler = forward_signal;
+    sigemptyset(&fwd.sa_mask);
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGINT, &ign, &old_int);
+    sigaction(SIGQUIT, &ign, &old_quit);
+    sigaction(SIGTERM, &fwd, &old_term);
+    sigaction(SIGHUP, &fwd, &old_hup);
     pid = fork();
     if (pid < 0) {
         fprintf(stderr, "%s: fork: %s\n", prog, strerror(errno));
-        return EXIT_SERVER;
+        ret = EXIT_SERVER;
+        goto out_restore;
     }
     if (pid == 0) {
         char buf[32];
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGQUIT, &old_quit, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        sigaction(SIGHUP, &old_hup, NULL);
+        signal(SIGPIPE, SIG_DFL);
         if (token >= 0) {
             /* The fencing token, for the protected resource to check. */
             snprintf(buf, sizeof buf, "%lld", (long long)token);
@@ -323,17 +351,27 @@ static int run_child(char **argv, int64_t token)
         fprintf(stderr, "%s: %s: %s\n", prog, argv[0], strerror(errno));
         _exit(errno == ENOENT ? 127 : 126);
     }
+    child_pid = pid;
     while (waitpid(pid, &status, 0) < 0) {
         if (errno != EINTR) {
             fprintf(stderr, "%s: waitpid: %s\n", prog, strerror(errno));
-            return EXIT_SERVER;
+            ret = EXIT_SERVER;
+            goto out_restore;
         }
     }
     if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    if (WIFSIGNALED(status))
-        return 128 + WTERMSIG(status);
-    return EXIT_SERVER;
+        ret = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status))
+        ret = 128 + WTERMSIG(status);
+    else
+        ret = EXIT_SERVER;
+out_restore:
+    child_pid = 0;
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGQUIT, &old_quit, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGHUP, &old_hup, NULL);
+    return ret;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1315,7 +1353,9 @@ static const cmd cmds[] = {
       "NAME -- COMMAND [ARG...]",
       "Holds mutex NAME exactly while COMMAND runs (as flock(1)) and exits "
       "with COMMAND's status.  COMMAND gets the fencing token in "
-      "$CHAND_TOKEN.  If chanctl dies the server releases the lock." },
+      "$CHAND_TOKEN.  SIGTERM and SIGHUP are passed on to COMMAND, and "
+      "chanctl lets go only once it has exited.  If chanctl is killed "
+      "outright, its session ends and the server releases the lock." },
     { "rwmutex", "lock", c_rw_lock, 1, 1, O_LEASE, "NAME [--lease DUR]",
       "Write-locks rwmutex NAME.  " LOCK_HELP },
     { "rwmutex", "unlock", c_rw_unlock, 1, 1, O_TOKEN, "NAME [--token T]",

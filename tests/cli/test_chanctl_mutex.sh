@@ -33,6 +33,19 @@ wait $w1 && wait $w2 && wait $w3 || fail "a worker failed"
 expect_exit 7 mutex run deploy -- sh -c 'exit 7'
 expect_exit 0 mutex run deploy --timeout 2s -- true
 
+# SIGTERM to chanctl goes to the command, and the lock is held until the
+# command has really finished (here it ignores TERM and waits for "go").
+"$CHANCTL_BIN" mutex run m2 -- sh -c 'trap "" TERM; touch "$0/started"
+    while [ ! -e "$0/go" ]; do sleep 0.05; done' "$T" &
+holder=$!
+for i in $(seq 1 500); do [ -e "$T/started" ] && break; sleep 0.02; done
+[ -e "$T/started" ] || fail "the command under mutex run did not start"
+kill -TERM "$holder"
+expect_exit 124 mutex run m2 --timeout 200ms -- true
+touch "$T/go"
+wait "$holder" || fail "mutex run exited $? after SIGTERM"
+expect_exit 0 mutex run m2 --timeout 2s -- true
+
 # A lease keeps the lock after chanctl exits; its token unlocks it.
 tok=$(ctl mutex lock deploy --lease 1m 2>/dev/null) || fail "lock --lease"
 expect_exit 124 mutex run deploy --timeout 200ms -- true
