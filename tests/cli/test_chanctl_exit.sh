@@ -7,6 +7,8 @@
 CHAND_SERVER=127.0.0.1:1 expect_exit 0 --help
 grep -q '124' "$T/out" || fail "--help lacks the exit codes"
 expect_exit 2
+expect_exit 0 --version
+grep -q '^chanctl ' "$T/out" || fail "--version: $(cat "$T/out")"
 expect_exit 2 no-such-command
 expect_exit 2 send onlyname
 expect_exit 2 --timeout 5parsecs recv q
@@ -44,6 +46,10 @@ fi
 # 0 / 1 / 124 / 3 on channels.
 expect_exit 0 make q 1
 expect_exit 124 recv q --timeout 100ms
+expect_exit 124 recv q --timeout 0.1       # a bare number is seconds
+expect_exit 124 recv q -t 0
+expect_exit 124 recv q --timeout=0.05s
+expect_exit 0 --timeout inf len q
 CHAND_TIMEOUT=100ms expect_exit 124 recv q
 CHAND_TIMEOUT=bogus expect_exit 124 recv q --timeout 50ms
 CHAND_TIMEOUT=bogus expect_exit 2 recv q
