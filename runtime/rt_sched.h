@@ -94,7 +94,7 @@ struct rt_p {
     int status;                  /* 0 idle, 1 running, 2 retired */
     rt_m *m;
     rt_p *link;                  /* idle list */
-    uint32_t schedtick;
+    _Atomic uint32_t schedtick;
     _Atomic uint32_t runqhead;
     _Atomic uint32_t runqtail;
     rt_g *_Atomic runq[RT__RUNQ_SIZE];

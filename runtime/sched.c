@@ -266,8 +266,24 @@ static uint32_t runq_grab(rt_p *victim, rt_p *pp, uint32_t ptail,
         if (n == 0) {
             if (steal_next) {
                 rt_g *next = atomic_load(&victim->runnext);
-                if (next && atomic_compare_exchange_strong(&victim->runnext,
-                                                           &next, NULL)) {
+                if (!next)
+                    return 0;
+                /* The run-next goroutine is usually about to run on its
+                 * own P (a hand-off in progress): take it only if that P
+                 * has not scheduled anything for ~3 us, i.e. its current
+                 * goroutine keeps running.  A tick, not the g itself, is
+                 * compared: in a ping-pong the slot alternates between
+                 * the same two goroutines. */
+                uint32_t tick = atomic_load_explicit(&victim->schedtick,
+                                                     memory_order_relaxed);
+                int64_t until = rt_now() + 3000;
+                while (rt_now() < until)
+                    rt__cpu_relax();
+                if (atomic_load_explicit(&victim->schedtick,
+                                         memory_order_relaxed) != tick)
+                    return 0;
+                if (atomic_compare_exchange_strong(&victim->runnext,
+                                                   &next, NULL)) {
                     atomic_store_explicit(&pp->runq[ptail % RT__RUNQ_SIZE],
                                           next, memory_order_relaxed);
                     return 1;
@@ -619,7 +635,10 @@ static void execute(rt_m *m, rt_g *g)
 again:
     m->curg = g;
     atomic_store_explicit(&g->status, RT__G_RUNNING, memory_order_relaxed);
-    m->p->schedtick++;
+    atomic_store_explicit(&m->p->schedtick,
+                          atomic_load_explicit(&m->p->schedtick,
+                                               memory_order_relaxed) + 1,
+                          memory_order_relaxed);
 #ifdef RT__TSAN
     __tsan_switch_to_fiber(g->tsan_fiber, 0);
 #endif
@@ -816,7 +835,8 @@ top:
         goto stop;
     }
     check_timers();
-    if (p->schedtick % 61 == 0 && atomic_load(&sched.runq_size) > 0) {
+    if (atomic_load_explicit(&p->schedtick, memory_order_relaxed) % 61 == 0 &&
+        atomic_load(&sched.runq_size) > 0) {
         rt__lock_acquire(&sched.lock);
         g = globrunq_get_locked(p, 1);
         rt__lock_release(&sched.lock);
@@ -1249,8 +1269,16 @@ int rt__park_ex(rt__waiter *ws, int n, rt_deadline_t dl,
     g->unlockarg = arg;
     /* PARKING before WAITING: whoever claims the wait sees PARKING at
      * least, so rt__ready never meets a running goroutine. */
-    atomic_store(&g->status, RT__G_PARKING);
-    atomic_store(&g->wait_state, RT__WS_WAITING);
+    atomic_store_explicit(&g->status, RT__G_PARKING, memory_order_relaxed);
+    if (g->cancel) {
+        /* Dekker with rt_cancel_fire: store the wait, then load fired. */
+        atomic_store(&g->wait_state, RT__WS_WAITING);
+    } else {
+        /* Wakers claim under the object's lock and the deadline timer is
+         * armed below (under the timer lock): release is enough. */
+        atomic_store_explicit(&g->wait_state, RT__WS_WAITING,
+                              memory_order_release);
+    }
 
     int early = 0;
     if (g->cancel && rt_cancel_fired(g->cancel))
