@@ -265,7 +265,111 @@ asan:
 tsan:
 	$(MAKE) SANITIZER=tsan test
 
-test-all: test asan
+# ---- reliability: fuzz, soak, test-all (owned by h6) ----------------------
+# make fuzz       every libFuzzer harness in tests/fuzz/ for FUZZ_SECONDS each
+#                 (clang; the runtime, protocol and daemon rebuilt with
+#                 -fsanitize=fuzzer-no-link,address,undefined in build/fuzz)
+# make soak       mixed workload, 50 clients, random disconnects, for
+#                 SOAK_SECONDS (default 600), then conservation and RSS checks
+# make test-all   the suite under ASan+UBSan, the runtime and daemon tests
+#                 under TSan, the end-to-end suite with the daemon under
+#                 valgrind (no definite leaks, no errors)
+FUZZ_SECONDS ?= 60
+SOAK_SECONDS ?= 600
+SOAK_CLIENTS ?= 50
+FUZZ_CC ?= clang
+FUZZ_BUILD := build/fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+            -fno-omit-frame-pointer
+# No -Werror here: gcc's -Werror build is the gate; clang only has to build.
+FUZZ_CFLAGS = -std=gnu11 -g -O1 -Wall -Wextra -fPIC -MMD -MP $(FUZZ_SAN) \
+              -fsanitize=fuzzer-no-link $(PKG_CFLAGS)
+FUZZ_HARNESSES := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_OBJS := $(patsubst %,$(FUZZ_BUILD)/obj/%.o,$(RT_SRCS) $(PROTO_SRCS) \
+                                                $(DAEMON_SRCS))
+FUZZ_STAMP := $(FUZZ_BUILD)/.clang-ok
+SOAK_BIN := $(BUILD)/soak/soak
+VALGRIND ?= valgrind --quiet --leak-check=full --show-leak-kinds=definite \
+            --errors-for-leak-kinds=definite --error-exitcode=99 \
+            --suppressions=tests/soak/valgrind.supp
+
+.PHONY: fuzz fuzz-build soak test-all test-valgrind test-tsan-core
+
+# libFuzzer's runtime comes with clang's compiler-rt (libclang-rt-14-dev on
+# Debian 12); installed on first use, like the other build dependencies.
+$(FUZZ_STAMP):
+	@mkdir -p $(@D)
+	@if ! echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n)'\
+	  '{ (void)d; (void)n; return 0; }' | \
+	  $(FUZZ_CC) -fsanitize=fuzzer -x c - -o $(FUZZ_BUILD)/.probe \
+	  >/dev/null 2>&1; then \
+	  echo "fuzz: installing clang and libclang-rt-14-dev with apt-get"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    clang libclang-rt-14-dev || { echo "fuzz: apt-get failed"; exit 1; }; \
+	fi
+	@rm -f $(FUZZ_BUILD)/.probe && touch $@
+
+$(FUZZ_BUILD)/obj/%.c.o: %.c | $(DEPS_STAMP) $(FUZZ_STAMP)
+	$(call say,FUZZCC,$<)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(ALL_CPPFLAGS) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_BUILD)/obj/%.S.o: %.S | $(DEPS_STAMP) $(FUZZ_STAMP)
+	$(call say,FUZZAS,$<)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(ALL_CPPFLAGS) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.c.o $(FUZZ_OBJS)
+	$(call say,LD,$@)
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -Wl,-z,noexecstack -o $@ $^ \
+	    $(LIBS)
+
+fuzz-build: $(patsubst %,$(FUZZ_BUILD)/%,$(FUZZ_HARNESSES))
+
+# Each harness runs on a scratch copy of its seed corpus (new inputs stay
+# in build/); crashes land in build/fuzz/artifacts/ and fail the target.
+fuzz: fuzz-build
+	@set -e; for h in $(FUZZ_HARNESSES); do \
+	  name=$${h#fuzz_}; work=$(FUZZ_BUILD)/corpus/$$name; \
+	  mkdir -p $$work $(FUZZ_BUILD)/artifacts; \
+	  echo "fuzz: $$h for $(FUZZ_SECONDS) s"; \
+	  ASAN_OPTIONS=detect_leaks=1 $(FUZZ_BUILD)/$$h -max_total_time=$(FUZZ_SECONDS) \
+	    -timeout=30 -rss_limit_mb=4096 -max_len=4096 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$name- \
+	    $$work tests/fuzz/corpus/$$name 2>$(FUZZ_BUILD)/$$name.log || \
+	    { tail -n 60 $(FUZZ_BUILD)/$$name.log; \
+	      echo "fuzz: $$h failed (input in $(FUZZ_BUILD)/artifacts/)"; exit 1; }; \
+	  grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)' \
+	    $(FUZZ_BUILD)/$$name.log | sed "s/^/fuzz: $$name /"; \
+	done
+
+$(SOAK_BIN): $(BUILD)/obj/tests/soak/soak.c.o $(TEST_LINK)
+	$(call say,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+soak: all $(SOAK_BIN)
+	CHAND_BIN=$(BUILD)/chand SOAK_SECONDS=$(SOAK_SECONDS) \
+	  SOAK_CLIENTS=$(SOAK_CLIENTS) $(SOAK_BIN)
+
+test-tsan-core:
+	$(MAKE) SANITIZER=tsan all
+	@BUILD=build/tsan TESTS=unit/ tests/run.sh
+	@BUILD=build/tsan TESTS=e2e/test_daemon tests/run.sh
+
+# The daemon (what the end-to-end tests exercise) runs under valgrind; the
+# 10k-connection and many-iteration cases are scaled down for its speed.
+test-valgrind: all
+	@BUILD=$(BUILD) TESTS=e2e/ CHAND_WRAP="$(VALGRIND)" TEST_TIMEOUT=1800 \
+	  CHAND_NET_N=1000 CHAND_FAULT_ITERS=5 CHAND_HOSTILE_N=2000 tests/run.sh
+
+test-all:
+	$(MAKE) asan
+	$(MAKE) test-tsan-core
+	$(MAKE) test-valgrind
+# ---- end of reliability block ----
 
 clean:
 	rm -rf build

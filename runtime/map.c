@@ -493,7 +493,8 @@ void rt_map_range(rt_map *m,
             rt__lock_release(&sh->lock);
             continue; /* out of memory: skip the shard */
         }
-        unsigned char *kp = (unsigned char *)(snap + n);
+        /* An empty shard has no snapshot: NULL + 0 is undefined. */
+        unsigned char *kp = snap ? (unsigned char *)(snap + n) : NULL;
         uint32_t k = 0;
         for (uint32_t b = 0; b < sh->nbuckets; b++) {
             for (map_entry *e = sh->buckets[b]; e; e = e->next) {

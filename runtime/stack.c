@@ -43,6 +43,21 @@
 #endif
 #endif
 
+/* LeakSanitizer does not scan mmap'd memory: a parked goroutine's rt_g
+ * and stack hold the only pointers to its request, which it would then
+ * report as leaked.  Slabs are registered as root regions (only their
+ * readable pages are scanned). */
+#if defined(__SANITIZE_ADDRESS__)
+#define RT__HAVE_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RT__HAVE_LSAN 1
+#endif
+#endif
+#ifdef RT__HAVE_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 #define RT__GLOBAL_CACHE 1024
 #define RT__DEFAULT_STACK (256 * 1024)
 #define RT__SLAB_UNITS 64
@@ -149,6 +164,9 @@ static rt_g *unit_new_locked(void)
         /* Keep transparent huge pages from backing 2 MiB of stacks on
          * first touch. */
         madvise(s->base, us * RT__SLAB_UNITS, MADV_NOHUGEPAGE);
+#ifdef RT__HAVE_LSAN
+        __lsan_register_root_region(s->base, us * RT__SLAB_UNITS);
+#endif
         s->unit_size = us;
         s->used = 0;
         s->next = slabs;
@@ -298,6 +316,10 @@ void rt__stack_release_all(void)
     while (slabs) {
         slab *s = slabs;
         slabs = s->next;
+#ifdef RT__HAVE_LSAN
+        __lsan_unregister_root_region(s->base,
+                                      s->unit_size * RT__SLAB_UNITS);
+#endif
         munmap(s->base, s->unit_size * RT__SLAB_UNITS);
         free(s);
     }

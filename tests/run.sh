@@ -10,6 +10,16 @@ pass=0; fail=0; failed=()
 top=$(cd "$(dirname "$0")/.." && pwd)
 export CHAND_BIN="$top/$BUILD/chand" CHANCTL_BIN="$top/$BUILD/chanctl" BUILD
 export CMOCKA_MESSAGE_OUTPUT=${CMOCKA_MESSAGE_OUTPUT:-STDOUT}
+# CHAND_WRAP="valgrind ..." runs every daemon the tests start under that
+# command (a wrapper script stands in for $CHAND_BIN; tests run from $top).
+if [ -n "${CHAND_WRAP:-}" ]; then
+    wrapdir=$(mktemp -d)
+    trap 'rm -rf "$wrapdir"' EXIT
+    printf '#!/bin/sh\ncd "%s" && exec %s "%s" "$@"\n' "$top" "$CHAND_WRAP" \
+        "$CHAND_BIN" >"$wrapdir/chand"
+    chmod +x "$wrapdir/chand"
+    export CHAND_BIN="$wrapdir/chand"
+fi
 
 run_one() {
     local name=$1; shift
