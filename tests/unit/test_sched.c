@@ -24,10 +24,10 @@
 /* ThreadSanitizer keeps a large state per goroutine (fiber): the 100k
  * shapes run scaled down under it. */
 #if defined(__SANITIZE_THREAD__)
-#define SCALE 100
+#define SCALE 1000
 #elif defined(__has_feature)
 #if __has_feature(thread_sanitizer)
-#define SCALE 100
+#define SCALE 1000
 #endif
 #endif
 #ifndef SCALE
@@ -108,14 +108,32 @@ static void test_spawn_100k(void **state)
 static pthread_t busy_tid[NBUSY];
 static _Atomic int busy_done;
 
+static _Atomic int seen_two;
+static int busy_total = NBUSY;
+static int64_t busy_wait_ns = 2000000000LL;
+static pthread_t first_tid;
+static _Atomic int first_set;
+
+/* Records its thread, then keeps its P busy (no yield) until a goroutine
+ * on another thread shows up: only another M stealing from this P's queue
+ * can end the wait early, so the test does not depend on timing. */
 static void busy(void *arg)
 {
     int i = (int)(intptr_t)arg;
-    int64_t end = rt_now() + 2000000; /* 2 ms of CPU */
-    while (rt_now() < end) {
+    pthread_t me = pthread_self();
+    busy_tid[i] = me;
+    int expect = 0;
+    if (atomic_compare_exchange_strong(&first_set, &expect, 1)) {
+        first_tid = me;
+        atomic_store(&first_set, 2); /* published */
+    } else if (atomic_load(&first_set) == 2 &&
+               !pthread_equal(first_tid, me)) {
+        atomic_store(&seen_two, 1);
     }
-    busy_tid[i] = pthread_self();
-    if (atomic_fetch_add(&busy_done, 1) + 1 == NBUSY) {
+    int64_t end = rt_now() + busy_wait_ns;
+    while (!atomic_load(&seen_two) && rt_now() < end) {
+    }
+    if (atomic_fetch_add(&busy_done, 1) + 1 == busy_total) {
         int v = 1;
         rt_chan_send(done_ch, &v, RT_FOREVER);
     }
@@ -134,11 +152,20 @@ static int distinct_threads(int n)
     return d;
 }
 
+static void reset_busy(int total, int64_t wait_ns)
+{
+    busy_total = total;
+    busy_wait_ns = wait_ns;
+    atomic_store(&busy_done, 0);
+    atomic_store(&seen_two, 0);
+    atomic_store(&first_set, 0);
+}
+
 static void spread_main(void *arg)
 {
     (void)arg;
     done_ch = rt_chan_make(sizeof(int), 1);
-    atomic_store(&busy_done, 0);
+    reset_busy(NBUSY, 2000000000LL);
     for (int i = 0; i < NBUSY; i++)
         assert_int_equal(rt_go(busy, (void *)(intptr_t)i), 0);
     int v;
@@ -150,6 +177,7 @@ static void test_work_spreads(void **state)
 {
     (void)state;
     assert_int_equal(rt_main(&two, spread_main, NULL, NULL, 0), 0);
+    assert_true(atomic_load(&seen_two));
     assert_true(distinct_threads(NBUSY) >= 2);
 }
 
@@ -164,17 +192,19 @@ static void procs_main(void *arg)
     /* With one P every goroutine runs on one thread at a time; still all
      * complete. */
     done_ch = rt_chan_make(sizeof(int), 1);
-    atomic_store(&busy_done, 0);
+    /* One P: nobody can run beside them, so they do not wait. */
+    reset_busy(NBUSY, 0);
     for (int i = 0; i < NBUSY; i++)
         assert_int_equal(rt_go(busy, (void *)(intptr_t)i), 0);
     int v;
     assert_int_equal(rt_chan_recv(done_ch, &v, NULL, RT_FOREVER), 0);
     assert_int_equal(rt_gomaxprocs(3), 1);
     assert_int_equal(rt_gomaxprocs(0), 3);
-    atomic_store(&busy_done, 0);
+    reset_busy(NBUSY, 2000000000LL);
     for (int i = 0; i < NBUSY; i++)
         assert_int_equal(rt_go(busy, (void *)(intptr_t)i), 0);
     assert_int_equal(rt_chan_recv(done_ch, &v, NULL, RT_FOREVER), 0);
+    assert_true(atomic_load(&seen_two));
     assert_true(distinct_threads(NBUSY) >= 2);
     assert_int_equal(rt_gomaxprocs(2), 3);
     rt_chan_release(done_ch);
@@ -353,7 +383,7 @@ static void park_main(void *arg)
     /* Wait until every one is parked on c. */
     while (rt_num_goroutine() != NPARK + 1)
         rt_gosched();
-    for (int spins = 0; spins < 100000; spins++) {
+    for (int spins = 0; spins < 100000 / SCALE; spins++) {
         rt_gosched();
     }
     assert_int_equal(rt_num_goroutine(), NPARK + 1);
