@@ -353,7 +353,7 @@ static void test_tick(void **state)
 
 struct many {
     rt_timer **t;
-    int64_t *when, *stamp;
+    int64_t *lo, *when, *stamp;
     int *order; /* index by deadline */
 };
 
@@ -384,20 +384,26 @@ static void many_order_main(void *arg)
     }
     int64_t base = rt_now() + 1000 * MS;
     for (int i = 0; i < NT; i++) {
-        m->when[i] = base + MS + (int64_t)m->order[i] * 1000;
-        m->t[i] = rt_timer_new(m->when[i] - rt_now());
+        /* The timer's real deadline lies between lo and when: the
+         * creating thread may be preempted around rt_timer_new (or even
+         * run past base on a loaded machine: d <= 0 fires at once). */
+        int64_t t0 = rt_now();
+        int64_t d = base + MS + (int64_t)m->order[i] * 1000 - t0;
+        m->t[i] = rt_timer_new(d);
         CHECK(m->t[i] != NULL);
+        if (d < 0)
+            d = 0;
+        m->lo[i] = t0 + d;
+        m->when[i] = rt_now() + d;
         m->order[i] = i;
     }
-    /* (On a machine so loaded that creating them took longer than a
-     * second, the first timers fire at once: still not early.) */
     qsort_r(m->order, NT, sizeof(int), cmp_when, m->when);
     /* Wait for the last deadline, then collect every value. */
     int last = m->order[NT - 1];
     int64_t v;
     CHECK_EQ(recv64(rt_timer_chan(m->t[last]), &v, rt_now() + 10 * SLACK),
              0);
-    CHECK(v >= m->when[last]);
+    CHECK(v >= m->lo[last]);
     for (int k = 0; k < NT; k++) {
         int i = m->order[k];
         if (i == last) {
@@ -421,8 +427,8 @@ static void many_order_main(void *arg)
     int inversions = 0;
     for (int k = 0, p = -1; k < NT; k++) {
         int i = m->order[k];
-        CHECK(m->stamp[i] >= m->when[i] - 1000); /* clock rounding */
-        while (m->when[m->order[p + 1]] <= m->when[i] - ORDER_GAP)
+        CHECK(m->stamp[i] >= m->lo[i] - 1000); /* clock rounding */
+        while (m->when[m->order[p + 1]] <= m->lo[i] - ORDER_GAP)
             p++;
         if (p >= 0 && m->stamp[m->order[p]] > m->stamp[i])
             inversions++;
@@ -442,15 +448,18 @@ static void test_100k_timers_in_order(void **state)
     (void)state;
     struct many m;
     m.t = calloc(NT, sizeof(*m.t));
+    m.lo = calloc(NT, sizeof(*m.lo));
     m.when = calloc(NT, sizeof(*m.when));
     m.stamp = calloc(NT, sizeof(*m.stamp));
     m.order = calloc(NT, sizeof(*m.order));
     assert_non_null(m.t);
+    assert_non_null(m.lo);
     assert_non_null(m.when);
     assert_non_null(m.stamp);
     assert_non_null(m.order);
     run_procs(1, many_order_main, &m);
     free(m.t);
+    free(m.lo);
     free(m.when);
     free(m.stamp);
     free(m.order);
