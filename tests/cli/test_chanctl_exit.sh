@@ -17,16 +17,6 @@ expect_exit 2 mutex
 expect_exit 2 mutex run m
 expect_exit 2 recv q --lease 1s
 grep -q 'Try' "$T/err" || fail "usage error without a hint"
-# --help on every command, found in the main help's command list.
-"$CHANCTL_BIN" --help | sed -n '/^Commands:/,/^$/p' | sed '1d;$d' |
-    awk '{ if ($1 ~ /^(mutex|rwmutex|wg|once|cond|pool|map|atomic)$/) print $1, $2; else print $1 }' >"$T/cmds"
-[ "$(wc -l <"$T/cmds")" -gt 40 ] || fail "command list too short"
-while read -r c; do
-    # shellcheck disable=SC2086
-    "$CHANCTL_BIN" $c --help >"$T/help" 2>&1 || fail "$c --help exited $?"
-    grep -q "^Usage: chanctl" "$T/help" || fail "$c --help: no usage"
-done <"$T/cmds"
-
 # 4: cannot connect (flag beats environment, environment beats default).
 expect_exit 4 -s 127.0.0.1:1 ping
 start_daemon
