@@ -497,12 +497,13 @@ static void hl_unlock(dreq *r, const obj_ops *ops, bool write)
 {
     obj *o = reg_get(r, dreq_str(r, "name"), ops, true);
     hlock *l = (hlock *)o;
-    json_t *tok = dreq_param(r, "token");
+    json_t *tok;
     const char *gomsg;
     hhold *h;
 
     if (!o)
-        return;
+        return; /* reg_get answered and freed r (wrong_type, limit) */
+    tok = dreq_param(r, "token");
     gomsg = !l->rw ? rt_strerror(RT_EUNLOCK)
             : write ? rt_strerror(RT_EWUNLOCK)
                     : rt_strerror(RT_ERUNLOCK);

@@ -393,6 +393,11 @@ int proto_check_request(json_t *msg, proto_request *req, proto_error *err)
                                        PROTO_R_INVALID,
                                        "invalid params: timeout_ms must be "
                                        "a non-negative integer");
+            if (json_integer_value(v) > PROTO_MAX_MS)
+                return proto_error_set(err, PROTO_INVALID_PARAMS,
+                                       PROTO_R_INVALID,
+                                       "invalid params: timeout_ms exceeds "
+                                       "%lld", (long long)PROTO_MAX_MS);
             req->timeout_ms = json_integer_value(v);
             continue;
         }
@@ -406,6 +411,15 @@ int proto_check_request(json_t *msg, proto_request *req, proto_error *err)
                                    PROTO_R_INVALID,
                                    "invalid params: %s must be %s", key,
                                    proto_ptype_name(p->type));
+        /* Durations become nanoseconds added to a clock: bound them so
+         * that no handler's ms * 1000000 overflows. */
+        size_t kl = strlen(key);
+        if (kl >= 2 && strcmp(key + kl - 2, "ms") == 0 &&
+            json_is_integer(v) && json_integer_value(v) > PROTO_MAX_MS)
+            return proto_error_set(err, PROTO_INVALID_PARAMS,
+                                   PROTO_R_INVALID,
+                                   "invalid params: %s exceeds %lld", key,
+                                   (long long)PROTO_MAX_MS);
     }
     for (int i = 0; i < PROTO_MAX_PARAMS && req->method->params[i].name;
          i++) {

@@ -23,6 +23,9 @@
 #define PROTO_MAX_LINE_DEFAULT (1024 * 1024) /* bytes, without the \n */
 #define PROTO_MAX_DEPTH_DEFAULT 64           /* JSON nesting */
 #define PROTO_NAME_MAX 255                   /* object name bytes */
+/* Largest duration in ms (timeout_ms, lease_ms, ms): about 31 years, so
+ * that ms * 1000000 plus a monotonic clock fits in an int64. */
+#define PROTO_MAX_MS 1000000000000LL
 
 /* JSON-RPC 2.0's own error codes. */
 #define PROTO_PARSE_ERROR -32700
