@@ -80,8 +80,8 @@ static _Atomic long guarded_live;
 /* Everything below is under gcache_lock. */
 static rt__lock gcache_lock;
 static slab *slabs;         /* newest first; the head hands out units */
-static rt_g *gcache;        /* free units, rt_g intact */
-static int ngcache;
+static rt_g **gcache;       /* free units, rt_g intact (LIFO array) */
+static int ngcache, capgcache;
 static uintptr_t *cold;     /* trimmed units: base | guarded bit */
 static size_t ncold, capcold;
 static _Atomic int ngcache_hint; /* ngcache, readable without the lock */
@@ -191,6 +191,44 @@ static rt_g *unit_new_locked(void)
     return g;
 }
 
+/* Grows the cold array to hold n; returns it or NULL (then unchanged).
+ * gcache_lock held. */
+static uintptr_t *realloc_cold(size_t n)
+{
+    size_t nc = n * 2;
+    uintptr_t *nw = realloc(cold, nc * sizeof(*nw));
+    if (!nw)
+        return NULL;
+    capcold = nc;
+    return nw;
+}
+
+/* Makes room for n more units in the global cache.  gcache_lock held. */
+static bool gcache_reserve(int n)
+{
+    if (ngcache + n <= capgcache)
+        return true;
+    int nc = capgcache ? capgcache * 2 : 256;
+    while (nc < ngcache + n)
+        nc *= 2;
+    rt_g **ng = realloc(gcache, (size_t)nc * sizeof(*ng));
+    if (!ng)
+        return false;
+    gcache = ng;
+    capgcache = nc;
+    return true;
+}
+
+static void note_global_size(void)
+{
+    atomic_store_explicit(&ngcache_hint, ngcache, memory_order_relaxed);
+    if (ngcache > RT__GLOBAL_CACHE)
+        atomic_store_explicit(&last_put, coarse_now(), memory_order_relaxed);
+}
+
+/* The global cache is an array of pointers, moved in batches of half a P
+ * cache (as Go's gfget/gfput): one lock round trip per 16 spawns or exits,
+ * and the units themselves (cold, one page each) are not touched. */
 rt_g *rt__stack_alloc(rt_p *p)
 {
     rt_g *g = NULL;
@@ -198,12 +236,18 @@ rt_g *rt__stack_alloc(rt_p *p)
     if (p && p->ngfree > 0)
         return p->gfree[--p->ngfree];
     rt__lock_acquire(&gcache_lock);
-    if (gcache) {
-        g = gcache;
-        gcache = g->schedlink;
-        ngcache--;
+    if (ngcache > 0) {
+        if (p) {
+            int k = ngcache < RT__STACK_CACHE / 2 ? ngcache
+                                                  : RT__STACK_CACHE / 2;
+            ngcache -= k;
+            memcpy(p->gfree, gcache + ngcache, (size_t)k * sizeof(rt_g *));
+            p->ngfree = k - 1;
+            g = p->gfree[k - 1];
+        } else {
+            g = gcache[--ngcache];
+        }
         atomic_store_explicit(&ngcache_hint, ngcache, memory_order_relaxed);
-        g->schedlink = NULL;
     } else if (ncold > 0) {
         uintptr_t u = cold[--ncold];
         g = unit_init((char *)(u & ~(uintptr_t)1), u & 1);
@@ -214,38 +258,58 @@ rt_g *rt__stack_alloc(rt_p *p)
     return g;
 }
 
-static void stack_to_global(rt_g *g)
+/* Gives back every page but the top one (it holds the rt_g) when the
+ * goroutine was seen deeper than two pages at a switch: madvise makes a
+ * TLB shootdown on every CPU, so shallow stacks -- nearly all -- skip it. */
+static void stack_shrink(rt_g *g)
 {
-    /* Give back every page but the top one (it holds the rt_g) when the
-     * goroutine was seen deeper than two pages at a switch: madvise makes
-     * a TLB shootdown on every CPU, so shallow stacks skip it. */
     uintptr_t top_page = ((uintptr_t)g) & ~(uintptr_t)(page_size - 1);
     if (g->min_sp && g->min_sp < top_page - page_size)
         madvise((void *)g->stack_lo, top_page - g->stack_lo, MADV_DONTNEED);
     g->min_sp = 0;
+}
+
+static void to_global(rt_g **gs, int n)
+{
     rt__lock_acquire(&gcache_lock);
-    g->schedlink = gcache;
-    gcache = g;
-    ngcache++;
-    atomic_store_explicit(&ngcache_hint, ngcache, memory_order_relaxed);
+    if (gcache_reserve(n)) {
+        memcpy(gcache + ngcache, gs, (size_t)n * sizeof(rt_g *));
+        ngcache += n;
+        n = 0;
+    }
+    note_global_size();
     rt__lock_release(&gcache_lock);
-    if (ngcache_hint > RT__GLOBAL_CACHE)
-        atomic_store_explicit(&last_put, coarse_now(), memory_order_relaxed);
+    if (n > 0) {
+        /* No memory for the array: drop the units' pages instead. */
+        for (int i = 0; i < n; i++) {
+            uintptr_t top_page =
+                ((uintptr_t)gs[i]) & ~(uintptr_t)(page_size - 1);
+            madvise((void *)gs[i]->stack_lo, top_page - gs[i]->stack_lo,
+                    MADV_DONTNEED);
+        }
+    }
 }
 
 void rt__stack_free(rt_p *p, rt_g *g)
 {
-    if (p && p->ngfree < RT__STACK_CACHE) {
-        p->gfree[p->ngfree++] = g;
+    stack_shrink(g);
+    if (!p) {
+        to_global(&g, 1);
         return;
     }
-    stack_to_global(g);
+    if (p->ngfree == RT__STACK_CACHE) {
+        int k = RT__STACK_CACHE / 2;
+        p->ngfree -= k;
+        to_global(p->gfree + p->ngfree, k);
+    }
+    p->gfree[p->ngfree++] = g;
 }
 
 void rt__stack_flush(rt_p *p)
 {
-    while (p->ngfree > 0)
-        stack_to_global(p->gfree[--p->ngfree]);
+    if (p->ngfree > 0)
+        to_global(p->gfree, p->ngfree);
+    p->ngfree = 0;
 }
 
 int64_t rt__stack_trim(void)
@@ -258,55 +322,46 @@ int64_t rt__stack_trim(void)
     int64_t quiet = coarse_now() - atomic_load(&last_put);
     if (quiet < RT__TRIM_QUIET)
         return RT__TRIM_QUIET - quiet;
-    rt_g *list = NULL;
-    size_t n = 0;
     rt__lock_acquire(&gcache_lock);
-    while (ngcache > RT__GLOBAL_CACHE) {
-        rt_g *g = gcache;
-        gcache = g->schedlink;
-        ngcache--;
-        g->schedlink = list;
-        list = g;
-        n++;
+    int n = ngcache - RT__GLOBAL_CACHE;
+    if (n <= 0) {
+        rt__lock_release(&gcache_lock);
+        return -1;
     }
-    atomic_store_explicit(&ngcache_hint, ngcache, memory_order_relaxed);
-    if (ncold + n > capcold) {
-        size_t nc = (ncold + n) * 2;
-        uintptr_t *nw = realloc(cold, nc * sizeof(*nw));
-        if (!nw) {
-            /* Keep them hot rather than lose them. */
-            while (list) {
-                rt_g *g = list;
-                list = g->schedlink;
-                g->schedlink = gcache;
-                gcache = g;
-                ngcache++;
-            }
-            rt__lock_release(&gcache_lock);
-            return -1;
+    rt_g **list = malloc((size_t)n * sizeof(*list));
+    if (list && ncold + (size_t)n > capcold) {
+        uintptr_t *nc = realloc_cold(ncold + (size_t)n);
+        if (nc) {
+            cold = nc;
+        } else {
+            free(list);
+            list = NULL;
         }
-        cold = nw;
-        capcold = nc;
     }
+    if (!list) {
+        rt__lock_release(&gcache_lock);
+        return -1;
+    }
+    /* The bottom of the LIFO array holds the coldest units. */
+    memcpy(list, gcache, (size_t)n * sizeof(*list));
+    memmove(gcache, gcache + n, (size_t)(ngcache - n) * sizeof(*gcache));
+    ngcache -= n;
+    atomic_store_explicit(&ngcache_hint, ngcache, memory_order_relaxed);
     rt__lock_release(&gcache_lock);
     /* Outside the lock: madvise is slow.  The units are on no list now. */
-    uintptr_t *batch = malloc(n * sizeof(*batch));
-    size_t k = 0;
-    while (list) {
-        rt_g *g = list;
-        list = g->schedlink;
+    for (int i = 0; i < n; i++) {
+        rt_g *g = list[i];
         uintptr_t u = (uintptr_t)g->map_base | (g->guarded ? 1 : 0);
         char *open = g->guarded ? g->map_base + page_size : g->map_base;
         size_t len = g->map_size - (size_t)(open - g->map_base);
         madvise(open, len, MADV_DONTNEED); /* g is gone after this */
-        if (batch)
-            batch[k++] = u;
+        list[i] = (rt_g *)u;
     }
     rt__lock_acquire(&gcache_lock);
-    for (size_t i = 0; i < k; i++)
-        cold[ncold++] = batch[i];
+    for (int i = 0; i < n; i++)
+        cold[ncold++] = (uintptr_t)list[i];
     rt__lock_release(&gcache_lock);
-    free(batch);
+    free(list);
     return -1;
 }
 
@@ -323,8 +378,9 @@ void rt__stack_release_all(void)
         munmap(s->base, s->unit_size * RT__SLAB_UNITS);
         free(s);
     }
+    free(gcache);
     gcache = NULL;
-    ngcache = 0;
+    ngcache = capgcache = 0;
     free(cold);
     cold = NULL;
     ncold = capcold = 0;

@@ -4,7 +4,8 @@
  * beside Go's: spawn_wait, chan_unbuf_pingpong, chan_buf128, select2 (ns
  * per op) and parked_goroutine_rss (bytes of RSS per parked goroutine), at
  * GOMAXPROCS=2.  Each time benchmark also reports OS context switches per
- * op (getrusage), the thing that makes a runtime slow on these machines.
+ * op (getrusage), the thing that makes a runtime slow on these machines,
+ * and the process's CPU time per op (all threads; spinning included).
  *
  * Output: one line per figure, "bench: <name> <value> <unit>".
  */
@@ -22,6 +23,16 @@ static int64_t csw(void)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_nvcsw + ru.ru_nivcsw;
+}
+
+/* CPU time of the whole process (every thread), in ns: on a loaded
+ * machine wall time per op says more about the neighbours than about us. */
+static int64_t cpu_ns(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000 +
+           (int64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
 }
 
 typedef struct bench {
@@ -45,11 +56,13 @@ static void measure(const bench *b)
     n = (int64_t)((double)n * 1e9 / (double)(el > 0 ? el : 1));
     if (n < 1)
         n = 1;
-    int64_t c0 = csw(), t0 = rt_now();
+    int64_t c0 = csw(), u0 = cpu_ns(), t0 = rt_now();
     b->fn(n);
     el = rt_now() - t0;
-    int64_t c1 = csw();
+    int64_t c1 = csw(), u1 = cpu_ns();
     printf("bench: %s %.1f ns/op\n", b->name, (double)el / (double)n);
+    printf("bench: %s_cpu %.1f cpu-ns/op\n", b->name,
+           (double)(u1 - u0) / (double)n);
     printf("bench: %s_csw %.4f csw/op\n", b->name,
            (double)(c1 - c0) / (double)n);
     fflush(stdout);
