@@ -92,7 +92,8 @@ static uint64_t map_hash(const rt_map *m, const void *key, size_t klen)
         klen -= 8;
     }
     uint64_t x = 0;
-    memcpy(&x, p, klen);
+    if (klen > 0) /* p may be NULL for the empty key */
+        memcpy(&x, p, klen);
     return map_mix(h ^ x ^ ((uint64_t)klen << 56));
 }
 
@@ -111,7 +112,8 @@ static map_entry **map_find(map_shard *sh, uint64_t h, const void *key,
     map_entry **pp = &sh->buckets[h & (sh->nbuckets - 1)];
     for (; *pp; pp = &(*pp)->next) {
         map_entry *e = *pp;
-        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
+        if (e->hash == h && e->klen == klen &&
+            (klen == 0 || memcmp(e->key, key, klen) == 0))
             return pp;
     }
     return NULL;
@@ -302,7 +304,8 @@ static int map_insert(rt_map *m, map_shard *sh, uint64_t h, const void *key,
     e->hash = h;
     e->v = v;
     e->klen = klen;
-    memcpy(e->key, key, klen);
+    if (klen > 0)
+        memcpy(e->key, key, klen);
     map_entry **b = &sh->buckets[h & (sh->nbuckets - 1)];
     e->next = *b;
     *b = e;
