@@ -325,9 +325,12 @@ void h_atomic_add(dreq *r)
 {
     obj *o;
     _Atomic uint64_t *a = hatomic_get(r, &o);
-    uint64_t d = hatomic_param(r, "delta");
-    if (a)
-        hatomic_ok(r, o, "value", atomic_fetch_add(a, d) + d);
+    uint64_t d;
+    /* Without a, r was already answered and freed by reg_get. */
+    if (!a)
+        return;
+    d = hatomic_param(r, "delta");
+    hatomic_ok(r, o, "value", atomic_fetch_add(a, d) + d);
 }
 
 void h_atomic_swap(dreq *r)
@@ -342,11 +345,12 @@ void h_atomic_cas(dreq *r)
 {
     obj *o;
     _Atomic uint64_t *a = hatomic_get(r, &o);
-    uint64_t old = hatomic_param(r, "old");
+    uint64_t old;
     bool swapped;
 
     if (!a)
         return;
+    old = hatomic_param(r, "old");
     swapped = atomic_compare_exchange_strong(a, &old,
                                              hatomic_param(r, "new"));
     dreq_ok(r, json_pack("{s:b}", "swapped", swapped));
