@@ -242,7 +242,7 @@ static void mu_yield_to_woken(rt_mutex *m)
         rt_gosched();
 }
 
-static int mu_unlock_slow(rt_mutex *m)
+static int mu_unlock_slow(rt_mutex *m, bool may_yield)
 {
     uint32_t s = atomic_load(&m->state);
     for (;;) {
@@ -253,7 +253,7 @@ static int mu_unlock_slow(rt_mutex *m)
         if ((s & MU_WAITERS) && !(s & MU_WOKEN))
             break; /* someone to wake: decide how under m->lock */
         if (atomic_compare_exchange_weak(&m->state, &s, s & ~MU_LOCKED)) {
-            if (s & MU_WOKEN)
+            if ((s & MU_WOKEN) && may_yield)
                 mu_yield_to_woken(m);
             return 0;
         }
@@ -307,7 +307,15 @@ int rt_mutex_unlock(rt_mutex *m)
     uint32_t s = MU_LOCKED;
     if (atomic_compare_exchange_strong(&m->state, &s, 0))
         return 0;
-    return mu_unlock_slow(m);
+    return mu_unlock_slow(m, true);
+}
+
+int rt__mutex_unlock_noyield(rt_mutex *m)
+{
+    uint32_t s = MU_LOCKED;
+    if (atomic_compare_exchange_strong(&m->state, &s, 0))
+        return 0;
+    return mu_unlock_slow(m, false);
 }
 
 static int mu_locker_lock(void *obj, rt_deadline_t dl)
@@ -317,7 +325,9 @@ static int mu_locker_lock(void *obj, rt_deadline_t dl)
 
 static int mu_locker_unlock(void *obj)
 {
-    return rt_mutex_unlock(obj);
+    /* Cond.Wait unlocks its Locker under its own internal lock: no yield
+     * there (see rt__mutex_unlock_noyield). */
+    return rt__mutex_unlock_noyield(obj);
 }
 
 rt_locker rt_mutex_locker(rt_mutex *m)

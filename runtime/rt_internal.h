@@ -141,4 +141,9 @@ RT__HIDDEN int rt__nprocs(void);
  * weakly and falls back to retrying when the scheduler lacks it. */
 RT__HIDDEN rt_cancel *rt__cancel_current(void);
 
+/* rt_mutex_unlock without its liveness yield (an unlocker that keeps its
+ * P yields it to a woken waiter starved of CPU): for callers that may
+ * hold an rt__lock, such as Cond.Wait unlocking its Locker. */
+RT__HIDDEN int rt__mutex_unlock_noyield(rt_mutex *m);
+
 #endif /* CHAND_RT_INTERNAL_H */

@@ -186,7 +186,7 @@ static void rw_writer_abort(rt_rwmutex *rw)
     rt__lock_acquire(&rw->lock);
     rt__waiter *chain = rw_unlock_admit(rw);
     rt__lock_release(&rw->lock);
-    rt_mutex_unlock(rw->wmu);
+    rt__mutex_unlock_noyield(rw->wmu);
     rw_ready_chain(chain);
 }
 
@@ -238,7 +238,7 @@ bool rt_rwmutex_trylock(rt_rwmutex *rw)
                                          s | RW_PENDING | RW_HELD))
             return true;
     }
-    rt_mutex_unlock(rw->wmu);
+    rt__mutex_unlock_noyield(rw->wmu);
     return false;
 }
 
@@ -249,7 +249,7 @@ int rt_rwmutex_unlock(rt_rwmutex *rw)
     rt__lock_acquire(&rw->lock);
     rt__waiter *chain = rw_unlock_admit(rw);
     rt__lock_release(&rw->lock);
-    rt_mutex_unlock(rw->wmu);
+    rt__mutex_unlock_noyield(rw->wmu);
     rw_ready_chain(chain);
     return 0;
 }
