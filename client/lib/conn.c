@@ -451,7 +451,9 @@ static int conn_write(chand_conn *c, const char *buf, size_t len,
             return chand__seterr(&c->err, CHAND_ECONN, 0, "", "poll: %s",
                                  strerror(errno));
         }
-        conn_drop(c);
+        /* The socket stays open: the server may have hung up after
+         * answering why (a line over its limit), and the caller reads
+         * that answer before giving up. */
         return chand__seterr(&c->err, CHAND_ECONN, 0, "",
                              "connection lost: %s",
                              n < 0 ? strerror(errno) : "short write");
@@ -599,11 +601,23 @@ int chand_call(chand_conn *c, const char *method, json_t *params,
                               : chand__now_ms() + timeout_ms + CHAND_GRACE_MS;
     rc = conn_write(c, line, len, deadline);
     free(line);
-    if (rc < 0)
+    if (rc == CHAND_ECONN && c->fd >= 0) {
+        /* Writing failed because the server hung up: keep its last word
+         * (say, too_large) if it is already here, else report the loss. */
+        chand_error lost = c->err;
+        rc = conn_await(c, id, chand__now_ms() + 100, &msg, &ans);
+        conn_drop(c);
+        if (rc < 0) {
+            c->err = lost;
+            return CHAND_ECONN;
+        }
+    } else if (rc < 0) {
         return rc;
-    rc = conn_await(c, id, deadline, &msg, &ans);
-    if (rc < 0)
-        return rc;
+    } else {
+        rc = conn_await(c, id, deadline, &msg, &ans);
+        if (rc < 0)
+            return rc;
+    }
     if (ans.code != 0) {
         rc = chand__answer_error(&ans, &c->err);
         json_decref(msg);

@@ -457,6 +457,22 @@ static void test_channels(void **state)
                  "wrong_type");
     json_decref(v);
     chand_drop(c, "t.str");
+    /* A line over the server's limit: too_large, and the server hangs up
+     * (it cannot find the next line), which the next call reports. */
+    {
+        chand_conn *big = dial();
+        size_t n = 16 * 1024 * 1024; /* more than the socket buffers */
+        char *s2 = malloc(n + 1);
+
+        assert_non_null(s2);
+        memset(s2, 'x', n);
+        s2[n] = '\0';
+        assert_error(big, chand_send_str(big, "t.str", s2, 1000),
+                     CHAND_ETOOLARGE, "too_large");
+        free(s2);
+        assert_int_equal(chand_ping(big), CHAND_ECONN);
+        hang_up(big);
+    }
     /* Bad arguments never reach the server. */
     assert_int_equal(chand_send(c, "t.ch", NULL, 0), CHAND_EARG);
     assert_int_equal(chand_send_str(c, NULL, "x", 0), CHAND_EARG);
