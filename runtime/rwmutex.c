@@ -36,6 +36,36 @@ struct rt_rwmutex {
     rt_mutex *wmu;
 };
 
+#define RW_SPIN_ROUNDS 4  /* as the Mutex's spin: a few hundred ns */
+#define RW_SPIN_PAUSES 30
+
+static inline void rw_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Spins a little while (state & mask) == 0 is false, when another P may
+ * change it soon: read-side critical sections are short, and parking
+ * costs a context switch (or a thread wake-up) on both sides.  Returns
+ * true once the condition holds. */
+static bool rw_spin_until_clear(rt_rwmutex *rw, uint64_t mask)
+{
+    if (rt__nprocs() < 2 || !rt_in_goroutine())
+        return false;
+    for (int i = 0; i < RW_SPIN_ROUNDS; i++) {
+        for (int j = 0; j < RW_SPIN_PAUSES; j++)
+            rw_pause();
+        if ((atomic_load_explicit(&rw->state, memory_order_relaxed) &
+             mask) == 0)
+            return true;
+    }
+    return false;
+}
+
 rt_rwmutex *rt_rwmutex_new(void)
 {
     rt_rwmutex *rw = calloc(1, sizeof(*rw));
@@ -91,6 +121,13 @@ static int rw_rlock_slow(rt_rwmutex *rw, rt_deadline_t dl)
         return RT_EAGAIN;
     if (!rt_in_goroutine())
         return RT_EPERM;
+    /* A writer's turn is usually short: wait for it briefly on the CPU. */
+    if (rw_spin_until_clear(rw, RW_PENDING)) {
+        uint64_t s = atomic_fetch_add(&rw->state, 1);
+        if (!(s & RW_PENDING))
+            return 0;
+        rw_reader_leave(rw);
+    }
     rt__lock_acquire(&rw->lock);
     uint64_t s = atomic_load(&rw->state);
     while (!(s & RW_PENDING)) {
@@ -203,6 +240,11 @@ int rt_rwmutex_lock(rt_rwmutex *rw, rt_deadline_t dl)
     if (dl == RT_POLL || !rt_in_goroutine()) {
         rw_writer_abort(rw);
         return dl == RT_POLL ? RT_EAGAIN : RT_EPERM;
+    }
+    /* Readers leave quickly: wait for them briefly on the CPU. */
+    if (rw_spin_until_clear(rw, RW_READERS)) {
+        atomic_fetch_or(&rw->state, RW_HELD);
+        return 0;
     }
     for (;;) {
         rt__lock_acquire(&rw->lock);
