@@ -18,6 +18,7 @@
 #include "rt_internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define RW_READERS 0xffffffffull   /* active reader count */
 #define RW_GUARD (1ull << 32)      /* always set: stops a borrow from
@@ -29,8 +30,9 @@
 enum { RW_GRANTED = 1, RW_CHECK = 2 };
 
 struct rt_rwmutex {
-    _Atomic uint64_t state;
-    rt__lock lock;     /* guards both queues */
+    /* The one word readers write gets a cache line of its own. */
+    _Atomic uint64_t state __attribute__((aligned(64)));
+    rt__lock lock __attribute__((aligned(64))); /* guards both queues */
     rt__waitq readers; /* waiting for a writer to leave */
     rt__waitq writer;  /* the pending writer waiting for readers to drain */
     rt_mutex *wmu;
@@ -68,9 +70,10 @@ static bool rw_spin_until_clear(rt_rwmutex *rw, uint64_t mask)
 
 rt_rwmutex *rt_rwmutex_new(void)
 {
-    rt_rwmutex *rw = calloc(1, sizeof(*rw));
-    if (rw == NULL)
+    rt_rwmutex *rw;
+    if (posix_memalign((void **)&rw, 64, sizeof(*rw)) != 0)
         return NULL;
+    memset(rw, 0, sizeof(*rw));
     rw->wmu = rt_mutex_new();
     if (rw->wmu == NULL) {
         free(rw);
