@@ -16,6 +16,11 @@
  *   from then on Unlock hands the lock directly to the head waiter and
  *   newcomers queue at the tail without trying.  The mode ends when the
  *   waiter handed the lock is the last one or waited less than 1 ms.
+ *   The unlocker also starts it when the head waiter has waited that
+ *   long: a woken waiter readied into the unlocker's run-next slot may
+ *   not get a CPU to notice by itself (there is no preemption here), and
+ *   for the same reason an unlocker yields its P to a woken waiter that
+ *   has waited for a CPU longer than 1 ms.
  *
  * WAITERS is "the queue is not empty", maintained under m->lock.  WOKEN
  * says a waiter has been woken and is on its way to retry: Unlock does not
