@@ -189,6 +189,7 @@ struct dreq {
     obj *wobj;
     const char *wreason;
     int64_t wsince;
+    int64_t wgoid;             /* the goroutine that waits */
     dreq *wnext, *wprev;
     void *ctx;                 /* the handler's own state */
 };

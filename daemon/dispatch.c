@@ -391,6 +391,7 @@ void dreq_wait_begin(dreq *r, obj *o, const char *reason)
     r->wobj = o;
     r->wreason = reason;
     r->wsince = rt_now();
+    r->wgoid = rt_goid();
     pthread_mutex_lock(&o->wmu);
     r->wprev = NULL;
     r->wnext = o->waiters;

@@ -119,6 +119,74 @@ static int64_t hcore_rss_bytes(void)
     return (int64_t)rss * sysconf(_SC_PAGESIZE);
 }
 
+static int hcore_cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct hcore_parked {
+    int64_t *ids;              /* goroutines the runtime reports parked */
+    size_t n;
+    int64_t count;
+} hcore_parked;
+
+static void hcore_count_parked(obj *o, void *arg)
+{
+    hcore_parked *p = arg;
+    pthread_mutex_lock(&o->wmu);
+    for (dreq *r = o->waiters; r; r = r->wnext)
+        if (p->n && bsearch(&r->wgoid, p->ids, p->n, sizeof *p->ids,
+                            hcore_cmp_i64))
+            p->count++;
+    pthread_mutex_unlock(&o->wmu);
+}
+
+/* Returns the number of requests whose goroutine the runtime shows parked.
+ * A request is counted by dreq_wait_begin just before its blocking call;
+ * under load its goroutine may take a while to actually park, and a
+ * client that waits for "n waiters" before acting must not see it early.
+ * The runtime's goroutine dump is the one view of who is parked. */
+static int64_t hcore_parked_waiters(void)
+{
+    hcore_parked p = { 0 };
+    size_t cap = 0, len = 0;
+    char *buf = NULL, *line, *save = NULL;
+    FILE *f;
+
+    if (atomic_load(&srv_stat.waiters) == 0)
+        return 0;
+    f = open_memstream(&buf, &len);
+    if (!f)
+        return atomic_load(&srv_stat.waiters);
+    rt_dump(f);
+    fclose(f);
+    for (line = strtok_r(buf, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        long long id;
+        char state[32];
+        if (sscanf(line, "goroutine %lld [%31[^],]", &id, state) != 2 ||
+            !strcmp(state, "runnable") || !strcmp(state, "running") ||
+            !strcmp(state, "unknown"))
+            continue;
+        if (p.n == cap) {
+            int64_t *nids = realloc(p.ids, (cap ? cap * 2 : 256) *
+                                               sizeof *nids);
+            if (!nids)
+                break;
+            p.ids = nids;
+            cap = cap ? cap * 2 : 256;
+        }
+        p.ids[p.n++] = id;
+    }
+    free(buf);
+    if (p.n) /* qsort(NULL, 0) is undefined (UBSan) */
+        qsort(p.ids, p.n, sizeof *p.ids, hcore_cmp_i64);
+    reg_foreach(NULL, hcore_count_parked, &p);
+    free(p.ids);
+    return p.count;
+}
+
 void h_rt_stats(dreq *r)
 {
     srv__refresh_stats();
@@ -130,7 +198,7 @@ void h_rt_stats(dreq *r)
                    rt_num_threads(), "sessions",
                    (json_int_t)atomic_load(&srv_stat.sessions), "objects",
                    (json_int_t)atomic_load(&srv_stat.objects), "waiters",
-                   (json_int_t)atomic_load(&srv_stat.waiters), "held_locks",
+                   (json_int_t)hcore_parked_waiters(), "held_locks",
                    (json_int_t)atomic_load(&srv_stat.held_locks), "open_fds",
                    (json_int_t)hcore_open_fds(), "rss_bytes",
                    (json_int_t)hcore_rss_bytes(), "output_buffer_bytes",

@@ -38,7 +38,9 @@ typedef struct hhold {
     int64_t since;
     int64_t lease_ms;          /* 0: none */
     hlease *lease;
-    struct hhold *next;
+    hlock *l;                  /* retained: a dropped lock lives on while held */
+    struct hhold *next;        /* in l->holds */
+    struct hhold *gnext, *gprev; /* in hl_all, for the session-end scan */
 } hhold;
 
 typedef struct hwait {
@@ -66,6 +68,26 @@ typedef struct hcond {
 
 static pthread_mutex_t hl_mu = PTHREAD_MUTEX_INITIALIZER;
 static hwait *hl_waits;        /* every pending lock wait */
+static hhold *hl_all;          /* every hold of every lock */
+
+static void hl_all_link(hhold *h)
+{
+    h->gprev = NULL;
+    h->gnext = hl_all;
+    if (hl_all)
+        hl_all->gprev = h;
+    hl_all = h;
+}
+
+static void hl_all_unlink(hhold *h)
+{
+    if (h->gprev)
+        h->gprev->gnext = h->gnext;
+    else
+        hl_all = h->gnext;
+    if (h->gnext)
+        h->gnext->gprev = h->gprev;
+}
 static unsigned hl_visit_gen;
 
 /* ------------------------------------------------------------------ */
@@ -221,8 +243,10 @@ static hhold *hl_hold_add(hlock *l, dreq *r, bool write, bool *owner_dead)
     h->write = write;
     h->since = rt_now();
     h->lease_ms = lease_ms;
+    h->l = (hlock *)obj_retain(&l->o);
     h->next = l->holds;
     l->holds = h;
+    hl_all_link(h);
     *owner_dead = l->owner_dead;
     l->owner_dead = false;
     atomic_fetch_add(&srv_stat.held_locks, 1);
@@ -265,6 +289,11 @@ static void hl_release_locked(hlock *l, hhold *h, bool owner_dead)
             hlease_put(h->lease); /* the timer's share: it will not run */
         hlease_put(h->lease);
     }
+    hl_all_unlink(h);
+    /* Never the last reference while a caller still uses l: callers hold
+     * their own (request, lease) except the session-end scan, which does
+     * not touch l afterwards. */
+    obj_release(&h->l->o);
     free(h);
 }
 
@@ -544,39 +573,21 @@ void h_rw_runlock(dreq *r) { hl_unlock(r, &hrwmutex_ops, false); }
 /* Session end                                                        */
 /* ------------------------------------------------------------------ */
 
-typedef struct hl_end {
-    uint64_t sid;
-} hl_end;
-
-static void hl_end_one(obj *o, void *arg)
-{
-    hl_end *e = arg;
-    hlock *l;
-
-    if (o->ops != &hmutex_ops && o->ops != &hrwmutex_ops)
-        return;
-    l = (hlock *)o;
-    pthread_mutex_lock(&hl_mu);
-    for (hhold *h = l->holds, *next; h; h = next) {
-        next = h->next;
-        if (h->sid == e->sid && !h->lease_ms) {
-            log_info("%s \"%s\": session %llu ended holding token %llu",
-                     o->ops->name, o->name, (unsigned long long)e->sid,
-                     (unsigned long long)h->token);
-            hl_release_locked(l, h, true);
-        }
-    }
-    pthread_mutex_unlock(&hl_mu);
-}
-
 void hlock_session_end(sess *s)
 {
-    hl_end e = { sess_id(s) };
+    uint64_t sid = sess_id(s);
 
-    /* Only sessions that ever held a lock pay for the scan. */
-    if (atomic_load(&srv_stat.held_locks) == 0)
-        return;
-    reg_foreach(NULL, hl_end_one, &e);
+    pthread_mutex_lock(&hl_mu);
+    for (hhold *h = hl_all, *next; h; h = next) {
+        next = h->gnext;
+        if (h->sid != sid || h->lease_ms)
+            continue;
+        log_info("%s \"%s\": session %llu ended holding token %llu",
+                 h->l->o.ops->name, h->l->o.name, (unsigned long long)sid,
+                 (unsigned long long)h->token);
+        hl_release_locked(h->l, h, true); /* frees h only: next stays */
+    }
+    pthread_mutex_unlock(&hl_mu);
 }
 
 /* ------------------------------------------------------------------ */
@@ -618,6 +629,8 @@ static void hc_wait(dreq *r)
             hlease_put(h->lease);
         hlease_put(h->lease);
     }
+    hl_all_unlink(h);
+    obj_release(&h->l->o); /* q->l keeps ours */
     free(h);
     pthread_mutex_unlock(&hl_mu);
 

@@ -391,6 +391,14 @@ static void test_dump(void **state)
     testd_close(b);
     wait_stat("held_locks", 0);
     wait_stat("waiters", 0);
+    /* A dropped lock still held is released with its session. */
+    a = testd_connect(&D);
+    ok_int(a, 4, "mutex.lock", "{\"name\":\"gone\"}", "token");
+    ok_int(a, 5, "drop", "{\"name\":\"gone\"}", NULL);
+    assert_int_equal(stat_of("held_locks"), 1);
+    testd_close(a);
+    wait_stat("held_locks", 0);
+    wait_stat("objects", 1); /* "dm" */
 }
 
 int main(void)
