@@ -229,9 +229,10 @@ static bool async_answer(chand_async *a, const char *line, size_t len)
     return freed;
 }
 
-static void async_read_cb(struct bufferevent *bev, void *arg)
+/* Handles every complete answer line in bev's input.  Returns true when
+ * the handle was freed. */
+static bool async_drain(chand_async *a, struct bufferevent *bev)
 {
-    chand_async *a = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
 
     while (!a->freeing && a->bev == bev) {
@@ -241,14 +242,20 @@ static void async_read_cb(struct bufferevent *bev, void *arg)
 
         if (!line) {
             if (evbuffer_get_length(in) > CHAND__MAX_LINE)
-                async_lost(a, CHAND_EPROTO, "answer line too long");
-            return;
+                return async_lost(a, CHAND_EPROTO, "answer line too long");
+            return false;
         }
         freed = async_answer(a, line, len);
         free(line);
         if (freed)
-            return;
+            return true;
     }
+    return false;
+}
+
+static void async_read_cb(struct bufferevent *bev, void *arg)
+{
+    async_drain(arg, bev);
 }
 
 static int async_try_connect(chand_async *a);
@@ -257,7 +264,6 @@ static void async_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     chand_async *a = arg;
 
-    (void)bev;
     if (what & BEV_EVENT_CONNECTED) {
         int one = 1;
         setsockopt(bufferevent_getfd(a->bev), IPPROTO_TCP, TCP_NODELAY,
@@ -280,11 +286,19 @@ static void async_event_cb(struct bufferevent *bev, short what, void *arg)
         if (async_try_connect(a) == 0)
             return;
     }
-    if (a->connected)
+    if (a->connected) {
+        /* Answers the server sent before it hung up may still sit in the
+         * socket (a write error can be noticed before they were read):
+         * those requests completed, so hand their answers out first. */
+        struct evbuffer *in = bufferevent_get_input(bev);
+        while (evbuffer_read(in, bufferevent_getfd(bev), 65536) > 0)
+            ;
+        if (async_drain(a, bev) || a->bev != bev)
+            return;
         async_lost(a, CHAND_ECONN,
                    (what & BEV_EVENT_EOF) ? "connection closed by the server"
                                           : "connection lost");
-    else {
+    } else {
         char why[300];
         snprintf(why, sizeof why, "cannot connect to %s:%d", a->host,
                  a->port);

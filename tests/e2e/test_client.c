@@ -1060,6 +1060,27 @@ static void free_in_cb(chand_async *a, int rc, json_t *res,
     }
 }
 
+static void rc_cb(chand_async *a, int rc, json_t *res,
+                  const chand_error *err, void *arg)
+{
+    (void)a;
+    (void)res;
+    (void)err;
+    *(int *)arg = rc;
+}
+
+static void big_close_cb(chand_async *a, int rc, const chand_error *err,
+                         void *arg)
+{
+    err_state *es = arg;
+
+    (void)a;
+    (void)err;
+    es->rc = rc;
+    es->calls++;
+    event_base_loopbreak(es->base);
+}
+
 static void test_async_errors(void **state)
 {
     err_state es = { 0 };
@@ -1099,6 +1120,40 @@ static void test_async_errors(void **state)
                                       &es),
                      CHAND_ECONN);
     chand_async_free(a);
+
+    /* Requests answered before the server hangs up on an oversized line
+     * keep their answers; the rest fail with CHAND_ECONN. */
+    {
+        int rcs[4] = { 1, 1, 1, 1 };
+        size_t n = 16 * 1024 * 1024;
+        char *big = malloc(n + 1);
+
+        assert_non_null(big);
+        memset(big, 'x', n);
+        big[n] = '\0';
+        es = (err_state){ .base = es.base };
+        assert_int_equal(chand_async_connect(es.base, "127.0.0.1", g_d.port,
+                                             5000, NULL, NULL, &a),
+                         0);
+        chand_async_on_close(a, big_close_cb, &es);
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(chand_async_call(a, "ping", NULL, CHAND_FOREVER,
+                                              rc_cb, &rcs[i]),
+                             0);
+        assert_int_equal(chand_async_call(a, "len",
+                                          json_pack("{s:s, s:s}", "name",
+                                                    big, "x", "y"),
+                                          CHAND_FOREVER, rc_cb, &rcs[3]),
+                         0);
+        free(big);
+        event_base_loopexit(es.base, &limit);
+        event_base_dispatch(es.base);
+        assert_int_equal(es.calls, 1); /* the close callback */
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(rcs[i], 0);
+        assert_int_equal(rcs[3], CHAND_ECONN);
+        chand_async_free(a);
+    }
 
     /* chand_async_free from a callback, with more requests in flight. */
     es = (err_state){ .base = es.base };
