@@ -158,7 +158,9 @@ static void timer_stop_reset_main(void *arg)
     /* Fired but not received: Go 1.23 drains the value, Stop says true,
      * and no stale value is received afterwards. */
     CHECK(!rt_timer_reset(t, 5 * MS));
-    rt_sleep(40 * MS);
+    for (int64_t end = rt_now() + SLACK;
+         rt_chan_len(rt_timer_chan(t)) == 0 && rt_now() < end;)
+        rt_sleep(MS);
     CHECK_EQ(rt_chan_len(rt_timer_chan(t)), 1);
     CHECK(rt_timer_stop(t));
     CHECK_EQ(recv64(rt_timer_chan(t), &v, RT_POLL), RT_EAGAIN);
@@ -284,10 +286,14 @@ static void ticker_main(void *arg)
     CHECK(n <= 21);
     CHECK(n >= 5); /* generous: a loaded machine drops ticks */
 
-    /* A slow receiver: ticks are dropped, not queued. */
+    /* A slow receiver: ticks are dropped, not queued.  After ten periods
+     * without receiving, one tick waits (two if one more fires between
+     * our receives), not ten. */
     rt_sleep(100 * MS);
-    CHECK_EQ(recv64(rt_ticker_chan(tk), &v, RT_POLL), 0);
-    CHECK_EQ(recv64(rt_ticker_chan(tk), &v, RT_POLL), RT_EAGAIN);
+    int queued = 0;
+    while (recv64(rt_ticker_chan(tk), &v, RT_POLL) == 0)
+        queued++;
+    CHECK(queued >= 1 && queued <= 2);
 
     /* Reset changes the period. */
     CHECK_EQ(rt_ticker_reset(tk, 0), RT_ENONPOSRESET);
