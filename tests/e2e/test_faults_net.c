@@ -464,7 +464,11 @@ static void test_sigterm_10k(void **state)
         skip();
     }
     snprintf(maxc, sizeof maxc, "%d", NBIG + 100);
-    const char *args[] = { "--max-conns", maxc, NULL };
+    /* The answers to 10k waiters take a while to write under ASan or
+     * valgrind: a grace longer than the default, below testd_stop's
+     * 10 s patience. */
+    const char *args[] = { "--max-conns", maxc, "--shutdown-grace-ms",
+                           "8000", NULL };
     testd_stop(&D);
     assert_int_equal(start(args), 0);
     testd_conn *ctl = testd_connect(&D);
