@@ -108,6 +108,7 @@ struct rt_m {
     pthread_t thread;
     void *g0_sp;                 /* g0's saved stack pointer */
     rt_g *curg;
+    rt_g *prev;                  /* switched out, not yet finished */
     rt_p *p;
     rt_p *nextp;                 /* handed over by startm */
     bool spinning;

@@ -576,22 +576,61 @@ void rt_unref(void)
 /* switching                                                           */
 /* ------------------------------------------------------------------ */
 
-/* Goroutine side: switch to the M's g0.  Returns when g is resumed,
- * possibly on another M. */
+static void finish_prev(rt_m *m, rt_g *prev);
+static rt_g *direct_next(rt_m *m);
+
+static void tick(rt_p *p)
+{
+    atomic_store_explicit(
+        &p->schedtick,
+        atomic_load_explicit(&p->schedtick, memory_order_relaxed) + 1,
+        memory_order_relaxed);
+}
+
+/* Goroutine side: switch away from g -- straight to the next runnable
+ * goroutine of this P when one is waiting and no scheduler housekeeping is
+ * due (half the switches of going through g0), else to the M's g0.
+ * Whoever resumes next on this M completes g's switch (finish_prev), once
+ * g is off its stack.  Returns when g is resumed, possibly on another M. */
 static void gswitch(rt_m *m, rt_g *g)
 {
     g->saved_errno = errno_get();
+    m->prev = g;
+    rt_g *next = g->switch_op == RT__OP_YIELD ? NULL : direct_next(m);
+    if (next) {
+        m->curg = next;
+        atomic_store_explicit(&next->status, RT__G_RUNNING,
+                              memory_order_relaxed);
+        tick(m->p);
 #ifdef RT__TSAN
-    __tsan_switch_to_fiber(m->tsan_fiber, 0);
+        __tsan_switch_to_fiber(next->tsan_fiber, 0);
 #endif
 #ifdef RT__ASAN
-    ASAN_START(g->switch_op == RT__OP_EXIT ? NULL : &g->asan_fake,
-               m->g0_stack_bottom, m->g0_stack_size);
+        ASAN_START(g->switch_op == RT__OP_EXIT ? NULL : &g->asan_fake,
+                   (const void *)next->stack_lo,
+                   next->stack_hi - next->stack_lo);
 #endif
-    rt__ctx_switch(&g->sp, m->g0_sp);
+        rt__ctx_switch(&g->sp, next->sp);
+    } else {
+#ifdef RT__TSAN
+        __tsan_switch_to_fiber(m->tsan_fiber, 0);
+#endif
+#ifdef RT__ASAN
+        ASAN_START(g->switch_op == RT__OP_EXIT ? NULL : &g->asan_fake,
+                   m->g0_stack_bottom, m->g0_stack_size);
+#endif
+        rt__ctx_switch(&g->sp, m->g0_sp);
+    }
 #ifdef RT__ASAN
     ASAN_FINISH(g->asan_fake, NULL, NULL);
 #endif
+    /* Resumed: possibly on another M, so look it up again. */
+    m = rt__getm();
+    rt_g *prev = m->prev;
+    if (prev) {
+        m->prev = NULL;
+        finish_prev(m, prev);
+    }
     errno_set(g->saved_errno);
 }
 
@@ -629,16 +668,74 @@ static void ginit_stack(rt_g *g)
 #endif
 }
 
-/* g0 side: run g until it switches back, then finish what it asked. */
+/* Returns the goroutine to switch to directly from a goroutine of m, or
+ * NULL when g0 must run: the runtime stops, the P retires, timers are
+ * armed (g0 checks them), or it is time for the global queue's turn. */
+static rt_g *direct_next(rt_m *m)
+{
+    rt_p *p = m->p;
+    if (atomic_load_explicit(&sched.stopping, memory_order_relaxed) ||
+        p->id >= atomic_load_explicit(&sched.nprocs, memory_order_relaxed) ||
+        rt__timer_count() > 0 ||
+        (atomic_load_explicit(&p->schedtick, memory_order_relaxed) + 1) %
+                61 == 0)
+        return NULL;
+    return runq_get(p);
+}
+
+/* Completes the switch of prev, now off its stack: releases the lock of
+ * a park (and lets a waker that came early requeue it), queues a yield,
+ * or frees a dead goroutine.  Runs on m's g0 or on the goroutine m
+ * switched to directly. */
+static void finish_prev(rt_m *m, rt_g *prev)
+{
+    if ((uintptr_t)prev->sp < prev->min_sp || !prev->min_sp)
+        prev->min_sp = (uintptr_t)prev->sp;
+    if (!prev->guarded)
+        rt__stack_check(prev);
+    switch (prev->switch_op) {
+    case RT__OP_PARK: {
+        void (*f)(void *) = prev->unlockf;
+        if (f)
+            f(prev->unlockarg);
+        int s = RT__G_PARKING;
+        if (!atomic_compare_exchange_strong(&prev->status, &s,
+                                            RT__G_PARKED)) {
+            /* Readied while switching out: it runs next. */
+            atomic_store(&prev->status, RT__G_RUNNABLE);
+            runq_put(m->p, prev, true);
+        }
+        break;
+    }
+    case RT__OP_YIELD:
+        atomic_store(&prev->status, RT__G_RUNNABLE);
+        rt__lock_acquire(&sched.lock);
+        globrunq_put_locked(prev);
+        rt__lock_release(&sched.lock);
+        break;
+    case RT__OP_EXIT:
+        atomic_store(&prev->status, RT__G_DEAD);
+#ifdef RT__TSAN
+        __tsan_destroy_fiber(prev->tsan_fiber);
+        prev->tsan_fiber = NULL;
+#endif
+        atomic_store(&prev->status, RT__G_IDLE);
+        rt__stack_free(m->p, prev);
+        atomic_fetch_sub(&sched.ngoroutines, 1);
+        break;
+    default:
+        fatal("bad switch op");
+    }
+}
+
+/* g0 side: run g until the M comes back to g0, then finish the goroutine
+ * that switched here (g, or one g handed over to directly). */
 static void execute(rt_m *m, rt_g *g)
 {
-again:
     m->curg = g;
+    m->prev = NULL;
     atomic_store_explicit(&g->status, RT__G_RUNNING, memory_order_relaxed);
-    atomic_store_explicit(&m->p->schedtick,
-                          atomic_load_explicit(&m->p->schedtick,
-                                               memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    tick(m->p);
 #ifdef RT__TSAN
     __tsan_switch_to_fiber(g->tsan_fiber, 0);
 #endif
@@ -651,41 +748,10 @@ again:
     ASAN_FINISH(m->asan_fake, NULL, NULL);
 #endif
     m->curg = NULL;
-    if ((uintptr_t)g->sp < g->min_sp || !g->min_sp)
-        g->min_sp = (uintptr_t)g->sp;
-    if (!g->guarded)
-        rt__stack_check(g);
-    switch (g->switch_op) {
-    case RT__OP_PARK: {
-        void (*f)(void *) = g->unlockf;
-        if (f)
-            f(g->unlockarg);
-        int s = RT__G_PARKING;
-        if (!atomic_compare_exchange_strong(&g->status, &s, RT__G_PARKED)) {
-            /* Readied while switching out: run it again at once. */
-            goto again;
-        }
-        break;
-    }
-    case RT__OP_YIELD:
-        atomic_store(&g->status, RT__G_RUNNABLE);
-        rt__lock_acquire(&sched.lock);
-        globrunq_put_locked(g);
-        rt__lock_release(&sched.lock);
-        break;
-    case RT__OP_EXIT:
-        atomic_store(&g->status, RT__G_DEAD);
-#ifdef RT__TSAN
-        __tsan_destroy_fiber(g->tsan_fiber);
-        g->tsan_fiber = NULL;
-#endif
-        atomic_store(&g->status, RT__G_IDLE);
-        rt__stack_free(m->p, g);
-        atomic_fetch_sub(&sched.ngoroutines, 1);
-        break;
-    default:
-        fatal("bad switch op");
-    }
+    rt_g *prev = m->prev;
+    m->prev = NULL;
+    if (prev)
+        finish_prev(m, prev);
 }
 
 static void gexit(void)
@@ -703,11 +769,15 @@ static void gentry(void *arg)
 {
     rt_g *g = arg;
 #ifdef RT__ASAN
-    {
-        rt_m *m = rt__getm();
-        ASAN_FINISH(NULL, &m->g0_stack_bottom, &m->g0_stack_size);
-    }
+    ASAN_FINISH(NULL, NULL, NULL);
 #endif
+    /* Switched to directly: complete the goroutine that ran before. */
+    rt_m *m = rt__getm();
+    rt_g *prev = m->prev;
+    if (prev) {
+        m->prev = NULL;
+        finish_prev(m, prev);
+    }
     errno_set(0);
     g->fn(g->arg);
     gexit();
