@@ -224,7 +224,8 @@ static void hlease_fire(void *arg)
 
 /* Records a new hold of l by r's session; returns it (or NULL: ENOMEM,
  * and then the runtime lock is given back). */
-static hhold *hl_hold_add(hlock *l, dreq *r, bool write, bool *owner_dead)
+static hhold *hl_hold_add(hlock *l, dreq *r, bool write, bool *owner_dead,
+                          uint64_t *token)
 {
     int64_t lease_ms = dreq_int(r, "lease_ms", 0);
     hhold *h = calloc(1, sizeof *h);
@@ -239,6 +240,9 @@ static hhold *hl_hold_add(hlock *l, dreq *r, bool write, bool *owner_dead)
         return NULL;
     }
     h->token = ++l->last_token;
+    /* Read under hl_mu: once it is dropped a short lease (or an unlock by
+     * token from another session) may free h. */
+    *token = h->token;
     h->sid = dreq_sid(r);
     h->write = write;
     h->since = rt_now();
@@ -426,24 +430,30 @@ typedef struct hl_req {
 static void hl_granted(dreq *r, hlock *l, bool write)
 {
     bool owner_dead = false;
-    hhold *h = hl_hold_add(l, r, write, &owner_dead);
+    uint64_t token = 0;
+    int64_t lease_ms = dreq_int(r, "lease_ms", 0);
+    hhold *h = hl_hold_add(l, r, write, &owner_dead, &token);
     json_t *res;
 
     if (!h) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
         return;
     }
-    if (r->s && !sess_alive(r->s) && !h->lease_ms) {
+    if (r->s && !sess_alive(r->s) && !lease_ms) {
         /* Won the lock for a session that just ended: give it back as
          * if never taken (nothing was done under it). */
         pthread_mutex_lock(&hl_mu);
-        hl_release_locked(l, h, false);
+        for (hhold *x = l->holds; x; x = x->next)
+            if (x == h) { /* not already unlocked by token */
+                hl_release_locked(l, h, false);
+                break;
+            }
         l->owner_dead = owner_dead;
         pthread_mutex_unlock(&hl_mu);
         dreq_fail(r, PROTO_R_CANCELLED, "cancelled: session ended");
         return;
     }
-    res = json_pack("{s:I}", "token", (json_int_t)h->token);
+    res = json_pack("{s:I}", "token", (json_int_t)token);
     if (owner_dead)
         json_object_set_new(res, "owner_dead", json_true());
     dreq_ok(r, res);
@@ -606,6 +616,7 @@ static void hc_wait(dreq *r)
     hhold *h;
     int rc;
     bool owner_dead = false;
+    uint64_t token = 0;
 
     /* Drop the caller's hold from the books; rt_cond_wait unlocks the
      * runtime mutex itself, atomically with starting to wait. */
@@ -638,7 +649,7 @@ static void hc_wait(dreq *r)
     rc = rt_cond_wait(q->c->c, r->dl);
     dreq_wait_end(r);
     /* The runtime mutex is held again in every case. */
-    h = hl_hold_add(l, r, true, &owner_dead);
+    h = hl_hold_add(l, r, true, &owner_dead, &token);
     if (!h) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
         goto out;
@@ -654,14 +665,14 @@ static void hc_wait(dreq *r)
         /* The mutex was re-taken: a holder that died in between must be
          * reported here as in mutex.lock, or its half-done work would go
          * unnoticed. */
-        json_t *res = json_pack("{s:I}", "token", (json_int_t)h->token);
+        json_t *res = json_pack("{s:I}", "token", (json_int_t)token);
         if (owner_dead)
             json_object_set_new(res, "owner_dead", json_true());
         dreq_ok(r, res);
     } else {
         proto_reason why = disp_rt_reason(rc);
         dreq_fail_data(r, why, json_pack("{s:I}", "token",
-                                         (json_int_t)h->token),
+                                         (json_int_t)token),
                        "%s", why == PROTO_R_TIMEOUT ? "timeout"
                                                     : "cancelled");
     }
