@@ -221,6 +221,12 @@ void dreq_park(dreq *r, disp_handler fn);
 /* Records that r waits on o for reason (Go's words) / stops waiting. */
 void dreq_wait_begin(dreq *r, obj *o, const char *reason);
 void dreq_wait_end(dreq *r);
+/* Returns true when r's session has ended or the drain began.  A parked
+ * handler checks it before its blocking call: the goroutine may first run
+ * long after the request arrived, and the runtime's fast paths (a free
+ * buffer slot, a parked partner) do not look at the cancel token, so the
+ * operation would take effect for a session that is gone. */
+bool dreq_cancelled(dreq *r);
 /* Returns the session id or 0 when detached. */
 uint64_t dreq_sid(const dreq *r);
 /* Parameter helpers (borrowed values; types were checked by proto). */

@@ -424,6 +424,11 @@ void dreq_wait_end(dreq *r)
 /* Parameters                                                         */
 /* ------------------------------------------------------------------ */
 
+bool dreq_cancelled(dreq *r)
+{
+    return r->s && rt_cancel_fired(sess_cancel(r->s));
+}
+
 uint64_t dreq_sid(const dreq *r)
 {
     return r->s ? sess_id(r->s) : 0;

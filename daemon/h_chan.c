@@ -227,7 +227,7 @@ static void hchan_send_wait(dreq *r)
     int rc;
 
     dreq_wait_begin(r, o, "chan send");
-    rc = rt_chan_send(h->c, &v, r->dl);
+    rc = dreq_cancelled(r) ? RT_ECANCELED : rt_chan_send(h->c, &v, r->dl);
     dreq_wait_end(r);
     if (rc != 0)
         json_decref(v);
@@ -290,7 +290,8 @@ static void hchan_recv_wait(dreq *r)
     int rc;
 
     dreq_wait_begin(r, o, "chan receive");
-    rc = rt_chan_recv(h->c, &v, &ok, r->dl);
+    rc = dreq_cancelled(r) ? RT_ECANCELED
+                           : rt_chan_recv(h->c, &v, &ok, r->dl);
     dreq_wait_end(r);
     hchan_recv_finish(r, o, rc, v, ok);
     obj_release(o);
@@ -416,7 +417,8 @@ static void hsel_wait(dreq *r)
 
     /* Listed under its first channel for runtime.dump. */
     dreq_wait_begin(r, s->objs[0], "select");
-    rc = rt_select(s->cases, s->n, r->dl, &chosen);
+    rc = dreq_cancelled(r) ? RT_ECANCELED
+                           : rt_select(s->cases, s->n, r->dl, &chosen);
     dreq_wait_end(r);
     hsel_finish(r, s, rc, chosen);
 }

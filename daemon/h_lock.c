@@ -473,7 +473,9 @@ static void hl_lock_wait(dreq *r)
     int rc;
 
     dreq_wait_begin(r, &l->o, hl_reason(l, q->write));
-    if (!l->rw)
+    if (dreq_cancelled(r))
+        rc = RT_ECANCELED;
+    else if (!l->rw)
         rc = rt_mutex_lock(l->m, r->dl);
     else if (q->write)
         rc = rt_rwmutex_lock(l->rwm, r->dl);

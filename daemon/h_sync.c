@@ -80,7 +80,8 @@ static void hwg_wait_go(dreq *r)
     int rc;
 
     dreq_wait_begin(r, o, "sync.WaitGroup.Wait");
-    rc = rt_wg_wait(((hwg *)o)->wg, r->dl);
+    rc = dreq_cancelled(r) ? RT_ECANCELED
+                           : rt_wg_wait(((hwg *)o)->wg, r->dl);
     dreq_wait_end(r);
     if (rc == 0)
         dreq_ok(r, NULL);
@@ -211,8 +212,11 @@ static void honce_wait_go(dreq *r)
 
     dreq_wait_begin(r, o, "sync.Once.Do");
     pthread_mutex_lock(&h->mu);
-    while ((got = honce_try_locked(h, r)) < 0 && rc == 0)
-        rc = rt_cond_wait(h->cv, r->dl);
+    if (dreq_cancelled(r))
+        rc = RT_ECANCELED, got = -1;
+    else
+        while ((got = honce_try_locked(h, r)) < 0 && rc == 0)
+            rc = rt_cond_wait(h->cv, r->dl);
     if (got == 1 && r->s && !sess_alive(r->s)) {
         /* Became the runner for a session that has already ended (its
          * end hook has run): pass the turn on. */

@@ -188,6 +188,11 @@ void sess_release(sess *s)
 {
     if (atomic_fetch_sub(&s->refs, 1) != 1)
         return;
+    /* Counted until here, not until the socket closed: a session whose
+     * requests are still finishing on goroutines still exists, and a
+     * client that waits for the count to drop knows it has no effect
+     * left in flight. */
+    atomic_fetch_sub(&srv_stat.sessions, 1);
     rt_cancel_free(s->cancel);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -353,7 +358,6 @@ static void sess_close_conn(sess *s)
     if (s->ev_kill)
         event_free(s->ev_kill);
     sess_unlink(s);
-    atomic_fetch_sub(&srv_stat.sessions, 1);
     log_info("session %llu closed", (unsigned long long)s->id);
     sess_release(s);
 }
