@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,15 @@ static json_t *parse(const char *s, proto_error *err)
 {
     proto_limits lim = { .max_line = 4096, .max_depth = 8 };
     return proto_parse_line(s, strlen(s), &lim, err);
+}
+
+/* Parses s (trailing newline allowed) with the default limits. */
+static json_t *parse_big(const char *s, proto_error *err)
+{
+    size_t len = strlen(s);
+    while (len && (s[len - 1] == '\n' || s[len - 1] == ' '))
+        len--;
+    return proto_parse_line(s, len, NULL, err);
 }
 
 /* Parses and checks s; returns the check's result, keeps msg for borrows. */
@@ -309,6 +319,43 @@ static void test_request_new(void **state)
     json_decref(n);
 }
 
+/* Every request line in PROTOCOL.md's examples is valid, and every
+ * method in the table has at least one example. */
+static void test_protocol_md_examples(void **state)
+{
+    FILE *f = fopen("proto/PROTOCOL.md", "r");
+    char line[4096];
+    size_t n = 0, nm = 0;
+    const proto_method *t = proto_methods(&nm);
+    bool *seen = calloc(nm, sizeof *seen);
+    (void)state;
+
+    if (!f)
+        skip(); /* run from the repository's top directory */
+    while (fgets(line, sizeof line, f)) {
+        char *p = line;
+        proto_request req;
+        proto_error err;
+        while (*p == ' ')
+            p++;
+        if (strncmp(p, "{\"jsonrpc\":\"2.0\",\"id\":", 22) != 0 ||
+            !strstr(p, "\"method\""))
+            continue;
+        json_t *msg = parse_big(p, &err);
+        if (!msg || proto_check_request(msg, &req, &err) != 0)
+            fail_msg("PROTOCOL.md example invalid: %s(%s)", p, err.message);
+        seen[req.method->id] = true;
+        json_decref(msg);
+        n++;
+    }
+    fclose(f);
+    for (size_t i = 0; i < nm; i++)
+        if (!seen[i])
+            fail_msg("PROTOCOL.md has no example for %s", t[i].name);
+    assert_true(n >= nm);
+    free(seen);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -322,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_check_errors),
         cmocka_unit_test(test_answers),
         cmocka_unit_test(test_request_new),
+        cmocka_unit_test(test_protocol_md_examples),
     };
     return cmocka_run_group_tests_name("proto", tests, NULL, NULL);
 }
