@@ -354,8 +354,10 @@ soak: all $(SOAK_BIN)
 	CHAND_BIN=$(BUILD)/chand SOAK_SECONDS=$(SOAK_SECONDS) \
 	  SOAK_CLIENTS=$(SOAK_CLIENTS) $(SOAK_BIN)
 
+# BUILD is named on each sub-make: a BUILD= given on our command line would
+# otherwise be passed down and mix sanitizer objects into it.
 test-tsan-core:
-	$(MAKE) SANITIZER=tsan all
+	$(MAKE) SANITIZER=tsan BUILD=build/tsan all
 	@BUILD=build/tsan TESTS=unit/ tests/run.sh
 	@BUILD=build/tsan TESTS=e2e/test_daemon tests/run.sh
 
@@ -366,7 +368,7 @@ test-valgrind: all
 	  CHAND_NET_N=1000 CHAND_FAULT_ITERS=5 CHAND_HOSTILE_N=2000 tests/run.sh
 
 test-all:
-	$(MAKE) asan
+	$(MAKE) SANITIZER=asan BUILD=build/asan test
 	$(MAKE) test-tsan-core
 	$(MAKE) test-valgrind
 # ---- end of reliability block ----
