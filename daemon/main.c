@@ -17,8 +17,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <event2/thread.h>
+
+/* Every connection is a descriptor: lift the soft limit to the hard one
+ * (often 1024 -> 4096 or more), so max-conns is the limit that bites. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        log_warn("cannot raise the descriptor limit");
+}
 
 int main(int argc, char **argv)
 {
@@ -33,6 +47,7 @@ int main(int argc, char **argv)
         return r;
     log_set_level(c.log_level);
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
     /* Both before any thread or event base exists. */
     if (evthread_use_pthreads() != 0) {
         log_error("evthread_use_pthreads failed");
