@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "proto.h"
@@ -387,6 +388,63 @@ static void test_slow_reader(void **state)
     free(v);
 }
 
+/* A client pipelining a flood of requests does not starve another: the
+ * daemon serves at most fair-batch lines per session per loop turn. */
+static void test_fair_turns(void **state)
+{
+    enum { N = 100000 };
+    static const char ping[] = "{\"jsonrpc\":\"2.0\",\"id\":1,"
+                               "\"method\":\"ping\"}\n";
+    testd_conn *b = testd_connect(&D);
+    json_t *a;
+    int p[2];
+    pid_t pid;
+    (void)state;
+
+    assert_non_null(b);
+    assert_int_equal(pipe(p), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* The flooder: N pings in big writes, then reads every answer. */
+        testd_conn *f = testd_connect(&D);
+        size_t one = sizeof ping - 1, chunk = 1000 * one;
+        char *buf = malloc(chunk);
+        if (!f || !buf)
+            _exit(1);
+        for (size_t i = 0; i < 1000; i++)
+            memcpy(buf + i * one, ping, one);
+        if (write(p[1], "g", 1) != 1)
+            _exit(1);
+        for (int i = 0; i < N / 1000; i++)
+            if (testd_write(f, buf, chunk) != 0)
+                _exit(1);
+        for (int i = 0; i < N; i++) {
+            char *l = testd_recv_line(f, 60000);
+            if (!l)
+                _exit(2);
+            free(l);
+        }
+        _exit(0);
+    }
+    char g;
+    assert_int_equal(read(p[0], &g, 1), 1);
+    usleep(20000); /* let the flood begin */
+    a = testd_call(b, 2, "runtime.stats", NULL, 30000);
+    assert_non_null(testd_result(a));
+    json_int_t seen = json_integer_value(json_object_get(testd_result(a),
+                                                         "requests"));
+    json_decref(a);
+    /* b was answered while the flood was still being served. */
+    assert_true(seen < N);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(p[0]);
+    close(p[1]);
+    testd_close(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -397,6 +455,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_reader, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fair_turns, setup, teardown),
     };
     return cmocka_run_group_tests_name("daemon_input", tests, NULL, NULL);
 }
