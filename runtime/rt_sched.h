@@ -142,6 +142,10 @@ RT__HIDDEN void rt__stack_release_all(void);
  * -1, or ns after which to call again (the cache is still growing). */
 RT__HIDDEN int64_t rt__stack_trim(void);
 RT__HIDDEN void rt__stack_set_size(size_t sz);
+/* An alternate signal stack for the calling M (overflow message), and
+ * its release at thread exit. */
+RT__HIDDEN void *rt__stack_altstack(void);
+RT__HIDDEN void rt__stack_altstack_free(void *p);
 /* Dies with a message when g's bottom canary was overwritten. */
 RT__HIDDEN void rt__stack_check(rt_g *g);
 

@@ -1040,10 +1040,12 @@ static void *mstart(void *arg)
         }
     }
 #endif
+    void *alt = rt__stack_altstack();
     rt_p *p = m->nextp;
     m->nextp = NULL;
     acquirep(m, p);
     schedule(m);
+    rt__stack_altstack_free(alt);
     /* Stopping: give the P back so rt_stop finds every P accounted for. */
     if (m->p) {
         rt__lock_acquire(&sched.lock);

@@ -29,6 +29,7 @@
  */
 #include "rt_sched.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,7 +80,7 @@ static _Atomic long guarded_live;
 
 /* Everything below is under gcache_lock. */
 static rt__lock gcache_lock;
-static slab *slabs;         /* newest first; the head hands out units */
+static slab *_Atomic slabs; /* newest first; the head hands out units */
 static rt_g **gcache;       /* free units, rt_g intact (LIFO array) */
 static int ngcache, capgcache;
 static uintptr_t *cold;     /* trimmed units: base | guarded bit */
@@ -112,10 +113,75 @@ static void stack_init_budget(void)
     page_size = (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* A fault in a guard page is a goroutine stack overflow: say so before
+ * dying, as Go does, instead of a bare "Segmentation fault".  Installed
+ * only when nobody else handles SIGSEGV (sanitizers have their own). */
+static struct sigaction old_segv;
+
+static void segv_handler(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    uintptr_t a = (uintptr_t)si->si_addr;
+    for (slab *s = atomic_load(&slabs); s; s = s->next) {
+        uintptr_t base = (uintptr_t)s->base;
+        if (a < base || a >= base + s->unit_size * RT__SLAB_UNITS)
+            continue;
+        if ((a - base) % s->unit_size < page_size) {
+            static const char msg[] =
+                "fatal error: stack overflow\n\nruntime: goroutine stack "
+                "exceeded its reserve (hit the guard page; raise "
+                "rt_config.stack_size)\n";
+            if (write(2, msg, sizeof(msg) - 1) < 0)
+                abort();
+            abort();
+        }
+        break;
+    }
+    /* Not ours: put the old disposition back and let the fault recur. */
+    sigaction(sig, &old_segv, NULL);
+}
+
+static void segv_install(void)
+{
+    struct sigaction cur, sa;
+    if (sigaction(SIGSEGV, NULL, &cur) != 0)
+        return;
+    if ((cur.sa_flags & SA_SIGINFO) || cur.sa_handler != SIG_DFL)
+        return; /* ours already, or someone else's */
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = segv_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &old_segv);
+}
+
+void *rt__stack_altstack(void)
+{
+    stack_t ss;
+    ss.ss_size = 64 * 1024;
+    ss.ss_sp = malloc(ss.ss_size);
+    ss.ss_flags = 0;
+    if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0) {
+        free(ss.ss_sp);
+        return NULL;
+    }
+    return ss.ss_sp;
+}
+
+void rt__stack_altstack_free(void *p)
+{
+    if (!p)
+        return;
+    stack_t ss = { .ss_flags = SS_DISABLE };
+    sigaltstack(&ss, NULL);
+    free(p);
+}
+
 void rt__stack_set_size(size_t sz)
 {
     if (guard_budget < 0)
         stack_init_budget();
+    segv_install();
     if (sz == 0)
         sz = RT__DEFAULT_STACK;
     if (sz < 16 * 1024)
@@ -170,7 +236,7 @@ static rt_g *unit_new_locked(void)
         s->unit_size = us;
         s->used = 0;
         s->next = slabs;
-        slabs = s;
+        atomic_store(&slabs, s); /* published last: read by the handler */
     }
     char *base = slabs->base + (size_t)slabs->used * us;
     bool guarded = false;

@@ -12,10 +12,12 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -535,6 +537,61 @@ static void test_idle_cpu(void **state)
     assert_true(used < 30000000);
 }
 
+/* ---- stack overflow dies with a clear message ---- */
+
+static volatile int depth_limit = 1 << 30; /* never reached */
+
+static __attribute__((noinline)) int recurse(int n)
+{
+    volatile char pad[512];
+    pad[0] = (char)n;
+    if (n >= depth_limit)
+        return pad[0];
+    return recurse(n + 1) + pad[0];
+}
+
+static void overflow_main(void *arg)
+{
+    (void)arg;
+    recurse(0);
+}
+
+static void test_stack_overflow_message(void **state)
+{
+    (void)state;
+    /* TSan intercepts signal handling and the fault on a fiber stack. */
+    if (SCALE > 1)
+        skip();
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        /* cmocka catches SIGSEGV itself; the runtime only installs its
+         * handler over the default disposition. */
+        signal(SIGSEGV, SIG_DFL);
+        rt_config small = { .gomaxprocs = 1, .stack_size = 64 * 1024 };
+        rt_main(&small, overflow_main, NULL, NULL, 0);
+        _exit(0); /* not reached */
+    }
+    close(fds[1]);
+    char out[4096];
+    size_t len = 0;
+    ssize_t r;
+    while (len < sizeof(out) - 1 &&
+           (r = read(fds[0], out + len, sizeof(out) - 1 - len)) > 0)
+        len += (size_t)r;
+    out[len] = '\0';
+    close(fds[0]);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    /* Killed by a signal (abort, or a sanitizer's own report and exit). */
+    assert_true(WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) != 0));
+    assert_non_null(strstr(out, "overflow"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,6 +607,7 @@ int main(void)
         cmocka_unit_test(test_errno_per_goroutine),
         cmocka_unit_test(test_dump),
         cmocka_unit_test(test_idle_cpu),
+        cmocka_unit_test(test_stack_overflow_message),
     };
     return cmocka_run_group_tests_name("sched", tests, NULL, NULL);
 }
