@@ -85,3 +85,12 @@ void rt_cancel_attach(rt_cancel *c)
     g->cancel = c;
     rt__lock_release(&c->lock);
 }
+
+/* Cond's Wait re-takes its lock with the token detached so that a fired
+ * token cannot stop it from doing so; it needs to know the token to put it
+ * back afterwards. */
+rt_cancel *rt__cancel_current(void)
+{
+    rt_g *g = rt__getg();
+    return g ? g->cancel : NULL;
+}
