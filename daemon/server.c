@@ -58,6 +58,7 @@ struct sess {
     struct bufferevent *bev;
     struct event *ev_flush;      /* answers queued by goroutines */
     struct event *ev_more;       /* more input after a fair share */
+    struct event *ev_read;       /* the socket is readable (sess_recv_cb) */
     struct event *ev_kill;       /* hard close if a graceful one stalls */
     sess *prev, *next;
     bool ended;                  /* sess_end ran */
@@ -355,6 +356,7 @@ static void sess_close_conn(sess *s)
     s->bev = NULL;
     event_free(s->ev_flush);
     event_free(s->ev_more);
+    event_free(s->ev_read);
     if (s->ev_kill)
         event_free(s->ev_kill);
     sess_unlink(s);
@@ -384,6 +386,8 @@ static void sess_end(sess *s, bool graceful)
     q = s->qhead;
     s->qhead = s->qtail = NULL;
     pthread_mutex_unlock(&s->mu);
+    if (s->ev_read)
+        event_del(s->ev_read); /* no more requests */
     rt_cancel_fire(s->cancel);
     disp_session_end(s);
     while (q) {
@@ -462,16 +466,71 @@ static void sess_process(sess *s, bool all)
 
 /* Callbacks hold a reference across their work: a write inside them may
  * end the session and drop the connection's reference. */
-static void sess_read_cb(struct bufferevent *bev, void *arg)
+/* Reads only while less than a line's worth (max_line + 1) is buffered,
+ * as the bufferevent's read watermark did. */
+static void sess_read_ctl(sess *s)
+{
+    if (evbuffer_get_length(bufferevent_get_input(s->bev)) >
+        srv_conf.max_line)
+        event_del(s->ev_read);
+    else if (!event_pending(s->ev_read, EV_READ, NULL))
+        event_add(s->ev_read, NULL);
+}
+
+/* The socket is readable: one read() into the session's input buffer,
+ * then a fair turn of requests and one write of their answers.  The
+ * bufferevent's own reading is not used: its evbuffer_read asks the
+ * kernel how much is readable (ioctl FIONREAD) before every read, one of
+ * the three syscalls a request cost. */
+static void sess_recv_cb(evutil_socket_t fd, short what, void *arg)
 {
     sess *s = arg;
-    (void)bev;
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    size_t have = evbuffer_get_length(in);
+    size_t room = srv_conf.max_line + 1 > have
+                      ? srv_conf.max_line + 1 - have : 0;
+    struct evbuffer_iovec vec;
+    ssize_t n = -1;
+    int err = EAGAIN;
+    (void)what;
+
     sess_retain(s);
+    if (room > 65536)
+        room = 65536;
+    if (room > 0) {
+        /* The bufferevent keeps its input's end frozen. */
+        evbuffer_unfreeze(in, 0);
+        if (evbuffer_reserve_space(in, (ev_ssize_t)room, &vec, 1) >= 1) {
+            if (vec.iov_len > room)
+                vec.iov_len = room;
+            do
+                n = read(fd, vec.iov_base, vec.iov_len);
+            while (n < 0 && errno == EINTR);
+            if (n < 0)
+                err = errno;
+            if (n > 0) {
+                vec.iov_len = (size_t)n;
+                evbuffer_commit_space(in, &vec, 1);
+            }
+        }
+        evbuffer_freeze(in, 0);
+        if (n == 0) {
+            sess_event(s, BEV_EVENT_EOF);
+            goto out;
+        }
+        if (n < 0 && err != EAGAIN && err != EWOULDBLOCK) {
+            sess_event(s, BEV_EVENT_ERROR);
+            goto out;
+        }
+    }
     s->batching = true;
     sess_process(s, false);
     s->batching = false;
-    if (!s->ended)
+    if (!s->ended) {
         sess_push(s);
+        sess_read_ctl(s);
+    }
+out:
     sess_release(s);
 }
 
@@ -485,8 +544,10 @@ static void sess_more_cb(evutil_socket_t fd, short what, void *arg)
         s->batching = true;
         sess_process(s, false);
         s->batching = false;
-        if (!s->ended)
+        if (!s->ended) {
             sess_push(s);
+            sess_read_ctl(s);
+        }
     }
     sess_release(s);
 }
@@ -578,14 +639,16 @@ static void srv_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
         goto out_free_cancel;
     s->ev_flush = event_new(v->base, -1, 0, sess_flush_cb, s);
     s->ev_more = event_new(v->base, -1, 0, sess_more_cb, s);
-    if (!s->ev_flush || !s->ev_more)
+    s->ev_read = event_new(v->base, fd, EV_READ | EV_PERSIST, sess_recv_cb,
+                           s);
+    if (!s->ev_flush || !s->ev_more || !s->ev_read)
         goto out_free_events;
-    bufferevent_setcb(s->bev, sess_read_cb, sess_write_cb, sess_event_cb, s);
-    /* Never buffer more than one line's worth of unterminated input. */
-    bufferevent_setwatermark(s->bev, EV_READ, 0, srv_conf.max_line + 1);
-    if (bufferevent_enable(s->bev, EV_READ) != 0)
+    bufferevent_setcb(s->bev, NULL, sess_write_cb, sess_event_cb, s);
+    /* sess_recv_cb reads (never more than one line's worth of
+     * unterminated input), sess_push writes. */
+    bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+    if (event_add(s->ev_read, NULL) != 0)
         goto out_free_events;
-    bufferevent_disable(s->bev, EV_WRITE); /* sess_push writes */
     s->next = v->sessions;
     if (v->sessions)
         v->sessions->prev = s;
@@ -606,6 +669,8 @@ out_free_events:
         event_free(s->ev_flush);
     if (s->ev_more)
         event_free(s->ev_more);
+    if (s->ev_read)
+        event_free(s->ev_read);
     if (s->bev) {
         bufferevent_free(s->bev); /* closes fd */
         fd = -1;
