@@ -375,13 +375,15 @@ static int live(const kid *ks, int k)
 static void settle(const kid *ks, int k, int extra_sessions, int parked)
 {
     int64_t t0 = testd_now_ms();
-    ledger l;
+    ledger l = { 0 };
     for (;;) {
-        assert_int_equal(ledger_read(&D, &l), 0);
-        if (l.sessions == BASE.sessions + live(ks, k) + extra_sessions &&
+        /* A reading may time out on a loaded machine (valgrind): only the
+         * overall deadline below is fatal. */
+        if (ledger_read(&D, &l) == 0 &&
+            l.sessions == BASE.sessions + live(ks, k) + extra_sessions &&
             l.waiters == BASE.waiters + parked)
             return;
-        if (testd_now_ms() - t0 > 30000) {
+        if (testd_now_ms() - t0 > 60000) {
             ledger_print("settle", &l);
             fail_msg("daemon did not settle: want %d sessions, %d parked",
                      live(ks, k) + extra_sessions, parked);
