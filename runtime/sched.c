@@ -1285,9 +1285,11 @@ void rt__ready(rt_g *g)
                                                RT__G_READY_EARLY))
                 return;
         } else if (s == RT__G_PARKED) {
-            if (atomic_compare_exchange_strong(&g->status, &s,
-                                               RT__G_RUNNABLE))
-                break;
+            /* Once PARKED, only the one claimer of the wait (us) changes
+             * the status: no compare-and-swap needed. */
+            atomic_store_explicit(&g->status, RT__G_RUNNABLE,
+                                  memory_order_relaxed);
+            break;
         } else {
             fatal("rt__ready of a goroutine that is not parked");
         }
