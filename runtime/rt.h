@@ -135,7 +135,10 @@ RT_API void rt_dump(FILE *out);
 /* ------------------------------------------------------------------ */
 
 /* Starts fn(arg) on a new goroutine (Go's `go f()`); callable from any
- * thread.  Returns 0, or RT_ENOMEM. */
+ * thread.  Returns 0, or RT_ENOMEM.  Called on a goroutine whose P's run
+ * queue is full (it spawns faster than any P runs them), it yields once
+ * so the backlog drains, as Go's preemption would: do not hold a thread
+ * lock (pthread mutex) across it. */
 RT_API int rt_go(void (*fn)(void *), void *arg);
 /* Yields the processor (runtime.Gosched). */
 RT_API void rt_gosched(void);
