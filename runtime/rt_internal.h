@@ -102,8 +102,8 @@ RT__HIDDEN void rt__ready(rt_g *g);
 /* A timer whose callback runs on a scheduler thread, not a goroutine: it
  * must not block; it may call rt__ready, rt_go and RT_POLL operations.
  * It may run on an M that holds no P (every P busy): what it readies then
- * goes to the global run queue.  While any timer is armed, goroutine
- * switches go through the scheduler loop (which checks the timers). */
+ * goes to the global run queue.  Due timers are run by the scheduler loop,
+ * which every P enters at least once per 61 goroutine switches. */
 typedef struct rt__timer {
     int64_t when;                     /* absolute rt_now() time */
     int64_t period;                   /* > 0: re-armed every period ns */

@@ -670,14 +670,14 @@ static void ginit_stack(rt_g *g)
 }
 
 /* Returns the goroutine to switch to directly from a goroutine of m, or
- * NULL when g0 must run: the runtime stops, the P retires, timers are
- * armed (g0 checks them), or it is time for the global queue's turn. */
+ * NULL when g0 must run: the runtime stops, the P retires, or every 61st
+ * switch, when g0 gives the global queue its turn and runs due timers (so
+ * a timer waits at most 61 direct switches). */
 static rt_g *direct_next(rt_m *m)
 {
     rt_p *p = m->p;
     if (atomic_load_explicit(&sched.stopping, memory_order_relaxed) ||
         p->id >= atomic_load_explicit(&sched.nprocs, memory_order_relaxed) ||
-        rt__timer_count() > 0 ||
         (atomic_load_explicit(&p->schedtick, memory_order_relaxed) + 1) %
                 61 == 0)
         return NULL;
