@@ -358,8 +358,10 @@ soak: all $(SOAK_BIN)
 # otherwise be passed down and mix sanitizer objects into it.
 test-tsan-core:
 	$(MAKE) SANITIZER=tsan BUILD=build/tsan all
-	@BUILD=build/tsan TESTS=unit/ tests/run.sh
-	@BUILD=build/tsan TESTS=e2e/test_daemon tests/run.sh
+	@export TSAN_OPTIONS="suppressions=$(CURDIR)/tests/soak/tsan.supp \
+	  $${TSAN_OPTIONS:-}"; \
+	  BUILD=build/tsan TESTS=unit/ tests/run.sh; rc=$$?; \
+	  BUILD=build/tsan TESTS=e2e/test_daemon tests/run.sh && [ $$rc -eq 0 ]
 
 # The daemon (what the end-to-end tests exercise) runs under valgrind; the
 # 10k-connection and many-iteration cases are scaled down for its speed.
