@@ -331,7 +331,7 @@ fuzz-build: $(patsubst %,$(FUZZ_BUILD)/%,$(FUZZ_HARNESSES))
 # Each harness runs on a scratch copy of its seed corpus (new inputs stay
 # in build/); crashes land in build/fuzz/artifacts/ and fail the target.
 fuzz: fuzz-build
-	@set -e; for h in $(FUZZ_HARNESSES); do \
+	@failed=; for h in $(FUZZ_HARNESSES); do \
 	  name=$${h#fuzz_}; work=$(FUZZ_BUILD)/corpus/$$name; \
 	  mkdir -p $$work $(FUZZ_BUILD)/artifacts; \
 	  echo "fuzz: $$h for $(FUZZ_SECONDS) s"; \
@@ -339,11 +339,12 @@ fuzz: fuzz-build
 	    -timeout=30 -rss_limit_mb=4096 -max_len=4096 -print_final_stats=1 \
 	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$name- \
 	    $$work tests/fuzz/corpus/$$name 2>$(FUZZ_BUILD)/$$name.log || \
-	    { tail -n 60 $(FUZZ_BUILD)/$$name.log; \
-	      echo "fuzz: $$h failed (input in $(FUZZ_BUILD)/artifacts/)"; exit 1; }; \
+	    { tail -n 60 $(FUZZ_BUILD)/$$name.log; failed="$$failed $$h"; \
+	      echo "fuzz: $$h failed (input in $(FUZZ_BUILD)/artifacts/)"; }; \
 	  grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)' \
 	    $(FUZZ_BUILD)/$$name.log | sed "s/^/fuzz: $$name /"; \
-	done
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed"; exit 1; fi
 
 $(SOAK_BIN): $(BUILD)/obj/tests/soak/soak.c.o $(TEST_LINK)
 	$(call say,LD,$@)
