@@ -91,7 +91,8 @@ void rt__chan_buf_put(rt_chan *c, const void *elem)
         memcpy(slot(c, c->sendx), elem, c->elemsize);
     if (++c->sendx == c->cap)
         c->sendx = 0;
-    c->qcount++;
+    /* Atomic stores: select peeks at qcount without the lock. */
+    __atomic_store_n(&c->qcount, c->qcount + 1, __ATOMIC_RELAXED);
 }
 
 void rt__chan_buf_get(rt_chan *c, void *elem)
@@ -100,7 +101,7 @@ void rt__chan_buf_get(rt_chan *c, void *elem)
     copy_elem(c, elem, s);
     if (++c->recvx == c->cap)
         c->recvx = 0;
-    c->qcount--;
+    __atomic_store_n(&c->qcount, c->qcount - 1, __ATOMIC_RELAXED);
 }
 
 int rt_chan_send(rt_chan *c, const void *elem, rt_deadline_t dl)
@@ -214,7 +215,7 @@ int rt_chan_close(rt_chan *c)
         rt__lock_release(&c->lock);
         return RT_ECLOSECLOSED;
     }
-    c->closed = true;
+    __atomic_store_n(&c->closed, true, __ATOMIC_RELAXED);
     /* Claim every waiter first, then ready them all: a waiter must not
      * run (and return, freeing its waiter) while we still walk a queue. */
     rt_g *list = NULL;

@@ -1229,6 +1229,8 @@ void rt__waiter_init(rt__waiter *w)
     w->g = rt__getg();
 }
 
+/* q->head is written with atomic stores: select peeks at it without the
+ * object's lock (a hint, re-checked under the lock). */
 void rt__waitq_push(rt__waitq *q, rt__waiter *w)
 {
     w->next = NULL;
@@ -1236,7 +1238,7 @@ void rt__waitq_push(rt__waitq *q, rt__waiter *w)
     if (q->tail)
         q->tail->next = w;
     else
-        q->head = w;
+        __atomic_store_n(&q->head, w, __ATOMIC_RELAXED);
     q->tail = w;
     w->queued = true;
 }
@@ -1248,7 +1250,7 @@ void rt__waitq_remove(rt__waitq *q, rt__waiter *w)
     if (w->prev)
         w->prev->next = w->next;
     else
-        q->head = w->next;
+        __atomic_store_n(&q->head, w->next, __ATOMIC_RELAXED);
     if (w->next)
         w->next->prev = w->prev;
     else

@@ -70,6 +70,64 @@ static void sort_lockorder(rt_select_case *cases, uint32_t *lo, uint32_t n)
     }
 }
 
+/* Performs case i if it can proceed now; its channel's lock is held.
+ * Returns true with *ret (the index or RT_ESENDCLOSED) and *partner (a
+ * goroutine to ready after unlocking, or NULL). */
+static bool try_case(rt_select_case *cs, uint32_t i, int *ret,
+                     rt_g **partner)
+{
+    rt_chan *c = cs->chan;
+    if (cs->dir == RT_SELECT_RECV) {
+        rt__waiter *w = rt__waitq_pop_claim(&c->sendq);
+        if (w) {
+            *partner = w->g;
+            rt__chan_recv_from(c, w, cs->elem);
+            cs->ok = true;
+        } else if (c->qcount > 0) {
+            rt__chan_buf_get(c, cs->elem);
+            cs->ok = true;
+        } else if (c->closed) {
+            if (cs->elem && c->elemsize)
+                memset(cs->elem, 0, c->elemsize);
+            cs->ok = false;
+        } else {
+            return false;
+        }
+        *ret = (int)i;
+        return true;
+    }
+    if (c->closed) {
+        *ret = RT_ESENDCLOSED;
+        return true;
+    }
+    rt__waiter *w = rt__waitq_pop_claim(&c->recvq);
+    if (w) {
+        *partner = w->g;
+        rt__chan_send_to(c, w, cs->elem);
+    } else if (c->qcount < c->cap) {
+        rt__chan_buf_put(c, cs->elem);
+    } else {
+        return false;
+    }
+    *ret = (int)i;
+    return true;
+}
+
+/* A lock-free guess whether case cs could proceed (racy reads of fields
+ * written with atomic stores under the channel's lock). */
+static bool case_maybe_ready(const rt_select_case *cs)
+{
+    rt_chan *c = cs->chan;
+    if (__atomic_load_n(&c->closed, __ATOMIC_RELAXED))
+        return true;
+    size_t q = __atomic_load_n(&c->qcount, __ATOMIC_RELAXED);
+    if (cs->dir == RT_SELECT_RECV)
+        return q > 0 ||
+               __atomic_load_n(&c->sendq.head, __ATOMIC_RELAXED) != NULL;
+    return q < c->cap ||
+           __atomic_load_n(&c->recvq.head, __ATOMIC_RELAXED) != NULL;
+}
+
 int rt_select(rt_select_case *cases, size_t n, rt_deadline_t dl, int *chosen)
 {
     if (n > 0 && !cases)
@@ -129,49 +187,34 @@ int rt_select(rt_select_case *cases, size_t n, rt_deadline_t dl, int *chosen)
     sort_lockorder(cases, lockorder, nn);
     select_ctx sc = { cases, lockorder, nn };
 
-    lock_all(&sc);
+    /* Fast path: in poll order, lock only a channel that looks ready;
+     * the first case that really is wins.  This keeps the uniform choice
+     * (random order) at one lock instead of all of them. */
     rt_g *partner = NULL;
     int idx = -1;
     for (uint32_t p = 0; p < nn; p++) {
         uint32_t i = pollorder[p];
-        rt_select_case *cs = &cases[i];
-        rt_chan *c = cs->chan;
-        if (cs->dir == RT_SELECT_RECV) {
-            rt__waiter *w = rt__waitq_pop_claim(&c->sendq);
-            if (w) {
-                partner = w->g;
-                rt__chan_recv_from(c, w, cs->elem);
-                cs->ok = true;
-            } else if (c->qcount > 0) {
-                rt__chan_buf_get(c, cs->elem);
-                cs->ok = true;
-            } else if (c->closed) {
-                if (cs->elem && c->elemsize)
-                    memset(cs->elem, 0, c->elemsize);
-                cs->ok = false;
-            } else {
-                continue;
-            }
+        if (!case_maybe_ready(&cases[i]))
+            continue;
+        rt_chan *c = cases[i].chan;
+        rt__lock_acquire(&c->lock);
+        bool done = try_case(&cases[i], i, &ret, &partner);
+        rt__lock_release(&c->lock);
+        if (done) {
+            if (partner)
+                rt__ready(partner);
+            if (chosen)
+                *chosen = (int)i;
+            goto out_free;
+        }
+    }
+
+    /* Nothing seemed ready: Go's algorithm under every lock at once. */
+    lock_all(&sc);
+    for (uint32_t p = 0; p < nn; p++) {
+        uint32_t i = pollorder[p];
+        if (try_case(&cases[i], i, &ret, &partner)) {
             idx = (int)i;
-            ret = idx;
-            break;
-        } else {
-            if (c->closed) {
-                idx = (int)i;
-                ret = RT_ESENDCLOSED;
-                break;
-            }
-            rt__waiter *w = rt__waitq_pop_claim(&c->recvq);
-            if (w) {
-                partner = w->g;
-                rt__chan_send_to(c, w, cs->elem);
-            } else if (c->qcount < c->cap) {
-                rt__chan_buf_put(c, cs->elem);
-            } else {
-                continue;
-            }
-            idx = (int)i;
-            ret = idx;
             break;
         }
     }
