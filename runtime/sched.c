@@ -6,9 +6,13 @@
  *   of) and a run-next slot.  A global run queue under sched.lock takes
  *   overflow, yields and work from threads that own no P.
  * - M (machine): an OS thread.  It runs the scheduler loop on its own
- *   pthread stack ("g0") and switches to goroutines with rt__ctx_switch;
- *   every switch goes g -> g0 -> g', so that g0 can finish a park (release
- *   the primitive's lock) only once the goroutine is off its stack.
+ *   pthread stack ("g0") and switches to goroutines with rt__ctx_switch.
+ *   A goroutine that parks or exits switches straight to the next
+ *   goroutine of its P when one is queued (g -> g'), else to g0; either
+ *   way whoever runs next on that M finishes the switch (releases the
+ *   primitive's lock, marks it parked, frees a dead stack) once the
+ *   goroutine is off its stack (finish_prev).  g0 runs at least every 61
+ *   switches for the global queue, timers, GOMAXPROCS changes and stop.
  * - G: a goroutine; its rt_g lives at the top of its own stack unit
  *   (stack.c).
  *
@@ -21,7 +25,11 @@
  * queue does not wake a spinner: the waker is usually about to block
  * (ping-pong), so a steady exchange between two goroutines makes no futex
  * calls at all.  The price: a goroutine readied by one that keeps running
- * waits until that one blocks or yields, unless an M steals it.
+ * waits until that one blocks or yields, unless an M steals it (a P's
+ * run-next goroutine is stolen only after that P has not scheduled for
+ * ~3 us).  A goroutine spawning faster than every P can run the spawned
+ * ones yields once each time its local queue overflows, so the backlog
+ * (each with a stack) stays bounded.
  *
  * An M with nothing to do parks on a futex; the first one to do so while
  * timers are armed sleeps only until the earliest deadline (timer.c) and
