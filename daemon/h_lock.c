@@ -662,6 +662,10 @@ static void hc_wait(dreq *r)
         hl_release_locked(l, h, false);
         l->owner_dead = l->owner_dead || owner_dead;
         pthread_mutex_unlock(&hl_mu);
+        /* A signal spent on a session that is gone is passed on, as a
+         * received value is given back: a live waiter must not miss it. */
+        if (rc == 0)
+            rt_cond_signal(q->c->c);
         dreq_fail(r, PROTO_R_CANCELLED, "cancelled: session ended");
     } else if (rc == 0) {
         /* The mutex was re-taken: a holder that died in between must be

@@ -312,6 +312,20 @@ static outent *sess_take_queue(sess *s)
     return q;
 }
 
+/* Returns true when the peer has closed its side (EOF, or an error, is
+ * already pending on the socket) although the loop has not seen it yet. */
+static bool sess_peer_gone(sess *s)
+{
+    char c;
+    ssize_t n;
+
+    if (!s->bev)
+        return true;
+    n = recv(bufferevent_getfd(s->bev), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 ||
+           (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static void sess_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
     sess *s = arg;
@@ -320,6 +334,16 @@ static void sess_flush_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
 
     sess_retain(s);
+    /* A value must not be written to a client that is already gone (a
+     * killed client's FIN can arrive in the same loop turn as the send
+     * that woke its receive): if its EOF is pending, end the session
+     * first, and the values queued here go back to their channels. */
+    for (outent *e = q; e && !s->ended; e = e->next)
+        if (e->gb) {
+            if (sess_peer_gone(s))
+                sess_event(s, BEV_EVENT_EOF);
+            break;
+        }
     while (q) {
         outent *next = q->next;
         if (!s->ended && sess_write(s, q->line, q->len))
