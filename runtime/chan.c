@@ -104,10 +104,34 @@ void rt__chan_buf_get(rt_chan *c, void *elem)
     __atomic_store_n(&c->qcount, c->qcount - 1, __ATOMIC_RELAXED);
 }
 
+/* Lock-free "cannot proceed" checks for polls, as Go's chansend/chanrecv
+ * fast paths: the channel was open and full (empty) at the moment of the
+ * reads, so failing is a valid outcome.  Fields are written with atomic
+ * stores under the lock (rt__chan_buf_*, rt__waitq_*). */
+static bool send_would_block(rt_chan *c)
+{
+    if (__atomic_load_n(&c->closed, __ATOMIC_RELAXED))
+        return false;
+    if (c->cap == 0)
+        return __atomic_load_n(&c->recvq.head, __ATOMIC_RELAXED) == NULL;
+    return __atomic_load_n(&c->qcount, __ATOMIC_RELAXED) == c->cap;
+}
+
+static bool recv_would_block(rt_chan *c)
+{
+    if (__atomic_load_n(&c->closed, __ATOMIC_RELAXED))
+        return false;
+    if (c->cap == 0)
+        return __atomic_load_n(&c->sendq.head, __ATOMIC_RELAXED) == NULL;
+    return __atomic_load_n(&c->qcount, __ATOMIC_RELAXED) == 0;
+}
+
 int rt_chan_send(rt_chan *c, const void *elem, rt_deadline_t dl)
 {
     if (!c || (!elem && c->elemsize))
         return RT_EINVAL;
+    if (dl == RT_POLL && send_would_block(c))
+        return RT_EAGAIN;
     rt__lock_acquire(&c->lock);
     if (c->closed) {
         rt__lock_release(&c->lock);
@@ -155,6 +179,8 @@ int rt_chan_recv(rt_chan *c, void *elem, bool *ok, rt_deadline_t dl)
         ok = &dummy;
     if (!c)
         return RT_EINVAL;
+    if (dl == RT_POLL && recv_would_block(c))
+        return RT_EAGAIN;
     rt__lock_acquire(&c->lock);
     if (c->closed && c->qcount == 0) {
         rt__lock_release(&c->lock);
