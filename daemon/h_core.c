@@ -127,7 +127,8 @@ static int hcore_cmp_i64(const void *a, const void *b)
 
 typedef struct hcore_parked {
     int64_t *ids;              /* goroutines the runtime reports parked */
-    size_t n;
+    size_t n, cap;
+    bool oom;
     int64_t count;
 } hcore_parked;
 
@@ -147,39 +148,41 @@ static void hcore_count_parked(obj *o, void *arg)
  * under load its goroutine may take a while to actually park, and a
  * client that waits for "n waiters" before acting must not see it early.
  * The runtime's goroutine dump is the one view of who is parked. */
+/* Collects the ids of the goroutines the runtime reports parked. */
+static void hcore_collect_parked(const rt_ginfo *gi, void *arg)
+{
+    hcore_parked *p = arg;
+
+    if (!gi->parked || p->oom)
+        return;
+    if (p->n == p->cap) {
+        size_t ncap = p->cap ? p->cap * 2 : 256;
+        int64_t *nids = realloc(p->ids, ncap * sizeof *nids);
+        if (!nids) {
+            p->oom = true;
+            return;
+        }
+        p->ids = nids;
+        p->cap = ncap;
+    }
+    p->ids[p->n++] = gi->id;
+}
+
+/* Returns the number of requests whose goroutine the runtime shows parked.
+ * A request is counted by dreq_wait_begin just before its blocking call;
+ * under load its goroutine may take a while to actually park, and a
+ * client that waits for "n waiters" before acting must not see it early. */
 static int64_t hcore_parked_waiters(void)
 {
     hcore_parked p = { 0 };
-    size_t cap = 0, len = 0;
-    char *buf = NULL, *line, *save = NULL;
-    FILE *f;
 
     if (atomic_load(&srv_stat.waiters) == 0)
         return 0;
-    f = open_memstream(&buf, &len);
-    if (!f)
+    rt_goroutines(hcore_collect_parked, &p);
+    if (p.oom) {
+        free(p.ids);
         return atomic_load(&srv_stat.waiters);
-    rt_dump(f);
-    fclose(f);
-    for (line = strtok_r(buf, "\n", &save); line;
-         line = strtok_r(NULL, "\n", &save)) {
-        long long id;
-        char state[32];
-        if (sscanf(line, "goroutine %lld [%31[^],]", &id, state) != 2 ||
-            !strcmp(state, "runnable") || !strcmp(state, "running") ||
-            !strcmp(state, "unknown"))
-            continue;
-        if (p.n == cap) {
-            int64_t *nids = realloc(p.ids, (cap ? cap * 2 : 256) *
-                                               sizeof *nids);
-            if (!nids)
-                break;
-            p.ids = nids;
-            cap = cap ? cap * 2 : 256;
-        }
-        p.ids[p.n++] = id;
     }
-    free(buf);
     if (p.n) /* qsort(NULL, 0) is undefined (UBSan) */
         qsort(p.ids, p.n, sizeof *p.ids, hcore_cmp_i64);
     reg_foreach(NULL, hcore_count_parked, &p);

@@ -66,3 +66,35 @@ void rt_dump(FILE *out)
     fprintf(out, "%d goroutines, GOMAXPROCS=%d, %d threads\n", d.n,
             rt__nprocs(), rt_num_threads());
 }
+
+typedef struct info_ctx {
+    void (*f)(const rt_ginfo *gi, void *arg);
+    void *arg;
+    int64_t now;
+} info_ctx;
+
+static void info_one(rt_g *g, void *arg)
+{
+    info_ctx *c = arg;
+    int s = atomic_load(&g->status);
+    if (s == RT__G_IDLE || s == RT__G_DEAD)
+        return;
+    rt_ginfo gi = { g->id, s == RT__G_PARKED, NULL, 0 };
+    if (gi.parked) {
+        gi.wait_reason = g->wait_reason ? g->wait_reason : "waiting";
+        gi.waited_ns = c->now - g->wait_since;
+    }
+    c->f(&gi, c->arg);
+}
+
+/* The structured twin of rt_dump, so that hosts (the daemon's stats) need
+ * not parse text. */
+void rt_goroutines(void (*f)(const rt_ginfo *gi, void *arg), void *arg)
+{
+    if (!f)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    info_ctx c = { f, arg, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec };
+    rt__allg_each(info_one, &c);
+}

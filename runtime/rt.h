@@ -126,6 +126,18 @@ RT_API int rt_num_threads(void);
 /* Returns true when the caller runs on a goroutine. */
 RT_API bool rt_in_goroutine(void);
 
+/* One live goroutine as rt_goroutines reports it. */
+typedef struct rt_ginfo {
+    int64_t id;               /* rt_goid() of the goroutine */
+    bool parked;              /* blocked in a runtime wait */
+    const char *wait_reason;  /* Go's words when parked (static), else NULL */
+    int64_t waited_ns;        /* how long it has been parked */
+} rt_ginfo;
+/* Calls f(info, arg) for every live goroutine (a snapshot that may be stale
+ * by the time f runs).  f must not block or spawn goroutines. */
+RT_API void rt_goroutines(void (*f)(const rt_ginfo *gi, void *arg),
+                          void *arg);
+
 /* Writes every live goroutine with its state, wait reason in Go's words
  * ("chan receive", "sync.Mutex.Lock", ...) and how long it has waited. */
 RT_API void rt_dump(FILE *out);
