@@ -18,23 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/rttest.h"
 #include "rt.h"
-
-static const rt_config two = { .gomaxprocs = 2, .stack_size = 0 };
-
-static void run(void (*fn)(void *), void *arg)
-{
-    char err[2048] = "";
-    int r = rt_main(&two, fn, arg, err, sizeof(err));
-    if (r != 0)
-        fail_msg("rt_main: %d %s\n%s", r, rt_strerror(r), err);
-}
-
-static void msleep(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-    nanosleep(&ts, NULL);
-}
 
 /* ---- ping-pong ---- */
 
@@ -78,11 +63,7 @@ static void pingpong_main(void *arg)
     rt_chan_release(p.pong);
 }
 
-static void test_pingpong(void **state)
-{
-    (void)state;
-    run(pingpong_main, NULL);
-}
+RTTEST_CASE(test_pingpong, pingpong_main)
 
 /* ---- prime sieve (Go's classic, one goroutine per prime) ---- */
 
@@ -143,11 +124,7 @@ static void sieve_main(void *arg)
      * be); the channels stay allocated until the process exits. */
 }
 
-static void test_prime_sieve(void **state)
-{
-    (void)state;
-    run(sieve_main, NULL);
-}
+RTTEST_CASE(test_prime_sieve, sieve_main)
 
 /* ---- fan-out / fan-in ---- */
 
@@ -210,11 +187,7 @@ static void fan_main(void *arg)
     rt_chan_release(f.done);
 }
 
-static void test_fan_out_fan_in(void **state)
-{
-    (void)state;
-    run(fan_main, NULL);
-}
+RTTEST_CASE(test_fan_out_fan_in, fan_main)
 
 /* ---- close wakes every parked receiver and sender ---- */
 
@@ -261,11 +234,7 @@ static void close_main(void *arg)
     rt_chan_release(s);
 }
 
-static void test_close_wakes_all(void **state)
-{
-    (void)state;
-    run(close_main, NULL);
-}
+RTTEST_CASE(test_close_wakes_all, close_main)
 
 /* ---- close rules, drain after close, FIFO, len/cap, words ---- */
 
@@ -326,7 +295,7 @@ static void rules_main(void *arg)
 static void test_close_rules(void **state)
 {
     (void)state;
-    run(rules_main, NULL);
+    rttest_run(rules_main, NULL);
     assert_string_equal(rt_strerror(RT_ESENDCLOSED), "send on closed channel");
     assert_string_equal(rt_strerror(RT_ECLOSECLOSED),
                         "close of closed channel");
@@ -385,11 +354,7 @@ static void fifo_main(void *arg)
     rt_chan_release(c);
 }
 
-static void test_buffered_fifo(void **state)
-{
-    (void)state;
-    run(fifo_main, NULL);
-}
+RTTEST_CASE(test_buffered_fifo, fifo_main)
 
 /* ---- deadlines ---- */
 
@@ -416,11 +381,7 @@ static void deadline_main(void *arg)
     rt_chan_release(c);
 }
 
-static void test_deadlines(void **state)
-{
-    (void)state;
-    run(deadline_main, NULL);
-}
+RTTEST_CASE(test_deadlines, deadline_main)
 
 /* ---- cancellation from a foreign thread ---- */
 
@@ -452,8 +413,8 @@ static void *firer(void *arg)
 {
     cancel_case *k = arg;
     while (!atomic_load(&k->parked))
-        msleep(1);
-    msleep(30);
+        rttest_msleep(1);
+    rttest_msleep(30);
     rt_cancel_fire(k->tok);
     rt_cancel_fire(k->tok); /* idempotent */
     rt_unref();
@@ -482,7 +443,7 @@ static void test_cancel(void **state)
                           .c = rt_chan_make(sizeof(int), 0),
                           .send = send };
         assert_false(rt_cancel_fired(k.tok));
-        run(cancel_main, &k);
+        rttest_run(cancel_main, &k);
         assert_true(rt_cancel_fired(k.tok));
         assert_int_equal(atomic_load(&k.result), RT_ECANCELED);
         assert_int_equal(atomic_load(&k.later), RT_ECANCELED);

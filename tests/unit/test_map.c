@@ -20,47 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/rttest.h"
 #include "rt.h"
-
-static char check_msg[512];
-static _Atomic int check_failed;
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            check_fail(__FILE__, __LINE__, #cond);                             \
-    } while (0)
-#define CHECK_EQ(a, b)                                                         \
-    do {                                                                       \
-        long long a_ = (long long)(a), b_ = (long long)(b);                    \
-        if (a_ != b_) {                                                        \
-            char t_[256];                                                      \
-            snprintf(t_, sizeof(t_), "%s == %s (%lld != %lld)", #a, #b, a_,   \
-                     b_);                                                      \
-            check_fail(__FILE__, __LINE__, t_);                                \
-        }                                                                      \
-    } while (0)
-
-static void check_fail(const char *file, int line, const char *what)
-{
-    if (atomic_exchange(&check_failed, 1) == 0)
-        snprintf(check_msg, sizeof(check_msg), "%s:%d: check failed: %s",
-                 file, line, what);
-}
-
-static void run(void (*fn)(void *), void *arg)
-{
-    char err[4096] = "";
-    atomic_store(&check_failed, 0);
-    rt_config cfg = {.gomaxprocs = 2};
-    int r = rt_main(&cfg, fn, arg, err, sizeof(err));
-    if (r != 0)
-        print_error("rt_main: %d %s\n%s\n", r, rt_strerror(r), err);
-    assert_int_equal(r, 0);
-    if (atomic_load(&check_failed))
-        print_error("%s\n", check_msg);
-    assert_int_equal(atomic_load(&check_failed), 0);
-}
 
 /* ---- reference-counted values ---- */
 
@@ -198,11 +159,7 @@ static void basic_main(void *arg)
     rt_map_free(p);
 }
 
-static void test_map_basic(void **state)
-{
-    (void)state;
-    run(basic_main, NULL);
-}
+RTTEST_CASE(test_map_basic, basic_main)
 
 /* ---- Range ---- */
 
@@ -248,11 +205,7 @@ static void range_main(void *arg)
     vals_check_balanced();
 }
 
-static void test_map_range(void **state)
-{
-    (void)state;
-    run(range_main, NULL);
-}
+RTTEST_CASE(test_map_range, range_main)
 
 /* ---- concurrent mixed operations against a reference ---- */
 
@@ -426,11 +379,7 @@ static void conc_main(void *arg)
     free(c);
 }
 
-static void test_map_concurrent_reference(void **state)
-{
-    (void)state;
-    run(conc_main, NULL);
-}
+RTTEST_CASE(test_map_concurrent_reference, conc_main)
 
 /* ---- growth and a foreign thread ---- */
 
@@ -477,11 +426,7 @@ static void growth_main(void *arg)
     vals_check_balanced();
 }
 
-static void test_map_growth_foreign(void **state)
-{
-    (void)state;
-    run(growth_main, NULL);
-}
+RTTEST_CASE(test_map_growth_foreign, growth_main)
 
 int main(void)
 {

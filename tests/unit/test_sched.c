@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/rttest.h"
 #include "rt.h"
 
 /* ThreadSanitizer keeps a large state per goroutine (fiber): the 100k
@@ -37,12 +38,6 @@
 #endif
 
 static const rt_config two = { .gomaxprocs = 2, .stack_size = 0 };
-
-static void msleep(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-    nanosleep(&ts, NULL);
-}
 
 /* ---- rt_main lifecycle ---- */
 
@@ -240,7 +235,7 @@ static void *foreign_thread(void *arg)
     int r;
     /* Poll from this foreign thread until the goroutine has sent. */
     while ((r = rt_chan_recv(fch, &v, &ok, RT_POLL)) == RT_EAGAIN)
-        msleep(1);
+        rttest_msleep(1);
     assert_int_equal(r, 0);
     assert_true(ok);
     assert_int_equal(v, 42);
@@ -306,10 +301,10 @@ static void test_deadlock_detected(void **state)
 static void *late_sender(void *arg)
 {
     rt_chan *c = arg;
-    msleep(200);
+    rttest_msleep(200);
     int v = 99, r;
     while ((r = rt_chan_send(c, &v, RT_POLL)) == RT_EAGAIN)
-        msleep(1);
+        rttest_msleep(1);
     assert_int_equal(r, 0);
     rt_unref();
     return NULL;
@@ -527,9 +522,9 @@ static void test_idle_cpu(void **state)
     assert_int_equal(rt_start(&two), 0);
     idle_ch = rt_chan_make(sizeof(int), 0);
     assert_int_equal(rt_go(idle_child, NULL), 0);
-    msleep(50);
+    rttest_msleep(50);
     int64_t c0 = cpu_ns();
-    msleep(300);
+    rttest_msleep(300);
     int64_t used = cpu_ns() - c0;
     rt_stop();
     rt_chan_release(idle_ch);

@@ -17,17 +17,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/rttest.h"
 #include "rt.h"
 
 static const rt_config two = { .gomaxprocs = 2, .stack_size = 0 };
-
-static void run(void (*fn)(void *), void *arg)
-{
-    char err[2048] = "";
-    int r = rt_main(&two, fn, arg, err, sizeof(err));
-    if (r != 0)
-        fail_msg("rt_main: %d %s\n%s", r, rt_strerror(r), err);
-}
 
 static void nap(int ms)
 {
@@ -60,11 +53,7 @@ static void fair_main(void *arg)
     rt_chan_release(b);
 }
 
-static void test_fairness(void **state)
-{
-    (void)state;
-    run(fair_main, NULL);
-}
+RTTEST_CASE(test_fairness, fair_main)
 
 /* ---- default never blocks ---- */
 
@@ -102,7 +91,7 @@ static void default_main(void *arg)
 static void test_default_never_blocks(void **state)
 {
     (void)state;
-    run(default_main, NULL);
+    rttest_run(default_main, NULL);
     /* From a foreign thread too. */
     assert_int_equal(rt_start(&two), 0);
     rt_chan *c = rt_chan_make(sizeof(int), 1);
@@ -195,7 +184,7 @@ static void test_mixed_16_contended(void **state)
 {
     (void)state;
     mix *m = calloc(1, sizeof(*m));
-    run(mix_main, m);
+    rttest_run(mix_main, m);
     free(m);
 }
 
@@ -240,11 +229,7 @@ static void big_main(void *arg)
         rt_chan_release(b.c[k]);
 }
 
-static void test_select_100_cases(void **state)
-{
-    (void)state;
-    run(big_main, NULL);
-}
+RTTEST_CASE(test_select_100_cases, big_main)
 
 /* ---- opposite orders and repeated channels: no deadlock ---- */
 
@@ -285,11 +270,7 @@ static void orders_main(void *arg)
     rt_chan_release(o.done);
 }
 
-static void test_lock_orders(void **state)
-{
-    (void)state;
-    run(orders_main, NULL);
-}
+RTTEST_CASE(test_lock_orders, orders_main)
 
 /* ---- closed channels, deadline ---- */
 
@@ -318,11 +299,7 @@ static void closed_main(void *arg)
     rt_chan_release(d);
 }
 
-static void test_closed_and_deadline(void **state)
-{
-    (void)state;
-    run(closed_main, NULL);
-}
+RTTEST_CASE(test_closed_and_deadline, closed_main)
 
 /* A parked select woken by close: recv case ok=false. */
 static void close_wakes_select(void *arg)
@@ -348,11 +325,7 @@ static void parked_close_main(void *arg)
     rt_chan_release(ch[1]);
 }
 
-static void test_parked_select_close(void **state)
-{
-    (void)state;
-    run(parked_close_main, NULL);
-}
+RTTEST_CASE(test_parked_select_close, parked_close_main)
 
 /* ---- cancel a parked select from a foreign thread ---- */
 
@@ -401,7 +374,7 @@ static void test_select_cancel(void **state)
 {
     (void)state;
     sc k = { .tok = rt_cancel_new() };
-    run(sel_cancel_main, &k);
+    rttest_run(sel_cancel_main, &k);
     assert_int_equal(atomic_load(&k.result), RT_ECANCELED);
     rt_cancel_free(k.tok);
 }

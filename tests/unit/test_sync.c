@@ -20,55 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/rttest.h"
 #include "rt.h"
 #include "rt_atomic.h"
 
-/* ---- running a body on the runtime, checking from goroutines ---- */
-
-static char check_msg[512];
-static _Atomic int check_failed;
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            check_fail(__FILE__, __LINE__, #cond);                             \
-    } while (0)
-#define CHECK_EQ(a, b)                                                         \
-    do {                                                                       \
-        long long a_ = (long long)(a), b_ = (long long)(b);                    \
-        if (a_ != b_) {                                                        \
-            char t_[256];                                                      \
-            snprintf(t_, sizeof(t_), "%s == %s (%lld != %lld)", #a, #b, a_,   \
-                     b_);                                                      \
-            check_fail(__FILE__, __LINE__, t_);                                \
-        }                                                                      \
-    } while (0)
-
-static void check_fail(const char *file, int line, const char *what)
-{
-    if (atomic_exchange(&check_failed, 1) == 0)
-        snprintf(check_msg, sizeof(check_msg), "%s:%d: check failed: %s",
-                 file, line, what);
-}
-
-static void run_procs(int procs, void (*fn)(void *), void *arg)
-{
-    char err[4096] = "";
-    atomic_store(&check_failed, 0);
-    rt_config cfg = {.gomaxprocs = procs};
-    int r = rt_main(&cfg, fn, arg, err, sizeof(err));
-    if (r != 0)
-        print_error("rt_main: %d %s\n%s\n", r, rt_strerror(r), err);
-    assert_int_equal(r, 0);
-    if (atomic_load(&check_failed))
-        print_error("%s\n", check_msg);
-    assert_int_equal(atomic_load(&check_failed), 0);
-}
-
-static void run(void (*fn)(void *), void *arg)
-{
-    run_procs(2, fn, arg);
-}
+/* ---- time helpers ---- */
 
 static int64_t ms(int64_t n)
 {
@@ -120,11 +76,7 @@ static void mutex_exclusion_main(void *arg)
     rt_wg_free(e.wg);
 }
 
-static void test_mutex_exclusion(void **state)
-{
-    (void)state;
-    run(mutex_exclusion_main, NULL);
-}
+RTTEST_CASE(test_mutex_exclusion, mutex_exclusion_main)
 
 static void mutex_trylock_main(void *arg)
 {
@@ -145,11 +97,7 @@ static void mutex_trylock_main(void *arg)
     rt_mutex_free(m);
 }
 
-static void test_mutex_trylock(void **state)
-{
-    (void)state;
-    run(mutex_trylock_main, NULL);
-}
+RTTEST_CASE(test_mutex_trylock, mutex_trylock_main)
 
 struct hog {
     rt_mutex *m;
@@ -209,11 +157,7 @@ static void mutex_starvation_main(void *arg)
     rt_wg_free(h.wg);
 }
 
-static void test_mutex_starvation(void **state)
-{
-    (void)state;
-    run(mutex_starvation_main, NULL);
-}
+RTTEST_CASE(test_mutex_starvation, mutex_starvation_main)
 
 struct locked_wait {
     rt_mutex *m;
@@ -272,11 +216,7 @@ static void mutex_deadline_cancel_main(void *arg)
     rt_wg_free(lw.wg);
 }
 
-static void test_mutex_deadline_cancel(void **state)
-{
-    (void)state;
-    run(mutex_deadline_cancel_main, NULL);
-}
+RTTEST_CASE(test_mutex_deadline_cancel, mutex_deadline_cancel_main)
 
 /* ---- RWMutex ---- */
 
@@ -305,11 +245,7 @@ static void rw_basic_main(void *arg)
     rt_rwmutex_free(rw);
 }
 
-static void test_rwmutex_basic(void **state)
-{
-    (void)state;
-    run(rw_basic_main, NULL);
-}
+RTTEST_CASE(test_rwmutex_basic, rw_basic_main)
 
 struct rwx {
     rt_rwmutex *rw;
@@ -367,11 +303,7 @@ static void rw_exclusive_main(void *arg)
     rt_wg_free(s.wg);
 }
 
-static void test_rwmutex_exclusive(void **state)
-{
-    (void)state;
-    run(rw_exclusive_main, NULL);
-}
+RTTEST_CASE(test_rwmutex_exclusive, rw_exclusive_main)
 
 struct rwstarve {
     rt_rwmutex *rw;
@@ -419,11 +351,7 @@ static void rw_writer_not_starved_main(void *arg)
     rt_wg_free(s.wg);
 }
 
-static void test_rwmutex_writer_not_starved(void **state)
-{
-    (void)state;
-    run(rw_writer_not_starved_main, NULL);
-}
+RTTEST_CASE(test_rwmutex_writer_not_starved, rw_writer_not_starved_main)
 
 static void rw_reader_timeout(void *arg)
 {
@@ -455,11 +383,7 @@ static void rw_timeouts_main(void *arg)
     rt_wg_free(s.wg);
 }
 
-static void test_rwmutex_timeouts(void **state)
-{
-    (void)state;
-    run(rw_timeouts_main, NULL);
-}
+RTTEST_CASE(test_rwmutex_timeouts, rw_timeouts_main)
 
 /* ---- WaitGroup ---- */
 
@@ -493,11 +417,7 @@ static void wg_barrier_main(void *arg)
     rt_wg_free(b.wg);
 }
 
-static void test_wg_barrier(void **state)
-{
-    (void)state;
-    run(wg_barrier_main, NULL);
-}
+RTTEST_CASE(test_wg_barrier, wg_barrier_main)
 
 static void wg_errors_main(void *arg)
 {
@@ -519,11 +439,7 @@ static void wg_errors_main(void *arg)
     rt_wg_free(wg);
 }
 
-static void test_wg_errors(void **state)
-{
-    (void)state;
-    run(wg_errors_main, NULL);
-}
+RTTEST_CASE(test_wg_errors, wg_errors_main)
 
 /* ---- Once ---- */
 
@@ -569,11 +485,7 @@ static void once_main(void *arg)
     rt_wg_free(t.wg);
 }
 
-static void test_once(void **state)
-{
-    (void)state;
-    run(once_main, NULL);
-}
+RTTEST_CASE(test_once, once_main)
 
 /* ---- Cond ---- */
 
@@ -650,11 +562,7 @@ static void cond_pc_main(void *arg)
     rt_wg_free(q.wg);
 }
 
-static void test_cond_producer_consumer(void **state)
-{
-    (void)state;
-    run(cond_pc_main, NULL);
-}
+RTTEST_CASE(test_cond_producer_consumer, cond_pc_main)
 
 struct bc {
     rt_locker L;
@@ -712,11 +620,7 @@ static void cond_broadcast_main(void *arg)
     rt_wg_free(b2.wg);
 }
 
-static void test_cond_broadcast(void **state)
-{
-    (void)state;
-    run(cond_broadcast_main, NULL);
-}
+RTTEST_CASE(test_cond_broadcast, cond_broadcast_main)
 
 struct cwait {
     rt_mutex *m;
@@ -773,11 +677,7 @@ static void cond_lost_and_timeout_main(void *arg)
     rt_wg_free(w.wg);
 }
 
-static void test_cond_lost_signal_timeout_cancel(void **state)
-{
-    (void)state;
-    run(cond_lost_and_timeout_main, NULL);
-}
+RTTEST_CASE(test_cond_lost_signal_timeout_cancel, cond_lost_and_timeout_main)
 
 /* ---- Pool ---- */
 
@@ -850,11 +750,7 @@ static void pool_main(void *arg)
     rt_wg_free(t.wg);
 }
 
-static void test_pool(void **state)
-{
-    (void)state;
-    run(pool_main, NULL);
-}
+RTTEST_CASE(test_pool, pool_main)
 
 /* ---- atomics ---- */
 
@@ -892,11 +788,7 @@ static void atomics_main(void *arg)
     rt_wg_free(t.wg);
 }
 
-static void test_atomics_concurrent(void **state)
-{
-    (void)state;
-    run(atomics_main, NULL);
-}
+RTTEST_CASE(test_atomics_concurrent, atomics_main)
 
 static void test_atomics_wrap(void **state)
 {
@@ -1005,11 +897,7 @@ static void foreign_main(void *arg)
     rt_wg_free(f.wg);
 }
 
-static void test_foreign_thread(void **state)
-{
-    (void)state;
-    run(foreign_main, NULL);
-}
+RTTEST_CASE(test_foreign_thread, foreign_main)
 
 int main(void)
 {

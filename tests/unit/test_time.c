@@ -19,52 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/rttest.h"
 #include "rt.h"
-
-static char check_msg[512];
-static _Atomic int check_failed;
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            check_fail(__FILE__, __LINE__, #cond);                             \
-    } while (0)
-#define CHECK_EQ(a, b)                                                         \
-    do {                                                                       \
-        long long a_ = (long long)(a), b_ = (long long)(b);                    \
-        if (a_ != b_) {                                                        \
-            char t_[256];                                                      \
-            snprintf(t_, sizeof(t_), "%s == %s (%lld != %lld)", #a, #b, a_,   \
-                     b_);                                                      \
-            check_fail(__FILE__, __LINE__, t_);                                \
-        }                                                                      \
-    } while (0)
-
-static void check_fail(const char *file, int line, const char *what)
-{
-    if (atomic_exchange(&check_failed, 1) == 0)
-        snprintf(check_msg, sizeof(check_msg), "%s:%d: check failed: %s",
-                 file, line, what);
-}
-
-static void run_procs(int procs, void (*fn)(void *), void *arg)
-{
-    char err[4096] = "";
-    atomic_store(&check_failed, 0);
-    rt_config cfg = {.gomaxprocs = procs};
-    int r = rt_main(&cfg, fn, arg, err, sizeof(err));
-    if (r != 0)
-        print_error("rt_main: %d %s\n%s\n", r, rt_strerror(r), err);
-    assert_int_equal(r, 0);
-    if (atomic_load(&check_failed))
-        print_error("%s\n", check_msg);
-    assert_int_equal(atomic_load(&check_failed), 0);
-}
-
-static void run(void (*fn)(void *), void *arg)
-{
-    run_procs(2, fn, arg);
-}
 
 #define MS 1000000LL
 #define SLACK (3000 * MS) /* upper bound for "fires on time" */
@@ -122,11 +78,7 @@ static void sleep_main(void *arg)
     rt_wg_free(s.wg);
 }
 
-static void test_sleep(void **state)
-{
-    (void)state;
-    run(sleep_main, NULL);
-}
+RTTEST_CASE(test_sleep, sleep_main)
 
 /* ---- Timer ---- */
 
@@ -186,11 +138,7 @@ static void timer_stop_reset_main(void *arg)
     rt_timer_free(rt_timer_new(3600000 * MS));
 }
 
-static void test_timer_stop_reset(void **state)
-{
-    (void)state;
-    run(timer_stop_reset_main, NULL);
-}
+RTTEST_CASE(test_timer_stop_reset, timer_stop_reset_main)
 
 /* ---- After and AfterFunc ---- */
 
@@ -258,11 +206,7 @@ static void after_main(void *arg)
     rt_wg_free(a.wg);
 }
 
-static void test_after_afterfunc(void **state)
-{
-    (void)state;
-    run(after_main, NULL);
-}
+RTTEST_CASE(test_after_afterfunc, after_main)
 
 /* ---- Ticker ---- */
 
@@ -328,11 +272,7 @@ static void ticker_main(void *arg)
     CHECK(rt_tick(-1) == NULL);
 }
 
-static void test_ticker(void **state)
-{
-    (void)state;
-    run(ticker_main, NULL);
-}
+RTTEST_CASE(test_ticker, ticker_main)
 
 static void tick_main(void *arg)
 {
@@ -345,11 +285,7 @@ static void tick_main(void *arg)
     rt_chan_release(c);
 }
 
-static void test_tick(void **state)
-{
-    (void)state;
-    run(tick_main, NULL);
-}
+RTTEST_CASE(test_tick, tick_main)
 
 /* ---- 100k timers ---- */
 
@@ -463,7 +399,7 @@ static void test_100k_timers_in_order(void **state)
     assert_non_null(m.when);
     assert_non_null(m.stamp);
     assert_non_null(m.order);
-    run_procs(1, many_order_main, &m);
+    rttest_run_procs(1, many_order_main, &m);
     free(m.t);
     free(m.lo);
     free(m.when);
@@ -526,11 +462,7 @@ static void many_af_main(void *arg)
     rt_wg_free(m.wg);
 }
 
-static void test_20k_afterfunc(void **state)
-{
-    (void)state;
-    run(many_af_main, NULL);
-}
+RTTEST_CASE(test_20k_afterfunc, many_af_main)
 
 int main(void)
 {

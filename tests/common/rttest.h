@@ -1,0 +1,77 @@
+/*
+ * rttest.h - unit test helpers for code that runs on the runtime: run a
+ * test body as the main goroutine of a fresh runtime, record failed checks
+ * from goroutines, sleep the OS thread.  Shared by tests/unit/test_{chan,
+ * select,sched,sync,time,map}.c.
+ *
+ * cmocka's asserts longjmp, which must not happen on a goroutine stack, so
+ * goroutines record the first failed check with CHECK() / CHECK_EQ() and
+ * rttest_run() asserts on it once rt_main has returned.
+ *
+ * rttest.c is linked into every test and bench binary, and benches do not
+ * link cmocka, so everything that calls cmocka lives here as static inline
+ * and this header must be included after <cmocka.h>.
+ */
+#ifndef CHAND_RTTEST_H
+#define CHAND_RTTEST_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "rt.h"
+
+/* Records "file:line: check failed: what" unless a check already failed;
+ * safe from any goroutine or thread. */
+void rttest_check_fail(const char *file, int line, const char *what);
+
+#define CHECK(cond)                                                            \
+    do {                                                                       \
+        if (!(cond))                                                           \
+            rttest_check_fail(__FILE__, __LINE__, #cond);                      \
+    } while (0)
+#define CHECK_EQ(a, b)                                                         \
+    do {                                                                       \
+        long long a_ = (long long)(a), b_ = (long long)(b);                    \
+        if (a_ != b_) {                                                        \
+            char t_[256];                                                      \
+            snprintf(t_, sizeof(t_), "%s == %s (%lld != %lld)", #a, #b, a_,   \
+                     b_);                                                      \
+            rttest_check_fail(__FILE__, __LINE__, t_);                         \
+        }                                                                      \
+    } while (0)
+
+/* Clears the failed-check record, runs fn(arg) as the main goroutine of a
+ * runtime with GOMAXPROCS=procs, and returns 0 when rt_main returned 0 and
+ * no check failed; else -1 with a description in msg (len bytes). */
+int rttest_main(int procs, void (*fn)(void *), void *arg, char *msg,
+                size_t len);
+
+/* Sleeps the calling OS thread (not a goroutine) for ms milliseconds. */
+void rttest_msleep(int ms);
+
+#ifndef RTTEST_NO_CMOCKA /* rttest.c itself does not see cmocka */
+/* Runs fn(arg) under rt_main with procs Ps; fails the cmocka test when
+ * rt_main fails or a CHECK did. */
+static inline void rttest_run_procs(int procs, void (*fn)(void *), void *arg)
+{
+    char msg[5120];
+    if (rttest_main(procs, fn, arg, msg, sizeof(msg)) != 0)
+        fail_msg("%s", msg);
+}
+
+/* rttest_run_procs with GOMAXPROCS=2, the default of these tests. */
+static inline void rttest_run(void (*fn)(void *), void *arg)
+{
+    rttest_run_procs(2, fn, arg);
+}
+
+/* Defines the cmocka test `name` that runs main_fn(NULL) with rttest_run. */
+#define RTTEST_CASE(name, main_fn)                                             \
+    static void name(void **state)                                             \
+    {                                                                          \
+        (void)state;                                                           \
+        rttest_run(main_fn, NULL);                                             \
+    }
+#endif
+
+#endif
