@@ -519,8 +519,10 @@ static void sess_recv_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
 
     sess_retain(s);
-    if (room > 65536)
-        room = 65536;
+    /* 16 KiB a read: a session holding a partial line keeps its chain,
+     * so this bounds what idle sessions cost. */
+    if (room > 16384)
+        room = 16384;
     if (room > 0) {
         /* The bufferevent keeps its input's end frozen. */
         evbuffer_unfreeze(in, 0);
