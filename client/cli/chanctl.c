@@ -295,6 +295,78 @@ static void print_flagged(const ctx *c, json_t *v, const char *key,
     }
 }
 
+/* The tail of a command whose answer is one object: returns fail() when
+ * rc < 0, else prints res and drops it (steals res on success only; on
+ * failure the library handed back nothing). */
+static int end_object(const ctx *c, int rc, json_t *res)
+{
+    if (rc < 0)
+        return fail(c, rc);
+    print_object(c, res);
+    json_decref(res);
+    return 0;
+}
+
+/* The tail of a command whose answer is one integer *v (read only when
+ * rc >= 0): returns fail() when rc < 0, else prints it under key. */
+static int end_int(const ctx *c, int rc, const char *key, const int64_t *v)
+{
+    if (rc < 0)
+        return fail(c, rc);
+    print_int(key, *v, c);
+    return 0;
+}
+
+/* The tail of a command whose answer is rc == 1: returns fail() when
+ * rc < 0, else prints the flag under key and returns EXIT_OK when it is
+ * set, if_false when not. */
+static int end_bool(const ctx *c, int rc, const char *key, int if_false)
+{
+    if (rc < 0)
+        return fail(c, rc);
+    print_bool(key, rc == 1, c);
+    return rc == 1 ? EXIT_OK : if_false;
+}
+
+/* The tail of a command that may find a value: returns fail() when
+ * rc < 0, else prints v flagged with key (see print_flagged), drops it
+ * (steals v on success only) and returns EXIT_OK when found, else
+ * EXIT_CLOSED. */
+static int end_flagged(const ctx *c, int rc, json_t *v, const char *key)
+{
+    if (rc < 0)
+        return fail(c, rc);
+    print_flagged(c, v, key, rc == 1);
+    json_decref(v);
+    return rc == 1 ? EXIT_OK : EXIT_CLOSED;
+}
+
+/* Under --json prints {key:v}; v is borrowed. */
+static void print_wrapped(const ctx *c, const char *key, json_t *v)
+{
+    json_t *o = json_pack("{s:O}", key, v);
+
+    print_object(c, o);
+    json_decref(o);
+}
+
+/* Reads a VALUE argument into *v (a new reference).  Returns 0, or the
+ * usage error's exit code with *v NULL. */
+static int read_value(const ctx *c, const char *arg, json_t **v)
+{
+    *v = arg_value(arg);
+    return *v ? 0 : usage_error(c, "cannot read the value");
+}
+
+/* Reads a DURATION argument (>= 0) into *ms.  Returns 0, or the usage
+ * error's exit code. */
+static int read_duration(const ctx *c, const char *arg, int64_t *ms)
+{
+    if (parse_duration(arg, ms) < 0 || *ms < 0)
+        return usage_error(c, "bad duration '%s'", arg);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Running a command while holding something                          */
 /* ------------------------------------------------------------------ */
@@ -395,21 +467,17 @@ static int c_ping(ctx *c, int argc, char **argv)
 
 static int c_hello(ctx *c, int argc, char **argv)
 {
-    json_t *res;
+    json_t *res = NULL;
     int rc = chand_hello(c->conn, &res);
 
     (void)argc;
     (void)argv;
-    if (rc < 0)
-        return fail(c, rc);
-    print_object(c, res);
-    json_decref(res);
-    return 0;
+    return end_object(c, rc, res);
 }
 
 static int c_call(ctx *c, int argc, char **argv)
 {
-    json_t *params = NULL, *res;
+    json_t *params = NULL, *res = NULL;
     int rc;
 
     if (argc > 1) {
@@ -421,11 +489,7 @@ static int c_call(ctx *c, int argc, char **argv)
     }
     rc = chand_call(c->conn, argv[0], params, c->timeout_ms, &res);
     json_decref(params);
-    if (rc < 0)
-        return fail(c, rc);
-    print_object(c, res);
-    json_decref(res);
-    return 0;
+    return end_object(c, rc, res);
 }
 
 static int c_make(ctx *c, int argc, char **argv)
@@ -567,9 +631,7 @@ static int c_list(ctx *c, int argc, char **argv)
     if (rc < 0)
         return fail(c, rc);
     if (c->json) {
-        json_t *res = json_pack("{s:O}", "objects", objs);
-        print_object(c, res);
-        json_decref(res);
+        print_wrapped(c, "objects", objs);
     } else {
         /* One object a line: name, type, then what else the server says. */
         json_array_foreach(objs, i, o)
@@ -779,10 +841,7 @@ static int c_wg_add(ctx *c, int argc, char **argv)
     if (argc > 1 && parse_int(argv[1], &delta) < 0)
         return usage_error(c, "bad delta '%s'", argv[1]);
     rc = chand_wg_add(c->conn, argv[0], delta, &count);
-    if (rc < 0)
-        return fail(c, rc);
-    print_int("count", count, c);
-    return 0;
+    return end_int(c, rc, "count", &count);
 }
 
 static int c_wg_done(ctx *c, int argc, char **argv)
@@ -791,10 +850,7 @@ static int c_wg_done(ctx *c, int argc, char **argv)
     int rc = chand_wg_done(c->conn, argv[0], &count);
 
     (void)argc;
-    if (rc < 0)
-        return fail(c, rc);
-    print_int("count", count, c);
-    return 0;
+    return end_int(c, rc, "count", &count);
 }
 
 static int c_wg_wait(ctx *c, int argc, char **argv)
@@ -867,12 +923,12 @@ static int c_cond_broadcast(ctx *c, int argc, char **argv)
 
 static int c_pool_put(ctx *c, int argc, char **argv)
 {
-    json_t *v = arg_value(argv[1]);
-    int rc;
+    json_t *v;
+    int rc = read_value(c, argv[1], &v);
 
     (void)argc;
-    if (!v)
-        return usage_error(c, "cannot read the value");
+    if (rc)
+        return rc;
     rc = chand_pool_put(c->conn, argv[0], v);
     json_decref(v);
     return rc < 0 ? fail(c, rc) : 0;
@@ -884,11 +940,7 @@ static int c_pool_get(ctx *c, int argc, char **argv)
     int rc = chand_pool_get(c->conn, argv[0], &v);
 
     (void)argc;
-    if (rc < 0)
-        return fail(c, rc);
-    print_flagged(c, v, "ok", rc == 1);
-    json_decref(v);
-    return rc == 1 ? EXIT_OK : EXIT_CLOSED;
+    return end_flagged(c, rc, v, "ok");
 }
 
 /* ------------------------------------------------------------------ */
@@ -897,12 +949,12 @@ static int c_pool_get(ctx *c, int argc, char **argv)
 
 static int c_map_store(ctx *c, int argc, char **argv)
 {
-    json_t *v = arg_value(argv[2]);
-    int rc;
+    json_t *v;
+    int rc = read_value(c, argv[2], &v);
 
     (void)argc;
-    if (!v)
-        return usage_error(c, "cannot read the value");
+    if (rc)
+        return rc;
     rc = chand_map_store(c->conn, argv[0], argv[1], v);
     json_decref(v);
     return rc < 0 ? fail(c, rc) : 0;
@@ -914,11 +966,7 @@ static int c_map_load(ctx *c, int argc, char **argv)
     int rc = chand_map_load(c->conn, argv[0], argv[1], &v);
 
     (void)argc;
-    if (rc < 0)
-        return fail(c, rc);
-    print_flagged(c, v, "ok", rc == 1);
-    json_decref(v);
-    return rc == 1 ? EXIT_OK : EXIT_CLOSED;
+    return end_flagged(c, rc, v, "ok");
 }
 
 static int c_map_delete(ctx *c, int argc, char **argv)
@@ -931,12 +979,12 @@ static int c_map_delete(ctx *c, int argc, char **argv)
 
 static int c_map_load_or_store(ctx *c, int argc, char **argv)
 {
-    json_t *v = arg_value(argv[2]), *actual = NULL;
-    int rc;
+    json_t *v, *actual = NULL;
+    int rc = read_value(c, argv[2], &v);
 
     (void)argc;
-    if (!v)
-        return usage_error(c, "cannot read the value");
+    if (rc)
+        return rc;
     rc = chand_map_load_or_store(c->conn, argv[0], argv[1], v, &actual);
     json_decref(v);
     if (rc < 0)
@@ -955,12 +1003,12 @@ static int c_map_load_or_store(ctx *c, int argc, char **argv)
 
 static int c_map_swap(ctx *c, int argc, char **argv)
 {
-    json_t *v = arg_value(argv[2]), *prev = NULL;
-    int rc;
+    json_t *v, *prev = NULL;
+    int rc = read_value(c, argv[2], &v);
 
     (void)argc;
-    if (!v)
-        return usage_error(c, "cannot read the value");
+    if (rc)
+        return rc;
     rc = chand_map_swap(c->conn, argv[0], argv[1], v, &prev);
     json_decref(v);
     if (rc < 0)
@@ -991,26 +1039,20 @@ static int c_map_cas(ctx *c, int argc, char **argv)
     rc = chand_map_compare_and_swap(c->conn, argv[0], argv[1], old, nv);
     json_decref(old);
     json_decref(nv);
-    if (rc < 0)
-        return fail(c, rc);
-    print_bool("swapped", rc == 1, c);
-    return rc == 1 ? EXIT_OK : EXIT_CLOSED;
+    return end_bool(c, rc, "swapped", EXIT_CLOSED);
 }
 
 static int c_map_cad(ctx *c, int argc, char **argv)
 {
-    json_t *old = arg_value(argv[2]);
-    int rc;
+    json_t *old;
+    int rc = read_value(c, argv[2], &old);
 
     (void)argc;
-    if (!old)
-        return usage_error(c, "cannot read the value");
+    if (rc)
+        return rc;
     rc = chand_map_compare_and_delete(c->conn, argv[0], argv[1], old);
     json_decref(old);
-    if (rc < 0)
-        return fail(c, rc);
-    print_bool("deleted", rc == 1, c);
-    return rc == 1 ? EXIT_OK : EXIT_CLOSED;
+    return end_bool(c, rc, "deleted", EXIT_CLOSED);
 }
 
 static int c_map_load_and_delete(ctx *c, int argc, char **argv)
@@ -1019,11 +1061,7 @@ static int c_map_load_and_delete(ctx *c, int argc, char **argv)
     int rc = chand_map_load_and_delete(c->conn, argv[0], argv[1], &v);
 
     (void)argc;
-    if (rc < 0)
-        return fail(c, rc);
-    print_flagged(c, v, "loaded", rc == 1);
-    json_decref(v);
-    return rc == 1 ? EXIT_OK : EXIT_CLOSED;
+    return end_flagged(c, rc, v, "loaded");
 }
 
 static int c_map_range(ctx *c, int argc, char **argv)
@@ -1036,9 +1074,7 @@ static int c_map_range(ctx *c, int argc, char **argv)
     if (rc < 0)
         return fail(c, rc);
     if (c->json) {
-        json_t *o = json_pack("{s:O}", "entries", entries);
-        print_object(c, o);
-        json_decref(o);
+        print_wrapped(c, "entries", entries);
     } else {
         json_object_foreach(entries, key, v)
         {
@@ -1056,10 +1092,7 @@ static int c_map_len(ctx *c, int argc, char **argv)
     int rc = chand_map_len(c->conn, argv[0], &len);
 
     (void)argc;
-    if (rc < 0)
-        return fail(c, rc);
-    print_int("len", len, c);
-    return 0;
+    return end_int(c, rc, "len", &len);
 }
 
 static int c_map_clear(ctx *c, int argc, char **argv)
@@ -1080,10 +1113,7 @@ static int c_atomic_load(ctx *c, int argc, char **argv)
     int rc = chand_atomic_load(c->conn, argv[0], &v);
 
     (void)argc;
-    if (rc < 0)
-        return fail(c, rc);
-    print_int("value", v, c);
-    return 0;
+    return end_int(c, rc, "value", &v);
 }
 
 static int c_atomic_store(ctx *c, int argc, char **argv)
@@ -1106,10 +1136,7 @@ static int c_atomic_add(ctx *c, int argc, char **argv)
     if (argc > 1 && parse_int(argv[1], &delta) < 0)
         return usage_error(c, "bad integer '%s'", argv[1]);
     rc = chand_atomic_add(c->conn, argv[0], delta, &v);
-    if (rc < 0)
-        return fail(c, rc);
-    print_int("value", v, c);
-    return 0;
+    return end_int(c, rc, "value", &v);
 }
 
 static int c_atomic_swap(ctx *c, int argc, char **argv)
@@ -1121,10 +1148,7 @@ static int c_atomic_swap(ctx *c, int argc, char **argv)
     if (parse_int(argv[1], &v) < 0)
         return usage_error(c, "bad integer '%s'", argv[1]);
     rc = chand_atomic_swap(c->conn, argv[0], v, &old);
-    if (rc < 0)
-        return fail(c, rc);
-    print_int("old", old, c);
-    return 0;
+    return end_int(c, rc, "old", &old);
 }
 
 static int c_atomic_cas(ctx *c, int argc, char **argv)
@@ -1136,10 +1160,7 @@ static int c_atomic_cas(ctx *c, int argc, char **argv)
     if (parse_int(argv[1], &old) < 0 || parse_int(argv[2], &nv) < 0)
         return usage_error(c, "OLD and NEW must be integers");
     rc = chand_atomic_compare_and_swap(c->conn, argv[0], old, nv);
-    if (rc < 0)
-        return fail(c, rc);
-    print_bool("swapped", rc == 1, c);
-    return rc == 1 ? EXIT_OK : EXIT_CLOSED;
+    return end_bool(c, rc, "swapped", EXIT_CLOSED);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1152,8 +1173,9 @@ static int c_after(ctx *c, int argc, char **argv)
     int rc;
 
     (void)argc;
-    if (parse_duration(argv[1], &ms) < 0 || ms < 0)
-        return usage_error(c, "bad duration '%s'", argv[1]);
+    rc = read_duration(c, argv[1], &ms);
+    if (rc)
+        return rc;
     rc = chand_timer_after(c->conn, argv[0], ms);
     return rc < 0 ? fail(c, rc) : 0;
 }
@@ -1164,8 +1186,9 @@ static int c_ticker(ctx *c, int argc, char **argv)
     int rc;
 
     (void)argc;
-    if (parse_duration(argv[1], &ms) < 0 || ms < 0)
-        return usage_error(c, "bad duration '%s'", argv[1]);
+    rc = read_duration(c, argv[1], &ms);
+    if (rc)
+        return rc;
     rc = chand_timer_ticker(c->conn, argv[0], ms);
     return rc < 0 ? fail(c, rc) : 0;
 }
@@ -1175,10 +1198,7 @@ static int c_stop(ctx *c, int argc, char **argv)
     int rc = chand_timer_stop(c->conn, argv[0]);
 
     (void)argc;
-    if (rc < 0)
-        return fail(c, rc);
-    print_bool("stopped", rc == 1, c);
-    return 0;
+    return end_bool(c, rc, "stopped", EXIT_OK);
 }
 
 static int c_reset(ctx *c, int argc, char **argv)
@@ -1187,13 +1207,11 @@ static int c_reset(ctx *c, int argc, char **argv)
     int rc;
 
     (void)argc;
-    if (parse_duration(argv[1], &ms) < 0 || ms < 0)
-        return usage_error(c, "bad duration '%s'", argv[1]);
+    rc = read_duration(c, argv[1], &ms);
+    if (rc)
+        return rc;
     rc = chand_timer_reset(c->conn, argv[0], ms);
-    if (rc < 0)
-        return fail(c, rc);
-    print_bool("active", rc == 1, c);
-    return 0;
+    return end_bool(c, rc, "active", EXIT_OK);
 }
 
 /* Reads METHOD [PARAMS] into a new params object (or NULL = {}). */
@@ -1218,8 +1236,9 @@ static int c_afterfunc(ctx *c, int argc, char **argv)
     char *timer = NULL;
     int rc;
 
-    if (parse_duration(argv[0], &ms) < 0 || ms < 0)
-        return usage_error(c, "bad duration '%s'", argv[0]);
+    rc = read_duration(c, argv[0], &ms);
+    if (rc)
+        return rc;
     rc = inner_params(c, argc - 2, argv + 2, &params);
     if (rc)
         return rc;
@@ -1248,38 +1267,27 @@ static int c_go(ctx *c, int argc, char **argv)
         return rc;
     rc = chand_go(c->conn, argv[0], params, &g);
     json_decref(params);
-    if (rc < 0)
-        return fail(c, rc);
-    print_int("goroutine", g, c);
-    return 0;
+    return end_int(c, rc, "goroutine", &g);
 }
 
 static int c_stats(ctx *c, int argc, char **argv)
 {
-    json_t *res;
+    json_t *res = NULL;
     int rc = chand_stats(c->conn, &res);
 
     (void)argc;
     (void)argv;
-    if (rc < 0)
-        return fail(c, rc);
-    print_object(c, res);
-    json_decref(res);
-    return 0;
+    return end_object(c, rc, res);
 }
 
 static int c_dump(ctx *c, int argc, char **argv)
 {
-    json_t *res;
+    json_t *res = NULL;
     int rc = chand_dump(c->conn, &res);
 
     (void)argc;
     (void)argv;
-    if (rc < 0)
-        return fail(c, rc);
-    print_object(c, res);
-    json_decref(res);
-    return 0;
+    return end_object(c, rc, res);
 }
 
 static int c_gomaxprocs(ctx *c, int argc, char **argv)
@@ -1290,10 +1298,7 @@ static int c_gomaxprocs(ctx *c, int argc, char **argv)
     if (argc > 0 && (parse_int(argv[0], &n) < 0 || n < 1))
         return usage_error(c, "N must be an integer >= 1");
     rc = chand_gomaxprocs(c->conn, n, &prev);
-    if (rc < 0)
-        return fail(c, rc);
-    print_int("previous", prev, c);
-    return 0;
+    return end_int(c, rc, "previous", &prev);
 }
 
 /* ------------------------------------------------------------------ */
