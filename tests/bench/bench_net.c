@@ -751,7 +751,8 @@ typedef struct aconn {
 
 static struct event_base *abase;
 static aconn *aconns;
-static int aconnected, aleft;
+static int aconnected;
+static int64_t ainflight;
 
 static json_t *async_params(int ci, uint64_t seq, const char **method)
 {
@@ -826,6 +827,11 @@ static void async_reply(chand_async *a, int rc, json_t *result,
     (void)a;
     (void)result;
 
+    ainflight--;
+    if (stop_issue && rc == CHAND_ECONN) {
+        free(q); /* handles freed at the end: not an answer */
+        return;
+    }
     if (rc < 0) {
         errors++;
         if (errors < 3)
@@ -841,7 +847,7 @@ static void async_reply(chand_async *a, int rc, json_t *result,
     t_end_issue = now;
     if (opt.count == 0 && now - t_start >= (int64_t)(opt.seconds * 1e9))
         stop_issue = true;
-    if (run_done() || (stop_issue && --aleft <= 0)) {
+    if (run_done() || (stop_issue && ainflight == 0)) {
         event_base_loopbreak(abase);
         return;
     }
@@ -867,6 +873,7 @@ static void async_issue(aconn *c)
         }
         c->seq++;
         c->inflight++;
+        ainflight++;
         note_issue(c->idx);
     }
 }
@@ -899,8 +906,16 @@ static int run_async(void)
         }
     }
     event_base_dispatch(abase);
-    aleft = INT32_MAX;
     t_start = now_ns();
+    if (opt.count == 0) {
+        /* Parked requests (handoff producers) may never answer: the run
+         * ends 1 s after the duration at the latest. */
+        struct timeval tv = { (time_t)opt.seconds + 1,
+                              (suseconds_t)((opt.seconds -
+                                             (double)(time_t)opt.seconds) *
+                                            1e6) };
+        event_base_loopexit(abase, &tv);
+    }
     for (int i = 0; i < opt.conns; i++)
         async_issue(&aconns[i]);
     event_base_dispatch(abase);
