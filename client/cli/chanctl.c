@@ -590,12 +590,20 @@ static int c_range(ctx *c, int argc, char **argv)
     }
 }
 
+/* Runs a command that takes only an object name and answers nothing but
+ * success: returns 0 or fail(). */
+typedef int (*name_fn)(chand_conn *, const char *);
+static int do_name(ctx *c, name_fn fn, const char *name)
+{
+    int rc = fn(c->conn, name);
+
+    return rc < 0 ? fail(c, rc) : 0;
+}
+
 static int c_close(ctx *c, int argc, char **argv)
 {
-    int rc = chand_close(c->conn, argv[0]);
-
     (void)argc;
-    return rc < 0 ? fail(c, rc) : 0;
+    return do_name(c, chand_close, argv[0]);
 }
 
 static int c_len(ctx *c, int argc, char **argv)
@@ -616,10 +624,8 @@ static int c_len(ctx *c, int argc, char **argv)
 
 static int c_drop(ctx *c, int argc, char **argv)
 {
-    int rc = chand_drop(c->conn, argv[0]);
-
     (void)argc;
-    return rc < 0 ? fail(c, rc) : 0;
+    return do_name(c, chand_drop, argv[0]);
 }
 
 static int c_list(ctx *c, int argc, char **argv)
@@ -907,18 +913,14 @@ static int c_cond_wait(ctx *c, int argc, char **argv)
 
 static int c_cond_signal(ctx *c, int argc, char **argv)
 {
-    int rc = chand_cond_signal(c->conn, argv[0]);
-
     (void)argc;
-    return rc < 0 ? fail(c, rc) : 0;
+    return do_name(c, chand_cond_signal, argv[0]);
 }
 
 static int c_cond_broadcast(ctx *c, int argc, char **argv)
 {
-    int rc = chand_cond_broadcast(c->conn, argv[0]);
-
     (void)argc;
-    return rc < 0 ? fail(c, rc) : 0;
+    return do_name(c, chand_cond_broadcast, argv[0]);
 }
 
 static int c_pool_put(ctx *c, int argc, char **argv)
@@ -977,52 +979,47 @@ static int c_map_delete(ctx *c, int argc, char **argv)
     return rc < 0 ? fail(c, rc) : 0;
 }
 
-static int c_map_load_or_store(ctx *c, int argc, char **argv)
+/* Runs a Map command NAME KEY VALUE that stores VALUE and answers the value
+ * it found (a new reference in *out, NULL when none).  Under --json prints
+ * {out_key: found, "loaded": rc == 1}; else prints the value found when
+ * one was loaded, or always when always is set.  Returns 0, a usage error
+ * or fail(). */
+typedef int (*map_xchg_fn)(chand_conn *, const char *, const char *,
+                           json_t *, json_t **);
+static int do_map_exchange(ctx *c, char **argv, map_xchg_fn fn,
+                           const char *out_key, bool always)
 {
-    json_t *v, *actual = NULL;
+    json_t *v, *out = NULL;
     int rc = read_value(c, argv[2], &v);
 
-    (void)argc;
     if (rc)
         return rc;
-    rc = chand_map_load_or_store(c->conn, argv[0], argv[1], v, &actual);
+    rc = fn(c->conn, argv[0], argv[1], v, &out);
     json_decref(v);
     if (rc < 0)
         return fail(c, rc);
     if (c->json) {
-        json_t *o = json_pack("{s:O?, s:b}", "value", actual, "loaded",
+        json_t *o = json_pack("{s:O?, s:b}", out_key, out, "loaded",
                               rc == 1);
         print_object(c, o);
         json_decref(o);
-    } else {
-        print_value(c, actual);
+    } else if (always || rc == 1) {
+        print_value(c, out);
     }
-    json_decref(actual);
+    json_decref(out);
     return 0;
+}
+
+static int c_map_load_or_store(ctx *c, int argc, char **argv)
+{
+    (void)argc;
+    return do_map_exchange(c, argv, chand_map_load_or_store, "value", true);
 }
 
 static int c_map_swap(ctx *c, int argc, char **argv)
 {
-    json_t *v, *prev = NULL;
-    int rc = read_value(c, argv[2], &v);
-
     (void)argc;
-    if (rc)
-        return rc;
-    rc = chand_map_swap(c->conn, argv[0], argv[1], v, &prev);
-    json_decref(v);
-    if (rc < 0)
-        return fail(c, rc);
-    if (c->json) {
-        json_t *o = json_pack("{s:O?, s:b}", "previous", prev, "loaded",
-                              rc == 1);
-        print_object(c, o);
-        json_decref(o);
-    } else if (rc == 1) {
-        print_value(c, prev);
-    }
-    json_decref(prev);
-    return 0;
+    return do_map_exchange(c, argv, chand_map_swap, "previous", false);
 }
 
 static int c_map_cas(ctx *c, int argc, char **argv)
@@ -1097,10 +1094,8 @@ static int c_map_len(ctx *c, int argc, char **argv)
 
 static int c_map_clear(ctx *c, int argc, char **argv)
 {
-    int rc = chand_map_clear(c->conn, argv[0]);
-
     (void)argc;
-    return rc < 0 ? fail(c, rc) : 0;
+    return do_name(c, chand_map_clear, argv[0]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1167,30 +1162,30 @@ static int c_atomic_cas(ctx *c, int argc, char **argv)
 /* Commands: timers, goroutines, runtime                              */
 /* ------------------------------------------------------------------ */
 
-static int c_after(ctx *c, int argc, char **argv)
+/* Runs a command NAME DURATION that starts a timer with fn: returns 0, a
+ * usage error or fail(). */
+typedef int (*timer_fn)(chand_conn *, const char *, int64_t);
+static int do_timer(ctx *c, timer_fn fn, char **argv)
 {
     int64_t ms;
-    int rc;
+    int rc = read_duration(c, argv[1], &ms);
 
-    (void)argc;
-    rc = read_duration(c, argv[1], &ms);
     if (rc)
         return rc;
-    rc = chand_timer_after(c->conn, argv[0], ms);
+    rc = fn(c->conn, argv[0], ms);
     return rc < 0 ? fail(c, rc) : 0;
+}
+
+static int c_after(ctx *c, int argc, char **argv)
+{
+    (void)argc;
+    return do_timer(c, chand_timer_after, argv);
 }
 
 static int c_ticker(ctx *c, int argc, char **argv)
 {
-    int64_t ms;
-    int rc;
-
     (void)argc;
-    rc = read_duration(c, argv[1], &ms);
-    if (rc)
-        return rc;
-    rc = chand_timer_ticker(c->conn, argv[0], ms);
-    return rc < 0 ? fail(c, rc) : 0;
+    return do_timer(c, chand_timer_ticker, argv);
 }
 
 static int c_stop(ctx *c, int argc, char **argv)
