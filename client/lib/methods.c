@@ -71,6 +71,20 @@ static int call_void(chand_conn *c, const char *method, json_t *params,
     return rc;
 }
 
+/* Returns a new {"name": name}, the params of most methods (NULL when out
+ * of memory, which call() reports). */
+static json_t *name_params(const char *name)
+{
+    return json_pack("{s:s}", "name", name);
+}
+
+/* Calls method with only the object name, waiting forever; returns 0 or a
+ * negative code. */
+static int call_named(chand_conn *c, const char *method, const char *name)
+{
+    return call_void(c, method, name_params(name), CHAND_FOREVER);
+}
+
 /* Calls method and returns 1/0 from boolean key of the result, with
  * res[vkey] (when vkey) in *value. */
 static int call_flag(chand_conn *c, const char *method, json_t *params,
@@ -178,7 +192,7 @@ int chand_send_str(chand_conn *c, const char *name, const char *s,
 int chand_recv(chand_conn *c, const char *name, int64_t timeout_ms,
                json_t **value)
 {
-    return call_flag(c, "recv", json_pack("{s:s}", "name", name),
+    return call_flag(c, "recv", name_params(name),
                      timeout_ms, "ok", "value", value);
 }
 
@@ -207,15 +221,13 @@ int chand_recv_str(chand_conn *c, const char *name, int64_t timeout_ms,
 
 int chand_close(chand_conn *c, const char *name)
 {
-    return call_void(c, "close", json_pack("{s:s}", "name", name),
-                     CHAND_FOREVER);
+    return call_named(c, "close", name);
 }
 
 int chand_len(chand_conn *c, const char *name, int64_t *len, int64_t *cap)
 {
     json_t *res;
-    int rc = call(c, "len", json_pack("{s:s}", "name", name), CHAND_FOREVER,
-                  &res);
+    int rc = call(c, "len", name_params(name), CHAND_FOREVER, &res);
 
     if (rc == 0)
         rc = get_int(c, res, "len", len);
@@ -227,8 +239,7 @@ int chand_len(chand_conn *c, const char *name, int64_t *len, int64_t *cap)
 
 int chand_drop(chand_conn *c, const char *name)
 {
-    return call_void(c, "drop", json_pack("{s:s}", "name", name),
-                     CHAND_FOREVER);
+    return call_named(c, "drop", name);
 }
 
 int chand_list(chand_conn *c, const char *prefix, json_t **objects)
@@ -296,7 +307,7 @@ static int lock_common(chand_conn *c, const char *method, const char *name,
                        int64_t timeout_ms, int64_t lease_ms, int64_t *token,
                        bool *owner_dead)
 {
-    json_t *res, *p = json_pack("{s:s}", "name", name);
+    json_t *res, *p = name_params(name);
     int rc;
 
     if (p && lease_ms > 0)
@@ -314,7 +325,7 @@ static int lock_common(chand_conn *c, const char *method, const char *name,
 static int unlock_common(chand_conn *c, const char *method,
                          const char *name, int64_t token)
 {
-    json_t *p = json_pack("{s:s}", "name", name);
+    json_t *p = name_params(name);
 
     if (p && token >= 0)
         json_object_set_new(p, "token", json_integer(token));
@@ -370,26 +381,24 @@ int chand_wg_add(chand_conn *c, const char *name, int64_t delta,
 
 int chand_wg_done(chand_conn *c, const char *name, int64_t *count)
 {
-    return call_int(c, "wg.done", json_pack("{s:s}", "name", name),
+    return call_int(c, "wg.done", name_params(name),
                     CHAND_FOREVER, "count", count);
 }
 
 int chand_wg_wait(chand_conn *c, const char *name, int64_t timeout_ms)
 {
-    return call_void(c, "wg.wait", json_pack("{s:s}", "name", name),
-                     timeout_ms);
+    return call_void(c, "wg.wait", name_params(name), timeout_ms);
 }
 
 int chand_once_do(chand_conn *c, const char *name, int64_t timeout_ms)
 {
-    return call_flag(c, "once.do", json_pack("{s:s}", "name", name),
+    return call_flag(c, "once.do", name_params(name),
                      timeout_ms, "run", NULL, NULL);
 }
 
 int chand_once_done(chand_conn *c, const char *name)
 {
-    return call_void(c, "once.done", json_pack("{s:s}", "name", name),
-                     CHAND_FOREVER);
+    return call_named(c, "once.done", name);
 }
 
 int chand_cond_wait(chand_conn *c, const char *name, const char *mutex,
@@ -402,14 +411,12 @@ int chand_cond_wait(chand_conn *c, const char *name, const char *mutex,
 
 int chand_cond_signal(chand_conn *c, const char *name)
 {
-    return call_void(c, "cond.signal", json_pack("{s:s}", "name", name),
-                     CHAND_FOREVER);
+    return call_named(c, "cond.signal", name);
 }
 
 int chand_cond_broadcast(chand_conn *c, const char *name)
 {
-    return call_void(c, "cond.broadcast", json_pack("{s:s}", "name", name),
-                     CHAND_FOREVER);
+    return call_named(c, "cond.broadcast", name);
 }
 
 /* ---- Pool ---- */
@@ -423,7 +430,7 @@ int chand_pool_put(chand_conn *c, const char *name, json_t *value)
 
 int chand_pool_get(chand_conn *c, const char *name, json_t **value)
 {
-    return call_flag(c, "pool.get", json_pack("{s:s}", "name", name),
+    return call_flag(c, "pool.get", name_params(name),
                      CHAND_FOREVER, "ok", "value", value);
 }
 
@@ -500,27 +507,25 @@ int chand_map_compare_and_delete(chand_conn *c, const char *name,
 
 int chand_map_range(chand_conn *c, const char *name, json_t **entries)
 {
-    return call_value(c, "map.range", json_pack("{s:s}", "name", name),
+    return call_value(c, "map.range", name_params(name),
                       CHAND_FOREVER, "entries", entries);
 }
 
 int chand_map_len(chand_conn *c, const char *name, int64_t *len)
 {
-    return call_int(c, "map.len", json_pack("{s:s}", "name", name),
-                    CHAND_FOREVER, "len", len);
+    return call_int(c, "map.len", name_params(name), CHAND_FOREVER, "len", len);
 }
 
 int chand_map_clear(chand_conn *c, const char *name)
 {
-    return call_void(c, "map.clear", json_pack("{s:s}", "name", name),
-                     CHAND_FOREVER);
+    return call_named(c, "map.clear", name);
 }
 
 /* ---- atomics ---- */
 
 int chand_atomic_load(chand_conn *c, const char *name, int64_t *value)
 {
-    return call_int(c, "atomic.load", json_pack("{s:s}", "name", name),
+    return call_int(c, "atomic.load", name_params(name),
                     CHAND_FOREVER, "value", value);
 }
 
@@ -599,7 +604,7 @@ static int call_pending(chand_conn *c, const char *method, json_t *p)
 
 int chand_timer_stop(chand_conn *c, const char *name)
 {
-    return call_pending(c, "timer.stop", json_pack("{s:s}", "name", name));
+    return call_pending(c, "timer.stop", name_params(name));
 }
 
 int chand_timer_reset(chand_conn *c, const char *name, int64_t ms)
