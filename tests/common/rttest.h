@@ -40,6 +40,15 @@ void rttest_check_fail(const char *file, int line, const char *what);
         }                                                                      \
     } while (0)
 
+/* Adds n to WaitGroup wg and starts n goroutines fn(arg), CHECKing each
+ * start; a macro so that a failed check names the caller's line. */
+#define RTTEST_SPAWN(wg, n, fn, arg)                                           \
+    do {                                                                       \
+        rt_wg_add(wg, n);                                                      \
+        for (int i_ = 0; i_ < (n); i_++)                                       \
+            CHECK_EQ(rt_go(fn, arg), 0);                                       \
+    } while (0)
+
 /* Clears the failed-check record, runs fn(arg) as the main goroutine of a
  * runtime with GOMAXPROCS=procs, and returns 0 when rt_main returned 0 and
  * no check failed; else -1 with a description in msg (len bytes). */
@@ -63,6 +72,27 @@ static inline void rttest_run_procs(int procs, void (*fn)(void *), void *arg)
 static inline void rttest_run(void (*fn)(void *), void *arg)
 {
     rttest_run_procs(2, fn, arg);
+}
+
+/* Asserts Go's texts for the sync and ticker errors (shared by the chan
+ * and sync tests, which both check them). */
+static inline void rttest_assert_sync_error_texts(void)
+{
+    assert_string_equal(rt_strerror(RT_EUNLOCK),
+                        "sync: unlock of unlocked mutex");
+    assert_string_equal(rt_strerror(RT_ERUNLOCK),
+                        "sync: RUnlock of unlocked RWMutex");
+    assert_string_equal(rt_strerror(RT_EWUNLOCK),
+                        "sync: Unlock of unlocked RWMutex");
+    assert_string_equal(rt_strerror(RT_ENEGWG),
+                        "sync: negative WaitGroup counter");
+    assert_string_equal(
+        rt_strerror(RT_EWGREUSE),
+        "sync: WaitGroup is reused before previous Wait has returned");
+    assert_string_equal(rt_strerror(RT_ENONPOSTICK),
+                        "non-positive interval for NewTicker");
+    assert_string_equal(rt_strerror(RT_ENONPOSRESET),
+                        "non-positive interval for Ticker.Reset");
 }
 
 /* Defines the cmocka test `name` that runs main_fn(NULL) with rttest_run. */

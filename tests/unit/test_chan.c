@@ -300,21 +300,7 @@ static void test_close_rules(void **state)
     assert_string_equal(rt_strerror(RT_ECLOSECLOSED),
                         "close of closed channel");
     assert_string_equal(rt_strerror(RT_ECLOSENIL), "close of nil channel");
-    assert_string_equal(rt_strerror(RT_EUNLOCK),
-                        "sync: unlock of unlocked mutex");
-    assert_string_equal(rt_strerror(RT_ERUNLOCK),
-                        "sync: RUnlock of unlocked RWMutex");
-    assert_string_equal(rt_strerror(RT_EWUNLOCK),
-                        "sync: Unlock of unlocked RWMutex");
-    assert_string_equal(rt_strerror(RT_ENEGWG),
-                        "sync: negative WaitGroup counter");
-    assert_string_equal(
-        rt_strerror(RT_EWGREUSE),
-        "sync: WaitGroup is reused before previous Wait has returned");
-    assert_string_equal(rt_strerror(RT_ENONPOSTICK),
-                        "non-positive interval for NewTicker");
-    assert_string_equal(rt_strerror(RT_ENONPOSRESET),
-                        "non-positive interval for Ticker.Reset");
+    rttest_assert_sync_error_texts();
     assert_string_equal(rt_strerror(RT_EDEADLK),
                         "all goroutines are asleep - deadlock!");
     int codes[] = { RT_OK, RT_ENOMEM, RT_EINVAL, RT_EAGAIN, RT_ETIMEDOUT,

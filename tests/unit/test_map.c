@@ -360,9 +360,7 @@ static void conc_main(void *arg)
         int sk[2] = {-1, i};
         CHECK_EQ(rt_map_store(c->m, sk, sizeof(sk), &vals[100 + i]), 0);
     }
-    rt_wg_add(c->wg, CW);
-    for (int i = 0; i < CW; i++)
-        CHECK_EQ(rt_go(conc_worker, c), 0);
+    RTTEST_SPAWN(c->wg, CW, conc_worker, c);
     CHECK_EQ(rt_wg_wait(c->wg, RT_FOREVER), 0);
 
     long want = CSHARED;

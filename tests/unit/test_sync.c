@@ -193,15 +193,13 @@ static void mutex_deadline_cancel_main(void *arg)
     struct locked_wait lw = {.m = rt_mutex_new(), .wg = rt_wg_new()};
     CHECK_EQ(rt_mutex_lock(lw.m, RT_FOREVER), 0);
 
-    rt_wg_add(lw.wg, 1);
-    CHECK_EQ(rt_go(lock_with_deadline, &lw), 0);
+    RTTEST_SPAWN(lw.wg, 1, lock_with_deadline, &lw);
     CHECK_EQ(rt_wg_wait(lw.wg, RT_FOREVER), 0);
     CHECK_EQ(lw.result, RT_ETIMEDOUT);
     CHECK(lw.elapsed >= ms(45));
 
     lw.tok = rt_cancel_new();
-    rt_wg_add(lw.wg, 1);
-    CHECK_EQ(rt_go(lock_cancelled, &lw), 0);
+    RTTEST_SPAWN(lw.wg, 1, lock_cancelled, &lw);
     rt_sleep(ms(20));
     rt_cancel_fire(lw.tok);
     CHECK_EQ(rt_wg_wait(lw.wg, RT_FOREVER), 0);
@@ -366,8 +364,7 @@ static void rw_timeouts_main(void *arg)
     struct rwstarve s = {.rw = rt_rwmutex_new(), .wg = rt_wg_new()};
     /* A reader times out behind a writer... */
     CHECK_EQ(rt_rwmutex_lock(s.rw, RT_FOREVER), 0);
-    rt_wg_add(s.wg, 1);
-    CHECK_EQ(rt_go(rw_reader_timeout, &s), 0);
+    RTTEST_SPAWN(s.wg, 1, rw_reader_timeout, &s);
     CHECK_EQ(rt_wg_wait(s.wg, RT_FOREVER), 0);
     CHECK_EQ(s.wresult, RT_ETIMEDOUT);
     CHECK_EQ(rt_rwmutex_unlock(s.rw), 0);
@@ -472,9 +469,7 @@ static void once_main(void *arg)
 {
     (void)arg;
     struct oncet t = {.o = rt_once_new(), .wg = rt_wg_new()};
-    rt_wg_add(t.wg, 100);
-    for (int i = 0; i < 100; i++)
-        CHECK_EQ(rt_go(once_caller, &t), 0);
+    RTTEST_SPAWN(t.wg, 100, once_caller, &t);
     CHECK_EQ(rt_wg_wait(t.wg, RT_FOREVER), 0);
     CHECK_EQ(atomic_load(&t.calls), 1);
     CHECK_EQ(atomic_load(&t.ran), 1);
@@ -589,9 +584,7 @@ static void bc_waiter(void *arg)
 static void bc_run(struct bc *b, rt_locker wl)
 {
     b->c = rt_cond_new(b->L);
-    rt_wg_add(b->wg, 10);
-    for (int i = 0; i < 10; i++)
-        CHECK_EQ(rt_go(bc_waiter, b), 0);
+    RTTEST_SPAWN(b->wg, 10, bc_waiter, b);
     while (atomic_load(&b->waiting) < 10)
         rt_sleep(ms(1));
     /* Every waiter has the flag unset and is parked or about to be. */
@@ -660,8 +653,7 @@ static void cond_lost_and_timeout_main(void *arg)
 
     /* Cancelled while waiting: L is re-locked all the same. */
     w.tok = rt_cancel_new();
-    rt_wg_add(w.wg, 1);
-    CHECK_EQ(rt_go(cond_cancelled_waiter, &w), 0);
+    RTTEST_SPAWN(w.wg, 1, cond_cancelled_waiter, &w);
     rt_sleep(ms(20));
     /* The waiter released L while waiting: we can take it. */
     CHECK_EQ(rt_mutex_lock(w.m, rt_deadline_ms(5000)), 0);
@@ -733,9 +725,7 @@ static void pool_main(void *arg)
     CHECK_EQ(atomic_load(&pool_news), 1);
     rt_pool_put(t.p, b);
 
-    rt_wg_add(t.wg, 4);
-    for (int i = 0; i < 4; i++)
-        CHECK_EQ(rt_go(pool_worker, &t), 0);
+    RTTEST_SPAWN(t.wg, 4, pool_worker, &t);
     pthread_t th;
     CHECK_EQ(pthread_create(&th, NULL, pool_foreign, t.p), 0);
     CHECK_EQ(rt_wg_wait(t.wg, RT_FOREVER), 0);
@@ -779,9 +769,7 @@ static void atomics_main(void *arg)
     struct att t = {.wg = rt_wg_new()};
     rt_atomic_store_int64(&t.cas_counter, 0);
     rt_atomic_store_uint32(&t.add_counter, UINT32_MAX - 99999); /* wraps */
-    rt_wg_add(t.wg, 4);
-    for (int i = 0; i < 4; i++)
-        CHECK_EQ(rt_go(atomic_worker, &t), 0);
+    RTTEST_SPAWN(t.wg, 4, atomic_worker, &t);
     CHECK_EQ(rt_wg_wait(t.wg, RT_FOREVER), 0);
     CHECK_EQ(rt_atomic_load_int64(&t.cas_counter), 400000);
     CHECK_EQ(rt_atomic_load_uint32(&t.add_counter), 300000);
@@ -837,21 +825,7 @@ static void test_atomics_wrap(void **state)
 static void test_error_texts(void **state)
 {
     (void)state;
-    assert_string_equal(rt_strerror(RT_EUNLOCK),
-                        "sync: unlock of unlocked mutex");
-    assert_string_equal(rt_strerror(RT_ERUNLOCK),
-                        "sync: RUnlock of unlocked RWMutex");
-    assert_string_equal(rt_strerror(RT_EWUNLOCK),
-                        "sync: Unlock of unlocked RWMutex");
-    assert_string_equal(rt_strerror(RT_ENEGWG),
-                        "sync: negative WaitGroup counter");
-    assert_string_equal(
-        rt_strerror(RT_EWGREUSE),
-        "sync: WaitGroup is reused before previous Wait has returned");
-    assert_string_equal(rt_strerror(RT_ENONPOSTICK),
-                        "non-positive interval for NewTicker");
-    assert_string_equal(rt_strerror(RT_ENONPOSRESET),
-                        "non-positive interval for Ticker.Reset");
+    rttest_assert_sync_error_texts();
 }
 
 /* ---- foreign threads: non-blocking calls work, blocking ones refuse ---- */

@@ -67,8 +67,7 @@ static void sleep_main(void *arg)
     CHECK_EQ(rt_sleep(-5), 0);
 
     struct sleeper s = {.tok = rt_cancel_new(), .wg = rt_wg_new()};
-    rt_wg_add(s.wg, 1);
-    CHECK_EQ(rt_go(cancelled_sleeper, &s), 0);
+    RTTEST_SPAWN(s.wg, 1, cancelled_sleeper, &s);
     rt_sleep(10 * MS);
     rt_cancel_fire(s.tok);
     CHECK_EQ(rt_wg_wait(s.wg, RT_FOREVER), 0);
