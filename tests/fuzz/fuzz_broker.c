@@ -110,6 +110,19 @@ static int fb_connect(void)
      * harness failure as a finding. */
     for (int tries = 0; connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0;
          tries++) {
+        if (errno == EINTR) {
+            /* libFuzzer's -timeout alarm: the connect goes on without us;
+             * wait for it to finish. */
+            struct pollfd p = { fd, POLLOUT, 0 };
+            int soerr = 0;
+            socklen_t sl = sizeof soerr;
+            while (poll(&p, 1, 5000) < 0 && errno == EINTR)
+                ;
+            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
+                soerr == 0)
+                break;
+            errno = soerr;
+        }
         if (errno != EADDRNOTAVAIL || tries == 2000) {
             fprintf(stderr, "fuzz_broker: connect: %s\n", strerror(errno));
             abort();
