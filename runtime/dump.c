@@ -49,9 +49,8 @@ static void dump_one(rt_g *g, void *arg)
         fprintf(d->out, "goroutine %lld [%s]:\n", (long long)g->id,
                 state_name(s));
     }
-    if (g->cancel)
-        fprintf(d->out, "\tcancel token %p%s\n", (void *)g->cancel,
-                rt_cancel_fired(g->cancel) ? " (fired)" : "");
+    /* g->cancel is not shown: it belongs to the goroutine, which may
+     * detach and free its token while the dump runs. */
     fprintf(d->out, "\n");
 }
 
