@@ -45,6 +45,15 @@ typedef struct outent {
     struct outent *next;
 } outent;
 
+/* The values of an answer that is in the output buffer but not yet in the
+ * socket: if the session ends before those bytes leave, they go back to
+ * their channels (a cut slow reader loses nothing). */
+typedef struct pending {
+    gback *gb;
+    uint64_t end;                /* out_added once the answer was added */
+    struct pending *next;
+} pending;
+
 struct sess {
     uint64_t id;
     _Atomic int refs;
@@ -63,6 +72,8 @@ struct sess {
     sess *prev, *next;
     bool ended;                  /* sess_end ran */
     bool batching;               /* in sess_process: sess_push follows */
+    uint64_t out_added;          /* bytes ever added to the output */
+    pending *phead, *ptail;      /* values not yet written to the socket */
 };
 
 struct srv {
@@ -206,6 +217,63 @@ void srv__sess_parked(sess *s, int delta)
     atomic_fetch_add(&s->parked, delta);
 }
 
+/* Frees the give-back records of answers whose last byte has left the
+ * output buffer for the socket: those values were handed over.  I/O
+ * thread. */
+static void sess_settle(sess *s)
+{
+    uint64_t drained;
+
+    if (!s->bev)
+        return;
+    drained = s->out_added -
+              evbuffer_get_length(bufferevent_get_output(s->bev));
+    while (s->phead && s->phead->end <= drained) {
+        pending *p = s->phead;
+        s->phead = p->next;
+        gback_free(p->gb);
+        free(p);
+    }
+    if (!s->phead)
+        s->ptail = NULL;
+}
+
+/* Keeps gb (steals it) until the answer just added to the output buffer
+ * has been written to the socket.  I/O thread. */
+static void sess_hold(sess *s, gback *gb)
+{
+    pending *p;
+
+    if (!gb)
+        return;
+    p = malloc(sizeof *p);
+    if (!p) {
+        gback_free(gb); /* the answer is queued: count it as handed over */
+        return;
+    }
+    p->gb = gb;
+    p->end = s->out_added;
+    p->next = NULL;
+    if (s->ptail)
+        s->ptail->next = p;
+    else
+        s->phead = p;
+    s->ptail = p;
+    sess_settle(s);
+}
+
+/* Gives back the values of every answer that never reached the socket. */
+static void sess_giveback_pending(sess *s)
+{
+    while (s->phead) {
+        pending *p = s->phead;
+        s->phead = p->next;
+        gback_run(p->gb);
+        free(p);
+    }
+    s->ptail = NULL;
+}
+
 /* Writes line to the session's socket buffer and checks the output cap.
  * I/O thread.  Returns false when the session was ended for it. */
 static bool sess_write(sess *s, const char *line, size_t len)
@@ -216,6 +284,7 @@ static bool sess_write(sess *s, const char *line, size_t len)
         sess_end(s, false);
         return false;
     }
+    s->out_added += len;
     metrics_bytes_out(len);
     if (evbuffer_get_length(out) > srv_conf.max_outbuf) {
         log_warn("session %llu: output buffer over %zu bytes (client not "
@@ -249,6 +318,7 @@ static void sess_push(sess *s)
         evbuffer_unfreeze(out, 1);
         evbuffer_write(out, bufferevent_getfd(s->bev));
         evbuffer_freeze(out, 1);
+        sess_settle(s);
     }
     if (evbuffer_get_length(out) > 0)
         bufferevent_enable(s->bev, EV_WRITE);
@@ -262,7 +332,7 @@ void sess_deliver(sess *s, char *line, size_t len, gback *gb)
         if (s->ended) {
             gback_run(gb);
         } else if (sess_write(s, line, len)) {
-            gback_free(gb);
+            sess_hold(s, gb);
             if (!s->batching)
                 sess_push(s);
         } else {
@@ -347,7 +417,7 @@ static void sess_flush_cb(evutil_socket_t fd, short what, void *arg)
     while (q) {
         outent *next = q->next;
         if (!s->ended && sess_write(s, q->line, q->len))
-            gback_free(q->gb);
+            sess_hold(s, q->gb);
         else
             gback_run(q->gb);
         free(q->line);
@@ -376,6 +446,8 @@ static void sess_close_conn(sess *s)
 {
     if (!s->bev)
         return;
+    sess_settle(s);
+    sess_giveback_pending(s); /* their bytes die with the connection */
     bufferevent_free(s->bev);
     s->bev = NULL;
     event_free(s->ev_flush);
@@ -581,6 +653,7 @@ static void sess_more_cb(evutil_socket_t fd, short what, void *arg)
 static void sess_write_cb(struct bufferevent *bev, void *arg)
 {
     sess *s = arg;
+    sess_settle(s);
     if (s->ended && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         sess_close_conn(s);
     else if (!s->ended)

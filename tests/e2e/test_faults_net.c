@@ -290,12 +290,9 @@ static void test_slow_reader(void **state)
             "%d sent\n", values, left, VALS);
     assert_true(values < VALS);
     assert_true(values + left <= VALS);
-    /* Known gap (reported): answers queued in the cut session's output
-     * buffer, and those in its socket when the close resets it, are lost
-     * with their values; PROTOCOL.md promises they stay in the channel.
-     * CHAND_STRICT_OUTBUF=1 checks the promise. */
-    if (getenv("CHAND_STRICT_OUTBUF"))
-        assert_int_equal(values + left, VALS);
+    /* PROTOCOL.md's promise: the values of answers still in the cut
+     * session's output buffer go back to the channel. */
+    assert_int_equal(values + left, VALS);
     free(buf);
     free(v);
     ctl_ok(ctl, "drop", json_pack("{s:s}", "name", "slow"));
