@@ -265,7 +265,7 @@ asan:
 tsan:
 	$(MAKE) SANITIZER=tsan test
 
-# ---- reliability: fuzz, soak, test-all (owned by h6) ----------------------
+# ---- reliability: fuzz, soak, test-all -------------------------------
 # make fuzz       every libFuzzer harness in tests/fuzz/ for FUZZ_SECONDS each
 #                 (clang; the runtime, protocol and daemon rebuilt with
 #                 -fsanitize=fuzzer-no-link,address,undefined in build/fuzz)

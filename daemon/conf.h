@@ -31,7 +31,7 @@ typedef struct conf {
     int max_batch;          /* requests in one batch */
     int max_select;         /* cases in one select */
     int fair_batch;         /* requests served per session per loop turn */
-    /* Service settings (h5: metrics.c, cfgfile.c, the drain). */
+    /* Service settings (metrics.c, cfgfile.c, the drain). */
     char metrics_bind[256]; /* address of the metrics HTTP server */
     int metrics_port;       /* 0: no metrics server; -1 ("auto"): any */
     char metrics_port_file[4096]; /* write the metrics port here ("") */

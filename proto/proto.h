@@ -159,7 +159,7 @@ typedef struct proto_answer {
  * JSON-RPC 2.0 answer (err filled). */
 int proto_answer_read(json_t *msg, proto_answer *ans, proto_error *err);
 
-/* ---- helpers (added by h3) ---- */
+/* ---- helpers ---- */
 
 /* Fills err with code, reason and a printf-style message; returns -1. */
 int proto_error_set(proto_error *err, int code, proto_reason reason,

@@ -136,7 +136,7 @@ RT__HIDDEN int rt__nprocs(void);
 /* The maximum number of Ps ever allowed (per-P arrays are sized to it). */
 #define RT__MAXPROCS 256
 
-/* ---- added for the sync package (h2) ---- */
+/* ---- for the sync package ---- */
 
 /* Returns the cancel token attached to the current goroutine (borrowed),
  * or NULL.  Cond.Wait detaches it while re-locking its Locker, which must
