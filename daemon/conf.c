@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proto.h"
 
@@ -204,4 +205,31 @@ void conf_usage(const conf *d, void *file)
         }
         fputc('\n', f);
     }
+}
+
+/* Writes port (decimal and a newline) to path through a temporary file and
+ * a rename, so that a reader polling for the file (a test, a supervisor)
+ * never sees it half written.  Returns 0, or -1 with a message naming what
+ * (label) and path in err. */
+int conf_write_port_file(const char *label, const char *path, int port,
+                         char *err, size_t errlen)
+{
+    char tmp[4200];
+    FILE *f;
+
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    f = fopen(tmp, "w");
+    if (!f)
+        goto out_err;
+    fprintf(f, "%d\n", port);
+    if (fclose(f) != 0)
+        goto out_unlink;
+    if (rename(tmp, path) != 0)
+        goto out_unlink;
+    return 0;
+out_unlink:
+    unlink(tmp);
+out_err:
+    snprintf(err, errlen, "%s %s: %s", label, path, strerror(errno));
+    return -1;
 }

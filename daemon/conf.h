@@ -44,6 +44,10 @@ void conf_defaults(conf *c);
  * err (unknown key, bad value). */
 int conf_set(conf *c, const char *key, const char *value, char *err,
              size_t errlen);
+/* Writes port to path atomically (temporary file + rename).  Returns 0, or
+ * -1 with "<label> <path>: <strerror>" in err. */
+int conf_write_port_file(const char *label, const char *path, int port,
+                         char *err, size_t errlen);
 /* Writes the list of keys, defaults and meanings (for --help). */
 void conf_usage(const conf *defaults, void *file);
 

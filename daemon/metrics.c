@@ -199,30 +199,6 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
     evbuffer_free(b);
 }
 
-static int metrics_write_port_file(const char *path, int port, char *err,
-                                   size_t errlen)
-{
-    char tmp[4200];
-    FILE *f;
-
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    f = fopen(tmp, "w");
-    if (!f)
-        goto out_err;
-    fprintf(f, "%d\n", port);
-    if (fclose(f) != 0)
-        goto out_unlink;
-    /* rename: a reader polling for the file never sees it half written. */
-    if (rename(tmp, path) != 0)
-        goto out_unlink;
-    return 0;
-out_unlink:
-    unlink(tmp);
-out_err:
-    snprintf(err, errlen, "metrics port file %s: %s", path, strerror(errno));
-    return -1;
-}
-
 int metrics_start(struct event_base *base, const conf *c, char *err,
                   size_t errlen)
 {
@@ -271,8 +247,8 @@ int metrics_start(struct event_base *base, const conf *c, char *err,
                                    ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                    : ((struct sockaddr_in *)&ss)->sin_port);
     if (c->metrics_port_file[0] &&
-        metrics_write_port_file(c->metrics_port_file, metrics_bound_port,
-                                err, errlen) != 0)
+        conf_write_port_file("metrics port file", c->metrics_port_file,
+                             metrics_bound_port, err, errlen) != 0)
         goto out_free;
     log_info("metrics on http://%s:%d/metrics", c->metrics_bind,
              metrics_bound_port);

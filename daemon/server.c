@@ -908,30 +908,6 @@ void srv__refresh_stats(void)
 /* Setup                                                              */
 /* ------------------------------------------------------------------ */
 
-static int srv_write_port_file(const char *path, int port, char *err,
-                               size_t errlen)
-{
-    char tmp[4200];
-    FILE *f;
-
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    f = fopen(tmp, "w");
-    if (!f)
-        goto out_err;
-    fprintf(f, "%d\n", port);
-    if (fclose(f) != 0)
-        goto out_unlink;
-    /* rename makes the file appear whole to a test polling for it. */
-    if (rename(tmp, path) != 0)
-        goto out_unlink;
-    return 0;
-out_unlink:
-    unlink(tmp);
-out_err:
-    snprintf(err, errlen, "port file %s: %s", path, strerror(errno));
-    return -1;
-}
-
 srv *srv_new(const conf *c, char *err, size_t errlen)
 {
     struct addrinfo hints, *ai = NULL;
@@ -1013,7 +989,8 @@ listening:
     if (sig_attach(v->base, err, errlen) != 0)
         goto out_events;
     if (c->port_file[0] &&
-        srv_write_port_file(c->port_file, v->port, err, errlen) != 0)
+        conf_write_port_file("port file", c->port_file, v->port, err,
+                             errlen) != 0)
         goto out_events;
     srv_current = v;
     return v;
