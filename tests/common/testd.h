@@ -72,7 +72,6 @@ const char *testd_reason(json_t *answer);   /* error.data.reason */
 int testd_code(json_t *answer);             /* error.code, 0 if none */
 const char *testd_message(json_t *answer);  /* error.message */
 
-
 /* Returns a new reference to runtime.stats' result through a fresh
  * connection (asking again when a call times out), or NULL. */
 json_t *testd_stats(const testd *d);
