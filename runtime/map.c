@@ -39,6 +39,7 @@
 typedef struct map_entry {
     struct map_entry *next;
     uint64_t hash;
+    uint64_t word; /* map_key.word */
     void *v;
     size_t klen;
     unsigned char key[];
@@ -78,42 +79,77 @@ static inline uint64_t map_mix(uint64_t h)
     return h;
 }
 
-/* A seeded hash of a byte string.  The per-map random seed keeps remote
- * clients from choosing keys that all land in one bucket. */
-static uint64_t map_hash(const rt_map *m, const void *key, size_t klen)
+/* A key as the table sees it: its bytes, their seeded hash, and a word
+ * that stands for up to 8 of them, so that comparing short keys (the
+ * common case: ids, small integers) is two word compares, no memcmp. */
+typedef struct map_key {
+    const unsigned char *p;
+    size_t len;
+    uint64_t hash;
+    uint64_t word;
+} map_key;
+
+/* Returns a word that, for a given length <= 8, differs for different
+ * byte strings (the loads may overlap, as wyhash's do, but every byte is
+ * covered), without a variable-length memcpy. */
+static inline uint64_t map_word(const unsigned char *p, size_t len)
 {
-    const unsigned char *p = key;
-    uint64_t h = m->seed ^ (klen * 0x9e3779b97f4a7c15ull);
-    while (klen >= 8) {
+    uint32_t lo, hi;
+    if (len >= 4) {
+        memcpy(&lo, p, 4);
+        memcpy(&hi, p + len - 4, 4);
+        return (uint64_t)lo | (uint64_t)hi << 32;
+    }
+    if (len > 0)
+        return (uint64_t)p[0] | (uint64_t)p[len / 2] << 8 |
+               (uint64_t)p[len - 1] << 16;
+    return 0; /* p may be NULL for the empty key */
+}
+
+/* Hashes key with the map's seed.  The per-map random seed keeps remote
+ * clients from choosing keys that all land in one bucket. */
+static inline map_key map_key_of(const rt_map *m, const void *key,
+                                 size_t klen)
+{
+    map_key k = {key, klen, m->seed ^ (klen * 0x9e3779b97f4a7c15ull), 0};
+    if (klen <= 8) {
+        k.word = map_word(k.p, klen);
+        k.hash = map_mix(k.hash ^ k.word);
+        return k;
+    }
+    /* Longer keys: the first 8 bytes are the word, every byte is mixed
+     * into the hash. */
+    memcpy(&k.word, k.p, 8);
+    const unsigned char *p = k.p;
+    size_t n = klen;
+    uint64_t h = k.hash;
+    while (n >= 8) {
         uint64_t x;
         memcpy(&x, p, 8);
         h = map_mix(h ^ x) + 0x9e3779b97f4a7c15ull;
         p += 8;
-        klen -= 8;
+        n -= 8;
     }
-    uint64_t x = 0;
-    if (klen > 0) /* p may be NULL for the empty key */
-        memcpy(&x, p, klen);
-    return map_mix(h ^ x ^ ((uint64_t)klen << 56));
+    k.hash = map_mix(h ^ map_word(p, n) ^ ((uint64_t)n << 56));
+    return k;
 }
 
 /* ---- the shard table (callers hold the right to read or write) ---- */
 
-static map_shard *map_shard_of(rt_map *m, uint64_t h)
+static map_shard *map_shard_of(rt_map *m, const map_key *k)
 {
-    return &m->shards[h >> (64 - 6)];
+    return &m->shards[k->hash >> (64 - 6)];
 }
 
-static map_entry **map_find(map_shard *sh, uint64_t h, const void *key,
-                            size_t klen)
+static map_entry **map_find(map_shard *sh, const map_key *k)
 {
     if (sh->nbuckets == 0)
         return NULL;
-    map_entry **pp = &sh->buckets[h & (sh->nbuckets - 1)];
+    map_entry **pp = &sh->buckets[k->hash & (sh->nbuckets - 1)];
     for (; *pp; pp = &(*pp)->next) {
         map_entry *e = *pp;
-        if (e->hash == h && e->klen == klen &&
-            (klen == 0 || memcmp(e->key, key, klen) == 0))
+        if (e->hash == k->hash && e->word == k->word && e->klen == k->len &&
+            (k->len <= 8 || memcmp(e->key + 8, k->p + 8, k->len - 8) == 0))
             return pp;
     }
     return NULL;
@@ -275,12 +311,12 @@ void rt_map_free(rt_map *m)
 
 bool rt_map_load(rt_map *m, const void *key, size_t klen, void **v)
 {
-    uint64_t h = map_hash(m, key, klen);
-    map_shard *sh = map_shard_of(m, h);
+    map_key k = map_key_of(m, key, klen);
+    map_shard *sh = map_shard_of(m, &k);
     map_slot *s = map_read_begin(m, sh);
     if (s == NULL)
         rt__lock_acquire(&sh->lock);
-    map_entry **pp = map_find(sh, h, key, klen);
+    map_entry **pp = map_find(sh, &k);
     if (pp && v)
         *v = map_retain(m, (*pp)->v);
     if (s)
@@ -291,22 +327,22 @@ bool rt_map_load(rt_map *m, const void *key, size_t klen, void **v)
 }
 
 /* Inserts a new entry holding v (already retained).  Caller is writing. */
-static int map_insert(rt_map *m, map_shard *sh, uint64_t h, const void *key,
-                      size_t klen, void *v)
+static int map_insert(rt_map *m, map_shard *sh, const map_key *k, void *v)
 {
     if (sh->count >= sh->nbuckets)
         (void)map_grow(sh); /* on failure chains just get longer */
     if (sh->nbuckets == 0)
         return RT_ENOMEM;
-    map_entry *e = malloc(sizeof(*e) + klen);
+    map_entry *e = malloc(sizeof(*e) + k->len);
     if (e == NULL)
         return RT_ENOMEM;
-    e->hash = h;
+    e->hash = k->hash;
+    e->word = k->word;
     e->v = v;
-    e->klen = klen;
-    if (klen > 0)
-        memcpy(e->key, key, klen);
-    map_entry **b = &sh->buckets[h & (sh->nbuckets - 1)];
+    e->klen = k->len;
+    if (k->len > 0)
+        memcpy(e->key, k->p, k->len);
+    map_entry **b = &sh->buckets[k->hash & (sh->nbuckets - 1)];
     e->next = *b;
     *b = e;
     sh->count++;
@@ -329,11 +365,11 @@ static map_entry *map_unlink(rt_map *m, map_shard *sh, map_entry **pp)
 static int map_swap(rt_map *m, const void *key, size_t klen, void *v,
                     void **prev, bool *loaded)
 {
-    uint64_t h = map_hash(m, key, klen);
-    map_shard *sh = map_shard_of(m, h);
+    map_key k = map_key_of(m, key, klen);
+    map_shard *sh = map_shard_of(m, &k);
     void *nv = map_retain(m, v);
     map_write_begin(m, sh);
-    map_entry **pp = map_find(sh, h, key, klen);
+    map_entry **pp = map_find(sh, &k);
     if (pp) {
         void *old = (*pp)->v;
         (*pp)->v = nv;
@@ -345,7 +381,7 @@ static int map_swap(rt_map *m, const void *key, size_t klen, void *v,
             map_release(m, old);
         return 0;
     }
-    int r = map_insert(m, sh, h, key, klen, nv);
+    int r = map_insert(m, sh, &k, nv);
     map_write_end(sh);
     if (r != 0)
         map_release(m, nv);
@@ -378,11 +414,11 @@ bool rt_map_load_or_store(rt_map *m, const void *key, size_t klen, void *v,
             map_release(m, cur);
         return true;
     }
-    uint64_t h = map_hash(m, key, klen);
-    map_shard *sh = map_shard_of(m, h);
+    map_key k = map_key_of(m, key, klen);
+    map_shard *sh = map_shard_of(m, &k);
     void *nv = map_retain(m, v);
     map_write_begin(m, sh);
-    map_entry **pp = map_find(sh, h, key, klen);
+    map_entry **pp = map_find(sh, &k);
     if (pp) {
         /* Stored meanwhile by someone else. */
         if (actual)
@@ -391,7 +427,7 @@ bool rt_map_load_or_store(rt_map *m, const void *key, size_t klen, void *v,
         map_release(m, nv);
         return true;
     }
-    if (map_insert(m, sh, h, key, klen, nv) != 0) {
+    if (map_insert(m, sh, &k, nv) != 0) {
         map_write_end(sh);
         /* Out of memory: hand v back as Go would after storing it. */
         if (actual)
@@ -409,10 +445,10 @@ bool rt_map_load_or_store(rt_map *m, const void *key, size_t klen, void *v,
 bool rt_map_load_and_delete(rt_map *m, const void *key, size_t klen,
                             void **v)
 {
-    uint64_t h = map_hash(m, key, klen);
-    map_shard *sh = map_shard_of(m, h);
+    map_key k = map_key_of(m, key, klen);
+    map_shard *sh = map_shard_of(m, &k);
     map_write_begin(m, sh);
-    map_entry **pp = map_find(sh, h, key, klen);
+    map_entry **pp = map_find(sh, &k);
     map_entry *e = pp ? map_unlink(m, sh, pp) : NULL;
     map_write_end(sh);
     if (e == NULL)
@@ -433,11 +469,11 @@ void rt_map_delete(rt_map *m, const void *key, size_t klen)
 bool rt_map_compare_and_swap(rt_map *m, const void *key, size_t klen,
                              const void *old, void *new_v)
 {
-    uint64_t h = map_hash(m, key, klen);
-    map_shard *sh = map_shard_of(m, h);
+    map_key k = map_key_of(m, key, klen);
+    map_shard *sh = map_shard_of(m, &k);
     void *nv = map_retain(m, new_v);
     map_write_begin(m, sh);
-    map_entry **pp = map_find(sh, h, key, klen);
+    map_entry **pp = map_find(sh, &k);
     void *drop = nv;
     bool swapped = false;
     if (pp && map_equal(m, (*pp)->v, old)) {
@@ -453,10 +489,10 @@ bool rt_map_compare_and_swap(rt_map *m, const void *key, size_t klen,
 bool rt_map_compare_and_delete(rt_map *m, const void *key, size_t klen,
                                const void *old)
 {
-    uint64_t h = map_hash(m, key, klen);
-    map_shard *sh = map_shard_of(m, h);
+    map_key k = map_key_of(m, key, klen);
+    map_shard *sh = map_shard_of(m, &k);
     map_write_begin(m, sh);
-    map_entry **pp = map_find(sh, h, key, klen);
+    map_entry **pp = map_find(sh, &k);
     map_entry *e = NULL;
     if (pp && map_equal(m, (*pp)->v, old))
         e = map_unlink(m, sh, pp);

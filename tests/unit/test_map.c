@@ -2,7 +2,7 @@
  * test_map.c - unit tests of rt_map (sync.Map semantics): every call's
  * result and reference counting against a reference model, concurrent
  * mixed operations from both Ps, Range (stop, re-entry), Clear, Len, a
- * foreign thread, growth to 100k keys.
+ * foreign thread, growth to 100k keys, keys of every length up to 24.
  *
  * Values are reference-counted objects; the map's retain/release ops
  * count, so every test ends by checking that each value is back to the
@@ -379,6 +379,63 @@ static void conc_main(void *arg)
 
 RTTEST_CASE(test_map_concurrent_reference, conc_main)
 
+/* ---- keys of every length ---- */
+
+#define KMAXLEN 24
+
+/* Writes a key of length len: all zero bytes when x == 0, else a fixed
+ * pattern with byte pos xor x (pos < 0: the pattern itself). */
+static void klen_key(unsigned char *k, int len, int pos, int x)
+{
+    for (int i = 0; i < len; i++)
+        k[i] = x ? (unsigned char)(i * 37 + len) : 0;
+    if (pos >= 0)
+        k[pos] ^= (unsigned char)x;
+}
+
+/* Short keys are compared through a word standing for up to 8 bytes and
+ * longer ones through that word plus the rest: keys that differ in any one
+ * byte, or only in length (zero bytes), must still be distinct. */
+static void klen_main(void *arg)
+{
+    (void)arg;
+    vals_init();
+    rt_map *m = rt_map_new(&val_ops);
+    unsigned char k[KMAXLEN];
+    int id = 0;
+    for (int len = 0; len <= KMAXLEN; len++) {
+        klen_key(k, len, -1, 0);
+        CHECK_EQ(rt_map_store(m, k, (size_t)len, &vals[id++]), 0);
+        for (int pos = len ? -1 : 0; pos < len; pos++) {
+            klen_key(k, len, pos, 0x5a);
+            CHECK_EQ(rt_map_store(m, k, (size_t)len, &vals[id++]), 0);
+        }
+    }
+    CHECK_EQ(rt_map_len(m), (size_t)id);
+    id = 0;
+    for (int len = 0; len <= KMAXLEN; len++) {
+        void *v = NULL;
+        klen_key(k, len, -1, 0);
+        CHECK(rt_map_load(m, k, (size_t)len, &v));
+        CHECK(v == &vals[id++]);
+        put(v);
+        for (int pos = len ? -1 : 0; pos < len; pos++) {
+            klen_key(k, len, pos, 0x5a);
+            v = NULL;
+            CHECK(rt_map_load(m, k, (size_t)len, &v));
+            CHECK(v == &vals[id++]);
+            put(v);
+            /* Another byte value at pos was never stored. */
+            klen_key(k, len, pos, 0xa5);
+            CHECK(pos < 0 || !rt_map_load(m, k, (size_t)len, &v));
+        }
+    }
+    rt_map_free(m);
+    vals_check_balanced();
+}
+
+RTTEST_CASE(test_map_key_lengths, klen_main)
+
 /* ---- growth and a foreign thread ---- */
 
 static void *foreign_loader(void *arg)
@@ -433,6 +490,7 @@ int main(void)
         cmocka_unit_test(test_map_range),
         cmocka_unit_test(test_map_concurrent_reference),
         cmocka_unit_test(test_map_growth_foreign),
+        cmocka_unit_test(test_map_key_lengths),
     };
     return cmocka_run_group_tests_name("map", tests, NULL, NULL);
 }
