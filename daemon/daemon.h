@@ -11,11 +11,13 @@
  * proto.c's table).  A handler is called with a checked request (parameter
  * names and types are already valid) and must finish it exactly once with
  * dreq_ok()/dreq_fail() -- at once on the I/O thread when it can complete
- * now (RT_POLL calls), or later from a goroutine started by dreq_park().
+ * now (RT_POLL calls), later from a goroutine started by dreq_park(), or
+ * from an rt_await's completion (send, recv: dreq_await_begin()).
  *
  * Threads: the I/O thread runs libevent and every handler's first call.
- * Goroutines (dreq_park, go, afterfunc) run handlers' blocking parts.  Every
- * function here may be called from either unless it says otherwise.
+ * Goroutines (dreq_park, go, afterfunc) run handlers' blocking parts, and
+ * awaits complete on whichever thread woke them.  Every function here may
+ * be called from any of them unless it says otherwise.
  */
 #ifndef CHAND_DAEMON_H
 #define CHAND_DAEMON_H
@@ -189,7 +191,7 @@ struct dreq {
     obj *wobj;
     const char *wreason;
     int64_t wsince;
-    int64_t wgoid;             /* the goroutine that waits */
+    int64_t wgoid;             /* the goroutine that waits; 0: an await */
     dreq *wnext, *wprev;
     void *ctx;                 /* the handler's own state */
 };
@@ -221,6 +223,12 @@ void dreq_park(dreq *r, disp_handler fn);
 /* Records that r waits on o for reason (Go's words) / stops waiting. */
 void dreq_wait_begin(dreq *r, obj *o, const char *reason);
 void dreq_wait_end(dreq *r);
+/* For a wait without a goroutine (rt_await; sessions only): records it as
+ * dreq_wait_begin does and counts it as parked for the drain.  Returns the
+ * session's cancel token for the await.  dreq_await_end undoes both and
+ * must run before r is finished. */
+rt_cancel *dreq_await_begin(dreq *r, obj *o, const char *reason);
+void dreq_await_end(dreq *r);
 /* Returns true when r's session has ended or the drain began.  A parked
  * handler checks it before its blocking call: the goroutine may first run
  * long after the request arrived, and the runtime's fast paths (a free

@@ -420,6 +420,20 @@ void dreq_wait_end(dreq *r)
     atomic_fetch_sub(&srv_stat.waiters, 1);
 }
 
+rt_cancel *dreq_await_begin(dreq *r, obj *o, const char *reason)
+{
+    srv__sess_parked(r->s, 1);
+    dreq_wait_begin(r, o, reason);
+    r->wgoid = 0; /* queued in the runtime as it returns: counted at once */
+    return sess_cancel(r->s);
+}
+
+void dreq_await_end(dreq *r)
+{
+    dreq_wait_end(r);
+    srv__sess_parked(r->s, -1);
+}
+
 /* ------------------------------------------------------------------ */
 /* Parameters                                                         */
 /* ------------------------------------------------------------------ */

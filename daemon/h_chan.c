@@ -235,6 +235,40 @@ static void hchan_send_wait(dreq *r)
     obj_release(o);
 }
 
+/* A send await's completion (any thread). */
+static void hchan_send_done(rt_await *a, int rc, void *arg)
+{
+    dreq *r = arg;
+    obj *o = r->ctx;
+
+    if (rc != 0) /* not handed over: the value is still ours */
+        json_decref(*(json_t **)rt_await_elem(a));
+    rt_await_free(a);
+    dreq_await_end(r);
+    hchan_finish(r, o, rc);
+    obj_release(o);
+}
+
+/* A session's blocked send waits as an await (see hchan_recv_await). */
+static void hchan_send_await(dreq *r, obj *o)
+{
+    rt_await *a = rt_await_new(sizeof(json_t *), hchan_send_done, r);
+    rt_cancel *tok;
+    int rc;
+
+    if (!a) {
+        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+        obj_release(o);
+        return;
+    }
+    *(json_t **)rt_await_elem(a) = json_incref(dreq_param(r, "value"));
+    tok = dreq_await_begin(r, o, "chan send");
+    rc = rt_chan_send_await(((hchan *)o)->c, a, r->dl, tok);
+    if (rc == RT_EINPROGRESS)
+        return; /* r and a now belong to hchan_send_done */
+    hchan_send_done(a, rc, r);
+}
+
 void h_send(dreq *r)
 {
     obj *o = reg_get(r, dreq_str(r, "name"), &hchan_ops, false);
@@ -257,7 +291,10 @@ void h_send(dreq *r)
         json_decref(v);
     if (rc == RT_EAGAIN && r->dl != RT_POLL) {
         r->ctx = o;
-        dreq_park(r, hchan_send_wait);
+        if (r->s)
+            hchan_send_await(r, o);
+        else
+            dreq_park(r, hchan_send_wait);
         return;
     }
     hchan_finish(r, o, rc);
@@ -297,6 +334,43 @@ static void hchan_recv_wait(dreq *r)
     obj_release(o);
 }
 
+/* An await's completion (any thread): the value, the close, the deadline
+ * or the session's end. */
+static void hchan_recv_done(rt_await *a, int rc, void *arg)
+{
+    dreq *r = arg;
+    obj *o = r->ctx;
+    json_t *v = rc == 0 ? *(json_t **)rt_await_elem(a) : NULL;
+    bool ok = rc == 0 && rt_await_ok(a);
+
+    rt_await_free(a);
+    dreq_await_end(r);
+    hchan_recv_finish(r, o, rc, v, ok);
+    obj_release(o);
+}
+
+/* A session's receive waits as an await, not a goroutine: no stack page
+ * per waiting connection, and a sender hands its value over and answers
+ * the receiver in its own call. */
+static void hchan_recv_await(dreq *r, obj *o)
+{
+    rt_await *a = rt_await_new(sizeof(json_t *), hchan_recv_done, r);
+    rt_cancel *tok;
+    int rc;
+
+    if (!a) {
+        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+        obj_release(o);
+        return;
+    }
+    r->ctx = o;
+    tok = dreq_await_begin(r, o, "chan receive");
+    rc = rt_chan_recv_await(((hchan *)o)->c, a, r->dl, tok);
+    if (rc == RT_EINPROGRESS)
+        return; /* r and a now belong to hchan_recv_done */
+    hchan_recv_done(a, rc, r);
+}
+
 void h_recv(dreq *r)
 {
     obj *o = reg_get(r, dreq_str(r, "name"), &hchan_ops, false);
@@ -308,6 +382,10 @@ void h_recv(dreq *r)
         return;
     rc = rt_chan_recv(((hchan *)o)->c, &v, &ok, RT_POLL);
     if (rc == RT_EAGAIN && r->dl != RT_POLL) {
+        if (r->s) {
+            hchan_recv_await(r, o);
+            return;
+        }
         r->ctx = o;
         dreq_park(r, hchan_recv_wait);
         return;

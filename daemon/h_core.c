@@ -137,8 +137,9 @@ static void hcore_count_parked(obj *o, void *arg)
     hcore_parked *p = arg;
     pthread_mutex_lock(&o->wmu);
     for (dreq *r = o->waiters; r; r = r->wnext)
-        if (p->n && bsearch(&r->wgoid, p->ids, p->n, sizeof *p->ids,
-                            hcore_cmp_i64))
+        if (r->wgoid == 0 || /* an await: queued in the runtime */
+            (p->n && bsearch(&r->wgoid, p->ids, p->n, sizeof *p->ids,
+                             hcore_cmp_i64)))
             p->count++;
     pthread_mutex_unlock(&o->wmu);
 }

@@ -33,17 +33,40 @@ void rt_cancel_fire(rt_cancel *c)
 {
     if (!c || atomic_exchange(&c->fired, true))
         return;
+    rt_g *awaits = NULL;
     rt__lock_acquire(&c->lock);
-    for (rt_g *g = c->head; g; g = g->cnext) {
+    for (rt_g *g = c->head, *next; g; g = next) {
+        next = g->cnext;
         int s = RT__WS_WAITING;
-        if (atomic_compare_exchange_strong(&g->wait_state, &s,
-                                           RT__WS_CLAIMED)) {
-            g->wake_reason = RT_ECANCELED;
-            g->wake_waiter = NULL;
+        if (!atomic_compare_exchange_strong(&g->wait_state, &s,
+                                            RT__WS_CLAIMED))
+            continue;
+        g->wake_reason = RT_ECANCELED;
+        g->wake_waiter = NULL;
+        if (!g->wakef) {
             rt__ready(g);
+            continue;
         }
+        /* An await's completion takes other locks and may free it: unlink
+         * it here and complete it once the token's lock is released. */
+        if (g->cprev)
+            g->cprev->cnext = g->cnext;
+        else
+            c->head = g->cnext;
+        if (g->cnext)
+            g->cnext->cprev = g->cprev;
+        g->cnext = g->cprev = NULL;
+        g->cancel = NULL;
+        g->schedlink = awaits;
+        awaits = g;
     }
     rt__lock_release(&c->lock);
+    while (awaits) {
+        rt_g *g = awaits;
+        awaits = g->schedlink;
+        g->schedlink = NULL;
+        rt__ready(g);
+    }
 }
 
 void rt_cancel_free(rt_cancel *c)
@@ -73,6 +96,11 @@ void rt_cancel_attach(rt_cancel *c)
     rt_g *g = rt__getg();
     if (!g)
         return;
+    rt__cancel_attach_g(g, c);
+}
+
+void rt__cancel_attach_g(rt_g *g, rt_cancel *c)
+{
     rt__cancel_detach(g);
     if (!c)
         return;

@@ -16,6 +16,7 @@ const char *rt_strerror(int code)
     case RT_ECANCELED: return "operation canceled";
     case RT_EDEADLK: return "all goroutines are asleep - deadlock!";
     case RT_EPERM: return "blocking call outside a goroutine";
+    case RT_EINPROGRESS: return "waiting (await)";
     case RT_ESENDCLOSED: return "send on closed channel";
     case RT_ECLOSECLOSED: return "close of closed channel";
     case RT_ECLOSENIL: return "close of nil channel";

@@ -56,6 +56,7 @@ enum {
     RT_ECANCELED = -ECANCELED,   /* the goroutine's rt_cancel fired */
     RT_EDEADLK = -EDEADLK,       /* all goroutines are asleep - deadlock! */
     RT_EPERM = -EPERM,           /* blocking call from a foreign thread */
+    RT_EINPROGRESS = -EINPROGRESS, /* an await is waiting (rt_await) */
     RT_ESENDCLOSED = -1001,      /* send on closed channel */
     RT_ECLOSECLOSED = -1002,     /* close of closed channel */
     RT_ECLOSENIL = -1003,        /* close of nil channel */
@@ -195,6 +196,44 @@ RT_API int rt_chan_recv(rt_chan *c, void *elem, bool *ok, rt_deadline_t dl);
 /* Closes c, waking every parked receiver (ok=false) and sender
  * (RT_ESENDCLOSED).  Returns 0, RT_ECLOSECLOSED or RT_ECLOSENIL. */
 RT_API int rt_chan_close(rt_chan *c);
+
+/* Awaits: a receive or send that waits without a goroutine, for an
+ * event-driven host (the daemon) whose waiting requests would otherwise
+ * each cost a goroutine and its stack page.  An await is a heap object holding the
+ * wait's state and a buffer for one element; its completion function runs
+ * exactly once, on whichever thread completed the wait. */
+typedef struct rt_await rt_await;
+/* rc: 0 (receive: a value or the close arrived, see rt_await_elem and
+ * rt_await_ok; send: a receiver took the element), RT_ESENDCLOSED (send),
+ * RT_ETIMEDOUT or RT_ECANCELED.  Once it is called the runtime no longer
+ * touches a: fn may free it.  fn must not block (it may run on a
+ * scheduler thread, in a sender's call, or inside rt_cancel_fire). */
+typedef void (*rt_await_fn)(rt_await *a, int rc, void *arg);
+/* Returns a new await for elements of elem_size bytes, or NULL (ENOMEM). */
+RT_API rt_await *rt_await_new(size_t elem_size, rt_await_fn fn, void *arg);
+/* Frees an await that is not waiting (never started, completed at once,
+ * or its fn was called). */
+RT_API void rt_await_free(rt_await *a);
+/* The element (elem_size bytes): received, or to send (the caller writes
+ * it before rt_chan_send_await); and whether a receive got a value (true)
+ * or the channel's close (false). */
+RT_API void *rt_await_elem(rt_await *a);
+RT_API bool rt_await_ok(const rt_await *a);
+/* Receives from c into a.  Returns 0 when done at once (fn is not
+ * called), RT_EINPROGRESS when a waits (fn will be called -- possibly on
+ * another thread before this call returns, so the caller must not touch a
+ * after this return), RT_ETIMEDOUT when dl has passed, RT_ECANCELED when
+ * tok (may be NULL) has fired, RT_EINVAL.  dl == RT_POLL never waits
+ * (RT_EAGAIN). */
+RT_API int rt_chan_recv_await(rt_chan *c, rt_await *a, rt_deadline_t dl,
+                              rt_cancel *tok);
+/* Sends a's element on c, as rt_chan_recv_await receives: 0 when it was
+ * handed over or buffered at once, RT_EINPROGRESS (fn gets 0 once a
+ * receiver took it, RT_ESENDCLOSED when c was closed first, RT_ETIMEDOUT,
+ * RT_ECANCELED: then the element is still in a), RT_ESENDCLOSED,
+ * RT_EAGAIN (RT_POLL), RT_ETIMEDOUT, RT_ECANCELED, RT_EINVAL. */
+RT_API int rt_chan_send_await(rt_chan *c, rt_await *a, rt_deadline_t dl,
+                              rt_cancel *tok);
 RT_API size_t rt_chan_len(rt_chan *c);
 RT_API size_t rt_chan_cap(rt_chan *c);
 RT_API bool rt_chan_closed(rt_chan *c);

@@ -72,6 +72,9 @@ struct rt_g {
     int saved_errno;
     bool timer_armed;
     bool guarded;
+    /* Set on an await's stand-in g (await.c), which has no stack and never
+     * runs: rt__ready calls this instead of queueing it. */
+    void (*wakef)(rt_g *g);
     /* stack unit: [guard][stack ... ][this struct] */
     char *map_base;
     size_t map_size;
@@ -159,6 +162,8 @@ void rt__ctx_trampoline(void);
 
 /* cancel.c */
 RT__HIDDEN void rt__cancel_detach(rt_g *g);
+/* Attaches g (not necessarily the caller) to c; detaches when c is NULL. */
+RT__HIDDEN void rt__cancel_attach_g(rt_g *g, rt_cancel *c);
 
 /* timer.c */
 RT__HIDDEN int64_t rt__timer_next(void);   /* earliest `when`, or -1 */

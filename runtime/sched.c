@@ -1288,6 +1288,10 @@ rt__waiter *rt__waitq_pop_claim(rt__waitq *q)
 
 void rt__ready(rt_g *g)
 {
+    if (__builtin_expect(g->wakef != NULL, 0)) {
+        g->wakef(g); /* an await (await.c): no goroutine to run */
+        return;
+    }
     for (;;) {
         int s = atomic_load(&g->status);
         if (s == RT__G_PARKING) {
