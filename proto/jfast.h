@@ -1,0 +1,52 @@
+/*
+ * jfast.h - a fast path for jansson's parse and compact dump.
+ *
+ * Profiling the broker showed jansson's json_loadb and json_dumpb at about
+ * two thirds of the instructions per request, most of it in their generic
+ * byte-at-a-time stream and callback machinery rather than in building the
+ * values.  This module owns a parser and a compact serialiser that produce
+ * and consume ordinary jansson values, byte for byte what jansson would:
+ *
+ *  - jfast_parse builds the same tree as json_loadb(s, len,
+ *    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY) or declines (NULL).  It
+ *    never reports errors: on anything it does not handle (reals, large
+ *    integers, \u0000, invalid text, duplicate keys, ...) the caller falls
+ *    back to json_loadb, which stays the authority and writes the error
+ *    messages.  Declining is always correct, merely slower.
+ *  - jfast_dump appends exactly the bytes of json_dumpb(v, ...,
+ *    JSON_COMPACT | JSON_ENCODE_ANY) to a growable buffer.
+ *
+ * tests/unit/test_jfast.c and tests/fuzz/fuzz_jfast.c hold both to that
+ * equivalence differentially.
+ */
+#ifndef CHAND_JFAST_H
+#define CHAND_JFAST_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* A growable byte buffer.  Start it zeroed ({0}); the caller owns p and
+ * frees it with free() (also after a failed append).  p is not
+ * NUL-terminated. */
+typedef struct jfast_buf {
+    char *p;
+    size_t len, cap;
+} jfast_buf;
+
+/* Returns a new reference to the value that json_loadb(s, len,
+ * JSON_REJECT_DUPLICATES | JSON_DECODE_ANY) would return, or NULL when the
+ * text is invalid, out of memory, or outside the fast path (the caller
+ * then calls json_loadb).  s need not be NUL-terminated. */
+json_t *jfast_parse(const char *s, size_t len);
+
+/* Appends n bytes of s to b.  Returns 0, or -1 when out of memory (b keeps
+ * what it had). */
+int jfast_put(jfast_buf *b, const char *s, size_t n);
+
+/* Appends the compact JSON text of v (borrowed) to b, byte-identical to
+ * json_dumpb(v, ..., JSON_COMPACT | JSON_ENCODE_ANY).  Returns 0, or -1
+ * when out of memory or when jansson would fail too (v NULL, a string that
+ * is not valid UTF-8, a reference cycle); on -1, b->len is unchanged. */
+int jfast_dump(jfast_buf *b, const json_t *v);
+
+#endif /* CHAND_JFAST_H */
