@@ -107,6 +107,8 @@ void gback_free(gback *g);
 /* Queues one serialised answer line (stolen) to s; gives gb back if s is
  * gone.  Any thread. */
 void sess_deliver(sess *s, char *line, size_t len, gback *gb);
+/* The same on the I/O thread only, with line borrowed (copied out). */
+void sess_deliver_io(sess *s, const char *line, size_t len, gback *gb);
 
 /* ------------------------------------------------------------------ */
 /* Named objects                                                      */
@@ -200,6 +202,13 @@ typedef void (*disp_handler)(dreq *r);
 
 /* Answers r with result (stolen; NULL = {}) and frees r. */
 void dreq_ok(dreq *r, json_t *result);
+/* Answers r with {k1: v1, k2: b2} (v1 borrowed, NULL = null; k2 NULL: no
+ * second member), written without building the object; keys are plain
+ * ASCII names, written as they are.  gb as dreq_ok_gb. */
+void dreq_ok_pair(dreq *r, const char *k1, const json_t *v1, const char *k2,
+                  bool b2, gback *gb);
+/* Answers r with {key: n}, likewise. */
+void dreq_ok_int(dreq *r, const char *key, int64_t n);
 /* As dreq_ok, handing gb's values with the answer (given back when the
  * session is gone). */
 void dreq_ok_gb(dreq *r, json_t *result, gback *gb);

@@ -311,10 +311,13 @@ static void hchan_recv_finish(dreq *r, obj *o, int rc, json_t *v, bool ok)
     } else if (!ok && atomic_load(&o->dropped)) {
         hchan_fail_dropped(r, o);
     } else if (!ok) {
-        dreq_ok(r, json_pack("{s:n, s:b}", "value", "ok", 0));
+        dreq_ok_pair(r, "value", NULL, "ok", false, NULL);
     } else {
-        json_t *res = json_pack("{s:O, s:b}", "value", v, "ok", 1);
-        dreq_ok_gb(r, res, gback_new(h->c, v));
+        /* gback_new takes v (and frees it if it fails): the answer holds
+         * its own reference while it is written. */
+        json_incref(v);
+        dreq_ok_pair(r, "value", v, "ok", true, gback_new(h->c, v));
+        json_decref(v);
     }
 }
 

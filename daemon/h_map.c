@@ -114,8 +114,9 @@ void h_map_load(dreq *r)
     if (!m)
         return;
     ok = rt_map_load(m, k, kl, &v);
-    dreq_ok(r, json_pack("{s:o, s:b}", "value", hmap_val(ok ? v : NULL),
-                         "ok", ok));
+    dreq_ok_pair(r, "value", ok ? v : NULL, "ok", ok, NULL);
+    if (ok)
+        json_decref(v); /* rt_map_load's reference */
     obj_release(o);
 }
 
@@ -298,7 +299,7 @@ static uint64_t hatomic_param(dreq *r, const char *key)
 
 static void hatomic_ok(dreq *r, obj *o, const char *key, uint64_t v)
 {
-    dreq_ok(r, json_pack("{s:I}", key, (json_int_t)(int64_t)v));
+    dreq_ok_int(r, key, (int64_t)v);
     obj_release(o);
 }
 

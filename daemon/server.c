@@ -324,20 +324,25 @@ static void sess_push(sess *s)
         bufferevent_enable(s->bev, EV_WRITE);
 }
 
+void sess_deliver_io(sess *s, const char *line, size_t len, gback *gb)
+{
+    if (s->ended) {
+        gback_run(gb);
+    } else if (sess_write(s, line, len)) {
+        sess_hold(s, gb);
+        if (!s->batching)
+            sess_push(s);
+    } else {
+        gback_run(gb);
+    }
+}
+
 void sess_deliver(sess *s, char *line, size_t len, gback *gb)
 {
     bool wake = false;
 
     if (srv_on_io_thread()) {
-        if (s->ended) {
-            gback_run(gb);
-        } else if (sess_write(s, line, len)) {
-            sess_hold(s, gb);
-            if (!s->batching)
-                sess_push(s);
-        } else {
-            gback_run(gb);
-        }
+        sess_deliver_io(s, line, len, gb);
         free(line);
         return;
     }
@@ -530,9 +535,16 @@ static void sess_process(sess *s, bool all)
 
     while (!s->ended && (all || n < srv_conf.fair_batch)) {
         size_t len;
+        const char *line;
         in = bufferevent_get_input(s->bev);
-        char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
-        if (!line) {
+        /* The line is served in place (pulled up to be contiguous, which
+         * it nearly always is already) and drained afterwards: no copy and
+         * no allocation per request.  Nothing but this loop touches the
+         * input buffer meanwhile; a handler may end the session, which
+         * frees it, so the drain checks first. */
+        struct evbuffer_ptr eol =
+            evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+        if (eol.pos < 0) {
             if (evbuffer_get_length(in) > srv_conf.max_line) {
                 char msg[128];
                 snprintf(msg, sizeof msg,
@@ -542,9 +554,14 @@ static void sess_process(sess *s, bool all)
             }
             return;
         }
+        len = (size_t)eol.pos;
         if (len > srv_conf.max_line) {
-            free(line);
             sess_fail_close(s, PROTO_R_TOO_LARGE, "line too long: closing");
+            return;
+        }
+        line = (const char *)evbuffer_pullup(in, (ev_ssize_t)len + 1);
+        if (!line) {
+            sess_fail_close(s, PROTO_R_INTERNAL, "out of memory: closing");
             return;
         }
         metrics_bytes_in(len + 1);
@@ -553,7 +570,9 @@ static void sess_process(sess *s, bool all)
                   len > 300 ? 300 : (int)len, line);
         if (len > 0)
             disp_line(s, line, len);
-        free(line);
+        if (s->ended)
+            return;
+        evbuffer_drain(in, len + 1);
         n++;
     }
     if (!s->ended && evbuffer_get_length(bufferevent_get_input(s->bev)))
