@@ -85,12 +85,14 @@ static void wg_release(rt_wg *wg)
     }
 }
 
-int64_t rt_wg_add(rt_wg *wg, int64_t delta)
+/* The rest of an Add whose new state s has waiters registered or a
+ * negative counter.  Out of line so that the common Add (no waiter, no
+ * error) is one atomic add in a function without a frame. */
+static __attribute__((noinline)) int64_t wg_add_slow(rt_wg *wg,
+                                                     int64_t delta,
+                                                     uint64_t s)
 {
-    if (delta > INT32_MAX || delta < INT32_MIN)
-        return RT_EINVAL;
     uint64_t d = (uint64_t)delta << 32;
-    uint64_t s = atomic_fetch_add(&wg->state, d) + d;
     int32_t v = WG_COUNT(s);
     uint32_t w = (uint32_t)(s & WG_WAITERS);
     if (v < 0) {
@@ -107,6 +109,17 @@ int64_t rt_wg_add(rt_wg *wg, int64_t delta)
     return v;
 }
 
+int64_t rt_wg_add(rt_wg *wg, int64_t delta)
+{
+    if (delta > INT32_MAX || delta < INT32_MIN)
+        return RT_EINVAL;
+    uint64_t d = (uint64_t)delta << 32;
+    uint64_t s = atomic_fetch_add(&wg->state, d) + d;
+    if (__builtin_expect((s & WG_WAITERS) == 0 && WG_COUNT(s) >= 0, 1))
+        return WG_COUNT(s);
+    return wg_add_slow(wg, delta, s);
+}
+
 int64_t rt_wg_done(rt_wg *wg)
 {
     return rt_wg_add(wg, -1);
@@ -117,11 +130,10 @@ int64_t rt_wg_count(rt_wg *wg)
     return WG_COUNT(atomic_load(&wg->state));
 }
 
-int rt_wg_wait(rt_wg *wg, rt_deadline_t dl)
+/* A Wait that found the counter or the waiter count non-zero. */
+static __attribute__((noinline)) int wg_wait_slow(rt_wg *wg, rt_deadline_t dl,
+                                                  uint64_t s)
 {
-    uint64_t s = atomic_load(&wg->state);
-    if (s == 0)
-        return 0;
     /* A zero counter with waiters registered is a release in progress:
      * returning now would let the caller free wg under the releaser. */
     if (dl == RT_POLL)
@@ -158,4 +170,12 @@ int rt_wg_wait(rt_wg *wg, rt_deadline_t dl)
         rt__lock_release(l);
     }
     return r;
+}
+
+int rt_wg_wait(rt_wg *wg, rt_deadline_t dl)
+{
+    uint64_t s = atomic_load(&wg->state);
+    if (s == 0)
+        return 0;
+    return wg_wait_slow(wg, dl, s);
 }
