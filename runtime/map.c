@@ -106,23 +106,15 @@ static inline uint64_t map_word(const unsigned char *p, size_t len)
     return 0; /* p may be NULL for the empty key */
 }
 
-/* Hashes key with the map's seed.  The per-map random seed keeps remote
- * clients from choosing keys that all land in one bucket. */
-static inline map_key map_key_of(const rt_map *m, const void *key,
-                                 size_t klen)
+/* map_key_of for keys longer than 8 bytes: the first 8 are the word,
+ * and every byte is mixed into the hash.  Out of line: the short-key path
+ * is inlined into every caller. */
+static __attribute__((noinline)) void map_key_long(map_key *k)
 {
-    map_key k = {key, klen, m->seed ^ (klen * 0x9e3779b97f4a7c15ull), 0};
-    if (klen <= 8) {
-        k.word = map_word(k.p, klen);
-        k.hash = map_mix(k.hash ^ k.word);
-        return k;
-    }
-    /* Longer keys: the first 8 bytes are the word, every byte is mixed
-     * into the hash. */
-    memcpy(&k.word, k.p, 8);
-    const unsigned char *p = k.p;
-    size_t n = klen;
-    uint64_t h = k.hash;
+    memcpy(&k->word, k->p, 8);
+    const unsigned char *p = k->p;
+    size_t n = k->len;
+    uint64_t h = k->hash;
     while (n >= 8) {
         uint64_t x;
         memcpy(&x, p, 8);
@@ -130,7 +122,21 @@ static inline map_key map_key_of(const rt_map *m, const void *key,
         p += 8;
         n -= 8;
     }
-    k.hash = map_mix(h ^ map_word(p, n) ^ ((uint64_t)n << 56));
+    k->hash = map_mix(h ^ map_word(p, n) ^ ((uint64_t)n << 56));
+}
+
+/* Hashes key with the map's seed.  The per-map random seed keeps remote
+ * clients from choosing keys that all land in one bucket. */
+static inline __attribute__((always_inline)) map_key
+map_key_of(const rt_map *m, const void *key, size_t klen)
+{
+    map_key k = {key, klen, m->seed ^ (klen * 0x9e3779b97f4a7c15ull), 0};
+    if (klen <= 8) {
+        k.word = map_word(k.p, klen);
+        k.hash = map_mix(k.hash ^ k.word);
+    } else {
+        map_key_long(&k);
+    }
     return k;
 }
 
@@ -141,7 +147,8 @@ static map_shard *map_shard_of(rt_map *m, const map_key *k)
     return &m->shards[k->hash >> (64 - 6)];
 }
 
-static map_entry **map_find(map_shard *sh, const map_key *k)
+static inline __attribute__((always_inline)) map_entry **
+map_find(map_shard *sh, const map_key *k)
 {
     if (sh->nbuckets == 0)
         return NULL;
