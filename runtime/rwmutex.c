@@ -14,6 +14,10 @@
  * queues; the writer's Unlock admits every queued reader at once by adding
  * them to the count before the next writer can set PENDING (so readers
  * are not starved by a stream of writers either).
+ * An uncontended Lock/Unlock pair costs four atomics, as Go's: the wmu
+ * lock, one compare-and-swap that sets PENDING and HELD when no reader is
+ * in, one that clears them when no reader has queued (RWAIT, set by a
+ * reader before it queues), and the wmu unlock.
  */
 #include "rt_internal.h"
 
@@ -25,6 +29,8 @@
                                     * RUnlock-of-zero reaching the flags */
 #define RW_PENDING (1ull << 40)
 #define RW_HELD (1ull << 41)
+#define RW_RWAIT (1ull << 42)      /* readers may be queued: Unlock must
+                                    * take the slow path to admit them */
 
 /* Results a waker leaves in a waiter. */
 enum { RW_GRANTED = 1, RW_CHECK = 2 };
@@ -109,11 +115,19 @@ static void rw_wake_writer(rt_rwmutex *rw)
         rt__ready(g);
 }
 
+/* True when state s has a writer waiting for the readers, none left. */
+static inline bool rw_writer_waits(uint64_t s)
+{
+    /* HELD: the writer owns the lock already (the reader that just left
+     * had only backed out its optimistic increment). */
+    return (s & (RW_PENDING | RW_HELD | RW_READERS)) == RW_PENDING;
+}
+
 /* Drops one reader; wakes the pending writer when it was the last. */
 static void rw_reader_leave(rt_rwmutex *rw)
 {
     uint64_t s = atomic_fetch_sub(&rw->state, 1) - 1;
-    if ((s & RW_PENDING) && (s & RW_READERS) == 0)
+    if (rw_writer_waits(s))
         rw_wake_writer(rw);
 }
 
@@ -133,14 +147,21 @@ static int rw_rlock_slow(rt_rwmutex *rw, rt_deadline_t dl)
     }
     rt__lock_acquire(&rw->lock);
     uint64_t s = atomic_load(&rw->state);
-    while (!(s & RW_PENDING)) {
-        if (atomic_compare_exchange_weak(&rw->state, &s, s + 1)) {
-            rt__lock_release(&rw->lock);
-            return 0;
+    for (;;) {
+        if (!(s & RW_PENDING)) {
+            if (atomic_compare_exchange_weak(&rw->state, &s, s + 1)) {
+                rt__lock_release(&rw->lock);
+                return 0;
+            }
+        } else if ((s & RW_RWAIT) ||
+                   atomic_compare_exchange_weak(&rw->state, &s,
+                                                s | RW_RWAIT)) {
+            break;
         }
     }
-    /* PENDING can only be cleared under rw->lock (rw_unlock_admit), so
-     * the writer that clears it will find us queued. */
+    /* With RWAIT set, PENDING is cleared only under rw->lock
+     * (rw_unlock_admit), so the writer that clears it will find us
+     * queued. */
     rt__waiter w;
     rt__waiter_init(&w);
     w.result = 0;
@@ -180,12 +201,11 @@ int rt_rwmutex_runlock(rt_rwmutex *rw)
         /* RUnlock of unlocked: the guard bit absorbed the borrow. */
         s = atomic_fetch_add(&rw->state, 1) + 1;
         /* A writer may have seen the borrowed count meanwhile. */
-        if ((s & RW_PENDING) && (s & RW_READERS) == 0)
+        if (rw_writer_waits(s))
             rw_wake_writer(rw);
         return RT_ERUNLOCK;
     }
-    s -= 1;
-    if ((s & RW_PENDING) && (s & RW_READERS) == 0)
+    if (rw_writer_waits(s - 1))
         rw_wake_writer(rw);
     return 0;
 }
@@ -206,7 +226,7 @@ static rt__waiter *rw_unlock_admit(rt_rwmutex *rw)
     }
     uint64_t s = atomic_load(&rw->state);
     while (!atomic_compare_exchange_weak(
-        &rw->state, &s, (s & ~(RW_PENDING | RW_HELD)) + n))
+        &rw->state, &s, (s & ~(RW_PENDING | RW_HELD | RW_RWAIT)) + n))
         ;
     return chain;
 }
@@ -235,7 +255,14 @@ int rt_rwmutex_lock(rt_rwmutex *rw, rt_deadline_t dl)
     int r = rt_mutex_lock(rw->wmu, dl);
     if (r != 0)
         return r;
-    uint64_t s = atomic_fetch_or(&rw->state, RW_PENDING);
+    /* No reader in (the usual case for a read-mostly lock whose readers
+     * are short): the lock is ours in one step. */
+    uint64_t s = atomic_load_explicit(&rw->state, memory_order_relaxed);
+    if ((s & RW_READERS) == 0 &&
+        atomic_compare_exchange_strong(&rw->state, &s,
+                                       s | RW_PENDING | RW_HELD))
+        return 0;
+    s = atomic_fetch_or(&rw->state, RW_PENDING);
     if ((s & RW_READERS) == 0) {
         atomic_fetch_or(&rw->state, RW_HELD);
         return 0;
@@ -289,8 +316,19 @@ bool rt_rwmutex_trylock(rt_rwmutex *rw)
 
 int rt_rwmutex_unlock(rt_rwmutex *rw)
 {
-    if (!(atomic_load(&rw->state) & RW_HELD))
+    uint64_t s = atomic_load(&rw->state);
+    if (!(s & RW_HELD))
         return RT_EWUNLOCK;
+    /* No reader queued: clear the flags in one step, without rw->lock.
+     * A reader about to queue sets RWAIT first (under rw->lock, while
+     * PENDING is set), so this fails and we admit it below. */
+    while (!(s & RW_RWAIT)) {
+        if (atomic_compare_exchange_weak(&rw->state, &s,
+                                         s & ~(RW_PENDING | RW_HELD))) {
+            rt__mutex_unlock_noyield(rw->wmu);
+            return 0;
+        }
+    }
     rt__lock_acquire(&rw->lock);
     rt__waiter *chain = rw_unlock_admit(rw);
     rt__lock_release(&rw->lock);

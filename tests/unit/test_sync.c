@@ -382,6 +382,53 @@ static void rw_timeouts_main(void *arg)
 
 RTTEST_CASE(test_rwmutex_timeouts, rw_timeouts_main)
 
+struct rwadmit {
+    rt_rwmutex *rw;
+    rt_wg *wg;
+    _Atomic int in, writer_holds, overlap;
+};
+
+static void rwa_reader(void *arg)
+{
+    struct rwadmit *s = arg;
+    CHECK_EQ(rt_rwmutex_rlock(s->rw, RT_FOREVER), 0);
+    if (atomic_load(&s->writer_holds))
+        atomic_store(&s->overlap, 1);
+    atomic_fetch_add(&s->in, 1);
+    CHECK_EQ(rt_rwmutex_runlock(s->rw), 0);
+    rt_wg_done(s->wg);
+}
+
+/* Readers that queued behind a writer are all let in by its Unlock (the
+ * slow Unlock, taken because a reader flagged itself as queued), and the
+ * lock is clean afterwards: the uncontended Lock and Unlock work again. */
+static void rw_admit_main(void *arg)
+{
+    (void)arg;
+    struct rwadmit s = {.rw = rt_rwmutex_new(), .wg = rt_wg_new()};
+    for (int round = 0; round < 20; round++) {
+        atomic_store(&s.in, 0);
+        CHECK_EQ(rt_rwmutex_lock(s.rw, RT_FOREVER), 0);
+        atomic_store(&s.writer_holds, 1);
+        RTTEST_SPAWN(s.wg, 4, rwa_reader, &s);
+        rt_sleep(ms(round % 2 ? 5 : 0)); /* queued, or maybe not yet */
+        CHECK_EQ(atomic_load(&s.in), 0);
+        atomic_store(&s.writer_holds, 0);
+        CHECK_EQ(rt_rwmutex_unlock(s.rw), 0);
+        CHECK_EQ(rt_wg_wait(s.wg, RT_FOREVER), 0);
+        CHECK_EQ(atomic_load(&s.in), 4);
+        CHECK(rt_rwmutex_trylock(s.rw));
+        CHECK_EQ(rt_rwmutex_unlock(s.rw), 0);
+        CHECK_EQ(rt_rwmutex_unlock(s.rw), RT_EWUNLOCK);
+        CHECK_EQ(rt_rwmutex_runlock(s.rw), RT_ERUNLOCK);
+    }
+    CHECK_EQ(atomic_load(&s.overlap), 0);
+    rt_rwmutex_free(s.rw);
+    rt_wg_free(s.wg);
+}
+
+RTTEST_CASE(test_rwmutex_admit_queued_readers, rw_admit_main)
+
 /* ---- WaitGroup ---- */
 
 struct barrier {
@@ -437,6 +484,49 @@ static void wg_errors_main(void *arg)
 }
 
 RTTEST_CASE(test_wg_errors, wg_errors_main)
+
+struct wgrounds {
+    rt_wg *wg, *back;
+    _Atomic int early;
+};
+
+static void wgr_waiter(void *arg)
+{
+    struct wgrounds *r = arg;
+    CHECK_EQ(rt_wg_wait(r->wg, RT_FOREVER), 0);
+    if (rt_wg_count(r->wg) != 0)
+        atomic_store(&r->early, 1);
+    rt_wg_done(r->back);
+}
+
+static void wgr_worker(void *arg)
+{
+    struct wgrounds *r = arg;
+    rt_gosched(); /* let the waiters register first, most rounds */
+    CHECK(rt_wg_done(r->wg) >= 0);
+}
+
+/* Rounds of several waiters and workers on one WaitGroup: the Done that
+ * releases registered waiters takes the slow path, and once every waiter
+ * of a round has returned, the next round's Add is no reuse. */
+static void wg_rounds_main(void *arg)
+{
+    (void)arg;
+    struct wgrounds r = {.wg = rt_wg_new(), .back = rt_wg_new()};
+    for (int round = 0; round < 300; round++) {
+        CHECK_EQ(rt_wg_add(r.wg, 2), 2);
+        RTTEST_SPAWN(r.back, 3, wgr_waiter, &r);
+        for (int i = 0; i < 2; i++)
+            CHECK_EQ(rt_go(wgr_worker, &r), 0);
+        CHECK_EQ(rt_wg_wait(r.back, RT_FOREVER), 0);
+        CHECK_EQ(rt_wg_count(r.wg), 0);
+    }
+    CHECK_EQ(atomic_load(&r.early), 0);
+    rt_wg_free(r.wg);
+    rt_wg_free(r.back);
+}
+
+RTTEST_CASE(test_wg_waiter_rounds, wg_rounds_main)
 
 /* ---- Once ---- */
 
@@ -884,8 +974,10 @@ int main(void)
         cmocka_unit_test(test_rwmutex_exclusive),
         cmocka_unit_test(test_rwmutex_writer_not_starved),
         cmocka_unit_test(test_rwmutex_timeouts),
+        cmocka_unit_test(test_rwmutex_admit_queued_readers),
         cmocka_unit_test(test_wg_barrier),
         cmocka_unit_test(test_wg_errors),
+        cmocka_unit_test(test_wg_waiter_rounds),
         cmocka_unit_test(test_once),
         cmocka_unit_test(test_cond_producer_consumer),
         cmocka_unit_test(test_cond_broadcast),
