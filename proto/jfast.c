@@ -18,10 +18,11 @@
  * also writes the error message.  It declines: reals and exponents,
  * integers of more than 19 digits or out of int64 range, \u0000, lone or
  * mismatched surrogates, invalid UTF-8, duplicate keys, control characters
- * in strings, nesting deeper than JFAST_MAX_DEPTH, trailing bytes, and
- * every syntax error.  The jansson rules it follows are those of jansson
- * 2.14's load.c: whitespace is space, \t, \n and \r only; integers are
- * strtoll's (so "-0" is the integer 0); no leading zeros.
+ * in strings, nesting deeper than JFAST_MAX_DEPTH, trailing bytes, any NUL
+ * byte (jansson drops one right after a number or a word: "1\0" is valid
+ * to it), and every syntax error.  The jansson rules it follows are those
+ * of jansson 2.14's load.c: whitespace is space, \t, \n and \r only;
+ * integers are strtoll's (so "-0" is the integer 0); no leading zeros.
  *
  * The dumper matches jansson 2.14's dump.c with JSON_COMPACT: only '"',
  * '\\' and bytes below 0x20 are escaped (\b \f \n \r \t by name, the rest
@@ -34,10 +35,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* Nesting beyond which the parser declines: jansson's own limit is 2048,
- * the protocol's default 64; this only bounds our recursion. */
-#define JFAST_MAX_DEPTH 256
+ * the protocol's default 64; this bounds the parser's stack of frames
+ * (24 bytes each, on the C stack: the parser takes about 4.5 KiB). */
+#define JFAST_MAX_DEPTH 128
 /* Nesting beyond which the dumper hands the subtree to json_dumpb: only a
  * reference cycle (which jansson detects and refuses) or a pathological
  * tree gets there, and jansson then decides either way. */
@@ -54,6 +59,117 @@
 static const unsigned char jfast_plain[256] = {
     [0x20] = 1, [0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0x7f] = 1,
 };
+
+#define JFAST_ONES 0x0101010101010101ULL
+#define JFAST_HIGHS 0x8080808080808080ULL
+
+/* Returns a mask with the high bit set in (at least) the first byte of x,
+ * in memory order, that is not plain; 0 when all 8 are.  The classic
+ * "has a zero byte" tests may also flag bytes after a true hit (borrows),
+ * never before one, so the lowest flagged byte is exact. */
+#define JFAST_INLINE inline __attribute__((always_inline))
+
+static JFAST_INLINE uint64_t jfast_special8(uint64_t x)
+{
+    uint64_t q = x ^ (JFAST_ONES * '"'), b = x ^ (JFAST_ONES * '\\');
+
+    return (((q - JFAST_ONES) & ~q) | ((b - JFAST_ONES) & ~b) |
+            ((x - JFAST_ONES * 0x20) & ~x) | x) &
+           JFAST_HIGHS;
+}
+
+/* Copies the n < 16 bytes at p to d and returns true when all are plain,
+ * else returns false (d may hold some of them).  Two overlapping loads
+ * cover the bytes without reading past them, so a short string costs a
+ * few word operations instead of a loop. */
+static JFAST_INLINE bool jfast_copy_short(char *d, const unsigned char *p,
+                                          size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (n >= 8) {
+        uint64_t a, z;
+        memcpy(&a, p, 8);
+        memcpy(&z, p + n - 8, 8);
+        if (jfast_special8(a) | jfast_special8(z))
+            return false;
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &z, 8);
+        return true;
+    }
+    if (n >= 4) {
+        uint32_t a, z;
+        memcpy(&a, p, 4);
+        memcpy(&z, p + n - 4, 4);
+        if (jfast_special8(a | (uint64_t)z << 32))
+            return false;
+        memcpy(d, &a, 4);
+        memcpy(d + n - 4, &z, 4);
+        return true;
+    }
+    if (n >= 2) {
+        uint16_t a, z;
+        memcpy(&a, p, 2);
+        memcpy(&z, p + n - 2, 2);
+        /* the other four bytes: 'a', plain */
+        if (jfast_special8(0x6161616100000000ULL | a | (uint64_t)z << 16))
+            return false;
+        memcpy(d, &a, 2);
+        memcpy(d + n - 2, &z, 2);
+        return true;
+    }
+    if (n == 1) {
+        if (!jfast_plain[p[0]])
+            return false;
+        d[0] = (char)p[0];
+    }
+    return true;
+#else
+    for (size_t i = 0; i < n; i++) {
+        if (!jfast_plain[p[i]])
+            return false;
+        d[i] = (char)p[i];
+    }
+    return true;
+#endif
+}
+
+/* Returns the first byte of [p, end) that is not plain, or end.  Eight
+ * bytes at a time while eight remain: strings are short, but most of the
+ * time is spent in them. */
+static inline const unsigned char *jfast_scan(const unsigned char *p,
+                                              const unsigned char *end)
+{
+#ifdef __SSE2__
+    /* Sixteen at a time: a signed compare with 0x20 flags both the control
+     * characters and the bytes from 0x80 (negative as signed). */
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+    const __m128i space = _mm_set1_epi8(0x20);
+
+    while (end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i m = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),
+            _mm_cmplt_epi8(x, space));
+        unsigned bits = (unsigned)_mm_movemask_epi8(m);
+        if (bits)
+            return p + __builtin_ctz(bits);
+        p += 16;
+    }
+#endif
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (end - p >= 8) {
+        uint64_t x, m;
+        memcpy(&x, p, 8);
+        m = jfast_special8(x);
+        if (m)
+            return p + (__builtin_ctzll(m) >> 3);
+        p += 8;
+    }
+#endif
+    while (p < end && jfast_plain[*p])
+        p++;
+    return p;
+}
 
 /* ------------------------------------------------------------------ */
 /* UTF-8                                                              */
@@ -123,36 +239,39 @@ static size_t jfast_utf8_put(char *d, uint32_t v)
 /* Parser                                                             */
 /* ------------------------------------------------------------------ */
 
+/* One open object or array.  Each container is attached to its parent as
+ * soon as it is opened (insertion order is the same: its key is the
+ * parent's latest), so the root owns everything and a decline is one
+ * json_decref. */
+typedef struct jfast_frame {
+    json_t *c;      /* borrowed from the root */
+    uint64_t sigs;  /* one bit per remembered key's signature */
+    uint32_t base;  /* the object's first remembered key in seen[] */
+    bool obj;
+    bool hashed;    /* duplicates checked by jansson (see jfast_dup) */
+} jfast_frame;
+
 typedef struct jfast_key {
     const char *s;
     size_t n;
 } jfast_key;
 
 typedef struct jfast_parser {
-    const unsigned char *p, *end;
-    int depth;
     /* Keys of the open objects, innermost last: an object's keys are
-     * contiguous at the top while it parses its next member, because a
-     * nested object pops its own before its parent continues. */
+     * contiguous at the top while it reads its next member, because a
+     * nested object pops its own before its parent goes on. */
     size_t nseen;
     jfast_key seen[JFAST_SEEN_MAX];
-    /* Decoded text of the last string with escapes (scratch, or heap when
-     * longer). */
+    /* The last string read by the slow path: its bytes (in the input, or
+     * decoded into scratch or heap), length and whether it had escapes. */
+    const char *str;
+    size_t strn;
+    bool esc;
     char *heap;
     size_t heap_cap;
     char scratch[JFAST_SCRATCH];
+    jfast_frame stack[JFAST_MAX_DEPTH];
 } jfast_parser;
-
-static json_t *jfast_value(jfast_parser *ps);
-
-static inline void jfast_ws(jfast_parser *ps)
-{
-    const unsigned char *p = ps->p, *end = ps->end;
-
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-        p++;
-    ps->p = p;
-}
 
 /* Returns the value of the 4 hex digits at p, or -1. */
 static int32_t jfast_hex4(const unsigned char *p)
@@ -244,17 +363,17 @@ static const char *jfast_unescape(jfast_parser *ps, const unsigned char *q,
     return dst;
 }
 
-/* Reads the string at ps->p (its opening quote).  Returns its bytes (in
- * the input when it has no escapes, else in the parser's buffer, valid
- * until the next string) with *n and *escaped set, or NULL to decline. */
-static const char *jfast_string(jfast_parser *ps, size_t *n, bool *escaped)
+/* The string whose body starts at start, from p (the first byte of
+ * [start, ...) that is not plain): escapes, UTF-8 and errors.  Returns the
+ * byte after the closing quote with ps->str, strn and esc set, or NULL to
+ * decline. */
+static const unsigned char *jfast_string_slow(jfast_parser *ps,
+                                              const unsigned char *start,
+                                              const unsigned char *p,
+                                              const unsigned char *end)
 {
-    const unsigned char *start = ps->p + 1, *p = start, *end = ps->end;
     bool esc = false;
 
-    /* The common case: plain ASCII up to the closing quote. */
-    while (p < end && jfast_plain[*p])
-        p++;
     for (;;) {
         if (p >= end)
             return NULL;
@@ -275,23 +394,54 @@ static const char *jfast_string(jfast_parser *ps, size_t *n, bool *escaped)
         } else {
             p++;
         }
-        while (p < end && jfast_plain[*p])
-            p++;
+        p = jfast_scan(p, end);
     }
-    ps->p = p + 1;
-    *escaped = esc;
+    ps->esc = esc;
     if (!esc) {
-        *n = (size_t)(p - start);
-        return (const char *)start;
+        ps->str = (const char *)start;
+        ps->strn = (size_t)(p - start);
+    } else {
+        ps->str = jfast_unescape(ps, start, p, &ps->strn);
+        if (!ps->str)
+            return NULL;
     }
-    return jfast_unescape(ps, start, p, n);
+    return p + 1;
 }
 
-static json_t *jfast_int(jfast_parser *ps)
+/* Reads the string whose opening quote is at p.  Returns the byte after
+ * its closing quote with *s, *n, *esc set (*s in the input when it has no
+ * escapes, else in the parser's buffer until the next string), or NULL to
+ * decline.  Inline: the plain case is the hot path. */
+static inline const unsigned char *
+jfast_string(jfast_parser *ps, const unsigned char *p,
+             const unsigned char *end, const char **s, size_t *n, bool *esc)
 {
-    const unsigned char *p = ps->p, *end = ps->end, *digits;
+    const unsigned char *start = p + 1;
+
+    p = jfast_scan(start, end);
+    if (p < end && *p == '"') {
+        *s = (const char *)start;
+        *n = (size_t)(p - start);
+        *esc = false;
+        return p + 1;
+    }
+    p = jfast_string_slow(ps, start, p, end);
+    if (p) { /* else ps's fields may be unset */
+        *s = ps->str;
+        *n = ps->strn;
+        *esc = ps->esc;
+    }
+    return p;
+}
+
+/* Reads the integer at p.  Returns the byte after it with a new *v, or
+ * NULL to decline. */
+static const unsigned char *jfast_int(const unsigned char *p,
+                                      const unsigned char *end, json_t **v)
+{
+    const unsigned char *digits;
     bool neg = false;
-    uint64_t v = 0;
+    uint64_t u = 0;
 
     if (*p == '-') {
         neg = true;
@@ -299,192 +449,228 @@ static json_t *jfast_int(jfast_parser *ps)
     }
     digits = p;
     while (p < end && *p >= '0' && *p <= '9')
-        v = v * 10 + (uint64_t)(*p++ - '0');
+        u = u * 10 + (uint64_t)(*p++ - '0');
     /* 19 digits cannot wrap a uint64; more may, and cannot fit anyway. */
     if (p == digits || p - digits > 19 || (*digits == '0' && p - digits > 1))
         return NULL;
     if (p < end && (*p == '.' || *p == 'e' || *p == 'E'))
         return NULL; /* a real: jansson's strtod decides its value */
-    if (v > (uint64_t)INT64_MAX + neg)
+    if (u > (uint64_t)INT64_MAX + neg)
         return NULL; /* jansson: "too big integer" */
-    ps->p = p;
     if (!neg)
-        return json_integer((json_int_t)v);
-    return json_integer(v == (uint64_t)INT64_MAX + 1 ? INT64_MIN
-                                                     : -(json_int_t)v);
+        *v = json_integer((json_int_t)u);
+    else
+        *v = json_integer(u == (uint64_t)INT64_MAX + 1 ? INT64_MIN
+                                                       : -(json_int_t)u);
+    return *v ? p : NULL;
 }
 
-/* Returns true when the key is already in the innermost object: checked
- * against the remembered keys while all of them are, else with jansson. */
-static bool jfast_dup(jfast_parser *ps, json_t *obj, size_t base,
-                      bool *hashed, const char *k, size_t n, bool escaped)
+/* Returns true when key k (n bytes) is already in the innermost object f:
+ * compared with the remembered keys while they are all of its keys, else
+ * looked up by jansson.  A 64-bit set of key signatures (length, first and
+ * last byte) skips the comparisons for most new keys. */
+static bool jfast_dup(jfast_parser *ps, jfast_frame *f, const char *k,
+                      size_t n, bool esc)
 {
-    if (!*hashed) {
-        for (size_t i = base; i < ps->nseen; i++)
-            if (ps->seen[i].n == n && memcmp(ps->seen[i].s, k, n) == 0)
-                return true;
+    if (!f->hashed) {
+        unsigned sig = n ? (unsigned)(n * 7 + (unsigned char)k[0] * 3 +
+                                      (unsigned char)k[n - 1])
+                         : 0;
+        uint64_t bit = 1ULL << (sig & 63);
+
+        if (f->sigs & bit) {
+            for (size_t i = f->base; i < ps->nseen; i++)
+                if (ps->seen[i].n == n && memcmp(ps->seen[i].s, k, n) == 0)
+                    return true;
+        }
         /* A decoded key lives in a buffer the next string overwrites, so
          * it cannot be remembered; neither can keys past the table. */
-        if (!escaped && ps->nseen < JFAST_SEEN_MAX) {
+        if (!esc && ps->nseen < JFAST_SEEN_MAX) {
+            f->sigs |= bit;
             ps->seen[ps->nseen].s = k;
             ps->seen[ps->nseen].n = n;
             ps->nseen++;
             return false;
         }
-        *hashed = true;
+        f->hashed = true;
     }
-    return json_object_getn(obj, k, n) != NULL;
+    return json_object_getn(f->c, k, n) != NULL;
 }
 
-static json_t *jfast_object(jfast_parser *ps)
+static inline bool jfast_isws(unsigned char c)
 {
-    json_t *obj = json_object();
-    size_t base = ps->nseen;
-    bool hashed = false;
+    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
 
-    if (!obj)
-        return NULL;
-    ps->p++;
-    jfast_ws(ps);
-    if (ps->p < ps->end && *ps->p == '}') {
-        ps->p++;
-        return obj;
-    }
-    for (;;) {
-        const char *k;
-        char *kcopy = NULL;
+/* One loop with an explicit stack rather than recursion, so that the
+ * input pointer stays in a register across jansson's calls.  Whitespace
+ * is tested last at each point (after the bytes that may come there), so
+ * compact text pays nothing for it. */
+static json_t *jfast_run(jfast_parser *ps, const unsigned char *p,
+                         const unsigned char *end)
+{
+    json_t *root = NULL, *v;
+    jfast_frame *f = NULL; /* innermost open container, NULL at the top */
+    const char *k = NULL;  /* the member's key, when f is an object */
+    char *kcopy = NULL;    /* k's own copy when it was decoded */
+    size_t kn = 0;
+    bool esc, open;
+    unsigned char c;
+
+value:
+    if (p >= end)
+        goto out_decline;
+    c = *p;
+    /* In order of frequency in requests, strings first. */
+    open = false;
+    if (c == '"') {
+        const char *s;
         size_t n;
-        bool escaped;
-        json_t *v;
+        p = jfast_string(ps, p, end, &s, &n, &esc);
+        /* Checked: valid UTF-8, no NUL. */
+        if (!p || !(v = json_stringn_nocheck(s, n)))
+            goto out_decline;
+    } else if ((c >= '0' && c <= '9') || c == '-') {
+        p = jfast_int(p, end, &v);
+        if (!p)
+            goto out_decline;
+    } else if (c == '{' || c == '[') {
+        v = c == '{' ? json_object() : json_array();
+        if (!v)
+            goto out_decline;
+        open = true;
+    } else if (c == 't') {
+        if (end - p < 4 || memcmp(p, "true", 4) != 0)
+            goto out_decline;
+        /* A letter after the word makes jansson read a longer, invalid
+         * one; the next check (',', '}', ']', or the end) declines it. */
+        p += 4;
+        v = json_true();
+    } else if (c == 'f') {
+        if (end - p < 5 || memcmp(p, "false", 5) != 0)
+            goto out_decline;
+        p += 5;
+        v = json_false();
+    } else if (c == 'n') {
+        if (end - p < 4 || memcmp(p, "null", 4) != 0)
+            goto out_decline;
+        p += 4;
+        v = json_null();
+    } else if (jfast_isws(c)) {
+        p++;
+        goto value;
+    } else {
+        goto out_decline;
+    }
 
-        if (ps->p >= ps->end || *ps->p != '"')
-            goto out_decline;
-        k = jfast_string(ps, &n, &escaped);
-        if (!k || jfast_dup(ps, obj, base, &hashed, k, n, escaped))
-            goto out_decline;
-        if (escaped) {
-            /* The value's strings reuse the decode buffer. */
-            kcopy = malloc(n ? n : 1);
-            if (!kcopy)
-                goto out_decline;
-            memcpy(kcopy, k, n);
-            k = kcopy;
-        }
-        jfast_ws(ps);
-        if (ps->p >= ps->end || *ps->p != ':') {
+    /* Attach v (stolen, also on failure) to the open container. */
+    if (!f) {
+        root = v;
+    } else if (f->obj) {
+        int rc = json_object_setn_new_nocheck(f->c, k, kn, v);
+        if (kcopy) { /* not a call to free(NULL) per member */
             free(kcopy);
-            goto out_decline;
+            kcopy = NULL;
         }
-        ps->p++;
-        jfast_ws(ps);
-        v = jfast_value(ps);
-        /* Steals v, also on failure. */
-        if (!v || json_object_setn_new_nocheck(obj, k, n, v)) {
-            free(kcopy);
+        if (rc)
             goto out_decline;
+    } else if (json_array_append_new(f->c, v)) {
+        goto out_decline;
+    }
+
+    if (open) {
+        jfast_frame *nf = f ? f + 1 : ps->stack;
+        if (nf == ps->stack + JFAST_MAX_DEPTH)
+            goto out_decline;
+        nf->c = v;
+        nf->obj = c == '{';
+        nf->base = (uint32_t)ps->nseen;
+        nf->sigs = 0;
+        nf->hashed = false;
+        f = nf;
+        p++;
+        while (p < end && jfast_isws(*p))
+            p++;
+        if (p < end && *p == (f->obj ? '}' : ']')) {
+            p++;
+            goto close;
         }
+        if (f->obj)
+            goto key;
+        goto value;
+    }
+
+next:
+    /* After a value: the end, ',' and the next member, or the close. */
+    if (!f)
+        goto done;
+    if (p >= end)
+        goto out_decline;
+    c = *p;
+    if (c == ',') {
+        p++;
+        if (f->obj)
+            goto key;
+        goto value;
+    }
+    if (c == (f->obj ? '}' : ']')) {
+        p++;
+        goto close;
+    }
+    if (!jfast_isws(c))
+        goto out_decline;
+    p++;
+    goto next;
+
+close:
+    ps->nseen = f->base;
+    f = f == ps->stack ? NULL : f - 1;
+    goto next;
+
+key:
+    if (p >= end)
+        goto out_decline;
+    if (*p != '"') {
+        if (!jfast_isws(*p))
+            goto out_decline;
+        p++;
+        goto key;
+    }
+    p = jfast_string(ps, p, end, &k, &kn, &esc);
+    if (!p || jfast_dup(ps, f, k, kn, esc))
+        goto out_decline;
+    if (esc) {
+        /* A string value would reuse the decode buffer. */
+        kcopy = malloc(kn ? kn : 1);
+        if (!kcopy)
+            goto out_decline;
+        memcpy(kcopy, k, kn);
+        k = kcopy;
+    }
+colon:
+    if (p >= end)
+        goto out_decline;
+    if (*p != ':') {
+        if (!jfast_isws(*p))
+            goto out_decline;
+        p++;
+        goto colon;
+    }
+    p++;
+    goto value;
+
+done:
+    while (p < end && jfast_isws(*p))
+        p++;
+    if (p != end)
+        goto out_decline;
+    return root;
+
+out_decline:
+    if (kcopy)
         free(kcopy);
-        jfast_ws(ps);
-        if (ps->p >= ps->end)
-            goto out_decline;
-        if (*ps->p == '}')
-            break;
-        if (*ps->p != ',')
-            goto out_decline;
-        ps->p++;
-        jfast_ws(ps);
-    }
-    ps->p++;
-    ps->nseen = base;
-    return obj;
-
-out_decline:
-    ps->nseen = base;
-    json_decref(obj);
+    json_decref(root);
     return NULL;
-}
-
-static json_t *jfast_array(jfast_parser *ps)
-{
-    json_t *arr = json_array();
-
-    if (!arr)
-        return NULL;
-    ps->p++;
-    jfast_ws(ps);
-    if (ps->p < ps->end && *ps->p == ']') {
-        ps->p++;
-        return arr;
-    }
-    for (;;) {
-        json_t *v = jfast_value(ps);
-        /* Steals v, also on failure. */
-        if (!v || json_array_append_new(arr, v))
-            goto out_decline;
-        jfast_ws(ps);
-        if (ps->p >= ps->end)
-            goto out_decline;
-        if (*ps->p == ']')
-            break;
-        if (*ps->p != ',')
-            goto out_decline;
-        ps->p++;
-        jfast_ws(ps);
-    }
-    ps->p++;
-    return arr;
-
-out_decline:
-    json_decref(arr);
-    return NULL;
-}
-
-/* Matches the keyword w (n bytes) at ps->p.  A letter right after it makes
- * jansson read a longer, invalid word; the caller's next check (',', '}',
- * ']' or the end) declines that, as any other byte. */
-static bool jfast_word(jfast_parser *ps, const char *w, size_t n)
-{
-    if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, w, n) != 0)
-        return false;
-    ps->p += n;
-    return true;
-}
-
-/* Reads the value at ps->p (no leading whitespace).  Returns a new
- * reference, or NULL to decline. */
-static json_t *jfast_value(jfast_parser *ps)
-{
-    json_t *v = NULL;
-    const char *s;
-    size_t n;
-    bool escaped;
-
-    if (ps->p >= ps->end)
-        return NULL;
-    switch (*ps->p) {
-    case '"':
-        s = jfast_string(ps, &n, &escaped);
-        /* Checked above: valid UTF-8, no NUL. */
-        return s ? json_stringn_nocheck(s, n) : NULL;
-    case '{':
-    case '[':
-        if (++ps->depth > JFAST_MAX_DEPTH)
-            return NULL;
-        v = *ps->p == '{' ? jfast_object(ps) : jfast_array(ps);
-        ps->depth--;
-        return v;
-    case 't':
-        return jfast_word(ps, "true", 4) ? json_true() : NULL;
-    case 'f':
-        return jfast_word(ps, "false", 5) ? json_false() : NULL;
-    case 'n':
-        return jfast_word(ps, "null", 4) ? json_null() : NULL;
-    case '-':
-    case '0' ... '9':
-        return jfast_int(ps);
-    default:
-        return NULL;
-    }
 }
 
 json_t *jfast_parse(const char *s, size_t len)
@@ -494,22 +680,13 @@ json_t *jfast_parse(const char *s, size_t len)
 
     if (!s)
         return NULL;
-    ps.p = (const unsigned char *)s;
-    ps.end = ps.p + len;
-    ps.depth = 0;
     ps.nseen = 0;
     ps.heap = NULL;
     ps.heap_cap = 0;
-    jfast_ws(&ps);
-    v = jfast_value(&ps);
-    free(ps.heap);
-    if (!v)
-        return NULL;
-    jfast_ws(&ps);
-    if (ps.p != ps.end) {
-        json_decref(v);
-        return NULL;
-    }
+    v = jfast_run(&ps, (const unsigned char *)s,
+                  (const unsigned char *)s + len);
+    if (ps.heap)
+        free(ps.heap);
     return v;
 }
 
@@ -584,30 +761,55 @@ static int jfast_dump_jansson(jfast_buf *b, const json_t *v)
  * dump, as in jansson, except in a key: jansson ignores that failure and
  * goes on after the text it had written (the quote and whatever came
  * before the last escape), so this does the same, byte for byte. */
-static int jfast_dump_string(jfast_buf *b, const char *str, size_t n,
-                             bool key)
+static __attribute__((noinline)) int
+jfast_dump_string_slow(jfast_buf *b, const char *str, size_t n, bool key)
 {
     static const char hex[] = "0123456789ABCDEF";
     const unsigned char *p = (const unsigned char *)str, *end = p + n;
     size_t commit;
     char *d;
 
-    if (jfast_reserve(b, n + 2))
+    /* Room for the quotes and every byte as it is (plus one, for the
+     * caller's ':' or ','); each escape makes room for its extra bytes. */
+    if (jfast_reserve(b, n + 3))
         return -1;
     d = b->p + b->len;
     *d++ = '"';
     commit = (size_t)(d - b->p);
     while (p < end) {
-        const unsigned char *run = p;
         unsigned char c;
 
-        while (p < end && jfast_plain[*p])
-            p++;
-        if (p >= end) {
-            memcpy(d, run, (size_t)(p - run));
-            d += p - run;
+        /* Copy plain bytes while scanning them: 16 at a time (the store
+         * stays in the room reserved, which is at least end - p), the
+         * tail at once when it is all plain, else byte by byte up to the
+         * byte that needs care. */
+#ifdef __SSE2__
+        while (end - p >= 16) {
+            __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+            __m128i m = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
+                             _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
+                _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
+            unsigned bits = (unsigned)_mm_movemask_epi8(m);
+            _mm_storeu_si128((__m128i *)(void *)d, x);
+            if (bits) {
+                unsigned k = (unsigned)__builtin_ctz(bits);
+                p += k;
+                d += k;
+                break;
+            }
+            p += 16;
+            d += 16;
+        }
+#endif
+        if (end - p < 16 && jfast_copy_short(d, p, (size_t)(end - p))) {
+            d += end - p;
             break;
         }
+        while (p < end && jfast_plain[*p])
+            *d++ = (char)*p++;
+        if (p >= end)
+            break;
         c = *p;
         if (c >= 0x80) {
             size_t k = jfast_utf8_len(p, (size_t)(end - p));
@@ -617,17 +819,15 @@ static int jfast_dump_string(jfast_buf *b, const char *str, size_t n,
                 b->len = commit;
                 return 0;
             }
+            memcpy(d, p, k);
             p += k;
-            memcpy(d, run, (size_t)(p - run));
-            d += p - run;
+            d += k;
             continue;
         }
-        memcpy(d, run, (size_t)(p - run));
-        d += p - run;
         /* An escape takes up to 6 bytes for 1: room for it, the rest of
-         * the string and the closing quote. */
+         * the string, the closing quote and the caller's byte. */
         b->len = (size_t)(d - b->p);
-        if (jfast_reserve(b, (size_t)(end - p) + 6))
+        if (jfast_reserve(b, (size_t)(end - p) + 7))
             return -1;
         d = b->p + b->len;
         *d++ = '\\';
@@ -656,9 +856,26 @@ static int jfast_dump_string(jfast_buf *b, const char *str, size_t n,
     return 0;
 }
 
+/* jfast_dump_string_slow, with the usual case in line: a short string
+ * of plain bytes, and room for it. */
+static JFAST_INLINE int jfast_dump_string(jfast_buf *b, const char *str,
+                                          size_t n, bool key)
+{
+    if (n < 16 && b->cap - b->len >= n + 3) {
+        char *d = b->p + b->len;
+        if (jfast_copy_short(d + 1, (const unsigned char *)str, n)) {
+            d[0] = '"';
+            d[n + 1] = '"';
+            b->len += n + 2;
+            return 0;
+        }
+    }
+    return jfast_dump_string_slow(b, str, n, key);
+}
+
 static int jfast_dump_int(jfast_buf *b, json_int_t v)
 {
-    char tmp[24], *e = tmp + sizeof tmp, *q = e;
+    char tmp[24], *e = tmp + sizeof tmp, *q = e, *d;
     uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
 
     do {
@@ -667,7 +884,50 @@ static int jfast_dump_int(jfast_buf *b, json_int_t v)
     } while (u);
     if (v < 0)
         *--q = '-';
-    return jfast_put(b, q, (size_t)(e - q));
+    if (jfast_reserve(b, sizeof tmp))
+        return -1;
+    /* At most 20 bytes: a loop beats a call to memcpy. */
+    d = b->p + b->len;
+    b->len += (size_t)(e - q);
+    while (q < e)
+        *d++ = *q++;
+    return 0;
+}
+
+/* Appends one of the words true, false, null (n is a constant: the copy
+ * is a store). */
+static JFAST_INLINE int jfast_put_word(jfast_buf *b, const char *w, size_t n)
+{
+    if (jfast_reserve(b, n))
+        return -1;
+    memcpy(b->p + b->len, w, n);
+    b->len += n;
+    return 0;
+}
+
+static int jfast_dump_value(jfast_buf *b, const json_t *v, int depth);
+
+/* A member or element: strings, integers and words in line, containers
+ * and reals by the general function (a call per leaf was a tenth of a
+ * typical answer's cost). */
+static JFAST_INLINE int jfast_dump_child(jfast_buf *b, const json_t *v,
+                                         int depth)
+{
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return jfast_dump_string(b, json_string_value(v),
+                                 json_string_length(v), false);
+    case JSON_INTEGER:
+        return jfast_dump_int(b, json_integer_value(v));
+    case JSON_TRUE:
+        return jfast_put_word(b, "true", 4);
+    case JSON_FALSE:
+        return jfast_put_word(b, "false", 5);
+    case JSON_NULL:
+        return jfast_put_word(b, "null", 4);
+    default:
+        return jfast_dump_value(b, v, depth);
+    }
 }
 
 static int jfast_dump_value(jfast_buf *b, const json_t *v, int depth)
@@ -687,9 +947,10 @@ static int jfast_dump_value(jfast_buf *b, const json_t *v, int depth)
                 return -1;
             first = false;
             if (jfast_dump_string(b, json_object_iter_key(it),
-                                  json_object_iter_key_len(it), true) ||
-                jfast_putc(b, ':') ||
-                jfast_dump_value(b, json_object_iter_value(it), depth + 1))
+                                  json_object_iter_key_len(it), true))
+                return -1;
+            b->p[b->len++] = ':'; /* jfast_dump_string left room */
+            if (jfast_dump_child(b, json_object_iter_value(it), depth + 1))
                 return -1;
         }
         return jfast_putc(b, '}');
@@ -703,7 +964,7 @@ static int jfast_dump_value(jfast_buf *b, const json_t *v, int depth)
             return -1;
         for (size_t i = 0; i < n; i++) {
             if ((i && jfast_putc(b, ',')) ||
-                jfast_dump_value(b, json_array_get(v, i), depth + 1))
+                jfast_dump_child(b, json_array_get(v, i), depth + 1))
                 return -1;
         }
         return jfast_putc(b, ']');
