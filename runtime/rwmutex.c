@@ -154,8 +154,7 @@ static int rw_rlock_slow(rt_rwmutex *rw, rt_deadline_t dl)
                 return 0;
             }
         } else if ((s & RW_RWAIT) ||
-                   atomic_compare_exchange_weak(&rw->state, &s,
-                                                s | RW_RWAIT)) {
+                   atomic_compare_exchange_weak(&rw->state, &s, s | RW_RWAIT)) {
             break;
         }
     }
@@ -258,9 +257,8 @@ int rt_rwmutex_lock(rt_rwmutex *rw, rt_deadline_t dl)
     /* No reader in (the usual case for a read-mostly lock whose readers
      * are short): the lock is ours in one step. */
     uint64_t s = atomic_load_explicit(&rw->state, memory_order_relaxed);
-    if ((s & RW_READERS) == 0 &&
-        atomic_compare_exchange_strong(&rw->state, &s,
-                                       s | RW_PENDING | RW_HELD))
+    if ((s & RW_READERS) == 0 && atomic_compare_exchange_strong(
+                                     &rw->state, &s, s | RW_PENDING | RW_HELD))
         return 0;
     s = atomic_fetch_or(&rw->state, RW_PENDING);
     if ((s & RW_READERS) == 0) {

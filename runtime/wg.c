@@ -88,8 +88,7 @@ static void wg_release(rt_wg *wg)
 /* The rest of an Add whose new state s has waiters registered or a
  * negative counter.  Out of line so that the common Add (no waiter, no
  * error) is one atomic add in a function without a frame. */
-static __attribute__((noinline)) int64_t wg_add_slow(rt_wg *wg,
-                                                     int64_t delta,
+static __attribute__((noinline)) int64_t wg_add_slow(rt_wg *wg, int64_t delta,
                                                      uint64_t s)
 {
     uint64_t d = (uint64_t)delta << 32;
