@@ -181,8 +181,7 @@ typedef struct dbatch dbatch;
 struct dreq {
     sess *s;                   /* retained; NULL when detached (go) */
     json_t *id;                /* new ref; NULL: notification */
-    json_t *msg;               /* new ref: the request (params borrow it) */
-    json_t *params;            /* borrowed from msg */
+    json_t *args[PROTO_MAX_PARAMS]; /* new refs, by m->params index */
     const proto_method *m;
     int64_t timeout_ms;        /* -1: forever */
     rt_deadline_t dl;          /* absolute, fixed at arrival */

@@ -203,7 +203,8 @@ static void dbatch_put(dbatch *b, size_t slot, json_t *answer, gback *gb)
 static void dreq_free(dreq *r)
 {
     json_decref(r->id);
-    json_decref(r->msg);
+    for (int i = 0; i < PROTO_MAX_PARAMS; i++)
+        json_decref(r->args[i]);
     if (r->s)
         sess_release(r->s);
     free(r);
@@ -567,17 +568,18 @@ uint64_t dreq_sid(const dreq *r)
 
 json_t *dreq_param(const dreq *r, const char *key)
 {
-    return json_object_get(r->params, key);
+    int i = r->m ? proto_param_index(r->m, key) : -1;
+    return i < 0 ? NULL : r->args[i];
 }
 
 const char *dreq_str(const dreq *r, const char *key)
 {
-    return json_string_value(json_object_get(r->params, key));
+    return json_string_value(dreq_param(r, key));
 }
 
 int64_t dreq_int(const dreq *r, const char *key, int64_t dflt)
 {
-    json_t *v = json_object_get(r->params, key);
+    json_t *v = dreq_param(r, key);
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
 }
 
@@ -585,7 +587,7 @@ int64_t dreq_int(const dreq *r, const char *key, int64_t dflt)
 /* From a line to handlers                                            */
 /* ------------------------------------------------------------------ */
 
-static dreq *dreq_new(sess *s, json_t *msg)
+static dreq *dreq_new(sess *s)
 {
     dreq *r = calloc(1, sizeof *r);
 
@@ -595,7 +597,6 @@ static dreq *dreq_new(sess *s, json_t *msg)
         r->s = s;
         sess_retain(s);
     }
-    r->msg = json_incref(msg);
     r->t0 = rt_now();
     r->timeout_ms = -1;
     r->dl = RT_FOREVER;
@@ -609,13 +610,15 @@ static bool disp_value_too_large(const dreq *r)
     static const char *const keys[] = { "value", "old", "new" };
 
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        json_t *v = json_object_get(r->params, keys[i]);
+        json_t *v = dreq_param(r, keys[i]);
         if (v && json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) >
                      srv_conf.max_value)
             return true;
     }
     return false;
 }
+
+static void disp_checked(dreq *r, proto_request *req, size_t line_len);
 
 /* Serves one request object (the line, or one member of a batch). */
 static void disp_one(sess *s, json_t *msg, dbatch *b, size_t slot,
@@ -626,7 +629,7 @@ static void disp_one(sess *s, json_t *msg, dbatch *b, size_t slot,
     dreq *r;
 
     atomic_fetch_add(&srv_stat.requests, 1);
-    r = dreq_new(s, msg);
+    r = dreq_new(s);
     if (!r) {
         if (b)
             dbatch_put(b, slot, NULL, NULL);
@@ -645,13 +648,28 @@ static void disp_one(sess *s, json_t *msg, dbatch *b, size_t slot,
         dreq_fail_code(r, &err);
         return;
     }
-    r->id = req.id ? json_incref(req.id) : NULL;
-    r->m = req.method;
-    r->params = req.params;
-    r->timeout_ms = req.timeout_ms;
-    r->dl = req.timeout_ms < 0    ? RT_FOREVER
-            : req.timeout_ms == 0 ? RT_POLL
-                                  : rt_deadline_ms(req.timeout_ms);
+    disp_checked(r, &req, line_len);
+}
+
+/* Takes req's id, method, deadline and arguments into r (as new
+ * references) and clears req. */
+static void dreq_set(dreq *r, proto_request *req)
+{
+    r->id = req->owned ? req->id : json_incref(req->id);
+    for (int i = 0; i < PROTO_MAX_PARAMS; i++)
+        r->args[i] = req->owned ? req->args[i] : json_incref(req->args[i]);
+    r->m = req->method;
+    r->timeout_ms = req->timeout_ms;
+    r->dl = req->timeout_ms < 0    ? RT_FOREVER
+            : req->timeout_ms == 0 ? RT_POLL
+                                   : rt_deadline_ms(req->timeout_ms);
+    memset(req, 0, sizeof *req);
+}
+
+/* Serves a valid request: r takes req's contents. */
+static void disp_checked(dreq *r, proto_request *req, size_t line_len)
+{
+    dreq_set(r, req);
     if (line_len > srv_conf.max_value && disp_value_too_large(r)) {
         dreq_fail(r, PROTO_R_TOO_LARGE, "value larger than %zu bytes",
                   srv_conf.max_value);
@@ -670,12 +688,26 @@ static void disp_one(sess *s, json_t *msg, dbatch *b, size_t slot,
 void disp_line(sess *s, const char *line, size_t len)
 {
     proto_limits lim = { srv_conf.max_line, srv_conf.max_depth };
+    proto_request req;
     proto_error err;
-    json_t *msg = proto_parse_line(line, len, &lim, &err);
+    json_t *msg;
 
+    /* The common request in one pass; everything else (batches, errors,
+     * unusual text) through the general path below. */
+    if (proto_scan_request(line, len, &lim, &req)) {
+        dreq *r;
+        atomic_fetch_add(&srv_stat.requests, 1);
+        r = dreq_new(s);
+        if (r)
+            disp_checked(r, &req, len);
+        else
+            proto_request_clear(&req);
+        return;
+    }
+    msg = proto_parse_line(line, len, &lim, &err);
     if (!msg) {
         atomic_fetch_add(&srv_stat.requests, 1);
-        dreq *r = dreq_new(s, json_null());
+        dreq *r = dreq_new(s);
         if (r) {
             r->id = json_null();
             dreq_fail_code(r, &err);
@@ -685,7 +717,7 @@ void disp_line(sess *s, const char *line, size_t len)
     if (json_is_array(msg)) {
         size_t n = json_array_size(msg);
         if (n == 0 || n > (size_t)srv_conf.max_batch) {
-            dreq *r = dreq_new(s, msg);
+            dreq *r = dreq_new(s);
             if (r) {
                 r->id = json_null();
                 if (n == 0)
@@ -760,17 +792,14 @@ int disp_run_detached(json_t *request, bool check_only, proto_error *err)
         json_decref(env);
         return 0;
     }
-    r = dreq_new(NULL, env);
-    json_decref(env);
-    if (!r)
+    r = dreq_new(NULL);
+    if (!r) {
+        json_decref(env);
         return proto_error_set(err, PROTO_INTERNAL_ERROR, PROTO_R_INTERNAL,
                                "out of memory");
-    r->m = req.method;
-    r->params = req.params;
-    r->timeout_ms = req.timeout_ms;
-    r->dl = req.timeout_ms < 0    ? RT_FOREVER
-            : req.timeout_ms == 0 ? RT_POLL
-                                  : rt_deadline_ms(req.timeout_ms);
+    }
+    dreq_set(r, &req); /* r->id stays NULL: detached, no answer */
+    json_decref(env);
     atomic_fetch_add(&srv_stat.requests, 1);
     if (rt_in_goroutine()) {
         disp_detached_go(r);

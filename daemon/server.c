@@ -90,6 +90,8 @@ static bool srv_io_set;
 static _Atomic bool srv_drain_flag;
 static _Atomic int64_t srv_out_bytes;
 static _Atomic uint64_t srv_next_sid = 1;
+/* The I/O thread's read buffer (only that thread reads sockets). */
+static char srv_rbuf[16384];
 
 static void sess_end(sess *s, bool graceful);
 static void sess_event(sess *s, short what);
@@ -528,13 +530,39 @@ static void sess_fail_close(sess *s, proto_reason reason, const char *msg)
 
 /* Serves up to fair_batch lines of s, then yields to other sessions via
  * ev_more.  all: serve everything buffered (EOF). */
+/* Serves one complete line (without its \n).  Returns false when the
+ * session ended (the line was too long, or a handler ended it). */
+static bool sess_line(sess *s, const char *line, size_t len)
+{
+    if (len > srv_conf.max_line) {
+        sess_fail_close(s, PROTO_R_TOO_LARGE, "line too long: closing");
+        return false;
+    }
+    metrics_bytes_in(len + 1);
+    /* Each request at debug (the level can be raised by SIGHUP). */
+    log_debug("session %llu: %.*s", (unsigned long long)s->id,
+              len > 300 ? 300 : (int)len, line);
+    if (len > 0)
+        disp_line(s, line, len);
+    return !s->ended;
+}
+
+/* Closes s for a partial line already over the limit. */
+static void sess_fail_long(sess *s)
+{
+    char msg[128];
+
+    snprintf(msg, sizeof msg, "line longer than %zu bytes: closing",
+             srv_conf.max_line);
+    sess_fail_close(s, PROTO_R_TOO_LARGE, msg);
+}
+
 static void sess_process(sess *s, bool all)
 {
     struct evbuffer *in;
     int n = 0;
 
     while (!s->ended && (all || n < srv_conf.fair_batch)) {
-        size_t len;
         const char *line;
         in = bufferevent_get_input(s->bev);
         /* The line is served in place (pulled up to be contiguous, which
@@ -545,38 +573,58 @@ static void sess_process(sess *s, bool all)
         struct evbuffer_ptr eol =
             evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
         if (eol.pos < 0) {
-            if (evbuffer_get_length(in) > srv_conf.max_line) {
-                char msg[128];
-                snprintf(msg, sizeof msg,
-                         "line longer than %zu bytes: closing",
-                         srv_conf.max_line);
-                sess_fail_close(s, PROTO_R_TOO_LARGE, msg);
-            }
+            if (evbuffer_get_length(in) > srv_conf.max_line)
+                sess_fail_long(s);
             return;
         }
-        len = (size_t)eol.pos;
-        if (len > srv_conf.max_line) {
-            sess_fail_close(s, PROTO_R_TOO_LARGE, "line too long: closing");
-            return;
-        }
-        line = (const char *)evbuffer_pullup(in, (ev_ssize_t)len + 1);
+        line = (const char *)evbuffer_pullup(in, (ev_ssize_t)eol.pos + 1);
         if (!line) {
             sess_fail_close(s, PROTO_R_INTERNAL, "out of memory: closing");
             return;
         }
-        metrics_bytes_in(len + 1);
-        /* Each request at debug (the level can be raised by SIGHUP). */
-        log_debug("session %llu: %.*s", (unsigned long long)s->id,
-                  len > 300 ? 300 : (int)len, line);
-        if (len > 0)
-            disp_line(s, line, len);
-        if (s->ended)
+        if (!sess_line(s, line, (size_t)eol.pos))
             return;
-        evbuffer_drain(in, len + 1);
+        evbuffer_drain(in, (size_t)eol.pos + 1);
         n++;
     }
     if (!s->ended && evbuffer_get_length(bufferevent_get_input(s->bev)))
         event_active(s->ev_more, EV_READ, 0);
+}
+
+/* Serves up to a fair turn of the complete lines at the start of buf (a
+ * read into the I/O thread's buffer while the session's input buffer was
+ * empty, the common case); what is left -- a partial line, or lines past
+ * the turn -- goes to the input buffer, as if read there.  Saves the input
+ * buffer a chain allocation, a search and a drain per read. */
+static void sess_process_flat(sess *s, const char *buf, size_t n)
+{
+    struct evbuffer *in;
+    const char *p = buf, *end = buf + n;
+    int served = 0;
+
+    while (p < end && served < srv_conf.fair_batch) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            break;
+        if (!sess_line(s, p, (size_t)(nl - p)))
+            return;
+        p = nl + 1;
+        served++;
+    }
+    if (p == end)
+        return;
+    in = bufferevent_get_input(s->bev);
+    evbuffer_unfreeze(in, 0);
+    if (evbuffer_add(in, p, (size_t)(end - p)) != 0) {
+        evbuffer_freeze(in, 0);
+        sess_fail_close(s, PROTO_R_INTERNAL, "out of memory: closing");
+        return;
+    }
+    evbuffer_freeze(in, 0);
+    if (served == srv_conf.fair_batch)
+        event_active(s->ev_more, EV_READ, 0); /* its next turn */
+    else if ((size_t)(end - p) > srv_conf.max_line)
+        sess_fail_long(s); /* a partial line, already too long */
 }
 
 /* Callbacks hold a reference across their work: a write inside them may
@@ -612,8 +660,26 @@ static void sess_recv_cb(evutil_socket_t fd, short what, void *arg)
     sess_retain(s);
     /* 16 KiB a read: a session holding a partial line keeps its chain,
      * so this bounds what idle sessions cost. */
-    if (room > 16384)
-        room = 16384;
+    if (room > sizeof srv_rbuf)
+        room = sizeof srv_rbuf;
+    if (have == 0 && room > 0) {
+        do
+            n = read(fd, srv_rbuf, room);
+        while (n < 0 && errno == EINTR);
+        if (n == 0) {
+            sess_event(s, BEV_EVENT_EOF);
+            goto out;
+        }
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                sess_event(s, BEV_EVENT_ERROR);
+            goto out;
+        }
+        s->batching = true;
+        sess_process_flat(s, srv_rbuf, (size_t)n);
+        s->batching = false;
+        goto served;
+    }
     if (room > 0) {
         /* The bufferevent keeps its input's end frozen. */
         evbuffer_unfreeze(in, 0);
@@ -643,6 +709,7 @@ static void sess_recv_cb(evutil_socket_t fd, short what, void *arg)
     s->batching = true;
     sess_process(s, false);
     s->batching = false;
+served:
     if (!s->ended) {
         sess_push(s);
         sess_read_ctl(s);

@@ -270,6 +270,7 @@ typedef struct jfast_parser {
     char *heap;
     size_t heap_cap;
     char scratch[JFAST_SCRATCH];
+    int max_depth;  /* open containers allowed, <= JFAST_MAX_DEPTH */
     jfast_frame stack[JFAST_MAX_DEPTH];
 } jfast_parser;
 
@@ -507,7 +508,8 @@ static inline bool jfast_isws(unsigned char c)
  * is tested last at each point (after the bytes that may come there), so
  * compact text pays nothing for it. */
 static json_t *jfast_run(jfast_parser *ps, const unsigned char *p,
-                         const unsigned char *end)
+                         const unsigned char *end,
+                         const unsigned char **stop)
 {
     json_t *root = NULL, *v;
     jfast_frame *f = NULL; /* innermost open container, NULL at the top */
@@ -580,7 +582,7 @@ value:
 
     if (open) {
         jfast_frame *nf = f ? f + 1 : ps->stack;
-        if (nf == ps->stack + JFAST_MAX_DEPTH)
+        if (nf == ps->stack + ps->max_depth)
             goto out_decline;
         nf->c = v;
         nf->obj = c == '{';
@@ -660,6 +662,10 @@ colon:
     goto value;
 
 done:
+    if (stop) { /* a prefix: the caller reads on from p */
+        *stop = p;
+        return root;
+    }
     while (p < end && jfast_isws(*p))
         p++;
     if (p != end)
@@ -673,7 +679,9 @@ out_decline:
     return NULL;
 }
 
-json_t *jfast_parse(const char *s, size_t len)
+/* Parses one value at s; stop NULL: the whole text, else a prefix. */
+static json_t *jfast_parse_at(const char *s, size_t len, int max_depth,
+                              const unsigned char **stop)
 {
     jfast_parser ps;
     json_t *v;
@@ -683,10 +691,29 @@ json_t *jfast_parse(const char *s, size_t len)
     ps.nseen = 0;
     ps.heap = NULL;
     ps.heap_cap = 0;
+    ps.max_depth = max_depth < 0 ? 0
+                   : max_depth > JFAST_MAX_DEPTH ? JFAST_MAX_DEPTH
+                                                 : max_depth;
     v = jfast_run(&ps, (const unsigned char *)s,
-                  (const unsigned char *)s + len);
+                  (const unsigned char *)s + len, stop);
     if (ps.heap)
         free(ps.heap);
+    return v;
+}
+
+json_t *jfast_parse(const char *s, size_t len)
+{
+    return jfast_parse_at(s, len, JFAST_MAX_DEPTH, NULL);
+}
+
+json_t *jfast_parse_prefix(const char *s, size_t len, int max_depth,
+                           size_t *used)
+{
+    const unsigned char *stop = NULL;
+    json_t *v = jfast_parse_at(s, len, max_depth, &stop);
+
+    if (v)
+        *used = (size_t)((const char *)stop - s);
     return v;
 }
 

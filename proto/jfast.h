@@ -39,6 +39,16 @@ typedef struct jfast_buf {
  * then calls json_loadb).  s need not be NUL-terminated. */
 json_t *jfast_parse(const char *s, size_t len);
 
+/* The same for the one value at the start of s (no leading whitespace)
+ * with at most max_depth nested objects/arrays (0: a scalar), followed by
+ * anything: returns it with *used set to the bytes it took, or NULL.  For
+ * callers that read the text around it themselves (proto_scan_request);
+ * a value that jansson would read differently in context (a number
+ * running into the next byte, as 1x) is theirs to reject by what
+ * follows, which must be a delimiter. */
+json_t *jfast_parse_prefix(const char *s, size_t len, int max_depth,
+                           size_t *used);
+
 /* Appends n bytes of s to b.  Returns 0, or -1 when out of memory (b keeps
  * what it had). */
 int jfast_put(jfast_buf *b, const char *s, size_t n);

@@ -164,13 +164,32 @@ static proto_method proto_table[] = {
 #define PROTO_NMETHODS (sizeof proto_table / sizeof proto_table[0])
 
 static json_t *proto_empty_params;
+static size_t proto_method_len[PROTO_NMETHODS]; /* strlen of each name */
+/* Open-addressed index of the names for proto_method_findn: table index
+ * + 1, 0 = empty.  256 slots for ~60 names keeps probes short. */
+static uint8_t proto_method_slot[256];
+
+static unsigned proto_method_hash(const char *name, size_t n)
+{
+    return (unsigned)(n * 31 + (unsigned char)name[0] * 7 +
+                      (unsigned char)name[n / 2] * 3 +
+                      (unsigned char)name[n - 1]) & 255;
+}
 
 /* Numbers the table and makes the shared empty params object before any
  * thread can look at them, so that no lookup writes shared memory. */
 __attribute__((constructor)) static void proto_table_init(void)
 {
-    for (size_t i = 0; i < PROTO_NMETHODS; i++)
+    _Static_assert(PROTO_NMETHODS < 128, "proto_method_slot is too small");
+    for (size_t i = 0; i < PROTO_NMETHODS; i++) {
+        unsigned h;
         proto_table[i].id = (int)i;
+        proto_method_len[i] = strlen(proto_table[i].name);
+        h = proto_method_hash(proto_table[i].name, proto_method_len[i]);
+        while (proto_method_slot[h])
+            h = (h + 1) & 255;
+        proto_method_slot[h] = (uint8_t)(i + 1);
+    }
     proto_empty_params = json_object();
 }
 
@@ -329,13 +348,19 @@ static bool proto_type_ok(const proto_param *p, json_t *v)
     return false;
 }
 
-static const proto_param *proto_param_find(const proto_method *m,
-                                           const char *key)
+int proto_param_index(const proto_method *m, const char *key)
 {
     for (int i = 0; i < PROTO_MAX_PARAMS && m->params[i].name; i++)
         if (strcmp(m->params[i].name, key) == 0)
-            return &m->params[i];
-    return NULL;
+            return i;
+    return -1;
+}
+
+static const proto_param *proto_param_find(const proto_method *m,
+                                           const char *key)
+{
+    int i = proto_param_index(m, key);
+    return i < 0 ? NULL : &m->params[i];
 }
 
 int proto_check_request(json_t *msg, proto_request *req, proto_error *err)
@@ -418,6 +443,7 @@ int proto_check_request(json_t *msg, proto_request *req, proto_error *err)
                                    PROTO_R_INVALID,
                                    "invalid params: %s must be %s", key,
                                    proto_ptype_name(p->type));
+        req->args[p - req->method->params] = v;
         /* Durations become nanoseconds added to a clock: bound them so
          * that no handler's ms * 1000000 overflows. */
         size_t kl = strlen(key);
@@ -431,13 +457,257 @@ int proto_check_request(json_t *msg, proto_request *req, proto_error *err)
     for (int i = 0; i < PROTO_MAX_PARAMS && req->method->params[i].name;
          i++) {
         const proto_param *p = &req->method->params[i];
-        if (p->required && !json_object_get(params, p->name))
+        if (p->required && !req->args[i])
             return proto_error_set(err, PROTO_INVALID_PARAMS,
                                    PROTO_R_INVALID,
                                    "invalid params: %s needs \"%s\"", method,
                                    p->name);
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The single-pass request scanner                                    */
+/* ------------------------------------------------------------------ */
+
+/* The scanner reads the envelope's members and the parameter names in
+ * place, and builds JSON values only for the id and the parameter values
+ * (jfast_parse_prefix).  It accepts a strict subset of what the general
+ * path accepts -- plain keys (no escapes), "method" before "params" -- and
+ * declines everything else, invalid requests included, so that error
+ * words have one author (proto_check_request and jansson). */
+
+typedef struct proto_scan {
+    const char *p, *end;
+    int depth;                  /* nesting allowed below params' values */
+} proto_scan;
+
+/* (Local pointers throughout: a char read may alias sc->p, which the
+ * compiler would otherwise reload at every byte.) */
+static inline void proto_scan_ws(proto_scan *sc)
+{
+    const char *p = sc->p, *end = sc->end;
+
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    sc->p = p;
+}
+
+/* Reads a string without escapes or control characters (names, method
+ * names, "2.0"); non-ASCII bytes are left to the general path.  Returns
+ * false to decline. */
+static bool proto_scan_plain(proto_scan *sc, const char **s, size_t *n)
+{
+    const char *p, *q, *end = sc->end;
+
+    proto_scan_ws(sc);
+    p = sc->p;
+    if (p >= end || *p != '"')
+        return false;
+    q = ++p;
+    for (; p < end; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"') {
+            *s = q;
+            *n = (size_t)(p - q);
+            sc->p = p + 1;
+            return true;
+        }
+        if (c == '\\' || c < 0x20 || c >= 0x80)
+            return false;
+    }
+    return false;
+}
+
+/* Expects c (after whitespace). */
+static inline bool proto_scan_char(proto_scan *sc, char c)
+{
+    proto_scan_ws(sc);
+    if (sc->p >= sc->end || *sc->p != c)
+        return false;
+    sc->p++;
+    return true;
+}
+
+/* Reads one JSON value as a new reference, or NULL to decline. */
+static json_t *proto_scan_value(proto_scan *sc)
+{
+    size_t used;
+    json_t *v;
+
+    proto_scan_ws(sc);
+    v = jfast_parse_prefix(sc->p, (size_t)(sc->end - sc->p), sc->depth,
+                           &used);
+    if (v)
+        sc->p += used;
+    return v;
+}
+
+/* want: a literal, so that sizeof gives its length at compile time. */
+#define proto_key_is(k, n, want)                                              \
+    ((n) == sizeof(want) - 1 && memcmp((k), (want), (n)) == 0)
+
+static bool proto_name_is(const char *k, size_t n, const char *want)
+{
+    return strncmp(k, want, n) == 0 && want[n] == '\0';
+}
+
+static const proto_method *proto_method_findn(const char *name, size_t n)
+{
+    if (n == 0)
+        return NULL;
+    for (unsigned h = proto_method_hash(name, n);; h = (h + 1) & 255) {
+        int i = proto_method_slot[h] - 1;
+        if (i < 0)
+            return NULL;
+        if (proto_method_len[i] == n &&
+            memcmp(proto_table[i].name, name, n) == 0)
+            return &proto_table[i];
+    }
+}
+
+/* Reads the params object into req->args (method known).  The general
+ * path's checks, each a decline here. */
+static bool proto_scan_params(proto_scan *sc, proto_request *req)
+{
+    const proto_method *m = req->method;
+    const char *k;
+    size_t kn;
+
+    if (!proto_scan_char(sc, '{'))
+        return false;
+    proto_scan_ws(sc);
+    if (sc->p < sc->end && *sc->p == '}') {
+        sc->p++;
+        return true;
+    }
+    for (;;) {
+        int i;
+        json_t *v;
+
+        if (!proto_scan_plain(sc, &k, &kn) || !proto_scan_char(sc, ':'))
+            return false;
+        for (i = 0; i < PROTO_MAX_PARAMS && m->params[i].name; i++)
+            if (proto_name_is(k, kn, m->params[i].name))
+                break;
+        if (i == PROTO_MAX_PARAMS || !m->params[i].name) {
+            /* timeout_ms, the one member outside the table */
+            if (!m->blocking || !proto_key_is(k, kn, "timeout_ms") ||
+                req->timeout_ms >= 0)
+                return false;
+            v = proto_scan_value(sc);
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) > PROTO_MAX_MS) {
+                json_decref(v);
+                return false;
+            }
+            req->timeout_ms = json_integer_value(v);
+            json_decref(v);
+        } else {
+            const proto_param *p = &m->params[i];
+            if (req->args[i]) /* a duplicate: jansson's error */
+                return false;
+            v = proto_scan_value(sc);
+            if (!v)
+                return false;
+            req->args[i] = v;
+            if (!proto_type_ok(p, v))
+                return false;
+            if (kn >= 2 && memcmp(k + kn - 2, "ms", 2) == 0 &&
+                json_is_integer(v) && json_integer_value(v) > PROTO_MAX_MS)
+                return false;
+        }
+        proto_scan_ws(sc);
+        if (sc->p < sc->end && *sc->p == ',') {
+            sc->p++;
+            continue;
+        }
+        return proto_scan_char(sc, '}');
+    }
+}
+
+bool proto_scan_request(const char *line, size_t len,
+                        const proto_limits *lim, proto_request *req)
+{
+    size_t max_line = lim && lim->max_line ? lim->max_line
+                                           : PROTO_MAX_LINE_DEFAULT;
+    int max_depth = lim && lim->max_depth ? lim->max_depth
+                                          : PROTO_MAX_DEPTH_DEFAULT;
+    proto_scan sc = { line, line + len, max_depth - 2 };
+    bool seen_rpc = false, seen_id = false, seen_params = false;
+    const char *k;
+    size_t kn;
+
+    memset(req, 0, sizeof *req);
+    req->timeout_ms = -1;
+    req->owned = true;
+    /* The framing rules (length, a final \r) and depth are the general
+     * path's to word; a value deeper than params' allowance declines. */
+    if (len > max_line || (len > 0 && line[len - 1] == '\r') ||
+        sc.depth < 1 || !proto_scan_char(&sc, '{'))
+        goto decline;
+    for (;;) {
+        if (!proto_scan_plain(&sc, &k, &kn) || !proto_scan_char(&sc, ':'))
+            goto decline;
+        if (proto_key_is(k, kn, "jsonrpc") && !seen_rpc) {
+            const char *v;
+            size_t vn;
+            if (!proto_scan_plain(&sc, &v, &vn) || vn != 3 ||
+                memcmp(v, "2.0", 3) != 0)
+                goto decline;
+            seen_rpc = true;
+        } else if (proto_key_is(k, kn, "id") && !seen_id) {
+            req->id = proto_scan_value(&sc);
+            if (!json_is_string(req->id) && !json_is_integer(req->id) &&
+                !json_is_null(req->id))
+                goto decline;
+            seen_id = true;
+        } else if (proto_key_is(k, kn, "method") && !req->method) {
+            const char *v;
+            size_t vn;
+            if (!proto_scan_plain(&sc, &v, &vn) ||
+                !(req->method = proto_method_findn(v, vn)))
+                goto decline;
+        } else if (proto_key_is(k, kn, "params") && !seen_params &&
+                   req->method) {
+            if (!proto_scan_params(&sc, req))
+                goto decline;
+            seen_params = true;
+        } else {
+            goto decline;
+        }
+        proto_scan_ws(&sc);
+        if (sc.p < sc.end && *sc.p == ',') {
+            sc.p++;
+            continue;
+        }
+        if (!proto_scan_char(&sc, '}'))
+            goto decline;
+        break;
+    }
+    proto_scan_ws(&sc);
+    if (sc.p != sc.end || !seen_rpc || !req->method)
+        goto decline;
+    for (int i = 0; i < PROTO_MAX_PARAMS && req->method->params[i].name;
+         i++)
+        if (req->method->params[i].required && !req->args[i])
+            goto decline;
+    return true;
+
+decline:
+    proto_request_clear(req);
+    return false;
+}
+
+void proto_request_clear(proto_request *req)
+{
+    if (req->owned) {
+        json_decref(req->id);
+        for (int i = 0; i < PROTO_MAX_PARAMS; i++)
+            json_decref(req->args[i]);
+    }
+    memset(req, 0, sizeof *req);
+    req->timeout_ms = -1;
 }
 
 /* ------------------------------------------------------------------ */

@@ -99,10 +99,15 @@ const proto_method *proto_methods(size_t *n);
 /* ---- requests ---- */
 
 typedef struct proto_request {
-    json_t *id;                 /* borrowed; NULL for a notification */
+    json_t *id;                 /* NULL for a notification */
     const proto_method *method; /* NULL when invalid */
-    json_t *params;             /* borrowed object (empty if absent) */
+    json_t *params;             /* borrowed object (empty if absent); NULL
+                                 * when read by proto_scan_request */
+    json_t *args[PROTO_MAX_PARAMS]; /* by method->params index; NULL:
+                                 * absent */
     int64_t timeout_ms;         /* -1 absent (forever), else >= 0 */
+    bool owned;                 /* id and args are new references
+                                 * (proto_scan_request), else borrowed */
 } proto_request;
 
 typedef struct proto_error {
@@ -127,6 +132,21 @@ json_t *proto_parse_line(const char *line, size_t len,
  * fills req (borrowing from msg) or -1 with err filled; req->id is still
  * set when it could be read, so the error can be answered. */
 int proto_check_request(json_t *msg, proto_request *req, proto_error *err);
+
+/* Reads one request line (an object, not a batch) in a single pass,
+ * without building the envelope: only the id and the parameter values
+ * become JSON values (new references: req->owned; release them with
+ * proto_request_clear).  Returns true with req filled for a valid request
+ * of the common shape; false, with nothing to release, for anything else --
+ * batches, any invalid or unusual text, any invalid request.  The caller
+ * then takes the general path (proto_parse_line, proto_check_request),
+ * which accepts the same requests and words every error. */
+bool proto_scan_request(const char *line, size_t len,
+                        const proto_limits *lim, proto_request *req);
+/* Releases what req owns (nothing when it borrows) and clears it. */
+void proto_request_clear(proto_request *req);
+/* Returns the index of parameter key in m->params, or -1. */
+int proto_param_index(const proto_method *m, const char *key);
 
 /* ---- answers ---- */
 

@@ -3,7 +3,9 @@
  * proto_parse_line, then proto_check_request on the request (or on each
  * member of a batch), then the answer builders, and proto_answer_read (the
  * client's side of the same bytes).  Nothing here may crash, leak, hang or
- * trip ASan/UBSan on any input.
+ * trip ASan/UBSan on any input.  And differentially: whatever the
+ * single-pass proto_scan_request accepts, the general path must accept as
+ * the same request (fuzz_scan_agrees aborts otherwise).
  *
  * Built by `make fuzz` with clang -fsanitize=fuzzer,address,undefined; the
  * same function is replayed over tests/fuzz/regressions/proto/ by
@@ -12,10 +14,56 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Same dump and same type: json_equal alone takes 1 and 1.0 as unequal
+ * but not, say, key order into account. */
+static bool fuzz_same_value(const json_t *a, const json_t *b)
+{
+    char *da, *db;
+    bool same;
+
+    if (!a || !b)
+        return a == b;
+    if (json_typeof(a) != json_typeof(b) || !json_equal(a, b))
+        return false;
+    da = json_dumps(a, JSON_COMPACT | JSON_ENCODE_ANY);
+    db = json_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY);
+    same = da && db && strcmp(da, db) == 0;
+    free(da);
+    free(db);
+    return same;
+}
+
+/* Returns whether proto_scan_request accepted s; aborts when it accepted
+ * something the general path rejects or reads differently. */
+static bool fuzz_scan_agrees(const char *s, size_t n, const proto_limits *lim)
+{
+    proto_request fast, slow;
+    proto_error err;
+    json_t *msg;
+
+    if (!proto_scan_request(s, n, lim, &fast))
+        return false;
+    msg = proto_parse_line(s, n, lim, &err);
+    if (!msg || json_is_array(msg) ||
+        proto_check_request(msg, &slow, &err) != 0)
+        abort();
+    if (fast.method != slow.method || fast.timeout_ms != slow.timeout_ms ||
+        !fast.owned || slow.owned || fast.params ||
+        !fuzz_same_value(fast.id, slow.id))
+        abort();
+    for (int i = 0; i < PROTO_MAX_PARAMS; i++)
+        if (!fuzz_same_value(fast.args[i], slow.args[i]))
+            abort();
+    json_decref(msg);
+    proto_request_clear(&fast);
+    return true;
+}
 
 static void fuzz_one_request(json_t *msg)
 {
@@ -52,8 +100,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     proto_limits lim = { 4096, 16 };
     proto_error err;
     proto_answer pa;
-    json_t *v = proto_parse_line((const char *)data, size, &lim, &err);
+    json_t *v;
 
+    (void)fuzz_scan_agrees((const char *)data, size, &lim);
+    v = proto_parse_line((const char *)data, size, &lim, &err);
     if (!v)
         return 0;
     if (json_is_array(v)) {

@@ -1,0 +1,314 @@
+/*
+ * test_scan.c - unit tests of proto_scan_request, the single-pass reader of
+ * the common request: it accepts every example request of PROTOCOL.md
+ * (every method) as the general path reads it; it declines every invalid
+ * request and every shape it leaves to the general path; and over corpora
+ * and a quarter of a million mutated lines, under tight and default
+ * limits, whatever it accepts the general path accepts as the same
+ * request (fuzz_scan_agrees, shared with tests/fuzz/fuzz_proto.c).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LLVMFuzzerTestOneInput fuzz_proto_one
+#include "../fuzz/fuzz_proto.c"
+#undef LLVMFuzzerTestOneInput
+
+#define MAX_EXAMPLES 256
+
+/* PROTOCOL.md's example request lines (static storage). */
+static char examples[MAX_EXAMPLES][1024];
+static size_t nexamples;
+
+static void load_examples(void)
+{
+    FILE *f;
+    char line[1024];
+
+    if (nexamples)
+        return;
+    f = fopen("proto/PROTOCOL.md", "r");
+    assert_non_null(f); /* the tests run from the repository's top */
+    while (fgets(line, sizeof line, f) && nexamples < MAX_EXAMPLES) {
+        char *p = line;
+        size_t n;
+        while (*p == ' ')
+            p++;
+        if (strncmp(p, "{\"jsonrpc\":\"2.0\",", 17) != 0 ||
+            !strstr(p, "\"method\""))
+            continue;
+        n = strcspn(p, "\n");
+        memcpy(examples[nexamples], p, n);
+        examples[nexamples][n] = '\0';
+        nexamples++;
+    }
+    fclose(f);
+    assert_true(nexamples >= 50);
+}
+
+static bool scan_ok(const char *s)
+{
+    return fuzz_scan_agrees(s, strlen(s), NULL);
+}
+
+static void test_scan_examples(void **state)
+{
+    size_t nm = 0;
+    const proto_method *t = proto_methods(&nm);
+    bool *seen = calloc(nm, sizeof *seen);
+    (void)state;
+
+    assert_non_null(seen);
+    load_examples();
+    for (size_t i = 0; i < nexamples; i++) {
+        proto_request req;
+        if (!proto_scan_request(examples[i], strlen(examples[i]), NULL,
+                                &req))
+            fail_msg("the scanner declines PROTOCOL.md's %s", examples[i]);
+        seen[req.method->id] = true;
+        proto_request_clear(&req);
+        assert_true(scan_ok(examples[i]));
+    }
+    for (size_t i = 0; i < nm; i++)
+        if (!seen[i])
+            fail_msg("no accepted example for %s", t[i].name);
+    free(seen);
+}
+
+static void test_scan_fields(void **state)
+{
+    const char *line =
+        "{\"jsonrpc\":\"2.0\",\"id\":17,\"method\":\"recv\",\"params\":"
+        "{\"name\":\"jobs\",\"timeout_ms\":250}}";
+    proto_request req;
+    (void)state;
+
+    assert_true(proto_scan_request(line, strlen(line), NULL, &req));
+    assert_string_equal(req.method->name, "recv");
+    assert_int_equal(json_integer_value(req.id), 17);
+    assert_int_equal(req.timeout_ms, 250);
+    assert_true(req.owned);
+    assert_null(req.params);
+    assert_string_equal(json_string_value(
+                            req.args[proto_param_index(req.method, "name")]),
+                        "jobs");
+    proto_request_clear(&req);
+    assert_null(req.id);
+    assert_int_equal(req.timeout_ms, -1);
+
+    /* Whitespace anywhere JSON allows it, a notification, a null id, a
+     * string id, nested values. */
+    assert_true(scan_ok(" { \"jsonrpc\" : \"2.0\" , \"method\" : \"ping\" } "));
+    assert_true(scan_ok("{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"ping\"}"));
+    assert_true(scan_ok("{\"id\":\"a\\u00e9\",\"jsonrpc\":\"2.0\",\"method\":"
+                        "\"send\",\"params\":{\"value\":{\"a\":[1,{\"b\":"
+                        "null}],\"c\":\"\\n\"},\"name\":\"q\"}}"));
+}
+
+/* Lines the general path rejects, or reads in a way the scanner leaves to
+ * it: all declined. */
+static void test_scan_declines(void **state)
+{
+    static const char *const lines[] = {
+        "",
+        "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\r",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"} x",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"",
+        "{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"ping\"}",
+        "{\"jsonrpc\":\"2.0\",\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}",
+        "{\"id\":1,\"method\":\"ping\"}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1}",
+        "{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"ping\"}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1.5,\"method\":\"ping\"}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"fly\"}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"x\":1}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"params\":{},\"method\":\"ping\"}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"p\\u0069ng\"}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\",\"params\":[]}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\",\"params\":{}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\",\"params\":"
+        "{\"name\":\"a\",\"name\":\"b\"}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\",\"params\":"
+        "{\"name\":\"a\",\"nme\":1}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\",\"params\":"
+        "{\"name\":5}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\",\"params\":"
+        "{\"name\":\"\"}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"make\",\"params\":"
+        "{\"name\":\"a\",\"cap\":-1}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"close\",\"params\":"
+        "{\"name\":\"a\",\"timeout_ms\":1}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\",\"params\":"
+        "{\"name\":\"a\",\"timeout_ms\":-1}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\",\"params\":"
+        "{\"name\":\"a\",\"timeout_ms\":1,\"timeout_ms\":2}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\",\"params\":"
+        "{\"name\":\"a\",\"timeout_ms\":1000000000001}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"timer.after\",\"params\":"
+        "{\"name\":\"a\",\"ms\":1000000000001}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"send\",\"params\":"
+        "{\"name\":\"a\",\"value\":1x}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"send\",\"params\":"
+        "{\"name\":\"a\",\"value\":01}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"send\",\"params\":"
+        "{\"name\":\"a\",\"value\":\"\\u0000\"}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"send\",\"params\":"
+        "{\"name\":\"a\",\"value\":\"\xff\"}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":99999999999999999999,\"method\":\"ping\"}",
+    };
+    proto_request req;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        if (proto_scan_request(lines[i], strlen(lines[i]), NULL, &req))
+            fail_msg("the scanner accepts %s", lines[i]);
+    /* Limits: too long, and values deeper than max_depth allows (the
+     * envelope and params take two levels). */
+    {
+        const char *l = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"send\","
+                        "\"params\":{\"name\":\"a\",\"value\":[[1]]}}";
+        proto_limits deep3 = { 0, 3 }, deep4 = { 0, 4 }, short_ = { 20, 0 };
+        assert_false(proto_scan_request(l, strlen(l), &deep3, &req));
+        assert_true(fuzz_scan_agrees(l, strlen(l), &deep4));
+        assert_false(proto_scan_request(l, strlen(l), &short_, &req));
+    }
+}
+
+/* Every line of the seed corpora and the malformed-input collection. */
+static void test_scan_corpora(void **state)
+{
+    static const char *const dirs[] = {
+        "tests/fuzz/corpus/proto", "tests/fuzz/corpus/broker",
+        "tests/fuzz/corpus/jfast", "tests/data/malformed",
+    };
+    proto_limits tight = { 4096, 16 };
+    size_t files = 0, accepted = 0;
+    (void)state;
+
+    for (size_t d = 0; d < sizeof dirs / sizeof dirs[0]; d++) {
+        DIR *dir = opendir(dirs[d]);
+        struct dirent *e;
+        assert_non_null(dir);
+        while ((e = readdir(dir)) != NULL) {
+            char path[512], *buf;
+            FILE *f;
+            long n;
+            if (e->d_name[0] == '.')
+                continue;
+            snprintf(path, sizeof path, "%s/%s", dirs[d], e->d_name);
+            f = fopen(path, "rb");
+            if (!f)
+                continue;
+            fseek(f, 0, SEEK_END);
+            n = ftell(f);
+            fseek(f, 0, SEEK_SET);
+            buf = malloc((size_t)n + 1);
+            assert_non_null(buf);
+            assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+            fclose(f);
+            /* The whole file, and each of its lines. */
+            accepted += fuzz_scan_agrees(buf, (size_t)n, NULL);
+            accepted += fuzz_scan_agrees(buf, (size_t)n, &tight);
+            for (char *p = buf, *end = buf + n; p < end;) {
+                char *nl = memchr(p, '\n', (size_t)(end - p));
+                size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+                accepted += fuzz_scan_agrees(p, len, NULL);
+                p += len + 1;
+            }
+            free(buf);
+            files++;
+        }
+        closedir(dir);
+    }
+    assert_true(files > 100);
+    assert_true(accepted > 50);
+}
+
+static uint64_t rng_state;
+
+static uint32_t rng(void)
+{
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)(rng_state >> 33);
+}
+
+/* Mutates the examples: byte changes to the characters that matter to a
+ * JSON reader, deletions, insertions, duplicated spans, truncation. */
+static void test_scan_mutations(void **state)
+{
+    static const char specials[] = "{}[]\",:\\ \t\r\n0123456789-+.eEtfnu\x7f"
+                                   "\x80\xc3\xff";
+    proto_limits lims[] = { { 0, 0 }, { 4096, 16 }, { 0, 4 }, { 0, 3 } };
+    char buf[4096];
+    size_t accepted = 0, runs = 250000;
+    (void)state;
+
+    load_examples();
+    rng_state = 20261126;
+    for (size_t r = 0; r < runs; r++) {
+        const char *src = examples[rng() % nexamples];
+        size_t n = strlen(src);
+        int edits = 1 + (int)(rng() % 3);
+        if (n >= sizeof buf / 2)
+            continue;
+        memcpy(buf, src, n);
+        for (int e = 0; e < edits && n > 0; e++) {
+            size_t at = rng() % n;
+            switch (rng() % 5) {
+            case 0: /* replace */
+                buf[at] = specials[rng() % (sizeof specials - 1)];
+                break;
+            case 1: /* delete */
+                memmove(buf + at, buf + at + 1, n - at - 1);
+                n--;
+                break;
+            case 2: /* insert */
+                if (n + 1 < sizeof buf) {
+                    memmove(buf + at + 1, buf + at, n - at);
+                    buf[at] = specials[rng() % (sizeof specials - 1)];
+                    n++;
+                }
+                break;
+            case 3: { /* duplicate a span (members, keys, values) */
+                size_t len = 1 + rng() % 24;
+                if (at + len > n)
+                    len = n - at;
+                if (n + len < sizeof buf) {
+                    memmove(buf + at + len, buf + at, n - at);
+                    n += len;
+                }
+                break;
+            }
+            default: /* truncate */
+                n = at;
+                break;
+            }
+        }
+        accepted += fuzz_scan_agrees(buf, n, &lims[r % 4]);
+    }
+    /* Edits in a value's text mostly leave a valid request: the scanner
+     * must be taking part, not declining everything. */
+    printf("scan: %zu of %zu mutated lines accepted\n", accepted, runs);
+    assert_true(accepted > runs / 100);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_scan_examples),
+        cmocka_unit_test(test_scan_fields),
+        cmocka_unit_test(test_scan_declines),
+        cmocka_unit_test(test_scan_corpora),
+        cmocka_unit_test(test_scan_mutations),
+    };
+    return cmocka_run_group_tests_name("scan", tests, NULL, NULL);
+}
