@@ -326,37 +326,14 @@ static void sess_push(sess *s)
         bufferevent_enable(s->bev, EV_WRITE);
 }
 
-void sess_deliver_io(sess *s, const char *line, size_t len, gback *gb)
+/* Queues line (stolen) for s's flush event (any thread). */
+static void sess_enqueue(sess *s, char *line, size_t len, gback *gb)
 {
-    if (s->ended) {
-        gback_run(gb);
-    } else if (sess_write(s, line, len)) {
-        sess_hold(s, gb);
-        if (!s->batching)
-            sess_push(s);
-    } else {
-        gback_run(gb);
-    }
-}
+    bool wake;
+    outent *e;
 
-void sess_deliver(sess *s, char *line, size_t len, gback *gb)
-{
-    bool wake = false;
-
-    if (srv_on_io_thread()) {
-        sess_deliver_io(s, line, len, gb);
-        free(line);
-        return;
-    }
     pthread_mutex_lock(&s->mu);
-    if (s->dead) {
-        pthread_mutex_unlock(&s->mu);
-        gback_run(gb);
-        free(line);
-        return;
-    }
-    outent *e = malloc(sizeof *e);
-    if (!e) {
+    if (s->dead || !(e = malloc(sizeof *e))) {
         pthread_mutex_unlock(&s->mu);
         gback_run(gb);
         free(line);
@@ -377,6 +354,40 @@ void sess_deliver(sess *s, char *line, size_t len, gback *gb)
     if (wake)
         event_active(s->ev_flush, EV_READ, 0);
     pthread_mutex_unlock(&s->mu);
+}
+
+void sess_deliver_io(sess *s, const char *line, size_t len, gback *gb)
+{
+    char *copy;
+
+    if (s->ended) {
+        gback_run(gb);
+    } else if (s->batching) {
+        /* s's own turn: its answers go out in one write at the end. */
+        if (sess_write(s, line, len))
+            sess_hold(s, gb);
+        else
+            gback_run(gb);
+    } else if ((copy = malloc(len ? len : 1)) != NULL) {
+        /* Another session's request answered s (a send completing s's
+         * receive): through s's flush event, so that the answers of one
+         * loop turn leave in one write, and a value is not written to a
+         * peer whose close is already pending (sess_flush_cb). */
+        memcpy(copy, line, len);
+        sess_enqueue(s, copy, len, gb);
+    } else {
+        gback_run(gb);
+    }
+}
+
+void sess_deliver(sess *s, char *line, size_t len, gback *gb)
+{
+    if (srv_on_io_thread()) {
+        sess_deliver_io(s, line, len, gb);
+        free(line);
+        return;
+    }
+    sess_enqueue(s, line, len, gb);
 }
 
 static outent *sess_take_queue(sess *s)
