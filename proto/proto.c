@@ -350,8 +350,10 @@ static bool proto_type_ok(const proto_param *p, json_t *v)
 
 int proto_param_index(const proto_method *m, const char *key)
 {
+    /* The first byte first: handlers look names up on every request. */
     for (int i = 0; i < PROTO_MAX_PARAMS && m->params[i].name; i++)
-        if (strcmp(m->params[i].name, key) == 0)
+        if (m->params[i].name[0] == key[0] &&
+            strcmp(m->params[i].name, key) == 0)
             return i;
     return -1;
 }
@@ -482,12 +484,19 @@ typedef struct proto_scan {
     int depth;                  /* nesting allowed below params' values */
 } proto_scan;
 
+/* Bytes a plain string may hold: printable ASCII but '"' and '\\'. */
+static const bool proto_plain_byte[256] = {
+    [' ' ... '!'] = true, ['#' ... '['] = true, [']' ... '~'] = true,
+};
+
 /* (Local pointers throughout: a char read may alias sc->p, which the
  * compiler would otherwise reload at every byte.) */
 static inline void proto_scan_ws(proto_scan *sc)
 {
     const char *p = sc->p, *end = sc->end;
 
+    if (p < end && (unsigned char)*p > ' ')
+        return; /* compact JSON: no whitespace at all */
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
         p++;
     sc->p = p;
@@ -505,18 +514,14 @@ static bool proto_scan_plain(proto_scan *sc, const char **s, size_t *n)
     if (p >= end || *p != '"')
         return false;
     q = ++p;
-    for (; p < end; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"') {
-            *s = q;
-            *n = (size_t)(p - q);
-            sc->p = p + 1;
-            return true;
-        }
-        if (c == '\\' || c < 0x20 || c >= 0x80)
-            return false;
-    }
-    return false;
+    while (p < end && proto_plain_byte[(unsigned char)*p])
+        p++;
+    if (p >= end || *p != '"')
+        return false; /* an escape, a control or non-ASCII byte, the end */
+    *s = q;
+    *n = (size_t)(p - q);
+    sc->p = p + 1;
+    return true;
 }
 
 /* Expects c (after whitespace). */
@@ -549,7 +554,11 @@ static json_t *proto_scan_value(proto_scan *sc)
 
 static bool proto_name_is(const char *k, size_t n, const char *want)
 {
-    return strncmp(k, want, n) == 0 && want[n] == '\0';
+    size_t i = 0;
+
+    while (i < n && want[i] == k[i])
+        i++;
+    return i == n && want[n] == '\0';
 }
 
 static const proto_method *proto_method_findn(const char *name, size_t n)
