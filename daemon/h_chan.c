@@ -235,6 +235,34 @@ static void hchan_send_wait(dreq *r)
     obj_release(o);
 }
 
+/* Waits for r on o's channel as an await, not a goroutine: no stack page
+ * per waiting connection, and the party that completes the wait (a
+ * sender for a receive, a receiver for a send) answers r in its own call.
+ * v: the value to send (stolen), NULL for a receive.  r->ctx = o. */
+static void hchan_await(dreq *r, obj *o, rt_await_fn done,
+                        const char *reason, json_t *v)
+{
+    rt_await *a = rt_await_new(sizeof(json_t *), done, r);
+    rt_chan *c = ((hchan *)o)->c;
+    rt_cancel *tok;
+    int rc;
+
+    if (!a) {
+        json_decref(v);
+        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+        obj_release(o);
+        return;
+    }
+    r->ctx = o;
+    *(json_t **)rt_await_elem(a) = v;
+    tok = dreq_await_begin(r, o, reason);
+    rc = v ? rt_chan_send_await(c, a, r->dl, tok)
+           : rt_chan_recv_await(c, a, r->dl, tok);
+    if (rc == RT_EINPROGRESS)
+        return; /* r and a now belong to done */
+    done(a, rc, r);
+}
+
 /* A send await's completion (any thread). */
 static void hchan_send_done(rt_await *a, int rc, void *arg)
 {
@@ -247,26 +275,6 @@ static void hchan_send_done(rt_await *a, int rc, void *arg)
     dreq_await_end(r);
     hchan_finish(r, o, rc);
     obj_release(o);
-}
-
-/* A session's blocked send waits as an await (see hchan_recv_await). */
-static void hchan_send_await(dreq *r, obj *o)
-{
-    rt_await *a = rt_await_new(sizeof(json_t *), hchan_send_done, r);
-    rt_cancel *tok;
-    int rc;
-
-    if (!a) {
-        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
-        obj_release(o);
-        return;
-    }
-    *(json_t **)rt_await_elem(a) = json_incref(dreq_param(r, "value"));
-    tok = dreq_await_begin(r, o, "chan send");
-    rc = rt_chan_send_await(((hchan *)o)->c, a, r->dl, tok);
-    if (rc == RT_EINPROGRESS)
-        return; /* r and a now belong to hchan_send_done */
-    hchan_send_done(a, rc, r);
 }
 
 void h_send(dreq *r)
@@ -292,7 +300,8 @@ void h_send(dreq *r)
     if (rc == RT_EAGAIN && r->dl != RT_POLL) {
         r->ctx = o;
         if (r->s)
-            hchan_send_await(r, o);
+            hchan_await(r, o, hchan_send_done, "chan send",
+                        json_incref(dreq_param(r, "value")));
         else
             dreq_park(r, hchan_send_wait);
         return;
@@ -352,28 +361,6 @@ static void hchan_recv_done(rt_await *a, int rc, void *arg)
     obj_release(o);
 }
 
-/* A session's receive waits as an await, not a goroutine: no stack page
- * per waiting connection, and a sender hands its value over and answers
- * the receiver in its own call. */
-static void hchan_recv_await(dreq *r, obj *o)
-{
-    rt_await *a = rt_await_new(sizeof(json_t *), hchan_recv_done, r);
-    rt_cancel *tok;
-    int rc;
-
-    if (!a) {
-        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
-        obj_release(o);
-        return;
-    }
-    r->ctx = o;
-    tok = dreq_await_begin(r, o, "chan receive");
-    rc = rt_chan_recv_await(((hchan *)o)->c, a, r->dl, tok);
-    if (rc == RT_EINPROGRESS)
-        return; /* r and a now belong to hchan_recv_done */
-    hchan_recv_done(a, rc, r);
-}
-
 void h_recv(dreq *r)
 {
     obj *o = reg_get(r, dreq_str(r, "name"), &hchan_ops, false);
@@ -386,7 +373,7 @@ void h_recv(dreq *r)
     rc = rt_chan_recv(((hchan *)o)->c, &v, &ok, RT_POLL);
     if (rc == RT_EAGAIN && r->dl != RT_POLL) {
         if (r->s) {
-            hchan_recv_await(r, o);
+            hchan_await(r, o, hchan_recv_done, "chan receive", NULL);
             return;
         }
         r->ctx = o;

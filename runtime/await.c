@@ -205,70 +205,53 @@ static int await_wait(rt_await *a, rt_chan *c, rt__waitq *q,
     return RT_EINPROGRESS;
 }
 
-int rt_chan_recv_await(rt_chan *c, rt_await *a, rt_deadline_t dl,
+/* The checks both entry points make before taking the lock. */
+static int await_check(rt_chan *c, rt_await *a, rt_deadline_t dl,
                        rt_cancel *tok)
 {
     if (!c || !a || a->elemsize != c->elemsize)
         return RT_EINVAL;
     if (dl != RT_POLL && tok && rt_cancel_fired(tok))
         return RT_ECANCELED;
-    rt__lock_acquire(&c->lock);
-    if (c->closed && c->qcount == 0) {
-        rt__lock_release(&c->lock);
-        memset(a->elem, 0, a->elemsize);
-        a->ok = false;
-        return 0;
-    }
-    rt__waiter *w = rt__waitq_pop_claim(&c->sendq);
-    if (w) {
-        rt_g *g = w->g;
-        rt__chan_recv_from(c, w, a->elem);
-        rt__lock_release(&c->lock);
-        rt__ready(g);
-        a->ok = true;
-        return 0;
-    }
-    if (c->qcount > 0) {
-        rt__chan_buf_get(c, a->elem);
-        rt__lock_release(&c->lock);
-        a->ok = true;
-        return 0;
-    }
+    return 0;
+}
+
+/* After a *_now that could not complete (lock held): gives up for a poll
+ * or a past deadline, else waits. */
+static int await_or_wait(rt_await *a, rt_chan *c, rt__waitq *q,
+                         rt_deadline_t dl, rt_cancel *tok,
+                         const char *reason)
+{
     if (dl == RT_POLL || (dl != RT_FOREVER && dl <= rt_now())) {
         rt__lock_release(&c->lock);
         return dl == RT_POLL ? RT_EAGAIN : RT_ETIMEDOUT;
     }
-    return await_wait(a, c, &c->recvq, dl, tok, "chan receive");
+    return await_wait(a, c, q, dl, tok, reason);
+}
+
+int rt_chan_recv_await(rt_chan *c, rt_await *a, rt_deadline_t dl,
+                       rt_cancel *tok)
+{
+    int rc = await_check(c, a, dl, tok);
+
+    if (rc)
+        return rc;
+    rt__lock_acquire(&c->lock);
+    if (rt__chan_recv_now(c, a->elem, &a->ok) == 0)
+        return 0;
+    return await_or_wait(a, c, &c->recvq, dl, tok, "chan receive");
 }
 
 int rt_chan_send_await(rt_chan *c, rt_await *a, rt_deadline_t dl,
                        rt_cancel *tok)
 {
-    if (!c || !a || a->elemsize != c->elemsize)
-        return RT_EINVAL;
-    if (dl != RT_POLL && tok && rt_cancel_fired(tok))
-        return RT_ECANCELED;
+    int rc = await_check(c, a, dl, tok);
+
+    if (rc)
+        return rc;
     rt__lock_acquire(&c->lock);
-    if (c->closed) {
-        rt__lock_release(&c->lock);
-        return RT_ESENDCLOSED;
-    }
-    rt__waiter *w = rt__waitq_pop_claim(&c->recvq);
-    if (w) {
-        rt_g *g = w->g;
-        rt__chan_send_to(c, w, a->elem);
-        rt__lock_release(&c->lock);
-        rt__ready(g);
-        return 0;
-    }
-    if (c->qcount < c->cap) {
-        rt__chan_buf_put(c, a->elem);
-        rt__lock_release(&c->lock);
-        return 0;
-    }
-    if (dl == RT_POLL || (dl != RT_FOREVER && dl <= rt_now())) {
-        rt__lock_release(&c->lock);
-        return dl == RT_POLL ? RT_EAGAIN : RT_ETIMEDOUT;
-    }
-    return await_wait(a, c, &c->sendq, dl, tok, "chan send");
+    rc = rt__chan_send_now(c, a->elem);
+    if (rc != RT_EAGAIN)
+        return rc;
+    return await_or_wait(a, c, &c->sendq, dl, tok, "chan send");
 }

@@ -29,6 +29,19 @@ bool rt_cancel_fired(const rt_cancel *c)
     return c && atomic_load(&((rt_cancel *)c)->fired);
 }
 
+/* Takes g off c's list (c's lock held). */
+static void cancel_unlink_locked(rt_cancel *c, rt_g *g)
+{
+    if (g->cprev)
+        g->cprev->cnext = g->cnext;
+    else
+        c->head = g->cnext;
+    if (g->cnext)
+        g->cnext->cprev = g->cprev;
+    g->cnext = g->cprev = NULL;
+    g->cancel = NULL;
+}
+
 void rt_cancel_fire(rt_cancel *c)
 {
     if (!c || atomic_exchange(&c->fired, true))
@@ -49,14 +62,7 @@ void rt_cancel_fire(rt_cancel *c)
         }
         /* An await's completion takes other locks and may free it: unlink
          * it here and complete it once the token's lock is released. */
-        if (g->cprev)
-            g->cprev->cnext = g->cnext;
-        else
-            c->head = g->cnext;
-        if (g->cnext)
-            g->cnext->cprev = g->cprev;
-        g->cnext = g->cprev = NULL;
-        g->cancel = NULL;
+        cancel_unlink_locked(c, g);
         g->schedlink = awaits;
         awaits = g;
     }
@@ -80,15 +86,8 @@ void rt__cancel_detach(rt_g *g)
     if (!c)
         return;
     rt__lock_acquire(&c->lock);
-    if (g->cprev)
-        g->cprev->cnext = g->cnext;
-    else
-        c->head = g->cnext;
-    if (g->cnext)
-        g->cnext->cprev = g->cprev;
+    cancel_unlink_locked(c, g);
     rt__lock_release(&c->lock);
-    g->cnext = g->cprev = NULL;
-    g->cancel = NULL;
 }
 
 void rt_cancel_attach(rt_cancel *c)

@@ -133,23 +133,9 @@ int rt_chan_send(rt_chan *c, const void *elem, rt_deadline_t dl)
     if (dl == RT_POLL && send_would_block(c))
         return RT_EAGAIN;
     rt__lock_acquire(&c->lock);
-    if (c->closed) {
-        rt__lock_release(&c->lock);
-        return RT_ESENDCLOSED;
-    }
-    rt__waiter *w = rt__waitq_pop_claim(&c->recvq);
-    if (w) {
-        rt_g *g = w->g;
-        rt__chan_send_to(c, w, elem);
-        rt__lock_release(&c->lock);
-        rt__ready(g);
-        return 0;
-    }
-    if (c->qcount < c->cap) {
-        rt__chan_buf_put(c, elem);
-        rt__lock_release(&c->lock);
-        return 0;
-    }
+    int now = rt__chan_send_now(c, elem);
+    if (now != RT_EAGAIN)
+        return now;
     if (dl == RT_POLL) {
         rt__lock_release(&c->lock);
         return RT_EAGAIN;
@@ -182,28 +168,8 @@ int rt_chan_recv(rt_chan *c, void *elem, bool *ok, rt_deadline_t dl)
     if (dl == RT_POLL && recv_would_block(c))
         return RT_EAGAIN;
     rt__lock_acquire(&c->lock);
-    if (c->closed && c->qcount == 0) {
-        rt__lock_release(&c->lock);
-        if (elem && c->elemsize)
-            memset(elem, 0, c->elemsize);
-        *ok = false;
+    if (rt__chan_recv_now(c, elem, ok) == 0)
         return 0;
-    }
-    rt__waiter *w = rt__waitq_pop_claim(&c->sendq);
-    if (w) {
-        rt_g *g = w->g;
-        rt__chan_recv_from(c, w, elem);
-        rt__lock_release(&c->lock);
-        rt__ready(g);
-        *ok = true;
-        return 0;
-    }
-    if (c->qcount > 0) {
-        rt__chan_buf_get(c, elem);
-        rt__lock_release(&c->lock);
-        *ok = true;
-        return 0;
-    }
     if (dl == RT_POLL) {
         rt__lock_release(&c->lock);
         return RT_EAGAIN;

@@ -521,7 +521,9 @@ static void acquirep(rt_m *m, rt_p *p)
 {
     m->p = p;
     p->m = m;
-    p->status = P_RUNNING;
+    /* Outside sched.lock, where checkdead_locked reads it: atomic (the P
+     * was handed over already marked running, so the value is the same). */
+    __atomic_store_n(&p->status, P_RUNNING, __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------------------ */
@@ -546,7 +548,8 @@ static void checkdead_locked(void)
         return;
     for (int i = 0; i < sched.nallp; i++) {
         rt_p *p = sched.allp[i];
-        if (p->status == P_RUNNING || !runq_empty(p))
+        if (__atomic_load_n(&p->status, __ATOMIC_RELAXED) == P_RUNNING ||
+            !runq_empty(p))
             return;
     }
     if (rt__timer_count() > 0 || rt__timers_running() > 0)
