@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/e2e.h"
 #include "../common/testd.h"
 
 static testd D;
@@ -36,74 +37,8 @@ static int teardown(void **state)
     return testd_stop(&D) == 0 ? 0 : -1;
 }
 
-/* Calls method with params given as JSON text; returns the answer. */
-static json_t *call(testd_conn *c, int64_t id, const char *method,
-                    const char *params)
-{
-    json_t *p = params ? json_loads(params, 0, NULL) : NULL;
-    json_t *a;
-    if (params)
-        assert_non_null(p);
-    a = testd_call(c, id, method, p, 20000);
-    assert_non_null(a);
-    return a;
-}
-
 /* Calls and asserts success; returns the result (the answer is freed
- * at the next ok() on the same slot: keep it short). */
-static json_t *last_ok;
-static json_t *ok(testd_conn *c, int64_t id, const char *method,
-                  const char *params)
-{
-    json_decref(last_ok);
-    last_ok = call(c, id, method, params);
-    if (!testd_result(last_ok))
-        fail_msg("%s %s: %s", method, params ? params : "",
-                 testd_message(last_ok));
-    return testd_result(last_ok);
-}
-
-static void expect_reason(testd_conn *c, int64_t id, const char *method,
-                          const char *params, const char *reason)
-{
-    json_t *a = call(c, id, method, params);
-    if (!testd_reason(a) || strcmp(testd_reason(a), reason) != 0)
-        fail_msg("%s %s: expected %s, got %s", method, params, reason,
-                 json_dumps(a, JSON_COMPACT));
-    json_decref(a);
-}
-
-/* Sends a request without waiting for its answer. */
-static void post(testd_conn *c, int64_t id, const char *method,
-                 const char *params)
-{
-    assert_int_equal(testd_sendf(c, "{\"jsonrpc\":\"2.0\",\"id\":%lld,"
-                                    "\"method\":\"%s\",\"params\":%s}",
-                                 (long long)id, method,
-                                 params ? params : "{}"), 0);
-}
-
-static json_int_t stat_of(const char *key)
-{
-    json_t *s = testd_stats(&D);
-    json_int_t v;
-    assert_non_null(s);
-    v = json_integer_value(json_object_get(s, key));
-    json_decref(s);
-    return v;
-}
-
-/* Waits (up to 20 s) until runtime.stats' key equals want. */
-static void wait_stat(const char *key, json_int_t want)
-{
-    int64_t t0 = testd_now_ms();
-    while (stat_of(key) != want) {
-        if (testd_now_ms() - t0 > 20000)
-            fail_msg("stats %s stayed %lld, want %lld", key,
-                     (long long)stat_of(key), (long long)want);
-        usleep(5000);
-    }
-}
+ * at the next e2e_ok() on the same slot: keep it short). */
 
 static void test_basics_and_reasons(void **state)
 {
@@ -111,50 +46,53 @@ static void test_basics_and_reasons(void **state)
     json_t *r;
     (void)state;
 
-    expect_reason(c, 1, "recv", "{\"name\":\"q\"}", "not_found");
-    expect_reason(c, 1, "send", "{\"name\":\"q\",\"value\":1}", "not_found");
-    ok(c, 2, "make", "{\"name\":\"q\",\"cap\":3,\"type\":\"number\"}");
-    ok(c, 3, "make", "{\"name\":\"q\",\"cap\":3,\"type\":\"number\"}");
-    expect_reason(c, 4, "make", "{\"name\":\"q\",\"cap\":4}", "exists");
-    expect_reason(c, 5, "send", "{\"name\":\"q\",\"value\":\"s\"}",
-                  "wrong_type");
-    ok(c, 6, "send", "{\"name\":\"q\",\"value\":7}");
-    ok(c, 7, "send", "{\"name\":\"q\",\"value\":8.5}");
-    r = ok(c, 8, "len", "{\"name\":\"q\"}");
+    e2e_expect_reason(c, 1, "recv", "{\"name\":\"q\"}", "not_found");
+    e2e_expect_reason(c, 1, "send", "{\"name\":\"q\",\"value\":1}",
+                      "not_found");
+    e2e_ok(c, 2, "make", "{\"name\":\"q\",\"cap\":3,\"type\":\"number\"}");
+    e2e_ok(c, 3, "make", "{\"name\":\"q\",\"cap\":3,\"type\":\"number\"}");
+    e2e_expect_reason(c, 4, "make", "{\"name\":\"q\",\"cap\":4}", "exists");
+    e2e_expect_reason(c, 5, "send", "{\"name\":\"q\",\"value\":\"s\"}",
+                      "wrong_type");
+    e2e_ok(c, 6, "send", "{\"name\":\"q\",\"value\":7}");
+    e2e_ok(c, 7, "send", "{\"name\":\"q\",\"value\":8.5}");
+    r = e2e_ok(c, 8, "len", "{\"name\":\"q\"}");
     assert_int_equal(json_integer_value(json_object_get(r, "len")), 2);
     assert_int_equal(json_integer_value(json_object_get(r, "cap")), 3);
-    r = ok(c, 9, "list", "{\"prefix\":\"q\"}");
+    r = e2e_ok(c, 9, "list", "{\"prefix\":\"q\"}");
     r = json_array_get(json_object_get(r, "objects"), 0);
     assert_string_equal(json_string_value(json_object_get(r, "name")), "q");
     assert_string_equal(json_string_value(json_object_get(r, "type")),
                         "chan");
-    r = ok(c, 10, "list", "{\"prefix\":\"zz\"}");
+    r = e2e_ok(c, 10, "list", "{\"prefix\":\"zz\"}");
     assert_int_equal(json_array_size(json_object_get(r, "objects")), 0);
-    ok(c, 11, "close", "{\"name\":\"q\"}");
-    expect_reason(c, 12, "close", "{\"name\":\"q\"}", "closed");
+    e2e_ok(c, 11, "close", "{\"name\":\"q\"}");
+    e2e_expect_reason(c, 12, "close", "{\"name\":\"q\"}", "closed");
     {
-        json_t *a = call(c, 13, "send", "{\"name\":\"q\",\"value\":1}");
+        json_t *a = e2e_call(c, 13, "send", "{\"name\":\"q\",\"value\":1}");
         assert_string_equal(testd_reason(a), "closed");
         assert_string_equal(testd_message(a), "send on closed channel");
         json_decref(a);
     }
     /* Buffered values drain after close, then ok:false. */
-    r = ok(c, 14, "recv", "{\"name\":\"q\"}");
+    r = e2e_ok(c, 14, "recv", "{\"name\":\"q\"}");
     assert_int_equal(json_integer_value(json_object_get(r, "value")), 7);
-    r = ok(c, 15, "recv", "{\"name\":\"q\"}");
+    r = e2e_ok(c, 15, "recv", "{\"name\":\"q\"}");
     assert_true(json_real_value(json_object_get(r, "value")) == 8.5);
-    r = ok(c, 16, "recv", "{\"name\":\"q\"}");
+    r = e2e_ok(c, 16, "recv", "{\"name\":\"q\"}");
     assert_true(json_is_false(json_object_get(r, "ok")));
     assert_true(json_is_null(json_object_get(r, "value")));
-    ok(c, 17, "drop", "{\"name\":\"q\"}");
-    expect_reason(c, 18, "drop", "{\"name\":\"q\"}", "not_found");
-    expect_reason(c, 19, "len", "{\"name\":\"q\"}", "not_found");
+    e2e_ok(c, 17, "drop", "{\"name\":\"q\"}");
+    e2e_expect_reason(c, 18, "drop", "{\"name\":\"q\"}", "not_found");
+    e2e_expect_reason(c, 19, "len", "{\"name\":\"q\"}", "not_found");
     /* timeout_ms 0: do not wait. */
-    ok(c, 20, "make", "{\"name\":\"u\"}");
-    expect_reason(c, 21, "recv", "{\"name\":\"u\",\"timeout_ms\":0}",
-                  "timeout");
-    expect_reason(c, 22, "send", "{\"name\":\"u\",\"value\":1,"
-                                 "\"timeout_ms\":0}", "timeout");
+    e2e_ok(c, 20, "make", "{\"name\":\"u\"}");
+    e2e_expect_reason(c, 21, "recv", "{\"name\":\"u\",\"timeout_ms\":0}",
+                      "timeout");
+    e2e_expect_reason(c, 22, "send",
+                      "{\"name\":\"u\",\"value\":1,"
+                      "\"timeout_ms\":0}",
+                      "timeout");
     testd_close(c);
 }
 
@@ -164,20 +102,20 @@ static void test_unbuffered_handoff(void **state)
     json_t *ans, *r;
     (void)state;
 
-    ok(a, 1, "make", "{\"name\":\"h\"}");
-    post(a, 2, "send", "{\"name\":\"h\",\"value\":{\"job\":42}}");
+    e2e_ok(a, 1, "make", "{\"name\":\"h\"}");
+    e2e_post(a, 2, "send", "{\"name\":\"h\",\"value\":{\"job\":42}}");
     /* The send must not answer while nobody receives. */
     assert_null(testd_wait_id(a, 2, 300));
-    r = ok(b, 3, "recv", "{\"name\":\"h\"}");
+    r = e2e_ok(b, 3, "recv", "{\"name\":\"h\"}");
     assert_int_equal(json_integer_value(json_object_get(
                          json_object_get(r, "value"), "job")), 42);
     ans = testd_wait_id(a, 2, 20000);
     assert_non_null(testd_result(ans));
     json_decref(ans);
     /* And the other way round: a receiver waits for a sender. */
-    post(b, 4, "recv", "{\"name\":\"h\"}");
+    e2e_post(b, 4, "recv", "{\"name\":\"h\"}");
     assert_null(testd_wait_id(b, 4, 200));
-    ok(a, 5, "send", "{\"name\":\"h\",\"value\":\"x\"}");
+    e2e_ok(a, 5, "send", "{\"name\":\"h\",\"value\":\"x\"}");
     ans = testd_wait_id(b, 4, 20000);
     assert_string_equal(json_string_value(json_object_get(
                             testd_result(ans), "value")), "x");
@@ -192,15 +130,17 @@ static void test_buffered_fifo(void **state)
     char p[128];
     (void)state;
 
-    ok(a, 1, "make", "{\"name\":\"f\",\"cap\":100}");
+    e2e_ok(a, 1, "make", "{\"name\":\"f\",\"cap\":100}");
     for (int i = 0; i < 100; i++) {
         snprintf(p, sizeof p, "{\"name\":\"f\",\"value\":%d}", i);
-        ok(a, 10 + i, "send", p);
+        e2e_ok(a, 10 + i, "send", p);
     }
-    expect_reason(a, 5, "send", "{\"name\":\"f\",\"value\":0,"
-                                "\"timeout_ms\":0}", "timeout");
+    e2e_expect_reason(a, 5, "send",
+                      "{\"name\":\"f\",\"value\":0,"
+                      "\"timeout_ms\":0}",
+                      "timeout");
     for (int i = 0; i < 100; i++) {
-        json_t *r = ok(b, 200 + i, "recv", "{\"name\":\"f\"}");
+        json_t *r = e2e_ok(b, 200 + i, "recv", "{\"name\":\"f\"}");
         assert_int_equal(json_integer_value(json_object_get(r, "value")), i);
     }
     testd_close(a);
@@ -213,16 +153,16 @@ static void test_close_wakes_others(void **state)
     testd_conn *c[N], *closer = testd_connect(&D);
     (void)state;
 
-    ok(closer, 1, "make", "{\"name\":\"w\"}");
-    ok(closer, 2, "make", "{\"name\":\"s\"}");
+    e2e_ok(closer, 1, "make", "{\"name\":\"w\"}");
+    e2e_ok(closer, 2, "make", "{\"name\":\"s\"}");
     for (int i = 0; i < N; i++) {
         c[i] = testd_connect(&D);
-        post(c[i], 1, "recv", "{\"name\":\"w\"}");
-        post(c[i], 2, "send", "{\"name\":\"s\",\"value\":1}");
+        e2e_post(c[i], 1, "recv", "{\"name\":\"w\"}");
+        e2e_post(c[i], 2, "send", "{\"name\":\"s\",\"value\":1}");
     }
-    wait_stat("waiters", 2 * N);
-    ok(closer, 3, "close", "{\"name\":\"w\"}");
-    ok(closer, 4, "close", "{\"name\":\"s\"}");
+    e2e_wait_stat(&D, "waiters", 2 * N);
+    e2e_ok(closer, 3, "close", "{\"name\":\"w\"}");
+    e2e_ok(closer, 4, "close", "{\"name\":\"s\"}");
     for (int i = 0; i < N; i++) {
         json_t *a = testd_wait_id(c[i], 1, 20000);
         assert_non_null(a);
@@ -234,7 +174,7 @@ static void test_close_wakes_others(void **state)
         json_decref(a);
         testd_close(c[i]);
     }
-    wait_stat("waiters", 0);
+    e2e_wait_stat(&D, "waiters", 0);
     testd_close(closer);
 }
 
@@ -244,10 +184,10 @@ static void test_drop_wakes_waiters(void **state)
     json_t *ans;
     (void)state;
 
-    ok(a, 1, "make", "{\"name\":\"d\",\"cap\":1}");
-    post(b, 2, "recv", "{\"name\":\"d\"}");
-    wait_stat("waiters", 1);
-    ok(a, 3, "drop", "{\"name\":\"d\"}");
+    e2e_ok(a, 1, "make", "{\"name\":\"d\",\"cap\":1}");
+    e2e_post(b, 2, "recv", "{\"name\":\"d\"}");
+    e2e_wait_stat(&D, "waiters", 1);
+    e2e_ok(a, 3, "drop", "{\"name\":\"d\"}");
     ans = testd_wait_id(b, 2, 20000);
     assert_string_equal(testd_reason(ans), "not_found");
     json_decref(ans);
@@ -261,24 +201,28 @@ static void test_select(void **state)
     json_t *ans, *r;
     (void)state;
 
-    ok(a, 1, "make", "{\"name\":\"sa\"}");
-    ok(a, 2, "make", "{\"name\":\"sb\"}");
-    ok(a, 3, "make", "{\"name\":\"sc\",\"cap\":1}");
+    e2e_ok(a, 1, "make", "{\"name\":\"sa\"}");
+    e2e_ok(a, 2, "make", "{\"name\":\"sb\"}");
+    e2e_ok(a, 3, "make", "{\"name\":\"sc\",\"cap\":1}");
     /* default taken when nothing is ready */
-    r = ok(a, 4, "select", "{\"cases\":[{\"recv\":\"sa\"},{\"recv\":\"sb\"}],"
-                           "\"default\":true}");
+    r = e2e_ok(a, 4, "select",
+               "{\"cases\":[{\"recv\":\"sa\"},{\"recv\":\"sb\"}],"
+               "\"default\":true}");
     assert_int_equal(json_integer_value(json_object_get(r, "index")), -1);
     /* a ready send case */
-    r = ok(a, 5, "select", "{\"cases\":[{\"recv\":\"sa\"},{\"send\":\"sc\","
-                           "\"value\":\"v\"}]}");
+    r = e2e_ok(a, 5, "select",
+               "{\"cases\":[{\"recv\":\"sa\"},{\"send\":\"sc\","
+               "\"value\":\"v\"}]}");
     assert_int_equal(json_integer_value(json_object_get(r, "index")), 1);
-    r = ok(a, 6, "select", "{\"cases\":[{\"recv\":\"sa\"},{\"recv\":\"sc\"}]}");
+    r = e2e_ok(a, 6, "select",
+               "{\"cases\":[{\"recv\":\"sa\"},{\"recv\":\"sc\"}]}");
     assert_int_equal(json_integer_value(json_object_get(r, "index")), 1);
     assert_string_equal(json_string_value(json_object_get(r, "value")), "v");
     /* blocked select fed by another client */
-    post(a, 7, "select", "{\"cases\":[{\"recv\":\"sa\"},{\"recv\":\"sb\"}]}");
+    e2e_post(a, 7, "select",
+             "{\"cases\":[{\"recv\":\"sa\"},{\"recv\":\"sb\"}]}");
     assert_null(testd_wait_id(a, 7, 200));
-    ok(b, 8, "send", "{\"name\":\"sb\",\"value\":[1,2]}");
+    e2e_ok(b, 8, "send", "{\"name\":\"sb\",\"value\":[1,2]}");
     ans = testd_wait_id(a, 7, 20000);
     r = testd_result(ans);
     assert_non_null(r);
@@ -287,26 +231,32 @@ static void test_select(void **state)
     assert_int_equal(json_array_size(json_object_get(r, "value")), 2);
     json_decref(ans);
     /* blocked send case taken by another client's recv */
-    post(a, 9, "select", "{\"cases\":[{\"send\":\"sa\",\"value\":5},"
-                         "{\"recv\":\"sb\"}]}");
-    r = ok(b, 10, "recv", "{\"name\":\"sa\"}");
+    e2e_post(a, 9, "select",
+             "{\"cases\":[{\"send\":\"sa\",\"value\":5},"
+             "{\"recv\":\"sb\"}]}");
+    r = e2e_ok(b, 10, "recv", "{\"name\":\"sa\"}");
     assert_int_equal(json_integer_value(json_object_get(r, "value")), 5);
     ans = testd_wait_id(a, 9, 20000);
     assert_int_equal(json_integer_value(json_object_get(testd_result(ans),
                                                         "index")), 0);
     json_decref(ans);
     /* timeout, errors */
-    expect_reason(a, 11, "select", "{\"cases\":[{\"recv\":\"sa\"}],"
-                                   "\"timeout_ms\":50}", "timeout");
-    expect_reason(a, 12, "select", "{\"cases\":[{\"recv\":\"nope\"}]}",
-                  "not_found");
-    expect_reason(a, 13, "select", "{\"cases\":[{\"recv\":\"sa\","
-                                   "\"value\":1}]}", "invalid");
-    expect_reason(a, 14, "select", "{\"cases\":[5]}", "invalid");
+    e2e_expect_reason(a, 11, "select",
+                      "{\"cases\":[{\"recv\":\"sa\"}],"
+                      "\"timeout_ms\":50}",
+                      "timeout");
+    e2e_expect_reason(a, 12, "select", "{\"cases\":[{\"recv\":\"nope\"}]}",
+                      "not_found");
+    e2e_expect_reason(a, 13, "select",
+                      "{\"cases\":[{\"recv\":\"sa\","
+                      "\"value\":1}]}",
+                      "invalid");
+    e2e_expect_reason(a, 14, "select", "{\"cases\":[5]}", "invalid");
     /* a closed send case is an error naming the case */
-    ok(a, 15, "close", "{\"name\":\"sb\"}");
-    ans = call(a, 16, "select", "{\"cases\":[{\"recv\":\"sa\"},"
-                                "{\"send\":\"sb\",\"value\":1}]}");
+    e2e_ok(a, 15, "close", "{\"name\":\"sb\"}");
+    ans = e2e_call(a, 16, "select",
+                   "{\"cases\":[{\"recv\":\"sa\"},"
+                   "{\"send\":\"sb\",\"value\":1}]}");
     assert_string_equal(testd_reason(ans), "closed");
     assert_int_equal(json_integer_value(json_object_get(
                          json_object_get(json_object_get(ans, "error"),
@@ -324,20 +274,20 @@ static void test_timeouts_and_order(void **state)
     char *line;
     (void)state;
 
-    ok(a, 1, "make", "{\"name\":\"t\"}");
+    e2e_ok(a, 1, "make", "{\"name\":\"t\"}");
     t0 = testd_now_ms();
-    expect_reason(a, 2, "recv", "{\"name\":\"t\",\"timeout_ms\":150}",
-                  "timeout");
+    e2e_expect_reason(a, 2, "recv", "{\"name\":\"t\",\"timeout_ms\":150}",
+                      "timeout");
     assert_true(testd_now_ms() - t0 >= 140); /* never early */
     /* Out of order on one connection: the blocked recv (id 3) answers
      * after the ping (id 4) sent later. */
-    post(a, 3, "recv", "{\"name\":\"t\"}");
-    post(a, 4, "ping", NULL);
+    e2e_post(a, 3, "recv", "{\"name\":\"t\"}");
+    e2e_post(a, 4, "ping", NULL);
     line = testd_recv_line(a, 20000);
     assert_non_null(line);
     assert_non_null(strstr(line, "\"id\":4"));
     free(line);
-    ok(b, 5, "send", "{\"name\":\"t\",\"value\":true}");
+    e2e_ok(b, 5, "send", "{\"name\":\"t\",\"value\":true}");
     ans = testd_wait_id(a, 3, 20000);
     assert_true(json_is_true(json_object_get(testd_result(ans), "value")));
     json_decref(ans);
@@ -355,8 +305,8 @@ static void killed_receiver(bool race)
     pid_t pid;
     (void)race;
 
-    ok(a, 1, "make", "{\"name\":\"k\"}");
-    json_int_t base = stat_of("sessions");
+    e2e_ok(a, 1, "make", "{\"name\":\"k\"}");
+    json_int_t base = e2e_stat_of(&D, "sessions");
     pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -368,22 +318,22 @@ static void killed_receiver(bool race)
         pause();
         _exit(0);
     }
-    wait_stat("waiters", 1);
-    post(b, 2, "recv", "{\"name\":\"k\"}"); /* queued behind the child */
-    wait_stat("waiters", 2);
+    e2e_wait_stat(&D, "waiters", 1);
+    e2e_post(b, 2, "recv", "{\"name\":\"k\"}"); /* queued behind the child */
+    e2e_wait_stat(&D, "waiters", 2);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     if (!race)
-        wait_stat("sessions", base);
-    ok(a, 3, "send", "{\"name\":\"k\",\"value\":\"precious\"}");
+        e2e_wait_stat(&D, "sessions", base);
+    e2e_ok(a, 3, "send", "{\"name\":\"k\",\"value\":\"precious\"}");
     ans = testd_wait_id(b, 2, 20000);
     assert_non_null(ans);
     assert_string_equal(json_string_value(json_object_get(testd_result(ans),
                                                           "value")),
                         "precious");
     json_decref(ans);
-    ok(a, 4, "drop", "{\"name\":\"k\"}");
-    wait_stat("waiters", 0);
+    e2e_ok(a, 4, "drop", "{\"name\":\"k\"}");
+    e2e_wait_stat(&D, "waiters", 0);
     testd_close(a);
     testd_close(b);
 }
@@ -402,14 +352,14 @@ static void test_thousand_receivers(void **state)
     (void)state;
 
     closer = testd_connect(&D);
-    ok(closer, 1, "make", "{\"name\":\"many\"}");
+    e2e_ok(closer, 1, "make", "{\"name\":\"many\"}");
     for (int i = 0; i < N; i++) {
         c[i] = testd_connect(&D);
         assert_non_null(c[i]);
-        post(c[i], 7, "recv", "{\"name\":\"many\"}");
+        e2e_post(c[i], 7, "recv", "{\"name\":\"many\"}");
     }
-    wait_stat("waiters", N);
-    ok(closer, 2, "close", "{\"name\":\"many\"}");
+    e2e_wait_stat(&D, "waiters", N);
+    e2e_ok(closer, 2, "close", "{\"name\":\"many\"}");
     for (int i = 0; i < N; i++) {
         json_t *a = testd_wait_id(c[i], 7, 30000);
         assert_non_null(a);
@@ -417,8 +367,8 @@ static void test_thousand_receivers(void **state)
         json_decref(a);
         testd_close(c[i]);
     }
-    wait_stat("sessions", 2); /* closer + the stats connection */
-    wait_stat("waiters", 0);
+    e2e_wait_stat(&D, "sessions", 2); /* closer + the stats connection */
+    e2e_wait_stat(&D, "waiters", 0);
     free(c);
     testd_close(closer);
 }
@@ -431,11 +381,11 @@ static void test_sigterm_drain(void **state)
     json_t *ans;
     (void)state;
 
-    ok(a, 1, "make", "{\"name\":\"dr\"}");
-    ok(a, 2, "wg.add", "{\"name\":\"drg\",\"delta\":1}");
-    post(a, 3, "recv", "{\"name\":\"dr\"}");
-    post(a, 4, "wg.wait", "{\"name\":\"drg\"}");
-    wait_stat("waiters", 2);
+    e2e_ok(a, 1, "make", "{\"name\":\"dr\"}");
+    e2e_ok(a, 2, "wg.add", "{\"name\":\"drg\",\"delta\":1}");
+    e2e_post(a, 3, "recv", "{\"name\":\"dr\"}");
+    e2e_post(a, 4, "wg.wait", "{\"name\":\"drg\"}");
+    e2e_wait_stat(&D, "waiters", 2);
     assert_int_equal(testd_stop(&D), 0); /* SIGTERM, exit status 0 */
     for (int id = 3; id <= 4; id++) {
         ans = testd_wait_id(a, id, 10000);
@@ -469,6 +419,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigterm_drain, setup, teardown),
     };
     int rc = cmocka_run_group_tests_name("daemon_chan", tests, NULL, NULL);
-    json_decref(last_ok);
+    json_decref(e2e_held);
     return rc;
 }

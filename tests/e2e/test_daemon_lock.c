@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/e2e.h"
 #include "../common/testd.h"
 
 static testd D;
@@ -34,23 +35,11 @@ static int teardown(void **state)
     return testd_stop(&D) == 0 ? 0 : -1;
 }
 
-static json_t *call(testd_conn *c, int64_t id, const char *method,
-                    const char *params)
-{
-    json_t *p = params ? json_loads(params, 0, NULL) : NULL;
-    json_t *a;
-    if (params)
-        assert_non_null(p);
-    a = testd_call(c, id, method, p, 20000);
-    assert_non_null(a);
-    return a;
-}
-
 /* Returns result[key] as an integer, asserting success. */
 static json_int_t ok_int(testd_conn *c, int64_t id, const char *method,
                          const char *params, const char *key)
 {
-    json_t *a = call(c, id, method, params);
+    json_t *a = e2e_call(c, id, method, params);
     json_int_t v;
     if (!testd_result(a))
         fail_msg("%s %s: %s", method, params ? params : "",
@@ -60,46 +49,6 @@ static json_int_t ok_int(testd_conn *c, int64_t id, const char *method,
     return v;
 }
 
-static void expect_reason(testd_conn *c, int64_t id, const char *method,
-                          const char *params, const char *reason,
-                          const char *msg_part)
-{
-    json_t *a = call(c, id, method, params);
-    if (!testd_reason(a) || strcmp(testd_reason(a), reason) != 0 ||
-        (msg_part && !strstr(testd_message(a), msg_part)))
-        fail_msg("%s %s: expected %s, got %s", method, params, reason,
-                 json_dumps(a, JSON_COMPACT));
-    json_decref(a);
-}
-
-static void post(testd_conn *c, int64_t id, const char *method,
-                 const char *params)
-{
-    assert_int_equal(testd_sendf(c, "{\"jsonrpc\":\"2.0\",\"id\":%lld,"
-                                    "\"method\":\"%s\",\"params\":%s}",
-                                 (long long)id, method,
-                                 params ? params : "{}"), 0);
-}
-
-static json_int_t stat_of(const char *key)
-{
-    json_t *s = testd_stats(&D);
-    json_int_t v = json_integer_value(json_object_get(s, key));
-    json_decref(s);
-    return v;
-}
-
-static void wait_stat(const char *key, json_int_t want)
-{
-    int64_t t0 = testd_now_ms();
-    while (stat_of(key) != want) {
-        if (testd_now_ms() - t0 > 20000)
-            fail_msg("stats %s stayed %lld, want %lld", key,
-                     (long long)stat_of(key), (long long)want);
-        usleep(5000);
-    }
-}
-
 static void test_mutex_tokens(void **state)
 {
     testd_conn *a = testd_connect(&D), *b = testd_connect(&D);
@@ -107,21 +56,22 @@ static void test_mutex_tokens(void **state)
     json_int_t t1, t2, t3;
     (void)state;
 
-    expect_reason(a, 1, "mutex.unlock", "{\"name\":\"m\"}", "not_locked",
-                  "sync: unlock of unlocked mutex");
+    e2e_expect_reason_msg(a, 1, "mutex.unlock", "{\"name\":\"m\"}",
+                          "not_locked", "sync: unlock of unlocked mutex");
     t1 = ok_int(a, 2, "mutex.lock", "{\"name\":\"m\"}", "token");
     assert_int_equal(t1, 1);
-    expect_reason(b, 3, "mutex.lock", "{\"name\":\"m\",\"timeout_ms\":0}",
-                  "timeout", NULL);
-    expect_reason(b, 4, "mutex.lock", "{\"name\":\"m\",\"timeout_ms\":50}",
-                  "timeout", NULL);
+    e2e_expect_reason_msg(b, 3, "mutex.lock",
+                          "{\"name\":\"m\",\"timeout_ms\":0}", "timeout", NULL);
+    e2e_expect_reason_msg(b, 4, "mutex.lock",
+                          "{\"name\":\"m\",\"timeout_ms\":50}", "timeout",
+                          NULL);
     /* b does not hold it, and a wrong token is refused. */
-    expect_reason(b, 5, "mutex.unlock", "{\"name\":\"m\"}", "not_locked",
-                  NULL);
-    expect_reason(b, 6, "mutex.unlock", "{\"name\":\"m\",\"token\":99}",
-                  "not_locked", NULL);
+    e2e_expect_reason_msg(b, 5, "mutex.unlock", "{\"name\":\"m\"}",
+                          "not_locked", NULL);
+    e2e_expect_reason_msg(b, 6, "mutex.unlock", "{\"name\":\"m\",\"token\":99}",
+                          "not_locked", NULL);
     /* A waiter gets the lock when it is unlocked, with a larger token. */
-    post(b, 7, "mutex.lock", "{\"name\":\"m\"}");
+    e2e_post(b, 7, "mutex.lock", "{\"name\":\"m\"}");
     assert_null(testd_wait_id(b, 7, 200));
     ok_int(a, 8, "mutex.unlock", "{\"name\":\"m\"}", NULL);
     ans = testd_wait_id(b, 7, 20000);
@@ -136,16 +86,17 @@ static void test_mutex_tokens(void **state)
         snprintf(p, sizeof p, "{\"name\":\"m\",\"token\":%lld}",
                  (long long)t2);
         ok_int(a, 9, "mutex.unlock", p, NULL);
-        expect_reason(b, 10, "mutex.unlock", p, "not_locked", NULL);
+        e2e_expect_reason_msg(b, 10, "mutex.unlock", p, "not_locked", NULL);
     }
     t3 = ok_int(a, 11, "mutex.lock", "{\"name\":\"m\"}", "token");
     assert_true(t3 > t2);
     ok_int(a, 12, "mutex.unlock", "{\"name\":\"m\"}", NULL);
     /* One namespace. */
     ok_int(a, 13, "make", "{\"name\":\"ch\"}", NULL);
-    expect_reason(a, 14, "mutex.lock", "{\"name\":\"ch\"}", "wrong_type",
-                  NULL);
-    expect_reason(a, 15, "recv", "{\"name\":\"m\"}", "wrong_type", NULL);
+    e2e_expect_reason_msg(a, 14, "mutex.lock", "{\"name\":\"ch\"}",
+                          "wrong_type", NULL);
+    e2e_expect_reason_msg(a, 15, "recv", "{\"name\":\"m\"}", "wrong_type",
+                          NULL);
     testd_close(a);
     testd_close(b);
 }
@@ -169,9 +120,9 @@ static void test_killed_holder(void **state)
         pause();
         _exit(0);
     }
-    wait_stat("held_locks", 1);
-    post(b, 1, "mutex.lock", "{\"name\":\"k\"}");
-    wait_stat("waiters", 1);
+    e2e_wait_stat(&D, "held_locks", 1);
+    e2e_post(b, 1, "mutex.lock", "{\"name\":\"k\"}");
+    e2e_wait_stat(&D, "waiters", 1);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     ans = testd_wait_id(b, 1, 20000);
@@ -183,7 +134,7 @@ static void test_killed_holder(void **state)
     json_decref(ans);
     /* owner_dead is told once. */
     ok_int(b, 2, "mutex.unlock", "{\"name\":\"k\"}", NULL);
-    ans = call(b, 3, "mutex.lock", "{\"name\":\"k\"}");
+    ans = e2e_call(b, 3, "mutex.lock", "{\"name\":\"k\"}");
     assert_null(json_object_get(testd_result(ans), "owner_dead"));
     json_decref(ans);
     testd_close(b);
@@ -201,9 +152,10 @@ static void test_lease(void **state)
     tok = ok_int(a, 1, "mutex.lock", "{\"name\":\"l\",\"lease_ms\":60000}",
                  "token");
     testd_close(a);
-    wait_stat("sessions", 2); /* b + the stats connection */
-    expect_reason(b, 2, "mutex.lock", "{\"name\":\"l\",\"timeout_ms\":100}",
-                  "timeout", NULL);
+    e2e_wait_stat(&D, "sessions", 2); /* b + the stats connection */
+    e2e_expect_reason_msg(b, 2, "mutex.lock",
+                          "{\"name\":\"l\",\"timeout_ms\":100}", "timeout",
+                          NULL);
     /* ...until unlocked by its token, from anywhere. */
     snprintf(p, sizeof p, "{\"name\":\"l\",\"token\":%lld}", (long long)tok);
     ok_int(b, 3, "mutex.unlock", p, NULL);
@@ -213,14 +165,14 @@ static void test_lease(void **state)
     a = testd_connect(&D);
     ok_int(a, 6, "mutex.lock", "{\"name\":\"l\",\"lease_ms\":200}", "token");
     int64_t t0 = testd_now_ms();
-    ans = call(b, 7, "mutex.lock", "{\"name\":\"l\"}");
+    ans = e2e_call(b, 7, "mutex.lock", "{\"name\":\"l\"}");
     assert_true(testd_now_ms() - t0 >= 150);
     assert_true(json_is_true(json_object_get(testd_result(ans),
                                              "owner_dead")));
     json_decref(ans);
     /* The expired holder's token no longer unlocks. */
-    expect_reason(a, 8, "mutex.unlock", "{\"name\":\"l\",\"token\":3}",
-                  "not_locked", NULL);
+    e2e_expect_reason_msg(a, 8, "mutex.unlock", "{\"name\":\"l\",\"token\":3}",
+                          "not_locked", NULL);
     testd_close(a);
     testd_close(b);
 }
@@ -233,9 +185,9 @@ static void test_deadlock(void **state)
 
     ok_int(a, 1, "mutex.lock", "{\"name\":\"x\"}", "token");
     ok_int(b, 2, "mutex.lock", "{\"name\":\"y\"}", "token");
-    post(a, 3, "mutex.lock", "{\"name\":\"y\"}");
-    wait_stat("waiters", 1);
-    ans = call(b, 4, "mutex.lock", "{\"name\":\"x\"}");
+    e2e_post(a, 3, "mutex.lock", "{\"name\":\"y\"}");
+    e2e_wait_stat(&D, "waiters", 1);
+    ans = e2e_call(b, 4, "mutex.lock", "{\"name\":\"x\"}");
     assert_string_equal(testd_reason(ans), "deadlock");
     assert_non_null(strstr(testd_message(ans),
                            "all goroutines are asleep - deadlock!"));
@@ -249,8 +201,8 @@ static void test_deadlock(void **state)
     assert_non_null(testd_result(ans));
     json_decref(ans);
     /* Locking a mutex one already holds is a deadlock too. */
-    expect_reason(a, 6, "mutex.lock", "{\"name\":\"x\"}", "deadlock",
-                  "deadlock");
+    e2e_expect_reason_msg(a, 6, "mutex.lock", "{\"name\":\"x\"}", "deadlock",
+                          "deadlock");
     testd_close(a);
     testd_close(b);
 }
@@ -263,16 +215,17 @@ static void test_rwmutex(void **state)
     json_int_t r1, r2;
     (void)state;
 
-    expect_reason(a, 1, "rwmutex.runlock", "{\"name\":\"rw\"}", "not_locked",
-                  "sync: RUnlock of unlocked RWMutex");
-    expect_reason(a, 2, "rwmutex.unlock", "{\"name\":\"rw\"}", "not_locked",
-                  "sync: Unlock of unlocked RWMutex");
+    e2e_expect_reason_msg(a, 1, "rwmutex.runlock", "{\"name\":\"rw\"}",
+                          "not_locked", "sync: RUnlock of unlocked RWMutex");
+    e2e_expect_reason_msg(a, 2, "rwmutex.unlock", "{\"name\":\"rw\"}",
+                          "not_locked", "sync: Unlock of unlocked RWMutex");
     r1 = ok_int(a, 3, "rwmutex.rlock", "{\"name\":\"rw\"}", "token");
     r2 = ok_int(b, 4, "rwmutex.rlock", "{\"name\":\"rw\"}", "token");
     assert_true(r2 > r1);
-    expect_reason(w, 5, "rwmutex.lock", "{\"name\":\"rw\",\"timeout_ms\":0}",
-                  "timeout", NULL);
-    post(w, 6, "rwmutex.lock", "{\"name\":\"rw\"}");
+    e2e_expect_reason_msg(w, 5, "rwmutex.lock",
+                          "{\"name\":\"rw\",\"timeout_ms\":0}", "timeout",
+                          NULL);
+    e2e_post(w, 6, "rwmutex.lock", "{\"name\":\"rw\"}");
     assert_null(testd_wait_id(w, 6, 200));
     ok_int(a, 7, "rwmutex.runlock", "{\"name\":\"rw\"}", NULL);
     assert_null(testd_wait_id(w, 6, 100));
@@ -281,8 +234,9 @@ static void test_rwmutex(void **state)
     assert_true(json_integer_value(json_object_get(testd_result(ans),
                                                    "token")) > r2);
     json_decref(ans);
-    expect_reason(a, 9, "rwmutex.rlock",
-                  "{\"name\":\"rw\",\"timeout_ms\":0}", "timeout", NULL);
+    e2e_expect_reason_msg(a, 9, "rwmutex.rlock",
+                          "{\"name\":\"rw\",\"timeout_ms\":0}", "timeout",
+                          NULL);
     ok_int(w, 10, "rwmutex.unlock", "{\"name\":\"rw\"}", NULL);
     ok_int(a, 11, "rwmutex.rlock", "{\"name\":\"rw\"}", "token");
     testd_close(a);
@@ -298,13 +252,14 @@ static void test_cond(void **state)
     (void)state;
 
     /* Waiting needs the mutex held. */
-    expect_reason(a, 1, "cond.wait", "{\"name\":\"cv\",\"mutex\":\"cm\"}",
-                  "not_locked", NULL);
+    e2e_expect_reason_msg(a, 1, "cond.wait",
+                          "{\"name\":\"cv\",\"mutex\":\"cm\"}", "not_locked",
+                          NULL);
     ok_int(a, 2, "mutex.lock", "{\"name\":\"cm\"}", "token");
-    post(a, 3, "cond.wait", "{\"name\":\"cv\",\"mutex\":\"cm\"}");
+    e2e_post(a, 3, "cond.wait", "{\"name\":\"cv\",\"mutex\":\"cm\"}");
     ok_int(c, 4, "mutex.lock", "{\"name\":\"cm\"}", "token"); /* released */
-    post(c, 5, "cond.wait", "{\"name\":\"cv\",\"mutex\":\"cm\"}");
-    wait_stat("waiters", 2);
+    e2e_post(c, 5, "cond.wait", "{\"name\":\"cv\",\"mutex\":\"cm\"}");
+    e2e_wait_stat(&D, "waiters", 2);
     ok_int(b, 6, "mutex.lock", "{\"name\":\"cm\"}", "token");
     ok_int(b, 7, "cond.broadcast", "{\"name\":\"cv\"}", NULL);
     assert_null(testd_wait_id(a, 3, 100)); /* cm still held by b */
@@ -332,16 +287,18 @@ static void test_cond(void **state)
     }
     /* signal wakes one; a timed-out wait holds the mutex again. */
     ok_int(a, 11, "mutex.lock", "{\"name\":\"cm\"}", "token");
-    ans = call(a, 12, "cond.wait", "{\"name\":\"cv\",\"mutex\":\"cm\","
-                                   "\"timeout_ms\":50}");
+    ans = e2e_call(a, 12, "cond.wait",
+                   "{\"name\":\"cv\",\"mutex\":\"cm\","
+                   "\"timeout_ms\":50}");
     assert_string_equal(testd_reason(ans), "timeout");
     json_decref(ans);
     ok_int(a, 13, "mutex.unlock", "{\"name\":\"cm\"}", NULL);
     ok_int(a, 14, "cond.signal", "{\"name\":\"cv\"}", NULL);
     /* A cond is bound to one mutex. */
     ok_int(a, 15, "mutex.lock", "{\"name\":\"other\"}", "token");
-    expect_reason(a, 16, "cond.wait", "{\"name\":\"cv\",\"mutex\":\"other\"}",
-                  "misuse", NULL);
+    e2e_expect_reason_msg(a, 16, "cond.wait",
+                          "{\"name\":\"cv\",\"mutex\":\"other\"}", "misuse",
+                          NULL);
     testd_close(a);
     testd_close(b);
     testd_close(c);
@@ -356,12 +313,12 @@ static void test_dump(void **state)
     (void)state;
 
     ok_int(a, 1, "mutex.lock", "{\"name\":\"dm\"}", "token");
-    post(b, 2, "mutex.lock", "{\"name\":\"dm\"}");
-    wait_stat("waiters", 1);
+    e2e_post(b, 2, "mutex.lock", "{\"name\":\"dm\"}");
+    e2e_wait_stat(&D, "waiters", 1);
     /* The waiter is listed once its goroutine has started waiting. */
     for (int64_t t0 = testd_now_ms(); !seen;) {
         assert_true(testd_now_ms() - t0 < 20000);
-        ans = call(a, 3, "runtime.dump", NULL);
+        ans = e2e_call(a, 3, "runtime.dump", NULL);
         objs = json_object_get(testd_result(ans), "objects");
         json_array_foreach(objs, i, o) {
             if (strcmp(json_string_value(json_object_get(o, "name")), "dm"))
@@ -382,23 +339,23 @@ static void test_dump(void **state)
         if (!seen)
             usleep(5000);
     }
-    assert_int_equal(stat_of("held_locks"), 1);
+    assert_int_equal(e2e_stat_of(&D, "held_locks"), 1);
     testd_close(a);
     ans = testd_wait_id(b, 2, 20000);
     assert_true(json_is_true(json_object_get(testd_result(ans),
                                              "owner_dead")));
     json_decref(ans);
     testd_close(b);
-    wait_stat("held_locks", 0);
-    wait_stat("waiters", 0);
+    e2e_wait_stat(&D, "held_locks", 0);
+    e2e_wait_stat(&D, "waiters", 0);
     /* A dropped lock still held is released with its session. */
     a = testd_connect(&D);
     ok_int(a, 4, "mutex.lock", "{\"name\":\"gone\"}", "token");
     ok_int(a, 5, "drop", "{\"name\":\"gone\"}", NULL);
-    assert_int_equal(stat_of("held_locks"), 1);
+    assert_int_equal(e2e_stat_of(&D, "held_locks"), 1);
     testd_close(a);
-    wait_stat("held_locks", 0);
-    wait_stat("objects", 1); /* "dm" */
+    e2e_wait_stat(&D, "held_locks", 0);
+    e2e_wait_stat(&D, "objects", 1); /* "dm" */
 }
 
 int main(void)

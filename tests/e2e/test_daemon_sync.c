@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/e2e.h"
 #include "../common/testd.h"
 
 static testd D;
@@ -31,82 +32,19 @@ static int teardown(void **state)
     return testd_stop(&D) == 0 ? 0 : -1;
 }
 
-static json_t *call(testd_conn *c, int64_t id, const char *method,
-                    const char *params)
-{
-    json_t *p = params ? json_loads(params, 0, NULL) : NULL;
-    json_t *a;
-    if (params && !p)
-        fail_msg("bad params in test: %s", params);
-    a = testd_call(c, id, method, p, 20000);
-    assert_non_null(a);
-    return a;
-}
-
-static json_t *held;
-/* Asserts success and returns result (valid until the next ok()). */
-static json_t *ok(testd_conn *c, int64_t id, const char *method,
-                  const char *params)
-{
-    json_decref(held);
-    held = call(c, id, method, params);
-    if (!testd_result(held))
-        fail_msg("%s %s: %s", method, params ? params : "",
-                 json_dumps(held, JSON_COMPACT));
-    return testd_result(held);
-}
-
 static json_int_t ok_int(testd_conn *c, int64_t id, const char *method,
                          const char *params, const char *key)
 {
-    return json_integer_value(json_object_get(ok(c, id, method, params),
-                                              key));
+    return json_integer_value(
+        json_object_get(e2e_ok(c, id, method, params), key));
 }
 
 static bool ok_bool(testd_conn *c, int64_t id, const char *method,
                     const char *params, const char *key)
 {
     /* json_is_true evaluates its argument twice: call once. */
-    json_t *v = json_object_get(ok(c, id, method, params), key);
+    json_t *v = json_object_get(e2e_ok(c, id, method, params), key);
     return json_is_true(v);
-}
-
-static void expect_reason(testd_conn *c, int64_t id, const char *method,
-                          const char *params, const char *reason)
-{
-    json_t *a = call(c, id, method, params);
-    if (!testd_reason(a) || strcmp(testd_reason(a), reason) != 0)
-        fail_msg("%s %s: expected %s, got %s", method, params, reason,
-                 json_dumps(a, JSON_COMPACT));
-    json_decref(a);
-}
-
-static void post(testd_conn *c, int64_t id, const char *method,
-                 const char *params)
-{
-    assert_int_equal(testd_sendf(c, "{\"jsonrpc\":\"2.0\",\"id\":%lld,"
-                                    "\"method\":\"%s\",\"params\":%s}",
-                                 (long long)id, method,
-                                 params ? params : "{}"), 0);
-}
-
-static json_int_t stat_of(const char *key)
-{
-    json_t *s = testd_stats(&D);
-    json_int_t v = json_integer_value(json_object_get(s, key));
-    json_decref(s);
-    return v;
-}
-
-static void wait_stat(const char *key, json_int_t want)
-{
-    int64_t t0 = testd_now_ms();
-    while (stat_of(key) != want) {
-        if (testd_now_ms() - t0 > 20000)
-            fail_msg("stats %s stayed %lld, want %lld", key,
-                     (long long)stat_of(key), (long long)want);
-        usleep(5000);
-    }
 }
 
 static void test_waitgroup(void **state)
@@ -115,12 +53,12 @@ static void test_waitgroup(void **state)
     json_t *ans;
     (void)state;
 
-    ok(a, 1, "wg.wait", "{\"name\":\"g\"}"); /* zero: returns at once */
+    e2e_ok(a, 1, "wg.wait", "{\"name\":\"g\"}"); /* zero: returns at once */
     assert_int_equal(ok_int(a, 2, "wg.add", "{\"name\":\"g\",\"delta\":2}",
                             "count"), 2);
-    expect_reason(a, 3, "wg.wait", "{\"name\":\"g\",\"timeout_ms\":0}",
-                  "timeout");
-    post(b, 4, "wg.wait", "{\"name\":\"g\"}");
+    e2e_expect_reason(a, 3, "wg.wait", "{\"name\":\"g\",\"timeout_ms\":0}",
+                      "timeout");
+    e2e_post(b, 4, "wg.wait", "{\"name\":\"g\"}");
     assert_null(testd_wait_id(b, 4, 200));
     assert_int_equal(ok_int(a, 5, "wg.done", "{\"name\":\"g\"}", "count"),
                      1);
@@ -131,7 +69,7 @@ static void test_waitgroup(void **state)
     assert_non_null(testd_result(ans));
     json_decref(ans);
     {
-        json_t *e = call(a, 7, "wg.done", "{\"name\":\"g\"}");
+        json_t *e = e2e_call(a, 7, "wg.done", "{\"name\":\"g\"}");
         assert_string_equal(testd_reason(e), "negative_counter");
         assert_string_equal(testd_message(e),
                             "sync: negative WaitGroup counter");
@@ -150,17 +88,17 @@ static void test_once(void **state)
     (void)state;
 
     assert_true(ok_bool(a, 1, "once.do", "{\"name\":\"init\"}", "run"));
-    expect_reason(b, 2, "once.do", "{\"name\":\"init\",\"timeout_ms\":0}",
-                  "timeout");
-    post(b, 3, "once.do", "{\"name\":\"init\"}");
+    e2e_expect_reason(b, 2, "once.do", "{\"name\":\"init\",\"timeout_ms\":0}",
+                      "timeout");
+    e2e_post(b, 3, "once.do", "{\"name\":\"init\"}");
     assert_null(testd_wait_id(b, 3, 200));
-    expect_reason(b, 4, "once.done", "{\"name\":\"init\"}", "misuse");
-    ok(a, 5, "once.done", "{\"name\":\"init\"}");
+    e2e_expect_reason(b, 4, "once.done", "{\"name\":\"init\"}", "misuse");
+    e2e_ok(a, 5, "once.done", "{\"name\":\"init\"}");
     ans = testd_wait_id(b, 3, 20000);
     assert_true(json_is_false(json_object_get(testd_result(ans), "run")));
     json_decref(ans);
     assert_false(ok_bool(c, 6, "once.do", "{\"name\":\"init\"}", "run"));
-    expect_reason(a, 7, "once.done", "{\"name\":\"init\"}", "misuse");
+    e2e_expect_reason(a, 7, "once.done", "{\"name\":\"init\"}", "misuse");
 
     /* The runner dies before once.done: the next waiter runs it. */
     pid = fork();
@@ -177,16 +115,18 @@ static void test_once(void **state)
     }
     /* Wait (without calling once.do ourselves) until the child runs it. */
     for (int64_t t0 = testd_now_ms();;) {
-        json_t *o = json_array_get(json_object_get(
-            ok(c, 8, "list", "{\"prefix\":\"o2\"}"), "objects"), 0);
+        json_t *o = json_array_get(
+            json_object_get(e2e_ok(c, 8, "list", "{\"prefix\":\"o2\"}"),
+                            "objects"),
+            0);
         const char *st = json_string_value(json_object_get(o, "state"));
         if (st && strcmp(st, "running") == 0)
             break;
         assert_true(testd_now_ms() - t0 < 20000);
         usleep(5000);
     }
-    post(b, 9, "once.do", "{\"name\":\"o2\"}");
-    wait_stat("waiters", 1);
+    e2e_post(b, 9, "once.do", "{\"name\":\"o2\"}");
+    e2e_wait_stat(&D, "waiters", 1);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     ans = testd_wait_id(b, 9, 20000);
@@ -194,7 +134,7 @@ static void test_once(void **state)
         fail_msg("once after the runner died: %s",
                  ans ? json_dumps(ans, JSON_COMPACT) : "no answer");
     json_decref(ans);
-    ok(b, 10, "once.done", "{\"name\":\"o2\"}");
+    e2e_ok(b, 10, "once.done", "{\"name\":\"o2\"}");
     testd_close(a);
     testd_close(b);
     testd_close(c);
@@ -206,10 +146,10 @@ static void test_pool(void **state)
     json_t *r;
     (void)state;
 
-    r = ok(a, 1, "pool.get", "{\"name\":\"p\"}");
+    r = e2e_ok(a, 1, "pool.get", "{\"name\":\"p\"}");
     assert_true(json_is_false(json_object_get(r, "ok")));
-    ok(a, 2, "pool.put", "{\"name\":\"p\",\"value\":{\"buf\":[1,2,3]}}");
-    r = ok(a, 3, "pool.get", "{\"name\":\"p\"}");
+    e2e_ok(a, 2, "pool.put", "{\"name\":\"p\",\"value\":{\"buf\":[1,2,3]}}");
+    r = e2e_ok(a, 3, "pool.get", "{\"name\":\"p\"}");
     /* A pool may drop what it holds (as Go's); if it gave a value back,
      * it is the one put. */
     if (json_is_true(json_object_get(r, "ok")))
@@ -224,18 +164,21 @@ static void test_map(void **state)
     json_t *r;
     (void)state;
 
-    r = ok(a, 1, "map.load", "{\"name\":\"mp\",\"key\":\"k\"}");
+    r = e2e_ok(a, 1, "map.load", "{\"name\":\"mp\",\"key\":\"k\"}");
     assert_true(json_is_false(json_object_get(r, "ok")));
-    ok(a, 2, "map.store", "{\"name\":\"mp\",\"key\":\"k\",\"value\":{\"a\":1}}");
-    r = ok(a, 3, "map.load", "{\"name\":\"mp\",\"key\":\"k\"}");
+    e2e_ok(a, 2, "map.store",
+           "{\"name\":\"mp\",\"key\":\"k\",\"value\":{\"a\":1}}");
+    r = e2e_ok(a, 3, "map.load", "{\"name\":\"mp\",\"key\":\"k\"}");
     assert_true(json_is_true(json_object_get(r, "ok")));
     assert_int_equal(json_integer_value(json_object_get(
                          json_object_get(r, "value"), "a")), 1);
-    r = ok(a, 4, "map.load_or_store", "{\"name\":\"mp\",\"key\":\"k\","
-                                      "\"value\":2}");
+    r = e2e_ok(a, 4, "map.load_or_store",
+               "{\"name\":\"mp\",\"key\":\"k\","
+               "\"value\":2}");
     assert_true(json_is_true(json_object_get(r, "loaded")));
-    r = ok(a, 5, "map.load_or_store", "{\"name\":\"mp\",\"key\":\"n\","
-                                      "\"value\":2}");
+    r = e2e_ok(a, 5, "map.load_or_store",
+               "{\"name\":\"mp\",\"key\":\"n\","
+               "\"value\":2}");
     assert_true(json_is_false(json_object_get(r, "loaded")));
     assert_int_equal(json_integer_value(json_object_get(r, "value")), 2);
     /* compare-and-swap uses JSON equality */
@@ -245,12 +188,12 @@ static void test_map(void **state)
     assert_false(ok_bool(a, 7, "map.compare_and_swap",
                          "{\"name\":\"mp\",\"key\":\"k\",\"old\":{\"a\":1},"
                          "\"new\":\"c\"}", "swapped"));
-    r = ok(a, 8, "map.swap", "{\"name\":\"mp\",\"key\":\"k\",\"value\":3}");
+    r = e2e_ok(a, 8, "map.swap", "{\"name\":\"mp\",\"key\":\"k\",\"value\":3}");
     assert_true(json_is_true(json_object_get(r, "loaded")));
     assert_string_equal(json_string_value(json_object_get(r, "previous")),
                         "b");
     assert_int_equal(ok_int(a, 9, "map.len", "{\"name\":\"mp\"}", "len"), 2);
-    r = ok(a, 10, "map.range", "{\"name\":\"mp\"}");
+    r = e2e_ok(a, 10, "map.range", "{\"name\":\"mp\"}");
     assert_int_equal(json_integer_value(json_object_get(
                          json_object_get(r, "entries"), "k")), 3);
     assert_int_equal(json_integer_value(json_object_get(
@@ -261,13 +204,14 @@ static void test_map(void **state)
     assert_true(ok_bool(a, 12, "map.compare_and_delete",
                         "{\"name\":\"mp\",\"key\":\"k\",\"old\":3}",
                         "deleted"));
-    r = ok(a, 13, "map.load_and_delete", "{\"name\":\"mp\",\"key\":\"n\"}");
+    r = e2e_ok(a, 13, "map.load_and_delete", "{\"name\":\"mp\",\"key\":\"n\"}");
     assert_true(json_is_true(json_object_get(r, "loaded")));
-    ok(a, 14, "map.store", "{\"name\":\"mp\",\"key\":\"z\",\"value\":null}");
-    ok(a, 15, "map.delete", "{\"name\":\"mp\",\"key\":\"nothing\"}");
-    ok(a, 16, "map.clear", "{\"name\":\"mp\"}");
+    e2e_ok(a, 14, "map.store",
+           "{\"name\":\"mp\",\"key\":\"z\",\"value\":null}");
+    e2e_ok(a, 15, "map.delete", "{\"name\":\"mp\",\"key\":\"nothing\"}");
+    e2e_ok(a, 16, "map.clear", "{\"name\":\"mp\"}");
     assert_int_equal(ok_int(a, 17, "map.len", "{\"name\":\"mp\"}", "len"), 0);
-    expect_reason(a, 18, "atomic.load", "{\"name\":\"mp\"}", "wrong_type");
+    e2e_expect_reason(a, 18, "atomic.load", "{\"name\":\"mp\"}", "wrong_type");
     testd_close(a);
 }
 
@@ -289,7 +233,8 @@ static void test_atomic(void **state)
                          "{\"name\":\"n\",\"old\":9,\"new\":1}", "swapped"));
     assert_true(ok_bool(a, 6, "atomic.compare_and_swap",
                         "{\"name\":\"n\",\"old\":10,\"new\":1}", "swapped"));
-    ok(a, 7, "atomic.store", "{\"name\":\"n\",\"value\":9223372036854775807}");
+    e2e_ok(a, 7, "atomic.store",
+           "{\"name\":\"n\",\"value\":9223372036854775807}");
     /* wraps like Go's int64 */
     assert_true(ok_int(a, 8, "atomic.add", "{\"name\":\"n\",\"delta\":1}",
                        "value") == INT64_MIN);
@@ -304,45 +249,48 @@ static void test_timers(void **state)
     (void)state;
 
     t0 = testd_now_ms();
-    ok(a, 1, "timer.after", "{\"name\":\"t1\",\"ms\":100}");
-    expect_reason(a, 2, "timer.after", "{\"name\":\"t1\",\"ms\":100}",
-                  "exists");
-    r = ok(a, 3, "recv", "{\"name\":\"t1\"}");
+    e2e_ok(a, 1, "timer.after", "{\"name\":\"t1\",\"ms\":100}");
+    e2e_expect_reason(a, 2, "timer.after", "{\"name\":\"t1\",\"ms\":100}",
+                      "exists");
+    r = e2e_ok(a, 3, "recv", "{\"name\":\"t1\"}");
     assert_true(testd_now_ms() - t0 >= 90);
     assert_true(json_integer_value(json_object_get(r, "value")) > 0);
     /* Stopped before it fires: nothing arrives. */
-    ok(a, 4, "timer.after", "{\"name\":\"t2\",\"ms\":200}");
+    e2e_ok(a, 4, "timer.after", "{\"name\":\"t2\",\"ms\":200}");
     assert_true(ok_bool(a, 5, "timer.stop", "{\"name\":\"t2\"}", "stopped"));
-    expect_reason(a, 6, "recv", "{\"name\":\"t2\",\"timeout_ms\":400}",
-                  "timeout");
+    e2e_expect_reason(a, 6, "recv", "{\"name\":\"t2\",\"timeout_ms\":400}",
+                      "timeout");
     assert_false(ok_bool(a, 7, "timer.reset", "{\"name\":\"t2\",\"ms\":10}",
                          "active"));
-    ok(a, 8, "recv", "{\"name\":\"t2\",\"timeout_ms\":10000}");
+    e2e_ok(a, 8, "recv", "{\"name\":\"t2\",\"timeout_ms\":10000}");
     /* A ticker ticks until stopped. */
-    ok(a, 9, "timer.ticker", "{\"name\":\"tk\",\"ms\":30}");
+    e2e_ok(a, 9, "timer.ticker", "{\"name\":\"tk\",\"ms\":30}");
     for (int i = 0; i < 3; i++)
-        ok(a, 10 + i, "recv", "{\"name\":\"tk\",\"timeout_ms\":10000}");
-    ok(a, 13, "timer.stop", "{\"name\":\"tk\"}");
-    expect_reason(a, 14, "recv", "{\"name\":\"tk\",\"timeout_ms\":200}",
-                  "timeout");
-    expect_reason(a, 15, "timer.ticker", "{\"name\":\"tz\",\"ms\":0}",
-                  "misuse");
-    expect_reason(a, 16, "timer.stop", "{\"name\":\"none\"}", "not_found");
-    ok(a, 17, "make", "{\"name\":\"plain\"}");
-    expect_reason(a, 18, "timer.stop", "{\"name\":\"plain\"}", "wrong_type");
+        e2e_ok(a, 10 + i, "recv", "{\"name\":\"tk\",\"timeout_ms\":10000}");
+    e2e_ok(a, 13, "timer.stop", "{\"name\":\"tk\"}");
+    e2e_expect_reason(a, 14, "recv", "{\"name\":\"tk\",\"timeout_ms\":200}",
+                      "timeout");
+    e2e_expect_reason(a, 15, "timer.ticker", "{\"name\":\"tz\",\"ms\":0}",
+                      "misuse");
+    e2e_expect_reason(a, 16, "timer.stop", "{\"name\":\"none\"}", "not_found");
+    e2e_ok(a, 17, "make", "{\"name\":\"plain\"}");
+    e2e_expect_reason(a, 18, "timer.stop", "{\"name\":\"plain\"}",
+                      "wrong_type");
     /* afterfunc runs a request later. */
-    ok(a, 19, "make", "{\"name\":\"af\",\"cap\":1}");
-    r = ok(a, 20, "timer.afterfunc", "{\"ms\":50,\"request\":{\"method\":"
-                                     "\"send\",\"params\":{\"name\":\"af\","
-                                     "\"value\":\"fired\"}}}");
+    e2e_ok(a, 19, "make", "{\"name\":\"af\",\"cap\":1}");
+    r = e2e_ok(a, 20, "timer.afterfunc",
+               "{\"ms\":50,\"request\":{\"method\":"
+               "\"send\",\"params\":{\"name\":\"af\","
+               "\"value\":\"fired\"}}}");
     assert_non_null(json_string_value(json_object_get(r, "timer")));
-    r = ok(a, 21, "recv", "{\"name\":\"af\",\"timeout_ms\":10000}");
+    r = e2e_ok(a, 21, "recv", "{\"name\":\"af\",\"timeout_ms\":10000}");
     assert_string_equal(json_string_value(json_object_get(r, "value")),
                         "fired");
     /* ...unless stopped. */
-    r = ok(a, 22, "timer.afterfunc", "{\"ms\":200,\"request\":{\"method\":"
-                                     "\"close\",\"params\":{\"name\":"
-                                     "\"af\"}}}");
+    r = e2e_ok(a, 22, "timer.afterfunc",
+               "{\"ms\":200,\"request\":{\"method\":"
+               "\"close\",\"params\":{\"name\":"
+               "\"af\"}}}");
     {
         char p[128];
         snprintf(p, sizeof p, "{\"name\":\"%s\"}",
@@ -350,11 +298,12 @@ static void test_timers(void **state)
         assert_true(ok_bool(a, 23, "timer.stop", p, "stopped"));
     }
     usleep(300000);
-    expect_reason(a, 24, "recv", "{\"name\":\"af\",\"timeout_ms\":0}",
-                  "timeout"); /* not closed */
-    expect_reason(a, 25, "timer.afterfunc", "{\"ms\":1,\"request\":"
-                                            "{\"method\":\"fly\"}}",
-                  "invalid");
+    e2e_expect_reason(a, 24, "recv", "{\"name\":\"af\",\"timeout_ms\":0}",
+                      "timeout"); /* not closed */
+    e2e_expect_reason(a, 25, "timer.afterfunc",
+                      "{\"ms\":1,\"request\":"
+                      "{\"method\":\"fly\"}}",
+                      "invalid");
     testd_close(a);
 }
 
@@ -364,19 +313,20 @@ static void test_go_and_runtime(void **state)
     json_t *r;
     (void)state;
 
-    ok(a, 1, "make", "{\"name\":\"gq\"}");
+    e2e_ok(a, 1, "make", "{\"name\":\"gq\"}");
     /* go: the send runs in its own server goroutine; a answers at once
      * although nobody receives yet, and the send completes after a has
      * gone. */
-    r = ok(a, 2, "go", "{\"request\":{\"method\":\"send\",\"params\":"
-                       "{\"name\":\"gq\",\"value\":\"bg\"}}}");
+    r = e2e_ok(a, 2, "go",
+               "{\"request\":{\"method\":\"send\",\"params\":"
+               "{\"name\":\"gq\",\"value\":\"bg\"}}}");
     assert_true(json_integer_value(json_object_get(r, "goroutine")) > 0);
     testd_close(a);
-    r = ok(b, 3, "recv", "{\"name\":\"gq\",\"timeout_ms\":10000}");
+    r = e2e_ok(b, 3, "recv", "{\"name\":\"gq\",\"timeout_ms\":10000}");
     assert_string_equal(json_string_value(json_object_get(r, "value")), "bg");
-    expect_reason(b, 4, "go", "{\"request\":{\"method\":\"recv\"}}",
-                  "invalid");
-    r = ok(b, 5, "runtime.stats", NULL);
+    e2e_expect_reason(b, 4, "go", "{\"request\":{\"method\":\"recv\"}}",
+                      "invalid");
+    r = e2e_ok(b, 5, "runtime.stats", NULL);
     static const char *const keys[] = {
         "goroutines", "gomaxprocs", "numcpu", "threads", "sessions",
         "objects", "waiters", "held_locks", "open_fds", "rss_bytes",
@@ -393,8 +343,8 @@ static void test_go_and_runtime(void **state)
                      1);
     char p[32];
     snprintf(p, sizeof p, "{\"n\":%lld}", (long long)prev);
-    ok(b, 8, "runtime.gomaxprocs", p);
-    r = ok(b, 9, "runtime.dump", NULL);
+    e2e_ok(b, 8, "runtime.gomaxprocs", p);
+    r = e2e_ok(b, 9, "runtime.dump", NULL);
     assert_true(json_is_array(json_object_get(r, "objects")));
     testd_close(b);
 }
@@ -412,6 +362,6 @@ int main(void)
                                         teardown),
     };
     int rc = cmocka_run_group_tests_name("daemon_sync", tests, NULL, NULL);
-    json_decref(held);
+    json_decref(e2e_held);
     return rc;
 }
