@@ -264,6 +264,8 @@ void disp_session_end(sess *s);
 /* Fills the handler table; returns 0 or -1 (a method lacks a handler is
  * only logged: it answers "method not found"). */
 int disp_init(void);
+/* Frees what disp_init made (after the server has stopped). */
+void disp_fini(void);
 
 /* ------------------------------------------------------------------ */
 /* Handlers, by family (one file each)                                */

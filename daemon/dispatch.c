@@ -92,13 +92,16 @@ static void (*const disp_end_hooks[])(sess *s) = {
 
 static disp_handler *disp_tab;
 static size_t disp_nmethods;
+/* Recent object names as JSON strings, for the I/O thread's scans. */
+static proto_names *disp_names;
 
 int disp_init(void)
 {
     const proto_method *t = proto_methods(&disp_nmethods);
 
     disp_tab = calloc(disp_nmethods, sizeof *disp_tab);
-    if (!disp_tab)
+    disp_names = proto_names_new();
+    if (!disp_tab || !disp_names)
         return -1;
     for (size_t i = 0; i < sizeof disp_entries / sizeof disp_entries[0];
          i++) {
@@ -114,6 +117,14 @@ int disp_init(void)
         if (!disp_tab[i])
             log_debug("method %s has no handler yet", t[i].name);
     return 0;
+}
+
+void disp_fini(void)
+{
+    proto_names_free(disp_names);
+    disp_names = NULL;
+    free(disp_tab);
+    disp_tab = NULL;
 }
 
 void disp_session_end(sess *s)
@@ -694,7 +705,9 @@ void disp_line(sess *s, const char *line, size_t len)
 
     /* The common request in one pass; everything else (batches, errors,
      * unusual text) through the general path below. */
-    if (proto_scan_request(line, len, &lim, &req)) {
+    if (proto_scan_request_names(line, len, &lim,
+                                 srv_on_io_thread() ? disp_names : NULL,
+                                 &req)) {
         dreq *r;
         atomic_fetch_add(&srv_stat.requests, 1);
         r = dreq_new(s);

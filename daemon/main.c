@@ -72,6 +72,7 @@ int main(int argc, char **argv)
     }
     srv_run(v);
     srv_free(v);
+    disp_fini();
     log_info("stopped");
     rt_stop();
     return 0;

@@ -482,7 +482,49 @@ int proto_check_request(json_t *msg, proto_request *req, proto_error *err)
 typedef struct proto_scan {
     const char *p, *end;
     int depth;                  /* nesting allowed below params' values */
+    proto_names *names;         /* may be NULL */
 } proto_scan;
+
+#define PROTO_NAMES_SLOTS 512
+
+struct proto_names {
+    json_t *slot[PROTO_NAMES_SLOTS]; /* strings, direct-mapped by hash */
+};
+
+proto_names *proto_names_new(void)
+{
+    return calloc(1, sizeof(proto_names));
+}
+
+void proto_names_free(proto_names *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < PROTO_NAMES_SLOTS; i++)
+        json_decref(c->slot[i]);
+    free(c);
+}
+
+/* Returns a new reference to a JSON string of the n plain bytes at s
+ * (from the cache when it holds them), or NULL. */
+static json_t *proto_names_get(proto_names *c, const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    json_t **slot, *v;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    slot = &c->slot[h % PROTO_NAMES_SLOTS];
+    v = *slot;
+    if (v && json_string_length(v) == n &&
+        memcmp(json_string_value(v), s, n) == 0)
+        return json_incref(v);
+    if (!(v = json_stringn_nocheck(s, n)))
+        return NULL;
+    json_decref(*slot);
+    *slot = json_incref(v);
+    return v;
+}
 
 /* Bytes a plain string may hold: printable ASCII but '"' and '\\'. */
 static const bool proto_plain_byte[256] = {
@@ -522,6 +564,18 @@ static bool proto_scan_plain(proto_scan *sc, const char **s, size_t *n)
     *n = (size_t)(p - q);
     sc->p = p + 1;
     return true;
+}
+
+/* proto_scan_plain that leaves sc where it was when it declines, so the
+ * caller can read the value the general way instead. */
+static bool proto_scan_plain_or_stay(proto_scan *sc, const char **s, size_t *n)
+{
+    const char *at = sc->p;
+
+    if (proto_scan_plain(sc, s, n))
+        return true;
+    sc->p = at;
+    return false;
 }
 
 /* Expects c (after whitespace). */
@@ -614,9 +668,14 @@ static bool proto_scan_params(proto_scan *sc, proto_request *req)
             json_decref(v);
         } else {
             const proto_param *p = &m->params[i];
+            const char *nm;
+            size_t nn;
             if (req->args[i]) /* a duplicate: jansson's error */
                 return false;
-            v = proto_scan_value(sc);
+            if (sc->names && p->type == PROTO_T_NAME && proto_scan_plain_or_stay(sc, &nm, &nn))
+                v = proto_names_get(sc->names, nm, nn);
+            else
+                v = proto_scan_value(sc);
             if (!v)
                 return false;
             req->args[i] = v;
@@ -638,11 +697,18 @@ static bool proto_scan_params(proto_scan *sc, proto_request *req)
 bool proto_scan_request(const char *line, size_t len,
                         const proto_limits *lim, proto_request *req)
 {
+    return proto_scan_request_names(line, len, lim, NULL, req);
+}
+
+bool proto_scan_request_names(const char *line, size_t len,
+                              const proto_limits *lim, proto_names *names,
+                              proto_request *req)
+{
     size_t max_line = lim && lim->max_line ? lim->max_line
                                            : PROTO_MAX_LINE_DEFAULT;
     int max_depth = lim && lim->max_depth ? lim->max_depth
                                           : PROTO_MAX_DEPTH_DEFAULT;
-    proto_scan sc = { line, line + len, max_depth - 2 };
+    proto_scan sc = { line, line + len, max_depth - 2, names };
     bool seen_rpc = false, seen_id = false, seen_params = false;
     const char *k;
     size_t kn;

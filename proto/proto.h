@@ -143,6 +143,18 @@ int proto_check_request(json_t *msg, proto_request *req, proto_error *err);
  * which accepts the same requests and words every error. */
 bool proto_scan_request(const char *line, size_t len,
                         const proto_limits *lim, proto_request *req);
+
+/* A cache of recent object names as JSON strings, so that a request
+ * naming a busy channel takes a reference instead of building a string.
+ * Not thread-safe: one per reading thread.  The strings it hands out are
+ * ordinary (immutable) values. */
+typedef struct proto_names proto_names;
+proto_names *proto_names_new(void);
+void proto_names_free(proto_names *c);
+/* proto_scan_request with names (may be NULL) for the name parameters. */
+bool proto_scan_request_names(const char *line, size_t len,
+                              const proto_limits *lim, proto_names *names,
+                              proto_request *req);
 /* Releases what req owns (nothing when it borrows) and clears it. */
 void proto_request_clear(proto_request *req);
 /* Returns the index of parameter key in m->params, or -1. */

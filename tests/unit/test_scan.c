@@ -1,11 +1,12 @@
 /*
  * test_scan.c - unit tests of proto_scan_request, the single-pass reader of
  * the common request: it accepts every example request of PROTOCOL.md
- * (every method) as the general path reads it; it declines every invalid
- * request and every shape it leaves to the general path; and over corpora
- * and a quarter of a million mutated lines, under tight and default
- * limits, whatever it accepts the general path accepts as the same
- * request (fuzz_scan_agrees, shared with tests/fuzz/fuzz_proto.c).
+ * (every method) as the general path reads it; its names cache shares a
+ * busy name's string; it declines every invalid request and every shape
+ * it leaves to the general path; and over corpora and a quarter of a
+ * million mutated lines, under tight and default limits, whatever it
+ * accepts the general path accepts as the same request (fuzz_scan_agrees,
+ * shared with tests/fuzz/fuzz_proto.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -111,6 +112,38 @@ static void test_scan_fields(void **state)
     assert_true(scan_ok("{\"id\":\"a\\u00e9\",\"jsonrpc\":\"2.0\",\"method\":"
                         "\"send\",\"params\":{\"value\":{\"a\":[1,{\"b\":"
                         "null}],\"c\":\"\\n\"},\"name\":\"q\"}}"));
+}
+
+/* The names cache: a busy name is one shared string; other names, names
+ * with escapes and other parameters are read as ever. */
+static void test_scan_names(void **state)
+{
+    const char *l1 = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"send\","
+                     "\"params\":{\"name\":\"jobs\",\"value\":\"jobs\"}}";
+    const char *l2 = "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"recv\","
+                     "\"params\":{\"name\":\"jobs\"}}";
+    const char *l3 = "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"recv\","
+                     "\"params\":{\"name\":\"j\\u006fbs\"}}";
+    proto_names *names = proto_names_new();
+    proto_request a, b, c;
+    int ia, iv;
+    (void)state;
+
+    assert_non_null(names);
+    assert_true(proto_scan_request_names(l1, strlen(l1), NULL, names, &a));
+    assert_true(proto_scan_request_names(l2, strlen(l2), NULL, names, &b));
+    assert_true(proto_scan_request_names(l3, strlen(l3), NULL, names, &c));
+    ia = proto_param_index(a.method, "name");
+    iv = proto_param_index(a.method, "value");
+    assert_ptr_equal(a.args[ia], b.args[ia]); /* one string, two refs */
+    assert_ptr_not_equal(a.args[ia], a.args[iv]); /* values: not cached */
+    assert_ptr_not_equal(c.args[ia], b.args[ia]); /* escaped: read anew */
+    assert_string_equal(json_string_value(c.args[ia]), "jobs");
+    proto_request_clear(&a);
+    proto_request_clear(&b);
+    proto_names_free(names); /* c's string outlives the cache */
+    assert_string_equal(json_string_value(c.args[ia]), "jobs");
+    proto_request_clear(&c);
 }
 
 /* Lines the general path rejects, or reads in a way the scanner leaves to
@@ -306,6 +339,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scan_examples),
         cmocka_unit_test(test_scan_fields),
+        cmocka_unit_test(test_scan_names),
         cmocka_unit_test(test_scan_declines),
         cmocka_unit_test(test_scan_corpora),
         cmocka_unit_test(test_scan_mutations),
