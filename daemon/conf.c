@@ -18,6 +18,7 @@ void conf_defaults(conf *c)
     snprintf(c->bind, sizeof c->bind, "127.0.0.1");
     c->port = CONF_DEFAULT_PORT;
     c->gomaxprocs = 0;
+    c->io_threads = 1;
     c->log_level = LOG_LVL_INFO;
     c->max_line = PROTO_MAX_LINE_DEFAULT;
     c->max_depth = PROTO_MAX_DEPTH_DEFAULT;
@@ -75,6 +76,8 @@ static const conf_key conf_keys[] = {
     { "config", CK_STR, OFF(config), 0, 0, "configuration file" },
     { "gomaxprocs", CK_INT, OFF(gomaxprocs), 0, 256,
       "runtime processors (0: number of CPUs)" },
+    { "io-threads", CK_INT, OFF(io_threads), 0, 64,
+      "threads serving connections (0: one per CPU)" },
     { "log-level", CK_LEVEL, OFF(log_level), 0, 0,
       "error, warn, info or debug" },
     { "max-line", CK_SIZE, OFF(max_line), 64, 1LL << 30,

@@ -21,6 +21,7 @@ typedef struct conf {
     char port_file[4096];   /* write the bound port here ("" none) */
     char config[4096];      /* config file path ("" none), for later use */
     int gomaxprocs;         /* <= 0: number of CPUs */
+    int io_threads;         /* <= 0: one per CPU */
     log_level log_level;
     size_t max_line;        /* bytes of one request line */
     int max_depth;          /* JSON nesting */

@@ -14,7 +14,8 @@
  * now (RT_POLL calls), later from a goroutine started by dreq_park(), or
  * from an rt_await's completion (send, recv: dreq_await_begin()).
  *
- * Threads: the I/O thread runs libevent and every handler's first call.
+ * Threads: the I/O threads (io_threads, one by default; a session stays on
+ * one) run libevent and every handler's first call.
  * Goroutines (dreq_park, go, afterfunc) run handlers' blocking parts, and
  * awaits complete on whichever thread woke them.  Every function here may
  * be called from any of them unless it says otherwise.
@@ -29,6 +30,7 @@
 #include <stdint.h>
 
 #include "conf.h"
+#include "jfast.h"
 #include "log.h"
 #include "proto.h"
 #include "rt.h"
@@ -65,7 +67,7 @@ void srv_stop(srv *s);
 void srv_free(srv *s);
 /* Returns the bound port. */
 int srv_port(const srv *s);
-/* Returns true on the I/O thread. */
+/* Returns true on an I/O thread. */
 bool srv_on_io_thread(void);
 /* Returns true once a drain (SIGTERM) began. */
 bool srv_draining(void);
@@ -109,6 +111,15 @@ void gback_free(gback *g);
 void sess_deliver(sess *s, char *line, size_t len, gback *gb);
 /* The same on the I/O thread only, with line borrowed (copied out). */
 void sess_deliver_io(sess *s, const char *line, size_t len, gback *gb);
+
+/* Scratch that belongs to one I/O thread, for dispatch: the buffer an
+ * answer is written into, and the names cache of its request scans. */
+typedef struct sess_local {
+    jfast_buf out;
+    proto_names *names;
+} sess_local;
+/* Returns s's I/O thread's scratch when called on that thread, else NULL. */
+sess_local *sess_local_get(sess *s);
 
 /* ------------------------------------------------------------------ */
 /* Named objects                                                      */

@@ -92,16 +92,13 @@ static void (*const disp_end_hooks[])(sess *s) = {
 
 static disp_handler *disp_tab;
 static size_t disp_nmethods;
-/* Recent object names as JSON strings, for the I/O thread's scans. */
-static proto_names *disp_names;
 
 int disp_init(void)
 {
     const proto_method *t = proto_methods(&disp_nmethods);
 
     disp_tab = calloc(disp_nmethods, sizeof *disp_tab);
-    disp_names = proto_names_new();
-    if (!disp_tab || !disp_names)
+    if (!disp_tab)
         return -1;
     for (size_t i = 0; i < sizeof disp_entries / sizeof disp_entries[0];
          i++) {
@@ -121,8 +118,6 @@ int disp_init(void)
 
 void disp_fini(void)
 {
-    proto_names_free(disp_names);
-    disp_names = NULL;
     free(disp_tab);
     disp_tab = NULL;
 }
@@ -322,23 +317,22 @@ static int disp_result_text(jfast_buf *b, const json_t *id, const dres *d)
     return 0;
 }
 
-/* The I/O thread's answer buffer, reused (it never runs goroutines, so no
- * thread-local storage is needed: only that thread touches it). */
-static jfast_buf disp_io_buf;
-
 static void dreq_ok_res(dreq *r, const dres *d, gback *gb)
 {
     jfast_buf b = { 0 };
+    sess_local *l;
 
     if (r->batch || !r->id || !r->s) {
         dreq_finish(r, proto_result(r->id, dres_value(d)), gb);
         return;
     }
     metrics_count_request(r->m, true);
-    if (srv_on_io_thread()) {
-        disp_io_buf.len = 0;
-        if (disp_result_text(&disp_io_buf, r->id, d) == 0)
-            sess_deliver_io(r->s, disp_io_buf.p, disp_io_buf.len, gb);
+    if ((l = sess_local_get(r->s)) != NULL) {
+        /* On the session's I/O thread: its reused buffer, copied into
+         * the output buffer, no allocation. */
+        l->out.len = 0;
+        if (disp_result_text(&l->out, r->id, d) == 0)
+            sess_deliver_io(r->s, l->out.p, l->out.len, gb);
         else
             gback_run(gb);
     } else if (disp_result_text(&b, r->id, d) == 0) {
@@ -514,13 +508,14 @@ void dreq_park(dreq *r, disp_handler fn)
 /* The waiters statistic counts requests from here, on the goroutine that
  * is about to block: a client that sees waiters == n knows its n requests
  * are at their runtime call, not merely scheduled. */
-void dreq_wait_begin(dreq *r, obj *o, const char *reason)
+/* Links r into o's waiter list; goid 0 for an await. */
+static void dreq_wait_link(dreq *r, obj *o, const char *reason, int64_t goid)
 {
     atomic_fetch_add(&srv_stat.waiters, 1);
     r->wobj = o;
     r->wreason = reason;
     r->wsince = rt_now();
-    r->wgoid = rt_goid();
+    r->wgoid = goid; /* before the link: stats read it under wmu */
     pthread_mutex_lock(&o->wmu);
     r->wprev = NULL;
     r->wnext = o->waiters;
@@ -528,6 +523,11 @@ void dreq_wait_begin(dreq *r, obj *o, const char *reason)
         o->waiters->wprev = r;
     o->waiters = r;
     pthread_mutex_unlock(&o->wmu);
+}
+
+void dreq_wait_begin(dreq *r, obj *o, const char *reason)
+{
+    dreq_wait_link(r, o, reason, rt_goid());
 }
 
 void dreq_wait_end(dreq *r)
@@ -552,8 +552,8 @@ void dreq_wait_end(dreq *r)
 rt_cancel *dreq_await_begin(dreq *r, obj *o, const char *reason)
 {
     srv__sess_parked(r->s, 1);
-    dreq_wait_begin(r, o, reason);
-    r->wgoid = 0; /* queued in the runtime as it returns: counted at once */
+    /* goid 0: queued in the runtime as it returns, so counted at once */
+    dreq_wait_link(r, o, reason, 0);
     return sess_cancel(r->s);
 }
 
@@ -699,14 +699,14 @@ static void disp_checked(dreq *r, proto_request *req, size_t line_len)
 void disp_line(sess *s, const char *line, size_t len)
 {
     proto_limits lim = { srv_conf.max_line, srv_conf.max_depth };
+    sess_local *l = s ? sess_local_get(s) : NULL;
     proto_request req;
     proto_error err;
     json_t *msg;
 
     /* The common request in one pass; everything else (batches, errors,
      * unusual text) through the general path below. */
-    if (proto_scan_request_names(line, len, &lim,
-                                 srv_on_io_thread() ? disp_names : NULL,
+    if (proto_scan_request_names(line, len, &lim, l ? l->names : NULL,
                                  &req)) {
         dreq *r;
         atomic_fetch_add(&srv_stat.requests, 1);

@@ -1,15 +1,18 @@
 /*
  * server.c - the daemon's network side: the listener, sessions (one per
  * connection), line framing with a cap, fair scheduling between sessions,
- * output with a per-session cap, the answer queue that goroutines use to
- * reach the I/O thread, and the SIGTERM/SIGINT drain.
+ * output with a per-session cap, the answer queue that other threads use
+ * to reach a session, the I/O threads, and the SIGTERM/SIGINT drain.
  *
- * Everything libevent lives on one I/O thread.  Goroutines never touch a
- * bufferevent: they hand serialised answer lines to sess_deliver(), which
- * appends them to the session's locked queue and activates the session's
- * flush event; the I/O thread writes them.  A session that has ended
- * ("dead") refuses answers, and values that were to be handed over with
- * them are given back to their channels (gback_run).
+ * Each session lives on one I/O thread (io_threads of them, one by
+ * default; io[0] also has the listener, signals and metrics), and only
+ * that thread touches its bufferevent.  Every other thread -- goroutines,
+ * other I/O threads answering it (a send completing its receive) -- hands
+ * serialised answer lines to sess_deliver(), which appends them to the
+ * session's locked queue and activates its flush event; its own thread
+ * writes them.  A session that has ended ("dead") refuses answers, and
+ * values that were to be handed over with them are given back to their
+ * channels (gback_run).
  */
 #include "daemon.h"
 
@@ -38,6 +41,8 @@
 srv_stats srv_stat;
 conf srv_conf;
 
+typedef struct srv_io srv_io;
+
 typedef struct outent {
     char *line;
     size_t len;
@@ -62,8 +67,8 @@ struct sess {
     bool dead;                   /* no more answers accepted */
     outent *qhead, *qtail;
     _Atomic int parked;          /* requests waiting on goroutines */
-    /* I/O thread only: */
-    srv *srv;
+    /* its I/O thread only: */
+    srv_io *io;                  /* the I/O thread that serves it */
     struct bufferevent *bev;
     struct event *ev_flush;      /* answers queued by goroutines */
     struct event *ev_more;       /* more input after a fair share */
@@ -74,31 +79,63 @@ struct sess {
     bool batching;               /* in sess_process: sess_push follows */
     uint64_t out_added;          /* bytes ever added to the output */
     pending *phead, *ptail;      /* values not yet written to the socket */
+    _Atomic size_t outq;         /* bytes in the output buffer, for the
+                                  * drain and stats on other threads */
 };
 
-struct srv {
+/* One I/O thread: an event base and the sessions it serves.  io[0] runs
+ * on the thread that calls srv_run, with the listener, signals and the
+ * metrics server; the others serve only sessions. */
+struct srv_io {
+    srv *srv;
     struct event_base *base;
+    pthread_t tid;
+    bool started;
+    pthread_mutex_t mu;          /* guards sessions (accept on io[0],
+                                  * close here, stats/drain anywhere) */
+    sess *sessions;
+    char rbuf[16384];            /* reads while a session's input is empty */
+    sess_local local;            /* dispatch's scratch (sess_local_get) */
+};
+
+#define SRV_MAX_IO 64
+
+struct srv {
+    struct event_base *base;     /* io[0].base */
     struct evconnlistener *lis;
     struct event *ev_sigterm, *ev_sigint, *ev_resume, *ev_drain;
-    sess *sessions;
+    int nio;
+    unsigned next_io;            /* round-robin for new sessions */
+    srv_io io[SRV_MAX_IO];
     int port;
     int64_t drain_start;
 };
 
-static pthread_t srv_io_tid;
-static bool srv_io_set;
+/* Set on each I/O thread (they never run goroutines, so thread-local
+ * storage is safe there). */
+static __thread srv_io *srv_tls_io;
 static _Atomic bool srv_drain_flag;
+static _Atomic bool srv_io_stop;         /* the other I/O loops end */
 static _Atomic int64_t srv_out_bytes;
 static _Atomic uint64_t srv_next_sid = 1;
-/* The I/O thread's read buffer (only that thread reads sockets). */
-static char srv_rbuf[16384];
 
 static void sess_end(sess *s, bool graceful);
 static void sess_event(sess *s, short what);
 
 bool srv_on_io_thread(void)
 {
-    return srv_io_set && pthread_equal(pthread_self(), srv_io_tid);
+    return srv_tls_io != NULL;
+}
+
+/* True on the I/O thread that serves s. */
+static bool sess_on_own_thread(const sess *s)
+{
+    return srv_tls_io && srv_tls_io == s->io;
+}
+
+sess_local *sess_local_get(sess *s)
+{
+    return sess_on_own_thread(s) ? &s->io->local : NULL;
 }
 
 bool srv_draining(void)
@@ -228,8 +265,10 @@ static void sess_settle(sess *s)
 
     if (!s->bev)
         return;
-    drained = s->out_added -
-              evbuffer_get_length(bufferevent_get_output(s->bev));
+    size_t left = evbuffer_get_length(bufferevent_get_output(s->bev));
+
+    atomic_store_explicit(&s->outq, left, memory_order_relaxed);
+    drained = s->out_added - left;
     while (s->phead && s->phead->end <= drained) {
         pending *p = s->phead;
         s->phead = p->next;
@@ -287,6 +326,8 @@ static bool sess_write(sess *s, const char *line, size_t len)
         return false;
     }
     s->out_added += len;
+    atomic_store_explicit(&s->outq, evbuffer_get_length(out),
+                          memory_order_relaxed);
     metrics_bytes_out(len);
     if (evbuffer_get_length(out) > srv_conf.max_outbuf) {
         log_warn("session %llu: output buffer over %zu bytes (client not "
@@ -382,7 +423,7 @@ void sess_deliver_io(sess *s, const char *line, size_t len, gback *gb)
 
 void sess_deliver(sess *s, char *line, size_t len, gback *gb)
 {
-    if (srv_on_io_thread()) {
+    if (sess_on_own_thread(s)) {
         sess_deliver_io(s, line, len, gb);
         free(line);
         return;
@@ -449,14 +490,17 @@ static void sess_flush_cb(evutil_socket_t fd, short what, void *arg)
 
 static void sess_unlink(sess *s)
 {
-    srv *v = s->srv;
+    srv_io *io = s->io;
+
+    pthread_mutex_lock(&io->mu);
     if (s->prev)
         s->prev->next = s->next;
     else
-        v->sessions = s->next;
+        io->sessions = s->next;
     if (s->next)
         s->next->prev = s->prev;
     s->prev = s->next = NULL;
+    pthread_mutex_unlock(&io->mu);
 }
 
 /* Frees the connection side of s (I/O thread). */
@@ -468,6 +512,7 @@ static void sess_close_conn(sess *s)
     sess_giveback_pending(s); /* their bytes die with the connection */
     bufferevent_free(s->bev);
     s->bev = NULL;
+    atomic_store(&s->outq, 0);
     event_free(s->ev_flush);
     event_free(s->ev_more);
     event_free(s->ev_read);
@@ -516,7 +561,7 @@ static void sess_end(sess *s, bool graceful)
         struct timeval tv = { 5, 0 };
         bufferevent_disable(s->bev, EV_READ);
         bufferevent_enable(s->bev, EV_WRITE);
-        s->ev_kill = evtimer_new(s->srv->base, sess_kill_cb, s);
+        s->ev_kill = evtimer_new(s->io->base, sess_kill_cb, s);
         if (s->ev_kill && evtimer_add(s->ev_kill, &tv) == 0)
             return; /* sess_write_cb closes once the output drained */
     }
@@ -671,11 +716,11 @@ static void sess_recv_cb(evutil_socket_t fd, short what, void *arg)
     sess_retain(s);
     /* 16 KiB a read: a session holding a partial line keeps its chain,
      * so this bounds what idle sessions cost. */
-    if (room > sizeof srv_rbuf)
-        room = sizeof srv_rbuf;
+    if (room > sizeof s->io->rbuf)
+        room = sizeof s->io->rbuf;
     if (have == 0 && room > 0) {
         do
-            n = read(fd, srv_rbuf, room);
+            n = read(fd, s->io->rbuf, room);
         while (n < 0 && errno == EINTR);
         if (n == 0) {
             sess_event(s, BEV_EVENT_EOF);
@@ -687,7 +732,7 @@ static void sess_recv_cb(evutil_socket_t fd, short what, void *arg)
             goto out;
         }
         s->batching = true;
-        sess_process_flat(s, srv_rbuf, (size_t)n);
+        sess_process_flat(s, s->io->rbuf, (size_t)n);
         s->batching = false;
         goto served;
     }
@@ -808,6 +853,7 @@ static void srv_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
                           struct sockaddr *addr, int alen, void *arg)
 {
     srv *v = arg;
+    srv_io *io = &v->io[v->next_io++ % (unsigned)v->nio];
     sess *s;
     int one = 1;
     (void)lis;
@@ -827,15 +873,15 @@ static void srv_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
         goto out_free_sess;
     pthread_mutex_init(&s->mu, NULL);
     s->refs = 1;
-    s->srv = v;
+    s->io = io;
     s->id = atomic_fetch_add(&srv_next_sid, 1);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    s->bev = bufferevent_socket_new(v->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    s->bev = bufferevent_socket_new(io->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!s->bev)
         goto out_free_cancel;
-    s->ev_flush = event_new(v->base, -1, 0, sess_flush_cb, s);
-    s->ev_more = event_new(v->base, -1, 0, sess_more_cb, s);
-    s->ev_read = event_new(v->base, fd, EV_READ | EV_PERSIST, sess_recv_cb,
+    s->ev_flush = event_new(io->base, -1, 0, sess_flush_cb, s);
+    s->ev_more = event_new(io->base, -1, 0, sess_more_cb, s);
+    s->ev_read = event_new(io->base, fd, EV_READ | EV_PERSIST, sess_recv_cb,
                            s);
     if (!s->ev_flush || !s->ev_more || !s->ev_read)
         goto out_free_events;
@@ -843,13 +889,6 @@ static void srv_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
     /* sess_recv_cb reads (never more than one line's worth of
      * unterminated input), sess_push writes. */
     bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-    if (event_add(s->ev_read, NULL) != 0)
-        goto out_free_events;
-    s->next = v->sessions;
-    if (v->sessions)
-        v->sessions->prev = s;
-    v->sessions = s;
-    atomic_fetch_add(&srv_stat.sessions, 1);
     {
         char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
         if (getnameinfo(addr, (socklen_t)alen, host, sizeof host, serv,
@@ -857,6 +896,20 @@ static void srv_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
             snprintf(host, sizeof host, "?");
         log_info("session %llu opened from %s port %s",
                  (unsigned long long)s->id, host, serv);
+    }
+    /* Listed and counted before its read event is added: from then on
+     * its own I/O thread may serve (and even close) it. */
+    pthread_mutex_lock(&io->mu);
+    s->next = io->sessions;
+    if (io->sessions)
+        io->sessions->prev = s;
+    io->sessions = s;
+    pthread_mutex_unlock(&io->mu);
+    atomic_fetch_add(&srv_stat.sessions, 1);
+    if (event_add(s->ev_read, NULL) != 0) {
+        sess_unlink(s);
+        atomic_fetch_sub(&srv_stat.sessions, 1);
+        goto out_free_events;
     }
     return;
 
@@ -909,21 +962,41 @@ static void srv_accept_error_cb(struct evconnlistener *lis, void *arg)
 /* Drain                                                              */
 /* ------------------------------------------------------------------ */
 
-static bool srv_drained(srv *v)
+/* Calls fn for every session of every I/O thread, under its list's lock
+ * (fn must not close sessions); stops early when fn returns false.
+ * Returns false if it stopped early. */
+static bool srv_each_sess(srv *v, bool (*fn)(sess *s, void *arg), void *arg)
 {
-    for (sess *s = v->sessions; s; s = s->next) {
-        if (atomic_load(&s->parked) > 0)
-            return false;
-        pthread_mutex_lock(&s->mu);
-        bool q = s->qhead != NULL;
-        pthread_mutex_unlock(&s->mu);
-        if (q)
-            return false;
-        if (s->bev &&
-            evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+    for (int i = 0; i < v->nio; i++) {
+        srv_io *io = &v->io[i];
+        bool go_on = true;
+        pthread_mutex_lock(&io->mu);
+        for (sess *s = io->sessions; s && go_on; s = s->next)
+            go_on = fn(s, arg);
+        pthread_mutex_unlock(&io->mu);
+        if (!go_on)
             return false;
     }
     return true;
+}
+
+/* Returns false while s still has a waiting request or unsent output. */
+static bool sess_drained(sess *s, void *arg)
+{
+    bool q;
+    (void)arg;
+
+    if (atomic_load(&s->parked) > 0)
+        return false;
+    pthread_mutex_lock(&s->mu);
+    q = s->qhead != NULL;
+    pthread_mutex_unlock(&s->mu);
+    return !q && atomic_load(&s->outq) == 0;
+}
+
+static bool srv_drained(srv *v)
+{
+    return srv_each_sess(v, sess_drained, NULL);
 }
 
 static void srv_drain_cb(evutil_socket_t fd, short what, void *arg)
@@ -936,10 +1009,34 @@ static void srv_drain_cb(evutil_socket_t fd, short what, void *arg)
     /* shutdown-grace-ms bounds the wait for answers to reach clients. */
     if (srv_drained(v) || rt_now() - v->drain_start >
                               (int64_t)srv_conf.shutdown_grace_ms * 1000000) {
-        event_base_loopbreak(v->base);
+        for (int i = 0; i < v->nio; i++)
+            event_base_loopbreak(v->io[i].base);
         return;
     }
     evtimer_add(v->ev_drain, &tv);
+}
+
+typedef struct sess_list {
+    sess **v;
+    size_t n, cap;
+} sess_list;
+
+/* Adds s, retained, to the list in arg (srv_each_sess). */
+static bool sess_collect(sess *s, void *arg)
+{
+    sess_list *l = arg;
+
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 256;
+        sess **nv = realloc(l->v, ncap * sizeof *nv);
+        if (!nv)
+            return false;
+        l->v = nv;
+        l->cap = ncap;
+    }
+    sess_retain(s);
+    l->v[l->n++] = s;
+    return true;
 }
 
 /* Starts the drain: no new connections, every waiting request of every
@@ -952,8 +1049,18 @@ static void srv_begin_drain(srv *v)
     sig_stopping();
     evconnlistener_disable(v->lis);
     v->drain_start = rt_now();
-    for (sess *s = v->sessions; s; s = s->next)
-        rt_cancel_fire(s->cancel);
+    /* Fired outside the lists' locks: a completion may reach anything.
+     * Their answers reach each session through its flush event. */
+    {
+        sess_list l = { 0 };
+        if (!srv_each_sess(v, sess_collect, &l))
+            log_error("drain: out of memory listing sessions");
+        for (size_t i = 0; i < l.n; i++) {
+            rt_cancel_fire(l.v[i]->cancel);
+            sess_release(l.v[i]);
+        }
+        free(l.v);
+    }
     srv_drain_cb(-1, 0, v);
 }
 
@@ -981,19 +1088,23 @@ int64_t srv_output_bytes(void)
     return atomic_load(&srv_out_bytes);
 }
 
-/* Recomputes the output byte total (I/O thread); for runtime.stats. */
+/* Recomputes the output byte total; for runtime.stats. */
 void srv__count_output(srv *v);
+static bool sess_add_output(sess *s, void *arg)
+{
+    *(int64_t *)arg += (int64_t)atomic_load(&s->outq);
+    return true;
+}
+
 void srv__count_output(srv *v)
 {
     int64_t n = 0;
-    for (sess *s = v->sessions; s; s = s->next)
-        if (s->bev)
-            n += (int64_t)evbuffer_get_length(bufferevent_get_output(s->bev));
+    srv_each_sess(v, sess_add_output, &n);
     atomic_store(&srv_out_bytes, n);
 }
 
 static srv *srv_current;
-/* Refreshes derived stats if called on the I/O thread. */
+/* Refreshes derived stats if called on an I/O thread. */
 void srv__refresh_stats(void);
 void srv__refresh_stats(void)
 {
@@ -1004,6 +1115,20 @@ void srv__refresh_stats(void)
 /* ------------------------------------------------------------------ */
 /* Setup                                                              */
 /* ------------------------------------------------------------------ */
+
+/* Frees the I/O threads' bases and scratch (their threads have ended). */
+static void srv_free_ios(srv *v)
+{
+    for (int i = 0; i < v->nio; i++) {
+        srv_io *io = &v->io[i];
+        if (io->base)
+            event_base_free(io->base);
+        proto_names_free(io->local.names);
+        free(io->local.out.p);
+        pthread_mutex_destroy(&io->mu);
+        memset(io, 0, sizeof *io);
+    }
+}
 
 srv *srv_new(const conf *c, char *err, size_t errlen)
 {
@@ -1020,11 +1145,23 @@ srv *srv_new(const conf *c, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    v->base = event_base_new();
-    if (!v->base) {
-        snprintf(err, errlen, "event_base_new failed");
-        goto out_free;
+    v->nio = c->io_threads > 0 ? c->io_threads : rt_num_cpu();
+    if (v->nio > SRV_MAX_IO)
+        v->nio = SRV_MAX_IO;
+    if (v->nio < 1)
+        v->nio = 1;
+    for (int i = 0; i < v->nio; i++) {
+        srv_io *io = &v->io[i];
+        io->srv = v;
+        pthread_mutex_init(&io->mu, NULL);
+        io->base = event_base_new();
+        io->local.names = proto_names_new();
+        if (!io->base || !io->local.names) {
+            snprintf(err, errlen, "cannot set up I/O thread %d", i);
+            goto out_ios;
+        }
     }
+    v->base = v->io[0].base;
     afd = sig_activation_fd();
     if (afd >= 0) {
         /* Socket activation (chand.socket): systemd bound and listens;
@@ -1105,40 +1242,87 @@ out_events:
 out_lis:
     evconnlistener_free(v->lis);
 out_base:
-    event_base_free(v->base);
-out_free:
+out_ios:
+    srv_free_ios(v);
     free(v);
+    return NULL;
+}
+
+static void *srv_io_main(void *arg)
+{
+    srv_io *io = arg;
+
+    srv_tls_io = io;
+    while (!atomic_load(&srv_io_stop))
+        event_base_loop(io->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    srv_tls_io = NULL;
     return NULL;
 }
 
 int srv_run(srv *v)
 {
-    srv_io_tid = pthread_self();
-    srv_io_set = true;
-    log_info("listening on %s port %d", srv_conf.bind, v->port);
+    v->io[0].tid = pthread_self();
+    srv_tls_io = &v->io[0];
+    atomic_store(&srv_io_stop, false);
+    for (int i = 1; i < v->nio; i++) {
+        if (pthread_create(&v->io[i].tid, NULL, srv_io_main, &v->io[i]) != 0) {
+            log_warn("cannot start I/O thread %d: serving with %d", i, i);
+            v->nio = i; /* accepts go to the ones that run */
+            break;
+        }
+        v->io[i].started = true;
+    }
+    log_info("listening on %s port %d (%d I/O thread%s)", srv_conf.bind,
+             v->port, v->nio, v->nio > 1 ? "s" : "");
     sig_ready(v->port);
     event_base_dispatch(v->base);
+    /* Drained: stop the other loops.  A break that reaches a loop before
+     * it runs is lost, so it is repeated until the thread has ended. */
+    atomic_store(&srv_io_stop, true);
+    for (int i = 1; i < SRV_MAX_IO; i++) {
+        struct timespec ts;
+        if (!v->io[i].started)
+            continue;
+        for (;;) {
+            event_base_loopbreak(v->io[i].base);
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 10 * 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            if (pthread_timedjoin_np(v->io[i].tid, NULL, &ts) == 0)
+                break;
+        }
+        v->io[i].started = false;
+    }
     return 0;
 }
 
 void srv_free(srv *v)
 {
-    while (v->sessions) {
-        sess *s = v->sessions;
-        sess_retain(s);
-        sess_end(s, false);
-        sess_close_conn(s);
-        sess_release(s);
+    /* Every I/O thread has ended: this thread may close their sessions
+     * (as each one's thread, for the checks that look). */
+    for (int i = 0; i < v->nio; i++) {
+        srv_io *io = &v->io[i];
+        srv_tls_io = io;
+        while (io->sessions) {
+            sess *s = io->sessions;
+            sess_retain(s);
+            sess_end(s, false);
+            sess_close_conn(s);
+            sess_release(s);
+        }
     }
+    srv_tls_io = NULL;
     event_free(v->ev_resume);
     event_free(v->ev_drain);
     event_free(v->ev_sigterm);
     event_free(v->ev_sigint);
     sig_detach();
     evconnlistener_free(v->lis);
-    event_base_free(v->base);
     if (srv_current == v)
         srv_current = NULL;
-    srv_io_set = false;
+    srv_free_ios(v);
     free(v);
 }

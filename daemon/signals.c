@@ -114,6 +114,7 @@ static int sig_apply(conf *cur, const conf *nw)
     SIG_NUM(shutdown_grace_ms, "shutdown-grace-ms", "%d", int);
     SIG_FIXED_STR(bind, "bind");
     SIG_FIXED_INT(port, "port");
+    SIG_FIXED_INT(io_threads, "io-threads");
     SIG_FIXED_STR(port_file, "port-file");
     SIG_FIXED_STR(metrics_bind, "metrics-bind");
     SIG_FIXED_INT(metrics_port, "metrics-port");

@@ -672,7 +672,8 @@ static bool proto_scan_params(proto_scan *sc, proto_request *req)
             size_t nn;
             if (req->args[i]) /* a duplicate: jansson's error */
                 return false;
-            if (sc->names && p->type == PROTO_T_NAME && proto_scan_plain_or_stay(sc, &nm, &nn))
+            if (sc->names && p->type == PROTO_T_NAME &&
+                proto_scan_plain_or_stay(sc, &nm, &nn))
                 v = proto_names_get(sc->names, nm, nn);
             else
                 v = proto_scan_value(sc);

@@ -41,6 +41,14 @@ for t in "$top/$BUILD"/tests/unit/test_* "$top/$BUILD"/tests/e2e/test_*; do
     case "$t" in *.d|*.o) continue;; esac
     run_one "$(basename "$(dirname "$t")")/$(basename "$t")" "$t"
 done
+# The daemon's suites again with two I/O threads (the default is one), so
+# that sessions served by different threads meet in every family.
+for t in "$top/$BUILD"/tests/e2e/test_daemon_* "$top/$BUILD"/tests/e2e/test_faults \
+         "$top/$BUILD"/tests/e2e/test_hostile; do
+    [ -x "$t" ] || continue
+    case "$t" in *.d|*.o) continue;; esac
+    CHAND_IO_THREADS=2 run_one "e2e/$(basename "$t")[io-threads=2]" "$t"
+done
 for t in "$top"/tests/cli/test_*.sh; do
     [ -f "$t" ] || continue
     run_one "cli/$(basename "$t")" bash "$t"

@@ -15,7 +15,8 @@
 # too, so <= 1 is the good side).
 #
 # Environment: BUILD (build dir), BENCH_SECS (seconds per run, default 2),
-# BENCH_CONNS_IDLE (default 10000), BENCH_ONLY (substring of shape names).
+# BENCH_CONNS_IDLE (default 10000), BENCH_ONLY (substring of shape names),
+# BENCH_IO_THREADS (chand --io-threads, default 1).
 # The load generator and both servers share the machine's cores: say so
 # when quoting the figures.
 set -u
@@ -72,7 +73,8 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 start_chand() {
     rm -f "$dir/port"
     "$CHAND" --bind 127.0.0.1 --port 0 --port-file "$dir/port" \
-        --max-conns $((IDLE + 100)) --log-level error >"$dir/chand.log" 2>&1 &
+        --max-conns $((IDLE + 100)) --io-threads "${BENCH_IO_THREADS:-1}" \
+        --log-level error >"$dir/chand.log" 2>&1 &
     cpid=$!
     for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.05; done
     [ -s "$dir/port" ] || { echo "bench-net: chand did not start"; cat "$dir/chand.log"; exit 1; }

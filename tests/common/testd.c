@@ -65,6 +65,12 @@ int testd_start(testd *d, const char *const *extra_args)
     args[n++] = d->port_file;
     args[n++] = "--log-level";
     args[n++] = getenv("CHAND_TEST_LOG") ? getenv("CHAND_TEST_LOG") : "warn";
+    /* tests/run.sh runs the daemon suites a second time with several I/O
+     * threads. */
+    if (getenv("CHAND_IO_THREADS")) {
+        args[n++] = "--io-threads";
+        args[n++] = getenv("CHAND_IO_THREADS");
+    }
     for (int i = 0; extra_args && extra_args[i] && n < 62; i++)
         args[n++] = extra_args[i];
     args[n] = NULL;

@@ -22,9 +22,10 @@ typedef struct testd {
     char port_file[300];
 } testd;
 
-/* Starts $CHAND_BIN (default build/chand) with --port 0, --port-file and
- * the NULL-terminated extra args (may be NULL), and waits (up to 10 s) for
- * it to listen.  Returns 0 or -1. */
+/* Starts $CHAND_BIN (default build/chand) with --port 0, --port-file,
+ * --io-threads $CHAND_IO_THREADS when set, and the NULL-terminated extra
+ * args (may be NULL), and waits (up to 10 s) for it to listen.  Returns 0
+ * or -1. */
 int testd_start(testd *d, const char *const *extra_args);
 /* Sends SIGTERM and waits (10 s, then SIGKILL).  Returns the exit status
  * (0 for a clean exit), or -1 when it had to be killed or was not run. */
