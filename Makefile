@@ -389,3 +389,6 @@ bench-net: all
 # ---- end of bench-net ----
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+# The fuzz objects' header dependencies too: without them a changed struct
+# in a header left stale clang objects that disagreed on its layout.
+-include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
