@@ -36,6 +36,7 @@
 
 #include "proto.h"
 #include "../common/testd.h"
+#include "../common/testpath.h"
 #include "../soak/ledger.h"
 
 #define ID_BASE 1000000000LL /* line i, member k: ID_BASE + i * 2048 + k */
@@ -384,23 +385,7 @@ static void check_clean(void)
 /* Returns the directory of the malformed corpus (static buffer). */
 static const char *corpus_dir(void)
 {
-    static char path[PATH_MAX + 64];
-    const char *bin = getenv("CHAND_BIN");
-    char base[PATH_MAX];
-
-    if (access("tests/data/malformed", R_OK) == 0)
-        return "tests/data/malformed";
-    snprintf(base, sizeof base, "%s", bin ? bin : ".");
-    for (int up = 0; up < 6; up++) {
-        char *slash = strrchr(base, '/');
-        if (!slash)
-            break;
-        *slash = '\0';
-        snprintf(path, sizeof path, "%s/tests/data/malformed", base);
-        if (access(path, R_OK) == 0)
-            return path;
-    }
-    return NULL;
+    return testpath("tests/data/malformed");
 }
 
 static void test_corpus(void **state)

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/testpath.h"
 #define LLVMFuzzerTestOneInput fuzz_proto_one
 #include "../fuzz/fuzz_proto.c"
 #undef LLVMFuzzerTestOneInput
@@ -32,23 +33,7 @@ typedef int (*harness_fn)(const uint8_t *data, size_t size);
  * directory or from $CHAND_BIN (build/.../chand). */
 static const char *fuzz_dir(void)
 {
-    static char path[PATH_MAX + 64];
-    const char *bin = getenv("CHAND_BIN");
-    char base[PATH_MAX];
-
-    if (access("tests/fuzz/corpus", R_OK) == 0)
-        return "tests/fuzz";
-    snprintf(base, sizeof base, "%s", bin ? bin : ".");
-    for (int up = 0; up < 6; up++) {
-        char *slash = strrchr(base, '/');
-        if (!slash)
-            break;
-        *slash = '\0';
-        snprintf(path, sizeof path, "%s/tests/fuzz", base);
-        if (access(path, R_OK) == 0)
-            return path;
-    }
-    return NULL;
+    return testpath("tests/fuzz/corpus") ? testpath("tests/fuzz") : NULL;
 }
 
 /* Runs fn over every file of dir/sub/harness; returns how many. */

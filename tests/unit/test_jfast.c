@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "jfast.h"
+#include "../common/testpath.h"
 #include "proto.h"
 
 #define LLVMFuzzerTestOneInput fuzz_jfast_one
@@ -376,23 +377,7 @@ static void test_depth(void **state)
  * or from $CHAND_BIN (build/.../chand), as test_fuzz_regressions does. */
 static const char *tests_dir(void)
 {
-    static char path[PATH_MAX + 64];
-    const char *bin = getenv("CHAND_BIN");
-    char base[PATH_MAX];
-
-    if (access("tests/data/malformed", R_OK) == 0)
-        return "tests";
-    snprintf(base, sizeof base, "%s", bin ? bin : ".");
-    for (int up = 0; up < 6; up++) {
-        char *slash = strrchr(base, '/');
-        if (!slash)
-            break;
-        *slash = '\0';
-        snprintf(path, sizeof path, "%s/tests", base);
-        if (access(path, R_OK) == 0)
-            return path;
-    }
-    return NULL;
+    return testpath("tests/data/malformed") ? testpath("tests") : NULL;
 }
 
 typedef struct file_stats {
