@@ -196,7 +196,6 @@ struct dreq {
     const proto_method *m;
     int64_t timeout_ms;        /* -1: forever */
     rt_deadline_t dl;          /* absolute, fixed at arrival */
-    int64_t t0;                /* rt_now() at arrival */
     dbatch *batch;             /* NULL, or the batch it answers into */
     size_t slot;
     /* Wait bookkeeping, for runtime.dump (guarded by wobj->wmu). */

@@ -608,7 +608,6 @@ static dreq *dreq_new(sess *s)
         r->s = s;
         sess_retain(s);
     }
-    r->t0 = rt_now();
     r->timeout_ms = -1;
     r->dl = RT_FOREVER;
     return r;
