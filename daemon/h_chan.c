@@ -300,8 +300,7 @@ void h_send(dreq *r)
     if (rc == RT_EAGAIN && r->dl != RT_POLL) {
         r->ctx = o;
         if (r->s)
-            hchan_await(r, o, hchan_send_done, "chan send",
-                        json_incref(dreq_param(r, "value")));
+            hchan_await(r, o, hchan_send_done, "chan send", json_incref(v));
         else
             dreq_park(r, hchan_send_wait);
         return;
