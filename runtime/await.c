@@ -42,7 +42,7 @@ rt_await *rt_await_new(size_t elem_size, rt_await_fn fn, void *arg)
 
     if (!fn || elem_size > (1u << 16))
         return NULL;
-    a = calloc(1, sizeof *a + elem_size);
+    a = rt__zalloc(sizeof *a + elem_size);
     if (!a)
         return NULL;
     a->fn = fn;

@@ -32,8 +32,24 @@
 #include "rt.h"
 
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define RT__HIDDEN __attribute__((visibility("hidden")))
+
+/* A zeroed allocation for objects made per operation.  glibc's calloc (2.36)
+ * skips the per-thread cache and goes to the arena every time, which showed
+ * as 15% of the daemon's time under load; malloc + memset reuses the cache. */
+static inline void *rt__zalloc(size_t size)
+{
+    void *p = malloc(size);
+
+    /* Hides p's origin: gcc would fold malloc + memset back into calloc. */
+    __asm__("" : "+r"(p));
+    if (p)
+        memset(p, 0, size);
+    return p;
+}
 
 /* ---- short-term locks (never held across a park except via rt__park) ---- */
 

@@ -131,7 +131,7 @@ static void time_timer_fire(rt__timer *tt, int64_t now)
 static rt_timer *time_timer_alloc(bool with_chan)
 {
     time_reap();
-    rt_timer *t = calloc(1, sizeof(*t));
+    rt_timer *t = rt__zalloc(sizeof(*t));
     if (t == NULL)
         return NULL;
     if (with_chan) {
@@ -230,7 +230,7 @@ rt_ticker *rt_ticker_new(int64_t d_ns, int *err)
         *err = RT_ENONPOSTICK;
         return NULL;
     }
-    rt_ticker *t = calloc(1, sizeof(*t));
+    rt_ticker *t = rt__zalloc(sizeof(*t));
     if (t == NULL)
         goto out_nomem;
     t->c = rt_chan_make(sizeof(int64_t), 1);
