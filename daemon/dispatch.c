@@ -9,7 +9,6 @@
 #include "jfast.h"
 #include "metrics.h"
 
-#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,17 +258,13 @@ typedef struct dres {
 
 static int dres_text(jfast_buf *b, const dres *d)
 {
-    char num[32];
-    int n;
-
     if (!d->k1)
         return d->v1 ? jfast_dump(b, d->v1) : jfast_put(b, "{}", 2);
     if (jfast_put(b, "{\"", 2) || jfast_put(b, d->k1, strlen(d->k1)) ||
         jfast_put(b, "\":", 2))
         return -1;
     if (d->is_int) {
-        n = snprintf(num, sizeof num, "%" PRId64, d->n1);
-        if (jfast_put(b, num, (size_t)n))
+        if (jfast_put_int(b, (json_int_t)d->n1))
             return -1;
     } else if (jfast_dump(b, d->v1 ? d->v1 : json_null())) {
         return -1;

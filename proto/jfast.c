@@ -723,7 +723,7 @@ json_t *jfast_parse_prefix(const char *s, size_t len, int max_depth,
 
 /* Makes room for need more bytes: doubling, from 128, so a line built
  * from many pieces costs few reallocs. */
-static int jfast_grow(jfast_buf *b, size_t need)
+int jfast_grow(jfast_buf *b, size_t need)
 {
     size_t want = b->len + need, cap = b->cap ? b->cap : 128;
     char *p;
@@ -745,15 +745,6 @@ static inline int jfast_reserve(jfast_buf *b, size_t need)
     return b->cap - b->len >= need ? 0 : jfast_grow(b, need);
 }
 
-int jfast_put(jfast_buf *b, const char *s, size_t n)
-{
-    if (jfast_reserve(b, n))
-        return -1;
-    if (n)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return 0;
-}
 
 static inline int jfast_putc(jfast_buf *b, char c)
 {
@@ -900,7 +891,7 @@ static JFAST_INLINE int jfast_dump_string(jfast_buf *b, const char *str,
     return jfast_dump_string_slow(b, str, n, key);
 }
 
-static int jfast_dump_int(jfast_buf *b, json_int_t v)
+int jfast_put_int(jfast_buf *b, json_int_t v)
 {
     char tmp[24], *e = tmp + sizeof tmp, *q = e, *d;
     uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
@@ -945,7 +936,7 @@ static JFAST_INLINE int jfast_dump_child(jfast_buf *b, const json_t *v,
         return jfast_dump_string(b, json_string_value(v),
                                  json_string_length(v), false);
     case JSON_INTEGER:
-        return jfast_dump_int(b, json_integer_value(v));
+        return jfast_put_int(b, json_integer_value(v));
     case JSON_TRUE:
         return jfast_put_word(b, "true", 4);
     case JSON_FALSE:
@@ -1000,7 +991,7 @@ static int jfast_dump_value(jfast_buf *b, const json_t *v, int depth)
         return jfast_dump_string(b, json_string_value(v),
                                  json_string_length(v), false);
     case JSON_INTEGER:
-        return jfast_dump_int(b, json_integer_value(v));
+        return jfast_put_int(b, json_integer_value(v));
     case JSON_REAL:
         return jfast_dump_jansson(b, v);
     case JSON_TRUE:

@@ -49,9 +49,25 @@ json_t *jfast_parse(const char *s, size_t len);
 json_t *jfast_parse_prefix(const char *s, size_t len, int max_depth,
                            size_t *used);
 
+/* Makes room for need more bytes in b (the slow half of jfast_put).
+ * Returns 0, or -1 when out of memory (b keeps what it had). */
+int jfast_grow(jfast_buf *b, size_t need);
+
 /* Appends n bytes of s to b.  Returns 0, or -1 when out of memory (b keeps
- * what it had). */
-int jfast_put(jfast_buf *b, const char *s, size_t n);
+ * what it had).  Inline: an answer is built from a handful of short
+ * pieces, and the call cost more than the copy. */
+static inline int jfast_put(jfast_buf *b, const char *s, size_t n)
+{
+    if (b->cap - b->len < n && jfast_grow(b, n))
+        return -1;
+    if (n)
+        __builtin_memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+/* Appends the decimal text of v (as jansson prints an integer). */
+int jfast_put_int(jfast_buf *b, json_int_t v);
 
 /* Appends the compact JSON text of v (borrowed) to b, byte-identical to
  * json_dumpb(v, ..., JSON_COMPACT | JSON_ENCODE_ANY).  Returns 0, or -1

@@ -266,6 +266,61 @@ static void test_scan_corpora(void **state)
     assert_true(accepted > 50);
 }
 
+/* Writes pre, n raw bytes of mid (NULs included) and post into line;
+ * returns the length. */
+static size_t splice3(char *line, const char *pre, const char *mid, size_t n,
+                      const char *post)
+{
+    size_t a = strlen(pre), c = strlen(post);
+
+    memcpy(line, pre, a);
+    memcpy(line + a, mid, n);
+    memcpy(line + a + n, post, c);
+    return a + n + c;
+}
+
+/* Every byte value at every position of a name and of a key, across the
+ * eight-byte steps of the plain-string scan: the scanner takes the line
+ * exactly when the byte is printable ASCII other than '"' and '\\', and
+ * agrees with the general path either way. */
+static void test_scan_plain_bytes(void **state)
+{
+    char line[256];
+    proto_request req;
+    (void)state;
+
+    for (int pos = 0; pos < 19; pos++) {
+        for (int c = 0; c < 256; c++) {
+            char name[19], key[19];
+            bool plain = c >= 0x20 && c <= 0x7e && c != '"' && c != '\\';
+            size_t len;
+            bool took;
+
+            memset(name, 'n', sizeof name);
+            name[pos] = (char)c;
+            len = splice3(line,
+                          "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"send\","
+                          "\"params\":{\"name\":\"",
+                          name, sizeof name, "\",\"value\":1}}");
+            took = proto_scan_request(line, len, NULL, &req);
+            assert_int_equal(took, plain);
+            if (took)
+                proto_request_clear(&req);
+            assert_int_equal(fuzz_scan_agrees(line, len, NULL), took);
+
+            /* In a parameter key (never a parameter): always declined. */
+            memcpy(key, "timeout_ms_and_mor", sizeof key);
+            key[pos] = (char)c;
+            len = splice3(line,
+                          "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
+                          "\"params\":{\"name\":\"q\",\"",
+                          key, sizeof key, "\":1}}");
+            assert_false(proto_scan_request(line, len, NULL, &req));
+            assert_false(fuzz_scan_agrees(line, len, NULL));
+        }
+    }
+}
+
 static uint64_t rng_state;
 
 static uint32_t rng(void)
@@ -342,6 +397,7 @@ int main(void)
         cmocka_unit_test(test_scan_names),
         cmocka_unit_test(test_scan_declines),
         cmocka_unit_test(test_scan_corpora),
+        cmocka_unit_test(test_scan_plain_bytes),
         cmocka_unit_test(test_scan_mutations),
     };
     return cmocka_run_group_tests_name("scan", tests, NULL, NULL);
