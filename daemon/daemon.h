@@ -209,6 +209,9 @@ struct dreq {
     sess *s;                   /* retained; NULL when detached (go) */
     json_t *id;                /* new ref; NULL: notification */
     json_t *args[PROTO_MAX_PARAMS]; /* new refs, by m->params index */
+    proto_case *cases;         /* select's cases as the scanner read them
+                                * (owned; else in args[]) */
+    size_t ncases;
     const proto_method *m;
     int64_t timeout_ms;        /* -1: forever */
     rt_deadline_t dl;          /* absolute, fixed at arrival */
@@ -232,6 +235,10 @@ void dreq_ok(dreq *r, json_t *result);
  * ASCII names, written as they are.  gb as dreq_ok_gb. */
 void dreq_ok_pair(dreq *r, const char *k1, const json_t *v1, const char *k2,
                   bool b2, gback *gb);
+/* Answers r with {"index": index} when k1 is NULL, else
+ * {"index": index, k1: v1, k2: b2} (select's answers), likewise. */
+void dreq_ok_index(dreq *r, int index, const char *k1, const json_t *v1,
+                   const char *k2, bool b2, gback *gb);
 /* Answers r with {key: n}, likewise. */
 void dreq_ok_int(dreq *r, const char *key, int64_t n);
 /* As dreq_ok, handing gb's values with the answer (given back when the

@@ -210,6 +210,7 @@ static void dreq_free(dreq *r)
     json_decref(r->id);
     for (int i = 0; i < PROTO_MAX_PARAMS; i++)
         json_decref(r->args[i]);
+    proto_cases_free(r->cases, r->ncases);
     if (r->s)
         sess_release(r->s);
     free(r);
@@ -250,18 +251,26 @@ static void dreq_finish(dreq *r, json_t *answer, gback *gb)
 /* A success answer's result, written straight to the wire or built as a
  * value for the paths that need one (batches, detached requests). */
 typedef struct dres {
-    const char *k1, *k2;         /* NULL k1: v1 is the whole result */
+    const char *k0;              /* an integer member first (n0), or NULL */
+    const char *k1, *k2;         /* NULL k0 and k1: v1 is the whole result */
     const json_t *v1;            /* borrowed; NULL: null ({} when !k1) */
-    int64_t n1;                  /* with k1 and !v1 and is_int */
+    int64_t n0, n1;              /* n1: with k1 and !v1 and is_int */
     bool is_int, b2;
 } dres;
 
 static int dres_text(jfast_buf *b, const dres *d)
 {
-    if (!d->k1)
+    if (!d->k0 && !d->k1)
         return d->v1 ? jfast_dump(b, d->v1) : jfast_put(b, "{}", 2);
-    if (jfast_put(b, "{\"", 2) || jfast_put(b, d->k1, strlen(d->k1)) ||
-        jfast_put(b, "\":", 2))
+    if (d->k0 && (jfast_put(b, "{\"", 2) ||
+                  jfast_put(b, d->k0, strlen(d->k0)) ||
+                  jfast_put(b, "\":", 2) ||
+                  jfast_put_int(b, (json_int_t)d->n0)))
+        return -1;
+    if (!d->k1)
+        return jfast_put(b, "}", 1);
+    if (jfast_put(b, d->k0 ? ",\"" : "{\"", 2) ||
+        jfast_put(b, d->k1, strlen(d->k1)) || jfast_put(b, "\":", 2))
         return -1;
     if (d->is_int) {
         if (jfast_put_int(b, (json_int_t)d->n1))
@@ -281,11 +290,15 @@ static json_t *dres_value(const dres *d)
 {
     json_t *o;
 
-    if (!d->k1)
+    if (!d->k0 && !d->k1)
         return d->v1 ? json_incref((json_t *)d->v1) : NULL;
     o = json_object();
     if (!o)
         return NULL;
+    if (d->k0)
+        json_object_set_new(o, d->k0, json_integer((json_int_t)d->n0));
+    if (!d->k1)
+        return o;
     json_object_set_new(o, d->k1,
                         d->is_int ? json_integer(d->n1)
                         : d->v1   ? json_incref((json_t *)d->v1)
@@ -356,6 +369,15 @@ void dreq_ok_pair(dreq *r, const char *k1, const json_t *v1, const char *k2,
                   bool b2, gback *gb)
 {
     dres d = { .k1 = k1, .v1 = v1, .k2 = k2, .b2 = b2 };
+
+    dreq_ok_res(r, &d, gb);
+}
+
+void dreq_ok_index(dreq *r, int index, const char *k1, const json_t *v1,
+                   const char *k2, bool b2, gback *gb)
+{
+    dres d = { .k0 = "index", .n0 = index, .k1 = k1, .v1 = v1, .k2 = k2,
+               .b2 = b2 };
 
     dreq_ok_res(r, &d, gb);
 }
@@ -663,6 +685,8 @@ static void dreq_set(dreq *r, proto_request *req)
     r->id = req->owned ? req->id : json_incref(req->id);
     for (int i = 0; i < PROTO_MAX_PARAMS; i++)
         r->args[i] = req->owned ? req->args[i] : json_incref(req->args[i]);
+    r->cases = req->cases; /* only ever the scanner's (owned) */
+    r->ncases = req->ncases;
     r->m = req->method;
     r->timeout_ms = req->timeout_ms;
     r->dl = req->timeout_ms < 0    ? RT_FOREVER

@@ -440,7 +440,7 @@ static void hsel_finish(dreq *r, hsel *s, int rc, int chosen)
         size_t i = (size_t)rc;
         if (s->cases[i].dir == RT_SELECT_SEND) {
             hsel_free(s, rc); /* the value now belongs to the channel */
-            dreq_ok(r, json_pack("{s:i}", "index", rc));
+            dreq_ok_index(r, rc, NULL, NULL, NULL, false, NULL);
             return;
         }
         obj *o = s->objs[i];
@@ -449,14 +449,12 @@ static void hsel_finish(dreq *r, hsel *s, int rc, int chosen)
                            json_pack("{s:i}", "index", rc),
                            "channel \"%s\" was dropped", o->name);
         } else if (!s->cases[i].ok) {
-            dreq_ok(r, json_pack("{s:i, s:n, s:b}", "index", rc, "value",
-                                 "ok", 0));
+            dreq_ok_index(r, rc, "value", NULL, "ok", false, NULL);
         } else {
             json_t *v = s->vals[i];
-            dreq_ok_gb(r,
-                       json_pack("{s:i, s:O, s:b}", "index", rc, "value", v,
-                                 "ok", 1),
-                       gback_new(((hchan *)o)->c, v));
+            /* The value is the give-back's: answered from it, not owned. */
+            dreq_ok_index(r, rc, "value", v, "ok", true,
+                          gback_new(((hchan *)o)->c, v));
         }
         hsel_free(s, -1);
         return;
@@ -490,11 +488,51 @@ static void hsel_wait(dreq *r)
     hsel_finish(r, s, rc, chosen);
 }
 
-/* Reads the cases of r into a new hsel, or fails r and returns NULL. */
+/* Adds case i ({"recv": name} or, with send, {"send": name, "value":
+ * val}) to s, or fails r and returns -1. */
+static int hsel_case(dreq *r, hsel *s, size_t i, json_t *name, bool send,
+                     json_t *val)
+{
+    obj *o;
+
+    if (!json_is_string(name) ||
+        !proto_name_valid(json_string_value(name), json_string_length(name))) {
+        dreq_fail_params(r, json_pack("{s:i}", "index", (int)i),
+                         "invalid params: case %zu must be {\"recv\":name}"
+                         " or {\"send\":name,\"value\":v}", i);
+        return -1;
+    }
+    o = reg_get(r, json_string_value(name), &hchan_ops, false);
+    if (!o)
+        return -1;
+    s->objs[i] = o;
+    s->n = i + 1;
+    if (send) {
+        if (!hchan_type_ok((hchan *)o, val)) {
+            dreq_fail(r, PROTO_R_WRONG_TYPE,
+                      "channel \"%s\" carries %s values", o->name,
+                      hchan_elem_names[((hchan *)o)->elem]);
+            s->cases[i].dir = RT_SELECT_RECV; /* nothing to decref */
+            return -1;
+        }
+        s->vals[i] = json_incref(val);
+        s->cases[i].dir = RT_SELECT_SEND;
+    } else {
+        s->cases[i].dir = RT_SELECT_RECV;
+    }
+    s->cases[i].chan = ((hchan *)o)->c;
+    s->cases[i].elem = &s->vals[i];
+    return 0;
+}
+
+/* Reads the cases of r into a new hsel, or fails r and returns NULL:
+ * from the scanner's cases when it read them, else from the array of
+ * objects (the same checks, in the same order, so either way a request
+ * gets the same answer). */
 static hsel *hsel_parse(dreq *r)
 {
-    json_t *cases = dreq_param(r, "cases"), *c;
-    size_t n = json_array_size(cases), i;
+    json_t *cases = r->cases ? NULL : dreq_param(r, "cases"), *c;
+    size_t n = r->cases ? r->ncases : json_array_size(cases), i;
     hsel *s;
 
     if (n > (size_t)srv_conf.max_select) {
@@ -510,17 +548,20 @@ static hsel *hsel_parse(dreq *r)
     s->cases = dzalloc((n ? n : 1) * sizeof *s->cases);
     if (!s->objs || !s->vals || !s->cases)
         goto out_free;
+    if (r->cases) {
+        for (i = 0; i < n; i++)
+            if (hsel_case(r, s, i, r->cases[i].name, r->cases[i].value != NULL,
+                          r->cases[i].value) != 0)
+                goto out_partial;
+        return s;
+    }
     json_array_foreach(cases, i, c) {
         json_t *recv = json_object_get(c, "recv");
         json_t *send = json_object_get(c, "send");
         json_t *val = json_object_get(c, "value");
-        json_t *name = recv ? recv : send;
         size_t want = recv ? 1 : 2;
 
-        if (!json_is_object(c) || (recv && send) || !name ||
-            !json_is_string(name) ||
-            !proto_name_valid(json_string_value(name),
-                              json_string_length(name)) ||
+        if (!json_is_object(c) || (recv && send) || !(recv || send) ||
             (send && !val) || (recv && val) || json_object_size(c) != want) {
             dreq_fail_params(r,
                            json_pack("{s:i}", "index", (int)i),
@@ -528,26 +569,8 @@ static hsel *hsel_parse(dreq *r)
                            " or {\"send\":name,\"value\":v}", i);
             goto out_partial;
         }
-        obj *o = reg_get(r, json_string_value(name), &hchan_ops, false);
-        if (!o)
+        if (hsel_case(r, s, i, recv ? recv : send, send != NULL, val) != 0)
             goto out_partial;
-        s->objs[i] = o;
-        s->n = i + 1;
-        if (send) {
-            if (!hchan_type_ok((hchan *)o, val)) {
-                dreq_fail(r, PROTO_R_WRONG_TYPE,
-                          "channel \"%s\" carries %s values", o->name,
-                          hchan_elem_names[((hchan *)o)->elem]);
-                s->cases[i].dir = RT_SELECT_RECV; /* nothing to decref */
-                goto out_partial;
-            }
-            s->vals[i] = json_incref(val);
-            s->cases[i].dir = RT_SELECT_SEND;
-        } else {
-            s->cases[i].dir = RT_SELECT_RECV;
-        }
-        s->cases[i].chan = ((hchan *)o)->c;
-        s->cases[i].elem = &s->vals[i];
     }
     return s;
 
@@ -584,7 +607,7 @@ void h_select(dreq *r)
     if (rc == RT_EAGAIN) {
         if (has_default) {
             hsel_free(s, -1);
-            dreq_ok(r, json_pack("{s:i}", "index", -1));
+            dreq_ok_index(r, -1, NULL, NULL, NULL, false, NULL);
             return;
         }
         if (r->dl != RT_POLL && s->n) {

@@ -98,7 +98,7 @@ static proto_method proto_table[] = {
     { "drop", 0, false, { NAME } },
     { "list", 0, false, { P("prefix", STRING, OPT) } },
     { "select", 0, true,
-      { P("cases", ARRAY, REQ), P("default", BOOL, OPT) } },
+      { P("cases", CASES, REQ), P("default", BOOL, OPT) } },
     /* locks */
     { "mutex.lock", 0, true, { NAME, P("lease_ms", UINT, OPT) } },
     { "mutex.unlock", 0, false, { NAME, P("token", UINT, OPT) } },
@@ -225,7 +225,8 @@ const char *proto_ptype_name(proto_ptype t)
     case PROTO_T_UINT: return "a non-negative integer";
     case PROTO_T_ANY: return "any JSON value";
     case PROTO_T_OBJECT: return "an object";
-    case PROTO_T_ARRAY: return "an array";
+    case PROTO_T_ARRAY:
+    case PROTO_T_CASES: return "an array";
     case PROTO_T_BOOL: return "a boolean";
     }
     return "?";
@@ -347,6 +348,7 @@ static bool proto_type_ok(const proto_param *p, json_t *v)
     case PROTO_T_OBJECT:
         return json_is_object(v);
     case PROTO_T_ARRAY:
+    case PROTO_T_CASES:
         return json_is_array(v);
     case PROTO_T_BOOL:
         return json_is_boolean(v);
@@ -684,6 +686,96 @@ static const proto_method *proto_method_findn(const char *name, size_t n)
     }
 }
 
+void proto_cases_free(proto_case *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        json_decref(c[i].name);
+        json_decref(c[i].value);
+    }
+    free(c);
+}
+
+/* Reads select's cases in the shapes clients write,
+ * [{"recv":"name"},{"send":"name","value":V},...] (compact, plain names),
+ * into req->cases.  Returns false, with sc where it was and nothing kept,
+ * for anything else: the caller then reads the array as a JSON value. */
+static bool proto_scan_cases(proto_scan *sc, proto_request *req)
+{
+    const char *at = sc->p;
+    proto_case *c = NULL;
+    size_t n = 0, cap = 0;
+
+    if (sc->depth < 2 || sc->p >= sc->end || *sc->p != '[')
+        return false;
+    sc->p++;
+    if (sc->p < sc->end && *sc->p == ']') {
+        sc->p++;
+        goto done;
+    }
+    for (;;) {
+        const char *nm;
+        size_t nn;
+        bool send;
+        if (sc->p >= sc->end || *sc->p != '{')
+            goto fail;
+        sc->p++;
+        if (proto_scan_key_is(sc, "recv", 4))
+            send = false;
+        else if (proto_scan_key_is(sc, "send", 4))
+            send = true;
+        else
+            goto fail;
+        if (!proto_scan_plain(sc, &nm, &nn))
+            goto fail;
+        if (n == cap) {
+            proto_case *g = realloc(c, (cap = cap ? 2 * cap : 4) * sizeof *c);
+            if (!g)
+                goto fail;
+            c = g;
+        }
+        c[n].name = sc->names ? proto_names_get(sc->names, nm, nn)
+                              : json_stringn_nocheck(nm, nn);
+        c[n].value = NULL;
+        if (!c[n++].name)
+            goto fail;
+        if (send) {
+            int depth = sc->depth;
+            if (sc->p >= sc->end || *sc->p != ',')
+                goto fail;
+            sc->p++;
+            if (!proto_scan_key_is(sc, "value", 5))
+                goto fail;
+            /* two levels down: the array and the case */
+            sc->depth = depth - 2;
+            c[n - 1].value = proto_scan_value(sc);
+            sc->depth = depth;
+            if (!c[n - 1].value)
+                goto fail;
+        }
+        if (sc->p >= sc->end || *sc->p != '}')
+            goto fail;
+        sc->p++;
+        if (sc->p < sc->end && *sc->p == ',') {
+            sc->p++;
+            continue;
+        }
+        if (sc->p >= sc->end || *sc->p != ']')
+            goto fail;
+        sc->p++;
+        break;
+    }
+done:
+    req->cases = c ? c : malloc(1);
+    req->ncases = n;
+    if (!req->cases)
+        goto fail;
+    return true;
+fail:
+    proto_cases_free(c, n);
+    sc->p = at;
+    return false;
+}
+
 /* Reads the params object into req->args (method known).  The general
  * path's checks, each a decline here. */
 static bool proto_scan_params(proto_scan *sc, proto_request *req)
@@ -734,8 +826,10 @@ static bool proto_scan_params(proto_scan *sc, proto_request *req)
             const proto_param *p = &m->params[i];
             const char *nm;
             size_t nn;
-            if (req->args[i]) /* a duplicate: jansson's error */
-                return false;
+            if (req->args[i] || (p->type == PROTO_T_CASES && req->cases))
+                return false; /* a duplicate: jansson's error */
+            if (p->type == PROTO_T_CASES && proto_scan_cases(sc, req))
+                goto next;
             if (sc->names && p->type == PROTO_T_NAME &&
                 proto_scan_plain_or_stay(sc, &nm, &nn))
                 v = proto_names_get(sc->names, nm, nn);
@@ -750,6 +844,7 @@ static bool proto_scan_params(proto_scan *sc, proto_request *req)
                 json_is_integer(v) && json_integer_value(v) > PROTO_MAX_MS)
                 return false;
         }
+    next:
         proto_scan_ws(sc);
         if (sc->p < sc->end && *sc->p == ',') {
             sc->p++;
@@ -849,7 +944,8 @@ bool proto_scan_request_names(const char *line, size_t len,
         goto decline;
     for (int i = 0; i < PROTO_MAX_PARAMS && req->method->params[i].name;
          i++)
-        if (req->method->params[i].required && !req->args[i])
+        if (req->method->params[i].required && !req->args[i] &&
+            !(req->method->params[i].type == PROTO_T_CASES && req->cases))
             goto decline;
     return true;
 
@@ -865,6 +961,7 @@ void proto_request_clear(proto_request *req)
         for (int i = 0; i < PROTO_MAX_PARAMS; i++)
             json_decref(req->args[i]);
     }
+    proto_cases_free(req->cases, req->ncases);
     memset(req, 0, sizeof *req);
     req->timeout_ms = -1;
 }

@@ -73,6 +73,9 @@ typedef enum proto_ptype {
     PROTO_T_ANY,         /* any JSON value */
     PROTO_T_OBJECT,      /* JSON object */
     PROTO_T_ARRAY,       /* JSON array */
+    PROTO_T_CASES,       /* select's cases: an array to the general path;
+                          * the scanner reads the usual shapes into
+                          * proto_request.cases instead */
     PROTO_T_BOOL,        /* JSON true/false */
 } proto_ptype;
 
@@ -98,6 +101,17 @@ const proto_method *proto_methods(size_t *n);
 
 /* ---- requests ---- */
 
+/* One case of a select as the scanner read it: {"recv":name} or
+ * {"send":name,"value":value}, so that the handler need not build and
+ * search one JSON object per case. */
+typedef struct proto_case {
+    json_t *name;               /* a string (new reference) */
+    json_t *value;              /* send: new reference; recv: NULL */
+} proto_case;
+
+/* Frees n cases and their values (c may be NULL). */
+void proto_cases_free(proto_case *c, size_t n);
+
 typedef struct proto_request {
     json_t *id;                 /* NULL for a notification */
     const proto_method *method; /* NULL when invalid */
@@ -108,6 +122,10 @@ typedef struct proto_request {
     int64_t timeout_ms;         /* -1 absent (forever), else >= 0 */
     bool owned;                 /* id and args are new references
                                  * (proto_scan_request), else borrowed */
+    proto_case *cases;          /* a PROTO_T_CASES parameter read by the
+                                 * scanner (owned array of ncases; its
+                                 * args[] slot then stays NULL) */
+    size_t ncases;
 } proto_request;
 
 typedef struct proto_error {

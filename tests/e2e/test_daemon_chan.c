@@ -266,6 +266,53 @@ static void test_select(void **state)
     testd_close(b);
 }
 
+/* A select written compactly (read by the scanner into cases) and the same
+ * select with a space in its cases (read as a JSON array of objects) get
+ * byte-identical answers, successes and every kind of failure alike.  Each
+ * path has its own channel with the same history (t0, t1: both names are
+ * two bytes, and no answer names them). */
+static void test_select_two_paths(void **state)
+{
+    static const char *const cases[] = {
+        "[%1$s{\"send\":\"%2$s\",\"value\":{\"k\":[1,\"x\"]}}]",
+        "[%1$s{\"recv\":\"%2$s\"}]",
+        "[%1$s{\"recv\":\"%2$s\"}],\"default\":true",
+        "[%1$s{\"recv\":\"nope\"}]",
+        "[%1$s{\"send\":\"tb\",\"value\":1}]",
+        "[%1$s{\"recv\":\"\"}]",
+        "[%1$s{\"recv\":\"%2$s\"},{\"send\":\"%2$s\",\"value\":2}]",
+        "[%1$s{\"recv\":\"%2$s\"}]",
+        "[%1$s{\"recv\":\"%2$s\"}],\"timeout_ms\":0",
+        "[%1$s]",
+    };
+    testd_conn *a = testd_connect(&D);
+    (void)state;
+
+    e2e_ok(a, 1, "make", "{\"name\":\"t0\",\"cap\":4}");
+    e2e_ok(a, 2, "make", "{\"name\":\"t1\",\"cap\":4}");
+    e2e_ok(a, 3, "make", "{\"name\":\"tb\",\"cap\":4,\"type\":\"string\"}");
+    e2e_ok(a, 4, "send", "{\"name\":\"t0\",\"value\":7}");
+    e2e_ok(a, 5, "send", "{\"name\":\"t1\",\"value\":7}");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *ans[2];
+        for (int sp = 0; sp < 2; sp++) {
+            char c[256];
+            snprintf(c, sizeof c, cases[i], sp ? " " : "", sp ? "t1" : "t0");
+            assert_int_equal(testd_sendf(a,
+                                         "{\"jsonrpc\":\"2.0\",\"id\":%zu,"
+                                         "\"method\":\"select\",\"params\":"
+                                         "{\"cases\":%s}}", i + 10, c),
+                             0);
+            ans[sp] = testd_recv_line(a, 5000);
+            assert_non_null(ans[sp]);
+        }
+        assert_string_equal(ans[0], ans[1]);
+        free(ans[0]);
+        free(ans[1]);
+    }
+    testd_close(a);
+}
+
 static void test_timeouts_and_order(void **state)
 {
     testd_conn *a = testd_connect(&D), *b = testd_connect(&D);
@@ -410,6 +457,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_drop_wakes_waiters, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_select, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_select_two_paths, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_and_order, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_killed_receiver, setup,

@@ -321,6 +321,77 @@ static void test_scan_plain_bytes(void **state)
     }
 }
 
+/* select's cases: the usual compact shapes are read into proto_case
+ * entries (names, values, order), anything else into the general JSON
+ * array; both agree with the general path. */
+static void test_scan_select_cases(void **state)
+{
+    static const char *const as_cases[] = {
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"select\",\"params\":"
+        "{\"cases\":[{\"recv\":\"a\"},{\"send\":\"b\",\"value\":{\"x\":[1,2]}},"
+        "{\"send\":\"c\",\"value\":\"v\"}]}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"select\",\"params\":"
+        "{\"cases\":[],\"default\":true}}",
+    };
+    static const char *const as_array[] = {
+        /* whitespace, value before send, an unknown key, an escape */
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"select\",\"params\":"
+        "{\"cases\":[ {\"recv\":\"a\"} ]}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"select\",\"params\":"
+        "{\"cases\":[{\"value\":1,\"send\":\"b\"}]}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"select\",\"params\":"
+        "{\"cases\":[{\"recv\":\"a\",\"x\":1}]}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"select\",\"params\":"
+        "{\"cases\":[{\"recv\":\"\\u0061\"}]}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"select\",\"params\":"
+        "{\"cases\":[1,2]}}",
+    };
+    proto_request req;
+    (void)state;
+
+    assert_true(proto_scan_request(as_cases[0], strlen(as_cases[0]), NULL,
+                                   &req));
+    assert_null(req.args[0]);
+    assert_int_equal(req.ncases, 3);
+    assert_string_equal(json_string_value(req.cases[0].name), "a");
+    assert_null(req.cases[0].value);
+    assert_string_equal(json_string_value(req.cases[1].name), "b");
+    assert_true(json_is_object(req.cases[1].value));
+    assert_string_equal(json_string_value(req.cases[2].value), "v");
+    proto_request_clear(&req);
+    assert_null(req.cases);
+    assert_true(proto_scan_request(as_cases[1], strlen(as_cases[1]), NULL,
+                                   &req));
+    assert_non_null(req.cases);
+    assert_int_equal(req.ncases, 0);
+    assert_true(json_is_true(req.args[1]));
+    proto_request_clear(&req);
+    for (size_t i = 0; i < sizeof as_cases / sizeof as_cases[0]; i++)
+        assert_true(scan_ok(as_cases[i]));
+    for (size_t i = 0; i < sizeof as_array / sizeof as_array[0]; i++) {
+        assert_true(proto_scan_request(as_array[i], strlen(as_array[i]),
+                                       NULL, &req));
+        assert_null(req.cases);
+        assert_true(json_is_array(req.args[0]));
+        proto_request_clear(&req);
+        assert_true(scan_ok(as_array[i]));
+    }
+    /* A second cases member is jansson's duplicate-key error: declined. */
+    assert_false(scan_ok("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"select\","
+                         "\"params\":{\"cases\":[],\"cases\":[]}}"));
+    /* The depth limit counts the array and the case: [[1]] inside a
+     * case is 6 deep (envelope, params, cases, case, two arrays). */
+    const char *deep = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"select\","
+                       "\"params\":{\"cases\":[{\"send\":\"a\",\"value\":"
+                       "[[1]]}]}}";
+    proto_limits lim5 = { 0, 5 }, lim6 = { 0, 6 };
+    assert_false(fuzz_scan_agrees(deep, strlen(deep), &lim5));
+    assert_true(fuzz_scan_agrees(deep, strlen(deep), &lim6));
+    assert_true(proto_scan_request(deep, strlen(deep), &lim6, &req));
+    assert_int_equal(req.ncases, 1);
+    proto_request_clear(&req);
+}
+
 static uint64_t rng_state;
 
 static uint32_t rng(void)
@@ -398,6 +469,7 @@ int main(void)
         cmocka_unit_test(test_scan_declines),
         cmocka_unit_test(test_scan_corpora),
         cmocka_unit_test(test_scan_plain_bytes),
+        cmocka_unit_test(test_scan_select_cases),
         cmocka_unit_test(test_scan_mutations),
     };
     return cmocka_run_group_tests_name("scan", tests, NULL, NULL);
