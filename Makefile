@@ -15,7 +15,8 @@
 # MALLOC=jemalloc (default) links the daemon with jemalloc, as Redis's own
 # builds are: glibc's allocator cost the daemon 15% of its time on queued
 # values (a value held in a channel is two small allocations that outlive
-# the request), jemalloc's per-thread caches a fraction of that.
+# the request, and glibc's calloc skips its thread cache), jemalloc's
+# per-thread caches a fraction of that.
 # MALLOC=libc keeps glibc's.  Sanitizer builds always use libc (ASan and
 # TSan bring their own allocator).
 

@@ -28,8 +28,6 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "conf.h"
 #include "jfast.h"
@@ -143,20 +141,6 @@ typedef enum obj_type {
 
 typedef struct obj obj;
 typedef struct dreq dreq;
-
-/* A zeroed allocation for objects made per request: glibc's calloc (2.36)
- * skips the per-thread cache (it was 15% of the daemon's time under
- * pipelined load); malloc + memset reuses it. */
-static inline void *dzalloc(size_t size)
-{
-    void *p = malloc(size);
-
-    /* Hides p's origin: gcc would fold malloc + memset back into calloc. */
-    __asm__("" : "+r"(p));
-    if (p)
-        memset(p, 0, size);
-    return p;
-}
 
 typedef struct obj_ops {
     obj_type type;

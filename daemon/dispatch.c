@@ -617,7 +617,7 @@ int64_t dreq_int(const dreq *r, const char *key, int64_t dflt)
 
 static dreq *dreq_new(sess *s)
 {
-    dreq *r = dzalloc(sizeof *r);
+    dreq *r = calloc(1, sizeof *r);
 
     if (!r)
         return NULL;

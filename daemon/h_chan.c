@@ -540,12 +540,12 @@ static hsel *hsel_parse(dreq *r)
                   srv_conf.max_select);
         return NULL;
     }
-    s = dzalloc(sizeof *s);
+    s = calloc(1, sizeof *s);
     if (!s)
         goto out_oom;
-    s->objs = dzalloc((n ? n : 1) * sizeof *s->objs);
-    s->vals = dzalloc((n ? n : 1) * sizeof *s->vals);
-    s->cases = dzalloc((n ? n : 1) * sizeof *s->cases);
+    s->objs = calloc(n ? n : 1, sizeof *s->objs);
+    s->vals = calloc(n ? n : 1, sizeof *s->vals);
+    s->cases = calloc(n ? n : 1, sizeof *s->cases);
     if (!s->objs || !s->vals || !s->cases)
         goto out_free;
     if (r->cases) {

@@ -228,7 +228,7 @@ static hhold *hl_hold_add(hlock *l, dreq *r, bool write, bool *owner_dead,
                           uint64_t *token)
 {
     int64_t lease_ms = dreq_int(r, "lease_ms", 0);
-    hhold *h = dzalloc(sizeof *h);
+    hhold *h = calloc(1, sizeof *h);
 
     pthread_mutex_lock(&hl_mu);
     if (!h) {
@@ -255,7 +255,7 @@ static hhold *hl_hold_add(hlock *l, dreq *r, bool write, bool *owner_dead,
     l->owner_dead = false;
     atomic_fetch_add(&srv_stat.held_locks, 1);
     if (lease_ms > 0) {
-        hlease *ls = dzalloc(sizeof *ls);
+        hlease *ls = calloc(1, sizeof *ls);
         if (ls) {
             ls->refs = 2;
             ls->o = obj_retain(&l->o);
@@ -391,7 +391,7 @@ static hwait *hl_wait_begin(hlock *l, dreq *r)
                        "%s", msg);
         return NULL;
     }
-    w = dzalloc(sizeof *w);
+    w = calloc(1, sizeof *w);
     if (w) {
         w->sid = sid;
         w->l = l;
@@ -516,7 +516,7 @@ static void hl_lock(dreq *r, const obj_ops *ops, bool write)
         obj_release(o);
         return;
     }
-    q = dzalloc(sizeof *q);
+    q = calloc(1, sizeof *q);
     if (!q) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
         obj_release(o);
@@ -730,7 +730,7 @@ void h_cond_wait(dreq *r)
                        "timeout");
         goto out_release;
     }
-    q = dzalloc(sizeof *q);
+    q = calloc(1, sizeof *q);
     if (!q) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
         goto out_release;

@@ -65,7 +65,7 @@ static void htimer_fire(void *arg);
 /* Arms ht for ns from now (ht->mu held).  Returns 0 or -1. */
 static int htimer_arm(htimer *ht, int64_t ns)
 {
-    harm *a = dzalloc(sizeof *a);
+    harm *a = calloc(1, sizeof *a);
 
     if (!a)
         return -1;
@@ -163,7 +163,7 @@ static void htimer_fini(void *arg)
 
 static htimer *htimer_new(rt_chan *c, int64_t period_ns)
 {
-    htimer *ht = dzalloc(sizeof *ht);
+    htimer *ht = calloc(1, sizeof *ht);
 
     if (!ht)
         return NULL;

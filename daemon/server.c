@@ -158,7 +158,7 @@ int srv_port(const srv *s)
 
 gback *gback_new(rt_chan *c, json_t *value)
 {
-    gback *g = dzalloc(sizeof *g);
+    gback *g = calloc(1, sizeof *g);
 
     if (!g) {
         json_decref(value);

@@ -745,7 +745,6 @@ static inline int jfast_reserve(jfast_buf *b, size_t need)
     return b->cap - b->len >= need ? 0 : jfast_grow(b, need);
 }
 
-
 static inline int jfast_putc(jfast_buf *b, char c)
 {
     if (jfast_reserve(b, 1))

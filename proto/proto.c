@@ -702,10 +702,11 @@ void proto_cases_free(proto_case *c, size_t n)
 static bool proto_scan_cases(proto_scan *sc, proto_request *req)
 {
     const char *at = sc->p;
-    proto_case *c = NULL;
-    size_t n = 0, cap = 0;
+    proto_case *c;
+    size_t n = 0, cap = 4;
 
-    if (sc->depth < 2 || sc->p >= sc->end || *sc->p != '[')
+    if (sc->depth < 2 || sc->p >= sc->end || *sc->p != '[' ||
+        !(c = malloc(cap * sizeof *c)))
         return false;
     sc->p++;
     if (sc->p < sc->end && *sc->p == ']') {
@@ -728,7 +729,7 @@ static bool proto_scan_cases(proto_scan *sc, proto_request *req)
         if (!proto_scan_plain(sc, &nm, &nn))
             goto fail;
         if (n == cap) {
-            proto_case *g = realloc(c, (cap = cap ? 2 * cap : 4) * sizeof *c);
+            proto_case *g = realloc(c, (cap *= 2) * sizeof *c);
             if (!g)
                 goto fail;
             c = g;
@@ -765,10 +766,8 @@ static bool proto_scan_cases(proto_scan *sc, proto_request *req)
         break;
     }
 done:
-    req->cases = c ? c : malloc(1);
+    req->cases = c;
     req->ncases = n;
-    if (!req->cases)
-        goto fail;
     return true;
 fail:
     proto_cases_free(c, n);
