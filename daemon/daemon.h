@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "conf.h"
+#include "hval.h"
 #include "jfast.h"
 #include "log.h"
 #include "proto.h"
@@ -94,12 +95,13 @@ void sess_release(sess *s);
  * channels if the session is gone before the answer reached its socket. */
 typedef struct gback {
     rt_chan *chan;        /* retained */
-    json_t *value;        /* owned */
+    hval value;           /* owned */
     struct gback *next;
 } gback;
 
-/* Returns a new give-back record for value (stolen) on c (retained). */
-gback *gback_new(rt_chan *c, json_t *value);
+/* Returns a new give-back record for value (stolen) on c (retained), or
+ * NULL when out of memory (value is then still the caller's). */
+gback *gback_new(rt_chan *c, hval value);
 /* Gives every value back to its channel (RT_POLL, else from a goroutine)
  * and frees the list. */
 void gback_run(gback *g);
@@ -193,6 +195,10 @@ struct dreq {
     sess *s;                   /* retained; NULL when detached (go) */
     json_t *id;                /* new ref; NULL: notification */
     json_t *args[PROTO_MAX_PARAMS]; /* new refs, by m->params index */
+    proto_text text[PROTO_MAX_PARAMS]; /* the scanner's text values,
+                                * borrowed from the line: only until the
+                                * handler returns, or parks or awaits
+                                * (which build them into args[]) */
     proto_case *cases;         /* select's cases as the scanner read them
                                 * (owned; else in args[]) */
     size_t ncases;
@@ -219,10 +225,12 @@ void dreq_ok(dreq *r, json_t *result);
  * ASCII names, written as they are.  gb as dreq_ok_gb. */
 void dreq_ok_pair(dreq *r, const char *k1, const json_t *v1, const char *k2,
                   bool b2, gback *gb);
-/* Answers r with {"index": index} when k1 is NULL, else
- * {"index": index, k1: v1, k2: b2} (select's answers), likewise. */
-void dreq_ok_index(dreq *r, int index, const char *k1, const json_t *v1,
-                   const char *k2, bool b2, gback *gb);
+/* Answers r with {"index": index} (select's send case or default). */
+void dreq_ok_index(dreq *r, int index);
+/* Answers a receive: {"value": v, "ok": true}, or with v NULL {"value":
+ * null, "ok": false}; with "index": index first when index >= 0 (select).
+ * v is borrowed (read before gb can run); gb as dreq_ok_gb. */
+void dreq_ok_recv(dreq *r, int index, const hval *v, gback *gb);
 /* Answers r with {key: n}, likewise. */
 void dreq_ok_int(dreq *r, const char *key, int64_t n);
 /* As dreq_ok, handing gb's values with the answer (given back when the
@@ -262,10 +270,15 @@ void dreq_await_end(dreq *r);
 bool dreq_cancelled(dreq *r);
 /* Returns the session id or 0 when detached. */
 uint64_t dreq_sid(const dreq *r);
-/* Parameter helpers (borrowed values; types were checked by proto). */
-json_t *dreq_param(const dreq *r, const char *key);
-const char *dreq_str(const dreq *r, const char *key);
-int64_t dreq_int(const dreq *r, const char *key, int64_t dflt);
+/* Parameter helpers (borrowed values; types were checked by proto).  A
+ * value the scanner left as text is built on first use. */
+json_t *dreq_param(dreq *r, const char *key);
+const char *dreq_str(dreq *r, const char *key);
+int64_t dreq_int(dreq *r, const char *key, int64_t dflt);
+/* Returns key's value as the scanner's text (compact JSON, borrowed from
+ * the line) and forgets it, or {NULL, 0} when it was not read as text
+ * (then dreq_param has it). */
+proto_text dreq_take_text(dreq *r, const char *key);
 /* Returns a human text for a runtime error received while waiting. */
 proto_reason disp_rt_reason(int code);
 

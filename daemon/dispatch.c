@@ -254,6 +254,7 @@ typedef struct dres {
     const char *k0;              /* an integer member first (n0), or NULL */
     const char *k1, *k2;         /* NULL k0 and k1: v1 is the whole result */
     const json_t *v1;            /* borrowed; NULL: null ({} when !k1) */
+    const hval *t1;              /* with k1: v1 as text (borrowed) */
     int64_t n0, n1;              /* n1: with k1 and !v1 and is_int */
     bool is_int, b2;
 } dres;
@@ -274,6 +275,11 @@ static int dres_text(jfast_buf *b, const dres *d)
         return -1;
     if (d->is_int) {
         if (jfast_put_int(b, (json_int_t)d->n1))
+            return -1;
+    } else if (d->t1) {
+        size_t n;
+        const char *t = hval_text(d->t1, &n);
+        if (jfast_put(b, t, n))
             return -1;
     } else if (jfast_dump(b, d->v1 ? d->v1 : json_null())) {
         return -1;
@@ -301,6 +307,7 @@ static json_t *dres_value(const dres *d)
         return o;
     json_object_set_new(o, d->k1,
                         d->is_int ? json_integer(d->n1)
+                        : d->t1   ? hval_json(d->t1)
                         : d->v1   ? json_incref((json_t *)d->v1)
                                   : json_null());
     if (d->k2)
@@ -373,11 +380,17 @@ void dreq_ok_pair(dreq *r, const char *k1, const json_t *v1, const char *k2,
     dreq_ok_res(r, &d, gb);
 }
 
-void dreq_ok_index(dreq *r, int index, const char *k1, const json_t *v1,
-                   const char *k2, bool b2, gback *gb)
+void dreq_ok_index(dreq *r, int index)
 {
-    dres d = { .k0 = "index", .n0 = index, .k1 = k1, .v1 = v1, .k2 = k2,
-               .b2 = b2 };
+    dres d = { .k0 = "index", .n0 = index };
+
+    dreq_ok_res(r, &d, NULL);
+}
+
+void dreq_ok_recv(dreq *r, int index, const hval *v, gback *gb)
+{
+    dres d = { .k0 = index >= 0 ? "index" : NULL, .n0 = index,
+               .k1 = "value", .t1 = v, .k2 = "ok", .b2 = v != NULL };
 
     dreq_ok_res(r, &d, gb);
 }
@@ -497,6 +510,22 @@ static void dreq_park_go(void *arg)
     }
 }
 
+/* Builds the text value of parameter i into args[i] (NULL when out of
+ * memory: the handler then sees it absent and answers so). */
+static void dreq_build_text(dreq *r, int i)
+{
+    if (r->text[i].p && !r->args[i])
+        r->args[i] = proto_text_json(r->text[i]);
+    r->text[i].p = NULL;
+}
+
+/* The line is about to go: build every text value still held. */
+static void dreq_keep_params(dreq *r)
+{
+    for (int i = 0; i < PROTO_MAX_PARAMS; i++)
+        dreq_build_text(r, i);
+}
+
 void dreq_park(dreq *r, disp_handler fn)
 {
     parked *p;
@@ -505,6 +534,7 @@ void dreq_park(dreq *r, disp_handler fn)
         fn(r);
         return;
     }
+    dreq_keep_params(r);
     p = malloc(sizeof *p);
     if (!p) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
@@ -568,6 +598,7 @@ void dreq_wait_end(dreq *r)
 
 rt_cancel *dreq_await_begin(dreq *r, obj *o, const char *reason)
 {
+    dreq_keep_params(r);
     srv__sess_parked(r->s, 1);
     /* goid 0: queued in the runtime as it returns, so counted at once */
     dreq_wait_link(r, o, reason, 0);
@@ -594,18 +625,34 @@ uint64_t dreq_sid(const dreq *r)
     return r->s ? sess_id(r->s) : 0;
 }
 
-json_t *dreq_param(const dreq *r, const char *key)
+json_t *dreq_param(dreq *r, const char *key)
 {
     int i = r->m ? proto_param_index(r->m, key) : -1;
-    return i < 0 ? NULL : r->args[i];
+
+    if (i < 0)
+        return NULL;
+    dreq_build_text(r, i);
+    return r->args[i];
 }
 
-const char *dreq_str(const dreq *r, const char *key)
+proto_text dreq_take_text(dreq *r, const char *key)
+{
+    int i = r->m ? proto_param_index(r->m, key) : -1;
+    proto_text t = { NULL, 0 };
+
+    if (i >= 0) {
+        t = r->text[i];
+        r->text[i].p = NULL;
+    }
+    return t;
+}
+
+const char *dreq_str(dreq *r, const char *key)
 {
     return json_string_value(dreq_param(r, key));
 }
 
-int64_t dreq_int(const dreq *r, const char *key, int64_t dflt)
+int64_t dreq_int(dreq *r, const char *key, int64_t dflt)
 {
     json_t *v = dreq_param(r, key);
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
@@ -632,7 +679,7 @@ static dreq *dreq_new(sess *s)
 
 /* Returns true if one of the request's values is over max_value bytes.
  * Only called for lines longer than max_value (else none can be). */
-static bool disp_value_too_large(const dreq *r)
+static bool disp_value_too_large(dreq *r)
 {
     static const char *const keys[] = { "value", "old", "new" };
 
@@ -685,6 +732,7 @@ static void dreq_set(dreq *r, proto_request *req)
     r->id = req->owned ? req->id : json_incref(req->id);
     for (int i = 0; i < PROTO_MAX_PARAMS; i++)
         r->args[i] = req->owned ? req->args[i] : json_incref(req->args[i]);
+    memcpy(r->text, req->text, sizeof r->text);
     r->cases = req->cases; /* only ever the scanner's (owned) */
     r->ncases = req->ncases;
     r->m = req->method;

@@ -1,8 +1,8 @@
 /*
  * h_chan.c - the channel family: make, send, recv, close, len, select.
  *
- * A channel object wraps one runtime channel whose elements are json_t
- * pointers (each element owns one reference; values are immutable).  Every
+ * A channel object wraps one runtime channel whose elements are hvals
+ * (each owns its value's compact text; values are immutable).  Every
  * operation is first tried with RT_POLL on the calling thread; one that
  * must wait is parked on a goroutine with the request's deadline and the
  * session's cancel token.  A value received for a request travels with its
@@ -10,6 +10,7 @@
  * session is gone before the answer is written.
  */
 #include "daemon.h"
+#include "hval.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -69,27 +70,41 @@ static int hchan_elem_parse(const char *s)
     return -1;
 }
 
-static bool hchan_type_ok(const hchan *h, json_t *v)
+/* Returns true when h carries values of JSON type t. */
+static bool hchan_type_ok(const hchan *h, json_type t)
 {
     switch (h->elem) {
     case HE_ANY: return true;
-    case HE_STRING: return json_is_string(v);
-    case HE_NUMBER: return json_is_number(v);
-    case HE_BOOL: return json_is_boolean(v);
-    case HE_OBJECT: return json_is_object(v);
-    case HE_ARRAY: return json_is_array(v);
+    case HE_STRING: return t == JSON_STRING;
+    case HE_NUMBER: return t == JSON_INTEGER || t == JSON_REAL;
+    case HE_BOOL: return t == JSON_TRUE || t == JSON_FALSE;
+    case HE_OBJECT: return t == JSON_OBJECT;
+    case HE_ARRAY: return t == JSON_ARRAY;
     }
     return false;
+}
+
+/* The JSON type of a value given as v, else as the scanner's text t (a
+ * plain string or an integer). */
+static json_type hchan_text_type(const json_t *v, proto_text t)
+{
+    return v ? json_typeof(v) : t.p[0] == '"' ? JSON_STRING : JSON_INTEGER;
+}
+
+static void hchan_fail_type(dreq *r, obj *o)
+{
+    dreq_fail(r, PROTO_R_WRONG_TYPE, "channel \"%s\" carries %s values",
+              o->name, hchan_elem_names[((hchan *)o)->elem]);
 }
 
 /* Receives and drops every buffered value (RT_POLL). */
 static void hchan_drain(hchan *h)
 {
-    json_t *v;
+    hval v;
     bool ok;
 
     while (rt_chan_recv(h->c, &v, &ok, RT_POLL) == 0 && ok)
-        json_decref(v);
+        hval_free(v);
 }
 
 static int hchan_init(obj *o, dreq *r)
@@ -104,7 +119,7 @@ static int hchan_init(obj *o, dreq *r)
         h->cap = (size_t)dreq_int(r, "cap", 0);
         h->elem = (hchan_elem)hchan_elem_parse(dreq_str(r, "type"));
     }
-    h->c = rt_chan_make(sizeof(json_t *), h->cap);
+    h->c = rt_chan_make(sizeof(hval), h->cap);
     return h->c ? 0 : -1;
 }
 
@@ -219,18 +234,27 @@ static void hchan_finish(dreq *r, obj *o, int rc)
         dreq_fail_rt(r, rc);
 }
 
+/* A parked send's state: the value goes with it, already made. */
+typedef struct hsendw {
+    obj *o;
+    hval v;
+} hsendw;
+
 static void hchan_send_wait(dreq *r)
 {
-    obj *o = r->ctx;
+    hsendw *w = r->ctx;
+    obj *o = w->o;
     hchan *h = (hchan *)o;
-    json_t *v = json_incref(dreq_param(r, "value"));
+    hval v = w->v;
     int rc;
 
+    free(w);
+    r->ctx = o;
     dreq_wait_begin(r, o, "chan send");
     rc = dreq_cancelled(r) ? RT_ECANCELED : rt_chan_send(h->c, &v, r->dl);
     dreq_wait_end(r);
     if (rc != 0)
-        json_decref(v);
+        hval_free(v);
     hchan_finish(r, o, rc);
     obj_release(o);
 }
@@ -240,21 +264,23 @@ static void hchan_send_wait(dreq *r)
  * sender for a receive, a receiver for a send) answers r in its own call.
  * v: the value to send (stolen), NULL for a receive.  r->ctx = o. */
 static void hchan_await(dreq *r, obj *o, rt_await_fn done,
-                        const char *reason, json_t *v)
+                        const char *reason, const hval *v)
 {
-    rt_await *a = rt_await_new(sizeof(json_t *), done, r);
+    rt_await *a = rt_await_new(sizeof(hval), done, r);
     rt_chan *c = ((hchan *)o)->c;
     rt_cancel *tok;
     int rc;
 
     if (!a) {
-        json_decref(v);
+        if (v)
+            hval_free(*v);
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
         obj_release(o);
         return;
     }
     r->ctx = o;
-    *(json_t **)rt_await_elem(a) = v;
+    if (v)
+        *(hval *)rt_await_elem(a) = *v;
     tok = dreq_await_begin(r, o, reason);
     rc = v ? rt_chan_send_await(c, a, r->dl, tok)
            : rt_chan_recv_await(c, a, r->dl, tok);
@@ -270,7 +296,7 @@ static void hchan_send_done(rt_await *a, int rc, void *arg)
     obj *o = r->ctx;
 
     if (rc != 0) /* not handed over: the value is still ours */
-        json_decref(*(json_t **)rt_await_elem(a));
+        hval_free(*(hval *)rt_await_elem(a));
     rt_await_free(a);
     dreq_await_end(r);
     hchan_finish(r, o, rc);
@@ -281,36 +307,54 @@ void h_send(dreq *r)
 {
     obj *o = reg_get(r, dreq_str(r, "name"), &hchan_ops, false);
     hchan *h = (hchan *)o;
-    json_t *v;
+    proto_text t;
+    hval v;
     int rc;
 
     if (!o)
         return;
-    v = dreq_param(r, "value");
-    if (!hchan_type_ok(h, v)) {
-        dreq_fail(r, PROTO_R_WRONG_TYPE, "channel \"%s\" carries %s values",
-                  o->name, hchan_elem_names[h->elem]);
+    /* The scanner's text is kept as it is; else the value is dumped. */
+    t = dreq_take_text(r, "value");
+    if (!hchan_type_ok(h, hchan_text_type(t.p ? NULL : dreq_param(r, "value"),
+                                          t))) {
+        hchan_fail_type(r, o);
         obj_release(o);
         return;
     }
-    json_incref(v);
-    rc = rt_chan_send(h->c, &v, RT_POLL);
-    if (rc != 0)
-        json_decref(v);
-    if (rc == RT_EAGAIN && r->dl != RT_POLL) {
-        r->ctx = o;
-        if (r->s)
-            hchan_await(r, o, hchan_send_done, "chan send", json_incref(v));
-        else
-            dreq_park(r, hchan_send_wait);
+    if ((t.p ? hval_from_text(t.p, t.n, &v)
+             : hval_from_json(dreq_param(r, "value"), &v)) != 0) {
+        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+        obj_release(o);
         return;
     }
+    rc = rt_chan_send(h->c, &v, RT_POLL);
+    if (rc == RT_EAGAIN && r->dl != RT_POLL) {
+        r->ctx = o;
+        if (r->s) {
+            hchan_await(r, o, hchan_send_done, "chan send", &v);
+            return;
+        }
+        hsendw *w = malloc(sizeof *w);
+        if (!w) {
+            hval_free(v);
+            dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+            obj_release(o);
+            return;
+        }
+        w->o = o;
+        w->v = v;
+        r->ctx = w;
+        dreq_park(r, hchan_send_wait);
+        return;
+    }
+    if (rc != 0)
+        hval_free(v);
     hchan_finish(r, o, rc);
     obj_release(o);
 }
 
-/* Answers a finished receive of v (owned) / ok. */
-static void hchan_recv_finish(dreq *r, obj *o, int rc, json_t *v, bool ok)
+/* Answers a finished receive of v (stolen when ok) / ok. */
+static void hchan_recv_finish(dreq *r, obj *o, int rc, hval v, bool ok)
 {
     hchan *h = (hchan *)o;
 
@@ -319,13 +363,13 @@ static void hchan_recv_finish(dreq *r, obj *o, int rc, json_t *v, bool ok)
     } else if (!ok && atomic_load(&o->dropped)) {
         hchan_fail_dropped(r, o);
     } else if (!ok) {
-        dreq_ok_pair(r, "value", NULL, "ok", false, NULL);
+        dreq_ok_recv(r, -1, NULL, NULL);
     } else {
-        /* gback_new takes v (and frees it if it fails): the answer holds
-         * its own reference while it is written. */
-        json_incref(v);
-        dreq_ok_pair(r, "value", v, "ok", true, gback_new(h->c, v));
-        json_decref(v);
+        /* The text is written before the give-back can run. */
+        gback *gb = gback_new(h->c, v);
+        dreq_ok_recv(r, -1, &v, gb);
+        if (!gb)
+            hval_free(v);
     }
 }
 
@@ -333,7 +377,7 @@ static void hchan_recv_wait(dreq *r)
 {
     obj *o = r->ctx;
     hchan *h = (hchan *)o;
-    json_t *v = NULL;
+    hval v = { 0 };
     bool ok = false;
     int rc;
 
@@ -351,8 +395,11 @@ static void hchan_recv_done(rt_await *a, int rc, void *arg)
 {
     dreq *r = arg;
     obj *o = r->ctx;
-    json_t *v = rc == 0 ? *(json_t **)rt_await_elem(a) : NULL;
+    hval v = { 0 };
     bool ok = rc == 0 && rt_await_ok(a);
+
+    if (ok)
+        v = *(hval *)rt_await_elem(a);
 
     rt_await_free(a);
     dreq_await_end(r);
@@ -363,7 +410,7 @@ static void hchan_recv_done(rt_await *a, int rc, void *arg)
 void h_recv(dreq *r)
 {
     obj *o = reg_get(r, dreq_str(r, "name"), &hchan_ops, false);
-    json_t *v = NULL;
+    hval v = { 0 };
     bool ok = false;
     int rc;
 
@@ -416,7 +463,7 @@ void h_len(dreq *r)
 typedef struct hsel {
     size_t n;
     obj **objs;              /* one reference per case */
-    json_t **vals;           /* send: owned value; recv: received value */
+    hval *vals;              /* send: owned value; recv: received value */
     rt_select_case *cases;
 } hsel;
 
@@ -424,7 +471,7 @@ static void hsel_free(hsel *s, int keep)
 {
     for (size_t i = 0; i < s->n; i++) {
         if (s->cases[i].dir == RT_SELECT_SEND && (int)i != keep)
-            json_decref(s->vals[i]);
+            hval_free(s->vals[i]);
         obj_release(s->objs[i]);
     }
     free(s->objs);
@@ -440,7 +487,7 @@ static void hsel_finish(dreq *r, hsel *s, int rc, int chosen)
         size_t i = (size_t)rc;
         if (s->cases[i].dir == RT_SELECT_SEND) {
             hsel_free(s, rc); /* the value now belongs to the channel */
-            dreq_ok_index(r, rc, NULL, NULL, NULL, false, NULL);
+            dreq_ok_index(r, rc);
             return;
         }
         obj *o = s->objs[i];
@@ -449,12 +496,13 @@ static void hsel_finish(dreq *r, hsel *s, int rc, int chosen)
                            json_pack("{s:i}", "index", rc),
                            "channel \"%s\" was dropped", o->name);
         } else if (!s->cases[i].ok) {
-            dreq_ok_index(r, rc, "value", NULL, "ok", false, NULL);
+            dreq_ok_recv(r, rc, NULL, NULL);
         } else {
-            json_t *v = s->vals[i];
-            /* The value is the give-back's: answered from it, not owned. */
-            dreq_ok_index(r, rc, "value", v, "ok", true,
-                          gback_new(((hchan *)o)->c, v));
+            hval v = s->vals[i];
+            gback *gb = gback_new(((hchan *)o)->c, v);
+            dreq_ok_recv(r, rc, &v, gb);
+            if (!gb)
+                hval_free(v);
         }
         hsel_free(s, -1);
         return;
@@ -489,9 +537,9 @@ static void hsel_wait(dreq *r)
 }
 
 /* Adds case i ({"recv": name} or, with send, {"send": name, "value":
- * val}) to s, or fails r and returns -1. */
+ * val}, val as JSON or else as text) to s, or fails r and returns -1. */
 static int hsel_case(dreq *r, hsel *s, size_t i, json_t *name, bool send,
-                     json_t *val)
+                     json_t *val, proto_text text)
 {
     obj *o;
 
@@ -508,14 +556,16 @@ static int hsel_case(dreq *r, hsel *s, size_t i, json_t *name, bool send,
     s->objs[i] = o;
     s->n = i + 1;
     if (send) {
-        if (!hchan_type_ok((hchan *)o, val)) {
-            dreq_fail(r, PROTO_R_WRONG_TYPE,
-                      "channel \"%s\" carries %s values", o->name,
-                      hchan_elem_names[((hchan *)o)->elem]);
-            s->cases[i].dir = RT_SELECT_RECV; /* nothing to decref */
+        s->cases[i].dir = RT_SELECT_RECV; /* nothing to free yet */
+        if (!hchan_type_ok((hchan *)o, hchan_text_type(val, text))) {
+            hchan_fail_type(r, o);
             return -1;
         }
-        s->vals[i] = json_incref(val);
+        if ((val ? hval_from_json(val, &s->vals[i])
+                 : hval_from_text(text.p, text.n, &s->vals[i])) != 0) {
+            dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+            return -1;
+        }
         s->cases[i].dir = RT_SELECT_SEND;
     } else {
         s->cases[i].dir = RT_SELECT_RECV;
@@ -550,8 +600,9 @@ static hsel *hsel_parse(dreq *r)
         goto out_free;
     if (r->cases) {
         for (i = 0; i < n; i++)
-            if (hsel_case(r, s, i, r->cases[i].name, r->cases[i].value != NULL,
-                          r->cases[i].value) != 0)
+            if (hsel_case(r, s, i, r->cases[i].name,
+                          r->cases[i].value || r->cases[i].text.p,
+                          r->cases[i].value, r->cases[i].text) != 0)
                 goto out_partial;
         return s;
     }
@@ -569,7 +620,8 @@ static hsel *hsel_parse(dreq *r)
                            " or {\"send\":name,\"value\":v}", i);
             goto out_partial;
         }
-        if (hsel_case(r, s, i, recv ? recv : send, send != NULL, val) != 0)
+        if (hsel_case(r, s, i, recv ? recv : send, send != NULL, val,
+                      (proto_text){ NULL, 0 }) != 0)
             goto out_partial;
     }
     return s;
@@ -607,7 +659,7 @@ void h_select(dreq *r)
     if (rc == RT_EAGAIN) {
         if (has_default) {
             hsel_free(s, -1);
-            dreq_ok_index(r, -1, NULL, NULL, NULL, false, NULL);
+            dreq_ok_index(r, -1);
             return;
         }
         if (r->dl != RT_POLL && s->n) {

@@ -303,7 +303,7 @@ static void hl_release_locked(hlock *l, hhold *h, bool owner_dead)
 
 /* Returns the hold matching token (if given) or the caller's session, of
  * the wanted kind. */
-static hhold *hl_find(hlock *l, const dreq *r, bool write)
+static hhold *hl_find(hlock *l, dreq *r, bool write)
 {
     json_t *tok = dreq_param(r, "token");
     uint64_t sid = dreq_sid(r);

@@ -99,11 +99,11 @@ static bool htimer_disarm(htimer *ht)
 /* Drops a value nobody received (Go 1.23's Stop/Reset). */
 static bool htimer_drain(htimer *ht)
 {
-    json_t *v;
+    hval v;
     bool ok, any = false;
 
     while (ht->c && rt_chan_recv(ht->c, &v, &ok, RT_POLL) == 0 && ok) {
-        json_decref(v);
+        hval_free(v);
         any = true;
     }
     return any;
@@ -119,11 +119,10 @@ static void htimer_fire(void *arg)
     pthread_mutex_lock(&ht->mu);
     if (ht->cur == a && !ht->stopped) {
         ht->cur = NULL;
-        if (ht->c) {
-            json_t *v = json_integer(htimer_unix_ms());
-            if (rt_chan_send(ht->c, &v, RT_POLL) != 0)
-                json_decref(v); /* full (a slow ticker reader) or closed */
-        }
+        hval v;
+        if (ht->c && hval_from_int(htimer_unix_ms(), &v) == 0 &&
+            rt_chan_send(ht->c, &v, RT_POLL) != 0)
+            hval_free(v); /* full (a slow ticker reader) or closed */
         if (ht->period_ns > 0) {
             if (htimer_arm(ht, ht->period_ns) != 0)
                 log_error("ticker: cannot re-arm (out of memory)");

@@ -156,14 +156,12 @@ int srv_port(const srv *s)
 /* Give-back                                                          */
 /* ------------------------------------------------------------------ */
 
-gback *gback_new(rt_chan *c, json_t *value)
+gback *gback_new(rt_chan *c, hval value)
 {
     gback *g = calloc(1, sizeof *g);
 
-    if (!g) {
-        json_decref(value);
+    if (!g)
         return NULL;
-    }
     g->chan = rt_chan_retain(c);
     g->value = value;
     return g;
@@ -175,7 +173,7 @@ static void gback_go(void *arg)
     int rc = rt_chan_send(g->chan, &g->value, RT_FOREVER);
 
     if (rc != 0)
-        json_decref(g->value);
+        hval_free(g->value);
     rt_chan_release(g->chan);
     free(g);
 }
@@ -192,7 +190,7 @@ void gback_run(gback *g)
         }
         if (rc != 0) {
             log_debug("give-back dropped a value: %s", rt_strerror(rc));
-            json_decref(g->value);
+            hval_free(g->value);
         }
         rt_chan_release(g->chan);
         free(g);
@@ -204,7 +202,7 @@ void gback_free(gback *g)
 {
     while (g) {
         gback *next = g->next;
-        json_decref(g->value);
+        hval_free(g->value);
         rt_chan_release(g->chan);
         free(g);
         g = next;

@@ -686,6 +686,56 @@ static const proto_method *proto_method_findn(const char *name, size_t n)
     }
 }
 
+/* Reads an "any" value that is already in its compact form -- a plain
+ * string, or an integer of at most 18 digits without a sign on zero -- as
+ * its text.  Returns false, with sc where it was, for anything else. */
+static bool proto_scan_text(proto_scan *sc, proto_text *t)
+{
+    const char *s, *p, *end = sc->end;
+    size_t n;
+
+    proto_scan_ws(sc); /* (kept: the value's reading skips it too) */
+    p = sc->p;
+    if (p < end && *p == '"') {
+        if (!proto_scan_plain_or_stay(sc, &s, &n))
+            return false;
+        t->p = s - 1;
+        t->n = n + 2;
+        return true;
+    }
+    s = p;
+    if (p < end && *p == '-')
+        p++;
+    if (p >= end || *p < '0' || *p > '9' || (*p == '0' && s != p))
+        return false;
+    if (*p == '0')
+        p++;
+    else
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    /* 1.5, 1e3, 012: jansson's to read (or refuse). */
+    if (p - s > 18 ||
+        (p < end && (*p == '.' || *p == 'e' || *p == 'E' ||
+                     (*p >= '0' && *p <= '9'))))
+        return false;
+    t->p = s;
+    t->n = (size_t)(p - s);
+    sc->p = p;
+    return true;
+}
+
+json_t *proto_text_json(proto_text t)
+{
+    int64_t v = 0;
+
+    if (t.n >= 2 && t.p[0] == '"')
+        return json_stringn_nocheck(t.p + 1, t.n - 2);
+    /* At most 18 digits: no overflow. */
+    for (size_t i = t.p[0] == '-'; i < t.n; i++)
+        v = v * 10 + (t.p[i] - '0');
+    return json_integer(t.p[0] == '-' ? -v : v);
+}
+
 void proto_cases_free(proto_case *c, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -737,6 +787,7 @@ static bool proto_scan_cases(proto_scan *sc, proto_request *req)
         c[n].name = sc->names ? proto_names_get(sc->names, nm, nn)
                               : json_stringn_nocheck(nm, nn);
         c[n].value = NULL;
+        c[n].text.p = NULL;
         if (!c[n++].name)
             goto fail;
         if (send) {
@@ -748,9 +799,10 @@ static bool proto_scan_cases(proto_scan *sc, proto_request *req)
                 goto fail;
             /* two levels down: the array and the case */
             sc->depth = depth - 2;
-            c[n - 1].value = proto_scan_value(sc);
+            if (!proto_scan_text(sc, &c[n - 1].text))
+                c[n - 1].value = proto_scan_value(sc);
             sc->depth = depth;
-            if (!c[n - 1].value)
+            if (!c[n - 1].value && !c[n - 1].text.p)
                 goto fail;
         }
         if (sc->p >= sc->end || *sc->p != '}')
@@ -825,9 +877,14 @@ static bool proto_scan_params(proto_scan *sc, proto_request *req)
             const proto_param *p = &m->params[i];
             const char *nm;
             size_t nn;
-            if (req->args[i] || (p->type == PROTO_T_CASES && req->cases))
+            if (req->args[i] || req->text[i].p ||
+                (p->type == PROTO_T_CASES && req->cases))
                 return false; /* a duplicate: jansson's error */
             if (p->type == PROTO_T_CASES && proto_scan_cases(sc, req))
+                goto next;
+            if (p->type == PROTO_T_ANY &&
+                !(kn >= 2 && memcmp(k + kn - 2, "ms", 2) == 0) &&
+                proto_scan_text(sc, &req->text[i]))
                 goto next;
             if (sc->names && p->type == PROTO_T_NAME &&
                 proto_scan_plain_or_stay(sc, &nm, &nn))
@@ -944,6 +1001,7 @@ bool proto_scan_request_names(const char *line, size_t len,
     for (int i = 0; i < PROTO_MAX_PARAMS && req->method->params[i].name;
          i++)
         if (req->method->params[i].required && !req->args[i] &&
+            !req->text[i].p &&
             !(req->method->params[i].type == PROTO_T_CASES && req->cases))
             goto decline;
     return true;

@@ -101,12 +101,28 @@ const proto_method *proto_methods(size_t *n);
 
 /* ---- requests ---- */
 
+/* A parameter's value as the text the request holds, for an "any" value
+ * that the scanner found already in the form a compact dump writes (a
+ * string of printable ASCII without escapes, an integer): a channel keeps
+ * values as text, and need not build and dump a JSON value.  p borrows
+ * from the line; NULL: not read so. */
+typedef struct proto_text {
+    const char *p;
+    size_t n;
+} proto_text;
+
+/* Returns a new JSON value for t (a string or an integer), or NULL. */
+json_t *proto_text_json(proto_text t);
+
 /* One case of a select as the scanner read it: {"recv":name} or
  * {"send":name,"value":value}, so that the handler need not build and
  * search one JSON object per case. */
 typedef struct proto_case {
     json_t *name;               /* a string (new reference) */
-    json_t *value;              /* send: new reference; recv: NULL */
+    json_t *value;              /* send: new reference, or NULL when in
+                                 * text; recv: NULL */
+    proto_text text;            /* send: the value as text (see
+                                 * proto_text), or {NULL} */
 } proto_case;
 
 /* Frees n cases and their values (c may be NULL). */
@@ -118,7 +134,9 @@ typedef struct proto_request {
     json_t *params;             /* borrowed object (empty if absent); NULL
                                  * when read by proto_scan_request */
     json_t *args[PROTO_MAX_PARAMS]; /* by method->params index; NULL:
-                                 * absent */
+                                 * absent, or in text[] */
+    proto_text text[PROTO_MAX_PARAMS]; /* "any" values the scanner left
+                                 * as text (borrowed from the line) */
     int64_t timeout_ms;         /* -1 absent (forever), else >= 0 */
     bool owned;                 /* id and args are new references
                                  * (proto_scan_request), else borrowed */

@@ -313,6 +313,108 @@ static void test_select_two_paths(void **state)
     testd_close(a);
 }
 
+/* Reads one answer line of c and checks that it is exactly
+ * {"jsonrpc":"2.0","id":id,"result":{pre"value":want,"ok":true}}. */
+static void expect_value_line(testd_conn *c, int id, const char *pre,
+                              const char *want)
+{
+    char *line = testd_recv_line(c, 5000), *exp;
+
+    assert_non_null(line);
+    assert_true(asprintf(&exp,
+                         "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{%s"
+                         "\"value\":%s,\"ok\":true}}", id, pre, want) > 0);
+    assert_string_equal(line, exp);
+    free(exp);
+    free(line);
+}
+
+/* A value comes out of a channel as the compact text jansson writes for
+ * what was sent (whitespace gone, escapes decoded, -0 as 0, reals as
+ * jansson prints them), whichever way it was read (the scanner keeps
+ * plain strings and integers as text, the rest is built and dumped) and
+ * whichever way it crossed: buffered, handed to a parked receiver, by
+ * select's send case, or in a batch's answer. */
+static void test_values_exact(void **state)
+{
+    static const char *const values[] = {
+        "\"xxx\"", "\"abcde\"", "\"abcdef\"", "\"\"", "0", "-7",
+        "9999999", "10000000", "123456789012345678", "-0", "1.5", "1e3",
+        "true", "false", "null", "\"caf\\u00e9\"", "\"caf\xc3\xa9\"",
+        "\"a\\\"b\"", "\"tab\\there\"", " { \"a\" : [ 1 , 2 ] } ", "[]",
+        "\"a longer string than any slot holds, kept out of line\"",
+    };
+    testd_conn *a = testd_connect(&D), *b = testd_connect(&D);
+    (void)state;
+
+    e2e_ok(a, 1, "make", "{\"name\":\"vb\",\"cap\":4}");
+    e2e_ok(a, 2, "make", "{\"name\":\"vu\"}");
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        json_t *j = json_loads(values[i], JSON_DECODE_ANY, NULL);
+        char *want;
+        int id = 100 + 10 * (int)i;
+
+        assert_non_null(j);
+        want = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(j);
+        assert_non_null(want);
+        /* buffered */
+        assert_int_equal(testd_sendf(a, "{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                                        "\"method\":\"send\",\"params\":"
+                                        "{\"name\":\"vb\",\"value\":%s}}",
+                                     id, values[i]), 0);
+        free(testd_recv_line(a, 5000));
+        assert_int_equal(testd_sendf(a, "{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                                        "\"method\":\"recv\",\"params\":"
+                                        "{\"name\":\"vb\"}}", id + 1), 0);
+        expect_value_line(a, id + 1, "", want);
+        /* handed to a parked receiver (unbuffered) */
+        assert_int_equal(testd_sendf(b, "{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                                        "\"method\":\"recv\",\"params\":"
+                                        "{\"name\":\"vu\"}}", id + 2), 0);
+        e2e_wait_stat(&D, "waiters", 1);
+        assert_int_equal(testd_sendf(a, "{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                                        "\"method\":\"send\",\"params\":"
+                                        "{\"name\":\"vu\",\"value\":%s}}",
+                                     id + 3, values[i]), 0);
+        free(testd_recv_line(a, 5000));
+        expect_value_line(b, id + 2, "", want);
+        /* select's send case, then select's receive */
+        assert_int_equal(testd_sendf(a, "{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                                        "\"method\":\"select\",\"params\":"
+                                        "{\"cases\":[{\"send\":\"vb\","
+                                        "\"value\":%s}]}}", id + 4, values[i]),
+                         0);
+        free(testd_recv_line(a, 5000));
+        assert_int_equal(testd_sendf(a, "{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                                        "\"method\":\"select\",\"params\":"
+                                        "{\"cases\":[{\"recv\":\"vb\"}]}}",
+                                     id + 5), 0);
+        expect_value_line(a, id + 5, "\"index\":0,", want);
+        /* a batch: the answer is built as a value, not written as text */
+        assert_int_equal(testd_sendf(a, "[{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                                        "\"method\":\"send\",\"params\":"
+                                        "{\"name\":\"vb\",\"value\":%s}},"
+                                        "{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                                        "\"method\":\"recv\",\"params\":"
+                                        "{\"name\":\"vb\"}}]",
+                                     id + 6, values[i], id + 7), 0);
+        json_t *batch = testd_recv(a, 5000);
+        assert_true(json_is_array(batch));
+        char *got = json_dumps(json_object_get(
+                                   testd_result(json_array_get(batch, 1)),
+                                   "value"),
+                               JSON_COMPACT | JSON_ENCODE_ANY);
+        assert_non_null(got);
+        assert_string_equal(got, want);
+        free(got);
+        json_decref(batch);
+        free(want);
+    }
+    testd_close(a);
+    testd_close(b);
+}
+
 static void test_timeouts_and_order(void **state)
 {
     testd_conn *a = testd_connect(&D), *b = testd_connect(&D);
@@ -459,6 +561,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_select, setup, teardown),
         cmocka_unit_test_setup_teardown(test_select_two_paths, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_values_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_and_order, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_killed_receiver, setup,

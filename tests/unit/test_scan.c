@@ -114,6 +114,68 @@ static void test_scan_fields(void **state)
                         "null}],\"c\":\"\\n\"},\"name\":\"q\"}}"));
 }
 
+/* "any" values already in compact form are left as their text: plain
+ * strings and integers; everything else is built as a JSON value, and
+ * every one of these lines reads the same either way (scan_ok). */
+static void test_scan_text_values(void **state)
+{
+    static const struct { const char *v; const char *text; } cases[] = {
+        { "\"abc\"", "\"abc\"" },
+        { "\"\"", "\"\"" },
+        { " \"a b\" ", "\"a b\"" },
+        { "0", "0" },
+        { "-7", "-7" },
+        { "123456789012345678", "123456789012345678" },
+        { "1234567890123456789", NULL }, /* 19 digits: jansson's */
+        { "-0", NULL },                  /* jansson writes 0 */
+        { "1.5", NULL },                 /* reals: declined */
+        { "1e3", NULL },
+        { "\"a\\nb\"", NULL },          /* an escape */
+        { "\"caf\u00e9\"", NULL },
+        { "\"caf\xc3\xa9\"", NULL },      /* UTF-8: left to jansson */
+        { "true", NULL },
+        { "null", NULL },
+        { "[1]", NULL },
+        { "{\"a\":1}", NULL },
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char line[256];
+        proto_request req;
+        int iv;
+        snprintf(line, sizeof line,
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"send\","
+                 "\"params\":{\"name\":\"q\",\"value\":%s}}", cases[i].v);
+        if (!proto_scan_request(line, strlen(line), NULL, &req)) {
+            /* reals: the general path's (jfast declines them) */
+            if (cases[i].text || !strpbrk(cases[i].v, ".e"))
+                fail_msg("%s: declined", cases[i].v);
+            continue;
+        }
+        iv = proto_param_index(req.method, "value");
+        if (cases[i].text) {
+            assert_null(req.args[iv]);
+            assert_non_null(req.text[iv].p);
+            assert_int_equal(req.text[iv].n, strlen(cases[i].text));
+            assert_memory_equal(req.text[iv].p, cases[i].text,
+                                req.text[iv].n);
+        } else {
+            if (!req.args[iv])
+                fail_msg("%s: not read as a JSON value", cases[i].v);
+            assert_null(req.text[iv].p);
+        }
+        proto_request_clear(&req);
+        assert_true(scan_ok(line));
+    }
+    /* A value followed by what cannot follow it is declined as before. */
+    assert_false(scan_ok("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":"
+                         "\"send\",\"params\":{\"name\":\"q\",\"value\":12x}}"));
+    assert_false(scan_ok("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":"
+                         "\"send\",\"params\":{\"name\":\"q\",\"value\":1,"
+                         "\"value\":2}}"));
+}
+
 /* The names cache: a busy name is one shared string; other names, names
  * with escapes and other parameters are read as ever. */
 static void test_scan_names(void **state)
@@ -136,7 +198,8 @@ static void test_scan_names(void **state)
     ia = proto_param_index(a.method, "name");
     iv = proto_param_index(a.method, "value");
     assert_ptr_equal(a.args[ia], b.args[ia]); /* one string, two refs */
-    assert_ptr_not_equal(a.args[ia], a.args[iv]); /* values: not cached */
+    assert_null(a.args[iv]); /* values: not cached (kept as text) */
+    assert_int_equal(a.text[iv].n, 6);
     assert_ptr_not_equal(c.args[ia], b.args[ia]); /* escaped: read anew */
     assert_string_equal(json_string_value(c.args[ia]), "jobs");
     proto_request_clear(&a);
@@ -332,6 +395,9 @@ static void test_scan_select_cases(void **state)
         "{\"send\":\"c\",\"value\":\"v\"}]}}",
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"select\",\"params\":"
         "{\"cases\":[],\"default\":true}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"select\",\"params\":"
+        "{\"cases\":[{\"send\":\"c\",\"value\":-12},{\"send\":\"c\","
+        "\"value\":\"a\\\"b\"},{\"send\":\"c\",\"value\":-0}]}}",
     };
     static const char *const as_array[] = {
         /* whitespace, value before send, an unknown key, an escape */
@@ -357,7 +423,11 @@ static void test_scan_select_cases(void **state)
     assert_null(req.cases[0].value);
     assert_string_equal(json_string_value(req.cases[1].name), "b");
     assert_true(json_is_object(req.cases[1].value));
-    assert_string_equal(json_string_value(req.cases[2].value), "v");
+    assert_null(req.cases[1].text.p);
+    /* a plain string: kept as its text */
+    assert_null(req.cases[2].value);
+    assert_int_equal(req.cases[2].text.n, 3);
+    assert_memory_equal(req.cases[2].text.p, "\"v\"", 3);
     proto_request_clear(&req);
     assert_null(req.cases);
     assert_true(proto_scan_request(as_cases[1], strlen(as_cases[1]), NULL,
@@ -465,6 +535,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scan_examples),
         cmocka_unit_test(test_scan_fields),
+        cmocka_unit_test(test_scan_text_values),
         cmocka_unit_test(test_scan_names),
         cmocka_unit_test(test_scan_declines),
         cmocka_unit_test(test_scan_corpora),
