@@ -96,6 +96,8 @@ void sess_release(sess *s);
 typedef struct gback {
     rt_chan *chan;        /* retained */
     hval value;           /* owned */
+    uint64_t end;         /* server.c: where its answer ends in the
+                           * session's output */
     struct gback *next;
 } gback;
 

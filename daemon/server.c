@@ -50,15 +50,6 @@ typedef struct outent {
     struct outent *next;
 } outent;
 
-/* The values of an answer that is in the output buffer but not yet in the
- * socket: if the session ends before those bytes leave, they go back to
- * their channels (a cut slow reader loses nothing). */
-typedef struct pending {
-    gback *gb;
-    uint64_t end;                /* out_added once the answer was added */
-    struct pending *next;
-} pending;
-
 struct sess {
     uint64_t id;
     _Atomic int refs;
@@ -80,7 +71,11 @@ struct sess {
     bool wqueued;                /* on its I/O thread's write list */
     sess *wnext;                 /* link in that list */
     uint64_t out_added;          /* bytes ever added to the output */
-    pending *phead, *ptail;      /* values not yet written to the socket */
+    /* The values of answers that are in the output buffer but not yet in
+     * the socket (gback.end: out_added once the answer was added): if the
+     * session ends before those bytes leave, they go back to their
+     * channels (a cut slow reader loses nothing). */
+    gback *phead, *ptail;
     _Atomic size_t outq;         /* bytes in the output buffer, for the
                                   * drain and stats on other threads */
 };
@@ -158,12 +153,14 @@ int srv_port(const srv *s)
 
 gback *gback_new(rt_chan *c, hval value)
 {
-    gback *g = calloc(1, sizeof *g);
+    gback *g = malloc(sizeof *g);
 
     if (!g)
         return NULL;
     g->chan = rt_chan_retain(c);
     g->value = value;
+    g->end = 0;
+    g->next = NULL;
     return g;
 }
 
@@ -272,10 +269,10 @@ static void sess_settle(sess *s)
     atomic_store_explicit(&s->outq, left, memory_order_relaxed);
     drained = s->out_added - left;
     while (s->phead && s->phead->end <= drained) {
-        pending *p = s->phead;
-        s->phead = p->next;
-        gback_free(p->gb);
-        free(p);
+        gback *g = s->phead;
+        s->phead = g->next;
+        g->next = NULL;
+        gback_free(g);
     }
     if (!s->phead)
         s->ptail = NULL;
@@ -285,36 +282,27 @@ static void sess_settle(sess *s)
  * has been written to the socket.  I/O thread. */
 static void sess_hold(sess *s, gback *gb)
 {
-    pending *p;
+    gback *last = gb;
 
     if (!gb)
         return;
-    p = malloc(sizeof *p);
-    if (!p) {
-        gback_free(gb); /* the answer is queued: count it as handed over */
-        return;
+    for (gback *g = gb; g; g = g->next) { /* (several: a batch's) */
+        g->end = s->out_added;
+        last = g;
     }
-    p->gb = gb;
-    p->end = s->out_added;
-    p->next = NULL;
     if (s->ptail)
-        s->ptail->next = p;
+        s->ptail->next = gb;
     else
-        s->phead = p;
-    s->ptail = p;
+        s->phead = gb;
+    s->ptail = last;
     sess_settle(s);
 }
 
 /* Gives back the values of every answer that never reached the socket. */
 static void sess_giveback_pending(sess *s)
 {
-    while (s->phead) {
-        pending *p = s->phead;
-        s->phead = p->next;
-        gback_run(p->gb);
-        free(p);
-    }
-    s->ptail = NULL;
+    gback_run(s->phead);
+    s->phead = s->ptail = NULL;
 }
 
 /* Writes line to the session's socket buffer and checks the output cap.
