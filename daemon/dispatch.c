@@ -324,8 +324,11 @@ static int disp_result_text(jfast_buf *b, const json_t *id, const dres *d)
     static const char head[] = "{\"jsonrpc\":\"2.0\",\"id\":";
     static const char mid[] = ",\"result\":";
 
+    /* Ids are mostly integers: written without the general dump (whose
+     * code is a good share of an answer's instruction-cache misses). */
     if (jfast_put(b, head, sizeof head - 1) ||
-        jfast_dump(b, id ? id : json_null()) ||
+        (json_is_integer(id) ? jfast_put_int(b, json_integer_value(id))
+                             : jfast_dump(b, id ? id : json_null())) ||
         jfast_put(b, mid, sizeof mid - 1) || dres_text(b, d) ||
         jfast_put(b, "}\n", 2))
         return -1;

@@ -453,9 +453,12 @@ static void hl_granted(dreq *r, hlock *l, bool write)
         dreq_fail(r, PROTO_R_CANCELLED, "cancelled: session ended");
         return;
     }
-    res = json_pack("{s:I}", "token", (json_int_t)token);
-    if (owner_dead)
-        json_object_set_new(res, "owner_dead", json_true());
+    if (!owner_dead) {
+        dreq_ok_int(r, "token", (int64_t)token); /* written as it is */
+        return;
+    }
+    res = json_pack("{s:I, s:b}", "token", (json_int_t)token, "owner_dead",
+                    1);
     dreq_ok(r, res);
 }
 
@@ -545,16 +548,19 @@ static void hl_unlock(dreq *r, const obj_ops *ops, bool write)
     if (!o)
         return; /* reg_get answered and freed r (wrong_type, limit) */
     tok = dreq_param(r, "token");
-    gomsg = !l->rw ? rt_strerror(RT_EUNLOCK)
-            : write ? rt_strerror(RT_EWUNLOCK)
-                    : rt_strerror(RT_ERUNLOCK);
     pthread_mutex_lock(&hl_mu);
     h = hl_find(l, r, write);
     if (h) {
         hl_release_locked(l, h, false);
         pthread_mutex_unlock(&hl_mu);
         dreq_ok(r, NULL);
-    } else if (!l->holds) {
+        obj_release(o);
+        return;
+    }
+    gomsg = !l->rw ? rt_strerror(RT_EUNLOCK)
+            : write ? rt_strerror(RT_EWUNLOCK)
+                    : rt_strerror(RT_ERUNLOCK);
+    if (!l->holds) {
         pthread_mutex_unlock(&hl_mu);
         dreq_fail(r, PROTO_R_NOT_LOCKED, "%s", gomsg);
     } else if (tok) {

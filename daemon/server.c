@@ -54,8 +54,9 @@ struct sess {
     uint64_t id;
     _Atomic int refs;
     rt_cancel *cancel;
-    pthread_mutex_t mu;          /* guards dead and the queue */
-    bool dead;                   /* no more answers accepted */
+    pthread_mutex_t mu;          /* guards the queue, and dead's change */
+    _Atomic bool dead;           /* no more answers accepted (read
+                                  * without mu by sess_alive) */
     outent *qhead, *qtail;
     _Atomic int parked;          /* requests waiting on goroutines */
     /* its I/O thread only: */
@@ -222,11 +223,7 @@ rt_cancel *sess_cancel(sess *s)
 
 bool sess_alive(sess *s)
 {
-    bool alive;
-    pthread_mutex_lock(&s->mu);
-    alive = !s->dead;
-    pthread_mutex_unlock(&s->mu);
-    return alive;
+    return !atomic_load_explicit(&s->dead, memory_order_acquire);
 }
 
 void sess_retain(sess *s)
