@@ -253,8 +253,10 @@ void dreq_fail_params(dreq *r, json_t *data, const char *fmt, ...)
  * and rt_strerror's words. */
 void dreq_fail_rt(dreq *r, int code);
 /* Runs fn(r) on a goroutine with the session's cancel attached (detached
- * requests: none).  fn must finish r.  From a goroutine, runs fn now. */
-void dreq_park(dreq *r, disp_handler fn);
+ * requests: none).  fn must finish r.  From a goroutine, runs fn now.
+ * Returns 0, or -1 when no goroutine could be started: r is then answered
+ * (internal error) and freed, and r->ctx is still the caller's to undo. */
+int dreq_park(dreq *r, disp_handler fn);
 /* Records that r waits on o for reason (Go's words) / stops waiting. */
 void dreq_wait_begin(dreq *r, obj *o, const char *reason);
 void dreq_wait_end(dreq *r);

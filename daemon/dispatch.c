@@ -529,19 +529,19 @@ static void dreq_keep_params(dreq *r)
         dreq_build_text(r, i);
 }
 
-void dreq_park(dreq *r, disp_handler fn)
+int dreq_park(dreq *r, disp_handler fn)
 {
     parked *p;
 
     if (rt_in_goroutine() && !r->s) {
         fn(r);
-        return;
+        return 0;
     }
     dreq_keep_params(r);
     p = malloc(sizeof *p);
     if (!p) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
-        return;
+        return -1;
     }
     p->r = r;
     p->fn = fn;
@@ -552,7 +552,9 @@ void dreq_park(dreq *r, disp_handler fn)
             srv__sess_parked(r->s, -1);
         free(p);
         dreq_fail(r, PROTO_R_INTERNAL, "cannot start a goroutine");
+        return -1;
     }
+    return 0;
 }
 
 /* The waiters statistic counts requests from here, on the goroutine that

@@ -344,7 +344,11 @@ void h_send(dreq *r)
         w->o = o;
         w->v = v;
         r->ctx = w;
-        dreq_park(r, hchan_send_wait);
+        if (dreq_park(r, hchan_send_wait) != 0) {
+            hval_free(w->v);
+            obj_release(w->o);
+            free(w);
+        }
         return;
     }
     if (rc != 0)
@@ -423,7 +427,8 @@ void h_recv(dreq *r)
             return;
         }
         r->ctx = o;
-        dreq_park(r, hchan_recv_wait);
+        if (dreq_park(r, hchan_recv_wait) != 0)
+            obj_release(o);
         return;
     }
     hchan_recv_finish(r, o, rc, v, ok);
@@ -664,7 +669,8 @@ void h_select(dreq *r)
         }
         if (r->dl != RT_POLL && s->n) {
             r->ctx = s;
-            dreq_park(r, hsel_wait);
+            if (dreq_park(r, hsel_wait) != 0)
+                hsel_free(s, -1);
             return;
         }
     }

@@ -534,7 +534,11 @@ static void hl_lock(dreq *r, const obj_ops *ops, bool write)
         return;
     }
     r->ctx = q;
-    dreq_park(r, hl_lock_wait);
+    if (dreq_park(r, hl_lock_wait) != 0) {
+        hl_wait_end(q->w);
+        obj_release(o);
+        free(q);
+    }
 }
 
 static void hl_unlock(dreq *r, const obj_ops *ops, bool write)
@@ -744,7 +748,10 @@ void h_cond_wait(dreq *r)
     q->c = c;
     q->l = l;
     r->ctx = q;
-    dreq_park(r, hc_wait);
+    if (dreq_park(r, hc_wait) != 0) {
+        free(q);
+        goto out_release;
+    }
     return;
 
 out_release:

@@ -100,7 +100,8 @@ void h_wg_wait(dreq *r)
     rc = rt_wg_wait(((hwg *)o)->wg, RT_POLL);
     if (rc == RT_EAGAIN && r->dl != RT_POLL) {
         r->ctx = o;
-        dreq_park(r, hwg_wait_go);
+        if (dreq_park(r, hwg_wait_go) != 0)
+            obj_release(o);
         return;
     }
     if (rc == 0)
@@ -246,7 +247,8 @@ void h_once_do(dreq *r)
     pthread_mutex_unlock(&h->mu);
     if (got < 0 && r->dl != RT_POLL) {
         r->ctx = o;
-        dreq_park(r, honce_wait_go);
+        if (dreq_park(r, honce_wait_go) != 0)
+            obj_release(o);
         return;
     }
     if (got < 0)

@@ -14,14 +14,22 @@
 # chand is at least as fast; for p99 and memory, the ratio is chand/redis
 # too, so <= 1 is the good side).
 #
+# Each pair runs BENCH_ROUNDS times (default 3), alternating which server
+# goes first; the figures printed are the medians of the rounds, and
+# ratio_<shape>_<config>_lo/_hi are the lowest and highest per-round
+# throughput ratios: on a shared 2-core machine one run moves by +-10%,
+# and a single pair of runs can land either side of 1.
+#
 # Environment: BUILD (build dir), BENCH_SECS (seconds per run, default 2),
-# BENCH_CONNS_IDLE (default 10000), BENCH_ONLY (substring of shape names),
-# BENCH_IO_THREADS (chand --io-threads, default 1).
+# BENCH_ROUNDS (default 3), BENCH_CONNS_IDLE (default 10000), BENCH_ONLY
+# (substring of shape names), BENCH_IO_THREADS (chand --io-threads,
+# default 1).
 # The load generator and both servers share the machine's cores: say so
 # when quoting the figures.
 set -u
 BUILD=${BUILD:-build}
 SECS=${BENCH_SECS:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
 IDLE=${BENCH_CONNS_IDLE:-10000}
 ONLY=${BENCH_ONLY:-}
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -115,40 +123,75 @@ echo "bench-net: chand pid $cpid port $CPORT; redis $(redis-server --version | a
 val() { awk -v k="bench: $1" 'index($0, k" ") == 1 {print $3; exit}' "$2"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "nan"; else printf "%.2f\n", a / b }'; }
 
-# One shape at one configuration against both servers.
-#   pair SHAPE CFG CONNS DEPTH
-pair() {
-    local shape=$1 cfg=$2 c=$3 p=$4 key="b$RANDOM$RANDOM"
-    local name="${shape}_${cfg}" out="$dir/out"
-    [ -n "$ONLY" ] && [[ "$shape" != *$ONLY* ]] && return
-    : >"$out"
+# Median of the numbers on stdin (empty when there are none).
+median() {
+    sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "";
+        else if (NR % 2) print a[(NR + 1) / 2];
+        else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# One round of one shape against one server: SERVER(chand|redis) SHAPE CFG
+# CONNS DEPTH KEY, output appended to $dir/round.
+one_run() {
+    local who=$1 shape=$2 cfg=$3 c=$4 p=$5 key=$6 port=$CPORT proto=chand n
+    [ "$who" = redis ] && { port=$RPORT; proto=resp; }
     if [ "$shape" = sendrecv_split ]; then
         # send then recv as two runs (LPUSH then RPOP): recv takes exactly
         # what send left in the channel.
-        "$GEN" -p "$CPORT" -t send -c "$c" -P "$p" -d "$SECS" --key "$key" \
-            --cap 16000000 --name "chand_send_$cfg" >>"$out"
-        local n; n=$(val "chand_send_${cfg}_count" "$out")
-        "$GEN" -p "$CPORT" -t recv -c "$c" -P "$p" -n "$n" --key "$key" --cap 16000000 \
-            --name "chand_recv_$cfg" >>"$out"
-        "$GEN" -p "$RPORT" --proto resp -t send -c "$c" -P "$p" -d "$SECS" \
-            --key "$key" --name "redis_send_$cfg" >>"$out"
-        n=$(val "redis_send_${cfg}_count" "$out")
-        "$GEN" -p "$RPORT" --proto resp -t recv -c "$c" -P "$p" -n "$n" \
-            --key "$key" --name "redis_recv_$cfg" >>"$out"
-        grep -v '_count ' "$out"
-        for s in send recv; do
-            echo "bench: ratio_${s}_$cfg $(ratio "$(val "chand_${s}_${cfg}_ops" "$out")" "$(val "redis_${s}_${cfg}_ops" "$out")")"
-            echo "bench: ratio_${s}_${cfg}_p99 $(ratio "$(val "chand_${s}_${cfg}_p99" "$out")" "$(val "redis_${s}_${cfg}_p99" "$out")")"
-        done
+        "$GEN" -p "$port" --proto "$proto" -t send -c "$c" -P "$p" -d "$SECS" \
+            --key "$key" --cap 16000000 --name "${who}_send_$cfg" >>"$dir/round"
+        n=$(val "${who}_send_${cfg}_count" "$dir/round")
+        "$GEN" -p "$port" --proto "$proto" -t recv -c "$c" -P "$p" -n "$n" \
+            --key "$key" --cap 16000000 --name "${who}_recv_$cfg" >>"$dir/round"
         return
     fi
-    "$GEN" -p "$CPORT" -t "$shape" -c "$c" -P "$p" -d "$SECS" --key "$key" \
-        --cap 10000000 --name "chand_$name" >>"$out"
-    "$GEN" -p "$RPORT" --proto resp -t "$shape" -c "$c" -P "$p" -d "$SECS" \
-        --key "$key" --name "redis_$name" >>"$out"
-    grep -v '_count ' "$out"
-    echo "bench: ratio_$name $(ratio "$(val "chand_${name}_ops" "$out")" "$(val "redis_${name}_ops" "$out")")"
-    echo "bench: ratio_${name}_p99 $(ratio "$(val "chand_${name}_p99" "$out")" "$(val "redis_${name}_p99" "$out")")"
+    "$GEN" -p "$port" --proto "$proto" -t "$shape" -c "$c" -P "$p" -d "$SECS" \
+        --key "$key" --cap 10000000 --name "${who}_${shape}_$cfg" >>"$dir/round"
+}
+
+# One shape at one configuration against both servers, ROUNDS times.
+#   pair SHAPE CFG CONNS DEPTH
+pair() {
+    local shape=$1 cfg=$2 c=$3 p=$4 r first second s m
+    local shapes=$shape all="$dir/all"
+    [ -n "$ONLY" ] && [[ "$shape" != *$ONLY* ]] && return
+    [ "$shape" = sendrecv_split ] && shapes="send recv"
+    : >"$all"
+    for r in $(seq "$ROUNDS"); do
+        first=chand; second=redis
+        [ $((r % 2)) = 0 ] && { first=redis; second=chand; }
+        : >"$dir/round"
+        one_run "$first" "$shape" "$cfg" "$c" "$p" "b$RANDOM$RANDOM"
+        one_run "$second" "$shape" "$cfg" "$c" "$p" "b$RANDOM$RANDOM"
+        sed "s/^bench: /$r /" "$dir/round" >>"$all"
+    done
+    for s in $shapes; do
+        local name="${s}_$cfg"
+        for who in chand redis; do
+            for m in ops p50 p99 p999; do
+                local unit=us
+                [ "$m" = ops ] && unit=ops/s
+                echo "bench: ${who}_${name}_$m $(awk -v k="${who}_${name}_$m" \
+                    '$2 == k {print $3}' "$all" | median) $unit"
+            done
+        done
+        local ro rp lo hi
+        ro=$(ratio "$(awk -v k="chand_${name}_ops" '$2 == k {print $3}' "$all" | median)" \
+                   "$(awk -v k="redis_${name}_ops" '$2 == k {print $3}' "$all" | median)")
+        rp=$(ratio "$(awk -v k="chand_${name}_p99" '$2 == k {print $3}' "$all" | median)" \
+                   "$(awk -v k="redis_${name}_p99" '$2 == k {print $3}' "$all" | median)")
+        # per-round throughput ratios, for the spread
+        read -r lo hi < <(awk -v a="chand_${name}_ops" -v b="redis_${name}_ops" \
+            '$2 == a {x[$1] = $3} $2 == b {y[$1] = $3}
+             END { lo = ""; hi = "";
+                   for (r in x) if ((r in y) && y[r] > 0) { q = x[r] / y[r];
+                       if (lo == "" || q < lo) lo = q; if (hi == "" || q > hi) hi = q }
+                   printf "%.2f %.2f\n", lo, hi }' "$all")
+        echo "bench: ratio_$name $ro"
+        echo "bench: ratio_${name}_lo $lo"
+        echo "bench: ratio_${name}_hi $hi"
+        echo "bench: ratio_${name}_p99 $rp"
+    done
 }
 
 # redis-benchmark's own figures for the commands it has (a cross-check of
