@@ -86,134 +86,94 @@ static json_t *hmap_val(void *v)
     return v ? (json_t *)v : json_null();
 }
 
-void h_map_store(dreq *r)
+/* One sync.Map method on r's map m (and key k, kl when it has one):
+ * answers r. */
+typedef void (*hmap_fn)(dreq *r, rt_map *m, const char *k, size_t kl);
+
+/* The parameter reading every map method shares: looks up r's map (and
+ * key when keyed) and runs fn with the map held for the call. */
+static void hmap_run(dreq *r, hmap_fn fn, bool keyed)
 {
     obj *o;
-    const char *k;
-    size_t kl;
-    rt_map *m = hmap_get(r, &o, &k, &kl);
+    const char *k = NULL;
+    size_t kl = 0;
+    rt_map *m = hmap_get(r, &o, keyed ? &k : NULL, &kl);
 
     if (!m)
-        return;
+        return; /* reg_get answered and freed r */
+    fn(r, m, k, kl);
+    obj_release(o);
+}
+
+/* Answers {key: v (stolen; NULL = null), "loaded": loaded}. */
+static void hmap_ok_loaded(dreq *r, const char *key, void *v, bool loaded)
+{
+    dreq_ok(r, json_pack("{s:o, s:b}", key, hmap_val(v), "loaded", loaded));
+}
+
+static void hmap_store(dreq *r, rt_map *m, const char *k, size_t kl)
+{
     if (rt_map_store(m, k, kl, dreq_param(r, "value")) != 0)
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
     else
         dreq_ok(r, NULL);
-    obj_release(o);
 }
 
-void h_map_load(dreq *r)
+static void hmap_load(dreq *r, rt_map *m, const char *k, size_t kl)
 {
-    obj *o;
-    const char *k;
-    size_t kl;
     void *v = NULL;
-    rt_map *m = hmap_get(r, &o, &k, &kl);
-    bool ok;
+    bool ok = rt_map_load(m, k, kl, &v);
 
-    if (!m)
-        return;
-    ok = rt_map_load(m, k, kl, &v);
     dreq_ok_pair(r, "value", ok ? v : NULL, "ok", ok, NULL);
     if (ok)
         json_decref(v); /* rt_map_load's reference */
-    obj_release(o);
 }
 
-void h_map_delete(dreq *r)
+static void hmap_delete(dreq *r, rt_map *m, const char *k, size_t kl)
 {
-    obj *o;
-    const char *k;
-    size_t kl;
-    rt_map *m = hmap_get(r, &o, &k, &kl);
-
-    if (!m)
-        return;
     rt_map_delete(m, k, kl);
     dreq_ok(r, NULL);
-    obj_release(o);
 }
 
-void h_map_load_or_store(dreq *r)
+static void hmap_load_or_store(dreq *r, rt_map *m, const char *k, size_t kl)
 {
-    obj *o;
-    const char *k;
-    size_t kl;
     void *actual = NULL;
-    rt_map *m = hmap_get(r, &o, &k, &kl);
-    bool loaded;
+    bool loaded = rt_map_load_or_store(m, k, kl, dreq_param(r, "value"),
+                                       &actual);
 
-    if (!m)
-        return;
-    loaded = rt_map_load_or_store(m, k, kl, dreq_param(r, "value"), &actual);
-    dreq_ok(r, json_pack("{s:o, s:b}", "value", hmap_val(actual), "loaded",
-                         loaded));
-    obj_release(o);
+    hmap_ok_loaded(r, "value", actual, loaded);
 }
 
-void h_map_load_and_delete(dreq *r)
+static void hmap_load_and_delete(dreq *r, rt_map *m, const char *k,
+                                 size_t kl)
 {
-    obj *o;
-    const char *k;
-    size_t kl;
     void *v = NULL;
-    rt_map *m = hmap_get(r, &o, &k, &kl);
-    bool loaded;
+    bool loaded = rt_map_load_and_delete(m, k, kl, &v);
 
-    if (!m)
-        return;
-    loaded = rt_map_load_and_delete(m, k, kl, &v);
-    dreq_ok(r, json_pack("{s:o, s:b}", "value", hmap_val(loaded ? v : NULL),
-                         "loaded", loaded));
-    obj_release(o);
+    hmap_ok_loaded(r, "value", loaded ? v : NULL, loaded);
 }
 
-void h_map_swap(dreq *r)
+static void hmap_swap(dreq *r, rt_map *m, const char *k, size_t kl)
 {
-    obj *o;
-    const char *k;
-    size_t kl;
     void *prev = NULL;
-    rt_map *m = hmap_get(r, &o, &k, &kl);
-    bool loaded;
+    bool loaded = rt_map_swap(m, k, kl, dreq_param(r, "value"), &prev);
 
-    if (!m)
-        return;
-    loaded = rt_map_swap(m, k, kl, dreq_param(r, "value"), &prev);
-    dreq_ok(r, json_pack("{s:o, s:b}", "previous",
-                         hmap_val(loaded ? prev : NULL), "loaded", loaded));
-    obj_release(o);
+    hmap_ok_loaded(r, "previous", loaded ? prev : NULL, loaded);
 }
 
-void h_map_compare_and_swap(dreq *r)
+static void hmap_cas(dreq *r, rt_map *m, const char *k, size_t kl)
 {
-    obj *o;
-    const char *k;
-    size_t kl;
-    rt_map *m = hmap_get(r, &o, &k, &kl);
-    bool swapped;
+    bool swapped = rt_map_compare_and_swap(m, k, kl, dreq_param(r, "old"),
+                                           dreq_param(r, "new"));
 
-    if (!m)
-        return;
-    swapped = rt_map_compare_and_swap(m, k, kl, dreq_param(r, "old"),
-                                      dreq_param(r, "new"));
     dreq_ok(r, json_pack("{s:b}", "swapped", swapped));
-    obj_release(o);
 }
 
-void h_map_compare_and_delete(dreq *r)
+static void hmap_cad(dreq *r, rt_map *m, const char *k, size_t kl)
 {
-    obj *o;
-    const char *k;
-    size_t kl;
-    rt_map *m = hmap_get(r, &o, &k, &kl);
-    bool deleted;
+    bool deleted = rt_map_compare_and_delete(m, k, kl, dreq_param(r, "old"));
 
-    if (!m)
-        return;
-    deleted = rt_map_compare_and_delete(m, k, kl, dreq_param(r, "old"));
     dreq_ok(r, json_pack("{s:b}", "deleted", deleted));
-    obj_release(o);
 }
 
 static bool hmap_range_one(const void *key, size_t klen, void *v, void *arg)
@@ -226,42 +186,45 @@ static bool hmap_range_one(const void *key, size_t klen, void *v, void *arg)
     return true;
 }
 
-void h_map_range(dreq *r)
+static void hmap_range(dreq *r, rt_map *m, const char *k, size_t kl)
 {
-    obj *o;
-    rt_map *m = hmap_get(r, &o, NULL, NULL);
-    json_t *entries;
+    json_t *entries = json_object();
 
-    if (!m)
-        return;
-    entries = json_object();
+    (void)k;
+    (void)kl;
     rt_map_range(m, hmap_range_one, entries);
     dreq_ok(r, json_pack("{s:o}", "entries", entries));
-    obj_release(o);
 }
 
-void h_map_len(dreq *r)
+static void hmap_len(dreq *r, rt_map *m, const char *k, size_t kl)
 {
-    obj *o;
-    rt_map *m = hmap_get(r, &o, NULL, NULL);
-
-    if (!m)
-        return;
+    (void)k;
+    (void)kl;
     dreq_ok(r, json_pack("{s:I}", "len", (json_int_t)rt_map_len(m)));
-    obj_release(o);
 }
 
-void h_map_clear(dreq *r)
+static void hmap_clear(dreq *r, rt_map *m, const char *k, size_t kl)
 {
-    obj *o;
-    rt_map *m = hmap_get(r, &o, NULL, NULL);
-
-    if (!m)
-        return;
+    (void)k;
+    (void)kl;
     rt_map_clear(m);
     dreq_ok(r, NULL);
-    obj_release(o);
 }
+
+void h_map_store(dreq *r) { hmap_run(r, hmap_store, true); }
+void h_map_load(dreq *r) { hmap_run(r, hmap_load, true); }
+void h_map_delete(dreq *r) { hmap_run(r, hmap_delete, true); }
+void h_map_load_or_store(dreq *r) { hmap_run(r, hmap_load_or_store, true); }
+void h_map_load_and_delete(dreq *r)
+{
+    hmap_run(r, hmap_load_and_delete, true);
+}
+void h_map_swap(dreq *r) { hmap_run(r, hmap_swap, true); }
+void h_map_compare_and_swap(dreq *r) { hmap_run(r, hmap_cas, true); }
+void h_map_compare_and_delete(dreq *r) { hmap_run(r, hmap_cad, true); }
+void h_map_range(dreq *r) { hmap_run(r, hmap_range, false); }
+void h_map_len(dreq *r) { hmap_run(r, hmap_len, false); }
+void h_map_clear(dreq *r) { hmap_run(r, hmap_clear, false); }
 
 /* ------------------------------------------------------------------ */
 /* sync/atomic                                                        */
