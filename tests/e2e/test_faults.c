@@ -442,6 +442,62 @@ static void check_shared(void)
     assert_int_equal(atomic_load(&SH->bad_token), 0);
 }
 
+/* The first half of every scenario: some children are killed at random
+ * moments while they connect and park, the rest are parked (each round
+ * waits until the daemon shows only the live children's sessions and
+ * waits, besides the test's own session). */
+static void kill_while_parking(kid *ks, int k)
+{
+    kill_some_early(ks, k);
+    settle(ks, k, 1, live(ks, k));
+    kill_some_parked(ks, k);
+    settle(ks, k, 1, live(ks, k));
+}
+
+/* Spawns k children of the scenario in a. */
+static void spawn_all(kid *ks, int k, const kargs *a)
+{
+    for (int i = 0; i < k; i++)
+        kid_spawn(&ks[i], a);
+}
+
+/* After a release: kills each live child with probability 1/4 within
+ * 2 ms (parked still, holding the lock, or done). */
+static void kill_some_late(kid *ks, int k)
+{
+    for (int i = 0; i < k; i++)
+        if (!ks[i].killed && rndn(4) == 0) {
+            usleep((useconds_t)rndn(2000));
+            kid_kill(&ks[i]);
+        }
+}
+
+/* Reaps every child; each survivor must have reported word.  Returns how
+ * many children (killed ones included) reported it. */
+static int reap_expect(kid *ks, int k, const char *word)
+{
+    int n = 0;
+
+    for (int i = 0; i < k; i++) {
+        kid_reap(&ks[i]);
+        n += strstr(ks[i].out, word) != NULL;
+        if (!ks[i].killed && !strstr(ks[i].out, word))
+            fail_msg("child %d lived but did not report \"%s\": %s", i,
+                     word, ks[i].out);
+    }
+    return n;
+}
+
+/* Ends an iteration: drops its objects (name2 may be NULL) and waits for
+ * the ledger to return to its baseline (the test's session only). */
+static void end_iteration(testd_conn *c, const char *name, const char *name2)
+{
+    drop(c, name);
+    if (name2)
+        drop(c, name2);
+    assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
+}
+
 /* ------------------------------------------------------------------ */
 /* Scenarios                                                          */
 /* ------------------------------------------------------------------ */
@@ -476,12 +532,8 @@ static void test_kill_recv(void **state)
         snprintf(a.name, sizeof a.name, "recv%d", it);
         call_ok_free(c, "make", json_pack("{s:s, s:i}", "name", a.name,
                                           "cap", cap));
-        for (int i = 0; i < k; i++)
-            kid_spawn(&ks[i], &a);
-        kill_some_early(ks, k);
-        settle(ks, k, 1, live(ks, k));
-        kill_some_parked(ks, k);
-        settle(ks, k, 1, live(ks, k));
+        spawn_all(ks, k, &a);
+        kill_while_parking(ks, k);
         /* One value per live receiver: each send completes (unbuffered:
          * handed to a parked receiver).  Then cap + 1 more without
          * waiting: the buffer takes cap of them, the last times out -- a
@@ -539,8 +591,7 @@ static void test_kill_recv(void **state)
                                   30000);
         expect_reason(none, "timeout");
         json_decref(none);
-        drop(c, a.name);
-        assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
+        end_iteration(c, a.name, NULL);
     }
     testd_close(c);
 }
@@ -568,10 +619,7 @@ static void test_kill_send(void **state)
             a.value = base + i;
             kid_spawn(&ks[i], &a);
         }
-        kill_some_early(ks, k);
-        settle(ks, k, 1, live(ks, k));
-        kill_some_parked(ks, k);
-        settle(ks, k, 1, live(ks, k));
+        kill_while_parking(ks, k);
         /* Receive everything there is: the buffered values, then exactly
          * the live senders' values; never a killed sender's. */
         int n = live(ks, k), got = 0;
@@ -605,8 +653,7 @@ static void test_kill_send(void **state)
             if (!ks[i].killed)
                 assert_int_equal(seen[i], 1);
         }
-        drop(c, a.name);
-        assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
+        end_iteration(c, a.name, NULL);
     }
     testd_close(c);
 }
@@ -626,12 +673,8 @@ static void test_kill_select(void **state)
         snprintf(a.name2, sizeof a.name2, "selb%d", it);
         call_ok_free(c, "make", json_pack("{s:s}", "name", a.name));
         call_ok_free(c, "make", json_pack("{s:s}", "name", a.name2));
-        for (int i = 0; i < k; i++)
-            kid_spawn(&ks[i], &a);
-        kill_some_early(ks, k);
-        settle(ks, k, 1, live(ks, k));
-        kill_some_parked(ks, k);
-        settle(ks, k, 1, live(ks, k));
+        spawn_all(ks, k, &a);
+        kill_while_parking(ks, k);
         int n = live(ks, k);
         for (int i = 0; i < n; i++, values_sent++)
             call_ok_free(c, "send",
@@ -664,9 +707,7 @@ static void test_kill_select(void **state)
         tally(ks, k, seen, base, base + 100);
         for (int i = 0; i < n; i++)
             assert_int_equal(seen[i], 1);
-        drop(c, a.name);
-        drop(c, a.name2);
-        assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
+        end_iteration(c, a.name, a.name2);
     }
     testd_close(c);
 }
@@ -692,24 +733,11 @@ static void test_kill_mutex(void **state)
                                           json_object_get(testd_result(l),
                                                           "token")));
         json_decref(l);
-        for (int i = 0; i < k; i++)
-            kid_spawn(&ks[i], &a);
-        kill_some_early(ks, k);
-        settle(ks, k, 1, live(ks, k));
-        kill_some_parked(ks, k);
-        settle(ks, k, 1, live(ks, k));
+        spawn_all(ks, k, &a);
+        kill_while_parking(ks, k);
         call_ok_free(c, "mutex.unlock", json_pack("{s:s}", "name", a.name));
-        for (int i = 0; i < k; i++)
-            if (!ks[i].killed && rndn(4) == 0) {
-                usleep((useconds_t)rndn(2000));
-                kid_kill(&ks[i]);
-            }
-        for (int i = 0; i < k; i++) {
-            kid_reap(&ks[i]);
-            holds += strstr(ks[i].out, "held") != NULL;
-            if (!ks[i].killed)
-                assert_non_null(strstr(ks[i].out, "held"));
-        }
+        kill_some_late(ks, k);
+        holds += reap_expect(ks, k, "held");
         check_shared();
         /* Nobody holds it now: the test takes it at once. */
         json_t *r = call_ok(c, "mutex.lock", json_pack("{s:s, s:i}", "name",
@@ -720,8 +748,7 @@ static void test_kill_mutex(void **state)
                     atomic_load(&SH->last_token));
         json_decref(r);
         call_ok_free(c, "mutex.unlock", json_pack("{s:s}", "name", a.name));
-        drop(c, a.name);
-        assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
+        end_iteration(c, a.name, NULL);
     }
     fprintf(stderr, "mutex: %ld holds completed\n", holds);
     testd_close(c);
@@ -741,12 +768,8 @@ static void test_kill_rlock(void **state)
         reset_shared();
         snprintf(a.name, sizeof a.name, "rw%d", it);
         call_ok_free(c, "rwmutex.lock", json_pack("{s:s}", "name", a.name));
-        for (int i = 0; i < k; i++)
-            kid_spawn(&ks[i], &a);
-        kill_some_early(ks, k);
-        settle(ks, k, 1, live(ks, k));
-        kill_some_parked(ks, k);
-        settle(ks, k, 1, live(ks, k));
+        spawn_all(ks, k, &a);
+        kill_while_parking(ks, k);
         call_ok_free(c, "rwmutex.unlock", json_pack("{s:s}", "name",
                                                     a.name));
         /* The writer again: it waits for the readers; while it holds,
@@ -760,14 +783,9 @@ static void test_kill_rlock(void **state)
         json_decref(w);
         call_ok_free(c, "rwmutex.unlock", json_pack("{s:s}", "name",
                                                     a.name));
-        for (int i = 0; i < k; i++) {
-            kid_reap(&ks[i]);
-            if (!ks[i].killed)
-                assert_non_null(strstr(ks[i].out, "held"));
-        }
+        reap_expect(ks, k, "held");
         check_shared();
-        drop(c, a.name);
-        assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
+        end_iteration(c, a.name, NULL);
     }
     testd_close(c);
 }
@@ -784,20 +802,11 @@ static void test_kill_wg(void **state)
         snprintf(a.name, sizeof a.name, "wg%d", it);
         call_ok_free(c, "wg.add", json_pack("{s:s, s:i}", "name", a.name,
                                             "delta", 1));
-        for (int i = 0; i < k; i++)
-            kid_spawn(&ks[i], &a);
-        kill_some_early(ks, k);
-        settle(ks, k, 1, live(ks, k));
-        kill_some_parked(ks, k);
-        settle(ks, k, 1, live(ks, k));
+        spawn_all(ks, k, &a);
+        kill_while_parking(ks, k);
         call_ok_free(c, "wg.done", json_pack("{s:s}", "name", a.name));
-        for (int i = 0; i < k; i++) {
-            kid_reap(&ks[i]);
-            if (!ks[i].killed)
-                assert_non_null(strstr(ks[i].out, "woke"));
-        }
-        drop(c, a.name);
-        assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
+        reap_expect(ks, k, "woke");
+        end_iteration(c, a.name, NULL);
     }
     testd_close(c);
 }
@@ -827,8 +836,7 @@ static void test_kill_cond(void **state)
         reset_shared();
         snprintf(a.name, sizeof a.name, "cv%d", it);
         snprintf(a.name2, sizeof a.name2, "cvm%d", it);
-        for (int i = 0; i < k; i++)
-            kid_spawn(&ks[i], &a);
+        spawn_all(ks, k, &a);
         kill_some_early(ks, k);
         settle(ks, k, 1, live(ks, k));
         /* Every live child is in cond.wait (not still queued on the
@@ -844,20 +852,10 @@ static void test_kill_cond(void **state)
                                                     a.name));
         /* They wake one at a time, each re-taking the mutex; some are
          * killed holding it. */
-        for (int i = 0; i < k; i++)
-            if (!ks[i].killed && rndn(4) == 0) {
-                usleep((useconds_t)rndn(2000));
-                kid_kill(&ks[i]);
-            }
-        for (int i = 0; i < k; i++) {
-            kid_reap(&ks[i]);
-            if (!ks[i].killed)
-                assert_non_null(strstr(ks[i].out, "woke"));
-        }
+        kill_some_late(ks, k);
+        reap_expect(ks, k, "woke");
         check_shared();
-        drop(c, a.name);
-        drop(c, a.name2);
-        assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
+        end_iteration(c, a.name, a.name2);
     }
     testd_close(c);
 }
@@ -897,8 +895,7 @@ static void test_kill_once(void **state)
         }
         assert_int_equal(ran, live(ks, k) > 0 ? 1 : 0);
         assert_int_equal(atomic_load(&SH->runs), ran);
-        drop(c, a.name);
-        assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
+        end_iteration(c, a.name, NULL);
     }
     testd_close(c);
 }
