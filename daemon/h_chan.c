@@ -308,6 +308,7 @@ void h_send(dreq *r)
     obj *o = reg_get(r, dreq_str(r, "name"), &hchan_ops, false);
     hchan *h = (hchan *)o;
     proto_text t;
+    json_t *jv;
     hval v;
     int rc;
 
@@ -315,14 +316,13 @@ void h_send(dreq *r)
         return;
     /* The scanner's text is kept as it is; else the value is dumped. */
     t = dreq_take_text(r, "value");
-    if (!hchan_type_ok(h, hchan_text_type(t.p ? NULL : dreq_param(r, "value"),
-                                          t))) {
+    jv = t.p ? NULL : dreq_param(r, "value");
+    if (!hchan_type_ok(h, hchan_text_type(jv, t))) {
         hchan_fail_type(r, o);
         obj_release(o);
         return;
     }
-    if ((t.p ? hval_from_text(t.p, t.n, &v)
-             : hval_from_json(dreq_param(r, "value"), &v)) != 0) {
+    if ((jv ? hval_from_json(jv, &v) : hval_from_text(t.p, t.n, &v)) != 0) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
         obj_release(o);
         return;
