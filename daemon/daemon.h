@@ -42,39 +42,77 @@
 /* Server-wide state                                                  */
 /* ------------------------------------------------------------------ */
 
-/* Counters read by runtime.stats (relaxed atomics). */
+/* server.c: the state every module may read; it calls nothing else. */
+
+/* Room for request counters: more methods than proto's table will ever
+ * hold (metrics_start checks). */
+#define SRV_MAX_METHODS 256
+
+/* Counters (relaxed atomics; stats.c reads them into one snapshot). */
 typedef struct srv_stats {
     _Atomic int64_t sessions;
     _Atomic int64_t objects;
-    _Atomic int64_t waiters;      /* parked requests */
+    _Atomic int64_t waiters;      /* requests at their wait (park.c) */
     _Atomic int64_t held_locks;
     _Atomic int64_t requests;     /* total requests seen */
+    _Atomic uint64_t bytes_in, bytes_out;
+    /* Answered requests by method id and result (0 ok, 1 error), and
+     * those answered before a method was known. */
+    _Atomic uint64_t answers[SRV_MAX_METHODS][2];
+    _Atomic uint64_t answers_invalid[2];
 } srv_stats;
 
 extern srv_stats srv_stat;
-/* The settings in force (read-only once the server runs). */
+/* The settings in force (srv_new copies them; a reload changes the ones
+ * that can change, word by word). */
 extern conf srv_conf;
 
-typedef struct srv srv;
-/* Returns a new server listening per c (the runtime must be started), or
- * NULL with a message in err. */
-srv *srv_new(const conf *c, char *err, size_t errlen);
-/* Runs the event loop on the calling thread (the I/O thread) until
- * srv_stop or a SIGTERM/SIGINT drain.  Returns 0. */
-int srv_run(srv *s);
-/* Asks the loop to drain and stop (any thread). */
-void srv_stop(srv *s);
-/* Frees the server after srv_run returned. */
-void srv_free(srv *s);
-/* Returns the bound port. */
-int srv_port(const srv *s);
-/* Returns true on an I/O thread. */
-bool srv_on_io_thread(void);
 /* Returns true once a drain (SIGTERM) began. */
 bool srv_draining(void);
-/* Sum of bytes queued in sessions' output buffers (I/O thread; elsewhere
- * returns the last value the I/O thread computed). */
+/* Marks the drain begun.  Returns true the first time, false after. */
+bool srv__set_draining(void);
+/* Counts one answered request of method m (NULL: the request was invalid
+ * before a method was known) that ended ok or with an error. */
+void srv_count_answer(const proto_method *m, bool ok);
+/* Count bytes read from / written to clients. */
+void srv_count_bytes_in(size_t n);
+void srv_count_bytes_out(size_t n);
+
+/* iothread.c, listener.c: the server object. */
+
+typedef struct srv srv;
+struct event_base;
+/* Returns a new server listening per c, or on listen_fd when it is >= 0
+ * (a socket systemd passed; stolen), or NULL with a message in err.  The
+ * runtime must be started.  Copies c into srv_conf. */
+srv *srv_new(const conf *c, int listen_fd, char *err, size_t errlen);
+/* Runs the event loops (io[0] on the calling thread) until a drain ends.
+ * Returns 0. */
+int srv_run(srv *v);
+/* Starts the drain: no new connections, every waiting request of every
+ * session answered with reason cancelled, then srv_run returns once the
+ * answers have left (or shutdown-grace-ms passed).  io[0] only. */
+void srv_drain(srv *v);
+/* Frees the server after srv_run returned. */
+void srv_free(srv *v);
+/* Returns the bound port. */
+int srv_port(const srv *v);
+/* Returns io[0]'s event base (borrowed), for the signal events and the
+ * metrics server. */
+struct event_base *srv_base(srv *v);
+/* Returns the bytes queued in sessions' output buffers: counted now on an
+ * I/O thread, elsewhere the last count. */
 int64_t srv_output_bytes(void);
+
+/* stats.c: one snapshot that runtime.stats and /metrics both render. */
+typedef struct stats_snap {
+    int goroutines, gomaxprocs, numcpu, threads;
+    int64_t sessions, objects, waiters, held_locks, requests;
+    int64_t open_fds, rss_bytes, output_buffer_bytes;
+    bool draining;
+} stats_snap;
+/* Fills *sn.  On an I/O thread (output bytes are counted there). */
+void stats_take(stats_snap *sn);
 
 /* ------------------------------------------------------------------ */
 /* Sessions                                                           */
@@ -90,6 +128,9 @@ rt_cancel *sess_cancel(sess *s);
 bool sess_alive(sess *s);
 void sess_retain(sess *s);
 void sess_release(sess *s);
+/* Counts requests of s waiting on goroutines or awaits (park.c), so that
+ * the drain waits for their answers. */
+void sess_parked(sess *s, int delta);
 
 /* Values handed to a session with its answer: given back to their
  * channels if the session is gone before the answer reached its socket. */

@@ -7,14 +7,11 @@
  */
 #include "daemon.h"
 #include "jfast.h"
-#include "metrics.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-void srv__sess_parked(sess *s, int delta);
 
 /* ------------------------------------------------------------------ */
 /* The handler table: one line per method, grouped by family file.    */
@@ -220,7 +217,7 @@ static void dreq_free(dreq *r)
 static void dreq_finish(dreq *r, json_t *answer, gback *gb)
 {
     /* Every request ends here exactly once: count it for /metrics. */
-    metrics_count_request(r->m, answer && !json_object_get(answer, "error"));
+    srv_count_answer(r->m, answer && !json_object_get(answer, "error"));
     if (r->batch) {
         dbatch_put(r->batch, r->slot, r->id ? answer : NULL, gb);
         if (!r->id)
@@ -344,7 +341,7 @@ static void dreq_ok_res(dreq *r, const dres *d, gback *gb)
         dreq_finish(r, proto_result(r->id, dres_value(d)), gb);
         return;
     }
-    metrics_count_request(r->m, true);
+    srv_count_answer(r->m, true);
     if ((l = sess_local_get(r->s)) != NULL) {
         /* On the session's I/O thread: its reused buffer, copied into
          * the output buffer, no allocation. */
@@ -508,7 +505,7 @@ static void dreq_park_go(void *arg)
     p.fn(p.r); /* finishes (frees) r */
     if (s) {
         rt_cancel_attach(NULL);
-        srv__sess_parked(s, -1);
+        sess_parked(s, -1);
         sess_release(s);
     }
 }
@@ -546,10 +543,10 @@ int dreq_park(dreq *r, disp_handler fn)
     p->r = r;
     p->fn = fn;
     if (r->s)
-        srv__sess_parked(r->s, 1);
+        sess_parked(r->s, 1);
     if (rt_go(dreq_park_go, p) != 0) {
         if (r->s)
-            srv__sess_parked(r->s, -1);
+            sess_parked(r->s, -1);
         free(p);
         dreq_fail(r, PROTO_R_INTERNAL, "cannot start a goroutine");
         return -1;
@@ -604,7 +601,7 @@ void dreq_wait_end(dreq *r)
 rt_cancel *dreq_await_begin(dreq *r, obj *o, const char *reason)
 {
     dreq_keep_params(r);
-    srv__sess_parked(r->s, 1);
+    sess_parked(r->s, 1);
     /* goid 0: queued in the runtime as it returns, so counted at once */
     dreq_wait_link(r, o, reason, 0);
     return sess_cancel(r->s);
@@ -613,7 +610,7 @@ rt_cancel *dreq_await_begin(dreq *r, obj *o, const char *reason)
 void dreq_await_end(dreq *r)
 {
     dreq_wait_end(r);
-    srv__sess_parked(r->s, -1);
+    sess_parked(r->s, -1);
 }
 
 /* ------------------------------------------------------------------ */

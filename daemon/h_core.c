@@ -4,13 +4,9 @@
  */
 #include "daemon.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-void srv__refresh_stats(void);
 
 static _Atomic int64_t hcore_goroutines = 1;
 
@@ -88,126 +84,23 @@ void h_go(dreq *r)
                          (json_int_t)atomic_fetch_add(&hcore_goroutines, 1)));
 }
 
-/* Counts the open file descriptors (entries of /proc/self/fd). */
-static int64_t hcore_open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int64_t n = 0;
-
-    if (!d)
-        return -1;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1; /* the directory's own descriptor */
-}
-
-static int64_t hcore_rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long long size, rss;
-    int n;
-
-    if (!f)
-        return -1;
-    n = fscanf(f, "%lld %lld", &size, &rss);
-    fclose(f);
-    if (n != 2)
-        return -1;
-    return (int64_t)rss * sysconf(_SC_PAGESIZE);
-}
-
-static int hcore_cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-typedef struct hcore_parked {
-    int64_t *ids;              /* goroutines the runtime reports parked */
-    size_t n, cap;
-    bool oom;
-    int64_t count;
-} hcore_parked;
-
-static void hcore_count_parked(obj *o, void *arg)
-{
-    hcore_parked *p = arg;
-    pthread_mutex_lock(&o->wmu);
-    for (dreq *r = o->waiters; r; r = r->wnext)
-        if (r->wgoid == 0 || /* an await: queued in the runtime */
-            (p->n && bsearch(&r->wgoid, p->ids, p->n, sizeof *p->ids,
-                             hcore_cmp_i64)))
-            p->count++;
-    pthread_mutex_unlock(&o->wmu);
-}
-
-/* Returns the number of requests whose goroutine the runtime shows parked.
- * A request is counted by dreq_wait_begin just before its blocking call;
- * under load its goroutine may take a while to actually park, and a
- * client that waits for "n waiters" before acting must not see it early.
- * The runtime's goroutine dump is the one view of who is parked. */
-/* Collects the ids of the goroutines the runtime reports parked. */
-static void hcore_collect_parked(const rt_ginfo *gi, void *arg)
-{
-    hcore_parked *p = arg;
-
-    if (!gi->parked || p->oom)
-        return;
-    if (p->n == p->cap) {
-        size_t ncap = p->cap ? p->cap * 2 : 256;
-        int64_t *nids = realloc(p->ids, ncap * sizeof *nids);
-        if (!nids) {
-            p->oom = true;
-            return;
-        }
-        p->ids = nids;
-        p->cap = ncap;
-    }
-    p->ids[p->n++] = gi->id;
-}
-
-/* Returns the number of requests whose goroutine the runtime shows parked.
- * A request is counted by dreq_wait_begin just before its blocking call;
- * under load its goroutine may take a while to actually park, and a
- * client that waits for "n waiters" before acting must not see it early. */
-static int64_t hcore_parked_waiters(void)
-{
-    hcore_parked p = { 0 };
-
-    if (atomic_load(&srv_stat.waiters) == 0)
-        return 0;
-    rt_goroutines(hcore_collect_parked, &p);
-    if (p.oom) {
-        free(p.ids);
-        return atomic_load(&srv_stat.waiters);
-    }
-    if (p.n) /* qsort(NULL, 0) is undefined (UBSan) */
-        qsort(p.ids, p.n, sizeof *p.ids, hcore_cmp_i64);
-    reg_foreach(NULL, hcore_count_parked, &p);
-    free(p.ids);
-    return p.count;
-}
-
 void h_rt_stats(dreq *r)
 {
-    srv__refresh_stats();
+    stats_snap sn;
+
+    stats_take(&sn);
     dreq_ok(r, json_pack(
                    "{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
                    " s:I}",
-                   "goroutines", rt_num_goroutine(), "gomaxprocs",
-                   rt_gomaxprocs(0), "numcpu", rt_num_cpu(), "threads",
-                   rt_num_threads(), "sessions",
-                   (json_int_t)atomic_load(&srv_stat.sessions), "objects",
-                   (json_int_t)atomic_load(&srv_stat.objects), "waiters",
-                   (json_int_t)hcore_parked_waiters(), "held_locks",
-                   (json_int_t)atomic_load(&srv_stat.held_locks), "open_fds",
-                   (json_int_t)hcore_open_fds(), "rss_bytes",
-                   (json_int_t)hcore_rss_bytes(), "output_buffer_bytes",
-                   (json_int_t)srv_output_bytes(), "requests",
-                   (json_int_t)atomic_load(&srv_stat.requests)));
+                   "goroutines", sn.goroutines, "gomaxprocs", sn.gomaxprocs,
+                   "numcpu", sn.numcpu, "threads", sn.threads, "sessions",
+                   (json_int_t)sn.sessions, "objects", (json_int_t)sn.objects,
+                   "waiters", (json_int_t)sn.waiters, "held_locks",
+                   (json_int_t)sn.held_locks, "open_fds",
+                   (json_int_t)sn.open_fds, "rss_bytes",
+                   (json_int_t)sn.rss_bytes, "output_buffer_bytes",
+                   (json_int_t)sn.output_buffer_bytes, "requests",
+                   (json_int_t)sn.requests));
 }
 
 void h_rt_gomaxprocs(dreq *r)

@@ -7,11 +7,17 @@
  *
  * Every flag is a conf key (conf.c) shared with the config file; cfgfile.c
  * applies the file first and the flags over it.
- * SIGTERM/SIGINT drain: every waiting request is answered with reason
- * cancelled, then the process exits 0.
+ *
+ * main wires the pieces: the server (srv_*), the service side (svc_*:
+ * readiness, socket activation, reload), the metrics server, and the
+ * signals, delivered through libevent on io[0]'s loop: SIGTERM/SIGINT
+ * drain (every waiting request is answered with reason cancelled, then
+ * the process exits 0), SIGHUP reloads the settings.
  */
 #include "daemon.h"
 #include "cfgfile.h"
+#include "metrics.h"
+#include "service.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +25,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include <event2/event.h>
 #include <event2/thread.h>
 
 /* Every connection is a descriptor: lift the soft limit to the hard one
@@ -32,6 +39,70 @@ static void raise_fd_limit(void)
     rl.rlim_cur = rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
         log_warn("cannot raise the descriptor limit");
+}
+
+static void main_stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    log_info("signal %d", (int)sig);
+    if (!srv_draining())
+        svc_stopping();
+    srv_drain(arg);
+}
+
+static void main_hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    (void)arg;
+    log_info("SIGHUP: reloading");
+    svc_reload();
+}
+
+/* The signal events, on io[0]'s loop. */
+static const struct {
+    int sig;
+    event_callback_fn fn;
+} main_signals[] = {
+    { SIGTERM, main_stop_cb },
+    { SIGINT, main_stop_cb },
+    { SIGHUP, main_hup_cb },
+};
+#define MAIN_NSIGNALS (sizeof main_signals / sizeof main_signals[0])
+
+/* Serves until a drain ends: signals, metrics, the port file (which tells
+ * scripts and tests that everything listens), readiness, then the loops.
+ * Returns 0, or -1 with a message in err. */
+static int main_serve(srv *v, const conf *c, char *err, size_t errlen)
+{
+    struct event *ev[MAIN_NSIGNALS] = { 0 };
+    int rc = -1;
+
+    for (size_t i = 0; i < MAIN_NSIGNALS; i++) {
+        ev[i] = evsignal_new(srv_base(v), main_signals[i].sig,
+                             main_signals[i].fn, v);
+        if (!ev[i] || evsignal_add(ev[i], NULL) != 0) {
+            snprintf(err, errlen, "cannot set up the signal events");
+            goto out_events;
+        }
+    }
+    if (metrics_start(srv_base(v), c, err, errlen) != 0)
+        goto out_events;
+    if (c->port_file[0] &&
+        conf_write_port_file("port file", c->port_file, srv_port(v), err,
+                             errlen) != 0)
+        goto out_metrics;
+    svc_ready(srv_port(v));
+    srv_run(v);
+    rc = 0;
+
+out_metrics:
+    metrics_stop();
+out_events:
+    for (size_t i = 0; i < MAIN_NSIGNALS; i++)
+        if (ev[i])
+            event_free(ev[i]);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -65,18 +136,24 @@ int main(int argc, char **argv)
         log_error("cannot build the dispatch table");
         goto out_rt;
     }
-    v = srv_new(&c, err, sizeof err);
+    v = srv_new(&c, svc_activation_fd(), err, sizeof err);
     if (!v) {
         log_error("%s", err);
-        goto out_rt;
+        goto out_disp;
     }
-    srv_run(v);
+    r = main_serve(v, &c, err, sizeof err);
+    if (r != 0)
+        log_error("%s", err);
     srv_free(v);
     disp_fini();
+    if (r != 0)
+        goto out_rt;
     log_info("stopped");
     rt_stop();
     return 0;
 
+out_disp:
+    disp_fini();
 out_rt:
     rt_stop();
     return 1;

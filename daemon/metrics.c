@@ -3,10 +3,9 @@
  *
  * The HTTP server shares the I/O thread's event base: a scrape is a few
  * microseconds of formatting, cheaper than a thread of its own, and being
- * on the I/O thread lets it read the session list's derived figures
- * (srv__refresh_stats) and walk the registry the way runtime.list does.
- * Request counters are per method and result, indexed by the method's id
- * in proto's table, so counting is one relaxed atomic add with no lookup.
+ * on the I/O thread lets it take the same snapshot runtime.stats renders
+ * (stats_take) and walk the registry the way runtime.list does.  The
+ * counters live in server.c (srv_stat); this file only renders them.
  */
 #include "metrics.h"
 
@@ -26,42 +25,7 @@
 
 #include "daemon.h"
 
-/* More methods than proto's table will ever hold; checked at start. */
-#define METRICS_MAX_METHODS 256
-
-static _Atomic uint64_t metrics_req[METRICS_MAX_METHODS][2];
-static _Atomic uint64_t metrics_req_invalid[2];
-static _Atomic uint64_t metrics_in, metrics_out;
-
 static struct evhttp *metrics_http;
-static int metrics_bound_port;
-
-void srv__refresh_stats(void);
-
-void metrics_count_request(const proto_method *m, bool ok)
-{
-    if (m && m->id >= 0 && m->id < METRICS_MAX_METHODS)
-        atomic_fetch_add_explicit(&metrics_req[m->id][ok ? 0 : 1], 1,
-                                  memory_order_relaxed);
-    else
-        atomic_fetch_add_explicit(&metrics_req_invalid[ok ? 0 : 1], 1,
-                                  memory_order_relaxed);
-}
-
-void metrics_bytes_in(size_t n)
-{
-    atomic_fetch_add_explicit(&metrics_in, n, memory_order_relaxed);
-}
-
-void metrics_bytes_out(size_t n)
-{
-    atomic_fetch_add_explicit(&metrics_out, n, memory_order_relaxed);
-}
-
-int metrics_port(void)
-{
-    return metrics_bound_port;
-}
 
 /* Object type names, in obj_type order (the families' obj_ops names). */
 static const char *const metrics_type_names[OBJ_TYPE_COUNT] = {
@@ -98,59 +62,60 @@ static void metrics_render(struct evbuffer *b)
 {
     int64_t by_type[OBJ_TYPE_COUNT] = { 0 };
     const proto_method *t;
+    stats_snap sn;
     size_t n;
 
-    srv__refresh_stats();
+    stats_take(&sn);
     reg_foreach(NULL, metrics_count_obj, by_type);
 
     metrics_head(b, "chand_info", "gauge", "Version of the running chand.");
     evbuffer_add_printf(b, "chand_info{version=\"%s\",protocol=\"%d\"} 1\n",
                         CHAND_VERSION, PROTO_VERSION);
     metrics_gauge(b, "chand_goroutines", "Goroutines in the runtime.",
-                  rt_num_goroutine());
+                  sn.goroutines);
     metrics_gauge(b, "chand_threads", "OS threads of the runtime.",
-                  rt_num_threads());
+                  sn.threads);
     metrics_gauge(b, "chand_gomaxprocs", "Runtime processors (GOMAXPROCS).",
-                  rt_gomaxprocs(0));
+                  sn.gomaxprocs);
     metrics_gauge(b, "chand_sessions", "Open client connections.",
-                  (long long)atomic_load(&srv_stat.sessions));
+                  (long long)sn.sessions);
     metrics_head(b, "chand_objects", "gauge", "Named objects by type.");
     for (int i = 1; i < OBJ_TYPE_COUNT; i++)
         if (metrics_type_names[i])
             evbuffer_add_printf(b, "chand_objects{type=\"%s\"} %lld\n",
                                 metrics_type_names[i], (long long)by_type[i]);
     metrics_gauge(b, "chand_waiters", "Requests parked waiting.",
-                  (long long)atomic_load(&srv_stat.waiters));
+                  (long long)sn.waiters);
     metrics_gauge(b, "chand_held_locks", "Locks held by clients.",
-                  (long long)atomic_load(&srv_stat.held_locks));
+                  (long long)sn.held_locks);
     metrics_gauge(b, "chand_output_buffer_bytes",
                   "Bytes queued to clients that have not read them yet.",
-                  (long long)srv_output_bytes());
+                  (long long)sn.output_buffer_bytes);
     metrics_gauge(b, "chand_draining", "1 while shutting down.",
-                  srv_draining() ? 1 : 0);
+                  sn.draining ? 1 : 0);
 
     metrics_head(b, "chand_requests_total", "counter",
                  "Requests answered, by method and result.");
     t = proto_methods(&n);
-    for (size_t i = 0; i < n && i < METRICS_MAX_METHODS; i++)
+    for (size_t i = 0; i < n && i < SRV_MAX_METHODS; i++)
         for (int r = 0; r < 2; r++)
             evbuffer_add_printf(
                 b, "chand_requests_total{method=\"%s\",result=\"%s\"} %llu\n",
                 t[i].name, r ? "error" : "ok",
-                (unsigned long long)atomic_load(&metrics_req[t[i].id][r]));
+                (unsigned long long)atomic_load(&srv_stat.answers[t[i].id][r]));
     for (int r = 0; r < 2; r++)
         evbuffer_add_printf(
             b, "chand_requests_total{method=\"\",result=\"%s\"} %llu\n",
             r ? "error" : "ok",
-            (unsigned long long)atomic_load(&metrics_req_invalid[r]));
+            (unsigned long long)atomic_load(&srv_stat.answers_invalid[r]));
     metrics_head(b, "chand_bytes_in_total", "counter",
                  "Request bytes read from clients.");
     evbuffer_add_printf(b, "chand_bytes_in_total %llu\n",
-                        (unsigned long long)atomic_load(&metrics_in));
+                        (unsigned long long)atomic_load(&srv_stat.bytes_in));
     metrics_head(b, "chand_bytes_out_total", "counter",
                  "Answer bytes written to clients.");
     evbuffer_add_printf(b, "chand_bytes_out_total %llu\n",
-                        (unsigned long long)atomic_load(&metrics_out));
+                        (unsigned long long)atomic_load(&srv_stat.bytes_out));
 }
 
 static void metrics_reply(struct evhttp_request *req, int code,
@@ -205,14 +170,15 @@ int metrics_start(struct event_base *base, const conf *c, char *err,
     struct evhttp_bound_socket *bs;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
+    int port;
     size_t n;
 
     if (c->metrics_port == 0)
         return 0;
     proto_methods(&n);
-    if (n > METRICS_MAX_METHODS) {
+    if (n > SRV_MAX_METHODS) {
         snprintf(err, errlen, "metrics: %zu methods, room for %d", n,
-                 METRICS_MAX_METHODS);
+                 SRV_MAX_METHODS);
         return -1;
     }
     metrics_http = evhttp_new(base);
@@ -243,21 +209,20 @@ int metrics_start(struct event_base *base, const conf *c, char *err,
         snprintf(err, errlen, "metrics: getsockname: %s", strerror(errno));
         goto out_free;
     }
-    metrics_bound_port = ntohs(ss.ss_family == AF_INET6
+    port = ntohs(ss.ss_family == AF_INET6
                                    ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                    : ((struct sockaddr_in *)&ss)->sin_port);
     if (c->metrics_port_file[0] &&
         conf_write_port_file("metrics port file", c->metrics_port_file,
-                             metrics_bound_port, err, errlen) != 0)
+                             port, err, errlen) != 0)
         goto out_free;
     log_info("metrics on http://%s:%d/metrics", c->metrics_bind,
-             metrics_bound_port);
+             port);
     return 0;
 
 out_free:
     evhttp_free(metrics_http);
     metrics_http = NULL;
-    metrics_bound_port = 0;
     return -1;
 }
 
@@ -267,5 +232,4 @@ void metrics_stop(void)
         return;
     evhttp_free(metrics_http);
     metrics_http = NULL;
-    metrics_bound_port = 0;
 }

@@ -5,17 +5,15 @@
  * on the I/O thread's event base, on its own address (metrics-bind,
  * metrics-port; port 0 disables it).
  *
- * The counters below are bumped from any thread with relaxed atomics; the
- * gauges are read at scrape time from the same places runtime.stats reads.
+ * Every figure is read at scrape time: the gauges from the snapshot that
+ * runtime.stats renders too (stats_take), the counters from srv_stat.
  */
 #ifndef CHAND_METRICS_H
 #define CHAND_METRICS_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
 #include "conf.h"
-#include "proto.h"
 
 struct event_base;
 
@@ -26,14 +24,5 @@ int metrics_start(struct event_base *base, const conf *c, char *err,
                   size_t errlen);
 /* Stops the HTTP server (before the base is freed). */
 void metrics_stop(void);
-/* Returns the bound metrics port, 0 when disabled. */
-int metrics_port(void);
-
-/* Counts one answered request of method m (NULL: the request was invalid
- * before a method was known) that ended ok or with an error.  Any thread. */
-void metrics_count_request(const proto_method *m, bool ok);
-/* Counts bytes read from / written to clients.  Any thread. */
-void metrics_bytes_in(size_t n);
-void metrics_bytes_out(size_t n);
 
 #endif /* CHAND_METRICS_H */

@@ -85,7 +85,7 @@ static void fb_init(void)
     rc.stack_size = 256 * 1024;
     if (rt_start(&rc) != 0 || disp_init() != 0)
         abort();
-    fb_srv = srv_new(&c, err, sizeof err);
+    fb_srv = srv_new(&c, -1, err, sizeof err);
     if (!fb_srv) {
         fprintf(stderr, "fuzz_broker: %s\n", err);
         abort();

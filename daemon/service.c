@@ -1,62 +1,115 @@
 /*
- * signals.c - SIGHUP reload and the readiness notifications.
+ * service.c - chand as a system service: systemd's readiness protocol
+ * (READY, STOPPING, RELOADING), socket activation, and the SIGHUP reload.
+ * main.c wires the signals to these; the work runs on io[0] as ordinary
+ * event callbacks, never inside an asynchronous signal handler.
  *
- * Signals are delivered through libevent's evsignal, so the work runs on
- * the I/O thread as an ordinary callback, never inside an asynchronous
- * signal handler.  A reload rebuilds the settings the way start-up did
- * (defaults, file, flags: cfg_reload) and applies what can change while
- * running: the log level, GOMAXPROCS and the limits.  Addresses and ports
- * need a restart and are only reported.  A bad file is logged and the old
- * settings stay, so a typo never takes a running daemon down.
+ * sd_notify without libsystemd (sd_notify(3) and its "Notify socket"
+ * notes): the service manager passes a socket address in $NOTIFY_SOCKET;
+ * a path ("/run/systemd/notify") or, with a leading '@', an abstract name
+ * whose first byte is NUL.  The service sends one SOCK_DGRAM datagram per
+ * state change, newline-separated KEY=VALUE assignments.  systemd checks
+ * the sender's credentials itself, so nothing else is needed.  vsock
+ * addresses ("vsock:...") are not supported: chand never runs in a VM's
+ * init.  Without $NOTIFY_SOCKET every notification is a no-op.
+ *
+ * A reload rebuilds the settings the way start-up did (defaults, file,
+ * flags: cfg_reload) and applies what can change while running: the log
+ * level, GOMAXPROCS and the limits.  Addresses and ports need a restart
+ * and are only reported.  A bad file is logged and the old settings stay,
+ * so a typo never takes a running daemon down.
  *
  * Limits are plain ints and size_ts in srv_conf, read without a lock by
  * the I/O thread and, for a few, by goroutines; they are word-sized and
  * each is used once per check, so a reader sees the old or the new value,
  * both valid.  New sessions see a new max-line; open ones keep theirs.
  */
-#include "signals.h"
+#include "service.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
-
-#include <event2/event.h>
 
 #include "cfgfile.h"
 #include "daemon.h"
-#include "metrics.h"
-#include "notify.h"
 
-static struct event *sig_ev_hup;
+/* Sends state ("READY=1", "STOPPING=1", ...) to $NOTIFY_SOCKET.  Returns
+ * 1 when sent, 0 when there is no NOTIFY_SOCKET, or a negative errno. */
+static int svc_notify_send(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sa;
+    socklen_t salen;
+    size_t len;
+    int fd, rc;
+
+    if (!path || !*path)
+        return 0;
+    len = strlen(path);
+    if (path[0] != '/' && path[0] != '@')
+        return -EAFNOSUPPORT;
+    if (len >= sizeof sa.sun_path)
+        return -ENAMETOOLONG;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, len);
+    /* An abstract name is exactly len bytes long, NUL first and none
+     * after; a path may carry its terminating NUL. */
+    if (sa.sun_path[0] == '@')
+        sa.sun_path[0] = '\0';
+    salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    rc = sendto(fd, state, strlen(state), MSG_NOSIGNAL,
+                (struct sockaddr *)&sa, salen) < 0
+             ? -errno
+             : 1;
+    close(fd);
+    return rc;
+}
+
+/* Returns CLOCK_MONOTONIC in microseconds, for MONOTONIC_USEC=. */
+static unsigned long long svc_monotonic_usec(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000ULL +
+           (unsigned long long)ts.tv_nsec / 1000ULL;
+}
 
 /* Sends state and logs a failure (there is nothing else to do about it). */
-static void sig_notify(const char *state)
+static void svc_notify(const char *state)
 {
-    int rc = notify_send(state);
+    int rc = svc_notify_send(state);
 
     if (rc < 0)
         log_warn("sd_notify %s: %s", state, strerror(-rc));
 }
 
-void sig_ready(int port)
+void svc_ready(int port)
 {
     char msg[128];
 
     snprintf(msg, sizeof msg, "READY=1\nSTATUS=listening on port %d", port);
-    sig_notify(msg);
+    svc_notify(msg);
 }
 
-void sig_stopping(void)
+void svc_stopping(void)
 {
-    sig_notify("STOPPING=1\nSTATUS=draining");
+    svc_notify("STOPPING=1\nSTATUS=draining");
 }
 
 /* Applies one numeric setting if it changed; returns 1 if it did. */
-#define SIG_NUM(field, name, fmt, cast)                                    \
+#define SVC_NUM(field, name, fmt, cast)                                    \
     do {                                                                   \
         if (cur->field != nw->field) {                                     \
             log_info("reload: %s " fmt " -> " fmt, name, (cast)cur->field, \
@@ -67,13 +120,13 @@ void sig_stopping(void)
     } while (0)
 
 /* Reports a setting that only a restart applies. */
-#define SIG_FIXED_STR(field, name)                                         \
+#define SVC_FIXED_STR(field, name)                                         \
     do {                                                                   \
         if (strcmp(cur->field, nw->field) != 0)                            \
             log_warn("reload: %s changed to '%s': needs a restart", name,  \
                      nw->field);                                           \
     } while (0)
-#define SIG_FIXED_INT(field, name)                                         \
+#define SVC_FIXED_INT(field, name)                                         \
     do {                                                                   \
         if (cur->field != nw->field)                                       \
             log_warn("reload: %s changed to %d: needs a restart", name,    \
@@ -82,7 +135,7 @@ void sig_stopping(void)
 
 /* Moves what can change at run time from nw into cur (srv_conf) and logs
  * every difference.  Returns the number of settings applied. */
-static int sig_apply(conf *cur, const conf *nw)
+static int svc_apply(conf *cur, const conf *nw)
 {
     int changed = 0;
 
@@ -102,27 +155,27 @@ static int sig_apply(conf *cur, const conf *nw)
         cur->gomaxprocs = nw->gomaxprocs;
         changed++;
     }
-    SIG_NUM(max_line, "max-line", "%zu", size_t);
-    SIG_NUM(max_depth, "max-depth", "%d", int);
-    SIG_NUM(max_value, "max-value", "%zu", size_t);
-    SIG_NUM(max_conns, "max-conns", "%d", int);
-    SIG_NUM(max_objects, "max-objects", "%d", int);
-    SIG_NUM(max_outbuf, "max-outbuf", "%zu", size_t);
-    SIG_NUM(max_batch, "max-batch", "%d", int);
-    SIG_NUM(max_select, "max-select", "%d", int);
-    SIG_NUM(fair_batch, "fair-batch", "%d", int);
-    SIG_NUM(shutdown_grace_ms, "shutdown-grace-ms", "%d", int);
-    SIG_FIXED_STR(bind, "bind");
-    SIG_FIXED_INT(port, "port");
-    SIG_FIXED_INT(io_threads, "io-threads");
-    SIG_FIXED_STR(port_file, "port-file");
-    SIG_FIXED_STR(metrics_bind, "metrics-bind");
-    SIG_FIXED_INT(metrics_port, "metrics-port");
-    SIG_FIXED_STR(metrics_port_file, "metrics-port-file");
+    SVC_NUM(max_line, "max-line", "%zu", size_t);
+    SVC_NUM(max_depth, "max-depth", "%d", int);
+    SVC_NUM(max_value, "max-value", "%zu", size_t);
+    SVC_NUM(max_conns, "max-conns", "%d", int);
+    SVC_NUM(max_objects, "max-objects", "%d", int);
+    SVC_NUM(max_outbuf, "max-outbuf", "%zu", size_t);
+    SVC_NUM(max_batch, "max-batch", "%d", int);
+    SVC_NUM(max_select, "max-select", "%d", int);
+    SVC_NUM(fair_batch, "fair-batch", "%d", int);
+    SVC_NUM(shutdown_grace_ms, "shutdown-grace-ms", "%d", int);
+    SVC_FIXED_STR(bind, "bind");
+    SVC_FIXED_INT(port, "port");
+    SVC_FIXED_INT(io_threads, "io-threads");
+    SVC_FIXED_STR(port_file, "port-file");
+    SVC_FIXED_STR(metrics_bind, "metrics-bind");
+    SVC_FIXED_INT(metrics_port, "metrics-port");
+    SVC_FIXED_STR(metrics_port_file, "metrics-port-file");
     return changed;
 }
 
-int sig_reload(void)
+int svc_reload(void)
 {
     char err[600];
     conf nw;
@@ -132,33 +185,24 @@ int sig_reload(void)
     /* systemd wants the monotonic time with RELOADING=1 (v253+) to tell
      * this reload from an earlier one. */
     snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu",
-             notify_monotonic_usec());
-    sig_notify(msg);
+             svc_monotonic_usec());
+    svc_notify(msg);
     if (cfg_reload(&nw, err, sizeof err) != 0) {
         log_error("reload failed, keeping the old settings: %s", err);
         rc = -1;
     } else {
-        int n = sig_apply(&srv_conf, &nw);
+        int n = svc_apply(&srv_conf, &nw);
         log_info("reloaded %s: %d setting%s changed",
                  srv_conf.config[0] ? srv_conf.config : "(no config file)",
                  n, n == 1 ? "" : "s");
     }
     /* READY=1 either way: the daemon serves, with old or new settings. */
-    sig_notify(rc == 0 ? "READY=1\nSTATUS=reloaded"
+    svc_notify(rc == 0 ? "READY=1\nSTATUS=reloaded"
                        : "READY=1\nSTATUS=reload failed; old settings kept");
     return rc;
 }
 
-static void sig_hup_cb(evutil_socket_t sig, short what, void *arg)
-{
-    (void)sig;
-    (void)what;
-    (void)arg;
-    log_info("SIGHUP: reloading");
-    sig_reload();
-}
-
-int sig_activation_fd(void)
+int svc_activation_fd(void)
 {
     const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
     char *end;
@@ -187,28 +231,3 @@ int sig_activation_fd(void)
     return fd;
 }
 
-int sig_attach(struct event_base *base, char *err, size_t errlen)
-{
-    sig_ev_hup = evsignal_new(base, SIGHUP, sig_hup_cb, NULL);
-    if (!sig_ev_hup || evsignal_add(sig_ev_hup, NULL) != 0) {
-        snprintf(err, errlen, "cannot set up the SIGHUP event");
-        goto out_free;
-    }
-    if (metrics_start(base, &srv_conf, err, errlen) != 0)
-        goto out_free;
-    return 0;
-
-out_free:
-    if (sig_ev_hup)
-        event_free(sig_ev_hup);
-    sig_ev_hup = NULL;
-    return -1;
-}
-
-void sig_detach(void)
-{
-    metrics_stop();
-    if (sig_ev_hup)
-        event_free(sig_ev_hup);
-    sig_ev_hup = NULL;
-}

@@ -1,0 +1,157 @@
+/*
+ * server.h - the contract between the three files of the network side:
+ * iothread.c (the server object, its I/O threads and the drain),
+ * listener.c (accepting connections) and session.c (one connection:
+ * framing, fair turns, output, give-back).  Nothing else includes it; the
+ * rest of the daemon sees the server through daemon.h.
+ *
+ * Threads: each session lives on one I/O thread, and only that thread
+ * touches its bufferevent.  io[0] runs on the thread that calls srv_run,
+ * with the listener, the signal events and the metrics server; the others
+ * serve only sessions.
+ */
+#ifndef CHAND_SERVER_H
+#define CHAND_SERVER_H
+
+#include "daemon.h"
+
+#include <event2/util.h>
+
+struct bufferevent;
+struct event;
+struct event_base;
+struct evconnlistener;
+struct sockaddr;
+
+typedef struct srv_io srv_io;
+
+/* One I/O thread: an event base and the sessions it serves. */
+struct srv_io {
+    struct event_base *base;
+    pthread_t tid;
+    bool started;
+    pthread_mutex_t mu;          /* guards sessions (accept on io[0],
+                                  * close here, stats/drain anywhere) */
+    sess *sessions;
+    sess *whead, *wtail;         /* sessions with answers to write */
+    struct event *ev_wflush;     /* writes them (sess__wflush_cb) */
+    char rbuf[16384];            /* reads while a session's input is empty */
+    sess_local local;            /* dispatch's scratch (sess_local_get) */
+};
+
+#define SRV_MAX_IO 64
+
+/* An answer line queued for a session by another thread. */
+typedef struct outent {
+    char *line;
+    size_t len;
+    gback *gb;
+    struct outent *next;
+} outent;
+
+struct sess {
+    uint64_t id;
+    _Atomic int refs;
+    rt_cancel *cancel;
+    pthread_mutex_t mu;          /* guards the queue, and dead's change */
+    _Atomic bool dead;           /* no more answers accepted (read
+                                  * without mu by sess_alive) */
+    outent *qhead, *qtail;
+    _Atomic int parked;          /* requests waiting on goroutines */
+    /* its I/O thread only: */
+    srv_io *io;                  /* the I/O thread that serves it */
+    struct bufferevent *bev;
+    struct event *ev_flush;      /* answers queued by goroutines */
+    struct event *ev_more;       /* more input after a fair share */
+    struct event *ev_read;       /* the socket is readable (sess_recv_cb) */
+    struct event *ev_kill;       /* hard close if a graceful one stalls */
+    sess *prev, *next;
+    bool ended;                  /* sess_end ran */
+    bool batching;               /* in sess_process: sess_push follows */
+    bool wqueued;                /* on its I/O thread's write list */
+    sess *wnext;                 /* link in that list */
+    uint64_t out_added;          /* bytes ever added to the output */
+    /* The values of answers that are in the output buffer but not yet in
+     * the socket (gback.end: out_added once the answer was added): if the
+     * session ends before those bytes leave, they go back to their
+     * channels (a cut slow reader loses nothing). */
+    gback *phead, *ptail;
+    _Atomic size_t outq;         /* bytes in the output buffer, for the
+                                  * drain and stats on other threads */
+};
+
+struct srv {
+    struct event_base *base;     /* io[0].base */
+    struct evconnlistener *lis;
+    struct event *ev_resume;     /* accepting again after EMFILE */
+    struct event *ev_drain;      /* polls the drain's progress */
+    int nio;
+    unsigned next_io;            /* round-robin for new sessions */
+    srv_io io[SRV_MAX_IO];
+    int port;
+    int64_t drain_start;
+};
+
+/* The I/O thread the caller runs on, NULL on any other thread.  Set by
+ * iothread.c; a thread-local is safe here because I/O threads never run
+ * goroutines (a goroutine may resume on another thread). */
+extern __thread srv_io *srv__tls_io;
+
+/* listener.c */
+
+/* Listens per c on v->base, or on fd when fd >= 0 (a socket systemd
+ * passed: bind and port do not apply), and sets v->lis, v->port and
+ * v->ev_resume.  Returns 0, or -1 with a message in err (fd is then
+ * closed). */
+int srv__listen(srv *v, const conf *c, int fd, char *err, size_t errlen);
+/* Stops accepting for good (the drain).  io[0]. */
+void srv__listen_stop(srv *v);
+/* Frees what srv__listen made, closing the socket. */
+void srv__listen_free(srv *v);
+
+/* session.c */
+
+/* Makes a session for the accepted socket fd (stolen) and lists it on io.
+ * io[0].  Returns 0, or -1 when out of memory (fd closed, logged). */
+int sess__open(srv_io *io, evutil_socket_t fd, const struct sockaddr *addr,
+               int alen);
+/* Calls fn for every session of io under the list's lock (fn must not
+ * close sessions); stops early when fn returns false.  Returns false if it
+ * stopped early.  Any thread. */
+bool sess__each(srv_io *io, bool (*fn)(sess *s, void *arg), void *arg);
+/* Returns false while s still has a waiting request or unsent output.
+ * Any thread. */
+bool sess__drained(sess *s);
+/* Returns the bytes in s's output buffer (as its thread last saw them). */
+size_t sess__outq(sess *s);
+/* The event callback of io->ev_wflush: writes the answers of the sessions
+ * on io's write list (see sess_push_later). */
+void sess__wflush_cb(evutil_socket_t fd, short what, void *arg);
+/* Ends the session: no more answers, every wait cancelled, holds released
+ * (disp_session_end), queued values given back.  graceful: the bytes
+ * already in the socket buffer are still sent before the close. */
+void sess__end(sess *s, bool graceful);
+/* Frees the connection side of s: its socket, events and unsent values
+ * (given back).  I/O thread of s. */
+void sess__close_conn(sess *s);
+/* Answers a framing-level error (id null) and ends the session. */
+void sess__fail_close(sess *s, proto_reason reason, const char *msg);
+/* Writes s's answers once every session made ready by this loop turn has
+ * been served (see session.c).  I/O thread of s. */
+void sess__push_later(sess *s);
+/* Ends and closes every session of io, and empties its write list.  Only
+ * after io's thread has ended, with srv__tls_io set to io. */
+void sess__close_all(srv_io *io);
+
+/* framing.c */
+
+/* The event callbacks of a session's socket: readable (ev_read), more
+ * input after a fair turn (ev_more), and the bufferevent's events. */
+void sess__recv_cb(evutil_socket_t fd, short what, void *arg);
+void sess__more_cb(evutil_socket_t fd, short what, void *arg);
+void sess__event_cb(struct bufferevent *bev, short what, void *arg);
+/* Handles EOF (serve what was sent, then end gracefully) or an error on
+ * s's socket.  I/O thread of s. */
+void sess__event(sess *s, short what);
+
+#endif /* CHAND_SERVER_H */
