@@ -208,15 +208,34 @@ struct obj {
     dreq *waiters;                     /* parked requests, for dump */
 };
 
-/* Finds name; creates it with ops when absent and create is true.  Returns
- * a new reference, or NULL after failing r (not_found, wrong_type, limit).
- * want may be NULL to accept any type (then create must be false). */
-obj *reg_get(dreq *r, const char *name, const obj_ops *want, bool create);
-/* Inserts a new object made by the caller-specified ops unless name
- * exists.  Returns a new reference with *created set, or NULL after failing
- * r.  When name exists with other ops: wrong_type. */
-obj *reg_make(dreq *r, const char *name, const obj_ops *ops, bool *created);
-/* Removes name; returns 0 or -1 when absent. */
+/* What reg_lookup returns: REG_OK, or why there is no object. */
+enum {
+    REG_OK = 0,
+    REG_ENOENT = -1,          /* no such name (and not created) */
+    REG_ETYPE = -2,           /* the name is another type's */
+    REG_ELIMIT = -3,          /* creating it would pass max-objects */
+    REG_ENOMEM = -4           /* out of memory, or the family's init failed */
+};
+
+typedef struct reg_found {
+    obj *o;                   /* REG_OK: a new reference */
+    const obj_ops *have;      /* REG_ETYPE: the existing object's ops */
+    bool created;             /* REG_OK: made by this call */
+} reg_found;
+
+/* Finds name, of type want (NULL: any type).  When it is absent and create
+ * is true (want given), makes it with want->init(o, arg).  Returns REG_OK
+ * or a REG_E* code, with f filled as its fields say.  Answers nothing. */
+int reg_lookup(const char *name, const obj_ops *want, bool create,
+               dreq *arg, reg_found *f);
+/* As reg_lookup, but answers r on failure (not_found, wrong_type, limit,
+ * internal), which finishes and frees r, and returns NULL; else returns a
+ * new reference.  create: make name when absent (want must be given). */
+obj *dreq_obj(dreq *r, const char *name, const obj_ops *want, bool create);
+/* As dreq_obj with create, and *created set when this call made it. */
+obj *dreq_obj_make(dreq *r, const char *name, const obj_ops *ops,
+                   bool *created);
+/* Removes name; returns 0 or REG_ENOENT. */
 int reg_drop(const char *name);
 /* Drops a reference. */
 void obj_release(obj *o);

@@ -661,6 +661,69 @@ int64_t dreq_int(dreq *r, const char *key, int64_t dflt)
 }
 
 /* ------------------------------------------------------------------ */
+/* Objects for a request: the registry's codes as answers             */
+/* ------------------------------------------------------------------ */
+
+static const char *disp_article(const obj_ops *ops)
+{
+    return ops->type == OBJ_ATOMIC || ops->type == OBJ_ONCE ? "an" : "a";
+}
+
+/* Answers r for the registry's code rc about name; f as reg_lookup
+ * filled it. */
+static void dreq_fail_reg(dreq *r, int rc, const char *name,
+                          const obj_ops *want, const reg_found *f)
+{
+    switch (rc) {
+    case REG_ETYPE:
+        dreq_fail(r, PROTO_R_WRONG_TYPE, "\"%s\" is %s %s, not %s %s", name,
+                  disp_article(f->have), f->have->name, disp_article(want),
+                  want->name);
+        break;
+    case REG_ENOENT:
+        if (want && want->type == OBJ_CHAN)
+            dreq_fail(r, PROTO_R_NOT_FOUND, "no channel \"%s\" (make it "
+                      "first)", name);
+        else
+            dreq_fail(r, PROTO_R_NOT_FOUND, "no object \"%s\"", name);
+        break;
+    case REG_ELIMIT:
+        dreq_fail(r, PROTO_R_LIMIT, "too many objects (max-objects %d)",
+                  srv_conf.max_objects);
+        break;
+    default:
+        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+        break;
+    }
+}
+
+obj *dreq_obj(dreq *r, const char *name, const obj_ops *want, bool create)
+{
+    reg_found f;
+    int rc = reg_lookup(name, want, create, r, &f);
+
+    if (rc != REG_OK) {
+        dreq_fail_reg(r, rc, name, want, &f);
+        return NULL;
+    }
+    return f.o;
+}
+
+obj *dreq_obj_make(dreq *r, const char *name, const obj_ops *ops,
+                   bool *created)
+{
+    reg_found f;
+    int rc = reg_lookup(name, ops, true, r, &f);
+
+    *created = f.created;
+    if (rc != REG_OK) {
+        dreq_fail_reg(r, rc, name, ops, &f);
+        return NULL;
+    }
+    return f.o;
+}
+
+/* ------------------------------------------------------------------ */
 /* From a line to handlers                                            */
 /* ------------------------------------------------------------------ */
 

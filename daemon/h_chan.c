@@ -191,7 +191,7 @@ void h_make(dreq *r)
                   (long long)cap, HCHAN_MAX_CAP);
         return;
     }
-    o = reg_make(r, name, &hchan_ops, &created);
+    o = dreq_obj_make(r, name, &hchan_ops, &created);
     if (!o)
         return;
     hchan *h = (hchan *)o;
@@ -207,7 +207,7 @@ void h_make(dreq *r)
 obj *hchan_make_for_timer(dreq *r, const char *name, size_t cap)
 {
     bool created;
-    obj *o = reg_make(r, name, &hchan_ops, &created);
+    obj *o = dreq_obj_make(r, name, &hchan_ops, &created);
 
     if (o && !created) {
         obj_release(o);
@@ -305,7 +305,7 @@ static void hchan_send_done(rt_await *a, int rc, void *arg)
 
 void h_send(dreq *r)
 {
-    obj *o = reg_get(r, dreq_str(r, "name"), &hchan_ops, false);
+    obj *o = dreq_obj(r, dreq_str(r, "name"), &hchan_ops, false);
     hchan *h = (hchan *)o;
     proto_text t;
     json_t *jv;
@@ -413,7 +413,7 @@ static void hchan_recv_done(rt_await *a, int rc, void *arg)
 
 void h_recv(dreq *r)
 {
-    obj *o = reg_get(r, dreq_str(r, "name"), &hchan_ops, false);
+    obj *o = dreq_obj(r, dreq_str(r, "name"), &hchan_ops, false);
     hval v = { 0 };
     bool ok = false;
     int rc;
@@ -441,7 +441,7 @@ void h_recv(dreq *r)
 
 void h_close(dreq *r)
 {
-    obj *o = reg_get(r, dreq_str(r, "name"), &hchan_ops, false);
+    obj *o = dreq_obj(r, dreq_str(r, "name"), &hchan_ops, false);
 
     if (!o)
         return;
@@ -451,7 +451,7 @@ void h_close(dreq *r)
 
 void h_len(dreq *r)
 {
-    obj *o = reg_get(r, dreq_str(r, "name"), &hchan_ops, false);
+    obj *o = dreq_obj(r, dreq_str(r, "name"), &hchan_ops, false);
     hchan *h = (hchan *)o;
 
     if (!o)
@@ -555,7 +555,7 @@ static int hsel_case(dreq *r, hsel *s, size_t i, json_t *name, bool send,
                          " or {\"send\":name,\"value\":v}", i);
         return -1;
     }
-    o = reg_get(r, json_string_value(name), &hchan_ops, false);
+    o = dreq_obj(r, json_string_value(name), &hchan_ops, false);
     if (!o)
         return -1;
     s->objs[i] = o;

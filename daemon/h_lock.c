@@ -496,7 +496,7 @@ static void hl_lock_wait(dreq *r)
 
 static void hl_lock(dreq *r, const obj_ops *ops, bool write)
 {
-    obj *o = reg_get(r, dreq_str(r, "name"), ops, true);
+    obj *o = dreq_obj(r, dreq_str(r, "name"), ops, true);
     hlock *l = (hlock *)o;
     bool got;
     hl_req *q;
@@ -543,14 +543,14 @@ static void hl_lock(dreq *r, const obj_ops *ops, bool write)
 
 static void hl_unlock(dreq *r, const obj_ops *ops, bool write)
 {
-    obj *o = reg_get(r, dreq_str(r, "name"), ops, true);
+    obj *o = dreq_obj(r, dreq_str(r, "name"), ops, true);
     hlock *l = (hlock *)o;
     json_t *tok;
     const char *gomsg;
     hhold *h;
 
     if (!o)
-        return; /* reg_get answered and freed r (wrong_type, limit) */
+        return; /* dreq_obj answered and freed r (wrong_type, limit) */
     tok = dreq_param(r, "token");
     pthread_mutex_lock(&hl_mu);
     h = hl_find(l, r, write);
@@ -700,7 +700,7 @@ out:
 
 void h_cond_wait(dreq *r)
 {
-    obj *co = reg_get(r, dreq_str(r, "name"), &hcond_ops, true);
+    obj *co = dreq_obj(r, dreq_str(r, "name"), &hcond_ops, true);
     obj *mo;
     hcond *c = (hcond *)co;
     hlock *l;
@@ -708,7 +708,7 @@ void h_cond_wait(dreq *r)
 
     if (!co)
         return;
-    mo = reg_get(r, dreq_str(r, "mutex"), &hmutex_ops, true);
+    mo = dreq_obj(r, dreq_str(r, "mutex"), &hmutex_ops, true);
     if (!mo) {
         obj_release(co);
         return;
@@ -761,7 +761,7 @@ out_release:
 
 static void hc_wake(dreq *r, bool all)
 {
-    obj *co = reg_get(r, dreq_str(r, "name"), &hcond_ops, true);
+    obj *co = dreq_obj(r, dreq_str(r, "name"), &hcond_ops, true);
     hcond *c = (hcond *)co;
     rt_cond *rc;
 

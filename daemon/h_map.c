@@ -70,7 +70,7 @@ static rt_map *hmap_get(dreq *r, obj **o, const char **key, size_t *klen)
 {
     json_t *k = dreq_param(r, "key");
 
-    *o = reg_get(r, dreq_str(r, "name"), &hmap_ops, true);
+    *o = dreq_obj(r, dreq_str(r, "name"), &hmap_ops, true);
     if (!*o)
         return NULL;
     if (key) {
@@ -100,7 +100,7 @@ static void hmap_run(dreq *r, hmap_fn fn, bool keyed)
     rt_map *m = hmap_get(r, &o, keyed ? &k : NULL, &kl);
 
     if (!m)
-        return; /* reg_get answered and freed r */
+        return; /* dreq_obj answered and freed r */
     fn(r, m, k, kl);
     obj_release(o);
 }
@@ -251,7 +251,7 @@ static const obj_ops hatomic_ops = {
 
 static _Atomic uint64_t *hatomic_get(dreq *r, obj **o)
 {
-    *o = reg_get(r, dreq_str(r, "name"), &hatomic_ops, true);
+    *o = dreq_obj(r, dreq_str(r, "name"), &hatomic_ops, true);
     return *o ? &((hatomic *)*o)->v : NULL;
 }
 
@@ -290,7 +290,7 @@ void h_atomic_add(dreq *r)
     obj *o;
     _Atomic uint64_t *a = hatomic_get(r, &o);
     uint64_t d;
-    /* Without a, r was already answered and freed by reg_get. */
+    /* Without a, r was already answered and freed by dreq_obj. */
     if (!a)
         return;
     d = hatomic_param(r, "delta");

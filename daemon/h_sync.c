@@ -51,7 +51,7 @@ static const obj_ops hwg_ops = {
 
 static void hwg_add(dreq *r, int64_t delta)
 {
-    obj *o = reg_get(r, dreq_str(r, "name"), &hwg_ops, true);
+    obj *o = dreq_obj(r, dreq_str(r, "name"), &hwg_ops, true);
     int64_t n;
 
     if (!o)
@@ -92,7 +92,7 @@ static void hwg_wait_go(dreq *r)
 
 void h_wg_wait(dreq *r)
 {
-    obj *o = reg_get(r, dreq_str(r, "name"), &hwg_ops, true);
+    obj *o = dreq_obj(r, dreq_str(r, "name"), &hwg_ops, true);
     int rc;
 
     if (!o)
@@ -236,7 +236,7 @@ static void honce_wait_go(dreq *r)
 
 void h_once_do(dreq *r)
 {
-    obj *o = reg_get(r, dreq_str(r, "name"), &honce_ops, true);
+    obj *o = dreq_obj(r, dreq_str(r, "name"), &honce_ops, true);
     honce *h = (honce *)o;
     int got;
 
@@ -260,7 +260,7 @@ void h_once_do(dreq *r)
 
 void h_once_done(dreq *r)
 {
-    obj *o = reg_get(r, dreq_str(r, "name"), &honce_ops, true);
+    obj *o = dreq_obj(r, dreq_str(r, "name"), &honce_ops, true);
     honce *h = (honce *)o;
 
     if (!o)
@@ -348,7 +348,7 @@ static const obj_ops hpool_ops = {
 
 void h_pool_put(dreq *r)
 {
-    obj *o = reg_get(r, dreq_str(r, "name"), &hpool_ops, true);
+    obj *o = dreq_obj(r, dreq_str(r, "name"), &hpool_ops, true);
 
     if (!o)
         return;
@@ -359,7 +359,7 @@ void h_pool_put(dreq *r)
 
 void h_pool_get(dreq *r)
 {
-    obj *o = reg_get(r, dreq_str(r, "name"), &hpool_ops, true);
+    obj *o = dreq_obj(r, dreq_str(r, "name"), &hpool_ops, true);
     json_t *v;
 
     if (!o)

@@ -258,7 +258,7 @@ void h_timer_afterfunc(dreq *r)
     }
     ht->request = json_deep_copy(req); /* outlives the request line */
     ht->afname = strdup(name);
-    o = reg_make(r, name, &hafter_ops, &created);
+    o = dreq_obj_make(r, name, &hafter_ops, &created);
     if (!o) {
         htimer_put(ht);
         return;
@@ -281,7 +281,7 @@ static htimer *htimer_find(dreq *r, obj **o)
 {
     htimer *ht = NULL;
 
-    *o = reg_get(r, dreq_str(r, "name"), NULL, false);
+    *o = dreq_obj(r, dreq_str(r, "name"), NULL, false);
     if (!*o)
         return NULL;
     if ((*o)->ops == &hafter_ops)

@@ -6,12 +6,24 @@
  * reference counted: the table holds one reference, every request using an
  * object holds another, so a dropped object lives until its last waiter has
  * been answered.
+ *
+ * The registry returns codes and answers no request: dreq_obj() and
+ * dreq_obj_make() in dispatch.c turn a code into the answer.
+ *
+ * Names are chosen by clients, so the hash is keyed: SipHash-1-3 with a
+ * key drawn from getrandom() once per process.  With an unkeyed hash a
+ * client can pick names that all fall into one bucket and turn every
+ * lookup into a walk of a long chain (99k names made one 3.4 ms).
  */
 #include "daemon.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #define REG_BUCKETS (1u << 16)
 
@@ -19,14 +31,84 @@ static obj *reg_tab[REG_BUCKETS];
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic uint64_t reg_seq = 1;
 
+static uint64_t reg_key[2];
+static pthread_once_t reg_key_once = PTHREAD_ONCE_INIT;
+
+static void reg_key_init(void)
+{
+    ssize_t n = getrandom(reg_key, sizeof reg_key, GRND_NONBLOCK);
+
+    if (n != (ssize_t)sizeof reg_key) {
+        /* Only before the kernel's pool is ready (early boot): a weaker
+         * key, still unknown to clients. */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        log_warn("getrandom: %s: registry hash keyed from the clock",
+                 n < 0 ? strerror(errno) : "short read");
+        reg_key[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^
+                     (uint64_t)getpid();
+        reg_key[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)&ts;
+    }
+}
+
+#define REG_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define REG_SIPROUND                                                       \
+    do {                                                                   \
+        v0 += v1;                                                          \
+        v1 = REG_ROTL(v1, 13);                                             \
+        v1 ^= v0;                                                          \
+        v0 = REG_ROTL(v0, 32);                                             \
+        v2 += v3;                                                          \
+        v3 = REG_ROTL(v3, 16);                                             \
+        v3 ^= v2;                                                          \
+        v0 += v3;                                                          \
+        v3 = REG_ROTL(v3, 21);                                             \
+        v3 ^= v0;                                                          \
+        v2 += v1;                                                          \
+        v1 = REG_ROTL(v1, 17);                                             \
+        v1 ^= v2;                                                          \
+        v2 = REG_ROTL(v2, 32);                                             \
+    } while (0)
+
+/* Returns SipHash-1-3 of the n bytes at p under key k (one compression
+ * round per 8-byte word, three finalisation rounds: the variant Rust and
+ * Python use for their hash tables). */
+static uint64_t reg_siphash13(const uint64_t k[2], const unsigned char *p,
+                              size_t n)
+{
+    uint64_t v0 = k[0] ^ 0x736f6d6570736575ULL;
+    uint64_t v1 = k[1] ^ 0x646f72616e646f6dULL;
+    uint64_t v2 = k[0] ^ 0x6c7967656e657261ULL;
+    uint64_t v3 = k[1] ^ 0x7465646279746573ULL;
+    uint64_t m, b = (uint64_t)n << 56;
+    size_t i;
+
+    for (i = 0; i + 8 <= n; i += 8) {
+        m = 0;
+        for (int j = 0; j < 8; j++) /* little-endian, on any host */
+            m |= (uint64_t)p[i + j] << (8 * j);
+        v3 ^= m;
+        REG_SIPROUND;
+        v0 ^= m;
+    }
+    for (int j = 0; i + (size_t)j < n; j++)
+        b |= (uint64_t)p[i + (size_t)j] << (8 * j);
+    v3 ^= b;
+    REG_SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    REG_SIPROUND;
+    REG_SIPROUND;
+    REG_SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
 static uint32_t reg_hash(const char *s)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 16777619u;
-    }
-    return h & (REG_BUCKETS - 1);
+    pthread_once(&reg_key_once, reg_key_init);
+    return (uint32_t)reg_siphash13(reg_key, (const unsigned char *)s,
+                                   strlen(s)) &
+           (REG_BUCKETS - 1);
 }
 
 static obj *reg_find_locked(const char *name, uint32_t h)
@@ -54,111 +136,67 @@ void obj_release(obj *o)
     free(o);
 }
 
-static const char *reg_article(const obj_ops *ops)
-{
-    return ops->type == OBJ_ATOMIC || ops->type == OBJ_ONCE ? "an" : "a";
-}
-
-static void reg_fail_type(dreq *r, const char *name, const obj *o,
-                          const obj_ops *want)
-{
-    dreq_fail(r, PROTO_R_WRONG_TYPE, "\"%s\" is %s %s, not %s %s", name,
-              reg_article(o->ops), o->ops->name, reg_article(want),
-              want->name);
-}
-
-/* Makes and inserts a new object (reg_mu held).  Returns it with two
- * references (table + caller), or NULL after failing r. */
-static obj *reg_insert_locked(dreq *r, const char *name, uint32_t h,
-                              const obj_ops *ops)
+/* Makes and inserts a new object (reg_mu held).  Returns REG_OK with it
+ * in *out holding two references (table + caller), or a REG_E* code. */
+static int reg_insert_locked(const char *name, uint32_t h,
+                             const obj_ops *ops, dreq *arg, obj **out)
 {
     obj *o;
 
-    if (atomic_load(&srv_stat.objects) >= srv_conf.max_objects) {
-        dreq_fail(r, PROTO_R_LIMIT, "too many objects (max-objects %d)",
-                  srv_conf.max_objects);
-        return NULL;
-    }
+    if (atomic_load(&srv_stat.objects) >= srv_conf.max_objects)
+        return REG_ELIMIT;
     o = calloc(1, ops->size);
     if (!o)
-        goto out_oom;
+        return REG_ENOMEM;
     o->name = strdup(name);
     if (!o->name)
         goto out_free;
     o->ops = ops;
     pthread_mutex_init(&o->wmu, NULL);
-    if (ops->init && ops->init(o, r) != 0)
+    if (ops->init && ops->init(o, arg) != 0)
         goto out_mutex;
     o->refs = 2;
     o->hnext = reg_tab[h];
     reg_tab[h] = o;
     atomic_fetch_add(&srv_stat.objects, 1);
-    return o;
+    *out = o;
+    return REG_OK;
 
 out_mutex:
     pthread_mutex_destroy(&o->wmu);
     free(o->name);
 out_free:
     free(o);
-out_oom:
-    dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
-    return NULL;
+    return REG_ENOMEM;
 }
 
-obj *reg_get(dreq *r, const char *name, const obj_ops *want, bool create)
+int reg_lookup(const char *name, const obj_ops *want, bool create,
+               dreq *arg, reg_found *f)
 {
     uint32_t h = reg_hash(name);
     obj *o;
+    int rc = REG_OK;
 
+    f->o = NULL;
+    f->have = NULL;
+    f->created = false;
     pthread_mutex_lock(&reg_mu);
     o = reg_find_locked(name, h);
     if (o) {
         if (want && o->ops != want) {
-            pthread_mutex_unlock(&reg_mu);
-            reg_fail_type(r, name, o, want);
-            return NULL;
+            f->have = o->ops;
+            rc = REG_ETYPE;
+        } else {
+            f->o = obj_retain(o);
         }
-        obj_retain(o);
-        pthread_mutex_unlock(&reg_mu);
-        return o;
+    } else if (!create || !want) {
+        rc = REG_ENOENT;
+    } else {
+        rc = reg_insert_locked(name, h, want, arg, &f->o);
+        f->created = rc == REG_OK;
     }
-    if (!create || !want) {
-        pthread_mutex_unlock(&reg_mu);
-        if (want && want->type == OBJ_CHAN)
-            dreq_fail(r, PROTO_R_NOT_FOUND, "no channel \"%s\" (make it "
-                      "first)", name);
-        else
-            dreq_fail(r, PROTO_R_NOT_FOUND, "no object \"%s\"", name);
-        return NULL;
-    }
-    o = reg_insert_locked(r, name, h, want);
     pthread_mutex_unlock(&reg_mu);
-    return o;
-}
-
-obj *reg_make(dreq *r, const char *name, const obj_ops *ops, bool *created)
-{
-    uint32_t h = reg_hash(name);
-    obj *o;
-
-    *created = false;
-    pthread_mutex_lock(&reg_mu);
-    o = reg_find_locked(name, h);
-    if (o) {
-        if (o->ops != ops) {
-            pthread_mutex_unlock(&reg_mu);
-            reg_fail_type(r, name, o, ops);
-            return NULL;
-        }
-        obj_retain(o);
-        pthread_mutex_unlock(&reg_mu);
-        return o;
-    }
-    o = reg_insert_locked(r, name, h, ops);
-    pthread_mutex_unlock(&reg_mu);
-    if (o)
-        *created = true;
-    return o;
+    return rc;
 }
 
 int reg_drop(const char *name)
@@ -176,7 +214,7 @@ int reg_drop(const char *name)
         }
     pthread_mutex_unlock(&reg_mu);
     if (!o)
-        return -1;
+        return REG_ENOENT;
     atomic_store(&o->dropped, true);
     atomic_fetch_sub(&srv_stat.objects, 1);
     if (o->ops->drop)
