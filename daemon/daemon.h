@@ -317,7 +317,8 @@ void dreq_fail_rt(dreq *r, int code);
  * Returns 0, or -1 when no goroutine could be started: r is then answered
  * (internal error) and freed, and r->ctx is still the caller's to undo. */
 int dreq_park(dreq *r, disp_handler fn);
-/* Records that r waits on o for reason (Go's words) / stops waiting. */
+/* Records that r waits on o for reason (Go's words) / stops waiting
+ * (park.c, as the four functions around). */
 void dreq_wait_begin(dreq *r, obj *o, const char *reason);
 void dreq_wait_end(dreq *r);
 /* For a wait without a goroutine (rt_await; sessions only): records it as
@@ -326,6 +327,14 @@ void dreq_wait_end(dreq *r);
  * must run before r is finished. */
 rt_cancel *dreq_await_begin(dreq *r, obj *o, const char *reason);
 void dreq_await_end(dreq *r);
+/* Returns the number of waiting requests (awaits, and parked requests
+ * whose goroutine the runtime shows parked): the one definition that
+ * runtime.stats, runtime.dump and /metrics report.  O(goroutines +
+ * objects). */
+int64_t park_waiters(void);
+/* Builds every parameter the scanner left as text into args[] (before the
+ * line goes: parking, awaits).  Internal to dispatch.c and park.c. */
+void dreq__keep_params(dreq *r);
 /* Returns true when r's session has ended or the drain began.  A parked
  * handler checks it before its blocking call: the goroutine may first run
  * long after the request arrived, and the runtime's fast paths (a free
@@ -439,7 +448,7 @@ void h_rw_runlock(dreq *r);
 void h_cond_wait(dreq *r);
 void h_cond_signal(dreq *r);
 void h_cond_broadcast(dreq *r);
-/* Releases the holds of an ended session (except leases). */
-void hlock_session_end(sess *s);
+/* holds.c: releases the holds of an ended session (except leases). */
+void hold_session_end(sess *s);
 
 #endif /* CHAND_DAEMON_H */

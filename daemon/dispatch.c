@@ -6,6 +6,7 @@
  * timer.afterfunc).
  */
 #include "daemon.h"
+#include "answer.h"
 #include "jfast.h"
 
 #include <stdarg.h>
@@ -82,7 +83,7 @@ static const struct {
 
 /* Session-end hooks, one per family that keeps per-session state. */
 static void (*const disp_end_hooks[])(sess *s) = {
-    hlock_session_end,
+    hold_session_end,
     honce_session_end,
 };
 
@@ -245,100 +246,13 @@ static void dreq_finish(dreq *r, json_t *answer, gback *gb)
     dreq_free(r);
 }
 
-/* A success answer's result, written straight to the wire or built as a
- * value for the paths that need one (batches, detached requests). */
-typedef struct dres {
-    const char *k0;              /* an integer member first (n0), or NULL */
-    const char *k1, *k2;         /* NULL k0 and k1: v1 is the whole result */
-    const json_t *v1;            /* borrowed; NULL: null ({} when !k1) */
-    const hval *t1;              /* with k1: v1 as text (borrowed) */
-    int64_t n0, n1;              /* n1: with k1 and !v1 and is_int */
-    bool is_int, b2;
-} dres;
-
-static int dres_text(jfast_buf *b, const dres *d)
-{
-    if (!d->k0 && !d->k1)
-        return d->v1 ? jfast_dump(b, d->v1) : jfast_put(b, "{}", 2);
-    if (d->k0 && (jfast_put(b, "{\"", 2) ||
-                  jfast_put(b, d->k0, strlen(d->k0)) ||
-                  jfast_put(b, "\":", 2) ||
-                  jfast_put_int(b, (json_int_t)d->n0)))
-        return -1;
-    if (!d->k1)
-        return jfast_put(b, "}", 1);
-    if (jfast_put(b, d->k0 ? ",\"" : "{\"", 2) ||
-        jfast_put(b, d->k1, strlen(d->k1)) || jfast_put(b, "\":", 2))
-        return -1;
-    if (d->is_int) {
-        if (jfast_put_int(b, (json_int_t)d->n1))
-            return -1;
-    } else if (d->t1) {
-        size_t n;
-        const char *t = hval_text(d->t1, &n);
-        if (jfast_put(b, t, n))
-            return -1;
-    } else if (jfast_dump(b, d->v1 ? d->v1 : json_null())) {
-        return -1;
-    }
-    if (d->k2 && (jfast_put(b, ",\"", 2) ||
-                  jfast_put(b, d->k2, strlen(d->k2)) ||
-                  jfast_put(b, d->b2 ? "\":true" : "\":false",
-                            d->b2 ? 6 : 7)))
-        return -1;
-    return jfast_put(b, "}", 1);
-}
-
-static json_t *dres_value(const dres *d)
-{
-    json_t *o;
-
-    if (!d->k0 && !d->k1)
-        return d->v1 ? json_incref((json_t *)d->v1) : NULL;
-    o = json_object();
-    if (!o)
-        return NULL;
-    if (d->k0)
-        json_object_set_new(o, d->k0, json_integer((json_int_t)d->n0));
-    if (!d->k1)
-        return o;
-    json_object_set_new(o, d->k1,
-                        d->is_int ? json_integer(d->n1)
-                        : d->t1   ? hval_json(d->t1)
-                        : d->v1   ? json_incref((json_t *)d->v1)
-                                  : json_null());
-    if (d->k2)
-        json_object_set_new(o, d->k2, json_boolean(d->b2));
-    return o;
-}
-
-/* Appends {"jsonrpc":"2.0","id":ID,"result":RESULT}\n to b: the bytes of
- * proto_dump_line(proto_result(id, result)), without building and freeing
- * an envelope and result (a third of a simple request's cost).  Returns 0
- * or -1. */
-static int disp_result_text(jfast_buf *b, const json_t *id, const dres *d)
-{
-    static const char head[] = "{\"jsonrpc\":\"2.0\",\"id\":";
-    static const char mid[] = ",\"result\":";
-
-    /* Ids are mostly integers: written without the general dump (whose
-     * code is a good share of an answer's instruction-cache misses). */
-    if (jfast_put(b, head, sizeof head - 1) ||
-        (json_is_integer(id) ? jfast_put_int(b, json_integer_value(id))
-                             : jfast_dump(b, id ? id : json_null())) ||
-        jfast_put(b, mid, sizeof mid - 1) || dres_text(b, d) ||
-        jfast_put(b, "}\n", 2))
-        return -1;
-    return 0;
-}
-
-static void dreq_ok_res(dreq *r, const dres *d, gback *gb)
+static void dreq_ok_res(dreq *r, const proto_res *d, gback *gb)
 {
     jfast_buf b = { 0 };
     sess_local *l;
 
     if (r->batch || !r->id || !r->s) {
-        dreq_finish(r, proto_result(r->id, dres_value(d)), gb);
+        dreq_finish(r, proto_result(r->id, proto_res_json(d)), gb);
         return;
     }
     srv_count_answer(r->m, true);
@@ -346,11 +260,11 @@ static void dreq_ok_res(dreq *r, const dres *d, gback *gb)
         /* On the session's I/O thread: its reused buffer, copied into
          * the output buffer, no allocation. */
         l->out.len = 0;
-        if (disp_result_text(&l->out, r->id, d) == 0)
+        if (proto_res_line(&l->out, r->id, d) == 0)
             sess_deliver_io(r->s, l->out.p, l->out.len, gb);
         else
             gback_run(gb);
-    } else if (disp_result_text(&b, r->id, d) == 0) {
+    } else if (proto_res_line(&b, r->id, d) == 0) {
         sess_deliver(r->s, b.p, b.len, gb); /* takes b.p */
     } else {
         free(b.p);
@@ -361,7 +275,7 @@ static void dreq_ok_res(dreq *r, const dres *d, gback *gb)
 
 void dreq_ok_gb(dreq *r, json_t *result, gback *gb)
 {
-    dres d = { .v1 = result };
+    proto_res d = { .v1 = result };
 
     dreq_ok_res(r, &d, gb);
     json_decref(result);
@@ -375,29 +289,31 @@ void dreq_ok(dreq *r, json_t *result)
 void dreq_ok_pair(dreq *r, const char *k1, const json_t *v1, const char *k2,
                   bool b2, gback *gb)
 {
-    dres d = { .k1 = k1, .v1 = v1, .k2 = k2, .b2 = b2 };
+    proto_res d = { .k1 = k1, .v1 = v1, .k2 = k2, .b2 = b2 };
 
     dreq_ok_res(r, &d, gb);
 }
 
 void dreq_ok_index(dreq *r, int index)
 {
-    dres d = { .k0 = "index", .n0 = index };
+    proto_res d = { .k0 = "index", .n0 = index };
 
     dreq_ok_res(r, &d, NULL);
 }
 
 void dreq_ok_recv(dreq *r, int index, const hval *v, gback *gb)
 {
-    dres d = { .k0 = index >= 0 ? "index" : NULL, .n0 = index,
-               .k1 = "value", .t1 = v, .k2 = "ok", .b2 = v != NULL };
+    proto_res d = { .k0 = index >= 0 ? "index" : NULL, .n0 = index,
+                    .k1 = "value", .k2 = "ok", .b2 = v != NULL };
 
+    if (v)
+        d.t1 = hval_text(v, &d.t1n);
     dreq_ok_res(r, &d, gb);
 }
 
 void dreq_ok_int(dreq *r, const char *key, int64_t n)
 {
-    dres d = { .k1 = key, .n1 = n, .is_int = true };
+    proto_res d = { .k1 = key, .n1 = n, .is_int = true };
 
     dreq_ok_res(r, &d, NULL);
 }
@@ -484,31 +400,8 @@ void dreq_fail_rt(dreq *r, int code)
 }
 
 /* ------------------------------------------------------------------ */
-/* Parking on a goroutine                                             */
+/* Parameters                                                         */
 /* ------------------------------------------------------------------ */
-
-typedef struct parked {
-    dreq *r;
-    disp_handler fn;
-} parked;
-
-static void dreq_park_go(void *arg)
-{
-    parked p = *(parked *)arg;
-    sess *s = p.r->s;
-
-    free(arg);
-    if (s) {
-        sess_retain(s);
-        rt_cancel_attach(sess_cancel(s));
-    }
-    p.fn(p.r); /* finishes (frees) r */
-    if (s) {
-        rt_cancel_attach(NULL);
-        sess_parked(s, -1);
-        sess_release(s);
-    }
-}
 
 /* Builds the text value of parameter i into args[i] (NULL when out of
  * memory: the handler then sees it absent and answers so). */
@@ -519,103 +412,12 @@ static void dreq_build_text(dreq *r, int i)
     r->text[i].p = NULL;
 }
 
-/* The line is about to go: build every text value still held. */
-static void dreq_keep_params(dreq *r)
+void dreq__keep_params(dreq *r)
 {
     for (int i = 0; i < PROTO_MAX_PARAMS; i++)
         dreq_build_text(r, i);
 }
 
-int dreq_park(dreq *r, disp_handler fn)
-{
-    parked *p;
-
-    if (rt_in_goroutine() && !r->s) {
-        fn(r);
-        return 0;
-    }
-    dreq_keep_params(r);
-    p = malloc(sizeof *p);
-    if (!p) {
-        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
-        return -1;
-    }
-    p->r = r;
-    p->fn = fn;
-    if (r->s)
-        sess_parked(r->s, 1);
-    if (rt_go(dreq_park_go, p) != 0) {
-        if (r->s)
-            sess_parked(r->s, -1);
-        free(p);
-        dreq_fail(r, PROTO_R_INTERNAL, "cannot start a goroutine");
-        return -1;
-    }
-    return 0;
-}
-
-/* The waiters statistic counts requests from here, on the goroutine that
- * is about to block: a client that sees waiters == n knows its n requests
- * are at their runtime call, not merely scheduled. */
-/* Links r into o's waiter list; goid 0 for an await. */
-static void dreq_wait_link(dreq *r, obj *o, const char *reason, int64_t goid)
-{
-    atomic_fetch_add(&srv_stat.waiters, 1);
-    r->wobj = o;
-    r->wreason = reason;
-    r->wsince = rt_now();
-    r->wgoid = goid; /* before the link: stats read it under wmu */
-    pthread_mutex_lock(&o->wmu);
-    r->wprev = NULL;
-    r->wnext = o->waiters;
-    if (o->waiters)
-        o->waiters->wprev = r;
-    o->waiters = r;
-    pthread_mutex_unlock(&o->wmu);
-}
-
-void dreq_wait_begin(dreq *r, obj *o, const char *reason)
-{
-    dreq_wait_link(r, o, reason, rt_goid());
-}
-
-void dreq_wait_end(dreq *r)
-{
-    obj *o = r->wobj;
-
-    if (!o)
-        return;
-    pthread_mutex_lock(&o->wmu);
-    if (r->wprev)
-        r->wprev->wnext = r->wnext;
-    else
-        o->waiters = r->wnext;
-    if (r->wnext)
-        r->wnext->wprev = r->wprev;
-    pthread_mutex_unlock(&o->wmu);
-    r->wobj = NULL;
-    r->wnext = r->wprev = NULL;
-    atomic_fetch_sub(&srv_stat.waiters, 1);
-}
-
-rt_cancel *dreq_await_begin(dreq *r, obj *o, const char *reason)
-{
-    dreq_keep_params(r);
-    sess_parked(r->s, 1);
-    /* goid 0: queued in the runtime as it returns, so counted at once */
-    dreq_wait_link(r, o, reason, 0);
-    return sess_cancel(r->s);
-}
-
-void dreq_await_end(dreq *r)
-{
-    dreq_wait_end(r);
-    sess_parked(r->s, -1);
-}
-
-/* ------------------------------------------------------------------ */
-/* Parameters                                                         */
-/* ------------------------------------------------------------------ */
 
 bool dreq_cancelled(dreq *r)
 {

@@ -146,6 +146,6 @@ void h_rt_dump(dreq *r)
     }
     reg_foreach(NULL, hcore_dump_one, arr);
     dreq_ok(r, json_pack("{s:i, s:I, s:o}", "goroutines", rt_num_goroutine(),
-                         "waiters", (json_int_t)atomic_load(&srv_stat.waiters),
+                         "waiters", (json_int_t)park_waiters(),
                          "objects", arr));
 }

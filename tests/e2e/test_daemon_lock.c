@@ -101,6 +101,29 @@ static void test_mutex_tokens(void **state)
     testd_close(b);
 }
 
+/* Tokens come from one server-wide counter: they increase across locks
+ * and across a drop and re-creation of the same name, never repeating. */
+static void test_tokens_server_wide(void **state)
+{
+    testd_conn *a = testd_connect(&D);
+    json_int_t t1, t2, t3, t4;
+    (void)state;
+
+    t1 = ok_int(a, 1, "mutex.lock", "{\"name\":\"x\"}", "token");
+    ok_int(a, 2, "mutex.unlock", "{\"name\":\"x\"}", NULL);
+    t2 = ok_int(a, 3, "rwmutex.rlock", "{\"name\":\"y\"}", "token");
+    assert_true(t2 > t1);
+    ok_int(a, 4, "rwmutex.runlock", "{\"name\":\"y\"}", NULL);
+    ok_int(a, 5, "drop", "{\"name\":\"x\"}", NULL);
+    t3 = ok_int(a, 6, "mutex.lock", "{\"name\":\"x\"}", "token");
+    assert_true(t3 > t2);
+    ok_int(a, 7, "mutex.unlock", "{\"name\":\"x\"}", NULL);
+    t4 = ok_int(a, 8, "rwmutex.lock", "{\"name\":\"y\"}", "token");
+    assert_true(t4 > t3);
+    ok_int(a, 9, "rwmutex.unlock", "{\"name\":\"y\"}", NULL);
+    testd_close(a);
+}
+
 static void test_killed_holder(void **state)
 {
     testd_conn *b = testd_connect(&D);
@@ -362,6 +385,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_mutex_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tokens_server_wide, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_killed_holder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadlock, setup, teardown),

@@ -1,0 +1,390 @@
+/*
+ * holds.c - the lock family's bookkeeping: holds (session, fencing token,
+ * lease), the one server-wide token counter, leases (a hold taken with
+ * lease_ms outlives its session and is released when the lease expires: a
+ * runtime AfterFunc timer), and the wait-for graph (session -> lock it
+ * waits for -> holder sessions; a new wait that would close a cycle is
+ * refused with reason deadlock).  The contract is in holds.h.
+ *
+ * Tokens come from one counter for the whole server, so they strictly
+ * increase across locks, drop and re-creation of a name, and never
+ * repeat; a durable store persists hold_token_last() and restores it with
+ * hold_token_floor().
+ */
+#include "holds.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct hlease {
+    _Atomic int refs;          /* the hold's and the timer's */
+    obj *o;                    /* retained */
+    uint64_t token;
+    rt_timer *t;
+} hlease;
+
+typedef struct hhold {
+    uint64_t token;
+    uint64_t sid;              /* 0: detached request (go, afterfunc) */
+    bool write;                /* rwmutex: writer (mutex: always) */
+    int64_t since;
+    int64_t lease_ms;          /* 0: none */
+    hlease *lease;
+    hlock *l;                  /* retained: a dropped lock lives on while held */
+    struct hhold *next;        /* in l->holds */
+    struct hhold *gnext, *gprev; /* in hl_all, for the session-end scan */
+} hhold;
+
+typedef struct hwait {
+    uint64_t sid;
+    hlock *l;
+    struct hwait *next;
+} hwait;
+
+
+static pthread_mutex_t hl_mu = PTHREAD_MUTEX_INITIALIZER;
+static hwait *hl_waits;        /* every pending lock wait */
+static hhold *hl_all;          /* every hold of every lock */
+
+static void hl_all_link(hhold *h)
+{
+    h->gprev = NULL;
+    h->gnext = hl_all;
+    if (hl_all)
+        hl_all->gprev = h;
+    hl_all = h;
+}
+
+static void hl_all_unlink(hhold *h)
+{
+    if (h->gprev)
+        h->gprev->gnext = h->gnext;
+    else
+        hl_all = h->gnext;
+    if (h->gnext)
+        h->gnext->gprev = h->gprev;
+}
+static unsigned hl_visit_gen;
+static _Atomic uint64_t hold_tokens;  /* the last token issued */
+
+void hold_lock(void)
+{
+    pthread_mutex_lock(&hl_mu);
+}
+
+void hold_unlock(void)
+{
+    pthread_mutex_unlock(&hl_mu);
+}
+
+/* ------------------------------------------------------------------ */
+/* Tokens                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Returns a new token, or 0 once HOLD_TOKEN_MAX is reached (a million
+ * grants a second would take 285 years). */
+static uint64_t hold_token_next(void)
+{
+    uint64_t t = atomic_fetch_add(&hold_tokens, 1) + 1;
+
+    return t < HOLD_TOKEN_MAX ? t : 0;
+}
+
+uint64_t hold_token_last(void)
+{
+    return atomic_load(&hold_tokens);
+}
+
+void hold_token_floor(uint64_t floor)
+{
+    uint64_t cur = atomic_load(&hold_tokens);
+
+    while (cur < floor &&
+           !atomic_compare_exchange_weak(&hold_tokens, &cur, floor))
+        ;
+}
+
+/* ------------------------------------------------------------------ */
+/* Holds and leases (hl_mu held unless said otherwise)                 */
+/* ------------------------------------------------------------------ */
+
+void hold_info(obj *o, json_t *into)
+{
+    hlock *l = (hlock *)o;
+    json_t *hs = json_array();
+    int64_t now = rt_now();
+
+    pthread_mutex_lock(&hl_mu);
+    for (hhold *h = l->holds; h; h = h->next) {
+        json_t *j = json_pack("{s:I, s:I, s:I}", "session", (json_int_t)h->sid,
+                              "token", (json_int_t)h->token, "held_ms",
+                              (json_int_t)((now - h->since) / 1000000));
+        if (l->rw)
+            json_object_set_new(j, "write", json_boolean(h->write));
+        if (h->lease_ms)
+            json_object_set_new(j, "lease_ms", json_integer(h->lease_ms));
+        json_array_append_new(hs, j);
+    }
+    json_object_set_new(into, "locked", json_boolean(l->holds != NULL));
+    json_object_set_new(into, "token", json_integer((json_int_t)l->last_token));
+    pthread_mutex_unlock(&hl_mu);
+    json_object_set_new(into, "holders", hs);
+}
+
+static void hlease_put(hlease *ls)
+{
+    if (atomic_fetch_sub(&ls->refs, 1) != 1)
+        return;
+    rt_timer_free(ls->t);
+    obj_release(ls->o);
+    free(ls);
+}
+
+/* A lease expired: release that hold if it still exists (goroutine). */
+static void hlease_fire(void *arg)
+{
+    hlease *ls = arg;
+    hlock *l = (hlock *)ls->o;
+
+    pthread_mutex_lock(&hl_mu);
+    for (hhold *h = l->holds; h; h = h->next)
+        if (h->token == ls->token) {
+            log_info("%s \"%s\": lease of token %llu expired",
+                     l->o.ops->name, l->o.name,
+                     (unsigned long long)h->token);
+            hold_drop_locked(h, true, true);
+            break;
+        }
+    pthread_mutex_unlock(&hl_mu);
+    hlease_put(ls);
+}
+
+hhold *hold_add(hlock *l, dreq *r, bool write, bool *owner_dead,
+                uint64_t *token)
+{
+    int64_t lease_ms = dreq_int(r, "lease_ms", 0);
+    hhold *h = calloc(1, sizeof *h);
+    uint64_t t = 0;
+
+    pthread_mutex_lock(&hl_mu);
+    if (h && !(t = hold_token_next())) {
+        log_error("%s \"%s\": fencing tokens exhausted", l->o.ops->name,
+                  l->o.name);
+        free(h);
+        h = NULL;
+    }
+    if (!h) {
+        pthread_mutex_unlock(&hl_mu);
+        if (l->rw)
+            write ? rt_rwmutex_unlock(l->rwm) : rt_rwmutex_runlock(l->rwm);
+        else
+            rt_mutex_unlock(l->m);
+        return NULL;
+    }
+    h->token = l->last_token = t;
+    /* Read under hl_mu: once it is dropped a short lease (or an unlock by
+     * token from another session) may free h. */
+    *token = h->token;
+    h->sid = dreq_sid(r);
+    h->write = write;
+    h->since = rt_now();
+    h->lease_ms = lease_ms;
+    h->l = (hlock *)obj_retain(&l->o);
+    h->next = l->holds;
+    l->holds = h;
+    hl_all_link(h);
+    *owner_dead = l->owner_dead;
+    l->owner_dead = false;
+    atomic_fetch_add(&srv_stat.held_locks, 1);
+    if (lease_ms > 0) {
+        hlease *ls = calloc(1, sizeof *ls);
+        if (ls) {
+            ls->refs = 2;
+            ls->o = obj_retain(&l->o);
+            ls->token = h->token;
+            ls->t = rt_after_func(lease_ms * 1000000, hlease_fire, ls);
+            if (ls->t) {
+                h->lease = ls;
+            } else {
+                obj_release(ls->o);
+                free(ls);
+            }
+        }
+    }
+    pthread_mutex_unlock(&hl_mu);
+    return h;
+}
+
+/* The one place a hold ends: unlock, lease expiry, session end, a grant
+ * to a session that just ended, and cond.wait (unlock false). */
+void hold_drop_locked(hhold *h, bool owner_dead, bool unlock)
+{
+    hlock *l = h->l;
+
+    for (hhold **pp = &l->holds; *pp; pp = &(*pp)->next)
+        if (*pp == h) {
+            *pp = h->next;
+            break;
+        }
+    if (owner_dead)
+        l->owner_dead = true;
+    atomic_fetch_sub(&srv_stat.held_locks, 1);
+    if (unlock && l->rw)
+        h->write ? rt_rwmutex_unlock(l->rwm) : rt_rwmutex_runlock(l->rwm);
+    else if (unlock)
+        rt_mutex_unlock(l->m);
+    if (h->lease) {
+        if (rt_timer_stop(h->lease->t))
+            hlease_put(h->lease); /* the timer's share: it will not run */
+        hlease_put(h->lease);
+    }
+    hl_all_unlink(h);
+    /* Never the last reference while a caller still uses l: callers hold
+     * their own (request, lease) except the session-end scan, which does
+     * not touch l afterwards. */
+    obj_release(&h->l->o);
+    free(h);
+}
+
+hhold *hold_find_locked(hlock *l, dreq *r, bool write)
+{
+    json_t *tok = dreq_param(r, "token");
+    uint64_t sid = dreq_sid(r);
+
+    for (hhold *h = l->holds; h; h = h->next) {
+        if (l->rw && h->write != write)
+            continue;
+        if (tok ? h->token == (uint64_t)json_integer_value(tok)
+                : h->sid == sid)
+            return h;
+    }
+    return NULL;
+}
+
+bool hold_live_locked(hlock *l, hhold *h)
+{
+    for (hhold *x = l->holds; x; x = x->next)
+        if (x == h)
+            return true;
+    return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* Deadlock detection                                                 */
+/* ------------------------------------------------------------------ */
+
+#define HL_MAX_CYCLE 32
+
+typedef struct hl_step {
+    uint64_t waiter;
+    hlock *l;
+    uint64_t holder;
+} hl_step;
+
+/* Depth-first search from lock l (that session `from` waits for) for a
+ * chain of holders and their waits that reaches `target`.  Lease and
+ * detached holds are ignored: they end without their holder's help. */
+static bool hl_reach(hlock *l, uint64_t from, uint64_t target,
+                     hl_step *path, int depth, int *len)
+{
+    if (depth >= HL_MAX_CYCLE || l->visit == hl_visit_gen)
+        return false;
+    l->visit = hl_visit_gen;
+    for (hhold *h = l->holds; h; h = h->next) {
+        if (h->sid == 0 || h->lease_ms)
+            continue;
+        path[depth] = (hl_step){ from, l, h->sid };
+        if (h->sid == target) {
+            *len = depth + 1;
+            return true;
+        }
+        for (hwait *w = hl_waits; w; w = w->next)
+            if (w->sid == h->sid &&
+                hl_reach(w->l, h->sid, target, path, depth + 1, len))
+                return true;
+    }
+    return false;
+}
+
+hwait *hold_wait_begin(hlock *l, dreq *r)
+{
+    hl_step path[HL_MAX_CYCLE];
+    int len = 0;
+    uint64_t sid = dreq_sid(r);
+    hwait *w;
+
+    pthread_mutex_lock(&hl_mu);
+    hl_visit_gen++;
+    if (sid && hl_reach(l, sid, sid, path, 0, &len)) {
+        char msg[400];
+        size_t n = 0;
+        json_t *cycle = json_array();
+        n += (size_t)snprintf(msg, sizeof msg,
+                              "all goroutines are asleep - deadlock!");
+        for (int i = 0; i < len; i++) {
+            if (n < sizeof msg)
+                n += (size_t)snprintf(
+                    msg + n, sizeof msg - n,
+                    "%s session %llu waits for %s \"%s\" held by session "
+                    "%llu",
+                    i ? ";" : "", (unsigned long long)path[i].waiter,
+                    path[i].l->o.ops->name, path[i].l->o.name,
+                    (unsigned long long)path[i].holder);
+            json_array_append_new(
+                cycle, json_pack("{s:I, s:s, s:I}", "session",
+                                 (json_int_t)path[i].waiter, "waits_for",
+                                 path[i].l->o.name, "held_by",
+                                 (json_int_t)path[i].holder));
+        }
+        pthread_mutex_unlock(&hl_mu);
+        dreq_fail_data(r, PROTO_R_DEADLOCK, json_pack("{s:o}", "cycle", cycle),
+                       "%s", msg);
+        return NULL;
+    }
+    w = calloc(1, sizeof *w);
+    if (w) {
+        w->sid = sid;
+        w->l = l;
+        w->next = hl_waits;
+        hl_waits = w;
+    }
+    pthread_mutex_unlock(&hl_mu);
+    if (!w)
+        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+    return w;
+}
+
+void hold_wait_end(hwait *w)
+{
+    pthread_mutex_lock(&hl_mu);
+    for (hwait **pp = &hl_waits; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    pthread_mutex_unlock(&hl_mu);
+    free(w);
+}
+
+/* ------------------------------------------------------------------ */
+/* Session end                                                        */
+/* ------------------------------------------------------------------ */
+
+void hold_session_end(sess *s)
+{
+    uint64_t sid = sess_id(s);
+
+    pthread_mutex_lock(&hl_mu);
+    for (hhold *h = hl_all, *next; h; h = next) {
+        next = h->gnext;
+        if (h->sid != sid || h->lease_ms)
+            continue;
+        log_info("%s \"%s\": session %llu ended holding token %llu",
+                 h->l->o.ops->name, h->l->o.name, (unsigned long long)sid,
+                 (unsigned long long)h->token);
+        hold_drop_locked(h, true, true); /* frees h only: next stays */
+    }
+    pthread_mutex_unlock(&hl_mu);
+}
+

@@ -1,0 +1,76 @@
+/*
+ * holds.h - the lock family's bookkeeping (holds.c), which h_lock.c's
+ * methods use: who holds each lock (session, fencing token, lease), the
+ * server-wide token counter, and who waits for which lock (the wait-for
+ * graph that refuses a deadlock).
+ *
+ * One mutex guards all of it (hold_lock/hold_unlock), together with the
+ * fields of hlock below last_token and the bindings of conds.  The runtime
+ * lock and its bookkeeping change in a fixed order (take the runtime lock,
+ * then record the hold; drop the record, then unlock), so the bookkeeping
+ * may briefly lag the runtime, never lead it.
+ */
+#ifndef CHAND_HOLDS_H
+#define CHAND_HOLDS_H
+
+#include "daemon.h"
+
+typedef struct hhold hhold;
+typedef struct hwait hwait;
+
+/* A mutex or rwmutex object: the runtime lock and its bookkeeping. */
+typedef struct hlock {
+    obj o;
+    bool rw;
+    rt_mutex *m;
+    rt_rwmutex *rwm;
+    /* guarded by hold_lock(): */
+    uint64_t last_token;       /* the last token granted on this lock */
+    hhold *holds;
+    bool owner_dead;           /* the next holder is told */
+    unsigned visit;            /* deadlock search generation */
+} hlock;
+
+/* Take and drop the bookkeeping mutex (never held across a blocking
+ * call). */
+void hold_lock(void);
+void hold_unlock(void);
+
+/* Tokens stay below this, 2^53: a JSON number any client reads exactly
+ * (a double holds it), JavaScript's included. */
+#define HOLD_TOKEN_MAX (UINT64_C(1) << 53)
+/* Returns the last fencing token issued by the server (0: none yet), for
+ * a durable store to persist as an epoch: every later token exceeds it. */
+uint64_t hold_token_last(void);
+/* Raises the token counter to at least floor (a recovered epoch), so that
+ * tokens issued after a restart exceed every one issued before it.  Call
+ * before the server listens. */
+void hold_token_floor(uint64_t floor);
+
+/* Records a new hold of l (whose runtime lock the caller has just taken)
+ * by r's session, with a new token (*token) and r's lease_ms; *owner_dead
+ * says whether the last holder died holding it (and is then cleared).
+ * Returns the hold (owned by l; valid only under hold_lock() once it has
+ * returned), or NULL when out of memory or tokens: the runtime lock is
+ * then given back. */
+hhold *hold_add(hlock *l, dreq *r, bool write, bool *owner_dead,
+                uint64_t *token);
+/* Removes hold h from its lock and frees it (hold_lock() held).
+ * owner_dead: the next holder is told.  unlock: also unlocks the runtime
+ * lock (false in cond.wait, where rt_cond_wait unlocks it). */
+void hold_drop_locked(hhold *h, bool owner_dead, bool unlock);
+/* Returns l's hold matching r's token (when r has one) or r's session, of
+ * the wanted kind (rwmutex: writer or reader), or NULL (hold_lock()
+ * held). */
+hhold *hold_find_locked(hlock *l, dreq *r, bool write);
+/* Returns true while h is still one of l's holds (hold_lock() held). */
+bool hold_live_locked(hlock *l, hhold *h);
+/* Records that r's session waits for l, or answers r with reason deadlock
+ * (the cycle in error.data) or internal, which frees r, and returns NULL. */
+hwait *hold_wait_begin(hlock *l, dreq *r);
+/* Removes and frees a wait hold_wait_begin recorded. */
+void hold_wait_end(hwait *w);
+/* The info op of mutexes and rwmutexes: holders, locked, token. */
+void hold_info(obj *o, json_t *into);
+
+#endif /* CHAND_HOLDS_H */
