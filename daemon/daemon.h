@@ -1,9 +1,34 @@
 /*
- * daemon.h - the daemon's internal contract between its modules:
- * server.c (listener, sessions, framing, output), dispatch.c (requests,
- * answers, batches, the handler table), registry.c (named objects) and the
- * handler files, one per method family (h_core.c, h_chan.c, h_lock.c,
- * h_sync.c, h_map.c, h_timer.c).
+ * daemon.h - the daemon's internal contract between its modules, one job
+ * per file:
+ *
+ * On top (they call the rest; nothing calls them):
+ *   main.c       wiring: settings, runtime, server, signals, metrics
+ *   service.c    sd_notify, socket activation, SIGHUP reload (service.h)
+ *   metrics.c    /metrics, /healthz, /readyz over evhttp (metrics.h)
+ *   conf.c, cfgfile.c   the settings and where they come from
+ * The network side (server.h is its internal contract):
+ *   iothread.c   the server object, its I/O threads, the drain
+ *   listener.c   bind or the activated socket, accept, refuse
+ *   session.c    one connection: life, output, answer queue, give-back
+ *   framing.c    one connection's input: reads, line framing, fair turns
+ * The request side:
+ *   dispatch.c   from a line to a handler: batches, answers, the handler
+ *                table, detached requests, objects for a request (dreq_obj)
+ *   park.c       waiting requests: goroutines, awaits, the waiters count
+ *   h_*.c        the handlers, one file per method family
+ *   stats.c      the one snapshot runtime.stats and /metrics render
+ *   holds.c      lock holds, fencing tokens, leases, wait-for graph
+ *                (holds.h, for h_lock.c)
+ * Below both (they call nothing above them):
+ *   registry.c   the namespace of named objects: codes, no answers
+ *   server.c     server-wide state: settings in force, counters, the
+ *                drain flag; it calls nothing at all
+ *   hval.c, log.c   values as text; logging
+ *   proto/ (the wire: parsing, checking, answer lines), runtime/ (rt.h)
+ * The network side hands lines to the request side, which answers (and
+ * reads its figures) through the session: that circle is inherent to a
+ * server, and the only one.
  *
  * Adding a method family: write daemon/h_<family>.c with handlers of type
  * disp_handler, declare them below, and add one line per method to the

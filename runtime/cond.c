@@ -12,15 +12,12 @@
  *
  * L is re-locked in every case, also after a timeout or cancellation.
  * The re-lock must not be cut short by the goroutine's (fired) cancel
- * token, so it runs with the token detached when the scheduler offers
- * rt__cancel_current, and retries otherwise.
+ * token, so it runs with the token detached (and retries should it still
+ * fail).
  */
 #include "rt_internal.h"
 
 #include <stdlib.h>
-
-/* Weak: cond.c still links against a scheduler without it. */
-#pragma weak rt__cancel_current
 
 struct rt_cond {
     rt_locker L;
@@ -45,16 +42,16 @@ void rt_cond_free(rt_cond *c)
 /* Re-locks L whatever the goroutine's cancel token says. */
 static void cond_relock(rt_cond *c)
 {
-    if (rt__cancel_current) {
-        rt_cancel *tok = rt__cancel_current();
-        if (tok)
-            rt_cancel_attach(NULL);
-        int r = c->L.lock(c->L.obj, RT_FOREVER);
-        if (tok)
-            rt_cancel_attach(tok);
-        if (r == 0)
-            return;
-    }
+    rt_cancel *tok = rt__cancel_current();
+    int r;
+
+    if (tok)
+        rt_cancel_attach(NULL);
+    r = c->L.lock(c->L.obj, RT_FOREVER);
+    if (tok)
+        rt_cancel_attach(tok);
+    if (r == 0)
+        return;
     while (c->L.lock(c->L.obj, RT_FOREVER) != 0)
         rt_gosched();
 }
