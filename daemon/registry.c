@@ -17,6 +17,7 @@
  */
 #include "daemon.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,18 +82,25 @@ static uint64_t reg_siphash13(const uint64_t k[2], const unsigned char *p,
     uint64_t v2 = k[0] ^ 0x6c7967656e657261ULL;
     uint64_t v3 = k[1] ^ 0x7465646279746573ULL;
     uint64_t m, b = (uint64_t)n << 56;
-    size_t i;
+    const unsigned char *end = p + (n & ~(size_t)7);
 
-    for (i = 0; i + 8 <= n; i += 8) {
-        m = 0;
-        for (int j = 0; j < 8; j++) /* little-endian, on any host */
-            m |= (uint64_t)p[i + j] << (8 * j);
+    for (; p != end; p += 8) {
+        memcpy(&m, p, 8);
+        m = le64toh(m); /* the algorithm reads words little-endian */
         v3 ^= m;
         REG_SIPROUND;
         v0 ^= m;
     }
-    for (int j = 0; i + (size_t)j < n; j++)
-        b |= (uint64_t)p[i + (size_t)j] << (8 * j);
+    switch (n & 7) {
+    case 7: b |= (uint64_t)p[6] << 48; /* fall through */
+    case 6: b |= (uint64_t)p[5] << 40; /* fall through */
+    case 5: b |= (uint64_t)p[4] << 32; /* fall through */
+    case 4: b |= (uint64_t)p[3] << 24; /* fall through */
+    case 3: b |= (uint64_t)p[2] << 16; /* fall through */
+    case 2: b |= (uint64_t)p[1] << 8;  /* fall through */
+    case 1: b |= (uint64_t)p[0];       /* fall through */
+    case 0: break;
+    }
     v3 ^= b;
     REG_SIPROUND;
     v0 ^= b;
