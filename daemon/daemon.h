@@ -162,7 +162,7 @@ void sess_parked(sess *s, int delta);
 typedef struct gback {
     rt_chan *chan;        /* retained */
     hval value;           /* owned */
-    uint64_t end;         /* server.c: where its answer ends in the
+    uint64_t end;         /* session.c: where its answer ends in the
                            * session's output */
     struct gback *next;
 } gback;
@@ -385,9 +385,9 @@ proto_reason disp_rt_reason(int code);
  * check_only validates without running. */
 int disp_run_detached(json_t *request, bool check_only, proto_error *err);
 
-/* Called by server.c for each complete line of s (I/O thread). */
+/* Called by framing.c for each complete line of s (I/O thread). */
 void disp_line(sess *s, const char *line, size_t len);
-/* Called by server.c when s ended, after its cancel fired (I/O thread). */
+/* Called by session.c when s ended, after its cancel fired (I/O thread). */
 void disp_session_end(sess *s);
 /* Fills the handler table; returns 0 or -1 (a method lacks a handler is
  * only logged: it answers "method not found"). */

@@ -141,10 +141,11 @@ int64_t srv_output_bytes(void)
 /* Setup                                                              */
 /* ------------------------------------------------------------------ */
 
-/* Frees the I/O threads' bases and scratch (their threads have ended). */
+/* Frees the I/O threads' bases and scratch (their threads have ended):
+ * every one set up, also those whose thread could not start. */
 static void srv_free_ios(srv *v)
 {
-    for (int i = 0; i < v->nio; i++) {
+    for (int i = 0; i < v->nmade; i++) {
         srv_io *io = &v->io[i];
         if (io->ev_wflush)
             event_free(io->ev_wflush);
@@ -177,6 +178,7 @@ srv *srv_new(const conf *c, int listen_fd, char *err, size_t errlen)
     for (int i = 0; i < v->nio; i++) {
         srv_io *io = &v->io[i];
         pthread_mutex_init(&io->mu, NULL);
+        v->nmade = i + 1;
         io->base = event_base_new();
         io->local.names = proto_names_new();
         if (io->base)

@@ -63,10 +63,10 @@ struct sess {
     struct bufferevent *bev;
     struct event *ev_flush;      /* answers queued by goroutines */
     struct event *ev_more;       /* more input after a fair share */
-    struct event *ev_read;       /* the socket is readable (sess_recv_cb) */
+    struct event *ev_read;       /* the socket is readable (sess__recv_cb) */
     struct event *ev_kill;       /* hard close if a graceful one stalls */
     sess *prev, *next;
-    bool ended;                  /* sess_end ran */
+    bool ended;                  /* sess__end ran */
     bool batching;               /* in sess_process: sess_push follows */
     bool wqueued;                /* on its I/O thread's write list */
     sess *wnext;                 /* link in that list */
@@ -85,7 +85,9 @@ struct srv {
     struct evconnlistener *lis;
     struct event *ev_resume;     /* accepting again after EMFILE */
     struct event *ev_drain;      /* polls the drain's progress */
-    int nio;
+    int nio;                     /* I/O threads serving */
+    int nmade;                   /* io[] set up (nio, or more when a
+                                  * thread could not start) */
     unsigned next_io;            /* round-robin for new sessions */
     srv_io io[SRV_MAX_IO];
     int port;

@@ -314,7 +314,7 @@ static void sess_enqueue(sess *s, char *line, size_t len, gback *gb)
     else
         s->qhead = e;
     s->qtail = e;
-    /* Activated under mu, so that sess_end (which sets dead under mu
+    /* Activated under mu, so that sess__end (which sets dead under mu
      * before freeing the event) cannot free it under us. */
     if (wake)
         event_active(s->ev_flush, EV_READ, 0);
@@ -548,7 +548,7 @@ int sess__open(srv_io *io, evutil_socket_t fd, const struct sockaddr *addr,
     if (!s->ev_flush || !s->ev_more || !s->ev_read)
         goto out_free_events;
     bufferevent_setcb(s->bev, NULL, sess_write_cb, sess__event_cb, s);
-    /* sess_recv_cb reads (never more than one line's worth of
+    /* sess__recv_cb reads (never more than one line's worth of
      * unterminated input), sess_push writes. */
     bufferevent_disable(s->bev, EV_READ | EV_WRITE);
     {
