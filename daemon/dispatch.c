@@ -1,9 +1,10 @@
 /*
  * dispatch.c - from a checked line to a handler and back: batches,
  * notifications, the handler table (one entry per method; families live in
- * h_*.c), answers (serialised off the I/O thread when a goroutine
- * finishes), parking a request on a goroutine, and detached requests (go,
- * timer.afterfunc).
+ * h_*.c), answers (success lines written by proto/answer.c, serialised off
+ * the I/O thread when a goroutine finishes), parameters, the registry's
+ * codes turned into answers (dreq_obj), and detached requests (go,
+ * timer.afterfunc).  Requests that wait are park.c's.
  */
 #include "daemon.h"
 #include "answer.h"
