@@ -473,7 +473,7 @@ void h_rw_runlock(dreq *r);
 void h_cond_wait(dreq *r);
 void h_cond_signal(dreq *r);
 void h_cond_broadcast(dreq *r);
-/* holds.c: releases the holds of an ended session (except leases). */
-void hold_session_end(sess *s);
+/* Releases the holds of an ended session (except leases). */
+void hlock_session_end(sess *s);
 
 #endif /* CHAND_DAEMON_H */

@@ -84,7 +84,7 @@ static const struct {
 
 /* Session-end hooks, one per family that keeps per-session state. */
 static void (*const disp_end_hooks[])(sess *s) = {
-    hold_session_end,
+    hlock_session_end,
     honce_session_end,
 };
 

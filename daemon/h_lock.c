@@ -98,6 +98,33 @@ static const obj_ops hcond_ops = {
 /* lock / rlock                                                       */
 /* ------------------------------------------------------------------ */
 
+/* Returns l's hold named by r: its token parameter, else its session
+ * (hold_lock() held). */
+static hhold *hl_find_locked(hlock *l, dreq *r, bool write)
+{
+    json_t *tok = dreq_param(r, "token");
+    uint64_t t = tok ? (uint64_t)json_integer_value(tok) : 0;
+
+    return hold_find_locked(l, dreq_sid(r), tok ? &t : NULL, write);
+}
+
+/* Records r's wait for l, or answers r (deadlock, with the cycle; or out
+ * of memory), which frees it, and returns NULL. */
+static hwait *hl_wait_begin(hlock *l, dreq *r)
+{
+    char msg[400];
+    json_t *cycle;
+    hwait *w;
+    int rc = hold_wait_begin(l, dreq_sid(r), &w, msg, sizeof msg, &cycle);
+
+    if (rc == HOLD_EDEADLK)
+        dreq_fail_data(r, PROTO_R_DEADLOCK, json_pack("{s:o}", "cycle", cycle),
+                       "%s", msg);
+    else if (rc != 0)
+        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+    return w;
+}
+
 typedef struct hl_req {
     hlock *l;
     bool write;
@@ -110,7 +137,7 @@ static void hl_granted(dreq *r, hlock *l, bool write)
     bool owner_dead = false;
     uint64_t token = 0;
     int64_t lease_ms = dreq_int(r, "lease_ms", 0);
-    hhold *h = hold_add(l, r, write, &owner_dead, &token);
+    hhold *h = hold_add(l, dreq_sid(r), write, lease_ms, &owner_dead, &token);
     json_t *res;
 
     if (!h) {
@@ -202,7 +229,7 @@ static void hl_lock(dreq *r, const obj_ops *ops, bool write)
     }
     q->l = l;
     q->write = write;
-    q->w = hold_wait_begin(l, r);
+    q->w = hl_wait_begin(l, r);
     if (!q->w) {
         free(q);
         obj_release(o);
@@ -228,7 +255,7 @@ static void hl_unlock(dreq *r, const obj_ops *ops, bool write)
         return; /* dreq_obj answered and freed r (wrong_type, limit) */
     tok = dreq_param(r, "token");
     hold_lock();
-    h = hold_find_locked(l, r, write);
+    h = hl_find_locked(l, r, write);
     if (h) {
         hold_drop_locked(h, false, true);
         hold_unlock();
@@ -267,6 +294,15 @@ void h_rw_rlock(dreq *r) { hl_lock(r, &hrwmutex_ops, false); }
 void h_rw_runlock(dreq *r) { hl_unlock(r, &hrwmutex_ops, false); }
 
 /* ------------------------------------------------------------------ */
+/* Session end                                                        */
+/* ------------------------------------------------------------------ */
+
+void hlock_session_end(sess *s)
+{
+    hold_end_session(sess_id(s));
+}
+
+/* ------------------------------------------------------------------ */
 /* cond                                                               */
 /* ------------------------------------------------------------------ */
 
@@ -287,7 +323,7 @@ static void hc_wait(dreq *r)
     /* Drop the caller's hold from the books; rt_cond_wait unlocks the
      * runtime mutex itself, atomically with starting to wait. */
     hold_lock();
-    h = hold_find_locked(l, r, true);
+    h = hl_find_locked(l, r, true);
     if (!h) {
         hold_unlock();
         dreq_fail(r, PROTO_R_NOT_LOCKED,
@@ -302,7 +338,8 @@ static void hc_wait(dreq *r)
     rc = rt_cond_wait(q->c->c, r->dl);
     dreq_wait_end(r);
     /* The runtime mutex is held again in every case. */
-    h = hold_add(l, r, true, &owner_dead, &token);
+    h = hold_add(l, dreq_sid(r), true, dreq_int(r, "lease_ms", 0),
+                 &owner_dead, &token);
     if (!h) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
         goto out;
@@ -363,7 +400,7 @@ void h_cond_wait(dreq *r)
         if (c->c)
             c->mutex = obj_retain(mo);
     }
-    bool bound = c->mutex == mo, held = hold_find_locked(l, r, true) != NULL;
+    bool bound = c->mutex == mo, held = hl_find_locked(l, r, true) != NULL;
     uint64_t tok = l->last_token;
     hold_unlock();
     if (!bound) {

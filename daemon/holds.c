@@ -160,10 +160,9 @@ static void hlease_fire(void *arg)
     hlease_put(ls);
 }
 
-hhold *hold_add(hlock *l, dreq *r, bool write, bool *owner_dead,
-                uint64_t *token)
+hhold *hold_add(hlock *l, uint64_t sid, bool write, int64_t lease_ms,
+                bool *owner_dead, uint64_t *token)
 {
-    int64_t lease_ms = dreq_int(r, "lease_ms", 0);
     hhold *h = calloc(1, sizeof *h);
     uint64_t t = 0;
 
@@ -186,7 +185,7 @@ hhold *hold_add(hlock *l, dreq *r, bool write, bool *owner_dead,
     /* Read under hl_mu: once it is dropped a short lease (or an unlock by
      * token from another session) may free h. */
     *token = h->token;
-    h->sid = dreq_sid(r);
+    h->sid = sid;
     h->write = write;
     h->since = rt_now();
     h->lease_ms = lease_ms;
@@ -247,16 +246,13 @@ void hold_drop_locked(hhold *h, bool owner_dead, bool unlock)
     free(h);
 }
 
-hhold *hold_find_locked(hlock *l, dreq *r, bool write)
+hhold *hold_find_locked(hlock *l, uint64_t sid, const uint64_t *token,
+                        bool write)
 {
-    json_t *tok = dreq_param(r, "token");
-    uint64_t sid = dreq_sid(r);
-
     for (hhold *h = l->holds; h; h = h->next) {
         if (l->rw && h->write != write)
             continue;
-        if (tok ? h->token == (uint64_t)json_integer_value(tok)
-                : h->sid == sid)
+        if (token ? h->token == *token : h->sid == sid)
             return h;
     }
     return NULL;
@@ -307,40 +303,41 @@ static bool hl_reach(hlock *l, uint64_t from, uint64_t target,
     return false;
 }
 
-hwait *hold_wait_begin(hlock *l, dreq *r)
+int hold_wait_begin(hlock *l, uint64_t sid, hwait **out, char *msg,
+                    size_t msglen, json_t **cycle)
 {
     hl_step path[HL_MAX_CYCLE];
     int len = 0;
-    uint64_t sid = dreq_sid(r);
     hwait *w;
 
+    *out = NULL;
+    *cycle = NULL;
     pthread_mutex_lock(&hl_mu);
     hl_visit_gen++;
     if (sid && hl_reach(l, sid, sid, path, 0, &len)) {
-        char msg[400];
         size_t n = 0;
-        json_t *cycle = json_array();
-        n += (size_t)snprintf(msg, sizeof msg,
+        /* Written under hl_mu: the locks on the path may go once it is
+         * dropped. */
+        *cycle = json_array();
+        n += (size_t)snprintf(msg, msglen,
                               "all goroutines are asleep - deadlock!");
         for (int i = 0; i < len; i++) {
-            if (n < sizeof msg)
+            if (n < msglen)
                 n += (size_t)snprintf(
-                    msg + n, sizeof msg - n,
+                    msg + n, msglen - n,
                     "%s session %llu waits for %s \"%s\" held by session "
                     "%llu",
                     i ? ";" : "", (unsigned long long)path[i].waiter,
                     path[i].l->o.ops->name, path[i].l->o.name,
                     (unsigned long long)path[i].holder);
             json_array_append_new(
-                cycle, json_pack("{s:I, s:s, s:I}", "session",
+                *cycle, json_pack("{s:I, s:s, s:I}", "session",
                                  (json_int_t)path[i].waiter, "waits_for",
                                  path[i].l->o.name, "held_by",
                                  (json_int_t)path[i].holder));
         }
         pthread_mutex_unlock(&hl_mu);
-        dreq_fail_data(r, PROTO_R_DEADLOCK, json_pack("{s:o}", "cycle", cycle),
-                       "%s", msg);
-        return NULL;
+        return HOLD_EDEADLK;
     }
     w = calloc(1, sizeof *w);
     if (w) {
@@ -350,9 +347,8 @@ hwait *hold_wait_begin(hlock *l, dreq *r)
         hl_waits = w;
     }
     pthread_mutex_unlock(&hl_mu);
-    if (!w)
-        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
-    return w;
+    *out = w;
+    return w ? 0 : HOLD_ENOMEM;
 }
 
 void hold_wait_end(hwait *w)
@@ -371,10 +367,8 @@ void hold_wait_end(hwait *w)
 /* Session end                                                        */
 /* ------------------------------------------------------------------ */
 
-void hold_session_end(sess *s)
+void hold_end_session(uint64_t sid)
 {
-    uint64_t sid = sess_id(s);
-
     pthread_mutex_lock(&hl_mu);
     for (hhold *h = hl_all, *next; h; h = next) {
         next = h->gnext;

@@ -48,29 +48,42 @@ uint64_t hold_token_last(void);
 void hold_token_floor(uint64_t floor);
 
 /* Records a new hold of l (whose runtime lock the caller has just taken)
- * by r's session, with a new token (*token) and r's lease_ms; *owner_dead
+ * by session sid (0: detached), with a new token (*token) and a lease of
+ * lease_ms (0: none); *owner_dead
  * says whether the last holder died holding it (and is then cleared).
  * Returns the hold (owned by l; valid only under hold_lock() once it has
  * returned), or NULL when out of memory or tokens: the runtime lock is
  * then given back. */
-hhold *hold_add(hlock *l, dreq *r, bool write, bool *owner_dead,
-                uint64_t *token);
+hhold *hold_add(hlock *l, uint64_t sid, bool write, int64_t lease_ms,
+                bool *owner_dead, uint64_t *token);
 /* Removes hold h from its lock and frees it (hold_lock() held).
  * owner_dead: the next holder is told.  unlock: also unlocks the runtime
  * lock (false in cond.wait, where rt_cond_wait unlocks it). */
 void hold_drop_locked(hhold *h, bool owner_dead, bool unlock);
-/* Returns l's hold matching r's token (when r has one) or r's session, of
- * the wanted kind (rwmutex: writer or reader), or NULL (hold_lock()
- * held). */
-hhold *hold_find_locked(hlock *l, dreq *r, bool write);
+/* Returns l's hold with *token (token given) or of session sid (token
+ * NULL), of the wanted kind (rwmutex: writer or reader), or NULL
+ * (hold_lock() held). */
+hhold *hold_find_locked(hlock *l, uint64_t sid, const uint64_t *token,
+                        bool write);
 /* Returns true while h is still one of l's holds (hold_lock() held). */
 bool hold_live_locked(hlock *l, hhold *h);
-/* Records that r's session waits for l, or answers r with reason deadlock
- * (the cycle in error.data) or internal, which frees r, and returns NULL. */
-hwait *hold_wait_begin(hlock *l, dreq *r);
+/* What hold_wait_begin returns besides 0. */
+#define HOLD_EDEADLK (-1) /* the wait would close a cycle */
+#define HOLD_ENOMEM (-2)
+/* Records that session sid waits for l (*w, for hold_wait_end).  Returns
+ * 0; or HOLD_EDEADLK when some chain of holders and their waits leads
+ * from l back to sid (leases and detached holds excepted: they end
+ * without their holder), with Go's message and the path in msg and
+ * *cycle (a new array of {session, waits_for, held_by}); or HOLD_ENOMEM.
+ */
+int hold_wait_begin(hlock *l, uint64_t sid, hwait **w, char *msg,
+                    size_t msglen, json_t **cycle);
 /* Removes and frees a wait hold_wait_begin recorded. */
 void hold_wait_end(hwait *w);
 /* The info op of mutexes and rwmutexes: holders, locked, token. */
 void hold_info(obj *o, json_t *into);
+/* Releases the holds of session sid, an ended one, except leases; the
+ * next holder of each is told owner_dead. */
+void hold_end_session(uint64_t sid);
 
 #endif /* CHAND_HOLDS_H */

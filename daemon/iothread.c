@@ -14,7 +14,6 @@
 
 #include <event2/event.h>
 
-__thread srv_io *srv__tls_io;
 static _Atomic bool srv_io_stop;         /* the other I/O loops end */
 static _Atomic int64_t srv_out_bytes;
 

@@ -94,9 +94,10 @@ struct srv {
     int64_t drain_start;
 };
 
-/* The I/O thread the caller runs on, NULL on any other thread.  Set by
- * iothread.c; a thread-local is safe here because I/O threads never run
- * goroutines (a goroutine may resume on another thread). */
+/* The I/O thread the caller runs on, NULL on any other thread (defined in
+ * session.c, its main reader; set by iothread.c).  A thread-local is safe
+ * here because I/O threads never run goroutines (a goroutine may resume
+ * on another thread). */
 extern __thread srv_io *srv__tls_io;
 
 /* listener.c */

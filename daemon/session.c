@@ -29,6 +29,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+__thread srv_io *srv__tls_io;
 static _Atomic uint64_t sess_next_id = 1;
 
 /* True on the I/O thread that serves s. */
