@@ -1,8 +1,9 @@
 /*
- * session.c - one connection: line framing with a cap, fair turns between
- * sessions, output with a per-session cap, the answer queue that other
- * threads use to reach a session, and give-back of values whose answer
- * never reached the socket.
+ * session.c - one connection: its life (open, end, close, references),
+ * output with a per-session cap, the answer queue that other threads use
+ * to reach a session, the write list that sends a loop turn's answers in
+ * one write each, and give-back of values whose answer never reached the
+ * socket.  Its input (framing, fair turns) is framing.c's.
  *
  * Each session lives on one I/O thread, and only that thread touches its
  * bufferevent.  Every other thread -- goroutines, other I/O threads
