@@ -51,8 +51,7 @@ static inline json_t *e2e_ok(testd_conn *c, int64_t id, const char *method,
 /* Calls and asserts the error reason and, when msg_part is not NULL, that
  * the message contains it. */
 static inline void e2e_expect_reason_msg(testd_conn *c, int64_t id,
-                                         const char *method,
-                                         const char *params,
+                                         const char *method, const char *params,
                                          const char *reason,
                                          const char *msg_part)
 {
@@ -76,10 +75,10 @@ static inline void e2e_expect_reason(testd_conn *c, int64_t id,
 static inline void e2e_post(testd_conn *c, int64_t id, const char *method,
                             const char *params)
 {
-    assert_int_equal(testd_sendf(c, "{\"jsonrpc\":\"2.0\",\"id\":%lld,"
-                                    "\"method\":\"%s\",\"params\":%s}",
-                                 (long long)id, method,
-                                 params ? params : "{}"),
+    assert_int_equal(testd_sendf(c,
+                                 "{\"jsonrpc\":\"2.0\",\"id\":%lld,"
+                                 "\"method\":\"%s\",\"params\":%s}",
+                                 (long long)id, method, params ? params : "{}"),
                      0);
 }
 
