@@ -67,6 +67,8 @@ static void testd_forget(pid_t pid)
             testd_kids[i].pid = 0;
 }
 
+static void testd_stats_drop(int port, bool all);
+
 static pid_t testd_fork_as(bool daemon)
 {
     pid_t parent = getpid();
@@ -79,6 +81,7 @@ static pid_t testd_fork_as(bool daemon)
         if (getppid() != parent)
             _exit(1);
         memset(testd_kids, 0, sizeof testd_kids); /* the parent's, not ours */
+        testd_stats_drop(0, true);
         return 0;
     }
     if (pid > 0)
@@ -285,6 +288,7 @@ int testd_stop(testd *d)
     char own[300];
     int rc = -1;
 
+    testd_stats_drop(d->port, false);
     if (d->pid > 0) {
         kill(d->pid, SIGTERM);
         rc = testd_wait_exit(d, 20000);
@@ -550,23 +554,67 @@ const char *testd_message(json_t *answer)
     return json_string_value(json_object_get(e, "message"));
 }
 
+/* One runtime.stats connection per daemon (by port), kept open between
+ * readings.  A fresh connection per reading raced its own predecessor:
+ * the daemon may answer the new one (on another I/O thread) before it has
+ * seen the old one close, so a reading could count one session and one
+ * descriptor too many, and did, often enough to fail a test that wants a
+ * stable count.  The kept connection is in every reading, baselines
+ * included. */
+static struct {
+    int port;
+    testd_conn *c;
+} testd_statc[8];
+
+static testd_conn **testd_stats_slot(int port)
+{
+    size_t n = sizeof testd_statc / sizeof testd_statc[0], i;
+
+    for (i = 0; i < n; i++)
+        if (testd_statc[i].c && testd_statc[i].port == port)
+            return &testd_statc[i].c;
+    for (i = 0; i < n; i++)
+        if (!testd_statc[i].c) {
+            testd_statc[i].port = port;
+            return &testd_statc[i].c;
+        }
+    testd_close(testd_statc[0].c); /* eight daemons at once: recycle */
+    testd_statc[0].c = NULL;
+    testd_statc[0].port = port;
+    return &testd_statc[0].c;
+}
+
+static void testd_stats_drop(int port, bool all)
+{
+    for (size_t i = 0; i < sizeof testd_statc / sizeof testd_statc[0]; i++)
+        if (testd_statc[i].c && (all || testd_statc[i].port == port)) {
+            testd_close(testd_statc[i].c);
+            testd_statc[i].c = NULL;
+        }
+}
+
 json_t *testd_stats(const testd *d)
 {
+    static int64_t id;
     json_t *r = NULL;
 
     /* A slow daemon (sanitizers, a loaded machine) may miss one call's
-     * time limit: ask again, on a fresh connection, before giving up. */
+     * time limit, or the kept connection may have gone with a restarted
+     * daemon: ask again on a fresh connection before giving up. */
     for (int tries = 0; !r && tries < 6; tries++) {
-        testd_conn *c = testd_connect(d);
+        testd_conn **slot = testd_stats_slot(d->port);
         json_t *a;
 
-        if (!c)
+        if (!*slot)
+            *slot = testd_connect(d);
+        if (!*slot)
             return NULL; /* no daemon: asking again will not help */
-        a = testd_call(c, 1, "runtime.stats", NULL, 10000);
+        a = testd_call(*slot, ++id, "runtime.stats", NULL, 10000);
         if (a && testd_result(a))
             r = json_incref(testd_result(a));
+        else
+            testd_stats_drop(d->port, false);
         json_decref(a);
-        testd_close(c);
     }
     return r;
 }

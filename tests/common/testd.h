@@ -112,8 +112,10 @@ const char *testd_reason(json_t *answer);  /* error.data.reason */
 int testd_code(json_t *answer);            /* error.code, 0 if none */
 const char *testd_message(json_t *answer); /* error.message */
 
-/* Returns a new reference to runtime.stats' result through a fresh
- * connection (asking again when a call times out), or NULL. */
+/* Returns a new reference to runtime.stats' result, or NULL.  Asks on a
+ * connection kept open for the purpose (one per daemon, closed by
+ * testd_stop, counted in every reading), asking again on a fresh one when
+ * a call times out. */
 json_t *testd_stats(const testd *d);
 /* Milliseconds on the monotonic clock. */
 int64_t testd_now_ms(void);

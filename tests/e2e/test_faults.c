@@ -38,15 +38,18 @@
 #include <unistd.h>
 
 #include "../common/testd.h"
+#include "../common/testrand.h"
 #include "../soak/ledger.h"
 
 #define MAXK 8
 
 static testd D;
-static ledger BASE;
+static ledger IDLE; /* the daemon with no client, taken at the start */
+static ledger BASE; /* the running test's baseline, taken at its start */
+static testd_conn *C; /* the running test's own connection */
 static int ITERS = 40;
 static long faults, values_sent, values_recv;
-static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+static uint64_t rng_state;
 
 /* Shared between the test and its children (MAP_SHARED). */
 typedef struct shared {
@@ -62,15 +65,12 @@ static shared *SH;
 
 static uint64_t rnd(void)
 {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
+    return testrand_next(&rng_state);
 }
 
 static int rndn(int n)
 {
-    return (int)(rnd() % (uint64_t)n);
+    return (int)testrand_below(&rng_state, (uint64_t)n);
 }
 
 static int setup(void **state)
@@ -78,15 +78,14 @@ static int setup(void **state)
     (void)state;
     if (getenv("CHAND_FAULT_ITERS"))
         ITERS = atoi(getenv("CHAND_FAULT_ITERS"));
-    if (getenv("CHAND_FAULT_SEED"))
-        rng_state = strtoull(getenv("CHAND_FAULT_SEED"), NULL, 0) | 1;
+    rng_state = testrand_seed("CHAND_FAULT_SEED", 0x9E3779B97F4A7C15ULL);
     SH = mmap(NULL, sizeof *SH, PROT_READ | PROT_WRITE,
               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (SH == MAP_FAILED)
         return -1;
     if (testd_start(&D, NULL) != 0)
         return -1;
-    return ledger_read(&D, &BASE);
+    return ledger_read(&D, &IDLE);
 }
 
 static int teardown(void **state)
@@ -96,6 +95,49 @@ static int teardown(void **state)
             faults, values_sent, values_recv);
     munmap(SH, sizeof *SH);
     return testd_stop(&D) == 0 ? 0 : -1;
+}
+
+/* Each test's own baseline: once the clients of an earlier test (a failed
+ * one's killed children included) are gone and the daemon has finished
+ * with them (the reading holds still for 50 ms), whatever that test left
+ * in the daemon is part of this test's starting point, so one failure
+ * stays one failure. */
+static int test_setup(void **state)
+{
+    ledger now = { 0 }, prev = { 0 };
+    int64_t t0 = testd_now_ms(), same_since = -1;
+    (void)state;
+    for (;; testd_sleep_ms(5)) {
+        if (ledger_read(&D, &now) == 0 && now.sessions == IDLE.sessions &&
+            ledger_same(&now, &prev, 0)) {
+            if (same_since < 0)
+                same_since = testd_now_ms();
+            else if (testd_now_ms() - same_since >= 50)
+                break;
+        } else {
+            same_since = -1;
+        }
+        prev = now;
+        if (testd_now_ms() - t0 > 30000) {
+            ledger_print("idle", &IDLE);
+            ledger_print("an earlier test's clients remain", &now);
+            return -1;
+        }
+    }
+    BASE = now;
+    C = testd_connect(&D);
+    return C ? 0 : -1;
+}
+
+/* Runs after a test, passed or failed: its children and its connection
+ * go, whatever point it stopped at. */
+static int test_teardown(void **state)
+{
+    (void)state;
+    testd_kill_children(false);
+    testd_close(C);
+    C = NULL;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -281,10 +323,11 @@ static void kid_spawn(kid *k, const kargs *a)
 
     memset(k, 0, sizeof *k);
     assert_int_equal(pipe(p), 0);
-    k->pid = fork();
+    k->pid = testd_fork();
     assert_true(k->pid >= 0);
     if (k->pid == 0) {
         close(p[0]);
+        testd_close(C); /* the test's: it must close when the test does */
         kid_main(p[1], a);
         _exit(0);
     }
@@ -316,7 +359,7 @@ static void kid_reap(kid *k)
     }
     k->out[k->outlen] = '\0';
     close(k->rfd);
-    assert_int_equal(waitpid(k->pid, &st, 0), k->pid);
+    assert_int_equal(testd_reap(k->pid, &st, -1), k->pid);
     if (!k->killed) {
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || strstr(k->out, "ERR"))
             fail_msg("child %d failed: status %d, report: %s", (int)k->pid,
@@ -396,7 +439,7 @@ static void settle(const kid *ks, int k, int extra_sessions, int parked)
             fail_msg("daemon did not settle: want %d sessions, %d parked",
                      live(ks, k) + extra_sessions, parked);
         }
-        usleep(2000);
+        testd_sleep_ms(2);
     }
 }
 
@@ -520,7 +563,7 @@ static void tally(kid *ks, int k, char *seen, long lo, long hi)
 
 static void test_kill_recv(void **state)
 {
-    testd_conn *c = testd_connect(&D);
+    testd_conn *c = C;
     (void)state;
     for (int it = 0; it < ITERS; it++) {
         kid ks[MAXK];
@@ -593,12 +636,11 @@ static void test_kill_recv(void **state)
         json_decref(none);
         end_iteration(c, a.name, NULL);
     }
-    testd_close(c);
 }
 
 static void test_kill_send(void **state)
 {
-    testd_conn *c = testd_connect(&D);
+    testd_conn *c = C;
     (void)state;
     for (int it = 0; it < ITERS; it++) {
         kid ks[MAXK];
@@ -655,12 +697,11 @@ static void test_kill_send(void **state)
         }
         end_iteration(c, a.name, NULL);
     }
-    testd_close(c);
 }
 
 static void test_kill_select(void **state)
 {
-    testd_conn *c = testd_connect(&D);
+    testd_conn *c = C;
     (void)state;
     for (int it = 0; it < ITERS; it++) {
         kid ks[MAXK];
@@ -709,7 +750,6 @@ static void test_kill_select(void **state)
             assert_int_equal(seen[i], 1);
         end_iteration(c, a.name, a.name2);
     }
-    testd_close(c);
 }
 
 /* Children queue on a mutex the test holds; some are killed while parked,
@@ -717,7 +757,7 @@ static void test_kill_select(void **state)
  * it, or after. */
 static void test_kill_mutex(void **state)
 {
-    testd_conn *c = testd_connect(&D);
+    testd_conn *c = C;
     long holds = 0;
     (void)state;
     for (int it = 0; it < ITERS; it++) {
@@ -739,7 +779,11 @@ static void test_kill_mutex(void **state)
         kill_some_late(ks, k);
         holds += reap_expect(ks, k, "held");
         check_shared();
-        /* Nobody holds it now: the test takes it at once. */
+        /* A child killed holding it leaves a hold that the daemon gives
+         * back once it has seen the session end, a moment after the child
+         * died: wait for that (no hold, no session but the test's), then
+         * nobody holds it and the test takes it at once. */
+        assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
         json_t *r = call_ok(c, "mutex.lock", json_pack("{s:s, s:i}", "name",
                                                        a.name, "timeout_ms",
                                                        0));
@@ -751,14 +795,13 @@ static void test_kill_mutex(void **state)
         end_iteration(c, a.name, NULL);
     }
     fprintf(stderr, "mutex: %ld holds completed\n", holds);
-    testd_close(c);
 }
 
 /* Readers queue behind the test's write lock; some are killed while
  * parked.  Then the test alternates write holds with the readers'. */
 static void test_kill_rlock(void **state)
 {
-    testd_conn *c = testd_connect(&D);
+    testd_conn *c = C;
     (void)state;
     for (int it = 0; it < ITERS; it++) {
         kid ks[MAXK];
@@ -787,12 +830,11 @@ static void test_kill_rlock(void **state)
         check_shared();
         end_iteration(c, a.name, NULL);
     }
-    testd_close(c);
 }
 
 static void test_kill_wg(void **state)
 {
-    testd_conn *c = testd_connect(&D);
+    testd_conn *c = C;
     (void)state;
     for (int it = 0; it < ITERS; it++) {
         kid ks[MAXK];
@@ -808,7 +850,6 @@ static void test_kill_wg(void **state)
         reap_expect(ks, k, "woke");
         end_iteration(c, a.name, NULL);
     }
-    testd_close(c);
 }
 
 /* Counts the waiters runtime.dump shows on object name. */
@@ -826,7 +867,7 @@ static int dump_waiters(testd_conn *c, const char *name)
 
 static void test_kill_cond(void **state)
 {
-    testd_conn *c = testd_connect(&D);
+    testd_conn *c = C;
     (void)state;
     for (int it = 0; it < ITERS; it++) {
         kid ks[MAXK];
@@ -844,7 +885,7 @@ static void test_kill_cond(void **state)
         for (int64_t t0 = testd_now_ms();
              dump_waiters(c, a.name) != live(ks, k);) {
             assert_true(testd_now_ms() - t0 < 30000);
-            usleep(2000);
+            testd_sleep_ms(2);
         }
         kill_some_parked(ks, k);
         settle(ks, k, 1, live(ks, k));
@@ -857,14 +898,13 @@ static void test_kill_cond(void **state)
         check_shared();
         end_iteration(c, a.name, a.name2);
     }
-    testd_close(c);
 }
 
 /* Child 0 runs the once and is killed while running it; waiters are
  * killed at random; exactly one survivor then runs it. */
 static void test_kill_once(void **state)
 {
-    testd_conn *c = testd_connect(&D);
+    testd_conn *c = C;
     (void)state;
     for (int it = 0; it < ITERS; it++) {
         kid ks[MAXK];
@@ -897,20 +937,27 @@ static void test_kill_once(void **state)
         assert_int_equal(atomic_load(&SH->runs), ran);
         end_iteration(c, a.name, NULL);
     }
-    testd_close(c);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kill_recv),
-        cmocka_unit_test(test_kill_send),
-        cmocka_unit_test(test_kill_select),
-        cmocka_unit_test(test_kill_mutex),
-        cmocka_unit_test(test_kill_rlock),
-        cmocka_unit_test(test_kill_wg),
-        cmocka_unit_test(test_kill_cond),
-        cmocka_unit_test(test_kill_once),
+        cmocka_unit_test_setup_teardown(test_kill_recv, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(test_kill_send, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(test_kill_select, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(test_kill_mutex, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(test_kill_rlock, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(test_kill_wg, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(test_kill_cond, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(test_kill_once, test_setup,
+                                        test_teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     if (getenv("CHAND_FAULT_ONLY"))

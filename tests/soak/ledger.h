@@ -8,7 +8,7 @@
  * freed memory).  Shared by test_hostile.c, test_faults*.c and the soak
  * driver; header-only so that it needs no Makefile rule.
  *
- * Every reading goes through a fresh connection (testd_stats), which is
+ * Every reading goes through testd_stats' kept connection, which is
  * itself one session and one descriptor: baseline and later readings both
  * include it, so they compare equal.
  */
