@@ -103,7 +103,7 @@ static inline void e2e_wait_stat(testd *d, const char *key, json_int_t want)
         if (testd_now_ms() - t0 > 20000)
             fail_msg("stats %s stayed %lld, want %lld", key,
                      (long long)e2e_stat_of(d, key), (long long)want);
-        usleep(5000);
+        testd_sleep_ms(5);
     }
 }
 

@@ -337,7 +337,7 @@ static void test_dump(void **state)
         }
         json_decref(ans);
         if (!seen)
-            usleep(5000);
+            testd_sleep_ms(5);
     }
     assert_int_equal(e2e_stat_of(&D, "held_locks"), 1);
     testd_close(a);

@@ -44,7 +44,6 @@
 #define MAXK 8
 
 static testd D;
-static ledger IDLE; /* the daemon with no client, taken at the start */
 static ledger BASE; /* the running test's baseline, taken at its start */
 static testd_conn *C; /* the running test's own connection */
 static int ITERS = 40;
@@ -85,7 +84,7 @@ static int setup(void **state)
         return -1;
     if (testd_start(&D, NULL) != 0)
         return -1;
-    return ledger_read(&D, &IDLE);
+    return 0;
 }
 
 static int teardown(void **state)
@@ -104,27 +103,9 @@ static int teardown(void **state)
  * stays one failure. */
 static int test_setup(void **state)
 {
-    ledger now = { 0 }, prev = { 0 };
-    int64_t t0 = testd_now_ms(), same_since = -1;
     (void)state;
-    for (;; testd_sleep_ms(5)) {
-        if (ledger_read(&D, &now) == 0 && now.sessions == IDLE.sessions &&
-            ledger_same(&now, &prev, 0)) {
-            if (same_since < 0)
-                same_since = testd_now_ms();
-            else if (testd_now_ms() - same_since >= 50)
-                break;
-        } else {
-            same_since = -1;
-        }
-        prev = now;
-        if (testd_now_ms() - t0 > 30000) {
-            ledger_print("idle", &IDLE);
-            ledger_print("an earlier test's clients remain", &now);
-            return -1;
-        }
-    }
-    BASE = now;
+    if (ledger_wait_idle(&D, &BASE, 30000) != 0)
+        return -1;
     C = testd_connect(&D);
     return C ? 0 : -1;
 }

@@ -37,6 +37,8 @@
 #include "proto.h"
 #include "../common/testd.h"
 #include "../common/testpath.h"
+#include "../common/testpath.h"
+#include "../common/testrand.h"
 #include "../soak/ledger.h"
 
 #define ID_BASE 1000000000LL /* line i, member k: ID_BASE + i * 2048 + k */
@@ -44,26 +46,17 @@
 
 static testd D;
 static ledger BASE;
-static uint64_t rng_state = 88172645463325252ULL;
-
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
+static uint64_t rng_state;
 
 static size_t rndn(size_t n)
 {
-    return n ? (size_t)(rnd() % n) : 0;
+    return (size_t)testrand_below(&rng_state, n);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    if (getenv("CHAND_HOSTILE_SEED"))
-        rng_state = strtoull(getenv("CHAND_HOSTILE_SEED"), NULL, 0) | 1;
+    rng_state = testrand_seed("CHAND_HOSTILE_SEED", 88172645463325252ULL);
     if (testd_start(&D, NULL) != 0)
         return -1;
     return ledger_read(&D, &BASE);
@@ -265,12 +258,22 @@ static long owner_of(json_t *a, size_t nlines)
     return -1;
 }
 
-/* Reads answers until sentinel s<want>; counts each into its line. */
+/* Returns true when every line got at least the answers it expects. */
+static bool all_answered(const line *ls, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ls[i].got < ls[i].expect)
+            return false;
+    return true;
+}
+
+/* Reads answers until sentinel s<want> (want == n: until every line has
+ * its answers); counts each into its line. */
 static void read_until(testd_conn *c, line *ls, size_t n, size_t want)
 {
     char sent[32];
     snprintf(sent, sizeof sent, "s%zu", want);
-    for (;;) {
+    while (want < n || !all_answered(ls, n)) {
         char *raw = testd_recv_line(c, 30000);
         if (!raw)
             fail_msg("no answer up to sentinel %s (line %zu: %.200s)", sent,
@@ -323,18 +326,19 @@ static void run_lines(line *ls, size_t n)
         read++;
     }
     /* Requests that waited (<= 20 ms each) answer late: wait until none
-     * is parked, then one more sentinel flushes their answers. */
+     * is parked. */
     for (int64_t t0 = testd_now_ms(); testd_now_ms() - t0 < 30000;) {
         ledger l;
         assert_int_equal(ledger_read(&D, &l), 0);
         if (l.waiters == BASE.waiters)
             break;
-        usleep(5000);
+        testd_sleep_ms(5);
     }
-    /* Waiters are counted down after their answer was queued. */
+    /* Their answers are on their way: read until each line has its own,
+     * then a last sentinel shows no line gets one too many. */
+    read_until(c, ls, n, n);
     snprintf(sbuf, sizeof sbuf,
              "{\"jsonrpc\":\"2.0\",\"id\":\"s%zu\",\"method\":\"ping\"}", n);
-    usleep(20000);
     assert_int_equal(testd_send(c, sbuf), 0);
     read_until(c, ls, n + 1, n);
     for (size_t i = 0; i < n; i++)
@@ -402,26 +406,19 @@ static void test_corpus(void **state)
     assert_non_null(dp);
     while ((e = readdir(dp)) && n < 512) {
         char p[PATH_MAX + 400], *buf;
-        FILE *f;
-        long sz;
+        size_t sz;
         if (strncmp(e->d_name, "n_", 2) != 0)
             continue;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        f = fopen(p, "rb");
-        assert_non_null(f);
-        fseek(f, 0, SEEK_END);
-        sz = ftell(f);
-        rewind(f);
-        buf = malloc((size_t)sz + 1);
-        assert_int_equal(fread(buf, 1, (size_t)sz, f), (size_t)sz);
-        fclose(f);
+        buf = testfile_read(p, &sz);
+        assert_non_null(buf);
         /* Every n_ case must be refused by the parser itself. */
         proto_limits lim = { PROTO_MAX_LINE_DEFAULT, PROTO_MAX_DEPTH_DEFAULT };
         proto_error err;
-        json_t *v = proto_parse_line(buf, (size_t)sz, &lim, &err);
+        json_t *v = proto_parse_line(buf, sz, &lim, &err);
         if (v)
             fail_msg("%s parses but is malformed", e->d_name);
-        line_prepare(&ls[n], n, buf, (size_t)sz);
+        line_prepare(&ls[n], n, buf, sz);
         assert_int_equal(ls[n].expect, 1);
         n++;
     }
@@ -847,7 +844,6 @@ static void test_generated(void **state)
     size_t n = 0, parsed = 0;
     (void)state;
 
-    fprintf(stderr, "seed %llu\n", (unsigned long long)rng_state);
     /* The valid ones first, so that the objects mutations name exist. */
     for (size_t i = 0; i < NVALID; i++, n++) {
         sbuf b = { 0 };

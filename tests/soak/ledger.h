@@ -95,6 +95,38 @@ static inline int ledger_wait(const testd *d, const ledger *base,
     return -1;
 }
 
+/* Waits (up to timeout_ms) until no client is connected but the one that
+ * reads the stats, and the reading has held still for 50 ms: whatever
+ * clients there were (an earlier test's, killed children's) are gone and
+ * the daemon is done with them.  Fills *idle with that reading: a test's
+ * own baseline.  Returns 0, or -1 after printing the last reading. */
+static inline int ledger_wait_idle(const testd *d, ledger *idle,
+                                   int timeout_ms)
+{
+    ledger now = { 0 }, prev = { 0 };
+    int64_t t0 = testd_now_ms(), same_since = -1;
+
+    for (;;) {
+        if (ledger_read(d, &now) == 0 && now.sessions == 1 &&
+            ledger_same(&now, &prev, 0)) {
+            if (same_since < 0)
+                same_since = testd_now_ms();
+            else if (testd_now_ms() - same_since >= 50) {
+                *idle = now;
+                return 0;
+            }
+        } else {
+            same_since = -1;
+        }
+        prev = now;
+        if (testd_now_ms() - t0 > timeout_ms)
+            break;
+        testd_sleep_ms(5);
+    }
+    ledger_print("not idle", &now);
+    return -1;
+}
+
 /* Waits until runtime.stats shows at least n parked waiters (the clients'
  * requests have reached the daemon and parked).  Returns 0 or -1. */
 static inline int ledger_wait_waiters(const testd *d, long long n,
