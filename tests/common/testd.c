@@ -26,7 +26,18 @@ struct testd_conn {
     char *buf;
     size_t len, cap;
     json_t *stash; /* answers read while looking for another id */
+    testd_conn *prev, *next; /* in testd_open, while open */
 };
+
+/* Every open connection, so that a test's teardown can close those an
+ * assertion left open (testd_close_all). */
+static testd_conn *testd_open;
+
+/* The connections testd_stats keeps (one per daemon, by port). */
+static struct {
+    int port;
+    testd_conn *c;
+} testd_statc[8];
 
 int64_t testd_now_ms(void)
 {
@@ -320,6 +331,10 @@ testd_conn *testd_connect_port(int port)
         goto out_close;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->stash = json_array();
+    c->next = testd_open;
+    if (testd_open)
+        testd_open->prev = c;
+    testd_open = c;
     return c;
 out_close:
     close(c->fd);
@@ -333,14 +348,49 @@ testd_conn *testd_connect(const testd *d)
     return testd_connect_port(d->port);
 }
 
+static void testd_unlink(testd_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (testd_open == c)
+        testd_open = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
 void testd_close(testd_conn *c)
 {
     if (!c)
         return;
+    testd_unlink(c);
     close(c->fd);
     free(c->buf);
     json_decref(c->stash);
     free(c);
+}
+
+void testd_close_all(void)
+{
+    testd_conn *c = testd_open, *next;
+
+    /* Unlinked first: the connections testd_stats keeps are not the
+     * test's, and stay. */
+    for (size_t i = 0; i < sizeof testd_statc / sizeof testd_statc[0]; i++)
+        if (testd_statc[i].c)
+            testd_unlink(testd_statc[i].c);
+    for (c = testd_open; c; c = next) {
+        next = c->next;
+        testd_close(c);
+    }
+    for (size_t i = 0; i < sizeof testd_statc / sizeof testd_statc[0]; i++)
+        if (testd_statc[i].c) {
+            c = testd_statc[i].c;
+            c->next = testd_open;
+            if (testd_open)
+                testd_open->prev = c;
+            testd_open = c;
+        }
 }
 
 int testd_fd(const testd_conn *c)
@@ -561,11 +611,6 @@ const char *testd_message(json_t *answer)
  * descriptor too many, and did, often enough to fail a test that wants a
  * stable count.  The kept connection is in every reading, baselines
  * included. */
-static struct {
-    int port;
-    testd_conn *c;
-} testd_statc[8];
-
 static testd_conn **testd_stats_slot(int port)
 {
     size_t n = sizeof testd_statc / sizeof testd_statc[0], i;

@@ -80,6 +80,9 @@ testd_conn *testd_connect(const testd *d);
 testd_conn *testd_connect_port(int port);
 /* Closes and frees c (NULL ok). */
 void testd_close(testd_conn *c);
+/* Closes every connection still open (but testd_stats' own): a test's
+ * teardown calls it, so that a failed test leaves no session behind. */
+void testd_close_all(void);
 /* Returns the socket (to shutdown it, poll it, ...). */
 int testd_fd(const testd_conn *c);
 /* Writes len bytes.  Returns 0 or -1. */

@@ -15,6 +15,8 @@
 
 #include "chand.h"
 
+#include "../common/testd.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -30,104 +32,22 @@
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ */
-/* A daemon per test group                                            */
+/* A daemon per test group (tests/common/testd.c)                     */
 /* ------------------------------------------------------------------ */
 
-typedef struct daemon {
-    pid_t pid;
-    int port;
-    char dir[64];
-} daemon_t;
-
-static daemon_t g_d;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static const char *chand_bin(void)
-{
-    const char *b = getenv("CHAND_BIN");
-    return b && *b ? b : "build/chand";
-}
-
-/* Starts chand on port (0: a free one); returns 0 or -1. */
-static int daemon_start_on(daemon_t *d, int port)
-{
-    char portfile[128], portarg[16];
-    int64_t deadline;
-
-    snprintf(d->dir, sizeof d->dir, "/tmp/test_client.XXXXXX");
-    if (!mkdtemp(d->dir))
-        return -1;
-    snprintf(portfile, sizeof portfile, "%s/port", d->dir);
-    snprintf(portarg, sizeof portarg, "%d", port);
-    d->pid = fork();
-    if (d->pid < 0)
-        return -1;
-    if (d->pid == 0) {
-        execl(chand_bin(), "chand", "--bind", "127.0.0.1", "--port",
-              portarg, "--port-file", portfile, (char *)NULL);
-        fprintf(stderr, "exec %s: %s\n", chand_bin(), strerror(errno));
-        _exit(127);
-    }
-    /* The daemon writes the port file once it listens. */
-    deadline = now_ms() + 20000;
-    while (now_ms() < deadline) {
-        FILE *f = fopen(portfile, "r");
-        int status;
-        if (f) {
-            int n = fscanf(f, "%d", &d->port);
-            fclose(f);
-            if (n == 1 && d->port > 0)
-                return 0;
-        }
-        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-            d->pid = -1;
-            return -1;
-        }
-        usleep(10000);
-    }
-    return -1;
-}
-
-static int daemon_start(daemon_t *d)
-{
-    return daemon_start_on(d, 0);
-}
-
-/* Stops the daemon with sig and reaps it. */
-static void daemon_stop(daemon_t *d, int sig)
-{
-    char path[128];
-    int status;
-
-    if (d->pid > 0) {
-        kill(d->pid, sig);
-        if (waitpid(d->pid, &status, 0) < 0)
-            perror("waitpid");
-        d->pid = -1;
-    }
-    snprintf(path, sizeof path, "%s/port", d->dir);
-    unlink(path);
-    rmdir(d->dir);
-}
+static testd g_d;
 
 static int group_setup(void **state)
 {
     (void)state;
     signal(SIGPIPE, SIG_IGN);
-    return daemon_start(&g_d);
+    return testd_start(&g_d, NULL);
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    daemon_stop(&g_d, SIGTERM);
+    testd_stop(&g_d);
     return 0;
 }
 
@@ -300,7 +220,7 @@ static void test_silent_server(void **state)
     chand_async *a;
     chand_error err;
     int port, fd = silent_listener(&port), rc = 1;
-    int64_t t0 = now_ms();
+    int64_t t0 = testd_now_ms();
 
     (void)state;
     silent_base = base;
@@ -308,12 +228,12 @@ static void test_silent_server(void **state)
                      CHAND_ECONNECT);
     assert_null(c);
     assert_non_null(strstr(err.message, "no hello"));
-    assert_true(now_ms() - t0 >= 200 + CHAND_GRACE_MS - 50);
+    assert_true(testd_now_ms() - t0 >= 200 + CHAND_GRACE_MS - 50);
 
     assert_int_equal(chand_async_connect(base, "127.0.0.1", port, 5000, NULL,
                                          NULL, &a),
                      0);
-    t0 = now_ms();
+    t0 = testd_now_ms();
     assert_int_equal(chand_async_call(a, "recv",
                                       json_pack("{s:s}", "name", "x"), 0,
                                       silent_cb, &rc),
@@ -321,7 +241,7 @@ static void test_silent_server(void **state)
     event_base_loopexit(base, &limit);
     event_base_dispatch(base);
     assert_int_equal(rc, CHAND_ETIMEOUT);
-    assert_true(now_ms() - t0 >= CHAND_GRACE_MS - 50);
+    assert_true(testd_now_ms() - t0 >= CHAND_GRACE_MS - 50);
     assert_int_equal(chand_async_pending(a), 0);
     chand_async_free(a);
     event_base_free(base);
@@ -425,10 +345,10 @@ static void test_channels(void **state)
     rc = chand_recv(c, "t.ch", 0, &v);
     assert_error(c, rc, CHAND_ETIMEOUT, "timeout");
     assert_null(v);
-    t0 = now_ms();
+    t0 = testd_now_ms();
     rc = chand_recv(c, "t.ch", 150, &v);
     assert_error(c, rc, CHAND_ETIMEOUT, "timeout");
-    assert_true(now_ms() - t0 >= 140);
+    assert_true(testd_now_ms() - t0 >= 140);
     assert_true(chand_connected(c)); /* a server timeout keeps the link */
 
     /* Closed: buffered values drain first, then ok=false. */
@@ -709,12 +629,11 @@ static void test_cond(void **state)
     assert_int_equal(pthread_create(&th, NULL, cond_thread, &j), 0);
     /* Signal until the waiter has gone: a signal before it waits is
      * lost, as in Go. */
-    for (int i = 0; i < 500; i++) {
+    for (int64_t t0 = testd_now_ms();
+         !__atomic_load_n(&j.done, __ATOMIC_ACQUIRE) &&
+         testd_now_ms() - t0 < 20000;
+         testd_sleep_ms(20))
         assert_int_equal(chand_cond_signal(c, "t.cond"), 0);
-        if (__atomic_load_n(&j.done, __ATOMIC_ACQUIRE))
-            break;
-        usleep(20000);
-    }
     pthread_join(th, NULL);
     assert_int_equal(j.rc, 0);
     assert_true(j.token > 0);
@@ -810,12 +729,12 @@ static void test_timers_go(void **state)
     int64_t t0, g = -1;
 
     (void)state;
-    t0 = now_ms();
+    t0 = testd_now_ms();
     assert_int_equal(require_method(c, chand_timer_after(c, "t.after", 100),
                                      "timer.after"),
                      0);
     assert_int_equal(chand_recv(c, "t.after", 10000, &v), 1);
-    assert_true(now_ms() - t0 >= 90);
+    assert_true(testd_now_ms() - t0 >= 90);
     assert_true(json_is_number(v));
     json_decref(v);
     chand_drop(c, "t.after");
@@ -1192,7 +1111,7 @@ static void *blocked_recv(void *arg)
 
 typedef struct loss_state {
     struct event_base *base;
-    daemon_t *d;
+    testd *d;
     int failed, closed, ok;
 } loss_state;
 
@@ -1228,17 +1147,17 @@ static void loss_close_cb(chand_async *a, int rc, const chand_error *err,
 
 static void test_connection_loss(void **state)
 {
-    daemon_t d = { 0 };
+    testd d;
     chand_conn *c, *idle;
     blocked b = { 0 };
     loss_state ls = { 0 };
     struct timeval limit = { 30, 0 };
     chand_async *a;
     pthread_t th;
-    int status, port;
+    int port;
 
     (void)state;
-    assert_int_equal(daemon_start(&d), 0);
+    assert_int_equal(testd_start(&d, NULL), 0);
     assert_int_equal(chand_connect("127.0.0.1", d.port, 5000, &c, NULL), 0);
     assert_int_equal(chand_connect("127.0.0.1", d.port, 5000, &idle, NULL),
                      0);
@@ -1284,12 +1203,11 @@ static void test_connection_loss(void **state)
     assert_int_equal(chand_last_error(idle)->code, CHAND_ECONN);
     /* No automatic reconnect; an explicit one fails while down... */
     assert_int_equal(chand_reconnect(idle, 1000), CHAND_ECONNECT);
-    waitpid(d.pid, &status, 0);
-    d.pid = -1;
+    assert_int_equal(testd_wait_exit(&d, 20000), -1); /* SIGKILLed */
     port = d.port;
-    daemon_stop(&d, SIGTERM);
+    testd_stop(&d);
     /* ...and works once a daemon is back: a new session. */
-    assert_int_equal(daemon_start_on(&d, port), 0);
+    assert_int_equal(testd_start_opts(&d, &(testd_opts){ .port = port }), 0);
     assert_int_equal(chand_reconnect(c, 5000), 0);
     assert_true(chand_connected(c));
     assert_int_equal(chand_ping(c), 0);
@@ -1299,7 +1217,7 @@ static void test_connection_loss(void **state)
                  "not_found");
     chand_close_conn(c);
     chand_close_conn(idle);
-    daemon_stop(&d, SIGTERM);
+    assert_int_equal(testd_stop(&d), 0);
 }
 
 int main(void)

@@ -23,19 +23,6 @@
 #include "../common/e2e.h"
 #include "../common/testd.h"
 
-static testd D;
-
-static int setup(void **state)
-{
-    (void)state;
-    return testd_start(&D, NULL);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return testd_stop(&D) == 0 ? 0 : -1;
-}
 
 /* Calls and asserts success; returns the result (the answer is freed
  * at the next e2e_ok() on the same slot: keep it short). */
@@ -456,7 +443,7 @@ static void killed_receiver(bool race)
 
     e2e_ok(a, 1, "make", "{\"name\":\"k\"}");
     json_int_t base = e2e_stat_of(&D, "sessions");
-    pid = fork();
+    pid = testd_fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         testd_conn *c = testd_connect(&D);
@@ -471,7 +458,7 @@ static void killed_receiver(bool race)
     e2e_post(b, 2, "recv", "{\"name\":\"k\"}"); /* queued behind the child */
     e2e_wait_stat(&D, "waiters", 2);
     kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    testd_reap(pid, NULL, -1);
     if (!race)
         e2e_wait_stat(&D, "sessions", base);
     e2e_ok(a, 3, "send", "{\"name\":\"k\",\"value\":\"precious\"}");
@@ -549,26 +536,26 @@ static void test_sigterm_drain(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_basics_and_reasons, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_unbuffered_handoff, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_buffered_fifo, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_close_wakes_others, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_drop_wakes_waiters, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_select, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_select_two_paths, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_values_exact, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_timeouts_and_order, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_killed_receiver, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_thousand_receivers, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_basics_and_reasons, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_unbuffered_handoff, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_buffered_fifo, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_close_wakes_others, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_drop_wakes_waiters, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_select, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_select_two_paths, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_values_exact, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_timeouts_and_order, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_killed_receiver, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_thousand_receivers, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_drain, e2e_setup, e2e_teardown),
     };
     int rc = cmocka_run_group_tests_name("daemon_chan", tests, NULL, NULL);
     json_decref(e2e_held);

@@ -19,26 +19,14 @@
 #include <unistd.h>
 
 #include "proto.h"
+#include "../common/e2e.h"
 #include "../common/testd.h"
-
-static testd D;
 
 static int start_with(const char *const *args)
 {
     return testd_start(&D, args);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    return start_with(NULL);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return testd_stop(&D) == 0 ? 0 : -1;
-}
 
 /* Sends a raw line and returns the next answer (new reference). */
 static json_t *raw(testd_conn *c, const char *line)
@@ -407,7 +395,7 @@ static void test_fair_turns(void **state)
 
     assert_non_null(b);
     assert_int_equal(pipe(p), 0);
-    pid = fork();
+    pid = testd_fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         /* The flooder: N pings in big writes, then reads every answer. */
@@ -448,7 +436,7 @@ static void test_fair_turns(void **state)
     /* b was answered while the flood was still being served. */
     assert_true(seen < N);
     int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_int_equal(testd_reap(pid, &st, 120000), pid);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     close(p[0]);
     close(p[1]);
@@ -458,14 +446,14 @@ static void test_fair_turns(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_hello_ping, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_huge_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hello_ping, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_malformed, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_huge_line, e2e_setup, e2e_teardown),
         cmocka_unit_test_setup_teardown(test_batches_and_notifications,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_slow_reader, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fair_turns, setup, teardown),
+                                        e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_limits, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_slow_reader, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_fair_turns, e2e_setup, e2e_teardown),
     };
     return cmocka_run_group_tests_name("daemon_input", tests, NULL, NULL);
 }

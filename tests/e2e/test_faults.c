@@ -37,13 +37,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/e2e.h"
 #include "../common/testd.h"
 #include "../common/testrand.h"
 #include "../soak/ledger.h"
 
 #define MAXK 8
 
-static testd D;
 static ledger BASE; /* the running test's baseline, taken at its start */
 static testd_conn *C; /* the running test's own connection */
 static int ITERS = 40;
@@ -116,7 +116,7 @@ static int test_teardown(void **state)
 {
     (void)state;
     testd_kill_children(false);
-    testd_close(C);
+    testd_close_all();
     C = NULL;
     return 0;
 }
@@ -424,35 +424,10 @@ static void settle(const kid *ks, int k, int extra_sessions, int parked)
     }
 }
 
-static json_t *call_ok(testd_conn *c, const char *m, json_t *params)
-{
-    static int64_t id = 1;
-    json_t *a = testd_call(c, id++, m, params, 30000);
-    assert_non_null(a);
-    if (!testd_result(a))
-        fail_msg("%s: %s", m, testd_message(a));
-    return a;
-}
-
-static void call_ok_free(testd_conn *c, const char *m, json_t *params)
-{
-    json_decref(call_ok(c, m, params));
-}
-
 static void drop(testd_conn *c, const char *name)
 {
     json_decref(testd_call(c, 999999, "drop", json_pack("{s:s}", "name",
                                                           name), 30000));
-}
-
-/* Fails (printing the answer) unless a is an error with that reason. */
-static void expect_reason(json_t *a, const char *reason)
-{
-    const char *got = a ? testd_reason(a) : NULL;
-    if (!got || strcmp(got, reason) != 0) {
-        char *t = a ? json_dumps(a, JSON_COMPACT) : NULL;
-        fail_msg("expected reason %s, got %s", reason, t ? t : "no answer");
-    }
 }
 
 static void reset_shared(void)
@@ -554,7 +529,7 @@ static void test_kill_recv(void **state)
         char seen[100] = { 0 };
 
         snprintf(a.name, sizeof a.name, "recv%d", it);
-        call_ok_free(c, "make", json_pack("{s:s, s:i}", "name", a.name,
+        e2e_okj_free(c, 0, "make", json_pack("{s:s, s:i}", "name", a.name,
                                           "cap", cap));
         spawn_all(ks, k, &a);
         kill_while_parking(ks, k);
@@ -564,7 +539,7 @@ static void test_kill_recv(void **state)
          * killed receiver took nothing. */
         int n = live(ks, k);
         for (int i = 0; i < n; i++, values_sent++)
-            call_ok_free(c, "send", json_pack("{s:s, s:I}", "name", a.name,
+            e2e_okj_free(c, 0, "send", json_pack("{s:s, s:I}", "name", a.name,
                                               "value",
                                               (json_int_t)(base + i)));
         /* Then cap + 1 more without waiting: the buffer takes cap of
@@ -587,7 +562,7 @@ static void test_kill_recv(void **state)
                 accepted++;
                 values_sent++;
             } else {
-                expect_reason(r, "timeout");
+                e2e_check_reason(r, "timeout", NULL);
             }
             json_decref(r);
         }
@@ -598,7 +573,7 @@ static void test_kill_recv(void **state)
         for (int i = 0; i < n; i++)
             assert_int_equal(seen[i], 1);
         for (int got = 0; got < accepted; got++) {
-            json_t *r = call_ok(c, "recv", json_pack("{s:s, s:i}", "name",
+            json_t *r = e2e_okj(c, 0, "recv", json_pack("{s:s, s:i}", "name",
                                                      a.name, "timeout_ms",
                                                      10000));
             long v = (long)json_integer_value(
@@ -613,7 +588,7 @@ static void test_kill_recv(void **state)
                                   json_pack("{s:s, s:i}", "name", a.name,
                                             "timeout_ms", 0),
                                   30000);
-        expect_reason(none, "timeout");
+        e2e_check_reason(none, "timeout", NULL);
         json_decref(none);
         end_iteration(c, a.name, NULL);
     }
@@ -631,11 +606,11 @@ static void test_kill_send(void **state)
         char seen[100] = { 0 };
 
         snprintf(a.name, sizeof a.name, "send%d", it);
-        call_ok_free(c, "make", json_pack("{s:s, s:i}", "name", a.name,
+        e2e_okj_free(c, 0, "make", json_pack("{s:s, s:i}", "name", a.name,
                                           "cap", cap));
         /* Fill the buffer so that the children's sends park. */
         for (int i = 0; i < cap; i++, values_sent++)
-            call_ok_free(c, "send", json_pack("{s:s, s:I}", "name", a.name,
+            e2e_okj_free(c, 0, "send", json_pack("{s:s, s:I}", "name", a.name,
                                               "value",
                                               (json_int_t)(base + 90 + i)));
         for (int i = 0; i < k; i++) {
@@ -653,7 +628,7 @@ static void test_kill_send(void **state)
                                    30000);
             assert_non_null(r);
             if (!testd_result(r)) {
-                expect_reason(r, "timeout");
+                e2e_check_reason(r, "timeout", NULL);
                 json_decref(r);
                 break;
             }
@@ -693,13 +668,13 @@ static void test_kill_select(void **state)
 
         snprintf(a.name, sizeof a.name, "sela%d", it);
         snprintf(a.name2, sizeof a.name2, "selb%d", it);
-        call_ok_free(c, "make", json_pack("{s:s}", "name", a.name));
-        call_ok_free(c, "make", json_pack("{s:s}", "name", a.name2));
+        e2e_okj_free(c, 0, "make", json_pack("{s:s}", "name", a.name));
+        e2e_okj_free(c, 0, "make", json_pack("{s:s}", "name", a.name2));
         spawn_all(ks, k, &a);
         kill_while_parking(ks, k);
         int n = live(ks, k);
         for (int i = 0; i < n; i++, values_sent++)
-            call_ok_free(c, "send",
+            e2e_okj_free(c, 0, "send",
                          json_pack("{s:s, s:I}", "name",
                                    rndn(2) ? a.name : a.name2, "value",
                                    (json_int_t)(base + i)));
@@ -713,14 +688,14 @@ static void test_kill_select(void **state)
                                              "value", -1, "timeout_ms", 0),
                                    30000);
             if (testd_result(r)) {
-                json_t *b = call_ok(c, "recv",
+                json_t *b = e2e_okj(c, 0, "recv",
                                     json_pack("{s:s, s:i}", "name", ch,
                                               "timeout_ms", 10000));
                 assert_int_equal(json_integer_value(json_object_get(
                                      testd_result(b), "value")), -1);
                 json_decref(b);
             } else {
-                expect_reason(r, "timeout");
+                e2e_check_reason(r, "timeout", NULL);
             }
             json_decref(r);
         }
@@ -748,7 +723,7 @@ static void test_kill_mutex(void **state)
 
         reset_shared();
         snprintf(a.name, sizeof a.name, "mu%d", it);
-        json_t *l = call_ok(c, "mutex.lock", json_pack("{s:s}", "name",
+        json_t *l = e2e_okj(c, 0, "mutex.lock", json_pack("{s:s}", "name",
                                                        a.name));
         atomic_store(&SH->last_token, (long)json_integer_value(
                                           json_object_get(testd_result(l),
@@ -756,7 +731,7 @@ static void test_kill_mutex(void **state)
         json_decref(l);
         spawn_all(ks, k, &a);
         kill_while_parking(ks, k);
-        call_ok_free(c, "mutex.unlock", json_pack("{s:s}", "name", a.name));
+        e2e_okj_free(c, 0, "mutex.unlock", json_pack("{s:s}", "name", a.name));
         kill_some_late(ks, k);
         holds += reap_expect(ks, k, "held");
         check_shared();
@@ -765,14 +740,14 @@ static void test_kill_mutex(void **state)
          * died: wait for that (no hold, no session but the test's), then
          * nobody holds it and the test takes it at once. */
         assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
-        json_t *r = call_ok(c, "mutex.lock", json_pack("{s:s, s:i}", "name",
+        json_t *r = e2e_okj(c, 0, "mutex.lock", json_pack("{s:s, s:i}", "name",
                                                        a.name, "timeout_ms",
                                                        0));
         assert_true(json_integer_value(json_object_get(testd_result(r),
                                                        "token")) >
                     atomic_load(&SH->last_token));
         json_decref(r);
-        call_ok_free(c, "mutex.unlock", json_pack("{s:s}", "name", a.name));
+        e2e_okj_free(c, 0, "mutex.unlock", json_pack("{s:s}", "name", a.name));
         end_iteration(c, a.name, NULL);
     }
     fprintf(stderr, "mutex: %ld holds completed\n", holds);
@@ -791,21 +766,21 @@ static void test_kill_rlock(void **state)
 
         reset_shared();
         snprintf(a.name, sizeof a.name, "rw%d", it);
-        call_ok_free(c, "rwmutex.lock", json_pack("{s:s}", "name", a.name));
+        e2e_okj_free(c, 0, "rwmutex.lock", json_pack("{s:s}", "name", a.name));
         spawn_all(ks, k, &a);
         kill_while_parking(ks, k);
-        call_ok_free(c, "rwmutex.unlock", json_pack("{s:s}", "name",
+        e2e_okj_free(c, 0, "rwmutex.unlock", json_pack("{s:s}", "name",
                                                     a.name));
         /* The writer again: it waits for the readers; while it holds,
          * no reader may be inside. */
-        json_t *w = call_ok(c, "rwmutex.lock", json_pack("{s:s}", "name",
+        json_t *w = e2e_okj(c, 0, "rwmutex.lock", json_pack("{s:s}", "name",
                                                          a.name));
         atomic_store(&SH->writer, 1);
         if (atomic_load(&SH->readers) != 0)
             atomic_fetch_add(&SH->overlap, 1);
         atomic_store(&SH->writer, 0);
         json_decref(w);
-        call_ok_free(c, "rwmutex.unlock", json_pack("{s:s}", "name",
+        e2e_okj_free(c, 0, "rwmutex.unlock", json_pack("{s:s}", "name",
                                                     a.name));
         reap_expect(ks, k, "held");
         check_shared();
@@ -823,11 +798,11 @@ static void test_kill_wg(void **state)
         int k = 2 + rndn(MAXK - 1);
 
         snprintf(a.name, sizeof a.name, "wg%d", it);
-        call_ok_free(c, "wg.add", json_pack("{s:s, s:i}", "name", a.name,
+        e2e_okj_free(c, 0, "wg.add", json_pack("{s:s, s:i}", "name", a.name,
                                             "delta", 1));
         spawn_all(ks, k, &a);
         kill_while_parking(ks, k);
-        call_ok_free(c, "wg.done", json_pack("{s:s}", "name", a.name));
+        e2e_okj_free(c, 0, "wg.done", json_pack("{s:s}", "name", a.name));
         reap_expect(ks, k, "woke");
         end_iteration(c, a.name, NULL);
     }
@@ -836,7 +811,7 @@ static void test_kill_wg(void **state)
 /* Counts the waiters runtime.dump shows on object name. */
 static int dump_waiters(testd_conn *c, const char *name)
 {
-    json_t *a = call_ok(c, "runtime.dump", NULL), *o;
+    json_t *a = e2e_okj(c, 0, "runtime.dump", NULL), *o;
     size_t i;
     int n = 0;
     json_array_foreach(json_object_get(testd_result(a), "objects"), i, o)
@@ -870,7 +845,7 @@ static void test_kill_cond(void **state)
         }
         kill_some_parked(ks, k);
         settle(ks, k, 1, live(ks, k));
-        call_ok_free(c, "cond.broadcast", json_pack("{s:s}", "name",
+        e2e_okj_free(c, 0, "cond.broadcast", json_pack("{s:s}", "name",
                                                     a.name));
         /* They wake one at a time, each re-taking the mutex; some are
          * killed holding it. */

@@ -33,10 +33,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../common/e2e.h"
 #include "../common/testd.h"
 #include "../soak/ledger.h"
 
-static testd D;
 static ledger BASE;
 static int NBIG = 10000;
 
@@ -51,12 +51,6 @@ static int setup(void **state)
 {
     (void)state;
     return start(NULL);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return testd_stop(&D) == 0 ? 0 : -1;
 }
 
 /* ---- raw connections: 10k testd_conns would each buffer 128 KiB ---- */
@@ -162,16 +156,6 @@ static char *raw_read_lines(int fd, int want, int timeout_ms)
     return buf;
 }
 
-static void ctl_ok(testd_conn *c, const char *m, json_t *params)
-{
-    static int64_t id = 1;
-    json_t *a = testd_call(c, id++, m, params, 30000);
-    assert_non_null(a);
-    if (!testd_result(a))
-        fail_msg("%s: %s", m, testd_message(a));
-    json_decref(a);
-}
-
 /* ------------------------------------------------------------------ */
 
 static void test_close_wakes_10k(void **state)
@@ -183,7 +167,7 @@ static void test_close_wakes_10k(void **state)
     (void)state;
 
     assert_non_null(ctl);
-    ctl_ok(ctl, "make", json_pack("{s:s}", "name", "big"));
+    e2e_okj_free(ctl, 0, "make", json_pack("{s:s}", "name", "big"));
     for (int i = 0; i < CONNS; i++) {
         fds[i] = raw_connect(D.port, 0);
         assert_true(fds[i] >= 0);
@@ -221,7 +205,7 @@ static void test_close_wakes_10k(void **state)
         free(buf);
         close(fds[i]);
     }
-    ctl_ok(ctl, "drop", json_pack("{s:s}", "name", "big"));
+    e2e_okj_free(ctl, 0, "drop", json_pack("{s:s}", "name", "big"));
     testd_close(ctl);
     assert_int_equal(ledger_wait(&D, &BASE, 0, 30000), 0);
 }
@@ -243,12 +227,12 @@ static void test_slow_reader(void **state)
     other = testd_connect(&D);
     memset(v, 'v', VSIZE);
     v[VSIZE] = '\0';
-    ctl_ok(ctl, "make", json_pack("{s:s, s:i}", "name", "slow", "cap",
+    e2e_okj_free(ctl, 0, "make", json_pack("{s:s, s:i}", "name", "slow", "cap",
                                   VALS));
     for (int i = 0; i < VALS; i++) {
         v[0] = (char)('A' + i % 26);
         v[1] = (char)('a' + i / 26);
-        ctl_ok(ctl, "send", json_pack("{s:s, s:s}", "name", "slow",
+        e2e_okj_free(ctl, 0, "send", json_pack("{s:s, s:s}", "name", "slow",
                                       "value", v));
     }
     int fd = raw_connect(D.port, 4096);
@@ -295,7 +279,7 @@ static void test_slow_reader(void **state)
     assert_int_equal(values + left, VALS);
     free(buf);
     free(v);
-    ctl_ok(ctl, "drop", json_pack("{s:s}", "name", "slow"));
+    e2e_okj_free(ctl, 0, "drop", json_pack("{s:s}", "name", "slow"));
     testd_close(ctl);
     testd_close(other);
     assert_int_equal(ledger_wait(&D, &BASE, 0, 30000), 0);
@@ -470,7 +454,7 @@ static void test_sigterm_10k(void **state)
     testd_stop(&D);
     assert_int_equal(start(args), 0);
     testd_conn *ctl = testd_connect(&D);
-    ctl_ok(ctl, "make", json_pack("{s:s}", "name", "term"));
+    e2e_okj_free(ctl, 0, "make", json_pack("{s:s}", "name", "term"));
     for (int i = 0; i < NBIG; i++) {
         fds[i] = raw_connect(D.port, 0);
         if (fds[i] < 0)
@@ -504,13 +488,13 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_close_wakes_10k, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_slow_reader, setup, teardown),
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_slow_reader, setup, e2e_teardown),
         cmocka_unit_test_setup_teardown(test_slowloris_flood, setup,
-                                        teardown),
+                                        e2e_teardown),
         cmocka_unit_test_setup_teardown(test_split_everywhere, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_10k, setup, teardown),
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_10k, setup, e2e_teardown),
     };
     if (getenv("CHAND_NET_N"))
         NBIG = atoi(getenv("CHAND_NET_N"));

@@ -19,6 +19,7 @@
 
 #include "cfgfile.h"
 #include "conf.h"
+#include "../common/testpath.h"
 
 static char tmpdir[256];
 
@@ -241,40 +242,20 @@ static void test_file_errors(void **state)
 }
 
 /* Finds configs/chand.conf from the working directory or $CHAND_BIN. */
-static FILE *open_sample(void)
-{
-    const char *bin = getenv("CHAND_BIN");
-    char path[4200], tmp[4096];
-    FILE *f = fopen("configs/chand.conf", "r");
-
-    if (f || !bin)
-        return f;
-    snprintf(tmp, sizeof tmp, "%s", bin);
-    snprintf(path, sizeof path, "%s/../../configs/chand.conf", dirname(tmp));
-    f = fopen(path, "r");
-    if (!f) {
-        snprintf(path, sizeof path, "%s/../configs/chand.conf", dirname(tmp));
-        f = fopen(path, "r");
-    }
-    return f;
-}
-
 /* The shipped sample is valid, serves 127.0.0.1:2426 (make run), and
  * documents every key (set or commented out) but "config". */
 static void test_sample(void **state)
 {
     char *text, err[600], keyline[128];
     size_t n;
-    FILE *f = open_sample(), *keys;
+    const char *sample = testpath("configs/chand.conf");
+    FILE *keys;
     conf c, d;
     (void)state;
 
-    assert_non_null(f);
-    text = calloc(1, 1 << 20);
+    assert_non_null(sample);
+    text = testfile_read(sample, &n);
     assert_non_null(text);
-    n = fread(text, 1, (1 << 20) - 1, f);
-    fclose(f);
-    text[n] = '\0';
     conf_defaults(&c);
     if (cfg_load_text(&c, "chand.conf", text, err, sizeof err) != 0)
         fail_msg("sample: %s", err);

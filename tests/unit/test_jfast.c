@@ -30,6 +30,7 @@
 
 #include "jfast.h"
 #include "../common/testpath.h"
+#include "../common/testrand.h"
 #include "proto.h"
 
 #define LLVMFuzzerTestOneInput fuzz_jfast_one
@@ -425,8 +426,7 @@ static void check_dir(const char *sub, file_stats *st)
     assert_non_null(d);
     while ((e = readdir(d))) {
         char p[PATH_MAX + 600], subp[600];
-        FILE *f;
-        long sz;
+        size_t sz;
         char *buf;
 
         if (e->d_name[0] == '.')
@@ -437,17 +437,10 @@ static void check_dir(const char *sub, file_stats *st)
             check_dir(subp, st);
             continue;
         }
-        f = fopen(p, "rb");
-        if (!f)
+        buf = testfile_read(p, &sz);
+        if (!buf)
             continue;
-        assert_int_equal(fseek(f, 0, SEEK_END), 0);
-        sz = ftell(f);
-        rewind(f);
-        buf = malloc((size_t)sz + 1);
-        assert_non_null(buf);
-        assert_int_equal(fread(buf, 1, (size_t)sz, f), (size_t)sz);
-        fclose(f);
-        check_file(buf, (size_t)sz, st);
+        check_file(buf, sz, st);
         free(buf);
     }
     closedir(d);
@@ -489,11 +482,7 @@ static uint64_t rng_state;
 
 static uint64_t rnd(void)
 {
-    /* xorshift64* */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ULL;
+    return testrand_next(&rng_state);
 }
 
 static uint32_t rndn(uint32_t n)

@@ -20,6 +20,8 @@
 #include <string.h>
 
 #define LLVMFuzzerTestOneInput fuzz_proto_one
+#include "../common/testpath.h"
+#include "../common/testrand.h"
 #include "../fuzz/fuzz_proto.c"
 #undef LLVMFuzzerTestOneInput
 
@@ -296,21 +298,13 @@ static void test_scan_corpora(void **state)
         assert_non_null(dir);
         while ((e = readdir(dir)) != NULL) {
             char path[512], *buf;
-            FILE *f;
-            long n;
+            size_t n;
             if (e->d_name[0] == '.')
                 continue;
             snprintf(path, sizeof path, "%s/%s", dirs[d], e->d_name);
-            f = fopen(path, "rb");
-            if (!f)
+            buf = testfile_read(path, &n);
+            if (!buf)
                 continue;
-            fseek(f, 0, SEEK_END);
-            n = ftell(f);
-            fseek(f, 0, SEEK_SET);
-            buf = malloc((size_t)n + 1);
-            assert_non_null(buf);
-            assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-            fclose(f);
             /* The whole file, and each of its lines. */
             accepted += fuzz_scan_agrees(buf, (size_t)n, NULL);
             accepted += fuzz_scan_agrees(buf, (size_t)n, &tight);
@@ -466,8 +460,7 @@ static uint64_t rng_state;
 
 static uint32_t rng(void)
 {
-    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (uint32_t)(rng_state >> 33);
+    return (uint32_t)(testrand_next(&rng_state) >> 32);
 }
 
 /* Mutates the examples: byte changes to the characters that matter to a
