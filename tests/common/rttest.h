@@ -31,6 +31,25 @@
             CHECK_EQ(rt_go(fn, arg), 0);                                       \
     } while (0)
 
+/* The deadline of every RTTEST_WAIT: generous, as it only bounds a bug. */
+#define RTTEST_WAIT_NS (30LL * 1000 * 1000 * 1000)
+
+/* Polls cond every millisecond until it holds, and fails a CHECK (naming
+ * the caller's line) if it does not within RTTEST_WAIT_NS.  On a goroutine
+ * it parks (rt_sleep); on any other thread it sleeps the OS thread. */
+#define RTTEST_WAIT(cond)                                                      \
+    do {                                                                       \
+        int64_t t0_ = rt_now();                                                \
+        while (!(cond)) {                                                      \
+            if (rt_now() - t0_ > RTTEST_WAIT_NS)                               \
+                CHECK_FAIL("still false after 30 s: %s", #cond);               \
+            if (rt_in_goroutine())                                             \
+                rt_sleep(1000000);                                             \
+            else                                                               \
+                rttest_msleep(1);                                              \
+        }                                                                      \
+    } while (0)
+
 /* Runs fn(arg) as the main goroutine of a runtime with GOMAXPROCS=procs,
  * and returns 0 when rt_main returned 0; else -1 with a description in msg
  * (len bytes).  A failed CHECK does not return: it aborts. */

@@ -54,8 +54,7 @@ static void never(rt_await *a, int rc, void *arg)
 /* Waits (parking the goroutine) until d was completed. */
 static void wait_done(done *d)
 {
-    for (int i = 0; i < 20000 && atomic_load(&d->calls) == 0; i++)
-        rt_sleep(100000);
+    RTTEST_WAIT(atomic_load(&d->calls) != 0);
     CHECK_EQ(atomic_load(&d->calls), 1);
 }
 
@@ -379,8 +378,7 @@ static void race_main(void *arg)
     while (fired < 8)
         rt_cancel_fire(r->toks[fired++]);
     /* Awaits without a deadline end by a value or their token. */
-    for (int i = 0; i < 50000 && atomic_load(&r->completed) < started; i++)
-        rt_sleep(100000);
+    RTTEST_WAIT(atomic_load(&r->completed) >= started);
     CHECK_EQ(atomic_load(&r->completed), started);
     atomic_store(&r->stop, true);
     CHECK_EQ(rt_wg_wait(r->wg, RT_FOREVER), 0);

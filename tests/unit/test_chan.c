@@ -395,8 +395,9 @@ static void cancel_waiter(void *arg)
 static void *firer(void *arg)
 {
     cancel_case *k = arg;
-    while (!atomic_load(&k->parked))
-        rttest_msleep(1);
+    RTTEST_WAIT(atomic_load(&k->parked));
+    /* Most likely parked by now; the outcome is the same if it is not
+     * (a fired token refuses the call at once). */
     rttest_msleep(30);
     rt_cancel_fire(k->tok);
     rt_cancel_fire(k->tok); /* idempotent */

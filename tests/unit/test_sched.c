@@ -232,8 +232,7 @@ static void *foreign_thread(void *arg)
     bool ok = false;
     int r;
     /* Poll from this foreign thread until the goroutine has sent. */
-    while ((r = rt_chan_recv(fch, &v, &ok, RT_POLL)) == RT_EAGAIN)
-        rttest_msleep(1);
+    RTTEST_WAIT((r = rt_chan_recv(fch, &v, &ok, RT_POLL)) != RT_EAGAIN);
     CHECK_EQ(r, 0);
     CHECK(ok);
     CHECK_EQ(v, 42);
@@ -300,8 +299,7 @@ static void *late_sender(void *arg)
     rt_chan *c = arg;
     rttest_msleep(200);
     int v = 99, r;
-    while ((r = rt_chan_send(c, &v, RT_POLL)) == RT_EAGAIN)
-        rttest_msleep(1);
+    RTTEST_WAIT((r = rt_chan_send(c, &v, RT_POLL)) != RT_EAGAIN);
     CHECK_EQ(r, 0);
     rt_unref();
     return NULL;

@@ -336,12 +336,10 @@ typedef struct sc {
 static void *sel_firer(void *arg)
 {
     sc *k = arg;
-    while (!atomic_load(&k->parked)) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
-    struct timespec ts = {0, 30000000};
-    nanosleep(&ts, NULL);
+    RTTEST_WAIT(atomic_load(&k->parked));
+    /* Most likely parked by now; the outcome is the same if it is not
+     * (a fired token refuses the call at once). */
+    rttest_msleep(30);
     rt_cancel_fire(k->tok);
     rt_unref();
     return NULL;
