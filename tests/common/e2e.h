@@ -44,8 +44,8 @@ static int __attribute__((unused)) e2e_teardown(void **state)
 /* Calls method with params (stolen; NULL: none) under id (0: the next of
  * a counter) and returns the answer (new), failing the test when none
  * comes. */
-static inline json_t *e2e_callj(testd_conn *c, int64_t id,
-                                const char *method, json_t *params)
+static inline json_t *e2e_callj(testd_conn *c, int64_t id, const char *method,
+                                json_t *params)
 {
     static int64_t next_id = 1000000;
     json_t *a = testd_call(c, id ? id : next_id++, method, params, 30000);
@@ -67,8 +67,8 @@ static inline json_t *e2e_okj(testd_conn *c, int64_t id, const char *method,
 }
 
 /* e2e_okj for a call whose result does not matter. */
-static inline void e2e_okj_free(testd_conn *c, int64_t id,
-                                const char *method, json_t *params)
+static inline void e2e_okj_free(testd_conn *c, int64_t id, const char *method,
+                                json_t *params)
 {
     json_decref(e2e_okj(c, id, method, params));
 }

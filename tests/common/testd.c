@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,13 +26,20 @@ struct testd_conn {
     int fd;
     char *buf;
     size_t len, cap;
-    json_t *stash; /* answers read while looking for another id */
+    json_t *stash;           /* answers read while looking for another id */
     testd_conn *prev, *next; /* in testd_open, while open */
+    bool kept;               /* testd_stats' own */
 };
 
 /* Every open connection, so that a test's teardown can close those an
  * assertion left open (testd_close_all). */
 static testd_conn *testd_open;
+/* testd_open_lock guards testd_open; testd_stats_lock guards testd_statc
+ * and every use of its connections (the soak driver's clients are
+ * threads). */
+static pthread_mutex_t testd_open_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t testd_stats_lock = PTHREAD_MUTEX_INITIALIZER;
+static void testd_stats_drop(int port);
 
 /* The connections testd_stats keeps (one per daemon, by port). */
 static struct {
@@ -78,12 +86,33 @@ static void testd_forget(pid_t pid)
             testd_kids[i].pid = 0;
 }
 
-static void testd_stats_drop(int port, bool all);
+/* A child forked while another thread held a lock must not inherit it
+ * held: fork takes both, and each side lets them go. */
+static void testd_fork_prepare(void)
+{
+    pthread_mutex_lock(&testd_stats_lock);
+    pthread_mutex_lock(&testd_open_lock);
+}
+
+static void testd_fork_done(void)
+{
+    pthread_mutex_unlock(&testd_open_lock);
+    pthread_mutex_unlock(&testd_stats_lock);
+}
+
+static void testd_fork_init(void)
+{
+    pthread_atfork(testd_fork_prepare, testd_fork_done, testd_fork_done);
+}
 
 static pid_t testd_fork_as(bool daemon)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid;
+
+    pthread_once(&once, testd_fork_init);
+    pid = fork();
 
     if (pid == 0) {
         /* Dies with the test, whichever way the test ends; a test that
@@ -92,7 +121,13 @@ static pid_t testd_fork_as(bool daemon)
         if (getppid() != parent)
             _exit(1);
         memset(testd_kids, 0, sizeof testd_kids); /* the parent's, not ours */
-        testd_stats_drop(0, true);
+        /* The parent's stats connections are not ours either. */
+        for (size_t i = 0; i < sizeof testd_statc / sizeof testd_statc[0]; i++)
+            if (testd_statc[i].c) {
+                close(testd_statc[i].c->fd);
+                testd_statc[i].c->fd = -1;
+                testd_statc[i].c = NULL;
+            }
         return 0;
     }
     if (pid > 0)
@@ -299,7 +334,9 @@ int testd_stop(testd *d)
     char own[300];
     int rc = -1;
 
-    testd_stats_drop(d->port, false);
+    pthread_mutex_lock(&testd_stats_lock);
+    testd_stats_drop(d->port);
+    pthread_mutex_unlock(&testd_stats_lock);
     if (d->pid > 0) {
         kill(d->pid, SIGTERM);
         rc = testd_wait_exit(d, 20000);
@@ -331,10 +368,12 @@ testd_conn *testd_connect_port(int port)
         goto out_close;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->stash = json_array();
+    pthread_mutex_lock(&testd_open_lock);
     c->next = testd_open;
     if (testd_open)
         testd_open->prev = c;
     testd_open = c;
+    pthread_mutex_unlock(&testd_open_lock);
     return c;
 out_close:
     close(c->fd);
@@ -350,6 +389,7 @@ testd_conn *testd_connect(const testd *d)
 
 static void testd_unlink(testd_conn *c)
 {
+    pthread_mutex_lock(&testd_open_lock);
     if (c->prev)
         c->prev->next = c->next;
     else if (testd_open == c)
@@ -357,6 +397,7 @@ static void testd_unlink(testd_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
+    pthread_mutex_unlock(&testd_open_lock);
 }
 
 void testd_close(testd_conn *c)
@@ -372,25 +413,17 @@ void testd_close(testd_conn *c)
 
 void testd_close_all(void)
 {
-    testd_conn *c = testd_open, *next;
+    for (;;) {
+        testd_conn *c;
 
-    /* Unlinked first: the connections testd_stats keeps are not the
-     * test's, and stay. */
-    for (size_t i = 0; i < sizeof testd_statc / sizeof testd_statc[0]; i++)
-        if (testd_statc[i].c)
-            testd_unlink(testd_statc[i].c);
-    for (c = testd_open; c; c = next) {
-        next = c->next;
-        testd_close(c);
+        pthread_mutex_lock(&testd_open_lock);
+        for (c = testd_open; c && c->kept; c = c->next)
+            ;
+        pthread_mutex_unlock(&testd_open_lock);
+        if (!c)
+            return;
+        testd_close(c); /* takes the lock itself */
     }
-    for (size_t i = 0; i < sizeof testd_statc / sizeof testd_statc[0]; i++)
-        if (testd_statc[i].c) {
-            c = testd_statc[i].c;
-            c->next = testd_open;
-            if (testd_open)
-                testd_open->prev = c;
-            testd_open = c;
-        }
 }
 
 int testd_fd(const testd_conn *c)
@@ -629,10 +662,11 @@ static testd_conn **testd_stats_slot(int port)
     return &testd_statc[0].c;
 }
 
-static void testd_stats_drop(int port, bool all)
+/* Closes the kept connection to port; the caller holds testd_stats_lock. */
+static void testd_stats_drop(int port)
 {
     for (size_t i = 0; i < sizeof testd_statc / sizeof testd_statc[0]; i++)
-        if (testd_statc[i].c && (all || testd_statc[i].port == port)) {
+        if (testd_statc[i].c && testd_statc[i].port == port) {
             testd_close(testd_statc[i].c);
             testd_statc[i].c = NULL;
         }
@@ -646,20 +680,22 @@ json_t *testd_stats(const testd *d)
     /* A slow daemon (sanitizers, a loaded machine) may miss one call's
      * time limit, or the kept connection may have gone with a restarted
      * daemon: ask again on a fresh connection before giving up. */
+    pthread_mutex_lock(&testd_stats_lock);
     for (int tries = 0; !r && tries < 6; tries++) {
         testd_conn **slot = testd_stats_slot(d->port);
         json_t *a;
 
+        if (!*slot && (*slot = testd_connect(d)) != NULL)
+            (*slot)->kept = true;
         if (!*slot)
-            *slot = testd_connect(d);
-        if (!*slot)
-            return NULL; /* no daemon: asking again will not help */
+            break; /* no daemon: asking again will not help */
         a = testd_call(*slot, ++id, "runtime.stats", NULL, 10000);
         if (a && testd_result(a))
             r = json_incref(testd_result(a));
         else
-            testd_stats_drop(d->port, false);
+            testd_stats_drop(d->port);
         json_decref(a);
     }
+    pthread_mutex_unlock(&testd_stats_lock);
     return r;
 }

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "../common/testd.h"
+#include "../common/testrand.h"
 #include "ledger.h"
 
 #define NCHAN 4
@@ -72,10 +73,7 @@ typedef struct client {
 
 static uint64_t rnd(client *k)
 {
-    k->rng ^= k->rng << 13;
-    k->rng ^= k->rng >> 7;
-    k->rng ^= k->rng << 17;
-    return k->rng;
+    return testrand_next(&k->rng);
 }
 
 static int rn(client *k, int n)
