@@ -82,7 +82,7 @@ run_one() {
     # its daemons and children are all in group $current.
     timeout -k 10 "$LIMIT" "$@" >"$log" 2>&1 &
     current=$!
-    wait "$current"; rc=$?
+    { wait "$current"; } 2>/dev/null; rc=$?
     kill -KILL -- "-$current" 2>/dev/null
     current=
     count "$log"

@@ -21,7 +21,6 @@
 #include "../common/e2e.h"
 #include "../common/testd.h"
 
-
 static void test_mutex_tokens(void **state)
 {
     testd_conn *a = testd_connect(&D), *b = testd_connect(&D);
@@ -56,8 +55,7 @@ static void test_mutex_tokens(void **state)
      * from another goroutine). */
     {
         char p[64];
-        snprintf(p, sizeof p, "{\"name\":\"m\",\"token\":%lld}",
-                 (long long)t2);
+        snprintf(p, sizeof p, "{\"name\":\"m\",\"token\":%lld}", (long long)t2);
         e2e_ok_int(a, 9, "mutex.unlock", p, NULL);
         e2e_expect_reason_msg(b, 10, "mutex.unlock", p, "not_locked", NULL);
     }
@@ -100,10 +98,9 @@ static void test_killed_holder(void **state)
     testd_reap(pid, NULL, -1);
     ans = testd_wait_id(b, 1, 20000);
     assert_non_null(testd_result(ans));
-    assert_true(json_is_true(json_object_get(testd_result(ans),
-                                             "owner_dead")));
-    assert_int_equal(json_integer_value(json_object_get(testd_result(ans),
-                                                        "token")), 2);
+    assert_true(json_is_true(json_object_get(testd_result(ans), "owner_dead")));
+    assert_int_equal(
+        json_integer_value(json_object_get(testd_result(ans), "token")), 2);
     json_decref(ans);
     /* owner_dead is told once. */
     e2e_ok_int(b, 2, "mutex.unlock", "{\"name\":\"k\"}", NULL);
@@ -123,7 +120,7 @@ static void test_lease(void **state)
 
     /* A lease hold survives its session... */
     tok = e2e_ok_int(a, 1, "mutex.lock", "{\"name\":\"l\",\"lease_ms\":60000}",
-                 "token");
+                     "token");
     testd_close(a);
     e2e_wait_stat(&D, "sessions", 2); /* b + the stats connection */
     e2e_expect_reason_msg(b, 2, "mutex.lock",
@@ -136,12 +133,12 @@ static void test_lease(void **state)
     e2e_ok_int(b, 5, "mutex.unlock", "{\"name\":\"l\"}", NULL);
     /* ...or until the lease expires: the next holder hears owner_dead. */
     a = testd_connect(&D);
-    e2e_ok_int(a, 6, "mutex.lock", "{\"name\":\"l\",\"lease_ms\":200}", "token");
+    e2e_ok_int(a, 6, "mutex.lock", "{\"name\":\"l\",\"lease_ms\":200}",
+               "token");
     int64_t t0 = testd_now_ms();
     ans = e2e_call(b, 7, "mutex.lock", "{\"name\":\"l\"}");
     assert_true(testd_now_ms() - t0 >= 150);
-    assert_true(json_is_true(json_object_get(testd_result(ans),
-                                             "owner_dead")));
+    assert_true(json_is_true(json_object_get(testd_result(ans), "owner_dead")));
     json_decref(ans);
     /* The expired holder's token no longer unlocks. */
     e2e_expect_reason_msg(a, 8, "mutex.unlock", "{\"name\":\"l\",\"token\":3}",
@@ -162,11 +159,12 @@ static void test_deadlock(void **state)
     e2e_wait_stat(&D, "waiters", 1);
     ans = e2e_call(b, 4, "mutex.lock", "{\"name\":\"x\"}");
     assert_string_equal(testd_reason(ans), "deadlock");
-    assert_non_null(strstr(testd_message(ans),
-                           "all goroutines are asleep - deadlock!"));
-    assert_int_equal(json_array_size(json_object_get(
-                         json_object_get(json_object_get(ans, "error"),
-                                         "data"), "cycle")), 2);
+    assert_non_null(
+        strstr(testd_message(ans), "all goroutines are asleep - deadlock!"));
+    assert_int_equal(
+        json_array_size(json_object_get(
+            json_object_get(json_object_get(ans, "error"), "data"), "cycle")),
+        2);
     json_decref(ans);
     /* The cycle is broken by b giving up y: a gets it. */
     e2e_ok_int(b, 5, "mutex.unlock", "{\"name\":\"y\"}", NULL);
@@ -204,8 +202,8 @@ static void test_rwmutex(void **state)
     assert_null(testd_wait_id(w, 6, 100));
     e2e_ok_int(b, 8, "rwmutex.runlock", "{\"name\":\"rw\"}", NULL);
     ans = testd_wait_id(w, 6, 20000);
-    assert_true(json_integer_value(json_object_get(testd_result(ans),
-                                                   "token")) > r2);
+    assert_true(
+        json_integer_value(json_object_get(testd_result(ans), "token")) > r2);
     json_decref(ans);
     e2e_expect_reason_msg(a, 9, "rwmutex.rlock",
                           "{\"name\":\"rw\",\"timeout_ms\":0}", "timeout",
@@ -240,8 +238,8 @@ static void test_cond(void **state)
     /* Both wake, one after the other, each holding cm again. */
     ans = testd_wait_id(a, 3, 2000);
     if (ans) {
-        assert_true(json_integer_value(json_object_get(testd_result(ans),
-                                                       "token")) > 0);
+        assert_true(json_integer_value(
+                        json_object_get(testd_result(ans), "token")) > 0);
         json_decref(ans);
         e2e_ok_int(a, 9, "mutex.unlock", "{\"name\":\"cm\"}", NULL);
         ans = testd_wait_id(c, 5, 20000);
@@ -293,20 +291,18 @@ static void test_dump(void **state)
         assert_true(testd_now_ms() - t0 < 20000);
         ans = e2e_call(a, 3, "runtime.dump", NULL);
         objs = json_object_get(testd_result(ans), "objects");
-        json_array_foreach(objs, i, o) {
+        json_array_foreach(objs, i, o)
+        {
             if (strcmp(json_string_value(json_object_get(o, "name")), "dm"))
                 continue;
-            assert_int_equal(json_array_size(json_object_get(o, "holders")),
-                             1);
+            assert_int_equal(json_array_size(json_object_get(o, "holders")), 1);
             json_t *w = json_array_get(json_object_get(o, "waiters"), 0);
             if (!w)
                 continue;
             seen = true;
-            assert_string_equal(
-                json_string_value(json_object_get(w, "reason")),
-                "sync.Mutex.Lock");
-            assert_true(json_integer_value(json_object_get(w, "session")) >
-                        0);
+            assert_string_equal(json_string_value(json_object_get(w, "reason")),
+                                "sync.Mutex.Lock");
+            assert_true(json_integer_value(json_object_get(w, "session")) > 0);
         }
         json_decref(ans);
         if (!seen)
@@ -315,8 +311,7 @@ static void test_dump(void **state)
     assert_int_equal(e2e_stat_of(&D, "held_locks"), 1);
     testd_close(a);
     ans = testd_wait_id(b, 2, 20000);
-    assert_true(json_is_true(json_object_get(testd_result(ans),
-                                             "owner_dead")));
+    assert_true(json_is_true(json_object_get(testd_result(ans), "owner_dead")));
     json_decref(ans);
     testd_close(b);
     e2e_wait_stat(&D, "held_locks", 0);
@@ -334,8 +329,10 @@ static void test_dump(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_mutex_tokens, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_killed_holder, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_mutex_tokens, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_killed_holder, e2e_setup,
+                                        e2e_teardown),
         cmocka_unit_test_setup_teardown(test_lease, e2e_setup, e2e_teardown),
         cmocka_unit_test_setup_teardown(test_deadlock, e2e_setup, e2e_teardown),
         cmocka_unit_test_setup_teardown(test_rwmutex, e2e_setup, e2e_teardown),

@@ -18,7 +18,6 @@
 #include "../common/e2e.h"
 #include "../common/testd.h"
 
-
 static void test_waitgroup(void **state)
 {
     testd_conn *a = testd_connect(&D), *b = testd_connect(&D);
@@ -26,8 +25,8 @@ static void test_waitgroup(void **state)
     (void)state;
 
     e2e_ok(a, 1, "wg.wait", "{\"name\":\"g\"}"); /* zero: returns at once */
-    assert_int_equal(e2e_ok_int(a, 2, "wg.add", "{\"name\":\"g\",\"delta\":2}",
-                            "count"), 2);
+    assert_int_equal(
+        e2e_ok_int(a, 2, "wg.add", "{\"name\":\"g\",\"delta\":2}", "count"), 2);
     e2e_expect_reason(a, 3, "wg.wait", "{\"name\":\"g\",\"timeout_ms\":0}",
                       "timeout");
     e2e_post(b, 4, "wg.wait", "{\"name\":\"g\"}");
@@ -126,7 +125,8 @@ static void test_pool(void **state)
      * it is the one put. */
     if (json_is_true(json_object_get(r, "ok")))
         assert_int_equal(json_array_size(json_object_get(
-                             json_object_get(r, "value"), "buf")), 3);
+                             json_object_get(r, "value"), "buf")),
+                         3);
     testd_close(a);
 }
 
@@ -142,8 +142,9 @@ static void test_map(void **state)
            "{\"name\":\"mp\",\"key\":\"k\",\"value\":{\"a\":1}}");
     r = e2e_ok(a, 3, "map.load", "{\"name\":\"mp\",\"key\":\"k\"}");
     assert_true(json_is_true(json_object_get(r, "ok")));
-    assert_int_equal(json_integer_value(json_object_get(
-                         json_object_get(r, "value"), "a")), 1);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(r, "value"), "a")),
+        1);
     r = e2e_ok(a, 4, "map.load_or_store",
                "{\"name\":\"mp\",\"key\":\"k\","
                "\"value\":2}");
@@ -155,34 +156,39 @@ static void test_map(void **state)
     assert_int_equal(json_integer_value(json_object_get(r, "value")), 2);
     /* compare-and-swap uses JSON equality */
     assert_true(e2e_ok_bool(a, 6, "map.compare_and_swap",
-                        "{\"name\":\"mp\",\"key\":\"k\",\"old\":{\"a\":1},"
-                        "\"new\":\"b\"}", "swapped"));
+                            "{\"name\":\"mp\",\"key\":\"k\",\"old\":{\"a\":1},"
+                            "\"new\":\"b\"}",
+                            "swapped"));
     assert_false(e2e_ok_bool(a, 7, "map.compare_and_swap",
-                         "{\"name\":\"mp\",\"key\":\"k\",\"old\":{\"a\":1},"
-                         "\"new\":\"c\"}", "swapped"));
+                             "{\"name\":\"mp\",\"key\":\"k\",\"old\":{\"a\":1},"
+                             "\"new\":\"c\"}",
+                             "swapped"));
     r = e2e_ok(a, 8, "map.swap", "{\"name\":\"mp\",\"key\":\"k\",\"value\":3}");
     assert_true(json_is_true(json_object_get(r, "loaded")));
-    assert_string_equal(json_string_value(json_object_get(r, "previous")),
-                        "b");
-    assert_int_equal(e2e_ok_int(a, 9, "map.len", "{\"name\":\"mp\"}", "len"), 2);
+    assert_string_equal(json_string_value(json_object_get(r, "previous")), "b");
+    assert_int_equal(e2e_ok_int(a, 9, "map.len", "{\"name\":\"mp\"}", "len"),
+                     2);
     r = e2e_ok(a, 10, "map.range", "{\"name\":\"mp\"}");
-    assert_int_equal(json_integer_value(json_object_get(
-                         json_object_get(r, "entries"), "k")), 3);
-    assert_int_equal(json_integer_value(json_object_get(
-                         json_object_get(r, "entries"), "n")), 2);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(r, "entries"), "k")),
+        3);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(r, "entries"), "n")),
+        2);
     assert_false(e2e_ok_bool(a, 11, "map.compare_and_delete",
-                         "{\"name\":\"mp\",\"key\":\"k\",\"old\":4}",
-                         "deleted"));
+                             "{\"name\":\"mp\",\"key\":\"k\",\"old\":4}",
+                             "deleted"));
     assert_true(e2e_ok_bool(a, 12, "map.compare_and_delete",
-                        "{\"name\":\"mp\",\"key\":\"k\",\"old\":3}",
-                        "deleted"));
+                            "{\"name\":\"mp\",\"key\":\"k\",\"old\":3}",
+                            "deleted"));
     r = e2e_ok(a, 13, "map.load_and_delete", "{\"name\":\"mp\",\"key\":\"n\"}");
     assert_true(json_is_true(json_object_get(r, "loaded")));
     e2e_ok(a, 14, "map.store",
            "{\"name\":\"mp\",\"key\":\"z\",\"value\":null}");
     e2e_ok(a, 15, "map.delete", "{\"name\":\"mp\",\"key\":\"nothing\"}");
     e2e_ok(a, 16, "map.clear", "{\"name\":\"mp\"}");
-    assert_int_equal(e2e_ok_int(a, 17, "map.len", "{\"name\":\"mp\"}", "len"), 0);
+    assert_int_equal(e2e_ok_int(a, 17, "map.len", "{\"name\":\"mp\"}", "len"),
+                     0);
     e2e_expect_reason(a, 18, "atomic.load", "{\"name\":\"mp\"}", "wrong_type");
     testd_close(a);
 }
@@ -192,24 +198,34 @@ static void test_atomic(void **state)
     testd_conn *a = testd_connect(&D);
     (void)state;
 
-    assert_int_equal(e2e_ok_int(a, 1, "atomic.load", "{\"name\":\"n\"}",
-                            "value"), 0);
-    assert_int_equal(e2e_ok_int(a, 2, "atomic.add", "{\"name\":\"n\","
-                                                "\"delta\":5}", "value"), 5);
-    assert_int_equal(e2e_ok_int(a, 3, "atomic.add", "{\"name\":\"n\","
-                                                "\"delta\":-7}", "value"),
+    assert_int_equal(
+        e2e_ok_int(a, 1, "atomic.load", "{\"name\":\"n\"}", "value"), 0);
+    assert_int_equal(e2e_ok_int(a, 2, "atomic.add",
+                                "{\"name\":\"n\","
+                                "\"delta\":5}",
+                                "value"),
+                     5);
+    assert_int_equal(e2e_ok_int(a, 3, "atomic.add",
+                                "{\"name\":\"n\","
+                                "\"delta\":-7}",
+                                "value"),
                      -2);
-    assert_int_equal(e2e_ok_int(a, 4, "atomic.swap", "{\"name\":\"n\","
-                                                 "\"value\":10}", "old"), -2);
+    assert_int_equal(e2e_ok_int(a, 4, "atomic.swap",
+                                "{\"name\":\"n\","
+                                "\"value\":10}",
+                                "old"),
+                     -2);
     assert_false(e2e_ok_bool(a, 5, "atomic.compare_and_swap",
-                         "{\"name\":\"n\",\"old\":9,\"new\":1}", "swapped"));
+                             "{\"name\":\"n\",\"old\":9,\"new\":1}",
+                             "swapped"));
     assert_true(e2e_ok_bool(a, 6, "atomic.compare_and_swap",
-                        "{\"name\":\"n\",\"old\":10,\"new\":1}", "swapped"));
+                            "{\"name\":\"n\",\"old\":10,\"new\":1}",
+                            "swapped"));
     e2e_ok(a, 7, "atomic.store",
            "{\"name\":\"n\",\"value\":9223372036854775807}");
     /* wraps like Go's int64 */
     assert_true(e2e_ok_int(a, 8, "atomic.add", "{\"name\":\"n\",\"delta\":1}",
-                       "value") == INT64_MIN);
+                           "value") == INT64_MIN);
     testd_close(a);
 }
 
@@ -229,11 +245,12 @@ static void test_timers(void **state)
     assert_true(json_integer_value(json_object_get(r, "value")) > 0);
     /* Stopped before it fires: nothing arrives. */
     e2e_ok(a, 4, "timer.after", "{\"name\":\"t2\",\"ms\":200}");
-    assert_true(e2e_ok_bool(a, 5, "timer.stop", "{\"name\":\"t2\"}", "stopped"));
+    assert_true(
+        e2e_ok_bool(a, 5, "timer.stop", "{\"name\":\"t2\"}", "stopped"));
     e2e_expect_reason(a, 6, "recv", "{\"name\":\"t2\",\"timeout_ms\":400}",
                       "timeout");
     assert_false(e2e_ok_bool(a, 7, "timer.reset", "{\"name\":\"t2\",\"ms\":10}",
-                         "active"));
+                             "active"));
     e2e_ok(a, 8, "recv", "{\"name\":\"t2\",\"timeout_ms\":10000}");
     /* A ticker ticks until stopped. */
     e2e_ok(a, 9, "timer.ticker", "{\"name\":\"tk\",\"ms\":30}");
@@ -306,16 +323,25 @@ static void test_go_and_runtime(void **state)
                       "invalid");
     r = e2e_ok(b, 5, "runtime.stats", NULL);
     static const char *const keys[] = {
-        "goroutines", "gomaxprocs", "numcpu", "threads", "sessions",
-        "objects", "waiters", "held_locks", "open_fds", "rss_bytes",
-        "output_buffer_bytes", "requests",
+        "goroutines",
+        "gomaxprocs",
+        "numcpu",
+        "threads",
+        "sessions",
+        "objects",
+        "waiters",
+        "held_locks",
+        "open_fds",
+        "rss_bytes",
+        "output_buffer_bytes",
+        "requests",
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         assert_true(json_is_integer(json_object_get(r, keys[i])));
     assert_true(json_integer_value(json_object_get(r, "numcpu")) >= 1);
     assert_true(json_integer_value(json_object_get(r, "rss_bytes")) > 0);
-    json_int_t prev = e2e_ok_int(b, 6, "runtime.gomaxprocs", "{\"n\":1}",
-                             "previous");
+    json_int_t prev =
+        e2e_ok_int(b, 6, "runtime.gomaxprocs", "{\"n\":1}", "previous");
     assert_true(prev >= 1);
     assert_int_equal(e2e_ok_int(b, 7, "runtime.gomaxprocs", NULL, "previous"),
                      1);
@@ -330,7 +356,8 @@ static void test_go_and_runtime(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_waitgroup, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_waitgroup, e2e_setup,
+                                        e2e_teardown),
         cmocka_unit_test_setup_teardown(test_once, e2e_setup, e2e_teardown),
         cmocka_unit_test_setup_teardown(test_pool, e2e_setup, e2e_teardown),
         cmocka_unit_test_setup_teardown(test_map, e2e_setup, e2e_teardown),

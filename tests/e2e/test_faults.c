@@ -44,7 +44,7 @@
 
 #define MAXK 8
 
-static ledger BASE; /* the running test's baseline, taken at its start */
+static ledger BASE;   /* the running test's baseline, taken at its start */
 static testd_conn *C; /* the running test's own connection */
 static int ITERS = 40;
 static long faults, values_sent, values_recv;
@@ -52,13 +52,13 @@ static uint64_t rng_state;
 
 /* Shared between the test and its children (MAP_SHARED). */
 typedef struct shared {
-    _Atomic int inside;        /* holders of the exclusive lock now */
-    _Atomic int readers;       /* holders of a read lock now */
-    _Atomic int writer;        /* the writer holds */
-    _Atomic long last_token;   /* highest token seen */
-    _Atomic int overlap;       /* violations of exclusion */
-    _Atomic int bad_token;     /* a token that did not increase */
-    _Atomic int runs;          /* once bodies run */
+    _Atomic int inside;      /* holders of the exclusive lock now */
+    _Atomic int readers;     /* holders of a read lock now */
+    _Atomic int writer;      /* the writer holds */
+    _Atomic long last_token; /* highest token seen */
+    _Atomic int overlap;     /* violations of exclusion */
+    _Atomic int bad_token;   /* a token that did not increase */
+    _Atomic int runs;        /* once bodies run */
 } shared;
 static shared *SH;
 
@@ -127,9 +127,9 @@ static int test_teardown(void **state)
 
 typedef struct kid {
     pid_t pid;
-    int rfd;           /* its report pipe */
+    int rfd; /* its report pipe */
     bool killed;
-    char out[4096];    /* what it reported */
+    char out[4096]; /* what it reported */
     size_t outlen;
 } kid;
 
@@ -210,11 +210,10 @@ static void kid_main(int fd, const kargs *a)
         else
             report(fd, "ERR recv answer\n");
     } else if (strcmp(s, "send") == 0) {
-        r = kcall(c, fd, 1, "send", json_pack("{s:s, s:I}", "name", a->name,
-                                               "value",
-                                               (json_int_t)a->value));
-        report(fd, testd_result(r) ? "sent %ld\n" : "ERR send %ld\n",
-               a->value);
+        r = kcall(c, fd, 1, "send",
+                  json_pack("{s:s, s:I}", "name", a->name, "value",
+                            (json_int_t)a->value));
+        report(fd, testd_result(r) ? "sent %ld\n" : "ERR send %ld\n", a->value);
     } else if (strcmp(s, "select") == 0) {
         r = kcall(c, fd, 1, "select",
                   json_pack("{s:[{s:s},{s:s}]}", "cases", "recv", a->name,
@@ -225,8 +224,7 @@ static void kid_main(int fd, const kargs *a)
         else
             report(fd, "ERR select answer\n");
     } else if (strcmp(s, "mutex") == 0) {
-        r = kcall(c, fd, 1, "mutex.lock", json_pack("{s:s}", "name",
-                                                      a->name));
+        r = kcall(c, fd, 1, "mutex.lock", json_pack("{s:s}", "name", a->name));
         if (!testd_result(r)) {
             report(fd, "ERR lock %s\n", testd_reason(r));
             _exit(2);
@@ -234,13 +232,12 @@ static void kid_main(int fd, const kargs *a)
         critical(testd_result(r), false);
         json_t *u = kcall(c, fd, 2, "mutex.unlock",
                           json_pack("{s:s, s:O}", "name", a->name, "token",
-                                    json_object_get(testd_result(r),
-                                                    "token")));
+                                    json_object_get(testd_result(r), "token")));
         report(fd, testd_result(u) ? "held\n" : "ERR unlock\n");
         json_decref(u);
     } else if (strcmp(s, "rlock") == 0) {
-        r = kcall(c, fd, 1, "rwmutex.rlock", json_pack("{s:s}", "name",
-                                                        a->name));
+        r = kcall(c, fd, 1, "rwmutex.rlock",
+                  json_pack("{s:s}", "name", a->name));
         if (!testd_result(r)) {
             report(fd, "ERR rlock %s\n", testd_reason(r));
             _exit(2);
@@ -254,16 +251,15 @@ static void kid_main(int fd, const kargs *a)
         r = kcall(c, fd, 1, "wg.wait", json_pack("{s:s}", "name", a->name));
         report(fd, testd_result(r) ? "woke\n" : "ERR wg\n");
     } else if (strcmp(s, "cond") == 0) {
-        json_t *l = kcall(c, fd, 1, "mutex.lock",
-                          json_pack("{s:s}", "name", a->name2));
+        json_t *l =
+            kcall(c, fd, 1, "mutex.lock", json_pack("{s:s}", "name", a->name2));
         if (!testd_result(l)) {
             report(fd, "ERR lock %s\n", testd_reason(l));
             _exit(2);
         }
         json_decref(l);
-        r = kcall(c, fd, 2, "cond.wait", json_pack("{s:s, s:s}", "name",
-                                                    a->name, "mutex",
-                                                    a->name2));
+        r = kcall(c, fd, 2, "cond.wait",
+                  json_pack("{s:s, s:s}", "name", a->name, "mutex", a->name2));
         if (!testd_result(r)) {
             report(fd, "ERR cond %s\n", testd_reason(r));
             _exit(2);
@@ -330,8 +326,8 @@ static void kid_reap(kid *k)
 {
     int st;
     for (;;) {
-        ssize_t n = read(k->rfd, k->out + k->outlen,
-                         sizeof k->out - 1 - k->outlen);
+        ssize_t n =
+            read(k->rfd, k->out + k->outlen, sizeof k->out - 1 - k->outlen);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -343,8 +339,8 @@ static void kid_reap(kid *k)
     assert_int_equal(testd_reap(k->pid, &st, -1), k->pid);
     if (!k->killed) {
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || strstr(k->out, "ERR"))
-            fail_msg("child %d failed: status %d, report: %s", (int)k->pid,
-                     st, k->out);
+            fail_msg("child %d failed: status %d, report: %s", (int)k->pid, st,
+                     k->out);
     }
 }
 
@@ -352,8 +348,8 @@ static void kid_reap(kid *k)
 static void kid_read_line(kid *k)
 {
     while (!memchr(k->out, '\n', k->outlen)) {
-        ssize_t n = read(k->rfd, k->out + k->outlen,
-                         sizeof k->out - 1 - k->outlen);
+        ssize_t n =
+            read(k->rfd, k->out + k->outlen, sizeof k->out - 1 - k->outlen);
         if (n < 0 && errno == EINTR)
             continue;
         assert_true(n > 0);
@@ -399,7 +395,7 @@ static int live(const kid *ks, int k)
 static void settle(const kid *ks, int k, int extra_sessions, int parked)
 {
     int64_t t0 = testd_now_ms(), ok_since = -1;
-    ledger l = { 0 };
+    ledger l = {0};
     for (;;) {
         /* A reading may time out on a loaded machine (valgrind): only the
          * overall deadline below is fatal.  The counts must also hold for
@@ -426,8 +422,8 @@ static void settle(const kid *ks, int k, int extra_sessions, int parked)
 
 static void drop(testd_conn *c, const char *name)
 {
-    json_decref(testd_call(c, 999999, "drop", json_pack("{s:s}", "name",
-                                                          name), 30000));
+    json_decref(
+        testd_call(c, 999999, "drop", json_pack("{s:s}", "name", name), 30000));
 }
 
 static void reset_shared(void)
@@ -481,8 +477,8 @@ static int reap_expect(kid *ks, int k, const char *word)
         kid_reap(&ks[i]);
         n += strstr(ks[i].out, word) != NULL;
         if (!ks[i].killed && !strstr(ks[i].out, word))
-            fail_msg("child %d lived but did not report \"%s\": %s", i,
-                     word, ks[i].out);
+            fail_msg("child %d lived but did not report \"%s\": %s", i, word,
+                     ks[i].out);
     }
     return n;
 }
@@ -523,14 +519,14 @@ static void test_kill_recv(void **state)
     (void)state;
     for (int it = 0; it < ITERS; it++) {
         kid ks[MAXK];
-        kargs a = { .scenario = "recv" };
+        kargs a = {.scenario = "recv"};
         int k = 2 + rndn(MAXK - 1), cap = rndn(2) ? 0 : 2;
         long base = (long)it * 100;
-        char seen[100] = { 0 };
+        char seen[100] = {0};
 
         snprintf(a.name, sizeof a.name, "recv%d", it);
-        e2e_okj_free(c, 0, "make", json_pack("{s:s, s:i}", "name", a.name,
-                                          "cap", cap));
+        e2e_okj_free(c, 0, "make",
+                     json_pack("{s:s, s:i}", "name", a.name, "cap", cap));
         spawn_all(ks, k, &a);
         kill_while_parking(ks, k);
         /* One value per live receiver: each send completes (unbuffered:
@@ -539,24 +535,23 @@ static void test_kill_recv(void **state)
          * killed receiver took nothing. */
         int n = live(ks, k);
         for (int i = 0; i < n; i++, values_sent++)
-            e2e_okj_free(c, 0, "send", json_pack("{s:s, s:I}", "name", a.name,
-                                              "value",
-                                              (json_int_t)(base + i)));
+            e2e_okj_free(c, 0, "send",
+                         json_pack("{s:s, s:I}", "name", a.name, "value",
+                                   (json_int_t)(base + i)));
         /* Then cap + 1 more without waiting: the buffer takes cap of
          * them and the last finds no receiver -- unless a killed
          * receiver's cancelled recv took it in the race, which the
          * protocol allows on condition that the value is given back to
          * the channel.  Either way each extra value that was accepted is
          * found exactly once in the channel afterwards. */
-        char extra[8] = { 0 };
+        char extra[8] = {0};
         int accepted = 0;
         for (int i = 0; i <= cap; i++) {
-            json_t *r = testd_call(c, 7, "send",
-                                   json_pack("{s:s, s:I, s:i}", "name",
-                                             a.name, "value",
-                                             (json_int_t)(base + 50 + i),
-                                             "timeout_ms", 0),
-                                   30000);
+            json_t *r = testd_call(
+                c, 7, "send",
+                json_pack("{s:s, s:I, s:i}", "name", a.name, "value",
+                          (json_int_t)(base + 50 + i), "timeout_ms", 0),
+                30000);
             if (testd_result(r)) {
                 extra[i] = 1;
                 accepted++;
@@ -573,9 +568,9 @@ static void test_kill_recv(void **state)
         for (int i = 0; i < n; i++)
             assert_int_equal(seen[i], 1);
         for (int got = 0; got < accepted; got++) {
-            json_t *r = e2e_okj(c, 0, "recv", json_pack("{s:s, s:i}", "name",
-                                                     a.name, "timeout_ms",
-                                                     10000));
+            json_t *r = e2e_okj(
+                c, 0, "recv",
+                json_pack("{s:s, s:i}", "name", a.name, "timeout_ms", 10000));
             long v = (long)json_integer_value(
                 json_object_get(testd_result(r), "value"));
             assert_true(v >= base + 50 && v <= base + 50 + cap);
@@ -584,10 +579,9 @@ static void test_kill_recv(void **state)
             values_recv++;
             json_decref(r);
         }
-        json_t *none = testd_call(c, 8, "recv",
-                                  json_pack("{s:s, s:i}", "name", a.name,
-                                            "timeout_ms", 0),
-                                  30000);
+        json_t *none = testd_call(
+            c, 8, "recv",
+            json_pack("{s:s, s:i}", "name", a.name, "timeout_ms", 0), 30000);
         e2e_check_reason(none, "timeout", NULL);
         json_decref(none);
         end_iteration(c, a.name, NULL);
@@ -600,19 +594,19 @@ static void test_kill_send(void **state)
     (void)state;
     for (int it = 0; it < ITERS; it++) {
         kid ks[MAXK];
-        kargs a = { .scenario = "send" };
+        kargs a = {.scenario = "send"};
         int k = 2 + rndn(MAXK - 1), cap = rndn(2) ? 0 : 2;
         long base = (long)it * 100;
-        char seen[100] = { 0 };
+        char seen[100] = {0};
 
         snprintf(a.name, sizeof a.name, "send%d", it);
-        e2e_okj_free(c, 0, "make", json_pack("{s:s, s:i}", "name", a.name,
-                                          "cap", cap));
+        e2e_okj_free(c, 0, "make",
+                     json_pack("{s:s, s:i}", "name", a.name, "cap", cap));
         /* Fill the buffer so that the children's sends park. */
         for (int i = 0; i < cap; i++, values_sent++)
-            e2e_okj_free(c, 0, "send", json_pack("{s:s, s:I}", "name", a.name,
-                                              "value",
-                                              (json_int_t)(base + 90 + i)));
+            e2e_okj_free(c, 0, "send",
+                         json_pack("{s:s, s:I}", "name", a.name, "value",
+                                   (json_int_t)(base + 90 + i)));
         for (int i = 0; i < k; i++) {
             a.value = base + i;
             kid_spawn(&ks[i], &a);
@@ -622,10 +616,10 @@ static void test_kill_send(void **state)
          * the live senders' values; never a killed sender's. */
         int n = live(ks, k), got = 0;
         for (;;) {
-            json_t *r = testd_call(c, 8, "recv",
-                                   json_pack("{s:s, s:i}", "name", a.name,
-                                             "timeout_ms", 0),
-                                   30000);
+            json_t *r = testd_call(
+                c, 8, "recv",
+                json_pack("{s:s, s:i}", "name", a.name, "timeout_ms", 0),
+                30000);
             assert_non_null(r);
             if (!testd_result(r)) {
                 e2e_check_reason(r, "timeout", NULL);
@@ -661,10 +655,10 @@ static void test_kill_select(void **state)
     (void)state;
     for (int it = 0; it < ITERS; it++) {
         kid ks[MAXK];
-        kargs a = { .scenario = "select" };
+        kargs a = {.scenario = "select"};
         int k = 2 + rndn(MAXK - 1);
         long base = (long)it * 100;
-        char seen[100] = { 0 };
+        char seen[100] = {0};
 
         snprintf(a.name, sizeof a.name, "sela%d", it);
         snprintf(a.name2, sizeof a.name2, "selb%d", it);
@@ -688,11 +682,12 @@ static void test_kill_select(void **state)
                                              "value", -1, "timeout_ms", 0),
                                    30000);
             if (testd_result(r)) {
-                json_t *b = e2e_okj(c, 0, "recv",
-                                    json_pack("{s:s, s:i}", "name", ch,
-                                              "timeout_ms", 10000));
-                assert_int_equal(json_integer_value(json_object_get(
-                                     testd_result(b), "value")), -1);
+                json_t *b = e2e_okj(
+                    c, 0, "recv",
+                    json_pack("{s:s, s:i}", "name", ch, "timeout_ms", 10000));
+                assert_int_equal(json_integer_value(
+                                     json_object_get(testd_result(b), "value")),
+                                 -1);
                 json_decref(b);
             } else {
                 e2e_check_reason(r, "timeout", NULL);
@@ -718,16 +713,15 @@ static void test_kill_mutex(void **state)
     (void)state;
     for (int it = 0; it < ITERS; it++) {
         kid ks[MAXK];
-        kargs a = { .scenario = "mutex" };
+        kargs a = {.scenario = "mutex"};
         int k = 2 + rndn(MAXK - 1);
 
         reset_shared();
         snprintf(a.name, sizeof a.name, "mu%d", it);
-        json_t *l = e2e_okj(c, 0, "mutex.lock", json_pack("{s:s}", "name",
-                                                       a.name));
-        atomic_store(&SH->last_token, (long)json_integer_value(
-                                          json_object_get(testd_result(l),
-                                                          "token")));
+        json_t *l =
+            e2e_okj(c, 0, "mutex.lock", json_pack("{s:s}", "name", a.name));
+        atomic_store(&SH->last_token, (long)json_integer_value(json_object_get(
+                                          testd_result(l), "token")));
         json_decref(l);
         spawn_all(ks, k, &a);
         kill_while_parking(ks, k);
@@ -740,12 +734,12 @@ static void test_kill_mutex(void **state)
          * died: wait for that (no hold, no session but the test's), then
          * nobody holds it and the test takes it at once. */
         assert_int_equal(ledger_wait(&D, &BASE, 1, 30000), 0);
-        json_t *r = e2e_okj(c, 0, "mutex.lock", json_pack("{s:s, s:i}", "name",
-                                                       a.name, "timeout_ms",
-                                                       0));
-        assert_true(json_integer_value(json_object_get(testd_result(r),
-                                                       "token")) >
-                    atomic_load(&SH->last_token));
+        json_t *r =
+            e2e_okj(c, 0, "mutex.lock",
+                    json_pack("{s:s, s:i}", "name", a.name, "timeout_ms", 0));
+        assert_true(
+            json_integer_value(json_object_get(testd_result(r), "token")) >
+            atomic_load(&SH->last_token));
         json_decref(r);
         e2e_okj_free(c, 0, "mutex.unlock", json_pack("{s:s}", "name", a.name));
         end_iteration(c, a.name, NULL);
@@ -761,7 +755,7 @@ static void test_kill_rlock(void **state)
     (void)state;
     for (int it = 0; it < ITERS; it++) {
         kid ks[MAXK];
-        kargs a = { .scenario = "rlock" };
+        kargs a = {.scenario = "rlock"};
         int k = 2 + rndn(MAXK - 1);
 
         reset_shared();
@@ -769,19 +763,19 @@ static void test_kill_rlock(void **state)
         e2e_okj_free(c, 0, "rwmutex.lock", json_pack("{s:s}", "name", a.name));
         spawn_all(ks, k, &a);
         kill_while_parking(ks, k);
-        e2e_okj_free(c, 0, "rwmutex.unlock", json_pack("{s:s}", "name",
-                                                    a.name));
+        e2e_okj_free(c, 0, "rwmutex.unlock",
+                     json_pack("{s:s}", "name", a.name));
         /* The writer again: it waits for the readers; while it holds,
          * no reader may be inside. */
-        json_t *w = e2e_okj(c, 0, "rwmutex.lock", json_pack("{s:s}", "name",
-                                                         a.name));
+        json_t *w =
+            e2e_okj(c, 0, "rwmutex.lock", json_pack("{s:s}", "name", a.name));
         atomic_store(&SH->writer, 1);
         if (atomic_load(&SH->readers) != 0)
             atomic_fetch_add(&SH->overlap, 1);
         atomic_store(&SH->writer, 0);
         json_decref(w);
-        e2e_okj_free(c, 0, "rwmutex.unlock", json_pack("{s:s}", "name",
-                                                    a.name));
+        e2e_okj_free(c, 0, "rwmutex.unlock",
+                     json_pack("{s:s}", "name", a.name));
         reap_expect(ks, k, "held");
         check_shared();
         end_iteration(c, a.name, NULL);
@@ -794,12 +788,12 @@ static void test_kill_wg(void **state)
     (void)state;
     for (int it = 0; it < ITERS; it++) {
         kid ks[MAXK];
-        kargs a = { .scenario = "wg" };
+        kargs a = {.scenario = "wg"};
         int k = 2 + rndn(MAXK - 1);
 
         snprintf(a.name, sizeof a.name, "wg%d", it);
-        e2e_okj_free(c, 0, "wg.add", json_pack("{s:s, s:i}", "name", a.name,
-                                            "delta", 1));
+        e2e_okj_free(c, 0, "wg.add",
+                     json_pack("{s:s, s:i}", "name", a.name, "delta", 1));
         spawn_all(ks, k, &a);
         kill_while_parking(ks, k);
         e2e_okj_free(c, 0, "wg.done", json_pack("{s:s}", "name", a.name));
@@ -814,9 +808,10 @@ static int dump_waiters(testd_conn *c, const char *name)
     json_t *a = e2e_okj(c, 0, "runtime.dump", NULL), *o;
     size_t i;
     int n = 0;
-    json_array_foreach(json_object_get(testd_result(a), "objects"), i, o)
-        if (strcmp(json_string_value(json_object_get(o, "name")), name) == 0)
-            n = (int)json_array_size(json_object_get(o, "waiters"));
+    json_array_foreach(
+        json_object_get(testd_result(a), "objects"), i,
+        o) if (strcmp(json_string_value(json_object_get(o, "name")), name) == 0)
+        n = (int)json_array_size(json_object_get(o, "waiters"));
     json_decref(a);
     return n;
 }
@@ -827,7 +822,7 @@ static void test_kill_cond(void **state)
     (void)state;
     for (int it = 0; it < ITERS; it++) {
         kid ks[MAXK];
-        kargs a = { .scenario = "cond" };
+        kargs a = {.scenario = "cond"};
         int k = 2 + rndn(MAXK - 1);
 
         reset_shared();
@@ -845,8 +840,8 @@ static void test_kill_cond(void **state)
         }
         kill_some_parked(ks, k);
         settle(ks, k, 1, live(ks, k));
-        e2e_okj_free(c, 0, "cond.broadcast", json_pack("{s:s}", "name",
-                                                    a.name));
+        e2e_okj_free(c, 0, "cond.broadcast",
+                     json_pack("{s:s}", "name", a.name));
         /* They wake one at a time, each re-taking the mutex; some are
          * killed holding it. */
         kill_some_late(ks, k);
@@ -864,7 +859,7 @@ static void test_kill_once(void **state)
     (void)state;
     for (int it = 0; it < ITERS; it++) {
         kid ks[MAXK];
-        kargs a = { .scenario = "once" };
+        kargs a = {.scenario = "once"};
         int k = 2 + rndn(MAXK - 1), ran = 0;
 
         reset_shared();

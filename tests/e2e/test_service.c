@@ -37,11 +37,11 @@
 #define WAIT_MS 15000
 
 typedef struct svc {
-    testd d;           /* the daemon (tests/common/testd.c) */
+    testd d; /* the daemon (tests/common/testd.c) */
     char dir[64];
     char conf[128], log[128], port_file[128], mport_file[128];
-    char notify[128];  /* NOTIFY_SOCKET value ("" none) */
-    int nfd;           /* the test's end of it, -1 none */
+    char notify[128]; /* NOTIFY_SOCKET value ("" none) */
+    int nfd;          /* the test's end of it, -1 none */
     int port, mport;
 } svc;
 
@@ -74,7 +74,7 @@ static void svc_init(svc *s, int notify)
     snprintf(s->port_file, sizeof s->port_file, "%s/port", s->dir);
     snprintf(s->mport_file, sizeof s->mport_file, "%s/mport", s->dir);
     if (notify) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         socklen_t len;
         if (notify == 1)
             snprintf(s->notify, sizeof s->notify, "%s/notify", s->dir);
@@ -193,7 +193,7 @@ static bool log_has(svc *s, const char *needle)
 /* Receives one notify datagram into buf; returns its length or -1. */
 static int notify_recv(svc *s, char *buf, size_t len)
 {
-    struct pollfd p = { .fd = s->nfd, .events = POLLIN };
+    struct pollfd p = {.fd = s->nfd, .events = POLLIN};
     ssize_t n;
 
     if (poll(&p, 1, WAIT_MS) != 1)
@@ -244,8 +244,8 @@ static int run_cmd(svc *s, const char *const *argv)
  * and body, malloc'd) in *resp. */
 static int http_get(int port, const char *path, char **resp)
 {
-    struct sockaddr_in sa = { .sin_family = AF_INET,
-                              .sin_port = htons((uint16_t)port) };
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port)};
     char req[256], *b;
     size_t n = 0, cap = 1 << 16;
     int fd, code = -1;
@@ -259,7 +259,7 @@ static int http_get(int port, const char *path, char **resp)
     b = malloc(cap);
     assert_non_null(b);
     for (;;) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
+        struct pollfd p = {.fd = fd, .events = POLLIN};
         ssize_t r;
         assert_int_equal(poll(&p, 1, WAIT_MS), 1);
         r = read(fd, b + n, cap - n - 1);
@@ -341,8 +341,8 @@ static int prom_check(const char *body)
                     strncmp(types[i], n, (size_t)(sp - n)) == 0)
                     fail_msg("line %d: second TYPE for %s", lineno, types[i]);
             assert_true(ntypes < 128);
-            snprintf(types[ntypes++], sizeof types[0], "%.*s",
-                     (int)(sp - n), n);
+            snprintf(types[ntypes++], sizeof types[0], "%.*s", (int)(sp - n),
+                     n);
             continue;
         }
         if (line[0] == '#')
@@ -428,7 +428,6 @@ static char *scrape(svc *s)
 
 /* ---- helpers on the JSON-RPC side ------------------------------------- */
 
-
 /* Sends a batch of n pings; returns the error reason of the answer (or
  * NULL when the batch was served), as a static copy. */
 static const char *batch_reason(testd_conn *c, int n)
@@ -469,17 +468,17 @@ static void test_test_config(void **state)
 
     svc_init(&s, 0);
     svc_write_conf(&s, "log_level = debug\nmax_conns = 7\n");
-    const char *good[] = { chand_bin(), "--config", s.conf, "--test-config",
-                           NULL };
+    const char *good[] = {chand_bin(), "--config", s.conf, "--test-config",
+                          NULL};
     assert_int_equal(run_cmd(&s, good), 0);
-    t = slurp(strcat(strcpy((char[160]){ 0 }, s.dir), "/out"));
+    t = slurp(strcat(strcpy((char[160]){0}, s.dir), "/out"));
     assert_non_null(strstr(t, "configuration ok"));
     free(t);
 
     /* Line 8: the six lines of svc_write_conf, then two more. */
     svc_write_conf(&s, "log_level = debug\nbogus_key = 1\n");
     assert_int_equal(run_cmd(&s, good), 1);
-    t = slurp(strcat(strcpy((char[160]){ 0 }, s.dir), "/err"));
+    t = slurp(strcat(strcpy((char[160]){0}, s.dir), "/err"));
     char want[300];
     snprintf(want, sizeof want, "%s:8: unknown key 'bogus_key'", s.conf);
     if (!strstr(t, want))
@@ -488,26 +487,26 @@ static void test_test_config(void **state)
 
     svc_write_conf(&s, "max_conns = lots\n");
     assert_int_equal(run_cmd(&s, good), 1);
-    t = slurp(strcat(strcpy((char[160]){ 0 }, s.dir), "/err"));
+    t = slurp(strcat(strcpy((char[160]){0}, s.dir), "/err"));
     snprintf(want, sizeof want, "%s:7: max-conns: 'lots'", s.conf);
     if (!strstr(t, want))
         fail_msg("stderr \"%s\" lacks \"%s\"", t, want);
     free(t);
 
     /* Without --test-config a bad file stops the daemon from starting. */
-    const char *run[] = { chand_bin(), "--config", s.conf, NULL };
+    const char *run[] = {chand_bin(), "--config", s.conf, NULL};
     assert_int_equal(run_cmd(&s, run), 1);
     assert_int_equal(access(s.port_file, F_OK), -1);
 
     /* A missing file, and a bad flag (usage: 2). */
-    const char *missing[] = { chand_bin(), "--config", "/nonexistent/c.conf",
-                              "--test-config", NULL };
+    const char *missing[] = {chand_bin(), "--config", "/nonexistent/c.conf",
+                             "--test-config", NULL};
     assert_int_equal(run_cmd(&s, missing), 1);
     svc_write_conf(&s, NULL);
-    const char *badflag[] = { chand_bin(), "--config", s.conf, "--port",
-                              "99999", "--test-config", NULL };
+    const char *badflag[] = {chand_bin(), "--config",      s.conf, "--port",
+                             "99999",     "--test-config", NULL};
     assert_int_equal(run_cmd(&s, badflag), 2);
-    const char *version[] = { chand_bin(), "--version", NULL };
+    const char *version[] = {chand_bin(), "--version", NULL};
     assert_int_equal(run_cmd(&s, version), 0);
     svc_cleanup(&s);
 }
@@ -522,14 +521,14 @@ static void test_config_serves(void **state)
 
     svc_init(&s, 0);
     svc_write_conf(&s, "max_batch = 2\ngomaxprocs = 1\n");
-    const char *args[] = { "--max-batch", "3", NULL };
+    const char *args[] = {"--max-batch", "3", NULL};
     assert_int_equal(svc_start(&s, args), 0);
     c = testd_connect_port(s.port);
     assert_non_null(c);
     e2e_ok(c, 1, "ping", NULL);
-    assert_null(batch_reason(c, 3));                     /* flag: 3 */
+    assert_null(batch_reason(c, 3)); /* flag: 3 */
     assert_string_equal(batch_reason(c, 4), "limit");
-    assert_int_equal(e2e_stat_of(&s.d, "gomaxprocs"), 1);      /* file */
+    assert_int_equal(e2e_stat_of(&s.d, "gomaxprocs"), 1); /* file */
     testd_close(c);
     assert_true(log_wait(&s, "listening on 127.0.0.1 port"));
     assert_int_equal(svc_stop(&s), 0);
@@ -695,15 +694,15 @@ static void test_metrics(void **state)
     assert_true(
         prom_value(b1, "chand_requests_total{method=\"make\",result=\"ok\"}") ==
         1);
-    assert_true(prom_value(
-                    b1, "chand_requests_total{method=\"drop\",result=\"error\"}") ==
-                1);
-    assert_true(prom_value(
-                    b1, "chand_requests_total{method=\"drop\",result=\"ok\"}") ==
-                0);
-    assert_true(prom_value(
-                    b1, "chand_requests_total{method=\"\",result=\"error\"}") ==
-                1);
+    assert_true(
+        prom_value(
+            b1, "chand_requests_total{method=\"drop\",result=\"error\"}") == 1);
+    assert_true(
+        prom_value(b1, "chand_requests_total{method=\"drop\",result=\"ok\"}") ==
+        0);
+    assert_true(
+        prom_value(b1, "chand_requests_total{method=\"\",result=\"error\"}") ==
+        1);
     /* 12 request lines of 40+ bytes and the garbage, 12 answers. */
     assert_true(prom_value(b1, "chand_bytes_in_total") >=
                 prom_value(b0, "chand_bytes_in_total") + 12 * 40);
@@ -720,8 +719,8 @@ static void test_metrics(void **state)
  * daemon's output buffer while the test does not read. */
 static int connect_slow(int port)
 {
-    struct sockaddr_in sa = { .sin_family = AF_INET,
-                              .sin_port = htons((uint16_t)port) };
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port)};
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), small = 4096;
 
     assert_true(fd >= 0);
@@ -838,10 +837,9 @@ static void test_notify(void **state)
         if (!has_line(msg, "RELOADING=1") || !strstr(msg, "MONOTONIC_USEC="))
             fail_msg("reload datagram: %s", msg);
         unsigned long long usec = 0;
-        assert_int_equal(
-            sscanf(strstr(msg, "MONOTONIC_USEC="), "MONOTONIC_USEC=%llu",
-                   &usec),
-            1);
+        assert_int_equal(sscanf(strstr(msg, "MONOTONIC_USEC="),
+                                "MONOTONIC_USEC=%llu", &usec),
+                         1);
         assert_true(usec > 0);
         assert_true(notify_recv(&s, msg, sizeof msg) > 0);
         if (!has_line(msg, "READY=1"))
@@ -861,9 +859,9 @@ static void test_notify(void **state)
  * they could not work: 192.0.2.1 is not a local address). */
 static void test_socket_activation(void **state)
 {
-    static const char *const args[] = { "--bind", "192.0.2.1", "--port",
-                                        "2426", "--log-level", "warn", NULL };
-    struct sockaddr_in sa = { .sin_family = AF_INET };
+    static const char *const args[] = {
+        "--bind", "192.0.2.1", "--port", "2426", "--log-level", "warn", NULL};
+    struct sockaddr_in sa = {.sin_family = AF_INET};
     testd d;
     int lfd;
     testd_conn *c;
@@ -874,9 +872,9 @@ static void test_socket_activation(void **state)
     assert_true(lfd >= 0);
     assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(lfd, 16), 0);
-    assert_int_equal(testd_start_opts(&d, &(testd_opts){ .args = args,
-                                                         .log = "/dev/null",
-                                                         .listen_fd = lfd }),
+    assert_int_equal(testd_start_opts(&d, &(testd_opts){.args = args,
+                                                        .log = "/dev/null",
+                                                        .listen_fd = lfd}),
                      0);
     close(lfd);
     c = testd_connect_port(d.port);

@@ -73,8 +73,7 @@ static void test_proto_inputs(void **state)
     (void)state;
     int seeds = replay("corpus", "proto", fuzz_proto_one);
     int regs = replay("regressions", "proto", fuzz_proto_one);
-    fprintf(stderr, "proto: %d seeds, %d regressions replayed\n", seeds,
-            regs);
+    fprintf(stderr, "proto: %d seeds, %d regressions replayed\n", seeds, regs);
     assert_true(seeds > 0);
 }
 
@@ -83,8 +82,7 @@ static void test_broker_inputs(void **state)
     (void)state;
     int seeds = replay("corpus", "broker", fuzz_broker_one);
     int regs = replay("regressions", "broker", fuzz_broker_one);
-    fprintf(stderr, "broker: %d seeds, %d regressions replayed\n", seeds,
-            regs);
+    fprintf(stderr, "broker: %d seeds, %d regressions replayed\n", seeds, regs);
     assert_true(seeds > 0);
 }
 

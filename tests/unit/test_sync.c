@@ -447,7 +447,7 @@ static void wg_barrier_main(void *arg)
 {
     (void)arg;
     struct barrier b = {.wg = rt_wg_new()};
-    CHECK_EQ(rt_wg_wait(b.wg, RT_POLL), 0); /* zero: no wait */
+    CHECK_EQ(rt_wg_wait(b.wg, RT_POLL), 0);   /* zero: no wait */
     for (int round = 0; round < 3; round++) { /* reusable after Wait */
         atomic_store(&b.n, 0);
         CHECK_EQ(rt_wg_add(b.wg, 1000), 1000);
