@@ -2,7 +2,9 @@
 #
 #   make            build everything into build/
 #   make run        build, then start the daemon on configs/chand.conf
-#   make test       build, then run every test (unit, end-to-end, CLI)
+#   make test       build, then run every test (unit, end-to-end, CLI);
+#                   TESTS=pattern runs only the matching suites
+#   make help       the targets and their variables
 #   make bench      runtime benchmarks (and Go's, when go is installed)
 #   make asan|tsan  the test suite under ASan+UBSan / TSan (build/asan, build/tsan)
 #   make install    PREFIX=/usr/local DESTDIR= (GNU conventions)
@@ -281,6 +283,33 @@ bench: all
 
 asan:
 	$(MAKE) SANITIZER=asan test
+
+# ---- help: the targets and the variables they read ----
+.PHONY: help
+help:
+	@printf '%s\n' \
+	  'Targets:' \
+	  '  make [all]       build everything into build/ (V=1: full commands)' \
+	  '  make test        build, then run every test; prints each suite with its' \
+	  '                   cases and closes with "N passed, M failed"' \
+	  '  make asan|tsan   the tests under ASan+UBSan / TSan (build/asan, build/tsan)' \
+	  '  make test-all    asan, the core tests under tsan, e2e under valgrind' \
+	  '  make run         start the daemon on configs/chand.conf' \
+	  '  make bench       runtime benchmarks; make bench-net: chand against Redis' \
+	  '  make fuzz        every libFuzzer harness (clang) for FUZZ_SECONDS each' \
+	  '  make soak        mixed workload for SOAK_SECONDS with SOAK_CLIENTS' \
+	  '  make install     (uninstall) under DESTDIR PREFIX' \
+	  '  make clean       remove build/' \
+	  'Variables (make VAR=value target, or in the environment):' \
+	  '  TESTS=pattern    only the suites whose name contains a pattern, e.g.' \
+	  '                   TESTS=e2e/test_faults make test, TESTS="unit/ cli/"' \
+	  '  TEST_TIMEOUT=300 seconds each test program may run' \
+	  '  V=1              full compiler lines; with make test, every case' \
+	  '  SANITIZER=asan|tsan   build (and test) with a sanitizer' \
+	  '  MALLOC=jemalloc|libc  the daemon allocator (default jemalloc)' \
+	  '  CC CFLAGS LDFLAGS BUILD   compiler, flags, build directory' \
+	  '  FUZZ_SECONDS=60  SOAK_SECONDS=600  SOAK_CLIENTS=50  BENCH_ROUNDS=3' \
+	  '  PREFIX=/usr/local DESTDIR= BINDIR SBINDIR LIBDIR MANDIR SYSCONFDIR'
 
 tsan:
 	$(MAKE) SANITIZER=tsan test

@@ -10,8 +10,17 @@ unset CHAND_TIMEOUT
 T=$(mktemp -d /tmp/chanctl-test.XXXXXX)
 CHAND_PID=
 EXTRA_PIDS=         # more daemons a script started; stopped the same way
+CASE_N=0            # cases reported so far (case_ok)
+
+# case_ok NAME: reports one passed case as a TAP line ("ok N - NAME"), which
+# tests/run.sh counts; a script that reports none counts as one case.
+case_ok() {
+    CASE_N=$((CASE_N + 1))
+    echo "ok $CASE_N - $*"
+}
 
 fail() {
+    echo "not ok $((CASE_N + 1)) - $*"
     echo "FAIL: $*" >&2
     if [ -f "$T/chand.log" ]; then
         echo "--- daemon log (tail)" >&2

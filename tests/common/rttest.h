@@ -1,12 +1,13 @@
 /*
  * rttest.h - unit test helpers for code that runs on the runtime: run a
- * test body as the main goroutine of a fresh runtime, record failed checks
- * from goroutines, sleep the OS thread.  Shared by tests/unit/test_{chan,
- * select,sched,sync,time,map}.c.
+ * test body as the main goroutine of a fresh runtime, sleep the OS thread.
+ * Shared by tests/unit/test_{chan,select,sched,sync,time,map,await}.c.
  *
  * cmocka's asserts longjmp, which must not happen on a goroutine stack, so
- * goroutines record the first failed check with CHECK() / CHECK_EQ() and
- * rttest_run() asserts on it once rt_main has returned.
+ * everything that runs on the runtime (the main goroutine fn included)
+ * checks with check.h's CHECK_*(), which print both operands and abort.
+ * cmocka's asserts stay in the test functions themselves, around
+ * rttest_run().
  *
  * rttest.c is linked into every test and bench binary, and benches do not
  * link cmocka, so everything that calls cmocka lives here as static inline
@@ -18,27 +19,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "check.h"
 #include "rt.h"
-
-/* Records "file:line: check failed: what" unless a check already failed;
- * safe from any goroutine or thread. */
-void rttest_check_fail(const char *file, int line, const char *what);
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            rttest_check_fail(__FILE__, __LINE__, #cond);                      \
-    } while (0)
-#define CHECK_EQ(a, b)                                                         \
-    do {                                                                       \
-        long long a_ = (long long)(a), b_ = (long long)(b);                    \
-        if (a_ != b_) {                                                        \
-            char t_[256];                                                      \
-            snprintf(t_, sizeof(t_), "%s == %s (%lld != %lld)", #a, #b, a_,   \
-                     b_);                                                      \
-            rttest_check_fail(__FILE__, __LINE__, t_);                         \
-        }                                                                      \
-    } while (0)
 
 /* Adds n to WaitGroup wg and starts n goroutines fn(arg), CHECKing each
  * start; a macro so that a failed check names the caller's line. */
@@ -49,9 +31,28 @@ void rttest_check_fail(const char *file, int line, const char *what);
             CHECK_EQ(rt_go(fn, arg), 0);                                       \
     } while (0)
 
-/* Clears the failed-check record, runs fn(arg) as the main goroutine of a
- * runtime with GOMAXPROCS=procs, and returns 0 when rt_main returned 0 and
- * no check failed; else -1 with a description in msg (len bytes). */
+/* The deadline of every RTTEST_WAIT: generous, as it only bounds a bug. */
+#define RTTEST_WAIT_NS (30LL * 1000 * 1000 * 1000)
+
+/* Polls cond every millisecond until it holds, and fails a CHECK (naming
+ * the caller's line) if it does not within RTTEST_WAIT_NS.  On a goroutine
+ * it parks (rt_sleep); on any other thread it sleeps the OS thread. */
+#define RTTEST_WAIT(cond)                                                      \
+    do {                                                                       \
+        int64_t t0_ = rt_now();                                                \
+        while (!(cond)) {                                                      \
+            if (rt_now() - t0_ > RTTEST_WAIT_NS)                               \
+                CHECK_FAIL("still false after 30 s: %s", #cond);               \
+            if (rt_in_goroutine())                                             \
+                rt_sleep(1000000);                                             \
+            else                                                               \
+                rttest_msleep(1);                                              \
+        }                                                                      \
+    } while (0)
+
+/* Runs fn(arg) as the main goroutine of a runtime with GOMAXPROCS=procs,
+ * and returns 0 when rt_main returned 0; else -1 with a description in msg
+ * (len bytes).  A failed CHECK does not return: it aborts. */
 int rttest_main(int procs, void (*fn)(void *), void *arg, char *msg,
                 size_t len);
 
@@ -60,7 +61,7 @@ void rttest_msleep(int ms);
 
 #ifndef RTTEST_NO_CMOCKA /* rttest.c itself does not see cmocka */
 /* Runs fn(arg) under rt_main with procs Ps; fails the cmocka test when
- * rt_main fails or a CHECK did. */
+ * rt_main fails. */
 static inline void rttest_run_procs(int procs, void (*fn)(void *), void *arg)
 {
     char msg[5120];

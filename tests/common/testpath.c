@@ -1,6 +1,6 @@
 /*
  * testpath.c - testpath(): where the repository's files are, seen from a
- * test binary (see testpath.h).
+ * test binary (see testpath.h); testfile_read(): one of them, whole.
  */
 #include "testpath.h"
 
@@ -28,5 +28,37 @@ const char *testpath(const char *rel)
         if (access(path, R_OK) == 0)
             return path;
     }
+    return NULL;
+}
+
+char *testfile_read(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL, *nb;
+    size_t n = 0, cap = 0, r;
+
+    if (!f)
+        return NULL;
+    do {
+        if (cap - n < 4096) {
+            cap = cap ? cap * 2 : 65536;
+            nb = realloc(buf, cap + 1);
+            if (!nb)
+                goto out_free;
+            buf = nb;
+        }
+        r = fread(buf + n, 1, cap - n, f);
+        n += r;
+    } while (r > 0);
+    if (ferror(f))
+        goto out_free;
+    fclose(f);
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+out_free:
+    free(buf);
+    fclose(f);
     return NULL;
 }

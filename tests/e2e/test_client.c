@@ -15,6 +15,8 @@
 
 #include "chand.h"
 
+#include "../common/testd.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -30,104 +32,22 @@
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ */
-/* A daemon per test group                                            */
+/* A daemon per test group (tests/common/testd.c)                     */
 /* ------------------------------------------------------------------ */
 
-typedef struct daemon {
-    pid_t pid;
-    int port;
-    char dir[64];
-} daemon_t;
-
-static daemon_t g_d;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static const char *chand_bin(void)
-{
-    const char *b = getenv("CHAND_BIN");
-    return b && *b ? b : "build/chand";
-}
-
-/* Starts chand on port (0: a free one); returns 0 or -1. */
-static int daemon_start_on(daemon_t *d, int port)
-{
-    char portfile[128], portarg[16];
-    int64_t deadline;
-
-    snprintf(d->dir, sizeof d->dir, "/tmp/test_client.XXXXXX");
-    if (!mkdtemp(d->dir))
-        return -1;
-    snprintf(portfile, sizeof portfile, "%s/port", d->dir);
-    snprintf(portarg, sizeof portarg, "%d", port);
-    d->pid = fork();
-    if (d->pid < 0)
-        return -1;
-    if (d->pid == 0) {
-        execl(chand_bin(), "chand", "--bind", "127.0.0.1", "--port",
-              portarg, "--port-file", portfile, (char *)NULL);
-        fprintf(stderr, "exec %s: %s\n", chand_bin(), strerror(errno));
-        _exit(127);
-    }
-    /* The daemon writes the port file once it listens. */
-    deadline = now_ms() + 20000;
-    while (now_ms() < deadline) {
-        FILE *f = fopen(portfile, "r");
-        int status;
-        if (f) {
-            int n = fscanf(f, "%d", &d->port);
-            fclose(f);
-            if (n == 1 && d->port > 0)
-                return 0;
-        }
-        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-            d->pid = -1;
-            return -1;
-        }
-        usleep(10000);
-    }
-    return -1;
-}
-
-static int daemon_start(daemon_t *d)
-{
-    return daemon_start_on(d, 0);
-}
-
-/* Stops the daemon with sig and reaps it. */
-static void daemon_stop(daemon_t *d, int sig)
-{
-    char path[128];
-    int status;
-
-    if (d->pid > 0) {
-        kill(d->pid, sig);
-        if (waitpid(d->pid, &status, 0) < 0)
-            perror("waitpid");
-        d->pid = -1;
-    }
-    snprintf(path, sizeof path, "%s/port", d->dir);
-    unlink(path);
-    rmdir(d->dir);
-}
+static testd g_d;
 
 static int group_setup(void **state)
 {
     (void)state;
     signal(SIGPIPE, SIG_IGN);
-    return daemon_start(&g_d);
+    return testd_start(&g_d, NULL);
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    daemon_stop(&g_d, SIGTERM);
+    testd_stop(&g_d);
     return 0;
 }
 
@@ -183,8 +103,8 @@ static void assert_error(chand_conn *c, int rc, int code, const char *reason)
     const chand_error *e = chand_last_error(c);
 
     if (rc != code)
-        fprintf(stderr, "expected %s, got %d (%s: %s)\n",
-                chand_strerror(code), rc, e->reason, e->message);
+        fprintf(stderr, "expected %s, got %d (%s: %s)\n", chand_strerror(code),
+                rc, e->reason, e->message);
     assert_int_equal(rc, code);
     assert_int_equal(e->code, code);
     if (reason)
@@ -263,7 +183,7 @@ static void test_connect_refused(void **state)
  * connections into its backlog.  Returns the fd, with the port in *port. */
 static int silent_listener(int *port)
 {
-    struct sockaddr_in sa = { .sin_family = AF_INET };
+    struct sockaddr_in sa = {.sin_family = AF_INET};
     socklen_t len = sizeof sa;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
 
@@ -295,12 +215,12 @@ static void silent_cb(chand_async *a, int rc, json_t *res,
 static void test_silent_server(void **state)
 {
     struct event_base *base = event_base_new();
-    struct timeval limit = { 30, 0 };
+    struct timeval limit = {30, 0};
     chand_conn *c = (chand_conn *)1;
     chand_async *a;
     chand_error err;
     int port, fd = silent_listener(&port), rc = 1;
-    int64_t t0 = now_ms();
+    int64_t t0 = testd_now_ms();
 
     (void)state;
     silent_base = base;
@@ -308,12 +228,11 @@ static void test_silent_server(void **state)
                      CHAND_ECONNECT);
     assert_null(c);
     assert_non_null(strstr(err.message, "no hello"));
-    assert_true(now_ms() - t0 >= 200 + CHAND_GRACE_MS - 50);
+    assert_true(testd_now_ms() - t0 >= 200 + CHAND_GRACE_MS - 50);
 
-    assert_int_equal(chand_async_connect(base, "127.0.0.1", port, 5000, NULL,
-                                         NULL, &a),
-                     0);
-    t0 = now_ms();
+    assert_int_equal(
+        chand_async_connect(base, "127.0.0.1", port, 5000, NULL, NULL, &a), 0);
+    t0 = testd_now_ms();
     assert_int_equal(chand_async_call(a, "recv",
                                       json_pack("{s:s}", "name", "x"), 0,
                                       silent_cb, &rc),
@@ -321,7 +240,7 @@ static void test_silent_server(void **state)
     event_base_loopexit(base, &limit);
     event_base_dispatch(base);
     assert_int_equal(rc, CHAND_ETIMEOUT);
-    assert_true(now_ms() - t0 >= CHAND_GRACE_MS - 50);
+    assert_true(testd_now_ms() - t0 >= CHAND_GRACE_MS - 50);
     assert_int_equal(chand_async_pending(a), 0);
     chand_async_free(a);
     event_base_free(base);
@@ -349,8 +268,7 @@ static void test_session(void **state)
     hang_up(c);
     {
         chand_conn *c2 = NULL;
-        assert_int_equal(chand_connect("localhost", g_d.port, 5000, &c2,
-                                       NULL),
+        assert_int_equal(chand_connect("localhost", g_d.port, 5000, &c2, NULL),
                          0);
         assert_int_equal(chand_ping(c2), 0);
         chand_close_conn(c2);
@@ -397,8 +315,7 @@ static void test_channels(void **state)
     assert_int_equal(chand_make(c, "t.ch", 3, NULL), 0);
     /* Making it again the same way is fine; differently is "exists". */
     assert_int_equal(chand_make(c, "t.ch", 3, NULL), 0);
-    assert_error(c, chand_make(c, "t.ch", 5, NULL), CHAND_EEXISTS,
-                 "exists");
+    assert_error(c, chand_make(c, "t.ch", 5, NULL), CHAND_EEXISTS, "exists");
     assert_int_equal(chand_send_str(c, "t.ch", "a", 1000), 0);
     v = json_pack("{s:i}", "n", 42);
     assert_int_equal(chand_send(c, "t.ch", v, CHAND_FOREVER), 0);
@@ -425,10 +342,10 @@ static void test_channels(void **state)
     rc = chand_recv(c, "t.ch", 0, &v);
     assert_error(c, rc, CHAND_ETIMEOUT, "timeout");
     assert_null(v);
-    t0 = now_ms();
+    t0 = testd_now_ms();
     rc = chand_recv(c, "t.ch", 150, &v);
     assert_error(c, rc, CHAND_ETIMEOUT, "timeout");
-    assert_true(now_ms() - t0 >= 140);
+    assert_true(testd_now_ms() - t0 >= 140);
     assert_true(chand_connected(c)); /* a server timeout keeps the link */
 
     /* Closed: buffered values drain first, then ok=false. */
@@ -436,8 +353,7 @@ static void test_channels(void **state)
     assert_int_equal(chand_close(c, "t.ch"), 0);
     rc = chand_send_str(c, "t.ch", "x", 1000);
     assert_error(c, rc, CHAND_ECLOSED, "closed");
-    assert_string_equal(chand_last_error(c)->message,
-                        "send on closed channel");
+    assert_string_equal(chand_last_error(c)->message, "send on closed channel");
     assert_error(c, chand_close(c, "t.ch"), CHAND_ECLOSED, "closed");
     assert_int_equal(chand_recv_str(c, "t.ch", 1000, &s), 1);
     assert_string_equal(s, "last");
@@ -447,8 +363,7 @@ static void test_channels(void **state)
     json_decref(v);
 
     assert_int_equal(chand_drop(c, "t.ch"), 0);
-    assert_error(c, chand_recv(c, "t.ch", 0, &v), CHAND_ENOTFOUND,
-                 "not_found");
+    assert_error(c, chand_recv(c, "t.ch", 0, &v), CHAND_ENOTFOUND, "not_found");
 
     /* Typed channels. */
     assert_int_equal(chand_make(c, "t.str", 1, "string"), 0);
@@ -499,7 +414,7 @@ static void *recv_thread(void *arg)
 static void test_unbuffered_and_select(void **state)
 {
     chand_conn *c = dial();
-    recv_job j = { "t.unbuf", 0, NULL };
+    recv_job j = {"t.unbuf", 0, NULL};
     chand_case cases[2];
     json_t *v = NULL, *one = json_integer(1);
     pthread_t th;
@@ -519,12 +434,11 @@ static void test_unbuffered_and_select(void **state)
     assert_string_equal(json_string_value(j.value), "hand");
     json_decref(j.value);
 
-    cases[0] = (chand_case){ CHAND_RECV, "t.sel", NULL };
-    cases[1] = (chand_case){ CHAND_SEND, "t.unbuf", one };
+    cases[0] = (chand_case){CHAND_RECV, "t.sel", NULL};
+    cases[1] = (chand_case){CHAND_SEND, "t.unbuf", one};
     /* Nothing ready: default. */
-    assert_int_equal(chand_select(c, cases, 2, true, CHAND_FOREVER, &index,
-                                  &v, &ok),
-                     0);
+    assert_int_equal(
+        chand_select(c, cases, 2, true, CHAND_FOREVER, &index, &v, &ok), 0);
     assert_int_equal(index, -1);
     assert_null(v);
     /* Nothing ready and no default: the timeout. */
@@ -532,8 +446,7 @@ static void test_unbuffered_and_select(void **state)
     assert_error(c, rc, CHAND_ETIMEOUT, "timeout");
     /* The receive case ready. */
     assert_int_equal(chand_send_str(c, "t.sel", "s", 0), 0);
-    assert_int_equal(chand_select(c, cases, 2, false, 1000, &index, &v,
-                                  &ok),
+    assert_int_equal(chand_select(c, cases, 2, false, 1000, &index, &v, &ok),
                      0);
     assert_int_equal(index, 0);
     assert_true(ok);
@@ -541,17 +454,15 @@ static void test_unbuffered_and_select(void **state)
     json_decref(v);
     /* The send case ready: its buffer has room. */
     cases[1].name = "t.sel";
-    assert_int_equal(chand_select(c, cases + 1, 1, false, 1000, &index, &v,
-                                  &ok),
-                     0);
+    assert_int_equal(
+        chand_select(c, cases + 1, 1, false, 1000, &index, &v, &ok), 0);
     assert_int_equal(index, 0);
     assert_null(v);
     /* A closed channel's receive case: ok false. */
     assert_int_equal(chand_recv(c, "t.sel", 0, &v), 1);
     json_decref(v);
     assert_int_equal(chand_close(c, "t.sel"), 0);
-    assert_int_equal(chand_select(c, cases, 1, false, 1000, &index, &v,
-                                  &ok),
+    assert_int_equal(chand_select(c, cases, 1, false, 1000, &index, &v, &ok),
                      0);
     assert_int_equal(index, 0);
     assert_false(ok);
@@ -595,8 +506,7 @@ static void test_mutex(void **state)
 
     /* A lease outlives the session, and its token unlocks it. */
     b = dial();
-    assert_int_equal(chand_mutex_lock(b, "t.mu", 1000, 60000, &t1, NULL),
-                     0);
+    assert_int_equal(chand_mutex_lock(b, "t.mu", 1000, 60000, &t1, NULL), 0);
     hang_up(b);
     rc = chand_mutex_lock(a, "t.mu", 100, -1, &t2, NULL);
     assert_error(a, rc, CHAND_ETIMEOUT, "timeout");
@@ -674,7 +584,7 @@ static void test_wg_once(void **state)
 typedef struct cond_job {
     int rc;
     int64_t token;
-    int done;                  /* set (atomically) when the thread ends */
+    int done; /* set (atomically) when the thread ends */
 } cond_job;
 
 static void *cond_thread(void *arg)
@@ -696,7 +606,7 @@ static void *cond_thread(void *arg)
 static void test_cond(void **state)
 {
     chand_conn *c = dial();
-    cond_job j = { -100, 0, 0 };
+    cond_job j = {-100, 0, 0};
     pthread_t th;
     int rc;
 
@@ -709,12 +619,11 @@ static void test_cond(void **state)
     assert_int_equal(pthread_create(&th, NULL, cond_thread, &j), 0);
     /* Signal until the waiter has gone: a signal before it waits is
      * lost, as in Go. */
-    for (int i = 0; i < 500; i++) {
+    for (int64_t t0 = testd_now_ms();
+         !__atomic_load_n(&j.done, __ATOMIC_ACQUIRE) &&
+         testd_now_ms() - t0 < 20000;
+         testd_sleep_ms(20))
         assert_int_equal(chand_cond_signal(c, "t.cond"), 0);
-        if (__atomic_load_n(&j.done, __ATOMIC_ACQUIRE))
-            break;
-        usleep(20000);
-    }
     pthread_join(th, NULL);
     assert_int_equal(j.rc, 0);
     assert_true(j.token > 0);
@@ -759,10 +668,8 @@ static void test_pool_map_atomic(void **state)
     assert_int_equal(chand_map_swap(c, "t.map", "j", one, &v), 1);
     assert_true(json_equal(v, two));
     json_decref(v);
-    assert_int_equal(chand_map_compare_and_swap(c, "t.map", "j", two, one),
-                     0);
-    assert_int_equal(chand_map_compare_and_swap(c, "t.map", "j", one, two),
-                     1);
+    assert_int_equal(chand_map_compare_and_swap(c, "t.map", "j", two, one), 0);
+    assert_int_equal(chand_map_compare_and_swap(c, "t.map", "j", one, two), 1);
     assert_int_equal(chand_map_compare_and_delete(c, "t.map", "j", one), 0);
     assert_int_equal(chand_map_compare_and_delete(c, "t.map", "j", two), 1);
     assert_int_equal(chand_map_len(c, "t.map", &n), 0);
@@ -810,12 +717,12 @@ static void test_timers_go(void **state)
     int64_t t0, g = -1;
 
     (void)state;
-    t0 = now_ms();
-    assert_int_equal(require_method(c, chand_timer_after(c, "t.after", 100),
-                                     "timer.after"),
-                     0);
+    t0 = testd_now_ms();
+    assert_int_equal(
+        require_method(c, chand_timer_after(c, "t.after", 100), "timer.after"),
+        0);
     assert_int_equal(chand_recv(c, "t.after", 10000, &v), 1);
-    assert_true(now_ms() - t0 >= 90);
+    assert_true(testd_now_ms() - t0 >= 90);
     assert_true(json_is_number(v));
     json_decref(v);
     chand_drop(c, "t.after");
@@ -891,8 +798,8 @@ typedef struct pipe_state {
     int connected;
     int answered;
     int failed;
-    int recv_order;            /* answers seen before the recv's */
-    int64_t last;              /* index of the last ping answered */
+    int recv_order; /* answers seen before the recv's */
+    int64_t last;   /* index of the last ping answered */
     bool out_of_order;
     json_t *recv_value;
 } pipe_state;
@@ -970,9 +877,9 @@ static void pipe_send_cb(chand_async *a, int rc, json_t *res,
 
 static void test_async_pipeline(void **state)
 {
-    pipe_state ps = { 0 };
+    pipe_state ps = {0};
     pipe_slot *slots = calloc(NPIPE, sizeof *slots);
-    struct timeval limit = { 60, 0 };
+    struct timeval limit = {60, 0};
     chand_conn *c = dial();
 
     (void)state;
@@ -981,8 +888,8 @@ static void test_async_pipeline(void **state)
     ps.last = -1;
     ps.base = event_base_new();
     assert_non_null(ps.base);
-    assert_int_equal(chand_async_connect(ps.base, "127.0.0.1", g_d.port,
-                                         5000, pipe_connect_cb, &ps, &ps.a),
+    assert_int_equal(chand_async_connect(ps.base, "127.0.0.1", g_d.port, 5000,
+                                         pipe_connect_cb, &ps, &ps.a),
                      0);
     /* Queued before the connection is even up: a receive that blocks,
      * 10k pings, then the send that completes the receive. */
@@ -991,15 +898,15 @@ static void test_async_pipeline(void **state)
                                       30000, pipe_recv_cb, &ps),
                      0);
     for (int i = 0; i < NPIPE; i++) {
-        slots[i] = (pipe_slot){ &ps, i };
+        slots[i] = (pipe_slot){&ps, i};
         assert_int_equal(chand_async_call(ps.a, "ping", NULL, CHAND_FOREVER,
                                           pipe_ping_cb, &slots[i]),
                          0);
     }
     assert_int_equal(chand_async_pending(ps.a), NPIPE + 1);
     assert_int_equal(chand_async_call(ps.a, "send",
-                                      json_pack("{s:s, s:s}", "name",
-                                                "t.async", "value", "late"),
+                                      json_pack("{s:s, s:s}", "name", "t.async",
+                                                "value", "late"),
                                       30000, pipe_send_cb, &ps),
                      0);
     event_base_loopexit(ps.base, &limit);
@@ -1028,8 +935,8 @@ typedef struct err_state {
     int calls;
 } err_state;
 
-static void err_cb(chand_async *a, int rc, json_t *res,
-                   const chand_error *err, void *arg)
+static void err_cb(chand_async *a, int rc, json_t *res, const chand_error *err,
+                   void *arg)
 {
     err_state *es = arg;
 
@@ -1060,8 +967,8 @@ static void free_in_cb(chand_async *a, int rc, json_t *res,
     }
 }
 
-static void rc_cb(chand_async *a, int rc, json_t *res,
-                  const chand_error *err, void *arg)
+static void rc_cb(chand_async *a, int rc, json_t *res, const chand_error *err,
+                  void *arg)
 {
     (void)a;
     (void)res;
@@ -1083,19 +990,18 @@ static void big_close_cb(chand_async *a, int rc, const chand_error *err,
 
 static void test_async_errors(void **state)
 {
-    err_state es = { 0 };
-    struct timeval limit = { 30, 0 };
+    err_state es = {0};
+    struct timeval limit = {30, 0};
     chand_async *a;
 
     (void)state;
     es.base = event_base_new();
-    assert_int_equal(chand_async_connect(es.base, "127.0.0.1", g_d.port,
-                                         5000, NULL, NULL, &a),
+    assert_int_equal(chand_async_connect(es.base, "127.0.0.1", g_d.port, 5000,
+                                         NULL, NULL, &a),
                      0);
     assert_int_equal(chand_async_call(a, "recv",
-                                      json_pack("{s:s}", "name",
-                                                "t.none"),
-                                      0, err_cb, &es),
+                                      json_pack("{s:s}", "name", "t.none"), 0,
+                                      err_cb, &es),
                      0);
     event_base_loopexit(es.base, &limit);
     event_base_dispatch(es.base);
@@ -1105,33 +1011,31 @@ static void test_async_errors(void **state)
     chand_async_free(a);
 
     /* Refused: the connect callback and queued calls fail. */
-    es = (err_state){ .base = es.base };
-    assert_int_equal(chand_async_connect(es.base, "127.0.0.1", 1, 5000,
-                                         NULL, NULL, &a),
-                     0);
-    assert_int_equal(chand_async_call(a, "ping", NULL, CHAND_FOREVER, err_cb,
-                                      &es),
-                     0);
+    es = (err_state){.base = es.base};
+    assert_int_equal(
+        chand_async_connect(es.base, "127.0.0.1", 1, 5000, NULL, NULL, &a), 0);
+    assert_int_equal(
+        chand_async_call(a, "ping", NULL, CHAND_FOREVER, err_cb, &es), 0);
     event_base_loopexit(es.base, &limit);
     event_base_dispatch(es.base);
     assert_int_equal(es.calls, 1);
     assert_int_equal(es.rc, CHAND_ECONN);
-    assert_int_equal(chand_async_call(a, "ping", NULL, CHAND_FOREVER, err_cb,
-                                      &es),
-                     CHAND_ECONN);
+    assert_int_equal(
+        chand_async_call(a, "ping", NULL, CHAND_FOREVER, err_cb, &es),
+        CHAND_ECONN);
     chand_async_free(a);
 
     /* Requests answered before the server hangs up on an oversized line
      * keep their answers; the rest fail with CHAND_ECONN. */
     {
-        int rcs[4] = { 1, 1, 1, 1 };
+        int rcs[4] = {1, 1, 1, 1};
         size_t n = 16 * 1024 * 1024;
         char *big = malloc(n + 1);
 
         assert_non_null(big);
         memset(big, 'x', n);
         big[n] = '\0';
-        es = (err_state){ .base = es.base };
+        es = (err_state){.base = es.base};
         assert_int_equal(chand_async_connect(es.base, "127.0.0.1", g_d.port,
                                              5000, NULL, NULL, &a),
                          0);
@@ -1140,11 +1044,11 @@ static void test_async_errors(void **state)
             assert_int_equal(chand_async_call(a, "ping", NULL, CHAND_FOREVER,
                                               rc_cb, &rcs[i]),
                              0);
-        assert_int_equal(chand_async_call(a, "len",
-                                          json_pack("{s:s, s:s}", "name",
-                                                    big, "x", "y"),
-                                          CHAND_FOREVER, rc_cb, &rcs[3]),
-                         0);
+        assert_int_equal(
+            chand_async_call(a, "len",
+                             json_pack("{s:s, s:s}", "name", big, "x", "y"),
+                             CHAND_FOREVER, rc_cb, &rcs[3]),
+            0);
         free(big);
         event_base_loopexit(es.base, &limit);
         event_base_dispatch(es.base);
@@ -1156,14 +1060,14 @@ static void test_async_errors(void **state)
     }
 
     /* chand_async_free from a callback, with more requests in flight. */
-    es = (err_state){ .base = es.base };
-    assert_int_equal(chand_async_connect(es.base, "127.0.0.1", g_d.port,
-                                         5000, NULL, NULL, &a),
+    es = (err_state){.base = es.base};
+    assert_int_equal(chand_async_connect(es.base, "127.0.0.1", g_d.port, 5000,
+                                         NULL, NULL, &a),
                      0);
     for (int i = 0; i < 5; i++)
-        assert_int_equal(chand_async_call(a, "ping", NULL, CHAND_FOREVER,
-                                          free_in_cb, &es),
-                         0);
+        assert_int_equal(
+            chand_async_call(a, "ping", NULL, CHAND_FOREVER, free_in_cb, &es),
+            0);
     event_base_loopexit(es.base, &limit);
     event_base_dispatch(es.base);
     assert_int_equal(es.calls, 5);
@@ -1192,12 +1096,12 @@ static void *blocked_recv(void *arg)
 
 typedef struct loss_state {
     struct event_base *base;
-    daemon_t *d;
+    testd *d;
     int failed, closed, ok;
 } loss_state;
 
-static void loss_cb(chand_async *a, int rc, json_t *res,
-                    const chand_error *err, void *arg)
+static void loss_cb(chand_async *a, int rc, json_t *res, const chand_error *err,
+                    void *arg)
 {
     loss_state *ls = arg;
 
@@ -1228,20 +1132,19 @@ static void loss_close_cb(chand_async *a, int rc, const chand_error *err,
 
 static void test_connection_loss(void **state)
 {
-    daemon_t d = { 0 };
+    testd d;
     chand_conn *c, *idle;
-    blocked b = { 0 };
-    loss_state ls = { 0 };
-    struct timeval limit = { 30, 0 };
+    blocked b = {0};
+    loss_state ls = {0};
+    struct timeval limit = {30, 0};
     chand_async *a;
     pthread_t th;
-    int status, port;
+    int port;
 
     (void)state;
-    assert_int_equal(daemon_start(&d), 0);
+    assert_int_equal(testd_start(&d, NULL), 0);
     assert_int_equal(chand_connect("127.0.0.1", d.port, 5000, &c, NULL), 0);
-    assert_int_equal(chand_connect("127.0.0.1", d.port, 5000, &idle, NULL),
-                     0);
+    assert_int_equal(chand_connect("127.0.0.1", d.port, 5000, &idle, NULL), 0);
     assert_int_equal(chand_make(c, "t.loss", 0, NULL), 0);
     b.c = c;
     assert_int_equal(pthread_create(&th, NULL, blocked_recv, &b), 0);
@@ -1250,17 +1153,15 @@ static void test_connection_loss(void **state)
      * blocked blocking receive above is in flight too. */
     ls.base = event_base_new();
     ls.d = &d;
-    assert_int_equal(chand_async_connect(ls.base, "127.0.0.1", d.port, 5000,
-                                         NULL, NULL, &a),
-                     0);
+    assert_int_equal(
+        chand_async_connect(ls.base, "127.0.0.1", d.port, 5000, NULL, NULL, &a),
+        0);
     chand_async_on_close(a, loss_close_cb, &ls);
-    assert_int_equal(chand_async_call(a, "ping", NULL, CHAND_FOREVER,
-                                      loss_cb, &ls),
-                     0);
+    assert_int_equal(
+        chand_async_call(a, "ping", NULL, CHAND_FOREVER, loss_cb, &ls), 0);
     for (int i = 0; i < 2; i++)
         assert_int_equal(chand_async_call(a, "recv",
-                                          json_pack("{s:s}", "name",
-                                                    "t.loss"),
+                                          json_pack("{s:s}", "name", "t.loss"),
                                           CHAND_FOREVER, loss_cb, &ls),
                          0);
     event_base_loopexit(ls.base, &limit);
@@ -1269,9 +1170,9 @@ static void test_connection_loss(void **state)
     assert_int_equal(ls.failed, 2);
     assert_int_equal(ls.closed, 1);
     assert_int_equal(chand_async_pending(a), 0);
-    assert_int_equal(chand_async_call(a, "ping", NULL, CHAND_FOREVER, NULL,
-                                      NULL),
-                     CHAND_ECONN);
+    assert_int_equal(
+        chand_async_call(a, "ping", NULL, CHAND_FOREVER, NULL, NULL),
+        CHAND_ECONN);
     chand_async_free(a);
     event_base_free(ls.base);
 
@@ -1284,12 +1185,11 @@ static void test_connection_loss(void **state)
     assert_int_equal(chand_last_error(idle)->code, CHAND_ECONN);
     /* No automatic reconnect; an explicit one fails while down... */
     assert_int_equal(chand_reconnect(idle, 1000), CHAND_ECONNECT);
-    waitpid(d.pid, &status, 0);
-    d.pid = -1;
+    assert_int_equal(testd_wait_exit(&d, 20000), -1); /* SIGKILLed */
     port = d.port;
-    daemon_stop(&d, SIGTERM);
+    testd_stop(&d);
     /* ...and works once a daemon is back: a new session. */
-    assert_int_equal(daemon_start_on(&d, port), 0);
+    assert_int_equal(testd_start_opts(&d, &(testd_opts){.port = port}), 0);
     assert_int_equal(chand_reconnect(c, 5000), 0);
     assert_true(chand_connected(c));
     assert_int_equal(chand_ping(c), 0);
@@ -1299,7 +1199,7 @@ static void test_connection_loss(void **state)
                  "not_found");
     chand_close_conn(c);
     chand_close_conn(idle);
-    daemon_stop(&d, SIGTERM);
+    assert_int_equal(testd_stop(&d), 0);
 }
 
 int main(void)
@@ -1326,10 +1226,10 @@ int main(void)
         cmocka_unit_test_teardown(test_async_errors, close_all),
         cmocka_unit_test_teardown(test_connection_loss, close_all),
     };
-    int failed = cmocka_run_group_tests_name("client_offline", offline, NULL,
-                                             NULL);
+    int failed =
+        cmocka_run_group_tests_name("client_offline", offline, NULL, NULL);
 
-    failed += cmocka_run_group_tests_name("client_daemon", online,
-                                          group_setup, group_teardown);
+    failed += cmocka_run_group_tests_name("client_daemon", online, group_setup,
+                                          group_teardown);
     return failed ? 1 : 0;
 }

@@ -23,20 +23,6 @@
 #include "../common/e2e.h"
 #include "../common/testd.h"
 
-static testd D;
-
-static int setup(void **state)
-{
-    (void)state;
-    return testd_start(&D, NULL);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return testd_stop(&D) == 0 ? 0 : -1;
-}
-
 /* Calls and asserts success; returns the result (the answer is freed
  * at the next e2e_ok() on the same slot: keep it short). */
 
@@ -62,8 +48,7 @@ static void test_basics_and_reasons(void **state)
     r = e2e_ok(c, 9, "list", "{\"prefix\":\"q\"}");
     r = json_array_get(json_object_get(r, "objects"), 0);
     assert_string_equal(json_string_value(json_object_get(r, "name")), "q");
-    assert_string_equal(json_string_value(json_object_get(r, "type")),
-                        "chan");
+    assert_string_equal(json_string_value(json_object_get(r, "type")), "chan");
     r = e2e_ok(c, 10, "list", "{\"prefix\":\"zz\"}");
     assert_int_equal(json_array_size(json_object_get(r, "objects")), 0);
     e2e_ok(c, 11, "close", "{\"name\":\"q\"}");
@@ -107,8 +92,9 @@ static void test_unbuffered_handoff(void **state)
     /* The send must not answer while nobody receives. */
     assert_null(testd_wait_id(a, 2, 300));
     r = e2e_ok(b, 3, "recv", "{\"name\":\"h\"}");
-    assert_int_equal(json_integer_value(json_object_get(
-                         json_object_get(r, "value"), "job")), 42);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(r, "value"), "job")),
+        42);
     ans = testd_wait_id(a, 2, 20000);
     assert_non_null(testd_result(ans));
     json_decref(ans);
@@ -117,8 +103,8 @@ static void test_unbuffered_handoff(void **state)
     assert_null(testd_wait_id(b, 4, 200));
     e2e_ok(a, 5, "send", "{\"name\":\"h\",\"value\":\"x\"}");
     ans = testd_wait_id(b, 4, 20000);
-    assert_string_equal(json_string_value(json_object_get(
-                            testd_result(ans), "value")), "x");
+    assert_string_equal(
+        json_string_value(json_object_get(testd_result(ans), "value")), "x");
     json_decref(ans);
     testd_close(a);
     testd_close(b);
@@ -237,8 +223,8 @@ static void test_select(void **state)
     r = e2e_ok(b, 10, "recv", "{\"name\":\"sa\"}");
     assert_int_equal(json_integer_value(json_object_get(r, "value")), 5);
     ans = testd_wait_id(a, 9, 20000);
-    assert_int_equal(json_integer_value(json_object_get(testd_result(ans),
-                                                        "index")), 0);
+    assert_int_equal(
+        json_integer_value(json_object_get(testd_result(ans), "index")), 0);
     json_decref(ans);
     /* timeout, errors */
     e2e_expect_reason(a, 11, "select",
@@ -258,9 +244,10 @@ static void test_select(void **state)
                    "{\"cases\":[{\"recv\":\"sa\"},"
                    "{\"send\":\"sb\",\"value\":1}]}");
     assert_string_equal(testd_reason(ans), "closed");
-    assert_int_equal(json_integer_value(json_object_get(
-                         json_object_get(json_object_get(ans, "error"),
-                                         "data"), "index")), 1);
+    assert_int_equal(
+        json_integer_value(json_object_get(
+            json_object_get(json_object_get(ans, "error"), "data"), "index")),
+        1);
     json_decref(ans);
     testd_close(a);
     testd_close(b);
@@ -301,7 +288,8 @@ static void test_select_two_paths(void **state)
             assert_int_equal(testd_sendf(a,
                                          "{\"jsonrpc\":\"2.0\",\"id\":%zu,"
                                          "\"method\":\"select\",\"params\":"
-                                         "{\"cases\":%s}}", i + 10, c),
+                                         "{\"cases\":%s}}",
+                                         i + 10, c),
                              0);
             ans[sp] = testd_recv_line(a, 5000);
             assert_non_null(ans[sp]);
@@ -323,7 +311,8 @@ static void expect_value_line(testd_conn *c, int id, const char *pre,
     assert_non_null(line);
     assert_true(asprintf(&exp,
                          "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{%s"
-                         "\"value\":%s,\"ok\":true}}", id, pre, want) > 0);
+                         "\"value\":%s,\"ok\":true}}",
+                         id, pre, want) > 0);
     assert_string_equal(line, exp);
     free(exp);
     free(line);
@@ -338,10 +327,27 @@ static void expect_value_line(testd_conn *c, int id, const char *pre,
 static void test_values_exact(void **state)
 {
     static const char *const values[] = {
-        "\"xxx\"", "\"abcde\"", "\"abcdef\"", "\"\"", "0", "-7",
-        "9999999", "10000000", "123456789012345678", "-0", "1.5", "1e3",
-        "true", "false", "null", "\"caf\\u00e9\"", "\"caf\xc3\xa9\"",
-        "\"a\\\"b\"", "\"tab\\there\"", " { \"a\" : [ 1 , 2 ] } ", "[]",
+        "\"xxx\"",
+        "\"abcde\"",
+        "\"abcdef\"",
+        "\"\"",
+        "0",
+        "-7",
+        "9999999",
+        "10000000",
+        "123456789012345678",
+        "-0",
+        "1.5",
+        "1e3",
+        "true",
+        "false",
+        "null",
+        "\"caf\\u00e9\"",
+        "\"caf\xc3\xa9\"",
+        "\"a\\\"b\"",
+        "\"tab\\there\"",
+        " { \"a\" : [ 1 , 2 ] } ",
+        "[]",
         "\"a longer string than any slot holds, kept out of line\"",
     };
     testd_conn *a = testd_connect(&D), *b = testd_connect(&D);
@@ -359,52 +365,67 @@ static void test_values_exact(void **state)
         json_decref(j);
         assert_non_null(want);
         /* buffered */
-        assert_int_equal(testd_sendf(a, "{\"jsonrpc\":\"2.0\",\"id\":%d,"
-                                        "\"method\":\"send\",\"params\":"
-                                        "{\"name\":\"vb\",\"value\":%s}}",
-                                     id, values[i]), 0);
+        assert_int_equal(testd_sendf(a,
+                                     "{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                                     "\"method\":\"send\",\"params\":"
+                                     "{\"name\":\"vb\",\"value\":%s}}",
+                                     id, values[i]),
+                         0);
         free(testd_recv_line(a, 5000));
-        assert_int_equal(testd_sendf(a, "{\"jsonrpc\":\"2.0\",\"id\":%d,"
-                                        "\"method\":\"recv\",\"params\":"
-                                        "{\"name\":\"vb\"}}", id + 1), 0);
+        assert_int_equal(testd_sendf(a,
+                                     "{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                                     "\"method\":\"recv\",\"params\":"
+                                     "{\"name\":\"vb\"}}",
+                                     id + 1),
+                         0);
         expect_value_line(a, id + 1, "", want);
         /* handed to a parked receiver (unbuffered) */
-        assert_int_equal(testd_sendf(b, "{\"jsonrpc\":\"2.0\",\"id\":%d,"
-                                        "\"method\":\"recv\",\"params\":"
-                                        "{\"name\":\"vu\"}}", id + 2), 0);
+        assert_int_equal(testd_sendf(b,
+                                     "{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                                     "\"method\":\"recv\",\"params\":"
+                                     "{\"name\":\"vu\"}}",
+                                     id + 2),
+                         0);
         e2e_wait_stat(&D, "waiters", 1);
-        assert_int_equal(testd_sendf(a, "{\"jsonrpc\":\"2.0\",\"id\":%d,"
-                                        "\"method\":\"send\",\"params\":"
-                                        "{\"name\":\"vu\",\"value\":%s}}",
-                                     id + 3, values[i]), 0);
+        assert_int_equal(testd_sendf(a,
+                                     "{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                                     "\"method\":\"send\",\"params\":"
+                                     "{\"name\":\"vu\",\"value\":%s}}",
+                                     id + 3, values[i]),
+                         0);
         free(testd_recv_line(a, 5000));
         expect_value_line(b, id + 2, "", want);
         /* select's send case, then select's receive */
-        assert_int_equal(testd_sendf(a, "{\"jsonrpc\":\"2.0\",\"id\":%d,"
-                                        "\"method\":\"select\",\"params\":"
-                                        "{\"cases\":[{\"send\":\"vb\","
-                                        "\"value\":%s}]}}", id + 4, values[i]),
+        assert_int_equal(testd_sendf(a,
+                                     "{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                                     "\"method\":\"select\",\"params\":"
+                                     "{\"cases\":[{\"send\":\"vb\","
+                                     "\"value\":%s}]}}",
+                                     id + 4, values[i]),
                          0);
         free(testd_recv_line(a, 5000));
-        assert_int_equal(testd_sendf(a, "{\"jsonrpc\":\"2.0\",\"id\":%d,"
-                                        "\"method\":\"select\",\"params\":"
-                                        "{\"cases\":[{\"recv\":\"vb\"}]}}",
-                                     id + 5), 0);
+        assert_int_equal(testd_sendf(a,
+                                     "{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                                     "\"method\":\"select\",\"params\":"
+                                     "{\"cases\":[{\"recv\":\"vb\"}]}}",
+                                     id + 5),
+                         0);
         expect_value_line(a, id + 5, "\"index\":0,", want);
         /* a batch: the answer is built as a value, not written as text */
-        assert_int_equal(testd_sendf(a, "[{\"jsonrpc\":\"2.0\",\"id\":%d,"
-                                        "\"method\":\"send\",\"params\":"
-                                        "{\"name\":\"vb\",\"value\":%s}},"
-                                        "{\"jsonrpc\":\"2.0\",\"id\":%d,"
-                                        "\"method\":\"recv\",\"params\":"
-                                        "{\"name\":\"vb\"}}]",
-                                     id + 6, values[i], id + 7), 0);
+        assert_int_equal(testd_sendf(a,
+                                     "[{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                                     "\"method\":\"send\",\"params\":"
+                                     "{\"name\":\"vb\",\"value\":%s}},"
+                                     "{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                                     "\"method\":\"recv\",\"params\":"
+                                     "{\"name\":\"vb\"}}]",
+                                     id + 6, values[i], id + 7),
+                         0);
         json_t *batch = testd_recv(a, 5000);
         assert_true(json_is_array(batch));
-        char *got = json_dumps(json_object_get(
-                                   testd_result(json_array_get(batch, 1)),
-                                   "value"),
-                               JSON_COMPACT | JSON_ENCODE_ANY);
+        char *got = json_dumps(
+            json_object_get(testd_result(json_array_get(batch, 1)), "value"),
+            JSON_COMPACT | JSON_ENCODE_ANY);
         assert_non_null(got);
         assert_string_equal(got, want);
         free(got);
@@ -456,7 +477,7 @@ static void killed_receiver(bool race)
 
     e2e_ok(a, 1, "make", "{\"name\":\"k\"}");
     json_int_t base = e2e_stat_of(&D, "sessions");
-    pid = fork();
+    pid = testd_fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         testd_conn *c = testd_connect(&D);
@@ -471,15 +492,15 @@ static void killed_receiver(bool race)
     e2e_post(b, 2, "recv", "{\"name\":\"k\"}"); /* queued behind the child */
     e2e_wait_stat(&D, "waiters", 2);
     kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    testd_reap(pid, NULL, -1);
     if (!race)
         e2e_wait_stat(&D, "sessions", base);
     e2e_ok(a, 3, "send", "{\"name\":\"k\",\"value\":\"precious\"}");
     ans = testd_wait_id(b, 2, 20000);
     assert_non_null(ans);
-    assert_string_equal(json_string_value(json_object_get(testd_result(ans),
-                                                          "value")),
-                        "precious");
+    assert_string_equal(
+        json_string_value(json_object_get(testd_result(ans), "value")),
+        "precious");
     json_decref(ans);
     e2e_ok(a, 4, "drop", "{\"name\":\"k\"}");
     e2e_wait_stat(&D, "waiters", 0);
@@ -549,26 +570,29 @@ static void test_sigterm_drain(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_basics_and_reasons, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_unbuffered_handoff, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_buffered_fifo, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_close_wakes_others, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_drop_wakes_waiters, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_select, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_select_two_paths, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_values_exact, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_timeouts_and_order, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_killed_receiver, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_thousand_receivers, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_basics_and_reasons, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_unbuffered_handoff, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_buffered_fifo, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_close_wakes_others, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_drop_wakes_waiters, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_select, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_select_two_paths, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_values_exact, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_timeouts_and_order, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_killed_receiver, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_thousand_receivers, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_drain, e2e_setup,
+                                        e2e_teardown),
     };
     int rc = cmocka_run_group_tests_name("daemon_chan", tests, NULL, NULL);
     json_decref(e2e_held);

@@ -19,25 +19,12 @@
 #include <unistd.h>
 
 #include "proto.h"
+#include "../common/e2e.h"
 #include "../common/testd.h"
-
-static testd D;
 
 static int start_with(const char *const *args)
 {
     return testd_start(&D, args);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    return start_with(NULL);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return testd_stop(&D) == 0 ? 0 : -1;
 }
 
 /* Sends a raw line and returns the next answer (new reference). */
@@ -78,12 +65,12 @@ static void test_hello_ping(void **state)
     assert_non_null(c);
     a = testd_call(c, 1, "hello", json_pack("{s:i}", "version", 1), 10000);
     assert_non_null(testd_result(a));
-    assert_int_equal(json_integer_value(json_object_get(testd_result(a),
-                                                        "version")), 1);
-    assert_true(json_integer_value(
-                    json_object_get(testd_result(a), "session")) > 0);
-    assert_non_null(json_string_value(
-        json_object_get(testd_result(a), "server")));
+    assert_int_equal(
+        json_integer_value(json_object_get(testd_result(a), "version")), 1);
+    assert_true(
+        json_integer_value(json_object_get(testd_result(a), "session")) > 0);
+    assert_non_null(
+        json_string_value(json_object_get(testd_result(a), "server")));
     json_decref(a);
     a = testd_call(c, 2, "hello", json_pack("{s:i}", "version", 99), 10000);
     assert_string_equal(testd_reason(a), "misuse");
@@ -110,8 +97,10 @@ static void test_malformed(void **state)
     expect_error(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\xfe\"}",
                  PROTO_PARSE_ERROR, "invalid", true);
     /* duplicate keys */
-    expect_error(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"id\":2,\"method\":"
-                    "\"ping\"}", PROTO_PARSE_ERROR, "invalid", true);
+    expect_error(c,
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"id\":2,\"method\":"
+                 "\"ping\"}",
+                 PROTO_PARSE_ERROR, "invalid", true);
     /* wrong envelope */
     expect_error(c, "42", PROTO_INVALID_REQUEST, "invalid", true);
     expect_error(c, "{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"ping\"}",
@@ -123,28 +112,37 @@ static void test_malformed(void **state)
     expect_error(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"fly\"}",
                  PROTO_METHOD_NOT_FOUND, "invalid", false);
     /* params: positional, missing, unknown, wrong types */
-    expect_error(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
-                    "\"params\":[\"q\"]}", PROTO_INVALID_PARAMS, "invalid",
-                 false);
-    expect_error(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
-                    "\"params\":{}}", PROTO_INVALID_PARAMS, "invalid", false);
-    expect_error(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
-                    "\"params\":{\"name\":\"q\",\"x\":1}}",
+    expect_error(c,
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
+                 "\"params\":[\"q\"]}",
                  PROTO_INVALID_PARAMS, "invalid", false);
-    expect_error(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
-                    "\"params\":{\"name\":7}}", PROTO_INVALID_PARAMS,
-                 "invalid", false);
-    expect_error(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"make\","
-                    "\"params\":{\"name\":\"q\",\"cap\":\"3\"}}",
+    expect_error(c,
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
+                 "\"params\":{}}",
                  PROTO_INVALID_PARAMS, "invalid", false);
-    expect_error(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"make\","
-                    "\"params\":{\"name\":\"q\",\"type\":\"float\"}}",
+    expect_error(c,
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
+                 "\"params\":{\"name\":\"q\",\"x\":1}}",
                  PROTO_INVALID_PARAMS, "invalid", false);
-    expect_error(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
-                    "\"params\":{\"name\":\"a\\nb\"}}", PROTO_INVALID_PARAMS,
-                 "invalid", false);
-    expect_error(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
-                    "\"params\":{\"name\":\"q\",\"timeout_ms\":-5}}",
+    expect_error(c,
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
+                 "\"params\":{\"name\":7}}",
+                 PROTO_INVALID_PARAMS, "invalid", false);
+    expect_error(c,
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"make\","
+                 "\"params\":{\"name\":\"q\",\"cap\":\"3\"}}",
+                 PROTO_INVALID_PARAMS, "invalid", false);
+    expect_error(c,
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"make\","
+                 "\"params\":{\"name\":\"q\",\"type\":\"float\"}}",
+                 PROTO_INVALID_PARAMS, "invalid", false);
+    expect_error(c,
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
+                 "\"params\":{\"name\":\"a\\nb\"}}",
+                 PROTO_INVALID_PARAMS, "invalid", false);
+    expect_error(c,
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
+                 "\"params\":{\"name\":\"q\",\"timeout_ms\":-5}}",
                  PROTO_INVALID_PARAMS, "invalid", false);
     /* deep nesting: too_large, and the connection stays usable */
     {
@@ -159,8 +157,8 @@ static void test_malformed(void **state)
         for (int i = 0; i < 100; i++)
             deep[n++] = ']';
         snprintf(deep + n, sizeof deep - n, "}}");
-        expect_error(c, deep, proto_reason_code(PROTO_R_TOO_LARGE),
-                     "too_large", true);
+        expect_error(c, deep, proto_reason_code(PROTO_R_TOO_LARGE), "too_large",
+                     true);
     }
     expect_ping_ok(c, 50);
     expect_ping_ok(other, 51);
@@ -224,12 +222,10 @@ static void test_batches_and_notifications(void **state)
                "5]");
     assert_true(json_is_array(a));
     assert_int_equal(json_array_size(a), 3);
-    assert_int_equal(json_integer_value(
-                         json_object_get(json_array_get(a, 0), "id")), 1);
-    assert_int_equal(testd_code(json_array_get(a, 1)),
-                     PROTO_METHOD_NOT_FOUND);
-    assert_int_equal(testd_code(json_array_get(a, 2)),
-                     PROTO_INVALID_REQUEST);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_array_get(a, 0), "id")), 1);
+    assert_int_equal(testd_code(json_array_get(a, 1)), PROTO_METHOD_NOT_FOUND);
+    assert_int_equal(testd_code(json_array_get(a, 2)), PROTO_INVALID_REQUEST);
     json_decref(a);
     /* Notifications (even invalid ones) get no answer at all. */
     assert_int_equal(testd_send(c, "{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}"),
@@ -237,7 +233,8 @@ static void test_batches_and_notifications(void **state)
     assert_int_equal(testd_send(c, "{\"jsonrpc\":\"2.0\",\"method\":\"recv\"}"),
                      0);
     assert_int_equal(testd_send(c, "[{\"jsonrpc\":\"2.0\",\"method\":"
-                                   "\"ping\"}]"), 0);
+                                   "\"ping\"}]"),
+                     0);
     a = testd_call(c, 9, "ping", NULL, 10000);
     assert_non_null(a);
     json_decref(a);
@@ -258,8 +255,8 @@ static void test_batches_and_notifications(void **state)
 static void test_limits(void **state)
 {
     static const char *const args[] = {
-        "--max-value", "1000", "--max-batch", "3", "--max-select", "2",
-        "--max-conns", "4", NULL,
+        "--max-value", "1000",        "--max-batch", "3",  "--max-select",
+        "2",           "--max-conns", "4",           NULL,
     };
     testd_conn *c, *cs[4];
     char *v;
@@ -269,27 +266,29 @@ static void test_limits(void **state)
     assert_int_equal(testd_stop(&D), 0);
     assert_int_equal(start_with(args), 0);
     c = testd_connect(&D);
-    a = testd_call(c, 1, "make", json_pack("{s:s, s:i}", "name", "q", "cap",
-                                           4), 10000);
+    a = testd_call(c, 1, "make", json_pack("{s:s, s:i}", "name", "q", "cap", 4),
+                   10000);
     assert_non_null(testd_result(a));
     json_decref(a);
     v = malloc(2001);
     memset(v, 'v', 2000);
     v[2000] = 0;
-    a = testd_call(c, 2, "send", json_pack("{s:s, s:s}", "name", "q",
-                                           "value", v), 10000);
+    a = testd_call(c, 2, "send",
+                   json_pack("{s:s, s:s}", "name", "q", "value", v), 10000);
     assert_string_equal(testd_reason(a), "too_large");
     json_decref(a);
     free(v);
-    expect_error(c, "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"},"
-                    "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"},"
-                    "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"},"
-                    "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\"}]",
+    expect_error(c,
+                 "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"},"
+                 "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"},"
+                 "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"},"
+                 "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\"}]",
                  proto_reason_code(PROTO_R_LIMIT), "limit", true);
-    cases = json_pack("[{s:s},{s:s},{s:s}]", "recv", "q", "recv", "q",
-                      "recv", "q");
-    a = testd_call(c, 3, "select", json_pack("{s:o, s:b}", "cases", cases,
-                                             "default", 1), 10000);
+    cases =
+        json_pack("[{s:s},{s:s},{s:s}]", "recv", "q", "recv", "q", "recv", "q");
+    a = testd_call(c, 3, "select",
+                   json_pack("{s:o, s:b}", "cases", cases, "default", 1),
+                   10000);
     assert_string_equal(testd_reason(a), "limit");
     json_decref(a);
     /* Connections: c plus three more fill max-conns 4; the fifth is
@@ -309,7 +308,7 @@ static void test_limits(void **state)
     testd_close(cs[3]);
     /* Freeing a slot lets a new client in. */
     testd_close(cs[0]);
-    for (int tries = 0;; tries++) {
+    for (int64_t t0 = testd_now_ms();; testd_sleep_ms(20)) {
         cs[0] = testd_connect(&D);
         assert_non_null(cs[0]);
         a = testd_call(cs[0], 20, "ping", NULL, 10000);
@@ -319,8 +318,8 @@ static void test_limits(void **state)
         }
         json_decref(a);
         testd_close(cs[0]);
-        assert_true(tries < 100); /* the close may take a moment */
-        usleep(20000);
+        /* The close may take a moment. */
+        assert_true(testd_now_ms() - t0 < 20000);
     }
     for (int i = 0; i < 3; i++)
         testd_close(cs[i]);
@@ -329,7 +328,7 @@ static void test_limits(void **state)
 
 static void test_slow_reader(void **state)
 {
-    static const char *const args[] = { "--max-outbuf", "65536", NULL };
+    static const char *const args[] = {"--max-outbuf", "65536", NULL};
     enum { N = 64, VSIZE = 256 * 1024 };
     testd_conn *feeder, *slow, *check;
     char *v = malloc(VSIZE + 1);
@@ -340,8 +339,8 @@ static void test_slow_reader(void **state)
     assert_int_equal(testd_stop(&D), 0);
     assert_int_equal(start_with(args), 0);
     feeder = testd_connect(&D);
-    a = testd_call(feeder, 1, "make", json_pack("{s:s, s:i}", "name", "big",
-                                                "cap", N), 10000);
+    a = testd_call(feeder, 1, "make",
+                   json_pack("{s:s, s:i}", "name", "big", "cap", N), 10000);
     assert_non_null(testd_result(a));
     json_decref(a);
     memset(v, 'z', VSIZE);
@@ -358,9 +357,11 @@ static void test_slow_reader(void **state)
     setsockopt(testd_fd(slow), SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
     /* (A write may fail once the daemon has already hung up on it.) */
     for (int i = 0; i < N; i++)
-        if (testd_sendf(slow, "{\"jsonrpc\":\"2.0\",\"id\":%d,"
-                              "\"method\":\"recv\",\"params\":"
-                              "{\"name\":\"big\"}}", i) != 0) {
+        if (testd_sendf(slow,
+                        "{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                        "\"method\":\"recv\",\"params\":"
+                        "{\"name\":\"big\"}}",
+                        i) != 0) {
             assert_true(i > 0);
             break;
         }
@@ -370,8 +371,8 @@ static void test_slow_reader(void **state)
     for (;;) {
         check = testd_connect(&D);
         a = testd_call(check, 1, "runtime.stats", NULL, 10000);
-        json_int_t sessions = json_integer_value(
-            json_object_get(testd_result(a), "sessions"));
+        json_int_t sessions =
+            json_integer_value(json_object_get(testd_result(a), "sessions"));
         json_decref(a);
         a = testd_call(check, 2, "len", json_pack("{s:s}", "name", "big"),
                        10000);
@@ -381,7 +382,7 @@ static void test_slow_reader(void **state)
         if (sessions == 2) /* feeder + check: slow is gone */
             break;
         assert_true(testd_now_ms() - t0 < 20000);
-        usleep(20000);
+        testd_sleep_ms(20);
     }
     /* Answers already queued to the socket are gone with it; every value
      * not yet handed over is still in the channel. */
@@ -407,7 +408,7 @@ static void test_fair_turns(void **state)
 
     assert_non_null(b);
     assert_int_equal(pipe(p), 0);
-    pid = fork();
+    pid = testd_fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         /* The flooder: N pings in big writes, then reads every answer. */
@@ -441,14 +442,13 @@ static void test_fair_turns(void **state)
     for (int id = 2; seen <= id - 2; id++) {
         a = testd_call(b, id, "runtime.stats", NULL, 30000);
         assert_non_null(testd_result(a));
-        seen = json_integer_value(json_object_get(testd_result(a),
-                                                  "requests"));
+        seen = json_integer_value(json_object_get(testd_result(a), "requests"));
         json_decref(a);
     }
     /* b was answered while the flood was still being served. */
     assert_true(seen < N);
     int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_int_equal(testd_reap(pid, &st, 120000), pid);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     close(p[0]);
     close(p[1]);
@@ -458,14 +458,19 @@ static void test_fair_turns(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_hello_ping, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_huge_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hello_ping, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_malformed, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_huge_line, e2e_setup,
+                                        e2e_teardown),
         cmocka_unit_test_setup_teardown(test_batches_and_notifications,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_slow_reader, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fair_turns, setup, teardown),
+                                        e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_limits, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_slow_reader, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_fair_turns, e2e_setup,
+                                        e2e_teardown),
     };
     return cmocka_run_group_tests_name("daemon_input", tests, NULL, NULL);
 }

@@ -21,34 +21,6 @@
 #include "../common/e2e.h"
 #include "../common/testd.h"
 
-static testd D;
-
-static int setup(void **state)
-{
-    (void)state;
-    return testd_start(&D, NULL);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return testd_stop(&D) == 0 ? 0 : -1;
-}
-
-/* Returns result[key] as an integer, asserting success. */
-static json_int_t ok_int(testd_conn *c, int64_t id, const char *method,
-                         const char *params, const char *key)
-{
-    json_t *a = e2e_call(c, id, method, params);
-    json_int_t v;
-    if (!testd_result(a))
-        fail_msg("%s %s: %s", method, params ? params : "",
-                 json_dumps(a, JSON_COMPACT));
-    v = key ? json_integer_value(json_object_get(testd_result(a), key)) : 0;
-    json_decref(a);
-    return v;
-}
-
 static void test_mutex_tokens(void **state)
 {
     testd_conn *a = testd_connect(&D), *b = testd_connect(&D);
@@ -58,7 +30,7 @@ static void test_mutex_tokens(void **state)
 
     e2e_expect_reason_msg(a, 1, "mutex.unlock", "{\"name\":\"m\"}",
                           "not_locked", "sync: unlock of unlocked mutex");
-    t1 = ok_int(a, 2, "mutex.lock", "{\"name\":\"m\"}", "token");
+    t1 = e2e_ok_int(a, 2, "mutex.lock", "{\"name\":\"m\"}", "token");
     assert_int_equal(t1, 1);
     e2e_expect_reason_msg(b, 3, "mutex.lock",
                           "{\"name\":\"m\",\"timeout_ms\":0}", "timeout", NULL);
@@ -73,7 +45,7 @@ static void test_mutex_tokens(void **state)
     /* A waiter gets the lock when it is unlocked, with a larger token. */
     e2e_post(b, 7, "mutex.lock", "{\"name\":\"m\"}");
     assert_null(testd_wait_id(b, 7, 200));
-    ok_int(a, 8, "mutex.unlock", "{\"name\":\"m\"}", NULL);
+    e2e_ok_int(a, 8, "mutex.unlock", "{\"name\":\"m\"}", NULL);
     ans = testd_wait_id(b, 7, 20000);
     t2 = json_integer_value(json_object_get(testd_result(ans), "token"));
     assert_true(t2 > t1);
@@ -83,16 +55,15 @@ static void test_mutex_tokens(void **state)
      * from another goroutine). */
     {
         char p[64];
-        snprintf(p, sizeof p, "{\"name\":\"m\",\"token\":%lld}",
-                 (long long)t2);
-        ok_int(a, 9, "mutex.unlock", p, NULL);
+        snprintf(p, sizeof p, "{\"name\":\"m\",\"token\":%lld}", (long long)t2);
+        e2e_ok_int(a, 9, "mutex.unlock", p, NULL);
         e2e_expect_reason_msg(b, 10, "mutex.unlock", p, "not_locked", NULL);
     }
-    t3 = ok_int(a, 11, "mutex.lock", "{\"name\":\"m\"}", "token");
+    t3 = e2e_ok_int(a, 11, "mutex.lock", "{\"name\":\"m\"}", "token");
     assert_true(t3 > t2);
-    ok_int(a, 12, "mutex.unlock", "{\"name\":\"m\"}", NULL);
+    e2e_ok_int(a, 12, "mutex.unlock", "{\"name\":\"m\"}", NULL);
     /* One namespace. */
-    ok_int(a, 13, "make", "{\"name\":\"ch\"}", NULL);
+    e2e_ok_int(a, 13, "make", "{\"name\":\"ch\"}", NULL);
     e2e_expect_reason_msg(a, 14, "mutex.lock", "{\"name\":\"ch\"}",
                           "wrong_type", NULL);
     e2e_expect_reason_msg(a, 15, "recv", "{\"name\":\"m\"}", "wrong_type",
@@ -109,18 +80,18 @@ static void test_tokens_server_wide(void **state)
     json_int_t t1, t2, t3, t4;
     (void)state;
 
-    t1 = ok_int(a, 1, "mutex.lock", "{\"name\":\"x\"}", "token");
-    ok_int(a, 2, "mutex.unlock", "{\"name\":\"x\"}", NULL);
-    t2 = ok_int(a, 3, "rwmutex.rlock", "{\"name\":\"y\"}", "token");
+    t1 = e2e_ok_int(a, 1, "mutex.lock", "{\"name\":\"x\"}", "token");
+    e2e_ok_int(a, 2, "mutex.unlock", "{\"name\":\"x\"}", NULL);
+    t2 = e2e_ok_int(a, 3, "rwmutex.rlock", "{\"name\":\"y\"}", "token");
     assert_true(t2 > t1);
-    ok_int(a, 4, "rwmutex.runlock", "{\"name\":\"y\"}", NULL);
-    ok_int(a, 5, "drop", "{\"name\":\"x\"}", NULL);
-    t3 = ok_int(a, 6, "mutex.lock", "{\"name\":\"x\"}", "token");
+    e2e_ok_int(a, 4, "rwmutex.runlock", "{\"name\":\"y\"}", NULL);
+    e2e_ok_int(a, 5, "drop", "{\"name\":\"x\"}", NULL);
+    t3 = e2e_ok_int(a, 6, "mutex.lock", "{\"name\":\"x\"}", "token");
     assert_true(t3 > t2);
-    ok_int(a, 7, "mutex.unlock", "{\"name\":\"x\"}", NULL);
-    t4 = ok_int(a, 8, "rwmutex.lock", "{\"name\":\"y\"}", "token");
+    e2e_ok_int(a, 7, "mutex.unlock", "{\"name\":\"x\"}", NULL);
+    t4 = e2e_ok_int(a, 8, "rwmutex.lock", "{\"name\":\"y\"}", "token");
     assert_true(t4 > t3);
-    ok_int(a, 9, "rwmutex.unlock", "{\"name\":\"y\"}", NULL);
+    e2e_ok_int(a, 9, "rwmutex.unlock", "{\"name\":\"y\"}", NULL);
     testd_close(a);
 }
 
@@ -131,7 +102,7 @@ static void test_killed_holder(void **state)
     pid_t pid;
     (void)state;
 
-    pid = fork();
+    pid = testd_fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         testd_conn *c = testd_connect(&D);
@@ -147,16 +118,15 @@ static void test_killed_holder(void **state)
     e2e_post(b, 1, "mutex.lock", "{\"name\":\"k\"}");
     e2e_wait_stat(&D, "waiters", 1);
     kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    testd_reap(pid, NULL, -1);
     ans = testd_wait_id(b, 1, 20000);
     assert_non_null(testd_result(ans));
-    assert_true(json_is_true(json_object_get(testd_result(ans),
-                                             "owner_dead")));
-    assert_int_equal(json_integer_value(json_object_get(testd_result(ans),
-                                                        "token")), 2);
+    assert_true(json_is_true(json_object_get(testd_result(ans), "owner_dead")));
+    assert_int_equal(
+        json_integer_value(json_object_get(testd_result(ans), "token")), 2);
     json_decref(ans);
     /* owner_dead is told once. */
-    ok_int(b, 2, "mutex.unlock", "{\"name\":\"k\"}", NULL);
+    e2e_ok_int(b, 2, "mutex.unlock", "{\"name\":\"k\"}", NULL);
     ans = e2e_call(b, 3, "mutex.lock", "{\"name\":\"k\"}");
     assert_null(json_object_get(testd_result(ans), "owner_dead"));
     json_decref(ans);
@@ -172,8 +142,8 @@ static void test_lease(void **state)
     (void)state;
 
     /* A lease hold survives its session... */
-    tok = ok_int(a, 1, "mutex.lock", "{\"name\":\"l\",\"lease_ms\":60000}",
-                 "token");
+    tok = e2e_ok_int(a, 1, "mutex.lock", "{\"name\":\"l\",\"lease_ms\":60000}",
+                     "token");
     testd_close(a);
     e2e_wait_stat(&D, "sessions", 2); /* b + the stats connection */
     e2e_expect_reason_msg(b, 2, "mutex.lock",
@@ -181,17 +151,17 @@ static void test_lease(void **state)
                           NULL);
     /* ...until unlocked by its token, from anywhere. */
     snprintf(p, sizeof p, "{\"name\":\"l\",\"token\":%lld}", (long long)tok);
-    ok_int(b, 3, "mutex.unlock", p, NULL);
-    ok_int(b, 4, "mutex.lock", "{\"name\":\"l\"}", "token");
-    ok_int(b, 5, "mutex.unlock", "{\"name\":\"l\"}", NULL);
+    e2e_ok_int(b, 3, "mutex.unlock", p, NULL);
+    e2e_ok_int(b, 4, "mutex.lock", "{\"name\":\"l\"}", "token");
+    e2e_ok_int(b, 5, "mutex.unlock", "{\"name\":\"l\"}", NULL);
     /* ...or until the lease expires: the next holder hears owner_dead. */
     a = testd_connect(&D);
-    ok_int(a, 6, "mutex.lock", "{\"name\":\"l\",\"lease_ms\":200}", "token");
+    e2e_ok_int(a, 6, "mutex.lock", "{\"name\":\"l\",\"lease_ms\":200}",
+               "token");
     int64_t t0 = testd_now_ms();
     ans = e2e_call(b, 7, "mutex.lock", "{\"name\":\"l\"}");
     assert_true(testd_now_ms() - t0 >= 150);
-    assert_true(json_is_true(json_object_get(testd_result(ans),
-                                             "owner_dead")));
+    assert_true(json_is_true(json_object_get(testd_result(ans), "owner_dead")));
     json_decref(ans);
     /* The expired holder's token no longer unlocks. */
     e2e_expect_reason_msg(a, 8, "mutex.unlock", "{\"name\":\"l\",\"token\":3}",
@@ -206,20 +176,21 @@ static void test_deadlock(void **state)
     json_t *ans;
     (void)state;
 
-    ok_int(a, 1, "mutex.lock", "{\"name\":\"x\"}", "token");
-    ok_int(b, 2, "mutex.lock", "{\"name\":\"y\"}", "token");
+    e2e_ok_int(a, 1, "mutex.lock", "{\"name\":\"x\"}", "token");
+    e2e_ok_int(b, 2, "mutex.lock", "{\"name\":\"y\"}", "token");
     e2e_post(a, 3, "mutex.lock", "{\"name\":\"y\"}");
     e2e_wait_stat(&D, "waiters", 1);
     ans = e2e_call(b, 4, "mutex.lock", "{\"name\":\"x\"}");
     assert_string_equal(testd_reason(ans), "deadlock");
-    assert_non_null(strstr(testd_message(ans),
-                           "all goroutines are asleep - deadlock!"));
-    assert_int_equal(json_array_size(json_object_get(
-                         json_object_get(json_object_get(ans, "error"),
-                                         "data"), "cycle")), 2);
+    assert_non_null(
+        strstr(testd_message(ans), "all goroutines are asleep - deadlock!"));
+    assert_int_equal(
+        json_array_size(json_object_get(
+            json_object_get(json_object_get(ans, "error"), "data"), "cycle")),
+        2);
     json_decref(ans);
     /* The cycle is broken by b giving up y: a gets it. */
-    ok_int(b, 5, "mutex.unlock", "{\"name\":\"y\"}", NULL);
+    e2e_ok_int(b, 5, "mutex.unlock", "{\"name\":\"y\"}", NULL);
     ans = testd_wait_id(a, 3, 20000);
     assert_non_null(testd_result(ans));
     json_decref(ans);
@@ -242,26 +213,26 @@ static void test_rwmutex(void **state)
                           "not_locked", "sync: RUnlock of unlocked RWMutex");
     e2e_expect_reason_msg(a, 2, "rwmutex.unlock", "{\"name\":\"rw\"}",
                           "not_locked", "sync: Unlock of unlocked RWMutex");
-    r1 = ok_int(a, 3, "rwmutex.rlock", "{\"name\":\"rw\"}", "token");
-    r2 = ok_int(b, 4, "rwmutex.rlock", "{\"name\":\"rw\"}", "token");
+    r1 = e2e_ok_int(a, 3, "rwmutex.rlock", "{\"name\":\"rw\"}", "token");
+    r2 = e2e_ok_int(b, 4, "rwmutex.rlock", "{\"name\":\"rw\"}", "token");
     assert_true(r2 > r1);
     e2e_expect_reason_msg(w, 5, "rwmutex.lock",
                           "{\"name\":\"rw\",\"timeout_ms\":0}", "timeout",
                           NULL);
     e2e_post(w, 6, "rwmutex.lock", "{\"name\":\"rw\"}");
     assert_null(testd_wait_id(w, 6, 200));
-    ok_int(a, 7, "rwmutex.runlock", "{\"name\":\"rw\"}", NULL);
+    e2e_ok_int(a, 7, "rwmutex.runlock", "{\"name\":\"rw\"}", NULL);
     assert_null(testd_wait_id(w, 6, 100));
-    ok_int(b, 8, "rwmutex.runlock", "{\"name\":\"rw\"}", NULL);
+    e2e_ok_int(b, 8, "rwmutex.runlock", "{\"name\":\"rw\"}", NULL);
     ans = testd_wait_id(w, 6, 20000);
-    assert_true(json_integer_value(json_object_get(testd_result(ans),
-                                                   "token")) > r2);
+    assert_true(
+        json_integer_value(json_object_get(testd_result(ans), "token")) > r2);
     json_decref(ans);
     e2e_expect_reason_msg(a, 9, "rwmutex.rlock",
                           "{\"name\":\"rw\",\"timeout_ms\":0}", "timeout",
                           NULL);
-    ok_int(w, 10, "rwmutex.unlock", "{\"name\":\"rw\"}", NULL);
-    ok_int(a, 11, "rwmutex.rlock", "{\"name\":\"rw\"}", "token");
+    e2e_ok_int(w, 10, "rwmutex.unlock", "{\"name\":\"rw\"}", NULL);
+    e2e_ok_int(a, 11, "rwmutex.rlock", "{\"name\":\"rw\"}", "token");
     testd_close(a);
     testd_close(b);
     testd_close(w);
@@ -278,47 +249,47 @@ static void test_cond(void **state)
     e2e_expect_reason_msg(a, 1, "cond.wait",
                           "{\"name\":\"cv\",\"mutex\":\"cm\"}", "not_locked",
                           NULL);
-    ok_int(a, 2, "mutex.lock", "{\"name\":\"cm\"}", "token");
+    e2e_ok_int(a, 2, "mutex.lock", "{\"name\":\"cm\"}", "token");
     e2e_post(a, 3, "cond.wait", "{\"name\":\"cv\",\"mutex\":\"cm\"}");
-    ok_int(c, 4, "mutex.lock", "{\"name\":\"cm\"}", "token"); /* released */
+    e2e_ok_int(c, 4, "mutex.lock", "{\"name\":\"cm\"}", "token"); /* released */
     e2e_post(c, 5, "cond.wait", "{\"name\":\"cv\",\"mutex\":\"cm\"}");
     e2e_wait_stat(&D, "waiters", 2);
-    ok_int(b, 6, "mutex.lock", "{\"name\":\"cm\"}", "token");
-    ok_int(b, 7, "cond.broadcast", "{\"name\":\"cv\"}", NULL);
+    e2e_ok_int(b, 6, "mutex.lock", "{\"name\":\"cm\"}", "token");
+    e2e_ok_int(b, 7, "cond.broadcast", "{\"name\":\"cv\"}", NULL);
     assert_null(testd_wait_id(a, 3, 100)); /* cm still held by b */
-    ok_int(b, 8, "mutex.unlock", "{\"name\":\"cm\"}", NULL);
+    e2e_ok_int(b, 8, "mutex.unlock", "{\"name\":\"cm\"}", NULL);
     /* Both wake, one after the other, each holding cm again. */
     ans = testd_wait_id(a, 3, 2000);
     if (ans) {
-        assert_true(json_integer_value(json_object_get(testd_result(ans),
-                                                       "token")) > 0);
+        assert_true(json_integer_value(
+                        json_object_get(testd_result(ans), "token")) > 0);
         json_decref(ans);
-        ok_int(a, 9, "mutex.unlock", "{\"name\":\"cm\"}", NULL);
+        e2e_ok_int(a, 9, "mutex.unlock", "{\"name\":\"cm\"}", NULL);
         ans = testd_wait_id(c, 5, 20000);
         assert_non_null(testd_result(ans));
         json_decref(ans);
-        ok_int(c, 10, "mutex.unlock", "{\"name\":\"cm\"}", NULL);
+        e2e_ok_int(c, 10, "mutex.unlock", "{\"name\":\"cm\"}", NULL);
     } else {
         ans = testd_wait_id(c, 5, 20000);
         assert_non_null(testd_result(ans));
         json_decref(ans);
-        ok_int(c, 10, "mutex.unlock", "{\"name\":\"cm\"}", NULL);
+        e2e_ok_int(c, 10, "mutex.unlock", "{\"name\":\"cm\"}", NULL);
         ans = testd_wait_id(a, 3, 20000);
         assert_non_null(testd_result(ans));
         json_decref(ans);
-        ok_int(a, 9, "mutex.unlock", "{\"name\":\"cm\"}", NULL);
+        e2e_ok_int(a, 9, "mutex.unlock", "{\"name\":\"cm\"}", NULL);
     }
     /* signal wakes one; a timed-out wait holds the mutex again. */
-    ok_int(a, 11, "mutex.lock", "{\"name\":\"cm\"}", "token");
+    e2e_ok_int(a, 11, "mutex.lock", "{\"name\":\"cm\"}", "token");
     ans = e2e_call(a, 12, "cond.wait",
                    "{\"name\":\"cv\",\"mutex\":\"cm\","
                    "\"timeout_ms\":50}");
     assert_string_equal(testd_reason(ans), "timeout");
     json_decref(ans);
-    ok_int(a, 13, "mutex.unlock", "{\"name\":\"cm\"}", NULL);
-    ok_int(a, 14, "cond.signal", "{\"name\":\"cv\"}", NULL);
+    e2e_ok_int(a, 13, "mutex.unlock", "{\"name\":\"cm\"}", NULL);
+    e2e_ok_int(a, 14, "cond.signal", "{\"name\":\"cv\"}", NULL);
     /* A cond is bound to one mutex. */
-    ok_int(a, 15, "mutex.lock", "{\"name\":\"other\"}", "token");
+    e2e_ok_int(a, 15, "mutex.lock", "{\"name\":\"other\"}", "token");
     e2e_expect_reason_msg(a, 16, "cond.wait",
                           "{\"name\":\"cv\",\"mutex\":\"other\"}", "misuse",
                           NULL);
@@ -335,7 +306,7 @@ static void test_dump(void **state)
     bool seen = false;
     (void)state;
 
-    ok_int(a, 1, "mutex.lock", "{\"name\":\"dm\"}", "token");
+    e2e_ok_int(a, 1, "mutex.lock", "{\"name\":\"dm\"}", "token");
     e2e_post(b, 2, "mutex.lock", "{\"name\":\"dm\"}");
     e2e_wait_stat(&D, "waiters", 1);
     /* The waiter is listed once its goroutine has started waiting. */
@@ -343,38 +314,35 @@ static void test_dump(void **state)
         assert_true(testd_now_ms() - t0 < 20000);
         ans = e2e_call(a, 3, "runtime.dump", NULL);
         objs = json_object_get(testd_result(ans), "objects");
-        json_array_foreach(objs, i, o) {
+        json_array_foreach(objs, i, o)
+        {
             if (strcmp(json_string_value(json_object_get(o, "name")), "dm"))
                 continue;
-            assert_int_equal(json_array_size(json_object_get(o, "holders")),
-                             1);
+            assert_int_equal(json_array_size(json_object_get(o, "holders")), 1);
             json_t *w = json_array_get(json_object_get(o, "waiters"), 0);
             if (!w)
                 continue;
             seen = true;
-            assert_string_equal(
-                json_string_value(json_object_get(w, "reason")),
-                "sync.Mutex.Lock");
-            assert_true(json_integer_value(json_object_get(w, "session")) >
-                        0);
+            assert_string_equal(json_string_value(json_object_get(w, "reason")),
+                                "sync.Mutex.Lock");
+            assert_true(json_integer_value(json_object_get(w, "session")) > 0);
         }
         json_decref(ans);
         if (!seen)
-            usleep(5000);
+            testd_sleep_ms(5);
     }
     assert_int_equal(e2e_stat_of(&D, "held_locks"), 1);
     testd_close(a);
     ans = testd_wait_id(b, 2, 20000);
-    assert_true(json_is_true(json_object_get(testd_result(ans),
-                                             "owner_dead")));
+    assert_true(json_is_true(json_object_get(testd_result(ans), "owner_dead")));
     json_decref(ans);
     testd_close(b);
     e2e_wait_stat(&D, "held_locks", 0);
     e2e_wait_stat(&D, "waiters", 0);
     /* A dropped lock still held is released with its session. */
     a = testd_connect(&D);
-    ok_int(a, 4, "mutex.lock", "{\"name\":\"gone\"}", "token");
-    ok_int(a, 5, "drop", "{\"name\":\"gone\"}", NULL);
+    e2e_ok_int(a, 4, "mutex.lock", "{\"name\":\"gone\"}", "token");
+    e2e_ok_int(a, 5, "drop", "{\"name\":\"gone\"}", NULL);
     assert_int_equal(e2e_stat_of(&D, "held_locks"), 1);
     testd_close(a);
     e2e_wait_stat(&D, "held_locks", 0);
@@ -384,15 +352,17 @@ static void test_dump(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_mutex_tokens, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tokens_server_wide, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_killed_holder, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lease, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deadlock, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rwmutex, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cond, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_dump, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mutex_tokens, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_tokens_server_wide, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_killed_holder, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_lease, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_deadlock, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_rwmutex, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_cond, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_dump, e2e_setup, e2e_teardown),
     };
     return cmocka_run_group_tests_name("daemon_lock", tests, NULL, NULL);
 }

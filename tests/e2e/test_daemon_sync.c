@@ -18,35 +18,6 @@
 #include "../common/e2e.h"
 #include "../common/testd.h"
 
-static testd D;
-
-static int setup(void **state)
-{
-    (void)state;
-    return testd_start(&D, NULL);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return testd_stop(&D) == 0 ? 0 : -1;
-}
-
-static json_int_t ok_int(testd_conn *c, int64_t id, const char *method,
-                         const char *params, const char *key)
-{
-    return json_integer_value(
-        json_object_get(e2e_ok(c, id, method, params), key));
-}
-
-static bool ok_bool(testd_conn *c, int64_t id, const char *method,
-                    const char *params, const char *key)
-{
-    /* json_is_true evaluates its argument twice: call once. */
-    json_t *v = json_object_get(e2e_ok(c, id, method, params), key);
-    return json_is_true(v);
-}
-
 static void test_waitgroup(void **state)
 {
     testd_conn *a = testd_connect(&D), *b = testd_connect(&D);
@@ -54,16 +25,16 @@ static void test_waitgroup(void **state)
     (void)state;
 
     e2e_ok(a, 1, "wg.wait", "{\"name\":\"g\"}"); /* zero: returns at once */
-    assert_int_equal(ok_int(a, 2, "wg.add", "{\"name\":\"g\",\"delta\":2}",
-                            "count"), 2);
+    assert_int_equal(
+        e2e_ok_int(a, 2, "wg.add", "{\"name\":\"g\",\"delta\":2}", "count"), 2);
     e2e_expect_reason(a, 3, "wg.wait", "{\"name\":\"g\",\"timeout_ms\":0}",
                       "timeout");
     e2e_post(b, 4, "wg.wait", "{\"name\":\"g\"}");
     assert_null(testd_wait_id(b, 4, 200));
-    assert_int_equal(ok_int(a, 5, "wg.done", "{\"name\":\"g\"}", "count"),
+    assert_int_equal(e2e_ok_int(a, 5, "wg.done", "{\"name\":\"g\"}", "count"),
                      1);
     assert_null(testd_wait_id(b, 4, 100));
-    assert_int_equal(ok_int(a, 6, "wg.done", "{\"name\":\"g\"}", "count"),
+    assert_int_equal(e2e_ok_int(a, 6, "wg.done", "{\"name\":\"g\"}", "count"),
                      0);
     ans = testd_wait_id(b, 4, 20000);
     assert_non_null(testd_result(ans));
@@ -87,7 +58,7 @@ static void test_once(void **state)
     pid_t pid;
     (void)state;
 
-    assert_true(ok_bool(a, 1, "once.do", "{\"name\":\"init\"}", "run"));
+    assert_true(e2e_ok_bool(a, 1, "once.do", "{\"name\":\"init\"}", "run"));
     e2e_expect_reason(b, 2, "once.do", "{\"name\":\"init\",\"timeout_ms\":0}",
                       "timeout");
     e2e_post(b, 3, "once.do", "{\"name\":\"init\"}");
@@ -97,11 +68,11 @@ static void test_once(void **state)
     ans = testd_wait_id(b, 3, 20000);
     assert_true(json_is_false(json_object_get(testd_result(ans), "run")));
     json_decref(ans);
-    assert_false(ok_bool(c, 6, "once.do", "{\"name\":\"init\"}", "run"));
+    assert_false(e2e_ok_bool(c, 6, "once.do", "{\"name\":\"init\"}", "run"));
     e2e_expect_reason(a, 7, "once.done", "{\"name\":\"init\"}", "misuse");
 
     /* The runner dies before once.done: the next waiter runs it. */
-    pid = fork();
+    pid = testd_fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         testd_conn *k = testd_connect(&D);
@@ -123,12 +94,12 @@ static void test_once(void **state)
         if (st && strcmp(st, "running") == 0)
             break;
         assert_true(testd_now_ms() - t0 < 20000);
-        usleep(5000);
+        testd_sleep_ms(5);
     }
     e2e_post(b, 9, "once.do", "{\"name\":\"o2\"}");
     e2e_wait_stat(&D, "waiters", 1);
     kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    testd_reap(pid, NULL, -1);
     ans = testd_wait_id(b, 9, 20000);
     if (!json_is_true(json_object_get(testd_result(ans), "run")))
         fail_msg("once after the runner died: %s",
@@ -154,7 +125,8 @@ static void test_pool(void **state)
      * it is the one put. */
     if (json_is_true(json_object_get(r, "ok")))
         assert_int_equal(json_array_size(json_object_get(
-                             json_object_get(r, "value"), "buf")), 3);
+                             json_object_get(r, "value"), "buf")),
+                         3);
     testd_close(a);
 }
 
@@ -170,8 +142,9 @@ static void test_map(void **state)
            "{\"name\":\"mp\",\"key\":\"k\",\"value\":{\"a\":1}}");
     r = e2e_ok(a, 3, "map.load", "{\"name\":\"mp\",\"key\":\"k\"}");
     assert_true(json_is_true(json_object_get(r, "ok")));
-    assert_int_equal(json_integer_value(json_object_get(
-                         json_object_get(r, "value"), "a")), 1);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(r, "value"), "a")),
+        1);
     r = e2e_ok(a, 4, "map.load_or_store",
                "{\"name\":\"mp\",\"key\":\"k\","
                "\"value\":2}");
@@ -182,35 +155,40 @@ static void test_map(void **state)
     assert_true(json_is_false(json_object_get(r, "loaded")));
     assert_int_equal(json_integer_value(json_object_get(r, "value")), 2);
     /* compare-and-swap uses JSON equality */
-    assert_true(ok_bool(a, 6, "map.compare_and_swap",
-                        "{\"name\":\"mp\",\"key\":\"k\",\"old\":{\"a\":1},"
-                        "\"new\":\"b\"}", "swapped"));
-    assert_false(ok_bool(a, 7, "map.compare_and_swap",
-                         "{\"name\":\"mp\",\"key\":\"k\",\"old\":{\"a\":1},"
-                         "\"new\":\"c\"}", "swapped"));
+    assert_true(e2e_ok_bool(a, 6, "map.compare_and_swap",
+                            "{\"name\":\"mp\",\"key\":\"k\",\"old\":{\"a\":1},"
+                            "\"new\":\"b\"}",
+                            "swapped"));
+    assert_false(e2e_ok_bool(a, 7, "map.compare_and_swap",
+                             "{\"name\":\"mp\",\"key\":\"k\",\"old\":{\"a\":1},"
+                             "\"new\":\"c\"}",
+                             "swapped"));
     r = e2e_ok(a, 8, "map.swap", "{\"name\":\"mp\",\"key\":\"k\",\"value\":3}");
     assert_true(json_is_true(json_object_get(r, "loaded")));
-    assert_string_equal(json_string_value(json_object_get(r, "previous")),
-                        "b");
-    assert_int_equal(ok_int(a, 9, "map.len", "{\"name\":\"mp\"}", "len"), 2);
+    assert_string_equal(json_string_value(json_object_get(r, "previous")), "b");
+    assert_int_equal(e2e_ok_int(a, 9, "map.len", "{\"name\":\"mp\"}", "len"),
+                     2);
     r = e2e_ok(a, 10, "map.range", "{\"name\":\"mp\"}");
-    assert_int_equal(json_integer_value(json_object_get(
-                         json_object_get(r, "entries"), "k")), 3);
-    assert_int_equal(json_integer_value(json_object_get(
-                         json_object_get(r, "entries"), "n")), 2);
-    assert_false(ok_bool(a, 11, "map.compare_and_delete",
-                         "{\"name\":\"mp\",\"key\":\"k\",\"old\":4}",
-                         "deleted"));
-    assert_true(ok_bool(a, 12, "map.compare_and_delete",
-                        "{\"name\":\"mp\",\"key\":\"k\",\"old\":3}",
-                        "deleted"));
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(r, "entries"), "k")),
+        3);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(r, "entries"), "n")),
+        2);
+    assert_false(e2e_ok_bool(a, 11, "map.compare_and_delete",
+                             "{\"name\":\"mp\",\"key\":\"k\",\"old\":4}",
+                             "deleted"));
+    assert_true(e2e_ok_bool(a, 12, "map.compare_and_delete",
+                            "{\"name\":\"mp\",\"key\":\"k\",\"old\":3}",
+                            "deleted"));
     r = e2e_ok(a, 13, "map.load_and_delete", "{\"name\":\"mp\",\"key\":\"n\"}");
     assert_true(json_is_true(json_object_get(r, "loaded")));
     e2e_ok(a, 14, "map.store",
            "{\"name\":\"mp\",\"key\":\"z\",\"value\":null}");
     e2e_ok(a, 15, "map.delete", "{\"name\":\"mp\",\"key\":\"nothing\"}");
     e2e_ok(a, 16, "map.clear", "{\"name\":\"mp\"}");
-    assert_int_equal(ok_int(a, 17, "map.len", "{\"name\":\"mp\"}", "len"), 0);
+    assert_int_equal(e2e_ok_int(a, 17, "map.len", "{\"name\":\"mp\"}", "len"),
+                     0);
     e2e_expect_reason(a, 18, "atomic.load", "{\"name\":\"mp\"}", "wrong_type");
     testd_close(a);
 }
@@ -220,24 +198,34 @@ static void test_atomic(void **state)
     testd_conn *a = testd_connect(&D);
     (void)state;
 
-    assert_int_equal(ok_int(a, 1, "atomic.load", "{\"name\":\"n\"}",
-                            "value"), 0);
-    assert_int_equal(ok_int(a, 2, "atomic.add", "{\"name\":\"n\","
-                                                "\"delta\":5}", "value"), 5);
-    assert_int_equal(ok_int(a, 3, "atomic.add", "{\"name\":\"n\","
-                                                "\"delta\":-7}", "value"),
+    assert_int_equal(
+        e2e_ok_int(a, 1, "atomic.load", "{\"name\":\"n\"}", "value"), 0);
+    assert_int_equal(e2e_ok_int(a, 2, "atomic.add",
+                                "{\"name\":\"n\","
+                                "\"delta\":5}",
+                                "value"),
+                     5);
+    assert_int_equal(e2e_ok_int(a, 3, "atomic.add",
+                                "{\"name\":\"n\","
+                                "\"delta\":-7}",
+                                "value"),
                      -2);
-    assert_int_equal(ok_int(a, 4, "atomic.swap", "{\"name\":\"n\","
-                                                 "\"value\":10}", "old"), -2);
-    assert_false(ok_bool(a, 5, "atomic.compare_and_swap",
-                         "{\"name\":\"n\",\"old\":9,\"new\":1}", "swapped"));
-    assert_true(ok_bool(a, 6, "atomic.compare_and_swap",
-                        "{\"name\":\"n\",\"old\":10,\"new\":1}", "swapped"));
+    assert_int_equal(e2e_ok_int(a, 4, "atomic.swap",
+                                "{\"name\":\"n\","
+                                "\"value\":10}",
+                                "old"),
+                     -2);
+    assert_false(e2e_ok_bool(a, 5, "atomic.compare_and_swap",
+                             "{\"name\":\"n\",\"old\":9,\"new\":1}",
+                             "swapped"));
+    assert_true(e2e_ok_bool(a, 6, "atomic.compare_and_swap",
+                            "{\"name\":\"n\",\"old\":10,\"new\":1}",
+                            "swapped"));
     e2e_ok(a, 7, "atomic.store",
            "{\"name\":\"n\",\"value\":9223372036854775807}");
     /* wraps like Go's int64 */
-    assert_true(ok_int(a, 8, "atomic.add", "{\"name\":\"n\",\"delta\":1}",
-                       "value") == INT64_MIN);
+    assert_true(e2e_ok_int(a, 8, "atomic.add", "{\"name\":\"n\",\"delta\":1}",
+                           "value") == INT64_MIN);
     testd_close(a);
 }
 
@@ -257,11 +245,12 @@ static void test_timers(void **state)
     assert_true(json_integer_value(json_object_get(r, "value")) > 0);
     /* Stopped before it fires: nothing arrives. */
     e2e_ok(a, 4, "timer.after", "{\"name\":\"t2\",\"ms\":200}");
-    assert_true(ok_bool(a, 5, "timer.stop", "{\"name\":\"t2\"}", "stopped"));
+    assert_true(
+        e2e_ok_bool(a, 5, "timer.stop", "{\"name\":\"t2\"}", "stopped"));
     e2e_expect_reason(a, 6, "recv", "{\"name\":\"t2\",\"timeout_ms\":400}",
                       "timeout");
-    assert_false(ok_bool(a, 7, "timer.reset", "{\"name\":\"t2\",\"ms\":10}",
-                         "active"));
+    assert_false(e2e_ok_bool(a, 7, "timer.reset", "{\"name\":\"t2\",\"ms\":10}",
+                             "active"));
     e2e_ok(a, 8, "recv", "{\"name\":\"t2\",\"timeout_ms\":10000}");
     /* A ticker ticks until stopped. */
     e2e_ok(a, 9, "timer.ticker", "{\"name\":\"tk\",\"ms\":30}");
@@ -295,11 +284,17 @@ static void test_timers(void **state)
         char p[128];
         snprintf(p, sizeof p, "{\"name\":\"%s\"}",
                  json_string_value(json_object_get(r, "timer")));
-        assert_true(ok_bool(a, 23, "timer.stop", p, "stopped"));
+        assert_true(e2e_ok_bool(a, 23, "timer.stop", p, "stopped"));
     }
-    usleep(300000);
-    e2e_expect_reason(a, 24, "recv", "{\"name\":\"af\",\"timeout_ms\":0}",
-                      "timeout"); /* not closed */
+    /* A later timer's request runs after the stopped one's would have:
+     * the channel is still open when it sends (no sleep, no guess). */
+    e2e_ok(a, 24, "timer.afterfunc",
+           "{\"ms\":400,\"request\":{\"method\":"
+           "\"send\",\"params\":{\"name\":\"af\","
+           "\"value\":\"later\"}}}");
+    r = e2e_ok(a, 26, "recv", "{\"name\":\"af\",\"timeout_ms\":10000}");
+    assert_string_equal(json_string_value(json_object_get(r, "value")),
+                        "later"); /* not closed */
     e2e_expect_reason(a, 25, "timer.afterfunc",
                       "{\"ms\":1,\"request\":"
                       "{\"method\":\"fly\"}}",
@@ -328,18 +323,27 @@ static void test_go_and_runtime(void **state)
                       "invalid");
     r = e2e_ok(b, 5, "runtime.stats", NULL);
     static const char *const keys[] = {
-        "goroutines", "gomaxprocs", "numcpu", "threads", "sessions",
-        "objects", "waiters", "held_locks", "open_fds", "rss_bytes",
-        "output_buffer_bytes", "requests",
+        "goroutines",
+        "gomaxprocs",
+        "numcpu",
+        "threads",
+        "sessions",
+        "objects",
+        "waiters",
+        "held_locks",
+        "open_fds",
+        "rss_bytes",
+        "output_buffer_bytes",
+        "requests",
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         assert_true(json_is_integer(json_object_get(r, keys[i])));
     assert_true(json_integer_value(json_object_get(r, "numcpu")) >= 1);
     assert_true(json_integer_value(json_object_get(r, "rss_bytes")) > 0);
-    json_int_t prev = ok_int(b, 6, "runtime.gomaxprocs", "{\"n\":1}",
-                             "previous");
+    json_int_t prev =
+        e2e_ok_int(b, 6, "runtime.gomaxprocs", "{\"n\":1}", "previous");
     assert_true(prev >= 1);
-    assert_int_equal(ok_int(b, 7, "runtime.gomaxprocs", NULL, "previous"),
+    assert_int_equal(e2e_ok_int(b, 7, "runtime.gomaxprocs", NULL, "previous"),
                      1);
     char p[32];
     snprintf(p, sizeof p, "{\"n\":%lld}", (long long)prev);
@@ -352,14 +356,15 @@ static void test_go_and_runtime(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_waitgroup, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pool, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_map, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_atomic, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_timers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_go_and_runtime, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_waitgroup, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_once, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_pool, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_map, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_atomic, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_timers, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_go_and_runtime, e2e_setup,
+                                        e2e_teardown),
     };
     int rc = cmocka_run_group_tests_name("daemon_sync", tests, NULL, NULL);
     json_decref(e2e_held);

@@ -37,6 +37,8 @@
 #include "proto.h"
 #include "../common/testd.h"
 #include "../common/testpath.h"
+#include "../common/testpath.h"
+#include "../common/testrand.h"
 #include "../soak/ledger.h"
 
 #define ID_BASE 1000000000LL /* line i, member k: ID_BASE + i * 2048 + k */
@@ -44,26 +46,17 @@
 
 static testd D;
 static ledger BASE;
-static uint64_t rng_state = 88172645463325252ULL;
-
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
+static uint64_t rng_state;
 
 static size_t rndn(size_t n)
 {
-    return n ? (size_t)(rnd() % n) : 0;
+    return (size_t)testrand_below(&rng_state, n);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    if (getenv("CHAND_HOSTILE_SEED"))
-        rng_state = strtoull(getenv("CHAND_HOSTILE_SEED"), NULL, 0) | 1;
+    rng_state = testrand_seed("CHAND_HOSTILE_SEED", 88172645463325252ULL);
     if (testd_start(&D, NULL) != 0)
         return -1;
     return ledger_read(&D, &BASE);
@@ -80,12 +73,12 @@ static int teardown(void **state)
 /* ------------------------------------------------------------------ */
 
 typedef struct line {
-    char *buf;     /* without '\n'; may hold NULs */
+    char *buf; /* without '\n'; may hold NULs */
     size_t len;
-    int expect;    /* answers the line must get: 0 or 1 */
-    bool json;     /* the line parses (and was rewritten) */
+    int expect; /* answers the line must get: 0 or 1 */
+    bool json;  /* the line parses (and was rewritten) */
     int got;
-    int errors;    /* answers that were errors */
+    int errors; /* answers that were errors */
 } line;
 
 /* Returns the answers a request object gets: none for a notification (an
@@ -108,18 +101,17 @@ static int answers_due(json_t *v)
     n = json_array_size(v);
     if (n == 0 || n > 1000)
         return 1;
-    json_array_foreach(v, i, m)
-        if (expect_member(m))
-            return 1;
+    json_array_foreach(v, i, m) if (expect_member(m)) return 1;
     return 0;
 }
 
 static bool is_lasting(const char *m)
 {
     static const char *const lasting[] = {
-        "mutex.lock", "rwmutex.lock", "rwmutex.rlock", "once.do",
-        "cond.wait", "wg.wait", "send", "recv", "select", "timer.ticker",
-        "go", "timer.afterfunc",
+        "mutex.lock",   "rwmutex.lock", "rwmutex.rlock",
+        "once.do",      "cond.wait",    "wg.wait",
+        "send",         "recv",         "select",
+        "timer.ticker", "go",           "timer.afterfunc",
     };
     for (size_t i = 0; i < sizeof lasting / sizeof lasting[0]; i++)
         if (strcmp(m, lasting[i]) == 0)
@@ -133,8 +125,7 @@ static void sanitize_req(json_t *o, size_t li, size_t k, bool nested);
  * 0..20 ms, ticker periods to >= 50 ms, gomaxprocs to <= 4; nested
  * requests (go, afterfunc) that could wait or hold forever become pings,
  * since a detached holder is never released. */
-static void sanitize_params(json_t *o, const char *m, size_t li,
-                            bool nested)
+static void sanitize_params(json_t *o, const char *m, size_t li, bool nested)
 {
     json_t *p = json_object_get(o, "params");
     const proto_method *pm = proto_method_find(m);
@@ -181,9 +172,9 @@ static void sanitize_req(json_t *o, size_t li, size_t k, bool nested)
     id = json_object_get(o, "id");
     if (!nested && id &&
         (json_is_string(id) || json_is_number(id) || json_is_null(id)))
-        json_object_set_new(o, "id",
-                            json_integer(ID_BASE + (json_int_t)li * 2048 +
-                                         (json_int_t)k));
+        json_object_set_new(
+            o, "id",
+            json_integer(ID_BASE + (json_int_t)li * 2048 + (json_int_t)k));
     m = json_object_get(o, "method");
     if (!json_is_string(m))
         return;
@@ -202,8 +193,8 @@ static void sanitize_req(json_t *o, size_t li, size_t k, bool nested)
  * they are (one parse error each).  Takes buf (malloc'd). */
 static void line_prepare(line *l, size_t li, char *buf, size_t len)
 {
-    static const proto_limits lim = { PROTO_MAX_LINE_DEFAULT,
-                                      PROTO_MAX_DEPTH_DEFAULT };
+    static const proto_limits lim = {PROTO_MAX_LINE_DEFAULT,
+                                     PROTO_MAX_DEPTH_DEFAULT};
     proto_error err;
     json_t *v;
 
@@ -224,16 +215,15 @@ static void line_prepare(line *l, size_t li, char *buf, size_t len)
     if (json_is_array(v) && json_array_size(v) <= 1000) {
         size_t i;
         json_t *m;
-        json_array_foreach(v, i, m)
-            sanitize_req(m, li, i, false);
+        json_array_foreach(v, i, m) sanitize_req(m, li, i, false);
         /* A member with an id makes the batch's answer attributable even
          * when it comes after other members waited. */
         if (json_array_size(v) > 0 && json_array_size(v) < 1000)
             json_array_append_new(
-                v, json_pack("{s:s, s:I, s:s}", "jsonrpc", "2.0", "id",
-                             (json_int_t)(ID_BASE + (json_int_t)li * 2048 +
-                                          2000),
-                             "method", "ping"));
+                v,
+                json_pack("{s:s, s:I, s:s}", "jsonrpc", "2.0", "id",
+                          (json_int_t)(ID_BASE + (json_int_t)li * 2048 + 2000),
+                          "method", "ping"));
     } else if (!json_is_array(v)) {
         sanitize_req(v, li, 0, false);
     }
@@ -250,7 +240,8 @@ static long owner_of(json_t *a, size_t nlines)
     if (json_is_array(a)) {
         size_t i;
         json_t *m;
-        json_array_foreach(a, i, m) {
+        json_array_foreach(a, i, m)
+        {
             long o = owner_of(m, nlines);
             if (o >= 0)
                 return o;
@@ -265,12 +256,22 @@ static long owner_of(json_t *a, size_t nlines)
     return -1;
 }
 
-/* Reads answers until sentinel s<want>; counts each into its line. */
+/* Returns true when every line got at least the answers it expects. */
+static bool all_answered(const line *ls, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ls[i].got < ls[i].expect)
+            return false;
+    return true;
+}
+
+/* Reads answers until sentinel s<want> (want == n: until every line has
+ * its answers); counts each into its line. */
 static void read_until(testd_conn *c, line *ls, size_t n, size_t want)
 {
     char sent[32];
     snprintf(sent, sizeof sent, "s%zu", want);
-    for (;;) {
+    while (want < n || !all_answered(ls, n)) {
         char *raw = testd_recv_line(c, 30000);
         if (!raw)
             fail_msg("no answer up to sentinel %s (line %zu: %.200s)", sent,
@@ -315,7 +316,8 @@ static void run_lines(line *ls, size_t n)
             free(b);
             snprintf(sbuf, sizeof sbuf,
                      "{\"jsonrpc\":\"2.0\",\"id\":\"s%zu\",\"method\":"
-                     "\"ping\"}", sent);
+                     "\"ping\"}",
+                     sent);
             assert_int_equal(testd_send(c, sbuf), 0);
             sent++;
         }
@@ -323,18 +325,19 @@ static void run_lines(line *ls, size_t n)
         read++;
     }
     /* Requests that waited (<= 20 ms each) answer late: wait until none
-     * is parked, then one more sentinel flushes their answers. */
+     * is parked. */
     for (int64_t t0 = testd_now_ms(); testd_now_ms() - t0 < 30000;) {
         ledger l;
         assert_int_equal(ledger_read(&D, &l), 0);
         if (l.waiters == BASE.waiters)
             break;
-        usleep(5000);
+        testd_sleep_ms(5);
     }
-    /* Waiters are counted down after their answer was queued. */
+    /* Their answers are on their way: read until each line has its own,
+     * then a last sentinel shows no line gets one too many. */
+    read_until(c, ls, n, n);
     snprintf(sbuf, sizeof sbuf,
              "{\"jsonrpc\":\"2.0\",\"id\":\"s%zu\",\"method\":\"ping\"}", n);
-    usleep(20000);
     assert_int_equal(testd_send(c, sbuf), 0);
     read_until(c, ls, n + 1, n);
     for (size_t i = 0; i < n; i++)
@@ -361,11 +364,11 @@ static void check_clean(void)
     ledger l;
 
     assert_non_null(testd_result(a));
-    json_array_foreach(json_object_get(testd_result(a), "objects"), i, o) {
-        json_t *d = testd_call(c, 2, "drop",
-                               json_pack("{s:O}", "name",
-                                         json_object_get(o, "name")),
-                               10000);
+    json_array_foreach(json_object_get(testd_result(a), "objects"), i, o)
+    {
+        json_t *d = testd_call(
+            c, 2, "drop",
+            json_pack("{s:O}", "name", json_object_get(o, "name")), 10000);
         assert_non_null(d);
         json_decref(d);
     }
@@ -402,26 +405,19 @@ static void test_corpus(void **state)
     assert_non_null(dp);
     while ((e = readdir(dp)) && n < 512) {
         char p[PATH_MAX + 400], *buf;
-        FILE *f;
-        long sz;
+        size_t sz;
         if (strncmp(e->d_name, "n_", 2) != 0)
             continue;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        f = fopen(p, "rb");
-        assert_non_null(f);
-        fseek(f, 0, SEEK_END);
-        sz = ftell(f);
-        rewind(f);
-        buf = malloc((size_t)sz + 1);
-        assert_int_equal(fread(buf, 1, (size_t)sz, f), (size_t)sz);
-        fclose(f);
+        buf = testfile_read(p, &sz);
+        assert_non_null(buf);
         /* Every n_ case must be refused by the parser itself. */
-        proto_limits lim = { PROTO_MAX_LINE_DEFAULT, PROTO_MAX_DEPTH_DEFAULT };
+        proto_limits lim = {PROTO_MAX_LINE_DEFAULT, PROTO_MAX_DEPTH_DEFAULT};
         proto_error err;
-        json_t *v = proto_parse_line(buf, (size_t)sz, &lim, &err);
+        json_t *v = proto_parse_line(buf, sz, &lim, &err);
         if (v)
             fail_msg("%s parses but is malformed", e->d_name);
-        line_prepare(&ls[n], n, buf, (size_t)sz);
+        line_prepare(&ls[n], n, buf, sz);
         assert_int_equal(ls[n].expect, 1);
         n++;
     }
@@ -441,81 +437,163 @@ static void test_corpus(void **state)
 
 /* One valid request per method (the fuzz seed corpus has the same). */
 static const char *const valid[] = {
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hello\",\"params\":{\"version\":1}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hello\",\"params\":{"
+    "\"version\":1}}",
     "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"make\",\"params\":{\"name\":\"a\",\"cap\":2,\"type\":\"any\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"make\",\"params\":{\"name\":\"q\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"send\",\"params\":{\"name\":\"a\",\"value\":\"x\",\"timeout_ms\":0}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\",\"params\":{\"name\":\"a\",\"timeout_ms\":5}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"close\",\"params\":{\"name\":\"b\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"len\",\"params\":{\"name\":\"a\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"drop\",\"params\":{\"name\":\"b\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"list\",\"params\":{\"prefix\":\"a\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"select\",\"params\":{\"cases\":[{\"recv\":\"a\"},{\"send\":\"q\",\"value\":1}],\"default\":true}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"mutex.lock\",\"params\":{\"name\":\"m\",\"timeout_ms\":10}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"mutex.unlock\",\"params\":{\"name\":\"m\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"rwmutex.lock\",\"params\":{\"name\":\"rw\",\"lease_ms\":10}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"rwmutex.unlock\",\"params\":{\"name\":\"rw\",\"token\":1}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"rwmutex.rlock\",\"params\":{\"name\":\"rw\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"rwmutex.runlock\",\"params\":{\"name\":\"rw\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"cond.wait\",\"params\":{\"name\":\"c\",\"mutex\":\"m\",\"timeout_ms\":5}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"cond.signal\",\"params\":{\"name\":\"c\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"cond.broadcast\",\"params\":{\"name\":\"c\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"wg.add\",\"params\":{\"name\":\"w\",\"delta\":1}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"wg.done\",\"params\":{\"name\":\"w\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"wg.wait\",\"params\":{\"name\":\"w\",\"timeout_ms\":5}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"once.do\",\"params\":{\"name\":\"o\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"once.done\",\"params\":{\"name\":\"o\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"pool.put\",\"params\":{\"name\":\"p\",\"value\":[1,2]}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"pool.get\",\"params\":{\"name\":\"p\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.store\",\"params\":{\"name\":\"mp\",\"key\":\"k\",\"value\":{\"x\":1}}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.load\",\"params\":{\"name\":\"mp\",\"key\":\"k\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.delete\",\"params\":{\"name\":\"mp\",\"key\":\"k\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.load_or_store\",\"params\":{\"name\":\"mp\",\"key\":\"k\",\"value\":1}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.load_and_delete\",\"params\":{\"name\":\"mp\",\"key\":\"k\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.swap\",\"params\":{\"name\":\"mp\",\"key\":\"k\",\"value\":2}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.compare_and_swap\",\"params\":{\"name\":\"mp\",\"key\":\"k\",\"old\":2,\"new\":3}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.compare_and_delete\",\"params\":{\"name\":\"mp\",\"key\":\"k\",\"old\":3}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.range\",\"params\":{\"name\":\"mp\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.len\",\"params\":{\"name\":\"mp\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.clear\",\"params\":{\"name\":\"mp\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"atomic.load\",\"params\":{\"name\":\"n\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"atomic.store\",\"params\":{\"name\":\"n\",\"value\":5}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"atomic.add\",\"params\":{\"name\":\"n\",\"delta\":-1}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"atomic.swap\",\"params\":{\"name\":\"n\",\"value\":7}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"atomic.compare_and_swap\",\"params\":{\"name\":\"n\",\"old\":7,\"new\":8}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"timer.after\",\"params\":{\"name\":\"t\",\"ms\":5}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"timer.ticker\",\"params\":{\"name\":\"tk\",\"ms\":50}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"timer.stop\",\"params\":{\"name\":\"tk\"}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"timer.reset\",\"params\":{\"name\":\"t\",\"ms\":5}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"timer.afterfunc\",\"params\":{\"ms\":5,\"request\":{\"method\":\"close\",\"params\":{\"name\":\"b\"}}}}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"go\",\"params\":{\"request\":{\"method\":\"send\",\"params\":{\"name\":\"a\",\"value\":1}}}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"make\",\"params\":{\"name\":"
+    "\"a\",\"cap\":2,\"type\":\"any\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"make\",\"params\":{\"name\":"
+    "\"q\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"send\",\"params\":{\"name\":"
+    "\"a\",\"value\":\"x\",\"timeout_ms\":0}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\",\"params\":{\"name\":"
+    "\"a\",\"timeout_ms\":5}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"close\",\"params\":{\"name\":"
+    "\"b\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"len\",\"params\":{\"name\":"
+    "\"a\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"drop\",\"params\":{\"name\":"
+    "\"b\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"list\",\"params\":{\"prefix\":"
+    "\"a\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"select\",\"params\":{\"cases\":"
+    "[{\"recv\":\"a\"},{\"send\":\"q\",\"value\":1}],\"default\":true}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"mutex.lock\",\"params\":{"
+    "\"name\":\"m\",\"timeout_ms\":10}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"mutex.unlock\",\"params\":{"
+    "\"name\":\"m\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"rwmutex.lock\",\"params\":{"
+    "\"name\":\"rw\",\"lease_ms\":10}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"rwmutex.unlock\",\"params\":{"
+    "\"name\":\"rw\",\"token\":1}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"rwmutex.rlock\",\"params\":{"
+    "\"name\":\"rw\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"rwmutex.runlock\",\"params\":{"
+    "\"name\":\"rw\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"cond.wait\",\"params\":{"
+    "\"name\":\"c\",\"mutex\":\"m\",\"timeout_ms\":5}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"cond.signal\",\"params\":{"
+    "\"name\":\"c\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"cond.broadcast\",\"params\":{"
+    "\"name\":\"c\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"wg.add\",\"params\":{\"name\":"
+    "\"w\",\"delta\":1}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"wg.done\",\"params\":{\"name\":"
+    "\"w\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"wg.wait\",\"params\":{\"name\":"
+    "\"w\",\"timeout_ms\":5}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"once.do\",\"params\":{\"name\":"
+    "\"o\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"once.done\",\"params\":{"
+    "\"name\":\"o\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"pool.put\",\"params\":{"
+    "\"name\":\"p\",\"value\":[1,2]}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"pool.get\",\"params\":{"
+    "\"name\":\"p\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.store\",\"params\":{"
+    "\"name\":\"mp\",\"key\":\"k\",\"value\":{\"x\":1}}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.load\",\"params\":{"
+    "\"name\":\"mp\",\"key\":\"k\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.delete\",\"params\":{"
+    "\"name\":\"mp\",\"key\":\"k\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.load_or_store\",\"params\":"
+    "{\"name\":\"mp\",\"key\":\"k\",\"value\":1}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.load_and_delete\","
+    "\"params\":{\"name\":\"mp\",\"key\":\"k\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.swap\",\"params\":{"
+    "\"name\":\"mp\",\"key\":\"k\",\"value\":2}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.compare_and_swap\","
+    "\"params\":{\"name\":\"mp\",\"key\":\"k\",\"old\":2,\"new\":3}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.compare_and_delete\","
+    "\"params\":{\"name\":\"mp\",\"key\":\"k\",\"old\":3}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.range\",\"params\":{"
+    "\"name\":\"mp\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.len\",\"params\":{\"name\":"
+    "\"mp\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"map.clear\",\"params\":{"
+    "\"name\":\"mp\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"atomic.load\",\"params\":{"
+    "\"name\":\"n\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"atomic.store\",\"params\":{"
+    "\"name\":\"n\",\"value\":5}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"atomic.add\",\"params\":{"
+    "\"name\":\"n\",\"delta\":-1}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"atomic.swap\",\"params\":{"
+    "\"name\":\"n\",\"value\":7}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"atomic.compare_and_swap\","
+    "\"params\":{\"name\":\"n\",\"old\":7,\"new\":8}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"timer.after\",\"params\":{"
+    "\"name\":\"t\",\"ms\":5}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"timer.ticker\",\"params\":{"
+    "\"name\":\"tk\",\"ms\":50}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"timer.stop\",\"params\":{"
+    "\"name\":\"tk\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"timer.reset\",\"params\":{"
+    "\"name\":\"t\",\"ms\":5}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"timer.afterfunc\",\"params\":{"
+    "\"ms\":5,\"request\":{\"method\":\"close\",\"params\":{\"name\":\"b\"}}}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"go\",\"params\":{\"request\":{"
+    "\"method\":\"send\",\"params\":{\"name\":\"a\",\"value\":1}}}}",
     "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"runtime.stats\"}",
-    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"runtime.gomaxprocs\",\"params\":{\"n\":2}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"runtime.gomaxprocs\","
+    "\"params\":{\"n\":2}}",
     "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"runtime.dump\"}",
-    "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"},{\"jsonrpc\":\"2.0\",\"method\":\"len\",\"params\":{\"name\":\"a\"}}]",
+    "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"},{\"jsonrpc\":\"2.0\","
+    "\"method\":\"len\",\"params\":{\"name\":\"a\"}}]",
 };
 #define NVALID (sizeof valid / sizeof valid[0])
 
 /* Odd values to put anywhere: wrong types, huge and negative numbers,
  * NULs, long strings.  Raw JSON text, spliced in as is. */
 static const char *const weird[] = {
-    "null", "true", "false", "0", "-1", "1.5", "-0", "1e308", "-1e308",
-    "9223372036854775807", "-9223372036854775808", "4294967296",
-    "18446744073709551616", "99999999999999999999999", "\"\"", "\"a\"",
-    "\"\\u0000\"", "\"a\\u0000b\"", "\"\\ud800\"", "\"\\udfff\\ud800\"",
-    "[]", "{}", "[[]]", "{\"\":{}}", "[1,2,3]", "\"\xff\"", "\"\xc0\x80\"",
-    "\"\x7f\"", "\"\\n\"", "\"\\t\\r\"", "\"ping\"", "\"recv\"", "\"2.0\"",
-    "\"mutex.lock\"", "-2147483649", "2147483648", "0.0000001",
-    "\"\xe2\x80\xa8\"", "\"\xf4\x90\x80\x80\"", "\"\xed\xa0\x80\"",
+    "null",
+    "true",
+    "false",
+    "0",
+    "-1",
+    "1.5",
+    "-0",
+    "1e308",
+    "-1e308",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "4294967296",
+    "18446744073709551616",
+    "99999999999999999999999",
+    "\"\"",
+    "\"a\"",
+    "\"\\u0000\"",
+    "\"a\\u0000b\"",
+    "\"\\ud800\"",
+    "\"\\udfff\\ud800\"",
+    "[]",
+    "{}",
+    "[[]]",
+    "{\"\":{}}",
+    "[1,2,3]",
+    "\"\xff\"",
+    "\"\xc0\x80\"",
+    "\"\x7f\"",
+    "\"\\n\"",
+    "\"\\t\\r\"",
+    "\"ping\"",
+    "\"recv\"",
+    "\"2.0\"",
+    "\"mutex.lock\"",
+    "-2147483649",
+    "2147483648",
+    "0.0000001",
+    "\"\xe2\x80\xa8\"",
+    "\"\xf4\x90\x80\x80\"",
+    "\"\xed\xa0\x80\"",
 };
 #define NWEIRD (sizeof weird / sizeof weird[0])
 
 static const char *const keys[] = {
-    "jsonrpc", "id", "method", "params", "name", "value", "timeout_ms",
-    "cap", "type", "cases", "default", "delta", "key", "old", "new", "ms",
-    "request", "token", "lease_ms", "mutex", "version", "prefix", "n",
-    "recv", "send", "extra", "",
+    "jsonrpc", "id",   "method",  "params",  "name",     "value", "timeout_ms",
+    "cap",     "type", "cases",   "default", "delta",    "key",   "old",
+    "new",     "ms",   "request", "token",   "lease_ms", "mutex", "version",
+    "prefix",  "n",    "recv",    "send",    "extra",    "",
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -653,8 +731,8 @@ static void mutate_structured(sbuf *out, const char *src)
         }
         size_t pos = (size_t)(m - src) + 10;
         sb_add(out, src, pos);
-        static const char *const odd[] = { "X", "", ".", "\\u0000",
-                                           "\xff", " ", "mutex." };
+        static const char *const odd[] = {"X",    "",  ".",     "\\u0000",
+                                          "\xff", " ", "mutex."};
         sb_str(out, odd[rndn(7)]);
         sb_str(out, src + pos);
         break;
@@ -679,8 +757,8 @@ static void mutate_structured(sbuf *out, const char *src)
 static void mutate_bytes(sbuf *out, const char *src)
 {
     size_t len = strlen(src), pos = rndn(len);
-    static const char ins[] = { '\0', '\xff', '\x80', '"', '{', '[', ',',
-                                ':', '\\', '\x01', '}', ']' };
+    static const char ins[] = {'\0', '\xff', '\x80', '"',    '{', '[',
+                               ',',  ':',    '\\',   '\x01', '}', ']'};
 
     switch (rndn(5)) {
     case 0:
@@ -713,7 +791,7 @@ static void mutate_bytes(sbuf *out, const char *src)
 static size_t special_lines(line *ls, size_t base)
 {
     size_t n = 0;
-    sbuf b = { 0 };
+    sbuf b = {0};
 
     /* 100k-deep arrays and objects */
     for (int i = 0; i < 100000; i++)
@@ -722,7 +800,7 @@ static size_t special_lines(line *ls, size_t base)
         sb_str(&b, "]");
     line_prepare(&ls[n], base + n, b.p, b.len);
     n++;
-    b = (sbuf){ 0 };
+    b = (sbuf){0};
     sb_str(&b, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"send\",\"params\":"
                "{\"name\":\"a\",\"value\":");
     for (int i = 0; i < 100000; i++)
@@ -734,18 +812,18 @@ static size_t special_lines(line *ls, size_t base)
     line_prepare(&ls[n], base + n, b.p, b.len);
     n++;
     /* unterminated 100k-deep opening */
-    b = (sbuf){ 0 };
+    b = (sbuf){0};
     for (int i = 0; i < 100000; i++)
         sb_str(&b, "[{\"\":");
     line_prepare(&ls[n], base + n, b.p, b.len);
     n++;
     /* select with 0 and 10k cases */
-    b = (sbuf){ 0 };
+    b = (sbuf){0};
     sb_str(&b, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"select\","
                "\"params\":{\"cases\":[]}}");
     line_prepare(&ls[n], base + n, b.p, b.len);
     n++;
-    b = (sbuf){ 0 };
+    b = (sbuf){0};
     sb_str(&b, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"select\","
                "\"params\":{\"cases\":[");
     for (int i = 0; i < 10000; i++)
@@ -753,7 +831,7 @@ static size_t special_lines(line *ls, size_t base)
     sb_str(&b, "],\"timeout_ms\":1}}");
     line_prepare(&ls[n], base + n, b.p, b.len);
     n++;
-    b = (sbuf){ 0 };
+    b = (sbuf){0};
     sb_str(&b, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"select\","
                "\"params\":{\"cases\":[");
     for (int i = 0; i < 10000; i++)
@@ -764,7 +842,11 @@ static size_t special_lines(line *ls, size_t base)
     n++;
     /* batches: empty, too big, all notifications, nested, of junk */
     static const char *const batches[] = {
-        "[]", "[[]]", "[1,2,3]", "[null]", "[{}]",
+        "[]",
+        "[[]]",
+        "[1,2,3]",
+        "[null]",
+        "[{}]",
         "[{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}]",
         "[{\"jsonrpc\":\"2.0\",\"method\":\"ping\"},{\"jsonrpc\":\"2.0\","
         "\"method\":\"nope\"}]",
@@ -795,7 +877,7 @@ static size_t special_lines(line *ls, size_t base)
         "{\"name\":\"a\",\"timeout_ms\":-1}}",
     };
     for (size_t i = 0; i < sizeof batches / sizeof batches[0]; i++) {
-        b = (sbuf){ 0 };
+        b = (sbuf){0};
         sb_str(&b, batches[i]);
         line_prepare(&ls[n], base + n, b.p, b.len);
         n++;
@@ -810,7 +892,8 @@ static size_t special_lines(line *ls, size_t base)
         "{\"name\":\"t3\",\"ms\":9223372036854775807}}",
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"timer.ticker\",\"params\":"
         "{\"name\":\"t4\",\"ms\":9223372036854775807}}",
-        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"timer.afterfunc\",\"params\":"
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"timer.afterfunc\","
+        "\"params\":"
         "{\"ms\":9223372036854775807,\"request\":{\"method\":\"ping\"}}}",
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"go\",\"params\":"
         "{\"request\":{\"method\":\"recv\",\"params\":{\"name\":\"nochan\","
@@ -818,7 +901,7 @@ static size_t special_lines(line *ls, size_t base)
     };
     keep_params = true;
     for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
-        b = (sbuf){ 0 };
+        b = (sbuf){0};
         sb_str(&b, huge[i]);
         line_prepare(&ls[n], base + n, b.p, b.len);
         n++;
@@ -826,11 +909,12 @@ static size_t special_lines(line *ls, size_t base)
     keep_params = false;
     /* A batch of 1001 and one of 1000 pings. */
     for (int size = 1000; size <= 1001; size++) {
-        b = (sbuf){ 0 };
+        b = (sbuf){0};
         sb_str(&b, "[");
         for (int i = 0; i < size; i++)
-            sb_str(&b, i ? ",{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}"
-                         : "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}");
+            sb_str(&b,
+                   i ? ",{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}"
+                     : "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}");
         sb_str(&b, "]");
         line_prepare(&ls[n], base + n, b.p, b.len);
         n++;
@@ -847,16 +931,15 @@ static void test_generated(void **state)
     size_t n = 0, parsed = 0;
     (void)state;
 
-    fprintf(stderr, "seed %llu\n", (unsigned long long)rng_state);
     /* The valid ones first, so that the objects mutations name exist. */
     for (size_t i = 0; i < NVALID; i++, n++) {
-        sbuf b = { 0 };
+        sbuf b = {0};
         sb_str(&b, valid[i]);
         line_prepare(&ls[n], n, b.p, b.len);
     }
     n += special_lines(ls + n, n);
     while (n < want + NVALID) {
-        sbuf b = { 0 };
+        sbuf b = {0};
         const char *src = valid[rndn(NVALID)];
         if (rndn(2))
             mutate_structured(&b, src);
@@ -864,7 +947,7 @@ static void test_generated(void **state)
             mutate_bytes(&b, src);
         /* Sometimes twice. */
         if (rndn(4) == 0) {
-            sbuf c = { 0 };
+            sbuf c = {0};
             mutate_bytes(&c, b.p ? b.p : "");
             free(b.p);
             b = c;
@@ -879,13 +962,15 @@ static void test_generated(void **state)
     for (size_t i = 0; i < n; i++)
         parsed += ls[i].json;
     run_lines(ls, n);
-    fprintf(stderr, "generated: %zu lines (%zu of them valid JSON), "
-            "one answer each where one is due\n", n, parsed);
+    fprintf(stderr,
+            "generated: %zu lines (%zu of them valid JSON), "
+            "one answer each where one is due\n",
+            n, parsed);
     lines_free(ls, n);
     /* The daemon still serves everyone. */
     testd_conn *c = testd_connect(&D);
-    json_t *a = testd_call(c, 1, "hello", json_pack("{s:i}", "version", 1),
-                           10000);
+    json_t *a =
+        testd_call(c, 1, "hello", json_pack("{s:i}", "version", 1), 10000);
     assert_non_null(testd_result(a));
     json_decref(a);
     testd_close(c);

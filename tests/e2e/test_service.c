@@ -29,43 +29,28 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/e2e.h"
 #include "../common/testd.h"
+#include "../common/testpath.h"
 
 /* Generous: two cores shared with parallel builds and tests. */
 #define WAIT_MS 15000
 
 typedef struct svc {
-    pid_t pid;
+    testd d; /* the daemon (tests/common/testd.c) */
     char dir[64];
     char conf[128], log[128], port_file[128], mport_file[128];
-    char notify[128];  /* NOTIFY_SOCKET value ("" none) */
-    int nfd;           /* the test's end of it, -1 none */
+    char notify[128]; /* NOTIFY_SOCKET value ("" none) */
+    int nfd;          /* the test's end of it, -1 none */
     int port, mport;
 } svc;
 
-/* Daemons started by the running test, killed by teardown if an assertion
- * ended the test before it stopped them. */
-static pid_t started[8];
-
-static void track(pid_t pid)
-{
-    for (size_t i = 0; i < sizeof started / sizeof started[0]; i++)
-        if (started[i] <= 0) {
-            started[i] = pid;
-            return;
-        }
-}
-
+/* Kills the daemons (and commands) the running test started and did not
+ * stop, when an assertion ended it early. */
 static int teardown(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof started / sizeof started[0]; i++) {
-        if (started[i] > 0 && waitpid(started[i], NULL, WNOHANG) == 0) {
-            kill(started[i], SIGKILL);
-            waitpid(started[i], NULL, 0);
-        }
-        started[i] = 0;
-    }
+    testd_kill_children(true);
     return 0;
 }
 
@@ -75,10 +60,7 @@ static const char *chand_bin(void)
     return b && *b ? b : "build/chand";
 }
 
-static void sleep_ms(int ms)
-{
-    usleep((useconds_t)ms * 1000);
-}
+static int svc_seq; /* makes abstract socket names unique in the run */
 
 /* Makes the directory and paths; notify: 0 none, 1 a path, 2 abstract. */
 static void svc_init(svc *s, int notify)
@@ -92,13 +74,13 @@ static void svc_init(svc *s, int notify)
     snprintf(s->port_file, sizeof s->port_file, "%s/port", s->dir);
     snprintf(s->mport_file, sizeof s->mport_file, "%s/mport", s->dir);
     if (notify) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         socklen_t len;
         if (notify == 1)
             snprintf(s->notify, sizeof s->notify, "%s/notify", s->dir);
         else
-            snprintf(s->notify, sizeof s->notify, "@chand-test-%d-%ld",
-                     (int)getpid(), (long)random());
+            snprintf(s->notify, sizeof s->notify, "@chand-test-%d-%d",
+                     (int)getpid(), ++svc_seq);
         memcpy(sa.sun_path, s->notify, strlen(s->notify));
         len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
                           strlen(s->notify));
@@ -128,96 +110,43 @@ static void svc_write_conf(svc *s, const char *extra)
     assert_int_equal(fclose(f), 0);
 }
 
-static int read_int_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    int v = 0;
-
-    if (!f)
-        return 0;
-    if (fscanf(f, "%d", &v) != 1)
-        v = 0;
-    fclose(f);
-    return v;
-}
-
 /* Runs chand --config conf args... with stderr to the log and
  * NOTIFY_SOCKET set when the test has one; waits for both ports. */
 static int svc_start(svc *s, const char *const *args)
 {
-    const char *argv[32];
-    int n = 0;
+    testd_opts o = {
+        .config = s->conf,
+        .args = args,
+        .log = s->log,
+        .notify = s->notify[0] ? s->notify : NULL,
+        .port_file = s->port_file,
+        .mport_file = s->mport_file,
+    };
 
-    unlink(s->port_file);
-    unlink(s->mport_file);
-    argv[n++] = chand_bin();
-    argv[n++] = "--config";
-    argv[n++] = s->conf;
-    for (; args && *args && n < 30; args++)
-        argv[n++] = *args;
-    argv[n] = NULL;
-    s->pid = fork();
-    if (s->pid < 0)
+    if (testd_start_opts(&s->d, &o) != 0)
         return -1;
-    if (s->pid == 0) {
-        int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd < 0 || dup2(fd, 2) < 0)
-            _exit(126);
-        if (s->notify[0])
-            setenv("NOTIFY_SOCKET", s->notify, 1);
-        else
-            unsetenv("NOTIFY_SOCKET");
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    track(s->pid);
-    for (int64_t t0 = testd_now_ms(); testd_now_ms() - t0 < WAIT_MS;) {
-        s->port = read_int_file(s->port_file);
-        s->mport = read_int_file(s->mport_file);
-        if (s->port > 0 && s->mport > 0)
-            return 0;
-        if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
-            s->pid = 0;
-            return -1;
-        }
-        sleep_ms(5);
-    }
-    return -1;
+    s->port = s->d.port;
+    s->mport = s->d.mport;
+    return 0;
 }
 
 /* Waits for the daemon to exit (after a signal, or on its own).  Returns
  * its exit status, or -1 when it had to be killed or died of a signal. */
 static int svc_wait_exit(svc *s)
 {
-    int st;
-
-    for (int64_t t0 = testd_now_ms(); testd_now_ms() - t0 < WAIT_MS;) {
-        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
-            s->pid = 0;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        }
-        sleep_ms(10);
-    }
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, NULL, 0);
-    s->pid = 0;
-    return -1;
+    return testd_wait_exit(&s->d, WAIT_MS);
 }
 
 static int svc_stop(svc *s)
 {
-    if (s->pid <= 0)
-        return -1;
-    kill(s->pid, SIGTERM);
-    return svc_wait_exit(s);
+    return testd_stop(&s->d);
 }
 
 static void svc_cleanup(svc *s)
 {
     char cmd[128];
 
-    if (s->pid > 0)
-        svc_stop(s);
+    testd_stop(&s->d);
     if (s->nfd >= 0)
         close(s->nfd);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->dir);
@@ -228,25 +157,11 @@ static void svc_cleanup(svc *s)
 /* Returns the whole file (malloc'd, NUL-terminated) or "" if absent. */
 static char *slurp(const char *path)
 {
-    FILE *f = fopen(path, "r");
-    char *b;
-    size_t n = 0, cap = 4096;
+    char *b = testfile_read(path, NULL);
 
-    b = malloc(cap);
+    if (!b)
+        b = strdup("");
     assert_non_null(b);
-    if (f) {
-        size_t r;
-        while ((r = fread(b + n, 1, cap - n - 1, f)) > 0) {
-            n += r;
-            if (cap - n < 2) {
-                cap *= 2;
-                b = realloc(b, cap);
-                assert_non_null(b);
-            }
-        }
-        fclose(f);
-    }
-    b[n] = '\0';
     return b;
 }
 
@@ -259,7 +174,7 @@ static bool log_wait(svc *s, const char *needle)
         free(t);
         if (found)
             return true;
-        sleep_ms(20);
+        testd_sleep_ms(20);
     }
     char *t = slurp(s->log);
     print_message("log lacks \"%s\":\n%s\n", needle, t);
@@ -278,7 +193,7 @@ static bool log_has(svc *s, const char *needle)
 /* Receives one notify datagram into buf; returns its length or -1. */
 static int notify_recv(svc *s, char *buf, size_t len)
 {
-    struct pollfd p = { .fd = s->nfd, .events = POLLIN };
+    struct pollfd p = {.fd = s->nfd, .events = POLLIN};
     ssize_t n;
 
     if (poll(&p, 1, WAIT_MS) != 1)
@@ -310,7 +225,7 @@ static int run_cmd(svc *s, const char *const *argv)
 
     snprintf(out, sizeof out, "%s/out", s->dir);
     snprintf(err, sizeof err, "%s/err", s->dir);
-    pid = fork();
+    pid = testd_fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -320,7 +235,7 @@ static int run_cmd(svc *s, const char *const *argv)
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
-    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_int_equal(testd_reap(pid, &st, WAIT_MS), pid);
     assert_true(WIFEXITED(st));
     return WEXITSTATUS(st);
 }
@@ -329,8 +244,8 @@ static int run_cmd(svc *s, const char *const *argv)
  * and body, malloc'd) in *resp. */
 static int http_get(int port, const char *path, char **resp)
 {
-    struct sockaddr_in sa = { .sin_family = AF_INET,
-                              .sin_port = htons((uint16_t)port) };
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port)};
     char req[256], *b;
     size_t n = 0, cap = 1 << 16;
     int fd, code = -1;
@@ -344,7 +259,7 @@ static int http_get(int port, const char *path, char **resp)
     b = malloc(cap);
     assert_non_null(b);
     for (;;) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
+        struct pollfd p = {.fd = fd, .events = POLLIN};
         ssize_t r;
         assert_int_equal(poll(&p, 1, WAIT_MS), 1);
         r = read(fd, b + n, cap - n - 1);
@@ -426,8 +341,8 @@ static int prom_check(const char *body)
                     strncmp(types[i], n, (size_t)(sp - n)) == 0)
                     fail_msg("line %d: second TYPE for %s", lineno, types[i]);
             assert_true(ntypes < 128);
-            snprintf(types[ntypes++], sizeof types[0], "%.*s",
-                     (int)(sp - n), n);
+            snprintf(types[ntypes++], sizeof types[0], "%.*s", (int)(sp - n),
+                     n);
             continue;
         }
         if (line[0] == '#')
@@ -513,45 +428,6 @@ static char *scrape(svc *s)
 
 /* ---- helpers on the JSON-RPC side ------------------------------------- */
 
-static json_t *call(testd_conn *c, int64_t id, const char *method,
-                    const char *params)
-{
-    json_t *p = params ? json_loads(params, 0, NULL) : NULL;
-    json_t *a;
-
-    if (params)
-        assert_non_null(p);
-    a = testd_call(c, id, method, p, WAIT_MS);
-    assert_non_null(a);
-    return a;
-}
-
-static void call_ok(testd_conn *c, int64_t id, const char *method,
-                    const char *params)
-{
-    json_t *a = call(c, id, method, params);
-    if (!testd_result(a)) {
-        char *t = json_dumps(a, JSON_COMPACT);
-        fail_msg("%s %s: %s", method, params ? params : "", t);
-    }
-    json_decref(a);
-}
-
-static json_int_t stat_of(svc *s, const char *key)
-{
-    testd_conn *c = testd_connect_port(s->port);
-    json_t *a;
-    json_int_t v;
-
-    assert_non_null(c);
-    a = call(c, 1, "runtime.stats", NULL);
-    assert_non_null(testd_result(a));
-    v = json_integer_value(json_object_get(testd_result(a), key));
-    json_decref(a);
-    testd_close(c);
-    return v;
-}
-
 /* Sends a batch of n pings; returns the error reason of the answer (or
  * NULL when the batch was served), as a static copy. */
 static const char *batch_reason(testd_conn *c, int n)
@@ -592,17 +468,17 @@ static void test_test_config(void **state)
 
     svc_init(&s, 0);
     svc_write_conf(&s, "log_level = debug\nmax_conns = 7\n");
-    const char *good[] = { chand_bin(), "--config", s.conf, "--test-config",
-                           NULL };
+    const char *good[] = {chand_bin(), "--config", s.conf, "--test-config",
+                          NULL};
     assert_int_equal(run_cmd(&s, good), 0);
-    t = slurp(strcat(strcpy((char[160]){ 0 }, s.dir), "/out"));
+    t = slurp(strcat(strcpy((char[160]){0}, s.dir), "/out"));
     assert_non_null(strstr(t, "configuration ok"));
     free(t);
 
     /* Line 8: the six lines of svc_write_conf, then two more. */
     svc_write_conf(&s, "log_level = debug\nbogus_key = 1\n");
     assert_int_equal(run_cmd(&s, good), 1);
-    t = slurp(strcat(strcpy((char[160]){ 0 }, s.dir), "/err"));
+    t = slurp(strcat(strcpy((char[160]){0}, s.dir), "/err"));
     char want[300];
     snprintf(want, sizeof want, "%s:8: unknown key 'bogus_key'", s.conf);
     if (!strstr(t, want))
@@ -611,26 +487,26 @@ static void test_test_config(void **state)
 
     svc_write_conf(&s, "max_conns = lots\n");
     assert_int_equal(run_cmd(&s, good), 1);
-    t = slurp(strcat(strcpy((char[160]){ 0 }, s.dir), "/err"));
+    t = slurp(strcat(strcpy((char[160]){0}, s.dir), "/err"));
     snprintf(want, sizeof want, "%s:7: max-conns: 'lots'", s.conf);
     if (!strstr(t, want))
         fail_msg("stderr \"%s\" lacks \"%s\"", t, want);
     free(t);
 
     /* Without --test-config a bad file stops the daemon from starting. */
-    const char *run[] = { chand_bin(), "--config", s.conf, NULL };
+    const char *run[] = {chand_bin(), "--config", s.conf, NULL};
     assert_int_equal(run_cmd(&s, run), 1);
     assert_int_equal(access(s.port_file, F_OK), -1);
 
     /* A missing file, and a bad flag (usage: 2). */
-    const char *missing[] = { chand_bin(), "--config", "/nonexistent/c.conf",
-                              "--test-config", NULL };
+    const char *missing[] = {chand_bin(), "--config", "/nonexistent/c.conf",
+                             "--test-config", NULL};
     assert_int_equal(run_cmd(&s, missing), 1);
     svc_write_conf(&s, NULL);
-    const char *badflag[] = { chand_bin(), "--config", s.conf, "--port",
-                              "99999", "--test-config", NULL };
+    const char *badflag[] = {chand_bin(), "--config",      s.conf, "--port",
+                             "99999",     "--test-config", NULL};
     assert_int_equal(run_cmd(&s, badflag), 2);
-    const char *version[] = { chand_bin(), "--version", NULL };
+    const char *version[] = {chand_bin(), "--version", NULL};
     assert_int_equal(run_cmd(&s, version), 0);
     svc_cleanup(&s);
 }
@@ -645,14 +521,14 @@ static void test_config_serves(void **state)
 
     svc_init(&s, 0);
     svc_write_conf(&s, "max_batch = 2\ngomaxprocs = 1\n");
-    const char *args[] = { "--max-batch", "3", NULL };
+    const char *args[] = {"--max-batch", "3", NULL};
     assert_int_equal(svc_start(&s, args), 0);
     c = testd_connect_port(s.port);
     assert_non_null(c);
-    call_ok(c, 1, "ping", NULL);
-    assert_null(batch_reason(c, 3));                     /* flag: 3 */
+    e2e_ok(c, 1, "ping", NULL);
+    assert_null(batch_reason(c, 3)); /* flag: 3 */
     assert_string_equal(batch_reason(c, 4), "limit");
-    assert_int_equal(stat_of(&s, "gomaxprocs"), 1);      /* file */
+    assert_int_equal(e2e_stat_of(&s.d, "gomaxprocs"), 1); /* file */
     testd_close(c);
     assert_true(log_wait(&s, "listening on 127.0.0.1 port"));
     assert_int_equal(svc_stop(&s), 0);
@@ -671,36 +547,36 @@ static void test_sighup(void **state)
     assert_int_equal(svc_start(&s, NULL), 0);
     c = testd_connect_port(s.port);
     assert_non_null(c);
-    call_ok(c, 1, "ping", NULL);
+    e2e_ok(c, 1, "ping", NULL);
     /* info: the connection is logged, the request is not. */
     assert_true(log_wait(&s, "info: session 1 opened from 127.0.0.1"));
     assert_false(log_has(&s, "debug:"));
     assert_null(batch_reason(c, 3));
 
     svc_write_conf(&s, "log_level = debug\ngomaxprocs = 2\nmax_batch = 2\n");
-    assert_int_equal(kill(s.pid, SIGHUP), 0);
+    assert_int_equal(kill(s.d.pid, SIGHUP), 0);
     assert_true(log_wait(&s, "reload: log-level info -> debug"));
     assert_true(log_wait(&s, "reload: gomaxprocs 1 -> 2"));
     assert_true(log_wait(&s, "reload: max-batch 10 -> 2"));
-    call_ok(c, 4242, "ping", NULL);
+    e2e_ok(c, 4242, "ping", NULL);
     assert_true(log_wait(&s, "debug: session 1: {\"jsonrpc\":\"2.0\","
                              "\"id\":4242,\"method\":\"ping\""));
-    assert_int_equal(stat_of(&s, "gomaxprocs"), 2);
+    assert_int_equal(e2e_stat_of(&s.d, "gomaxprocs"), 2);
     assert_string_equal(batch_reason(c, 3), "limit");
 
     /* A bad file is logged, with file:line, and the old settings stay. */
     svc_write_conf(&s, "log_level = info\nmax_batch = 100\n"
                        "log_level = loud\n");
-    assert_int_equal(kill(s.pid, SIGHUP), 0);
+    assert_int_equal(kill(s.d.pid, SIGHUP), 0);
     snprintf(want, sizeof want,
              "reload failed, keeping the old settings: %s:9: log-level: "
              "'loud'",
              s.conf);
     assert_true(log_wait(&s, want));
-    call_ok(c, 4343, "ping", NULL);
+    e2e_ok(c, 4343, "ping", NULL);
     assert_true(log_wait(&s, "\"id\":4343,\"method\":\"ping\"")); /* debug */
     assert_string_equal(batch_reason(c, 3), "limit");
-    assert_int_equal(stat_of(&s, "gomaxprocs"), 2);
+    assert_int_equal(e2e_stat_of(&s.d, "gomaxprocs"), 2);
     testd_close(c);
     assert_int_equal(svc_stop(&s), 0);
     svc_cleanup(&s);
@@ -728,8 +604,8 @@ static void test_sigterm_parked(void **state)
     h = testd_connect_port(s.port);
     d = testd_connect_port(s.port);
     assert_true(a && b && h && d);
-    call_ok(a, 1, "make", "{\"name\":\"q\"}");
-    call_ok(h, 1, "mutex.lock", "{\"name\":\"mx\"}");
+    e2e_ok(a, 1, "make", "{\"name\":\"q\"}");
+    e2e_ok(h, 1, "mutex.lock", "{\"name\":\"mx\"}");
     /* Three requests that wait forever. */
     assert_int_equal(testd_send(a, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":"
                                    "\"recv\",\"params\":{\"name\":\"q\"}}"),
@@ -743,11 +619,11 @@ static void test_sigterm_parked(void **state)
                                    "\"recv\":\"q\"}]}}"),
                      0);
     for (int64_t t0 = testd_now_ms();
-         stat_of(&s, "waiters") < 3 && testd_now_ms() - t0 < WAIT_MS;)
-        sleep_ms(20);
-    assert_true(stat_of(&s, "waiters") >= 3);
+         e2e_stat_of(&s.d, "waiters") < 3 && testd_now_ms() - t0 < WAIT_MS;)
+        testd_sleep_ms(20);
+    assert_true(e2e_stat_of(&s.d, "waiters") >= 3);
 
-    assert_int_equal(kill(s.pid, SIGTERM), 0);
+    assert_int_equal(kill(s.d.pid, SIGTERM), 0);
     json_t *ra = answer_of(a, 2), *rb = answer_of(b, 3), *rd = answer_of(d, 4);
     assert_string_equal(testd_reason(ra), "cancelled");
     assert_string_equal(testd_reason(rb), "cancelled");
@@ -797,9 +673,9 @@ static void test_metrics(void **state)
     c = testd_connect_port(s.port);
     assert_non_null(c);
     for (int i = 0; i < 10; i++)
-        call_ok(c, 10 + i, "ping", NULL);
-    call_ok(c, 30, "make", "{\"name\":\"m1\",\"cap\":1}");
-    json_t *a = call(c, 31, "drop", "{\"name\":\"no-such-object\"}");
+        e2e_ok(c, 10 + i, "ping", NULL);
+    e2e_ok(c, 30, "make", "{\"name\":\"m1\",\"cap\":1}");
+    json_t *a = e2e_call(c, 31, "drop", "{\"name\":\"no-such-object\"}");
     assert_string_equal(testd_reason(a), "not_found");
     json_decref(a);
     assert_int_equal(testd_send(c, "{not json"), 0);
@@ -818,15 +694,15 @@ static void test_metrics(void **state)
     assert_true(
         prom_value(b1, "chand_requests_total{method=\"make\",result=\"ok\"}") ==
         1);
-    assert_true(prom_value(
-                    b1, "chand_requests_total{method=\"drop\",result=\"error\"}") ==
-                1);
-    assert_true(prom_value(
-                    b1, "chand_requests_total{method=\"drop\",result=\"ok\"}") ==
-                0);
-    assert_true(prom_value(
-                    b1, "chand_requests_total{method=\"\",result=\"error\"}") ==
-                1);
+    assert_true(
+        prom_value(
+            b1, "chand_requests_total{method=\"drop\",result=\"error\"}") == 1);
+    assert_true(
+        prom_value(b1, "chand_requests_total{method=\"drop\",result=\"ok\"}") ==
+        0);
+    assert_true(
+        prom_value(b1, "chand_requests_total{method=\"\",result=\"error\"}") ==
+        1);
     /* 12 request lines of 40+ bytes and the garbage, 12 answers. */
     assert_true(prom_value(b1, "chand_bytes_in_total") >=
                 prom_value(b0, "chand_bytes_in_total") + 12 * 40);
@@ -843,8 +719,8 @@ static void test_metrics(void **state)
  * daemon's output buffer while the test does not read. */
 static int connect_slow(int port)
 {
-    struct sockaddr_in sa = { .sin_family = AF_INET,
-                              .sin_port = htons((uint16_t)port) };
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port)};
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), small = 4096;
 
     assert_true(fd >= 0);
@@ -876,7 +752,7 @@ static void test_readyz_draining(void **state)
     assert_int_equal(svc_start(&s, NULL), 0);
     c = testd_connect_port(s.port);
     assert_non_null(c);
-    call_ok(c, 1, "make", "{\"name\":\"big\",\"cap\":10}");
+    e2e_ok(c, 1, "make", "{\"name\":\"big\",\"cap\":10}");
     line = malloc(VLEN + 200);
     assert_non_null(line);
     for (int i = 0; i < NVAL; i++) {
@@ -907,13 +783,13 @@ static void test_readyz_draining(void **state)
     }
     for (t0 = testd_now_ms();
          testd_now_ms() - t0 < WAIT_MS &&
-         stat_of(&s, "output_buffer_bytes") < 1000 * 1000;)
-        sleep_ms(20);
-    assert_true(stat_of(&s, "output_buffer_bytes") >= 1000 * 1000);
+         e2e_stat_of(&s.d, "output_buffer_bytes") < 1000 * 1000;)
+        testd_sleep_ms(20);
+    assert_true(e2e_stat_of(&s.d, "output_buffer_bytes") >= 1000 * 1000);
 
     assert_int_equal(http_get(s.mport, "/readyz", &resp), 200);
     free(resp);
-    assert_int_equal(kill(s.pid, SIGTERM), 0);
+    assert_int_equal(kill(s.d.pid, SIGTERM), 0);
     assert_true(log_wait(&s, "draining"));
     assert_int_equal(http_get(s.mport, "/readyz", &resp), 503);
     assert_string_equal(http_body(resp), "draining\n");
@@ -923,7 +799,7 @@ static void test_readyz_draining(void **state)
     resp = scrape(&s);
     assert_true(prom_value(http_body(resp), "chand_draining") == 1);
     free(resp);
-    assert_int_equal(waitpid(s.pid, NULL, WNOHANG), 0); /* still draining */
+    assert_true(testd_running(&s.d)); /* still draining */
 
     close(slow);
     t0 = testd_now_ms();
@@ -953,24 +829,23 @@ static void test_notify(void **state)
         /* Ready means serving. */
         c = testd_connect_port(s.port);
         assert_non_null(c);
-        call_ok(c, 1, "ping", NULL);
+        e2e_ok(c, 1, "ping", NULL);
         testd_close(c);
 
-        assert_int_equal(kill(s.pid, SIGHUP), 0);
+        assert_int_equal(kill(s.d.pid, SIGHUP), 0);
         assert_true(notify_recv(&s, msg, sizeof msg) > 0);
         if (!has_line(msg, "RELOADING=1") || !strstr(msg, "MONOTONIC_USEC="))
             fail_msg("reload datagram: %s", msg);
         unsigned long long usec = 0;
-        assert_int_equal(
-            sscanf(strstr(msg, "MONOTONIC_USEC="), "MONOTONIC_USEC=%llu",
-                   &usec),
-            1);
+        assert_int_equal(sscanf(strstr(msg, "MONOTONIC_USEC="),
+                                "MONOTONIC_USEC=%llu", &usec),
+                         1);
         assert_true(usec > 0);
         assert_true(notify_recv(&s, msg, sizeof msg) > 0);
         if (!has_line(msg, "READY=1"))
             fail_msg("after reload: %s", msg);
 
-        assert_int_equal(kill(s.pid, SIGTERM), 0);
+        assert_int_equal(kill(s.d.pid, SIGTERM), 0);
         assert_true(notify_recv(&s, msg, sizeof msg) > 0);
         if (!has_line(msg, "STOPPING=1"))
             fail_msg("stop datagram: %s", msg);
@@ -984,10 +859,11 @@ static void test_notify(void **state)
  * they could not work: 192.0.2.1 is not a local address). */
 static void test_socket_activation(void **state)
 {
-    struct sockaddr_in sa = { .sin_family = AF_INET };
-    socklen_t sl = sizeof sa;
-    int lfd, st;
-    pid_t pid;
+    static const char *const args[] = {
+        "--bind", "192.0.2.1", "--port", "2426", "--log-level", "warn", NULL};
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    testd d;
+    int lfd;
     testd_conn *c;
     (void)state;
 
@@ -996,32 +872,16 @@ static void test_socket_activation(void **state)
     assert_true(lfd >= 0);
     assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(lfd, 16), 0);
-    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char pidstr[16];
-        int nul = open("/dev/null", O_WRONLY);
-        if (dup2(lfd, 3) < 0 || nul < 0 || dup2(nul, 2) < 0)
-            _exit(126);
-        snprintf(pidstr, sizeof pidstr, "%d", (int)getpid());
-        setenv("LISTEN_PID", pidstr, 1);
-        setenv("LISTEN_FDS", "1", 1);
-        unsetenv("NOTIFY_SOCKET");
-        execl(chand_bin(), chand_bin(), "--bind", "192.0.2.1", "--port",
-              "2426", "--log-level", "warn", (char *)NULL);
-        _exit(127);
-    }
-    track(pid);
+    assert_int_equal(testd_start_opts(&d, &(testd_opts){.args = args,
+                                                        .log = "/dev/null",
+                                                        .listen_fd = lfd}),
+                     0);
     close(lfd);
-    c = testd_connect_port(ntohs(sa.sin_port));
+    c = testd_connect_port(d.port);
     assert_non_null(c);
-    call_ok(c, 1, "ping", NULL);
+    e2e_ok(c, 1, "ping", NULL);
     testd_close(c);
-    assert_int_equal(kill(pid, SIGTERM), 0);
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(testd_stop(&d), 0);
 }
 
 int main(void)

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "../common/testd.h"
+#include "../common/testrand.h"
 #include "ledger.h"
 
 #define NCHAN 4
@@ -63,19 +64,16 @@ typedef struct client {
     vlist sent, recvd;
 } client;
 
-#define FAIL(...)                                                          \
-    do {                                                                   \
-        fprintf(stderr, "soak: FAIL: " __VA_ARGS__);                       \
-        fprintf(stderr, "\n");                                             \
-        atomic_fetch_add(&failures, 1);                                    \
+#define FAIL(...)                                                              \
+    do {                                                                       \
+        fprintf(stderr, "soak: FAIL: " __VA_ARGS__);                           \
+        fprintf(stderr, "\n");                                                 \
+        atomic_fetch_add(&failures, 1);                                        \
     } while (0)
 
 static uint64_t rnd(client *k)
 {
-    k->rng ^= k->rng << 13;
-    k->rng ^= k->rng >> 7;
-    k->rng ^= k->rng << 17;
-    return k->rng;
+    return testrand_next(&k->rng);
 }
 
 static int rn(client *k, int n)
@@ -85,8 +83,8 @@ static int rn(client *k, int n)
 
 static const char *chan_name(int i)
 {
-    static const char *const n[NCHAN] = { "soak.q0", "soak.q1", "soak.q2",
-                                          "soak.q3" };
+    static const char *const n[NCHAN] = {"soak.q0", "soak.q1", "soak.q2",
+                                         "soak.q3"};
     return n[i];
 }
 
@@ -156,10 +154,10 @@ static void disconnect_graceful(client *k)
 static void op_send(client *k)
 {
     uint64_t v = ((uint64_t)(k->idx + 1) << 32) | ++k->seq;
-    json_t *a = call(k, "send", json_pack("{s:s, s:I, s:i}", "name",
-                                          chan_name(rn(k, NCHAN)), "value",
-                                          (json_int_t)v, "timeout_ms",
-                                          rn(k, 30)));
+    json_t *a =
+        call(k, "send",
+             json_pack("{s:s, s:I, s:i}", "name", chan_name(rn(k, NCHAN)),
+                       "value", (json_int_t)v, "timeout_ms", rn(k, 30)));
     if (a && testd_result(a))
         vl_add(&k->sent, v);
     else if (a && strcmp(testd_reason(a), "timeout") != 0)
@@ -169,9 +167,9 @@ static void op_send(client *k)
 
 static void op_recv(client *k)
 {
-    json_t *a = call(k, "recv", json_pack("{s:s, s:i}", "name",
-                                          chan_name(rn(k, NCHAN)),
-                                          "timeout_ms", rn(k, 30)));
+    json_t *a = call(k, "recv",
+                     json_pack("{s:s, s:i}", "name", chan_name(rn(k, NCHAN)),
+                               "timeout_ms", rn(k, 30)));
     if (a && testd_result(a))
         got_value(k, testd_result(a));
     json_decref(a);
@@ -180,10 +178,10 @@ static void op_recv(client *k)
 static void op_select(client *k)
 {
     int i = rn(k, NCHAN), j = (i + 1 + rn(k, NCHAN - 1)) % NCHAN;
-    json_t *a = call(k, "select",
-                     json_pack("{s:[{s:s},{s:s}], s:i}", "cases", "recv",
-                               chan_name(i), "recv", chan_name(j),
-                               "timeout_ms", rn(k, 30)));
+    json_t *a =
+        call(k, "select",
+             json_pack("{s:[{s:s},{s:s}], s:i}", "cases", "recv", chan_name(i),
+                       "recv", chan_name(j), "timeout_ms", rn(k, 30)));
     if (a && testd_result(a))
         got_value(k, testd_result(a));
     json_decref(a);
@@ -206,15 +204,15 @@ static void op_parked_disconnect(client *k)
 
 static void op_mutex(client *k)
 {
-    json_t *a = call(k, "mutex.lock", json_pack("{s:s, s:i}", "name",
-                                                "soak.m", "timeout_ms",
-                                                200));
+    json_t *a =
+        call(k, "mutex.lock",
+             json_pack("{s:s, s:i}", "name", "soak.m", "timeout_ms", 200));
     if (!a || !testd_result(a)) {
         json_decref(a);
         return;
     }
-    long tok = (long)json_integer_value(json_object_get(testd_result(a),
-                                                        "token"));
+    long tok =
+        (long)json_integer_value(json_object_get(testd_result(a), "token"));
     if (json_is_true(json_object_get(testd_result(a), "owner_dead")))
         atomic_store(&inside, 0);
     if (atomic_fetch_add(&inside, 1) != 0)
@@ -230,16 +228,17 @@ static void op_mutex(client *k)
         return;
     }
     atomic_fetch_sub(&inside, 1);
-    call_free(k, "mutex.unlock", json_pack("{s:s, s:I}", "name", "soak.m",
-                                           "token", (json_int_t)tok));
+    call_free(
+        k, "mutex.unlock",
+        json_pack("{s:s, s:I}", "name", "soak.m", "token", (json_int_t)tok));
 }
 
 static void op_rw(client *k)
 {
     bool w = rn(k, 4) == 0;
-    json_t *a = call(k, w ? "rwmutex.lock" : "rwmutex.rlock",
-                     json_pack("{s:s, s:i}", "name", "soak.rw", "timeout_ms",
-                               100));
+    json_t *a =
+        call(k, w ? "rwmutex.lock" : "rwmutex.rlock",
+             json_pack("{s:s, s:i}", "name", "soak.rw", "timeout_ms", 100));
     bool ok = a && testd_result(a);
     json_decref(a);
     if (ok)
@@ -251,19 +250,18 @@ static void op_wg(client *k)
 {
     char name[32];
     snprintf(name, sizeof name, "soak.wg%d", k->idx % 5);
-    call_free(k, "wg.add", json_pack("{s:s, s:i}", "name", name, "delta",
-                                     1));
+    call_free(k, "wg.add", json_pack("{s:s, s:i}", "name", name, "delta", 1));
     call_free(k, "wg.done", json_pack("{s:s}", "name", name));
-    call_free(k, "wg.wait", json_pack("{s:s, s:i}", "name", name,
-                                      "timeout_ms", 20));
+    call_free(k, "wg.wait",
+              json_pack("{s:s, s:i}", "name", name, "timeout_ms", 20));
 }
 
 static void op_once(client *k)
 {
     char name[32];
     snprintf(name, sizeof name, "soak.once%d", rn(k, 1000));
-    json_t *a = call(k, "once.do", json_pack("{s:s, s:i}", "name", name,
-                                             "timeout_ms", 100));
+    json_t *a = call(k, "once.do",
+                     json_pack("{s:s, s:i}", "name", name, "timeout_ms", 100));
     if (a && json_is_true(json_object_get(testd_result(a), "run")))
         call_free(k, "once.done", json_pack("{s:s}", "name", name));
     json_decref(a);
@@ -276,17 +274,17 @@ static void op_cond(client *k)
                   json_pack("{s:s}", "name", "soak.cv"));
         return;
     }
-    json_t *a = call(k, "mutex.lock", json_pack("{s:s, s:i}", "name",
-                                                "soak.cm", "timeout_ms",
-                                                200));
+    json_t *a =
+        call(k, "mutex.lock",
+             json_pack("{s:s, s:i}", "name", "soak.cm", "timeout_ms", 200));
     bool ok = a && testd_result(a);
     json_decref(a);
     if (!ok)
         return;
     /* Timeout or not, cond.wait answers holding the mutex again. */
-    call_free(k, "cond.wait", json_pack("{s:s, s:s, s:i}", "name",
-                                        "soak.cv", "mutex", "soak.cm",
-                                        "timeout_ms", 20));
+    call_free(k, "cond.wait",
+              json_pack("{s:s, s:s, s:i}", "name", "soak.cv", "mutex",
+                        "soak.cm", "timeout_ms", 20));
     call_free(k, "mutex.unlock", json_pack("{s:s}", "name", "soak.cm"));
 }
 
@@ -296,13 +294,13 @@ static void op_misc(client *k)
     snprintf(key, sizeof key, "k%d", rn(k, 100));
     switch (rn(k, 8)) {
     case 0:
-        call_free(k, "map.store", json_pack("{s:s, s:s, s:i}", "name",
-                                            "soak.map", "key", key, "value",
-                                            rn(k, 1000)));
+        call_free(k, "map.store",
+                  json_pack("{s:s, s:s, s:i}", "name", "soak.map", "key", key,
+                            "value", rn(k, 1000)));
         break;
     case 1:
-        call_free(k, "map.load", json_pack("{s:s, s:s}", "name", "soak.map",
-                                           "key", key));
+        call_free(k, "map.load",
+                  json_pack("{s:s, s:s}", "name", "soak.map", "key", key));
         break;
     case 2:
         call_free(k, "map.compare_and_swap",
@@ -310,40 +308,40 @@ static void op_misc(client *k)
                             key, "old", rn(k, 1000), "new", rn(k, 1000)));
         break;
     case 3: {
-        json_t *a = call(k, "atomic.add", json_pack("{s:s, s:i}", "name",
-                                                    "soak.n", "delta", 3));
+        json_t *a = call(k, "atomic.add",
+                         json_pack("{s:s, s:i}", "name", "soak.n", "delta", 3));
         if (a && testd_result(a))
             atomic_fetch_add(&adds_total, 3);
         json_decref(a);
         break;
     }
     case 4:
-        call_free(k, "pool.put", json_pack("{s:s, s:[i]}", "name",
-                                           "soak.pool", "value", 1));
+        call_free(k, "pool.put",
+                  json_pack("{s:s, s:[i]}", "name", "soak.pool", "value", 1));
         call_free(k, "pool.get", json_pack("{s:s}", "name", "soak.pool"));
         break;
     case 5:
         snprintf(tname, sizeof tname, "soak.t%d.%llu", k->idx,
                  (unsigned long long)++k->seq);
-        call_free(k, "timer.after", json_pack("{s:s, s:i}", "name", tname,
-                                              "ms", rn(k, 10)));
-        call_free(k, "recv", json_pack("{s:s, s:i}", "name", tname,
-                                       "timeout_ms", 5000));
+        call_free(k, "timer.after",
+                  json_pack("{s:s, s:i}", "name", tname, "ms", rn(k, 10)));
+        call_free(k, "recv",
+                  json_pack("{s:s, s:i}", "name", tname, "timeout_ms", 5000));
         call_free(k, "drop", json_pack("{s:s}", "name", tname));
         break;
     case 6:
         snprintf(tname, sizeof tname, "soak.tk%d", k->idx);
-        call_free(k, "timer.ticker", json_pack("{s:s, s:i}", "name", tname,
-                                               "ms", 5));
-        call_free(k, "recv", json_pack("{s:s, s:i}", "name", tname,
-                                       "timeout_ms", 5000));
+        call_free(k, "timer.ticker",
+                  json_pack("{s:s, s:i}", "name", tname, "ms", 5));
+        call_free(k, "recv",
+                  json_pack("{s:s, s:i}", "name", tname, "timeout_ms", 5000));
         call_free(k, "timer.stop", json_pack("{s:s}", "name", tname));
         call_free(k, "drop", json_pack("{s:s}", "name", tname));
         break;
     default:
         if (rn(k, 2))
-            call_free(k, "len", json_pack("{s:s}", "name",
-                                          chan_name(rn(k, NCHAN))));
+            call_free(k, "len",
+                      json_pack("{s:s}", "name", chan_name(rn(k, NCHAN))));
         else
             call_free(k, "ping", NULL);
         break;
@@ -399,8 +397,8 @@ int main(void)
 {
     client *ks;
     ledger base, warm, end;
-    vlist all_sent = { 0 }, all_recv = { 0 };
-    const char *const args[] = { "--max-conns", "1000", NULL };
+    vlist all_sent = {0}, all_recv = {0};
+    const char *const args[] = {"--max-conns", "1000", NULL};
 
     if (getenv("SOAK_SECONDS"))
         SECONDS_ = atoi(getenv("SOAK_SECONDS"));
@@ -418,9 +416,8 @@ int main(void)
         testd_conn *c = testd_connect(&D);
         for (int i = 0; i < NCHAN; i++) {
             json_t *a = testd_call(c, i + 1, "make",
-                                   json_pack("{s:s, s:i}", "name",
-                                             chan_name(i), "cap",
-                                             i == NCHAN - 1 ? 0 : 16),
+                                   json_pack("{s:s, s:i}", "name", chan_name(i),
+                                             "cap", i == NCHAN - 1 ? 0 : 16),
                                    10000);
             json_decref(a);
         }
@@ -446,10 +443,11 @@ int main(void)
         if (((testd_now_ms() - t0) / 1000) % 10 == 0 &&
             ledger_read(&D, &l) == 0) {
             long o = atomic_load(&ops);
-            fprintf(stderr, "soak: t=%llds ops %ld (+%ld) sessions %lld "
+            fprintf(stderr,
+                    "soak: t=%llds ops %ld (+%ld) sessions %lld "
                     "waiters %lld rss %lld KiB\n",
-                    (long long)((testd_now_ms() - t0) / 1000), o,
-                    o - last_ops, l.sessions, l.waiters, l.rss / 1024);
+                    (long long)((testd_now_ms() - t0) / 1000), o, o - last_ops,
+                    l.sessions, l.waiters, l.rss / 1024);
             last_ops = o;
         }
     }
@@ -464,25 +462,25 @@ int main(void)
     long drained = 0;
     for (int i = 0; i < NCHAN; i++) {
         for (int64_t id = 100;; id++) {
-            json_t *a = testd_call(c, id, "recv",
-                                   json_pack("{s:s, s:i}", "name",
-                                             chan_name(i), "timeout_ms", 0),
-                                   10000);
+            json_t *a = testd_call(
+                c, id, "recv",
+                json_pack("{s:s, s:i}", "name", chan_name(i), "timeout_ms", 0),
+                10000);
             json_t *r = testd_result(a);
             if (!r) {
                 json_decref(a);
                 break;
             }
-            vl_add(&all_recv, (uint64_t)json_integer_value(
-                                  json_object_get(r, "value")));
+            vl_add(&all_recv,
+                   (uint64_t)json_integer_value(json_object_get(r, "value")));
             drained++;
             json_decref(a);
         }
     }
     json_t *a = testd_call(c, 1, "atomic.load",
                            json_pack("{s:s}", "name", "soak.n"), 10000);
-    long atom = (long)json_integer_value(json_object_get(testd_result(a),
-                                                         "value"));
+    long atom =
+        (long)json_integer_value(json_object_get(testd_result(a), "value"));
     json_decref(a);
     testd_close(c);
 
@@ -496,8 +494,8 @@ int main(void)
     qsort(all_recv.v, all_recv.n, sizeof *all_recv.v, cmp_u64);
     size_t lost = 0, dup = 0, unknown = 0, i = 0, j = 0;
     while (i < all_sent.n || j < all_recv.n) {
-        if (j >= all_recv.n || (i < all_sent.n &&
-                                all_sent.v[i] < all_recv.v[j])) {
+        if (j >= all_recv.n ||
+            (i < all_sent.n && all_sent.v[i] < all_recv.v[j])) {
             lost++;
             i++;
         } else if (i >= all_sent.n || all_recv.v[j] < all_sent.v[i]) {
@@ -511,16 +509,20 @@ int main(void)
             j++;
         }
     }
-    fprintf(stderr, "soak: %d clients, %d s, %ld requests, %ld disconnects "
+    fprintf(stderr,
+            "soak: %d clients, %d s, %ld requests, %ld disconnects "
             "(%ld while parked in recv, %ld holding the mutex)\n",
             CLIENTS, SECONDS_, atomic_load(&ops), atomic_load(&disconnects),
             atomic_load(&parked_disconnects), atomic_load(&holder_deaths));
-    fprintf(stderr, "soak: values sent %zu, received %zu (%ld drained at "
+    fprintf(stderr,
+            "soak: values sent %zu, received %zu (%ld drained at "
             "the end), lost %zu, duplicated %zu, unknown %zu\n",
             all_sent.n, all_recv.n, drained, lost, dup, unknown);
-    fprintf(stderr, "soak: atomic %ld, adds %ld; mutex overlaps %ld, token "
-            "regressions %ld\n", atom, atomic_load(&adds_total),
-            atomic_load(&overlap), atomic_load(&bad_token));
+    fprintf(stderr,
+            "soak: atomic %ld, adds %ld; mutex overlaps %ld, token "
+            "regressions %ld\n",
+            atom, atomic_load(&adds_total), atomic_load(&overlap),
+            atomic_load(&bad_token));
     if (lost || dup || unknown)
         FAIL("conservation");
     if (atom != atomic_load(&adds_total))
@@ -530,12 +532,12 @@ int main(void)
     if (ledger_wait(&D, &base, 0, 30000) != 0)
         FAIL("ledger not back to baseline");
     ledger_read(&D, &end);
-    fprintf(stderr, "soak: rss start %lld KiB, after warm-up %lld KiB, "
-            "end %lld KiB\n", base.rss / 1024, warm.rss / 1024,
-            end.rss / 1024);
+    fprintf(stderr,
+            "soak: rss start %lld KiB, after warm-up %lld KiB, "
+            "end %lld KiB\n",
+            base.rss / 1024, warm.rss / 1024, end.rss / 1024);
     if (end.rss > warm.rss * 3 / 2 + 32LL * 1024 * 1024)
-        FAIL("rss grew from %lld to %lld KiB", warm.rss / 1024,
-             end.rss / 1024);
+        FAIL("rss grew from %lld to %lld KiB", warm.rss / 1024, end.rss / 1024);
     int st = testd_stop(&D);
     if (st != 0)
         FAIL("daemon exit status %d", st);

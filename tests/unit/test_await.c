@@ -28,7 +28,7 @@ typedef struct done {
     _Atomic int rc;
     _Atomic int value;
     _Atomic bool ok;
-    _Atomic int64_t at;          /* rt_now() at completion */
+    _Atomic int64_t at; /* rt_now() at completion */
 } done;
 
 static void on_done(rt_await *a, int rc, void *arg)
@@ -48,15 +48,13 @@ static void never(rt_await *a, int rc, void *arg)
     (void)a;
     (void)rc;
     (void)arg;
-    rttest_check_fail(__FILE__, __LINE__, "completion of an await that "
-                                          "finished at once");
+    CHECK_FAIL("completion of an await that finished at once");
 }
 
 /* Waits (parking the goroutine) until d was completed. */
 static void wait_done(done *d)
 {
-    for (int i = 0; i < 20000 && atomic_load(&d->calls) == 0; i++)
-        rt_sleep(100000);
+    RTTEST_WAIT(atomic_load(&d->calls) != 0);
     CHECK_EQ(atomic_load(&d->calls), 1);
 }
 
@@ -79,8 +77,8 @@ static void now_main(void *arg)
     rt_cancel_fire(tok);
     CHECK_EQ(rt_chan_recv_await(c, a, RT_FOREVER, tok), RT_ECANCELED);
     /* A buffered value is taken at once (and only then). */
-    CHECK_EQ(rt_chan_send(c, &(int){ 41 }, RT_POLL), 0);
-    CHECK_EQ(rt_chan_send(c, &(int){ 42 }, RT_POLL), 0);
+    CHECK_EQ(rt_chan_send(c, &(int){41}, RT_POLL), 0);
+    CHECK_EQ(rt_chan_send(c, &(int){42}, RT_POLL), 0);
     CHECK_EQ(rt_chan_recv_await(c, a, RT_FOREVER, NULL), 0);
     CHECK_EQ(*(int *)rt_await_elem(a), 41);
     CHECK(rt_await_ok(a));
@@ -105,14 +103,14 @@ RTTEST_CASE(test_await_now, now_main)
 static void sender(void *arg)
 {
     rt_chan *c = arg;
-    CHECK_EQ(rt_chan_send(c, &(int){ 7 }, RT_FOREVER), 0);
+    CHECK_EQ(rt_chan_send(c, &(int){7}, RT_FOREVER), 0);
 }
 
 static void wake_main(void *arg)
 {
     (void)arg;
     rt_chan *c = rt_chan_make(sizeof(int), 0);
-    done d = { 0 }, s = { 0 };
+    done d = {0}, s = {0};
     rt_await *a = rt_await_new(sizeof(int), on_done, &d);
 
     /* By a goroutine's send: the sender completes the await in its call. */
@@ -129,7 +127,7 @@ static void wake_main(void *arg)
     CHECK_EQ(rt_chan_recv_await(c, a, RT_FOREVER, NULL), RT_EINPROGRESS);
     int v = 9;
     rt_select_case cases[] = {
-        { .chan = c, .dir = RT_SELECT_SEND, .elem = &v },
+        {.chan = c, .dir = RT_SELECT_SEND, .elem = &v},
     };
     CHECK_EQ(rt_select(cases, 1, RT_FOREVER, NULL), 0);
     wait_done(&s);
@@ -185,9 +183,10 @@ static void receiver(void *arg)
 static void send_main(void *arg)
 {
     (void)arg;
-    rt_chan *b = rt_chan_make(sizeof(int), 1), *c = rt_chan_make(sizeof(int), 0);
+    rt_chan *b = rt_chan_make(sizeof(int), 1),
+            *c = rt_chan_make(sizeof(int), 0);
     rt_await *a = rt_await_new(sizeof(int), never, NULL);
-    done r = { 0 }, s1 = { 0 }, s2 = { 0 }, s3 = { 0 };
+    done r = {0}, s1 = {0}, s2 = {0}, s3 = {0};
     int v = 0;
     bool ok = false;
 
@@ -256,7 +255,7 @@ static void deadline_main(void *arg)
 {
     (void)arg;
     rt_chan *c = rt_chan_make(sizeof(int), 0);
-    done d = { 0 }, k1 = { 0 }, k2 = { 0 };
+    done d = {0}, k1 = {0}, k2 = {0};
     rt_cancel *tok = rt_cancel_new();
     pthread_t t;
     int64_t t0 = rt_now();
@@ -284,7 +283,7 @@ static void deadline_main(void *arg)
     CHECK_EQ(atomic_load(&k2.rc), RT_ECANCELED);
     /* They left the channel and the token: nothing receives, and the token
      * can be freed. */
-    CHECK_EQ(rt_chan_send(c, &(int){ 1 }, RT_POLL), RT_EAGAIN);
+    CHECK_EQ(rt_chan_send(c, &(int){1}, RT_POLL), RT_EAGAIN);
     rt_cancel_free(tok);
     rt_chan_release(c);
 }
@@ -352,8 +351,8 @@ static void race_main(void *arg)
     RTTEST_SPAWN(r->wg, RACE_SENDERS, race_sender, r);
     for (int i = 0; i < RACE_AWAITS; i++) {
         rt_await *a = rt_await_new(sizeof(int), race_done, r);
-        rt_deadline_t dl = i % 3 == 0 ? RT_FOREVER
-                                      : rt_now() + (i % 7) * 100000;
+        rt_deadline_t dl =
+            i % 3 == 0 ? RT_FOREVER : rt_now() + (i % 7) * 100000;
         int rc = rt_chan_recv_await(r->c, a, dl, r->toks[i % 8]);
         if (rc == RT_EINPROGRESS) {
             started++;
@@ -379,8 +378,7 @@ static void race_main(void *arg)
     while (fired < 8)
         rt_cancel_fire(r->toks[fired++]);
     /* Awaits without a deadline end by a value or their token. */
-    for (int i = 0; i < 50000 && atomic_load(&r->completed) < started; i++)
-        rt_sleep(100000);
+    RTTEST_WAIT(atomic_load(&r->completed) >= started);
     CHECK_EQ(atomic_load(&r->completed), started);
     atomic_store(&r->stop, true);
     CHECK_EQ(rt_wg_wait(r->wg, RT_FOREVER), 0);
@@ -392,7 +390,7 @@ static void race_main(void *arg)
     CHECK_EQ(atomic_load(&r->received) + atomic_load(&r->cancels) +
                  atomic_load(&r->timeouts),
              RACE_AWAITS);
-    CHECK_EQ(rt_chan_send(r->c, &(int){ 1 }, RT_POLL), RT_EAGAIN);
+    CHECK_EQ(rt_chan_send(r->c, &(int){1}, RT_POLL), RT_EAGAIN);
     for (int i = 0; i < 8; i++)
         rt_cancel_free(r->toks[i]);
     rt_wg_free(r->wg);

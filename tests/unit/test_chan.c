@@ -34,31 +34,29 @@ static void ponger(void *arg)
     int v;
     bool ok;
     while (rt_chan_recv(p->ping, &v, &ok, RT_FOREVER) == 0 && ok)
-        assert_int_equal(rt_chan_send(p->pong, &(int){ v + 1 }, RT_FOREVER),
-                         0);
+        CHECK_EQ(rt_chan_send(p->pong, &(int){v + 1}, RT_FOREVER), 0);
     rt_chan_close(p->pong);
 }
 
 static void pingpong_main(void *arg)
 {
     (void)arg;
-    pp p = { rt_chan_make(sizeof(int), 0), rt_chan_make(sizeof(int), 0),
-             20000 };
-    assert_int_equal(rt_go(ponger, &p), 0);
+    pp p = {rt_chan_make(sizeof(int), 0), rt_chan_make(sizeof(int), 0), 20000};
+    CHECK_EQ(rt_go(ponger, &p), 0);
     for (int i = 0; i < p.n; i++) {
         int v = -1;
         bool ok = false;
-        assert_int_equal(rt_chan_send(p.ping, &i, RT_FOREVER), 0);
-        assert_int_equal(rt_chan_recv(p.pong, &v, &ok, RT_FOREVER), 0);
-        assert_true(ok);
-        assert_int_equal(v, i + 1);
+        CHECK_EQ(rt_chan_send(p.ping, &i, RT_FOREVER), 0);
+        CHECK_EQ(rt_chan_recv(p.pong, &v, &ok, RT_FOREVER), 0);
+        CHECK(ok);
+        CHECK_EQ(v, i + 1);
     }
-    assert_int_equal(rt_chan_close(p.ping), 0);
+    CHECK_EQ(rt_chan_close(p.ping), 0);
     int v = 5;
     bool ok = true;
-    assert_int_equal(rt_chan_recv(p.pong, &v, &ok, RT_FOREVER), 0);
-    assert_false(ok);
-    assert_int_equal(v, 0);
+    CHECK_EQ(rt_chan_recv(p.pong, &v, &ok, RT_FOREVER), 0);
+    CHECK(!(ok));
+    CHECK_EQ(v, 0);
     rt_chan_release(p.ping);
     rt_chan_release(p.pong);
 }
@@ -86,8 +84,7 @@ static void filter(void *arg)
     int v;
     bool ok;
     while (rt_chan_recv(f->in, &v, &ok, RT_FOREVER) == 0 && ok)
-        if (v % f->prime != 0 &&
-            rt_chan_send(f->out, &v, RT_FOREVER) != 0)
+        if (v % f->prime != 0 && rt_chan_send(f->out, &v, RT_FOREVER) != 0)
             break;
 }
 
@@ -108,18 +105,18 @@ static void sieve_main(void *arg)
             expect[ne++] = n;
     }
     chans[0] = rt_chan_make(sizeof(int), 0);
-    assert_int_equal(rt_go(generate, chans[0]), 0);
+    CHECK_EQ(rt_go(generate, chans[0]), 0);
     for (int i = 0; i < NPRIMES; i++) {
         int p;
         bool ok;
-        assert_int_equal(rt_chan_recv(chans[i], &p, &ok, RT_FOREVER), 0);
-        assert_true(ok);
-        assert_int_equal(p, expect[i]);
+        CHECK_EQ(rt_chan_recv(chans[i], &p, &ok, RT_FOREVER), 0);
+        CHECK(ok);
+        CHECK_EQ(p, expect[i]);
         chans[i + 1] = rt_chan_make(sizeof(int), 0);
-        filters[i] = (filt){ chans[i], chans[i + 1], p };
-        assert_int_equal(rt_go(filter, &filters[i]), 0);
+        filters[i] = (filt){chans[i], chans[i + 1], p};
+        CHECK_EQ(rt_go(filter, &filters[i]), 0);
     }
-    assert_int_equal(expect[NPRIMES - 1], 7919);
+    CHECK_EQ(expect[NPRIMES - 1], 7919);
     /* The chain is abandoned with the runtime (as a Go program's would
      * be); the channels stay allocated until the process exits. */
 }
@@ -141,16 +138,16 @@ static void worker(void *arg)
     int v;
     bool ok;
     while (rt_chan_recv(f->jobs, &v, &ok, RT_FOREVER) == 0 && ok)
-        assert_int_equal(rt_chan_send(f->results, &v, RT_FOREVER), 0);
-    assert_int_equal(rt_chan_send(f->done, &v, RT_FOREVER), 0);
+        CHECK_EQ(rt_chan_send(f->results, &v, RT_FOREVER), 0);
+    CHECK_EQ(rt_chan_send(f->done, &v, RT_FOREVER), 0);
 }
 
 static void producer(void *arg)
 {
     fan *f = arg;
     for (int i = 0; i < NVALUES; i++)
-        assert_int_equal(rt_chan_send(f->jobs, &i, RT_FOREVER), 0);
-    assert_int_equal(rt_chan_close(f->jobs), 0);
+        CHECK_EQ(rt_chan_send(f->jobs, &i, RT_FOREVER), 0);
+    CHECK_EQ(rt_chan_close(f->jobs), 0);
 }
 
 static void closer(void *arg)
@@ -158,29 +155,29 @@ static void closer(void *arg)
     fan *f = arg;
     int v;
     for (int i = 0; i < NWORKERS; i++)
-        assert_int_equal(rt_chan_recv(f->done, &v, NULL, RT_FOREVER), 0);
-    assert_int_equal(rt_chan_close(f->results), 0);
+        CHECK_EQ(rt_chan_recv(f->done, &v, NULL, RT_FOREVER), 0);
+    CHECK_EQ(rt_chan_close(f->results), 0);
 }
 
 static void fan_main(void *arg)
 {
     (void)arg;
-    fan f = { rt_chan_make(sizeof(int), 64), rt_chan_make(sizeof(int), 16),
-              rt_chan_make(sizeof(int), 0) };
+    fan f = {rt_chan_make(sizeof(int), 64), rt_chan_make(sizeof(int), 16),
+             rt_chan_make(sizeof(int), 0)};
     for (int i = 0; i < NWORKERS; i++)
-        assert_int_equal(rt_go(worker, &f), 0);
-    assert_int_equal(rt_go(producer, &f), 0);
-    assert_int_equal(rt_go(closer, &f), 0);
+        CHECK_EQ(rt_go(worker, &f), 0);
+    CHECK_EQ(rt_go(producer, &f), 0);
+    CHECK_EQ(rt_go(closer, &f), 0);
     unsigned char *seen = calloc(NVALUES, 1);
     int n = 0, v;
     bool ok;
     while (rt_chan_recv(f.results, &v, &ok, RT_FOREVER) == 0 && ok) {
-        assert_true(v >= 0 && v < NVALUES);
-        assert_int_equal(seen[v], 0);
+        CHECK(v >= 0 && v < NVALUES);
+        CHECK_EQ(seen[v], 0);
         seen[v] = 1;
         n++;
     }
-    assert_int_equal(n, NVALUES);
+    CHECK_EQ(n, NVALUES);
     free(seen);
     rt_chan_release(f.jobs);
     rt_chan_release(f.results);
@@ -198,16 +195,16 @@ static void parked_receiver(void *arg)
 {
     int v = 123;
     bool ok = true;
-    assert_int_equal(rt_chan_recv(arg, &v, &ok, RT_FOREVER), 0);
-    assert_false(ok);
-    assert_int_equal(v, 0);
+    CHECK_EQ(rt_chan_recv(arg, &v, &ok, RT_FOREVER), 0);
+    CHECK(!(ok));
+    CHECK_EQ(v, 0);
     atomic_fetch_add(&woke_recv, 1);
 }
 
 static void parked_sender(void *arg)
 {
     int v = 1;
-    assert_int_equal(rt_chan_send(arg, &v, RT_FOREVER), RT_ESENDCLOSED);
+    CHECK_EQ(rt_chan_send(arg, &v, RT_FOREVER), RT_ESENDCLOSED);
     atomic_fetch_add(&woke_send, 1);
 }
 
@@ -217,18 +214,18 @@ static void close_main(void *arg)
     rt_chan *r = rt_chan_make(sizeof(int), 0);
     rt_chan *s = rt_chan_make(sizeof(int), 0);
     for (int i = 0; i < NPARKED; i++) {
-        assert_int_equal(rt_go(parked_receiver, r), 0);
-        assert_int_equal(rt_go(parked_sender, s), 0);
+        CHECK_EQ(rt_go(parked_receiver, r), 0);
+        CHECK_EQ(rt_go(parked_sender, s), 0);
     }
     /* Wait until all 20 are parked: a timed-out receive yields time. */
     rt_chan *idle = rt_chan_make(sizeof(int), 0);
     rt_chan_recv(idle, NULL, NULL, rt_deadline_ms(50));
-    assert_int_equal(rt_chan_close(r), 0);
-    assert_int_equal(rt_chan_close(s), 0);
+    CHECK_EQ(rt_chan_close(r), 0);
+    CHECK_EQ(rt_chan_close(s), 0);
     while (atomic_load(&woke_recv) + atomic_load(&woke_send) < 2 * NPARKED)
         rt_chan_recv(idle, NULL, NULL, rt_deadline_ms(1));
-    assert_int_equal(atomic_load(&woke_recv), NPARKED);
-    assert_int_equal(atomic_load(&woke_send), NPARKED);
+    CHECK_EQ(atomic_load(&woke_recv), NPARKED);
+    CHECK_EQ(atomic_load(&woke_send), NPARKED);
     rt_chan_release(idle);
     rt_chan_release(r);
     rt_chan_release(s);
@@ -242,53 +239,55 @@ static void rules_main(void *arg)
 {
     (void)arg;
     rt_chan *c = rt_chan_make(sizeof(int), 3);
-    assert_int_equal(rt_chan_cap(c), 3);
+    CHECK_EQ(rt_chan_cap(c), 3);
     for (int i = 1; i <= 3; i++)
-        assert_int_equal(rt_chan_send(c, &i, RT_POLL), 0);
-    assert_int_equal(rt_chan_len(c), 3);
+        CHECK_EQ(rt_chan_send(c, &i, RT_POLL), 0);
+    CHECK_EQ(rt_chan_len(c), 3);
     int v = 4;
-    assert_int_equal(rt_chan_send(c, &v, RT_POLL), RT_EAGAIN);
-    assert_int_equal(rt_chan_close(c), 0);
-    assert_true(rt_chan_closed(c));
-    assert_int_equal(rt_chan_close(c), RT_ECLOSECLOSED);
-    assert_int_equal(rt_chan_send(c, &v, RT_FOREVER), RT_ESENDCLOSED);
-    assert_int_equal(rt_chan_send(c, &v, RT_POLL), RT_ESENDCLOSED);
+    CHECK_EQ(rt_chan_send(c, &v, RT_POLL), RT_EAGAIN);
+    CHECK_EQ(rt_chan_close(c), 0);
+    CHECK(rt_chan_closed(c));
+    CHECK_EQ(rt_chan_close(c), RT_ECLOSECLOSED);
+    CHECK_EQ(rt_chan_send(c, &v, RT_FOREVER), RT_ESENDCLOSED);
+    CHECK_EQ(rt_chan_send(c, &v, RT_POLL), RT_ESENDCLOSED);
     /* Buffered values drain in order after close, then zero/false. */
     for (int i = 1; i <= 3; i++) {
         bool ok = false;
-        assert_int_equal(rt_chan_recv(c, &v, &ok, RT_FOREVER), 0);
-        assert_true(ok);
-        assert_int_equal(v, i);
+        CHECK_EQ(rt_chan_recv(c, &v, &ok, RT_FOREVER), 0);
+        CHECK(ok);
+        CHECK_EQ(v, i);
     }
     bool ok = true;
     v = 9;
-    assert_int_equal(rt_chan_recv(c, &v, &ok, RT_FOREVER), 0);
-    assert_false(ok);
-    assert_int_equal(v, 0);
-    assert_int_equal(rt_chan_recv(c, NULL, &ok, RT_POLL), 0);
-    assert_false(ok);
-    assert_int_equal(rt_chan_close(NULL), RT_ECLOSENIL);
-    assert_int_equal(rt_chan_send(NULL, &v, RT_POLL), RT_EINVAL);
-    assert_int_equal(rt_chan_recv(NULL, &v, &ok, RT_POLL), RT_EINVAL);
-    assert_ptr_equal(rt_chan_retain(c), c);
+    CHECK_EQ(rt_chan_recv(c, &v, &ok, RT_FOREVER), 0);
+    CHECK(!(ok));
+    CHECK_EQ(v, 0);
+    CHECK_EQ(rt_chan_recv(c, NULL, &ok, RT_POLL), 0);
+    CHECK(!(ok));
+    CHECK_EQ(rt_chan_close(NULL), RT_ECLOSENIL);
+    CHECK_EQ(rt_chan_send(NULL, &v, RT_POLL), RT_EINVAL);
+    CHECK_EQ(rt_chan_recv(NULL, &v, &ok, RT_POLL), RT_EINVAL);
+    CHECK_PTR_EQ(rt_chan_retain(c), c);
     rt_chan_release(c);
     rt_chan_release(c);
 
     /* Unbuffered: a poll without a partner fails; recv NULL discards. */
     rt_chan *u = rt_chan_make(sizeof(int), 0);
-    assert_int_equal(rt_chan_cap(u), 0);
-    assert_int_equal(rt_chan_send(u, &v, RT_POLL), RT_EAGAIN);
-    assert_int_equal(rt_chan_recv(u, &v, &ok, RT_POLL), RT_EAGAIN);
+    CHECK_EQ(rt_chan_cap(u), 0);
+    CHECK_EQ(rt_chan_send(u, &v, RT_POLL), RT_EAGAIN);
+    CHECK_EQ(rt_chan_recv(u, &v, &ok, RT_POLL), RT_EAGAIN);
     rt_chan_release(u);
 
     /* Large elements are copied whole. */
-    typedef struct { char b[1000]; } big;
+    typedef struct {
+        char b[1000];
+    } big;
     rt_chan *bc = rt_chan_make(sizeof(big), 2);
     big in, out;
     memset(&in, 'x', sizeof(in));
-    assert_int_equal(rt_chan_send(bc, &in, RT_POLL), 0);
-    assert_int_equal(rt_chan_recv(bc, &out, &ok, RT_POLL), 0);
-    assert_memory_equal(&in, &out, sizeof(in));
+    CHECK_EQ(rt_chan_send(bc, &in, RT_POLL), 0);
+    CHECK_EQ(rt_chan_recv(bc, &out, &ok, RT_POLL), 0);
+    CHECK_MEM_EQ(&in, &out, sizeof(in));
     rt_chan_release(bc);
 }
 
@@ -303,8 +302,8 @@ static void test_close_rules(void **state)
     rttest_assert_sync_error_texts();
     assert_string_equal(rt_strerror(RT_EDEADLK),
                         "all goroutines are asleep - deadlock!");
-    int codes[] = { RT_OK, RT_ENOMEM, RT_EINVAL, RT_EAGAIN, RT_ETIMEDOUT,
-                    RT_ECANCELED, RT_EPERM, RT_ESTACKOVF };
+    int codes[] = {RT_OK,        RT_ENOMEM,    RT_EINVAL, RT_EAGAIN,
+                   RT_ETIMEDOUT, RT_ECANCELED, RT_EPERM,  RT_ESTACKOVF};
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
         assert_non_null(rt_strerror(codes[i]));
         assert_true(strlen(rt_strerror(codes[i])) > 0);
@@ -317,14 +316,14 @@ static void fifo_sender(void *arg)
 {
     rt_chan *c = arg;
     for (int i = 0; i < 1000; i++)
-        assert_int_equal(rt_chan_send(c, &i, RT_FOREVER), 0);
+        CHECK_EQ(rt_chan_send(c, &i, RT_FOREVER), 0);
 }
 
 static void fifo_main(void *arg)
 {
     (void)arg;
     rt_chan *c = rt_chan_make(sizeof(int), 4);
-    assert_int_equal(rt_go(fifo_sender, c), 0);
+    CHECK_EQ(rt_go(fifo_sender, c), 0);
     for (int i = 0; i < 1000; i++) {
         int v;
         bool ok;
@@ -334,8 +333,8 @@ static void fifo_main(void *arg)
             rt_chan_recv(idle, NULL, NULL, rt_deadline_ms(2));
             rt_chan_release(idle);
         }
-        assert_int_equal(rt_chan_recv(c, &v, &ok, RT_FOREVER), 0);
-        assert_int_equal(v, i);
+        CHECK_EQ(rt_chan_recv(c, &v, &ok, RT_FOREVER), 0);
+        CHECK_EQ(v, i);
     }
     rt_chan_release(c);
 }
@@ -350,20 +349,19 @@ static void deadline_main(void *arg)
     rt_chan *c = rt_chan_make(sizeof(int), 0);
     int v = 0;
     int64_t t0 = rt_now();
-    assert_int_equal(rt_chan_recv(c, &v, NULL, rt_deadline_ms(50)),
-                     RT_ETIMEDOUT);
+    CHECK_EQ(rt_chan_recv(c, &v, NULL, rt_deadline_ms(50)), RT_ETIMEDOUT);
     int64_t el = rt_now() - t0;
-    assert_true(el >= 50000000);
-    assert_true(el < 5000000000LL); /* generous: a loaded 2-core box */
+    CHECK(el >= 50000000);
+    CHECK(el < 5000000000LL); /* generous: a loaded 2-core box */
     t0 = rt_now();
-    assert_int_equal(rt_chan_send(c, &v, rt_deadline_ms(30)), RT_ETIMEDOUT);
+    CHECK_EQ(rt_chan_send(c, &v, rt_deadline_ms(30)), RT_ETIMEDOUT);
     el = rt_now() - t0;
-    assert_true(el >= 30000000);
-    assert_true(el < 5000000000LL);
+    CHECK(el >= 30000000);
+    CHECK(el < 5000000000LL);
     /* A deadline already past fails at once, even without waiting. */
-    assert_int_equal(rt_chan_recv(c, &v, NULL, rt_now() - 1), RT_ETIMEDOUT);
+    CHECK_EQ(rt_chan_recv(c, &v, NULL, rt_now() - 1), RT_ETIMEDOUT);
     /* After a timeout the channel still works. */
-    assert_int_equal(rt_chan_send(c, &v, RT_POLL), RT_EAGAIN);
+    CHECK_EQ(rt_chan_send(c, &v, RT_POLL), RT_EAGAIN);
     rt_chan_release(c);
 }
 
@@ -388,18 +386,18 @@ static void cancel_waiter(void *arg)
                     : rt_chan_recv(k->c, &v, NULL, RT_FOREVER);
     atomic_store(&k->result, r);
     atomic_store(&k->later, k->send ? rt_chan_send(k->c, &v, RT_FOREVER)
-                                    : rt_chan_recv(k->c, &v, NULL,
-                                                   RT_FOREVER));
+                                    : rt_chan_recv(k->c, &v, NULL, RT_FOREVER));
     /* Polls are not blocking calls: they still work. */
-    assert_int_equal(rt_chan_recv(k->c, &v, NULL, RT_POLL), RT_EAGAIN);
+    CHECK_EQ(rt_chan_recv(k->c, &v, NULL, RT_POLL), RT_EAGAIN);
     rt_cancel_attach(NULL);
 }
 
 static void *firer(void *arg)
 {
     cancel_case *k = arg;
-    while (!atomic_load(&k->parked))
-        rttest_msleep(1);
+    RTTEST_WAIT(atomic_load(&k->parked));
+    /* Most likely parked by now; the outcome is the same if it is not
+     * (a fired token refuses the call at once). */
     rttest_msleep(30);
     rt_cancel_fire(k->tok);
     rt_cancel_fire(k->tok); /* idempotent */
@@ -412,8 +410,8 @@ static void cancel_main(void *arg)
     cancel_case *k = arg;
     pthread_t t;
     rt_ref(); /* the foreign thread can still wake us */
-    assert_int_equal(pthread_create(&t, NULL, firer, k), 0);
-    assert_int_equal(rt_go(cancel_waiter, k), 0);
+    CHECK_EQ(pthread_create(&t, NULL, firer, k), 0);
+    CHECK_EQ(rt_go(cancel_waiter, k), 0);
     rt_chan *idle = rt_chan_make(sizeof(int), 0);
     while (atomic_load(&k->later) == 0)
         rt_chan_recv(idle, NULL, NULL, rt_deadline_ms(2));
@@ -425,9 +423,9 @@ static void test_cancel(void **state)
 {
     (void)state;
     for (int send = 0; send <= 1; send++) {
-        cancel_case k = { .tok = rt_cancel_new(),
-                          .c = rt_chan_make(sizeof(int), 0),
-                          .send = send };
+        cancel_case k = {.tok = rt_cancel_new(),
+                         .c = rt_chan_make(sizeof(int), 0),
+                         .send = send};
         assert_false(rt_cancel_fired(k.tok));
         rttest_run(cancel_main, &k);
         assert_true(rt_cancel_fired(k.tok));

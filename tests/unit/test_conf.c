@@ -19,6 +19,7 @@
 
 #include "cfgfile.h"
 #include "conf.h"
+#include "../common/testpath.h"
 
 static char tmpdir[256];
 
@@ -139,9 +140,9 @@ static void test_every_key(void **state)
     assert_int_equal(c.metrics_port, -1);
     assert_int_equal(load(&c, "metrics_port = 0\n", err, sizeof err), 0);
     assert_int_equal(c.metrics_port, 0);
-    assert_int_equal(load(&c, "log_level = warning\nlog_level = error\n",
-                          err, sizeof err),
-                     0);
+    assert_int_equal(
+        load(&c, "log_level = warning\nlog_level = error\n", err, sizeof err),
+        0);
     assert_int_equal(c.log_level, LOG_LVL_ERROR); /* the last one wins */
 }
 
@@ -241,40 +242,20 @@ static void test_file_errors(void **state)
 }
 
 /* Finds configs/chand.conf from the working directory or $CHAND_BIN. */
-static FILE *open_sample(void)
-{
-    const char *bin = getenv("CHAND_BIN");
-    char path[4200], tmp[4096];
-    FILE *f = fopen("configs/chand.conf", "r");
-
-    if (f || !bin)
-        return f;
-    snprintf(tmp, sizeof tmp, "%s", bin);
-    snprintf(path, sizeof path, "%s/../../configs/chand.conf", dirname(tmp));
-    f = fopen(path, "r");
-    if (!f) {
-        snprintf(path, sizeof path, "%s/../configs/chand.conf", dirname(tmp));
-        f = fopen(path, "r");
-    }
-    return f;
-}
-
 /* The shipped sample is valid, serves 127.0.0.1:2426 (make run), and
  * documents every key (set or commented out) but "config". */
 static void test_sample(void **state)
 {
     char *text, err[600], keyline[128];
     size_t n;
-    FILE *f = open_sample(), *keys;
+    const char *sample = testpath("configs/chand.conf");
+    FILE *keys;
     conf c, d;
     (void)state;
 
-    assert_non_null(f);
-    text = calloc(1, 1 << 20);
+    assert_non_null(sample);
+    text = testfile_read(sample, &n);
     assert_non_null(text);
-    n = fread(text, 1, (1 << 20) - 1, f);
-    fclose(f);
-    text[n] = '\0';
     conf_defaults(&c);
     if (cfg_load_text(&c, "chand.conf", text, err, sizeof err) != 0)
         fail_msg("sample: %s", err);
@@ -348,51 +329,48 @@ static void test_args_order(void **state)
     /* A flag before --config still overrides the file. */
     assert_int_equal(
         from_args(&c, &code,
-                  (const char *[]){ "--port", "7", "--config", path, NULL }),
+                  (const char *[]){"--port", "7", "--config", path, NULL}),
         0);
     assert_int_equal(c.port, 7);
     assert_int_equal(c.max_conns, 50);
     assert_int_equal(c.log_level, LOG_LVL_WARN);
     assert_string_equal(c.config, path);
     /* --key=value, after the file. */
-    assert_int_equal(from_args(&c, &code,
-                               (const char *[]){ "--config", path,
-                                                 "--max_conns=9", NULL }),
-                     0);
+    assert_int_equal(
+        from_args(&c, &code,
+                  (const char *[]){"--config", path, "--max_conns=9", NULL}),
+        0);
     assert_int_equal(c.port, 5);
     assert_int_equal(c.max_conns, 9);
 
     /* --test-config: ok -> exit 0; bad file -> 1; bad flag -> 2. */
     assert_int_equal(
         from_args(&c, &code,
-                  (const char *[]){ "--test-config", "--config", path, NULL }),
+                  (const char *[]){"--test-config", "--config", path, NULL}),
         1);
     assert_int_equal(code, 0);
     p = write_file("b.conf", "port = 5\nbogus = 1\n");
     snprintf(path, sizeof path, "%s", p);
     assert_int_equal(
         from_args(&c, &code,
-                  (const char *[]){ "--config", path, "--test-config", NULL }),
+                  (const char *[]){"--config", path, "--test-config", NULL}),
         1);
     assert_int_equal(code, 1);
-    assert_int_equal(from_args(&c, &code, (const char *[]){ "--config", path,
-                                                            NULL }),
-                     1);
+    assert_int_equal(
+        from_args(&c, &code, (const char *[]){"--config", path, NULL}), 1);
     assert_int_equal(code, 1); /* and the daemon does not start */
     assert_int_equal(
-        from_args(&c, &code, (const char *[]){ "--nope", "1", NULL }), 1);
+        from_args(&c, &code, (const char *[]){"--nope", "1", NULL}), 1);
     assert_int_equal(code, 2);
     assert_int_equal(
-        from_args(&c, &code, (const char *[]){ "--port", "x", NULL }), 1);
+        from_args(&c, &code, (const char *[]){"--port", "x", NULL}), 1);
     assert_int_equal(code, 2);
-    assert_int_equal(from_args(&c, &code, (const char *[]){ "stray", NULL }),
+    assert_int_equal(from_args(&c, &code, (const char *[]){"stray", NULL}), 1);
+    assert_int_equal(code, 2);
+    assert_int_equal(from_args(&c, &code, (const char *[]){"--config", NULL}),
                      1);
     assert_int_equal(code, 2);
-    assert_int_equal(from_args(&c, &code, (const char *[]){ "--config",
-                                                            NULL }),
-                     1);
-    assert_int_equal(code, 2);
-    assert_int_equal(from_args(&c, &code, (const char *[]){ NULL }), 0);
+    assert_int_equal(from_args(&c, &code, (const char *[]){NULL}), 0);
     assert_int_equal(c.port, 2426);
 }
 
@@ -407,8 +385,8 @@ static void test_reload(void **state)
 
     snprintf(path, sizeof path, "%s", p);
     assert_int_equal(from_args(&c, &code,
-                               (const char *[]){ "--config", path,
-                                                 "--max-batch", "20", NULL }),
+                               (const char *[]){"--config", path, "--max-batch",
+                                                "20", NULL}),
                      0);
     assert_int_equal(c.max_batch, 20);
     write_file("r.conf", "port = 6\nlog_level = debug\nmax_batch = 11\n"
@@ -434,14 +412,10 @@ static void test_reload(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_every_key),
-        cmocka_unit_test(test_syntax),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_file_errors),
-        cmocka_unit_test(test_sample),
-        cmocka_unit_test(test_args_order),
-        cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_defaults),    cmocka_unit_test(test_every_key),
+        cmocka_unit_test(test_syntax),      cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_file_errors), cmocka_unit_test(test_sample),
+        cmocka_unit_test(test_args_order),  cmocka_unit_test(test_reload),
     };
     return cmocka_run_group_tests_name("conf", tests, setup, teardown);
 }

@@ -52,22 +52,15 @@ static int replay(const char *sub, const char *harness, harness_fn fn)
         return 0;
     while ((e = readdir(d))) {
         char p[PATH_MAX + 600];
-        FILE *f;
-        long sz;
+        size_t sz;
         uint8_t *buf;
         if (e->d_name[0] == '.')
             continue;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        f = fopen(p, "rb");
-        if (!f)
+        buf = (uint8_t *)testfile_read(p, &sz);
+        if (!buf)
             continue;
-        fseek(f, 0, SEEK_END);
-        sz = ftell(f);
-        rewind(f);
-        buf = malloc((size_t)sz + 1);
-        assert_int_equal(fread(buf, 1, (size_t)sz, f), (size_t)sz);
-        fclose(f);
-        assert_int_equal(fn(buf, (size_t)sz), 0);
+        assert_int_equal(fn(buf, sz), 0);
         free(buf);
         n++;
     }
@@ -80,8 +73,7 @@ static void test_proto_inputs(void **state)
     (void)state;
     int seeds = replay("corpus", "proto", fuzz_proto_one);
     int regs = replay("regressions", "proto", fuzz_proto_one);
-    fprintf(stderr, "proto: %d seeds, %d regressions replayed\n", seeds,
-            regs);
+    fprintf(stderr, "proto: %d seeds, %d regressions replayed\n", seeds, regs);
     assert_true(seeds > 0);
 }
 
@@ -90,8 +82,7 @@ static void test_broker_inputs(void **state)
     (void)state;
     int seeds = replay("corpus", "broker", fuzz_broker_one);
     int regs = replay("regressions", "broker", fuzz_broker_one);
-    fprintf(stderr, "broker: %d seeds, %d regressions replayed\n", seeds,
-            regs);
+    fprintf(stderr, "broker: %d seeds, %d regressions replayed\n", seeds, regs);
     assert_true(seeds > 0);
 }
 

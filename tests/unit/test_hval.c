@@ -20,7 +20,7 @@
 /* Checks one value: text, placement, round trip and type. */
 static void check_value(json_t *v)
 {
-    jfast_buf want = { 0 };
+    jfast_buf want = {0};
     hval h;
     size_t n;
     const char *t;
@@ -55,8 +55,8 @@ static void test_scalars(void **state)
     check_value(json_null());
     check_value(json_integer(0));
     check_value(json_integer(-1));
-    check_value(json_integer(9999999));   /* 7 bytes: inline */
-    check_value(json_integer(10000000));  /* 8 bytes: a blob */
+    check_value(json_integer(9999999));  /* 7 bytes: inline */
+    check_value(json_integer(10000000)); /* 8 bytes: a blob */
     check_value(json_integer(-999999));
     check_value(json_integer(-1000000));
     check_value(json_integer(INT64_MAX));
@@ -70,9 +70,24 @@ static void test_scalars(void **state)
 static void test_strings(void **state)
 {
     static const char *const s[] = {
-        "", "a", "abc", "abcde", "abcdef", "abcdefghijklmnop",
-        "a\"b", "\\", "a\nb", "\t", "/", "\x7f", "caf\xc3\xa9",
-        "\xe2\x82\xac", "\xf0\x9f\x98\x80", "x\x01y", " ", "~}",
+        "",
+        "a",
+        "abc",
+        "abcde",
+        "abcdef",
+        "abcdefghijklmnop",
+        "a\"b",
+        "\\",
+        "a\nb",
+        "\t",
+        "/",
+        "\x7f",
+        "caf\xc3\xa9",
+        "\xe2\x82\xac",
+        "\xf0\x9f\x98\x80",
+        "x\x01y",
+        " ",
+        "~}",
     };
     (void)state;
     for (size_t i = 0; i < sizeof s / sizeof *s; i++)
@@ -98,15 +113,18 @@ static void test_containers(void **state)
     check_value(json_array());
     check_value(json_pack("[i]", 1));
     check_value(json_pack("{s:i}", "a", 1));
-    check_value(json_pack("{s:[i,s,b,n], s:{s:f}}", "k", 1, "two", 1, "o",
-                          "x", 2.5));
+    check_value(
+        json_pack("{s:[i,s,b,n], s:{s:f}}", "k", 1, "two", 1, "o", "x", 2.5));
     check_value(json_pack("[s,s]", "a\"", "\xc3\xa9"));
 }
 
 static void test_text_and_int(void **state)
 {
     static const char *const texts[] = {
-        "\"x\"", "1", "\"abcde\"", "\"abcdef\"",
+        "\"x\"",
+        "1",
+        "\"abcde\"",
+        "\"abcdef\"",
         "{\"a\":[1,2,3],\"b\":\"a long enough value\"}",
     };
     hval h;
@@ -121,10 +139,15 @@ static void test_text_and_int(void **state)
         assert_memory_equal(t, texts[i], n);
         hval_free(h);
     }
-    static const struct { int64_t n; const char *t; } ints[] = {
-        { 0, "0" }, { -7, "-7" }, { 1700000000000, "1700000000000" },
-        { INT64_MIN, "-9223372036854775808" },
-        { INT64_MAX, "9223372036854775807" },
+    static const struct {
+        int64_t n;
+        const char *t;
+    } ints[] = {
+        {0, "0"},
+        {-7, "-7"},
+        {1700000000000, "1700000000000"},
+        {INT64_MIN, "-9223372036854775808"},
+        {INT64_MAX, "9223372036854775807"},
     };
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
         assert_int_equal(hval_from_int(ints[i].n, &h), 0);

@@ -30,6 +30,7 @@
 
 #include "jfast.h"
 #include "../common/testpath.h"
+#include "../common/testrand.h"
 #include "proto.h"
 
 #define LLVMFuzzerTestOneInput fuzz_jfast_one
@@ -79,15 +80,15 @@ static char *ref_dump(const json_t *v, size_t *n)
 /* Asserts jfast_dump(v) is json_dumpb(v), or that both fail. */
 static void check_dump(const json_t *v, const char *what)
 {
-    jfast_buf b = { 0 };
+    jfast_buf b = {0};
     size_t n;
     char *ref = ref_dump(v, &n);
     int rc = jfast_dump(&b, v);
 
     if (!ref) {
         if (rc == 0) {
-            print_input("jfast_dump succeeded where json_dumpb failed",
-                        b.p, b.len);
+            print_input("jfast_dump succeeded where json_dumpb failed", b.p,
+                        b.len);
             fail_msg("%s", what);
         }
         assert_int_equal(b.len, 0);
@@ -155,10 +156,22 @@ typedef struct pcase {
                    must decline); EITHER: valid, jfast may decline */
 } pcase;
 
-#define A(s) { s, 0, ACCEPT }
-#define R(s) { s, 0, REFUSE }
-#define E(s) { s, 0, EITHER }
-#define RN(s) { s, sizeof s - 1, REFUSE } /* with NUL bytes */
+#define A(s)                                                                   \
+    {                                                                          \
+        s, 0, ACCEPT                                                           \
+    }
+#define R(s)                                                                   \
+    {                                                                          \
+        s, 0, REFUSE                                                           \
+    }
+#define E(s)                                                                   \
+    {                                                                          \
+        s, 0, EITHER                                                           \
+    }
+#define RN(s)                                                                  \
+    {                                                                          \
+        s, sizeof s - 1, REFUSE                                                \
+    } /* with NUL bytes */
 
 static const pcase cases[] = {
     /* the request and answer shapes of the protocol */
@@ -181,93 +194,272 @@ static const pcase cases[] = {
       "{\"cases\":[{\"op\":\"recv\",\"name\":\"a\"},{\"op\":\"send\","
       "\"name\":\"b\",\"value\":\"hi\\n\"}],\"default\":true}}"),
     /* top-level scalars (JSON_DECODE_ANY) and structures */
-    A("{}"), A("[]"), A("\"\""), A("\"abc\""), A("0"), A("-0"), A("7"),
-    A("-1"), A("123456789"), A("true"), A("false"), A("null"),
-    A("[1,2,3]"), A("[[],{},[[]],[{}]]"), A("{\"a\":{\"b\":{\"c\":{}}}}"),
+    A("{}"),
+    A("[]"),
+    A("\"\""),
+    A("\"abc\""),
+    A("0"),
+    A("-0"),
+    A("7"),
+    A("-1"),
+    A("123456789"),
+    A("true"),
+    A("false"),
+    A("null"),
+    A("[1,2,3]"),
+    A("[[],{},[[]],[{}]]"),
+    A("{\"a\":{\"b\":{\"c\":{}}}}"),
     A("[\"a\",1,true,false,null,[],{}]"),
     /* integers: the int64 edges, -0, leading zeros */
-    A("9223372036854775807"), A("-9223372036854775808"),
-    A("1000000000000000000"), A("-999999999999999999"),
-    R("9223372036854775808"), R("-9223372036854775809"),
-    R("12345678901234567890"), R("-12345678901234567890"),
-    R("99999999999999999999999"), R("01"), R("-01"), R("00"), R("-00"),
-    R("[01]"), R("-"), R("--1"), R("+1"), R("- 1"), R("0x10"), R("1a"),
-    R("[1a]"), R("Infinity"), R("-Infinity"), R("NaN"), R("[-]"),
+    A("9223372036854775807"),
+    A("-9223372036854775808"),
+    A("1000000000000000000"),
+    A("-999999999999999999"),
+    R("9223372036854775808"),
+    R("-9223372036854775809"),
+    R("12345678901234567890"),
+    R("-12345678901234567890"),
+    R("99999999999999999999999"),
+    R("01"),
+    R("-01"),
+    R("00"),
+    R("-00"),
+    R("[01]"),
+    R("-"),
+    R("--1"),
+    R("+1"),
+    R("- 1"),
+    R("0x10"),
+    R("1a"),
+    R("[1a]"),
+    R("Infinity"),
+    R("-Infinity"),
+    R("NaN"),
+    R("[-]"),
     /* reals: valid, left to jansson */
-    E("1.5"), E("-0.0"), E("1e3"), E("1E3"), E("1e+3"), E("1e-3"),
-    E("0.1e5"), E("[1.5,2]"), E("{\"a\":-0.0}"), R("1e400"),
-    R("1."), R(".5"), R("1e"), R("1e+"), R("1.e3"), R("-.5"), R("1.5.5"),
+    E("1.5"),
+    E("-0.0"),
+    E("1e3"),
+    E("1E3"),
+    E("1e+3"),
+    E("1e-3"),
+    E("0.1e5"),
+    E("[1.5,2]"),
+    E("{\"a\":-0.0}"),
+    R("1e400"),
+    R("1."),
+    R(".5"),
+    R("1e"),
+    R("1e+"),
+    R("1.e3"),
+    R("-.5"),
+    R("1.5.5"),
     /* keywords */
-    R("tru"), R("truex"), R("True"), R("nul"), R("nulll"), R("fals"),
-    R("[true1]"), R("[true,]"), R("[null null]"), R("t"), R("n"), R("f"),
+    R("tru"),
+    R("truex"),
+    R("True"),
+    R("nul"),
+    R("nulll"),
+    R("fals"),
+    R("[true1]"),
+    R("[true,]"),
+    R("[null null]"),
+    R("t"),
+    R("n"),
+    R("f"),
     /* whitespace: space, \t, \n, \r only */
-    A(" {\"a\" : [ 1 , 2 ] } "), A("\t\n\r {\t\"a\"\n:\r1\t}\n\r\t"),
-    A("\n7\n"), A("  \"x\"  "), A("[ ]"), A("{ }"), A("[\n]"),
-    R("\f1"), R("1\f"), R("\v1"), R("1\v"), R("\xc2\xa0" "1"),
-    R("1\xc2\xa0"), R("[1,\f2]"),
+    A(" {\"a\" : [ 1 , 2 ] } "),
+    A("\t\n\r {\t\"a\"\n:\r1\t}\n\r\t"),
+    A("\n7\n"),
+    A("  \"x\"  "),
+    A("[ ]"),
+    A("{ }"),
+    A("[\n]"),
+    R("\f1"),
+    R("1\f"),
+    R("\v1"),
+    R("1\v"),
+    R("\xc2\xa0"
+      "1"),
+    R("1\xc2\xa0"),
+    R("[1,\f2]"),
     /* empty and trailing input */
-    R(""), R(" "), R("\n"), R("{"), R("}"), R("["), R("]"), R("[1"),
-    R("[1,"), R("{\"a\""), R("{\"a\":"), R("{\"a\":1"), R("{\"a\":1,"),
-    R("1 2"), R("{} x"), R("[]]"), R("{}}"), R("[],"), R("\"a\" \"b\""),
-    R("{}{}"), R("[1]x"), R("nullx"),
-    RN("[1]\0"), RN("\0[1]"), RN("\0"), RN("[1]\0 "), RN("\"a\"\0"),
+    R(""),
+    R(" "),
+    R("\n"),
+    R("{"),
+    R("}"),
+    R("["),
+    R("]"),
+    R("[1"),
+    R("[1,"),
+    R("{\"a\""),
+    R("{\"a\":"),
+    R("{\"a\":1"),
+    R("{\"a\":1,"),
+    R("1 2"),
+    R("{} x"),
+    R("[]]"),
+    R("{}}"),
+    R("[],"),
+    R("\"a\" \"b\""),
+    R("{}{}"),
+    R("[1]x"),
+    R("nullx"),
+    RN("[1]\0"),
+    RN("\0[1]"),
+    RN("\0"),
+    RN("[1]\0 "),
+    RN("\"a\"\0"),
     /* jansson drops a NUL right after a number or a word (its unget of the
      * NUL looks like an empty buffer); valid to it, declined here */
-    { "1\0", 2, EITHER }, { "[1\0]", 4, EITHER }, { "true\0", 5, EITHER },
+    {"1\0", 2, EITHER},
+    {"[1\0]", 4, EITHER},
+    {"true\0", 5, EITHER},
     /* syntax */
-    R("[1,]"), R("[,1]"), R("[,]"), R("{\"a\":1,}"), R("{,}"),
-    R("{\"a\"}"), R("{\"a\":}"), R("{1:2}"), R("{a:1}"), R("{'a':1}"),
-    R("[1 2]"), R("{\"a\" 1}"), R("{\"a\"::1}"), R("{\"a\":1 \"b\":2}"),
-    R("['a']"), R("[\"a\":1]"), R("{\"a\",1}"),
+    R("[1,]"),
+    R("[,1]"),
+    R("[,]"),
+    R("{\"a\":1,}"),
+    R("{,}"),
+    R("{\"a\"}"),
+    R("{\"a\":}"),
+    R("{1:2}"),
+    R("{a:1}"),
+    R("{'a':1}"),
+    R("[1 2]"),
+    R("{\"a\" 1}"),
+    R("{\"a\"::1}"),
+    R("{\"a\":1 \"b\":2}"),
+    R("['a']"),
+    R("[\"a\":1]"),
+    R("{\"a\",1}"),
     /* strings: simple escapes */
-    A("\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\""), A("\"\\/\""), A("\"/\""),
-    A("{\"k\\n\\t\":\"v\\\\\"}"), A("\"\\\"\""), A("\"\\\\\""),
-    R("\"\\x\""), R("\"\\a\""), R("\"\\'\""), R("\"\\U0041\""),
-    R("\"\\\""), R("\"\\"), R("\"abc"), R("\""), R("\"\\ \""),
+    A("\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\""),
+    A("\"\\/\""),
+    A("\"/\""),
+    A("{\"k\\n\\t\":\"v\\\\\"}"),
+    A("\"\\\"\""),
+    A("\"\\\\\""),
+    R("\"\\x\""),
+    R("\"\\a\""),
+    R("\"\\'\""),
+    R("\"\\U0041\""),
+    R("\"\\\""),
+    R("\"\\"),
+    R("\"abc"),
+    R("\""),
+    R("\"\\ \""),
     /* \u escapes and surrogate pairs */
-    A("\"\\u0041\""), A("\"\\u00e9\""), A("\"\\u00E9\""), A("\"\\u20AC\""),
-    A("\"\\u20ac\""), A("\"\\u0001\""), A("\"\\u001f\""), A("\"\\u007f\""),
-    A("\"\\u0080\""), A("\"\\u07ff\""), A("\"\\u0800\""), A("\"\\uffff\""),
-    A("\"\\ufeff\""), A("\"\\ud83d\\ude00\""), A("\"\\uD83D\\uDE00\""),
-    A("\"\\ud800\\udc00\""), A("\"\\udbff\\udfff\""),
+    A("\"\\u0041\""),
+    A("\"\\u00e9\""),
+    A("\"\\u00E9\""),
+    A("\"\\u20AC\""),
+    A("\"\\u20ac\""),
+    A("\"\\u0001\""),
+    A("\"\\u001f\""),
+    A("\"\\u007f\""),
+    A("\"\\u0080\""),
+    A("\"\\u07ff\""),
+    A("\"\\u0800\""),
+    A("\"\\uffff\""),
+    A("\"\\ufeff\""),
+    A("\"\\ud83d\\ude00\""),
+    A("\"\\uD83D\\uDE00\""),
+    A("\"\\ud800\\udc00\""),
+    A("\"\\udbff\\udfff\""),
     A("\"x\\u0041y\\u00e9z\\ud83d\\ude00!\""),
-    R("\"\\u0000\""), R("\"a\\u0000b\""), R("{\"\\u0000\":1}"),
-    R("{\"a\\u0000\":1}"), R("\"\\u12\""), R("\"\\u12G4\""), R("\"\\u\""),
-    R("\"\\u123\""), R("\"\\uzzzz\""), R("\"\\ud800\""), R("\"\\udbff\""),
-    R("\"\\ud800x\""), R("\"\\ud800\\u0041\""), R("\"\\ud800\\ud800\""),
-    R("\"\\udc00\""), R("\"\\udfff\""), R("\"\\udc00\\ud800\""),
-    R("\"\\ud800\\\""), R("\"\\ud800\\u\""), R("\"\\ud800\\udc0\""),
-    R("\"\\ud800\\n\""), R("\"\\u00\"00\""),
+    R("\"\\u0000\""),
+    R("\"a\\u0000b\""),
+    R("{\"\\u0000\":1}"),
+    R("{\"a\\u0000\":1}"),
+    R("\"\\u12\""),
+    R("\"\\u12G4\""),
+    R("\"\\u\""),
+    R("\"\\u123\""),
+    R("\"\\uzzzz\""),
+    R("\"\\ud800\""),
+    R("\"\\udbff\""),
+    R("\"\\ud800x\""),
+    R("\"\\ud800\\u0041\""),
+    R("\"\\ud800\\ud800\""),
+    R("\"\\udc00\""),
+    R("\"\\udfff\""),
+    R("\"\\udc00\\ud800\""),
+    R("\"\\ud800\\\""),
+    R("\"\\ud800\\u\""),
+    R("\"\\ud800\\udc0\""),
+    R("\"\\ud800\\n\""),
+    R("\"\\u00\"00\""),
     /* raw control characters are errors; DEL is not */
-    R("\"a\x01\""), R("\"\x1f\""), R("\"a\nb\""), R("\"a\tb\""),
-    R("\"\r\""), RN("\"a\0b\""), RN("\"\0\""), A("\"\x7f\""),
-    A("\"a\x7f" "b\""),
+    R("\"a\x01\""),
+    R("\"\x1f\""),
+    R("\"a\nb\""),
+    R("\"a\tb\""),
+    R("\"\r\""),
+    RN("\"a\0b\""),
+    RN("\"\0\""),
+    A("\"\x7f\""),
+    A("\"a\x7f"
+      "b\""),
     /* raw UTF-8: valid passes, invalid is an error */
-    A("\"\xc3\xa9\""), A("\"\xe2\x82\xac\""), A("\"\xf0\x9f\x98\x80\""),
-    A("\"\xc2\x80\""), A("\"\xdf\xbf\""), A("\"\xe0\xa0\x80\""),
-    A("\"\xef\xbf\xbf\""), A("\"\xf0\x90\x80\x80\""),
-    A("\"\xf4\x8f\xbf\xbf\""), A("{\"\xc3\xa9t\xc3\xa9\":\"\xe2\x82\xac\"}"),
-    A("\"\xc3\xa9\\n\xe2\x82\xac\""), A("\"\xee\x80\x80\""),
-    R("\"\xff\""), R("\"\xfe\""), R("\"\x80\""), R("\"\xbf\""),
-    R("\"\xc0\x80\""), R("\"\xc1\xbf\""), R("\"\xe0\x80\x80\""),
-    R("\"\xe0\x9f\xbf\""), R("\"\xed\xa0\x80\""), R("\"\xed\xbf\xbf\""),
-    R("\"\xf0\x80\x80\x80\""), R("\"\xf0\x8f\xbf\xbf\""),
-    R("\"\xf4\x90\x80\x80\""), R("\"\xf5\x80\x80\x80\""),
-    R("\"\xf8\x88\x80\x80\x80\""), R("\"\xe2\x82\""), R("\"\xc3\""),
-    R("\"\xe2\x82"), R("\"\xc3"), R("\"\xc3\xc3\""), R("\"\xe2\x28\xa1\""),
-    R("{\"\xff\":1}"), R("\xc3\xa9"), R("[\xc3\xa9]"), R("\"\\\xc3\xa9\""),
+    A("\"\xc3\xa9\""),
+    A("\"\xe2\x82\xac\""),
+    A("\"\xf0\x9f\x98\x80\""),
+    A("\"\xc2\x80\""),
+    A("\"\xdf\xbf\""),
+    A("\"\xe0\xa0\x80\""),
+    A("\"\xef\xbf\xbf\""),
+    A("\"\xf0\x90\x80\x80\""),
+    A("\"\xf4\x8f\xbf\xbf\""),
+    A("{\"\xc3\xa9t\xc3\xa9\":\"\xe2\x82\xac\"}"),
+    A("\"\xc3\xa9\\n\xe2\x82\xac\""),
+    A("\"\xee\x80\x80\""),
+    R("\"\xff\""),
+    R("\"\xfe\""),
+    R("\"\x80\""),
+    R("\"\xbf\""),
+    R("\"\xc0\x80\""),
+    R("\"\xc1\xbf\""),
+    R("\"\xe0\x80\x80\""),
+    R("\"\xe0\x9f\xbf\""),
+    R("\"\xed\xa0\x80\""),
+    R("\"\xed\xbf\xbf\""),
+    R("\"\xf0\x80\x80\x80\""),
+    R("\"\xf0\x8f\xbf\xbf\""),
+    R("\"\xf4\x90\x80\x80\""),
+    R("\"\xf5\x80\x80\x80\""),
+    R("\"\xf8\x88\x80\x80\x80\""),
+    R("\"\xe2\x82\""),
+    R("\"\xc3\""),
+    R("\"\xe2\x82"),
+    R("\"\xc3"),
+    R("\"\xc3\xc3\""),
+    R("\"\xe2\x28\xa1\""),
+    R("{\"\xff\":1}"),
+    R("\xc3\xa9"),
+    R("[\xc3\xa9]"),
+    R("\"\\\xc3\xa9\""),
     R("\xef\xbb\xbf{}"),
     /* duplicate keys, at every level, also spelled differently */
-    R("{\"a\":1,\"a\":2}"), R("{\"a\":1,\"b\":2,\"a\":3}"),
-    R("{\"\":1,\"\":2}"), R("{\"a\":1,\"\\u0061\":2}"),
-    R("{\"\\u0061\":1,\"a\":2}"), R("{\"\\u0061\":1,\"\\u0061\":2}"),
-    R("{\"\xc3\xa9\":1,\"\\u00e9\":2}"), R("{\"a\":{\"b\":1,\"b\":2}}"),
-    R("{\"a\":{\"b\":1},\"a\":2}"), R("[{\"x\":1},{\"y\":1,\"y\":2}]"),
+    R("{\"a\":1,\"a\":2}"),
+    R("{\"a\":1,\"b\":2,\"a\":3}"),
+    R("{\"\":1,\"\":2}"),
+    R("{\"a\":1,\"\\u0061\":2}"),
+    R("{\"\\u0061\":1,\"a\":2}"),
+    R("{\"\\u0061\":1,\"\\u0061\":2}"),
+    R("{\"\xc3\xa9\":1,\"\\u00e9\":2}"),
+    R("{\"a\":{\"b\":1,\"b\":2}}"),
+    R("{\"a\":{\"b\":1},\"a\":2}"),
+    R("[{\"x\":1},{\"y\":1,\"y\":2}]"),
     R("{\"a\":{\"b\":{\"c\":1}},\"d\":{\"c\":2,\"c\":3}}"),
-    A("{\"a\":{\"a\":1},\"b\":{\"a\":2}}"), A("{\"a\":{\"b\":1,\"c\":2},"
-                                              "\"b\":3,\"c\":{\"b\":4}}"),
-    A("{\"\":1}"), A("{\"a\":1,\"A\":2,\"aa\":3,\"a \":4}"),
-    A("{\"\\u0061\":1,\"b\":2}"), A("[{\"a\":1},{\"a\":2}]"),
+    A("{\"a\":{\"a\":1},\"b\":{\"a\":2}}"),
+    A("{\"a\":{\"b\":1,\"c\":2},"
+      "\"b\":3,\"c\":{\"b\":4}}"),
+    A("{\"\":1}"),
+    A("{\"a\":1,\"A\":2,\"aa\":3,\"a \":4}"),
+    A("{\"\\u0061\":1,\"b\":2}"),
+    A("[{\"a\":1},{\"a\":2}]"),
     A("{\"ab\":1,\"a\":2,\"b\":3}"),
 };
 
@@ -288,8 +480,7 @@ static void test_table(void **state)
                      c->want == ACCEPT   ? "accept"
                      : c->want == REFUSE ? "refuse"
                                          : "either",
-                     ok ? "accepts" : "refuses",
-                     fast ? "accepts" : "declines");
+                     ok ? "accepts" : "refuses", fast ? "accepts" : "declines");
         }
         fuzz_jfast_one((const uint8_t *)c->text, n);
     }
@@ -311,9 +502,9 @@ static void test_many_keys(void **state)
             for (int k = 0; k < keys; k++) {
                 /* Every 7th key escaped, so that both checks are mixed. */
                 int id = k == keys - 1 && dup >= 0 ? dup : k;
-                n += (size_t)sprintf(s + n, k % 7 == 3 ? "%s\"\\u006b%d\":%d"
-                                                       : "%s\"k%d\":%d",
-                                     k ? "," : "", id, k);
+                n += (size_t)sprintf(
+                    s + n, k % 7 == 3 ? "%s\"\\u006b%d\":%d" : "%s\"k%d\":%d",
+                    k ? "," : "", id, k);
             }
             s[n++] = '}';
             int fast = check_parse(s, n, &ok);
@@ -381,7 +572,7 @@ static const char *tests_dir(void)
 }
 
 typedef struct file_stats {
-    int files, whole_ok, whole_fast; /* whole files */
+    int files, whole_ok, whole_fast;  /* whole files */
     int pieces, accepted, jansson_ok; /* their lines */
 } file_stats;
 
@@ -425,8 +616,7 @@ static void check_dir(const char *sub, file_stats *st)
     assert_non_null(d);
     while ((e = readdir(d))) {
         char p[PATH_MAX + 600], subp[600];
-        FILE *f;
-        long sz;
+        size_t sz;
         char *buf;
 
         if (e->d_name[0] == '.')
@@ -437,17 +627,10 @@ static void check_dir(const char *sub, file_stats *st)
             check_dir(subp, st);
             continue;
         }
-        f = fopen(p, "rb");
-        if (!f)
+        buf = testfile_read(p, &sz);
+        if (!buf)
             continue;
-        assert_int_equal(fseek(f, 0, SEEK_END), 0);
-        sz = ftell(f);
-        rewind(f);
-        buf = malloc((size_t)sz + 1);
-        assert_non_null(buf);
-        assert_int_equal(fread(buf, 1, (size_t)sz, f), (size_t)sz);
-        fclose(f);
-        check_file(buf, (size_t)sz, st);
+        check_file(buf, sz, st);
         free(buf);
     }
     closedir(d);
@@ -455,8 +638,8 @@ static void check_dir(const char *sub, file_stats *st)
 
 static void test_files(void **state)
 {
-    file_stats mal = { 0 }, proto = { 0 }, broker = { 0 }, jf = { 0 };
-    file_stats regs = { 0 };
+    file_stats mal = {0}, proto = {0}, broker = {0}, jf = {0};
+    file_stats regs = {0};
 
     (void)state;
     seed_used = 0;
@@ -489,11 +672,7 @@ static uint64_t rng_state;
 
 static uint64_t rnd(void)
 {
-    /* xorshift64* */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ULL;
+    return testrand_next(&rng_state);
 }
 
 static uint32_t rndn(uint32_t n)
@@ -623,9 +802,10 @@ static void gen_string_body(tbuf *t, bool clean)
         } else {
             /* things jansson refuses */
             static const char *const bad[] = {
-                "\\u0000", "\\ud800", "\\udc00", "\\ud800\\u0041", "\\x",
-                "\\u12", "\x01", "\n", "\xff", "\xc0\x80", "\xed\xa0\x80",
-                "\xf4\x90\x80\x80", "\xc3", "\x80", "\\uD83D\\uD83D",
+                "\\u0000", "\\ud800",  "\\udc00",        "\\ud800\\u0041",
+                "\\x",     "\\u12",    "\x01",           "\n",
+                "\xff",    "\xc0\x80", "\xed\xa0\x80",   "\xf4\x90\x80\x80",
+                "\xc3",    "\x80",     "\\uD83D\\uD83D",
             };
             tputs(t, bad[rndn(sizeof bad / sizeof bad[0])]);
             if (rndn(2) == 0)
@@ -637,13 +817,31 @@ static void gen_string_body(tbuf *t, bool clean)
 static void gen_int(tbuf *t, bool clean)
 {
     static const char *const edge[] = {
-        "0", "-0", "9223372036854775807", "-9223372036854775808",
-        "999999999999999999", "-999999999999999999", "1000000000000000000",
+        "0",
+        "-0",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "999999999999999999",
+        "-999999999999999999",
+        "1000000000000000000",
     };
     static const char *const bad_or_real[] = {
-        "9223372036854775808", "-9223372036854775809", "18446744073709551616",
-        "123456789012345678901", "01", "-01", "1.5", "-0.0", "1e3", "2E-2",
-        "0.1e+5", "1e400", "3.141592653589793", "-", "1.", ".5",
+        "9223372036854775808",
+        "-9223372036854775809",
+        "18446744073709551616",
+        "123456789012345678901",
+        "01",
+        "-01",
+        "1.5",
+        "-0.0",
+        "1e3",
+        "2E-2",
+        "0.1e+5",
+        "1e400",
+        "3.141592653589793",
+        "-",
+        "1.",
+        ".5",
     };
     char s[32];
     uint32_t r = rndn(100);
@@ -651,14 +849,13 @@ static void gen_int(tbuf *t, bool clean)
     if (r < 60)
         snprintf(s, sizeof s, "%d", (int)rndn(2000) - 1000);
     else if (r < 75)
-        snprintf(s, sizeof s, "%lld", (long long)(rnd() >> rndn(64)) *
-                                          (rndn(2) ? 1 : -1));
+        snprintf(s, sizeof s, "%lld",
+                 (long long)(rnd() >> rndn(64)) * (rndn(2) ? 1 : -1));
     else if (r < 85 || clean)
         snprintf(s, sizeof s, "%s", edge[rndn(sizeof edge / sizeof edge[0])]);
     else
         snprintf(s, sizeof s, "%s",
-                 bad_or_real[rndn(sizeof bad_or_real /
-                                  sizeof bad_or_real[0])]);
+                 bad_or_real[rndn(sizeof bad_or_real / sizeof bad_or_real[0])]);
     tputs(t, s);
 }
 
@@ -675,7 +872,7 @@ static void gen_value(tbuf *t, int depth, bool clean)
         } else if (r < 80) {
             gen_int(t, clean);
         } else {
-            static const char *const kw[] = { "true", "false", "null" };
+            static const char *const kw[] = {"true", "false", "null"};
             tputs(t, kw[rndn(3)]);
         }
         return;
@@ -699,7 +896,7 @@ static void gen_value(tbuf *t, int depth, bool clean)
                 tputs(t, k);
             } else {
                 /* a tiny alphabet, so duplicates happen */
-                static const char *const keys[] = { "a", "b", "\\u0061", "" };
+                static const char *const keys[] = {"a", "b", "\\u0061", ""};
                 tputs(t, keys[rndn(4)]);
             }
             tputc(t, '"');
@@ -783,7 +980,7 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
 static void test_random_texts(void **state)
 {
     uint64_t iters = env_u64("JFAST_ITERS", JFAST_ITERS_DEFAULT);
-    tbuf t = { 0 };
+    tbuf t = {0};
     uint64_t clean_ok = 0, clean_fast = 0, any_ok = 0, any_fast = 0;
     uint64_t mut_ok = 0, mut_fast = 0;
 
@@ -855,18 +1052,25 @@ static json_t *gen_tree(tbuf *t, int depth)
         if (r < 35)
             return gen_tree_string(t);
         if (r < 55) {
-            static const json_int_t edge[] = { 0, 1, -1, INT64_MAX,
-                                               INT64_MIN, INT64_MIN + 1,
-                                               1000000000000LL };
+            static const json_int_t edge[] = {
+                0, 1, -1, INT64_MAX, INT64_MIN, INT64_MIN + 1, 1000000000000LL};
             return json_integer(rndn(2) ? (json_int_t)(rnd() >> rndn(64))
                                         : edge[rndn(7)]);
         }
         if (r < 80) {
-            static const double edge[] = { 0.0, -0.0, 1.0, -1.5, 0.1,
-                                           1e300, -1e-300, 5e-324,
-                                           1.7976931348623157e308,
-                                           123456789.0, 1e16, 1e17,
-                                           3.14159265358979 };
+            static const double edge[] = {0.0,
+                                          -0.0,
+                                          1.0,
+                                          -1.5,
+                                          0.1,
+                                          1e300,
+                                          -1e-300,
+                                          5e-324,
+                                          1.7976931348623157e308,
+                                          123456789.0,
+                                          1e16,
+                                          1e17,
+                                          3.14159265358979};
             double d;
             if (rndn(2)) {
                 d = edge[rndn(sizeof edge / sizeof edge[0])];
@@ -906,7 +1110,7 @@ static json_t *gen_tree(tbuf *t, int depth)
 static void test_random_trees(void **state)
 {
     uint64_t iters = env_u64("JFAST_ITERS", JFAST_ITERS_DEFAULT) / 3;
-    tbuf t = { 0 };
+    tbuf t = {0};
 
     (void)state;
     seed_used = env_u64("JFAST_SEED", 0x6a66617374ULL) ^ 0x7472656573ULL;
@@ -923,7 +1127,7 @@ static void test_random_trees(void **state)
 /* Every single byte and code point as a string value and as a key. */
 static void test_dump_strings(void **state)
 {
-    tbuf t = { 0 };
+    tbuf t = {0};
 
     (void)state;
     seed_used = 0;
@@ -948,8 +1152,8 @@ static void test_dump_strings(void **state)
     /* Bytes that are not UTF-8: jansson fails a value and, oddly, goes on
      * after a key (jfast copies both behaviours). */
     static const char *const bad[] = {
-        "\xff", "a\xff", "a\\\n\"\xc3", "\xed\xa0\x80", "\xc0\x80",
-        "x\ty\xf8z", "\xe2\x82", "ok\x01\x80", "\n\n\xfe\t",
+        "\xff",      "a\xff",    "a\\\n\"\xc3", "\xed\xa0\x80", "\xc0\x80",
+        "x\ty\xf8z", "\xe2\x82", "ok\x01\x80",  "\n\n\xfe\t",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         json_t *s = json_string_nocheck(bad[i]);
@@ -977,7 +1181,7 @@ static void test_dump_strings(void **state)
 static void test_dump_deep_and_cycles(void **state)
 {
     json_t *root = json_array(), *cur = root, *a, *b;
-    jfast_buf buf = { 0 };
+    jfast_buf buf = {0};
 
     (void)state;
     assert_non_null(root);
@@ -1018,7 +1222,7 @@ static void test_dump_deep_and_cycles(void **state)
 /* The buffer: appends, growth, a line built from pieces. */
 static void test_buffer(void **state)
 {
-    jfast_buf b = { 0 };
+    jfast_buf b = {0};
     json_t *v = json_pack("{s:s,s:i}", "value", "abc", "n", 5);
     char *big = malloc(1 << 20);
 
@@ -1089,8 +1293,10 @@ static void test_proto_lines(void **state)
     assert_non_null(line);
     assert_int_equal(len, strlen("{\"jsonrpc\":\"2.0\",\"id\":17,\"result\":"
                                  "{\"value\":\"abc\",\"ok\":true}}\n"));
-    assert_memory_equal(line, "{\"jsonrpc\":\"2.0\",\"id\":17,\"result\":"
-                              "{\"value\":\"abc\",\"ok\":true}}\n", len);
+    assert_memory_equal(line,
+                        "{\"jsonrpc\":\"2.0\",\"id\":17,\"result\":"
+                        "{\"value\":\"abc\",\"ok\":true}}\n",
+                        len);
     free(line);
     json_decref(ans);
 }

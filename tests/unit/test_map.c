@@ -247,7 +247,9 @@ static void conc_worker(void *arg)
         void *v = NULL;
         int nv = conc_val(w, k, i);
         switch (op) {
-        case 0: case 1: case 2: { /* Load of a shared key */
+        case 0:
+        case 1:
+        case 2: { /* Load of a shared key */
             int sk[2] = {-1, (int)((rnd >> 3) % CSHARED)};
             CHECK(rt_map_load(c->m, sk, sizeof(sk), &v));
             if (v) {
@@ -270,8 +272,8 @@ static void conc_worker(void *arg)
             ref[k] = nv;
             break;
         case 5: { /* LoadOrStore */
-            bool loaded = rt_map_load_or_store(c->m, key, sizeof(key),
-                                               &vals[nv], &v);
+            bool loaded =
+                rt_map_load_or_store(c->m, key, sizeof(key), &vals[nv], &v);
             CHECK_EQ(loaded, ref[k] >= 0);
             if (!loaded)
                 ref[k] = nv;
@@ -313,8 +315,8 @@ static void conc_worker(void *arg)
         default: { /* CompareAndDelete or Delete */
             if (rnd & 1) {
                 val probe = {1, ref[k]};
-                bool ok = rt_map_compare_and_delete(c->m, key, sizeof(key),
-                                                    &probe);
+                bool ok =
+                    rt_map_compare_and_delete(c->m, key, sizeof(key), &probe);
                 CHECK_EQ(ok, ref[k] >= 0);
             } else {
                 rt_map_delete(c->m, key, sizeof(key));

@@ -17,7 +17,7 @@
 
 static json_t *parse(const char *s, proto_error *err)
 {
-    proto_limits lim = { .max_line = 4096, .max_depth = 8 };
+    proto_limits lim = {.max_line = 4096, .max_depth = 8};
     return proto_parse_line(s, strlen(s), &lim, err);
 }
 
@@ -59,18 +59,57 @@ static void test_table(void **state)
     size_t n = 0;
     const proto_method *t = proto_methods(&n);
     static const char *const must[] = {
-        "hello", "ping", "make", "send", "recv", "close", "len", "drop",
-        "list", "select", "mutex.lock", "mutex.unlock", "rwmutex.lock",
-        "rwmutex.unlock", "rwmutex.rlock", "rwmutex.runlock", "wg.add",
-        "wg.done", "wg.wait", "once.do", "once.done", "cond.wait",
-        "cond.signal", "cond.broadcast", "pool.put", "pool.get",
-        "map.store", "map.load", "map.delete", "map.load_or_store",
-        "map.load_and_delete", "map.swap", "map.compare_and_swap",
-        "map.compare_and_delete", "map.range", "map.len", "map.clear",
-        "atomic.load", "atomic.store", "atomic.add", "atomic.swap",
-        "atomic.compare_and_swap", "timer.after", "timer.ticker",
-        "timer.stop", "timer.reset", "timer.afterfunc", "go",
-        "runtime.stats", "runtime.gomaxprocs", "runtime.dump",
+        "hello",
+        "ping",
+        "make",
+        "send",
+        "recv",
+        "close",
+        "len",
+        "drop",
+        "list",
+        "select",
+        "mutex.lock",
+        "mutex.unlock",
+        "rwmutex.lock",
+        "rwmutex.unlock",
+        "rwmutex.rlock",
+        "rwmutex.runlock",
+        "wg.add",
+        "wg.done",
+        "wg.wait",
+        "once.do",
+        "once.done",
+        "cond.wait",
+        "cond.signal",
+        "cond.broadcast",
+        "pool.put",
+        "pool.get",
+        "map.store",
+        "map.load",
+        "map.delete",
+        "map.load_or_store",
+        "map.load_and_delete",
+        "map.swap",
+        "map.compare_and_swap",
+        "map.compare_and_delete",
+        "map.range",
+        "map.len",
+        "map.clear",
+        "atomic.load",
+        "atomic.store",
+        "atomic.add",
+        "atomic.swap",
+        "atomic.compare_and_swap",
+        "timer.after",
+        "timer.ticker",
+        "timer.stop",
+        "timer.reset",
+        "timer.afterfunc",
+        "go",
+        "runtime.stats",
+        "runtime.gomaxprocs",
+        "runtime.dump",
     };
     (void)state;
     assert_true(n >= sizeof must / sizeof must[0]);
@@ -103,7 +142,7 @@ static void test_parse_ok(void **state)
 static void test_parse_errors(void **state)
 {
     proto_error err;
-    proto_limits lim = { .max_line = 16, .max_depth = 8 };
+    proto_limits lim = {.max_line = 16, .max_depth = 8};
     char big[64];
     (void)state;
 
@@ -167,17 +206,19 @@ static void test_check_ok(void **state)
 
     assert_int_equal(check("{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"recv\","
                            "\"params\":{\"name\":\"jobs\",\"timeout_ms\":5}}",
-                           &msg, &req, &err), 0);
+                           &msg, &req, &err),
+                     0);
     assert_string_equal(req.method->name, "recv");
     assert_int_equal(json_integer_value(req.id), 7);
     assert_int_equal(req.timeout_ms, 5);
-    assert_string_equal(json_string_value(json_object_get(req.params,
-                                                          "name")), "jobs");
+    assert_string_equal(json_string_value(json_object_get(req.params, "name")),
+                        "jobs");
     json_decref(msg);
 
     /* Notification: no id; params absent means empty. */
-    assert_int_equal(check("{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}", &msg,
-                           &req, &err), 0);
+    assert_int_equal(
+        check("{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}", &msg, &req, &err),
+        0);
     assert_null(req.id);
     assert_true(json_is_object(req.params));
     assert_int_equal(req.timeout_ms, -1);
@@ -186,7 +227,9 @@ static void test_check_ok(void **state)
     /* String ids and null ids are allowed. */
     assert_int_equal(check("{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"method\":"
                            "\"send\",\"params\":{\"name\":\"a\",\"value\":"
-                           "null}}", &msg, &req, &err), 0);
+                           "null}}",
+                           &msg, &req, &err),
+                     0);
     assert_true(json_is_string(req.id));
     json_decref(msg);
 }
@@ -224,17 +267,20 @@ static void test_check_errors(void **state)
                PROTO_METHOD_NOT_FOUND, true);
     /* positional params */
     expect_err("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
-               "\"params\":[\"jobs\"]}", PROTO_INVALID_PARAMS, true);
+               "\"params\":[\"jobs\"]}",
+               PROTO_INVALID_PARAMS, true);
     /* missing required */
     expect_err("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
-               "\"params\":{}}", PROTO_INVALID_PARAMS, true);
+               "\"params\":{}}",
+               PROTO_INVALID_PARAMS, true);
     /* unknown param */
     expect_err("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
                "\"params\":{\"name\":\"a\",\"nme\":1}}",
                PROTO_INVALID_PARAMS, true);
     /* wrong types */
     expect_err("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
-               "\"params\":{\"name\":5}}", PROTO_INVALID_PARAMS, true);
+               "\"params\":{\"name\":5}}",
+               PROTO_INVALID_PARAMS, true);
     expect_err("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"make\","
                "\"params\":{\"name\":\"a\",\"cap\":-1}}",
                PROTO_INVALID_PARAMS, true);
@@ -242,7 +288,8 @@ static void test_check_errors(void **state)
                "\"params\":{\"name\":\"a\",\"cap\":1.5}}",
                PROTO_INVALID_PARAMS, true);
     expect_err("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"recv\","
-               "\"params\":{\"name\":\"\"}}", PROTO_INVALID_PARAMS, true);
+               "\"params\":{\"name\":\"\"}}",
+               PROTO_INVALID_PARAMS, true);
     /* timeout_ms only on blocking methods, and >= 0 */
     expect_err("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"close\","
                "\"params\":{\"name\":\"a\",\"timeout_ms\":1}}",
@@ -269,15 +316,17 @@ static void test_answers(void **state)
     assert_non_null(line);
     assert_int_equal(line[len - 1], '\n');
     assert_int_equal(strlen("{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":"
-                            "{\"len\":3}}\n"), len);
-    assert_memory_equal(line, "{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":"
-                              "{\"len\":3}}\n", len);
+                            "{\"len\":3}}\n"),
+                     len);
+    assert_memory_equal(line,
+                        "{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":"
+                        "{\"len\":3}}\n",
+                        len);
     b = json_loadb(line, len - 1, 0, NULL);
     assert_int_equal(proto_answer_read(b, &ans, &err), 0);
     assert_int_equal(ans.id, 9);
     assert_int_equal(ans.code, 0);
-    assert_int_equal(json_integer_value(json_object_get(ans.result, "len")),
-                     3);
+    assert_int_equal(json_integer_value(json_object_get(ans.result, "len")), 3);
     free(line);
     json_decref(a);
     json_decref(b);
@@ -291,8 +340,7 @@ static void test_answers(void **state)
     assert_null(ans.result);
     json_decref(a);
 
-    a = proto_error_answer(NULL, PROTO_PARSE_ERROR, PROTO_R_INVALID, "x",
-                           NULL);
+    a = proto_error_answer(NULL, PROTO_PARSE_ERROR, PROTO_R_INVALID, "x", NULL);
     assert_int_equal(proto_answer_read(a, &ans, &err), 0);
     assert_int_equal(ans.id, -1);
     assert_true(json_is_null(json_object_get(a, "id")));

@@ -20,6 +20,8 @@
 #include <string.h>
 
 #define LLVMFuzzerTestOneInput fuzz_proto_one
+#include "../common/testpath.h"
+#include "../common/testrand.h"
 #include "../fuzz/fuzz_proto.c"
 #undef LLVMFuzzerTestOneInput
 
@@ -71,8 +73,7 @@ static void test_scan_examples(void **state)
     load_examples();
     for (size_t i = 0; i < nexamples; i++) {
         proto_request req;
-        if (!proto_scan_request(examples[i], strlen(examples[i]), NULL,
-                                &req))
+        if (!proto_scan_request(examples[i], strlen(examples[i]), NULL, &req))
             fail_msg("the scanner declines PROTOCOL.md's %s", examples[i]);
         seen[req.method->id] = true;
         proto_request_clear(&req);
@@ -98,9 +99,9 @@ static void test_scan_fields(void **state)
     assert_int_equal(req.timeout_ms, 250);
     assert_true(req.owned);
     assert_null(req.params);
-    assert_string_equal(json_string_value(
-                            req.args[proto_param_index(req.method, "name")]),
-                        "jobs");
+    assert_string_equal(
+        json_string_value(req.args[proto_param_index(req.method, "name")]),
+        "jobs");
     proto_request_clear(&req);
     assert_null(req.id);
     assert_int_equal(req.timeout_ms, -1);
@@ -108,7 +109,8 @@ static void test_scan_fields(void **state)
     /* Whitespace anywhere JSON allows it, a notification, a null id, a
      * string id, nested values. */
     assert_true(scan_ok(" { \"jsonrpc\" : \"2.0\" , \"method\" : \"ping\" } "));
-    assert_true(scan_ok("{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"ping\"}"));
+    assert_true(
+        scan_ok("{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"ping\"}"));
     assert_true(scan_ok("{\"id\":\"a\\u00e9\",\"jsonrpc\":\"2.0\",\"method\":"
                         "\"send\",\"params\":{\"value\":{\"a\":[1,{\"b\":"
                         "null}],\"c\":\"\\n\"},\"name\":\"q\"}}"));
@@ -119,24 +121,27 @@ static void test_scan_fields(void **state)
  * every one of these lines reads the same either way (scan_ok). */
 static void test_scan_text_values(void **state)
 {
-    static const struct { const char *v; const char *text; } cases[] = {
-        { "\"abc\"", "\"abc\"" },
-        { "\"\"", "\"\"" },
-        { " \"a b\" ", "\"a b\"" },
-        { "0", "0" },
-        { "-7", "-7" },
-        { "123456789012345678", "123456789012345678" },
-        { "1234567890123456789", NULL }, /* 19 digits: jansson's */
-        { "-0", NULL },                  /* jansson writes 0 */
-        { "1.5", NULL },                 /* reals: declined */
-        { "1e3", NULL },
-        { "\"a\\nb\"", NULL },          /* an escape */
-        { "\"caf\u00e9\"", NULL },
-        { "\"caf\xc3\xa9\"", NULL },      /* UTF-8: left to jansson */
-        { "true", NULL },
-        { "null", NULL },
-        { "[1]", NULL },
-        { "{\"a\":1}", NULL },
+    static const struct {
+        const char *v;
+        const char *text;
+    } cases[] = {
+        {"\"abc\"", "\"abc\""},
+        {"\"\"", "\"\""},
+        {" \"a b\" ", "\"a b\""},
+        {"0", "0"},
+        {"-7", "-7"},
+        {"123456789012345678", "123456789012345678"},
+        {"1234567890123456789", NULL}, /* 19 digits: jansson's */
+        {"-0", NULL},                  /* jansson writes 0 */
+        {"1.5", NULL},                 /* reals: declined */
+        {"1e3", NULL},
+        {"\"a\\nb\"", NULL}, /* an escape */
+        {"\"caf\u00e9\"", NULL},
+        {"\"caf\xc3\xa9\"", NULL}, /* UTF-8: left to jansson */
+        {"true", NULL},
+        {"null", NULL},
+        {"[1]", NULL},
+        {"{\"a\":1}", NULL},
     };
     (void)state;
 
@@ -146,7 +151,8 @@ static void test_scan_text_values(void **state)
         int iv;
         snprintf(line, sizeof line,
                  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"send\","
-                 "\"params\":{\"name\":\"q\",\"value\":%s}}", cases[i].v);
+                 "\"params\":{\"name\":\"q\",\"value\":%s}}",
+                 cases[i].v);
         if (!proto_scan_request(line, strlen(line), NULL, &req)) {
             /* reals: the general path's (jfast declines them) */
             if (cases[i].text || !strpbrk(cases[i].v, ".e"))
@@ -158,8 +164,7 @@ static void test_scan_text_values(void **state)
             assert_null(req.args[iv]);
             assert_non_null(req.text[iv].p);
             assert_int_equal(req.text[iv].n, strlen(cases[i].text));
-            assert_memory_equal(req.text[iv].p, cases[i].text,
-                                req.text[iv].n);
+            assert_memory_equal(req.text[iv].p, cases[i].text, req.text[iv].n);
         } else {
             if (!req.args[iv])
                 fail_msg("%s: not read as a JSON value", cases[i].v);
@@ -169,8 +174,9 @@ static void test_scan_text_values(void **state)
         assert_true(scan_ok(line));
     }
     /* A value followed by what cannot follow it is declined as before. */
-    assert_false(scan_ok("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":"
-                         "\"send\",\"params\":{\"name\":\"q\",\"value\":12x}}"));
+    assert_false(
+        scan_ok("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":"
+                "\"send\",\"params\":{\"name\":\"q\",\"value\":12x}}"));
     assert_false(scan_ok("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":"
                          "\"send\",\"params\":{\"name\":\"q\",\"value\":1,"
                          "\"value\":2}}"));
@@ -220,7 +226,8 @@ static void test_scan_declines(void **state)
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"} x",
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"",
         "{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"ping\"}",
-        "{\"jsonrpc\":\"2.0\",\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}",
+        "{\"jsonrpc\":\"2.0\",\"jsonrpc\":\"2.0\",\"id\":1,\"method\":"
+        "\"ping\"}",
         "{\"id\":1,\"method\":\"ping\"}",
         "{\"jsonrpc\":\"2.0\",\"id\":1}",
         "{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"ping\"}",
@@ -272,7 +279,7 @@ static void test_scan_declines(void **state)
     {
         const char *l = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"send\","
                         "\"params\":{\"name\":\"a\",\"value\":[[1]]}}";
-        proto_limits deep3 = { 0, 3 }, deep4 = { 0, 4 }, short_ = { 20, 0 };
+        proto_limits deep3 = {0, 3}, deep4 = {0, 4}, short_ = {20, 0};
         assert_false(proto_scan_request(l, strlen(l), &deep3, &req));
         assert_true(fuzz_scan_agrees(l, strlen(l), &deep4));
         assert_false(proto_scan_request(l, strlen(l), &short_, &req));
@@ -283,10 +290,12 @@ static void test_scan_declines(void **state)
 static void test_scan_corpora(void **state)
 {
     static const char *const dirs[] = {
-        "tests/fuzz/corpus/proto", "tests/fuzz/corpus/broker",
-        "tests/fuzz/corpus/jfast", "tests/data/malformed",
+        "tests/fuzz/corpus/proto",
+        "tests/fuzz/corpus/broker",
+        "tests/fuzz/corpus/jfast",
+        "tests/data/malformed",
     };
-    proto_limits tight = { 4096, 16 };
+    proto_limits tight = {4096, 16};
     size_t files = 0, accepted = 0;
     (void)state;
 
@@ -296,21 +305,13 @@ static void test_scan_corpora(void **state)
         assert_non_null(dir);
         while ((e = readdir(dir)) != NULL) {
             char path[512], *buf;
-            FILE *f;
-            long n;
+            size_t n;
             if (e->d_name[0] == '.')
                 continue;
             snprintf(path, sizeof path, "%s/%s", dirs[d], e->d_name);
-            f = fopen(path, "rb");
-            if (!f)
+            buf = testfile_read(path, &n);
+            if (!buf)
                 continue;
-            fseek(f, 0, SEEK_END);
-            n = ftell(f);
-            fseek(f, 0, SEEK_SET);
-            buf = malloc((size_t)n + 1);
-            assert_non_null(buf);
-            assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-            fclose(f);
             /* The whole file, and each of its lines. */
             accepted += fuzz_scan_agrees(buf, (size_t)n, NULL);
             accepted += fuzz_scan_agrees(buf, (size_t)n, &tight);
@@ -415,8 +416,8 @@ static void test_scan_select_cases(void **state)
     proto_request req;
     (void)state;
 
-    assert_true(proto_scan_request(as_cases[0], strlen(as_cases[0]), NULL,
-                                   &req));
+    assert_true(
+        proto_scan_request(as_cases[0], strlen(as_cases[0]), NULL, &req));
     assert_null(req.args[0]);
     assert_int_equal(req.ncases, 3);
     assert_string_equal(json_string_value(req.cases[0].name), "a");
@@ -430,8 +431,8 @@ static void test_scan_select_cases(void **state)
     assert_memory_equal(req.cases[2].text.p, "\"v\"", 3);
     proto_request_clear(&req);
     assert_null(req.cases);
-    assert_true(proto_scan_request(as_cases[1], strlen(as_cases[1]), NULL,
-                                   &req));
+    assert_true(
+        proto_scan_request(as_cases[1], strlen(as_cases[1]), NULL, &req));
     assert_non_null(req.cases);
     assert_int_equal(req.ncases, 0);
     assert_true(json_is_true(req.args[1]));
@@ -439,8 +440,8 @@ static void test_scan_select_cases(void **state)
     for (size_t i = 0; i < sizeof as_cases / sizeof as_cases[0]; i++)
         assert_true(scan_ok(as_cases[i]));
     for (size_t i = 0; i < sizeof as_array / sizeof as_array[0]; i++) {
-        assert_true(proto_scan_request(as_array[i], strlen(as_array[i]),
-                                       NULL, &req));
+        assert_true(
+            proto_scan_request(as_array[i], strlen(as_array[i]), NULL, &req));
         assert_null(req.cases);
         assert_true(json_is_array(req.args[0]));
         proto_request_clear(&req);
@@ -454,7 +455,7 @@ static void test_scan_select_cases(void **state)
     const char *deep = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"select\","
                        "\"params\":{\"cases\":[{\"send\":\"a\",\"value\":"
                        "[[1]]}]}}";
-    proto_limits lim5 = { 0, 5 }, lim6 = { 0, 6 };
+    proto_limits lim5 = {0, 5}, lim6 = {0, 6};
     assert_false(fuzz_scan_agrees(deep, strlen(deep), &lim5));
     assert_true(fuzz_scan_agrees(deep, strlen(deep), &lim6));
     assert_true(proto_scan_request(deep, strlen(deep), &lim6, &req));
@@ -466,8 +467,7 @@ static uint64_t rng_state;
 
 static uint32_t rng(void)
 {
-    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (uint32_t)(rng_state >> 33);
+    return (uint32_t)(testrand_next(&rng_state) >> 32);
 }
 
 /* Mutates the examples: byte changes to the characters that matter to a
@@ -476,7 +476,7 @@ static void test_scan_mutations(void **state)
 {
     static const char specials[] = "{}[]\",:\\ \t\r\n0123456789-+.eEtfnu\x7f"
                                    "\x80\xc3\xff";
-    proto_limits lims[] = { { 0, 0 }, { 4096, 16 }, { 0, 4 }, { 0, 3 } };
+    proto_limits lims[] = {{0, 0}, {4096, 16}, {0, 4}, {0, 3}};
     char buf[4096];
     size_t accepted = 0, runs = 250000;
     (void)state;

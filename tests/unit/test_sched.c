@@ -37,7 +37,7 @@
 #define SCALE 1
 #endif
 
-static const rt_config two = { .gomaxprocs = 2, .stack_size = 0 };
+static const rt_config two = {.gomaxprocs = 2, .stack_size = 0};
 
 /* ---- rt_main lifecycle ---- */
 
@@ -46,8 +46,8 @@ static _Atomic int main_runs;
 static void count_main(void *arg)
 {
     (void)arg;
-    assert_true(rt_in_goroutine());
-    assert_true(rt_goid() > 0);
+    CHECK(rt_in_goroutine());
+    CHECK(rt_goid() > 0);
     atomic_fetch_add(&main_runs, 1);
 }
 
@@ -55,9 +55,8 @@ static void test_main_many_times(void **state)
 {
     (void)state;
     for (int i = 0; i < 50; i++)
-        assert_int_equal(rt_main(i % 2 ? &two : NULL, count_main, NULL, NULL,
-                                 0),
-                         0);
+        assert_int_equal(
+            rt_main(i % 2 ? &two : NULL, count_main, NULL, NULL, 0), 0);
     assert_int_equal(atomic_load(&main_runs), 50);
     assert_false(rt_in_goroutine());
     assert_int_equal(rt_goid(), 0);
@@ -74,7 +73,7 @@ static void spawn_child(void *arg)
     (void)arg;
     if (atomic_fetch_add(&spawned_done, 1) + 1 == NSPAWN) {
         int v = 1;
-        assert_int_equal(rt_chan_send(done_ch, &v, RT_FOREVER), 0);
+        CHECK_EQ(rt_chan_send(done_ch, &v, RT_FOREVER), 0);
     }
 }
 
@@ -83,11 +82,11 @@ static void spawn_main(void *arg)
     (void)arg;
     done_ch = rt_chan_make(sizeof(int), 1);
     for (int i = 0; i < NSPAWN; i++)
-        assert_int_equal(rt_go(spawn_child, NULL), 0);
+        CHECK_EQ(rt_go(spawn_child, NULL), 0);
     int v = 0;
     bool ok = false;
-    assert_int_equal(rt_chan_recv(done_ch, &v, &ok, RT_FOREVER), 0);
-    assert_true(ok);
+    CHECK_EQ(rt_chan_recv(done_ch, &v, &ok, RT_FOREVER), 0);
+    CHECK(ok);
     rt_chan_release(done_ch);
 }
 
@@ -123,8 +122,7 @@ static void busy(void *arg)
     if (atomic_compare_exchange_strong(&first_set, &expect, 1)) {
         first_tid = me;
         atomic_store(&first_set, 2); /* published */
-    } else if (atomic_load(&first_set) == 2 &&
-               !pthread_equal(first_tid, me)) {
+    } else if (atomic_load(&first_set) == 2 && !pthread_equal(first_tid, me)) {
         atomic_store(&seen_two, 1);
     }
     int64_t end = rt_now() + busy_wait_ns;
@@ -164,9 +162,9 @@ static void spread_main(void *arg)
     done_ch = rt_chan_make(sizeof(int), 1);
     reset_busy(NBUSY, 2000000000LL);
     for (int i = 0; i < NBUSY; i++)
-        assert_int_equal(rt_go(busy, (void *)(intptr_t)i), 0);
+        CHECK_EQ(rt_go(busy, (void *)(intptr_t)i), 0);
     int v;
-    assert_int_equal(rt_chan_recv(done_ch, &v, NULL, RT_FOREVER), 0);
+    CHECK_EQ(rt_chan_recv(done_ch, &v, NULL, RT_FOREVER), 0);
     rt_chan_release(done_ch);
 }
 
@@ -183,27 +181,27 @@ static void test_work_spreads(void **state)
 static void procs_main(void *arg)
 {
     (void)arg;
-    assert_int_equal(rt_gomaxprocs(0), 2);
-    assert_int_equal(rt_gomaxprocs(1), 2);
-    assert_int_equal(rt_gomaxprocs(0), 1);
+    CHECK_EQ(rt_gomaxprocs(0), 2);
+    CHECK_EQ(rt_gomaxprocs(1), 2);
+    CHECK_EQ(rt_gomaxprocs(0), 1);
     /* With one P every goroutine runs on one thread at a time; still all
      * complete. */
     done_ch = rt_chan_make(sizeof(int), 1);
     /* One P: nobody can run beside them, so they do not wait. */
     reset_busy(NBUSY, 0);
     for (int i = 0; i < NBUSY; i++)
-        assert_int_equal(rt_go(busy, (void *)(intptr_t)i), 0);
+        CHECK_EQ(rt_go(busy, (void *)(intptr_t)i), 0);
     int v;
-    assert_int_equal(rt_chan_recv(done_ch, &v, NULL, RT_FOREVER), 0);
-    assert_int_equal(rt_gomaxprocs(3), 1);
-    assert_int_equal(rt_gomaxprocs(0), 3);
+    CHECK_EQ(rt_chan_recv(done_ch, &v, NULL, RT_FOREVER), 0);
+    CHECK_EQ(rt_gomaxprocs(3), 1);
+    CHECK_EQ(rt_gomaxprocs(0), 3);
     reset_busy(NBUSY, 2000000000LL);
     for (int i = 0; i < NBUSY; i++)
-        assert_int_equal(rt_go(busy, (void *)(intptr_t)i), 0);
-    assert_int_equal(rt_chan_recv(done_ch, &v, NULL, RT_FOREVER), 0);
-    assert_true(atomic_load(&seen_two));
-    assert_true(distinct_threads(NBUSY) >= 2);
-    assert_int_equal(rt_gomaxprocs(2), 3);
+        CHECK_EQ(rt_go(busy, (void *)(intptr_t)i), 0);
+    CHECK_EQ(rt_chan_recv(done_ch, &v, NULL, RT_FOREVER), 0);
+    CHECK(atomic_load(&seen_two));
+    CHECK(distinct_threads(NBUSY) >= 2);
+    CHECK_EQ(rt_gomaxprocs(2), 3);
     rt_chan_release(done_ch);
 }
 
@@ -221,24 +219,23 @@ static rt_chan *fch;
 static void foreign_child(void *arg)
 {
     int v = (int)(intptr_t)arg;
-    assert_true(rt_in_goroutine());
-    assert_int_equal(rt_chan_send(fch, &v, RT_FOREVER), 0);
+    CHECK(rt_in_goroutine());
+    CHECK_EQ(rt_chan_send(fch, &v, RT_FOREVER), 0);
 }
 
 static void *foreign_thread(void *arg)
 {
     (void)arg;
-    assert_false(rt_in_goroutine());
-    assert_int_equal(rt_go(foreign_child, (void *)(intptr_t)42), 0);
+    CHECK(!(rt_in_goroutine()));
+    CHECK_EQ(rt_go(foreign_child, (void *)(intptr_t)42), 0);
     int v = 0;
     bool ok = false;
     int r;
     /* Poll from this foreign thread until the goroutine has sent. */
-    while ((r = rt_chan_recv(fch, &v, &ok, RT_POLL)) == RT_EAGAIN)
-        rttest_msleep(1);
-    assert_int_equal(r, 0);
-    assert_true(ok);
-    assert_int_equal(v, 42);
+    RTTEST_WAIT((r = rt_chan_recv(fch, &v, &ok, RT_POLL)) != RT_EAGAIN);
+    CHECK_EQ(r, 0);
+    CHECK(ok);
+    CHECK_EQ(v, 42);
     return NULL;
 }
 
@@ -261,8 +258,7 @@ static void test_foreign_spawn_and_try(void **state)
     v = 0;
     assert_int_equal(rt_chan_recv(b, &v, NULL, RT_POLL), 0);
     assert_int_equal(v, 7);
-    assert_int_equal(rt_chan_recv(b, &v, NULL, rt_deadline_ms(10)),
-                     RT_EPERM);
+    assert_int_equal(rt_chan_recv(b, &v, NULL, rt_deadline_ms(10)), RT_EPERM);
     rt_chan_release(b);
     rt_stop();
     rt_chan_release(fch);
@@ -281,7 +277,7 @@ static void deadlock_main(void *arg)
     rt_chan *c = dead_ch = rt_chan_make(sizeof(int), 0);
     int v;
     rt_chan_recv(c, &v, NULL, RT_FOREVER);
-    fail_msg("recv returned in a deadlock");
+    CHECK_FAIL("recv returned in a deadlock");
 }
 
 static void test_deadlock_detected(void **state)
@@ -303,9 +299,8 @@ static void *late_sender(void *arg)
     rt_chan *c = arg;
     rttest_msleep(200);
     int v = 99, r;
-    while ((r = rt_chan_send(c, &v, RT_POLL)) == RT_EAGAIN)
-        rttest_msleep(1);
-    assert_int_equal(r, 0);
+    RTTEST_WAIT((r = rt_chan_send(c, &v, RT_POLL)) != RT_EAGAIN);
+    CHECK_EQ(r, 0);
     rt_unref();
     return NULL;
 }
@@ -318,12 +313,12 @@ static void ref_main(void *arg)
     (void)arg;
     rt_chan *c = late_ch = rt_chan_make(sizeof(int), 0);
     rt_ref();
-    assert_int_equal(pthread_create(&late_thread, NULL, late_sender, c), 0);
+    CHECK_EQ(pthread_create(&late_thread, NULL, late_sender, c), 0);
     int v = 0;
     bool ok = false;
-    assert_int_equal(rt_chan_recv(c, &v, &ok, RT_FOREVER), 0);
-    assert_true(ok);
-    assert_int_equal(v, 99);
+    CHECK_EQ(rt_chan_recv(c, &v, &ok, RT_FOREVER), 0);
+    CHECK(ok);
+    CHECK_EQ(v, 99);
 }
 
 static void test_no_deadlock_with_ref(void **state)
@@ -341,8 +336,7 @@ static void timeout_main(void *arg)
     (void)arg;
     rt_chan *c = rt_chan_make(sizeof(int), 0);
     int v;
-    assert_int_equal(rt_chan_recv(c, &v, NULL, rt_deadline_ms(50)),
-                     RT_ETIMEDOUT);
+    CHECK_EQ(rt_chan_recv(c, &v, NULL, rt_deadline_ms(50)), RT_ETIMEDOUT);
     rt_chan_release(c);
 }
 
@@ -362,8 +356,8 @@ static void park_child(void *arg)
     rt_chan *c = arg;
     int v;
     bool ok = true;
-    assert_int_equal(rt_chan_recv(c, &v, &ok, RT_FOREVER), 0);
-    assert_false(ok);
+    CHECK_EQ(rt_chan_recv(c, &v, &ok, RT_FOREVER), 0);
+    CHECK(!(ok));
     if (atomic_fetch_add(&parked_done, 1) + 1 == NPARK) {
         int one = 1;
         rt_chan_send(done_ch, &one, RT_FOREVER);
@@ -376,17 +370,17 @@ static void park_main(void *arg)
     rt_chan *c = rt_chan_make(sizeof(int), 0);
     done_ch = rt_chan_make(sizeof(int), 1);
     for (int i = 0; i < NPARK; i++)
-        assert_int_equal(rt_go(park_child, c), 0);
+        CHECK_EQ(rt_go(park_child, c), 0);
     /* Wait until every one is parked on c. */
     while (rt_num_goroutine() != NPARK + 1)
         rt_gosched();
     for (int spins = 0; spins < 100000 / SCALE; spins++) {
         rt_gosched();
     }
-    assert_int_equal(rt_num_goroutine(), NPARK + 1);
-    assert_int_equal(rt_chan_close(c), 0);
+    CHECK_EQ(rt_num_goroutine(), NPARK + 1);
+    CHECK_EQ(rt_chan_close(c), 0);
     int v;
-    assert_int_equal(rt_chan_recv(done_ch, &v, NULL, RT_FOREVER), 0);
+    CHECK_EQ(rt_chan_recv(done_ch, &v, NULL, RT_FOREVER), 0);
     rt_chan_release(c);
     rt_chan_release(done_ch);
 }
@@ -424,7 +418,7 @@ static void errno_child(void *arg)
     for (int i = 0; i < 1000; i++) {
         put_errno(mine);
         rt_gosched();
-        assert_int_equal(get_errno(), mine);
+        CHECK_EQ(get_errno(), mine);
     }
     int v = 1;
     rt_chan_send(done_ch, &v, RT_FOREVER);
@@ -435,10 +429,10 @@ static void errno_main(void *arg)
     (void)arg;
     done_ch = rt_chan_make(sizeof(int), 8);
     for (int i = 0; i < 8; i++)
-        assert_int_equal(rt_go(errno_child, (void *)(intptr_t)(100 + i)), 0);
+        CHECK_EQ(rt_go(errno_child, (void *)(intptr_t)(100 + i)), 0);
     for (int i = 0; i < 8; i++) {
         int v;
-        assert_int_equal(rt_chan_recv(done_ch, &v, NULL, RT_FOREVER), 0);
+        CHECK_EQ(rt_chan_recv(done_ch, &v, NULL, RT_FOREVER), 0);
     }
     rt_chan_release(done_ch);
 }
@@ -467,25 +461,25 @@ static void dump_main(void *arg)
     (void)arg;
     rt_chan *c = rt_chan_make(sizeof(int), 0);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(rt_go(dump_child, rt_chan_retain(c)), 0);
+        CHECK_EQ(rt_go(dump_child, rt_chan_retain(c)), 0);
     while (rt_num_goroutine() != 4)
         rt_gosched();
     /* Let them wait a little (a timed receive nobody answers). */
     rt_chan *idle = rt_chan_make(sizeof(int), 0);
     int dummy;
-    assert_int_equal(rt_chan_recv(idle, &dummy, NULL, rt_deadline_ms(20)),
-                     RT_ETIMEDOUT);
+    CHECK_EQ(rt_chan_recv(idle, &dummy, NULL, rt_deadline_ms(20)),
+             RT_ETIMEDOUT);
     rt_chan_release(idle);
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
-    assert_non_null(f);
+    CHECK_NOT_NULL(f);
     rt_dump(f);
     fclose(f);
-    assert_non_null(strstr(text, "[chan receive"));
-    assert_non_null(strstr(text, "4 goroutines"));
+    CHECK_NOT_NULL(strstr(text, "[chan receive"));
+    CHECK_NOT_NULL(strstr(text, "4 goroutines"));
     free(text);
-    assert_true(rt_num_threads() >= 1);
+    CHECK(rt_num_threads() >= 1);
     rt_chan_close(c);
     rt_chan_release(c);
     /* The children drop their references as they exit: wait for them, or
@@ -572,7 +566,7 @@ static void test_stack_overflow_message(void **state)
         /* cmocka catches SIGSEGV itself; the runtime only installs its
          * handler over the default disposition. */
         signal(SIGSEGV, SIG_DFL);
-        rt_config small = { .gomaxprocs = 1, .stack_size = 64 * 1024 };
+        rt_config small = {.gomaxprocs = 1, .stack_size = 64 * 1024};
         rt_main(&small, overflow_main, NULL, NULL, 0);
         _exit(0); /* not reached */
     }

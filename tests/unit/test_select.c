@@ -20,7 +20,7 @@
 #include "../common/rttest.h"
 #include "rt.h"
 
-static const rt_config two = { .gomaxprocs = 2, .stack_size = 0 };
+static const rt_config two = {.gomaxprocs = 2, .stack_size = 0};
 
 static void nap(int ms)
 {
@@ -34,21 +34,22 @@ static void nap(int ms)
 static void fair_main(void *arg)
 {
     (void)arg;
-    rt_chan *a = rt_chan_make(sizeof(int), 1), *b = rt_chan_make(sizeof(int), 1);
-    int va = 1, vb = 2, out = 0, count[2] = { 0, 0 };
+    rt_chan *a = rt_chan_make(sizeof(int), 1),
+            *b = rt_chan_make(sizeof(int), 1);
+    int va = 1, vb = 2, out = 0, count[2] = {0, 0};
     for (int i = 0; i < 20000; i++) {
         rt_chan_send(a, &va, RT_POLL); /* keep both ready */
         rt_chan_send(b, &vb, RT_POLL);
-        rt_select_case cs[2] = { { RT_SELECT_RECV, a, &out, false },
-                                 { RT_SELECT_RECV, b, &out, false } };
+        rt_select_case cs[2] = {{RT_SELECT_RECV, a, &out, false},
+                                {RT_SELECT_RECV, b, &out, false}};
         int r = rt_select(cs, 2, RT_FOREVER, NULL);
-        assert_true(r == 0 || r == 1);
-        assert_true(cs[r].ok);
-        assert_int_equal(out, r == 0 ? 1 : 2);
+        CHECK(r == 0 || r == 1);
+        CHECK(cs[r].ok);
+        CHECK_EQ(out, r == 0 ? 1 : 2);
         count[r]++;
     }
-    assert_true(count[0] >= 9000 && count[0] <= 11000);
-    assert_true(count[1] >= 9000 && count[1] <= 11000);
+    CHECK(count[0] >= 9000 && count[0] <= 11000);
+    CHECK(count[1] >= 9000 && count[1] <= 11000);
     rt_chan_release(a);
     rt_chan_release(b);
 }
@@ -60,30 +61,30 @@ RTTEST_CASE(test_fairness, fair_main)
 static void default_main(void *arg)
 {
     (void)arg;
-    rt_chan *u = rt_chan_make(sizeof(int), 0), *f = rt_chan_make(sizeof(int), 1);
+    rt_chan *u = rt_chan_make(sizeof(int), 0),
+            *f = rt_chan_make(sizeof(int), 1);
     int v = 7, out = 0;
-    assert_int_equal(rt_chan_send(f, &v, RT_POLL), 0); /* f is full */
+    CHECK_EQ(rt_chan_send(f, &v, RT_POLL), 0); /* f is full */
     for (int i = 0; i < 1000; i++) {
-        rt_select_case cs[3] = { { RT_SELECT_RECV, u, &out, false },
-                                 { RT_SELECT_SEND, u, &v, false },
-                                 { RT_SELECT_SEND, f, &v, false } };
-        assert_int_equal(rt_select(cs, 3, RT_POLL, NULL), RT_EAGAIN);
+        rt_select_case cs[3] = {{RT_SELECT_RECV, u, &out, false},
+                                {RT_SELECT_SEND, u, &v, false},
+                                {RT_SELECT_SEND, f, &v, false}};
+        CHECK_EQ(rt_select(cs, 3, RT_POLL, NULL), RT_EAGAIN);
     }
-    rt_select_case cs[2] = { { RT_SELECT_RECV, u, &out, false },
-                             { RT_SELECT_RECV, f, &out, false } };
+    rt_select_case cs[2] = {{RT_SELECT_RECV, u, &out, false},
+                            {RT_SELECT_RECV, f, &out, false}};
     int chosen = -1;
-    assert_int_equal(rt_select(cs, 2, RT_POLL, &chosen), 1);
-    assert_int_equal(chosen, 1);
-    assert_int_equal(out, 7);
+    CHECK_EQ(rt_select(cs, 2, RT_POLL, &chosen), 1);
+    CHECK_EQ(chosen, 1);
+    CHECK_EQ(out, 7);
     /* From a goroutine with nothing but nil cases: default. */
-    rt_select_case nils[2] = { { RT_SELECT_RECV, NULL, &out, false },
-                               { RT_SELECT_SEND, NULL, &v, false } };
-    assert_int_equal(rt_select(nils, 2, RT_POLL, NULL), RT_EAGAIN);
-    assert_int_equal(rt_select(nils, 2, rt_deadline_ms(20), NULL),
-                     RT_ETIMEDOUT);
-    assert_int_equal(rt_select(NULL, 0, RT_POLL, NULL), RT_EAGAIN);
-    rt_select_case bad = { (rt_select_dir)9, u, &out, false };
-    assert_int_equal(rt_select(&bad, 1, RT_POLL, NULL), RT_EINVAL);
+    rt_select_case nils[2] = {{RT_SELECT_RECV, NULL, &out, false},
+                              {RT_SELECT_SEND, NULL, &v, false}};
+    CHECK_EQ(rt_select(nils, 2, RT_POLL, NULL), RT_EAGAIN);
+    CHECK_EQ(rt_select(nils, 2, rt_deadline_ms(20), NULL), RT_ETIMEDOUT);
+    CHECK_EQ(rt_select(NULL, 0, RT_POLL, NULL), RT_EAGAIN);
+    rt_select_case bad = {(rt_select_dir)9, u, &out, false};
+    CHECK_EQ(rt_select(&bad, 1, RT_POLL, NULL), RT_EINVAL);
     rt_chan_release(u);
     rt_chan_release(f);
 }
@@ -96,7 +97,7 @@ static void test_default_never_blocks(void **state)
     assert_int_equal(rt_start(&two), 0);
     rt_chan *c = rt_chan_make(sizeof(int), 1);
     int v = 3, out = 0;
-    rt_select_case cs[1] = { { RT_SELECT_RECV, c, &out, false } };
+    rt_select_case cs[1] = {{RT_SELECT_RECV, c, &out, false}};
     assert_int_equal(rt_select(cs, 1, RT_POLL, NULL), RT_EAGAIN);
     assert_int_equal(rt_select(cs, 1, RT_FOREVER, NULL), RT_EPERM);
     assert_int_equal(rt_chan_send(c, &v, RT_POLL), 0);
@@ -108,8 +109,8 @@ static void test_default_never_blocks(void **state)
 
 /* ---- 16-case mixed select under contention ---- */
 
-#define NMIX 8     /* channels: 4 buffered, 4 unbuffered */
-#define NSEL 4     /* selecting goroutines */
+#define NMIX 8 /* channels: 4 buffered, 4 unbuffered */
+#define NSEL 4 /* selecting goroutines */
 #define ITER 20000
 
 typedef struct mix {
@@ -127,22 +128,21 @@ static void mixer(void *arg)
         int64_t out = (id << 32) | i, in = 0;
         rt_select_case cs[2 * NMIX];
         for (int k = 0; k < NMIX; k++) {
-            cs[2 * k] = (rt_select_case){ RT_SELECT_SEND, m->c[k], &out,
-                                          false };
-            cs[2 * k + 1] = (rt_select_case){ RT_SELECT_RECV, m->c[k], &in,
-                                              false };
+            cs[2 * k] = (rt_select_case){RT_SELECT_SEND, m->c[k], &out, false};
+            cs[2 * k + 1] =
+                (rt_select_case){RT_SELECT_RECV, m->c[k], &in, false};
         }
         /* A deadline: near the end the last selector may find no partner
          * on the unbuffered channels and every buffer full. */
         int r = rt_select(cs, 2 * NMIX, rt_deadline_ms(200), NULL);
         if (r == RT_ETIMEDOUT)
             continue;
-        assert_true(r >= 0 && r < 2 * NMIX);
+        CHECK(r >= 0 && r < 2 * NMIX);
         if (r % 2 == 0) {
             ss += out;
             sn++;
         } else {
-            assert_true(cs[r].ok);
+            CHECK(cs[r].ok);
             rs += in;
             rn++;
         }
@@ -162,9 +162,9 @@ static void mix_main(void *arg)
         m->c[k] = rt_chan_make(sizeof(int64_t), k < NMIX / 2 ? 4 : 0);
     m->done = rt_chan_make(sizeof(int), NSEL);
     for (int i = 0; i < NSEL; i++)
-        assert_int_equal(rt_go(mixer, m), 0);
+        CHECK_EQ(rt_go(mixer, m), 0);
     for (int i = 0; i < NSEL; i++)
-        assert_int_equal(rt_chan_recv(m->done, NULL, NULL, RT_FOREVER), 0);
+        CHECK_EQ(rt_chan_recv(m->done, NULL, NULL, RT_FOREVER), 0);
     /* Whatever is still buffered was sent and not received. */
     int64_t left_sum = 0, left_n = 0, v;
     for (int k = 0; k < NMIX; k++) {
@@ -174,9 +174,9 @@ static void mix_main(void *arg)
         }
         rt_chan_release(m->c[k]);
     }
-    assert_int_equal(m->sent_n, m->recv_n + left_n);
-    assert_true(m->sent_sum == m->recv_sum + left_sum);
-    assert_true(m->sent_n > ITER); /* plenty of traffic */
+    CHECK_EQ(m->sent_n, m->recv_n + left_n);
+    CHECK(m->sent_sum == m->recv_sum + left_sum);
+    CHECK(m->sent_n > ITER); /* plenty of traffic */
     rt_chan_release(m->done);
 }
 
@@ -201,7 +201,7 @@ static void big_sender(void *arg)
     big *b = arg;
     for (int i = 0; i < 2000; i++) {
         int k = (i * 37) % NBIG;
-        assert_int_equal(rt_chan_send(b->c[k], &i, RT_FOREVER), 0);
+        CHECK_EQ(rt_chan_send(b->c[k], &i, RT_FOREVER), 0);
     }
 }
 
@@ -211,19 +211,18 @@ static void big_main(void *arg)
     big b;
     for (int k = 0; k < NBIG; k++)
         b.c[k] = rt_chan_make(sizeof(int), 0);
-    assert_int_equal(rt_go(big_sender, &b), 0);
+    CHECK_EQ(rt_go(big_sender, &b), 0);
     rt_select_case cs[NBIG];
     int vals[NBIG];
     for (int i = 0; i < 2000; i++) {
         for (int k = 0; k < NBIG; k++)
-            cs[k] = (rt_select_case){ RT_SELECT_RECV, b.c[k], &vals[k],
-                                      false };
+            cs[k] = (rt_select_case){RT_SELECT_RECV, b.c[k], &vals[k], false};
         int chosen = -1;
         int r = rt_select(cs, NBIG, RT_FOREVER, &chosen);
-        assert_int_equal(r, (i * 37) % NBIG);
-        assert_int_equal(chosen, r);
-        assert_true(cs[r].ok);
-        assert_int_equal(vals[r], i);
+        CHECK_EQ(r, (i * 37) % NBIG);
+        CHECK_EQ(chosen, r);
+        CHECK(cs[r].ok);
+        CHECK_EQ(vals[r], i);
     }
     for (int k = 0; k < NBIG; k++)
         rt_chan_release(b.c[k]);
@@ -243,11 +242,11 @@ static void order_peer(void *arg)
     int v = 1, in;
     for (int i = 0; i < 10000; i++) {
         /* b before a, a named twice */
-        rt_select_case cs[3] = { { RT_SELECT_SEND, o->b, &v, false },
-                                 { RT_SELECT_RECV, o->a, &in, false },
-                                 { RT_SELECT_RECV, o->a, &in, false } };
+        rt_select_case cs[3] = {{RT_SELECT_SEND, o->b, &v, false},
+                                {RT_SELECT_RECV, o->a, &in, false},
+                                {RT_SELECT_RECV, o->a, &in, false}};
         int r = rt_select(cs, 3, RT_FOREVER, NULL);
-        assert_true(r >= 0 && r < 3);
+        CHECK(r >= 0 && r < 3);
     }
     rt_chan_send(o->done, &v, RT_FOREVER);
 }
@@ -255,16 +254,16 @@ static void order_peer(void *arg)
 static void orders_main(void *arg)
 {
     (void)arg;
-    orders o = { rt_chan_make(sizeof(int), 0), rt_chan_make(sizeof(int), 0),
-                 rt_chan_make(sizeof(int), 2) };
-    assert_int_equal(rt_go(order_peer, &o), 0);
+    orders o = {rt_chan_make(sizeof(int), 0), rt_chan_make(sizeof(int), 0),
+                rt_chan_make(sizeof(int), 2)};
+    CHECK_EQ(rt_go(order_peer, &o), 0);
     int v = 2, in, got = 0;
     for (int i = 0; i < 10000; i++) {
-        rt_select_case cs[2] = { { RT_SELECT_RECV, o.b, &in, false },
-                                 { RT_SELECT_SEND, o.a, &v, false } };
-        assert_true(rt_select(cs, 2, RT_FOREVER, NULL) >= 0);
+        rt_select_case cs[2] = {{RT_SELECT_RECV, o.b, &in, false},
+                                {RT_SELECT_SEND, o.a, &v, false}};
+        CHECK(rt_select(cs, 2, RT_FOREVER, NULL) >= 0);
     }
-    assert_int_equal(rt_chan_recv(o.done, &got, NULL, RT_FOREVER), 0);
+    CHECK_EQ(rt_chan_recv(o.done, &got, NULL, RT_FOREVER), 0);
     rt_chan_release(o.a);
     rt_chan_release(o.b);
     rt_chan_release(o.done);
@@ -277,24 +276,24 @@ RTTEST_CASE(test_lock_orders, orders_main)
 static void closed_main(void *arg)
 {
     (void)arg;
-    rt_chan *c = rt_chan_make(sizeof(int), 0), *d = rt_chan_make(sizeof(int), 0);
-    assert_int_equal(rt_chan_close(c), 0);
+    rt_chan *c = rt_chan_make(sizeof(int), 0),
+            *d = rt_chan_make(sizeof(int), 0);
+    CHECK_EQ(rt_chan_close(c), 0);
     int v = 5, chosen = -1;
-    rt_select_case s1[2] = { { RT_SELECT_RECV, d, &v, false },
-                             { RT_SELECT_SEND, c, &v, false } };
-    assert_int_equal(rt_select(s1, 2, RT_FOREVER, &chosen), RT_ESENDCLOSED);
-    assert_int_equal(chosen, 1);
-    rt_select_case s2[2] = { { RT_SELECT_RECV, d, &v, false },
-                             { RT_SELECT_RECV, c, &v, true } };
-    assert_int_equal(rt_select(s2, 2, RT_FOREVER, NULL), 1);
-    assert_false(s2[1].ok);
-    assert_int_equal(v, 0);
+    rt_select_case s1[2] = {{RT_SELECT_RECV, d, &v, false},
+                            {RT_SELECT_SEND, c, &v, false}};
+    CHECK_EQ(rt_select(s1, 2, RT_FOREVER, &chosen), RT_ESENDCLOSED);
+    CHECK_EQ(chosen, 1);
+    rt_select_case s2[2] = {{RT_SELECT_RECV, d, &v, false},
+                            {RT_SELECT_RECV, c, &v, true}};
+    CHECK_EQ(rt_select(s2, 2, RT_FOREVER, NULL), 1);
+    CHECK(!(s2[1].ok));
+    CHECK_EQ(v, 0);
     int64_t t0 = rt_now();
-    rt_select_case s3[1] = { { RT_SELECT_RECV, d, &v, false } };
-    assert_int_equal(rt_select(s3, 1, rt_deadline_ms(40), NULL),
-                     RT_ETIMEDOUT);
-    assert_true(rt_now() - t0 >= 40000000);
-    assert_true(rt_now() - t0 < 5000000000LL);
+    rt_select_case s3[1] = {{RT_SELECT_RECV, d, &v, false}};
+    CHECK_EQ(rt_select(s3, 1, rt_deadline_ms(40), NULL), RT_ETIMEDOUT);
+    CHECK(rt_now() - t0 >= 40000000);
+    CHECK(rt_now() - t0 < 5000000000LL);
     rt_chan_release(c);
     rt_chan_release(d);
 }
@@ -312,15 +311,15 @@ static void close_wakes_select(void *arg)
 static void parked_close_main(void *arg)
 {
     (void)arg;
-    rt_chan *ch[2] = { rt_chan_make(sizeof(int), 0),
-                       rt_chan_make(sizeof(int), 0) };
-    assert_int_equal(rt_go(close_wakes_select, ch), 0);
+    rt_chan *ch[2] = {rt_chan_make(sizeof(int), 0),
+                      rt_chan_make(sizeof(int), 0)};
+    CHECK_EQ(rt_go(close_wakes_select, ch), 0);
     int v = 9;
-    rt_select_case cs[2] = { { RT_SELECT_RECV, ch[0], &v, false },
-                             { RT_SELECT_RECV, ch[1], &v, true } };
-    assert_int_equal(rt_select(cs, 2, RT_FOREVER, NULL), 1);
-    assert_false(cs[1].ok);
-    assert_int_equal(v, 0);
+    rt_select_case cs[2] = {{RT_SELECT_RECV, ch[0], &v, false},
+                            {RT_SELECT_RECV, ch[1], &v, true}};
+    CHECK_EQ(rt_select(cs, 2, RT_FOREVER, NULL), 1);
+    CHECK(!(cs[1].ok));
+    CHECK_EQ(v, 0);
     rt_chan_release(ch[0]);
     rt_chan_release(ch[1]);
 }
@@ -337,12 +336,10 @@ typedef struct sc {
 static void *sel_firer(void *arg)
 {
     sc *k = arg;
-    while (!atomic_load(&k->parked)) {
-        struct timespec ts = { 0, 1000000 };
-        nanosleep(&ts, NULL);
-    }
-    struct timespec ts = { 0, 30000000 };
-    nanosleep(&ts, NULL);
+    RTTEST_WAIT(atomic_load(&k->parked));
+    /* Most likely parked by now; the outcome is the same if it is not
+     * (a fired token refuses the call at once). */
+    rttest_msleep(30);
     rt_cancel_fire(k->tok);
     rt_unref();
     return NULL;
@@ -351,19 +348,20 @@ static void *sel_firer(void *arg)
 static void sel_cancel_main(void *arg)
 {
     sc *k = arg;
-    rt_chan *a = rt_chan_make(sizeof(int), 0), *b = rt_chan_make(sizeof(int), 0);
+    rt_chan *a = rt_chan_make(sizeof(int), 0),
+            *b = rt_chan_make(sizeof(int), 0);
     pthread_t t;
     rt_ref();
-    assert_int_equal(pthread_create(&t, NULL, sel_firer, k), 0);
+    CHECK_EQ(pthread_create(&t, NULL, sel_firer, k), 0);
     rt_cancel_attach(k->tok);
     int v = 0;
-    rt_select_case cs[2] = { { RT_SELECT_RECV, a, &v, false },
-                             { RT_SELECT_SEND, b, &v, false } };
+    rt_select_case cs[2] = {{RT_SELECT_RECV, a, &v, false},
+                            {RT_SELECT_SEND, b, &v, false}};
     atomic_store(&k->parked, 1);
     atomic_store(&k->result, rt_select(cs, 2, RT_FOREVER, NULL));
     /* The channels are clean afterwards: nobody is left queued. */
-    assert_int_equal(rt_chan_send(a, &v, RT_POLL), RT_EAGAIN);
-    assert_int_equal(rt_chan_recv(b, &v, NULL, RT_POLL), RT_EAGAIN);
+    CHECK_EQ(rt_chan_send(a, &v, RT_POLL), RT_EAGAIN);
+    CHECK_EQ(rt_chan_recv(b, &v, NULL, RT_POLL), RT_EAGAIN);
     rt_cancel_attach(NULL);
     pthread_join(t, NULL);
     rt_chan_release(a);
@@ -373,7 +371,7 @@ static void sel_cancel_main(void *arg)
 static void test_select_cancel(void **state)
 {
     (void)state;
-    sc k = { .tok = rt_cancel_new() };
+    sc k = {.tok = rt_cancel_new()};
     rttest_run(sel_cancel_main, &k);
     assert_int_equal(atomic_load(&k.result), RT_ECANCELED);
     rt_cancel_free(k.tok);

@@ -447,7 +447,7 @@ static void wg_barrier_main(void *arg)
 {
     (void)arg;
     struct barrier b = {.wg = rt_wg_new()};
-    CHECK_EQ(rt_wg_wait(b.wg, RT_POLL), 0); /* zero: no wait */
+    CHECK_EQ(rt_wg_wait(b.wg, RT_POLL), 0);   /* zero: no wait */
     for (int round = 0; round < 3; round++) { /* reusable after Wait */
         atomic_store(&b.n, 0);
         CHECK_EQ(rt_wg_add(b.wg, 1000), 1000);
@@ -675,8 +675,7 @@ static void bc_run(struct bc *b, rt_locker wl)
 {
     b->c = rt_cond_new(b->L);
     RTTEST_SPAWN(b->wg, 10, bc_waiter, b);
-    while (atomic_load(&b->waiting) < 10)
-        rt_sleep(ms(1));
+    RTTEST_WAIT(atomic_load(&b->waiting) >= 10);
     /* Every waiter has the flag unset and is parked or about to be. */
     CHECK_EQ(wl.lock(wl.obj, RT_FOREVER), 0);
     b->flag = true;
@@ -712,6 +711,7 @@ struct cwait {
     rt_wg *wg;
     int result;
     bool relocked;
+    _Atomic int locked; /* the waiter holds m, and holds it until it waits */
 };
 
 static void cond_cancelled_waiter(void *arg)
@@ -719,6 +719,7 @@ static void cond_cancelled_waiter(void *arg)
     struct cwait *w = arg;
     rt_cancel_attach(w->tok);
     rt_mutex_lock(w->m, RT_FOREVER);
+    atomic_store(&w->locked, 1);
     w->result = rt_cond_wait(w->c, RT_FOREVER);
     w->relocked = !rt_mutex_trylock(w->m); /* we hold it again */
     rt_mutex_unlock(w->m);
@@ -744,8 +745,9 @@ static void cond_lost_and_timeout_main(void *arg)
     /* Cancelled while waiting: L is re-locked all the same. */
     w.tok = rt_cancel_new();
     RTTEST_SPAWN(w.wg, 1, cond_cancelled_waiter, &w);
-    rt_sleep(ms(20));
-    /* The waiter released L while waiting: we can take it. */
+    RTTEST_WAIT(atomic_load(&w.locked));
+    /* Taking L waits until the waiter released it in Wait (a fixed sleep
+     * here let a slow waiter find L taken, and its token fired, first). */
     CHECK_EQ(rt_mutex_lock(w.m, rt_deadline_ms(5000)), 0);
     rt_cancel_fire(w.tok);
     rt_sleep(ms(5));

@@ -250,8 +250,7 @@ static void ticker_main(void *arg)
     /* Stop: no tick afterwards, not even a buffered one. */
     rt_sleep(60 * MS);
     rt_ticker_stop(tk);
-    CHECK_EQ(recv64(rt_ticker_chan(tk), &v, rt_deadline_ms(80)),
-             RT_ETIMEDOUT);
+    CHECK_EQ(recv64(rt_ticker_chan(tk), &v, rt_deadline_ms(80)), RT_ETIMEDOUT);
     /* Reset restarts a stopped ticker. */
     CHECK_EQ(rt_ticker_reset(tk, 5 * MS), 0);
     CHECK_EQ(recv64(rt_ticker_chan(tk), &v, rt_now() + SLACK), 0);
@@ -263,8 +262,7 @@ static void ticker_main(void *arg)
     CHECK_EQ(err, RT_ENONPOSTICK);
     CHECK(rt_ticker_new(-10, &err) == NULL);
     CHECK_EQ(err, RT_ENONPOSTICK);
-    CHECK(strcmp(rt_strerror(err), "non-positive interval for NewTicker") ==
-          0);
+    CHECK(strcmp(rt_strerror(err), "non-positive interval for NewTicker") == 0);
     CHECK(strcmp(rt_strerror(RT_ENONPOSRESET),
                  "non-positive interval for Ticker.Reset") == 0);
     CHECK(rt_tick(0) == NULL);
@@ -342,8 +340,7 @@ static void many_order_main(void *arg)
     /* Wait for the last deadline, then collect every value. */
     int last = m->order[NT - 1];
     int64_t v;
-    CHECK_EQ(recv64(rt_timer_chan(m->t[last]), &v, rt_now() + 10 * SLACK),
-             0);
+    CHECK_EQ(recv64(rt_timer_chan(m->t[last]), &v, rt_now() + 10 * SLACK), 0);
     CHECK(v >= m->lo[last]);
     for (int k = 0; k < NT; k++) {
         int i = m->order[k];
