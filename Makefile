@@ -63,7 +63,14 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
-ALL_CPPFLAGS = -D_GNU_SOURCE -Iruntime -Iproto -Idaemon -Iclient $(CPPFLAGS)
+# One version for everything: chand -V, chanctl -V, hello's answer,
+# libchand (its file name and libchand.pc) and the man pages' .TH lines.
+VERSION := 1.0.0
+# A change of VERSION rebuilds every object (they depend on this stamp).
+VERSION_STAMP = $(BUILD)/.version-$(VERSION)
+
+ALL_CPPFLAGS = -D_GNU_SOURCE -Iruntime -Iproto -Idaemon -Iclient \
+               -DCHAND_VERSION='"$(VERSION)"' $(CPPFLAGS)
 ALL_CFLAGS = -std=gnu11 $(WARN) -fPIC -fvisibility=hidden -MMD -MP \
              $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
@@ -128,7 +135,10 @@ $(DEPS_STAMP):
 	@mkdir -p $(@D) && touch $@
 
 # ---- compile -------------------------------------------------------------
-$(BUILD)/obj/%.c.o: %.c | $(DEPS_STAMP)
+$(VERSION_STAMP):
+	@mkdir -p $(@D) && rm -f $(BUILD)/.version-* && touch $@
+
+$(BUILD)/obj/%.c.o: %.c $(VERSION_STAMP) | $(DEPS_STAMP)
 	$(call say,CC,$<)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
@@ -187,7 +197,9 @@ $(BUILD)/examples/%: $(BUILD)/obj/client/examples/%.c.o $(CLIENT_A)
 # (owned by the client; the daemon's install parts go beside this block)
 # The shared library is installed as libchand.so.VERSION with the soname
 # link libchand.so.1 and the development link libchand.so, as hiredis does.
-CLIENT_VERSION := 1.0.0
+CLIENT_VERSION := $(VERSION)
+# The man pages carry VERSION on their .TH line once installed.
+MAN_SED = sed -e '/^\.TH /s/"chand [^"]*"/"chand $(VERSION)"/'
 # The .pc is written at install time, so it names the PREFIX/LIBDIR given
 # to `make install`, not those of an earlier `make`.
 CLIENT_PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
@@ -211,7 +223,8 @@ install-client: $(CLIENT_A) $(CLIENT_SO) $(CHANCTL)
 	    >$(DESTDIR)$(LIBDIR)/pkgconfig/libchand.pc
 	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/libchand.pc
 	install -m 755 $(CHANCTL) $(DESTDIR)$(BINDIR)/chanctl
-	install -m 644 client/chanctl.1 $(DESTDIR)$(MANDIR)/man1/chanctl.1
+	$(MAN_SED) client/chanctl.1 >$(DESTDIR)$(MANDIR)/man1/chanctl.1
+	chmod 644 $(DESTDIR)$(MANDIR)/man1/chanctl.1
 
 uninstall-client:
 	rm -f $(DESTDIR)$(LIBDIR)/libchand.a \
@@ -246,8 +259,10 @@ install-daemon: $(CHAND) $(DAEMON_UNITS)
 	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR) \
 	    $(DESTDIR)$(UNITDIR)
 	install -m 755 $(CHAND) $(DESTDIR)$(SBINDIR)/chand
-	install -m 644 daemon/chand.8 $(DESTDIR)$(MANDIR)/man8/chand.8
-	install -m 644 daemon/chand.conf.5 $(DESTDIR)$(MANDIR)/man5/chand.conf.5
+	$(MAN_SED) daemon/chand.8 >$(DESTDIR)$(MANDIR)/man8/chand.8
+	$(MAN_SED) daemon/chand.conf.5 >$(DESTDIR)$(MANDIR)/man5/chand.conf.5
+	chmod 644 $(DESTDIR)$(MANDIR)/man8/chand.8 \
+	    $(DESTDIR)$(MANDIR)/man5/chand.conf.5
 	install -m 644 $(BUILD)/chand.service $(DESTDIR)$(UNITDIR)/chand.service
 	install -m 644 $(BUILD)/chand.socket $(DESTDIR)$(UNITDIR)/chand.socket
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/chand.conf ]; then \
@@ -401,6 +416,10 @@ test-all:
 
 clean:
 	rm -rf build
+
+.PHONY: version
+version:
+	@echo $(VERSION)
 
 # ---- bench-net: the broker against Redis in the same run (issue 7) -------
 # tests/bench/net.sh starts chand and redis-server on 127.0.0.1 and free

@@ -23,7 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHAND_LIB_VERSION "1.0.0"
+/* The Makefile passes its VERSION (chand's, one for everything). */
+#ifndef CHAND_VERSION
+#define CHAND_VERSION "1.0.0"
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Errors                                                             */
@@ -78,7 +81,7 @@ int chand_code_from_reason(const char *reason)
 
 const char *chand_version(void)
 {
-    return CHAND_LIB_VERSION;
+    return CHAND_VERSION;
 }
 
 int chand__seterr(chand_error *err, int code, int rpc_code,
