@@ -43,6 +43,7 @@ enum {
     O_MAKE = 1 << 11,     /* --make CAP */
     O_GRACE = 1 << 12,    /* --grace DUR */
     O_INTERVAL = 1 << 13, /* --interval DUR */
+    O_NORAW = 1 << 14,    /* refuses --raw (prints no values) */
 };
 
 /* How a VALUE argument becomes JSON (send, pool put, map store...). */

@@ -69,22 +69,57 @@ int cli_h_make(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
     return cli_end_quiet(c, chand_make(c->conn, argv[0], cap, c->type));
 }
 
-/* Sends each line of stdin as one value, in order. */
-static int send_lines(cli_ctx *c, const char *name)
+/* Returns the mode VALUE is read in: --string, --json (which for send
+ * means "must be JSON": send prints nothing), else JSON-or-string. */
+static cli_valmode send_mode(const cli_ctx *c)
 {
-    char *line = NULL;
+    if (c->json)
+        return CLI_VAL_JSON;
+    return c->valmode;
+}
+
+/* Makes a new value of the len bytes at buf in mode into *v.  Returns 0,
+ * or a usage error's exit code saying why (what names the text). */
+static int make_value(const cli_ctx *c, const char *buf, size_t len,
+                      cli_valmode mode, const char *what, json_t **v)
+{
+    json_error_t jerr;
+
+    *v = NULL;
+    if (mode != CLI_VAL_STRING) {
+        *v = json_loadb(buf, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
+                        &jerr);
+        if (*v)
+            return 0;
+        if (mode == CLI_VAL_JSON)
+            return cli_usage_error(c, "%s is not valid JSON: %s", what,
+                                   jerr.text);
+    }
+    *v = json_stringn(buf, len);
+    if (!*v)
+        return cli_usage_error(c, "%s is not UTF-8 text", what);
+    return 0;
+}
+
+/* Sends each line of stdin as one value, in order. */
+static int send_lines(cli_ctx *c, const char *name, cli_valmode mode)
+{
+    char *line = NULL, what[48];
     size_t cap = 0;
     ssize_t n;
+    long lineno = 0;
     int rc = 0;
 
     while ((n = getline(&line, &cap, stdin)) >= 0) {
         json_t *v;
+        lineno++;
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
             line[--n] = '\0';
-        v = cli_text_value(line, CLI_VAL_AUTO);
-        if (!v) {
-            rc = CHAND_ENOMEM;
-            break;
+        snprintf(what, sizeof what, "line %ld", lineno);
+        rc = make_value(c, line, (size_t)n, mode, what, &v);
+        if (rc) {
+            free(line);
+            return rc;
         }
         rc = chand_send(c->conn, name, v, c->timeout_ms);
         json_decref(v);
@@ -95,43 +130,106 @@ static int send_lines(cli_ctx *c, const char *name)
     return cli_end_quiet(c, rc);
 }
 
+/* Sends the whole of c->file ("-": stdin), its bytes as they are, as one
+ * value. */
+static int send_file(cli_ctx *c, const char *name, cli_valmode mode)
+{
+    bool is_stdin = strcmp(c->file, "-") == 0;
+    FILE *fp = is_stdin ? stdin : fopen(c->file, "rb");
+    json_t *v;
+    size_t len;
+    char *buf;
+    int rc;
+
+    if (!fp)
+        return cli_usage_error(c, "cannot open '%s': %s", c->file,
+                               strerror(errno));
+    buf = cli_read_all(fp, &len, false);
+    if (!buf) {
+        rc = cli_usage_error(c, "cannot read '%s'", c->file);
+        goto out_close;
+    }
+    rc = make_value(c, buf, len, mode, is_stdin ? "stdin" : c->file, &v);
+    free(buf);
+    if (rc)
+        goto out_close;
+    rc = cli_end_quiet(c, chand_send(c->conn, name, v, c->timeout_ms));
+    json_decref(v);
+out_close:
+    if (!is_stdin)
+        fclose(fp);
+    return rc;
+}
+
 int cli_h_send(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
 {
+    cli_valmode mode = send_mode(c);
     json_t *v;
     int rc;
 
     (void)k;
-    (void)argc;
+    if (c->json && c->valmode == CLI_VAL_STRING)
+        return cli_usage_error(c, "--string and --json exclude each other");
+    if (c->file) {
+        if (argc > 1)
+            return cli_usage_error(c, "give VALUE or --file, not both");
+        return send_file(c, argv[0], mode);
+    }
+    if (argc < 2)
+        return cli_usage_error(c, "expected %s", k->usage);
     if (strcmp(argv[1], "-") == 0)
-        return send_lines(c, argv[0]);
-    v = cli_text_value(argv[1], CLI_VAL_AUTO);
-    if (!v)
-        return cli_usage_error(c, "cannot make a value of '%s'", argv[1]);
+        return send_lines(c, argv[0], mode);
+    rc = make_value(c, argv[1], strlen(argv[1]), mode, "VALUE", &v);
+    if (rc)
+        return rc;
     rc = chand_send(c->conn, argv[0], v, c->timeout_ms);
     json_decref(v);
     return cli_end_quiet(c, rc);
 }
 
+/* recv --make CAP: makes the channel when it is missing, so a consumer
+ * may start before its producer.  A channel that exists (made by the
+ * producer, perhaps in a race with us, perhaps with another capacity) is
+ * fine.  Returns 0 or cli_fail(). */
+static int make_missing(cli_ctx *c, const char *name)
+{
+    int rc;
+
+    if (c->make_cap < 0)
+        return 0;
+    rc = chand_make(c->conn, name, c->make_cap, NULL);
+    if (rc == CHAND_EEXISTS)
+        return 0;
+    return rc < 0 ? cli_fail(c, rc) : 0;
+}
+
 int cli_h_recv(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
 {
     json_t *v = NULL;
-    int rc = chand_recv(c->conn, argv[0], c->timeout_ms, &v);
+    int rc = make_missing(c, argv[0]);
 
     (void)k;
     (void)argc;
+    if (rc)
+        return rc;
+    rc = chand_recv(c->conn, argv[0], c->timeout_ms, &v);
     if (rc < 0)
         return cli_fail(c, rc);
     cli_print_flagged(c, v, "ok", rc == 1);
     json_decref(v);
-    if (rc == 0 && !c->json)
+    if (rc == 0 && !c->json && !c->quiet)
         fprintf(stderr, "%s: recv: channel %s is closed\n", cli_prog, argv[0]);
     return rc == 1 ? EXIT_OK : EXIT_CLOSED;
 }
 
 int cli_h_range(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
 {
+    int mrc = make_missing(c, argv[0]);
+
     (void)k;
     (void)argc;
+    if (mrc)
+        return mrc;
     for (;;) {
         json_t *v = NULL;
         int rc = chand_recv(c->conn, argv[0], c->timeout_ms, &v);

@@ -17,7 +17,7 @@ int cli_h_lock(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
     rc = k->lock(c->conn, argv[0], c->timeout_ms, c->lease_ms, &token, &dead);
     if (rc < 0)
         return cli_fail(c, rc);
-    if (c->lease_ms <= 0 && !c->interactive)
+    if (c->lease_ms <= 0 && !c->interactive && !c->quiet)
         fprintf(stderr,
                 "%s: warning: the lock is released when chanctl exits; "
                 "use --lease DUR to keep it\n",

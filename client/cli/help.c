@@ -29,8 +29,11 @@ static const char *opt_help =
     "127.0.0.1:2426)\n"
     "  -t, --timeout DUR       give up waiting after DUR (env "
     "CHAND_TIMEOUT; default inf)\n"
-    "                          DUR: 500ms, 5s, 1.5m, 2h, a number of "
-    "seconds, 0, inf\n"
+    "                          DUR in Go's syntax: 300ms, 1.5s, 5m30s, "
+    "1h30m, 100us;\n"
+    "                          a bare number is seconds; 0; inf\n"
+    "  -q, --quiet             no notes on stderr at a normal end "
+    "(recv's \"closed\")\n"
     "      --json              print results as JSON objects, one a line\n"
     "      --raw               print string values without JSON quotes\n"
     "  -h, --help              this help (also after any command)\n"
@@ -50,6 +53,15 @@ static const struct {
     {O_TOKEN, "      --token T           the token a lease-held lock was "
               "given"},
     {O_READ, "      --read              hold the read side"},
+    {O_FILE, "      --file PATH         send the whole file (- for stdin) "
+             "as one value"},
+    {O_STRING, "      --string            send the text as a JSON string"},
+    {O_JSONVAL, "      --json              VALUE must be valid JSON"},
+    {O_MAKE, "      --make CAP          make the channel first if it is "
+             "missing"},
+    {O_GRACE, "      --grace DUR         after SIGTERM, wait DUR before "
+              "SIGKILL (10s)"},
+    {O_INTERVAL, "      --interval DUR      poll every DUR (200ms)"},
 };
 
 static void print_cmd_line(const cli_cmd *k)

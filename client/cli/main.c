@@ -90,6 +90,35 @@ static int read_options(int argc, char **argv, words *w)
             c->json = true;
         } else if (strcmp(a, "--raw") == 0) {
             c->raw = true;
+        } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+            c->quiet = true;
+        } else if (strcmp(a, "--string") == 0) {
+            c->valmode = CLI_VAL_STRING;
+            w->used |= O_STRING;
+        } else if ((n = opt_match(a, NULL, "--file"))) {
+            w->used |= O_FILE;
+            if (!(c->file = opt_value(argv, argc, &i, n)))
+                goto out_missing;
+        } else if ((n = opt_match(a, NULL, "--make"))) {
+            w->used |= O_MAKE;
+            if (!(v = opt_value(argv, argc, &i, n)))
+                goto out_missing;
+            if (cli_parse_int(v, &c->make_cap) < 0 || c->make_cap < 0)
+                return cli_usage_error(NULL, "bad capacity '%s'", v);
+        } else if ((n = opt_match(a, NULL, "--grace"))) {
+            w->used |= O_GRACE;
+            if (!(v = opt_value(argv, argc, &i, n)))
+                goto out_missing;
+            if (cli_parse_duration(v, &c->grace_ms) < 0 ||
+                c->grace_ms == CHAND_FOREVER)
+                return cli_usage_error(NULL, "bad duration '%s'", v);
+        } else if ((n = opt_match(a, NULL, "--interval"))) {
+            w->used |= O_INTERVAL;
+            if (!(v = opt_value(argv, argc, &i, n)))
+                goto out_missing;
+            if (cli_parse_duration(v, &c->interval_ms) < 0 ||
+                c->interval_ms <= 0 || c->interval_ms == CHAND_FOREVER)
+                return cli_usage_error(NULL, "bad duration '%s'", v);
         } else if (strcmp(a, "--default") == 0) {
             c->dflt = true;
             w->used |= O_DEFAULT;
@@ -218,6 +247,14 @@ static int find_command(words *w, const cli_cmd **kp, int *first)
         *first = 1;
     }
     *kp = k;
+    /* Past "--" a command that runs no COMMAND takes arguments that look
+     * like options: `send q -- -x` sends "-x". */
+    if (!(k->opts & O_CMD) && w->c.cmdv) {
+        for (char **p = w->c.cmdv; *p; p++)
+            w->pos[w->npos++] = *p;
+        w->c.cmdv = NULL;
+        w->used &= ~(unsigned)O_CMD;
+    }
     return -1;
 }
 
@@ -227,12 +264,14 @@ int main(int argc, char **argv)
     words w = {.c = {.timeout_ms = CHAND_FOREVER,
                      .lease_ms = -1,
                      .token = -1,
-                     .make_cap = -1}};
+                     .make_cap = -1,
+                     .grace_ms = 10000,
+                     .interval_ms = 200}};
     cli_ctx *c = &w.c;
     const char *env;
     const cli_cmd *k = NULL;
     char *host = NULL;
-    int port, ret, first = 0;
+    int port, ret, first = 0, min, max;
     int64_t connect_ms = CLI_CONNECT_TIMEOUT_MS;
     chand_error err;
 
@@ -256,6 +295,14 @@ int main(int argc, char **argv)
         ret = EXIT_OK;
         goto out;
     }
+    if (c->raw && (k->opts & O_NORAW)) {
+        ret = cli_usage_error(c,
+                              "--raw is for printing values, and %s "
+                              "prints none (--string sends text as a "
+                              "string)",
+                              c->cmdname);
+        goto out;
+    }
     if (w.used & ~k->opts) {
         ret = cli_usage_error(c, "option not valid for this command");
         goto out;
@@ -264,7 +311,12 @@ int main(int argc, char **argv)
         ret = cli_usage_error(c, "missing -- COMMAND");
         goto out;
     }
-    if (w.npos - first < k->min || (k->max >= 0 && w.npos - first > k->max)) {
+    /* send NAME --file PATH takes no VALUE. */
+    min = k->min;
+    max = k->max;
+    if ((k->opts & O_FILE) && c->file)
+        min = max = 1;
+    if (w.npos - first < min || (max >= 0 && w.npos - first > max)) {
         ret = cli_usage_error(c, "expected %s", k->usage ? k->usage : "");
         goto out;
     }

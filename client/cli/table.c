@@ -50,30 +50,40 @@ const cli_cmd cli_cmds[] = {
      .fn = cli_h_send,
      .min = 2,
      .max = 2,
-     .usage = "NAME VALUE|-",
+     .opts = O_FILE | O_STRING | O_JSONVAL | O_NORAW,
+     .usage = "NAME VALUE|- [--string|--json] | NAME --file PATH|-",
      .brief = "send a value on a channel",
      .help = "Sends VALUE on channel NAME, waiting for a receiver or "
-             "buffer room.  VALUE is JSON if it parses as JSON, else a "
-             "string; '-' sends each line of stdin as one value.  Exits 1 "
-             "if the channel is closed."},
+             "buffer room.  VALUE is JSON if the whole of it parses as one "
+             "JSON value, else a string: 42 is a number, 042 a string (JSON "
+             "numbers have no leading zeros), '[1,2' a string.  --string "
+             "always sends a string; --json requires valid JSON (exit 2 "
+             "otherwise).  '-' sends each line of stdin as one value; "
+             "--file PATH (or - for stdin) sends the whole file, bytes as "
+             "they are, as one value.  Exits 1 if the channel is closed.  "
+             "A VALUE that starts with '-' goes after --: send q -- -x."},
     {.name = "recv",
      .fn = cli_h_recv,
      .min = 1,
      .max = 1,
-     .usage = "NAME",
+     .opts = O_MAKE,
+     .usage = "NAME [--make CAP]",
      .brief = "receive one value from a channel",
      .help = "Receives one value from channel NAME and prints it (JSON; a "
              "raw string with --raw).  Exits 1 when the channel is closed "
-             "and drained."},
+             "and drained (-q: without saying so on stderr).  --make CAP "
+             "first makes the channel with capacity CAP if it is missing, "
+             "so a consumer may start before its producer."},
     {.name = "range",
      .fn = cli_h_range,
      .min = 1,
      .max = 1,
-     .usage = "NAME",
+     .opts = O_MAKE,
+     .usage = "NAME [--make CAP]",
      .brief = "print values until the channel is closed",
      .help = "Receives and prints values, one a line, until channel NAME "
              "is closed (then exits 0).  --timeout applies to each "
-             "receive."},
+             "receive; --make CAP as for recv."},
     {.name = "close",
      .fn = cli_h_byname,
      .byname = chand_close,
