@@ -337,6 +337,11 @@ int main(int argc, char **argv)
         goto out;
     }
     c->server = w.server_arg;
+    /* A shorter --timeout bounds connecting too (0 cannot: it means "do
+     * not wait" for the operation, and connecting always takes a little
+     * while). */
+    if (c->timeout_ms > 0 && c->timeout_ms < connect_ms)
+        connect_ms = c->timeout_ms;
     if (chand_connect(host, port, connect_ms, &c->conn, &err) < 0) {
         fprintf(stderr, "%s: %s\n", cli_prog, err.message);
         ret = cli_exit_code(err.code);

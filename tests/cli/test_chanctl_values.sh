@@ -108,6 +108,10 @@ expect_out 2 recv jobs --make 5
 ctl recv race --make 0 --timeout 5s >"$T/r1" 2>&1 & r1=$!
 ctl recv race --make 0 --timeout 5s >"$T/r2" 2>&1 & r2=$!
 EXTRA_PIDS="$EXTRA_PIDS $r1 $r2"
+for i in $(seq 1 500); do
+    ctl list race | grep -q '^race' && break
+    sleep 0.02
+done
 ctl send race 1 --timeout 5s || fail "send race 1"
 ctl send race 2 --timeout 5s || fail "send race 2"
 wait $r1 || fail "racer 1: $(cat "$T/r1")"
