@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define EXIT_OK 0
 #define EXIT_CLOSED 1
@@ -65,7 +66,7 @@ typedef struct cli_ctx {
     int64_t cap;
     int64_t make_cap;    /* recv --make CAP; -1: none */
     int64_t grace_ms;    /* run: SIGTERM to SIGKILL */
-    int64_t interval_ms; /* watch: poll interval */
+    int64_t interval_ms; /* watch, top: 0 for their default */
     const char *type;
     char **cmdv;         /* after "--", NULL-terminated */
     const char *cmdname; /* "send", "mutex lock", ... for messages */
@@ -188,6 +189,18 @@ const char *cli_suggest(const char *group, const char *word);
  * the hold expires lease_ms after it was taken. */
 int cli_run_child(cli_ctx *c, int64_t token, int64_t lease_ms);
 
+/* ---- dump.c: objects drawn for people ---- */
+
+/* Formats ms as Go prints a duration (500ms, 1.5s, 2m3s) into buf. */
+void cli_fmt_ms(int64_t ms, char *buf, size_t n);
+/* Prints object o of runtime.dump (borrowed) as a tree: a line for the
+ * object, one per holder and one per waiter. */
+void cli_dump_object(FILE *fp, json_t *o);
+/* Returns a new malloc'd line of o's state without times (length,
+ * holders, waiters): it changes only when the object does.  NULL when
+ * out of memory. */
+char *cli_dump_state(json_t *o);
+
 /* ---- the handlers, by family ---- */
 int cli_h_ping(cli_ctx *, const cli_cmd *, int, char **);
 int cli_h_hello(cli_ctx *, const cli_cmd *, int, char **);
@@ -236,5 +249,7 @@ int cli_h_go(cli_ctx *, const cli_cmd *, int, char **);
 int cli_h_stats(cli_ctx *, const cli_cmd *, int, char **);
 int cli_h_dump(cli_ctx *, const cli_cmd *, int, char **);
 int cli_h_gomaxprocs(cli_ctx *, const cli_cmd *, int, char **);
+int cli_h_watch(cli_ctx *, const cli_cmd *, int, char **);
+int cli_h_top(cli_ctx *, const cli_cmd *, int, char **);
 
 #endif /* CHAND_CLI_H */

@@ -111,17 +111,6 @@ int cli_h_stats(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
     return cli_end_object(c, rc, res);
 }
 
-int cli_h_dump(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
-{
-    json_t *res = NULL;
-    int rc = chand_dump(c->conn, &res);
-
-    (void)k;
-    (void)argc;
-    (void)argv;
-    return cli_end_object(c, rc, res);
-}
-
 int cli_h_gomaxprocs(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
 {
     int64_t n = 0, prev;

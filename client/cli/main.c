@@ -266,7 +266,7 @@ int main(int argc, char **argv)
                      .token = -1,
                      .make_cap = -1,
                      .grace_ms = 10000,
-                     .interval_ms = 200}};
+                     .interval_ms = 0}};
     cli_ctx *c = &w.c;
     const char *env;
     const cli_cmd *k = NULL;

@@ -486,7 +486,31 @@ const cli_cmd cli_cmds[] = {
     {.name = "dump",
      .fn = cli_h_dump,
      .brief = "print every object with its holders and waiters",
-     .help = "Prints every object with its holders and waiters."},
+     .help = "Prints every object, sorted by name, as a tree: a line with "
+             "its type, name and state (a channel's len/cap), one per "
+             "holder (session, token, how long, lease) and one per waiter "
+             "(session, what it waits for, how long), as a goroutine dump "
+             "does.  --json prints the server's runtime.dump result."},
+    {.name = "watch",
+     .fn = cli_h_watch,
+     .min = 1,
+     .max = 1,
+     .opts = O_INTERVAL,
+     .usage = "NAME [--interval DUR]",
+     .brief = "print a line each time an object changes",
+     .help = "Polls the server every --interval (200ms) and prints a line, "
+             "with the time, each time the length, holders or waiters of "
+             "object NAME change (a JSON object a line with --json).  Runs "
+             "until interrupted, or for --timeout DUR (then exits 0)."},
+    {.name = "top",
+     .fn = cli_h_top,
+     .opts = O_INTERVAL,
+     .usage = "[--interval DUR]",
+     .brief = "a live view of the server",
+     .help = "Redraws every --interval (1s) the server's sessions, "
+             "goroutines, memory and requests per second, and its objects "
+             "sorted by waiters (then holders) with the longest wait.  q "
+             "or Ctrl-C quits; --timeout DUR stops after DUR."},
     {.name = "gomaxprocs",
      .fn = cli_h_gomaxprocs,
      .max = 1,
