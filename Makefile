@@ -26,6 +26,8 @@ SBINDIR ?= $(PREFIX)/sbin
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR ?=
@@ -51,7 +53,8 @@ MALLOC := libc
 endif
 
 PKGS := libevent libevent_pthreads jansson
-DEB_PKGS := pkg-config libevent-dev libjansson-dev libcmocka-dev libjemalloc-dev
+DEB_PKGS := pkg-config libevent-dev libjansson-dev libcmocka-dev libjemalloc-dev \
+            libedit-dev
 ifeq ($(MALLOC),jemalloc)
 DAEMON_MALLOC_LIBS = $(shell pkg-config --libs jemalloc 2>/dev/null || echo -ljemalloc)
 else ifeq ($(MALLOC),libc)
@@ -62,6 +65,8 @@ endif
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+# libedit: line editing and history for chanctl's interactive mode.
+EDIT_LIBS = $(shell pkg-config --libs libedit 2>/dev/null || echo -ledit)
 
 # One version for everything: chand -V, chanctl -V, hello's answer,
 # libchand (its file name and libchand.pc) and the man pages' .TH lines.
@@ -112,7 +117,7 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 EXAMPLE_BINS := $(patsubst client/examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
 TEST_HELPER_OBJS := $(call objs,$(TEST_HELPERS))
 
-DEPS_STAMP := build/.deps-ok-2
+DEPS_STAMP := build/.deps-ok-3
 
 .PHONY: all deps test run bench asan tsan test-all clean install uninstall
 .DEFAULT_GOAL := all
@@ -125,7 +130,7 @@ all: $(RT_LIB) $(PROTO_LIB) $(if $(DAEMON_SRCS)$(wildcard $(DAEMON_MAIN)),$(CHAN
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP):
 	@if ! command -v pkg-config >/dev/null 2>&1 || \
-	    ! pkg-config --exists $(PKGS) cmocka jemalloc 2>/dev/null; then \
+	    ! pkg-config --exists $(PKGS) cmocka jemalloc libedit 2>/dev/null; then \
 	  echo "deps: installing $(DEB_PKGS) with apt-get"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && \
@@ -170,7 +175,7 @@ $(CHAND): $(call objs,$(DAEMON_MAIN)) $(DAEMON_LIB) $(PROTO_LIB) $(RT_LIB)
 
 $(CHANCTL): $(call objs,$(CLI_SRCS)) $(CLIENT_A)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(EDIT_LIBS)
 
 # Every test links every library: a static archive only pulls what is used.
 TEST_LINK = $(TEST_HELPER_OBJS) $(if $(DAEMON_SRCS),$(DAEMON_LIB)) \
@@ -225,6 +230,10 @@ install-client: $(CLIENT_A) $(CLIENT_SO) $(CHANCTL)
 	install -m 755 $(CHANCTL) $(DESTDIR)$(BINDIR)/chanctl
 	$(MAN_SED) client/chanctl.1 >$(DESTDIR)$(MANDIR)/man1/chanctl.1
 	chmod 644 $(DESTDIR)$(MANDIR)/man1/chanctl.1
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	install -m 644 client/completion/chanctl.bash \
+	    $(DESTDIR)$(BASHCOMPDIR)/chanctl
+	install -m 644 client/completion/_chanctl $(DESTDIR)$(ZSHCOMPDIR)/_chanctl
 
 uninstall-client:
 	rm -f $(DESTDIR)$(LIBDIR)/libchand.a \
@@ -233,7 +242,8 @@ uninstall-client:
 	    $(DESTDIR)$(LIBDIR)/libchand.so \
 	    $(DESTDIR)$(INCLUDEDIR)/chand.h \
 	    $(DESTDIR)$(LIBDIR)/pkgconfig/libchand.pc \
-	    $(DESTDIR)$(BINDIR)/chanctl $(DESTDIR)$(MANDIR)/man1/chanctl.1
+	    $(DESTDIR)$(BINDIR)/chanctl $(DESTDIR)$(MANDIR)/man1/chanctl.1 \
+	    $(DESTDIR)$(BASHCOMPDIR)/chanctl $(DESTDIR)$(ZSHCOMPDIR)/_chanctl
 # ---- end of client install ----
 
 # ---- daemon install: chand, chand.8, chand.conf.5, chand.conf, units ----

@@ -165,6 +165,19 @@ int cli_read_value(const cli_ctx *c, const char *arg, json_t **v);
 /* Reads a DURATION argument (>= 0) into *ms.  Returns 0 or EXIT_USAGE. */
 int cli_read_duration(const cli_ctx *c, const char *arg, int64_t *ms);
 
+/* ---- main.c and repl.c: running command lines ---- */
+
+/* Runs one command line (argv[0..argc), NULL-terminated, without the
+ * program's name): options, command, arguments.  conn NULL connects as
+ * -s/CHAND_SERVER say (and with no command on a terminal starts the
+ * interactive mode); else runs on conn, the interactive session (borrowed)
+ * with server its address, where -s is refused.  Returns the exit code. */
+int cli_run_words(int argc, char **argv, chand_conn *conn, const char *server);
+/* The interactive mode on conn (borrowed; server names it in the prompt):
+ * a prompt with line editing and history until exit, quit or end of
+ * input.  Returns the exit code. */
+int cli_repl(chand_conn *conn, const char *server);
+
 /* ---- help.c: help texts and "did you mean" ---- */
 
 /* `chanctl --help`: every command in one line, options, exit codes. */

@@ -258,7 +258,82 @@ static int find_command(words *w, const cli_cmd **kp, int *first)
     return -1;
 }
 
-int main(int argc, char **argv)
+/* Checks the command's options and arguments.  Returns -1 to go on, or
+ * the exit code to end with. */
+static int check_command(words *w, const cli_cmd *k, int first)
+{
+    cli_ctx *c = &w->c;
+    int min = k->min, max = k->max;
+
+    if (w->help) {
+        cli_help_cmd(k);
+        return EXIT_OK;
+    }
+    if (c->raw && (k->opts & O_NORAW))
+        return cli_usage_error(c,
+                               "--raw is for printing values, and %s "
+                               "prints none (--string sends text as a "
+                               "string)",
+                               c->cmdname);
+    if (w->used & ~k->opts)
+        return cli_usage_error(c, "option not valid for this command");
+    if ((k->opts & O_CMD) && (!c->cmdv || !c->cmdv[0]))
+        return cli_usage_error(c, "missing -- COMMAND");
+    /* send NAME --file PATH takes no VALUE. */
+    if ((k->opts & O_FILE) && c->file)
+        min = max = 1;
+    if (w->npos - first < min || (max >= 0 && w->npos - first > max))
+        return cli_usage_error(c, "expected %s", k->usage ? k->usage : "");
+    return -1;
+}
+
+/* Reads --timeout (flag > environment > default) into the context.
+ * Returns -1 to go on, or EXIT_USAGE. */
+static int resolve_timeout(words *w)
+{
+    const char *env;
+
+    if (!w->timeout_arg && (env = getenv("CHAND_TIMEOUT")) && *env)
+        w->timeout_arg = env;
+    if (w->timeout_arg &&
+        cli_parse_duration(w->timeout_arg, &w->c.timeout_ms) < 0)
+        return cli_usage_error(NULL, "bad duration '%s'", w->timeout_arg);
+    return -1;
+}
+
+/* Connects as -s/CHAND_SERVER and --timeout say, into w->c.conn.
+ * Returns -1 to go on, or the exit code to end with. */
+static int connect_server(words *w)
+{
+    cli_ctx *c = &w->c;
+    const char *env;
+    char *host = NULL;
+    int port, rc;
+    int64_t connect_ms = CLI_CONNECT_TIMEOUT_MS;
+    chand_error err;
+
+    if (!w->server_arg && (env = getenv("CHAND_SERVER")) && *env)
+        w->server_arg = env;
+    if (!w->server_arg)
+        w->server_arg = CHAND_DEFAULT_HOST ":2426";
+    if (chand_parse_address(w->server_arg, &host, &port) < 0)
+        return cli_usage_error(NULL, "bad server address '%s'", w->server_arg);
+    c->server = w->server_arg;
+    /* A shorter --timeout bounds connecting too (0 cannot: it means "do
+     * not wait" for the operation, and connecting always takes a little
+     * while). */
+    if (c->timeout_ms > 0 && c->timeout_ms < connect_ms)
+        connect_ms = c->timeout_ms;
+    rc = chand_connect(host, port, connect_ms, &c->conn, &err);
+    free(host);
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s\n", cli_prog, err.message);
+        return cli_exit_code(err.code);
+    }
+    return -1;
+}
+
+int cli_run_words(int argc, char **argv, chand_conn *conn, const char *server)
 {
     static char name[64];
     words w = {.c = {.timeout_ms = CHAND_FOREVER,
@@ -268,91 +343,68 @@ int main(int argc, char **argv)
                      .grace_ms = 10000,
                      .interval_ms = 0}};
     cli_ctx *c = &w.c;
-    const char *env;
     const cli_cmd *k = NULL;
-    char *host = NULL;
-    int port, ret, first = 0, min, max;
-    int64_t connect_ms = CLI_CONNECT_TIMEOUT_MS;
-    chand_error err;
+    int ret, first = 0;
 
     w.pos = calloc((size_t)argc + 1, sizeof *w.pos);
     if (!w.pos)
         return EXIT_SERVER;
-    /* A reader that went away (`chanctl range q | head -1`) ends us
-     * quietly through EPIPE on stdout instead of a signal. */
-    signal(SIGPIPE, SIG_IGN);
-    ret = read_options(argc - 1, argv + 1, &w);
+    ret = read_options(argc, argv, &w);
     if (ret >= 0)
         goto out;
+    if (conn && w.server_arg) {
+        ret = cli_usage_error(NULL, "-s: the server is chosen when "
+                                    "chanctl starts");
+        goto out;
+    }
+    ret = resolve_timeout(&w);
+    if (ret >= 0)
+        goto out;
+    /* No command, on a terminal: the interactive mode. */
+    if (!conn && w.npos == 0 && !w.help && !c->cmdv && isatty(STDIN_FILENO) &&
+        isatty(STDOUT_FILENO)) {
+        ret = connect_server(&w);
+        if (ret >= 0)
+            goto out;
+        /* The startup line's --timeout holds for every command after. */
+        if (w.timeout_arg)
+            setenv("CHAND_TIMEOUT", w.timeout_arg, 1);
+        ret = cli_repl(c->conn, c->server);
+        chand_close_conn(c->conn);
+        goto out;
+    }
     ret = find_command(&w, &k, &first);
     if (ret >= 0)
         goto out;
     snprintf(name, sizeof name, "%s%s%s", k->group ? k->group : "",
              k->group ? " " : "", k->name);
     c->cmdname = name;
-    if (w.help) {
-        cli_help_cmd(k);
-        ret = EXIT_OK;
+    ret = check_command(&w, k, first);
+    if (ret >= 0)
         goto out;
-    }
-    if (c->raw && (k->opts & O_NORAW)) {
-        ret = cli_usage_error(c,
-                              "--raw is for printing values, and %s "
-                              "prints none (--string sends text as a "
-                              "string)",
-                              c->cmdname);
-        goto out;
-    }
-    if (w.used & ~k->opts) {
-        ret = cli_usage_error(c, "option not valid for this command");
-        goto out;
-    }
-    if ((k->opts & O_CMD) && (!c->cmdv || !c->cmdv[0])) {
-        ret = cli_usage_error(c, "missing -- COMMAND");
-        goto out;
-    }
-    /* send NAME --file PATH takes no VALUE. */
-    min = k->min;
-    max = k->max;
-    if ((k->opts & O_FILE) && c->file)
-        min = max = 1;
-    if (w.npos - first < min || (max >= 0 && w.npos - first > max)) {
-        ret = cli_usage_error(c, "expected %s", k->usage ? k->usage : "");
-        goto out;
-    }
-
-    /* Flag > environment > default. */
-    if (!w.timeout_arg && (env = getenv("CHAND_TIMEOUT")) && *env)
-        w.timeout_arg = env;
-    if (w.timeout_arg && cli_parse_duration(w.timeout_arg, &c->timeout_ms)) {
-        ret = cli_usage_error(NULL, "bad duration '%s'", w.timeout_arg);
-        goto out;
-    }
-    if (!w.server_arg && (env = getenv("CHAND_SERVER")) && *env)
-        w.server_arg = env;
-    if (!w.server_arg)
-        w.server_arg = CHAND_DEFAULT_HOST ":2426";
-    if (chand_parse_address(w.server_arg, &host, &port) < 0) {
-        ret = cli_usage_error(NULL, "bad server address '%s'", w.server_arg);
-        goto out;
-    }
-    c->server = w.server_arg;
-    /* A shorter --timeout bounds connecting too (0 cannot: it means "do
-     * not wait" for the operation, and connecting always takes a little
-     * while). */
-    if (c->timeout_ms > 0 && c->timeout_ms < connect_ms)
-        connect_ms = c->timeout_ms;
-    if (chand_connect(host, port, connect_ms, &c->conn, &err) < 0) {
-        fprintf(stderr, "%s: %s\n", cli_prog, err.message);
-        ret = cli_exit_code(err.code);
-        goto out;
+    if (conn) {
+        c->conn = conn;
+        c->interactive = true;
+        c->server = server;
+    } else {
+        ret = connect_server(&w);
+        if (ret >= 0)
+            goto out;
     }
     ret = k->fn(c, k, w.npos - first, w.pos + first);
     if (fflush(stdout) != 0 && ret == 0)
         ret = EXIT_SERVER;
-    chand_close_conn(c->conn);
+    if (!conn)
+        chand_close_conn(c->conn);
 out:
-    free(host);
     free(w.pos);
     return ret;
+}
+
+int main(int argc, char **argv)
+{
+    /* A reader that went away (`chanctl range q | head -1`) ends us
+     * quietly through EPIPE on stdout instead of a signal. */
+    signal(SIGPIPE, SIG_IGN);
+    return cli_run_words(argc - 1, argv + 1, NULL, NULL);
 }

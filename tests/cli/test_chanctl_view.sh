@@ -5,8 +5,9 @@
 # Ctrl-C, giving the terminal back.
 . "$(dirname "$0")/lib.sh" || exit 1
 command -v tmux >/dev/null || fail "tmux is needed"
-TMUX_SOCK="$T/tmux.sock"
-tm() { tmux -S "$TMUX_SOCK" "$@"; }
+# A private tmux server; its socket lives outside $T, which cleanup removes.
+TMUX_SOCK="chanctl-test-$$"
+tm() { tmux -L "$TMUX_SOCK" "$@"; }
 trap 'tm kill-server 2>/dev/null; cleanup' EXIT
 start_daemon
 
