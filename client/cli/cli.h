@@ -196,11 +196,17 @@ const char *cli_suggest(const char *group, const char *word);
 
 /* ---- run.c: running a command while holding something ---- */
 
-/* Runs cmdv as a child while the hold is kept: returns its exit status
- * the shell's way, or EXIT_LOST when the hold was lost and the child was
- * stopped (SIGTERM, then SIGKILL after c->grace_ms).  lease_ms >= 0 means
- * the hold expires lease_ms after it was taken. */
-int cli_run_child(cli_ctx *c, int64_t token, int64_t lease_ms);
+/* Runs c->cmdv as a child while the hold is kept: returns its exit
+ * status the shell's way (128 + signal when killed, 127 when it cannot be
+ * started), or EXIT_LOST when the hold was lost while it ran and the child
+ * was stopped (SIGTERM, then SIGKILL after c->grace_ms).  The hold is
+ * lost when the connection is, unless lease_ms > 0: then when the lease,
+ * taken at held_since (mono ms), runs out.  token >= 0 goes to the child
+ * as $CHAND_TOKEN. */
+int cli_run_child(cli_ctx *c, int64_t token, int64_t held_since,
+                  int64_t lease_ms);
+/* Returns the monotonic clock in ms. */
+int64_t cli_mono_ms(void);
 
 /* ---- dump.c: objects drawn for people ---- */
 

@@ -41,7 +41,7 @@ int cli_h_unlock(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
 static int do_run(cli_ctx *c, cli_lock_fn lock, cli_unlock_fn unlock,
                   const char *name)
 {
-    int64_t token;
+    int64_t token, since = cli_mono_ms();
     bool dead;
     int rc, status;
 
@@ -50,7 +50,7 @@ static int do_run(cli_ctx *c, cli_lock_fn lock, cli_unlock_fn unlock,
     rc = lock(c->conn, name, c->timeout_ms, c->lease_ms, &token, &dead);
     if (rc < 0)
         return cli_fail(c, rc);
-    status = cli_run_child(c, token, c->lease_ms);
+    status = cli_run_child(c, token, since, c->lease_ms);
     if (status == EXIT_LOST)
         return status; /* nothing left to unlock */
     rc = unlock(c->conn, name, token);
@@ -120,7 +120,7 @@ int cli_h_once_do(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
         return cli_fail(c, rc);
     if (rc == 0)
         return EXIT_OK; /* someone else ran it, and it has finished */
-    status = cli_run_child(c, -1, -1);
+    status = cli_run_child(c, -1, 0, -1);
     if (status == EXIT_LOST)
         return status; /* the server gave the once to the next caller */
     /* Done whatever the command's status: Go's Once does not retry a

@@ -21,6 +21,9 @@ static const char *exit_help =
     "  3    other error answered by the server\n"
     "  4    cannot connect, or the connection was lost\n"
     "  124  timeout (as timeout(1))\n"
+    "  125  mutex run / rwmutex run / once do: the hold was lost while the "
+    "command\n"
+    "       ran, and the command was stopped\n"
     "  N    mutex run / rwmutex run / once do: the command's status\n";
 
 static const char *opt_help =

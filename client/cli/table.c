@@ -16,7 +16,10 @@
     "COMMAND gets the fencing token in $CHAND_TOKEN.  SIGTERM and SIGHUP "     \
     "are passed on to COMMAND, and chanctl lets go only once it has "          \
     "exited.  If chanctl is killed outright, its session ends and the "        \
-    "server releases the lock."
+    "server releases the lock.  If the lock is lost while COMMAND runs "       \
+    "(the connection to the server is lost; with --lease, the lease runs "     \
+    "out), COMMAND gets SIGTERM, SIGKILL after --grace DUR (10s), and "        \
+    "chanctl exits 125."
 
 const cli_cmd cli_cmds[] = {
     {.name = "ping",
@@ -154,7 +157,7 @@ const cli_cmd cli_cmds[] = {
      .unlock = chand_mutex_unlock,
      .min = 1,
      .max = 1,
-     .opts = O_CMD | O_LEASE,
+     .opts = O_CMD | O_LEASE | O_GRACE,
      .usage = "NAME -- COMMAND [ARG...]",
      .brief = "hold a mutex while a command runs",
      .help = "Holds mutex NAME exactly while COMMAND runs (as flock(1)) "
@@ -204,7 +207,7 @@ const cli_cmd cli_cmds[] = {
      .fn = cli_h_rw_run,
      .min = 1,
      .max = 1,
-     .opts = O_CMD | O_READ | O_LEASE,
+     .opts = O_CMD | O_READ | O_LEASE | O_GRACE,
      .usage = "NAME [--read] -- COMMAND [ARG...]",
      .brief = "hold an rwmutex while a command runs",
      .help = "Holds rwmutex NAME (the read side with --read) while "
@@ -239,12 +242,16 @@ const cli_cmd cli_cmds[] = {
      .fn = cli_h_once_do,
      .min = 1,
      .max = 1,
-     .opts = O_CMD,
+     .opts = O_CMD | O_GRACE,
      .usage = "NAME -- COMMAND [ARG...]",
      .brief = "run a command once across all callers",
      .help = "Runs COMMAND only in the first caller of NAME across all "
              "processes and exits with its status; the others wait until "
-             "it has finished and exit 0 without running it."},
+             "it has finished and exit 0 without running it.  If the "
+             "connection to the server is lost while COMMAND runs (the "
+             "server then lets the next caller run it), COMMAND gets "
+             "SIGTERM, SIGKILL after --grace DUR (10s), and chanctl exits "
+             "125."},
     {.group = "cond",
      .name = "wait",
      .fn = cli_h_cond_wait,

@@ -26,14 +26,6 @@ static void on_signal(int sig)
     top_stop = 1;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t get_int(json_t *o, const char *key)
 {
     json_t *v = json_object_get(o, key);
@@ -168,10 +160,10 @@ static void draw(const cli_ctx *c, json_t *stats, json_t *dump, double rate,
 /* Waits up to ms for a key; returns true when it asks to quit. */
 static bool wait_key(int64_t ms, bool tty)
 {
-    int64_t end = mono_ms() + ms;
+    int64_t end = cli_mono_ms() + ms;
 
     while (!top_stop) {
-        int64_t left = end - mono_ms();
+        int64_t left = end - cli_mono_ms();
         struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
         int rc;
         char ch;
@@ -204,7 +196,7 @@ int cli_h_top(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
     (void)k;
     (void)argc;
     (void)argv;
-    end = c->timeout_ms >= 0 ? mono_ms() + c->timeout_ms : -1;
+    end = c->timeout_ms >= 0 ? cli_mono_ms() + c->timeout_ms : -1;
     if (tty && tcgetattr(STDIN_FILENO, &saved) == 0) {
         raw = saved;
         /* Keys one at a time, unechoed; Ctrl-C still signals. */
@@ -234,7 +226,7 @@ int cli_h_top(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
             ret = cli_fail(c, rc);
             break;
         }
-        now = mono_ms();
+        now = cli_mono_ms();
         req = get_int(stats, "requests");
         if (prev_req >= 0 && now > prev_at)
             rate = (double)(req - prev_req) * 1000.0 / (double)(now - prev_at);
@@ -253,10 +245,11 @@ int cli_h_top(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
         json_decref(dump);
         if (fflush(stdout) != 0)
             break;
-        if (end >= 0 && mono_ms() >= end)
+        if (end >= 0 && cli_mono_ms() >= end)
             break;
-        if (wait_key(end >= 0 && end - mono_ms() < interval ? end - mono_ms()
-                                                            : interval,
+        if (wait_key(end >= 0 && end - cli_mono_ms() < interval
+                         ? end - cli_mono_ms()
+                         : interval,
                      tty))
             break;
     }

@@ -30,14 +30,6 @@ static json_t *find_object(json_t *res, const char *name)
     return NULL;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(int64_t ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000,
@@ -63,7 +55,7 @@ static void print_now(void)
 int cli_h_watch(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
 {
     const char *name = argv[0];
-    int64_t end = c->timeout_ms >= 0 ? mono_ms() + c->timeout_ms : -1;
+    int64_t end = c->timeout_ms >= 0 ? cli_mono_ms() + c->timeout_ms : -1;
     int64_t interval = c->interval_ms > 0 ? c->interval_ms : 200;
     char *prev = NULL;
     int ret = EXIT_OK;
@@ -106,9 +98,9 @@ int cli_h_watch(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
         free(prev);
         prev = state;
         json_decref(res);
-        if (end >= 0 && mono_ms() + interval > end) {
-            if (end > mono_ms())
-                sleep_ms(end - mono_ms());
+        if (end >= 0 && cli_mono_ms() + interval > end) {
+            if (end > cli_mono_ms())
+                sleep_ms(end - cli_mono_ms());
             break;
         }
         sleep_ms(interval);
