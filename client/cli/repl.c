@@ -9,6 +9,7 @@
 #include "cli.h"
 
 #include <editline/readline.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,11 +158,21 @@ static char *history_path(void)
     return path;
 }
 
+static volatile sig_atomic_t repl_interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    repl_interrupted = 1;
+}
+
 int cli_repl(chand_conn *conn, const char *server)
 {
     char *hist = history_path(), prompt[160];
+    struct sigaction on_int = {.sa_handler = on_sigint}, old_int;
     int last = EXIT_OK;
 
+    sigemptyset(&on_int.sa_mask);
     rl_readline_name = "chanctl";
     rl_attempted_completion_function = complete;
     using_history();
@@ -175,13 +186,29 @@ int cli_repl(chand_conn *conn, const char *server)
            "'exit' or Ctrl-D leaves.\n",
            chand_version(), server, chand_server(conn), chand_session(conn));
     for (;;) {
-        char *line = readline(prompt), **argv;
+        char *line, **argv;
         const char *err = "";
         int argc;
 
+        /* At the prompt Ctrl-C drops the line, as in a shell; while a
+         * command runs it ends chanctl as it always has (a blocked recv
+         * must stay interruptible). */
+        repl_interrupted = 0;
+        sigaction(SIGINT, &on_int, &old_int);
+        line = readline(prompt);
+        sigaction(SIGINT, &old_int, NULL);
+        if (!line && repl_interrupted) {
+            putchar('\n');
+            continue;
+        }
         if (!line) {
             putchar('\n');
             break;
+        }
+        if (repl_interrupted) {
+            putchar('\n');
+            free(line);
+            continue;
         }
         argc = split_words(line, &argv, &err);
         if (argc < 0) {

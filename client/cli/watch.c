@@ -1,9 +1,9 @@
 /*
  * watch.c - `chanctl watch NAME`: polls runtime.dump at a short interval
  * and prints a line each time the object's length, holders or waiters
- * change (times alone are no change).  Ends on Ctrl-C, after --timeout
- * (exit 0: watching for that long is what was asked), or when the
- * connection is lost.
+ * change (times alone are no change).  Ends on Ctrl-C (exit 130), after
+ * --timeout (exit 0: watching for that long is what was asked), or when
+ * the connection is lost.
  */
 #include "cli.h"
 
@@ -30,12 +30,22 @@ static json_t *find_object(json_t *res, const char *name)
     return NULL;
 }
 
+static volatile sig_atomic_t watch_stop;
+
+/* Ctrl-C ends the watch, not chanctl: at the interactive prompt the
+ * session (and what it holds) goes on. */
+static void on_sigint(int sig)
+{
+    (void)sig;
+    watch_stop = 1;
+}
+
 static void sleep_ms(int64_t ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000,
                           .tv_nsec = (long)(ms % 1000) * 1000000};
 
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+    while (!watch_stop && nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
 }
 
@@ -57,12 +67,16 @@ int cli_h_watch(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
     const char *name = argv[0];
     int64_t end = c->timeout_ms >= 0 ? cli_mono_ms() + c->timeout_ms : -1;
     int64_t interval = c->interval_ms > 0 ? c->interval_ms : 200;
+    struct sigaction sa = {.sa_handler = on_sigint}, old_int;
     char *prev = NULL;
     int ret = EXIT_OK;
 
     (void)k;
     (void)argc;
-    for (;;) {
+    watch_stop = 0;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    while (!watch_stop) {
         json_t *res = NULL, *o;
         char *state;
         int rc = chand_dump(c->conn, &res);
@@ -105,6 +119,9 @@ int cli_h_watch(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
         }
         sleep_ms(interval);
     }
+    if (watch_stop && ret == EXIT_OK)
+        ret = 128 + SIGINT; /* as if killed by it, as a shell reports */
+    sigaction(SIGINT, &old_int, NULL);
     free(prev);
     return ret;
 }

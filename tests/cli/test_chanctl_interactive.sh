@@ -26,6 +26,16 @@ wait_pane() {
     done
     fail "the pane never showed '$1': $(cat "$T/pane")"
 }
+# wait_held NAME: polls until mutex NAME is held (by the prompt's session).
+wait_held() {
+    local i
+    for i in $(seq 1 500); do
+        "$CHANCTL_BIN" mutex lock "$1" --timeout 0 -q >/dev/null 2>&1
+        [ $? = 124 ] && return 0
+        sleep 0.02
+    done
+    fail "mutex $1 never held"
+}
 # count PATTERN: how many lines of the pane match.
 count() { tm capture-pane -p -S -200 -t repl | grep -Ec -- "$1"; }
 start_repl() {
@@ -67,13 +77,24 @@ for i in $(seq 1 500); do [ "$(count '^pong$')" = 2 ] && break; sleep 0.02; done
 [ "$(count '^pong$')" = 2 ] || fail "Up did not repeat ping: $(cat "$T/pane")"
 # Completion of a command and of a subcommand.
 tm send-keys -t repl "gomaxp" Tab Enter
-wait_pane '^[0-9]+$'
+wait_pane '> gomaxprocs *$'
 tm send-keys -t repl "atomic ad" Tab "hits 5" Enter
+wait_pane '> atomic add hits 5$'
 wait_pane '^5$'
+# Ctrl-C at the prompt drops the line; in watch it ends the watch, not
+# the session.
+tm send-keys -t repl "mutex lock kept" Enter
+wait_held kept
+tm send-keys -t repl "bogus words" C-c
+tm send-keys -t repl "watch kept --interval 50ms" Enter
+wait_pane 'kept: locked'
+tm send-keys -t repl C-c
+wait_pane '^\^?C?\(exit 130\)$'
+grep -q "bogus" "$T/pane" && fail "Ctrl-C did not drop the line: $(cat "$T/pane")"
+expect_exit 124 mutex lock kept --timeout 100ms   # still held: same session
 # Leaving releases what the session held.
 tm send-keys -t repl "mutex lock held" Enter
-wait_pane '^[0-9]+$'
-expect_exit 124 mutex lock held --timeout 100ms
+wait_held held
 tm send-keys -t repl "exit" Enter
 wait_rc
 expect_exit 0 mutex lock held --timeout 2s -q
