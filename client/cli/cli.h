@@ -23,10 +23,11 @@
  * ran (connection lost, lease expired), and the command was stopped. */
 #define EXIT_LOST 125
 
-/* How long connecting may take, separate from --timeout (which is about
- * waiting on channels and locks, and is "forever" by default); a shorter
- * non-zero --timeout shortens it. */
+/* How long connecting (and hello) may take, separate from --timeout
+ * (which is about waiting on channels and locks, and is "forever" by
+ * default); a shorter --timeout shortens it, to no less than the floor. */
 #define CLI_CONNECT_TIMEOUT_MS 5000
+#define CLI_CONNECT_FLOOR_MS 1000
 
 /* Options a command may take (bits of cli_cmd.opts). */
 enum {

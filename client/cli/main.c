@@ -319,11 +319,13 @@ static int connect_server(words *w)
     if (chand_parse_address(w->server_arg, &host, &port) < 0)
         return cli_usage_error(NULL, "bad server address '%s'", w->server_arg);
     c->server = w->server_arg;
-    /* A shorter --timeout bounds connecting too (0 cannot: it means "do
-     * not wait" for the operation, and connecting always takes a little
-     * while). */
-    if (c->timeout_ms > 0 && c->timeout_ms < connect_ms)
-        connect_ms = c->timeout_ms;
+    /* A shorter --timeout bounds connecting too, down to a floor: the
+     * timeout is about waiting on channels and locks, and a 100 ms one
+     * must not fail to connect because the machine is busy. */
+    if (c->timeout_ms >= 0 && c->timeout_ms < connect_ms)
+        connect_ms = c->timeout_ms < CLI_CONNECT_FLOOR_MS
+                         ? CLI_CONNECT_FLOOR_MS
+                         : c->timeout_ms;
     rc = chand_connect(host, port, connect_ms, &c->conn, &err);
     free(host);
     if (rc < 0) {
