@@ -221,7 +221,10 @@ void cli_dump_object(FILE *fp, json_t *o);
  * out of memory. */
 char *cli_dump_state(json_t *o);
 
-/* ---- the handlers, by family ---- */
+/* ---- the handlers, by family ----
+ * Each runs its table row's command on c->conn with argv[0..argc) the
+ * command's arguments (already counted against the row's min and max),
+ * prints what the command prints, and returns its exit code. */
 int cli_h_ping(cli_ctx *, const cli_cmd *, int, char **);
 int cli_h_hello(cli_ctx *, const cli_cmd *, int, char **);
 int cli_h_call(cli_ctx *, const cli_cmd *, int, char **);

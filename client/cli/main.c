@@ -323,9 +323,8 @@ static int connect_server(words *w)
      * timeout is about waiting on channels and locks, and a 100 ms one
      * must not fail to connect because the machine is busy. */
     if (c->timeout_ms >= 0 && c->timeout_ms < connect_ms)
-        connect_ms = c->timeout_ms < CLI_CONNECT_FLOOR_MS
-                         ? CLI_CONNECT_FLOOR_MS
-                         : c->timeout_ms;
+        connect_ms = c->timeout_ms < CLI_CONNECT_FLOOR_MS ? CLI_CONNECT_FLOOR_MS
+                                                          : c->timeout_ms;
     rc = chand_connect(host, port, connect_ms, &c->conn, &err);
     free(host);
     if (rc < 0) {
