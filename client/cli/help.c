@@ -112,7 +112,10 @@ static void print_wrapped(const char *h)
             if (cut == 0)
                 cut = 76;
         }
-        printf("%.*s\n", (int)cut, h);
+        size_t end = cut;
+        while (end > 0 && h[end - 1] == ' ')
+            end--; /* no trailing blanks where a sentence ended */
+        printf("%.*s\n", (int)end, h);
         h += cut;
         while (*h == ' ')
             h++;
