@@ -6,6 +6,7 @@
 #   make bench      runtime benchmarks (and Go's, when go is installed)
 #   make asan|tsan  the test suite under ASan+UBSan / TSan (build/asan, build/tsan)
 #   make install    PREFIX=/usr/local DESTDIR= (GNU conventions)
+#   make version    print VERSION, the one version of everything
 #   V=1             show the full compiler command lines
 #
 # Missing build dependencies (libevent, jansson, cmocka, pkg-config,
