@@ -85,12 +85,24 @@ wait_pane '^5$'
 # the session.
 tm send-keys -t repl "mutex lock kept" Enter
 wait_held kept
-tm send-keys -t repl "bogus words" C-c
+tm send-keys -t repl "bogus words"
+wait_pane '> bogus words$'
+tm send-keys -t repl C-c
+# As in a shell, the line stays on the screen, unrun, under a fresh
+# prompt (wait for it: a signal is not ordered with keys typed after it).
+for i in $(seq 1 500); do
+    tm capture-pane -p -S -200 -t repl >"$T/pane"
+    [[ "$(grep -v '^ *$' "$T/pane" | tail -2 | tr '\n' '|')" =~ \>\ bogus\ words\|$CHAND_SERVER\>\ *\|$ ]] &&
+        break
+    sleep 0.02
+done
+[[ "$(grep -v '^ *$' "$T/pane" | tail -2 | tr '\n' '|')" =~ \>\ bogus\ words\|$CHAND_SERVER\>\ *\|$ ]] ||
+    fail "no fresh prompt after Ctrl-C: $(cat "$T/pane")"
 tm send-keys -t repl "watch kept --interval 50ms" Enter
 wait_pane 'kept: locked'
 tm send-keys -t repl C-c
 wait_pane '^\^?C?\(exit 130\)$'
-grep -q "bogus" "$T/pane" && fail "Ctrl-C did not drop the line: $(cat "$T/pane")"
+grep -q "command 'bogus'" "$T/pane" && fail "Ctrl-C ran the line: $(cat "$T/pane")"
 expect_exit 124 mutex lock kept --timeout 100ms   # still held: same session
 # Leaving releases what the session held.
 tm send-keys -t repl "mutex lock held" Enter
