@@ -8,6 +8,7 @@
 #   make bench      runtime benchmarks (and Go's, when go is installed)
 #   make asan|tsan  the test suite under ASan+UBSan / TSan (build/asan, build/tsan)
 #   make install    PREFIX=/usr/local DESTDIR= (GNU conventions)
+#   make version    print VERSION, the one version of everything
 #   V=1             show the full compiler command lines
 #
 # Missing build dependencies (libevent, jansson, cmocka, pkg-config,
@@ -28,6 +29,8 @@ SBINDIR ?= $(PREFIX)/sbin
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR ?=
@@ -53,7 +56,8 @@ MALLOC := libc
 endif
 
 PKGS := libevent libevent_pthreads jansson
-DEB_PKGS := pkg-config libevent-dev libjansson-dev libcmocka-dev libjemalloc-dev
+DEB_PKGS := pkg-config libevent-dev libjansson-dev libcmocka-dev libjemalloc-dev \
+            libedit-dev
 ifeq ($(MALLOC),jemalloc)
 DAEMON_MALLOC_LIBS = $(shell pkg-config --libs jemalloc 2>/dev/null || echo -ljemalloc)
 else ifeq ($(MALLOC),libc)
@@ -64,8 +68,17 @@ endif
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+# libedit: line editing and history for chanctl's interactive mode.
+EDIT_LIBS = $(shell pkg-config --libs libedit 2>/dev/null || echo -ledit)
 
-ALL_CPPFLAGS = -D_GNU_SOURCE -Iruntime -Iproto -Idaemon -Iclient $(CPPFLAGS)
+# One version for everything: chand -V, chanctl -V, hello's answer,
+# libchand (its file name and libchand.pc) and the man pages' .TH lines.
+VERSION := 1.0.0
+# A change of VERSION rebuilds every object (they depend on this stamp).
+VERSION_STAMP = $(BUILD)/.version-$(VERSION)
+
+ALL_CPPFLAGS = -D_GNU_SOURCE -Iruntime -Iproto -Idaemon -Iclient \
+               -DCHAND_VERSION='"$(VERSION)"' $(CPPFLAGS)
 ALL_CFLAGS = -std=gnu11 $(WARN) -fPIC -fvisibility=hidden -MMD -MP \
              $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
@@ -107,7 +120,7 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 EXAMPLE_BINS := $(patsubst client/examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
 TEST_HELPER_OBJS := $(call objs,$(TEST_HELPERS))
 
-DEPS_STAMP := build/.deps-ok-2
+DEPS_STAMP := build/.deps-ok-3
 
 .PHONY: all deps test run bench asan tsan test-all clean install uninstall
 .DEFAULT_GOAL := all
@@ -120,7 +133,7 @@ all: $(RT_LIB) $(PROTO_LIB) $(if $(DAEMON_SRCS)$(wildcard $(DAEMON_MAIN)),$(CHAN
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP):
 	@if ! command -v pkg-config >/dev/null 2>&1 || \
-	    ! pkg-config --exists $(PKGS) cmocka jemalloc 2>/dev/null; then \
+	    ! pkg-config --exists $(PKGS) cmocka jemalloc libedit 2>/dev/null; then \
 	  echo "deps: installing $(DEB_PKGS) with apt-get"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && \
@@ -130,7 +143,10 @@ $(DEPS_STAMP):
 	@mkdir -p $(@D) && touch $@
 
 # ---- compile -------------------------------------------------------------
-$(BUILD)/obj/%.c.o: %.c | $(DEPS_STAMP)
+$(VERSION_STAMP):
+	@mkdir -p $(@D) && rm -f $(BUILD)/.version-* && touch $@
+
+$(BUILD)/obj/%.c.o: %.c $(VERSION_STAMP) | $(DEPS_STAMP)
 	$(call say,CC,$<)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
@@ -162,7 +178,7 @@ $(CHAND): $(call objs,$(DAEMON_MAIN)) $(DAEMON_LIB) $(PROTO_LIB) $(RT_LIB)
 
 $(CHANCTL): $(call objs,$(CLI_SRCS)) $(CLIENT_A)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(EDIT_LIBS)
 
 # Every test links every library: a static archive only pulls what is used.
 TEST_LINK = $(TEST_HELPER_OBJS) $(if $(DAEMON_SRCS),$(DAEMON_LIB)) \
@@ -189,7 +205,9 @@ $(BUILD)/examples/%: $(BUILD)/obj/client/examples/%.c.o $(CLIENT_A)
 # (owned by the client; the daemon's install parts go beside this block)
 # The shared library is installed as libchand.so.VERSION with the soname
 # link libchand.so.1 and the development link libchand.so, as hiredis does.
-CLIENT_VERSION := 1.0.0
+CLIENT_VERSION := $(VERSION)
+# The man pages carry VERSION on their .TH line once installed.
+MAN_SED = sed -e '/^\.TH /s/"chand [^"]*"/"chand $(VERSION)"/'
 # The .pc is written at install time, so it names the PREFIX/LIBDIR given
 # to `make install`, not those of an earlier `make`.
 CLIENT_PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
@@ -213,7 +231,12 @@ install-client: $(CLIENT_A) $(CLIENT_SO) $(CHANCTL)
 	    >$(DESTDIR)$(LIBDIR)/pkgconfig/libchand.pc
 	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/libchand.pc
 	install -m 755 $(CHANCTL) $(DESTDIR)$(BINDIR)/chanctl
-	install -m 644 client/chanctl.1 $(DESTDIR)$(MANDIR)/man1/chanctl.1
+	$(MAN_SED) client/chanctl.1 >$(DESTDIR)$(MANDIR)/man1/chanctl.1
+	chmod 644 $(DESTDIR)$(MANDIR)/man1/chanctl.1
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	install -m 644 client/completion/chanctl.bash \
+	    $(DESTDIR)$(BASHCOMPDIR)/chanctl
+	install -m 644 client/completion/_chanctl $(DESTDIR)$(ZSHCOMPDIR)/_chanctl
 
 uninstall-client:
 	rm -f $(DESTDIR)$(LIBDIR)/libchand.a \
@@ -222,7 +245,8 @@ uninstall-client:
 	    $(DESTDIR)$(LIBDIR)/libchand.so \
 	    $(DESTDIR)$(INCLUDEDIR)/chand.h \
 	    $(DESTDIR)$(LIBDIR)/pkgconfig/libchand.pc \
-	    $(DESTDIR)$(BINDIR)/chanctl $(DESTDIR)$(MANDIR)/man1/chanctl.1
+	    $(DESTDIR)$(BINDIR)/chanctl $(DESTDIR)$(MANDIR)/man1/chanctl.1 \
+	    $(DESTDIR)$(BASHCOMPDIR)/chanctl $(DESTDIR)$(ZSHCOMPDIR)/_chanctl
 # ---- end of client install ----
 
 # ---- daemon install: chand, chand.8, chand.conf.5, chand.conf, units ----
@@ -248,8 +272,10 @@ install-daemon: $(CHAND) $(DAEMON_UNITS)
 	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR) \
 	    $(DESTDIR)$(UNITDIR)
 	install -m 755 $(CHAND) $(DESTDIR)$(SBINDIR)/chand
-	install -m 644 daemon/chand.8 $(DESTDIR)$(MANDIR)/man8/chand.8
-	install -m 644 daemon/chand.conf.5 $(DESTDIR)$(MANDIR)/man5/chand.conf.5
+	$(MAN_SED) daemon/chand.8 >$(DESTDIR)$(MANDIR)/man8/chand.8
+	$(MAN_SED) daemon/chand.conf.5 >$(DESTDIR)$(MANDIR)/man5/chand.conf.5
+	chmod 644 $(DESTDIR)$(MANDIR)/man8/chand.8 \
+	    $(DESTDIR)$(MANDIR)/man5/chand.conf.5
 	install -m 644 $(BUILD)/chand.service $(DESTDIR)$(UNITDIR)/chand.service
 	install -m 644 $(BUILD)/chand.socket $(DESTDIR)$(UNITDIR)/chand.socket
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/chand.conf ]; then \
@@ -430,6 +456,10 @@ test-all:
 
 clean:
 	rm -rf build
+
+.PHONY: version
+version:
+	@echo $(VERSION)
 
 # ---- bench-net: the broker against Redis in the same run (issue 7) -------
 # tests/bench/net.sh starts chand and redis-server on 127.0.0.1 and free

@@ -131,7 +131,8 @@ typedef struct chand_conn chand_conn;
 
 /* Connects to host:port (a name, IPv4 or IPv6 address; NULL means
  * CHAND_DEFAULT_HOST; port 0 means CHAND_DEFAULT_PORT), trying every
- * address getaddrinfo returns within timeout_ms in total, then says hello.
+ * address getaddrinfo returns, then says hello, all within timeout_ms in
+ * total (a listener that is not chand fails with CHAND_ECONNECT).
  * Returns 0 and a new connection in *out, or a negative code with err
  * (may be NULL) filled. */
 CHAND_API int chand_connect(const char *host, int port, int64_t timeout_ms,

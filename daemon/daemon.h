@@ -61,7 +61,11 @@
 #include "proto.h"
 #include "rt.h"
 
-#define CHAND_VERSION "0.1.0"
+/* The Makefile passes VERSION as -DCHAND_VERSION to every compile; this
+ * is only for a build outside it. */
+#ifndef CHAND_VERSION
+#define CHAND_VERSION "1.0.0"
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Server-wide state                                                  */

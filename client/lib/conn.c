@@ -23,7 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHAND_LIB_VERSION "1.0.0"
+/* The Makefile passes its VERSION (chand's, one for everything). */
+#ifndef CHAND_VERSION
+#define CHAND_VERSION "1.0.0"
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Errors                                                             */
@@ -78,7 +81,7 @@ int chand_code_from_reason(const char *reason)
 
 const char *chand_version(void)
 {
-    return CHAND_LIB_VERSION;
+    return CHAND_VERSION;
 }
 
 int chand__seterr(chand_error *err, int code, int rpc_code,
@@ -253,12 +256,11 @@ out_close:
 }
 
 /* Resolves host and connects to the first address that answers. */
-static int conn_dial(const char *host, int port, int64_t timeout_ms,
+static int conn_dial(const char *host, int port, int64_t deadline,
                      int *fdp, chand_error *err)
 {
     struct addrinfo hints = { 0 }, *res, *ai;
     char portstr[16];
-    int64_t deadline = timeout_ms < 0 ? -1 : chand__now_ms() + timeout_ms;
     int rc, last = -ECONNREFUSED;
 
     hints.ai_family = AF_UNSPEC;
@@ -296,9 +298,15 @@ static void conn_drop(chand_conn *c)
     c->rlen = 0;
 }
 
-/* Says hello and remembers the session.  A server that does not know
- * hello (an older one) is accepted as is. */
-static int conn_hello(chand_conn *c, int64_t timeout_ms)
+static int conn_call_until(chand_conn *c, const char *method,
+                           json_t *params, int64_t timeout_ms,
+                           int64_t deadline, json_t **result);
+
+/* Says hello before deadline (the one connecting had: a listener that
+ * never answers costs the connect timeout, not that plus a grace) and
+ * remembers the session.  A server that does not know hello (an older
+ * one) is accepted as is. */
+static int conn_hello(chand_conn *c, int64_t deadline)
 {
     json_t *res = NULL, *params;
     const char *s;
@@ -307,7 +315,7 @@ static int conn_hello(chand_conn *c, int64_t timeout_ms)
     params = json_pack("{s:i}", "version", CHAND_PROTOCOL_VERSION);
     if (!params)
         return chand__seterr(&c->err, CHAND_ENOMEM, 0, "", "out of memory");
-    rc = chand_call(c, "hello", params, timeout_ms, &res);
+    rc = conn_call_until(c, "hello", params, -1, deadline, &res);
     json_decref(params);
     if (rc == CHAND_EINVALID && c->err.rpc_code == PROTO_METHOD_NOT_FOUND)
         return 0;
@@ -363,28 +371,42 @@ out_free:
 
 int chand_reconnect(chand_conn *c, int64_t timeout_ms)
 {
+    int64_t deadline;
     int rc;
 
     if (!c)
         return CHAND_EARG;
     conn_drop(c);
     c->session[0] = c->server[0] = '\0';
-    rc = conn_dial(c->host, c->port, timeout_ms, &c->fd, &c->err);
+    deadline = timeout_ms < 0 ? -1 : chand__now_ms() + timeout_ms;
+    rc = conn_dial(c->host, c->port, deadline, &c->fd, &c->err);
     if (rc < 0)
         return rc;
-    rc = conn_hello(c, timeout_ms);
+    rc = conn_hello(c, deadline);
     if (rc < 0) {
+        char why[sizeof c->err.message];
+
         conn_drop(c);
+        snprintf(why, sizeof why, "%s", c->err.message);
         /* A server that refuses us (say, another protocol version) keeps
          * its own error; one that does not answer, or not in our protocol,
-         * is a failure to connect. */
-        if (rc == CHAND_ECONN || rc == CHAND_ETIMEOUT || rc == CHAND_EPROTO) {
-            char why[sizeof c->err.message];
-            snprintf(why, sizeof why, "%s", c->err.message);
+         * is a failure to connect, said in words that point at the likely
+         * cause: the address is not a chand server's. */
+        if (rc == CHAND_ETIMEOUT)
             return chand__seterr(&c->err, CHAND_ECONNECT, 0, "",
-                                 "no hello from %s:%d: %.200s", c->host,
-                                 c->port, why);
-        }
+                                 "%s:%d accepted the connection but did "
+                                 "not answer hello within %lld ms: is it "
+                                 "a chand server?",
+                                 c->host, c->port, (long long)timeout_ms);
+        if (rc == CHAND_EPROTO)
+            return chand__seterr(&c->err, CHAND_ECONNECT, 0, "",
+                                 "%s:%d is not a chand server (%.180s)",
+                                 c->host, c->port, why);
+        if (rc == CHAND_ECONN)
+            return chand__seterr(&c->err, CHAND_ECONNECT, 0, "",
+                                 "no hello from %s:%d (%.160s): is it a "
+                                 "chand server?",
+                                 c->host, c->port, why);
         return rc;
     }
     c->err = (chand_error){ 0 };
@@ -548,14 +570,27 @@ static int conn_await(chand_conn *c, int64_t id, int64_t deadline,
         if (n < 0)
             return (int)n;
         m = proto_parse_line(line, (size_t)n, &lim, &perr);
-        free(line);
         if (!m || proto_answer_read(m, ans, &perr) < 0) {
+            char seen[64];
+            size_t k = (size_t)n < 60 ? (size_t)n : 60;
+
+            /* What came, printable, so that "it said HTTP/1.1 400" tells
+             * the user where they are pointed. */
+            for (size_t i = 0; i < k; i++)
+                seen[i] = (unsigned char)line[i] < 0x20 ||
+                                  (unsigned char)line[i] >= 0x7f
+                              ? '?'
+                              : line[i];
+            seen[k] = '\0';
+            free(line);
             json_decref(m);
             conn_drop(c);
             return chand__seterr(&c->err, CHAND_EPROTO, 0, "",
-                                 "bad answer from the server: %s",
-                                 perr.message);
+                                 "bad answer from the server: %s; it "
+                                 "said '%s'",
+                                 perr.message, seen);
         }
+        free(line);
         /* Answers to other ids are late answers to calls this client gave
          * up on; a null id is the server complaining about a line it could
          * not read, which can only be ours. */
@@ -567,12 +602,16 @@ static int conn_await(chand_conn *c, int64_t id, int64_t deadline,
     }
 }
 
-int chand_call(chand_conn *c, const char *method, json_t *params,
-               int64_t timeout_ms, json_t **result)
+/* Sends one request and reads its answer before deadline (ms on the
+ * monotonic clock, -1 forever); timeout_ms is what the request carries.
+ * Returns 0 with *result (new) or a negative code. */
+static int conn_call_until(chand_conn *c, const char *method,
+                           json_t *params, int64_t timeout_ms,
+                           int64_t deadline, json_t **result)
 {
     json_t *p, *req, *msg = NULL;
     proto_answer ans;
-    int64_t id, deadline;
+    int64_t id;
     char *line;
     size_t len;
     int rc;
@@ -597,8 +636,6 @@ int chand_call(chand_conn *c, const char *method, json_t *params,
     if (!line)
         return chand__seterr(&c->err, CHAND_ENOMEM, 0, "",
                              "cannot encode the request");
-    deadline = timeout_ms < 0 ? -1
-                              : chand__now_ms() + timeout_ms + CHAND_GRACE_MS;
     rc = conn_write(c, line, len, deadline);
     free(line);
     if (rc == CHAND_ECONN && c->fd >= 0) {
@@ -633,4 +670,14 @@ int chand_call(chand_conn *c, const char *method, json_t *params,
     json_decref(msg);
     c->err = (chand_error){ 0 };
     return 0;
+}
+
+int chand_call(chand_conn *c, const char *method, json_t *params,
+               int64_t timeout_ms, json_t **result)
+{
+    int64_t deadline = timeout_ms < 0 ? -1
+                                      : chand__now_ms() + timeout_ms +
+                                            CHAND_GRACE_MS;
+
+    return conn_call_until(c, method, params, timeout_ms, deadline, result);
 }

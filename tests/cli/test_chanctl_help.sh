@@ -20,4 +20,27 @@ for g in mutex rwmutex wg once cond pool map atomic; do
 done
 "$CHANCTL_BIN" help send >"$T/help" 2>&1 || fail "help send exited $?"
 grep -q "^Usage: chanctl \[OPTIONS\] send" "$T/help" || fail "help send: $(cat "$T/help")"
+# Every command in one line with a description; one command's help is
+# that command's only, without the global options and exit codes.
+"$CHANCTL_BIN" --help | sed -n '/^Commands:/,/^$/p' | sed '1d;$d' >"$T/lines"
+while IFS= read -r line; do
+    desc=$(printf '%s\n' "$line" | sed -E 's/^  [a-z-]+( [a-z-]+)? +//')
+    [ -n "$desc" ] && [ "$desc" != "$line" ] || fail "no description: '$line'"
+done <"$T/lines"
+"$CHANCTL_BIN" send --help >"$T/help" || fail "send --help exited $?"
+grep -q -- '--server' "$T/help" && fail "send --help repeats the global options"
+grep -q '^Exit status' "$T/help" && fail "send --help repeats the exit codes"
+grep -q "chanctl --help" "$T/help" || fail "send --help does not point to the main help"
+"$CHANCTL_BIN" mutex lock --help >"$T/help" || fail "mutex lock --help"
+grep -q -- '--lease' "$T/help" || fail "mutex lock --help lacks its --lease"
+
+# A misspelt command: usage error, with the nearest command.
+expect_exit 2 sned q 1
+grep -q "Did you mean 'send'" "$T/err" || fail "sned: $(cat "$T/err")"
+expect_exit 2 mutex lokc m
+grep -q "Did you mean 'mutex lock'" "$T/err" || fail "lokc: $(cat "$T/err")"
+expect_exit 2 mutx lock m
+grep -q "Did you mean 'mutex'" "$T/err" || fail "mutx: $(cat "$T/err")"
+expect_exit 2 xyzzyplugh
+grep -q "Did you mean" "$T/err" && fail "a far word got a suggestion"
 echo "ok help"
