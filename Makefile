@@ -50,8 +50,11 @@ ifneq ($(SANITIZER),)
 MALLOC := libc
 endif
 
-PKGS := libevent libevent_pthreads jansson
-DEB_PKGS := pkg-config libevent-dev libjansson-dev libcmocka-dev libjemalloc-dev
+# openssl and libevent_openssl: TLS (daemon/tls.c); libcrypt: yescrypt
+# password hashes (daemon/users.c).
+PKGS := libevent libevent_pthreads jansson openssl libevent_openssl libcrypt
+DEB_PKGS := pkg-config libevent-dev libjansson-dev libcmocka-dev libjemalloc-dev \
+            libssl-dev openssl libcrypt-dev
 ifeq ($(MALLOC),jemalloc)
 DAEMON_MALLOC_LIBS = $(shell pkg-config --libs jemalloc 2>/dev/null || echo -ljemalloc)
 else ifeq ($(MALLOC),libc)
@@ -67,7 +70,7 @@ ALL_CPPFLAGS = -D_GNU_SOURCE -Iruntime -Iproto -Idaemon -Iclient $(CPPFLAGS)
 ALL_CFLAGS = -std=gnu11 $(WARN) -fPIC -fvisibility=hidden -MMD -MP \
              $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
-LIBS = $(PKG_LIBS) -lpthread -lm
+LIBS = $(PKG_LIBS) -lcrypt -lpthread -lm
 
 ifeq ($(V),1)
 Q :=
@@ -105,7 +108,7 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 EXAMPLE_BINS := $(patsubst client/examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
 TEST_HELPER_OBJS := $(call objs,$(TEST_HELPERS))
 
-DEPS_STAMP := build/.deps-ok-2
+DEPS_STAMP := build/.deps-ok-3
 
 .PHONY: all deps test run bench asan tsan test-all clean install uninstall
 .DEFAULT_GOAL := all
