@@ -189,11 +189,9 @@ char *acl_perms_str(unsigned perms, char *buf)
 /* Rules                                                              */
 /* ------------------------------------------------------------------ */
 
-/* Copies at most 64 bytes of s into out, with every byte that is not
- * printable ASCII written as '?', so that a message never carries control
- * characters from a hostile file. */
-static const char *acl_printable(const char *s, size_t len, char *out,
-                                 size_t outlen)
+/* Control characters from a hostile file or request must never reach a
+ * log line or a terminal through an error message. */
+const char *acl_shown(const char *s, size_t len, char *out, size_t outlen)
 {
     size_t i, n = len < 64 ? len : 64;
     if (n + 4 > outlen)
@@ -218,7 +216,7 @@ int acl_rule_parse(const char *tok, size_t len, acl_rule *out, char *err,
     char shown[80];
 
     memset(out, 0, sizeof *out);
-    acl_printable(tok, len, shown, sizeof shown);
+    acl_shown(tok, len, shown, sizeof shown);
     if (!colon) {
         snprintf(err, errlen, "rule \"%s\" is not PERMS:PREFIX", shown);
         return -EINVAL;
@@ -359,7 +357,7 @@ static int acl_deny(char *why, size_t whylen, const char *method,
     if (why && whylen) {
         if (what)
             snprintf(why, whylen, "%s on \"%s\" needs %s", method,
-                     acl_printable(what, wlen, shown, sizeof shown),
+                     acl_shown(what, wlen, shown, sizeof shown),
                      acl_perms_str(perm, letters));
         else
             snprintf(why, whylen, "%s needs %s", method,

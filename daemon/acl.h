@@ -151,6 +151,11 @@ int acl_check_json(const acl_rules *r, const json_t *request, char *why,
  * elements removed, or -EINVAL when result has no "objects" array. */
 int acl_filter_objects(const acl_rules *r, json_t *result);
 
+/* Copies at most 64 bytes of s (len bytes) into out (outlen >= 4) for an
+ * error message, every byte that is not printable ASCII as '?' and "..."
+ * when cut; returns out. */
+const char *acl_shown(const char *s, size_t len, char *out, size_t outlen);
+
 /* Writes the letters of perms ("rwl") into buf (at least 5 bytes) and
  * returns buf. */
 char *acl_perms_str(unsigned perms, char *buf);

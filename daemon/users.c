@@ -159,21 +159,6 @@ users_fail(users_parser *p, const char *fmt, ...)
     return -EINVAL;
 }
 
-/* Copies at most 64 bytes of a token for a message, control characters as
- * '?'. */
-static const char *users_shown(const char *s, size_t len, char *out)
-{
-    size_t i, n = len < 64 ? len : 64;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-    }
-    if (n < len)
-        memcpy(out + i, "...", 3), i += 3;
-    out[i] = '\0';
-    return out;
-}
-
 static bool users_name_ok(const char *s, size_t len)
 {
     if (len == 0 || len > USERS_NAME_MAX)
@@ -318,7 +303,8 @@ static int users_parse_fields(users_parser *p, const char *s, const char *end,
         return users_fail(p,
                           "invalid user name \"%s\" (1-%d of A-Z a-z 0-9 "
                           ". _ @ -)",
-                          users_shown(tok, len, shown), USERS_NAME_MAX);
+                          acl_shown(tok, len, shown, sizeof shown),
+                          USERS_NAME_MAX);
     u->name = strndup(tok, len);
     if (!u->name)
         return -ENOMEM;
@@ -345,7 +331,7 @@ static int users_parse_fields(users_parser *p, const char *s, const char *end,
             if (users_id(tok + 4, len - 4, &id) != 0)
                 return users_fail(p, "user \"%s\": invalid %s \"%s\"", u->name,
                                   is_uid ? "uid" : "gid",
-                                  users_shown(tok, len, shown));
+                                  acl_shown(tok, len, shown, sizeof shown));
             if (is_uid) {
                 u->has_uid = true;
                 u->uid = (uid_t)id;

@@ -580,6 +580,17 @@ static void test_perms_str(void **state)
     assert_string_equal(acl_perms_str(0, b), "");
     assert_string_equal(acl_perms_str(ACL_R | ACL_W | ACL_L | ACL_A, b),
                         "rwla");
+    {
+        char out[80], big[100];
+        assert_string_equal(acl_shown("a\x1b[0m\n", 6, out, sizeof out),
+                            "a?[0m?");
+        memset(big, 'x', sizeof big);
+        acl_shown(big, sizeof big, out, sizeof out);
+        assert_int_equal(strlen(out), 67);
+        assert_string_equal(out + 64, "...");
+        acl_shown(big, sizeof big, out, 10);
+        assert_string_equal(out, "xxxxxx...");
+    }
 }
 
 int main(void)
