@@ -92,6 +92,11 @@ static int users_cmp(const void *a, const void *b)
     return strcmp(((const users_user *)a)->name, ((const users_user *)b)->name);
 }
 
+const users_user *users_user_at(const users_table *t, size_t i)
+{
+    return t && i < t->n ? &t->v[i] : NULL;
+}
+
 const users_user *users_find(const users_table *t, const char *name)
 {
     users_user key;

@@ -93,6 +93,9 @@ size_t users_count(const users_table *t);
 /* Returns the generation the slot gave t (0 before it was installed). */
 uint64_t users_table_gen(const users_table *t);
 
+/* Returns the i-th user in name order (borrowed from t), or NULL when i is
+ * past the end. */
+const users_user *users_user_at(const users_table *t, size_t i);
 /* Returns the user named name (borrowed from t), or NULL. */
 const users_user *users_find(const users_table *t, const char *name);
 /* Returns the user a unix peer with this uid and gid maps to: the user

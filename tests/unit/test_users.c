@@ -6,7 +6,9 @@
  * yescrypt hashing and verification (right, wrong, unknown user, no
  * password), reading a password line, and the slot: a reload swaps the
  * table, a bad file keeps the old one, and a held table outlives the swap
- * (also while another thread takes and drops references).
+ * (also while another thread takes and drops references).  It also
+ * replays fuzz_users's seeds (tests/fuzz/corpus/users) through the
+ * harness.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +16,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,7 +25,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/testpath.h"
 #include "users.h"
+#define LLVMFuzzerTestOneInput fuzz_users_one
+#include "../fuzz/fuzz_users.c"
+#undef LLVMFuzzerTestOneInput
 
 static char tmpdir[256];
 static char hash_pw[USERS_HASH_MAX]; /* yescrypt of "s3cret" */
@@ -477,6 +484,36 @@ static void test_slot_concurrent(void **state)
     users_slot_free(rd.s);
 }
 
+static void test_fuzz_seeds(void **state)
+{
+    const char *dir = testpath("tests/fuzz/corpus/users");
+    char path[1024];
+    struct dirent *e;
+    DIR *d;
+    int n = 0;
+    (void)state;
+
+    assert_non_null(dir);
+    d = opendir(dir);
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        static char buf[65536];
+        size_t len;
+        FILE *f;
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        f = fopen(path, "rb");
+        assert_non_null(f);
+        len = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        fuzz_users_one((const uint8_t *)buf, len);
+        n++;
+    }
+    closedir(d);
+    assert_true(n >= 8);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -490,6 +527,7 @@ int main(void)
         cmocka_unit_test(test_read_password),
         cmocka_unit_test(test_slot_reload),
         cmocka_unit_test(test_slot_concurrent),
+        cmocka_unit_test(test_fuzz_seeds),
     };
     return cmocka_run_group_tests_name("users", tests, setup, teardown);
 }
