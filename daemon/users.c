@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct users_user {
     char *name;
@@ -33,7 +34,10 @@ struct users_table {
     atomic_long refs;
     uint64_t gen;
     size_t n;
-    users_user *v; /* sorted by name */
+    users_user *v;     /* sorted by name */
+    const char *dummy; /* a user's hash (borrowed), or NULL: hashed for an
+                        * unknown name, so that it costs what a known
+                        * one costs at this file's settings */
 };
 
 struct users_slot {
@@ -442,6 +446,8 @@ int users_parse(const char *path, const char *text, size_t len,
     t->v = p.v;
     if (t->n)
         qsort(t->v, t->n, sizeof *t->v, users_cmp);
+    for (size_t i = 0; i < t->n && !t->dummy; i++)
+        t->dummy = t->v[i].hash;
     *out = t;
     return 0;
 
@@ -503,6 +509,28 @@ out_free:
     }
     fclose(f);
     return rc;
+}
+
+int users_file_private(const char *path, char *warn, size_t warnlen)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0) {
+        int rc = -errno;
+        snprintf(warn, warnlen, "%s: %s", path, strerror(-rc));
+        return rc;
+    }
+    if (st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP)) {
+        snprintf(warn, warnlen,
+                 "%s holds password hashes but is %s (mode %04o): chmod "
+                 "640 (or 600) it",
+                 path,
+                 st.st_mode & (S_IWOTH | S_IWGRP) ? "writable by others"
+                                                  : "readable by everyone",
+                 (unsigned)(st.st_mode & 07777));
+        return 1;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -568,7 +596,8 @@ int users_authenticate(const users_table *t, const char *name,
     if (!password)
         return -EACCES;
     if (!u) {
-        users_crypt_check(password, USERS_DUMMY_SETTING, NULL);
+        users_crypt_check(password,
+                          t && t->dummy ? t->dummy : USERS_DUMMY_SETTING, NULL);
         return -EACCES;
     }
     rc = users_verify(u, password);

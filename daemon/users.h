@@ -33,7 +33,8 @@
  *   - main/conf: a `users_file` key.  At start-up users_slot_new() and
  *     users_slot_load(slot, path, err, sizeof err): on error, log err and
  *     refuse to start.  On SIGHUP call users_slot_load again: on error the
- *     old table stays in force (log err as a warning).
+ *     old table stays in force (log err as a warning).  Each time, log
+ *     users_file_private's warning when it returns 1.
  *   - a session holds `users_table *users` (users_slot_get: a new
  *     reference) and `const users_user *user` (borrowed from that table),
  *     set at authentication; it calls users_unref(users) when it ends.  A
@@ -84,6 +85,10 @@ int users_load(const char *path, users_table **out, char *err, size_t errlen);
  * a file named path (for messages).  Returns as users_load. */
 int users_parse(const char *path, const char *text, size_t len,
                 users_table **out, char *err, size_t errlen);
+/* Checks that the file at path is not world-readable nor writable by
+ * others (it holds password hashes).  Returns 0 when private, 1 with warn
+ * filled (log it as a warning), or a negative errno with warn filled. */
+int users_file_private(const char *path, char *warn, size_t warnlen);
 /* Takes a reference; returns t. */
 users_table *users_ref(users_table *t);
 /* Drops a reference (t may be NULL); the last one frees the table. */

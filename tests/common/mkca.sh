@@ -8,6 +8,8 @@
 #                              localhost, signed by the CA
 #   client.pem client.key      a client certificate with CN=CN (default
 #                              alice), signed by the CA
+#   nocn.pem nocn.key          a client certificate without a CN
+#   twocn.pem twocn.key        one with two CNs (CN, then mallory)
 #   rogue-ca.pem rogue-ca.key  another CA, which nothing trusts
 #   rogue.pem rogue.key        a client certificate with CN=CN signed by the
 #                              rogue CA (must be refused)
@@ -50,6 +52,14 @@ keyUsage=digitalSignature
 extendedKeyUsage=serverAuth
 subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost"
 leaf client "/CN=$cn" ca \
+    "basicConstraints=CA:FALSE
+keyUsage=digitalSignature
+extendedKeyUsage=clientAuth"
+leaf nocn "/O=chand test" ca \
+    "basicConstraints=CA:FALSE
+keyUsage=digitalSignature
+extendedKeyUsage=clientAuth"
+leaf twocn "/CN=$cn/CN=mallory" ca \
     "basicConstraints=CA:FALSE
 keyUsage=digitalSignature
 extendedKeyUsage=clientAuth"

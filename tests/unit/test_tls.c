@@ -4,7 +4,8 @@
  * errors (missing files, a key that does not match, a bad CA), real
  * handshakes over a socketpair between a server SSL and a client SSL
  * (without client certificates; with a required one present, missing, or
- * signed by another CA; TLS 1.1 refused), the peer's CN, a reload with a
+ * signed by another CA; TLS 1.1 refused), the peer's CN (one, none, two),
+ * a reload with a
  * broken certificate (the old context kept) and with a good one (live
  * connections unharmed), and the bufferevent_openssl wrapping: a peer's
  * close without close_notify arrives as EOF, and a silent peer hits the
@@ -268,6 +269,8 @@ static void test_client_cert_required(void **state)
     SSL_CTX *with = client_ctx("client");
     SSL_CTX *without = client_ctx(NULL);
     SSL_CTX *rogue = client_ctx("rogue");
+    SSL_CTX *nocn = client_ctx("nocn");
+    SSL_CTX *twocn = client_ctx("twocn");
     pair p;
     char cn[64], tiny[4];
     (void)state;
@@ -279,6 +282,16 @@ static void test_client_cert_required(void **state)
     assert_int_equal(tls_peer_cn(p.srv, cn, sizeof cn), 0);
     assert_string_equal(cn, "alice");
     assert_int_equal(tls_peer_cn(p.srv, tiny, sizeof tiny), -ENAMETOOLONG);
+    pair_close(&p);
+
+    /* A certificate without a CN, or with two, names nobody. */
+    pair_open(&p, tls_server_ssl(s), nocn);
+    assert_int_equal(pair_handshake(&p), 0);
+    assert_int_equal(tls_peer_cn(p.srv, cn, sizeof cn), -EINVAL);
+    pair_close(&p);
+    pair_open(&p, tls_server_ssl(s), twocn);
+    assert_int_equal(pair_handshake(&p), 0);
+    assert_int_equal(tls_peer_cn(p.srv, cn, sizeof cn), -EINVAL);
     pair_close(&p);
 
     /* Missing: the handshake fails on the server. */
@@ -295,6 +308,8 @@ static void test_client_cert_required(void **state)
     SSL_CTX_free(with);
     SSL_CTX_free(without);
     SSL_CTX_free(rogue);
+    SSL_CTX_free(nocn);
+    SSL_CTX_free(twocn);
     tls_server_free(s);
 }
 

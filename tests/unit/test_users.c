@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../common/testpath.h"
@@ -265,6 +266,26 @@ static void test_load_file(void **state)
     snprintf(path, sizeof path, "%s/none", tmpdir);
     assert_int_equal(users_load(path, &t, err, sizeof err), -ENOENT);
     assert_non_null(strstr(err, "none: No such file"));
+}
+
+static void test_file_mode(void **state)
+{
+    char warn[512];
+    const char *p = write_users("a - r:*\n", 8);
+    (void)state;
+
+    assert_int_equal(chmod(p, 0600), 0);
+    assert_int_equal(users_file_private(p, warn, sizeof warn), 0);
+    assert_int_equal(chmod(p, 0640), 0);
+    assert_int_equal(users_file_private(p, warn, sizeof warn), 0);
+    assert_int_equal(chmod(p, 0644), 0);
+    assert_int_equal(users_file_private(p, warn, sizeof warn), 1);
+    assert_non_null(strstr(warn, "readable by everyone (mode 0644)"));
+    assert_int_equal(chmod(p, 0660), 0);
+    assert_int_equal(users_file_private(p, warn, sizeof warn), 1);
+    assert_non_null(strstr(warn, "writable by others"));
+    assert_int_equal(users_file_private("/nonexistent/u", warn, sizeof warn),
+                     -ENOENT);
 }
 
 /* ---- peers ---- */
@@ -521,6 +542,7 @@ int main(void)
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_hostile_lines),
         cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_file_mode),
         cmocka_unit_test(test_peer_mapping),
         cmocka_unit_test(test_hash_password),
         cmocka_unit_test(test_verify),
