@@ -121,6 +121,7 @@ all: $(RT_LIB) $(PROTO_LIB) $(if $(DAEMON_SRCS)$(wildcard $(DAEMON_MAIN)),$(CHAN
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP):
 	@if ! command -v pkg-config >/dev/null 2>&1 || \
+	    ! command -v openssl >/dev/null 2>&1 || \
 	    ! pkg-config --exists $(PKGS) cmocka jemalloc 2>/dev/null; then \
 	  echo "deps: installing $(DEB_PKGS) with apt-get"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
