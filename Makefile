@@ -55,9 +55,11 @@ ifneq ($(SANITIZER),)
 MALLOC := libc
 endif
 
-PKGS := libevent libevent_pthreads jansson
+# openssl and libevent_openssl: TLS (daemon/tls.c); libcrypt: yescrypt
+# password hashes (daemon/users.c); libedit: chanctl's interactive mode.
+PKGS := libevent libevent_pthreads jansson openssl libevent_openssl libcrypt
 DEB_PKGS := pkg-config libevent-dev libjansson-dev libcmocka-dev libjemalloc-dev \
-            libedit-dev
+            libssl-dev openssl libcrypt-dev libedit-dev
 ifeq ($(MALLOC),jemalloc)
 DAEMON_MALLOC_LIBS = $(shell pkg-config --libs jemalloc 2>/dev/null || echo -ljemalloc)
 else ifeq ($(MALLOC),libc)
@@ -82,7 +84,7 @@ ALL_CPPFLAGS = -D_GNU_SOURCE -Iruntime -Iproto -Idaemon -Iclient \
 ALL_CFLAGS = -std=gnu11 $(WARN) -fPIC -fvisibility=hidden -MMD -MP \
              $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
-LIBS = $(PKG_LIBS) -lpthread -lm
+LIBS = $(PKG_LIBS) -lcrypt -lpthread -lm
 
 ifeq ($(V),1)
 Q :=
@@ -133,6 +135,7 @@ all: $(RT_LIB) $(PROTO_LIB) $(if $(DAEMON_SRCS)$(wildcard $(DAEMON_MAIN)),$(CHAN
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP):
 	@if ! command -v pkg-config >/dev/null 2>&1 || \
+	    ! command -v openssl >/dev/null 2>&1 || \
 	    ! pkg-config --exists $(PKGS) cmocka jemalloc libedit 2>/dev/null; then \
 	  echo "deps: installing $(DEB_PKGS) with apt-get"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
