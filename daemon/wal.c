@@ -1,0 +1,1707 @@
+/*
+ * wal.c - the durability log: append buffer, flusher thread (group
+ * commit), segments, fuzzy snapshots, manifest, recovery and repair.  The
+ * file format and the rules are in wal.h.
+ *
+ * Locks, in the order they nest:
+ *  - snap_mu: one snapshot at a time;
+ *  - io_mu: every write to the segment and manifest files (the flusher's
+ *    rounds and a snapshot's segment switch), so fsyncs never run under mu;
+ *  - mu: the append buffer (cur), the LSN counters' writers, requests,
+ *    the error.  Held by appenders for a memcpy, never across a syscall.
+ */
+#include "wal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "log.h"
+
+#define WAL_HDR 32
+#define WAL_MAGIC_SEG "CHANDWAL"
+#define WAL_MAGIC_SNAP "CHANDSNP"
+#define WAL_FORMAT 1
+#define WAL_NAME_MAX 64
+#define WAL_SNAP_BUF (1u << 20)
+
+typedef struct wbuf {
+    uint8_t *p;
+    size_t len, cap;
+} wbuf;
+
+typedef struct wal_seg {
+    uint64_t first; /* LSN of its first record */
+    uint64_t bytes; /* whole bytes on disk */
+} wal_seg;
+
+struct wal {
+    char *dir;
+    int dirfd, lockfd;
+    wal_fsync policy;
+    uint64_t floor;
+    int retry_ms;
+    wal_io io;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;      /* the flusher waits for work */
+    pthread_cond_t done_cv; /* wal_sync waits for rounds */
+    wbuf cur;
+    _Atomic uint64_t appended, written, durable;
+    int flush_req, sync_req, stop;
+    uint64_t rounds;
+    int err;
+    char errmsg[256];
+    void (*on_durable)(void *, uint64_t);
+    void *on_durable_arg;
+    pthread_t thr;
+    int thr_started;
+
+    /* Under io_mu. */
+    pthread_mutex_t io_mu;
+    wbuf out;        /* taken from cur: file bytes from base on */
+    size_t out_done; /* of out, written */
+    uint64_t out_last;
+    uint64_t base; /* bytes of the segment synced (or final, under NO) */
+    int seg_fd;
+    wal_seg *segs; /* live segments, the last is open */
+    size_t nsegs;
+    uint64_t snap_lsn;
+    int64_t next_sync_ns;
+
+    pthread_mutex_t snap_mu;
+    _Atomic uint64_t log_closed_bytes, seg_bytes, snap_bytes;
+    _Atomic uint64_t fsyncs, last_fsync_ns, pending, snapshots;
+    _Atomic uint64_t out_pending; /* of out, unwritten */
+    _Atomic uint64_t snap_lsn_pub;
+    wal_stats rec; /* recovery figures */
+};
+
+struct wal_snap {
+    wal *w;
+    int fd;
+    wbuf buf;
+    uint64_t count, bytes;
+    int err;
+};
+
+/* ---- small helpers --------------------------------------------------- */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void fmt(char *buf, size_t len, const char *f, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fmt(char *buf, size_t len, const char *f, ...)
+{
+    va_list ap;
+    if (!buf || !len)
+        return;
+    va_start(ap, f);
+    vsnprintf(buf, len, f, ap);
+    va_end(ap);
+}
+
+static int wbuf_reserve(wbuf *b, size_t n)
+{
+    size_t cap = b->cap ? b->cap : 4096;
+    uint8_t *p;
+
+    if (b->len + n <= b->cap)
+        return 0;
+    while (cap < b->len + n)
+        cap *= 2;
+    p = realloc(b->p, cap);
+    if (!p)
+        return -ENOMEM;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void hdr_make(uint8_t *h, const char *magic, uint64_t lsn)
+{
+    memset(h, 0, WAL_HDR);
+    memcpy(h, magic, 8);
+    put32(h + 8, WAL_FORMAT);
+    put64(h + 16, lsn);
+    put32(h + 24, crc32c(h, 24));
+}
+
+/* Returns 0 and *lsn when h is a valid header of the given magic. */
+static int hdr_check(const uint8_t *h, size_t n, const char *magic,
+                     uint64_t *lsn)
+{
+    if (n < WAL_HDR || memcmp(h, magic, 8) != 0 ||
+        crc32c(h, 24) != get32(h + 24))
+        return -EBADMSG;
+    if (get32(h + 8) != WAL_FORMAT)
+        return -ENOTSUP;
+    *lsn = get64(h + 16);
+    return 0;
+}
+
+static void seg_name(char *b, uint64_t first)
+{
+    snprintf(b, WAL_NAME_MAX, "wal-%020" PRIu64 ".log", first);
+}
+
+static void snap_name(char *b, uint64_t l0)
+{
+    snprintf(b, WAL_NAME_MAX, "snap-%020" PRIu64 ".snap", l0);
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t k = write(fd, b, n);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Writes a whole small file atomically: tmp, fsync, rename, dir fsync. */
+static int file_replace(int dirfd, const char *name, const void *p, size_t n)
+{
+    char tmp[WAL_NAME_MAX + 8];
+    int fd, rc;
+
+    snprintf(tmp, sizeof tmp, "%s.tmp", name);
+    fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    rc = write_all(fd, p, n);
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -errno;
+    if (close(fd) != 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && renameat(dirfd, tmp, dirfd, name) != 0)
+        rc = -errno;
+    if (rc == 0 && fsync(dirfd) != 0)
+        rc = -errno;
+    if (rc != 0)
+        unlinkat(dirfd, tmp, 0);
+    return rc;
+}
+
+/* ---- the manifest ----------------------------------------------------- */
+
+typedef struct manifest {
+    uint64_t snap_lsn; /* 0: no snapshot */
+    wal_seg *segs;
+    size_t nsegs;
+} manifest;
+
+static int manifest_write(int dirfd, uint64_t snap_lsn, const wal_seg *segs,
+                          size_t nsegs)
+{
+    size_t cap = 128 + nsegs * 48, n = 0;
+    char *t = malloc(cap), name[WAL_NAME_MAX];
+    int rc;
+
+    if (!t)
+        return -ENOMEM;
+    if (snap_lsn)
+        snap_name(name, snap_lsn);
+    n += (size_t)snprintf(t + n, cap - n,
+                          "chand-manifest 1\nsnapshot %s %" PRIu64 "\n",
+                          snap_lsn ? name : "-", snap_lsn);
+    for (size_t i = 0; i < nsegs; i++) {
+        seg_name(name, segs[i].first);
+        n += (size_t)snprintf(t + n, cap - n, "segment %s\n", name);
+    }
+    n += (size_t)snprintf(t + n, cap - n, "crc %08x\n", crc32c(t, n));
+    rc = file_replace(dirfd, "MANIFEST", t, n);
+    free(t);
+    return rc;
+}
+
+/* Reads MANIFEST: 0, -ENOENT when there is none, or -EBADMSG (message in
+ * err). */
+static int manifest_read(int dirfd, manifest *m, char *err, size_t errlen)
+{
+    char *t = NULL, *line, *save = NULL;
+    int fd, rc = -EBADMSG;
+    struct stat st;
+    size_t body;
+    char *crcl;
+
+    memset(m, 0, sizeof *m);
+    fd = openat(dirfd, "MANIFEST", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) != 0 || st.st_size > (1 << 24)) {
+        fmt(err, errlen, "MANIFEST: unreadable or too large");
+        goto out_close;
+    }
+    t = malloc((size_t)st.st_size + 1);
+    if (!t) {
+        rc = -ENOMEM;
+        goto out_close;
+    }
+    if (read(fd, t, (size_t)st.st_size) != st.st_size) {
+        fmt(err, errlen, "MANIFEST: short read");
+        goto out_free;
+    }
+    t[st.st_size] = 0;
+    if (strlen(t) != (size_t)st.st_size)
+        goto out_bad;
+    crcl = strstr(t, "crc ");
+    if (!crcl || (crcl != t && crcl[-1] != '\n'))
+        goto out_bad;
+    body = (size_t)(crcl - t);
+    {
+        unsigned c;
+        char nl;
+        if (sscanf(crcl, "crc %8x%c", &c, &nl) != 2 || nl != '\n' ||
+            crcl + 13 != t + st.st_size || c != crc32c(t, body))
+            goto out_bad;
+    }
+    *crcl = 0;
+    line = strtok_r(t, "\n", &save);
+    if (!line || strcmp(line, "chand-manifest 1") != 0)
+        goto out_bad;
+    line = strtok_r(NULL, "\n", &save);
+    {
+        char nm[WAL_NAME_MAX + 1], want[WAL_NAME_MAX];
+        uint64_t l;
+        if (!line || sscanf(line, "snapshot %64s %" SCNu64, nm, &l) != 2)
+            goto out_bad;
+        if (l) {
+            snap_name(want, l);
+            if (strcmp(nm, want) != 0)
+                goto out_bad;
+        } else if (strcmp(nm, "-") != 0) {
+            goto out_bad;
+        }
+        m->snap_lsn = l;
+    }
+    while ((line = strtok_r(NULL, "\n", &save))) {
+        uint64_t first;
+        char want[WAL_NAME_MAX], nm[WAL_NAME_MAX + 1];
+        wal_seg *s;
+        if (sscanf(line, "segment %64s", nm) != 1 ||
+            sscanf(nm, "wal-%" SCNu64 ".log", &first) != 1)
+            goto out_bad;
+        seg_name(want, first);
+        if (strcmp(want, nm) != 0 ||
+            (m->nsegs && first <= m->segs[m->nsegs - 1].first))
+            goto out_bad;
+        s = realloc(m->segs, (m->nsegs + 1) * sizeof *s);
+        if (!s) {
+            rc = -ENOMEM;
+            goto out_free;
+        }
+        m->segs = s;
+        m->segs[m->nsegs].first = first;
+        m->segs[m->nsegs++].bytes = 0;
+    }
+    if (m->nsegs == 0 || m->segs[0].first != m->snap_lsn + 1)
+        goto out_bad;
+    rc = 0;
+    goto out_free;
+out_bad:
+    fmt(err, errlen, "MANIFEST is damaged");
+    rc = -EBADMSG;
+out_free:
+    free(t);
+    if (rc) {
+        free(m->segs);
+        m->segs = NULL;
+        m->nsegs = 0;
+    }
+out_close:
+    close(fd);
+    return rc;
+}
+
+/* ---- the snapshot filter: object -> its LSN in the snapshot ---------- */
+
+typedef struct fent {
+    char *key;
+    size_t n;
+    uint64_t lsn;
+} fent;
+
+typedef struct filter {
+    fent *t;
+    size_t cap, used;
+} filter;
+
+static uint64_t fhash(const char *k, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)k[i]) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+/* Returns the key bytes of r's object in kb (malloc'd when large): *n
+ * set; 0 when r has no object. */
+static int fkey(const eff_rec *r, char *small, size_t cap, char **kb, size_t *n)
+{
+    eff_str name;
+    uint64_t id;
+
+    switch (eff_object(r, &name, &id)) {
+    case EFF_OBJ_TIMER:
+        small[0] = 't';
+        memcpy(small + 1, &id, 8);
+        *kb = small;
+        *n = 9;
+        return 1;
+    case EFF_OBJ_NAME:
+        *n = name.n + 1;
+        *kb = *n <= cap ? small : malloc(*n);
+        if (!*kb)
+            return -ENOMEM;
+        (*kb)[0] = 'n';
+        if (name.n)
+            memcpy(*kb + 1, name.p, name.n);
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static fent *filter_find(filter *f, const char *k, size_t n)
+{
+    size_t i;
+
+    if (!f->cap)
+        return NULL;
+    for (i = fhash(k, n) & (f->cap - 1);; i = (i + 1) & (f->cap - 1)) {
+        fent *e = &f->t[i];
+        if (!e->key)
+            return e;
+        if (e->n == n && memcmp(e->key, k, n) == 0)
+            return e;
+    }
+}
+
+static int filter_put(filter *f, const char *k, size_t n, uint64_t lsn)
+{
+    fent *e;
+
+    if ((f->used + 1) * 2 > f->cap) {
+        filter g = {0};
+        g.cap = f->cap ? f->cap * 2 : 64;
+        g.t = calloc(g.cap, sizeof *g.t);
+        if (!g.t)
+            return -ENOMEM;
+        for (size_t i = 0; i < f->cap; i++)
+            if (f->t[i].key)
+                *filter_find(&g, f->t[i].key, f->t[i].n) = f->t[i];
+        g.used = f->used;
+        free(f->t);
+        *f = g;
+    }
+    e = filter_find(f, k, n);
+    if (!e->key) {
+        e->key = malloc(n);
+        if (!e->key)
+            return -ENOMEM;
+        memcpy(e->key, k, n);
+        e->n = n;
+        f->used++;
+    }
+    if (lsn > e->lsn)
+        e->lsn = lsn;
+    return 0;
+}
+
+static void filter_free(filter *f)
+{
+    for (size_t i = 0; i < f->cap; i++)
+        free(f->t[i].key);
+    free(f->t);
+}
+
+/* ---- reading files ----------------------------------------------------- */
+
+typedef struct mapped {
+    const uint8_t *p;
+    size_t n;
+    int fd;
+} mapped;
+
+static int map_file(int dirfd, const char *name, int writable, mapped *m)
+{
+    struct stat st;
+
+    m->p = NULL;
+    m->n = 0;
+    m->fd = openat(dirfd, name, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (m->fd < 0)
+        return -errno;
+    if (fstat(m->fd, &st) != 0) {
+        int e = -errno;
+        close(m->fd);
+        return e;
+    }
+    m->n = (size_t)st.st_size;
+    if (m->n) {
+        void *p = mmap(NULL, m->n, PROT_READ, MAP_PRIVATE, m->fd, 0);
+        if (p == MAP_FAILED) {
+            int e = -errno;
+            close(m->fd);
+            return e;
+        }
+        m->p = p;
+    }
+    return 0;
+}
+
+static void unmap_file(mapped *m)
+{
+    if (m->n)
+        munmap((void *)m->p, m->n);
+    if (m->fd >= 0)
+        close(m->fd);
+    m->fd = -1;
+}
+
+static const char *decode_reason(int rc)
+{
+    switch (rc) {
+    case -EAGAIN:
+        return "record runs past the end of the file";
+    case -EBADMSG:
+        return "bad length or checksum";
+    case -ENOTSUP:
+        return "unknown record type (written by a newer chand?)";
+    default:
+        return "malformed record body";
+    }
+}
+
+/* Returns 1 when a record that could be the log's continuation (valid,
+ * LSN after last) starts anywhere in p[from..n). */
+static int valid_after(const uint8_t *p, size_t n, size_t from, uint64_t last)
+{
+    for (size_t off = from; off + EFF_FRAME_HDR + EFF_BODY_HDR <= n; off++) {
+        const uint8_t *b = p + off;
+        uint32_t len = get32(b);
+        eff_rec r;
+        size_t used;
+        /* Cheap checks first: most offsets fail them. */
+        if (len < EFF_BODY_HDR || len > n - off - EFF_FRAME_HDR ||
+            !eff_type_known((unsigned)(b[8] | b[9] << 8)) || b[11] != 0)
+            continue;
+        if (eff_decode(b, n - off, &r, &used) == 0 && r.lsn > last)
+            return 1;
+    }
+    return 0;
+}
+
+/* What a scan found. */
+typedef struct scan_res {
+    uint64_t last; /* LSN of the last good record */
+    size_t good;   /* bytes of whole good records, header included */
+    int damaged;   /* a bad record at offset good */
+    int followed;  /* ... followed by a valid one */
+    char why[160];
+} scan_res;
+
+typedef struct replay {
+    wal_apply_fn apply;
+    void *arg;
+    filter f;
+    uint64_t applied, skipped;
+    int apply_failed;
+} replay;
+
+/* Applies r unless the snapshot holds it; returns 0 or nonzero. */
+static int replay_one(replay *rp, const eff_rec *r)
+{
+    char small[128], *kb;
+    size_t n;
+    int k = fkey(r, small, sizeof small, &kb, &n);
+
+    if (k < 0)
+        return k;
+    if (k) {
+        fent *e = filter_find(&rp->f, kb, n);
+        int held = e && e->key && r->lsn <= e->lsn;
+        if (kb != small)
+            free(kb);
+        if (held) {
+            rp->skipped++;
+            return 0;
+        }
+    }
+    rp->applied++;
+    if (rp->apply && rp->apply(rp->arg, r, 0) != 0) {
+        rp->apply_failed = 1;
+        return -ECANCELED;
+    }
+    return 0;
+}
+
+/* Scans (and applies, when rp) the records of one segment mapped at m;
+ * *next is the LSN expected first and is advanced. */
+static int scan_seg(const mapped *m, uint64_t first, uint64_t *next, replay *rp,
+                    scan_res *sr)
+{
+    size_t off = WAL_HDR;
+    uint64_t hl;
+    int rc;
+
+    memset(sr, 0, sizeof *sr);
+    sr->last = *next - 1;
+    if (hdr_check(m->p, m->n, WAL_MAGIC_SEG, &hl) != 0 || hl != first) {
+        sr->damaged = 1;
+        sr->good = 0;
+        snprintf(sr->why, sizeof sr->why, "bad segment header");
+        sr->followed = m->n > WAL_HDR && valid_after(m->p, m->n, 0, 0);
+        return 0;
+    }
+    while (off < m->n) {
+        eff_rec r;
+        size_t used;
+        rc = eff_decode(m->p + off, m->n - off, &r, &used);
+        if (rc == 0 && r.lsn != *next) {
+            snprintf(sr->why, sizeof sr->why,
+                     "record has LSN %" PRIu64 ", expected %" PRIu64, r.lsn,
+                     *next);
+            rc = -EILSEQ;
+        } else if (rc == 0 &&
+                   (r.type == EFF_SNAP_BEGIN || r.type == EFF_SNAP_END)) {
+            snprintf(sr->why, sizeof sr->why, "snapshot record in a log");
+            rc = -EILSEQ;
+        } else if (rc != 0) {
+            snprintf(sr->why, sizeof sr->why, "%s", decode_reason(rc));
+        }
+        if (rc != 0) {
+            sr->damaged = 1;
+            sr->good = off;
+            /* A whole record of a type this build does not know is no
+             * torn write: never cut it. */
+            sr->followed =
+                rc == -ENOTSUP || valid_after(m->p, m->n, off + 1, sr->last);
+            return 0;
+        }
+        if (rp) {
+            rc = replay_one(rp, &r);
+            if (rc)
+                return rc;
+        }
+        sr->last = r.lsn;
+        (*next)++;
+        off += used;
+    }
+    sr->good = off;
+    return 0;
+}
+
+/* Loads the snapshot of L0 through rp; 0 or -EBADMSG with err set. */
+static int load_snapshot(int dirfd, const char *dir, uint64_t l0, replay *rp,
+                         uint64_t *bytes, char *err, size_t errlen)
+{
+    char name[WAL_NAME_MAX];
+    mapped m;
+    size_t off = WAL_HDR;
+    uint64_t hl, count = 0;
+    int rc, ended = 0;
+
+    snap_name(name, l0);
+    rc = map_file(dirfd, name, 0, &m);
+    if (rc) {
+        fmt(err, errlen, "%s/%s: %s", dir, name, strerror(-rc));
+        return rc;
+    }
+    *bytes = m.n;
+    if (hdr_check(m.p, m.n, WAL_MAGIC_SNAP, &hl) != 0 || hl != l0) {
+        fmt(err, errlen,
+            "%s/%s: bad snapshot header at offset 0; run `chand --repair "
+            "--data-dir %s`",
+            dir, name, dir);
+        rc = -EBADMSG;
+        goto out;
+    }
+    while (off < m.n && !ended) {
+        eff_rec r;
+        size_t used;
+        char small[128], *kb;
+        size_t kn;
+        const char *why = NULL;
+        rc = eff_decode(m.p + off, m.n - off, &r, &used);
+        if (rc)
+            why = decode_reason(rc);
+        else if (count == 0 &&
+                 (r.type != EFF_SNAP_BEGIN || r.u.snap.start_lsn != l0))
+            why = "no snapshot-begin record";
+        else if (count > 0 && r.type == EFF_SNAP_BEGIN)
+            why = "a second snapshot-begin record";
+        else if (r.type == EFF_SNAP_END && r.u.snap.count != count)
+            why = "record count differs from the snapshot-end record";
+        if (why) {
+            fmt(err, errlen,
+                "%s/%s: damaged at offset %zu (%s); run `chand --repair "
+                "--data-dir %s` to keep what precedes it",
+                dir, name, off, why, dir);
+            rc = -EBADMSG;
+            goto out;
+        }
+        off += used;
+        if (r.type == EFF_SNAP_END) {
+            ended = 1;
+            break;
+        }
+        if (r.type != EFF_SNAP_BEGIN) {
+            int k = fkey(&r, small, sizeof small, &kb, &kn);
+            if (k < 0 || (k && filter_put(&rp->f, kb, kn, r.lsn) != 0)) {
+                if (k > 0 && kb != small)
+                    free(kb);
+                rc = -ENOMEM;
+                goto out;
+            }
+            if (k > 0 && kb != small)
+                free(kb);
+            rp->applied++;
+            if (rp->apply && rp->apply(rp->arg, &r, 1) != 0) {
+                rp->apply_failed = 1;
+                fmt(err, errlen,
+                    "%s/%s: applying the %s record at "
+                    "offset %zu failed",
+                    dir, name, eff_type_name(r.type), off - used);
+                rc = -ECANCELED;
+                goto out;
+            }
+        }
+        count++;
+    }
+    if (!ended || off != m.n) {
+        fmt(err, errlen,
+            "%s/%s: damaged at offset %zu (%s); run `chand --repair "
+            "--data-dir %s` to keep what precedes it",
+            dir, name, off, ended ? "bytes after the end" : "no end record",
+            dir);
+        rc = -EBADMSG;
+        goto out;
+    }
+    rc = 0;
+out:
+    unmap_file(&m);
+    return rc;
+}
+
+/* ---- opening ------------------------------------------------------------ */
+
+static int lock_dir(wal *w, char *err, size_t errlen)
+{
+    char pid[32];
+    int n;
+
+    w->lockfd = openat(w->dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (w->lockfd < 0) {
+        int e = -errno;
+        fmt(err, errlen, "%s/LOCK: %s", w->dir, strerror(-e));
+        return e;
+    }
+    if (flock(w->lockfd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        ssize_t k = pread(w->lockfd, pid, sizeof pid - 1, 0);
+        pid[k > 0 ? k : 0] = 0;
+        pid[strcspn(pid, "\n")] = 0;
+        fmt(err, errlen, "data_dir %s is in use by another chand (pid %s)",
+            w->dir, pid[0] ? pid : "unknown");
+        return e;
+    }
+    n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(w->lockfd, 0) != 0 ||
+        pwrite(w->lockfd, pid, (size_t)n, 0) < 0)
+        log_warn("wal: %s/LOCK: cannot record the pid: %s", w->dir,
+                 strerror(errno));
+    return 0;
+}
+
+/* Returns 1 if dir holds any segment or snapshot file. */
+static int dir_has_data(int dirfd)
+{
+    int fd = dup(dirfd), found = 0;
+    DIR *d;
+    struct dirent *e;
+
+    if (fd < 0)
+        return 0;
+    d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return 0;
+    }
+    while ((e = readdir(d))) {
+        struct stat st;
+        char first[WAL_NAME_MAX];
+        if (strncmp(e->d_name, "wal-", 4) && strncmp(e->d_name, "snap-", 5))
+            continue;
+        if (strstr(e->d_name, ".tmp"))
+            continue;
+        /* A first start that crashed between creating its empty segment
+         * and writing the manifest left nothing to lose. */
+        seg_name(first, 1);
+        if (!strcmp(e->d_name, first) &&
+            fstatat(dirfd, e->d_name, &st, 0) == 0 && st.st_size <= WAL_HDR)
+            continue;
+        found = 1;
+    }
+    closedir(d);
+    return found;
+}
+
+static int seg_create(wal *w, uint64_t first, int *fdp)
+{
+    char name[WAL_NAME_MAX];
+    uint8_t h[WAL_HDR];
+    int fd, rc;
+
+    seg_name(name, first);
+    fd = openat(w->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    hdr_make(h, WAL_MAGIC_SEG, first);
+    rc = write_all(fd, h, sizeof h);
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -errno;
+    if (rc == 0 && fsync(w->dirfd) != 0)
+        rc = -errno;
+    if (rc) {
+        close(fd);
+        unlinkat(w->dirfd, name, 0);
+        return rc;
+    }
+    *fdp = fd;
+    return 0;
+}
+
+/* Recovers w's directory; in repair mode, cuts the damage instead of
+ * refusing.  Fills w->segs, w->snap_lsn and the LSNs. */
+static int recover(wal *w, wal_apply_fn apply, void *arg, int repair, char *err,
+                   size_t errlen)
+{
+    manifest m;
+    replay rp = {.apply = apply, .arg = arg};
+    uint64_t next, snapbytes = 0, closed = 0;
+    int64_t t0 = now_ns();
+    int rc;
+    char name[WAL_NAME_MAX];
+
+    rc = manifest_read(w->dirfd, &m, err, errlen);
+    if (rc == -ENOENT) {
+        if (dir_has_data(w->dirfd)) {
+            fmt(err, errlen, "%s/MANIFEST is missing but log files exist",
+                w->dir);
+            return -EBADMSG;
+        }
+        /* A new data_dir: an empty first segment, then the manifest. */
+        w->segs = calloc(1, sizeof *w->segs);
+        if (!w->segs)
+            return -ENOMEM;
+        w->segs[0].first = 1;
+        w->segs[0].bytes = WAL_HDR;
+        w->nsegs = 1;
+        rc = seg_create(w, 1, &w->seg_fd);
+        if (rc == 0)
+            rc = manifest_write(w->dirfd, 0, w->segs, 1);
+        if (rc)
+            fmt(err, errlen, "%s: cannot create the log: %s", w->dir,
+                strerror(-rc));
+        w->base = WAL_HDR;
+        return rc;
+    }
+    if (rc) {
+        if (rc != -EBADMSG)
+            fmt(err, errlen, "%s/MANIFEST: %s", w->dir, strerror(-rc));
+        else
+            fmt(err, errlen, "%s/MANIFEST is damaged", w->dir);
+        return rc;
+    }
+    w->segs = m.segs;
+    w->nsegs = m.nsegs;
+    w->snap_lsn = m.snap_lsn;
+    if (m.snap_lsn) {
+        rc = load_snapshot(w->dirfd, w->dir, m.snap_lsn, &rp, &snapbytes, err,
+                           errlen);
+        if (rc)
+            goto out;
+    }
+    next = m.snap_lsn + 1;
+    for (size_t i = 0; i < w->nsegs; i++) {
+        mapped mp;
+        scan_res sr;
+        int last = i + 1 == w->nsegs;
+        seg_name(name, w->segs[i].first);
+        if (w->segs[i].first != next) {
+            fmt(err, errlen,
+                "%s/%s: starts at LSN %" PRIu64 ", expected %" PRIu64
+                "; run `chand --repair --data-dir %s`",
+                w->dir, name, w->segs[i].first, next, w->dir);
+            rc = -EBADMSG;
+            if (repair && i > 0) {
+                /* Keep the segments before the gap. */
+                for (size_t j = i; j < w->nsegs; j++) {
+                    seg_name(name, w->segs[j].first);
+                    unlinkat(w->dirfd, name, 0);
+                }
+                w->nsegs = i;
+                fmt(err, errlen, "removed %zu segment(s) after a gap",
+                    (size_t)0 + (m.nsegs - i));
+                rc = 0;
+                break;
+            }
+            goto out;
+        }
+        rc = map_file(w->dirfd, name, 0, &mp);
+        if (rc) {
+            fmt(err, errlen, "%s/%s: %s", w->dir, name, strerror(-rc));
+            goto out;
+        }
+        rc = scan_seg(&mp, w->segs[i].first, &next, &rp, &sr);
+        unmap_file(&mp);
+        if (rc) {
+            fmt(err, errlen,
+                "%s/%s: applying the record of LSN %" PRIu64 " failed", w->dir,
+                name, next);
+            goto out;
+        }
+        w->segs[i].bytes = sr.good;
+        if (sr.damaged && last && !sr.followed && sr.good >= WAL_HDR) {
+            log_warn("wal: %s/%s: torn write at offset %zu (%s): "
+                     "truncating %zu bytes",
+                     w->dir, name, sr.good, sr.why, mp.n - sr.good);
+            w->rec.truncated_bytes = mp.n - sr.good;
+        } else if (sr.damaged && !repair) {
+            fmt(err, errlen,
+                "%s/%s: damaged record at offset %zu (%s)%s; run `chand "
+                "--repair --data-dir %s` to keep the records before it",
+                w->dir, name, sr.good, sr.why,
+                sr.followed ? ", followed by valid records"
+                            : ", in a segment that is not the last",
+                w->dir);
+            rc = -EBADMSG;
+            goto out;
+        } else if (sr.damaged) {
+            size_t dropped = w->nsegs - i - 1;
+            for (size_t j = i + 1; j < w->nsegs; j++) {
+                seg_name(name, w->segs[j].first);
+                unlinkat(w->dirfd, name, 0);
+            }
+            w->nsegs = i + 1;
+            fmt(err, errlen,
+                "cut %s at offset %zu (%s): dropped %zu bytes and %zu later "
+                "segment(s)",
+                name, sr.good, sr.why, mp.n - sr.good, dropped);
+            if (sr.good < WAL_HDR) {
+                /* Even the header is bad: rewrite the segment empty. */
+                int fd;
+                rc = seg_create(w, w->segs[i].first, &fd);
+                if (rc)
+                    goto out;
+                close(fd);
+                w->segs[i].bytes = WAL_HDR;
+            }
+        }
+        if (sr.damaged) {
+            int fd = openat(w->dirfd, name, O_WRONLY | O_CLOEXEC);
+            if (fd < 0 || ftruncate(fd, (off_t)w->segs[i].bytes) != 0 ||
+                fsync(fd) != 0) {
+                rc = -errno;
+                fmt(err, errlen, "%s/%s: cannot truncate: %s", w->dir, name,
+                    strerror(errno));
+                if (fd >= 0)
+                    close(fd);
+                goto out;
+            }
+            close(fd);
+            if (repair)
+                break;
+        }
+        if (!last)
+            closed += w->segs[i].bytes;
+    }
+    if (repair) {
+        rc = manifest_write(w->dirfd, w->snap_lsn, w->segs, w->nsegs);
+        if (rc)
+            goto out;
+    }
+    atomic_store(&w->appended, next - 1);
+    atomic_store(&w->written, next - 1);
+    atomic_store(&w->durable, next - 1);
+    atomic_store(&w->snap_bytes, snapbytes);
+    atomic_store(&w->log_closed_bytes, closed);
+    atomic_store(&w->seg_bytes, w->segs[w->nsegs - 1].bytes);
+    w->base = w->segs[w->nsegs - 1].bytes;
+    atomic_store(&w->snap_lsn_pub, w->snap_lsn);
+    w->rec.recovered_records = rp.applied;
+    w->rec.skipped_records = rp.skipped;
+    w->rec.recovery_ns = (uint64_t)(now_ns() - t0);
+    if (!repair) {
+        seg_name(name, w->segs[w->nsegs - 1].first);
+        w->seg_fd = openat(w->dirfd, name, O_WRONLY | O_CLOEXEC);
+        if (w->seg_fd < 0) {
+            rc = -errno;
+            fmt(err, errlen, "%s/%s: %s", w->dir, name, strerror(errno));
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    filter_free(&rp.f);
+    return rc;
+}
+
+/* ---- the flusher ----------------------------------------------------------
+ */
+
+static ssize_t sys_pwrite(void *ctx, int fd, const void *p, size_t n, off_t o)
+{
+    (void)ctx;
+    return pwrite(fd, p, n, o);
+}
+
+static int sys_fdatasync(void *ctx, int fd)
+{
+    (void)ctx;
+    return fdatasync(fd);
+}
+
+static void set_error(wal *w, int e, const char *what)
+{
+    char name[WAL_NAME_MAX];
+
+    seg_name(name, w->segs[w->nsegs - 1].first);
+    pthread_mutex_lock(&w->mu);
+    if (!w->err)
+        log_error("wal: %s/%s: %s failed: %s; writes are refused until it "
+                  "succeeds (retried every %d ms)",
+                  w->dir, name, what, strerror(-e), w->retry_ms);
+    w->err = e;
+    fmt(w->errmsg, sizeof w->errmsg, "durability log: %s of %s/%s failed: %s",
+        what, w->dir, name, strerror(-e));
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* One round under io_mu: takes cur, writes what is unwritten, and
+ * fdatasyncs when sync.  *taken gets the appended LSN at the take. */
+static int flush_locked(wal *w, int sync, uint64_t *taken)
+{
+    uint64_t last;
+    int rc = 0;
+
+    pthread_mutex_lock(&w->mu);
+    last = atomic_load(&w->appended);
+    if (w->cur.len) {
+        if (w->out.len == 0) {
+            wbuf t = w->out;
+            w->out = w->cur;
+            w->cur = t;
+            w->cur.len = 0;
+        } else if (wbuf_reserve(&w->out, w->cur.len) == 0) {
+            memcpy(w->out.p + w->out.len, w->cur.p, w->cur.len);
+            w->out.len += w->cur.len;
+            w->cur.len = 0;
+        } else {
+            last = w->out_last; /* keep cur for the next round */
+        }
+        w->out_last = last;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (taken)
+        *taken = w->out.len ? w->out_last : atomic_load(&w->written);
+    while (w->out_done < w->out.len) {
+        ssize_t k = w->io.pwrite(w->io.ctx, w->seg_fd, w->out.p + w->out_done,
+                                 w->out.len - w->out_done,
+                                 (off_t)(w->base + w->out_done));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            rc = k < 0 ? -errno : -EIO;
+            atomic_store(&w->out_pending, w->out.len - w->out_done);
+            set_error(w, rc, "write");
+            return rc;
+        }
+        w->out_done += (size_t)k;
+    }
+    if (w->out.len && atomic_load(&w->written) < w->out_last)
+        atomic_store(&w->written, w->out_last);
+    atomic_store(&w->seg_bytes, w->base + w->out.len);
+    if (sync && atomic_load(&w->durable) < atomic_load(&w->written)) {
+        int64_t t0 = now_ns();
+        if (w->io.fdatasync(w->io.ctx, w->seg_fd) != 0) {
+            rc = -errno;
+            /* The kernel may have dropped the pages it failed to write:
+             * everything since the last good sync is written again. */
+            w->out_done = 0;
+            set_error(w, rc, "fdatasync");
+            return rc;
+        }
+        atomic_store(&w->last_fsync_ns, (uint64_t)(now_ns() - t0));
+        atomic_fetch_add(&w->fsyncs, 1);
+        atomic_store(&w->durable, atomic_load(&w->written));
+    }
+    if (sync || w->policy == WAL_FSYNC_NO) {
+        /* Synced, or never to be: the buffer is no longer needed. */
+        w->base += w->out.len;
+        w->out.len = 0;
+        w->out_done = 0;
+    }
+    pthread_mutex_lock(&w->mu);
+    if (w->err) {
+        log_info("wal: %s: writing again", w->dir);
+        w->err = 0;
+        w->errmsg[0] = 0;
+    }
+    atomic_store(&w->pending, w->cur.len);
+    pthread_mutex_unlock(&w->mu);
+    atomic_store(&w->out_pending, w->out.len - w->out_done);
+    return 0;
+}
+
+static void *flusher_main(void *arg)
+{
+    wal *w = arg;
+    int64_t retry_at = 0;
+
+    pthread_mutex_lock(&w->mu);
+    w->next_sync_ns = now_ns() + 1000000000;
+    while (!w->stop) {
+        int64_t now = now_ns(), wake = INT64_MAX;
+        int sync = 0, work;
+        uint64_t before;
+        if (w->err) {
+            /* Only the retries touch a failing disk. */
+            work = now >= retry_at;
+            wake = retry_at;
+            sync = w->policy != WAL_FSYNC_NO;
+        } else {
+            work = w->flush_req || w->sync_req;
+        }
+        if (w->policy == WAL_FSYNC_EVERYSEC && !w->err) {
+            if (now >= w->next_sync_ns &&
+                (w->cur.len ||
+                 atomic_load(&w->durable) < atomic_load(&w->written))) {
+                work = 1;
+                sync = 1;
+            }
+            if (w->next_sync_ns < wake)
+                wake = w->next_sync_ns;
+        }
+        if (!work) {
+            if (wake == INT64_MAX) {
+                pthread_cond_wait(&w->cv, &w->mu);
+            } else {
+                struct timespec ts = {.tv_sec = wake / 1000000000,
+                                      .tv_nsec = wake % 1000000000};
+                pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+            }
+            continue;
+        }
+        if (w->policy == WAL_FSYNC_ALWAYS || w->sync_req)
+            sync = 1;
+        w->flush_req = 0;
+        w->sync_req = 0;
+        pthread_mutex_unlock(&w->mu);
+
+        before = atomic_load(&w->durable);
+        pthread_mutex_lock(&w->io_mu);
+        int rc = flush_locked(w, sync, NULL);
+        pthread_mutex_unlock(&w->io_mu);
+        if (sync && rc == 0 && w->policy == WAL_FSYNC_EVERYSEC)
+            w->next_sync_ns = now_ns() + 1000000000;
+        if (w->on_durable && (atomic_load(&w->durable) != before || rc != 0))
+            w->on_durable(w->on_durable_arg, atomic_load(&w->durable));
+
+        pthread_mutex_lock(&w->mu);
+        if (rc) {
+            retry_at = now_ns() + (int64_t)w->retry_ms * 1000000;
+            if (sync)
+                w->sync_req = 1; /* still owed */
+        }
+        w->rounds++;
+        pthread_cond_broadcast(&w->done_cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* ---- the public calls ---------------------------------------------------- */
+
+static void wal_free(wal *w)
+{
+    if (!w)
+        return;
+    if (w->seg_fd >= 0)
+        close(w->seg_fd);
+    if (w->lockfd >= 0)
+        close(w->lockfd);
+    if (w->dirfd >= 0)
+        close(w->dirfd);
+    pthread_mutex_destroy(&w->mu);
+    pthread_mutex_destroy(&w->io_mu);
+    pthread_mutex_destroy(&w->snap_mu);
+    pthread_cond_destroy(&w->cv);
+    pthread_cond_destroy(&w->done_cv);
+    free(w->cur.p);
+    free(w->out.p);
+    free(w->segs);
+    free(w->dir);
+    free(w);
+}
+
+static wal *wal_alloc(const char *dir)
+{
+    wal *w = calloc(1, sizeof *w);
+    pthread_condattr_t ca;
+
+    if (!w)
+        return NULL;
+    w->dirfd = w->lockfd = w->seg_fd = -1;
+    w->dir = strdup(dir);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_mutex_init(&w->io_mu, NULL);
+    pthread_mutex_init(&w->snap_mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_cond_init(&w->done_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (!w->dir) {
+        wal_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static int open_dir(wal *w, char *err, size_t errlen)
+{
+    if (mkdir(w->dir, 0700) != 0 && errno != EEXIST) {
+        int e = -errno;
+        fmt(err, errlen, "data_dir %s: cannot create: %s", w->dir,
+            strerror(errno));
+        return e;
+    }
+    w->dirfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (w->dirfd < 0) {
+        int e = -errno;
+        fmt(err, errlen, "data_dir %s: %s", w->dir, strerror(errno));
+        return e;
+    }
+    return lock_dir(w, err, errlen);
+}
+
+int wal_open(const wal_opts *o, wal_apply_fn apply, void *arg, wal **out,
+             char *err, size_t errlen)
+{
+    wal *w;
+    int rc;
+
+    *out = NULL;
+    if (!o || !o->dir || !o->dir[0]) {
+        fmt(err, errlen, "no data_dir");
+        return -EINVAL;
+    }
+    w = wal_alloc(o->dir);
+    if (!w) {
+        fmt(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    w->policy = o->fsync;
+    w->floor = o->compact_floor ? o->compact_floor : WAL_COMPACT_FLOOR;
+    w->retry_ms = o->retry_ms > 0 ? o->retry_ms : 1000;
+    w->io.pwrite = sys_pwrite;
+    w->io.fdatasync = sys_fdatasync;
+    if (o->io) {
+        w->io = *o->io;
+        if (!w->io.pwrite)
+            w->io.pwrite = sys_pwrite;
+        if (!w->io.fdatasync)
+            w->io.fdatasync = sys_fdatasync;
+    }
+    rc = open_dir(w, err, errlen);
+    if (rc)
+        goto out_free;
+    rc = recover(w, apply, arg, 0, err, errlen);
+    if (rc)
+        goto out_free;
+    rc = -pthread_create(&w->thr, NULL, flusher_main, w);
+    if (rc) {
+        fmt(err, errlen, "cannot start the flusher thread: %s", strerror(-rc));
+        goto out_free;
+    }
+    w->thr_started = 1;
+    log_info("wal: %s: recovered %" PRIu64 " records (%" PRIu64
+             " held by the snapshot) in %.1f ms; last LSN %" PRIu64,
+             w->dir, w->rec.recovered_records, w->rec.skipped_records,
+             (double)w->rec.recovery_ns / 1e6, atomic_load(&w->appended));
+    *out = w;
+    return 0;
+out_free:
+    wal_free(w);
+    return rc;
+}
+
+int wal_close(wal *w)
+{
+    int rc = 0;
+
+    if (!w)
+        return 0;
+    if (w->thr_started) {
+        pthread_mutex_lock(&w->mu);
+        w->stop = 1;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->thr, NULL);
+    }
+    pthread_mutex_lock(&w->io_mu);
+    if (w->seg_fd >= 0)
+        rc = flush_locked(w, 1, NULL);
+    pthread_mutex_unlock(&w->io_mu);
+    if (rc)
+        log_error("wal: %s: %" PRIu64 " records could not be written: %s",
+                  w->dir, atomic_load(&w->appended) - atomic_load(&w->durable),
+                  strerror(-rc));
+    wal_free(w);
+    return rc;
+}
+
+int wal_append(wal *w, const eff_rec *r, uint64_t *lsn)
+{
+    size_t n = eff_size(r);
+    eff_rec c;
+    uint64_t l;
+
+    if (!n)
+        return -EINVAL;
+    c = *r;
+    pthread_mutex_lock(&w->mu);
+    if (wbuf_reserve(&w->cur, n) != 0) {
+        pthread_mutex_unlock(&w->mu);
+        return -ENOMEM;
+    }
+    l = atomic_load(&w->appended) + 1;
+    c.lsn = l;
+    eff_encode(&c, w->cur.p + w->cur.len);
+    w->cur.len += n;
+    atomic_store(&w->appended, l);
+    atomic_store(&w->pending, w->cur.len);
+    pthread_mutex_unlock(&w->mu);
+    if (lsn)
+        *lsn = l;
+    return 0;
+}
+
+uint64_t wal_appended_lsn(wal *w)
+{
+    return atomic_load(&w->appended);
+}
+
+uint64_t wal_durable_lsn(wal *w)
+{
+    return atomic_load(&w->durable);
+}
+
+void wal_flush(wal *w)
+{
+    /* An unlocked look first: most turns of a read-only load append
+     * nothing, and must not touch the mutex. */
+    if (atomic_load(&w->pending) == 0 &&
+        atomic_load(&w->written) == atomic_load(&w->appended))
+        return;
+    pthread_mutex_lock(&w->mu);
+    if (!w->flush_req) {
+        w->flush_req = 1;
+        pthread_cond_signal(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+int wal_sync(wal *w, uint64_t lsn)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&w->mu);
+    if (lsn > atomic_load(&w->appended))
+        lsn = atomic_load(&w->appended);
+    while (atomic_load(&w->durable) < lsn) {
+        uint64_t r0 = w->rounds;
+        w->sync_req = 1;
+        pthread_cond_signal(&w->cv);
+        while (w->rounds == r0 && !w->stop)
+            pthread_cond_wait(&w->done_cv, &w->mu);
+        if (w->err) {
+            rc = w->err;
+            break;
+        }
+        if (w->stop) {
+            rc = -ECANCELED;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+void wal_on_durable(wal *w, void (*fn)(void *arg, uint64_t durable), void *arg)
+{
+    pthread_mutex_lock(&w->mu);
+    w->on_durable = fn;
+    w->on_durable_arg = arg;
+    pthread_mutex_unlock(&w->mu);
+}
+
+int wal_error(wal *w, char *buf, size_t len)
+{
+    int e;
+
+    pthread_mutex_lock(&w->mu);
+    e = w->err;
+    if (buf && len)
+        fmt(buf, len, "%s", e ? w->errmsg : "");
+    pthread_mutex_unlock(&w->mu);
+    return e;
+}
+
+void wal_stats_get(wal *w, wal_stats *s)
+{
+    *s = w->rec;
+    s->appended_lsn = atomic_load(&w->appended);
+    s->written_lsn = atomic_load(&w->written);
+    s->durable_lsn = atomic_load(&w->durable);
+    s->log_bytes =
+        atomic_load(&w->log_closed_bytes) + atomic_load(&w->seg_bytes);
+    s->snapshot_bytes = atomic_load(&w->snap_bytes);
+    s->snapshot_lsn = atomic_load(&w->snap_lsn_pub);
+    s->pending_bytes = atomic_load(&w->pending) + atomic_load(&w->out_pending);
+    s->fsyncs = atomic_load(&w->fsyncs);
+    s->last_fsync_ns = atomic_load(&w->last_fsync_ns);
+    s->snapshots = atomic_load(&w->snapshots);
+    pthread_mutex_lock(&w->mu);
+    s->error = w->err;
+    pthread_mutex_unlock(&w->mu);
+}
+
+int wal_should_compact(wal *w)
+{
+    uint64_t log = atomic_load(&w->log_closed_bytes) +
+                   atomic_load(&w->seg_bytes) + atomic_load(&w->pending);
+    return log > w->floor && log > 2 * atomic_load(&w->snap_bytes);
+}
+
+const char *wal_fsync_name(wal_fsync f)
+{
+    switch (f) {
+    case WAL_FSYNC_ALWAYS:
+        return "always";
+    case WAL_FSYNC_EVERYSEC:
+        return "everysec";
+    default:
+        return "no";
+    }
+}
+
+int wal_fsync_parse(const char *s, wal_fsync *f)
+{
+    if (!strcmp(s, "always"))
+        *f = WAL_FSYNC_ALWAYS;
+    else if (!strcmp(s, "everysec"))
+        *f = WAL_FSYNC_EVERYSEC;
+    else if (!strcmp(s, "no"))
+        *f = WAL_FSYNC_NO;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+/* ---- snapshots --------------------------------------------------------------
+ */
+
+/* Starts a new segment at the next LSN; returns 0 and *l0, the last LSN
+ * of the old segments.  Called with snap_mu held. */
+static int rotate(wal *w, uint64_t *l0)
+{
+    wal_seg *segs;
+    int fd, rc;
+    uint64_t last;
+
+    pthread_mutex_lock(&w->io_mu);
+    rc = flush_locked(w, 1, &last);
+    if (rc)
+        goto out;
+    if (w->out.len) { /* the sync did not cover everything taken */
+        rc = -EIO;
+        goto out;
+    }
+    *l0 = last;
+    if (last + 1 == w->segs[w->nsegs - 1].first)
+        goto out; /* the open segment is still empty: it serves */
+    segs = realloc(w->segs, (w->nsegs + 1) * sizeof *segs);
+    if (!segs) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    w->segs = segs;
+    rc = seg_create(w, last + 1, &fd);
+    if (rc)
+        goto out;
+    w->segs[w->nsegs - 1].bytes = w->base;
+    w->segs[w->nsegs].first = last + 1;
+    w->segs[w->nsegs].bytes = WAL_HDR;
+    rc = manifest_write(w->dirfd, w->snap_lsn, w->segs, w->nsegs + 1);
+    if (rc) {
+        char name[WAL_NAME_MAX];
+        close(fd);
+        seg_name(name, last + 1);
+        unlinkat(w->dirfd, name, 0);
+        goto out;
+    }
+    atomic_fetch_add(&w->log_closed_bytes, w->base);
+    w->nsegs++;
+    close(w->seg_fd);
+    w->seg_fd = fd;
+    w->base = WAL_HDR;
+    atomic_store(&w->seg_bytes, WAL_HDR);
+out:
+    pthread_mutex_unlock(&w->io_mu);
+    return rc;
+}
+
+static int snap_flush(wal_snap *s)
+{
+    int rc = write_all(s->fd, s->buf.p, s->buf.len);
+    s->bytes += s->buf.len;
+    s->buf.len = 0;
+    return rc;
+}
+
+int wal_snap_emit(wal_snap *s, const eff_rec *r)
+{
+    size_t n = eff_size(r);
+
+    if (s->err)
+        return s->err;
+    if (!n || r->type == EFF_SNAP_BEGIN || r->type == EFF_SNAP_END)
+        return s->err = -EINVAL;
+    if (s->buf.len + n > WAL_SNAP_BUF && s->buf.len &&
+        (s->err = snap_flush(s)) != 0)
+        return s->err;
+    if (wbuf_reserve(&s->buf, n) != 0)
+        return s->err = -ENOMEM;
+    eff_encode(r, s->buf.p + s->buf.len);
+    s->buf.len += n;
+    s->count++;
+    return 0;
+}
+
+int wal_snapshot(wal *w, wal_snap_iter_fn iter, void *arg, char *err,
+                 size_t errlen)
+{
+    wal_snap s = {.w = w, .fd = -1};
+    char name[WAL_NAME_MAX], tmp[WAL_NAME_MAX + 8];
+    uint8_t h[WAL_HDR];
+    eff_rec r = {0};
+    uint64_t l0, old_snap;
+    size_t keep_from;
+    int rc;
+
+    pthread_mutex_lock(&w->snap_mu);
+    rc = rotate(w, &l0);
+    if (rc) {
+        fmt(err, errlen, "snapshot: starting a new log segment: %s",
+            strerror(-rc));
+        goto out_unlock;
+    }
+    snap_name(name, l0);
+    snprintf(tmp, sizeof tmp, "%s.tmp", name);
+    s.fd =
+        openat(w->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (s.fd < 0) {
+        rc = -errno;
+        fmt(err, errlen, "snapshot: %s/%s: %s", w->dir, tmp, strerror(errno));
+        goto out_unlock;
+    }
+    hdr_make(h, WAL_MAGIC_SNAP, l0);
+    rc = wbuf_reserve(&s.buf, WAL_HDR);
+    if (rc)
+        goto out_remove;
+    memcpy(s.buf.p, h, WAL_HDR);
+    s.buf.len = WAL_HDR;
+    r.type = EFF_SNAP_BEGIN;
+    r.lsn = l0;
+    r.u.snap.start_lsn = l0;
+    {
+        size_t n = eff_size(&r);
+        rc = wbuf_reserve(&s.buf, n);
+        if (rc)
+            goto out_remove;
+        eff_encode(&r, s.buf.p + s.buf.len);
+        s.buf.len += n;
+    }
+    s.count = 1;
+    if (iter(arg, &s) != 0) {
+        rc = s.err ? s.err : -ECANCELED;
+        fmt(err, errlen, "snapshot: the walk stopped: %s", strerror(-rc));
+        goto out_remove;
+    }
+    if (s.err) {
+        rc = s.err;
+        goto out_write_err;
+    }
+    memset(&r, 0, sizeof r);
+    r.type = EFF_SNAP_END;
+    r.lsn = l0;
+    r.u.snap.count = s.count;
+    {
+        size_t n = eff_size(&r);
+        rc = wbuf_reserve(&s.buf, n);
+        if (rc)
+            goto out_remove;
+        eff_encode(&r, s.buf.p + s.buf.len);
+        s.buf.len += n;
+    }
+    rc = snap_flush(&s);
+    if (rc == 0 && fsync(s.fd) != 0)
+        rc = -errno;
+    if (rc)
+        goto out_write_err;
+    close(s.fd);
+    s.fd = -1;
+    if (renameat(w->dirfd, tmp, w->dirfd, name) != 0 || fsync(w->dirfd) != 0) {
+        rc = -errno;
+        goto out_write_err;
+    }
+    /* Objects were walked while the log ran: their state may hold effects
+     * the log has not synced.  Sync them, so that after the swap no crash
+     * can keep a later effect (in the snapshot) and lose an earlier one. */
+    rc = wal_sync(w, wal_appended_lsn(w));
+    if (rc) {
+        fmt(err, errlen, "snapshot: syncing the log: %s", strerror(-rc));
+        unlinkat(w->dirfd, name, 0);
+        goto out_unlock_buf;
+    }
+    pthread_mutex_lock(&w->io_mu);
+    keep_from = 0;
+    while (keep_from < w->nsegs && w->segs[keep_from].first <= l0)
+        keep_from++;
+    rc =
+        manifest_write(w->dirfd, l0, w->segs + keep_from, w->nsegs - keep_from);
+    if (rc) {
+        pthread_mutex_unlock(&w->io_mu);
+        fmt(err, errlen, "snapshot: writing the manifest: %s", strerror(-rc));
+        unlinkat(w->dirfd, name, 0);
+        goto out_unlock_buf;
+    }
+    old_snap = w->snap_lsn;
+    for (size_t i = 0; i < keep_from; i++) {
+        char old[WAL_NAME_MAX];
+        seg_name(old, w->segs[i].first);
+        unlinkat(w->dirfd, old, 0);
+        atomic_fetch_sub(&w->log_closed_bytes, w->segs[i].bytes);
+    }
+    memmove(w->segs, w->segs + keep_from,
+            (w->nsegs - keep_from) * sizeof *w->segs);
+    w->nsegs -= keep_from;
+    w->snap_lsn = l0;
+    atomic_store(&w->snap_lsn_pub, l0);
+    pthread_mutex_unlock(&w->io_mu);
+    if (old_snap && old_snap != l0) {
+        char old[WAL_NAME_MAX];
+        snap_name(old, old_snap);
+        unlinkat(w->dirfd, old, 0);
+    }
+    atomic_store(&w->snap_bytes, s.bytes);
+    atomic_fetch_add(&w->snapshots, 1);
+    log_info("wal: %s: snapshot %s written (%" PRIu64 " records, %" PRIu64
+             " bytes)",
+             w->dir, name, s.count + 1, s.bytes);
+    rc = 0;
+    goto out_unlock_buf;
+out_write_err:
+    fmt(err, errlen, "snapshot: writing %s/%s: %s", w->dir, tmp, strerror(-rc));
+out_remove:
+    if (s.fd >= 0)
+        close(s.fd);
+    unlinkat(w->dirfd, tmp, 0);
+out_unlock_buf:
+out_unlock:
+    free(s.buf.p);
+    pthread_mutex_unlock(&w->snap_mu);
+    return rc;
+}
+
+/* ---- repair ---------------------------------------------------------------
+ */
+
+int wal_repair(const char *dir, char *msg, size_t msglen)
+{
+    wal *w = wal_alloc(dir);
+    char what[512] = "";
+    int rc;
+
+    if (!w)
+        return -ENOMEM;
+    rc = open_dir(w, msg, msglen);
+    if (rc)
+        goto out;
+    rc = recover(w, NULL, NULL, 1, what, sizeof what);
+    if (rc) {
+        fmt(msg, msglen, "%s", what);
+        goto out;
+    }
+    fmt(msg, msglen, "%s: %s; %" PRIu64 " records kept (last LSN %" PRIu64 ")",
+        dir, what[0] ? what : "no damage found", w->rec.recovered_records,
+        atomic_load(&w->appended));
+out:
+    wal_free(w);
+    return rc;
+}
