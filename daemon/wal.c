@@ -644,15 +644,54 @@ static int scan_seg(const mapped *m, uint64_t first, uint64_t *next, replay *rp,
     return 0;
 }
 
-/* Loads the snapshot of L0 through rp; 0 or -EBADMSG with err set. */
+/* Rewrites the snapshot of L0 as its header, m[WAL_HDR..keep) (count
+ * whole records, SNAP_BEGIN first; when count is 0, a new SNAP_BEGIN) and
+ * a SNAP_END: what repair keeps of a damaged snapshot. */
+static int snap_cut(int dirfd, const char *name, uint64_t l0, const mapped *m,
+                    size_t keep, uint64_t count)
+{
+    wbuf b = {0};
+    eff_rec r = {0};
+    size_t n;
+    int rc;
+
+    rc = wbuf_reserve(&b, WAL_HDR + keep + 64);
+    if (rc)
+        return rc;
+    hdr_make(b.p, WAL_MAGIC_SNAP, l0);
+    b.len = WAL_HDR;
+    r.lsn = l0;
+    if (count == 0) {
+        r.type = EFF_SNAP_BEGIN;
+        r.u.snap.start_lsn = l0;
+        b.len += eff_encode(&r, b.p + b.len);
+        count = 1;
+    } else {
+        memcpy(b.p + WAL_HDR, m->p + WAL_HDR, keep - WAL_HDR);
+        b.len = keep;
+    }
+    memset(&r.u, 0, sizeof r.u);
+    r.type = EFF_SNAP_END;
+    r.u.snap.count = count;
+    n = eff_encode(&r, b.p + b.len);
+    b.len += n;
+    rc = file_replace(dirfd, name, b.p, b.len);
+    free(b.p);
+    return rc;
+}
+
+/* Loads the snapshot of L0 through rp; 0 or -EBADMSG with err set.  In
+ * repair mode, a damaged snapshot is cut before the damage (its objects
+ * from there on are lost; their later log records find no object). */
 static int load_snapshot(int dirfd, const char *dir, uint64_t l0, replay *rp,
-                         uint64_t *bytes, char *err, size_t errlen)
+                         int repair, uint64_t *bytes, char *err, size_t errlen)
 {
     char name[WAL_NAME_MAX];
     mapped m;
-    size_t off = WAL_HDR;
+    size_t off = WAL_HDR, keep = WAL_HDR;
     uint64_t hl, count = 0;
     int rc, ended = 0;
+    const char *why = NULL;
 
     snap_name(name, l0);
     rc = map_file(dirfd, name, 0, &m);
@@ -662,19 +701,15 @@ static int load_snapshot(int dirfd, const char *dir, uint64_t l0, replay *rp,
     }
     *bytes = m.n;
     if (hdr_check(m.p, m.n, WAL_MAGIC_SNAP, &hl) != 0 || hl != l0) {
-        fmt(err, errlen,
-            "%s/%s: bad snapshot header at offset 0; run `chand --repair "
-            "--data-dir %s`",
-            dir, name, dir);
-        rc = -EBADMSG;
-        goto out;
+        why = "bad snapshot header";
+        off = 0;
+        goto out_damaged;
     }
     while (off < m.n && !ended) {
         eff_rec r;
         size_t used;
         char small[128], *kb;
         size_t kn;
-        const char *why = NULL;
         rc = eff_decode(m.p + off, m.n - off, &r, &used);
         if (rc)
             why = decode_reason(rc);
@@ -685,19 +720,15 @@ static int load_snapshot(int dirfd, const char *dir, uint64_t l0, replay *rp,
             why = "a second snapshot-begin record";
         else if (r.type == EFF_SNAP_END && r.u.snap.count != count)
             why = "record count differs from the snapshot-end record";
-        if (why) {
-            fmt(err, errlen,
-                "%s/%s: damaged at offset %zu (%s); run `chand --repair "
-                "--data-dir %s` to keep what precedes it",
-                dir, name, off, why, dir);
-            rc = -EBADMSG;
-            goto out;
-        }
-        off += used;
+        if (why)
+            goto out_damaged;
         if (r.type == EFF_SNAP_END) {
             ended = 1;
+            off += used;
             break;
         }
+        off += used;
+        keep = off;
         if (r.type != EFF_SNAP_BEGIN) {
             int k = fkey(&r, small, sizeof small, &kb, &kn);
             if (k < 0 || (k && filter_put(&rp->f, kb, kn, r.lsn) != 0)) {
@@ -721,15 +752,31 @@ static int load_snapshot(int dirfd, const char *dir, uint64_t l0, replay *rp,
         }
         count++;
     }
-    if (!ended || off != m.n) {
+    if (ended && off == m.n) {
+        rc = 0;
+        goto out;
+    }
+    why = ended ? "bytes after the end" : "no end record";
+    if (!ended)
+        off = keep;
+out_damaged:
+    if (!repair) {
         fmt(err, errlen,
             "%s/%s: damaged at offset %zu (%s); run `chand --repair "
             "--data-dir %s` to keep what precedes it",
-            dir, name, off, ended ? "bytes after the end" : "no end record",
-            dir);
+            dir, name, off, why, dir);
         rc = -EBADMSG;
         goto out;
     }
+    rc = snap_cut(dirfd, name, l0, &m, off == 0 ? WAL_HDR : keep,
+                  off == 0 ? 0 : count);
+    if (rc) {
+        fmt(err, errlen, "%s/%s: cannot rewrite: %s", dir, name, strerror(-rc));
+        goto out;
+    }
+    fmt(err, errlen,
+        "cut %s at offset %zu (%s): kept %" PRIu64 " records of it", name, off,
+        why, count ? count - 1 : 0);
     rc = 0;
 out:
     unmap_file(&m);
@@ -870,8 +917,8 @@ static int recover(wal *w, wal_apply_fn apply, void *arg, int repair, char *err,
     w->nsegs = m.nsegs;
     w->snap_lsn = m.snap_lsn;
     if (m.snap_lsn) {
-        rc = load_snapshot(w->dirfd, w->dir, m.snap_lsn, &rp, &snapbytes, err,
-                           errlen);
+        rc = load_snapshot(w->dirfd, w->dir, m.snap_lsn, &rp, repair,
+                           &snapbytes, err, errlen);
         if (rc)
             goto out;
     }
@@ -926,7 +973,8 @@ static int recover(wal *w, wal_apply_fn apply, void *arg, int repair, char *err,
                 "--repair --data-dir %s` to keep the records before it",
                 w->dir, name, sr.good, sr.why,
                 sr.followed ? ", followed by valid records"
-                            : ", in a segment that is not the last",
+                : !last     ? ", in a segment that is not the last"
+                            : "",
                 w->dir);
             rc = -EBADMSG;
             goto out;
@@ -1117,6 +1165,8 @@ static void *flusher_main(void *arg)
     while (!w->stop) {
         int64_t now = now_ns(), wake = INT64_MAX;
         int sync = 0, work;
+        void (*cb)(void *, uint64_t);
+        void *cb_arg;
         uint64_t before;
         if (w->err) {
             /* Only the retries touch a failing disk. */
@@ -1132,6 +1182,9 @@ static void *flusher_main(void *arg)
                  atomic_load(&w->durable) < atomic_load(&w->written))) {
                 work = 1;
                 sync = 1;
+            } else if (now >= w->next_sync_ns) {
+                /* Nothing to sync: the next second's turn. */
+                w->next_sync_ns = now + 1000000000;
             }
             if (w->next_sync_ns < wake)
                 wake = w->next_sync_ns;
@@ -1150,6 +1203,8 @@ static void *flusher_main(void *arg)
             sync = 1;
         w->flush_req = 0;
         w->sync_req = 0;
+        cb = w->on_durable;
+        cb_arg = w->on_durable_arg;
         pthread_mutex_unlock(&w->mu);
 
         before = atomic_load(&w->durable);
@@ -1158,8 +1213,8 @@ static void *flusher_main(void *arg)
         pthread_mutex_unlock(&w->io_mu);
         if (sync && rc == 0 && w->policy == WAL_FSYNC_EVERYSEC)
             w->next_sync_ns = now_ns() + 1000000000;
-        if (w->on_durable && (atomic_load(&w->durable) != before || rc != 0))
-            w->on_durable(w->on_durable_arg, atomic_load(&w->durable));
+        if (cb && (atomic_load(&w->durable) != before || rc != 0))
+            cb(cb_arg, atomic_load(&w->durable));
 
         pthread_mutex_lock(&w->mu);
         if (rc) {

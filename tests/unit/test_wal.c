@@ -1629,7 +1629,7 @@ static void test_manifest_swap(void **state)
 
 static void test_snapshot_damage_refused(void **state)
 {
-    char dir[300], path[400], err[512], cmd[600];
+    char dir[300], path[400], err[512];
     model a;
     wal *w;
     wal_opts o = {.fsync = WAL_FSYNC_NO};
@@ -1657,12 +1657,34 @@ static void test_snapshot_damage_refused(void **state)
     o.dir = dir;
     assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), -EBADMSG);
     assert_non_null(strstr(err, ".snap: damaged at offset"));
-    /* Cut short (no end record): refused too. */
+    /* Repair keeps the snapshot's records before the damage. */
+    {
+        char msg[512];
+        collect c = {0};
+        assert_int_equal(wal_repair(dir, msg, sizeof msg), 0);
+        assert_non_null(strstr(msg, "cut snap-"));
+        assert_int_equal(wal_open(&o, collect_apply, &c, &w, err, sizeof err),
+                         0);
+        assert_true(c.n > 0);
+        assert_int_equal(wal_close(w), 0);
+        collect_free(&c);
+    }
+    /* Cut short (no end record): refused too, and repaired. */
     t[n / 2] ^= 0x10;
     write_file(path, t, n - 3);
     assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), -EBADMSG);
-    snprintf(cmd, sizeof cmd, "%s.snap", "");
-    assert_non_null(strstr(err, "snap"));
+    assert_non_null(strstr(err, "runs past the end"));
+    assert_int_equal(wal_repair(dir, err, sizeof err), 0);
+    assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), 0);
+    assert_int_equal(wal_close(w), 0);
+    /* A bad header. */
+    t[3] ^= 1;
+    write_file(path, t, n);
+    assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), -EBADMSG);
+    assert_non_null(strstr(err, "bad snapshot header"));
+    assert_int_equal(wal_repair(dir, err, sizeof err), 0);
+    assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), 0);
+    assert_int_equal(wal_close(w), 0);
     free(t);
     model_free(&a);
 }
