@@ -846,6 +846,52 @@ static int dir_has_data(int dirfd)
     return found;
 }
 
+/* Removes what no manifest names: segments and snapshots of a snapshot
+ * that crashed or was replaced before its files were deleted, and *.tmp
+ * files of interrupted writes.  Called once the manifest is read. */
+static void remove_strays(wal *w)
+{
+    int fd = dup(w->dirfd), n = 0;
+    DIR *d;
+    struct dirent *e;
+
+    if (fd < 0)
+        return;
+    d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return;
+    }
+    while ((e = readdir(d))) {
+        char want[WAL_NAME_MAX];
+        uint64_t l;
+        int live = 1;
+        const char *nm = e->d_name;
+        size_t len = strlen(nm);
+        if (len > 4 && !strcmp(nm + len - 4, ".tmp") &&
+            (!strncmp(nm, "wal-", 4) || !strncmp(nm, "snap-", 5) ||
+             !strncmp(nm, "MANIFEST", 8) || !strncmp(nm, "EPOCH", 5))) {
+            live = 0;
+        } else if (sscanf(nm, "wal-%" SCNu64 ".log", &l) == 1) {
+            seg_name(want, l);
+            live = 0;
+            for (size_t i = 0; i < w->nsegs && strcmp(nm, want) == 0; i++)
+                if (w->segs[i].first == l)
+                    live = 1;
+            if (strcmp(nm, want) != 0)
+                live = 1; /* not one of ours */
+        } else if (sscanf(nm, "snap-%" SCNu64 ".snap", &l) == 1) {
+            snap_name(want, l);
+            live = strcmp(nm, want) != 0 || l == w->snap_lsn;
+        }
+        if (!live && unlinkat(w->dirfd, nm, 0) == 0)
+            n++;
+    }
+    closedir(d);
+    if (n)
+        log_info("wal: %s: removed %d file(s) no manifest names", w->dir, n);
+}
+
 static int seg_create(wal *w, uint64_t first, int *fdp)
 {
     char name[WAL_NAME_MAX];
@@ -1033,6 +1079,7 @@ static int recover(wal *w, wal_apply_fn apply, void *arg, int repair, char *err,
     w->rec.recovered_records = rp.applied;
     w->rec.skipped_records = rp.skipped;
     w->rec.recovery_ns = (uint64_t)(now_ns() - t0);
+    remove_strays(w);
     if (!repair) {
         seg_name(name, w->segs[w->nsegs - 1].first);
         w->seg_fd = openat(w->dirfd, name, O_WRONLY | O_CLOEXEC);

@@ -1689,6 +1689,80 @@ static void test_snapshot_damage_refused(void **state)
     model_free(&a);
 }
 
+/* Stops the walk half-way, as a crash in the middle of a snapshot. */
+static int half_iter(void *arg, wal_snap *s)
+{
+    model *m = arg;
+    eff_rec r;
+    (void)m;
+    memset(&r, 0, sizeof r);
+    r.type = EFF_ATOMIC_SET;
+    r.u.num.name = eff_s("o0");
+    assert_int_equal(wal_snap_emit(s, &r), 0);
+    return -1;
+}
+
+static void test_snapshot_abandoned_and_strays(void **state)
+{
+    char dir[300], err[256], path[400];
+    model a, b;
+    wal *w;
+    wal_stats st;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    model_init(&a);
+    w = open_ok(dir, WAL_FSYNC_NO, NULL);
+    run_effects(&a, w, 300);
+    {
+        snap_job j = {.w = w, .m = &a};
+        snap_thread(&j);
+        assert_int_equal(j.rc, 0);
+    }
+    run_effects(&a, w, 300);
+    /* A second snapshot gives up after the segment switch: the state is
+     * the old snapshot and both segments, and nothing is lost. */
+    assert_true(wal_snapshot(w, half_iter, &a, err, sizeof err) < 0);
+    assert_non_null(strstr(err, "the walk stopped"));
+    wal_stats_get(w, &st);
+    assert_int_equal(st.snapshots, 1);
+    run_effects(&a, w, 300);
+    assert_int_equal(wal_close(w), 0);
+    assert_int_equal(count_files(dir, "wal-"), 2);
+    assert_int_equal(count_files(dir, "snap-"), 1);
+    /* Files no manifest names (a crash between a snapshot's rename and
+     * the manifest swap, interrupted writes) are ignored, then removed. */
+    snprintf(path, sizeof path, "%s/snap-%020d.snap", dir, 99999);
+    write_file(path, "junk", 4);
+    snprintf(path, sizeof path, "%s/wal-%020d.log", dir, 99999);
+    write_file(path, "junk", 4);
+    snprintf(path, sizeof path, "%s/snap-%020d.snap.tmp", dir, 5);
+    write_file(path, "junk", 4);
+    snprintf(path, sizeof path, "%s/notes.txt", dir);
+    write_file(path, "mine", 4);
+    model_init(&b);
+    w = open_ok(dir, WAL_FSYNC_NO, &b);
+    assert_same(&a, &b);
+    assert_int_equal(count_files(dir, "wal-"), 2);
+    assert_int_equal(count_files(dir, "snap-"), 1);
+    assert_int_equal(count_files(dir, "notes.txt"), 1);
+    /* The next snapshot compacts both segments away. */
+    {
+        snap_job j = {.w = w, .m = &b};
+        snap_thread(&j);
+        assert_int_equal(j.rc, 0);
+    }
+    assert_int_equal(wal_close(w), 0);
+    assert_int_equal(count_files(dir, "wal-"), 1);
+    model_free(&b);
+    model_init(&b);
+    w = open_ok(dir, WAL_FSYNC_NO, &b);
+    assert_same(&a, &b);
+    assert_int_equal(wal_close(w), 0);
+    model_free(&b);
+    model_free(&a);
+}
+
 /* ---- group commit ------------------------------------------------------- */
 
 typedef struct gc_state {
@@ -1988,6 +2062,7 @@ int main(void)
         cmocka_unit_test(test_fuzzy_snapshot_model),
         cmocka_unit_test(test_manifest_swap),
         cmocka_unit_test(test_snapshot_damage_refused),
+        cmocka_unit_test(test_snapshot_abandoned_and_strays),
         cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_policies),
         cmocka_unit_test(test_disk_full),
