@@ -48,7 +48,7 @@ typedef struct eff_row {
 #define DLV_FIELDS                                                             \
     {                                                                          \
         S(dlv.name), U64(dlv.id), U32(dlv.attempt), I64(dlv.deadline_ms),      \
-            S(dlv.value), S(dlv.reason)                                        \
+            S(dlv.value), S(dlv.reason), U64(dlv.prev_id)                      \
     }
 
 /* Every delivery record carries the same fields (unused ones are empty
@@ -251,7 +251,7 @@ size_t eff_encode(const eff_rec *r, uint8_t *p)
     put_u32(p, (uint32_t)body);
     put_u16(q, r->type);
     q[2] = EFF_VERSION;
-    q[3] = 0;
+    q[3] = r->flags & EFF_F_MORE;
     put_u64(q + 4, r->lsn);
     q += EFF_BODY_HDR;
     for (const eff_field *f = eff_rows[r->type].f;
@@ -290,7 +290,8 @@ int eff_decode(const uint8_t *p, size_t n, eff_rec *r, size_t *used)
     r->type = (uint16_t)(q[0] | q[1] << 8);
     r->ver = q[2];
     r->lsn = get_u64(q + 4);
-    if (!eff_type_known(r->type) || q[3] != 0)
+    r->flags = q[3];
+    if (!eff_type_known(r->type) || (q[3] & ~EFF_F_MORE) != 0)
         return -ENOTSUP;
     if (r->ver == 0)
         return -EINVAL;

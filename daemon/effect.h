@@ -13,7 +13,9 @@
  *     body:
  *       u16 type   EFF_* below; numbers are never reused
  *       u8  ver    layout version of this type (1); informational
- *       u8  flags  0 (a record with unknown flags is refused)
+ *       u8  flags  EFF_F_MORE: the next record belongs to the same effect
+ *                  (a group, applied all or nothing); other bits are
+ *                  refused
  *       u64 lsn    log sequence number (in a snapshot: the object's LSN)
  *       fields     the type's fields, in the order of the table in
  *                  effect.c: integers as LEB128 varints (signed ones
@@ -72,7 +74,8 @@ typedef enum eff_type {
     EFF_TIMER_FIRE = 16,   /* timer: id, next deadline (ticker) or 0 */
     EFF_TIMER_STOP = 17,   /* timer: id */
     EFF_TOKEN_EPOCH = 18,  /* epoch */
-    EFF_DLV_INFLIGHT = 19, /* dlv: name, id, attempt, deadline_ms, value */
+    EFF_DLV_INFLIGHT = 19, /* dlv: name, id, attempt, deadline_ms, value,
+                              prev_id */
     EFF_DLV_ACK = 20,      /* dlv: name, id */
     EFF_DLV_REDELIVER =
         21,              /* dlv: name, id, deadline_ms (not before), reason */
@@ -82,6 +85,14 @@ typedef enum eff_type {
     EFF_SNAP_END = 65,   /* snap: count of records before it */
     EFF_TYPE_MAX = 66,
 } eff_type;
+
+/* eff_rec.flags: this record and the next are one effect (a group): a
+ * delivery is a pop and an in-flight record, a timer's fire is the fire
+ * and the push of its value, a dead letter the end of a delivery and a
+ * push.  Recovery applies a group only when its last record (without the
+ * flag) is whole, so a torn tail never keeps half an effect.  Set by
+ * wal_append_group(), never by hand. */
+#define EFF_F_MORE 0x01
 
 /* Hold kinds (eff_rec.u.hold.kind). */
 enum { EFF_HOLD_MUTEX = 0, EFF_HOLD_READ = 1, EFF_HOLD_WRITE = 2 };
@@ -100,6 +111,7 @@ typedef struct eff_str {
 typedef struct eff_rec {
     uint16_t type;
     uint8_t ver;
+    uint8_t flags; /* EFF_F_MORE */
     uint64_t lsn;
     union {
         struct { /* EFF_CHAN_MAKE */
@@ -158,6 +170,8 @@ typedef struct eff_rec {
             int64_t deadline_ms; /* wall clock */
             eff_str value;
             eff_str reason;
+            uint64_t prev_id; /* inflight: the delivery it retries, or 0
+                                 when the value leaves the buffer */
         } dlv;
         struct { /* EFF_SNAP_BEGIN, EFF_SNAP_END */
             uint64_t start_lsn;

@@ -536,7 +536,8 @@ static int valid_after(const uint8_t *p, size_t n, size_t from, uint64_t last)
         size_t used;
         /* Cheap checks first: most offsets fail them. */
         if (len < EFF_BODY_HDR || len > n - off - EFF_FRAME_HDR ||
-            !eff_type_known((unsigned)(b[8] | b[9] << 8)) || b[11] != 0)
+            !eff_type_known((unsigned)(b[8] | b[9] << 8)) ||
+            (b[11] & ~EFF_F_MORE) != 0)
             continue;
         if (eff_decode(b, n - off, &r, &used) == 0 && r.lsn > last)
             return 1;
@@ -593,9 +594,10 @@ static int replay_one(replay *rp, const eff_rec *r)
 static int scan_seg(const mapped *m, uint64_t first, uint64_t *next, replay *rp,
                     scan_res *sr)
 {
-    size_t off = WAL_HDR;
-    uint64_t hl;
-    int rc;
+    size_t off = WAL_HDR, ngroup = 0, capgroup = 0;
+    eff_rec *group = NULL;
+    uint64_t hl, lsn = *next;
+    int rc = 0;
 
     memset(sr, 0, sizeof *sr);
     sr->last = *next - 1;
@@ -606,14 +608,15 @@ static int scan_seg(const mapped *m, uint64_t first, uint64_t *next, replay *rp,
         sr->followed = m->n > WAL_HDR && valid_after(m->p, m->n, 0, 0);
         return 0;
     }
+    sr->good = off;
     while (off < m->n) {
         eff_rec r;
         size_t used;
         rc = eff_decode(m->p + off, m->n - off, &r, &used);
-        if (rc == 0 && r.lsn != *next) {
+        if (rc == 0 && r.lsn != lsn) {
             snprintf(sr->why, sizeof sr->why,
                      "record has LSN %" PRIu64 ", expected %" PRIu64, r.lsn,
-                     *next);
+                     lsn);
             rc = -EILSEQ;
         } else if (rc == 0 &&
                    (r.type == EFF_SNAP_BEGIN || r.type == EFF_SNAP_END)) {
@@ -624,24 +627,54 @@ static int scan_seg(const mapped *m, uint64_t first, uint64_t *next, replay *rp,
         }
         if (rc != 0) {
             sr->damaged = 1;
-            sr->good = off;
             /* A whole record of a type this build does not know is no
              * torn write: never cut it. */
             sr->followed =
                 rc == -ENOTSUP || valid_after(m->p, m->n, off + 1, sr->last);
-            return 0;
+            rc = 0;
+            goto out;
         }
+        lsn++;
+        if (r.flags & EFF_F_MORE) {
+            /* One effect in several records: applied when whole. */
+            if (ngroup == capgroup) {
+                size_t c = capgroup ? capgroup * 2 : 8;
+                eff_rec *g = realloc(group, c * sizeof *g);
+                if (!g) {
+                    rc = -ENOMEM;
+                    goto out;
+                }
+                group = g;
+                capgroup = c;
+            }
+            group[ngroup++] = r;
+            off += used;
+            continue;
+        }
+        for (size_t i = 0; rp && i < ngroup; i++) {
+            rc = replay_one(rp, &group[i]);
+            if (rc)
+                goto out;
+        }
+        ngroup = 0;
         if (rp) {
             rc = replay_one(rp, &r);
             if (rc)
-                return rc;
+                goto out;
         }
-        sr->last = r.lsn;
-        (*next)++;
         off += used;
+        sr->last = r.lsn;
+        sr->good = off;
     }
-    sr->good = off;
-    return 0;
+    if (ngroup) {
+        /* The log ends inside a group: its end never reached the disk. */
+        sr->damaged = 1;
+        snprintf(sr->why, sizeof sr->why, "an unfinished group of records");
+    }
+out:
+    *next = sr->last + 1;
+    free(group);
+    return rc;
 }
 
 /* Rewrites the snapshot of L0 as its header, m[WAL_HDR..keep) (count
@@ -1417,30 +1450,55 @@ int wal_close(wal *w)
     return rc;
 }
 
-int wal_append(wal *w, const eff_rec *r, uint64_t *lsn)
+int wal_append_group(wal *w, const eff_rec *recs, size_t n, uint64_t *lsn)
 {
-    size_t n = eff_size(r);
-    eff_rec c;
+    size_t total = 0, sz[16], *szp = n <= 16 ? sz : malloc(n * sizeof *szp);
     uint64_t l;
+    int rc = 0;
 
-    if (!n)
-        return -EINVAL;
-    c = *r;
-    pthread_mutex_lock(&w->mu);
-    if (wbuf_reserve(&w->cur, n) != 0) {
-        pthread_mutex_unlock(&w->mu);
+    if (!szp)
         return -ENOMEM;
+    if (n == 0) {
+        rc = -EINVAL;
+        goto out;
     }
-    l = atomic_load(&w->appended) + 1;
-    c.lsn = l;
-    eff_encode(&c, w->cur.p + w->cur.len);
-    w->cur.len += n;
+    for (size_t i = 0; i < n; i++) {
+        szp[i] = eff_size(&recs[i]);
+        if (!szp[i] || recs[i].type == EFF_SNAP_BEGIN ||
+            recs[i].type == EFF_SNAP_END) {
+            rc = -EINVAL;
+            goto out;
+        }
+        total += szp[i];
+    }
+    pthread_mutex_lock(&w->mu);
+    if (wbuf_reserve(&w->cur, total) != 0) {
+        pthread_mutex_unlock(&w->mu);
+        rc = -ENOMEM;
+        goto out;
+    }
+    l = atomic_load(&w->appended);
+    for (size_t i = 0; i < n; i++) {
+        eff_rec c = recs[i];
+        c.lsn = ++l;
+        c.flags = i + 1 < n ? EFF_F_MORE : 0;
+        eff_encode(&c, w->cur.p + w->cur.len);
+        w->cur.len += szp[i];
+    }
     atomic_store(&w->appended, l);
     atomic_store(&w->pending, w->cur.len);
     pthread_mutex_unlock(&w->mu);
     if (lsn)
         *lsn = l;
-    return 0;
+out:
+    if (szp != sz)
+        free(szp);
+    return rc;
+}
+
+int wal_append(wal *w, const eff_rec *r, uint64_t *lsn)
+{
+    return wal_append_group(w, r, 1, lsn);
 }
 
 uint64_t wal_appended_lsn(wal *w)
@@ -1639,7 +1697,11 @@ int wal_snap_emit(wal_snap *s, const eff_rec *r)
         return s->err;
     if (wbuf_reserve(&s->buf, n) != 0)
         return s->err = -ENOMEM;
-    eff_encode(r, s->buf.p + s->buf.len);
+    {
+        eff_rec c = *r;
+        c.flags = 0;
+        eff_encode(&c, s->buf.p + s->buf.len);
+    }
     s->buf.len += n;
     s->count++;
     return 0;

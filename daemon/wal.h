@@ -14,7 +14,11 @@
  *  2. A handler decides (select case, timer fired, session ended, token),
  *     then, while it still holds the object's lock, calls wal_append()
  *     and applies the effect; it stores the returned LSN in the object
- *     (obj->lsn), still under the lock.  So per object the order in the
+ *     (obj->lsn), still under the lock.  An effect that is several
+ *     records (a delivery: chan_pop + dlv_inflight; a timer's fire:
+ *     timer_fire + chan_push; a dead letter: dlv_dead + chan_push onto the
+ *     dead-letter channel) goes in with one wal_append_group(), so that a
+ *     torn tail never keeps half of it.  So per object the order in the
  *     log is the order of the effects, and a snapshot can tell which
  *     effects an object's state already holds.  (Atomics updated without
  *     a lock must take one around "compute, append, store", or the log's
@@ -76,9 +80,12 @@
  *  - A record for an object that does not exist must be skipped by apply,
  *    without error: the object was dropped after the snapshot began and
  *    before the walk reached it.  Likewise a drop of a missing object.
+ *  - Records of a group (EFF_F_MORE) are applied when the group's last
+ *    record is read; a group the log ends inside of is a torn write.
  *  - A damaged record (bad length, CRC, or body, or an LSN out of
  *    sequence) at the end of the last segment, with no valid record after
- *    it, is a torn write: the tail is truncated and a warning logged.
+ *    it, is a torn write: the tail is truncated (from the start of an
+ *    unfinished group) and a warning logged.
  *  - A damaged record followed by a valid one, or in a segment other than
  *    the last, makes wal_open() fail with a message naming the file, the
  *    offset and the repair (`chand --repair --data-dir DIR`), which keeps
@@ -169,6 +176,12 @@ int wal_close(wal *w);
  * returns 0 and the record's LSN in *lsn (may be NULL), or -EINVAL (a
  * record that cannot be encoded) or -ENOMEM.  Thread-safe, no syscall. */
 int wal_append(wal *w, const eff_rec *r, uint64_t *lsn);
+
+/* Appends n records (borrowed) as one effect: consecutive LSNs, and
+ * recovery applies them all or none (EFF_F_MORE).  Returns 0 and the last
+ * record's LSN in *lsn (may be NULL), or -EINVAL / -ENOMEM (then nothing
+ * is appended).  Thread-safe, no syscall. */
+int wal_append_group(wal *w, const eff_rec *recs, size_t n, uint64_t *lsn);
 
 /* Returns the LSN of the last record appended. */
 uint64_t wal_appended_lsn(wal *w);

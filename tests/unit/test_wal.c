@@ -239,6 +239,7 @@ static void sample(eff_rec *r, unsigned t)
         r->u.dlv.deadline_ms = -1;
         r->u.dlv.value = eff_s("\"v\"");
         r->u.dlv.reason = eff_s("boom");
+        r->u.dlv.prev_id = 76;
         break;
     case EFF_SNAP_BEGIN:
         r->u.snap.start_lsn = 123;
@@ -257,7 +258,7 @@ static int str_eq(eff_str a, eff_str b)
 /* Returns 1 when a and b (same type) have equal fields. */
 static int rec_eq(const eff_rec *a, const eff_rec *b)
 {
-    if (a->type != b->type || a->lsn != b->lsn)
+    if (a->type != b->type || a->lsn != b->lsn || a->flags != b->flags)
         return 0;
     switch (a->type) {
     case EFF_CHAN_MAKE:
@@ -316,7 +317,8 @@ static int rec_eq(const eff_rec *a, const eff_rec *b)
                a->u.dlv.attempt == b->u.dlv.attempt &&
                a->u.dlv.deadline_ms == b->u.dlv.deadline_ms &&
                str_eq(a->u.dlv.value, b->u.dlv.value) &&
-               str_eq(a->u.dlv.reason, b->u.dlv.reason);
+               str_eq(a->u.dlv.reason, b->u.dlv.reason) &&
+               a->u.dlv.prev_id == b->u.dlv.prev_id;
     }
 }
 
@@ -416,9 +418,14 @@ static void test_codec_compat(void **state)
     n = frame(b, body, bl);
     assert_int_equal(eff_decode(b, n, &d, &used), -ENOTSUP);
     body[0] = EFF_CHAN_MAKE;
-    body[3] = 1;
+    body[3] = 2;
     n = frame(b, body, bl);
     assert_int_equal(eff_decode(b, n, &d, &used), -ENOTSUP);
+    /* The group flag is kept. */
+    body[3] = EFF_F_MORE;
+    n = frame(b, body, bl);
+    assert_int_equal(eff_decode(b, n, &d, &used), 0);
+    assert_int_equal(d.flags, EFF_F_MORE);
     /* A string longer than the body, an overlong varint: refused. */
     memset(body, 0, sizeof body);
     body[0] = EFF_CHAN_PUSH;
@@ -966,18 +973,23 @@ static void run_effects(model *m, wal *w, int n)
              * copy it first. */
             char *v = NULL;
             if (r.type == EFF_DLV_INFLIGHT) {
+                /* A delivery is two records, one effect. */
+                eff_rec g[2] = {{.type = EFF_CHAN_POP}};
                 v = sdup(r.u.dlv.value);
                 r.u.dlv.value = eff_s(v);
-                eff_rec pop = {.type = EFF_CHAN_POP};
-                pop.u.pop.name = r.u.dlv.name;
-                pop.u.pop.count = 1;
-                assert_int_equal(wal_append(w, &pop, &lsn), 0);
-                pop.lsn = lsn;
-                assert_int_equal(model_apply(m, &pop, 0), 0);
+                g[0].u.pop.name = r.u.dlv.name;
+                g[0].u.pop.count = 1;
+                g[1] = r;
+                assert_int_equal(wal_append_group(w, g, 2, &lsn), 0);
+                g[0].lsn = lsn - 1;
+                r.lsn = lsn;
+                assert_int_equal(model_apply(m, &g[0], 0), 0);
+                assert_int_equal(model_apply(m, &r, 0), 0);
+            } else {
+                assert_int_equal(wal_append(w, &r, &lsn), 0);
+                r.lsn = lsn;
+                assert_int_equal(model_apply(m, &r, 0), 0);
             }
-            assert_int_equal(wal_append(w, &r, &lsn), 0);
-            r.lsn = lsn;
-            assert_int_equal(model_apply(m, &r, 0), 0);
             free(v);
         }
         pthread_mutex_unlock(&m->mu);
@@ -1176,6 +1188,71 @@ static void test_torn_tail_every_offset(void **state)
                          0);
         assert_int_equal(c.n, 12);
         assert_int_equal(c.r[11].type, EFF_TOKEN_EPOCH);
+        assert_int_equal(wal_close(w), 0);
+        collect_free(&c);
+    }
+    free(full);
+}
+
+/* A group cut anywhere is dropped whole: never half an effect. */
+static void test_group_torn(void **state)
+{
+    char dir[300], path[400], man[400], src[400];
+    eff_rec g[3], r;
+    wal *w;
+    size_t len, start;
+    uint8_t *full;
+    uint64_t lsn;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    w = open_ok(dir, WAL_FSYNC_NO, NULL);
+    sample(&r, EFF_CHAN_MAKE);
+    assert_int_equal(wal_append(w, &r, NULL), 0);
+    sample(&r, EFF_CHAN_PUSH);
+    assert_int_equal(wal_append(w, &r, NULL), 0);
+    sample(&g[0], EFF_CHAN_POP);
+    sample(&g[1], EFF_DLV_INFLIGHT);
+    sample(&g[2], EFF_TIMER_FIRE);
+    {
+        eff_rec mk;
+        sample(&mk, EFF_CHAN_MAKE);
+        start = 32 + eff_size(&mk) + eff_size(&r);
+    }
+    /* Bad groups append nothing. */
+    assert_int_equal(wal_append_group(w, g, 0, &lsn), -EINVAL);
+    g[2].type = 99;
+    assert_int_equal(wal_append_group(w, g, 3, &lsn), -EINVAL);
+    g[2].type = EFF_TIMER_FIRE;
+    assert_int_equal(wal_appended_lsn(w), 2);
+    assert_int_equal(wal_append_group(w, g, 3, &lsn), 0);
+    assert_int_equal(lsn, 5);
+    assert_int_equal(wal_close(w), 0);
+    seg_path(path, sizeof path, dir, 1);
+    full = read_file(path, &len);
+    snprintf(src, sizeof src, "%s/MANIFEST", dir);
+    for (size_t cut = start; cut <= len; cut++) {
+        char d2[300], err[512];
+        collect c = {0};
+        wal_opts o = {.fsync = WAL_FSYNC_NO};
+        newdir(d2, sizeof d2);
+        assert_int_equal(mkdir(d2, 0700), 0);
+        snprintf(man, sizeof man, "%s/MANIFEST", d2);
+        copy_file(src, man);
+        seg_path(path, sizeof path, d2, 1);
+        write_file(path, full, cut);
+        o.dir = d2;
+        assert_int_equal(wal_open(&o, collect_apply, &c, &w, err, sizeof err),
+                         0);
+        if (cut == len) {
+            assert_int_equal(c.n, 5);
+            assert_int_equal(c.r[2].flags, EFF_F_MORE);
+            assert_int_equal(c.r[3].flags, EFF_F_MORE);
+            assert_int_equal(c.r[4].flags, 0);
+        } else {
+            assert_int_equal(c.n, 2);
+            assert_int_equal(wal_appended_lsn(w), 2);
+        }
         assert_int_equal(wal_close(w), 0);
         collect_free(&c);
     }
@@ -2055,6 +2132,7 @@ int main(void)
         cmocka_unit_test(test_codec_garbage),
         cmocka_unit_test(test_open_lock_and_fresh),
         cmocka_unit_test(test_torn_tail_every_offset),
+        cmocka_unit_test(test_group_torn),
         cmocka_unit_test(test_corrupt_middle_and_repair),
         cmocka_unit_test(test_unknown_type_at_tail_refused),
         cmocka_unit_test(test_damage_random),
