@@ -72,6 +72,8 @@ struct wal {
 
     /* Under io_mu. */
     pthread_mutex_t io_mu;
+    wbuf spare; /* taken from cur, not yet joined to out */
+    uint64_t spare_last;
     wbuf out;        /* taken from cur: file bytes from base on */
     size_t out_done; /* of out, written */
     uint64_t out_last;
@@ -1166,26 +1168,33 @@ static int flush_locked(wal *w, int sync, uint64_t *taken)
     uint64_t last;
     int rc = 0;
 
+    /* Under mu only an O(1) swap: appenders must never wait for a copy
+     * or a realloc of the (up to a second's worth, under everysec)
+     * buffer being written. */
     pthread_mutex_lock(&w->mu);
-    last = atomic_load(&w->appended);
-    if (w->cur.len) {
-        if (w->out.len == 0) {
-            wbuf t = w->out;
-            w->out = w->cur;
-            w->cur = t;
-            w->cur.len = 0;
-        } else if (wbuf_reserve(&w->out, w->cur.len) == 0) {
-            memcpy(w->out.p + w->out.len, w->cur.p, w->cur.len);
-            w->out.len += w->cur.len;
-            w->cur.len = 0;
-        } else {
-            last = w->out_last; /* keep cur for the next round */
-        }
-        w->out_last = last;
+    if (w->cur.len && w->spare.len == 0) {
+        wbuf t = w->spare;
+        w->spare = w->cur;
+        w->cur = t;
+        w->spare_last = atomic_load(&w->appended);
     }
     pthread_mutex_unlock(&w->mu);
+    if (w->spare.len) {
+        if (w->out.len == 0) {
+            wbuf t = w->out;
+            w->out = w->spare;
+            w->spare = t;
+            w->out_last = w->spare_last;
+        } else if (wbuf_reserve(&w->out, w->spare.len) == 0) {
+            memcpy(w->out.p + w->out.len, w->spare.p, w->spare.len);
+            w->out.len += w->spare.len;
+            w->spare.len = 0;
+            w->out_last = w->spare_last;
+        } /* else: out of memory; spare waits for the next round */
+    }
+    last = w->out.len ? w->out_last : atomic_load(&w->written);
     if (taken)
-        *taken = w->out.len ? w->out_last : atomic_load(&w->written);
+        *taken = last;
     while (w->out_done < w->out.len) {
         ssize_t k = w->io.pwrite(w->io.ctx, w->seg_fd, w->out.p + w->out_done,
                                  w->out.len - w->out_done,
@@ -1194,7 +1203,8 @@ static int flush_locked(wal *w, int sync, uint64_t *taken)
             continue;
         if (k <= 0) {
             rc = k < 0 ? -errno : -EIO;
-            atomic_store(&w->out_pending, w->out.len - w->out_done);
+            atomic_store(&w->out_pending,
+                         w->out.len - w->out_done + w->spare.len);
             set_error(w, rc, "write");
             return rc;
         }
@@ -1231,7 +1241,7 @@ static int flush_locked(wal *w, int sync, uint64_t *taken)
     }
     atomic_store(&w->pending, w->cur.len);
     pthread_mutex_unlock(&w->mu);
-    atomic_store(&w->out_pending, w->out.len - w->out_done);
+    atomic_store(&w->out_pending, w->out.len - w->out_done + w->spare.len);
     return 0;
 }
 
@@ -1328,6 +1338,7 @@ static void wal_free(wal *w)
     pthread_cond_destroy(&w->done_cv);
     free(w->cur.p);
     free(w->out.p);
+    free(w->spare.p);
     free(w->segs);
     free(w->dir);
     free(w);
@@ -1638,8 +1649,8 @@ static int rotate(wal *w, uint64_t *l0)
     rc = flush_locked(w, 1, &last);
     if (rc)
         goto out;
-    if (w->out.len) { /* the sync did not cover everything taken */
-        rc = -EIO;
+    if (w->out.len || w->spare.len) { /* out of memory to join them */
+        rc = -ENOMEM;
         goto out;
     }
     *l0 = last;

@@ -1998,18 +1998,17 @@ static int full_fdatasync(void *ctx, int fd)
     return fdatasync(fd);
 }
 
-static void test_disk_full(void **state)
+static void disk_full(wal_fsync pol)
 {
     char dir[300], err[512];
     fullctl f;
     wal_io io = {full_pwrite, full_fdatasync, &f};
-    wal_opts o = {.fsync = WAL_FSYNC_ALWAYS, .retry_ms = 10, .io = &io};
+    wal_opts o = {.fsync = pol, .retry_ms = 10, .io = &io};
     wal *w;
     eff_rec r;
     uint64_t lsn = 0, durable;
     int64_t deadline;
     collect c = {0};
-    (void)state;
 
     atomic_store(&f.budget, -1);
     atomic_store(&f.fail_sync, 0);
@@ -2065,6 +2064,15 @@ static void test_disk_full(void **state)
     assert_int_equal(wal_close(w), 0);
     collect_free(&c);
     assert_true(atomic_load(&f.writes_failed) > 0);
+}
+
+static void test_disk_full(void **state)
+{
+    (void)state;
+    disk_full(WAL_FSYNC_ALWAYS);
+    /* Under everysec the bytes since the last good sync are kept, and
+     * written again after a failed fdatasync. */
+    disk_full(WAL_FSYNC_EVERYSEC);
 }
 
 /* ---- compaction trigger ------------------------------------------------- */
