@@ -23,7 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -2075,6 +2078,105 @@ static void test_disk_full(void **state)
     disk_full(WAL_FSYNC_EVERYSEC);
 }
 
+/* The real thing, where it can be had: a 256 KiB tmpfs in a private
+ * mount namespace of a child process (it vanishes with the child; needs
+ * root, else the test is skipped).  The child fills the disk with
+ * records, checks the error, frees a ballast file and checks that the
+ * log catches up, then that everything reads back.  Returns the child's
+ * step that failed, 0, or 77 (skip). */
+static int tmpfs_child(const char *mnt)
+{
+    char dir[400], ballast[400], err[512];
+    wal_opts o = {.fsync = WAL_FSYNC_ALWAYS, .retry_ms = 10};
+    wal *w;
+    eff_rec r;
+    char big[1024];
+    uint64_t lsn = 0, n = 0;
+    int64_t deadline;
+    int fd;
+
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", mnt, "tmpfs", 0, "size=256k") != 0)
+        return 77;
+    snprintf(ballast, sizeof ballast, "%s/ballast", mnt);
+    fd = open(ballast, O_WRONLY | O_CREAT, 0600);
+    memset(big, 'b', sizeof big);
+    for (int i = 0; i < 64; i++)
+        if (write(fd, big, sizeof big) != (ssize_t)sizeof big)
+            return 1;
+    close(fd);
+    snprintf(dir, sizeof dir, "%s/data", mnt);
+    o.dir = dir;
+    if (wal_open(&o, NULL, NULL, &w, err, sizeof err) != 0)
+        return 2;
+    memset(big, 'v', sizeof big);
+    big[0] = '"';
+    big[sizeof big - 2] = '"';
+    big[sizeof big - 1] = 0;
+    memset(&r, 0, sizeof r);
+    r.type = EFF_CHAN_PUSH;
+    r.u.push.name = eff_s("q");
+    r.u.push.value = eff_s(big);
+    /* Fill the disk: at most 1 MiB of records into 256 KiB. */
+    for (int i = 0; i < 1024 && wal_error(w, NULL, 0) == 0; i++) {
+        if (wal_append(w, &r, &lsn) != 0)
+            return 3;
+        wal_flush(w);
+        deadline = mono_ms() + 20000;
+        while (wal_durable_lsn(w) < lsn && wal_error(w, NULL, 0) == 0 &&
+               mono_ms() < deadline)
+            usleep(200);
+    }
+    if (wal_error(w, err, sizeof err) != -ENOSPC ||
+        !strstr(err, "No space left on device"))
+        return 4;
+    if (wal_durable_lsn(w) >= lsn)
+        return 5;
+    /* Space returns. */
+    if (unlink(ballast) != 0)
+        return 6;
+    deadline = mono_ms() + 20000;
+    while ((wal_durable_lsn(w) < lsn || wal_error(w, NULL, 0)) &&
+           mono_ms() < deadline)
+        usleep(1000);
+    if (wal_durable_lsn(w) != lsn || wal_error(w, NULL, 0) != 0)
+        return 7;
+    if (wal_close(w) != 0)
+        return 8;
+    {
+        collect c = {0};
+        if (wal_open(&o, collect_apply, &c, &w, err, sizeof err) != 0)
+            return 9;
+        n = c.n;
+        collect_free(&c);
+        wal_close(w);
+    }
+    return n == lsn ? 0 : 10;
+}
+
+static void test_disk_full_tmpfs(void **state)
+{
+    char mnt[300];
+    pid_t pid;
+    int st;
+    (void)state;
+
+    newdir(mnt, sizeof mnt);
+    assert_int_equal(mkdir(mnt, 0700), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(tmpfs_child(mnt));
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 77) {
+        print_message("no tmpfs (not root?): skipped\n");
+        skip();
+    }
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /* ---- compaction trigger ------------------------------------------------- */
 
 static void test_compaction_trigger(void **state)
@@ -2152,6 +2254,7 @@ int main(void)
         cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_policies),
         cmocka_unit_test(test_disk_full),
+        cmocka_unit_test(test_disk_full_tmpfs),
         cmocka_unit_test(test_compaction_trigger),
         cmocka_unit_test(test_epoch),
     };
