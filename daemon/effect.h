@@ -34,6 +34,14 @@
  * bytes that remain, so bad input gives a negative code, never a crash or
  * an over-read.  Decoded strings borrow from the input buffer.
  *
+ * As raft entries (issue 19): one entry is one effect, i.e. the frames of
+ * one group (EFF_F_MORE) back to back, CRC included, so a follower checks
+ * what it applies.  The lsn field then carries the raft index of the
+ * entry's records (or stays the leader's counter: apply never reads it
+ * except to compare with a snapshot's object LSNs, which must use the
+ * same numbering).  Deciding stays on the leader; an effect never asks
+ * the applier for a choice (no "pop any", no "fire if due").
+ *
  * Values (pushed, stored, once, delivery) are JSON texts, compact, as the
  * daemon holds them (daemon/hval.h); the codec does not parse them.
  * Deadlines are absolute wall-clock milliseconds (CLOCK_REALTIME), so a
