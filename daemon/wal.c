@@ -1736,6 +1736,11 @@ int wal_snapshot(wal *w, wal_snap_iter_fn iter, void *arg, char *err,
             strerror(-rc));
         goto out_unlock;
     }
+    if (l0 == 0) {
+        /* Nothing was ever logged: there is nothing to compact. */
+        rc = 0;
+        goto out_unlock;
+    }
     snap_name(name, l0);
     snprintf(tmp, sizeof tmp, "%s.tmp", name);
     s.fd =

@@ -169,7 +169,8 @@ int wal_open(const wal_opts *o, wal_apply_fn apply, void *arg, wal **out,
              char *err, size_t errlen);
 
 /* Writes and fsyncs what is pending, stops the flusher, releases the
- * lock and frees w.  Returns 0, or the error that lost pending records. */
+ * lock and frees w.  No append, snapshot or other call may be running or
+ * come later.  Returns 0, or the error that lost pending records. */
 int wal_close(wal *w);
 
 /* Appends r (borrowed; r->lsn is ignored) to the in-memory buffer;
@@ -197,7 +198,8 @@ void wal_flush(wal *w);
 int wal_sync(wal *w, uint64_t lsn);
 
 /* Sets fn, called on the flusher thread with the new durable LSN each
- * time it advances (and after a failed round, with the old one). */
+ * time it advances (and after a failed round, with the old one).  fn must
+ * be quick and must not call wal_sync, wal_snapshot or wal_close. */
 void wal_on_durable(wal *w, void (*fn)(void *arg, uint64_t durable), void *arg);
 
 /* Returns 0, or a negative code while writes fail, with the reason in
