@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1095,6 +1096,8 @@ typedef struct collect {
     size_t n;
 } collect;
 
+/* Keeps each record's encoding in bytes[] (its strings in r[] are
+ * borrowed, valid only during the call). */
 static int collect_apply(void *arg, const eff_rec *r, int from_snap)
 {
     collect *c = arg;
@@ -2177,6 +2180,119 @@ static void test_disk_full_tmpfs(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* ---- kill -9 at random moments --------------------------------------------
+ */
+
+/* The record of LSN l is a function of l, so that what survives can be
+ * checked: groups of three every 7th LSN, else single pushes. */
+static void crash_rec(uint64_t l, eff_rec *r, char *v, size_t vn)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(v, vn, "\"value %" PRIu64 "\"", l);
+    r->type = EFF_CHAN_PUSH;
+    r->u.push.name = eff_s("q");
+    r->u.push.value = eff_s(v);
+}
+
+/* The child: appends until killed, acknowledging on fd each LSN that the
+ * policy promises to keep across a process crash (durable under always,
+ * handed to the kernel otherwise). */
+static void crash_child(const char *dir, wal_fsync pol, int fd)
+{
+    wal_opts o = {.dir = dir, .fsync = pol};
+    char err[512];
+    wal *w;
+
+    if (wal_open(&o, NULL, NULL, &w, err, sizeof err) != 0)
+        _exit(2);
+    for (uint64_t l = wal_appended_lsn(w) + 1;;) {
+        eff_rec g[3];
+        char v[3][64];
+        uint64_t lsn, ok;
+        size_t n = l % 7 == 0 ? 3 : 1;
+        wal_stats st;
+        for (size_t i = 0; i < n; i++)
+            crash_rec(l + i, &g[i], v[i], sizeof v[i]);
+        if (wal_append_group(w, g, n, &lsn) != 0)
+            _exit(3);
+        l = lsn + 1;
+        if (l % 5)
+            continue;
+        wal_flush(w);
+        do {
+            wal_stats_get(w, &st);
+            ok = pol == WAL_FSYNC_ALWAYS ? st.durable_lsn : st.written_lsn;
+        } while (ok < lsn && !usleep(100));
+        if (write(fd, &ok, sizeof ok) != (ssize_t)sizeof ok)
+            _exit(4);
+    }
+}
+
+static void test_kill9(void **state)
+{
+    char dir[300], err[512];
+    uint64_t total_acked = 0;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    for (int it = 0; it < 24; it++) {
+        wal_fsync pol = (wal_fsync)(it % 3);
+        int p[2], st;
+        uint64_t acked = 0, a;
+        long want = 1 + (long)(rnd() % 60), got = 0;
+        pid_t pid;
+        collect c = {0};
+        wal_opts o = {.dir = dir, .fsync = WAL_FSYNC_NO};
+        wal *w;
+
+        assert_int_equal(pipe(p), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(p[0]);
+            crash_child(dir, pol, p[1]);
+        }
+        close(p[1]);
+        /* Kill it after a random number of acknowledgements, whatever it
+         * is doing then. */
+        while (got < want && read(p[0], &a, sizeof a) == (ssize_t)sizeof a) {
+            acked = a;
+            got++;
+        }
+        kill(pid, SIGKILL);
+        while (read(p[0], &a, sizeof a) == (ssize_t)sizeof a)
+            acked = a;
+        close(p[0]);
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFSIGNALED(st));
+        /* Every acknowledged record is there, in order, whole groups
+         * only, each the one written. */
+        assert_int_equal(wal_open(&o, collect_apply, &c, &w, err, sizeof err),
+                         0);
+        assert_true(c.n >= acked);
+        for (size_t i = 0; i < c.n; i++) {
+            eff_rec r, d;
+            char v[64];
+            size_t used;
+            crash_rec(i + 1, &r, v, sizeof v);
+            /* (c.r's strings pointed into the file, now unmapped.) */
+            const uint8_t *b = c.bytes[i];
+            size_t bn = 8 + ((size_t)b[0] | (size_t)b[1] << 8 |
+                             (size_t)b[2] << 16 | (size_t)b[3] << 24);
+            assert_int_equal(eff_decode(b, bn, &d, &used), 0);
+            assert_int_equal(d.lsn, i + 1);
+            assert_true(str_eq(d.u.push.value, r.u.push.value));
+        }
+        if (c.n)
+            assert_int_equal(c.r[c.n - 1].flags, 0);
+        assert_int_equal(wal_close(w), 0);
+        total_acked = acked;
+        collect_free(&c);
+    }
+    print_message("kill -9: 24 kills, %" PRIu64 " records acknowledged\n",
+                  total_acked);
+}
+
 /* ---- compaction trigger ------------------------------------------------- */
 
 static void test_compaction_trigger(void **state)
@@ -2258,6 +2374,7 @@ int main(void)
         cmocka_unit_test(test_policies),
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_disk_full_tmpfs),
+        cmocka_unit_test(test_kill9),
         cmocka_unit_test(test_compaction_trigger),
         cmocka_unit_test(test_epoch),
     };
