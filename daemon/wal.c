@@ -85,6 +85,13 @@ struct wal {
     int64_t next_sync_ns;
 
     pthread_mutex_t snap_mu;
+    /* Compaction on a thread of its own (wal_set_compactor). */
+    wal_snap_iter_fn compactor, compact_iter;
+    void *compactor_arg, *compact_arg; /* compact_*: the running one's */
+    pthread_t compact_thr;
+    int compact_thr_started;
+    _Atomic int compacting;
+    int64_t compact_retry_at;
     _Atomic uint64_t log_closed_bytes, seg_bytes, snap_bytes;
     _Atomic uint64_t fsyncs, last_fsync_ns, pending, snapshots;
     _Atomic uint64_t out_pending; /* of out, unwritten */
@@ -99,6 +106,8 @@ struct wal_snap {
     uint64_t count, bytes;
     int err;
 };
+
+int wal_should_compact(wal *w);
 
 /* ---- small helpers --------------------------------------------------- */
 
@@ -1245,6 +1254,59 @@ static int flush_locked(wal *w, int sync, uint64_t *taken)
     return 0;
 }
 
+static void *compact_main(void *arg)
+{
+    wal *w = arg;
+    char err[512];
+    int rc = wal_snapshot(w, w->compact_iter, w->compact_arg, err, sizeof err);
+
+    if (rc) {
+        /* Not again at once: a full disk would make it spin. */
+        log_warn("wal: %s: compaction failed (%s); next try in 10 s", w->dir,
+                 err);
+        pthread_mutex_lock(&w->mu);
+        w->compact_retry_at = now_ns() + 10 * (int64_t)1000000000;
+        pthread_mutex_unlock(&w->mu);
+    }
+    atomic_store(&w->compacting, 0);
+    return NULL;
+}
+
+/* Starts compact_main when a compactor is set, none runs, and the log has
+ * outgrown its floor and twice the snapshot.  On the flusher thread (or
+ * wal_compact's caller, under mu's protection of the fields). */
+static int compact_start(wal *w)
+{
+    int rc;
+
+    if (!w->compactor)
+        return -EINVAL;
+    if (atomic_exchange(&w->compacting, 1))
+        return -EBUSY;
+    if (w->compact_thr_started) {
+        pthread_join(w->compact_thr, NULL); /* finished: compacting was 0 */
+        w->compact_thr_started = 0;
+    }
+    w->compact_iter = w->compactor;
+    w->compact_arg = w->compactor_arg;
+    rc = -pthread_create(&w->compact_thr, NULL, compact_main, w);
+    if (rc) {
+        atomic_store(&w->compacting, 0);
+        return rc;
+    }
+    w->compact_thr_started = 1;
+    return 0;
+}
+
+static void compact_maybe(wal *w)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->compactor && !atomic_load(&w->compacting) && !w->stop &&
+        now_ns() >= w->compact_retry_at && wal_should_compact(w))
+        compact_start(w);
+    pthread_mutex_unlock(&w->mu);
+}
+
 static void *flusher_main(void *arg)
 {
     wal *w = arg;
@@ -1306,6 +1368,8 @@ static void *flusher_main(void *arg)
         if (cb && (atomic_load(&w->durable) != before || rc != 0))
             cb(cb_arg, atomic_load(&w->durable));
 
+        if (rc == 0)
+            compact_maybe(w);
         pthread_mutex_lock(&w->mu);
         if (rc) {
             retry_at = now_ns() + (int64_t)w->retry_ms * 1000000;
@@ -1436,12 +1500,37 @@ out_free:
     return rc;
 }
 
+void wal_set_compactor(wal *w, wal_snap_iter_fn iter, void *arg)
+{
+    pthread_mutex_lock(&w->mu);
+    w->compactor = iter;
+    w->compactor_arg = arg;
+    pthread_mutex_unlock(&w->mu);
+}
+
+int wal_compact(wal *w)
+{
+    int rc;
+
+    pthread_mutex_lock(&w->mu);
+    rc = w->stop ? -ECANCELED : compact_start(w);
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
 int wal_close(wal *w)
 {
     int rc = 0;
 
     if (!w)
         return 0;
+    /* A compaction finishes first, while the flusher still serves its
+     * syncs; none starts after. */
+    pthread_mutex_lock(&w->mu);
+    w->compactor = NULL;
+    pthread_mutex_unlock(&w->mu);
+    if (w->compact_thr_started)
+        pthread_join(w->compact_thr, NULL);
     if (w->thr_started) {
         pthread_mutex_lock(&w->mu);
         w->stop = 1;

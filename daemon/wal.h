@@ -36,8 +36,9 @@
  *     releases the held answers.  Under EVERYSEC and NO answers are not
  *     held; wal_flush() still hands the records to the kernel each turn, so
  *     a kill -9 loses nothing, and power loss at most ~1 s (EVERYSEC).
- *  5. Compaction: when wal_should_compact() says so, a background thread
- *     (never the I/O thread) calls wal_snapshot() with an iterator that
+ *  5. Compaction: wal_set_compactor() once, and the log compacts itself
+ *     when wal_should_compact() says so: a background thread (never the
+ *     I/O thread) calls wal_snapshot() with an iterator that
  *     visits the objects one at a time: lock the object, wal_snap_emit()
  *     its state as records whose lsn is obj->lsn, unlock.  The I/O thread
  *     is held only for a buffer swap.
@@ -219,6 +220,17 @@ int wal_should_compact(wal *w);
  * Returns 0, or a negative code with the reason in err. */
 int wal_snapshot(wal *w, wal_snap_iter_fn iter, void *arg, char *err,
                  size_t errlen);
+
+/* Sets the iterator of automatic compaction (NULL: none).  From then on,
+ * after a flush round that finds wal_should_compact() true, wal_snapshot
+ * (iter, arg) runs on a thread of its own, one at a time; a failure is
+ * logged and retried 10 s later.  wal_close waits for a running one, so
+ * the objects iter visits must outlive wal_close. */
+void wal_set_compactor(wal *w, wal_snap_iter_fn iter, void *arg);
+
+/* Starts a compaction now with the compactor's iterator, on its thread;
+ * returns 0, -EBUSY (one runs), -EINVAL (no compactor) or -errno. */
+int wal_compact(wal *w);
 
 /* Writes r (borrowed; r->lsn must be its object's LSN) into the snapshot
  * being written; returns 0 or a negative code (abandon the walk). */

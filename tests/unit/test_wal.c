@@ -2319,6 +2319,45 @@ static void test_compaction_trigger(void **state)
     model_free(&a);
 }
 
+static void test_auto_compaction(void **state)
+{
+    char dir[300], err[256];
+    wal_opts o = {.fsync = WAL_FSYNC_NO, .compact_floor = 8192};
+    model a, b;
+    wal *w;
+    wal_stats st;
+    int64_t deadline;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    o.dir = dir;
+    model_init(&a);
+    assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), 0);
+    assert_int_equal(wal_compact(w), -EINVAL);
+    wal_set_compactor(w, model_iter, &a);
+    /* Effects keep coming; the flusher starts compactions on its own. */
+    deadline = mono_ms() + 30000;
+    do {
+        run_effects(&a, w, 50);
+        wal_flush(w);
+        wal_stats_get(w, &st);
+    } while (st.snapshots < 3 && mono_ms() < deadline);
+    assert_true(st.snapshots >= 3);
+    /* wal_close waits for a compaction still running. */
+    run_effects(&a, w, 50);
+    {
+        int rc = wal_compact(w);
+        assert_true(rc == 0 || rc == -EBUSY);
+    }
+    assert_int_equal(wal_close(w), 0);
+    model_init(&b);
+    w = open_ok(dir, WAL_FSYNC_NO, &b);
+    assert_same(&a, &b);
+    assert_int_equal(wal_close(w), 0);
+    model_free(&b);
+    model_free(&a);
+}
+
 /* ---- the token epoch ---------------------------------------------------- */
 
 static void test_epoch(void **state)
@@ -2376,6 +2415,7 @@ int main(void)
         cmocka_unit_test(test_disk_full_tmpfs),
         cmocka_unit_test(test_kill9),
         cmocka_unit_test(test_compaction_trigger),
+        cmocka_unit_test(test_auto_compaction),
         cmocka_unit_test(test_epoch),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
