@@ -85,6 +85,8 @@ struct wal {
     int64_t next_sync_ns;
 
     pthread_mutex_t snap_mu;
+    pthread_mutex_t notify_mu; /* serializes the durability callback */
+    uint64_t notified;         /* the last LSN it was given */
     /* Compaction on a thread of its own (wal_set_compactor). */
     wal_snap_iter_fn compactor, compact_iter;
     void *compactor_arg, *compact_arg; /* compact_*: the running one's */
@@ -1254,6 +1256,26 @@ static int flush_locked(wal *w, int sync, uint64_t *taken)
     return 0;
 }
 
+/* Calls cb with the durable LSN if it advanced since the last call (or
+ * always, after a failure); serialized, so the values never go back.
+ * Durability also advances outside the flusher (a snapshot's segment
+ * switch syncs the log): every path that syncs ends here. */
+static void notify(wal *w, void (*cb)(void *, uint64_t), void *arg, int failed)
+{
+    uint64_t d;
+
+    if (!cb)
+        return;
+    pthread_mutex_lock(&w->notify_mu);
+    d = atomic_load(&w->durable);
+    if (d > w->notified || failed) {
+        if (d > w->notified)
+            w->notified = d;
+        cb(arg, d);
+    }
+    pthread_mutex_unlock(&w->notify_mu);
+}
+
 static void *compact_main(void *arg)
 {
     wal *w = arg;
@@ -1319,7 +1341,6 @@ static void *flusher_main(void *arg)
         int sync = 0, work;
         void (*cb)(void *, uint64_t);
         void *cb_arg;
-        uint64_t before;
         if (w->err) {
             /* Only the retries touch a failing disk. */
             work = now >= retry_at;
@@ -1359,14 +1380,12 @@ static void *flusher_main(void *arg)
         cb_arg = w->on_durable_arg;
         pthread_mutex_unlock(&w->mu);
 
-        before = atomic_load(&w->durable);
         pthread_mutex_lock(&w->io_mu);
         int rc = flush_locked(w, sync, NULL);
         pthread_mutex_unlock(&w->io_mu);
         if (sync && rc == 0 && w->policy == WAL_FSYNC_EVERYSEC)
             w->next_sync_ns = now_ns() + 1000000000;
-        if (cb && (atomic_load(&w->durable) != before || rc != 0))
-            cb(cb_arg, atomic_load(&w->durable));
+        notify(w, cb, cb_arg, rc != 0);
 
         if (rc == 0)
             compact_maybe(w);
@@ -1398,6 +1417,7 @@ static void wal_free(wal *w)
     pthread_mutex_destroy(&w->mu);
     pthread_mutex_destroy(&w->io_mu);
     pthread_mutex_destroy(&w->snap_mu);
+    pthread_mutex_destroy(&w->notify_mu);
     pthread_cond_destroy(&w->cv);
     pthread_cond_destroy(&w->done_cv);
     free(w->cur.p);
@@ -1420,6 +1440,7 @@ static wal *wal_alloc(const char *dir)
     pthread_mutex_init(&w->mu, NULL);
     pthread_mutex_init(&w->io_mu, NULL);
     pthread_mutex_init(&w->snap_mu, NULL);
+    pthread_mutex_init(&w->notify_mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&w->cv, &ca);
@@ -1773,6 +1794,15 @@ static int rotate(wal *w, uint64_t *l0)
     atomic_store(&w->seg_bytes, WAL_HDR);
 out:
     pthread_mutex_unlock(&w->io_mu);
+    {
+        void (*cb)(void *, uint64_t);
+        void *arg;
+        pthread_mutex_lock(&w->mu);
+        cb = w->on_durable;
+        arg = w->on_durable_arg;
+        pthread_mutex_unlock(&w->mu);
+        notify(w, cb, arg, 0);
+    }
     return rc;
 }
 
@@ -1814,7 +1844,7 @@ int wal_snapshot(wal *w, wal_snap_iter_fn iter, void *arg, char *err,
     char name[WAL_NAME_MAX], tmp[WAL_NAME_MAX + 8];
     uint8_t h[WAL_HDR];
     eff_rec r = {0};
-    uint64_t l0, old_snap;
+    uint64_t l0 = 0, old_snap;
     size_t keep_from;
     int rc;
 

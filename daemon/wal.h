@@ -198,9 +198,11 @@ void wal_flush(wal *w);
  * 0, or the write error.  Not for the I/O thread. */
 int wal_sync(wal *w, uint64_t lsn);
 
-/* Sets fn, called on the flusher thread with the new durable LSN each
- * time it advances (and after a failed round, with the old one).  fn must
- * be quick and must not call wal_sync, wal_snapshot or wal_close. */
+/* Sets fn, called with the new durable LSN each time it advances (and
+ * after a failed round, with the old one): on the flusher thread, or on
+ * a snapshot's (whose segment switch syncs the log).  Calls are
+ * serialized and their LSNs never go back.  fn must be quick and must not
+ * call wal_sync, wal_snapshot or wal_close. */
 void wal_on_durable(wal *w, void (*fn)(void *arg, uint64_t durable), void *arg);
 
 /* Returns 0, or a negative code while writes fail, with the reason in

@@ -1931,6 +1931,37 @@ static void test_group_commit(void **state)
     collect_free(&c);
 }
 
+/* Durability reached by a snapshot's segment switch wakes the waiters
+ * too: an I/O thread holding answers must not wait for a flush that
+ * finds nothing to do. */
+static void test_snapshot_notifies(void **state)
+{
+    char dir[300], err[256];
+    gc_state g = {0};
+    model a;
+    uint64_t want;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    model_init(&a);
+    g.w = open_ok(dir, WAL_FSYNC_ALWAYS, NULL);
+    wal_on_durable(g.w, gc_cb, &g);
+    run_effects(&a, g.w, 0);
+    for (int i = 0; i < 100; i++) {
+        eff_rec r;
+        sample(&r, EFF_CHAN_PUSH);
+        assert_int_equal(wal_append(g.w, &r, NULL), 0);
+    }
+    want = wal_appended_lsn(g.w);
+    /* No flush asked: only the snapshot makes the records durable. */
+    assert_int_equal(wal_snapshot(g.w, model_iter, &a, err, sizeof err), 0);
+    assert_true(wal_durable_lsn(g.w) >= want);
+    assert_true(atomic_load(&g.last_durable) >= want);
+    assert_int_equal(atomic_load(&g.regress), 0);
+    assert_int_equal(wal_close(g.w), 0);
+    model_free(&a);
+}
+
 static void test_policies(void **state)
 {
     char dir[300];
@@ -2410,6 +2441,7 @@ int main(void)
         cmocka_unit_test(test_snapshot_damage_refused),
         cmocka_unit_test(test_snapshot_abandoned_and_strays),
         cmocka_unit_test(test_group_commit),
+        cmocka_unit_test(test_snapshot_notifies),
         cmocka_unit_test(test_policies),
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_disk_full_tmpfs),
