@@ -859,20 +859,31 @@ static int lock_dir(wal *w, char *err, size_t errlen)
     return 0;
 }
 
+/* Returns a new DIR over dirfd's directory, with an offset of its own (a
+ * dup'ed fd would share dirfd's, and a second listing would find it at
+ * the end); NULL on error. */
+static DIR *dir_list(int dirfd)
+{
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d;
+
+    if (fd < 0)
+        return NULL;
+    d = fdopendir(fd);
+    if (!d)
+        close(fd);
+    return d;
+}
+
 /* Returns 1 if dir holds any segment or snapshot file. */
 static int dir_has_data(int dirfd)
 {
-    int fd = dup(dirfd), found = 0;
-    DIR *d;
+    int found = 0;
+    DIR *d = dir_list(dirfd);
     struct dirent *e;
 
-    if (fd < 0)
+    if (!d)
         return 0;
-    d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return 0;
-    }
     while ((e = readdir(d))) {
         struct stat st;
         char first[WAL_NAME_MAX];
@@ -897,17 +908,12 @@ static int dir_has_data(int dirfd)
  * files of interrupted writes.  Called once the manifest is read. */
 static void remove_strays(wal *w)
 {
-    int fd = dup(w->dirfd), n = 0;
-    DIR *d;
+    int n = 0;
+    DIR *d = dir_list(w->dirfd);
     struct dirent *e;
 
-    if (fd < 0)
+    if (!d)
         return;
-    d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return;
-    }
     while ((e = readdir(d))) {
         char want[WAL_NAME_MAX];
         uint64_t l;
@@ -1981,10 +1987,96 @@ out_unlock:
 /* ---- repair ---------------------------------------------------------------
  */
 
+/* Writes a new MANIFEST from the files in dir, for repair: the oldest
+ * snapshot (or none) whose next segment exists, then every segment after
+ * it in order (recovery then cuts at the first gap or damage).  The
+ * oldest, because a newer snapshot may be one whose swap never happened
+ * (and whose log was not synced); once a swap happened, the files before
+ * it were deleted.  Returns 0 or -EBADMSG with err set. */
+static int manifest_rebuild(wal *w, char *err, size_t errlen)
+{
+    int rc = -EBADMSG;
+    DIR *d = dir_list(w->dirfd);
+    struct dirent *e;
+    uint64_t *snaps = NULL, best = UINT64_MAX;
+    wal_seg *segs = NULL;
+    size_t nsnaps = 0, nsegs = 0, keep = 0;
+
+    if (!d)
+        return -errno;
+    while ((e = readdir(d))) {
+        char want[WAL_NAME_MAX];
+        uint64_t l;
+        if (sscanf(e->d_name, "wal-%" SCNu64 ".log", &l) == 1) {
+            wal_seg *t;
+            seg_name(want, l);
+            if (strcmp(want, e->d_name) != 0 || l == 0)
+                continue;
+            t = realloc(segs, (nsegs + 1) * sizeof *t);
+            if (!t)
+                goto out;
+            segs = t;
+            segs[nsegs].first = l;
+            segs[nsegs++].bytes = 0;
+        } else if (sscanf(e->d_name, "snap-%" SCNu64 ".snap", &l) == 1) {
+            uint64_t *t;
+            snap_name(want, l);
+            if (strcmp(want, e->d_name) != 0 || l == 0)
+                continue;
+            t = realloc(snaps, (nsnaps + 1) * sizeof *t);
+            if (!t)
+                goto out;
+            snaps = t;
+            snaps[nsnaps++] = l;
+        }
+    }
+    /* Sort the segments (few: insertion sort). */
+    for (size_t i = 1; i < nsegs; i++)
+        for (size_t j = i; j > 0 && segs[j - 1].first > segs[j].first; j--) {
+            wal_seg t = segs[j];
+            segs[j] = segs[j - 1];
+            segs[j - 1] = t;
+        }
+    for (size_t i = 0; i < nsegs; i++) {
+        if (segs[i].first == 1) {
+            best = 0;
+            break;
+        }
+        for (size_t k = 0; k < nsnaps; k++)
+            if (snaps[k] + 1 == segs[i].first && snaps[k] < best)
+                best = snaps[k];
+    }
+    if (best == UINT64_MAX) {
+        fmt(err, errlen,
+            "%s: cannot rebuild the manifest: no log segment follows a "
+            "snapshot or starts at LSN 1",
+            w->dir);
+        goto out;
+    }
+    while (keep < nsegs && segs[keep].first <= best)
+        keep++;
+    rc = manifest_write(w->dirfd, best, segs + keep, nsegs - keep);
+    if (rc)
+        fmt(err, errlen, "%s: cannot write the manifest: %s", w->dir,
+            strerror(-rc));
+    else
+        log_warn("wal: %s: manifest rebuilt from the files (%s%" PRIu64
+                 ", %zu segment(s))",
+                 w->dir, best ? "snapshot of LSN " : "no snapshot, LSN ", best,
+                 nsegs - keep);
+out:
+    closedir(d);
+    free(segs);
+    free(snaps);
+    return rc;
+}
+
 int wal_repair(const char *dir, char *msg, size_t msglen)
 {
     wal *w = wal_alloc(dir);
     char what[512] = "";
+    const char *rebuilt = "";
+    manifest m;
     int rc;
 
     if (!w)
@@ -1992,13 +2084,23 @@ int wal_repair(const char *dir, char *msg, size_t msglen)
     rc = open_dir(w, msg, msglen);
     if (rc)
         goto out;
+    rc = manifest_read(w->dirfd, &m, what, sizeof what);
+    free(m.segs);
+    if (rc == -EBADMSG || (rc == -ENOENT && dir_has_data(w->dirfd))) {
+        rc = manifest_rebuild(w, msg, msglen);
+        if (rc)
+            goto out;
+        rebuilt = "manifest rebuilt; ";
+    }
+    what[0] = 0;
     rc = recover(w, NULL, NULL, 1, what, sizeof what);
     if (rc) {
         fmt(msg, msglen, "%s", what);
         goto out;
     }
-    fmt(msg, msglen, "%s: %s; %" PRIu64 " records kept (last LSN %" PRIu64 ")",
-        dir, what[0] ? what : "no damage found", w->rec.recovered_records,
+    fmt(msg, msglen,
+        "%s: %s%s; %" PRIu64 " records kept (last LSN %" PRIu64 ")", dir,
+        rebuilt, what[0] ? what : "no damage found", w->rec.recovered_records,
         atomic_load(&w->appended));
 out:
     wal_free(w);

@@ -2,7 +2,8 @@
  * fuzz_wal.c - libFuzzer harness for the durability loader (daemon/wal.c)
  * and the record codec (daemon/effect.c): the input becomes the files of
  * a data_dir, which wal_open must either recover or refuse with a message,
- * never crash on; a refusal must be cured by wal_repair.
+ * never crash on; a refusal must be cured by wal_repair (which rebuilds a
+ * damaged manifest from the files).
  *
  * Input format: byte 0 is the mode, the rest the payload.
  *   mode & 1   0: the payload follows a valid segment header (records);
@@ -12,6 +13,9 @@
  *              of snap-...1.snap (the manifest then names the snapshot of
  *              L0 = 1 and the segment of LSN 2); the rest is the segment
  *              as above.
+ *   mode & 4   first of all, the payload's first byte is a length L and
+ *              the next L bytes are the MANIFEST (in place of a valid
+ *              one); repair must then rebuild it from the files.
  * Every record recovery applies is read whole (ASan checks its strings
  * lie in the mapped file).  The payload also goes through eff_decode
  * frame by frame.
@@ -151,8 +155,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int ready;
     uint8_t mode, h[32];
-    const uint8_t *seg, *snap = NULL;
-    size_t segn, snapn = 0, off;
+    const uint8_t *seg, *snap = NULL, *man = NULL;
+    size_t segn, snapn = 0, off, man_n = 0;
     wal_opts o = {.fsync = WAL_FSYNC_NO};
     char err[1024], name[64];
     wal *w = NULL;
@@ -188,6 +192,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         off += used;
     }
 
+    if ((mode & 4) && segn >= 1) {
+        man_n = seg[0] < segn - 1 ? seg[0] : segn - 1;
+        man = seg + 1;
+        seg += 1 + man_n;
+        segn -= 1 + man_n;
+    }
     if ((mode & 2) && segn >= 2) {
         size_t cut = (size_t)seg[0] | (size_t)seg[1] << 8;
         if (cut > segn - 2)
@@ -199,7 +209,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         first = 2;
     }
     fuzz_wal_clear();
-    fuzz_wal_manifest(first - 1);
+    if (man)
+        fuzz_wal_put("MANIFEST", man, man_n, NULL, 0);
+    else
+        fuzz_wal_manifest(first - 1);
     if (snap) {
         fuzz_wal_hdr(h, "CHANDSNP", 1);
         snprintf(name, sizeof name, "snap-%020llu.snap", 1ull);
