@@ -41,7 +41,12 @@
  *     I/O thread) calls wal_snapshot() with an iterator that
  *     visits the objects one at a time: lock the object, wal_snap_emit()
  *     its state as records whose lsn is obj->lsn, unlock.  The I/O thread
- *     is held only for a buffer swap.
+ *     is held only for a buffer swap.  A large object (a channel holding a
+ *     million values) would hold its lock for the whole encoding: copy
+ *     its state and obj->lsn in one critical section, then emit the copy
+ *     unlocked.  State records of one object come in the order that
+ *     rebuilds it (chan_make, its values in order, its deliveries, then
+ *     chan_close), and are applied with from_snapshot = 1.
  *  6. Shutdown: wal_close() writes and fsyncs what is pending.
  *
  * ---------------------------------------------------------------------
@@ -92,6 +97,11 @@
  *    offset and the repair (`chand --repair --data-dir DIR`), which keeps
  *    everything before the damage (wal_repair()).
  *  - A record of an unknown type is refused: written by a newer chand.
+ *  - Known limit: a file system that wrote a later page of an unsynced
+ *    tail before an earlier one (none of ext4's or XFS's default modes
+ *    expose that for appends) would show damage followed by valid
+ *    records, and be refused rather than truncated; repair then keeps
+ *    the prefix, which is all that was acknowledged under "always".
  *
  * Disk full: a failed write or fsync sets wal_error() (-ENOSPC and a
  * message); the bytes stay in memory and are rewritten from the last
