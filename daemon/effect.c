@@ -8,6 +8,8 @@
 #include "effect.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -18,6 +20,7 @@ typedef enum eff_fk { FK_END = 0, FK_U32, FK_U64, FK_I64, FK_STR } eff_fk;
 typedef struct eff_field {
     eff_fk kind;
     unsigned short off;
+    const char *name; /* "push.value": eff_format prints what follows '.' */
 } eff_field;
 
 #define EFF_MAX_FIELDS 7
@@ -29,7 +32,7 @@ typedef struct eff_row {
 
 #define F(kind, member)                                                        \
     {                                                                          \
-        kind, (unsigned short)offsetof(eff_rec, u.member)                      \
+        kind, (unsigned short)offsetof(eff_rec, u.member), #member             \
     }
 #define S(m) F(FK_STR, m)
 #define U32(m) F(FK_U32, m)
@@ -353,4 +356,70 @@ eff_objkind eff_object(const eff_rec *r, eff_str *name, uint64_t *id)
         *name = *CAT(r, eff_rows[r->type].f[0].off, eff_str);
         return EFF_OBJ_NAME;
     }
+}
+
+/* Appends the bytes of s to the line, as a JSON-ish quoted string when
+ * they are not a value's text (values are JSON already). */
+static size_t fmt_str(char *b, size_t len, size_t n, eff_str s, int raw,
+                      size_t max)
+{
+    size_t shown = s.n < max ? s.n : max;
+
+    if (n >= len)
+        return n;
+    n += (size_t)snprintf(b + n, len - n, raw ? "" : "\"");
+    for (size_t i = 0; i < shown && n + 5 < len; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (c < 0x20 || c == 0x7f || (!raw && (c == '"' || c == '\\')))
+            n += (size_t)snprintf(b + n, len - n, "\\x%02x", c);
+        else
+            b[n++] = (char)c;
+    }
+    if (n < len)
+        n += (size_t)snprintf(b + n, len - n, "%s%s", shown < s.n ? "..." : "",
+                              raw ? "" : "\"");
+    if (n < len)
+        b[n] = 0;
+    return n;
+}
+
+size_t eff_format(const eff_rec *r, char *b, size_t len)
+{
+    size_t n;
+
+    if (!len)
+        return 0;
+    n = (size_t)snprintf(b, len, "%" PRIu64 " %s%s", r->lsn,
+                         eff_type_name(r->type),
+                         r->flags & EFF_F_MORE ? "+" : "");
+    if (!eff_type_known(r->type))
+        return n < len ? n : len - 1;
+    for (const eff_field *f = eff_rows[r->type].f;
+         f < eff_rows[r->type].f + EFF_MAX_FIELDS && f->kind && n < len; f++) {
+        const char *fname = strchr(f->name, '.') + 1;
+        n += (size_t)snprintf(b + n, len - n, " %s=", fname);
+        if (n >= len)
+            break;
+        switch (f->kind) {
+        case FK_STR: {
+            /* Values and requests are JSON texts: shown as they are. */
+            int raw = !strcmp(fname, "value") || !strcmp(fname, "request");
+            n = fmt_str(b, len, n, *CAT(r, f->off, eff_str), raw, 64);
+            break;
+        }
+        case FK_I64:
+            n += (size_t)snprintf(b + n, len - n, "%" PRId64,
+                                  *CAT(r, f->off, int64_t));
+            break;
+        case FK_U32:
+            n += (size_t)snprintf(b + n, len - n, "%" PRIu32,
+                                  *CAT(r, f->off, uint32_t));
+            break;
+        default:
+            n += (size_t)snprintf(b + n, len - n, "%" PRIu64,
+                                  *CAT(r, f->off, uint64_t));
+            break;
+        }
+    }
+    return n < len ? n : len - 1;
 }

@@ -219,6 +219,12 @@ int eff_decode(const uint8_t *p, size_t n, eff_rec *r, size_t *used);
 /* Returns what r applies to, with *name (borrowed from r) or *id set. */
 eff_objkind eff_object(const eff_rec *r, eff_str *name, uint64_t *id);
 
+/* Writes a one-line description of r into b (NUL-terminated, cut to
+ * len): "12 chan_push name="jobs" value={"n":1}" (a '+' after the type
+ * marks EFF_F_MORE; strings longer than 64 bytes are cut with "...").
+ * Returns the length written.  For logs and dumps. */
+size_t eff_format(const eff_rec *r, char *b, size_t len);
+
 /* Returns an eff_str over a NUL-terminated string (borrowed). */
 eff_str eff_s(const char *s);
 

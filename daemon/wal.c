@@ -573,6 +573,7 @@ typedef struct replay {
     filter f;
     uint64_t applied, skipped;
     int apply_failed;
+    char failed[200]; /* eff_format of the record apply refused */
 } replay;
 
 /* Applies r unless the snapshot holds it; returns 0 or nonzero. */
@@ -597,6 +598,7 @@ static int replay_one(replay *rp, const eff_rec *r)
     rp->applied++;
     if (rp->apply && rp->apply(rp->arg, r, 0) != 0) {
         rp->apply_failed = 1;
+        eff_format(r, rp->failed, sizeof rp->failed);
         return -ECANCELED;
     }
     return 0;
@@ -1054,9 +1056,8 @@ static int recover(wal *w, wal_apply_fn apply, void *arg, int repair, char *err,
         rc = scan_seg(&mp, w->segs[i].first, &next, &rp, &sr);
         unmap_file(&mp);
         if (rc) {
-            fmt(err, errlen,
-                "%s/%s: applying the record of LSN %" PRIu64 " failed", w->dir,
-                name, next);
+            fmt(err, errlen, "%s/%s: applying a record failed: %s", w->dir,
+                name, rp.failed[0] ? rp.failed : strerror(-rc));
             goto out;
         }
         w->segs[i].bytes = sr.good;

@@ -373,6 +373,38 @@ static void test_codec_every_type(void **state)
     assert_int_equal(types, 25);
 }
 
+static void test_codec_format(void **state)
+{
+    char b[512];
+    eff_rec r;
+    (void)state;
+
+    sample(&r, EFF_CHAN_PUSH);
+    r.flags = EFF_F_MORE;
+    eff_format(&r, b, sizeof b);
+    assert_string_equal(b, "1002 chan_push+ name=\"jobs\" "
+                           "value={\"a\":[1,2,\"\xc3\xa9\"]}");
+    sample(&r, EFF_MAP_DELETE);
+    r.u.map.key.p = "k\0ey";
+    r.u.map.key.n = 4;
+    eff_format(&r, b, sizeof b);
+    assert_string_equal(b, "1007 map_delete name=\"m\" key=\"k\\x00ey\"");
+    sample(&r, EFF_HOLD_GRANT);
+    eff_format(&r, b, sizeof b);
+    assert_non_null(strstr(b, "hold_grant name=\"orders\" kind=2 token="));
+    /* Every type, every buffer size: NUL-terminated, never past len. */
+    for (unsigned t = 0; t < EFF_TYPE_MAX + 2; t++) {
+        sample(&r, t);
+        for (size_t len = 1; len < 200; len += 3) {
+            char *small = malloc(len);
+            size_t n = eff_format(&r, small, len);
+            assert_true(n < len);
+            assert_int_equal(strlen(small), n);
+            free(small);
+        }
+    }
+}
+
 /* Re-frames body (type already in it) with a good length and CRC. */
 static size_t frame(uint8_t *out, const uint8_t *body, size_t blen)
 {
@@ -1142,6 +1174,33 @@ static uint8_t *make_log(const char *dir, int k, size_t *len, size_t *ends)
     p = read_file(path, len);
     assert_int_equal(*len, off);
     return p;
+}
+
+static int fail_third(void *arg, const eff_rec *r, int from_snap)
+{
+    (void)arg;
+    (void)from_snap;
+    return r->lsn == 3 ? -1 : 0;
+}
+
+/* An apply that refuses a record stops the open, which names it. */
+static void test_apply_failure(void **state)
+{
+    char dir[300], err[512];
+    size_t len, ends[5];
+    wal_opts o = {.fsync = WAL_FSYNC_NO};
+    wal *w;
+    uint8_t *full;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    full = make_log(dir, 5, &len, ends);
+    o.dir = dir;
+    assert_int_equal(wal_open(&o, fail_third, NULL, &w, err, sizeof err),
+                     -ECANCELED);
+    assert_null(w);
+    assert_non_null(strstr(err, "applying a record failed: 3 chan_pop"));
+    free(full);
 }
 
 static void test_torn_tail_every_offset(void **state)
@@ -2467,8 +2526,10 @@ int main(void)
         cmocka_unit_test(test_crc_vectors),
         cmocka_unit_test(test_codec_every_type),
         cmocka_unit_test(test_codec_compat),
+        cmocka_unit_test(test_codec_format),
         cmocka_unit_test(test_codec_garbage),
         cmocka_unit_test(test_open_lock_and_fresh),
+        cmocka_unit_test(test_apply_failure),
         cmocka_unit_test(test_torn_tail_every_offset),
         cmocka_unit_test(test_group_torn),
         cmocka_unit_test(test_corrupt_middle_and_repair),
