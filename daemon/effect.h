@@ -85,12 +85,11 @@ typedef enum eff_type {
     EFF_DLV_INFLIGHT = 19, /* dlv: name, id, attempt, deadline_ms, value,
                               prev_id */
     EFF_DLV_ACK = 20,      /* dlv: name, id */
-    EFF_DLV_REDELIVER =
-        21,              /* dlv: name, id, deadline_ms (not before), reason */
-    EFF_DLV_TOUCH = 22,  /* dlv: name, id, deadline_ms */
-    EFF_DLV_DEAD = 23,   /* dlv: name, id, reason */
-    EFF_SNAP_BEGIN = 64, /* snap: start_lsn (first record of a snapshot) */
-    EFF_SNAP_END = 65,   /* snap: count of records before it */
+    EFF_DLV_REDELIVER = 21, /* dlv: name, id, deadline_ms, reason */
+    EFF_DLV_TOUCH = 22,     /* dlv: name, id, deadline_ms */
+    EFF_DLV_DEAD = 23,      /* dlv: name, id, reason */
+    EFF_SNAP_BEGIN = 64,    /* snap: start_lsn (first record of a snapshot) */
+    EFF_SNAP_END = 65,      /* snap: count of records before it */
     EFF_TYPE_MAX = 66,
 } eff_type;
 
@@ -154,6 +153,8 @@ typedef struct eff_rec {
             uint32_t has_value;
             eff_str value;
         } once;
+        /* A hold is named by (name, token): an rwmutex has one per
+         * reader. */
         struct { /* EFF_HOLD_GRANT, EFF_HOLD_RENEW, EFF_HOLD_RELEASE */
             eff_str name;
             uint32_t kind;
@@ -175,9 +176,10 @@ typedef struct eff_rec {
             eff_str name; /* the channel */
             uint64_t id;
             uint32_t attempt;
-            int64_t deadline_ms; /* wall clock */
+            int64_t deadline_ms; /* wall clock: the ack deadline; for
+                                    redeliver, not before (nack delay) */
             eff_str value;
-            eff_str reason;
+            eff_str reason;   /* nack or term reason */
             uint64_t prev_id; /* inflight: the delivery it retries, or 0
                                  when the value leaves the buffer */
         } dlv;
