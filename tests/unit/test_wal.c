@@ -1,0 +1,2554 @@
+/*
+ * test_wal.c - unit tests of the durability core: CRC-32C (daemon/crc32c.c),
+ * the effect records' codec (daemon/effect.c), the log, its recovery,
+ * repair, snapshots and group commit (daemon/wal.c), and the token epoch
+ * (daemon/epoch.c).
+ *
+ * Replay is checked against a small model of the server's state: random
+ * effects are applied to a model and logged; recovery into a fresh model
+ * must give the same state, with and without a fuzzy snapshot taken while
+ * effects keep coming.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "effect.h"
+#include "epoch.h"
+#include "log.h"
+#include "wal.h"
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static char tmpdir[256];
+static int dircount;
+
+/* Returns a new, empty directory path (static buffer per call site's
+ * copy). */
+static void newdir(char *out, size_t n)
+{
+    snprintf(out, n, "%s/d%d", tmpdir, dircount++);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    log_set_level(LOG_LVL_ERROR);
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_wal.XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    char cmd[300];
+    (void)state;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static uint8_t *read_file(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t *p;
+    long sz;
+
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    sz = ftell(f);
+    rewind(f);
+    p = malloc((size_t)sz + 1);
+    assert_non_null(p);
+    assert_int_equal(fread(p, 1, (size_t)sz, f), (size_t)sz);
+    fclose(f);
+    *n = (size_t)sz;
+    return p;
+}
+
+static void write_file(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(p, 1, n, f), n);
+    fclose(f);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    size_t n;
+    uint8_t *p = read_file(from, &n);
+    write_file(to, p, n);
+    free(p);
+}
+
+static void seg_path(char *out, size_t n, const char *dir, uint64_t first)
+{
+    snprintf(out, n, "%s/wal-%020" PRIu64 ".log", dir, first);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- CRC-32C --------------------------------------------------------------
+ */
+
+static void test_crc_vectors(void **state)
+{
+    uint8_t b[32];
+    (void)state;
+
+    /* RFC 3720 B.4 and the "check" value of the catalogue. */
+    assert_int_equal(crc32c("123456789", 9), 0xE3069283);
+    assert_int_equal(crc32c__sw(0, "123456789", 9), 0xE3069283);
+    memset(b, 0, sizeof b);
+    assert_int_equal(crc32c(b, 32), 0x8A9136AA);
+    assert_int_equal(crc32c__sw(0, b, 32), 0x8A9136AA);
+    memset(b, 0xff, sizeof b);
+    assert_int_equal(crc32c(b, 32), 0x62A8AB43);
+    assert_int_equal(crc32c__sw(0, b, 32), 0x62A8AB43);
+    for (int i = 0; i < 32; i++)
+        b[i] = (uint8_t)i;
+    assert_int_equal(crc32c(b, 32), 0x46DD794E);
+    assert_int_equal(crc32c__sw(0, b, 32), 0x46DD794E);
+    for (int i = 0; i < 32; i++)
+        b[i] = (uint8_t)(31 - i);
+    assert_int_equal(crc32c(b, 32), 0x113FDB5C);
+    assert_int_equal(crc32c("", 0), 0);
+    /* Incremental, and the two paths agree at every length and alignment. */
+    assert_int_equal(crc32c_update(crc32c("1234", 4), "56789", 5), 0xE3069283);
+    {
+        uint8_t big[300];
+        for (size_t i = 0; i < sizeof big; i++)
+            big[i] = (uint8_t)rnd();
+        for (size_t off = 0; off < 9; off++)
+            for (size_t n = 0; n + off <= sizeof big; n += 7)
+                assert_int_equal(crc32c(big + off, n),
+                                 crc32c__sw(0, big + off, n));
+    }
+    print_message("crc32c: %s\n", crc32c_hw() ? "sse4.2" : "table");
+}
+
+/* ---- the codec ------------------------------------------------------------
+ */
+
+/* Fills r with type t and distinctive field values. */
+static void sample(eff_rec *r, unsigned t)
+{
+    memset(r, 0, sizeof *r);
+    r->type = (uint16_t)t;
+    r->lsn = 1000 + t;
+    switch (t) {
+    case EFF_CHAN_MAKE:
+        r->u.make.name = eff_s("jobs");
+        r->u.make.cap = 1u << 20;
+        r->u.make.elem = eff_s("string");
+        r->u.make.max_deliver = 5;
+        r->u.make.dead_letter = eff_s("jobs.dead");
+        break;
+    case EFF_CHAN_PUSH:
+        r->u.push.name = eff_s("jobs");
+        r->u.push.value = eff_s("{\"a\":[1,2,\"\xc3\xa9\"]}");
+        break;
+    case EFF_CHAN_POP:
+        r->u.pop.name = eff_s("jobs");
+        r->u.pop.count = 3;
+        break;
+    case EFF_CHAN_CLOSE:
+    case EFF_DROP:
+    case EFF_MAP_CLEAR:
+        r->u.obj.name = eff_s("thing");
+        break;
+    case EFF_MAP_STORE:
+    case EFF_MAP_DELETE:
+        r->u.map.name = eff_s("m");
+        r->u.map.key = eff_s("k\0ey");
+        if (t == EFF_MAP_STORE)
+            r->u.map.value = eff_s("[true,null]");
+        break;
+    case EFF_ATOMIC_SET:
+    case EFF_WG_SET:
+        r->u.num.name = eff_s("n");
+        r->u.num.v = t == EFF_ATOMIC_SET ? INT64_MIN : -7;
+        break;
+    case EFF_ONCE_DONE:
+        r->u.once.name = eff_s("init");
+        r->u.once.has_value = 1;
+        r->u.once.value = eff_s("\"done\"");
+        break;
+    case EFF_HOLD_GRANT:
+    case EFF_HOLD_RENEW:
+    case EFF_HOLD_RELEASE:
+        r->u.hold.name = eff_s("orders");
+        r->u.hold.kind = EFF_HOLD_WRITE;
+        r->u.hold.token = (3ull << 32) | 9001;
+        r->u.hold.deadline_ms = 1767225600123;
+        break;
+    case EFF_TIMER_ADD:
+    case EFF_TIMER_FIRE:
+    case EFF_TIMER_STOP:
+        r->u.timer.id = UINT64_MAX;
+        if (t != EFF_TIMER_STOP)
+            r->u.timer.deadline_ms = 1767225600999;
+        if (t == EFF_TIMER_ADD) {
+            r->u.timer.kind = EFF_TIMER_AFTERFUNC;
+            r->u.timer.period_ms = 250;
+            r->u.timer.target = eff_s("ticks");
+            r->u.timer.request =
+                eff_s("{\"method\":\"send\",\"params\":{\"name\":\"x\"}}");
+        }
+        break;
+    case EFF_TOKEN_EPOCH:
+        r->u.epoch.epoch = EPOCH_MAX;
+        break;
+    case EFF_DLV_INFLIGHT:
+    case EFF_DLV_ACK:
+    case EFF_DLV_REDELIVER:
+    case EFF_DLV_TOUCH:
+    case EFF_DLV_DEAD:
+        r->u.dlv.name = eff_s("jobs");
+        r->u.dlv.id = 77;
+        r->u.dlv.attempt = 2;
+        r->u.dlv.deadline_ms = -1;
+        r->u.dlv.value = eff_s("\"v\"");
+        r->u.dlv.reason = eff_s("boom");
+        r->u.dlv.prev_id = 76;
+        break;
+    case EFF_SNAP_BEGIN:
+        r->u.snap.start_lsn = 123;
+        break;
+    case EFF_SNAP_END:
+        r->u.snap.count = 456;
+        break;
+    }
+}
+
+static int str_eq(eff_str a, eff_str b)
+{
+    return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
+
+/* Returns 1 when a and b (same type) have equal fields. */
+static int rec_eq(const eff_rec *a, const eff_rec *b)
+{
+    if (a->type != b->type || a->lsn != b->lsn || a->flags != b->flags)
+        return 0;
+    switch (a->type) {
+    case EFF_CHAN_MAKE:
+        return str_eq(a->u.make.name, b->u.make.name) &&
+               a->u.make.cap == b->u.make.cap &&
+               str_eq(a->u.make.elem, b->u.make.elem) &&
+               a->u.make.max_deliver == b->u.make.max_deliver &&
+               str_eq(a->u.make.dead_letter, b->u.make.dead_letter);
+    case EFF_CHAN_PUSH:
+        return str_eq(a->u.push.name, b->u.push.name) &&
+               str_eq(a->u.push.value, b->u.push.value);
+    case EFF_CHAN_POP:
+        return str_eq(a->u.pop.name, b->u.pop.name) &&
+               a->u.pop.count == b->u.pop.count;
+    case EFF_CHAN_CLOSE:
+    case EFF_DROP:
+    case EFF_MAP_CLEAR:
+        return str_eq(a->u.obj.name, b->u.obj.name);
+    case EFF_MAP_STORE:
+    case EFF_MAP_DELETE:
+        return str_eq(a->u.map.name, b->u.map.name) &&
+               str_eq(a->u.map.key, b->u.map.key) &&
+               str_eq(a->u.map.value, b->u.map.value);
+    case EFF_ATOMIC_SET:
+    case EFF_WG_SET:
+        return str_eq(a->u.num.name, b->u.num.name) && a->u.num.v == b->u.num.v;
+    case EFF_ONCE_DONE:
+        return str_eq(a->u.once.name, b->u.once.name) &&
+               a->u.once.has_value == b->u.once.has_value &&
+               str_eq(a->u.once.value, b->u.once.value);
+    case EFF_HOLD_GRANT:
+    case EFF_HOLD_RENEW:
+    case EFF_HOLD_RELEASE:
+        return str_eq(a->u.hold.name, b->u.hold.name) &&
+               a->u.hold.kind == b->u.hold.kind &&
+               a->u.hold.token == b->u.hold.token &&
+               a->u.hold.deadline_ms == b->u.hold.deadline_ms;
+    case EFF_TIMER_ADD:
+    case EFF_TIMER_FIRE:
+    case EFF_TIMER_STOP:
+        return a->u.timer.id == b->u.timer.id &&
+               a->u.timer.kind == b->u.timer.kind &&
+               a->u.timer.deadline_ms == b->u.timer.deadline_ms &&
+               a->u.timer.period_ms == b->u.timer.period_ms &&
+               str_eq(a->u.timer.target, b->u.timer.target) &&
+               str_eq(a->u.timer.request, b->u.timer.request);
+    case EFF_TOKEN_EPOCH:
+        return a->u.epoch.epoch == b->u.epoch.epoch;
+    case EFF_SNAP_BEGIN:
+    case EFF_SNAP_END:
+        return a->u.snap.start_lsn == b->u.snap.start_lsn &&
+               a->u.snap.count == b->u.snap.count;
+    default:
+        return str_eq(a->u.dlv.name, b->u.dlv.name) &&
+               a->u.dlv.id == b->u.dlv.id &&
+               a->u.dlv.attempt == b->u.dlv.attempt &&
+               a->u.dlv.deadline_ms == b->u.dlv.deadline_ms &&
+               str_eq(a->u.dlv.value, b->u.dlv.value) &&
+               str_eq(a->u.dlv.reason, b->u.dlv.reason) &&
+               a->u.dlv.prev_id == b->u.dlv.prev_id;
+    }
+}
+
+static void test_codec_every_type(void **state)
+{
+    int types = 0;
+    (void)state;
+
+    for (unsigned t = 0; t < EFF_TYPE_MAX + 3; t++) {
+        eff_rec r, d;
+        size_t n, used;
+        uint8_t *b;
+
+        sample(&r, t);
+        n = eff_size(&r);
+        if (!eff_type_known(t)) {
+            assert_int_equal(n, 0);
+            assert_string_equal(eff_type_name(t), "unknown");
+            continue;
+        }
+        types++;
+        assert_true(n >= EFF_FRAME_HDR + EFF_BODY_HDR);
+        assert_string_not_equal(eff_type_name(t), "unknown");
+        b = malloc(n + 16);
+        assert_int_equal(eff_encode(&r, b), n);
+        memset(&d, 0xa5, sizeof d);
+        assert_int_equal(eff_decode(b, n, &d, &used), 0);
+        assert_int_equal(used, n);
+        assert_true(rec_eq(&r, &d));
+        assert_int_equal(d.ver, EFF_VERSION);
+        /* Trailing bytes after a frame are not the frame's. */
+        memset(b + n, 0x5a, 16);
+        assert_int_equal(eff_decode(b, n + 16, &d, &used), 0);
+        assert_int_equal(used, n);
+        /* Every strict prefix is "need more", never a record. */
+        for (size_t k = 0; k < n; k++)
+            assert_int_equal(eff_decode(b, k, &d, &used), -EAGAIN);
+        /* Every single-bit flip is caught (CRC-32C's promise). */
+        for (size_t k = 0; k < n * 8; k++) {
+            int rc;
+            b[k / 8] ^= (uint8_t)(1u << (k % 8));
+            rc = eff_decode(b, n, &d, &used);
+            assert_true(rc != 0);
+            b[k / 8] ^= (uint8_t)(1u << (k % 8));
+        }
+        free(b);
+    }
+    assert_int_equal(types, 25);
+}
+
+static void test_codec_format(void **state)
+{
+    char b[512];
+    eff_rec r;
+    (void)state;
+
+    sample(&r, EFF_CHAN_PUSH);
+    r.flags = EFF_F_MORE;
+    eff_format(&r, b, sizeof b);
+    assert_string_equal(b, "1002 chan_push+ name=\"jobs\" "
+                           "value={\"a\":[1,2,\"\xc3\xa9\"]}");
+    sample(&r, EFF_MAP_DELETE);
+    r.u.map.key.p = "k\0ey";
+    r.u.map.key.n = 4;
+    eff_format(&r, b, sizeof b);
+    assert_string_equal(b, "1007 map_delete name=\"m\" key=\"k\\x00ey\"");
+    sample(&r, EFF_HOLD_GRANT);
+    eff_format(&r, b, sizeof b);
+    assert_non_null(strstr(b, "hold_grant name=\"orders\" kind=2 token="));
+    /* Every type, every buffer size: NUL-terminated, never past len. */
+    for (unsigned t = 0; t < EFF_TYPE_MAX + 2; t++) {
+        sample(&r, t);
+        for (size_t len = 1; len < 200; len += 3) {
+            char *small = malloc(len);
+            size_t n = eff_format(&r, small, len);
+            assert_true(n < len);
+            assert_int_equal(strlen(small), n);
+            free(small);
+        }
+    }
+}
+
+/* Re-frames body (type already in it) with a good length and CRC. */
+static size_t frame(uint8_t *out, const uint8_t *body, size_t blen)
+{
+    uint32_t len = (uint32_t)blen, crc;
+    for (int i = 0; i < 4; i++)
+        out[i] = (uint8_t)(len >> (8 * i));
+    memcpy(out + 8, body, blen);
+    crc = crc32c_update(crc32c(out, 4), body, blen);
+    for (int i = 0; i < 4; i++)
+        out[4 + i] = (uint8_t)(crc >> (8 * i));
+    return blen + 8;
+}
+
+static void test_codec_compat(void **state)
+{
+    eff_rec r, d;
+    uint8_t b[256], body[256];
+    size_t n, used, bl;
+    (void)state;
+
+    /* A newer layout: extra trailing bytes after the known fields. */
+    sample(&r, EFF_CHAN_POP);
+    n = eff_encode(&r, b);
+    bl = n - 8;
+    memcpy(body, b + 8, bl);
+    body[bl++] = 0x05; /* an unknown varint field */
+    body[bl++] = 0x01;
+    n = frame(b, body, bl);
+    assert_int_equal(eff_decode(b, n, &d, &used), 0);
+    assert_true(rec_eq(&r, &d));
+    /* An older layout: chan_make without max_deliver and dead_letter. */
+    memset(&r, 0, sizeof r);
+    r.type = EFF_CHAN_MAKE;
+    r.lsn = 9;
+    r.u.make.name = eff_s("q");
+    r.u.make.cap = 4;
+    n = eff_encode(&r, b);
+    /* Drop the last two fields (two empty varints: 0 and "" = 2 bytes). */
+    bl = n - 8 - 2;
+    memcpy(body, b + 8, bl);
+    n = frame(b, body, bl);
+    assert_int_equal(eff_decode(b, n, &d, &used), 0);
+    assert_true(rec_eq(&r, &d));
+    /* An unknown type and unknown flags are refused. */
+    memcpy(body, b + 8, bl);
+    body[0] = 50;
+    n = frame(b, body, bl);
+    assert_int_equal(eff_decode(b, n, &d, &used), -ENOTSUP);
+    body[0] = EFF_CHAN_MAKE;
+    body[3] = 2;
+    n = frame(b, body, bl);
+    assert_int_equal(eff_decode(b, n, &d, &used), -ENOTSUP);
+    /* The group flag is kept. */
+    body[3] = EFF_F_MORE;
+    n = frame(b, body, bl);
+    assert_int_equal(eff_decode(b, n, &d, &used), 0);
+    assert_int_equal(d.flags, EFF_F_MORE);
+    /* A string longer than the body, an overlong varint: refused. */
+    memset(body, 0, sizeof body);
+    body[0] = EFF_CHAN_PUSH;
+    body[2] = 1;
+    body[12] = 100; /* name length 100 in a 14-byte body */
+    n = frame(b, body, 14);
+    assert_int_equal(eff_decode(b, n, &d, &used), -EINVAL);
+    memset(body + 12, 0xff, 11);
+    n = frame(b, body, 23);
+    assert_int_equal(eff_decode(b, n, &d, &used), -EINVAL);
+    /* A u32 field above 2^32. */
+    memset(body, 0, sizeof body);
+    body[0] = EFF_ONCE_DONE;
+    body[2] = 1;
+    body[12] = 0;                                 /* name "" */
+    memcpy(body + 13, "\x80\x80\x80\x80\x10", 5); /* 2^32 */
+    n = frame(b, body, 18);
+    assert_int_equal(eff_decode(b, n, &d, &used), -EINVAL);
+    /* Lengths out of range. */
+    memset(b, 0, 16);
+    assert_int_equal(eff_decode(b, 16, &d, &used), -EBADMSG);
+    b[0] = 0xff, b[1] = 0xff, b[2] = 0xff, b[3] = 0xff;
+    assert_int_equal(eff_decode(b, 16, &d, &used), -EBADMSG);
+}
+
+static void test_codec_garbage(void **state)
+{
+    uint8_t b[512];
+    (void)state;
+
+    for (int i = 0; i < 20000; i++) {
+        size_t n = rnd() % sizeof b, used;
+        eff_rec d;
+        for (size_t k = 0; k < n; k++)
+            b[k] = (uint8_t)rnd();
+        if (n >= 8 && (i & 1)) {
+            /* A plausible length and a good CRC over random fields. */
+            size_t bl = n - 8;
+            uint8_t body[512];
+            memcpy(body, b + 8, bl);
+            if (bl >= 12) {
+                body[0] = (uint8_t)(rnd() % EFF_TYPE_MAX);
+                body[1] = 0;
+                body[2] = 1;
+                body[3] = 0;
+            }
+            frame(b, body, bl);
+        }
+        if (eff_decode(b, n, &d, &used) == 0)
+            assert_true(used <= n);
+    }
+}
+
+/* ---- a model of the state ----------------------------------------------- */
+
+#define M_OBJS 12
+#define M_TIMERS 8
+
+enum { MT_NONE, MT_CHAN, MT_MAP, MT_NUM, MT_WG, MT_ONCE, MT_LOCK };
+
+typedef struct mdlv {
+    uint64_t id;
+    uint32_t attempt;
+    int64_t deadline;
+    char *value;
+    int requeued;
+} mdlv;
+
+typedef struct mobj {
+    int type;
+    uint64_t lsn;
+    uint64_t cap;
+    int closed;
+    char **vals; /* chan values, or map "key=value" */
+    size_t nvals;
+    mdlv *dlv;
+    size_t ndlv;
+    int64_t num;
+    int once_done;
+    char *once_value;
+    uint64_t token;
+    uint32_t kind;
+    int64_t deadline;
+} mobj;
+
+typedef struct mtimer {
+    int live;
+    uint64_t lsn;
+    uint32_t kind;
+    int64_t deadline, period;
+    char *target;
+} mtimer;
+
+typedef struct model {
+    mobj o[M_OBJS];
+    mtimer t[M_TIMERS];
+    uint64_t epoch;
+    pthread_mutex_t mu;
+    wal *w;         /* when set, the snapshot walk runs effects ... */
+    int interleave; /* ... this many after each object */
+} model;
+
+static char *sdup(eff_str s)
+{
+    char *p = malloc(s.n + 1);
+    assert_non_null(p);
+    if (s.n)
+        memcpy(p, s.p, s.n);
+    p[s.n] = 0;
+    return p;
+}
+
+static void mobj_clear(mobj *o)
+{
+    for (size_t i = 0; i < o->nvals; i++)
+        free(o->vals[i]);
+    free(o->vals);
+    for (size_t i = 0; i < o->ndlv; i++)
+        free(o->dlv[i].value);
+    free(o->dlv);
+    free(o->once_value);
+    memset(o, 0, sizeof *o);
+}
+
+static void model_init(model *m)
+{
+    memset(m, 0, sizeof *m);
+    pthread_mutex_init(&m->mu, NULL);
+}
+
+static void model_free(model *m)
+{
+    for (int i = 0; i < M_OBJS; i++)
+        mobj_clear(&m->o[i]);
+    for (int i = 0; i < M_TIMERS; i++)
+        free(m->t[i].target);
+    pthread_mutex_destroy(&m->mu);
+}
+
+/* Object names are "o<i>"; returns i, or -1. */
+static int mslot_s(eff_str name)
+{
+    char b[8];
+    if (name.n < 2 || name.n > 3 || name.p[0] != 'o')
+        return -1;
+    memcpy(b, name.p + 1, name.n - 1);
+    b[name.n - 1] = 0;
+    return atoi(b);
+}
+
+static void push_val(mobj *o, char *v)
+{
+    o->vals = realloc(o->vals, (o->nvals + 1) * sizeof *o->vals);
+    o->vals[o->nvals++] = v;
+}
+
+/* Applies r to m: the daemon's replay rules in small (a record for a
+ * missing object is skipped; maps, numbers, onces and locks are made by
+ * their first record). */
+static int model_apply(void *arg, const eff_rec *r, int from_snap)
+{
+    model *m = arg;
+    eff_str name;
+    uint64_t id;
+    mobj *o = NULL;
+    int i;
+    (void)from_snap;
+
+    switch (eff_object(r, &name, &id)) {
+    case EFF_OBJ_TIMER: {
+        mtimer *t = &m->t[id % M_TIMERS];
+        if (r->type == EFF_TIMER_ADD) {
+            free(t->target);
+            t->live = 1;
+            t->kind = r->u.timer.kind;
+            t->deadline = r->u.timer.deadline_ms;
+            t->period = r->u.timer.period_ms;
+            t->target = sdup(r->u.timer.target);
+        } else if (r->type == EFF_TIMER_FIRE && t->live) {
+            if (t->kind == EFF_TIMER_TICKER)
+                t->deadline = r->u.timer.deadline_ms;
+            else
+                t->live = 0;
+        } else if (r->type == EFF_TIMER_STOP) {
+            t->live = 0;
+        }
+        t->lsn = r->lsn;
+        return 0;
+    }
+    case EFF_OBJ_NONE:
+        if (r->type == EFF_TOKEN_EPOCH && r->u.epoch.epoch > m->epoch)
+            m->epoch = r->u.epoch.epoch;
+        return 0;
+    case EFF_OBJ_NAME:
+        i = mslot_s(name);
+        if (i < 0 || i >= M_OBJS)
+            return -1;
+        o = &m->o[i];
+        break;
+    }
+    switch (r->type) {
+    case EFF_CHAN_MAKE:
+        mobj_clear(o);
+        o->type = MT_CHAN;
+        o->cap = r->u.make.cap;
+        break;
+    case EFF_CHAN_PUSH:
+        if (o->type != MT_CHAN)
+            return 0;
+        push_val(o, sdup(r->u.push.value));
+        break;
+    case EFF_CHAN_POP:
+        if (o->type != MT_CHAN)
+            return 0;
+        if (r->u.pop.count > o->nvals)
+            return -1;
+        for (size_t k = 0; k < r->u.pop.count; k++)
+            free(o->vals[k]);
+        memmove(o->vals, o->vals + r->u.pop.count,
+                (o->nvals - r->u.pop.count) * sizeof *o->vals);
+        o->nvals -= r->u.pop.count;
+        break;
+    case EFF_CHAN_CLOSE:
+        if (o->type != MT_CHAN)
+            return 0;
+        o->closed = 1;
+        break;
+    case EFF_DROP:
+        mobj_clear(o);
+        return 0;
+    case EFF_MAP_STORE:
+    case EFF_MAP_DELETE:
+    case EFF_MAP_CLEAR: {
+        char *kv, *key;
+        if (o->type != MT_MAP) {
+            mobj_clear(o);
+            o->type = MT_MAP;
+        }
+        if (r->type == EFF_MAP_CLEAR) {
+            for (size_t k = 0; k < o->nvals; k++)
+                free(o->vals[k]);
+            o->nvals = 0;
+            break;
+        }
+        key = sdup(r->u.map.key);
+        for (size_t k = 0; k < o->nvals; k++) {
+            size_t kl = strlen(key);
+            if (!strncmp(o->vals[k], key, kl) && o->vals[k][kl] == '=') {
+                free(o->vals[k]);
+                o->vals[k] = o->vals[--o->nvals];
+                break;
+            }
+        }
+        if (r->type == EFF_MAP_STORE) {
+            kv = malloc(strlen(key) + r->u.map.value.n + 2);
+            sprintf(kv, "%s=%.*s", key, (int)r->u.map.value.n,
+                    r->u.map.value.p);
+            push_val(o, kv);
+        }
+        free(key);
+        break;
+    }
+    case EFF_ATOMIC_SET:
+    case EFF_WG_SET:
+        if (o->type != MT_NUM && o->type != MT_WG) {
+            mobj_clear(o);
+        }
+        o->type = r->type == EFF_ATOMIC_SET ? MT_NUM : MT_WG;
+        o->num = r->u.num.v;
+        break;
+    case EFF_ONCE_DONE:
+        mobj_clear(o);
+        o->type = MT_ONCE;
+        o->once_done = 1;
+        if (r->u.once.has_value)
+            o->once_value = sdup(r->u.once.value);
+        break;
+    case EFF_HOLD_GRANT:
+    case EFF_HOLD_RENEW:
+        if (o->type != MT_LOCK) {
+            mobj_clear(o);
+            o->type = MT_LOCK;
+        }
+        o->token = r->u.hold.token;
+        o->kind = r->u.hold.kind;
+        o->deadline = r->u.hold.deadline_ms;
+        break;
+    case EFF_HOLD_RELEASE:
+        if (o->type != MT_LOCK)
+            return 0;
+        o->token = 0;
+        o->deadline = 0;
+        break;
+    case EFF_DLV_INFLIGHT:
+        if (o->type != MT_CHAN)
+            return 0;
+        o->dlv = realloc(o->dlv, (o->ndlv + 1) * sizeof *o->dlv);
+        o->dlv[o->ndlv].id = r->u.dlv.id;
+        o->dlv[o->ndlv].attempt = r->u.dlv.attempt;
+        o->dlv[o->ndlv].deadline = r->u.dlv.deadline_ms;
+        o->dlv[o->ndlv].value = sdup(r->u.dlv.value);
+        o->dlv[o->ndlv].requeued = 0;
+        o->ndlv++;
+        break;
+    default: /* the other deliveries, by id */
+        if (o->type != MT_CHAN)
+            return 0;
+        for (size_t k = 0; k < o->ndlv; k++) {
+            if (o->dlv[k].id != r->u.dlv.id)
+                continue;
+            if (r->type == EFF_DLV_ACK || r->type == EFF_DLV_DEAD) {
+                free(o->dlv[k].value);
+                o->dlv[k] = o->dlv[--o->ndlv];
+            } else {
+                o->dlv[k].deadline = r->u.dlv.deadline_ms;
+                if (r->type == EFF_DLV_REDELIVER)
+                    o->dlv[k].requeued = 1;
+            }
+            break;
+        }
+        break;
+    }
+    o->lsn = r->lsn;
+    return 0;
+}
+
+/* Returns a new string describing m (LSNs left out: a snapshot keeps an
+ * object's last LSN, replay the last record's). */
+static char *model_dump(model *m)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *s = malloc(cap);
+
+#define OUT(...)                                                               \
+    do {                                                                       \
+        int k_ = snprintf(s + n, cap - n, __VA_ARGS__);                        \
+        while ((size_t)k_ >= cap - n) {                                        \
+            cap *= 2;                                                          \
+            s = realloc(s, cap);                                               \
+            k_ = snprintf(s + n, cap - n, __VA_ARGS__);                        \
+        }                                                                      \
+        n += (size_t)k_;                                                       \
+    } while (0)
+
+    OUT("epoch %" PRIu64 "\n", m->epoch);
+    for (int i = 0; i < M_OBJS; i++) {
+        mobj *o = &m->o[i];
+        if (o->type == MT_NONE)
+            continue;
+        OUT("o%d type %d cap %" PRIu64 " closed %d num %" PRId64
+            " once %d %s lock %" PRIu64 " %u %" PRId64 "\n",
+            i, o->type, o->cap, o->closed, o->num, o->once_done,
+            o->once_value ? o->once_value : "-", o->token, o->kind,
+            o->deadline);
+        if (o->type == MT_MAP) {
+            /* Map order is not state: sort. */
+            for (size_t a = 0; a < o->nvals; a++)
+                for (size_t b = a + 1; b < o->nvals; b++)
+                    if (strcmp(o->vals[a], o->vals[b]) > 0) {
+                        char *t = o->vals[a];
+                        o->vals[a] = o->vals[b];
+                        o->vals[b] = t;
+                    }
+        }
+        for (size_t k = 0; k < o->nvals; k++)
+            OUT("  v %s\n", o->vals[k]);
+        for (size_t k = 0; k < o->ndlv; k++)
+            OUT("  d %" PRIu64 " %u %" PRId64 " %s %d\n", o->dlv[k].id,
+                o->dlv[k].attempt, o->dlv[k].deadline, o->dlv[k].value,
+                o->dlv[k].requeued);
+    }
+    for (int i = 0; i < M_TIMERS; i++)
+        if (m->t[i].live)
+            OUT("t%d %u %" PRId64 " %" PRId64 " %s\n", i, m->t[i].kind,
+                m->t[i].deadline, m->t[i].period, m->t[i].target);
+#undef OUT
+    return s;
+}
+
+/* Makes one random effect valid for m's state, into r (strings in sbuf).
+ * Returns 0, or -1 when the pick has nothing to act on. */
+static int random_effect(model *m, eff_rec *r, char sbuf[4][64])
+{
+    int i = (int)(rnd() % M_OBJS);
+    mobj *o = &m->o[i];
+    unsigned pick = (unsigned)(rnd() % 100);
+
+    memset(r, 0, sizeof *r);
+    snprintf(sbuf[0], 64, "o%d", i);
+    if (pick < 6) {
+        uint64_t id = rnd() % M_TIMERS;
+        mtimer *t = &m->t[id];
+        r->u.timer.id = id;
+        if (!t->live) {
+            r->type = EFF_TIMER_ADD;
+            r->u.timer.kind = (uint32_t)(rnd() % 3);
+            r->u.timer.deadline_ms = (int64_t)(rnd() % 100000);
+            r->u.timer.period_ms = (int64_t)(rnd() % 1000);
+            snprintf(sbuf[1], 64, "o%d", (int)(rnd() % M_OBJS));
+            r->u.timer.target = eff_s(sbuf[1]);
+        } else {
+            r->type = rnd() % 2 ? EFF_TIMER_FIRE : EFF_TIMER_STOP;
+            r->u.timer.deadline_ms = t->deadline + t->period;
+        }
+        return 0;
+    }
+    if (pick < 8) {
+        r->type = EFF_TOKEN_EPOCH;
+        r->u.epoch.epoch = m->epoch + 1 + rnd() % 3;
+        return 0;
+    }
+    if (pick < 11 && o->type != MT_NONE) {
+        r->type = EFF_DROP;
+        r->u.obj.name = eff_s(sbuf[0]);
+        return 0;
+    }
+    if (o->type == MT_NONE) {
+        switch (rnd() % 6) {
+        case 0:
+        case 1:
+            r->type = EFF_CHAN_MAKE;
+            r->u.make.name = eff_s(sbuf[0]);
+            r->u.make.cap = rnd() % 50;
+            r->u.make.elem = eff_s("any");
+            return 0;
+        case 2:
+            o->type = MT_MAP; /* made by its first record */
+            break;
+        case 3:
+            r->type = rnd() % 2 ? EFF_ATOMIC_SET : EFF_WG_SET;
+            r->u.num.name = eff_s(sbuf[0]);
+            r->u.num.v = (int64_t)rnd();
+            return 0;
+        case 4:
+            r->type = EFF_ONCE_DONE;
+            r->u.once.name = eff_s(sbuf[0]);
+            r->u.once.has_value = (uint32_t)(rnd() % 2);
+            snprintf(sbuf[1], 64, "\"init %d\"", (int)(rnd() % 100));
+            r->u.once.value = eff_s(sbuf[1]);
+            return 0;
+        default:
+            o->type = MT_LOCK;
+            break;
+        }
+        if (o->type == MT_MAP) {
+            o->type = MT_NONE;
+            r->type = EFF_MAP_STORE;
+            r->u.map.name = eff_s(sbuf[0]);
+            snprintf(sbuf[1], 64, "k%d", (int)(rnd() % 5));
+            snprintf(sbuf[2], 64, "%d", (int)(rnd() % 1000));
+            r->u.map.key = eff_s(sbuf[1]);
+            r->u.map.value = eff_s(sbuf[2]);
+            return 0;
+        }
+        o->type = MT_NONE;
+        r->type = EFF_HOLD_GRANT;
+        r->u.hold.name = eff_s(sbuf[0]);
+        r->u.hold.kind = (uint32_t)(rnd() % 3);
+        r->u.hold.token = rnd() >> 11;
+        r->u.hold.deadline_ms = (int64_t)(rnd() % 1000000);
+        return 0;
+    }
+    switch (o->type) {
+    case MT_CHAN: {
+        unsigned c = (unsigned)(rnd() % 10);
+        if (c < 4 || (o->nvals == 0 && c < 8)) {
+            if (o->closed)
+                return -1;
+            r->type = EFF_CHAN_PUSH;
+            r->u.push.name = eff_s(sbuf[0]);
+            snprintf(sbuf[1], 64, "{\"n\":%" PRIu64 "}", rnd() % 100000);
+            r->u.push.value = eff_s(sbuf[1]);
+        } else if (c < 6 && o->nvals) {
+            r->type = EFF_CHAN_POP;
+            r->u.pop.name = eff_s(sbuf[0]);
+            r->u.pop.count = 1 + rnd() % o->nvals;
+        } else if (c < 8 && o->nvals) {
+            /* A delivery takes the head: the pop and the in-flight
+             * record are two effects. */
+            r->type = EFF_DLV_INFLIGHT;
+            r->u.dlv.name = eff_s(sbuf[0]);
+            r->u.dlv.id = rnd() >> 1;
+            r->u.dlv.attempt = 1;
+            r->u.dlv.deadline_ms = (int64_t)(rnd() % 100000);
+            r->u.dlv.value = eff_s(o->vals[0]);
+        } else if (c < 9 && o->ndlv) {
+            static const uint16_t k[] = {EFF_DLV_ACK, EFF_DLV_REDELIVER,
+                                         EFF_DLV_TOUCH, EFF_DLV_DEAD};
+            r->type = k[rnd() % 4];
+            r->u.dlv.name = eff_s(sbuf[0]);
+            r->u.dlv.id = o->dlv[rnd() % o->ndlv].id;
+            r->u.dlv.deadline_ms = (int64_t)(rnd() % 100000);
+            r->u.dlv.reason = eff_s("nack");
+        } else if (!o->closed) {
+            r->type = EFF_CHAN_CLOSE;
+            r->u.obj.name = eff_s(sbuf[0]);
+        } else {
+            return -1;
+        }
+        return 0;
+    }
+    case MT_MAP:
+        r->u.map.name = eff_s(sbuf[0]);
+        snprintf(sbuf[1], 64, "k%d", (int)(rnd() % 5));
+        snprintf(sbuf[2], 64, "[%d]", (int)(rnd() % 1000));
+        r->u.map.key = eff_s(sbuf[1]);
+        r->u.map.value = eff_s(sbuf[2]);
+        r->type = rnd() % 8 == 0   ? EFF_MAP_CLEAR
+                  : rnd() % 3 == 0 ? EFF_MAP_DELETE
+                                   : EFF_MAP_STORE;
+        if (r->type == EFF_MAP_CLEAR)
+            r->u.obj.name = eff_s(sbuf[0]);
+        return 0;
+    case MT_NUM:
+    case MT_WG:
+        r->type = o->type == MT_NUM ? EFF_ATOMIC_SET : EFF_WG_SET;
+        r->u.num.name = eff_s(sbuf[0]);
+        r->u.num.v = o->num + (int64_t)(rnd() % 7) - 3;
+        return 0;
+    case MT_LOCK:
+        r->u.hold.name = eff_s(sbuf[0]);
+        r->u.hold.kind = o->kind;
+        r->u.hold.token = o->token ? o->token : rnd() >> 11;
+        r->u.hold.deadline_ms = (int64_t)(rnd() % 1000000);
+        r->type = !o->token   ? EFF_HOLD_GRANT
+                  : rnd() % 2 ? EFF_HOLD_RENEW
+                              : EFF_HOLD_RELEASE;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/* Makes, logs and applies n random effects (each under m->mu, as a
+ * handler holds its object's lock). */
+static void run_effects(model *m, wal *w, int n)
+{
+    for (int k = 0; k < n; k++) {
+        eff_rec r;
+        char sbuf[4][64];
+        uint64_t lsn;
+        pthread_mutex_lock(&m->mu);
+        if (random_effect(m, &r, sbuf) == 0) {
+            /* The in-flight value is read from the state the pop frees:
+             * copy it first. */
+            char *v = NULL;
+            if (r.type == EFF_DLV_INFLIGHT) {
+                /* A delivery is two records, one effect. */
+                eff_rec g[2] = {{.type = EFF_CHAN_POP}};
+                v = sdup(r.u.dlv.value);
+                r.u.dlv.value = eff_s(v);
+                g[0].u.pop.name = r.u.dlv.name;
+                g[0].u.pop.count = 1;
+                g[1] = r;
+                assert_int_equal(wal_append_group(w, g, 2, &lsn), 0);
+                g[0].lsn = lsn - 1;
+                r.lsn = lsn;
+                assert_int_equal(model_apply(m, &g[0], 0), 0);
+                assert_int_equal(model_apply(m, &r, 0), 0);
+            } else {
+                assert_int_equal(wal_append(w, &r, &lsn), 0);
+                r.lsn = lsn;
+                assert_int_equal(model_apply(m, &r, 0), 0);
+            }
+            free(v);
+        }
+        pthread_mutex_unlock(&m->mu);
+        if (k % 16 == 0)
+            wal_flush(w);
+    }
+}
+
+static wal *open_ok(const char *dir, wal_fsync pol, model *m)
+{
+    wal_opts o = {.dir = dir, .fsync = pol};
+    char err[512];
+    wal *w = NULL;
+    int rc = wal_open(&o, m ? model_apply : NULL, m, &w, err, sizeof err);
+    if (rc)
+        print_error("wal_open: %s\n", err);
+    assert_int_equal(rc, 0);
+    return w;
+}
+
+static void assert_same(model *a, model *b)
+{
+    char *da = model_dump(a), *db = model_dump(b);
+    if (strcmp(da, db) != 0)
+        print_error("model:\n%s\nrecovered:\n%s\n", da, db);
+    assert_string_equal(da, db);
+    free(da);
+    free(db);
+}
+
+/* ---- the log ----------------------------------------------------------------
+ */
+
+static void test_open_lock_and_fresh(void **state)
+{
+    char dir[300], err[512];
+    wal_opts o = {.fsync = WAL_FSYNC_ALWAYS};
+    wal *w, *w2;
+    wal_stats st;
+    eff_rec r;
+    uint64_t lsn;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    o.dir = dir;
+    assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), 0);
+    assert_int_equal(wal_appended_lsn(w), 0);
+    /* A second daemon on the same data_dir is refused, naming the pid. */
+    assert_int_equal(wal_open(&o, NULL, NULL, &w2, err, sizeof err), -EBUSY);
+    assert_non_null(strstr(err, "in use by another chand"));
+    assert_null(w2);
+    sample(&r, EFF_CHAN_MAKE);
+    assert_int_equal(wal_append(w, &r, &lsn), 0);
+    assert_int_equal(lsn, 1);
+    assert_int_equal(wal_append(w, &r, &lsn), 0);
+    assert_int_equal(lsn, 2);
+    /* A record that cannot be encoded. */
+    r.type = 99;
+    assert_int_equal(wal_append(w, &r, &lsn), -EINVAL);
+    assert_int_equal(wal_sync(w, 2), 0);
+    assert_int_equal(wal_durable_lsn(w), 2);
+    wal_stats_get(w, &st);
+    assert_int_equal(st.appended_lsn, 2);
+    assert_true(st.fsyncs >= 1);
+    assert_int_equal(st.pending_bytes, 0);
+    assert_true(st.log_bytes > 32);
+    assert_int_equal(wal_close(w), 0);
+    /* Reopened: the LSNs go on. */
+    w = open_ok(dir, WAL_FSYNC_ALWAYS, NULL);
+    wal_stats_get(w, &st);
+    assert_int_equal(st.recovered_records, 2);
+    assert_int_equal(wal_appended_lsn(w), 2);
+    r.type = EFF_CHAN_CLOSE;
+    assert_int_equal(wal_append(w, &r, &lsn), 0);
+    assert_int_equal(lsn, 3);
+    assert_int_equal(wal_close(w), 0);
+    /* Bad options. */
+    o.dir = "";
+    assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), -EINVAL);
+    o.dir = "/proc/no/such/dir";
+    assert_true(wal_open(&o, NULL, NULL, &w, err, sizeof err) < 0);
+    assert_non_null(strstr(err, "/proc/no/such/dir"));
+    {
+        wal_fsync f;
+        assert_int_equal(wal_fsync_parse("always", &f), 0);
+        assert_int_equal(f, WAL_FSYNC_ALWAYS);
+        assert_int_equal(wal_fsync_parse("everysec", &f), 0);
+        assert_int_equal(f, WAL_FSYNC_EVERYSEC);
+        assert_int_equal(wal_fsync_parse("no", &f), 0);
+        assert_int_equal(f, WAL_FSYNC_NO);
+        assert_int_equal(wal_fsync_parse("sometimes", &f), -EINVAL);
+        assert_string_equal(wal_fsync_name(WAL_FSYNC_EVERYSEC), "everysec");
+    }
+}
+
+/* Collects the records recovery applies. */
+typedef struct collect {
+    eff_rec *r;
+    uint8_t **bytes;
+    size_t n;
+} collect;
+
+/* Keeps each record's encoding in bytes[] (its strings in r[] are
+ * borrowed, valid only during the call). */
+static int collect_apply(void *arg, const eff_rec *r, int from_snap)
+{
+    collect *c = arg;
+    size_t n = eff_size(r);
+    (void)from_snap;
+    c->r = realloc(c->r, (c->n + 1) * sizeof *c->r);
+    c->bytes = realloc(c->bytes, (c->n + 1) * sizeof *c->bytes);
+    c->bytes[c->n] = malloc(n);
+    eff_encode(r, c->bytes[c->n]);
+    c->r[c->n] = *r;
+    c->n++;
+    return 0;
+}
+
+static void collect_free(collect *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->bytes[i]);
+    free(c->bytes);
+    free(c->r);
+    memset(c, 0, sizeof *c);
+}
+
+/* Writes K sample records into dir (closed); returns the segment's
+ * bytes and each record's end offset. */
+static uint8_t *make_log(const char *dir, int k, size_t *len, size_t *ends)
+{
+    wal *w = open_ok(dir, WAL_FSYNC_NO, NULL);
+    char path[400];
+    uint8_t *p;
+    size_t off = 32;
+
+    for (int i = 0; i < k; i++) {
+        eff_rec r;
+        sample(&r, 1 + (unsigned)i % 23);
+        assert_int_equal(wal_append(w, &r, NULL), 0);
+        off += eff_size(&r);
+        ends[i] = off;
+    }
+    assert_int_equal(wal_close(w), 0);
+    seg_path(path, sizeof path, dir, 1);
+    p = read_file(path, len);
+    assert_int_equal(*len, off);
+    return p;
+}
+
+static int fail_third(void *arg, const eff_rec *r, int from_snap)
+{
+    (void)arg;
+    (void)from_snap;
+    return r->lsn == 3 ? -1 : 0;
+}
+
+/* An apply that refuses a record stops the open, which names it. */
+static void test_apply_failure(void **state)
+{
+    char dir[300], err[512];
+    size_t len, ends[5];
+    wal_opts o = {.fsync = WAL_FSYNC_NO};
+    wal *w;
+    uint8_t *full;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    full = make_log(dir, 5, &len, ends);
+    o.dir = dir;
+    assert_int_equal(wal_open(&o, fail_third, NULL, &w, err, sizeof err),
+                     -ECANCELED);
+    assert_null(w);
+    assert_non_null(strstr(err, "applying a record failed: 3 chan_pop"));
+    free(full);
+}
+
+static void test_torn_tail_every_offset(void **state)
+{
+    char dir[300], path[400], man[400], src[400];
+    size_t len, ends[12];
+    uint8_t *full;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    full = make_log(dir, 12, &len, ends);
+    snprintf(src, sizeof src, "%s/MANIFEST", dir);
+    /* Cut the last record at every byte: recovery keeps the 11 whole
+     * records, truncates the rest, and appends after them. */
+    for (size_t cut = ends[10]; cut < ends[11]; cut++) {
+        char d2[300], err[512];
+        collect c = {0};
+        wal_opts o = {.fsync = WAL_FSYNC_ALWAYS};
+        wal *w;
+        wal_stats st;
+        eff_rec r;
+        uint64_t lsn;
+        size_t n2;
+        uint8_t *after;
+
+        newdir(d2, sizeof d2);
+        assert_int_equal(mkdir(d2, 0700), 0);
+        snprintf(man, sizeof man, "%s/MANIFEST", d2);
+        copy_file(src, man);
+        seg_path(path, sizeof path, d2, 1);
+        write_file(path, full, cut);
+        o.dir = d2;
+        assert_int_equal(wal_open(&o, collect_apply, &c, &w, err, sizeof err),
+                         0);
+        assert_int_equal(c.n, 11);
+        wal_stats_get(w, &st);
+        assert_int_equal(st.truncated_bytes, cut - ends[10]);
+        assert_int_equal(wal_appended_lsn(w), 11);
+        sample(&r, EFF_TOKEN_EPOCH);
+        assert_int_equal(wal_append(w, &r, &lsn), 0);
+        assert_int_equal(lsn, 12);
+        assert_int_equal(wal_close(w), 0);
+        after = read_file(path, &n2);
+        assert_int_equal(n2, ends[10] + eff_size(&r));
+        assert_memory_equal(after, full, ends[10]);
+        free(after);
+        collect_free(&c);
+        /* And the result reads back whole. */
+        assert_int_equal(wal_open(&o, collect_apply, &c, &w, err, sizeof err),
+                         0);
+        assert_int_equal(c.n, 12);
+        assert_int_equal(c.r[11].type, EFF_TOKEN_EPOCH);
+        assert_int_equal(wal_close(w), 0);
+        collect_free(&c);
+    }
+    free(full);
+}
+
+/* A group cut anywhere is dropped whole: never half an effect. */
+static void test_group_torn(void **state)
+{
+    char dir[300], path[400], man[400], src[400];
+    eff_rec g[3], r;
+    wal *w;
+    size_t len, start;
+    uint8_t *full;
+    uint64_t lsn;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    w = open_ok(dir, WAL_FSYNC_NO, NULL);
+    sample(&r, EFF_CHAN_MAKE);
+    assert_int_equal(wal_append(w, &r, NULL), 0);
+    sample(&r, EFF_CHAN_PUSH);
+    assert_int_equal(wal_append(w, &r, NULL), 0);
+    sample(&g[0], EFF_CHAN_POP);
+    sample(&g[1], EFF_DLV_INFLIGHT);
+    sample(&g[2], EFF_TIMER_FIRE);
+    {
+        eff_rec mk;
+        sample(&mk, EFF_CHAN_MAKE);
+        start = 32 + eff_size(&mk) + eff_size(&r);
+    }
+    /* Bad groups append nothing. */
+    assert_int_equal(wal_append_group(w, g, 0, &lsn), -EINVAL);
+    g[2].type = 99;
+    assert_int_equal(wal_append_group(w, g, 3, &lsn), -EINVAL);
+    g[2].type = EFF_TIMER_FIRE;
+    assert_int_equal(wal_appended_lsn(w), 2);
+    assert_int_equal(wal_append_group(w, g, 3, &lsn), 0);
+    assert_int_equal(lsn, 5);
+    assert_int_equal(wal_close(w), 0);
+    seg_path(path, sizeof path, dir, 1);
+    full = read_file(path, &len);
+    snprintf(src, sizeof src, "%s/MANIFEST", dir);
+    for (size_t cut = start; cut <= len; cut++) {
+        char d2[300], err[512];
+        collect c = {0};
+        wal_opts o = {.fsync = WAL_FSYNC_NO};
+        newdir(d2, sizeof d2);
+        assert_int_equal(mkdir(d2, 0700), 0);
+        snprintf(man, sizeof man, "%s/MANIFEST", d2);
+        copy_file(src, man);
+        seg_path(path, sizeof path, d2, 1);
+        write_file(path, full, cut);
+        o.dir = d2;
+        assert_int_equal(wal_open(&o, collect_apply, &c, &w, err, sizeof err),
+                         0);
+        if (cut == len) {
+            assert_int_equal(c.n, 5);
+            assert_int_equal(c.r[2].flags, EFF_F_MORE);
+            assert_int_equal(c.r[3].flags, EFF_F_MORE);
+            assert_int_equal(c.r[4].flags, 0);
+        } else {
+            assert_int_equal(c.n, 2);
+            assert_int_equal(wal_appended_lsn(w), 2);
+        }
+        assert_int_equal(wal_close(w), 0);
+        collect_free(&c);
+    }
+    free(full);
+}
+
+static void test_corrupt_middle_and_repair(void **state)
+{
+    char dir[300], path[400], err[512], msg[512], want[64];
+    size_t len, ends[12];
+    uint8_t *full;
+    wal_opts o = {.fsync = WAL_FSYNC_ALWAYS};
+    collect c = {0};
+    wal *w;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    full = make_log(dir, 12, &len, ends);
+    seg_path(path, sizeof path, dir, 1);
+    /* One flipped byte inside record 4 (index 3), 8 whole records after. */
+    full[ends[2] + 10] ^= 0x40;
+    write_file(path, full, len);
+    o.dir = dir;
+    assert_int_equal(wal_open(&o, collect_apply, &c, &w, err, sizeof err),
+                     -EBADMSG);
+    assert_null(w);
+    assert_non_null(strstr(err, "wal-00000000000000000001.log"));
+    snprintf(want, sizeof want, "offset %zu", ends[2]);
+    assert_non_null(strstr(err, want));
+    assert_non_null(strstr(err, "chand --repair"));
+    assert_non_null(strstr(err, "followed by valid records"));
+    collect_free(&c);
+    /* The refusal changed nothing. */
+    {
+        size_t n2;
+        uint8_t *now = read_file(path, &n2);
+        assert_int_equal(n2, len);
+        assert_memory_equal(now, full, len);
+        free(now);
+    }
+    /* Repair keeps the 3 records before the damage. */
+    assert_int_equal(wal_repair(dir, msg, sizeof msg), 0);
+    assert_non_null(strstr(msg, "3 records kept"));
+    assert_int_equal(wal_open(&o, collect_apply, &c, &w, err, sizeof err), 0);
+    assert_int_equal(c.n, 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(c.r[i].lsn, i + 1);
+    assert_int_equal(wal_appended_lsn(w), 3);
+    assert_int_equal(wal_close(w), 0);
+    collect_free(&c);
+    /* Repair of a healthy directory changes nothing. */
+    assert_int_equal(wal_repair(dir, msg, sizeof msg), 0);
+    assert_non_null(strstr(msg, "no damage found"));
+    free(full);
+}
+
+static void test_unknown_type_at_tail_refused(void **state)
+{
+    char dir[300], path[400], err[512];
+    size_t len, ends[4];
+    uint8_t *full, body[64], rec[80];
+    wal_opts o = {.fsync = WAL_FSYNC_NO};
+    wal *w;
+    size_t rl;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    full = make_log(dir, 4, &len, ends);
+    /* A whole, valid record of a type from the future, LSN 5. */
+    memset(body, 0, sizeof body);
+    body[0] = 60;
+    body[2] = 1;
+    body[4] = 5;
+    rl = frame(rec, body, 16);
+    full = realloc(full, len + rl);
+    memcpy(full + len, rec, rl);
+    seg_path(path, sizeof path, dir, 1);
+    write_file(path, full, len + rl);
+    o.dir = dir;
+    assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), -EBADMSG);
+    assert_non_null(strstr(err, "newer chand"));
+    free(full);
+}
+
+/* Recovery of damaged bytes: never a crash; either a clean open whose
+ * records are a prefix of the originals, or a refusal naming the file. */
+static void test_damage_random(void **state)
+{
+    char dir[300], path[400], man[400], src[400];
+    size_t len, ends[40];
+    uint8_t *full;
+    int clean = 0, refused = 0;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    full = make_log(dir, 40, &len, ends);
+    snprintf(src, sizeof src, "%s/MANIFEST", dir);
+    for (int it = 0; it < 300; it++) {
+        char d2[300], err[512];
+        collect c = {0};
+        wal_opts o = {.fsync = WAL_FSYNC_NO};
+        wal *w;
+        uint8_t *b = malloc(len);
+        size_t n = len, off;
+        int rc;
+
+        memcpy(b, full, len);
+        switch (it % 4) {
+        case 0: /* bit flips */
+            for (int k = 0; k < 1 + (int)(rnd() % 3); k++) {
+                off = rnd() % len;
+                b[off] ^= (uint8_t)(1u << (rnd() % 8));
+            }
+            break;
+        case 1: /* a run of zeros */
+            off = rnd() % len;
+            memset(b + off, 0, (size_t)(rnd() % 200) % (len - off) + 1);
+            break;
+        case 2: /* truncation */
+            n = rnd() % (len + 1);
+            break;
+        default: /* zeros to the end (a lost tail) */
+            off = 32 + rnd() % (len - 32);
+            memset(b + off, 0, len - off);
+            break;
+        }
+        newdir(d2, sizeof d2);
+        assert_int_equal(mkdir(d2, 0700), 0);
+        snprintf(man, sizeof man, "%s/MANIFEST", d2);
+        copy_file(src, man);
+        seg_path(path, sizeof path, d2, 1);
+        write_file(path, b, n);
+        o.dir = d2;
+        rc = wal_open(&o, collect_apply, &c, &w, err, sizeof err);
+        if (rc == 0) {
+            clean++;
+            for (size_t i = 0; i < c.n; i++) {
+                size_t start = i ? ends[i - 1] : 32;
+                assert_int_equal(c.r[i].lsn, i + 1);
+                assert_memory_equal(c.bytes[i], full + start, ends[i] - start);
+            }
+            assert_int_equal(wal_close(w), 0);
+        } else {
+            refused++;
+            assert_int_equal(rc, -EBADMSG);
+            assert_non_null(strstr(err, "wal-00000000000000000001.log"));
+            assert_non_null(strstr(err, "chand --repair"));
+            /* Repair always brings it back to a clean open. */
+            collect_free(&c);
+            assert_int_equal(wal_repair(d2, err, sizeof err), 0);
+            assert_int_equal(
+                wal_open(&o, collect_apply, &c, &w, err, sizeof err), 0);
+            for (size_t i = 0; i < c.n; i++)
+                assert_int_equal(c.r[i].lsn, i + 1);
+            assert_int_equal(wal_close(w), 0);
+        }
+        collect_free(&c);
+        free(b);
+    }
+    print_message("damage: %d clean, %d refused\n", clean, refused);
+    assert_true(clean > 0 && refused > 0);
+    free(full);
+}
+
+static void test_replay_model(void **state)
+{
+    char dir[300];
+    model a, b;
+    wal *w;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    model_init(&a);
+    w = open_ok(dir, WAL_FSYNC_NO, NULL);
+    for (int round = 0; round < 4; round++) {
+        run_effects(&a, w, 1500);
+        assert_int_equal(wal_close(w), 0);
+        /* Recovery into a fresh model gives the same state. */
+        model_init(&b);
+        w = open_ok(dir, round % 2 ? WAL_FSYNC_EVERYSEC : WAL_FSYNC_NO, &b);
+        assert_same(&a, &b);
+        model_free(&b);
+    }
+    assert_int_equal(wal_close(w), 0);
+    model_free(&a);
+}
+
+/* The snapshot iterator: one object at a time under the model's lock,
+ * each with its own LSN. */
+static int model_iter(void *arg, wal_snap *s)
+{
+    model *m = arg;
+
+    for (int i = 0; i < M_OBJS + M_TIMERS + 1; i++) {
+        eff_rec r;
+        char name[16];
+        int rc = 0;
+        pthread_mutex_lock(&m->mu);
+        memset(&r, 0, sizeof r);
+        snprintf(name, sizeof name, "o%d", i);
+        if (i == M_OBJS + M_TIMERS) {
+            if (m->epoch) {
+                r.type = EFF_TOKEN_EPOCH;
+                r.u.epoch.epoch = m->epoch;
+                rc = wal_snap_emit(s, &r);
+            }
+        } else if (i >= M_OBJS) {
+            mtimer *t = &m->t[i - M_OBJS];
+            if (t->live) {
+                r.type = EFF_TIMER_ADD;
+                r.lsn = t->lsn;
+                r.u.timer.id = (uint64_t)(i - M_OBJS);
+                r.u.timer.kind = t->kind;
+                r.u.timer.deadline_ms = t->deadline;
+                r.u.timer.period_ms = t->period;
+                r.u.timer.target = eff_s(t->target);
+                rc = wal_snap_emit(s, &r);
+            }
+        } else {
+            mobj *o = &m->o[i];
+            r.lsn = o->lsn;
+            switch (o->type) {
+            case MT_CHAN:
+                r.type = EFF_CHAN_MAKE;
+                r.u.make.name = eff_s(name);
+                r.u.make.cap = o->cap;
+                r.u.make.elem = eff_s("any");
+                rc = wal_snap_emit(s, &r);
+                for (size_t k = 0; k < o->nvals && !rc; k++) {
+                    r.type = EFF_CHAN_PUSH;
+                    r.u.push.name = eff_s(name);
+                    r.u.push.value = eff_s(o->vals[k]);
+                    rc = wal_snap_emit(s, &r);
+                }
+                for (size_t k = 0; k < o->ndlv && !rc; k++) {
+                    memset(&r.u, 0, sizeof r.u);
+                    r.type = EFF_DLV_INFLIGHT;
+                    r.u.dlv.name = eff_s(name);
+                    r.u.dlv.id = o->dlv[k].id;
+                    r.u.dlv.attempt = o->dlv[k].attempt;
+                    r.u.dlv.deadline_ms = o->dlv[k].deadline;
+                    r.u.dlv.value = eff_s(o->dlv[k].value);
+                    rc = wal_snap_emit(s, &r);
+                    if (!rc && o->dlv[k].requeued) {
+                        r.type = EFF_DLV_REDELIVER;
+                        r.u.dlv.value = eff_s("");
+                        rc = wal_snap_emit(s, &r);
+                    }
+                }
+                if (!rc && o->closed) {
+                    memset(&r.u, 0, sizeof r.u);
+                    r.type = EFF_CHAN_CLOSE;
+                    r.u.obj.name = eff_s(name);
+                    rc = wal_snap_emit(s, &r);
+                }
+                break;
+            case MT_MAP:
+                r.type = EFF_MAP_CLEAR;
+                r.u.obj.name = eff_s(name);
+                rc = wal_snap_emit(s, &r);
+                for (size_t k = 0; k < o->nvals && !rc; k++) {
+                    char *eq = strchr(o->vals[k], '=');
+                    r.type = EFF_MAP_STORE;
+                    r.u.map.name = eff_s(name);
+                    r.u.map.key.p = o->vals[k];
+                    r.u.map.key.n = (size_t)(eq - o->vals[k]);
+                    r.u.map.value = eff_s(eq + 1);
+                    rc = wal_snap_emit(s, &r);
+                }
+                break;
+            case MT_NUM:
+            case MT_WG:
+                r.type = o->type == MT_NUM ? EFF_ATOMIC_SET : EFF_WG_SET;
+                r.u.num.name = eff_s(name);
+                r.u.num.v = o->num;
+                rc = wal_snap_emit(s, &r);
+                break;
+            case MT_ONCE:
+                r.type = EFF_ONCE_DONE;
+                r.u.once.name = eff_s(name);
+                r.u.once.has_value = o->once_value != NULL;
+                r.u.once.value = eff_s(o->once_value);
+                rc = wal_snap_emit(s, &r);
+                break;
+            case MT_LOCK:
+                r.type = EFF_HOLD_GRANT;
+                r.u.hold.name = eff_s(name);
+                r.u.hold.kind = o->kind;
+                r.u.hold.token = o->token;
+                r.u.hold.deadline_ms = o->deadline;
+                rc = wal_snap_emit(s, &r);
+                if (!rc && !o->token) {
+                    r.type = EFF_HOLD_RELEASE;
+                    rc = wal_snap_emit(s, &r);
+                }
+                break;
+            }
+        }
+        pthread_mutex_unlock(&m->mu);
+        if (rc)
+            return rc;
+        /* Effects between objects, deterministically: the snapshot is
+         * fuzzy, and objects not yet walked change after L0. */
+        if (m->w && m->interleave)
+            run_effects(m, m->w, m->interleave);
+    }
+    return 0;
+}
+
+typedef struct snap_job {
+    wal *w;
+    model *m;
+    int rc;
+    char err[256];
+} snap_job;
+
+static void *snap_thread(void *arg)
+{
+    snap_job *j = arg;
+    j->rc = wal_snapshot(j->w, model_iter, j->m, j->err, sizeof j->err);
+    return NULL;
+}
+
+static int count_files(const char *dir, const char *prefix)
+{
+    char cmd[512];
+    FILE *p;
+    int n = 0;
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -c '^%s'", dir, prefix);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    assert_int_equal(fscanf(p, "%d", &n), 1);
+    pclose(p);
+    return n;
+}
+
+static void test_fuzzy_snapshot_model(void **state)
+{
+    char dir[300];
+    model a, b;
+    wal *w;
+    wal_stats st;
+    (void)state;
+
+    uint64_t skipped = 0;
+
+    for (int round = 0; round < 6; round++) {
+        newdir(dir, sizeof dir);
+        model_init(&a);
+        w = open_ok(dir, WAL_FSYNC_NO, NULL);
+        a.w = w;
+        a.interleave = 10 * round;
+        run_effects(&a, w, 800);
+        for (int s = 0; s < 2; s++) {
+            snap_job j = {.w = w, .m = &a};
+            pthread_t t;
+            /* Effects keep coming while the snapshot walks. */
+            assert_int_equal(pthread_create(&t, NULL, snap_thread, &j), 0);
+            run_effects(&a, w, 400);
+            pthread_join(t, NULL);
+            if (j.rc)
+                print_error("snapshot: %s\n", j.err);
+            assert_int_equal(j.rc, 0);
+            run_effects(&a, w, 100 * round);
+        }
+        wal_stats_get(w, &st);
+        assert_int_equal(st.snapshots, 2);
+        assert_true(st.snapshot_lsn > 0);
+        assert_true(st.snapshot_bytes > 0);
+        assert_int_equal(wal_close(w), 0);
+        /* One snapshot and only the segments after it remain. */
+        assert_int_equal(count_files(dir, "snap-"), 1);
+        assert_int_equal(count_files(dir, "wal-"), 1);
+        model_init(&b);
+        w = open_ok(dir, WAL_FSYNC_NO, &b);
+        a.w = w;
+        assert_same(&a, &b);
+        wal_stats_get(w, &st);
+        assert_true(st.recovered_records > 0);
+        skipped += st.skipped_records;
+        print_message("round %d: recovered %" PRIu64 " skipped %" PRIu64 "\n",
+                      round, st.recovered_records, st.skipped_records);
+        /* Records after the snapshot continue the LSNs. */
+        run_effects(&a, w, 200);
+        run_effects(&b, w, 0);
+        assert_int_equal(wal_close(w), 0);
+        model_free(&b);
+        model_init(&b);
+        w = open_ok(dir, WAL_FSYNC_NO, &b);
+        assert_same(&a, &b);
+        assert_int_equal(wal_close(w), 0);
+        model_free(&b);
+        model_free(&a);
+    }
+    /* The walk met objects that changed after L0: the filter was used. */
+    assert_true(skipped > 0);
+}
+
+static void test_manifest_swap(void **state)
+{
+    char dir[300], path[400], err[512];
+    model a;
+    wal *w;
+    uint8_t *t;
+    size_t n;
+    wal_opts o = {.fsync = WAL_FSYNC_NO};
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    model_init(&a);
+    w = open_ok(dir, WAL_FSYNC_NO, NULL);
+    run_effects(&a, w, 300);
+    {
+        snap_job j = {.w = w, .m = &a};
+        snap_thread(&j);
+        assert_int_equal(j.rc, 0);
+    }
+    run_effects(&a, w, 10);
+    assert_int_equal(wal_close(w), 0);
+    snprintf(path, sizeof path, "%s/MANIFEST", dir);
+    t = read_file(path, &n);
+    t[n] = 0;
+    assert_non_null(strstr((char *)t, "chand-manifest 1\nsnapshot snap-"));
+    assert_non_null(strstr((char *)t, "\nsegment wal-"));
+    assert_non_null(strstr((char *)t, "\ncrc "));
+    /* A leftover MANIFEST.tmp (a crash before the rename) is ignored. */
+    snprintf(path, sizeof path, "%s/MANIFEST.tmp", dir);
+    write_file(path, "garbage", 7);
+    o.dir = dir;
+    {
+        model b;
+        model_init(&b);
+        assert_int_equal(wal_open(&o, model_apply, &b, &w, err, sizeof err), 0);
+        assert_same(&a, &b);
+        assert_int_equal(wal_close(w), 0);
+        model_free(&b);
+    }
+    /* A damaged manifest is refused, by name. */
+    snprintf(path, sizeof path, "%s/MANIFEST", dir);
+    t[20] ^= 1;
+    write_file(path, t, n);
+    assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), -EBADMSG);
+    assert_non_null(strstr(err, "MANIFEST is damaged"));
+    /* Repair rebuilds it from the files: the same state. */
+    {
+        char msg[512];
+        model b;
+        assert_int_equal(wal_repair(dir, msg, sizeof msg), 0);
+        assert_non_null(strstr(msg, "manifest rebuilt"));
+        model_init(&b);
+        w = open_ok(dir, WAL_FSYNC_NO, &b);
+        assert_same(&a, &b);
+        assert_int_equal(wal_close(w), 0);
+        model_free(&b);
+    }
+    /* A missing manifest with log files present is refused too, and
+     * rebuilt by repair. */
+    unlink(path);
+    assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), -EBADMSG);
+    assert_non_null(strstr(err, "MANIFEST is missing"));
+    {
+        char msg[512];
+        model b;
+        assert_int_equal(wal_repair(dir, msg, sizeof msg), 0);
+        assert_non_null(strstr(msg, "manifest rebuilt"));
+        model_init(&b);
+        w = open_ok(dir, WAL_FSYNC_NO, &b);
+        assert_same(&a, &b);
+        assert_int_equal(wal_close(w), 0);
+        model_free(&b);
+    }
+    /* With the old snapshot's files still there (a crash before the swap
+     * deleted them), the rebuild takes the oldest complete chain. */
+    {
+        char msg[512], p2[400];
+        model b;
+        unlink(path);
+        snprintf(p2, sizeof p2, "%s/snap-%020d.snap", dir, 1000000);
+        write_file(p2, "newer, never swapped in", 23);
+        assert_int_equal(wal_repair(dir, msg, sizeof msg), 0);
+        model_init(&b);
+        w = open_ok(dir, WAL_FSYNC_NO, &b);
+        assert_same(&a, &b);
+        assert_int_equal(wal_close(w), 0);
+        model_free(&b);
+    }
+    free(t);
+    model_free(&a);
+}
+
+static void test_snapshot_damage_refused(void **state)
+{
+    char dir[300], path[400], err[512];
+    model a;
+    wal *w;
+    wal_opts o = {.fsync = WAL_FSYNC_NO};
+    wal_stats st;
+    uint8_t *t;
+    size_t n;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    model_init(&a);
+    w = open_ok(dir, WAL_FSYNC_NO, NULL);
+    run_effects(&a, w, 300);
+    {
+        snap_job j = {.w = w, .m = &a};
+        snap_thread(&j);
+        assert_int_equal(j.rc, 0);
+    }
+    wal_stats_get(w, &st);
+    assert_int_equal(wal_close(w), 0);
+    snprintf(path, sizeof path, "%s/snap-%020" PRIu64 ".snap", dir,
+             st.snapshot_lsn);
+    t = read_file(path, &n);
+    t[n / 2] ^= 0x10;
+    write_file(path, t, n);
+    o.dir = dir;
+    assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), -EBADMSG);
+    assert_non_null(strstr(err, ".snap: damaged at offset"));
+    /* Repair keeps the snapshot's records before the damage. */
+    {
+        char msg[512];
+        collect c = {0};
+        assert_int_equal(wal_repair(dir, msg, sizeof msg), 0);
+        assert_non_null(strstr(msg, "cut snap-"));
+        assert_int_equal(wal_open(&o, collect_apply, &c, &w, err, sizeof err),
+                         0);
+        assert_true(c.n > 0);
+        assert_int_equal(wal_close(w), 0);
+        collect_free(&c);
+    }
+    /* Cut short (no end record): refused too, and repaired. */
+    t[n / 2] ^= 0x10;
+    write_file(path, t, n - 3);
+    assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), -EBADMSG);
+    assert_non_null(strstr(err, "runs past the end"));
+    assert_int_equal(wal_repair(dir, err, sizeof err), 0);
+    assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), 0);
+    assert_int_equal(wal_close(w), 0);
+    /* A bad header. */
+    t[3] ^= 1;
+    write_file(path, t, n);
+    assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), -EBADMSG);
+    assert_non_null(strstr(err, "bad snapshot header"));
+    assert_int_equal(wal_repair(dir, err, sizeof err), 0);
+    assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), 0);
+    assert_int_equal(wal_close(w), 0);
+    free(t);
+    model_free(&a);
+}
+
+/* Stops the walk half-way, as a crash in the middle of a snapshot. */
+static int half_iter(void *arg, wal_snap *s)
+{
+    model *m = arg;
+    eff_rec r;
+    (void)m;
+    memset(&r, 0, sizeof r);
+    r.type = EFF_ATOMIC_SET;
+    r.u.num.name = eff_s("o0");
+    assert_int_equal(wal_snap_emit(s, &r), 0);
+    return -1;
+}
+
+static void test_snapshot_abandoned_and_strays(void **state)
+{
+    char dir[300], err[256], path[400];
+    model a, b;
+    wal *w;
+    wal_stats st;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    model_init(&a);
+    w = open_ok(dir, WAL_FSYNC_NO, NULL);
+    run_effects(&a, w, 300);
+    {
+        snap_job j = {.w = w, .m = &a};
+        snap_thread(&j);
+        assert_int_equal(j.rc, 0);
+    }
+    run_effects(&a, w, 300);
+    /* A second snapshot gives up after the segment switch: the state is
+     * the old snapshot and both segments, and nothing is lost. */
+    assert_true(wal_snapshot(w, half_iter, &a, err, sizeof err) < 0);
+    assert_non_null(strstr(err, "the walk stopped"));
+    wal_stats_get(w, &st);
+    assert_int_equal(st.snapshots, 1);
+    run_effects(&a, w, 300);
+    assert_int_equal(wal_close(w), 0);
+    assert_int_equal(count_files(dir, "wal-"), 2);
+    assert_int_equal(count_files(dir, "snap-"), 1);
+    /* Files no manifest names (a crash between a snapshot's rename and
+     * the manifest swap, interrupted writes) are ignored, then removed. */
+    snprintf(path, sizeof path, "%s/snap-%020d.snap", dir, 99999);
+    write_file(path, "junk", 4);
+    snprintf(path, sizeof path, "%s/wal-%020d.log", dir, 99999);
+    write_file(path, "junk", 4);
+    snprintf(path, sizeof path, "%s/snap-%020d.snap.tmp", dir, 5);
+    write_file(path, "junk", 4);
+    snprintf(path, sizeof path, "%s/notes.txt", dir);
+    write_file(path, "mine", 4);
+    model_init(&b);
+    w = open_ok(dir, WAL_FSYNC_NO, &b);
+    assert_same(&a, &b);
+    assert_int_equal(count_files(dir, "wal-"), 2);
+    assert_int_equal(count_files(dir, "snap-"), 1);
+    assert_int_equal(count_files(dir, "notes.txt"), 1);
+    /* The next snapshot compacts both segments away. */
+    {
+        snap_job j = {.w = w, .m = &b};
+        snap_thread(&j);
+        assert_int_equal(j.rc, 0);
+    }
+    assert_int_equal(wal_close(w), 0);
+    assert_int_equal(count_files(dir, "wal-"), 1);
+    model_free(&b);
+    model_init(&b);
+    w = open_ok(dir, WAL_FSYNC_NO, &b);
+    assert_same(&a, &b);
+    assert_int_equal(wal_close(w), 0);
+    model_free(&b);
+    model_free(&a);
+}
+
+/* ---- group commit ------------------------------------------------------- */
+
+typedef struct gc_state {
+    wal *w;
+    _Atomic uint64_t last_durable;
+    _Atomic int regress;
+    _Atomic int calls;
+} gc_state;
+
+static void gc_cb(void *arg, uint64_t durable)
+{
+    gc_state *g = arg;
+    if (durable < atomic_load(&g->last_durable))
+        atomic_store(&g->regress, 1);
+    atomic_store(&g->last_durable, durable);
+    atomic_fetch_add(&g->calls, 1);
+}
+
+static void *gc_appender(void *arg)
+{
+    gc_state *g = arg;
+    for (int i = 0; i < 3000; i++) {
+        eff_rec r;
+        uint64_t lsn;
+        char v[32];
+        memset(&r, 0, sizeof r);
+        r.type = EFF_CHAN_PUSH;
+        r.u.push.name = eff_s("q");
+        snprintf(v, sizeof v, "%d", i);
+        r.u.push.value = eff_s(v);
+        assert_int_equal(wal_append(g->w, &r, &lsn), 0);
+        /* An I/O thread's end of turn. */
+        if (i % 8 == 0)
+            wal_flush(g->w);
+        /* A durable LSN never passes the appended one. */
+        assert_true(wal_durable_lsn(g->w) <= wal_appended_lsn(g->w));
+    }
+    return NULL;
+}
+
+static void test_group_commit(void **state)
+{
+    char dir[300];
+    gc_state g = {0};
+    pthread_t t[4];
+    wal_stats st;
+    uint64_t want;
+    int64_t deadline;
+    collect c = {0};
+    wal_opts o = {.fsync = WAL_FSYNC_ALWAYS};
+    char err[256];
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    g.w = open_ok(dir, WAL_FSYNC_ALWAYS, NULL);
+    wal_on_durable(g.w, gc_cb, &g);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, gc_appender, &g), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    want = wal_appended_lsn(g.w);
+    assert_int_equal(want, 12000);
+    /* One flush request makes everything durable: poll, no sleep-assert. */
+    wal_flush(g.w);
+    deadline = mono_ms() + 20000;
+    while (wal_durable_lsn(g.w) < want && mono_ms() < deadline)
+        usleep(1000);
+    assert_int_equal(wal_durable_lsn(g.w), want);
+    assert_int_equal(atomic_load(&g.last_durable), want);
+    assert_int_equal(atomic_load(&g.regress), 0);
+    wal_stats_get(g.w, &st);
+    assert_true(st.fsyncs >= 1 && st.fsyncs <= want);
+    assert_int_equal(st.pending_bytes, 0);
+    print_message("group commit: %" PRIu64 " records, %" PRIu64
+                  " fdatasyncs, %d callbacks\n",
+                  want, st.fsyncs, atomic_load(&g.calls));
+    assert_int_equal(wal_close(g.w), 0);
+    /* Every record is there, in LSN order. */
+    o.dir = dir;
+    assert_int_equal(wal_open(&o, collect_apply, &c, &g.w, err, sizeof err), 0);
+    assert_int_equal(c.n, want);
+    assert_int_equal(wal_close(g.w), 0);
+    collect_free(&c);
+}
+
+/* Durability reached by a snapshot's segment switch wakes the waiters
+ * too: an I/O thread holding answers must not wait for a flush that
+ * finds nothing to do. */
+static void test_snapshot_notifies(void **state)
+{
+    char dir[300], err[256];
+    gc_state g = {0};
+    model a;
+    uint64_t want;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    model_init(&a);
+    g.w = open_ok(dir, WAL_FSYNC_ALWAYS, NULL);
+    wal_on_durable(g.w, gc_cb, &g);
+    run_effects(&a, g.w, 0);
+    for (int i = 0; i < 100; i++) {
+        eff_rec r;
+        sample(&r, EFF_CHAN_PUSH);
+        assert_int_equal(wal_append(g.w, &r, NULL), 0);
+    }
+    want = wal_appended_lsn(g.w);
+    /* No flush asked: only the snapshot makes the records durable. */
+    assert_int_equal(wal_snapshot(g.w, model_iter, &a, err, sizeof err), 0);
+    assert_true(wal_durable_lsn(g.w) >= want);
+    assert_true(atomic_load(&g.last_durable) >= want);
+    assert_int_equal(atomic_load(&g.regress), 0);
+    assert_int_equal(wal_close(g.w), 0);
+    model_free(&a);
+}
+
+static void test_policies(void **state)
+{
+    char dir[300];
+    wal *w;
+    eff_rec r;
+    uint64_t lsn;
+    int64_t deadline;
+    wal_stats st;
+    (void)state;
+
+    sample(&r, EFF_CHAN_PUSH);
+    /* no: a flush hands the records to the kernel; only a sync fsyncs. */
+    newdir(dir, sizeof dir);
+    w = open_ok(dir, WAL_FSYNC_NO, NULL);
+    assert_int_equal(wal_append(w, &r, &lsn), 0);
+    wal_flush(w);
+    deadline = mono_ms() + 20000;
+    do {
+        wal_stats_get(w, &st);
+    } while (st.written_lsn < lsn && mono_ms() < deadline && !usleep(1000));
+    assert_int_equal(st.written_lsn, lsn);
+    assert_int_equal(st.fsyncs, 0);
+    assert_int_equal(wal_sync(w, lsn), 0);
+    assert_int_equal(wal_durable_lsn(w), lsn);
+    assert_int_equal(wal_close(w), 0);
+    /* everysec: durable without asking, within about a second. */
+    newdir(dir, sizeof dir);
+    w = open_ok(dir, WAL_FSYNC_EVERYSEC, NULL);
+    assert_int_equal(wal_append(w, &r, &lsn), 0);
+    deadline = mono_ms() + 20000;
+    while (wal_durable_lsn(w) < lsn && mono_ms() < deadline)
+        usleep(5000);
+    assert_int_equal(wal_durable_lsn(w), lsn);
+    assert_int_equal(wal_close(w), 0);
+}
+
+/* ---- disk full ---------------------------------------------------------- */
+
+typedef struct fullctl {
+    _Atomic long budget; /* bytes pwrite may still write; <0: unlimited */
+    _Atomic int fail_sync;
+    _Atomic int writes_failed;
+} fullctl;
+
+static ssize_t full_pwrite(void *ctx, int fd, const void *p, size_t n,
+                           off_t off)
+{
+    fullctl *f = ctx;
+    long b = atomic_load(&f->budget);
+    if (b >= 0 && (size_t)b < n) {
+        if (b == 0) {
+            atomic_fetch_add(&f->writes_failed, 1);
+            errno = ENOSPC;
+            return -1;
+        }
+        n = (size_t)b; /* a partial write, as a filling disk gives */
+    }
+    ssize_t k = pwrite(fd, p, n, off);
+    if (k > 0 && b >= 0)
+        atomic_fetch_sub(&f->budget, k);
+    return k;
+}
+
+static int full_fdatasync(void *ctx, int fd)
+{
+    fullctl *f = ctx;
+    if (atomic_load(&f->fail_sync)) {
+        errno = ENOSPC;
+        return -1;
+    }
+    return fdatasync(fd);
+}
+
+static void disk_full(wal_fsync pol)
+{
+    char dir[300], err[512];
+    fullctl f;
+    wal_io io = {full_pwrite, full_fdatasync, &f};
+    wal_opts o = {.fsync = pol, .retry_ms = 10, .io = &io};
+    wal *w;
+    eff_rec r;
+    uint64_t lsn = 0, durable;
+    int64_t deadline;
+    collect c = {0};
+
+    atomic_store(&f.budget, -1);
+    atomic_store(&f.fail_sync, 0);
+    atomic_store(&f.writes_failed, 0);
+    newdir(dir, sizeof dir);
+    o.dir = dir;
+    assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), 0);
+    sample(&r, EFF_CHAN_PUSH);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(wal_append(w, &r, &lsn), 0);
+    assert_int_equal(wal_sync(w, lsn), 0);
+    durable = lsn;
+    /* The disk fills in the middle of a record. */
+    atomic_store(&f.budget, (long)eff_size(&r) / 2 + 3 * (long)eff_size(&r));
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(wal_append(w, &r, &lsn), 0);
+    wal_flush(w);
+    deadline = mono_ms() + 20000;
+    while (wal_error(w, NULL, 0) == 0 && mono_ms() < deadline)
+        usleep(1000);
+    assert_int_equal(wal_error(w, err, sizeof err), -ENOSPC);
+    assert_non_null(strstr(err, "No space left on device"));
+    assert_non_null(strstr(err, "wal-00000000000000000001.log"));
+    assert_int_equal(wal_durable_lsn(w), durable);
+    /* Appending still works (the integrator refuses writes meanwhile);
+     * the sync reports the reason. */
+    assert_int_equal(wal_sync(w, lsn), -ENOSPC);
+    /* Space returns: the retries rewrite the tail from the buffer. */
+    atomic_store(&f.budget, -1);
+    deadline = mono_ms() + 20000;
+    while ((wal_durable_lsn(w) < lsn || wal_error(w, NULL, 0)) &&
+           mono_ms() < deadline)
+        usleep(1000);
+    assert_int_equal(wal_durable_lsn(w), lsn);
+    assert_int_equal(wal_error(w, NULL, 0), 0);
+    /* A failing fdatasync: nothing is durable until a sync succeeds. */
+    atomic_store(&f.fail_sync, 1);
+    assert_int_equal(wal_append(w, &r, &lsn), 0);
+    wal_flush(w);
+    deadline = mono_ms() + 20000;
+    while (wal_error(w, NULL, 0) == 0 && mono_ms() < deadline)
+        usleep(1000);
+    assert_int_equal(wal_error(w, err, sizeof err), -ENOSPC);
+    assert_non_null(strstr(err, "fdatasync"));
+    assert_true(wal_durable_lsn(w) < lsn);
+    atomic_store(&f.fail_sync, 0);
+    assert_int_equal(wal_sync(w, lsn), 0);
+    assert_int_equal(wal_close(w), 0);
+    /* No half record in the middle: everything reads back. */
+    o.io = NULL;
+    assert_int_equal(wal_open(&o, collect_apply, &c, &w, err, sizeof err), 0);
+    assert_int_equal(c.n, 21);
+    assert_int_equal(wal_close(w), 0);
+    collect_free(&c);
+    assert_true(atomic_load(&f.writes_failed) > 0);
+}
+
+static void test_disk_full(void **state)
+{
+    (void)state;
+    disk_full(WAL_FSYNC_ALWAYS);
+    /* Under everysec the bytes since the last good sync are kept, and
+     * written again after a failed fdatasync. */
+    disk_full(WAL_FSYNC_EVERYSEC);
+}
+
+/* The real thing, where it can be had: a 256 KiB tmpfs in a private
+ * mount namespace of a child process (it vanishes with the child; needs
+ * root, else the test is skipped).  The child fills the disk with
+ * records, checks the error, frees a ballast file and checks that the
+ * log catches up, then that everything reads back.  Returns the child's
+ * step that failed, 0, or 77 (skip). */
+static int tmpfs_child(const char *mnt)
+{
+    char dir[400], ballast[400], err[512];
+    wal_opts o = {.fsync = WAL_FSYNC_ALWAYS, .retry_ms = 10};
+    wal *w;
+    eff_rec r;
+    char big[1024];
+    uint64_t lsn = 0, n = 0;
+    int64_t deadline;
+    int fd;
+
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", mnt, "tmpfs", 0, "size=256k") != 0)
+        return 77;
+    snprintf(ballast, sizeof ballast, "%s/ballast", mnt);
+    fd = open(ballast, O_WRONLY | O_CREAT, 0600);
+    memset(big, 'b', sizeof big);
+    for (int i = 0; i < 64; i++)
+        if (write(fd, big, sizeof big) != (ssize_t)sizeof big)
+            return 1;
+    close(fd);
+    snprintf(dir, sizeof dir, "%s/data", mnt);
+    o.dir = dir;
+    if (wal_open(&o, NULL, NULL, &w, err, sizeof err) != 0)
+        return 2;
+    memset(big, 'v', sizeof big);
+    big[0] = '"';
+    big[sizeof big - 2] = '"';
+    big[sizeof big - 1] = 0;
+    memset(&r, 0, sizeof r);
+    r.type = EFF_CHAN_PUSH;
+    r.u.push.name = eff_s("q");
+    r.u.push.value = eff_s(big);
+    /* Fill the disk: at most 1 MiB of records into 256 KiB. */
+    for (int i = 0; i < 1024 && wal_error(w, NULL, 0) == 0; i++) {
+        if (wal_append(w, &r, &lsn) != 0)
+            return 3;
+        wal_flush(w);
+        deadline = mono_ms() + 20000;
+        while (wal_durable_lsn(w) < lsn && wal_error(w, NULL, 0) == 0 &&
+               mono_ms() < deadline)
+            usleep(200);
+    }
+    if (wal_error(w, err, sizeof err) != -ENOSPC ||
+        !strstr(err, "No space left on device"))
+        return 4;
+    if (wal_durable_lsn(w) >= lsn)
+        return 5;
+    /* Space returns. */
+    if (unlink(ballast) != 0)
+        return 6;
+    deadline = mono_ms() + 20000;
+    while ((wal_durable_lsn(w) < lsn || wal_error(w, NULL, 0)) &&
+           mono_ms() < deadline)
+        usleep(1000);
+    if (wal_durable_lsn(w) != lsn || wal_error(w, NULL, 0) != 0)
+        return 7;
+    if (wal_close(w) != 0)
+        return 8;
+    {
+        collect c = {0};
+        if (wal_open(&o, collect_apply, &c, &w, err, sizeof err) != 0)
+            return 9;
+        n = c.n;
+        collect_free(&c);
+        wal_close(w);
+    }
+    return n == lsn ? 0 : 10;
+}
+
+static void test_disk_full_tmpfs(void **state)
+{
+    char mnt[300];
+    pid_t pid;
+    int st;
+    (void)state;
+
+    newdir(mnt, sizeof mnt);
+    assert_int_equal(mkdir(mnt, 0700), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(tmpfs_child(mnt));
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 77) {
+        print_message("no tmpfs (not root?): skipped\n");
+        skip();
+    }
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* ---- kill -9 at random moments --------------------------------------------
+ */
+
+/* The record of LSN l is a function of l, so that what survives can be
+ * checked: groups of three every 7th LSN, else single pushes. */
+static void crash_rec(uint64_t l, eff_rec *r, char *v, size_t vn)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(v, vn, "\"value %" PRIu64 "\"", l);
+    r->type = EFF_CHAN_PUSH;
+    r->u.push.name = eff_s("q");
+    r->u.push.value = eff_s(v);
+}
+
+/* The child: appends until killed, acknowledging on fd each LSN that the
+ * policy promises to keep across a process crash (durable under always,
+ * handed to the kernel otherwise). */
+static void crash_child(const char *dir, wal_fsync pol, int fd)
+{
+    wal_opts o = {.dir = dir, .fsync = pol};
+    char err[512];
+    wal *w;
+
+    if (wal_open(&o, NULL, NULL, &w, err, sizeof err) != 0)
+        _exit(2);
+    for (uint64_t l = wal_appended_lsn(w) + 1;;) {
+        eff_rec g[3];
+        char v[3][64];
+        uint64_t lsn, ok;
+        size_t n = l % 7 == 0 ? 3 : 1;
+        wal_stats st;
+        for (size_t i = 0; i < n; i++)
+            crash_rec(l + i, &g[i], v[i], sizeof v[i]);
+        if (wal_append_group(w, g, n, &lsn) != 0)
+            _exit(3);
+        l = lsn + 1;
+        if (l % 5)
+            continue;
+        wal_flush(w);
+        do {
+            wal_stats_get(w, &st);
+            ok = pol == WAL_FSYNC_ALWAYS ? st.durable_lsn : st.written_lsn;
+        } while (ok < lsn && !usleep(100));
+        if (write(fd, &ok, sizeof ok) != (ssize_t)sizeof ok)
+            _exit(4);
+    }
+}
+
+static void test_kill9(void **state)
+{
+    char dir[300], err[512];
+    uint64_t total_acked = 0;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    for (int it = 0; it < 24; it++) {
+        wal_fsync pol = (wal_fsync)(it % 3);
+        int p[2], st;
+        uint64_t acked = 0, a;
+        long want = 1 + (long)(rnd() % 60), got = 0;
+        pid_t pid;
+        collect c = {0};
+        wal_opts o = {.dir = dir, .fsync = WAL_FSYNC_NO};
+        wal *w;
+
+        assert_int_equal(pipe(p), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(p[0]);
+            crash_child(dir, pol, p[1]);
+        }
+        close(p[1]);
+        /* Kill it after a random number of acknowledgements, whatever it
+         * is doing then. */
+        while (got < want && read(p[0], &a, sizeof a) == (ssize_t)sizeof a) {
+            acked = a;
+            got++;
+        }
+        kill(pid, SIGKILL);
+        while (read(p[0], &a, sizeof a) == (ssize_t)sizeof a)
+            acked = a;
+        close(p[0]);
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFSIGNALED(st));
+        /* Every acknowledged record is there, in order, whole groups
+         * only, each the one written. */
+        assert_int_equal(wal_open(&o, collect_apply, &c, &w, err, sizeof err),
+                         0);
+        assert_true(c.n >= acked);
+        for (size_t i = 0; i < c.n; i++) {
+            eff_rec r, d;
+            char v[64];
+            size_t used;
+            crash_rec(i + 1, &r, v, sizeof v);
+            /* (c.r's strings pointed into the file, now unmapped.) */
+            const uint8_t *b = c.bytes[i];
+            size_t bn = 8 + ((size_t)b[0] | (size_t)b[1] << 8 |
+                             (size_t)b[2] << 16 | (size_t)b[3] << 24);
+            assert_int_equal(eff_decode(b, bn, &d, &used), 0);
+            assert_int_equal(d.lsn, i + 1);
+            assert_true(str_eq(d.u.push.value, r.u.push.value));
+        }
+        if (c.n)
+            assert_int_equal(c.r[c.n - 1].flags, 0);
+        assert_int_equal(wal_close(w), 0);
+        total_acked = acked;
+        collect_free(&c);
+    }
+    print_message("kill -9: 24 kills, %" PRIu64 " records acknowledged\n",
+                  total_acked);
+}
+
+/* ---- compaction trigger ------------------------------------------------- */
+
+static void test_compaction_trigger(void **state)
+{
+    char dir[300], err[256];
+    wal_opts o = {.fsync = WAL_FSYNC_NO, .compact_floor = 4096};
+    model a;
+    wal *w;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    o.dir = dir;
+    model_init(&a);
+    assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), 0);
+    assert_int_equal(wal_should_compact(w), 0);
+    /* Nothing logged yet: a snapshot has nothing to do. */
+    assert_int_equal(wal_snapshot(w, model_iter, &a, err, sizeof err), 0);
+    assert_int_equal(count_files(dir, "snap-"), 0);
+    while (!wal_should_compact(w))
+        run_effects(&a, w, 10);
+    assert_int_equal(wal_snapshot(w, model_iter, &a, err, sizeof err), 0);
+    assert_int_equal(wal_should_compact(w), 0);
+    assert_int_equal(wal_close(w), 0);
+    model_free(&a);
+}
+
+static void test_auto_compaction(void **state)
+{
+    char dir[300], err[256];
+    wal_opts o = {.fsync = WAL_FSYNC_NO, .compact_floor = 8192};
+    model a, b;
+    wal *w;
+    wal_stats st;
+    int64_t deadline;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    o.dir = dir;
+    model_init(&a);
+    assert_int_equal(wal_open(&o, NULL, NULL, &w, err, sizeof err), 0);
+    assert_int_equal(wal_compact(w), -EINVAL);
+    wal_set_compactor(w, model_iter, &a);
+    /* Effects keep coming; the flusher starts compactions on its own. */
+    deadline = mono_ms() + 30000;
+    do {
+        run_effects(&a, w, 50);
+        wal_flush(w);
+        wal_stats_get(w, &st);
+    } while (st.snapshots < 3 && mono_ms() < deadline);
+    assert_true(st.snapshots >= 3);
+    /* wal_close waits for a compaction still running. */
+    run_effects(&a, w, 50);
+    {
+        int rc = wal_compact(w);
+        assert_true(rc == 0 || rc == -EBUSY);
+    }
+    assert_int_equal(wal_close(w), 0);
+    model_init(&b);
+    w = open_ok(dir, WAL_FSYNC_NO, &b);
+    assert_same(&a, &b);
+    assert_int_equal(wal_close(w), 0);
+    model_free(&b);
+    model_free(&a);
+}
+
+/* ---- the token epoch ---------------------------------------------------- */
+
+static void test_epoch(void **state)
+{
+    char dir[300], path[400], err[256];
+    uint64_t e1, e2, e3;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    assert_int_equal(epoch_bump(dir, &e1, err, sizeof err), 0);
+    assert_int_equal(e1, 1);
+    assert_int_equal(epoch_bump(dir, &e2, err, sizeof err), 0);
+    assert_int_equal(e2, 2);
+    /* Every token of a later epoch is above every token of an earlier. */
+    assert_true(epoch_token(e2, 1) > epoch_token(e1, EPOCH_COUNTER_MAX));
+    assert_true(epoch_token(EPOCH_MAX, EPOCH_COUNTER_MAX) < (1ull << 53));
+    /* A damaged EPOCH is refused: tokens must never go back. */
+    snprintf(path, sizeof path, "%s/EPOCH", dir);
+    write_file(path, "chand-epoch 7 00000000\n", 23);
+    assert_int_equal(epoch_bump(dir, &e3, err, sizeof err), -EBADMSG);
+    assert_non_null(strstr(err, "EPOCH is damaged"));
+    /* The last epoch refuses to wrap. */
+    {
+        char t[64];
+        int n = snprintf(t, sizeof t, "chand-epoch %llu",
+                         (unsigned long long)EPOCH_MAX);
+        n += snprintf(t + n, sizeof t - (size_t)n, " %08x\n",
+                      crc32c(t, (size_t)n));
+        write_file(path, t, (size_t)n);
+        assert_int_equal(epoch_bump(dir, &e3, err, sizeof err), -EOVERFLOW);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crc_vectors),
+        cmocka_unit_test(test_codec_every_type),
+        cmocka_unit_test(test_codec_compat),
+        cmocka_unit_test(test_codec_format),
+        cmocka_unit_test(test_codec_garbage),
+        cmocka_unit_test(test_open_lock_and_fresh),
+        cmocka_unit_test(test_apply_failure),
+        cmocka_unit_test(test_torn_tail_every_offset),
+        cmocka_unit_test(test_group_torn),
+        cmocka_unit_test(test_corrupt_middle_and_repair),
+        cmocka_unit_test(test_unknown_type_at_tail_refused),
+        cmocka_unit_test(test_damage_random),
+        cmocka_unit_test(test_replay_model),
+        cmocka_unit_test(test_fuzzy_snapshot_model),
+        cmocka_unit_test(test_manifest_swap),
+        cmocka_unit_test(test_snapshot_damage_refused),
+        cmocka_unit_test(test_snapshot_abandoned_and_strays),
+        cmocka_unit_test(test_group_commit),
+        cmocka_unit_test(test_snapshot_notifies),
+        cmocka_unit_test(test_policies),
+        cmocka_unit_test(test_disk_full),
+        cmocka_unit_test(test_disk_full_tmpfs),
+        cmocka_unit_test(test_kill9),
+        cmocka_unit_test(test_compaction_trigger),
+        cmocka_unit_test(test_auto_compaction),
+        cmocka_unit_test(test_epoch),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
