@@ -9,7 +9,7 @@
 #   V=1             show the full compiler command lines
 #
 # Missing build dependencies (libevent, jansson, cmocka, pkg-config,
-# jemalloc) are installed with apt-get the first time, and the Makefile says
+# jemalloc, raft, libuv) are installed with apt-get the first time, and the Makefile says
 # so.
 #
 # MALLOC=jemalloc (default) links the daemon with jemalloc, as Redis's own
@@ -50,8 +50,9 @@ ifneq ($(SANITIZER),)
 MALLOC := libc
 endif
 
-PKGS := libevent libevent_pthreads jansson
-DEB_PKGS := pkg-config libevent-dev libjansson-dev libcmocka-dev libjemalloc-dev
+PKGS := libevent libevent_pthreads jansson raft libuv
+DEB_PKGS := pkg-config libevent-dev libjansson-dev libcmocka-dev libjemalloc-dev \
+            libraft-dev libuv1-dev
 ifeq ($(MALLOC),jemalloc)
 DAEMON_MALLOC_LIBS = $(shell pkg-config --libs jemalloc 2>/dev/null || echo -ljemalloc)
 else ifeq ($(MALLOC),libc)
@@ -105,7 +106,7 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 EXAMPLE_BINS := $(patsubst client/examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
 TEST_HELPER_OBJS := $(call objs,$(TEST_HELPERS))
 
-DEPS_STAMP := build/.deps-ok-2
+DEPS_STAMP := build/.deps-ok-3
 
 .PHONY: all deps test run bench asan tsan test-all clean install uninstall
 .DEFAULT_GOAL := all
