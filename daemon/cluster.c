@@ -95,8 +95,8 @@ static int parse_entry(const char *s, size_t len, size_t pos, cluster_peer *p,
                     "addresses are not supported; use a host name)",
                     pos, ilen, s);
     if (c1 == rest)
-        return fail(err, errlen, "cluster entry %zu \"%.*s\": empty host",
-                    pos, ilen, s);
+        return fail(err, errlen, "cluster entry %zu \"%.*s\": empty host", pos,
+                    ilen, s);
     if ((size_t)(c1 - rest) > CLUSTER_HOST_MAX)
         return fail(err, errlen,
                     "cluster entry %zu: host longer than %d characters", pos,
@@ -137,13 +137,12 @@ static int check_unique(const cluster *c, const cluster_peer *p, size_t pos,
         const cluster_peer *q = &c->peers[i];
         if (q->id == p->id)
             return fail(err, errlen,
-                        "cluster entry %zu: node id %llu is listed twice",
-                        pos, (unsigned long long)p->id);
+                        "cluster entry %zu: node id %llu is listed twice", pos,
+                        (unsigned long long)p->id);
         if (strcmp(q->host, p->host) != 0)
             continue;
         if (q->raft_port == p->raft_port || q->client_port == p->raft_port ||
-            q->raft_port == p->client_port ||
-            q->client_port == p->client_port)
+            q->raft_port == p->client_port || q->client_port == p->client_port)
             return fail(err, errlen,
                         "cluster entry %zu: node %llu uses a port of node "
                         "%llu on host %s",
@@ -153,8 +152,8 @@ static int check_unique(const cluster *c, const cluster_peer *p, size_t pos,
     return 0;
 }
 
-int cluster_parse(cluster *c, const char *spec, const char *node_id,
-                  char *err, size_t errlen)
+int cluster_parse(cluster *c, const char *spec, const char *node_id, char *err,
+                  size_t errlen)
 {
     const char *s = spec, *comma, *a, *b;
     uint64_t self_id;
@@ -163,11 +162,13 @@ int cluster_parse(cluster *c, const char *spec, const char *node_id,
 
     memset(c, 0, sizeof *c);
     if (spec == NULL || spec[strspn(spec, " \t")] == '\0')
-        return fail(err, errlen, "cluster is empty: list every node as "
-                                 "id=host:client_port:raft_port,...");
+        return fail(err, errlen,
+                    "cluster is empty: list every node as "
+                    "id=host:client_port:raft_port,...");
     if (node_id == NULL || node_id[0] == '\0')
-        return fail(err, errlen, "node_id is not set: it names this node "
-                                 "in the cluster setting");
+        return fail(err, errlen,
+                    "node_id is not set: it names this node "
+                    "in the cluster setting");
     if (parse_uint(node_id, strlen(node_id), INT64_MAX, &self_id) != 0)
         return fail(err, errlen,
                     "node_id \"%s\": must be an integer from 1 to %lld",
@@ -193,8 +194,7 @@ int cluster_parse(cluster *c, const char *spec, const char *node_id,
                       CLUSTER_MAX_PEERS);
             goto out_free;
         }
-        rc = parse_entry(a, (size_t)(b - a), pos, &c->peers[c->n], err,
-                         errlen);
+        rc = parse_entry(a, (size_t)(b - a), pos, &c->peers[c->n], err, errlen);
         if (rc != 0)
             goto out_free;
         rc = check_unique(c, &c->peers[c->n], pos, err, errlen);

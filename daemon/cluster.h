@@ -40,8 +40,8 @@ typedef struct cluster {
 /* Parses spec and node_id into c (zeroed first).  Returns 0, or -EINVAL
  * with a sentence in err (never longer than errlen) and c left empty, or
  * -ENOMEM.  On success the caller frees c with cluster_free. */
-int cluster_parse(cluster *c, const char *spec, const char *node_id,
-                  char *err, size_t errlen);
+int cluster_parse(cluster *c, const char *spec, const char *node_id, char *err,
+                  size_t errlen);
 
 /* Frees what cluster_parse allocated; c is empty afterwards (safe twice). */
 void cluster_free(cluster *c);

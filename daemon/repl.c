@@ -16,10 +16,17 @@
  *     u32 magic "CHRB"   u32 n     u64 origin node id   u64 origin nonce
  *     n times: u32 len, len bytes
  *
+ *     zero bytes up to a multiple of 8
+ *
  * The origin (node id + a random nonce drawn at repl_start) lets the FSM
  * tell the batches this process proposed, and has applied already, from
- * every other one.  Snapshots are an 8-byte header ("CHRS", u32 version 1)
- * followed by the daemon's bytes.
+ * every other one.  Snapshots are a 16-byte header ("CHRS", u32 version 1,
+ * u64 length) followed by the daemon's bytes, zero-padded likewise.
+ *
+ * The padding is libraft 0.15's requirement, stated nowhere in raft.h: its
+ * disk segments assume entry lengths that are multiples of 8, and a node
+ * that reloads an unaligned entry from disk reads it shifted (found here by
+ * test_repl's restart test; canonical/raft issues 189 and 304).
  */
 #include "repl.h"
 
@@ -27,6 +34,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +51,7 @@
 #define SNAP_MAGIC 0x53524843u  /* "CHRS" */
 #define SNAP_VERSION 1u
 #define BATCH_HDR 24
-#define SNAP_HDR 8
+#define SNAP_HDR 16
 /* One raft entry stays well below what raft and the disk segments take. */
 #define BATCH_MAX ((size_t)1 << 30)
 
@@ -238,7 +246,8 @@ static uint64_t get64(const unsigned char *p)
     return v;
 }
 
-/* ---- queues ----------------------------------------------------------------- */
+/* ---- queues -----------------------------------------------------------------
+ */
 
 /* Moves a finished op to the completion queue and pokes the I/O thread. */
 static void complete(repl_node *n, op *o, int status, uint64_t index)
@@ -247,6 +256,14 @@ static void complete(repl_node *n, op *o, int status, uint64_t index)
     o->index = status == 0 ? index : 0;
     o->next = NULL;
     pthread_mutex_lock(&n->mu);
+    if (!n->closing) {
+        /* Whoever drains this completion may read the status at once: it
+         * must already count the entry. */
+        n->st.term = n->raft.current_term;
+        n->st.commit_index = n->raft.commit_index;
+        n->st.last_applied = raft_last_applied(&n->raft);
+        n->st.last_index = raft_last_index(&n->raft);
+    }
     *n->out_tail = o;
     n->out_tail = &o->next;
     pthread_mutex_unlock(&n->mu);
@@ -329,14 +346,18 @@ static int fsm_apply(struct raft_fsm *f, const struct raft_buffer *buf,
         recs[i].len = len;
         p += len;
     }
+    /* Up to 7 bytes of zero padding may follow the last record. */
+    if (i == count && end - p < 8)
+        while (p < end && *p == 0)
+            p++;
     if (i < count || p != end) {
         rc = RAFT_MALFORMED;
         goto out;
     }
     /* raft sets last_applied after this call returns: the entry's index is
      * the next one. */
-    rc = n->fsm.apply(n->fsm.arg, raft_last_applied(&n->raft) + 1, recs,
-                      count, origin == n->id && nonce == n->nonce);
+    rc = n->fsm.apply(n->fsm.arg, raft_last_applied(&n->raft) + 1, recs, count,
+                      origin == n->id && nonce == n->nonce);
     rc = rc == 0 ? 0 : RAFT_IOERR;
 out:
     if (recs != stack)
@@ -351,6 +372,7 @@ static int fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[],
     void *data = NULL;
     size_t len = 0;
     unsigned char *hdr;
+    size_t padded;
     int rc;
 
     rc = n->fsm.snapshot(n->fsm.arg, raft_last_applied(&n->raft), &data, &len);
@@ -358,6 +380,16 @@ static int fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[],
         return RAFT_BUSY;
     if (rc != 0)
         return RAFT_IOERR;
+    padded = (len + 7) & ~(size_t)7;
+    if (padded != len) {
+        void *grown = realloc(data, padded);
+        if (grown == NULL) {
+            free(data);
+            return RAFT_NOMEM;
+        }
+        data = grown;
+        memset((char *)data + len, 0, padded - len);
+    }
     *bufs = raft_calloc(2, sizeof **bufs);
     hdr = raft_malloc(SNAP_HDR);
     if (*bufs == NULL || hdr == NULL) {
@@ -368,6 +400,7 @@ static int fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[],
     }
     put32(hdr, SNAP_MAGIC);
     put32(hdr + 4, SNAP_VERSION);
+    put64(hdr + 8, len);
     (*bufs)[0].base = hdr;
     (*bufs)[0].len = SNAP_HDR;
     *n_bufs = 1;
@@ -375,7 +408,7 @@ static int fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[],
         /* raft frees the buffers with raft_free, the C library's free by
          * default, which is what allocated data. */
         (*bufs)[1].base = data;
-        (*bufs)[1].len = len;
+        (*bufs)[1].len = padded;
         *n_bufs = 2;
     } else {
         free(data);
@@ -390,9 +423,9 @@ static int fsm_restore(struct raft_fsm *f, struct raft_buffer *buf)
     int rc;
 
     if (buf->len < SNAP_HDR || get32(p) != SNAP_MAGIC ||
-        get32(p + 4) != SNAP_VERSION)
+        get32(p + 4) != SNAP_VERSION || get64(p + 8) > buf->len - SNAP_HDR)
         return RAFT_MALFORMED;
-    rc = n->fsm.restore(n->fsm.arg, p + SNAP_HDR, buf->len - SNAP_HDR);
+    rc = n->fsm.restore(n->fsm.arg, p + SNAP_HDR, get64(p + 8));
     if (rc != 0)
         return RAFT_IOERR;
     /* On success the FSM owns the buffer (raft's contract). */
@@ -437,8 +470,7 @@ static void add_cb(struct raft_change *req, int status)
         return;
     }
     o->req.change[1].data = o;
-    rv = raft_assign(&n->raft, &o->req.change[1], o->id, RAFT_VOTER,
-                     assign_cb);
+    rv = raft_assign(&n->raft, &o->req.change[1], o->id, RAFT_VOTER, assign_cb);
     if (rv != 0)
         complete(n, o, map_raft(rv), 0);
 }
@@ -697,6 +729,7 @@ int repl_start(const repl_config *cfg, repl_node **out, char *err,
 {
     const cluster *c = cfg->cluster;
     const cluster_peer *self;
+    sigset_t all, old;
     repl_node *n;
     size_t i;
     int rc, rv;
@@ -737,8 +770,7 @@ int repl_start(const repl_config *cfg, repl_node **out, char *err,
                   cfg->data_dir);
         goto out_free;
     }
-    if ((rc = mkdir_one(cfg->data_dir)) != 0 ||
-        (rc = mkdir_one(n->dir)) != 0) {
+    if ((rc = mkdir_one(cfg->data_dir)) != 0 || (rc = mkdir_one(n->dir)) != 0) {
         rc = errf(err, errlen, rc, "cannot create %s: %s", n->dir,
                   strerror(-rc));
         goto out_free;
@@ -763,8 +795,8 @@ int repl_start(const repl_config *cfg, repl_node **out, char *err,
     }
     rv = raft_uv_init(&n->io, &n->loop, n->dir, &n->transport);
     if (rv != 0) {
-        rc = errf(err, errlen, map_raft(rv), "raft storage in %s: %s",
-                  n->dir, raft_strerror(rv));
+        rc = errf(err, errlen, map_raft(rv), "raft storage in %s: %s", n->dir,
+                  raft_strerror(rv));
         goto out_transport;
     }
     n->rfsm.version = 1;
@@ -779,18 +811,14 @@ int repl_start(const repl_config *cfg, repl_node **out, char *err,
         goto out_io;
     }
     n->raft.data = n;
-    raft_set_election_timeout(&n->raft, cfg->election_timeout_ms
-                                            ? cfg->election_timeout_ms
-                                            : 1000);
-    raft_set_heartbeat_timeout(&n->raft, cfg->heartbeat_timeout_ms
-                                             ? cfg->heartbeat_timeout_ms
-                                             : 100);
-    raft_set_snapshot_threshold(&n->raft, cfg->snapshot_threshold
-                                              ? cfg->snapshot_threshold
-                                              : 1024);
-    raft_set_snapshot_trailing(&n->raft, cfg->snapshot_trailing
-                                             ? cfg->snapshot_trailing
-                                             : 128);
+    raft_set_election_timeout(
+        &n->raft, cfg->election_timeout_ms ? cfg->election_timeout_ms : 1000);
+    raft_set_heartbeat_timeout(
+        &n->raft, cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : 100);
+    raft_set_snapshot_threshold(
+        &n->raft, cfg->snapshot_threshold ? cfg->snapshot_threshold : 1024);
+    raft_set_snapshot_trailing(
+        &n->raft, cfg->snapshot_trailing ? cfg->snapshot_trailing : 128);
     /* A node back from a partition or a restart must not depose a healthy
      * leader (dissertation 9.6). */
     raft_set_pre_vote(&n->raft, true);
@@ -802,7 +830,12 @@ int repl_start(const repl_config *cfg, repl_node **out, char *err,
                   raft_errmsg(&n->raft));
         goto out_raft;
     }
+    /* The raft thread takes no signals: the daemon's handlers stay on its
+     * own threads, and a peer that hangs up gives EPIPE, not SIGPIPE. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     rv = pthread_create(&n->thread, NULL, node_main, n);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rv != 0) {
         rc = errf(err, errlen, -rv, "cannot start the raft thread: %s",
                   strerror(rv));
@@ -885,6 +918,7 @@ int repl_propose(repl_node *n, const repl_record *recs, size_t nrecs,
             return -E2BIG;
         total += 4 + recs[i].len;
     }
+    total = (total + 7) & ~(size_t)7;
     o = new_op(OP_PROPOSE, done, arg);
     if (o == NULL)
         return -ENOMEM;
@@ -895,6 +929,7 @@ int repl_propose(repl_node *n, const repl_record *recs, size_t nrecs,
     }
     o->buf.len = total;
     p = o->buf.base;
+    memset(p + total - 8, 0, 8); /* the padding */
     put32(p, BATCH_MAGIC);
     put32(p + 4, (uint32_t)nrecs);
     put64(p + 8, n->id);
@@ -1011,8 +1046,7 @@ int repl_leader(repl_node *n, uint64_t *id, char *addr, size_t len)
             for (i = 0; i < n->n_book; i++) {
                 if (n->book[i].id != leader)
                     continue;
-                if ((size_t)snprintf(addr, len, "%s", n->book[i].client) >=
-                    len)
+                if ((size_t)snprintf(addr, len, "%s", n->book[i].client) >= len)
                     rc = -ENAMETOOLONG;
                 break;
             }

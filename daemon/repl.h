@@ -118,8 +118,8 @@ typedef struct repl_fsm {
     void *arg;
     /* Applies one committed batch of n records (borrowed for the call) at
      * raft index `index`.  own: proposed by this node since repl_start. */
-    int (*apply)(void *arg, uint64_t index, const repl_record *recs,
-                 size_t n, bool own);
+    int (*apply)(void *arg, uint64_t index, const repl_record *recs, size_t n,
+                 bool own);
     /* Writes the state as of raft index `index` (everything applied so
      * far) into *data (new, malloc'd; repl steals it) and *len.  Returns
      * 0, -EBUSY to be asked again later, or another negative code. */
@@ -165,7 +165,7 @@ typedef struct repl_config {
 #define REPL_MAX_PEERS CLUSTER_MAX_PEERS
 typedef struct repl_peer {
     uint64_t id;
-    int voter; /* 1 voter, 0 stand-by or spare */
+    int voter;                          /* 1 voter, 0 stand-by or spare */
     char address[CLUSTER_HOST_MAX + 8]; /* raft address */
 } repl_peer;
 
