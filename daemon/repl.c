@@ -134,6 +134,7 @@ struct repl_node {
     raft_term ready_term;
     bool emitted_serving;
     uint64_t emitted_leader;
+    uint64_t fsm_errors;
     raft_index conf_seen, conf_uncommitted_seen;
     unsigned conf_n_seen;
 };
@@ -360,6 +361,8 @@ static int fsm_apply(struct raft_fsm *f, const struct raft_buffer *buf,
                       origin == n->id && nonce == n->nonce);
     rc = rc == 0 ? 0 : RAFT_IOERR;
 out:
+    if (rc != 0)
+        n->fsm_errors++;
     if (recs != stack)
         free(recs);
     return rc;
@@ -426,8 +429,10 @@ static int fsm_restore(struct raft_fsm *f, struct raft_buffer *buf)
         get32(p + 4) != SNAP_VERSION || get64(p + 8) > buf->len - SNAP_HDR)
         return RAFT_MALFORMED;
     rc = n->fsm.restore(n->fsm.arg, p + SNAP_HDR, get64(p + 8));
-    if (rc != 0)
+    if (rc != 0) {
+        n->fsm_errors++;
         return RAFT_IOERR;
+    }
     /* On success the FSM owns the buffer (raft's contract). */
     raft_free(buf->base);
     return 0;
@@ -553,6 +558,7 @@ static void refresh(repl_node *n)
     n->st.last_applied = raft_last_applied(r);
     n->st.last_index = raft_last_index(r);
     n->st.leader_id = leader;
+    n->st.fsm_errors = n->fsm_errors;
     if (r->configuration_index != n->conf_seen ||
         r->configuration_uncommitted_index != n->conf_uncommitted_seen ||
         r->configuration.n != n->conf_n_seen) {

@@ -174,6 +174,10 @@ typedef struct repl_status {
     bool serving; /* leader, and its first barrier has committed */
     uint64_t id, term, commit_index, last_applied, last_index;
     uint64_t leader_id; /* 0: none known */
+    /* Batches or snapshots the FSM refused, plus malformed batches.  raft
+     * stops applying at the first one and retries it at the next commit:
+     * the daemon should log it and stop, its state can no longer follow. */
+    uint64_t fsm_errors;
     size_t n_peers;
     repl_peer peers[REPL_MAX_PEERS];
 } repl_status;
@@ -188,8 +192,10 @@ int repl_start(const repl_config *cfg, repl_node **out, char *err,
                size_t errlen);
 
 /* Stops the node: raft_close, then the loop and the thread.  Requests still
- * pending complete with -ESHUTDOWN (or REPL_ELOST) from within this call,
- * on the calling thread.  Frees n; NULL is a no-op. */
+ * pending complete (0, -ESHUTDOWN or REPL_ELOST) from within this call, on
+ * the calling thread; on_role is not called any more.  The wakeup must stay
+ * callable until this returns.  Not from within a repl callback.  Frees n;
+ * NULL is a no-op. */
 void repl_stop(repl_node *n);
 
 /* Queues one batch of n records (copied into one raft entry) for
@@ -221,8 +227,9 @@ int repl_transfer(repl_node *n, uint64_t id, repl_done_fn done, void *arg);
 int repl_drain(repl_node *n);
 
 /* Returns 0 and the known leader's id and client address "host:port"
- * (from the cluster setting or repl_add), or -ENOENT during an election;
- * -ENAMETOOLONG if addr is too small.  addr may be NULL.  Any thread. */
+ * (from the cluster setting or repl_add on this node; "" when neither
+ * names it), or -ENOENT during an election; -ENAMETOOLONG if addr is too
+ * small.  addr may be NULL.  Any thread. */
 int repl_leader(repl_node *n, uint64_t *id, char *addr, size_t len);
 
 /* Copies the current status into *st.  Any thread. */

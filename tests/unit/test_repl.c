@@ -91,8 +91,12 @@ static int toy_apply(void *arg, uint64_t index, const repl_record *recs,
     if (index <= t->last_index)
         t->bad_order = true;
     t->last_index = index;
-    for (size_t i = 0; i < n && rc == 0; i++)
-        rc = toy_push(t, recs[i].data, recs[i].len);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (recs[i].len == 6 && memcmp(recs[i].data, "poison", 6) == 0)
+            rc = -EINVAL; /* an FSM that cannot apply a record */
+        else
+            rc = toy_push(t, recs[i].data, recs[i].len);
+    }
     if (own)
         t->own += n;
     pthread_mutex_unlock(&t->mu);
@@ -581,6 +585,7 @@ static void test_replicate(void **state)
     }
     assert_false(repl_in_flight(tc->nodes[leader].node));
     repl_status_get(tc->nodes[leader].node, &st);
+    assert_int_equal(st.fsm_errors, 0);
     assert_int_equal(st.role, REPL_LEADER);
     assert_true(st.serving);
     assert_int_equal(st.id, (uint64_t)leader + 1);
@@ -886,6 +891,39 @@ static void test_membership(void **state)
     assert_int_equal(rm.status, -ENOENT);
 }
 
+/* An FSM that refuses a committed record stops that node's progress and
+ * says so in the status; stopping still completes the batch. */
+static void test_fsm_error(void **state)
+{
+    tcluster *tc = *state;
+    repl_record rec = {"poison", 6};
+    done_rec d = {0};
+    double end;
+    int leader;
+
+    start_three(tc);
+    leader = wait_leader(tc, WAIT_MS);
+    assert_int_equal(repl_propose(tc->nodes[leader].node, &rec, 1, on_done, &d),
+                     0);
+    end = now_ms() + WAIT_MS;
+    for (;;) {
+        int failed = 0;
+        for (int i = 0; i < 3; i++) {
+            repl_status st;
+            repl_status_get(tc->nodes[i].node, &st);
+            failed += st.fsm_errors > 0;
+        }
+        if (failed == 3)
+            break;
+        assert_true(now_ms() < end);
+        pump(tc);
+    }
+    assert_int_equal(d.called, 0); /* never applied, so never answered */
+    stop_node(tc, leader);
+    assert_int_equal(d.called, 1);
+    assert_int_not_equal(d.status, 0);
+}
+
 static void test_bad_start(void **state)
 {
     tcluster *tc = *state;
@@ -923,6 +961,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_membership, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fsm_error, setup, teardown),
     };
     if (getenv("REPL_TEST") != NULL) /* e.g. REPL_TEST=test_failover */
         cmocka_set_test_filter(getenv("REPL_TEST"));
