@@ -135,8 +135,6 @@ struct repl_node {
     bool emitted_serving;
     uint64_t emitted_leader;
     uint64_t fsm_errors;
-    raft_index conf_seen, conf_uncommitted_seen;
-    unsigned conf_n_seen;
 };
 
 /* ---- errors ------------------------------------------------------------ */
@@ -517,6 +515,22 @@ static void copy_peers(repl_node *n)
     }
 }
 
+/* Compares the published peers with raft's configuration by content: the
+ * fields that index configurations differ between libraft 0.15 and its
+ * fork, the servers array does not. */
+static bool peers_changed(const repl_node *n)
+{
+    const struct raft_configuration *c = &n->raft.configuration;
+    unsigned i;
+    if (c->n != n->st.n_peers)
+        return true;
+    for (i = 0; i < c->n && i < REPL_MAX_PEERS; i++)
+        if (c->servers[i].id != n->st.peers[i].id ||
+            (c->servers[i].role == RAFT_VOTER) != n->st.peers[i].voter)
+            return true;
+    return false;
+}
+
 /* Runs after every loop iteration: publishes the status, starts the new
  * leader's first barrier, and reports serving/leader changes. */
 static void refresh(repl_node *n)
@@ -559,14 +573,8 @@ static void refresh(repl_node *n)
     n->st.last_index = raft_last_index(r);
     n->st.leader_id = leader;
     n->st.fsm_errors = n->fsm_errors;
-    if (r->configuration_index != n->conf_seen ||
-        r->configuration_uncommitted_index != n->conf_uncommitted_seen ||
-        r->configuration.n != n->conf_n_seen) {
+    if (peers_changed(n))
         copy_peers(n);
-        n->conf_seen = r->configuration_index;
-        n->conf_uncommitted_seen = r->configuration_uncommitted_index;
-        n->conf_n_seen = r->configuration.n;
-    }
     pthread_mutex_unlock(&n->mu);
     if (ev != NULL)
         complete(n, ev, 0, 0);

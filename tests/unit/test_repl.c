@@ -16,6 +16,8 @@
  * with the daemon's default timeouts (election 1 s).
  *
  * Every wait polls with a deadline; nothing sleeps a fixed time.
+ * REPL_TEST=name runs one test; REPL_TEST_SNAPSHOT_EVERY=n makes every test
+ * snapshot every n entries (a stress knob, not used by make test).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -300,6 +302,11 @@ static int setup(void **state)
     tc->heartbeat_ms = 50;
     tc->snap_threshold = 0;
     tc->snap_trailing = 0;
+    /* A stress knob: snapshot every N entries in every test. */
+    if (getenv("REPL_TEST_SNAPSHOT_EVERY") != NULL) {
+        tc->snap_threshold = (unsigned)atoi(getenv("REPL_TEST_SNAPSHOT_EVERY"));
+        tc->snap_trailing = 2;
+    }
     *state = tc;
     return 0;
 }
