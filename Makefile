@@ -12,7 +12,7 @@
 #   V=1             show the full compiler command lines
 #
 # Missing build dependencies (libevent, jansson, cmocka, pkg-config,
-# jemalloc) are installed with apt-get the first time, and the Makefile says
+# jemalloc, raft, libuv) are installed with apt-get the first time, and the Makefile says
 # so.
 #
 # MALLOC=jemalloc (default) links the daemon with jemalloc, as Redis's own
@@ -56,10 +56,12 @@ MALLOC := libc
 endif
 
 # openssl and libevent_openssl: TLS (daemon/tls.c); libcrypt: yescrypt
-# password hashes (daemon/users.c); libedit: chanctl's interactive mode.
-PKGS := libevent libevent_pthreads jansson openssl libevent_openssl libcrypt
+# password hashes (daemon/users.c); libedit: chanctl's interactive mode;
+# raft and libuv: replication (daemon/repl.c).
+PKGS := libevent libevent_pthreads jansson openssl libevent_openssl libcrypt \
+        raft libuv
 DEB_PKGS := pkg-config libevent-dev libjansson-dev libcmocka-dev libjemalloc-dev \
-            libssl-dev openssl libcrypt-dev libedit-dev
+            libssl-dev openssl libcrypt-dev libedit-dev libraft-dev libuv1-dev
 ifeq ($(MALLOC),jemalloc)
 DAEMON_MALLOC_LIBS = $(shell pkg-config --libs jemalloc 2>/dev/null || echo -ljemalloc)
 else ifeq ($(MALLOC),libc)

@@ -1,0 +1,976 @@
+/*
+ * test_repl.c - the Raft glue (daemon/repl.h) on real raft: three (and a
+ * fourth) nodes in this process, on 127.0.0.1 ports that were free, each in
+ * its own temporary data dir, with a toy FSM (an append-only list of byte
+ * strings).
+ *
+ * Checked: a leader is elected and serves; batches proposed from this
+ * thread and from another one commit, and every node applies the same
+ * records in the same order; a follower refuses with REPL_ENOTLEADER and
+ * names the leader's client address; after the leader is stopped another
+ * is elected, writes commit on the remaining two, and the old node catches
+ * up from its data dir; snapshots are taken and restored (small
+ * threshold) to the same state; a fourth node is added as a voter, catches
+ * up and is removed; leadership is transferred.  The failover time (leader
+ * stopped -> first committed proposal on the new one) is printed, measured
+ * with the daemon's default timeouts (election 1 s).
+ *
+ * Every wait polls with a deadline; nothing sleeps a fixed time.
+ * REPL_TEST=name runs one test; REPL_TEST_SNAPSHOT_EVERY=n makes every test
+ * snapshot every n entries (a stress knob, not used by make test).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster.h"
+#include "repl.h"
+
+#define MAXN 4
+#define WAIT_MS 30000 /* generous: the machine is shared */
+
+/* ---- toy FSM ----------------------------------------------------------- */
+
+typedef struct toy {
+    pthread_mutex_t mu;
+    char **recs; /* NUL-terminated copies */
+    size_t n, cap;
+    uint64_t last_index;
+    size_t own;
+    int snapshots, restores;
+    bool bad_order; /* an index that did not increase */
+} toy;
+
+static void toy_clear(toy *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->recs[i]);
+    free(t->recs);
+    t->recs = NULL;
+    t->n = t->cap = 0;
+}
+
+static int toy_push(toy *t, const void *data, size_t len)
+{
+    char *s;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 64;
+        char **r = realloc(t->recs, cap * sizeof *r);
+        if (r == NULL)
+            return -ENOMEM;
+        t->recs = r;
+        t->cap = cap;
+    }
+    s = malloc(len + 1);
+    if (s == NULL)
+        return -ENOMEM;
+    memcpy(s, data, len);
+    s[len] = '\0';
+    t->recs[t->n++] = s;
+    return 0;
+}
+
+static int toy_apply(void *arg, uint64_t index, const repl_record *recs,
+                     size_t n, bool own)
+{
+    toy *t = arg;
+    int rc = 0;
+    pthread_mutex_lock(&t->mu);
+    if (index <= t->last_index)
+        t->bad_order = true;
+    t->last_index = index;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (recs[i].len == 6 && memcmp(recs[i].data, "poison", 6) == 0)
+            rc = -EINVAL; /* an FSM that cannot apply a record */
+        else
+            rc = toy_push(t, recs[i].data, recs[i].len);
+    }
+    if (own)
+        t->own += n;
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+/* Snapshot: u32 count, then per record u32 len + bytes (host order: the
+ * toy never leaves this machine). */
+static int toy_snapshot(void *arg, uint64_t index, void **data, size_t *len)
+{
+    toy *t = arg;
+    size_t total = 4, i;
+    unsigned char *p;
+    (void)index;
+    pthread_mutex_lock(&t->mu);
+    for (i = 0; i < t->n; i++)
+        total += 4 + strlen(t->recs[i]);
+    p = malloc(total);
+    if (p == NULL) {
+        pthread_mutex_unlock(&t->mu);
+        return -ENOMEM;
+    }
+    *data = p;
+    *len = total;
+    uint32_t v = (uint32_t)t->n;
+    memcpy(p, &v, 4);
+    p += 4;
+    for (i = 0; i < t->n; i++) {
+        v = (uint32_t)strlen(t->recs[i]);
+        memcpy(p, &v, 4);
+        memcpy(p + 4, t->recs[i], v);
+        p += 4 + v;
+    }
+    t->snapshots++;
+    pthread_mutex_unlock(&t->mu);
+    return 0;
+}
+
+static int toy_restore(void *arg, const void *data, size_t len)
+{
+    toy *t = arg;
+    const unsigned char *p = data, *end = p + len;
+    uint32_t count, v;
+    int rc = 0;
+    if (len < 4)
+        return -EINVAL;
+    pthread_mutex_lock(&t->mu);
+    toy_clear(t);
+    memcpy(&count, p, 4);
+    p += 4;
+    for (uint32_t i = 0; i < count && rc == 0; i++) {
+        if (end - p < 4) {
+            rc = -EINVAL;
+            break;
+        }
+        memcpy(&v, p, 4);
+        if ((size_t)(end - p - 4) < v) {
+            rc = -EINVAL;
+            break;
+        }
+        rc = toy_push(t, p + 4, v);
+        p += 4 + v;
+    }
+    t->restores++;
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+static size_t toy_count(toy *t)
+{
+    pthread_mutex_lock(&t->mu);
+    size_t n = t->n;
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+/* ---- a cluster in this process ------------------------------------------ */
+
+typedef struct tnode {
+    repl_node *node;
+    toy fsm;
+    char dir[300];
+    bool joiner; /* started with join = true */
+} tnode;
+
+typedef struct tcluster {
+    tnode nodes[MAXN];
+    unsigned short ports[MAXN][2]; /* client, raft */
+    char root[200];
+    char spec3[256], spec4[256];
+    unsigned election_ms, heartbeat_ms, snap_threshold, snap_trailing;
+    int roles_seen[MAXN]; /* serving=true notifications per node */
+    int roles_lost[MAXN]; /* serving=false notifications per node */
+} tcluster;
+
+static pthread_mutex_t wake_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake_cond = PTHREAD_COND_INITIALIZER;
+
+/* Runs on a raft thread: only pokes this thread, as the daemon's would. */
+static void on_wakeup(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&wake_mu);
+    pthread_cond_broadcast(&wake_cond);
+    pthread_mutex_unlock(&wake_mu);
+}
+
+typedef struct role_arg {
+    tcluster *tc;
+    int i;
+} role_arg;
+static role_arg role_args[MAXN];
+
+static void on_role(void *arg, bool serving, uint64_t term, uint64_t leader_id)
+{
+    role_arg *ra = arg;
+    (void)term;
+    (void)leader_id;
+    if (serving)
+        ra->tc->roles_seen[ra->i]++;
+    else
+        ra->tc->roles_lost[ra->i]++;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Drains every running node, then waits for a wake-up or 10 ms (the FSMs'
+ * progress is polled: apply sends no wake-up). */
+static void pump(tcluster *tc)
+{
+    struct timespec ts;
+    for (int i = 0; i < MAXN; i++)
+        if (tc->nodes[i].node != NULL)
+            repl_drain(tc->nodes[i].node);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 10 * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&wake_mu);
+    pthread_cond_timedwait(&wake_cond, &wake_mu, &ts);
+    pthread_mutex_unlock(&wake_mu);
+    for (int i = 0; i < MAXN; i++)
+        if (tc->nodes[i].node != NULL)
+            repl_drain(tc->nodes[i].node);
+}
+
+/* Reserves 2 * MAXN distinct ports that were free on 127.0.0.1. */
+static int pick_ports(tcluster *tc)
+{
+    int fds[2 * MAXN], rc = 0, i;
+    for (i = 0; i < 2 * MAXN; i++)
+        fds[i] = -1;
+    for (i = 0; i < 2 * MAXN && rc == 0; i++) {
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        socklen_t sl = sizeof sa;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&sa, sizeof sa) ||
+            getsockname(fds[i], (struct sockaddr *)&sa, &sl))
+            rc = -1;
+        else
+            tc->ports[i / 2][i % 2] = ntohs(sa.sin_port);
+    }
+    for (i = 0; i < 2 * MAXN; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    return rc;
+}
+
+static int setup(void **state)
+{
+    tcluster *tc = calloc(1, sizeof *tc);
+    size_t off = 0;
+    if (tc == NULL)
+        return -1;
+    snprintf(tc->root, sizeof tc->root, "/tmp/test_repl.XXXXXX");
+    if (mkdtemp(tc->root) == NULL || pick_ports(tc) != 0) {
+        free(tc);
+        return -1;
+    }
+    for (int i = 0; i < MAXN; i++) {
+        pthread_mutex_init(&tc->nodes[i].fsm.mu, NULL);
+        snprintf(tc->nodes[i].dir, sizeof tc->nodes[i].dir, "%s/n%d", tc->root,
+                 i + 1);
+        off += (size_t)snprintf(tc->spec4 + off, sizeof tc->spec4 - off,
+                                "%s%d=127.0.0.1:%u:%u", i ? "," : "", i + 1,
+                                tc->ports[i][0], tc->ports[i][1]);
+        if (i == 2)
+            snprintf(tc->spec3, sizeof tc->spec3, "%s", tc->spec4);
+        role_args[i].tc = tc;
+        role_args[i].i = i;
+    }
+    tc->election_ms = 300;
+    tc->heartbeat_ms = 50;
+    tc->snap_threshold = 0;
+    tc->snap_trailing = 0;
+    /* A stress knob: snapshot every N entries in every test. */
+    if (getenv("REPL_TEST_SNAPSHOT_EVERY") != NULL) {
+        tc->snap_threshold = (unsigned)atoi(getenv("REPL_TEST_SNAPSHOT_EVERY"));
+        tc->snap_trailing = 2;
+    }
+    *state = tc;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    tcluster *tc = *state;
+    char cmd[300];
+    int rc;
+    for (int i = 0; i < MAXN; i++) {
+        repl_stop(tc->nodes[i].node);
+        tc->nodes[i].node = NULL;
+        toy_clear(&tc->nodes[i].fsm);
+        pthread_mutex_destroy(&tc->nodes[i].fsm.mu);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tc->root);
+    rc = system(cmd);
+    free(tc);
+    return rc == 0 ? 0 : -1;
+}
+
+/* Starts node i (0-based) on its data dir; a fresh toy FSM each time, so
+ * the state it ends with comes from raft (snapshot + log) alone. */
+static void start_node(tcluster *tc, int i, bool join)
+{
+    tnode *t = &tc->nodes[i];
+    cluster c;
+    char err[256] = "", id[16];
+    repl_config cfg = {0};
+    int rc;
+
+    toy_clear(&t->fsm);
+    t->fsm.last_index = 0;
+    t->fsm.own = 0;
+    t->fsm.snapshots = t->fsm.restores = 0;
+    t->fsm.bad_order = false;
+    snprintf(id, sizeof id, "%d", i + 1);
+    rc = cluster_parse(&c, join ? tc->spec4 : tc->spec3, id, err, sizeof err);
+    if (rc != 0)
+        fail_msg("cluster_parse: %s", err);
+    cfg.cluster = &c;
+    cfg.data_dir = t->dir;
+    cfg.fsm.arg = &t->fsm;
+    cfg.fsm.apply = toy_apply;
+    cfg.fsm.snapshot = toy_snapshot;
+    cfg.fsm.restore = toy_restore;
+    cfg.election_timeout_ms = tc->election_ms;
+    cfg.heartbeat_timeout_ms = tc->heartbeat_ms;
+    cfg.snapshot_threshold = tc->snap_threshold;
+    cfg.snapshot_trailing = tc->snap_trailing;
+    cfg.join = join;
+    cfg.wakeup = on_wakeup;
+    cfg.on_role = on_role;
+    cfg.role_arg = &role_args[i];
+    rc = repl_start(&cfg, &t->node, err, sizeof err);
+    cluster_free(&c);
+    if (rc != 0)
+        fail_msg("repl_start node %d: %s", i + 1, err);
+    t->joiner = join;
+}
+
+static void stop_node(tcluster *tc, int i)
+{
+    repl_stop(tc->nodes[i].node);
+    tc->nodes[i].node = NULL;
+}
+
+/* Returns the index of the node serving as leader once every running node
+ * agrees on it, or fails the test at the deadline. */
+static int wait_leader(tcluster *tc, int ms)
+{
+    double end = now_ms() + ms;
+    while (now_ms() < end) {
+        int leader = -1;
+        bool agree = true;
+        for (int i = 0; i < MAXN; i++) {
+            repl_status st;
+            if (tc->nodes[i].node == NULL)
+                continue;
+            repl_status_get(tc->nodes[i].node, &st);
+            if (st.serving)
+                leader = i;
+        }
+        for (int i = 0; i < MAXN && leader >= 0; i++) {
+            repl_status st;
+            if (tc->nodes[i].node == NULL)
+                continue;
+            repl_status_get(tc->nodes[i].node, &st);
+            if (st.leader_id != (uint64_t)leader + 1 ||
+                (i != leader && st.serving))
+                agree = false;
+        }
+        if (leader >= 0 && agree)
+            return leader;
+        pump(tc);
+    }
+    fail_msg("no leader agreed on within %d ms", ms);
+    return -1;
+}
+
+typedef struct done_rec {
+    int called;
+    int status;
+    uint64_t index;
+} done_rec;
+
+static void on_done(void *arg, int status, uint64_t index)
+{
+    done_rec *d = arg;
+    d->called++;
+    d->status = status;
+    d->index = index;
+}
+
+static void wait_done(tcluster *tc, done_rec *d, int ms)
+{
+    double end = now_ms() + ms;
+    while (d->called == 0 && now_ms() < end)
+        pump(tc);
+    if (d->called == 0)
+        fail_msg("a completion did not come within %d ms", ms);
+    assert_int_equal(d->called, 1);
+}
+
+/* Proposes batch k (1 + k % 4 records "b<k>.<j>") to node i. */
+static int propose(tcluster *tc, int i, int k, done_rec *d)
+{
+    char txt[4][32];
+    repl_record recs[4];
+    int n = 1 + k % 4;
+    for (int j = 0; j < n; j++) {
+        recs[j].len = (size_t)snprintf(txt[j], sizeof txt[j], "b%d.%d", k, j);
+        recs[j].data = txt[j];
+    }
+    memset(d, 0, sizeof *d);
+    return repl_propose(tc->nodes[i].node, recs, (size_t)n, on_done, d);
+}
+
+static size_t records_of(int first, int last)
+{
+    size_t n = 0;
+    for (int k = first; k <= last; k++)
+        n += 1 + (size_t)(k % 4);
+    return n;
+}
+
+/* Waits until every running node's FSM holds want records, then checks
+ * they hold the same ones in the same order. */
+static void wait_same(tcluster *tc, size_t want, int ms)
+{
+    double end = now_ms() + ms;
+    int ref = -1;
+    for (;;) {
+        bool all = true;
+        for (int i = 0; i < MAXN; i++)
+            if (tc->nodes[i].node != NULL &&
+                toy_count(&tc->nodes[i].fsm) != want)
+                all = false;
+        if (all)
+            break;
+        if (now_ms() >= end) {
+            for (int i = 0; i < MAXN; i++)
+                if (tc->nodes[i].node != NULL) {
+                    repl_status st;
+                    repl_status_get(tc->nodes[i].node, &st);
+                    print_message("node %d holds %zu records: %s term %llu "
+                                  "commit %llu applied %llu last %llu "
+                                  "leader %llu\n",
+                                  i + 1, toy_count(&tc->nodes[i].fsm),
+                                  repl_role_name(st.role),
+                                  (unsigned long long)st.term,
+                                  (unsigned long long)st.commit_index,
+                                  (unsigned long long)st.last_applied,
+                                  (unsigned long long)st.last_index,
+                                  (unsigned long long)st.leader_id);
+                }
+            fail_msg("FSMs did not reach %zu records within %d ms", want, ms);
+        }
+        pump(tc);
+    }
+    for (int i = 0; i < MAXN; i++) {
+        toy *a, *b;
+        if (tc->nodes[i].node == NULL)
+            continue;
+        if (ref < 0) {
+            ref = i;
+            continue;
+        }
+        a = &tc->nodes[ref].fsm;
+        b = &tc->nodes[i].fsm;
+        long bad = -1;
+        bool order;
+        pthread_mutex_lock(&a->mu);
+        pthread_mutex_lock(&b->mu);
+        for (size_t j = 0; j < want && bad < 0; j++)
+            if (strcmp(a->recs[j], b->recs[j]) != 0)
+                bad = (long)j;
+        order = b->bad_order || a->bad_order;
+        pthread_mutex_unlock(&b->mu);
+        pthread_mutex_unlock(&a->mu);
+        if (bad >= 0)
+            fail_msg("record %ld differs between node %d and node %d", bad,
+                     ref + 1, i + 1);
+        assert_false(order);
+    }
+}
+
+static void start_three(tcluster *tc)
+{
+    for (int i = 0; i < 3; i++)
+        start_node(tc, i, false);
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+typedef struct foreign {
+    tcluster *tc;
+    int leader, first, count;
+    done_rec *done;
+    int rc;
+} foreign;
+
+static void *foreign_main(void *arg)
+{
+    foreign *f = arg;
+    for (int k = 0; k < f->count && f->rc == 0; k++)
+        f->rc = propose(f->tc, f->leader, f->first + k, &f->done[k]);
+    return NULL;
+}
+
+static void test_replicate(void **state)
+{
+    tcluster *tc = *state;
+    done_rec d[40], fd[20], b[3];
+    foreign f;
+    pthread_t th;
+    repl_status st;
+    int leader;
+
+    start_three(tc);
+    leader = wait_leader(tc, WAIT_MS);
+    assert_true(tc->roles_seen[leader] >= 1);
+
+    /* Batches from this thread and from another one at the same time. */
+    f = (foreign){tc, leader, 100, 20, fd, 0};
+    assert_int_equal(pthread_create(&th, NULL, foreign_main, &f), 0);
+    for (int k = 0; k < 40; k++)
+        assert_int_equal(propose(tc, leader, k, &d[k]), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(f.rc, 0);
+    for (int k = 0; k < 40; k++) {
+        wait_done(tc, &d[k], WAIT_MS);
+        assert_int_equal(d[k].status, 0);
+        if (k > 0)
+            assert_true(d[k].index > d[k - 1].index);
+    }
+    for (int k = 0; k < 20; k++) {
+        wait_done(tc, &fd[k], WAIT_MS);
+        assert_int_equal(fd[k].status, 0);
+    }
+    /* Three reads in a row: their barriers follow every batch above. */
+    for (int k = 0; k < 3; k++) {
+        memset(&b[k], 0, sizeof b[k]);
+        assert_int_equal(repl_barrier(tc->nodes[leader].node, on_done, &b[k]),
+                         0);
+    }
+    for (int k = 0; k < 3; k++) {
+        wait_done(tc, &b[k], WAIT_MS);
+        assert_int_equal(b[k].status, 0);
+        assert_true(b[k].index > d[39].index);
+        assert_true(b[k].index > fd[19].index);
+    }
+    print_message("3 barriers used %s raft entries\n",
+                  b[0].index == b[2].index ? "one" : "several");
+
+    wait_same(tc, records_of(0, 39) + records_of(100, 119), WAIT_MS);
+    for (int i = 0; i < 3; i++) {
+        toy *t = &tc->nodes[i].fsm;
+        pthread_mutex_lock(&t->mu);
+        /* Only the proposer sees its own batches as own. */
+        assert_int_equal(t->own, i == leader ? t->n : 0);
+        pthread_mutex_unlock(&t->mu);
+    }
+    assert_false(repl_in_flight(tc->nodes[leader].node));
+    repl_status_get(tc->nodes[leader].node, &st);
+    assert_int_equal(st.fsm_errors, 0);
+    assert_int_equal(st.role, REPL_LEADER);
+    assert_true(st.serving);
+    assert_int_equal(st.id, (uint64_t)leader + 1);
+    assert_true(st.term >= 1);
+    if (st.commit_index < b[2].index)
+        fail_msg("commit index %llu < barrier index %llu",
+                 (unsigned long long)st.commit_index,
+                 (unsigned long long)b[2].index);
+    assert_int_equal(st.n_peers, 3);
+    for (size_t i = 0; i < st.n_peers; i++)
+        assert_int_equal(st.peers[i].voter, 1);
+    assert_string_equal(repl_role_name(st.role), "leader");
+}
+
+static void test_not_leader(void **state)
+{
+    tcluster *tc = *state;
+    done_rec d, b;
+    char addr[64], want[64];
+    uint64_t id = 0;
+    int leader, follower;
+
+    start_three(tc);
+    leader = wait_leader(tc, WAIT_MS);
+    follower = (leader + 1) % 3;
+    assert_int_equal(propose(tc, follower, 1, &d), 0);
+    wait_done(tc, &d, WAIT_MS);
+    assert_int_equal(d.status, REPL_ENOTLEADER);
+    assert_int_equal(d.index, 0);
+    memset(&b, 0, sizeof b);
+    assert_int_equal(repl_barrier(tc->nodes[follower].node, on_done, &b), 0);
+    wait_done(tc, &b, WAIT_MS);
+    assert_int_equal(b.status, REPL_ENOTLEADER);
+    assert_string_equal(repl_strerror(REPL_ENOTLEADER),
+                        "this node is not the leader");
+
+    assert_int_equal(
+        repl_leader(tc->nodes[follower].node, &id, addr, sizeof addr), 0);
+    assert_int_equal(id, (uint64_t)leader + 1);
+    snprintf(want, sizeof want, "127.0.0.1:%u", tc->ports[leader][0]);
+    assert_string_equal(addr, want);
+    assert_int_equal(repl_leader(tc->nodes[follower].node, NULL, addr, 4),
+                     -ENAMETOOLONG);
+    /* Bad input leaks nothing and queues nothing. */
+    assert_int_equal(repl_propose(tc->nodes[leader].node, NULL, 0, on_done, &d),
+                     -EINVAL);
+    assert_int_equal(
+        repl_add(tc->nodes[leader].node, 0, "x", NULL, on_done, &d), -EINVAL);
+}
+
+/* Returns true if node i's FSM holds the record text. */
+static bool toy_has(tcluster *tc, int i, const char *text)
+{
+    toy *t = &tc->nodes[i].fsm;
+    bool found = false;
+    pthread_mutex_lock(&t->mu);
+    for (size_t j = 0; j < t->n && !found; j++)
+        found = strcmp(t->recs[j], text) == 0;
+    pthread_mutex_unlock(&t->mu);
+    return found;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+#define ROUNDS 3
+
+static void test_failover(void **state)
+{
+    tcluster *tc = *state;
+    done_rec d;
+    int leader, k = 0;
+    size_t want = 0;
+    double commit_ms[ROUNDS], serve_ms[ROUNDS];
+
+    /* The daemon's defaults: election timeout 1 s, heartbeat 100 ms. */
+    tc->election_ms = 0;
+    tc->heartbeat_ms = 0;
+    start_three(tc);
+    leader = wait_leader(tc, WAIT_MS);
+    for (; k < 5; k++) {
+        assert_int_equal(propose(tc, leader, k, &d), 0);
+        wait_done(tc, &d, WAIT_MS);
+        assert_int_equal(d.status, 0);
+        want += 1 + (size_t)(k % 4);
+    }
+
+    for (int round = 0; round < ROUNDS; round++) {
+        int old = leader, attempts = 0, pending_k = 1000 + round;
+        done_rec pending;
+        char text[32];
+        double t0, t1, ts = 0;
+
+        /* A batch in flight when the leader goes: its completion comes
+         * from within repl_stop, whatever became of it. */
+        assert_int_equal(propose(tc, old, pending_k, &pending), 0);
+        t0 = now_ms();
+        stop_node(tc, old);
+        assert_int_equal(pending.called, 1);
+        if (pending.status != 0 && pending.status != -ESHUTDOWN &&
+            pending.status != REPL_ELOST)
+            fail_msg("batch in flight at stop: %s",
+                     repl_strerror(pending.status));
+
+        /* Write until a write commits, as a client following redirects
+         * would: to whichever node serves, retrying on refusals. */
+        for (;;) {
+            assert_true(now_ms() - t0 < WAIT_MS);
+            leader = -1;
+            for (int i = 0; i < 3; i++) {
+                repl_status st;
+                if (tc->nodes[i].node == NULL)
+                    continue;
+                repl_status_get(tc->nodes[i].node, &st);
+                if (st.serving)
+                    leader = i;
+            }
+            if (leader < 0) {
+                pump(tc);
+                continue;
+            }
+            if (ts == 0)
+                ts = now_ms();
+            attempts++;
+            assert_int_equal(propose(tc, leader, k, &d), 0);
+            wait_done(tc, &d, WAIT_MS);
+            if (d.status == 0)
+                break;
+        }
+        t1 = now_ms();
+        want += 1 + (size_t)(k % 4);
+        k++;
+        assert_int_not_equal(leader, old);
+        assert_true(tc->roles_seen[leader] >= 1);
+        serve_ms[round] = ts - t0;
+        commit_ms[round] = t1 - t0;
+        print_message("failover %d: serving after %.0f ms, first commit "
+                      "after %.0f ms (%d attempt(s))\n",
+                      round + 1, ts - t0, t1 - t0, attempts);
+
+        for (int j = 0; j < 5; j++, k++) {
+            assert_int_equal(propose(tc, leader, k, &d), 0);
+            wait_done(tc, &d, WAIT_MS);
+            assert_int_equal(d.status, 0);
+            want += 1 + (size_t)(k % 4);
+        }
+        /* The batch in flight at the stop committed or vanished, on every
+         * node alike. */
+        snprintf(text, sizeof text, "b%d.0", pending_k);
+        if (toy_has(tc, leader, text))
+            want += 1 + (size_t)(pending_k % 4);
+        else
+            assert_int_not_equal(pending.status, 0);
+        wait_same(tc, want, WAIT_MS);
+
+        /* The old leader comes back from its data dir and catches up. */
+        start_node(tc, old, false);
+        wait_same(tc, want, WAIT_MS);
+        leader = wait_leader(tc, WAIT_MS);
+    }
+    qsort(commit_ms, ROUNDS, sizeof commit_ms[0], cmp_double);
+    qsort(serve_ms, ROUNDS, sizeof serve_ms[0], cmp_double);
+    printf("bench: repl_failover_ms %.0f ms (median of %d; min %.0f, max "
+           "%.0f; leader stopped -> first commit; election timeout 1000 ms)\n",
+           commit_ms[ROUNDS / 2], ROUNDS, commit_ms[0], commit_ms[ROUNDS - 1]);
+    printf("bench: repl_failover_serving_ms %.0f ms (median; leader stopped "
+           "-> new leader serving)\n",
+           serve_ms[ROUNDS / 2]);
+    fflush(stdout);
+}
+
+static void test_snapshot(void **state)
+{
+    tcluster *tc = *state;
+    done_rec d[80];
+    int leader, lagger, k;
+
+    tc->snap_threshold = 8;
+    tc->snap_trailing = 2;
+    start_three(tc);
+    leader = wait_leader(tc, WAIT_MS);
+    for (k = 0; k < 40; k++)
+        assert_int_equal(propose(tc, leader, k, &d[k]), 0);
+    for (k = 0; k < 40; k++) {
+        wait_done(tc, &d[k], WAIT_MS);
+        assert_int_equal(d[k].status, 0);
+    }
+    wait_same(tc, records_of(0, 39), WAIT_MS);
+    for (int i = 0; i < 3; i++) {
+        pthread_mutex_lock(&tc->nodes[i].fsm.mu);
+        int s = tc->nodes[i].fsm.snapshots;
+        pthread_mutex_unlock(&tc->nodes[i].fsm.mu);
+        if (s == 0)
+            fail_msg("node %d took no snapshot", i + 1);
+    }
+
+    /* A follower misses more than the leader keeps after its snapshot:
+     * on restart it loads its own snapshot, then gets the leader's. */
+    leader = wait_leader(tc, WAIT_MS);
+    lagger = (leader + 1) % 3;
+    pthread_mutex_lock(&tc->nodes[lagger].fsm.mu);
+    int before = tc->nodes[lagger].fsm.snapshots;
+    pthread_mutex_unlock(&tc->nodes[lagger].fsm.mu);
+    stop_node(tc, lagger);
+    for (k = 40; k < 80; k++)
+        assert_int_equal(propose(tc, leader, k, &d[k]), 0);
+    for (k = 40; k < 80; k++) {
+        wait_done(tc, &d[k], WAIT_MS);
+        assert_int_equal(d[k].status, 0);
+    }
+    start_node(tc, lagger, false);
+    wait_same(tc, records_of(0, 79), WAIT_MS);
+    pthread_mutex_lock(&tc->nodes[lagger].fsm.mu);
+    int restores = tc->nodes[lagger].fsm.restores;
+    pthread_mutex_unlock(&tc->nodes[lagger].fsm.mu);
+    print_message("the restarted node (%d, leader %d) had taken %d "
+                  "snapshot(s), restored %d\n",
+                  lagger + 1, leader + 1, before, restores);
+    assert_true(restores >= 1);
+}
+
+static void test_membership(void **state)
+{
+    tcluster *tc = *state;
+    done_rec d[30], add, rm, tr;
+    repl_status st;
+    char addr[64];
+    int leader, k, target;
+    double end;
+
+    start_three(tc);
+    leader = wait_leader(tc, WAIT_MS);
+    for (k = 0; k < 10; k++) {
+        assert_int_equal(propose(tc, leader, k, &d[k]), 0);
+        wait_done(tc, &d[k], WAIT_MS);
+        assert_int_equal(d[k].status, 0);
+    }
+
+    /* A fourth node joins: started empty, then added by the leader. */
+    start_node(tc, 3, true);
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", tc->ports[3][1]);
+    {
+        char client[64];
+        snprintf(client, sizeof client, "127.0.0.1:%u", tc->ports[3][0]);
+        memset(&add, 0, sizeof add);
+        assert_int_equal(
+            repl_add(tc->nodes[leader].node, 4, addr, client, on_done, &add),
+            0);
+    }
+    wait_done(tc, &add, WAIT_MS);
+    assert_int_equal(add.status, 0);
+    wait_same(tc, records_of(0, 9), WAIT_MS);
+    repl_status_get(tc->nodes[leader].node, &st);
+    assert_int_equal(st.n_peers, 4);
+    for (size_t i = 0; i < st.n_peers; i++)
+        assert_int_equal(st.peers[i].voter, 1);
+    for (k = 10; k < 20; k++) {
+        assert_int_equal(propose(tc, leader, k, &d[k]), 0);
+        wait_done(tc, &d[k], WAIT_MS);
+        assert_int_equal(d[k].status, 0);
+    }
+    wait_same(tc, records_of(0, 19), WAIT_MS);
+
+    /* Leadership moves where asked. */
+    target = (leader + 1) % 3;
+    memset(&tr, 0, sizeof tr);
+    assert_int_equal(repl_transfer(tc->nodes[leader].node, (uint64_t)target + 1,
+                                   on_done, &tr),
+                     0);
+    int old_leader = leader, lost_before = tc->roles_lost[leader];
+    wait_done(tc, &tr, WAIT_MS);
+    end = now_ms() + WAIT_MS;
+    while ((leader = wait_leader(tc, WAIT_MS)) != target && now_ms() < end)
+        pump(tc);
+    assert_int_equal(leader, target);
+    /* The old leader was told it no longer serves (the daemon ends its
+     * sessions then). */
+    assert_true(tc->roles_lost[old_leader] > lost_before);
+
+    /* And the fourth node leaves. */
+    memset(&rm, 0, sizeof rm);
+    assert_int_equal(repl_remove(tc->nodes[leader].node, 4, on_done, &rm), 0);
+    wait_done(tc, &rm, WAIT_MS);
+    assert_int_equal(rm.status, 0);
+    repl_status_get(tc->nodes[leader].node, &st);
+    assert_int_equal(st.n_peers, 3);
+    for (size_t i = 0; i < st.n_peers; i++)
+        assert_int_not_equal(st.peers[i].id, 4);
+    stop_node(tc, 3);
+    for (k = 20; k < 30; k++) {
+        assert_int_equal(propose(tc, leader, k, &d[k]), 0);
+        wait_done(tc, &d[k], WAIT_MS);
+        assert_int_equal(d[k].status, 0);
+    }
+    wait_same(tc, records_of(0, 29), WAIT_MS);
+    /* Removing a node that is not there is refused. */
+    memset(&rm, 0, sizeof rm);
+    assert_int_equal(repl_remove(tc->nodes[leader].node, 9, on_done, &rm), 0);
+    wait_done(tc, &rm, WAIT_MS);
+    assert_int_equal(rm.status, -ENOENT);
+}
+
+/* An FSM that refuses a committed record stops that node's progress and
+ * says so in the status; stopping still completes the batch. */
+static void test_fsm_error(void **state)
+{
+    tcluster *tc = *state;
+    repl_record rec = {"poison", 6};
+    done_rec d = {0};
+    double end;
+    int leader;
+
+    start_three(tc);
+    leader = wait_leader(tc, WAIT_MS);
+    assert_int_equal(repl_propose(tc->nodes[leader].node, &rec, 1, on_done, &d),
+                     0);
+    end = now_ms() + WAIT_MS;
+    for (;;) {
+        int failed = 0;
+        for (int i = 0; i < 3; i++) {
+            repl_status st;
+            repl_status_get(tc->nodes[i].node, &st);
+            failed += st.fsm_errors > 0;
+        }
+        if (failed == 3)
+            break;
+        assert_true(now_ms() < end);
+        pump(tc);
+    }
+    assert_int_equal(d.called, 0); /* never applied, so never answered */
+    stop_node(tc, leader);
+    assert_int_equal(d.called, 1);
+    assert_int_not_equal(d.status, 0);
+}
+
+static void test_bad_start(void **state)
+{
+    tcluster *tc = *state;
+    cluster c;
+    repl_config cfg = {0};
+    repl_node *n = (repl_node *)1;
+    char err[256] = "";
+    (void)state;
+
+    assert_int_equal(cluster_parse(&c, tc->spec3, "1", err, sizeof err), 0);
+    cfg.cluster = &c;
+    cfg.data_dir = tc->nodes[0].dir;
+    /* No FSM. */
+    assert_int_equal(repl_start(&cfg, &n, err, sizeof err), -EINVAL);
+    assert_null(n);
+    assert_non_null(strstr(err, "needs a cluster, a data_dir and an FSM"));
+    /* A data_dir that cannot be created. */
+    cfg.fsm.apply = toy_apply;
+    cfg.fsm.snapshot = toy_snapshot;
+    cfg.fsm.restore = toy_restore;
+    cfg.fsm.arg = &tc->nodes[0].fsm;
+    cfg.data_dir = "/proc/nonexistent/dir";
+    assert_true(repl_start(&cfg, &n, err, sizeof err) < 0);
+    assert_null(n);
+    assert_non_null(strstr(err, "cannot create"));
+    cluster_free(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_bad_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replicate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_leader, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_membership, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fsm_error, setup, teardown),
+    };
+    if (getenv("REPL_TEST") != NULL) /* e.g. REPL_TEST=test_failover */
+        cmocka_set_test_filter(getenv("REPL_TEST"));
+    return cmocka_run_group_tests_name("repl", tests, NULL, NULL);
+}
