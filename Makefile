@@ -124,7 +124,7 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 EXAMPLE_BINS := $(patsubst client/examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
 TEST_HELPER_OBJS := $(call objs,$(TEST_HELPERS))
 
-DEPS_STAMP := build/.deps-ok-3
+DEPS_STAMP := build/.deps-ok-4
 
 .PHONY: all deps test run bench asan tsan test-all clean install uninstall
 .DEFAULT_GOAL := all
