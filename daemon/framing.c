@@ -122,8 +122,7 @@ static void sess_process_flat(sess *s, const char *buf, size_t n)
  * as the bufferevent's read watermark did. */
 static void sess_read_ctl(sess *s)
 {
-    if (evbuffer_get_length(bufferevent_get_input(s->bev)) >
-        srv_conf.max_line)
+    if (evbuffer_get_length(bufferevent_get_input(s->bev)) > srv_conf.max_line)
         event_del(s->ev_read);
     else if (!event_pending(s->ev_read, EV_READ, NULL))
         event_add(s->ev_read, NULL);
@@ -139,8 +138,8 @@ void sess__recv_cb(evutil_socket_t fd, short what, void *arg)
     sess *s = arg;
     struct evbuffer *in = bufferevent_get_input(s->bev);
     size_t have = evbuffer_get_length(in);
-    size_t room = srv_conf.max_line + 1 > have
-                      ? srv_conf.max_line + 1 - have : 0;
+    size_t room =
+        srv_conf.max_line + 1 > have ? srv_conf.max_line + 1 - have : 0;
     struct evbuffer_iovec vec;
     ssize_t n = -1;
     int err = EAGAIN;

@@ -18,21 +18,21 @@
 #include <string.h>
 
 typedef struct hlease {
-    _Atomic int refs;          /* the hold's and the timer's */
-    obj *o;                    /* retained */
+    _Atomic int refs; /* the hold's and the timer's */
+    obj *o;           /* retained */
     uint64_t token;
     rt_timer *t;
 } hlease;
 
 typedef struct hhold {
     uint64_t token;
-    uint64_t sid;              /* 0: detached request (go, afterfunc) */
-    bool write;                /* rwmutex: writer (mutex: always) */
+    uint64_t sid; /* 0: detached request (go, afterfunc) */
+    bool write;   /* rwmutex: writer (mutex: always) */
     int64_t since;
-    int64_t lease_ms;          /* 0: none */
+    int64_t lease_ms; /* 0: none */
     hlease *lease;
-    hlock *l;                  /* retained: a dropped lock lives on while held */
-    struct hhold *next;        /* in l->holds */
+    hlock *l;           /* retained: a dropped lock lives on while held */
+    struct hhold *next; /* in l->holds */
     struct hhold *gnext, *gprev; /* in hl_all, for the session-end scan */
 } hhold;
 
@@ -42,10 +42,9 @@ typedef struct hwait {
     struct hwait *next;
 } hwait;
 
-
 static pthread_mutex_t hl_mu = PTHREAD_MUTEX_INITIALIZER;
-static hwait *hl_waits;        /* every pending lock wait */
-static hhold *hl_all;          /* every hold of every lock */
+static hwait *hl_waits; /* every pending lock wait */
+static hhold *hl_all;   /* every hold of every lock */
 
 static void hl_all_link(hhold *h)
 {
@@ -66,7 +65,7 @@ static void hl_all_unlink(hhold *h)
         h->gnext->gprev = h->gprev;
 }
 static unsigned hl_visit_gen;
-static _Atomic uint64_t hold_tokens;  /* the last token issued */
+static _Atomic uint64_t hold_tokens; /* the last token issued */
 
 void hold_lock(void)
 {
@@ -150,9 +149,8 @@ static void hlease_fire(void *arg)
     pthread_mutex_lock(&hl_mu);
     for (hhold *h = l->holds; h; h = h->next)
         if (h->token == ls->token) {
-            log_info("%s \"%s\": lease of token %llu expired",
-                     l->o.ops->name, l->o.name,
-                     (unsigned long long)h->token);
+            log_info("%s \"%s\": lease of token %llu expired", l->o.ops->name,
+                     l->o.name, (unsigned long long)h->token);
             hold_drop_locked(h, true, true);
             break;
         }
@@ -281,8 +279,8 @@ typedef struct hl_step {
 /* Depth-first search from lock l (that session `from` waits for) for a
  * chain of holders and their waits that reaches `target`.  Lease and
  * detached holds are ignored: they end without their holder's help. */
-static bool hl_reach(hlock *l, uint64_t from, uint64_t target,
-                     hl_step *path, int depth, int *len)
+static bool hl_reach(hlock *l, uint64_t from, uint64_t target, hl_step *path,
+                     int depth, int *len)
 {
     if (depth >= HL_MAX_CYCLE || l->visit == hl_visit_gen)
         return false;
@@ -290,7 +288,7 @@ static bool hl_reach(hlock *l, uint64_t from, uint64_t target,
     for (hhold *h = l->holds; h; h = h->next) {
         if (h->sid == 0 || h->lease_ms)
             continue;
-        path[depth] = (hl_step){ from, l, h->sid };
+        path[depth] = (hl_step){from, l, h->sid};
         if (h->sid == target) {
             *len = depth + 1;
             return true;
@@ -332,9 +330,9 @@ int hold_wait_begin(hlock *l, uint64_t sid, hwait **out, char *msg,
                     (unsigned long long)path[i].holder);
             json_array_append_new(
                 *cycle, json_pack("{s:I, s:s, s:I}", "session",
-                                 (json_int_t)path[i].waiter, "waits_for",
-                                 path[i].l->o.name, "held_by",
-                                 (json_int_t)path[i].holder));
+                                  (json_int_t)path[i].waiter, "waits_for",
+                                  path[i].l->o.name, "held_by",
+                                  (json_int_t)path[i].holder));
         }
         pthread_mutex_unlock(&hl_mu);
         return HOLD_EDEADLK;
@@ -381,4 +379,3 @@ void hold_end_session(uint64_t sid)
     }
     pthread_mutex_unlock(&hl_mu);
 }
-

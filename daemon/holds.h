@@ -25,10 +25,10 @@ typedef struct hlock {
     rt_mutex *m;
     rt_rwmutex *rwm;
     /* guarded by hold_lock(): */
-    uint64_t last_token;       /* the last token granted on this lock */
+    uint64_t last_token; /* the last token granted on this lock */
     hhold *holds;
-    bool owner_dead;           /* the next holder is told */
-    unsigned visit;            /* deadlock search generation */
+    bool owner_dead; /* the next holder is told */
+    unsigned visit;  /* deadlock search generation */
 } hlock;
 
 /* Take and drop the bookkeeping mutex (never held across a blocking
@@ -76,8 +76,8 @@ bool hold_live_locked(hlock *l, hhold *h);
  * without their holder), with Go's message and the path in msg and
  * *cycle (a new array of {session, waits_for, held_by}); or HOLD_ENOMEM.
  */
-int hold_wait_begin(hlock *l, uint64_t sid, hwait **w, char *msg,
-                    size_t msglen, json_t **cycle);
+int hold_wait_begin(hlock *l, uint64_t sid, hwait **w, char *msg, size_t msglen,
+                    json_t **cycle);
 /* Removes and frees a wait hold_wait_begin recorded. */
 void hold_wait_end(hwait *w);
 /* The info op of mutexes and rwmutexes: holders, locked, token. */

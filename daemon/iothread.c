@@ -14,7 +14,7 @@
 
 #include <event2/event.h>
 
-static _Atomic bool srv_io_stop;         /* the other I/O loops end */
+static _Atomic bool srv_io_stop; /* the other I/O loops end */
 static _Atomic int64_t srv_out_bytes;
 
 int srv_port(const srv *v)
@@ -57,7 +57,7 @@ static bool srv_drained(srv *v)
 static void srv_drain_cb(evutil_socket_t fd, short what, void *arg)
 {
     srv *v = arg;
-    struct timeval tv = { 0, 20 * 1000 };
+    struct timeval tv = {0, 20 * 1000};
     (void)fd;
     (void)what;
 
@@ -104,7 +104,7 @@ void srv_drain(srv *v)
     /* Fired outside the lists' locks: a completion may reach anything.
      * Their answers reach each session through its flush event. */
     {
-        sess_list l = { 0 };
+        sess_list l = {0};
         if (!srv_each_sess(v, sess_collect, &l))
             log_error("drain: out of memory listing sessions");
         for (size_t i = 0; i < l.n; i++) {

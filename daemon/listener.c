@@ -21,8 +21,7 @@
 static void srv_refuse(evutil_socket_t fd)
 {
     json_t *a = proto_error_answer(NULL, proto_reason_code(PROTO_R_LIMIT),
-                                   PROTO_R_LIMIT, "too many connections",
-                                   NULL);
+                                   PROTO_R_LIMIT, "too many connections", NULL);
     size_t len;
     char *line = a ? proto_dump_line(a, &len) : NULL;
 
@@ -65,7 +64,7 @@ static void srv_accept_error_cb(struct evconnlistener *lis, void *arg)
 {
     srv *v = arg;
     int err = EVUTIL_SOCKET_ERROR();
-    struct timeval tv = { 0, 100 * 1000 };
+    struct timeval tv = {0, 100 * 1000};
 
     log_warn("accept: %s: pausing for 100 ms",
              evutil_socket_error_to_string(err));
@@ -104,14 +103,13 @@ int srv__listen(srv *v, const conf *c, int afd, char *err, size_t errlen)
     snprintf(portstr, sizeof portstr, "%d", c->port);
     rc = getaddrinfo(c->bind, portstr, &hints, &ai);
     if (rc != 0) {
-        snprintf(err, errlen, "bind address %s: %s", c->bind,
-                 gai_strerror(rc));
+        snprintf(err, errlen, "bind address %s: %s", c->bind, gai_strerror(rc));
         return -1;
     }
-    v->lis = evconnlistener_new_bind(
-        v->base, srv_accept_cb, v,
-        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-        4096, ai->ai_addr, (int)ai->ai_addrlen);
+    v->lis = evconnlistener_new_bind(v->base, srv_accept_cb, v,
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                         LEV_OPT_CLOSE_ON_EXEC,
+                                     4096, ai->ai_addr, (int)ai->ai_addrlen);
     freeaddrinfo(ai);
     if (!v->lis) {
         snprintf(err, errlen, "listen on %s port %d: %s", c->bind, c->port,
@@ -125,9 +123,9 @@ listening:
         snprintf(err, errlen, "getsockname: %s", strerror(errno));
         goto out_lis;
     }
-    v->port = ntohs(ss.ss_family == AF_INET6
-                        ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                        : ((struct sockaddr_in *)&ss)->sin_port);
+    v->port =
+        ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                       : ((struct sockaddr_in *)&ss)->sin_port);
     v->ev_resume = evtimer_new(v->base, srv_resume_cb, v);
     if (!v->ev_resume) {
         snprintf(err, errlen, "cannot set up events");

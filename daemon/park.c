@@ -131,7 +131,7 @@ static int park_cmp_i64(const void *a, const void *b)
 }
 
 typedef struct park_parked {
-    int64_t *ids;              /* goroutines the runtime reports parked */
+    int64_t *ids; /* goroutines the runtime reports parked */
     size_t n, cap;
     bool oom;
     int64_t count;
@@ -143,8 +143,8 @@ static void park_count_parked(obj *o, void *arg)
     pthread_mutex_lock(&o->wmu);
     for (dreq *r = o->waiters; r; r = r->wnext)
         if (r->wgoid == 0 || /* an await: queued in the runtime */
-            (p->n && bsearch(&r->wgoid, p->ids, p->n, sizeof *p->ids,
-                             park_cmp_i64)))
+            (p->n &&
+             bsearch(&r->wgoid, p->ids, p->n, sizeof *p->ids, park_cmp_i64)))
             p->count++;
     pthread_mutex_unlock(&o->wmu);
 }
@@ -176,7 +176,7 @@ static void park_collect_parked(const rt_ginfo *gi, void *arg)
  * parked, so the count is taken against it. */
 int64_t park_waiters(void)
 {
-    park_parked p = { 0 };
+    park_parked p = {0};
 
     if (atomic_load(&srv_stat.waiters) == 0)
         return 0;

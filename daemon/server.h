@@ -30,13 +30,13 @@ struct srv_io {
     struct event_base *base;
     pthread_t tid;
     bool started;
-    pthread_mutex_t mu;          /* guards sessions (accept on io[0],
-                                  * close here, stats/drain anywhere) */
+    pthread_mutex_t mu; /* guards sessions (accept on io[0],
+                         * close here, stats/drain anywhere) */
     sess *sessions;
-    sess *whead, *wtail;         /* sessions with answers to write */
-    struct event *ev_wflush;     /* writes them (sess__wflush_cb) */
-    char rbuf[16384];            /* reads while a session's input is empty */
-    sess_local local;            /* dispatch's scratch (sess_local_get) */
+    sess *whead, *wtail;     /* sessions with answers to write */
+    struct event *ev_wflush; /* writes them (sess__wflush_cb) */
+    char rbuf[16384];        /* reads while a session's input is empty */
+    sess_local local;        /* dispatch's scratch (sess_local_get) */
 };
 
 #define SRV_MAX_IO 64
@@ -53,42 +53,42 @@ struct sess {
     uint64_t id;
     _Atomic int refs;
     rt_cancel *cancel;
-    pthread_mutex_t mu;          /* guards the queue, and dead's change */
-    _Atomic bool dead;           /* no more answers accepted (read
-                                  * without mu by sess_alive) */
+    pthread_mutex_t mu; /* guards the queue, and dead's change */
+    _Atomic bool dead;  /* no more answers accepted (read
+                         * without mu by sess_alive) */
     outent *qhead, *qtail;
-    _Atomic int parked;          /* requests waiting on goroutines */
+    _Atomic int parked; /* requests waiting on goroutines */
     /* its I/O thread only: */
-    srv_io *io;                  /* the I/O thread that serves it */
+    srv_io *io; /* the I/O thread that serves it */
     struct bufferevent *bev;
-    struct event *ev_flush;      /* answers queued by goroutines */
-    struct event *ev_more;       /* more input after a fair share */
-    struct event *ev_read;       /* the socket is readable (sess__recv_cb) */
-    struct event *ev_kill;       /* hard close if a graceful one stalls */
+    struct event *ev_flush; /* answers queued by goroutines */
+    struct event *ev_more;  /* more input after a fair share */
+    struct event *ev_read;  /* the socket is readable (sess__recv_cb) */
+    struct event *ev_kill;  /* hard close if a graceful one stalls */
     sess *prev, *next;
-    bool ended;                  /* sess__end ran */
-    bool batching;               /* in sess_process: sess_push follows */
-    bool wqueued;                /* on its I/O thread's write list */
-    sess *wnext;                 /* link in that list */
-    uint64_t out_added;          /* bytes ever added to the output */
+    bool ended;         /* sess__end ran */
+    bool batching;      /* in sess_process: sess_push follows */
+    bool wqueued;       /* on its I/O thread's write list */
+    sess *wnext;        /* link in that list */
+    uint64_t out_added; /* bytes ever added to the output */
     /* The values of answers that are in the output buffer but not yet in
      * the socket (gback.end: out_added once the answer was added): if the
      * session ends before those bytes leave, they go back to their
      * channels (a cut slow reader loses nothing). */
     gback *phead, *ptail;
-    _Atomic size_t outq;         /* bytes in the output buffer, for the
-                                  * drain and stats on other threads */
+    _Atomic size_t outq; /* bytes in the output buffer, for the
+                          * drain and stats on other threads */
 };
 
 struct srv {
-    struct event_base *base;     /* io[0].base */
+    struct event_base *base; /* io[0].base */
     struct evconnlistener *lis;
-    struct event *ev_resume;     /* accepting again after EMFILE */
-    struct event *ev_drain;      /* polls the drain's progress */
-    int nio;                     /* I/O threads serving */
-    int nmade;                   /* io[] set up (nio, or more when a
-                                  * thread could not start) */
-    unsigned next_io;            /* round-robin for new sessions */
+    struct event *ev_resume; /* accepting again after EMFILE */
+    struct event *ev_drain;  /* polls the drain's progress */
+    int nio;                 /* I/O threads serving */
+    int nmade;               /* io[] set up (nio, or more when a
+                              * thread could not start) */
+    unsigned next_io;        /* round-robin for new sessions */
     srv_io io[SRV_MAX_IO];
     int port;
     int64_t drain_start;

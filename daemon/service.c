@@ -68,8 +68,8 @@ static int svc_notify_send(const char *state)
     fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    rc = sendto(fd, state, strlen(state), MSG_NOSIGNAL,
-                (struct sockaddr *)&sa, salen) < 0
+    rc = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+                salen) < 0
              ? -errno
              : 1;
     close(fd);
@@ -109,28 +109,28 @@ void svc_stopping(void)
 }
 
 /* Applies one numeric setting if it changed; returns 1 if it did. */
-#define SVC_NUM(field, name, fmt, cast)                                    \
-    do {                                                                   \
-        if (cur->field != nw->field) {                                     \
-            log_info("reload: %s " fmt " -> " fmt, name, (cast)cur->field, \
-                     (cast)nw->field);                                     \
-            cur->field = nw->field;                                        \
-            changed++;                                                     \
-        }                                                                  \
+#define SVC_NUM(field, name, fmt, cast)                                        \
+    do {                                                                       \
+        if (cur->field != nw->field) {                                         \
+            log_info("reload: %s " fmt " -> " fmt, name, (cast)cur->field,     \
+                     (cast)nw->field);                                         \
+            cur->field = nw->field;                                            \
+            changed++;                                                         \
+        }                                                                      \
     } while (0)
 
 /* Reports a setting that only a restart applies. */
-#define SVC_FIXED_STR(field, name)                                         \
-    do {                                                                   \
-        if (strcmp(cur->field, nw->field) != 0)                            \
-            log_warn("reload: %s changed to '%s': needs a restart", name,  \
-                     nw->field);                                           \
+#define SVC_FIXED_STR(field, name)                                             \
+    do {                                                                       \
+        if (strcmp(cur->field, nw->field) != 0)                                \
+            log_warn("reload: %s changed to '%s': needs a restart", name,      \
+                     nw->field);                                               \
     } while (0)
-#define SVC_FIXED_INT(field, name)                                         \
-    do {                                                                   \
-        if (cur->field != nw->field)                                       \
-            log_warn("reload: %s changed to %d: needs a restart", name,    \
-                     nw->field);                                           \
+#define SVC_FIXED_INT(field, name)                                             \
+    do {                                                                       \
+        if (cur->field != nw->field)                                           \
+            log_warn("reload: %s changed to %d: needs a restart", name,        \
+                     nw->field);                                               \
     } while (0)
 
 /* Moves what can change at run time from nw into cur (srv_conf) and logs
@@ -193,8 +193,8 @@ int svc_reload(void)
     } else {
         int n = svc_apply(&srv_conf, &nw);
         log_info("reloaded %s: %d setting%s changed",
-                 srv_conf.config[0] ? srv_conf.config : "(no config file)",
-                 n, n == 1 ? "" : "s");
+                 srv_conf.config[0] ? srv_conf.config : "(no config file)", n,
+                 n == 1 ? "" : "s");
     }
     /* READY=1 either way: the daemon serves, with old or new settings. */
     svc_notify(rc == 0 ? "READY=1\nSTATUS=reloaded"
@@ -221,8 +221,7 @@ int svc_activation_fd(void)
     if (*end || n < 1)
         return -1;
     if (n > 1)
-        log_warn("socket activation: %ld sockets passed, using the first",
-                 n);
+        log_warn("socket activation: %ld sockets passed, using the first", n);
     /* Ours now: not to be inherited by anything chand might exec. */
     if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
         log_error("socket activation: fd %d: %s", fd, strerror(errno));
@@ -230,4 +229,3 @@ int svc_activation_fd(void)
     }
     return fd;
 }
-

@@ -484,7 +484,7 @@ void sess__end(sess *s, bool graceful)
     }
     if (graceful && s->bev &&
         evbuffer_get_length(bufferevent_get_output(s->bev)) > 0) {
-        struct timeval tv = { 5, 0 };
+        struct timeval tv = {5, 0};
         bufferevent_disable(s->bev, EV_READ);
         bufferevent_enable(s->bev, EV_WRITE);
         s->ev_kill = evtimer_new(s->io->base, sess_kill_cb, s);
@@ -497,8 +497,8 @@ void sess__end(sess *s, bool graceful)
 /* Answers a framing-level error (id null) and ends the session. */
 void sess__fail_close(sess *s, proto_reason reason, const char *msg)
 {
-    json_t *a = proto_error_answer(NULL, proto_reason_code(reason), reason,
-                                   msg, NULL);
+    json_t *a =
+        proto_error_answer(NULL, proto_reason_code(reason), reason, msg, NULL);
     size_t len;
     char *line = a ? proto_dump_line(a, &len) : NULL;
 
@@ -545,8 +545,8 @@ int sess__open(srv_io *io, evutil_socket_t fd, const struct sockaddr *addr,
         goto out_free_cancel;
     s->ev_flush = event_new(io->base, -1, 0, sess_flush_cb, s);
     s->ev_more = event_new(io->base, -1, 0, sess__more_cb, s);
-    s->ev_read = event_new(io->base, fd, EV_READ | EV_PERSIST, sess__recv_cb,
-                           s);
+    s->ev_read =
+        event_new(io->base, fd, EV_READ | EV_PERSIST, sess__recv_cb, s);
     if (!s->ev_flush || !s->ev_more || !s->ev_read)
         goto out_free_events;
     bufferevent_setcb(s->bev, NULL, sess_write_cb, sess__event_cb, s);

@@ -24,10 +24,9 @@ static int proto_res_text(jfast_buf *b, const proto_res *d)
 {
     if (!d->k0 && !d->k1)
         return d->v1 ? jfast_dump(b, d->v1) : jfast_put(b, "{}", 2);
-    if (d->k0 && (jfast_put(b, "{\"", 2) ||
-                  jfast_put(b, d->k0, strlen(d->k0)) ||
-                  jfast_put(b, "\":", 2) ||
-                  jfast_put_int(b, (json_int_t)d->n0)))
+    if (d->k0 &&
+        (jfast_put(b, "{\"", 2) || jfast_put(b, d->k0, strlen(d->k0)) ||
+         jfast_put(b, "\":", 2) || jfast_put_int(b, (json_int_t)d->n0)))
         return -1;
     if (!d->k1)
         return jfast_put(b, "}", 1);
@@ -43,10 +42,9 @@ static int proto_res_text(jfast_buf *b, const proto_res *d)
     } else if (jfast_dump(b, d->v1 ? d->v1 : json_null())) {
         return -1;
     }
-    if (d->k2 && (jfast_put(b, ",\"", 2) ||
-                  jfast_put(b, d->k2, strlen(d->k2)) ||
-                  jfast_put(b, d->b2 ? "\":true" : "\":false",
-                            d->b2 ? 6 : 7)))
+    if (d->k2 &&
+        (jfast_put(b, ",\"", 2) || jfast_put(b, d->k2, strlen(d->k2)) ||
+         jfast_put(b, d->b2 ? "\":true" : "\":false", d->b2 ? 6 : 7)))
         return -1;
     return jfast_put(b, "}", 1);
 }

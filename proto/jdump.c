@@ -146,13 +146,27 @@ jfast_dump_string_slow(jfast_buf *b, const char *str, size_t n, bool key)
         d = b->p + b->len;
         *d++ = '\\';
         switch (c) {
-        case '"': *d++ = '"'; break;
-        case '\\': *d++ = '\\'; break;
-        case '\b': *d++ = 'b'; break;
-        case '\f': *d++ = 'f'; break;
-        case '\n': *d++ = 'n'; break;
-        case '\r': *d++ = 'r'; break;
-        case '\t': *d++ = 't'; break;
+        case '"':
+            *d++ = '"';
+            break;
+        case '\\':
+            *d++ = '\\';
+            break;
+        case '\b':
+            *d++ = 'b';
+            break;
+        case '\f':
+            *d++ = 'f';
+            break;
+        case '\n':
+            *d++ = 'n';
+            break;
+        case '\r':
+            *d++ = 'r';
+            break;
+        case '\t':
+            *d++ = 't';
+            break;
         default:
             d[0] = 'u';
             d[1] = '0';
@@ -229,8 +243,8 @@ static JFAST_INLINE int jfast_dump_child(jfast_buf *b, const json_t *v,
 {
     switch (json_typeof(v)) {
     case JSON_STRING:
-        return jfast_dump_string(b, json_string_value(v),
-                                 json_string_length(v), false);
+        return jfast_dump_string(b, json_string_value(v), json_string_length(v),
+                                 false);
     case JSON_INTEGER:
         return jfast_put_int(b, json_integer_value(v));
     case JSON_TRUE:
@@ -284,8 +298,8 @@ static int jfast_dump_value(jfast_buf *b, const json_t *v, int depth)
         return jfast_putc(b, ']');
     }
     case JSON_STRING:
-        return jfast_dump_string(b, json_string_value(v),
-                                 json_string_length(v), false);
+        return jfast_dump_string(b, json_string_value(v), json_string_length(v),
+                                 false);
     case JSON_INTEGER:
         return jfast_put_int(b, json_integer_value(v));
     case JSON_REAL:

@@ -19,7 +19,10 @@
 /* 1 for the bytes a string may hold as they are, in the text and in the
  * dump alike: printable ASCII and DEL, but not '"' or '\\'. */
 static const unsigned char jfast_plain[256] = {
-    [0x20] = 1, [0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0x7f] = 1,
+    [0x20] = 1,
+    [0x21] = 1,
+    [0x23 ... 0x5b] = 1,
+    [0x5d ... 0x7f] = 1,
 };
 
 #define JFAST_ONES 0x0101010101010101ULL
@@ -123,8 +126,8 @@ static inline size_t jfast_utf8_len(const unsigned char *p, size_t n)
             return 0;
         v = (v << 6) | (p[i] & 0x3f);
     }
-    if (v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff) ||
-        (k == 3 && v < 0x800) || (k == 4 && v < 0x10000))
+    if (v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff) || (k == 3 && v < 0x800) ||
+        (k == 4 && v < 0x10000))
         return 0;
     return k;
 }

@@ -23,7 +23,8 @@ static inline unsigned proto__method_hash(const char *name, size_t n)
 {
     return (unsigned)(n * 31 + (unsigned char)name[0] * 7 +
                       (unsigned char)name[n / 2] * 3 +
-                      (unsigned char)name[n - 1]) & 255;
+                      (unsigned char)name[n - 1]) &
+           255;
 }
 
 /* Checks one parameter value against its declared type. */

@@ -25,8 +25,8 @@
 
 typedef struct proto_scan {
     const char *p, *end;
-    int depth;                  /* nesting allowed below params' values */
-    proto_names *names;         /* may be NULL */
+    int depth;          /* nesting allowed below params' values */
+    proto_names *names; /* may be NULL */
 } proto_scan;
 
 #define PROTO_NAMES_SLOTS 512
@@ -72,7 +72,9 @@ static json_t *proto_names_get(proto_names *c, const char *s, size_t n)
 
 /* Bytes a plain string may hold: printable ASCII but '"' and '\\'. */
 static const bool proto_plain_byte[256] = {
-    [' ' ... '!'] = true, ['#' ... '['] = true, [']' ... '~'] = true,
+    [' ' ... '!'] = true,
+    ['#' ... '['] = true,
+    [']' ... '~'] = true,
 };
 
 /* (Local pointers throughout: a char read may alias sc->p, which the
@@ -98,10 +100,10 @@ static inline uint64_t proto_plain_stops(uint64_t x)
     const uint64_t ones = 0x0101010101010101ull;
     uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\'), d = x ^ (ones * 0x7f);
 
-    return (((x - ones * 0x20) & ~x) |                 /* below 0x20 */
-            ((q - ones) & ~q) | ((b - ones) & ~b) |   /* '"', '\\' */
-            ((d - ones) & ~d) |                       /* DEL */
-            x) &                                      /* 0x80 and up */
+    return (((x - ones * 0x20) & ~x) |              /* below 0x20 */
+            ((q - ones) & ~q) | ((b - ones) & ~b) | /* '"', '\\' */
+            ((d - ones) & ~d) |                     /* DEL */
+            x) &                                    /* 0x80 and up */
            (ones * 0x80);
 }
 #endif
@@ -188,15 +190,14 @@ static json_t *proto_scan_value(proto_scan *sc)
     json_t *v;
 
     proto_scan_ws(sc);
-    v = jfast_parse_prefix(sc->p, (size_t)(sc->end - sc->p), sc->depth,
-                           &used);
+    v = jfast_parse_prefix(sc->p, (size_t)(sc->end - sc->p), sc->depth, &used);
     if (v)
         sc->p += used;
     return v;
 }
 
 /* want: a literal, so that sizeof gives its length at compile time. */
-#define proto_key_is(k, n, want)                                              \
+#define proto_key_is(k, n, want)                                               \
     ((n) == sizeof(want) - 1 && memcmp((k), (want), (n)) == 0)
 
 static bool proto_name_is(const char *k, size_t n, const char *want)
@@ -250,9 +251,8 @@ static bool proto_scan_text(proto_scan *sc, proto_text *t)
         while (p < end && *p >= '0' && *p <= '9')
             p++;
     /* 1.5, 1e3, 012: jansson's to read (or refuse). */
-    if (p - s > 18 ||
-        (p < end && (*p == '.' || *p == 'e' || *p == 'E' ||
-                     (*p >= '0' && *p <= '9'))))
+    if (p - s > 18 || (p < end && (*p == '.' || *p == 'e' || *p == 'E' ||
+                                   (*p >= '0' && *p <= '9'))))
         return false;
     t->p = s;
     t->n = (size_t)(p - s);
@@ -446,8 +446,8 @@ static bool proto_scan_params(proto_scan *sc, proto_request *req)
     }
 }
 
-bool proto_scan_request(const char *line, size_t len,
-                        const proto_limits *lim, proto_request *req)
+bool proto_scan_request(const char *line, size_t len, const proto_limits *lim,
+                        proto_request *req)
 {
     return proto_scan_request_names(line, len, lim, NULL, req);
 }
@@ -456,11 +456,11 @@ bool proto_scan_request_names(const char *line, size_t len,
                               const proto_limits *lim, proto_names *names,
                               proto_request *req)
 {
-    size_t max_line = lim && lim->max_line ? lim->max_line
-                                           : PROTO_MAX_LINE_DEFAULT;
-    int max_depth = lim && lim->max_depth ? lim->max_depth
-                                          : PROTO_MAX_DEPTH_DEFAULT;
-    proto_scan sc = { line, line + len, max_depth - 2, names };
+    size_t max_line =
+        lim && lim->max_line ? lim->max_line : PROTO_MAX_LINE_DEFAULT;
+    int max_depth =
+        lim && lim->max_depth ? lim->max_depth : PROTO_MAX_DEPTH_DEFAULT;
+    proto_scan sc = {line, line + len, max_depth - 2, names};
     bool seen_rpc = false, seen_id = false, seen_params = false;
     const char *k;
     size_t kn;
@@ -470,8 +470,7 @@ bool proto_scan_request_names(const char *line, size_t len,
     req->owned = true;
     /* The framing rules (length, a final \r) and depth are the general
      * path's to word; a value deeper than params' allowance declines. */
-    if (len > max_line || (len > 0 && line[len - 1] == '\r') ||
-        sc.depth < 1)
+    if (len > max_line || (len > 0 && line[len - 1] == '\r') || sc.depth < 1)
         goto decline;
     /* The first member as clients write it, in one compare. */
     if (len > 17 && memcmp(line, "{\"jsonrpc\":\"2.0\",", 17) == 0) {
@@ -534,8 +533,7 @@ bool proto_scan_request_names(const char *line, size_t len,
     proto_scan_ws(&sc);
     if (sc.p != sc.end || !seen_rpc || !req->method)
         goto decline;
-    for (int i = 0; i < PROTO_MAX_PARAMS && req->method->params[i].name;
-         i++)
+    for (int i = 0; i < PROTO_MAX_PARAMS && req->method->params[i].name; i++)
         if (req->method->params[i].required && !req->args[i] &&
             !req->text[i].p &&
             !(req->method->params[i].type == PROTO_T_CASES && req->cases))

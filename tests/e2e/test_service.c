@@ -710,6 +710,30 @@ static void test_metrics(void **state)
                 prom_value(b0, "chand_bytes_out_total") + 12 * 30);
     free(r0);
     free(r1);
+    /* Waiters have one definition: a receive parked on the empty m1 is
+     * counted by runtime.stats, runtime.dump and /metrics alike. */
+    assert_int_equal(testd_send(c, "{\"jsonrpc\":\"2.0\",\"id\":40,"
+                                   "\"method\":\"recv\",\"params\":{"
+                                   "\"name\":\"m1\"}}"),
+                     0);
+    for (int64_t t0 = testd_now_ms();
+         stat_of(&s, "waiters") < 1 && testd_now_ms() - t0 < WAIT_MS;)
+        sleep_ms(20);
+    assert_int_equal(stat_of(&s, "waiters"), 1);
+    r1 = scrape(&s);
+    assert_true(prom_value(http_body(r1), "chand_waiters") == 1);
+    free(r1);
+    {
+        testd_conn *d = testd_connect_port(s.port);
+        json_t *a2;
+        assert_non_null(d);
+        a2 = call(d, 1, "runtime.dump", NULL);
+        assert_int_equal(json_integer_value(json_object_get(
+                             testd_result(a2), "waiters")),
+                         1);
+        json_decref(a2);
+        testd_close(d);
+    }
     testd_close(c);
     assert_int_equal(svc_stop(&s), 0);
     svc_cleanup(&s);

@@ -51,15 +51,25 @@ static void t_drop(obj *o)
 }
 
 static const obj_ops t_a_ops = {
-    .type = OBJ_MAP, .name = "map", .size = sizeof(tobj),
-    .init = t_init, .fini = t_fini, .drop = t_drop,
+    .type = OBJ_MAP,
+    .name = "map",
+    .size = sizeof(tobj),
+    .init = t_init,
+    .fini = t_fini,
+    .drop = t_drop,
 };
 static const obj_ops t_b_ops = {
-    .type = OBJ_ATOMIC, .name = "atomic", .size = sizeof(tobj),
-    .init = t_init, .fini = t_fini, .drop = t_drop,
+    .type = OBJ_ATOMIC,
+    .name = "atomic",
+    .size = sizeof(tobj),
+    .init = t_init,
+    .fini = t_fini,
+    .drop = t_drop,
 };
 static const obj_ops t_fail_ops = {
-    .type = OBJ_WG, .name = "wg", .size = sizeof(tobj),
+    .type = OBJ_WG,
+    .name = "wg",
+    .size = sizeof(tobj),
     .init = t_init_fail,
 };
 
@@ -76,8 +86,7 @@ static void test_not_found(void **state)
     reg_found f;
     (void)state;
 
-    assert_int_equal(reg_lookup("none", &t_a_ops, false, NULL, &f),
-                     REG_ENOENT);
+    assert_int_equal(reg_lookup("none", &t_a_ops, false, NULL, &f), REG_ENOENT);
     assert_null(f.o);
     assert_false(f.created);
     /* Any type, without create: also not found, and nothing made. */
@@ -113,8 +122,7 @@ static void test_create_find_drop(void **state)
     assert_int_equal(t_finis, 0);
     assert_true(atomic_load(&f.o->dropped));
     assert_int_equal(atomic_load(&srv_stat.objects), before);
-    assert_int_equal(reg_lookup("a1", &t_a_ops, false, NULL, &g),
-                     REG_ENOENT);
+    assert_int_equal(reg_lookup("a1", &t_a_ops, false, NULL, &g), REG_ENOENT);
     obj_release(f.o);
     assert_int_equal(t_finis, 1);
 }
@@ -144,8 +152,7 @@ static void test_limit_and_failed_init(void **state)
     assert_null(f.o);
     srv_conf.max_objects = 1000;
     /* A family whose init fails: nothing is inserted or counted. */
-    assert_int_equal(reg_lookup("c2", &t_fail_ops, true, NULL, &f),
-                     REG_ENOMEM);
+    assert_int_equal(reg_lookup("c2", &t_fail_ops, true, NULL, &f), REG_ENOMEM);
     assert_null(f.o);
     assert_int_equal(atomic_load(&srv_stat.objects), before);
     assert_int_equal(reg_lookup("c2", NULL, false, NULL, &f), REG_ENOENT);
@@ -168,8 +175,7 @@ static void test_many_names(void **state)
     }
     for (int i = 0; i < 5000; i++) {
         snprintf(name, sizeof name, "n.%d", i);
-        assert_int_equal(reg_lookup(name, &t_a_ops, false, NULL, &f),
-                         REG_OK);
+        assert_int_equal(reg_lookup(name, &t_a_ops, false, NULL, &f), REG_OK);
         assert_string_equal(f.o->name, name);
         obj_release(f.o);
         assert_int_equal(reg_drop(name), 0);
