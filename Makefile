@@ -55,7 +55,10 @@ endif
 
 PKGS := libevent libevent_pthreads jansson
 DEB_PKGS := pkg-config libevent-dev libjansson-dev libcmocka-dev libjemalloc-dev \
-            libedit-dev
+            libedit-dev tmux python3
+# tmux and python3 are for the CLI tests: a terminal to drive chanctl's
+# prompt and top in, and listeners that are not chand.
+TEST_TOOLS := tmux python3
 ifeq ($(MALLOC),jemalloc)
 DAEMON_MALLOC_LIBS = $(shell pkg-config --libs jemalloc 2>/dev/null || echo -ljemalloc)
 else ifeq ($(MALLOC),libc)
@@ -130,7 +133,7 @@ all: $(RT_LIB) $(PROTO_LIB) $(if $(DAEMON_SRCS)$(wildcard $(DAEMON_MAIN)),$(CHAN
 # ---- build dependencies --------------------------------------------------
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP):
-	@if ! command -v pkg-config >/dev/null 2>&1 || \
+	@if ! command -v pkg-config $(TEST_TOOLS) >/dev/null 2>&1 || \
 	    ! pkg-config --exists $(PKGS) cmocka jemalloc libedit 2>/dev/null; then \
 	  echo "deps: installing $(DEB_PKGS) with apt-get"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
