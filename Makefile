@@ -61,7 +61,12 @@ endif
 PKGS := libevent libevent_pthreads jansson openssl libevent_openssl libcrypt \
         raft libuv
 DEB_PKGS := pkg-config libevent-dev libjansson-dev libcmocka-dev libjemalloc-dev \
-            libssl-dev openssl libcrypt-dev libedit-dev libraft-dev libuv1-dev
+            libssl-dev openssl libcrypt-dev libedit-dev libraft-dev libuv1-dev \
+            tmux python3
+# tmux and python3 are for the CLI tests: a terminal to drive chanctl's
+# prompt and top in, and listeners that are not chand.  openssl (the
+# command) makes the TLS tests' throwaway CA.
+DEP_TOOLS := pkg-config openssl tmux python3
 ifeq ($(MALLOC),jemalloc)
 DAEMON_MALLOC_LIBS = $(shell pkg-config --libs jemalloc 2>/dev/null || echo -ljemalloc)
 else ifeq ($(MALLOC),libc)
@@ -136,8 +141,7 @@ all: $(RT_LIB) $(PROTO_LIB) $(if $(DAEMON_SRCS)$(wildcard $(DAEMON_MAIN)),$(CHAN
 # ---- build dependencies --------------------------------------------------
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP):
-	@if ! command -v pkg-config >/dev/null 2>&1 || \
-	    ! command -v openssl >/dev/null 2>&1 || \
+	@if ! (for t in $(DEP_TOOLS); do command -v $$t >/dev/null 2>&1 || exit 1; done) || \
 	    ! pkg-config --exists $(PKGS) cmocka jemalloc libedit 2>/dev/null; then \
 	  echo "deps: installing $(DEB_PKGS) with apt-get"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

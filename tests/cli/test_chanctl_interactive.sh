@@ -13,6 +13,9 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 TMUX_SOCK="chanctl-test-$$"
 tm() { tmux -L "$TMUX_SOCK" "$@"; }
 trap 'tm kill-server 2>/dev/null; cleanup' EXIT
+# A session that lives as long as the test: a tmux server with no session
+# left exits, and a new-session racing with that exit fails.
+tm new-session -d -s keep "sleep 3600" || fail "tmux did not start"
 start_daemon
 export HOME="$T"     # the history file goes to $HOME/.chanctl_history
 
