@@ -79,7 +79,10 @@
  * ---------------------------------------------------------------------
  *  - The snapshot is read whole; every record is applied (from_snapshot =
  *    1) and the object's snapshot LSN remembered.  A snapshot the manifest
- *    names was fsynced before it was named: any damage in it is refused.
+ *    names was fsynced before it was named, and the log synced up to every
+ *    LSN its objects hold (so no crash keeps a later effect in the
+ *    snapshot and loses an earlier one from the log): any damage in it is
+ *    refused; repair keeps its whole records before the damage.
  *  - Log records are applied in order, except a record whose object
  *    (eff_object()) is in the snapshot with an LSN >= the record's: the
  *    snapshot already holds that effect (it was taken while the log ran).
@@ -96,6 +99,12 @@
  *    the last, makes wal_open() fail with a message naming the file, the
  *    offset and the repair (`chand --repair --data-dir DIR`), which keeps
  *    everything before the damage (wal_repair()).
+ *  - A damaged or missing MANIFEST (with log files present) is refused;
+ *    repair rebuilds it from the files: the oldest snapshot whose next
+ *    segment exists (a newer one may never have been swapped in), and the
+ *    segments after it.
+ *  - Files no manifest names (an interrupted snapshot, *.tmp) are removed
+ *    once the manifest is read.
  *  - A record of an unknown type is refused: written by a newer chand.
  *  - Known limit: a file system that wrote a later page of an unsynced
  *    tail before an earlier one (none of ext4's or XFS's default modes

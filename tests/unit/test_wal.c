@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -562,6 +563,8 @@ typedef struct model {
     pthread_mutex_t mu;
     wal *w;         /* when set, the snapshot walk runs effects ... */
     int interleave; /* ... this many after each object */
+    int trace_fd;   /* when > 0, "lsn hash" of the state after each effect */
+    int noflush;    /* run_effects asks for no flush */
 } model;
 
 static char *sdup(eff_str s)
@@ -995,6 +998,27 @@ static int random_effect(model *m, eff_rec *r, char sbuf[4][64])
     }
 }
 
+/* Returns a hash of m's state (its dump). */
+static uint64_t model_hash(model *m)
+{
+    char *d = model_dump(m);
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = d; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    free(d);
+    return h;
+}
+
+/* Writes "lsn hash" to m->trace_fd, unbuffered: a kill -9 keeps it. */
+static void model_trace(model *m, uint64_t lsn)
+{
+    char line[64];
+    int n = snprintf(line, sizeof line, "%" PRIu64 " %016" PRIx64 "\n", lsn,
+                     model_hash(m));
+    if (write(m->trace_fd, line, (size_t)n) != n)
+        _exit(5);
+}
+
 /* Makes, logs and applies n random effects (each under m->mu, as a
  * handler holds its object's lock). */
 static void run_effects(model *m, wal *w, int n)
@@ -1027,9 +1051,11 @@ static void run_effects(model *m, wal *w, int n)
                 assert_int_equal(model_apply(m, &r, 0), 0);
             }
             free(v);
+            if (m->trace_fd > 0)
+                model_trace(m, lsn);
         }
         pthread_mutex_unlock(&m->mu);
-        if (k % 16 == 0)
+        if (k % 16 == 0 && !m->noflush)
             wal_flush(w);
     }
 }
@@ -2422,6 +2448,279 @@ static void test_kill9(void **state)
                   total_acked);
 }
 
+/* The child of test_kill9_compacting: recovers its model, then runs
+ * effects with automatic compaction at a tiny floor, tracing the state's
+ * hash after each LSN to trace_path and acknowledging on fd. */
+static void compact_child(const char *dir, wal_fsync pol, int fd,
+                          const char *trace_path, uint64_t seed)
+{
+    wal_opts o = {.dir = dir, .fsync = pol, .compact_floor = 16384};
+    char err[512];
+    model m;
+    wal *w;
+
+    model_init(&m);
+    rng_state = seed;
+    if (wal_open(&o, model_apply, &m, &w, err, sizeof err) != 0)
+        _exit(2);
+    m.trace_fd = open(trace_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (m.trace_fd <= 0)
+        _exit(3);
+    model_trace(&m, wal_appended_lsn(w)); /* the state it started from */
+    /* The walks run effects between objects: objects change after L0. */
+    m.w = w;
+    m.interleave = 3;
+    wal_set_compactor(w, model_iter, &m);
+    for (;;) {
+        uint64_t want, ok;
+        wal_stats st;
+        run_effects(&m, w, 5);
+        want = wal_appended_lsn(w);
+        wal_flush(w);
+        do {
+            wal_stats_get(w, &st);
+            ok = pol == WAL_FSYNC_ALWAYS ? st.durable_lsn : st.written_lsn;
+        } while (ok < want && !usleep(100));
+        if (write(fd, &ok, sizeof ok) != (ssize_t)sizeof ok)
+            _exit(4);
+    }
+}
+
+/* Finds lsn in the trace; returns its hash, or 0 when absent. */
+static uint64_t trace_find(const char *path, uint64_t lsn)
+{
+    FILE *f = fopen(path, "r");
+    uint64_t l, h, found = 0;
+
+    assert_non_null(f);
+    while (fscanf(f, "%" SCNu64 " %" SCNx64, &l, &h) == 2)
+        if (l == lsn)
+            found = h; /* the last line for lsn: the state after it */
+    fclose(f);
+    return found;
+}
+
+/* kill -9 while compactions run: whatever the moment (a segment switch,
+ * a snapshot half written, a manifest swap, old files being deleted),
+ * the recovered state is exactly the state the child had after some LSN
+ * at or past the last one it acknowledged. */
+static void test_kill9_compacting(void **state)
+{
+    char dir[300], trace[320], err[512];
+    int snaps = 0;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    snprintf(trace, sizeof trace, "%s.trace", dir);
+    for (int it = 0; it < 16; it++) {
+        wal_fsync pol = (wal_fsync)(it % 3);
+        int p[2], st;
+        uint64_t acked = 0, a, h;
+        long want = 5 + (long)(rnd() % 80), got = 0;
+        pid_t pid;
+        model b;
+        wal *w;
+        wal_opts o = {.dir = dir, .fsync = WAL_FSYNC_NO};
+        wal_stats ws;
+
+        assert_int_equal(pipe(p), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(p[0]);
+            compact_child(dir, pol, p[1], trace, rnd() | 1);
+        }
+        close(p[1]);
+        while (got < want && read(p[0], &a, sizeof a) == (ssize_t)sizeof a) {
+            acked = a;
+            got++;
+        }
+        kill(pid, SIGKILL);
+        while (read(p[0], &a, sizeof a) == (ssize_t)sizeof a)
+            acked = a;
+        close(p[0]);
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFSIGNALED(st));
+        model_init(&b);
+        assert_int_equal(wal_open(&o, model_apply, &b, &w, err, sizeof err), 0);
+        wal_stats_get(w, &ws);
+        snaps += ws.snapshot_lsn > 0;
+        assert_true(wal_appended_lsn(w) >= acked);
+        h = trace_find(trace, wal_appended_lsn(w));
+        if (h != model_hash(&b))
+            print_error("kill %d: LSN %" PRIu64 ": state differs\n", it,
+                        wal_appended_lsn(w));
+        assert_true(h != 0);
+        assert_true(h == model_hash(&b));
+        assert_int_equal(wal_close(w), 0);
+        model_free(&b);
+    }
+    assert_true(snaps > 0);
+    unlink(trace);
+}
+
+/* ---- power loss ------------------------------------------------------------
+ */
+
+/* The child's fdatasync: after each success, logs "segment size" to the
+ * sync log, so the parent can cut every segment back to what was synced:
+ * what a power loss keeps of a file written without O_SYNC. */
+static int pl_fdatasync(void *ctx, int fd)
+{
+    int logfd = *(int *)ctx;
+    char link[64], path[512], line[600];
+    struct stat st;
+    ssize_t n;
+    int k;
+
+    if (fdatasync(fd) != 0)
+        return -1;
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    n = readlink(link, path, sizeof path - 1);
+    if (n <= 0 || fstat(fd, &st) != 0)
+        _exit(6);
+    path[n] = 0;
+    k = snprintf(line, sizeof line, "%s %lld\n", strrchr(path, '/') + 1,
+                 (long long)st.st_size);
+    if (write(logfd, line, (size_t)k) != k)
+        _exit(7);
+    return 0;
+}
+
+/* The child of test_power_loss: like compact_child, under always, with
+ * the sync log; when die_after_snapshot, it snapshots (its walk running
+ * effects) and dies at once after the manifest swap. */
+static void power_child(const char *dir, int fd, const char *trace_path,
+                        int *logfd, uint64_t seed, int die_after_snapshot)
+{
+    wal_io io = {NULL, pl_fdatasync, logfd};
+    wal_opts o = {.dir = dir, .fsync = WAL_FSYNC_ALWAYS, .io = &io};
+    char err[512];
+    model m;
+    wal *w;
+
+    model_init(&m);
+    rng_state = seed;
+    if (wal_open(&o, model_apply, &m, &w, err, sizeof err) != 0)
+        _exit(2);
+    m.trace_fd = open(trace_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (m.trace_fd <= 0)
+        _exit(3);
+    model_trace(&m, wal_appended_lsn(w));
+    m.w = w;
+    m.interleave = 3;
+    for (int round = 0;; round++) {
+        uint64_t want;
+        run_effects(&m, w, 5);
+        if (die_after_snapshot && round == 20) {
+            /* The walk's effects are left for the snapshot to sync: they
+             * are in its objects' state. */
+            m.noflush = 1;
+            if (wal_snapshot(w, model_iter, &m, err, sizeof err) != 0)
+                _exit(8);
+            _exit(0); /* the power goes: nothing more reaches the disk */
+        }
+        want = wal_appended_lsn(w);
+        wal_flush(w);
+        while (wal_durable_lsn(w) < want)
+            usleep(100);
+        if (write(fd, &want, sizeof want) != (ssize_t)sizeof want)
+            _exit(4);
+    }
+}
+
+/* Cuts every segment of dir back to its last synced size (the sync log
+ * spans every run on dir; the last line for a file wins; a segment never
+ * synced keeps its header, which seg_create fsyncs). */
+static void power_cut(const char *dir, const char *synclog)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+
+    assert_non_null(d);
+    while ((e = readdir(d))) {
+        FILE *f;
+        char name[128], path[600];
+        long long size, keep = 32;
+        struct stat st;
+        if (strncmp(e->d_name, "wal-", 4) != 0)
+            continue;
+        f = fopen(synclog, "r");
+        while (f && fscanf(f, "%127s %lld", name, &size) == 2)
+            if (!strcmp(name, e->d_name))
+                keep = size;
+        if (f)
+            fclose(f);
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        assert_int_equal(stat(path, &st), 0);
+        if (keep < st.st_size)
+            assert_int_equal(truncate(path, keep), 0);
+    }
+    closedir(d);
+}
+
+/* Power loss under fsync=always: every file cut back to what was synced.
+ * Every acknowledged effect survives, and the state is exactly one the
+ * server had (no later effect kept while an earlier one is lost), also
+ * when the power goes right after a snapshot's manifest swap. */
+static void test_power_loss(void **state)
+{
+    char dir[300], trace[320], synclog[320], err[512];
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    snprintf(trace, sizeof trace, "%s.trace", dir);
+    snprintf(synclog, sizeof synclog, "%s.synclog", dir);
+    for (int it = 0; it < 12; it++) {
+        int p[2], st, logfd;
+        uint64_t acked = 0, a, h;
+        long want = 3 + (long)(rnd() % 40), got = 0;
+        int after_snap = it % 2;
+        pid_t pid;
+        model b;
+        wal *w;
+        wal_opts o = {.dir = dir, .fsync = WAL_FSYNC_NO};
+
+        logfd = open(synclog, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        assert_true(logfd > 0);
+        assert_int_equal(pipe(p), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(p[0]);
+            power_child(dir, p[1], trace, &logfd, rnd() | 1, after_snap);
+        }
+        close(p[1]);
+        close(logfd);
+        while (!after_snap && got < want &&
+               read(p[0], &a, sizeof a) == (ssize_t)sizeof a) {
+            acked = a;
+            got++;
+        }
+        if (!after_snap)
+            kill(pid, SIGKILL);
+        while (read(p[0], &a, sizeof a) == (ssize_t)sizeof a)
+            acked = a;
+        close(p[0]);
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        if (after_snap)
+            assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        power_cut(dir, synclog);
+        model_init(&b);
+        assert_int_equal(wal_open(&o, model_apply, &b, &w, err, sizeof err), 0);
+        assert_true(wal_appended_lsn(w) >= acked);
+        h = trace_find(trace, wal_appended_lsn(w));
+        if (h != model_hash(&b))
+            print_error("power loss %d: LSN %" PRIu64 ": state differs\n", it,
+                        wal_appended_lsn(w));
+        assert_true(h != 0 && h == model_hash(&b));
+        assert_int_equal(wal_close(w), 0);
+        model_free(&b);
+    }
+    unlink(trace);
+    unlink(synclog);
+}
+
 /* ---- compaction trigger ------------------------------------------------- */
 
 static void test_compaction_trigger(void **state)
@@ -2546,6 +2845,8 @@ int main(void)
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_disk_full_tmpfs),
         cmocka_unit_test(test_kill9),
+        cmocka_unit_test(test_kill9_compacting),
+        cmocka_unit_test(test_power_loss),
         cmocka_unit_test(test_compaction_trigger),
         cmocka_unit_test(test_auto_compaction),
         cmocka_unit_test(test_epoch),
