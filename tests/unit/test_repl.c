@@ -799,12 +799,27 @@ static void test_snapshot(void **state)
     pthread_mutex_lock(&tc->nodes[lagger].fsm.mu);
     int before = tc->nodes[lagger].fsm.snapshots;
     pthread_mutex_unlock(&tc->nodes[lagger].fsm.mu);
+    pthread_mutex_lock(&tc->nodes[leader].fsm.mu);
+    int leader_snaps = tc->nodes[leader].fsm.snapshots;
+    pthread_mutex_unlock(&tc->nodes[leader].fsm.mu);
     stop_node(tc, lagger);
-    for (k = 40; k < 80; k++)
-        assert_int_equal(propose(tc, leader, k, &d[k]), 0);
+    /* One at a time, so that the leader applies and snapshots as it goes. */
     for (k = 40; k < 80; k++) {
+        assert_int_equal(propose(tc, leader, k, &d[k]), 0);
         wait_done(tc, &d[k], WAIT_MS);
         assert_int_equal(d[k].status, 0);
+    }
+    /* Once the leader has snapshotted twice since (threshold 8, trailing
+     * 2), its log starts past the lagger's end: the lagger needs the
+     * leader's snapshot. */
+    for (double end = now_ms() + WAIT_MS;;) {
+        pthread_mutex_lock(&tc->nodes[leader].fsm.mu);
+        int s = tc->nodes[leader].fsm.snapshots;
+        pthread_mutex_unlock(&tc->nodes[leader].fsm.mu);
+        if (s >= leader_snaps + 2)
+            break;
+        assert_true(now_ms() < end);
+        pump(tc);
     }
     start_node(tc, lagger, false);
     wait_same(tc, records_of(0, 79), WAIT_MS);
