@@ -833,6 +833,10 @@ int repl_start(const repl_config *cfg, repl_node **out, char *err,
         &n->raft, cfg->snapshot_threshold ? cfg->snapshot_threshold : 1024);
     raft_set_snapshot_trailing(
         &n->raft, cfg->snapshot_trailing ? cfg->snapshot_trailing : 128);
+    raft_set_install_snapshot_timeout(&n->raft,
+                                      cfg->install_snapshot_timeout_ms
+                                          ? cfg->install_snapshot_timeout_ms
+                                          : 10000);
     /* A node back from a partition or a restart must not depose a healthy
      * leader (dissertation 9.6). */
     raft_set_pre_vote(&n->raft, true);

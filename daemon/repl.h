@@ -150,6 +150,11 @@ typedef struct repl_config {
     unsigned heartbeat_timeout_ms;
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
+    /* How long the leader waits for an InstallSnapshot before sending it
+     * again; default 10 s (raft's own 30 s stalls a node that restarts
+     * while a snapshot to it was in flight).  Large snapshots on slow links
+     * need more. */
+    unsigned install_snapshot_timeout_ms;
     /* A node that joins a running cluster (repl_add on the leader) starts
      * with join = true: it never bootstraps and waits for the leader. */
     bool join;
