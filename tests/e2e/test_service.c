@@ -716,10 +716,7 @@ static void test_metrics(void **state)
                                    "\"method\":\"recv\",\"params\":{"
                                    "\"name\":\"m1\"}}"),
                      0);
-    for (int64_t t0 = testd_now_ms();
-         stat_of(&s, "waiters") < 1 && testd_now_ms() - t0 < WAIT_MS;)
-        sleep_ms(20);
-    assert_int_equal(stat_of(&s, "waiters"), 1);
+    e2e_wait_stat(&s.d, "waiters", 1);
     r1 = scrape(&s);
     assert_true(prom_value(http_body(r1), "chand_waiters") == 1);
     free(r1);
@@ -727,7 +724,7 @@ static void test_metrics(void **state)
         testd_conn *d = testd_connect_port(s.port);
         json_t *a2;
         assert_non_null(d);
-        a2 = call(d, 1, "runtime.dump", NULL);
+        a2 = e2e_call(d, 1, "runtime.dump", NULL);
         assert_int_equal(json_integer_value(json_object_get(
                              testd_result(a2), "waiters")),
                          1);
