@@ -137,7 +137,7 @@ struct repl_node {
     uint64_t fsm_errors;
 };
 
-/* ---- errors ------------------------------------------------------------ */
+/* ---- errors ------------------------------------------------------------- */
 
 static int map_raft(int rv)
 {
@@ -215,7 +215,7 @@ const char *repl_role_name(repl_role role)
     }
 }
 
-/* ---- little-endian helpers ----------------------------------------------- */
+/* ---- little-endian helpers ---------------------------------------------- */
 
 static void put32(unsigned char *p, uint32_t v)
 {
@@ -245,8 +245,7 @@ static uint64_t get64(const unsigned char *p)
     return v;
 }
 
-/* ---- queues -----------------------------------------------------------------
- */
+/* ---- queues ------------------------------------------------------------- */
 
 /* Moves a finished op to the completion queue and pokes the I/O thread. */
 static void complete(repl_node *n, op *o, int status, uint64_t index)
@@ -307,7 +306,7 @@ static int submit(repl_node *n, op *o)
     return 0;
 }
 
-/* ---- FSM adapter (raft thread) ---------------------------------------- */
+/* ---- FSM adapter (raft thread) ------------------------------------------ */
 
 static int fsm_apply(struct raft_fsm *f, const struct raft_buffer *buf,
                      void **result)
@@ -320,18 +319,21 @@ static int fsm_apply(struct raft_fsm *f, const struct raft_buffer *buf,
     int rc;
 
     *result = NULL;
+    rc = RAFT_MALFORMED;
     if (buf->len < BATCH_HDR || get32(p) != BATCH_MAGIC)
-        return RAFT_MALFORMED;
+        goto out;
     count = get32(p + 4);
     origin = get64(p + 8);
     nonce = get64(p + 16);
     p += BATCH_HDR;
     if (count > (size_t)(end - p) / 4)
-        return RAFT_MALFORMED;
+        goto out;
     if (count > 16) {
         recs = malloc(count * sizeof *recs);
-        if (recs == NULL)
-            return RAFT_NOMEM;
+        if (recs == NULL) {
+            rc = RAFT_NOMEM;
+            goto out;
+        }
     }
     for (i = 0; i < count; i++) {
         uint32_t len;
@@ -585,7 +587,7 @@ static void on_check(uv_check_t *h)
     refresh(h->data);
 }
 
-/* ---- the loop (raft thread) -------------------------------------------- */
+/* ---- the loop (raft thread) --------------------------------------------- */
 
 static void on_handle_closed(uv_handle_t *h)
 {
@@ -692,7 +694,7 @@ static void close_loop(repl_node *n)
     uv_loop_close(&n->loop);
 }
 
-/* ---- the API ------------------------------------------------------------- */
+/* ---- the API ------------------------------------------------------------ */
 
 static int errf(char *err, size_t errlen, int rc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
