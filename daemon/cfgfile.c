@@ -188,6 +188,8 @@ static void cfg_usage(FILE *f)
             "  --config FILE    read settings from FILE (chand.conf(5));\n"
             "                   flags override the file\n"
             "  --test-config    check the settings and exit (0: valid)\n"
+            "  --repair         with data-dir: keep the log up to its first\n"
+            "                   damage, drop the rest, and exit\n"
             "  --help, --version\n\n"
             "keys (flags, and `key = value` in the file):\n");
     conf_usage(&d, f);
@@ -225,7 +227,8 @@ static int cfg_split(int argc, char **argv, int *i, char *key, size_t klen,
 static bool cfg_is_switch(const char *a)
 {
     return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0 ||
-           strcmp(a, "--version") == 0 || strcmp(a, "--test-config") == 0;
+           strcmp(a, "--version") == 0 || strcmp(a, "--test-config") == 0 ||
+           strcmp(a, "--repair") == 0;
 }
 
 /* Applies every flag but --config and the switches.  Returns 0 or -1. */
@@ -252,7 +255,7 @@ static int cfg_apply_flags(conf *c, char *err, size_t errlen)
 int cfg_from_args(int argc, char **argv, conf *c, int *exit_code)
 {
     char err[600];
-    bool test = false;
+    bool test = false, repair = false;
 
     cfg_argc = argc;
     cfg_argv = argv;
@@ -274,6 +277,10 @@ int cfg_from_args(int argc, char **argv, conf *c, int *exit_code)
         }
         if (strcmp(a, "--test-config") == 0) {
             test = true;
+            continue;
+        }
+        if (strcmp(a, "--repair") == 0) {
+            repair = true;
             continue;
         }
         if (cfg_split(argc, argv, &i, key, sizeof key, &val) != 0) {
@@ -303,6 +310,7 @@ int cfg_from_args(int argc, char **argv, conf *c, int *exit_code)
         return 1;
     }
     snprintf(c->config, sizeof c->config, "%s", cfg_path);
+    c->repair = repair;
     if (test) {
         printf("chand: %s: configuration ok\n",
                cfg_path[0] ? cfg_path : "(no file)");

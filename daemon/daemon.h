@@ -122,6 +122,9 @@ int srv_run(srv *v);
  * session answered with reason cancelled, then srv_run returns once the
  * answers have left (or shutdown-grace-ms passed).  io[0] only. */
 void srv_drain(srv *v);
+/* Wakes every I/O thread to release the answers that waited for the
+ * durability log (persist.c's callback; any thread). */
+void srv_durable_wake(void);
 /* Frees the server after srv_run returned. */
 void srv_free(srv *v);
 /* Returns the bound port. */

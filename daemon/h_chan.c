@@ -10,6 +10,7 @@
  * session is gone before the answer is written.
  */
 #include "daemon.h"
+#include "persist.h"
 #include "hval.h"
 
 #include <stdlib.h>
@@ -107,11 +108,21 @@ static void hchan_drain(hchan *h)
         hval_free(v);
 }
 
+/* Recovery's make: reg_lookup's arg, a dreq without a method. */
+typedef struct hchan_restore {
+    size_t cap;
+    int elem;
+} hchan_restore;
+
 static int hchan_init(obj *o, dreq *r)
 {
     hchan *h = (hchan *)o;
 
-    if (r->m && strncmp(r->m->name, "timer.", 6) == 0) {
+    if (!r->m && r->ctx) {
+        const hchan_restore *a = r->ctx;
+        h->cap = a->cap;
+        h->elem = (hchan_elem)a->elem;
+    } else if (r->m && strncmp(r->m->name, "timer.", 6) == 0) {
         /* A timer's channel: Go's timer.C has room for one value. */
         h->cap = 1;
         h->elem = HE_NUMBER;
@@ -120,7 +131,10 @@ static int hchan_init(obj *o, dreq *r)
         h->elem = (hchan_elem)hchan_elem_parse(dreq_str(r, "type"));
     }
     h->c = rt_chan_make(sizeof(hval), h->cap);
-    return h->c ? 0 : -1;
+    if (!h->c)
+        return -1;
+    persist_chan_made(o, h->c, h->cap, hchan_elem_names[h->elem]);
+    return 0;
 }
 
 static void hchan_fini(obj *o)
@@ -129,6 +143,7 @@ static void hchan_fini(obj *o)
 
     if (h->timer)
         h->timer_fini(h->timer);
+    rt_chan_observe(h->c, NULL, NULL);
     /* Closing wakes give-back goroutines still trying to send here. */
     rt_chan_close(h->c);
     hchan_drain(h);
@@ -140,8 +155,75 @@ static void hchan_fini(obj *o)
 static void hchan_drop(obj *o)
 {
     hchan *h = (hchan *)o;
+    rt_chan_observe(h->c, NULL, NULL); /* persist_drop logged it all */
     rt_chan_close(h->c);
     hchan_drain(h);
+}
+
+/* ------------------------------------------------------------------ */
+/* Recovery's builders (persist.h)                                    */
+/* ------------------------------------------------------------------ */
+
+int hchan__restore_make(const char *name, size_t cap, const char *elem)
+{
+    int e = hchan_elem_parse(elem[0] ? elem : "any");
+    hchan_restore a = { cap, e < 0 ? 0 : e };
+    dreq r = { .ctx = &a };
+    reg_found f;
+
+    if (reg_lookup(name, &hchan_ops, true, &r, &f) == REG_OK)
+        obj_release(f.o);
+    return 0; /* another type holds the name: skipped */
+}
+
+/* Returns name's channel (a new reference), or NULL. */
+static obj *hchan_restore_find(const char *name)
+{
+    reg_found f;
+    return reg_lookup(name, &hchan_ops, false, NULL, &f) == REG_OK ? f.o
+                                                                   : NULL;
+}
+
+int hchan__restore_push(const char *name, const char *v, size_t n)
+{
+    obj *o = hchan_restore_find(name);
+    hval hv;
+    int rc = 0;
+
+    if (!o)
+        return 0;
+    if (hval_from_text(v, n, &hv) != 0)
+        rc = -1;
+    else if (rt_chan_send(((hchan *)o)->c, &hv, RT_POLL) != 0)
+        hval_free(hv); /* closed or full: the log disagrees; skipped */
+    obj_release(o);
+    return rc;
+}
+
+int hchan__restore_pop(const char *name, uint64_t count)
+{
+    obj *o = hchan_restore_find(name);
+    hval hv;
+    bool ok;
+
+    if (!o)
+        return 0;
+    for (uint64_t i = 0; i < count; i++)
+        if (rt_chan_recv(((hchan *)o)->c, &hv, &ok, RT_POLL) == 0 && ok)
+            hval_free(hv);
+    obj_release(o);
+    return 0;
+}
+
+int hchan__restore_close(const char *name)
+{
+    obj *o = hchan_restore_find(name);
+
+    if (o) {
+        rt_chan_close(((hchan *)o)->c);
+        obj_release(o);
+    }
+    return 0;
 }
 
 static void hchan_info(obj *o, json_t *into)

@@ -8,6 +8,7 @@
  * arithmetic wraps (done in uint64_t, where overflow is defined).
  */
 #include "daemon.h"
+#include "persist.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,13 @@ static json_t *hmap_val(void *v)
  * answers r. */
 typedef void (*hmap_fn)(dreq *r, rt_map *m, const char *k, size_t kl);
 
+/* The map hmap_run runs a method on, for the methods' effects. */
+static __thread obj *hmap_cur;
+
+static void hmap_load(dreq *r, rt_map *m, const char *k, size_t kl);
+static void hmap_range(dreq *r, rt_map *m, const char *k, size_t kl);
+static void hmap_len(dreq *r, rt_map *m, const char *k, size_t kl);
+
 /* The parameter reading every map method shares: looks up r's map (and
  * key when keyed) and runs fn with the map held for the call. */
 static void hmap_run(dreq *r, hmap_fn fn, bool keyed)
@@ -98,10 +106,23 @@ static void hmap_run(dreq *r, hmap_fn fn, bool keyed)
     const char *k = NULL;
     size_t kl = 0;
     rt_map *m = hmap_get(r, &o, keyed ? &k : NULL, &kl);
+    bool reads = fn == hmap_load || fn == hmap_range || fn == hmap_len;
 
     if (!m)
         return; /* dreq_obj answered and freed r */
+    if (!reads && !persist_write_ok(r)) {
+        obj_release(o);
+        return;
+    }
+    /* Durable: "change, log" in one critical section per map, so the
+     * log's order is memory's. */
+    hmap_cur = o;
+    if (!reads)
+        persist_lock(o);
     fn(r, m, k, kl);
+    if (!reads)
+        persist_unlock(o);
+    hmap_cur = NULL;
     obj_release(o);
 }
 
@@ -113,10 +134,12 @@ static void hmap_ok_loaded(dreq *r, const char *key, void *v, bool loaded)
 
 static void hmap_store(dreq *r, rt_map *m, const char *k, size_t kl)
 {
-    if (rt_map_store(m, k, kl, dreq_param(r, "value")) != 0)
+    if (rt_map_store(m, k, kl, dreq_param(r, "value")) != 0) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
-    else
+    } else {
+        persist_map_store(hmap_cur, k, kl, dreq_param(r, "value"));
         dreq_ok(r, NULL);
+    }
 }
 
 static void hmap_load(dreq *r, rt_map *m, const char *k, size_t kl)
@@ -132,6 +155,7 @@ static void hmap_load(dreq *r, rt_map *m, const char *k, size_t kl)
 static void hmap_delete(dreq *r, rt_map *m, const char *k, size_t kl)
 {
     rt_map_delete(m, k, kl);
+    persist_map_delete(hmap_cur, k, kl);
     dreq_ok(r, NULL);
 }
 
@@ -141,6 +165,8 @@ static void hmap_load_or_store(dreq *r, rt_map *m, const char *k, size_t kl)
     bool loaded = rt_map_load_or_store(m, k, kl, dreq_param(r, "value"),
                                        &actual);
 
+    if (!loaded)
+        persist_map_store(hmap_cur, k, kl, dreq_param(r, "value"));
     hmap_ok_loaded(r, "value", actual, loaded);
 }
 
@@ -150,6 +176,9 @@ static void hmap_load_and_delete(dreq *r, rt_map *m, const char *k,
     void *v = NULL;
     bool loaded = rt_map_load_and_delete(m, k, kl, &v);
 
+    if (loaded)
+        persist_map_delete(hmap_cur, k, kl);
+
     hmap_ok_loaded(r, "value", loaded ? v : NULL, loaded);
 }
 
@@ -157,6 +186,8 @@ static void hmap_swap(dreq *r, rt_map *m, const char *k, size_t kl)
 {
     void *prev = NULL;
     bool loaded = rt_map_swap(m, k, kl, dreq_param(r, "value"), &prev);
+
+    persist_map_store(hmap_cur, k, kl, dreq_param(r, "value"));
 
     hmap_ok_loaded(r, "previous", loaded ? prev : NULL, loaded);
 }
@@ -166,12 +197,18 @@ static void hmap_cas(dreq *r, rt_map *m, const char *k, size_t kl)
     bool swapped = rt_map_compare_and_swap(m, k, kl, dreq_param(r, "old"),
                                            dreq_param(r, "new"));
 
+    if (swapped)
+        persist_map_store(hmap_cur, k, kl, dreq_param(r, "new"));
+
     dreq_ok(r, json_pack("{s:b}", "swapped", swapped));
 }
 
 static void hmap_cad(dreq *r, rt_map *m, const char *k, size_t kl)
 {
     bool deleted = rt_map_compare_and_delete(m, k, kl, dreq_param(r, "old"));
+
+    if (deleted)
+        persist_map_delete(hmap_cur, k, kl);
 
     dreq_ok(r, json_pack("{s:b}", "deleted", deleted));
 }
@@ -208,6 +245,7 @@ static void hmap_clear(dreq *r, rt_map *m, const char *k, size_t kl)
     (void)k;
     (void)kl;
     rt_map_clear(m);
+    persist_map_clear(hmap_cur);
     dreq_ok(r, NULL);
 }
 
@@ -280,8 +318,13 @@ void h_atomic_store(dreq *r)
     _Atomic uint64_t *a = hatomic_get(r, &o);
     if (!a)
         return;
-    atomic_store(a, hatomic_param(r, "value"));
-    dreq_ok(r, NULL);
+    if (persist_write_ok(r)) {
+        persist_lock(o);
+        atomic_store(a, hatomic_param(r, "value"));
+        persist_atomic_set(o, (int64_t)atomic_load(a));
+        persist_unlock(o);
+        dreq_ok(r, NULL);
+    }
     obj_release(o);
 }
 
@@ -293,16 +336,33 @@ void h_atomic_add(dreq *r)
     /* Without a, r was already answered and freed by dreq_obj. */
     if (!a)
         return;
+    if (!persist_write_ok(r)) {
+        obj_release(o);
+        return;
+    }
     d = hatomic_param(r, "delta");
-    hatomic_ok(r, o, "value", atomic_fetch_add(a, d) + d);
+    persist_lock(o);
+    uint64_t v = atomic_fetch_add(a, d) + d;
+    persist_atomic_set(o, (int64_t)v);
+    persist_unlock(o);
+    hatomic_ok(r, o, "value", v);
 }
 
 void h_atomic_swap(dreq *r)
 {
     obj *o;
     _Atomic uint64_t *a = hatomic_get(r, &o);
-    if (a)
-        hatomic_ok(r, o, "old", atomic_exchange(a, hatomic_param(r, "value")));
+    if (!a)
+        return;
+    if (!persist_write_ok(r)) {
+        obj_release(o);
+        return;
+    }
+    persist_lock(o);
+    uint64_t v = hatomic_param(r, "value"), old = atomic_exchange(a, v);
+    persist_atomic_set(o, (int64_t)v);
+    persist_unlock(o);
+    hatomic_ok(r, o, "old", old);
 }
 
 void h_atomic_cas(dreq *r)
@@ -314,9 +374,57 @@ void h_atomic_cas(dreq *r)
 
     if (!a)
         return;
+    if (!persist_write_ok(r)) {
+        obj_release(o);
+        return;
+    }
     old = hatomic_param(r, "old");
+    persist_lock(o);
     swapped = atomic_compare_exchange_strong(a, &old,
                                              hatomic_param(r, "new"));
+    if (swapped)
+        persist_atomic_set(o, (int64_t)hatomic_param(r, "new"));
+    persist_unlock(o);
     dreq_ok(r, json_pack("{s:b}", "swapped", swapped));
     obj_release(o);
+}
+
+/* ------------------------------------------------------------------ */
+/* Recovery's builders (persist.h)                                    */
+/* ------------------------------------------------------------------ */
+
+int hmap__restore(const char *name, const char *k, size_t kl,
+                  const char *v, size_t vn, int what)
+{
+    reg_found f;
+    dreq r = { 0 };
+    int rc = 0;
+
+    if (reg_lookup(name, &hmap_ops, true, &r, &f) != REG_OK)
+        return 0; /* another type's name: skipped */
+    rt_map *m = ((hmap *)f.o)->m;
+    if (what == 1) {
+        json_t *j = json_loadb(v, vn, JSON_DECODE_ANY, NULL);
+        if (!j || rt_map_store(m, k, kl, j) != 0)
+            rc = -1;
+        json_decref(j);
+    } else if (what == 0) {
+        rt_map_delete(m, k, kl);
+    } else {
+        rt_map_clear(m);
+    }
+    obj_release(f.o);
+    return rc;
+}
+
+int hatomic__restore(const char *name, int64_t v)
+{
+    reg_found f;
+    dreq r = { 0 };
+
+    if (reg_lookup(name, &hatomic_ops, true, &r, &f) != REG_OK)
+        return 0;
+    atomic_store(&((hatomic *)f.o)->v, (uint64_t)v);
+    obj_release(f.o);
+    return 0;
 }

@@ -9,6 +9,7 @@
  * reopened and the next waiter becomes the runner.
  */
 #include "daemon.h"
+#include "persist.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,15 @@ static void hwg_add(dreq *r, int64_t delta)
 
     if (!o)
         return;
+    if (!persist_write_ok(r)) {
+        obj_release(o);
+        return;
+    }
+    persist_lock(o);
     n = rt_wg_add(((hwg *)o)->wg, delta);
+    if (n >= 0)
+        persist_wg_set(o, n);
+    persist_unlock(o);
     if (n < 0)
         dreq_fail_rt(r, (int)n);
     else
@@ -268,6 +277,7 @@ void h_once_done(dreq *r)
     pthread_mutex_lock(&h->mu);
     if (h->state == ONCE_RUNNING && h->runner == dreq_sid(r)) {
         h->state = ONCE_DONE;
+        persist_once_done(o);
         atomic_fetch_sub(&honce_running, 1);
         rt_cond_broadcast(h->cv);
         pthread_mutex_unlock(&h->mu);
@@ -370,4 +380,36 @@ void h_pool_get(dreq *r)
     else
         dreq_ok(r, json_pack("{s:n, s:b}", "value", "ok", 0));
     obj_release(o);
+}
+
+/* ------------------------------------------------------------------ */
+/* Recovery's builders (persist.h)                                    */
+/* ------------------------------------------------------------------ */
+
+int hwg__restore(const char *name, int64_t v)
+{
+    reg_found f;
+    dreq r = { 0 };
+
+    if (reg_lookup(name, &hwg_ops, true, &r, &f) != REG_OK)
+        return 0;
+    rt_wg *wg = ((hwg *)f.o)->wg;
+    int64_t n = rt_wg_add(wg, v - rt_wg_count(wg));
+    obj_release(f.o);
+    return n < 0 ? -1 : 0;
+}
+
+int honce__restore(const char *name)
+{
+    reg_found f;
+    dreq r = { 0 };
+
+    if (reg_lookup(name, &honce_ops, true, &r, &f) != REG_OK)
+        return 0;
+    honce *h = (honce *)f.o;
+    pthread_mutex_lock(&h->mu);
+    h->state = ONCE_DONE;
+    pthread_mutex_unlock(&h->mu);
+    obj_release(f.o);
+    return 0;
 }

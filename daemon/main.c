@@ -17,6 +17,7 @@
 #include "daemon.h"
 #include "cfgfile.h"
 #include "metrics.h"
+#include "persist.h"
 #include "service.h"
 
 #include <signal.h>
@@ -117,6 +118,8 @@ int main(int argc, char **argv)
     if (cfg_from_args(argc, argv, &c, &r) != 0)
         return r;
     log_set_level(c.log_level);
+    if (c.repair)
+        return persist_repair(&c);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
     /* Both before any thread or event base exists. */
@@ -136,14 +139,21 @@ int main(int argc, char **argv)
         log_error("cannot build the dispatch table");
         goto out_rt;
     }
+    /* State first (recovery), then the socket: nothing is served before
+     * the epoch is on disk and the state rebuilt. */
+    if (persist_start(&c, err, sizeof err) != 0) {
+        log_error("%s", err);
+        goto out_disp;
+    }
     v = srv_new(&c, svc_activation_fd(), err, sizeof err);
     if (!v) {
         log_error("%s", err);
-        goto out_disp;
+        goto out_persist;
     }
     r = main_serve(v, &c, err, sizeof err);
     if (r != 0)
         log_error("%s", err);
+    persist_stop();
     srv_free(v);
     disp_fini();
     if (r != 0)
@@ -152,6 +162,8 @@ int main(int argc, char **argv)
     rt_stop();
     return 0;
 
+out_persist:
+    persist_stop();
 out_disp:
     disp_fini();
 out_rt:
