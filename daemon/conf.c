@@ -33,6 +33,7 @@ void conf_defaults(conf *c)
     c->metrics_port = 0;
     c->shutdown_grace_ms = 3000;
     c->fsync = 1; /* everysec */
+    c->compact_floor = 64 * 1024 * 1024;
 }
 
 /* Parses a non-negative integer with an optional k/m/g suffix (x1024). */
@@ -120,6 +121,9 @@ static const conf_key conf_keys[] = {
       "keep state in this directory (empty: in memory only)" },
     { "fsync", CK_FSYNC, OFF(fsync), 0, 0,
       "with data-dir: always, everysec or no" },
+    { "compact-floor", CK_SIZE, OFF(compact_floor), 4096, 1LL << 40,
+      "with data-dir: compact once the log passes this and twice the "
+      "snapshot" },
 };
 #undef OFF
 

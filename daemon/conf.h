@@ -41,6 +41,7 @@ typedef struct conf {
     char data_dir[4096];    /* "" : state in memory only */
     int fsync;              /* wal_fsync: 0 no, 1 everysec, 2 always */
     int repair;             /* --repair: repair data_dir and exit */
+    size_t compact_floor;   /* bytes of log before compaction */
 } conf;
 
 /* Fills c with the defaults. */

@@ -227,6 +227,10 @@ typedef struct obj_ops {
     void (*fini)(obj *o);              /* frees the family's resources */
     void (*drop)(obj *o);              /* removed from the namespace */
     void (*info)(obj *o, json_t *into);/* list/dump fields */
+    /* Durability's snapshot (persist.c): emits o's state with
+     * persist_snap_emit, tagged with o->lsn read under the same lock as
+     * the state; 0 or -1.  NULL: nothing persists. */
+    int (*snap)(obj *o, void *snap);
 } obj_ops;
 
 /* Every object begins with this header; a family's struct embeds it first. */
@@ -236,6 +240,8 @@ struct obj {
     _Atomic int refs;
     _Atomic bool dropped;
     obj *hnext;                        /* registry bucket chain */
+    _Atomic uint64_t lsn;              /* durability: its last effect's
+                                        * log sequence number (persist.h) */
     pthread_mutex_t wmu;               /* guards the waiter list */
     dreq *waiters;                     /* parked requests, for dump */
 };

@@ -226,6 +226,80 @@ int hchan__restore_close(const char *name)
     return 0;
 }
 
+/* A channel's state copied under its lock, for the snapshot. */
+typedef struct hchan_copy {
+    obj *o;
+    uint64_t lsn;
+    eff_str *v;
+    size_t n, cap;
+    bool oom;
+} hchan_copy;
+
+static void hchan_copy_one(void *arg, const void *elem)
+{
+    hchan_copy *c = arg;
+    size_t len;
+    const char *t;
+
+    if (!elem) {
+        c->lsn = atomic_load(&c->o->lsn);
+        return;
+    }
+    if (c->oom)
+        return;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 64;
+        eff_str *nv = realloc(c->v, cap * sizeof *nv);
+        if (!nv) {
+            c->oom = true;
+            return;
+        }
+        c->v = nv;
+        c->cap = cap;
+    }
+    t = hval_text(elem, &len);
+    char *p = malloc(len ? len : 1);
+    if (!p) {
+        c->oom = true;
+        return;
+    }
+    memcpy(p, t, len);
+    c->v[c->n++] = (eff_str){ p, len };
+}
+
+/* obj_ops.snap: make, the values in order, the close; copied in one
+ * critical section, emitted without the lock. */
+static int hchan_snap(obj *o, void *s)
+{
+    hchan *h = (hchan *)o;
+    hchan_copy c = { .o = o };
+    bool closed = rt_chan_each(h->c, hchan_copy_one, &c);
+    eff_rec r = { .type = EFF_CHAN_MAKE };
+    int rc = c.oom ? -1 : 0;
+
+    r.u.make.name = eff_s(o->name);
+    r.u.make.cap = h->cap;
+    r.u.make.elem = eff_s(hchan_elem_names[h->elem]);
+    if (rc == 0)
+        rc = persist_snap_emit(s, &r, c.lsn);
+    for (size_t i = 0; i < c.n; i++) {
+        if (rc == 0) {
+            r = (eff_rec){ .type = EFF_CHAN_PUSH };
+            r.u.push.name = eff_s(o->name);
+            r.u.push.value = c.v[i];
+            rc = persist_snap_emit(s, &r, c.lsn);
+        }
+        free((void *)c.v[i].p);
+    }
+    free(c.v);
+    if (rc == 0 && closed) {
+        r = (eff_rec){ .type = EFF_CHAN_CLOSE };
+        r.u.obj.name = eff_s(o->name);
+        rc = persist_snap_emit(s, &r, c.lsn);
+    }
+    return rc;
+}
+
 static void hchan_info(obj *o, json_t *into)
 {
     hchan *h = (hchan *)o;
@@ -243,6 +317,7 @@ const obj_ops hchan_ops = {
     .fini = hchan_fini,
     .drop = hchan_drop,
     .info = hchan_info,
+    .snap = hchan_snap,
 };
 
 static void hchan_fail_dropped(dreq *r, obj *o)

@@ -57,6 +57,43 @@ static void hmap_info(obj *o, json_t *into)
                         json_integer((json_int_t)rt_map_len(((hmap *)o)->m)));
 }
 
+typedef struct hmap_snapw {
+    obj *o;
+    void *s;
+    uint64_t lsn;
+    int rc;
+} hmap_snapw;
+
+static bool hmap_snap_one(const void *key, size_t klen, void *v, void *arg)
+{
+    hmap_snapw *w = arg;
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    eff_rec r = { .type = EFF_MAP_STORE };
+
+    if (!text) {
+        w->rc = -1;
+        return false;
+    }
+    r.u.map.name = eff_s(w->o->name);
+    r.u.map.key = (eff_str){ key, klen };
+    r.u.map.value = eff_s(text);
+    w->rc = persist_snap_emit(w->s, &r, w->lsn);
+    free(text);
+    return w->rc == 0;
+}
+
+/* obj_ops.snap: every entry, under the map's persist lock. */
+static int hmap_snap(obj *o, void *s)
+{
+    hmap_snapw w = { o, s, 0, 0 };
+
+    persist_lock(o);
+    w.lsn = atomic_load(&o->lsn);
+    rt_map_range(((hmap *)o)->m, hmap_snap_one, &w);
+    persist_unlock(o);
+    return w.rc;
+}
+
 static const obj_ops hmap_ops = {
     .type = OBJ_MAP,
     .name = "map",
@@ -64,6 +101,7 @@ static const obj_ops hmap_ops = {
     .init = hmap_init,
     .fini = hmap_fini,
     .info = hmap_info,
+    .snap = hmap_snap,
 };
 
 /* Looks up the map and the key of r; NULL after failing r. */
@@ -280,11 +318,24 @@ static void hatomic_info(obj *o, json_t *into)
                             &((hatomic *)o)->v)));
 }
 
+static int hatomic_snap(obj *o, void *s)
+{
+    eff_rec r = { .type = EFF_ATOMIC_SET };
+
+    persist_lock(o);
+    uint64_t lsn = atomic_load(&o->lsn);
+    r.u.num.v = (int64_t)atomic_load(&((hatomic *)o)->v);
+    persist_unlock(o);
+    r.u.num.name = eff_s(o->name);
+    return persist_snap_emit(s, &r, lsn);
+}
+
 static const obj_ops hatomic_ops = {
     .type = OBJ_ATOMIC,
     .name = "atomic",
     .size = sizeof(hatomic),
     .info = hatomic_info,
+    .snap = hatomic_snap,
 };
 
 static _Atomic uint64_t *hatomic_get(dreq *r, obj **o)

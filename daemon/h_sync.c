@@ -41,6 +41,18 @@ static void hwg_info(obj *o, json_t *into)
                         json_integer(rt_wg_count(((hwg *)o)->wg)));
 }
 
+static int hwg_snap(obj *o, void *s)
+{
+    eff_rec r = { .type = EFF_WG_SET };
+
+    persist_lock(o);
+    uint64_t lsn = atomic_load(&o->lsn);
+    r.u.num.v = rt_wg_count(((hwg *)o)->wg);
+    persist_unlock(o);
+    r.u.num.name = eff_s(o->name);
+    return r.u.num.v ? persist_snap_emit(s, &r, lsn) : 0;
+}
+
 static const obj_ops hwg_ops = {
     .type = OBJ_WG,
     .name = "wg",
@@ -48,6 +60,7 @@ static const obj_ops hwg_ops = {
     .init = hwg_init,
     .fini = hwg_fini,
     .info = hwg_info,
+    .snap = hwg_snap,
 };
 
 static void hwg_add(dreq *r, int64_t delta)
@@ -185,6 +198,19 @@ static void honce_info(obj *o, json_t *into)
     pthread_mutex_unlock(&h->mu);
 }
 
+static int honce_snap(obj *o, void *s)
+{
+    honce *h = (honce *)o;
+    eff_rec r = { .type = EFF_ONCE_DONE };
+
+    pthread_mutex_lock(&h->mu);
+    bool done = h->state == ONCE_DONE;
+    uint64_t lsn = atomic_load(&o->lsn);
+    pthread_mutex_unlock(&h->mu);
+    r.u.once.name = eff_s(o->name);
+    return done ? persist_snap_emit(s, &r, lsn) : 0;
+}
+
 static const obj_ops honce_ops = {
     .type = OBJ_ONCE,
     .name = "once",
@@ -192,6 +218,7 @@ static const obj_ops honce_ops = {
     .init = honce_init,
     .fini = honce_fini,
     .info = honce_info,
+    .snap = honce_snap,
 };
 
 /* Decides for r under h->mu: returns 1 (answered run:true), 0 (answered

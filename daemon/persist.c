@@ -43,13 +43,16 @@ void persist_unlock(obj *o)
 
 /* Appends r; a failure to encode or allocate is logged (the effect then
  * lives in memory only, and the next write fails on wal_error). */
-static void persist_append(const eff_rec *r)
+static void persist_append(obj *o, const eff_rec *r)
 {
-    int rc = wal_append(persist__wal, r, NULL);
+    uint64_t lsn;
+    int rc = wal_append(persist__wal, r, &lsn);
 
     if (rc != 0)
         log_error("durability: cannot log %s: %s", eff_type_name(r->type),
                   strerror(-rc));
+    else if (o)
+        atomic_store(&o->lsn, lsn);
 }
 
 /* ------------------------------------------------------------------ */
@@ -79,7 +82,7 @@ static void persist_chan_obs(void *arg, rt_chan_event ev, const void *elem)
         r.u.obj.name = eff_s(o->name);
         break;
     }
-    persist_append(&r);
+    persist_append(o, &r);
 }
 
 void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem)
@@ -91,7 +94,7 @@ void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem)
         r.u.make.name = eff_s(o->name);
         r.u.make.cap = cap;
         r.u.make.elem = eff_s(elem);
-        persist_append(&r);
+        persist_append(o, &r);
     }
     rt_chan_observe(c, persist_chan_obs, o);
 }
@@ -102,7 +105,7 @@ void persist_drop(obj *o)
         return;
     eff_rec r = {.type = EFF_DROP};
     r.u.obj.name = eff_s(o->name);
-    persist_append(&r);
+    persist_append(o, &r);
 }
 
 void persist_map_store(obj *o, const char *k, size_t kl, const json_t *v)
@@ -118,7 +121,7 @@ void persist_map_store(obj *o, const char *k, size_t kl, const json_t *v)
     r.u.map.name = eff_s(o->name);
     r.u.map.key = (eff_str){k, kl};
     r.u.map.value = eff_s(text);
-    persist_append(&r);
+    persist_append(o, &r);
     free(text);
 }
 
@@ -129,7 +132,7 @@ void persist_map_delete(obj *o, const char *k, size_t kl)
     eff_rec r = {.type = EFF_MAP_DELETE};
     r.u.map.name = eff_s(o->name);
     r.u.map.key = (eff_str){k, kl};
-    persist_append(&r);
+    persist_append(o, &r);
 }
 
 void persist_map_clear(obj *o)
@@ -138,7 +141,7 @@ void persist_map_clear(obj *o)
         return;
     eff_rec r = {.type = EFF_MAP_CLEAR};
     r.u.obj.name = eff_s(o->name);
-    persist_append(&r);
+    persist_append(o, &r);
 }
 
 static void persist_num(obj *o, uint16_t type, int64_t v)
@@ -148,7 +151,7 @@ static void persist_num(obj *o, uint16_t type, int64_t v)
     eff_rec r = {.type = type};
     r.u.num.name = eff_s(o->name);
     r.u.num.v = v;
-    persist_append(&r);
+    persist_append(o, &r);
 }
 
 void persist_atomic_set(obj *o, int64_t v)
@@ -167,7 +170,7 @@ void persist_once_done(obj *o)
         return;
     eff_rec r = {.type = EFF_ONCE_DONE};
     r.u.once.name = eff_s(o->name);
-    persist_append(&r);
+    persist_append(o, &r);
 }
 
 bool persist_write_ok(dreq *r)
@@ -186,6 +189,38 @@ bool persist_write_ok(dreq *r)
 uint64_t persist_durable_lsn(void)
 {
     return persist__wal ? wal_durable_lsn(persist__wal) : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Compaction: a fuzzy snapshot of every object (wal.h)               */
+/* ------------------------------------------------------------------ */
+
+int persist_snap_emit(void *s, eff_rec *r, uint64_t lsn)
+{
+    r->lsn = lsn;
+    return wal_snap_emit(s, r) == 0 ? 0 : -1;
+}
+
+typedef struct persist_walk {
+    wal_snap *s;
+    int rc;
+} persist_walk;
+
+static void persist_snap_one(obj *o, void *arg)
+{
+    persist_walk *w = arg;
+
+    if (w->rc == 0 && o->ops->snap && !atomic_load(&o->dropped))
+        w->rc = o->ops->snap(o, w->s);
+}
+
+static int persist_snap_iter(void *arg, wal_snap *s)
+{
+    persist_walk w = {s, 0};
+    (void)arg;
+
+    reg_foreach(NULL, persist_snap_one, &w);
+    return w.rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -273,7 +308,9 @@ static void persist_durable_cb(void *arg, uint64_t durable)
 
 int persist_start(const conf *c, char *err, size_t errlen)
 {
-    wal_opts o = {.dir = c->data_dir, .fsync = (wal_fsync)c->fsync};
+    wal_opts o = {.dir = c->data_dir,
+                  .fsync = (wal_fsync)c->fsync,
+                  .compact_floor = c->compact_floor};
     struct timespec t0, t1;
     uint64_t epoch;
     wal_stats st;
@@ -309,6 +346,7 @@ int persist_start(const conf *c, char *err, size_t errlen)
         return -1;
     }
     wal_on_durable(w, persist_durable_cb, NULL);
+    wal_set_compactor(w, persist_snap_iter, NULL);
     persist__gate = o.fsync == WAL_FSYNC_ALWAYS;
     persist__wal = w;
     return 0;

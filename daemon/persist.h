@@ -78,6 +78,10 @@ static inline void persist_flush(void)
         wal_flush(persist__wal);
 }
 
+/* Emits r (borrowed) into the snapshot s (an obj_ops.snap's argument),
+ * tagged with lsn.  Returns 0 or -1. */
+int persist_snap_emit(void *s, eff_rec *r, uint64_t lsn);
+
 /* Recovery's builders, in the families' files (h_chan.c, h_map.c,
  * h_sync.c); names NUL-terminated, strings borrowed.  Each returns 0 or
  * -1 (memory). */

@@ -268,6 +268,7 @@ bool rt_chan_each(rt_chan *c, void (*fn)(void *arg, const void *elem),
                   void *arg)
 {
     rt__lock_acquire(&c->lock);
+    fn(arg, NULL);
     for (size_t i = 0, x = c->recvx; i < c->qcount; i++) {
         fn(arg, slot(c, x));
         if (++x == c->cap)

@@ -249,8 +249,9 @@ typedef void (*rt_chan_observer)(void *arg, rt_chan_event ev,
                                  const void *elem);
 /* Sets c's observer (fn NULL: none). */
 RT_API void rt_chan_observe(rt_chan *c, rt_chan_observer fn, void *arg);
-/* Calls fn for each buffered element, head first, then returns whether c
- * is closed, all under c's lock (so no change comes between); fn as an
+/* Calls fn(arg, NULL) and then fn for each buffered element, head first,
+ * and returns whether c is closed, all under c's lock (so no change comes
+ * between: the first call reads what goes with the state); fn as an
  * observer's. */
 RT_API bool rt_chan_each(rt_chan *c, void (*fn)(void *arg, const void *elem),
                          void *arg);

@@ -82,7 +82,11 @@ static int dur_setup(void **state)
 
 static int dur_teardown(void **state)
 {
+    char logf[300];
     (void)state;
+
+    snprintf(logf, sizeof logf, "%s.stderr", ddir);
+    unlink(logf);
     testd_close_all();
     testd_kill_children(true);
     rm_rf(ddir);
@@ -603,17 +607,18 @@ static void test_damaged_files(void **state)
         testd_opts o = {.args = args, .log = logf};
         if (testd_start_opts(&D, &o) == 0) {
             starts++;
+            /* A prefix of the log (a truncation may cut even the make):
+             * it serves. */
             c = testd_connect(&D);
             assert_non_null(c);
-            e2e_ok(c, 0, "len", "{\"name\":\"q\"}");
+            e2e_ok(c, 0, "list", NULL);
             testd_close(c);
             dur_kill_now();
             continue;
         }
         /* Refused: a clear message and exit status, never a signal. */
         if (!WIFEXITED(D.status) || WEXITSTATUS(D.status) == 0)
-            fail_msg("a damaged log made chand end with status %#x",
-                     D.status);
+            fail_msg("a damaged log made chand end with status %#x", D.status);
         FILE *f = fopen(logf, "r");
         char text[8192] = "";
         assert_non_null(f);
