@@ -310,8 +310,20 @@ uninstall-daemon:
 test: all
 	@BUILD=$(BUILD) tests/run.sh
 
+# The sample config persists in /var/lib/chand; make run keeps its state
+# in a local folder instead (RUN_DATA), and says which.
+RUN_DATA ?= $(BUILD)/run-data
 run: all
-	$(CHAND) --config configs/chand.conf
+	@echo "make run: state persists in $(RUN_DATA) (remove it to start empty)"
+	$(CHAND) --config configs/chand.conf --data-dir $(RUN_DATA)
+
+# Durability: SIGKILL the daemon under load DURABILITY_KILLS times (make
+# test does a few dozen), restart it on the same data_dir, check.
+DURABILITY_KILLS ?= 200
+.PHONY: test-durability
+test-durability: all
+	@DURABILITY_KILLS=$(DURABILITY_KILLS) BUILD=$(BUILD) \
+	  TESTS=e2e/test_durability tests/run.sh
 
 bench: all
 	@BUILD=$(BUILD) tests/bench/run.sh
@@ -331,6 +343,8 @@ help:
 	  '  make test-all    asan, the core tests under tsan, e2e under valgrind' \
 	  '  make run         start the daemon on configs/chand.conf' \
 	  '  make bench       runtime benchmarks; make bench-net: chand against Redis' \
+	  '  make test-durability  kill -9 the daemon DURABILITY_KILLS (200) times' \
+	  '                   under load and check what survives each restart' \
 	  '  make fuzz        every libFuzzer harness (clang) for FUZZ_SECONDS each' \
 	  '  make soak        mixed workload for SOAK_SECONDS with SOAK_CLIENTS' \
 	  '  make install     (uninstall) under DESTDIR PREFIX' \
