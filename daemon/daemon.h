@@ -142,6 +142,12 @@ typedef struct stats_snap {
     int64_t sessions, objects, waiters, held_locks, requests;
     int64_t open_fds, rss_bytes, output_buffer_bytes;
     bool draining;
+    /* Durability (persist.c): all 0 when data_dir is empty. */
+    bool persist;
+    int fsync; /* conf.fsync */
+    int64_t log_bytes, snapshot_bytes, pending_bytes, fsyncs;
+    int64_t last_fsync_ns, appended_lsn, durable_lsn, snapshots;
+    int wal_error; /* 0, or -errno while the log cannot be written */
 } stats_snap;
 /* Fills *sn.  On an I/O thread (output bytes are counted there). */
 void stats_take(stats_snap *sn);

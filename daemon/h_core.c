@@ -20,8 +20,8 @@ void h_hello(dreq *r)
                   (long long)v, PROTO_VERSION);
         return;
     }
-    dreq_ok(r, json_pack("{s:i, s:s, s:I}", "version", PROTO_VERSION,
-                         "server", "chand " CHAND_VERSION, "session",
+    dreq_ok(r, json_pack("{s:i, s:s, s:I}", "version", PROTO_VERSION, "server",
+                         "chand " CHAND_VERSION, "session",
                          (json_int_t)dreq_sid(r)));
 }
 
@@ -33,8 +33,7 @@ void h_ping(dreq *r)
 /* Returns a new object describing o: name, type and the family's fields. */
 static json_t *hcore_describe(obj *o)
 {
-    json_t *d = json_pack("{s:s, s:s}", "name", o->name, "type",
-                          o->ops->name);
+    json_t *d = json_pack("{s:s, s:s}", "name", o->name, "type", o->ops->name);
     if (d && o->ops->info)
         o->ops->info(o, d);
     return d;
@@ -87,20 +86,36 @@ void h_go(dreq *r)
 void h_rt_stats(dreq *r)
 {
     stats_snap sn;
+    json_t *res, *dur = json_null();
 
     stats_take(&sn);
-    dreq_ok(r, json_pack(
-                   "{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-                   " s:I}",
-                   "goroutines", sn.goroutines, "gomaxprocs", sn.gomaxprocs,
-                   "numcpu", sn.numcpu, "threads", sn.threads, "sessions",
-                   (json_int_t)sn.sessions, "objects", (json_int_t)sn.objects,
-                   "waiters", (json_int_t)sn.waiters, "held_locks",
-                   (json_int_t)sn.held_locks, "open_fds",
-                   (json_int_t)sn.open_fds, "rss_bytes",
-                   (json_int_t)sn.rss_bytes, "output_buffer_bytes",
-                   (json_int_t)sn.output_buffer_bytes, "requests",
-                   (json_int_t)sn.requests));
+    res = json_pack(
+        "{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+        " s:I}",
+        "goroutines", sn.goroutines, "gomaxprocs", sn.gomaxprocs, "numcpu",
+        sn.numcpu, "threads", sn.threads, "sessions", (json_int_t)sn.sessions,
+        "objects", (json_int_t)sn.objects, "waiters", (json_int_t)sn.waiters,
+        "held_locks", (json_int_t)sn.held_locks, "open_fds",
+        (json_int_t)sn.open_fds, "rss_bytes", (json_int_t)sn.rss_bytes,
+        "output_buffer_bytes", (json_int_t)sn.output_buffer_bytes, "requests",
+        (json_int_t)sn.requests);
+    if (sn.persist) {
+        static const char *const pol[] = {"no", "everysec", "always"};
+        dur = json_pack(
+            "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "fsync",
+            pol[sn.fsync], "log_bytes", (json_int_t)sn.log_bytes,
+            "snapshot_bytes", (json_int_t)sn.snapshot_bytes, "pending_bytes",
+            (json_int_t)sn.pending_bytes, "fsyncs", (json_int_t)sn.fsyncs,
+            "last_fsync_us", (json_int_t)(sn.last_fsync_ns / 1000),
+            "appended_lsn", (json_int_t)sn.appended_lsn, "durable_lsn",
+            (json_int_t)sn.durable_lsn, "snapshots", (json_int_t)sn.snapshots,
+            "write_error", sn.wal_error != 0);
+    }
+    if (res)
+        json_object_set_new(res, "durability", dur);
+    else
+        json_decref(dur);
+    dreq_ok(r, res);
 }
 
 void h_rt_gomaxprocs(dreq *r)
@@ -145,7 +160,7 @@ void h_rt_dump(dreq *r)
         return;
     }
     reg_foreach(NULL, hcore_dump_one, arr);
-    dreq_ok(r, json_pack("{s:i, s:I, s:o}", "goroutines", rt_num_goroutine(),
-                         "waiters", (json_int_t)park_waiters(),
-                         "objects", arr));
+    dreq_ok(r,
+            json_pack("{s:i, s:I, s:o}", "goroutines", rt_num_goroutine(),
+                      "waiters", (json_int_t)park_waiters(), "objects", arr));
 }

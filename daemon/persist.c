@@ -186,6 +186,26 @@ bool persist_write_ok(dreq *r)
     return false;
 }
 
+void persist_stats(stats_snap *sn)
+{
+    wal_stats st;
+
+    sn->persist = persist__wal != NULL;
+    if (!sn->persist)
+        return;
+    wal_stats_get(persist__wal, &st);
+    sn->fsync = srv_conf.fsync;
+    sn->log_bytes = (int64_t)st.log_bytes;
+    sn->snapshot_bytes = (int64_t)st.snapshot_bytes;
+    sn->pending_bytes = (int64_t)st.pending_bytes;
+    sn->fsyncs = (int64_t)st.fsyncs;
+    sn->last_fsync_ns = (int64_t)st.last_fsync_ns;
+    sn->appended_lsn = (int64_t)st.appended_lsn;
+    sn->durable_lsn = (int64_t)st.durable_lsn;
+    sn->snapshots = (int64_t)st.snapshots;
+    sn->wal_error = st.error;
+}
+
 uint64_t persist_durable_lsn(void)
 {
     return persist__wal ? wal_durable_lsn(persist__wal) : 0;

@@ -42,6 +42,9 @@ void persist_stop(void);
  * exit code. */
 int persist_repair(const conf *c);
 
+/* Fills the durability figures of *sn (stats.c). */
+void persist_stats(stats_snap *sn);
+
 /* Stripe lock around "change, append" for the families without a lock of
  * their own (map, atomic, wg); nothing when not persisting. */
 void persist_lock(obj *o);

@@ -4,6 +4,7 @@
  * different ways.
  */
 #include "daemon.h"
+#include "persist.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -55,4 +56,5 @@ void stats_take(stats_snap *sn)
     sn->rss_bytes = stats_rss_bytes();
     sn->output_buffer_bytes = srv_output_bytes();
     sn->draining = srv_draining();
+    persist_stats(sn);
 }

@@ -502,6 +502,17 @@ static void test_restart_keeps_state(void **state)
     c = testd_connect(&D);
     json_t *r = e2e_ok(c, 0, "recv", "{\"name\":\"jobs\"}");
     assert_false(json_is_true(json_object_get(r, "ok")));
+    /* runtime.stats shows the log. */
+    json_t *st = testd_stats(&D), *du = json_object_get(st, "durability");
+    assert_non_null(du);
+    assert_string_equal(json_string_value(json_object_get(du, "fsync")),
+                        "always");
+    assert_true(json_integer_value(json_object_get(du, "log_bytes")) > 32);
+    assert_true(json_integer_value(json_object_get(du, "fsyncs")) >= 1);
+    assert_true(json_integer_value(json_object_get(du, "durable_lsn")) ==
+                json_integer_value(json_object_get(du, "appended_lsn")));
+    assert_false(json_is_true(json_object_get(du, "write_error")));
+    json_decref(st);
     testd_close(c);
     assert_int_equal(testd_stop(&D), 0);
 }
