@@ -331,6 +331,8 @@ static void hchan_fail_dropped(dreq *r, obj *o)
 
 void h_make(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     const char *name = dreq_str(r, "name");
     int64_t cap = dreq_int(r, "cap", 0);
     int elem = hchan_elem_parse(dreq_str(r, "type"));
@@ -462,6 +464,8 @@ static void hchan_send_done(rt_await *a, int rc, void *arg)
 
 void h_send(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     obj *o = dreq_obj(r, dreq_str(r, "name"), &hchan_ops, false);
     hchan *h = (hchan *)o;
     proto_text t;
@@ -570,6 +574,8 @@ static void hchan_recv_done(rt_await *a, int rc, void *arg)
 
 void h_recv(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     obj *o = dreq_obj(r, dreq_str(r, "name"), &hchan_ops, false);
     hval v = { 0 };
     bool ok = false;
@@ -598,6 +604,8 @@ void h_recv(dreq *r)
 
 void h_close(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     obj *o = dreq_obj(r, dreq_str(r, "name"), &hchan_ops, false);
 
     if (!o)
@@ -803,6 +811,8 @@ out_oom:
 
 void h_select(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     json_t *dflt = dreq_param(r, "default");
     bool has_default = json_is_true(dflt);
     int chosen = -1, rc;

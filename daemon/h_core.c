@@ -3,6 +3,7 @@
  * hello, ping, list, drop, go, and runtime.stats / gomaxprocs / dump.
  */
 #include "daemon.h"
+#include "persist.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,8 @@ void h_list(dreq *r)
 
 void h_drop(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     const char *name = dreq_str(r, "name");
 
     if (reg_drop(name) != 0)

@@ -296,6 +296,8 @@ void h_once_do(dreq *r)
 
 void h_once_done(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     obj *o = dreq_obj(r, dreq_str(r, "name"), &honce_ops, true);
     honce *h = (honce *)o;
 

@@ -15,6 +15,7 @@
 
 wal *persist__wal;
 bool persist__gate;
+__thread bool persist__nogate;
 
 /* Set from start-up on: channels made from then on get the observer
  * (recovery's too, which then logs nothing: persist__wal is still NULL). */
@@ -179,10 +180,12 @@ bool persist_write_ok(dreq *r)
 
     if (!persist__wal || wal_error(persist__wal, why, sizeof why) == 0)
         return true;
+    persist__nogate = true;
     dreq_fail(r, PROTO_R_LIMIT,
-              "the durability log cannot be written (%s): writes fail "
-              "until it can, reads keep working",
+              "disk full: the durability log cannot be written (%s); "
+              "requests that change state fail until it can, reads work",
               why);
+    persist__nogate = false;
     return false;
 }
 

@@ -67,10 +67,16 @@ void persist_once_done(obj *o);
  * state. */
 bool persist_write_ok(dreq *r);
 
+/* Set while persist_write_ok answers a refusal: it reveals no state, so
+ * it need not wait for the log (which cannot be written). */
+extern __thread bool persist__nogate;
+
 /* Returns the LSN an answer built now must wait for (0: none). */
 static inline uint64_t persist_gate_lsn(void)
 {
-    return persist__gate ? wal_appended_lsn(persist__wal) : 0;
+    return persist__gate && !persist__nogate
+               ? wal_appended_lsn(persist__wal)
+               : 0;
 }
 /* Returns the LSN up to which the log is on disk. */
 uint64_t persist_durable_lsn(void);
