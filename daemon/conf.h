@@ -8,6 +8,7 @@
 #ifndef CHAND_CONF_H
 #define CHAND_CONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,16 @@ typedef struct conf {
     int metrics_port;       /* 0: no metrics server; -1 ("auto"): any */
     char metrics_port_file[4096]; /* write the metrics port here ("") */
     int shutdown_grace_ms;  /* SIGTERM: longest wait for answers to go */
+    /* Security (security.c, listener.c; issue 17). */
+    char unix_socket[4096]; /* listen on this unix socket too ("" none) */
+    int unix_socket_mode;   /* its permissions (octal in text) */
+    char users_file[4096];  /* users, passwords and rules ("" none) */
+    int allow_anonymous;    /* 1: a non-loopback bind without users */
+    int auth_timeout_ms;    /* a session must authenticate within it */
+    int tls_port;           /* TLS listener port (0: none) */
+    char tls_cert[4096];    /* PEM server certificate (and chain) */
+    char tls_key[4096];     /* PEM private key */
+    char tls_ca[4096];      /* PEM CAs for client certificates ("") */
 } conf;
 
 /* Fills c with the defaults. */
@@ -45,6 +56,9 @@ void conf_defaults(conf *c);
  * err (unknown key, bad value). */
 int conf_set(conf *c, const char *key, const char *value, char *err,
              size_t errlen);
+/* Returns true when key is a switch (a yes/no setting that takes no value
+ * on the command line: `--allow-anonymous`). */
+bool conf_key_is_switch(const char *key);
 /* Writes port to path atomically (temporary file + rename).  Returns 0, or
  * -1 with "<label> <path>: <strerror>" in err. */
 int conf_write_port_file(const char *label, const char *path, int port,

@@ -20,6 +20,8 @@ void h_hello(dreq *r)
                   (long long)v, PROTO_VERSION);
         return;
     }
+    if (sec_hello_auth(r))
+        return; /* answered once the credentials are verified */
     dreq_ok(r, json_pack("{s:i, s:s, s:I}", "version", PROTO_VERSION,
                          "server", "chand " CHAND_VERSION, "session",
                          (json_int_t)dreq_sid(r)));
@@ -56,7 +58,10 @@ void h_list(dreq *r)
         return;
     }
     reg_foreach(dreq_str(r, "prefix"), hcore_list_one, arr);
-    dreq_ok(r, json_pack("{s:o}", "objects", arr));
+    json_t *res = json_pack("{s:o}", "objects", arr);
+    if (res)
+        sec_filter(r, res);
+    dreq_ok(r, res);
 }
 
 void h_drop(dreq *r)
@@ -145,7 +150,10 @@ void h_rt_dump(dreq *r)
         return;
     }
     reg_foreach(NULL, hcore_dump_one, arr);
-    dreq_ok(r, json_pack("{s:i, s:I, s:o}", "goroutines", rt_num_goroutine(),
-                         "waiters", (json_int_t)park_waiters(),
-                         "objects", arr));
+    json_t *res = json_pack("{s:i, s:I, s:o}", "goroutines",
+                            rt_num_goroutine(), "waiters",
+                            (json_int_t)park_waiters(), "objects", arr);
+    if (res)
+        sec_filter(r, res);
+    dreq_ok(r, res);
 }
