@@ -130,6 +130,8 @@ void srv_drain(srv *v);
 void srv_free(srv *v);
 /* Returns the bound port. */
 int srv_port(const srv *v);
+/* Returns the bound TLS port (0: no TLS listener). */
+int srv_tls_port(const srv *v);
 /* Returns io[0]'s event base (borrowed), for the signal events and the
  * metrics server. */
 struct event_base *srv_base(srv *v);

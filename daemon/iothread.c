@@ -22,6 +22,11 @@ int srv_port(const srv *v)
     return v->port;
 }
 
+int srv_tls_port(const srv *v)
+{
+    return v->tls_port;
+}
+
 struct event_base *srv_base(srv *v)
 {
     return v->base;

@@ -212,6 +212,19 @@ static int srv_listen_unix(srv *v, srv_lis *l, const char *path, int mode,
         return -1;
     }
     memcpy(sa.sun_path, path, strlen(path) + 1);
+    {
+        /* /run/chand may not exist outside systemd (RuntimeDirectory=):
+         * make the last directory of the path, as systemd would. */
+        char dir[sizeof sa.sun_path];
+        char *slash;
+        snprintf(dir, sizeof dir, "%s", path);
+        slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+            *slash = '\0';
+            if (mkdir(dir, 0755) == 0)
+                log_info("made the directory %s for the unix socket", dir);
+        }
+    }
     if (srv_unix_clear(&sa, err, errlen) != 0)
         return -1;
     l->v = v;
@@ -263,7 +276,7 @@ static int srv_listen_activated(srv *v, const conf *c, const int *fds, int nfds,
         if (ss.ss_family == AF_UNIX) {
             kind = SESS_UNIX;
             slot = 1;
-        } else if (c->tls_port && srv_sa_port(&ss) == c->tls_port) {
+        } else if (c->tls_port > 0 && srv_sa_port(&ss) == c->tls_port) {
             kind = SESS_TLS;
             slot = 2;
         } else {
@@ -314,9 +327,10 @@ int srv__listen(srv *v, const conf *c, const int *fds, int nfds, char *err,
                             c->unix_socket_mode, err, errlen) != 0)
             goto out_lis;
     }
-    if (!v->lists[2].lis && c->tls_port > 0) {
-        if (srv_listen_inet(v, &v->lists[2], SESS_TLS, c->bind, c->tls_port,
-                            err, errlen) != 0)
+    if (!v->lists[2].lis && c->tls_port != 0) {
+        if (srv_listen_inet(v, &v->lists[2], SESS_TLS, c->bind,
+                            c->tls_port < 0 ? 0 : c->tls_port, err,
+                            errlen) != 0)
             goto out_lis;
     }
     if (v->lists[2].lis) {

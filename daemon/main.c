@@ -88,6 +88,11 @@ static int main_serve(srv *v, const conf *c, char *err, size_t errlen)
     }
     if (metrics_start(srv_base(v), c, err, errlen) != 0)
         goto out_events;
+    /* Before the port file, which tells that everything listens. */
+    if (c->tls_port_file[0] &&
+        conf_write_port_file("tls port file", c->tls_port_file,
+                             srv_tls_port(v), err, errlen) != 0)
+        goto out_metrics;
     if (c->port_file[0] &&
         conf_write_port_file("port file", c->port_file, srv_port(v), err,
                              errlen) != 0)

@@ -86,7 +86,7 @@ int sec_init(const conf *c, char *err, size_t errlen)
             goto out_free;
         if (c->tls_port == 0)
             log_warn("tls_cert is set but tls_port is 0: no TLS listener");
-    } else if (c->tls_port > 0) {
+    } else if (c->tls_port != 0) {
         snprintf(err, errlen, "tls_port %d needs tls_cert and tls_key",
                  c->tls_port);
         goto out_free;

@@ -174,6 +174,7 @@ static int svc_apply(conf *cur, const conf *nw)
     SVC_FIXED_STR(metrics_port_file, "metrics-port-file");
     SVC_FIXED_STR(unix_socket, "unix-socket");
     SVC_FIXED_INT(tls_port, "tls-port");
+    SVC_FIXED_STR(tls_port_file, "tls-port-file");
     SVC_NUM(auth_timeout_ms, "auth-timeout-ms", "%d", int);
     sec_reload(nw); /* the users file and the certificates, in place */
     return changed;
