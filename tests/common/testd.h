@@ -78,6 +78,8 @@ typedef struct testd_conn testd_conn;
 testd_conn *testd_connect(const testd *d);
 /* Returns a new connection to 127.0.0.1:port, or NULL. */
 testd_conn *testd_connect_port(int port);
+/* Returns a new connection to the unix socket at path, or NULL. */
+testd_conn *testd_connect_unix(const char *path);
 /* Closes and frees c (NULL ok). */
 void testd_close(testd_conn *c);
 /* Closes every connection still open (but testd_stats' own): a test's
