@@ -36,6 +36,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "chand.h"
+
 #include "../common/e2e.h"
 #include "../common/testd.h"
 
@@ -1057,6 +1059,71 @@ static void test_tls_client_cert(void **state)
     stop();
 }
 
+/* ------------------------------------------------------------------ */
+/* libchand by URL                                                    */
+/* ------------------------------------------------------------------ */
+
+static void test_client_urls(void **state)
+{
+    (void)state;
+    chand_conn *c = NULL;
+    chand_options *o = chand_options_new();
+    chand_error err;
+    char url[256], path[192];
+    int64_t len = -1, cap = -1;
+    int tport = start_tls(true, true);
+
+    assert_non_null(o);
+    /* unix: the uid maps to "me" */
+    snprintf(url, sizeof url, "unix:%s", sock);
+    assert_int_equal(chand_connect_url(url, NULL, 5000, &c, &err), 0);
+    assert_int_equal(chand_make(c, "ops.q", 1, NULL), 0);
+    chand_close_conn(c);
+    /* TCP with a user: hello authenticates, and a reconnect again */
+    snprintf(url, sizeof url, "chand://127.0.0.1:%d", D.port);
+    assert_int_equal(chand_options_set(o, "user", "alice"), 0);
+    assert_int_equal(chand_options_set(o, "password", "secret"), 0);
+    assert_int_equal(chand_connect_url(url, o, 5000, &c, &err), 0);
+    assert_int_equal(chand_len(c, "ops.q", &len, &cap), 0);
+    assert_int_equal(chand_close(c, "ops.q"), CHAND_EDENIED);
+    assert_int_equal(chand_reconnect(c, 5000), 0);
+    assert_int_equal(chand_make(c, "jobs.u", 0, NULL), 0);
+    chand_close_conn(c);
+    /* a wrong password: CHAND_EUNAUTH at connect */
+    assert_int_equal(chand_options_set(o, "password", "nope"), 0);
+    assert_int_equal(chand_connect_url(url, o, 5000, &c, &err), CHAND_EUNAUTH);
+    assert_string_equal(err.reason, "unauthenticated");
+    /* no user: connects, then unauthenticated */
+    assert_int_equal(chand_connect_url(url, NULL, 5000, &c, &err), 0);
+    assert_int_equal(chand_len(c, "ops.q", &len, &cap), CHAND_EUNAUTH);
+    chand_close_conn(c);
+    /* chands: the CA, a client certificate naming alice */
+    snprintf(url, sizeof url, "chands://127.0.0.1:%d", tport);
+    assert_int_equal(chand_options_set(o, "user", NULL), 0);
+    assert_int_equal(chand_options_set(o, "password", NULL), 0);
+    assert_int_equal(chand_connect_url(url, o, 5000, &c, &err),
+                     CHAND_ECONNECT); /* the system CAs do not know it */
+    snprintf(path, sizeof path, "%s/ca.pem", ca);
+    assert_int_equal(chand_options_set(o, "tls_ca", path), 0);
+    snprintf(path, sizeof path, "%s/client.pem", ca);
+    assert_int_equal(chand_options_set(o, "tls_cert", path), 0);
+    snprintf(path, sizeof path, "%s/client.key", ca);
+    assert_int_equal(chand_options_set(o, "tls_key", path), 0);
+    assert_int_equal(chand_connect_url(url, o, 5000, &c, &err), 0);
+    assert_int_equal(chand_make(c, "jobs.tls", 0, NULL), 0);
+    assert_int_equal(chand_drop(c, "jobs.tls"), CHAND_EDENIED);
+    assert_int_equal(chand_reconnect(c, 5000), 0);
+    assert_int_equal(chand_len(c, "jobs.tls", &len, &cap), 0);
+    chand_close_conn(c);
+    /* bad URLs */
+    assert_int_equal(chand_connect_url("http://x", NULL, 1000, &c, &err),
+                     CHAND_EARG);
+    assert_int_equal(chand_connect_url("unix:rel", NULL, 1000, &c, &err),
+                     CHAND_EARG);
+    chand_options_free(o);
+    stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1075,6 +1142,7 @@ int main(void)
         cmocka_unit_test_teardown(test_protected_mode, teardown),
         cmocka_unit_test_teardown(test_tls_plain, teardown),
         cmocka_unit_test_teardown(test_tls_client_cert, teardown),
+        cmocka_unit_test_teardown(test_client_urls, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
