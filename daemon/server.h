@@ -95,6 +95,7 @@ struct sess {
     unsigned char alkey[17];    /* authlimit_key of the peer */
     char peer[64];              /* the peer, for the log */
     struct event *ev_auth;      /* the pre-authentication deadline */
+    struct evbuffer *tls_stage; /* TLS: this turn's answers (sess_push) */
 };
 
 /* How a session came in (sess.kind). */

@@ -158,7 +158,8 @@ static void sess_settle(sess *s)
 
     if (!s->bev)
         return;
-    size_t left = evbuffer_get_length(bufferevent_get_output(s->bev));
+    size_t left = evbuffer_get_length(bufferevent_get_output(s->bev)) +
+                  (s->tls_stage ? evbuffer_get_length(s->tls_stage) : 0);
 
     atomic_store_explicit(&s->outq, left, memory_order_relaxed);
     drained = s->out_added - left;
@@ -203,17 +204,21 @@ static void sess_giveback_pending(sess *s)
  * I/O thread.  Returns false when the session was ended for it. */
 static bool sess_write(sess *s, const char *line, size_t len)
 {
-    struct evbuffer *out = bufferevent_get_output(s->bev);
+    struct evbuffer *out = s->tls_stage ? s->tls_stage
+                                        : bufferevent_get_output(s->bev);
+    size_t queued;
 
     if (evbuffer_add(out, line, len) != 0) {
         sess__end(s, false);
         return false;
     }
     s->out_added += len;
-    atomic_store_explicit(&s->outq, evbuffer_get_length(out),
-                          memory_order_relaxed);
+    queued = evbuffer_get_length(out);
+    if (s->tls_stage)
+        queued += evbuffer_get_length(bufferevent_get_output(s->bev));
+    atomic_store_explicit(&s->outq, queued, memory_order_relaxed);
     srv_count_bytes_out(len);
-    if (evbuffer_get_length(out) > srv_conf.max_outbuf) {
+    if (queued > srv_conf.max_outbuf) {
         log_warn("session %llu: output buffer over %zu bytes (client not "
                  "reading): disconnected",
                  (unsigned long long)s->id, srv_conf.max_outbuf);
@@ -237,10 +242,18 @@ static void sess_push(sess *s)
     if (!s->bev)
         return;
     out = bufferevent_get_output(s->bev);
+    if (s->tls_stage) {
+        /* TLS: the bufferevent encrypts and writes whatever reaches its
+         * output at once, one record and one write(2) per addition; this
+         * turn's answers gathered in tls_stage, and they go in one move
+         * (a record per chunk, not per answer). */
+        if (evbuffer_get_length(s->tls_stage) > 0)
+            evbuffer_add_buffer(out, s->tls_stage);
+        return;
+    }
     if (evbuffer_get_length(out) == 0)
         return;
-    if (s->kind != SESS_TLS &&
-        !(bufferevent_get_enabled(s->bev) & EV_WRITE)) {
+    if (!(bufferevent_get_enabled(s->bev) & EV_WRITE)) {
         /* A socket bufferevent keeps its output's start frozen outside
          * its own write callback. */
         evbuffer_unfreeze(out, 1);
@@ -443,6 +456,9 @@ void sess__close_conn(sess *s)
     if (s->kind == SESS_TLS)
         tls_close_notify(s->bev);
     bufferevent_free(s->bev);
+    if (s->tls_stage)
+        evbuffer_free(s->tls_stage);
+    s->tls_stage = NULL;
     s->bev = NULL;
     atomic_store(&s->outq, 0);
     event_free(s->ev_flush);
@@ -490,6 +506,8 @@ void sess__end(sess *s, bool graceful)
         free(q);
         q = next;
     }
+    if (s->tls_stage && s->bev)
+        sess_push(s); /* the last answers, before a graceful close */
     if (graceful && s->bev &&
         evbuffer_get_length(bufferevent_get_output(s->bev)) > 0) {
         struct timeval tv = {5, 0};
@@ -523,7 +541,7 @@ static void sess_write_cb(struct bufferevent *bev, void *arg)
     sess_settle(s);
     if (s->ended && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         sess__close_conn(s);
-    else if (!s->ended && s->kind != SESS_TLS)
+    else if (!s->ended && !s->tls_stage)
         bufferevent_disable(bev, EV_WRITE); /* drained: see sess_push */
 }
 
@@ -554,6 +572,9 @@ int sess__open(srv_io *io, evutil_socket_t fd, const struct sockaddr *addr,
     if (kind == SESS_TLS) {
         /* The bufferevent reads and writes through OpenSSL: no raw
          * reads (ev_read) and no raw writes (sess_push). */
+        s->tls_stage = evbuffer_new();
+        if (!s->tls_stage)
+            goto out_free_cancel;
         ssl = tls_server_ssl(sec_tls());
         s->bev = ssl ? tls_bufferevent_accept(io->base, fd, ssl,
                                               BEV_OPT_CLOSE_ON_FREE,
@@ -620,6 +641,8 @@ out_free_events:
         fd = -1;
     }
 out_free_cancel:
+    if (s->tls_stage)
+        evbuffer_free(s->tls_stage);
     rt_cancel_free(s->cancel);
     pthread_mutex_destroy(&s->mu);
 out_free_sess:
