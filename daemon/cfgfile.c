@@ -303,6 +303,14 @@ int cfg_from_args(int argc, char **argv, conf *c, int *exit_code)
         return 1;
     }
     snprintf(c->config, sizeof c->config, "%s", cfg_path);
+    /* A limit that cannot be reached is worth a warning, not a refusal:
+     * the daemon still serves every smaller value. */
+    if (conf_warning(c, err, sizeof err)) {
+        if (test)
+            fprintf(stderr, "chand: warning: %s\n", err);
+        else
+            log_warn("%s", err);
+    }
     if (test) {
         printf("chand: %s: configuration ok\n",
                cfg_path[0] ? cfg_path : "(no file)");

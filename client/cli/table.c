@@ -247,7 +247,8 @@ const cli_cmd cli_cmds[] = {
      .brief = "run a command once across all callers",
      .help = "Runs COMMAND only in the first caller of NAME across all "
              "processes and exits with its status; the others wait until "
-             "it has finished and exit 0 without running it.  If the "
+             "it has finished and exit with the same status without "
+             "running it (so do later callers: the once keeps it).  If the "
              "connection to the server is lost while COMMAND runs (the "
              "server then lets the next caller run it), COMMAND gets "
              "SIGTERM, SIGKILL after --grace DUR (10s), and chanctl exits "

@@ -474,6 +474,18 @@ static void test_test_config(void **state)
     t = slurp(strcat(strcpy((char[160]){0}, s.dir), "/out"));
     assert_non_null(strstr(t, "configuration ok"));
     free(t);
+    t = slurp(strcat(strcpy((char[160]){0}, s.dir), "/err"));
+    assert_null(strstr(t, "warning"));
+    free(t);
+
+    /* A line that cannot hold a max_value value: valid, with a warning. */
+    svc_write_conf(&s, "max_line = 1m\nmax_value = 1m\n");
+    assert_int_equal(run_cmd(&s, good), 0);
+    t = slurp(strcat(strcpy((char[160]){0}, s.dir), "/err"));
+    if (!strstr(t, "warning: max-line (1048576) leaves less than 65536 bytes "
+                   "above max-value (1048576)"))
+        fail_msg("stderr \"%s\" lacks the max-line warning", t);
+    free(t);
 
     /* Line 8: the six lines of svc_write_conf, then two more. */
     svc_write_conf(&s, "log_level = debug\nbogus_key = 1\n");
