@@ -48,7 +48,10 @@ const cli_cmd cli_cmds[] = {
      .brief = "make a channel",
      .help = "Makes channel NAME with a buffer of CAP values (0: "
              "unbuffered), carrying values of type T: any, string, number, "
-             "bool, object, array."},
+             "bool, object, array.  A channel that exists with the same CAP "
+             "and type is left as it is; one that exists and is closed "
+             "stays closed, and make says so and exits 1 (drop NAME starts "
+             "over)."},
     {.name = "send",
      .fn = cli_h_send,
      .min = 2,
