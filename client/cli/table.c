@@ -520,8 +520,9 @@ const cli_cmd cli_cmds[] = {
      .brief = "a live view of the server",
      .help = "Redraws every --interval (1s) the server's sessions, "
              "goroutines, memory and requests per second, and its objects "
-             "sorted by waiters (then holders) with the longest wait.  q "
-             "or Ctrl-C quits; --timeout DUR stops after DUR."},
+             "sorted by waiters (then holders) with the longest wait and "
+             "their requests per second; r sorts by that rate instead (and "
+             "back).  q or Ctrl-C quits; --timeout DUR stops after DUR."},
     {.name = "gomaxprocs",
      .fn = cli_h_gomaxprocs,
      .max = 1,

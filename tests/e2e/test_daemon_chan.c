@@ -51,6 +51,9 @@ static void test_basics_and_reasons(void **state)
     r = json_array_get(json_object_get(r, "objects"), 0);
     assert_string_equal(json_string_value(json_object_get(r, "name")), "q");
     assert_string_equal(json_string_value(json_object_get(r, "type")), "chan");
+    /* ops: the requests that named q (three makes, three sends, len);
+     * list itself is not one of them. */
+    assert_int_equal(json_integer_value(json_object_get(r, "ops")), 7);
     r = e2e_ok(c, 10, "list", "{\"prefix\":\"zz\"}");
     assert_int_equal(json_array_size(json_object_get(r, "objects")), 0);
     e2e_ok(c, 11, "close", "{\"name\":\"q\"}");
