@@ -583,7 +583,7 @@ static void test_wg_once(void **state)
 
     /* The value kept by the once (sync.OnceValue). */
     {
-        json_t *v = json_string("unset"), *st = json_pack("{s:i}", "rc", 9);
+        json_t *v = json_true(), *st = json_pack("{s:i}", "rc", 9);
 
         assert_int_equal(chand_once_do_value(b, "t.val", 1000, &v), 1);
         assert_null(v);
