@@ -13,7 +13,9 @@
  * threshold) to the same state; a fourth node is added as a voter, catches
  * up and is removed; leadership is transferred.  The failover time (leader
  * stopped -> first committed proposal on the new one) is printed, measured
- * with the daemon's default timeouts (election 1 s).
+ * with the daemon's default timeouts (election 1 s).  A leader whose raft
+ * thread stalls (as under SIGSTOP) is deposed and its late proposals fail;
+ * reads queued together share one barrier entry.
  *
  * Every wait polls with a deadline; nothing sleeps a fixed time.
  * REPL_TEST=name runs one test; REPL_TEST_SNAPSHOT_EVERY=n makes every test
@@ -53,7 +55,28 @@ typedef struct toy {
     size_t own;
     int snapshots, restores;
     bool bad_order; /* an index that did not increase */
+    /* The gate: when armed, applying the record "gate" blocks the raft
+     * thread until the test opens it (a paused node, as SIGSTOP would). */
+    pthread_cond_t gate_cv;
+    bool gate_armed, in_gate, gate_open;
 } toy;
+
+static void toy_arm_gate(toy *t)
+{
+    pthread_mutex_lock(&t->mu);
+    t->gate_armed = true;
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* Opens t's gate for good (teardown does it first, so a failed test
+ * never leaves a raft thread blocked). */
+static void toy_open_gate(toy *t)
+{
+    pthread_mutex_lock(&t->mu);
+    t->gate_open = true;
+    pthread_cond_broadcast(&t->gate_cv);
+    pthread_mutex_unlock(&t->mu);
+}
 
 static void toy_clear(toy *t)
 {
@@ -94,10 +117,18 @@ static int toy_apply(void *arg, uint64_t index, const repl_record *recs,
         t->bad_order = true;
     t->last_index = index;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        if (recs[i].len == 6 && memcmp(recs[i].data, "poison", 6) == 0)
+        if (recs[i].len == 6 && memcmp(recs[i].data, "poison", 6) == 0) {
             rc = -EINVAL; /* an FSM that cannot apply a record */
-        else
-            rc = toy_push(t, recs[i].data, recs[i].len);
+            break;
+        }
+        if (recs[i].len == 4 && memcmp(recs[i].data, "gate", 4) == 0 &&
+            t->gate_armed) {
+            t->in_gate = true;
+            while (!t->gate_open)
+                pthread_cond_wait(&t->gate_cv, &t->mu);
+            t->in_gate = false;
+        }
+        rc = toy_push(t, recs[i].data, recs[i].len);
     }
     if (own)
         t->own += n;
@@ -288,6 +319,7 @@ static int setup(void **state)
     }
     for (int i = 0; i < MAXN; i++) {
         pthread_mutex_init(&tc->nodes[i].fsm.mu, NULL);
+        pthread_cond_init(&tc->nodes[i].fsm.gate_cv, NULL);
         snprintf(tc->nodes[i].dir, sizeof tc->nodes[i].dir, "%s/n%d", tc->root,
                  i + 1);
         off += (size_t)snprintf(tc->spec4 + off, sizeof tc->spec4 - off,
@@ -316,10 +348,13 @@ static int teardown(void **state)
     tcluster *tc = *state;
     char cmd[300];
     int rc;
+    for (int i = 0; i < MAXN; i++)
+        toy_open_gate(&tc->nodes[i].fsm);
     for (int i = 0; i < MAXN; i++) {
         repl_stop(tc->nodes[i].node);
         tc->nodes[i].node = NULL;
         toy_clear(&tc->nodes[i].fsm);
+        pthread_cond_destroy(&tc->nodes[i].fsm.gate_cv);
         pthread_mutex_destroy(&tc->nodes[i].fsm.mu);
     }
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tc->root);
@@ -907,6 +942,109 @@ static void test_membership(void **state)
     assert_int_equal(rm.status, -ENOENT);
 }
 
+/* Waits until node i's raft thread is blocked in the gate. */
+static void wait_in_gate(tcluster *tc, int i)
+{
+    double end = now_ms() + WAIT_MS;
+    for (;;) {
+        pthread_mutex_lock(&tc->nodes[i].fsm.mu);
+        bool in = tc->nodes[i].fsm.in_gate;
+        pthread_mutex_unlock(&tc->nodes[i].fsm.mu);
+        if (in)
+            return;
+        assert_true(now_ms() < end);
+        pump(tc);
+    }
+}
+
+/* Reads queued while the raft thread is busy share one raft_barrier. */
+static void test_barrier_shared(void **state)
+{
+    tcluster *tc = *state;
+    repl_record gate = {"gate", 4};
+    done_rec d = {0}, b[3];
+    int leader;
+
+    start_three(tc);
+    leader = wait_leader(tc, WAIT_MS);
+    toy_arm_gate(&tc->nodes[leader].fsm);
+    assert_int_equal(
+        repl_propose(tc->nodes[leader].node, &gate, 1, on_done, &d), 0);
+    wait_in_gate(tc, leader);
+    for (int k = 0; k < 3; k++) {
+        memset(&b[k], 0, sizeof b[k]);
+        assert_int_equal(repl_barrier(tc->nodes[leader].node, on_done, &b[k]),
+                         0);
+    }
+    toy_open_gate(&tc->nodes[leader].fsm);
+    wait_done(tc, &d, WAIT_MS);
+    assert_int_equal(d.status, 0);
+    for (int k = 0; k < 3; k++) {
+        wait_done(tc, &b[k], WAIT_MS);
+        assert_int_equal(b[k].status, 0);
+        assert_true(b[k].index > d.index);
+        assert_int_equal(b[k].index, b[0].index); /* one entry for all */
+    }
+}
+
+/* A leader that stalls (its raft thread blocked, as a SIGSTOPped process
+ * would be) is deposed: the others elect a leader and commit; when the old
+ * one resumes, what it was asked meanwhile fails (never 0: it cannot
+ * commit), it learns it no longer serves, and every FSM converges. */
+static void test_deposed_leader(void **state)
+{
+    tcluster *tc = *state;
+    repl_record gate = {"gate", 4};
+    done_rec g = {0}, late, d;
+    int old, leader = -1, lost_before;
+    size_t want;
+    double end;
+
+    start_three(tc);
+    old = wait_leader(tc, WAIT_MS);
+    toy_arm_gate(&tc->nodes[old].fsm);
+    assert_int_equal(repl_propose(tc->nodes[old].node, &gate, 1, on_done, &g),
+                     0);
+    wait_in_gate(tc, old);
+    lost_before = tc->roles_lost[old];
+    /* Asked while stalled: queued, not yet seen by raft. */
+    assert_int_equal(propose(tc, old, 1, &late), 0);
+
+    /* The two others elect a leader among themselves and commit. */
+    end = now_ms() + WAIT_MS;
+    while (leader < 0) {
+        assert_true(now_ms() < end);
+        for (int i = 0; i < 3; i++) {
+            repl_status st;
+            if (i == old)
+                continue;
+            repl_status_get(tc->nodes[i].node, &st);
+            if (st.serving)
+                leader = i;
+        }
+        pump(tc);
+    }
+    assert_int_equal(propose(tc, leader, 2, &d), 0);
+    wait_done(tc, &d, WAIT_MS);
+    assert_int_equal(d.status, 0);
+
+    toy_open_gate(&tc->nodes[old].fsm);
+    wait_done(tc, &late, WAIT_MS);
+    if (late.status != REPL_ELOST && late.status != REPL_ENOTLEADER)
+        fail_msg("a proposal to the stalled leader ended with %d (%s)",
+                 late.status, repl_strerror(late.status));
+    wait_done(tc, &g, WAIT_MS); /* committed before the stall */
+    assert_int_equal(g.status, 0);
+    end = now_ms() + WAIT_MS;
+    while (tc->roles_lost[old] == lost_before) {
+        assert_true(now_ms() < end);
+        pump(tc);
+    }
+    want = 1 + records_of(2, 2); /* "gate", then batch 2; never batch 1 */
+    wait_same(tc, want, WAIT_MS);
+    assert_false(toy_has(tc, old, "b1.0"));
+}
+
 /* An FSM that refuses a committed record stops that node's progress and
  * says so in the status; stopping still completes the batch. */
 static void test_fsm_error(void **state)
@@ -978,6 +1116,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_membership, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fsm_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_barrier_shared, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deposed_leader, setup, teardown),
     };
     if (getenv("REPL_TEST") != NULL) /* e.g. REPL_TEST=test_failover */
         cmocka_set_test_filter(getenv("REPL_TEST"));
