@@ -84,7 +84,9 @@
  *
  * Threads: every repl_* call below is for the daemon's I/O thread (one
  * thread), except where it says "any thread".  The FSM hooks run on the
- * raft thread.
+ * raft thread; they may take a lock the I/O thread holds for a loop turn,
+ * but must never wait for the I/O thread to act, since repl_stop joins the
+ * raft thread from it.
  */
 #ifndef CHAND_REPL_H
 #define CHAND_REPL_H
