@@ -15,6 +15,10 @@
 #include "log.h"
 
 #define CONF_DEFAULT_PORT 2426
+/* Room that max_line keeps above max_value for the rest of a request (the
+ * envelope, the method, the name, a map key), so that a value of
+ * max_value bytes can be sent: the default max_line is max_value plus it. */
+#define CONF_ENVELOPE (64 * 1024)
 
 typedef struct conf {
     char bind[256];         /* address to listen on */
@@ -60,6 +64,9 @@ int conf_set(conf *c, const char *key, const char *value, char *err,
 /* Returns true when key is a switch (a yes/no setting that takes no value
  * on the command line: `--allow-anonymous`). */
 bool conf_key_is_switch(const char *key);
+/* Checks the settings together.  Returns NULL when they agree, else a
+ * warning in buf (e.g. max_line leaves no room for a max_value value). */
+const char *conf_warning(const conf *c, char *buf, size_t n);
 /* Writes port to path atomically (temporary file + rename).  Returns 0, or
  * -1 with "<label> <path>: <strerror>" in err. */
 int conf_write_port_file(const char *label, const char *path, int port,

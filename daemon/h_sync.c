@@ -7,6 +7,11 @@
  * once.done; the others wait (a runtime Cond over the object's state lock)
  * and get run:false.  If the runner's session ends first, the once is
  * reopened and the next waiter becomes the runner.
+ *
+ * As Go 1.21's sync.OnceValue, a once keeps the value its function gave:
+ * once.done {value} stores it (null when absent) and every run:false
+ * answer carries it, so that the callers who did not run learn how the
+ * run went (chanctl stores the command's exit status).
  */
 #include "daemon.h"
 
@@ -123,6 +128,8 @@ typedef struct honce {
     int state;
     uint64_t runner;          /* session running it (0: detached) */
     rt_cond *cv;              /* waiters for the runner's end */
+    json_t *value;            /* owned; set when state is ONCE_DONE, the
+                               * durable state with state itself */
 } honce;
 
 static _Atomic int honce_running; /* onces in ONCE_RUNNING, for the hook */
@@ -160,6 +167,7 @@ static void honce_fini(obj *o)
     honce *h = (honce *)o;
     if (h->state == ONCE_RUNNING)
         atomic_fetch_sub(&honce_running, 1);
+    json_decref(h->value);
     rt_cond_free(h->cv);
     pthread_mutex_destroy(&h->mu);
 }
@@ -185,12 +193,15 @@ static const obj_ops honce_ops = {
     .info = honce_info,
 };
 
-/* Decides for r under h->mu: returns 1 (answered run:true), 0 (answered
- * run:false) or -1 (must wait). */
-static int honce_try_locked(honce *h, dreq *r)
+/* Decides for r under h->mu: returns 1 (answer run:true), 0 (answer
+ * run:false, with a new reference to the once's value in *value) or -1
+ * (must wait). */
+static int honce_try_locked(honce *h, dreq *r, json_t **value)
 {
-    if (h->state == ONCE_DONE)
+    if (h->state == ONCE_DONE) {
+        *value = json_incref(h->value);
         return 0;
+    }
     if (h->state == ONCE_IDLE) {
         h->state = ONCE_RUNNING;
         h->runner = dreq_sid(r);
@@ -200,15 +211,21 @@ static int honce_try_locked(honce *h, dreq *r)
     return -1;
 }
 
-static void honce_answer(dreq *r, int run)
+/* Answers r: run:true, or run:false with value (stolen). */
+static void honce_answer(dreq *r, int run, json_t *value)
 {
-    dreq_ok(r, json_pack("{s:b}", "run", run));
+    if (run)
+        dreq_ok(r, json_pack("{s:b}", "run", 1));
+    else
+        dreq_ok(r, json_pack("{s:b,s:o}", "run", 0, "value",
+                             value ? value : json_null()));
 }
 
 static void honce_wait_go(dreq *r)
 {
     obj *o = r->ctx;
     honce *h = (honce *)o;
+    json_t *value = NULL;
     int rc = 0, got;
 
     dreq_wait_begin(r, o, "sync.Once.Do");
@@ -216,7 +233,7 @@ static void honce_wait_go(dreq *r)
     if (dreq_cancelled(r))
         rc = RT_ECANCELED, got = -1;
     else
-        while ((got = honce_try_locked(h, r)) < 0 && rc == 0)
+        while ((got = honce_try_locked(h, r, &value)) < 0 && rc == 0)
             rc = rt_cond_wait(h->cv, r->dl);
     if (got == 1 && r->s && !sess_alive(r->s)) {
         /* Became the runner for a session that has already ended (its
@@ -228,7 +245,7 @@ static void honce_wait_go(dreq *r)
     pthread_mutex_unlock(&h->mu);
     dreq_wait_end(r);
     if (got >= 0)
-        honce_answer(r, got);
+        honce_answer(r, got, value);
     else
         dreq_fail_rt(r, rc);
     obj_release(o);
@@ -238,12 +255,13 @@ void h_once_do(dreq *r)
 {
     obj *o = dreq_obj(r, dreq_str(r, "name"), &honce_ops, true);
     honce *h = (honce *)o;
+    json_t *value = NULL;
     int got;
 
     if (!o)
         return;
     pthread_mutex_lock(&h->mu);
-    got = honce_try_locked(h, r);
+    got = honce_try_locked(h, r, &value);
     pthread_mutex_unlock(&h->mu);
     if (got < 0 && r->dl != RT_POLL) {
         r->ctx = o;
@@ -254,7 +272,7 @@ void h_once_do(dreq *r)
     if (got < 0)
         dreq_fail(r, PROTO_R_TIMEOUT, "timeout");
     else
-        honce_answer(r, got);
+        honce_answer(r, got, value);
     obj_release(o);
 }
 
@@ -262,12 +280,16 @@ void h_once_done(dreq *r)
 {
     obj *o = dreq_obj(r, dreq_str(r, "name"), &honce_ops, true);
     honce *h = (honce *)o;
+    json_t *value;
 
     if (!o)
         return;
+    value = dreq_param(r, "value"); /* borrowed; NULL when absent */
     pthread_mutex_lock(&h->mu);
     if (h->state == ONCE_RUNNING && h->runner == dreq_sid(r)) {
         h->state = ONCE_DONE;
+        json_decref(h->value);
+        h->value = value ? json_incref(value) : json_null();
         atomic_fetch_sub(&honce_running, 1);
         rt_cond_broadcast(h->cv);
         pthread_mutex_unlock(&h->mu);

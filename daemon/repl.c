@@ -577,9 +577,15 @@ static void refresh(repl_node *n)
     n->st.fsm_errors = n->fsm_errors;
     if (peers_changed(n))
         copy_peers(n);
+    /* The event goes out with the status it describes: whoever sees the
+     * new leader in the status finds the event queued. */
+    if (ev != NULL) {
+        *n->out_tail = ev;
+        n->out_tail = &ev->next;
+    }
     pthread_mutex_unlock(&n->mu);
-    if (ev != NULL)
-        complete(n, ev, 0, 0);
+    if (ev != NULL && n->wakeup != NULL)
+        n->wakeup(n->wakeup_arg);
 }
 
 static void on_check(uv_check_t *h)
@@ -846,8 +852,9 @@ int repl_start(const repl_config *cfg, repl_node **out, char *err,
         goto out_raft;
     rv = raft_start(&n->raft);
     if (rv != 0) {
-        rc = errf(err, errlen, map_raft(rv), "raft start in %s: %s", n->dir,
-                  raft_errmsg(&n->raft));
+        rc = errf(err, errlen, map_raft(rv), "raft start in %s on %s: %s%s%s",
+                  n->dir, n->address, raft_strerror(rv),
+                  raft_errmsg(&n->raft)[0] ? ": " : "", raft_errmsg(&n->raft));
         goto out_raft;
     }
     /* The raft thread takes no signals: the daemon's handlers stay on its
