@@ -203,11 +203,15 @@ static void testd_exec(const testd_opts *o, const char *const *args)
         unsetenv("NOTIFY_SOCKET");
     if (o->listen_fd > 0) {
         char pid[16];
+        /* Out of the way first: dup2 onto 3 must not close the second. */
+        int fd2 = o->listen_fd2 > 0 ? fcntl(o->listen_fd2, F_DUPFD, 10) : -1;
         if (o->listen_fd != 3 && dup2(o->listen_fd, 3) < 0)
+            _exit(126);
+        if (fd2 >= 0 && dup2(fd2, 4) < 0)
             _exit(126);
         snprintf(pid, sizeof pid, "%d", (int)getpid());
         setenv("LISTEN_PID", pid, 1);
-        setenv("LISTEN_FDS", "1", 1);
+        setenv("LISTEN_FDS", fd2 >= 0 ? "2" : "1", 1);
     }
     execv(args[0], (char *const *)args);
     fprintf(stderr, "testd: cannot run %s: %s\n", args[0], strerror(errno));

@@ -38,6 +38,8 @@ typedef struct testd_opts {
     const char *mport_file;  /* also wait for the metrics port (or NULL) */
     int listen_fd;           /* > 0: socket activation (fd 3, LISTEN_FDS=1):
                               * the port is the socket's, nothing to wait */
+    int listen_fd2;          /* > 0 with listen_fd: a second socket (fd 4,
+                              * LISTEN_FDS=2), e.g. a unix one */
 } testd_opts;
 
 /* Starts $CHAND_BIN (default build/chand) as o says (NULL: all defaults)

@@ -585,6 +585,52 @@ static void test_unix_socket(void **state)
     stop();
 }
 
+/* Socket activation with two sockets, TCP and unix (chand.socket): told
+ * apart by their addresses; the unix one maps uids as its own would. */
+static void test_activation_two_sockets(void **state)
+{
+    (void)state;
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    struct sockaddr_un su = {.sun_family = AF_UNIX};
+    socklen_t sl = sizeof sa;
+    int tfd = socket(AF_INET, SOCK_STREAM, 0);
+    int ufd = socket(AF_UNIX, SOCK_STREAM, 0);
+    const char *args[] = {"--users-file", users, "--log-level", "info", NULL};
+    testd_opts o = {.args = args, .log = logf};
+    testd_conn *t, *u;
+
+    write_default_users();
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(tfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(tfd, 16), 0);
+    assert_int_equal(getsockname(tfd, (struct sockaddr *)&sa, &sl), 0);
+    unlink(sock);
+    memcpy(su.sun_path, sock, strlen(sock) + 1);
+    assert_int_equal(bind(ufd, (struct sockaddr *)&su, sizeof su), 0);
+    assert_int_equal(listen(ufd, 16), 0);
+    o.listen_fd = tfd;
+    o.listen_fd2 = ufd;
+    assert_int_equal(testd_start_opts(&D, &o), 0);
+    close(tfd);
+    close(ufd);
+    assert_true(log_has("listening on the 2 sockets passed by systemd"));
+    u = testd_connect_unix(sock);
+    assert_non_null(u);
+    e2e_ok(u, 1, "make", "{\"name\":\"act\"}"); /* uid -> me */
+    t = testd_connect(&D);
+    assert_non_null(t);
+    e2e_expect_reason(t, 2, "len", "{\"name\":\"act\"}", "unauthenticated");
+    auth_ok(t, "alice", "secret");
+    e2e_ok(t, 3, "len", "{\"name\":\"act\"}");
+    stop();
+    /* the socket file is systemd's, not chand's: left in place */
+    {
+        struct stat st;
+        assert_int_equal(stat(sock, &st), 0);
+    }
+    unlink(sock);
+}
+
 /* ------------------------------------------------------------------ */
 /* Reload                                                             */
 /* ------------------------------------------------------------------ */
@@ -1134,6 +1180,7 @@ int main(void)
         cmocka_unit_test_teardown(test_prefix_boundaries, teardown),
         cmocka_unit_test_teardown(test_list_dump_filtered, teardown),
         cmocka_unit_test_teardown(test_unix_socket, teardown),
+        cmocka_unit_test_teardown(test_activation_two_sockets, teardown),
         cmocka_unit_test_teardown(test_reload, teardown),
         cmocka_unit_test_teardown(test_preauth_deadline, teardown),
         cmocka_unit_test_teardown(test_preauth_line_limit, teardown),
