@@ -1170,6 +1170,71 @@ static void test_client_urls(void **state)
     stop();
 }
 
+/* tls_cert and tls_key reload on SIGHUP: a certificate from a new CA
+ * replaces the old one; a broken one is refused and the old stays. */
+static void test_tls_reload(void **state)
+{
+    (void)state;
+    char cmd[1024], ca2[sizeof ca], saved[sizeof ca];
+    tconn t;
+    json_t *a;
+    int port = start_tls(false, false), ok = 0;
+    int64_t end;
+
+    snprintf(ca2, sizeof ca2, "%s/ca2", tdir);
+    snprintf(cmd, sizeof cmd,
+             "tests/common/mkca.sh %s && cp %s/server.pem %s/server.pem && "
+             "cp %s/server.key %s/server.key",
+             ca2, ca2, ca, ca2, ca);
+    assert_int_equal(system(cmd), 0);
+    kill(D.pid, SIGHUP);
+    assert_true(log_has("TLS certificates reloaded"));
+    /* the old CA no longer verifies the server; the new one does */
+    end = testd_now_ms() + WAIT_MS;
+    while (!ok && testd_now_ms() < end) {
+        memcpy(saved, ca, sizeof ca);
+        memcpy(ca, ca2, sizeof ca); /* tls_open trusts ca/ca.pem */
+        ok = tls_open(&t, port, NULL) == 0;
+        memcpy(ca, saved, sizeof ca);
+        if (ok) {
+            a = tls_call(&t, "ping", NULL);
+            assert_non_null(testd_result(a));
+            json_decref(a);
+        }
+        tls_close(&t, true);
+    }
+    assert_true(ok);
+    assert_int_equal(tls_open(&t, port, NULL), -1);
+    tls_close(&t, false);
+    /* a broken key: refused, the certificate in force stays */
+    snprintf(cmd, sizeof cmd, "echo broken > %s/server.key", ca);
+    assert_int_equal(system(cmd), 0);
+    kill(D.pid, SIGHUP);
+    assert_true(log_has("TLS certificates not reloaded"));
+    memcpy(saved, ca, sizeof ca);
+    memcpy(ca, ca2, sizeof ca);
+    assert_int_equal(tls_open(&t, port, NULL), 0);
+    tls_close(&t, true);
+    memcpy(ca, saved, sizeof ca);
+    stop();
+    /* the next test makes a fresh CA */
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", ca, ca2);
+    assert_int_equal(system(cmd), 0);
+    ca[0] = '\0';
+}
+
+/* A users file with an error refuses to start, naming file and line. */
+static void test_bad_users_file(void **state)
+{
+    (void)state;
+    const char *args[] = {"--users-file", users, NULL};
+    testd_opts o = {.args = args, .log = logf};
+
+    write_users("alice %s rw:jobs.\nbob %s q:bad\n", hash, hash);
+    assert_int_equal(testd_start_opts(&D, &o), -1);
+    assert_true(log_has("users:2:"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1190,6 +1255,8 @@ int main(void)
         cmocka_unit_test_teardown(test_tls_plain, teardown),
         cmocka_unit_test_teardown(test_tls_client_cert, teardown),
         cmocka_unit_test_teardown(test_client_urls, teardown),
+        cmocka_unit_test_teardown(test_tls_reload, teardown),
+        cmocka_unit_test_teardown(test_bad_users_file, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
