@@ -589,29 +589,12 @@ static void test_sigterm_drain(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_basics_and_reasons, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_unbuffered_handoff, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_buffered_fifo, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_close_wakes_others, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_drop_wakes_waiters, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_select, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_select_two_paths, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_values_exact, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_timeouts_and_order, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_killed_receiver, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_thousand_receivers, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_drain, e2e_setup,
-                                        e2e_teardown),
+        E2E_TEST(test_basics_and_reasons), E2E_TEST(test_unbuffered_handoff),
+        E2E_TEST(test_buffered_fifo),      E2E_TEST(test_close_wakes_others),
+        E2E_TEST(test_drop_wakes_waiters), E2E_TEST(test_select),
+        E2E_TEST(test_select_two_paths),   E2E_TEST(test_values_exact),
+        E2E_TEST(test_timeouts_and_order), E2E_TEST(test_killed_receiver),
+        E2E_TEST(test_thousand_receivers), E2E_TEST(test_sigterm_drain),
     };
     int rc = cmocka_run_group_tests_name("daemon_chan", tests, NULL, NULL);
     json_decref(e2e_held);

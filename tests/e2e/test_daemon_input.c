@@ -506,21 +506,14 @@ static void test_fair_turns(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_hello_ping, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_malformed, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_value_limit_reachable, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_huge_line, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_batches_and_notifications,
-                                        e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_limits, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_slow_reader, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_fair_turns, e2e_setup,
-                                        e2e_teardown),
+        E2E_TEST(test_hello_ping),
+        E2E_TEST(test_malformed),
+        E2E_TEST(test_value_limit_reachable),
+        E2E_TEST(test_huge_line),
+        E2E_TEST(test_batches_and_notifications),
+        E2E_TEST(test_limits),
+        E2E_TEST(test_slow_reader),
+        E2E_TEST(test_fair_turns),
     };
     return cmocka_run_group_tests_name("daemon_input", tests, NULL, NULL);
 }

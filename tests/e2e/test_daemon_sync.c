@@ -438,17 +438,14 @@ static void test_go_and_runtime(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_waitgroup, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_once, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_once_value, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_pool, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_map, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_atomic, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_timers, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_go_and_runtime, e2e_setup,
-                                        e2e_teardown),
+        E2E_TEST(test_waitgroup),
+        E2E_TEST(test_once),
+        E2E_TEST(test_once_value),
+        E2E_TEST(test_pool),
+        E2E_TEST(test_map),
+        E2E_TEST(test_atomic),
+        E2E_TEST(test_timers),
+        E2E_TEST(test_go_and_runtime),
     };
     int rc = cmocka_run_group_tests_name("daemon_sync", tests, NULL, NULL);
     json_decref(e2e_held);
