@@ -8,12 +8,17 @@
 #ifndef CHAND_CONF_H
 #define CHAND_CONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "log.h"
 
 #define CONF_DEFAULT_PORT 2426
+/* Room that max_line keeps above max_value for the rest of a request (the
+ * envelope, the method, the name, a map key), so that a value of
+ * max_value bytes can be sent: the default max_line is max_value plus it. */
+#define CONF_ENVELOPE (64 * 1024)
 
 typedef struct conf {
     char bind[256];         /* address to listen on */
@@ -42,6 +47,17 @@ typedef struct conf {
     int fsync;              /* wal_fsync: 0 no, 1 everysec, 2 always */
     int repair;             /* --repair: repair data_dir and exit */
     size_t compact_floor;   /* bytes of log before compaction */
+    /* Security (security.c, listener.c; issue 17). */
+    char unix_socket[4096]; /* listen on this unix socket too ("" none) */
+    int unix_socket_mode;   /* its permissions (octal in text) */
+    char users_file[4096];  /* users, passwords and rules ("" none) */
+    int allow_anonymous;    /* 1: a non-loopback bind without users */
+    int auth_timeout_ms;    /* a session must authenticate within it */
+    int tls_port;           /* TLS listener port (0: none; -1: any) */
+    char tls_port_file[4096]; /* write the TLS port here ("" none) */
+    char tls_cert[4096];    /* PEM server certificate (and chain) */
+    char tls_key[4096];     /* PEM private key */
+    char tls_ca[4096];      /* PEM CAs for client certificates ("") */
 } conf;
 
 /* Fills c with the defaults. */
@@ -50,6 +66,12 @@ void conf_defaults(conf *c);
  * err (unknown key, bad value). */
 int conf_set(conf *c, const char *key, const char *value, char *err,
              size_t errlen);
+/* Returns true when key is a switch (a yes/no setting that takes no value
+ * on the command line: `--allow-anonymous`). */
+bool conf_key_is_switch(const char *key);
+/* Checks the settings together.  Returns NULL when they agree, else a
+ * warning in buf (e.g. max_line leaves no room for a max_value value). */
+const char *conf_warning(const conf *c, char *buf, size_t n);
 /* Writes port to path atomically (temporary file + rename).  Returns 0, or
  * -1 with "<label> <path>: <strerror>" in err. */
 int conf_write_port_file(const char *label, const char *path, int port,

@@ -21,8 +21,10 @@ void h_hello(dreq *r)
                   (long long)v, PROTO_VERSION);
         return;
     }
-    dreq_ok(r, json_pack("{s:i, s:s, s:I}", "version", PROTO_VERSION, "server",
-                         "chand " CHAND_VERSION, "session",
+    if (sec_hello_auth(r))
+        return; /* answered once the credentials are verified */
+    dreq_ok(r, json_pack("{s:i, s:s, s:I}", "version", PROTO_VERSION,
+                         "server", "chand " CHAND_VERSION, "session",
                          (json_int_t)dreq_sid(r)));
 }
 
@@ -34,7 +36,9 @@ void h_ping(dreq *r)
 /* Returns a new object describing o: name, type and the family's fields. */
 static json_t *hcore_describe(obj *o)
 {
-    json_t *d = json_pack("{s:s, s:s}", "name", o->name, "type", o->ops->name);
+    json_t *d = json_pack(
+        "{s:s, s:s, s:I}", "name", o->name, "type", o->ops->name, "ops",
+        (json_int_t)atomic_load_explicit(&o->nops, memory_order_relaxed));
     if (d && o->ops->info)
         o->ops->info(o, d);
     return d;
@@ -56,7 +60,10 @@ void h_list(dreq *r)
         return;
     }
     reg_foreach(dreq_str(r, "prefix"), hcore_list_one, arr);
-    dreq_ok(r, json_pack("{s:o}", "objects", arr));
+    json_t *res = json_pack("{s:o}", "objects", arr);
+    if (res)
+        sec_filter(r, res);
+    dreq_ok(r, res);
 }
 
 void h_drop(dreq *r)
@@ -163,7 +170,10 @@ void h_rt_dump(dreq *r)
         return;
     }
     reg_foreach(NULL, hcore_dump_one, arr);
-    dreq_ok(r,
-            json_pack("{s:i, s:I, s:o}", "goroutines", rt_num_goroutine(),
-                      "waiters", (json_int_t)park_waiters(), "objects", arr));
+    json_t *res = json_pack("{s:i, s:I, s:o}", "goroutines",
+                            rt_num_goroutine(), "waiters",
+                            (json_int_t)park_waiters(), "objects", arr);
+    if (res)
+        sec_filter(r, res);
+    dreq_ok(r, res);
 }

@@ -7,6 +7,11 @@
  * once.done; the others wait (a runtime Cond over the object's state lock)
  * and get run:false.  If the runner's session ends first, the once is
  * reopened and the next waiter becomes the runner.
+ *
+ * As Go 1.21's sync.OnceValue, a once keeps the value its function gave:
+ * once.done {value} stores it (null when absent) and every run:false
+ * answer carries it, so that the callers who did not run learn how the
+ * run went (chanctl stores the command's exit status).
  */
 #include "daemon.h"
 #include "persist.h"
@@ -145,6 +150,8 @@ typedef struct honce {
     int state;
     uint64_t runner;          /* session running it (0: detached) */
     rt_cond *cv;              /* waiters for the runner's end */
+    json_t *value;            /* owned; set when state is ONCE_DONE, the
+                               * durable state with state itself */
 } honce;
 
 static _Atomic int honce_running; /* onces in ONCE_RUNNING, for the hook */
@@ -182,6 +189,7 @@ static void honce_fini(obj *o)
     honce *h = (honce *)o;
     if (h->state == ONCE_RUNNING)
         atomic_fetch_sub(&honce_running, 1);
+    json_decref(h->value);
     rt_cond_free(h->cv);
     pthread_mutex_destroy(&h->mu);
 }
@@ -206,9 +214,16 @@ static int honce_snap(obj *o, void *s)
     pthread_mutex_lock(&h->mu);
     bool done = h->state == ONCE_DONE;
     uint64_t lsn = atomic_load(&o->lsn);
+    char *text = done && h->value ? json_dumps(h->value, JSON_COMPACT |
+                                                             JSON_ENCODE_ANY)
+                                  : NULL;
     pthread_mutex_unlock(&h->mu);
     r.u.once.name = eff_s(o->name);
-    return done ? persist_snap_emit(s, &r, lsn) : 0;
+    r.u.once.has_value = text != NULL;
+    r.u.once.value = eff_s(text ? text : "");
+    int rc = done ? persist_snap_emit(s, &r, lsn) : 0;
+    free(text);
+    return rc;
 }
 
 static const obj_ops honce_ops = {
@@ -221,12 +236,15 @@ static const obj_ops honce_ops = {
     .snap = honce_snap,
 };
 
-/* Decides for r under h->mu: returns 1 (answered run:true), 0 (answered
- * run:false) or -1 (must wait). */
-static int honce_try_locked(honce *h, dreq *r)
+/* Decides for r under h->mu: returns 1 (answer run:true), 0 (answer
+ * run:false, with a new reference to the once's value in *value) or -1
+ * (must wait). */
+static int honce_try_locked(honce *h, dreq *r, json_t **value)
 {
-    if (h->state == ONCE_DONE)
+    if (h->state == ONCE_DONE) {
+        *value = json_incref(h->value);
         return 0;
+    }
     if (h->state == ONCE_IDLE) {
         h->state = ONCE_RUNNING;
         h->runner = dreq_sid(r);
@@ -236,15 +254,21 @@ static int honce_try_locked(honce *h, dreq *r)
     return -1;
 }
 
-static void honce_answer(dreq *r, int run)
+/* Answers r: run:true, or run:false with value (stolen). */
+static void honce_answer(dreq *r, int run, json_t *value)
 {
-    dreq_ok(r, json_pack("{s:b}", "run", run));
+    if (run)
+        dreq_ok(r, json_pack("{s:b}", "run", 1));
+    else
+        dreq_ok(r, json_pack("{s:b,s:o}", "run", 0, "value",
+                             value ? value : json_null()));
 }
 
 static void honce_wait_go(dreq *r)
 {
     obj *o = r->ctx;
     honce *h = (honce *)o;
+    json_t *value = NULL;
     int rc = 0, got;
 
     dreq_wait_begin(r, o, "sync.Once.Do");
@@ -252,7 +276,7 @@ static void honce_wait_go(dreq *r)
     if (dreq_cancelled(r))
         rc = RT_ECANCELED, got = -1;
     else
-        while ((got = honce_try_locked(h, r)) < 0 && rc == 0)
+        while ((got = honce_try_locked(h, r, &value)) < 0 && rc == 0)
             rc = rt_cond_wait(h->cv, r->dl);
     if (got == 1 && r->s && !sess_alive(r->s)) {
         /* Became the runner for a session that has already ended (its
@@ -264,7 +288,7 @@ static void honce_wait_go(dreq *r)
     pthread_mutex_unlock(&h->mu);
     dreq_wait_end(r);
     if (got >= 0)
-        honce_answer(r, got);
+        honce_answer(r, got, value);
     else
         dreq_fail_rt(r, rc);
     obj_release(o);
@@ -274,12 +298,13 @@ void h_once_do(dreq *r)
 {
     obj *o = dreq_obj(r, dreq_str(r, "name"), &honce_ops, true);
     honce *h = (honce *)o;
+    json_t *value = NULL;
     int got;
 
     if (!o)
         return;
     pthread_mutex_lock(&h->mu);
-    got = honce_try_locked(h, r);
+    got = honce_try_locked(h, r, &value);
     pthread_mutex_unlock(&h->mu);
     if (got < 0 && r->dl != RT_POLL) {
         r->ctx = o;
@@ -290,7 +315,7 @@ void h_once_do(dreq *r)
     if (got < 0)
         dreq_fail(r, PROTO_R_TIMEOUT, "timeout");
     else
-        honce_answer(r, got);
+        honce_answer(r, got, value);
     obj_release(o);
 }
 
@@ -300,13 +325,17 @@ void h_once_done(dreq *r)
         return; /* the log cannot be written: see persist.h */
     obj *o = dreq_obj(r, dreq_str(r, "name"), &honce_ops, true);
     honce *h = (honce *)o;
+    json_t *value;
 
     if (!o)
         return;
+    value = dreq_param(r, "value"); /* borrowed; NULL when absent */
     pthread_mutex_lock(&h->mu);
     if (h->state == ONCE_RUNNING && h->runner == dreq_sid(r)) {
         h->state = ONCE_DONE;
-        persist_once_done(o);
+        json_decref(h->value);
+        h->value = value ? json_incref(value) : json_null();
+        persist_once_done(o, h->value);
         atomic_fetch_sub(&honce_running, 1);
         rt_cond_broadcast(h->cv);
         pthread_mutex_unlock(&h->mu);
@@ -428,7 +457,7 @@ int hwg__restore(const char *name, int64_t v)
     return n < 0 ? -1 : 0;
 }
 
-int honce__restore(const char *name)
+int honce__restore(const char *name, const char *v, size_t vn)
 {
     reg_found f;
     dreq r = { 0 };
@@ -436,8 +465,11 @@ int honce__restore(const char *name)
     if (reg_lookup(name, &honce_ops, true, &r, &f) != REG_OK)
         return 0;
     honce *h = (honce *)f.o;
+    json_t *j = v ? json_loadb(v, vn, JSON_DECODE_ANY, NULL) : json_null();
     pthread_mutex_lock(&h->mu);
     h->state = ONCE_DONE;
+    json_decref(h->value);
+    h->value = j ? j : json_null();
     pthread_mutex_unlock(&h->mu);
     obj_release(f.o);
     return 0;

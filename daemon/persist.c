@@ -165,13 +165,18 @@ void persist_wg_set(obj *o, int64_t v)
     persist_num(o, EFF_WG_SET, v);
 }
 
-void persist_once_done(obj *o)
+void persist_once_done(obj *o, const json_t *value)
 {
     if (!persist__wal)
         return;
-    eff_rec r = {.type = EFF_ONCE_DONE};
+    char *text = value ? json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY)
+                       : NULL;
+    eff_rec r = { .type = EFF_ONCE_DONE };
     r.u.once.name = eff_s(o->name);
+    r.u.once.has_value = text != NULL;
+    r.u.once.value = eff_s(text ? text : "");
     persist_append(o, &r);
+    free(text);
 }
 
 bool persist_write_ok(dreq *r)
@@ -310,7 +315,9 @@ static int persist_apply(void *arg, const eff_rec *r, int from_snapshot)
         rc = hwg__restore(name, r->u.num.v);
         break;
     case EFF_ONCE_DONE:
-        rc = honce__restore(name);
+        rc = honce__restore(name,
+                            r->u.once.has_value ? r->u.once.value.p : NULL,
+                            r->u.once.value.n);
         break;
     case EFF_TOKEN_EPOCH:
         hold_token_floor(epoch_token(r->u.epoch.epoch, 0));

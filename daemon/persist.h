@@ -60,7 +60,7 @@ void persist_map_delete(obj *o, const char *k, size_t kl);
 void persist_map_clear(obj *o);
 void persist_atomic_set(obj *o, int64_t v);
 void persist_wg_set(obj *o, int64_t v);
-void persist_once_done(obj *o);
+void persist_once_done(obj *o, const json_t *value);
 
 /* Returns false after failing r (reason limit, "disk full ...") while the
  * log cannot be written; true otherwise.  For requests that change
@@ -102,6 +102,6 @@ int hmap__restore(const char *name, const char *k, size_t kl, const char *v,
                   size_t vn, int what);
 int hatomic__restore(const char *name, int64_t v);
 int hwg__restore(const char *name, int64_t v);
-int honce__restore(const char *name);
+int honce__restore(const char *name, const char *v, size_t vn);
 
 #endif /* CHAND_PERSIST_H */

@@ -38,6 +38,8 @@ static const char *const proto_reason_names[PROTO_R_COUNT] = {
     [PROTO_R_MISUSE] = "misuse",
     [PROTO_R_INVALID] = "invalid",
     [PROTO_R_INTERNAL] = "internal",
+    [PROTO_R_UNAUTHENTICATED] = "unauthenticated",
+    [PROTO_R_DENIED] = "denied",
 };
 
 const char *proto_reason_name(proto_reason r)
@@ -88,8 +90,12 @@ int proto_error_set(proto_error *err, int code, proto_reason reason,
 /* Kept in the order of PROTOCOL.md.  `id` is filled by position below; the
  * daemon's handler table refers to methods by name. */
 proto_method proto__table[] = {
-    { "hello", 0, false, { P("version", INT, REQ) } },
+    { "hello", 0, false,
+      { P("version", INT, REQ), P("user", STRING, OPT),
+        P("password", STRING, OPT) } },
     { "ping", 0, false, { { 0 } } },
+    { "auth", 0, false,
+      { P("user", STRING, REQ), P("password", STRING, REQ) } },
     /* channels */
     { "make", 0, false,
       { NAME, P("cap", UINT, OPT), P("type", STRING, OPT) } },
@@ -116,7 +122,7 @@ proto_method proto__table[] = {
     { "wg.done", 0, false, { NAME } },
     { "wg.wait", 0, true, { NAME } },
     { "once.do", 0, true, { NAME } },
-    { "once.done", 0, false, { NAME } },
+    { "once.done", 0, false, { NAME, P("value", ANY, OPT) } },
     { "pool.put", 0, false, { NAME, P("value", ANY, REQ) } },
     { "pool.get", 0, false, { NAME } },
     /* sync.Map */
