@@ -469,6 +469,9 @@ static void test_restart_keeps_state(void **state)
     e2e_okj_free(c, 0, "send",
                  json_pack("{s:s, s:i}", "name", "gone", "value", 1));
     e2e_okj_free(c, 0, "drop", json_pack("{s:s}", "name", "gone"));
+    assert_true(e2e_ok_bool(c, 0, "once.do", "{\"name\":\"ov\"}", "run"));
+    e2e_okj_free(c, 0, "once.done", json_pack("{s:s, s:{s:i}}", "name", "ov",
+                                              "value", "x", 7));
     testd_close(c);
     /* A clean stop, then a kill: both keep it. */
     assert_int_equal(testd_stop(&D), 0);
@@ -489,6 +492,12 @@ static void test_restart_keeps_state(void **state)
         json_t *a = e2e_call(c, 0, "len", "{\"name\":\"gone\"}");
         e2e_check_reason(a, "not_found", NULL);
         json_decref(a);
+        /* A done once keeps its value. */
+        r = e2e_ok(c, 0, "once.do", "{\"name\":\"ov\"}");
+        assert_false(json_is_true(json_object_get(r, "run")));
+        assert_int_equal(json_integer_value(json_object_get(
+                             json_object_get(r, "value"), "x")),
+                         7);
         /* The channel's type persists too. */
         a = e2e_call(c, 0, "make",
                      "{\"name\":\"jobs\",\"cap\":8,\"type\":\"string\"}");
