@@ -168,8 +168,9 @@ int main(int argc, char **argv)
     r = main_serve(v, &c, err, sizeof err);
     if (r != 0)
         log_error("%s", err);
-    persist_stop();
+    persist_quiesce();
     srv_free(v);
+    persist_stop();
     sec_fini();
     disp_fini();
     if (r != 0)

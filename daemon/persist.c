@@ -169,9 +169,9 @@ void persist_once_done(obj *o, const json_t *value)
 {
     if (!persist__wal)
         return;
-    char *text = value ? json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY)
-                       : NULL;
-    eff_rec r = { .type = EFF_ONCE_DONE };
+    char *text =
+        value ? json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    eff_rec r = {.type = EFF_ONCE_DONE};
     r.u.once.name = eff_s(o->name);
     r.u.once.has_value = text != NULL;
     r.u.once.value = eff_s(text ? text : "");
@@ -315,9 +315,9 @@ static int persist_apply(void *arg, const eff_rec *r, int from_snapshot)
         rc = hwg__restore(name, r->u.num.v);
         break;
     case EFF_ONCE_DONE:
-        rc = honce__restore(name,
-                            r->u.once.has_value ? r->u.once.value.p : NULL,
-                            r->u.once.value.n);
+        rc =
+            honce__restore(name, r->u.once.has_value ? r->u.once.value.p : NULL,
+                           r->u.once.value.n);
         break;
     case EFF_TOKEN_EPOCH:
         hold_token_floor(epoch_token(r->u.epoch.epoch, 0));
@@ -329,11 +329,20 @@ static int persist_apply(void *arg, const eff_rec *r, int from_snapshot)
     return rc;
 }
 
+/* Set once the server is being freed: no more wakes of its threads. */
+static _Atomic bool persist_quiet;
+
 static void persist_durable_cb(void *arg, uint64_t durable)
 {
     (void)arg;
     (void)durable;
-    srv_durable_wake();
+    if (!atomic_load(&persist_quiet))
+        srv_durable_wake();
+}
+
+void persist_quiesce(void)
+{
+    atomic_store(&persist_quiet, true);
 }
 
 int persist_start(const conf *c, char *err, size_t errlen)
@@ -388,6 +397,7 @@ void persist_stop(void)
 
     if (!w)
         return;
+    persist__wal = NULL; /* effects from here on stay in memory */
     int rc = wal_close(w);
     if (rc != 0)
         log_error("durability: closing the log: %s", strerror(-rc));

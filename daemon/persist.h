@@ -36,7 +36,11 @@ static inline bool persist_on(void)
  * above it.  Before listening.  Returns 0 (also when data_dir is empty),
  * or -1 with a message in err (damage: file, offset and the repair). */
 int persist_start(const conf *c, char *err, size_t errlen);
-/* Writes and fsyncs what is pending and closes the log. */
+/* Before the server is freed: the log's durability callback stops
+ * waking its I/O threads. */
+void persist_quiesce(void);
+/* Writes and fsyncs what is pending and closes the log.  After the server
+ * is freed (its sessions' last flushes use the log). */
 void persist_stop(void);
 /* chand --repair: repairs c->data_dir and prints the report.  Returns the
  * exit code. */
@@ -74,9 +78,8 @@ extern __thread bool persist__nogate;
 /* Returns the LSN an answer built now must wait for (0: none). */
 static inline uint64_t persist_gate_lsn(void)
 {
-    return persist__gate && !persist__nogate
-               ? wal_appended_lsn(persist__wal)
-               : 0;
+    return persist__gate && !persist__nogate ? wal_appended_lsn(persist__wal)
+                                             : 0;
 }
 /* Returns the LSN up to which the log is on disk. */
 uint64_t persist_durable_lsn(void);
