@@ -179,6 +179,12 @@ void persist_once_done(obj *o, const json_t *value)
     free(text);
 }
 
+void persist_hold(obj *o, const eff_rec *r)
+{
+    if (persist__wal)
+        persist_append(o, r);
+}
+
 bool persist_write_ok(dreq *r)
 {
     char why[256];
@@ -318,6 +324,12 @@ static int persist_apply(void *arg, const eff_rec *r, int from_snapshot)
         rc =
             honce__restore(name, r->u.once.has_value ? r->u.once.value.p : NULL,
                            r->u.once.value.n);
+        break;
+    case EFF_HOLD_GRANT:
+    case EFF_HOLD_RELEASE:
+        rc = hlock__restore(name, r->u.hold.kind, r->u.hold.token,
+                            r->u.hold.deadline_ms,
+                            r->type == EFF_HOLD_GRANT);
         break;
     case EFF_TOKEN_EPOCH:
         hold_token_floor(epoch_token(r->u.epoch.epoch, 0));

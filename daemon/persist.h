@@ -65,6 +65,8 @@ void persist_map_clear(obj *o);
 void persist_atomic_set(obj *o, int64_t v);
 void persist_wg_set(obj *o, int64_t v);
 void persist_once_done(obj *o, const json_t *value);
+/* A leased hold's grant or release (holds.c, under its lock). */
+void persist_hold(obj *o, const eff_rec *r);
 
 /* Returns false after failing r (reason limit, "disk full ...") while the
  * log cannot be written; true otherwise.  For requests that change
@@ -104,6 +106,8 @@ int hchan__restore_close(const char *name);
 int hmap__restore(const char *name, const char *k, size_t kl, const char *v,
                   size_t vn, int what);
 int hatomic__restore(const char *name, int64_t v);
+int hlock__restore(const char *name, unsigned kind, uint64_t token,
+                   int64_t end_ms, bool grant);
 int hwg__restore(const char *name, int64_t v);
 int honce__restore(const char *name, const char *v, size_t vn);
 

@@ -16,6 +16,7 @@
  *    either a clean start or the refusal that names `chand --repair`, and
  *    after the repair a clean start.
  *
+ * Also: a lease survives a restart (and one that ran out ends after it).
  * DURABILITY_KILLS (default 24) is the number of kills of the always run;
  * DURABILITY_SEED repeats a run.  `make test-durability` runs 200.
  */
@@ -469,9 +470,14 @@ static void test_restart_keeps_state(void **state)
     e2e_okj_free(c, 0, "send",
                  json_pack("{s:s, s:i}", "name", "gone", "value", 1));
     e2e_okj_free(c, 0, "drop", json_pack("{s:s}", "name", "gone"));
+    /* A lease outlives its session, and the restart. */
+    int64_t lt =
+        e2e_ok_int(c, 0, "mutex.lock",
+                   "{\"name\":\"leased\",\"lease_ms\":600000}", "token");
+    e2e_ok(c, 0, "rwmutex.rlock", "{\"name\":\"short\",\"lease_ms\":200}");
     assert_true(e2e_ok_bool(c, 0, "once.do", "{\"name\":\"ov\"}", "run"));
-    e2e_okj_free(c, 0, "once.done", json_pack("{s:s, s:{s:i}}", "name", "ov",
-                                              "value", "x", 7));
+    e2e_okj_free(c, 0, "once.done",
+                 json_pack("{s:s, s:{s:i}}", "name", "ov", "value", "x", 7));
     testd_close(c);
     /* A clean stop, then a kill: both keep it. */
     assert_int_equal(testd_stop(&D), 0);
@@ -492,11 +498,34 @@ static void test_restart_keeps_state(void **state)
         json_t *a = e2e_call(c, 0, "len", "{\"name\":\"gone\"}");
         e2e_check_reason(a, "not_found", NULL);
         json_decref(a);
+        /* The leased lock is still held, by its token; the short lease
+         * expired (after the restart too). */
+        a = e2e_call(c, 0, "mutex.lock",
+                     "{\"name\":\"leased\",\"timeout_ms\":0}");
+        e2e_check_reason(a, "timeout", NULL);
+        json_decref(a);
+        json_t *info = e2e_ok(c, 0, "list", "{\"prefix\":\"leased\"}");
+        assert_int_equal(
+            json_integer_value(json_object_get(
+                json_array_get(json_object_get(info, "objects"), 0), "token")),
+            lt);
+        for (int64_t t0 = testd_now_ms();; testd_sleep_ms(20)) {
+            a = e2e_call(c, 0, "rwmutex.lock",
+                         "{\"name\":\"short\",\"timeout_ms\":0}");
+            bool got_it = testd_result(a) != NULL;
+            json_decref(a);
+            if (got_it)
+                break;
+            if (testd_now_ms() - t0 > 10000)
+                fail_msg("the short lease never expired");
+        }
+        e2e_okj_free(c, 0, "rwmutex.unlock",
+                     json_pack("{s:s}", "name", "short"));
         /* A done once keeps its value. */
         r = e2e_ok(c, 0, "once.do", "{\"name\":\"ov\"}");
         assert_false(json_is_true(json_object_get(r, "run")));
-        assert_int_equal(json_integer_value(json_object_get(
-                             json_object_get(r, "value"), "x")),
+        assert_int_equal(json_integer_value(
+                             json_object_get(json_object_get(r, "value"), "x")),
                          7);
         /* The channel's type persists too. */
         a = e2e_call(c, 0, "make",
@@ -506,9 +535,12 @@ static void test_restart_keeps_state(void **state)
         testd_close(c);
         dur_kill_now();
     }
-    /* Drained and closed. */
+    /* Drained and closed; the lease ends by its token. */
     assert_int_equal(dur_start("always"), 0);
     c = testd_connect(&D);
+    e2e_okj_free(
+        c, 0, "mutex.unlock",
+        json_pack("{s:s, s:I}", "name", "leased", "token", (json_int_t)lt));
     json_t *r = e2e_ok(c, 0, "recv", "{\"name\":\"jobs\"}");
     assert_false(json_is_true(json_object_get(r, "ok")));
     /* runtime.stats shows the log. */
