@@ -224,6 +224,10 @@ typedef struct obj_ops {
     void (*fini)(obj *o);              /* frees the family's resources */
     void (*drop)(obj *o);              /* removed from the namespace */
     void (*info)(obj *o, json_t *into);/* list/dump fields */
+    /* Returns true while o may not be dropped (a held lock, a once in
+     * progress); else marks o dropped under the family's own lock, so
+     * that nothing takes it afterwards.  NULL: always droppable. */
+    bool (*busy)(obj *o);
 } obj_ops;
 
 /* Every object begins with this header; a family's struct embeds it first. */
@@ -243,7 +247,8 @@ enum {
     REG_ENOENT = -1,          /* no such name (and not created) */
     REG_ETYPE = -2,           /* the name is another type's */
     REG_ELIMIT = -3,          /* creating it would pass max-objects */
-    REG_ENOMEM = -4           /* out of memory, or the family's init failed */
+    REG_ENOMEM = -4,          /* out of memory, or the family's init failed */
+    REG_EBUSY = -5            /* reg_drop: held or in progress (ops->busy) */
 };
 
 typedef struct reg_found {
@@ -264,7 +269,8 @@ obj *dreq_obj(dreq *r, const char *name, const obj_ops *want, bool create);
 /* As dreq_obj with create, and *created set when this call made it. */
 obj *dreq_obj_make(dreq *r, const char *name, const obj_ops *ops,
                    bool *created);
-/* Removes name; returns 0 or REG_ENOENT. */
+/* Removes name; returns 0, REG_ENOENT, or REG_EBUSY when its family's
+ * busy op refuses (then it stays). */
 int reg_drop(const char *name);
 /* Drops a reference. */
 void obj_release(obj *o);
@@ -474,6 +480,8 @@ void h_rw_lock(dreq *r);
 void h_rw_unlock(dreq *r);
 void h_rw_rlock(dreq *r);
 void h_rw_runlock(dreq *r);
+void h_mutex_renew(dreq *r);
+void h_rw_renew(dreq *r);
 void h_cond_wait(dreq *r);
 void h_cond_signal(dreq *r);
 void h_cond_broadcast(dreq *r);

@@ -40,6 +40,8 @@ static const struct {
     { "len", h_len },
     { "select", h_select },
     /* h_lock.c */
+    { "mutex.renew", h_mutex_renew },
+    { "rwmutex.renew", h_rw_renew },
     { "mutex.lock", h_mutex_lock },
     { "mutex.unlock", h_mutex_unlock },
     { "rwmutex.lock", h_rw_lock },
@@ -702,7 +704,57 @@ static void disp_detached_go(void *arg)
     disp_tab[r->m->id](r);
 }
 
+static int disp_detached(json_t *request, bool check_only, int depth,
+                         proto_error *err);
+
+/* Methods that leave a hold behind: detached, nobody would end it but a
+ * lease. */
+static bool disp_takes_hold(const char *method)
+{
+    static const char *const m[] = { "mutex.lock", "rwmutex.lock",
+                                     "rwmutex.rlock", "once.do" };
+
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        if (strcmp(method, m[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Refuses a detached request that would leave a hold owned by nobody
+ * forever (a lock or once.do without lease_ms), and checks nested go and
+ * timer.afterfunc requests the same way, when they are made.  Returns 0
+ * or -1 with err filled. */
+static int disp_detached_check(const proto_request *req, int depth,
+                               proto_error *err)
+{
+    const char *name = req->method->name;
+    json_t *inner;
+
+    if (disp_takes_hold(name)) {
+        json_t *lease = json_object_get(req->params, "lease_ms");
+        if (!lease || json_integer_value(lease) <= 0)
+            return proto_error_set(
+                err, PROTO_INVALID_PARAMS, PROTO_R_INVALID,
+                "invalid params: a detached %s (go, timer.afterfunc) needs "
+                "lease_ms, or its hold would outlive everyone", name);
+    }
+    if (strcmp(name, "go") && strcmp(name, "timer.afterfunc"))
+        return 0;
+    if (depth >= 8)
+        return proto_error_set(err, PROTO_INVALID_PARAMS, PROTO_R_INVALID,
+                               "invalid params: requests nested deeper "
+                               "than 8");
+    inner = json_object_get(req->params, "request");
+    return inner ? disp_detached(inner, true, depth + 1, err) : 0;
+}
+
 int disp_run_detached(json_t *request, bool check_only, proto_error *err)
+{
+    return disp_detached(request, check_only, 0, err);
+}
+
+static int disp_detached(json_t *request, bool check_only, int depth,
+                         proto_error *err)
 {
     json_t *env, *v;
     const char *key;
@@ -734,6 +786,10 @@ int disp_run_detached(json_t *request, bool check_only, proto_error *err)
         return proto_error_set(err, PROTO_INVALID_PARAMS, PROTO_R_INVALID,
                                "invalid params: %s is not implemented",
                                req.method->name);
+    }
+    if (disp_detached_check(&req, depth, err) != 0) {
+        json_decref(env);
+        return -1;
     }
     if (check_only) {
         json_decref(env);

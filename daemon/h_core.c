@@ -62,8 +62,13 @@ void h_list(dreq *r)
 void h_drop(dreq *r)
 {
     const char *name = dreq_str(r, "name");
+    int rc = reg_drop(name);
 
-    if (reg_drop(name) != 0)
+    if (rc == REG_EBUSY)
+        dreq_fail(r, PROTO_R_MISUSE,
+                  "\"%s\" is held or in progress: unlock it (or finish the "
+                  "once) before drop", name);
+    else if (rc != 0)
         dreq_fail(r, PROTO_R_NOT_FOUND, "no object \"%s\"", name);
     else
         dreq_ok(r, NULL);

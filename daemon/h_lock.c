@@ -57,6 +57,7 @@ static const obj_ops hmutex_ops = {
     .init = hlock_init_mutex,
     .fini = hlock_fini,
     .info = hold_info,
+    .busy = hold_busy,
 };
 
 static const obj_ops hrwmutex_ops = {
@@ -66,6 +67,7 @@ static const obj_ops hrwmutex_ops = {
     .init = hlock_init_rw,
     .fini = hlock_fini,
     .info = hold_info,
+    .busy = hold_busy,
 };
 
 static void hcond_fini(obj *o)
@@ -140,6 +142,11 @@ static void hl_granted(dreq *r, hlock *l, bool write)
     hhold *h = hold_add(l, dreq_sid(r), write, lease_ms, &owner_dead, &token);
     json_t *res;
 
+    if (!h && atomic_load(&l->o.dropped)) {
+        dreq_fail(r, PROTO_R_NOT_FOUND, "%s \"%s\" was dropped",
+                  l->o.ops->name, l->o.name);
+        return;
+    }
     if (!h) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
         return;
@@ -286,6 +293,52 @@ static void hl_unlock(dreq *r, const obj_ops *ops, bool write)
     obj_release(o);
 }
 
+/* mutex.renew, rwmutex.renew: a new lease for the hold with token. */
+static void hl_renew(dreq *r, const obj_ops *ops)
+{
+    const char *name = dreq_str(r, "name");
+    uint64_t token = (uint64_t)dreq_int(r, "token", 0);
+    int64_t lease_ms = dreq_int(r, "lease_ms", 0);
+    reg_found f;
+    obj *o;
+    int rc;
+
+    if (lease_ms <= 0) {
+        dreq_fail_params(r, NULL, "invalid params: lease_ms must be > 0");
+        return;
+    }
+    /* An absent lock (never made, or reclaimed unlocked) is held by no
+     * token: not_locked, as for a present one. */
+    rc = reg_lookup(name, ops, false, r, &f);
+    if (rc == REG_ENOENT) {
+        dreq_fail(r, PROTO_R_NOT_LOCKED, "token %llu does not hold %s \"%s\"",
+                  (unsigned long long)token, ops->name, name);
+        return;
+    }
+    if (rc != REG_OK) {
+        o = dreq_obj(r, name, ops, false); /* answers wrong_type... */
+        if (o) { /* ...unless it was just made: held by nobody */
+            obj_release(o);
+            dreq_fail(r, PROTO_R_NOT_LOCKED, "token %llu does not hold %s "
+                      "\"%s\"", (unsigned long long)token, ops->name, name);
+        }
+        return;
+    }
+    o = f.o;
+    rc = hold_renew((hlock *)o, token, lease_ms);
+    if (rc == -1)
+        dreq_fail(r, PROTO_R_NOT_LOCKED,
+                  "token %llu does not hold %s \"%s\"",
+                  (unsigned long long)token, ops->name, o->name);
+    else if (rc != 0)
+        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+    else
+        dreq_ok_int(r, "lease_ms", lease_ms);
+    obj_release(o);
+}
+
+void h_mutex_renew(dreq *r) { hl_renew(r, &hmutex_ops); }
+void h_rw_renew(dreq *r) { hl_renew(r, &hrwmutex_ops); }
 void h_mutex_lock(dreq *r) { hl_lock(r, &hmutex_ops, true); }
 void h_mutex_unlock(dreq *r) { hl_unlock(r, &hmutex_ops, true); }
 void h_rw_lock(dreq *r) { hl_lock(r, &hrwmutex_ops, true); }
@@ -319,6 +372,7 @@ static void hc_wait(dreq *r)
     int rc;
     bool owner_dead = false;
     uint64_t token = 0;
+    int64_t lease_ms;
 
     /* Drop the caller's hold from the books; rt_cond_wait unlocks the
      * runtime mutex itself, atomically with starting to wait. */
@@ -331,6 +385,7 @@ static void hc_wait(dreq *r)
                   rt_strerror(RT_EUNLOCK), l->o.name);
         goto out;
     }
+    lease_ms = hold_lease_ms(h); /* kept across the wait */
     hold_drop_locked(h, false, false); /* q->l keeps our reference */
     hold_unlock();
 
@@ -338,13 +393,12 @@ static void hc_wait(dreq *r)
     rc = rt_cond_wait(q->c->c, r->dl);
     dreq_wait_end(r);
     /* The runtime mutex is held again in every case. */
-    h = hold_add(l, dreq_sid(r), true, dreq_int(r, "lease_ms", 0),
-                 &owner_dead, &token);
+    h = hold_add(l, dreq_sid(r), true, lease_ms, &owner_dead, &token);
     if (!h) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
         goto out;
     }
-    if (r->s && !sess_alive(r->s)) {
+    if (r->s && !sess_alive(r->s) && !lease_ms) {
         /* As hl_granted: the next holder still hears of a dead owner. */
         hold_lock();
         /* (Unless another session unlocked it by token meanwhile.) */

@@ -122,8 +122,18 @@ typedef struct honce {
     pthread_mutex_t mu;       /* guards state and runner */
     int state;
     uint64_t runner;          /* session running it (0: detached) */
+    uint64_t run;             /* counts the turns, for the lease */
     rt_cond *cv;              /* waiters for the runner's end */
 } honce;
+
+/* A once.do turn taken with lease_ms: the once reopens when the turn is
+ * still running as it ends, as a lock's lease releases it. */
+typedef struct honce_lease {
+    _Atomic int refs;         /* the taker's and the timer's */
+    obj *o;                   /* retained */
+    uint64_t run;
+    rt_timer *t;
+} honce_lease;
 
 static _Atomic int honce_running; /* onces in ONCE_RUNNING, for the hook */
 
@@ -176,6 +186,19 @@ static void honce_info(obj *o, json_t *into)
     pthread_mutex_unlock(&h->mu);
 }
 
+static bool honce_busy(obj *o)
+{
+    honce *h = (honce *)o;
+    bool busy;
+
+    pthread_mutex_lock(&h->mu);
+    busy = h->state == ONCE_RUNNING;
+    if (!busy)
+        atomic_store(&o->dropped, true);
+    pthread_mutex_unlock(&h->mu);
+    return busy;
+}
+
 static const obj_ops honce_ops = {
     .type = OBJ_ONCE,
     .name = "once",
@@ -183,7 +206,54 @@ static const obj_ops honce_ops = {
     .init = honce_init,
     .fini = honce_fini,
     .info = honce_info,
+    .busy = honce_busy,
 };
+
+static void honce_lease_put(honce_lease *ls)
+{
+    if (atomic_fetch_sub(&ls->refs, 1) != 1)
+        return;
+    rt_timer_free(ls->t);
+    obj_release(ls->o);
+    free(ls);
+}
+
+static void honce_lease_fire(void *arg)
+{
+    honce_lease *ls = arg;
+    honce *h = (honce *)ls->o;
+
+    pthread_mutex_lock(&h->mu);
+    if (h->state == ONCE_RUNNING && h->run == ls->run) {
+        h->state = ONCE_IDLE;
+        h->runner = 0;
+        atomic_fetch_sub(&honce_running, 1);
+        rt_cond_signal(h->cv);
+        log_info("once \"%s\": lease of its runner expired", ls->o->name);
+    }
+    pthread_mutex_unlock(&h->mu);
+    honce_lease_put(ls);
+}
+
+/* Starts the lease of turn `run` of h (not under h->mu: the timer may
+ * fire at once).  Out of memory leaves the turn without one. */
+static void honce_lease_start(honce *h, uint64_t run, int64_t lease_ms)
+{
+    honce_lease *ls = calloc(1, sizeof *ls);
+
+    if (!ls)
+        return;
+    ls->refs = 2;
+    ls->o = obj_retain(&h->o);
+    ls->run = run;
+    ls->t = rt_after_func(lease_ms * 1000000, honce_lease_fire, ls);
+    if (!ls->t) {
+        obj_release(ls->o);
+        free(ls);
+        return;
+    }
+    honce_lease_put(ls);
+}
 
 /* Decides for r under h->mu: returns 1 (answered run:true), 0 (answered
  * run:false) or -1 (must wait). */
@@ -194,14 +264,20 @@ static int honce_try_locked(honce *h, dreq *r)
     if (h->state == ONCE_IDLE) {
         h->state = ONCE_RUNNING;
         h->runner = dreq_sid(r);
+        h->run++;
         atomic_fetch_add(&honce_running, 1);
         return 1;
     }
     return -1;
 }
 
-static void honce_answer(dreq *r, int run)
+/* Answers r; a turn taken (run) with lease_ms starts its lease first. */
+static void honce_answer(dreq *r, int run, uint64_t turn)
 {
+    int64_t lease_ms = dreq_int(r, "lease_ms", 0);
+
+    if (run && lease_ms > 0)
+        honce_lease_start((honce *)r->ctx, turn, lease_ms);
     dreq_ok(r, json_pack("{s:b}", "run", run));
 }
 
@@ -210,6 +286,7 @@ static void honce_wait_go(dreq *r)
     obj *o = r->ctx;
     honce *h = (honce *)o;
     int rc = 0, got;
+    uint64_t turn;
 
     dreq_wait_begin(r, o, "sync.Once.Do");
     pthread_mutex_lock(&h->mu);
@@ -225,10 +302,11 @@ static void honce_wait_go(dreq *r)
         atomic_fetch_sub(&honce_running, 1);
         rt_cond_signal(h->cv);
     }
+    turn = h->run;
     pthread_mutex_unlock(&h->mu);
     dreq_wait_end(r);
     if (got >= 0)
-        honce_answer(r, got);
+        honce_answer(r, got, turn);
     else
         dreq_fail_rt(r, rc);
     obj_release(o);
@@ -239,14 +317,16 @@ void h_once_do(dreq *r)
     obj *o = dreq_obj(r, dreq_str(r, "name"), &honce_ops, true);
     honce *h = (honce *)o;
     int got;
+    uint64_t turn;
 
     if (!o)
         return;
     pthread_mutex_lock(&h->mu);
     got = honce_try_locked(h, r);
+    turn = h->run;
     pthread_mutex_unlock(&h->mu);
+    r->ctx = o;
     if (got < 0 && r->dl != RT_POLL) {
-        r->ctx = o;
         if (dreq_park(r, honce_wait_go) != 0)
             obj_release(o);
         return;
@@ -254,7 +334,7 @@ void h_once_do(dreq *r)
     if (got < 0)
         dreq_fail(r, PROTO_R_TIMEOUT, "timeout");
     else
-        honce_answer(r, got);
+        honce_answer(r, got, turn);
     obj_release(o);
 }
 

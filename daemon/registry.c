@@ -216,6 +216,12 @@ int reg_drop(const char *name)
     for (pp = &reg_tab[h]; *pp; pp = &(*pp)->hnext)
         if (strcmp((*pp)->name, name) == 0) {
             o = *pp;
+            /* Asked under reg_mu, so that nobody finds it by name in
+             * between; the family's lock orders it against its takers. */
+            if (o->ops->busy && o->ops->busy(o)) {
+                pthread_mutex_unlock(&reg_mu);
+                return REG_EBUSY;
+            }
             *pp = o->hnext;
             o->hnext = NULL;
             break;

@@ -88,7 +88,8 @@ int proto_error_set(proto_error *err, int code, proto_reason reason,
 /* Kept in the order of PROTOCOL.md.  `id` is filled by position below; the
  * daemon's handler table refers to methods by name. */
 proto_method proto__table[] = {
-    { "hello", 0, false, { P("version", INT, REQ) } },
+    { "hello", 0, false,
+      { P("version", INT, REQ), P("heartbeat_ms", UINT, OPT) } },
     { "ping", 0, false, { { 0 } } },
     /* channels */
     { "make", 0, false,
@@ -108,6 +109,10 @@ proto_method proto__table[] = {
     { "rwmutex.unlock", 0, false, { NAME, P("token", UINT, OPT) } },
     { "rwmutex.rlock", 0, true, { NAME, P("lease_ms", UINT, OPT) } },
     { "rwmutex.runlock", 0, false, { NAME, P("token", UINT, OPT) } },
+    { "mutex.renew", 0, false,
+      { NAME, P("token", UINT, REQ), P("lease_ms", UINT, REQ) } },
+    { "rwmutex.renew", 0, false,
+      { NAME, P("token", UINT, REQ), P("lease_ms", UINT, REQ) } },
     { "cond.wait", 0, true, { NAME, P("mutex", NAME, REQ) } },
     { "cond.signal", 0, false, { NAME } },
     { "cond.broadcast", 0, false, { NAME } },
@@ -115,7 +120,7 @@ proto_method proto__table[] = {
     { "wg.add", 0, false, { NAME, P("delta", INT, REQ) } },
     { "wg.done", 0, false, { NAME } },
     { "wg.wait", 0, true, { NAME } },
-    { "once.do", 0, true, { NAME } },
+    { "once.do", 0, true, { NAME, P("lease_ms", UINT, OPT) } },
     { "once.done", 0, false, { NAME } },
     { "pool.put", 0, false, { NAME, P("value", ANY, REQ) } },
     { "pool.get", 0, false, { NAME } },
