@@ -32,6 +32,7 @@ void conf_defaults(conf *c)
     snprintf(c->metrics_bind, sizeof c->metrics_bind, "127.0.0.1");
     c->metrics_port = 0;
     c->shutdown_grace_ms = 3000;
+    c->tcp_keepalive = 30;
 }
 
 /* Parses a non-negative integer with an optional k/m/g suffix (x1024). */
@@ -105,6 +106,9 @@ static const conf_key conf_keys[] = {
       "write the bound metrics port to this file" },
     { "shutdown-grace-ms", CK_INT, OFF(shutdown_grace_ms), 0, 3600000,
       "SIGTERM: ms to let cancelled answers reach clients" },
+    { "tcp-keepalive", CK_INT, OFF(tcp_keepalive), 0, 86400,
+      "s of silence before keepalive probes; a vanished peer is dropped "
+      "after twice this (0: off)" },
 };
 #undef OFF
 

@@ -37,6 +37,8 @@ typedef struct conf {
     int metrics_port;       /* 0: no metrics server; -1 ("auto"): any */
     char metrics_port_file[4096]; /* write the metrics port here ("") */
     int shutdown_grace_ms;  /* SIGTERM: longest wait for answers to go */
+    /* Limits and liveness (issue 16). */
+    int tcp_keepalive;      /* s idle before keepalive probes; 0: off */
 } conf;
 
 /* Fills c with the defaults. */

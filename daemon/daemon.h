@@ -157,6 +157,10 @@ rt_cancel *sess_cancel(sess *s);
 bool sess_alive(sess *s);
 void sess_retain(sess *s);
 void sess_release(sess *s);
+/* Ends s as a disconnect does once nothing arrives from it for ms (0:
+ * never; any input resets it).  Returns 0, or -1 when out of memory.  On
+ * s's I/O thread (hello's first call). */
+int sess_set_heartbeat(sess *s, int64_t ms);
 /* Counts requests of s waiting on goroutines or awaits (park.c), so that
  * the drain waits for their answers. */
 void sess_parked(sess *s, int delta);

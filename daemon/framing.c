@@ -163,6 +163,8 @@ void sess__recv_cb(evutil_socket_t fd, short what, void *arg)
                 sess__event(s, BEV_EVENT_ERROR);
             goto out;
         }
+        if (s->hb_ms)
+            s->last_in_ms = sess__now_ms();
         s->batching = true;
         sess_process_flat(s, s->io->rbuf, (size_t)n);
         s->batching = false;
@@ -182,6 +184,8 @@ void sess__recv_cb(evutil_socket_t fd, short what, void *arg)
             if (n > 0) {
                 vec.iov_len = (size_t)n;
                 evbuffer_commit_space(in, &vec, 1);
+                if (s->hb_ms)
+                    s->last_in_ms = sess__now_ms();
             }
         }
         evbuffer_freeze(in, 0);

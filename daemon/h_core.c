@@ -20,9 +20,26 @@ void h_hello(dreq *r)
                   (long long)v, PROTO_VERSION);
         return;
     }
-    dreq_ok(r, json_pack("{s:i, s:s, s:I}", "version", PROTO_VERSION,
-                         "server", "chand " CHAND_VERSION, "session",
-                         (json_int_t)dreq_sid(r)));
+    json_t *hb = dreq_param(r, "heartbeat_ms");
+    int64_t hb_ms = hb ? json_integer_value(hb) : 0;
+    json_t *res;
+
+    if (hb && hb_ms != 0 && hb_ms < 100) {
+        dreq_fail_params(r, NULL, "invalid params: heartbeat_ms must be 0 "
+                         "(off) or at least 100");
+        return;
+    }
+    /* Detached (go hello) there is no session to watch. */
+    if (hb && r->s && sess_set_heartbeat(r->s, hb_ms) != 0) {
+        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+        return;
+    }
+    res = json_pack("{s:i, s:s, s:I}", "version", PROTO_VERSION, "server",
+                    "chand " CHAND_VERSION, "session",
+                    (json_int_t)dreq_sid(r));
+    if (res && hb)
+        json_object_set_new(res, "heartbeat_ms", json_integer(hb_ms));
+    dreq_ok(r, res);
 }
 
 void h_ping(dreq *r)

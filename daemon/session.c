@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -444,6 +445,9 @@ void sess__close_conn(sess *s)
     event_free(s->ev_read);
     if (s->ev_kill)
         event_free(s->ev_kill);
+    if (s->ev_hb)
+        event_free(s->ev_hb);
+    s->ev_hb = NULL;
     sess_unlink(s);
     log_info("session %llu closed", (unsigned long long)s->id);
     sess_release(s);
@@ -454,6 +458,85 @@ static void sess_kill_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sess__close_conn(arg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Liveness: TCP keepalive, heartbeat                                  */
+/* ------------------------------------------------------------------ */
+
+int64_t sess__now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Keepalive probes after tcp_keepalive idle seconds, a third of that
+ * apart, three of them; and the same bound (TCP_USER_TIMEOUT) on data
+ * left unacknowledged, so that a peer whose host vanished is noticed
+ * whether we were sending to it or not.  The default 30 s finds it within
+ * a minute, where the kernel's defaults take 2 h 11 min. */
+static void sess_keepalive(evutil_socket_t fd)
+{
+    int idle = srv_conf.tcp_keepalive, one = 1, cnt = 3, intvl;
+    unsigned user_ms;
+
+    if (idle <= 0)
+        return;
+    intvl = idle / 3 > 0 ? idle / 3 : 1;
+    user_ms = (unsigned)(idle + cnt * intvl) * 1000u;
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) != 0)
+        return; /* not TCP (a test's socketpair): nothing to tune */
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof user_ms);
+}
+
+static void sess_hb_cb(evutil_socket_t fd, short what, void *arg)
+{
+    sess *s = arg;
+    int64_t idle = sess__now_ms() - s->last_in_ms;
+    (void)fd;
+    (void)what;
+
+    if (s->ended || !s->hb_ms)
+        return;
+    if (idle >= s->hb_ms) {
+        log_info("session %llu: nothing received for %lld ms (heartbeat_ms "
+                 "%lld): ended",
+                 (unsigned long long)s->id, (long long)idle,
+                 (long long)s->hb_ms);
+        sess_retain(s);
+        sess__end(s, false);
+        sess_release(s);
+        return;
+    }
+    {
+        int64_t left = s->hb_ms - idle;
+        struct timeval tv = { left / 1000, (left % 1000) * 1000 };
+        evtimer_add(s->ev_hb, &tv);
+    }
+}
+
+int sess_set_heartbeat(sess *s, int64_t ms)
+{
+    if (!s->ev_hb) {
+        if (!ms)
+            return 0;
+        s->ev_hb = evtimer_new(s->io->base, sess_hb_cb, s);
+        if (!s->ev_hb)
+            return -1;
+    }
+    s->hb_ms = ms;
+    s->last_in_ms = sess__now_ms();
+    if (!ms) {
+        evtimer_del(s->ev_hb);
+        return 0;
+    }
+    sess_hb_cb(-1, 0, s); /* arms it for ms from now */
+    return 0;
 }
 
 /* Ends the session: no more answers, every wait cancelled, holds released
@@ -473,6 +556,8 @@ void sess__end(sess *s, bool graceful)
     pthread_mutex_unlock(&s->mu);
     if (s->ev_read)
         event_del(s->ev_read); /* no more requests */
+    if (s->ev_hb)
+        evtimer_del(s->ev_hb);
     rt_cancel_fire(s->cancel);
     disp_session_end(s);
     while (q) {
@@ -540,6 +625,7 @@ int sess__open(srv_io *io, evutil_socket_t fd, const struct sockaddr *addr,
     s->io = io;
     s->id = atomic_fetch_add(&sess_next_id, 1);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    sess_keepalive(fd);
     s->bev = bufferevent_socket_new(io->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!s->bev)
         goto out_free_cancel;

@@ -16,8 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "chand.h"
 
 #include "../common/e2e.h"
 #include "../common/testd.h"
@@ -154,6 +159,220 @@ static void test_cond_keeps_lease(void **state)
     testd_close(b);
 }
 
+/* ------------------------------------------------------------------ */
+/* Liveness                                                           */
+/* ------------------------------------------------------------------ */
+
+/* A client asks for a 500 ms heartbeat, takes a lock and is SIGSTOPped:
+ * its session ends (as a disconnect) at the heartbeat's deadline and the
+ * waiter gets the lock, owner_dead, within a second of it. */
+static void test_heartbeat_stopped_client(void **state)
+{
+    testd_conn *b = testd_connect(&D);
+    json_t *ans;
+    int64_t t_stop, took;
+    pid_t pid;
+    (void)state;
+
+    pid = testd_fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        testd_conn *c = testd_connect(&D);
+        json_t *h = c ? testd_call(c, 1, "hello",
+                                   json_pack("{s:i, s:i}", "version", 1,
+                                             "heartbeat_ms", 500),
+                                   10000)
+                      : NULL;
+        json_t *a = h && testd_result(h)
+                        ? testd_call(c, 2, "mutex.lock",
+                                     json_pack("{s:s}", "name", "hb"), 10000)
+                        : NULL;
+        if (!a || !testd_result(a))
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    e2e_wait_stat(&D, "held_locks", 1);
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    t_stop = testd_now_ms();
+    /* Its last byte arrived before t_stop: the deadline is at most
+     * t_stop + 500. */
+    ans =
+        e2e_call(b, 1, "mutex.lock", "{\"name\":\"hb\",\"timeout_ms\":10000}");
+    took = testd_now_ms() - t_stop;
+    assert_non_null(testd_result(ans));
+    assert_true(json_is_true(json_object_get(testd_result(ans), "owner_dead")));
+    json_decref(ans);
+    printf("# stopped client lost its lock %lld ms after SIGSTOP "
+           "(heartbeat_ms 500)\n",
+           (long long)took);
+    assert_true(took <= 500 + 1000);
+    kill(pid, SIGKILL);
+    testd_reap(pid, NULL, -1);
+    testd_close(b);
+}
+
+/* Any request resets the heartbeat; silence ends the session. */
+static void test_heartbeat_reset(void **state)
+{
+    testd_conn *a = testd_connect(&D);
+    json_t *r;
+    (void)state;
+
+    e2e_expect_reason(a, 1, "hello", "{\"version\":1,\"heartbeat_ms\":50}",
+                      "invalid");
+    r = e2e_ok(a, 2, "hello", "{\"version\":1,\"heartbeat_ms\":300}");
+    assert_int_equal(json_integer_value(json_object_get(r, "heartbeat_ms")),
+                     300);
+    /* 12 pings 100 ms apart: 1.2 s, four heartbeats, still alive. */
+    for (int i = 0; i < 12; i++) {
+        e2e_ok(a, 10 + i, "ping", NULL);
+        testd_sleep_ms(100);
+    }
+    e2e_ok(a, 30, "mutex.lock", "{\"name\":\"hr\"}");
+    assert_int_equal(e2e_stat_of(&D, "held_locks"), 1);
+    /* Silence: the session ends and its lock is released. */
+    assert_true(testd_wait_eof(a, 10000));
+    e2e_wait_stat(&D, "held_locks", 0);
+    testd_close(a);
+}
+
+/* libchand pings by itself while a blocking call waits longer than the
+ * heartbeat: the session survives a 1.2 s lock wait with a 300 ms
+ * heartbeat. */
+static void test_heartbeat_libchand(void **state)
+{
+    testd_conn *a = testd_connect(&D);
+    chand_conn *c = NULL;
+    chand_error err;
+    int64_t token = 0;
+    bool dead = false;
+    (void)state;
+
+    assert_int_equal(chand_connect("127.0.0.1", D.port, 5000, &c, &err), 0);
+    assert_int_equal(chand_set_heartbeat(c, 50), CHAND_EARG);
+    assert_int_equal(chand_set_heartbeat(c, 300), 0);
+    e2e_ok(a, 1, "mutex.lock", "{\"name\":\"lh\",\"lease_ms\":1200}");
+    assert_int_equal(chand_mutex_lock(c, "lh", 10000, -1, &token, &dead), 0);
+    assert_true(dead); /* the lease expired, 4 heartbeats later */
+    assert_int_equal(chand_ping(c), 0);
+    assert_int_equal(chand_mutex_unlock(c, "lh", token), 0);
+    chand_close_conn(c);
+    testd_close(a);
+}
+
+/* Returns the keepalive timer of the daemon's end of connection c, in
+ * seconds left, from /proc/net/tcp (timer 2 is keepalive); -1: no
+ * keepalive timer, -2: not found. */
+static double server_keepalive_s(testd_conn *c, int port)
+{
+    struct sockaddr_in me;
+    socklen_t len = sizeof me;
+    char line[512];
+    double found = -2;
+    FILE *f;
+
+    assert_int_equal(getsockname(testd_fd(c), (struct sockaddr *)&me, &len), 0);
+    f = fopen("/proc/net/tcp", "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f)) {
+        unsigned lport, rport, tr, when;
+        if (sscanf(line, " %*d: %*8x:%x %*8x:%x %*x %*x:%*x %x:%x", &lport,
+                   &rport, &tr, &when) != 4)
+            continue;
+        if ((int)lport == port && rport == ntohs(me.sin_port))
+            found = tr == 2 ? when / 100.0 : -1; /* USER_HZ */
+    }
+    fclose(f);
+    return found;
+}
+
+/* Every client socket gets keepalive, socket-activated ones included:
+ * the daemon's end carries a keepalive timer of at most tcp_keepalive. */
+static void test_keepalive(void **state)
+{
+    static const char *const args[] = {"--tcp-keepalive", "7", NULL};
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    testd_conn *c = testd_connect(&D);
+    testd d2;
+    double left;
+    int lfd;
+    (void)state;
+
+    e2e_ok(c, 1, "ping", NULL);
+    left = server_keepalive_s(c, D.port);
+    printf("# default: keepalive timer %.2f s\n", left);
+    assert_true(left > 0 && left <= 30);
+    testd_close(c);
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 16), 0);
+    assert_int_equal(testd_start_opts(&d2, &(testd_opts){.args = args,
+                                                         .log = "/dev/null",
+                                                         .listen_fd = lfd}),
+                     0);
+    close(lfd);
+    c = testd_connect_port(d2.port);
+    assert_non_null(c);
+    e2e_ok(c, 2, "ping", NULL);
+    left = server_keepalive_s(c, d2.port);
+    printf("# socket-activated, tcp_keepalive 7: keepalive timer %.2f s\n",
+           left);
+    assert_true(left > 0 && left <= 7);
+    testd_close(c);
+    assert_int_equal(testd_stop(&d2), 0);
+}
+
+/* mutex.renew keeps a lease alive past its first end; a token that does
+ * not hold the lock gets not_locked. */
+static void test_renew(void **state)
+{
+    testd_conn *a = testd_connect(&D), *b = testd_connect(&D);
+    json_int_t tok;
+    int64_t t0;
+    char p[128];
+    (void)state;
+
+    t0 = testd_now_ms();
+    tok = e2e_ok_int(a, 1, "mutex.lock", "{\"name\":\"rn\",\"lease_ms\":300}",
+                     "token");
+    snprintf(p, sizeof p, "{\"name\":\"rn\",\"token\":%lld,\"lease_ms\":5000}",
+             (long long)tok);
+    assert_int_equal(e2e_ok_int(a, 2, "mutex.renew", p, "lease_ms"), 5000);
+    testd_close(a); /* the lease, not the session, keeps it */
+    /* Past the first lease's end (300 ms) it is still held. */
+    while (testd_now_ms() - t0 < 600)
+        testd_sleep_ms(20);
+    e2e_expect_reason(b, 3, "mutex.lock", "{\"name\":\"rn\",\"timeout_ms\":0}",
+                      "timeout");
+    assert_int_equal(e2e_stat_of(&D, "held_locks"), 1);
+    assert_int_equal(holder_field(b, "rn", "lease_ms"), 5000);
+    /* Wrong token, unknown lock, rwmutex by token. */
+    e2e_expect_reason(b, 4, "mutex.renew",
+                      "{\"name\":\"rn\",\"token\":999999,\"lease_ms\":100}",
+                      "not_locked");
+    e2e_expect_reason(b, 5, "rwmutex.renew",
+                      "{\"name\":\"nope\",\"token\":1,\"lease_ms\":100}",
+                      "not_locked");
+    e2e_expect_reason(b, 6, "mutex.renew",
+                      "{\"name\":\"rn\",\"token\":1,\"lease_ms\":0}",
+                      "invalid");
+    snprintf(p, sizeof p, "{\"name\":\"rn\",\"token\":%lld}", (long long)tok);
+    e2e_ok(b, 7, "mutex.unlock", p);
+    snprintf(p, sizeof p, "{\"name\":\"rn\",\"token\":%lld,\"lease_ms\":100}",
+             (long long)tok);
+    e2e_expect_reason(b, 8, "mutex.renew", p, "not_locked");
+    tok = e2e_ok_int(b, 9, "rwmutex.rlock", "{\"name\":\"rr\"}", "token");
+    snprintf(p, sizeof p, "{\"name\":\"rr\",\"token\":%lld,\"lease_ms\":60000}",
+             (long long)tok);
+    e2e_ok(b, 10, "rwmutex.renew", p);
+    assert_int_equal(holder_field(b, "rr", "lease_ms"), 60000);
+    testd_close(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -162,6 +381,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_detached_needs_lease, e2e_setup,
                                         e2e_teardown),
         cmocka_unit_test_setup_teardown(test_cond_keeps_lease, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_stopped_client,
+                                        e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_reset, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_libchand, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_renew, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive, e2e_setup,
                                         e2e_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
