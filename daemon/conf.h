@@ -39,6 +39,10 @@ typedef struct conf {
     int shutdown_grace_ms;  /* SIGTERM: longest wait for answers to go */
     /* Limits and liveness (issue 16). */
     int tcp_keepalive;      /* s idle before keepalive probes; 0: off */
+    size_t max_memory;      /* bytes clients may make the daemon hold */
+    int max_goroutines;     /* goroutines (parked requests, go, ...) */
+    int max_timers;         /* timers, tickers and afterfuncs */
+    int min_ticker_ms;      /* shortest ticker period */
 } conf;
 
 /* Fills c with the defaults. */

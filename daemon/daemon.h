@@ -133,11 +133,29 @@ struct event_base *srv_base(srv *v);
  * I/O thread, elsewhere the last count. */
 int64_t srv_output_bytes(void);
 
+/* mem.c: the bytes clients make the daemon hold, against max_memory. */
+/* What a parked request costs besides its line: the goroutine's touched
+ * stack and the request's records. */
+#define MEM_PARK_COST 8192
+/* What an await costs besides its line. */
+#define MEM_AWAIT_COST 512
+/* Charge / release n bytes (never refused: the check is mem_full). */
+void mem_add(int64_t n);
+void mem_sub(int64_t n);
+/* Returns the bytes charged now. */
+int64_t mem_used(void);
+/* Returns true when holding more bytes would pass max_memory. */
+bool mem_full(int64_t more);
+/* Returns the bytes a jansson value (borrowed) is charged at: the same
+ * for the same value, so a release matches its charge. */
+int64_t mem_json_cost(const json_t *v);
+
 /* stats.c: one snapshot that runtime.stats and /metrics both render. */
 typedef struct stats_snap {
     int goroutines, gomaxprocs, numcpu, threads;
     int64_t sessions, objects, waiters, held_locks, requests;
     int64_t open_fds, rss_bytes, output_buffer_bytes;
+    int64_t memory_bytes, max_memory; /* mem.c's count and its limit */
     bool draining;
 } stats_snap;
 /* Fills *sn.  On an I/O thread (output bytes are counted there). */

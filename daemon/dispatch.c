@@ -93,6 +93,18 @@ static void (*const disp_end_hooks[])(sess *s) = {
 static disp_handler *disp_tab;
 static size_t disp_nmethods;
 
+/* Methods that make the daemon hold more (besides every blocking one but
+ * recv, whose wait costs a goroutine): refused with reason limit while
+ * max_memory is reached.  The rest -- reads, and what frees (recv,
+ * pool.get, map.delete, drop, unlock) -- always run, so a full daemon can
+ * be drained. */
+static const char *const disp_growers[] = {
+    "make", "map.store", "map.load_or_store", "map.swap",
+    "map.compare_and_swap", "pool.put", "timer.after", "timer.ticker",
+    "timer.reset", "timer.afterfunc", "go",
+};
+static bool *disp_grows; /* by method id */
+
 int disp_init(void)
 {
     const proto_method *t = proto_methods(&disp_nmethods);
@@ -113,6 +125,16 @@ int disp_init(void)
     for (size_t i = 0; i < disp_nmethods; i++)
         if (!disp_tab[i])
             log_debug("method %s has no handler yet", t[i].name);
+    disp_grows = calloc(disp_nmethods, sizeof *disp_grows);
+    if (!disp_grows)
+        return -1;
+    for (size_t i = 0; i < disp_nmethods; i++) {
+        bool g = t[i].blocking && strcmp(t[i].name, "recv") != 0;
+        for (size_t j = 0; !g && j < sizeof disp_growers /
+                                         sizeof disp_growers[0]; j++)
+            g = strcmp(t[i].name, disp_growers[j]) == 0;
+        disp_grows[t[i].id] = g;
+    }
     return 0;
 }
 
@@ -120,6 +142,8 @@ void disp_fini(void)
 {
     free(disp_tab);
     disp_tab = NULL;
+    free(disp_grows);
+    disp_grows = NULL;
 }
 
 void disp_session_end(sess *s)
@@ -622,6 +646,14 @@ static void disp_checked(dreq *r, proto_request *req, size_t line_len)
                   srv_conf.max_value);
         return;
     }
+    if (disp_grows[r->m->id] && mem_full((int64_t)line_len)) {
+        /* As Redis's OOM error: the setting named, what frees room. */
+        dreq_fail(r, PROTO_R_LIMIT,
+                  "max_memory reached: %lld bytes held of %zu; %s refused "
+                  "(receive, delete or drop something first)",
+                  (long long)mem_used(), srv_conf.max_memory, r->m->name);
+        return;
+    }
     if (!disp_tab[r->m->id]) {
         dreq_finish(r, proto_error_answer(r->id, PROTO_METHOD_NOT_FOUND,
                                           PROTO_R_INVALID,
@@ -702,6 +734,7 @@ static void disp_detached_go(void *arg)
 {
     dreq *r = arg;
     disp_tab[r->m->id](r);
+    mem_sub(MEM_PARK_COST);
 }
 
 static int disp_detached(json_t *request, bool check_only, int depth,
@@ -804,11 +837,21 @@ static int disp_detached(json_t *request, bool check_only, int depth,
     dreq_set(r, &req); /* r->id stays NULL: detached, no answer */
     json_decref(env);
     atomic_fetch_add(&srv_stat.requests, 1);
+    mem_add(MEM_PARK_COST);
     if (rt_in_goroutine()) {
         disp_detached_go(r);
         return 0;
     }
+    if (rt_num_goroutine() >= srv_conf.max_goroutines) {
+        mem_sub(MEM_PARK_COST);
+        dreq_free(r);
+        return proto_error_set(err, proto_reason_code(PROTO_R_LIMIT),
+                               PROTO_R_LIMIT,
+                               "max_goroutines reached: %d goroutines",
+                               rt_num_goroutine());
+    }
     if (rt_go(disp_detached_go, r) != 0) {
+        mem_sub(MEM_PARK_COST);
         dreq_free(r);
         return proto_error_set(err, PROTO_INTERNAL_ERROR, PROTO_R_INTERNAL,
                                "cannot start a goroutine");

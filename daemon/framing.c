@@ -205,6 +205,7 @@ served:
     if (!s->ended) {
         sess__push_later(s);
         sess_read_ctl(s);
+        sess__mem_sync(s);
     }
 out:
     sess_release(s);
@@ -223,6 +224,7 @@ void sess__more_cb(evutil_socket_t fd, short what, void *arg)
         if (!s->ended) {
             sess__push_later(s);
             sess_read_ctl(s);
+            sess__mem_sync(s);
         }
     }
     sess_release(s);

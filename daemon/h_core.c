@@ -109,9 +109,10 @@ void h_go(dreq *r)
 void h_rt_stats(dreq *r)
 {
     stats_snap sn;
+    json_t *res;
 
     stats_take(&sn);
-    dreq_ok(r, json_pack(
+    res = json_pack(
                    "{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
                    " s:I}",
                    "goroutines", sn.goroutines, "gomaxprocs", sn.gomaxprocs,
@@ -122,7 +123,14 @@ void h_rt_stats(dreq *r)
                    (json_int_t)sn.open_fds, "rss_bytes",
                    (json_int_t)sn.rss_bytes, "output_buffer_bytes",
                    (json_int_t)sn.output_buffer_bytes, "requests",
-                   (json_int_t)sn.requests));
+                   (json_int_t)sn.requests);
+    if (res) {
+        json_object_set_new(res, "memory_bytes",
+                            json_integer((json_int_t)sn.memory_bytes));
+        json_object_set_new(res, "max_memory",
+                            json_integer((json_int_t)sn.max_memory));
+    }
+    dreq_ok(r, res);
 }
 
 void h_rt_gomaxprocs(dreq *r)

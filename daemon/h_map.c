@@ -21,14 +21,28 @@ typedef struct hmap {
     rt_map *m;
 } hmap;
 
+/* Every reference the map makes is charged to max_memory's count and
+ * released with it; a reference it hands to a handler (load, swap's
+ * previous value...) is released by the handler as it takes it
+ * (hmap_took). */
 static void *hmap_retain(void *v)
 {
+    mem_add(mem_json_cost(v));
     return json_incref(v);
 }
 
 static void hmap_release(void *v)
 {
+    mem_sub(mem_json_cost(v));
     json_decref(v);
+}
+
+/* A reference the map handed over leaves its count (v may be NULL). */
+static void *hmap_took(void *v)
+{
+    if (v)
+        mem_sub(mem_json_cost(v));
+    return v;
 }
 
 static bool hmap_equal(const void *a, const void *b)
@@ -124,6 +138,8 @@ static void hmap_load(dreq *r, rt_map *m, const char *k, size_t kl)
     void *v = NULL;
     bool ok = rt_map_load(m, k, kl, &v);
 
+    hmap_took(ok ? v : NULL);
+
     dreq_ok_pair(r, "value", ok ? v : NULL, "ok", ok, NULL);
     if (ok)
         json_decref(v); /* rt_map_load's reference */
@@ -141,6 +157,8 @@ static void hmap_load_or_store(dreq *r, rt_map *m, const char *k, size_t kl)
     bool loaded = rt_map_load_or_store(m, k, kl, dreq_param(r, "value"),
                                        &actual);
 
+    hmap_took(actual);
+
     hmap_ok_loaded(r, "value", actual, loaded);
 }
 
@@ -150,6 +168,8 @@ static void hmap_load_and_delete(dreq *r, rt_map *m, const char *k,
     void *v = NULL;
     bool loaded = rt_map_load_and_delete(m, k, kl, &v);
 
+    hmap_took(loaded ? v : NULL);
+
     hmap_ok_loaded(r, "value", loaded ? v : NULL, loaded);
 }
 
@@ -157,6 +177,8 @@ static void hmap_swap(dreq *r, rt_map *m, const char *k, size_t kl)
 {
     void *prev = NULL;
     bool loaded = rt_map_swap(m, k, kl, dreq_param(r, "value"), &prev);
+
+    hmap_took(loaded ? prev : NULL);
 
     hmap_ok_loaded(r, "previous", loaded ? prev : NULL, loaded);
 }

@@ -408,8 +408,10 @@ static int hpool_init(obj *o, dreq *r)
     return ((hpool *)o)->p ? 0 : -1;
 }
 
+/* Pool values are charged to max_memory's count while pooled. */
 static void hpool_dtor(void *v)
 {
+    mem_sub(mem_json_cost(v));
     json_decref(v);
 }
 
@@ -432,6 +434,7 @@ void h_pool_put(dreq *r)
 
     if (!o)
         return;
+    mem_add(mem_json_cost(dreq_param(r, "value")));
     rt_pool_put(((hpool *)o)->p, json_incref(dreq_param(r, "value")));
     dreq_ok(r, NULL);
     obj_release(o);
@@ -445,6 +448,8 @@ void h_pool_get(dreq *r)
     if (!o)
         return;
     v = rt_pool_get(((hpool *)o)->p);
+    if (v)
+        mem_sub(mem_json_cost(v));
     if (v)
         dreq_ok(r, json_pack("{s:o, s:b}", "value", v, "ok", 1));
     else

@@ -150,6 +150,19 @@ void sess_parked(sess *s, int delta)
 /* Frees the give-back records of answers whose last byte has left the
  * output buffer for the socket: those values were handed over.  I/O
  * thread. */
+void sess__mem_sync(sess *s)
+{
+    int64_t now = 0;
+
+    if (s->bev)
+        now = (int64_t)(evbuffer_get_length(bufferevent_get_output(s->bev)) +
+                        evbuffer_get_length(bufferevent_get_input(s->bev)));
+    if (now != s->mem_charged) {
+        mem_add(now - s->mem_charged);
+        s->mem_charged = now;
+    }
+}
+
 static void sess_settle(sess *s)
 {
     uint64_t drained;
@@ -159,6 +172,7 @@ static void sess_settle(sess *s)
     size_t left = evbuffer_get_length(bufferevent_get_output(s->bev));
 
     atomic_store_explicit(&s->outq, left, memory_order_relaxed);
+    sess__mem_sync(s);
     drained = s->out_added - left;
     while (s->phead && s->phead->end <= drained) {
         gback *g = s->phead;
@@ -210,6 +224,7 @@ static bool sess_write(sess *s, const char *line, size_t len)
     s->out_added += len;
     atomic_store_explicit(&s->outq, evbuffer_get_length(out),
                           memory_order_relaxed);
+    sess__mem_sync(s);
     srv_count_bytes_out(len);
     if (evbuffer_get_length(out) > srv_conf.max_outbuf) {
         log_warn("session %llu: output buffer over %zu bytes (client not "
@@ -440,6 +455,7 @@ void sess__close_conn(sess *s)
     bufferevent_free(s->bev);
     s->bev = NULL;
     atomic_store(&s->outq, 0);
+    sess__mem_sync(s); /* releases all */
     event_free(s->ev_flush);
     event_free(s->ev_more);
     event_free(s->ev_read);

@@ -373,6 +373,169 @@ static void test_renew(void **state)
     testd_close(b);
 }
 
+/* ------------------------------------------------------------------ */
+/* Memory and counts                                                  */
+/* ------------------------------------------------------------------ */
+
+#define MIB (1024 * 1024)
+/* What the daemon's RSS may exceed max_memory by: its code and libraries,
+ * the runtime's stacks and the allocator's free lists (measured: see the
+ * figure printed). */
+#define RSS_OVERHEAD (64 * MIB)
+
+/* One client floods 1 MiB values into a channel while another keeps being
+ * served: the flooder gets limit naming max_memory, RSS stays below
+ * max_memory plus RSS_OVERHEAD, and after a recv it can send again. */
+static void test_max_memory_flood(void **state)
+{
+    static const char *const args[] = {
+        "--max-memory", "64m", "--max-line", "4m", "--max-value", "4m", NULL};
+    testd d;
+    testd_conn *a, *b;
+    char *big = malloc(MIB + 64), *fill;
+    size_t room;
+    json_t *ans, *st;
+    int sent = 0, refused = 0;
+    json_int_t rss, used;
+    (void)state;
+
+    assert_non_null(big);
+    assert_int_equal(testd_start(&d, args), 0);
+    a = testd_connect_port(d.port);
+    b = testd_connect_port(d.port);
+    e2e_ok(a, 1, "make", "{\"name\":\"flood\",\"cap\":1000}");
+    memset(big, 'x', MIB);
+    big[MIB] = '\0';
+    for (int i = 0; i < 200 && !refused; i++) {
+        assert_int_equal(
+            testd_sendf(a,
+                        "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":"
+                        "\"send\",\"params\":{\"name\":\"flood\","
+                        "\"value\":\"%s\"}}",
+                        100 + i, big),
+            0);
+        ans = testd_wait_id(a, 100 + i, 20000);
+        assert_non_null(ans);
+        if (testd_result(ans)) {
+            sent++;
+        } else {
+            e2e_check_reason(ans, "limit", "max_memory reached");
+            refused++;
+        }
+        json_decref(ans);
+        e2e_ok(b, 0, "ping", NULL); /* the other client is served */
+    }
+    st = testd_stats(&d);
+    assert_non_null(st);
+    rss = json_integer_value(json_object_get(st, "rss_bytes"));
+    used = json_integer_value(json_object_get(st, "memory_bytes"));
+    printf("# flood: %d values of 1 MiB sent before limit; memory_bytes %lld, "
+           "rss %lld MiB (max_memory 64 MiB, overhead allowed %d MiB)\n",
+           sent, (long long)used, (long long)(rss / MIB), RSS_OVERHEAD / MIB);
+    assert_int_equal(json_integer_value(json_object_get(st, "max_memory")),
+                     64 * MIB);
+    json_decref(st);
+    assert_int_equal(refused, 1);
+    assert_true(sent >= 32 && sent < 64);
+    assert_true(used >= (json_int_t)sent * MIB && used <= 64 * MIB);
+    assert_true(rss < 64 * MIB + RSS_OVERHEAD);
+    /* Full: growing requests refused, reads and frees still work. */
+    /* A value just over the room left. */
+    room = 64 * MIB - (size_t)used + 4096;
+    assert_true(room < 4 * MIB);
+    fill = malloc(room + 1);
+    assert_non_null(fill);
+    memset(fill, 'y', room);
+    fill[room] = '\0';
+    assert_int_equal(testd_sendf(b,
+                                 "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":"
+                                 "\"map.store\",\"params\":{\"name\":\"mm\","
+                                 "\"key\":\"k\",\"value\":\"%s\"}}",
+                                 fill),
+                     0);
+    free(fill);
+    ans = testd_wait_id(b, 2, 20000);
+    e2e_check_reason(ans, "limit", "max_memory");
+    json_decref(ans);
+    e2e_ok(b, 3, "len", "{\"name\":\"flood\"}");
+    e2e_ok(b, 4, "recv", "{\"name\":\"flood\"}");
+    e2e_ok(b, 5, "recv", "{\"name\":\"flood\"}");
+    /* Freed: the flooder may send again. */
+    assert_int_equal(testd_sendf(a,
+                                 "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":"
+                                 "\"send\",\"params\":{\"name\":\"flood\","
+                                 "\"value\":\"%s\"}}",
+                                 big),
+                     0);
+    ans = testd_wait_id(a, 9, 20000);
+    assert_non_null(testd_result(ans));
+    json_decref(ans);
+    /* Dropping the channel gives everything back. */
+    e2e_ok(b, 6, "drop", "{\"name\":\"flood\"}");
+    used = e2e_stat_of(&d, "memory_bytes");
+    printf("# after drop: memory_bytes %lld\n", (long long)used);
+    assert_true(used < MIB);
+    free(big);
+    testd_close(a);
+    testd_close(b);
+    assert_int_equal(testd_stop(&d), 0);
+}
+
+/* max_timers, min_ticker_ms and max_goroutines, each with its number. */
+static void test_count_limits(void **state)
+{
+    static const char *const args[] = {
+        "--max-timers", "5", "--min-ticker-ms", "50", "--max-goroutines",
+        "64",           NULL};
+    testd d;
+    testd_conn *a;
+    char p[96];
+    int limited = 0, ok = 0;
+    (void)state;
+
+    assert_int_equal(testd_start(&d, args), 0);
+    a = testd_connect_port(d.port);
+    e2e_expect_reason_msg(a, 1, "timer.ticker", "{\"name\":\"t0\",\"ms\":49}",
+                          "limit", "min_ticker_ms");
+    e2e_ok(a, 2, "timer.ticker", "{\"name\":\"t0\",\"ms\":50}");
+    for (int i = 1; i < 5; i++) {
+        snprintf(p, sizeof p, "{\"name\":\"t%d\",\"ms\":600000}", i);
+        e2e_ok(a, 10 + i, "timer.after", p);
+    }
+    e2e_expect_reason_msg(a, 20, "timer.after",
+                          "{\"name\":\"t5\",\"ms\":600000}", "limit",
+                          "max_timers");
+    e2e_expect_reason_msg(a, 21, "timer.afterfunc",
+                          "{\"ms\":1000,\"request\":{\"method\":\"ping\","
+                          "\"params\":{}}}",
+                          "limit", "max_timers");
+    e2e_ok(a, 22, "drop", "{\"name\":\"t0\"}");
+    e2e_ok(a, 23, "timer.after", "{\"name\":\"t5\",\"ms\":600000}");
+
+    /* Waits park goroutines: at most 64 in all. */
+    e2e_ok(a, 30, "wg.add", "{\"name\":\"w\",\"delta\":1}");
+    for (int i = 0; i < 100; i++)
+        e2e_post(a, 100 + i, "wg.wait", "{\"name\":\"w\"}");
+    /* The refused ones answer at once, the others once the wg is done. */
+    e2e_ok(a, 31, "runtime.stats", NULL);
+    assert_true(e2e_stat_of(&d, "goroutines") <= 64);
+    e2e_ok(a, 32, "wg.done", "{\"name\":\"w\"}");
+    for (int i = 0; i < 100; i++) {
+        json_t *ans = testd_wait_id(a, 100 + i, 20000);
+        assert_non_null(ans);
+        if (testd_result(ans))
+            ok++;
+        else if (strstr(testd_message(ans), "max_goroutines"))
+            limited++;
+        json_decref(ans);
+    }
+    printf("# max_goroutines 64: %d waits parked, %d refused\n", ok, limited);
+    assert_int_equal(ok + limited, 100);
+    assert_true(limited >= 36 && ok > 0);
+    testd_close(a);
+    assert_int_equal(testd_stop(&d), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -390,6 +553,10 @@ int main(void)
                                         e2e_teardown),
         cmocka_unit_test_setup_teardown(test_renew, e2e_setup, e2e_teardown),
         cmocka_unit_test_setup_teardown(test_keepalive, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_max_memory_flood, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_count_limits, e2e_setup,
                                         e2e_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
