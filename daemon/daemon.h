@@ -250,6 +250,10 @@ typedef struct obj_ops {
      * progress); else marks o dropped under the family's own lock, so
      * that nothing takes it afterwards.  NULL: always droppable. */
     bool (*busy)(obj *o);
+    /* Returns true when o is in its zero state (unlocked, count 0, empty),
+     * called under the registry's lock with no other reference to o (see
+     * obj_done).  NULL: kept until dropped (channels, onces...). */
+    bool (*idle)(obj *o);
 } obj_ops;
 
 /* Every object begins with this header; a family's struct embeds it first. */
@@ -296,11 +300,24 @@ obj *dreq_obj_make(dreq *r, const char *name, const obj_ops *ops,
 int reg_drop(const char *name);
 /* Drops a reference. */
 void obj_release(obj *o);
+/* Drops the caller's reference to o after a request that may have left it
+ * in its zero state: when nothing else refers to it and ops->idle says it
+ * is zero, it also leaves the registry (as with Go's zero values, nobody
+ * can tell: the next use makes it again).  Called by the handlers of the
+ * families that have idle. */
+void obj_done(obj *o);
 obj *obj_retain(obj *o);
 /* Calls fn for every object (retained during the call) whose name starts
  * with prefix (may be NULL). */
 void reg_foreach(const char *prefix, void (*fn)(obj *o, void *arg),
                  void *arg);
+/* Calls fn for a page of the objects whose name starts with prefix (may
+ * be NULL), from cursor (0: the start) on: at most limit (>= 1) of them,
+ * in bucket order.  Returns the cursor of the next page, 0 when the walk
+ * is complete (as Redis's SCAN: an object present for the whole walk is
+ * seen exactly once).  A cursor past the table also returns 0. */
+uint64_t reg_scan(const char *prefix, uint64_t cursor, size_t limit,
+                  void (*fn)(obj *o, void *arg), void *arg);
 /* Returns a new "unique" name with the given prefix ("afterfunc.17"). */
 void reg_unique_name(const char *prefix, char *buf, size_t len);
 

@@ -64,16 +64,33 @@ static void hcore_list_one(obj *o, void *arg)
         json_array_append_new(arg, d);
 }
 
+/* list's page when the client gives no limit, and the largest one. */
+#define HCORE_LIST_LIMIT 1000
+#define HCORE_LIST_MAX 10000
+
 void h_list(dreq *r)
 {
-    json_t *arr = json_array();
+    int64_t cursor = dreq_int(r, "cursor", 0);
+    int64_t limit = dreq_int(r, "limit", HCORE_LIST_LIMIT);
+    json_t *arr;
+    uint64_t next;
 
+    if (limit < 1 || limit > HCORE_LIST_MAX) {
+        dreq_fail_params(r, NULL, "invalid params: limit must be 1..%d",
+                         HCORE_LIST_MAX);
+        return;
+    }
+    arr = json_array();
     if (!arr) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
         return;
     }
-    reg_foreach(dreq_str(r, "prefix"), hcore_list_one, arr);
-    dreq_ok(r, json_pack("{s:o}", "objects", arr));
+    /* One page per request: a walk of 100k objects in one answer stalled
+     * every other client of the I/O thread for half a second. */
+    next = reg_scan(dreq_str(r, "prefix"), (uint64_t)cursor, (size_t)limit,
+                    hcore_list_one, arr);
+    dreq_ok(r, json_pack("{s:o, s:I}", "objects", arr, "cursor",
+                         (json_int_t)next));
 }
 
 void h_drop(dreq *r)

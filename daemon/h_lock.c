@@ -58,6 +58,7 @@ static const obj_ops hmutex_ops = {
     .fini = hlock_fini,
     .info = hold_info,
     .busy = hold_busy,
+    .idle = hold_idle,
 };
 
 static const obj_ops hrwmutex_ops = {
@@ -68,6 +69,7 @@ static const obj_ops hrwmutex_ops = {
     .fini = hlock_fini,
     .info = hold_info,
     .busy = hold_busy,
+    .idle = hold_idle,
 };
 
 static void hcond_fini(obj *o)
@@ -88,12 +90,26 @@ static void hcond_info(obj *o, json_t *into)
     hold_unlock();
 }
 
+/* A cond nobody waits on (obj_done checks that nothing refers to it) is
+ * zero until its first wait binds it to a mutex: as a sync.Cond whose L
+ * is set, a bound one is not (a wait with another mutex stays misuse). */
+static bool hcond_idle(obj *o)
+{
+    bool idle;
+
+    hold_lock();
+    idle = ((hcond *)o)->mutex == NULL;
+    hold_unlock();
+    return idle;
+}
+
 static const obj_ops hcond_ops = {
     .type = OBJ_COND,
     .name = "cond",
     .size = sizeof(hcond),
     .fini = hcond_fini,
     .info = hcond_info,
+    .idle = hcond_idle,
 };
 
 /* ------------------------------------------------------------------ */
@@ -199,7 +215,7 @@ static void hl_lock_wait(dreq *r)
         hl_granted(r, l, q->write);
     else
         dreq_fail_rt(r, rc);
-    obj_release(&l->o);
+    obj_done(&l->o);
     free(q);
 }
 
@@ -220,18 +236,18 @@ static void hl_lock(dreq *r, const obj_ops *ops, bool write)
         got = rt_rwmutex_tryrlock(l->rwm);
     if (got) {
         hl_granted(r, l, write);
-        obj_release(o);
+        obj_done(o);
         return;
     }
     if (r->dl == RT_POLL) {
         dreq_fail(r, PROTO_R_TIMEOUT, "timeout");
-        obj_release(o);
+        obj_done(o);
         return;
     }
     q = calloc(1, sizeof *q);
     if (!q) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
-        obj_release(o);
+        obj_done(o);
         return;
     }
     q->l = l;
@@ -239,13 +255,13 @@ static void hl_lock(dreq *r, const obj_ops *ops, bool write)
     q->w = hl_wait_begin(l, r);
     if (!q->w) {
         free(q);
-        obj_release(o);
+        obj_done(o);
         return;
     }
     r->ctx = q;
     if (dreq_park(r, hl_lock_wait) != 0) {
         hold_wait_end(q->w);
-        obj_release(o);
+        obj_done(o);
         free(q);
     }
 }
@@ -267,7 +283,7 @@ static void hl_unlock(dreq *r, const obj_ops *ops, bool write)
         hold_drop_locked(h, false, true);
         hold_unlock();
         dreq_ok(r, NULL);
-        obj_release(o);
+        obj_done(o);
         return;
     }
     gomsg = !l->rw ? rt_strerror(RT_EUNLOCK)
@@ -290,7 +306,7 @@ static void hl_unlock(dreq *r, const obj_ops *ops, bool write)
                   "%s: this session does not hold %s \"%s\" (pass the "
                   "holder's token)", gomsg, o->ops->name, o->name);
     }
-    obj_release(o);
+    obj_done(o);
 }
 
 /* mutex.renew, rwmutex.renew: a new lease for the hold with token. */
@@ -318,7 +334,7 @@ static void hl_renew(dreq *r, const obj_ops *ops)
     if (rc != REG_OK) {
         o = dreq_obj(r, name, ops, false); /* answers wrong_type... */
         if (o) { /* ...unless it was just made: held by nobody */
-            obj_release(o);
+            obj_done(o);
             dreq_fail(r, PROTO_R_NOT_LOCKED, "token %llu does not hold %s "
                       "\"%s\"", (unsigned long long)token, ops->name, name);
         }
@@ -334,7 +350,7 @@ static void hl_renew(dreq *r, const obj_ops *ops)
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
     else
         dreq_ok_int(r, "lease_ms", lease_ms);
-    obj_release(o);
+    obj_done(o);
 }
 
 void h_mutex_renew(dreq *r) { hl_renew(r, &hmutex_ops); }
@@ -427,8 +443,8 @@ static void hc_wait(dreq *r)
                                                     : "cancelled");
     }
 out:
-    obj_release(&q->c->o);
-    obj_release(&l->o);
+    obj_done(&q->c->o);
+    obj_done(&l->o);
     free(q);
 }
 
@@ -511,7 +527,7 @@ static void hc_wake(dreq *r, bool all)
             rt_cond_signal(rc);
     }
     dreq_ok(r, NULL);
-    obj_release(co);
+    obj_done(co);
 }
 
 void h_cond_signal(dreq *r) { hc_wake(r, false); }

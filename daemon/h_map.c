@@ -70,6 +70,11 @@ static void hmap_info(obj *o, json_t *into)
                         json_integer((json_int_t)rt_map_len(((hmap *)o)->m)));
 }
 
+static bool hmap_idle(obj *o)
+{
+    return rt_map_len(((hmap *)o)->m) == 0;
+}
+
 static const obj_ops hmap_ops = {
     .type = OBJ_MAP,
     .name = "map",
@@ -77,6 +82,7 @@ static const obj_ops hmap_ops = {
     .init = hmap_init,
     .fini = hmap_fini,
     .info = hmap_info,
+    .idle = hmap_idle,
 };
 
 /* Looks up the map and the key of r; NULL after failing r. */
@@ -116,7 +122,7 @@ static void hmap_run(dreq *r, hmap_fn fn, bool keyed)
     if (!m)
         return; /* dreq_obj answered and freed r */
     fn(r, m, k, kl);
-    obj_release(o);
+    obj_done(o);
 }
 
 /* Answers {key: v (stolen; NULL = null), "loaded": loaded}. */
@@ -264,11 +270,17 @@ static void hatomic_info(obj *o, json_t *into)
                             &((hatomic *)o)->v)));
 }
 
+static bool hatomic_idle(obj *o)
+{
+    return atomic_load(&((hatomic *)o)->v) == 0;
+}
+
 static const obj_ops hatomic_ops = {
     .type = OBJ_ATOMIC,
     .name = "atomic",
     .size = sizeof(hatomic),
     .info = hatomic_info,
+    .idle = hatomic_idle,
 };
 
 static _Atomic uint64_t *hatomic_get(dreq *r, obj **o)
@@ -285,7 +297,7 @@ static uint64_t hatomic_param(dreq *r, const char *key)
 static void hatomic_ok(dreq *r, obj *o, const char *key, uint64_t v)
 {
     dreq_ok_int(r, key, (int64_t)v);
-    obj_release(o);
+    obj_done(o);
 }
 
 void h_atomic_load(dreq *r)
@@ -304,7 +316,7 @@ void h_atomic_store(dreq *r)
         return;
     atomic_store(a, hatomic_param(r, "value"));
     dreq_ok(r, NULL);
-    obj_release(o);
+    obj_done(o);
 }
 
 void h_atomic_add(dreq *r)
@@ -340,5 +352,5 @@ void h_atomic_cas(dreq *r)
     swapped = atomic_compare_exchange_strong(a, &old,
                                              hatomic_param(r, "new"));
     dreq_ok(r, json_pack("{s:b}", "swapped", swapped));
-    obj_release(o);
+    obj_done(o);
 }

@@ -40,6 +40,11 @@ static void hwg_info(obj *o, json_t *into)
                         json_integer(rt_wg_count(((hwg *)o)->wg)));
 }
 
+static bool hwg_idle(obj *o)
+{
+    return rt_wg_count(((hwg *)o)->wg) == 0;
+}
+
 static const obj_ops hwg_ops = {
     .type = OBJ_WG,
     .name = "wg",
@@ -47,6 +52,7 @@ static const obj_ops hwg_ops = {
     .init = hwg_init,
     .fini = hwg_fini,
     .info = hwg_info,
+    .idle = hwg_idle,
 };
 
 static void hwg_add(dreq *r, int64_t delta)
@@ -61,7 +67,7 @@ static void hwg_add(dreq *r, int64_t delta)
         dreq_fail_rt(r, (int)n);
     else
         dreq_ok(r, json_pack("{s:I}", "count", (json_int_t)n));
-    obj_release(o);
+    obj_done(o);
 }
 
 void h_wg_add(dreq *r)
@@ -87,7 +93,7 @@ static void hwg_wait_go(dreq *r)
         dreq_ok(r, NULL);
     else
         dreq_fail_rt(r, rc);
-    obj_release(o);
+    obj_done(o);
 }
 
 void h_wg_wait(dreq *r)
@@ -101,14 +107,14 @@ void h_wg_wait(dreq *r)
     if (rc == RT_EAGAIN && r->dl != RT_POLL) {
         r->ctx = o;
         if (dreq_park(r, hwg_wait_go) != 0)
-            obj_release(o);
+            obj_done(o);
         return;
     }
     if (rc == 0)
         dreq_ok(r, NULL);
     else
         dreq_fail_rt(r, rc);
-    obj_release(o);
+    obj_done(o);
 }
 
 /* ------------------------------------------------------------------ */

@@ -231,6 +231,18 @@ int64_t hold_lease_ms(const hhold *h)
     return h->lease_ms;
 }
 
+bool hold_idle(obj *o)
+{
+    hlock *l = (hlock *)o;
+    bool idle;
+
+    /* owner_dead is state: the next holder must still hear of it. */
+    pthread_mutex_lock(&hl_mu);
+    idle = !l->holds && !l->owner_dead;
+    pthread_mutex_unlock(&hl_mu);
+    return idle;
+}
+
 bool hold_busy(obj *o)
 {
     hlock *l = (hlock *)o;

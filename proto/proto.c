@@ -99,7 +99,9 @@ proto_method proto__table[] = {
     { "close", 0, false, { NAME } },
     { "len", 0, false, { NAME } },
     { "drop", 0, false, { NAME } },
-    { "list", 0, false, { P("prefix", STRING, OPT) } },
+    { "list", 0, false,
+      { P("prefix", STRING, OPT), P("cursor", UINT, OPT),
+        P("limit", UINT, OPT) } },
     { "select", 0, true,
       { P("cases", CASES, REQ), P("default", BOOL, OPT) } },
     /* locks */

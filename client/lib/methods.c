@@ -244,9 +244,34 @@ int chand_drop(chand_conn *c, const char *name)
 
 int chand_list(chand_conn *c, const char *prefix, json_t **objects)
 {
-    json_t *p = prefix ? json_pack("{s:s}", "prefix", prefix) : json_object();
+    json_t *all = json_array(), *res = NULL;
+    json_int_t cursor = 0;
+    int rc = 0;
 
-    return call_value(c, "list", p, CHAND_FOREVER, "objects", objects);
+    if (!objects)
+        return CHAND_EARG;
+    *objects = NULL;
+    if (!all)
+        return CHAND_ENOMEM;
+    /* The server answers a page at a time (cursor 0: the walk is done). */
+    do {
+        json_t *p = json_pack("{s:I}", "cursor", cursor);
+        if (p && prefix)
+            json_object_set_new(p, "prefix", json_string(prefix));
+        rc = p ? chand_call(c, "list", p, CHAND_FOREVER, &res) : CHAND_ENOMEM;
+        json_decref(p);
+        if (rc < 0)
+            break;
+        json_array_extend(all, json_object_get(res, "objects"));
+        cursor = json_integer_value(json_object_get(res, "cursor"));
+        json_decref(res);
+    } while (cursor != 0);
+    if (rc < 0) {
+        json_decref(all);
+        return rc;
+    }
+    *objects = all;
+    return 0;
 }
 
 int chand_select(chand_conn *c, const chand_case *cases, size_t n,

@@ -66,8 +66,12 @@ static void test_mutex_tokens(void **state)
     e2e_ok_int(a, 13, "make", "{\"name\":\"ch\"}", NULL);
     e2e_expect_reason_msg(a, 14, "mutex.lock", "{\"name\":\"ch\"}",
                           "wrong_type", NULL);
+    /* (An unlocked mutex is a zero value and leaves the registry: held,
+     * the name is a mutex's.) */
+    e2e_ok_int(a, 16, "mutex.lock", "{\"name\":\"m\"}", "token");
     e2e_expect_reason_msg(a, 15, "recv", "{\"name\":\"m\"}", "wrong_type",
                           NULL);
+    e2e_ok_int(a, 17, "mutex.unlock", "{\"name\":\"m\"}", NULL);
     testd_close(a);
     testd_close(b);
 }
@@ -85,7 +89,8 @@ static void test_tokens_server_wide(void **state)
     t2 = e2e_ok_int(a, 3, "rwmutex.rlock", "{\"name\":\"y\"}", "token");
     assert_true(t2 > t1);
     e2e_ok_int(a, 4, "rwmutex.runlock", "{\"name\":\"y\"}", NULL);
-    e2e_ok_int(a, 5, "drop", "{\"name\":\"x\"}", NULL);
+    /* Unlocked, x left the registry (a zero value); a drop finds none. */
+    e2e_expect_reason(a, 5, "drop", "{\"name\":\"x\"}", "not_found");
     t3 = e2e_ok_int(a, 6, "mutex.lock", "{\"name\":\"x\"}", "token");
     assert_true(t3 > t2);
     e2e_ok_int(a, 7, "mutex.unlock", "{\"name\":\"x\"}", NULL);

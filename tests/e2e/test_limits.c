@@ -12,7 +12,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +63,8 @@ static void test_drop_held(void **state)
     e2e_expect_reason(b, 3, "mutex.lock", "{\"name\":\"m\",\"timeout_ms\":0}",
                       "timeout");
     e2e_ok(a, 4, "mutex.unlock", "{\"name\":\"m\"}");
-    e2e_ok(b, 5, "drop", "{\"name\":\"m\"}");
+    /* Unlocked, it left the registry by itself (a zero value). */
+    e2e_expect_reason(b, 5, "drop", "{\"name\":\"m\"}", "not_found");
     /* Made again, its tokens still go on from the server-wide counter. */
     t2 = e2e_ok_int(b, 6, "mutex.lock", "{\"name\":\"m\"}", "token");
     assert_true(t2 > t1);
@@ -74,7 +77,7 @@ static void test_drop_held(void **state)
     e2e_ok(a, 11, "rwmutex.lock", "{\"name\":\"rw\"}");
     e2e_expect_reason(b, 12, "drop", "{\"name\":\"rw\"}", "misuse");
     e2e_ok(a, 13, "rwmutex.unlock", "{\"name\":\"rw\"}");
-    e2e_ok(b, 14, "drop", "{\"name\":\"rw\"}");
+    e2e_expect_reason(b, 14, "drop", "{\"name\":\"rw\"}", "not_found");
 
     /* A once in progress; once done it may go. */
     assert_true(e2e_ok_bool(a, 15, "once.do", "{\"name\":\"o\"}", "run"));
@@ -536,6 +539,198 @@ static void test_count_limits(void **state)
     assert_int_equal(testd_stop(&d), 0);
 }
 
+/* ------------------------------------------------------------------ */
+/* Paging                                                             */
+/* ------------------------------------------------------------------ */
+
+#define NOBJ 100000
+
+/* Makes n atomics prefix0..prefix<n-1> (value 1) with pipelined
+ * notifications, then waits for them by a ping. */
+static void make_atomics(testd_conn *c, const char *prefix, int from, int n)
+{
+    char *buf = malloc(4096 * 96), *p;
+
+    assert_non_null(buf);
+    for (int i = from; i < from + n;) {
+        p = buf;
+        for (int k = 0; k < 4096 && i < from + n; k++, i++)
+            p += sprintf(p,
+                         "{\"jsonrpc\":\"2.0\",\"method\":\"atomic.store\","
+                         "\"params\":{\"name\":\"%s%d\",\"value\":1}}\n",
+                         prefix, i);
+        assert_int_equal(testd_write(c, buf, (size_t)(p - buf)), 0);
+    }
+    free(buf);
+    e2e_ok(c, 0, "ping", NULL);
+}
+
+typedef struct pinger {
+    int port;
+    _Atomic bool stop;
+    int64_t worst_us;
+    int n;
+} pinger;
+
+static void *pinger_run(void *arg)
+{
+    pinger *pg = arg;
+    testd_conn *c = testd_connect_port(pg->port);
+
+    while (c && !atomic_load(&pg->stop)) {
+        struct timespec t0, t1;
+        json_t *a;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        a = testd_call(c, pg->n + 1, "ping", NULL, 20000);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (!a)
+            break;
+        json_decref(a);
+        int64_t us = (t1.tv_sec - t0.tv_sec) * 1000000 +
+                     (t1.tv_nsec - t0.tv_nsec) / 1000;
+        if (us > pg->worst_us)
+            pg->worst_us = us;
+        pg->n++;
+    }
+    testd_close(c);
+    return NULL;
+}
+
+/* A paged list of 100k objects: pages bounded by limit, the cursor walk
+ * sees every object present throughout exactly once while others are
+ * added, and another client's pings go on (their worst delay printed:
+ * a timing figure, not asserted). */
+static void test_list_paging(void **state)
+{
+    static const char *const args[] = {"--max-objects", "200000", NULL};
+    unsigned char *seen = calloc(NOBJ, 1);
+    testd d;
+    testd_conn *a, *w;
+    pinger pg = {0};
+    pthread_t th;
+    json_int_t cursor = 0;
+    int pages = 0, added = 0, total = 0;
+    (void)state;
+
+    assert_non_null(seen);
+    assert_int_equal(testd_start(&d, args), 0);
+    a = testd_connect_port(d.port);
+    w = testd_connect_port(d.port);
+    make_atomics(w, "o", 0, NOBJ);
+    assert_int_equal(e2e_stat_of(&d, "objects"), NOBJ);
+    /* The default page. */
+    {
+        json_t *r = e2e_ok(a, 1, "list", NULL);
+        size_t n = json_array_size(json_object_get(r, "objects"));
+        assert_true(n <= 1000 && n >= 900); /* whole buckets: up to 1000 */
+        assert_true(json_integer_value(json_object_get(r, "cursor")) > 0);
+    }
+    e2e_expect_reason(a, 2, "list", "{\"limit\":0}", "invalid");
+    pg.port = d.port;
+    assert_int_equal(pthread_create(&th, NULL, pinger_run, &pg), 0);
+    do {
+        char p[64];
+        json_t *objs;
+        snprintf(p, sizeof p, "{\"cursor\":%lld,\"limit\":500}",
+                 (long long)cursor);
+        json_t *r = e2e_ok(a, 10 + pages, "list", p);
+        objs = json_object_get(r, "objects");
+        assert_true(json_array_size(objs) <= 500);
+        for (size_t i = 0; i < json_array_size(objs); i++) {
+            const char *n = json_string_value(
+                json_object_get(json_array_get(objs, i), "name"));
+            if (n[0] == 'o') {
+                int k = atoi(n + 1);
+                assert_true(k >= 0 && k < NOBJ);
+                if (seen[k]++)
+                    fail_msg("%s listed twice", n);
+                total++;
+            }
+        }
+        cursor = json_integer_value(json_object_get(r, "cursor"));
+        pages++;
+        /* Objects come while the walk goes on. */
+        if (pages % 10 == 0) {
+            make_atomics(w, "n", added, 100);
+            added += 100;
+        }
+    } while (cursor != 0);
+    atomic_store(&pg.stop, true);
+    pthread_join(th, NULL);
+    printf("# list of %d objects: %d pages of <= 500, %d added meanwhile; "
+           "another client's worst ping %.2f ms over %d pings\n",
+           NOBJ, pages, added, pg.worst_us / 1000.0, pg.n);
+    assert_int_equal(total, NOBJ); /* none missed */
+    assert_true(pages >= NOBJ / 500);
+    free(seen);
+    testd_close(a);
+    testd_close(w);
+    assert_int_equal(testd_stop(&d), 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reclaim                                                            */
+/* ------------------------------------------------------------------ */
+
+/* Objects in their zero state leave the registry; tokens stay monotonic;
+ * channels and onces stay until dropped. */
+static void test_reclaim(void **state)
+{
+    testd_conn *a = testd_connect(&D), *b = testd_connect(&D);
+    json_int_t base, last = 0, t;
+    char p[96];
+    json_t *ans;
+    (void)state;
+
+    base = e2e_stat_of(&D, "objects");
+    for (int i = 0; i < 1000; i++) {
+        snprintf(p, sizeof p, "{\"name\":\"lk%d\"}", i);
+        t = e2e_ok_int(a, 1, "mutex.lock", p, "token");
+        assert_true(t > last); /* server-wide, never repeating */
+        last = t;
+        e2e_ok(a, 2, "mutex.unlock", p);
+    }
+    printf("# 1000 lock/unlock pairs on distinct names: %lld extra objects\n",
+           (long long)(e2e_stat_of(&D, "objects") - base));
+    assert_int_equal(e2e_stat_of(&D, "objects"), base);
+    /* Each family in its zero state, and one that is not. */
+    e2e_ok(a, 3, "rwmutex.rlock", "{\"name\":\"rw\"}");
+    e2e_ok(a, 4, "rwmutex.runlock", "{\"name\":\"rw\"}");
+    e2e_ok(a, 5, "wg.add", "{\"name\":\"wg\",\"delta\":2}");
+    e2e_ok(a, 6, "atomic.add", "{\"name\":\"at\",\"delta\":5}");
+    e2e_ok(a, 7, "map.store", "{\"name\":\"mp\",\"key\":\"k\",\"value\":1}");
+    assert_int_equal(e2e_stat_of(&D, "objects"), base + 3);
+    e2e_ok(a, 8, "wg.add", "{\"name\":\"wg\",\"delta\":-2}");
+    e2e_ok(a, 9, "atomic.store", "{\"name\":\"at\",\"value\":0}");
+    e2e_ok(a, 10, "map.delete", "{\"name\":\"mp\",\"key\":\"k\"}");
+    e2e_ok(a, 11, "atomic.load", "{\"name\":\"never\"}");
+    e2e_ok(a, 12, "cond.signal", "{\"name\":\"cv\"}");
+    assert_int_equal(e2e_stat_of(&D, "objects"), base);
+    /* Zero values read as zero values: nobody can tell. */
+    assert_int_equal(
+        e2e_ok_int(a, 13, "atomic.load", "{\"name\":\"at\"}", "value"), 0);
+    assert_int_equal(e2e_ok_int(a, 14, "map.len", "{\"name\":\"mp\"}", "len"),
+                     0);
+    /* A lock someone waits for stays; then it goes. */
+    e2e_ok(a, 15, "mutex.lock", "{\"name\":\"w\"}");
+    e2e_post(b, 16, "mutex.lock", "{\"name\":\"w\"}");
+    e2e_wait_stat(&D, "waiters", 1);
+    e2e_ok(a, 17, "mutex.unlock", "{\"name\":\"w\"}");
+    ans = testd_wait_id(b, 16, 20000);
+    assert_non_null(testd_result(ans));
+    json_decref(ans);
+    assert_int_equal(e2e_stat_of(&D, "objects"), base + 1);
+    e2e_ok(b, 18, "mutex.unlock", "{\"name\":\"w\"}");
+    assert_int_equal(e2e_stat_of(&D, "objects"), base);
+    /* Channels and onces stay. */
+    e2e_ok(a, 19, "make", "{\"name\":\"ch\"}");
+    assert_true(e2e_ok_bool(a, 20, "once.do", "{\"name\":\"on\"}", "run"));
+    e2e_ok(a, 21, "once.done", "{\"name\":\"on\"}");
+    assert_int_equal(e2e_stat_of(&D, "objects"), base + 2);
+    testd_close(a);
+    testd_close(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -558,6 +753,9 @@ int main(void)
                                         e2e_teardown),
         cmocka_unit_test_setup_teardown(test_count_limits, e2e_setup,
                                         e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_list_paging, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_reclaim, e2e_setup, e2e_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
