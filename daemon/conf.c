@@ -121,7 +121,7 @@ static const conf_key conf_keys[] = {
       "write the bound metrics port to this file" },
     { "shutdown-grace-ms", CK_INT, OFF(shutdown_grace_ms), 0, 3600000,
       "SIGTERM: ms to let cancelled answers reach clients" },
-    { "max-memory", CK_SIZE, OFF(max_memory), 1 << 20, 1LL << 50,
+    { "max-memory", CK_SIZE, OFF(max_memory), 64 << 10, 1LL << 50,
       "bytes clients may make the daemon hold (values, waits, timers, "
       "buffers); default a quarter of RAM" },
     { "max-goroutines", CK_INT, OFF(max_goroutines), 16, 100000000,

@@ -68,6 +68,13 @@ static int64_t htimer_unix_ms(void)
 
 static void htimer_fire(void *arg);
 
+/* The timer whose firing holds its mu on this thread, during the send:
+ * the send may complete a receive whose request held the last reference
+ * to the (dropped) channel object, whose fini (htimer_fini) then runs
+ * here, under the same mu.  The send never blocks (RT_POLL), so the
+ * goroutine stays on this thread meanwhile. */
+static __thread htimer *htimer_firing;
+
 /* Arms ht for ns from now (ht->mu held).  Returns 0 or -1. */
 static int htimer_arm(htimer *ht, int64_t ns)
 {
@@ -126,10 +133,14 @@ static void htimer_fire(void *arg)
     if (ht->cur == a && !ht->stopped) {
         ht->cur = NULL;
         hval v;
+        htimer_firing = ht;
         if (ht->c && hval_from_int(htimer_unix_ms(), &v) == 0 &&
             rt_chan_send(ht->c, &v, RT_POLL) != 0)
             hval_free(v); /* full (a slow ticker reader) or closed */
-        if (ht->period_ns > 0) {
+        htimer_firing = NULL;
+        if (ht->stopped) {
+            /* Its owner let go during the send (see htimer_firing). */
+        } else if (ht->period_ns > 0) {
             if (htimer_arm(ht, ht->period_ns) != 0)
                 log_error("ticker: cannot re-arm (out of memory)");
         } else if (ht->request) {
@@ -158,12 +169,15 @@ static void htimer_fire(void *arg)
 static void htimer_fini(void *arg)
 {
     htimer *ht = arg;
+    bool nested = htimer_firing == ht; /* mu is already ours */
 
-    pthread_mutex_lock(&ht->mu);
+    if (!nested)
+        pthread_mutex_lock(&ht->mu);
     ht->stopped = true;
     htimer_disarm(ht);
-    pthread_mutex_unlock(&ht->mu);
-    htimer_put(ht);
+    if (!nested)
+        pthread_mutex_unlock(&ht->mu);
+    htimer_put(ht); /* never the last: the firing holds one */
 }
 
 static htimer *htimer_new(rt_chan *c, int64_t period_ns)
