@@ -214,14 +214,30 @@ static bool hmap_range_one(const void *key, size_t klen, void *v, void *arg)
     return true;
 }
 
+/* map.range's page when the client gives no limit, and the largest. */
+#define HMAP_RANGE_LIMIT 1000
+#define HMAP_RANGE_MAX 10000
+
 static void hmap_range(dreq *r, rt_map *m, const char *k, size_t kl)
 {
-    json_t *entries = json_object();
+    int64_t cursor = dreq_int(r, "cursor", 0);
+    int64_t limit = dreq_int(r, "limit", HMAP_RANGE_LIMIT);
+    json_t *entries;
+    uint64_t next;
 
     (void)k;
     (void)kl;
-    rt_map_range(m, hmap_range_one, entries);
-    dreq_ok(r, json_pack("{s:o}", "entries", entries));
+    if (limit < 1 || limit > HMAP_RANGE_MAX) {
+        dreq_fail_params(r, NULL, "invalid params: limit must be 1..%d",
+                         HMAP_RANGE_MAX);
+        return;
+    }
+    entries = json_object();
+    /* One page per request, as list: 100k keys at once stalled others. */
+    next = rt_map_range_page(m, (uint64_t)cursor, (size_t)limit,
+                             hmap_range_one, entries);
+    dreq_ok(r, json_pack("{s:o, s:I}", "entries", entries, "cursor",
+                         (json_int_t)next));
 }
 
 static void hmap_len(dreq *r, rt_map *m, const char *k, size_t kl)

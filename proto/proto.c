@@ -141,7 +141,8 @@ proto_method proto__table[] = {
         P("new", ANY, REQ) } },
     { "map.compare_and_delete", 0, false,
       { NAME, P("key", STRING, REQ), P("old", ANY, REQ) } },
-    { "map.range", 0, false, { NAME } },
+    { "map.range", 0, false,
+      { NAME, P("cursor", UINT, OPT), P("limit", UINT, OPT) } },
     { "map.len", 0, false, { NAME } },
     { "map.clear", 0, false, { NAME } },
     /* sync/atomic */

@@ -668,6 +668,77 @@ static void test_list_paging(void **state)
     assert_int_equal(testd_stop(&d), 0);
 }
 
+#define NKEYS 20000
+
+/* map.range pages likewise, while the map grows between pages. */
+static void test_map_range_paging(void **state)
+{
+    testd_conn *a = testd_connect(&D);
+    unsigned char *seen = calloc(NKEYS, 1);
+    char *buf = malloc(4096 * 96), *p;
+    json_int_t cursor = 0;
+    int pages = 0, total = 0, added = 0;
+    (void)state;
+
+    assert_non_null(seen);
+    assert_non_null(buf);
+    for (int i = 0; i < NKEYS;) {
+        p = buf;
+        for (int k = 0; k < 4096 && i < NKEYS; k++, i++)
+            p += sprintf(p,
+                         "{\"jsonrpc\":\"2.0\",\"method\":\"map.store\","
+                         "\"params\":{\"name\":\"big\",\"key\":\"k%d\","
+                         "\"value\":%d}}\n",
+                         i, i);
+        assert_int_equal(testd_write(a, buf, (size_t)(p - buf)), 0);
+    }
+    assert_int_equal(e2e_ok_int(a, 1, "map.len", "{\"name\":\"big\"}", "len"),
+                     NKEYS);
+    do {
+        char q[96];
+        const char *key;
+        json_t *v, *r;
+        snprintf(q, sizeof q,
+                 "{\"name\":\"big\",\"cursor\":%lld,\"limit\":300}",
+                 (long long)cursor);
+        r = e2e_ok(a, 0, "map.range", q);
+        assert_true(json_object_size(json_object_get(r, "entries")) <= 300);
+        json_object_foreach(json_object_get(r, "entries"), key, v)
+        {
+            if (key[0] != 'k')
+                continue;
+            int k = atoi(key + 1);
+            assert_true(k >= 0 && k < NKEYS);
+            assert_int_equal(json_integer_value(v), k);
+            if (seen[k]++)
+                fail_msg("key %s twice", key);
+            total++;
+        }
+        cursor = json_integer_value(json_object_get(r, "cursor"));
+        pages++;
+        /* The map grows (its buckets double) while the walk goes on. */
+        if (pages % 5 == 0 && added < 20000) {
+            p = buf;
+            for (int k = 0; k < 2000; k++, added++)
+                p += sprintf(p,
+                             "{\"jsonrpc\":\"2.0\",\"method\":\"map.store\","
+                             "\"params\":{\"name\":\"big\",\"key\":\"n%d\","
+                             "\"value\":0}}\n",
+                             added);
+            assert_int_equal(testd_write(a, buf, (size_t)(p - buf)), 0);
+        }
+    } while (cursor != 0);
+    printf("# map.range of %d keys: %d pages of <= 300, %d keys added "
+           "meanwhile\n",
+           NKEYS, pages, added);
+    assert_int_equal(total, NKEYS);
+    e2e_expect_reason(a, 2, "map.range", "{\"name\":\"big\",\"limit\":0}",
+                      "invalid");
+    free(buf);
+    free(seen);
+    testd_close(a);
+}
+
 /* ------------------------------------------------------------------ */
 /* Reclaim                                                            */
 /* ------------------------------------------------------------------ */
@@ -754,6 +825,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_count_limits, e2e_setup,
                                         e2e_teardown),
         cmocka_unit_test_setup_teardown(test_list_paging, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_map_range_paging, e2e_setup,
                                         e2e_teardown),
         cmocka_unit_test_setup_teardown(test_reclaim, e2e_setup, e2e_teardown),
     };
