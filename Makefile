@@ -33,6 +33,9 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+# PROTOCOL.md; chand --help finds it as ../share/doc/chand from its own
+# directory, so keep DOCDIR under PREFIX.
+DOCDIR ?= $(PREFIX)/share/doc/chand
 DESTDIR ?=
 
 CC ?= cc
@@ -287,6 +290,8 @@ install-daemon: $(CHAND) $(DAEMON_UNITS)
 	    $(DESTDIR)$(MANDIR)/man5/chand.conf.5
 	install -m 644 $(BUILD)/chand.service $(DESTDIR)$(UNITDIR)/chand.service
 	install -m 644 $(BUILD)/chand.socket $(DESTDIR)$(UNITDIR)/chand.socket
+	install -d $(DESTDIR)$(DOCDIR)
+	install -m 644 proto/PROTOCOL.md $(DESTDIR)$(DOCDIR)/PROTOCOL.md
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/chand.conf ]; then \
 	  echo "install: keeping the existing $(DESTDIR)$(SYSCONFDIR)/chand.conf"; \
 	else \
@@ -297,7 +302,9 @@ install-daemon: $(CHAND) $(DAEMON_UNITS)
 uninstall-daemon:
 	rm -f $(DESTDIR)$(SBINDIR)/chand $(DESTDIR)$(MANDIR)/man8/chand.8 \
 	    $(DESTDIR)$(MANDIR)/man5/chand.conf.5 \
-	    $(DESTDIR)$(UNITDIR)/chand.service $(DESTDIR)$(UNITDIR)/chand.socket
+	    $(DESTDIR)$(UNITDIR)/chand.service $(DESTDIR)$(UNITDIR)/chand.socket \
+	    $(DESTDIR)$(DOCDIR)/PROTOCOL.md
+	-@rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
 	@if cmp -s configs/chand.conf $(DESTDIR)$(SYSCONFDIR)/chand.conf; then \
 	  echo "rm -f $(DESTDIR)$(SYSCONFDIR)/chand.conf"; \
 	  rm -f $(DESTDIR)$(SYSCONFDIR)/chand.conf; \

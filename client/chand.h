@@ -282,6 +282,18 @@ CHAND_API int chand_once_do(chand_conn *conn, const char *name,
 /* Marks once name as done, releasing the callers waiting in
  * chand_once_do.  Returns 0 or a negative code. */
 CHAND_API int chand_once_done(chand_conn *conn, const char *name);
+/* chand_once_do that also gives the once's value (as Go's sync.OnceValue):
+ * when it returns 0, *value (if not NULL) gets a new reference to the value
+ * the runner stored with chand_once_done_value (JSON null when it stored
+ * none); when it returns 1 or a negative code, *value is set to NULL. */
+CHAND_API int chand_once_do_value(chand_conn *conn, const char *name,
+                                  int64_t timeout_ms, json_t **value);
+/* chand_once_done that stores value (borrowed; NULL stores JSON null) as
+ * the once's result, handed to every caller that gets 0 from
+ * chand_once_do_value.  Returns 0 or a negative code (CHAND_ETOOLARGE when
+ * the value is over the server's max_value). */
+CHAND_API int chand_once_done_value(chand_conn *conn, const char *name,
+                                    json_t *value);
 /* Waits on Cond name whose Locker is mutex (held by this session): the
  * server unlocks it, waits for a signal and locks it again.  Returns 0 with
  * the new hold's fencing token in *token, or a negative code (after a

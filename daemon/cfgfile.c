@@ -10,10 +10,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon.h"
 
@@ -173,26 +175,65 @@ out_close:
     return rc;
 }
 
+/* Finds PROTOCOL.md for --help from where the program is: `make install`
+ * puts it in PREFIX/share/doc/chand beside PREFIX/sbin/chand, and a
+ * build in the source tree has proto/ one level up.  Computed, not
+ * compiled in, so that the binary need not be rebuilt for another PREFIX
+ * (or DESTDIR).  Returns 0 with the path in buf, or -1. */
+static int cfg_protocol_path(char *buf, size_t n)
+{
+    static const char *const rel[] = { "../share/doc/chand/PROTOCOL.md",
+                                       "../proto/PROTOCOL.md",
+                                       "../../proto/PROTOCOL.md" };
+    char exe[4096], *slash;
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+
+    if (len <= 0)
+        return -1;
+    exe[len] = '\0';
+    slash = strrchr(exe, '/');
+    if (!slash)
+        return -1;
+    *slash = '\0';
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        char path[4096 + 64], real[PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", exe, rel[i]);
+        if (realpath(path, real) && access(real, R_OK) == 0) {
+            snprintf(buf, n, "%s", real);
+            return 0;
+        }
+    }
+    return -1;
+}
+
 static void cfg_usage(FILE *f)
 {
+    char proto[PATH_MAX];
     conf d;
 
     conf_defaults(&d);
     fprintf(f,
             "usage: chand [--config FILE] [--test-config] [--KEY VALUE | "
             "--KEY=VALUE]...\n"
-            "       chand --help | --version\n"
+            "       chand -h | -V\n"
             "Hosts a Go-style goroutine runtime and serves its channels,\n"
             "locks and the rest by name over TCP (JSON-RPC 2.0, one\n"
-            "message per line; see proto/PROTOCOL.md).\n\n"
+            "message per line).\n\n"
             "  --config FILE    read settings from FILE (chand.conf(5));\n"
             "                   flags override the file\n"
             "  --test-config    check the settings and exit (0: valid)\n"
-            "  --help, --version\n\n"
+            "  -h, --help       this text\n"
+            "  -V, --version    print the version and exit\n\n"
             "keys (flags, and `key = value` in the file):\n");
     conf_usage(&d, f);
     fprintf(f, "\nSignals: TERM/INT drain and exit 0; HUP reloads the "
                "file.\n");
+    if (cfg_protocol_path(proto, sizeof proto) != 0)
+        snprintf(proto, sizeof proto, "PREFIX/share/doc/chand/PROTOCOL.md");
+    fprintf(f,
+            "\nThe protocol (every method, with examples):\n  %s\n"
+            "See also chand(8), chand.conf(5), chanctl(1).\n",
+            proto);
 }
 
 /* Splits argv[*i] ("--key", "--key=value") into key and value, taking
@@ -225,7 +266,8 @@ static int cfg_split(int argc, char **argv, int *i, char *key, size_t klen,
 static bool cfg_is_switch(const char *a)
 {
     return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0 ||
-           strcmp(a, "--version") == 0 || strcmp(a, "--test-config") == 0;
+           strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0 ||
+           strcmp(a, "--test-config") == 0;
 }
 
 /* Applies every flag but --config and the switches.  Returns 0 or -1. */
@@ -267,7 +309,7 @@ int cfg_from_args(int argc, char **argv, conf *c, int *exit_code)
             *exit_code = 0;
             return 1;
         }
-        if (strcmp(a, "--version") == 0) {
+        if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
             printf("chand %s (protocol %d)\n", CHAND_VERSION, PROTO_VERSION);
             *exit_code = 0;
             return 1;
@@ -303,6 +345,14 @@ int cfg_from_args(int argc, char **argv, conf *c, int *exit_code)
         return 1;
     }
     snprintf(c->config, sizeof c->config, "%s", cfg_path);
+    /* A limit that cannot be reached is worth a warning, not a refusal:
+     * the daemon still serves every smaller value. */
+    if (conf_warning(c, err, sizeof err)) {
+        if (test)
+            fprintf(stderr, "chand: warning: %s\n", err);
+        else
+            log_warn("%s", err);
+    }
     if (test) {
         printf("chand: %s: configuration ok\n",
                cfg_path[0] ? cfg_path : "(no file)");

@@ -7,6 +7,7 @@
  */
 #include "cluster.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -49,16 +50,17 @@ static int parse_uint(const char *s, size_t len, uint64_t max, uint64_t *out)
     return 0;
 }
 
-/* Host names and dotted quads: letters, digits, '-', '.', '_'. */
+/* An IPv4 address other nodes can reach: libraft 0.15's TCP transport
+ * neither resolves names nor speaks IPv6, and 0.0.0.0 names no host. */
 static int host_ok(const char *s, size_t len)
 {
-    size_t i;
-    for (i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (!isalnum(ch) && ch != '-' && ch != '.' && ch != '_')
-            return 0;
-    }
-    return 1;
+    char buf[INET_ADDRSTRLEN];
+    struct in_addr a;
+    if (len >= sizeof buf)
+        return 0;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return inet_pton(AF_INET, buf, &a) == 1 && a.s_addr != INADDR_ANY;
 }
 
 /* Parses one trimmed entry "id=host:client:raft" (pos counts from 1). */
@@ -103,8 +105,9 @@ static int parse_entry(const char *s, size_t len, size_t pos, cluster_peer *p,
                     CLUSTER_HOST_MAX);
     if (!host_ok(rest, (size_t)(c1 - rest)))
         return fail(err, errlen,
-                    "cluster entry %zu \"%.*s\": the host may hold only "
-                    "letters, digits, '-', '.' and '_'",
+                    "cluster entry %zu \"%.*s\": the host must be an IPv4 "
+                    "address the other nodes reach, such as 10.0.0.1 (host "
+                    "names are not resolved)",
                     pos, ilen, s);
     memcpy(p->host, rest, (size_t)(c1 - rest));
     p->host[c1 - rest] = '\0';

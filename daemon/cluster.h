@@ -6,7 +6,8 @@
  *     id=host:client_port:raft_port,id=host:client_port:raft_port,...
  *
  * where id is a positive integer (the Raft server id, stable for the life
- * of the node's data_dir), host an IPv4 address or a host name, client_port
+ * of the node's data_dir), host the IPv4 address the other nodes and the
+ * clients reach (libraft's transport resolves no names), client_port
  * the port clients reach (named in `not_leader` answers) and raft_port the
  * port the nodes talk Raft on.  `node_id` names this node in the list.
  * Blanks around entries are ignored.  Everything else is refused with a
@@ -20,7 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Bounds of the setting: hosts are names or dotted quads, not URLs. */
+/* Bounds of the setting (the host field is checked as an IPv4 address;
+ * the buffer is sized for names should a later transport resolve them). */
 #define CLUSTER_MAX_PEERS 64
 #define CLUSTER_HOST_MAX 253
 

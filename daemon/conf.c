@@ -31,9 +31,9 @@ void conf_defaults(conf *c)
     c->gomaxprocs = 0;
     c->io_threads = 1;
     c->log_level = LOG_LVL_INFO;
-    c->max_line = PROTO_MAX_LINE_DEFAULT;
     c->max_depth = PROTO_MAX_DEPTH_DEFAULT;
     c->max_value = 1024 * 1024;
+    c->max_line = c->max_value + CONF_ENVELOPE;
     c->max_conns = 10000;
     c->max_objects = 100000;
     c->max_outbuf = 8 * 1024 * 1024;
@@ -48,6 +48,19 @@ void conf_defaults(conf *c)
     c->max_goroutines = 100000;
     c->max_timers = 100000;
     c->min_ticker_ms = 10;
+}
+
+const char *conf_warning(const conf *c, char *buf, size_t n)
+{
+    if (c->max_line >= c->max_value + CONF_ENVELOPE)
+        return NULL;
+    snprintf(buf, n,
+             "max-line (%zu) leaves less than %d bytes above max-value "
+             "(%zu) for the rest of a request: a value near max-value "
+             "cannot be sent (set max-line to at least %zu)",
+             c->max_line, CONF_ENVELOPE, c->max_value,
+             c->max_value + CONF_ENVELOPE);
+    return buf;
 }
 
 /* Parses a non-negative integer with an optional k/m/g suffix (x1024). */

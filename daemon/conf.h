@@ -14,6 +14,10 @@
 #include "log.h"
 
 #define CONF_DEFAULT_PORT 2426
+/* Room that max_line keeps above max_value for the rest of a request (the
+ * envelope, the method, the name, a map key), so that a value of
+ * max_value bytes can be sent: the default max_line is max_value plus it. */
+#define CONF_ENVELOPE (64 * 1024)
 
 typedef struct conf {
     char bind[256];         /* address to listen on */
@@ -51,6 +55,9 @@ void conf_defaults(conf *c);
  * err (unknown key, bad value). */
 int conf_set(conf *c, const char *key, const char *value, char *err,
              size_t errlen);
+/* Checks the settings together.  Returns NULL when they agree, else a
+ * warning in buf (e.g. max_line leaves no room for a max_value value). */
+const char *conf_warning(const conf *c, char *buf, size_t n);
 /* Writes port to path atomically (temporary file + rename).  Returns 0, or
  * -1 with "<label> <path>: <strerror>" in err. */
 int conf_write_port_file(const char *label, const char *path, int port,

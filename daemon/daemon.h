@@ -265,6 +265,7 @@ struct obj {
     obj *hnext;                        /* registry bucket chain */
     pthread_mutex_t wmu;               /* guards the waiter list */
     dreq *waiters;                     /* parked requests, for dump */
+    _Atomic uint64_t nops;             /* requests that named it (top) */
 };
 
 /* What reg_lookup returns: REG_OK, or why there is no object. */

@@ -195,10 +195,18 @@ void h_make(dreq *r)
     if (!o)
         return;
     hchan *h = (hchan *)o;
+    /* make is idempotent, so a channel closed by an earlier run of a
+     * script is found, not made afresh: say so, or the next send fails
+     * with no hint why (drop starts over). */
+    bool closed = !created && rt_chan_closed(h->c);
     if (!created && (h->cap != (size_t)cap || (int)h->elem != elem))
-        dreq_fail(r, PROTO_R_EXISTS,
-                  "channel \"%s\" exists with cap %zu and type %s", name,
-                  h->cap, hchan_elem_names[h->elem]);
+        dreq_fail_data(r, PROTO_R_EXISTS,
+                       closed ? json_pack("{s:b}", "closed", 1) : NULL,
+                       "channel \"%s\" exists with cap %zu and type %s%s",
+                       name, h->cap, hchan_elem_names[h->elem],
+                       closed ? ", and is closed" : "");
+    else if (closed)
+        dreq_ok(r, json_pack("{s:b}", "closed", 1));
     else
         dreq_ok(r, NULL);
     obj_release(o);

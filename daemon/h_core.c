@@ -50,8 +50,9 @@ void h_ping(dreq *r)
 /* Returns a new object describing o: name, type and the family's fields. */
 static json_t *hcore_describe(obj *o)
 {
-    json_t *d = json_pack("{s:s, s:s}", "name", o->name, "type",
-                          o->ops->name);
+    json_t *d = json_pack(
+        "{s:s, s:s, s:I}", "name", o->name, "type", o->ops->name, "ops",
+        (json_int_t)atomic_load_explicit(&o->nops, memory_order_relaxed));
     if (d && o->ops->info)
         o->ops->info(o, d);
     return d;

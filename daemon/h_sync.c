@@ -7,6 +7,11 @@
  * once.done; the others wait (a runtime Cond over the object's state lock)
  * and get run:false.  If the runner's session ends first, the once is
  * reopened and the next waiter becomes the runner.
+ *
+ * As Go 1.21's sync.OnceValue, a once keeps the value its function gave:
+ * once.done {value} stores it (null when absent) and every run:false
+ * answer carries it, so that the callers who did not run learn how the
+ * run went (chanctl stores the command's exit status).
  */
 #include "daemon.h"
 
@@ -130,6 +135,8 @@ typedef struct honce {
     uint64_t runner;          /* session running it (0: detached) */
     uint64_t run;             /* counts the turns, for the lease */
     rt_cond *cv;              /* waiters for the runner's end */
+    json_t *value;            /* owned; set when state is ONCE_DONE, the
+                               * durable state with state itself */
 } honce;
 
 /* A once.do turn taken with lease_ms: the once reopens when the turn is
@@ -176,6 +183,7 @@ static void honce_fini(obj *o)
     honce *h = (honce *)o;
     if (h->state == ONCE_RUNNING)
         atomic_fetch_sub(&honce_running, 1);
+    json_decref(h->value);
     rt_cond_free(h->cv);
     pthread_mutex_destroy(&h->mu);
 }
@@ -261,12 +269,15 @@ static void honce_lease_start(honce *h, uint64_t run, int64_t lease_ms)
     honce_lease_put(ls);
 }
 
-/* Decides for r under h->mu: returns 1 (answered run:true), 0 (answered
- * run:false) or -1 (must wait). */
-static int honce_try_locked(honce *h, dreq *r)
+/* Decides for r under h->mu: returns 1 (answer run:true), 0 (answer
+ * run:false, with a new reference to the once's value in *value) or -1
+ * (must wait). */
+static int honce_try_locked(honce *h, dreq *r, json_t **value)
 {
-    if (h->state == ONCE_DONE)
+    if (h->state == ONCE_DONE) {
+        *value = json_incref(h->value);
         return 0;
+    }
     if (h->state == ONCE_IDLE) {
         h->state = ONCE_RUNNING;
         h->runner = dreq_sid(r);
@@ -277,20 +288,26 @@ static int honce_try_locked(honce *h, dreq *r)
     return -1;
 }
 
-/* Answers r; a turn taken (run) with lease_ms starts its lease first. */
-static void honce_answer(dreq *r, int run, uint64_t turn)
+/* Answers r: run:true (a turn taken with lease_ms starts its lease
+ * first), or run:false with value (stolen). */
+static void honce_answer(dreq *r, int run, uint64_t turn, json_t *value)
 {
     int64_t lease_ms = dreq_int(r, "lease_ms", 0);
 
     if (run && lease_ms > 0)
         honce_lease_start((honce *)r->ctx, turn, lease_ms);
-    dreq_ok(r, json_pack("{s:b}", "run", run));
+    if (run)
+        dreq_ok(r, json_pack("{s:b}", "run", 1));
+    else
+        dreq_ok(r, json_pack("{s:b,s:o}", "run", 0, "value",
+                             value ? value : json_null()));
 }
 
 static void honce_wait_go(dreq *r)
 {
     obj *o = r->ctx;
     honce *h = (honce *)o;
+    json_t *value = NULL;
     int rc = 0, got;
     uint64_t turn;
 
@@ -299,7 +316,7 @@ static void honce_wait_go(dreq *r)
     if (dreq_cancelled(r))
         rc = RT_ECANCELED, got = -1;
     else
-        while ((got = honce_try_locked(h, r)) < 0 && rc == 0)
+        while ((got = honce_try_locked(h, r, &value)) < 0 && rc == 0)
             rc = rt_cond_wait(h->cv, r->dl);
     if (got == 1 && r->s && !sess_alive(r->s)) {
         /* Became the runner for a session that has already ended (its
@@ -312,7 +329,7 @@ static void honce_wait_go(dreq *r)
     pthread_mutex_unlock(&h->mu);
     dreq_wait_end(r);
     if (got >= 0)
-        honce_answer(r, got, turn);
+        honce_answer(r, got, turn, value);
     else
         dreq_fail_rt(r, rc);
     obj_release(o);
@@ -322,13 +339,14 @@ void h_once_do(dreq *r)
 {
     obj *o = dreq_obj(r, dreq_str(r, "name"), &honce_ops, true);
     honce *h = (honce *)o;
+    json_t *value = NULL;
     int got;
     uint64_t turn;
 
     if (!o)
         return;
     pthread_mutex_lock(&h->mu);
-    got = honce_try_locked(h, r);
+    got = honce_try_locked(h, r, &value);
     turn = h->run;
     pthread_mutex_unlock(&h->mu);
     r->ctx = o;
@@ -340,7 +358,7 @@ void h_once_do(dreq *r)
     if (got < 0)
         dreq_fail(r, PROTO_R_TIMEOUT, "timeout");
     else
-        honce_answer(r, got, turn);
+        honce_answer(r, got, turn, value);
     obj_release(o);
 }
 
@@ -348,12 +366,16 @@ void h_once_done(dreq *r)
 {
     obj *o = dreq_obj(r, dreq_str(r, "name"), &honce_ops, true);
     honce *h = (honce *)o;
+    json_t *value;
 
     if (!o)
         return;
+    value = dreq_param(r, "value"); /* borrowed; NULL when absent */
     pthread_mutex_lock(&h->mu);
     if (h->state == ONCE_RUNNING && h->runner == dreq_sid(r)) {
         h->state = ONCE_DONE;
+        json_decref(h->value);
+        h->value = value ? json_incref(value) : json_null();
         atomic_fetch_sub(&honce_running, 1);
         rt_cond_broadcast(h->cv);
         pthread_mutex_unlock(&h->mu);

@@ -40,20 +40,22 @@
  *     node proposed since repl_start(): the leader has already applied
  *     them and must skip them; followers apply everything.
  *
- *  2. A deposed leader rebuilds.  A batch that completes with
- *     REPL_ELOST (leadership lost) may or may not commit later, and the
- *     leader's in-memory state holds effects that may never commit.  So on
- *     losing leadership (on_role with serving == false after it was true,
- *     or any REPL_ELOST), the daemon fails every parked answer (the client
- *     sees CHAND_ECONN as its session ends), drops its state, and rebuilds
- *     it from the raft log: repl_stop(), reset the state to empty,
- *     repl_start() on the same data_dir.  raft then restores the last
- *     snapshot and applies the committed entries (own == false for all of
- *     them), exactly as a restarted node does.  Snapshots (snapshot hook)
- *     must describe the state at `index` exactly: a leader whose state runs
- *     ahead of what is applied (proposed, uncommitted batches) returns
- *     -EBUSY and raft retries after a later apply.  repl_in_flight() tells
- *     whether this node has proposals not yet applied.
+ *  2. A deposed leader rebuilds.  A batch that completes with REPL_ELOST
+ *     may or may not commit later, and the leader's in-memory state holds
+ *     effects that may never commit.  So when serving ends (on_role with
+ *     serving == false after it was true), or a batch of its own fails
+ *     with REPL_ELOST or REPL_ENOTLEADER, the daemon fails every parked
+ *     answer (the client sees CHAND_ECONN as its session ends), drops its
+ *     state, and rebuilds it from the raft log: repl_stop(), reset the
+ *     state to empty, repl_start() on the same data_dir.  raft then
+ *     restores the last snapshot and applies the committed entries (own ==
+ *     false for all of them), exactly as a restarted node does
+ *     (test_repl's failover and deposed-leader tests restart nodes with an
+ *     empty FSM and check they converge).  The snapshot hook must describe
+ *     the state at `index` exactly: a leader whose state runs ahead of what
+ *     is applied (proposed, uncommitted batches) returns -EBUSY and raft
+ *     asks again after a later apply.  repl_in_flight() tells whether this
+ *     node has proposals not yet applied.
  *
  *  3. Fencing tokens strictly increase across failovers when they come
  *     from the committed durability counter (EFF_TOKEN_EPOCH/the token
@@ -82,7 +84,9 @@
  *
  * Threads: every repl_* call below is for the daemon's I/O thread (one
  * thread), except where it says "any thread".  The FSM hooks run on the
- * raft thread.
+ * raft thread; they may take a lock the I/O thread holds for a loop turn,
+ * but must never wait for the I/O thread to act, since repl_stop joins the
+ * raft thread from it.
  */
 #ifndef CHAND_REPL_H
 #define CHAND_REPL_H

@@ -197,6 +197,9 @@ int svc_reload(void)
         rc = -1;
     } else {
         int n = svc_apply(&srv_conf, &nw);
+        char warn[400];
+        if (conf_warning(&srv_conf, warn, sizeof warn))
+            log_warn("%s", warn);
         log_info("reloaded %s: %d setting%s changed",
                  srv_conf.config[0] ? srv_conf.config : "(no config file)", n,
                  n == 1 ? "" : "s");

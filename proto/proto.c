@@ -123,7 +123,7 @@ proto_method proto__table[] = {
     { "wg.done", 0, false, { NAME } },
     { "wg.wait", 0, true, { NAME } },
     { "once.do", 0, true, { NAME, P("lease_ms", UINT, OPT) } },
-    { "once.done", 0, false, { NAME } },
+    { "once.done", 0, false, { NAME, P("value", ANY, OPT) } },
     { "pool.put", 0, false, { NAME, P("value", ANY, REQ) } },
     { "pool.get", 0, false, { NAME } },
     /* sync.Map */

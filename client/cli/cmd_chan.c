@@ -60,13 +60,33 @@ int cli_h_call(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
 int cli_h_make(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
 {
     int64_t cap = c->cap;
+    json_t *params, *res = NULL;
+    bool closed;
+    int rc;
 
     (void)k;
     if (argc > 1 && cli_parse_int(argv[1], &cap) < 0)
         return cli_usage_error(c, "bad capacity '%s'", argv[1]);
     if (cap < 0)
         return cli_usage_error(c, "capacity must be >= 0");
-    return cli_end_quiet(c, chand_make(c->conn, argv[0], cap, c->type));
+    params = json_pack("{s:s, s:I, s:s}", "name", argv[0], "cap",
+                       (json_int_t)cap, "type", c->type ? c->type : "any");
+    if (!params)
+        return cli_fail(c, CHAND_ENOMEM);
+    rc = chand_call(c->conn, "make", params, CHAND_FOREVER, &res);
+    json_decref(params);
+    if (rc < 0)
+        return cli_fail(c, rc);
+    closed = json_is_true(json_object_get(res, "closed"));
+    json_decref(res);
+    if (!closed)
+        return EXIT_OK;
+    /* Found closed (by an earlier run): exit 1, closed, as send would. */
+    fprintf(stderr,
+            "%s: make: channel \"%s\" exists and is closed (drop it to "
+            "start over)\n",
+            cli_prog, argv[0]);
+    return EXIT_CLOSED;
 }
 
 /* Returns the mode VALUE is read in: --string, --json (which for send

@@ -123,8 +123,26 @@ int cli_h_wg_wait(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
     return cli_end_quiet(c, chand_wg_wait(c->conn, argv[0], c->timeout_ms));
 }
 
+/* The exit status of a once do that did not run: the status the runner
+ * stored (an integer 0..255), else 0 (a once done by a program that
+ * stored another value, or none).  Steals value. */
+static int once_status(cli_ctx *c, const char *name, json_t *value)
+{
+    int status = 0;
+
+    if (json_is_integer(value) && json_integer_value(value) >= 0 &&
+        json_integer_value(value) <= 255)
+        status = (int)json_integer_value(value);
+    json_decref(value);
+    if (status != 0 && !c->quiet)
+        fprintf(stderr, "chanctl: once \"%s\" already ran and exited %d\n",
+                name, status);
+    return status;
+}
+
 int cli_h_once_do(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
 {
+    json_t *value;
     int rc, status;
 
     (void)k;
@@ -133,17 +151,20 @@ int cli_h_once_do(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
         return cli_usage_error(c, "missing -- COMMAND");
     if ((rc = cli_heartbeat(c)) < 0)
         return cli_fail(c, rc);
-    rc = chand_once_do(c->conn, argv[0], c->timeout_ms);
+    rc = chand_once_do_value(c->conn, argv[0], c->timeout_ms, &value);
     if (rc < 0)
         return cli_fail(c, rc);
     if (rc == 0)
-        return EXIT_OK; /* someone else ran it, and it has finished */
+        return once_status(c, argv[0], value); /* someone else ran it */
     status = cli_run_child(c, -1, 0, -1);
     if (status == EXIT_LOST)
         return status; /* the server gave the once to the next caller */
     /* Done whatever the command's status: Go's Once does not retry a
-     * function that panicked either. */
-    rc = chand_once_done(c->conn, argv[0]);
+     * function that panicked either.  The status is the once's value, so
+     * that the callers that did not run it exit as the runner did. */
+    value = json_integer(status);
+    rc = chand_once_done_value(c->conn, argv[0], value);
+    json_decref(value);
     if (rc < 0) {
         cli_fail(c, rc);
         if (status == 0)

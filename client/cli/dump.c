@@ -45,7 +45,7 @@ static int64_t get_int(json_t *o, const char *key, int64_t dflt)
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
 }
 
-/* The attributes of o other than name, type, holders and waiters, as
+/* The attributes of o other than name, type, holders, waiters and ops, as
  * "k v, k v": a channel's "len 2/10" first, then the rest in key order,
  * so that a field the server adds later shows without a change here. */
 static void attrs(json_t *o, char *buf, size_t n)
@@ -68,8 +68,11 @@ static void attrs(json_t *o, char *buf, size_t n)
         return;
     json_object_foreach(o, k, v)
     {
+        /* ops is a running count (top's rates), not a state: watch
+         * would print a line for every request. */
         if (strcmp(k, "name") == 0 || strcmp(k, "type") == 0 ||
             strcmp(k, "holders") == 0 || strcmp(k, "waiters") == 0 ||
+            strcmp(k, "ops") == 0 ||
             (chan && (strcmp(k, "len") == 0 || strcmp(k, "cap") == 0)))
             continue;
         keys[nkeys++] = k;

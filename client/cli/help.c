@@ -15,8 +15,9 @@ static const char *exit_help =
     "  0    ok\n"
     "  1    closed: recv on a closed and drained channel, send or close on "
     "a closed\n"
-    "       channel; or nothing there: pool empty, map key absent, cas "
-    "failed\n"
+    "       channel, make of a closed channel; or nothing there: pool "
+    "empty, map key\n"
+    "       absent, cas failed\n"
     "  2    usage error\n"
     "  3    other error answered by the server\n"
     "  4    cannot connect, or the connection was lost\n"
@@ -24,7 +25,9 @@ static const char *exit_help =
     "  125  mutex run / rwmutex run / once do: the hold was lost while the "
     "command\n"
     "       ran, and the command was stopped\n"
-    "  N    mutex run / rwmutex run / once do: the command's status\n";
+    "  N    mutex run / rwmutex run / once do: the command's status (once "
+    "do that did\n"
+    "       not run it: the status of the caller that did)\n";
 
 static const char *opt_help =
     "Options (anywhere before --):\n"

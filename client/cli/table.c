@@ -48,7 +48,10 @@ const cli_cmd cli_cmds[] = {
      .brief = "make a channel",
      .help = "Makes channel NAME with a buffer of CAP values (0: "
              "unbuffered), carrying values of type T: any, string, number, "
-             "bool, object, array."},
+             "bool, object, array.  A channel that exists with the same CAP "
+             "and type is left as it is; one that exists and is closed "
+             "stays closed, and make says so and exits 1 (drop NAME starts "
+             "over)."},
     {.name = "send",
      .fn = cli_h_send,
      .min = 2,
@@ -247,7 +250,8 @@ const cli_cmd cli_cmds[] = {
      .brief = "run a command once across all callers",
      .help = "Runs COMMAND only in the first caller of NAME across all "
              "processes and exits with its status; the others wait until "
-             "it has finished and exit 0 without running it.  If the "
+             "it has finished and exit with the same status without "
+             "running it (so do later callers: the once keeps it).  If the "
              "connection to the server is lost while COMMAND runs (the "
              "server then lets the next caller run it), COMMAND gets "
              "SIGTERM, SIGKILL after --grace DUR (10s), and chanctl exits "
@@ -516,8 +520,9 @@ const cli_cmd cli_cmds[] = {
      .brief = "a live view of the server",
      .help = "Redraws every --interval (1s) the server's sessions, "
              "goroutines, memory and requests per second, and its objects "
-             "sorted by waiters (then holders) with the longest wait.  q "
-             "or Ctrl-C quits; --timeout DUR stops after DUR."},
+             "sorted by waiters (then holders) with the longest wait and "
+             "their requests per second; r sorts by that rate instead (and "
+             "back).  q or Ctrl-C quits; --timeout DUR stops after DUR."},
     {.name = "gomaxprocs",
      .fn = cli_h_gomaxprocs,
      .max = 1,

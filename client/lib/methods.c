@@ -405,6 +405,27 @@ int chand_once_done(chand_conn *c, const char *name)
     return call_named(c, "once.done", name);
 }
 
+int chand_once_do_value(chand_conn *c, const char *name, int64_t timeout_ms,
+                        json_t **value)
+{
+    int rc = call_flag(c, "once.do", name_params(name), timeout_ms, "run",
+                       "value", value);
+
+    if (rc == 1 && value) {
+        json_decref(*value); /* a runner's answer has no value */
+        *value = NULL;
+    }
+    return rc;
+}
+
+int chand_once_done_value(chand_conn *c, const char *name, json_t *value)
+{
+    return call_void(c, "once.done",
+                     json_pack("{s:s, s:O}", "name", name, "value",
+                               value ? value : json_null()),
+                     CHAND_FOREVER);
+}
+
 int chand_cond_wait(chand_conn *c, const char *name, const char *mutex,
                     int64_t timeout_ms, int64_t *token)
 {

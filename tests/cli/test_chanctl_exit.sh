@@ -51,6 +51,14 @@ expect_exit 1 recv q
 expect_exit 1 send q x
 grep -q 'send on closed channel' "$T/err" || fail "message: $(cat "$T/err")"
 expect_exit 1 close q
+# make finds q closed: it says so and exits 1, as send does.
+expect_exit 1 make q 1
+grep -qx 'chanctl: make: channel "q" exists and is closed (drop it to start over)' "$T/err" ||
+    fail "make on closed: $(cat "$T/err")"
+expect_exit 1 -q make q 1
+expect_exit 3 make q 5
+grep -q 'exists with cap 1 and type any, and is closed (exists)' "$T/err" ||
+    fail "make other cap on closed: $(cat "$T/err")"
 expect_exit 3 recv nosuch
 grep -q not_found "$T/err" || fail "reason: $(cat "$T/err")"
 expect_exit 3 make typed 1 --type nonsense
@@ -59,6 +67,9 @@ expect_exit 3 send typed abc
 expect_out '0 1' len q
 expect_exit 0 drop q
 expect_exit 3 len q
+expect_exit 0 make q 1  # drop started over: open again
+[ ! -s "$T/err" ] || fail "make after drop said: $(cat "$T/err")"
+expect_exit 0 make q 1
 
 # Each family once, with its output.
 expect_out '{"len":0,"cap":1}' --json len typed

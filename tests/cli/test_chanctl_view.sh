@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Seeing what waits on what: `dump` as a tree (and --json as the server's
 # form), `watch NAME` printing a line per change, and `top` in a real
-# terminal (tmux): it draws, re-sorts by waiters, and quits on q and on
+# terminal (tmux): it draws, sorts by waiters or (r) by rate, and quits on q and on
 # Ctrl-C, giving the terminal back.
 . "$(dirname "$0")/lib.sh" || exit 1
 command -v tmux >/dev/null || fail "tmux is needed"
@@ -100,6 +100,27 @@ ctl recv busy >/dev/null 2>&1 & EXTRA_PIDS="$EXTRA_PIDS $!"
 wait_pane '^busy  *chan  *0/0  *0  *2 '
 [ "$(grep -A1 'LONGEST WAIT' "$T/pane" | tail -1 | awk '{print $1}')" = busy ] ||
     fail "busy is not first: $(cat "$T/pane")"
+wait_pane '^objects by waiters (r: by rate)'
+# By rate (r): a channel under steady requests goes first, with its
+# requests per second; r again goes back to waiters.
+ctl make hot 0 || fail "make hot"
+( while [ ! -e "$T/stophot" ]; do "$CHANCTL_BIN" len hot >/dev/null 2>&1; done ) &
+EXTRA_PIDS="$EXTRA_PIDS $!"
+tm send-keys -t top r
+wait_pane '^objects by rate (r: by waiters)'
+for i in $(seq 1 500); do
+    tm capture-pane -p -t top >"$T/pane" 2>/dev/null
+    first=$(grep -A1 'OPS/S' "$T/pane" | tail -1)
+    [[ "$first" =~ ^hot\ +chan\ .*\ ([0-9]+\.[0-9])$ ]] &&
+        [ "${BASH_REMATCH[1]}" != 0.0 ] && break
+    sleep 0.02
+done
+[[ "$first" =~ ^hot\ +chan\ .*\ ([0-9]+\.[0-9])$ ]] && [ "${BASH_REMATCH[1]}" != 0.0 ] ||
+    fail "hot is not first by rate: $(cat "$T/pane")"
+touch "$T/stophot"
+tm send-keys -t top r
+wait_pane '^objects by waiters (r: by rate)'
+ctl --json list hot | grep -Eq '"ops":[1-9][0-9]*' || fail "list has no ops: $(ctl --json list hot)"
 tm send-keys -t top q
 for i in $(seq 1 500); do [ -s "$T/top.rc" ] && break; sleep 0.02; done
 [ "$(cat "$T/top.rc" 2>/dev/null)" = 0 ] || fail "top after q: exit '$(cat "$T/top.rc" 2>/dev/null)'"

@@ -17,7 +17,8 @@ files="usr/sbin/chand usr/bin/chanctl usr/lib/libchand.a
        usr/lib/pkgconfig/libchand.pc usr/share/man/man8/chand.8
        usr/share/man/man5/chand.conf.5 usr/share/man/man1/chanctl.1
        usr/lib/systemd/system/chand.service
-       usr/lib/systemd/system/chand.socket etc/chand.conf"
+       usr/lib/systemd/system/chand.socket etc/chand.conf
+       usr/share/doc/chand/PROTOCOL.md"
 
 # 1. A fresh install.
 mk install
@@ -29,6 +30,12 @@ grep -q '^ExecStart=/usr/sbin/chand --config /etc/chand.conf$' "$unit" ||
     fail "unit paths: $(grep ExecStart "$unit")"
 grep -q '^Type=notify$' "$unit" || fail "unit is not Type=notify"
 grep -q 'usr/local' "$unit" && fail "unit still names /usr/local"
+# The protocol is installed with the docs, and chand --help names it.
+cmp -s "$top/proto/PROTOCOL.md" "$root/usr/share/doc/chand/PROTOCOL.md" ||
+    fail "PROTOCOL.md differs"
+"$root/usr/sbin/chand" --help >"$T/help.out" 2>&1 || fail "chand --help exited $?"
+grep -qx "  $root/usr/share/doc/chand/PROTOCOL.md" "$T/help.out" ||
+    fail "chand --help does not name the installed PROTOCOL.md: $(tail -4 "$T/help.out")"
 # The installed daemon accepts the installed config.
 "$root/usr/sbin/chand" --config "$root/etc/chand.conf" --test-config \
     >"$T/tc.out" 2>&1 || fail "installed config rejected: $(cat "$T/tc.out")"
@@ -48,6 +55,7 @@ fi
 # 2. Uninstall removes every file, the unchanged sample too.
 mk uninstall
 for f in $files; do [ ! -e "$root/$f" ] || fail "left behind: $f"; done
+[ ! -e "$root/usr/share/doc/chand" ] || fail "left behind: usr/share/doc/chand"
 left=$(find "$root" -type f -o -type l)
 [ -z "$left" ] || fail "left behind: $left"
 

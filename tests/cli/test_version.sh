@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One version everywhere: the Makefile's VERSION is what chand -V,
+# One version everywhere: the Makefile's VERSION is what chand -V/--version,
 # chanctl -V/--version, hello's answer, the installed libchand.pc and the
 # installed man pages' .TH lines all say.
 . "$(dirname "$0")/lib.sh" || exit 1
@@ -8,8 +8,10 @@ B=${BUILD:-build}
 V=$(make -s -C "$top" BUILD="$B" version) || fail "make version"
 [[ "$V" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "VERSION '$V'"
 
-out=$("$CHAND_BIN" --version) || fail "chand --version exited $?"
-[[ "$out" == "chand $V "* ]] || fail "chand --version: '$out', want $V"
+for f in -V --version; do
+    out=$("$CHAND_BIN" $f) || fail "chand $f exited $?"
+    [[ "$out" == "chand $V "* ]] || fail "chand $f: '$out', want $V"
+done
 for f in -V --version; do
     out=$("$CHANCTL_BIN" $f) || fail "chanctl $f exited $?"
     [[ "$out" == "chanctl $V "* ]] || fail "chanctl $f: '$out', want $V"

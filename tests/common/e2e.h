@@ -41,6 +41,9 @@ static int __attribute__((unused)) e2e_teardown(void **state)
     return testd_stop(&D) == 0 ? 0 : -1;
 }
 
+/* A cmocka test with its own daemon: e2e_setup and e2e_teardown. */
+#define E2E_TEST(f) cmocka_unit_test_setup_teardown(f, e2e_setup, e2e_teardown)
+
 /* Calls method with params (stolen; NULL: none) under id (0: the next of
  * a counter) and returns the answer (new), failing the test when none
  * comes. */

@@ -580,6 +580,30 @@ static void test_wg_once(void **state)
     assert_int_equal(chand_once_done(a, "t.once"), 0);
     assert_int_equal(chand_once_do(b, "t.once", 1000), 0);
     assert_int_equal(chand_once_do(a, "t.once", 1000), 0);
+
+    /* The value kept by the once (sync.OnceValue). */
+    {
+        json_t *v = json_true(), *st = json_pack("{s:i}", "rc", 9);
+
+        assert_int_equal(chand_once_do_value(b, "t.val", 1000, &v), 1);
+        assert_null(v);
+        rc = chand_once_done_value(a, "t.val", st);
+        assert_error(a, rc, CHAND_EMISUSE, "misuse");
+        assert_int_equal(chand_once_done_value(b, "t.val", st), 0);
+        json_decref(st);
+        assert_int_equal(chand_once_do_value(a, "t.val", 1000, &v), 0);
+        assert_int_equal(json_integer_value(json_object_get(v, "rc")), 9);
+        json_decref(v);
+        assert_int_equal(chand_once_do_value(a, "t.val", 1000, NULL), 0);
+        /* chand_once_done stores null. */
+        assert_int_equal(chand_once_do_value(a, "t.null", 1000, &v), 1);
+        assert_int_equal(chand_once_done(a, "t.null"), 0);
+        assert_int_equal(chand_once_do_value(b, "t.null", 1000, &v), 0);
+        assert_true(json_is_null(v));
+        json_decref(v);
+        /* The old call on a once with a value still says 0. */
+        assert_int_equal(chand_once_do(b, "t.val", 1000), 0);
+    }
     hang_up(a);
     hang_up(b);
 }

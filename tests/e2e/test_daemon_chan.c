@@ -35,8 +35,10 @@ static void test_basics_and_reasons(void **state)
     e2e_expect_reason(c, 1, "recv", "{\"name\":\"q\"}", "not_found");
     e2e_expect_reason(c, 1, "send", "{\"name\":\"q\",\"value\":1}",
                       "not_found");
-    e2e_ok(c, 2, "make", "{\"name\":\"q\",\"cap\":3,\"type\":\"number\"}");
-    e2e_ok(c, 3, "make", "{\"name\":\"q\",\"cap\":3,\"type\":\"number\"}");
+    r = e2e_ok(c, 2, "make", "{\"name\":\"q\",\"cap\":3,\"type\":\"number\"}");
+    assert_null(json_object_get(r, "closed"));
+    r = e2e_ok(c, 3, "make", "{\"name\":\"q\",\"cap\":3,\"type\":\"number\"}");
+    assert_null(json_object_get(r, "closed"));
     e2e_expect_reason(c, 4, "make", "{\"name\":\"q\",\"cap\":4}", "exists");
     e2e_expect_reason(c, 5, "send", "{\"name\":\"q\",\"value\":\"s\"}",
                       "wrong_type");
@@ -49,10 +51,24 @@ static void test_basics_and_reasons(void **state)
     r = json_array_get(json_object_get(r, "objects"), 0);
     assert_string_equal(json_string_value(json_object_get(r, "name")), "q");
     assert_string_equal(json_string_value(json_object_get(r, "type")), "chan");
+    /* ops: the requests that named q (three makes, three sends, len);
+     * list itself is not one of them. */
+    assert_int_equal(json_integer_value(json_object_get(r, "ops")), 7);
     r = e2e_ok(c, 10, "list", "{\"prefix\":\"zz\"}");
     assert_int_equal(json_array_size(json_object_get(r, "objects")), 0);
     e2e_ok(c, 11, "close", "{\"name\":\"q\"}");
     e2e_expect_reason(c, 12, "close", "{\"name\":\"q\"}", "closed");
+    /* make finds it closed: ok (make is idempotent), and says so. */
+    r = e2e_ok(c, 12, "make", "{\"name\":\"q\",\"cap\":3,\"type\":\"number\"}");
+    assert_true(json_is_true(json_object_get(r, "closed")));
+    {
+        json_t *a = e2e_call(c, 12, "make", "{\"name\":\"q\",\"cap\":1}");
+        assert_string_equal(testd_reason(a), "exists");
+        assert_non_null(strstr(testd_message(a), "and is closed"));
+        assert_true(json_is_true(json_object_get(
+            json_object_get(json_object_get(a, "error"), "data"), "closed")));
+        json_decref(a);
+    }
     {
         json_t *a = e2e_call(c, 13, "send", "{\"name\":\"q\",\"value\":1}");
         assert_string_equal(testd_reason(a), "closed");
@@ -71,6 +87,9 @@ static void test_basics_and_reasons(void **state)
     e2e_expect_reason(c, 18, "drop", "{\"name\":\"q\"}", "not_found");
     e2e_expect_reason(c, 19, "len", "{\"name\":\"q\"}", "not_found");
     /* timeout_ms 0: do not wait. */
+    /* After drop, make starts over: an open channel. */
+    r = e2e_ok(c, 20, "make", "{\"name\":\"q\",\"cap\":3,\"type\":\"number\"}");
+    assert_null(json_object_get(r, "closed"));
     e2e_ok(c, 20, "make", "{\"name\":\"u\"}");
     e2e_expect_reason(c, 21, "recv", "{\"name\":\"u\",\"timeout_ms\":0}",
                       "timeout");
@@ -570,29 +589,12 @@ static void test_sigterm_drain(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_basics_and_reasons, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_unbuffered_handoff, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_buffered_fifo, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_close_wakes_others, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_drop_wakes_waiters, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_select, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_select_two_paths, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_values_exact, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_timeouts_and_order, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_killed_receiver, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_thousand_receivers, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_drain, e2e_setup,
-                                        e2e_teardown),
+        E2E_TEST(test_basics_and_reasons), E2E_TEST(test_unbuffered_handoff),
+        E2E_TEST(test_buffered_fifo),      E2E_TEST(test_close_wakes_others),
+        E2E_TEST(test_drop_wakes_waiters), E2E_TEST(test_select),
+        E2E_TEST(test_select_two_paths),   E2E_TEST(test_values_exact),
+        E2E_TEST(test_timeouts_and_order), E2E_TEST(test_killed_receiver),
+        E2E_TEST(test_thousand_receivers), E2E_TEST(test_sigterm_drain),
     };
     int rc = cmocka_run_group_tests_name("daemon_chan", tests, NULL, NULL);
     json_decref(e2e_held);

@@ -209,6 +209,54 @@ static void test_huge_line(void **state)
     free(big);
 }
 
+/* The default max_line leaves room for a value of exactly max_value
+ * bytes (1 MiB) with its envelope: that value goes through, and comes
+ * back; one byte more is too_large, and the connection stays usable. */
+static void test_value_limit_reachable(void **state)
+{
+    testd_conn *c = testd_connect(&D);
+    size_t n = 1024 * 1024; /* the default max_value */
+    char *s = malloc(n);
+    json_t *a, *v;
+    (void)state;
+
+    assert_non_null(c);
+    assert_non_null(s);
+    /* A JSON string of n bytes: n - 2 characters and its quotes. */
+    memset(s, 'v', n - 2);
+    s[n - 2] = '\0';
+    a = testd_call(c, 1, "make",
+                   json_pack("{s:s,s:i}", "name", "big", "cap", 2), 10000);
+    assert_non_null(testd_result(a));
+    json_decref(a);
+    a = testd_call(c, 2, "send",
+                   json_pack("{s:s,s:s}", "name", "big", "value", s), 10000);
+    if (!testd_result(a))
+        fail_msg("max_value bytes: %s", a ? testd_reason(a) : "no answer");
+    json_decref(a);
+    a = testd_call(c, 3, "recv", json_pack("{s:s}", "name", "big"), 10000);
+    v = json_object_get(testd_result(a), "value");
+    assert_int_equal(json_string_length(v), n - 2);
+    json_decref(a);
+    /* One byte more. */
+    memset(s, 'w', n - 1);
+    s[n - 1] = '\0';
+    a = testd_call(c, 4, "send",
+                   json_pack("{s:s,s:s}", "name", "big", "value", s), 10000);
+    assert_non_null(a);
+    assert_string_equal(testd_reason(a), "too_large");
+    json_decref(a);
+    a = testd_call(
+        c, 5, "map.store",
+        json_pack("{s:s,s:s,s:s}", "name", "m", "key", "k", "value", s), 10000);
+    assert_non_null(a);
+    assert_string_equal(testd_reason(a), "too_large");
+    json_decref(a);
+    expect_ping_ok(c, 6);
+    free(s);
+    testd_close(c);
+}
+
 static void test_batches_and_notifications(void **state)
 {
     testd_conn *c = testd_connect(&D);
@@ -458,19 +506,14 @@ static void test_fair_turns(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_hello_ping, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_malformed, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_huge_line, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_batches_and_notifications,
-                                        e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_limits, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_slow_reader, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_fair_turns, e2e_setup,
-                                        e2e_teardown),
+        E2E_TEST(test_hello_ping),
+        E2E_TEST(test_malformed),
+        E2E_TEST(test_value_limit_reachable),
+        E2E_TEST(test_huge_line),
+        E2E_TEST(test_batches_and_notifications),
+        E2E_TEST(test_limits),
+        E2E_TEST(test_slow_reader),
+        E2E_TEST(test_fair_turns),
     };
     return cmocka_run_group_tests_name("daemon_input", tests, NULL, NULL);
 }

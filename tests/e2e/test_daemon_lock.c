@@ -356,17 +356,14 @@ static void test_dump(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_mutex_tokens, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_tokens_server_wide, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_killed_holder, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_lease, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_deadlock, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_rwmutex, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_cond, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_dump, e2e_setup, e2e_teardown),
+        E2E_TEST(test_mutex_tokens),
+        E2E_TEST(test_tokens_server_wide),
+        E2E_TEST(test_killed_holder),
+        E2E_TEST(test_lease),
+        E2E_TEST(test_deadlock),
+        E2E_TEST(test_rwmutex),
+        E2E_TEST(test_cond),
+        E2E_TEST(test_dump),
     };
     return cmocka_run_group_tests_name("daemon_lock", tests, NULL, NULL);
 }

@@ -111,6 +111,88 @@ static void test_once(void **state)
     testd_close(c);
 }
 
+/* Honest onces (Go 1.21's sync.OnceValue): the value once.done stores
+ * goes to every waiter and every later caller; run:true carries none. */
+static void test_once_value(void **state)
+{
+    testd_conn *a = testd_connect(&D), *b = testd_connect(&D),
+               *c = testd_connect(&D);
+    json_t *ans, *r;
+    (void)state;
+
+    r = e2e_ok(a, 1, "once.do", "{\"name\":\"mig\"}");
+    assert_true(json_is_true(json_object_get(r, "run")));
+    assert_null(json_object_get(r, "value"));
+    e2e_post(b, 2, "once.do", "{\"name\":\"mig\"}");
+    e2e_post(c, 3, "once.do", "{\"name\":\"mig\"}");
+    e2e_wait_stat(&D, "waiters", 2);
+    e2e_ok(a, 4, "once.done",
+           "{\"name\":\"mig\",\"value\":{\"status\":9,\"log\":[\"x\"]}}");
+    for (int i = 0; i < 2; i++) {
+        testd_conn *w = i ? c : b;
+        ans = testd_wait_id(w, 2 + i, 20000);
+        r = testd_result(ans);
+        assert_true(json_is_false(json_object_get(r, "run")));
+        assert_int_equal(json_integer_value(json_object_get(
+                             json_object_get(r, "value"), "status")),
+                         9);
+        json_decref(ans);
+    }
+    /* A later caller gets the same value; a second once.done cannot
+     * change it. */
+    e2e_expect_reason(b, 5, "once.done", "{\"name\":\"mig\",\"value\":1}",
+                      "misuse");
+    r = e2e_ok(a, 6, "once.do", "{\"name\":\"mig\"}");
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(r, "value"), "status")),
+                     9);
+
+    /* No value: null, as Go's zero value. */
+    assert_true(e2e_ok_bool(a, 7, "once.do", "{\"name\":\"plain\"}", "run"));
+    e2e_ok(a, 8, "once.done", "{\"name\":\"plain\"}");
+    r = e2e_ok(b, 9, "once.do", "{\"name\":\"plain\"}");
+    assert_true(json_is_false(json_object_get(r, "run")));
+    assert_true(json_is_null(json_object_get(r, "value")));
+
+    /* A value over max_value is refused and leaves the once running. */
+    assert_true(e2e_ok_bool(a, 10, "once.do", "{\"name\":\"big\"}", "run"));
+    {
+        size_t n = 1024 * 1024; /* with its quotes, max_value + 2 */
+        char *big = malloc(n + 1);
+        assert_non_null(big);
+        memset(big, 'x', n);
+        big[n] = 0;
+        ans = e2e_callj(a, 11, "once.done",
+                        json_pack("{s:s,s:s}", "name", "big", "value", big));
+        free(big);
+        e2e_check_reason(ans, "too_large", NULL);
+        json_decref(ans);
+    }
+    r = e2e_ok(c, 12, "list", "{\"prefix\":\"big\"}");
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_array_get(json_object_get(r, "objects"), 0), "state")),
+        "running");
+    e2e_ok(a, 13, "once.done", "{\"name\":\"big\",\"value\":\"ok\"}");
+    r = e2e_ok(c, 14, "once.do", "{\"name\":\"big\"}");
+    assert_string_equal(json_string_value(json_object_get(r, "value")), "ok");
+
+    /* The runner's session ends without once.done: reopened, and the next
+     * runner's value is the one kept. */
+    assert_true(e2e_ok_bool(a, 15, "once.do", "{\"name\":\"re\"}", "run"));
+    e2e_post(b, 16, "once.do", "{\"name\":\"re\"}");
+    e2e_wait_stat(&D, "waiters", 1);
+    testd_close(a);
+    ans = testd_wait_id(b, 16, 20000);
+    assert_true(json_is_true(json_object_get(testd_result(ans), "run")));
+    json_decref(ans);
+    e2e_ok(b, 17, "once.done", "{\"name\":\"re\",\"value\":4}");
+    r = e2e_ok(c, 18, "once.do", "{\"name\":\"re\"}");
+    assert_int_equal(json_integer_value(json_object_get(r, "value")), 4);
+    testd_close(b);
+    testd_close(c);
+}
+
 static void test_pool(void **state)
 {
     testd_conn *a = testd_connect(&D);
@@ -359,15 +441,14 @@ static void test_go_and_runtime(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_waitgroup, e2e_setup,
-                                        e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_once, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_pool, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_map, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_atomic, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_timers, e2e_setup, e2e_teardown),
-        cmocka_unit_test_setup_teardown(test_go_and_runtime, e2e_setup,
-                                        e2e_teardown),
+        E2E_TEST(test_waitgroup),
+        E2E_TEST(test_once),
+        E2E_TEST(test_once_value),
+        E2E_TEST(test_pool),
+        E2E_TEST(test_map),
+        E2E_TEST(test_atomic),
+        E2E_TEST(test_timers),
+        E2E_TEST(test_go_and_runtime),
     };
     int rc = cmocka_run_group_tests_name("daemon_sync", tests, NULL, NULL);
     json_decref(e2e_held);

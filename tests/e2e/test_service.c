@@ -474,6 +474,18 @@ static void test_test_config(void **state)
     t = slurp(strcat(strcpy((char[160]){0}, s.dir), "/out"));
     assert_non_null(strstr(t, "configuration ok"));
     free(t);
+    t = slurp(strcat(strcpy((char[160]){0}, s.dir), "/err"));
+    assert_null(strstr(t, "warning"));
+    free(t);
+
+    /* A line that cannot hold a max_value value: valid, with a warning. */
+    svc_write_conf(&s, "max_line = 1m\nmax_value = 1m\n");
+    assert_int_equal(run_cmd(&s, good), 0);
+    t = slurp(strcat(strcpy((char[160]){0}, s.dir), "/err"));
+    if (!strstr(t, "warning: max-line (1048576) leaves less than 65536 bytes "
+                   "above max-value (1048576)"))
+        fail_msg("stderr \"%s\" lacks the max-line warning", t);
+    free(t);
 
     /* Line 8: the six lines of svc_write_conf, then two more. */
     svc_write_conf(&s, "log_level = debug\nbogus_key = 1\n");
@@ -521,7 +533,8 @@ static void test_config_serves(void **state)
 
     svc_init(&s, 0);
     svc_write_conf(&s, "max_batch = 2\ngomaxprocs = 1\n");
-    const char *args[] = {"--max-batch", "3", NULL};
+    /* max-line 1m leaves no room above max-value 1m: served, warned. */
+    const char *args[] = {"--max-batch", "3", "--max-line", "1m", NULL};
     assert_int_equal(svc_start(&s, args), 0);
     c = testd_connect_port(s.port);
     assert_non_null(c);
@@ -531,6 +544,7 @@ static void test_config_serves(void **state)
     assert_int_equal(e2e_stat_of(&s.d, "gomaxprocs"), 1); /* file */
     testd_close(c);
     assert_true(log_wait(&s, "listening on 127.0.0.1 port"));
+    assert_true(log_has(&s, "warn: max-line (1048576) leaves less than"));
     assert_int_equal(svc_stop(&s), 0);
     svc_cleanup(&s);
 }
@@ -577,6 +591,11 @@ static void test_sighup(void **state)
     assert_true(log_wait(&s, "\"id\":4343,\"method\":\"ping\"")); /* debug */
     assert_string_equal(batch_reason(c, 3), "limit");
     assert_int_equal(e2e_stat_of(&s.d, "gomaxprocs"), 2);
+
+    /* A max-line with no room for a max-value value: applied, warned. */
+    svc_write_conf(&s, "log_level = info\nmax_line = 1m\n");
+    assert_int_equal(kill(s.d.pid, SIGHUP), 0);
+    assert_true(log_wait(&s, "warn: max-line (1048576) leaves less than"));
     testd_close(c);
     assert_int_equal(svc_stop(&s), 0);
     svc_cleanup(&s);

@@ -89,6 +89,26 @@ static void test_defaults(void **state)
     assert_string_equal(c.metrics_port_file, "");
 }
 
+/* A value of max_value bytes fits in a line by default; a max_line that
+ * leaves no room for the envelope is warned about. */
+static void test_line_fits_value(void **state)
+{
+    char buf[400];
+    conf c;
+    (void)state;
+
+    conf_defaults(&c);
+    assert_int_equal(c.max_value, 1024 * 1024);
+    assert_int_equal(c.max_line, 1024 * 1024 + 64 * 1024);
+    assert_null(conf_warning(&c, buf, sizeof buf));
+    c.max_line = c.max_value + CONF_ENVELOPE - 1;
+    assert_non_null(conf_warning(&c, buf, sizeof buf));
+    assert_non_null(strstr(buf, "max-line (1114111)"));
+    assert_non_null(strstr(buf, "at least 1114112"));
+    c.max_value = 64;
+    assert_null(conf_warning(&c, buf, sizeof buf));
+}
+
 /* Every key, each set away from its default, '_' and '-' spellings. */
 static void test_every_key(void **state)
 {
@@ -416,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_syntax),      cmocka_unit_test(test_errors),
         cmocka_unit_test(test_file_errors), cmocka_unit_test(test_sample),
         cmocka_unit_test(test_args_order),  cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_line_fits_value),
     };
     return cmocka_run_group_tests_name("conf", tests, setup, teardown);
 }

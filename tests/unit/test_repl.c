@@ -13,7 +13,10 @@
  * threshold) to the same state; a fourth node is added as a voter, catches
  * up and is removed; leadership is transferred.  The failover time (leader
  * stopped -> first committed proposal on the new one) is printed, measured
- * with the daemon's default timeouts (election 1 s).
+ * with the daemon's default timeouts (election 1 s).  A leader whose raft
+ * thread stalls (as under SIGSTOP) is deposed and its late proposals fail;
+ * reads queued together share one barrier entry.  Commit latency and
+ * pipelined throughput are printed too.
  *
  * Every wait polls with a deadline; nothing sleeps a fixed time.
  * REPL_TEST=name runs one test; REPL_TEST_SNAPSHOT_EVERY=n makes every test
@@ -53,7 +56,28 @@ typedef struct toy {
     size_t own;
     int snapshots, restores;
     bool bad_order; /* an index that did not increase */
+    /* The gate: when armed, applying the record "gate" blocks the raft
+     * thread until the test opens it (a paused node, as SIGSTOP would). */
+    pthread_cond_t gate_cv;
+    bool gate_armed, in_gate, gate_open;
 } toy;
+
+static void toy_arm_gate(toy *t)
+{
+    pthread_mutex_lock(&t->mu);
+    t->gate_armed = true;
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* Opens t's gate for good (teardown does it first, so a failed test
+ * never leaves a raft thread blocked). */
+static void toy_open_gate(toy *t)
+{
+    pthread_mutex_lock(&t->mu);
+    t->gate_open = true;
+    pthread_cond_broadcast(&t->gate_cv);
+    pthread_mutex_unlock(&t->mu);
+}
 
 static void toy_clear(toy *t)
 {
@@ -94,10 +118,18 @@ static int toy_apply(void *arg, uint64_t index, const repl_record *recs,
         t->bad_order = true;
     t->last_index = index;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        if (recs[i].len == 6 && memcmp(recs[i].data, "poison", 6) == 0)
+        if (recs[i].len == 6 && memcmp(recs[i].data, "poison", 6) == 0) {
             rc = -EINVAL; /* an FSM that cannot apply a record */
-        else
-            rc = toy_push(t, recs[i].data, recs[i].len);
+            break;
+        }
+        if (recs[i].len == 4 && memcmp(recs[i].data, "gate", 4) == 0 &&
+            t->gate_armed) {
+            t->in_gate = true;
+            while (!t->gate_open)
+                pthread_cond_wait(&t->gate_cv, &t->mu);
+            t->in_gate = false;
+        }
+        rc = toy_push(t, recs[i].data, recs[i].len);
     }
     if (own)
         t->own += n;
@@ -288,6 +320,7 @@ static int setup(void **state)
     }
     for (int i = 0; i < MAXN; i++) {
         pthread_mutex_init(&tc->nodes[i].fsm.mu, NULL);
+        pthread_cond_init(&tc->nodes[i].fsm.gate_cv, NULL);
         snprintf(tc->nodes[i].dir, sizeof tc->nodes[i].dir, "%s/n%d", tc->root,
                  i + 1);
         off += (size_t)snprintf(tc->spec4 + off, sizeof tc->spec4 - off,
@@ -316,10 +349,13 @@ static int teardown(void **state)
     tcluster *tc = *state;
     char cmd[300];
     int rc;
+    for (int i = 0; i < MAXN; i++)
+        toy_open_gate(&tc->nodes[i].fsm);
     for (int i = 0; i < MAXN; i++) {
         repl_stop(tc->nodes[i].node);
         tc->nodes[i].node = NULL;
         toy_clear(&tc->nodes[i].fsm);
+        pthread_cond_destroy(&tc->nodes[i].fsm.gate_cv);
         pthread_mutex_destroy(&tc->nodes[i].fsm.mu);
     }
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tc->root);
@@ -882,7 +918,11 @@ static void test_membership(void **state)
     assert_int_equal(leader, target);
     /* The old leader was told it no longer serves (the daemon ends its
      * sessions then). */
-    assert_true(tc->roles_lost[old_leader] > lost_before);
+    end = now_ms() + WAIT_MS;
+    while (tc->roles_lost[old_leader] == lost_before) {
+        assert_true(now_ms() < end);
+        pump(tc);
+    }
 
     /* And the fourth node leaves. */
     memset(&rm, 0, sizeof rm);
@@ -905,6 +945,158 @@ static void test_membership(void **state)
     assert_int_equal(repl_remove(tc->nodes[leader].node, 9, on_done, &rm), 0);
     wait_done(tc, &rm, WAIT_MS);
     assert_int_equal(rm.status, -ENOENT);
+}
+
+/* Waits until node i's raft thread is blocked in the gate. */
+static void wait_in_gate(tcluster *tc, int i)
+{
+    double end = now_ms() + WAIT_MS;
+    for (;;) {
+        pthread_mutex_lock(&tc->nodes[i].fsm.mu);
+        bool in = tc->nodes[i].fsm.in_gate;
+        pthread_mutex_unlock(&tc->nodes[i].fsm.mu);
+        if (in)
+            return;
+        assert_true(now_ms() < end);
+        pump(tc);
+    }
+}
+
+/* Figures, printed only (no test depends on speed): the commit latency of
+ * one batch at a time, and the throughput of batches proposed back to
+ * back, on three nodes in this process writing to this machine's disk. */
+static void test_commit_figures(void **state)
+{
+    tcluster *tc = *state;
+    enum { SEQ = 100, PIPE = 1000, PER = 10 };
+    static done_rec pd[PIPE];
+    double lat[SEQ], t0, t1;
+    char payload[64];
+    repl_record recs[PER];
+    int leader;
+
+    start_three(tc);
+    leader = wait_leader(tc, WAIT_MS);
+    memset(payload, 'v', sizeof payload);
+    for (int j = 0; j < PER; j++)
+        recs[j] = (repl_record){payload, sizeof payload};
+    for (int k = 0; k < SEQ; k++) {
+        done_rec d = {0};
+        t0 = now_ms();
+        assert_int_equal(
+            repl_propose(tc->nodes[leader].node, recs, 1, on_done, &d), 0);
+        wait_done(tc, &d, WAIT_MS);
+        assert_int_equal(d.status, 0);
+        lat[k] = now_ms() - t0;
+    }
+    qsort(lat, SEQ, sizeof lat[0], cmp_double);
+    t0 = now_ms();
+    for (int k = 0; k < PIPE; k++) {
+        memset(&pd[k], 0, sizeof pd[k]);
+        assert_int_equal(
+            repl_propose(tc->nodes[leader].node, recs, PER, on_done, &pd[k]),
+            0);
+    }
+    for (int k = 0; k < PIPE; k++) {
+        wait_done(tc, &pd[k], WAIT_MS);
+        assert_int_equal(pd[k].status, 0);
+    }
+    t1 = now_ms();
+    printf("bench: repl_commit_latency_ms %.2f ms (median of %d, one 64-byte "
+           "record per batch; p90 %.2f)\n",
+           lat[SEQ / 2], SEQ, lat[SEQ * 9 / 10]);
+    printf("bench: repl_pipelined_batches %.0f batches/s (%d batches of %d "
+           "64-byte records back to back; %.0f records/s)\n",
+           PIPE / ((t1 - t0) / 1e3), PIPE, PER, PIPE * PER / ((t1 - t0) / 1e3));
+    fflush(stdout);
+}
+
+/* Reads queued while the raft thread is busy share one raft_barrier. */
+static void test_barrier_shared(void **state)
+{
+    tcluster *tc = *state;
+    repl_record gate = {"gate", 4};
+    done_rec d = {0}, b[3];
+    int leader;
+
+    start_three(tc);
+    leader = wait_leader(tc, WAIT_MS);
+    toy_arm_gate(&tc->nodes[leader].fsm);
+    assert_int_equal(
+        repl_propose(tc->nodes[leader].node, &gate, 1, on_done, &d), 0);
+    wait_in_gate(tc, leader);
+    for (int k = 0; k < 3; k++) {
+        memset(&b[k], 0, sizeof b[k]);
+        assert_int_equal(repl_barrier(tc->nodes[leader].node, on_done, &b[k]),
+                         0);
+    }
+    toy_open_gate(&tc->nodes[leader].fsm);
+    wait_done(tc, &d, WAIT_MS);
+    assert_int_equal(d.status, 0);
+    for (int k = 0; k < 3; k++) {
+        wait_done(tc, &b[k], WAIT_MS);
+        assert_int_equal(b[k].status, 0);
+        assert_true(b[k].index > d.index);
+        assert_int_equal(b[k].index, b[0].index); /* one entry for all */
+    }
+}
+
+/* A leader that stalls (its raft thread blocked, as a SIGSTOPped process
+ * would be) is deposed: the others elect a leader and commit; when the old
+ * one resumes, what it was asked meanwhile fails (never 0: it cannot
+ * commit), it learns it no longer serves, and every FSM converges. */
+static void test_deposed_leader(void **state)
+{
+    tcluster *tc = *state;
+    repl_record gate = {"gate", 4};
+    done_rec g = {0}, late, d;
+    int old, leader = -1, lost_before;
+    size_t want;
+    double end;
+
+    start_three(tc);
+    old = wait_leader(tc, WAIT_MS);
+    toy_arm_gate(&tc->nodes[old].fsm);
+    assert_int_equal(repl_propose(tc->nodes[old].node, &gate, 1, on_done, &g),
+                     0);
+    wait_in_gate(tc, old);
+    lost_before = tc->roles_lost[old];
+    /* Asked while stalled: queued, not yet seen by raft. */
+    assert_int_equal(propose(tc, old, 1, &late), 0);
+
+    /* The two others elect a leader among themselves and commit. */
+    end = now_ms() + WAIT_MS;
+    while (leader < 0) {
+        assert_true(now_ms() < end);
+        for (int i = 0; i < 3; i++) {
+            repl_status st;
+            if (i == old)
+                continue;
+            repl_status_get(tc->nodes[i].node, &st);
+            if (st.serving)
+                leader = i;
+        }
+        pump(tc);
+    }
+    assert_int_equal(propose(tc, leader, 2, &d), 0);
+    wait_done(tc, &d, WAIT_MS);
+    assert_int_equal(d.status, 0);
+
+    toy_open_gate(&tc->nodes[old].fsm);
+    wait_done(tc, &late, WAIT_MS);
+    if (late.status != REPL_ELOST && late.status != REPL_ENOTLEADER)
+        fail_msg("a proposal to the stalled leader ended with %d (%s)",
+                 late.status, repl_strerror(late.status));
+    wait_done(tc, &g, WAIT_MS); /* committed before the stall */
+    assert_int_equal(g.status, 0);
+    end = now_ms() + WAIT_MS;
+    while (tc->roles_lost[old] == lost_before) {
+        assert_true(now_ms() < end);
+        pump(tc);
+    }
+    want = 1 + records_of(2, 2); /* "gate", then batch 2; never batch 1 */
+    wait_same(tc, want, WAIT_MS);
+    assert_false(toy_has(tc, old, "b1.0"));
 }
 
 /* An FSM that refuses a committed record stops that node's progress and
@@ -940,6 +1132,39 @@ static void test_fsm_error(void **state)
     assert_int_not_equal(d.status, 0);
 }
 
+/* One node is a cluster of one: it elects itself and commits alone. */
+static void test_single_node(void **state)
+{
+    tcluster *tc = *state;
+    cluster c;
+    repl_config cfg = {0};
+    repl_status st;
+    char err[256] = "", spec[64];
+    done_rec d;
+
+    snprintf(spec, sizeof spec, "1=127.0.0.1:%u:%u", tc->ports[0][0],
+             tc->ports[0][1]);
+    assert_int_equal(cluster_parse(&c, spec, "1", err, sizeof err), 0);
+    cfg.cluster = &c;
+    cfg.data_dir = tc->nodes[0].dir;
+    cfg.fsm =
+        (repl_fsm){&tc->nodes[0].fsm, toy_apply, toy_snapshot, toy_restore};
+    cfg.election_timeout_ms = tc->election_ms;
+    cfg.heartbeat_timeout_ms = tc->heartbeat_ms;
+    cfg.wakeup = on_wakeup;
+    if (repl_start(&cfg, &tc->nodes[0].node, err, sizeof err) != 0)
+        fail_msg("repl_start: %s", err);
+    cluster_free(&c);
+    assert_int_equal(wait_leader(tc, WAIT_MS), 0);
+    assert_int_equal(propose(tc, 0, 3, &d), 0);
+    wait_done(tc, &d, WAIT_MS);
+    assert_int_equal(d.status, 0);
+    wait_same(tc, records_of(3, 3), WAIT_MS);
+    repl_status_get(tc->nodes[0].node, &st);
+    assert_int_equal(st.id, 1);
+    assert_int_equal(st.n_peers, 1);
+}
+
 static void test_bad_start(void **state)
 {
     tcluster *tc = *state;
@@ -972,12 +1197,16 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_bad_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_single_node, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replicate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_leader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_membership, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fsm_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_barrier_shared, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_figures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deposed_leader, setup, teardown),
     };
     if (getenv("REPL_TEST") != NULL) /* e.g. REPL_TEST=test_failover */
         cmocka_set_test_filter(getenv("REPL_TEST"));

@@ -1,0 +1,210 @@
+/*
+ * repl_internal.h - what the repl*.c files share: struct repl_node, the
+ * op queue entries, the batch and snapshot constants, and the repl__
+ * calls between the files.  Only daemon/repl*.c include it; everyone
+ * else uses repl.h.
+ *
+ * The files:
+ *  repl.c        the public calls (start, stop, propose, membership,
+ *                drain, status) and raft error mapping
+ *  repl_queue.c  the request and completion queues, and raft's request
+ *                callbacks that complete ops
+ *  repl_fsm.c    the FSM adapter: decoding batches, snapshot and restore
+ *  repl_loop.c   the raft thread: its libuv loop, starting queued ops,
+ *                publishing status, leadership and role events
+ *
+ * Batch format (one raft entry per repl_propose; little-endian):
+ *
+ *     u32 magic "CHRB"   u32 n     u64 origin node id   u64 origin nonce
+ *     n times: u32 len, len bytes
+ *
+ *     zero bytes up to a multiple of 8
+ *
+ * The origin (node id + a random nonce drawn at repl_start) lets the FSM
+ * tell the batches this process proposed, and has applied already, from
+ * every other one.  Snapshots are a 16-byte header ("CHRS", u32 version 1,
+ * u64 length) followed by the daemon's bytes, zero-padded likewise.
+ *
+ * The padding is libraft 0.15's requirement, stated nowhere in raft.h: its
+ * disk segments assume entry lengths that are multiples of 8, and a node
+ * that reloads an unaligned entry from disk reads it shifted (found here by
+ * test_repl's restart test; canonical/raft issues 189 and 304).
+ */
+#ifndef CHAND_REPL_INTERNAL_H
+#define CHAND_REPL_INTERNAL_H
+
+#include "repl.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <uv.h>
+
+#define BATCH_MAGIC 0x42524843u /* "CHRB" */
+#define SNAP_MAGIC 0x53524843u  /* "CHRS" */
+#define SNAP_VERSION 1u
+#define BATCH_HDR 24
+#define SNAP_HDR 16
+/* One raft entry stays well below what raft and the disk segments take. */
+#define BATCH_MAX ((size_t)1 << 30)
+
+typedef enum op_kind {
+    OP_PROPOSE,
+    OP_BARRIER,
+    OP_ADD,
+    OP_REMOVE,
+    OP_TRANSFER,
+    OP_ROLE,
+} op_kind;
+
+/* A request on its way through the queues (in: to the raft thread, out:
+ * its completion), or a role event (OP_ROLE, out only). */
+typedef struct op op;
+struct op {
+    op *next;
+    op_kind kind;
+    repl_node *node;
+    repl_done_fn done;
+    void *arg;
+    int status;
+    uint64_t index;
+    struct raft_buffer buf; /* OP_PROPOSE: the encoded batch */
+    uint64_t id;            /* OP_ADD, OP_REMOVE, OP_TRANSFER */
+    char addr[CLUSTER_HOST_MAX + 8];
+    bool serving; /* OP_ROLE */
+    uint64_t term, leader_id;
+    union {
+        struct raft_apply apply;
+        struct raft_change change[2]; /* add, then assign */
+        struct raft_transfer transfer;
+    } req;
+};
+
+/* The barriers of one wake-up share one raft_barrier. */
+typedef struct barrier_group {
+    struct raft_barrier req;
+    repl_node *node;
+    op *ops;
+} barrier_group;
+
+/* Id -> client address, for not_leader answers. */
+typedef struct book_entry {
+    uint64_t id;
+    char client[CLUSTER_HOST_MAX + 8];
+} book_entry;
+
+/* One raft node; which thread may touch what is in repl.c's top comment. */
+struct repl_node {
+    /* Shared, under mu. */
+    pthread_mutex_t mu;
+    op *in_head, **in_tail;
+    op *out_head, **out_tail;
+    bool stopping;
+    repl_status st;
+    book_entry book[REPL_MAX_PEERS];
+    size_t n_book;
+    int own_in_flight; /* atomic: own batches neither applied nor failed */
+
+    /* Fixed after repl_start. */
+    uint64_t id, nonce;
+    repl_fsm fsm;
+    void (*wakeup)(void *arg);
+    void *wakeup_arg;
+    repl_role_fn on_role;
+    void *role_arg;
+    char dir[PATH_MAX];
+    char address[CLUSTER_HOST_MAX + 8];
+    pthread_t thread;
+
+    /* Raft thread only. */
+    uv_loop_t loop;
+    uv_async_t async;
+    uv_check_t check;
+    struct raft_uv_transport transport;
+    struct raft_io io;
+    struct raft_fsm rfsm;
+    struct raft raft;
+    bool closing;
+    bool serving, ready_pending;
+    struct raft_barrier ready_req;
+    raft_term ready_term;
+    bool emitted_serving;
+    uint64_t emitted_leader;
+    uint64_t fsm_errors;
+};
+
+/* ---- little-endian helpers ---------------------------------------------- */
+
+static inline void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline void put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline uint32_t get32(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static inline uint64_t get64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* ---- repl.c -------------------------------------------------------------- */
+
+/* Returns the REPL_E* code (or 0) for a raft return or status code. */
+int repl__map_raft(int rv);
+
+/* ---- repl_queue.c -------------------------------------------------------- */
+
+/* Completes o with status (releasing an OP_PROPOSE's batch). */
+void repl__fail_op(repl_node *n, op *o, int status);
+/* Returns 0 or -ESHUTDOWN; queues o for the raft thread; steals o. */
+int repl__submit(repl_node *n, op *o);
+/* raft's request callbacks: each completes its op (or group). */
+void repl__apply_cb(struct raft_apply *req, int status, void *result);
+void repl__barrier_cb(struct raft_barrier *req, int status);
+void repl__add_cb(struct raft_change *req, int status);
+void repl__remove_cb(struct raft_change *req, int status);
+void repl__transfer_cb(struct raft_transfer *req);
+
+/* ---- repl_fsm.c ---------------------------------------------------------- */
+
+/* The raft_fsm callbacks over the daemon's repl_fsm (raft thread). */
+int repl__fsm_apply(struct raft_fsm *f, const struct raft_buffer *buf,
+                    void **result);
+int repl__fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[],
+                       unsigned *n_bufs);
+int repl__fsm_restore(struct raft_fsm *f, struct raft_buffer *buf);
+
+/* ---- repl_loop.c --------------------------------------------------------- */
+
+/* The check handle's callback: publishes status after each iteration. */
+void repl__on_check(uv_check_t *h);
+/* raft_close's callback: closes the loop's handles. */
+void repl__on_raft_closed(struct raft *r);
+/* The async handle's callback: starts the queued ops (or closes). */
+void repl__on_async(uv_async_t *h);
+/* The raft thread's body; arg is the node. */
+void *repl__node_main(void *arg);
+/* Releases the loop and raft's I/O objects once every handle is closed. */
+void repl__close_loop(repl_node *n);
+
+#endif
