@@ -115,6 +115,10 @@ struct event_base;
  * (a socket systemd passed; stolen), or NULL with a message in err.  The
  * runtime must be started.  Copies c into srv_conf. */
 srv *srv_new(const conf *c, int listen_fd, char *err, size_t errlen);
+/* As srv_new with the nfds sockets systemd passed in fds (stolen; several:
+ * TCP, the unix socket, TLS), or none (nfds 0). */
+srv *srv_new_fds(const conf *c, const int *fds, int nfds, char *err,
+                 size_t errlen);
 /* Runs the event loops (io[0] on the calling thread) until a drain ends.
  * Returns 0. */
 int srv_run(srv *v);
@@ -126,6 +130,8 @@ void srv_drain(srv *v);
 void srv_free(srv *v);
 /* Returns the bound port. */
 int srv_port(const srv *v);
+/* Returns the bound TLS port (0: no TLS listener). */
+int srv_tls_port(const srv *v);
 /* Returns io[0]'s event base (borrowed), for the signal events and the
  * metrics server. */
 struct event_base *srv_base(srv *v);
@@ -216,6 +222,51 @@ typedef struct sess_local {
 } sess_local;
 /* Returns s's I/O thread's scratch when called on that thread, else NULL. */
 sess_local *sess_local_get(sess *s);
+
+/* ------------------------------------------------------------------ */
+/* Security: who a session is and what it may do (security.c)         */
+/* ------------------------------------------------------------------ */
+
+struct sockaddr;
+struct tls_server;
+typedef struct dreq dreq;
+
+/* True once users are configured (users_file): checks apply. */
+extern bool sec_on;
+
+/* Loads the users file, the TLS certificates and the failure limiter per
+ * c (main, before srv_new).  Returns 0 or -1 with err filled. */
+int sec_init(const conf *c, char *err, size_t errlen);
+/* SIGHUP: reloads the users file and the certificates; on error the old
+ * ones stay (logged).  io[0]. */
+void sec_reload(const conf *c);
+/* Frees what sec_init made. */
+void sec_fini(void);
+/* Protected mode: returns 0 when serving sa (what: the setting, for the
+ * message) is allowed -- a loopback address, users configured, or
+ * allow_anonymous (logged as a warning) -- else -1 with err filled. */
+int sec_protect_check(const struct sockaddr *sa, unsigned salen,
+                      const char *what, char *err, size_t errlen);
+/* Returns true when TLS certificates are loaded. */
+bool sec_tls_on(void);
+/* Returns the TLS server (borrowed), or NULL. */
+struct tls_server *sec_tls(void);
+/* chand --hash-password: reads a password on stdin, prints its hash.
+ * Returns the exit code. */
+int sec_hash_password_main(void);
+/* Checks a validated request of s before it runs.  Returns 0 when it may
+ * run, else -1 with *reason (unauthenticated or denied) and why filled. */
+int sec_check(sess *s, const proto_request *req, proto_reason *reason,
+              char *why, size_t whylen);
+/* Removes from result's "objects" the names r's user may not read (list,
+ * runtime.dump); result is borrowed. */
+void sec_filter(dreq *r, json_t *result);
+/* hello's credentials: returns true when r carries user/password and was
+ * taken (answered later, authenticated or not); false: serve hello as
+ * usual. */
+bool sec_hello_auth(dreq *r);
+/* The auth method. */
+void h_auth(dreq *r);
 
 /* ------------------------------------------------------------------ */
 /* Named objects                                                      */

@@ -26,6 +26,8 @@ static const struct {
     /* h_core.c */
     { "hello", h_hello },
     { "ping", h_ping },
+    /* security.c */
+    { "auth", h_auth },
     { "list", h_list },
     { "drop", h_drop },
     { "go", h_go },
@@ -650,6 +652,16 @@ static void dreq_set(dreq *r, proto_request *req)
 /* Serves a valid request: r takes req's contents. */
 static void disp_checked(dreq *r, proto_request *req, size_t line_len)
 {
+    proto_reason why_r;
+    char why[256];
+
+    /* Users configured: the session's identity and rules first, before
+     * anything can change (a denied request has no effect at all). */
+    if (sec_on && r->s && sec_check(r->s, req, &why_r, why, sizeof why)) {
+        dreq_set(r, req);
+        dreq_fail(r, why_r, "%s", why);
+        return;
+    }
     dreq_set(r, req);
     if (line_len > srv_conf.max_value && disp_value_too_large(r)) {
         dreq_fail(r, PROTO_R_TOO_LARGE, "value larger than %zu bytes",

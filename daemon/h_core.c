@@ -34,6 +34,8 @@ void h_hello(dreq *r)
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
         return;
     }
+    if (sec_hello_auth(r))
+        return; /* answered once the credentials are verified */
     res = json_pack("{s:i, s:s, s:I}", "version", PROTO_VERSION, "server",
                     "chand " CHAND_VERSION, "session",
                     (json_int_t)dreq_sid(r));
@@ -90,8 +92,11 @@ void h_list(dreq *r)
      * every other client of the I/O thread for half a second. */
     next = reg_scan(dreq_str(r, "prefix"), (uint64_t)cursor, (size_t)limit,
                     hcore_list_one, arr);
-    dreq_ok(r, json_pack("{s:o, s:I}", "objects", arr, "cursor",
-                         (json_int_t)next));
+    json_t *res = json_pack("{s:o, s:I}", "objects", arr, "cursor",
+                            (json_int_t)next);
+    if (res)
+        sec_filter(r, res);
+    dreq_ok(r, res);
 }
 
 void h_drop(dreq *r)
@@ -193,7 +198,10 @@ void h_rt_dump(dreq *r)
         return;
     }
     reg_foreach(NULL, hcore_dump_one, arr);
-    dreq_ok(r, json_pack("{s:i, s:I, s:o}", "goroutines", rt_num_goroutine(),
-                         "waiters", (json_int_t)park_waiters(),
-                         "objects", arr));
+    json_t *res = json_pack("{s:i, s:I, s:o}", "goroutines",
+                            rt_num_goroutine(), "waiters",
+                            (json_int_t)park_waiters(), "objects", arr);
+    if (res)
+        sec_filter(r, res);
+    dreq_ok(r, res);
 }

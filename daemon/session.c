@@ -31,6 +31,8 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "tls.h"
+
 __thread srv_io *srv__tls_io;
 static _Atomic uint64_t sess_next_id = 1;
 
@@ -137,6 +139,7 @@ void sess_release(sess *s)
      * client that waits for the count to drop knows it has no effect
      * left in flight. */
     atomic_fetch_sub(&srv_stat.sessions, 1);
+    sec__sess_free(s);
     rt_cancel_free(s->cancel);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -169,7 +172,8 @@ static void sess_settle(sess *s)
 
     if (!s->bev)
         return;
-    size_t left = evbuffer_get_length(bufferevent_get_output(s->bev));
+    size_t left = evbuffer_get_length(bufferevent_get_output(s->bev)) +
+                  (s->tls_stage ? evbuffer_get_length(s->tls_stage) : 0);
 
     atomic_store_explicit(&s->outq, left, memory_order_relaxed);
     sess__mem_sync(s);
@@ -215,18 +219,22 @@ static void sess_giveback_pending(sess *s)
  * I/O thread.  Returns false when the session was ended for it. */
 static bool sess_write(sess *s, const char *line, size_t len)
 {
-    struct evbuffer *out = bufferevent_get_output(s->bev);
+    struct evbuffer *out = s->tls_stage ? s->tls_stage
+                                        : bufferevent_get_output(s->bev);
+    size_t queued;
 
     if (evbuffer_add(out, line, len) != 0) {
         sess__end(s, false);
         return false;
     }
     s->out_added += len;
-    atomic_store_explicit(&s->outq, evbuffer_get_length(out),
-                          memory_order_relaxed);
+    queued = evbuffer_get_length(out);
+    if (s->tls_stage)
+        queued += evbuffer_get_length(bufferevent_get_output(s->bev));
+    atomic_store_explicit(&s->outq, queued, memory_order_relaxed);
     sess__mem_sync(s);
     srv_count_bytes_out(len);
-    if (evbuffer_get_length(out) > srv_conf.max_outbuf) {
+    if (queued > srv_conf.max_outbuf) {
         log_warn("session %llu: output buffer over %zu bytes (client not "
                  "reading): disconnected",
                  (unsigned long long)s->id, srv_conf.max_outbuf);
@@ -250,6 +258,15 @@ static void sess_push(sess *s)
     if (!s->bev)
         return;
     out = bufferevent_get_output(s->bev);
+    if (s->tls_stage) {
+        /* TLS: the bufferevent encrypts and writes whatever reaches its
+         * output at once, one record and one write(2) per addition; this
+         * turn's answers gathered in tls_stage, and they go in one move
+         * (a record per chunk, not per answer). */
+        if (evbuffer_get_length(s->tls_stage) > 0)
+            evbuffer_add_buffer(out, s->tls_stage);
+        return;
+    }
     if (evbuffer_get_length(out) == 0)
         return;
     if (!(bufferevent_get_enabled(s->bev) & EV_WRITE)) {
@@ -452,18 +469,25 @@ void sess__close_conn(sess *s)
         return;
     sess_settle(s);
     sess_giveback_pending(s); /* their bytes die with the connection */
+    if (s->kind == SESS_TLS)
+        tls_close_notify(s->bev);
     bufferevent_free(s->bev);
+    if (s->tls_stage)
+        evbuffer_free(s->tls_stage);
+    s->tls_stage = NULL;
     s->bev = NULL;
     atomic_store(&s->outq, 0);
     sess__mem_sync(s); /* releases all */
     event_free(s->ev_flush);
     event_free(s->ev_more);
-    event_free(s->ev_read);
+    if (s->ev_read)
+        event_free(s->ev_read);
     if (s->ev_kill)
         event_free(s->ev_kill);
     if (s->ev_hb)
         event_free(s->ev_hb);
     s->ev_hb = NULL;
+    sec__sess_close(s);
     sess_unlink(s);
     log_info("session %llu closed", (unsigned long long)s->id);
     sess_release(s);
@@ -583,6 +607,8 @@ void sess__end(sess *s, bool graceful)
         free(q);
         q = next;
     }
+    if (s->tls_stage && s->bev)
+        sess_push(s); /* the last answers, before a graceful close */
     if (graceful && s->bev &&
         evbuffer_get_length(bufferevent_get_output(s->bev)) > 0) {
         struct timeval tv = {5, 0};
@@ -616,7 +642,7 @@ static void sess_write_cb(struct bufferevent *bev, void *arg)
     sess_settle(s);
     if (s->ended && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         sess__close_conn(s);
-    else if (!s->ended)
+    else if (!s->ended && !s->tls_stage)
         bufferevent_disable(bev, EV_WRITE); /* drained: see sess_push */
 }
 
@@ -625,10 +651,11 @@ static void sess_write_cb(struct bufferevent *bev, void *arg)
 /* ------------------------------------------------------------------ */
 
 int sess__open(srv_io *io, evutil_socket_t fd, const struct sockaddr *addr,
-               int alen)
+               int alen, int kind)
 {
     sess *s;
     int one = 1;
+    SSL *ssl = NULL;
 
     s = calloc(1, sizeof *s);
     if (!s)
@@ -639,30 +666,54 @@ int sess__open(srv_io *io, evutil_socket_t fd, const struct sockaddr *addr,
     pthread_mutex_init(&s->mu, NULL);
     s->refs = 1;
     s->io = io;
+    s->kind = kind;
     s->id = atomic_fetch_add(&sess_next_id, 1);
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    sess_keepalive(fd);
-    s->bev = bufferevent_socket_new(io->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!s->bev)
-        goto out_free_cancel;
+    if (kind != SESS_UNIX) {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        sess_keepalive(fd);
+    }
+    if (kind == SESS_TLS) {
+        /* The bufferevent reads and writes through OpenSSL: no raw
+         * reads (ev_read) and no raw writes (sess_push). */
+        s->tls_stage = evbuffer_new();
+        if (!s->tls_stage)
+            goto out_free_cancel;
+        ssl = tls_server_ssl(sec_tls());
+        s->bev = ssl ? tls_bufferevent_accept(io->base, fd, ssl,
+                                              BEV_OPT_CLOSE_ON_FREE,
+                                              TLS_HANDSHAKE_MS)
+                     : NULL;
+        if (!s->bev) {
+            SSL_free(ssl);
+            goto out_free_cancel;
+        }
+    } else {
+        s->bev = bufferevent_socket_new(io->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (!s->bev)
+            goto out_free_cancel;
+    }
     s->ev_flush = event_new(io->base, -1, 0, sess_flush_cb, s);
     s->ev_more = event_new(io->base, -1, 0, sess__more_cb, s);
-    s->ev_read =
-        event_new(io->base, fd, EV_READ | EV_PERSIST, sess__recv_cb, s);
-    if (!s->ev_flush || !s->ev_more || !s->ev_read)
+    if (kind != SESS_TLS)
+        s->ev_read =
+            event_new(io->base, fd, EV_READ | EV_PERSIST, sess__recv_cb, s);
+    if (!s->ev_flush || !s->ev_more || (kind != SESS_TLS && !s->ev_read))
         goto out_free_events;
-    bufferevent_setcb(s->bev, NULL, sess_write_cb, sess__event_cb, s);
-    /* sess__recv_cb reads (never more than one line's worth of
-     * unterminated input), sess_push writes. */
-    bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-    {
-        char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
-        if (getnameinfo(addr, (socklen_t)alen, host, sizeof host, serv,
-                        sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-            snprintf(host, sizeof host, "?");
-        log_info("session %llu opened from %s port %s",
-                 (unsigned long long)s->id, host, serv);
+    if (sec__sess_open(s, fd, addr, alen) != 0)
+        goto out_free_events;
+    if (kind == SESS_TLS) {
+        bufferevent_setcb(s->bev, sess__tls_read_cb, sess_write_cb,
+                          sess__tls_event_cb, s);
+        bufferevent_setwatermark(s->bev, EV_READ, 0, srv_conf.max_line + 1);
+        bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    } else {
+        bufferevent_setcb(s->bev, NULL, sess_write_cb, sess__event_cb, s);
+        /* sess__recv_cb reads (never more than one line's worth of
+         * unterminated input), sess_push writes. */
+        bufferevent_disable(s->bev, EV_READ | EV_WRITE);
     }
+    log_info("session %llu opened from %s%s", (unsigned long long)s->id,
+             s->peer, kind == SESS_TLS ? " (TLS)" : "");
     /* Listed and counted before its read event is added: from then on
      * its own I/O thread may serve (and even close) it. */
     pthread_mutex_lock(&io->mu);
@@ -672,7 +723,7 @@ int sess__open(srv_io *io, evutil_socket_t fd, const struct sockaddr *addr,
     io->sessions = s;
     pthread_mutex_unlock(&io->mu);
     atomic_fetch_add(&srv_stat.sessions, 1);
-    if (event_add(s->ev_read, NULL) != 0) {
+    if (s->ev_read && event_add(s->ev_read, NULL) != 0) {
         sess_unlink(s);
         atomic_fetch_sub(&srv_stat.sessions, 1);
         goto out_free_events;
@@ -680,6 +731,8 @@ int sess__open(srv_io *io, evutil_socket_t fd, const struct sockaddr *addr,
     return 0;
 
 out_free_events:
+    sec__sess_close(s);
+    sec__sess_free(s);
     if (s->ev_flush)
         event_free(s->ev_flush);
     if (s->ev_more)
@@ -691,6 +744,8 @@ out_free_events:
         fd = -1;
     }
 out_free_cancel:
+    if (s->tls_stage)
+        evbuffer_free(s->tls_stage);
     rt_cancel_free(s->cancel);
     pthread_mutex_destroy(&s->mu);
 out_free_sess:

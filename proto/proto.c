@@ -38,6 +38,8 @@ static const char *const proto_reason_names[PROTO_R_COUNT] = {
     [PROTO_R_MISUSE] = "misuse",
     [PROTO_R_INVALID] = "invalid",
     [PROTO_R_INTERNAL] = "internal",
+    [PROTO_R_UNAUTHENTICATED] = "unauthenticated",
+    [PROTO_R_DENIED] = "denied",
 };
 
 const char *proto_reason_name(proto_reason r)
@@ -89,8 +91,11 @@ int proto_error_set(proto_error *err, int code, proto_reason reason,
  * daemon's handler table refers to methods by name. */
 proto_method proto__table[] = {
     { "hello", 0, false,
-      { P("version", INT, REQ), P("heartbeat_ms", UINT, OPT) } },
+      { P("version", INT, REQ), P("heartbeat_ms", UINT, OPT),
+        P("user", STRING, OPT), P("password", STRING, OPT) } },
     { "ping", 0, false, { { 0 } } },
+    { "auth", 0, false,
+      { P("user", STRING, REQ), P("password", STRING, REQ) } },
     /* channels */
     { "make", 0, false,
       { NAME, P("cap", UINT, OPT), P("type", STRING, OPT) } },
