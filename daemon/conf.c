@@ -12,6 +12,17 @@
 
 #include "proto.h"
 
+/* A quarter of physical memory (1 GiB when it cannot be read): room for
+ * the daemon's own overhead and for the rest of the host. */
+static size_t conf_default_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+
+    if (pages <= 0 || psz <= 0)
+        return (size_t)1 << 30;
+    return (size_t)pages / 4 * (size_t)psz;
+}
+
 void conf_defaults(conf *c)
 {
     memset(c, 0, sizeof *c);
@@ -34,6 +45,11 @@ void conf_defaults(conf *c)
     c->shutdown_grace_ms = 3000;
     c->fsync = 1; /* everysec */
     c->compact_floor = 64 * 1024 * 1024;
+    c->tcp_keepalive = 30;
+    c->max_memory = conf_default_memory();
+    c->max_goroutines = 100000;
+    c->max_timers = 100000;
+    c->min_ticker_ms = 10;
     c->unix_socket_mode = 0660;
     c->auth_timeout_ms = 5000;
 }
@@ -142,6 +158,18 @@ static const conf_key conf_keys[] = {
     { "compact-floor", CK_SIZE, OFF(compact_floor), 4096, 1LL << 40,
       "with data-dir: compact once the log passes this and twice the "
       "snapshot" },
+    { "max-memory", CK_SIZE, OFF(max_memory), 64 << 10, 1LL << 50,
+      "bytes clients may make the daemon hold (values, waits, timers, "
+      "buffers); default a quarter of RAM" },
+    { "max-goroutines", CK_INT, OFF(max_goroutines), 16, 100000000,
+      "goroutines: waiting requests, go, afterfunc" },
+    { "max-timers", CK_INT, OFF(max_timers), 1, 100000000,
+      "timers, tickers and afterfuncs in existence" },
+    { "min-ticker-ms", CK_INT, OFF(min_ticker_ms), 1, 3600000,
+      "shortest timer.ticker period" },
+    { "tcp-keepalive", CK_INT, OFF(tcp_keepalive), 0, 86400,
+      "s of silence before keepalive probes; a vanished peer is dropped "
+      "after twice this (0: off)" },
     /* security (issue 17) */
     { "unix-socket", CK_STR, OFF(unix_socket), 0, 0,
       "also listen on this unix socket path" },

@@ -47,6 +47,12 @@ typedef struct conf {
     int fsync;              /* wal_fsync: 0 no, 1 everysec, 2 always */
     int repair;             /* --repair: repair data_dir and exit */
     size_t compact_floor;   /* bytes of log before compaction */
+    /* Limits and liveness (issue 16). */
+    int tcp_keepalive;      /* s idle before keepalive probes; 0: off */
+    size_t max_memory;      /* bytes clients may make the daemon hold */
+    int max_goroutines;     /* goroutines (parked requests, go, ...) */
+    int max_timers;         /* timers, tickers and afterfuncs */
+    int min_ticker_ms;      /* shortest ticker period */
     /* Security (security.c, listener.c; issue 17). */
     char unix_socket[4096]; /* listen on this unix socket too ("" none) */
     int unix_socket_mode;   /* its permissions (octal in text) */

@@ -325,11 +325,14 @@ static int persist_apply(void *arg, const eff_rec *r, int from_snapshot)
             honce__restore(name, r->u.once.has_value ? r->u.once.value.p : NULL,
                            r->u.once.value.n);
         break;
+    case EFF_HOLD_RENEW: /* the same hold, a new end */
+        hlock__restore(name, r->u.hold.kind, r->u.hold.token, 0, false);
+        /* fall through */
     case EFF_HOLD_GRANT:
     case EFF_HOLD_RELEASE:
         rc = hlock__restore(name, r->u.hold.kind, r->u.hold.token,
                             r->u.hold.deadline_ms,
-                            r->type == EFF_HOLD_GRANT);
+                            r->type != EFF_HOLD_RELEASE);
         break;
     case EFF_TOKEN_EPOCH:
         hold_token_floor(epoch_token(r->u.epoch.epoch, 0));

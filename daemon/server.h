@@ -66,6 +66,10 @@ struct sess {
     struct event *ev_more;  /* more input after a fair share */
     struct event *ev_read;  /* the socket is readable (sess__recv_cb) */
     struct event *ev_kill;  /* hard close if a graceful one stalls */
+    struct event *ev_hb;    /* heartbeat check (hello's heartbeat_ms) */
+    int64_t hb_ms;          /* 0: no heartbeat asked for */
+    int64_t last_in_ms;     /* when input last arrived (with hb_ms) */
+    int64_t mem_charged;    /* its buffers' bytes, as charged (mem.c) */
     sess *prev, *next;
     bool ended;         /* sess__end ran */
     bool batching;      /* in sess_process: sess_push follows */
@@ -185,6 +189,11 @@ void sess__end(sess *s, bool graceful);
 /* Frees the connection side of s: its socket, events and unsent values
  * (given back).  I/O thread of s. */
 void sess__close_conn(sess *s);
+/* Charges s's input and output buffers to max_memory's count as they are
+ * now (released when the connection closes).  I/O thread of s. */
+void sess__mem_sync(sess *s);
+/* Milliseconds on the monotonic clock (the heartbeat's). */
+int64_t sess__now_ms(void);
 /* Answers a framing-level error (id null) and ends the session. */
 void sess__fail_close(sess *s, proto_reason reason, const char *msg);
 /* Writes s's answers once every session made ready by this loop turn has

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -154,6 +155,19 @@ void sess_parked(sess *s, int delta)
 /* Frees the give-back records of answers whose last byte has left the
  * output buffer for the socket: those values were handed over.  I/O
  * thread. */
+void sess__mem_sync(sess *s)
+{
+    int64_t now = 0;
+
+    if (s->bev)
+        now = (int64_t)(evbuffer_get_length(bufferevent_get_output(s->bev)) +
+                        evbuffer_get_length(bufferevent_get_input(s->bev)));
+    if (now != s->mem_charged) {
+        mem_add(now - s->mem_charged);
+        s->mem_charged = now;
+    }
+}
+
 static void sess_settle(sess *s)
 {
     uint64_t drained;
@@ -164,6 +178,7 @@ static void sess_settle(sess *s)
                   (s->tls_stage ? evbuffer_get_length(s->tls_stage) : 0);
 
     atomic_store_explicit(&s->outq, left, memory_order_relaxed);
+    sess__mem_sync(s);
     drained = s->out_added - left;
     while (s->phead && s->phead->end <= drained) {
         gback *g = s->phead;
@@ -276,6 +291,7 @@ static bool sess_write(sess *s, const char *line, size_t len)
     if (s->tls_stage)
         queued += evbuffer_get_length(bufferevent_get_output(s->bev));
     atomic_store_explicit(&s->outq, queued, memory_order_relaxed);
+    sess__mem_sync(s);
     srv_count_bytes_out(len);
     if (queued > srv_conf.max_outbuf) {
         log_warn("session %llu: output buffer over %zu bytes (client not "
@@ -549,12 +565,16 @@ void sess__close_conn(sess *s)
     s->tls_stage = NULL;
     s->bev = NULL;
     atomic_store(&s->outq, 0);
+    sess__mem_sync(s); /* releases all */
     event_free(s->ev_flush);
     event_free(s->ev_more);
     if (s->ev_read)
         event_free(s->ev_read);
     if (s->ev_kill)
         event_free(s->ev_kill);
+    if (s->ev_hb)
+        event_free(s->ev_hb);
+    s->ev_hb = NULL;
     sec__sess_close(s);
     sess_unlink(s);
     log_info("session %llu closed", (unsigned long long)s->id);
@@ -566,6 +586,85 @@ static void sess_kill_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sess__close_conn(arg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Liveness: TCP keepalive, heartbeat                                  */
+/* ------------------------------------------------------------------ */
+
+int64_t sess__now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Keepalive probes after tcp_keepalive idle seconds, a third of that
+ * apart, three of them; and the same bound (TCP_USER_TIMEOUT) on data
+ * left unacknowledged, so that a peer whose host vanished is noticed
+ * whether we were sending to it or not.  The default 30 s finds it within
+ * a minute, where the kernel's defaults take 2 h 11 min. */
+static void sess_keepalive(evutil_socket_t fd)
+{
+    int idle = srv_conf.tcp_keepalive, one = 1, cnt = 3, intvl;
+    unsigned user_ms;
+
+    if (idle <= 0)
+        return;
+    intvl = idle / 3 > 0 ? idle / 3 : 1;
+    user_ms = (unsigned)(idle + cnt * intvl) * 1000u;
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) != 0)
+        return; /* not TCP (a test's socketpair): nothing to tune */
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof user_ms);
+}
+
+static void sess_hb_cb(evutil_socket_t fd, short what, void *arg)
+{
+    sess *s = arg;
+    int64_t idle = sess__now_ms() - s->last_in_ms;
+    (void)fd;
+    (void)what;
+
+    if (s->ended || !s->hb_ms)
+        return;
+    if (idle >= s->hb_ms) {
+        log_info("session %llu: nothing received for %lld ms (heartbeat_ms "
+                 "%lld): ended",
+                 (unsigned long long)s->id, (long long)idle,
+                 (long long)s->hb_ms);
+        sess_retain(s);
+        sess__end(s, false);
+        sess_release(s);
+        return;
+    }
+    {
+        int64_t left = s->hb_ms - idle;
+        struct timeval tv = { left / 1000, (left % 1000) * 1000 };
+        evtimer_add(s->ev_hb, &tv);
+    }
+}
+
+int sess_set_heartbeat(sess *s, int64_t ms)
+{
+    if (!s->ev_hb) {
+        if (!ms)
+            return 0;
+        s->ev_hb = evtimer_new(s->io->base, sess_hb_cb, s);
+        if (!s->ev_hb)
+            return -1;
+    }
+    s->hb_ms = ms;
+    s->last_in_ms = sess__now_ms();
+    if (!ms) {
+        evtimer_del(s->ev_hb);
+        return 0;
+    }
+    sess_hb_cb(-1, 0, s); /* arms it for ms from now */
+    return 0;
 }
 
 /* Ends the session: no more answers, every wait cancelled, holds released
@@ -585,6 +684,8 @@ void sess__end(sess *s, bool graceful)
     pthread_mutex_unlock(&s->mu);
     if (s->ev_read)
         event_del(s->ev_read); /* no more requests */
+    if (s->ev_hb)
+        evtimer_del(s->ev_hb);
     rt_cancel_fire(s->cancel);
     disp_session_end(s);
     while (q) {
@@ -655,8 +756,10 @@ int sess__open(srv_io *io, evutil_socket_t fd, const struct sockaddr *addr,
     s->io = io;
     s->kind = kind;
     s->id = atomic_fetch_add(&sess_next_id, 1);
-    if (kind != SESS_UNIX)
+    if (kind != SESS_UNIX) {
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        sess_keepalive(fd);
+    }
     if (kind == SESS_TLS) {
         /* The bufferevent reads and writes through OpenSSL: no raw
          * reads (ev_read) and no raw writes (sess_push). */
