@@ -2609,6 +2609,85 @@ static void test_kill9_after_append(void **state)
     unlink(trace);
 }
 
+/* The pwrite of test_snapshot_same_l0's child: once armed, the process
+ * dies before writing, as a kill -9 would before the flusher's round. */
+static int die_armed;
+
+static ssize_t die_pwrite(void *ctx, int fd, const void *p, size_t n, off_t off)
+{
+    (void)ctx;
+    if (die_armed)
+        _exit(0);
+    return pwrite(fd, p, n, off);
+}
+
+/* The child of test_snapshot_same_l0: effects, a snapshot, then a second
+ * snapshot with nothing logged in between (the same L0), whose walk runs
+ * effects; it dies at the first write of the log after that. */
+static void same_l0_child(const char *dir, const char *trace_path)
+{
+    wal_io io = {die_pwrite, NULL, NULL};
+    wal_opts o = {.dir = dir, .fsync = WAL_FSYNC_NO, .io = &io};
+    char err[512];
+    model m;
+    wal *w;
+
+    model_init(&m);
+    if (wal_open(&o, model_apply, &m, &w, err, sizeof err) != 0)
+        _exit(2);
+    m.trace_fd = open(trace_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (m.trace_fd <= 0)
+        _exit(3);
+    model_trace(&m, wal_appended_lsn(w));
+    run_effects(&m, w, 200);
+    if (wal_snapshot(w, model_iter, &m, err, sizeof err) != 0)
+        _exit(4);
+    /* The walk's effects wait in memory for the snapshot's log sync. */
+    m.w = w;
+    m.interleave = 3;
+    m.noflush = 1;
+    die_armed = 1;
+    if (wal_snapshot(w, model_iter, &m, err, sizeof err) != 0)
+        _exit(5);
+    _exit(0);
+}
+
+/* A snapshot whose L0 is the live snapshot's must not replace that file
+ * before the log holds what its walk saw: a crash then would keep later
+ * effects (in the snapshot) and lose earlier ones (in the log). */
+static void test_snapshot_same_l0(void **state)
+{
+    char dir[300], trace[320], err[512];
+    wal_opts o = {.fsync = WAL_FSYNC_NO};
+    int st;
+    uint64_t h;
+    pid_t pid;
+    model b;
+    wal *w;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    snprintf(trace, sizeof trace, "%s.trace", dir);
+    o.dir = dir;
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        same_l0_child(dir, trace);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    model_init(&b);
+    assert_int_equal(wal_open(&o, model_apply, &b, &w, err, sizeof err), 0);
+    h = trace_find(trace, wal_appended_lsn(w));
+    if (h != model_hash(&b))
+        print_error("LSN %" PRIu64 ": state differs\n", wal_appended_lsn(w));
+    assert_true(h != 0);
+    assert_true(h == model_hash(&b));
+    assert_int_equal(wal_close(w), 0);
+    model_free(&b);
+    unlink(trace);
+}
+
 /* kill -9 while compactions run: whatever the moment (a segment switch,
  * a snapshot half written, a manifest swap, old files being deleted),
  * the recovered state is exactly the state the child had after some LSN
@@ -2956,6 +3035,7 @@ int main(void)
         cmocka_unit_test(test_kill9),
         cmocka_unit_test(test_kill9_compacting),
         cmocka_unit_test(test_kill9_after_append),
+        cmocka_unit_test(test_snapshot_same_l0),
         cmocka_unit_test(test_power_loss),
         cmocka_unit_test(test_compaction_trigger),
         cmocka_unit_test(test_auto_compaction),
