@@ -361,13 +361,19 @@ tsan:
 #                 (clang; the runtime, protocol and daemon rebuilt with
 #                 -fsanitize=fuzzer-no-link,address,undefined in build/fuzz)
 # make soak       mixed workload, 50 clients, random disconnects, for
-#                 SOAK_SECONDS (default 600), then conservation and RSS checks
+#                 SOAK_SECONDS (default 600), then conservation and RSS checks;
+#                 then again under memory pressure (SOAK_MAX_MEMORY, 128k)
+#                 for SOAK_PRESSURE_SECONDS (default 120)
 # make test-all   the suite under ASan+UBSan, the runtime and daemon tests
 #                 under TSan, the end-to-end suite with the daemon under
 #                 valgrind (no definite leaks, no errors)
 FUZZ_SECONDS ?= 60
 SOAK_SECONDS ?= 600
 SOAK_CLIENTS ?= 50
+# The second soak run: under memory pressure (requests refused with reason
+# limit), for SOAK_PRESSURE_SECONDS.
+SOAK_MAX_MEMORY ?= 128k
+SOAK_PRESSURE_SECONDS ?= 120
 FUZZ_CC ?= clang
 FUZZ_BUILD := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
@@ -448,6 +454,9 @@ $(SOAK_BIN): $(BUILD)/obj/tests/soak/soak.c.o $(TEST_LINK)
 soak: all $(SOAK_BIN)
 	CHAND_BIN=$(BUILD)/chand SOAK_SECONDS=$(SOAK_SECONDS) \
 	  SOAK_CLIENTS=$(SOAK_CLIENTS) $(SOAK_BIN)
+	CHAND_BIN=$(BUILD)/chand SOAK_SECONDS=$(SOAK_PRESSURE_SECONDS) \
+	  SOAK_CLIENTS=$(SOAK_CLIENTS) SOAK_MAX_MEMORY=$(SOAK_MAX_MEMORY) \
+	  $(SOAK_BIN)
 
 # BUILD is named on each sub-make: a BUILD= given on our command line would
 # otherwise be passed down and mix sanitizer objects into it.

@@ -69,6 +69,9 @@ extern "C" {
 
 #define CHAND_DEFAULT_HOST "127.0.0.1"
 #define CHAND_DEFAULT_PORT 2426
+#define CHAND_DEFAULT_TLS_PORT 2428
+/* Where a local chand listens (its unix socket), for clients' defaults. */
+#define CHAND_DEFAULT_UNIX "/run/chand/chand.sock"
 #define CHAND_FOREVER (-1)
 /* How much longer than the server's timeout the client waits. */
 #define CHAND_GRACE_MS 5000
@@ -97,6 +100,9 @@ enum {
     CHAND_EMISUSE = -12,      /* misuse: operation not allowed here */
     CHAND_EINVALID = -13,     /* invalid: bad request/params/method */
     CHAND_ESERVER = -14,      /* any other error answered by the server */
+    CHAND_EUNAUTH = -15,      /* unauthenticated: authenticate first, or
+                               * wrong user or password */
+    CHAND_EDENIED = -16,      /* denied: outside the user's rules */
 
     CHAND_ECONNECT = -20,     /* cannot connect (resolve, refuse, timeout) */
     CHAND_ECONN = -21,        /* connection lost or closed */
@@ -137,6 +143,33 @@ typedef struct chand_conn chand_conn;
  * (may be NULL) filled. */
 CHAND_API int chand_connect(const char *host, int port, int64_t timeout_ms,
                             chand_conn **out, chand_error *err);
+/* Options of chand_connect_url (opaque: new, set, free). */
+typedef struct chand_options chand_options;
+/* Returns new, empty options, or NULL when out of memory. */
+CHAND_API chand_options *chand_options_new(void);
+/* Frees o (NULL is ok), wiping the password. */
+CHAND_API void chand_options_free(chand_options *o);
+/* Sets option key to value (copied; NULL unsets it).  Keys: "user" and
+ * "password" (hello authenticates with them), "tls_ca" (PEM file of the
+ * CAs that sign the server's certificate; unset: the system's), "tls_cert"
+ * and "tls_key" (a client certificate and its key, PEM),
+ * "tls_servername" (the name the server's certificate must carry; unset:
+ * the URL's host).  Returns 0, or CHAND_EARG for an unknown key. */
+CHAND_API int chand_options_set(chand_options *o, const char *key,
+                                const char *value);
+/* Connects to url and says hello (with the user and password of opts,
+ * which may be NULL), all within timeout_ms.  url is one of
+ *   chand://HOST[:PORT]    TCP (default port CHAND_DEFAULT_PORT)
+ *   chands://HOST[:PORT]   TLS (default port CHAND_DEFAULT_TLS_PORT)
+ *   unix:/PATH             a unix socket
+ *   HOST[:PORT]            as chand://
+ * Returns 0 and a new connection in *out, or a negative code with err
+ * (may be NULL) filled: CHAND_EARG for a bad URL, CHAND_ECONNECT,
+ * CHAND_EUNAUTH when the credentials are refused.  chand_reconnect
+ * dials the same URL with the same options. */
+CHAND_API int chand_connect_url(const char *url, const chand_options *opts,
+                                int64_t timeout_ms, chand_conn **out,
+                                chand_error *err);
 /* Parses "host:port", "host", ":port", "[v6]:port" into a malloc'd host
  * (*host) and a port; returns 0 or CHAND_EARG. */
 CHAND_API int chand_parse_address(const char *addr, char **host, int *port);
@@ -167,6 +200,13 @@ CHAND_API int chand_call(chand_conn *conn, const char *method,
 
 /* Round trip to the server.  Returns 0 or a negative code. */
 CHAND_API int chand_ping(chand_conn *conn);
+/* Asks the server to end this session (as a disconnect: waits cancelled,
+ * locks without a lease released) once nothing arrived from it for ms
+ * (0: never; else at least 100).  While a blocking call waits, the
+ * library itself sends a ping whenever nothing was sent for ms/3; between
+ * calls the application must call chand_ping (or anything) often enough.
+ * Kept across chand_reconnect.  Returns 0 or a negative code. */
+CHAND_API int chand_set_heartbeat(chand_conn *conn, int64_t ms);
 /* Says hello again; returns 0 and a new reference to {version, server,
  * session} in *result. */
 CHAND_API int chand_hello(chand_conn *conn, json_t **result);

@@ -222,6 +222,8 @@ static void cfg_usage(FILE *f)
             "  --config FILE    read settings from FILE (chand.conf(5));\n"
             "                   flags override the file\n"
             "  --test-config    check the settings and exit (0: valid)\n"
+            "  --hash-password  read a password on stdin, print its hash\n"
+            "                   for the users file, and exit\n"
             "  -h, --help       this text\n"
             "  -V, --version    print the version and exit\n\n"
             "keys (flags, and `key = value` in the file):\n");
@@ -256,6 +258,8 @@ static int cfg_split(int argc, char **argv, int *i, char *key, size_t klen,
     key[n] = '\0';
     if (eq)
         *val = eq + 1;
+    else if (conf_key_is_switch(key))
+        *val = "yes"; /* `--allow-anonymous` takes no value */
     else if (*i + 1 < argc)
         *val = argv[++*i];
     else

@@ -12,6 +12,17 @@
 
 #include "proto.h"
 
+/* A quarter of physical memory (1 GiB when it cannot be read): room for
+ * the daemon's own overhead and for the rest of the host. */
+static size_t conf_default_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+
+    if (pages <= 0 || psz <= 0)
+        return (size_t)1 << 30;
+    return (size_t)pages / 4 * (size_t)psz;
+}
+
 void conf_defaults(conf *c)
 {
     memset(c, 0, sizeof *c);
@@ -32,6 +43,13 @@ void conf_defaults(conf *c)
     snprintf(c->metrics_bind, sizeof c->metrics_bind, "127.0.0.1");
     c->metrics_port = 0;
     c->shutdown_grace_ms = 3000;
+    c->tcp_keepalive = 30;
+    c->max_memory = conf_default_memory();
+    c->max_goroutines = 100000;
+    c->max_timers = 100000;
+    c->min_ticker_ms = 10;
+    c->unix_socket_mode = 0660;
+    c->auth_timeout_ms = 5000;
 }
 
 const char *conf_warning(const conf *c, char *buf, size_t n)
@@ -69,8 +87,17 @@ static int conf_parse_size(const char *s, long long max, long long *out)
     return 0;
 }
 
-/* CK_PORT: a port, or "auto" (-1) for any free one. */
-typedef enum { CK_STR, CK_INT, CK_SIZE, CK_LEVEL, CK_PORT } conf_kind;
+/* CK_PORT: a port, or "auto" (-1) for any free one.  CK_MODE: file
+ * permissions in octal.  CK_BOOL: yes/no (a switch on the command line). */
+typedef enum {
+    CK_STR,
+    CK_INT,
+    CK_SIZE,
+    CK_LEVEL,
+    CK_PORT,
+    CK_MODE,
+    CK_BOOL
+} conf_kind;
 
 typedef struct conf_key {
     const char *name;
@@ -118,6 +145,38 @@ static const conf_key conf_keys[] = {
       "write the bound metrics port to this file" },
     { "shutdown-grace-ms", CK_INT, OFF(shutdown_grace_ms), 0, 3600000,
       "SIGTERM: ms to let cancelled answers reach clients" },
+    { "max-memory", CK_SIZE, OFF(max_memory), 64 << 10, 1LL << 50,
+      "bytes clients may make the daemon hold (values, waits, timers, "
+      "buffers); default a quarter of RAM" },
+    { "max-goroutines", CK_INT, OFF(max_goroutines), 16, 100000000,
+      "goroutines: waiting requests, go, afterfunc" },
+    { "max-timers", CK_INT, OFF(max_timers), 1, 100000000,
+      "timers, tickers and afterfuncs in existence" },
+    { "min-ticker-ms", CK_INT, OFF(min_ticker_ms), 1, 3600000,
+      "shortest timer.ticker period" },
+    { "tcp-keepalive", CK_INT, OFF(tcp_keepalive), 0, 86400,
+      "s of silence before keepalive probes; a vanished peer is dropped "
+      "after twice this (0: off)" },
+    /* security (issue 17) */
+    { "unix-socket", CK_STR, OFF(unix_socket), 0, 0,
+      "also listen on this unix socket path" },
+    { "unix-socket-mode", CK_MODE, OFF(unix_socket_mode), 0, 0777,
+      "permissions of the unix socket, octal" },
+    { "users-file", CK_STR, OFF(users_file), 0, 0,
+      "users, password hashes and rules (reloaded on SIGHUP)" },
+    { "allow-anonymous", CK_BOOL, OFF(allow_anonymous), 0, 1,
+      "serve a non-loopback address without users (unsafe)" },
+    { "auth-timeout-ms", CK_INT, OFF(auth_timeout_ms), 10, 3600000,
+      "with users: ms a connection has to authenticate" },
+    { "tls-port", CK_PORT, OFF(tls_port), 0, 65535,
+      "TLS port on the bind address (0: no TLS, auto: any free port)" },
+    { "tls-port-file", CK_STR, OFF(tls_port_file), 0, 0,
+      "write the bound TLS port to this file" },
+    { "tls-cert", CK_STR, OFF(tls_cert), 0, 0,
+      "PEM server certificate (and its chain)" },
+    { "tls-key", CK_STR, OFF(tls_key), 0, 0, "PEM server private key" },
+    { "tls-ca", CK_STR, OFF(tls_ca), 0, 0,
+      "PEM CAs: client certificates required, signed by one" },
 };
 #undef OFF
 
@@ -129,6 +188,14 @@ static bool conf_key_eq(const char *a, const char *b)
             return false;
     }
     return *a == *b;
+}
+
+bool conf_key_is_switch(const char *key)
+{
+    for (size_t i = 0; i < sizeof conf_keys / sizeof conf_keys[0]; i++)
+        if (conf_key_eq(key, conf_keys[i].name))
+            return conf_keys[i].kind == CK_BOOL;
+    return false;
 }
 
 int conf_set(conf *c, const char *key, const char *value, char *err,
@@ -166,6 +233,32 @@ int conf_set(conf *c, const char *key, const char *value, char *err,
         if (log_level_parse(value, (log_level *)(void *)field) != 0) {
             snprintf(err, errlen,
                      "%s: '%s' is not error, warn, info or debug", k->name,
+                     value);
+            return -1;
+        }
+        return 0;
+    case CK_MODE: {
+        char *end;
+        long m;
+        errno = 0;
+        m = strtol(value, &end, 8);
+        if (errno || end == value || *end || m < 0 || m > k->max) {
+            snprintf(err, errlen, "%s: '%s' is not an octal mode (0660)",
+                     k->name, value);
+            return -1;
+        }
+        *(int *)(void *)field = (int)m;
+        return 0;
+    }
+    case CK_BOOL:
+        if (!strcmp(value, "1") || !strcmp(value, "yes") ||
+            !strcmp(value, "true") || !strcmp(value, "on"))
+            *(int *)(void *)field = 1;
+        else if (!strcmp(value, "0") || !strcmp(value, "no") ||
+                 !strcmp(value, "false") || !strcmp(value, "off"))
+            *(int *)(void *)field = 0;
+        else {
+            snprintf(err, errlen, "%s: '%s' is not yes or no", k->name,
                      value);
             return -1;
         }
@@ -209,6 +302,14 @@ void conf_usage(const conf *d, void *file)
             break;
         case CK_PORT:
             fprintf(f, " (default %d)", *(const int *)(const void *)field);
+            break;
+        case CK_MODE:
+            fprintf(f, " (default %04o)",
+                    (unsigned)*(const int *)(const void *)field);
+            break;
+        case CK_BOOL:
+            fprintf(f, " (a switch; default %s)",
+                    *(const int *)(const void *)field ? "yes" : "no");
             break;
         case CK_SIZE:
             fprintf(f, " (default %zu)",

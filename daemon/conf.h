@@ -8,6 +8,7 @@
 #ifndef CHAND_CONF_H
 #define CHAND_CONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,23 @@ typedef struct conf {
     int metrics_port;       /* 0: no metrics server; -1 ("auto"): any */
     char metrics_port_file[4096]; /* write the metrics port here ("") */
     int shutdown_grace_ms;  /* SIGTERM: longest wait for answers to go */
+    /* Limits and liveness (issue 16). */
+    int tcp_keepalive;      /* s idle before keepalive probes; 0: off */
+    size_t max_memory;      /* bytes clients may make the daemon hold */
+    int max_goroutines;     /* goroutines (parked requests, go, ...) */
+    int max_timers;         /* timers, tickers and afterfuncs */
+    int min_ticker_ms;      /* shortest ticker period */
+    /* Security (security.c, listener.c; issue 17). */
+    char unix_socket[4096]; /* listen on this unix socket too ("" none) */
+    int unix_socket_mode;   /* its permissions (octal in text) */
+    char users_file[4096];  /* users, passwords and rules ("" none) */
+    int allow_anonymous;    /* 1: a non-loopback bind without users */
+    int auth_timeout_ms;    /* a session must authenticate within it */
+    int tls_port;           /* TLS listener port (0: none; -1: any) */
+    char tls_port_file[4096]; /* write the TLS port here ("" none) */
+    char tls_cert[4096];    /* PEM server certificate (and chain) */
+    char tls_key[4096];     /* PEM private key */
+    char tls_ca[4096];      /* PEM CAs for client certificates ("") */
 } conf;
 
 /* Fills c with the defaults. */
@@ -49,6 +67,9 @@ void conf_defaults(conf *c);
  * err (unknown key, bad value). */
 int conf_set(conf *c, const char *key, const char *value, char *err,
              size_t errlen);
+/* Returns true when key is a switch (a yes/no setting that takes no value
+ * on the command line: `--allow-anonymous`). */
+bool conf_key_is_switch(const char *key);
 /* Checks the settings together.  Returns NULL when they agree, else a
  * warning in buf (e.g. max_line leaves no room for a max_value value). */
 const char *conf_warning(const conf *c, char *buf, size_t n);

@@ -15,13 +15,17 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
+
+#include "tls.h"
 
 /* Serves one complete line (without its \n).  Returns false when the
  * session ended (the line was too long, or a handler ended it). */
 static bool sess_line(sess *s, const char *line, size_t len)
 {
-    if (len > srv_conf.max_line) {
+    if (len > sec__max_line(s)) {
         sess__fail_close(s, PROTO_R_TOO_LARGE, "line too long: closing");
         return false;
     }
@@ -40,7 +44,7 @@ static void sess_fail_long(sess *s)
     char msg[128];
 
     snprintf(msg, sizeof msg, "line longer than %zu bytes: closing",
-             srv_conf.max_line);
+             sec__max_line(s));
     sess__fail_close(s, PROTO_R_TOO_LARGE, msg);
 }
 
@@ -53,6 +57,10 @@ static void sess_process(sess *s, bool all)
 
     while (!s->ended && (all || n < srv_conf.fair_batch)) {
         const char *line;
+        /* An auth is being verified: the lines behind it wait for its
+         * answer (sec_auth_resume activates ev_more). */
+        if (atomic_load_explicit(&s->auth_busy, memory_order_acquire))
+            return;
         in = bufferevent_get_input(s->bev);
         /* The line is served in place (pulled up to be contiguous, which
          * it nearly always is already) and drained afterwards: no copy and
@@ -62,7 +70,7 @@ static void sess_process(sess *s, bool all)
         struct evbuffer_ptr eol =
             evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
         if (eol.pos < 0) {
-            if (evbuffer_get_length(in) > srv_conf.max_line)
+            if (evbuffer_get_length(in) > sec__max_line(s))
                 sess_fail_long(s);
             return;
         }
@@ -90,9 +98,15 @@ static void sess_process_flat(sess *s, const char *buf, size_t n)
     struct evbuffer *in;
     const char *p = buf, *end = buf + n;
     int served = 0;
+    bool busy = false;
 
     while (p < end && served < srv_conf.fair_batch) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *nl;
+        if (atomic_load_explicit(&s->auth_busy, memory_order_acquire)) {
+            busy = true; /* see sess_process */
+            break;
+        }
+        nl = memchr(p, '\n', (size_t)(end - p));
         if (!nl)
             break;
         if (!sess_line(s, p, (size_t)(nl - p)))
@@ -110,9 +124,11 @@ static void sess_process_flat(sess *s, const char *buf, size_t n)
         return;
     }
     evbuffer_freeze(in, 0);
+    if (busy)
+        return;
     if (served == srv_conf.fair_batch)
         event_active(s->ev_more, EV_READ, 0); /* its next turn */
-    else if ((size_t)(end - p) > srv_conf.max_line)
+    else if ((size_t)(end - p) > sec__max_line(s))
         sess_fail_long(s); /* a partial line, already too long */
 }
 
@@ -122,6 +138,15 @@ static void sess_process_flat(sess *s, const char *buf, size_t n)
  * as the bufferevent's read watermark did. */
 static void sess_read_ctl(sess *s)
 {
+    if (s->kind == SESS_TLS) {
+        /* The bufferevent reads; its watermark bounds the input. */
+        if (evbuffer_get_length(bufferevent_get_input(s->bev)) >
+            srv_conf.max_line)
+            bufferevent_disable(s->bev, EV_READ);
+        else
+            bufferevent_enable(s->bev, EV_READ);
+        return;
+    }
     if (evbuffer_get_length(bufferevent_get_input(s->bev)) > srv_conf.max_line)
         event_del(s->ev_read);
     else if (!event_pending(s->ev_read, EV_READ, NULL))
@@ -163,6 +188,8 @@ void sess__recv_cb(evutil_socket_t fd, short what, void *arg)
                 sess__event(s, BEV_EVENT_ERROR);
             goto out;
         }
+        if (s->hb_ms)
+            s->last_in_ms = sess__now_ms();
         s->batching = true;
         sess_process_flat(s, s->io->rbuf, (size_t)n);
         s->batching = false;
@@ -182,6 +209,8 @@ void sess__recv_cb(evutil_socket_t fd, short what, void *arg)
             if (n > 0) {
                 vec.iov_len = (size_t)n;
                 evbuffer_commit_space(in, &vec, 1);
+                if (s->hb_ms)
+                    s->last_in_ms = sess__now_ms();
             }
         }
         evbuffer_freeze(in, 0);
@@ -201,6 +230,7 @@ served:
     if (!s->ended) {
         sess__push_later(s);
         sess_read_ctl(s);
+        sess__mem_sync(s);
     }
 out:
     sess_release(s);
@@ -219,6 +249,7 @@ void sess__more_cb(evutil_socket_t fd, short what, void *arg)
         if (!s->ended) {
             sess__push_later(s);
             sess_read_ctl(s);
+            sess__mem_sync(s);
         }
     }
     sess_release(s);
@@ -249,4 +280,59 @@ void sess__event(sess *s, short what)
         else
             sess__end(s, false);
     }
+}
+
+/* ------------------------------------------------------------------ */
+/* TLS sessions: the bufferevent reads and decrypts                   */
+/* ------------------------------------------------------------------ */
+
+void sess__tls_read_cb(struct bufferevent *bev, void *arg)
+{
+    sess *s = arg;
+    (void)bev;
+
+    sess_retain(s);
+    if (s->hb_ms)
+        s->last_in_ms = sess__now_ms();
+    if (s->bev && !s->ended) {
+        s->batching = true;
+        sess_process(s, false);
+        s->batching = false;
+        if (!s->ended) {
+            sess__push_later(s);
+            sess_read_ctl(s);
+            sess__mem_sync(s);
+        }
+    }
+    sess_release(s);
+}
+
+void sess__tls_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    sess *s = arg;
+
+    sess_retain(s);
+    if (what & BEV_EVENT_CONNECTED) {
+        tls_handshake_done(bev);
+        sec__sess_tls_ready(s);
+    } else if (what & BEV_EVENT_TIMEOUT) {
+        log_info("session %llu from %s: TLS handshake deadline: closing",
+                 (unsigned long long)s->id, s->peer);
+        if (s->ended)
+            sess__close_conn(s);
+        else
+            sess__end(s, false);
+    } else {
+        if ((what & BEV_EVENT_ERROR) && !s->ended) {
+            unsigned long e = bufferevent_get_openssl_error(bev);
+            if (e) {
+                char buf[256];
+                ERR_error_string_n(e, buf, sizeof buf);
+                log_info("session %llu from %s: TLS: %s",
+                         (unsigned long long)s->id, s->peer, buf);
+            }
+        }
+        sess__event(s, what);
+    }
+    sess_release(s);
 }

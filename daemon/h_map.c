@@ -21,14 +21,28 @@ typedef struct hmap {
     rt_map *m;
 } hmap;
 
+/* Every reference the map makes is charged to max_memory's count and
+ * released with it; a reference it hands to a handler (load, swap's
+ * previous value...) is released by the handler as it takes it
+ * (hmap_took). */
 static void *hmap_retain(void *v)
 {
+    mem_add(mem_json_cost(v));
     return json_incref(v);
 }
 
 static void hmap_release(void *v)
 {
+    mem_sub(mem_json_cost(v));
     json_decref(v);
+}
+
+/* A reference the map handed over leaves its count (v may be NULL). */
+static void *hmap_took(void *v)
+{
+    if (v)
+        mem_sub(mem_json_cost(v));
+    return v;
 }
 
 static bool hmap_equal(const void *a, const void *b)
@@ -56,6 +70,11 @@ static void hmap_info(obj *o, json_t *into)
                         json_integer((json_int_t)rt_map_len(((hmap *)o)->m)));
 }
 
+static bool hmap_idle(obj *o)
+{
+    return rt_map_len(((hmap *)o)->m) == 0;
+}
+
 static const obj_ops hmap_ops = {
     .type = OBJ_MAP,
     .name = "map",
@@ -63,6 +82,7 @@ static const obj_ops hmap_ops = {
     .init = hmap_init,
     .fini = hmap_fini,
     .info = hmap_info,
+    .idle = hmap_idle,
 };
 
 /* Looks up the map and the key of r; NULL after failing r. */
@@ -102,7 +122,7 @@ static void hmap_run(dreq *r, hmap_fn fn, bool keyed)
     if (!m)
         return; /* dreq_obj answered and freed r */
     fn(r, m, k, kl);
-    obj_release(o);
+    obj_done(o);
 }
 
 /* Answers {key: v (stolen; NULL = null), "loaded": loaded}. */
@@ -124,6 +144,8 @@ static void hmap_load(dreq *r, rt_map *m, const char *k, size_t kl)
     void *v = NULL;
     bool ok = rt_map_load(m, k, kl, &v);
 
+    hmap_took(ok ? v : NULL);
+
     dreq_ok_pair(r, "value", ok ? v : NULL, "ok", ok, NULL);
     if (ok)
         json_decref(v); /* rt_map_load's reference */
@@ -141,6 +163,8 @@ static void hmap_load_or_store(dreq *r, rt_map *m, const char *k, size_t kl)
     bool loaded = rt_map_load_or_store(m, k, kl, dreq_param(r, "value"),
                                        &actual);
 
+    hmap_took(actual);
+
     hmap_ok_loaded(r, "value", actual, loaded);
 }
 
@@ -150,6 +174,8 @@ static void hmap_load_and_delete(dreq *r, rt_map *m, const char *k,
     void *v = NULL;
     bool loaded = rt_map_load_and_delete(m, k, kl, &v);
 
+    hmap_took(loaded ? v : NULL);
+
     hmap_ok_loaded(r, "value", loaded ? v : NULL, loaded);
 }
 
@@ -157,6 +183,8 @@ static void hmap_swap(dreq *r, rt_map *m, const char *k, size_t kl)
 {
     void *prev = NULL;
     bool loaded = rt_map_swap(m, k, kl, dreq_param(r, "value"), &prev);
+
+    hmap_took(loaded ? prev : NULL);
 
     hmap_ok_loaded(r, "previous", loaded ? prev : NULL, loaded);
 }
@@ -186,14 +214,30 @@ static bool hmap_range_one(const void *key, size_t klen, void *v, void *arg)
     return true;
 }
 
+/* map.range's page when the client gives no limit, and the largest. */
+#define HMAP_RANGE_LIMIT 1000
+#define HMAP_RANGE_MAX 10000
+
 static void hmap_range(dreq *r, rt_map *m, const char *k, size_t kl)
 {
-    json_t *entries = json_object();
+    int64_t cursor = dreq_int(r, "cursor", 0);
+    int64_t limit = dreq_int(r, "limit", HMAP_RANGE_LIMIT);
+    json_t *entries;
+    uint64_t next;
 
     (void)k;
     (void)kl;
-    rt_map_range(m, hmap_range_one, entries);
-    dreq_ok(r, json_pack("{s:o}", "entries", entries));
+    if (limit < 1 || limit > HMAP_RANGE_MAX) {
+        dreq_fail_params(r, NULL, "invalid params: limit must be 1..%d",
+                         HMAP_RANGE_MAX);
+        return;
+    }
+    entries = json_object();
+    /* One page per request, as list: 100k keys at once stalled others. */
+    next = rt_map_range_page(m, (uint64_t)cursor, (size_t)limit,
+                             hmap_range_one, entries);
+    dreq_ok(r, json_pack("{s:o, s:I}", "entries", entries, "cursor",
+                         (json_int_t)next));
 }
 
 static void hmap_len(dreq *r, rt_map *m, const char *k, size_t kl)
@@ -242,11 +286,17 @@ static void hatomic_info(obj *o, json_t *into)
                             &((hatomic *)o)->v)));
 }
 
+static bool hatomic_idle(obj *o)
+{
+    return atomic_load(&((hatomic *)o)->v) == 0;
+}
+
 static const obj_ops hatomic_ops = {
     .type = OBJ_ATOMIC,
     .name = "atomic",
     .size = sizeof(hatomic),
     .info = hatomic_info,
+    .idle = hatomic_idle,
 };
 
 static _Atomic uint64_t *hatomic_get(dreq *r, obj **o)
@@ -263,7 +313,7 @@ static uint64_t hatomic_param(dreq *r, const char *key)
 static void hatomic_ok(dreq *r, obj *o, const char *key, uint64_t v)
 {
     dreq_ok_int(r, key, (int64_t)v);
-    obj_release(o);
+    obj_done(o);
 }
 
 void h_atomic_load(dreq *r)
@@ -282,7 +332,7 @@ void h_atomic_store(dreq *r)
         return;
     atomic_store(a, hatomic_param(r, "value"));
     dreq_ok(r, NULL);
-    obj_release(o);
+    obj_done(o);
 }
 
 void h_atomic_add(dreq *r)
@@ -318,5 +368,5 @@ void h_atomic_cas(dreq *r)
     swapped = atomic_compare_exchange_strong(a, &old,
                                              hatomic_param(r, "new"));
     dreq_ok(r, json_pack("{s:b}", "swapped", swapped));
-    obj_release(o);
+    obj_done(o);
 }

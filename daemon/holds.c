@@ -158,6 +158,27 @@ static void hlease_fire(void *arg)
     hlease_put(ls);
 }
 
+/* Starts h's lease timer (hl_mu held).  Returns true, or false when out
+ * of memory (h then keeps no lease timer). */
+static bool hl_lease_start(hhold *h, int64_t lease_ms)
+{
+    hlease *ls = calloc(1, sizeof *ls);
+
+    if (!ls)
+        return false;
+    ls->refs = 2;
+    ls->o = obj_retain(&h->l->o);
+    ls->token = h->token;
+    ls->t = rt_after_func(lease_ms * 1000000, hlease_fire, ls);
+    if (!ls->t) {
+        obj_release(ls->o);
+        free(ls);
+        return false;
+    }
+    h->lease = ls;
+    return true;
+}
+
 hhold *hold_add(hlock *l, uint64_t sid, bool write, int64_t lease_ms,
                 bool *owner_dead, uint64_t *token)
 {
@@ -165,7 +186,12 @@ hhold *hold_add(hlock *l, uint64_t sid, bool write, int64_t lease_ms,
     uint64_t t = 0;
 
     pthread_mutex_lock(&hl_mu);
-    if (h && !(t = hold_token_next())) {
+    if (h && atomic_load(&l->o.dropped)) {
+        /* Dropped while we took the runtime lock (hold_busy saw no hold):
+         * a lock nobody can name any more is not handed out. */
+        free(h);
+        h = NULL;
+    } else if (h && !(t = hold_token_next())) {
         log_error("%s \"%s\": fencing tokens exhausted", l->o.ops->name,
                   l->o.name);
         free(h);
@@ -194,23 +220,67 @@ hhold *hold_add(hlock *l, uint64_t sid, bool write, int64_t lease_ms,
     *owner_dead = l->owner_dead;
     l->owner_dead = false;
     atomic_fetch_add(&srv_stat.held_locks, 1);
-    if (lease_ms > 0) {
-        hlease *ls = calloc(1, sizeof *ls);
-        if (ls) {
-            ls->refs = 2;
-            ls->o = obj_retain(&l->o);
-            ls->token = h->token;
-            ls->t = rt_after_func(lease_ms * 1000000, hlease_fire, ls);
-            if (ls->t) {
-                h->lease = ls;
-            } else {
-                obj_release(ls->o);
-                free(ls);
-            }
-        }
-    }
+    if (lease_ms > 0)
+        hl_lease_start(h, lease_ms);
     pthread_mutex_unlock(&hl_mu);
     return h;
+}
+
+int64_t hold_lease_ms(const hhold *h)
+{
+    return h->lease_ms;
+}
+
+bool hold_idle(obj *o)
+{
+    hlock *l = (hlock *)o;
+    bool idle;
+
+    /* owner_dead is state: the next holder must still hear of it. */
+    pthread_mutex_lock(&hl_mu);
+    idle = !l->holds && !l->owner_dead;
+    pthread_mutex_unlock(&hl_mu);
+    return idle;
+}
+
+bool hold_busy(obj *o)
+{
+    hlock *l = (hlock *)o;
+    bool busy;
+
+    pthread_mutex_lock(&hl_mu);
+    busy = l->holds != NULL;
+    if (!busy)
+        atomic_store(&o->dropped, true);
+    pthread_mutex_unlock(&hl_mu);
+    return busy;
+}
+
+int hold_renew(hlock *l, uint64_t token, int64_t lease_ms)
+{
+    hhold *h;
+    int rc = 0;
+
+    pthread_mutex_lock(&hl_mu);
+    for (h = l->holds; h; h = h->next)
+        if (h->token == token)
+            break;
+    if (!h) {
+        rc = -1;
+    } else if (!h->lease) {
+        /* A hold without a lease gets one: from now on it outlives its
+         * session like any leased hold. */
+        h->lease_ms = lease_ms;
+        if (!hl_lease_start(h, lease_ms))
+            rc = -2;
+    } else if (rt_timer_stop(h->lease->t)) {
+        h->lease_ms = lease_ms;
+        rt_timer_reset(h->lease->t, lease_ms * 1000000);
+    } else {
+        rc = -1; /* it fired: the release is on its way */
+    }
+    pthread_mutex_unlock(&hl_mu);
+    return rc;
 }
 
 /* The one place a hold ends: unlock, lease expiry, session end, a grant

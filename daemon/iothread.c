@@ -22,6 +22,11 @@ int srv_port(const srv *v)
     return v->port;
 }
 
+int srv_tls_port(const srv *v)
+{
+    return v->tls_port;
+}
+
 struct event_base *srv_base(srv *v)
 {
     return v->base;
@@ -159,14 +164,27 @@ static void srv_free_ios(srv *v)
 
 srv *srv_new(const conf *c, int listen_fd, char *err, size_t errlen)
 {
+    return srv_new_fds(c, &listen_fd, listen_fd >= 0 ? 1 : 0, err, errlen);
+}
+
+/* Closes the sockets systemd passed (srv_new_fds failed before taking
+ * them). */
+static void srv_close_fds(const int *fds, int nfds)
+{
+    for (int i = 0; i < nfds; i++)
+        evutil_closesocket(fds[i]);
+}
+
+srv *srv_new_fds(const conf *c, const int *fds, int nfds, char *err,
+                 size_t errlen)
+{
     srv *v;
 
     srv_conf = *c;
     v = calloc(1, sizeof *v);
     if (!v) {
         snprintf(err, errlen, "out of memory");
-        if (listen_fd >= 0)
-            evutil_closesocket(listen_fd);
+        srv_close_fds(fds, nfds);
         return NULL;
     }
     v->nio = c->io_threads > 0 ? c->io_threads : rt_num_cpu();
@@ -184,13 +202,12 @@ srv *srv_new(const conf *c, int listen_fd, char *err, size_t errlen)
             io->ev_wflush = event_new(io->base, -1, 0, sess__wflush_cb, io);
         if (!io->base || !io->local.names || !io->ev_wflush) {
             snprintf(err, errlen, "cannot set up I/O thread %d", i);
-            if (listen_fd >= 0)
-                evutil_closesocket(listen_fd);
+            srv_close_fds(fds, nfds);
             goto out_ios;
         }
     }
     v->base = v->io[0].base;
-    if (srv__listen(v, c, listen_fd, err, errlen) != 0)
+    if (srv__listen(v, c, fds, nfds, err, errlen) != 0)
         goto out_ios;
     v->ev_drain = evtimer_new(v->base, srv_drain_cb, v);
     if (!v->ev_drain) {
@@ -232,8 +249,9 @@ int srv_run(srv *v)
         }
         v->io[i].started = true;
     }
-    log_info("listening on %s port %d (%d I/O thread%s)", srv_conf.bind,
-             v->port, v->nio, v->nio > 1 ? "s" : "");
+    if (v->lis)
+        log_info("listening on %s port %d (%d I/O thread%s)", srv_conf.bind,
+                 v->port, v->nio, v->nio > 1 ? "s" : "");
     event_base_dispatch(v->base);
     /* Drained: stop the other loops.  A break that reaches a loop before
      * it runs is lost, so it is repeated until the thread has ended. */

@@ -88,6 +88,11 @@ static int main_serve(srv *v, const conf *c, char *err, size_t errlen)
     }
     if (metrics_start(srv_base(v), c, err, errlen) != 0)
         goto out_events;
+    /* Before the port file, which tells that everything listens. */
+    if (c->tls_port_file[0] &&
+        conf_write_port_file("tls port file", c->tls_port_file,
+                             srv_tls_port(v), err, errlen) != 0)
+        goto out_metrics;
     if (c->port_file[0] &&
         conf_write_port_file("port file", c->port_file, srv_port(v), err,
                              errlen) != 0)
@@ -113,6 +118,8 @@ int main(int argc, char **argv)
     srv *v;
     int r;
 
+    if (argc == 2 && strcmp(argv[1], "--hash-password") == 0)
+        return sec_hash_password_main();
     /* Defaults, then --config's file, then the other flags (cfgfile.c). */
     if (cfg_from_args(argc, argv, &c, &r) != 0)
         return r;
@@ -136,15 +143,24 @@ int main(int argc, char **argv)
         log_error("cannot build the dispatch table");
         goto out_rt;
     }
-    v = srv_new(&c, svc_activation_fd(), err, sizeof err);
-    if (!v) {
+    if (sec_init(&c, err, sizeof err) != 0) {
         log_error("%s", err);
         goto out_disp;
+    }
+    {
+        int fds[8];
+        int nfds = svc_activation_fds(fds, 8);
+        v = srv_new_fds(&c, fds, nfds, err, sizeof err);
+    }
+    if (!v) {
+        log_error("%s", err);
+        goto out_sec;
     }
     r = main_serve(v, &c, err, sizeof err);
     if (r != 0)
         log_error("%s", err);
     srv_free(v);
+    sec_fini();
     disp_fini();
     if (r != 0)
         goto out_rt;
@@ -152,6 +168,8 @@ int main(int argc, char **argv)
     rt_stop();
     return 0;
 
+out_sec:
+    sec_fini();
 out_disp:
     disp_fini();
 out_rt:

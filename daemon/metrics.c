@@ -88,6 +88,12 @@ static void metrics_render(struct evbuffer *b)
                   (long long)sn.waiters);
     metrics_gauge(b, "chand_held_locks", "Locks held by clients.",
                   (long long)sn.held_locks);
+    metrics_gauge(b, "chand_memory_bytes",
+                  "Bytes clients make the daemon hold (max_memory counts "
+                  "these).",
+                  (long long)sn.memory_bytes);
+    metrics_gauge(b, "chand_max_memory_bytes", "The max_memory setting.",
+                  (long long)sn.max_memory);
     metrics_gauge(b, "chand_output_buffer_bytes",
                   "Bytes queued to clients that have not read them yet.",
                   (long long)sn.output_buffer_bytes);

@@ -65,6 +65,10 @@ struct sess {
     struct event *ev_more;  /* more input after a fair share */
     struct event *ev_read;  /* the socket is readable (sess__recv_cb) */
     struct event *ev_kill;  /* hard close if a graceful one stalls */
+    struct event *ev_hb;    /* heartbeat check (hello's heartbeat_ms) */
+    int64_t hb_ms;          /* 0: no heartbeat asked for */
+    int64_t last_in_ms;     /* when input last arrived (with hb_ms) */
+    int64_t mem_charged;    /* its buffers' bytes, as charged (mem.c) */
     sess *prev, *next;
     bool ended;         /* sess__end ran */
     bool batching;      /* in sess_process: sess_push follows */
@@ -78,11 +82,44 @@ struct sess {
     gback *phead, *ptail;
     _Atomic size_t outq; /* bytes in the output buffer, for the
                           * drain and stats on other threads */
+    /* Identity (security.c).  users: the users table the session was
+     * opened or authenticated with (a reference; NULL: no users are
+     * configured and everything is allowed); user: borrowed from it, NULL
+     * until authenticated.  Written on the I/O thread, or by the auth
+     * goroutine while auth_busy holds the session's input. */
+    int kind;                   /* SESS_TCP, SESS_UNIX, SESS_TLS */
+    bool guarded;               /* users were configured at open: the
+                                 * checks apply (set once, at open) */
+    struct users_table *users;
+    const struct users_user *user;
+    _Atomic bool auth_busy;     /* an auth is being verified: no line is
+                                 * served until it answers */
+    _Atomic bool authed;        /* user is set (release: user's store) */
+    bool has_alkey;             /* alkey names the peer (authlimit) */
+    unsigned char alkey[17];    /* authlimit_key of the peer */
+    char peer[64];              /* the peer, for the log */
+    struct event *ev_auth;      /* the pre-authentication deadline */
+    struct evbuffer *tls_stage; /* TLS: this turn's answers (sess_push) */
 };
+
+/* How a session came in (sess.kind). */
+enum { SESS_TCP = 0, SESS_UNIX, SESS_TLS };
+
+struct srv;
+/* One listening socket and what comes in through it (listener.c). */
+typedef struct srv_lis {
+    struct srv *v;
+    struct evconnlistener *lis;
+    int kind;                /* SESS_TCP, SESS_UNIX, SESS_TLS */
+} srv_lis;
 
 struct srv {
     struct event_base *base; /* io[0].base */
-    struct evconnlistener *lis;
+    struct evconnlistener *lis; /* the TCP listener (lists[0].lis) */
+    srv_lis lists[3];        /* TCP, unix, TLS (lis NULL: none) */
+    char unix_path[108];     /* the socket file made here ("": none) */
+    unsigned long long unix_dev, unix_ino; /* ... and its identity */
+    int tls_port;            /* the TLS port bound (0: none) */
     struct event *ev_resume; /* accepting again after EMFILE */
     struct event *ev_drain;  /* polls the drain's progress */
     int nio;                 /* I/O threads serving */
@@ -102,11 +139,14 @@ extern __thread srv_io *srv__tls_io;
 
 /* listener.c */
 
-/* Listens per c on v->base, or on fd when fd >= 0 (a socket systemd
- * passed: bind and port do not apply), and sets v->lis, v->port and
- * v->ev_resume.  Returns 0, or -1 with a message in err (fd is then
- * closed). */
-int srv__listen(srv *v, const conf *c, int fd, char *err, size_t errlen);
+/* Listens per c on v->base (TCP; the unix socket and TLS when
+ * configured), or on the nfds sockets systemd passed in fds (told apart
+ * by getsockname: unix, else TLS on tls_port, else TCP; bind and port do
+ * not apply), and sets v->lists, v->lis, v->port and v->ev_resume.
+ * Refuses a non-loopback address without users (protected mode).
+ * Returns 0, or -1 with a message in err (the fds are then closed). */
+int srv__listen(srv *v, const conf *c, const int *fds, int nfds, char *err,
+                size_t errlen);
 /* Stops accepting for good (the drain).  io[0]. */
 void srv__listen_stop(srv *v);
 /* Frees what srv__listen made, closing the socket. */
@@ -114,10 +154,11 @@ void srv__listen_free(srv *v);
 
 /* session.c */
 
-/* Makes a session for the accepted socket fd (stolen) and lists it on io.
+/* Makes a session of kind (SESS_*) for the accepted socket fd (stolen)
+ * and lists it on io.
  * io[0].  Returns 0, or -1 when out of memory (fd closed, logged). */
 int sess__open(srv_io *io, evutil_socket_t fd, const struct sockaddr *addr,
-               int alen);
+               int alen, int kind);
 /* Calls fn for every session of io under the list's lock (fn must not
  * close sessions); stops early when fn returns false.  Returns false if it
  * stopped early.  Any thread. */
@@ -137,6 +178,11 @@ void sess__end(sess *s, bool graceful);
 /* Frees the connection side of s: its socket, events and unsent values
  * (given back).  I/O thread of s. */
 void sess__close_conn(sess *s);
+/* Charges s's input and output buffers to max_memory's count as they are
+ * now (released when the connection closes).  I/O thread of s. */
+void sess__mem_sync(sess *s);
+/* Milliseconds on the monotonic clock (the heartbeat's). */
+int64_t sess__now_ms(void);
 /* Answers a framing-level error (id null) and ends the session. */
 void sess__fail_close(sess *s, proto_reason reason, const char *msg);
 /* Writes s's answers once every session made ready by this loop turn has
@@ -146,6 +192,24 @@ void sess__push_later(sess *s);
  * after io's thread has ended, with srv__tls_io set to io. */
 void sess__close_all(srv_io *io);
 
+/* security.c: a session's identity */
+
+/* Sets s's identity at open (io[0]; s's fd and addr): the users table in
+ * force, the peer for the log and the failure limiter, a unix peer's
+ * credentials mapped to a user, and the pre-authentication deadline.
+ * Returns 0 or -1 (out of memory). */
+int sec__sess_open(sess *s, evutil_socket_t fd, const struct sockaddr *addr,
+                   int alen);
+/* TLS handshake done: names the user by the client certificate's CN. */
+void sec__sess_tls_ready(sess *s);
+/* Frees the session's deadline event (I/O thread of s). */
+void sec__sess_close(sess *s);
+/* Drops the session's users table (its last reference went). */
+void sec__sess_free(sess *s);
+/* Returns the longest line s may send now: a small one before it has
+ * authenticated. */
+size_t sec__max_line(const sess *s);
+
 /* framing.c */
 
 /* The event callbacks of a session's socket: readable (ev_read), more
@@ -153,6 +217,10 @@ void sess__close_all(srv_io *io);
 void sess__recv_cb(evutil_socket_t fd, short what, void *arg);
 void sess__more_cb(evutil_socket_t fd, short what, void *arg);
 void sess__event_cb(struct bufferevent *bev, short what, void *arg);
+/* A TLS session's callbacks: input decrypted by the bufferevent, and its
+ * events (the handshake's end or deadline, EOF, errors). */
+void sess__tls_read_cb(struct bufferevent *bev, void *arg);
+void sess__tls_event_cb(struct bufferevent *bev, short what, void *arg);
 /* Handles EOF (serve what was sent, then end gracefully) or an error on
  * s's socket.  I/O thread of s. */
 void sess__event(sess *s, short what);

@@ -165,6 +165,11 @@ static int svc_apply(conf *cur, const conf *nw)
     SVC_NUM(max_select, "max-select", "%d", int);
     SVC_NUM(fair_batch, "fair-batch", "%d", int);
     SVC_NUM(shutdown_grace_ms, "shutdown-grace-ms", "%d", int);
+    SVC_NUM(tcp_keepalive, "tcp-keepalive", "%d", int);
+    SVC_NUM(max_memory, "max-memory", "%zu", size_t);
+    SVC_NUM(max_goroutines, "max-goroutines", "%d", int);
+    SVC_NUM(max_timers, "max-timers", "%d", int);
+    SVC_NUM(min_ticker_ms, "min-ticker-ms", "%d", int);
     SVC_FIXED_STR(bind, "bind");
     SVC_FIXED_INT(port, "port");
     SVC_FIXED_INT(io_threads, "io-threads");
@@ -172,6 +177,11 @@ static int svc_apply(conf *cur, const conf *nw)
     SVC_FIXED_STR(metrics_bind, "metrics-bind");
     SVC_FIXED_INT(metrics_port, "metrics-port");
     SVC_FIXED_STR(metrics_port_file, "metrics-port-file");
+    SVC_FIXED_STR(unix_socket, "unix-socket");
+    SVC_FIXED_INT(tls_port, "tls-port");
+    SVC_FIXED_STR(tls_port_file, "tls-port-file");
+    SVC_NUM(auth_timeout_ms, "auth-timeout-ms", "%d", int);
+    sec_reload(nw); /* the users file and the certificates, in place */
     return changed;
 }
 
@@ -207,28 +217,43 @@ int svc_reload(void)
 
 int svc_activation_fd(void)
 {
+    int fds[8];
+    int n = svc_activation_fds(fds, 8);
+
+    for (int i = 1; i < n; i++)
+        close(fds[i]);
+    return n > 0 ? fds[0] : -1;
+}
+
+int svc_activation_fds(int *out, int max)
+{
     const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
     char *end;
     long n;
     int fd = 3; /* SD_LISTEN_FDS_START */
 
     if (!pid || !fds)
-        return -1;
+        return 0;
     errno = 0;
     if (strtol(pid, &end, 10) != (long)getpid() || *end || errno)
-        return -1;
+        return 0;
     n = strtol(fds, &end, 10);
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_FDNAMES");
     if (*end || n < 1)
-        return -1;
-    if (n > 1)
-        log_warn("socket activation: %ld sockets passed, using the first", n);
-    /* Ours now: not to be inherited by anything chand might exec. */
-    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
-        log_error("socket activation: fd %d: %s", fd, strerror(errno));
-        return -1;
+        return 0;
+    if (n > max) {
+        log_warn("socket activation: %ld sockets passed, using %d", n, max);
+        n = max;
     }
-    return fd;
+    for (long i = 0; i < n; i++, fd++) {
+        /* Ours now: not to be inherited by anything chand might exec. */
+        if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+            log_error("socket activation: fd %d: %s", fd, strerror(errno));
+            return 0;
+        }
+        out[i] = fd;
+    }
+    return (int)n;
 }

@@ -15,6 +15,9 @@ void svc_stopping(void);
  * LISTEN_PID is this process and LISTEN_FDS >= 1; the first, fd 3), or
  * -1 when there is none.  Unsets the variables (the socket is ours). */
 int svc_activation_fd(void);
+/* Stores up to max sockets systemd passed (fd 3 onwards) in fds and
+ * returns how many (0: none).  Unsets the variables. */
+int svc_activation_fds(int *fds, int max);
 /* Reloads the settings into srv_conf now, as SIGHUP does (io[0]).
  * Returns 0, or -1 when the file was bad and the old settings stay. */
 int svc_reload(void);

@@ -24,11 +24,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+
+#include "tls.h"
 
 __thread srv_io *srv__tls_io;
 static _Atomic uint64_t sess_next_id = 1;
@@ -136,6 +139,7 @@ void sess_release(sess *s)
      * client that waits for the count to drop knows it has no effect
      * left in flight. */
     atomic_fetch_sub(&srv_stat.sessions, 1);
+    sec__sess_free(s);
     rt_cancel_free(s->cancel);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -149,15 +153,30 @@ void sess_parked(sess *s, int delta)
 /* Frees the give-back records of answers whose last byte has left the
  * output buffer for the socket: those values were handed over.  I/O
  * thread. */
+void sess__mem_sync(sess *s)
+{
+    int64_t now = 0;
+
+    if (s->bev)
+        now = (int64_t)(evbuffer_get_length(bufferevent_get_output(s->bev)) +
+                        evbuffer_get_length(bufferevent_get_input(s->bev)));
+    if (now != s->mem_charged) {
+        mem_add(now - s->mem_charged);
+        s->mem_charged = now;
+    }
+}
+
 static void sess_settle(sess *s)
 {
     uint64_t drained;
 
     if (!s->bev)
         return;
-    size_t left = evbuffer_get_length(bufferevent_get_output(s->bev));
+    size_t left = evbuffer_get_length(bufferevent_get_output(s->bev)) +
+                  (s->tls_stage ? evbuffer_get_length(s->tls_stage) : 0);
 
     atomic_store_explicit(&s->outq, left, memory_order_relaxed);
+    sess__mem_sync(s);
     drained = s->out_added - left;
     while (s->phead && s->phead->end <= drained) {
         gback *g = s->phead;
@@ -200,17 +219,22 @@ static void sess_giveback_pending(sess *s)
  * I/O thread.  Returns false when the session was ended for it. */
 static bool sess_write(sess *s, const char *line, size_t len)
 {
-    struct evbuffer *out = bufferevent_get_output(s->bev);
+    struct evbuffer *out = s->tls_stage ? s->tls_stage
+                                        : bufferevent_get_output(s->bev);
+    size_t queued;
 
     if (evbuffer_add(out, line, len) != 0) {
         sess__end(s, false);
         return false;
     }
     s->out_added += len;
-    atomic_store_explicit(&s->outq, evbuffer_get_length(out),
-                          memory_order_relaxed);
+    queued = evbuffer_get_length(out);
+    if (s->tls_stage)
+        queued += evbuffer_get_length(bufferevent_get_output(s->bev));
+    atomic_store_explicit(&s->outq, queued, memory_order_relaxed);
+    sess__mem_sync(s);
     srv_count_bytes_out(len);
-    if (evbuffer_get_length(out) > srv_conf.max_outbuf) {
+    if (queued > srv_conf.max_outbuf) {
         log_warn("session %llu: output buffer over %zu bytes (client not "
                  "reading): disconnected",
                  (unsigned long long)s->id, srv_conf.max_outbuf);
@@ -234,6 +258,15 @@ static void sess_push(sess *s)
     if (!s->bev)
         return;
     out = bufferevent_get_output(s->bev);
+    if (s->tls_stage) {
+        /* TLS: the bufferevent encrypts and writes whatever reaches its
+         * output at once, one record and one write(2) per addition; this
+         * turn's answers gathered in tls_stage, and they go in one move
+         * (a record per chunk, not per answer). */
+        if (evbuffer_get_length(s->tls_stage) > 0)
+            evbuffer_add_buffer(out, s->tls_stage);
+        return;
+    }
     if (evbuffer_get_length(out) == 0)
         return;
     if (!(bufferevent_get_enabled(s->bev) & EV_WRITE)) {
@@ -436,14 +469,25 @@ void sess__close_conn(sess *s)
         return;
     sess_settle(s);
     sess_giveback_pending(s); /* their bytes die with the connection */
+    if (s->kind == SESS_TLS)
+        tls_close_notify(s->bev);
     bufferevent_free(s->bev);
+    if (s->tls_stage)
+        evbuffer_free(s->tls_stage);
+    s->tls_stage = NULL;
     s->bev = NULL;
     atomic_store(&s->outq, 0);
+    sess__mem_sync(s); /* releases all */
     event_free(s->ev_flush);
     event_free(s->ev_more);
-    event_free(s->ev_read);
+    if (s->ev_read)
+        event_free(s->ev_read);
     if (s->ev_kill)
         event_free(s->ev_kill);
+    if (s->ev_hb)
+        event_free(s->ev_hb);
+    s->ev_hb = NULL;
+    sec__sess_close(s);
     sess_unlink(s);
     log_info("session %llu closed", (unsigned long long)s->id);
     sess_release(s);
@@ -454,6 +498,85 @@ static void sess_kill_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sess__close_conn(arg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Liveness: TCP keepalive, heartbeat                                  */
+/* ------------------------------------------------------------------ */
+
+int64_t sess__now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Keepalive probes after tcp_keepalive idle seconds, a third of that
+ * apart, three of them; and the same bound (TCP_USER_TIMEOUT) on data
+ * left unacknowledged, so that a peer whose host vanished is noticed
+ * whether we were sending to it or not.  The default 30 s finds it within
+ * a minute, where the kernel's defaults take 2 h 11 min. */
+static void sess_keepalive(evutil_socket_t fd)
+{
+    int idle = srv_conf.tcp_keepalive, one = 1, cnt = 3, intvl;
+    unsigned user_ms;
+
+    if (idle <= 0)
+        return;
+    intvl = idle / 3 > 0 ? idle / 3 : 1;
+    user_ms = (unsigned)(idle + cnt * intvl) * 1000u;
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) != 0)
+        return; /* not TCP (a test's socketpair): nothing to tune */
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof user_ms);
+}
+
+static void sess_hb_cb(evutil_socket_t fd, short what, void *arg)
+{
+    sess *s = arg;
+    int64_t idle = sess__now_ms() - s->last_in_ms;
+    (void)fd;
+    (void)what;
+
+    if (s->ended || !s->hb_ms)
+        return;
+    if (idle >= s->hb_ms) {
+        log_info("session %llu: nothing received for %lld ms (heartbeat_ms "
+                 "%lld): ended",
+                 (unsigned long long)s->id, (long long)idle,
+                 (long long)s->hb_ms);
+        sess_retain(s);
+        sess__end(s, false);
+        sess_release(s);
+        return;
+    }
+    {
+        int64_t left = s->hb_ms - idle;
+        struct timeval tv = { left / 1000, (left % 1000) * 1000 };
+        evtimer_add(s->ev_hb, &tv);
+    }
+}
+
+int sess_set_heartbeat(sess *s, int64_t ms)
+{
+    if (!s->ev_hb) {
+        if (!ms)
+            return 0;
+        s->ev_hb = evtimer_new(s->io->base, sess_hb_cb, s);
+        if (!s->ev_hb)
+            return -1;
+    }
+    s->hb_ms = ms;
+    s->last_in_ms = sess__now_ms();
+    if (!ms) {
+        evtimer_del(s->ev_hb);
+        return 0;
+    }
+    sess_hb_cb(-1, 0, s); /* arms it for ms from now */
+    return 0;
 }
 
 /* Ends the session: no more answers, every wait cancelled, holds released
@@ -473,6 +596,8 @@ void sess__end(sess *s, bool graceful)
     pthread_mutex_unlock(&s->mu);
     if (s->ev_read)
         event_del(s->ev_read); /* no more requests */
+    if (s->ev_hb)
+        evtimer_del(s->ev_hb);
     rt_cancel_fire(s->cancel);
     disp_session_end(s);
     while (q) {
@@ -482,6 +607,8 @@ void sess__end(sess *s, bool graceful)
         free(q);
         q = next;
     }
+    if (s->tls_stage && s->bev)
+        sess_push(s); /* the last answers, before a graceful close */
     if (graceful && s->bev &&
         evbuffer_get_length(bufferevent_get_output(s->bev)) > 0) {
         struct timeval tv = {5, 0};
@@ -515,7 +642,7 @@ static void sess_write_cb(struct bufferevent *bev, void *arg)
     sess_settle(s);
     if (s->ended && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         sess__close_conn(s);
-    else if (!s->ended)
+    else if (!s->ended && !s->tls_stage)
         bufferevent_disable(bev, EV_WRITE); /* drained: see sess_push */
 }
 
@@ -524,10 +651,11 @@ static void sess_write_cb(struct bufferevent *bev, void *arg)
 /* ------------------------------------------------------------------ */
 
 int sess__open(srv_io *io, evutil_socket_t fd, const struct sockaddr *addr,
-               int alen)
+               int alen, int kind)
 {
     sess *s;
     int one = 1;
+    SSL *ssl = NULL;
 
     s = calloc(1, sizeof *s);
     if (!s)
@@ -538,29 +666,54 @@ int sess__open(srv_io *io, evutil_socket_t fd, const struct sockaddr *addr,
     pthread_mutex_init(&s->mu, NULL);
     s->refs = 1;
     s->io = io;
+    s->kind = kind;
     s->id = atomic_fetch_add(&sess_next_id, 1);
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    s->bev = bufferevent_socket_new(io->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!s->bev)
-        goto out_free_cancel;
+    if (kind != SESS_UNIX) {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        sess_keepalive(fd);
+    }
+    if (kind == SESS_TLS) {
+        /* The bufferevent reads and writes through OpenSSL: no raw
+         * reads (ev_read) and no raw writes (sess_push). */
+        s->tls_stage = evbuffer_new();
+        if (!s->tls_stage)
+            goto out_free_cancel;
+        ssl = tls_server_ssl(sec_tls());
+        s->bev = ssl ? tls_bufferevent_accept(io->base, fd, ssl,
+                                              BEV_OPT_CLOSE_ON_FREE,
+                                              TLS_HANDSHAKE_MS)
+                     : NULL;
+        if (!s->bev) {
+            SSL_free(ssl);
+            goto out_free_cancel;
+        }
+    } else {
+        s->bev = bufferevent_socket_new(io->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (!s->bev)
+            goto out_free_cancel;
+    }
     s->ev_flush = event_new(io->base, -1, 0, sess_flush_cb, s);
     s->ev_more = event_new(io->base, -1, 0, sess__more_cb, s);
-    s->ev_read =
-        event_new(io->base, fd, EV_READ | EV_PERSIST, sess__recv_cb, s);
-    if (!s->ev_flush || !s->ev_more || !s->ev_read)
+    if (kind != SESS_TLS)
+        s->ev_read =
+            event_new(io->base, fd, EV_READ | EV_PERSIST, sess__recv_cb, s);
+    if (!s->ev_flush || !s->ev_more || (kind != SESS_TLS && !s->ev_read))
         goto out_free_events;
-    bufferevent_setcb(s->bev, NULL, sess_write_cb, sess__event_cb, s);
-    /* sess__recv_cb reads (never more than one line's worth of
-     * unterminated input), sess_push writes. */
-    bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-    {
-        char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
-        if (getnameinfo(addr, (socklen_t)alen, host, sizeof host, serv,
-                        sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-            snprintf(host, sizeof host, "?");
-        log_info("session %llu opened from %s port %s",
-                 (unsigned long long)s->id, host, serv);
+    if (sec__sess_open(s, fd, addr, alen) != 0)
+        goto out_free_events;
+    if (kind == SESS_TLS) {
+        bufferevent_setcb(s->bev, sess__tls_read_cb, sess_write_cb,
+                          sess__tls_event_cb, s);
+        bufferevent_setwatermark(s->bev, EV_READ, 0, srv_conf.max_line + 1);
+        bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    } else {
+        bufferevent_setcb(s->bev, NULL, sess_write_cb, sess__event_cb, s);
+        /* sess__recv_cb reads (never more than one line's worth of
+         * unterminated input), sess_push writes. */
+        bufferevent_disable(s->bev, EV_READ | EV_WRITE);
     }
+    log_info("session %llu opened from %s%s", (unsigned long long)s->id,
+             s->peer, kind == SESS_TLS ? " (TLS)" : "");
     /* Listed and counted before its read event is added: from then on
      * its own I/O thread may serve (and even close) it. */
     pthread_mutex_lock(&io->mu);
@@ -570,7 +723,7 @@ int sess__open(srv_io *io, evutil_socket_t fd, const struct sockaddr *addr,
     io->sessions = s;
     pthread_mutex_unlock(&io->mu);
     atomic_fetch_add(&srv_stat.sessions, 1);
-    if (event_add(s->ev_read, NULL) != 0) {
+    if (s->ev_read && event_add(s->ev_read, NULL) != 0) {
         sess_unlink(s);
         atomic_fetch_sub(&srv_stat.sessions, 1);
         goto out_free_events;
@@ -578,6 +731,8 @@ int sess__open(srv_io *io, evutil_socket_t fd, const struct sockaddr *addr,
     return 0;
 
 out_free_events:
+    sec__sess_close(s);
+    sec__sess_free(s);
     if (s->ev_flush)
         event_free(s->ev_flush);
     if (s->ev_more)
@@ -589,6 +744,8 @@ out_free_events:
         fd = -1;
     }
 out_free_cancel:
+    if (s->tls_stage)
+        evbuffer_free(s->tls_stage);
     rt_cancel_free(s->cancel);
     pthread_mutex_destroy(&s->mu);
 out_free_sess:

@@ -38,6 +38,8 @@ static const char *const proto_reason_names[PROTO_R_COUNT] = {
     [PROTO_R_MISUSE] = "misuse",
     [PROTO_R_INVALID] = "invalid",
     [PROTO_R_INTERNAL] = "internal",
+    [PROTO_R_UNAUTHENTICATED] = "unauthenticated",
+    [PROTO_R_DENIED] = "denied",
 };
 
 const char *proto_reason_name(proto_reason r)
@@ -88,8 +90,12 @@ int proto_error_set(proto_error *err, int code, proto_reason reason,
 /* Kept in the order of PROTOCOL.md.  `id` is filled by position below; the
  * daemon's handler table refers to methods by name. */
 proto_method proto__table[] = {
-    { "hello", 0, false, { P("version", INT, REQ) } },
+    { "hello", 0, false,
+      { P("version", INT, REQ), P("heartbeat_ms", UINT, OPT),
+        P("user", STRING, OPT), P("password", STRING, OPT) } },
     { "ping", 0, false, { { 0 } } },
+    { "auth", 0, false,
+      { P("user", STRING, REQ), P("password", STRING, REQ) } },
     /* channels */
     { "make", 0, false,
       { NAME, P("cap", UINT, OPT), P("type", STRING, OPT) } },
@@ -98,7 +104,9 @@ proto_method proto__table[] = {
     { "close", 0, false, { NAME } },
     { "len", 0, false, { NAME } },
     { "drop", 0, false, { NAME } },
-    { "list", 0, false, { P("prefix", STRING, OPT) } },
+    { "list", 0, false,
+      { P("prefix", STRING, OPT), P("cursor", UINT, OPT),
+        P("limit", UINT, OPT) } },
     { "select", 0, true,
       { P("cases", CASES, REQ), P("default", BOOL, OPT) } },
     /* locks */
@@ -108,6 +116,10 @@ proto_method proto__table[] = {
     { "rwmutex.unlock", 0, false, { NAME, P("token", UINT, OPT) } },
     { "rwmutex.rlock", 0, true, { NAME, P("lease_ms", UINT, OPT) } },
     { "rwmutex.runlock", 0, false, { NAME, P("token", UINT, OPT) } },
+    { "mutex.renew", 0, false,
+      { NAME, P("token", UINT, REQ), P("lease_ms", UINT, REQ) } },
+    { "rwmutex.renew", 0, false,
+      { NAME, P("token", UINT, REQ), P("lease_ms", UINT, REQ) } },
     { "cond.wait", 0, true, { NAME, P("mutex", NAME, REQ) } },
     { "cond.signal", 0, false, { NAME } },
     { "cond.broadcast", 0, false, { NAME } },
@@ -115,7 +127,7 @@ proto_method proto__table[] = {
     { "wg.add", 0, false, { NAME, P("delta", INT, REQ) } },
     { "wg.done", 0, false, { NAME } },
     { "wg.wait", 0, true, { NAME } },
-    { "once.do", 0, true, { NAME } },
+    { "once.do", 0, true, { NAME, P("lease_ms", UINT, OPT) } },
     { "once.done", 0, false, { NAME, P("value", ANY, OPT) } },
     { "pool.put", 0, false, { NAME, P("value", ANY, REQ) } },
     { "pool.get", 0, false, { NAME } },
@@ -134,7 +146,8 @@ proto_method proto__table[] = {
         P("new", ANY, REQ) } },
     { "map.compare_and_delete", 0, false,
       { NAME, P("key", STRING, REQ), P("old", ANY, REQ) } },
-    { "map.range", 0, false, { NAME } },
+    { "map.range", 0, false,
+      { NAME, P("cursor", UINT, OPT), P("limit", UINT, OPT) } },
     { "map.len", 0, false, { NAME } },
     { "map.clear", 0, false, { NAME } },
     /* sync/atomic */

@@ -52,6 +52,9 @@ typedef enum proto_reason {
     PROTO_R_MISUSE,
     PROTO_R_INVALID,   /* parse error, invalid request/params, no method */
     PROTO_R_INTERNAL,  /* a server bug or resource failure (out of memory) */
+    PROTO_R_UNAUTHENTICATED, /* users configured, session not authenticated
+                              * (or wrong credentials) */
+    PROTO_R_DENIED,          /* outside the user's rules: nothing changed */
     PROTO_R_COUNT
 } proto_reason;
 #define PROTO_APP_CODE_BASE -32000

@@ -361,6 +361,15 @@ RT_API bool rt_map_compare_and_swap(rt_map *m, const void *key, size_t klen,
 RT_API bool rt_map_compare_and_delete(rt_map *m, const void *key,
                                       size_t klen, const void *old);
 /* Calls f for each entry (value borrowed) until it returns false. */
+/* Calls f for one page of the map's entries, from cursor (0: the start):
+ * about limit of them (whole buckets; the first bucket of a page may pass
+ * it).  Returns the next page's cursor, 0 when the walk is complete: as
+ * Redis's SCAN, a key present for the whole walk is seen exactly once,
+ * even if the map grows between pages. */
+RT_API uint64_t rt_map_range_page(rt_map *m, uint64_t cursor, size_t limit,
+                                  bool (*f)(const void *key, size_t klen,
+                                            void *v, void *arg),
+                                  void *arg);
 RT_API void rt_map_range(rt_map *m,
                          bool (*f)(const void *key, size_t klen, void *v,
                                    void *arg),

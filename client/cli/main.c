@@ -6,6 +6,7 @@
 #include "cli.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,10 @@ typedef struct words {
     unsigned used; /* O_* options given */
     bool help;
     const char *timeout_arg, *server_arg;
+    /* Identity and TLS (issue 17): never a password on the command line,
+     * where ps(1) shows it; it comes from CHAND_PASSWORD or a file. */
+    const char *user_arg, *password_file_arg;
+    const char *tls_ca_arg, *tls_cert_arg, *tls_key_arg;
 } words;
 
 /* Reads the options of argv into w.  Returns -1 to go on, or the exit
@@ -130,6 +135,21 @@ static int read_options(int argc, char **argv, words *w)
                 goto out_missing;
         } else if ((n = opt_match(a, "-t", "--timeout"))) {
             if (!(w->timeout_arg = opt_value(argv, argc, &i, n)))
+                goto out_missing;
+        } else if ((n = opt_match(a, "-u", "--user"))) {
+            if (!(w->user_arg = opt_value(argv, argc, &i, n)))
+                goto out_missing;
+        } else if ((n = opt_match(a, NULL, "--password-file"))) {
+            if (!(w->password_file_arg = opt_value(argv, argc, &i, n)))
+                goto out_missing;
+        } else if ((n = opt_match(a, NULL, "--tls-ca"))) {
+            if (!(w->tls_ca_arg = opt_value(argv, argc, &i, n)))
+                goto out_missing;
+        } else if ((n = opt_match(a, NULL, "--tls-cert"))) {
+            if (!(w->tls_cert_arg = opt_value(argv, argc, &i, n)))
+                goto out_missing;
+        } else if ((n = opt_match(a, NULL, "--tls-key"))) {
+            if (!(w->tls_key_arg = opt_value(argv, argc, &i, n)))
                 goto out_missing;
         } else if ((n = opt_match(a, NULL, "--lease"))) {
             w->used |= O_LEASE;
@@ -301,32 +321,121 @@ static int resolve_timeout(words *w)
     return -1;
 }
 
-/* Connects as -s/CHAND_SERVER and --timeout say, into w->c.conn.
- * Returns -1 to go on, or the exit code to end with. */
+/* Returns the flag's value, else the environment's (empty: unset). */
+static const char *flag_or_env(const char *flag, const char *env)
+{
+    const char *v = getenv(env);
+
+    return flag ? flag : v && *v ? v : NULL;
+}
+
+/* Reads the first line of path into a new string (without its end), for
+ * --password-file.  Returns NULL with a message printed. */
+static char *read_password_file(const char *path)
+{
+    char buf[1100];
+    FILE *f = fopen(path, "r");
+    char *pw = NULL;
+
+    if (!f) {
+        fprintf(stderr, "%s: --password-file %s: %s\n", cli_prog, path,
+                strerror(errno));
+        return NULL;
+    }
+    if (fgets(buf, sizeof buf, f)) {
+        buf[strcspn(buf, "\r\n")] = '\0';
+        pw = strdup(buf);
+    } else {
+        fprintf(stderr, "%s: --password-file %s: empty\n", cli_prog, path);
+    }
+    explicit_bzero(buf, sizeof buf);
+    fclose(f);
+    return pw;
+}
+
+/* The options of chand_connect_url from --user, the password and the TLS
+ * flags (and their environment).  Returns -1 to go on with *out (NULL
+ * when there are none), or the exit code to end with. */
+static int connect_options(words *w, chand_options **out)
+{
+    const char *user = flag_or_env(w->user_arg, "CHAND_USER");
+    const char *pwf = flag_or_env(w->password_file_arg,
+                                  "CHAND_PASSWORD_FILE");
+    const char *ca = flag_or_env(w->tls_ca_arg, "CHAND_TLS_CA");
+    const char *cert = flag_or_env(w->tls_cert_arg, "CHAND_TLS_CERT");
+    const char *key = flag_or_env(w->tls_key_arg, "CHAND_TLS_KEY");
+    const char *env_pw = getenv("CHAND_PASSWORD");
+    char *pw = NULL;
+    chand_options *o;
+    int rc = 0;
+
+    *out = NULL;
+    if (!user && !ca && !cert && !key)
+        return -1;
+    if (!(o = chand_options_new()))
+        return EXIT_SERVER;
+    if (user) {
+        if (pwf)
+            pw = read_password_file(pwf);
+        else if (env_pw)
+            pw = strdup(env_pw);
+        if (!pw) {
+            chand_options_free(o);
+            if (!pwf)
+                return cli_usage_error(NULL,
+                                       "--user %s: the password comes from "
+                                       "CHAND_PASSWORD or --password-file",
+                                       user);
+            return EXIT_USAGE;
+        }
+        rc |= chand_options_set(o, "user", user);
+        rc |= chand_options_set(o, "password", pw);
+        explicit_bzero(pw, strlen(pw));
+        free(pw);
+    }
+    rc |= chand_options_set(o, "tls_ca", ca);
+    rc |= chand_options_set(o, "tls_cert", cert);
+    rc |= chand_options_set(o, "tls_key", key);
+    if (rc) {
+        chand_options_free(o);
+        return EXIT_SERVER;
+    }
+    *out = o;
+    return -1;
+}
+
+/* Connects as -s/CHAND_SERVER, --user and --timeout say, into w->c.conn:
+ * by default the local unix socket when it exists, else TCP.  Returns -1
+ * to go on, or the exit code to end with. */
 static int connect_server(words *w)
 {
     cli_ctx *c = &w->c;
     const char *env;
-    char *host = NULL;
-    int port, rc;
+    int rc;
     int64_t connect_ms = CLI_CONNECT_TIMEOUT_MS;
     chand_error err;
+    chand_options *opts;
 
     if (!w->server_arg && (env = getenv("CHAND_SERVER")) && *env)
         w->server_arg = env;
     if (!w->server_arg)
-        w->server_arg = CHAND_DEFAULT_HOST ":2426";
-    if (chand_parse_address(w->server_arg, &host, &port) < 0)
-        return cli_usage_error(NULL, "bad server address '%s'", w->server_arg);
+        w->server_arg = access(CHAND_DEFAULT_UNIX, F_OK) == 0
+                            ? "unix:" CHAND_DEFAULT_UNIX
+                            : CHAND_DEFAULT_HOST ":2426";
     c->server = w->server_arg;
+    rc = connect_options(w, &opts);
+    if (rc >= 0)
+        return rc;
     /* A shorter --timeout bounds connecting too, down to a floor: the
      * timeout is about waiting on channels and locks, and a 100 ms one
      * must not fail to connect because the machine is busy. */
     if (c->timeout_ms >= 0 && c->timeout_ms < connect_ms)
         connect_ms = c->timeout_ms < CLI_CONNECT_FLOOR_MS ? CLI_CONNECT_FLOOR_MS
                                                           : c->timeout_ms;
-    rc = chand_connect(host, port, connect_ms, &c->conn, &err);
-    free(host);
+    rc = chand_connect_url(w->server_arg, opts, connect_ms, &c->conn, &err);
+    chand_options_free(opts);
+    if (rc == CHAND_EARG && strstr(err.message, "bad server URL"))
+        return cli_usage_error(NULL, "bad server address '%s'", w->server_arg);
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", cli_prog, err.message);
         return cli_exit_code(err.code);

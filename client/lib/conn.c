@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +51,8 @@ static const struct {
     { "cancelled", CHAND_ECANCELLED, "cancelled" },
     { "misuse", CHAND_EMISUSE, "misuse" },
     { "invalid", CHAND_EINVALID, "invalid request" },
+    { "unauthenticated", CHAND_EUNAUTH, "not authenticated" },
+    { "denied", CHAND_EDENIED, "denied by the user's rules" },
     { NULL, CHAND_ESERVER, "server error" },
     { NULL, CHAND_ECONNECT, "cannot connect" },
     { NULL, CHAND_ECONN, "connection lost" },
@@ -191,9 +194,7 @@ int chand_parse_address(const char *addr, char **host, int *port)
     return 0;
 }
 
-/* Waits for events on fd until deadline (ms, -1 forever).  Returns 1 when
- * ready, 0 on timeout, -1 on error. */
-static int conn_poll(int fd, short events, int64_t deadline)
+int chand__poll(int fd, short events, int64_t deadline)
 {
     struct pollfd pfd = { .fd = fd, .events = events };
 
@@ -232,7 +233,7 @@ static int conn_dial_one(const struct addrinfo *ai, int64_t deadline)
         rc = -errno;
         goto out_close;
     }
-    rc = conn_poll(fd, POLLOUT, deadline);
+    rc = chand__poll(fd, POLLOUT, deadline);
     if (rc <= 0) {
         rc = rc == 0 ? -ETIMEDOUT : -errno;
         goto out_close;
@@ -289,9 +290,47 @@ static int conn_dial(const char *host, int port, int64_t deadline,
                          strerror(-last));
 }
 
+/* Connects the unix socket at path; returns 0 with *fdp or a code. */
+static int conn_dial_unix(const char *path, int64_t deadline, int *fdp,
+                          chand_error *err)
+{
+    struct sockaddr_un sa;
+    int fd, rc;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa.sun_path)
+        return chand__seterr(err, CHAND_EARG, 0, "",
+                             "unix socket path too long: %s", path);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return chand__seterr(err, CHAND_ECONNECT, 0, "", "socket: %s",
+                             strerror(errno));
+    /* A unix connect completes at once, or says EAGAIN while the
+     * listener's backlog is full: wait for room as for TCP. */
+    while ((rc = connect(fd, (struct sockaddr *)&sa, sizeof sa)) != 0 &&
+           (errno == EAGAIN || errno == EINTR)) {
+        if (chand__poll(fd, POLLOUT, deadline) <= 0) {
+            errno = ETIMEDOUT;
+            break;
+        }
+    }
+    if (rc != 0) {
+        int e = errno;
+        close(fd);
+        return chand__seterr(err, CHAND_ECONNECT, 0, "",
+                             "cannot connect to unix:%s: %s", path,
+                             strerror(e));
+    }
+    *fdp = fd;
+    return 0;
+}
+
 /* Drops the socket; the handle stays, failing calls with CHAND_ECONN. */
 static void conn_drop(chand_conn *c)
 {
+    chand__tls_drop(c, false);
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -313,6 +352,17 @@ static int conn_hello(chand_conn *c, int64_t deadline)
     int rc;
 
     params = json_pack("{s:i}", "version", CHAND_PROTOCOL_VERSION);
+    if (params && c->hb_ms > 0)
+        json_object_set_new(params, "heartbeat_ms", json_integer(c->hb_ms));
+    if (params && c->opts.user &&
+        (json_object_set_new(params, "user", json_string(c->opts.user)) ||
+         json_object_set_new(params, "password",
+                             json_string(c->opts.password
+                                             ? c->opts.password
+                                             : "")))) {
+        json_decref(params);
+        params = NULL;
+    }
     if (!params)
         return chand__seterr(&c->err, CHAND_ENOMEM, 0, "", "out of memory");
     rc = conn_call_until(c, "hello", params, -1, deadline, &res);
@@ -379,9 +429,16 @@ int chand_reconnect(chand_conn *c, int64_t timeout_ms)
     conn_drop(c);
     c->session[0] = c->server[0] = '\0';
     deadline = timeout_ms < 0 ? -1 : chand__now_ms() + timeout_ms;
-    rc = conn_dial(c->host, c->port, deadline, &c->fd, &c->err);
+    if (c->kind == CHAND__UNIX)
+        rc = conn_dial_unix(c->host, deadline, &c->fd, &c->err);
+    else
+        rc = conn_dial(c->host, c->port, deadline, &c->fd, &c->err);
     if (rc < 0)
         return rc;
+    if (c->kind == CHAND__TLS && (rc = chand__tls_start(c, deadline)) < 0) {
+        conn_drop(c);
+        return rc;
+    }
     rc = conn_hello(c, deadline);
     if (rc < 0) {
         char why[sizeof c->err.message];
@@ -413,14 +470,111 @@ int chand_reconnect(chand_conn *c, int64_t timeout_ms)
     return 0;
 }
 
+int chand_set_heartbeat(chand_conn *c, int64_t ms)
+{
+    json_t *params;
+    int rc;
+
+    if (!c || ms < 0 || (ms > 0 && ms < 100))
+        return c ? chand__seterr(&c->err, CHAND_EARG, 0, "",
+                                 "heartbeat must be 0 or at least 100 ms")
+                 : CHAND_EARG;
+    params = json_pack("{s:i, s:I}", "version", CHAND_PROTOCOL_VERSION,
+                       "heartbeat_ms", (json_int_t)ms);
+    if (!params)
+        return chand__seterr(&c->err, CHAND_ENOMEM, 0, "", "out of memory");
+    rc = chand_call(c, "hello", params, -1, NULL);
+    json_decref(params);
+    if (rc == 0)
+        c->hb_ms = ms;
+    return rc;
+}
+
 void chand_close_conn(chand_conn *c)
 {
     if (!c)
         return;
     conn_drop(c);
+    chand__tls_drop(c, true);
+    chand__options_clear(&c->opts);
     free(c->rbuf);
     free(c->host);
     free(c);
+}
+
+/* Fills c's kind, host (the path of a unix socket) and port from url.
+ * Returns 0, CHAND_EARG or CHAND_ENOMEM. */
+static int conn_parse_url(chand_conn *c, const char *url)
+{
+    int rc;
+
+    if (strncmp(url, "unix:", 5) == 0) {
+        const char *path = url + 5;
+        if (strncmp(path, "//", 2) == 0)
+            path += 2; /* unix:///run/x.sock */
+        if (path[0] != '/')
+            return CHAND_EARG;
+        c->kind = CHAND__UNIX;
+        c->host = strdup(path);
+        return c->host ? 0 : CHAND_ENOMEM;
+    }
+    if (strncmp(url, "chands://", 9) == 0) {
+        c->kind = CHAND__TLS;
+        url += 9;
+    } else if (strncmp(url, "chand://", 8) == 0) {
+        url += 8;
+    } else if (strstr(url, "://")) {
+        return CHAND_EARG;
+    }
+    rc = chand_parse_address(url, &c->host, &c->port);
+    if (rc < 0)
+        return rc;
+    /* chand_parse_address gives the TCP port when none is named. */
+    if (c->kind == CHAND__TLS && !strchr(url[0] == '[' ? strchr(url, ']')
+                                                       : url, ':'))
+        c->port = CHAND_DEFAULT_TLS_PORT;
+    return 0;
+}
+
+int chand_connect_url(const char *url, const chand_options *opts,
+                      int64_t timeout_ms, chand_conn **out, chand_error *err)
+{
+    chand_conn *c;
+    int rc;
+
+    if (!out || !url)
+        return chand__seterr(err, CHAND_EARG, 0, "", "url or out is NULL");
+    *out = NULL;
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return chand__seterr(err, CHAND_ENOMEM, 0, "", "out of memory");
+    c->fd = -1;
+    c->next_id = 1;
+    rc = conn_parse_url(c, url);
+    if (rc < 0) {
+        rc = chand__seterr(err, rc, 0, "",
+                           rc == CHAND_EARG
+                               ? "bad server URL '%.200s' (chand://HOST:PORT, "
+                                 "chands://HOST:PORT or unix:/PATH)"
+                               : "out of memory (%.200s)",
+                           url);
+        goto out_free;
+    }
+    if (chand__options_copy(&c->opts, opts) < 0) {
+        rc = chand__seterr(err, CHAND_ENOMEM, 0, "", "out of memory");
+        goto out_free;
+    }
+    rc = chand_reconnect(c, timeout_ms);
+    if (rc < 0) {
+        if (err)
+            *err = c->err;
+        goto out_free;
+    }
+    *out = c;
+    return 0;
+out_free:
+    chand_close_conn(c);
+    return rc;
 }
 
 bool chand_connected(const chand_conn *c)
@@ -452,8 +606,10 @@ const chand_error *chand_last_error(const chand_conn *c)
 static int conn_write(chand_conn *c, const char *buf, size_t len,
                       int64_t deadline)
 {
+    c->last_sent = chand__now_ms();
     while (len > 0) {
-        ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+        short want;
+        ssize_t n = chand__send(c, buf, len, &want);
         if (n > 0) {
             buf += n;
             len -= (size_t)n;
@@ -462,7 +618,7 @@ static int conn_write(chand_conn *c, const char *buf, size_t len,
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int rc = conn_poll(c->fd, POLLOUT, deadline);
+            int rc = chand__poll(c->fd, want, deadline);
             if (rc > 0)
                 continue;
             conn_drop(c);
@@ -483,6 +639,33 @@ static int conn_write(chand_conn *c, const char *buf, size_t len,
     return 0;
 }
 
+/* Waits for want until deadline as chand__poll does; with a heartbeat,
+ * sends a ping (a notification: no answer to read) whenever nothing was
+ * sent for a third of it, so that a call blocked for long (a lock wait)
+ * keeps the session alive.  Returns 1, 0 (deadline) or -1. */
+static int conn_poll_hb(chand_conn *c, short want, int64_t deadline)
+{
+    static const char ping[] = "{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}\n";
+
+    for (;;) {
+        int64_t beat, until = deadline;
+        int rc;
+
+        if (c->hb_ms <= 0)
+            return chand__poll(c->fd, want, deadline);
+        beat = c->last_sent + c->hb_ms / 3;
+        if (until < 0 || beat < until)
+            until = beat;
+        rc = chand__poll(c->fd, want, until);
+        if (rc != 0 || until == deadline)
+            return rc;
+        if (deadline >= 0 && chand__now_ms() >= deadline)
+            return 0;
+        if (conn_write(c, ping, sizeof ping - 1, deadline) < 0)
+            return -1;
+    }
+}
+
 /* Reads one line (without \n) before deadline into a new malloc'd string.
  * Returns its length or a negative code with the connection dropped. */
 static ssize_t conn_readline(chand_conn *c, char **line, int64_t deadline)
@@ -494,6 +677,7 @@ static ssize_t conn_readline(chand_conn *c, char **line, int64_t deadline)
                        ? memchr(c->rbuf + scanned, '\n', c->rlen - scanned)
                        : NULL;
         ssize_t n;
+        short want;
 
         if (nl) {
             size_t len = (size_t)(nl - c->rbuf);
@@ -523,7 +707,7 @@ static ssize_t conn_readline(chand_conn *c, char **line, int64_t deadline)
             c->rbuf = nb;
             c->rcap = ncap;
         }
-        n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+        n = chand__recv(c, c->rbuf + c->rlen, c->rcap - c->rlen, &want);
         if (n > 0) {
             c->rlen += (size_t)n;
             continue;
@@ -531,7 +715,7 @@ static ssize_t conn_readline(chand_conn *c, char **line, int64_t deadline)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int rc = conn_poll(c->fd, POLLIN, deadline);
+            int rc = conn_poll_hb(c, want, deadline);
             if (rc > 0)
                 continue;
             conn_drop(c);

@@ -9,14 +9,28 @@
 #include "chand.h"
 #include "proto.h"
 
+#include <sys/types.h>
+
 /* Answers may carry big values (runtime.dump, map.range), so the client
  * accepts longer lines than the server's default request limit. */
 #define CHAND__MAX_LINE ((size_t)64 * 1024 * 1024)
 #define CHAND__MAX_DEPTH (PROTO_MAX_DEPTH_DEFAULT + 16)
 
+/* How a connection reaches its server. */
+enum { CHAND__TCP = 0, CHAND__UNIX, CHAND__TLS };
+
+struct chand_options {
+    char *user, *password;
+    char *tls_ca, *tls_cert, *tls_key, *tls_servername;
+};
+
 struct chand_conn {
-    char *host;                /* as given to chand_connect */
+    char *host;                /* as given to chand_connect; the path of
+                                * a unix socket */
     int port;
+    int kind;                  /* CHAND__TCP, CHAND__UNIX, CHAND__TLS */
+    chand_options opts;        /* owned copies (chand_connect_url) */
+    void *ssl_ctx, *ssl;       /* TLS: SSL_CTX, SSL (tls.c) */
     int fd;                    /* -1 when not connected */
     int64_t next_id;
     char *rbuf;                /* bytes read, not yet consumed */
@@ -24,6 +38,8 @@ struct chand_conn {
     chand_error err;           /* the last failed call */
     char session[64];
     char server[128];
+    int64_t hb_ms;             /* heartbeat asked for (0: none) */
+    int64_t last_sent;         /* ms when a line was last written */
 };
 
 /* Fills err (may be NULL) and returns code. */
@@ -39,5 +55,27 @@ json_t *chand__params(const char *method, json_t *params,
                       int64_t timeout_ms);
 /* Milliseconds on the monotonic clock. */
 int64_t chand__now_ms(void);
+/* Waits for events on fd until deadline (ms, -1 forever).  Returns 1 when
+ * ready, 0 on timeout, -1 on error (conn.c). */
+int chand__poll(int fd, short events, int64_t deadline);
+
+/* tls.c: TLS on c->fd, and the I/O both kinds share. */
+
+/* Makes c's SSL over c->fd and does the handshake before deadline.
+ * Returns 0 or a negative code with c->err filled. */
+int chand__tls_start(chand_conn *c, int64_t deadline);
+/* Frees c's SSL (after a close_notify when clean) and its context when
+ * all is true. */
+void chand__tls_drop(chand_conn *c, bool all);
+/* Sends / receives up to len bytes on c (TLS or not).  Returns the bytes
+ * moved (0 from recv: closed), or -1 with errno set; errno EAGAIN means
+ * wait for *want (POLLIN or POLLOUT) and call again. */
+ssize_t chand__send(chand_conn *c, const void *buf, size_t len, short *want);
+ssize_t chand__recv(chand_conn *c, void *buf, size_t len, short *want);
+/* Copies the options in o (may be NULL) into dst.  Returns 0 or
+ * CHAND_ENOMEM. */
+int chand__options_copy(chand_options *dst, const chand_options *o);
+/* Frees the strings of o (not o itself), wiping the password. */
+void chand__options_clear(chand_options *o);
 
 #endif /* CHAND_CLIENT_INTERNAL_H */

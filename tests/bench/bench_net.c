@@ -28,6 +28,11 @@
  * keys / HSET, HGET), atomic (atomic.add / INCR), idle (every connection
  * parks one recv / BLPOP and the program waits: the memory test).
  *
+ * Transports (raw API): TCP (default), --unix PATH (a unix socket), and
+ * --tls [--cacert FILE] (TLS over TCP with OpenSSL, the server's
+ * certificate verified against FILE), for both protocols: the same client
+ * costs on both sides, as for TCP.
+ *
  * Output: `bench: <name>_<metric> <value> <unit>` lines: ops (ops/s), p50,
  * p99, p999 (us), errors when any.
  */
@@ -50,6 +55,9 @@
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/un.h>
 
 #include "chand.h"
 
@@ -75,6 +83,9 @@ static struct {
     int size;
     int64_t count;        /* requests (messages for handoff); 0: duration */
     double seconds;
+    const char *unix_path; /* --unix: connect there instead */
+    bool tls;             /* --tls */
+    const char *cacert;   /* --cacert */
     const char *key;      /* object name prefix */
     const char *name;     /* bench line prefix */
     int64_t cap;          /* capacity for make (chand) */
@@ -368,12 +379,70 @@ typedef struct conn {
 static conn *conns;
 static int epfd;
 
+/* TLS: one SSL per descriptor (the raw loop knows connections by fd). */
+static SSL_CTX *tls_ctx;
+static SSL **fd_ssl;
+static int fd_ssl_n;
+
+static SSL *ssl_of(int fd)
+{
+    return fd >= 0 && fd < fd_ssl_n ? fd_ssl[fd] : NULL;
+}
+
+/* Starts TLS on the blocking fd; exits on failure. */
+static void tls_start(int fd)
+{
+    SSL *ssl;
+
+    if (!tls_ctx) {
+        tls_ctx = SSL_CTX_new(TLS_client_method());
+        if (!tls_ctx)
+            goto out_fail;
+        SSL_CTX_set_mode(tls_ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                      SSL_MODE_ENABLE_PARTIAL_WRITE);
+        if (opt.cacert) {
+            if (SSL_CTX_load_verify_locations(tls_ctx, opt.cacert, NULL) != 1)
+                goto out_fail;
+            SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+        }
+    }
+    if (fd >= fd_ssl_n) {
+        int n = fd + 1024;
+        SSL **v = realloc(fd_ssl, (size_t)n * sizeof *v);
+        if (!v)
+            goto out_fail;
+        memset(v + fd_ssl_n, 0, (size_t)(n - fd_ssl_n) * sizeof *v);
+        fd_ssl = v;
+        fd_ssl_n = n;
+    }
+    ssl = SSL_new(tls_ctx);
+    if (!ssl || SSL_set_fd(ssl, fd) != 1 || SSL_connect(ssl) != 1)
+        goto out_fail;
+    fd_ssl[fd] = ssl;
+    return;
+out_fail:
+    fprintf(stderr, "bench_net: TLS: %s\n",
+            ERR_error_string(ERR_get_error(), NULL));
+    exit(1);
+}
+
 static int dial(void)
 {
     struct sockaddr_in sa = { .sin_family = AF_INET,
                               .sin_port = htons((uint16_t)opt.port) };
-    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    struct sockaddr_un su = { .sun_family = AF_UNIX };
+    int fd, one = 1;
 
+    if (opt.unix_path) {
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        snprintf(su.sun_path, sizeof su.sun_path, "%s", opt.unix_path);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&su, sizeof su) != 0) {
+            close(fd);
+            return -1;
+        }
+        return fd;
+    }
+    fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return -1;
     inet_pton(AF_INET, opt.host, &sa.sin_addr);
@@ -382,7 +451,54 @@ static int dial(void)
         return -1;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (opt.tls)
+        tls_start(fd);
     return fd;
+}
+
+/* Maps an SSL result to read/write's: -1 with EAGAIN when it must wait. */
+static ssize_t tls_result(SSL *ssl, int r)
+{
+    int e;
+
+    if (r > 0)
+        return r;
+    e = SSL_get_error(ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    errno = EPROTO;
+    return -1;
+}
+
+static ssize_t io_write(int fd, const void *buf, size_t len)
+{
+    SSL *ssl = ssl_of(fd);
+
+    return ssl ? tls_result(ssl, SSL_write(ssl, buf, (int)len))
+               : write(fd, buf, len);
+}
+
+static ssize_t io_read(int fd, void *buf, size_t len)
+{
+    SSL *ssl = ssl_of(fd);
+
+    return ssl ? tls_result(ssl, SSL_read(ssl, buf, (int)len))
+               : read(fd, buf, len);
+}
+
+static void io_close(int fd)
+{
+    SSL *ssl = ssl_of(fd);
+
+    if (ssl) {
+        SSL_free(ssl);
+        fd_ssl[fd] = NULL;
+    }
+    close(fd);
 }
 
 static void out_reserve(conn *c, size_t more)
@@ -430,7 +546,7 @@ static bool issue_one(conn *c, int64_t now)
 static void flush_out(conn *c)
 {
     while (c->outoff < c->outlen) {
-        ssize_t w = write(c->fd, c->out + c->outoff, c->outlen - c->outoff);
+        ssize_t w = io_write(c->fd, c->out + c->outoff, c->outlen - c->outoff);
         if (w < 0) {
             if (errno == EAGAIN)
                 break;
@@ -517,7 +633,7 @@ static void read_conn(conn *c, int64_t now)
                 exit(1);
             }
         }
-        ssize_t r = read(c->fd, c->in + c->inlen, c->incap - c->inlen);
+        ssize_t r = io_read(c->fd, c->in + c->inlen, c->incap - c->inlen);
         if (r == 0) {
             fprintf(stderr, "bench_net: server closed connection %d\n",
                     c->idx);
@@ -532,7 +648,8 @@ static void read_conn(conn *c, int64_t now)
             exit(1);
         }
         c->inlen += (size_t)r;
-        if ((size_t)r < 4096)
+        /* What TLS already decrypted raises no epoll event: take it. */
+        if ((size_t)r < 4096 && !(ssl_of(c->fd) && SSL_pending(ssl_of(c->fd))))
             break;
     }
     parse_in(c, now);
@@ -545,12 +662,12 @@ static void setup_call(int fd, const char *req)
     char buf[4096];
     size_t len = 0;
 
-    if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+    if (io_write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
         fprintf(stderr, "bench_net: set-up write failed\n");
         exit(1);
     }
     for (;;) {
-        ssize_t r = read(fd, buf + len, sizeof buf - 1 - len);
+        ssize_t r = io_read(fd, buf + len, sizeof buf - 1 - len);
         if (r <= 0) {
             fprintf(stderr, "bench_net: set-up read failed\n");
             exit(1);
@@ -586,7 +703,7 @@ static void setup(void)
                      strlen(k) + 1, k, strlen(k) + 1, k);
             setup_call(fd, req);
         }
-        close(fd);
+        io_close(fd);
         return;
     }
     switch (opt.shape) {
@@ -617,7 +734,7 @@ static void setup(void)
     default:
         break;
     }
-    close(fd);
+    io_close(fd);
 }
 
 static void open_conns(void)
@@ -944,6 +1061,7 @@ static void usage(FILE *f)
             "[--api raw|async]\n"
             "                 [--key NAME] [--name LABEL] [--cap N] "
             "[--keyspace N]\n"
+            "                 [--unix PATH | --tls [--cacert FILE]]\n"
             "shapes: send recv sendrecv handoff select4 mutex map atomic "
             "idle\n");
 }
@@ -954,7 +1072,9 @@ int main(int argc, char **argv)
         { "proto", 1, NULL, 'R' }, { "api", 1, NULL, 'A' },
         { "key", 1, NULL, 'k' },   { "name", 1, NULL, 'N' },
         { "cap", 1, NULL, 'C' },   { "keyspace", 1, NULL, 'K' },
-        { "help", 0, NULL, 'H' },  { 0, 0, 0, 0 },
+        { "help", 0, NULL, 'H' },  { "unix", 1, NULL, 'U' },
+        { "tls", 0, NULL, 'T' },   { "cacert", 1, NULL, 'a' },
+        { 0, 0, 0, 0 },
     };
     int ch, rc;
 
@@ -984,6 +1104,9 @@ int main(int argc, char **argv)
         case 'N': opt.name = optarg; break;
         case 'C': opt.cap = atoll(optarg); break;
         case 'K': opt.keyspace = atoi(optarg); break;
+        case 'U': opt.unix_path = optarg; break;
+        case 'T': opt.tls = true; break;
+        case 'a': opt.cacert = optarg; break;
         case 'H': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -996,6 +1119,10 @@ int main(int argc, char **argv)
     }
     if (opt.shape == SH_HANDOFF && opt.conns < 2)
         opt.conns = 2;
+    if ((opt.tls || opt.unix_path) && (opt.async || opt.shape == SH_IDLE)) {
+        fprintf(stderr, "bench_net: --tls and --unix: raw API, no idle\n");
+        return 2;
+    }
     if (opt.resp && opt.async) {
         fprintf(stderr, "bench_net: --api async speaks chand only\n");
         return 2;

@@ -133,19 +133,23 @@ median() {
 # One round of one shape against one server: SERVER(chand|redis) SHAPE CFG
 # CONNS DEPTH KEY, output appended to $dir/round.
 one_run() {
-    local who=$1 shape=$2 cfg=$3 c=$4 p=$5 key=$6 port=$CPORT proto=chand n
-    [ "$who" = redis ] && { port=$RPORT; proto=resp; }
+    local who=$1 shape=$2 cfg=$3 c=$4 p=$5 key=$6 port=${PC:-$CPORT} proto=chand n
+    local x=${XC:-}
+    [ "$who" = redis ] && { port=${PR:-$RPORT}; proto=resp; x=${XR:-}; }
     if [ "$shape" = sendrecv_split ]; then
         # send then recv as two runs (LPUSH then RPOP): recv takes exactly
         # what send left in the channel.
-        "$GEN" -p "$port" --proto "$proto" -t send -c "$c" -P "$p" -d "$SECS" \
+        # shellcheck disable=SC2086 # $x: transport flags, word-split
+        "$GEN" -p "$port" --proto "$proto" $x -t send -c "$c" -P "$p" -d "$SECS" \
             --key "$key" --cap 16000000 --name "${who}_send_$cfg" >>"$dir/round"
         n=$(val "${who}_send_${cfg}_count" "$dir/round")
-        "$GEN" -p "$port" --proto "$proto" -t recv -c "$c" -P "$p" -n "$n" \
+        # shellcheck disable=SC2086
+        "$GEN" -p "$port" --proto "$proto" $x -t recv -c "$c" -P "$p" -n "$n" \
             --key "$key" --cap 16000000 --name "${who}_recv_$cfg" >>"$dir/round"
         return
     fi
-    "$GEN" -p "$port" --proto "$proto" -t "$shape" -c "$c" -P "$p" -d "$SECS" \
+    # shellcheck disable=SC2086
+    "$GEN" -p "$port" --proto "$proto" $x -t "$shape" -c "$c" -P "$p" -d "$SECS" \
         --key "$key" --cap 10000000 --name "${who}_${shape}_$cfg" >>"$dir/round"
 }
 
@@ -154,7 +158,7 @@ one_run() {
 pair() {
     local shape=$1 cfg=$2 c=$3 p=$4 r first second s m
     local shapes=$shape all="$dir/all"
-    [ -n "$ONLY" ] && [[ "$shape" != *$ONLY* ]] && return
+    [ -n "$ONLY" ] && [[ "$shape $cfg" != *$ONLY* ]] && return
     [ "$shape" = sendrecv_split ] && shapes="send recv"
     : >"$all"
     for r in $(seq "$ROUNDS"); do
@@ -217,6 +221,73 @@ for cfg in c1 c50 c50p16; do
     done
     redis_bench "$cfg" "$c" "$p" "$n"
 done
+
+# ---- TLS and unix sockets (issue 17) ---------------------------------------
+# chand over TLS against Redis over TLS (Debian's redis-server has it), and
+# each over its unix socket, with the same load generator (OpenSSL on the
+# client side for both), at c=1, c=50 and c=50 with pipeline 16.  Shapes:
+# BENCH_SEC_SHAPES (default "sendrecv_split atomic").
+sec_bench() {
+    local shapes=${BENCH_SEC_SHAPES:-sendrecv_split atomic} tr cfg c p shape
+    if [ -n "$ONLY" ] && [[ "$shapes tls_c1 tls_c50p16 unix_c1 unix_c50p16" != *$ONLY* ]]; then
+        return
+    fi
+    "$top/tests/common/mkca.sh" "$dir/ca" ||
+        { echo "bench-net: mkca.sh failed: no TLS figures"; return; }
+    stop_pid "$cpid"; cpid=; stop_pid "$rpid"; rpid=
+    rm -f "$dir/port" "$dir/tport"
+    "$CHAND" --bind 127.0.0.1 --port 0 --port-file "$dir/port" \
+        --unix-socket "$dir/chand.sock" --tls-port auto \
+        --tls-port-file "$dir/tport" --tls-cert "$dir/ca/server.pem" \
+        --tls-key "$dir/ca/server.key" --io-threads "${BENCH_IO_THREADS:-1}" \
+        --log-level error >"$dir/chand.log" 2>&1 &
+    cpid=$!
+    for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.05; done
+    [ -s "$dir/port" ] || { echo "bench-net: chand (TLS) did not start"; cat "$dir/chand.log"; return; }
+    CPORT=$(cat "$dir/port"); CTLS=$(cat "$dir/tport")
+    RTLS=
+    for _ in $(seq 20); do
+        p=$((10000 + RANDOM % 22000))
+        port_free "$p" || continue
+        redis-server --port 0 --tls-port "$p" --bind 127.0.0.1 --save '' \
+            --appendonly no --tls-cert-file "$dir/ca/server.pem" \
+            --tls-key-file "$dir/ca/server.key" \
+            --tls-ca-cert-file "$dir/ca/ca.pem" --tls-auth-clients no \
+            --unixsocket "$dir/redis.sock" --unixsocketperm 700 \
+            --logfile "$dir/redis.log" &
+        rpid=$!
+        for _ in $(seq 100); do
+            kill -0 "$rpid" 2>/dev/null || break
+            redis-cli -s "$dir/redis.sock" ping >/dev/null 2>&1 && { RTLS=$p; break; }
+            sleep 0.05
+        done
+        [ -n "$RTLS" ] && break
+        stop_pid "$rpid"; rpid=
+    done
+    [ -n "$RTLS" ] || { echo "bench-net: redis-server (TLS) did not start"; tail -5 "$dir/redis.log"; return; }
+    echo "bench-net: TLS: chand port $CTLS, redis port $RTLS (TLS 1.3, P-256 certificate, no client certificates); unix: $dir/chand.sock, $dir/redis.sock"
+    for tr in tls unix; do
+        if [ "$tr" = tls ]; then
+            PC=$CTLS; PR=$RTLS
+            XC="--tls --cacert $dir/ca/ca.pem"; XR=$XC
+        else
+            PC=$CPORT; PR=1
+            XC="--unix $dir/chand.sock"; XR="--unix $dir/redis.sock"
+        fi
+        for cfg in c1 c50 c50p16; do
+            case $cfg in
+            c1) c=1; p=1 ;;
+            c50) c=50; p=1 ;;
+            c50p16) c=50; p=16 ;;
+            esac
+            for shape in $shapes; do
+                pair "$shape" "${tr}_$cfg" "$c" "$p"
+            done
+        done
+    done
+    PC=; PR=; XC=; XR=
+}
+sec_bench
 
 # ---- memory: IDLE connections each parked in recv / BLPOP -------------------
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }

@@ -5,7 +5,7 @@
 . "$(dirname "$0")/lib.sh" || exit 1
 top=$(cd "$(dirname "$0")/../.." && pwd)
 B=${BUILD:-build}
-V=$(make -s -C "$top" BUILD="$B" version) || fail "make version"
+V=$(make -s --no-print-directory -C "$top" BUILD="$B" version) || fail "make version"
 [[ "$V" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "VERSION '$V'"
 
 for f in -V --version; do

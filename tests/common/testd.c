@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -202,11 +203,15 @@ static void testd_exec(const testd_opts *o, const char *const *args)
         unsetenv("NOTIFY_SOCKET");
     if (o->listen_fd > 0) {
         char pid[16];
+        /* Out of the way first: dup2 onto 3 must not close the second. */
+        int fd2 = o->listen_fd2 > 0 ? fcntl(o->listen_fd2, F_DUPFD, 10) : -1;
         if (o->listen_fd != 3 && dup2(o->listen_fd, 3) < 0)
+            _exit(126);
+        if (fd2 >= 0 && dup2(fd2, 4) < 0)
             _exit(126);
         snprintf(pid, sizeof pid, "%d", (int)getpid());
         setenv("LISTEN_PID", pid, 1);
-        setenv("LISTEN_FDS", "1", 1);
+        setenv("LISTEN_FDS", fd2 >= 0 ? "2" : "1", 1);
     }
     execv(args[0], (char *const *)args);
     fprintf(stderr, "testd: cannot run %s: %s\n", args[0], strerror(errno));
@@ -367,6 +372,39 @@ testd_conn *testd_connect_port(int port)
     if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
         goto out_close;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->stash = json_array();
+    pthread_mutex_lock(&testd_open_lock);
+    c->next = testd_open;
+    if (testd_open)
+        testd_open->prev = c;
+    testd_open = c;
+    pthread_mutex_unlock(&testd_open_lock);
+    return c;
+out_close:
+    close(c->fd);
+out_free:
+    free(c);
+    return NULL;
+}
+
+testd_conn *testd_connect_unix(const char *path)
+{
+    struct sockaddr_un sa;
+    testd_conn *c;
+
+    if (strlen(path) >= sizeof sa.sun_path)
+        return NULL;
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0)
+        goto out_free;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        goto out_close;
     c->stash = json_array();
     pthread_mutex_lock(&testd_open_lock);
     c->next = testd_open;
