@@ -331,8 +331,7 @@ static int persist_apply(void *arg, const eff_rec *r, int from_snapshot)
     case EFF_HOLD_GRANT:
     case EFF_HOLD_RELEASE:
         rc = hlock__restore(name, r->u.hold.kind, r->u.hold.token,
-                            r->u.hold.deadline_ms,
-                            r->type != EFF_HOLD_RELEASE);
+                            r->u.hold.deadline_ms, r->type != EFF_HOLD_RELEASE);
         break;
     case EFF_TOKEN_EPOCH:
         hold_token_floor(epoch_token(r->u.epoch.epoch, 0));
