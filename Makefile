@@ -317,8 +317,20 @@ uninstall-daemon:
 test: all
 	@BUILD=$(BUILD) tests/run.sh
 
+# The sample config persists in /var/lib/chand; make run keeps its state
+# in a local folder instead (RUN_DATA), and says which.
+RUN_DATA ?= $(BUILD)/run-data
 run: all
-	$(CHAND) --config configs/chand.conf
+	@echo "make run: state persists in $(RUN_DATA) (remove it to start empty)"
+	$(CHAND) --config configs/chand.conf --data-dir $(RUN_DATA)
+
+# Durability: SIGKILL the daemon under load DURABILITY_KILLS times (make
+# test does a few dozen), restart it on the same data_dir, check.
+DURABILITY_KILLS ?= 200
+.PHONY: test-durability
+test-durability: all
+	@DURABILITY_KILLS=$(DURABILITY_KILLS) BUILD=$(BUILD) \
+	  TESTS=e2e/test_durability tests/run.sh
 
 bench: all
 	@BUILD=$(BUILD) tests/bench/run.sh
@@ -338,9 +350,13 @@ help:
 	  '  make test-all    asan, the core tests under tsan, e2e under valgrind' \
 	  '  make run         start the daemon on configs/chand.conf' \
 	  '  make bench       runtime benchmarks; make bench-net: chand against Redis' \
+	  '  make test-durability  kill -9 the daemon DURABILITY_KILLS (200) times' \
+	  '                   under load and check what survives each restart' \
 	  '  make fuzz        every libFuzzer harness (clang) for FUZZ_SECONDS each' \
 	  '  make soak        mixed workload for SOAK_SECONDS with SOAK_CLIENTS' \
 	  '  make install     (uninstall) under DESTDIR PREFIX' \
+	  '  make format      clang-format every C file in place' \
+	  '  make format-check  fail if any C file differs from .clang-format (CI)' \
 	  '  make clean       remove build/' \
 	  'Variables (make VAR=value target, or in the environment):' \
 	  '  TESTS=pattern    only the suites whose name contains a pattern, e.g.' \
@@ -356,18 +372,43 @@ help:
 tsan:
 	$(MAKE) SANITIZER=tsan test
 
+# ---- format: one .clang-format for every C file (issue 14) --------------
+# The file list comes from git when the tree is a checkout (so build/ and
+# fetched copies never count), else from find.
+FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null || \
+                find runtime proto daemon client tests -name '*.[ch]')
+.PHONY: format format-check clang-format-dep
+clang-format-dep:
+	@command -v clang-format >/dev/null 2>&1 || { \
+	  echo "deps: installing clang-format with apt-get"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    clang-format || { echo "deps: apt-get failed"; exit 1; }; }
+format: clang-format-dep
+	clang-format -i $(FORMAT_SRCS)
+format-check: clang-format-dep
+	@clang-format --dry-run --Werror $(FORMAT_SRCS) && \
+	  echo "format-check: $(words $(FORMAT_SRCS)) files match .clang-format"
+
 # ---- reliability: fuzz, soak, test-all -------------------------------
 # make fuzz       every libFuzzer harness in tests/fuzz/ for FUZZ_SECONDS each
 #                 (clang; the runtime, protocol and daemon rebuilt with
 #                 -fsanitize=fuzzer-no-link,address,undefined in build/fuzz)
 # make soak       mixed workload, 50 clients, random disconnects, for
-#                 SOAK_SECONDS (default 600), then conservation and RSS checks
+#                 SOAK_SECONDS (default 600), then conservation and RSS checks;
+#                 then again under memory pressure (SOAK_MAX_MEMORY, 128k)
+#                 for SOAK_PRESSURE_SECONDS (default 120)
 # make test-all   the suite under ASan+UBSan, the runtime and daemon tests
 #                 under TSan, the end-to-end suite with the daemon under
 #                 valgrind (no definite leaks, no errors)
 FUZZ_SECONDS ?= 60
 SOAK_SECONDS ?= 600
 SOAK_CLIENTS ?= 50
+# The second soak run: under memory pressure (requests refused with reason
+# limit), for SOAK_PRESSURE_SECONDS.
+SOAK_MAX_MEMORY ?= 128k
+SOAK_PRESSURE_SECONDS ?= 120
 FUZZ_CC ?= clang
 FUZZ_BUILD := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
@@ -448,6 +489,9 @@ $(SOAK_BIN): $(BUILD)/obj/tests/soak/soak.c.o $(TEST_LINK)
 soak: all $(SOAK_BIN)
 	CHAND_BIN=$(BUILD)/chand SOAK_SECONDS=$(SOAK_SECONDS) \
 	  SOAK_CLIENTS=$(SOAK_CLIENTS) $(SOAK_BIN)
+	CHAND_BIN=$(BUILD)/chand SOAK_SECONDS=$(SOAK_PRESSURE_SECONDS) \
+	  SOAK_CLIENTS=$(SOAK_CLIENTS) SOAK_MAX_MEMORY=$(SOAK_MAX_MEMORY) \
+	  $(SOAK_BIN)
 
 # BUILD is named on each sub-make: a BUILD= given on our command line would
 # otherwise be passed down and mix sanitizer objects into it.

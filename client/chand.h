@@ -200,6 +200,13 @@ CHAND_API int chand_call(chand_conn *conn, const char *method,
 
 /* Round trip to the server.  Returns 0 or a negative code. */
 CHAND_API int chand_ping(chand_conn *conn);
+/* Asks the server to end this session (as a disconnect: waits cancelled,
+ * locks without a lease released) once nothing arrived from it for ms
+ * (0: never; else at least 100).  While a blocking call waits, the
+ * library itself sends a ping whenever nothing was sent for ms/3; between
+ * calls the application must call chand_ping (or anything) often enough.
+ * Kept across chand_reconnect.  Returns 0 or a negative code. */
+CHAND_API int chand_set_heartbeat(chand_conn *conn, int64_t ms);
 /* Says hello again; returns 0 and a new reference to {version, server,
  * session} in *result. */
 CHAND_API int chand_hello(chand_conn *conn, json_t **result);

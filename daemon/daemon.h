@@ -126,6 +126,9 @@ int srv_run(srv *v);
  * session answered with reason cancelled, then srv_run returns once the
  * answers have left (or shutdown-grace-ms passed).  io[0] only. */
 void srv_drain(srv *v);
+/* Wakes every I/O thread to release the answers that waited for the
+ * durability log (persist.c's callback; any thread). */
+void srv_durable_wake(void);
 /* Frees the server after srv_run returned. */
 void srv_free(srv *v);
 /* Returns the bound port. */
@@ -139,12 +142,36 @@ struct event_base *srv_base(srv *v);
  * I/O thread, elsewhere the last count. */
 int64_t srv_output_bytes(void);
 
+/* mem.c: the bytes clients make the daemon hold, against max_memory. */
+/* What a parked request costs besides its line: the goroutine's touched
+ * stack and the request's records. */
+#define MEM_PARK_COST 8192
+/* What an await costs besides its line. */
+#define MEM_AWAIT_COST 512
+/* Charge / release n bytes (never refused: the check is mem_full). */
+void mem_add(int64_t n);
+void mem_sub(int64_t n);
+/* Returns the bytes charged now. */
+int64_t mem_used(void);
+/* Returns true when holding more bytes would pass max_memory. */
+bool mem_full(int64_t more);
+/* Returns the bytes a jansson value (borrowed) is charged at: the same
+ * for the same value, so a release matches its charge. */
+int64_t mem_json_cost(const json_t *v);
+
 /* stats.c: one snapshot that runtime.stats and /metrics both render. */
 typedef struct stats_snap {
     int goroutines, gomaxprocs, numcpu, threads;
     int64_t sessions, objects, waiters, held_locks, requests;
     int64_t open_fds, rss_bytes, output_buffer_bytes;
+    int64_t memory_bytes, max_memory; /* mem.c's count and its limit */
     bool draining;
+    /* Durability (persist.c): all 0 when data_dir is empty. */
+    bool persist;
+    int fsync; /* conf.fsync */
+    int64_t log_bytes, snapshot_bytes, pending_bytes, fsyncs;
+    int64_t last_fsync_ns, appended_lsn, durable_lsn, snapshots;
+    int wal_error; /* 0, or -errno while the log cannot be written */
 } stats_snap;
 /* Fills *sn.  On an I/O thread (output bytes are counted there). */
 void stats_take(stats_snap *sn);
@@ -163,6 +190,10 @@ rt_cancel *sess_cancel(sess *s);
 bool sess_alive(sess *s);
 void sess_retain(sess *s);
 void sess_release(sess *s);
+/* Ends s as a disconnect does once nothing arrives from it for ms (0:
+ * never; any input resets it).  Returns 0, or -1 when out of memory.  On
+ * s's I/O thread (hello's first call). */
+int sess_set_heartbeat(sess *s, int64_t ms);
 /* Counts requests of s waiting on goroutines or awaits (park.c), so that
  * the drain waits for their answers. */
 void sess_parked(sess *s, int delta);
@@ -275,6 +306,18 @@ typedef struct obj_ops {
     void (*fini)(obj *o);              /* frees the family's resources */
     void (*drop)(obj *o);              /* removed from the namespace */
     void (*info)(obj *o, json_t *into);/* list/dump fields */
+    /* Durability's snapshot (persist.c): emits o's state with
+     * persist_snap_emit, tagged with o->lsn read under the same lock as
+     * the state; 0 or -1.  NULL: nothing persists. */
+    int (*snap)(obj *o, void *snap);
+    /* Returns true while o may not be dropped (a held lock, a once in
+     * progress); else marks o dropped under the family's own lock, so
+     * that nothing takes it afterwards.  NULL: always droppable. */
+    bool (*busy)(obj *o);
+    /* Returns true when o is in its zero state (unlocked, count 0, empty),
+     * called under the registry's lock with no other reference to o (see
+     * obj_done).  NULL: kept until dropped (channels, onces...). */
+    bool (*idle)(obj *o);
 } obj_ops;
 
 /* Every object begins with this header; a family's struct embeds it first. */
@@ -284,6 +327,8 @@ struct obj {
     _Atomic int refs;
     _Atomic bool dropped;
     obj *hnext;                        /* registry bucket chain */
+    _Atomic uint64_t lsn;              /* durability: its last effect's
+                                        * log sequence number (persist.h) */
     pthread_mutex_t wmu;               /* guards the waiter list */
     dreq *waiters;                     /* parked requests, for dump */
     _Atomic uint64_t nops;             /* requests that named it (top) */
@@ -295,7 +340,8 @@ enum {
     REG_ENOENT = -1,          /* no such name (and not created) */
     REG_ETYPE = -2,           /* the name is another type's */
     REG_ELIMIT = -3,          /* creating it would pass max-objects */
-    REG_ENOMEM = -4           /* out of memory, or the family's init failed */
+    REG_ENOMEM = -4,          /* out of memory, or the family's init failed */
+    REG_EBUSY = -5            /* reg_drop: held or in progress (ops->busy) */
 };
 
 typedef struct reg_found {
@@ -316,15 +362,29 @@ obj *dreq_obj(dreq *r, const char *name, const obj_ops *want, bool create);
 /* As dreq_obj with create, and *created set when this call made it. */
 obj *dreq_obj_make(dreq *r, const char *name, const obj_ops *ops,
                    bool *created);
-/* Removes name; returns 0 or REG_ENOENT. */
+/* Removes name; returns 0, REG_ENOENT, or REG_EBUSY when its family's
+ * busy op refuses (then it stays). */
 int reg_drop(const char *name);
 /* Drops a reference. */
 void obj_release(obj *o);
+/* Drops the caller's reference to o after a request that may have left it
+ * in its zero state: when nothing else refers to it and ops->idle says it
+ * is zero, it also leaves the registry (as with Go's zero values, nobody
+ * can tell: the next use makes it again).  Called by the handlers of the
+ * families that have idle. */
+void obj_done(obj *o);
 obj *obj_retain(obj *o);
 /* Calls fn for every object (retained during the call) whose name starts
  * with prefix (may be NULL). */
 void reg_foreach(const char *prefix, void (*fn)(obj *o, void *arg),
                  void *arg);
+/* Calls fn for a page of the objects whose name starts with prefix (may
+ * be NULL), from cursor (0: the start) on: at most limit (>= 1) of them,
+ * in bucket order.  Returns the cursor of the next page, 0 when the walk
+ * is complete (as Redis's SCAN: an object present for the whole walk is
+ * seen exactly once).  A cursor past the table also returns 0. */
+uint64_t reg_scan(const char *prefix, uint64_t cursor, size_t limit,
+                  void (*fn)(obj *o, void *arg), void *arg);
 /* Returns a new "unique" name with the given prefix ("afterfunc.17"). */
 void reg_unique_name(const char *prefix, char *buf, size_t len);
 
@@ -526,6 +586,8 @@ void h_rw_lock(dreq *r);
 void h_rw_unlock(dreq *r);
 void h_rw_rlock(dreq *r);
 void h_rw_runlock(dreq *r);
+void h_mutex_renew(dreq *r);
+void h_rw_renew(dreq *r);
 void h_cond_wait(dreq *r);
 void h_cond_signal(dreq *r);
 void h_cond_broadcast(dreq *r);

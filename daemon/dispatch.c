@@ -42,6 +42,8 @@ static const struct {
     { "len", h_len },
     { "select", h_select },
     /* h_lock.c */
+    { "mutex.renew", h_mutex_renew },
+    { "rwmutex.renew", h_rw_renew },
     { "mutex.lock", h_mutex_lock },
     { "mutex.unlock", h_mutex_unlock },
     { "rwmutex.lock", h_rw_lock },
@@ -93,6 +95,18 @@ static void (*const disp_end_hooks[])(sess *s) = {
 static disp_handler *disp_tab;
 static size_t disp_nmethods;
 
+/* Methods that make the daemon hold more (besides every blocking one but
+ * recv, whose wait costs a goroutine): refused with reason limit while
+ * max_memory is reached.  The rest -- reads, and what frees (recv,
+ * pool.get, map.delete, drop, unlock) -- always run, so a full daemon can
+ * be drained. */
+static const char *const disp_growers[] = {
+    "make", "map.store", "map.load_or_store", "map.swap",
+    "map.compare_and_swap", "pool.put", "timer.after", "timer.ticker",
+    "timer.reset", "timer.afterfunc", "go",
+};
+static bool *disp_grows; /* by method id */
+
 int disp_init(void)
 {
     const proto_method *t = proto_methods(&disp_nmethods);
@@ -113,6 +127,16 @@ int disp_init(void)
     for (size_t i = 0; i < disp_nmethods; i++)
         if (!disp_tab[i])
             log_debug("method %s has no handler yet", t[i].name);
+    disp_grows = calloc(disp_nmethods, sizeof *disp_grows);
+    if (!disp_grows)
+        return -1;
+    for (size_t i = 0; i < disp_nmethods; i++) {
+        bool g = t[i].blocking && strcmp(t[i].name, "recv") != 0;
+        for (size_t j = 0; !g && j < sizeof disp_growers /
+                                         sizeof disp_growers[0]; j++)
+            g = strcmp(t[i].name, disp_growers[j]) == 0;
+        disp_grows[t[i].id] = g;
+    }
     return 0;
 }
 
@@ -120,6 +144,8 @@ void disp_fini(void)
 {
     free(disp_tab);
     disp_tab = NULL;
+    free(disp_grows);
+    disp_grows = NULL;
 }
 
 void disp_session_end(sess *s)
@@ -642,6 +668,14 @@ static void disp_checked(dreq *r, proto_request *req, size_t line_len)
                   srv_conf.max_value);
         return;
     }
+    if (disp_grows[r->m->id] && mem_full((int64_t)line_len)) {
+        /* As Redis's OOM error: the setting named, what frees room. */
+        dreq_fail(r, PROTO_R_LIMIT,
+                  "max_memory reached: %lld bytes held of %zu; %s refused "
+                  "(receive, delete or drop something first)",
+                  (long long)mem_used(), srv_conf.max_memory, r->m->name);
+        return;
+    }
     if (!disp_tab[r->m->id]) {
         dreq_finish(r, proto_error_answer(r->id, PROTO_METHOD_NOT_FOUND,
                                           PROTO_R_INVALID,
@@ -722,9 +756,60 @@ static void disp_detached_go(void *arg)
 {
     dreq *r = arg;
     disp_tab[r->m->id](r);
+    mem_sub(MEM_PARK_COST);
+}
+
+static int disp_detached(json_t *request, bool check_only, int depth,
+                         proto_error *err);
+
+/* Methods that leave a hold behind: detached, nobody would end it but a
+ * lease. */
+static bool disp_takes_hold(const char *method)
+{
+    static const char *const m[] = { "mutex.lock", "rwmutex.lock",
+                                     "rwmutex.rlock", "once.do" };
+
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        if (strcmp(method, m[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Refuses a detached request that would leave a hold owned by nobody
+ * forever (a lock or once.do without lease_ms), and checks nested go and
+ * timer.afterfunc requests the same way, when they are made.  Returns 0
+ * or -1 with err filled. */
+static int disp_detached_check(const proto_request *req, int depth,
+                               proto_error *err)
+{
+    const char *name = req->method->name;
+    json_t *inner;
+
+    if (disp_takes_hold(name)) {
+        json_t *lease = json_object_get(req->params, "lease_ms");
+        if (!lease || json_integer_value(lease) <= 0)
+            return proto_error_set(
+                err, PROTO_INVALID_PARAMS, PROTO_R_INVALID,
+                "invalid params: a detached %s (go, timer.afterfunc) needs "
+                "lease_ms, or its hold would outlive everyone", name);
+    }
+    if (strcmp(name, "go") && strcmp(name, "timer.afterfunc"))
+        return 0;
+    if (depth >= 8)
+        return proto_error_set(err, PROTO_INVALID_PARAMS, PROTO_R_INVALID,
+                               "invalid params: requests nested deeper "
+                               "than 8");
+    inner = json_object_get(req->params, "request");
+    return inner ? disp_detached(inner, true, depth + 1, err) : 0;
 }
 
 int disp_run_detached(json_t *request, bool check_only, proto_error *err)
+{
+    return disp_detached(request, check_only, 0, err);
+}
+
+static int disp_detached(json_t *request, bool check_only, int depth,
+                         proto_error *err)
 {
     json_t *env, *v;
     const char *key;
@@ -757,6 +842,10 @@ int disp_run_detached(json_t *request, bool check_only, proto_error *err)
                                "invalid params: %s is not implemented",
                                req.method->name);
     }
+    if (disp_detached_check(&req, depth, err) != 0) {
+        json_decref(env);
+        return -1;
+    }
     if (check_only) {
         json_decref(env);
         return 0;
@@ -770,11 +859,21 @@ int disp_run_detached(json_t *request, bool check_only, proto_error *err)
     dreq_set(r, &req); /* r->id stays NULL: detached, no answer */
     json_decref(env);
     atomic_fetch_add(&srv_stat.requests, 1);
+    mem_add(MEM_PARK_COST);
     if (rt_in_goroutine()) {
         disp_detached_go(r);
         return 0;
     }
+    if (rt_num_goroutine() >= srv_conf.max_goroutines) {
+        mem_sub(MEM_PARK_COST);
+        dreq_free(r);
+        return proto_error_set(err, proto_reason_code(PROTO_R_LIMIT),
+                               PROTO_R_LIMIT,
+                               "max_goroutines reached: %d goroutines",
+                               rt_num_goroutine());
+    }
     if (rt_go(disp_detached_go, r) != 0) {
+        mem_sub(MEM_PARK_COST);
         dreq_free(r);
         return proto_error_set(err, PROTO_INTERNAL_ERROR, PROTO_R_INTERNAL,
                                "cannot start a goroutine");

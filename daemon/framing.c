@@ -188,6 +188,8 @@ void sess__recv_cb(evutil_socket_t fd, short what, void *arg)
                 sess__event(s, BEV_EVENT_ERROR);
             goto out;
         }
+        if (s->hb_ms)
+            s->last_in_ms = sess__now_ms();
         s->batching = true;
         sess_process_flat(s, s->io->rbuf, (size_t)n);
         s->batching = false;
@@ -207,6 +209,8 @@ void sess__recv_cb(evutil_socket_t fd, short what, void *arg)
             if (n > 0) {
                 vec.iov_len = (size_t)n;
                 evbuffer_commit_space(in, &vec, 1);
+                if (s->hb_ms)
+                    s->last_in_ms = sess__now_ms();
             }
         }
         evbuffer_freeze(in, 0);
@@ -226,6 +230,7 @@ served:
     if (!s->ended) {
         sess__push_later(s);
         sess_read_ctl(s);
+        sess__mem_sync(s);
     }
 out:
     sess_release(s);
@@ -244,6 +249,7 @@ void sess__more_cb(evutil_socket_t fd, short what, void *arg)
         if (!s->ended) {
             sess__push_later(s);
             sess_read_ctl(s);
+            sess__mem_sync(s);
         }
     }
     sess_release(s);
@@ -286,6 +292,8 @@ void sess__tls_read_cb(struct bufferevent *bev, void *arg)
     (void)bev;
 
     sess_retain(s);
+    if (s->hb_ms)
+        s->last_in_ms = sess__now_ms();
     if (s->bev && !s->ended) {
         s->batching = true;
         sess_process(s, false);
@@ -293,6 +301,7 @@ void sess__tls_read_cb(struct bufferevent *bev, void *arg)
         if (!s->ended) {
             sess__push_later(s);
             sess_read_ctl(s);
+            sess__mem_sync(s);
         }
     }
     sess_release(s);

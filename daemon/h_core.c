@@ -3,6 +3,7 @@
  * hello, ping, list, drop, go, and runtime.stats / gomaxprocs / dump.
  */
 #include "daemon.h"
+#include "persist.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,11 +21,28 @@ void h_hello(dreq *r)
                   (long long)v, PROTO_VERSION);
         return;
     }
+    json_t *hb = dreq_param(r, "heartbeat_ms");
+    int64_t hb_ms = hb ? json_integer_value(hb) : 0;
+    json_t *res;
+
+    if (hb && hb_ms != 0 && hb_ms < 100) {
+        dreq_fail_params(r, NULL, "invalid params: heartbeat_ms must be 0 "
+                         "(off) or at least 100");
+        return;
+    }
+    /* Detached (go hello) there is no session to watch. */
+    if (hb && r->s && sess_set_heartbeat(r->s, hb_ms) != 0) {
+        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+        return;
+    }
     if (sec_hello_auth(r))
         return; /* answered once the credentials are verified */
-    dreq_ok(r, json_pack("{s:i, s:s, s:I}", "version", PROTO_VERSION,
-                         "server", "chand " CHAND_VERSION, "session",
-                         (json_int_t)dreq_sid(r)));
+    res = json_pack("{s:i, s:s, s:I}", "version", PROTO_VERSION, "server",
+                    "chand " CHAND_VERSION, "session",
+                    (json_int_t)dreq_sid(r));
+    if (res && hb)
+        json_object_set_new(res, "heartbeat_ms", json_integer(hb_ms));
+    dreq_ok(r, res);
 }
 
 void h_ping(dreq *r)
@@ -50,16 +68,33 @@ static void hcore_list_one(obj *o, void *arg)
         json_array_append_new(arg, d);
 }
 
+/* list's page when the client gives no limit, and the largest one. */
+#define HCORE_LIST_LIMIT 1000
+#define HCORE_LIST_MAX 10000
+
 void h_list(dreq *r)
 {
-    json_t *arr = json_array();
+    int64_t cursor = dreq_int(r, "cursor", 0);
+    int64_t limit = dreq_int(r, "limit", HCORE_LIST_LIMIT);
+    json_t *arr;
+    uint64_t next;
 
+    if (limit < 1 || limit > HCORE_LIST_MAX) {
+        dreq_fail_params(r, NULL, "invalid params: limit must be 1..%d",
+                         HCORE_LIST_MAX);
+        return;
+    }
+    arr = json_array();
     if (!arr) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
         return;
     }
-    reg_foreach(dreq_str(r, "prefix"), hcore_list_one, arr);
-    json_t *res = json_pack("{s:o}", "objects", arr);
+    /* One page per request: a walk of 100k objects in one answer stalled
+     * every other client of the I/O thread for half a second. */
+    next = reg_scan(dreq_str(r, "prefix"), (uint64_t)cursor, (size_t)limit,
+                    hcore_list_one, arr);
+    json_t *res = json_pack("{s:o, s:I}", "objects", arr, "cursor",
+                            (json_int_t)next);
     if (res)
         sec_filter(r, res);
     dreq_ok(r, res);
@@ -67,9 +102,16 @@ void h_list(dreq *r)
 
 void h_drop(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     const char *name = dreq_str(r, "name");
+    int rc = reg_drop(name);
 
-    if (reg_drop(name) != 0)
+    if (rc == REG_EBUSY)
+        dreq_fail(r, PROTO_R_MISUSE,
+                  "\"%s\" is held or in progress: unlock it (or finish the "
+                  "once) before drop", name);
+    else if (rc != 0)
         dreq_fail(r, PROTO_R_NOT_FOUND, "no object \"%s\"", name);
     else
         dreq_ok(r, NULL);
@@ -93,20 +135,42 @@ void h_go(dreq *r)
 void h_rt_stats(dreq *r)
 {
     stats_snap sn;
+    json_t *res, *dur = json_null();
 
     stats_take(&sn);
-    dreq_ok(r, json_pack(
-                   "{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-                   " s:I}",
-                   "goroutines", sn.goroutines, "gomaxprocs", sn.gomaxprocs,
-                   "numcpu", sn.numcpu, "threads", sn.threads, "sessions",
-                   (json_int_t)sn.sessions, "objects", (json_int_t)sn.objects,
-                   "waiters", (json_int_t)sn.waiters, "held_locks",
-                   (json_int_t)sn.held_locks, "open_fds",
-                   (json_int_t)sn.open_fds, "rss_bytes",
-                   (json_int_t)sn.rss_bytes, "output_buffer_bytes",
-                   (json_int_t)sn.output_buffer_bytes, "requests",
-                   (json_int_t)sn.requests));
+    res = json_pack(
+        "{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+        " s:I}",
+        "goroutines", sn.goroutines, "gomaxprocs", sn.gomaxprocs, "numcpu",
+        sn.numcpu, "threads", sn.threads, "sessions", (json_int_t)sn.sessions,
+        "objects", (json_int_t)sn.objects, "waiters", (json_int_t)sn.waiters,
+        "held_locks", (json_int_t)sn.held_locks, "open_fds",
+        (json_int_t)sn.open_fds, "rss_bytes", (json_int_t)sn.rss_bytes,
+        "output_buffer_bytes", (json_int_t)sn.output_buffer_bytes, "requests",
+        (json_int_t)sn.requests);
+    if (sn.persist) {
+        static const char *const pol[] = {"no", "everysec", "always"};
+        dur = json_pack(
+            "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "fsync",
+            pol[sn.fsync], "log_bytes", (json_int_t)sn.log_bytes,
+            "snapshot_bytes", (json_int_t)sn.snapshot_bytes, "pending_bytes",
+            (json_int_t)sn.pending_bytes, "fsyncs", (json_int_t)sn.fsyncs,
+            "last_fsync_us", (json_int_t)(sn.last_fsync_ns / 1000),
+            "appended_lsn", (json_int_t)sn.appended_lsn, "durable_lsn",
+            (json_int_t)sn.durable_lsn, "snapshots", (json_int_t)sn.snapshots,
+            "write_error", sn.wal_error != 0);
+    }
+    if (res)
+        json_object_set_new(res, "durability", dur);
+    else
+        json_decref(dur);
+    if (res) {
+        json_object_set_new(res, "memory_bytes",
+                            json_integer((json_int_t)sn.memory_bytes));
+        json_object_set_new(res, "max_memory",
+                            json_integer((json_int_t)sn.max_memory));
+    }
+    dreq_ok(r, res);
 }
 
 void h_rt_gomaxprocs(dreq *r)

@@ -7,6 +7,7 @@
  * graph -- is holds.c's (holds.h); this file serves the methods over it.
  */
 #include "holds.h"
+#include "persist.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,9 @@ static const obj_ops hmutex_ops = {
     .init = hlock_init_mutex,
     .fini = hlock_fini,
     .info = hold_info,
+    .snap = hold_snap,
+    .busy = hold_busy,
+    .idle = hold_idle,
 };
 
 static const obj_ops hrwmutex_ops = {
@@ -66,6 +70,9 @@ static const obj_ops hrwmutex_ops = {
     .init = hlock_init_rw,
     .fini = hlock_fini,
     .info = hold_info,
+    .snap = hold_snap,
+    .busy = hold_busy,
+    .idle = hold_idle,
 };
 
 static void hcond_fini(obj *o)
@@ -86,12 +93,26 @@ static void hcond_info(obj *o, json_t *into)
     hold_unlock();
 }
 
+/* A cond nobody waits on (obj_done checks that nothing refers to it) is
+ * zero until its first wait binds it to a mutex: as a sync.Cond whose L
+ * is set, a bound one is not (a wait with another mutex stays misuse). */
+static bool hcond_idle(obj *o)
+{
+    bool idle;
+
+    hold_lock();
+    idle = ((hcond *)o)->mutex == NULL;
+    hold_unlock();
+    return idle;
+}
+
 static const obj_ops hcond_ops = {
     .type = OBJ_COND,
     .name = "cond",
     .size = sizeof(hcond),
     .fini = hcond_fini,
     .info = hcond_info,
+    .idle = hcond_idle,
 };
 
 /* ------------------------------------------------------------------ */
@@ -140,6 +161,11 @@ static void hl_granted(dreq *r, hlock *l, bool write)
     hhold *h = hold_add(l, dreq_sid(r), write, lease_ms, &owner_dead, &token);
     json_t *res;
 
+    if (!h && atomic_load(&l->o.dropped)) {
+        dreq_fail(r, PROTO_R_NOT_FOUND, "%s \"%s\" was dropped",
+                  l->o.ops->name, l->o.name);
+        return;
+    }
     if (!h) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
         return;
@@ -192,7 +218,7 @@ static void hl_lock_wait(dreq *r)
         hl_granted(r, l, q->write);
     else
         dreq_fail_rt(r, rc);
-    obj_release(&l->o);
+    obj_done(&l->o);
     free(q);
 }
 
@@ -213,18 +239,18 @@ static void hl_lock(dreq *r, const obj_ops *ops, bool write)
         got = rt_rwmutex_tryrlock(l->rwm);
     if (got) {
         hl_granted(r, l, write);
-        obj_release(o);
+        obj_done(o);
         return;
     }
     if (r->dl == RT_POLL) {
         dreq_fail(r, PROTO_R_TIMEOUT, "timeout");
-        obj_release(o);
+        obj_done(o);
         return;
     }
     q = calloc(1, sizeof *q);
     if (!q) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
-        obj_release(o);
+        obj_done(o);
         return;
     }
     q->l = l;
@@ -232,13 +258,13 @@ static void hl_lock(dreq *r, const obj_ops *ops, bool write)
     q->w = hl_wait_begin(l, r);
     if (!q->w) {
         free(q);
-        obj_release(o);
+        obj_done(o);
         return;
     }
     r->ctx = q;
     if (dreq_park(r, hl_lock_wait) != 0) {
         hold_wait_end(q->w);
-        obj_release(o);
+        obj_done(o);
         free(q);
     }
 }
@@ -260,7 +286,7 @@ static void hl_unlock(dreq *r, const obj_ops *ops, bool write)
         hold_drop_locked(h, false, true);
         hold_unlock();
         dreq_ok(r, NULL);
-        obj_release(o);
+        obj_done(o);
         return;
     }
     gomsg = !l->rw ? rt_strerror(RT_EUNLOCK)
@@ -283,9 +309,55 @@ static void hl_unlock(dreq *r, const obj_ops *ops, bool write)
                   "%s: this session does not hold %s \"%s\" (pass the "
                   "holder's token)", gomsg, o->ops->name, o->name);
     }
-    obj_release(o);
+    obj_done(o);
 }
 
+/* mutex.renew, rwmutex.renew: a new lease for the hold with token. */
+static void hl_renew(dreq *r, const obj_ops *ops)
+{
+    const char *name = dreq_str(r, "name");
+    uint64_t token = (uint64_t)dreq_int(r, "token", 0);
+    int64_t lease_ms = dreq_int(r, "lease_ms", 0);
+    reg_found f;
+    obj *o;
+    int rc;
+
+    if (lease_ms <= 0) {
+        dreq_fail_params(r, NULL, "invalid params: lease_ms must be > 0");
+        return;
+    }
+    /* An absent lock (never made, or reclaimed unlocked) is held by no
+     * token: not_locked, as for a present one. */
+    rc = reg_lookup(name, ops, false, r, &f);
+    if (rc == REG_ENOENT) {
+        dreq_fail(r, PROTO_R_NOT_LOCKED, "token %llu does not hold %s \"%s\"",
+                  (unsigned long long)token, ops->name, name);
+        return;
+    }
+    if (rc != REG_OK) {
+        o = dreq_obj(r, name, ops, false); /* answers wrong_type... */
+        if (o) { /* ...unless it was just made: held by nobody */
+            obj_done(o);
+            dreq_fail(r, PROTO_R_NOT_LOCKED, "token %llu does not hold %s "
+                      "\"%s\"", (unsigned long long)token, ops->name, name);
+        }
+        return;
+    }
+    o = f.o;
+    rc = hold_renew((hlock *)o, token, lease_ms);
+    if (rc == -1)
+        dreq_fail(r, PROTO_R_NOT_LOCKED,
+                  "token %llu does not hold %s \"%s\"",
+                  (unsigned long long)token, ops->name, o->name);
+    else if (rc != 0)
+        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+    else
+        dreq_ok_int(r, "lease_ms", lease_ms);
+    obj_done(o);
+}
+
+void h_mutex_renew(dreq *r) { hl_renew(r, &hmutex_ops); }
+void h_rw_renew(dreq *r) { hl_renew(r, &hrwmutex_ops); }
 void h_mutex_lock(dreq *r) { hl_lock(r, &hmutex_ops, true); }
 void h_mutex_unlock(dreq *r) { hl_unlock(r, &hmutex_ops, true); }
 void h_rw_lock(dreq *r) { hl_lock(r, &hrwmutex_ops, true); }
@@ -319,6 +391,7 @@ static void hc_wait(dreq *r)
     int rc;
     bool owner_dead = false;
     uint64_t token = 0;
+    int64_t lease_ms;
 
     /* Drop the caller's hold from the books; rt_cond_wait unlocks the
      * runtime mutex itself, atomically with starting to wait. */
@@ -331,6 +404,7 @@ static void hc_wait(dreq *r)
                   rt_strerror(RT_EUNLOCK), l->o.name);
         goto out;
     }
+    lease_ms = hold_lease_ms(h); /* kept across the wait */
     hold_drop_locked(h, false, false); /* q->l keeps our reference */
     hold_unlock();
 
@@ -338,13 +412,12 @@ static void hc_wait(dreq *r)
     rc = rt_cond_wait(q->c->c, r->dl);
     dreq_wait_end(r);
     /* The runtime mutex is held again in every case. */
-    h = hold_add(l, dreq_sid(r), true, dreq_int(r, "lease_ms", 0),
-                 &owner_dead, &token);
+    h = hold_add(l, dreq_sid(r), true, lease_ms, &owner_dead, &token);
     if (!h) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
         goto out;
     }
-    if (r->s && !sess_alive(r->s)) {
+    if (r->s && !sess_alive(r->s) && !lease_ms) {
         /* As hl_granted: the next holder still hears of a dead owner. */
         hold_lock();
         /* (Unless another session unlocked it by token meanwhile.) */
@@ -373,8 +446,8 @@ static void hc_wait(dreq *r)
                                                     : "cancelled");
     }
 out:
-    obj_release(&q->c->o);
-    obj_release(&l->o);
+    obj_done(&q->c->o);
+    obj_done(&l->o);
     free(q);
 }
 
@@ -457,8 +530,31 @@ static void hc_wake(dreq *r, bool all)
             rt_cond_signal(rc);
     }
     dreq_ok(r, NULL);
-    obj_release(co);
+    obj_done(co);
 }
 
 void h_cond_signal(dreq *r) { hc_wake(r, false); }
 void h_cond_broadcast(dreq *r) { hc_wake(r, true); }
+
+/* ------------------------------------------------------------------ */
+/* Recovery's builder (persist.h)                                     */
+/* ------------------------------------------------------------------ */
+
+int hlock__restore(const char *name, unsigned kind, uint64_t token,
+                   int64_t end_ms, bool grant)
+{
+    const obj_ops *ops =
+        kind == EFF_HOLD_MUTEX ? &hmutex_ops : &hrwmutex_ops;
+    dreq r = { 0 };
+    reg_found f;
+    int rc = 0;
+
+    if (reg_lookup(name, ops, grant, &r, &f) != REG_OK)
+        return 0; /* absent (a release), or another type's name */
+    if (grant)
+        rc = hold_restore((hlock *)f.o, kind != EFF_HOLD_READ, token, end_ms);
+    else
+        hold_restore_release((hlock *)f.o, token);
+    obj_release(f.o);
+    return rc;
+}

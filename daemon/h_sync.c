@@ -14,6 +14,7 @@
  * run went (chanctl stores the command's exit status).
  */
 #include "daemon.h"
+#include "persist.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,23 @@ static void hwg_info(obj *o, json_t *into)
                         json_integer(rt_wg_count(((hwg *)o)->wg)));
 }
 
+static int hwg_snap(obj *o, void *s)
+{
+    eff_rec r = { .type = EFF_WG_SET };
+
+    persist_lock(o);
+    uint64_t lsn = atomic_load(&o->lsn);
+    r.u.num.v = rt_wg_count(((hwg *)o)->wg);
+    persist_unlock(o);
+    r.u.num.name = eff_s(o->name);
+    return r.u.num.v ? persist_snap_emit(s, &r, lsn) : 0;
+}
+
+static bool hwg_idle(obj *o)
+{
+    return rt_wg_count(((hwg *)o)->wg) == 0;
+}
+
 static const obj_ops hwg_ops = {
     .type = OBJ_WG,
     .name = "wg",
@@ -52,6 +70,8 @@ static const obj_ops hwg_ops = {
     .init = hwg_init,
     .fini = hwg_fini,
     .info = hwg_info,
+    .snap = hwg_snap,
+    .idle = hwg_idle,
 };
 
 static void hwg_add(dreq *r, int64_t delta)
@@ -61,12 +81,20 @@ static void hwg_add(dreq *r, int64_t delta)
 
     if (!o)
         return;
+    if (!persist_write_ok(r)) {
+        obj_release(o);
+        return;
+    }
+    persist_lock(o);
     n = rt_wg_add(((hwg *)o)->wg, delta);
+    if (n >= 0)
+        persist_wg_set(o, n);
+    persist_unlock(o);
     if (n < 0)
         dreq_fail_rt(r, (int)n);
     else
         dreq_ok(r, json_pack("{s:I}", "count", (json_int_t)n));
-    obj_release(o);
+    obj_done(o);
 }
 
 void h_wg_add(dreq *r)
@@ -92,7 +120,7 @@ static void hwg_wait_go(dreq *r)
         dreq_ok(r, NULL);
     else
         dreq_fail_rt(r, rc);
-    obj_release(o);
+    obj_done(o);
 }
 
 void h_wg_wait(dreq *r)
@@ -106,14 +134,14 @@ void h_wg_wait(dreq *r)
     if (rc == RT_EAGAIN && r->dl != RT_POLL) {
         r->ctx = o;
         if (dreq_park(r, hwg_wait_go) != 0)
-            obj_release(o);
+            obj_done(o);
         return;
     }
     if (rc == 0)
         dreq_ok(r, NULL);
     else
         dreq_fail_rt(r, rc);
-    obj_release(o);
+    obj_done(o);
 }
 
 /* ------------------------------------------------------------------ */
@@ -127,10 +155,20 @@ typedef struct honce {
     pthread_mutex_t mu;       /* guards state and runner */
     int state;
     uint64_t runner;          /* session running it (0: detached) */
+    uint64_t run;             /* counts the turns, for the lease */
     rt_cond *cv;              /* waiters for the runner's end */
     json_t *value;            /* owned; set when state is ONCE_DONE, the
                                * durable state with state itself */
 } honce;
+
+/* A once.do turn taken with lease_ms: the once reopens when the turn is
+ * still running as it ends, as a lock's lease releases it. */
+typedef struct honce_lease {
+    _Atomic int refs;         /* the taker's and the timer's */
+    obj *o;                   /* retained */
+    uint64_t run;
+    rt_timer *t;
+} honce_lease;
 
 static _Atomic int honce_running; /* onces in ONCE_RUNNING, for the hook */
 
@@ -184,6 +222,39 @@ static void honce_info(obj *o, json_t *into)
     pthread_mutex_unlock(&h->mu);
 }
 
+static int honce_snap(obj *o, void *s)
+{
+    honce *h = (honce *)o;
+    eff_rec r = { .type = EFF_ONCE_DONE };
+
+    pthread_mutex_lock(&h->mu);
+    bool done = h->state == ONCE_DONE;
+    uint64_t lsn = atomic_load(&o->lsn);
+    char *text = done && h->value ? json_dumps(h->value, JSON_COMPACT |
+                                                             JSON_ENCODE_ANY)
+                                  : NULL;
+    pthread_mutex_unlock(&h->mu);
+    r.u.once.name = eff_s(o->name);
+    r.u.once.has_value = text != NULL;
+    r.u.once.value = eff_s(text ? text : "");
+    int rc = done ? persist_snap_emit(s, &r, lsn) : 0;
+    free(text);
+    return rc;
+}
+
+static bool honce_busy(obj *o)
+{
+    honce *h = (honce *)o;
+    bool busy;
+
+    pthread_mutex_lock(&h->mu);
+    busy = h->state == ONCE_RUNNING;
+    if (!busy)
+        atomic_store(&o->dropped, true);
+    pthread_mutex_unlock(&h->mu);
+    return busy;
+}
+
 static const obj_ops honce_ops = {
     .type = OBJ_ONCE,
     .name = "once",
@@ -191,7 +262,55 @@ static const obj_ops honce_ops = {
     .init = honce_init,
     .fini = honce_fini,
     .info = honce_info,
+    .snap = honce_snap,
+    .busy = honce_busy,
 };
+
+static void honce_lease_put(honce_lease *ls)
+{
+    if (atomic_fetch_sub(&ls->refs, 1) != 1)
+        return;
+    rt_timer_free(ls->t);
+    obj_release(ls->o);
+    free(ls);
+}
+
+static void honce_lease_fire(void *arg)
+{
+    honce_lease *ls = arg;
+    honce *h = (honce *)ls->o;
+
+    pthread_mutex_lock(&h->mu);
+    if (h->state == ONCE_RUNNING && h->run == ls->run) {
+        h->state = ONCE_IDLE;
+        h->runner = 0;
+        atomic_fetch_sub(&honce_running, 1);
+        rt_cond_signal(h->cv);
+        log_info("once \"%s\": lease of its runner expired", ls->o->name);
+    }
+    pthread_mutex_unlock(&h->mu);
+    honce_lease_put(ls);
+}
+
+/* Starts the lease of turn `run` of h (not under h->mu: the timer may
+ * fire at once).  Out of memory leaves the turn without one. */
+static void honce_lease_start(honce *h, uint64_t run, int64_t lease_ms)
+{
+    honce_lease *ls = calloc(1, sizeof *ls);
+
+    if (!ls)
+        return;
+    ls->refs = 2;
+    ls->o = obj_retain(&h->o);
+    ls->run = run;
+    ls->t = rt_after_func(lease_ms * 1000000, honce_lease_fire, ls);
+    if (!ls->t) {
+        obj_release(ls->o);
+        free(ls);
+        return;
+    }
+    honce_lease_put(ls);
+}
 
 /* Decides for r under h->mu: returns 1 (answer run:true), 0 (answer
  * run:false, with a new reference to the once's value in *value) or -1
@@ -205,15 +324,21 @@ static int honce_try_locked(honce *h, dreq *r, json_t **value)
     if (h->state == ONCE_IDLE) {
         h->state = ONCE_RUNNING;
         h->runner = dreq_sid(r);
+        h->run++;
         atomic_fetch_add(&honce_running, 1);
         return 1;
     }
     return -1;
 }
 
-/* Answers r: run:true, or run:false with value (stolen). */
-static void honce_answer(dreq *r, int run, json_t *value)
+/* Answers r: run:true (a turn taken with lease_ms starts its lease
+ * first), or run:false with value (stolen). */
+static void honce_answer(dreq *r, int run, uint64_t turn, json_t *value)
 {
+    int64_t lease_ms = dreq_int(r, "lease_ms", 0);
+
+    if (run && lease_ms > 0)
+        honce_lease_start((honce *)r->ctx, turn, lease_ms);
     if (run)
         dreq_ok(r, json_pack("{s:b}", "run", 1));
     else
@@ -227,6 +352,7 @@ static void honce_wait_go(dreq *r)
     honce *h = (honce *)o;
     json_t *value = NULL;
     int rc = 0, got;
+    uint64_t turn;
 
     dreq_wait_begin(r, o, "sync.Once.Do");
     pthread_mutex_lock(&h->mu);
@@ -242,10 +368,11 @@ static void honce_wait_go(dreq *r)
         atomic_fetch_sub(&honce_running, 1);
         rt_cond_signal(h->cv);
     }
+    turn = h->run;
     pthread_mutex_unlock(&h->mu);
     dreq_wait_end(r);
     if (got >= 0)
-        honce_answer(r, got, value);
+        honce_answer(r, got, turn, value);
     else
         dreq_fail_rt(r, rc);
     obj_release(o);
@@ -257,14 +384,16 @@ void h_once_do(dreq *r)
     honce *h = (honce *)o;
     json_t *value = NULL;
     int got;
+    uint64_t turn;
 
     if (!o)
         return;
     pthread_mutex_lock(&h->mu);
     got = honce_try_locked(h, r, &value);
+    turn = h->run;
     pthread_mutex_unlock(&h->mu);
+    r->ctx = o;
     if (got < 0 && r->dl != RT_POLL) {
-        r->ctx = o;
         if (dreq_park(r, honce_wait_go) != 0)
             obj_release(o);
         return;
@@ -272,12 +401,14 @@ void h_once_do(dreq *r)
     if (got < 0)
         dreq_fail(r, PROTO_R_TIMEOUT, "timeout");
     else
-        honce_answer(r, got, value);
+        honce_answer(r, got, turn, value);
     obj_release(o);
 }
 
 void h_once_done(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     obj *o = dreq_obj(r, dreq_str(r, "name"), &honce_ops, true);
     honce *h = (honce *)o;
     json_t *value;
@@ -290,6 +421,7 @@ void h_once_done(dreq *r)
         h->state = ONCE_DONE;
         json_decref(h->value);
         h->value = value ? json_incref(value) : json_null();
+        persist_once_done(o, h->value);
         atomic_fetch_sub(&honce_running, 1);
         rt_cond_broadcast(h->cv);
         pthread_mutex_unlock(&h->mu);
@@ -350,8 +482,10 @@ static int hpool_init(obj *o, dreq *r)
     return ((hpool *)o)->p ? 0 : -1;
 }
 
+/* Pool values are charged to max_memory's count while pooled. */
 static void hpool_dtor(void *v)
 {
+    mem_sub(mem_json_cost(v));
     json_decref(v);
 }
 
@@ -374,6 +508,7 @@ void h_pool_put(dreq *r)
 
     if (!o)
         return;
+    mem_add(mem_json_cost(dreq_param(r, "value")));
     rt_pool_put(((hpool *)o)->p, json_incref(dreq_param(r, "value")));
     dreq_ok(r, NULL);
     obj_release(o);
@@ -388,8 +523,45 @@ void h_pool_get(dreq *r)
         return;
     v = rt_pool_get(((hpool *)o)->p);
     if (v)
+        mem_sub(mem_json_cost(v));
+    if (v)
         dreq_ok(r, json_pack("{s:o, s:b}", "value", v, "ok", 1));
     else
         dreq_ok(r, json_pack("{s:n, s:b}", "value", "ok", 0));
     obj_release(o);
+}
+
+/* ------------------------------------------------------------------ */
+/* Recovery's builders (persist.h)                                    */
+/* ------------------------------------------------------------------ */
+
+int hwg__restore(const char *name, int64_t v)
+{
+    reg_found f;
+    dreq r = { 0 };
+
+    if (reg_lookup(name, &hwg_ops, true, &r, &f) != REG_OK)
+        return 0;
+    rt_wg *wg = ((hwg *)f.o)->wg;
+    int64_t n = rt_wg_add(wg, v - rt_wg_count(wg));
+    obj_release(f.o);
+    return n < 0 ? -1 : 0;
+}
+
+int honce__restore(const char *name, const char *v, size_t vn)
+{
+    reg_found f;
+    dreq r = { 0 };
+
+    if (reg_lookup(name, &honce_ops, true, &r, &f) != REG_OK)
+        return 0;
+    honce *h = (honce *)f.o;
+    json_t *j = v ? json_loadb(v, vn, JSON_DECODE_ANY, NULL) : json_null();
+    pthread_mutex_lock(&h->mu);
+    h->state = ONCE_DONE;
+    json_decref(h->value);
+    h->value = j ? j : json_null();
+    pthread_mutex_unlock(&h->mu);
+    obj_release(f.o);
+    return 0;
 }

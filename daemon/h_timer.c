@@ -34,7 +34,11 @@ struct htimer {
     json_t *request;         /* afterfunc's request (owned) */
     char *afname;            /* afterfunc's object name */
     harm *cur;               /* the pending arming, or NULL */
+    int64_t mem;             /* charged to max_memory's count */
 };
+
+/* Timers in existence, against max_timers. */
+static _Atomic int htimer_count;
 
 typedef struct hafter {
     obj o;
@@ -47,6 +51,8 @@ static void htimer_put(htimer *ht)
         return;
     if (ht->c)
         rt_chan_release(ht->c);
+    mem_sub(ht->mem);
+    atomic_fetch_sub(&htimer_count, 1);
     json_decref(ht->request);
     free(ht->afname);
     pthread_mutex_destroy(&ht->mu);
@@ -61,6 +67,13 @@ static int64_t htimer_unix_ms(void)
 }
 
 static void htimer_fire(void *arg);
+
+/* The timer whose firing holds its mu on this thread, during the send:
+ * the send may complete a receive whose request held the last reference
+ * to the (dropped) channel object, whose fini (htimer_fini) then runs
+ * here, under the same mu.  The send never blocks (RT_POLL), so the
+ * goroutine stays on this thread meanwhile. */
+static __thread htimer *htimer_firing;
 
 /* Arms ht for ns from now (ht->mu held).  Returns 0 or -1. */
 static int htimer_arm(htimer *ht, int64_t ns)
@@ -120,10 +133,14 @@ static void htimer_fire(void *arg)
     if (ht->cur == a && !ht->stopped) {
         ht->cur = NULL;
         hval v;
+        htimer_firing = ht;
         if (ht->c && hval_from_int(htimer_unix_ms(), &v) == 0 &&
             rt_chan_send(ht->c, &v, RT_POLL) != 0)
             hval_free(v); /* full (a slow ticker reader) or closed */
-        if (ht->period_ns > 0) {
+        htimer_firing = NULL;
+        if (ht->stopped) {
+            /* Its owner let go during the send (see htimer_firing). */
+        } else if (ht->period_ns > 0) {
             if (htimer_arm(ht, ht->period_ns) != 0)
                 log_error("ticker: cannot re-arm (out of memory)");
         } else if (ht->request) {
@@ -152,12 +169,15 @@ static void htimer_fire(void *arg)
 static void htimer_fini(void *arg)
 {
     htimer *ht = arg;
+    bool nested = htimer_firing == ht; /* mu is already ours */
 
-    pthread_mutex_lock(&ht->mu);
+    if (!nested)
+        pthread_mutex_lock(&ht->mu);
     ht->stopped = true;
     htimer_disarm(ht);
-    pthread_mutex_unlock(&ht->mu);
-    htimer_put(ht);
+    if (!nested)
+        pthread_mutex_unlock(&ht->mu);
+    htimer_put(ht); /* never the last: the firing holds one */
 }
 
 static htimer *htimer_new(rt_chan *c, int64_t period_ns)
@@ -169,6 +189,9 @@ static htimer *htimer_new(rt_chan *c, int64_t period_ns)
     ht->refs = 1;
     pthread_mutex_init(&ht->mu, NULL);
     ht->period_ns = period_ns;
+    ht->mem = (int64_t)sizeof *ht + 256; /* and its arming's records */
+    mem_add(ht->mem);
+    atomic_fetch_add(&htimer_count, 1);
     if (c)
         ht->c = rt_chan_retain(c);
     return ht;
@@ -177,6 +200,18 @@ static htimer *htimer_new(rt_chan *c, int64_t period_ns)
 /* ------------------------------------------------------------------ */
 /* Methods                                                            */
 /* ------------------------------------------------------------------ */
+
+/* Refuses a new timer past max_timers (answers r).  Returns true when
+ * it may be made. */
+static bool htimer_admit(dreq *r)
+{
+    if (atomic_load(&htimer_count) < srv_conf.max_timers)
+        return true;
+    dreq_fail(r, PROTO_R_LIMIT,
+              "max_timers reached: %d timers exist (stop some, or raise "
+              "max_timers)", srv_conf.max_timers);
+    return false;
+}
 
 static void htimer_chan(dreq *r, bool ticker)
 {
@@ -189,6 +224,14 @@ static void htimer_chan(dreq *r, bool ticker)
         dreq_fail(r, PROTO_R_MISUSE, "%s", rt_strerror(RT_ENONPOSTICK));
         return;
     }
+    if (ticker && ms < srv_conf.min_ticker_ms) {
+        dreq_fail(r, PROTO_R_LIMIT,
+                  "min_ticker_ms is %d: a ticker of %lld ms would cost a "
+                  "core for nothing", srv_conf.min_ticker_ms, (long long)ms);
+        return;
+    }
+    if (!htimer_admit(r))
+        return;
     o = hchan_make_for_timer(r, dreq_str(r, "name"), 1);
     if (!o)
         return;
@@ -250,6 +293,8 @@ void h_timer_afterfunc(dreq *r)
         dreq_fail_params(r, NULL, "%s", err.message);
         return;
     }
+    if (!htimer_admit(r))
+        return;
     reg_unique_name("afterfunc", name, sizeof name);
     ht = htimer_new(NULL, 0);
     if (!ht) {
@@ -257,6 +302,11 @@ void h_timer_afterfunc(dreq *r)
         return;
     }
     ht->request = json_deep_copy(req); /* outlives the request line */
+    if (ht->request) {
+        int64_t cost = mem_json_cost(ht->request);
+        ht->mem += cost;
+        mem_add(cost);
+    }
     ht->afname = strdup(name);
     o = dreq_obj_make(r, name, &hafter_ops, &created);
     if (!o) {

@@ -52,10 +52,21 @@ void hold_token_floor(uint64_t floor);
  * lease_ms (0: none); *owner_dead
  * says whether the last holder died holding it (and is then cleared).
  * Returns the hold (owned by l; valid only under hold_lock() once it has
- * returned), or NULL when out of memory or tokens: the runtime lock is
- * then given back. */
+ * returned), or NULL when out of memory or tokens, or l was dropped
+ * (l->o.dropped): the runtime lock is then given back. */
 hhold *hold_add(hlock *l, uint64_t sid, bool write, int64_t lease_ms,
                 bool *owner_dead, uint64_t *token);
+/* Returns h's lease in ms, 0: none (hold_lock() held). */
+int64_t hold_lease_ms(const hhold *h);
+/* The busy op of mutexes and rwmutexes (obj_ops.busy): returns true while
+ * a hold exists, else marks the lock dropped (hold_add then refuses it). */
+bool hold_busy(obj *o);
+/* The idle op of mutexes and rwmutexes: no hold, no owner_dead to tell. */
+bool hold_idle(obj *o);
+/* Sets the lease of l's hold with token to lease_ms from now (a hold
+ * without one gets one).  Returns 0, -1 when token holds nothing on l (or
+ * its lease has just expired), -2 when out of memory. */
+int hold_renew(hlock *l, uint64_t token, int64_t lease_ms);
 /* Removes hold h from its lock and frees it (hold_lock() held).
  * owner_dead: the next holder is told.  unlock: also unlocks the runtime
  * lock (false in cond.wait, where rt_cond_wait unlocks it). */
@@ -82,6 +93,17 @@ int hold_wait_begin(hlock *l, uint64_t sid, hwait **w, char *msg, size_t msglen,
 void hold_wait_end(hwait *w);
 /* The info op of mutexes and rwmutexes: holders, locked, token. */
 void hold_info(obj *o, json_t *into);
+/* Durability (persist.c): rebuilds a leased hold of l with its token,
+ * taking the runtime lock now, with the lease ending at end_ms on the wall
+ * clock (overdue: at once after the start).  Returns 0 (also when the
+ * lock is taken already: skipped) or -1 (memory). */
+int hold_restore(hlock *l, bool write, uint64_t token, int64_t end_ms);
+/* Drops l's hold with token, if any (a logged release). */
+void hold_restore_release(hlock *l, uint64_t token);
+/* obj_ops.snap of mutexes and rwmutexes: their leased holds (the first
+ * 64; a lock has more only with readers, each their own lease). */
+int hold_snap(obj *o, void *s);
+
 /* Releases the holds of session sid, an ended one, except leases; the
  * next holder of each is told owner_dead. */
 void hold_end_session(uint64_t sid);

@@ -5,10 +5,21 @@
  */
 #include "hval.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "jfast.h"
+
+/* Bytes in blobs (with malloc's overhead, roughly), for mem.c: channel
+ * values are the largest thing clients make the daemon hold. */
+static _Atomic int64_t hval_held;
+#define HVAL_COST(n) ((int64_t)(n) + (int64_t)sizeof(size_t) + 16)
+
+int64_t hval_bytes(void)
+{
+    return atomic_load_explicit(&hval_held, memory_order_relaxed);
+}
 
 /* Bytes a short string may hold to be written as it is: printable ASCII
  * but '"' and '\\' (jansson escapes the rest, or they are UTF-8, which
@@ -39,6 +50,7 @@ int hval_from_text(const char *s, size_t n, hval *out)
     *blob = n;
     memcpy(blob + 1, s, n);
     out->p = (uintptr_t)blob;
+    atomic_fetch_add_explicit(&hval_held, HVAL_COST(n), memory_order_relaxed);
     return 0;
 }
 
@@ -105,6 +117,7 @@ int hval_from_json(const json_t *v, hval *out)
     }
     memcpy(b.p, &n, sizeof n);
     out->p = (uintptr_t)b.p;
+    atomic_fetch_add_explicit(&hval_held, HVAL_COST(n), memory_order_relaxed);
     return 0;
 }
 
@@ -141,6 +154,10 @@ json_type hval_type(const hval *v)
 
 void hval_free(hval v)
 {
-    if (!(v.p & 1))
-        free((void *)v.p);
+    if (v.p & 1)
+        return;
+    if (v.p)
+        atomic_fetch_sub_explicit(&hval_held, HVAL_COST(*(size_t *)v.p),
+                                  memory_order_relaxed);
+    free((void *)v.p);
 }

@@ -59,6 +59,8 @@ static inline const char *hval_text(const hval *v, size_t *n)
 json_t *hval_json(const hval *v);
 /* Returns the JSON type of *v's value (from its first byte). */
 json_type hval_type(const hval *v);
+/* Returns the bytes held in hval blobs now (for max_memory's count). */
+int64_t hval_bytes(void);
 /* Frees v's blob, if it has one. */
 void hval_free(hval v);
 

@@ -26,6 +26,7 @@ static void dreq_park_go(void *arg)
         rt_cancel_attach(sess_cancel(s));
     }
     p.fn(p.r); /* finishes (frees) r */
+    mem_sub(MEM_PARK_COST);
     if (s) {
         rt_cancel_attach(NULL);
         sess_parked(s, -1);
@@ -41,6 +42,12 @@ int dreq_park(dreq *r, disp_handler fn)
         fn(r);
         return 0;
     }
+    if (rt_num_goroutine() >= srv_conf.max_goroutines) {
+        dreq_fail(r, PROTO_R_LIMIT,
+                  "max_goroutines reached: %d goroutines (raise "
+                  "max_goroutines, or wait less)", rt_num_goroutine());
+        return -1;
+    }
     dreq__keep_params(r);
     p = malloc(sizeof *p);
     if (!p) {
@@ -51,7 +58,9 @@ int dreq_park(dreq *r, disp_handler fn)
     p->fn = fn;
     if (r->s)
         sess_parked(r->s, 1);
+    mem_add(MEM_PARK_COST);
     if (rt_go(dreq_park_go, p) != 0) {
+        mem_sub(MEM_PARK_COST);
         if (r->s)
             sess_parked(r->s, -1);
         free(p);
@@ -109,6 +118,7 @@ rt_cancel *dreq_await_begin(dreq *r, obj *o, const char *reason)
 {
     dreq__keep_params(r);
     sess_parked(r->s, 1);
+    mem_add(MEM_AWAIT_COST);
     /* goid 0: queued in the runtime as it returns, so counted at once */
     dreq_wait_link(r, o, reason, 0);
     return sess_cancel(r->s);
@@ -117,6 +127,7 @@ rt_cancel *dreq_await_begin(dreq *r, obj *o, const char *reason)
 void dreq_await_end(dreq *r)
 {
     dreq_wait_end(r);
+    mem_sub(MEM_AWAIT_COST);
     sess_parked(r->s, -1);
 }
 

@@ -16,6 +16,7 @@
  * lookup into a walk of a long chain (99k names made one 3.4 ms).
  */
 #include "daemon.h"
+#include "persist.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -216,8 +217,17 @@ int reg_drop(const char *name)
     for (pp = &reg_tab[h]; *pp; pp = &(*pp)->hnext)
         if (strcmp((*pp)->name, name) == 0) {
             o = *pp;
+            /* Asked under reg_mu, so that nobody finds it by name in
+             * between; the family's lock orders it against its takers. */
+            if (o->ops->busy && o->ops->busy(o)) {
+                pthread_mutex_unlock(&reg_mu);
+                return REG_EBUSY;
+            }
             *pp = o->hnext;
             o->hnext = NULL;
+            /* Logged under the registry's lock: before any make of a
+             * new object of that name. */
+            persist_drop(o);
             break;
         }
     pthread_mutex_unlock(&reg_mu);
@@ -229,6 +239,38 @@ int reg_drop(const char *name)
         o->ops->drop(o);
     obj_release(o);
     return 0;
+}
+
+void obj_done(obj *o)
+{
+    bool out = false;
+
+    /* Cheap tests first: most calls find the object in use or non-zero.
+     * refs == 2 is the table's and the caller's: under reg_mu nobody can
+     * take a new one (lookups retain under it), so nobody waits on it,
+     * holds it or is about to use it. */
+    if (o->ops->idle && !atomic_load(&o->dropped) &&
+        atomic_load(&o->refs) == 2) {
+        uint32_t h = reg_hash(o->name);
+        pthread_mutex_lock(&reg_mu);
+        if (!atomic_load(&o->dropped) && atomic_load(&o->refs) == 2 &&
+            o->ops->idle(o)) {
+            for (obj **pp = &reg_tab[h]; *pp; pp = &(*pp)->hnext)
+                if (*pp == o) {
+                    *pp = o->hnext;
+                    o->hnext = NULL;
+                    out = true;
+                    break;
+                }
+        }
+        pthread_mutex_unlock(&reg_mu);
+    }
+    if (out) {
+        atomic_store(&o->dropped, true);
+        atomic_fetch_sub(&srv_stat.objects, 1);
+        obj_release(o); /* the table's reference */
+    }
+    obj_release(o);
 }
 
 void reg_foreach(const char *prefix, void (*fn)(obj *o, void *arg),
@@ -261,6 +303,57 @@ out_unlock:
         obj_release(v[i]);
     }
     free(v);
+}
+
+uint64_t reg_scan(const char *prefix, uint64_t cursor, size_t limit,
+                  void (*fn)(obj *o, void *arg), void *arg)
+{
+    size_t n = 0, seen = 0, plen = prefix ? strlen(prefix) : 0;
+    size_t cap = limit ? limit : 1;
+    obj **v = malloc(cap * sizeof *v);
+    uint32_t b = (uint32_t)cursor;
+
+    if (!v || cursor >= REG_BUCKETS)
+        goto out;
+    /* Whole buckets, so that a cursor (a bucket index: the table never
+     * resizes and its key is fixed) neither repeats nor misses an object
+     * that stays for the whole walk.  A page stops before the bucket that
+     * would take it past limit (only a first bucket longer than limit,
+     * which the keyed hash makes all but impossible, passes it), and after
+     * 16 * limit names examined (a prefix that matches little must not
+     * walk 100k names at once). */
+    pthread_mutex_lock(&reg_mu);
+    for (; b < REG_BUCKETS; b++) {
+        size_t chain = 0, match = 0;
+        for (obj *o = reg_tab[b]; o; o = o->hnext, chain++)
+            if (!plen || strncmp(o->name, prefix, plen) == 0)
+                match++;
+        if (n + match > limit && n > 0)
+            break;
+        if (n + match > cap) { /* one bucket past limit: still whole */
+            obj **nv = realloc(v, (n + match) * sizeof *v);
+            if (!nv)
+                break;
+            v = nv;
+            cap = n + match;
+        }
+        for (obj *o = reg_tab[b]; o; o = o->hnext)
+            if (!plen || strncmp(o->name, prefix, plen) == 0)
+                v[n++] = obj_retain(o);
+        seen += chain;
+        if (seen >= 16 * limit) {
+            b++;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&reg_mu);
+    for (size_t i = 0; i < n; i++) {
+        fn(v[i], arg);
+        obj_release(v[i]);
+    }
+out:
+    free(v);
+    return b < REG_BUCKETS ? b : 0;
 }
 
 void reg_unique_name(const char *prefix, char *buf, size_t len)

@@ -35,6 +35,7 @@ struct srv_io {
     sess *sessions;
     sess *whead, *wtail;     /* sessions with answers to write */
     struct event *ev_wflush; /* writes them (sess__wflush_cb) */
+    struct event *ev_durable; /* the log synced: release held answers */
     char rbuf[16384];        /* reads while a session's input is empty */
     sess_local local;        /* dispatch's scratch (sess_local_get) */
 };
@@ -65,6 +66,10 @@ struct sess {
     struct event *ev_more;  /* more input after a fair share */
     struct event *ev_read;  /* the socket is readable (sess__recv_cb) */
     struct event *ev_kill;  /* hard close if a graceful one stalls */
+    struct event *ev_hb;    /* heartbeat check (hello's heartbeat_ms) */
+    int64_t hb_ms;          /* 0: no heartbeat asked for */
+    int64_t last_in_ms;     /* when input last arrived (with hb_ms) */
+    int64_t mem_charged;    /* its buffers' bytes, as charged (mem.c) */
     sess *prev, *next;
     bool ended;         /* sess__end ran */
     bool batching;      /* in sess_process: sess_push follows */
@@ -78,6 +83,13 @@ struct sess {
     gback *phead, *ptail;
     _Atomic size_t outq; /* bytes in the output buffer, for the
                           * drain and stats on other threads */
+    /* fsync = always: answers held in the output until the log is
+     * synced up to the LSN read when they were added (persist.h): marks
+     * [ghead, gn) of ([start, end) in out_added, lsn), oldest first. */
+    struct sess_gmark {
+        uint64_t start, end, lsn;
+    } *gmarks;
+    size_t ghead, gn, gcap;
     /* Identity (security.c).  users: the users table the session was
      * opened or authenticated with (a reference; NULL: no users are
      * configured and everything is allowed); user: borrowed from it, NULL
@@ -167,6 +179,9 @@ size_t sess__outq(sess *s);
 /* The event callback of io->ev_wflush: writes the answers of the sessions
  * on io's write list (see sess_push_later). */
 void sess__wflush_cb(evutil_socket_t fd, short what, void *arg);
+/* The event callback of io->ev_durable: pushes the sessions whose
+ * answers wait for the log (fsync = always). */
+void sess__durable_cb(evutil_socket_t fd, short what, void *arg);
 /* Ends the session: no more answers, every wait cancelled, holds released
  * (disp_session_end), queued values given back.  graceful: the bytes
  * already in the socket buffer are still sent before the close. */
@@ -174,6 +189,11 @@ void sess__end(sess *s, bool graceful);
 /* Frees the connection side of s: its socket, events and unsent values
  * (given back).  I/O thread of s. */
 void sess__close_conn(sess *s);
+/* Charges s's input and output buffers to max_memory's count as they are
+ * now (released when the connection closes).  I/O thread of s. */
+void sess__mem_sync(sess *s);
+/* Milliseconds on the monotonic clock (the heartbeat's). */
+int64_t sess__now_ms(void);
 /* Answers a framing-level error (id null) and ends the session. */
 void sess__fail_close(sess *s, proto_reason reason, const char *msg);
 /* Writes s's answers once every session made ready by this loop turn has

@@ -165,6 +165,11 @@ static int svc_apply(conf *cur, const conf *nw)
     SVC_NUM(max_select, "max-select", "%d", int);
     SVC_NUM(fair_batch, "fair-batch", "%d", int);
     SVC_NUM(shutdown_grace_ms, "shutdown-grace-ms", "%d", int);
+    SVC_NUM(tcp_keepalive, "tcp-keepalive", "%d", int);
+    SVC_NUM(max_memory, "max-memory", "%zu", size_t);
+    SVC_NUM(max_goroutines, "max-goroutines", "%d", int);
+    SVC_NUM(max_timers, "max-timers", "%d", int);
+    SVC_NUM(min_ticker_ms, "min-ticker-ms", "%d", int);
     SVC_FIXED_STR(bind, "bind");
     SVC_FIXED_INT(port, "port");
     SVC_FIXED_INT(io_threads, "io-threads");

@@ -15,6 +15,7 @@
  * (gback_run).
  */
 #include "server.h"
+#include "persist.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -141,6 +143,7 @@ void sess_release(sess *s)
     sec__sess_free(s);
     rt_cancel_free(s->cancel);
     pthread_mutex_destroy(&s->mu);
+    free(s->gmarks);
     free(s);
 }
 
@@ -152,6 +155,19 @@ void sess_parked(sess *s, int delta)
 /* Frees the give-back records of answers whose last byte has left the
  * output buffer for the socket: those values were handed over.  I/O
  * thread. */
+void sess__mem_sync(sess *s)
+{
+    int64_t now = 0;
+
+    if (s->bev)
+        now = (int64_t)(evbuffer_get_length(bufferevent_get_output(s->bev)) +
+                        evbuffer_get_length(bufferevent_get_input(s->bev)));
+    if (now != s->mem_charged) {
+        mem_add(now - s->mem_charged);
+        s->mem_charged = now;
+    }
+}
+
 static void sess_settle(sess *s)
 {
     uint64_t drained;
@@ -162,6 +178,7 @@ static void sess_settle(sess *s)
                   (s->tls_stage ? evbuffer_get_length(s->tls_stage) : 0);
 
     atomic_store_explicit(&s->outq, left, memory_order_relaxed);
+    sess__mem_sync(s);
     drained = s->out_added - left;
     while (s->phead && s->phead->end <= drained) {
         gback *g = s->phead;
@@ -200,6 +217,56 @@ static void sess_giveback_pending(sess *s)
     s->phead = s->ptail = NULL;
 }
 
+/* fsync = always: marks the len bytes just added to the output as held
+ * until the log is durable up to the LSN appended now (which covers every
+ * effect the answer could reveal).  Returns false when out of memory. */
+static bool sess_gate_mark(sess *s, size_t len)
+{
+    uint64_t lsn = persist_gate_lsn();
+
+    if (lsn <= persist_durable_lsn())
+        return true; /* nothing to hold (earlier marks still order it) */
+    if (s->gn > s->ghead && s->gmarks[s->gn - 1].lsn >= lsn) {
+        s->gmarks[s->gn - 1].end = s->out_added;
+        return true;
+    }
+    if (s->gn == s->gcap) {
+        if (s->ghead > 0) {
+            memmove(s->gmarks, s->gmarks + s->ghead,
+                    (s->gn - s->ghead) * sizeof *s->gmarks);
+            s->gn -= s->ghead;
+            s->ghead = 0;
+        } else {
+            size_t cap = s->gcap ? s->gcap * 2 : 16;
+            void *p = realloc(s->gmarks, cap * sizeof *s->gmarks);
+            if (!p)
+                return false;
+            s->gmarks = p;
+            s->gcap = cap;
+        }
+    }
+    s->gmarks[s->gn++] =
+        (struct sess_gmark){ s->out_added - len, s->out_added, lsn };
+    return true;
+}
+
+/* Returns how many of the buffered bytes of s's output may leave now:
+ * those before the first answer whose effects are not yet durable. */
+static size_t sess_gate_allowed(sess *s, size_t buffered)
+{
+    uint64_t durable = persist_durable_lsn();
+    uint64_t first = s->out_added - buffered;
+
+    while (s->ghead < s->gn && s->gmarks[s->ghead].lsn <= durable)
+        s->ghead++;
+    if (s->ghead == s->gn) {
+        s->ghead = s->gn = 0;
+        return buffered;
+    }
+    uint64_t held = s->gmarks[s->ghead].start;
+    return held > first ? (size_t)(held - first) : 0;
+}
+
 /* Writes line to the session's socket buffer and checks the output cap.
  * I/O thread.  Returns false when the session was ended for it. */
 static bool sess_write(sess *s, const char *line, size_t len)
@@ -213,10 +280,18 @@ static bool sess_write(sess *s, const char *line, size_t len)
         return false;
     }
     s->out_added += len;
+    if (persist__gate && !sess_gate_mark(s, len)) {
+        sess__end(s, false);
+        return false;
+    }
+    if (!s->tls_stage && s->ghead < s->gn &&
+        (bufferevent_get_enabled(s->bev) & EV_WRITE))
+        bufferevent_disable(s->bev, EV_WRITE); /* see sess_push */
     queued = evbuffer_get_length(out);
     if (s->tls_stage)
         queued += evbuffer_get_length(bufferevent_get_output(s->bev));
     atomic_store_explicit(&s->outq, queued, memory_order_relaxed);
+    sess__mem_sync(s);
     srv_count_bytes_out(len);
     if (queued > srv_conf.max_outbuf) {
         log_warn("session %llu: output buffer over %zu bytes (client not "
@@ -246,23 +321,49 @@ static void sess_push(sess *s)
         /* TLS: the bufferevent encrypts and writes whatever reaches its
          * output at once, one record and one write(2) per addition; this
          * turn's answers gathered in tls_stage, and they go in one move
-         * (a record per chunk, not per answer). */
-        if (evbuffer_get_length(s->tls_stage) > 0)
+         * (a record per chunk, not per answer).  Under fsync=always only
+         * the part whose effects are on disk. */
+        size_t staged = evbuffer_get_length(s->tls_stage), ok = staged;
+        if (staged > 0 && persist__gate)
+            ok = sess_gate_allowed(s, staged);
+        if (ok == staged && staged > 0)
             evbuffer_add_buffer(out, s->tls_stage);
+        else if (ok > 0)
+            evbuffer_remove_buffer(s->tls_stage, out, ok);
         return;
     }
-    if (evbuffer_get_length(out) == 0)
+    size_t len = evbuffer_get_length(out), allowed = len;
+    if (len == 0)
         return;
+    if (persist__gate && (allowed = sess_gate_allowed(s, len)) == 0)
+        return; /* held: sess__durable_cb pushes again */
     if (!(bufferevent_get_enabled(s->bev) & EV_WRITE)) {
         /* A socket bufferevent keeps its output's start frozen outside
          * its own write callback. */
         evbuffer_unfreeze(out, 1);
-        evbuffer_write(out, bufferevent_getfd(s->bev));
+        evbuffer_write_atmost(out, bufferevent_getfd(s->bev),
+                              (ev_ssize_t)allowed);
         evbuffer_freeze(out, 1);
         sess_settle(s);
     }
-    if (evbuffer_get_length(out) > 0)
+    /* The bufferevent writes all it has: only once nothing is held. */
+    if (evbuffer_get_length(out) > 0 && s->ghead == s->gn)
         bufferevent_enable(s->bev, EV_WRITE);
+}
+
+static bool sess_push_held(sess *s, void *arg)
+{
+    (void)arg;
+    if (!s->ended && s->ghead < s->gn)
+        sess__push_later(s);
+    return true;
+}
+
+void sess__durable_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sess__each(arg, sess_push_held, NULL);
 }
 
 /* Writes s's answers once every session made ready by this loop turn has
@@ -298,6 +399,9 @@ void sess__wflush_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
 
+    /* The end of a loop turn: one write (and under always one fdatasync)
+     * for every effect of the turn (group commit). */
+    persist_flush();
     io->whead = io->wtail = NULL;
     while (s) {
         sess *next = s->wnext;
@@ -461,12 +565,16 @@ void sess__close_conn(sess *s)
     s->tls_stage = NULL;
     s->bev = NULL;
     atomic_store(&s->outq, 0);
+    sess__mem_sync(s); /* releases all */
     event_free(s->ev_flush);
     event_free(s->ev_more);
     if (s->ev_read)
         event_free(s->ev_read);
     if (s->ev_kill)
         event_free(s->ev_kill);
+    if (s->ev_hb)
+        event_free(s->ev_hb);
+    s->ev_hb = NULL;
     sec__sess_close(s);
     sess_unlink(s);
     log_info("session %llu closed", (unsigned long long)s->id);
@@ -478,6 +586,85 @@ static void sess_kill_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sess__close_conn(arg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Liveness: TCP keepalive, heartbeat                                  */
+/* ------------------------------------------------------------------ */
+
+int64_t sess__now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Keepalive probes after tcp_keepalive idle seconds, a third of that
+ * apart, three of them; and the same bound (TCP_USER_TIMEOUT) on data
+ * left unacknowledged, so that a peer whose host vanished is noticed
+ * whether we were sending to it or not.  The default 30 s finds it within
+ * a minute, where the kernel's defaults take 2 h 11 min. */
+static void sess_keepalive(evutil_socket_t fd)
+{
+    int idle = srv_conf.tcp_keepalive, one = 1, cnt = 3, intvl;
+    unsigned user_ms;
+
+    if (idle <= 0)
+        return;
+    intvl = idle / 3 > 0 ? idle / 3 : 1;
+    user_ms = (unsigned)(idle + cnt * intvl) * 1000u;
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) != 0)
+        return; /* not TCP (a test's socketpair): nothing to tune */
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof user_ms);
+}
+
+static void sess_hb_cb(evutil_socket_t fd, short what, void *arg)
+{
+    sess *s = arg;
+    int64_t idle = sess__now_ms() - s->last_in_ms;
+    (void)fd;
+    (void)what;
+
+    if (s->ended || !s->hb_ms)
+        return;
+    if (idle >= s->hb_ms) {
+        log_info("session %llu: nothing received for %lld ms (heartbeat_ms "
+                 "%lld): ended",
+                 (unsigned long long)s->id, (long long)idle,
+                 (long long)s->hb_ms);
+        sess_retain(s);
+        sess__end(s, false);
+        sess_release(s);
+        return;
+    }
+    {
+        int64_t left = s->hb_ms - idle;
+        struct timeval tv = { left / 1000, (left % 1000) * 1000 };
+        evtimer_add(s->ev_hb, &tv);
+    }
+}
+
+int sess_set_heartbeat(sess *s, int64_t ms)
+{
+    if (!s->ev_hb) {
+        if (!ms)
+            return 0;
+        s->ev_hb = evtimer_new(s->io->base, sess_hb_cb, s);
+        if (!s->ev_hb)
+            return -1;
+    }
+    s->hb_ms = ms;
+    s->last_in_ms = sess__now_ms();
+    if (!ms) {
+        evtimer_del(s->ev_hb);
+        return 0;
+    }
+    sess_hb_cb(-1, 0, s); /* arms it for ms from now */
+    return 0;
 }
 
 /* Ends the session: no more answers, every wait cancelled, holds released
@@ -497,6 +684,8 @@ void sess__end(sess *s, bool graceful)
     pthread_mutex_unlock(&s->mu);
     if (s->ev_read)
         event_del(s->ev_read); /* no more requests */
+    if (s->ev_hb)
+        evtimer_del(s->ev_hb);
     rt_cancel_fire(s->cancel);
     disp_session_end(s);
     while (q) {
@@ -567,8 +756,10 @@ int sess__open(srv_io *io, evutil_socket_t fd, const struct sockaddr *addr,
     s->io = io;
     s->kind = kind;
     s->id = atomic_fetch_add(&sess_next_id, 1);
-    if (kind != SESS_UNIX)
+    if (kind != SESS_UNIX) {
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        sess_keepalive(fd);
+    }
     if (kind == SESS_TLS) {
         /* The bufferevent reads and writes through OpenSSL: no raw
          * reads (ev_read) and no raw writes (sess_push). */

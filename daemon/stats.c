@@ -4,6 +4,7 @@
  * different ways.
  */
 #include "daemon.h"
+#include "persist.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -54,5 +55,8 @@ void stats_take(stats_snap *sn)
     sn->open_fds = stats_open_fds();
     sn->rss_bytes = stats_rss_bytes();
     sn->output_buffer_bytes = srv_output_bytes();
+    sn->memory_bytes = mem_used();
+    sn->max_memory = (int64_t)srv_conf.max_memory;
     sn->draining = srv_draining();
+    persist_stats(sn);
 }

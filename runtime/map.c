@@ -562,6 +562,88 @@ void rt_map_range(rt_map *m,
     }
 }
 
+/* Reverses the bits of a 32-bit word (the scan cursor's order). */
+static uint32_t map_rev32(uint32_t v)
+{
+    v = ((v >> 1) & 0x55555555u) | ((v & 0x55555555u) << 1);
+    v = ((v >> 2) & 0x33333333u) | ((v & 0x33333333u) << 2);
+    v = ((v >> 4) & 0x0f0f0f0fu) | ((v & 0x0f0f0f0fu) << 4);
+    v = ((v >> 8) & 0x00ff00ffu) | ((v & 0x00ff00ffu) << 8);
+    return (v >> 16) | (v << 16);
+}
+
+uint64_t rt_map_range_page(rt_map *m, uint64_t cursor, size_t limit,
+                           bool (*f)(const void *key, size_t klen, void *v,
+                                     void *arg),
+                           void *arg)
+{
+    /* The cursor is (shard << 32 | v), v walking a shard's buckets in
+     * reversed-bit order as Redis's SCAN does: a bucket array that doubles
+     * between pages splits bucket b into b and b + n, both still ahead of
+     * the cursor, so a key present for the whole walk is seen exactly
+     * once.  Whole buckets: a page stops before the bucket that would
+     * take it past limit (unless it is the page's first). */
+    uint32_t shard = (uint32_t)(cursor >> 32), v = (uint32_t)cursor;
+    size_t got = 0, cap = 0, n;
+    map_snap *snap = NULL;
+    bool go_on = true;
+
+    if (limit == 0)
+        limit = 1;
+    while (shard < MAP_SHARDS && got < limit && go_on) {
+        map_shard *sh = &m->shards[shard];
+        n = 0;
+        rt__lock_acquire(&sh->lock);
+        if (sh->nbuckets == 0) {
+            v = 0;
+        } else {
+            uint32_t mask = sh->nbuckets - 1;
+            do {
+                size_t chain = 0;
+                for (map_entry *e = sh->buckets[v & mask]; e; e = e->next)
+                    chain++;
+                if (got + n > 0 && got + n + chain > limit)
+                    break;
+                if (n + chain > cap) {
+                    size_t nc = (n + chain) * 2;
+                    map_snap *ns = realloc(snap, nc * sizeof *ns);
+                    if (!ns)
+                        break; /* out of memory: a shorter page */
+                    snap = ns;
+                    cap = nc;
+                }
+                for (map_entry *e = sh->buckets[v & mask]; e; e = e->next) {
+                    unsigned char *k = malloc(e->klen ? e->klen : 1);
+                    if (!k)
+                        continue;
+                    memcpy(k, e->key, e->klen);
+                    snap[n].v = map_retain(m, e->v);
+                    snap[n].klen = e->klen;
+                    snap[n].key = k;
+                    n++;
+                }
+                v |= ~mask;
+                v = map_rev32(v);
+                v++;
+                v = map_rev32(v);
+            } while (v != 0);
+        }
+        rt__lock_release(&sh->lock);
+        for (size_t j = 0; j < n; j++) {
+            if (go_on)
+                go_on = f(snap[j].key, snap[j].klen, snap[j].v, arg);
+            map_release(m, snap[j].v);
+            free(snap[j].key);
+        }
+        got += n;
+        if (v != 0)
+            break; /* the page is full (or memory ran short) */
+        shard++;
+    }
+    free(snap);
+    return shard < MAP_SHARDS ? (uint64_t)shard << 32 | v : 0;
+}
+
 size_t rt_map_len(rt_map *m)
 {
     int64_t n = atomic_load(&m->len);

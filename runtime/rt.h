@@ -238,6 +238,24 @@ RT_API size_t rt_chan_len(rt_chan *c);
 RT_API size_t rt_chan_cap(rt_chan *c);
 RT_API bool rt_chan_closed(rt_chan *c);
 
+/* A channel's observer: told, with the channel's lock held and in the
+ * order they happen, of each element entering the buffer's tail (PUT),
+ * leaving its head (GET; elem is the element) and of the close.  A
+ * hand-off from a sender to a receiver changes no state and is not told.
+ * It must be quick and must not call back into c.  (The daemon's
+ * durability log records these as effects, in the buffer's own order.) */
+typedef enum { RT_CHAN_PUT = 1, RT_CHAN_GET, RT_CHAN_CLOSE } rt_chan_event;
+typedef void (*rt_chan_observer)(void *arg, rt_chan_event ev,
+                                 const void *elem);
+/* Sets c's observer (fn NULL: none). */
+RT_API void rt_chan_observe(rt_chan *c, rt_chan_observer fn, void *arg);
+/* Calls fn(arg, NULL) and then fn for each buffered element, head first,
+ * and returns whether c is closed, all under c's lock (so no change comes
+ * between: the first call reads what goes with the state); fn as an
+ * observer's. */
+RT_API bool rt_chan_each(rt_chan *c, void (*fn)(void *arg, const void *elem),
+                         void *arg);
+
 /* ------------------------------------------------------------------ */
 /* select                                                             */
 /* ------------------------------------------------------------------ */
@@ -361,6 +379,15 @@ RT_API bool rt_map_compare_and_swap(rt_map *m, const void *key, size_t klen,
 RT_API bool rt_map_compare_and_delete(rt_map *m, const void *key,
                                       size_t klen, const void *old);
 /* Calls f for each entry (value borrowed) until it returns false. */
+/* Calls f for one page of the map's entries, from cursor (0: the start):
+ * about limit of them (whole buckets; the first bucket of a page may pass
+ * it).  Returns the next page's cursor, 0 when the walk is complete: as
+ * Redis's SCAN, a key present for the whole walk is seen exactly once,
+ * even if the map grows between pages. */
+RT_API uint64_t rt_map_range_page(rt_map *m, uint64_t cursor, size_t limit,
+                                  bool (*f)(const void *key, size_t klen,
+                                            void *v, void *arg),
+                                  void *arg);
 RT_API void rt_map_range(rt_map *m,
                          bool (*f)(const void *key, size_t klen, void *v,
                                    void *arg),

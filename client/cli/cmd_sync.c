@@ -36,6 +36,20 @@ int cli_h_unlock(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
     return cli_end_quiet(c, k->unlock(c->conn, argv[0], c->token));
 }
 
+/* The heartbeat chanctl asks for while it holds something for a command:
+ * a chanctl that is stopped (SIGSTOP, a frozen VM) loses the hold within
+ * this, where the TCP connection alone would keep it.  The run loop pings
+ * every 500 ms, libchand every third of it while a lock is awaited. */
+#define CLI_HEARTBEAT_MS 3000
+
+/* Asks for the heartbeat; a server too old to know it is used without. */
+static int cli_heartbeat(cli_ctx *c)
+{
+    int rc = chand_set_heartbeat(c->conn, CLI_HEARTBEAT_MS);
+
+    return rc == CHAND_EINVALID ? 0 : rc;
+}
+
 /* Holds the lock exactly while the command runs; the lock belongs to this
  * session, so it is released even if chanctl is killed. */
 static int do_run(cli_ctx *c, cli_lock_fn lock, cli_unlock_fn unlock,
@@ -47,6 +61,8 @@ static int do_run(cli_ctx *c, cli_lock_fn lock, cli_unlock_fn unlock,
 
     if (!c->cmdv || !c->cmdv[0])
         return cli_usage_error(c, "missing -- COMMAND");
+    if ((rc = cli_heartbeat(c)) < 0)
+        return cli_fail(c, rc);
     rc = lock(c->conn, name, c->timeout_ms, c->lease_ms, &token, &dead);
     if (rc < 0)
         return cli_fail(c, rc);
@@ -133,6 +149,8 @@ int cli_h_once_do(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
     (void)argc;
     if (!c->cmdv || !c->cmdv[0])
         return cli_usage_error(c, "missing -- COMMAND");
+    if ((rc = cli_heartbeat(c)) < 0)
+        return cli_fail(c, rc);
     rc = chand_once_do_value(c->conn, argv[0], c->timeout_ms, &value);
     if (rc < 0)
         return cli_fail(c, rc);

@@ -177,9 +177,10 @@ int cli_run_child(cli_ctx *c, int64_t token, int64_t held_since,
         if (now >= next_check) {
             /* A lease, not the session, keeps a leased lock: only without
              * one does a lost connection lose the hold. */
-            if (lease_end < 0 &&
-                chand_call(c->conn, "ping", NULL, CHECK_MS, NULL) < 0 &&
-                !chand_connected(c->conn)) {
+            /* The ping also feeds the session's heartbeat (cmd_sync.c
+             * asked for one), with or without a lease. */
+            int prc = chand_call(c->conn, "ping", NULL, CHECK_MS, NULL);
+            if (lease_end < 0 && prc < 0 && !chand_connected(c->conn)) {
                 const chand_error *e = chand_last_error(c->conn);
                 char why[300];
                 snprintf(why, sizeof why, "lost the %s (%s)",

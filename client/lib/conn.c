@@ -352,6 +352,8 @@ static int conn_hello(chand_conn *c, int64_t deadline)
     int rc;
 
     params = json_pack("{s:i}", "version", CHAND_PROTOCOL_VERSION);
+    if (params && c->hb_ms > 0)
+        json_object_set_new(params, "heartbeat_ms", json_integer(c->hb_ms));
     if (params && c->opts.user &&
         (json_object_set_new(params, "user", json_string(c->opts.user)) ||
          json_object_set_new(params, "password",
@@ -466,6 +468,26 @@ int chand_reconnect(chand_conn *c, int64_t timeout_ms)
     }
     c->err = (chand_error){ 0 };
     return 0;
+}
+
+int chand_set_heartbeat(chand_conn *c, int64_t ms)
+{
+    json_t *params;
+    int rc;
+
+    if (!c || ms < 0 || (ms > 0 && ms < 100))
+        return c ? chand__seterr(&c->err, CHAND_EARG, 0, "",
+                                 "heartbeat must be 0 or at least 100 ms")
+                 : CHAND_EARG;
+    params = json_pack("{s:i, s:I}", "version", CHAND_PROTOCOL_VERSION,
+                       "heartbeat_ms", (json_int_t)ms);
+    if (!params)
+        return chand__seterr(&c->err, CHAND_ENOMEM, 0, "", "out of memory");
+    rc = chand_call(c, "hello", params, -1, NULL);
+    json_decref(params);
+    if (rc == 0)
+        c->hb_ms = ms;
+    return rc;
 }
 
 void chand_close_conn(chand_conn *c)
@@ -584,6 +606,7 @@ const chand_error *chand_last_error(const chand_conn *c)
 static int conn_write(chand_conn *c, const char *buf, size_t len,
                       int64_t deadline)
 {
+    c->last_sent = chand__now_ms();
     while (len > 0) {
         short want;
         ssize_t n = chand__send(c, buf, len, &want);
@@ -614,6 +637,33 @@ static int conn_write(chand_conn *c, const char *buf, size_t len,
                              n < 0 ? strerror(errno) : "short write");
     }
     return 0;
+}
+
+/* Waits for want until deadline as chand__poll does; with a heartbeat,
+ * sends a ping (a notification: no answer to read) whenever nothing was
+ * sent for a third of it, so that a call blocked for long (a lock wait)
+ * keeps the session alive.  Returns 1, 0 (deadline) or -1. */
+static int conn_poll_hb(chand_conn *c, short want, int64_t deadline)
+{
+    static const char ping[] = "{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}\n";
+
+    for (;;) {
+        int64_t beat, until = deadline;
+        int rc;
+
+        if (c->hb_ms <= 0)
+            return chand__poll(c->fd, want, deadline);
+        beat = c->last_sent + c->hb_ms / 3;
+        if (until < 0 || beat < until)
+            until = beat;
+        rc = chand__poll(c->fd, want, until);
+        if (rc != 0 || until == deadline)
+            return rc;
+        if (deadline >= 0 && chand__now_ms() >= deadline)
+            return 0;
+        if (conn_write(c, ping, sizeof ping - 1, deadline) < 0)
+            return -1;
+    }
 }
 
 /* Reads one line (without \n) before deadline into a new malloc'd string.
@@ -665,7 +715,7 @@ static ssize_t conn_readline(chand_conn *c, char **line, int64_t deadline)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int rc = chand__poll(c->fd, want, deadline);
+            int rc = conn_poll_hb(c, want, deadline);
             if (rc > 0)
                 continue;
             conn_drop(c);

@@ -38,6 +38,8 @@ struct chand_conn {
     chand_error err;           /* the last failed call */
     char session[64];
     char server[128];
+    int64_t hb_ms;             /* heartbeat asked for (0: none) */
+    int64_t last_sent;         /* ms when a line was last written */
 };
 
 /* Fills err (may be NULL) and returns code. */

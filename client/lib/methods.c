@@ -123,27 +123,6 @@ static int call_int(chand_conn *c, const char *method, json_t *params,
     return rc;
 }
 
-/* Calls method and hands key of the result over as a new reference. */
-static int call_value(chand_conn *c, const char *method, json_t *params,
-                      int64_t timeout_ms, const char *key, json_t **out)
-{
-    json_t *res;
-    int rc = call(c, method, params, timeout_ms, &res);
-
-    if (out)
-        *out = NULL;
-    if (rc < 0)
-        return rc;
-    if (!json_object_get(res, key)) {
-        json_decref(res);
-        return chand__seterr(&c->err, CHAND_EPROTO, 0, "",
-                             "result lacks \"%s\"", key);
-    }
-    get_value(res, key, out);
-    json_decref(res);
-    return 0;
-}
-
 /* ---- session ---- */
 
 int chand_ping(chand_conn *c)
@@ -244,9 +223,34 @@ int chand_drop(chand_conn *c, const char *name)
 
 int chand_list(chand_conn *c, const char *prefix, json_t **objects)
 {
-    json_t *p = prefix ? json_pack("{s:s}", "prefix", prefix) : json_object();
+    json_t *all = json_array(), *res = NULL;
+    json_int_t cursor = 0;
+    int rc = 0;
 
-    return call_value(c, "list", p, CHAND_FOREVER, "objects", objects);
+    if (!objects)
+        return CHAND_EARG;
+    *objects = NULL;
+    if (!all)
+        return CHAND_ENOMEM;
+    /* The server answers a page at a time (cursor 0: the walk is done). */
+    do {
+        json_t *p = json_pack("{s:I}", "cursor", cursor);
+        if (p && prefix)
+            json_object_set_new(p, "prefix", json_string(prefix));
+        rc = p ? chand_call(c, "list", p, CHAND_FOREVER, &res) : CHAND_ENOMEM;
+        json_decref(p);
+        if (rc < 0)
+            break;
+        json_array_extend(all, json_object_get(res, "objects"));
+        cursor = json_integer_value(json_object_get(res, "cursor"));
+        json_decref(res);
+    } while (cursor != 0);
+    if (rc < 0) {
+        json_decref(all);
+        return rc;
+    }
+    *objects = all;
+    return 0;
 }
 
 int chand_select(chand_conn *c, const chand_case *cases, size_t n,
@@ -528,8 +532,33 @@ int chand_map_compare_and_delete(chand_conn *c, const char *name,
 
 int chand_map_range(chand_conn *c, const char *name, json_t **entries)
 {
-    return call_value(c, "map.range", name_params(name),
-                      CHAND_FOREVER, "entries", entries);
+    json_t *all = json_object(), *res = NULL;
+    json_int_t cursor = 0;
+    int rc = 0;
+
+    if (!entries || !name)
+        return CHAND_EARG;
+    *entries = NULL;
+    if (!all)
+        return CHAND_ENOMEM;
+    /* A page at a time, as chand_list (cursor 0: the walk is done). */
+    do {
+        json_t *p = json_pack("{s:s, s:I}", "name", name, "cursor", cursor);
+        rc = p ? chand_call(c, "map.range", p, CHAND_FOREVER, &res)
+               : CHAND_ENOMEM;
+        json_decref(p);
+        if (rc < 0)
+            break;
+        json_object_update(all, json_object_get(res, "entries"));
+        cursor = json_integer_value(json_object_get(res, "cursor"));
+        json_decref(res);
+    } while (cursor != 0);
+    if (rc < 0) {
+        json_decref(all);
+        return rc;
+    }
+    *entries = all;
+    return 0;
 }
 
 int chand_map_len(chand_conn *c, const char *name, int64_t *len)

@@ -715,7 +715,9 @@ static void test_pool_map_atomic(void **state)
     assert_int_equal(chand_map_clear(c, "t.map"), 0);
     assert_int_equal(chand_map_len(c, "t.map", &n), 0);
     assert_int_equal(n, 0);
-    /* One namespace: a map is not a pool. */
+    /* One namespace: a map is not a pool.  (Empty, the map left the
+     * registry, a zero value: an entry makes the name a map's.) */
+    assert_int_equal(chand_map_store(c, "t.map", "z", two), 0);
     assert_error(c, chand_pool_get(c, "t.map", &v), CHAND_EWRONGTYPE,
                  "wrong_type");
 

@@ -271,6 +271,9 @@ static void test_map(void **state)
     e2e_ok(a, 16, "map.clear", "{\"name\":\"mp\"}");
     assert_int_equal(e2e_ok_int(a, 17, "map.len", "{\"name\":\"mp\"}", "len"),
                      0);
+    /* Empty, the map left the registry (a zero value); with an entry the
+     * name is a map's. */
+    e2e_ok(a, 19, "map.store", "{\"name\":\"mp\",\"key\":\"z\",\"value\":1}");
     e2e_expect_reason(a, 18, "atomic.load", "{\"name\":\"mp\"}", "wrong_type");
     testd_close(a);
 }

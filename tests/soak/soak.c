@@ -12,6 +12,10 @@
  *  - the ledger (sessions, waiters, held locks, fds, output bytes) is back
  *    to its baseline, and RSS is flat: end RSS within 1.5x + 32 MiB of the
  *    RSS after the first tenth of the run (both printed).
+ * With SOAK_MAX_MEMORY (make soak: 128k) the daemon runs under memory pressure
+ * (--max-memory): requests refused with reason limit are expected (a
+ * refused send is not counted as sent) and counted; every check above
+ * still holds, and the daemon must survive and drain.
  * Prints "soak: ..." lines; exits 0 when every check holds.
  */
 #include <errno.h>
@@ -38,6 +42,8 @@ static _Atomic long adds_total, overlap, bad_token;
 static _Atomic int inside;
 static _Atomic long last_token;
 static _Atomic int failures;
+static _Atomic long limits;      /* requests refused by max_memory */
+static const char *max_memory;   /* SOAK_MAX_MEMORY, or NULL */
 
 typedef struct vlist {
     uint64_t *v;
@@ -160,6 +166,8 @@ static void op_send(client *k)
                        "value", (json_int_t)v, "timeout_ms", rn(k, 30)));
     if (a && testd_result(a))
         vl_add(&k->sent, v);
+    else if (a && max_memory && strcmp(testd_reason(a), "limit") == 0)
+        atomic_fetch_add(&limits, 1);
     else if (a && strcmp(testd_reason(a), "timeout") != 0)
         FAIL("send: %s", testd_message(a));
     json_decref(a);
@@ -398,12 +406,20 @@ int main(void)
     client *ks;
     ledger base, warm, end;
     vlist all_sent = {0}, all_recv = {0};
-    const char *const args[] = {"--max-conns", "1000", NULL};
+    const char *args[] = {"--max-conns", "1000", NULL, NULL, NULL};
 
     if (getenv("SOAK_SECONDS"))
         SECONDS_ = atoi(getenv("SOAK_SECONDS"));
     if (getenv("SOAK_CLIENTS"))
         CLIENTS = atoi(getenv("SOAK_CLIENTS"));
+    max_memory = getenv("SOAK_MAX_MEMORY");
+    if (max_memory && *max_memory) {
+        args[2] = "--max-memory";
+        args[3] = max_memory;
+        printf("soak: under memory pressure: max_memory %s\n", max_memory);
+    } else {
+        max_memory = NULL;
+    }
     signal(SIGPIPE, SIG_IGN);
     if (testd_start(&D, args) != 0) {
         fprintf(stderr, "soak: cannot start the daemon\n");
@@ -541,6 +557,9 @@ int main(void)
     int st = testd_stop(&D);
     if (st != 0)
         FAIL("daemon exit status %d", st);
+    if (max_memory)
+        printf("soak: %ld sends refused with reason limit (max_memory %s)\n",
+               atomic_load(&limits), max_memory);
     fprintf(stderr, "soak: %s\n", atomic_load(&failures) ? "FAILED" : "ok");
     return atomic_load(&failures) ? 1 : 0;
 }
