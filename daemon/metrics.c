@@ -228,6 +228,7 @@ static void metrics_refuse_cb(evutil_socket_t fd, short what, void *arg)
 
     if (s >= 0)
         shutdown(s, SHUT_RDWR);
+    bufferevent_decref(arg);
 }
 
 /* evhttp's bufferevent for a new connection.  NULL makes evhttp build its
@@ -259,10 +260,13 @@ static struct bufferevent *metrics_bevcb(struct event_base *base, void *arg)
         log_warn("metrics connection refused: %d connections (max-conns)",
                  (int)(atomic_load(&srv_stat.sessions) +
                        atomic_load(&srv_stat.metrics_conns) - 1));
-        /* Our reference keeps bev alive until the callback has run. */
+        /* A reference of the callback's own: a sweep may drop ours. */
+        bufferevent_incref(bev);
         if (event_base_once(base, -1, EV_TIMEOUT, metrics_refuse_cb, bev,
-                            &now) != 0)
+                            &now) != 0) {
+            bufferevent_decref(bev);
             log_warn("metrics connection not refused: served");
+        }
     }
     return bev;
 }
