@@ -222,6 +222,8 @@ static void cfg_usage(FILE *f)
             "  --config FILE    read settings from FILE (chand.conf(5));\n"
             "                   flags override the file\n"
             "  --test-config    check the settings and exit (0: valid)\n"
+            "  --repair         with data-dir: keep the log up to its first\n"
+            "                   damage, drop the rest, and exit\n"
             "  --hash-password  read a password on stdin, print its hash\n"
             "                   for the users file, and exit\n"
             "  -h, --help       this text\n"
@@ -271,7 +273,7 @@ static bool cfg_is_switch(const char *a)
 {
     return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0 ||
            strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0 ||
-           strcmp(a, "--test-config") == 0;
+           strcmp(a, "--test-config") == 0 || strcmp(a, "--repair") == 0;
 }
 
 /* Applies every flag but --config and the switches.  Returns 0 or -1. */
@@ -298,7 +300,7 @@ static int cfg_apply_flags(conf *c, char *err, size_t errlen)
 int cfg_from_args(int argc, char **argv, conf *c, int *exit_code)
 {
     char err[600];
-    bool test = false;
+    bool test = false, repair = false;
 
     cfg_argc = argc;
     cfg_argv = argv;
@@ -320,6 +322,10 @@ int cfg_from_args(int argc, char **argv, conf *c, int *exit_code)
         }
         if (strcmp(a, "--test-config") == 0) {
             test = true;
+            continue;
+        }
+        if (strcmp(a, "--repair") == 0) {
+            repair = true;
             continue;
         }
         if (cfg_split(argc, argv, &i, key, sizeof key, &val) != 0) {
@@ -349,6 +355,7 @@ int cfg_from_args(int argc, char **argv, conf *c, int *exit_code)
         return 1;
     }
     snprintf(c->config, sizeof c->config, "%s", cfg_path);
+    c->repair = repair;
     /* A limit that cannot be reached is worth a warning, not a refusal:
      * the daemon still serves every smaller value. */
     if (conf_warning(c, err, sizeof err)) {

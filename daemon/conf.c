@@ -43,6 +43,8 @@ void conf_defaults(conf *c)
     snprintf(c->metrics_bind, sizeof c->metrics_bind, "127.0.0.1");
     c->metrics_port = 0;
     c->shutdown_grace_ms = 3000;
+    c->fsync = 1; /* everysec */
+    c->compact_floor = 64 * 1024 * 1024;
     c->tcp_keepalive = 30;
     c->max_memory = conf_default_memory();
     c->max_goroutines = 100000;
@@ -88,16 +90,20 @@ static int conf_parse_size(const char *s, long long max, long long *out)
 }
 
 /* CK_PORT: a port, or "auto" (-1) for any free one.  CK_MODE: file
- * permissions in octal.  CK_BOOL: yes/no (a switch on the command line). */
+ * permissions in octal.  CK_BOOL: yes/no (a switch on the command line).
+ * CK_FSYNC: always, everysec or no (wal_fsync's numbers). */
 typedef enum {
     CK_STR,
     CK_INT,
     CK_SIZE,
     CK_LEVEL,
     CK_PORT,
+    CK_FSYNC,
     CK_MODE,
     CK_BOOL
 } conf_kind;
+
+static const char *const conf_fsync_names[] = { "no", "everysec", "always" };
 
 typedef struct conf_key {
     const char *name;
@@ -145,6 +151,13 @@ static const conf_key conf_keys[] = {
       "write the bound metrics port to this file" },
     { "shutdown-grace-ms", CK_INT, OFF(shutdown_grace_ms), 0, 3600000,
       "SIGTERM: ms to let cancelled answers reach clients" },
+    { "data-dir", CK_STR, OFF(data_dir), 0, 0,
+      "keep state in this directory (empty: in memory only)" },
+    { "fsync", CK_FSYNC, OFF(fsync), 0, 0,
+      "with data-dir: always, everysec or no" },
+    { "compact-floor", CK_SIZE, OFF(compact_floor), 4096, 1LL << 40,
+      "with data-dir: compact once the log passes this and twice the "
+      "snapshot" },
     { "max-memory", CK_SIZE, OFF(max_memory), 64 << 10, 1LL << 50,
       "bytes clients may make the daemon hold (values, waits, timers, "
       "buffers); default a quarter of RAM" },
@@ -237,6 +250,15 @@ int conf_set(conf *c, const char *key, const char *value, char *err,
             return -1;
         }
         return 0;
+    case CK_FSYNC:
+        for (int i = 0; i < 3; i++)
+            if (strcmp(value, conf_fsync_names[i]) == 0) {
+                *(int *)(void *)field = i;
+                return 0;
+            }
+        snprintf(err, errlen, "%s: '%s' is not always, everysec or no",
+                 k->name, value);
+        return -1;
     case CK_MODE: {
         char *end;
         long m;
@@ -318,6 +340,10 @@ void conf_usage(const conf *d, void *file)
         case CK_LEVEL:
             fprintf(f, " (default %s)",
                     log_level_name(*(const log_level *)(const void *)field));
+            break;
+        case CK_FSYNC:
+            fprintf(f, " (default %s)",
+                    conf_fsync_names[*(const int *)(const void *)field]);
             break;
         }
         fputc('\n', f);

@@ -42,6 +42,11 @@ typedef struct conf {
     int metrics_port;       /* 0: no metrics server; -1 ("auto"): any */
     char metrics_port_file[4096]; /* write the metrics port here ("") */
     int shutdown_grace_ms;  /* SIGTERM: longest wait for answers to go */
+    /* Durability (persist.c, wal.h). */
+    char data_dir[4096];    /* "" : state in memory only */
+    int fsync;              /* wal_fsync: 0 no, 1 everysec, 2 always */
+    int repair;             /* --repair: repair data_dir and exit */
+    size_t compact_floor;   /* bytes of log before compaction */
     /* Limits and liveness (issue 16). */
     int tcp_keepalive;      /* s idle before keepalive probes; 0: off */
     size_t max_memory;      /* bytes clients may make the daemon hold */

@@ -127,6 +127,9 @@ int srv_run(srv *v);
  * session answered with reason cancelled, then srv_run returns once the
  * answers have left (or shutdown-grace-ms passed).  io[0] only. */
 void srv_drain(srv *v);
+/* Wakes every I/O thread to release the answers that waited for the
+ * durability log (persist.c's callback; any thread). */
+void srv_durable_wake(void);
 /* Frees the server after srv_run returned. */
 void srv_free(srv *v);
 /* Returns the bound port. */
@@ -164,6 +167,12 @@ typedef struct stats_snap {
     int64_t open_fds, rss_bytes, output_buffer_bytes;
     int64_t memory_bytes, max_memory; /* mem.c's count and its limit */
     bool draining;
+    /* Durability (persist.c): all 0 when data_dir is empty. */
+    bool persist;
+    int fsync; /* conf.fsync */
+    int64_t log_bytes, snapshot_bytes, pending_bytes, fsyncs;
+    int64_t last_fsync_ns, appended_lsn, durable_lsn, snapshots;
+    int wal_error; /* 0, or -errno while the log cannot be written */
 } stats_snap;
 /* Fills *sn.  On an I/O thread (output bytes are counted there). */
 void stats_take(stats_snap *sn);
@@ -298,6 +307,10 @@ typedef struct obj_ops {
     void (*fini)(obj *o);              /* frees the family's resources */
     void (*drop)(obj *o);              /* removed from the namespace */
     void (*info)(obj *o, json_t *into);/* list/dump fields */
+    /* Durability's snapshot (persist.c): emits o's state with
+     * persist_snap_emit, tagged with o->lsn read under the same lock as
+     * the state; 0 or -1.  NULL: nothing persists. */
+    int (*snap)(obj *o, void *snap);
     /* Returns true while o may not be dropped (a held lock, a once in
      * progress); else marks o dropped under the family's own lock, so
      * that nothing takes it afterwards.  NULL: always droppable. */
@@ -315,6 +328,8 @@ struct obj {
     _Atomic int refs;
     _Atomic bool dropped;
     obj *hnext;                        /* registry bucket chain */
+    _Atomic uint64_t lsn;              /* durability: its last effect's
+                                        * log sequence number (persist.h) */
     pthread_mutex_t wmu;               /* guards the waiter list */
     dreq *waiters;                     /* parked requests, for dump */
     _Atomic uint64_t nops;             /* requests that named it (top) */

@@ -10,6 +10,7 @@
  * session is gone before the answer is written.
  */
 #include "daemon.h"
+#include "persist.h"
 #include "hval.h"
 
 #include <stdlib.h>
@@ -107,11 +108,21 @@ static void hchan_drain(hchan *h)
         hval_free(v);
 }
 
+/* Recovery's make: reg_lookup's arg, a dreq without a method. */
+typedef struct hchan_restore {
+    size_t cap;
+    int elem;
+} hchan_restore;
+
 static int hchan_init(obj *o, dreq *r)
 {
     hchan *h = (hchan *)o;
 
-    if (r->m && strncmp(r->m->name, "timer.", 6) == 0) {
+    if (!r->m && r->ctx) {
+        const hchan_restore *a = r->ctx;
+        h->cap = a->cap;
+        h->elem = (hchan_elem)a->elem;
+    } else if (r->m && strncmp(r->m->name, "timer.", 6) == 0) {
         /* A timer's channel: Go's timer.C has room for one value. */
         h->cap = 1;
         h->elem = HE_NUMBER;
@@ -120,7 +131,10 @@ static int hchan_init(obj *o, dreq *r)
         h->elem = (hchan_elem)hchan_elem_parse(dreq_str(r, "type"));
     }
     h->c = rt_chan_make(sizeof(hval), h->cap);
-    return h->c ? 0 : -1;
+    if (!h->c)
+        return -1;
+    persist_chan_made(o, h->c, h->cap, hchan_elem_names[h->elem]);
+    return 0;
 }
 
 static void hchan_fini(obj *o)
@@ -129,6 +143,7 @@ static void hchan_fini(obj *o)
 
     if (h->timer)
         h->timer_fini(h->timer);
+    rt_chan_observe(h->c, NULL, NULL);
     /* Closing wakes give-back goroutines still trying to send here. */
     rt_chan_close(h->c);
     hchan_drain(h);
@@ -140,8 +155,149 @@ static void hchan_fini(obj *o)
 static void hchan_drop(obj *o)
 {
     hchan *h = (hchan *)o;
+    rt_chan_observe(h->c, NULL, NULL); /* persist_drop logged it all */
     rt_chan_close(h->c);
     hchan_drain(h);
+}
+
+/* ------------------------------------------------------------------ */
+/* Recovery's builders (persist.h)                                    */
+/* ------------------------------------------------------------------ */
+
+int hchan__restore_make(const char *name, size_t cap, const char *elem)
+{
+    int e = hchan_elem_parse(elem[0] ? elem : "any");
+    hchan_restore a = { cap, e < 0 ? 0 : e };
+    dreq r = { .ctx = &a };
+    reg_found f;
+
+    if (reg_lookup(name, &hchan_ops, true, &r, &f) == REG_OK)
+        obj_release(f.o);
+    return 0; /* another type holds the name: skipped */
+}
+
+/* Returns name's channel (a new reference), or NULL. */
+static obj *hchan_restore_find(const char *name)
+{
+    reg_found f;
+    return reg_lookup(name, &hchan_ops, false, NULL, &f) == REG_OK ? f.o
+                                                                   : NULL;
+}
+
+int hchan__restore_push(const char *name, const char *v, size_t n)
+{
+    obj *o = hchan_restore_find(name);
+    hval hv;
+    int rc = 0;
+
+    if (!o)
+        return 0;
+    if (hval_from_text(v, n, &hv) != 0)
+        rc = -1;
+    else if (rt_chan_send(((hchan *)o)->c, &hv, RT_POLL) != 0)
+        hval_free(hv); /* closed or full: the log disagrees; skipped */
+    obj_release(o);
+    return rc;
+}
+
+int hchan__restore_pop(const char *name, uint64_t count)
+{
+    obj *o = hchan_restore_find(name);
+    hval hv;
+    bool ok;
+
+    if (!o)
+        return 0;
+    for (uint64_t i = 0; i < count; i++)
+        if (rt_chan_recv(((hchan *)o)->c, &hv, &ok, RT_POLL) == 0 && ok)
+            hval_free(hv);
+    obj_release(o);
+    return 0;
+}
+
+int hchan__restore_close(const char *name)
+{
+    obj *o = hchan_restore_find(name);
+
+    if (o) {
+        rt_chan_close(((hchan *)o)->c);
+        obj_release(o);
+    }
+    return 0;
+}
+
+/* A channel's state copied under its lock, for the snapshot. */
+typedef struct hchan_copy {
+    obj *o;
+    uint64_t lsn;
+    eff_str *v;
+    size_t n, cap;
+    bool oom;
+} hchan_copy;
+
+static void hchan_copy_one(void *arg, const void *elem)
+{
+    hchan_copy *c = arg;
+    size_t len;
+    const char *t;
+
+    if (!elem) {
+        c->lsn = atomic_load(&c->o->lsn);
+        return;
+    }
+    if (c->oom)
+        return;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 64;
+        eff_str *nv = realloc(c->v, cap * sizeof *nv);
+        if (!nv) {
+            c->oom = true;
+            return;
+        }
+        c->v = nv;
+        c->cap = cap;
+    }
+    t = hval_text(elem, &len);
+    char *p = malloc(len ? len : 1);
+    if (!p) {
+        c->oom = true;
+        return;
+    }
+    memcpy(p, t, len);
+    c->v[c->n++] = (eff_str){ p, len };
+}
+
+/* obj_ops.snap: make, the values in order, the close; copied in one
+ * critical section, emitted without the lock. */
+static int hchan_snap(obj *o, void *s)
+{
+    hchan *h = (hchan *)o;
+    hchan_copy c = { .o = o };
+    bool closed = rt_chan_each(h->c, hchan_copy_one, &c);
+    eff_rec r = { .type = EFF_CHAN_MAKE };
+    int rc = c.oom ? -1 : 0;
+
+    r.u.make.name = eff_s(o->name);
+    r.u.make.cap = h->cap;
+    r.u.make.elem = eff_s(hchan_elem_names[h->elem]);
+    if (rc == 0)
+        rc = persist_snap_emit(s, &r, c.lsn);
+    for (size_t i = 0; i < c.n; i++) {
+        if (rc == 0) {
+            r = (eff_rec){ .type = EFF_CHAN_PUSH };
+            r.u.push.name = eff_s(o->name);
+            r.u.push.value = c.v[i];
+            rc = persist_snap_emit(s, &r, c.lsn);
+        }
+        free((void *)c.v[i].p);
+    }
+    free(c.v);
+    if (rc == 0 && closed) {
+        r = (eff_rec){ .type = EFF_CHAN_CLOSE };
+        r.u.obj.name = eff_s(o->name);
+        rc = persist_snap_emit(s, &r, c.lsn);
+    }
+    return rc;
 }
 
 static void hchan_info(obj *o, json_t *into)
@@ -161,6 +317,7 @@ const obj_ops hchan_ops = {
     .fini = hchan_fini,
     .drop = hchan_drop,
     .info = hchan_info,
+    .snap = hchan_snap,
 };
 
 static void hchan_fail_dropped(dreq *r, obj *o)
@@ -174,6 +331,8 @@ static void hchan_fail_dropped(dreq *r, obj *o)
 
 void h_make(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     const char *name = dreq_str(r, "name");
     int64_t cap = dreq_int(r, "cap", 0);
     int elem = hchan_elem_parse(dreq_str(r, "type"));
@@ -313,6 +472,8 @@ static void hchan_send_done(rt_await *a, int rc, void *arg)
 
 void h_send(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     obj *o = dreq_obj(r, dreq_str(r, "name"), &hchan_ops, false);
     hchan *h = (hchan *)o;
     proto_text t;
@@ -421,6 +582,8 @@ static void hchan_recv_done(rt_await *a, int rc, void *arg)
 
 void h_recv(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     obj *o = dreq_obj(r, dreq_str(r, "name"), &hchan_ops, false);
     hval v = { 0 };
     bool ok = false;
@@ -449,6 +612,8 @@ void h_recv(dreq *r)
 
 void h_close(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     obj *o = dreq_obj(r, dreq_str(r, "name"), &hchan_ops, false);
 
     if (!o)
@@ -654,6 +819,8 @@ out_oom:
 
 void h_select(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     json_t *dflt = dreq_param(r, "default");
     bool has_default = json_is_true(dflt);
     int chosen = -1, rc;

@@ -3,6 +3,7 @@
  * hello, ping, list, drop, go, and runtime.stats / gomaxprocs / dump.
  */
 #include "daemon.h"
+#include "persist.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,8 @@ void h_list(dreq *r)
 
 void h_drop(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     const char *name = dreq_str(r, "name");
     int rc = reg_drop(name);
 
@@ -132,21 +135,35 @@ void h_go(dreq *r)
 void h_rt_stats(dreq *r)
 {
     stats_snap sn;
-    json_t *res;
+    json_t *res, *dur = json_null();
 
     stats_take(&sn);
     res = json_pack(
-                   "{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-                   " s:I}",
-                   "goroutines", sn.goroutines, "gomaxprocs", sn.gomaxprocs,
-                   "numcpu", sn.numcpu, "threads", sn.threads, "sessions",
-                   (json_int_t)sn.sessions, "objects", (json_int_t)sn.objects,
-                   "waiters", (json_int_t)sn.waiters, "held_locks",
-                   (json_int_t)sn.held_locks, "open_fds",
-                   (json_int_t)sn.open_fds, "rss_bytes",
-                   (json_int_t)sn.rss_bytes, "output_buffer_bytes",
-                   (json_int_t)sn.output_buffer_bytes, "requests",
-                   (json_int_t)sn.requests);
+        "{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+        " s:I}",
+        "goroutines", sn.goroutines, "gomaxprocs", sn.gomaxprocs, "numcpu",
+        sn.numcpu, "threads", sn.threads, "sessions", (json_int_t)sn.sessions,
+        "objects", (json_int_t)sn.objects, "waiters", (json_int_t)sn.waiters,
+        "held_locks", (json_int_t)sn.held_locks, "open_fds",
+        (json_int_t)sn.open_fds, "rss_bytes", (json_int_t)sn.rss_bytes,
+        "output_buffer_bytes", (json_int_t)sn.output_buffer_bytes, "requests",
+        (json_int_t)sn.requests);
+    if (sn.persist) {
+        static const char *const pol[] = {"no", "everysec", "always"};
+        dur = json_pack(
+            "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "fsync",
+            pol[sn.fsync], "log_bytes", (json_int_t)sn.log_bytes,
+            "snapshot_bytes", (json_int_t)sn.snapshot_bytes, "pending_bytes",
+            (json_int_t)sn.pending_bytes, "fsyncs", (json_int_t)sn.fsyncs,
+            "last_fsync_us", (json_int_t)(sn.last_fsync_ns / 1000),
+            "appended_lsn", (json_int_t)sn.appended_lsn, "durable_lsn",
+            (json_int_t)sn.durable_lsn, "snapshots", (json_int_t)sn.snapshots,
+            "write_error", sn.wal_error != 0);
+    }
+    if (res)
+        json_object_set_new(res, "durability", dur);
+    else
+        json_decref(dur);
     if (res) {
         json_object_set_new(res, "memory_bytes",
                             json_integer((json_int_t)sn.memory_bytes));

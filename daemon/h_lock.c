@@ -7,6 +7,7 @@
  * graph -- is holds.c's (holds.h); this file serves the methods over it.
  */
 #include "holds.h"
+#include "persist.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,7 @@ static const obj_ops hmutex_ops = {
     .init = hlock_init_mutex,
     .fini = hlock_fini,
     .info = hold_info,
+    .snap = hold_snap,
     .busy = hold_busy,
     .idle = hold_idle,
 };
@@ -68,6 +70,7 @@ static const obj_ops hrwmutex_ops = {
     .init = hlock_init_rw,
     .fini = hlock_fini,
     .info = hold_info,
+    .snap = hold_snap,
     .busy = hold_busy,
     .idle = hold_idle,
 };
@@ -532,3 +535,26 @@ static void hc_wake(dreq *r, bool all)
 
 void h_cond_signal(dreq *r) { hc_wake(r, false); }
 void h_cond_broadcast(dreq *r) { hc_wake(r, true); }
+
+/* ------------------------------------------------------------------ */
+/* Recovery's builder (persist.h)                                     */
+/* ------------------------------------------------------------------ */
+
+int hlock__restore(const char *name, unsigned kind, uint64_t token,
+                   int64_t end_ms, bool grant)
+{
+    const obj_ops *ops =
+        kind == EFF_HOLD_MUTEX ? &hmutex_ops : &hrwmutex_ops;
+    dreq r = { 0 };
+    reg_found f;
+    int rc = 0;
+
+    if (reg_lookup(name, ops, grant, &r, &f) != REG_OK)
+        return 0; /* absent (a release), or another type's name */
+    if (grant)
+        rc = hold_restore((hlock *)f.o, kind != EFF_HOLD_READ, token, end_ms);
+    else
+        hold_restore_release((hlock *)f.o, token);
+    obj_release(f.o);
+    return rc;
+}

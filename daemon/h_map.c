@@ -8,6 +8,7 @@
  * arithmetic wraps (done in uint64_t, where overflow is defined).
  */
 #include "daemon.h"
+#include "persist.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,43 @@ static void hmap_info(obj *o, json_t *into)
                         json_integer((json_int_t)rt_map_len(((hmap *)o)->m)));
 }
 
+typedef struct hmap_snapw {
+    obj *o;
+    void *s;
+    uint64_t lsn;
+    int rc;
+} hmap_snapw;
+
+static bool hmap_snap_one(const void *key, size_t klen, void *v, void *arg)
+{
+    hmap_snapw *w = arg;
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    eff_rec r = { .type = EFF_MAP_STORE };
+
+    if (!text) {
+        w->rc = -1;
+        return false;
+    }
+    r.u.map.name = eff_s(w->o->name);
+    r.u.map.key = (eff_str){ key, klen };
+    r.u.map.value = eff_s(text);
+    w->rc = persist_snap_emit(w->s, &r, w->lsn);
+    free(text);
+    return w->rc == 0;
+}
+
+/* obj_ops.snap: every entry, under the map's persist lock. */
+static int hmap_snap(obj *o, void *s)
+{
+    hmap_snapw w = { o, s, 0, 0 };
+
+    persist_lock(o);
+    w.lsn = atomic_load(&o->lsn);
+    rt_map_range(((hmap *)o)->m, hmap_snap_one, &w);
+    persist_unlock(o);
+    return w.rc;
+}
+
 static bool hmap_idle(obj *o)
 {
     return rt_map_len(((hmap *)o)->m) == 0;
@@ -82,6 +120,7 @@ static const obj_ops hmap_ops = {
     .init = hmap_init,
     .fini = hmap_fini,
     .info = hmap_info,
+    .snap = hmap_snap,
     .idle = hmap_idle,
 };
 
@@ -110,6 +149,13 @@ static json_t *hmap_val(void *v)
  * answers r. */
 typedef void (*hmap_fn)(dreq *r, rt_map *m, const char *k, size_t kl);
 
+/* The map hmap_run runs a method on, for the methods' effects. */
+static __thread obj *hmap_cur;
+
+static void hmap_load(dreq *r, rt_map *m, const char *k, size_t kl);
+static void hmap_range(dreq *r, rt_map *m, const char *k, size_t kl);
+static void hmap_len(dreq *r, rt_map *m, const char *k, size_t kl);
+
 /* The parameter reading every map method shares: looks up r's map (and
  * key when keyed) and runs fn with the map held for the call. */
 static void hmap_run(dreq *r, hmap_fn fn, bool keyed)
@@ -118,10 +164,23 @@ static void hmap_run(dreq *r, hmap_fn fn, bool keyed)
     const char *k = NULL;
     size_t kl = 0;
     rt_map *m = hmap_get(r, &o, keyed ? &k : NULL, &kl);
+    bool reads = fn == hmap_load || fn == hmap_range || fn == hmap_len;
 
     if (!m)
         return; /* dreq_obj answered and freed r */
+    if (!reads && !persist_write_ok(r)) {
+        obj_release(o);
+        return;
+    }
+    /* Durable: "change, log" in one critical section per map, so the
+     * log's order is memory's. */
+    hmap_cur = o;
+    if (!reads)
+        persist_lock(o);
     fn(r, m, k, kl);
+    if (!reads)
+        persist_unlock(o);
+    hmap_cur = NULL;
     obj_done(o);
 }
 
@@ -133,10 +192,12 @@ static void hmap_ok_loaded(dreq *r, const char *key, void *v, bool loaded)
 
 static void hmap_store(dreq *r, rt_map *m, const char *k, size_t kl)
 {
-    if (rt_map_store(m, k, kl, dreq_param(r, "value")) != 0)
+    if (rt_map_store(m, k, kl, dreq_param(r, "value")) != 0) {
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
-    else
+    } else {
+        persist_map_store(hmap_cur, k, kl, dreq_param(r, "value"));
         dreq_ok(r, NULL);
+    }
 }
 
 static void hmap_load(dreq *r, rt_map *m, const char *k, size_t kl)
@@ -154,6 +215,7 @@ static void hmap_load(dreq *r, rt_map *m, const char *k, size_t kl)
 static void hmap_delete(dreq *r, rt_map *m, const char *k, size_t kl)
 {
     rt_map_delete(m, k, kl);
+    persist_map_delete(hmap_cur, k, kl);
     dreq_ok(r, NULL);
 }
 
@@ -163,6 +225,8 @@ static void hmap_load_or_store(dreq *r, rt_map *m, const char *k, size_t kl)
     bool loaded = rt_map_load_or_store(m, k, kl, dreq_param(r, "value"),
                                        &actual);
 
+    if (!loaded)
+        persist_map_store(hmap_cur, k, kl, dreq_param(r, "value"));
     hmap_took(actual);
 
     hmap_ok_loaded(r, "value", actual, loaded);
@@ -174,6 +238,8 @@ static void hmap_load_and_delete(dreq *r, rt_map *m, const char *k,
     void *v = NULL;
     bool loaded = rt_map_load_and_delete(m, k, kl, &v);
 
+    if (loaded)
+        persist_map_delete(hmap_cur, k, kl);
     hmap_took(loaded ? v : NULL);
 
     hmap_ok_loaded(r, "value", loaded ? v : NULL, loaded);
@@ -184,6 +250,7 @@ static void hmap_swap(dreq *r, rt_map *m, const char *k, size_t kl)
     void *prev = NULL;
     bool loaded = rt_map_swap(m, k, kl, dreq_param(r, "value"), &prev);
 
+    persist_map_store(hmap_cur, k, kl, dreq_param(r, "value"));
     hmap_took(loaded ? prev : NULL);
 
     hmap_ok_loaded(r, "previous", loaded ? prev : NULL, loaded);
@@ -194,12 +261,18 @@ static void hmap_cas(dreq *r, rt_map *m, const char *k, size_t kl)
     bool swapped = rt_map_compare_and_swap(m, k, kl, dreq_param(r, "old"),
                                            dreq_param(r, "new"));
 
+    if (swapped)
+        persist_map_store(hmap_cur, k, kl, dreq_param(r, "new"));
+
     dreq_ok(r, json_pack("{s:b}", "swapped", swapped));
 }
 
 static void hmap_cad(dreq *r, rt_map *m, const char *k, size_t kl)
 {
     bool deleted = rt_map_compare_and_delete(m, k, kl, dreq_param(r, "old"));
+
+    if (deleted)
+        persist_map_delete(hmap_cur, k, kl);
 
     dreq_ok(r, json_pack("{s:b}", "deleted", deleted));
 }
@@ -252,6 +325,7 @@ static void hmap_clear(dreq *r, rt_map *m, const char *k, size_t kl)
     (void)k;
     (void)kl;
     rt_map_clear(m);
+    persist_map_clear(hmap_cur);
     dreq_ok(r, NULL);
 }
 
@@ -286,6 +360,18 @@ static void hatomic_info(obj *o, json_t *into)
                             &((hatomic *)o)->v)));
 }
 
+static int hatomic_snap(obj *o, void *s)
+{
+    eff_rec r = { .type = EFF_ATOMIC_SET };
+
+    persist_lock(o);
+    uint64_t lsn = atomic_load(&o->lsn);
+    r.u.num.v = (int64_t)atomic_load(&((hatomic *)o)->v);
+    persist_unlock(o);
+    r.u.num.name = eff_s(o->name);
+    return persist_snap_emit(s, &r, lsn);
+}
+
 static bool hatomic_idle(obj *o)
 {
     return atomic_load(&((hatomic *)o)->v) == 0;
@@ -296,6 +382,7 @@ static const obj_ops hatomic_ops = {
     .name = "atomic",
     .size = sizeof(hatomic),
     .info = hatomic_info,
+    .snap = hatomic_snap,
     .idle = hatomic_idle,
 };
 
@@ -330,8 +417,13 @@ void h_atomic_store(dreq *r)
     _Atomic uint64_t *a = hatomic_get(r, &o);
     if (!a)
         return;
-    atomic_store(a, hatomic_param(r, "value"));
-    dreq_ok(r, NULL);
+    if (persist_write_ok(r)) {
+        persist_lock(o);
+        atomic_store(a, hatomic_param(r, "value"));
+        persist_atomic_set(o, (int64_t)atomic_load(a));
+        persist_unlock(o);
+        dreq_ok(r, NULL);
+    }
     obj_done(o);
 }
 
@@ -343,16 +435,33 @@ void h_atomic_add(dreq *r)
     /* Without a, r was already answered and freed by dreq_obj. */
     if (!a)
         return;
+    if (!persist_write_ok(r)) {
+        obj_release(o);
+        return;
+    }
     d = hatomic_param(r, "delta");
-    hatomic_ok(r, o, "value", atomic_fetch_add(a, d) + d);
+    persist_lock(o);
+    uint64_t v = atomic_fetch_add(a, d) + d;
+    persist_atomic_set(o, (int64_t)v);
+    persist_unlock(o);
+    hatomic_ok(r, o, "value", v);
 }
 
 void h_atomic_swap(dreq *r)
 {
     obj *o;
     _Atomic uint64_t *a = hatomic_get(r, &o);
-    if (a)
-        hatomic_ok(r, o, "old", atomic_exchange(a, hatomic_param(r, "value")));
+    if (!a)
+        return;
+    if (!persist_write_ok(r)) {
+        obj_release(o);
+        return;
+    }
+    persist_lock(o);
+    uint64_t v = hatomic_param(r, "value"), old = atomic_exchange(a, v);
+    persist_atomic_set(o, (int64_t)v);
+    persist_unlock(o);
+    hatomic_ok(r, o, "old", old);
 }
 
 void h_atomic_cas(dreq *r)
@@ -364,9 +473,57 @@ void h_atomic_cas(dreq *r)
 
     if (!a)
         return;
+    if (!persist_write_ok(r)) {
+        obj_release(o);
+        return;
+    }
     old = hatomic_param(r, "old");
+    persist_lock(o);
     swapped = atomic_compare_exchange_strong(a, &old,
                                              hatomic_param(r, "new"));
+    if (swapped)
+        persist_atomic_set(o, (int64_t)hatomic_param(r, "new"));
+    persist_unlock(o);
     dreq_ok(r, json_pack("{s:b}", "swapped", swapped));
     obj_done(o);
+}
+
+/* ------------------------------------------------------------------ */
+/* Recovery's builders (persist.h)                                    */
+/* ------------------------------------------------------------------ */
+
+int hmap__restore(const char *name, const char *k, size_t kl,
+                  const char *v, size_t vn, int what)
+{
+    reg_found f;
+    dreq r = { 0 };
+    int rc = 0;
+
+    if (reg_lookup(name, &hmap_ops, true, &r, &f) != REG_OK)
+        return 0; /* another type's name: skipped */
+    rt_map *m = ((hmap *)f.o)->m;
+    if (what == 1) {
+        json_t *j = json_loadb(v, vn, JSON_DECODE_ANY, NULL);
+        if (!j || rt_map_store(m, k, kl, j) != 0)
+            rc = -1;
+        json_decref(j);
+    } else if (what == 0) {
+        rt_map_delete(m, k, kl);
+    } else {
+        rt_map_clear(m);
+    }
+    obj_release(f.o);
+    return rc;
+}
+
+int hatomic__restore(const char *name, int64_t v)
+{
+    reg_found f;
+    dreq r = { 0 };
+
+    if (reg_lookup(name, &hatomic_ops, true, &r, &f) != REG_OK)
+        return 0;
+    atomic_store(&((hatomic *)f.o)->v, (uint64_t)v);
+    obj_release(f.o);
+    return 0;
 }

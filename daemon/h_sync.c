@@ -14,6 +14,7 @@
  * run went (chanctl stores the command's exit status).
  */
 #include "daemon.h"
+#include "persist.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,18 @@ static void hwg_info(obj *o, json_t *into)
                         json_integer(rt_wg_count(((hwg *)o)->wg)));
 }
 
+static int hwg_snap(obj *o, void *s)
+{
+    eff_rec r = { .type = EFF_WG_SET };
+
+    persist_lock(o);
+    uint64_t lsn = atomic_load(&o->lsn);
+    r.u.num.v = rt_wg_count(((hwg *)o)->wg);
+    persist_unlock(o);
+    r.u.num.name = eff_s(o->name);
+    return r.u.num.v ? persist_snap_emit(s, &r, lsn) : 0;
+}
+
 static bool hwg_idle(obj *o)
 {
     return rt_wg_count(((hwg *)o)->wg) == 0;
@@ -57,6 +70,7 @@ static const obj_ops hwg_ops = {
     .init = hwg_init,
     .fini = hwg_fini,
     .info = hwg_info,
+    .snap = hwg_snap,
     .idle = hwg_idle,
 };
 
@@ -67,7 +81,15 @@ static void hwg_add(dreq *r, int64_t delta)
 
     if (!o)
         return;
+    if (!persist_write_ok(r)) {
+        obj_release(o);
+        return;
+    }
+    persist_lock(o);
     n = rt_wg_add(((hwg *)o)->wg, delta);
+    if (n >= 0)
+        persist_wg_set(o, n);
+    persist_unlock(o);
     if (n < 0)
         dreq_fail_rt(r, (int)n);
     else
@@ -200,6 +222,26 @@ static void honce_info(obj *o, json_t *into)
     pthread_mutex_unlock(&h->mu);
 }
 
+static int honce_snap(obj *o, void *s)
+{
+    honce *h = (honce *)o;
+    eff_rec r = { .type = EFF_ONCE_DONE };
+
+    pthread_mutex_lock(&h->mu);
+    bool done = h->state == ONCE_DONE;
+    uint64_t lsn = atomic_load(&o->lsn);
+    char *text = done && h->value ? json_dumps(h->value, JSON_COMPACT |
+                                                             JSON_ENCODE_ANY)
+                                  : NULL;
+    pthread_mutex_unlock(&h->mu);
+    r.u.once.name = eff_s(o->name);
+    r.u.once.has_value = text != NULL;
+    r.u.once.value = eff_s(text ? text : "");
+    int rc = done ? persist_snap_emit(s, &r, lsn) : 0;
+    free(text);
+    return rc;
+}
+
 static bool honce_busy(obj *o)
 {
     honce *h = (honce *)o;
@@ -220,6 +262,7 @@ static const obj_ops honce_ops = {
     .init = honce_init,
     .fini = honce_fini,
     .info = honce_info,
+    .snap = honce_snap,
     .busy = honce_busy,
 };
 
@@ -364,6 +407,8 @@ void h_once_do(dreq *r)
 
 void h_once_done(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     obj *o = dreq_obj(r, dreq_str(r, "name"), &honce_ops, true);
     honce *h = (honce *)o;
     json_t *value;
@@ -376,6 +421,7 @@ void h_once_done(dreq *r)
         h->state = ONCE_DONE;
         json_decref(h->value);
         h->value = value ? json_incref(value) : json_null();
+        persist_once_done(o, h->value);
         atomic_fetch_sub(&honce_running, 1);
         rt_cond_broadcast(h->cv);
         pthread_mutex_unlock(&h->mu);
@@ -483,4 +529,39 @@ void h_pool_get(dreq *r)
     else
         dreq_ok(r, json_pack("{s:n, s:b}", "value", "ok", 0));
     obj_release(o);
+}
+
+/* ------------------------------------------------------------------ */
+/* Recovery's builders (persist.h)                                    */
+/* ------------------------------------------------------------------ */
+
+int hwg__restore(const char *name, int64_t v)
+{
+    reg_found f;
+    dreq r = { 0 };
+
+    if (reg_lookup(name, &hwg_ops, true, &r, &f) != REG_OK)
+        return 0;
+    rt_wg *wg = ((hwg *)f.o)->wg;
+    int64_t n = rt_wg_add(wg, v - rt_wg_count(wg));
+    obj_release(f.o);
+    return n < 0 ? -1 : 0;
+}
+
+int honce__restore(const char *name, const char *v, size_t vn)
+{
+    reg_found f;
+    dreq r = { 0 };
+
+    if (reg_lookup(name, &honce_ops, true, &r, &f) != REG_OK)
+        return 0;
+    honce *h = (honce *)f.o;
+    json_t *j = v ? json_loadb(v, vn, JSON_DECODE_ANY, NULL) : json_null();
+    pthread_mutex_lock(&h->mu);
+    h->state = ONCE_DONE;
+    json_decref(h->value);
+    h->value = j ? j : json_null();
+    pthread_mutex_unlock(&h->mu);
+    obj_release(f.o);
+    return 0;
 }

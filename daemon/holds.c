@@ -12,10 +12,12 @@
  * hold_token_floor().
  */
 #include "holds.h"
+#include "persist.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct hlease {
     _Atomic int refs; /* the hold's and the timer's */
@@ -29,7 +31,8 @@ typedef struct hhold {
     uint64_t sid; /* 0: detached request (go, afterfunc) */
     bool write;   /* rwmutex: writer (mutex: always) */
     int64_t since;
-    int64_t lease_ms; /* 0: none */
+    int64_t lease_ms;  /* 0: none */
+    int64_t lease_end; /* wall-clock ms the lease ends (durability) */
     hlease *lease;
     hlock *l;           /* retained: a dropped lock lives on while held */
     struct hhold *next; /* in l->holds */
@@ -158,6 +161,38 @@ static void hlease_fire(void *arg)
     hlease_put(ls);
 }
 
+/* Returns the wall clock in ms: leases are persisted as absolute ends,
+ * so a restart keeps the time left. */
+static int64_t hold_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Logs a leased hold's grant or release (hl_mu held: per lock, the log's
+ * order is the holds'). */
+static void hold_persist(hhold *h, uint16_t type)
+{
+    eff_rec r = {.type = type};
+
+    if (!persist_on() || h->lease_ms <= 0)
+        return;
+    r.u.hold.name = eff_s(h->l->o.name);
+    r.u.hold.kind = !h->l->rw  ? EFF_HOLD_MUTEX
+                    : h->write ? EFF_HOLD_WRITE
+                               : EFF_HOLD_READ;
+    r.u.hold.token = h->token;
+    r.u.hold.deadline_ms = h->lease_end;
+    persist_hold(&h->l->o, &r);
+}
+
+/* hold_add, with the token given (0: a new one) and its lease's end in
+ * wall-clock ms (restore, below). */
+static hhold *hold_add_token(hlock *l, uint64_t sid, bool write,
+                             int64_t lease_ms, bool *owner_dead,
+                             uint64_t *token, uint64_t given);
+
 /* Starts h's lease timer (hl_mu held).  Returns true, or false when out
  * of memory (h then keeps no lease timer). */
 static bool hl_lease_start(hhold *h, int64_t lease_ms)
@@ -182,8 +217,15 @@ static bool hl_lease_start(hhold *h, int64_t lease_ms)
 hhold *hold_add(hlock *l, uint64_t sid, bool write, int64_t lease_ms,
                 bool *owner_dead, uint64_t *token)
 {
+    return hold_add_token(l, sid, write, lease_ms, owner_dead, token, 0);
+}
+
+static hhold *hold_add_token(hlock *l, uint64_t sid, bool write,
+                             int64_t lease_ms, bool *owner_dead,
+                             uint64_t *token, uint64_t given)
+{
     hhold *h = calloc(1, sizeof *h);
-    uint64_t t = 0;
+    uint64_t t = given;
 
     pthread_mutex_lock(&hl_mu);
     if (h && atomic_load(&l->o.dropped)) {
@@ -191,7 +233,7 @@ hhold *hold_add(hlock *l, uint64_t sid, bool write, int64_t lease_ms,
          * a lock nobody can name any more is not handed out. */
         free(h);
         h = NULL;
-    } else if (h && !(t = hold_token_next())) {
+    } else if (h && !t && !(t = hold_token_next())) {
         log_error("%s \"%s\": fencing tokens exhausted", l->o.ops->name,
                   l->o.name);
         free(h);
@@ -213,6 +255,7 @@ hhold *hold_add(hlock *l, uint64_t sid, bool write, int64_t lease_ms,
     h->write = write;
     h->since = rt_now();
     h->lease_ms = lease_ms;
+    h->lease_end = lease_ms > 0 ? hold_wall_ms() + lease_ms : 0;
     h->l = (hlock *)obj_retain(&l->o);
     h->next = l->holds;
     l->holds = h;
@@ -222,8 +265,73 @@ hhold *hold_add(hlock *l, uint64_t sid, bool write, int64_t lease_ms,
     atomic_fetch_add(&srv_stat.held_locks, 1);
     if (lease_ms > 0)
         hl_lease_start(h, lease_ms);
+    hold_persist(h, EFF_HOLD_GRANT);
     pthread_mutex_unlock(&hl_mu);
     return h;
+}
+
+int hold_restore(hlock *l, bool write, uint64_t token, int64_t end_ms)
+{
+    bool owner_dead, ok;
+    uint64_t got;
+    int64_t left = end_ms - hold_wall_ms();
+
+    /* Overdue: expires right after the start, once. */
+    if (left < 1)
+        left = 1;
+    if (l->rw)
+        ok = write ? rt_rwmutex_trylock(l->rwm)
+                   : rt_rwmutex_rlock(l->rwm, RT_POLL) == 0;
+    else
+        ok = rt_mutex_trylock(l->m);
+    if (!ok)
+        return 0; /* the log disagrees (held already): skipped */
+    if (!hold_add_token(l, 0, write, left, &owner_dead, &got, token))
+        return -1;
+    pthread_mutex_lock(&hl_mu);
+    l->owner_dead = owner_dead;
+    pthread_mutex_unlock(&hl_mu);
+    hold_token_floor(token);
+    return 0;
+}
+
+void hold_restore_release(hlock *l, uint64_t token)
+{
+    pthread_mutex_lock(&hl_mu);
+    for (hhold *h = l->holds; h; h = h->next)
+        if (h->token == token) {
+            hold_drop_locked(h, false, true);
+            break;
+        }
+    pthread_mutex_unlock(&hl_mu);
+}
+
+int hold_snap(obj *o, void *s)
+{
+    hlock *l = (hlock *)o;
+    eff_rec recs[64];
+    size_t n = 0;
+    uint64_t lsn;
+    int rc = 0;
+
+    pthread_mutex_lock(&hl_mu);
+    lsn = atomic_load(&o->lsn);
+    for (hhold *h = l->holds; h && n < 64; h = h->next) {
+        if (h->lease_ms <= 0)
+            continue;
+        recs[n] = (eff_rec){.type = EFF_HOLD_GRANT};
+        recs[n].u.hold.name = eff_s(o->name);
+        recs[n].u.hold.kind = !l->rw     ? EFF_HOLD_MUTEX
+                              : h->write ? EFF_HOLD_WRITE
+                                         : EFF_HOLD_READ;
+        recs[n].u.hold.token = h->token;
+        recs[n].u.hold.deadline_ms = h->lease_end;
+        n++;
+    }
+    pthread_mutex_unlock(&hl_mu);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = persist_snap_emit(s, &recs[i], lsn);
+    return rc;
 }
 
 int64_t hold_lease_ms(const hhold *h)
@@ -271,11 +379,16 @@ int hold_renew(hlock *l, uint64_t token, int64_t lease_ms)
         /* A hold without a lease gets one: from now on it outlives its
          * session like any leased hold. */
         h->lease_ms = lease_ms;
+        h->lease_end = hold_wall_ms() + lease_ms;
         if (!hl_lease_start(h, lease_ms))
             rc = -2;
+        else
+            hold_persist(h, EFF_HOLD_GRANT);
     } else if (rt_timer_stop(h->lease->t)) {
         h->lease_ms = lease_ms;
+        h->lease_end = hold_wall_ms() + lease_ms;
         rt_timer_reset(h->lease->t, lease_ms * 1000000);
+        hold_persist(h, EFF_HOLD_RENEW);
     } else {
         rc = -1; /* it fired: the release is on its way */
     }
@@ -289,6 +402,7 @@ void hold_drop_locked(hhold *h, bool owner_dead, bool unlock)
 {
     hlock *l = h->l;
 
+    hold_persist(h, EFF_HOLD_RELEASE);
     for (hhold **pp = &l->holds; *pp; pp = &(*pp)->next)
         if (*pp == h) {
             *pp = h->next;

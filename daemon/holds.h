@@ -93,6 +93,17 @@ int hold_wait_begin(hlock *l, uint64_t sid, hwait **w, char *msg, size_t msglen,
 void hold_wait_end(hwait *w);
 /* The info op of mutexes and rwmutexes: holders, locked, token. */
 void hold_info(obj *o, json_t *into);
+/* Durability (persist.c): rebuilds a leased hold of l with its token,
+ * taking the runtime lock now, with the lease ending at end_ms on the wall
+ * clock (overdue: at once after the start).  Returns 0 (also when the
+ * lock is taken already: skipped) or -1 (memory). */
+int hold_restore(hlock *l, bool write, uint64_t token, int64_t end_ms);
+/* Drops l's hold with token, if any (a logged release). */
+void hold_restore_release(hlock *l, uint64_t token);
+/* obj_ops.snap of mutexes and rwmutexes: their leased holds (the first
+ * 64; a lock has more only with readers, each their own lease). */
+int hold_snap(obj *o, void *s);
+
 /* Releases the holds of session sid, an ended one, except leases; the
  * next holder of each is told owner_dead. */
 void hold_end_session(uint64_t sid);

@@ -153,6 +153,8 @@ static void srv_free_ios(srv *v)
         srv_io *io = &v->io[i];
         if (io->ev_wflush)
             event_free(io->ev_wflush);
+        if (io->ev_durable)
+            event_free(io->ev_durable);
         if (io->base)
             event_base_free(io->base);
         proto_names_free(io->local.names);
@@ -198,9 +200,12 @@ srv *srv_new_fds(const conf *c, const int *fds, int nfds, char *err,
         v->nmade = i + 1;
         io->base = event_base_new();
         io->local.names = proto_names_new();
-        if (io->base)
+        if (io->base) {
             io->ev_wflush = event_new(io->base, -1, 0, sess__wflush_cb, io);
-        if (!io->base || !io->local.names || !io->ev_wflush) {
+            io->ev_durable = event_new(io->base, -1, 0, sess__durable_cb, io);
+        }
+        if (!io->base || !io->local.names || !io->ev_wflush ||
+            !io->ev_durable) {
             snprintf(err, errlen, "cannot set up I/O thread %d", i);
             srv_close_fds(fds, nfds);
             goto out_ios;
@@ -234,6 +239,17 @@ static void *srv_io_main(void *arg)
         event_base_loop(io->base, EVLOOP_NO_EXIT_ON_EMPTY);
     srv__tls_io = NULL;
     return NULL;
+}
+
+void srv_durable_wake(void)
+{
+    srv *v = srv_current;
+
+    if (!v)
+        return;
+    for (int i = 0; i < v->nmade; i++)
+        if (v->io[i].ev_durable)
+            event_active(v->io[i].ev_durable, EV_READ, 0);
 }
 
 int srv_run(srv *v)

@@ -17,6 +17,7 @@
 #include "daemon.h"
 #include "cfgfile.h"
 #include "metrics.h"
+#include "persist.h"
 #include "service.h"
 
 #include <signal.h>
@@ -124,6 +125,8 @@ int main(int argc, char **argv)
     if (cfg_from_args(argc, argv, &c, &r) != 0)
         return r;
     log_set_level(c.log_level);
+    if (c.repair)
+        return persist_repair(&c);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
     /* Both before any thread or event base exists. */
@@ -143,9 +146,15 @@ int main(int argc, char **argv)
         log_error("cannot build the dispatch table");
         goto out_rt;
     }
-    if (sec_init(&c, err, sizeof err) != 0) {
+    /* State first (recovery), then the socket: nothing is served before
+     * the epoch is on disk and the state rebuilt. */
+    if (persist_start(&c, err, sizeof err) != 0) {
         log_error("%s", err);
         goto out_disp;
+    }
+    if (sec_init(&c, err, sizeof err) != 0) {
+        log_error("%s", err);
+        goto out_persist;
     }
     {
         int fds[8];
@@ -159,7 +168,9 @@ int main(int argc, char **argv)
     r = main_serve(v, &c, err, sizeof err);
     if (r != 0)
         log_error("%s", err);
+    persist_quiesce();
     srv_free(v);
+    persist_stop();
     sec_fini();
     disp_fini();
     if (r != 0)
@@ -170,6 +181,8 @@ int main(int argc, char **argv)
 
 out_sec:
     sec_fini();
+out_persist:
+    persist_stop();
 out_disp:
     disp_fini();
 out_rt:

@@ -112,6 +112,29 @@ static void metrics_render(struct evbuffer *b)
                   (long long)sn.output_buffer_bytes);
     metrics_gauge(b, "chand_draining", "1 while shutting down.",
                   sn.draining ? 1 : 0);
+    if (sn.persist) {
+        metrics_gauge(b, "chand_wal_log_bytes",
+                      "Bytes of the durability log's live segments.",
+                      (long long)sn.log_bytes);
+        metrics_gauge(b, "chand_wal_snapshot_bytes",
+                      "Bytes of the live snapshot.",
+                      (long long)sn.snapshot_bytes);
+        metrics_gauge(b, "chand_wal_pending_bytes",
+                      "Log bytes appended, not yet written.",
+                      (long long)sn.pending_bytes);
+        metrics_head(b, "chand_wal_fsyncs_total", "counter",
+                     "fdatasync calls on the log.");
+        evbuffer_add_printf(b, "chand_wal_fsyncs_total %lld\n",
+                            (long long)sn.fsyncs);
+        metrics_head(b, "chand_wal_last_fsync_seconds", "gauge",
+                     "Duration of the last fdatasync.");
+        evbuffer_add_printf(b, "chand_wal_last_fsync_seconds %.6f\n",
+                            (double)sn.last_fsync_ns / 1e9);
+        metrics_gauge(b, "chand_wal_write_error",
+                      "1 while the log cannot be written (disk full): "
+                      "writes fail.",
+                      sn.wal_error ? 1 : 0);
+    }
 
     metrics_head(b, "chand_requests_total", "counter",
                  "Requests answered, by method and result.");

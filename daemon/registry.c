@@ -16,6 +16,7 @@
  * lookup into a walk of a long chain (99k names made one 3.4 ms).
  */
 #include "daemon.h"
+#include "persist.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -224,6 +225,9 @@ int reg_drop(const char *name)
             }
             *pp = o->hnext;
             o->hnext = NULL;
+            /* Logged under the registry's lock: before any make of a
+             * new object of that name. */
+            persist_drop(o);
             break;
         }
     pthread_mutex_unlock(&reg_mu);

@@ -35,6 +35,7 @@ struct srv_io {
     sess *sessions;
     sess *whead, *wtail;     /* sessions with answers to write */
     struct event *ev_wflush; /* writes them (sess__wflush_cb) */
+    struct event *ev_durable; /* the log synced: release held answers */
     char rbuf[16384];        /* reads while a session's input is empty */
     sess_local local;        /* dispatch's scratch (sess_local_get) */
 };
@@ -82,6 +83,13 @@ struct sess {
     gback *phead, *ptail;
     _Atomic size_t outq; /* bytes in the output buffer, for the
                           * drain and stats on other threads */
+    /* fsync = always: answers held in the output until the log is
+     * synced up to the LSN read when they were added (persist.h): marks
+     * [ghead, gn) of ([start, end) in out_added, lsn), oldest first. */
+    struct sess_gmark {
+        uint64_t start, end, lsn;
+    } *gmarks;
+    size_t ghead, gn, gcap;
     /* Identity (security.c).  users: the users table the session was
      * opened or authenticated with (a reference; NULL: no users are
      * configured and everything is allowed); user: borrowed from it, NULL
@@ -171,6 +179,9 @@ size_t sess__outq(sess *s);
 /* The event callback of io->ev_wflush: writes the answers of the sessions
  * on io's write list (see sess_push_later). */
 void sess__wflush_cb(evutil_socket_t fd, short what, void *arg);
+/* The event callback of io->ev_durable: pushes the sessions whose
+ * answers wait for the log (fsync = always). */
+void sess__durable_cb(evutil_socket_t fd, short what, void *arg);
 /* Ends the session: no more answers, every wait cancelled, holds released
  * (disp_session_end), queued values given back.  graceful: the bytes
  * already in the socket buffer are still sent before the close. */

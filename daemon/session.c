@@ -15,6 +15,7 @@
  * (gback_run).
  */
 #include "server.h"
+#include "persist.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -142,6 +143,7 @@ void sess_release(sess *s)
     sec__sess_free(s);
     rt_cancel_free(s->cancel);
     pthread_mutex_destroy(&s->mu);
+    free(s->gmarks);
     free(s);
 }
 
@@ -215,6 +217,56 @@ static void sess_giveback_pending(sess *s)
     s->phead = s->ptail = NULL;
 }
 
+/* fsync = always: marks the len bytes just added to the output as held
+ * until the log is durable up to the LSN appended now (which covers every
+ * effect the answer could reveal).  Returns false when out of memory. */
+static bool sess_gate_mark(sess *s, size_t len)
+{
+    uint64_t lsn = persist_gate_lsn();
+
+    if (lsn <= persist_durable_lsn())
+        return true; /* nothing to hold (earlier marks still order it) */
+    if (s->gn > s->ghead && s->gmarks[s->gn - 1].lsn >= lsn) {
+        s->gmarks[s->gn - 1].end = s->out_added;
+        return true;
+    }
+    if (s->gn == s->gcap) {
+        if (s->ghead > 0) {
+            memmove(s->gmarks, s->gmarks + s->ghead,
+                    (s->gn - s->ghead) * sizeof *s->gmarks);
+            s->gn -= s->ghead;
+            s->ghead = 0;
+        } else {
+            size_t cap = s->gcap ? s->gcap * 2 : 16;
+            void *p = realloc(s->gmarks, cap * sizeof *s->gmarks);
+            if (!p)
+                return false;
+            s->gmarks = p;
+            s->gcap = cap;
+        }
+    }
+    s->gmarks[s->gn++] =
+        (struct sess_gmark){ s->out_added - len, s->out_added, lsn };
+    return true;
+}
+
+/* Returns how many of the buffered bytes of s's output may leave now:
+ * those before the first answer whose effects are not yet durable. */
+static size_t sess_gate_allowed(sess *s, size_t buffered)
+{
+    uint64_t durable = persist_durable_lsn();
+    uint64_t first = s->out_added - buffered;
+
+    while (s->ghead < s->gn && s->gmarks[s->ghead].lsn <= durable)
+        s->ghead++;
+    if (s->ghead == s->gn) {
+        s->ghead = s->gn = 0;
+        return buffered;
+    }
+    uint64_t held = s->gmarks[s->ghead].start;
+    return held > first ? (size_t)(held - first) : 0;
+}
+
 /* Writes line to the session's socket buffer and checks the output cap.
  * I/O thread.  Returns false when the session was ended for it. */
 static bool sess_write(sess *s, const char *line, size_t len)
@@ -228,6 +280,13 @@ static bool sess_write(sess *s, const char *line, size_t len)
         return false;
     }
     s->out_added += len;
+    if (persist__gate && !sess_gate_mark(s, len)) {
+        sess__end(s, false);
+        return false;
+    }
+    if (!s->tls_stage && s->ghead < s->gn &&
+        (bufferevent_get_enabled(s->bev) & EV_WRITE))
+        bufferevent_disable(s->bev, EV_WRITE); /* see sess_push */
     queued = evbuffer_get_length(out);
     if (s->tls_stage)
         queued += evbuffer_get_length(bufferevent_get_output(s->bev));
@@ -262,23 +321,49 @@ static void sess_push(sess *s)
         /* TLS: the bufferevent encrypts and writes whatever reaches its
          * output at once, one record and one write(2) per addition; this
          * turn's answers gathered in tls_stage, and they go in one move
-         * (a record per chunk, not per answer). */
-        if (evbuffer_get_length(s->tls_stage) > 0)
+         * (a record per chunk, not per answer).  Under fsync=always only
+         * the part whose effects are on disk. */
+        size_t staged = evbuffer_get_length(s->tls_stage), ok = staged;
+        if (staged > 0 && persist__gate)
+            ok = sess_gate_allowed(s, staged);
+        if (ok == staged && staged > 0)
             evbuffer_add_buffer(out, s->tls_stage);
+        else if (ok > 0)
+            evbuffer_remove_buffer(s->tls_stage, out, ok);
         return;
     }
-    if (evbuffer_get_length(out) == 0)
+    size_t len = evbuffer_get_length(out), allowed = len;
+    if (len == 0)
         return;
+    if (persist__gate && (allowed = sess_gate_allowed(s, len)) == 0)
+        return; /* held: sess__durable_cb pushes again */
     if (!(bufferevent_get_enabled(s->bev) & EV_WRITE)) {
         /* A socket bufferevent keeps its output's start frozen outside
          * its own write callback. */
         evbuffer_unfreeze(out, 1);
-        evbuffer_write(out, bufferevent_getfd(s->bev));
+        evbuffer_write_atmost(out, bufferevent_getfd(s->bev),
+                              (ev_ssize_t)allowed);
         evbuffer_freeze(out, 1);
         sess_settle(s);
     }
-    if (evbuffer_get_length(out) > 0)
+    /* The bufferevent writes all it has: only once nothing is held. */
+    if (evbuffer_get_length(out) > 0 && s->ghead == s->gn)
         bufferevent_enable(s->bev, EV_WRITE);
+}
+
+static bool sess_push_held(sess *s, void *arg)
+{
+    (void)arg;
+    if (!s->ended && s->ghead < s->gn)
+        sess__push_later(s);
+    return true;
+}
+
+void sess__durable_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sess__each(arg, sess_push_held, NULL);
 }
 
 /* Writes s's answers once every session made ready by this loop turn has
@@ -314,6 +399,9 @@ void sess__wflush_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
 
+    /* The end of a loop turn: one write (and under always one fdatasync)
+     * for every effect of the turn (group commit). */
+    persist_flush();
     io->whead = io->wtail = NULL;
     while (s) {
         sess *next = s->wnext;

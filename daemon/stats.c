@@ -4,6 +4,7 @@
  * different ways.
  */
 #include "daemon.h"
+#include "persist.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -57,4 +58,5 @@ void stats_take(stats_snap *sn)
     sn->memory_bytes = mem_used();
     sn->max_memory = (int64_t)srv_conf.max_memory;
     sn->draining = srv_draining();
+    persist_stats(sn);
 }

@@ -186,18 +186,19 @@ int wal_snapshot(wal *w, wal_snap_iter_fn iter, void *arg, char *err,
         goto out_write_err;
     close(s.fd);
     s.fd = -1;
-    if (renameat(w->dirfd, tmp, w->dirfd, name) != 0 || fsync(w->dirfd) != 0) {
-        rc = -errno;
-        goto out_write_err;
-    }
     /* Objects were walked while the log ran: their state may hold effects
-     * the log has not synced.  Sync them, so that after the swap no crash
-     * can keep a later effect (in the snapshot) and lose an earlier one. */
+     * the log has not synced.  Sync them, so that no crash can keep a
+     * later effect (in the snapshot) and lose an earlier one (in the log).
+     * Before the rename: when nothing was logged since the live snapshot,
+     * L0 is its L0 and the rename replaces the file the manifest names. */
     rc = wal_sync(w, wal_appended_lsn(w));
     if (rc) {
         wal__fmt(err, errlen, "snapshot: syncing the log: %s", strerror(-rc));
-        unlinkat(w->dirfd, name, 0);
-        goto out_unlock_buf;
+        goto out_remove;
+    }
+    if (renameat(w->dirfd, tmp, w->dirfd, name) != 0 || fsync(w->dirfd) != 0) {
+        rc = -errno;
+        goto out_write_err;
     }
     pthread_mutex_lock(&w->io_mu);
     keep_from = 0;

@@ -74,6 +74,10 @@ void rt__chan_recv_from(rt_chan *c, rt__waiter *w, void *elem)
         /* Buffer full: take the head, queue the sender's value at the
          * tail (which is the same slot). */
         char *s = slot(c, c->recvx);
+        if (c->obs) {
+            c->obs(c->obs_arg, RT_CHAN_GET, s);
+            c->obs(c->obs_arg, RT_CHAN_PUT, w->elem);
+        }
         copy_elem(c, elem, s);
         if (c->elemsize)
             memcpy(s, w->elem, c->elemsize);
@@ -87,6 +91,8 @@ void rt__chan_recv_from(rt_chan *c, rt__waiter *w, void *elem)
 
 void rt__chan_buf_put(rt_chan *c, const void *elem)
 {
+    if (c->obs)
+        c->obs(c->obs_arg, RT_CHAN_PUT, elem);
     if (c->elemsize)
         memcpy(slot(c, c->sendx), elem, c->elemsize);
     if (++c->sendx == c->cap)
@@ -98,6 +104,8 @@ void rt__chan_buf_put(rt_chan *c, const void *elem)
 void rt__chan_buf_get(rt_chan *c, void *elem)
 {
     char *s = slot(c, c->recvx);
+    if (c->obs)
+        c->obs(c->obs_arg, RT_CHAN_GET, s);
     copy_elem(c, elem, s);
     if (++c->recvx == c->cap)
         c->recvx = 0;
@@ -208,6 +216,8 @@ int rt_chan_close(rt_chan *c)
         return RT_ECLOSECLOSED;
     }
     __atomic_store_n(&c->closed, true, __ATOMIC_RELAXED);
+    if (c->obs)
+        c->obs(c->obs_arg, RT_CHAN_CLOSE, NULL);
     /* Claim every waiter first, then ready them all: a waiter must not
      * run (and return, freeing its waiter) while we still walk a queue. */
     rt_g *list = NULL;
@@ -245,6 +255,29 @@ size_t rt_chan_len(rt_chan *c)
 }
 
 size_t rt_chan_cap(rt_chan *c) { return c ? c->cap : 0; }
+
+void rt_chan_observe(rt_chan *c, rt_chan_observer fn, void *arg)
+{
+    rt__lock_acquire(&c->lock);
+    c->obs = fn;
+    c->obs_arg = arg;
+    rt__lock_release(&c->lock);
+}
+
+bool rt_chan_each(rt_chan *c, void (*fn)(void *arg, const void *elem),
+                  void *arg)
+{
+    rt__lock_acquire(&c->lock);
+    fn(arg, NULL);
+    for (size_t i = 0, x = c->recvx; i < c->qcount; i++) {
+        fn(arg, slot(c, x));
+        if (++x == c->cap)
+            x = 0;
+    }
+    bool closed = c->closed;
+    rt__lock_release(&c->lock);
+    return closed;
+}
 
 bool rt_chan_closed(rt_chan *c)
 {

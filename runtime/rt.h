@@ -244,6 +244,24 @@ RT_API size_t rt_chan_len(rt_chan *c);
 RT_API size_t rt_chan_cap(rt_chan *c);
 RT_API bool rt_chan_closed(rt_chan *c);
 
+/* A channel's observer: told, with the channel's lock held and in the
+ * order they happen, of each element entering the buffer's tail (PUT),
+ * leaving its head (GET; elem is the element) and of the close.  A
+ * hand-off from a sender to a receiver changes no state and is not told.
+ * It must be quick and must not call back into c.  (The daemon's
+ * durability log records these as effects, in the buffer's own order.) */
+typedef enum { RT_CHAN_PUT = 1, RT_CHAN_GET, RT_CHAN_CLOSE } rt_chan_event;
+typedef void (*rt_chan_observer)(void *arg, rt_chan_event ev,
+                                 const void *elem);
+/* Sets c's observer (fn NULL: none). */
+RT_API void rt_chan_observe(rt_chan *c, rt_chan_observer fn, void *arg);
+/* Calls fn(arg, NULL) and then fn for each buffered element, head first,
+ * and returns whether c is closed, all under c's lock (so no change comes
+ * between: the first call reads what goes with the state); fn as an
+ * observer's. */
+RT_API bool rt_chan_each(rt_chan *c, void (*fn)(void *arg, const void *elem),
+                         void *arg);
+
 /* ------------------------------------------------------------------ */
 /* select                                                             */
 /* ------------------------------------------------------------------ */

@@ -17,6 +17,9 @@ struct rt_chan {
     size_t qcount, sendx, recvx;
     rt__waitq recvq, sendq;
     char *buf;
+    /* rt_chan_observe: told of every change of the buffer, under lock. */
+    rt_chan_observer obs;
+    void *obs_arg;
 };
 
 RT__HIDDEN void rt__chan_send_to(rt_chan *c, rt__waiter *w,

@@ -309,7 +309,7 @@ bool testd_running(testd *d)
 {
     if (d->pid <= 0)
         return false;
-    if (testd_reap(d->pid, NULL, 0) != 0) {
+    if (testd_reap(d->pid, &d->status, 0) != 0) {
         d->pid = -1; /* exited: reaped */
         return false;
     }

@@ -17,6 +17,7 @@
 
 typedef struct testd {
     pid_t pid;     /* the daemon's pid, 0 when not running */
+    int status;    /* its wait status once testd_running saw it exit */
     int port;      /* the port it bound */
     int mport;     /* its metrics port, when asked to wait for it */
     char dir[256]; /* its private temp directory */

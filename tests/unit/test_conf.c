@@ -296,6 +296,11 @@ static void test_sample(void **state)
     assert_int_equal(c.shutdown_grace_ms, d.shutdown_grace_ms);
     assert_int_equal(c.log_level, d.log_level);
     assert_int_equal(c.gomaxprocs, d.gomaxprocs);
+    /* The sample persists; a bare chand keeps state in memory. */
+    assert_string_equal(c.data_dir, "/var/lib/chand");
+    assert_string_equal(d.data_dir, "");
+    assert_int_equal(c.fsync, d.fsync);
+    assert_int_equal(c.compact_floor, d.compact_floor);
 
     /* Every key --help lists appears in the sample. */
     keys = tmpfile();
@@ -320,6 +325,27 @@ static void test_sample(void **state)
     fclose(keys);
     assert_true(seen >= 18);
     free(text);
+}
+
+/* fsync takes always, everysec or no, and nothing else. */
+static void test_fsync_values(void **state)
+{
+    static const char *const ok[] = { "no", "everysec", "always" };
+    char err[256];
+    conf c;
+    (void)state;
+
+    conf_defaults(&c);
+    assert_int_equal(c.fsync, 1);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(conf_set(&c, "fsync", ok[i], err, sizeof err), 0);
+        assert_int_equal(c.fsync, i);
+    }
+    assert_int_equal(conf_set(&c, "fsync", "sometimes", err, sizeof err), -1);
+    assert_non_null(strstr(err, "always, everysec or no"));
+    assert_int_equal(c.fsync, 2);
+    assert_int_equal(conf_set(&c, "data_dir", "/x", err, sizeof err), 0);
+    assert_string_equal(c.data_dir, "/x");
 }
 
 /* Runs cfg_from_args on a NULL-terminated list; returns its result. */
@@ -435,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_defaults),    cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_syntax),      cmocka_unit_test(test_errors),
         cmocka_unit_test(test_file_errors), cmocka_unit_test(test_sample),
+        cmocka_unit_test(test_fsync_values),
         cmocka_unit_test(test_args_order),  cmocka_unit_test(test_reload),
         cmocka_unit_test(test_line_fits_value),
     };

@@ -565,6 +565,7 @@ typedef struct model {
     int interleave; /* ... this many after each object */
     int trace_fd;   /* when > 0, "lsn hash" of the state after each effect */
     int noflush;    /* run_effects asks for no flush */
+    int die_after_append; /* run_effects: _exit once a record is written */
 } model;
 
 static char *sdup(eff_str s)
@@ -1019,19 +1020,56 @@ static void model_trace(model *m, uint64_t lsn)
         _exit(5);
 }
 
+/* A kill -9 just after another thread's flush wrote the record of lsn:
+ * waits until it is in the file, then dies. */
+static void die_when_written(wal *w, uint64_t lsn)
+{
+    wal_stats st;
+
+    wal_flush(w);
+    do
+        wal_stats_get(w, &st);
+    while (st.written_lsn < lsn && !usleep(100));
+    _exit(0);
+}
+
+/* Applies r (and the group's first record g, when set) to m as LSN
+ * lsn, and traces the state after it. */
+static void model_step(model *m, eff_rec *g, eff_rec *r, uint64_t lsn)
+{
+    if (g) {
+        g->lsn = lsn - 1;
+        assert_int_equal(model_apply(m, g, 0), 0);
+    }
+    r->lsn = lsn;
+    assert_int_equal(model_apply(m, r, 0), 0);
+    if (m->trace_fd > 0)
+        model_trace(m, lsn);
+}
+
 /* Makes, logs and applies n random effects (each under m->mu, as a
- * handler holds its object's lock). */
+ * handler holds its object's lock).
+ *
+ * When tracing (the kill -9 children), the trace line goes out before
+ * the append: once wal_append() returns, another thread's flush (a
+ * flusher round asked for earlier, a snapshot's segment switch) can put
+ * the record in the file at once, so a kill before a trace written after
+ * the append would recover an LSN the trace never named.  Every append
+ * of a tracing model is made here under m->mu, so the LSN is known
+ * beforehand; a kill between the trace and the append leaves a line for
+ * an LSN never logged, which no recovery asks for. */
 static void run_effects(model *m, wal *w, int n)
 {
     for (int k = 0; k < n; k++) {
         eff_rec r;
         char sbuf[4][64];
-        uint64_t lsn;
+        uint64_t lsn, want;
         pthread_mutex_lock(&m->mu);
         if (random_effect(m, &r, sbuf) == 0) {
             /* The in-flight value is read from the state the pop frees:
              * copy it first. */
             char *v = NULL;
+            int first = m->trace_fd > 0;
             if (r.type == EFF_DLV_INFLIGHT) {
                 /* A delivery is two records, one effect. */
                 eff_rec g[2] = {{.type = EFF_CHAN_POP}};
@@ -1040,19 +1078,27 @@ static void run_effects(model *m, wal *w, int n)
                 g[0].u.pop.name = r.u.dlv.name;
                 g[0].u.pop.count = 1;
                 g[1] = r;
+                want = wal_appended_lsn(w) + 2;
+                if (first)
+                    model_step(m, &g[0], &r, want);
                 assert_int_equal(wal_append_group(w, g, 2, &lsn), 0);
-                g[0].lsn = lsn - 1;
-                r.lsn = lsn;
-                assert_int_equal(model_apply(m, &g[0], 0), 0);
-                assert_int_equal(model_apply(m, &r, 0), 0);
+                if (m->die_after_append)
+                    die_when_written(w, lsn);
+                if (!first)
+                    model_step(m, &g[0], &r, lsn);
             } else {
+                want = wal_appended_lsn(w) + 1;
+                if (first)
+                    model_step(m, NULL, &r, want);
                 assert_int_equal(wal_append(w, &r, &lsn), 0);
-                r.lsn = lsn;
-                assert_int_equal(model_apply(m, &r, 0), 0);
+                if (m->die_after_append)
+                    die_when_written(w, lsn);
+                if (!first)
+                    model_step(m, NULL, &r, lsn);
             }
+            if (first)
+                assert_int_equal(lsn, want);
             free(v);
-            if (m->trace_fd > 0)
-                model_trace(m, lsn);
         }
         pthread_mutex_unlock(&m->mu);
         if (k % 16 == 0 && !m->noflush)
@@ -2500,6 +2546,148 @@ static uint64_t trace_find(const char *path, uint64_t lsn)
     return found;
 }
 
+/* The child of test_kill9_after_append: some effects, then one more
+ * that another thread's flush writes before the child goes on: it dies
+ * right there, as a kill -9 landing after the flusher's round can. */
+static void append_child(const char *dir, wal_fsync pol, const char *trace_path,
+                         int effects)
+{
+    wal_opts o = {.dir = dir, .fsync = pol};
+    char err[512];
+    model m;
+    wal *w;
+
+    model_init(&m);
+    if (wal_open(&o, model_apply, &m, &w, err, sizeof err) != 0)
+        _exit(2);
+    m.trace_fd = open(trace_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (m.trace_fd <= 0)
+        _exit(3);
+    model_trace(&m, wal_appended_lsn(w));
+    run_effects(&m, w, effects);
+    m.die_after_append = 1;
+    for (;;)
+        run_effects(&m, w, 1); /* until one makes a record */
+}
+
+/* A record written before its effect is traced: the recovered state is
+ * still one the trace names (the kill -9 tests' model of "a state the
+ * child had" must hold whenever the kill lands). */
+static void test_kill9_after_append(void **state)
+{
+    char dir[300], trace[320], err[512];
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    snprintf(trace, sizeof trace, "%s.trace", dir);
+    for (int it = 0; it < 6; it++) {
+        wal_opts o = {.dir = dir, .fsync = WAL_FSYNC_NO};
+        int st;
+        uint64_t h;
+        pid_t pid;
+        model b;
+        wal *w;
+
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+            append_child(dir, (wal_fsync)(it % 3), trace, 10 * it);
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+        model_init(&b);
+        assert_int_equal(wal_open(&o, model_apply, &b, &w, err, sizeof err), 0);
+        h = trace_find(trace, wal_appended_lsn(w));
+        if (h != model_hash(&b))
+            print_error("run %d: LSN %" PRIu64 ": not traced, or differs\n", it,
+                        wal_appended_lsn(w));
+        assert_true(h != 0);
+        assert_true(h == model_hash(&b));
+        assert_int_equal(wal_close(w), 0);
+        model_free(&b);
+    }
+    unlink(trace);
+}
+
+/* The pwrite of test_snapshot_same_l0's child: once armed, the process
+ * dies before writing, as a kill -9 would before the flusher's round. */
+static int die_armed;
+
+static ssize_t die_pwrite(void *ctx, int fd, const void *p, size_t n, off_t off)
+{
+    (void)ctx;
+    if (die_armed)
+        _exit(0);
+    return pwrite(fd, p, n, off);
+}
+
+/* The child of test_snapshot_same_l0: effects, a snapshot, then a second
+ * snapshot with nothing logged in between (the same L0), whose walk runs
+ * effects; it dies at the first write of the log after that. */
+static void same_l0_child(const char *dir, const char *trace_path)
+{
+    wal_io io = {die_pwrite, NULL, NULL};
+    wal_opts o = {.dir = dir, .fsync = WAL_FSYNC_NO, .io = &io};
+    char err[512];
+    model m;
+    wal *w;
+
+    model_init(&m);
+    if (wal_open(&o, model_apply, &m, &w, err, sizeof err) != 0)
+        _exit(2);
+    m.trace_fd = open(trace_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (m.trace_fd <= 0)
+        _exit(3);
+    model_trace(&m, wal_appended_lsn(w));
+    run_effects(&m, w, 200);
+    if (wal_snapshot(w, model_iter, &m, err, sizeof err) != 0)
+        _exit(4);
+    /* The walk's effects wait in memory for the snapshot's log sync. */
+    m.w = w;
+    m.interleave = 3;
+    m.noflush = 1;
+    die_armed = 1;
+    if (wal_snapshot(w, model_iter, &m, err, sizeof err) != 0)
+        _exit(5);
+    _exit(0);
+}
+
+/* A snapshot whose L0 is the live snapshot's must not replace that file
+ * before the log holds what its walk saw: a crash then would keep later
+ * effects (in the snapshot) and lose earlier ones (in the log). */
+static void test_snapshot_same_l0(void **state)
+{
+    char dir[300], trace[320], err[512];
+    wal_opts o = {.fsync = WAL_FSYNC_NO};
+    int st;
+    uint64_t h;
+    pid_t pid;
+    model b;
+    wal *w;
+    (void)state;
+
+    newdir(dir, sizeof dir);
+    snprintf(trace, sizeof trace, "%s.trace", dir);
+    o.dir = dir;
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        same_l0_child(dir, trace);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    model_init(&b);
+    assert_int_equal(wal_open(&o, model_apply, &b, &w, err, sizeof err), 0);
+    h = trace_find(trace, wal_appended_lsn(w));
+    if (h != model_hash(&b))
+        print_error("LSN %" PRIu64 ": state differs\n", wal_appended_lsn(w));
+    assert_true(h != 0);
+    assert_true(h == model_hash(&b));
+    assert_int_equal(wal_close(w), 0);
+    model_free(&b);
+    unlink(trace);
+}
+
 /* kill -9 while compactions run: whatever the moment (a segment switch,
  * a snapshot half written, a manifest swap, old files being deleted),
  * the recovered state is exactly the state the child had after some LSN
@@ -2846,10 +3034,15 @@ int main(void)
         cmocka_unit_test(test_disk_full_tmpfs),
         cmocka_unit_test(test_kill9),
         cmocka_unit_test(test_kill9_compacting),
+        cmocka_unit_test(test_kill9_after_append),
+        cmocka_unit_test(test_snapshot_same_l0),
         cmocka_unit_test(test_power_loss),
         cmocka_unit_test(test_compaction_trigger),
         cmocka_unit_test(test_auto_compaction),
         cmocka_unit_test(test_epoch),
     };
+    /* WAL_TEST=name runs the cases whose names match it (to loop one). */
+    if (getenv("WAL_TEST"))
+        cmocka_set_test_filter(getenv("WAL_TEST"));
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,434 @@
+/*
+ * persist.c - durability wired into the daemon (persist.h): start-up and
+ * recovery, the effects the handlers emit, the write gate, the durable
+ * LSN the sessions wait for.  The log itself is wal.c's.
+ */
+#include "persist.h"
+#include "epoch.h"
+#include "holds.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+wal *persist__wal;
+bool persist__gate;
+__thread bool persist__nogate;
+
+/* Set from start-up on: channels made from then on get the observer
+ * (recovery's too, which then logs nothing: persist__wal is still NULL). */
+static bool persist_enabled;
+
+#define PERSIST_STRIPES 64
+static pthread_mutex_t persist_mu[PERSIST_STRIPES];
+
+static pthread_mutex_t *persist_stripe(obj *o)
+{
+    uintptr_t p = (uintptr_t)o;
+    return &persist_mu[(p >> 6 ^ p >> 12) % PERSIST_STRIPES];
+}
+
+void persist_lock(obj *o)
+{
+    if (persist__wal)
+        pthread_mutex_lock(persist_stripe(o));
+}
+
+void persist_unlock(obj *o)
+{
+    if (persist__wal)
+        pthread_mutex_unlock(persist_stripe(o));
+}
+
+/* Appends r; a failure to encode or allocate is logged (the effect then
+ * lives in memory only, and the next write fails on wal_error). */
+static void persist_append(obj *o, const eff_rec *r)
+{
+    uint64_t lsn;
+    int rc = wal_append(persist__wal, r, &lsn);
+
+    if (rc != 0)
+        log_error("durability: cannot log %s: %s", eff_type_name(r->type),
+                  strerror(-rc));
+    else if (o)
+        atomic_store(&o->lsn, lsn);
+}
+
+/* ------------------------------------------------------------------ */
+/* Effects                                                            */
+/* ------------------------------------------------------------------ */
+
+static void persist_chan_obs(void *arg, rt_chan_event ev, const void *elem)
+{
+    obj *o = arg;
+    eff_rec r = {0};
+
+    if (!persist__wal || atomic_load(&o->dropped))
+        return;
+    switch (ev) {
+    case RT_CHAN_PUT:
+        r.type = EFF_CHAN_PUSH;
+        r.u.push.name = eff_s(o->name);
+        r.u.push.value.p = hval_text(elem, &r.u.push.value.n);
+        break;
+    case RT_CHAN_GET:
+        r.type = EFF_CHAN_POP;
+        r.u.pop.name = eff_s(o->name);
+        r.u.pop.count = 1;
+        break;
+    case RT_CHAN_CLOSE:
+        r.type = EFF_CHAN_CLOSE;
+        r.u.obj.name = eff_s(o->name);
+        break;
+    }
+    persist_append(o, &r);
+}
+
+void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem)
+{
+    if (!persist_enabled)
+        return;
+    if (persist__wal) {
+        eff_rec r = {.type = EFF_CHAN_MAKE};
+        r.u.make.name = eff_s(o->name);
+        r.u.make.cap = cap;
+        r.u.make.elem = eff_s(elem);
+        persist_append(o, &r);
+    }
+    rt_chan_observe(c, persist_chan_obs, o);
+}
+
+void persist_drop(obj *o)
+{
+    if (!persist__wal)
+        return;
+    eff_rec r = {.type = EFF_DROP};
+    r.u.obj.name = eff_s(o->name);
+    persist_append(o, &r);
+}
+
+void persist_map_store(obj *o, const char *k, size_t kl, const json_t *v)
+{
+    if (!persist__wal)
+        return;
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    eff_rec r = {.type = EFF_MAP_STORE};
+    if (!text) {
+        log_error("durability: out of memory logging map \"%s\"", o->name);
+        return;
+    }
+    r.u.map.name = eff_s(o->name);
+    r.u.map.key = (eff_str){k, kl};
+    r.u.map.value = eff_s(text);
+    persist_append(o, &r);
+    free(text);
+}
+
+void persist_map_delete(obj *o, const char *k, size_t kl)
+{
+    if (!persist__wal)
+        return;
+    eff_rec r = {.type = EFF_MAP_DELETE};
+    r.u.map.name = eff_s(o->name);
+    r.u.map.key = (eff_str){k, kl};
+    persist_append(o, &r);
+}
+
+void persist_map_clear(obj *o)
+{
+    if (!persist__wal)
+        return;
+    eff_rec r = {.type = EFF_MAP_CLEAR};
+    r.u.obj.name = eff_s(o->name);
+    persist_append(o, &r);
+}
+
+static void persist_num(obj *o, uint16_t type, int64_t v)
+{
+    if (!persist__wal)
+        return;
+    eff_rec r = {.type = type};
+    r.u.num.name = eff_s(o->name);
+    r.u.num.v = v;
+    persist_append(o, &r);
+}
+
+void persist_atomic_set(obj *o, int64_t v)
+{
+    persist_num(o, EFF_ATOMIC_SET, v);
+}
+
+void persist_wg_set(obj *o, int64_t v)
+{
+    persist_num(o, EFF_WG_SET, v);
+}
+
+void persist_once_done(obj *o, const json_t *value)
+{
+    if (!persist__wal)
+        return;
+    char *text =
+        value ? json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    eff_rec r = {.type = EFF_ONCE_DONE};
+    r.u.once.name = eff_s(o->name);
+    r.u.once.has_value = text != NULL;
+    r.u.once.value = eff_s(text ? text : "");
+    persist_append(o, &r);
+    free(text);
+}
+
+void persist_hold(obj *o, const eff_rec *r)
+{
+    if (persist__wal)
+        persist_append(o, r);
+}
+
+bool persist_write_ok(dreq *r)
+{
+    char why[256];
+
+    if (!persist__wal || wal_error(persist__wal, why, sizeof why) == 0)
+        return true;
+    persist__nogate = true;
+    dreq_fail(r, PROTO_R_LIMIT,
+              "disk full: the durability log cannot be written (%s); "
+              "requests that change state fail until it can, reads work",
+              why);
+    persist__nogate = false;
+    return false;
+}
+
+void persist_stats(stats_snap *sn)
+{
+    wal_stats st;
+
+    sn->persist = persist__wal != NULL;
+    if (!sn->persist)
+        return;
+    wal_stats_get(persist__wal, &st);
+    sn->fsync = srv_conf.fsync;
+    sn->log_bytes = (int64_t)st.log_bytes;
+    sn->snapshot_bytes = (int64_t)st.snapshot_bytes;
+    sn->pending_bytes = (int64_t)st.pending_bytes;
+    sn->fsyncs = (int64_t)st.fsyncs;
+    sn->last_fsync_ns = (int64_t)st.last_fsync_ns;
+    sn->appended_lsn = (int64_t)st.appended_lsn;
+    sn->durable_lsn = (int64_t)st.durable_lsn;
+    sn->snapshots = (int64_t)st.snapshots;
+    sn->wal_error = st.error;
+}
+
+uint64_t persist_durable_lsn(void)
+{
+    return persist__wal ? wal_durable_lsn(persist__wal) : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Compaction: a fuzzy snapshot of every object (wal.h)               */
+/* ------------------------------------------------------------------ */
+
+int persist_snap_emit(void *s, eff_rec *r, uint64_t lsn)
+{
+    r->lsn = lsn;
+    return wal_snap_emit(s, r) == 0 ? 0 : -1;
+}
+
+typedef struct persist_walk {
+    wal_snap *s;
+    int rc;
+} persist_walk;
+
+static void persist_snap_one(obj *o, void *arg)
+{
+    persist_walk *w = arg;
+
+    if (w->rc == 0 && o->ops->snap && !atomic_load(&o->dropped))
+        w->rc = o->ops->snap(o, w->s);
+}
+
+static int persist_snap_iter(void *arg, wal_snap *s)
+{
+    persist_walk w = {s, 0};
+    (void)arg;
+
+    reg_foreach(NULL, persist_snap_one, &w);
+    return w.rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Recovery                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Copies s into a NUL-terminated buffer (new), or NULL. */
+static char *persist_cstr(eff_str s)
+{
+    char *p = malloc(s.n + 1);
+    if (p) {
+        if (s.n)
+            memcpy(p, s.p, s.n);
+        p[s.n] = '\0';
+    }
+    return p;
+}
+
+/* wal_apply_fn: rebuilds one effect through the families' builders.  A
+ * record for an object that is gone is skipped (wal.h). */
+static int persist_apply(void *arg, const eff_rec *r, int from_snapshot)
+{
+    eff_str ns = {0};
+    uint64_t id;
+    char *name = NULL;
+    int rc = 0;
+    (void)arg;
+    (void)from_snapshot;
+
+    if (eff_object(r, &ns, &id) == EFF_OBJ_NAME && !(name = persist_cstr(ns)))
+        return -1;
+    switch (r->type) {
+    case EFF_CHAN_MAKE: {
+        char *elem = persist_cstr(r->u.make.elem);
+        rc = elem ? hchan__restore_make(name, r->u.make.cap, elem) : -1;
+        free(elem);
+        break;
+    }
+    case EFF_CHAN_PUSH:
+        rc = hchan__restore_push(name, r->u.push.value.p, r->u.push.value.n);
+        break;
+    case EFF_CHAN_POP:
+        rc = hchan__restore_pop(name, r->u.pop.count);
+        break;
+    case EFF_CHAN_CLOSE:
+        rc = hchan__restore_close(name);
+        break;
+    case EFF_DROP:
+        reg_drop(name);
+        break;
+    case EFF_MAP_STORE:
+    case EFF_MAP_DELETE:
+        rc = hmap__restore(name, r->u.map.key.p, r->u.map.key.n,
+                           r->u.map.value.p, r->u.map.value.n,
+                           r->type == EFF_MAP_STORE ? 1 : 0);
+        break;
+    case EFF_MAP_CLEAR:
+        rc = hmap__restore(name, NULL, 0, NULL, 0, 2);
+        break;
+    case EFF_ATOMIC_SET:
+        rc = hatomic__restore(name, r->u.num.v);
+        break;
+    case EFF_WG_SET:
+        rc = hwg__restore(name, r->u.num.v);
+        break;
+    case EFF_ONCE_DONE:
+        rc =
+            honce__restore(name, r->u.once.has_value ? r->u.once.value.p : NULL,
+                           r->u.once.value.n);
+        break;
+    case EFF_HOLD_RENEW: /* the same hold, a new end */
+        hlock__restore(name, r->u.hold.kind, r->u.hold.token, 0, false);
+        /* fall through */
+    case EFF_HOLD_GRANT:
+    case EFF_HOLD_RELEASE:
+        rc = hlock__restore(name, r->u.hold.kind, r->u.hold.token,
+                            r->u.hold.deadline_ms, r->type != EFF_HOLD_RELEASE);
+        break;
+    case EFF_TOKEN_EPOCH:
+        hold_token_floor(epoch_token(r->u.epoch.epoch, 0));
+        break;
+    default:
+        break; /* holds, timers, deliveries: not persisted yet */
+    }
+    free(name);
+    return rc;
+}
+
+/* Set once the server is being freed: no more wakes of its threads. */
+static _Atomic bool persist_quiet;
+
+static void persist_durable_cb(void *arg, uint64_t durable)
+{
+    (void)arg;
+    (void)durable;
+    if (!atomic_load(&persist_quiet))
+        srv_durable_wake();
+}
+
+void persist_quiesce(void)
+{
+    atomic_store(&persist_quiet, true);
+}
+
+int persist_start(const conf *c, char *err, size_t errlen)
+{
+    wal_opts o = {.dir = c->data_dir,
+                  .fsync = (wal_fsync)c->fsync,
+                  .compact_floor = c->compact_floor};
+    struct timespec t0, t1;
+    uint64_t epoch;
+    wal_stats st;
+    wal *w;
+
+    if (!c->data_dir[0])
+        return 0;
+    for (int i = 0; i < PERSIST_STRIPES; i++)
+        pthread_mutex_init(&persist_mu[i], NULL);
+    if (epoch_bump(c->data_dir, &epoch, err, errlen) != 0)
+        return -1;
+    persist_enabled = true;
+    srv_conf = *c; /* the registry's limits, before srv_new copies it */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (wal_open(&o, persist_apply, NULL, &w, err, errlen) != 0)
+        return -1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    wal_stats_get(w, &st);
+    log_info("recovered %s: %llu records replayed (%llu held by the "
+             "snapshot), %llu torn bytes cut, in %.1f ms; fsync %s, token "
+             "epoch %llu",
+             c->data_dir, (unsigned long long)st.recovered_records,
+             (unsigned long long)st.skipped_records,
+             (unsigned long long)st.truncated_bytes,
+             ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / 1e6,
+             wal_fsync_name(o.fsync), (unsigned long long)epoch);
+    hold_token_floor(epoch_token(epoch, 0));
+    eff_rec r = {.type = EFF_TOKEN_EPOCH};
+    r.u.epoch.epoch = epoch;
+    if (wal_append(w, &r, NULL) != 0) {
+        snprintf(err, errlen, "cannot log the token epoch");
+        wal_close(w);
+        return -1;
+    }
+    wal_on_durable(w, persist_durable_cb, NULL);
+    wal_set_compactor(w, persist_snap_iter, NULL);
+    persist__gate = o.fsync == WAL_FSYNC_ALWAYS;
+    persist__wal = w;
+    return 0;
+}
+
+void persist_stop(void)
+{
+    wal *w = persist__wal;
+
+    if (!w)
+        return;
+    persist__wal = NULL; /* effects from here on stay in memory */
+    int rc = wal_close(w);
+    if (rc != 0)
+        log_error("durability: closing the log: %s", strerror(-rc));
+}
+
+int persist_repair(const conf *c)
+{
+    char msg[1024];
+
+    if (!c->data_dir[0]) {
+        fprintf(stderr, "chand: --repair needs --data-dir DIR\n");
+        return 2;
+    }
+    if (wal_repair(c->data_dir, msg, sizeof msg) != 0) {
+        fprintf(stderr, "chand: repair of %s failed: %s\n", c->data_dir, msg);
+        return 1;
+    }
+    printf("chand: repaired %s: %s\n", c->data_dir, msg);
+    return 0;
+}
