@@ -147,4 +147,7 @@ void dreq_await_end(dreq *r)
 /* One definition of a waiter for runtime.stats, runtime.dump and
  * /metrics: an await, or a waiting request's goroutine parked in the
  * runtime.  O(1): a request that starts or stops waiting keeps the count. */
-int64_t park_waiters(void) { return atomic_load(&srv_stat.waiters); }
+int64_t park_waiters(void)
+{
+    return atomic_load(&srv_stat.waiters);
+}

@@ -599,17 +599,17 @@ static void test_stats_many_waiters(void **state)
     for (int i = 0; i < 100; i++) {
         ans = testd_wait_id(a, 100 + i, 60000);
         assert_non_null(testd_result(ans));
-        assert_int_equal(json_integer_value(json_object_get(
-                             testd_result(ans), "waiters")),
+        json_t *res = testd_result(ans);
+        assert_int_equal(json_integer_value(json_object_get(res, "waiters")),
                          base + 2 * MANY_WAITS);
         json_decref(ans);
     }
     printf("# 100 runtime.stats with %d parked waits: %lld ms\n",
            2 * MANY_WAITS, (long long)(testd_now_ms() - t0));
     ans = e2e_call(a, 3, "runtime.dump", NULL);
-    assert_int_equal(json_integer_value(
-                         json_object_get(testd_result(ans), "waiters")),
-                     base + 2 * MANY_WAITS);
+    assert_int_equal(
+        json_integer_value(json_object_get(testd_result(ans), "waiters")),
+        base + 2 * MANY_WAITS);
     json_decref(ans);
 
     e2e_ok(a, 4, "wg.done", "{\"name\":\"sw\"}");
