@@ -320,9 +320,17 @@ test: all
 # The sample config persists in /var/lib/chand; make run keeps its state
 # in a local folder instead (RUN_DATA), and says which.
 RUN_DATA ?= $(BUILD)/run-data
+# The shipped config's unix socket lives in /run/chand, which only root
+# may create; anyone else gets it in the build directory instead.
 run: all
 	@echo "make run: state persists in $(RUN_DATA) (remove it to start empty)"
-	$(CHAND) --config configs/chand.conf --data-dir $(RUN_DATA)
+	@sock=/run/chand/chand.sock; \
+	  if ! mkdir -p /run/chand 2>/dev/null || [ ! -w /run/chand ]; then \
+	    sock=$(CURDIR)/$(BUILD)/run/chand.sock; mkdir -p $(BUILD)/run; fi; \
+	  echo "make run: unix socket $$sock"; \
+	  echo "$(CHAND) --config configs/chand.conf --data-dir $(RUN_DATA) --unix-socket $$sock"; \
+	  exec $(CHAND) --config configs/chand.conf --data-dir $(RUN_DATA) \
+	    --unix-socket $$sock
 
 # Durability: SIGKILL the daemon under load DURABILITY_KILLS times (make
 # test does a few dozen), restart it on the same data_dir, check.
