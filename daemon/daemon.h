@@ -80,6 +80,7 @@
 /* Counters (relaxed atomics; stats.c reads them into one snapshot). */
 typedef struct srv_stats {
     _Atomic int64_t sessions;
+    _Atomic int64_t metrics_conns; /* open /metrics connections (metrics.c) */
     _Atomic int64_t objects;
     _Atomic int64_t waiters;      /* requests at their wait (park.c) */
     _Atomic int64_t held_locks;

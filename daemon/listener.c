@@ -23,6 +23,8 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "metrics.h"
+
 /* Refuses a connection over max_conns with one error line. */
 static void srv_refuse(evutil_socket_t fd)
 {
@@ -46,7 +48,14 @@ static void srv_accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
     srv_io *io = &v->io[v->next_io++ % (unsigned)v->nio];
     (void)lis;
 
-    if (atomic_load(&srv_stat.sessions) >= srv_conf.max_conns ||
+    /* max_conns bounds the metrics connections too (metrics.c). */
+    if (atomic_load(&srv_stat.sessions) +
+            atomic_load(&srv_stat.metrics_conns) >=
+        srv_conf.max_conns)
+        metrics_sweep();
+    if (atomic_load(&srv_stat.sessions) +
+                atomic_load(&srv_stat.metrics_conns) >=
+            srv_conf.max_conns ||
         srv_draining()) {
         log_warn("connection refused: %d connections (max-conns)",
                  (int)atomic_load(&srv_stat.sessions));

@@ -6,6 +6,14 @@
  * on the I/O thread lets it take the same snapshot runtime.stats renders
  * (stats_take) and walk the registry the way runtime.list does.  The
  * counters live in server.c (srv_stat); this file only renders them.
+ *
+ * Its connections count in max_conns with the sessions.  libevent 2.1's
+ * evhttp has no hook for a connection's start and end, but it asks
+ * evhttp_set_bevcb for each accepted connection's bufferevent: we make it,
+ * count it and keep a reference; bufferevent_free clears its callbacks,
+ * so a sweep (on a full house, and every second) uncounts those evhttp
+ * has let go and drops our reference, which closes the socket.  One past
+ * max_conns is shut down at once, which evhttp reads as end-of-file.
  */
 #include "metrics.h"
 
@@ -13,12 +21,14 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -79,6 +89,9 @@ static void metrics_render(struct evbuffer *b)
                   sn.gomaxprocs);
     metrics_gauge(b, "chand_sessions", "Open client connections.",
                   (long long)sn.sessions);
+    metrics_gauge(b, "chand_metrics_connections",
+                  "Open metrics HTTP connections (they count in max_conns).",
+                  (long long)atomic_load(&srv_stat.metrics_conns));
     metrics_head(b, "chand_objects", "gauge", "Named objects by type.");
     for (int i = 1; i < OBJ_TYPE_COUNT; i++)
         if (metrics_type_names[i])
@@ -193,6 +206,94 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
     evbuffer_free(b);
 }
 
+/* The bufferevents given to evhttp, each with a reference of ours, so
+ * that one evhttp has freed stays readable until a sweep notices it. */
+static struct bufferevent **metrics_bevs;
+static size_t metrics_nbevs, metrics_capbevs;
+static struct event *metrics_ev_sweep;
+
+void metrics_sweep(void)
+{
+    size_t j = 0;
+
+    for (size_t i = 0; i < metrics_nbevs; i++) {
+        struct bufferevent *bev = metrics_bevs[i];
+        bufferevent_event_cb ecb = NULL;
+
+        /* evhttp sets an event callback on every connection it serves,
+         * and bufferevent_free clears it. */
+        bufferevent_getcb(bev, NULL, NULL, &ecb, NULL);
+        if (ecb) {
+            metrics_bevs[j++] = bev;
+            continue;
+        }
+        bufferevent_decref(bev); /* the last reference: closes the socket */
+        atomic_fetch_sub(&srv_stat.metrics_conns, 1);
+    }
+    metrics_nbevs = j;
+}
+
+static void metrics_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    metrics_sweep();
+}
+
+/* Runs once evhttp has given the refused connection its socket: shutting
+ * it makes evhttp read end-of-file and free the connection. */
+static void metrics_refuse_cb(evutil_socket_t fd, short what, void *arg)
+{
+    evutil_socket_t s = bufferevent_getfd(arg);
+    (void)fd;
+    (void)what;
+
+    if (s >= 0)
+        shutdown(s, SHUT_RDWR);
+    bufferevent_decref(arg);
+}
+
+/* evhttp's bufferevent for a new connection.  NULL makes evhttp build its
+ * own (uncounted), so only allocation failure returns it. */
+static struct bufferevent *metrics_bevcb(struct event_base *base, void *arg)
+{
+    struct bufferevent *bev;
+    struct timeval now = {0, 0};
+    (void)arg;
+
+    if (metrics_nbevs == metrics_capbevs) {
+        size_t ncap = metrics_capbevs ? metrics_capbevs * 2 : 16;
+        struct bufferevent **n =
+            realloc(metrics_bevs, ncap * sizeof *metrics_bevs);
+        if (!n)
+            return NULL;
+        metrics_bevs = n;
+        metrics_capbevs = ncap;
+    }
+    bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev)
+        return NULL;
+    metrics_sweep();
+    bufferevent_incref(bev);
+    metrics_bevs[metrics_nbevs++] = bev;
+    if (atomic_fetch_add(&srv_stat.metrics_conns, 1) +
+            atomic_load(&srv_stat.sessions) >=
+        srv_conf.max_conns) {
+        log_warn("metrics connection refused: %d connections (max-conns)",
+                 (int)(atomic_load(&srv_stat.sessions) +
+                       atomic_load(&srv_stat.metrics_conns) - 1));
+        /* A reference of the callback's own: a sweep may drop ours. */
+        bufferevent_incref(bev);
+        if (event_base_once(base, -1, EV_TIMEOUT, metrics_refuse_cb, bev,
+                            &now) != 0) {
+            bufferevent_decref(bev);
+            log_warn("metrics connection not refused: served");
+        }
+    }
+    return bev;
+}
+
 int metrics_start(struct event_base *base, const conf *c, char *err,
                   size_t errlen)
 {
@@ -220,6 +321,15 @@ int metrics_start(struct event_base *base, const conf *c, char *err,
                                    EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                    EVHTTP_REQ_DELETE);
     evhttp_set_gencb(metrics_http, metrics_cb, NULL);
+    evhttp_set_bevcb(metrics_http, metrics_bevcb, NULL);
+    /* Closes the sockets of connections evhttp has let go, even when no
+     * new connection comes to sweep them. */
+    metrics_ev_sweep = event_new(base, -1, EV_PERSIST, metrics_sweep_cb, NULL);
+    if (!metrics_ev_sweep ||
+        event_add(metrics_ev_sweep, &(struct timeval){1, 0}) != 0) {
+        snprintf(err, errlen, "metrics: cannot start the sweep timer");
+        goto out_free;
+    }
     /* A scrape is tiny; refuse anything big rather than buffer it. */
     evhttp_set_max_headers_size(metrics_http, 16384);
     evhttp_set_max_body_size(metrics_http, 4096);
@@ -250,8 +360,7 @@ int metrics_start(struct event_base *base, const conf *c, char *err,
     return 0;
 
 out_free:
-    evhttp_free(metrics_http);
-    metrics_http = NULL;
+    metrics_stop();
     return -1;
 }
 
@@ -259,6 +368,17 @@ void metrics_stop(void)
 {
     if (!metrics_http)
         return;
+    if (metrics_ev_sweep)
+        event_free(metrics_ev_sweep);
+    metrics_ev_sweep = NULL;
     evhttp_free(metrics_http);
     metrics_http = NULL;
+    metrics_sweep();
+    for (size_t i = 0; i < metrics_nbevs; i++) {
+        bufferevent_decref(metrics_bevs[i]);
+        atomic_fetch_sub(&srv_stat.metrics_conns, 1);
+    }
+    free(metrics_bevs);
+    metrics_bevs = NULL;
+    metrics_nbevs = metrics_capbevs = 0;
 }

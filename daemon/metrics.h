@@ -24,5 +24,9 @@ int metrics_start(struct event_base *base, const conf *c, char *err,
                   size_t errlen);
 /* Stops the HTTP server (before the base is freed). */
 void metrics_stop(void);
+/* Uncounts (srv_stat.metrics_conns) the metrics connections evhttp has
+ * closed since the last sweep; a second's timer also does.  The thread of
+ * the event base metrics_start was given. */
+void metrics_sweep(void);
 
 #endif /* CHAND_METRICS_H */

@@ -70,17 +70,13 @@ int dreq_park(dreq *r, disp_handler fn)
     return 0;
 }
 
-/* The waiters statistic counts requests from here, on the goroutine that
- * is about to block: a client that sees waiters == n knows its n requests
- * are at their runtime call, not merely scheduled. */
-/* Links r into o's waiter list; goid 0 for an await. */
+/* Links r into o's waiter list (for runtime.dump); goid 0 for an await. */
 static void dreq_wait_link(dreq *r, obj *o, const char *reason, int64_t goid)
 {
-    atomic_fetch_add(&srv_stat.waiters, 1);
     r->wobj = o;
     r->wreason = reason;
     r->wsince = rt_now();
-    r->wgoid = goid; /* before the link: stats read it under wmu */
+    r->wgoid = goid;
     pthread_mutex_lock(&o->wmu);
     r->wprev = NULL;
     r->wnext = o->waiters;
@@ -90,17 +86,10 @@ static void dreq_wait_link(dreq *r, obj *o, const char *reason, int64_t goid)
     pthread_mutex_unlock(&o->wmu);
 }
 
-void dreq_wait_begin(dreq *r, obj *o, const char *reason)
-{
-    dreq_wait_link(r, o, reason, rt_goid());
-}
-
-void dreq_wait_end(dreq *r)
+static void dreq_wait_unlink(dreq *r)
 {
     obj *o = r->wobj;
 
-    if (!o)
-        return;
     pthread_mutex_lock(&o->wmu);
     if (r->wprev)
         r->wprev->wnext = r->wnext;
@@ -111,7 +100,30 @@ void dreq_wait_end(dreq *r)
     pthread_mutex_unlock(&o->wmu);
     r->wobj = NULL;
     r->wnext = r->wprev = NULL;
-    atomic_fetch_sub(&srv_stat.waiters, 1);
+}
+
+/* A goroutine's wait is counted by the runtime itself, only while the
+ * goroutine is parked off its stack: a client that sees waiters == n knows
+ * its n requests are queued at their runtime call, not merely on their
+ * way to it (order tests rely on that). */
+void dreq_wait_begin(dreq *r, obj *o, const char *reason)
+{
+    dreq_wait_link(r, o, reason, rt_goid());
+    if (r->wgoid)
+        rt_park_count_attach(&srv_stat.waiters);
+    else /* not on a goroutine: nothing will park, count it as an await */
+        atomic_fetch_add(&srv_stat.waiters, 1);
+}
+
+void dreq_wait_end(dreq *r)
+{
+    if (!r->wobj)
+        return;
+    if (r->wgoid)
+        rt_park_count_attach(NULL);
+    else
+        atomic_fetch_sub(&srv_stat.waiters, 1);
+    dreq_wait_unlink(r);
 }
 
 rt_cancel *dreq_await_begin(dreq *r, obj *o, const char *reason)
@@ -119,8 +131,9 @@ rt_cancel *dreq_await_begin(dreq *r, obj *o, const char *reason)
     dreq__keep_params(r);
     sess_parked(r->s, 1);
     mem_add(MEM_AWAIT_COST);
-    /* goid 0: queued in the runtime as it returns, so counted at once */
+    /* An await is queued in the runtime as this returns: counted at once. */
     dreq_wait_link(r, o, reason, 0);
+    atomic_fetch_add(&srv_stat.waiters, 1);
     return sess_cancel(r->s);
 }
 
@@ -131,74 +144,10 @@ void dreq_await_end(dreq *r)
     sess_parked(r->s, -1);
 }
 
-/* ------------------------------------------------------------------ */
-/* The waiters count                                                  */
-/* ------------------------------------------------------------------ */
-
-static int park_cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-typedef struct park_parked {
-    int64_t *ids; /* goroutines the runtime reports parked */
-    size_t n, cap;
-    bool oom;
-    int64_t count;
-} park_parked;
-
-static void park_count_parked(obj *o, void *arg)
-{
-    park_parked *p = arg;
-    pthread_mutex_lock(&o->wmu);
-    for (dreq *r = o->waiters; r; r = r->wnext)
-        if (r->wgoid == 0 || /* an await: queued in the runtime */
-            (p->n &&
-             bsearch(&r->wgoid, p->ids, p->n, sizeof *p->ids, park_cmp_i64)))
-            p->count++;
-    pthread_mutex_unlock(&o->wmu);
-}
-
-/* Collects the ids of the goroutines the runtime reports parked. */
-static void park_collect_parked(const rt_ginfo *gi, void *arg)
-{
-    park_parked *p = arg;
-
-    if (!gi->parked || p->oom)
-        return;
-    if (p->n == p->cap) {
-        size_t ncap = p->cap ? p->cap * 2 : 256;
-        int64_t *nids = realloc(p->ids, ncap * sizeof *nids);
-        if (!nids) {
-            p->oom = true;
-            return;
-        }
-        p->ids = nids;
-        p->cap = ncap;
-    }
-    p->ids[p->n++] = gi->id;
-}
-
-/* A request is counted in srv_stat.waiters by dreq_wait_begin just before
- * its blocking call; under load its goroutine may take a while to actually
- * park, and a client that waits for "n waiters" before acting must not see
- * it early.  The runtime's goroutine dump is the one view of who is
- * parked, so the count is taken against it. */
+/* One definition of a waiter for runtime.stats, runtime.dump and
+ * /metrics: an await, or a waiting request's goroutine parked in the
+ * runtime.  O(1): a request that starts or stops waiting keeps the count. */
 int64_t park_waiters(void)
 {
-    park_parked p = {0};
-
-    if (atomic_load(&srv_stat.waiters) == 0)
-        return 0;
-    rt_goroutines(park_collect_parked, &p);
-    if (p.oom) {
-        free(p.ids);
-        return atomic_load(&srv_stat.waiters);
-    }
-    if (p.n) /* qsort(NULL, 0) is undefined (UBSan) */
-        qsort(p.ids, p.n, sizeof *p.ids, park_cmp_i64);
-    reg_foreach(NULL, park_count_parked, &p);
-    free(p.ids);
-    return p.count;
+    return atomic_load(&srv_stat.waiters);
 }

@@ -157,6 +157,12 @@ RT_API int rt_go(void (*fn)(void *), void *arg);
 RT_API void rt_gosched(void);
 /* Returns the current goroutine's id, or 0 on a foreign thread. */
 RT_API int64_t rt_goid(void);
+/* While n is attached (NULL detaches), each time the calling goroutine is
+ * parked off its stack in a runtime wait it adds 1 to *n, and takes it
+ * back when it resumes: an O(1) count of parked goroutines for a host
+ * (rt_goroutines walks them all).  The caller keeps n alive while
+ * attached.  No-op on a foreign thread. */
+RT_API void rt_park_count_attach(_Atomic int64_t *n);
 
 /* Cancellation sources.  rt_cancel_new returns a new token (not fired). */
 typedef struct rt_cancel rt_cancel;

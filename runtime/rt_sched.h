@@ -64,6 +64,8 @@ struct rt_g {
     void *arg;
     rt_g *schedlink;             /* run queues, free lists */
     rt_cancel *cancel;           /* attached token */
+    _Atomic int64_t *park_count; /* rt_park_count_attach's counter */
+    bool park_counted;           /* this park added 1 to it */
     rt_g *cnext, *cprev;         /* links in the token's list */
     const char *wait_reason;
     int64_t wait_since;

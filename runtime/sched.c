@@ -710,6 +710,13 @@ static void finish_prev(rt_m *m, rt_g *prev)
         void (*f)(void *) = prev->unlockf;
         if (f)
             f(prev->unlockarg);
+        /* Counted before it can be readied (by a waker that took the
+         * lock just released), so the resume never takes back a count
+         * that was not added. */
+        if (prev->park_count) {
+            atomic_fetch_add(prev->park_count, 1);
+            prev->park_counted = true;
+        }
         int s = RT__G_PARKING;
         if (!atomic_compare_exchange_strong(&prev->status, &s,
                                             RT__G_PARKED)) {
@@ -1115,6 +1122,8 @@ int rt_go(void (*fn)(void *), void *arg)
     g->arg = arg;
     g->id = atomic_fetch_add(&sched.goid, 1) + 1;
     g->cancel = NULL;
+    g->park_count = NULL;
+    g->park_counted = false;
     g->wait_reason = NULL;
     g->switch_op = 0;
     g->timer_armed = false;
@@ -1152,6 +1161,14 @@ int64_t rt_goid(void)
 }
 
 bool rt_in_goroutine(void) { return rt__getg() != NULL; }
+
+void rt_park_count_attach(_Atomic int64_t *n)
+{
+    rt_g *g = rt__getg();
+
+    if (g)
+        g->park_count = n;
+}
 
 int rt_num_goroutine(void) { return atomic_load(&sched.ngoroutines); }
 
@@ -1399,6 +1416,10 @@ int rt__park_ex(rt__waiter *ws, int n, rt_deadline_t dl,
     g->switch_op = RT__OP_PARK;
     gswitch(m, g);
     /* Resumed: possibly on another M; do not use m. */
+    if (g->park_counted) {
+        g->park_counted = false;
+        atomic_fetch_sub(g->park_count, 1);
+    }
     if (g->timer_armed) {
         rt__timer_stop(&g->park_timer);
         g->timer_armed = false;

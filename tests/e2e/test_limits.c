@@ -542,6 +542,88 @@ static void test_count_limits(void **state)
     assert_int_equal(testd_stop(&d), 0);
 }
 
+/* Writes n requests "method" with params p and ids id0.. in one write. */
+static void post_many(testd_conn *c, int64_t id0, int n, const char *method,
+                      const char *p)
+{
+    size_t cap = (size_t)n * (strlen(method) + strlen(p) + 64), len = 0;
+    char *buf = malloc(cap);
+
+    assert_non_null(buf);
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(buf + len, cap - len,
+                                "{\"jsonrpc\":\"2.0\",\"id\":%lld,"
+                                "\"method\":\"%s\",\"params\":%s}\n",
+                                (long long)(id0 + i), method, p);
+    assert_int_equal(testd_write(c, buf, len), 0);
+    free(buf);
+}
+
+/* Polls runtime.stats until key == want, for up to ms. */
+static void wait_stat_long(const testd *d, const char *key, json_int_t want,
+                           int ms)
+{
+    int64_t t0 = testd_now_ms();
+
+    while (e2e_stat_of(d, key) != want) {
+        if (testd_now_ms() - t0 > ms)
+            fail_msg("stats %s stayed %lld, want %lld", key,
+                     (long long)e2e_stat_of(d, key), (long long)want);
+        testd_sleep_ms(20);
+    }
+}
+
+/* runtime.stats is O(1): the waiters count is kept by the requests that
+ * start and stop waiting (and by the runtime as their goroutines park),
+ * not by walking every goroutine.  With 10k parked goroutines (wg.wait)
+ * and 10k awaits (recv), one line of 100 runtime.stats is answered, each
+ * with the exact count, and runtime.dump agrees. */
+#define MANY_WAITS 10000
+static void test_stats_many_waiters(void **state)
+{
+    testd_conn *g = testd_connect(&D), *w = testd_connect(&D),
+               *a = testd_connect(&D);
+    json_int_t base = e2e_stat_of(&D, "waiters");
+    int64_t t0;
+    json_t *ans;
+    (void)state;
+
+    e2e_ok(a, 1, "wg.add", "{\"name\":\"sw\",\"delta\":1}");
+    e2e_ok(a, 2, "make", "{\"name\":\"sc\"}");
+    post_many(g, 1000, MANY_WAITS, "wg.wait", "{\"name\":\"sw\"}");
+    post_many(w, 1000, MANY_WAITS, "recv", "{\"name\":\"sc\"}");
+    wait_stat_long(&D, "waiters", base + 2 * MANY_WAITS, 180000);
+
+    t0 = testd_now_ms();
+    post_many(a, 100, 100, "runtime.stats", "{}");
+    for (int i = 0; i < 100; i++) {
+        ans = testd_wait_id(a, 100 + i, 60000);
+        assert_non_null(testd_result(ans));
+        json_t *res = testd_result(ans);
+        assert_int_equal(json_integer_value(json_object_get(res, "waiters")),
+                         base + 2 * MANY_WAITS);
+        json_decref(ans);
+    }
+    printf("# 100 runtime.stats with %d parked waits: %lld ms\n",
+           2 * MANY_WAITS, (long long)(testd_now_ms() - t0));
+    ans = e2e_call(a, 3, "runtime.dump", NULL);
+    assert_int_equal(
+        json_integer_value(json_object_get(testd_result(ans), "waiters")),
+        base + 2 * MANY_WAITS);
+    json_decref(ans);
+
+    e2e_ok(a, 4, "wg.done", "{\"name\":\"sw\"}");
+    e2e_ok(a, 5, "close", "{\"name\":\"sc\"}");
+    for (int i = 0; i < MANY_WAITS; i++) {
+        json_decref(testd_wait_id(g, 1000 + i, 60000));
+        json_decref(testd_wait_id(w, 1000 + i, 60000));
+    }
+    wait_stat_long(&D, "waiters", base, 60000);
+    testd_close(g);
+    testd_close(w);
+    testd_close(a);
+}
+
 /* ------------------------------------------------------------------ */
 /* Paging                                                             */
 /* ------------------------------------------------------------------ */
@@ -826,6 +908,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_max_memory_flood, e2e_setup,
                                         e2e_teardown),
         cmocka_unit_test_setup_teardown(test_count_limits, e2e_setup,
+                                        e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_stats_many_waiters, e2e_setup,
                                         e2e_teardown),
         cmocka_unit_test_setup_teardown(test_list_paging, e2e_setup,
                                         e2e_teardown),

@@ -755,6 +755,94 @@ static void test_metrics(void **state)
     svc_cleanup(&s);
 }
 
+/* Returns a socket connected to 127.0.0.1:port. */
+static int tcp_connect(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(fd >= 0);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+/* Returns true if the peer closed fd within ms (nothing is sent on it). */
+static bool fd_wait_eof(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    char b[64];
+
+    return poll(&p, 1, ms) == 1 && read(fd, b, sizeof b) == 0;
+}
+
+/* Metrics connections count in max_conns.  max_conns 6, two client
+ * sessions: of six idle metrics connections the first four are kept and
+ * the last two closed; a third client is refused; once the four are
+ * served and gone, clients connect again. */
+static void test_metrics_max_conns(void **state)
+{
+    enum { NM = 6, KEPT = 4 };
+    svc s;
+    testd_conn *c0, *c1, *c2 = NULL;
+    int m[NM];
+    char *line, req[] = "GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n";
+    int64_t t0;
+    (void)state;
+
+    svc_init(&s, 0);
+    svc_write_conf(&s, "max_conns = 6\n");
+    assert_int_equal(svc_start(&s, NULL), 0);
+    c0 = testd_connect_port(s.port);
+    c1 = testd_connect_port(s.port);
+    e2e_ok(c0, 1, "ping", NULL);
+    e2e_ok(c1, 1, "ping", NULL);
+    for (int i = 0; i < NM; i++)
+        m[i] = tcp_connect(s.mport);
+    for (int i = KEPT; i < NM; i++)
+        assert_true(fd_wait_eof(m[i], WAIT_MS));
+    line = NULL;
+    c2 = testd_connect_port(s.port);
+    if (c2)
+        line = testd_recv_line(c2, WAIT_MS);
+    assert_non_null(line);
+    assert_non_null(strstr(line, "too many connections"));
+    free(line);
+    testd_close(c2);
+    /* The kept ones are served, then closed (HTTP/1.0). */
+    for (int i = 0; i < KEPT; i++) {
+        char resp[512];
+        ssize_t n, got = 0;
+        assert_int_equal(write(m[i], req, strlen(req)), (ssize_t)strlen(req));
+        while ((n = read(m[i], resp + got, sizeof resp - 1 - (size_t)got)) > 0)
+            got += n;
+        resp[got] = '\0';
+        assert_non_null(strstr(resp, " 200 "));
+    }
+    for (int i = 0; i < NM; i++)
+        close(m[i]);
+    for (t0 = testd_now_ms();; testd_sleep_ms(10)) {
+        json_t *ans;
+        assert_true(testd_now_ms() - t0 < WAIT_MS);
+        c2 = testd_connect_port(s.port);
+        if (!c2)
+            continue;
+        ans = testd_call(c2, 1, "ping", NULL, WAIT_MS);
+        if (ans && testd_result(ans)) {
+            json_decref(ans);
+            break;
+        }
+        json_decref(ans);
+        testd_close(c2);
+    }
+    testd_close(c2);
+    testd_close(c1);
+    testd_close(c0);
+    assert_int_equal(svc_stop(&s), 0);
+    svc_cleanup(&s);
+}
+
 /* Connects with a tiny receive window, so that answers pile up in the
  * daemon's output buffer while the test does not read. */
 static int connect_slow(int port)
@@ -932,6 +1020,7 @@ int main(void)
         cmocka_unit_test_teardown(test_sighup, teardown),
         cmocka_unit_test_teardown(test_sigterm_parked, teardown),
         cmocka_unit_test_teardown(test_metrics, teardown),
+        cmocka_unit_test_teardown(test_metrics_max_conns, teardown),
         cmocka_unit_test_teardown(test_readyz_draining, teardown),
         cmocka_unit_test_teardown(test_notify, teardown),
         cmocka_unit_test_teardown(test_socket_activation, teardown),
