@@ -46,8 +46,8 @@ typedef struct map_entry {
 } map_entry;
 
 typedef struct map_shard {
-    rt__lock lock;               /* writers, and readers that backed out */
-    _Atomic uint32_t writing;    /* a writer is (about to be) mutating */
+    rt__lock lock;            /* writers, and readers that backed out */
+    _Atomic uint32_t writing; /* a writer is (about to be) mutating */
     uint32_t nbuckets;
     uint32_t count;
     map_entry **buckets;
@@ -404,8 +404,7 @@ int rt_map_store(rt_map *m, const void *key, size_t klen, void *v)
     return map_swap(m, key, klen, v, NULL, &loaded);
 }
 
-bool rt_map_swap(rt_map *m, const void *key, size_t klen, void *v,
-                 void **prev)
+bool rt_map_swap(rt_map *m, const void *key, size_t klen, void *v, void **prev)
 {
     bool loaded;
     (void)map_swap(m, key, klen, v, prev, &loaded);
@@ -449,8 +448,7 @@ bool rt_map_load_or_store(rt_map *m, const void *key, size_t klen, void *v,
     return false;
 }
 
-bool rt_map_load_and_delete(rt_map *m, const void *key, size_t klen,
-                            void **v)
+bool rt_map_load_and_delete(rt_map *m, const void *key, size_t klen, void **v)
 {
     map_key k = map_key_of(m, key, klen);
     map_shard *sh = map_shard_of(m, &k);
@@ -572,61 +570,91 @@ static uint32_t map_rev32(uint32_t v)
     return (v >> 16) | (v << 16);
 }
 
+/* Copies the chain entries of bucket b into snap[*n..] (grown as
+ * needed): values retained, keys copied (new).  Returns 0, or RT_ENOMEM
+ * with nothing taken from the bucket.  Caller holds the shard's lock. */
+static int map_snap_bucket(rt_map *m, map_entry *b, size_t chain,
+                           map_snap **snap, size_t *cap, size_t *n)
+{
+    size_t j = *n;
+    if (*n + chain > *cap) {
+        size_t nc = (*n + chain) * 2;
+        map_snap *ns = realloc(*snap, nc * sizeof(*ns));
+        if (ns == NULL)
+            return RT_ENOMEM;
+        *snap = ns;
+        *cap = nc;
+    }
+    for (map_entry *e = b; e; e = e->next, j++) {
+        unsigned char *k = malloc(e->klen ? e->klen : 1);
+        if (k == NULL)
+            goto undo;
+        memcpy(k, e->key, e->klen);
+        (*snap)[j].v = map_retain(m, e->v);
+        (*snap)[j].klen = e->klen;
+        (*snap)[j].key = k;
+    }
+    *n = j;
+    return 0;
+undo:
+    /* Dropping a key silently would break the walk's guarantee. */
+    while (j-- > *n) {
+        map_release(m, (*snap)[j].v);
+        free((*snap)[j].key);
+    }
+    return RT_ENOMEM;
+}
+
 uint64_t rt_map_range_page(rt_map *m, uint64_t cursor, size_t limit,
                            bool (*f)(const void *key, size_t klen, void *v,
                                      void *arg),
                            void *arg)
 {
-    /* The cursor is (shard << 32 | v), v walking a shard's buckets in
+    /* A position is (shard, v), v walking the shard's buckets in
      * reversed-bit order as Redis's SCAN does: a bucket array that doubles
      * between pages splits bucket b into b and b + n, both still ahead of
-     * the cursor, so a key present for the whole walk is seen exactly
-     * once.  Whole buckets: a page stops before the bucket that would
-     * take it past limit (unless it is the page's first). */
-    uint32_t shard = (uint32_t)(cursor >> 32), v = (uint32_t)cursor;
+     * the cursor, and the array never shrinks, so a key present for the
+     * whole walk is seen exactly once.  v == 0 means both "the start of
+     * the shard" and "the shard is done" (the reversed increment wraps),
+     * so the loop keeps a separate done flag: a page that filled up just
+     * before a shard's bucket 0 once took it for done and skipped the
+     * whole shard.  The cursor is ((shard + 1) << 32 | v), so that the
+     * start of shard 0 is not 0, the end of the walk. */
+    uint32_t shard = 0, v = 0;
     size_t got = 0, cap = 0, n;
     map_snap *snap = NULL;
-    bool go_on = true;
+    bool go_on = true, done = false;
 
+    if (cursor != 0) {
+        if ((cursor >> 32) == 0 || (cursor >> 32) > MAP_SHARDS)
+            return 0; /* not a cursor this map gave: nothing left */
+        shard = (uint32_t)(cursor >> 32) - 1;
+        v = (uint32_t)cursor;
+    }
     if (limit == 0)
         limit = 1;
     while (shard < MAP_SHARDS && got < limit && go_on) {
         map_shard *sh = &m->shards[shard];
         n = 0;
+        done = false;
         rt__lock_acquire(&sh->lock);
-        if (sh->nbuckets == 0) {
-            v = 0;
-        } else {
+        if (sh->nbuckets == 0)
+            done = true;
+        while (!done) {
             uint32_t mask = sh->nbuckets - 1;
-            do {
-                size_t chain = 0;
-                for (map_entry *e = sh->buckets[v & mask]; e; e = e->next)
-                    chain++;
-                if (got + n > 0 && got + n + chain > limit)
-                    break;
-                if (n + chain > cap) {
-                    size_t nc = (n + chain) * 2;
-                    map_snap *ns = realloc(snap, nc * sizeof *ns);
-                    if (!ns)
-                        break; /* out of memory: a shorter page */
-                    snap = ns;
-                    cap = nc;
-                }
-                for (map_entry *e = sh->buckets[v & mask]; e; e = e->next) {
-                    unsigned char *k = malloc(e->klen ? e->klen : 1);
-                    if (!k)
-                        continue;
-                    memcpy(k, e->key, e->klen);
-                    snap[n].v = map_retain(m, e->v);
-                    snap[n].klen = e->klen;
-                    snap[n].key = k;
-                    n++;
-                }
-                v |= ~mask;
-                v = map_rev32(v);
-                v++;
-                v = map_rev32(v);
-            } while (v != 0);
+            map_entry *b = sh->buckets[v & mask];
+            size_t chain = 0;
+            for (map_entry *e = b; e; e = e->next)
+                chain++;
+            if (got + n > 0 && got + n + chain > limit)
+                break; /* the page is full: resume at this bucket */
+            if (map_snap_bucket(m, b, chain, &snap, &cap, &n) != 0)
+                break; /* out of memory: a shorter page, same bucket next */
+            v |= ~mask;
+            v = map_rev32(v);
+            v++;
+            v = map_rev32(v);
+            done = v == 0;
         }
         rt__lock_release(&sh->lock);
         for (size_t j = 0; j < n; j++) {
@@ -636,12 +664,15 @@ uint64_t rt_map_range_page(rt_map *m, uint64_t cursor, size_t limit,
             free(snap[j].key);
         }
         got += n;
-        if (v != 0)
+        if (!done)
             break; /* the page is full (or memory ran short) */
         shard++;
+        v = 0;
     }
     free(snap);
-    return shard < MAP_SHARDS ? (uint64_t)shard << 32 | v : 0;
+    if (!go_on || shard >= MAP_SHARDS)
+        return 0; /* f asked to stop, or the walk is complete */
+    return (uint64_t)(shard + 1) << 32 | v;
 }
 
 size_t rt_map_len(rt_map *m)

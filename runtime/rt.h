@@ -379,11 +379,15 @@ RT_API bool rt_map_compare_and_swap(rt_map *m, const void *key, size_t klen,
 RT_API bool rt_map_compare_and_delete(rt_map *m, const void *key,
                                       size_t klen, const void *old);
 /* Calls f for each entry (value borrowed) until it returns false. */
-/* Calls f for one page of the map's entries, from cursor (0: the start):
- * about limit of them (whole buckets; the first bucket of a page may pass
- * it).  Returns the next page's cursor, 0 when the walk is complete: as
- * Redis's SCAN, a key present for the whole walk is seen exactly once,
- * even if the map grows between pages. */
+/* Calls f for one page of the map's entries (value borrowed), from
+ * cursor (0: the start): at most limit of them, in whole buckets (a
+ * page's first bucket may pass it; out of memory gives a shorter, maybe
+ * empty, page).  Returns the next page's cursor (opaque), 0 when the walk
+ * is complete or f returned false.  As with Redis's SCAN, a key present
+ * for the whole walk is seen exactly once, even if the map grows between
+ * pages (its tables never shrink); a key stored or deleted during the
+ * walk may or may not be, and one deleted and stored again may be seen
+ * twice.  f runs under no lock and may call back into the map. */
 RT_API uint64_t rt_map_range_page(rt_map *m, uint64_t cursor, size_t limit,
                                   bool (*f)(const void *key, size_t klen,
                                             void *v, void *arg),

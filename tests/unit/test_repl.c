@@ -10,13 +10,15 @@
  * names the leader's client address; after the leader is stopped another
  * is elected, writes commit on the remaining two, and the old node catches
  * up from its data dir; snapshots are taken and restored (small
- * threshold) to the same state; a fourth node is added as a voter, catches
- * up and is removed; leadership is transferred.  The failover time (leader
- * stopped -> first committed proposal on the new one) is printed, measured
- * with the daemon's default timeouts (election 1 s).  A leader whose raft
- * thread stalls (as under SIGSTOP) is deposed and its late proposals fail;
- * reads queued together share one barrier entry.  Commit latency and
- * pipelined throughput are printed too.
+ * threshold) to the same state, and a node stopped until the others'
+ * logs are cut past its end catches up by installing a snapshot; a
+ * fourth node is added as a voter, catches up and is removed; leadership
+ * is transferred.  The failover time (leader stopped -> first committed
+ * proposal on the new one) is printed, measured with the daemon's default
+ * timeouts (election 1 s).  A leader whose raft thread stalls (as under
+ * SIGSTOP) is deposed and its late proposals fail; reads queued together
+ * share one barrier entry.  Commit latency and pipelined throughput are
+ * printed too.
  *
  * Every wait polls with a deadline; nothing sleeps a fixed time.
  * REPL_TEST=name runs one test; REPL_TEST_SNAPSHOT_EVERY=n makes every test
@@ -55,7 +57,10 @@ typedef struct toy {
     uint64_t last_index;
     size_t own;
     int snapshots, restores;
-    bool bad_order; /* an index that did not increase */
+    /* The raft index of the last two snapshots taken (0: none). */
+    uint64_t snap_index, prev_snap_index;
+    size_t restored_max; /* records in the largest snapshot restored */
+    bool bad_order;      /* an index that did not increase */
     /* The gate: when armed, applying the record "gate" blocks the raft
      * thread until the test opens it (a paused node, as SIGSTOP would). */
     pthread_cond_t gate_cv;
@@ -144,7 +149,6 @@ static int toy_snapshot(void *arg, uint64_t index, void **data, size_t *len)
     toy *t = arg;
     size_t total = 4, i;
     unsigned char *p;
-    (void)index;
     pthread_mutex_lock(&t->mu);
     for (i = 0; i < t->n; i++)
         total += 4 + strlen(t->recs[i]);
@@ -165,6 +169,8 @@ static int toy_snapshot(void *arg, uint64_t index, void **data, size_t *len)
         p += 4 + v;
     }
     t->snapshots++;
+    t->prev_snap_index = t->snap_index;
+    t->snap_index = index;
     pthread_mutex_unlock(&t->mu);
     return 0;
 }
@@ -195,6 +201,8 @@ static int toy_restore(void *arg, const void *data, size_t len)
         p += 4 + v;
     }
     t->restores++;
+    if (rc == 0 && t->n > t->restored_max)
+        t->restored_max = t->n;
     pthread_mutex_unlock(&t->mu);
     return rc;
 }
@@ -378,6 +386,8 @@ static void start_node(tcluster *tc, int i, bool join)
     t->fsm.last_index = 0;
     t->fsm.own = 0;
     t->fsm.snapshots = t->fsm.restores = 0;
+    t->fsm.snap_index = t->fsm.prev_snap_index = 0;
+    t->fsm.restored_max = 0;
     t->fsm.bad_order = false;
     snprintf(id, sizeof id, "%d", i + 1);
     rc = cluster_parse(&c, join ? tc->spec4 : tc->spec3, id, err, sizeof err);
@@ -804,11 +814,74 @@ static void test_failover(void **state)
     fflush(stdout);
 }
 
+/* Returns the raft index below which node i's log is certainly truncated:
+ * raft 0.15 starts a snapshot only after the previous one is stored and
+ * the log cut to the entries after its index minus the trailing count (the
+ * put callback truncates, then clears the pending snapshot), so the
+ * snapshot before the last one taken is the last one known done. */
+static uint64_t compacted_below(tcluster *tc, int i)
+{
+    toy *t = &tc->nodes[i].fsm;
+    uint64_t done;
+    pthread_mutex_lock(&t->mu);
+    done = t->prev_snap_index;
+    pthread_mutex_unlock(&t->mu);
+    return done > tc->snap_trailing ? done - tc->snap_trailing + 1 : 0;
+}
+
+/* Returns node i's last log index once its published status has caught up
+ * with what its FSM applied (the status is refreshed after each raft loop
+ * iteration, the FSM during one). */
+static uint64_t settled_last_index(tcluster *tc, int i)
+{
+    double end = now_ms() + WAIT_MS;
+    for (;;) {
+        repl_status st;
+        uint64_t applied;
+        repl_status_get(tc->nodes[i].node, &st);
+        pthread_mutex_lock(&tc->nodes[i].fsm.mu);
+        applied = tc->nodes[i].fsm.last_index;
+        pthread_mutex_unlock(&tc->nodes[i].fsm.mu);
+        if (st.last_applied >= applied && st.last_applied == st.last_index)
+            return st.last_index;
+        if (now_ms() >= end)
+            fail_msg("node %d: status did not settle (applied %llu, last "
+                     "%llu, FSM at %llu)",
+                     i + 1, (unsigned long long)st.last_applied,
+                     (unsigned long long)st.last_index,
+                     (unsigned long long)applied);
+        pump(tc);
+    }
+}
+
+/* Proposes batches *k, *k + 1, ... one at a time (so that the nodes
+ * apply and snapshot as they go) until at least batch min_k - 1 is in and
+ * the logs of nodes a and b are cut past index `past`. */
+static void propose_until_cut(tcluster *tc, int leader, int a, int b,
+                              uint64_t past, int *k, int min_k)
+{
+    done_rec one;
+    for (; *k < min_k || compacted_below(tc, a) <= past ||
+           compacted_below(tc, b) <= past;
+         (*k)++) {
+        if (*k >= 1000)
+            fail_msg("logs not cut past %llu after %d batches (node %d "
+                     "below %llu, node %d below %llu)",
+                     (unsigned long long)past, *k, a + 1,
+                     (unsigned long long)compacted_below(tc, a), b + 1,
+                     (unsigned long long)compacted_below(tc, b));
+        assert_int_equal(propose(tc, leader, *k, &one), 0);
+        wait_done(tc, &one, WAIT_MS);
+        assert_int_equal(one.status, 0);
+    }
+}
+
 static void test_snapshot(void **state)
 {
     tcluster *tc = *state;
-    done_rec d[80];
-    int leader, lagger, k;
+    done_rec d[40];
+    int leader, lagger, other, k;
+    uint64_t last;
 
     tc->snap_threshold = 8;
     tc->snap_trailing = 2;
@@ -821,45 +894,49 @@ static void test_snapshot(void **state)
         assert_int_equal(d[k].status, 0);
     }
     wait_same(tc, records_of(0, 39), WAIT_MS);
-    /* A follower misses more than the leader keeps after its snapshot: on
-     * restart it loads its own snapshot (if it wrote one), then gets the
-     * leader's. */
+    /* A follower misses more than the others keep after their snapshots:
+     * on restart it loads its own snapshot (if it wrote one), then must
+     * install the leader's. */
     leader = wait_leader(tc, WAIT_MS);
     lagger = (leader + 1) % 3;
+    other = (leader + 2) % 3;
     pthread_mutex_lock(&tc->nodes[lagger].fsm.mu);
     int before = tc->nodes[lagger].fsm.snapshots;
     pthread_mutex_unlock(&tc->nodes[lagger].fsm.mu);
-    pthread_mutex_lock(&tc->nodes[leader].fsm.mu);
-    int leader_snaps = tc->nodes[leader].fsm.snapshots;
-    pthread_mutex_unlock(&tc->nodes[leader].fsm.mu);
+    /* Nothing is proposed from here until the lagger stops: its log ends
+     * at or before the leader's last index. */
+    last = settled_last_index(tc, leader);
     stop_node(tc, lagger);
-    /* One at a time, so that the leader applies and snapshots as it goes. */
-    for (k = 40; k < 80; k++) {
-        assert_int_equal(propose(tc, leader, k, &d[k]), 0);
-        wait_done(tc, &d[k], WAIT_MS);
-        assert_int_equal(d[k].status, 0);
-    }
-    /* Once the leader has snapshotted twice since (threshold 8, trailing
-     * 2), its log starts past the lagger's end: the lagger needs the
-     * leader's snapshot. */
-    for (double end = now_ms() + WAIT_MS;;) {
-        pthread_mutex_lock(&tc->nodes[leader].fsm.mu);
-        int s = tc->nodes[leader].fsm.snapshots;
-        pthread_mutex_unlock(&tc->nodes[leader].fsm.mu);
-        if (s >= leader_snaps + 2)
-            break;
-        assert_true(now_ms() < end);
-        pump(tc);
-    }
+    /* The lagger must find the entries after its end gone from whichever
+     * of the others leads when it returns, so that only a snapshot can
+     * bring it up to date.  Two things stand in the way.  A snapshot cuts
+     * the log only once it is stored, later (and one taken at the first
+     * apply after the stop keeps the lagger's last entry, trailing 2), so
+     * the logs must be seen cut past its end (stage 1).  And raft's
+     * transport queues the AppendEntries sent to the stopped node and
+     * delivers them when it reconnects: those sent before the cut carry
+     * entries up to the leader's last index of then, and after them the
+     * leader continues from that index unless its log is cut past it too
+     * (stage 2). */
+    k = 40;
+    propose_until_cut(tc, leader, leader, other, last, &k, 80);
+    uint64_t stage2 = settled_last_index(tc, leader);
+    propose_until_cut(tc, leader, leader, other, stage2, &k, k);
     start_node(tc, lagger, false);
-    wait_same(tc, records_of(0, 79), WAIT_MS);
+    wait_same(tc, records_of(0, k - 1), WAIT_MS);
     pthread_mutex_lock(&tc->nodes[lagger].fsm.mu);
     int restores = tc->nodes[lagger].fsm.restores;
+    size_t restored_max = tc->nodes[lagger].fsm.restored_max;
     pthread_mutex_unlock(&tc->nodes[lagger].fsm.mu);
-    print_message("the restarted node (%d, leader %d) had taken %d "
-                  "snapshot(s), restored %d\n",
-                  lagger + 1, leader + 1, before, restores);
+    print_message("the restarted node (%d, leader %d, log end %llu) had "
+                  "taken %d snapshot(s), restored %d, the largest with %zu "
+                  "records; %d batches\n",
+                  lagger + 1, leader + 1, (unsigned long long)last, before,
+                  restores, restored_max, k);
     assert_true(restores >= 1);
+    /* Its own snapshots hold at most what it had: a larger one came from
+     * another node. */
+    assert_true(restored_max > records_of(0, 39));
 }
 
 static void test_membership(void **state)
