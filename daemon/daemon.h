@@ -13,10 +13,13 @@
  *   session.c    one connection: life, output, answer queue, give-back
  *   framing.c    one connection's input: reads, line framing, fair turns
  * The request side:
- *   dispatch.c   from a line to a handler: batches, answers, the handler
- *                table, detached requests, objects for a request (dreq_obj)
+ *   dispatch.c   from a line to a handler: the handler table, batches
+ *   dreq.c       a request's answers, failures, parameters, dreq_obj
+ *   dispatch_detached.c   detached requests (go, timer.afterfunc)
+ *                (dispatch_internal.h: the calls between these three)
  *   park.c       waiting requests: goroutines, awaits, the waiters count
- *   h_*.c        the handlers, one file per method family
+ *   h_*.c        the handlers, one file per method family (channels:
+ *                h_chan_obj.c, h_chan.c, h_chan_select.c; h_chan_internal.h)
  *   stats.c      the one snapshot runtime.stats and /metrics render
  *   holds.c      lock holds, fencing tokens, leases, wait-for graph
  *                (holds.h, for h_lock.c)
@@ -475,7 +478,7 @@ void dreq_await_end(dreq *r);
  * objects). */
 int64_t park_waiters(void);
 /* Builds every parameter the scanner left as text into args[] (before the
- * line goes: parking, awaits).  Internal to dispatch.c and park.c. */
+ * line goes: parking, awaits).  Internal to dreq.c and park.c. */
 void dreq__keep_params(dreq *r);
 /* Returns true when r's session has ended or the drain began.  A parked
  * handler checks it before its blocking call: the goroutine may first run
@@ -526,7 +529,7 @@ void h_rt_stats(dreq *r);
 void h_rt_gomaxprocs(dreq *r);
 void h_rt_dump(dreq *r);
 
-/* h_chan.c */
+/* h_chan*.c */
 extern const obj_ops hchan_ops;
 void h_make(dreq *r);
 void h_send(dreq *r);

@@ -96,7 +96,7 @@ static inline void persist_flush(void)
  * tagged with lsn.  Returns 0 or -1. */
 int persist_snap_emit(void *s, eff_rec *r, uint64_t lsn);
 
-/* Recovery's builders, in the families' files (h_chan.c, h_map.c,
+/* Recovery's builders, in the families' files (h_chan_obj.c, h_map.c,
  * h_sync.c); names NUL-terminated, strings borrowed.  Each returns 0 or
  * -1 (memory). */
 int hchan__restore_make(const char *name, size_t cap, const char *elem);

@@ -8,7 +8,7 @@
  * been answered.
  *
  * The registry returns codes and answers no request: dreq_obj() and
- * dreq_obj_make() in dispatch.c turn a code into the answer.
+ * dreq_obj_make() in dreq.c turn a code into the answer.
  *
  * Names are chosen by clients, so the hash is keyed: SipHash-1-3 with a
  * key drawn from getrandom() once per process.  With an unkeyed hash a

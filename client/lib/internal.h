@@ -58,6 +58,14 @@ int64_t chand__now_ms(void);
 /* Waits for events on fd until deadline (ms, -1 forever).  Returns 1 when
  * ready, 0 on timeout, -1 on error (conn.c). */
 int chand__poll(int fd, short events, int64_t deadline);
+/* Drops c's socket; the handle stays, failing calls with CHAND_ECONN
+ * (conn.c). */
+void chand__conn_drop(chand_conn *c);
+/* Sends one request and reads its answer before deadline (ms on the
+ * monotonic clock, -1 forever); timeout_ms is what the request carries.
+ * Returns 0 with *result (new) or a negative code (call.c). */
+int chand__call_until(chand_conn *c, const char *method, json_t *params,
+                      int64_t timeout_ms, int64_t deadline, json_t **result);
 
 /* tls.c: TLS on c->fd, and the I/O both kinds share. */
 

@@ -7,7 +7,7 @@
  * URL (chand://, chands://, unix:).
  *
  * The socket stays non-blocking: OpenSSL's "want read / want write" is
- * passed up as EAGAIN with the event to wait for, and conn.c polls with
+ * passed up as EAGAIN with the event to wait for, and call.c polls with
  * the call's deadline as it does for TCP.
  */
 #include "internal.h"
