@@ -86,36 +86,36 @@ extern "C" {
  * second is the client's own. */
 enum {
     CHAND_OK = 0,
-    CHAND_ECLOSED = -1,       /* closed: channel closed */
-    CHAND_ETIMEOUT = -2,      /* timeout: the timeout passed */
-    CHAND_ENOTFOUND = -3,     /* not_found: no object of that name */
-    CHAND_EEXISTS = -4,       /* exists: name taken (by another kind) */
-    CHAND_EWRONGTYPE = -5,    /* wrong_type: value or object of wrong type */
-    CHAND_ENEGATIVE = -6,     /* negative_counter: WaitGroup below zero */
-    CHAND_ENOTLOCKED = -7,    /* not_locked: unlock of unlocked / bad token */
-    CHAND_EDEADLOCK = -8,     /* deadlock: lock cycle between sessions */
-    CHAND_ETOOLARGE = -9,     /* too_large: line or value over the limit */
-    CHAND_ELIMIT = -10,       /* limit: a server limit was reached */
-    CHAND_ECANCELLED = -11,   /* cancelled: the wait was cancelled */
-    CHAND_EMISUSE = -12,      /* misuse: operation not allowed here */
-    CHAND_EINVALID = -13,     /* invalid: bad request/params/method */
-    CHAND_ESERVER = -14,      /* any other error answered by the server */
-    CHAND_EUNAUTH = -15,      /* unauthenticated: authenticate first, or
-                               * wrong user or password */
-    CHAND_EDENIED = -16,      /* denied: outside the user's rules */
+    CHAND_ECLOSED = -1,     /* closed: channel closed */
+    CHAND_ETIMEOUT = -2,    /* timeout: the timeout passed */
+    CHAND_ENOTFOUND = -3,   /* not_found: no object of that name */
+    CHAND_EEXISTS = -4,     /* exists: name taken (by another kind) */
+    CHAND_EWRONGTYPE = -5,  /* wrong_type: value or object of wrong type */
+    CHAND_ENEGATIVE = -6,   /* negative_counter: WaitGroup below zero */
+    CHAND_ENOTLOCKED = -7,  /* not_locked: unlock of unlocked / bad token */
+    CHAND_EDEADLOCK = -8,   /* deadlock: lock cycle between sessions */
+    CHAND_ETOOLARGE = -9,   /* too_large: line or value over the limit */
+    CHAND_ELIMIT = -10,     /* limit: a server limit was reached */
+    CHAND_ECANCELLED = -11, /* cancelled: the wait was cancelled */
+    CHAND_EMISUSE = -12,    /* misuse: operation not allowed here */
+    CHAND_EINVALID = -13,   /* invalid: bad request/params/method */
+    CHAND_ESERVER = -14,    /* any other error answered by the server */
+    CHAND_EUNAUTH = -15,    /* unauthenticated: authenticate first, or
+                             * wrong user or password */
+    CHAND_EDENIED = -16,    /* denied: outside the user's rules */
 
-    CHAND_ECONNECT = -20,     /* cannot connect (resolve, refuse, timeout) */
-    CHAND_ECONN = -21,        /* connection lost or closed */
-    CHAND_EPROTO = -22,       /* the server's answer is not valid */
-    CHAND_ENOMEM = -23,       /* out of memory */
-    CHAND_EARG = -24,         /* invalid argument given to the library */
+    CHAND_ECONNECT = -20, /* cannot connect (resolve, refuse, timeout) */
+    CHAND_ECONN = -21,    /* connection lost or closed */
+    CHAND_EPROTO = -22,   /* the server's answer is not valid */
+    CHAND_ENOMEM = -23,   /* out of memory */
+    CHAND_EARG = -24,     /* invalid argument given to the library */
 };
 
 /* Details of a failed call.  reason is the server's data.reason ("closed",
  * "timeout", ...) or "" for client-side errors; rpc_code is the JSON-RPC
  * error code (0 for client-side errors). */
 typedef struct chand_error {
-    int code;                 /* CHAND_E* */
+    int code; /* CHAND_E* */
     int rpc_code;
     char reason[32];
     char message[256];
@@ -192,9 +192,8 @@ CHAND_API const chand_error *chand_last_error(const chand_conn *conn);
  * timeout_ms carried to the server when not CHAND_FOREVER.  Returns 0 and
  * a new reference to the result object in *result (may be NULL), or a
  * negative code (details in chand_last_error). */
-CHAND_API int chand_call(chand_conn *conn, const char *method,
-                         json_t *params, int64_t timeout_ms,
-                         json_t **result);
+CHAND_API int chand_call(chand_conn *conn, const char *method, json_t *params,
+                         int64_t timeout_ms, json_t **result);
 
 /* ---- session ---- */
 
@@ -224,13 +223,13 @@ CHAND_API int chand_make(chand_conn *conn, const char *name, int64_t cap,
 CHAND_API int chand_send(chand_conn *conn, const char *name, json_t *value,
                          int64_t timeout_ms);
 /* chand_send with a JSON string value. */
-CHAND_API int chand_send_str(chand_conn *conn, const char *name,
-                             const char *s, int64_t timeout_ms);
+CHAND_API int chand_send_str(chand_conn *conn, const char *name, const char *s,
+                             int64_t timeout_ms);
 /* Receives from channel name.  Returns 1 with a new reference in *value
  * when a value arrived, 0 when the channel is closed and drained (*value
  * is the null zero value), or a negative code (CHAND_ETIMEOUT ...). */
-CHAND_API int chand_recv(chand_conn *conn, const char *name,
-                         int64_t timeout_ms, json_t **value);
+CHAND_API int chand_recv(chand_conn *conn, const char *name, int64_t timeout_ms,
+                         json_t **value);
 /* chand_recv giving the value as text: a string value as is, any other
  * value as compact JSON; *out is malloc'd.  Same returns as chand_recv. */
 CHAND_API int chand_recv_str(chand_conn *conn, const char *name,
@@ -254,7 +253,7 @@ typedef enum chand_dir { CHAND_RECV = 1, CHAND_SEND = 2 } chand_dir;
 typedef struct chand_case {
     chand_dir dir;
     const char *name;
-    json_t *value;            /* CHAND_SEND: borrowed value to send */
+    json_t *value; /* CHAND_SEND: borrowed value to send */
 } chand_case;
 
 /* Waits until one of n cases can proceed and performs it (a uniformly
@@ -262,9 +261,9 @@ typedef struct chand_case {
  * *index is -1 when nothing was ready.  Returns 0 with *index set (and for
  * a receive a new reference in *value and *ok false when that channel was
  * closed), or a negative code (CHAND_ETIMEOUT ...). */
-CHAND_API int chand_select(chand_conn *conn, const chand_case *cases,
-                           size_t n, bool has_default, int64_t timeout_ms,
-                           int *index, json_t **value, bool *ok);
+CHAND_API int chand_select(chand_conn *conn, const chand_case *cases, size_t n,
+                           bool has_default, int64_t timeout_ms, int *index,
+                           json_t **value, bool *ok);
 
 /* ---- Mutex and RWMutex ---- */
 
@@ -298,11 +297,10 @@ CHAND_API int chand_rwmutex_runlock(chand_conn *conn, const char *name,
 
 /* Adds delta (may be negative) to WaitGroup name; *count gets the new
  * counter.  Returns 0 or CHAND_ENEGATIVE / another negative code. */
-CHAND_API int chand_wg_add(chand_conn *conn, const char *name,
-                           int64_t delta, int64_t *count);
+CHAND_API int chand_wg_add(chand_conn *conn, const char *name, int64_t delta,
+                           int64_t *count);
 /* chand_wg_add(conn, name, -1, count). */
-CHAND_API int chand_wg_done(chand_conn *conn, const char *name,
-                            int64_t *count);
+CHAND_API int chand_wg_done(chand_conn *conn, const char *name, int64_t *count);
 /* Waits until the counter of WaitGroup name is zero.  Returns 0 or a
  * negative code (CHAND_ETIMEOUT ...). */
 CHAND_API int chand_wg_wait(chand_conn *conn, const char *name,
@@ -341,8 +339,7 @@ CHAND_API int chand_cond_broadcast(chand_conn *conn, const char *name);
 /* ---- Pool ---- */
 
 /* Puts value (borrowed) into Pool name. */
-CHAND_API int chand_pool_put(chand_conn *conn, const char *name,
-                             json_t *value);
+CHAND_API int chand_pool_put(chand_conn *conn, const char *name, json_t *value);
 /* Takes a value from Pool name: returns 1 with a new reference in *value,
  * 0 when the pool was empty, or a negative code. */
 CHAND_API int chand_pool_get(chand_conn *conn, const char *name,
@@ -368,21 +365,18 @@ CHAND_API int chand_map_load_and_delete(chand_conn *conn, const char *name,
 /* Stores value; returns 1 when key was present (*previous: old value),
  * else 0. */
 CHAND_API int chand_map_swap(chand_conn *conn, const char *name,
-                             const char *key, json_t *value,
-                             json_t **previous);
+                             const char *key, json_t *value, json_t **previous);
 /* Returns 1 when key held old and now holds new_value, else 0. */
 CHAND_API int chand_map_compare_and_swap(chand_conn *conn, const char *name,
                                          const char *key, json_t *old,
                                          json_t *new_value);
 /* Returns 1 when key held old and was deleted, else 0. */
-CHAND_API int chand_map_compare_and_delete(chand_conn *conn,
-                                           const char *name,
+CHAND_API int chand_map_compare_and_delete(chand_conn *conn, const char *name,
                                            const char *key, json_t *old);
 /* *entries gets a new reference to an object of every key and value. */
 CHAND_API int chand_map_range(chand_conn *conn, const char *name,
                               json_t **entries);
-CHAND_API int chand_map_len(chand_conn *conn, const char *name,
-                            int64_t *len);
+CHAND_API int chand_map_len(chand_conn *conn, const char *name, int64_t *len);
 CHAND_API int chand_map_clear(chand_conn *conn, const char *name);
 
 /* ---- atomics (an int64 counter per name) ---- */
@@ -398,15 +392,13 @@ CHAND_API int chand_atomic_add(chand_conn *conn, const char *name,
 CHAND_API int chand_atomic_swap(chand_conn *conn, const char *name,
                                 int64_t value, int64_t *old);
 /* Returns 1 when the value was old and is now new_value, else 0. */
-CHAND_API int chand_atomic_compare_and_swap(chand_conn *conn,
-                                            const char *name, int64_t old,
-                                            int64_t new_value);
+CHAND_API int chand_atomic_compare_and_swap(chand_conn *conn, const char *name,
+                                            int64_t old, int64_t new_value);
 
 /* ---- timers; a timer's events arrive on the channel of its name ---- */
 
 /* One event on channel name after ms (time.After / NewTimer). */
-CHAND_API int chand_timer_after(chand_conn *conn, const char *name,
-                                int64_t ms);
+CHAND_API int chand_timer_after(chand_conn *conn, const char *name, int64_t ms);
 /* An event on channel name every ms until stopped (time.NewTicker). */
 CHAND_API int chand_timer_ticker(chand_conn *conn, const char *name,
                                  int64_t ms);
@@ -415,8 +407,7 @@ CHAND_API int chand_timer_ticker(chand_conn *conn, const char *name,
 CHAND_API int chand_timer_stop(chand_conn *conn, const char *name);
 /* Re-arms timer or ticker name for ms; returns 1 when it was pending,
  * else 0, or a negative code. */
-CHAND_API int chand_timer_reset(chand_conn *conn, const char *name,
-                                int64_t ms);
+CHAND_API int chand_timer_reset(chand_conn *conn, const char *name, int64_t ms);
 /* Runs request {method, params} (params borrowed, NULL = {}) on the server
  * after ms (time.AfterFunc); *timer gets a malloc'd timer name usable with
  * chand_timer_stop.  Returns 0 or a negative code. */
@@ -436,8 +427,7 @@ CHAND_API int chand_stats(chand_conn *conn, json_t **stats);
 CHAND_API int chand_dump(chand_conn *conn, json_t **dump);
 /* Sets GOMAXPROCS to n (n < 1: only read it); *previous gets the value
  * before. */
-CHAND_API int chand_gomaxprocs(chand_conn *conn, int64_t n,
-                               int64_t *previous);
+CHAND_API int chand_gomaxprocs(chand_conn *conn, int64_t n, int64_t *previous);
 
 /* ------------------------------------------------------------------ */
 /* Asynchronous API (libevent)                                        */
@@ -448,8 +438,8 @@ typedef struct chand_async chand_async;
 
 /* Called once when the connection is up (rc 0) or failed (rc < 0, err
  * filled).  On failure the handle stays valid until chand_async_free. */
-typedef void (*chand_connect_cb)(chand_async *a, int rc,
-                                 const chand_error *err, void *arg);
+typedef void (*chand_connect_cb)(chand_async *a, int rc, const chand_error *err,
+                                 void *arg);
 /* Called exactly once per request: rc 0 with the result object (borrowed,
  * valid during the callback; json_incref to keep it), or rc < 0 with err
  * filled and result NULL.  Requests still in flight when the connection

@@ -83,8 +83,7 @@ static int cfg_line(conf *c, char *p, char *err, size_t errlen)
         while (*p == ' ' || *p == '\t')
             p++;
         if (*p && *p != '#') {
-            snprintf(err, errlen, "%.64s: text after the quoted value",
-                     key);
+            snprintf(err, errlen, "%.64s: text after the quoted value", key);
             return -1;
         }
     } else {
@@ -99,8 +98,7 @@ static int cfg_line(conf *c, char *p, char *err, size_t errlen)
             *--p = '\0';
     }
     if (cfg_key_is(key, "config")) {
-        snprintf(err, errlen, "'%.64s' cannot be set in a config file",
-                 key);
+        snprintf(err, errlen, "'%.64s' cannot be set in a config file", key);
         return -1;
     }
     return conf_set(c, key, val, err, errlen);
@@ -158,8 +156,7 @@ int cfg_load_file(conf *c, const char *path, char *err, size_t errlen)
         goto out_free;
     }
     if (n > CFG_MAX_FILE) {
-        snprintf(err, errlen, "%s: larger than %d bytes", path,
-                 CFG_MAX_FILE);
+        snprintf(err, errlen, "%s: larger than %d bytes", path, CFG_MAX_FILE);
         goto out_free;
     }
     if (memchr(buf, '\0', n)) {
@@ -182,9 +179,9 @@ out_close:
  * (or DESTDIR).  Returns 0 with the path in buf, or -1. */
 static int cfg_protocol_path(char *buf, size_t n)
 {
-    static const char *const rel[] = { "../share/doc/chand/PROTOCOL.md",
-                                       "../proto/PROTOCOL.md",
-                                       "../../proto/PROTOCOL.md" };
+    static const char *const rel[] = {"../share/doc/chand/PROTOCOL.md",
+                                      "../proto/PROTOCOL.md",
+                                      "../../proto/PROTOCOL.md"};
     char exe[4096], *slash;
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
 

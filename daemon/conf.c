@@ -78,10 +78,23 @@ static int conf_parse_size(const char *s, long long max, long long *out)
     if (errno || end == s || v < 0)
         return -1;
     switch (*end) {
-    case 'k': case 'K': v *= 1024; end++; break;
-    case 'm': case 'M': v *= 1024 * 1024; end++; break;
-    case 'g': case 'G': v *= 1024LL * 1024 * 1024; end++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        v *= 1024;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        v *= 1024 * 1024;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        v *= 1024LL * 1024 * 1024;
+        end++;
+        break;
+    default:
+        break;
     }
     if (*end || v > max)
         return -1;
@@ -103,7 +116,7 @@ typedef enum {
     CK_BOOL
 } conf_kind;
 
-static const char *const conf_fsync_names[] = { "no", "everysec", "always" };
+static const char *const conf_fsync_names[] = {"no", "everysec", "always"};
 
 typedef struct conf_key {
     const char *name;
@@ -115,81 +128,76 @@ typedef struct conf_key {
 
 #define OFF(f) offsetof(conf, f)
 static const conf_key conf_keys[] = {
-    { "bind", CK_STR, OFF(bind), 0, 0, "address to listen on" },
-    { "port", CK_INT, OFF(port), 0, 65535, "TCP port (0: any free port)" },
-    { "port-file", CK_STR, OFF(port_file), 0, 0,
-      "write the bound port to this file once listening" },
-    { "config", CK_STR, OFF(config), 0, 0, "configuration file" },
-    { "gomaxprocs", CK_INT, OFF(gomaxprocs), 0, 256,
-      "runtime processors (0: number of CPUs)" },
-    { "io-threads", CK_INT, OFF(io_threads), 0, 64,
-      "threads serving connections (0: one per CPU)" },
-    { "log-level", CK_LEVEL, OFF(log_level), 0, 0,
-      "error, warn, info or debug" },
-    { "max-line", CK_SIZE, OFF(max_line), 64, 1LL << 30,
-      "bytes in one request line" },
-    { "max-depth", CK_INT, OFF(max_depth), 2, 1000, "JSON nesting depth" },
-    { "max-value", CK_SIZE, OFF(max_value), 1, 1LL << 30,
-      "bytes in one serialised value" },
-    { "max-conns", CK_INT, OFF(max_conns), 1, 1000000,
-      "concurrent connections" },
-    { "max-objects", CK_INT, OFF(max_objects), 1, 100000000,
-      "named objects" },
-    { "max-outbuf", CK_SIZE, OFF(max_outbuf), 1024, 1LL << 34,
-      "bytes queued to a client that does not read" },
-    { "max-batch", CK_INT, OFF(max_batch), 1, 1000000,
-      "requests in one batch" },
-    { "max-select", CK_INT, OFF(max_select), 1, 1000000,
-      "cases in one select" },
-    { "fair-batch", CK_INT, OFF(fair_batch), 1, 1000000,
-      "requests served per connection per event-loop turn" },
-    { "metrics-bind", CK_STR, OFF(metrics_bind), 0, 0,
-      "address of the metrics HTTP server" },
-    { "metrics-port", CK_PORT, OFF(metrics_port), 0, 65535,
-      "metrics HTTP port (0: disabled, auto: any free port)" },
-    { "metrics-port-file", CK_STR, OFF(metrics_port_file), 0, 0,
-      "write the bound metrics port to this file" },
-    { "shutdown-grace-ms", CK_INT, OFF(shutdown_grace_ms), 0, 3600000,
-      "SIGTERM: ms to let cancelled answers reach clients" },
-    { "data-dir", CK_STR, OFF(data_dir), 0, 0,
-      "keep state in this directory (empty: in memory only)" },
-    { "fsync", CK_FSYNC, OFF(fsync), 0, 0,
-      "with data-dir: always, everysec or no" },
-    { "compact-floor", CK_SIZE, OFF(compact_floor), 4096, 1LL << 40,
-      "with data-dir: compact once the log passes this and twice the "
-      "snapshot" },
-    { "max-memory", CK_SIZE, OFF(max_memory), 64 << 10, 1LL << 50,
-      "bytes clients may make the daemon hold (values, waits, timers, "
-      "buffers); default a quarter of RAM" },
-    { "max-goroutines", CK_INT, OFF(max_goroutines), 16, 100000000,
-      "goroutines: waiting requests, go, afterfunc" },
-    { "max-timers", CK_INT, OFF(max_timers), 1, 100000000,
-      "timers, tickers and afterfuncs in existence" },
-    { "min-ticker-ms", CK_INT, OFF(min_ticker_ms), 1, 3600000,
-      "shortest timer.ticker period" },
-    { "tcp-keepalive", CK_INT, OFF(tcp_keepalive), 0, 86400,
-      "s of silence before keepalive probes; a vanished peer is dropped "
-      "after twice this (0: off)" },
+    {"bind", CK_STR, OFF(bind), 0, 0, "address to listen on"},
+    {"port", CK_INT, OFF(port), 0, 65535, "TCP port (0: any free port)"},
+    {"port-file", CK_STR, OFF(port_file), 0, 0,
+     "write the bound port to this file once listening"},
+    {"config", CK_STR, OFF(config), 0, 0, "configuration file"},
+    {"gomaxprocs", CK_INT, OFF(gomaxprocs), 0, 256,
+     "runtime processors (0: number of CPUs)"},
+    {"io-threads", CK_INT, OFF(io_threads), 0, 64,
+     "threads serving connections (0: one per CPU)"},
+    {"log-level", CK_LEVEL, OFF(log_level), 0, 0, "error, warn, info or debug"},
+    {"max-line", CK_SIZE, OFF(max_line), 64, 1LL << 30,
+     "bytes in one request line"},
+    {"max-depth", CK_INT, OFF(max_depth), 2, 1000, "JSON nesting depth"},
+    {"max-value", CK_SIZE, OFF(max_value), 1, 1LL << 30,
+     "bytes in one serialised value"},
+    {"max-conns", CK_INT, OFF(max_conns), 1, 1000000, "concurrent connections"},
+    {"max-objects", CK_INT, OFF(max_objects), 1, 100000000, "named objects"},
+    {"max-outbuf", CK_SIZE, OFF(max_outbuf), 1024, 1LL << 34,
+     "bytes queued to a client that does not read"},
+    {"max-batch", CK_INT, OFF(max_batch), 1, 1000000, "requests in one batch"},
+    {"max-select", CK_INT, OFF(max_select), 1, 1000000, "cases in one select"},
+    {"fair-batch", CK_INT, OFF(fair_batch), 1, 1000000,
+     "requests served per connection per event-loop turn"},
+    {"metrics-bind", CK_STR, OFF(metrics_bind), 0, 0,
+     "address of the metrics HTTP server"},
+    {"metrics-port", CK_PORT, OFF(metrics_port), 0, 65535,
+     "metrics HTTP port (0: disabled, auto: any free port)"},
+    {"metrics-port-file", CK_STR, OFF(metrics_port_file), 0, 0,
+     "write the bound metrics port to this file"},
+    {"shutdown-grace-ms", CK_INT, OFF(shutdown_grace_ms), 0, 3600000,
+     "SIGTERM: ms to let cancelled answers reach clients"},
+    {"data-dir", CK_STR, OFF(data_dir), 0, 0,
+     "keep state in this directory (empty: in memory only)"},
+    {"fsync", CK_FSYNC, OFF(fsync), 0, 0,
+     "with data-dir: always, everysec or no"},
+    {"compact-floor", CK_SIZE, OFF(compact_floor), 4096, 1LL << 40,
+     "with data-dir: compact once the log passes this and twice the "
+     "snapshot"},
+    {"max-memory", CK_SIZE, OFF(max_memory), 64 << 10, 1LL << 50,
+     "bytes clients may make the daemon hold (values, waits, timers, "
+     "buffers); default a quarter of RAM"},
+    {"max-goroutines", CK_INT, OFF(max_goroutines), 16, 100000000,
+     "goroutines: waiting requests, go, afterfunc"},
+    {"max-timers", CK_INT, OFF(max_timers), 1, 100000000,
+     "timers, tickers and afterfuncs in existence"},
+    {"min-ticker-ms", CK_INT, OFF(min_ticker_ms), 1, 3600000,
+     "shortest timer.ticker period"},
+    {"tcp-keepalive", CK_INT, OFF(tcp_keepalive), 0, 86400,
+     "s of silence before keepalive probes; a vanished peer is dropped "
+     "after twice this (0: off)"},
     /* security (issue 17) */
-    { "unix-socket", CK_STR, OFF(unix_socket), 0, 0,
-      "also listen on this unix socket path" },
-    { "unix-socket-mode", CK_MODE, OFF(unix_socket_mode), 0, 0777,
-      "permissions of the unix socket, octal" },
-    { "users-file", CK_STR, OFF(users_file), 0, 0,
-      "users, password hashes and rules (reloaded on SIGHUP)" },
-    { "allow-anonymous", CK_BOOL, OFF(allow_anonymous), 0, 1,
-      "serve a non-loopback address without users (unsafe)" },
-    { "auth-timeout-ms", CK_INT, OFF(auth_timeout_ms), 10, 3600000,
-      "with users: ms a connection has to authenticate" },
-    { "tls-port", CK_PORT, OFF(tls_port), 0, 65535,
-      "TLS port on the bind address (0: no TLS, auto: any free port)" },
-    { "tls-port-file", CK_STR, OFF(tls_port_file), 0, 0,
-      "write the bound TLS port to this file" },
-    { "tls-cert", CK_STR, OFF(tls_cert), 0, 0,
-      "PEM server certificate (and its chain)" },
-    { "tls-key", CK_STR, OFF(tls_key), 0, 0, "PEM server private key" },
-    { "tls-ca", CK_STR, OFF(tls_ca), 0, 0,
-      "PEM CAs: client certificates required, signed by one" },
+    {"unix-socket", CK_STR, OFF(unix_socket), 0, 0,
+     "also listen on this unix socket path"},
+    {"unix-socket-mode", CK_MODE, OFF(unix_socket_mode), 0, 0777,
+     "permissions of the unix socket, octal"},
+    {"users-file", CK_STR, OFF(users_file), 0, 0,
+     "users, password hashes and rules (reloaded on SIGHUP)"},
+    {"allow-anonymous", CK_BOOL, OFF(allow_anonymous), 0, 1,
+     "serve a non-loopback address without users (unsafe)"},
+    {"auth-timeout-ms", CK_INT, OFF(auth_timeout_ms), 10, 3600000,
+     "with users: ms a connection has to authenticate"},
+    {"tls-port", CK_PORT, OFF(tls_port), 0, 65535,
+     "TLS port on the bind address (0: no TLS, auto: any free port)"},
+    {"tls-port-file", CK_STR, OFF(tls_port_file), 0, 0,
+     "write the bound TLS port to this file"},
+    {"tls-cert", CK_STR, OFF(tls_cert), 0, 0,
+     "PEM server certificate (and its chain)"},
+    {"tls-key", CK_STR, OFF(tls_key), 0, 0, "PEM server private key"},
+    {"tls-ca", CK_STR, OFF(tls_ca), 0, 0,
+     "PEM CAs: client certificates required, signed by one"},
 };
 #undef OFF
 
@@ -244,9 +252,8 @@ int conf_set(conf *c, const char *key, const char *value, char *err,
     }
     case CK_LEVEL:
         if (log_level_parse(value, (log_level *)(void *)field) != 0) {
-            snprintf(err, errlen,
-                     "%s: '%s' is not error, warn, info or debug", k->name,
-                     value);
+            snprintf(err, errlen, "%s: '%s' is not error, warn, info or debug",
+                     k->name, value);
             return -1;
         }
         return 0;
@@ -256,8 +263,8 @@ int conf_set(conf *c, const char *key, const char *value, char *err,
                 *(int *)(void *)field = i;
                 return 0;
             }
-        snprintf(err, errlen, "%s: '%s' is not always, everysec or no",
-                 k->name, value);
+        snprintf(err, errlen, "%s: '%s' is not always, everysec or no", k->name,
+                 value);
         return -1;
     case CK_MODE: {
         char *end;
@@ -280,8 +287,7 @@ int conf_set(conf *c, const char *key, const char *value, char *err,
                  !strcmp(value, "false") || !strcmp(value, "off"))
             *(int *)(void *)field = 0;
         else {
-            snprintf(err, errlen, "%s: '%s' is not yes or no", k->name,
-                     value);
+            snprintf(err, errlen, "%s: '%s' is not yes or no", k->name, value);
             return -1;
         }
         return 0;
@@ -334,8 +340,7 @@ void conf_usage(const conf *d, void *file)
                     *(const int *)(const void *)field ? "yes" : "no");
             break;
         case CK_SIZE:
-            fprintf(f, " (default %zu)",
-                    *(const size_t *)(const void *)field);
+            fprintf(f, " (default %zu)", *(const size_t *)(const void *)field);
             break;
         case CK_LEVEL:
             fprintf(f, " (default %s)",

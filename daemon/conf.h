@@ -21,49 +21,49 @@
 #define CONF_ENVELOPE (64 * 1024)
 
 typedef struct conf {
-    char bind[256];         /* address to listen on */
-    int port;               /* 0: any free port */
-    char port_file[4096];   /* write the bound port here ("" none) */
-    char config[4096];      /* config file path ("" none), for later use */
-    int gomaxprocs;         /* <= 0: number of CPUs */
-    int io_threads;         /* <= 0: one per CPU */
+    char bind[256];       /* address to listen on */
+    int port;             /* 0: any free port */
+    char port_file[4096]; /* write the bound port here ("" none) */
+    char config[4096];    /* config file path ("" none), for later use */
+    int gomaxprocs;       /* <= 0: number of CPUs */
+    int io_threads;       /* <= 0: one per CPU */
     log_level log_level;
-    size_t max_line;        /* bytes of one request line */
-    int max_depth;          /* JSON nesting */
-    size_t max_value;       /* bytes of one serialised value */
-    int max_conns;          /* concurrent connections */
-    int max_objects;        /* named objects */
-    size_t max_outbuf;      /* bytes queued to one slow reader */
-    int max_batch;          /* requests in one batch */
-    int max_select;         /* cases in one select */
-    int fair_batch;         /* requests served per session per loop turn */
+    size_t max_line;   /* bytes of one request line */
+    int max_depth;     /* JSON nesting */
+    size_t max_value;  /* bytes of one serialised value */
+    int max_conns;     /* concurrent connections */
+    int max_objects;   /* named objects */
+    size_t max_outbuf; /* bytes queued to one slow reader */
+    int max_batch;     /* requests in one batch */
+    int max_select;    /* cases in one select */
+    int fair_batch;    /* requests served per session per loop turn */
     /* Service settings (metrics.c, cfgfile.c, the drain). */
-    char metrics_bind[256]; /* address of the metrics HTTP server */
-    int metrics_port;       /* 0: no metrics server; -1 ("auto"): any */
+    char metrics_bind[256];       /* address of the metrics HTTP server */
+    int metrics_port;             /* 0: no metrics server; -1 ("auto"): any */
     char metrics_port_file[4096]; /* write the metrics port here ("") */
-    int shutdown_grace_ms;  /* SIGTERM: longest wait for answers to go */
+    int shutdown_grace_ms;        /* SIGTERM: longest wait for answers to go */
     /* Durability (persist.c, wal.h). */
-    char data_dir[4096];    /* "" : state in memory only */
-    int fsync;              /* wal_fsync: 0 no, 1 everysec, 2 always */
-    int repair;             /* --repair: repair data_dir and exit */
-    size_t compact_floor;   /* bytes of log before compaction */
+    char data_dir[4096];  /* "" : state in memory only */
+    int fsync;            /* wal_fsync: 0 no, 1 everysec, 2 always */
+    int repair;           /* --repair: repair data_dir and exit */
+    size_t compact_floor; /* bytes of log before compaction */
     /* Limits and liveness (issue 16). */
-    int tcp_keepalive;      /* s idle before keepalive probes; 0: off */
-    size_t max_memory;      /* bytes clients may make the daemon hold */
-    int max_goroutines;     /* goroutines (parked requests, go, ...) */
-    int max_timers;         /* timers, tickers and afterfuncs */
-    int min_ticker_ms;      /* shortest ticker period */
+    int tcp_keepalive;  /* s idle before keepalive probes; 0: off */
+    size_t max_memory;  /* bytes clients may make the daemon hold */
+    int max_goroutines; /* goroutines (parked requests, go, ...) */
+    int max_timers;     /* timers, tickers and afterfuncs */
+    int min_ticker_ms;  /* shortest ticker period */
     /* Security (security.c, listener.c; issue 17). */
-    char unix_socket[4096]; /* listen on this unix socket too ("" none) */
-    int unix_socket_mode;   /* its permissions (octal in text) */
-    char users_file[4096];  /* users, passwords and rules ("" none) */
-    int allow_anonymous;    /* 1: a non-loopback bind without users */
-    int auth_timeout_ms;    /* a session must authenticate within it */
-    int tls_port;           /* TLS listener port (0: none; -1: any) */
+    char unix_socket[4096];   /* listen on this unix socket too ("" none) */
+    int unix_socket_mode;     /* its permissions (octal in text) */
+    char users_file[4096];    /* users, passwords and rules ("" none) */
+    int allow_anonymous;      /* 1: a non-loopback bind without users */
+    int auth_timeout_ms;      /* a session must authenticate within it */
+    int tls_port;             /* TLS listener port (0: none; -1: any) */
     char tls_port_file[4096]; /* write the TLS port here ("" none) */
-    char tls_cert[4096];    /* PEM server certificate (and chain) */
-    char tls_key[4096];     /* PEM private key */
-    char tls_ca[4096];      /* PEM CAs for client certificates ("") */
+    char tls_cert[4096];      /* PEM server certificate (and chain) */
+    char tls_key[4096];       /* PEM private key */
+    char tls_ca[4096];        /* PEM CAs for client certificates ("") */
 } conf;
 
 /* Fills c with the defaults. */

@@ -85,9 +85,9 @@ typedef struct srv_stats {
     _Atomic int64_t sessions;
     _Atomic int64_t metrics_conns; /* open /metrics connections (metrics.c) */
     _Atomic int64_t objects;
-    _Atomic int64_t waiters;      /* requests at their wait (park.c) */
+    _Atomic int64_t waiters; /* requests at their wait (park.c) */
     _Atomic int64_t held_locks;
-    _Atomic int64_t requests;     /* total requests seen */
+    _Atomic int64_t requests; /* total requests seen */
     _Atomic uint64_t bytes_in, bytes_out;
     /* Answered requests by method id and result (0 ok, 1 error), and
      * those answered before a method was known. */
@@ -205,10 +205,10 @@ void sess_parked(sess *s, int delta);
 /* Values handed to a session with its answer: given back to their
  * channels if the session is gone before the answer reached its socket. */
 typedef struct gback {
-    rt_chan *chan;        /* retained */
-    hval value;           /* owned */
-    uint64_t end;         /* session.c: where its answer ends in the
-                           * session's output */
+    rt_chan *chan; /* retained */
+    hval value;    /* owned */
+    uint64_t end;  /* session.c: where its answer ends in the
+                    * session's output */
     struct gback *next;
 } gback;
 
@@ -304,12 +304,12 @@ typedef struct dreq dreq;
 
 typedef struct obj_ops {
     obj_type type;
-    const char *name;                  /* "chan", "mutex", ... */
-    size_t size;                       /* bytes of the family's struct */
-    int (*init)(obj *o, dreq *r);      /* zero-value init; 0 or -1 */
-    void (*fini)(obj *o);              /* frees the family's resources */
-    void (*drop)(obj *o);              /* removed from the namespace */
-    void (*info)(obj *o, json_t *into);/* list/dump fields */
+    const char *name;                   /* "chan", "mutex", ... */
+    size_t size;                        /* bytes of the family's struct */
+    int (*init)(obj *o, dreq *r);       /* zero-value init; 0 or -1 */
+    void (*fini)(obj *o);               /* frees the family's resources */
+    void (*drop)(obj *o);               /* removed from the namespace */
+    void (*info)(obj *o, json_t *into); /* list/dump fields */
     /* Durability's snapshot (persist.c): emits o's state with
      * persist_snap_emit, tagged with o->lsn read under the same lock as
      * the state; 0 or -1.  NULL: nothing persists. */
@@ -330,35 +330,35 @@ struct obj {
     char *name;
     _Atomic int refs;
     _Atomic bool dropped;
-    obj *hnext;                        /* registry bucket chain */
-    _Atomic uint64_t lsn;              /* durability: its last effect's
-                                        * log sequence number (persist.h) */
-    pthread_mutex_t wmu;               /* guards the waiter list */
-    dreq *waiters;                     /* parked requests, for dump */
-    _Atomic uint64_t nops;             /* requests that named it (top) */
+    obj *hnext;            /* registry bucket chain */
+    _Atomic uint64_t lsn;  /* durability: its last effect's
+                            * log sequence number (persist.h) */
+    pthread_mutex_t wmu;   /* guards the waiter list */
+    dreq *waiters;         /* parked requests, for dump */
+    _Atomic uint64_t nops; /* requests that named it (top) */
 };
 
 /* What reg_lookup returns: REG_OK, or why there is no object. */
 enum {
     REG_OK = 0,
-    REG_ENOENT = -1,          /* no such name (and not created) */
-    REG_ETYPE = -2,           /* the name is another type's */
-    REG_ELIMIT = -3,          /* creating it would pass max-objects */
-    REG_ENOMEM = -4,          /* out of memory, or the family's init failed */
-    REG_EBUSY = -5            /* reg_drop: held or in progress (ops->busy) */
+    REG_ENOENT = -1, /* no such name (and not created) */
+    REG_ETYPE = -2,  /* the name is another type's */
+    REG_ELIMIT = -3, /* creating it would pass max-objects */
+    REG_ENOMEM = -4, /* out of memory, or the family's init failed */
+    REG_EBUSY = -5   /* reg_drop: held or in progress (ops->busy) */
 };
 
 typedef struct reg_found {
-    obj *o;                   /* REG_OK: a new reference */
-    const obj_ops *have;      /* REG_ETYPE: the existing object's ops */
-    bool created;             /* REG_OK: made by this call */
+    obj *o;              /* REG_OK: a new reference */
+    const obj_ops *have; /* REG_ETYPE: the existing object's ops */
+    bool created;        /* REG_OK: made by this call */
 } reg_found;
 
 /* Finds name, of type want (NULL: any type).  When it is absent and create
  * is true (want given), makes it with want->init(o, arg).  Returns REG_OK
  * or a REG_E* code, with f filled as its fields say.  Answers nothing. */
-int reg_lookup(const char *name, const obj_ops *want, bool create,
-               dreq *arg, reg_found *f);
+int reg_lookup(const char *name, const obj_ops *want, bool create, dreq *arg,
+               reg_found *f);
 /* As reg_lookup, but answers r on failure (not_found, wrong_type, limit,
  * internal), which finishes and frees r, and returns NULL; else returns a
  * new reference.  create: make name when absent (want must be given). */
@@ -380,8 +380,7 @@ void obj_done(obj *o);
 obj *obj_retain(obj *o);
 /* Calls fn for every object (retained during the call) whose name starts
  * with prefix (may be NULL). */
-void reg_foreach(const char *prefix, void (*fn)(obj *o, void *arg),
-                 void *arg);
+void reg_foreach(const char *prefix, void (*fn)(obj *o, void *arg), void *arg);
 /* Calls fn for a page of the objects whose name starts with prefix (may
  * be NULL), from cursor (0: the start) on: at most limit (>= 1) of them,
  * in bucket order.  Returns the cursor of the next page, 0 when the walk
@@ -399,28 +398,28 @@ void reg_unique_name(const char *prefix, char *buf, size_t len);
 typedef struct dbatch dbatch;
 
 struct dreq {
-    sess *s;                   /* retained; NULL when detached (go) */
-    json_t *id;                /* new ref; NULL: notification */
-    json_t *args[PROTO_MAX_PARAMS]; /* new refs, by m->params index */
+    sess *s;                           /* retained; NULL when detached (go) */
+    json_t *id;                        /* new ref; NULL: notification */
+    json_t *args[PROTO_MAX_PARAMS];    /* new refs, by m->params index */
     proto_text text[PROTO_MAX_PARAMS]; /* the scanner's text values,
-                                * borrowed from the line: only until the
-                                * handler returns, or parks or awaits
-                                * (which build them into args[]) */
-    proto_case *cases;         /* select's cases as the scanner read them
-                                * (owned; else in args[]) */
+                                        * borrowed from the line: only until the
+                                        * handler returns, or parks or awaits
+                                        * (which build them into args[]) */
+    proto_case *cases; /* select's cases as the scanner read them
+                        * (owned; else in args[]) */
     size_t ncases;
     const proto_method *m;
-    int64_t timeout_ms;        /* -1: forever */
-    rt_deadline_t dl;          /* absolute, fixed at arrival */
-    dbatch *batch;             /* NULL, or the batch it answers into */
+    int64_t timeout_ms; /* -1: forever */
+    rt_deadline_t dl;   /* absolute, fixed at arrival */
+    dbatch *batch;      /* NULL, or the batch it answers into */
     size_t slot;
     /* Wait bookkeeping, for runtime.dump (guarded by wobj->wmu). */
     obj *wobj;
     const char *wreason;
     int64_t wsince;
-    int64_t wgoid;             /* the goroutine that waits; 0: an await */
+    int64_t wgoid; /* the goroutine that waits; 0: an await */
     dreq *wnext, *wprev;
-    void *ctx;                 /* the handler's own state */
+    void *ctx; /* the handler's own state */
 };
 
 typedef void (*disp_handler)(dreq *r);
@@ -447,9 +446,8 @@ void dreq_ok_gb(dreq *r, json_t *result, gback *gb);
 void dreq_fail(dreq *r, proto_reason reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* As dreq_fail with data (stolen) merged into error.data. */
-void dreq_fail_data(dreq *r, proto_reason reason, json_t *data,
-                    const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+void dreq_fail_data(dreq *r, proto_reason reason, json_t *data, const char *fmt,
+                    ...) __attribute__((format(printf, 4, 5)));
 /* Answers r with JSON-RPC's invalid params (-32602), data (stolen, may be
  * NULL) merged into error.data. */
 void dreq_fail_params(dreq *r, json_t *data, const char *fmt, ...)

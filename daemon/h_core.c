@@ -26,7 +26,8 @@ void h_hello(dreq *r)
     json_t *res;
 
     if (hb && hb_ms != 0 && hb_ms < 100) {
-        dreq_fail_params(r, NULL, "invalid params: heartbeat_ms must be 0 "
+        dreq_fail_params(r, NULL,
+                         "invalid params: heartbeat_ms must be 0 "
                          "(off) or at least 100");
         return;
     }
@@ -38,8 +39,7 @@ void h_hello(dreq *r)
     if (sec_hello_auth(r))
         return; /* answered once the credentials are verified */
     res = json_pack("{s:i, s:s, s:I}", "version", PROTO_VERSION, "server",
-                    "chand " CHAND_VERSION, "session",
-                    (json_int_t)dreq_sid(r));
+                    "chand " CHAND_VERSION, "session", (json_int_t)dreq_sid(r));
     if (res && hb)
         json_object_set_new(res, "heartbeat_ms", json_integer(hb_ms));
     dreq_ok(r, res);
@@ -93,8 +93,8 @@ void h_list(dreq *r)
      * every other client of the I/O thread for half a second. */
     next = reg_scan(dreq_str(r, "prefix"), (uint64_t)cursor, (size_t)limit,
                     hcore_list_one, arr);
-    json_t *res = json_pack("{s:o, s:I}", "objects", arr, "cursor",
-                            (json_int_t)next);
+    json_t *res =
+        json_pack("{s:o, s:I}", "objects", arr, "cursor", (json_int_t)next);
     if (res)
         sec_filter(r, res);
     dreq_ok(r, res);
@@ -110,7 +110,8 @@ void h_drop(dreq *r)
     if (rc == REG_EBUSY)
         dreq_fail(r, PROTO_R_MISUSE,
                   "\"%s\" is held or in progress: unlock it (or finish the "
-                  "once) before drop", name);
+                  "once) before drop",
+                  name);
     else if (rc != 0)
         dreq_fail(r, PROTO_R_NOT_FOUND, "no object \"%s\"", name);
     else
@@ -215,9 +216,9 @@ void h_rt_dump(dreq *r)
         return;
     }
     reg_foreach(NULL, hcore_dump_one, arr);
-    json_t *res = json_pack("{s:i, s:I, s:o}", "goroutines",
-                            rt_num_goroutine(), "waiters",
-                            (json_int_t)park_waiters(), "objects", arr);
+    json_t *res =
+        json_pack("{s:i, s:I, s:o}", "goroutines", rt_num_goroutine(),
+                  "waiters", (json_int_t)park_waiters(), "objects", arr);
     if (res)
         sec_filter(r, res);
     dreq_ok(r, res);

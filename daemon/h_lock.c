@@ -15,7 +15,7 @@
 
 typedef struct hcond {
     obj o;
-    obj *mutex;                /* retained; bound at the first wait */
+    obj *mutex; /* retained; bound at the first wait */
     rt_cond *c;
 } hcond;
 
@@ -49,7 +49,6 @@ static void hlock_fini(obj *o)
     if (l->rwm)
         rt_rwmutex_free(l->rwm);
 }
-
 
 static const obj_ops hmutex_ops = {
     .type = OBJ_MUTEX,
@@ -162,8 +161,8 @@ static void hl_granted(dreq *r, hlock *l, bool write)
     json_t *res;
 
     if (!h && atomic_load(&l->o.dropped)) {
-        dreq_fail(r, PROTO_R_NOT_FOUND, "%s \"%s\" was dropped",
-                  l->o.ops->name, l->o.name);
+        dreq_fail(r, PROTO_R_NOT_FOUND, "%s \"%s\" was dropped", l->o.ops->name,
+                  l->o.name);
         return;
     }
     if (!h) {
@@ -185,8 +184,7 @@ static void hl_granted(dreq *r, hlock *l, bool write)
         dreq_ok_int(r, "token", (int64_t)token); /* written as it is */
         return;
     }
-    res = json_pack("{s:I, s:b}", "token", (json_int_t)token, "owner_dead",
-                    1);
+    res = json_pack("{s:I, s:b}", "token", (json_int_t)token, "owner_dead", 1);
     dreq_ok(r, res);
 }
 
@@ -289,7 +287,7 @@ static void hl_unlock(dreq *r, const obj_ops *ops, bool write)
         obj_done(o);
         return;
     }
-    gomsg = !l->rw ? rt_strerror(RT_EUNLOCK)
+    gomsg = !l->rw  ? rt_strerror(RT_EUNLOCK)
             : write ? rt_strerror(RT_EWUNLOCK)
                     : rt_strerror(RT_ERUNLOCK);
     if (!l->holds) {
@@ -298,16 +296,16 @@ static void hl_unlock(dreq *r, const obj_ops *ops, bool write)
     } else if (tok) {
         uint64_t cur = l->last_token;
         hold_unlock();
-        dreq_fail_data(r, PROTO_R_NOT_LOCKED,
-                       json_pack("{s:I}", "token", (json_int_t)cur),
-                       "%s: token %lld does not hold %s \"%s\"", gomsg,
-                       (long long)json_integer_value(tok), o->ops->name,
-                       o->name);
+        dreq_fail_data(
+            r, PROTO_R_NOT_LOCKED, json_pack("{s:I}", "token", (json_int_t)cur),
+            "%s: token %lld does not hold %s \"%s\"", gomsg,
+            (long long)json_integer_value(tok), o->ops->name, o->name);
     } else {
         hold_unlock();
         dreq_fail(r, PROTO_R_NOT_LOCKED,
                   "%s: this session does not hold %s \"%s\" (pass the "
-                  "holder's token)", gomsg, o->ops->name, o->name);
+                  "holder's token)",
+                  gomsg, o->ops->name, o->name);
     }
     obj_done(o);
 }
@@ -338,16 +336,17 @@ static void hl_renew(dreq *r, const obj_ops *ops)
         o = dreq_obj(r, name, ops, false); /* answers wrong_type... */
         if (o) { /* ...unless it was just made: held by nobody */
             obj_done(o);
-            dreq_fail(r, PROTO_R_NOT_LOCKED, "token %llu does not hold %s "
-                      "\"%s\"", (unsigned long long)token, ops->name, name);
+            dreq_fail(r, PROTO_R_NOT_LOCKED,
+                      "token %llu does not hold %s "
+                      "\"%s\"",
+                      (unsigned long long)token, ops->name, name);
         }
         return;
     }
     o = f.o;
     rc = hold_renew((hlock *)o, token, lease_ms);
     if (rc == -1)
-        dreq_fail(r, PROTO_R_NOT_LOCKED,
-                  "token %llu does not hold %s \"%s\"",
+        dreq_fail(r, PROTO_R_NOT_LOCKED, "token %llu does not hold %s \"%s\"",
                   (unsigned long long)token, ops->name, o->name);
     else if (rc != 0)
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
@@ -356,14 +355,38 @@ static void hl_renew(dreq *r, const obj_ops *ops)
     obj_done(o);
 }
 
-void h_mutex_renew(dreq *r) { hl_renew(r, &hmutex_ops); }
-void h_rw_renew(dreq *r) { hl_renew(r, &hrwmutex_ops); }
-void h_mutex_lock(dreq *r) { hl_lock(r, &hmutex_ops, true); }
-void h_mutex_unlock(dreq *r) { hl_unlock(r, &hmutex_ops, true); }
-void h_rw_lock(dreq *r) { hl_lock(r, &hrwmutex_ops, true); }
-void h_rw_unlock(dreq *r) { hl_unlock(r, &hrwmutex_ops, true); }
-void h_rw_rlock(dreq *r) { hl_lock(r, &hrwmutex_ops, false); }
-void h_rw_runlock(dreq *r) { hl_unlock(r, &hrwmutex_ops, false); }
+void h_mutex_renew(dreq *r)
+{
+    hl_renew(r, &hmutex_ops);
+}
+void h_rw_renew(dreq *r)
+{
+    hl_renew(r, &hrwmutex_ops);
+}
+void h_mutex_lock(dreq *r)
+{
+    hl_lock(r, &hmutex_ops, true);
+}
+void h_mutex_unlock(dreq *r)
+{
+    hl_unlock(r, &hmutex_ops, true);
+}
+void h_rw_lock(dreq *r)
+{
+    hl_lock(r, &hrwmutex_ops, true);
+}
+void h_rw_unlock(dreq *r)
+{
+    hl_unlock(r, &hrwmutex_ops, true);
+}
+void h_rw_rlock(dreq *r)
+{
+    hl_lock(r, &hrwmutex_ops, false);
+}
+void h_rw_runlock(dreq *r)
+{
+    hl_unlock(r, &hrwmutex_ops, false);
+}
 
 /* ------------------------------------------------------------------ */
 /* Session end                                                        */
@@ -404,7 +427,7 @@ static void hc_wait(dreq *r)
                   rt_strerror(RT_EUNLOCK), l->o.name);
         goto out;
     }
-    lease_ms = hold_lease_ms(h); /* kept across the wait */
+    lease_ms = hold_lease_ms(h);       /* kept across the wait */
     hold_drop_locked(h, false, false); /* q->l keeps our reference */
     hold_unlock();
 
@@ -440,10 +463,8 @@ static void hc_wait(dreq *r)
         dreq_ok(r, res);
     } else {
         proto_reason why = disp_rt_reason(rc);
-        dreq_fail_data(r, why, json_pack("{s:I}", "token",
-                                         (json_int_t)token),
-                       "%s", why == PROTO_R_TIMEOUT ? "timeout"
-                                                    : "cancelled");
+        dreq_fail_data(r, why, json_pack("{s:I}", "token", (json_int_t)token),
+                       "%s", why == PROTO_R_TIMEOUT ? "timeout" : "cancelled");
     }
 out:
     obj_done(&q->c->o);
@@ -489,8 +510,7 @@ void h_cond_wait(dreq *r)
     }
     if (r->dl == RT_POLL) {
         dreq_fail_data(r, PROTO_R_TIMEOUT,
-                       json_pack("{s:I}", "token", (json_int_t)tok),
-                       "timeout");
+                       json_pack("{s:I}", "token", (json_int_t)tok), "timeout");
         goto out_release;
     }
     q = calloc(1, sizeof *q);
@@ -533,8 +553,14 @@ static void hc_wake(dreq *r, bool all)
     obj_done(co);
 }
 
-void h_cond_signal(dreq *r) { hc_wake(r, false); }
-void h_cond_broadcast(dreq *r) { hc_wake(r, true); }
+void h_cond_signal(dreq *r)
+{
+    hc_wake(r, false);
+}
+void h_cond_broadcast(dreq *r)
+{
+    hc_wake(r, true);
+}
 
 /* ------------------------------------------------------------------ */
 /* Recovery's builder (persist.h)                                     */
@@ -543,9 +569,8 @@ void h_cond_broadcast(dreq *r) { hc_wake(r, true); }
 int hlock__restore(const char *name, unsigned kind, uint64_t token,
                    int64_t end_ms, bool grant)
 {
-    const obj_ops *ops =
-        kind == EFF_HOLD_MUTEX ? &hmutex_ops : &hrwmutex_ops;
-    dreq r = { 0 };
+    const obj_ops *ops = kind == EFF_HOLD_MUTEX ? &hmutex_ops : &hrwmutex_ops;
+    dreq r = {0};
     reg_found f;
     int rc = 0;
 

@@ -51,7 +51,7 @@ static bool hmap_equal(const void *a, const void *b)
     return json_equal((json_t *)a, (json_t *)b);
 }
 
-static const rt_map_ops hmap_vops = { hmap_retain, hmap_release, hmap_equal };
+static const rt_map_ops hmap_vops = {hmap_retain, hmap_release, hmap_equal};
 
 static int hmap_init(obj *o, dreq *r)
 {
@@ -82,14 +82,14 @@ static bool hmap_snap_one(const void *key, size_t klen, void *v, void *arg)
 {
     hmap_snapw *w = arg;
     char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    eff_rec r = { .type = EFF_MAP_STORE };
+    eff_rec r = {.type = EFF_MAP_STORE};
 
     if (!text) {
         w->rc = -1;
         return false;
     }
     r.u.map.name = eff_s(w->o->name);
-    r.u.map.key = (eff_str){ key, klen };
+    r.u.map.key = (eff_str){key, klen};
     r.u.map.value = eff_s(text);
     w->rc = persist_snap_emit(w->s, &r, w->lsn);
     free(text);
@@ -99,7 +99,7 @@ static bool hmap_snap_one(const void *key, size_t klen, void *v, void *arg)
 /* obj_ops.snap: every entry, under the map's persist lock. */
 static int hmap_snap(obj *o, void *s)
 {
-    hmap_snapw w = { o, s, 0, 0 };
+    hmap_snapw w = {o, s, 0, 0};
 
     persist_lock(o);
     w.lsn = atomic_load(&o->lsn);
@@ -222,8 +222,8 @@ static void hmap_delete(dreq *r, rt_map *m, const char *k, size_t kl)
 static void hmap_load_or_store(dreq *r, rt_map *m, const char *k, size_t kl)
 {
     void *actual = NULL;
-    bool loaded = rt_map_load_or_store(m, k, kl, dreq_param(r, "value"),
-                                       &actual);
+    bool loaded =
+        rt_map_load_or_store(m, k, kl, dreq_param(r, "value"), &actual);
 
     if (!loaded)
         persist_map_store(hmap_cur, k, kl, dreq_param(r, "value"));
@@ -232,8 +232,7 @@ static void hmap_load_or_store(dreq *r, rt_map *m, const char *k, size_t kl)
     hmap_ok_loaded(r, "value", actual, loaded);
 }
 
-static void hmap_load_and_delete(dreq *r, rt_map *m, const char *k,
-                                 size_t kl)
+static void hmap_load_and_delete(dreq *r, rt_map *m, const char *k, size_t kl)
 {
     void *v = NULL;
     bool loaded = rt_map_load_and_delete(m, k, kl, &v);
@@ -307,8 +306,8 @@ static void hmap_range(dreq *r, rt_map *m, const char *k, size_t kl)
     }
     entries = json_object();
     /* One page per request, as list: 100k keys at once stalled others. */
-    next = rt_map_range_page(m, (uint64_t)cursor, (size_t)limit,
-                             hmap_range_one, entries);
+    next = rt_map_range_page(m, (uint64_t)cursor, (size_t)limit, hmap_range_one,
+                             entries);
     dreq_ok(r, json_pack("{s:o, s:I}", "entries", entries, "cursor",
                          (json_int_t)next));
 }
@@ -329,20 +328,50 @@ static void hmap_clear(dreq *r, rt_map *m, const char *k, size_t kl)
     dreq_ok(r, NULL);
 }
 
-void h_map_store(dreq *r) { hmap_run(r, hmap_store, true); }
-void h_map_load(dreq *r) { hmap_run(r, hmap_load, true); }
-void h_map_delete(dreq *r) { hmap_run(r, hmap_delete, true); }
-void h_map_load_or_store(dreq *r) { hmap_run(r, hmap_load_or_store, true); }
+void h_map_store(dreq *r)
+{
+    hmap_run(r, hmap_store, true);
+}
+void h_map_load(dreq *r)
+{
+    hmap_run(r, hmap_load, true);
+}
+void h_map_delete(dreq *r)
+{
+    hmap_run(r, hmap_delete, true);
+}
+void h_map_load_or_store(dreq *r)
+{
+    hmap_run(r, hmap_load_or_store, true);
+}
 void h_map_load_and_delete(dreq *r)
 {
     hmap_run(r, hmap_load_and_delete, true);
 }
-void h_map_swap(dreq *r) { hmap_run(r, hmap_swap, true); }
-void h_map_compare_and_swap(dreq *r) { hmap_run(r, hmap_cas, true); }
-void h_map_compare_and_delete(dreq *r) { hmap_run(r, hmap_cad, true); }
-void h_map_range(dreq *r) { hmap_run(r, hmap_range, false); }
-void h_map_len(dreq *r) { hmap_run(r, hmap_len, false); }
-void h_map_clear(dreq *r) { hmap_run(r, hmap_clear, false); }
+void h_map_swap(dreq *r)
+{
+    hmap_run(r, hmap_swap, true);
+}
+void h_map_compare_and_swap(dreq *r)
+{
+    hmap_run(r, hmap_cas, true);
+}
+void h_map_compare_and_delete(dreq *r)
+{
+    hmap_run(r, hmap_cad, true);
+}
+void h_map_range(dreq *r)
+{
+    hmap_run(r, hmap_range, false);
+}
+void h_map_len(dreq *r)
+{
+    hmap_run(r, hmap_len, false);
+}
+void h_map_clear(dreq *r)
+{
+    hmap_run(r, hmap_clear, false);
+}
 
 /* ------------------------------------------------------------------ */
 /* sync/atomic                                                        */
@@ -355,14 +384,14 @@ typedef struct hatomic {
 
 static void hatomic_info(obj *o, json_t *into)
 {
-    json_object_set_new(into, "value",
-                        json_integer((json_int_t)(int64_t)atomic_load(
-                            &((hatomic *)o)->v)));
+    json_object_set_new(
+        into, "value",
+        json_integer((json_int_t)(int64_t)atomic_load(&((hatomic *)o)->v)));
 }
 
 static int hatomic_snap(obj *o, void *s)
 {
-    eff_rec r = { .type = EFF_ATOMIC_SET };
+    eff_rec r = {.type = EFF_ATOMIC_SET};
 
     persist_lock(o);
     uint64_t lsn = atomic_load(&o->lsn);
@@ -479,8 +508,7 @@ void h_atomic_cas(dreq *r)
     }
     old = hatomic_param(r, "old");
     persist_lock(o);
-    swapped = atomic_compare_exchange_strong(a, &old,
-                                             hatomic_param(r, "new"));
+    swapped = atomic_compare_exchange_strong(a, &old, hatomic_param(r, "new"));
     if (swapped)
         persist_atomic_set(o, (int64_t)hatomic_param(r, "new"));
     persist_unlock(o);
@@ -492,11 +520,11 @@ void h_atomic_cas(dreq *r)
 /* Recovery's builders (persist.h)                                    */
 /* ------------------------------------------------------------------ */
 
-int hmap__restore(const char *name, const char *k, size_t kl,
-                  const char *v, size_t vn, int what)
+int hmap__restore(const char *name, const char *k, size_t kl, const char *v,
+                  size_t vn, int what)
 {
     reg_found f;
-    dreq r = { 0 };
+    dreq r = {0};
     int rc = 0;
 
     if (reg_lookup(name, &hmap_ops, true, &r, &f) != REG_OK)
@@ -519,7 +547,7 @@ int hmap__restore(const char *name, const char *k, size_t kl,
 int hatomic__restore(const char *name, int64_t v)
 {
     reg_found f;
-    dreq r = { 0 };
+    dreq r = {0};
 
     if (reg_lookup(name, &hatomic_ops, true, &r, &f) != REG_OK)
         return 0;

@@ -48,7 +48,7 @@ static void hwg_info(obj *o, json_t *into)
 
 static int hwg_snap(obj *o, void *s)
 {
-    eff_rec r = { .type = EFF_WG_SET };
+    eff_rec r = {.type = EFF_WG_SET};
 
     persist_lock(o);
     uint64_t lsn = atomic_load(&o->lsn);
@@ -113,8 +113,7 @@ static void hwg_wait_go(dreq *r)
     int rc;
 
     dreq_wait_begin(r, o, "sync.WaitGroup.Wait");
-    rc = dreq_cancelled(r) ? RT_ECANCELED
-                           : rt_wg_wait(((hwg *)o)->wg, r->dl);
+    rc = dreq_cancelled(r) ? RT_ECANCELED : rt_wg_wait(((hwg *)o)->wg, r->dl);
     dreq_wait_end(r);
     if (rc == 0)
         dreq_ok(r, NULL);
@@ -152,20 +151,20 @@ enum { ONCE_IDLE = 0, ONCE_RUNNING, ONCE_DONE };
 
 typedef struct honce {
     obj o;
-    pthread_mutex_t mu;       /* guards state and runner */
+    pthread_mutex_t mu; /* guards state and runner */
     int state;
-    uint64_t runner;          /* session running it (0: detached) */
-    uint64_t run;             /* counts the turns, for the lease */
-    rt_cond *cv;              /* waiters for the runner's end */
-    json_t *value;            /* owned; set when state is ONCE_DONE, the
-                               * durable state with state itself */
+    uint64_t runner; /* session running it (0: detached) */
+    uint64_t run;    /* counts the turns, for the lease */
+    rt_cond *cv;     /* waiters for the runner's end */
+    json_t *value;   /* owned; set when state is ONCE_DONE, the
+                      * durable state with state itself */
 } honce;
 
 /* A once.do turn taken with lease_ms: the once reopens when the turn is
  * still running as it ends, as a lock's lease releases it. */
 typedef struct honce_lease {
-    _Atomic int refs;         /* the taker's and the timer's */
-    obj *o;                   /* retained */
+    _Atomic int refs; /* the taker's and the timer's */
+    obj *o;           /* retained */
     uint64_t run;
     rt_timer *t;
 } honce_lease;
@@ -188,7 +187,7 @@ static int honce_unlock(void *m)
 static int honce_init(obj *o, dreq *r)
 {
     honce *h = (honce *)o;
-    rt_locker L = { honce_lock, honce_unlock, &h->mu };
+    rt_locker L = {honce_lock, honce_unlock, &h->mu};
     (void)r;
 
     pthread_mutex_init(&h->mu, NULL);
@@ -213,7 +212,7 @@ static void honce_fini(obj *o)
 static void honce_info(obj *o, json_t *into)
 {
     honce *h = (honce *)o;
-    static const char *const names[] = { "idle", "running", "done" };
+    static const char *const names[] = {"idle", "running", "done"};
     pthread_mutex_lock(&h->mu);
     json_object_set_new(into, "state", json_string(names[h->state]));
     if (h->state == ONCE_RUNNING)
@@ -225,14 +224,14 @@ static void honce_info(obj *o, json_t *into)
 static int honce_snap(obj *o, void *s)
 {
     honce *h = (honce *)o;
-    eff_rec r = { .type = EFF_ONCE_DONE };
+    eff_rec r = {.type = EFF_ONCE_DONE};
 
     pthread_mutex_lock(&h->mu);
     bool done = h->state == ONCE_DONE;
     uint64_t lsn = atomic_load(&o->lsn);
-    char *text = done && h->value ? json_dumps(h->value, JSON_COMPACT |
-                                                             JSON_ENCODE_ANY)
-                                  : NULL;
+    char *text = done && h->value
+                     ? json_dumps(h->value, JSON_COMPACT | JSON_ENCODE_ANY)
+                     : NULL;
     pthread_mutex_unlock(&h->mu);
     r.u.once.name = eff_s(o->name);
     r.u.once.has_value = text != NULL;
@@ -538,7 +537,7 @@ void h_pool_get(dreq *r)
 int hwg__restore(const char *name, int64_t v)
 {
     reg_found f;
-    dreq r = { 0 };
+    dreq r = {0};
 
     if (reg_lookup(name, &hwg_ops, true, &r, &f) != REG_OK)
         return 0;
@@ -551,7 +550,7 @@ int hwg__restore(const char *name, int64_t v)
 int honce__restore(const char *name, const char *v, size_t vn)
 {
     reg_found f;
-    dreq r = { 0 };
+    dreq r = {0};
 
     if (reg_lookup(name, &honce_ops, true, &r, &f) != REG_OK)
         return 0;

@@ -21,7 +21,7 @@
 typedef struct htimer htimer;
 
 typedef struct harm {
-    htimer *ht;              /* holds a reference */
+    htimer *ht; /* holds a reference */
     rt_timer *t;
 } harm;
 
@@ -29,12 +29,12 @@ struct htimer {
     _Atomic int refs;
     pthread_mutex_t mu;
     bool stopped;
-    int64_t period_ns;       /* ticker: > 0 */
-    rt_chan *c;              /* retained; NULL for afterfunc */
-    json_t *request;         /* afterfunc's request (owned) */
-    char *afname;            /* afterfunc's object name */
-    harm *cur;               /* the pending arming, or NULL */
-    int64_t mem;             /* charged to max_memory's count */
+    int64_t period_ns; /* ticker: > 0 */
+    rt_chan *c;        /* retained; NULL for afterfunc */
+    json_t *request;   /* afterfunc's request (owned) */
+    char *afname;      /* afterfunc's object name */
+    harm *cur;         /* the pending arming, or NULL */
+    int64_t mem;       /* charged to max_memory's count */
 };
 
 /* Timers in existence, against max_timers. */
@@ -209,7 +209,8 @@ static bool htimer_admit(dreq *r)
         return true;
     dreq_fail(r, PROTO_R_LIMIT,
               "max_timers reached: %d timers exist (stop some, or raise "
-              "max_timers)", srv_conf.max_timers);
+              "max_timers)",
+              srv_conf.max_timers);
     return false;
 }
 
@@ -227,7 +228,8 @@ static void htimer_chan(dreq *r, bool ticker)
     if (ticker && ms < srv_conf.min_ticker_ms) {
         dreq_fail(r, PROTO_R_LIMIT,
                   "min_ticker_ms is %d: a ticker of %lld ms would cost a "
-                  "core for nothing", srv_conf.min_ticker_ms, (long long)ms);
+                  "core for nothing",
+                  srv_conf.min_ticker_ms, (long long)ms);
         return;
     }
     if (!htimer_admit(r))

@@ -57,7 +57,7 @@ int hval_from_text(const char *s, size_t n, hval *out)
 int hval_from_int(int64_t n, hval *out)
 {
     char t[24];
-    jfast_buf b = { t, 0, sizeof t }; /* 20 digits and a sign fit: no grow */
+    jfast_buf b = {t, 0, sizeof t}; /* 20 digits and a sign fit: no grow */
 
     if (jfast_put_int(&b, (json_int_t)n))
         return -1;
@@ -88,10 +88,17 @@ static bool hval_from_small(const json_t *v, hval *out)
         return true;
     case JSON_INTEGER:
         return hval_from_int(json_integer_value(v), out) == 0;
-    case JSON_TRUE: hval_inline("true", 4, out); return true;
-    case JSON_FALSE: hval_inline("false", 5, out); return true;
-    case JSON_NULL: hval_inline("null", 4, out); return true;
-    default: return false;
+    case JSON_TRUE:
+        hval_inline("true", 4, out);
+        return true;
+    case JSON_FALSE:
+        hval_inline("false", 5, out);
+        return true;
+    case JSON_NULL:
+        hval_inline("null", 4, out);
+        return true;
+    default:
+        return false;
     }
 }
 
@@ -99,7 +106,7 @@ int hval_from_json(const json_t *v, hval *out)
 {
     /* The blob's length word is reserved at the front of the dump, so
      * that a long value costs the one allocation the dump makes. */
-    jfast_buf b = { 0 };
+    jfast_buf b = {0};
     size_t n;
 
     if (hval_from_small(v, out))
@@ -138,12 +145,18 @@ json_type hval_type(const hval *v)
     const char *s = hval_text(v, &n);
 
     switch (s[0]) {
-    case '"': return JSON_STRING;
-    case '{': return JSON_OBJECT;
-    case '[': return JSON_ARRAY;
-    case 't': return JSON_TRUE;
-    case 'f': return JSON_FALSE;
-    case 'n': return JSON_NULL;
+    case '"':
+        return JSON_STRING;
+    case '{':
+        return JSON_OBJECT;
+    case '[':
+        return JSON_ARRAY;
+    case 't':
+        return JSON_TRUE;
+    case 'f':
+        return JSON_FALSE;
+    case 'n':
+        return JSON_NULL;
     default:
         for (size_t i = 0; i < n; i++)
             if (s[i] == '.' || s[i] == 'e' || s[i] == 'E')

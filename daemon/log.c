@@ -13,7 +13,7 @@
 
 static _Atomic int log_cur = LOG_LVL_INFO;
 
-static const char *const log_names[] = { "error", "warn", "info", "debug" };
+static const char *const log_names[] = {"error", "warn", "info", "debug"};
 
 void log_set_level(log_level l)
 {

@@ -65,9 +65,9 @@ static const struct {
     int sig;
     event_callback_fn fn;
 } main_signals[] = {
-    { SIGTERM, main_stop_cb },
-    { SIGINT, main_stop_cb },
-    { SIGHUP, main_hup_cb },
+    {SIGTERM, main_stop_cb},
+    {SIGINT, main_stop_cb},
+    {SIGHUP, main_hup_cb},
 };
 #define MAIN_NSIGNALS (sizeof main_signals / sizeof main_signals[0])
 
@@ -76,7 +76,7 @@ static const struct {
  * Returns 0, or -1 with a message in err. */
 static int main_serve(srv *v, const conf *c, char *err, size_t errlen)
 {
-    struct event *ev[MAIN_NSIGNALS] = { 0 };
+    struct event *ev[MAIN_NSIGNALS] = {0};
     int rc = -1;
 
     for (size_t i = 0; i < MAIN_NSIGNALS; i++) {
@@ -91,12 +91,11 @@ static int main_serve(srv *v, const conf *c, char *err, size_t errlen)
         goto out_events;
     /* Before the port file, which tells that everything listens. */
     if (c->tls_port_file[0] &&
-        conf_write_port_file("tls port file", c->tls_port_file,
-                             srv_tls_port(v), err, errlen) != 0)
+        conf_write_port_file("tls port file", c->tls_port_file, srv_tls_port(v),
+                             err, errlen) != 0)
         goto out_metrics;
-    if (c->port_file[0] &&
-        conf_write_port_file("port file", c->port_file, srv_port(v), err,
-                             errlen) != 0)
+    if (c->port_file[0] && conf_write_port_file("port file", c->port_file,
+                                                srv_port(v), err, errlen) != 0)
         goto out_metrics;
     svc_ready(srv_port(v));
     srv_run(v);
@@ -114,7 +113,7 @@ out_events:
 int main(int argc, char **argv)
 {
     char err[512];
-    rt_config rc = { 0 };
+    rt_config rc = {0};
     conf c;
     srv *v;
     int r;

@@ -39,9 +39,9 @@ static struct evhttp *metrics_http;
 
 /* Object type names, in obj_type order (the families' obj_ops names). */
 static const char *const metrics_type_names[OBJ_TYPE_COUNT] = {
-    [OBJ_CHAN] = "chan",     [OBJ_MUTEX] = "mutex", [OBJ_RWMUTEX] = "rwmutex",
-    [OBJ_WG] = "wg",         [OBJ_ONCE] = "once",   [OBJ_COND] = "cond",
-    [OBJ_POOL] = "pool",     [OBJ_MAP] = "map",     [OBJ_ATOMIC] = "atomic",
+    [OBJ_CHAN] = "chan",   [OBJ_MUTEX] = "mutex", [OBJ_RWMUTEX] = "rwmutex",
+    [OBJ_WG] = "wg",       [OBJ_ONCE] = "once",   [OBJ_COND] = "cond",
+    [OBJ_POOL] = "pool",   [OBJ_MAP] = "map",     [OBJ_ATOMIC] = "atomic",
     [OBJ_TIMER] = "timer",
 };
 
@@ -54,8 +54,8 @@ static void metrics_count_obj(obj *o, void *arg)
 }
 
 /* Writes "# HELP" and "# TYPE" for one metric family. */
-static void metrics_head(struct evbuffer *b, const char *name,
-                         const char *type, const char *help)
+static void metrics_head(struct evbuffer *b, const char *name, const char *type,
+                         const char *help)
 {
     evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
                         type);
@@ -70,7 +70,7 @@ static void metrics_gauge(struct evbuffer *b, const char *name,
 
 static void metrics_render(struct evbuffer *b)
 {
-    int64_t by_type[OBJ_TYPE_COUNT] = { 0 };
+    int64_t by_type[OBJ_TYPE_COUNT] = {0};
     const proto_method *t;
     stats_snap sn;
     size_t n;
@@ -83,8 +83,7 @@ static void metrics_render(struct evbuffer *b)
                         CHAND_VERSION, PROTO_VERSION);
     metrics_gauge(b, "chand_goroutines", "Goroutines in the runtime.",
                   sn.goroutines);
-    metrics_gauge(b, "chand_threads", "OS threads of the runtime.",
-                  sn.threads);
+    metrics_gauge(b, "chand_threads", "OS threads of the runtime.", sn.threads);
     metrics_gauge(b, "chand_gomaxprocs", "Runtime processors (GOMAXPROCS).",
                   sn.gomaxprocs);
     metrics_gauge(b, "chand_sessions", "Open client connections.",
@@ -316,10 +315,9 @@ int metrics_start(struct event_base *base, const conf *c, char *err,
         snprintf(err, errlen, "metrics: evhttp_new failed");
         return -1;
     }
-    evhttp_set_allowed_methods(metrics_http,
-                               EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
-                                   EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                   EVHTTP_REQ_DELETE);
+    evhttp_set_allowed_methods(
+        metrics_http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+                          EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
     evhttp_set_gencb(metrics_http, metrics_cb, NULL);
     evhttp_set_bevcb(metrics_http, metrics_bevcb, NULL);
     /* Closes the sockets of connections evhttp has let go, even when no
@@ -348,15 +346,14 @@ int metrics_start(struct event_base *base, const conf *c, char *err,
         snprintf(err, errlen, "metrics: getsockname: %s", strerror(errno));
         goto out_free;
     }
-    port = ntohs(ss.ss_family == AF_INET6
-                                   ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                   : ((struct sockaddr_in *)&ss)->sin_port);
+    port =
+        ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                       : ((struct sockaddr_in *)&ss)->sin_port);
     if (c->metrics_port_file[0] &&
-        conf_write_port_file("metrics port file", c->metrics_port_file,
-                             port, err, errlen) != 0)
+        conf_write_port_file("metrics port file", c->metrics_port_file, port,
+                             err, errlen) != 0)
         goto out_free;
-    log_info("metrics on http://%s:%d/metrics", c->metrics_bind,
-             port);
+    log_info("metrics on http://%s:%d/metrics", c->metrics_bind, port);
     return 0;
 
 out_free:

@@ -45,7 +45,8 @@ int dreq_park(dreq *r, disp_handler fn)
     if (rt_num_goroutine() >= srv_conf.max_goroutines) {
         dreq_fail(r, PROTO_R_LIMIT,
                   "max_goroutines reached: %d goroutines (raise "
-                  "max_goroutines, or wait less)", rt_num_goroutine());
+                  "max_goroutines, or wait less)",
+                  rt_num_goroutine());
         return -1;
     }
     dreq__keep_params(r);

@@ -47,29 +47,29 @@ static void reg_key_init(void)
         clock_gettime(CLOCK_MONOTONIC, &ts);
         log_warn("getrandom: %s: registry hash keyed from the clock",
                  n < 0 ? strerror(errno) : "short read");
-        reg_key[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^
-                     (uint64_t)getpid();
+        reg_key[0] =
+            (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
         reg_key[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)&ts;
     }
 }
 
 #define REG_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define REG_SIPROUND                                                       \
-    do {                                                                   \
-        v0 += v1;                                                          \
-        v1 = REG_ROTL(v1, 13);                                             \
-        v1 ^= v0;                                                          \
-        v0 = REG_ROTL(v0, 32);                                             \
-        v2 += v3;                                                          \
-        v3 = REG_ROTL(v3, 16);                                             \
-        v3 ^= v2;                                                          \
-        v0 += v3;                                                          \
-        v3 = REG_ROTL(v3, 21);                                             \
-        v3 ^= v0;                                                          \
-        v2 += v1;                                                          \
-        v1 = REG_ROTL(v1, 17);                                             \
-        v1 ^= v2;                                                          \
-        v2 = REG_ROTL(v2, 32);                                             \
+#define REG_SIPROUND                                                           \
+    do {                                                                       \
+        v0 += v1;                                                              \
+        v1 = REG_ROTL(v1, 13);                                                 \
+        v1 ^= v0;                                                              \
+        v0 = REG_ROTL(v0, 32);                                                 \
+        v2 += v3;                                                              \
+        v3 = REG_ROTL(v3, 16);                                                 \
+        v3 ^= v2;                                                              \
+        v0 += v3;                                                              \
+        v3 = REG_ROTL(v3, 21);                                                 \
+        v3 ^= v0;                                                              \
+        v2 += v1;                                                              \
+        v1 = REG_ROTL(v1, 17);                                                 \
+        v1 ^= v2;                                                              \
+        v2 = REG_ROTL(v2, 32);                                                 \
     } while (0)
 
 /* Returns SipHash-1-3 of the n bytes at p under key k (one compression
@@ -93,14 +93,22 @@ static uint64_t reg_siphash13(const uint64_t k[2], const unsigned char *p,
         v0 ^= m;
     }
     switch (n & 7) {
-    case 7: b |= (uint64_t)p[6] << 48; /* fall through */
-    case 6: b |= (uint64_t)p[5] << 40; /* fall through */
-    case 5: b |= (uint64_t)p[4] << 32; /* fall through */
-    case 4: b |= (uint64_t)p[3] << 24; /* fall through */
-    case 3: b |= (uint64_t)p[2] << 16; /* fall through */
-    case 2: b |= (uint64_t)p[1] << 8;  /* fall through */
-    case 1: b |= (uint64_t)p[0];       /* fall through */
-    case 0: break;
+    case 7:
+        b |= (uint64_t)p[6] << 48; /* fall through */
+    case 6:
+        b |= (uint64_t)p[5] << 40; /* fall through */
+    case 5:
+        b |= (uint64_t)p[4] << 32; /* fall through */
+    case 4:
+        b |= (uint64_t)p[3] << 24; /* fall through */
+    case 3:
+        b |= (uint64_t)p[2] << 16; /* fall through */
+    case 2:
+        b |= (uint64_t)p[1] << 8; /* fall through */
+    case 1:
+        b |= (uint64_t)p[0]; /* fall through */
+    case 0:
+        break;
     }
     v3 ^= b;
     REG_SIPROUND;
@@ -147,8 +155,8 @@ void obj_release(obj *o)
 
 /* Makes and inserts a new object (reg_mu held).  Returns REG_OK with it
  * in *out holding two references (table + caller), or a REG_E* code. */
-static int reg_insert_locked(const char *name, uint32_t h,
-                             const obj_ops *ops, dreq *arg, obj **out)
+static int reg_insert_locked(const char *name, uint32_t h, const obj_ops *ops,
+                             dreq *arg, obj **out)
 {
     obj *o;
 
@@ -179,8 +187,8 @@ out_free:
     return REG_ENOMEM;
 }
 
-int reg_lookup(const char *name, const obj_ops *want, bool create,
-               dreq *arg, reg_found *f)
+int reg_lookup(const char *name, const obj_ops *want, bool create, dreq *arg,
+               reg_found *f)
 {
     uint32_t h = reg_hash(name);
     obj *o;
@@ -273,8 +281,7 @@ void obj_done(obj *o)
     obj_release(o);
 }
 
-void reg_foreach(const char *prefix, void (*fn)(obj *o, void *arg),
-                 void *arg)
+void reg_foreach(const char *prefix, void (*fn)(obj *o, void *arg), void *arg)
 {
     size_t n = 0, cap = 64, plen = prefix ? strlen(prefix) : 0;
     obj **v = malloc(cap * sizeof *v);

@@ -33,11 +33,11 @@ struct srv_io {
     pthread_mutex_t mu; /* guards sessions (accept on io[0],
                          * close here, stats/drain anywhere) */
     sess *sessions;
-    sess *whead, *wtail;     /* sessions with answers to write */
-    struct event *ev_wflush; /* writes them (sess__wflush_cb) */
+    sess *whead, *wtail;      /* sessions with answers to write */
+    struct event *ev_wflush;  /* writes them (sess__wflush_cb) */
     struct event *ev_durable; /* the log synced: release held answers */
-    char rbuf[16384];        /* reads while a session's input is empty */
-    sess_local local;        /* dispatch's scratch (sess_local_get) */
+    char rbuf[16384];         /* reads while a session's input is empty */
+    sess_local local;         /* dispatch's scratch (sess_local_get) */
 };
 
 #define SRV_MAX_IO 64
@@ -88,16 +88,16 @@ struct sess {
      * [ghead, gn) of ([start, end) in out_added, lsn), oldest first. */
     struct sess_gmark {
         uint64_t start, end, lsn;
-    } *gmarks;
+    } * gmarks;
     size_t ghead, gn, gcap;
     /* Identity (security.c).  users: the users table the session was
      * opened or authenticated with (a reference; NULL: no users are
      * configured and everything is allowed); user: borrowed from it, NULL
      * until authenticated.  Written on the I/O thread, or by the auth
      * goroutine while auth_busy holds the session's input. */
-    int kind;                   /* SESS_TCP, SESS_UNIX, SESS_TLS */
-    bool guarded;               /* users were configured at open: the
-                                 * checks apply (set once, at open) */
+    int kind;     /* SESS_TCP, SESS_UNIX, SESS_TLS */
+    bool guarded; /* users were configured at open: the
+                   * checks apply (set once, at open) */
     struct users_table *users;
     const struct users_user *user;
     _Atomic bool auth_busy;     /* an auth is being verified: no line is
@@ -118,22 +118,22 @@ struct srv;
 typedef struct srv_lis {
     struct srv *v;
     struct evconnlistener *lis;
-    int kind;                /* SESS_TCP, SESS_UNIX, SESS_TLS */
+    int kind; /* SESS_TCP, SESS_UNIX, SESS_TLS */
 } srv_lis;
 
 struct srv {
-    struct event_base *base; /* io[0].base */
+    struct event_base *base;    /* io[0].base */
     struct evconnlistener *lis; /* the TCP listener (lists[0].lis) */
-    srv_lis lists[3];        /* TCP, unix, TLS (lis NULL: none) */
-    char unix_path[108];     /* the socket file made here ("": none) */
+    srv_lis lists[3];           /* TCP, unix, TLS (lis NULL: none) */
+    char unix_path[108];        /* the socket file made here ("": none) */
     unsigned long long unix_dev, unix_ino; /* ... and its identity */
-    int tls_port;            /* the TLS port bound (0: none) */
-    struct event *ev_resume; /* accepting again after EMFILE */
-    struct event *ev_drain;  /* polls the drain's progress */
-    int nio;                 /* I/O threads serving */
-    int nmade;               /* io[] set up (nio, or more when a
-                              * thread could not start) */
-    unsigned next_io;        /* round-robin for new sessions */
+    int tls_port;                          /* the TLS port bound (0: none) */
+    struct event *ev_resume;               /* accepting again after EMFILE */
+    struct event *ev_drain;                /* polls the drain's progress */
+    int nio;                               /* I/O threads serving */
+    int nmade;                             /* io[] set up (nio, or more when a
+                                            * thread could not start) */
+    unsigned next_io;                      /* round-robin for new sessions */
     srv_io io[SRV_MAX_IO];
     int port;
     int64_t drain_start;

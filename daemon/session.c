@@ -246,7 +246,7 @@ static bool sess_gate_mark(sess *s, size_t len)
         }
     }
     s->gmarks[s->gn++] =
-        (struct sess_gmark){ s->out_added - len, s->out_added, lsn };
+        (struct sess_gmark){s->out_added - len, s->out_added, lsn};
     return true;
 }
 
@@ -271,8 +271,8 @@ static size_t sess_gate_allowed(sess *s, size_t buffered)
  * I/O thread.  Returns false when the session was ended for it. */
 static bool sess_write(sess *s, const char *line, size_t len)
 {
-    struct evbuffer *out = s->tls_stage ? s->tls_stage
-                                        : bufferevent_get_output(s->bev);
+    struct evbuffer *out =
+        s->tls_stage ? s->tls_stage : bufferevent_get_output(s->bev);
     size_t queued;
 
     if (evbuffer_add(out, line, len) != 0) {
@@ -643,7 +643,7 @@ static void sess_hb_cb(evutil_socket_t fd, short what, void *arg)
     }
     {
         int64_t left = s->hb_ms - idle;
-        struct timeval tv = { left / 1000, (left % 1000) * 1000 };
+        struct timeval tv = {left / 1000, (left % 1000) * 1000};
         evtimer_add(s->ev_hb, &tv);
     }
 }

@@ -127,11 +127,11 @@ static size_t jfast_utf8_put(char *d, uint32_t v)
  * parent's latest), so the root owns everything and a decline is one
  * json_decref. */
 typedef struct jfast_frame {
-    json_t *c;      /* borrowed from the root */
-    uint64_t sigs;  /* one bit per remembered key's signature */
-    uint32_t base;  /* the object's first remembered key in seen[] */
+    json_t *c;     /* borrowed from the root */
+    uint64_t sigs; /* one bit per remembered key's signature */
+    uint32_t base; /* the object's first remembered key in seen[] */
     bool obj;
-    bool hashed;    /* duplicates checked by jansson (see jfast_dup) */
+    bool hashed; /* duplicates checked by jansson (see jfast_dup) */
 } jfast_frame;
 
 typedef struct jfast_key {
@@ -153,7 +153,7 @@ typedef struct jfast_parser {
     char *heap;
     size_t heap_cap;
     char scratch[JFAST_SCRATCH];
-    int max_depth;  /* open containers allowed, <= JFAST_MAX_DEPTH */
+    int max_depth; /* open containers allowed, <= JFAST_MAX_DEPTH */
     jfast_frame stack[JFAST_MAX_DEPTH];
 } jfast_parser;
 
@@ -212,14 +212,30 @@ static const char *jfast_unescape(jfast_parser *ps, const unsigned char *q,
         if (end - q < 2)
             return NULL;
         switch (q[1]) {
-        case '"': *d++ = '"'; break;
-        case '\\': *d++ = '\\'; break;
-        case '/': *d++ = '/'; break;
-        case 'b': *d++ = '\b'; break;
-        case 'f': *d++ = '\f'; break;
-        case 'n': *d++ = '\n'; break;
-        case 'r': *d++ = '\r'; break;
-        case 't': *d++ = '\t'; break;
+        case '"':
+            *d++ = '"';
+            break;
+        case '\\':
+            *d++ = '\\';
+            break;
+        case '/':
+            *d++ = '/';
+            break;
+        case 'b':
+            *d++ = '\b';
+            break;
+        case 'f':
+            *d++ = '\f';
+            break;
+        case 'n':
+            *d++ = '\n';
+            break;
+        case 'r':
+            *d++ = '\r';
+            break;
+        case 't':
+            *d++ = '\t';
+            break;
         case 'u':
             if (end - q < 6 || (v = jfast_hex4(q + 2)) <= 0)
                 return NULL; /* bad hex, or \u0000 (jansson refuses it) */
@@ -297,8 +313,8 @@ static const unsigned char *jfast_string_slow(jfast_parser *ps,
  * escapes, else in the parser's buffer until the next string), or NULL to
  * decline.  Inline: the plain case is the hot path. */
 static inline const unsigned char *
-jfast_string(jfast_parser *ps, const unsigned char *p,
-             const unsigned char *end, const char **s, size_t *n, bool *esc)
+jfast_string(jfast_parser *ps, const unsigned char *p, const unsigned char *end,
+             const char **s, size_t *n, bool *esc)
 {
     const unsigned char *start = p + 1;
 
@@ -353,8 +369,8 @@ static const unsigned char *jfast_int(const unsigned char *p,
  * compared with the remembered keys while they are all of its keys, else
  * looked up by jansson.  A 64-bit set of key signatures (length, first and
  * last byte) skips the comparisons for most new keys. */
-static bool jfast_dup(jfast_parser *ps, jfast_frame *f, const char *k,
-                      size_t n, bool esc)
+static bool jfast_dup(jfast_parser *ps, jfast_frame *f, const char *k, size_t n,
+                      bool esc)
 {
     if (!f->hashed) {
         unsigned sig = n ? (unsigned)(n * 7 + (unsigned char)k[0] * 3 +
@@ -391,8 +407,7 @@ static inline bool jfast_isws(unsigned char c)
  * is tested last at each point (after the bytes that may come there), so
  * compact text pays nothing for it. */
 static json_t *jfast_run(jfast_parser *ps, const unsigned char *p,
-                         const unsigned char *end,
-                         const unsigned char **stop)
+                         const unsigned char *end, const unsigned char **stop)
 {
     json_t *root = NULL, *v;
     jfast_frame *f = NULL; /* innermost open container, NULL at the top */
@@ -574,11 +589,11 @@ static json_t *jfast_parse_at(const char *s, size_t len, int max_depth,
     ps.nseen = 0;
     ps.heap = NULL;
     ps.heap_cap = 0;
-    ps.max_depth = max_depth < 0 ? 0
+    ps.max_depth = max_depth < 0                 ? 0
                    : max_depth > JFAST_MAX_DEPTH ? JFAST_MAX_DEPTH
                                                  : max_depth;
-    v = jfast_run(&ps, (const unsigned char *)s,
-                  (const unsigned char *)s + len, stop);
+    v = jfast_run(&ps, (const unsigned char *)s, (const unsigned char *)s + len,
+                  stop);
     if (ps.heap)
         free(ps.heap);
     return v;

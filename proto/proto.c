@@ -82,7 +82,10 @@ int proto_error_set(proto_error *err, int code, proto_reason reason,
 /* The method table                                                   */
 /* ------------------------------------------------------------------ */
 
-#define P(n, t, r) { (n), PROTO_T_##t, (r) }
+#define P(n, t, r)                                                             \
+    {                                                                          \
+        (n), PROTO_T_##t, (r)                                                  \
+    }
 #define NAME P("name", NAME, true)
 #define REQ true
 #define OPT false
@@ -90,85 +93,101 @@ int proto_error_set(proto_error *err, int code, proto_reason reason,
 /* Kept in the order of PROTOCOL.md.  `id` is filled by position below; the
  * daemon's handler table refers to methods by name. */
 proto_method proto__table[] = {
-    { "hello", 0, false,
-      { P("version", INT, REQ), P("heartbeat_ms", UINT, OPT),
-        P("user", STRING, OPT), P("password", STRING, OPT) } },
-    { "ping", 0, false, { { 0 } } },
-    { "auth", 0, false,
-      { P("user", STRING, REQ), P("password", STRING, REQ) } },
+    {"hello",
+     0,
+     false,
+     {P("version", INT, REQ), P("heartbeat_ms", UINT, OPT),
+      P("user", STRING, OPT), P("password", STRING, OPT)}},
+    {"ping", 0, false, {{0}}},
+    {"auth", 0, false, {P("user", STRING, REQ), P("password", STRING, REQ)}},
     /* channels */
-    { "make", 0, false,
-      { NAME, P("cap", UINT, OPT), P("type", STRING, OPT) } },
-    { "send", 0, true, { NAME, P("value", ANY, REQ) } },
-    { "recv", 0, true, { NAME } },
-    { "close", 0, false, { NAME } },
-    { "len", 0, false, { NAME } },
-    { "drop", 0, false, { NAME } },
-    { "list", 0, false,
-      { P("prefix", STRING, OPT), P("cursor", UINT, OPT),
-        P("limit", UINT, OPT) } },
-    { "select", 0, true,
-      { P("cases", CASES, REQ), P("default", BOOL, OPT) } },
+    {"make", 0, false, {NAME, P("cap", UINT, OPT), P("type", STRING, OPT)}},
+    {"send", 0, true, {NAME, P("value", ANY, REQ)}},
+    {"recv", 0, true, {NAME}},
+    {"close", 0, false, {NAME}},
+    {"len", 0, false, {NAME}},
+    {"drop", 0, false, {NAME}},
+    {"list",
+     0,
+     false,
+     {P("prefix", STRING, OPT), P("cursor", UINT, OPT), P("limit", UINT, OPT)}},
+    {"select", 0, true, {P("cases", CASES, REQ), P("default", BOOL, OPT)}},
     /* locks */
-    { "mutex.lock", 0, true, { NAME, P("lease_ms", UINT, OPT) } },
-    { "mutex.unlock", 0, false, { NAME, P("token", UINT, OPT) } },
-    { "rwmutex.lock", 0, true, { NAME, P("lease_ms", UINT, OPT) } },
-    { "rwmutex.unlock", 0, false, { NAME, P("token", UINT, OPT) } },
-    { "rwmutex.rlock", 0, true, { NAME, P("lease_ms", UINT, OPT) } },
-    { "rwmutex.runlock", 0, false, { NAME, P("token", UINT, OPT) } },
-    { "mutex.renew", 0, false,
-      { NAME, P("token", UINT, REQ), P("lease_ms", UINT, REQ) } },
-    { "rwmutex.renew", 0, false,
-      { NAME, P("token", UINT, REQ), P("lease_ms", UINT, REQ) } },
-    { "cond.wait", 0, true, { NAME, P("mutex", NAME, REQ) } },
-    { "cond.signal", 0, false, { NAME } },
-    { "cond.broadcast", 0, false, { NAME } },
+    {"mutex.lock", 0, true, {NAME, P("lease_ms", UINT, OPT)}},
+    {"mutex.unlock", 0, false, {NAME, P("token", UINT, OPT)}},
+    {"rwmutex.lock", 0, true, {NAME, P("lease_ms", UINT, OPT)}},
+    {"rwmutex.unlock", 0, false, {NAME, P("token", UINT, OPT)}},
+    {"rwmutex.rlock", 0, true, {NAME, P("lease_ms", UINT, OPT)}},
+    {"rwmutex.runlock", 0, false, {NAME, P("token", UINT, OPT)}},
+    {"mutex.renew",
+     0,
+     false,
+     {NAME, P("token", UINT, REQ), P("lease_ms", UINT, REQ)}},
+    {"rwmutex.renew",
+     0,
+     false,
+     {NAME, P("token", UINT, REQ), P("lease_ms", UINT, REQ)}},
+    {"cond.wait", 0, true, {NAME, P("mutex", NAME, REQ)}},
+    {"cond.signal", 0, false, {NAME}},
+    {"cond.broadcast", 0, false, {NAME}},
     /* WaitGroup, Once, Pool */
-    { "wg.add", 0, false, { NAME, P("delta", INT, REQ) } },
-    { "wg.done", 0, false, { NAME } },
-    { "wg.wait", 0, true, { NAME } },
-    { "once.do", 0, true, { NAME, P("lease_ms", UINT, OPT) } },
-    { "once.done", 0, false, { NAME, P("value", ANY, OPT) } },
-    { "pool.put", 0, false, { NAME, P("value", ANY, REQ) } },
-    { "pool.get", 0, false, { NAME } },
+    {"wg.add", 0, false, {NAME, P("delta", INT, REQ)}},
+    {"wg.done", 0, false, {NAME}},
+    {"wg.wait", 0, true, {NAME}},
+    {"once.do", 0, true, {NAME, P("lease_ms", UINT, OPT)}},
+    {"once.done", 0, false, {NAME, P("value", ANY, OPT)}},
+    {"pool.put", 0, false, {NAME, P("value", ANY, REQ)}},
+    {"pool.get", 0, false, {NAME}},
     /* sync.Map */
-    { "map.store", 0, false,
-      { NAME, P("key", STRING, REQ), P("value", ANY, REQ) } },
-    { "map.load", 0, false, { NAME, P("key", STRING, REQ) } },
-    { "map.delete", 0, false, { NAME, P("key", STRING, REQ) } },
-    { "map.load_or_store", 0, false,
-      { NAME, P("key", STRING, REQ), P("value", ANY, REQ) } },
-    { "map.load_and_delete", 0, false, { NAME, P("key", STRING, REQ) } },
-    { "map.swap", 0, false,
-      { NAME, P("key", STRING, REQ), P("value", ANY, REQ) } },
-    { "map.compare_and_swap", 0, false,
-      { NAME, P("key", STRING, REQ), P("old", ANY, REQ),
-        P("new", ANY, REQ) } },
-    { "map.compare_and_delete", 0, false,
-      { NAME, P("key", STRING, REQ), P("old", ANY, REQ) } },
-    { "map.range", 0, false,
-      { NAME, P("cursor", UINT, OPT), P("limit", UINT, OPT) } },
-    { "map.len", 0, false, { NAME } },
-    { "map.clear", 0, false, { NAME } },
+    {"map.store",
+     0,
+     false,
+     {NAME, P("key", STRING, REQ), P("value", ANY, REQ)}},
+    {"map.load", 0, false, {NAME, P("key", STRING, REQ)}},
+    {"map.delete", 0, false, {NAME, P("key", STRING, REQ)}},
+    {"map.load_or_store",
+     0,
+     false,
+     {NAME, P("key", STRING, REQ), P("value", ANY, REQ)}},
+    {"map.load_and_delete", 0, false, {NAME, P("key", STRING, REQ)}},
+    {"map.swap", 0, false, {NAME, P("key", STRING, REQ), P("value", ANY, REQ)}},
+    {"map.compare_and_swap",
+     0,
+     false,
+     {NAME, P("key", STRING, REQ), P("old", ANY, REQ), P("new", ANY, REQ)}},
+    {"map.compare_and_delete",
+     0,
+     false,
+     {NAME, P("key", STRING, REQ), P("old", ANY, REQ)}},
+    {"map.range",
+     0,
+     false,
+     {NAME, P("cursor", UINT, OPT), P("limit", UINT, OPT)}},
+    {"map.len", 0, false, {NAME}},
+    {"map.clear", 0, false, {NAME}},
     /* sync/atomic */
-    { "atomic.load", 0, false, { NAME } },
-    { "atomic.store", 0, false, { NAME, P("value", INT, REQ) } },
-    { "atomic.add", 0, false, { NAME, P("delta", INT, REQ) } },
-    { "atomic.swap", 0, false, { NAME, P("value", INT, REQ) } },
-    { "atomic.compare_and_swap", 0, false,
-      { NAME, P("old", INT, REQ), P("new", INT, REQ) } },
+    {"atomic.load", 0, false, {NAME}},
+    {"atomic.store", 0, false, {NAME, P("value", INT, REQ)}},
+    {"atomic.add", 0, false, {NAME, P("delta", INT, REQ)}},
+    {"atomic.swap", 0, false, {NAME, P("value", INT, REQ)}},
+    {"atomic.compare_and_swap",
+     0,
+     false,
+     {NAME, P("old", INT, REQ), P("new", INT, REQ)}},
     /* time */
-    { "timer.after", 0, false, { NAME, P("ms", UINT, REQ) } },
-    { "timer.ticker", 0, false, { NAME, P("ms", UINT, REQ) } },
-    { "timer.stop", 0, false, { NAME } },
-    { "timer.reset", 0, false, { NAME, P("ms", UINT, REQ) } },
-    { "timer.afterfunc", 0, false,
-      { P("ms", UINT, REQ), P("request", OBJECT, REQ) } },
+    {"timer.after", 0, false, {NAME, P("ms", UINT, REQ)}},
+    {"timer.ticker", 0, false, {NAME, P("ms", UINT, REQ)}},
+    {"timer.stop", 0, false, {NAME}},
+    {"timer.reset", 0, false, {NAME, P("ms", UINT, REQ)}},
+    {"timer.afterfunc",
+     0,
+     false,
+     {P("ms", UINT, REQ), P("request", OBJECT, REQ)}},
     /* goroutines and the runtime */
-    { "go", 0, false, { P("request", OBJECT, REQ) } },
-    { "runtime.stats", 0, false, { { 0 } } },
-    { "runtime.gomaxprocs", 0, false, { P("n", UINT, OPT) } },
-    { "runtime.dump", 0, false, { { 0 } } },
+    {"go", 0, false, {P("request", OBJECT, REQ)}},
+    {"runtime.stats", 0, false, {{0}}},
+    {"runtime.gomaxprocs", 0, false, {P("n", UINT, OPT)}},
+    {"runtime.dump", 0, false, {{0}}},
 };
 
 #undef P
@@ -227,15 +246,23 @@ const proto_method *proto_method_find(const char *name)
 const char *proto_ptype_name(proto_ptype t)
 {
     switch (t) {
-    case PROTO_T_STRING: return "a string";
-    case PROTO_T_NAME: return "a name (1-255 bytes of printable UTF-8)";
-    case PROTO_T_INT: return "an integer";
-    case PROTO_T_UINT: return "a non-negative integer";
-    case PROTO_T_ANY: return "any JSON value";
-    case PROTO_T_OBJECT: return "an object";
+    case PROTO_T_STRING:
+        return "a string";
+    case PROTO_T_NAME:
+        return "a name (1-255 bytes of printable UTF-8)";
+    case PROTO_T_INT:
+        return "an integer";
+    case PROTO_T_UINT:
+        return "a non-negative integer";
+    case PROTO_T_ANY:
+        return "any JSON value";
+    case PROTO_T_OBJECT:
+        return "an object";
     case PROTO_T_ARRAY:
-    case PROTO_T_CASES: return "an array";
-    case PROTO_T_BOOL: return "a boolean";
+    case PROTO_T_CASES:
+        return "an array";
+    case PROTO_T_BOOL:
+        return "a boolean";
     }
     return "?";
 }
@@ -290,20 +317,20 @@ bool proto_name_valid(const char *s, size_t len)
     return true;
 }
 
-json_t *proto_parse_line(const char *line, size_t len,
-                         const proto_limits *lim, proto_error *err)
+json_t *proto_parse_line(const char *line, size_t len, const proto_limits *lim,
+                         proto_error *err)
 {
-    size_t max_line = lim && lim->max_line ? lim->max_line
-                                           : PROTO_MAX_LINE_DEFAULT;
-    int max_depth = lim && lim->max_depth ? lim->max_depth
-                                          : PROTO_MAX_DEPTH_DEFAULT;
+    size_t max_line =
+        lim && lim->max_line ? lim->max_line : PROTO_MAX_LINE_DEFAULT;
+    int max_depth =
+        lim && lim->max_depth ? lim->max_depth : PROTO_MAX_DEPTH_DEFAULT;
     json_error_t jerr;
     json_t *v;
 
     if (len > max_line) {
         proto_error_set(err, proto_reason_code(PROTO_R_TOO_LARGE),
-                        PROTO_R_TOO_LARGE, "line of %zu bytes exceeds %zu",
-                        len, max_line);
+                        PROTO_R_TOO_LARGE, "line of %zu bytes exceeds %zu", len,
+                        max_line);
         return NULL;
     }
     /* PROTOCOL.md: a line ends with \n alone.  JSON would take the \r as
@@ -327,12 +354,10 @@ json_t *proto_parse_line(const char *line, size_t len,
     v = jfast_parse(line, len);
     if (v)
         return v;
-    v = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-                   &jerr);
+    v = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!v) {
         proto_error_set(err, PROTO_PARSE_ERROR, PROTO_R_INVALID,
-                        "parse error: %s at column %d", jerr.text,
-                        jerr.column);
+                        "parse error: %s at column %d", jerr.text, jerr.column);
         return NULL;
     }
     return v;
@@ -368,17 +393,16 @@ int proto_check_request(json_t *msg, proto_request *req, proto_error *err)
     v = json_object_get(msg, "id");
     if (v) {
         if (!json_is_string(v) && !json_is_number(v) && !json_is_null(v))
-            return proto_error_set(err, PROTO_INVALID_REQUEST,
-                                   PROTO_R_INVALID,
+            return proto_error_set(err, PROTO_INVALID_REQUEST, PROTO_R_INVALID,
                                    "invalid request: id must be a string, "
                                    "a number or null");
         req->id = v;
     }
-    json_object_foreach(msg, key, v) {
+    json_object_foreach(msg, key, v)
+    {
         if (strcmp(key, "jsonrpc") && strcmp(key, "id") &&
             strcmp(key, "method") && strcmp(key, "params"))
-            return proto_error_set(err, PROTO_INVALID_REQUEST,
-                                   PROTO_R_INVALID,
+            return proto_error_set(err, PROTO_INVALID_REQUEST, PROTO_R_INVALID,
                                    "invalid request: unknown member \"%.64s\"",
                                    key);
     }
@@ -409,7 +433,8 @@ int proto_check_request(json_t *msg, proto_request *req, proto_error *err)
     }
     req->params = params;
 
-    json_object_foreach(params, key, v) {
+    json_object_foreach(params, key, v)
+    {
         const proto_param *p = proto_param_find(req->method, key);
         if (!p && req->method->blocking && strcmp(key, "timeout_ms") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 0)
@@ -421,37 +446,33 @@ int proto_check_request(json_t *msg, proto_request *req, proto_error *err)
                 return proto_error_set(err, PROTO_INVALID_PARAMS,
                                        PROTO_R_INVALID,
                                        "invalid params: timeout_ms exceeds "
-                                       "%lld", (long long)PROTO_MAX_MS);
+                                       "%lld",
+                                       (long long)PROTO_MAX_MS);
             req->timeout_ms = json_integer_value(v);
             continue;
         }
         if (!p)
-            return proto_error_set(err, PROTO_INVALID_PARAMS,
-                                   PROTO_R_INVALID,
+            return proto_error_set(err, PROTO_INVALID_PARAMS, PROTO_R_INVALID,
                                    "invalid params: %s takes no \"%.64s\"",
                                    method, key);
         if (!proto__type_ok(p, v))
-            return proto_error_set(err, PROTO_INVALID_PARAMS,
-                                   PROTO_R_INVALID,
+            return proto_error_set(err, PROTO_INVALID_PARAMS, PROTO_R_INVALID,
                                    "invalid params: %s must be %s", key,
                                    proto_ptype_name(p->type));
         req->args[p - req->method->params] = v;
         /* Durations become nanoseconds added to a clock: bound them so
          * that no handler's ms * 1000000 overflows. */
         size_t kl = strlen(key);
-        if (kl >= 2 && strcmp(key + kl - 2, "ms") == 0 &&
-            json_is_integer(v) && json_integer_value(v) > PROTO_MAX_MS)
-            return proto_error_set(err, PROTO_INVALID_PARAMS,
-                                   PROTO_R_INVALID,
+        if (kl >= 2 && strcmp(key + kl - 2, "ms") == 0 && json_is_integer(v) &&
+            json_integer_value(v) > PROTO_MAX_MS)
+            return proto_error_set(err, PROTO_INVALID_PARAMS, PROTO_R_INVALID,
                                    "invalid params: %s exceeds %lld", key,
                                    (long long)PROTO_MAX_MS);
     }
-    for (int i = 0; i < PROTO_MAX_PARAMS && req->method->params[i].name;
-         i++) {
+    for (int i = 0; i < PROTO_MAX_PARAMS && req->method->params[i].name; i++) {
         const proto_param *p = &req->method->params[i];
         if (p->required && !req->args[i])
-            return proto_error_set(err, PROTO_INVALID_PARAMS,
-                                   PROTO_R_INVALID,
+            return proto_error_set(err, PROTO_INVALID_PARAMS, PROTO_R_INVALID,
                                    "invalid params: %s needs \"%s\"", method,
                                    p->name);
     }
@@ -505,8 +526,7 @@ json_t *proto_error_answer(json_t *id, int code, proto_reason reason,
 
 json_t *proto_error_answer_from(json_t *id, const proto_error *err)
 {
-    return proto_error_answer(id, err->code, err->reason, err->message,
-                              NULL);
+    return proto_error_answer(id, err->code, err->reason, err->message, NULL);
 }
 
 char *proto_dump_line(const json_t *msg, size_t *len)
@@ -514,7 +534,7 @@ char *proto_dump_line(const json_t *msg, size_t *len)
     /* jfast writes jansson's compact text straight into one buffer; the
      * dump was a fifth of the daemon's instructions per request through
      * json_dumpb's callbacks and its cycle check. */
-    jfast_buf b = { 0 };
+    jfast_buf b = {0};
 
     if (jfast_dump(&b, msg) || jfast_put(&b, "\n", 1)) {
         free(b.p);

@@ -50,8 +50,8 @@ typedef enum proto_reason {
     PROTO_R_LIMIT,
     PROTO_R_CANCELLED,
     PROTO_R_MISUSE,
-    PROTO_R_INVALID,   /* parse error, invalid request/params, no method */
-    PROTO_R_INTERNAL,  /* a server bug or resource failure (out of memory) */
+    PROTO_R_INVALID,  /* parse error, invalid request/params, no method */
+    PROTO_R_INTERNAL, /* a server bug or resource failure (out of memory) */
     PROTO_R_UNAUTHENTICATED, /* users configured, session not authenticated
                               * (or wrong credentials) */
     PROTO_R_DENIED,          /* outside the user's rules: nothing changed */
@@ -69,17 +69,17 @@ int proto_reason_code(proto_reason r);
 /* ---- the method table ---- */
 
 typedef enum proto_ptype {
-    PROTO_T_STRING = 1,  /* JSON string */
-    PROTO_T_NAME,        /* string, 1..255 bytes, printable UTF-8 */
-    PROTO_T_INT,         /* JSON integer (int64) */
-    PROTO_T_UINT,        /* JSON integer >= 0 */
-    PROTO_T_ANY,         /* any JSON value */
-    PROTO_T_OBJECT,      /* JSON object */
-    PROTO_T_ARRAY,       /* JSON array */
-    PROTO_T_CASES,       /* select's cases: an array to the general path;
-                          * the scanner reads the usual shapes into
-                          * proto_request.cases instead */
-    PROTO_T_BOOL,        /* JSON true/false */
+    PROTO_T_STRING = 1, /* JSON string */
+    PROTO_T_NAME,       /* string, 1..255 bytes, printable UTF-8 */
+    PROTO_T_INT,        /* JSON integer (int64) */
+    PROTO_T_UINT,       /* JSON integer >= 0 */
+    PROTO_T_ANY,        /* any JSON value */
+    PROTO_T_OBJECT,     /* JSON object */
+    PROTO_T_ARRAY,      /* JSON array */
+    PROTO_T_CASES,      /* select's cases: an array to the general path;
+                         * the scanner reads the usual shapes into
+                         * proto_request.cases instead */
+    PROTO_T_BOOL,       /* JSON true/false */
 } proto_ptype;
 
 typedef struct proto_param {
@@ -91,9 +91,9 @@ typedef struct proto_param {
 #define PROTO_MAX_PARAMS 8
 
 typedef struct proto_method {
-    const char *name;       /* "send", "mutex.lock", ... */
-    int id;                 /* index in the table */
-    bool blocking;          /* accepts timeout_ms and may wait */
+    const char *name;                     /* "send", "mutex.lock", ... */
+    int id;                               /* index in the table */
+    bool blocking;                        /* accepts timeout_ms and may wait */
     proto_param params[PROTO_MAX_PARAMS]; /* ends at name == NULL */
 } proto_method;
 
@@ -121,50 +121,50 @@ json_t *proto_text_json(proto_text t);
  * {"send":name,"value":value}, so that the handler need not build and
  * search one JSON object per case. */
 typedef struct proto_case {
-    json_t *name;               /* a string (new reference) */
-    json_t *value;              /* send: new reference, or NULL when in
-                                 * text; recv: NULL */
-    proto_text text;            /* send: the value as text (see
-                                 * proto_text), or {NULL} */
+    json_t *name;    /* a string (new reference) */
+    json_t *value;   /* send: new reference, or NULL when in
+                      * text; recv: NULL */
+    proto_text text; /* send: the value as text (see
+                      * proto_text), or {NULL} */
 } proto_case;
 
 /* Frees n cases and their values (c may be NULL). */
 void proto_cases_free(proto_case *c, size_t n);
 
 typedef struct proto_request {
-    json_t *id;                 /* NULL for a notification */
-    const proto_method *method; /* NULL when invalid */
-    json_t *params;             /* borrowed object (empty if absent); NULL
-                                 * when read by proto_scan_request */
+    json_t *id;                     /* NULL for a notification */
+    const proto_method *method;     /* NULL when invalid */
+    json_t *params;                 /* borrowed object (empty if absent); NULL
+                                     * when read by proto_scan_request */
     json_t *args[PROTO_MAX_PARAMS]; /* by method->params index; NULL:
-                                 * absent, or in text[] */
+                                     * absent, or in text[] */
     proto_text text[PROTO_MAX_PARAMS]; /* "any" values the scanner left
-                                 * as text (borrowed from the line) */
-    int64_t timeout_ms;         /* -1 absent (forever), else >= 0 */
-    bool owned;                 /* id and args are new references
-                                 * (proto_scan_request), else borrowed */
-    proto_case *cases;          /* a PROTO_T_CASES parameter read by the
-                                 * scanner (owned array of ncases; its
-                                 * args[] slot then stays NULL) */
+                                        * as text (borrowed from the line) */
+    int64_t timeout_ms;                /* -1 absent (forever), else >= 0 */
+    bool owned;                        /* id and args are new references
+                                        * (proto_scan_request), else borrowed */
+    proto_case *cases;                 /* a PROTO_T_CASES parameter read by the
+                                        * scanner (owned array of ncases; its
+                                        * args[] slot then stays NULL) */
     size_t ncases;
 } proto_request;
 
 typedef struct proto_error {
-    int code;                   /* JSON-RPC error code */
+    int code; /* JSON-RPC error code */
     proto_reason reason;
     char message[256];
 } proto_error;
 
 typedef struct proto_limits {
-    size_t max_line;            /* bytes */
-    int max_depth;              /* JSON nesting */
+    size_t max_line; /* bytes */
+    int max_depth;   /* JSON nesting */
 } proto_limits;
 
 /* Parses one line (without its \n) into a new JSON value, checking UTF-8,
  * the depth limit and duplicate keys.  Returns the new value, or NULL with
  * err filled (parse error). */
-json_t *proto_parse_line(const char *line, size_t len,
-                         const proto_limits *lim, proto_error *err);
+json_t *proto_parse_line(const char *line, size_t len, const proto_limits *lim,
+                         proto_error *err);
 
 /* Checks one request object (an element of a batch, or the whole line):
  * envelope, method, parameter names and types, timeout_ms.  Returns 0 and
@@ -180,8 +180,8 @@ int proto_check_request(json_t *msg, proto_request *req, proto_error *err);
  * batches, any invalid or unusual text, any invalid request.  The caller
  * then takes the general path (proto_parse_line, proto_check_request),
  * which accepts the same requests and words every error. */
-bool proto_scan_request(const char *line, size_t len,
-                        const proto_limits *lim, proto_request *req);
+bool proto_scan_request(const char *line, size_t len, const proto_limits *lim,
+                        proto_request *req);
 
 /* A cache of recent object names as JSON strings, so that a request
  * naming a busy channel takes a reference instead of building a string.
@@ -218,12 +218,12 @@ char *proto_dump_line(const json_t *msg, size_t *len);
 json_t *proto_request_new(int64_t id, const char *method, json_t *params);
 
 typedef struct proto_answer {
-    int64_t id;                 /* -1 when null/absent */
-    json_t *result;             /* borrowed; NULL on error */
-    int code;                   /* 0 on success */
+    int64_t id;     /* -1 when null/absent */
+    json_t *result; /* borrowed; NULL on error */
+    int code;       /* 0 on success */
     proto_reason reason;
-    const char *message;        /* borrowed; NULL on success */
-    json_t *data;               /* borrowed error data, or NULL */
+    const char *message; /* borrowed; NULL on success */
+    json_t *data;        /* borrowed error data, or NULL */
 } proto_answer;
 
 /* Reads one answer object.  Returns 0, or -1 when msg is not a valid
@@ -234,8 +234,7 @@ int proto_answer_read(json_t *msg, proto_answer *ans, proto_error *err);
 
 /* Fills err with code, reason and a printf-style message; returns -1. */
 int proto_error_set(proto_error *err, int code, proto_reason reason,
-                    const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Returns a new error answer for err (id borrowed, may be NULL). */
 json_t *proto_error_answer_from(json_t *id, const proto_error *err);
 /* Returns the nesting depth of the JSON text (brackets outside strings),

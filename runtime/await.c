@@ -25,10 +25,10 @@
 #include <string.h>
 
 struct rt_await {
-    rt_g g;                      /* stand-in: never runs, has no stack */
+    rt_g g; /* stand-in: never runs, has no stack */
     rt__waiter w;
-    rt_chan *c;                  /* retained while waiting */
-    rt__waitq *q;                /* c's recvq or sendq */
+    rt_chan *c;   /* retained while waiting */
+    rt__waitq *q; /* c's recvq or sendq */
     rt_await_fn fn;
     void *arg;
     size_t elemsize;
@@ -137,8 +137,7 @@ static void await_timer_fn(rt__timer *t, int64_t now)
     int s = RT__WS_WAITING;
 
     (void)now;
-    if (atomic_compare_exchange_strong(&a->g.wait_state, &s,
-                                       RT__WS_CLAIMED)) {
+    if (atomic_compare_exchange_strong(&a->g.wait_state, &s, RT__WS_CLAIMED)) {
         a->g.wake_reason = RT_ETIMEDOUT;
         a->g.wake_waiter = NULL;
         rt__ready(&a->g);
@@ -151,8 +150,7 @@ static bool await_self_claim(rt_await *a, int reason)
 {
     int s = RT__WS_WAITING;
 
-    if (!atomic_compare_exchange_strong(&a->g.wait_state, &s,
-                                        RT__WS_CLAIMED))
+    if (!atomic_compare_exchange_strong(&a->g.wait_state, &s, RT__WS_CLAIMED))
         return false;
     a->g.wake_reason = reason;
     return true;
@@ -161,8 +159,8 @@ static bool await_self_claim(rt_await *a, int reason)
 /* Queues a on q of c (whose lock the caller holds; released here) to
  * wait until dl or tok.  Returns RT_EINPROGRESS, or RT_ECANCELED when tok
  * fired as it was attached. */
-static int await_wait(rt_await *a, rt_chan *c, rt__waitq *q,
-                      rt_deadline_t dl, rt_cancel *tok, const char *reason)
+static int await_wait(rt_await *a, rt_chan *c, rt__waitq *q, rt_deadline_t dl,
+                      rt_cancel *tok, const char *reason)
 {
     int rc = 0;
 
@@ -219,8 +217,7 @@ static int await_check(rt_chan *c, rt_await *a, rt_deadline_t dl,
 /* After a *_now that could not complete (lock held): gives up for a poll
  * or a past deadline, else waits. */
 static int await_or_wait(rt_await *a, rt_chan *c, rt__waitq *q,
-                         rt_deadline_t dl, rt_cancel *tok,
-                         const char *reason)
+                         rt_deadline_t dl, rt_cancel *tok, const char *reason)
 {
     if (dl == RT_POLL || (dl != RT_FOREVER && dl <= rt_now())) {
         rt__lock_release(&c->lock);

@@ -51,8 +51,7 @@ void rt_cancel_fire(rt_cancel *c)
     for (rt_g *g = c->head, *next; g; g = next) {
         next = g->cnext;
         int s = RT__WS_WAITING;
-        if (!atomic_compare_exchange_strong(&g->wait_state, &s,
-                                            RT__WS_CLAIMED))
+        if (!atomic_compare_exchange_strong(&g->wait_state, &s, RT__WS_CLAIMED))
             continue;
         g->wake_reason = RT_ECANCELED;
         g->wake_waiter = NULL;

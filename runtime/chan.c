@@ -254,7 +254,10 @@ size_t rt_chan_len(rt_chan *c)
     return n;
 }
 
-size_t rt_chan_cap(rt_chan *c) { return c ? c->cap : 0; }
+size_t rt_chan_cap(rt_chan *c)
+{
+    return c ? c->cap : 0;
+}
 
 void rt_chan_observe(rt_chan *c, rt_chan_observer fn, void *arg)
 {

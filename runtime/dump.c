@@ -10,11 +10,15 @@
 static const char *state_name(int s)
 {
     switch (s) {
-    case RT__G_RUNNABLE: return "runnable";
-    case RT__G_RUNNING: return "running";
+    case RT__G_RUNNABLE:
+        return "runnable";
+    case RT__G_RUNNING:
+        return "running";
     case RT__G_PARKING:
-    case RT__G_READY_EARLY: return "runnable";
-    default: return "unknown";
+    case RT__G_READY_EARLY:
+        return "runnable";
+    default:
+        return "unknown";
     }
 }
 
@@ -60,7 +64,7 @@ void rt_dump(FILE *out)
         return;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    dump_ctx d = { out, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, 0 };
+    dump_ctx d = {out, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, 0};
     rt__allg_each(dump_one, &d);
     fprintf(out, "%d goroutines, GOMAXPROCS=%d, %d threads\n", d.n,
             rt__nprocs(), rt_num_threads());
@@ -78,7 +82,7 @@ static void info_one(rt_g *g, void *arg)
     int s = atomic_load(&g->status);
     if (s == RT__G_IDLE || s == RT__G_DEAD)
         return;
-    rt_ginfo gi = { g->id, s == RT__G_PARKED, NULL, 0 };
+    rt_ginfo gi = {g->id, s == RT__G_PARKED, NULL, 0};
     if (gi.parked) {
         gi.wait_reason = g->wait_reason ? g->wait_reason : "waiting";
         gi.waited_ns = c->now - g->wait_since;
@@ -94,6 +98,6 @@ void rt_goroutines(void (*f)(const rt_ginfo *gi, void *arg), void *arg)
         return;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    info_ctx c = { f, arg, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec };
+    info_ctx c = {f, arg, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec};
     rt__allg_each(info_one, &c);
 }

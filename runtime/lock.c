@@ -25,30 +25,27 @@ void rt__futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ns)
         tsp = &ts;
     }
     /* EINTR, EAGAIN and ETIMEDOUT all mean "look again": callers loop. */
-    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, tsp, NULL,
-            0);
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, tsp, NULL, 0);
 }
 
 void rt__futex_wake(_Atomic uint32_t *addr, int n)
 {
-    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL,
-            0);
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
 
 void rt__lock_acquire(rt__lock *l)
 {
     uint32_t c = 0;
 
-    if (atomic_compare_exchange_strong_explicit(&l->state, &c, 1,
-                                                memory_order_acquire,
-                                                memory_order_relaxed))
+    if (atomic_compare_exchange_strong_explicit(
+            &l->state, &c, 1, memory_order_acquire, memory_order_relaxed))
         return;
     for (int i = 0; i < 100; i++) {
         rt__cpu_relax();
         c = atomic_load_explicit(&l->state, memory_order_relaxed);
-        if (c == 0 && atomic_compare_exchange_weak_explicit(
-                          &l->state, &c, 1, memory_order_acquire,
-                          memory_order_relaxed))
+        if (c == 0 &&
+            atomic_compare_exchange_weak_explicit(
+                &l->state, &c, 1, memory_order_acquire, memory_order_relaxed))
             return;
     }
     /* Mark the lock contended; whoever releases it will wake one of us. */

@@ -129,7 +129,7 @@ static int mu_lock_slow(rt_mutex *m, rt_deadline_t dl)
     if (mu_spin(m))
         return 0;
 
-    int64_t start = 0; /* when we first queued; 0 before that */
+    int64_t start = 0;  /* when we first queued; 0 before that */
     bool woken = false; /* we own the WOKEN flag and must clear it */
     for (;;) {
         rt__lock_acquire(&m->lock);
@@ -185,7 +185,7 @@ static int mu_lock_slow(rt_mutex *m, rt_deadline_t dl)
         }
         if (w.result == MU_HANDOFF)
             return 0; /* the unlocker left LOCKED set for us */
-        woken = true;  /* MU_RETRY: compete again, clearing WOKEN */
+        woken = true; /* MU_RETRY: compete again, clearing WOKEN */
     }
 }
 
@@ -223,12 +223,10 @@ static int mu_unlock_starving(rt_mutex *m)
         w->result = MU_HANDOFF;
         g = w->g;
         mu_sync_waiters(m);
-        if (rt__waitq_empty(&m->waiters) ||
-            rt_now() - start < MU_STARVE_NS)
+        if (rt__waitq_empty(&m->waiters) || rt_now() - start < MU_STARVE_NS)
             atomic_fetch_and(&m->state, ~MU_STARVING);
     } else {
-        atomic_fetch_and(&m->state,
-                         ~(MU_LOCKED | MU_STARVING | MU_WAITERS));
+        atomic_fetch_and(&m->state, ~(MU_LOCKED | MU_STARVING | MU_WAITERS));
     }
     rt__lock_release(&m->lock);
     if (g)
@@ -293,8 +291,7 @@ static int mu_unlock_slow(rt_mutex *m, bool may_yield)
         if (w) {
             w->result = MU_RETRY;
             g = w->g;
-            atomic_store_explicit(&m->woken_at, rt_now(),
-                                  memory_order_relaxed);
+            atomic_store_explicit(&m->woken_at, rt_now(), memory_order_relaxed);
         } else {
             /* Every queued waiter timed out: nobody will clear WOKEN. */
             atomic_fetch_and(&m->state, ~MU_WOKEN);

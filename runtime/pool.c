@@ -4,9 +4,9 @@
  * Like Go's (sync/pool.go), each P has its own cache so that Get and Put
  * from goroutines on different Ps do not touch the same cache line: a
  * one-object "private" slot read and written without atomics (only its
- * own P ever touches it), then a small per-P stack under a per-P lock that is almost never
- * contended (only stealing and foreign threads take another P's lock).
- * Overflow spills half a stack to a shared list; a miss refills from the
+ * own P ever touches it), then a small per-P stack under a per-P lock that is
+ * almost never contended (only stealing and foreign threads take another P's
+ * lock). Overflow spills half a stack to a shared list; a miss refills from the
  * shared list, then steals from other Ps, then calls New.  A foreign
  * thread (rt__current_p() < 0) uses only the shared list.
  *

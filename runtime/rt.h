@@ -19,7 +19,8 @@
  *   unlock, signal, rt_go, ...), may be made from any thread, including
  *   threads the runtime does not own ("foreign threads").
  * - Ownership: *_new and *_make return a new object owned by the caller, who
- *   frees it with the matching *_free or *_release once no goroutine can use it.
+ *   frees it with the matching *_free or *_release once no goroutine can use
+ * it.
  * - Cancellation: a goroutine may attach an rt_cancel; firing it wakes every
  *   blocking call of every attached goroutine with RT_ECANCELED (and makes
  *   later blocking calls fail the same way).
@@ -51,23 +52,23 @@ enum {
     RT_OK = 0,
     RT_ENOMEM = -ENOMEM,
     RT_EINVAL = -EINVAL,
-    RT_EAGAIN = -EAGAIN,         /* RT_POLL and not ready now */
-    RT_ETIMEDOUT = -ETIMEDOUT,   /* the deadline passed */
-    RT_ECANCELED = -ECANCELED,   /* the goroutine's rt_cancel fired */
-    RT_EDEADLK = -EDEADLK,       /* all goroutines are asleep - deadlock! */
-    RT_EPERM = -EPERM,           /* blocking call from a foreign thread */
+    RT_EAGAIN = -EAGAIN,           /* RT_POLL and not ready now */
+    RT_ETIMEDOUT = -ETIMEDOUT,     /* the deadline passed */
+    RT_ECANCELED = -ECANCELED,     /* the goroutine's rt_cancel fired */
+    RT_EDEADLK = -EDEADLK,         /* all goroutines are asleep - deadlock! */
+    RT_EPERM = -EPERM,             /* blocking call from a foreign thread */
     RT_EINPROGRESS = -EINPROGRESS, /* an await is waiting (rt_await) */
-    RT_ESENDCLOSED = -1001,      /* send on closed channel */
-    RT_ECLOSECLOSED = -1002,     /* close of closed channel */
-    RT_ECLOSENIL = -1003,        /* close of nil channel */
-    RT_EUNLOCK = -1004,          /* sync: unlock of unlocked mutex */
-    RT_ERUNLOCK = -1005,         /* sync: RUnlock of unlocked RWMutex */
-    RT_EWUNLOCK = -1006,         /* sync: Unlock of unlocked RWMutex */
-    RT_ENEGWG = -1007,           /* sync: negative WaitGroup counter */
-    RT_EWGREUSE = -1008,         /* sync: WaitGroup is reused before ... */
-    RT_ENONPOSTICK = -1009,      /* non-positive interval for NewTicker */
-    RT_ENONPOSRESET = -1010,     /* non-positive interval for Ticker.Reset */
-    RT_ESTACKOVF = -1011,        /* goroutine stack overflow */
+    RT_ESENDCLOSED = -1001,        /* send on closed channel */
+    RT_ECLOSECLOSED = -1002,       /* close of closed channel */
+    RT_ECLOSENIL = -1003,          /* close of nil channel */
+    RT_EUNLOCK = -1004,            /* sync: unlock of unlocked mutex */
+    RT_ERUNLOCK = -1005,           /* sync: RUnlock of unlocked RWMutex */
+    RT_EWUNLOCK = -1006,           /* sync: Unlock of unlocked RWMutex */
+    RT_ENEGWG = -1007,             /* sync: negative WaitGroup counter */
+    RT_EWGREUSE = -1008,           /* sync: WaitGroup is reused before ... */
+    RT_ENONPOSTICK = -1009,        /* non-positive interval for NewTicker */
+    RT_ENONPOSRESET = -1010,       /* non-positive interval for Ticker.Reset */
+    RT_ESTACKOVF = -1011,          /* goroutine stack overflow */
 };
 
 /* Returns a static string: Go's message for code, or a description. */
@@ -91,8 +92,8 @@ RT_API rt_deadline_t rt_deadline_ms(int64_t ms);
 /* ------------------------------------------------------------------ */
 
 typedef struct rt_config {
-    int gomaxprocs;     /* number of Ps; <= 0: rt_num_cpu() */
-    size_t stack_size;  /* bytes reserved per goroutine; 0: default */
+    int gomaxprocs;    /* number of Ps; <= 0: rt_num_cpu() */
+    size_t stack_size; /* bytes reserved per goroutine; 0: default */
 } rt_config;
 
 /* Runs fn(arg) as the main goroutine of a fresh runtime, as a Go program:
@@ -129,15 +130,14 @@ RT_API bool rt_in_goroutine(void);
 
 /* One live goroutine as rt_goroutines reports it. */
 typedef struct rt_ginfo {
-    int64_t id;               /* rt_goid() of the goroutine */
-    bool parked;              /* blocked in a runtime wait */
-    const char *wait_reason;  /* Go's words when parked (static), else NULL */
-    int64_t waited_ns;        /* how long it has been parked */
+    int64_t id;              /* rt_goid() of the goroutine */
+    bool parked;             /* blocked in a runtime wait */
+    const char *wait_reason; /* Go's words when parked (static), else NULL */
+    int64_t waited_ns;       /* how long it has been parked */
 } rt_ginfo;
 /* Calls f(info, arg) for every live goroutine (a snapshot that may be stale
  * by the time f runs).  f must not block or spawn goroutines. */
-RT_API void rt_goroutines(void (*f)(const rt_ginfo *gi, void *arg),
-                          void *arg);
+RT_API void rt_goroutines(void (*f)(const rt_ginfo *gi, void *arg), void *arg);
 
 /* Writes every live goroutine with its state, wait reason in Go's words
  * ("chan receive", "sync.Mutex.Lock", ...) and how long it has waited. */
@@ -205,8 +205,8 @@ RT_API int rt_chan_close(rt_chan *c);
 
 /* Awaits: a receive or send that waits without a goroutine, for an
  * event-driven host (the daemon) whose waiting requests would otherwise
- * each cost a goroutine and its stack page.  An await is a heap object holding the
- * wait's state and a buffer for one element; its completion function runs
+ * each cost a goroutine and its stack page.  An await is a heap object holding
+ * the wait's state and a buffer for one element; its completion function runs
  * exactly once, on whichever thread completed the wait. */
 typedef struct rt_await rt_await;
 /* rc: 0 (receive: a value or the close arrived, see rt_await_elem and
@@ -251,8 +251,7 @@ RT_API bool rt_chan_closed(rt_chan *c);
  * It must be quick and must not call back into c.  (The daemon's
  * durability log records these as effects, in the buffer's own order.) */
 typedef enum { RT_CHAN_PUT = 1, RT_CHAN_GET, RT_CHAN_CLOSE } rt_chan_event;
-typedef void (*rt_chan_observer)(void *arg, rt_chan_event ev,
-                                 const void *elem);
+typedef void (*rt_chan_observer)(void *arg, rt_chan_event ev, const void *elem);
 /* Sets c's observer (fn NULL: none). */
 RT_API void rt_chan_observe(rt_chan *c, rt_chan_observer fn, void *arg);
 /* Calls fn(arg, NULL) and then fn for each buffered element, head first,
@@ -270,9 +269,9 @@ typedef enum { RT_SELECT_SEND = 1, RT_SELECT_RECV = 2 } rt_select_dir;
 
 typedef struct rt_select_case {
     rt_select_dir dir;
-    rt_chan *chan;   /* NULL: this case never proceeds (Go's nil channel) */
-    void *elem;      /* send: value to send; recv: where to store (or NULL) */
-    bool ok;         /* recv: set to false when the channel was closed */
+    rt_chan *chan; /* NULL: this case never proceeds (Go's nil channel) */
+    void *elem;    /* send: value to send; recv: where to store (or NULL) */
+    bool ok;       /* recv: set to false when the channel was closed */
 } rt_select_case;
 
 /* Waits until one case can proceed, chosen uniformly at random among the
@@ -315,8 +314,8 @@ typedef struct rt_locker {
     void *obj;
 } rt_locker;
 RT_API rt_locker rt_mutex_locker(rt_mutex *m);
-RT_API rt_locker rt_rwmutex_locker(rt_rwmutex *rw);   /* write side */
-RT_API rt_locker rt_rwmutex_rlocker(rt_rwmutex *rw);  /* read side */
+RT_API rt_locker rt_rwmutex_locker(rt_rwmutex *rw);  /* write side */
+RT_API rt_locker rt_rwmutex_rlocker(rt_rwmutex *rw); /* read side */
 
 typedef struct rt_wg rt_wg;
 RT_API rt_wg *rt_wg_new(void);
@@ -358,8 +357,8 @@ RT_API void rt_pool_put(rt_pool *p, void *obj);
  * to every value the map hands out (Load...) and ops.release to every value
  * it drops; ops.equal compares values for the CompareAnd* calls. */
 typedef struct rt_map_ops {
-    void *(*retain)(void *v);                 /* may be NULL */
-    void (*release)(void *v);                 /* may be NULL */
+    void *(*retain)(void *v);                    /* may be NULL */
+    void (*release)(void *v);                    /* may be NULL */
     bool (*equal)(const void *a, const void *b); /* NULL: pointer equality */
 } rt_map_ops;
 typedef struct rt_map rt_map;
@@ -382,8 +381,8 @@ RT_API bool rt_map_swap(rt_map *m, const void *key, size_t klen, void *v,
                         void **prev);
 RT_API bool rt_map_compare_and_swap(rt_map *m, const void *key, size_t klen,
                                     const void *old, void *new_v);
-RT_API bool rt_map_compare_and_delete(rt_map *m, const void *key,
-                                      size_t klen, const void *old);
+RT_API bool rt_map_compare_and_delete(rt_map *m, const void *key, size_t klen,
+                                      const void *old);
 /* Calls f for each entry (value borrowed) until it returns false. */
 /* Calls f for one page of the map's entries (value borrowed), from
  * cursor (0: the start): at most limit of them, in whole buckets (a
@@ -439,7 +438,7 @@ RT_API rt_chan *rt_after(int64_t d_ns);
 typedef struct rt_ticker rt_ticker;
 /* Returns a new ticker, or NULL with *err = RT_ENONPOSTICK for d <= 0. */
 RT_API rt_ticker *rt_ticker_new(int64_t d_ns, int *err);
-RT_API rt_chan *rt_ticker_chan(rt_ticker *t);  /* borrowed; cap 1 */
+RT_API rt_chan *rt_ticker_chan(rt_ticker *t); /* borrowed; cap 1 */
 RT_API void rt_ticker_stop(rt_ticker *t);
 /* Returns 0 or RT_ENONPOSRESET. */
 RT_API int rt_ticker_reset(rt_ticker *t, int64_t d_ns);

@@ -79,7 +79,10 @@ RT__ATOMIC_BASIC(ptr, void *, rt_atomic_ptr)
 typedef struct rt_atomic_value {
     _Atomic(void *) v;
 } rt_atomic_value;
-#define RT_ATOMIC_VALUE_INIT { NULL }
+#define RT_ATOMIC_VALUE_INIT                                                   \
+    {                                                                          \
+        NULL                                                                   \
+    }
 
 /* Returns the value most recently stored (NULL if none). */
 static inline void *rt_atomic_value_load(rt_atomic_value *av)

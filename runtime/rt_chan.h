@@ -22,8 +22,7 @@ struct rt_chan {
     void *obs_arg;
 };
 
-RT__HIDDEN void rt__chan_send_to(rt_chan *c, rt__waiter *w,
-                                 const void *elem);
+RT__HIDDEN void rt__chan_send_to(rt_chan *c, rt__waiter *w, const void *elem);
 RT__HIDDEN void rt__chan_recv_from(rt_chan *c, rt__waiter *w, void *elem);
 RT__HIDDEN void rt__chan_buf_put(rt_chan *c, const void *elem);
 RT__HIDDEN void rt__chan_buf_get(rt_chan *c, void *elem);

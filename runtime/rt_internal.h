@@ -58,7 +58,10 @@ static inline void *rt__zalloc(size_t size)
 typedef struct rt__lock {
     _Atomic uint32_t state;
 } rt__lock;
-#define RT__LOCK_INIT { 0 }
+#define RT__LOCK_INIT                                                          \
+    {                                                                          \
+        0                                                                      \
+    }
 RT__HIDDEN void rt__lock_acquire(rt__lock *l);
 RT__HIDDEN void rt__lock_release(rt__lock *l);
 
@@ -73,14 +76,14 @@ RT__HIDDEN rt_g *rt__getg(void) __attribute__((noinline));
 /* ---- waiters ---- */
 
 typedef struct rt__waiter {
-    struct rt__waiter *next, *prev;  /* links in one object's wait queue */
-    rt_g *g;                         /* the parked goroutine */
-    void *elem;                      /* payload pointer (chan element ...) */
-    uintptr_t arg;                   /* primitive-specific (select index...) */
-    int64_t since;                   /* rt_now() when it began waiting */
-    int result;                      /* set by the waker before rt__ready */
-    bool success;                    /* chan: value delivered (not close) */
-    bool queued;                     /* currently linked in a queue */
+    struct rt__waiter *next, *prev; /* links in one object's wait queue */
+    rt_g *g;                        /* the parked goroutine */
+    void *elem;                     /* payload pointer (chan element ...) */
+    uintptr_t arg;                  /* primitive-specific (select index...) */
+    int64_t since;                  /* rt_now() when it began waiting */
+    int result;                     /* set by the waker before rt__ready */
+    bool success;                   /* chan: value delivered (not close) */
+    bool queued;                    /* currently linked in a queue */
 } rt__waiter;
 
 typedef struct rt__waitq {
@@ -106,8 +109,8 @@ RT__HIDDEN bool rt__waitq_empty(const rt__waitq *q);
  * did (the caller must then unlink its waiters itself).  If the token has
  * already fired, returns RT_ECANCELED at once after releasing lock.
  * Goroutine only. */
-RT__HIDDEN int rt__park(rt__waiter *ws, int n, rt_deadline_t dl,
-                        rt__lock *lock, const char *reason);
+RT__HIDDEN int rt__park(rt__waiter *ws, int n, rt_deadline_t dl, rt__lock *lock,
+                        const char *reason);
 /* Makes g runnable; any thread, any time after its wait was claimed, even
  * before g has finished switching out (the runtime resolves that race).
  * From a goroutine, g goes to the current P's run-next slot. */
@@ -121,8 +124,8 @@ RT__HIDDEN void rt__ready(rt_g *g);
  * goes to the global run queue.  Due timers are run by the scheduler loop,
  * which every P enters at least once per 61 goroutine switches. */
 typedef struct rt__timer {
-    int64_t when;                     /* absolute rt_now() time */
-    int64_t period;                   /* > 0: re-armed every period ns */
+    int64_t when;   /* absolute rt_now() time */
+    int64_t period; /* > 0: re-armed every period ns */
     void (*fn)(struct rt__timer *t, int64_t now);
     void *arg;
     /* owned by timer.c */

@@ -34,13 +34,13 @@
 
 /* Goroutine states (rt_g.status). */
 enum {
-    RT__G_IDLE = 0,     /* free, cached */
-    RT__G_RUNNABLE,     /* in a run queue */
-    RT__G_RUNNING,      /* on an M */
-    RT__G_PARKING,      /* switching off its stack to park */
-    RT__G_READY_EARLY,  /* readied while PARKING: g0 re-queues it */
-    RT__G_PARKED,       /* off its stack, waiting */
-    RT__G_DEAD,         /* finished */
+    RT__G_IDLE = 0,    /* free, cached */
+    RT__G_RUNNABLE,    /* in a run queue */
+    RT__G_RUNNING,     /* on an M */
+    RT__G_PARKING,     /* switching off its stack to park */
+    RT__G_READY_EARLY, /* readied while PARKING: g0 re-queues it */
+    RT__G_PARKED,      /* off its stack, waiting */
+    RT__G_DEAD,        /* finished */
 };
 
 /* Claim word of the current wait (rt_g.wait_state). */
@@ -53,12 +53,12 @@ typedef struct rt_m rt_m;
 typedef struct rt_p rt_p;
 
 struct rt_g {
-    void *sp;                    /* saved stack pointer while switched out */
+    void *sp; /* saved stack pointer while switched out */
     _Atomic int status;
     _Atomic int wait_state;
-    int wake_reason;             /* 0, RT_ETIMEDOUT, RT_ECANCELED */
+    int wake_reason; /* 0, RT_ETIMEDOUT, RT_ECANCELED */
     int switch_op;
-    rt__waiter *wake_waiter;     /* the waiter a waker claimed */
+    rt__waiter *wake_waiter; /* the waiter a waker claimed */
     int64_t id;
     void (*fn)(void *);
     void *arg;
@@ -69,7 +69,7 @@ struct rt_g {
     rt_g *cnext, *cprev;         /* links in the token's list */
     const char *wait_reason;
     int64_t wait_since;
-    void (*unlockf)(void *);     /* run by g0 once g is off its stack */
+    void (*unlockf)(void *); /* run by g0 once g is off its stack */
     void *unlockarg;
     int saved_errno;
     bool timer_armed;
@@ -81,7 +81,7 @@ struct rt_g {
     char *map_base;
     size_t map_size;
     uintptr_t stack_lo, stack_hi;
-    uintptr_t min_sp;            /* deepest sp seen at a switch */
+    uintptr_t min_sp; /* deepest sp seen at a switch */
     rt__timer park_timer;
 #ifdef RT__ASAN
     void *asan_fake;
@@ -96,9 +96,9 @@ struct rt_g {
 
 struct rt_p {
     int id;
-    int status;                  /* 0 idle, 1 running, 2 retired */
+    int status; /* 0 idle, 1 running, 2 retired */
     rt_m *m;
-    rt_p *link;                  /* idle list */
+    rt_p *link; /* idle list */
     _Atomic uint32_t schedtick;
     _Atomic uint32_t runqhead;
     _Atomic uint32_t runqtail;
@@ -111,14 +111,14 @@ struct rt_p {
 struct rt_m {
     int id;
     pthread_t thread;
-    void *g0_sp;                 /* g0's saved stack pointer */
+    void *g0_sp; /* g0's saved stack pointer */
     rt_g *curg;
-    rt_g *prev;                  /* switched out, not yet finished */
+    rt_g *prev; /* switched out, not yet finished */
     rt_p *p;
-    rt_p *nextp;                 /* handed over by startm */
+    rt_p *nextp; /* handed over by startm */
     bool spinning;
-    bool idle;                   /* on the idle list */
-    _Atomic uint32_t park;       /* futex word: 1 = wake up */
+    bool idle;             /* on the idle list */
+    _Atomic uint32_t park; /* futex word: 1 = wake up */
     rt_m *idlelink;
     rt_m *alllink;
     uint64_t rand;
@@ -168,7 +168,7 @@ RT__HIDDEN void rt__cancel_detach(rt_g *g);
 RT__HIDDEN void rt__cancel_attach_g(rt_g *g, rt_cancel *c);
 
 /* timer.c */
-RT__HIDDEN int64_t rt__timer_next(void);   /* earliest `when`, or -1 */
+RT__HIDDEN int64_t rt__timer_next(void); /* earliest `when`, or -1 */
 RT__HIDDEN void rt__timers_run(int64_t now);
 RT__HIDDEN int64_t rt__timers_running(void);
 RT__HIDDEN void rt__timers_reset(void);

@@ -24,13 +24,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RW_READERS 0xffffffffull   /* active reader count */
-#define RW_GUARD (1ull << 32)      /* always set: stops a borrow from
-                                    * RUnlock-of-zero reaching the flags */
+#define RW_READERS 0xffffffffull /* active reader count */
+#define RW_GUARD                                                               \
+    (1ull << 32) /* always set: stops a borrow from                            \
+                  * RUnlock-of-zero reaching the flags */
 #define RW_PENDING (1ull << 40)
 #define RW_HELD (1ull << 41)
-#define RW_RWAIT (1ull << 42)      /* readers may be queued: Unlock must
-                                    * take the slow path to admit them */
+#define RW_RWAIT                                                               \
+    (1ull << 42) /* readers may be queued: Unlock must                         \
+                  * take the slow path to admit them */
 
 /* Results a waker leaves in a waiter. */
 enum { RW_GRANTED = 1, RW_CHECK = 2 };
@@ -44,7 +46,7 @@ struct rt_rwmutex {
     rt_mutex *wmu;
 };
 
-#define RW_SPIN_ROUNDS 4  /* as the Mutex's spin: a few hundred ns */
+#define RW_SPIN_ROUNDS 4 /* as the Mutex's spin: a few hundred ns */
 #define RW_SPIN_PAUSES 30
 
 static inline void rw_pause(void)
@@ -67,8 +69,8 @@ static bool rw_spin_until_clear(rt_rwmutex *rw, uint64_t mask)
     for (int i = 0; i < RW_SPIN_ROUNDS; i++) {
         for (int j = 0; j < RW_SPIN_PAUSES; j++)
             rw_pause();
-        if ((atomic_load_explicit(&rw->state, memory_order_relaxed) &
-             mask) == 0)
+        if ((atomic_load_explicit(&rw->state, memory_order_relaxed) & mask) ==
+            0)
             return true;
     }
     return false;

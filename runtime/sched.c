@@ -107,7 +107,10 @@ static void wakep(void);
 /* thread-local accessors                                              */
 /* ------------------------------------------------------------------ */
 
-rt_m *rt__getm(void) { return tls_m; }
+rt_m *rt__getm(void)
+{
+    return tls_m;
+}
 
 rt_g *rt__getg(void)
 {
@@ -126,8 +129,14 @@ rt_g *rt__getg(void)
 #else
 #define RT__NO_TSAN
 #endif
-static RT__NOIPA RT__NO_TSAN int errno_get(void) { return errno; }
-static RT__NOIPA RT__NO_TSAN void errno_set(int e) { errno = e; }
+static RT__NOIPA RT__NO_TSAN int errno_get(void)
+{
+    return errno;
+}
+static RT__NOIPA RT__NO_TSAN void errno_set(int e)
+{
+    errno = e;
+}
 
 static void fatal(const char *msg)
 {
@@ -142,8 +151,8 @@ uint32_t rt__fastrand(void)
 {
     uint64_t *s = &tls_rand;
     if (*s == 0)
-        *s = (uint64_t)rt_now() * 0x9E3779B97F4A7C15ULL ^
-             (uint64_t)(uintptr_t)s;
+        *s =
+            (uint64_t)rt_now() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)s;
     /* xorshift64* */
     uint64_t x = *s;
     x ^= x >> 12;
@@ -204,8 +213,8 @@ static bool runq_putslow(rt_p *p, rt_g *g, uint32_t h, uint32_t t)
 static bool runq_put(rt_p *p, rt_g *g, bool next)
 {
     if (next) {
-        rt_g *old = atomic_exchange_explicit(&p->runnext, g,
-                                             memory_order_acq_rel);
+        rt_g *old =
+            atomic_exchange_explicit(&p->runnext, g, memory_order_acq_rel);
         if (!old)
             return false;
         g = old;
@@ -227,9 +236,9 @@ static bool runq_put(rt_p *p, rt_g *g, bool next)
 static rt_g *runq_get(rt_p *p)
 {
     rt_g *g = atomic_load_explicit(&p->runnext, memory_order_relaxed);
-    if (g && atomic_compare_exchange_strong_explicit(
-                 &p->runnext, &g, NULL, memory_order_acquire,
-                 memory_order_relaxed))
+    if (g && atomic_compare_exchange_strong_explicit(&p->runnext, &g, NULL,
+                                                     memory_order_acquire,
+                                                     memory_order_relaxed))
         return g;
     for (;;) {
         uint32_t h = atomic_load_explicit(&p->runqhead, memory_order_acquire);
@@ -291,8 +300,8 @@ static uint32_t runq_grab(rt_p *victim, rt_p *pp, uint32_t ptail,
                 if (atomic_load_explicit(&victim->schedtick,
                                          memory_order_relaxed) != tick)
                     return 0;
-                if (atomic_compare_exchange_strong(&victim->runnext,
-                                                   &next, NULL)) {
+                if (atomic_compare_exchange_strong(&victim->runnext, &next,
+                                                   NULL)) {
                     atomic_store_explicit(&pp->runq[ptail % RT__RUNQ_SIZE],
                                           next, memory_order_relaxed);
                     return 1;
@@ -308,9 +317,9 @@ static uint32_t runq_grab(rt_p *victim, rt_p *pp, uint32_t ptail,
             atomic_store_explicit(&pp->runq[(ptail + i) % RT__RUNQ_SIZE], g,
                                   memory_order_relaxed);
         }
-        if (atomic_compare_exchange_strong_explicit(
-                &victim->runqhead, &h, h + n, memory_order_release,
-                memory_order_relaxed))
+        if (atomic_compare_exchange_strong_explicit(&victim->runqhead, &h,
+                                                    h + n, memory_order_release,
+                                                    memory_order_relaxed))
             return n;
     }
 }
@@ -559,7 +568,10 @@ static void checkdead_locked(void)
     main_done(RT_EDEADLK);
 }
 
-void rt_ref(void) { atomic_fetch_add(&sched.refs, 1); }
+void rt_ref(void)
+{
+    atomic_fetch_add(&sched.refs, 1);
+}
 
 void rt_unref(void)
 {
@@ -654,8 +666,7 @@ static void ginit_stack(rt_g *g)
 #ifdef RT__ASAN
     /* A reused stack keeps the poisoned redzones of the frames its last
      * goroutine never returned from. */
-    ASAN_UNPOISON_MEMORY_REGION((void *)g->stack_lo,
-                                g->stack_hi - g->stack_lo);
+    ASAN_UNPOISON_MEMORY_REGION((void *)g->stack_lo, g->stack_hi - g->stack_lo);
 #endif
 #if defined(__x86_64__)
     uint64_t *f = (uint64_t *)(top - 64);
@@ -671,8 +682,8 @@ static void ginit_stack(rt_g *g)
 #elif defined(__aarch64__)
     uint64_t *f = (uint64_t *)(top - 176);
     memset(f, 0, 176);
-    f[0] = (uint64_t)(uintptr_t)g;       /* x19 */
-    f[1] = (uint64_t)(uintptr_t)gentry;  /* x20 */
+    f[0] = (uint64_t)(uintptr_t)g;                   /* x19 */
+    f[1] = (uint64_t)(uintptr_t)gentry;              /* x20 */
     f[11] = (uint64_t)(uintptr_t)rt__ctx_trampoline; /* x30 */
     g->sp = f;
 #else
@@ -689,8 +700,8 @@ static rt_g *direct_next(rt_m *m)
     rt_p *p = m->p;
     if (atomic_load_explicit(&sched.stopping, memory_order_relaxed) ||
         p->id >= atomic_load_explicit(&sched.nprocs, memory_order_relaxed) ||
-        (atomic_load_explicit(&p->schedtick, memory_order_relaxed) + 1) %
-                61 == 0)
+        (atomic_load_explicit(&p->schedtick, memory_order_relaxed) + 1) % 61 ==
+            0)
         return NULL;
     return runq_get(p);
 }
@@ -718,8 +729,7 @@ static void finish_prev(rt_m *m, rt_g *prev)
             prev->park_counted = true;
         }
         int s = RT__G_PARKING;
-        if (!atomic_compare_exchange_strong(&prev->status, &s,
-                                            RT__G_PARKED)) {
+        if (!atomic_compare_exchange_strong(&prev->status, &s, RT__G_PARKED)) {
             /* Readied while switching out: it runs next. */
             atomic_store(&prev->status, RT__G_RUNNABLE);
             runq_put(m->p, prev, true);
@@ -1160,7 +1170,10 @@ int64_t rt_goid(void)
     return g ? g->id : 0;
 }
 
-bool rt_in_goroutine(void) { return rt__getg() != NULL; }
+bool rt_in_goroutine(void)
+{
+    return rt__getg() != NULL;
+}
 
 void rt_park_count_attach(_Atomic int64_t *n)
 {
@@ -1170,7 +1183,10 @@ void rt_park_count_attach(_Atomic int64_t *n)
         g->park_count = n;
 }
 
-int rt_num_goroutine(void) { return atomic_load(&sched.ngoroutines); }
+int rt_num_goroutine(void)
+{
+    return atomic_load(&sched.ngoroutines);
+}
 
 int rt_num_cpu(void)
 {
@@ -1184,7 +1200,10 @@ int rt_num_cpu(void)
     return n > 0 ? (int)n : 1;
 }
 
-int rt_num_threads(void) { return atomic_load(&sched.nm); }
+int rt_num_threads(void)
+{
+    return atomic_load(&sched.nm);
+}
 
 /* sched.lock held. */
 static rt_p *allocp_locked(int id)
@@ -1287,7 +1306,10 @@ void rt__waitq_remove(rt__waitq *q, rt__waiter *w)
     w->queued = false;
 }
 
-bool rt__waitq_empty(const rt__waitq *q) { return q->head == NULL; }
+bool rt__waitq_empty(const rt__waitq *q)
+{
+    return q->head == NULL;
+}
 
 rt__waiter *rt__waitq_pop_claim(rt__waitq *q)
 {
@@ -1427,7 +1449,10 @@ int rt__park_ex(rt__waiter *ws, int n, rt_deadline_t dl,
     return g->wake_reason;
 }
 
-static void unlock_one(void *l) { rt__lock_release(l); }
+static void unlock_one(void *l)
+{
+    rt__lock_release(l);
+}
 
 int rt__park(rt__waiter *ws, int n, rt_deadline_t dl, rt__lock *lock,
              const char *reason)
@@ -1561,8 +1586,8 @@ static void main_entry(void *arg)
     main_done(0);
 }
 
-int rt_main(const rt_config *cfg, void (*fn)(void *), void *arg,
-            char *errbuf, size_t errlen)
+int rt_main(const rt_config *cfg, void (*fn)(void *), void *arg, char *errbuf,
+            size_t errlen)
 {
     if (!fn)
         return RT_EINVAL;

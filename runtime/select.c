@@ -73,8 +73,7 @@ static void sort_lockorder(rt_select_case *cases, uint32_t *lo, uint32_t n)
 /* Performs case i if it can proceed now; its channel's lock is held.
  * Returns true with *ret (the index or RT_ESENDCLOSED) and *partner (a
  * goroutine to ready after unlocking, or NULL). */
-static bool try_case(rt_select_case *cs, uint32_t i, int *ret,
-                     rt_g **partner)
+static bool try_case(rt_select_case *cs, uint32_t i, int *ret, rt_g **partner)
 {
     rt_chan *c = cs->chan;
     if (cs->dir == RT_SELECT_RECV) {
@@ -185,7 +184,7 @@ int rt_select(rt_select_case *cases, size_t n, rt_deadline_t dl, int *chosen)
         k++;
     }
     sort_lockorder(cases, lockorder, nn);
-    select_ctx sc = { cases, lockorder, nn };
+    select_ctx sc = {cases, lockorder, nn};
 
     /* Fast path: in poll order, lock only a channel that looks ready;
      * the first case that really is wins.  This keeps the uniform choice
@@ -252,8 +251,7 @@ int rt_select(rt_select_case *cases, size_t n, rt_deadline_t dl, int *chosen)
     for (uint32_t q = 0; q < nn; q++) {
         uint32_t i = lockorder[q];
         rt_chan *c = cases[i].chan;
-        rt__waitq_remove(cases[i].dir == RT_SELECT_RECV ? &c->recvq
-                                                        : &c->sendq,
+        rt__waitq_remove(cases[i].dir == RT_SELECT_RECV ? &c->recvq : &c->sendq,
                          &ws[q]);
     }
     unlock_all(&sc);

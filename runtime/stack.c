@@ -16,9 +16,9 @@
  * zero": the check only reads the page, which maps the kernel's shared zero
  * page instead of committing memory, so an unguarded parked goroutine still
  * costs one resident page; and it is read only once the goroutine has been
- * seen deep in its stack (see rt__stack_check).  Spawning never fails because of the VMA limit,
- * and an overflow dies with a clear message (rt__stack_check) instead of
- * going on with corrupted memory.
+ * seen deep in its stack (see rt__stack_check).  Spawning never fails because
+ * of the VMA limit, and an overflow dies with a clear message (rt__stack_check)
+ * instead of going on with corrupted memory.
  *
  * Free units are reused LIFO: first from the P's own cache (no lock), then
  * from a global cache.  An M about to sleep trims the global cache beyond
@@ -69,8 +69,8 @@ typedef struct slab {
     struct slab *next;
     char *base;
     size_t unit_size;
-    int used;               /* units handed out (readable rt_g) */
-    bool open;              /* mapped read-write whole: no guards */
+    int used;  /* units handed out (readable rt_g) */
+    bool open; /* mapped read-write whole: no guards */
 } slab;
 
 static size_t stack_size = RT__DEFAULT_STACK;
@@ -83,7 +83,7 @@ static rt__lock gcache_lock;
 static slab *_Atomic slabs; /* newest first; the head hands out units */
 static rt_g **gcache;       /* free units, rt_g intact (LIFO array) */
 static int ngcache, capgcache;
-static uintptr_t *cold;     /* trimmed units: base | guarded bit */
+static uintptr_t *cold; /* trimmed units: base | guarded bit */
 static size_t ncold, capcold;
 static _Atomic int ngcache_hint; /* ngcache, readable without the lock */
 static _Atomic int64_t last_put; /* when the cache last grew past its size */
@@ -178,7 +178,7 @@ void rt__stack_altstack_free(void *p)
 {
     if (!p)
         return;
-    stack_t ss = { .ss_flags = SS_DISABLE };
+    stack_t ss = {.ss_flags = SS_DISABLE};
     sigaltstack(&ss, NULL);
     altstack_keep = NULL;
     free(p);
@@ -197,7 +197,10 @@ void rt__stack_set_size(size_t sz)
     stack_size = sz;
 }
 
-static size_t unit_size(void) { return stack_size + page_size; }
+static size_t unit_size(void)
+{
+    return stack_size + page_size;
+}
 
 /* Lays out the rt_g of the unit at base (memory reads as zero). */
 static rt_g *unit_init(char *base, bool guarded)
@@ -219,8 +222,7 @@ static rt_g *unit_init(char *base, bool guarded)
 static rt_g *unit_new_locked(void)
 {
     size_t us = unit_size();
-    if (!slabs || slabs->used == RT__SLAB_UNITS ||
-        slabs->unit_size != us) {
+    if (!slabs || slabs->used == RT__SLAB_UNITS || slabs->unit_size != us) {
         slab *s = malloc(sizeof(*s));
         if (!s)
             return NULL;
@@ -250,8 +252,7 @@ static rt_g *unit_new_locked(void)
     if (!slabs->open) {
         guarded = atomic_load(&guarded_live) < guard_budget;
         char *open = guarded ? base + page_size : base;
-        if (mprotect(open, us - (size_t)(open - base),
-                     PROT_READ | PROT_WRITE))
+        if (mprotect(open, us - (size_t)(open - base), PROT_READ | PROT_WRITE))
             return NULL;
     }
     if (guarded)
@@ -311,8 +312,8 @@ rt_g *rt__stack_alloc(rt_p *p)
     rt__lock_acquire(&gcache_lock);
     if (ngcache > 0) {
         if (p) {
-            int k = ngcache < RT__STACK_CACHE / 2 ? ngcache
-                                                  : RT__STACK_CACHE / 2;
+            int k =
+                ngcache < RT__STACK_CACHE / 2 ? ngcache : RT__STACK_CACHE / 2;
             ngcache -= k;
             memcpy(p->gfree, gcache + ngcache, (size_t)k * sizeof(rt_g *));
             p->ngfree = k - 1;
@@ -445,8 +446,7 @@ void rt__stack_release_all(void)
         slab *s = slabs;
         slabs = s->next;
 #ifdef RT__HAVE_LSAN
-        __lsan_unregister_root_region(s->base,
-                                      s->unit_size * RT__SLAB_UNITS);
+        __lsan_unregister_root_region(s->base, s->unit_size * RT__SLAB_UNITS);
 #endif
         munmap(s->base, s->unit_size * RT__SLAB_UNITS);
         free(s);

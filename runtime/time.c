@@ -27,8 +27,8 @@
 struct rt_timer {
     rt__timer t;
     rt__lock lock;
-    rt_chan *c;            /* NULL for AfterFunc timers */
-    void (*fn)(void *);    /* AfterFunc */
+    rt_chan *c;         /* NULL for AfterFunc timers */
+    void (*fn)(void *); /* AfterFunc */
     void *arg;
     bool detached;         /* rt_after: reclaimed after firing */
     struct rt_timer *reap; /* link in time_reap_list */

@@ -134,8 +134,7 @@ void rt__timer_start(rt__timer *t, int64_t when, int64_t period)
         heap_set(nheap, t);
         nheap++;
         sift_up(nheap - 1);
-        atomic_store_explicit(&t->status, st | T_PENDING,
-                              memory_order_relaxed);
+        atomic_store_explicit(&t->status, st | T_PENDING, memory_order_relaxed);
         atomic_fetch_add(&ntimers, 1);
     }
     bool earliest = heap[0] == t;
@@ -158,9 +157,9 @@ bool rt__timer_stop(rt__timer *t)
     }
     /* A callback running on another thread must finish before the caller
      * may free t; callbacks are short and never block. */
-    while ((atomic_load_explicit(&t->status, memory_order_relaxed) &
-            T_RUNNING) &&
-           tls_running != t) {
+    while (
+        (atomic_load_explicit(&t->status, memory_order_relaxed) & T_RUNNING) &&
+        tls_running != t) {
         rt__lock_release(&tlock);
         sched_yield();
         rt__lock_acquire(&tlock);
@@ -169,8 +168,14 @@ bool rt__timer_stop(rt__timer *t)
     return was;
 }
 
-int64_t rt__timer_count(void) { return atomic_load(&ntimers); }
-int64_t rt__timers_running(void) { return atomic_load(&nrunning); }
+int64_t rt__timer_count(void)
+{
+    return atomic_load(&ntimers);
+}
+int64_t rt__timers_running(void)
+{
+    return atomic_load(&nrunning);
+}
 
 int64_t rt__timer_next(void)
 {
@@ -197,8 +202,7 @@ void rt__timers_run(int64_t now)
             heap_remove(t);
             st &= ~T_PENDING;
         }
-        atomic_store_explicit(&t->status, st | T_RUNNING,
-                              memory_order_relaxed);
+        atomic_store_explicit(&t->status, st | T_RUNNING, memory_order_relaxed);
         atomic_fetch_add(&nrunning, 1);
         update_next();
         rt__lock_release(&tlock);
@@ -206,8 +210,7 @@ void rt__timers_run(int64_t now)
         t->fn(t, now);
         tls_running = NULL;
         rt__lock_acquire(&tlock);
-        atomic_fetch_and_explicit(&t->status, ~T_RUNNING,
-                                  memory_order_relaxed);
+        atomic_fetch_and_explicit(&t->status, ~T_RUNNING, memory_order_relaxed);
         atomic_fetch_sub(&nrunning, 1);
     }
     rt__lock_release(&tlock);

@@ -359,8 +359,7 @@ static char *read_password_file(const char *path)
 static int connect_options(words *w, chand_options **out)
 {
     const char *user = flag_or_env(w->user_arg, "CHAND_USER");
-    const char *pwf = flag_or_env(w->password_file_arg,
-                                  "CHAND_PASSWORD_FILE");
+    const char *pwf = flag_or_env(w->password_file_arg, "CHAND_PASSWORD_FILE");
     const char *ca = flag_or_env(w->tls_ca_arg, "CHAND_TLS_CA");
     const char *cert = flag_or_env(w->tls_cert_arg, "CHAND_TLS_CERT");
     const char *key = flag_or_env(w->tls_key_arg, "CHAND_TLS_KEY");

@@ -17,9 +17,9 @@
 
 typedef struct state {
     struct event_base *base;
-    int left;                 /* answers still to come */
+    int left; /* answers still to come */
     int errors;
-    int64_t last;             /* the counter after the last add */
+    int64_t last; /* the counter after the last add */
 } state;
 
 static void one_done(state *st)
@@ -64,13 +64,14 @@ static void on_tick(chand_async *a, int rc, json_t *result,
 int main(int argc, char **argv)
 {
     int n = argc > 2 ? atoi(argv[2]) : 10000;
-    state st = { .left = 0 };
+    state st = {.left = 0};
     chand_async *a;
     char *host;
     int port, rc;
 
     if (chand_parse_address(argc > 1 ? argv[1] : "127.0.0.1:2426", &host,
-                            &port) < 0 || n < 1) {
+                            &port) < 0 ||
+        n < 1) {
         fprintf(stderr, "usage: async_counter [HOST:PORT] [N]\n");
         return 2;
     }
@@ -96,15 +97,15 @@ int main(int argc, char **argv)
                          10000, on_tick, &st) == 0)
         st.left++;
     for (int i = 0; i < n; i++)
-        if (chand_async_call(a, "atomic.add",
-                             json_pack("{s:s, s:i}", "name", "async.n",
-                                       "delta", 1),
-                             CHAND_FOREVER, on_add, &st) == 0)
+        if (chand_async_call(
+                a, "atomic.add",
+                json_pack("{s:s, s:i}", "name", "async.n", "delta", 1),
+                CHAND_FOREVER, on_add, &st) == 0)
             st.left++;
     printf("%zu requests in flight\n", chand_async_pending(a));
     event_base_dispatch(st.base);
-    printf("%d adds answered, counter %lld, %d errors\n", n,
-           (long long)st.last, st.errors);
+    printf("%d adds answered, counter %lld, %d errors\n", n, (long long)st.last,
+           st.errors);
     chand_async_free(a);
 out_base:
     event_base_free(st.base);

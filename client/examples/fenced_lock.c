@@ -33,8 +33,7 @@ static int storage_write(int64_t token, const char *data)
     }
     storage_max_token = token;
     snprintf(storage_data, sizeof storage_data, "%s", data);
-    printf("storage: wrote \"%s\" with token %lld\n", data,
-           (long long)token);
+    printf("storage: wrote \"%s\" with token %lld\n", data, (long long)token);
     return 0;
 }
 

@@ -39,8 +39,7 @@ static void *worker(void *arg)
         done++;
     }
     if (rc < 0)
-        fprintf(stderr, "worker %ld: %s\n", id,
-                chand_last_error(c)->message);
+        fprintf(stderr, "worker %ld: %s\n", id, chand_last_error(c)->message);
     else
         json_decref(v);
     printf("worker %ld: %ld jobs\n", id, done);
@@ -59,7 +58,8 @@ int main(int argc, char **argv)
     int ret = 1;
 
     if (chand_parse_address(argc > 1 ? argv[1] : "127.0.0.1:2426", &host,
-                            &port) < 0 || workers < 1 || workers > 64) {
+                            &port) < 0 ||
+        workers < 1 || workers > 64) {
         fprintf(stderr, "usage: worker_pool [HOST:PORT] [WORKERS] [JOBS]\n");
         return 2;
     }

@@ -26,30 +26,30 @@ typedef struct pending {
     int64_t id;
     chand_reply_cb cb;
     void *arg;
-    struct event *timer;       /* client-side timeout, or NULL */
+    struct event *timer; /* client-side timeout, or NULL */
     struct chand_async *a;
-    struct pending *next;      /* hash chain */
+    struct pending *next; /* hash chain */
 } pending;
 
 struct chand_async {
     struct event_base *base;
     struct bufferevent *bev;
-    struct addrinfo *addrs;    /* resolved addresses */
-    struct addrinfo *trying;   /* the address being connected */
+    struct addrinfo *addrs;  /* resolved addresses */
+    struct addrinfo *trying; /* the address being connected */
     struct event *connect_timer;
     char *host;
     int port;
     int64_t next_id;
-    pending **buckets;         /* id & (nbuckets - 1) */
+    pending **buckets; /* id & (nbuckets - 1) */
     size_t nbuckets, npending;
     chand_connect_cb connect_cb;
     void *connect_arg;
     chand_connect_cb close_cb;
     void *close_arg;
     bool connected;
-    bool dead;                 /* connection failed or lost: no new calls */
-    bool freeing;              /* chand_async_free was called */
-    int depth;                 /* nesting of user callbacks */
+    bool dead;    /* connection failed or lost: no new calls */
+    bool freeing; /* chand_async_free was called */
+    int depth;    /* nesting of user callbacks */
 };
 
 /* ------------------------------------------------------------------ */
@@ -192,7 +192,7 @@ static bool async_lost(chand_async *a, int code, const char *why)
 /* Handles one answer line.  Returns true when the handle was freed. */
 static bool async_answer(chand_async *a, const char *line, size_t len)
 {
-    const proto_limits lim = { CHAND__MAX_LINE, CHAND__MAX_DEPTH };
+    const proto_limits lim = {CHAND__MAX_LINE, CHAND__MAX_DEPTH};
     proto_error perr;
     proto_answer ans;
     chand_error err;
@@ -266,8 +266,8 @@ static void async_event_cb(struct bufferevent *bev, short what, void *arg)
 
     if (what & BEV_EVENT_CONNECTED) {
         int one = 1;
-        setsockopt(bufferevent_getfd(a->bev), IPPROTO_TCP, TCP_NODELAY,
-                   &one, sizeof one);
+        setsockopt(bufferevent_getfd(a->bev), IPPROTO_TCP, TCP_NODELAY, &one,
+                   sizeof one);
         a->connected = true;
         if (a->connect_timer)
             event_del(a->connect_timer);
@@ -300,14 +300,12 @@ static void async_event_cb(struct bufferevent *bev, short what, void *arg)
                                           : "connection lost");
     } else {
         char why[300];
-        snprintf(why, sizeof why, "cannot connect to %s:%d", a->host,
-                 a->port);
+        snprintf(why, sizeof why, "cannot connect to %s:%d", a->host, a->port);
         async_lost(a, CHAND_ECONNECT, why);
     }
 }
 
-static void async_connect_timeout_cb(evutil_socket_t fd, short what,
-                                     void *arg)
+static void async_connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     chand_async *a = arg;
     char why[300];
@@ -371,7 +369,7 @@ int chand_async_connect(struct event_base *base, const char *host, int port,
                         int64_t timeout_ms, chand_connect_cb cb, void *arg,
                         chand_async **out)
 {
-    struct addrinfo hints = { 0 };
+    struct addrinfo hints = {0};
     char portstr[16];
     chand_async *a;
     int rc;
@@ -409,7 +407,7 @@ int chand_async_connect(struct event_base *base, const char *host, int port,
     if (rc < 0)
         goto out_free;
     if (timeout_ms >= 0) {
-        struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+        struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
         a->connect_timer = evtimer_new(base, async_connect_timeout_cb, a);
         if (!a->connect_timer) {
             rc = CHAND_ENOMEM;
@@ -463,7 +461,7 @@ int chand_async_call(chand_async *a, const char *method, json_t *params,
         goto out_free;
     if (timeout_ms >= 0) {
         int64_t ms = timeout_ms + CHAND_GRACE_MS;
-        struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
         pd->timer = evtimer_new(a->base, async_timeout_cb, pd);
         if (!pd->timer || evtimer_add(pd->timer, &tv) < 0)
             goto out_free_line;

@@ -25,34 +25,32 @@ struct chand_options {
 };
 
 struct chand_conn {
-    char *host;                /* as given to chand_connect; the path of
-                                * a unix socket */
+    char *host; /* as given to chand_connect; the path of
+                 * a unix socket */
     int port;
-    int kind;                  /* CHAND__TCP, CHAND__UNIX, CHAND__TLS */
-    chand_options opts;        /* owned copies (chand_connect_url) */
-    void *ssl_ctx, *ssl;       /* TLS: SSL_CTX, SSL (tls.c) */
-    int fd;                    /* -1 when not connected */
+    int kind;            /* CHAND__TCP, CHAND__UNIX, CHAND__TLS */
+    chand_options opts;  /* owned copies (chand_connect_url) */
+    void *ssl_ctx, *ssl; /* TLS: SSL_CTX, SSL (tls.c) */
+    int fd;              /* -1 when not connected */
     int64_t next_id;
-    char *rbuf;                /* bytes read, not yet consumed */
+    char *rbuf; /* bytes read, not yet consumed */
     size_t rlen, rcap;
-    chand_error err;           /* the last failed call */
+    chand_error err; /* the last failed call */
     char session[64];
     char server[128];
-    int64_t hb_ms;             /* heartbeat asked for (0: none) */
-    int64_t last_sent;         /* ms when a line was last written */
+    int64_t hb_ms;     /* heartbeat asked for (0: none) */
+    int64_t last_sent; /* ms when a line was last written */
 };
 
 /* Fills err (may be NULL) and returns code. */
-int chand__seterr(chand_error *err, int code, int rpc_code,
-                  const char *reason, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+int chand__seterr(chand_error *err, int code, int rpc_code, const char *reason,
+                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* Turns a server error answer into err; returns its CHAND_E* code. */
 int chand__answer_error(const proto_answer *ans, chand_error *err);
 /* Returns params (a new reference: a shallow copy of params, or {}) with
  * timeout_ms added when the method blocks and timeout_ms >= 0; NULL when
  * out of memory or params is not an object. */
-json_t *chand__params(const char *method, json_t *params,
-                      int64_t timeout_ms);
+json_t *chand__params(const char *method, json_t *params, int64_t timeout_ms);
 /* Milliseconds on the monotonic clock. */
 int64_t chand__now_ms(void);
 /* Waits for events on fd until deadline (ms, -1 forever).  Returns 1 when

@@ -31,8 +31,7 @@ static int call(chand_conn *c, const char *method, json_t *params,
 
 /* Reads integer key of res into *out (may be NULL).  A missing key is a
  * protocol error: the server promised it. */
-static int get_int(chand_conn *c, json_t *res, const char *key,
-                   int64_t *out)
+static int get_int(chand_conn *c, json_t *res, const char *key, int64_t *out)
 {
     json_t *v = json_object_get(res, key);
 
@@ -139,8 +138,7 @@ int chand_hello(chand_conn *c, json_t **result)
 
 /* ---- channels ---- */
 
-int chand_make(chand_conn *c, const char *name, int64_t cap,
-               const char *type)
+int chand_make(chand_conn *c, const char *name, int64_t cap, const char *type)
 {
     if (cap < 0)
         return c ? chand__seterr(&c->err, CHAND_EARG, 0, "",
@@ -171,8 +169,8 @@ int chand_send_str(chand_conn *c, const char *name, const char *s,
 int chand_recv(chand_conn *c, const char *name, int64_t timeout_ms,
                json_t **value)
 {
-    return call_flag(c, "recv", name_params(name),
-                     timeout_ms, "ok", "value", value);
+    return call_flag(c, "recv", name_params(name), timeout_ms, "ok", "value",
+                     value);
 }
 
 int chand_recv_str(chand_conn *c, const char *name, int64_t timeout_ms,
@@ -191,8 +189,7 @@ int chand_recv_str(chand_conn *c, const char *name, int64_t timeout_ms,
         else
             *out = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
         if (!*out)
-            rc = chand__seterr(&c->err, CHAND_ENOMEM, 0, "",
-                               "out of memory");
+            rc = chand__seterr(&c->err, CHAND_ENOMEM, 0, "", "out of memory");
     }
     json_decref(v);
     return rc;
@@ -326,8 +323,8 @@ static int lock_common(chand_conn *c, const char *method, const char *name,
     return rc;
 }
 
-static int unlock_common(chand_conn *c, const char *method,
-                         const char *name, int64_t token)
+static int unlock_common(chand_conn *c, const char *method, const char *name,
+                         int64_t token)
 {
     json_t *p = name_params(name);
 
@@ -363,8 +360,8 @@ int chand_rwmutex_unlock(chand_conn *c, const char *name, int64_t token)
 int chand_rwmutex_rlock(chand_conn *c, const char *name, int64_t timeout_ms,
                         int64_t lease_ms, int64_t *token, bool *owner_dead)
 {
-    return lock_common(c, "rwmutex.rlock", name, timeout_ms, lease_ms,
-                       token, owner_dead);
+    return lock_common(c, "rwmutex.rlock", name, timeout_ms, lease_ms, token,
+                       owner_dead);
 }
 
 int chand_rwmutex_runlock(chand_conn *c, const char *name, int64_t token)
@@ -374,19 +371,18 @@ int chand_rwmutex_runlock(chand_conn *c, const char *name, int64_t token)
 
 /* ---- WaitGroup, Once, Cond ---- */
 
-int chand_wg_add(chand_conn *c, const char *name, int64_t delta,
-                 int64_t *count)
+int chand_wg_add(chand_conn *c, const char *name, int64_t delta, int64_t *count)
 {
-    return call_int(c, "wg.add",
-                    json_pack("{s:s, s:I}", "name", name, "delta",
-                              (json_int_t)delta),
-                    CHAND_FOREVER, "count", count);
+    return call_int(
+        c, "wg.add",
+        json_pack("{s:s, s:I}", "name", name, "delta", (json_int_t)delta),
+        CHAND_FOREVER, "count", count);
 }
 
 int chand_wg_done(chand_conn *c, const char *name, int64_t *count)
 {
-    return call_int(c, "wg.done", name_params(name),
-                    CHAND_FOREVER, "count", count);
+    return call_int(c, "wg.done", name_params(name), CHAND_FOREVER, "count",
+                    count);
 }
 
 int chand_wg_wait(chand_conn *c, const char *name, int64_t timeout_ms)
@@ -396,8 +392,8 @@ int chand_wg_wait(chand_conn *c, const char *name, int64_t timeout_ms)
 
 int chand_once_do(chand_conn *c, const char *name, int64_t timeout_ms)
 {
-    return call_flag(c, "once.do", name_params(name),
-                     timeout_ms, "run", NULL, NULL);
+    return call_flag(c, "once.do", name_params(name), timeout_ms, "run", NULL,
+                     NULL);
 }
 
 int chand_once_done(chand_conn *c, const char *name)
@@ -455,8 +451,8 @@ int chand_pool_put(chand_conn *c, const char *name, json_t *value)
 
 int chand_pool_get(chand_conn *c, const char *name, json_t **value)
 {
-    return call_flag(c, "pool.get", name_params(name),
-                     CHAND_FOREVER, "ok", "value", value);
+    return call_flag(c, "pool.get", name_params(name), CHAND_FOREVER, "ok",
+                     "value", value);
 }
 
 /* ---- Map ---- */
@@ -464,10 +460,10 @@ int chand_pool_get(chand_conn *c, const char *name, json_t **value)
 int chand_map_store(chand_conn *c, const char *name, const char *key,
                     json_t *value)
 {
-    return call_void(c, "map.store",
-                     json_pack("{s:s, s:s, s:O}", "name", name, "key", key,
-                               "value", value),
-                     CHAND_FOREVER);
+    return call_void(
+        c, "map.store",
+        json_pack("{s:s, s:s, s:O}", "name", name, "key", key, "value", value),
+        CHAND_FOREVER);
 }
 
 int chand_map_load(chand_conn *c, const char *name, const char *key,
@@ -485,17 +481,17 @@ int chand_map_delete(chand_conn *c, const char *name, const char *key)
                      CHAND_FOREVER);
 }
 
-int chand_map_load_or_store(chand_conn *c, const char *name,
-                            const char *key, json_t *value, json_t **actual)
+int chand_map_load_or_store(chand_conn *c, const char *name, const char *key,
+                            json_t *value, json_t **actual)
 {
-    return call_flag(c, "map.load_or_store",
-                     json_pack("{s:s, s:s, s:O}", "name", name, "key", key,
-                               "value", value),
-                     CHAND_FOREVER, "loaded", "value", actual);
+    return call_flag(
+        c, "map.load_or_store",
+        json_pack("{s:s, s:s, s:O}", "name", name, "key", key, "value", value),
+        CHAND_FOREVER, "loaded", "value", actual);
 }
 
-int chand_map_load_and_delete(chand_conn *c, const char *name,
-                              const char *key, json_t **value)
+int chand_map_load_and_delete(chand_conn *c, const char *name, const char *key,
+                              json_t **value)
 {
     return call_flag(c, "map.load_and_delete",
                      json_pack("{s:s, s:s}", "name", name, "key", key),
@@ -505,29 +501,28 @@ int chand_map_load_and_delete(chand_conn *c, const char *name,
 int chand_map_swap(chand_conn *c, const char *name, const char *key,
                    json_t *value, json_t **previous)
 {
-    return call_flag(c, "map.swap",
-                     json_pack("{s:s, s:s, s:O}", "name", name, "key", key,
-                               "value", value),
-                     CHAND_FOREVER, "loaded", "previous", previous);
+    return call_flag(
+        c, "map.swap",
+        json_pack("{s:s, s:s, s:O}", "name", name, "key", key, "value", value),
+        CHAND_FOREVER, "loaded", "previous", previous);
 }
 
-int chand_map_compare_and_swap(chand_conn *c, const char *name,
-                               const char *key, json_t *old,
-                               json_t *new_value)
+int chand_map_compare_and_swap(chand_conn *c, const char *name, const char *key,
+                               json_t *old, json_t *new_value)
 {
     return call_flag(c, "map.compare_and_swap",
-                     json_pack("{s:s, s:s, s:O, s:O}", "name", name, "key",
-                               key, "old", old, "new", new_value),
+                     json_pack("{s:s, s:s, s:O, s:O}", "name", name, "key", key,
+                               "old", old, "new", new_value),
                      CHAND_FOREVER, "swapped", NULL, NULL);
 }
 
 int chand_map_compare_and_delete(chand_conn *c, const char *name,
                                  const char *key, json_t *old)
 {
-    return call_flag(c, "map.compare_and_delete",
-                     json_pack("{s:s, s:s, s:O}", "name", name, "key", key,
-                               "old", old),
-                     CHAND_FOREVER, "deleted", NULL, NULL);
+    return call_flag(
+        c, "map.compare_and_delete",
+        json_pack("{s:s, s:s, s:O}", "name", name, "key", key, "old", old),
+        CHAND_FOREVER, "deleted", NULL, NULL);
 }
 
 int chand_map_range(chand_conn *c, const char *name, json_t **entries)
@@ -575,43 +570,42 @@ int chand_map_clear(chand_conn *c, const char *name)
 
 int chand_atomic_load(chand_conn *c, const char *name, int64_t *value)
 {
-    return call_int(c, "atomic.load", name_params(name),
-                    CHAND_FOREVER, "value", value);
+    return call_int(c, "atomic.load", name_params(name), CHAND_FOREVER, "value",
+                    value);
 }
 
 int chand_atomic_store(chand_conn *c, const char *name, int64_t value)
 {
-    return call_void(c, "atomic.store",
-                     json_pack("{s:s, s:I}", "name", name, "value",
-                               (json_int_t)value),
-                     CHAND_FOREVER);
+    return call_void(
+        c, "atomic.store",
+        json_pack("{s:s, s:I}", "name", name, "value", (json_int_t)value),
+        CHAND_FOREVER);
 }
 
 int chand_atomic_add(chand_conn *c, const char *name, int64_t delta,
                      int64_t *value)
 {
-    return call_int(c, "atomic.add",
-                    json_pack("{s:s, s:I}", "name", name, "delta",
-                              (json_int_t)delta),
-                    CHAND_FOREVER, "value", value);
+    return call_int(
+        c, "atomic.add",
+        json_pack("{s:s, s:I}", "name", name, "delta", (json_int_t)delta),
+        CHAND_FOREVER, "value", value);
 }
 
 int chand_atomic_swap(chand_conn *c, const char *name, int64_t value,
                       int64_t *old)
 {
-    return call_int(c, "atomic.swap",
-                    json_pack("{s:s, s:I}", "name", name, "value",
-                              (json_int_t)value),
-                    CHAND_FOREVER, "old", old);
+    return call_int(
+        c, "atomic.swap",
+        json_pack("{s:s, s:I}", "name", name, "value", (json_int_t)value),
+        CHAND_FOREVER, "old", old);
 }
 
-int chand_atomic_compare_and_swap(chand_conn *c, const char *name,
-                                  int64_t old, int64_t new_value)
+int chand_atomic_compare_and_swap(chand_conn *c, const char *name, int64_t old,
+                                  int64_t new_value)
 {
     return call_flag(c, "atomic.compare_and_swap",
                      json_pack("{s:s, s:I, s:I}", "name", name, "old",
-                               (json_int_t)old, "new",
-                               (json_int_t)new_value),
+                               (json_int_t)old, "new", (json_int_t)new_value),
                      CHAND_FOREVER, "swapped", NULL, NULL);
 }
 
@@ -619,18 +613,18 @@ int chand_atomic_compare_and_swap(chand_conn *c, const char *name,
 
 int chand_timer_after(chand_conn *c, const char *name, int64_t ms)
 {
-    return call_void(c, "timer.after",
-                     json_pack("{s:s, s:I}", "name", name, "ms",
-                               (json_int_t)ms),
-                     CHAND_FOREVER);
+    return call_void(
+        c, "timer.after",
+        json_pack("{s:s, s:I}", "name", name, "ms", (json_int_t)ms),
+        CHAND_FOREVER);
 }
 
 int chand_timer_ticker(chand_conn *c, const char *name, int64_t ms)
 {
-    return call_void(c, "timer.ticker",
-                     json_pack("{s:s, s:I}", "name", name, "ms",
-                               (json_int_t)ms),
-                     CHAND_FOREVER);
+    return call_void(
+        c, "timer.ticker",
+        json_pack("{s:s, s:I}", "name", name, "ms", (json_int_t)ms),
+        CHAND_FOREVER);
 }
 
 /* Go's Stop/Reset report whether the timer was still pending; a server
@@ -659,9 +653,9 @@ int chand_timer_stop(chand_conn *c, const char *name)
 
 int chand_timer_reset(chand_conn *c, const char *name, int64_t ms)
 {
-    return call_pending(c, "timer.reset",
-                        json_pack("{s:s, s:I}", "name", name, "ms",
-                                  (json_int_t)ms));
+    return call_pending(
+        c, "timer.reset",
+        json_pack("{s:s, s:I}", "name", name, "ms", (json_int_t)ms));
 }
 
 /* Returns a new {method, params} object (params borrowed), or NULL. */
@@ -669,8 +663,7 @@ static json_t *inner_request(const char *method, json_t *params)
 {
     if (!method || (params && !json_is_object(params)))
         return NULL;
-    return params ? json_pack("{s:s, s:O}", "method", method, "params",
-                              params)
+    return params ? json_pack("{s:s, s:O}", "method", method, "params", params)
                   : json_pack("{s:s, s:{}}", "method", method, "params");
 }
 
@@ -682,11 +675,11 @@ int chand_timer_afterfunc(chand_conn *c, int64_t ms, const char *method,
 
     if (timer)
         *timer = NULL;
-    rc = call(c, "timer.afterfunc",
-              req ? json_pack("{s:I, s:o}", "ms", (json_int_t)ms, "request",
-                              req)
-                  : NULL,
-              CHAND_FOREVER, &res);
+    rc =
+        call(c, "timer.afterfunc",
+             req ? json_pack("{s:I, s:o}", "ms", (json_int_t)ms, "request", req)
+                 : NULL,
+             CHAND_FOREVER, &res);
     if (rc < 0)
         return rc;
     t = json_object_get(res, "timer");
@@ -726,8 +719,7 @@ int chand_dump(chand_conn *c, json_t **dump)
 
 int chand_gomaxprocs(chand_conn *c, int64_t n, int64_t *previous)
 {
-    json_t *p = n >= 1 ? json_pack("{s:I}", "n", (json_int_t)n)
-                       : json_object();
+    json_t *p = n >= 1 ? json_pack("{s:I}", "n", (json_int_t)n) : json_object();
 
     return call_int(c, "runtime.gomaxprocs", p, CHAND_FOREVER, "previous",
                     previous);

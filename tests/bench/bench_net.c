@@ -62,40 +62,51 @@
 #include "chand.h"
 
 enum shape {
-    SH_SEND, SH_RECV, SH_SENDRECV, SH_HANDOFF, SH_SELECT4, SH_MUTEX, SH_MAP,
-    SH_ATOMIC, SH_IDLE
+    SH_SEND,
+    SH_RECV,
+    SH_SENDRECV,
+    SH_HANDOFF,
+    SH_SELECT4,
+    SH_MUTEX,
+    SH_MAP,
+    SH_ATOMIC,
+    SH_IDLE
 };
-static const char *const shape_names[] = {
-    "send", "recv", "sendrecv", "handoff", "select4", "mutex", "map",
-    "atomic", "idle"
-};
+static const char *const shape_names[] = {"send",    "recv",    "sendrecv",
+                                          "handoff", "select4", "mutex",
+                                          "map",     "atomic",  "idle"};
 
 /* ---- options ---------------------------------------------------------- */
 
 static struct {
     const char *host;
     int port;
-    bool resp;            /* --proto resp */
-    bool async;           /* --api async */
+    bool resp;  /* --proto resp */
+    bool async; /* --api async */
     enum shape shape;
     int conns;
     int depth;
     int size;
-    int64_t count;        /* requests (messages for handoff); 0: duration */
+    int64_t count; /* requests (messages for handoff); 0: duration */
     double seconds;
     const char *unix_path; /* --unix: connect there instead */
-    bool tls;             /* --tls */
-    const char *cacert;   /* --cacert */
-    const char *key;      /* object name prefix */
-    const char *name;     /* bench line prefix */
-    int64_t cap;          /* capacity for make (chand) */
+    bool tls;              /* --tls */
+    const char *cacert;    /* --cacert */
+    const char *key;       /* object name prefix */
+    const char *name;      /* bench line prefix */
+    int64_t cap;           /* capacity for make (chand) */
     int keyspace;
 } opt = {
-    .host = "127.0.0.1", .conns = 50, .depth = 1, .size = 3,
-    .seconds = 0, .key = "bench", .keyspace = 10000,
+    .host = "127.0.0.1",
+    .conns = 50,
+    .depth = 1,
+    .size = 3,
+    .seconds = 0,
+    .key = "bench",
+    .keyspace = 10000,
 };
 
-static char *payload;     /* size chars of 'x' */
+static char *payload; /* size chars of 'x' */
 
 static int64_t now_ns(void)
 {
@@ -200,12 +211,14 @@ static int fmt_chand(char *buf, size_t cap, int ci, uint64_t seq, int id)
     send:
         return snprintf(buf, cap,
                         "%s%d,\"method\":\"send\",\"params\":{\"name\":\"%s\","
-                        "\"value\":\"%s\"}}\n", pre, id, k, payload);
+                        "\"value\":\"%s\"}}\n",
+                        pre, id, k, payload);
     case SH_RECV:
     recv:
         return snprintf(buf, cap,
                         "%s%d,\"method\":\"recv\",\"params\":{\"name\":\"%s\""
-                        "}}\n", pre, id, k);
+                        "}}\n",
+                        pre, id, k);
     case SH_SENDRECV:
         if (odd)
             goto recv;
@@ -232,22 +245,24 @@ static int fmt_chand(char *buf, size_t cap, int ci, uint64_t seq, int id)
     case SH_MUTEX:
         return snprintf(buf, cap,
                         "%s%d,\"method\":\"mutex.%s\",\"params\":{\"name\":"
-                        "\"%s%d\"}}\n", pre, id, odd ? "unlock" : "lock", k,
-                        ci);
+                        "\"%s%d\"}}\n",
+                        pre, id, odd ? "unlock" : "lock", k, ci);
     case SH_MAP:
         r = (unsigned)rand() % (unsigned)opt.keyspace;
         if (odd)
             return snprintf(buf, cap,
                             "%s%d,\"method\":\"map.load\",\"params\":{\"name\""
-                            ":\"%s\",\"key\":\"k%u\"}}\n", pre, id, k, r);
+                            ":\"%s\",\"key\":\"k%u\"}}\n",
+                            pre, id, k, r);
         return snprintf(buf, cap,
                         "%s%d,\"method\":\"map.store\",\"params\":{\"name\":"
-                        "\"%s\",\"key\":\"k%u\",\"value\":\"%s\"}}\n", pre,
-                        id, k, r, payload);
+                        "\"%s\",\"key\":\"k%u\",\"value\":\"%s\"}}\n",
+                        pre, id, k, r, payload);
     case SH_ATOMIC:
         return snprintf(buf, cap,
                         "%s%d,\"method\":\"atomic.add\",\"params\":{\"name\":"
-                        "\"%s\",\"delta\":1}}\n", pre, id, k);
+                        "\"%s\",\"delta\":1}}\n",
+                        pre, id, k);
     case SH_IDLE:
         goto recv;
     }
@@ -274,47 +289,42 @@ static int fmt_resp(char *buf, size_t cap, int ci, uint64_t seq)
     case SH_SEND:
     send:
         return fmt_resp_argv(buf, cap, 3,
-                             (const char *[]){ "LPUSH", k, payload });
+                             (const char *[]){"LPUSH", k, payload});
     case SH_RECV:
-        return fmt_resp_argv(buf, cap, 2, (const char *[]){ "RPOP", k });
+        return fmt_resp_argv(buf, cap, 2, (const char *[]){"RPOP", k});
     case SH_SENDRECV:
         if (odd)
-            return fmt_resp_argv(buf, cap, 2, (const char *[]){ "RPOP", k });
+            return fmt_resp_argv(buf, cap, 2, (const char *[]){"RPOP", k});
         goto send;
     case SH_HANDOFF:
         if (ci < opt.conns / 2)
             goto send;
-        return fmt_resp_argv(buf, cap, 3,
-                             (const char *[]){ "BRPOP", k, "0" });
+        return fmt_resp_argv(buf, cap, 3, (const char *[]){"BRPOP", k, "0"});
     case SH_SELECT4:
         for (int i = 0; i < 4; i++)
             snprintf(c4[i], sizeof c4[i], "%s%d", k, i);
         if (odd)
-            return fmt_resp_argv(buf, cap, 6,
-                                 (const char *[]){ "BRPOP", c4[0], c4[1],
-                                                   c4[2], c4[3], "0" });
-        return fmt_resp_argv(buf, cap, 3,
-                             (const char *[]){ "LPUSH", c4[(seq / 2) % 4],
-                                               payload });
+            return fmt_resp_argv(
+                buf, cap, 6,
+                (const char *[]){"BRPOP", c4[0], c4[1], c4[2], c4[3], "0"});
+        return fmt_resp_argv(
+            buf, cap, 3, (const char *[]){"LPUSH", c4[(seq / 2) % 4], payload});
     case SH_MUTEX:
         snprintf(a, sizeof a, "%s%d", k, ci);
         if (odd)
-            return fmt_resp_argv(buf, cap, 2, (const char *[]){ "DEL", a });
+            return fmt_resp_argv(buf, cap, 2, (const char *[]){"DEL", a});
         return fmt_resp_argv(buf, cap, 4,
-                             (const char *[]){ "SET", a, "1", "NX" });
+                             (const char *[]){"SET", a, "1", "NX"});
     case SH_MAP:
-        snprintf(b, sizeof b, "k%u",
-                 (unsigned)rand() % (unsigned)opt.keyspace);
+        snprintf(b, sizeof b, "k%u", (unsigned)rand() % (unsigned)opt.keyspace);
         if (odd)
-            return fmt_resp_argv(buf, cap, 3,
-                                 (const char *[]){ "HGET", k, b });
+            return fmt_resp_argv(buf, cap, 3, (const char *[]){"HGET", k, b});
         return fmt_resp_argv(buf, cap, 4,
-                             (const char *[]){ "HSET", k, b, payload });
+                             (const char *[]){"HSET", k, b, payload});
     case SH_ATOMIC:
-        return fmt_resp_argv(buf, cap, 2, (const char *[]){ "INCR", k });
+        return fmt_resp_argv(buf, cap, 2, (const char *[]){"INCR", k});
     case SH_IDLE:
-        return fmt_resp_argv(buf, cap, 3,
-                             (const char *[]){ "BLPOP", k, "0" });
+        return fmt_resp_argv(buf, cap, 3, (const char *[]){"BLPOP", k, "0"});
     }
     return 0;
 }
@@ -367,10 +377,10 @@ typedef struct conn {
     size_t inlen, incap;
     char *out;
     size_t outlen, outcap, outoff;
-    int64_t *t0;          /* per slot */
-    int *freeslots;       /* chand: stack of free ids */
+    int64_t *t0;    /* per slot */
+    int *freeslots; /* chand: stack of free ids */
     int nfree;
-    int rhead, rtail;     /* resp: ring of slots in order */
+    int rhead, rtail; /* resp: ring of slots in order */
     int inflight;
     uint64_t seq;
     bool want_out;
@@ -428,9 +438,9 @@ out_fail:
 
 static int dial(void)
 {
-    struct sockaddr_in sa = { .sin_family = AF_INET,
-                              .sin_port = htons((uint16_t)opt.port) };
-    struct sockaddr_un su = { .sun_family = AF_UNIX };
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)opt.port)};
+    struct sockaddr_un su = {.sun_family = AF_UNIX};
     int fd, one = 1;
 
     if (opt.unix_path) {
@@ -561,8 +571,8 @@ static void flush_out(conn *c)
         c->outoff = c->outlen = 0;
     bool want = c->outlen > 0;
     if (want != c->want_out) {
-        struct epoll_event ev = { .events = EPOLLIN | (want ? EPOLLOUT : 0),
-                                  .data.ptr = c };
+        struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0),
+                                 .data.ptr = c};
         epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
         c->want_out = want;
     }
@@ -635,8 +645,7 @@ static void read_conn(conn *c, int64_t now)
         }
         ssize_t r = io_read(c->fd, c->in + c->inlen, c->incap - c->inlen);
         if (r == 0) {
-            fprintf(stderr, "bench_net: server closed connection %d\n",
-                    c->idx);
+            fprintf(stderr, "bench_net: server closed connection %d\n", c->idx);
             exit(1);
         }
         if (r < 0) {
@@ -712,22 +721,24 @@ static void setup(void)
     case SH_SENDRECV:
         snprintf(req, sizeof req,
                  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"make\",\"params\""
-                 ":{\"name\":\"%s\",\"cap\":%lld}}\n", k, (long long)cap);
+                 ":{\"name\":\"%s\",\"cap\":%lld}}\n",
+                 k, (long long)cap);
         setup_call(fd, req);
         break;
     case SH_HANDOFF:
     case SH_IDLE:
         snprintf(req, sizeof req,
                  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"make\",\"params\""
-                 ":{\"name\":\"%s\",\"cap\":0}}\n", k);
+                 ":{\"name\":\"%s\",\"cap\":0}}\n",
+                 k);
         setup_call(fd, req);
         break;
     case SH_SELECT4:
         for (int i = 0; i < 4; i++) {
             snprintf(req, sizeof req,
                      "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"make\","
-                     "\"params\":{\"name\":\"%s%d\",\"cap\":%lld}}\n", k, i,
-                     (long long)cap);
+                     "\"params\":{\"name\":\"%s%d\",\"cap\":%lld}}\n",
+                     k, i, (long long)cap);
             setup_call(fd, req);
         }
         break;
@@ -763,7 +774,7 @@ static void open_conns(void)
         }
         for (int s = opt.depth - 1; s >= 0; s--)
             c->freeslots[c->nfree++] = s;
-        struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
     }
 }
@@ -792,8 +803,8 @@ static int run_idle(void)
     fflush(stdout);
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
-    int64_t end = now_ns() + (int64_t)((opt.seconds > 0 ? opt.seconds : 60) *
-                                       1e9);
+    int64_t end =
+        now_ns() + (int64_t)((opt.seconds > 0 ? opt.seconds : 60) * 1e9);
     while (!got_term && now_ns() < end) {
         int n = epoll_wait(epfd, evs, 64, 100);
         for (int i = 0; i < n; i++)
@@ -805,8 +816,7 @@ static int run_idle(void)
 static int run_raw(void)
 {
     struct epoll_event evs[256];
-    int64_t deadline = opt.count > 0 ? INT64_MAX
-                                     : (int64_t)(opt.seconds * 1e9);
+    int64_t deadline = opt.count > 0 ? INT64_MAX : (int64_t)(opt.seconds * 1e9);
     int64_t last = 0;
 
     t_start = now_ns();
@@ -900,9 +910,9 @@ static json_t *async_params(int ci, uint64_t seq, const char **method)
         for (int i = 0; i < 4; i++) {
             snprintf(name, sizeof name, "%s%d", k, i);
             json_array_append_new(
-                cases, odd ? json_pack("{s:s}", "recv", name)
-                           : json_pack("{s:s, s:s}", "send", name, "value",
-                                       payload));
+                cases,
+                odd ? json_pack("{s:s}", "recv", name)
+                    : json_pack("{s:s, s:s}", "send", name, "value", payload));
         }
         *method = "select";
         return json_pack("{s:o}", "cases", cases);
@@ -983,8 +993,8 @@ static void async_issue(aconn *c)
         }
         q->c = c;
         q->t0 = now_ns();
-        if (chand_async_call(c->a, method, params, CHAND_FOREVER,
-                             async_reply, q) != 0) {
+        if (chand_async_call(c->a, method, params, CHAND_FOREVER, async_reply,
+                             q) != 0) {
             fprintf(stderr, "bench_net: chand_async_call failed\n");
             exit(1);
         }
@@ -1027,10 +1037,9 @@ static int run_async(void)
     if (opt.count == 0) {
         /* Parked requests (handoff producers) may never answer: the run
          * ends 1 s after the duration at the latest. */
-        struct timeval tv = { (time_t)opt.seconds + 1,
-                              (suseconds_t)((opt.seconds -
-                                             (double)(time_t)opt.seconds) *
-                                            1e6) };
+        struct timeval tv = {
+            (time_t)opt.seconds + 1,
+            (suseconds_t)((opt.seconds - (double)(time_t)opt.seconds) * 1e6)};
         event_base_loopexit(abase, &tv);
     }
     for (int i = 0; i < opt.conns; i++)
@@ -1054,35 +1063,42 @@ static int run_async(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: bench_net -p PORT [-h HOST] [-t SHAPE] [-c CONNS] "
-            "[-P DEPTH] [-S SIZE]\n"
-            "                 [-n COUNT | -d SECONDS] [--proto chand|resp] "
-            "[--api raw|async]\n"
-            "                 [--key NAME] [--name LABEL] [--cap N] "
-            "[--keyspace N]\n"
-            "                 [--unix PATH | --tls [--cacert FILE]]\n"
-            "shapes: send recv sendrecv handoff select4 mutex map atomic "
-            "idle\n");
+    fprintf(f, "usage: bench_net -p PORT [-h HOST] [-t SHAPE] [-c CONNS] "
+               "[-P DEPTH] [-S SIZE]\n"
+               "                 [-n COUNT | -d SECONDS] [--proto chand|resp] "
+               "[--api raw|async]\n"
+               "                 [--key NAME] [--name LABEL] [--cap N] "
+               "[--keyspace N]\n"
+               "                 [--unix PATH | --tls [--cacert FILE]]\n"
+               "shapes: send recv sendrecv handoff select4 mutex map atomic "
+               "idle\n");
 }
 
 int main(int argc, char **argv)
 {
     static const struct option lo[] = {
-        { "proto", 1, NULL, 'R' }, { "api", 1, NULL, 'A' },
-        { "key", 1, NULL, 'k' },   { "name", 1, NULL, 'N' },
-        { "cap", 1, NULL, 'C' },   { "keyspace", 1, NULL, 'K' },
-        { "help", 0, NULL, 'H' },  { "unix", 1, NULL, 'U' },
-        { "tls", 0, NULL, 'T' },   { "cacert", 1, NULL, 'a' },
-        { 0, 0, 0, 0 },
+        {"proto", 1, NULL, 'R'},
+        {"api", 1, NULL, 'A'},
+        {"key", 1, NULL, 'k'},
+        {"name", 1, NULL, 'N'},
+        {"cap", 1, NULL, 'C'},
+        {"keyspace", 1, NULL, 'K'},
+        {"help", 0, NULL, 'H'},
+        {"unix", 1, NULL, 'U'},
+        {"tls", 0, NULL, 'T'},
+        {"cacert", 1, NULL, 'a'},
+        {0, 0, 0, 0},
     };
     int ch, rc;
 
-    while ((ch = getopt_long(argc, argv, "h:p:t:c:P:S:n:d:", lo, NULL)) !=
-           -1) {
+    while ((ch = getopt_long(argc, argv, "h:p:t:c:P:S:n:d:", lo, NULL)) != -1) {
         switch (ch) {
-        case 'h': opt.host = optarg; break;
-        case 'p': opt.port = atoi(optarg); break;
+        case 'h':
+            opt.host = optarg;
+            break;
+        case 'p':
+            opt.port = atoi(optarg);
+            break;
         case 't':
             opt.shape = SH_IDLE + 1;
             for (int i = 0; i <= SH_IDLE; i++)
@@ -1093,22 +1109,54 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'c': opt.conns = atoi(optarg); break;
-        case 'P': opt.depth = atoi(optarg); break;
-        case 'S': opt.size = atoi(optarg); break;
-        case 'n': opt.count = atoll(optarg); break;
-        case 'd': opt.seconds = atof(optarg); break;
-        case 'R': opt.resp = strcmp(optarg, "resp") == 0; break;
-        case 'A': opt.async = strcmp(optarg, "async") == 0; break;
-        case 'k': opt.key = optarg; break;
-        case 'N': opt.name = optarg; break;
-        case 'C': opt.cap = atoll(optarg); break;
-        case 'K': opt.keyspace = atoi(optarg); break;
-        case 'U': opt.unix_path = optarg; break;
-        case 'T': opt.tls = true; break;
-        case 'a': opt.cacert = optarg; break;
-        case 'H': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'c':
+            opt.conns = atoi(optarg);
+            break;
+        case 'P':
+            opt.depth = atoi(optarg);
+            break;
+        case 'S':
+            opt.size = atoi(optarg);
+            break;
+        case 'n':
+            opt.count = atoll(optarg);
+            break;
+        case 'd':
+            opt.seconds = atof(optarg);
+            break;
+        case 'R':
+            opt.resp = strcmp(optarg, "resp") == 0;
+            break;
+        case 'A':
+            opt.async = strcmp(optarg, "async") == 0;
+            break;
+        case 'k':
+            opt.key = optarg;
+            break;
+        case 'N':
+            opt.name = optarg;
+            break;
+        case 'C':
+            opt.cap = atoll(optarg);
+            break;
+        case 'K':
+            opt.keyspace = atoi(optarg);
+            break;
+        case 'U':
+            opt.unix_path = optarg;
+            break;
+        case 'T':
+            opt.tls = true;
+            break;
+        case 'a':
+            opt.cacert = optarg;
+            break;
+        case 'H':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (opt.port <= 0 || opt.conns < 1 || opt.depth < 1 || opt.size < 1 ||
@@ -1151,14 +1199,12 @@ int main(int argc, char **argv)
     double secs = (double)(t_end_issue - t_start) / 1e9;
     if (secs <= 0)
         secs = 1e-9;
-    printf("bench: %s_ops %.0f ops/s\n", opt.name,
-           (double)done_counted / secs);
+    printf("bench: %s_ops %.0f ops/s\n", opt.name, (double)done_counted / secs);
     printf("bench: %s_count %lld ops\n", opt.name, (long long)done_counted);
     printf("bench: %s_p50 %.1f us\n", opt.name, hist_pct(0.50));
     printf("bench: %s_p99 %.1f us\n", opt.name, hist_pct(0.99));
     printf("bench: %s_p999 %.1f us\n", opt.name, hist_pct(0.999));
     if (errors)
-        printf("bench: %s_errors %lld answers\n", opt.name,
-               (long long)errors);
+        printf("bench: %s_errors %lld answers\n", opt.name, (long long)errors);
     return 0;
 }

@@ -108,12 +108,12 @@ static const struct {
     const char *name;
     int (*op)(void);
 } bench_ops[] = {
-    { "json_parse_request_jansson", op_parse_jansson },
-    { "json_parse_request_jfast", op_parse_jfast },
-    { "json_dump_answer_jansson", op_dump_jansson },
-    { "json_dump_answer_jfast", op_dump_jfast },
-    { "proto_parse_line", op_proto_parse_line },
-    { "proto_dump_line", op_proto_dump_line },
+    {"json_parse_request_jansson", op_parse_jansson},
+    {"json_parse_request_jfast", op_parse_jfast},
+    {"json_dump_answer_jansson", op_dump_jansson},
+    {"json_dump_answer_jfast", op_dump_jfast},
+    {"proto_parse_line", op_proto_parse_line},
+    {"proto_dump_line", op_proto_dump_line},
 };
 #define BENCH_NOPS (sizeof bench_ops / sizeof bench_ops[0])
 
@@ -159,8 +159,7 @@ int main(int argc, char **argv)
         for (;;) {
             long long t0 = bench_now();
             if (bench_run(bench_ops[i].op, n)) {
-                fprintf(stderr, "bench_proto: %s failed\n",
-                        bench_ops[i].name);
+                fprintf(stderr, "bench_proto: %s failed\n", bench_ops[i].name);
                 rc = -1;
                 goto out;
             }

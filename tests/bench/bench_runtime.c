@@ -70,7 +70,10 @@ static void measure(const bench *b)
 
 /* ---- spawn_wait: go func() { wg.Done() } ---- */
 
-static void spawn_child(void *arg) { rt_wg_done(arg); }
+static void spawn_child(void *arg)
+{
+    rt_wg_done(arg);
+}
 
 static void b_spawn_wait(int64_t n)
 {
@@ -102,8 +105,7 @@ static void pp_echo(void *arg)
 
 static void b_pingpong(int64_t n)
 {
-    pp p = { rt_chan_make(sizeof(int64_t), 0),
-             rt_chan_make(sizeof(int64_t), 0) };
+    pp p = {rt_chan_make(sizeof(int64_t), 0), rt_chan_make(sizeof(int64_t), 0)};
     rt_go(pp_echo, &p);
     int64_t v;
     for (int64_t i = 0; i < n; i++) {
@@ -133,7 +135,7 @@ static void buf_consumer(void *arg)
 
 static void b_buf128(int64_t n)
 {
-    pp p = { rt_chan_make(sizeof(int64_t), 128), rt_chan_make(sizeof(bool), 0) };
+    pp p = {rt_chan_make(sizeof(int64_t), 128), rt_chan_make(sizeof(bool), 0)};
     rt_go(buf_consumer, &p);
     for (int64_t i = 0; i < n; i++)
         rt_chan_send(p.a, &i, RT_FOREVER);
@@ -153,8 +155,8 @@ static void b_select2(int64_t n)
     int64_t v;
     for (int64_t i = 0; i < n; i++) {
         rt_chan_send(i & 1 ? c : a, &i, RT_FOREVER);
-        rt_select_case cs[2] = { { RT_SELECT_RECV, a, &v, false },
-                                 { RT_SELECT_RECV, c, &v, false } };
+        rt_select_case cs[2] = {{RT_SELECT_RECV, a, &v, false},
+                                {RT_SELECT_RECV, c, &v, false}};
         rt_select(cs, 2, RT_FOREVER, NULL);
     }
     rt_chan_release(a);
@@ -208,10 +210,10 @@ static void b_parked_rss(void)
 }
 
 static const bench benches[] = {
-    { "spawn_wait", b_spawn_wait },
-    { "chan_unbuf_pingpong", b_pingpong },
-    { "chan_buf128", b_buf128 },
-    { "select2", b_select2 },
+    {"spawn_wait", b_spawn_wait},
+    {"chan_unbuf_pingpong", b_pingpong},
+    {"chan_buf128", b_buf128},
+    {"select2", b_select2},
 };
 
 static const char *only;
@@ -228,7 +230,7 @@ static void bench_main(void *arg)
 
 int main(int argc, char **argv)
 {
-    rt_config cfg = { .gomaxprocs = 2, .stack_size = 0 };
+    rt_config cfg = {.gomaxprocs = 2, .stack_size = 0};
     if (argc > 1)
         only = argv[1];
     char err[4096];

@@ -258,9 +258,8 @@ static void bench_main(void *arg)
                 want = n * 2;
             n = want < b->max_n ? want : b->max_n;
         }
-        const char *unit = strcmp(b->name, "after_fire_100k") == 0
-                               ? "ns/timer"
-                               : "ns/op";
+        const char *unit =
+            strcmp(b->name, "after_fire_100k") == 0 ? "ns/timer" : "ns/op";
         printf("bench: %s %.1f %s\n", b->name, (double)dt / (double)n, unit);
         fflush(stdout);
     }

@@ -356,14 +356,10 @@ static void test_dump(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        E2E_TEST(test_mutex_tokens),
-        E2E_TEST(test_tokens_server_wide),
-        E2E_TEST(test_killed_holder),
-        E2E_TEST(test_lease),
-        E2E_TEST(test_deadlock),
-        E2E_TEST(test_rwmutex),
-        E2E_TEST(test_cond),
-        E2E_TEST(test_dump),
+        E2E_TEST(test_mutex_tokens),  E2E_TEST(test_tokens_server_wide),
+        E2E_TEST(test_killed_holder), E2E_TEST(test_lease),
+        E2E_TEST(test_deadlock),      E2E_TEST(test_rwmutex),
+        E2E_TEST(test_cond),          E2E_TEST(test_dump),
     };
     return cmocka_run_group_tests_name("daemon_lock", tests, NULL, NULL);
 }

@@ -441,14 +441,10 @@ static void test_go_and_runtime(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        E2E_TEST(test_waitgroup),
-        E2E_TEST(test_once),
-        E2E_TEST(test_once_value),
-        E2E_TEST(test_pool),
-        E2E_TEST(test_map),
-        E2E_TEST(test_atomic),
-        E2E_TEST(test_timers),
-        E2E_TEST(test_go_and_runtime),
+        E2E_TEST(test_waitgroup),  E2E_TEST(test_once),
+        E2E_TEST(test_once_value), E2E_TEST(test_pool),
+        E2E_TEST(test_map),        E2E_TEST(test_atomic),
+        E2E_TEST(test_timers),     E2E_TEST(test_go_and_runtime),
     };
     int rc = cmocka_run_group_tests_name("daemon_sync", tests, NULL, NULL);
     json_decref(e2e_held);

@@ -744,9 +744,9 @@ static void test_metrics(void **state)
         json_t *a2;
         assert_non_null(d);
         a2 = e2e_call(d, 1, "runtime.dump", NULL);
-        assert_int_equal(json_integer_value(json_object_get(
-                             testd_result(a2), "waiters")),
-                         1);
+        assert_int_equal(
+            json_integer_value(json_object_get(testd_result(a2), "waiters")),
+            1);
         json_decref(a2);
         testd_close(d);
     }

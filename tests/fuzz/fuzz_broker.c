@@ -58,7 +58,7 @@ static void *fb_run(void *arg)
 static void fb_init(void)
 {
     static bool done;
-    rt_config rc = { 0 };
+    rt_config rc = {0};
     char err[256];
     conf c;
 
@@ -97,7 +97,7 @@ static void fb_init(void)
 
 static int fb_connect(void)
 {
-    struct sockaddr_in sa = { 0 };
+    struct sockaddr_in sa = {0};
     int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
     if (fd < 0)
@@ -113,7 +113,7 @@ static int fb_connect(void)
         if (errno == EINTR) {
             /* libFuzzer's -timeout alarm: the connect goes on without us;
              * wait for it to finish. */
-            struct pollfd p = { fd, POLLOUT, 0 };
+            struct pollfd p = {fd, POLLOUT, 0};
             int soerr = 0;
             socklen_t sl = sizeof soerr;
             while (poll(&p, 1, 5000) < 0 && errno == EINTR)
@@ -135,7 +135,7 @@ static int fb_connect(void)
 
 static void fb_reset(int fd)
 {
-    struct linger lg = { 1, 0 };
+    struct linger lg = {1, 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     close(fd);
 }
@@ -156,7 +156,7 @@ static void fb_write(int fd, const uint8_t *p, size_t n)
             /* The daemon is slow to read, or we are slow: read answers
              * so that neither side's buffers stay full. */
             fb_drain(fd);
-            struct pollfd p2 = { fd, POLLOUT, 0 };
+            struct pollfd p2 = {fd, POLLOUT, 0};
             poll(&p2, 1, 10);
             continue;
         }
@@ -171,14 +171,14 @@ static void fb_write(int fd, const uint8_t *p, size_t n)
  * when neither came within 10 s. */
 static bool fb_sentinel(int fd)
 {
-    static const char ping[] =
-        "\n{\"jsonrpc\":\"2.0\",\"id\":\"fuzz-sentinel\",\"method\":\"ping\"}\n";
+    static const char ping[] = "\n{\"jsonrpc\":\"2.0\",\"id\":\"fuzz-"
+                               "sentinel\",\"method\":\"ping\"}\n";
     char buf[65536], tail[64] = "";
     size_t tl = 0;
 
     fb_write(fd, (const uint8_t *)ping, sizeof ping - 1);
     for (;;) {
-        struct pollfd p = { fd, POLLIN, 0 };
+        struct pollfd p = {fd, POLLIN, 0};
         int r = poll(&p, 1, 10000);
         if (r < 0 && errno == EINTR)
             continue;
@@ -239,8 +239,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (fds[s] < 0)
             continue;
         if (!fb_sentinel(fds[s])) {
-            fprintf(stderr, "fuzz_broker: session %d got no answer to its "
-                    "sentinel ping within 10 s\n", s);
+            fprintf(stderr,
+                    "fuzz_broker: session %d got no answer to its "
+                    "sentinel ping within 10 s\n",
+                    s);
             abort();
         }
         close(fds[s]);

@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Aborts unless jfast_dump and json_dumpb agree on v (borrowed). */
 static void fuzz_jfast_same_dump(const json_t *v)
 {
-    jfast_buf b = { 0 };
+    jfast_buf b = {0};
     size_t n = json_dumpb(v, NULL, 0, FUZZ_JFAST_FLAGS);
     int rc = jfast_dump(&b, v);
     char *ref;
@@ -69,8 +69,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *text = (const char *)data;
     json_t *fast = jfast_parse(text, size);
-    json_t *ref = json_loadb(text, size,
-                             JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
+    json_t *ref =
+        json_loadb(text, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
     json_t *s, *o;
 
     if (fast) {

@@ -55,8 +55,7 @@ static bool fuzz_scan_agrees(const char *s, size_t n, const proto_limits *lim)
      * to the same agreement (it is kept across inputs, as the daemon's). */
     if (!names)
         names = proto_names_new();
-    if (!proto_scan_request_names(s, n, lim, turn++ % 2 ? names : NULL,
-                                  &fast))
+    if (!proto_scan_request_names(s, n, lim, turn++ % 2 ? names : NULL, &fast))
         return false;
     msg = proto_parse_line(s, n, lim, &err);
     if (!msg || json_is_array(msg) ||
@@ -83,7 +82,7 @@ static bool fuzz_scan_agrees(const char *s, size_t n, const proto_limits *lim)
                      * path's value, byte for byte */
                     json_t *sv = json_object_get(
                         json_array_get(slow.args[i], c), "value");
-                    jfast_buf d = { 0 };
+                    jfast_buf d = {0};
                     if (v || !sv || jfast_dump(&d, sv) != 0 ||
                         d.len != k->text.n ||
                         memcmp(d.p, k->text.p, d.len) != 0)
@@ -92,9 +91,9 @@ static bool fuzz_scan_agrees(const char *s, size_t n, const proto_limits *lim)
                     v = proto_text_json(k->text);
                 }
                 json_array_append_new(
-                    mine, v ? json_pack("{s:O, s:o}", "send", k->name,
-                                        "value", v)
-                            : json_pack("{s:O}", "recv", k->name));
+                    mine,
+                    v ? json_pack("{s:O, s:o}", "send", k->name, "value", v)
+                      : json_pack("{s:O}", "recv", k->name));
             }
             same = fuzz_same_value(mine, slow.args[i]);
             json_decref(mine);
@@ -102,7 +101,7 @@ static bool fuzz_scan_agrees(const char *s, size_t n, const proto_limits *lim)
             /* an "any" value left as text: the same value, and its text
              * is the compact dump's byte for byte (a channel answers
              * with it as it is) */
-            jfast_buf d = { 0 };
+            jfast_buf d = {0};
             if (mine || jfast_dump(&d, slow.args[i]) != 0 ||
                 d.len != fast.text[i].n ||
                 memcmp(d.p, fast.text[i].p, d.len) != 0)
@@ -139,8 +138,7 @@ static void fuzz_one_request(json_t *msg)
     line = proto_dump_line(ans, &len);
     /* The answer must read back as a valid answer (libchand's reader
      * takes integer or null ids only: those are the ids it sends). */
-    if (line &&
-        (!req.id || json_is_integer(req.id) || json_is_null(req.id))) {
+    if (line && (!req.id || json_is_integer(req.id) || json_is_null(req.id))) {
         proto_answer pa;
         json_t *back = json_loadb(line, len, 0, NULL);
         if (!back || proto_answer_read(back, &pa, &err) != 0)
@@ -154,7 +152,7 @@ static void fuzz_one_request(json_t *msg)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* Small limits, so that the limit paths are reached too. */
-    proto_limits lim = { 4096, 16 };
+    proto_limits lim = {4096, 16};
     proto_error err;
     proto_answer pa;
     json_t *v;
@@ -166,8 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (json_is_array(v)) {
         size_t i;
         json_t *m;
-        json_array_foreach(v, i, m)
-            fuzz_one_request(m);
+        json_array_foreach(v, i, m) fuzz_one_request(m);
     } else {
         fuzz_one_request(v);
     }

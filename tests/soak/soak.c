@@ -42,8 +42,8 @@ static _Atomic long adds_total, overlap, bad_token;
 static _Atomic int inside;
 static _Atomic long last_token;
 static _Atomic int failures;
-static _Atomic long limits;      /* requests refused by max_memory */
-static const char *max_memory;   /* SOAK_MAX_MEMORY, or NULL */
+static _Atomic long limits;    /* requests refused by max_memory */
+static const char *max_memory; /* SOAK_MAX_MEMORY, or NULL */
 
 typedef struct vlist {
     uint64_t *v;

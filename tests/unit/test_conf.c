@@ -330,7 +330,7 @@ static void test_sample(void **state)
 /* fsync takes always, everysec or no, and nothing else. */
 static void test_fsync_values(void **state)
 {
-    static const char *const ok[] = { "no", "everysec", "always" };
+    static const char *const ok[] = {"no", "everysec", "always"};
     char err[256];
     conf c;
     (void)state;
@@ -458,11 +458,15 @@ static void test_reload(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),    cmocka_unit_test(test_every_key),
-        cmocka_unit_test(test_syntax),      cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_file_errors), cmocka_unit_test(test_sample),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_every_key),
+        cmocka_unit_test(test_syntax),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_sample),
         cmocka_unit_test(test_fsync_values),
-        cmocka_unit_test(test_args_order),  cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_args_order),
+        cmocka_unit_test(test_reload),
         cmocka_unit_test(test_line_fits_value),
     };
     return cmocka_run_group_tests_name("conf", tests, setup, teardown);
