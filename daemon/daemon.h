@@ -10,7 +10,9 @@
  * The network side (server.h is its internal contract):
  *   iothread.c   the server object, its I/O threads, the drain
  *   listener.c   bind or the activated socket, accept, refuse
- *   session.c    one connection: life, output, answer queue, give-back
+ *   session.c    one connection's life: open, end, close, refs, heartbeat
+ *   session_out.c   its output: cap, answer queue, write list, give-back
+ *   session_gate.c  fsync = always: output held until durable
  *   framing.c    one connection's input: reads, line framing, fair turns
  * The request side:
  *   dispatch.c   from a line to a handler: the handler table, batches

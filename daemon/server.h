@@ -1,9 +1,11 @@
 /*
- * server.h - the contract between the three files of the network side:
+ * server.h - the contract between the files of the network side:
  * iothread.c (the server object, its I/O threads and the drain),
- * listener.c (accepting connections) and session.c (one connection:
- * framing, fair turns, output, give-back).  Nothing else includes it; the
- * rest of the daemon sees the server through daemon.h.
+ * listener.c (accepting connections) and one connection's files:
+ * session.c (its life), session_out.c (output, give-back), session_gate.c
+ * (output held for durability), framing.c (input, fair turns).  Nothing
+ * else includes it; the rest of the daemon sees the server through
+ * daemon.h.
  *
  * Threads: each session lives on one I/O thread, and only that thread
  * touches its bufferevent.  io[0] runs on the thread that calls srv_run,
@@ -160,7 +162,7 @@ void srv__listen_stop(srv *v);
 /* Frees what srv__listen made, closing the socket. */
 void srv__listen_free(srv *v);
 
-/* session.c */
+/* session.c, session_out.c (output), session_gate.c (fsync = always) */
 
 /* Makes a session of kind (SESS_*) for the accepted socket fd (stolen)
  * and lists it on io.
@@ -177,7 +179,7 @@ bool sess__drained(sess *s);
 /* Returns the bytes in s's output buffer (as its thread last saw them). */
 size_t sess__outq(sess *s);
 /* The event callback of io->ev_wflush: writes the answers of the sessions
- * on io's write list (see sess_push_later). */
+ * on io's write list (see sess__push_later). */
 void sess__wflush_cb(evutil_socket_t fd, short what, void *arg);
 /* The event callback of io->ev_durable: pushes the sessions whose
  * answers wait for the log (fsync = always). */
@@ -197,11 +199,32 @@ int64_t sess__now_ms(void);
 /* Answers a framing-level error (id null) and ends the session. */
 void sess__fail_close(sess *s, proto_reason reason, const char *msg);
 /* Writes s's answers once every session made ready by this loop turn has
- * been served (see session.c).  I/O thread of s. */
+ * been served (see session_out.c).  I/O thread of s. */
 void sess__push_later(sess *s);
 /* Ends and closes every session of io, and empties its write list.  Only
  * after io's thread has ended, with srv__tls_io set to io. */
 void sess__close_all(srv_io *io);
+/* Returns true on the I/O thread that serves s. */
+bool sess__on_own_thread(const sess *s);
+/* Appends line (borrowed) to s's output and checks the output cap.  I/O
+ * thread of s.  Returns false when the session was ended for it. */
+bool sess__write(sess *s, const char *line, size_t len);
+/* Writes s's pending output now, what the gate lets out.  I/O thread. */
+void sess__push(sess *s);
+/* Frees the give-back records of answers that reached the socket and
+ * updates s's output count.  I/O thread of s. */
+void sess__settle(sess *s);
+/* Gives back the values of every answer that never reached the socket. */
+void sess__giveback_pending(sess *s);
+/* The event callback of s->ev_flush: writes s's queued answers. */
+void sess__flush_cb(evutil_socket_t fd, short what, void *arg);
+/* The bufferevent's write callback: output drained (arg is the sess). */
+void sess__write_cb(struct bufferevent *bev, void *arg);
+/* fsync = always: holds the len bytes just added to s's output until the
+ * log is durable up to now.  Returns false when out of memory. */
+bool sess__gate_mark(sess *s, size_t len);
+/* Returns how many of the buffered bytes of s's output may leave now. */
+size_t sess__gate_allowed(sess *s, size_t buffered);
 
 /* security.c: a session's identity */
 

@@ -1,0 +1,74 @@
+/*
+ * session_gate.c - fsync = always: holds each session's answers back
+ * until the log is durable up to the effects they reveal.
+ */
+#include "server.h"
+#include "persist.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* fsync = always: marks the len bytes just added to the output as held
+ * until the log is durable up to the LSN appended now (which covers every
+ * effect the answer could reveal).  Returns false when out of memory. */
+bool sess__gate_mark(sess *s, size_t len)
+{
+    uint64_t lsn = persist_gate_lsn();
+
+    if (lsn <= persist_durable_lsn())
+        return true; /* nothing to hold (earlier marks still order it) */
+    if (s->gn > s->ghead && s->gmarks[s->gn - 1].lsn >= lsn) {
+        s->gmarks[s->gn - 1].end = s->out_added;
+        return true;
+    }
+    if (s->gn == s->gcap) {
+        if (s->ghead > 0) {
+            memmove(s->gmarks, s->gmarks + s->ghead,
+                    (s->gn - s->ghead) * sizeof *s->gmarks);
+            s->gn -= s->ghead;
+            s->ghead = 0;
+        } else {
+            size_t cap = s->gcap ? s->gcap * 2 : 16;
+            void *p = realloc(s->gmarks, cap * sizeof *s->gmarks);
+            if (!p)
+                return false;
+            s->gmarks = p;
+            s->gcap = cap;
+        }
+    }
+    s->gmarks[s->gn++] =
+        (struct sess_gmark){s->out_added - len, s->out_added, lsn};
+    return true;
+}
+
+/* Returns how many of the buffered bytes of s's output may leave now:
+ * those before the first answer whose effects are not yet durable. */
+size_t sess__gate_allowed(sess *s, size_t buffered)
+{
+    uint64_t durable = persist_durable_lsn();
+    uint64_t first = s->out_added - buffered;
+
+    while (s->ghead < s->gn && s->gmarks[s->ghead].lsn <= durable)
+        s->ghead++;
+    if (s->ghead == s->gn) {
+        s->ghead = s->gn = 0;
+        return buffered;
+    }
+    uint64_t held = s->gmarks[s->ghead].start;
+    return held > first ? (size_t)(held - first) : 0;
+}
+
+static bool sess_push_held(sess *s, void *arg)
+{
+    (void)arg;
+    if (!s->ended && s->ghead < s->gn)
+        sess__push_later(s);
+    return true;
+}
+
+void sess__durable_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sess__each(arg, sess_push_held, NULL);
+}
