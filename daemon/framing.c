@@ -153,6 +153,27 @@ static void sess_read_ctl(sess *s)
         event_add(s->ev_read, NULL);
 }
 
+/* After a turn of requests: its answers go out with the loop turn's
+ * writes, reading resumes or pauses by the input held, and the memory
+ * budget learns the buffers' new size. */
+static void sess_after_turn(sess *s)
+{
+    if (!s->ended) {
+        sess__push_later(s);
+        sess_read_ctl(s);
+        sess__mem_sync(s);
+    }
+}
+
+/* A fair turn of the requests already in the input buffer. */
+static void sess_turn(sess *s)
+{
+    s->batching = true;
+    sess_process(s, false);
+    s->batching = false;
+    sess_after_turn(s);
+}
+
 /* The socket is readable: one read() into the session's input buffer,
  * then a fair turn of requests and one write of their answers.  The
  * bufferevent's own reading is not used: its evbuffer_read asks the
@@ -227,11 +248,7 @@ void sess__recv_cb(evutil_socket_t fd, short what, void *arg)
     sess_process(s, false);
     s->batching = false;
 served:
-    if (!s->ended) {
-        sess__push_later(s);
-        sess_read_ctl(s);
-        sess__mem_sync(s);
-    }
+    sess_after_turn(s);
 out:
     sess_release(s);
 }
@@ -243,14 +260,7 @@ void sess__more_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     sess_retain(s);
     if (s->bev) {
-        s->batching = true;
-        sess_process(s, false);
-        s->batching = false;
-        if (!s->ended) {
-            sess__push_later(s);
-            sess_read_ctl(s);
-            sess__mem_sync(s);
-        }
+        sess_turn(s);
     }
     sess_release(s);
 }
@@ -295,14 +305,7 @@ void sess__tls_read_cb(struct bufferevent *bev, void *arg)
     if (s->hb_ms)
         s->last_in_ms = sess__now_ms();
     if (s->bev && !s->ended) {
-        s->batching = true;
-        sess_process(s, false);
-        s->batching = false;
-        if (!s->ended) {
-            sess__push_later(s);
-            sess_read_ctl(s);
-            sess__mem_sync(s);
-        }
+        sess_turn(s);
     }
     sess_release(s);
 }

@@ -247,6 +247,23 @@ static int conn_hello(chand_conn *c, int64_t deadline)
     return 0;
 }
 
+/* Opens the first session of c (made by the caller, stolen): on success
+ * *out = c, else c is freed and err has the reason. */
+static int conn_open(chand_conn *c, int64_t timeout_ms, chand_conn **out,
+                     chand_error *err)
+{
+    int rc = chand_reconnect(c, timeout_ms);
+
+    if (rc < 0) {
+        if (err)
+            *err = c->err;
+        chand_close_conn(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
 int chand_connect(const char *host, int port, int64_t timeout_ms,
                   chand_conn **out, chand_error *err)
 {
@@ -269,14 +286,7 @@ int chand_connect(const char *host, int port, int64_t timeout_ms,
         rc = chand__seterr(err, CHAND_ENOMEM, 0, "", "out of memory");
         goto out_free;
     }
-    rc = chand_reconnect(c, timeout_ms);
-    if (rc < 0) {
-        if (err)
-            *err = c->err;
-        goto out_free;
-    }
-    *out = c;
-    return 0;
+    return conn_open(c, timeout_ms, out, err);
 out_free:
     chand_close_conn(c);
     return rc;
@@ -407,14 +417,7 @@ int chand_connect_url(const char *url, const chand_options *opts,
         rc = chand__seterr(err, CHAND_ENOMEM, 0, "", "out of memory");
         goto out_free;
     }
-    rc = chand_reconnect(c, timeout_ms);
-    if (rc < 0) {
-        if (err)
-            *err = c->err;
-        goto out_free;
-    }
-    *out = c;
-    return 0;
+    return conn_open(c, timeout_ms, out, err);
 out_free:
     chand_close_conn(c);
     return rc;

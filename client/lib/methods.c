@@ -218,27 +218,33 @@ int chand_drop(chand_conn *c, const char *name)
     return call_named(c, "drop", name);
 }
 
-int chand_list(chand_conn *c, const char *prefix, json_t **objects)
+/* Walks method's pages (the server answers a page at a time; cursor 0:
+ * the walk is done) with base's parameters (borrowed) plus the cursor,
+ * gathering each page's key into all (an array extended, or an object
+ * updated; stolen).  Returns 0 with *out = all, or a CHAND_E* code. */
+static int call_pages(chand_conn *c, const char *method, const json_t *base,
+                      const char *key, json_t *all, json_t **out)
 {
-    json_t *all = json_array(), *res = NULL;
+    json_t *res = NULL;
     json_int_t cursor = 0;
     int rc = 0;
 
-    if (!objects)
-        return CHAND_EARG;
-    *objects = NULL;
     if (!all)
         return CHAND_ENOMEM;
-    /* The server answers a page at a time (cursor 0: the walk is done). */
     do {
-        json_t *p = json_pack("{s:I}", "cursor", cursor);
-        if (p && prefix)
-            json_object_set_new(p, "prefix", json_string(prefix));
-        rc = p ? chand_call(c, "list", p, CHAND_FOREVER, &res) : CHAND_ENOMEM;
+        json_t *p = json_copy((json_t *)base);
+        if (p && json_object_set_new(p, "cursor", json_integer(cursor)) < 0) {
+            json_decref(p);
+            p = NULL;
+        }
+        rc = p ? chand_call(c, method, p, CHAND_FOREVER, &res) : CHAND_ENOMEM;
         json_decref(p);
         if (rc < 0)
             break;
-        json_array_extend(all, json_object_get(res, "objects"));
+        if (json_is_array(all))
+            json_array_extend(all, json_object_get(res, key));
+        else
+            json_object_update(all, json_object_get(res, key));
         cursor = json_integer_value(json_object_get(res, "cursor"));
         json_decref(res);
     } while (cursor != 0);
@@ -246,8 +252,24 @@ int chand_list(chand_conn *c, const char *prefix, json_t **objects)
         json_decref(all);
         return rc;
     }
-    *objects = all;
+    *out = all;
     return 0;
+}
+
+int chand_list(chand_conn *c, const char *prefix, json_t **objects)
+{
+    json_t *base;
+    int rc;
+
+    if (!objects)
+        return CHAND_EARG;
+    *objects = NULL;
+    base = prefix ? json_pack("{s:s}", "prefix", prefix) : json_object();
+    if (!base)
+        return CHAND_ENOMEM;
+    rc = call_pages(c, "list", base, "objects", json_array(), objects);
+    json_decref(base);
+    return rc;
 }
 
 int chand_select(chand_conn *c, const chand_case *cases, size_t n,
@@ -527,33 +549,18 @@ int chand_map_compare_and_delete(chand_conn *c, const char *name,
 
 int chand_map_range(chand_conn *c, const char *name, json_t **entries)
 {
-    json_t *all = json_object(), *res = NULL;
-    json_int_t cursor = 0;
-    int rc = 0;
+    json_t *base;
+    int rc;
 
     if (!entries || !name)
         return CHAND_EARG;
     *entries = NULL;
-    if (!all)
+    base = json_pack("{s:s}", "name", name);
+    if (!base)
         return CHAND_ENOMEM;
-    /* A page at a time, as chand_list (cursor 0: the walk is done). */
-    do {
-        json_t *p = json_pack("{s:s, s:I}", "name", name, "cursor", cursor);
-        rc = p ? chand_call(c, "map.range", p, CHAND_FOREVER, &res)
-               : CHAND_ENOMEM;
-        json_decref(p);
-        if (rc < 0)
-            break;
-        json_object_update(all, json_object_get(res, "entries"));
-        cursor = json_integer_value(json_object_get(res, "cursor"));
-        json_decref(res);
-    } while (cursor != 0);
-    if (rc < 0) {
-        json_decref(all);
-        return rc;
-    }
-    *entries = all;
-    return 0;
+    rc = call_pages(c, "map.range", base, "entries", json_object(), entries);
+    json_decref(base);
+    return rc;
 }
 
 int chand_map_len(chand_conn *c, const char *name, int64_t *len)
