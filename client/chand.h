@@ -86,23 +86,26 @@ extern "C" {
  * second is the client's own. */
 enum {
     CHAND_OK = 0,
-    CHAND_ECLOSED = -1,     /* closed: channel closed */
-    CHAND_ETIMEOUT = -2,    /* timeout: the timeout passed */
-    CHAND_ENOTFOUND = -3,   /* not_found: no object of that name */
-    CHAND_EEXISTS = -4,     /* exists: name taken (by another kind) */
-    CHAND_EWRONGTYPE = -5,  /* wrong_type: value or object of wrong type */
-    CHAND_ENEGATIVE = -6,   /* negative_counter: WaitGroup below zero */
-    CHAND_ENOTLOCKED = -7,  /* not_locked: unlock of unlocked / bad token */
-    CHAND_EDEADLOCK = -8,   /* deadlock: lock cycle between sessions */
-    CHAND_ETOOLARGE = -9,   /* too_large: line or value over the limit */
-    CHAND_ELIMIT = -10,     /* limit: a server limit was reached */
-    CHAND_ECANCELLED = -11, /* cancelled: the wait was cancelled */
-    CHAND_EMISUSE = -12,    /* misuse: operation not allowed here */
-    CHAND_EINVALID = -13,   /* invalid: bad request/params/method */
-    CHAND_ESERVER = -14,    /* any other error answered by the server */
-    CHAND_EUNAUTH = -15,    /* unauthenticated: authenticate first, or
-                             * wrong user or password */
-    CHAND_EDENIED = -16,    /* denied: outside the user's rules */
+    CHAND_ECLOSED = -1,      /* closed: channel closed */
+    CHAND_ETIMEOUT = -2,     /* timeout: the timeout passed */
+    CHAND_ENOTFOUND = -3,    /* not_found: no object of that name */
+    CHAND_EEXISTS = -4,      /* exists: name taken (by another kind) */
+    CHAND_EWRONGTYPE = -5,   /* wrong_type: value or object of wrong type */
+    CHAND_ENEGATIVE = -6,    /* negative_counter: WaitGroup below zero */
+    CHAND_ENOTLOCKED = -7,   /* not_locked: unlock of unlocked / bad token */
+    CHAND_EDEADLOCK = -8,    /* deadlock: lock cycle between sessions */
+    CHAND_ETOOLARGE = -9,    /* too_large: line or value over the limit */
+    CHAND_ELIMIT = -10,      /* limit: a server limit was reached */
+    CHAND_ECANCELLED = -11,  /* cancelled: the wait was cancelled */
+    CHAND_EMISUSE = -12,     /* misuse: operation not allowed here */
+    CHAND_EINVALID = -13,    /* invalid: bad request/params/method */
+    CHAND_ESERVER = -14,     /* any other error answered by the server */
+    CHAND_EUNAUTH = -15,     /* unauthenticated: authenticate first, or
+                              * wrong user or password */
+    CHAND_EDENIED = -16,     /* denied: outside the user's rules */
+    CHAND_ENOTPENDING = -17, /* not_pending: the delivery is no longer in
+                              * flight (acked, expired, redelivered) */
+    CHAND_ENOTLEADER = -18,  /* not_leader: the node is a cluster follower */
 
     CHAND_ECONNECT = -20, /* cannot connect (resolve, refuse, timeout) */
     CHAND_ECONN = -21,    /* connection lost or closed */

@@ -40,6 +40,8 @@ static const char *const proto_reason_names[PROTO_R_COUNT] = {
     [PROTO_R_INTERNAL] = "internal",
     [PROTO_R_UNAUTHENTICATED] = "unauthenticated",
     [PROTO_R_DENIED] = "denied",
+    [PROTO_R_NOT_PENDING] = "not_pending",
+    [PROTO_R_NOT_LEADER] = "not_leader",
 };
 
 const char *proto_reason_name(proto_reason r)

@@ -55,6 +55,9 @@ typedef enum proto_reason {
     PROTO_R_UNAUTHENTICATED, /* users configured, session not authenticated
                               * (or wrong credentials) */
     PROTO_R_DENIED,          /* outside the user's rules: nothing changed */
+    PROTO_R_NOT_PENDING,     /* ack/nack/touch/term of a delivery that is
+                              * no longer in flight (acked, expired) */
+    PROTO_R_NOT_LEADER,      /* a cluster follower: ask data.leader */
     PROTO_R_COUNT
 } proto_reason;
 #define PROTO_APP_CODE_BASE -32000

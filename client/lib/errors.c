@@ -49,6 +49,8 @@ static const struct {
     {"invalid", CHAND_EINVALID, "invalid request"},
     {"unauthenticated", CHAND_EUNAUTH, "not authenticated"},
     {"denied", CHAND_EDENIED, "denied by the user's rules"},
+    {"not_pending", CHAND_ENOTPENDING, "delivery not pending"},
+    {"not_leader", CHAND_ENOTLEADER, "not the cluster leader"},
     {NULL, CHAND_ESERVER, "server error"},
     {NULL, CHAND_ECONNECT, "cannot connect"},
     {NULL, CHAND_ECONN, "connection lost"},
