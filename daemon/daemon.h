@@ -21,7 +21,9 @@
  *                (dispatch_internal.h: the calls between these three)
  *   park.c       waiting requests: goroutines, awaits, the waiters count
  *   h_*.c        the handlers, one file per method family (channels:
- *                h_chan_obj.c, h_chan.c, h_chan_select.c; h_chan_internal.h)
+ *                h_chan_obj.c, h_chan.c, h_chan_select.c; h_chan_internal.h;
+ *                timers: h_timer.c, and h_timer_dur.c their durability;
+ *                h_timer_internal.h)
  *   stats.c      the one snapshot runtime.stats and /metrics render
  *   holds.c      lock holds, fencing tokens, leases, wait-for graph
  *                (holds.h, for h_lock.c)

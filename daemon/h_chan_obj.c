@@ -8,6 +8,7 @@
 #include "h_chan_internal.h"
 #include "persist.h"
 #include "hval.h"
+#include "h_timer_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +281,8 @@ static int hchan_snap(obj *o, void *s)
         r.u.obj.name = eff_s(o->name);
         rc = persist_snap_emit(s, &r, c.lsn);
     }
+    if (rc == 0 && h->timer) /* after its channel, which it needs */
+        rc = htimer__snap(h->timer, s);
     return rc;
 }
 

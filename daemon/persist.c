@@ -60,6 +60,60 @@ static void persist_append(obj *o, const eff_rec *r)
 /* Effects                                                            */
 /* ------------------------------------------------------------------ */
 
+/* A timer's firing in progress on this thread (persist_timer_fire_begin):
+ * the decided record, and its LSN once appended. */
+static __thread const eff_rec *persist_fire;
+static __thread uint64_t persist_fire_lsn;
+static __thread bool persist_fire_done;
+
+/* The push of a firing's send: one group with the fire record, so that a
+ * torn tail keeps both or neither (the fire without its value would lose
+ * the tick; the value without the fire would fire it twice). */
+static void persist_fire_group(obj *o, const eff_rec *push)
+{
+    eff_rec g[2] = {*persist_fire, *push};
+    uint64_t lsn;
+    int rc = wal_append_group(persist__wal, g, 2, &lsn);
+
+    persist_fire_done = true;
+    if (rc != 0) {
+        log_error("durability: cannot log a timer's firing: %s", strerror(-rc));
+        return;
+    }
+    persist_fire_lsn = lsn - 1;
+    atomic_store(&o->lsn, lsn);
+}
+
+uint64_t persist_timer(const eff_rec *r)
+{
+    uint64_t lsn;
+    int rc;
+
+    if (!persist__wal)
+        return 0;
+    rc = wal_append(persist__wal, r, &lsn);
+    if (rc == 0)
+        return lsn;
+    log_error("durability: cannot log %s: %s", eff_type_name(r->type),
+              strerror(-rc));
+    return 0;
+}
+
+void persist_timer_fire_begin(const eff_rec *r)
+{
+    persist_fire = r;
+    persist_fire_lsn = 0;
+    persist_fire_done = false;
+}
+
+uint64_t persist_timer_fire_end(void)
+{
+    uint64_t lsn =
+        persist_fire_done ? persist_fire_lsn : persist_timer(persist_fire);
+    persist_fire = NULL;
+    return lsn;
+}
+
 static void persist_chan_obs(void *arg, rt_chan_event ev, const void *elem)
 {
     obj *o = arg;
@@ -72,6 +126,10 @@ static void persist_chan_obs(void *arg, rt_chan_event ev, const void *elem)
         r.type = EFF_CHAN_PUSH;
         r.u.push.name = eff_s(o->name);
         r.u.push.value.p = hval_text(elem, &r.u.push.value.n);
+        if (persist_fire && !persist_fire_done) {
+            persist_fire_group(o, &r);
+            return;
+        }
         break;
     case RT_CHAN_GET:
         r.type = EFF_CHAN_POP;
@@ -336,8 +394,13 @@ static int persist_apply(void *arg, const eff_rec *r, int from_snapshot)
     case EFF_TOKEN_EPOCH:
         hold_token_floor(epoch_token(r->u.epoch.epoch, 0));
         break;
+    case EFF_TIMER_ADD:
+    case EFF_TIMER_FIRE:
+    case EFF_TIMER_STOP:
+        rc = htimer__restore(r);
+        break;
     default:
-        break; /* holds, timers, deliveries: not persisted yet */
+        break; /* deliveries (issue 18): not persisted yet */
     }
     free(name);
     return rc;
@@ -402,6 +465,7 @@ int persist_start(const conf *c, char *err, size_t errlen)
     wal_set_compactor(w, persist_snap_iter, NULL);
     persist__gate = o.fsync == WAL_FSYNC_ALWAYS;
     persist__wal = w;
+    htimer__restart(); /* their firings are logged */
     return 0;
 }
 

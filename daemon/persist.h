@@ -68,6 +68,18 @@ void persist_once_done(obj *o, const json_t *value);
 /* A leased hold's grant or release (holds.c, under its lock). */
 void persist_hold(obj *o, const eff_rec *r);
 
+/* Timers (h_timer_dur.c): appends r; returns its LSN, 0 when not
+ * logged. */
+uint64_t persist_timer(const eff_rec *r);
+/* A timer's firing: the decided r (borrowed until the end call) goes in
+ * with the push the firing's send makes onto a channel (the channel's
+ * observer, on this thread) as one group, or alone at
+ * persist_timer_fire_end when the send pushed nothing (a hand-off to a
+ * waiting receiver, a full ticker channel, an afterfunc).  _end returns
+ * r's LSN (0: not logged). */
+void persist_timer_fire_begin(const eff_rec *r);
+uint64_t persist_timer_fire_end(void);
+
 /* Returns false after failing r (reason limit, "disk full ...") while the
  * log cannot be written; true otherwise.  For requests that change
  * state. */
@@ -110,5 +122,9 @@ int hlock__restore(const char *name, unsigned kind, uint64_t token,
                    int64_t end_ms, bool grant);
 int hwg__restore(const char *name, int64_t v);
 int honce__restore(const char *name, const char *v, size_t vn);
+/* Timers (h_timer_dur.c): rebuilds one timer record; after recovery,
+ * arms what was pending (overdue ones fire at once, once). */
+int htimer__restore(const eff_rec *r);
+void htimer__restart(void);
 
 #endif /* CHAND_PERSIST_H */
