@@ -358,6 +358,7 @@ help:
 	  '  make test-all    asan, the core tests under tsan, e2e under valgrind' \
 	  '  make run         start the daemon on configs/chand.conf' \
 	  '  make bench       runtime benchmarks; make bench-net: chand against Redis' \
+	  '  make bench-recovery  chand'"'"'s start on a 1 GiB log (BENCH_RECOVERY_MB)' \
 	  '  make test-durability  kill -9 the daemon DURABILITY_KILLS (200) times' \
 	  '                   under load and check what survives each restart' \
 	  '  make fuzz        every libFuzzer harness (clang) for FUZZ_SECONDS each' \
@@ -537,6 +538,14 @@ version:
 bench-net: all
 	@BUILD=$(BUILD) tests/bench/net.sh
 # ---- end of bench-net ----
+
+# ---- bench-recovery: chand's start on a 1 GiB log (issue 15) --------------
+# tests/bench/recovery.sh fills a log of BENCH_RECOVERY_MB (1024) MiB under
+# BENCH_DUR_DIR (/var/tmp), restarts chand on it and prints the recovery
+# time; chand stopped by pid, the directory removed.
+.PHONY: bench-recovery
+bench-recovery: all
+	@BUILD=$(BUILD) tests/bench/recovery.sh
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 # The fuzz objects' header dependencies too: without them a changed struct
