@@ -36,6 +36,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <event2/event.h>
+
 #include "chand.h"
 
 #include "../common/e2e.h"
@@ -1170,6 +1172,128 @@ static void test_client_urls(void **state)
     stop();
 }
 
+/* One asynchronous connection by URL: the connect callback's code and the
+ * answers of the requests queued before it was up. */
+typedef struct aurl {
+    struct event_base *base;
+    chand_async *a;
+    int up;        /* the connect callback's rc, 1 before it ran */
+    char why[256]; /* its message */
+    int rc[4];     /* the requests' rc, 1 before they were answered */
+} aurl;
+
+static void aurl_up(chand_async *a, int rc, const chand_error *err, void *arg)
+{
+    aurl *u = arg;
+    (void)a;
+    u->up = rc;
+    snprintf(u->why, sizeof u->why, "%s", err ? err->message : "");
+}
+
+static void aurl_reply(chand_async *a, int rc, json_t *res,
+                       const chand_error *err, void *arg)
+{
+    (void)a;
+    (void)res;
+    (void)err;
+    *(int *)arg = rc;
+}
+
+/* Connects to url with o and queues the nreq requests of methods (each on
+ * params "name" names[i]) at once, before the connection is up; runs the
+ * loop until every callback ran.  Returns the connect code. */
+static int aurl_run(aurl *u, const char *url, const chand_options *o, int nreq,
+                    const char *const *methods, const char *const *names)
+{
+    chand_error err;
+    struct timeval tick = {0, 100000};
+    int64_t deadline = testd_now_ms() + WAIT_MS;
+    int rc;
+
+    memset(u, 0, sizeof *u);
+    u->up = 1;
+    u->base = event_base_new();
+    assert_non_null(u->base);
+    rc =
+        chand_async_connect_url(u->base, url, o, 5000, aurl_up, u, &u->a, &err);
+    if (rc < 0) {
+        event_base_free(u->base);
+        snprintf(u->why, sizeof u->why, "%s", err.message);
+        return rc;
+    }
+    for (int i = 0; i < nreq; i++) {
+        u->rc[i] = 1;
+        assert_int_equal(chand_async_call(u->a, methods[i],
+                                          json_pack("{s:s}", "name", names[i]),
+                                          5000, aurl_reply, &u->rc[i]),
+                         0);
+    }
+    for (;;) {
+        int done = u->up != 1;
+        for (int i = 0; i < nreq; i++)
+            done += u->rc[i] != 1;
+        if (done == 1 + nreq)
+            break;
+        assert_true(testd_now_ms() < deadline);
+        event_base_loopexit(u->base, &tick);
+        assert_true(event_base_loop(u->base, EVLOOP_ONCE) >= 0);
+    }
+    chand_async_free(u->a);
+    event_base_free(u->base);
+    return u->up;
+}
+
+/* chand_async_connect_url: unix:, chand:// with a user (the requests
+ * queued before hello's answer run as that user), a wrong password,
+ * chands:// with and without the CA, and a bad URL. */
+static void test_async_urls(void **state)
+{
+    (void)state;
+    chand_options *o = chand_options_new();
+    char url[256], path[192];
+    const char *mk[] = {"make"}, *lc[] = {"len", "close"};
+    const char *q[] = {"ops.aq"}, *qq[] = {"ops.aq", "ops.aq"};
+    aurl u;
+    int tport = start_tls(true, true);
+
+    assert_non_null(o);
+    snprintf(url, sizeof url, "unix:%s", sock);
+    assert_int_equal(aurl_run(&u, url, NULL, 1, mk, q), 0);
+    assert_int_equal(u.rc[0], 0);
+
+    snprintf(url, sizeof url, "chand://127.0.0.1:%d", D.port);
+    assert_int_equal(chand_options_set(o, "user", "alice"), 0);
+    assert_int_equal(chand_options_set(o, "password", "secret"), 0);
+    assert_int_equal(aurl_run(&u, url, o, 2, lc, qq), 0);
+    assert_int_equal(u.rc[0], 0);             /* r:* */
+    assert_int_equal(u.rc[1], CHAND_EDENIED); /* no w on ops. */
+
+    assert_int_equal(chand_options_set(o, "password", "nope"), 0);
+    assert_int_equal(aurl_run(&u, url, o, 1, lc, qq), CHAND_EUNAUTH);
+    assert_int_equal(u.rc[0], CHAND_ECONN);
+    assert_non_null(strstr(u.why, "invalid user or password"));
+
+    snprintf(url, sizeof url, "chands://127.0.0.1:%d", tport);
+    assert_int_equal(chand_options_set(o, "user", NULL), 0);
+    assert_int_equal(chand_options_set(o, "password", NULL), 0);
+    assert_int_equal(aurl_run(&u, url, o, 0, NULL, NULL), CHAND_ECONNECT);
+    assert_non_null(strstr(u.why, "certificate"));
+    snprintf(path, sizeof path, "%s/ca.pem", ca);
+    assert_int_equal(chand_options_set(o, "tls_ca", path), 0);
+    snprintf(path, sizeof path, "%s/client.pem", ca);
+    assert_int_equal(chand_options_set(o, "tls_cert", path), 0);
+    snprintf(path, sizeof path, "%s/client.key", ca);
+    assert_int_equal(chand_options_set(o, "tls_key", path), 0);
+    assert_int_equal(aurl_run(&u, url, o, 2, lc, qq), 0); /* CN=alice */
+    assert_int_equal(u.rc[0], 0);
+    assert_int_equal(u.rc[1], CHAND_EDENIED);
+
+    assert_int_equal(aurl_run(&u, "http://x", NULL, 0, NULL, NULL), CHAND_EARG);
+    assert_int_equal(aurl_run(&u, "unix:rel", NULL, 0, NULL, NULL), CHAND_EARG);
+    chand_options_free(o);
+    stop();
+}
+
 /* tls_cert and tls_key reload on SIGHUP: a certificate from a new CA
  * replaces the old one; a broken one is refused and the old stays. */
 static void test_tls_reload(void **state)
@@ -1255,6 +1379,7 @@ int main(void)
         cmocka_unit_test_teardown(test_tls_plain, teardown),
         cmocka_unit_test_teardown(test_tls_client_cert, teardown),
         cmocka_unit_test_teardown(test_client_urls, teardown),
+        cmocka_unit_test_teardown(test_async_urls, teardown),
         cmocka_unit_test_teardown(test_tls_reload, teardown),
         cmocka_unit_test_teardown(test_bad_users_file, teardown),
     };
