@@ -217,6 +217,32 @@ static testd_conn *login(const char *user, const char *pw)
     return c;
 }
 
+/* runtime.stats' security.<group>.<key> (group NULL: security.<key>),
+ * read on u (a session allowed to). */
+static json_int_t sec_stat(testd_conn *u, const char *group, const char *key)
+{
+    json_t *s =
+        json_object_get(e2e_ok(u, 0, "runtime.stats", NULL), "security");
+
+    assert_non_null(s);
+    if (group)
+        s = json_object_get(s, group);
+    assert_true(json_is_integer(json_object_get(s, key)));
+    return json_integer_value(json_object_get(s, key));
+}
+
+/* Polls sec_stat until it is at least want (WAIT_MS); returns it. */
+static json_int_t sec_stat_reaches(testd_conn *u, const char *group,
+                                   const char *key, json_int_t want)
+{
+    int64_t end = testd_now_ms() + WAIT_MS;
+    json_int_t v;
+
+    while ((v = sec_stat(u, group, key)) < want && testd_now_ms() < end)
+        testd_sleep_ms(5);
+    return v;
+}
+
 /* ------------------------------------------------------------------ */
 /* Without users                                                      */
 /* ------------------------------------------------------------------ */
@@ -859,6 +885,77 @@ static void test_bruteforce_slowdown(void **state)
     /* another peer (the unix socket, keyed by uid) is not slowed down */
     u = testd_connect_unix(sock);
     auth_ok(u, "alice", "secret");
+    /* what an operator sees: the failures, the attempts held back (the
+     * 4th to the 7th), the two refused, the one success */
+    assert_int_equal(sec_stat(u, "auth", "failed"), 7);
+    assert_int_equal(sec_stat(u, "auth", "delayed"), 4);
+    assert_int_equal(sec_stat(u, "refused", "limit"), 2);
+    assert_int_equal(sec_stat(u, "auth", "ok"), 1);
+    stop();
+}
+
+/* A password hash (bcrypt, cost 14: ~1 s) slow enough that the test can
+ * line attempts up behind it; the password is "x". */
+#define SLOW_HASH "$2b$14$aaaaaaaaaaaaaaaaaaaaaOboaDxIUIz8jzBzz1R.NEtEKfp8R90Uy"
+
+/* Password hashing is capped: with one slot and a queue of one, an
+ * attempt behind a running hash waits, the next is refused at once
+ * (reason limit) without its password being checked, and the runtime
+ * goes on serving everybody else meanwhile.  Ordered by polling the
+ * counts in runtime.stats, never by time. */
+static void test_hash_flood(void **state)
+{
+    (void)state;
+    const char *a[] = {"--auth-hash-slots", "1", "--auth-hash-queue", "1",
+                       NULL};
+    testd_conn *u, *c1, *c2, *c3;
+    json_t *ans;
+
+    write_users("slow  %s rw:slow.\n"
+                "alice %s rw:jobs. r:*\n"
+                "me    -  uid=%u rwla:*\n",
+                SLOW_HASH, hash, (unsigned)getuid());
+    start(a);
+    u = testd_connect_unix(sock);
+    assert_non_null(u);
+    assert_int_equal(sec_stat(u, "hashing", "slots"), 1);
+    assert_int_equal(sec_stat(u, "hashing", "queue"), 1);
+    c1 = testd_connect(&D);
+    c2 = testd_connect(&D);
+    c3 = testd_connect(&D);
+    assert_true(c1 && c2 && c3);
+    assert_int_equal(testd_send(c1, "{\"jsonrpc\":\"2.0\",\"id\":1,"
+                                    "\"method\":\"auth\",\"params\":{"
+                                    "\"user\":\"slow\",\"password\":"
+                                    "\"x\"}}"),
+                     0);
+    assert_int_equal(sec_stat_reaches(u, "hashing", "running", 1), 1);
+    assert_int_equal(testd_send(c2, "{\"jsonrpc\":\"2.0\",\"id\":2,"
+                                    "\"method\":\"auth\",\"params\":{"
+                                    "\"user\":\"alice\",\"password\":"
+                                    "\"secret\"}}"),
+                     0);
+    assert_int_equal(sec_stat_reaches(u, "hashing", "waiting", 1), 1);
+    e2e_expect_reason_msg(c3, 3, "auth",
+                          "{\"user\":\"alice\",\"password\":\"secret\"}",
+                          "limit", "busy verifying passwords");
+    /* the runtime serves the others while the hash runs */
+    e2e_ok(u, 0, "make", "{\"name\":\"q\",\"cap\":1}");
+    e2e_ok(u, 0, "send", "{\"name\":\"q\",\"value\":1}");
+    e2e_ok(u, 0, "recv", "{\"name\":\"q\"}");
+    /* then both attempts in the gate succeed, in turn */
+    ans = testd_wait_id(c1, 1, WAIT_MS);
+    assert_non_null(testd_result(ans));
+    json_decref(ans);
+    ans = testd_wait_id(c2, 2, WAIT_MS);
+    assert_non_null(testd_result(ans));
+    json_decref(ans);
+    assert_int_equal(sec_stat(u, "auth", "ok"), 2);
+    assert_int_equal(sec_stat(u, "auth", "failed"), 0);
+    assert_int_equal(sec_stat(u, "refused", "busy"), 1);
+    assert_int_equal(sec_stat(u, "hashing", "running"), 0);
+    assert_int_equal(sec_stat(u, "hashing", "waiting"), 0);
+    assert_true(log_has("every password hash slot is busy"));
     stop();
 }
 
@@ -1095,6 +1192,16 @@ static void test_tls_client_cert(void **state)
         assert_null(a);
     }
     tls_close(&t, false);
+    {
+        /* both refusals are counted as failed handshakes */
+        testd_conn *u = testd_connect_unix(sock);
+        assert_non_null(u);
+        assert_int_equal(sec_stat_reaches(u, NULL, "tls_handshake_failures", 2),
+                         2);
+        assert_true(json_is_true(json_object_get(
+            json_object_get(e2e_ok(u, 0, "runtime.stats", NULL), "security"),
+            "tls")));
+    }
     /* a certificate without a CN: connects, names nobody */
     assert_int_equal(tls_open(&t, port, "nocn"), 0);
     a = tls_call(&t, "make", "{\"name\":\"jobs.n\"}");
@@ -1375,6 +1482,7 @@ int main(void)
         cmocka_unit_test_teardown(test_preauth_line_limit, teardown),
         cmocka_unit_test_teardown(test_hostile_preauth, teardown),
         cmocka_unit_test_teardown(test_bruteforce_slowdown, teardown),
+        cmocka_unit_test_teardown(test_hash_flood, teardown),
         cmocka_unit_test_teardown(test_protected_mode, teardown),
         cmocka_unit_test_teardown(test_tls_plain, teardown),
         cmocka_unit_test_teardown(test_tls_client_cert, teardown),
