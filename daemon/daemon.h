@@ -281,7 +281,8 @@ typedef struct dreq dreq;
 extern bool sec_on;
 
 /* Loads the users file, the TLS certificates, the failure limiter and
- * the hash gate per c (main, before srv_new).  Returns 0 or -1 with err filled. */
+ * the hash gate per c (main, before srv_new).  Returns 0 or -1 with err filled.
+ */
 int sec_init(const conf *c, char *err, size_t errlen);
 /* SIGHUP: reloads the users file and the certificates; on error the old
  * ones stay (logged).  io[0]. */
