@@ -458,6 +458,19 @@ CHAND_API int chand_async_connect(struct event_base *base, const char *host,
                                   int port, int64_t timeout_ms,
                                   chand_connect_cb cb, void *arg,
                                   chand_async **out);
+/* As chand_async_connect, to url (chand://, chands://, unix:/PATH or
+ * HOST[:PORT], as chand_connect_url) with opts (may be NULL: TLS options,
+ * and a user and password that hello authenticates with).  hello is
+ * queued first; cb runs with rc 0 once it is answered, or with the reason
+ * the connection or the credentials were refused (CHAND_ECONNECT,
+ * CHAND_EUNAUTH, ...), after which the requests queued meanwhile fail with
+ * CHAND_ECONN.  Returns 0 and a new handle in *out, or a negative code
+ * with err (may be NULL) filled (CHAND_EARG for a bad URL). */
+CHAND_API int chand_async_connect_url(struct event_base *base, const char *url,
+                                      const chand_options *opts,
+                                      int64_t timeout_ms, chand_connect_cb cb,
+                                      void *arg, chand_async **out,
+                                      chand_error *err);
 /* Queues method with params (stolen; NULL = {}) and timeout_ms (carried to
  * the server unless CHAND_FOREVER; the client fails the request with
  * CHAND_ETIMEOUT CHAND_GRACE_MS after that).  cb (may be NULL) runs on

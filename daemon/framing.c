@@ -18,6 +18,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "tls.h"
 
@@ -321,11 +322,17 @@ void sess__tls_event_cb(struct bufferevent *bev, short what, void *arg)
     } else if (what & BEV_EVENT_TIMEOUT) {
         log_info("session %llu from %s: TLS handshake deadline: closing",
                  (unsigned long long)s->id, s->peer);
+        srv_count_sec(SRV_TLS_HANDSHAKE_FAILED);
         if (s->ended)
             sess__close_conn(s);
         else
             sess__end(s, false);
     } else {
+        SSL *ssl = bufferevent_openssl_get_ssl(bev);
+        /* A peer that goes away mid-handshake failed it too: a scanner,
+         * or a client that refused our certificate. */
+        if (!s->ended && ssl && !SSL_is_init_finished(ssl))
+            srv_count_sec(SRV_TLS_HANDSHAKE_FAILED);
         if ((what & BEV_EVENT_ERROR) && !s->ended) {
             unsigned long e = bufferevent_get_openssl_error(bev);
             if (e) {

@@ -4,6 +4,7 @@
  * different ways.
  */
 #include "daemon.h"
+#include "hashgate.h"
 #include "persist.h"
 
 #include <dirent.h>
@@ -58,5 +59,12 @@ void stats_take(stats_snap *sn)
     sn->memory_bytes = mem_used();
     sn->max_memory = (int64_t)srv_conf.max_memory;
     sn->draining = srv_draining();
+    sn->users = atomic_load(&srv_stat.users);
+    sn->tls = srv_conf.tls_port != 0 && srv_conf.tls_cert[0];
+    for (int i = 0; i < SRV_SEC_N; i++)
+        sn->sec[i] =
+            atomic_load_explicit(&srv_stat.sec[i], memory_order_relaxed);
+    hashgate_counts(&sn->hashing, &sn->hash_waiting);
+    hashgate_sizes(&sn->hash_slots, &sn->hash_queue);
     persist_stats(sn);
 }

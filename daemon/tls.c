@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
@@ -261,6 +262,42 @@ struct bufferevent *tls_bufferevent_accept(struct event_base *base,
 void tls_handshake_done(struct bufferevent *bev)
 {
     bufferevent_set_timeouts(bev, NULL, NULL);
+}
+
+/* One TLS record's worth of plaintext. */
+#define TLS_RECORD_MAX 16384
+
+size_t tls_write_now(struct bufferevent *bev, struct evbuffer *buf)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    size_t done = 0;
+
+    if (!ssl || !SSL_is_init_finished(ssl) ||
+        evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+        return 0;
+    while (evbuffer_get_length(buf) > 0) {
+        size_t n = evbuffer_get_length(buf);
+        unsigned char *p;
+        int r;
+
+        if (n > TLS_RECORD_MAX)
+            n = TLS_RECORD_MAX;
+        /* Contiguous, so that a retry from the bufferevent's first chain
+         * covers at least these n bytes. */
+        p = evbuffer_pullup(buf, (ev_ssize_t)n);
+        if (!p)
+            break;
+        r = SSL_write(ssl, p, (int)n);
+        if (r <= 0) {
+            /* The bufferevent retries (want write) or meets the error
+             * itself; the error queue must not outlive this call. */
+            ERR_clear_error();
+            break;
+        }
+        evbuffer_drain(buf, (size_t)r);
+        done += (size_t)r;
+    }
+    return done;
 }
 
 void tls_close_notify(struct bufferevent *bev)

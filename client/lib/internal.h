@@ -65,8 +65,39 @@ void chand__conn_drop(chand_conn *c);
 int chand__call_until(chand_conn *c, const char *method, json_t *params,
                       int64_t timeout_ms, int64_t deadline, json_t **result);
 
+/* conn.c: what connecting by URL shares between the blocking and the
+ * asynchronous API. */
+
+/* Parses url (chand://, chands://, unix:, HOST[:PORT]) into *kind
+ * (CHAND__*), *host (new: a host name or a unix socket's path) and *port.
+ * Returns 0, CHAND_EARG or CHAND_ENOMEM (*host then NULL). */
+int chand__url_parse(const char *url, int *kind, char **host, int *port);
+/* Fills err for url's parse failure rc; returns rc. */
+int chand__url_error(const char *url, int rc, chand_error *err);
+/* Returns hello's params (new): the protocol version, heartbeat_ms when
+ * hb_ms > 0, and o's user and password; NULL when out of memory. */
+json_t *chand__hello_params(const chand_options *o, int64_t hb_ms);
+/* Copies the session id and the server's name (server may be NULL) out of
+ * hello's result res. */
+void chand__hello_done(const json_t *res, char *session, size_t slen,
+                       char *server, size_t srvlen);
+
 /* tls.c: TLS on c->fd, and the I/O both kinds share. */
 
+/* Makes a client context (SSL_CTX, new in *ctx) from o's tls_ca,
+ * tls_cert and tls_key.  Returns 0 or a negative code with err filled. */
+int chand__tls_ctx_new(const chand_options *o, void **ctx, chand_error *err);
+/* Frees a context of chand__tls_ctx_new (NULL is ok; SSLs made from it
+ * hold their own reference). */
+void chand__tls_ctx_free(void *ctx);
+/* Returns a new SSL from ctx that checks the server's certificate names
+ * o's tls_servername, else host (and sends it as SNI), or NULL with err
+ * filled. */
+void *chand__tls_ssl_new(void *ctx, const chand_options *o, const char *host,
+                         chand_error *err);
+/* Fills err for a failed handshake of ssl (the certificate's verdict
+ * when it was refused); returns CHAND_ECONNECT. */
+int chand__tls_verify_error(void *ssl, chand_error *err);
 /* Makes c's SSL over c->fd and does the handshake before deadline.
  * Returns 0 or a negative code with c->err filled. */
 int chand__tls_start(chand_conn *c, int64_t deadline);
