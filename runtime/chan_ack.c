@@ -22,11 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- the redelivery queue: entries of a key then the element ---- */
+/* ---- the redelivery queue: entries of a key, the meta, the element ---- */
+
+#define REDQ_HDR (sizeof(uint64_t) + sizeof(void *))
 
 static size_t redq_stride(const rt_chan *c)
 {
-    return sizeof(uint64_t) + ((c->elemsize + 7) & ~(size_t)7);
+    return REDQ_HDR + ((c->elemsize + 7) & ~(size_t)7);
 }
 
 static unsigned char *redq_at(rt_chan *c, size_t i)
@@ -50,7 +52,7 @@ static bool redq_reserve(rt_chan *c)
 }
 
 /* Inserts (after redq_reserve) in key order; usually at an end. */
-static void redq_insert(rt_chan *c, const void *elem, uint64_t seq)
+static void redq_insert(rt_chan *c, const void *elem, uint64_t seq, void *meta)
 {
     size_t i = c->nredq, st = redq_stride(c);
     uint64_t k;
@@ -63,18 +65,20 @@ static void redq_insert(rt_chan *c, const void *elem, uint64_t seq)
     }
     memmove(redq_at(c, i + 1), redq_at(c, i), (c->nredq - i) * st);
     memcpy(redq_at(c, i), &seq, sizeof seq);
+    memcpy(redq_at(c, i) + sizeof seq, &meta, sizeof meta);
     if (c->elemsize)
-        memcpy(redq_at(c, i) + sizeof seq, elem, c->elemsize);
+        memcpy(redq_at(c, i) + REDQ_HDR, elem, c->elemsize);
     __atomic_store_n(&c->nredq, c->nredq + 1, __ATOMIC_RELAXED);
 }
 
-static uint64_t redq_pop(rt_chan *c, void *elem)
+static uint64_t redq_pop(rt_chan *c, void *elem, void **meta)
 {
     uint64_t seq;
 
     memcpy(&seq, redq_at(c, 0), sizeof seq);
+    memcpy(meta, redq_at(c, 0) + sizeof seq, sizeof *meta);
     if (elem && c->elemsize)
-        memcpy(elem, redq_at(c, 0) + sizeof seq, c->elemsize);
+        memcpy(elem, redq_at(c, 0) + REDQ_HDR, c->elemsize);
     memmove(redq_at(c, 0), redq_at(c, 1), (c->nredq - 1) * redq_stride(c));
     __atomic_store_n(&c->nredq, c->nredq - 1, __ATOMIC_RELAXED);
     return seq;
@@ -133,9 +137,10 @@ static void held_done(rt_chan *c, uint64_t seq, rt_g **wake)
     }
 }
 
-static void hold_new(rt_chan *c, rt_chan_hold *hold, uint64_t seq)
+static void hold_new(rt_chan *c, rt_chan_hold *hold, uint64_t seq, void *meta)
 {
     hold->seq = seq;
+    hold->meta = meta;
     c->inflight++;
 }
 
@@ -145,17 +150,21 @@ static int take_core(rt_chan *c, void *elem, rt_chan_hold *hold, rt_g **wake)
     rt__waiter *w;
 
     if (c->nredq) {
-        uint64_t seq = redq_pop(c, elem);
-        if (hold)
-            hold_new(c, hold, seq);
-        else
-            held_done(c, seq, wake);
+        void *meta;
+        uint64_t seq = redq_pop(c, elem, &meta);
+        if (hold) {
+            hold_new(c, hold, seq, meta);
+            return 1;
+        }
+        held_done(c, seq, wake);
+        if (meta && c->meta_free)
+            c->meta_free(meta);
         return 1;
     }
     if (c->qcount > 0) {
         rt__chan_buf_get(c, elem);
         if (hold)
-            hold_new(c, hold, c->dseq++);
+            hold_new(c, hold, c->dseq++, NULL);
         return 1;
     }
     if (c->cap == 0 && (w = rt__waitq_pop_claim(&c->sendq)) != NULL) {
@@ -163,7 +172,7 @@ static int take_core(rt_chan *c, void *elem, rt_chan_hold *hold, rt_g **wake)
             memcpy(elem, w->elem, c->elemsize);
         if (hold) {
             w->held_seq = c->dseq++;
-            hold_new(c, hold, w->held_seq);
+            hold_new(c, hold, w->held_seq, NULL);
             rt__waitq_push(&c->heldq, w);
         } else {
             w->success = true;
@@ -207,7 +216,7 @@ int rt__chan_give(rt_chan *c, const void *elem, rt_g **wake)
         return RT_EAGAIN;
     if ((w = rt__waitq_pop_claim(&c->recvq)) != NULL) {
         if (w->hold)
-            hold_new(c, w->hold, c->dseq++);
+            hold_new(c, w->hold, c->dseq++, NULL);
         rt__chan_send_to(c, w, elem);
         push_wake(wake, w);
         return 0;
@@ -245,7 +254,7 @@ void rt__chan_settle(rt_chan *c, rt_g **wake)
         if (c->cap == 0 && c->recvq.head && c->sendq.head && redq_reserve(c) &&
             (w = rt__waitq_pop_claim(&c->sendq)) != NULL) {
             w->held_seq = c->dseq++;
-            redq_insert(c, w->elem, w->held_seq);
+            redq_insert(c, w->elem, w->held_seq, NULL);
             rt__waitq_push(&c->heldq, w);
             again = true;
         }
@@ -304,7 +313,7 @@ int rt_chan_ack(rt_chan *c, uint64_t seq)
     return 0;
 }
 
-int rt_chan_requeue(rt_chan *c, const void *elem, uint64_t seq,
+int rt_chan_requeue(rt_chan *c, const void *elem, uint64_t seq, void *meta,
                     bool was_inflight)
 {
     rt_g *wake = NULL;
@@ -320,7 +329,7 @@ int rt_chan_requeue(rt_chan *c, const void *elem, uint64_t seq,
         rt__lock_release(&c->lock);
         return RT_ENOMEM;
     }
-    redq_insert(c, elem, seq);
+    redq_insert(c, elem, seq, meta);
     if (was_inflight)
         c->inflight--;
     if (seq >= c->dseq)
@@ -341,6 +350,13 @@ size_t rt_chan_inflight(rt_chan *c)
     return n;
 }
 
+void rt_chan_set_meta_free(rt_chan *c, void (*fn)(void *meta))
+{
+    rt__lock_acquire(&c->lock);
+    c->meta_free = fn;
+    rt__lock_release(&c->lock);
+}
+
 void rt_chan_set_seq(rt_chan *c, uint64_t next)
 {
     rt__lock_acquire(&c->lock);
@@ -350,16 +366,18 @@ void rt_chan_set_seq(rt_chan *c, uint64_t next)
 }
 
 void rt_chan_each_requeued(rt_chan *c,
-                           void (*fn)(void *arg, const void *elem,
-                                      uint64_t seq),
+                           void (*fn)(void *arg, const void *elem, uint64_t seq,
+                                      void *meta),
                            void *arg)
 {
     uint64_t seq;
+    void *meta;
 
     rt__lock_acquire(&c->lock);
     for (size_t i = 0; i < c->nredq; i++) {
         memcpy(&seq, redq_at(c, i), sizeof seq);
-        fn(arg, redq_at(c, i) + sizeof seq, seq);
+        memcpy(&meta, redq_at(c, i) + sizeof seq, sizeof meta);
+        fn(arg, redq_at(c, i) + REDQ_HDR, seq, meta);
     }
     rt__lock_release(&c->lock);
 }

@@ -250,6 +250,7 @@ RT_API int rt_chan_send_await(rt_chan *c, rt_await *a, rt_deadline_t dl,
  * plain receive of the requeued value): its send completes only then. */
 typedef struct rt_chan_hold {
     uint64_t seq; /* the delivery's key: names it for ack and requeue */
+    void *meta;   /* the host's record given to rt_chan_requeue, or NULL */
 } rt_chan_hold;
 /* rt_chan_recv, acknowledged: with a value (*ok true), *h names it. */
 RT_API int rt_chan_recv_ack(rt_chan *c, void *elem, bool *ok, rt_chan_hold *h,
@@ -262,10 +263,16 @@ RT_API uint64_t rt_await_hold(const rt_await *a);
  * of cap; an unbuffered sender waiting on it completes).  0 or RT_EINVAL. */
 RT_API int rt_chan_ack(rt_chan *c, uint64_t seq);
 /* Gives elem (copied), delivered as seq, back to c ahead of every value
- * never delivered.  was_inflight false: restoring a value (recovery) that
- * was not counted in flight.  0, RT_ENOMEM (nothing changed), RT_EINVAL. */
+ * never delivered, with meta (the host's record of it: attempts...), which
+ * the next acknowledged receive of it gets in its hold; a plain receive
+ * passes it to the channel's meta_free instead.  was_inflight false:
+ * restoring a value (recovery) that was not counted in flight.  0,
+ * RT_ENOMEM (nothing changed), RT_EINVAL. */
 RT_API int rt_chan_requeue(rt_chan *c, const void *elem, uint64_t seq,
-                           bool was_inflight);
+                           void *meta, bool was_inflight);
+/* Sets what frees a requeued value's meta that a plain receive took (called
+ * under c's lock: it must be quick and must not call into c). */
+RT_API void rt_chan_set_meta_free(rt_chan *c, void (*fn)(void *meta));
 /* Deliveries in flight (taken by acknowledged receives, not yet acked or
  * requeued). */
 RT_API size_t rt_chan_inflight(rt_chan *c);
@@ -274,7 +281,7 @@ RT_API void rt_chan_set_seq(rt_chan *c, uint64_t next);
 /* Calls fn for each requeued element, in delivery order, under c's lock. */
 RT_API void rt_chan_each_requeued(rt_chan *c,
                                   void (*fn)(void *arg, const void *elem,
-                                             uint64_t seq),
+                                             uint64_t seq, void *meta),
                                   void *arg);
 /* Buffered plus requeued elements (what a receive could take now). */
 RT_API size_t rt_chan_len(rt_chan *c);

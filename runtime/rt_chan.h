@@ -29,6 +29,7 @@ struct rt_chan {
     rt__waitq heldq;
     unsigned char *redq;
     size_t nredq, redq_cap;
+    void (*meta_free)(void *meta);
 };
 
 RT__HIDDEN void rt__chan_send_to(rt_chan *c, rt__waiter *w, const void *elem);

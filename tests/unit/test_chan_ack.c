@@ -26,6 +26,13 @@ static _Atomic int64_t nparked;
 
 /* ---- cap, order, ack ---- */
 
+static int metas[2];
+
+static void meta_free_count(void *meta)
+{
+    ++*(int *)meta;
+}
+
 static void order_main(void *arg)
 {
     (void)arg;
@@ -51,8 +58,8 @@ static void order_main(void *arg)
     CHECK_EQ(rt_chan_send(c, &(int){4}, RT_POLL), 0);
     CHECK_EQ(rt_chan_send(c, &(int){5}, RT_POLL), RT_EAGAIN);
     /* Requeued 3 then 1: they come back as 1, 3, before 4. */
-    CHECK_EQ(rt_chan_requeue(c, &(int){3}, h[2].seq, true), 0);
-    CHECK_EQ(rt_chan_requeue(c, &(int){1}, h[0].seq, true), 0);
+    CHECK_EQ(rt_chan_requeue(c, &(int){3}, h[2].seq, NULL, true), 0);
+    CHECK_EQ(rt_chan_requeue(c, &(int){1}, h[0].seq, NULL, true), 0);
     CHECK_EQ(rt_chan_inflight(c), 0);
     CHECK_EQ(rt_chan_len(c), 3);
     rt_chan_hold a;
@@ -63,10 +70,23 @@ static void order_main(void *arg)
     CHECK_EQ(v, 3);
     CHECK_EQ(rt_chan_recv(c, &v, &ok, RT_POLL), 0);
     CHECK_EQ(v, 4);
+    CHECK(a.meta == NULL);
+    /* The meta travels with a requeued value: to the next acknowledged
+     * receive, or to meta_free when a plain receive takes it. */
+    rt_chan_set_meta_free(c, meta_free_count);
+    CHECK_EQ(rt_chan_requeue(c, &(int){1}, a.seq, &metas[0], true), 0);
+    CHECK_EQ(rt_chan_recv_ack(c, &v, &ok, &a, RT_POLL), 0);
+    CHECK(a.meta == &metas[0]);
+    CHECK_EQ(rt_chan_requeue(c, &(int){1}, a.seq, &metas[1], true), 0);
+    CHECK_EQ(rt_chan_recv(c, &v, &ok, RT_POLL), 0);
+    CHECK_EQ(metas[1], 1);
+    CHECK_EQ(metas[0], 0);
+    CHECK_EQ(rt_chan_send(c, &(int){1}, RT_POLL), 0);
+    CHECK_EQ(rt_chan_recv_ack(c, &v, &ok, &a, RT_POLL), 0);
     CHECK_EQ(rt_chan_ack(c, a.seq), 0);
     /* Nothing in flight: a stray ack is refused. */
     CHECK_EQ(rt_chan_ack(c, a.seq), RT_EINVAL);
-    CHECK_EQ(rt_chan_requeue(c, &v, 99, true), RT_EINVAL);
+    CHECK_EQ(rt_chan_requeue(c, &v, 99, NULL, true), RT_EINVAL);
     rt_chan_release(c);
 }
 
@@ -145,7 +165,7 @@ static void close_main(void *arg)
     CHECK_EQ(rt_go(receiver, &k1), 0);
     RTTEST_WAIT(atomic_load(&nparked) >= 1);
     /* The requeued value reaches the parked receiver. */
-    CHECK_EQ(rt_chan_requeue(c, &v, h.seq, true), 0);
+    CHECK_EQ(rt_chan_requeue(c, &v, h.seq, NULL, true), 0);
     RTTEST_WAIT(atomic_load(&k1.done));
     CHECK(k1.ok);
     CHECK_EQ(k1.v, 1);
@@ -207,7 +227,7 @@ static void unbuf_main(void *arg)
     rttest_msleep(20);
     CHECK_EQ(atomic_load(&s.done), 0);
     /* A requeue keeps it held; a plain receive of it completes it. */
-    CHECK_EQ(rt_chan_requeue(c, &v, h.seq, true), 0);
+    CHECK_EQ(rt_chan_requeue(c, &v, h.seq, NULL, true), 0);
     CHECK_EQ(atomic_load(&s.done), 0);
     CHECK_EQ(rt_chan_len(c), 1);
     CHECK_EQ(rt_chan_recv(c, &v, &ok, RT_POLL), 0);
@@ -271,12 +291,12 @@ static void await_select_main(void *arg)
     rt_await_free(a);
 
     CHECK_EQ(rt_chan_send(c, &(int){22}, RT_POLL), 0);
-    rt_select_case cs[1] = {{RT_SELECT_RECV, c, &v, false, true, {0}}};
+    rt_select_case cs[1] = {{RT_SELECT_RECV, c, &v, false, true, {0, NULL}}};
     CHECK_EQ(rt_select(cs, 1, RT_POLL, NULL), 0);
     CHECK(cs[0].ok);
     CHECK_EQ(v, 22);
     CHECK_EQ(rt_chan_inflight(c), 1);
-    CHECK_EQ(rt_chan_requeue(c, &v, cs[0].hold.seq, true), 0);
+    CHECK_EQ(rt_chan_requeue(c, &v, cs[0].hold.seq, NULL, true), 0);
     CHECK_EQ(rt_chan_recv(c, &v, &ok, RT_POLL), 0);
     CHECK_EQ(v, 22);
     rt_chan_release(c);
@@ -306,7 +326,7 @@ static void consumer(void *arg)
 
     while (rt_chan_recv_ack(s->c, &v, &ok, &h, RT_FOREVER) == 0 && ok) {
         if (rand_r(&seed) % 4 == 0) {
-            CHECK_EQ(rt_chan_requeue(s->c, &v, h.seq, true), 0);
+            CHECK_EQ(rt_chan_requeue(s->c, &v, h.seq, NULL, true), 0);
             continue;
         }
         CHECK_EQ(atomic_fetch_add(&s->acked[v], 1), 0);
