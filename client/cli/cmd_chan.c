@@ -233,10 +233,13 @@ static int make_missing(cli_ctx *c, const char *name)
 int cli_h_recv(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
 {
     json_t *v = NULL;
-    int rc = make_missing(c, argv[0]);
+    int rc;
 
     (void)k;
     (void)argc;
+    if (c->ack_wait_ms > 0 && !c->ack)
+        return cli_usage_error(c, "--ack-wait is for --ack");
+    rc = make_missing(c, argv[0]);
     if (rc)
         return rc;
     if (c->ack)
