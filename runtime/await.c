@@ -67,9 +67,9 @@ bool rt_await_ok(const rt_await *a)
     return a->ok;
 }
 
-uint64_t rt_await_hold(const rt_await *a)
+rt_chan_hold rt_await_hold(const rt_await *a)
 {
-    return a->hold.seq;
+    return a->hold;
 }
 
 /* Everything but fn; after it a belongs to fn alone. */

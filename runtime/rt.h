@@ -258,7 +258,7 @@ RT_API int rt_chan_recv_ack(rt_chan *c, void *elem, bool *ok, rt_chan_hold *h,
 /* rt_chan_recv_await, acknowledged; rt_await_hold gives the key. */
 RT_API int rt_chan_recv_ack_await(rt_chan *c, rt_await *a, rt_deadline_t dl,
                                   rt_cancel *tok);
-RT_API uint64_t rt_await_hold(const rt_await *a);
+RT_API rt_chan_hold rt_await_hold(const rt_await *a);
 /* Ends the delivery seq: it leaves the in-flight count (freeing its slot
  * of cap; an unbuffered sender waiting on it completes).  0 or RT_EINVAL. */
 RT_API int rt_chan_ack(rt_chan *c, uint64_t seq);

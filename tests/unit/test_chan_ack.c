@@ -287,7 +287,7 @@ static void await_select_main(void *arg)
     CHECK_EQ(*(int *)rt_await_elem(a), 21);
     CHECK_EQ(rt_chan_inflight(c), 1);
     CHECK_EQ(rt_chan_send(c, &(int){22}, RT_POLL), RT_EAGAIN);
-    CHECK_EQ(rt_chan_ack(c, rt_await_hold(a)), 0);
+    CHECK_EQ(rt_chan_ack(c, rt_await_hold(a).seq), 0);
     rt_await_free(a);
 
     CHECK_EQ(rt_chan_send(c, &(int){22}, RT_POLL), 0);
