@@ -6,7 +6,8 @@
  *
  *   method                      needs
  *   hello, auth, ping           nothing (also before authentication)
- *   make, send, recv, close     w on name
+ *   make, send, recv, close     w on name (make: and on dead_letter)
+ *   ack, nack, touch, term      w on name
  *   len                         r on name
  *   drop                        a on name
  *   list                        nothing; shows only names with r
@@ -53,7 +54,7 @@ static const acl_method acl_table[] = {
     {"auth", ACL_K_OPEN, 0, NULL},
     {"ping", ACL_K_OPEN, 0, NULL},
     /* channels */
-    {"make", ACL_K_NAME, ACL_W, NULL},
+    {"make", ACL_K_NAME, ACL_W, "dead_letter"},
     {"send", ACL_K_NAME, ACL_W, NULL},
     {"recv", ACL_K_NAME, ACL_W, NULL},
     {"close", ACL_K_NAME, ACL_W, NULL},
@@ -471,7 +472,9 @@ static int acl_collect(acl_walk *w, const acl_src *s, const acl_method *e,
         return 0;
     case ACL_K_NAME:
         rc = acl_need_name(w, mn, acl_param(s, "name"), e->perm);
-        if (rc == 0 && e->name2)
+        /* name2 is required by proto where it must be (cond.wait's
+         * mutex), optional where it may be (make's dead_letter). */
+        if (rc == 0 && e->name2 && acl_param(s, e->name2))
             rc = acl_need_name(w, mn, acl_param(s, e->name2), e->perm);
         return rc;
     case ACL_K_SELECT:

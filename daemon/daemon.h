@@ -21,9 +21,11 @@
  *                (dispatch_internal.h: the calls between these three)
  *   park.c       waiting requests: goroutines, awaits, the waiters count
  *   h_*.c        the handlers, one file per method family (channels:
- *                h_chan_obj.c, h_chan.c, h_chan_select.c; h_chan_internal.h;
- *                timers: h_timer.c, and h_timer_dur.c their durability;
- *                h_timer_internal.h)
+ *                h_chan_obj.c, h_chan.c, h_chan_select.c, h_ack.c;
+ *                h_chan_internal.h; timers: h_timer.c, and h_timer_dur.c
+ *                their durability; h_timer_internal.h)
+ *   dlv.c        acknowledged deliveries: ids, deadlines, redelivery,
+ *                dead letters (dlv.h)
  *   stats.c      the one snapshot runtime.stats and /metrics render
  *   holds.c      lock holds, fencing tokens, leases, wait-for graph
  *                (holds.h, for h_lock.c)
@@ -193,6 +195,8 @@ typedef struct stats_snap {
     int64_t sessions, objects, waiters, held_locks, requests;
     int64_t open_fds, rss_bytes, output_buffer_bytes;
     int64_t memory_bytes, max_memory; /* mem.c's count and its limit */
+    /* Acknowledged deliveries (dlv.c): in flight now; totals since start. */
+    int64_t dlv_inflight, dlv_redelivered, dlv_dead_letters, dlv_dropped;
     bool draining;
     /* Durability (persist.c): all 0 when data_dir is empty. */
     bool persist;
@@ -473,6 +477,10 @@ void dreq_ok_index(dreq *r, int index);
  * null, "ok": false}; with "index": index first when index >= 0 (select).
  * v is borrowed (read before gb can run); gb as dreq_ok_gb. */
 void dreq_ok_recv(dreq *r, int index, const hval *v, gback *gb);
+/* The same for an acknowledged receive of v (borrowed): adds "delivery":
+ * {"id": id, "attempt": attempt}. */
+void dreq_ok_recv_dlv(dreq *r, int index, const hval *v, uint64_t id,
+                      uint32_t attempt);
 /* Answers r with {key: n}, likewise. */
 void dreq_ok_int(dreq *r, const char *key, int64_t n);
 /* As dreq_ok, handing gb's values with the answer (given back when the
@@ -571,6 +579,11 @@ void h_recv(dreq *r);
 void h_close(dreq *r);
 void h_len(dreq *r);
 void h_select(dreq *r);
+/* h_ack.c */
+void h_ack(dreq *r);
+void h_nack(dreq *r);
+void h_touch(dreq *r);
+void h_term(dreq *r);
 /* Creates channel name (cap, type "any") for the timer family; returns a
  * new reference or NULL after failing r. */
 obj *hchan_make_for_timer(dreq *r, const char *name, size_t cap);

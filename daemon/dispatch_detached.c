@@ -40,6 +40,23 @@ static bool disp_takes_hold(const char *method)
     return false;
 }
 
+/* Returns true when req receives with ack (recv, or a select recv case):
+ * nobody could acknowledge it. */
+static bool disp_acks(const proto_request *req)
+{
+    json_t *cases, *c;
+    size_t i;
+
+    if (strcmp(req->method->name, "recv") == 0)
+        return json_is_true(json_object_get(req->params, "ack"));
+    if (strcmp(req->method->name, "select") != 0)
+        return false;
+    cases = json_object_get(req->params, "cases");
+    json_array_foreach(
+        cases, i, c) if (json_is_true(json_object_get(c, "ack"))) return true;
+    return false;
+}
+
 /* Refuses a detached request that would leave a hold owned by nobody
  * forever (a lock or once.do without lease_ms), and checks nested go and
  * timer.afterfunc requests the same way, when they are made.  Returns 0
@@ -59,6 +76,11 @@ static int disp_detached_check(const proto_request *req, int depth,
                 "lease_ms, or its hold would outlive everyone",
                 name);
     }
+    if (disp_acks(req))
+        return proto_error_set(err, proto_reason_code(PROTO_R_MISUSE),
+                               PROTO_R_MISUSE,
+                               "a detached acknowledged receive (go, "
+                               "timer.afterfunc) has no session to ack it");
     if (strcmp(name, "go") && strcmp(name, "timer.afterfunc"))
         return 0;
     if (depth >= 8)

@@ -5,6 +5,7 @@
  * hvals (each owns its value's compact text; values are immutable).
  */
 #include "daemon.h"
+#include "dlv.h"
 #include "h_chan_internal.h"
 #include "persist.h"
 #include "hval.h"
@@ -114,10 +115,17 @@ static int hchan_init(obj *o, dreq *r)
     } else {
         h->cap = (size_t)dreq_int(r, "cap", 0);
         h->elem = (hchan_elem)hchan_elem_parse(dreq_str(r, "type"));
+        h->max_deliver = (uint32_t)dreq_int(r, "max_deliver", 0);
+        if (dreq_str(r, "dead_letter") &&
+            !(h->dead_letter = strdup(dreq_str(r, "dead_letter"))))
+            return -1;
     }
     h->c = rt_chan_make(sizeof(hval), h->cap);
-    if (!h->c)
+    if (!h->c) {
+        free(h->dead_letter);
         return -1;
+    }
+    rt_chan_set_meta_free(h->c, dlv_meta_free);
     persist_chan_made(o, h->c, h->cap, hchan_elem_names[h->elem]);
     return 0;
 }
@@ -133,6 +141,7 @@ static void hchan_fini(obj *o)
     rt_chan_close(h->c);
     hchan_drain(h);
     rt_chan_release(h->c);
+    free(h->dead_letter);
 }
 
 /* Dropped: close so that every waiter wakes (and sees `dropped`), and
@@ -142,6 +151,7 @@ static void hchan_drop(obj *o)
     hchan *h = (hchan *)o;
     rt_chan_observe(h->c, NULL, NULL); /* persist_drop logged it all */
     rt_chan_close(h->c);
+    dlv_chan_dropped(o); /* in-flight values end, held senders complete */
     hchan_drain(h);
 }
 
@@ -294,6 +304,8 @@ static void hchan_info(obj *o, json_t *into)
     json_object_set_new(into, "cap", json_integer((json_int_t)h->cap));
     json_object_set_new(into, "closed", json_boolean(rt_chan_closed(h->c)));
     json_object_set_new(into, "elem", json_string(hchan_elem_names[h->elem]));
+    json_object_set_new(into, "inflight",
+                        json_integer((json_int_t)rt_chan_inflight(h->c)));
 }
 
 const obj_ops hchan_ops = {
@@ -323,8 +335,22 @@ void h_make(dreq *r)
     const char *name = dreq_str(r, "name");
     int64_t cap = dreq_int(r, "cap", 0);
     int elem = hchan_elem_parse(dreq_str(r, "type"));
+    int64_t maxd = dreq_int(r, "max_deliver", 0);
+    const char *dl = dreq_str(r, "dead_letter");
     bool created;
     obj *o;
+
+    if (dreq_param(r, "max_deliver") && (maxd < 1 || maxd > 1000000)) {
+        dreq_fail_params(r, NULL,
+                         "invalid params: max_deliver must be 1..1000000");
+        return;
+    }
+    if (dl && strcmp(dl, name) == 0) {
+        dreq_fail_params(r, NULL,
+                         "invalid params: a channel cannot be its own "
+                         "dead_letter");
+        return;
+    }
 
     if (elem < 0) {
         dreq_fail_params(r, NULL,
@@ -350,6 +376,13 @@ void h_make(dreq *r)
             r, PROTO_R_EXISTS, closed ? json_pack("{s:b}", "closed", 1) : NULL,
             "channel \"%s\" exists with cap %zu and type %s%s", name, h->cap,
             hchan_elem_names[h->elem], closed ? ", and is closed" : "");
+    else if (!created &&
+             (h->max_deliver != (uint32_t)maxd ||
+              strcmp(h->dead_letter ? h->dead_letter : "", dl ? dl : "")))
+        dreq_fail(r, PROTO_R_EXISTS,
+                  "channel \"%s\" exists with max_deliver %u and dead_letter "
+                  "\"%s\"",
+                  name, h->max_deliver, h->dead_letter ? h->dead_letter : "");
     else if (closed)
         dreq_ok(r, json_pack("{s:b}", "closed", 1));
     else

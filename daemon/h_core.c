@@ -192,6 +192,13 @@ void h_rt_stats(dreq *r)
         json_object_set_new(res, "max_memory",
                             json_integer((json_int_t)sn.max_memory));
         json_object_set_new(res, "security", rt_stats_security(&sn));
+        json_object_set_new(
+            res, "deliveries",
+            json_pack("{s:I, s:I, s:I, s:I}", "inflight",
+                      (json_int_t)sn.dlv_inflight, "redelivered",
+                      (json_int_t)sn.dlv_redelivered, "dead_letters",
+                      (json_int_t)sn.dlv_dead_letters, "dropped",
+                      (json_int_t)sn.dlv_dropped));
     }
     dreq_ok(r, res);
 }

@@ -150,6 +150,22 @@ static void metrics_render(struct evbuffer *b)
                   (long long)sn.waiters);
     metrics_gauge(b, "chand_held_locks", "Locks held by clients.",
                   (long long)sn.held_locks);
+    metrics_gauge(b, "chand_deliveries_inflight",
+                  "Acknowledged deliveries not yet acknowledged.",
+                  (long long)sn.dlv_inflight);
+    metrics_head(b, "chand_deliveries_redelivered_total", "counter",
+                 "Deliveries given back for another attempt.");
+    evbuffer_add_printf(b, "chand_deliveries_redelivered_total %lld\n",
+                        (long long)sn.dlv_redelivered);
+    metrics_head(b, "chand_dead_letters_total", "counter",
+                 "Values sent to a dead-letter channel.");
+    evbuffer_add_printf(b, "chand_dead_letters_total %lld\n",
+                        (long long)sn.dlv_dead_letters);
+    metrics_head(b, "chand_dead_letters_dropped_total", "counter",
+                 "Dead letters dropped (no, missing, full or closed "
+                 "dead-letter channel).");
+    evbuffer_add_printf(b, "chand_dead_letters_dropped_total %lld\n",
+                        (long long)sn.dlv_dropped);
     metrics_gauge(b, "chand_memory_bytes",
                   "Bytes clients make the daemon hold (max_memory counts "
                   "these).",

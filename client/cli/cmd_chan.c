@@ -71,6 +71,13 @@ int cli_h_make(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
         return cli_usage_error(c, "capacity must be >= 0");
     params = json_pack("{s:s, s:I, s:s}", "name", argv[0], "cap",
                        (json_int_t)cap, "type", c->type ? c->type : "any");
+    if (params && c->max_deliver > 0 &&
+        json_object_set_new(params, "max_deliver",
+                            json_integer(c->max_deliver)))
+        params = (json_decref(params), NULL);
+    if (params && c->dead_letter &&
+        json_object_set_new(params, "dead_letter", json_string(c->dead_letter)))
+        params = (json_decref(params), NULL);
     if (!params)
         return cli_fail(c, CHAND_ENOMEM);
     rc = chand_call(c->conn, "make", params, CHAND_FOREVER, &res);
@@ -226,12 +233,17 @@ static int make_missing(cli_ctx *c, const char *name)
 int cli_h_recv(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
 {
     json_t *v = NULL;
-    int rc = make_missing(c, argv[0]);
+    int rc;
 
     (void)k;
     (void)argc;
+    if (c->ack_wait_ms > 0 && !c->ack)
+        return cli_usage_error(c, "--ack-wait is for --ack");
+    rc = make_missing(c, argv[0]);
     if (rc)
         return rc;
+    if (c->ack)
+        return cli_recv_ack(c, argv[0]);
     rc = chand_recv(c->conn, argv[0], c->timeout_ms, &v);
     if (rc < 0)
         return cli_fail(c, rc);
@@ -285,17 +297,19 @@ int cli_h_byname(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
 
 int cli_h_len(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
 {
-    int64_t len, cap;
-    int rc = chand_len(c->conn, argv[0], &len, &cap);
+    int64_t len, cap, inflight = 0;
+    int rc = chand_len_inflight(c->conn, argv[0], &len, &cap, &inflight);
 
     (void)k;
     (void)argc;
     if (rc < 0)
         return cli_fail(c, rc);
     if (c->json)
-        printf("{\"len\":%lld,\"cap\":%lld}\n", (long long)len, (long long)cap);
+        printf("{\"len\":%lld,\"cap\":%lld,\"inflight\":%lld}\n",
+               (long long)len, (long long)cap, (long long)inflight);
     else
-        printf("%lld %lld\n", (long long)len, (long long)cap);
+        printf("%lld %lld %lld\n", (long long)len, (long long)cap,
+               (long long)inflight);
     return 0;
 }
 

@@ -42,6 +42,24 @@ struct chand_conn {
     int64_t last_sent; /* ms when a line was last written */
 };
 
+/* The options of chand_make_opts (chanopts.c). */
+struct chand_chan_opts {
+    char *type;          /* NULL: "any" */
+    int64_t max_deliver; /* 0: unlimited */
+    char *dead_letter;   /* NULL: none */
+};
+
+/* Acknowledged delivery, shared by the blocking (methods.c) and the
+ * asynchronous calls (async_ack.c). */
+/* Reads res's delivery {id, attempt}; returns 0, or -1 when absent. */
+int chand__delivery(json_t *res, int64_t *id, int64_t *attempt);
+/* New params of an acknowledged recv, or NULL (bad name, no memory). */
+json_t *chand__recv_ack_params(const char *name, int64_t ack_wait_ms);
+/* New params {name, id} of ack/nack/touch/term, plus key: n when key and
+ * n > 0, plus reason when not NULL; NULL on a bad name or no memory. */
+json_t *chand__settle_params(const char *name, int64_t id, const char *key,
+                             int64_t n, const char *reason);
+
 /* Fills err (may be NULL) and returns code. */
 int chand__seterr(chand_error *err, int code, int rpc_code, const char *reason,
                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -30,7 +30,8 @@
 #
 # Environment: BUILD (build dir), BENCH_SECS (seconds per run, default 2),
 # BENCH_ROUNDS (default 3), BENCH_CONNS_IDLE (default 10000), BENCH_ONLY
-# (substring of shape names), BENCH_IO_THREADS (chand --io-threads,
+# (substring of shape names; ack_split: acknowledged delivery against
+# Redis Streams, BENCH_ONLY=ack), BENCH_IO_THREADS (chand --io-threads,
 # default 1).
 # The load generator and both servers share the machine's cores: say so
 # when quoting the figures.
@@ -144,6 +145,19 @@ one_run() {
     local who=$1 shape=$2 cfg=$3 c=$4 p=$5 key=$6 port=${PC:-$CPORT} proto=chand n
     local x=${XC:-}
     [ "$who" = redis ] && { port=${PR:-$RPORT}; proto=resp; x=${XR:-}; }
+    if [ "$shape" = ack_split ]; then
+        # Acknowledged delivery (issue 18): fill for SECS (send / XADD),
+        # then take exactly that many with recv ack:true + ack (XREADGROUP
+        # + XACK); an ackrecv operation is the pair.
+        # shellcheck disable=SC2086
+        "$GEN" -p "$port" --proto "$proto" $x -t acksend -c "$c" -P "$p" -d "$SECS" \
+            --key "$key" --cap 16000000 --name "${who}_acksend_$cfg" >>"$dir/round"
+        n=$(val "${who}_acksend_${cfg}_count" "$dir/round")
+        # shellcheck disable=SC2086
+        "$GEN" -p "$port" --proto "$proto" $x -t ackrecv -c "$c" -P "$p" -n "$n" \
+            --key "$key" --cap 16000000 --name "${who}_ackrecv_$cfg" >>"$dir/round"
+        return
+    fi
     if [ "$shape" = sendrecv_split ]; then
         # send then recv as two runs (LPUSH then RPOP): recv takes exactly
         # what send left in the channel.
@@ -168,6 +182,7 @@ pair() {
     local shapes=$shape all="$dir/all"
     [ -n "$ONLY" ] && [[ "$shape $cfg" != *$ONLY* ]] && return
     [ "$shape" = sendrecv_split ] && shapes="send recv"
+    [ "$shape" = ack_split ] && shapes="acksend ackrecv"
     : >"$all"
     for r in $(seq "$ROUNDS"); do
         first=chand; second=redis
@@ -222,7 +237,7 @@ for cfg in c1 c50 c50p16; do
     c50) c=50; p=1; n=200000 ;;
     c50p16) c=50; p=16; n=2000000 ;;
     esac
-    for shape in sendrecv_split handoff atomic map select4 mutex; do
+    for shape in sendrecv_split handoff atomic map select4 mutex ack_split; do
         hc=$c
         [ "$shape" = handoff ] && [ "$c" = 1 ] && hc=2  # 1 producer, 1 consumer
         pair "$shape" "$cfg" "$hc" "$p"
