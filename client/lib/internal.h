@@ -22,6 +22,7 @@ enum { CHAND__TCP = 0, CHAND__UNIX, CHAND__TLS };
 struct chand_options {
     char *user, *password;
     char *tls_ca, *tls_cert, *tls_key, *tls_servername;
+    char *failover_ms; /* as given; read by chand_connect_url */
 };
 
 struct chand_conn {
@@ -40,7 +41,18 @@ struct chand_conn {
     char server[128];
     int64_t hb_ms;     /* heartbeat asked for (0: none) */
     int64_t last_sent; /* ms when a line was last written */
+    /* A cluster (failover.c): the URLs given ("a,b,c"; owned, nservers
+     * of them, 0 for chand_connect), the one tried last, the leader's
+     * address from the last not_leader answer ("" during an election),
+     * how long to look for a leader, and the timeout of one dial. */
+    char **servers;
+    size_t nservers, cur;
+    char leader[128];
+    int64_t failover_ms, dial_ms;
 };
+
+/* How long a call looks for the leader unless failover_ms says. */
+#define CHAND__FAILOVER_MS 10000
 
 /* Fills err (may be NULL) and returns code. */
 int chand__seterr(chand_error *err, int code, int rpc_code, const char *reason,
@@ -61,9 +73,28 @@ int chand__poll(int fd, short events, int64_t deadline);
 void chand__conn_drop(chand_conn *c);
 /* Sends one request and reads its answer before deadline (ms on the
  * monotonic clock, -1 forever); timeout_ms is what the request carries.
- * Returns 0 with *result (new) or a negative code (call.c). */
+ * A not_leader answer is returned as is, with c->leader set (call.c). */
+int chand__call_once(chand_conn *c, const char *method, json_t *params,
+                     int64_t timeout_ms, int64_t deadline, json_t **result);
+/* chand__call_once, following not_leader answers to the leader (or the
+ * next server) until c->failover_ms has passed.  Returns 0 with *result
+ * (new) or a negative code (failover.c). */
 int chand__call_until(chand_conn *c, const char *method, json_t *params,
                       int64_t timeout_ms, int64_t deadline, json_t **result);
+
+/* Fills c's kind, host (the path of a unix socket) and port from one
+ * URL, freeing the old host.  Returns 0, CHAND_EARG or CHAND_ENOMEM
+ * (conn.c). */
+int chand__parse_url(chand_conn *c, const char *url);
+/* Dials c's current host and says hello within timeout_ms: a new
+ * session.  Returns 0 or a negative code with c->err filled (conn.c). */
+int chand__dial(chand_conn *c, int64_t timeout_ms);
+/* Splits list ("a,b,c") into c->servers and points c at the first.
+ * Returns 0, CHAND_EARG (c->err says which entry) or CHAND_ENOMEM
+ * (failover.c). */
+int chand__servers_set(chand_conn *c, const char *list);
+/* Frees c's server list (failover.c). */
+void chand__servers_free(chand_conn *c);
 
 /* tls.c: TLS on c->fd, and the I/O both kinds share. */
 
