@@ -178,6 +178,10 @@ typedef struct stats_snap {
     int64_t log_bytes, snapshot_bytes, pending_bytes, fsyncs;
     int64_t last_fsync_ns, appended_lsn, durable_lsn, snapshots;
     int wal_error; /* 0, or -errno while the log cannot be written */
+    /* Cluster (persist_repl.c): all 0 outside one. */
+    bool cluster;
+    int raft_role; /* repl_role */
+    int64_t raft_term, raft_commit, raft_peers, raft_leader;
 } stats_snap;
 /* Fills *sn.  On an I/O thread (output bytes are counted there). */
 void stats_take(stats_snap *sn);
@@ -528,6 +532,10 @@ void h_go(dreq *r);
 void h_rt_stats(dreq *r);
 void h_rt_gomaxprocs(dreq *r);
 void h_rt_dump(dreq *r);
+void h_cluster_status(dreq *r);
+void h_cluster_add(dreq *r);
+void h_cluster_remove(dreq *r);
+void h_cluster_transfer(dreq *r);
 
 /* h_chan*.c */
 extern const obj_ops hchan_ops;
