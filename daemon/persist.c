@@ -391,6 +391,7 @@ int persist_start(const conf *c, char *err, size_t errlen)
         if (persist__repl_start(c, err, errlen) != 0)
             return -1;
         persist__on = true;
+        persist__gate = true; /* answers wait for raft's commit */
         return 0;
     }
     if (epoch_bump(c->data_dir, &epoch, err, errlen) != 0)
