@@ -418,6 +418,11 @@ int persist__repl_start(const conf *c, char *err, size_t errlen)
     rc = cluster_parse(&pr_cluster, c->cluster, c->node_id, err, errlen);
     if (rc != 0)
         return -1;
+    if (c->port != 0 && c->port != cluster_self(&pr_cluster)->client_port)
+        log_warn("cluster: port %d differs from node %s's client port %u in "
+                 "the cluster setting, which not_leader answers name",
+                 c->port, c->node_id,
+                 (unsigned)cluster_self(&pr_cluster)->client_port);
     snprintf(pr_dir, sizeof pr_dir, "%s", c->data_dir);
     pr_cfg.cluster = &pr_cluster;
     pr_cfg.data_dir = pr_dir;

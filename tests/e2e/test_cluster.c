@@ -40,7 +40,7 @@ static int cport[NODES], rport[NODES];
 static char base[256];
 static char spec3[1024]; /* the cluster setting of the three voters */
 static char spec4[1024]; /* the joining node's: all four */
-static int leader = -1; /* index of the current leader */
+static int leader = -1;  /* index of the current leader */
 
 /* ---- set-up ------------------------------------------------------- */
 
@@ -269,6 +269,17 @@ static void test_election(void **state)
         json_decref(st);
     }
     assert_int_equal(leaders, 1);
+    /* runtime.stats carries the same view (any node answers it). */
+    json_t *a = call((leader + 1) % 3, "runtime.stats", NULL, 5000);
+    assert_non_null(a);
+    json_t *cl = json_object_get(testd_result(a), "cluster");
+    assert_non_null(cl);
+    assert_string_equal(json_string_value(json_object_get(cl, "role")),
+                        "follower");
+    assert_int_equal(json_integer_value(json_object_get(cl, "leader_id")),
+                     leader + 1);
+    assert_true(json_integer_value(json_object_get(cl, "term")) > 0);
+    json_decref(a);
 }
 
 static void test_replicate_and_redirect(void **state)
