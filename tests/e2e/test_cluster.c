@@ -311,6 +311,11 @@ static void test_replicate_and_redirect(void **state)
     assert_true(token1 > 0);
     json_decref(r);
 
+    /* A short lease, which the next leader must end. */
+    r = leader_call("mutex.lock", "{\"name\":\"S\",\"lease_ms\":2500}", 10000);
+    assert_non_null(r);
+    json_decref(r);
+
     /* A follower refuses reads and writes, naming the leader. */
     a = call(f, "atomic.load", "{\"name\":\"n\"}", 5000);
     assert_non_null(a);
@@ -322,9 +327,9 @@ static void test_replicate_and_redirect(void **state)
         want);
     assert_int_equal(testd_code(a), -32018);
     json_decref(a);
-    /* ... and applies what the leader committed: m, n, q, L. */
+    /* ... and applies what the leader committed: m, n, q, L, S. */
     for (int i = 0; i < 3; i++)
-        assert_true(wait_objects(i, 4, 10000));
+        assert_true(wait_objects(i, 5, 10000));
 }
 
 static void test_failover(void **state)
@@ -363,6 +368,20 @@ static void test_failover(void **state)
     assert_non_null(a);
     assert_string_equal(testd_reason(a), "timeout");
     json_decref(a);
+    /* S's lease ended on the new leader, which alone decides that: S can
+     * be taken again (polled: its end is a few seconds away). */
+    int64_t end = testd_now_ms() + 15000;
+    for (;;) {
+        a = call(leader, "mutex.lock", "{\"name\":\"S\",\"timeout_ms\":0}",
+                 5000);
+        assert_non_null(a);
+        bool got = testd_result(a) != NULL;
+        json_decref(a);
+        if (got)
+            break;
+        assert_true(testd_now_ms() < end);
+        testd_sleep_ms(100);
+    }
     /* Tokens keep increasing across the failover. */
     r = leader_call("mutex.lock", "{\"name\":\"L2\"}", 10000);
     assert_non_null(r);
@@ -372,9 +391,9 @@ static void test_failover(void **state)
 
     /* The killed node comes back on its data_dir and follows. */
     assert_int_equal(start_node(old, false), 0);
-    /* m, n, q, L (L2's hold has no lease: it is not replicated, as it
-     * is not persisted). */
-    assert_true(wait_objects(old, 4, 15000));
+    /* m, n, q, L, S (the holds of L2 and the second S have no lease:
+     * they are not replicated, as they are not persisted). */
+    assert_true(wait_objects(old, 5, 15000));
     json_t *st = status(old);
     assert_non_null(st);
     assert_string_equal(json_string_value(json_object_get(st, "role")),
@@ -397,8 +416,8 @@ static void test_membership(void **state)
     assert_non_null(r);
     assert_true(json_is_integer(json_object_get(r, "index")));
     json_decref(r);
-    /* The new node gets the whole replicated state: m, n, q, L. */
-    assert_true(wait_objects(3, 4, 15000));
+    /* The new node gets the whole replicated state: m, n, q, L, S. */
+    assert_true(wait_objects(3, 5, 15000));
     st = status(leader);
     assert_int_equal(json_array_size(json_object_get(st, "peers")), 4);
     json_decref(st);
