@@ -43,6 +43,14 @@ CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror
 SANITIZER ?=
 
+# UNSAFE_ACK_BEFORE_COMMIT=1 builds (into build/unsafe) a chand whose
+# cluster leader answers before raft commits: wrong on purpose, for
+# checking that the cluster checker reports the loss (issue 19).
+ifeq ($(UNSAFE_ACK_BEFORE_COMMIT),1)
+BUILD ?= build/unsafe
+CPPFLAGS += -DCHAND_UNSAFE_ACK_BEFORE_COMMIT
+endif
+
 ifeq ($(SANITIZER),asan)
 BUILD ?= build/asan
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -352,6 +360,31 @@ soak-ack: all
 
 bench: all
 	@BUILD=$(BUILD) tests/bench/run.sh
+
+# A 3-node cluster on this host (configs/cluster/node{1,2,3}.conf): client
+# ports 2426-2428, raft ports 2526-2528, state, logs and pids in
+# $(CLUSTER_DIR).  make cluster-stop stops it (by pid).
+CLUSTER_DIR ?= $(BUILD)/cluster
+.PHONY: cluster cluster-stop
+cluster: all
+	@mkdir -p $(CLUSTER_DIR)
+	@for i in 1 2 3; do \
+	  if [ -f $(CLUSTER_DIR)/node$$i.pid ] && \
+	     kill -0 $$(cat $(CLUSTER_DIR)/node$$i.pid) 2>/dev/null; then \
+	    echo "make cluster: node $$i runs already (pid $$(cat $(CLUSTER_DIR)/node$$i.pid))"; \
+	    continue; fi; \
+	  $(CHAND) --config configs/cluster/node$$i.conf \
+	    --data-dir $(CLUSTER_DIR)/node$$i \
+	    >$(CLUSTER_DIR)/node$$i.log 2>&1 & echo $$! >$(CLUSTER_DIR)/node$$i.pid; \
+	  echo "make cluster: node $$i pid $$! port 242$$((5 + i)), log $(CLUSTER_DIR)/node$$i.log"; \
+	done
+	@echo "make cluster: chanctl -s 127.0.0.1:2426,127.0.0.1:2427,127.0.0.1:2428 cluster status"
+cluster-stop:
+	@for i in 1 2 3; do \
+	  f=$(CLUSTER_DIR)/node$$i.pid; [ -f $$f ] || continue; \
+	  kill $$(cat $$f) 2>/dev/null && echo "make cluster-stop: node $$i stopped"; \
+	  rm -f $$f; \
+	done
 
 asan:
 	$(MAKE) SANITIZER=asan test

@@ -52,6 +52,23 @@
  *   protected resource refuse a stale holder.
  * - chand_reconnect() dials the same address again and starts a new
  *   session; locks of the old session are not carried over.
+ *
+ * A replicated chand (three nodes or more, one leader):
+ * - chand_connect_url takes several servers, "a,b,c" (as chanctl -s and
+ *   CHAND_SERVER do).  A follower answers calls with not_leader and the
+ *   leader's address; the library then connects to that leader (or, during
+ *   an election, to the next server, pausing between rounds) and sends the
+ *   call again, for up to the failover timeout (option "failover_ms",
+ *   default 10000).  Sending again is safe there: a not_leader answer
+ *   means the node did nothing.  Each move is a new session.
+ * - A call in flight when the leader dies still fails with CHAND_ECONN:
+ *   requests carry no client session and request id, so a new leader could
+ *   not tell a retried send from a second one, and the library does not
+ *   retry (issue 19's first option).  The caller decides, then calls
+ *   chand_reconnect, which tries the servers in turn (the current one
+ *   first) for the longer of its timeout and the failover timeout.
+ * - The asynchronous API talks to the one server it was given and
+ *   reports not_leader as CHAND_ENOTLEADER.
  */
 #ifndef CHAND_CLIENT_H
 #define CHAND_CLIENT_H
@@ -152,7 +169,9 @@ typedef struct chand_options chand_options;
 CHAND_API chand_options *chand_options_new(void);
 /* Frees o (NULL is ok), wiping the password. */
 CHAND_API void chand_options_free(chand_options *o);
-/* Sets option key to value (copied; NULL unsets it).  Keys: "user" and
+/* Sets option key to value (copied; NULL unsets it).  Keys:
+ * "failover_ms" (how long a call looks for the cluster's leader, 0 to
+ * 86400000 ms, default 10000; checked by chand_connect_url), "user" and
  * "password" (hello authenticates with them), "tls_ca" (PEM file of the
  * CAs that sign the server's certificate; unset: the system's), "tls_cert"
  * and "tls_key" (a client certificate and its key, PEM),
@@ -166,6 +185,8 @@ CHAND_API int chand_options_set(chand_options *o, const char *key,
  *   chands://HOST[:PORT]   TLS (default port CHAND_DEFAULT_TLS_PORT)
  *   unix:/PATH             a unix socket
  *   HOST[:PORT]            as chand://
+ * or several of them separated by commas: the servers of a cluster, tried
+ * in turn until one says hello (see "A replicated chand" above).
  * Returns 0 and a new connection in *out, or a negative code with err
  * (may be NULL) filled: CHAND_EARG for a bad URL, CHAND_ECONNECT,
  * CHAND_EUNAUTH when the credentials are refused.  chand_reconnect
@@ -179,7 +200,9 @@ CHAND_API int chand_parse_address(const char *addr, char **host, int *port);
 /* Closes the connection (ends the session) and frees it.  NULL is ok. */
 CHAND_API void chand_close_conn(chand_conn *conn);
 /* Drops the current connection if any, dials the same address again and
- * says hello: a new session.  Returns 0 or a negative code. */
+ * says hello: a new session.  With several servers, tries each in turn
+ * (the current one first) until one answers or the longer of timeout_ms
+ * and the failover timeout has passed.  Returns 0 or a negative code. */
 CHAND_API int chand_reconnect(chand_conn *conn, int64_t timeout_ms);
 /* Returns true while the connection is usable. */
 CHAND_API bool chand_connected(const chand_conn *conn);
@@ -489,6 +512,21 @@ CHAND_API int chand_timer_afterfunc(chand_conn *conn, int64_t ms,
  * *goroutine gets its id. */
 CHAND_API int chand_go(chand_conn *conn, const char *method, json_t *params,
                        int64_t *goroutine);
+
+/* ---- cluster (a replicated chand; the leader answers) ---- */
+
+/* Returns 0 and a new reference to the cluster's status in *status:
+ * this node's role, term, commit index, the leader and the peers
+ * (cluster.status; PROTOCOL.md has the fields). */
+CHAND_API int chand_cluster_status(chand_conn *conn, json_t **status);
+/* Adds node id, reached at address "host:client_port:raft_port" (an entry
+ * of the `cluster` setting), as a voter once it caught up.  Returns 0 or
+ * a negative code (CHAND_EEXISTS: the id is taken). */
+CHAND_API int chand_cluster_add(chand_conn *conn, uint64_t id,
+                                const char *address);
+/* Removes node id from the cluster.  Returns 0 or a negative code
+ * (CHAND_ENOTFOUND: no such node). */
+CHAND_API int chand_cluster_remove(chand_conn *conn, uint64_t id);
 
 /* ---- runtime ---- */
 

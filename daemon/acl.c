@@ -34,6 +34,8 @@
  *   runtime.stats               r in some rule
  *   runtime.gomaxprocs          with n: a on *; without: r in some rule
  *   runtime.dump                nothing; shows only names with r
+ *   cluster.status              r in some rule
+ *   cluster.add/remove/transfer a on *
  *
  * Methods that other issues announce (ack, nack, touch, term, the lease
  * renewals) have their entries already, so that adding them to proto's
@@ -118,6 +120,12 @@ static const acl_method acl_table[] = {
      * request (a on every name). */
     {"runtime.gomaxprocs", ACL_K_SERVER, ACL_R, "n"},
     {"runtime.dump", ACL_K_FILTER, 0, NULL},
+    /* replication: membership changes are admin requests (their id
+     * parameter is required, so name2 always makes them one) */
+    {"cluster.status", ACL_K_SERVER, ACL_R, NULL},
+    {"cluster.add", ACL_K_SERVER, ACL_R, "id"},
+    {"cluster.remove", ACL_K_SERVER, ACL_R, "id"},
+    {"cluster.transfer", ACL_K_SERVER, ACL_R, "id"},
 };
 
 #define ACL_NTABLE (sizeof acl_table / sizeof acl_table[0])

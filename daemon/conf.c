@@ -45,6 +45,7 @@ void conf_defaults(conf *c)
     c->shutdown_grace_ms = 3000;
     c->fsync = 1; /* everysec */
     c->compact_floor = 64 * 1024 * 1024;
+    c->election_timeout_ms = 1000;
     c->tcp_keepalive = 30;
     c->max_memory = conf_default_memory();
     c->max_goroutines = 100000;
@@ -167,6 +168,16 @@ static const conf_key conf_keys[] = {
     {"compact-floor", CK_SIZE, OFF(compact_floor), 4096, 1LL << 40,
      "with data-dir: compact once the log passes this and twice the "
      "snapshot"},
+    {"cluster", CK_STR, OFF(cluster), 0, 0,
+     "replicate over raft with these nodes: id=host:client_port:raft_port,"
+     "... (needs data-dir and node-id)"},
+    {"node-id", CK_STR, OFF(node_id), 0, sizeof(((conf *)0)->node_id),
+     "with cluster: this node's id in the list"},
+    {"election-timeout-ms", CK_INT, OFF(election_timeout_ms), 100, 600000,
+     "with cluster: raft election timeout (heartbeat: a tenth)"},
+    {"cluster-join", CK_BOOL, OFF(cluster_join), 0, 1,
+     "with cluster: join a running cluster (after cluster.add on its "
+     "leader) instead of bootstrapping"},
     {"max-memory", CK_SIZE, OFF(max_memory), 64 << 10, 1LL << 50,
      "bytes clients may make the daemon hold (values, waits, timers, "
      "buffers); default a quarter of RAM"},
@@ -244,7 +255,9 @@ int conf_set(conf *c, const char *key, const char *value, char *err,
     char *field = (char *)c + k->off;
     switch (k->kind) {
     case CK_STR: {
-        size_t cap = k->off == offsetof(conf, bind) ||
+        /* max, when set, is the field's size */
+        size_t cap = k->max ? (size_t)k->max
+                     : k->off == offsetof(conf, bind) ||
                              k->off == offsetof(conf, metrics_bind)
                          ? sizeof c->bind
                          : sizeof c->port_file;

@@ -47,6 +47,11 @@ typedef struct conf {
     int fsync;            /* wal_fsync: 0 no, 1 everysec, 2 always */
     int repair;           /* --repair: repair data_dir and exit */
     size_t compact_floor; /* bytes of log before compaction */
+    /* Replication (persist_repl.c, cluster.h, repl.h; issue 19). */
+    char cluster[4096];      /* id=host:client_port:raft_port,... ("") */
+    char node_id[32];        /* this node's id in cluster */
+    int election_timeout_ms; /* raft's; heartbeats every tenth of it */
+    int cluster_join;        /* 1: join a running cluster, no bootstrap */
     /* Limits and liveness (issue 16). */
     int tcp_keepalive;  /* s idle before keepalive probes; 0: off */
     size_t max_memory;  /* bytes clients may make the daemon hold */

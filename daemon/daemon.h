@@ -210,6 +210,10 @@ typedef struct stats_snap {
     uint64_t sec[SRV_SEC_N];       /* srv_stats.sec */
     int64_t hashing, hash_waiting; /* hashgate.h's counts */
     int hash_slots, hash_queue;    /* and its sizes */
+    /* Cluster (persist_repl.c): all 0 outside one. */
+    bool cluster;
+    int raft_role; /* repl_role */
+    int64_t raft_term, raft_commit, raft_peers, raft_leader;
 } stats_snap;
 /* Fills *sn.  On an I/O thread (output bytes are counted there). */
 void stats_take(stats_snap *sn);
@@ -570,6 +574,10 @@ void h_go(dreq *r);
 void h_rt_stats(dreq *r);
 void h_rt_gomaxprocs(dreq *r);
 void h_rt_dump(dreq *r);
+void h_cluster_status(dreq *r);
+void h_cluster_add(dreq *r);
+void h_cluster_remove(dreq *r);
+void h_cluster_transfer(dreq *r);
 
 /* h_chan*.c */
 extern const obj_ops hchan_ops;

@@ -9,6 +9,7 @@
 #include "dlv.h"
 #include "answer.h"
 #include "jfast.h"
+#include "persist.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,6 +35,10 @@ static const struct {
     {"runtime.stats", h_rt_stats},
     {"runtime.gomaxprocs", h_rt_gomaxprocs},
     {"runtime.dump", h_rt_dump},
+    {"cluster.status", h_cluster_status},
+    {"cluster.add", h_cluster_add},
+    {"cluster.remove", h_cluster_remove},
+    {"cluster.transfer", h_cluster_transfer},
     /* h_chan.c */
     {"make", h_make},
     {"send", h_send},
@@ -120,6 +125,15 @@ static const char *const disp_growers[] = {
 };
 static bool *disp_grows; /* by method id */
 
+/* Methods any cluster node serves itself: they read or change no
+ * replicated state.  Every other one is the leader's (not_leader). */
+static const char *const disp_anynode[] = {
+    "hello",         "ping",           "auth",
+    "runtime.stats", "runtime.dump",   "cluster.status",
+    "cluster.add",   "cluster.remove", "cluster.transfer",
+};
+static bool *disp_leader_only; /* by method id */
+
 int disp_init(void)
 {
     const proto_method *t = proto_methods(&disp_nmethods);
@@ -148,6 +162,16 @@ int disp_init(void)
             g = strcmp(t[i].name, disp_growers[j]) == 0;
         disp_grows[t[i].id] = g;
     }
+    disp_leader_only = calloc(disp_nmethods, sizeof *disp_leader_only);
+    if (!disp_leader_only)
+        return -1;
+    for (size_t i = 0; i < disp_nmethods; i++) {
+        bool any = false;
+        for (size_t j = 0;
+             !any && j < sizeof disp_anynode / sizeof disp_anynode[0]; j++)
+            any = strcmp(t[i].name, disp_anynode[j]) == 0;
+        disp_leader_only[t[i].id] = !any;
+    }
     return 0;
 }
 
@@ -157,6 +181,8 @@ void disp_fini(void)
     disp__tab = NULL;
     free(disp_grows);
     disp_grows = NULL;
+    free(disp_leader_only);
+    disp_leader_only = NULL;
 }
 
 void disp_session_end(sess *s)
@@ -338,6 +364,18 @@ static void disp_checked(dreq *r, proto_request *req, size_t line_len)
         return;
     }
     dreq__set(r, req);
+    if (disp_leader_only[r->m->id] && !persist_may_decide()) {
+        char leader[300];
+        json_t *data = json_object();
+        if (data && persist_leader(leader, sizeof leader) == 0)
+            json_object_set_new(data, "leader", json_string(leader));
+        dreq_fail_data(r, PROTO_R_NOT_LEADER, data,
+                       "this node is not the cluster's leader%s",
+                       data && json_object_get(data, "leader")
+                           ? ": ask data.leader"
+                           : " (an election is under way: retry)");
+        return;
+    }
     if (line_len > srv_conf.max_value && disp_value_too_large(r)) {
         dreq_fail(r, PROTO_R_TOO_LARGE, "value larger than %zu bytes",
                   srv_conf.max_value);

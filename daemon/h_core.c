@@ -182,6 +182,8 @@ void h_rt_stats(dreq *r)
             (json_int_t)sn.durable_lsn, "snapshots", (json_int_t)sn.snapshots,
             "write_error", sn.wal_error != 0);
     }
+    if (res && sn.cluster)
+        json_object_set_new(res, "cluster", persist_cluster_status());
     if (res)
         json_object_set_new(res, "durability", dur);
     else
@@ -251,4 +253,33 @@ void h_rt_dump(dreq *r)
     if (res)
         sec_filter(r, res);
     dreq_ok(r, res);
+}
+
+/* ------------------------------------------------------------------ */
+/* Replication (persist_repl.c)                                       */
+/* ------------------------------------------------------------------ */
+
+void h_cluster_status(dreq *r)
+{
+    if (!persist_clustered()) {
+        dreq_fail(r, PROTO_R_INVALID, "this node is not in a cluster");
+        return;
+    }
+    dreq_ok(r, persist_cluster_status());
+}
+
+void h_cluster_add(dreq *r)
+{
+    persist_cluster_change(r, 0, (uint64_t)dreq_int(r, "id", 0),
+                           dreq_str(r, "raft"), dreq_str(r, "client"));
+}
+
+void h_cluster_remove(dreq *r)
+{
+    persist_cluster_change(r, 1, (uint64_t)dreq_int(r, "id", 0), NULL, NULL);
+}
+
+void h_cluster_transfer(dreq *r)
+{
+    persist_cluster_change(r, 2, (uint64_t)dreq_int(r, "id", 0), NULL, NULL);
 }

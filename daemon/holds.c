@@ -151,7 +151,14 @@ static void hlease_fire(void *arg)
 
     pthread_mutex_lock(&hl_mu);
     for (hhold *h = l->holds; h; h = h->next)
-        if (h->token == ls->token) {
+        if (h->token == ls->token && h->lease == ls && !persist_may_decide()) {
+            /* A cluster follower: the leader ends leases (and replicates
+             * the release).  Look again later: this node may lead by
+             * then, and then the lease, overdue, ends at once. */
+            rt_timer_reset(ls->t, 200 * 1000000LL);
+            pthread_mutex_unlock(&hl_mu);
+            return; /* the timer keeps its share of ls */
+        } else if (h->token == ls->token) {
             log_info("%s \"%s\": lease of token %llu expired", l->o.ops->name,
                      l->o.name, (unsigned long long)h->token);
             hold_drop_locked(h, true, true);

@@ -200,6 +200,23 @@ static void metrics_render(struct evbuffer *b)
                       "writes fail.",
                       sn.wal_error ? 1 : 0);
     }
+    if (sn.cluster) {
+        metrics_gauge(b, "chand_raft_role",
+                      "Raft role: 0 unavailable, 1 follower, 2 candidate, "
+                      "3 leader.",
+                      (long long)sn.raft_role);
+        metrics_gauge(b, "chand_raft_term", "The current raft term.",
+                      (long long)sn.raft_term);
+        metrics_gauge(b, "chand_raft_commit_index",
+                      "The highest raft index known committed.",
+                      (long long)sn.raft_commit);
+        metrics_gauge(b, "chand_raft_peers",
+                      "Servers in the raft configuration.",
+                      (long long)sn.raft_peers);
+        metrics_gauge(b, "chand_raft_leader_id",
+                      "The leader's id (0: none known).",
+                      (long long)sn.raft_leader);
+    }
 
     metrics_head(b, "chand_requests_total", "counter",
                  "Requests answered, by method and result.");

@@ -14,6 +14,7 @@
 #include <time.h>
 
 wal *persist__wal;
+bool persist__on;
 bool persist__gate;
 __thread bool persist__nogate;
 
@@ -32,13 +33,13 @@ static pthread_mutex_t *persist_stripe(obj *o)
 
 void persist_lock(obj *o)
 {
-    if (persist__wal)
+    if (persist__on)
         pthread_mutex_lock(persist_stripe(o));
 }
 
 void persist_unlock(obj *o)
 {
-    if (persist__wal)
+    if (persist__on)
         pthread_mutex_unlock(persist_stripe(o));
 }
 
@@ -47,8 +48,13 @@ void persist_unlock(obj *o)
 static void persist_append(obj *o, const eff_rec *r)
 {
     uint64_t lsn;
-    int rc = wal_append(persist__wal, r, &lsn);
+    int rc;
 
+    if (persist__cluster) {
+        persist__repl_append(r);
+        return;
+    }
+    rc = wal_append(persist__wal, r, &lsn);
     if (rc != 0)
         log_error("durability: cannot log %s: %s", eff_type_name(r->type),
                   strerror(-rc));
@@ -119,7 +125,7 @@ static void persist_chan_obs(void *arg, rt_chan_event ev, const void *elem)
     obj *o = arg;
     eff_rec r = {0};
 
-    if (!persist__wal || atomic_load(&o->dropped))
+    if (!persist__on || atomic_load(&o->dropped))
         return;
     switch (ev) {
     case RT_CHAN_PUT:
@@ -148,7 +154,7 @@ void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem)
 {
     if (!persist_enabled)
         return;
-    if (persist__wal) {
+    if (persist__on) {
         eff_rec r = {.type = EFF_CHAN_MAKE};
         r.u.make.name = eff_s(o->name);
         r.u.make.cap = cap;
@@ -160,7 +166,7 @@ void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem)
 
 void persist_drop(obj *o)
 {
-    if (!persist__wal)
+    if (!persist__on)
         return;
     eff_rec r = {.type = EFF_DROP};
     r.u.obj.name = eff_s(o->name);
@@ -169,7 +175,7 @@ void persist_drop(obj *o)
 
 void persist_map_store(obj *o, const char *k, size_t kl, const json_t *v)
 {
-    if (!persist__wal)
+    if (!persist__on)
         return;
     char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     eff_rec r = {.type = EFF_MAP_STORE};
@@ -186,7 +192,7 @@ void persist_map_store(obj *o, const char *k, size_t kl, const json_t *v)
 
 void persist_map_delete(obj *o, const char *k, size_t kl)
 {
-    if (!persist__wal)
+    if (!persist__on)
         return;
     eff_rec r = {.type = EFF_MAP_DELETE};
     r.u.map.name = eff_s(o->name);
@@ -196,7 +202,7 @@ void persist_map_delete(obj *o, const char *k, size_t kl)
 
 void persist_map_clear(obj *o)
 {
-    if (!persist__wal)
+    if (!persist__on)
         return;
     eff_rec r = {.type = EFF_MAP_CLEAR};
     r.u.obj.name = eff_s(o->name);
@@ -205,7 +211,7 @@ void persist_map_clear(obj *o)
 
 static void persist_num(obj *o, uint16_t type, int64_t v)
 {
-    if (!persist__wal)
+    if (!persist__on)
         return;
     eff_rec r = {.type = type};
     r.u.num.name = eff_s(o->name);
@@ -225,7 +231,7 @@ void persist_wg_set(obj *o, int64_t v)
 
 void persist_once_done(obj *o, const json_t *value)
 {
-    if (!persist__wal)
+    if (!persist__on)
         return;
     char *text =
         value ? json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
@@ -239,7 +245,7 @@ void persist_once_done(obj *o, const json_t *value)
 
 void persist_hold(obj *o, const eff_rec *r)
 {
-    if (persist__wal)
+    if (persist__on)
         persist_append(o, r);
 }
 
@@ -262,6 +268,7 @@ void persist_stats(stats_snap *sn)
 {
     wal_stats st;
 
+    persist_cluster_stats(sn);
     sn->persist = persist__wal != NULL;
     if (!sn->persist)
         return;
@@ -280,6 +287,8 @@ void persist_stats(stats_snap *sn)
 
 uint64_t persist_durable_lsn(void)
 {
+    if (persist__cluster)
+        return persist__repl_durable();
     return persist__wal ? wal_durable_lsn(persist__wal) : 0;
 }
 
@@ -290,6 +299,8 @@ uint64_t persist_durable_lsn(void)
 int persist_snap_emit(void *s, eff_rec *r, uint64_t lsn)
 {
     r->lsn = lsn;
+    if (persist__repl_snapping())
+        return persist__repl_snap_emit(r);
     return wal_snap_emit(s, r) == 0 ? 0 : -1;
 }
 
@@ -333,7 +344,7 @@ static char *persist_cstr(eff_str s)
 
 /* wal_apply_fn: rebuilds one effect through the families' builders.  A
  * record for an object that is gone is skipped (wal.h). */
-static int persist_apply(void *arg, const eff_rec *r, int from_snapshot)
+int persist__apply(void *arg, const eff_rec *r, int from_snapshot)
 {
     eff_str ns = {0};
     uint64_t id;
@@ -432,16 +443,26 @@ int persist_start(const conf *c, char *err, size_t errlen)
     wal_stats st;
     wal *w;
 
-    if (!c->data_dir[0])
+    if (!c->data_dir[0] && !c->cluster[0])
         return 0;
     for (int i = 0; i < PERSIST_STRIPES; i++)
         pthread_mutex_init(&persist_mu[i], NULL);
+    if (c->cluster[0]) {
+        /* The raft log replaces the local one (persist_repl.c). */
+        persist_enabled = true;
+        srv_conf = *c;
+        if (persist__repl_start(c, err, errlen) != 0)
+            return -1;
+        persist__on = true;
+        persist__gate = true; /* answers wait for raft's commit */
+        return 0;
+    }
     if (epoch_bump(c->data_dir, &epoch, err, errlen) != 0)
         return -1;
     persist_enabled = true;
     srv_conf = *c; /* the registry's limits, before srv_new copies it */
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (wal_open(&o, persist_apply, NULL, &w, err, errlen) != 0)
+    if (wal_open(&o, persist__apply, NULL, &w, err, errlen) != 0)
         return -1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     wal_stats_get(w, &st);
@@ -465,6 +486,7 @@ int persist_start(const conf *c, char *err, size_t errlen)
     wal_set_compactor(w, persist_snap_iter, NULL);
     persist__gate = o.fsync == WAL_FSYNC_ALWAYS;
     persist__wal = w;
+    persist__on = true;
     htimer__restart(); /* their firings are logged */
     return 0;
 }
@@ -473,8 +495,14 @@ void persist_stop(void)
 {
     wal *w = persist__wal;
 
+    if (persist__cluster) {
+        persist__on = false;
+        persist__repl_stop();
+        return;
+    }
     if (!w)
         return;
+    persist__on = false;
     persist__wal = NULL; /* effects from here on stay in memory */
     int rc = wal_close(w);
     if (rc != 0)

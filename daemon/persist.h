@@ -5,6 +5,20 @@
  * to hold answers under fsync=always.  Everything is a no-op costing one
  * branch when data_dir is empty (state in memory only).
  *
+ * With `cluster` set the same effects go to raft instead of the local log
+ * (persist_repl.c): a loop turn's records become one raft entry, answers
+ * wait for its commit as they wait for fdatasync under fsync = always
+ * (tickets play the LSNs), and followers apply the committed records
+ * through persist__apply, the path recovery uses.
+ *
+ * Hooks for new record types (timers, acknowledged deliveries): emit them
+ * with a persist_* function that builds the eff_rec and calls the static
+ * persist_append (one path for the log and for raft), and rebuild them in
+ * persist__apply's switch (recovery and followers alike).  Anything that
+ * DECIDES (a timer firing, a delivery's deadline, a lease's end) must first
+ * ask persist_may_decide(): on a follower the leader decides, and the
+ * follower only applies what it decided.
+ *
  * Per object, effects are appended in the order they happen in memory:
  * channels through the runtime's observer (under the channel's lock: a
  * value entering or leaving the buffer, the close), the other families
@@ -20,16 +34,57 @@
 #include "daemon.h"
 #include "wal.h"
 
-/* The open log, or NULL (in memory; or during recovery). */
+/* The open log, or NULL (in memory; during recovery; in a cluster). */
 extern wal *persist__wal;
+/* True when effects are emitted (a log or a cluster). */
+extern bool persist__on;
+/* True when the node is in a cluster (persist_repl.c). */
+extern bool persist__cluster;
 /* True when answers wait for fdatasync (fsync = always). */
 extern bool persist__gate;
 
 /* Returns true when effects are logged. */
 static inline bool persist_on(void)
 {
-    return persist__wal != NULL;
+    return persist__on;
 }
+
+/* Returns true when this node may decide (a select's choice, a timer, a
+ * lease's end): always, but on a cluster node that is not the serving
+ * leader.  Any thread. */
+bool persist_may_decide(void);
+/* Returns true in a cluster. */
+bool persist_clustered(void);
+/* Runs the cluster's completions, a deposed leader's rebuild and the
+ * turn's proposal; called by every I/O thread's durable event.  Cheap
+ * and a no-op outside a cluster. */
+void persist_poll(void);
+/* Counts the times a cluster node ended every session (leadership lost):
+ * each I/O thread ends its sessions when it sees the count move. */
+uint64_t persist_kicks(void);
+/* Writes the leader's client address into addr; returns 0, or -1 (no
+ * leader known, not a cluster). */
+int persist_leader(char *addr, size_t len);
+/* cluster.status's result (new), or json_null() outside a cluster. */
+json_t *persist_cluster_status(void);
+/* cluster.add (what 0: id, raft and client addresses), cluster.remove (1)
+ * and cluster.transfer (2: id, 0 for any): finishes r once raft did. */
+void persist_cluster_change(dreq *r, int what, uint64_t id, const char *raft,
+                            const char *client);
+/* Fills the cluster figures of *sn. */
+void persist_cluster_stats(stats_snap *sn);
+
+/* persist_repl.c's side of persist.c (internal). */
+int persist__repl_start(const conf *c, char *err, size_t errlen);
+void persist__repl_stop(void);
+void persist__repl_append(const eff_rec *r);
+uint64_t persist__repl_gate(void);
+uint64_t persist__repl_durable(void);
+void persist__repl_flush(void);
+bool persist__repl_snapping(void);
+int persist__repl_snap_emit(eff_rec *r);
+/* Applies one record to the state (recovery's and followers' path). */
+int persist__apply(void *arg, const eff_rec *r, int from_snapshot);
 
 /* With c->data_dir set: bumps the epoch, recovers (objects rebuilt
  * through the registry), logs the epoch and raises the token counter
@@ -92,6 +147,8 @@ extern __thread bool persist__nogate;
 /* Returns the LSN an answer built now must wait for (0: none). */
 static inline uint64_t persist_gate_lsn(void)
 {
+    if (persist__cluster)
+        return persist__nogate ? 0 : persist__repl_gate();
     return persist__gate && !persist__nogate ? wal_appended_lsn(persist__wal)
                                              : 0;
 }
@@ -100,7 +157,9 @@ uint64_t persist_durable_lsn(void);
 /* Hands the loop turn's records to the flusher (end of a turn). */
 static inline void persist_flush(void)
 {
-    if (persist__wal)
+    if (persist__cluster)
+        persist__repl_flush();
+    else if (persist__wal)
         wal_flush(persist__wal);
 }
 

@@ -38,6 +38,7 @@ struct srv_io {
     sess *whead, *wtail;      /* sessions with answers to write */
     struct event *ev_wflush;  /* writes them (sess__wflush_cb) */
     struct event *ev_durable; /* the log synced: release held answers */
+    uint64_t kicks;           /* persist_kicks() its sessions saw */
     char rbuf[16384];         /* reads while a session's input is empty */
     sess_local local;         /* dispatch's scratch (sess_local_get) */
 };

@@ -1,6 +1,7 @@
 /*
- * session_gate.c - fsync = always: holds each session's answers back
- * until the log is durable up to the effects they reveal.
+ * session_gate.c - fsync = always (and a cluster): holds each session's
+ * answers back until the log is durable (raft committed) up to the
+ * effects they reveal; a cluster node that lost leadership ends them.
  */
 #include "server.h"
 #include "persist.h"
@@ -66,9 +67,60 @@ static bool sess_push_held(sess *s, void *arg)
     return true;
 }
 
+typedef struct sess_kick {
+    sess **v;
+    size_t n, cap;
+} sess_kick;
+
+static bool sess_collect(sess *s, void *arg)
+{
+    sess_kick *k = arg;
+
+    if (s->ended)
+        return true;
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 64;
+        void *p = realloc(k->v, cap * sizeof *k->v);
+        if (!p)
+            return false;
+        k->v = p;
+        k->cap = cap;
+    }
+    sess_retain(s);
+    k->v[k->n++] = s;
+    return true;
+}
+
+/* A cluster node lost leadership: sessions live on the leader, so every
+ * one of io's ends (the disconnect rules apply; clients reconnect). */
+static void sess_kick_all(srv_io *io)
+{
+    sess_kick k = {0};
+    bool all;
+
+    do {
+        all = sess__each(io, sess_collect, &k);
+        for (size_t i = 0; i < k.n; i++) {
+            sess__end(k.v[i], false);
+            sess_release(k.v[i]);
+        }
+        k.n = 0;
+    } while (!all && k.v);
+    free(k.v);
+}
+
 void sess__durable_cb(evutil_socket_t fd, short what, void *arg)
 {
+    srv_io *io = arg;
+    uint64_t kicks;
     (void)fd;
     (void)what;
-    sess__each(arg, sess_push_held, NULL);
+
+    persist_poll();
+    kicks = persist_kicks();
+    if (kicks != io->kicks) {
+        io->kicks = kicks;
+        sess_kick_all(io);
+    }
+    sess__each(io, sess_push_held, NULL);
 }

@@ -206,6 +206,14 @@ proto_method proto__table[] = {
     {"runtime.stats", 0, false, {{0}}},
     {"runtime.gomaxprocs", 0, false, {P("n", UINT, OPT)}},
     {"runtime.dump", 0, false, {{0}}},
+    /* replication (issue 19) */
+    {"cluster.status", 0, false, {{0}}},
+    {"cluster.add",
+     0,
+     false,
+     {P("id", UINT, REQ), P("raft", STRING, REQ), P("client", STRING, OPT)}},
+    {"cluster.remove", 0, false, {P("id", UINT, REQ)}},
+    {"cluster.transfer", 0, false, {P("id", UINT, REQ)}},
 };
 
 #undef P

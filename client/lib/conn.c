@@ -252,7 +252,7 @@ static int conn_hello(chand_conn *c, int64_t deadline)
     params = chand__hello_params(&c->opts, c->hb_ms);
     if (!params)
         return chand__seterr(&c->err, CHAND_ENOMEM, 0, "", "out of memory");
-    rc = chand__call_until(c, "hello", params, -1, deadline, &res);
+    rc = chand__call_once(c, "hello", params, -1, deadline, &res);
     json_decref(params);
     if (rc == CHAND_EINVALID && c->err.rpc_code == PROTO_METHOD_NOT_FOUND)
         return 0;
@@ -297,6 +297,8 @@ int chand_connect(const char *host, int port, int64_t timeout_ms,
         return chand__seterr(err, CHAND_ENOMEM, 0, "", "out of memory");
     c->fd = -1;
     c->next_id = 1;
+    c->dial_ms = timeout_ms;
+    c->failover_ms = CHAND__FAILOVER_MS;
     c->port = port ? port : CHAND_DEFAULT_PORT;
     c->host = strdup(host && *host ? host : CHAND_DEFAULT_HOST);
     if (!c->host) {
@@ -309,13 +311,11 @@ out_free:
     return rc;
 }
 
-int chand_reconnect(chand_conn *c, int64_t timeout_ms)
+int chand__dial(chand_conn *c, int64_t timeout_ms)
 {
     int64_t deadline;
     int rc;
 
-    if (!c)
-        return CHAND_EARG;
     chand__conn_drop(c);
     c->session[0] = c->server[0] = '\0';
     deadline = timeout_ms < 0 ? -1 : chand__now_ms() + timeout_ms;
@@ -367,9 +367,18 @@ void chand_close_conn(chand_conn *c)
     chand__conn_drop(c);
     chand__tls_drop(c, true);
     chand__options_clear(&c->opts);
+    chand__servers_free(c);
     free(c->rbuf);
     free(c->host);
     free(c);
+}
+
+/* One server of a list (failover.c): c's kind, host and port. */
+int chand__parse_url(chand_conn *c, const char *url)
+{
+    free(c->host);
+    c->host = NULL;
+    return chand__url_parse(url, &c->kind, &c->host, &c->port);
 }
 
 int chand__url_parse(const char *url, int *kind, char **host, int *port)
@@ -431,14 +440,29 @@ int chand_connect_url(const char *url, const chand_options *opts,
         return chand__seterr(err, CHAND_ENOMEM, 0, "", "out of memory");
     c->fd = -1;
     c->next_id = 1;
-    rc = chand__url_parse(url, &c->kind, &c->host, &c->port);
+    c->dial_ms = timeout_ms;
+    rc = chand__servers_set(c, url);
     if (rc < 0) {
-        rc = chand__url_error(url, rc, err);
+        if (err)
+            *err = c->err;
         goto out_free;
     }
     if (chand__options_copy(&c->opts, opts) < 0) {
         rc = chand__seterr(err, CHAND_ENOMEM, 0, "", "out of memory");
         goto out_free;
+    }
+    c->failover_ms = CHAND__FAILOVER_MS;
+    if (c->opts.failover_ms) {
+        char *end;
+        long long v = strtoll(c->opts.failover_ms, &end, 10);
+
+        if (!*c->opts.failover_ms || *end || v < 0 || v > 86400000) {
+            rc = chand__seterr(err, CHAND_EARG, 0, "",
+                               "bad failover_ms '%.40s' (0 to 86400000)",
+                               c->opts.failover_ms);
+            goto out_free;
+        }
+        c->failover_ms = v;
     }
     return conn_open(c, timeout_ms, out, err);
 out_free:

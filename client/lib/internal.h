@@ -22,6 +22,7 @@ enum { CHAND__TCP = 0, CHAND__UNIX, CHAND__TLS };
 struct chand_options {
     char *user, *password;
     char *tls_ca, *tls_cert, *tls_key, *tls_servername;
+    char *failover_ms; /* as given; read by chand_connect_url */
 };
 
 struct chand_conn {
@@ -40,6 +41,14 @@ struct chand_conn {
     char server[128];
     int64_t hb_ms;     /* heartbeat asked for (0: none) */
     int64_t last_sent; /* ms when a line was last written */
+    /* A cluster (failover.c): the URLs given ("a,b,c"; owned, nservers
+     * of them, 0 for chand_connect), the one tried last, the leader's
+     * address from the last not_leader answer ("" during an election),
+     * how long to look for a leader, and the timeout of one dial. */
+    char **servers;
+    size_t nservers, cur;
+    char leader[128];
+    int64_t failover_ms, dial_ms;
 };
 
 /* The options of chand_make_opts (chanopts.c). */
@@ -60,6 +69,9 @@ json_t *chand__recv_ack_params(const char *name, int64_t ack_wait_ms);
 json_t *chand__settle_params(const char *name, int64_t id, const char *key,
                              int64_t n, const char *reason);
 
+/* How long a call looks for the leader unless failover_ms says. */
+#define CHAND__FAILOVER_MS 10000
+
 /* Fills err (may be NULL) and returns code. */
 int chand__seterr(chand_error *err, int code, int rpc_code, const char *reason,
                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -79,7 +91,12 @@ int chand__poll(int fd, short events, int64_t deadline);
 void chand__conn_drop(chand_conn *c);
 /* Sends one request and reads its answer before deadline (ms on the
  * monotonic clock, -1 forever); timeout_ms is what the request carries.
- * Returns 0 with *result (new) or a negative code (call.c). */
+ * A not_leader answer is returned as is, with c->leader set (call.c). */
+int chand__call_once(chand_conn *c, const char *method, json_t *params,
+                     int64_t timeout_ms, int64_t deadline, json_t **result);
+/* chand__call_once, following not_leader answers to the leader (or the
+ * next server) until c->failover_ms has passed.  Returns 0 with *result
+ * (new) or a negative code (failover.c). */
 int chand__call_until(chand_conn *c, const char *method, json_t *params,
                       int64_t timeout_ms, int64_t deadline, json_t **result);
 
@@ -99,6 +116,20 @@ json_t *chand__hello_params(const chand_options *o, int64_t hb_ms);
  * hello's result res. */
 void chand__hello_done(const json_t *res, char *session, size_t slen,
                        char *server, size_t srvlen);
+
+/* Fills c's kind, host (the path of a unix socket) and port from one
+ * URL, freeing the old host.  Returns 0, CHAND_EARG or CHAND_ENOMEM
+ * (conn.c). */
+int chand__parse_url(chand_conn *c, const char *url);
+/* Dials c's current host and says hello within timeout_ms: a new
+ * session.  Returns 0 or a negative code with c->err filled (conn.c). */
+int chand__dial(chand_conn *c, int64_t timeout_ms);
+/* Splits list ("a,b,c") into c->servers and points c at the first.
+ * Returns 0, CHAND_EARG (c->err says which entry) or CHAND_ENOMEM
+ * (failover.c). */
+int chand__servers_set(chand_conn *c, const char *list);
+/* Frees c's server list (failover.c). */
+void chand__servers_free(chand_conn *c);
 
 /* tls.c: TLS on c->fd, and the I/O both kinds share. */
 

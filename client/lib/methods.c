@@ -910,3 +910,31 @@ int chand_gomaxprocs(chand_conn *c, int64_t n, int64_t *previous)
     return call_int(c, "runtime.gomaxprocs", p, CHAND_FOREVER, "previous",
                     previous);
 }
+
+/* ---- cluster ---- */
+
+int chand_cluster_status(chand_conn *c, json_t **status)
+{
+    return call(c, "cluster.status", json_object(), CHAND_FOREVER, status);
+}
+
+int chand_cluster_add(chand_conn *c, uint64_t id, const char *address)
+{
+    /* Raft ids are positive and JSON integers here are signed 64-bit. */
+    if (c && (id == 0 || id > INT64_MAX))
+        return chand__seterr(&c->err, CHAND_EARG, 0, "",
+                             "node id must be 1 to %lld", (long long)INT64_MAX);
+    return call_void(
+        c, "cluster.add",
+        json_pack("{s:I, s:s}", "id", (json_int_t)id, "address", address),
+        CHAND_FOREVER);
+}
+
+int chand_cluster_remove(chand_conn *c, uint64_t id)
+{
+    if (c && (id == 0 || id > INT64_MAX))
+        return chand__seterr(&c->err, CHAND_EARG, 0, "",
+                             "node id must be 1 to %lld", (long long)INT64_MAX);
+    return call_void(c, "cluster.remove",
+                     json_pack("{s:I}", "id", (json_int_t)id), CHAND_FOREVER);
+}

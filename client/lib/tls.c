@@ -48,6 +48,7 @@ void chand__options_clear(chand_options *o)
     opt_free_str(&o->tls_cert);
     opt_free_str(&o->tls_key);
     opt_free_str(&o->tls_servername);
+    opt_free_str(&o->failover_ms);
 }
 
 void chand_options_free(chand_options *o)
@@ -73,6 +74,8 @@ static char **opt_field(chand_options *o, const char *key)
         return &o->tls_key;
     if (!strcmp(key, "tls_servername"))
         return &o->tls_servername;
+    if (!strcmp(key, "failover_ms"))
+        return &o->failover_ms;
     return NULL;
 }
 
@@ -92,7 +95,8 @@ int chand_options_set(chand_options *o, const char *key, const char *value)
 int chand__options_copy(chand_options *dst, const chand_options *o)
 {
     static const char *const keys[] = {
-        "user", "password", "tls_ca", "tls_cert", "tls_key", "tls_servername"};
+        "user",    "password",       "tls_ca",     "tls_cert",
+        "tls_key", "tls_servername", "failover_ms"};
 
     memset(dst, 0, sizeof *dst);
     if (!o)

@@ -348,6 +348,39 @@ static void test_fsync_values(void **state)
     assert_string_equal(c.data_dir, "/x");
 }
 
+/* The replication settings (issue 19): values, bounds, the node id's
+ * size, and their flags. */
+static void test_cluster_keys(void **state)
+{
+    char err[256], big[64];
+    conf c;
+    (void)state;
+
+    conf_defaults(&c);
+    assert_string_equal(c.cluster, "");
+    assert_int_equal(c.election_timeout_ms, 1000);
+    assert_int_equal(c.cluster_join, 0);
+    assert_int_equal(conf_set(&c, "cluster", "1=127.0.0.1:1:2,2=127.0.0.1:3:4",
+                              err, sizeof err),
+                     0);
+    assert_string_equal(c.cluster, "1=127.0.0.1:1:2,2=127.0.0.1:3:4");
+    assert_int_equal(conf_set(&c, "node_id", "2", err, sizeof err), 0);
+    assert_string_equal(c.node_id, "2");
+    memset(big, '7', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_int_equal(conf_set(&c, "node-id", big, err, sizeof err), -1);
+    assert_non_null(strstr(err, "too long"));
+    assert_string_equal(c.node_id, "2");
+    assert_int_equal(conf_set(&c, "election_timeout_ms", "99", err, sizeof err),
+                     -1);
+    assert_int_equal(
+        conf_set(&c, "election-timeout-ms", "1500", err, sizeof err), 0);
+    assert_int_equal(c.election_timeout_ms, 1500);
+    assert_int_equal(conf_set(&c, "cluster_join", "yes", err, sizeof err), 0);
+    assert_int_equal(c.cluster_join, 1);
+    assert_true(conf_key_is_switch("cluster-join"));
+}
+
 /* Runs cfg_from_args on a NULL-terminated list; returns its result. */
 static int from_args(conf *c, int *code, const char **args)
 {
@@ -465,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_sample),
         cmocka_unit_test(test_fsync_values),
+        cmocka_unit_test(test_cluster_keys),
         cmocka_unit_test(test_args_order),
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_line_fits_value),

@@ -1,0 +1,598 @@
+/*
+ * persist_repl.c - durability's cluster mode (issue 19): with `cluster`
+ * set, the effect records go to raft (repl.h) instead of the local log.
+ *
+ * Tickets play the role the log's LSNs play under fsync = always.  The
+ * records of a loop turn, and the answers built during it, belong to the
+ * open ticket T.  At the end of the turn (persist_flush) T is closed: its
+ * records become ONE raft entry (repl_propose), or, when the turn only
+ * read, one shared barrier (repl_barrier).  When that entry commits,
+ * `committed` becomes T and the sessions' gate (session_gate.c) releases
+ * every answer marked with T or less.  Tickets are submitted under pr_mu
+ * in order, and raft completes entries in log order, so `committed` only
+ * moves forward over whole tickets.
+ *
+ * Followers apply committed entries on the raft thread through
+ * persist__apply (the path recovery uses).  Only the serving leader emits
+ * effects; anything else that would emit (the raft thread applying, a
+ * node not leading) is dropped.  A leader that loses its place rebuilds:
+ * every session ends, the state is dropped and repl restarts on the same
+ * data_dir, which replays the raft snapshot and committed entries.
+ */
+#include "persist.h"
+#include "epoch.h"
+#include "holds.h"
+#include "repl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static repl_node *pr_node;
+static repl_config pr_cfg;
+static cluster pr_cluster;
+static char pr_dir[4096];
+
+static pthread_mutex_t pr_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *pr_buf; /* the open ticket's encoded records (pr_mu) */
+static size_t pr_len, pr_cap;
+static uint64_t pr_ticket = 1; /* the open ticket (pr_mu) */
+static bool pr_used;           /* an answer waits on it (pr_mu) */
+static _Atomic uint64_t pr_committed;
+static _Atomic bool pr_serving;
+static _Atomic uint64_t pr_appends; /* records taken, ever (snapshot check) */
+static _Atomic uint64_t pr_term;
+static _Atomic bool pr_rebuild;   /* deposed: rebuild at the next poll */
+static _Atomic uint64_t pr_kicks; /* times sessions had to end */
+static pthread_mutex_t pr_poll_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Set on the raft thread inside the FSM hooks: effects the builders emit
+ * there are the log's own, never new ones. */
+static __thread bool pr_in_fsm;
+/* Set while the FSM's snapshot walks the objects (persist_snap_emit). */
+static __thread struct pr_snap *pr_snap_tls;
+
+bool persist__cluster;
+
+bool persist_clustered(void)
+{
+    return persist__cluster;
+}
+
+bool persist_may_decide(void)
+{
+    return !persist__cluster || atomic_load(&pr_serving);
+}
+
+uint64_t persist_kicks(void)
+{
+    return atomic_load(&pr_kicks);
+}
+
+/* ------------------------------------------------------------------ */
+/* The leader's side: records and tickets                             */
+/* ------------------------------------------------------------------ */
+
+void persist__repl_append(const eff_rec *r)
+{
+    size_t n;
+    bool first;
+
+    if (pr_in_fsm || !atomic_load(&pr_serving))
+        return;
+    n = eff_size(r);
+    if (n == 0) {
+        log_error("cluster: cannot encode %s", eff_type_name(r->type));
+        return;
+    }
+    pthread_mutex_lock(&pr_mu);
+    if (pr_len + n > pr_cap) {
+        size_t cap = pr_cap ? pr_cap : 4096;
+        while (cap < pr_len + n)
+            cap *= 2;
+        void *p = realloc(pr_buf, cap);
+        if (!p) {
+            pthread_mutex_unlock(&pr_mu);
+            log_error("cluster: out of memory logging %s",
+                      eff_type_name(r->type));
+            return;
+        }
+        pr_buf = p;
+        pr_cap = cap;
+    }
+    first = pr_len == 0;
+    eff_encode(r, pr_buf + pr_len);
+    pr_len += n;
+    atomic_fetch_add(&pr_appends, 1);
+    pthread_mutex_unlock(&pr_mu);
+    /* An effect no answer follows (a lease ends, a session ends) must
+     * still reach raft: the I/O threads' poll closes the ticket. */
+    if (first)
+        srv_durable_wake();
+}
+
+uint64_t persist__repl_gate(void)
+{
+    uint64_t t;
+
+#ifdef CHAND_UNSAFE_ACK_BEFORE_COMMIT
+    /* make UNSAFE_ACK_BEFORE_COMMIT=1: answers leave before raft commits,
+     * so that the cluster checker can be seen to catch the loss. */
+    return 0;
+#endif
+    if (!atomic_load(&pr_serving))
+        return 0; /* not_leader and the like reveal no state */
+    pthread_mutex_lock(&pr_mu);
+    pr_used = true;
+    t = pr_ticket;
+    pthread_mutex_unlock(&pr_mu);
+    return t;
+}
+
+uint64_t persist__repl_durable(void)
+{
+    return atomic_load(&pr_committed);
+}
+
+static void pr_done(void *arg, int status, uint64_t index)
+{
+    uint64_t t = (uint64_t)(uintptr_t)arg, c;
+    (void)index;
+
+    if (status != 0) {
+        log_warn("cluster: ticket %llu failed: %s; ending sessions",
+                 (unsigned long long)t, repl_strerror(status));
+        atomic_store(&pr_rebuild, true);
+        return;
+    }
+    c = atomic_load(&pr_committed);
+    while (t > c && !atomic_compare_exchange_weak(&pr_committed, &c, t))
+        ;
+    srv_durable_wake();
+}
+
+void persist__repl_flush(void)
+{
+    repl_record rec;
+    uint64_t t;
+    int rc;
+
+    if (!pr_node)
+        return;
+    pthread_mutex_lock(&pr_mu);
+    if (pr_len == 0 && !pr_used) {
+        pthread_mutex_unlock(&pr_mu);
+        return;
+    }
+    t = pr_ticket++;
+    pr_used = false;
+    if (pr_len > 0) {
+        rec.data = pr_buf;
+        rec.len = pr_len;
+        rc = repl_propose(pr_node, &rec, 1, pr_done, (void *)(uintptr_t)t);
+        pr_len = 0;
+    } else {
+        rc = repl_barrier(pr_node, pr_done, (void *)(uintptr_t)t);
+    }
+    pthread_mutex_unlock(&pr_mu);
+    if (rc != 0) {
+        log_error("cluster: cannot submit ticket %llu: %s",
+                  (unsigned long long)t, repl_strerror(rc));
+        atomic_store(&pr_rebuild, true);
+        srv_durable_wake();
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* The FSM (raft thread)                                              */
+/* ------------------------------------------------------------------ */
+
+/* Applies every record of the frames in p[0..n). */
+static int pr_apply_frames(const uint8_t *p, size_t n)
+{
+    size_t off = 0, used;
+    eff_rec r;
+
+    while (off < n) {
+        int rc = eff_decode(p + off, n - off, &r, &used);
+        if (rc != 0) {
+            log_error("cluster: malformed record at %zu: %s", off,
+                      strerror(-rc));
+            return -1;
+        }
+        if (r.type != EFF_SNAP_BEGIN && r.type != EFF_SNAP_END &&
+            persist__apply(NULL, &r, 0) != 0)
+            return -1;
+        off += used;
+    }
+    return 0;
+}
+
+static int pr_fsm_apply(void *arg, uint64_t index, const repl_record *recs,
+                        size_t n, bool own)
+{
+    int rc = 0;
+    (void)arg;
+    (void)index;
+
+    if (own)
+        return 0; /* the leader applied its effects when it decided */
+    pr_in_fsm = true;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = pr_apply_frames(recs[i].data, recs[i].len);
+    pr_in_fsm = false;
+    return rc;
+}
+
+typedef struct pr_snap {
+    uint8_t *p;
+    size_t len, cap;
+    int rc;
+} pr_snap;
+
+int persist__repl_snap_emit(eff_rec *r)
+{
+    pr_snap *s = pr_snap_tls;
+    size_t n = eff_size(r);
+
+    if (!s || n == 0)
+        return -1;
+    if (s->len + n > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 65536;
+        while (cap < s->len + n)
+            cap *= 2;
+        void *p = realloc(s->p, cap);
+        if (!p)
+            return -1;
+        s->p = p;
+        s->cap = cap;
+    }
+    eff_encode(r, s->p + s->len);
+    s->len += n;
+    return 0;
+}
+
+bool persist__repl_snapping(void)
+{
+    return pr_snap_tls != NULL;
+}
+
+static void pr_snap_one(obj *o, void *arg)
+{
+    pr_snap *s = arg;
+
+    if (s->rc == 0 && o->ops->snap && !atomic_load(&o->dropped))
+        s->rc = o->ops->snap(o, s);
+}
+
+static int pr_fsm_snapshot(void *arg, uint64_t index, void **data, size_t *len)
+{
+    pr_snap s = {0};
+    uint64_t before = atomic_load(&pr_appends);
+    (void)arg;
+    (void)index;
+
+    /* The leader's state runs ahead of raft's while a ticket is open or
+     * proposed: ask again later. */
+    if (repl_in_flight(pr_node))
+        return -EBUSY;
+    pthread_mutex_lock(&pr_mu);
+    bool open = pr_len > 0;
+    pthread_mutex_unlock(&pr_mu);
+    if (open)
+        return -EBUSY;
+    pr_snap_tls = &s;
+    reg_foreach(NULL, pr_snap_one, &s);
+    pr_snap_tls = NULL;
+    if (s.rc != 0 || atomic_load(&pr_appends) != before) {
+        free(s.p);
+        return s.rc != 0 ? -ENOMEM : -EBUSY;
+    }
+    if (!s.p && !(s.p = malloc(1)))
+        return -ENOMEM;
+    *data = s.p;
+    *len = s.len;
+    return 0;
+}
+
+static void pr_collect(obj *o, void *arg)
+{
+    json_t *names = arg;
+    json_array_append_new(names, json_string(o->name));
+}
+
+/* Drops every object (a restore, a rebuild). */
+static void pr_drop_all(void)
+{
+    json_t *names = json_array();
+    size_t i;
+    json_t *v;
+
+    if (!names)
+        return;
+    reg_foreach(NULL, pr_collect, names);
+    json_array_foreach(names, i, v) reg_drop(json_string_value(v));
+    json_decref(names);
+}
+
+static int pr_fsm_restore(void *arg, const void *data, size_t len)
+{
+    int rc;
+    (void)arg;
+
+    pr_in_fsm = true;
+    pr_drop_all();
+    rc = pr_apply_frames(data, len);
+    pr_in_fsm = false;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Leadership                                                         */
+/* ------------------------------------------------------------------ */
+
+static void pr_wakeup(void *arg)
+{
+    (void)arg;
+    srv_durable_wake();
+}
+
+static void pr_on_role(void *arg, bool serving, uint64_t term,
+                       uint64_t leader_id)
+{
+    (void)arg;
+    atomic_store(&pr_term, term);
+    if (serving && !atomic_load(&pr_serving)) {
+        /* Tokens strictly increase across failovers: the new leader's
+         * first entry raises every node's token floor to its term's
+         * epoch (terms only grow, and a node leads one term at most). */
+        eff_rec r = {.type = EFF_TOKEN_EPOCH};
+        r.u.epoch.epoch = term;
+        hold_token_floor(epoch_token(term, 0));
+        atomic_store(&pr_serving, true);
+        persist__repl_append(&r);
+        log_info("cluster: node %llu leads term %llu",
+                 (unsigned long long)pr_cluster.peers[pr_cluster.self].id,
+                 (unsigned long long)term);
+    } else if (!serving && atomic_load(&pr_serving)) {
+        log_warn("cluster: no longer leader (term %llu, leader %llu)",
+                 (unsigned long long)term, (unsigned long long)leader_id);
+        atomic_store(&pr_rebuild, true);
+    }
+}
+
+static int pr_start_node(char *err, size_t errlen)
+{
+    return repl_start(&pr_cfg, &pr_node, err, errlen);
+}
+
+/* The deposed leader's rebuild (see the top): on an I/O thread, outside
+ * any repl callback. */
+static void pr_do_rebuild(void)
+{
+    char err[256];
+
+    atomic_store(&pr_serving, false);
+    atomic_fetch_add(&pr_kicks, 1);
+    srv_durable_wake(); /* every I/O thread ends its sessions */
+    repl_stop(pr_node);
+    pr_node = NULL;
+    pthread_mutex_lock(&pr_mu);
+    pr_len = 0;
+    pr_used = false;
+    pthread_mutex_unlock(&pr_mu);
+    pr_in_fsm = true; /* the drops are not effects to replicate */
+    pr_drop_all();
+    pr_in_fsm = false;
+    if (pr_start_node(err, sizeof err) != 0) {
+        log_error("cluster: cannot restart replication: %s", err);
+        exit(1); /* a node that cannot follow must not serve */
+    }
+    log_info("cluster: state dropped; replaying the raft log");
+}
+
+void persist_poll(void)
+{
+    if (!pr_node || pthread_mutex_trylock(&pr_poll_mu) != 0)
+        return;
+    repl_drain(pr_node);
+    if (atomic_exchange(&pr_rebuild, false))
+        pr_do_rebuild();
+    pthread_mutex_unlock(&pr_poll_mu);
+    persist__repl_flush();
+}
+
+/* ------------------------------------------------------------------ */
+/* Start, stop, status                                                */
+/* ------------------------------------------------------------------ */
+
+int persist__repl_start(const conf *c, char *err, size_t errlen)
+{
+    int rc;
+
+    if (!c->data_dir[0]) {
+        snprintf(err, errlen, "cluster needs data_dir (the raft log)");
+        return -1;
+    }
+    rc = cluster_parse(&pr_cluster, c->cluster, c->node_id, err, errlen);
+    if (rc != 0)
+        return -1;
+    if (c->port != 0 && c->port != cluster_self(&pr_cluster)->client_port)
+        log_warn("cluster: port %d differs from node %s's client port %u in "
+                 "the cluster setting, which not_leader answers name",
+                 c->port, c->node_id,
+                 (unsigned)cluster_self(&pr_cluster)->client_port);
+    snprintf(pr_dir, sizeof pr_dir, "%s", c->data_dir);
+    pr_cfg.cluster = &pr_cluster;
+    pr_cfg.data_dir = pr_dir;
+    pr_cfg.fsm.apply = pr_fsm_apply;
+    pr_cfg.fsm.snapshot = pr_fsm_snapshot;
+    pr_cfg.fsm.restore = pr_fsm_restore;
+    pr_cfg.election_timeout_ms = (unsigned)c->election_timeout_ms;
+    pr_cfg.heartbeat_timeout_ms = (unsigned)c->election_timeout_ms / 10;
+    pr_cfg.join = c->cluster_join != 0;
+    pr_cfg.wakeup = pr_wakeup;
+    pr_cfg.on_role = pr_on_role;
+    persist__cluster = true;
+    if (pr_start_node(err, errlen) != 0) {
+        persist__cluster = false;
+        cluster_free(&pr_cluster);
+        return -1;
+    }
+    log_info("cluster: node %s of %zu, raft log in %s/raft", c->node_id,
+             pr_cluster.n, c->data_dir);
+    return 0;
+}
+
+void persist__repl_stop(void)
+{
+    if (!persist__cluster)
+        return;
+    atomic_store(&pr_serving, false);
+    repl_stop(pr_node);
+    pr_node = NULL;
+    free(pr_buf);
+    pr_buf = NULL;
+    pr_len = pr_cap = 0;
+    cluster_free(&pr_cluster);
+}
+
+int persist_leader(char *addr, size_t len)
+{
+    uint64_t id;
+
+    if (!pr_node)
+        return -1;
+    if (repl_leader(pr_node, &id, addr, len) != 0 || !addr[0])
+        return -1;
+    return 0;
+}
+
+json_t *persist_cluster_status(void)
+{
+    repl_status st;
+    char leader[CLUSTER_HOST_MAX + 8] = "";
+    json_t *j, *peers;
+
+    if (!pr_node)
+        return json_null();
+    repl_status_get(pr_node, &st);
+    persist_leader(leader, sizeof leader);
+    peers = json_array();
+    for (size_t i = 0; i < st.n_peers && peers; i++)
+        json_array_append_new(peers,
+                              json_pack("{s:I, s:s, s:b}", "id",
+                                        (json_int_t)st.peers[i].id, "address",
+                                        st.peers[i].address, "voter",
+                                        st.peers[i].voter == 1));
+    j = json_pack("{s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:o}", "id",
+                  (json_int_t)st.id, "role", repl_role_name(st.role), "serving",
+                  st.serving, "term", (json_int_t)st.term, "commit_index",
+                  (json_int_t)st.commit_index, "last_applied",
+                  (json_int_t)st.last_applied, "leader_id",
+                  (json_int_t)st.leader_id, "fsm_errors",
+                  (json_int_t)st.fsm_errors, "peers",
+                  peers ? peers : json_array());
+    if (j && leader[0])
+        json_object_set_new(j, "leader", json_string(leader));
+    return j ? j : json_null();
+}
+
+void persist_cluster_stats(stats_snap *sn)
+{
+    repl_status st;
+
+    sn->cluster = pr_node != NULL;
+    if (!pr_node)
+        return;
+    repl_status_get(pr_node, &st);
+    sn->raft_role = (int)st.role;
+    sn->raft_term = (int64_t)st.term;
+    sn->raft_commit = (int64_t)st.commit_index;
+    sn->raft_peers = (int64_t)st.n_peers;
+    sn->raft_leader = (int64_t)st.leader_id;
+}
+
+/* Membership and transfer: the request waits on a goroutine for the
+ * completion, which repl_drain runs on an I/O thread and which hands the
+ * outcome over through a one-slot runtime channel (two refs: one each). */
+typedef struct pr_outcome {
+    int status;
+    uint64_t index;
+} pr_outcome;
+
+typedef struct pr_change {
+    int what; /* 0 add, 1 remove, 2 transfer */
+    uint64_t id;
+    char raft[CLUSTER_HOST_MAX + 8], client[CLUSTER_HOST_MAX + 8];
+} pr_change;
+
+static void pr_change_done(void *arg, int status, uint64_t index)
+{
+    rt_chan *c = arg;
+    pr_outcome o = {status, index};
+
+    rt_chan_send(c, &o, RT_POLL); /* one slot, one send: never waits */
+    rt_chan_release(c);
+}
+
+static void pr_change_run(dreq *r)
+{
+    pr_change *ch = r->ctx;
+    rt_chan *c = rt_chan_make(sizeof(pr_outcome), 1);
+    pr_outcome o = {0};
+    bool ok = false;
+    int rc = -ENOMEM;
+
+    r->ctx = NULL;
+    if (c && pr_node) {
+        rt_chan_retain(c); /* the completion's */
+        if (ch->what == 0)
+            rc = repl_add(pr_node, ch->id, ch->raft,
+                          ch->client[0] ? ch->client : NULL, pr_change_done, c);
+        else if (ch->what == 1)
+            rc = repl_remove(pr_node, ch->id, pr_change_done, c);
+        else
+            rc = repl_transfer(pr_node, ch->id, pr_change_done, c);
+        if (rc != 0)
+            rt_chan_release(c);
+        else {
+            srv_durable_wake();
+            rc = rt_chan_recv(c, &o, &ok, RT_FOREVER) == 0 && ok ? o.status
+                                                                 : -EINTR;
+        }
+    }
+    if (c)
+        rt_chan_release(c);
+    free(ch);
+    if (rc == 0)
+        dreq_ok(r, json_pack("{s:I}", "index", (json_int_t)o.index));
+    else
+        dreq_fail(r,
+                  rc == REPL_ENOTLEADER ? PROTO_R_NOT_LEADER : PROTO_R_INVALID,
+                  "%s", repl_strerror(rc));
+}
+
+void persist_cluster_change(dreq *r, int what, uint64_t id, const char *raft,
+                            const char *client)
+{
+    pr_change *ch = calloc(1, sizeof *ch);
+
+    if (!pr_node) {
+        free(ch);
+        dreq_fail(r, PROTO_R_INVALID, "this node is not in a cluster");
+        return;
+    }
+    if (!ch) {
+        dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
+        return;
+    }
+    ch->what = what;
+    ch->id = id;
+    snprintf(ch->raft, sizeof ch->raft, "%s", raft ? raft : "");
+    snprintf(ch->client, sizeof ch->client, "%s", client ? client : "");
+    r->ctx = ch;
+    if (dreq_park(r, pr_change_run) != 0)
+        free(r->ctx);
+}
