@@ -7,6 +7,7 @@
 #include "dispatch_internal.h"
 #include "answer.h"
 #include "jfast.h"
+#include "persist.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +22,8 @@ static void disp_detached_go(void *arg)
 {
     dreq *r = arg;
     disp__tab[r->m->id](r);
+    /* No loop turn ends here: its effects go to the log's writer now. */
+    persist_flush();
     mem_sub(MEM_PARK_COST);
 }
 

@@ -291,8 +291,9 @@ static int hchan_snap(obj *o, void *s)
         r.u.obj.name = eff_s(o->name);
         rc = persist_snap_emit(s, &r, c.lsn);
     }
-    if (rc == 0 && h->timer) /* after its channel, which it needs */
-        rc = htimer__snap(h->timer, s);
+    void *ht = hchan_timer(o);
+    if (rc == 0 && ht) /* after its channel, which it needs */
+        rc = htimer__snap(ht, s);
     return rc;
 }
 

@@ -162,6 +162,9 @@ static void htimer_fire(void *arg)
         reg_drop(drop);
         free(drop);
     }
+    /* No loop turn ends after a firing: hand its records to the log's
+     * writer now, not at the next client's turn. */
+    persist_flush();
     if (req) {
         proto_error err;
         if (disp_run_detached(req, false, &err) != 0)
@@ -271,12 +274,15 @@ static void htimer_chan(dreq *r, bool ticker)
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
         return;
     }
+    /* Attached before its timer_add is logged: a snapshot walking the
+     * channel meanwhile then emits the timer (waiting on mu), or began
+     * after the record, which the log then holds. */
+    hchan_set_timer(o, ht, htimer__fini);
     pthread_mutex_lock(&ht->mu);
     rc = htimer__arm(ht, ms * 1000000);
     if (rc == 0)
         htimer__log_add(ht);
     pthread_mutex_unlock(&ht->mu);
-    hchan_set_timer(o, ht, htimer__fini);
     if (rc != 0) {
         reg_drop(o->name);
         dreq_fail(r, PROTO_R_INTERNAL, "cannot start a timer");
@@ -306,8 +312,8 @@ static void hafter_fini(obj *o)
 /* obj_ops.snap: the pending afterfunc (its request rides in timer_add). */
 static int hafter_snap(obj *o, void *s)
 {
-    hafter *a = (hafter *)o;
-    return a->ht ? htimer__snap(a->ht, s) : 0;
+    htimer *ht = __atomic_load_n(&((hafter *)o)->ht, __ATOMIC_ACQUIRE);
+    return ht ? htimer__snap(ht, s) : 0;
 }
 
 const obj_ops htimer__after_ops = {
@@ -360,11 +366,12 @@ void h_timer_afterfunc(dreq *r)
     }
     /* A copy: it outlives the request line. */
     htimer__set_request(ht, json_deep_copy(req));
+    /* Attached before its timer_add is logged (see htimer_chan). */
+    __atomic_store_n(&((hafter *)o)->ht, ht, __ATOMIC_RELEASE);
     pthread_mutex_lock(&ht->mu);
     rc = htimer__arm(ht, dreq_int(r, "ms", 0) * 1000000);
     if (rc == 0)
         htimer__log_add(ht);
-    ((hafter *)o)->ht = ht;
     pthread_mutex_unlock(&ht->mu);
     if (rc != 0) {
         reg_drop(name);

@@ -137,8 +137,8 @@ static htimer *htimer_tab_find(uint64_t id)
 {
     if (!htimer_tab)
         return NULL;
-    for (size_t i = htimer_slot(id, htimer_tab_cap);; i = (i + 1) &
-                                                       (htimer_tab_cap - 1))
+    for (size_t i = htimer_slot(id, htimer_tab_cap);;
+         i = (i + 1) & (htimer_tab_cap - 1))
         if (!htimer_tab[i] || htimer_tab[i]->id == id)
             return htimer_tab[i];
 }
@@ -198,17 +198,15 @@ static int htimer_restore_new(const eff_rec *r, const char *name,
     } else if (reg_lookup(name, &hchan_ops, false, NULL, &f) != REG_OK) {
         return 0; /* its channel was dropped */
     }
-    if ((r->u.timer.kind == EFF_TIMER_AFTERFUNC
-             ? ((hafter *)f.o)->ht != NULL
-             : hchan_timer(f.o) != NULL)) {
+    if ((r->u.timer.kind == EFF_TIMER_AFTERFUNC ? ((hafter *)f.o)->ht != NULL
+                                                : hchan_timer(f.o) != NULL)) {
         json_decref(req);
         obj_release(f.o);
         return 0; /* a timer of a newer id holds it */
     }
-    ht = htimer__new(r->u.timer.kind == EFF_TIMER_AFTERFUNC ? NULL
-                                                            : hchan_rt(f.o),
-                     (int)r->u.timer.kind, r->u.timer.period_ms * 1000000,
-                     name);
+    ht = htimer__new(
+        r->u.timer.kind == EFF_TIMER_AFTERFUNC ? NULL : hchan_rt(f.o),
+        (int)r->u.timer.kind, r->u.timer.period_ms * 1000000, name);
     if (ht)
         ht->id = r->u.timer.id;
     rc = ht && htimer_tab_add(ht) == 0 ? 0 : -1;

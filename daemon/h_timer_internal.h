@@ -19,10 +19,10 @@ typedef struct harm {
 struct htimer {
     _Atomic int refs;
     pthread_mutex_t mu;
-    bool stopped;      /* by timer.stop, or its owner let go */
-    int kind;          /* EFF_TIMER_AFTER, _TICKER, _AFTERFUNC */
-    uint64_t id;       /* names it in the log; unique per data_dir */
-    int64_t period_ns; /* ticker: > 0 */
+    bool stopped;        /* by timer.stop, or its owner let go */
+    int kind;            /* EFF_TIMER_AFTER, _TICKER, _AFTERFUNC */
+    uint64_t id;         /* names it in the log; unique per data_dir */
+    int64_t period_ns;   /* ticker: > 0 */
     int64_t deadline_ms; /* wall clock of the pending arming; 0: none */
     uint64_t lsn;        /* of its last record (mu) */
     rt_chan *c;          /* retained; NULL for afterfunc */
@@ -43,8 +43,7 @@ extern const obj_ops htimer__after_ops;
 /* h_timer.c */
 /* Returns a new timer state (one reference) on c (retained; NULL for
  * afterfunc) named name (copied), or NULL. */
-htimer *htimer__new(rt_chan *c, int kind, int64_t period_ns,
-                    const char *name);
+htimer *htimer__new(rt_chan *c, int kind, int64_t period_ns, const char *name);
 /* Drops a reference. */
 void htimer__put(htimer *ht);
 /* Arms ht for ns from now (ht->mu held).  Returns 0 or -1. */

@@ -62,8 +62,9 @@ static int rs_teardown(void **state)
  * NULL).  Returns 0 or -1. */
 static int rs_start(const char *policy, const char *more)
 {
-    const char *args[] = {"--data-dir", ddir, "--fsync", policy,
-                          more ? "--compact-floor" : NULL, more, NULL};
+    const char *args[] = {
+        "--data-dir", ddir, "--fsync", policy, more ? "--compact-floor" : NULL,
+        more,         NULL};
     return testd_start(&D, args);
 }
 
@@ -100,8 +101,7 @@ static json_int_t chan_len(testd_conn *c, const char *name)
 /* Waits (up to 15 s) until name's length is at least n. */
 static void wait_len(testd_conn *c, const char *name, json_int_t n)
 {
-    for (int64_t t0 = testd_now_ms(); chan_len(c, name) < n;
-         testd_sleep_ms(20))
+    for (int64_t t0 = testd_now_ms(); chan_len(c, name) < n; testd_sleep_ms(20))
         if (testd_now_ms() - t0 > 15000)
             fail_msg("channel %s never reached length %lld", name,
                      (long long)n);
@@ -205,9 +205,9 @@ static void test_timers_survive_kill(void **state)
     json_t *info = e2e_ok(c, 0, "list", "{\"prefix\":\"afterfunc\"}");
     json_t *objs = json_object_get(info, "objects");
     assert_int_equal(json_array_size(objs), 1);
-    assert_string_equal(json_string_value(json_object_get(
-                            json_array_get(objs, 0), "name")),
-                        aflong);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(objs, 0), "name")),
+        aflong);
     /* Consumed: what a second restart must not bring back. */
     assert_true(recv_int(c, "over") >= t0 + 1000);
     testd_close(c);
@@ -264,8 +264,8 @@ static void test_timers_survive_compaction(void **state)
     snprintf(line, sizeof line, "{\"name\":\"load\",\"value\":\"%s\"}", big);
     for (int64_t t = testd_now_ms();; testd_sleep_ms(1)) {
         json_t *st = testd_stats(&D);
-        json_int_t snaps = json_integer_value(json_object_get(
-            json_object_get(st, "durability"), "snapshots"));
+        json_int_t snaps = json_integer_value(
+            json_object_get(json_object_get(st, "durability"), "snapshots"));
         json_decref(st);
         if (snaps >= 2)
             break;
@@ -335,15 +335,15 @@ static void test_renewed_lease(void **state)
     e2e_expect_reason(c, 0, "mutex.lock",
                       "{\"name\":\"longer\",\"timeout_ms\":0}", "timeout");
     json_t *info = e2e_ok(c, 0, "list", "{\"prefix\":\"longer\"}");
-    assert_int_equal(json_integer_value(json_object_get(
-                         json_array_get(json_object_get(info, "objects"), 0),
-                         "token")),
-                     longer);
+    assert_int_equal(
+        json_integer_value(json_object_get(
+            json_array_get(json_object_get(info, "objects"), 0), "token")),
+        longer);
     /* The shorter lease ran out while the daemon was down: the writer
      * gets in (waiting for the expiry that follows the start). */
-    int64_t wt = e2e_ok_int(c, 0, "rwmutex.lock",
-                            "{\"name\":\"shorter\",\"timeout_ms\":15000}",
-                            "token");
+    int64_t wt =
+        e2e_ok_int(c, 0, "rwmutex.lock",
+                   "{\"name\":\"shorter\",\"timeout_ms\":15000}", "token");
     assert_true(wt > shorter);
     snprintf(p, sizeof p, "{\"name\":\"longer\",\"token\":%lld}",
              (long long)longer);
@@ -376,17 +376,17 @@ static void test_disk_full(void **state)
      * which a filler file takes 400 KiB (removed later: space returns). */
     FILE *f = fopen(wrapper, "w");
     assert_non_null(f);
-    fprintf(f,
-            "#!/bin/sh\n"
-            "exec unshare -rm sh -c 'mount -t tmpfs -o size=1m tmpfs \"$DF_MNT\" "
-            "&& head -c 409600 /dev/zero >\"$DF_MNT/filler\" "
-            "&& exec \"$DF_BIN\" \"$@\"' sh \"$@\"\n");
+    fprintf(
+        f,
+        "#!/bin/sh\n"
+        "exec unshare -rm sh -c 'mount -t tmpfs -o size=1m tmpfs \"$DF_MNT\" "
+        "&& head -c 409600 /dev/zero >\"$DF_MNT/filler\" "
+        "&& exec \"$DF_BIN\" \"$@\"' sh \"$@\"\n");
     assert_int_equal(fclose(f), 0);
     assert_int_equal(chmod(wrapper, 0700), 0);
     const char *bin = getenv("CHAND_BIN");
     char real[300];
-    snprintf(real, sizeof real, "%s",
-             bin && *bin ? bin : "build/chand");
+    snprintf(real, sizeof real, "%s", bin && *bin ? bin : "build/chand");
     if (real[0] != '/') {
         char cwd[200];
         assert_non_null(getcwd(cwd, sizeof cwd));
@@ -413,8 +413,8 @@ static void test_disk_full(void **state)
     const char *why = NULL;
     json_t *a = NULL;
     for (int64_t t0 = testd_now_ms(); acked < 1000; acked++) {
-        int n = snprintf(line, sizeof line,
-                         "{\"name\":\"q\",\"value\":\"%06d", acked);
+        int n = snprintf(line, sizeof line, "{\"name\":\"q\",\"value\":\"%06d",
+                         acked);
         memset(line + n, 'v', DF_VALUE);
         snprintf(line + n + DF_VALUE, sizeof line - n - DF_VALUE, "\"}");
         a = e2e_callj(c, 0, "send", json_loads(line, 0, NULL));
@@ -433,11 +433,11 @@ static void test_disk_full(void **state)
     assert_true(acked > 0);
     /* Writes fail with the reason; reads work. */
     e2e_expect_reason_msg(c, 0, "map.store",
-                          "{\"name\":\"m\",\"key\":\"k\",\"value\":2}",
-                          "limit", "disk full");
-    assert_int_equal(e2e_ok_int(c, 0, "map.load", "{\"name\":\"m\",\"key\":\"k\"}",
-                                "value"),
-                     1);
+                          "{\"name\":\"m\",\"key\":\"k\",\"value\":2}", "limit",
+                          "disk full");
+    assert_int_equal(
+        e2e_ok_int(c, 0, "map.load", "{\"name\":\"m\",\"key\":\"k\"}", "value"),
+        1);
     assert_int_equal(chan_len(c, "q"), acked);
     json_t *st = testd_stats(&D);
     assert_true(json_is_true(
@@ -457,9 +457,9 @@ static void test_disk_full(void **state)
         if (testd_now_ms() - t0 > 15000)
             fail_msg("writes never resumed after space returned");
     }
-    assert_int_equal(e2e_ok_int(c, 0, "map.load", "{\"name\":\"m\",\"key\":\"k\"}",
-                                "value"),
-                     2);
+    assert_int_equal(
+        e2e_ok_int(c, 0, "map.load", "{\"name\":\"m\",\"key\":\"k\"}", "value"),
+        2);
     /* Every value acknowledged before is there, in order, and nothing of
      * the refused sends. */
     assert_int_equal(chan_len(c, "q"), acked);
@@ -487,8 +487,7 @@ int main(void)
                                         rs_setup, rs_teardown),
         cmocka_unit_test_setup_teardown(test_renewed_lease, rs_setup,
                                         rs_teardown),
-        cmocka_unit_test_setup_teardown(test_disk_full, rs_setup,
-                                        rs_teardown),
+        cmocka_unit_test_setup_teardown(test_disk_full, rs_setup, rs_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
