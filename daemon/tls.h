@@ -114,6 +114,16 @@ void tls_handshake_done(struct bufferevent *bev);
  * bytes of that attempt (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER lets it retry
  * them from there).  Returns the bytes written.  bev's I/O thread. */
 size_t tls_write_now(struct bufferevent *bev, struct evbuffer *buf);
+/* Moves up to max bytes of plaintext that OpenSSL already holds (records
+ * read ahead with the request that woke the session) into bev's input.
+ * The context reads ahead, so one read(2) takes every record the socket
+ * has (without it: two reads per record, its header and its body); but
+ * the bufferevent only asks OpenSSL for more while the record it is on
+ * has bytes left, and the records behind it would wait for the socket to
+ * become readable again, which it may never do.  Call after each turn of
+ * requests while reading is on.  Returns the bytes moved.  bev's I/O
+ * thread. */
+size_t tls_read_pending(struct bufferevent *bev, size_t max);
 /* Sends close_notify on bev's SSL, without waiting for the peer's (call
  * before freeing for a clean close). */
 void tls_close_notify(struct bufferevent *bev);

@@ -1401,6 +1401,48 @@ static void test_async_urls(void **state)
     stop();
 }
 
+/* Many small TLS records in one burst: the daemon's OpenSSL reads ahead
+ * (one read(2) takes them all) while the bufferevent hands over one
+ * record at a time; every request behind the first must still be served
+ * (tls_read_pending), and so must one sent right behind the handshake. */
+static void test_tls_record_burst(void **state)
+{
+    (void)state;
+    tconn t;
+    char buf[65536];
+    size_t n = 0;
+    int lines = 0, port = start_tls(false, false);
+    const int count = 200;
+
+    for (int round = 0; round < 3; round++) {
+        struct timeval rto = {10, 0}; /* a stall fails, not hangs */
+        assert_int_equal(tls_open(&t, port, NULL), 0);
+        assert_int_equal(
+            setsockopt(t.fd, SOL_SOCKET, SO_RCVTIMEO, &rto, sizeof rto), 0);
+        lines = 0;
+        n = 0;
+        for (int i = 0; i < count; i++) {
+            char line[128];
+            int len = snprintf(line, sizeof line,
+                               "{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                               "\"method\":\"ping\"}\n",
+                               i);
+            /* one SSL_write, one record, each */
+            assert_int_equal(SSL_write(t.ssl, line, len), len);
+        }
+        while (lines < count) {
+            int r = SSL_read(t.ssl, buf + n, (int)(sizeof buf - n));
+            assert_true(r > 0);
+            for (int k = 0; k < r; k++)
+                lines += buf[n + (size_t)k] == '\n';
+            n = (n + (size_t)r) % (sizeof buf / 2);
+        }
+        assert_int_equal(lines, count);
+        tls_close(&t, true);
+    }
+    stop();
+}
+
 /* Large answers over TLS, many at once: the daemon writes a turn's
  * answers straight to the socket (tls_write_now) until the socket is
  * full, then hands the rest to the bufferevent, which must resume exactly
@@ -1564,6 +1606,7 @@ int main(void)
         cmocka_unit_test_teardown(test_tls_client_cert, teardown),
         cmocka_unit_test_teardown(test_client_urls, teardown),
         cmocka_unit_test_teardown(test_async_urls, teardown),
+        cmocka_unit_test_teardown(test_tls_record_burst, teardown),
         cmocka_unit_test_teardown(test_tls_large_answers, teardown),
         cmocka_unit_test_teardown(test_tls_reload, teardown),
         cmocka_unit_test_teardown(test_bad_users_file, teardown),
