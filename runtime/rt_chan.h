@@ -29,7 +29,8 @@ struct rt_chan {
     rt__waitq heldq;
     unsigned char *redq;
     size_t nredq, redq_cap;
-    void (*meta_free)(void *meta);
+    rt_chan_hold_hook hook; /* rt_chan_set_hold_hook */
+    void *hook_arg;
 };
 
 RT__HIDDEN void rt__chan_send_to(rt_chan *c, rt__waiter *w, const void *elem);

@@ -28,9 +28,11 @@ static _Atomic int64_t nparked;
 
 static int metas[2];
 
-static void meta_free_count(void *meta)
+static void hook_count(void *arg, bool taken, rt_chan_hold_ev *ev)
 {
-    ++*(int *)meta;
+    (void)arg;
+    if (!taken)
+        ++*(int *)ev->meta;
 }
 
 static void order_main(void *arg)
@@ -72,8 +74,8 @@ static void order_main(void *arg)
     CHECK_EQ(v, 4);
     CHECK(a.meta == NULL);
     /* The meta travels with a requeued value: to the next acknowledged
-     * receive, or to meta_free when a plain receive takes it. */
-    rt_chan_set_meta_free(c, meta_free_count);
+     * receive, or to the hook when a plain receive takes it. */
+    rt_chan_set_hold_hook(c, hook_count, NULL);
     CHECK_EQ(rt_chan_requeue(c, &(int){1}, a.seq, &metas[0], true), 0);
     CHECK_EQ(rt_chan_recv_ack(c, &v, &ok, &a, RT_POLL), 0);
     CHECK(a.meta == &metas[0]);
