@@ -83,6 +83,8 @@ EXTRA_PIDS="$EXTRA_PIDS $wpid"
 for i in $(seq 1 500); do [ -e "$T/started" ] && break; sleep 0.02; done
 [ -e "$T/started" ] || fail "first worker did not start its command"
 expect_out "0 2 1" len k
+expect_exit 0 dump
+grep -q '^chan k (len 0/2, elem any, inflight 1)$' "$T/out" || fail "dump: $(cat "$T/out")"
 kill -KILL -- "-$wpid"      # chanctl and its command
 wait "$wpid" 2>/dev/null
 expect_exit 0 --timeout 10s work k --max 1 -- sh -c 'echo "$CHAND_VALUE $CHAND_ATTEMPT" >"$0"' "$T/second"
