@@ -33,6 +33,7 @@
 #include "../common/testrand.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -413,6 +414,15 @@ static void run(const char *name, int nfaults, int dkills)
     free(ambiguous);
 }
 
+static int nftw_rm(const char *p, const struct stat *sb, int flag,
+                   struct FTW *f)
+{
+    (void)sb;
+    (void)flag;
+    (void)f;
+    return remove(p);
+}
+
 static void test_worker_faults(void **state)
 {
     int n = (int)strtol(getenv("ACK_FAULTS") ? getenv("ACK_FAULTS") : "60",
@@ -422,6 +432,25 @@ static void test_worker_faults(void **state)
     assert_int_equal(testd_start(&g_d, NULL), 0);
     run("memory", n, 0);
     assert_int_equal(testd_stop(&g_d), 0);
+}
+
+static void test_daemon_kills(void **state)
+{
+    const char *args[] = {"--data-dir", g_ddir, "--fsync", "always", NULL};
+    int n = (int)strtol(getenv("ACK_FAULTS") ? getenv("ACK_FAULTS") : "60",
+                        NULL, 10);
+    int k = (int)strtol(getenv("ACK_DAEMON_KILLS") ? getenv("ACK_DAEMON_KILLS")
+                                                   : "2",
+                        NULL, 10);
+
+    (void)state;
+    snprintf(g_ddir, sizeof g_ddir, "/tmp/chand-ackf.%d", (int)getpid());
+    nftw(g_ddir, nftw_rm, 16, FTW_DEPTH | FTW_PHYS);
+    assert_int_equal(mkdir(g_ddir, 0700), 0);
+    assert_int_equal(testd_start(&g_d, args), 0);
+    run("data_dir", n / 2, k);
+    assert_int_equal(testd_stop(&g_d), 0);
+    nftw(g_ddir, nftw_rm, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static int cmp64(const void *a, const void *b)
@@ -491,6 +520,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_redelivery_slack, teardown),
         cmocka_unit_test_teardown(test_worker_faults, teardown),
+        cmocka_unit_test_teardown(test_daemon_kills, teardown),
     };
 
     signal(SIGPIPE, SIG_IGN);
