@@ -400,7 +400,13 @@ static void dlv_fire(void *arg)
     int act = 0;
 
     pthread_mutex_lock(&dlv_mu);
-    if ((d->st == DS_INFLIGHT || d->st == DS_DELAYED) && rt_now() >= d->due) {
+    int64_t now = rt_now();
+    if ((d->st == DS_INFLIGHT || d->st == DS_DELAYED) && now < d->due) {
+        /* Early (the timer's clock is coarser than rt_now), or a firing
+         * that a re-arm overtook: make sure one comes at due. */
+        if (!rt_timer_reset(d->t, d->due - now))
+            d->refs++;
+    } else if (d->st == DS_INFLIGHT || d->st == DS_DELAYED) {
         act = d->st;
         if (d->st == DS_INFLIGHT) {
             dlv_leave(d);
