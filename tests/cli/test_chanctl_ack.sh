@@ -93,3 +93,25 @@ expect_out "0 2 0" len k
 # --timeout bounds the wait for a value.
 expect_exit 124 --timeout 200ms work k -- true
 case_ok "work: a killed worker loses nothing"
+
+# A worker stopped past its deadline: the value goes to another worker;
+# resumed, the first finds its delivery gone at the next touch, stops its
+# command (SIGTERM) and leaves the value alone, then ends with the
+# channel.
+expect_exit 0 make s 2
+expect_exit 0 send s v1
+"$CHANCTL_BIN" work s --ack-wait 300ms -- sh -c 'touch "$0"; exec sleep 30' \
+    "$T/s.started" >/dev/null 2>"$T/s.err" &
+spid=$!
+EXTRA_PIDS="$EXTRA_PIDS $spid"
+for i in $(seq 1 500); do [ -e "$T/s.started" ] && break; sleep 0.02; done
+[ -e "$T/s.started" ] || fail "stopped worker did not start its command"
+kill -STOP "$spid"
+expect_exit 0 --timeout 10s work s --max 1 -- sh -c 'echo "$CHAND_ATTEMPT" >"$0"' "$T/s.second"
+[ "$(cat "$T/s.second")" = 2 ] || fail "second worker: attempt $(cat "$T/s.second")"
+expect_exit 0 close s
+kill -CONT "$spid"
+wait "$spid" || fail "resumed worker exited $?: $(cat "$T/s.err")"
+grep -q "no longer ours" "$T/s.err" || fail "resumed worker: $(cat "$T/s.err")"
+expect_out "0 2 0" len s
+case_ok "work: a stopped worker loses its delivery and stops its command"
