@@ -92,6 +92,12 @@ expect_exit 0 --timeout 10s work k --max 1 -- sh -c 'echo "$CHAND_VALUE $CHAND_A
 expect_out "0 2 0" len k
 # --timeout bounds the wait for a value.
 expect_exit 124 --timeout 200ms work k -- true
+# A command that cannot run: the value is given back, chanctl stops (127).
+expect_exit 0 send k v2
+expect_exit 127 work k -- "$T/no-such-command"
+grep -q "cannot run" "$T/err" || fail "work no command: $(cat "$T/err")"
+expect_out "1 2 0" len k
+expect_exit 0 work k --max 1 -- true
 case_ok "work: a killed worker loses nothing"
 
 # A worker stopped past its deadline: the value goes to another worker;
