@@ -42,7 +42,17 @@ for cmd in ack nack touch term; do
 done
 expect_out "1 4 0" len q
 expect_out '{"len":1,"cap":4,"inflight":0}' --json len q
-case_ok "recv --ack, stale ids"
+# select --ack: a receive case taken gives a delivery (here attempt 3:
+# the one-shot sessions above each ended with theirs).
+expect_exit 0 make other 1
+expect_exit 0 select --ack recv:q recv:other --timeout 5s
+[ "$(cat "$T/out")" = "0	\"job-1\"" ] || fail "select --ack out: $(cat "$T/out")"
+[[ $(cat "$T/err") =~ ^[0-9]+$ ]] || fail "select --ack stderr: $(cat "$T/err")"
+expect_exit 0 --json select --ack --ack-wait 1m recv:q recv:other
+[[ $(cat "$T/out") == '{"index":0,"value":"job-1","ok":true,"delivery":{"id":'*',"attempt":4}}' ]] ||
+    fail "select --ack --json: $(cat "$T/out")"
+expect_exit 2 select recv:q --ack-wait 1s
+case_ok "recv --ack, select --ack, stale ids"
 
 # work: each good value once, through stdin and $CHAND_VALUE; "bad"
 # fails twice and lands in the dead-letter channel; work ends once the
