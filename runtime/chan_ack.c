@@ -242,8 +242,10 @@ int rt__chan_give(rt_chan *c, const void *elem, rt_g **wake)
     if (!has_room(c))
         return RT_EAGAIN;
     if ((w = rt__waitq_pop_claim(&c->recvq)) != NULL) {
-        if (w->hold)
-            hold_new(c, w->hold, c->dseq++, NULL);
+        if (w->hold) { /* straight to an acknowledged receiver */
+            uint64_t seq = c->dseq++;
+            hold_new(c, w->hold, seq, hook_taken(c, elem, seq, false));
+        }
         rt__chan_send_to(c, w, elem);
         push_wake(wake, w);
         return 0;
