@@ -4,13 +4,19 @@
  * without an ack (dlv_decide: redeliver, or dead-letter after the last
  * attempt).
  *
- * One table (a hash by id, dlv_mu) holds the attempts in flight.  Each
- * record has one runtime AfterFunc timer, re-armed for touch and for a
- * nack's delay; a firing that finds its record changed does nothing.  The
- * record is reference counted under dlv_mu: one reference while it lives
- * (in flight, delayed or requeued), one per armed firing.
+ * A record is made when an acknowledged receive takes a value that has
+ * none (dlv_hook, under the channel's lock, so the durability log gets
+ * the buffer's GET and the new delivery as one effect) and keeps its own
+ * copy of the value's text until the delivery ends; between attempts it
+ * rides in the runtime's redelivery queue as the value's meta.  Every
+ * live record is on its channel's list (for the snapshot and drop); the
+ * attempts in flight are also in a hash by id.  Each record has one
+ * runtime AfterFunc timer, re-armed for touch and for a nack's delay; a
+ * firing that finds its record changed does nothing.  A record is
+ * reference counted under dlv_mu: one reference while it lives, one per
+ * armed firing.
  *
- * Lock order: a channel's lock, then dlv_mu (dlv_meta_free runs under the
+ * Lock order: a channel's lock, then dlv_mu (dlv_hook runs under the
  * channel's lock).  So nothing here calls into a channel while holding
  * dlv_mu: a requeue can hand the value to an acknowledged await whose
  * completion comes straight back to dlv_begin.  A record leaves the table
@@ -19,26 +25,31 @@
 #include "dlv.h"
 #include "h_chan_internal.h"
 #include "hval.h"
+#include "persist.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 typedef enum dlv_state {
-    DS_INFLIGHT = 1, /* in the table, id valid */
-    DS_DELAYED,      /* nacked with a delay: the timer requeues it */
-    DS_QUEUED,       /* in the runtime's redelivery queue (as meta) */
-    DS_DONE,         /* ended; only references keep it */
+    DS_TAKEN = 0, /* taken by a receive that has not begun it yet */
+    DS_INFLIGHT,  /* in the table, id valid */
+    DS_DELAYED,   /* nacked with a delay: the timer requeues it */
+    DS_QUEUED,    /* in the runtime's redelivery queue (as meta) */
+    DS_DONE,      /* ended; only references keep it */
 } dlv_state;
 
 typedef struct dlv {
-    struct dlv *hnext; /* id hash chain */
+    struct dlv *hnext;         /* id hash chain */
+    struct dlv *lprev, *lnext; /* its channel's list (hchan.dlvs) */
+    bool listed;
     uint64_t id, seq, sid;
     uint32_t attempts;
     dlv_state st;
     int refs;
-    obj *o; /* retained */
-    hval v; /* owned while in flight or delayed */
+    obj *o;     /* retained */
+    char *text; /* the value's JSON text, owned */
+    size_t tn;
     int64_t wait_ns, due;
     rt_timer *t;
     char *reason; /* the last nack/term reason, or NULL */
@@ -91,6 +102,19 @@ static int tab_add(dlv *d)
     return 0;
 }
 
+static uint64_t id_next(void);
+
+/* Gives d a new id and adds it (dlv_mu held).  0 or -1 (memory). */
+static int tab_add_id(dlv *d)
+{
+    d->id = id_next();
+    if (tab_add(d) != 0) {
+        d->id = 0;
+        return -1;
+    }
+    return 0;
+}
+
 static dlv *tab_find(uint64_t id)
 {
     if (!dlv_nb)
@@ -133,6 +157,51 @@ static uint64_t id_next(void)
 
 /* ---- records ---- */
 
+static void list_add(dlv *d)
+{
+    hchan *h = (hchan *)d->o;
+
+    d->lprev = NULL;
+    d->lnext = h->dlvs;
+    if (h->dlvs)
+        h->dlvs->lprev = d;
+    h->dlvs = d;
+    d->listed = true;
+}
+
+static void list_del(dlv *d)
+{
+    hchan *h = (hchan *)d->o;
+
+    if (!d->listed)
+        return;
+    if (d->lprev)
+        d->lprev->lnext = d->lnext;
+    else
+        h->dlvs = d->lnext;
+    if (d->lnext)
+        d->lnext->lprev = d->lprev;
+    d->listed = false;
+}
+
+/* Returns a new record of o's value text for delivery seq (not listed),
+ * or NULL. */
+static dlv *dlv_new(obj *o, uint64_t seq, const char *text, size_t n)
+{
+    dlv *d = calloc(1, sizeof *d);
+
+    if (!d || !(d->text = malloc(n ? n : 1))) {
+        free(d);
+        return NULL;
+    }
+    memcpy(d->text, text, n);
+    d->tn = n;
+    d->o = obj_retain(o);
+    d->seq = seq;
+    d->refs = 1;
+    return d;
+}
+
 /* Drops one reference (dlv_mu held); the last one returns d to free
  * outside the lock (obj_release may run the channel's fini). */
 static dlv *dlv_unref(dlv *d)
@@ -147,6 +216,7 @@ static void dlv_free(dlv *d)
     if (d->t)
         rt_timer_free(d->t);
     free(d->reason);
+    free(d->text);
     obj_release(d->o);
     free(d);
 }
@@ -198,16 +268,20 @@ static void dlv_leave(dlv *d)
 
 /* ---- outcomes (without dlv_mu) ---- */
 
-/* The value leaves its channel for good: the slot is freed and an
- * unbuffered sender waiting on it completes. */
-static void dlv_finish(dlv *d)
+/* The value leaves its channel for good (acknowledged, or dead when
+ * dead-lettered or dropped): the slot is freed and an unbuffered sender
+ * waiting on it completes. */
+static void dlv_finish(dlv *d, bool dead)
 {
     rt_chan_ack(((hchan *)d->o)->c, d->seq);
-    hval_free(d->v);
-    d->v.p = 0;
     atomic_fetch_sub(&dlv_inflight, 1);
     pthread_mutex_lock(&dlv_mu);
     d->st = DS_DONE;
+    list_del(d);
+    /* Logged after the record left the list, under the same lock: a
+     * snapshot either holds the delivery with an LSN below this record,
+     * or neither. */
+    dlvp_end(d->o, d->seq, dead, d->reason);
     dlv *f = dlv_unref(d);
     pthread_mutex_unlock(&dlv_mu);
     dlv_free(f);
@@ -216,9 +290,7 @@ static void dlv_finish(dlv *d)
 /* Wraps d's value for its dead-letter channel. */
 static int dlv_wrap(dlv *d, hval *out)
 {
-    size_t n;
-    const char *t = hval_text(&d->v, &n);
-    json_t *v = json_loadb(t, n, JSON_DECODE_ANY, NULL);
+    json_t *v = json_loadb(d->text, d->tn, JSON_DECODE_ANY, NULL);
     json_t *w;
     int rc;
 
@@ -263,8 +335,8 @@ static void dlv_dead_letter(dlv *d)
         }
     }
     if (why) {
-        size_t n;
-        const char *t = hval_text(&d->v, &n);
+        size_t n = d->tn;
+        const char *t = d->text;
         log_warn("dead letter dropped: origin=%s attempts=%u reason=%s "
                  "(%s) value=%.*s",
                  d->o->name, d->attempts, d->reason ? d->reason : "-", why,
@@ -273,32 +345,34 @@ static void dlv_dead_letter(dlv *d)
     } else {
         atomic_fetch_add(&dlv_dead, 1);
     }
-    dlv_finish(d);
+    dlv_finish(d, true);
 }
 
 /* Gives d's value back to its channel ahead of the never-delivered ones. */
 static void dlv_requeue(dlv *d)
 {
     hchan *h = (hchan *)d->o;
-    hval v = d->v;
+    hval v;
 
     if (atomic_load(&d->o->dropped)) {
-        dlv_finish(d);
+        dlv_finish(d, true);
         return;
     }
-    d->v.p = 0;
+    if (hval_from_text(d->text, d->tn, &v) != 0) {
+        set_reason(d, "out of memory");
+        dlv_dead_letter(d);
+        return;
+    }
     pthread_mutex_lock(&dlv_mu);
     d->st = DS_QUEUED;
+    dlvp_redeliver(d->o, d->seq, d->reason, 0);
     pthread_mutex_unlock(&dlv_mu);
     atomic_fetch_sub(&dlv_inflight, 1);
     atomic_fetch_add(&dlv_redelivered, 1);
     /* From here the channel holds d (as the value's meta): a receiver
      * may take it before this call returns. */
     if (rt_chan_requeue(h->c, &v, d->seq, d, true) != 0) {
-        pthread_mutex_lock(&dlv_mu);
-        d->st = DS_INFLIGHT;
-        pthread_mutex_unlock(&dlv_mu);
-        d->v = v;
+        hval_free(v);
         atomic_fetch_add(&dlv_inflight, 1);
         atomic_fetch_sub(&dlv_redelivered, 1);
         set_reason(d, "out of memory");
@@ -326,7 +400,13 @@ static void dlv_fire(void *arg)
     int act = 0;
 
     pthread_mutex_lock(&dlv_mu);
-    if ((d->st == DS_INFLIGHT || d->st == DS_DELAYED) && rt_now() >= d->due) {
+    int64_t now = rt_now();
+    if ((d->st == DS_INFLIGHT || d->st == DS_DELAYED) && now < d->due) {
+        /* Early (the timer's clock is coarser than rt_now), or a firing
+         * that a re-arm overtook: make sure one comes at due. */
+        if (!rt_timer_reset(d->t, d->due - now))
+            d->refs++;
+    } else if (d->st == DS_INFLIGHT || d->st == DS_DELAYED) {
         act = d->st;
         if (d->st == DS_INFLIGHT) {
             dlv_leave(d);
@@ -345,6 +425,37 @@ static void dlv_fire(void *arg)
 
 /* ---- the API ---- */
 
+void dlv_hook(void *arg, bool taken, rt_chan_hold_ev *ev)
+{
+    obj *o = arg;
+    dlv *d, *f;
+
+    if (taken) {
+        size_t n;
+        const char *t = hval_text(ev->elem, &n);
+        d = dlv_new(o, ev->seq, t, n);
+        pthread_mutex_lock(&dlv_mu);
+        if (d)
+            list_add(d);
+        /* Without a record (no memory) the GET is logged all the same, so
+         * the log's buffer stays the channel's; dlv_begin retries. */
+        dlvp_taken(o, ev->seq, t, n, ev->from_buf);
+        pthread_mutex_unlock(&dlv_mu);
+        ev->meta = d;
+        return;
+    }
+    d = ev->meta;
+    pthread_mutex_lock(&dlv_mu);
+    d->st = DS_DONE;
+    list_del(d);
+    dlvp_end(o, d->seq, false, NULL);
+    f = dlv_unref(d);
+    pthread_mutex_unlock(&dlv_mu);
+    /* Never the last reference to the channel here: the receiver that
+     * took the value holds one. */
+    dlv_free(f);
+}
+
 int dlv_begin(obj *o, const hval *v, const rt_chan_hold *hold, sess *s,
               int64_t wait_ms, dlv_ref *ref)
 {
@@ -352,40 +463,26 @@ int dlv_begin(obj *o, const hval *v, const rt_chan_hold *hold, sess *s,
     dlv *d = hold->meta;
     size_t n;
     const char *t = hval_text(v, &n);
-    hval copy;
 
-    if (hval_from_text(t, n, &copy) != 0)
-        goto oom;
-    if (!d) {
-        d = calloc(1, sizeof *d);
-        if (!d) {
-            hval_free(copy);
-            goto oom;
-        }
-        d->o = obj_retain(o);
-        d->seq = hold->seq;
-        d->refs = 1;
-    }
     pthread_mutex_lock(&dlv_mu);
-    d->id = id_next();
-    if (tab_add(d) != 0) {
+    if (!d && (d = dlv_new(o, hold->seq, t, n)) != NULL)
+        list_add(d);
+    if (!d || tab_add_id(d) != 0) {
         pthread_mutex_unlock(&dlv_mu);
-        hval_free(copy);
-        if (!hold->meta) {
-            obj_release(d->o);
-            free(d);
-            d = NULL;
-        }
-        if (rt_chan_requeue(h->c, v, hold->seq, d, true) != 0)
-            rt_chan_ack(h->c, hold->seq); /* no memory at all: lost */
+        /* No memory: the value goes back for a later attempt. */
+        hval back;
+        if (hval_from_text(t, n, &back) != 0 ||
+            rt_chan_requeue(h->c, &back, hold->seq, d, true) != 0)
+            rt_chan_ack(h->c, hold->seq); /* lost: nothing can hold it */
         return -1;
     }
-    d->v = copy;
     d->st = DS_INFLIGHT;
     d->attempts++;
     d->sid = s ? sess_id(s) : 0;
     d->wait_ns = wait_ms * 1000000;
     dlv_arm(d, d->wait_ns);
+    if (d->attempts > 1)
+        dlvp_attempt(o, d->seq, d->attempts, wait_ms);
     ref->id = d->id;
     ref->attempt = d->attempts;
     pthread_mutex_unlock(&dlv_mu);
@@ -399,22 +496,43 @@ int dlv_begin(obj *o, const hval *v, const rt_chan_hold *hold, sess *s,
             dlv_leave(d);
             dlv_disarm(d);
             set_reason(d, "session ended");
+            d->st = DS_DONE;
         }
         pthread_mutex_unlock(&dlv_mu);
         if (mine)
             dlv_decide(d);
     }
     return 0;
-oom:
-    /* The value goes back with its record (or none) for a later attempt;
-     * v stays the caller's. */
-    {
-        hval back;
-        if (hval_from_text(t, n, &back) != 0 ||
-            rt_chan_requeue(h->c, &back, hold->seq, hold->meta, true) != 0)
-            rt_chan_ack(h->c, hold->seq);
+}
+
+int dlv_restore(obj *o, uint64_t seq, uint32_t attempts, const char *text,
+                size_t n, const char *reason)
+{
+    dlv *d = dlv_new(o, seq, text, n);
+    hval v;
+
+    if (!d)
+        return -1;
+    d->attempts = attempts;
+    d->st = DS_QUEUED;
+    if (reason && reason[0])
+        set_reason(d, reason);
+    if (hval_from_text(text, n, &v) != 0) {
+        dlv_free(d);
+        return -1;
     }
-    return -1;
+    pthread_mutex_lock(&dlv_mu);
+    list_add(d);
+    pthread_mutex_unlock(&dlv_mu);
+    if (rt_chan_requeue(((hchan *)o)->c, &v, seq, d, false) != 0) {
+        hval_free(v);
+        pthread_mutex_lock(&dlv_mu);
+        list_del(d);
+        pthread_mutex_unlock(&dlv_mu);
+        dlv_free(d);
+        return -1;
+    }
+    return 0;
 }
 
 /* Finds o's delivery id in flight and takes it out of the table (dlv_mu
@@ -439,7 +557,7 @@ int dlv_ack(obj *o, uint64_t id)
     pthread_mutex_unlock(&dlv_mu);
     if (!d)
         return PROTO_R_NOT_PENDING;
-    dlv_finish(d);
+    dlv_finish(d, false);
     return 0;
 }
 
@@ -455,6 +573,7 @@ int dlv_nack(obj *o, uint64_t id, int64_t delay_ms, const char *reason)
         if (delay_ms > 0 && !(max && d->attempts >= max)) {
             d->st = DS_DELAYED;
             dlv_arm(d, delay_ms * 1000000);
+            dlvp_redeliver(o, d->seq, d->reason, delay_ms);
             delayed = true;
         } else {
             d->st = DS_DONE;
@@ -546,21 +665,87 @@ void dlv_chan_dropped(obj *o)
     pthread_mutex_unlock(&dlv_mu);
     for (; list; list = next) {
         next = list->hnext;
-        dlv_finish(list);
+        dlv_finish(list, true);
     }
 }
 
-void dlv_meta_free(void *meta)
+/* ---- the snapshot ---- */
+
+typedef struct dlv_snap_one {
+    uint64_t seq;
+    uint32_t attempts;
+    char *text, *reason;
+    size_t tn;
+} dlv_snap_one;
+
+struct dlv_snap {
+    size_t n;
+    bool failed;
+    dlv_snap_one v[];
+};
+
+/* Returned when the copy could not be made: the snapshot fails. */
+static dlv_snap dlv_snap_oom = {0, true};
+
+dlv_snap *dlv_snap_take(obj *o)
 {
-    dlv *d = meta;
+    hchan *h = (hchan *)o;
+    size_t n = 0;
+    dlv_snap *s;
 
     pthread_mutex_lock(&dlv_mu);
-    d->st = DS_DONE;
-    dlv *f = dlv_unref(d);
+    for (dlv *d = h->dlvs; d; d = d->lnext)
+        n++;
+    s = n ? calloc(1, sizeof *s + n * sizeof s->v[0]) : NULL;
+    if (n && !s) {
+        pthread_mutex_unlock(&dlv_mu);
+        return &dlv_snap_oom;
+    }
+    for (dlv *d = n ? h->dlvs : NULL; d; d = d->lnext) {
+        dlv_snap_one *e = &s->v[s->n++];
+        e->seq = d->seq;
+        e->attempts = d->attempts ? d->attempts : 1;
+        e->tn = d->tn;
+        e->text = malloc(d->tn ? d->tn : 1);
+        e->reason = d->reason ? strdup(d->reason) : NULL;
+        if (!e->text || (d->reason && !e->reason))
+            s->failed = true;
+        else
+            memcpy(e->text, d->text, d->tn);
+    }
     pthread_mutex_unlock(&dlv_mu);
-    /* Never the last reference to the channel here: the receiver that
-     * took the value holds one. */
-    dlv_free(f);
+    return s;
+}
+
+bool dlv_snap_failed(const dlv_snap *s)
+{
+    return s && s->failed;
+}
+
+int dlv_snap_emit(const dlv_snap *s, obj *o, void *snap, uint64_t lsn)
+{
+    for (size_t i = 0; s && i < s->n; i++) {
+        eff_rec r = {.type = EFF_DLV_INFLIGHT};
+        r.u.dlv.name = eff_s(o->name);
+        r.u.dlv.id = s->v[i].seq;
+        r.u.dlv.attempt = s->v[i].attempts;
+        r.u.dlv.value = (eff_str){s->v[i].text, s->v[i].tn};
+        r.u.dlv.reason = eff_s(s->v[i].reason ? s->v[i].reason : "");
+        if (persist_snap_emit(snap, &r, lsn) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+void dlv_snap_free(dlv_snap *s)
+{
+    if (!s || s == &dlv_snap_oom)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->v[i].text);
+        free(s->v[i].reason);
+    }
+    free(s);
 }
 
 void dlv_stats_get(dlv_stats *st)

@@ -47,8 +47,34 @@ void dlv_session_end(sess *s);
 /* o was dropped: every delivery of it ends (its waiting unbuffered
  * senders complete), their records go. */
 void dlv_chan_dropped(obj *o);
-/* A channel's meta_free: a plain receive took a requeued value. */
-void dlv_meta_free(void *meta);
+/* Every channel's hold hook (rt_chan_set_hold_hook, arg: its obj): a
+ * delivery begins (the record is made, and logged with the buffer's GET
+ * in one effect) or a plain receive ends one. */
+void dlv_hook(void *arg, bool taken, rt_chan_hold_ev *ev);
+
+/* The snapshot (hchan_snap): dlv_snap_take copies o's live deliveries,
+ * called under the channel's lock before it reads the channel's LSN, so
+ * the copy holds every delivery that LSN covers; dlv_snap_emit writes
+ * them as dlv_inflight records tagged lsn.  NULL is an empty copy. */
+typedef struct dlv_snap dlv_snap;
+dlv_snap *dlv_snap_take(obj *o);
+bool dlv_snap_failed(const dlv_snap *s);
+int dlv_snap_emit(const dlv_snap *s, obj *o, void *snap, uint64_t lsn);
+void dlv_snap_free(dlv_snap *s);
+
+/* dlv_persist.c: the log records of a delivery (no-ops without a log).
+ * taken: a value becomes a delivery (attempt 1), with the buffer's GET
+ * when from_buf; attempt: a later attempt begins; redeliver: requeued
+ * (the last reason), not before not_before_ms (wall clock; 0: now); end:
+ * acknowledged (dead false) or dead-lettered. */
+void dlvp_taken(obj *o, uint64_t seq, const char *text, size_t n,
+                bool from_buf);
+void dlvp_attempt(obj *o, uint64_t seq, uint32_t attempt, int64_t wait_ms);
+void dlvp_redeliver(obj *o, uint64_t seq, const char *reason, int64_t delay_ms);
+void dlvp_end(obj *o, uint64_t seq, bool dead, const char *reason);
+/* Recovery's end: a delivery restored as requeued, with its history. */
+int dlv_restore(obj *o, uint64_t seq, uint32_t attempts, const char *text,
+                size_t n, const char *reason);
 
 /* runtime.stats' deliveries. */
 typedef struct dlv_stats {

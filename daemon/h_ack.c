@@ -127,11 +127,12 @@ static void h_dlv(dreq *r, dlv_op op)
 {
     if (!persist_write_ok(r))
         return; /* the log cannot be written: see persist.h */
-    obj *o = dreq_obj(r, dreq_str(r, "name"), &hchan_ops, false);
+    /* Read before dreq_obj, which finishes (frees) r when it fails. */
     uint64_t id = (uint64_t)dreq_int(r, "id", 0);
     const char *reason = dreq_str(r, "reason");
     int64_t used = 0;
     int rc = 0;
+    obj *o = dreq_obj(r, dreq_str(r, "name"), &hchan_ops, false);
 
     if (!o)
         return;

@@ -34,6 +34,7 @@ typedef struct hchan {
     void (*timer_fini)(void *timer);
     uint32_t max_deliver; /* 0: unlimited */
     char *dead_letter;    /* owned; NULL: none */
+    struct dlv *dlvs;     /* dlv.c's live deliveries of it (dlv_mu) */
 } hchan;
 
 /* Returns true when h carries values of JSON type t. */

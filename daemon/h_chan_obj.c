@@ -98,6 +98,8 @@ static void hchan_drain(hchan *h)
 typedef struct hchan_restore {
     size_t cap;
     int elem;
+    uint32_t max_deliver;
+    const char *dead_letter; /* "" for none */
 } hchan_restore;
 
 static int hchan_init(obj *o, dreq *r)
@@ -108,6 +110,9 @@ static int hchan_init(obj *o, dreq *r)
         const hchan_restore *a = r->ctx;
         h->cap = a->cap;
         h->elem = (hchan_elem)a->elem;
+        h->max_deliver = a->max_deliver;
+        if (a->dead_letter[0] && !(h->dead_letter = strdup(a->dead_letter)))
+            return -1;
     } else if (r->m && strncmp(r->m->name, "timer.", 6) == 0) {
         /* A timer's channel: Go's timer.C has room for one value. */
         h->cap = 1;
@@ -125,8 +130,9 @@ static int hchan_init(obj *o, dreq *r)
         free(h->dead_letter);
         return -1;
     }
-    rt_chan_set_meta_free(h->c, dlv_meta_free);
-    persist_chan_made(o, h->c, h->cap, hchan_elem_names[h->elem]);
+    rt_chan_set_hold_hook(h->c, dlv_hook, o);
+    persist_chan_made(o, h->c, h->cap, hchan_elem_names[h->elem],
+                      h->max_deliver, h->dead_letter);
     return 0;
 }
 
@@ -161,8 +167,14 @@ static void hchan_drop(obj *o)
 
 int hchan__restore_make(const char *name, size_t cap, const char *elem)
 {
+    return hchan__restore_make_dlv(name, cap, elem, 0, "");
+}
+
+int hchan__restore_make_dlv(const char *name, size_t cap, const char *elem,
+                            uint32_t max_deliver, const char *dead_letter)
+{
     int e = hchan_elem_parse(elem[0] ? elem : "any");
-    hchan_restore a = {cap, e < 0 ? 0 : e};
+    hchan_restore a = {cap, e < 0 ? 0 : e, max_deliver, dead_letter};
     dreq r = {.ctx = &a};
     reg_found f;
 
@@ -227,6 +239,7 @@ typedef struct hchan_copy {
     eff_str *v;
     size_t n, cap;
     bool oom;
+    dlv_snap *dlvs; /* its deliveries, copied in the same section */
 } hchan_copy;
 
 static void hchan_copy_one(void *arg, const void *elem)
@@ -236,6 +249,7 @@ static void hchan_copy_one(void *arg, const void *elem)
     const char *t;
 
     if (!elem) {
+        c->dlvs = dlv_snap_take(c->o); /* before the LSN: see dlv.h */
         c->lsn = atomic_load(&c->o->lsn);
         return;
     }
@@ -274,6 +288,10 @@ static int hchan_snap(obj *o, void *s)
     r.u.make.name = eff_s(o->name);
     r.u.make.cap = h->cap;
     r.u.make.elem = eff_s(hchan_elem_names[h->elem]);
+    r.u.make.max_deliver = h->max_deliver;
+    r.u.make.dead_letter = eff_s(h->dead_letter ? h->dead_letter : "");
+    if (c.dlvs && dlv_snap_failed(c.dlvs))
+        rc = -1;
     if (rc == 0)
         rc = persist_snap_emit(s, &r, c.lsn);
     for (size_t i = 0; i < c.n; i++) {
@@ -286,6 +304,9 @@ static int hchan_snap(obj *o, void *s)
         free((void *)c.v[i].p);
     }
     free(c.v);
+    if (rc == 0)
+        rc = dlv_snap_emit(c.dlvs, o, s, c.lsn);
+    dlv_snap_free(c.dlvs);
     if (rc == 0 && closed) {
         r = (eff_rec){.type = EFF_CHAN_CLOSE};
         r.u.obj.name = eff_s(o->name);

@@ -150,7 +150,8 @@ static void persist_chan_obs(void *arg, rt_chan_event ev, const void *elem)
     persist_append(o, &r);
 }
 
-void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem)
+void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem,
+                       uint32_t max_deliver, const char *dead_letter)
 {
     if (!persist_enabled)
         return;
@@ -159,6 +160,8 @@ void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem)
         r.u.make.name = eff_s(o->name);
         r.u.make.cap = cap;
         r.u.make.elem = eff_s(elem);
+        r.u.make.max_deliver = max_deliver;
+        r.u.make.dead_letter = eff_s(dead_letter ? dead_letter : "");
         persist_append(o, &r);
     }
     rt_chan_observe(c, persist_chan_obs, o);
@@ -247,6 +250,22 @@ void persist_hold(obj *o, const eff_rec *r)
 {
     if (persist__on)
         persist_append(o, r);
+}
+
+void persist_dlv(obj *o, const eff_rec *recs, size_t n)
+{
+    uint64_t lsn;
+    int rc;
+
+    if (!persist__wal || atomic_load(&o->dropped))
+        return;
+    rc = n == 1 ? wal_append(persist__wal, recs, &lsn)
+                : wal_append_group(persist__wal, recs, n, &lsn);
+    if (rc != 0)
+        log_error("durability: cannot log %s: %s",
+                  eff_type_name(recs[n - 1].type), strerror(-rc));
+    else
+        atomic_store(&o->lsn, lsn);
 }
 
 bool persist_write_ok(dreq *r)
@@ -358,8 +377,12 @@ int persist__apply(void *arg, const eff_rec *r, int from_snapshot)
     switch (r->type) {
     case EFF_CHAN_MAKE: {
         char *elem = persist_cstr(r->u.make.elem);
-        rc = elem ? hchan__restore_make(name, r->u.make.cap, elem) : -1;
+        char *dl = persist_cstr(r->u.make.dead_letter);
+        rc = elem && dl ? hchan__restore_make_dlv(name, r->u.make.cap, elem,
+                                                  r->u.make.max_deliver, dl)
+                        : -1;
         free(elem);
+        free(dl);
         break;
     }
     case EFF_CHAN_PUSH:
@@ -373,6 +396,14 @@ int persist__apply(void *arg, const eff_rec *r, int from_snapshot)
         break;
     case EFF_DROP:
         reg_drop(name);
+        dlv__restore_drop(name);
+        break;
+    case EFF_DLV_INFLIGHT:
+    case EFF_DLV_ACK:
+    case EFF_DLV_REDELIVER:
+    case EFF_DLV_TOUCH:
+    case EFF_DLV_DEAD:
+        rc = dlv__restore_rec(name, r);
         break;
     case EFF_MAP_STORE:
     case EFF_MAP_DELETE:
@@ -464,6 +495,7 @@ int persist_start(const conf *c, char *err, size_t errlen)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (wal_open(&o, persist__apply, NULL, &w, err, errlen) != 0)
         return -1;
+    dlv__restore_finish(); /* deliveries in flight come back, requeued */
     clock_gettime(CLOCK_MONOTONIC, &t1);
     wal_stats_get(w, &st);
     log_info("recovered %s: %llu records replayed (%llu held by the "

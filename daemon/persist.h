@@ -110,7 +110,8 @@ void persist_lock(obj *o);
 void persist_unlock(obj *o);
 
 /* Called by hchan_init: logs the make and attaches the observer. */
-void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem);
+void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem,
+                       uint32_t max_deliver, const char *dead_letter);
 /* Called by reg_drop under the registry lock. */
 void persist_drop(obj *o);
 /* Effects (o's name; strings borrowed). */
@@ -122,6 +123,9 @@ void persist_wg_set(obj *o, int64_t v);
 void persist_once_done(obj *o, const json_t *value);
 /* A leased hold's grant or release (holds.c, under its lock). */
 void persist_hold(obj *o, const eff_rec *r);
+/* A delivery's records, n as one effect (dlv_persist.c: under the
+ * channel's lock or dlv.c's, as the change they record). */
+void persist_dlv(obj *o, const eff_rec *recs, size_t n);
 
 /* Timers (h_timer_dur.c): appends r; returns its LSN, 0 when not
  * logged. */
@@ -174,6 +178,12 @@ int hchan__restore_make(const char *name, size_t cap, const char *elem);
 int hchan__restore_push(const char *name, const char *v, size_t n);
 int hchan__restore_pop(const char *name, uint64_t count);
 int hchan__restore_close(const char *name);
+int hchan__restore_make_dlv(const char *name, size_t cap, const char *elem,
+                            uint32_t max_deliver, const char *dead_letter);
+/* dlv_persist.c: the delivery records, the end of recovery. */
+int dlv__restore_rec(const char *name, const eff_rec *r);
+void dlv__restore_drop(const char *name);
+void dlv__restore_finish(void);
 int hmap__restore(const char *name, const char *k, size_t kl, const char *v,
                   size_t vn, int what);
 int hatomic__restore(const char *name, int64_t v);

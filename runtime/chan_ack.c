@@ -144,6 +144,18 @@ static void hold_new(rt_chan *c, rt_chan_hold *hold, uint64_t seq, void *meta)
     c->inflight++;
 }
 
+/* Tells the hook an acknowledged receive took a value without meta;
+ * returns the meta it gives it. */
+static void *hook_taken(rt_chan *c, const void *elem, uint64_t seq,
+                        bool from_buf)
+{
+    rt_chan_hold_ev ev = {elem, seq, NULL, from_buf};
+
+    if (c->hook)
+        c->hook(c->hook_arg, true, &ev);
+    return ev.meta;
+}
+
 /* rt__chan_take without the settle. */
 static int take_core(rt_chan *c, void *elem, rt_chan_hold *hold, rt_g **wake)
 {
@@ -153,18 +165,32 @@ static int take_core(rt_chan *c, void *elem, rt_chan_hold *hold, rt_g **wake)
         void *meta;
         uint64_t seq = redq_pop(c, elem, &meta);
         if (hold) {
+            if (!meta)
+                meta = hook_taken(c, elem, seq, false);
             hold_new(c, hold, seq, meta);
             return 1;
         }
         held_done(c, seq, wake);
-        if (meta && c->meta_free)
-            c->meta_free(meta);
+        if (meta && c->hook) {
+            rt_chan_hold_ev ev = {elem, seq, meta, false};
+            c->hook(c->hook_arg, false, &ev);
+        }
         return 1;
     }
     if (c->qcount > 0) {
+        if (!hold || !c->hook) {
+            rt__chan_buf_get(c, elem);
+            if (hold)
+                hold_new(c, hold, c->dseq++, NULL);
+            return 1;
+        }
+        /* The hook records the GET with the delivery it starts. */
+        rt_chan_observer obs = c->obs;
+        c->obs = NULL;
         rt__chan_buf_get(c, elem);
-        if (hold)
-            hold_new(c, hold, c->dseq++, NULL);
+        c->obs = obs;
+        uint64_t seq = c->dseq++;
+        hold_new(c, hold, seq, hook_taken(c, elem, seq, true));
         return 1;
     }
     if (c->cap == 0 && (w = rt__waitq_pop_claim(&c->sendq)) != NULL) {
@@ -172,7 +198,8 @@ static int take_core(rt_chan *c, void *elem, rt_chan_hold *hold, rt_g **wake)
             memcpy(elem, w->elem, c->elemsize);
         if (hold) {
             w->held_seq = c->dseq++;
-            hold_new(c, hold, w->held_seq, NULL);
+            hold_new(c, hold, w->held_seq,
+                     hook_taken(c, w->elem, w->held_seq, false));
             rt__waitq_push(&c->heldq, w);
         } else {
             w->success = true;
@@ -215,8 +242,10 @@ int rt__chan_give(rt_chan *c, const void *elem, rt_g **wake)
     if (!has_room(c))
         return RT_EAGAIN;
     if ((w = rt__waitq_pop_claim(&c->recvq)) != NULL) {
-        if (w->hold)
-            hold_new(c, w->hold, c->dseq++, NULL);
+        if (w->hold) { /* straight to an acknowledged receiver */
+            uint64_t seq = c->dseq++;
+            hold_new(c, w->hold, seq, hook_taken(c, elem, seq, false));
+        }
         rt__chan_send_to(c, w, elem);
         push_wake(wake, w);
         return 0;
@@ -350,10 +379,11 @@ size_t rt_chan_inflight(rt_chan *c)
     return n;
 }
 
-void rt_chan_set_meta_free(rt_chan *c, void (*fn)(void *meta))
+void rt_chan_set_hold_hook(rt_chan *c, rt_chan_hold_hook fn, void *arg)
 {
     rt__lock_acquire(&c->lock);
-    c->meta_free = fn;
+    c->hook = fn;
+    c->hook_arg = arg;
     rt__lock_release(&c->lock);
 }
 

@@ -264,15 +264,28 @@ RT_API rt_chan_hold rt_await_hold(const rt_await *a);
 RT_API int rt_chan_ack(rt_chan *c, uint64_t seq);
 /* Gives elem (copied), delivered as seq, back to c ahead of every value
  * never delivered, with meta (the host's record of it: attempts...), which
- * the next acknowledged receive of it gets in its hold; a plain receive
- * passes it to the channel's meta_free instead.  was_inflight false:
- * restoring a value (recovery) that was not counted in flight.  0,
+ * the next acknowledged receive of it gets in its hold.  was_inflight
+ * false: restoring a value (recovery) that was not counted in flight.  0,
  * RT_ENOMEM (nothing changed), RT_EINVAL. */
 RT_API int rt_chan_requeue(rt_chan *c, const void *elem, uint64_t seq,
                            void *meta, bool was_inflight);
-/* Sets what frees a requeued value's meta that a plain receive took (called
- * under c's lock: it must be quick and must not call into c). */
-RT_API void rt_chan_set_meta_free(rt_chan *c, void (*fn)(void *meta));
+/* The host's hook on deliveries, called under c's lock in the same
+ * critical section as the change (so a durability log records it
+ * atomically with it); it must be quick and must not call into c.
+ * taken: an acknowledged receive took a value without meta (never
+ * delivered: the buffer's head when from_buf -- the observer is then not
+ * told of that GET: the hook records it --, an unbuffered sender's, or a
+ * requeued one without meta); the hook may set ev->meta, which the hold
+ * then carries.  !taken: a plain receive took a requeued value whose meta
+ * is ev->meta: its delivery ends. */
+typedef struct rt_chan_hold_ev {
+    const void *elem;
+    uint64_t seq;
+    void *meta;
+    bool from_buf;
+} rt_chan_hold_ev;
+typedef void (*rt_chan_hold_hook)(void *arg, bool taken, rt_chan_hold_ev *ev);
+RT_API void rt_chan_set_hold_hook(rt_chan *c, rt_chan_hold_hook fn, void *arg);
 /* Deliveries in flight (taken by acknowledged receives, not yet acked or
  * requeued). */
 RT_API size_t rt_chan_inflight(rt_chan *c);

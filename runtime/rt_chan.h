@@ -29,7 +29,8 @@ struct rt_chan {
     rt__waitq heldq;
     unsigned char *redq;
     size_t nredq, redq_cap;
-    void (*meta_free)(void *meta);
+    rt_chan_hold_hook hook; /* rt_chan_set_hold_hook */
+    void *hook_arg;
 };
 
 RT__HIDDEN void rt__chan_send_to(rt_chan *c, rt__waiter *w, const void *elem);
@@ -62,7 +63,16 @@ RT__HIDDEN void rt__chan_settle_unlock(void *c);
 static inline int rt__chan_send_now(rt_chan *c, const void *elem)
 {
     rt_g *wake = NULL;
-    int rc = rt__chan_give(c, elem, &wake);
+    int rc;
+
+    /* The common buffered case inline: room, nobody waiting. */
+    if (!c->closed && c->cap > 0 && !c->recvq.head &&
+        c->qcount + c->nredq + c->inflight < c->cap) {
+        rt__chan_buf_put(c, elem);
+        rt__lock_release(&c->lock);
+        return 0;
+    }
+    rc = rt__chan_give(c, elem, &wake);
 
     if (rc == RT_EAGAIN)
         return rc;
@@ -77,7 +87,16 @@ static inline int rt__chan_recv_now(rt_chan *c, void *elem, bool *ok,
                                     rt_chan_hold *hold)
 {
     rt_g *wake = NULL;
-    int got = rt__chan_take(c, elem, hold, &wake);
+    int got;
+
+    /* The common buffered case inline: a value, nobody else to move. */
+    if (!hold && c->qcount > 0 && !c->nredq && !c->sendq.head) {
+        rt__chan_buf_get(c, elem);
+        rt__lock_release(&c->lock);
+        *ok = true;
+        return 0;
+    }
+    got = rt__chan_take(c, elem, hold, &wake);
 
     if (got < 0)
         return RT_EAGAIN;

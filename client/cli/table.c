@@ -178,9 +178,10 @@ const cli_cmd cli_cmds[] = {
              "COMMAND gets SIGTERM, SIGKILL after --grace DUR (10s).  "
              "Stops after --max N values, or when the channel is closed "
              "and every value acknowledged (exit 0); --timeout bounds "
-             "each wait for a value (exit 124).  SIGTERM and SIGINT are "
-             "passed to COMMAND; chanctl then settles its value and "
-             "exits."},
+             "each wait for a value (exit 124).  When COMMAND cannot be "
+             "run at all, the value is given back and chanctl exits 127.  "
+             "SIGTERM and SIGINT are passed to COMMAND; chanctl then "
+             "settles its value and exits."},
     {.name = "drop",
      .fn = cli_h_byname,
      .byname = chand_drop,
@@ -200,14 +201,16 @@ const cli_cmd cli_cmds[] = {
      .fn = cli_h_select,
      .min = 1,
      .max = -1,
-     .opts = O_DEFAULT,
-     .usage = "CASE... [--default]",
+     .opts = O_DEFAULT | O_ACK | O_ACKWAIT,
+     .usage = "CASE... [--default] [--ack [--ack-wait DUR]]",
      .brief = "wait until one of several cases can proceed",
      .help = "Waits until one case can proceed and performs it.  CASE is "
              "recv:NAME or send:NAME=VALUE.  Prints the index of the case "
              "taken (from 0), and for a receive a tab and the value; with "
              "--default prints -1 when nothing is ready.  Exits 1 when the "
-             "receive found its channel closed."},
+             "receive found its channel closed.  --ack makes every receive "
+             "case an acknowledged one, as recv --ack: the delivery id on "
+             "stderr (with --json, in the output)."},
     {.group = "mutex",
      .name = "lock",
      .fn = cli_h_lock,

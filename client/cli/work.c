@@ -18,6 +18,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,12 +67,19 @@ static FILE *stdin_file(const char *text)
     return fp;
 }
 
-/* In the child: the environment and stdin, then COMMAND.  Never returns. */
-static void exec_command(cli_ctx *c, FILE *in, const char *text, int64_t id,
-                         int64_t attempt)
+/* In the child: the environment and stdin, then COMMAND.  When COMMAND
+ * cannot be started, errno goes to errfd (closed on exec) for the parent.
+ * Never returns. */
+static void exec_command(cli_ctx *c, FILE *in, int errfd, const char *text,
+                         int64_t id, int64_t attempt)
 {
+    sigset_t chld;
     char buf[32];
+    int err;
 
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_UNBLOCK, &chld, NULL);
     signal(SIGPIPE, SIG_DFL);
     if (dup2(fileno(in), STDIN_FILENO) < 0)
         _exit(126);
@@ -84,12 +92,15 @@ static void exec_command(cli_ctx *c, FILE *in, const char *text, int64_t id,
     snprintf(buf, sizeof buf, "%lld", (long long)attempt);
     setenv("CHAND_ATTEMPT", buf, 1);
     execvp(c->cmdv[0], c->cmdv);
-    fprintf(stderr, "%s: %s: %s\n", cli_prog, c->cmdv[0], strerror(errno));
-    _exit(errno == ENOENT ? 127 : 126);
+    err = errno;
+    if (write(errfd, &err, sizeof err) < 0)
+        fprintf(stderr, "%s: %s: %s\n", cli_prog, c->cmdv[0], strerror(err));
+    _exit(err == ENOENT ? 127 : 126);
 }
 
-/* How one run ended. */
-enum { RUN_DONE, RUN_LOST, RUN_CONN, RUN_ERR };
+/* How one run ended: RUN_NOEXEC when COMMAND could not be started at
+ * all (every value would fail alike: stop rather than spin). */
+enum { RUN_DONE, RUN_LOST, RUN_CONN, RUN_ERR, RUN_NOEXEC };
 
 /* Runs COMMAND on the delivery's value, touching the delivery every
  * third of the wait.  Returns RUN_DONE with *status, RUN_LOST when the
@@ -102,11 +113,14 @@ static int run_one(cli_ctx *c, const char *name, const char *text, int64_t id,
     int64_t wait = c->ack_wait_ms > 0 ? c->ack_wait_ms : WORK_DEFAULT_WAIT_MS;
     int64_t every = wait / 3 > 10 ? wait / 3 : 10, next;
     FILE *in = stdin_file(text);
+    int errp[2], err = 0;
     pid_t pid;
 
-    if (!in) {
+    if (!in || pipe2(errp, O_CLOEXEC) < 0) {
         fprintf(stderr, "%s: work: temporary file: %s\n", cli_prog,
                 strerror(errno));
+        if (in)
+            fclose(in);
         return RUN_ERR;
     }
     fflush(stdout);
@@ -114,11 +128,14 @@ static int run_one(cli_ctx *c, const char *name, const char *text, int64_t id,
     if (pid < 0) {
         fprintf(stderr, "%s: fork: %s\n", cli_prog, strerror(errno));
         fclose(in);
+        close(errp[0]);
+        close(errp[1]);
         return RUN_ERR;
     }
     if (pid == 0)
-        exec_command(c, in, text, id, attempt);
+        exec_command(c, in, errp[1], text, id, attempt);
     fclose(in);
+    close(errp[1]);
     work_child = pid;
     if (work_stop) /* asked to stop before the child could be told */
         kill(pid, (int)work_stop);
@@ -134,6 +151,7 @@ static int run_one(cli_ctx *c, const char *name, const char *text, int64_t id,
             fprintf(stderr, "%s: waitpid: %s\n", cli_prog, strerror(errno));
             cli_stop_child(c, pid, "cannot wait for it");
             work_child = 0;
+            close(errp[0]);
             return RUN_ERR;
         }
         if (cli_mono_ms() < next)
@@ -148,11 +166,20 @@ static int run_one(cli_ctx *c, const char *name, const char *text, int64_t id,
                      : chand_last_error(c->conn)->message);
         cli_stop_child(c, pid, why);
         work_child = 0;
+        close(errp[0]);
         if (rc == CHAND_ENOTPENDING)
             return RUN_LOST;
         return chand_connected(c->conn) ? RUN_ERR : RUN_CONN;
     }
     work_child = 0;
+    /* The child is gone: the pipe holds its exec's errno, or nothing. */
+    if (read(errp[0], &err, sizeof err) == (ssize_t)sizeof err) {
+        fprintf(stderr, "%s: work: cannot run %s: %s\n", cli_prog, c->cmdv[0],
+                strerror(err));
+        close(errp[0]);
+        return RUN_NOEXEC;
+    }
+    close(errp[0]);
     return RUN_DONE;
 }
 
@@ -212,6 +239,10 @@ static int work_held(cli_ctx *c, const char *name, const char *text, int64_t id,
     } else if (run == RUN_ERR) {
         chand_nack(c->conn, name, id, 0, "worker error");
         rc = EXIT_SERVER;
+    } else if (run == RUN_NOEXEC) {
+        /* Not the value's fault: given back without a reason of its own. */
+        chand_nack(c->conn, name, id, 0, NULL);
+        rc = 127;
     }
     for (int i = 0; i < 3; i++)
         sigaction(sigs[i], &old[i], NULL);

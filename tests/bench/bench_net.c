@@ -31,7 +31,9 @@
  * channel / XADD to a stream, ackrecv takes each value with recv ack:true
  * and acknowledges it with ack, the ack sent as soon as the recv's answer
  * names the delivery / XREADGROUP COUNT 1 then XACK; one operation is the
- * pair, its latency from the recv's issue to the ack's answer).
+ * pair, its latency from the recv's issue to the ack's answer).  With
+ * --ack-list, Redis's side is the list pattern instead: LPUSH, then
+ * LMOVE to KEY:proc and LREM of the value from it.
  *
  * Transports (raw API): TCP (default), --unix PATH (a unix socket), and
  * --tls [--cacert FILE] (TLS over TCP with OpenSSL, the server's
@@ -104,6 +106,7 @@ static struct {
     const char *name;      /* bench line prefix */
     int64_t cap;           /* capacity for make (chand) */
     int keyspace;
+    bool ack_list; /* --ack-list: Redis LPUSH, LMOVE + LREM */
 } opt = {
     .host = "127.0.0.1",
     .conns = 50,
@@ -198,6 +201,16 @@ static bool counts(int ci)
 
 /* The group and consumer names of the Redis stream (ackrecv). */
 #define XGROUP "g"
+
+/* ackrecv --ack-list: the list values are moved to while in flight. */
+static const char *proc_key(void)
+{
+    static char buf[300];
+
+    if (!buf[0])
+        snprintf(buf, sizeof buf, "%s:proc", opt.key);
+    return buf;
+}
 
 static bool run_done(void)
 {
@@ -346,9 +359,15 @@ static int fmt_resp(char *buf, size_t cap, int ci, uint64_t seq)
     case SH_IDLE:
         return fmt_resp_argv(buf, cap, 3, (const char *[]){"BLPOP", k, "0"});
     case SH_ACKSEND:
+        if (opt.ack_list)
+            goto send;
         return fmt_resp_argv(buf, cap, 5,
                              (const char *[]){"XADD", k, "*", "v", payload});
     case SH_ACKRECV:
+        if (opt.ack_list)
+            return fmt_resp_argv(
+                buf, cap, 5,
+                (const char *[]){"LMOVE", k, proc_key(), "RIGHT", "LEFT"});
         snprintf(a, sizeof a, "c%d", ci);
         return fmt_resp_argv(buf, cap, 9,
                              (const char *[]){"XREADGROUP", "GROUP", XGROUP, a,
@@ -628,7 +647,8 @@ static bool ack_id(const char *p, size_t len, char *id, size_t n)
         id[k] = '\0';
         return k > 0;
     }
-    for (int bulk = 0; p < e; p++) {
+    /* LMOVE's reply is the value itself: the first bulk string. */
+    for (int bulk = opt.ack_list ? 1 : 0; p < e; p++) {
         if (*p != '$' || (p > e - 1))
             continue;
         long l = strtol(p + 1, NULL, 10);
@@ -658,8 +678,11 @@ static void issue_ack(conn *c, const char *id, int64_t t0)
     if (opt.resp) {
         slot = c->rtail;
         c->rtail = (c->rtail + 1) % opt.depth;
-        n = fmt_resp_argv(c->out + c->outlen, need, 4,
-                          (const char *[]){"XACK", opt.key, XGROUP, id});
+        n = opt.ack_list
+                ? fmt_resp_argv(c->out + c->outlen, need, 4,
+                                (const char *[]){"LREM", proc_key(), "1", id})
+                : fmt_resp_argv(c->out + c->outlen, need, 4,
+                                (const char *[]){"XACK", opt.key, XGROUP, id});
     } else {
         slot = c->freeslots[--c->nfree];
         n = snprintf(c->out + c->outlen, need,
@@ -811,7 +834,11 @@ static void setup(void)
         exit(1);
     }
     if (opt.resp) {
-        if (opt.shape == SH_ACKRECV) {
+        if (opt.shape == SH_ACKRECV && opt.ack_list) {
+            fmt_resp_argv(req, sizeof req, 2,
+                          (const char *[]){"DEL", proc_key()});
+            setup_call(fd, req);
+        } else if (opt.shape == SH_ACKRECV) {
             /* The stream acksend filled, read by a group from its start. */
             fmt_resp_argv(req, sizeof req, 6,
                           (const char *[]){"XGROUP", "CREATE", k, XGROUP, "0",
@@ -1189,7 +1216,8 @@ static void usage(FILE *f)
                "[--api raw|async]\n"
                "                 [--key NAME] [--name LABEL] [--cap N] "
                "[--keyspace N]\n"
-               "                 [--unix PATH | --tls [--cacert FILE]]\n"
+               "                 [--unix PATH | --tls [--cacert FILE]] "
+               "[--ack-list]\n"
                "shapes: send recv sendrecv handoff select4 mutex map atomic "
                "idle acksend ackrecv\n");
 }
@@ -1197,17 +1225,12 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"proto", 1, NULL, 'R'},
-        {"api", 1, NULL, 'A'},
-        {"key", 1, NULL, 'k'},
-        {"name", 1, NULL, 'N'},
-        {"cap", 1, NULL, 'C'},
-        {"keyspace", 1, NULL, 'K'},
-        {"help", 0, NULL, 'H'},
-        {"unix", 1, NULL, 'U'},
-        {"tls", 0, NULL, 'T'},
-        {"cacert", 1, NULL, 'a'},
-        {0, 0, 0, 0},
+        {"proto", 1, NULL, 'R'},    {"api", 1, NULL, 'A'},
+        {"key", 1, NULL, 'k'},      {"name", 1, NULL, 'N'},
+        {"cap", 1, NULL, 'C'},      {"keyspace", 1, NULL, 'K'},
+        {"help", 0, NULL, 'H'},     {"unix", 1, NULL, 'U'},
+        {"tls", 0, NULL, 'T'},      {"cacert", 1, NULL, 'a'},
+        {"ack-list", 0, NULL, 'L'}, {0, 0, 0, 0},
     };
     int ch, rc;
 
@@ -1270,6 +1293,9 @@ int main(int argc, char **argv)
             break;
         case 'a':
             opt.cacert = optarg;
+            break;
+        case 'L':
+            opt.ack_list = true;
             break;
         case 'H':
             usage(stdout);

@@ -145,17 +145,22 @@ one_run() {
     local who=$1 shape=$2 cfg=$3 c=$4 p=$5 key=$6 port=${PC:-$CPORT} proto=chand n
     local x=${XC:-}
     [ "$who" = redis ] && { port=${PR:-$RPORT}; proto=resp; x=${XR:-}; }
-    if [ "$shape" = ack_split ]; then
+    if [ "$shape" = ack_split ] || [ "$shape" = acklist_split ]; then
+        # acklist_split: Redis's side is the list pattern (LPUSH; LMOVE to
+        # KEY:proc, LREM from it) instead of a stream.
+        local pre=ack
+        [ "$shape" = acklist_split ] && pre=ackl
+        [ "$pre" = ackl ] && [ "$who" = redis ] && x="$x --ack-list"
         # Acknowledged delivery (issue 18): fill for SECS (send / XADD),
         # then take exactly that many with recv ack:true + ack (XREADGROUP
         # + XACK); an ackrecv operation is the pair.
         # shellcheck disable=SC2086
         "$GEN" -p "$port" --proto "$proto" $x -t acksend -c "$c" -P "$p" -d "$SECS" \
-            --key "$key" --cap 16000000 --name "${who}_acksend_$cfg" >>"$dir/round"
-        n=$(val "${who}_acksend_${cfg}_count" "$dir/round")
+            --key "$key" --cap 16000000 --name "${who}_${pre}send_$cfg" >>"$dir/round"
+        n=$(val "${who}_${pre}send_${cfg}_count" "$dir/round")
         # shellcheck disable=SC2086
         "$GEN" -p "$port" --proto "$proto" $x -t ackrecv -c "$c" -P "$p" -n "$n" \
-            --key "$key" --cap 16000000 --name "${who}_ackrecv_$cfg" >>"$dir/round"
+            --key "$key" --cap 16000000 --name "${who}_${pre}recv_$cfg" >>"$dir/round"
         return
     fi
     if [ "$shape" = sendrecv_split ]; then
@@ -183,6 +188,7 @@ pair() {
     [ -n "$ONLY" ] && [[ "$shape $cfg" != *$ONLY* ]] && return
     [ "$shape" = sendrecv_split ] && shapes="send recv"
     [ "$shape" = ack_split ] && shapes="acksend ackrecv"
+    [ "$shape" = acklist_split ] && shapes="acklsend acklrecv"
     : >"$all"
     for r in $(seq "$ROUNDS"); do
         first=chand; second=redis
@@ -237,7 +243,7 @@ for cfg in c1 c50 c50p16; do
     c50) c=50; p=1; n=200000 ;;
     c50p16) c=50; p=16; n=2000000 ;;
     esac
-    for shape in sendrecv_split handoff atomic map select4 mutex ack_split; do
+    for shape in sendrecv_split handoff atomic map select4 mutex ack_split acklist_split; do
         hc=$c
         [ "$shape" = handoff ] && [ "$c" = 1 ] && hc=2  # 1 producer, 1 consumer
         pair "$shape" "$cfg" "$hc" "$p"

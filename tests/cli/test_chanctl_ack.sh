@@ -42,7 +42,17 @@ for cmd in ack nack touch term; do
 done
 expect_out "1 4 0" len q
 expect_out '{"len":1,"cap":4,"inflight":0}' --json len q
-case_ok "recv --ack, stale ids"
+# select --ack: a receive case taken gives a delivery (here attempt 3:
+# the one-shot sessions above each ended with theirs).
+expect_exit 0 make other 1
+expect_exit 0 select --ack recv:q recv:other --timeout 5s
+[ "$(cat "$T/out")" = "0	\"job-1\"" ] || fail "select --ack out: $(cat "$T/out")"
+[[ $(cat "$T/err") =~ ^[0-9]+$ ]] || fail "select --ack stderr: $(cat "$T/err")"
+expect_exit 0 --json select --ack --ack-wait 1m recv:q recv:other
+[[ $(cat "$T/out") == '{"index":0,"value":"job-1","ok":true,"delivery":{"id":'*',"attempt":4}}' ]] ||
+    fail "select --ack --json: $(cat "$T/out")"
+expect_exit 2 select recv:q --ack-wait 1s
+case_ok "recv --ack, select --ack, stale ids"
 
 # work: each good value once, through stdin and $CHAND_VALUE; "bad"
 # fails twice and lands in the dead-letter channel; work ends once the
@@ -83,6 +93,8 @@ EXTRA_PIDS="$EXTRA_PIDS $wpid"
 for i in $(seq 1 500); do [ -e "$T/started" ] && break; sleep 0.02; done
 [ -e "$T/started" ] || fail "first worker did not start its command"
 expect_out "0 2 1" len k
+expect_exit 0 dump
+grep -q '^chan k (len 0/2, elem any, inflight 1)$' "$T/out" || fail "dump: $(cat "$T/out")"
 kill -KILL -- "-$wpid"      # chanctl and its command
 wait "$wpid" 2>/dev/null
 expect_exit 0 --timeout 10s work k --max 1 -- sh -c 'echo "$CHAND_VALUE $CHAND_ATTEMPT" >"$0"' "$T/second"
@@ -90,4 +102,32 @@ expect_exit 0 --timeout 10s work k --max 1 -- sh -c 'echo "$CHAND_VALUE $CHAND_A
 expect_out "0 2 0" len k
 # --timeout bounds the wait for a value.
 expect_exit 124 --timeout 200ms work k -- true
+# A command that cannot run: the value is given back, chanctl stops (127).
+expect_exit 0 send k v2
+expect_exit 127 work k -- "$T/no-such-command"
+grep -q "cannot run" "$T/err" || fail "work no command: $(cat "$T/err")"
+expect_out "1 2 0" len k
+expect_exit 0 work k --max 1 -- true
 case_ok "work: a killed worker loses nothing"
+
+# A worker stopped past its deadline: the value goes to another worker;
+# resumed, the first finds its delivery gone at the next touch, stops its
+# command (SIGTERM) and leaves the value alone, then ends with the
+# channel.
+expect_exit 0 make s 2
+expect_exit 0 send s v1
+"$CHANCTL_BIN" work s --ack-wait 300ms -- sh -c 'touch "$0"; exec sleep 30' \
+    "$T/s.started" >/dev/null 2>"$T/s.err" &
+spid=$!
+EXTRA_PIDS="$EXTRA_PIDS $spid"
+for i in $(seq 1 500); do [ -e "$T/s.started" ] && break; sleep 0.02; done
+[ -e "$T/s.started" ] || fail "stopped worker did not start its command"
+kill -STOP "$spid"
+expect_exit 0 --timeout 10s work s --max 1 -- sh -c 'echo "$CHAND_ATTEMPT" >"$0"' "$T/s.second"
+[ "$(cat "$T/s.second")" = 2 ] || fail "second worker: attempt $(cat "$T/s.second")"
+expect_exit 0 close s
+kill -CONT "$spid"
+wait "$spid" || fail "resumed worker exited $?: $(cat "$T/s.err")"
+grep -q "no longer ours" "$T/s.err" || fail "resumed worker: $(cat "$T/s.err")"
+expect_out "0 2 0" len s
+case_ok "work: a stopped worker loses its delivery and stops its command"

@@ -33,6 +33,7 @@
 #include "../common/testrand.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -413,6 +414,15 @@ static void run(const char *name, int nfaults, int dkills)
     free(ambiguous);
 }
 
+static int nftw_rm(const char *p, const struct stat *sb, int flag,
+                   struct FTW *f)
+{
+    (void)sb;
+    (void)flag;
+    (void)f;
+    return remove(p);
+}
+
 static void test_worker_faults(void **state)
 {
     int n = (int)strtol(getenv("ACK_FAULTS") ? getenv("ACK_FAULTS") : "60",
@@ -424,35 +434,65 @@ static void test_worker_faults(void **state)
     assert_int_equal(testd_stop(&g_d), 0);
 }
 
+static void test_daemon_kills(void **state)
+{
+    const char *args[] = {"--data-dir", g_ddir, "--fsync", "always", NULL};
+    int n = (int)strtol(getenv("ACK_FAULTS") ? getenv("ACK_FAULTS") : "60",
+                        NULL, 10);
+    int k = (int)strtol(getenv("ACK_DAEMON_KILLS") ? getenv("ACK_DAEMON_KILLS")
+                                                   : "2",
+                        NULL, 10);
+
+    (void)state;
+    snprintf(g_ddir, sizeof g_ddir, "/tmp/chand-ackf.%d", (int)getpid());
+    nftw(g_ddir, nftw_rm, 16, FTW_DEPTH | FTW_PHYS);
+    assert_int_equal(mkdir(g_ddir, 0700), 0);
+    assert_int_equal(testd_start(&g_d, args), 0);
+    run("data_dir", n / 2, k);
+    assert_int_equal(testd_stop(&g_d), 0);
+    nftw(g_ddir, nftw_rm, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static int cmp64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
 }
 
-/* How late after its deadline a value comes back: A takes it with
- * ack_wait and lets it lapse; B already waits.  The slack is B's receipt
- * minus A's minus ack_wait: an upper bound of the server's lateness (A's
- * answer left the server after the deadline was set).  Never early; the
- * median within the rule.  The figures are printed; a loaded machine may
- * stretch the tail, which is reported, not failed. */
-static void test_redelivery_slack(void **state)
+/* A process that keeps the daemon busy until killed: send, recv with
+ * ack, ack, on its own channel. */
+static void loader(int port, int i)
 {
-    enum { N = 20 };
-    int64_t slack[N];
-    chand_conn *a = NULL, *b = NULL;
+    chand_conn *c = NULL;
+    char name[32];
 
-    (void)state;
-    assert_int_equal(testd_start(&g_d, NULL), 0);
-    assert_int_equal(chand_connect("127.0.0.1", g_d.port, 5000, &a, NULL), 0);
-    assert_int_equal(chand_connect("127.0.0.1", g_d.port, 5000, &b, NULL), 0);
-    assert_int_equal(chand_make(a, "r.q", 1, NULL), 0);
-    for (int i = 0; i < N; i++) {
+    snprintf(name, sizeof name, "r.load%d", i);
+    if (chand_connect("127.0.0.1", port, 5000, &c, NULL) != 0 ||
+        chand_make(c, name, 4, NULL) != 0)
+        _exit(2);
+    for (;;) {
+        json_t *v = NULL;
+        int64_t id;
+        if (chand_send_str(c, name, "load", 5000) != 0 ||
+            chand_recv_ack(c, name, 0, 5000, &v, &id, NULL) != 1 ||
+            chand_ack(c, name, id) != 0)
+            _exit(3);
+        json_decref(v);
+    }
+}
+
+/* n redeliveries: A takes a value with ack_wait and lets it lapse; B
+ * already waits.  The slack is B's receipt minus A's minus ack_wait: an
+ * upper bound of the server's lateness (A's answer left the server after
+ * the deadline was set).  Fills slack[] sorted. */
+static void probe_slack(chand_conn *a, chand_conn *b, int64_t *slack, int n)
+{
+    for (int i = 0; i < n; i++) {
         json_t *v = NULL;
         int64_t id, id2, att, t0;
-        assert_int_equal(chand_send_str(a, "r.q", "x", 1000), 0);
+        assert_int_equal(chand_send_str(a, "r.q", "x", 5000), 0);
         assert_int_equal(
-            chand_recv_ack(a, "r.q", ACK_WAIT, 1000, &v, &id, NULL), 1);
+            chand_recv_ack(a, "r.q", ACK_WAIT, 5000, &v, &id, NULL), 1);
         t0 = testd_now_ms();
         json_decref(v);
         assert_int_equal(chand_recv_ack(b, "r.q", 0, 10000, &v, &id2, &att), 1);
@@ -463,17 +503,56 @@ static void test_redelivery_slack(void **state)
         assert_int_equal(chand_ack(a, "r.q", id), CHAND_ENOTPENDING);
         assert_int_equal(chand_ack(b, "r.q", id2), 0);
     }
-    qsort(slack, N, sizeof slack[0], cmp64);
-    printf("bench: ack_redelivery_slack_p50 %lld ms\n",
-           (long long)slack[N / 2]);
-    printf("bench: ack_redelivery_slack_max %lld ms\n",
-           (long long)slack[N - 1]);
+    qsort(slack, (size_t)n, sizeof slack[0], cmp64);
+}
+
+static void report_slack(const char *what, const int64_t *slack, int n)
+{
+    printf("bench: ack_redelivery_slack%s_p50 %lld ms\n", what,
+           (long long)slack[n / 2]);
+    printf("bench: ack_redelivery_slack%s_max %lld ms\n", what,
+           (long long)slack[n - 1]);
     fprintf(stderr,
-            "redelivery after ack_wait %d ms: slack min %lld, p50 %lld, max "
-            "%lld ms (rule: %d)\n",
-            ACK_WAIT, (long long)slack[0], (long long)slack[N / 2],
-            (long long)slack[N - 1], SLACK_RULE);
+            "redelivery after ack_wait %d ms%s: slack min %lld, p50 %lld, "
+            "p90 %lld, max %lld ms (rule: %d)\n",
+            ACK_WAIT, what, (long long)slack[0], (long long)slack[n / 2],
+            (long long)slack[n * 9 / 10], (long long)slack[n - 1], SLACK_RULE);
+}
+
+/* How late after its deadline a value comes back, on an idle daemon and
+ * on one kept busy by two loader processes.  Never early; the idle
+ * median within the rule.  The figures are printed; the busy run and the
+ * tails are reported, not failed: on a shared machine they measure the
+ * machine as much as the daemon. */
+static void test_redelivery_slack(void **state)
+{
+    enum { N = 20 };
+    int64_t slack[N];
+    chand_conn *a = NULL, *b = NULL;
+    pid_t load[2];
+
+    (void)state;
+    assert_int_equal(testd_start(&g_d, NULL), 0);
+    assert_int_equal(chand_connect("127.0.0.1", g_d.port, 5000, &a, NULL), 0);
+    assert_int_equal(chand_connect("127.0.0.1", g_d.port, 5000, &b, NULL), 0);
+    assert_int_equal(chand_make(a, "r.q", 1, NULL), 0);
+    probe_slack(a, b, slack, N);
+    report_slack("", slack, N);
     assert_true(slack[N / 2] <= SLACK_RULE);
+    for (int i = 0; i < 2; i++) {
+        load[i] = testd_fork();
+        assert_true(load[i] >= 0);
+        if (load[i] == 0)
+            loader(g_d.port, i);
+    }
+    probe_slack(a, b, slack, N);
+    report_slack("_loaded", slack, N);
+    for (int i = 0; i < 2; i++) {
+        int st = 0;
+        kill(load[i], SIGKILL);
+        assert_int_equal(testd_reap(load[i], &st, 10000), load[i]);
+        assert_true(WIFSIGNALED(st)); /* not an early exit of its own */
+    }
     chand_close_conn(a);
     chand_close_conn(b);
     assert_int_equal(testd_stop(&g_d), 0);
@@ -491,6 +570,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_redelivery_slack, teardown),
         cmocka_unit_test_teardown(test_worker_faults, teardown),
+        cmocka_unit_test_teardown(test_daemon_kills, teardown),
     };
 
     signal(SIGPIPE, SIG_IGN);

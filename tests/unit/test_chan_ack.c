@@ -28,9 +28,11 @@ static _Atomic int64_t nparked;
 
 static int metas[2];
 
-static void meta_free_count(void *meta)
+static void hook_count(void *arg, bool taken, rt_chan_hold_ev *ev)
 {
-    ++*(int *)meta;
+    (void)arg;
+    if (!taken)
+        ++*(int *)ev->meta;
 }
 
 static void order_main(void *arg)
@@ -72,8 +74,8 @@ static void order_main(void *arg)
     CHECK_EQ(v, 4);
     CHECK(a.meta == NULL);
     /* The meta travels with a requeued value: to the next acknowledged
-     * receive, or to meta_free when a plain receive takes it. */
-    rt_chan_set_meta_free(c, meta_free_count);
+     * receive, or to the hook when a plain receive takes it. */
+    rt_chan_set_hold_hook(c, hook_count, NULL);
     CHECK_EQ(rt_chan_requeue(c, &(int){1}, a.seq, &metas[0], true), 0);
     CHECK_EQ(rt_chan_recv_ack(c, &v, &ok, &a, RT_POLL), 0);
     CHECK(a.meta == &metas[0]);
@@ -304,6 +306,61 @@ static void await_select_main(void *arg)
 
 RTTEST_CASE(test_ack_await_select, await_select_main)
 
+/* ---- the hook sees every value that becomes a delivery ---- */
+
+typedef struct hookk {
+    _Atomic int taken, from_buf, ended;
+} hookk;
+
+static void hook_seen(void *arg, bool taken, rt_chan_hold_ev *ev)
+{
+    hookk *k = arg;
+    if (!taken) {
+        atomic_fetch_add(&k->ended, 1);
+        return;
+    }
+    atomic_fetch_add(&k->taken, 1);
+    if (ev->from_buf)
+        atomic_fetch_add(&k->from_buf, 1);
+    ev->meta = k; /* any non-NULL meta */
+}
+
+static void hook_main(void *arg)
+{
+    (void)arg;
+    rt_chan *c = rt_chan_make(sizeof(int), 2);
+    hookk k = {0, 0, 0};
+    awk w = {0, 0};
+    rt_await *a = rt_await_new(sizeof(int), await_done, &w);
+    rt_chan_hold h;
+    int v;
+    bool ok;
+
+    rt_chan_set_hold_hook(c, hook_seen, &k);
+    /* From the buffer: the hook, not the observer, records the GET. */
+    CHECK_EQ(rt_chan_send(c, &(int){1}, RT_POLL), 0);
+    CHECK_EQ(rt_chan_recv_ack(c, &v, &ok, &h, RT_POLL), 0);
+    CHECK_EQ(atomic_load(&k.from_buf), 1);
+    CHECK(h.meta == &k);
+    /* Straight from a sender to a waiting acknowledged receiver. */
+    CHECK_EQ(rt_chan_recv_ack_await(c, a, RT_FOREVER, NULL), RT_EINPROGRESS);
+    CHECK_EQ(rt_chan_send(c, &(int){2}, RT_POLL), 0);
+    RTTEST_WAIT(atomic_load(&w.done));
+    CHECK_EQ(atomic_load(&k.taken), 2);
+    CHECK(rt_await_hold(a).meta == &k);
+    /* A requeued value with meta: no new delivery; a plain receive of it
+     * ends it. */
+    CHECK_EQ(rt_chan_requeue(c, &v, h.seq, h.meta, true), 0);
+    CHECK_EQ(rt_chan_recv(c, &v, &ok, RT_POLL), 0);
+    CHECK_EQ(atomic_load(&k.taken), 2);
+    CHECK_EQ(atomic_load(&k.ended), 1);
+    CHECK_EQ(rt_chan_ack(c, rt_await_hold(a).seq), 0);
+    rt_await_free(a);
+    rt_chan_release(c);
+}
+
+RTTEST_CASE(test_ack_hook, hook_main)
+
 /* ---- stress: consumers requeue at random; every value acked once ---- */
 
 #define NVAL 2000
@@ -373,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_ack_close),
         cmocka_unit_test(test_ack_unbuffered),
         cmocka_unit_test(test_ack_await_select),
+        cmocka_unit_test(test_ack_hook),
         cmocka_unit_test(test_ack_stress),
     };
     return cmocka_run_group_tests_name("chan_ack", tests, NULL, NULL);
