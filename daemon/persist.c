@@ -365,6 +365,12 @@ static void persist_durable_cb(void *arg, uint64_t durable)
         srv_durable_wake();
 }
 
+void persist__wake(void)
+{
+    if (!atomic_load(&persist_quiet))
+        srv_durable_wake();
+}
+
 void persist_quiesce(void)
 {
     atomic_store(&persist_quiet, true);

@@ -109,7 +109,7 @@ void persist__repl_append(const eff_rec *r)
     /* An effect no answer follows (a lease ends, a session ends) must
      * still reach raft: the I/O threads' poll closes the ticket. */
     if (first)
-        srv_durable_wake();
+        persist__wake();
 }
 
 uint64_t persist__repl_gate(void)
@@ -149,7 +149,7 @@ static void pr_done(void *arg, int status, uint64_t index)
     c = atomic_load(&pr_committed);
     while (t > c && !atomic_compare_exchange_weak(&pr_committed, &c, t))
         ;
-    srv_durable_wake();
+    persist__wake();
 }
 
 void persist__repl_flush(void)
@@ -180,7 +180,7 @@ void persist__repl_flush(void)
         log_error("cluster: cannot submit ticket %llu: %s",
                   (unsigned long long)t, repl_strerror(rc));
         atomic_store(&pr_rebuild, true);
-        srv_durable_wake();
+        persist__wake();
     }
 }
 
@@ -335,7 +335,7 @@ static int pr_fsm_restore(void *arg, const void *data, size_t len)
 static void pr_wakeup(void *arg)
 {
     (void)arg;
-    srv_durable_wake();
+    persist__wake();
 }
 
 static void pr_on_role(void *arg, bool serving, uint64_t term,
@@ -375,7 +375,7 @@ static void pr_do_rebuild(void)
 
     atomic_store(&pr_serving, false);
     atomic_fetch_add(&pr_kicks, 1);
-    srv_durable_wake(); /* every I/O thread ends its sessions */
+    persist__wake(); /* every I/O thread ends its sessions */
     repl_stop(pr_node);
     pr_node = NULL;
     pthread_mutex_lock(&pr_mu);
@@ -558,7 +558,7 @@ static void pr_change_run(dreq *r)
         if (rc != 0)
             rt_chan_release(c);
         else {
-            srv_durable_wake();
+            persist__wake();
             rc = rt_chan_recv(c, &o, &ok, RT_FOREVER) == 0 && ok ? o.status
                                                                  : -EINTR;
         }
