@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static repl_node *pr_node;
 static repl_config pr_cfg;
@@ -423,6 +424,12 @@ int persist__repl_start(const conf *c, char *err, size_t errlen)
                  "the cluster setting, which not_leader answers name",
                  c->port, c->node_id,
                  (unsigned)cluster_self(&pr_cluster)->client_port);
+    char manifest[4200];
+    snprintf(manifest, sizeof manifest, "%s/MANIFEST", c->data_dir);
+    if (access(manifest, F_OK) == 0)
+        log_warn("cluster: %s holds a single node's log, which a cluster "
+                 "node ignores: its state comes from the raft log only",
+                 c->data_dir);
     snprintf(pr_dir, sizeof pr_dir, "%s", c->data_dir);
     pr_cfg.cluster = &pr_cluster;
     pr_cfg.data_dir = pr_dir;
