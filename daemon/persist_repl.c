@@ -473,6 +473,9 @@ int persist_leader(char *addr, size_t len)
         return -1;
     if (repl_leader(pr_node, &id, addr, len) != 0 || !addr[0])
         return -1;
+    /* This node won but does not serve yet: no one to send clients to. */
+    if (id == pr_cluster.peers[pr_cluster.self].id)
+        return -1;
     return 0;
 }
 
