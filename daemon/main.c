@@ -164,6 +164,9 @@ int main(int argc, char **argv)
         log_error("%s", err);
         goto out_sec;
     }
+    /* A cluster node's raft thread may have news from before the server
+     * existed (its wakeups found none): drain them now. */
+    srv_durable_wake();
     r = main_serve(v, &c, err, sizeof err);
     if (r != 0)
         log_error("%s", err);

@@ -448,20 +448,33 @@ int persist__apply(void *arg, const eff_rec *r, int from_snapshot)
     return rc;
 }
 
-/* Set once the server is being freed: no more wakes of its threads. */
-static _Atomic bool persist_quiet;
+/* Set once the server is being freed: no more wakes of its threads.  A
+ * wake holds the lock across its check and its event_active, so that once
+ * persist_quiesce returned none is under way (the server's events are
+ * freed right after). */
+static bool persist_quiet;
+static pthread_mutex_t persist_wake_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void persist__wake(void)
+{
+    pthread_mutex_lock(&persist_wake_mu);
+    if (!persist_quiet)
+        srv_durable_wake();
+    pthread_mutex_unlock(&persist_wake_mu);
+}
 
 static void persist_durable_cb(void *arg, uint64_t durable)
 {
     (void)arg;
     (void)durable;
-    if (!atomic_load(&persist_quiet))
-        srv_durable_wake();
+    persist__wake();
 }
 
 void persist_quiesce(void)
 {
-    atomic_store(&persist_quiet, true);
+    pthread_mutex_lock(&persist_wake_mu);
+    persist_quiet = true;
+    pthread_mutex_unlock(&persist_wake_mu);
 }
 
 int persist_start(const conf *c, char *err, size_t errlen)
@@ -528,8 +541,8 @@ void persist_stop(void)
     wal *w = persist__wal;
 
     if (persist__cluster) {
+        persist__repl_stop(); /* its thread emits nothing after this */
         persist__on = false;
-        persist__repl_stop();
         return;
     }
     if (!w)

@@ -75,6 +75,8 @@ void persist_cluster_change(dreq *r, int what, uint64_t id, const char *raft,
 void persist_cluster_stats(stats_snap *sn);
 
 /* persist_repl.c's side of persist.c (internal). */
+/* srv_durable_wake() unless persist_quiesce() ran (any thread). */
+void persist__wake(void);
 int persist__repl_start(const conf *c, char *err, size_t errlen);
 void persist__repl_stop(void);
 void persist__repl_append(const eff_rec *r);

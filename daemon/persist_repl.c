@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static repl_node *pr_node;
 static repl_config pr_cfg;
@@ -109,7 +110,7 @@ void persist__repl_append(const eff_rec *r)
     /* An effect no answer follows (a lease ends, a session ends) must
      * still reach raft: the I/O threads' poll closes the ticket. */
     if (first)
-        srv_durable_wake();
+        persist__wake();
 }
 
 uint64_t persist__repl_gate(void)
@@ -149,7 +150,7 @@ static void pr_done(void *arg, int status, uint64_t index)
     c = atomic_load(&pr_committed);
     while (t > c && !atomic_compare_exchange_weak(&pr_committed, &c, t))
         ;
-    srv_durable_wake();
+    persist__wake();
 }
 
 void persist__repl_flush(void)
@@ -180,7 +181,7 @@ void persist__repl_flush(void)
         log_error("cluster: cannot submit ticket %llu: %s",
                   (unsigned long long)t, repl_strerror(rc));
         atomic_store(&pr_rebuild, true);
-        srv_durable_wake();
+        persist__wake();
     }
 }
 
@@ -335,7 +336,7 @@ static int pr_fsm_restore(void *arg, const void *data, size_t len)
 static void pr_wakeup(void *arg)
 {
     (void)arg;
-    srv_durable_wake();
+    persist__wake();
 }
 
 static void pr_on_role(void *arg, bool serving, uint64_t term,
@@ -375,7 +376,7 @@ static void pr_do_rebuild(void)
 
     atomic_store(&pr_serving, false);
     atomic_fetch_add(&pr_kicks, 1);
-    srv_durable_wake(); /* every I/O thread ends its sessions */
+    persist__wake(); /* every I/O thread ends its sessions */
     repl_stop(pr_node);
     pr_node = NULL;
     pthread_mutex_lock(&pr_mu);
@@ -423,6 +424,12 @@ int persist__repl_start(const conf *c, char *err, size_t errlen)
                  "the cluster setting, which not_leader answers name",
                  c->port, c->node_id,
                  (unsigned)cluster_self(&pr_cluster)->client_port);
+    char manifest[4200];
+    snprintf(manifest, sizeof manifest, "%s/MANIFEST", c->data_dir);
+    if (access(manifest, F_OK) == 0)
+        log_warn("cluster: %s holds a single node's log, which a cluster "
+                 "node ignores: its state comes from the raft log only",
+                 c->data_dir);
     snprintf(pr_dir, sizeof pr_dir, "%s", c->data_dir);
     pr_cfg.cluster = &pr_cluster;
     pr_cfg.data_dir = pr_dir;
@@ -465,6 +472,9 @@ int persist_leader(char *addr, size_t len)
     if (!pr_node)
         return -1;
     if (repl_leader(pr_node, &id, addr, len) != 0 || !addr[0])
+        return -1;
+    /* This node won but does not serve yet: no one to send clients to. */
+    if (id == pr_cluster.peers[pr_cluster.self].id)
         return -1;
     return 0;
 }
@@ -558,7 +568,7 @@ static void pr_change_run(dreq *r)
         if (rc != 0)
             rt_chan_release(c);
         else {
-            srv_durable_wake();
+            persist__wake();
             rc = rt_chan_recv(c, &o, &ok, RT_FOREVER) == 0 && ok ? o.status
                                                                  : -EINTR;
         }

@@ -303,4 +303,8 @@ int cli_h_gomaxprocs(cli_ctx *, const cli_cmd *, int, char **);
 int cli_h_watch(cli_ctx *, const cli_cmd *, int, char **);
 int cli_h_top(cli_ctx *, const cli_cmd *, int, char **);
 
+int cli_h_cluster_status(cli_ctx *, const cli_cmd *, int, char **);
+int cli_h_cluster_add(cli_ctx *, const cli_cmd *, int, char **);
+int cli_h_cluster_remove(cli_ctx *, const cli_cmd *, int, char **);
+
 #endif /* CHAND_CLI_H */

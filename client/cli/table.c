@@ -608,6 +608,31 @@ const cli_cmd cli_cmds[] = {
      .brief = "set or read GOMAXPROCS",
      .help = "Sets GOMAXPROCS to N (or only reads it); prints the previous "
              "value."},
+    {.group = "cluster",
+     .name = "status",
+     .fn = cli_h_cluster_status,
+     .brief = "print a node's role, term, leader and peers",
+     .help = "Prints the cluster's status as the node reached sees it: its "
+             "role, term and commit index, the leader, and every peer."},
+    {.group = "cluster",
+     .name = "add",
+     .fn = cli_h_cluster_add,
+     .min = 2,
+     .max = 2,
+     .usage = "ID HOST:CLIENT_PORT:RAFT_PORT",
+     .brief = "add a node to the cluster",
+     .help = "Adds node ID, which clients reach at HOST:CLIENT_PORT and "
+             "the other nodes at HOST:RAFT_PORT (an entry of the cluster "
+             "setting); it votes once it has caught up.  Start the node "
+             "first, with --cluster-join."},
+    {.group = "cluster",
+     .name = "remove",
+     .fn = cli_h_cluster_remove,
+     .min = 1,
+     .max = 1,
+     .usage = "ID",
+     .brief = "remove a node from the cluster",
+     .help = "Removes node ID from the cluster; stop it afterwards."},
 };
 
 const size_t cli_ncmds = sizeof cli_cmds / sizeof cli_cmds[0];

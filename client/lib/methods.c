@@ -5,6 +5,7 @@
  */
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -920,14 +921,39 @@ int chand_cluster_status(chand_conn *c, json_t **status)
 
 int chand_cluster_add(chand_conn *c, uint64_t id, const char *address)
 {
+    const char *colon = address ? strrchr(address, ':') : NULL;
+    char *client, *end, *host = NULL, raft[300];
+    long rport = colon ? strtol(colon + 1, &end, 10) : 0;
+    int cport = 0, rc;
+
     /* Raft ids are positive and JSON integers here are signed 64-bit. */
     if (c && (id == 0 || id > INT64_MAX))
         return chand__seterr(&c->err, CHAND_EARG, 0, "",
                              "node id must be 1 to %lld", (long long)INT64_MAX);
-    return call_void(
-        c, "cluster.add",
-        json_pack("{s:I, s:s}", "id", (json_int_t)id, "address", address),
-        CHAND_FOREVER);
+    if (!c)
+        return CHAND_EARG;
+    /* HOST:CLIENT_PORT:RAFT_PORT, as an entry of the cluster setting; the
+     * wire has the two addresses apart. */
+    if (!colon || colon[1] == '\0' || *end || rport < 1 || rport > 65535 ||
+        !(client = strndup(address, (size_t)(colon - address))))
+        return chand__seterr(&c->err, CHAND_EARG, 0, "",
+                             "node address must be HOST:CLIENT_PORT:RAFT_PORT");
+    rc = strchr(client, ':') ? chand_parse_address(client, &host, &cport)
+                             : CHAND_EARG;
+    if (rc == 0)
+        snprintf(raft, sizeof raft, "%s:%ld", host, rport);
+    free(host);
+    if (rc < 0) {
+        free(client);
+        return chand__seterr(&c->err, rc, 0, "",
+                             "node address must be HOST:CLIENT_PORT:RAFT_PORT");
+    }
+    rc = call_void(c, "cluster.add",
+                   json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id, "raft",
+                             raft, "client", client),
+                   CHAND_FOREVER);
+    free(client);
+    return rc;
 }
 
 int chand_cluster_remove(chand_conn *c, uint64_t id)

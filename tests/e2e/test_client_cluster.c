@@ -305,6 +305,15 @@ static int calls(int i)
     return n;
 }
 
+/* Copies node i's last method (64 bytes) and params (*params new). */
+static void last_call(int i, char *method, json_t **params)
+{
+    pthread_mutex_lock(&g_lock);
+    snprintf(method, 64, "%s", g_nodes[i].last_method);
+    *params = json_incref(g_nodes[i].last_params);
+    pthread_mutex_unlock(&g_lock);
+}
+
 /* "127.0.0.1:p0,127.0.0.1:p1,..." for the nodes in order[] (n of them). */
 static void list_of(char *buf, size_t len, const int *order, int n)
 {
@@ -512,8 +521,8 @@ static void test_cluster_calls(void **state)
 {
     const enum role roles[NODES] = {FOLLOWER, FOLLOWER, LEADER};
     const int hints[NODES] = {2, 2, -1}, order[NODES] = {0, 1, 2};
-    char list[128];
-    json_t *st = NULL;
+    char list[128], method[64];
+    json_t *st = NULL, *p;
     chand_conn *c;
 
     (void)state;
@@ -525,20 +534,24 @@ static void test_cluster_calls(void **state)
                         "cluster.status");
     json_decref(st);
     assert_int_equal(chand_cluster_add(c, 4, "127.0.0.1:7004:7104"), 0);
-    pthread_mutex_lock(&g_lock);
-    assert_string_equal(g_nodes[2].last_method, "cluster.add");
-    assert_int_equal(
-        json_integer_value(json_object_get(g_nodes[2].last_params, "id")), 4);
-    assert_string_equal(
-        json_string_value(json_object_get(g_nodes[2].last_params, "address")),
-        "127.0.0.1:7004:7104");
-    pthread_mutex_unlock(&g_lock);
+    last_call(2, method, &p);
+    assert_string_equal(method, "cluster.add");
+    assert_int_equal(json_integer_value(json_object_get(p, "id")), 4);
+    assert_string_equal(json_string_value(json_object_get(p, "raft")),
+                        "127.0.0.1:7104");
+    assert_string_equal(json_string_value(json_object_get(p, "client")),
+                        "127.0.0.1:7004");
+    json_decref(p);
     assert_int_equal(chand_cluster_remove(c, 4), 0);
-    pthread_mutex_lock(&g_lock);
-    assert_string_equal(g_nodes[2].last_method, "cluster.remove");
-    pthread_mutex_unlock(&g_lock);
+    last_call(2, method, &p);
+    assert_string_equal(method, "cluster.remove");
+    assert_int_equal(json_integer_value(json_object_get(p, "id")), 4);
+    json_decref(p);
     assert_int_equal(chand_cluster_remove(c, 0), CHAND_EARG);
     assert_int_equal(chand_cluster_add(c, 1, NULL), CHAND_EARG);
+    assert_int_equal(chand_cluster_add(c, 5, "127.0.0.1:7005"), CHAND_EARG);
+    assert_int_equal(chand_cluster_add(c, 5, "127.0.0.1:7005:x"), CHAND_EARG);
+    assert_int_equal(chand_cluster_add(c, 5, "h:0:7105"), CHAND_EARG);
     chand_close_conn(c);
 }
 
