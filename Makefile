@@ -592,6 +592,32 @@ bench-net: all
 bench-recovery: all
 	@BUILD=$(BUILD) tests/bench/recovery.sh
 
+# ---- tests/cluster: the Jepsen-style run of issue 19 (client side) ------
+# jepsen starts three nodes of build/chand on 127.0.0.1 and free ports,
+# runs clients through libchand's redirects while the leader is SIGKILLed
+# or SIGSTOPped, then checks the history (jcheck.c, unit-tested by
+# test_jcheck).  make test runs a short one (tests/cli/test_cluster_jepsen.sh);
+# make test-cluster the long one: CLUSTER_KILLS leader kills (>= 100).
+CLUSTER_KILLS ?= 100
+CLUSTER_BINS := $(BUILD)/cluster/jepsen $(BUILD)/cluster/test_jcheck
+all: $(CLUSTER_BINS)
+$(BUILD)/cluster/test_jcheck: $(call objs,tests/cluster/test_jcheck.c \
+                                 tests/cluster/jcheck.c)
+	$(call say,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LIBS)
+$(BUILD)/cluster/jepsen: $(call objs,tests/cluster/jepsen.c \
+                           tests/cluster/jcheck.c tests/cluster/nodes.c) \
+                         $(CLIENT_A)
+	$(call say,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+.PHONY: test-cluster
+test-cluster: all
+	@$(BUILD)/cluster/test_jcheck
+	@CHAND_BIN=$(BUILD)/chand $(BUILD)/cluster/jepsen --kills $(CLUSTER_KILLS)
+# ---- end of tests/cluster ----
+
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 # The fuzz objects' header dependencies too: without them a changed struct
 # in a header left stale clang objects that disagreed on its layout.

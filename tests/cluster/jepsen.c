@@ -1,0 +1,376 @@
+/*
+ * jepsen.c - the Jepsen-style run of issue 19: three chand nodes on
+ * loopback (nodes.h); client threads send, receive, lock and add through
+ * libchand's redirects while the leader is SIGKILLed or SIGSTOPped every
+ * few seconds and then restarted or continued; afterwards the queue is
+ * drained, the atomic read, and the history checked (jcheck.h).  Also
+ * measures failover: from the leader's kill to the first successful write.
+ *
+ *   jepsen [--kills N] [--interval-ms MS] [--election-ms MS] [--seed S]
+ *
+ * Prints the check's report, "failover: ..." and bench lines; exits 0 when
+ * the history is clean, 1 on a violation, 2 when the run itself failed.
+ */
+#include "jcheck.h"
+#include "nodes.h"
+
+#include "chand.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SENDERS 2
+#define LOCKERS 2
+#define ADDERS 2
+#define LEASE_MS 3000
+#define QUEUE_CAP 1000000
+
+static nodes *g_c;
+static jc_hist *g_h;
+static atomic_bool g_stop;
+static atomic_long g_ops;
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
+/* A connection to the whole cluster, or NULL once the run stops. */
+static chand_conn *dial(void)
+{
+    chand_options *o = chand_options_new();
+    chand_conn *k = NULL;
+
+    if (!o || chand_options_set(o, "failover_ms", "20000") < 0) {
+        chand_options_free(o);
+        return NULL;
+    }
+    while (!atomic_load(&g_stop) &&
+           chand_connect_url(nodes_list(g_c), o, 500, &k, NULL) < 0)
+        sleep_ms(50);
+    chand_options_free(o);
+    return k;
+}
+
+/* After a call without a definite answer: reconnect (a new session). */
+static void redial(chand_conn *k)
+{
+    while (!atomic_load(&g_stop) && chand_reconnect(k, 500) < 0)
+        sleep_ms(50);
+}
+
+/* How rc ended: an answer (ok or a server's refusal) is definite; no
+ * answer (the connection died, the client gave up) is unknown. */
+static int outcome(chand_conn *k, int rc)
+{
+    if (rc >= 0)
+        return JC_OK;
+    return chand_last_error(k)->reason[0] ? JC_FAIL : JC_UNKNOWN;
+}
+
+static void *sender(void *arg)
+{
+    int64_t base = ((int64_t)(intptr_t)arg + 1) * 1000000000LL, seq = 0;
+    chand_conn *k = dial();
+
+    while (k && !atomic_load(&g_stop)) {
+        json_t *v = json_integer(base + ++seq);
+        int rc = chand_send(k, "q", v, 1000), o = outcome(k, rc);
+
+        json_decref(v);
+        jc_send(g_h, base + seq, o);
+        atomic_fetch_add(&g_ops, 1);
+        if (o == JC_UNKNOWN)
+            redial(k);
+    }
+    chand_close_conn(k);
+    return NULL;
+}
+
+static void *receiver(void *arg)
+{
+    chand_conn *k = dial();
+
+    (void)arg;
+    while (k && !atomic_load(&g_stop)) {
+        json_t *v = NULL;
+        int rc = chand_recv(k, "q", 200, &v), o = outcome(k, rc);
+
+        if (rc == 1)
+            jc_recv(g_h, json_integer_value(v), JC_OK);
+        else if (o == JC_UNKNOWN)
+            jc_recv(g_h, 0, JC_UNKNOWN);
+        json_decref(v);
+        if (o == JC_UNKNOWN)
+            redial(k);
+    }
+    chand_close_conn(k);
+    return NULL;
+}
+
+static void *locker(void *arg)
+{
+    chand_conn *k = dial();
+
+    (void)arg;
+    while (k && !atomic_load(&g_stop)) {
+        int64_t sent = nodes_now_ms(), acked, token = -1;
+        bool dead;
+        int rc = chand_mutex_lock(k, "L", 1000, LEASE_MS, &token, &dead);
+
+        if (rc < 0) {
+            if (outcome(k, rc) == JC_UNKNOWN)
+                redial(k);
+            continue;
+        }
+        acked = nodes_now_ms();
+        sleep_ms(10);
+        jc_hold(g_h, sent, acked, nodes_now_ms(), LEASE_MS, token);
+        atomic_fetch_add(&g_ops, 1);
+        rc = chand_mutex_unlock(k, "L", token);
+        if (rc < 0 && outcome(k, rc) == JC_UNKNOWN)
+            redial(k);
+    }
+    chand_close_conn(k);
+    return NULL;
+}
+
+static void *adder(void *arg)
+{
+    chand_conn *k = dial();
+
+    (void)arg;
+    while (k && !atomic_load(&g_stop)) {
+        int rc = chand_atomic_add(k, "ctr", 1, NULL), o = outcome(k, rc);
+
+        jc_add(g_h, 1, o);
+        atomic_fetch_add(&g_ops, 1);
+        if (o == JC_UNKNOWN)
+            redial(k);
+    }
+    chand_close_conn(k);
+    return NULL;
+}
+
+/* Milliseconds from now until a write succeeds through a fresh client
+ * (-1 after 30 s). */
+static int64_t first_write(int64_t t0)
+{
+    chand_conn *k = NULL;
+    chand_options *o = chand_options_new();
+    int64_t took = -1;
+
+    if (o && chand_options_set(o, "failover_ms", "1000") == 0) {
+        while (nodes_now_ms() - t0 < 30000) {
+            if (!k &&
+                chand_connect_url(nodes_list(g_c), o, 300, &k, NULL) < 0) {
+                k = NULL;
+                sleep_ms(10);
+                continue;
+            }
+            if (chand_atomic_add(k, "probe", 1, NULL) == 0) {
+                took = nodes_now_ms() - t0;
+                break;
+            }
+            chand_close_conn(k);
+            k = NULL;
+            sleep_ms(10);
+        }
+    }
+    chand_close_conn(k);
+    chand_options_free(o);
+    return took;
+}
+
+/* Drains the queue and reads the atomic into the history. */
+static int final_state(void)
+{
+    chand_conn *k = dial();
+    int64_t v;
+    int rc;
+
+    if (!k)
+        return -1;
+    for (;;) {
+        json_t *val = NULL;
+
+        rc = chand_recv(k, "q", 0, &val);
+        if (rc == 1) {
+            jc_queued(g_h, json_integer_value(val));
+            json_decref(val);
+            continue;
+        }
+        json_decref(val);
+        if (rc == CHAND_ETIMEOUT && outcome(k, rc) == JC_FAIL)
+            break; /* empty */
+        if (outcome(k, rc) == JC_UNKNOWN) {
+            jc_recv(g_h, 0, JC_UNKNOWN);
+            redial(k);
+            continue;
+        }
+        fprintf(stderr, "jepsen: draining: %s\n", chand_last_error(k)->message);
+        chand_close_conn(k);
+        return -1;
+    }
+    while ((rc = chand_atomic_load(k, "ctr", &v)) < 0 &&
+           outcome(k, rc) == JC_UNKNOWN)
+        redial(k);
+    if (rc < 0) {
+        fprintf(stderr, "jepsen: atomic load: %s\n",
+                chand_last_error(k)->message);
+        chand_close_conn(k);
+        return -1;
+    }
+    jc_final_atomic(g_h, v);
+    chand_close_conn(k);
+    return 0;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Makes the queue (idempotent: exists is fine). */
+static int setup_queue(void)
+{
+    chand_conn *k = dial();
+    int rc = k ? chand_make(k, "q", QUEUE_CAP, NULL) : -1;
+
+    if (rc == CHAND_EEXISTS)
+        rc = 0;
+    if (rc < 0)
+        fprintf(stderr, "jepsen: make q: %s\n",
+                k ? chand_last_error(k)->message : "no connection");
+    chand_close_conn(k);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    int kills = 5, interval = 1500, election = 1000, failed_kills = 0;
+    unsigned seed = (unsigned)time(NULL);
+    pthread_t th[SENDERS + 1 + LOCKERS + ADDERS];
+    int nth = 0, violations, ret = 0;
+    int64_t *fo, t_start;
+    int nfo = 0;
+
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--kills"))
+            kills = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--interval-ms"))
+            interval = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--election-ms"))
+            election = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--seed"))
+            seed = (unsigned)strtoul(argv[i + 1], NULL, 10);
+        else {
+            fprintf(stderr, "jepsen: unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (argc % 2 == 0 || kills < 1 || interval < 100 || election < 100) {
+        fprintf(stderr, "usage: jepsen [--kills N] [--interval-ms MS] "
+                        "[--election-ms MS] [--seed S]\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    srand(seed);
+    fo = calloc((size_t)kills, sizeof *fo);
+    g_h = jc_new();
+    g_c = nodes_start(3, election);
+    if (!fo || !g_h || !g_c || setup_queue() < 0) {
+        nodes_stop(g_c, true);
+        jc_free(g_h);
+        free(fo);
+        return 2;
+    }
+    printf("jepsen: 3 nodes %s, election %d ms, seed %u, %d kills\n",
+           nodes_list(g_c), election, seed, kills);
+    for (int i = 0; i < SENDERS; i++)
+        pthread_create(&th[nth++], NULL, sender, (void *)(intptr_t)i);
+    pthread_create(&th[nth++], NULL, receiver, NULL);
+    for (int i = 0; i < LOCKERS; i++)
+        pthread_create(&th[nth++], NULL, locker, NULL);
+    for (int i = 0; i < ADDERS; i++)
+        pthread_create(&th[nth++], NULL, adder, NULL);
+    t_start = nodes_now_ms();
+
+    for (int k = 0; k < kills; k++) {
+        int leader, stop = k % 2 == 1;
+        int64_t t0, took;
+
+        sleep_ms(interval / 2 + rand() % interval);
+        leader = nodes_wait_leader(g_c, nodes_now_ms() + 30000);
+        if (leader < 0) {
+            fprintf(stderr, "jepsen: no leader before kill %d\n", k + 1);
+            ret = 2;
+            break;
+        }
+        t0 = nodes_now_ms();
+        if ((stop ? nodes_pause(g_c, leader) : nodes_kill(g_c, leader)) < 0) {
+            ret = 2;
+            break;
+        }
+        took = first_write(t0);
+        if (took < 0) {
+            failed_kills++;
+            fprintf(stderr, "jepsen: kill %d: no write within 30 s; nodes:\n",
+                    k + 1);
+            nodes_describe(g_c, stderr);
+        } else {
+            fo[nfo++] = took;
+        }
+        if ((stop ? nodes_resume(g_c, leader) : nodes_restart(g_c, leader)) <
+            0) {
+            ret = 2;
+            break;
+        }
+        /* The next kill waits for the node to be back in the cluster, so
+         * that a majority stays alive. */
+        for (int64_t end = nodes_now_ms() + 30000;
+             !nodes_follows(g_c, leader) && nodes_now_ms() < end;)
+            sleep_ms(50);
+        printf("jepsen: kill %d/%d (%s node %d): first write after %lld ms\n",
+               k + 1, kills, stop ? "SIGSTOP" : "SIGKILL", leader + 1,
+               (long long)took);
+        fflush(stdout);
+    }
+    atomic_store(&g_stop, true);
+    for (int i = 0; i < nth; i++)
+        pthread_join(th[i], NULL);
+    atomic_store(&g_stop, false);
+    printf("jepsen: %ld operations in %lld ms\n", atomic_load(&g_ops),
+           (long long)(nodes_now_ms() - t_start));
+    if (final_state() < 0)
+        ret = 2;
+    violations = jc_check(g_h, stdout);
+    if (violations != 0 && ret == 0)
+        ret = violations < 0 ? 2 : 1;
+    if (failed_kills && ret == 0)
+        ret = 2;
+    if (nfo > 0) {
+        qsort(fo, (size_t)nfo, sizeof *fo, cmp_i64);
+        printf("failover: %d kills, kill to first write min %lld ms, median "
+               "%lld ms, max %lld ms\n",
+               nfo, (long long)fo[0], (long long)fo[nfo / 2],
+               (long long)fo[nfo - 1]);
+        printf("bench: cluster_failover_min %lld ms\n", (long long)fo[0]);
+        printf("bench: cluster_failover_median %lld ms\n",
+               (long long)fo[nfo / 2]);
+        printf("bench: cluster_failover_max %lld ms\n", (long long)fo[nfo - 1]);
+    }
+    nodes_stop(g_c, ret != 0);
+    jc_free(g_h);
+    free(fo);
+    return ret;
+}

@@ -1,0 +1,148 @@
+/*
+ * test_jcheck.c - the checker of tests/cluster (jcheck.h) on histories
+ * made by hand: clean ones pass, and each kind of violation is reported,
+ * including what unanswered operations may and may not explain.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "jcheck.h"
+
+#include <stdlib.h>
+
+static int check(jc_hist *h)
+{
+    int n = jc_check(h, stderr);
+
+    jc_free(h);
+    return n;
+}
+
+static void test_clean_history(void **state)
+{
+    jc_hist *h = jc_new();
+
+    (void)state;
+    jc_send(h, 1, JC_OK);
+    jc_send(h, 2, JC_OK);
+    jc_send(h, 3, JC_FAIL);
+    jc_send(h, 4, JC_UNKNOWN); /* may or may not be there: either is fine */
+    jc_recv(h, 1, JC_OK);
+    jc_queued(h, 2);
+    jc_hold(h, 0, 10, 20, 0, 5);
+    jc_hold(h, 15, 25, 30, 1000, 6);
+    jc_add(h, 1, JC_OK);
+    jc_add(h, 1, JC_OK);
+    jc_add(h, 1, JC_UNKNOWN);
+    jc_final_atomic(h, 3);
+    assert_int_equal(check(h), 0);
+}
+
+static void test_lost_send(void **state)
+{
+    jc_hist *h = jc_new();
+
+    (void)state;
+    jc_send(h, 1, JC_OK);
+    jc_send(h, 2, JC_OK);
+    jc_recv(h, 1, JC_OK);
+    assert_int_equal(check(h), 1);
+}
+
+/* A receive that got no answer may have taken one value, not two. */
+static void test_unknown_recv_explains_one(void **state)
+{
+    jc_hist *h = jc_new();
+
+    (void)state;
+    jc_send(h, 1, JC_OK);
+    jc_recv(h, 0, JC_UNKNOWN);
+    assert_int_equal(check(h), 0);
+    h = jc_new();
+    jc_send(h, 1, JC_OK);
+    jc_send(h, 2, JC_OK);
+    jc_recv(h, 0, JC_UNKNOWN);
+    assert_int_equal(check(h), 1);
+}
+
+static void test_duplicate_and_ghost(void **state)
+{
+    jc_hist *h = jc_new();
+
+    (void)state;
+    jc_send(h, 1, JC_OK);
+    jc_recv(h, 1, JC_OK);
+    jc_queued(h, 1); /* received and still queued: twice */
+    assert_int_equal(check(h), 1);
+    h = jc_new();
+    jc_send(h, 1, JC_FAIL);
+    jc_recv(h, 1, JC_OK); /* a send that failed was delivered */
+    jc_recv(h, 9, JC_OK); /* never sent at all */
+    assert_int_equal(check(h), 2);
+}
+
+static void test_overlapping_holds(void **state)
+{
+    jc_hist *h = jc_new();
+
+    (void)state;
+    jc_hold(h, 0, 10, 50, 0, 1);
+    jc_hold(h, 5, 40, 60, 0, 2); /* granted while 1 was surely held */
+    assert_int_equal(check(h), 1);
+    /* The lease cut the first hold short: no overlap. */
+    h = jc_new();
+    jc_hold(h, 0, 10, 50, 30, 1);
+    jc_hold(h, 5, 40, 60, 0, 2);
+    assert_int_equal(check(h), 0);
+}
+
+static void test_tokens_must_grow(void **state)
+{
+    jc_hist *h = jc_new();
+
+    (void)state;
+    jc_hold(h, 0, 10, 20, 0, 7);
+    jc_hold(h, 30, 40, 50, 0, 3); /* asked after 7 was granted */
+    assert_int_equal(check(h), 1);
+    h = jc_new();
+    jc_hold(h, 0, 10, 20, 0, 7);
+    jc_hold(h, 30, 40, 50, 0, 7); /* the same token twice */
+    assert_int_equal(check(h), 1);
+}
+
+static void test_atomic(void **state)
+{
+    jc_hist *h = jc_new();
+
+    (void)state;
+    jc_add(h, 1, JC_OK);
+    jc_add(h, 1, JC_OK);
+    jc_final_atomic(h, 1); /* an acknowledged add lost */
+    assert_int_equal(check(h), 1);
+    h = jc_new();
+    jc_add(h, 1, JC_OK);
+    jc_add(h, 1, JC_UNKNOWN);
+    jc_add(h, 1, JC_FAIL);
+    jc_final_atomic(h, 3); /* the failed add counted */
+    assert_int_equal(check(h), 1);
+    h = jc_new();
+    jc_add(h, 1, JC_OK);
+    assert_int_equal(check(h), 1); /* never read back */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_clean_history),
+        cmocka_unit_test(test_lost_send),
+        cmocka_unit_test(test_unknown_recv_explains_one),
+        cmocka_unit_test(test_duplicate_and_ghost),
+        cmocka_unit_test(test_overlapping_holds),
+        cmocka_unit_test(test_tokens_must_grow),
+        cmocka_unit_test(test_atomic),
+    };
+
+    return cmocka_run_group_tests_name("jcheck", tests, NULL, NULL);
+}
