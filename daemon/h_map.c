@@ -531,7 +531,11 @@ int hmap__restore(const char *name, const char *k, size_t kl, const char *v,
         return 0; /* another type's name: skipped */
     rt_map *m = ((hmap *)f.o)->m;
     if (what == 1) {
-        json_t *j = json_loadb(v, vn, JSON_DECODE_ANY, NULL);
+        /* jfast first (recovery of a large log spends most of its time
+         * here); jansson reads what it declines. */
+        json_t *j = jfast_parse(v, vn);
+        if (!j)
+            j = json_loadb(v, vn, JSON_DECODE_ANY, NULL);
         if (!j || rt_map_store(m, k, kl, j) != 0)
             rc = -1;
         json_decref(j);
