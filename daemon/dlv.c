@@ -47,9 +47,9 @@ typedef struct dlv {
     uint32_t attempts;
     dlv_state st;
     int refs;
-    obj *o;     /* retained */
-    char *text; /* the value's JSON text, owned */
-    size_t tn;
+    obj *o;   /* retained */
+    hval val; /* the value, owned (counted in max_memory as hvals are);
+               * the channel holds its own while the value is requeued */
     int64_t wait_ns, due;
     rt_timer *t;
     char *reason; /* the last nack/term reason, or NULL */
@@ -190,12 +190,10 @@ static dlv *dlv_new(obj *o, uint64_t seq, const char *text, size_t n)
 {
     dlv *d = calloc(1, sizeof *d);
 
-    if (!d || !(d->text = malloc(n ? n : 1))) {
+    if (!d || hval_from_text(text, n, &d->val) != 0) {
         free(d);
         return NULL;
     }
-    memcpy(d->text, text, n);
-    d->tn = n;
     d->o = obj_retain(o);
     d->seq = seq;
     d->refs = 1;
@@ -216,7 +214,7 @@ static void dlv_free(dlv *d)
     if (d->t)
         rt_timer_free(d->t);
     free(d->reason);
-    free(d->text);
+    hval_free(d->val);
     obj_release(d->o);
     free(d);
 }
@@ -290,7 +288,9 @@ static void dlv_finish(dlv *d, bool dead)
 /* Wraps d's value for its dead-letter channel. */
 static int dlv_wrap(dlv *d, hval *out)
 {
-    json_t *v = json_loadb(d->text, d->tn, JSON_DECODE_ANY, NULL);
+    size_t n;
+    const char *t = hval_text(&d->val, &n);
+    json_t *v = json_loadb(t, n, JSON_DECODE_ANY, NULL);
     json_t *w;
     int rc;
 
@@ -335,8 +335,8 @@ static void dlv_dead_letter(dlv *d)
         }
     }
     if (why) {
-        size_t n = d->tn;
-        const char *t = d->text;
+        size_t n;
+        const char *t = hval_text(&d->val, &n);
         log_warn("dead letter dropped: origin=%s attempts=%u reason=%s "
                  "(%s) value=%.*s",
                  d->o->name, d->attempts, d->reason ? d->reason : "-", why,
@@ -358,7 +358,10 @@ static void dlv_requeue(dlv *d)
         dlv_finish(d, true);
         return;
     }
-    if (hval_from_text(d->text, d->tn, &v) != 0) {
+    size_t n;
+    const char *t = hval_text(&d->val, &n);
+
+    if (hval_from_text(t, n, &v) != 0) {
         set_reason(d, "out of memory");
         dlv_dead_letter(d);
         return;
@@ -705,13 +708,13 @@ dlv_snap *dlv_snap_take(obj *o)
         dlv_snap_one *e = &s->v[s->n++];
         e->seq = d->seq;
         e->attempts = d->attempts ? d->attempts : 1;
-        e->tn = d->tn;
-        e->text = malloc(d->tn ? d->tn : 1);
+        const char *t = hval_text(&d->val, &e->tn);
+        e->text = malloc(e->tn ? e->tn : 1);
         e->reason = d->reason ? strdup(d->reason) : NULL;
         if (!e->text || (d->reason && !e->reason))
             s->failed = true;
         else
-            memcpy(e->text, d->text, d->tn);
+            memcpy(e->text, t, e->tn);
     }
     pthread_mutex_unlock(&dlv_mu);
     return s;
