@@ -42,7 +42,8 @@ typedef enum dlv_state {
 typedef struct dlv {
     struct dlv *hnext;         /* id hash chain */
     struct dlv *lprev, *lnext; /* its channel's list (hchan.dlvs) */
-    bool listed;
+    struct dlv *sprev, *snext; /* its session's bucket (in flight) */
+    bool listed, in_sess;
     uint64_t id, seq, sid;
     uint32_t attempts;
     dlv_state st;
@@ -59,6 +60,10 @@ static pthread_mutex_t dlv_mu = PTHREAD_MUTEX_INITIALIZER;
 static dlv **dlv_tab;
 static size_t dlv_nb, dlv_n;
 static uint64_t dlv_next_id;
+/* The attempts in flight by session id, so that a session's end finds
+ * its own without a walk of every delivery. */
+#define DLV_SBUCKETS 1024
+static dlv *dlv_sess[DLV_SBUCKETS];
 static _Atomic int64_t dlv_inflight, dlv_redelivered, dlv_dead, dlv_dropped;
 
 /* ---- the table (dlv_mu held) ---- */
@@ -258,9 +263,37 @@ static void set_reason(dlv *d, const char *why)
 }
 
 /* Takes d (in flight) out of the table (dlv_mu held). */
+static void sess_add(dlv *d)
+{
+    dlv **b = &dlv_sess[d->sid % DLV_SBUCKETS];
+
+    if (!d->sid)
+        return;
+    d->sprev = NULL;
+    d->snext = *b;
+    if (*b)
+        (*b)->sprev = d;
+    *b = d;
+    d->in_sess = true;
+}
+
+static void sess_del(dlv *d)
+{
+    if (!d->in_sess)
+        return;
+    if (d->sprev)
+        d->sprev->snext = d->snext;
+    else
+        dlv_sess[d->sid % DLV_SBUCKETS] = d->snext;
+    if (d->snext)
+        d->snext->sprev = d->sprev;
+    d->in_sess = false;
+}
+
 static void dlv_leave(dlv *d)
 {
     tab_del(d);
+    sess_del(d);
     d->id = 0;
 }
 
@@ -482,6 +515,7 @@ int dlv_begin(obj *o, const hval *v, const rt_chan_hold *hold, sess *s,
     d->st = DS_INFLIGHT;
     d->attempts++;
     d->sid = s ? sess_id(s) : 0;
+    sess_add(d);
     d->wait_ns = wait_ms * 1000000;
     dlv_arm(d, d->wait_ns);
     if (d->attempts > 1)
@@ -621,9 +655,9 @@ int dlv_term(obj *o, uint64_t id, const char *reason)
     return 0;
 }
 
-/* Takes every delivery in flight matching (sid, o) out of the table into
- * a list (dlv_mu held). */
-static dlv *dlv_collect(uint64_t sid, obj *o, const char *why)
+/* Takes every delivery in flight of o out of the table into a list
+ * (dlv_mu held). */
+static dlv *dlv_collect(obj *o, const char *why)
 {
     dlv *list = NULL;
 
@@ -631,8 +665,7 @@ static dlv *dlv_collect(uint64_t sid, obj *o, const char *why)
         dlv *d = dlv_tab[i], *next;
         for (; d; d = next) {
             next = d->hnext;
-            if (d->st != DS_INFLIGHT || (sid && d->sid != sid) ||
-                (o && d->o != o))
+            if (d->st != DS_INFLIGHT || d->o != o)
                 continue;
             dlv_leave(d);
             dlv_disarm(d);
@@ -648,10 +681,20 @@ static dlv *dlv_collect(uint64_t sid, obj *o, const char *why)
 void dlv_session_end(sess *s)
 {
     uint64_t sid = sess_id(s);
-    dlv *list, *next;
+    dlv *list = NULL, *next, *d;
 
     pthread_mutex_lock(&dlv_mu);
-    list = dlv_n ? dlv_collect(sid, NULL, "session ended") : NULL;
+    for (d = dlv_sess[sid % DLV_SBUCKETS]; d; d = next) {
+        next = d->snext;
+        if (d->sid != sid || d->st != DS_INFLIGHT)
+            continue;
+        dlv_leave(d);
+        dlv_disarm(d);
+        set_reason(d, "session ended");
+        d->st = DS_DONE;
+        d->hnext = list;
+        list = d;
+    }
     pthread_mutex_unlock(&dlv_mu);
     for (; list; list = next) {
         next = list->hnext;
@@ -664,7 +707,7 @@ void dlv_chan_dropped(obj *o)
     dlv *list, *next;
 
     pthread_mutex_lock(&dlv_mu);
-    list = dlv_n ? dlv_collect(0, o, "dropped") : NULL;
+    list = dlv_n ? dlv_collect(o, "dropped") : NULL;
     pthread_mutex_unlock(&dlv_mu);
     for (; list; list = next) {
         next = list->hnext;
