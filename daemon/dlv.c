@@ -655,25 +655,23 @@ int dlv_term(obj *o, uint64_t id, const char *reason)
     return 0;
 }
 
-/* Takes every delivery in flight of o out of the table into a list
- * (dlv_mu held). */
+/* Takes every delivery of o in flight or waiting out a nack's delay into
+ * a list (dlv_mu held); requeued ones are the channel's to drain. */
 static dlv *dlv_collect(obj *o, const char *why)
 {
-    dlv *list = NULL;
+    dlv *list = NULL, *next;
 
-    for (size_t i = 0; i < dlv_nb; i++) {
-        dlv *d = dlv_tab[i], *next;
-        for (; d; d = next) {
-            next = d->hnext;
-            if (d->st != DS_INFLIGHT || d->o != o)
-                continue;
+    for (dlv *d = ((hchan *)o)->dlvs; d; d = next) {
+        next = d->lnext;
+        if (d->st != DS_INFLIGHT && d->st != DS_DELAYED)
+            continue;
+        if (d->st == DS_INFLIGHT)
             dlv_leave(d);
-            dlv_disarm(d);
-            set_reason(d, why);
-            d->st = DS_DONE;
-            d->hnext = list;
-            list = d;
-        }
+        dlv_disarm(d);
+        set_reason(d, why);
+        d->st = DS_DONE;
+        d->hnext = list;
+        list = d;
     }
     return list;
 }
@@ -707,7 +705,7 @@ void dlv_chan_dropped(obj *o)
     dlv *list, *next;
 
     pthread_mutex_lock(&dlv_mu);
-    list = dlv_n ? dlv_collect(o, "dropped") : NULL;
+    list = dlv_collect(o, "dropped");
     pthread_mutex_unlock(&dlv_mu);
     for (; list; list = next) {
         next = list->hnext;
