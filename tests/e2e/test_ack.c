@@ -339,6 +339,23 @@ static void test_dead_letters(void **state)
     assert_int_equal(len_of(c, "nd", "len"), 0);
     assert_int_equal(len_of(c, "nd", "inflight"), 0);
     got_free(&g);
+
+    /* drop ends what is in flight or delayed: a receiver parked on the
+     * channel (closed by the drop, one value still in flight) gets
+     * not_found at once, and the old id names nothing. */
+    testd_conn *b = testd_connect(&D);
+    send_int(c, "nd", 8);
+    g = recv_ack(c, "nd", "");
+    dok(c, "nack", "nd", g.id, "\"delay_ms\":600000");
+    e2e_post(b, 7, "recv", "{\"name\":\"nd\"}");
+    e2e_wait_stat(&D, "waiters", 1);
+    e2e_ok(c, 8, "drop", "{\"name\":\"nd\"}");
+    json_t *ans = testd_wait_id(b, 7, 20000);
+    e2e_check_reason(ans, "not_found", NULL);
+    json_decref(ans);
+    assert_int_equal(dstat("inflight"), 0);
+    got_free(&g);
+    testd_close(b);
     testd_close(c);
 }
 
