@@ -611,6 +611,17 @@ CHAND_API int chand_async_touch(chand_async *a, const char *name, int64_t id,
 CHAND_API int chand_async_term(chand_async *a, const char *name, int64_t id,
                                const char *reason, chand_reply_cb cb,
                                void *arg);
+/* select with CHAND_RECV_ACK cases (as chand_select_ack): the result is
+ * {index, value?, ok?, delivery?: {id, attempt}}. */
+CHAND_API int chand_async_select_ack(chand_async *a, const chand_case *cases,
+                                     size_t n, bool has_default,
+                                     int64_t ack_wait_ms, int64_t timeout_ms,
+                                     chand_reply_cb cb, void *arg);
+/* make with channel options (as chand_make_opts; o may be NULL); the
+ * result is {closed?}. */
+CHAND_API int chand_async_make_opts(chand_async *a, const char *name,
+                                    int64_t cap, const chand_chan_opts *o,
+                                    chand_reply_cb cb, void *arg);
 /* Registers cb to run once when the connection drops (after the pending
  * requests failed); rc is CHAND_ECONN. */
 CHAND_API void chand_async_on_close(chand_async *a, chand_connect_cb cb,

@@ -42,14 +42,15 @@ typedef enum dlv_state {
 typedef struct dlv {
     struct dlv *hnext;         /* id hash chain */
     struct dlv *lprev, *lnext; /* its channel's list (hchan.dlvs) */
-    bool listed;
+    struct dlv *sprev, *snext; /* its session's bucket (in flight) */
+    bool listed, in_sess;
     uint64_t id, seq, sid;
     uint32_t attempts;
     dlv_state st;
     int refs;
-    obj *o;     /* retained */
-    char *text; /* the value's JSON text, owned */
-    size_t tn;
+    obj *o;   /* retained */
+    hval val; /* the value, owned (counted in max_memory as hvals are);
+               * the channel holds its own while the value is requeued */
     int64_t wait_ns, due;
     rt_timer *t;
     char *reason; /* the last nack/term reason, or NULL */
@@ -59,6 +60,10 @@ static pthread_mutex_t dlv_mu = PTHREAD_MUTEX_INITIALIZER;
 static dlv **dlv_tab;
 static size_t dlv_nb, dlv_n;
 static uint64_t dlv_next_id;
+/* The attempts in flight by session id, so that a session's end finds
+ * its own without a walk of every delivery. */
+#define DLV_SBUCKETS 1024
+static dlv *dlv_sess[DLV_SBUCKETS];
 static _Atomic int64_t dlv_inflight, dlv_redelivered, dlv_dead, dlv_dropped;
 
 /* ---- the table (dlv_mu held) ---- */
@@ -190,12 +195,10 @@ static dlv *dlv_new(obj *o, uint64_t seq, const char *text, size_t n)
 {
     dlv *d = calloc(1, sizeof *d);
 
-    if (!d || !(d->text = malloc(n ? n : 1))) {
+    if (!d || hval_from_text(text, n, &d->val) != 0) {
         free(d);
         return NULL;
     }
-    memcpy(d->text, text, n);
-    d->tn = n;
     d->o = obj_retain(o);
     d->seq = seq;
     d->refs = 1;
@@ -216,7 +219,7 @@ static void dlv_free(dlv *d)
     if (d->t)
         rt_timer_free(d->t);
     free(d->reason);
-    free(d->text);
+    hval_free(d->val);
     obj_release(d->o);
     free(d);
 }
@@ -260,9 +263,37 @@ static void set_reason(dlv *d, const char *why)
 }
 
 /* Takes d (in flight) out of the table (dlv_mu held). */
+static void sess_add(dlv *d)
+{
+    dlv **b = &dlv_sess[d->sid % DLV_SBUCKETS];
+
+    if (!d->sid)
+        return;
+    d->sprev = NULL;
+    d->snext = *b;
+    if (*b)
+        (*b)->sprev = d;
+    *b = d;
+    d->in_sess = true;
+}
+
+static void sess_del(dlv *d)
+{
+    if (!d->in_sess)
+        return;
+    if (d->sprev)
+        d->sprev->snext = d->snext;
+    else
+        dlv_sess[d->sid % DLV_SBUCKETS] = d->snext;
+    if (d->snext)
+        d->snext->sprev = d->sprev;
+    d->in_sess = false;
+}
+
 static void dlv_leave(dlv *d)
 {
     tab_del(d);
+    sess_del(d);
     d->id = 0;
 }
 
@@ -290,7 +321,9 @@ static void dlv_finish(dlv *d, bool dead)
 /* Wraps d's value for its dead-letter channel. */
 static int dlv_wrap(dlv *d, hval *out)
 {
-    json_t *v = json_loadb(d->text, d->tn, JSON_DECODE_ANY, NULL);
+    size_t n;
+    const char *t = hval_text(&d->val, &n);
+    json_t *v = json_loadb(t, n, JSON_DECODE_ANY, NULL);
     json_t *w;
     int rc;
 
@@ -335,8 +368,8 @@ static void dlv_dead_letter(dlv *d)
         }
     }
     if (why) {
-        size_t n = d->tn;
-        const char *t = d->text;
+        size_t n;
+        const char *t = hval_text(&d->val, &n);
         log_warn("dead letter dropped: origin=%s attempts=%u reason=%s "
                  "(%s) value=%.*s",
                  d->o->name, d->attempts, d->reason ? d->reason : "-", why,
@@ -358,7 +391,10 @@ static void dlv_requeue(dlv *d)
         dlv_finish(d, true);
         return;
     }
-    if (hval_from_text(d->text, d->tn, &v) != 0) {
+    size_t n;
+    const char *t = hval_text(&d->val, &n);
+
+    if (hval_from_text(t, n, &v) != 0) {
         set_reason(d, "out of memory");
         dlv_dead_letter(d);
         return;
@@ -479,6 +515,7 @@ int dlv_begin(obj *o, const hval *v, const rt_chan_hold *hold, sess *s,
     d->st = DS_INFLIGHT;
     d->attempts++;
     d->sid = s ? sess_id(s) : 0;
+    sess_add(d);
     d->wait_ns = wait_ms * 1000000;
     dlv_arm(d, d->wait_ns);
     if (d->attempts > 1)
@@ -618,26 +655,23 @@ int dlv_term(obj *o, uint64_t id, const char *reason)
     return 0;
 }
 
-/* Takes every delivery in flight matching (sid, o) out of the table into
- * a list (dlv_mu held). */
-static dlv *dlv_collect(uint64_t sid, obj *o, const char *why)
+/* Takes every delivery of o in flight or waiting out a nack's delay into
+ * a list (dlv_mu held); requeued ones are the channel's to drain. */
+static dlv *dlv_collect(obj *o, const char *why)
 {
-    dlv *list = NULL;
+    dlv *list = NULL, *next;
 
-    for (size_t i = 0; i < dlv_nb; i++) {
-        dlv *d = dlv_tab[i], *next;
-        for (; d; d = next) {
-            next = d->hnext;
-            if (d->st != DS_INFLIGHT || (sid && d->sid != sid) ||
-                (o && d->o != o))
-                continue;
+    for (dlv *d = ((hchan *)o)->dlvs; d; d = next) {
+        next = d->lnext;
+        if (d->st != DS_INFLIGHT && d->st != DS_DELAYED)
+            continue;
+        if (d->st == DS_INFLIGHT)
             dlv_leave(d);
-            dlv_disarm(d);
-            set_reason(d, why);
-            d->st = DS_DONE;
-            d->hnext = list;
-            list = d;
-        }
+        dlv_disarm(d);
+        set_reason(d, why);
+        d->st = DS_DONE;
+        d->hnext = list;
+        list = d;
     }
     return list;
 }
@@ -645,10 +679,20 @@ static dlv *dlv_collect(uint64_t sid, obj *o, const char *why)
 void dlv_session_end(sess *s)
 {
     uint64_t sid = sess_id(s);
-    dlv *list, *next;
+    dlv *list = NULL, *next, *d;
 
     pthread_mutex_lock(&dlv_mu);
-    list = dlv_n ? dlv_collect(sid, NULL, "session ended") : NULL;
+    for (d = dlv_sess[sid % DLV_SBUCKETS]; d; d = next) {
+        next = d->snext;
+        if (d->sid != sid || d->st != DS_INFLIGHT)
+            continue;
+        dlv_leave(d);
+        dlv_disarm(d);
+        set_reason(d, "session ended");
+        d->st = DS_DONE;
+        d->hnext = list;
+        list = d;
+    }
     pthread_mutex_unlock(&dlv_mu);
     for (; list; list = next) {
         next = list->hnext;
@@ -661,7 +705,7 @@ void dlv_chan_dropped(obj *o)
     dlv *list, *next;
 
     pthread_mutex_lock(&dlv_mu);
-    list = dlv_n ? dlv_collect(0, o, "dropped") : NULL;
+    list = dlv_collect(o, "dropped");
     pthread_mutex_unlock(&dlv_mu);
     for (; list; list = next) {
         next = list->hnext;
@@ -705,13 +749,13 @@ dlv_snap *dlv_snap_take(obj *o)
         dlv_snap_one *e = &s->v[s->n++];
         e->seq = d->seq;
         e->attempts = d->attempts ? d->attempts : 1;
-        e->tn = d->tn;
-        e->text = malloc(d->tn ? d->tn : 1);
+        const char *t = hval_text(&d->val, &e->tn);
+        e->text = malloc(e->tn ? e->tn : 1);
         e->reason = d->reason ? strdup(d->reason) : NULL;
         if (!e->text || (d->reason && !e->reason))
             s->failed = true;
         else
-            memcpy(e->text, d->text, d->tn);
+            memcpy(e->text, t, e->tn);
     }
     pthread_mutex_unlock(&dlv_mu);
     return s;

@@ -172,6 +172,14 @@ typedef struct eff_rec {
         struct { /* EFF_TOKEN_EPOCH */
             uint64_t epoch;
         } epoch;
+        /* Deliveries (issue 18; dlv_persist.c): id is the value's
+         * delivery key in its channel (stable across its attempts), not
+         * the per-attempt id answers carry.  dlv_inflight with prev_id 0
+         * makes a live delivery of value (after a chan_pop in the same
+         * group when it left the buffer; alone for a sender's hand-off
+         * or in a snapshot); with prev_id == id it records a later
+         * attempt.  dlv_redeliver keeps the reason, dlv_ack and dlv_dead
+         * end it.  What is live at the end of recovery is requeued. */
         struct {          /* EFF_DLV_* */
             eff_str name; /* the channel */
             uint64_t id;

@@ -141,7 +141,8 @@ static void hold_new(rt_chan *c, rt_chan_hold *hold, uint64_t seq, void *meta)
 {
     hold->seq = seq;
     hold->meta = meta;
-    c->inflight++;
+    /* Atomic stores: send_would_block and select peek without the lock. */
+    __atomic_store_n(&c->inflight, c->inflight + 1, __ATOMIC_RELAXED);
 }
 
 /* Tells the hook an acknowledged receive took a value without meta;
@@ -334,7 +335,7 @@ int rt_chan_ack(rt_chan *c, uint64_t seq)
         rt__lock_release(&c->lock);
         return RT_EINVAL;
     }
-    c->inflight--;
+    __atomic_store_n(&c->inflight, c->inflight - 1, __ATOMIC_RELAXED);
     held_done(c, seq, &wake);
     rt__chan_settle(c, &wake);
     rt__lock_release(&c->lock);
@@ -360,7 +361,7 @@ int rt_chan_requeue(rt_chan *c, const void *elem, uint64_t seq, void *meta,
     }
     redq_insert(c, elem, seq, meta);
     if (was_inflight)
-        c->inflight--;
+        __atomic_store_n(&c->inflight, c->inflight - 1, __ATOMIC_RELAXED);
     if (seq >= c->dseq)
         c->dseq = seq + 1;
     rt__chan_settle(c, &wake);

@@ -93,10 +93,22 @@ static bool try_case(rt_select_case *cs, uint32_t i, int *ret, rt_g **wake)
 {
     rt_chan *c = cs->chan;
     if (cs->dir == RT_SELECT_RECV) {
+        if (!cs->ack && c->qcount > 0 && !c->nredq && !c->sendq.head) {
+            rt__chan_buf_get(c, cs->elem); /* the common case, inline */
+            cs->ok = true;
+            *ret = (int)i;
+            return true;
+        }
         int got = rt__chan_take(c, cs->elem, cs->ack ? &cs->hold : NULL, wake);
         if (got < 0)
             return false;
         cs->ok = got == 1;
+        *ret = (int)i;
+        return true;
+    }
+    if (!c->closed && c->cap > 0 && !c->recvq.head &&
+        c->qcount + c->nredq + c->inflight < c->cap) {
+        rt__chan_buf_put(c, cs->elem); /* the common case, inline */
         *ret = (int)i;
         return true;
     }

@@ -178,7 +178,9 @@ const cli_cmd cli_cmds[] = {
              "COMMAND gets SIGTERM, SIGKILL after --grace DUR (10s).  "
              "Stops after --max N values, or when the channel is closed "
              "and every value acknowledged (exit 0); --timeout bounds "
-             "each wait for a value (exit 124).  When COMMAND cannot be "
+             "each wait for a value (exit 124).  If the connection is lost, "
+             "or the server does not answer a touch, COMMAND is stopped the "
+             "same way and chanctl exits 4.  When COMMAND cannot be "
              "run at all, the value is given back and chanctl exits 127.  "
              "SIGTERM and SIGINT are passed to COMMAND; chanctl then "
              "settles its value and exits."},

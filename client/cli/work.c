@@ -98,6 +98,24 @@ static void exec_command(cli_ctx *c, FILE *in, int errfd, const char *text,
     _exit(err == ENOENT ? 127 : 126);
 }
 
+/* touch, giving up on a server that does not answer within ms (plus
+ * libchand's grace): the connection is then dropped, as lost, for the
+ * server will have given the value to someone else by then. */
+static int touch(cli_ctx *c, const char *name, int64_t id, int64_t ms)
+{
+    json_t *p = json_pack("{s:s, s:I}", "name", name, "id", (json_int_t)id);
+    int rc;
+
+    if (p && c->ack_wait_ms > 0 &&
+        json_object_set_new(p, "ack_wait_ms", json_integer(c->ack_wait_ms)))
+        p = (json_decref(p), NULL);
+    if (!p)
+        return CHAND_ENOMEM;
+    rc = chand_call(c->conn, "touch", p, ms, NULL);
+    json_decref(p);
+    return rc;
+}
+
 /* How one run ended: RUN_NOEXEC when COMMAND could not be started at
  * all (every value would fail alike: stop rather than spin). */
 enum { RUN_DONE, RUN_LOST, RUN_CONN, RUN_ERR, RUN_NOEXEC };
@@ -156,7 +174,7 @@ static int run_one(cli_ctx *c, const char *name, const char *text, int64_t id,
         }
         if (cli_mono_ms() < next)
             continue;
-        rc = chand_touch(c->conn, name, id, c->ack_wait_ms, NULL);
+        rc = touch(c, name, id, every);
         next = cli_mono_ms() + every;
         if (rc == 0)
             continue;

@@ -3,7 +3,8 @@
  * ack (its answer unpacked into value, id and attempt for a
  * chand_delivery_cb) and ack, nack, touch, term.  Built on
  * chand_async_call only; the parameters are the blocking calls' own
- * (methods.c), so both APIs send the same requests.
+ * (methods.c), so both APIs send the same requests.  Also select with
+ * acknowledged cases and make with channel options.
  */
 #include "internal.h"
 
@@ -68,8 +69,8 @@ int chand_async_recv_ack(chand_async *a, const char *name, int64_t ack_wait_ms,
 }
 
 /* Sends method with params (stolen; NULL: a bad name or no memory). */
-static int settle(chand_async *a, const char *method, json_t *params,
-                  chand_reply_cb cb, void *arg)
+static int send_params(chand_async *a, const char *method, json_t *params,
+                       chand_reply_cb cb, void *arg)
 {
     if (!params)
         return CHAND_EARG;
@@ -79,23 +80,23 @@ static int settle(chand_async *a, const char *method, json_t *params,
 int chand_async_ack(chand_async *a, const char *name, int64_t id,
                     chand_reply_cb cb, void *arg)
 {
-    return settle(a, "ack", chand__settle_params(name, id, NULL, 0, NULL), cb,
-                  arg);
+    return send_params(a, "ack", chand__settle_params(name, id, NULL, 0, NULL),
+                       cb, arg);
 }
 
 int chand_async_nack(chand_async *a, const char *name, int64_t id,
                      int64_t delay_ms, const char *reason, chand_reply_cb cb,
                      void *arg)
 {
-    return settle(a, "nack",
-                  chand__settle_params(name, id, "delay_ms", delay_ms, reason),
-                  cb, arg);
+    return send_params(
+        a, "nack", chand__settle_params(name, id, "delay_ms", delay_ms, reason),
+        cb, arg);
 }
 
 int chand_async_touch(chand_async *a, const char *name, int64_t id,
                       int64_t ack_wait_ms, chand_reply_cb cb, void *arg)
 {
-    return settle(
+    return send_params(
         a, "touch",
         chand__settle_params(name, id, "ack_wait_ms", ack_wait_ms, NULL), cb,
         arg);
@@ -104,6 +105,28 @@ int chand_async_touch(chand_async *a, const char *name, int64_t id,
 int chand_async_term(chand_async *a, const char *name, int64_t id,
                      const char *reason, chand_reply_cb cb, void *arg)
 {
-    return settle(a, "term", chand__settle_params(name, id, NULL, 0, reason),
-                  cb, arg);
+    return send_params(
+        a, "term", chand__settle_params(name, id, NULL, 0, reason), cb, arg);
+}
+
+int chand_async_select_ack(chand_async *a, const chand_case *cases, size_t n,
+                           bool has_default, int64_t ack_wait_ms,
+                           int64_t timeout_ms, chand_reply_cb cb, void *arg)
+{
+    size_t bad;
+    json_t *p;
+
+    if (!cases && n > 0)
+        return CHAND_EARG;
+    p = chand__select_params(cases, n, has_default, true, ack_wait_ms, &bad);
+    if (!p)
+        return bad < n ? CHAND_EARG : CHAND_ENOMEM;
+    return chand_async_call(a, "select", p, timeout_ms, cb, arg);
+}
+
+int chand_async_make_opts(chand_async *a, const char *name, int64_t cap,
+                          const chand_chan_opts *o, chand_reply_cb cb,
+                          void *arg)
+{
+    return send_params(a, "make", chand__make_params(name, cap, o), cb, arg);
 }

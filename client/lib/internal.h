@@ -72,6 +72,16 @@ json_t *chand__settle_params(const char *name, int64_t id, const char *key,
 /* How long a call looks for the leader unless failover_ms says. */
 #define CHAND__FAILOVER_MS 10000
 
+/* New params of make with o's options (o may be NULL), or NULL (a bad
+ * name or cap, no memory). */
+json_t *chand__make_params(const char *name, int64_t cap,
+                           const chand_chan_opts *o);
+/* New params of select, or NULL with *bad the index of a bad case (n when
+ * out of memory); CHAND_RECV_ACK cases only when ack. */
+json_t *chand__select_params(const chand_case *cases, size_t n,
+                             bool has_default, bool ack, int64_t ack_wait_ms,
+                             size_t *bad);
+
 /* Fills err (may be NULL) and returns code. */
 int chand__seterr(chand_error *err, int code, int rpc_code, const char *reason,
                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -151,26 +151,34 @@ int chand_make(chand_conn *c, const char *name, int64_t cap, const char *type)
                      CHAND_FOREVER);
 }
 
+json_t *chand__make_params(const char *name, int64_t cap,
+                           const chand_chan_opts *o)
+{
+    const char *type = o && o->type ? o->type : "any";
+    json_t *p;
+
+    if (cap < 0)
+        return NULL;
+    p = json_pack("{s:s, s:I, s:s}", "name", name, "cap", (json_int_t)cap,
+                  "type", type);
+    if (p && o && o->max_deliver > 0 &&
+        json_object_set_new(p, "max_deliver", json_integer(o->max_deliver)))
+        p = (json_decref(p), NULL);
+    if (p && o && o->dead_letter &&
+        json_object_set_new(p, "dead_letter", json_string(o->dead_letter)))
+        p = (json_decref(p), NULL);
+    return p;
+}
+
 int chand_make_opts(chand_conn *c, const char *name, int64_t cap,
                     const chand_chan_opts *o)
 {
-    json_t *p;
-
-    if (!o)
-        return chand_make(c, name, cap, NULL);
     if (cap < 0)
         return c ? chand__seterr(&c->err, CHAND_EARG, 0, "",
                                  "negative capacity")
                  : CHAND_EARG;
-    p = json_pack("{s:s, s:I, s:s}", "name", name, "cap", (json_int_t)cap,
-                  "type", o->type ? o->type : "any");
-    if (p && o->max_deliver > 0 &&
-        json_object_set_new(p, "max_deliver", json_integer(o->max_deliver)))
-        p = (json_decref(p), NULL);
-    if (p && o->dead_letter &&
-        json_object_set_new(p, "dead_letter", json_string(o->dead_letter)))
-        p = (json_decref(p), NULL);
-    return call_void(c, "make", p, CHAND_FOREVER);
+    return call_void(c, "make", chand__make_params(name, cap, o),
+                     CHAND_FOREVER);
 }
 
 int chand_send(chand_conn *c, const char *name, json_t *value,
@@ -325,14 +333,38 @@ static json_t *select_case(const chand_case *cs, bool ack, int64_t ack_wait_ms)
     return j;
 }
 
+json_t *chand__select_params(const chand_case *cases, size_t n,
+                             bool has_default, bool ack, int64_t ack_wait_ms,
+                             size_t *bad)
+{
+    json_t *arr = json_array(), *p;
+
+    *bad = n;
+    for (size_t i = 0; arr && i < n; i++) {
+        json_t *cs = select_case(&cases[i], ack, ack_wait_ms);
+        if (!cs || json_array_append_new(arr, cs)) {
+            json_decref(arr);
+            *bad = i;
+            return NULL;
+        }
+    }
+    p = json_pack("{s:o}", "cases", arr); /* steals arr, even on failure */
+    if (p && has_default && json_object_set_new(p, "default", json_true())) {
+        json_decref(p);
+        p = NULL;
+    }
+    return p;
+}
+
 /* chand_select and chand_select_ack: ack allows CHAND_RECV_ACK cases. */
 static int select_common(chand_conn *c, const chand_case *cases, size_t n,
                          bool has_default, bool ack, int64_t ack_wait_ms,
                          int64_t timeout_ms, int *index, json_t **value,
                          bool *ok, int64_t *id, int64_t *attempt)
 {
-    json_t *arr, *res, *p;
+    json_t *res, *p;
     int64_t idx;
+    size_t bad;
     int rc;
 
     if (value)
@@ -345,18 +377,12 @@ static int select_common(chand_conn *c, const chand_case *cases, size_t n,
         return CHAND_EARG;
     if (!cases && n > 0)
         return chand__seterr(&c->err, CHAND_EARG, 0, "", "cases is NULL");
-    arr = json_array();
-    for (size_t i = 0; arr && i < n; i++) {
-        json_t *cs = select_case(&cases[i], ack, ack_wait_ms);
-        if (!cs || json_array_append_new(arr, cs)) {
-            json_decref(arr);
-            return chand__seterr(&c->err, CHAND_EARG, 0, "",
-                                 "bad select case %zu", i);
-        }
-    }
-    p = json_pack("{s:o}", "cases", arr);
-    if (p && has_default)
-        json_object_set_new(p, "default", json_true());
+    p = chand__select_params(cases, n, has_default, ack, ack_wait_ms, &bad);
+    if (!p)
+        return bad < n ? chand__seterr(&c->err, CHAND_EARG, 0, "",
+                                       "bad select case %zu", bad)
+                       : chand__seterr(&c->err, CHAND_ENOMEM, 0, "",
+                                       "out of memory");
     rc = call(c, "select", p, timeout_ms, &res);
     if (rc < 0)
         return rc;

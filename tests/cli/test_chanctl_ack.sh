@@ -131,3 +131,24 @@ wait "$spid" || fail "resumed worker exited $?: $(cat "$T/s.err")"
 grep -q "no longer ours" "$T/s.err" || fail "resumed worker: $(cat "$T/s.err")"
 expect_out "0 2 0" len s
 case_ok "work: a stopped worker loses its delivery and stops its command"
+
+# The server stops answering (SIGSTOP: a host gone quiet): the touch
+# gives up, the command is stopped and work exits 4; the value is the
+# next worker's.
+expect_exit 0 make p 2
+expect_exit 0 send p v
+"$CHANCTL_BIN" work p --ack-wait 300ms --grace 1s -- sh -c 'touch "$0"; exec sleep 30' \
+    "$T/p.started" >/dev/null 2>"$T/p.err" &
+ppid_=$!
+EXTRA_PIDS="$EXTRA_PIDS $ppid_"
+for i in $(seq 1 500); do [ -e "$T/p.started" ] && break; sleep 0.02; done
+[ -e "$T/p.started" ] || fail "worker did not start its command"
+kill -STOP "$CHAND_PID"
+wait "$ppid_"
+st=$?
+kill -CONT "$CHAND_PID"
+[ "$st" = 4 ] || fail "work with a silent server exited $st: $(cat "$T/p.err")"
+grep -q "stopping sh" "$T/p.err" || fail "work: $(cat "$T/p.err")"
+expect_exit 0 --timeout 10s work p --max 1 -- true
+expect_out "0 2 0" len p
+case_ok "work: a server that stops answering"

@@ -339,6 +339,23 @@ static void test_dead_letters(void **state)
     assert_int_equal(len_of(c, "nd", "len"), 0);
     assert_int_equal(len_of(c, "nd", "inflight"), 0);
     got_free(&g);
+
+    /* drop ends what is in flight or delayed: a receiver parked on the
+     * channel (closed by the drop, one value still in flight) gets
+     * not_found at once, and the old id names nothing. */
+    testd_conn *b = testd_connect(&D);
+    send_int(c, "nd", 8);
+    g = recv_ack(c, "nd", "");
+    dok(c, "nack", "nd", g.id, "\"delay_ms\":600000");
+    e2e_post(b, 7, "recv", "{\"name\":\"nd\"}");
+    e2e_wait_stat(&D, "waiters", 1);
+    e2e_ok(c, 8, "drop", "{\"name\":\"nd\"}");
+    json_t *ans = testd_wait_id(b, 7, 20000);
+    e2e_check_reason(ans, "not_found", NULL);
+    json_decref(ans);
+    assert_int_equal(dstat("inflight"), 0);
+    got_free(&g);
+    testd_close(b);
     testd_close(c);
 }
 
@@ -425,6 +442,34 @@ static void test_select_ack(void **state)
         a, 3, "select",
         "{\"cases\":[{\"recv\":\"s\",\"ack_wait_ms\":5}],\"default\":true}",
         "invalid");
+
+    /* Unbuffered, the select waiting first: the send completes on the
+     * ack, and a nack hands the value to the next receiver. */
+    testd_conn *b = testd_connect(&D);
+    e2e_ok(a, 4, "make", "{\"name\":\"su\"}");
+    e2e_post(a, 5, "select",
+             "{\"cases\":[{\"recv\":\"s\"},{\"recv\":\"su\","
+             "\"ack\":true}]}");
+    e2e_wait_stat(&D, "waiters", 1);
+    e2e_post(b, 6, "send", "{\"name\":\"su\",\"value\":\"x\"}");
+    json_t *ans = testd_wait_id(a, 5, 20000);
+    r = testd_result(ans);
+    assert_int_equal(json_integer_value(json_object_get(r, "index")), 1);
+    assert_string_equal(json_string_value(json_object_get(r, "value")), "x");
+    id = (long long)json_integer_value(
+        json_object_get(json_object_get(r, "delivery"), "id"));
+    json_decref(ans);
+    assert_null(testd_wait_id(b, 6, 100));
+    dok(a, "nack", "su", id, "");
+    got g = recv_ack(a, "su", "");
+    assert_int_equal(g.attempt, 2);
+    assert_null(testd_wait_id(b, 6, 50));
+    dok(a, "ack", "su", g.id, "");
+    ans = testd_wait_id(b, 6, 20000);
+    assert_non_null(testd_result(ans));
+    json_decref(ans);
+    got_free(&g);
+    testd_close(b);
     testd_close(a);
 }
 

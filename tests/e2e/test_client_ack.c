@@ -591,6 +591,92 @@ static void test_async_unbuffered(void **state)
     hang_up(c);
 }
 
+typedef struct selstate {
+    int calls, rc;
+    json_t *res;
+} selstate;
+
+static void a_keep_cb(chand_async *a, int rc, json_t *res,
+                      const chand_error *err, void *arg)
+{
+    selstate *s = arg;
+
+    (void)a;
+    (void)err;
+    s->calls++;
+    s->rc = rc;
+    json_decref(s->res);
+    s->res = res ? json_incref(res) : NULL;
+}
+
+static void a_wait(struct event_base *base, const selstate *s, int calls)
+{
+    int64_t end = testd_now_ms() + 5000;
+
+    while (s->calls < calls && testd_now_ms() < end) {
+        struct timeval tv = {0, 20 * 1000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    assert_int_equal(s->calls, calls);
+}
+
+static void test_async_select_make(void **state)
+{
+    chand_conn *c = dial();
+    struct event_base *base = event_base_new();
+    chand_chan_opts *o = chand_chan_opts_new();
+    chand_case cs[2] = {{.dir = CHAND_RECV_ACK, .name = "y.q"},
+                        {.dir = CHAND_RECV, .name = "y.dlq"}};
+    chand_async *a = NULL;
+    selstate s = {0};
+    json_t *d;
+    int64_t len, cap, in;
+
+    (void)state;
+    assert_non_null(base);
+    assert_non_null(o);
+    assert_int_equal(
+        chand_async_connect(base, "127.0.0.1", g_d.port, 5000, NULL, NULL, &a),
+        0);
+    assert_int_equal(chand_chan_opts_max_deliver(o, 1), 0);
+    assert_int_equal(chand_chan_opts_dead_letter(o, "y.dlq"), 0);
+    assert_int_equal(chand_make(c, "y.dlq", 4, NULL), 0);
+    assert_int_equal(chand_async_make_opts(a, "y.q", 4, o, a_keep_cb, &s), 0);
+    assert_int_equal(chand_async_make_opts(a, "y.q", -1, o, a_keep_cb, &s),
+                     CHAND_EARG);
+    a_wait(base, &s, 1);
+    assert_int_equal(s.rc, 0);
+    assert_int_equal(chand_send_str(c, "y.q", "v", 1000), 0);
+    assert_int_equal(
+        chand_async_select_ack(a, cs, 2, false, 0, 5000, a_keep_cb, &s), 0);
+    a_wait(base, &s, 2);
+    assert_int_equal(s.rc, 0);
+    assert_int_equal(json_integer_value(json_object_get(s.res, "index")), 0);
+    d = json_object_get(s.res, "delivery");
+    assert_true(json_integer_value(json_object_get(d, "id")) > 0);
+    assert_int_equal(json_integer_value(json_object_get(d, "attempt")), 1);
+    assert_int_equal(chand_len_inflight(c, "y.q", &len, &cap, &in), 0);
+    assert_int_equal(in, 1);
+    /* max_deliver 1: a nack of the only attempt dead-letters it. */
+    assert_int_equal(
+        chand_async_nack(a, "y.q", json_integer_value(json_object_get(d, "id")),
+                         0, "no", a_keep_cb, &s),
+        0);
+    a_wait(base, &s, 3);
+    assert_int_equal(s.rc, 0);
+    expect_len(c, "y.dlq", 1, 0);
+    cs[1].dir = (chand_dir)9; /* a bad case never reaches the wire */
+    assert_int_equal(
+        chand_async_select_ack(a, cs, 2, false, 0, 5000, a_keep_cb, &s),
+        CHAND_EARG);
+    json_decref(s.res);
+    chand_chan_opts_free(o);
+    chand_async_free(a);
+    event_base_free(base);
+    hang_up(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -602,6 +688,7 @@ int main(void)
         cmocka_unit_test_teardown(test_close_with_inflight, close_all),
         cmocka_unit_test_teardown(test_select_ack, close_all),
         cmocka_unit_test_teardown(test_async_unbuffered, close_all),
+        cmocka_unit_test_teardown(test_async_select_make, close_all),
     };
 
     return cmocka_run_group_tests_name("client_ack", tests, group_setup,
