@@ -330,8 +330,8 @@ int main(int argc, char **argv)
         } else {
             fo[nfo++] = took;
         }
-        if ((stop ? nodes_resume(g_c, leader) : nodes_restart(g_c, leader)) <
-            0) {
+        if (nodes_died(g_c) > 0 || (stop ? nodes_resume(g_c, leader)
+                                         : nodes_restart(g_c, leader)) < 0) {
             ret = 2;
             break;
         }
@@ -353,6 +353,11 @@ int main(int argc, char **argv)
            (long long)(nodes_now_ms() - t_start));
     if (final_state() < 0)
         ret = 2;
+    if (nodes_died(g_c) > 0) {
+        fprintf(stderr, "jepsen: %d nodes died on their own\n",
+                nodes_died(g_c));
+        ret = 2;
+    }
     violations = jc_check(g_h, stdout);
     if (violations != 0 && ret == 0)
         ret = violations < 0 ? 2 : 1;
