@@ -45,6 +45,7 @@ static _Atomic bool pr_serving;
 static _Atomic uint64_t pr_appends; /* records taken, ever (snapshot check) */
 static _Atomic uint64_t pr_term;
 static _Atomic bool pr_rebuild;   /* deposed: rebuild at the next poll */
+static _Atomic bool pr_failed;    /* a ticket failed: hold every answer */
 static _Atomic uint64_t pr_kicks; /* times sessions had to end */
 static pthread_mutex_t pr_poll_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -88,6 +89,10 @@ void persist__repl_append(const eff_rec *r)
         return;
     }
     pthread_mutex_lock(&pr_mu);
+    if (!atomic_load(&pr_serving)) { /* stopped meanwhile */
+        pthread_mutex_unlock(&pr_mu);
+        return;
+    }
     if (pr_len + n > pr_cap) {
         size_t cap = pr_cap ? pr_cap : 4096;
         while (cap < pr_len + n)
@@ -144,9 +149,15 @@ static void pr_done(void *arg, int status, uint64_t index)
     if (status != 0) {
         log_warn("cluster: ticket %llu failed: %s; ending sessions",
                  (unsigned long long)t, repl_strerror(status));
+        atomic_store(&pr_failed, true);
         atomic_store(&pr_rebuild, true);
         return;
     }
+    /* After a failed ticket nothing is released until the rebuild ended
+     * the sessions: a later ticket of a new term could commit while the
+     * failed one's effects never do. */
+    if (atomic_load(&pr_failed))
+        return;
     c = atomic_load(&pr_committed);
     while (t > c && !atomic_compare_exchange_weak(&pr_committed, &c, t))
         ;
@@ -180,6 +191,7 @@ void persist__repl_flush(void)
     if (rc != 0) {
         log_error("cluster: cannot submit ticket %llu: %s",
                   (unsigned long long)t, repl_strerror(rc));
+        atomic_store(&pr_failed, true);
         atomic_store(&pr_rebuild, true);
         persist__wake();
     }
@@ -376,7 +388,8 @@ static void pr_do_rebuild(void)
 
     atomic_store(&pr_serving, false);
     atomic_fetch_add(&pr_kicks, 1);
-    persist__wake(); /* every I/O thread ends its sessions */
+    atomic_store(&pr_failed, false); /* the sessions that waited end */
+    persist__wake();                 /* every I/O thread ends its sessions */
     repl_stop(pr_node);
     pr_node = NULL;
     pthread_mutex_lock(&pr_mu);
@@ -459,9 +472,11 @@ void persist__repl_stop(void)
     atomic_store(&pr_serving, false);
     repl_stop(pr_node);
     pr_node = NULL;
+    pthread_mutex_lock(&pr_mu); /* a lease's end may still be appending */
     free(pr_buf);
     pr_buf = NULL;
     pr_len = pr_cap = 0;
+    pthread_mutex_unlock(&pr_mu);
     cluster_free(&pr_cluster);
 }
 
