@@ -452,6 +452,13 @@ int persist__repl_start(const conf *c, char *err, size_t errlen)
     pr_cfg.election_timeout_ms = (unsigned)c->election_timeout_ms;
     pr_cfg.heartbeat_timeout_ms = (unsigned)c->election_timeout_ms / 10;
     pr_cfg.join = c->cluster_join != 0;
+    /* libraft 0.15 crashes a follower (strlen of a NULL leader address in
+     * its InstallSnapshot reply) when the leader changes while the
+     * follower installs a snapshot.  Keeping a long tail of entries after
+     * each snapshot lets a node that was down for seconds catch up from
+     * the log, so installs (and that window) become rare. */
+    pr_cfg.snapshot_threshold = 4096;
+    pr_cfg.snapshot_trailing = 32768;
     pr_cfg.wakeup = pr_wakeup;
     pr_cfg.on_role = pr_on_role;
     persist__cluster = true;
