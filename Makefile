@@ -348,6 +348,16 @@ test-durability: all
 	@DURABILITY_KILLS=$(DURABILITY_KILLS) BUILD=$(BUILD) \
 	  TESTS=e2e/test_durability tests/run.sh
 
+# Acknowledged delivery under faults (issue 18): ACK_FAULTS worker kills
+# and stops (make test does 60), half as many again with a data_dir and
+# ACK_DAEMON_KILLS daemon kills (make test: 2).
+ACK_FAULTS ?= 400
+ACK_DAEMON_KILLS ?= 20
+.PHONY: soak-ack
+soak-ack: all
+	CHAND_BIN=$(BUILD)/chand ACK_FAULTS=$(ACK_FAULTS) \
+	  ACK_DAEMON_KILLS=$(ACK_DAEMON_KILLS) $(BUILD)/tests/e2e/test_ack_faults
+
 bench: all
 	@BUILD=$(BUILD) tests/bench/run.sh
 
@@ -391,8 +401,11 @@ help:
 	  '  make test-all    asan, the core tests under tsan, e2e under valgrind' \
 	  '  make run         start the daemon on configs/chand.conf' \
 	  '  make bench       runtime benchmarks; make bench-net: chand against Redis' \
+	  '  make bench-recovery  chand'"'"'s start on a 1 GiB log (BENCH_RECOVERY_MB)' \
 	  '  make test-durability  kill -9 the daemon DURABILITY_KILLS (200) times' \
 	  '                   under load and check what survives each restart' \
+	  '  make soak-ack    acknowledged delivery: ACK_FAULTS (400) worker kills' \
+	  '                   and stops, ACK_DAEMON_KILLS (20) daemon kills' \
 	  '  make fuzz        every libFuzzer harness (clang) for FUZZ_SECONDS each' \
 	  '  make soak        mixed workload for SOAK_SECONDS with SOAK_CLIENTS' \
 	  '  make install     (uninstall) under DESTDIR PREFIX' \
@@ -570,6 +583,14 @@ version:
 bench-net: all
 	@BUILD=$(BUILD) tests/bench/net.sh
 # ---- end of bench-net ----
+
+# ---- bench-recovery: chand's start on a 1 GiB log (issue 15) --------------
+# tests/bench/recovery.sh fills a log of BENCH_RECOVERY_MB (1024) MiB under
+# BENCH_DUR_DIR (/var/tmp), restarts chand on it and prints the recovery
+# time; chand stopped by pid, the directory removed.
+.PHONY: bench-recovery
+bench-recovery: all
+	@BUILD=$(BUILD) tests/bench/recovery.sh
 
 # ---- tests/cluster: the Jepsen-style run of issue 19 (client side) ------
 # jepsen starts three nodes of build/chand on 127.0.0.1 and free ports,

@@ -275,7 +275,11 @@ CHAND_API int chand_list(chand_conn *conn, const char *prefix,
                          json_t **objects);
 
 /* One case of a select. */
-typedef enum chand_dir { CHAND_RECV = 1, CHAND_SEND = 2 } chand_dir;
+typedef enum chand_dir {
+    CHAND_RECV = 1,
+    CHAND_SEND = 2,
+    CHAND_RECV_ACK = 3 /* a receive with acknowledgement (chand_select_ack) */
+} chand_dir;
 typedef struct chand_case {
     chand_dir dir;
     const char *name;
@@ -290,6 +294,70 @@ typedef struct chand_case {
 CHAND_API int chand_select(chand_conn *conn, const chand_case *cases, size_t n,
                            bool has_default, int64_t timeout_ms, int *index,
                            json_t **value, bool *ok);
+/* chand_select whose CHAND_RECV_ACK cases receive with acknowledgement
+ * (ack_wait_ms as chand_recv_ack): when such a case took a value, *id and
+ * *attempt (may be NULL) name the delivery to chand_ack; else they are 0.
+ * chand_select refuses CHAND_RECV_ACK cases (CHAND_EARG). */
+CHAND_API int chand_select_ack(chand_conn *conn, const chand_case *cases,
+                               size_t n, bool has_default, int64_t ack_wait_ms,
+                               int64_t timeout_ms, int *index, json_t **value,
+                               bool *ok, int64_t *id, int64_t *attempt);
+
+/* ---- acknowledged delivery (PROTOCOL.md "Acknowledged delivery") ---- */
+
+/* How a channel made by chand_make_opts treats values; opaque: new, set,
+ * free.  Unset fields keep the server's defaults. */
+typedef struct chand_chan_opts chand_chan_opts;
+/* Returns new, empty channel options, or NULL when out of memory. */
+CHAND_API chand_chan_opts *chand_chan_opts_new(void);
+/* Frees o (NULL is ok). */
+CHAND_API void chand_chan_opts_free(chand_chan_opts *o);
+/* The value type ("any", "string", ...; NULL: "any").  Returns 0 or
+ * CHAND_ENOMEM. */
+CHAND_API int chand_chan_opts_type(chand_chan_opts *o, const char *type);
+/* After n attempts (1..1000000; 0: unlimited, the default) a value goes to
+ * the dead-letter channel.  Returns 0 or CHAND_EARG. */
+CHAND_API int chand_chan_opts_max_deliver(chand_chan_opts *o, int64_t n);
+/* The dead-letter channel's name (copied; NULL: none).  Returns 0 or
+ * CHAND_ENOMEM. */
+CHAND_API int chand_chan_opts_dead_letter(chand_chan_opts *o, const char *name);
+/* chand_make with options (o NULL: as chand_make(conn, name, cap, NULL)).
+ * Returns 0 or a negative code (CHAND_EEXISTS when the channel exists with
+ * other options). */
+CHAND_API int chand_make_opts(chand_conn *conn, const char *name, int64_t cap,
+                              const chand_chan_opts *o);
+/* chand_len that also gives the deliveries in flight (received with
+ * acknowledgement, not yet acknowledged); out-pointers may be NULL. */
+CHAND_API int chand_len_inflight(chand_conn *conn, const char *name,
+                                 int64_t *len, int64_t *cap, int64_t *inflight);
+/* Receives from channel name with acknowledgement: the value stays the
+ * channel's until chand_ack, and is redelivered when ack_wait_ms (<= 0:
+ * the server's default, 30 s) passes or this session ends.  Returns 1
+ * with a new reference in *value, the delivery's id in *id and its attempt
+ * (from 1) in *attempt; 0 when the channel is closed, drained and has
+ * nothing in flight (*value null, *id and *attempt 0); or a negative code
+ * (CHAND_ETIMEOUT ...). */
+CHAND_API int chand_recv_ack(chand_conn *conn, const char *name,
+                             int64_t ack_wait_ms, int64_t timeout_ms,
+                             json_t **value, int64_t *id, int64_t *attempt);
+/* Completes delivery id of channel name.  Returns 0, CHAND_ENOTPENDING
+ * when the delivery is no longer in flight (acknowledged, expired and
+ * redelivered, terminated), or another negative code. */
+CHAND_API int chand_ack(chand_conn *conn, const char *name, int64_t id);
+/* Gives the value of delivery id back: redelivered at once (delay_ms <=
+ * 0) or after delay_ms; reason (may be NULL) is kept for a dead letter.
+ * Returns as chand_ack. */
+CHAND_API int chand_nack(chand_conn *conn, const char *name, int64_t id,
+                         int64_t delay_ms, const char *reason);
+/* Extends delivery id: it expires ack_wait_ms (<= 0: the wait it was
+ * received with) from now; *granted (may be NULL) gets the wait the
+ * server applied.  Returns as chand_ack. */
+CHAND_API int chand_touch(chand_conn *conn, const char *name, int64_t id,
+                          int64_t ack_wait_ms, int64_t *granted);
+/* Dead-letters the value of delivery id at once; reason may be NULL.
+ * Returns as chand_ack. */
+CHAND_API int chand_term(chand_conn *conn, const char *name, int64_t id,
+                         const char *reason);
 
 /* ---- Mutex and RWMutex ---- */
 
@@ -496,6 +564,19 @@ CHAND_API int chand_async_connect(struct event_base *base, const char *host,
                                   int port, int64_t timeout_ms,
                                   chand_connect_cb cb, void *arg,
                                   chand_async **out);
+/* As chand_async_connect, to url (chand://, chands://, unix:/PATH or
+ * HOST[:PORT], as chand_connect_url) with opts (may be NULL: TLS options,
+ * and a user and password that hello authenticates with).  hello is
+ * queued first; cb runs with rc 0 once it is answered, or with the reason
+ * the connection or the credentials were refused (CHAND_ECONNECT,
+ * CHAND_EUNAUTH, ...), after which the requests queued meanwhile fail with
+ * CHAND_ECONN.  Returns 0 and a new handle in *out, or a negative code
+ * with err (may be NULL) filled (CHAND_EARG for a bad URL). */
+CHAND_API int chand_async_connect_url(struct event_base *base, const char *url,
+                                      const chand_options *opts,
+                                      int64_t timeout_ms, chand_connect_cb cb,
+                                      void *arg, chand_async **out,
+                                      chand_error *err);
 /* Queues method with params (stolen; NULL = {}) and timeout_ms (carried to
  * the server unless CHAND_FOREVER; the client fails the request with
  * CHAND_ETIMEOUT CHAND_GRACE_MS after that).  cb (may be NULL) runs on
@@ -506,6 +587,30 @@ CHAND_API int chand_async_call(chand_async *a, const char *method,
                                chand_reply_cb cb, void *arg);
 /* Returns the number of requests in flight. */
 CHAND_API size_t chand_async_pending(const chand_async *a);
+/* Acknowledged delivery, asynchronously: as the blocking calls above.
+ * The callback of chand_async_recv_ack gets rc 1 with the value
+ * (borrowed, valid during the callback), the delivery's id and attempt;
+ * rc 0 when the channel is closed, drained and has nothing in flight; or
+ * rc < 0 with err filled.  The others answer through a chand_reply_cb
+ * (chand_async_touch's result is {ack_wait_ms}).  Each returns 0, or a
+ * negative code (the callback is then not called). */
+typedef void (*chand_delivery_cb)(chand_async *a, int rc, json_t *value,
+                                  int64_t id, int64_t attempt,
+                                  const chand_error *err, void *arg);
+CHAND_API int chand_async_recv_ack(chand_async *a, const char *name,
+                                   int64_t ack_wait_ms, int64_t timeout_ms,
+                                   chand_delivery_cb cb, void *arg);
+CHAND_API int chand_async_ack(chand_async *a, const char *name, int64_t id,
+                              chand_reply_cb cb, void *arg);
+CHAND_API int chand_async_nack(chand_async *a, const char *name, int64_t id,
+                               int64_t delay_ms, const char *reason,
+                               chand_reply_cb cb, void *arg);
+CHAND_API int chand_async_touch(chand_async *a, const char *name, int64_t id,
+                                int64_t ack_wait_ms, chand_reply_cb cb,
+                                void *arg);
+CHAND_API int chand_async_term(chand_async *a, const char *name, int64_t id,
+                               const char *reason, chand_reply_cb cb,
+                               void *arg);
 /* Registers cb to run once when the connection drops (after the pending
  * requests failed); rc is CHAND_ECONN. */
 CHAND_API void chand_async_on_close(chand_async *a, chand_connect_cb cb,

@@ -6,7 +6,8 @@
  *
  *   method                      needs
  *   hello, auth, ping           nothing (also before authentication)
- *   make, send, recv, close     w on name
+ *   make, send, recv, close     w on name (make: and on dead_letter)
+ *   ack, nack, touch, term      w on name
  *   len                         r on name
  *   drop                        a on name
  *   list                        nothing; shows only names with r
@@ -55,7 +56,7 @@ static const acl_method acl_table[] = {
     {"auth", ACL_K_OPEN, 0, NULL},
     {"ping", ACL_K_OPEN, 0, NULL},
     /* channels */
-    {"make", ACL_K_NAME, ACL_W, NULL},
+    {"make", ACL_K_NAME, ACL_W, "dead_letter"},
     {"send", ACL_K_NAME, ACL_W, NULL},
     {"recv", ACL_K_NAME, ACL_W, NULL},
     {"close", ACL_K_NAME, ACL_W, NULL},
@@ -382,113 +383,185 @@ static int acl_unreadable(char *why, size_t whylen, const char *method,
     return -EACCES;
 }
 
-/* Checks perm on the string value v (a name parameter). */
-static int acl_check_name(const acl_rules *r, const char *method,
-                          const json_t *v, unsigned perm, char *why,
-                          size_t whylen)
+/* A request is decided in one walk over the user's rules: first every
+ * name it touches (its name, cond.wait's mutex, select's cases, and those
+ * of its nested requests, all the way down) is collected with the
+ * permission it needs there; then each rule is compared once with every
+ * collected name, adding up what it grants; then the first name short of
+ * its permission denies the request.  A request touching more than
+ * ACL_WALK_MAX names (a large select) takes one walk per ACL_WALK_MAX. */
+#define ACL_WALK_MAX 32
+
+typedef struct acl_need {
+    const char *method; /* for the message */
+    const char *name;   /* NULL: any rule will do (server methods) */
+    size_t len;
+    unsigned perm, granted;
+    bool star; /* name "" (only `*` matches): shown as "*" */
+} acl_need;
+
+typedef struct acl_walk {
+    const acl_rules *r;
+    char *why;
+    size_t whylen;
+    size_t n;
+    acl_need v[ACL_WALK_MAX];
+} acl_walk;
+
+/* Walks the rules once for the needs collected so far and empties them.
+ * Returns 0 when every one is granted, else -EACCES with why filled for
+ * the first that is not. */
+static int acl_decide(acl_walk *w)
 {
-    const char *s = json_string_value(v);
-    if (!s)
-        return acl_unreadable(why, whylen, method, "a name is missing");
-    if (!acl_allows(r, perm, s, json_string_length(v)))
-        return acl_deny(why, whylen, method, s, json_string_length(v), perm);
+    const acl_rules *r = w->r;
+
+    for (size_t i = 0; r && i < r->n; i++) {
+        const acl_rule *ru = &r->v[i];
+        for (size_t j = 0; j < w->n; j++) {
+            acl_need *nd = &w->v[j];
+            if (!nd->name || (ru->plen <= nd->len &&
+                              memcmp(ru->prefix, nd->name, ru->plen) == 0))
+                nd->granted |= ru->perms;
+        }
+    }
+    for (size_t j = 0; j < w->n; j++) {
+        const acl_need *nd = &w->v[j];
+        if ((nd->granted & nd->perm) == nd->perm && nd->perm)
+            continue;
+        w->n = 0;
+        if (nd->star)
+            return acl_deny(w->why, w->whylen, nd->method, "*", 1, nd->perm);
+        return acl_deny(w->why, w->whylen, nd->method, nd->name, nd->len,
+                        nd->perm);
+    }
+    w->n = 0;
     return 0;
 }
 
-static int acl_check_json_depth(const acl_rules *r, const json_t *request,
-                                int depth, char *why, size_t whylen);
+/* Adds one need (a full walk decides what it has first). */
+static int acl_need_add(acl_walk *w, const char *method, const char *name,
+                        size_t len, unsigned perm, bool star)
+{
+    int rc;
 
-static int acl_check_src(const acl_rules *r, const acl_src *s,
-                         const acl_method *e, int depth, char *why,
-                         size_t whylen)
+    if (w->n == ACL_WALK_MAX && (rc = acl_decide(w)) != 0)
+        return rc;
+    w->v[w->n++] = (acl_need){
+        .method = method, .name = name, .len = len, .perm = perm, .star = star};
+    return 0;
+}
+
+/* Adds perm on the string value v (a name parameter). */
+static int acl_need_name(acl_walk *w, const char *method, const json_t *v,
+                         unsigned perm)
+{
+    const char *s = json_string_value(v);
+    if (!s)
+        return acl_unreadable(w->why, w->whylen, method, "a name is missing");
+    return acl_need_add(w, method, s, json_string_length(v), perm, false);
+}
+
+static int acl_collect_json(acl_walk *w, const json_t *request, int depth);
+
+/* Collects what the request in s needs (e is its table entry). */
+static int acl_collect(acl_walk *w, const acl_src *s, const acl_method *e,
+                       int depth)
 {
     const char *mn = s->m->name;
     const json_t *v;
     int rc;
 
     if (!e)
-        return acl_unreadable(why, whylen, mn, "no permission is defined");
+        return acl_unreadable(w->why, w->whylen, mn,
+                              "no permission is defined");
     switch (e->kind) {
     case ACL_K_OPEN:
     case ACL_K_FILTER:
         return 0;
     case ACL_K_NAME:
-        rc = acl_check_name(r, mn, acl_param(s, "name"), e->perm, why, whylen);
-        if (rc == 0 && e->name2)
-            rc = acl_check_name(r, mn, acl_param(s, e->name2), e->perm, why,
-                                whylen);
+        rc = acl_need_name(w, mn, acl_param(s, "name"), e->perm);
+        /* name2 is required by proto where it must be (cond.wait's
+         * mutex), optional where it may be (make's dead_letter). */
+        if (rc == 0 && e->name2 && acl_param(s, e->name2))
+            rc = acl_need_name(w, mn, acl_param(s, e->name2), e->perm);
         return rc;
     case ACL_K_SELECT:
         if (s->req && s->req->cases) {
-            for (size_t i = 0; i < s->req->ncases; i++) {
-                rc = acl_check_name(r, mn, s->req->cases[i].name, e->perm, why,
-                                    whylen);
-                if (rc)
+            for (size_t i = 0; i < s->req->ncases; i++)
+                if ((rc = acl_need_name(w, mn, s->req->cases[i].name,
+                                        e->perm)) != 0)
                     return rc;
-            }
             return 0;
         }
         v = acl_param(s, "cases");
         if (!json_is_array(v))
-            return acl_unreadable(why, whylen, mn, "cases is not an array");
+            return acl_unreadable(w->why, w->whylen, mn,
+                                  "cases is not an array");
         for (size_t i = 0; i < json_array_size(v); i++) {
             const json_t *c = json_array_get(v, i);
             const json_t *nm = json_object_get(c, "recv");
             if (!nm)
                 nm = json_object_get(c, "send");
-            rc = acl_check_name(r, mn, nm, e->perm, why, whylen);
-            if (rc)
+            if ((rc = acl_need_name(w, mn, nm, e->perm)) != 0)
                 return rc;
         }
         return 0;
     case ACL_K_NESTED:
-        if (e->name2 && !acl_allows(r, e->perm, e->name2, strlen(e->name2)))
-            return acl_deny(why, whylen, mn, e->name2, strlen(e->name2),
-                            e->perm);
+        /* The nested request is checked now, when it is made, against the
+         * same rules: it will run detached, with no session to ask. */
+        if (e->name2 && (rc = acl_need_add(w, mn, e->name2, strlen(e->name2),
+                                           e->perm, false)) != 0)
+            return rc;
         if (depth >= ACL_NEST_MAX)
-            return acl_unreadable(why, whylen, mn,
+            return acl_unreadable(w->why, w->whylen, mn,
                                   "requests nested too deeply");
-        return acl_check_json_depth(r, acl_param(s, "request"), depth + 1, why,
-                                    whylen);
+        return acl_collect_json(w, acl_param(s, "request"), depth + 1);
     case ACL_K_SERVER:
         if (e->name2 && acl_param(s, e->name2) &&
-            !json_is_null(acl_param(s, e->name2))) {
-            if (!acl_allows(r, ACL_A, "", 0))
-                return acl_deny(why, whylen, mn, "*", 1, ACL_A);
-            return 0;
-        }
-        if (!acl_allows_any(r, e->perm))
-            return acl_deny(why, whylen, mn, NULL, 0, e->perm);
-        return 0;
+            !json_is_null(acl_param(s, e->name2)))
+            return acl_need_add(w, mn, "", 0, ACL_A, true);
+        return acl_need_add(w, mn, NULL, 0, e->perm, false);
     case ACL_K_UNKNOWN:
         break;
     }
-    return acl_unreadable(why, whylen, mn, "no permission is defined");
+    return acl_unreadable(w->why, w->whylen, mn, "no permission is defined");
 }
 
-static int acl_check_json_depth(const acl_rules *r, const json_t *request,
-                                int depth, char *why, size_t whylen)
+static int acl_collect_json(acl_walk *w, const json_t *request, int depth)
 {
     const char *mname = json_string_value(json_object_get(request, "method"));
     const json_t *params = json_object_get(request, "params");
     acl_src s = {0};
 
     if (!mname)
-        return acl_unreadable(why, whylen, "request", "no method");
+        return acl_unreadable(w->why, w->whylen, "request", "no method");
     s.m = proto_method_find(mname);
     if (!s.m)
-        return acl_unreadable(why, whylen, "request", "unknown method");
+        return acl_unreadable(w->why, w->whylen, "request", "unknown method");
     if (params && !json_is_object(params))
-        return acl_unreadable(why, whylen, s.m->name,
+        return acl_unreadable(w->why, w->whylen, s.m->name,
                               "params is not an object");
     s.params = params;
-    return acl_check_src(r, &s, acl_method_of(s.m), depth, why, whylen);
+    return acl_collect(w, &s, acl_method_of(s.m), depth);
+}
+
+/* Collects s's needs and decides them. */
+static int acl_check_src(const acl_rules *r, const acl_src *s, char *why,
+                         size_t whylen)
+{
+    acl_walk w = {.r = r, .why = why, .whylen = whylen};
+    int rc = acl_collect(&w, s, acl_method_of(s->m), 0);
+
+    return rc ? rc : acl_decide(&w);
 }
 
 int acl_check_json(const acl_rules *r, const json_t *request, char *why,
                    size_t whylen)
 {
-    return acl_check_json_depth(r, request, 0, why, whylen);
+    acl_walk w = {.r = r, .why = why, .whylen = whylen};
+    int rc = acl_collect_json(&w, request, 0);
+
+    return rc ? rc : acl_decide(&w);
 }
 
 int acl_check_request(const acl_rules *r, const proto_request *req, char *why,
@@ -500,7 +573,7 @@ int acl_check_request(const acl_rules *r, const proto_request *req, char *why,
         return acl_unreadable(why, whylen, "request", "no method");
     s.m = req->method;
     s.req = req;
-    return acl_check_src(r, &s, acl_method_of(s.m), 0, why, whylen);
+    return acl_check_src(r, &s, why, whylen);
 }
 
 int acl_filter_objects(const acl_rules *r, json_t *result)

@@ -135,7 +135,10 @@ bool acl_method_open(const proto_method *m);
 /* Checks a validated request (either proto path: scanned, or
  * proto_check_request's) against r.  Returns 0 when allowed, or -EACCES
  * with why filled ("send on \"jobs\" needs w"): answer reason `denied`.
- * Nested requests (go, timer.afterfunc) are checked whole, recursively. */
+ * Nested requests (go, timer.afterfunc) are checked now, when they are
+ * made, all the way down.  Every name the request touches is collected
+ * first, then one walk over the rules decides them all (what several rules
+ * grant on a name adds up). */
 int acl_check_request(const acl_rules *r, const proto_request *req, char *why,
                       size_t whylen);
 /* The same check for a request given as JSON {method, params} (a nested

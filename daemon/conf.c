@@ -53,6 +53,7 @@ void conf_defaults(conf *c)
     c->min_ticker_ms = 10;
     c->unix_socket_mode = 0660;
     c->auth_timeout_ms = 5000;
+    c->auth_hash_queue = 64;
 }
 
 const char *conf_warning(const conf *c, char *buf, size_t n)
@@ -200,6 +201,10 @@ static const conf_key conf_keys[] = {
      "serve a non-loopback address without users (unsafe)"},
     {"auth-timeout-ms", CK_INT, OFF(auth_timeout_ms), 10, 3600000,
      "with users: ms a connection has to authenticate"},
+    {"auth-hash-slots", CK_INT, OFF(auth_hash_slots), 0, 256,
+     "password hashes verified at once (0: half the cores, 1 to 4)"},
+    {"auth-hash-queue", CK_INT, OFF(auth_hash_queue), 0, 100000,
+     "auth attempts waiting for a hash slot; more are refused (limit)"},
     {"tls-port", CK_PORT, OFF(tls_port), 0, 65535,
      "TLS port on the bind address (0: no TLS, auto: any free port)"},
     {"tls-port-file", CK_STR, OFF(tls_port_file), 0, 0,

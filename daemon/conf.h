@@ -64,6 +64,8 @@ typedef struct conf {
     char users_file[4096];    /* users, passwords and rules ("" none) */
     int allow_anonymous;      /* 1: a non-loopback bind without users */
     int auth_timeout_ms;      /* a session must authenticate within it */
+    int auth_hash_slots;      /* password hashes at once (0: auto) */
+    int auth_hash_queue;      /* attempts waiting for a slot, at most */
     int tls_port;             /* TLS listener port (0: none; -1: any) */
     char tls_port_file[4096]; /* write the TLS port here ("" none) */
     char tls_cert[4096];      /* PEM server certificate (and chain) */

@@ -21,7 +21,11 @@
  *                (dispatch_internal.h: the calls between these three)
  *   park.c       waiting requests: goroutines, awaits, the waiters count
  *   h_*.c        the handlers, one file per method family (channels:
- *                h_chan_obj.c, h_chan.c, h_chan_select.c; h_chan_internal.h)
+ *                h_chan_obj.c, h_chan.c, h_chan_select.c, h_ack.c;
+ *                h_chan_internal.h; timers: h_timer.c, and h_timer_dur.c
+ *                their durability; h_timer_internal.h)
+ *   dlv.c        acknowledged deliveries: ids, deadlines, redelivery,
+ *                dead letters (dlv.h)
  *   stats.c      the one snapshot runtime.stats and /metrics render
  *   holds.c      lock holds, fencing tokens, leases, wait-for graph
  *                (holds.h, for h_lock.c)
@@ -82,6 +86,20 @@
  * hold (metrics_start checks). */
 #define SRV_MAX_METHODS 256
 
+/* Security events counted in srv_stats.sec. */
+typedef enum srv_sec_event {
+    SRV_AUTH_OK,              /* auth or hello credentials accepted */
+    SRV_AUTH_FAILED,          /* ... refused (wrong user or password) */
+    SRV_AUTH_DELAYED,         /* attempts the failure limiter held back */
+    SRV_REFUSED_UNAUTH,       /* a request before authentication */
+    SRV_REFUSED_DENIED,       /* a request outside the user's rules */
+    SRV_REFUSED_LIMIT,        /* an attempt refused: too many failures */
+    SRV_REFUSED_BUSY,         /* an attempt refused: the hash queue full */
+    SRV_REFUSED_AUTH_TIMEOUT, /* a session closed: no auth in time */
+    SRV_TLS_HANDSHAKE_FAILED, /* a TLS handshake failed or timed out */
+    SRV_SEC_N
+} srv_sec_event;
+
 /* Counters (relaxed atomics; stats.c reads them into one snapshot). */
 typedef struct srv_stats {
     _Atomic int64_t sessions;
@@ -95,6 +113,10 @@ typedef struct srv_stats {
      * those answered before a method was known. */
     _Atomic uint64_t answers[SRV_MAX_METHODS][2];
     _Atomic uint64_t answers_invalid[2];
+    /* Security (security.c, framing.c): what an operator watches for a
+     * brute force or a misconfigured client. */
+    _Atomic uint64_t sec[SRV_SEC_N];
+    _Atomic int64_t users; /* users in the table in force (0: none) */
 } srv_stats;
 
 extern srv_stats srv_stat;
@@ -109,6 +131,8 @@ bool srv__set_draining(void);
 /* Counts one answered request of method m (NULL: the request was invalid
  * before a method was known) that ended ok or with an error. */
 void srv_count_answer(const proto_method *m, bool ok);
+/* Counts one security event. */
+void srv_count_sec(srv_sec_event ev);
 /* Count bytes read from / written to clients. */
 void srv_count_bytes_in(size_t n);
 void srv_count_bytes_out(size_t n);
@@ -171,6 +195,8 @@ typedef struct stats_snap {
     int64_t sessions, objects, waiters, held_locks, requests;
     int64_t open_fds, rss_bytes, output_buffer_bytes;
     int64_t memory_bytes, max_memory; /* mem.c's count and its limit */
+    /* Acknowledged deliveries (dlv.c): in flight now; totals since start. */
+    int64_t dlv_inflight, dlv_redelivered, dlv_dead_letters, dlv_dropped;
     bool draining;
     /* Durability (persist.c): all 0 when data_dir is empty. */
     bool persist;
@@ -178,6 +204,12 @@ typedef struct stats_snap {
     int64_t log_bytes, snapshot_bytes, pending_bytes, fsyncs;
     int64_t last_fsync_ns, appended_lsn, durable_lsn, snapshots;
     int wal_error; /* 0, or -errno while the log cannot be written */
+    /* Security: users 0 without users_file. */
+    int64_t users;
+    bool tls;
+    uint64_t sec[SRV_SEC_N];       /* srv_stats.sec */
+    int64_t hashing, hash_waiting; /* hashgate.h's counts */
+    int hash_slots, hash_queue;    /* and its sizes */
     /* Cluster (persist_repl.c): all 0 outside one. */
     bool cluster;
     int raft_role; /* repl_role */
@@ -246,6 +278,11 @@ sess_local *sess_local_get(sess *s);
 /* Security: who a session is and what it may do (security.c)         */
 /* ------------------------------------------------------------------ */
 
+/* security.c uses, below it: users.c (the users file, passwords), acl.c
+ * (rules and the method table), authlimit.c (per-peer slowdown),
+ * hashgate.c (the cap on concurrent password hashes; stats.c reads its
+ * counts) and tls.c (the server's certificates). */
+
 struct sockaddr;
 struct tls_server;
 typedef struct dreq dreq;
@@ -253,8 +290,9 @@ typedef struct dreq dreq;
 /* True once users are configured (users_file): checks apply. */
 extern bool sec_on;
 
-/* Loads the users file, the TLS certificates and the failure limiter per
- * c (main, before srv_new).  Returns 0 or -1 with err filled. */
+/* Loads the users file, the TLS certificates, the failure limiter and
+ * the hash gate per c (main, before srv_new).  Returns 0 or -1 with err filled.
+ */
 int sec_init(const conf *c, char *err, size_t errlen);
 /* SIGHUP: reloads the users file and the certificates; on error the old
  * ones stay (logged).  io[0]. */
@@ -443,6 +481,10 @@ void dreq_ok_index(dreq *r, int index);
  * null, "ok": false}; with "index": index first when index >= 0 (select).
  * v is borrowed (read before gb can run); gb as dreq_ok_gb. */
 void dreq_ok_recv(dreq *r, int index, const hval *v, gback *gb);
+/* The same for an acknowledged receive of v (borrowed): adds "delivery":
+ * {"id": id, "attempt": attempt}. */
+void dreq_ok_recv_dlv(dreq *r, int index, const hval *v, uint64_t id,
+                      uint32_t attempt);
 /* Answers r with {key: n}, likewise. */
 void dreq_ok_int(dreq *r, const char *key, int64_t n);
 /* As dreq_ok, handing gb's values with the answer (given back when the
@@ -545,6 +587,11 @@ void h_recv(dreq *r);
 void h_close(dreq *r);
 void h_len(dreq *r);
 void h_select(dreq *r);
+/* h_ack.c */
+void h_ack(dreq *r);
+void h_nack(dreq *r);
+void h_touch(dreq *r);
+void h_term(dreq *r);
 /* Creates channel name (cap, type "any") for the timer family; returns a
  * new reference or NULL after failing r. */
 obj *hchan_make_for_timer(dreq *r, const char *name, size_t cap);

@@ -6,6 +6,7 @@
  */
 #include "daemon.h"
 #include "dispatch_internal.h"
+#include "dlv.h"
 #include "answer.h"
 #include "jfast.h"
 #include "persist.h"
@@ -45,6 +46,10 @@ static const struct {
     {"close", h_close},
     {"len", h_len},
     {"select", h_select},
+    {"ack", h_ack},
+    {"nack", h_nack},
+    {"touch", h_touch},
+    {"term", h_term},
     /* h_lock.c */
     {"mutex.renew", h_mutex_renew},
     {"rwmutex.renew", h_rw_renew},
@@ -94,6 +99,7 @@ static const struct {
 static void (*const disp_end_hooks[])(sess *s) = {
     hlock_session_end,
     honce_session_end,
+    dlv_session_end,
 };
 
 disp_handler *disp__tab;

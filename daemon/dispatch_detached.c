@@ -7,6 +7,7 @@
 #include "dispatch_internal.h"
 #include "answer.h"
 #include "jfast.h"
+#include "persist.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +22,8 @@ static void disp_detached_go(void *arg)
 {
     dreq *r = arg;
     disp__tab[r->m->id](r);
+    /* No loop turn ends here: its effects go to the log's writer now. */
+    persist_flush();
     mem_sub(MEM_PARK_COST);
 }
 
@@ -37,6 +40,23 @@ static bool disp_takes_hold(const char *method)
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
         if (strcmp(method, m[i]) == 0)
             return true;
+    return false;
+}
+
+/* Returns true when req receives with ack (recv, or a select recv case):
+ * nobody could acknowledge it. */
+static bool disp_acks(const proto_request *req)
+{
+    json_t *cases, *c;
+    size_t i;
+
+    if (strcmp(req->method->name, "recv") == 0)
+        return json_is_true(json_object_get(req->params, "ack"));
+    if (strcmp(req->method->name, "select") != 0)
+        return false;
+    cases = json_object_get(req->params, "cases");
+    json_array_foreach(
+        cases, i, c) if (json_is_true(json_object_get(c, "ack"))) return true;
     return false;
 }
 
@@ -59,6 +79,11 @@ static int disp_detached_check(const proto_request *req, int depth,
                 "lease_ms, or its hold would outlive everyone",
                 name);
     }
+    if (disp_acks(req))
+        return proto_error_set(err, proto_reason_code(PROTO_R_MISUSE),
+                               PROTO_R_MISUSE,
+                               "a detached acknowledged receive (go, "
+                               "timer.afterfunc) has no session to ack it");
     if (strcmp(name, "go") && strcmp(name, "timer.afterfunc"))
         return 0;
     if (depth >= 8)

@@ -128,6 +128,22 @@ void dreq_ok_recv(dreq *r, int index, const hval *v, gback *gb)
     dreq_ok_res(r, &d, gb);
 }
 
+void dreq_ok_recv_dlv(dreq *r, int index, const hval *v, uint64_t id,
+                      uint32_t attempt)
+{
+    proto_res d = {.k0 = index >= 0 ? "index" : NULL,
+                   .n0 = index,
+                   .k1 = "value",
+                   .k2 = "ok",
+                   .b2 = true,
+                   .dlv = true,
+                   .did = id,
+                   .datt = attempt};
+
+    d.t1 = hval_text(v, &d.t1n);
+    dreq_ok_res(r, &d, NULL);
+}
+
 void dreq_ok_int(dreq *r, const char *key, int64_t n)
 {
     proto_res d = {.k1 = key, .n1 = n, .is_int = true};

@@ -18,6 +18,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "tls.h"
 
@@ -139,12 +140,16 @@ static void sess_process_flat(sess *s, const char *buf, size_t n)
 static void sess_read_ctl(sess *s)
 {
     if (s->kind == SESS_TLS) {
-        /* The bufferevent reads; its watermark bounds the input. */
-        if (evbuffer_get_length(bufferevent_get_input(s->bev)) >
-            srv_conf.max_line)
+        /* The bufferevent reads; its watermark bounds the input.  What
+         * OpenSSL read ahead is pulled here, and served next turn. */
+        size_t have = evbuffer_get_length(bufferevent_get_input(s->bev));
+        if (have > srv_conf.max_line) {
             bufferevent_disable(s->bev, EV_READ);
-        else
+        } else {
             bufferevent_enable(s->bev, EV_READ);
+            if (tls_read_pending(s->bev, srv_conf.max_line + 1 - have) > 0)
+                event_active(s->ev_more, EV_READ, 0);
+        }
         return;
     }
     if (evbuffer_get_length(bufferevent_get_input(s->bev)) > srv_conf.max_line)
@@ -318,14 +323,24 @@ void sess__tls_event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         tls_handshake_done(bev);
         sec__sess_tls_ready(s);
+        /* The first requests may have come with the handshake's last
+         * flight, read ahead with it. */
+        if (!s->ended)
+            sess_read_ctl(s);
     } else if (what & BEV_EVENT_TIMEOUT) {
         log_info("session %llu from %s: TLS handshake deadline: closing",
                  (unsigned long long)s->id, s->peer);
+        srv_count_sec(SRV_TLS_HANDSHAKE_FAILED);
         if (s->ended)
             sess__close_conn(s);
         else
             sess__end(s, false);
     } else {
+        SSL *ssl = bufferevent_openssl_get_ssl(bev);
+        /* A peer that goes away mid-handshake failed it too: a scanner,
+         * or a client that refused our certificate. */
+        if (!s->ended && ssl && !SSL_is_init_finished(ssl))
+            srv_count_sec(SRV_TLS_HANDSHAKE_FAILED);
         if ((what & BEV_EVENT_ERROR) && !s->ended) {
             unsigned long e = bufferevent_get_openssl_error(bev);
             if (e) {

@@ -5,7 +5,8 @@
  * that must wait is parked on a goroutine with the request's deadline and
  * the session's cancel token.  A value received for a request travels
  * with its answer as a give-back record, so that it returns to the channel
- * if the session is gone before the answer is written.
+ * if the session is gone before the answer is written.  recv with ack is
+ * h_ack.c's.
  */
 #include "daemon.h"
 #include "h_chan_internal.h"
@@ -220,6 +221,10 @@ void h_recv(dreq *r)
 
     if (!o)
         return;
+    if (json_is_true(dreq_param(r, "ack"))) {
+        hchan__recv_ack(r, o);
+        return;
+    }
     rc = rt_chan_recv(((hchan *)o)->c, &v, &ok, RT_POLL);
     if (rc == RT_EAGAIN && r->dl != RT_POLL) {
         if (r->s) {
@@ -258,7 +263,9 @@ void h_len(dreq *r)
 
     if (!o)
         return;
-    dreq_ok(r, json_pack("{s:I, s:I}", "len", (json_int_t)rt_chan_len(h->c),
-                         "cap", (json_int_t)h->cap));
+    dreq_ok(r,
+            json_pack("{s:I, s:I, s:I}", "len", (json_int_t)rt_chan_len(h->c),
+                      "cap", (json_int_t)h->cap, "inflight",
+                      (json_int_t)rt_chan_inflight(h->c)));
     obj_release(o);
 }

@@ -8,6 +8,8 @@
  *                   builders, snapshot, make
  *  h_chan.c         send, recv, close, len
  *  h_chan_select.c  select
+ *  h_ack.c          recv with ack, ack, nack, touch, term (dlv.c keeps
+ *                   the deliveries and includes this header too)
  */
 #ifndef CHAND_H_CHAN_INTERNAL_H
 #define CHAND_H_CHAN_INTERNAL_H
@@ -30,6 +32,9 @@ typedef struct hchan {
     hchan_elem elem;
     void *timer; /* timer.after/ticker state, or NULL */
     void (*timer_fini)(void *timer);
+    uint32_t max_deliver; /* 0: unlimited */
+    char *dead_letter;    /* owned; NULL: none */
+    struct dlv *dlvs;     /* dlv.c's live deliveries of it (dlv_mu) */
 } hchan;
 
 /* Returns true when h carries values of JSON type t. */
@@ -41,5 +46,18 @@ json_type hchan__text_type(const json_t *v, proto_text t);
 void hchan__fail_type(dreq *r, obj *o);
 /* Fails r: o was dropped while r waited. */
 void hchan__fail_dropped(dreq *r, obj *o);
+
+/* h_ack.c: fails r (misuse) and returns true when nobody could ack what
+ * it receives (a notification, a detached request). */
+bool hchan__ack_refused(dreq *r);
+/* Returns the ack_wait_ms in v (NULL: the default), or -1 after failing
+ * r with invalid params. */
+int64_t hchan__ack_wait(dreq *r, const json_t *v);
+/* recv with ack on o (the reference is the callee's). */
+void hchan__recv_ack(dreq *r, obj *o);
+/* Answers an acknowledged receive of v (stolen) taken as hold: starts the
+ * delivery, then {index?, value, ok, delivery}. */
+void hchan__answer_ack(dreq *r, obj *o, int index, hval v,
+                       const rt_chan_hold *hold, int64_t wait_ms);
 
 #endif

@@ -5,9 +5,11 @@
  * hvals (each owns its value's compact text; values are immutable).
  */
 #include "daemon.h"
+#include "dlv.h"
 #include "h_chan_internal.h"
 #include "persist.h"
 #include "hval.h"
+#include "h_timer_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +98,8 @@ static void hchan_drain(hchan *h)
 typedef struct hchan_restore {
     size_t cap;
     int elem;
+    uint32_t max_deliver;
+    const char *dead_letter; /* "" for none */
 } hchan_restore;
 
 static int hchan_init(obj *o, dreq *r)
@@ -106,6 +110,9 @@ static int hchan_init(obj *o, dreq *r)
         const hchan_restore *a = r->ctx;
         h->cap = a->cap;
         h->elem = (hchan_elem)a->elem;
+        h->max_deliver = a->max_deliver;
+        if (a->dead_letter[0] && !(h->dead_letter = strdup(a->dead_letter)))
+            return -1;
     } else if (r->m && strncmp(r->m->name, "timer.", 6) == 0) {
         /* A timer's channel: Go's timer.C has room for one value. */
         h->cap = 1;
@@ -113,11 +120,19 @@ static int hchan_init(obj *o, dreq *r)
     } else {
         h->cap = (size_t)dreq_int(r, "cap", 0);
         h->elem = (hchan_elem)hchan_elem_parse(dreq_str(r, "type"));
+        h->max_deliver = (uint32_t)dreq_int(r, "max_deliver", 0);
+        if (dreq_str(r, "dead_letter") &&
+            !(h->dead_letter = strdup(dreq_str(r, "dead_letter"))))
+            return -1;
     }
     h->c = rt_chan_make(sizeof(hval), h->cap);
-    if (!h->c)
+    if (!h->c) {
+        free(h->dead_letter);
         return -1;
-    persist_chan_made(o, h->c, h->cap, hchan_elem_names[h->elem]);
+    }
+    rt_chan_set_hold_hook(h->c, dlv_hook, o);
+    persist_chan_made(o, h->c, h->cap, hchan_elem_names[h->elem],
+                      h->max_deliver, h->dead_letter);
     return 0;
 }
 
@@ -132,6 +147,7 @@ static void hchan_fini(obj *o)
     rt_chan_close(h->c);
     hchan_drain(h);
     rt_chan_release(h->c);
+    free(h->dead_letter);
 }
 
 /* Dropped: close so that every waiter wakes (and sees `dropped`), and
@@ -141,6 +157,7 @@ static void hchan_drop(obj *o)
     hchan *h = (hchan *)o;
     rt_chan_observe(h->c, NULL, NULL); /* persist_drop logged it all */
     rt_chan_close(h->c);
+    dlv_chan_dropped(o); /* in-flight values end, held senders complete */
     hchan_drain(h);
 }
 
@@ -150,8 +167,14 @@ static void hchan_drop(obj *o)
 
 int hchan__restore_make(const char *name, size_t cap, const char *elem)
 {
+    return hchan__restore_make_dlv(name, cap, elem, 0, "");
+}
+
+int hchan__restore_make_dlv(const char *name, size_t cap, const char *elem,
+                            uint32_t max_deliver, const char *dead_letter)
+{
     int e = hchan_elem_parse(elem[0] ? elem : "any");
-    hchan_restore a = {cap, e < 0 ? 0 : e};
+    hchan_restore a = {cap, e < 0 ? 0 : e, max_deliver, dead_letter};
     dreq r = {.ctx = &a};
     reg_found f;
 
@@ -216,6 +239,7 @@ typedef struct hchan_copy {
     eff_str *v;
     size_t n, cap;
     bool oom;
+    dlv_snap *dlvs; /* its deliveries, copied in the same section */
 } hchan_copy;
 
 static void hchan_copy_one(void *arg, const void *elem)
@@ -225,6 +249,7 @@ static void hchan_copy_one(void *arg, const void *elem)
     const char *t;
 
     if (!elem) {
+        c->dlvs = dlv_snap_take(c->o); /* before the LSN: see dlv.h */
         c->lsn = atomic_load(&c->o->lsn);
         return;
     }
@@ -263,6 +288,10 @@ static int hchan_snap(obj *o, void *s)
     r.u.make.name = eff_s(o->name);
     r.u.make.cap = h->cap;
     r.u.make.elem = eff_s(hchan_elem_names[h->elem]);
+    r.u.make.max_deliver = h->max_deliver;
+    r.u.make.dead_letter = eff_s(h->dead_letter ? h->dead_letter : "");
+    if (c.dlvs && dlv_snap_failed(c.dlvs))
+        rc = -1;
     if (rc == 0)
         rc = persist_snap_emit(s, &r, c.lsn);
     for (size_t i = 0; i < c.n; i++) {
@@ -275,11 +304,17 @@ static int hchan_snap(obj *o, void *s)
         free((void *)c.v[i].p);
     }
     free(c.v);
+    if (rc == 0)
+        rc = dlv_snap_emit(c.dlvs, o, s, c.lsn);
+    dlv_snap_free(c.dlvs);
     if (rc == 0 && closed) {
         r = (eff_rec){.type = EFF_CHAN_CLOSE};
         r.u.obj.name = eff_s(o->name);
         rc = persist_snap_emit(s, &r, c.lsn);
     }
+    void *ht = hchan_timer(o);
+    if (rc == 0 && ht) /* after its channel, which it needs */
+        rc = htimer__snap(ht, s);
     return rc;
 }
 
@@ -291,6 +326,8 @@ static void hchan_info(obj *o, json_t *into)
     json_object_set_new(into, "cap", json_integer((json_int_t)h->cap));
     json_object_set_new(into, "closed", json_boolean(rt_chan_closed(h->c)));
     json_object_set_new(into, "elem", json_string(hchan_elem_names[h->elem]));
+    json_object_set_new(into, "inflight",
+                        json_integer((json_int_t)rt_chan_inflight(h->c)));
 }
 
 const obj_ops hchan_ops = {
@@ -320,8 +357,22 @@ void h_make(dreq *r)
     const char *name = dreq_str(r, "name");
     int64_t cap = dreq_int(r, "cap", 0);
     int elem = hchan_elem_parse(dreq_str(r, "type"));
+    int64_t maxd = dreq_int(r, "max_deliver", 0);
+    const char *dl = dreq_str(r, "dead_letter");
     bool created;
     obj *o;
+
+    if (dreq_param(r, "max_deliver") && (maxd < 1 || maxd > 1000000)) {
+        dreq_fail_params(r, NULL,
+                         "invalid params: max_deliver must be 1..1000000");
+        return;
+    }
+    if (dl && strcmp(dl, name) == 0) {
+        dreq_fail_params(r, NULL,
+                         "invalid params: a channel cannot be its own "
+                         "dead_letter");
+        return;
+    }
 
     if (elem < 0) {
         dreq_fail_params(r, NULL,
@@ -347,6 +398,13 @@ void h_make(dreq *r)
             r, PROTO_R_EXISTS, closed ? json_pack("{s:b}", "closed", 1) : NULL,
             "channel \"%s\" exists with cap %zu and type %s%s", name, h->cap,
             hchan_elem_names[h->elem], closed ? ", and is closed" : "");
+    else if (!created &&
+             (h->max_deliver != (uint32_t)maxd ||
+              strcmp(h->dead_letter ? h->dead_letter : "", dl ? dl : "")))
+        dreq_fail(r, PROTO_R_EXISTS,
+                  "channel \"%s\" exists with max_deliver %u and dead_letter "
+                  "\"%s\"",
+                  name, h->max_deliver, h->dead_letter ? h->dead_letter : "");
     else if (closed)
         dreq_ok(r, json_pack("{s:b}", "closed", 1));
     else

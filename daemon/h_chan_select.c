@@ -15,6 +15,7 @@ typedef struct hsel {
     obj **objs; /* one reference per case */
     hval *vals; /* send: owned value; recv: received value */
     rt_select_case *cases;
+    int64_t *waits; /* recv with ack: its ack_wait_ms */
 } hsel;
 
 static void hsel_free(hsel *s, int keep)
@@ -27,6 +28,7 @@ static void hsel_free(hsel *s, int keep)
     free(s->objs);
     free(s->vals);
     free(s->cases);
+    free(s->waits);
     free(s);
 }
 
@@ -47,6 +49,9 @@ static void hsel_finish(dreq *r, hsel *s, int rc, int chosen)
                            "channel \"%s\" was dropped", o->name);
         } else if (!s->cases[i].ok) {
             dreq_ok_recv(r, rc, NULL, NULL);
+        } else if (s->cases[i].ack) {
+            hchan__answer_ack(r, o, rc, s->vals[i], &s->cases[i].hold,
+                              s->waits[i]);
         } else {
             hval v = s->vals[i];
             gback *gb = gback_new(((hchan *)o)->c, v);
@@ -147,7 +152,8 @@ static hsel *hsel_parse(dreq *r)
     s->objs = calloc(n ? n : 1, sizeof *s->objs);
     s->vals = calloc(n ? n : 1, sizeof *s->vals);
     s->cases = calloc(n ? n : 1, sizeof *s->cases);
-    if (!s->objs || !s->vals || !s->cases)
+    s->waits = calloc(n ? n : 1, sizeof *s->waits);
+    if (!s->objs || !s->vals || !s->cases || !s->waits)
         goto out_free;
     if (r->cases) {
         for (i = 0; i < n; i++)
@@ -162,12 +168,17 @@ static hsel *hsel_parse(dreq *r)
         json_t *recv = json_object_get(c, "recv");
         json_t *send = json_object_get(c, "send");
         json_t *val = json_object_get(c, "value");
-        size_t want = recv ? 1 : 2;
+        json_t *ack = json_object_get(c, "ack");
+        json_t *wait = json_object_get(c, "ack_wait_ms");
+        size_t want = recv ? 1 + (ack != NULL) + (wait != NULL) : 2;
 
         if (!json_is_object(c) || (recv && send) || !(recv || send) ||
-            (send && !val) || (recv && val) || json_object_size(c) != want) {
+            (send && !val) || (recv && val) || json_object_size(c) != want ||
+            (ack && !json_is_boolean(ack)) ||
+            (wait && (!json_is_integer(wait) || !json_is_true(ack)))) {
             dreq_fail_params(r, json_pack("{s:i}", "index", (int)i),
-                             "invalid params: case %zu must be {\"recv\":name}"
+                             "invalid params: case %zu must be {\"recv\":name"
+                             "[,\"ack\":true[,\"ack_wait_ms\":n]]}"
                              " or {\"send\":name,\"value\":v}",
                              i);
             goto out_partial;
@@ -175,6 +186,12 @@ static hsel *hsel_parse(dreq *r)
         if (hsel_case(r, s, i, recv ? recv : send, send != NULL, val,
                       (proto_text){NULL, 0}) != 0)
             goto out_partial;
+        if (json_is_true(ack)) {
+            if (hchan__ack_refused(r) ||
+                (s->waits[i] = hchan__ack_wait(r, wait)) < 0)
+                goto out_partial;
+            s->cases[i].ack = true;
+        }
     }
     return s;
 
@@ -185,6 +202,7 @@ out_free:
     free(s->objs);
     free(s->vals);
     free(s->cases);
+    free(s->waits);
     free(s);
 out_oom:
     dreq_fail(r, PROTO_R_INTERNAL, "out of memory");

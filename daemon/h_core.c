@@ -133,6 +133,27 @@ void h_go(dreq *r)
                          (json_int_t)atomic_fetch_add(&hcore_goroutines, 1)));
 }
 
+/* runtime.stats' "security": who may connect, and what was refused. */
+static json_t *rt_stats_security(const stats_snap *sn)
+{
+    const uint64_t *c = sn->sec;
+
+    return json_pack(
+        "{s:I, s:b, s:{s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I},"
+        " s:I, s:{s:I, s:I, s:i, s:i}}",
+        "users", (json_int_t)sn->users, "tls", sn->tls, "auth", "ok",
+        (json_int_t)c[SRV_AUTH_OK], "failed", (json_int_t)c[SRV_AUTH_FAILED],
+        "delayed", (json_int_t)c[SRV_AUTH_DELAYED], "refused",
+        "unauthenticated", (json_int_t)c[SRV_REFUSED_UNAUTH], "denied",
+        (json_int_t)c[SRV_REFUSED_DENIED], "limit",
+        (json_int_t)c[SRV_REFUSED_LIMIT], "busy",
+        (json_int_t)c[SRV_REFUSED_BUSY], "auth_timeout",
+        (json_int_t)c[SRV_REFUSED_AUTH_TIMEOUT], "tls_handshake_failures",
+        (json_int_t)c[SRV_TLS_HANDSHAKE_FAILED], "hashing", "running",
+        (json_int_t)sn->hashing, "waiting", (json_int_t)sn->hash_waiting,
+        "slots", sn->hash_slots, "queue", sn->hash_queue);
+}
+
 void h_rt_stats(dreq *r)
 {
     stats_snap sn;
@@ -172,6 +193,14 @@ void h_rt_stats(dreq *r)
                             json_integer((json_int_t)sn.memory_bytes));
         json_object_set_new(res, "max_memory",
                             json_integer((json_int_t)sn.max_memory));
+        json_object_set_new(res, "security", rt_stats_security(&sn));
+        json_object_set_new(
+            res, "deliveries",
+            json_pack("{s:I, s:I, s:I, s:I}", "inflight",
+                      (json_int_t)sn.dlv_inflight, "redelivered",
+                      (json_int_t)sn.dlv_redelivered, "dead_letters",
+                      (json_int_t)sn.dlv_dead_letters, "dropped",
+                      (json_int_t)sn.dlv_dropped));
     }
     dreq_ok(r, res);
 }

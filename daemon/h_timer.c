@@ -10,42 +10,23 @@
  * firing that lost a race with stop/reset does nothing, and each record is
  * freed by exactly one party (the stopper that prevented it, or the firing
  * itself).  As Go 1.23, stop and reset drain a value not yet received.
+ * With data_dir set, timers persist as wall-clock deadlines: the records
+ * are h_timer_dur.c's, logged here under ht->mu where things happen.
  */
 #include "daemon.h"
+#include "effect.h"
+#include "h_timer_internal.h"
+#include "persist.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-typedef struct htimer htimer;
-
-typedef struct harm {
-    htimer *ht; /* holds a reference */
-    rt_timer *t;
-} harm;
-
-struct htimer {
-    _Atomic int refs;
-    pthread_mutex_t mu;
-    bool stopped;
-    int64_t period_ns; /* ticker: > 0 */
-    rt_chan *c;        /* retained; NULL for afterfunc */
-    json_t *request;   /* afterfunc's request (owned) */
-    char *afname;      /* afterfunc's object name */
-    harm *cur;         /* the pending arming, or NULL */
-    int64_t mem;       /* charged to max_memory's count */
-};
-
 /* Timers in existence, against max_timers. */
 static _Atomic int htimer_count;
 
-typedef struct hafter {
-    obj o;
-    htimer *ht;
-} hafter;
-
-static void htimer_put(htimer *ht)
+void htimer__put(htimer *ht)
 {
     if (atomic_fetch_sub(&ht->refs, 1) != 1)
         return;
@@ -54,12 +35,12 @@ static void htimer_put(htimer *ht)
     mem_sub(ht->mem);
     atomic_fetch_sub(&htimer_count, 1);
     json_decref(ht->request);
-    free(ht->afname);
+    free(ht->name);
     pthread_mutex_destroy(&ht->mu);
     free(ht);
 }
 
-static int64_t htimer_unix_ms(void)
+int64_t htimer__now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -70,13 +51,14 @@ static void htimer_fire(void *arg);
 
 /* The timer whose firing holds its mu on this thread, during the send:
  * the send may complete a receive whose request held the last reference
- * to the (dropped) channel object, whose fini (htimer_fini) then runs
+ * to the (dropped) channel object, whose fini (htimer__fini) then runs
  * here, under the same mu.  The send never blocks (RT_POLL), so the
  * goroutine stays on this thread meanwhile. */
 static __thread htimer *htimer_firing;
 
-/* Arms ht for ns from now (ht->mu held).  Returns 0 or -1. */
-static int htimer_arm(htimer *ht, int64_t ns)
+/* Arms ht for ns from now, its deadline_ms unchanged (ht->mu held).
+ * Returns 0 or -1. */
+static int htimer_arm_raw(htimer *ht, int64_t ns)
 {
     harm *a = calloc(1, sizeof *a);
 
@@ -94,6 +76,15 @@ static int htimer_arm(htimer *ht, int64_t ns)
     return 0;
 }
 
+int htimer__arm(htimer *ht, int64_t ns)
+{
+    ht->deadline_ms = htimer__now_ms() + (ns > 0 ? ns / 1000000 : 0);
+    if (htimer_arm_raw(ht, ns) == 0)
+        return 0;
+    ht->deadline_ms = 0;
+    return -1;
+}
+
 /* Stops the current arming (ht->mu held); returns true if it was pending
  * and will not fire. */
 static bool htimer_disarm(htimer *ht)
@@ -101,6 +92,7 @@ static bool htimer_disarm(htimer *ht)
     harm *a = ht->cur;
 
     ht->cur = NULL;
+    ht->deadline_ms = 0;
     if (!a || !rt_timer_stop(a->t))
         return false; /* none, or it fired: the firing frees it */
     rt_timer_free(a->t);
@@ -122,6 +114,21 @@ static bool htimer_drain(htimer *ht)
     return any;
 }
 
+/* Decides a firing (ht->mu held): whether arming a is still the current
+ * one, and what follows it (a ticker's next deadline, else none).  All of
+ * a timer's deciding is here, before anything is logged, so that replay
+ * never decides, and a node that must not decide (a follower of a
+ * replicated log) has one place to say so.  Returns true to fire. */
+static bool htimer_decide(htimer *ht, harm *a)
+{
+    if (ht->cur != a || ht->stopped)
+        return false;
+    ht->cur = NULL;
+    ht->deadline_ms =
+        ht->period_ns > 0 ? htimer__now_ms() + ht->period_ns / 1000000 : 0;
+    return true;
+}
+
 static void htimer_fire(void *arg)
 {
     harm *a = arg;
@@ -130,22 +137,23 @@ static void htimer_fire(void *arg)
     char *drop = NULL;
 
     pthread_mutex_lock(&ht->mu);
-    if (ht->cur == a && !ht->stopped) {
-        ht->cur = NULL;
+    if (htimer_decide(ht, a)) {
         hval v;
+        htimer__log_fire_begin(ht);
         htimer_firing = ht;
-        if (ht->c && hval_from_int(htimer_unix_ms(), &v) == 0 &&
+        if (ht->c && hval_from_int(htimer__now_ms(), &v) == 0 &&
             rt_chan_send(ht->c, &v, RT_POLL) != 0)
             hval_free(v); /* full (a slow ticker reader) or closed */
         htimer_firing = NULL;
+        htimer__log_fire_end(ht);
         if (ht->stopped) {
             /* Its owner let go during the send (see htimer_firing). */
         } else if (ht->period_ns > 0) {
-            if (htimer_arm(ht, ht->period_ns) != 0)
+            if (htimer_arm_raw(ht, ht->period_ns) != 0)
                 log_error("ticker: cannot re-arm (out of memory)");
         } else if (ht->request) {
             req = json_incref(ht->request);
-            drop = ht->afname ? strdup(ht->afname) : NULL;
+            drop = ht->name ? strdup(ht->name) : NULL;
         }
     }
     pthread_mutex_unlock(&ht->mu);
@@ -154,6 +162,9 @@ static void htimer_fire(void *arg)
         reg_drop(drop);
         free(drop);
     }
+    /* No loop turn ends after a firing: hand its records to the log's
+     * writer now, not at the next client's turn. */
+    persist_flush();
     if (req) {
         proto_error err;
         if (disp_run_detached(req, false, &err) != 0)
@@ -162,11 +173,10 @@ static void htimer_fire(void *arg)
     }
     rt_timer_free(a->t);
     free(a);
-    htimer_put(ht);
+    htimer__put(ht);
 }
 
-/* The owner lets go (its channel or afterfunc object is freed). */
-static void htimer_fini(void *arg)
+void htimer__fini(void *arg)
 {
     htimer *ht = arg;
     bool nested = htimer_firing == ht; /* mu is already ours */
@@ -177,17 +187,24 @@ static void htimer_fini(void *arg)
     htimer_disarm(ht);
     if (!nested)
         pthread_mutex_unlock(&ht->mu);
-    htimer_put(ht); /* never the last: the firing holds one */
+    htimer__put(ht); /* never the last: the firing holds one */
 }
 
-static htimer *htimer_new(rt_chan *c, int64_t period_ns)
+htimer *htimer__new(rt_chan *c, int kind, int64_t period_ns, const char *name)
 {
     htimer *ht = calloc(1, sizeof *ht);
 
     if (!ht)
         return NULL;
+    ht->name = strdup(name);
+    if (!ht->name) {
+        free(ht);
+        return NULL;
+    }
     ht->refs = 1;
     pthread_mutex_init(&ht->mu, NULL);
+    ht->kind = kind;
+    ht->id = htimer__next_id();
     ht->period_ns = period_ns;
     ht->mem = (int64_t)sizeof *ht + 256; /* and its arming's records */
     mem_add(ht->mem);
@@ -195,6 +212,16 @@ static htimer *htimer_new(rt_chan *c, int64_t period_ns)
     if (c)
         ht->c = rt_chan_retain(c);
     return ht;
+}
+
+void htimer__set_request(htimer *ht, json_t *request)
+{
+    ht->request = request;
+    if (request) {
+        int64_t cost = mem_json_cost(request);
+        ht->mem += cost;
+        mem_add(cost);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -216,6 +243,8 @@ static bool htimer_admit(dreq *r)
 
 static void htimer_chan(dreq *r, bool ticker)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     int64_t ms = dreq_int(r, "ms", 0);
     obj *o;
     htimer *ht;
@@ -237,17 +266,23 @@ static void htimer_chan(dreq *r, bool ticker)
     o = hchan_make_for_timer(r, dreq_str(r, "name"), 1);
     if (!o)
         return;
-    ht = htimer_new(hchan_rt(o), ticker ? ms * 1000000 : 0);
+    ht = htimer__new(hchan_rt(o), ticker ? EFF_TIMER_TICKER : EFF_TIMER_AFTER,
+                     ticker ? ms * 1000000 : 0, o->name);
     if (!ht) {
         reg_drop(o->name);
         obj_release(o);
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
         return;
     }
+    /* Attached before its timer_add is logged: a snapshot walking the
+     * channel meanwhile then emits the timer (waiting on mu), or began
+     * after the record, which the log then holds. */
+    hchan_set_timer(o, ht, htimer__fini);
     pthread_mutex_lock(&ht->mu);
-    rc = htimer_arm(ht, ms * 1000000);
+    rc = htimer__arm(ht, ms * 1000000);
+    if (rc == 0)
+        htimer__log_add(ht);
     pthread_mutex_unlock(&ht->mu);
-    hchan_set_timer(o, ht, htimer_fini);
     if (rc != 0) {
         reg_drop(o->name);
         dreq_fail(r, PROTO_R_INTERNAL, "cannot start a timer");
@@ -271,24 +306,34 @@ static void hafter_fini(obj *o)
 {
     hafter *a = (hafter *)o;
     if (a->ht)
-        htimer_fini(a->ht);
+        htimer__fini(a->ht);
 }
 
-static const obj_ops hafter_ops = {
+/* obj_ops.snap: the pending afterfunc (its request rides in timer_add). */
+static int hafter_snap(obj *o, void *s)
+{
+    htimer *ht = __atomic_load_n(&((hafter *)o)->ht, __ATOMIC_ACQUIRE);
+    return ht ? htimer__snap(ht, s) : 0;
+}
+
+const obj_ops htimer__after_ops = {
     .type = OBJ_TIMER,
     .name = "timer",
     .size = sizeof(hafter),
     .fini = hafter_fini,
+    .snap = hafter_snap,
 };
 
 void h_timer_afterfunc(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return; /* the log cannot be written: see persist.h */
     json_t *req = dreq_param(r, "request");
     proto_error err;
     char name[64];
-    bool created;
+    bool created = false;
     htimer *ht;
-    obj *o;
+    obj *o = NULL;
     int rc;
 
     if (disp_run_detached(req, true, &err) != 0) {
@@ -297,27 +342,36 @@ void h_timer_afterfunc(dreq *r)
     }
     if (!htimer_admit(r))
         return;
-    reg_unique_name("afterfunc", name, sizeof name);
-    ht = htimer_new(NULL, 0);
+    /* A name a restored afterfunc holds is skipped (the sequence starts
+     * again at each start). */
+    for (int tries = 0; !created && tries < 1000; tries++) {
+        if (o)
+            obj_release(o);
+        reg_unique_name("afterfunc", name, sizeof name);
+        o = dreq_obj_make(r, name, &htimer__after_ops, &created);
+        if (!o)
+            return;
+    }
+    if (!created) {
+        obj_release(o);
+        dreq_fail(r, PROTO_R_INTERNAL, "no free afterfunc name");
+        return;
+    }
+    ht = htimer__new(NULL, EFF_TIMER_AFTERFUNC, 0, name);
     if (!ht) {
+        reg_drop(name);
+        obj_release(o);
         dreq_fail(r, PROTO_R_INTERNAL, "out of memory");
         return;
     }
-    ht->request = json_deep_copy(req); /* outlives the request line */
-    if (ht->request) {
-        int64_t cost = mem_json_cost(ht->request);
-        ht->mem += cost;
-        mem_add(cost);
-    }
-    ht->afname = strdup(name);
-    o = dreq_obj_make(r, name, &hafter_ops, &created);
-    if (!o) {
-        htimer_put(ht);
-        return;
-    }
-    ((hafter *)o)->ht = ht;
+    /* A copy: it outlives the request line. */
+    htimer__set_request(ht, json_deep_copy(req));
+    /* Attached before its timer_add is logged (see htimer_chan). */
+    __atomic_store_n(&((hafter *)o)->ht, ht, __ATOMIC_RELEASE);
     pthread_mutex_lock(&ht->mu);
-    rc = htimer_arm(ht, dreq_int(r, "ms", 0) * 1000000);
+    rc = htimer__arm(ht, dreq_int(r, "ms", 0) * 1000000);
+    if (rc == 0)
+        htimer__log_add(ht);
     pthread_mutex_unlock(&ht->mu);
     if (rc != 0) {
         reg_drop(name);
@@ -336,7 +390,7 @@ static htimer *htimer_find(dreq *r, obj **o)
     *o = dreq_obj(r, dreq_str(r, "name"), NULL, false);
     if (!*o)
         return NULL;
-    if ((*o)->ops == &hafter_ops)
+    if ((*o)->ops == &htimer__after_ops)
         ht = ((hafter *)*o)->ht;
     else
         ht = hchan_timer(*o);
@@ -349,6 +403,8 @@ static htimer *htimer_find(dreq *r, obj **o)
 
 void h_timer_stop(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return;
     obj *o;
     htimer *ht = htimer_find(r, &o);
     bool stopped;
@@ -360,6 +416,7 @@ void h_timer_stop(dreq *r)
     stopped = htimer_disarm(ht);
     if (htimer_drain(ht))
         stopped = true;
+    htimer__log_stop(ht);
     pthread_mutex_unlock(&ht->mu);
     dreq_ok(r, json_pack("{s:b}", "stopped", stopped));
     obj_release(o);
@@ -367,6 +424,8 @@ void h_timer_stop(dreq *r)
 
 void h_timer_reset(dreq *r)
 {
+    if (!persist_write_ok(r))
+        return;
     int64_t ms = dreq_int(r, "ms", 0);
     obj *o;
     htimer *ht = htimer_find(r, &o);
@@ -387,7 +446,9 @@ void h_timer_reset(dreq *r)
     ht->stopped = false;
     if (ht->period_ns > 0)
         ht->period_ns = ms * 1000000;
-    rc = htimer_arm(ht, ms * 1000000);
+    rc = htimer__arm(ht, ms * 1000000);
+    if (rc == 0)
+        htimer__log_add(ht);
     pthread_mutex_unlock(&ht->mu);
     if (rc != 0)
         dreq_fail(r, PROTO_R_INTERNAL, "cannot start a timer");

@@ -68,6 +68,56 @@ static void metrics_gauge(struct evbuffer *b, const char *name,
     evbuffer_add_printf(b, "%s %lld\n", name, v);
 }
 
+/* Authentication and refusals: a brute force shows as auth failures,
+ * delayed attempts and refusals with reason limit; a client with the
+ * wrong rules as denied. */
+static void metrics_security(struct evbuffer *b, const stats_snap *sn)
+{
+    static const struct {
+        srv_sec_event ev;
+        const char *label;
+    } refused[] = {
+        {SRV_REFUSED_UNAUTH, "unauthenticated"},
+        {SRV_REFUSED_DENIED, "denied"},
+        {SRV_REFUSED_LIMIT, "limit"},
+        {SRV_REFUSED_BUSY, "busy"},
+        {SRV_REFUSED_AUTH_TIMEOUT, "auth_timeout"},
+    };
+    const uint64_t *c = sn->sec;
+
+    metrics_gauge(b, "chand_users", "Users in the users file in force.",
+                  (long long)sn->users);
+    metrics_head(b, "chand_auth_total", "counter",
+                 "Authentication attempts (auth, hello with credentials) by "
+                 "result.");
+    evbuffer_add_printf(b, "chand_auth_total{result=\"ok\"} %llu\n",
+                        (unsigned long long)c[SRV_AUTH_OK]);
+    evbuffer_add_printf(b, "chand_auth_total{result=\"failed\"} %llu\n",
+                        (unsigned long long)c[SRV_AUTH_FAILED]);
+    metrics_head(b, "chand_auth_delayed_total", "counter",
+                 "Attempts held back by the failure limiter (per peer).");
+    evbuffer_add_printf(b, "chand_auth_delayed_total %llu\n",
+                        (unsigned long long)c[SRV_AUTH_DELAYED]);
+    metrics_head(b, "chand_refused_total", "counter",
+                 "Requests and sessions refused, by reason: before "
+                 "authentication, outside the rules, too many failures, "
+                 "every hash slot busy, no authentication in time.");
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        evbuffer_add_printf(b, "chand_refused_total{reason=\"%s\"} %llu\n",
+                            refused[i].label,
+                            (unsigned long long)c[refused[i].ev]);
+    metrics_head(b, "chand_tls_handshake_failures_total", "counter",
+                 "TLS handshakes that failed or passed their deadline.");
+    evbuffer_add_printf(b, "chand_tls_handshake_failures_total %llu\n",
+                        (unsigned long long)c[SRV_TLS_HANDSHAKE_FAILED]);
+    metrics_gauge(b, "chand_auth_hashing",
+                  "Password hashes being verified now.",
+                  (long long)sn->hashing);
+    metrics_gauge(b, "chand_auth_hash_waiting",
+                  "Authentication attempts waiting for a hash slot.",
+                  (long long)sn->hash_waiting);
+}
+
 static void metrics_render(struct evbuffer *b)
 {
     int64_t by_type[OBJ_TYPE_COUNT] = {0};
@@ -100,6 +150,22 @@ static void metrics_render(struct evbuffer *b)
                   (long long)sn.waiters);
     metrics_gauge(b, "chand_held_locks", "Locks held by clients.",
                   (long long)sn.held_locks);
+    metrics_gauge(b, "chand_deliveries_inflight",
+                  "Acknowledged deliveries not yet acknowledged.",
+                  (long long)sn.dlv_inflight);
+    metrics_head(b, "chand_deliveries_redelivered_total", "counter",
+                 "Deliveries given back for another attempt.");
+    evbuffer_add_printf(b, "chand_deliveries_redelivered_total %lld\n",
+                        (long long)sn.dlv_redelivered);
+    metrics_head(b, "chand_dead_letters_total", "counter",
+                 "Values sent to a dead-letter channel.");
+    evbuffer_add_printf(b, "chand_dead_letters_total %lld\n",
+                        (long long)sn.dlv_dead_letters);
+    metrics_head(b, "chand_dead_letters_dropped_total", "counter",
+                 "Dead letters dropped (no, missing, full or closed "
+                 "dead-letter channel).");
+    evbuffer_add_printf(b, "chand_dead_letters_dropped_total %lld\n",
+                        (long long)sn.dlv_dropped);
     metrics_gauge(b, "chand_memory_bytes",
                   "Bytes clients make the daemon hold (max_memory counts "
                   "these).",
@@ -166,6 +232,7 @@ static void metrics_render(struct evbuffer *b)
             b, "chand_requests_total{method=\"\",result=\"%s\"} %llu\n",
             r ? "error" : "ok",
             (unsigned long long)atomic_load(&srv_stat.answers_invalid[r]));
+    metrics_security(b, &sn);
     metrics_head(b, "chand_bytes_in_total", "counter",
                  "Request bytes read from clients.");
     evbuffer_add_printf(b, "chand_bytes_in_total %llu\n",

@@ -66,6 +66,60 @@ static void persist_append(obj *o, const eff_rec *r)
 /* Effects                                                            */
 /* ------------------------------------------------------------------ */
 
+/* A timer's firing in progress on this thread (persist_timer_fire_begin):
+ * the decided record, and its LSN once appended. */
+static __thread const eff_rec *persist_fire;
+static __thread uint64_t persist_fire_lsn;
+static __thread bool persist_fire_done;
+
+/* The push of a firing's send: one group with the fire record, so that a
+ * torn tail keeps both or neither (the fire without its value would lose
+ * the tick; the value without the fire would fire it twice). */
+static void persist_fire_group(obj *o, const eff_rec *push)
+{
+    eff_rec g[2] = {*persist_fire, *push};
+    uint64_t lsn;
+    int rc = wal_append_group(persist__wal, g, 2, &lsn);
+
+    persist_fire_done = true;
+    if (rc != 0) {
+        log_error("durability: cannot log a timer's firing: %s", strerror(-rc));
+        return;
+    }
+    persist_fire_lsn = lsn - 1;
+    atomic_store(&o->lsn, lsn);
+}
+
+uint64_t persist_timer(const eff_rec *r)
+{
+    uint64_t lsn;
+    int rc;
+
+    if (!persist__wal)
+        return 0;
+    rc = wal_append(persist__wal, r, &lsn);
+    if (rc == 0)
+        return lsn;
+    log_error("durability: cannot log %s: %s", eff_type_name(r->type),
+              strerror(-rc));
+    return 0;
+}
+
+void persist_timer_fire_begin(const eff_rec *r)
+{
+    persist_fire = r;
+    persist_fire_lsn = 0;
+    persist_fire_done = false;
+}
+
+uint64_t persist_timer_fire_end(void)
+{
+    uint64_t lsn =
+        persist_fire_done ? persist_fire_lsn : persist_timer(persist_fire);
+    persist_fire = NULL;
+    return lsn;
+}
+
 static void persist_chan_obs(void *arg, rt_chan_event ev, const void *elem)
 {
     obj *o = arg;
@@ -78,6 +132,10 @@ static void persist_chan_obs(void *arg, rt_chan_event ev, const void *elem)
         r.type = EFF_CHAN_PUSH;
         r.u.push.name = eff_s(o->name);
         r.u.push.value.p = hval_text(elem, &r.u.push.value.n);
+        if (persist_fire && !persist_fire_done) {
+            persist_fire_group(o, &r);
+            return;
+        }
         break;
     case RT_CHAN_GET:
         r.type = EFF_CHAN_POP;
@@ -92,7 +150,8 @@ static void persist_chan_obs(void *arg, rt_chan_event ev, const void *elem)
     persist_append(o, &r);
 }
 
-void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem)
+void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem,
+                       uint32_t max_deliver, const char *dead_letter)
 {
     if (!persist_enabled)
         return;
@@ -101,6 +160,8 @@ void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem)
         r.u.make.name = eff_s(o->name);
         r.u.make.cap = cap;
         r.u.make.elem = eff_s(elem);
+        r.u.make.max_deliver = max_deliver;
+        r.u.make.dead_letter = eff_s(dead_letter ? dead_letter : "");
         persist_append(o, &r);
     }
     rt_chan_observe(c, persist_chan_obs, o);
@@ -189,6 +250,22 @@ void persist_hold(obj *o, const eff_rec *r)
 {
     if (persist__on)
         persist_append(o, r);
+}
+
+void persist_dlv(obj *o, const eff_rec *recs, size_t n)
+{
+    uint64_t lsn;
+    int rc;
+
+    if (!persist__wal || atomic_load(&o->dropped))
+        return;
+    rc = n == 1 ? wal_append(persist__wal, recs, &lsn)
+                : wal_append_group(persist__wal, recs, n, &lsn);
+    if (rc != 0)
+        log_error("durability: cannot log %s: %s",
+                  eff_type_name(recs[n - 1].type), strerror(-rc));
+    else
+        atomic_store(&o->lsn, lsn);
 }
 
 bool persist_write_ok(dreq *r)
@@ -300,8 +377,12 @@ int persist__apply(void *arg, const eff_rec *r, int from_snapshot)
     switch (r->type) {
     case EFF_CHAN_MAKE: {
         char *elem = persist_cstr(r->u.make.elem);
-        rc = elem ? hchan__restore_make(name, r->u.make.cap, elem) : -1;
+        char *dl = persist_cstr(r->u.make.dead_letter);
+        rc = elem && dl ? hchan__restore_make_dlv(name, r->u.make.cap, elem,
+                                                  r->u.make.max_deliver, dl)
+                        : -1;
         free(elem);
+        free(dl);
         break;
     }
     case EFF_CHAN_PUSH:
@@ -315,6 +396,14 @@ int persist__apply(void *arg, const eff_rec *r, int from_snapshot)
         break;
     case EFF_DROP:
         reg_drop(name);
+        dlv__restore_drop(name);
+        break;
+    case EFF_DLV_INFLIGHT:
+    case EFF_DLV_ACK:
+    case EFF_DLV_REDELIVER:
+    case EFF_DLV_TOUCH:
+    case EFF_DLV_DEAD:
+        rc = dlv__restore_rec(name, r);
         break;
     case EFF_MAP_STORE:
     case EFF_MAP_DELETE:
@@ -347,8 +436,13 @@ int persist__apply(void *arg, const eff_rec *r, int from_snapshot)
     case EFF_TOKEN_EPOCH:
         hold_token_floor(epoch_token(r->u.epoch.epoch, 0));
         break;
+    case EFF_TIMER_ADD:
+    case EFF_TIMER_FIRE:
+    case EFF_TIMER_STOP:
+        rc = htimer__restore(r);
+        break;
     default:
-        break; /* holds, timers, deliveries: not persisted yet */
+        break; /* deliveries (issue 18): not persisted yet */
     }
     free(name);
     return rc;
@@ -414,6 +508,7 @@ int persist_start(const conf *c, char *err, size_t errlen)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (wal_open(&o, persist__apply, NULL, &w, err, errlen) != 0)
         return -1;
+    dlv__restore_finish(); /* deliveries in flight come back, requeued */
     clock_gettime(CLOCK_MONOTONIC, &t1);
     wal_stats_get(w, &st);
     log_info("recovered %s: %llu records replayed (%llu held by the "
@@ -437,6 +532,7 @@ int persist_start(const conf *c, char *err, size_t errlen)
     persist__gate = o.fsync == WAL_FSYNC_ALWAYS;
     persist__wal = w;
     persist__on = true;
+    htimer__restart(); /* their firings are logged */
     return 0;
 }
 

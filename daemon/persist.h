@@ -112,7 +112,8 @@ void persist_lock(obj *o);
 void persist_unlock(obj *o);
 
 /* Called by hchan_init: logs the make and attaches the observer. */
-void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem);
+void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem,
+                       uint32_t max_deliver, const char *dead_letter);
 /* Called by reg_drop under the registry lock. */
 void persist_drop(obj *o);
 /* Effects (o's name; strings borrowed). */
@@ -124,6 +125,21 @@ void persist_wg_set(obj *o, int64_t v);
 void persist_once_done(obj *o, const json_t *value);
 /* A leased hold's grant or release (holds.c, under its lock). */
 void persist_hold(obj *o, const eff_rec *r);
+/* A delivery's records, n as one effect (dlv_persist.c: under the
+ * channel's lock or dlv.c's, as the change they record). */
+void persist_dlv(obj *o, const eff_rec *recs, size_t n);
+
+/* Timers (h_timer_dur.c): appends r; returns its LSN, 0 when not
+ * logged. */
+uint64_t persist_timer(const eff_rec *r);
+/* A timer's firing: the decided r (borrowed until the end call) goes in
+ * with the push the firing's send makes onto a channel (the channel's
+ * observer, on this thread) as one group, or alone at
+ * persist_timer_fire_end when the send pushed nothing (a hand-off to a
+ * waiting receiver, a full ticker channel, an afterfunc).  _end returns
+ * r's LSN (0: not logged). */
+void persist_timer_fire_begin(const eff_rec *r);
+uint64_t persist_timer_fire_end(void);
 
 /* Returns false after failing r (reason limit, "disk full ...") while the
  * log cannot be written; true otherwise.  For requests that change
@@ -164,6 +180,12 @@ int hchan__restore_make(const char *name, size_t cap, const char *elem);
 int hchan__restore_push(const char *name, const char *v, size_t n);
 int hchan__restore_pop(const char *name, uint64_t count);
 int hchan__restore_close(const char *name);
+int hchan__restore_make_dlv(const char *name, size_t cap, const char *elem,
+                            uint32_t max_deliver, const char *dead_letter);
+/* dlv_persist.c: the delivery records, the end of recovery. */
+int dlv__restore_rec(const char *name, const eff_rec *r);
+void dlv__restore_drop(const char *name);
+void dlv__restore_finish(void);
 int hmap__restore(const char *name, const char *k, size_t kl, const char *v,
                   size_t vn, int what);
 int hatomic__restore(const char *name, int64_t v);
@@ -171,5 +193,9 @@ int hlock__restore(const char *name, unsigned kind, uint64_t token,
                    int64_t end_ms, bool grant);
 int hwg__restore(const char *name, int64_t v);
 int honce__restore(const char *name, const char *v, size_t vn);
+/* Timers (h_timer_dur.c): rebuilds one timer record; after recovery,
+ * arms what was pending (overdue ones fire at once, once). */
+int htimer__restore(const eff_rec *r);
+void htimer__restart(void);
 
 #endif /* CHAND_PERSIST_H */

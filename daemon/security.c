@@ -13,12 +13,16 @@
  * at most SEC_PREAUTH_LINE bytes, and it must authenticate within
  * auth_timeout_ms or be closed.  A password is verified on a goroutine
  * (yescrypt costs ~15 ms of CPU: never on the I/O thread), after the delay
- * authlimit gives the peer; meanwhile the session's input waits
- * (auth_busy), so a request pipelined behind auth runs as the new user.
+ * authlimit gives the peer, and only once hashgate.h gives it a slot (a
+ * flood of attempts cannot take every P); meanwhile the session's input
+ * waits (auth_busy), so a request pipelined behind auth runs as the new
+ * user.  Every outcome is counted (srv_count_sec) for runtime.stats and
+ * /metrics.
  */
 #include "server.h"
 #include "acl.h"
 #include "authlimit.h"
+#include "hashgate.h"
 #include "tls.h"
 #include "users.h"
 
@@ -52,8 +56,13 @@ static int sec_load_users(const conf *c, char *err, size_t errlen)
 {
     char warn[512];
 
+    users_table *t;
+
     if (users_slot_load(sec_users, c->users_file, err, errlen) != 0)
         return -1;
+    t = users_slot_get(sec_users);
+    atomic_store(&srv_stat.users, (int64_t)users_count(t));
+    users_unref(t);
     if (users_file_private(c->users_file, warn, sizeof warn) == 1)
         log_warn("%s", warn);
     return 0;
@@ -65,7 +74,8 @@ int sec_init(const conf *c, char *err, size_t errlen)
 
     sec_users = users_slot_new();
     sec_al = authlimit_new(NULL);
-    if (!sec_users || !sec_al) {
+    if (!sec_users || !sec_al ||
+        hashgate_init(c->auth_hash_slots, c->auth_hash_queue) != 0) {
         snprintf(err, errlen, "out of memory");
         goto out_free;
     }
@@ -129,6 +139,8 @@ void sec_fini(void)
     sec_al = NULL;
     tls_server_free(sec_tlss);
     sec_tlss = NULL;
+    hashgate_fini();
+    atomic_store(&srv_stat.users, 0);
     sec_on = false;
 }
 
@@ -231,6 +243,7 @@ static void sec_deadline_cb(evutil_socket_t fd, short what, void *arg)
     log_warn("session %llu from %s: not authenticated within %d ms: "
              "closing",
              (unsigned long long)s->id, s->peer, srv_conf.auth_timeout_ms);
+    srv_count_sec(SRV_REFUSED_AUTH_TIMEOUT);
     sess_retain(s);
     sess__fail_close(s, PROTO_R_UNAUTHENTICATED,
                      "not authenticated in time: closing");
@@ -352,6 +365,7 @@ int sec_check(sess *s, const proto_request *req, proto_reason *reason,
         if (acl_method_open(req->method))
             return 0;
         *reason = PROTO_R_UNAUTHENTICATED;
+        srv_count_sec(SRV_REFUSED_UNAUTH);
         snprintf(why, whylen,
                  "%s: authenticate first (auth {user, "
                  "password})",
@@ -361,6 +375,7 @@ int sec_check(sess *s, const proto_request *req, proto_reason *reason,
     if (acl_check_request(users_user_rules(s->user), req, why, whylen) == 0)
         return 0;
     *reason = PROTO_R_DENIED;
+    srv_count_sec(SRV_REFUSED_DENIED);
     log_debug("session %llu (user %s): denied: %s", (unsigned long long)s->id,
               users_user_name(s->user), why);
     return -1;
@@ -419,17 +434,38 @@ static void sec_auth_go(dreq *r)
     memcpy(k.b, s->alkey, sizeof k.b);
     sess_retain(s);
     r->ctx = NULL;
-    if (a->wait_ms)
+    if (a->wait_ms) {
+        srv_count_sec(SRV_AUTH_DELAYED);
         rt_sleep((int64_t)a->wait_ms * 1000000);
+    }
     t = users_slot_get(sec_users);
     if (dreq_cancelled(r))
         rc = -ECANCELED; /* gone: neither a success nor a failure */
-    else if (t)
-        rc = users_authenticate(t, a->user, a->password, &u);
+    else if (t) {
+        /* Wait for a hash slot no longer than the session may stay
+         * unauthenticated. */
+        rc = hashgate_enter(rt_deadline_ms(srv_conf.auth_timeout_ms));
+        if (rc == 0) {
+            rc = users_authenticate(t, a->user, a->password, &u);
+            hashgate_leave();
+        } else if (rc != -ECANCELED) {
+            rc = -EBUSY;
+        }
+    }
     if (rc == -ECANCELED) {
         users_unref(t);
         dreq_fail(r, PROTO_R_CANCELLED, "cancelled: session ended");
+    } else if (rc == -EBUSY) {
+        /* Not a failed attempt: the password was never checked. */
+        users_unref(t);
+        srv_count_sec(SRV_REFUSED_BUSY);
+        log_warn("session %llu from %s: authentication refused: every "
+                 "password hash slot is busy and %d attempts wait",
+                 (unsigned long long)s->id, s->peer, srv_conf.auth_hash_queue);
+        dreq_fail(r, PROTO_R_LIMIT,
+                  "server busy verifying passwords: try again later");
     } else if (rc == 0) {
+        srv_count_sec(SRV_AUTH_OK);
         if (s->has_alkey)
             authlimit_success(sec_al, &k);
         log_info("session %llu from %s: authenticated as %s",
@@ -446,6 +482,7 @@ static void sec_auth_go(dreq *r)
     } else {
         unsigned next = 0, fails = 0;
         users_unref(t);
+        srv_count_sec(SRV_AUTH_FAILED);
         if (s->has_alkey) {
             next = authlimit_fail(sec_al, &k, rt_now() / 1000000);
             fails = authlimit_failures(sec_al, &k, rt_now() / 1000000);
@@ -506,6 +543,7 @@ static void sec_auth_start(dreq *r, const char *user, const char *password,
         log_warn("session %llu from %s: authentication refused: too many "
                  "recent failures (next try in %u ms)",
                  (unsigned long long)s->id, s->peer, a->wait_ms);
+        srv_count_sec(SRV_REFUSED_LIMIT);
         sec_auth_free(a);
         dreq_fail(r, PROTO_R_LIMIT,
                   "too many failed authentications: try again later");

@@ -30,6 +30,12 @@ void srv_count_answer(const proto_method *m, bool ok)
                                   memory_order_relaxed);
 }
 
+void srv_count_sec(srv_sec_event ev)
+{
+    if (ev >= 0 && ev < SRV_SEC_N)
+        atomic_fetch_add_explicit(&srv_stat.sec[ev], 1, memory_order_relaxed);
+}
+
 void srv_count_bytes_in(size_t n)
 {
     atomic_fetch_add_explicit(&srv_stat.bytes_in, n, memory_order_relaxed);

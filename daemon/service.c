@@ -181,6 +181,8 @@ static int svc_apply(conf *cur, const conf *nw)
     SVC_FIXED_INT(tls_port, "tls-port");
     SVC_FIXED_STR(tls_port_file, "tls-port-file");
     SVC_NUM(auth_timeout_ms, "auth-timeout-ms", "%d", int);
+    SVC_FIXED_INT(auth_hash_slots, "auth-hash-slots");
+    SVC_FIXED_INT(auth_hash_queue, "auth-hash-queue");
     sec_reload(nw); /* the users file and the certificates, in place */
     return changed;
 }

@@ -15,6 +15,7 @@
  */
 #include "server.h"
 #include "persist.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -208,10 +209,16 @@ void sess__push(sess *s)
         size_t staged = evbuffer_get_length(s->tls_stage), ok = staged;
         if (staged > 0 && persist__gate)
             ok = sess__gate_allowed(s, staged);
-        if (ok == staged && staged > 0)
-            evbuffer_add_buffer(out, s->tls_stage);
-        else if (ok > 0)
+        if (ok == staged && staged > 0) {
+            /* Straight to the socket when it takes it all (as TCP's
+             * path does, and for the same reason: tls_write_now). */
+            if (tls_write_now(s->bev, s->tls_stage) > 0)
+                sess__settle(s);
+            if (evbuffer_get_length(s->tls_stage) > 0)
+                evbuffer_add_buffer(out, s->tls_stage);
+        } else if (ok > 0) {
             evbuffer_remove_buffer(s->tls_stage, out, ok);
+        }
         return;
     }
     size_t len = evbuffer_get_length(out), allowed = len;

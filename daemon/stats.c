@@ -4,6 +4,8 @@
  * different ways.
  */
 #include "daemon.h"
+#include "dlv.h"
+#include "hashgate.h"
 #include "persist.h"
 
 #include <dirent.h>
@@ -57,6 +59,19 @@ void stats_take(stats_snap *sn)
     sn->output_buffer_bytes = srv_output_bytes();
     sn->memory_bytes = mem_used();
     sn->max_memory = (int64_t)srv_conf.max_memory;
+    dlv_stats ds;
+    dlv_stats_get(&ds);
+    sn->dlv_inflight = ds.inflight;
+    sn->dlv_redelivered = ds.redelivered;
+    sn->dlv_dead_letters = ds.dead_letters;
+    sn->dlv_dropped = ds.dropped;
     sn->draining = srv_draining();
+    sn->users = atomic_load(&srv_stat.users);
+    sn->tls = srv_conf.tls_port != 0 && srv_conf.tls_cert[0];
+    for (int i = 0; i < SRV_SEC_N; i++)
+        sn->sec[i] =
+            atomic_load_explicit(&srv_stat.sec[i], memory_order_relaxed);
+    hashgate_counts(&sn->hashing, &sn->hash_waiting);
+    hashgate_sizes(&sn->hash_slots, &sn->hash_queue);
     persist_stats(sn);
 }

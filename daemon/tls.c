@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
@@ -71,6 +72,9 @@ static SSL_CTX *tls_ctx_build(const tls_conf *c, char *err, size_t errlen)
     SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_RELEASE_BUFFERS);
+    /* One read(2) for every record the socket holds, not two per record
+     * (the session pulls what the bufferevent leaves: tls_read_pending). */
+    SSL_CTX_set_read_ahead(ctx, 1);
     if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
         tls_fail(err, errlen, "tls_cert", c->cert);
         goto out_free;
@@ -261,6 +265,77 @@ struct bufferevent *tls_bufferevent_accept(struct event_base *base,
 void tls_handshake_done(struct bufferevent *bev)
 {
     bufferevent_set_timeouts(bev, NULL, NULL);
+}
+
+/* One TLS record's worth of plaintext. */
+#define TLS_RECORD_MAX 16384
+
+size_t tls_write_now(struct bufferevent *bev, struct evbuffer *buf)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    size_t done = 0;
+
+    if (!ssl || !SSL_is_init_finished(ssl) ||
+        evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+        return 0;
+    while (evbuffer_get_length(buf) > 0) {
+        size_t n = evbuffer_get_length(buf);
+        unsigned char *p;
+        int r;
+
+        if (n > TLS_RECORD_MAX)
+            n = TLS_RECORD_MAX;
+        /* Contiguous, so that a retry from the bufferevent's first chain
+         * covers at least these n bytes. */
+        p = evbuffer_pullup(buf, (ev_ssize_t)n);
+        if (!p)
+            break;
+        r = SSL_write(ssl, p, (int)n);
+        if (r <= 0) {
+            /* The bufferevent retries (want write) or meets the error
+             * itself; the error queue must not outlive this call. */
+            ERR_clear_error();
+            break;
+        }
+        evbuffer_drain(buf, (size_t)r);
+        done += (size_t)r;
+    }
+    return done;
+}
+
+size_t tls_read_pending(struct bufferevent *bev, size_t max)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t got = 0;
+
+    if (!ssl || !SSL_is_init_finished(ssl))
+        return 0;
+    while (got < max && SSL_has_pending(ssl)) {
+        struct evbuffer_iovec v;
+        size_t want = max - got;
+        int r;
+
+        if (want > TLS_RECORD_MAX)
+            want = TLS_RECORD_MAX;
+        if (evbuffer_reserve_space(in, (ev_ssize_t)want, &v, 1) < 1)
+            break;
+        if (v.iov_len > want)
+            v.iov_len = want;
+        r = SSL_read(ssl, v.iov_base, (int)v.iov_len);
+        if (r <= 0) {
+            /* A partial record (the rest comes with the socket's next
+             * readiness, and the bufferevent reads it), or an end the
+             * bufferevent meets itself on its next read. */
+            ERR_clear_error();
+            break;
+        }
+        v.iov_len = (size_t)r;
+        if (evbuffer_commit_space(in, &v, 1) != 0)
+            break;
+        got += (size_t)r;
+    }
+    return got;
 }
 
 void tls_close_notify(struct bufferevent *bev)

@@ -105,6 +105,25 @@ struct bufferevent *tls_bufferevent_accept(struct event_base *base,
 /* Ends the handshake deadline (call on BEV_EVENT_CONNECTED): clears the
  * read and write timeouts. */
 void tls_handshake_done(struct bufferevent *bev);
+/* Encrypts and writes what it can of buf (drained by what went) straight
+ * to bev's socket, when bev's own output is empty and its handshake done:
+ * the bufferevent would first add its write event and delete it once
+ * drained (two epoll_ctl calls per answer, more than the write).  Stops
+ * at the first SSL_write that does not complete; the caller then hands
+ * the rest of buf to the bufferevent, whose first chain holds at least the
+ * bytes of that attempt (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER lets it retry
+ * them from there).  Returns the bytes written.  bev's I/O thread. */
+size_t tls_write_now(struct bufferevent *bev, struct evbuffer *buf);
+/* Moves up to max bytes of plaintext that OpenSSL already holds (records
+ * read ahead with the request that woke the session) into bev's input.
+ * The context reads ahead, so one read(2) takes every record the socket
+ * has (without it: two reads per record, its header and its body); but
+ * the bufferevent only asks OpenSSL for more while the record it is on
+ * has bytes left, and the records behind it would wait for the socket to
+ * become readable again, which it may never do.  Call after each turn of
+ * requests while reading is on.  Returns the bytes moved.  bev's I/O
+ * thread. */
+size_t tls_read_pending(struct bufferevent *bev, size_t max);
 /* Sends close_notify on bev's SSL, without waiting for the peer's (call
  * before freeing for a clean close). */
 void tls_close_notify(struct bufferevent *bev);

@@ -253,6 +253,12 @@ void wal_flush(wal *w)
     if (atomic_load(&w->pending) == 0 &&
         atomic_load(&w->written) == atomic_load(&w->appended))
         return;
+    /* A small turn (few requests: the wake-up would cost more than the
+     * write) is written here; a large one goes to the flusher, which
+     * writes it on the other core while this thread serves. */
+    if (w->policy != WAL_FSYNC_ALWAYS &&
+        atomic_load(&w->pending) <= WAL_INLINE_MAX && wal__flush_inline(w) == 0)
+        return;
     pthread_mutex_lock(&w->mu);
     if (!w->flush_req) {
         w->flush_req = 1;

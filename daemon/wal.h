@@ -34,7 +34,8 @@
  *     one fdatasync for all of them, then calls the callback given to
  *     wal_on_durable() (e.g. a write to the I/O threads' eventfd), which
  *     releases the held answers.  Under EVERYSEC and NO answers are not
- *     held; wal_flush() still hands the records to the kernel each turn, so
+ *     held; wal_flush() still hands the records to the kernel each turn (a
+ *     pwrite on the I/O thread itself), so
  *     a kill -9 loses nothing, and power loss at most ~1 s (EVERYSEC).
  *  5. Compaction: wal_set_compactor() once, and the log compacts itself
  *     when wal_should_compact() says so: a background thread (never the
@@ -209,8 +210,12 @@ uint64_t wal_appended_lsn(wal *w);
 /* Returns the LSN up to which every record is fdatasynced. */
 uint64_t wal_durable_lsn(wal *w);
 
-/* Asks the flusher to write what is pending (and, under ALWAYS, to
- * fdatasync it).  Never blocks; cheap when nothing is pending. */
+/* Hands what is pending to the kernel.  Under ALWAYS: asks the flusher to
+ * write and fdatasync it, never blocking.  Under EVERYSEC and NO, when
+ * little is pending (a few KiB: a quiet turn): writes it on the calling
+ * thread (one pwrite into the page cache, cheaper than waking the
+ * flusher), unless the flusher is busy or the disk fails; never waits for
+ * a lock or the disk.  Cheap when nothing is pending. */
 void wal_flush(wal *w);
 
 /* Writes and fdatasyncs up to lsn whatever the policy, and waits; returns

@@ -199,6 +199,29 @@ static void compact_maybe(wal *w)
     pthread_mutex_unlock(&w->mu);
 }
 
+/* A pwrite into the page cache costs the I/O thread less than waking
+ * the flusher and the switch to it (about one context switch per request
+ * at c=1, each way).  Never under always: fdatasync must not block an
+ * I/O thread.  The flusher keeps the rest: everysec's fdatasync, a busy
+ * io_mu (a round or a snapshot's switch running: it will see the bytes or
+ * be woken), and a failing disk, which only its timed retries touch. */
+int wal__flush_inline(wal *w)
+{
+    int err;
+
+    pthread_mutex_lock(&w->mu);
+    err = w->err || w->stop;
+    pthread_mutex_unlock(&w->mu);
+    if (err || pthread_mutex_trylock(&w->io_mu) != 0)
+        return -1;
+    int rc = wal__flush_locked(w, 0, NULL);
+    pthread_mutex_unlock(&w->io_mu);
+    if (rc != 0)
+        return -1; /* the flusher's retries take over from here */
+    compact_maybe(w);
+    return 0;
+}
+
 void *wal__flusher_main(void *arg)
 {
     wal *w = arg;

@@ -264,6 +264,13 @@ void wal__notify(wal *w, void (*cb)(void *, uint64_t), void *arg, int failed);
 /* Returns 0, -EINVAL (no compactor), -EBUSY (one runs) or -errno;
  * starts the compaction thread. */
 int wal__compact_start(wal *w);
+/* wal_flush writes a turn of at most this many bytes itself (everysec,
+ * no): about a hundred small records. */
+#define WAL_INLINE_MAX 4096
+/* Under everysec and no: writes what is pending on the calling thread
+ * (wal_flush's caller, an I/O thread at the end of its turn).  Returns 0
+ * when done, or -1 when the flusher must do it instead. */
+int wal__flush_inline(wal *w);
 /* The flusher thread's body; arg is the wal. */
 void *wal__flusher_main(void *arg);
 

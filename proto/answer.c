@@ -46,6 +46,12 @@ static int proto_res_text(jfast_buf *b, const proto_res *d)
         (jfast_put(b, ",\"", 2) || jfast_put(b, d->k2, strlen(d->k2)) ||
          jfast_put(b, d->b2 ? "\":true" : "\":false", d->b2 ? 6 : 7)))
         return -1;
+    if (d->dlv &&
+        (jfast_put(b, ",\"delivery\":{\"id\":", 18) ||
+         jfast_put_int(b, (json_int_t)d->did) ||
+         jfast_put(b, ",\"attempt\":", 11) ||
+         jfast_put_int(b, (json_int_t)d->datt) || jfast_put(b, "}", 1)))
+        return -1;
     return jfast_put(b, "}", 1);
 }
 
@@ -69,6 +75,10 @@ json_t *proto_res_json(const proto_res *d)
                                   : json_null());
     if (d->k2)
         json_object_set_new(o, d->k2, json_boolean(d->b2));
+    if (d->dlv)
+        json_object_set_new(o, "delivery",
+                            json_pack("{s:I, s:I}", "id", (json_int_t)d->did,
+                                      "attempt", (json_int_t)d->datt));
     return o;
 }
 

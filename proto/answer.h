@@ -14,7 +14,8 @@
 /* A success answer's result.  With k0 and k1 NULL, v1 is the whole result
  * (NULL: {}).  Else an object: "k0": n0 first when k0 is set; then, when
  * k1 is set, "k1": n1 (is_int), or the t1n bytes of JSON text at t1 (t1
- * set), or v1 (NULL: null); then "k2": b2 when k2 is set.  Keys are plain
+ * set), or v1 (NULL: null); then "k2": b2 when k2 is set; then the
+ * delivery when dlv is set (only with k1).  Keys are plain
  * ASCII names, written as they are.  Every pointer is borrowed. */
 typedef struct proto_res {
     const char *k0;
@@ -24,6 +25,11 @@ typedef struct proto_res {
     size_t t1n;
     int64_t n0, n1;
     bool is_int, b2;
+    /* Acknowledged receives: then "delivery":{"id":did,"attempt":datt}
+     * last. */
+    bool dlv;
+    uint64_t did;
+    uint32_t datt;
 } proto_res;
 
 /* Appends {"jsonrpc":"2.0","id":ID,"result":RESULT}\n to b (id borrowed;

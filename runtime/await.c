@@ -33,6 +33,7 @@ struct rt_await {
     void *arg;
     size_t elemsize;
     bool ok;
+    rt_chan_hold hold; /* an acknowledged receive's delivery */
     _Alignas(16) unsigned char elem[];
 };
 
@@ -64,6 +65,11 @@ void *rt_await_elem(rt_await *a)
 bool rt_await_ok(const rt_await *a)
 {
     return a->ok;
+}
+
+rt_chan_hold rt_await_hold(const rt_await *a)
+{
+    return a->hold;
 }
 
 /* Everything but fn; after it a belongs to fn alone. */
@@ -160,7 +166,7 @@ static bool await_self_claim(rt_await *a, int reason)
  * wait until dl or tok.  Returns RT_EINPROGRESS, or RT_ECANCELED when tok
  * fired as it was attached. */
 static int await_wait(rt_await *a, rt_chan *c, rt__waitq *q, rt_deadline_t dl,
-                      rt_cancel *tok, const char *reason)
+                      rt_cancel *tok, const char *reason, rt_chan_hold *hold)
 {
     int rc = 0;
 
@@ -176,6 +182,7 @@ static int await_wait(rt_await *a, rt_chan *c, rt__waitq *q, rt_deadline_t dl,
     atomic_store(&a->g.wait_state, RT__WS_WAITING);
     a->w.g = &a->g;
     a->w.elem = a->elem;
+    a->w.hold = hold;
     a->c = rt_chan_retain(c);
     rt__waitq_push(q, &a->w);
     a->q = q;
@@ -198,6 +205,12 @@ static int await_wait(rt_await *a, rt_chan *c, rt__waitq *q, rt_deadline_t dl,
         a->c = NULL;
         rt_chan_release(c);
         return rc;
+    }
+    /* A sender queued on an unbuffered channel where acknowledged
+     * receivers wait is handed to them now (chan_ack.c). */
+    if (q == &c->sendq && c->cap == 0 && c->recvq.head) {
+        rt__chan_settle_unlock(c);
+        return RT_EINPROGRESS;
     }
     rt__lock_release(&c->lock);
     return RT_EINPROGRESS;
@@ -223,20 +236,36 @@ static int await_or_wait(rt_await *a, rt_chan *c, rt__waitq *q,
         rt__lock_release(&c->lock);
         return dl == RT_POLL ? RT_EAGAIN : RT_ETIMEDOUT;
     }
-    return await_wait(a, c, q, dl, tok, reason);
+    return await_wait(a, c, q, dl, tok, reason, NULL);
 }
 
-int rt_chan_recv_await(rt_chan *c, rt_await *a, rt_deadline_t dl,
-                       rt_cancel *tok)
+static int recv_await(rt_chan *c, rt_await *a, rt_deadline_t dl, rt_cancel *tok,
+                      rt_chan_hold *hold)
 {
     int rc = await_check(c, a, dl, tok);
 
     if (rc)
         return rc;
     rt__lock_acquire(&c->lock);
-    if (rt__chan_recv_now(c, a->elem, &a->ok) == 0)
+    if (rt__chan_recv_now(c, a->elem, &a->ok, hold) == 0)
         return 0;
-    return await_or_wait(a, c, &c->recvq, dl, tok, "chan receive");
+    if (dl == RT_POLL || (dl != RT_FOREVER && dl <= rt_now())) {
+        rt__lock_release(&c->lock);
+        return dl == RT_POLL ? RT_EAGAIN : RT_ETIMEDOUT;
+    }
+    return await_wait(a, c, &c->recvq, dl, tok, "chan receive", hold);
+}
+
+int rt_chan_recv_await(rt_chan *c, rt_await *a, rt_deadline_t dl,
+                       rt_cancel *tok)
+{
+    return recv_await(c, a, dl, tok, NULL);
+}
+
+int rt_chan_recv_ack_await(rt_chan *c, rt_await *a, rt_deadline_t dl,
+                           rt_cancel *tok)
+{
+    return recv_await(c, a, dl, tok, &a->hold);
 }
 
 int rt_chan_send_await(rt_chan *c, rt_await *a, rt_deadline_t dl,

@@ -6,11 +6,12 @@
  * rt_internal.h.  A value meets a parked partner by direct hand-off: the
  * sender copies straight into the receiver's destination (or out of the
  * sender's source), so an unbuffered exchange copies once.  A full buffer
- * with parked senders rotates: the receiver takes the head and the first
- * sender's value goes to the tail, keeping FIFO order.
+ * with parked senders: the receiver takes the head and the first sender's
+ * value goes to the tail, keeping FIFO order.
  *
- * select.c shares the helpers below (rt__chan_*) so both follow the same
- * rules.
+ * Where a value goes next (take, give, settle) lives in chan_ack.c, which
+ * adds acknowledged delivery; select.c and await.c share it so all follow
+ * the same rules.
  */
 #include "rt_chan.h"
 
@@ -41,8 +42,11 @@ rt_chan *rt_chan_retain(rt_chan *c)
 
 void rt_chan_release(rt_chan *c)
 {
-    if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+    if (c &&
+        atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
+        free(c->redq);
         free(c);
+    }
 }
 
 static inline char *slot(rt_chan *c, size_t i)
@@ -61,30 +65,6 @@ void rt__chan_send_to(rt_chan *c, rt__waiter *w, const void *elem)
 {
     if (w->elem && c->elemsize)
         memcpy(w->elem, elem, c->elemsize);
-    w->success = true;
-    w->result = 0;
-}
-
-/* Completes a receive from a claimed parked sender w.  Lock held. */
-void rt__chan_recv_from(rt_chan *c, rt__waiter *w, void *elem)
-{
-    if (c->cap == 0) {
-        copy_elem(c, elem, w->elem);
-    } else {
-        /* Buffer full: take the head, queue the sender's value at the
-         * tail (which is the same slot). */
-        char *s = slot(c, c->recvx);
-        if (c->obs) {
-            c->obs(c->obs_arg, RT_CHAN_GET, s);
-            c->obs(c->obs_arg, RT_CHAN_PUT, w->elem);
-        }
-        copy_elem(c, elem, s);
-        if (c->elemsize)
-            memcpy(s, w->elem, c->elemsize);
-        if (++c->recvx == c->cap)
-            c->recvx = 0;
-        c->sendx = c->recvx;
-    }
     w->success = true;
     w->result = 0;
 }
@@ -122,12 +102,17 @@ static bool send_would_block(rt_chan *c)
         return false;
     if (c->cap == 0)
         return __atomic_load_n(&c->recvq.head, __ATOMIC_RELAXED) == NULL;
-    return __atomic_load_n(&c->qcount, __ATOMIC_RELAXED) == c->cap;
+    return __atomic_load_n(&c->qcount, __ATOMIC_RELAXED) +
+               __atomic_load_n(&c->nredq, __ATOMIC_RELAXED) +
+               __atomic_load_n(&c->inflight, __ATOMIC_RELAXED) >=
+           c->cap;
 }
 
 static bool recv_would_block(rt_chan *c)
 {
     if (__atomic_load_n(&c->closed, __ATOMIC_RELAXED))
+        return false;
+    if (__atomic_load_n(&c->nredq, __ATOMIC_RELAXED) > 0)
         return false;
     if (c->cap == 0)
         return __atomic_load_n(&c->sendq.head, __ATOMIC_RELAXED) == NULL;
@@ -156,7 +141,11 @@ int rt_chan_send(rt_chan *c, const void *elem, rt_deadline_t dl)
     rt__waiter_init(&me);
     me.elem = (void *)elem;
     rt__waitq_push(&c->sendq, &me);
-    int r = rt__park(&me, 1, dl, &c->lock, "chan send");
+    /* Unbuffered: the park's unlock hands the value to an acknowledged
+     * receiver waiting (see chan_ack.c). */
+    int r = c->cap == 0 ? rt__park_ex(&me, 1, dl, rt__chan_settle_unlock, c,
+                                      "chan send")
+                        : rt__park(&me, 1, dl, &c->lock, "chan send");
     if (r) {
         rt__lock_acquire(&c->lock);
         rt__waitq_remove(&c->sendq, &me);
@@ -176,7 +165,7 @@ int rt_chan_recv(rt_chan *c, void *elem, bool *ok, rt_deadline_t dl)
     if (dl == RT_POLL && recv_would_block(c))
         return RT_EAGAIN;
     rt__lock_acquire(&c->lock);
-    if (rt__chan_recv_now(c, elem, ok) == 0)
+    if (rt__chan_recv_now(c, elem, ok, NULL) == 0)
         return 0;
     if (dl == RT_POLL) {
         rt__lock_release(&c->lock);
@@ -222,7 +211,9 @@ int rt_chan_close(rt_chan *c)
      * run (and return, freeing its waiter) while we still walk a queue. */
     rt_g *list = NULL;
     rt__waiter *w;
-    while ((w = rt__waitq_pop_claim(&c->recvq)) != NULL) {
+    /* Receivers wait on while deliveries are in flight: one may yet be
+     * requeued.  (Parked receivers mean nothing is buffered.) */
+    while (c->inflight == 0 && (w = rt__waitq_pop_claim(&c->recvq)) != NULL) {
         w->success = false;
         w->result = 0;
         w->g->schedlink = list;
@@ -249,7 +240,7 @@ size_t rt_chan_len(rt_chan *c)
     if (!c)
         return 0;
     rt__lock_acquire(&c->lock);
-    size_t n = c->qcount;
+    size_t n = c->qcount + c->nredq;
     rt__lock_release(&c->lock);
     return n;
 }

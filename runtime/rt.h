@@ -240,6 +240,63 @@ RT_API int rt_chan_recv_await(rt_chan *c, rt_await *a, rt_deadline_t dl,
  * RT_EAGAIN (RT_POLL), RT_ETIMEDOUT, RT_ECANCELED, RT_EINVAL. */
 RT_API int rt_chan_send_await(rt_chan *c, rt_await *a, rt_deadline_t dl,
                               rt_cancel *tok);
+/* Acknowledged receives (the daemon's issue 18).  A value taken by one stays
+ * owned by the channel, "in flight", until rt_chan_ack (done with it) or
+ * rt_chan_requeue (give it back): it counts against cap, and a receiver of
+ * a closed channel gets ok=false only once nothing is buffered, requeued or
+ * in flight.  Requeued values go before the never-delivered ones, in the
+ * order of their keys.  On an unbuffered channel the sender of a value
+ * taken by an acknowledged receive stays blocked until rt_chan_ack (or a
+ * plain receive of the requeued value): its send completes only then. */
+typedef struct rt_chan_hold {
+    uint64_t seq; /* the delivery's key: names it for ack and requeue */
+    void *meta;   /* the host's record given to rt_chan_requeue, or NULL */
+} rt_chan_hold;
+/* rt_chan_recv, acknowledged: with a value (*ok true), *h names it. */
+RT_API int rt_chan_recv_ack(rt_chan *c, void *elem, bool *ok, rt_chan_hold *h,
+                            rt_deadline_t dl);
+/* rt_chan_recv_await, acknowledged; rt_await_hold gives the key. */
+RT_API int rt_chan_recv_ack_await(rt_chan *c, rt_await *a, rt_deadline_t dl,
+                                  rt_cancel *tok);
+RT_API rt_chan_hold rt_await_hold(const rt_await *a);
+/* Ends the delivery seq: it leaves the in-flight count (freeing its slot
+ * of cap; an unbuffered sender waiting on it completes).  0 or RT_EINVAL. */
+RT_API int rt_chan_ack(rt_chan *c, uint64_t seq);
+/* Gives elem (copied), delivered as seq, back to c ahead of every value
+ * never delivered, with meta (the host's record of it: attempts...), which
+ * the next acknowledged receive of it gets in its hold.  was_inflight
+ * false: restoring a value (recovery) that was not counted in flight.  0,
+ * RT_ENOMEM (nothing changed), RT_EINVAL. */
+RT_API int rt_chan_requeue(rt_chan *c, const void *elem, uint64_t seq,
+                           void *meta, bool was_inflight);
+/* The host's hook on deliveries, called under c's lock in the same
+ * critical section as the change (so a durability log records it
+ * atomically with it); it must be quick and must not call into c.
+ * taken: an acknowledged receive took a value without meta (never
+ * delivered: the buffer's head when from_buf -- the observer is then not
+ * told of that GET: the hook records it --, an unbuffered sender's, or a
+ * requeued one without meta); the hook may set ev->meta, which the hold
+ * then carries.  !taken: a plain receive took a requeued value whose meta
+ * is ev->meta: its delivery ends. */
+typedef struct rt_chan_hold_ev {
+    const void *elem;
+    uint64_t seq;
+    void *meta;
+    bool from_buf;
+} rt_chan_hold_ev;
+typedef void (*rt_chan_hold_hook)(void *arg, bool taken, rt_chan_hold_ev *ev);
+RT_API void rt_chan_set_hold_hook(rt_chan *c, rt_chan_hold_hook fn, void *arg);
+/* Deliveries in flight (taken by acknowledged receives, not yet acked or
+ * requeued). */
+RT_API size_t rt_chan_inflight(rt_chan *c);
+/* The next delivery key; rt_chan_set_seq raises it (recovery). */
+RT_API void rt_chan_set_seq(rt_chan *c, uint64_t next);
+/* Calls fn for each requeued element, in delivery order, under c's lock. */
+RT_API void rt_chan_each_requeued(rt_chan *c,
+                                  void (*fn)(void *arg, const void *elem,
+                                             uint64_t seq, void *meta),
+                                  void *arg);
+/* Buffered plus requeued elements (what a receive could take now). */
 RT_API size_t rt_chan_len(rt_chan *c);
 RT_API size_t rt_chan_cap(rt_chan *c);
 RT_API bool rt_chan_closed(rt_chan *c);
@@ -269,9 +326,11 @@ typedef enum { RT_SELECT_SEND = 1, RT_SELECT_RECV = 2 } rt_select_dir;
 
 typedef struct rt_select_case {
     rt_select_dir dir;
-    rt_chan *chan; /* NULL: this case never proceeds (Go's nil channel) */
-    void *elem;    /* send: value to send; recv: where to store (or NULL) */
-    bool ok;       /* recv: set to false when the channel was closed */
+    rt_chan *chan;     /* NULL: this case never proceeds (Go's nil channel) */
+    void *elem;        /* send: value to send; recv: where to store (or NULL) */
+    bool ok;           /* recv: set to false when the channel was closed */
+    bool ack;          /* recv: an acknowledged receive (rt_chan_recv_ack) */
+    rt_chan_hold hold; /* recv with ack: the delivery taken */
 } rt_select_case;
 
 /* Waits until one case can proceed, chosen uniformly at random among the

@@ -1,6 +1,6 @@
 /*
  * rt_chan.h - the channel's layout and the helpers chan.c shares with
- * select.c.  Private to the runtime core.
+ * select.c, await.c and chan_ack.c.  Private to the runtime core.
  */
 #ifndef CHAND_RT_CHAN_H
 #define CHAND_RT_CHAN_H
@@ -20,12 +20,41 @@ struct rt_chan {
     /* rt_chan_observe: told of every change of the buffer, under lock. */
     rt_chan_observer obs;
     void *obs_arg;
+    /* Acknowledged delivery (chan_ack.c).  inflight: taken by acknowledged
+     * receives, not yet acked or requeued.  redq: requeued values, sorted
+     * by key, served before buf.  heldq: unbuffered senders whose value
+     * is in flight or requeued (claimed; waiter.held_seq names it). */
+    size_t inflight;
+    uint64_t dseq;
+    rt__waitq heldq;
+    unsigned char *redq;
+    size_t nredq, redq_cap;
+    rt_chan_hold_hook hook; /* rt_chan_set_hold_hook */
+    void *hook_arg;
 };
 
 RT__HIDDEN void rt__chan_send_to(rt_chan *c, rt__waiter *w, const void *elem);
-RT__HIDDEN void rt__chan_recv_from(rt_chan *c, rt__waiter *w, void *elem);
 RT__HIDDEN void rt__chan_buf_put(rt_chan *c, const void *elem);
 RT__HIDDEN void rt__chan_buf_get(rt_chan *c, void *elem);
+
+/* chan_ack.c.  All under c->lock; goroutines to ready once it is released
+ * are pushed on *wake (linked by schedlink; rt__chan_wake readies them). */
+
+/* Takes a value for a receiver if one is ready: requeued ones first, then
+ * the buffer, then a parked sender.  hold non-NULL: an acknowledged receive.
+ * Returns 1 (a value in elem), 0 (closed, drained, nothing in flight:
+ * elem zeroed) or -1 (must wait). */
+RT__HIDDEN int rt__chan_take(rt_chan *c, void *elem, rt_chan_hold *hold,
+                             rt_g **wake);
+/* Puts a sender's value: to a parked receiver, or into the buffer.
+ * Returns 0, RT_ESENDCLOSED or RT_EAGAIN (must wait). */
+RT__HIDDEN int rt__chan_give(rt_chan *c, const void *elem, rt_g **wake);
+/* Matches whatever can proceed after a change (an ack, a requeue, a waiter
+ * queued on an unbuffered channel where acknowledged receivers wait). */
+RT__HIDDEN void rt__chan_settle(rt_chan *c, rt_g **wake);
+RT__HIDDEN void rt__chan_wake(rt_g *list);
+/* rt__park_ex's unlock for a parked sender: settle, unlock, wake. */
+RT__HIDDEN void rt__chan_settle_unlock(void *c);
 
 /* The part of a send that completes at once, shared by rt_chan_send and
  * rt_chan_send_await.  Called with c->lock held: returns 0 (handed to a
@@ -33,55 +62,48 @@ RT__HIDDEN void rt__chan_buf_get(rt_chan *c, void *elem);
  * or RT_EAGAIN with it still held (the caller waits or gives up). */
 static inline int rt__chan_send_now(rt_chan *c, const void *elem)
 {
-    rt__waiter *w;
+    rt_g *wake = NULL;
+    int rc;
 
-    if (c->closed) {
-        rt__lock_release(&c->lock);
-        return RT_ESENDCLOSED;
-    }
-    if ((w = rt__waitq_pop_claim(&c->recvq)) != NULL) {
-        rt_g *g = w->g;
-        rt__chan_send_to(c, w, elem);
-        rt__lock_release(&c->lock);
-        rt__ready(g);
-        return 0;
-    }
-    if (c->qcount < c->cap) {
+    /* The common buffered case inline: room, nobody waiting. */
+    if (!c->closed && c->cap > 0 && !c->recvq.head &&
+        c->qcount + c->nredq + c->inflight < c->cap) {
         rt__chan_buf_put(c, elem);
         rt__lock_release(&c->lock);
         return 0;
     }
-    return RT_EAGAIN;
+    rc = rt__chan_give(c, elem, &wake);
+
+    if (rc == RT_EAGAIN)
+        return rc;
+    rt__lock_release(&c->lock);
+    rt__chan_wake(wake);
+    return rc;
 }
 
 /* The same for a receive: 0 with *ok (a value, or closed and drained)
  * and the lock released, or RT_EAGAIN with it held. */
-static inline int rt__chan_recv_now(rt_chan *c, void *elem, bool *ok)
+static inline int rt__chan_recv_now(rt_chan *c, void *elem, bool *ok,
+                                    rt_chan_hold *hold)
 {
-    rt__waiter *w;
+    rt_g *wake = NULL;
+    int got;
 
-    if (c->closed && c->qcount == 0) {
-        rt__lock_release(&c->lock);
-        if (elem && c->elemsize)
-            memset(elem, 0, c->elemsize);
-        *ok = false;
-        return 0;
-    }
-    if ((w = rt__waitq_pop_claim(&c->sendq)) != NULL) {
-        rt_g *g = w->g;
-        rt__chan_recv_from(c, w, elem);
-        rt__lock_release(&c->lock);
-        rt__ready(g);
-        *ok = true;
-        return 0;
-    }
-    if (c->qcount > 0) {
+    /* The common buffered case inline: a value, nobody else to move. */
+    if (!hold && c->qcount > 0 && !c->nredq && !c->sendq.head) {
         rt__chan_buf_get(c, elem);
         rt__lock_release(&c->lock);
         *ok = true;
         return 0;
     }
-    return RT_EAGAIN;
+    got = rt__chan_take(c, elem, hold, &wake);
+
+    if (got < 0)
+        return RT_EAGAIN;
+    rt__lock_release(&c->lock);
+    rt__chan_wake(wake);
+    *ok = got == 1;
+    return 0;
 }
 
 #endif /* CHAND_RT_CHAN_H */

@@ -84,6 +84,8 @@ typedef struct rt__waiter {
     int result;                     /* set by the waker before rt__ready */
     bool success;                   /* chan: value delivered (not close) */
     bool queued;                    /* currently linked in a queue */
+    struct rt_chan_hold *hold;      /* chan recv: acknowledged, its record */
+    uint64_t held_seq;              /* chan send: the delivery it waits on */
 } rt__waiter;
 
 typedef struct rt__waitq {

@@ -44,6 +44,22 @@ static void unlock_all(void *arg)
     }
 }
 
+/* The park's unlock: unbuffered send cases where acknowledged receivers
+ * wait are handed to them first (chan_ack.c), then every lock goes. */
+static void settle_unlock_all(void *arg)
+{
+    const select_ctx *s = arg;
+    rt_g *wake = NULL;
+    for (uint32_t i = 0; i < s->nlock; i++) {
+        rt_select_case *k = &s->cases[s->lockorder[i]];
+        if (k->dir == RT_SELECT_SEND && k->chan->cap == 0 &&
+            k->chan->recvq.head)
+            rt__chan_settle(k->chan, &wake);
+    }
+    unlock_all(arg);
+    rt__chan_wake(wake);
+}
+
 static int cmp_case(const void *a, const void *b, void *arg)
 {
     const rt_select_case *cases = arg;
@@ -73,42 +89,21 @@ static void sort_lockorder(rt_select_case *cases, uint32_t *lo, uint32_t n)
 /* Performs case i if it can proceed now; its channel's lock is held.
  * Returns true with *ret (the index or RT_ESENDCLOSED) and *partner (a
  * goroutine to ready after unlocking, or NULL). */
-static bool try_case(rt_select_case *cs, uint32_t i, int *ret, rt_g **partner)
+static bool try_case(rt_select_case *cs, uint32_t i, int *ret, rt_g **wake)
 {
     rt_chan *c = cs->chan;
     if (cs->dir == RT_SELECT_RECV) {
-        rt__waiter *w = rt__waitq_pop_claim(&c->sendq);
-        if (w) {
-            *partner = w->g;
-            rt__chan_recv_from(c, w, cs->elem);
-            cs->ok = true;
-        } else if (c->qcount > 0) {
-            rt__chan_buf_get(c, cs->elem);
-            cs->ok = true;
-        } else if (c->closed) {
-            if (cs->elem && c->elemsize)
-                memset(cs->elem, 0, c->elemsize);
-            cs->ok = false;
-        } else {
+        int got = rt__chan_take(c, cs->elem, cs->ack ? &cs->hold : NULL, wake);
+        if (got < 0)
             return false;
-        }
+        cs->ok = got == 1;
         *ret = (int)i;
         return true;
     }
-    if (c->closed) {
-        *ret = RT_ESENDCLOSED;
-        return true;
-    }
-    rt__waiter *w = rt__waitq_pop_claim(&c->recvq);
-    if (w) {
-        *partner = w->g;
-        rt__chan_send_to(c, w, cs->elem);
-    } else if (c->qcount < c->cap) {
-        rt__chan_buf_put(c, cs->elem);
-    } else {
+    int rc = rt__chan_give(c, cs->elem, wake);
+    if (rc == RT_EAGAIN)
         return false;
-    }
-    *ret = (int)i;
+    *ret = rc ? rc : (int)i;
     return true;
 }
 
@@ -119,11 +114,12 @@ static bool case_maybe_ready(const rt_select_case *cs)
     rt_chan *c = cs->chan;
     if (__atomic_load_n(&c->closed, __ATOMIC_RELAXED))
         return true;
-    size_t q = __atomic_load_n(&c->qcount, __ATOMIC_RELAXED);
+    size_t q = __atomic_load_n(&c->qcount, __ATOMIC_RELAXED) +
+               __atomic_load_n(&c->nredq, __ATOMIC_RELAXED);
     if (cs->dir == RT_SELECT_RECV)
         return q > 0 ||
                __atomic_load_n(&c->sendq.head, __ATOMIC_RELAXED) != NULL;
-    return q < c->cap ||
+    return q + __atomic_load_n(&c->inflight, __ATOMIC_RELAXED) < c->cap ||
            __atomic_load_n(&c->recvq.head, __ATOMIC_RELAXED) != NULL;
 }
 
@@ -189,7 +185,7 @@ int rt_select(rt_select_case *cases, size_t n, rt_deadline_t dl, int *chosen)
     /* Fast path: in poll order, lock only a channel that looks ready;
      * the first case that really is wins.  This keeps the uniform choice
      * (random order) at one lock instead of all of them. */
-    rt_g *partner = NULL;
+    rt_g *partner = NULL; /* goroutines to ready (rt__chan_wake) */
     int idx = -1;
     for (uint32_t p = 0; p < nn; p++) {
         uint32_t i = pollorder[p];
@@ -200,8 +196,7 @@ int rt_select(rt_select_case *cases, size_t n, rt_deadline_t dl, int *chosen)
         bool done = try_case(&cases[i], i, &ret, &partner);
         rt__lock_release(&c->lock);
         if (done) {
-            if (partner)
-                rt__ready(partner);
+            rt__chan_wake(partner);
             if (chosen)
                 *chosen = (int)i;
             goto out_free;
@@ -219,8 +214,7 @@ int rt_select(rt_select_case *cases, size_t n, rt_deadline_t dl, int *chosen)
     }
     if (idx >= 0) {
         unlock_all(&sc);
-        if (partner)
-            rt__ready(partner);
+        rt__chan_wake(partner);
         if (chosen)
             *chosen = idx;
         goto out_free;
@@ -238,11 +232,13 @@ int rt_select(rt_select_case *cases, size_t n, rt_deadline_t dl, int *chosen)
         rt__waiter_init(w);
         w->elem = cases[i].elem;
         w->arg = i;
+        if (cases[i].dir == RT_SELECT_RECV && cases[i].ack)
+            w->hold = &cases[i].hold;
         rt_chan *c = cases[i].chan;
         rt__waitq_push(cases[i].dir == RT_SELECT_RECV ? &c->recvq : &c->sendq,
                        w);
     }
-    int r = rt__park_ex(ws, (int)nn, dl, unlock_all, &sc, "select");
+    int r = rt__park_ex(ws, (int)nn, dl, settle_unlock_all, &sc, "select");
     rt_g *g = rt__getg();
     rt__waiter *winner = r == 0 ? g->wake_waiter : NULL;
 

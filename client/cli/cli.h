@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #define EXIT_OK 0
 #define EXIT_CLOSED 1
@@ -46,6 +47,13 @@ enum {
     O_GRACE = 1 << 12,    /* --grace DUR */
     O_INTERVAL = 1 << 13, /* --interval DUR */
     O_NORAW = 1 << 14,    /* refuses --raw (prints no values) */
+    O_ACK = 1 << 15,      /* --ack */
+    O_ACKWAIT = 1 << 16,  /* --ack-wait DUR */
+    O_MAXN = 1 << 17,     /* --max N */
+    O_MAXDELIV = 1 << 18, /* --max-deliver N */
+    O_DEADLTR = 1 << 19,  /* --dead-letter NAME */
+    O_DELAY = 1 << 20,    /* --delay DUR */
+    O_REASON = 1 << 21,   /* --reason TEXT */
 };
 
 /* How a VALUE argument becomes JSON (send, pool put, map store...). */
@@ -69,8 +77,15 @@ typedef struct cli_ctx {
     int64_t grace_ms;    /* run: SIGTERM to SIGKILL */
     int64_t interval_ms; /* watch, top: 0 for their default */
     const char *type;
-    char **cmdv;         /* after "--", NULL-terminated */
-    const char *cmdname; /* "send", "mutex lock", ... for messages */
+    bool ack;                /* recv, select: --ack */
+    int64_t ack_wait_ms;     /* --ack-wait; 0: the server's default */
+    int64_t max_n;           /* work --max; -1: no limit */
+    int64_t max_deliver;     /* make --max-deliver; 0: unlimited */
+    const char *dead_letter; /* make --dead-letter */
+    int64_t delay_ms;        /* nack --delay */
+    const char *reason;      /* nack, term --reason */
+    char **cmdv;             /* after "--", NULL-terminated */
+    const char *cmdname;     /* "send", "mutex lock", ... for messages */
 } cli_ctx;
 
 typedef int (*cli_name_fn)(chand_conn *, const char *);
@@ -206,6 +221,13 @@ const char *cli_suggest(const char *group, const char *word);
  * as $CHAND_TOKEN. */
 int cli_run_child(cli_ctx *c, int64_t token, int64_t held_since,
                   int64_t lease_ms);
+/* Waits up to ms for child pid to exit.  Returns 1 with *status when it
+ * has, 0 when not yet, -1 on error.  SIGCHLD must be blocked in the
+ * caller, so that sigtimedwait wakes at once when the child exits. */
+int cli_wait_child(pid_t pid, int64_t ms, int *status);
+/* Stops child pid because of why (said on stderr): SIGTERM, then SIGKILL
+ * when it is still there after c->grace_ms.  Returns once it exited. */
+void cli_stop_child(const cli_ctx *c, pid_t pid, const char *why);
 /* Returns the monotonic clock in ms. */
 int64_t cli_mono_ms(void);
 
@@ -236,6 +258,12 @@ int cli_h_len(cli_ctx *, const cli_cmd *, int, char **);
 int cli_h_list(cli_ctx *, const cli_cmd *, int, char **);
 int cli_h_select(cli_ctx *, const cli_cmd *, int, char **);
 int cli_h_byname(cli_ctx *, const cli_cmd *, int, char **);
+int cli_recv_ack(cli_ctx *, const char *name);
+int cli_h_ack(cli_ctx *, const cli_cmd *, int, char **);
+int cli_h_nack(cli_ctx *, const cli_cmd *, int, char **);
+int cli_h_touch(cli_ctx *, const cli_cmd *, int, char **);
+int cli_h_term(cli_ctx *, const cli_cmd *, int, char **);
+int cli_h_work(cli_ctx *, const cli_cmd *, int, char **);
 
 int cli_h_lock(cli_ctx *, const cli_cmd *, int, char **);
 int cli_h_unlock(cli_ctx *, const cli_cmd *, int, char **);

@@ -71,6 +71,13 @@ int cli_h_make(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
         return cli_usage_error(c, "capacity must be >= 0");
     params = json_pack("{s:s, s:I, s:s}", "name", argv[0], "cap",
                        (json_int_t)cap, "type", c->type ? c->type : "any");
+    if (params && c->max_deliver > 0 &&
+        json_object_set_new(params, "max_deliver",
+                            json_integer(c->max_deliver)))
+        params = (json_decref(params), NULL);
+    if (params && c->dead_letter &&
+        json_object_set_new(params, "dead_letter", json_string(c->dead_letter)))
+        params = (json_decref(params), NULL);
     if (!params)
         return cli_fail(c, CHAND_ENOMEM);
     rc = chand_call(c->conn, "make", params, CHAND_FOREVER, &res);
@@ -226,12 +233,17 @@ static int make_missing(cli_ctx *c, const char *name)
 int cli_h_recv(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
 {
     json_t *v = NULL;
-    int rc = make_missing(c, argv[0]);
+    int rc;
 
     (void)k;
     (void)argc;
+    if (c->ack_wait_ms > 0 && !c->ack)
+        return cli_usage_error(c, "--ack-wait is for --ack");
+    rc = make_missing(c, argv[0]);
     if (rc)
         return rc;
+    if (c->ack)
+        return cli_recv_ack(c, argv[0]);
     rc = chand_recv(c->conn, argv[0], c->timeout_ms, &v);
     if (rc < 0)
         return cli_fail(c, rc);
@@ -285,17 +297,19 @@ int cli_h_byname(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
 
 int cli_h_len(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
 {
-    int64_t len, cap;
-    int rc = chand_len(c->conn, argv[0], &len, &cap);
+    int64_t len, cap, inflight = 0;
+    int rc = chand_len_inflight(c->conn, argv[0], &len, &cap, &inflight);
 
     (void)k;
     (void)argc;
     if (rc < 0)
         return cli_fail(c, rc);
     if (c->json)
-        printf("{\"len\":%lld,\"cap\":%lld}\n", (long long)len, (long long)cap);
+        printf("{\"len\":%lld,\"cap\":%lld,\"inflight\":%lld}\n",
+               (long long)len, (long long)cap, (long long)inflight);
     else
-        printf("%lld %lld\n", (long long)len, (long long)cap);
+        printf("%lld %lld %lld\n", (long long)len, (long long)cap,
+               (long long)inflight);
     return 0;
 }
 
@@ -337,15 +351,20 @@ int cli_h_select(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
     chand_case *cases = calloc((size_t)argc, sizeof *cases);
     json_t *v = NULL;
     bool ok = false;
+    int64_t id = 0, attempt = 0;
     int index = -1, rc, i, ret;
 
     (void)k;
     if (!cases)
         return cli_fail(c, CHAND_ENOMEM);
+    if (c->ack_wait_ms > 0 && !c->ack) {
+        free(cases);
+        return cli_usage_error(c, "--ack-wait is for --ack");
+    }
     for (i = 0; i < argc; i++) {
         char *a = argv[i];
         if (strncmp(a, "recv:", 5) == 0 && a[5]) {
-            cases[i].dir = CHAND_RECV;
+            cases[i].dir = c->ack ? CHAND_RECV_ACK : CHAND_RECV;
             cases[i].name = a + 5;
         } else if (strncmp(a, "send:", 5) == 0 && strchr(a + 5, '=') &&
                    a[5] != '=') {
@@ -366,8 +385,8 @@ int cli_h_select(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
             goto out;
         }
     }
-    rc = chand_select(c->conn, cases, (size_t)argc, c->dflt, c->timeout_ms,
-                      &index, &v, &ok);
+    rc = chand_select_ack(c->conn, cases, (size_t)argc, c->dflt, c->ack_wait_ms,
+                          c->timeout_ms, &index, &v, &ok, &id, &attempt);
     if (rc < 0) {
         ret = cli_fail(c, rc);
         goto out;
@@ -375,20 +394,28 @@ int cli_h_select(cli_ctx *c, const cli_cmd *k, int argc, char **argv)
     ret = EXIT_OK;
     if (c->json) {
         json_t *o = json_pack("{s:i}", "index", index);
-        if (index >= 0 && cases[index].dir == CHAND_RECV) {
+        if (index >= 0 && cases[index].dir != CHAND_SEND) {
             json_object_set(o, "value", v ? v : json_null());
             json_object_set_new(o, "ok", json_boolean(ok));
         }
+        if (id > 0)
+            json_object_set_new(o, "delivery",
+                                json_pack("{s:I, s:I}", "id", (json_int_t)id,
+                                          "attempt", (json_int_t)attempt));
         cli_print_object(c, o);
         json_decref(o);
-    } else if (index >= 0 && cases[index].dir == CHAND_RECV && ok) {
+    } else if (index >= 0 && cases[index].dir != CHAND_SEND && ok) {
         printf("%d\t", index);
         cli_print_value(c, v);
+        if (id > 0) {
+            fflush(stdout);
+            fprintf(stderr, "%lld\n", (long long)id);
+        }
     } else {
         printf("%d\n", index);
     }
     /* A receive case that found its channel closed is "closed", as recv. */
-    if (index >= 0 && cases[index].dir == CHAND_RECV && !ok)
+    if (index >= 0 && cases[index].dir != CHAND_SEND && !ok)
         ret = EXIT_CLOSED;
 out:
     for (i = 0; i < argc; i++)

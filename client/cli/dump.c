@@ -75,6 +75,10 @@ static void attrs(json_t *o, char *buf, size_t n)
             strcmp(k, "ops") == 0 ||
             (chan && (strcmp(k, "len") == 0 || strcmp(k, "cap") == 0)))
             continue;
+        /* Deliveries in flight (acknowledged receives) show only when
+         * there are some, as false flags do not show. */
+        if (chan && strcmp(k, "inflight") == 0 && get_int(o, k, 0) == 0)
+            continue;
         keys[nkeys++] = k;
     }
     for (i = 1; i < nkeys; i++)

@@ -83,6 +83,19 @@ static const struct {
     {O_GRACE, "      --grace DUR         after SIGTERM, wait DUR before "
               "SIGKILL (10s)"},
     {O_INTERVAL, "      --interval DUR      poll every DUR (200ms)"},
+    {O_ACK, "      --ack               receive with acknowledgement: "
+            "the delivery id\n                          goes to stderr "
+            "(in --json, to the output)"},
+    {O_ACKWAIT, "      --ack-wait DUR      time to acknowledge before "
+                "the value is\n                          redelivered "
+                "(the server's default: 30s)"},
+    {O_MAXN, "      --max N             stop after N values"},
+    {O_MAXDELIV, "      --max-deliver N     dead-letter a value after N "
+                 "attempts"},
+    {O_DEADLTR, "      --dead-letter NAME  the channel dead letters go to"},
+    {O_DELAY, "      --delay DUR         redeliver only after DUR"},
+    {O_REASON, "      --reason TEXT       kept with the value for its dead "
+               "letter"},
 };
 
 static void print_cmd_line(const cli_cmd *k)

@@ -124,6 +124,45 @@ static int read_options(int argc, char **argv, words *w)
             if (cli_parse_duration(v, &c->interval_ms) < 0 ||
                 c->interval_ms <= 0 || c->interval_ms == CHAND_FOREVER)
                 return cli_usage_error(NULL, "bad duration '%s'", v);
+        } else if (strcmp(a, "--ack") == 0) {
+            c->ack = true;
+            w->used |= O_ACK;
+        } else if ((n = opt_match(a, NULL, "--ack-wait"))) {
+            w->used |= O_ACKWAIT;
+            if (!(v = opt_value(argv, argc, &i, n)))
+                goto out_missing;
+            if (cli_parse_duration(v, &c->ack_wait_ms) < 0 ||
+                c->ack_wait_ms <= 0 || c->ack_wait_ms == CHAND_FOREVER)
+                return cli_usage_error(NULL, "bad duration '%s'", v);
+        } else if ((n = opt_match(a, NULL, "--max"))) {
+            w->used |= O_MAXN;
+            if (!(v = opt_value(argv, argc, &i, n)))
+                goto out_missing;
+            if (cli_parse_int(v, &c->max_n) < 0 || c->max_n < 1)
+                return cli_usage_error(NULL, "bad count '%s'", v);
+        } else if ((n = opt_match(a, NULL, "--max-deliver"))) {
+            w->used |= O_MAXDELIV;
+            if (!(v = opt_value(argv, argc, &i, n)))
+                goto out_missing;
+            if (cli_parse_int(v, &c->max_deliver) < 0 || c->max_deliver < 1 ||
+                c->max_deliver > 1000000)
+                return cli_usage_error(NULL, "bad count '%s' (1 to 1000000)",
+                                       v);
+        } else if ((n = opt_match(a, NULL, "--dead-letter"))) {
+            w->used |= O_DEADLTR;
+            if (!(c->dead_letter = opt_value(argv, argc, &i, n)))
+                goto out_missing;
+        } else if ((n = opt_match(a, NULL, "--delay"))) {
+            w->used |= O_DELAY;
+            if (!(v = opt_value(argv, argc, &i, n)))
+                goto out_missing;
+            if (cli_parse_duration(v, &c->delay_ms) < 0 ||
+                c->delay_ms == CHAND_FOREVER)
+                return cli_usage_error(NULL, "bad duration '%s'", v);
+        } else if ((n = opt_match(a, NULL, "--reason"))) {
+            w->used |= O_REASON;
+            if (!(c->reason = opt_value(argv, argc, &i, n)))
+                goto out_missing;
         } else if (strcmp(a, "--default") == 0) {
             c->dflt = true;
             w->used |= O_DEFAULT;
@@ -449,6 +488,7 @@ int cli_run_words(int argc, char **argv, chand_conn *conn, const char *server)
                      .lease_ms = -1,
                      .token = -1,
                      .make_cap = -1,
+                     .max_n = -1,
                      .grace_ms = 10000,
                      .interval_ms = 0}};
     cli_ctx *c = &w.c;

@@ -47,10 +47,7 @@ int64_t cli_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Waits up to ms for the child to exit.  Returns 1 with *status when it
- * has, 0 when not yet, -1 on error.  SIGCHLD is blocked in the caller,
- * so sigtimedwait wakes at once when the child exits. */
-static int wait_child(pid_t pid, int64_t ms, int *status)
+int cli_wait_child(pid_t pid, int64_t ms, int *status)
 {
     sigset_t chld;
     struct timespec ts;
@@ -74,9 +71,7 @@ static int wait_child(pid_t pid, int64_t ms, int *status)
     return got < 0 && errno != EINTR ? -1 : 0;
 }
 
-/* Stops the child after the hold was lost: SIGTERM, then SIGKILL when it
- * is still there after grace_ms.  Returns once it has exited. */
-static void stop_child(const cli_ctx *c, pid_t pid, const char *why)
+void cli_stop_child(const cli_ctx *c, pid_t pid, const char *why)
 {
     char g[32];
     int64_t end;
@@ -89,7 +84,7 @@ static void stop_child(const cli_ctx *c, pid_t pid, const char *why)
     end = cli_mono_ms() + c->grace_ms;
     for (;;) {
         int64_t left = end - cli_mono_ms();
-        int rc = wait_child(pid, left > 0 ? left : 0, &status);
+        int rc = cli_wait_child(pid, left > 0 ? left : 0, &status);
         if (rc != 0)
             return;
         if (left <= 0)
@@ -160,7 +155,7 @@ int cli_run_child(cli_ctx *c, int64_t token, int64_t held_since,
 
         if (lease_end >= 0 && lease_end - now < wait)
             wait = lease_end - now;
-        rc = wait_child(pid, wait, &status);
+        rc = cli_wait_child(pid, wait, &status);
         if (rc < 0) {
             fprintf(stderr, "%s: waitpid: %s\n", cli_prog, strerror(errno));
             ret = EXIT_SERVER;
@@ -170,7 +165,7 @@ int cli_run_child(cli_ctx *c, int64_t token, int64_t held_since,
             break;
         now = cli_mono_ms();
         if (lease_end >= 0 && now >= lease_end) {
-            stop_child(c, pid, "the lease ran out");
+            cli_stop_child(c, pid, "the lease ran out");
             ret = EXIT_LOST;
             goto out_restore;
         }
@@ -186,7 +181,7 @@ int cli_run_child(cli_ctx *c, int64_t token, int64_t held_since,
                 snprintf(why, sizeof why, "lost the %s (%s)",
                          token >= 0 ? "lock" : "once",
                          e && e->message[0] ? e->message : "connection lost");
-                stop_child(c, pid, why);
+                cli_stop_child(c, pid, why);
                 ret = EXIT_LOST;
                 goto out_restore;
             }

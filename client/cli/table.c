@@ -43,15 +43,19 @@ const cli_cmd cli_cmds[] = {
      .fn = cli_h_make,
      .min = 1,
      .max = 2,
-     .opts = O_CAP | O_TYPE,
-     .usage = "NAME [CAP] [--cap N] [--type T]",
+     .opts = O_CAP | O_TYPE | O_MAXDELIV | O_DEADLTR,
+     .usage = "NAME [CAP] [--cap N] [--type T] [--max-deliver N] "
+              "[--dead-letter NAME]",
      .brief = "make a channel",
      .help = "Makes channel NAME with a buffer of CAP values (0: "
              "unbuffered), carrying values of type T: any, string, number, "
              "bool, object, array.  A channel that exists with the same CAP "
              "and type is left as it is; one that exists and is closed "
              "stays closed, and make says so and exits 1 (drop NAME starts "
-             "over)."},
+             "over).  For acknowledged receives (recv --ack, work): after "
+             "--max-deliver N attempts a value goes to the --dead-letter "
+             "channel, wrapped as {origin, value, attempts, reason}; "
+             "without a dead-letter channel it is dropped."},
     {.name = "send",
      .fn = cli_h_send,
      .min = 2,
@@ -72,14 +76,21 @@ const cli_cmd cli_cmds[] = {
      .fn = cli_h_recv,
      .min = 1,
      .max = 1,
-     .opts = O_MAKE,
-     .usage = "NAME [--make CAP]",
+     .opts = O_MAKE | O_ACK | O_ACKWAIT,
+     .usage = "NAME [--make CAP] [--ack [--ack-wait DUR]]",
      .brief = "receive one value from a channel",
      .help = "Receives one value from channel NAME and prints it (JSON; a "
              "raw string with --raw).  Exits 1 when the channel is closed "
              "and drained (-q: without saying so on stderr).  --make CAP "
              "first makes the channel with capacity CAP if it is missing, "
-             "so a consumer may start before its producer."},
+             "so a consumer may start before its producer.  --ack "
+             "receives with acknowledgement: the delivery id is printed "
+             "alone on a line on stderr (with --json, the output is "
+             "{value, ok, delivery: {id, attempt}}), and the value is "
+             "redelivered unless 'ack NAME ID' comes within --ack-wait.  "
+             "The delivery belongs to chanctl's session: when chanctl "
+             "exits, the value is redelivered at once, so acknowledge in "
+             "the same session (the interactive mode) or use 'work'."},
     {.name = "range",
      .fn = cli_h_range,
      .min = 1,
@@ -103,9 +114,74 @@ const cli_cmd cli_cmds[] = {
      .min = 1,
      .max = 1,
      .usage = "NAME",
-     .brief = "print a channel's length and capacity",
-     .help = "Prints the number of queued values and the capacity: 'LEN "
-             "CAP'."},
+     .brief = "print a channel's length, capacity and values in flight",
+     .help = "Prints the number of queued values, the capacity and the "
+             "deliveries in flight (received with --ack, not yet "
+             "acknowledged): 'LEN CAP INFLIGHT'."},
+    {.name = "ack",
+     .fn = cli_h_ack,
+     .min = 2,
+     .max = 2,
+     .usage = "NAME ID",
+     .brief = "acknowledge a delivery",
+     .help = "Completes delivery ID of channel NAME: the value leaves the "
+             "channel.  Exits 3 (not_pending) when the delivery is no "
+             "longer in flight: acknowledged, expired and redelivered, or "
+             "its session ended."},
+    {.name = "nack",
+     .fn = cli_h_nack,
+     .min = 2,
+     .max = 2,
+     .opts = O_DELAY | O_REASON,
+     .usage = "NAME ID [--delay DUR] [--reason TEXT]",
+     .brief = "give a delivery back for redelivery",
+     .help = "Puts the value of delivery ID back into channel NAME, ahead "
+             "of values never delivered: at once, or after --delay DUR.  "
+             "--reason is kept for its dead letter.  Exits 3 as ack."},
+    {.name = "touch",
+     .fn = cli_h_touch,
+     .min = 2,
+     .max = 2,
+     .opts = O_ACKWAIT,
+     .usage = "NAME ID [--ack-wait DUR]",
+     .brief = "extend a delivery's deadline",
+     .help = "Restarts the deadline of delivery ID: it expires --ack-wait "
+             "DUR from now (default: the wait it was received with).  "
+             "Prints the wait in milliseconds.  Exits 3 as ack."},
+    {.name = "term",
+     .fn = cli_h_term,
+     .min = 2,
+     .max = 2,
+     .opts = O_REASON,
+     .usage = "NAME ID [--reason TEXT]",
+     .brief = "dead-letter a delivery at once",
+     .help = "Sends the value of delivery ID to the channel's dead-letter "
+             "channel now, whatever its attempts (dropped when it has "
+             "none).  Exits 3 as ack."},
+    {.name = "work",
+     .fn = cli_h_work,
+     .min = 1,
+     .max = 1,
+     .opts = O_CMD | O_ACKWAIT | O_MAXN | O_GRACE,
+     .usage = "NAME [--ack-wait DUR] [--max N] -- COMMAND [ARGS...]",
+     .brief = "run a command once per value, acknowledged",
+     .help = "Receives values from channel NAME with acknowledgement and "
+             "runs COMMAND once per value: the value is on its stdin and in "
+             "$CHAND_VALUE (text for a string, else JSON; $CHAND_VALUE is "
+             "unset for values over 128 KiB), the delivery in "
+             "$CHAND_DELIVERY and $CHAND_ATTEMPT.  Exit 0 acknowledges the "
+             "value; any other status nacks it (reason 'exit N' or "
+             "'signal N'), so it is redelivered, or dead-lettered after "
+             "the channel's --max-deliver.  While COMMAND runs, chanctl "
+             "touches the delivery every third of --ack-wait (30s); if "
+             "the delivery is lost anyway (chanctl was stopped past it), "
+             "COMMAND gets SIGTERM, SIGKILL after --grace DUR (10s).  "
+             "Stops after --max N values, or when the channel is closed "
+             "and every value acknowledged (exit 0); --timeout bounds "
+             "each wait for a value (exit 124).  When COMMAND cannot be "
+             "run at all, the value is given back and chanctl exits 127.  "
+             "SIGTERM and SIGINT are passed to COMMAND; chanctl then "
+             "settles its value and exits."},
     {.name = "drop",
      .fn = cli_h_byname,
      .byname = chand_drop,
@@ -125,14 +201,16 @@ const cli_cmd cli_cmds[] = {
      .fn = cli_h_select,
      .min = 1,
      .max = -1,
-     .opts = O_DEFAULT,
-     .usage = "CASE... [--default]",
+     .opts = O_DEFAULT | O_ACK | O_ACKWAIT,
+     .usage = "CASE... [--default] [--ack [--ack-wait DUR]]",
      .brief = "wait until one of several cases can proceed",
      .help = "Waits until one case can proceed and performs it.  CASE is "
              "recv:NAME or send:NAME=VALUE.  Prints the index of the case "
              "taken (from 0), and for a receive a tab and the value; with "
              "--default prints -1 when nothing is ready.  Exits 1 when the "
-             "receive found its channel closed."},
+             "receive found its channel closed.  --ack makes every receive "
+             "case an acknowledged one, as recv --ack: the delivery id on "
+             "stderr (with --json, in the output)."},
     {.group = "mutex",
      .name = "lock",
      .fn = cli_h_lock,

@@ -18,7 +18,8 @@ _chanctl() {
         case $w in
             --) return 0 ;;   # a command to run: leave it to bash
             -s | -t | --server | --timeout | --lease | --token | --cap | \
-            --type | --file | --make | --grace | --interval) skip=1 ;;
+            --type | --file | --make | --grace | --interval | --ack-wait | --max | \
+            --max-deliver | --dead-letter | --delay | --reason) skip=1 ;;
             -*) ;;
             *) words+=("$w") ;;
         esac
@@ -28,7 +29,8 @@ _chanctl() {
         --file) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
         --type) COMPREPLY=($(compgen -W "any string number bool object array" -- "$cur")); return 0 ;;
         -s | -t | --server | --timeout | --lease | --token | --cap | \
-        --make | --grace | --interval) return 0 ;;
+        --make | --grace | --interval | --ack-wait | --max | --max-deliver | \
+        --dead-letter | --delay | --reason) return 0 ;;
     esac
     local list
     list=$(_chanctl_commands "$prog")

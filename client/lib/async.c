@@ -1,9 +1,13 @@
 /*
  * async.c - libchand's asynchronous API on the caller's libevent
- * event_base: one bufferevent per connection, requests pipelined on it,
+ * event_base: one bufferevent per connection (a socket one for TCP and
+ * unix sockets, an OpenSSL one for chands://), requests pipelined on it,
  * answers matched to their callbacks by id in a hash table (they may come
  * in any order), an optional client-side timer per request, and one pass
  * that fails every request in flight when the connection drops.
+ * Connecting by URL says hello first (with the user and password, as the
+ * blocking API does: conn.c's URL parser and hello params, tls.c's
+ * context) and reports the connection up only once hello was answered.
  *
  * Callbacks run on the base's thread and may call chand_async_call and
  * chand_async_free on their own handle: the handle counts how deep it is
@@ -13,6 +17,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -21,6 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+
+#include <openssl/ssl.h>
 
 typedef struct pending {
     int64_t id;
@@ -37,8 +45,11 @@ struct chand_async {
     struct addrinfo *addrs;  /* resolved addresses */
     struct addrinfo *trying; /* the address being connected */
     struct event *connect_timer;
-    char *host;
+    char *host; /* the path of a unix socket */
     int port;
+    int kind;           /* CHAND__TCP, CHAND__UNIX, CHAND__TLS */
+    chand_options opts; /* owned copies (chand_async_connect_url) */
+    void *ssl_ctx;      /* TLS: the SSL_CTX every attempt shares */
     int64_t next_id;
     pending **buckets; /* id & (nbuckets - 1) */
     size_t nbuckets, npending;
@@ -47,9 +58,11 @@ struct chand_async {
     chand_connect_cb close_cb;
     void *close_arg;
     bool connected;
-    bool dead;    /* connection failed or lost: no new calls */
-    bool freeing; /* chand_async_free was called */
-    int depth;    /* nesting of user callbacks */
+    bool hello;    /* connected, but hello is not answered yet */
+    bool reported; /* connect_cb was called */
+    bool dead;     /* connection failed or lost: no new calls */
+    bool freeing;  /* chand_async_free was called */
+    int depth;     /* nesting of user callbacks */
 };
 
 /* ------------------------------------------------------------------ */
@@ -117,6 +130,8 @@ static void async_destroy(chand_async *a)
         bufferevent_free(a->bev);
     if (a->addrs)
         freeaddrinfo(a->addrs);
+    chand__tls_ctx_free(a->ssl_ctx);
+    chand__options_clear(&a->opts);
     free(a->buckets);
     free(a->host);
     free(a);
@@ -165,9 +180,10 @@ static void fail_all(chand_async *a, int code, const char *why)
 static bool async_lost(chand_async *a, int code, const char *why)
 {
     chand_error err;
-    bool was_connected = a->connected;
+    bool was_reported = a->reported;
 
     chand__seterr(&err, code, 0, "", "%s", why);
+    a->reported = true;
     a->dead = true;
     a->connected = false;
     if (a->connect_timer)
@@ -178,9 +194,9 @@ static bool async_lost(chand_async *a, int code, const char *why)
     }
     enter(a);
     fail_all(a, CHAND_ECONN, why);
-    if (!was_connected && a->connect_cb && !a->freeing)
+    if (!was_reported && a->connect_cb && !a->freeing)
         a->connect_cb(a, code, &err, a->connect_arg);
-    else if (was_connected && a->close_cb && !a->freeing)
+    else if (was_reported && a->close_cb && !a->freeing)
         a->close_cb(a, CHAND_ECONN, &err, a->close_arg);
     return leave(a);
 }
@@ -260,6 +276,15 @@ static void async_read_cb(struct bufferevent *bev, void *arg)
 
 static int async_try_connect(chand_async *a);
 
+/* Writes "cannot connect to <where>" into buf. */
+static void async_target(const chand_async *a, char *buf, size_t len)
+{
+    if (a->kind == CHAND__UNIX)
+        snprintf(buf, len, "cannot connect to unix:%s", a->host);
+    else
+        snprintf(buf, len, "cannot connect to %s:%d", a->host, a->port);
+}
+
 static void async_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     chand_async *a = arg;
@@ -269,6 +294,9 @@ static void async_event_cb(struct bufferevent *bev, short what, void *arg)
         setsockopt(bufferevent_getfd(a->bev), IPPROTO_TCP, TCP_NODELAY, &one,
                    sizeof one);
         a->connected = true;
+        if (a->hello)
+            return; /* up once hello is answered (async_hello_cb) */
+        a->reported = true;
         if (a->connect_timer)
             event_del(a->connect_timer);
         if (a->connect_cb) {
@@ -291,7 +319,8 @@ static void async_event_cb(struct bufferevent *bev, short what, void *arg)
          * socket (a write error can be noticed before they were read):
          * those requests completed, so hand their answers out first. */
         struct evbuffer *in = bufferevent_get_input(bev);
-        while (evbuffer_read(in, bufferevent_getfd(bev), 65536) > 0)
+        while (a->kind != CHAND__TLS &&
+               evbuffer_read(in, bufferevent_getfd(bev), 65536) > 0)
             ;
         if (async_drain(a, bev) || a->bev != bev)
             return;
@@ -300,7 +329,16 @@ static void async_event_cb(struct bufferevent *bev, short what, void *arg)
                                           : "connection lost");
     } else {
         char why[300];
-        snprintf(why, sizeof why, "cannot connect to %s:%d", a->host, a->port);
+        async_target(a, why, sizeof why);
+        if (a->kind == CHAND__TLS && a->bev) {
+            chand_error terr;
+            SSL *ssl = bufferevent_openssl_get_ssl(a->bev);
+            if (ssl && bufferevent_get_openssl_error(a->bev)) {
+                chand__tls_verify_error(ssl, &terr);
+                snprintf(why + strlen(why), sizeof why - strlen(why), ": %s",
+                         terr.message);
+            }
+        }
         async_lost(a, CHAND_ECONNECT, why);
     }
 }
@@ -312,10 +350,11 @@ static void async_connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (a->connected || a->dead)
+    if (a->reported || a->dead)
         return;
-    snprintf(why, sizeof why, "cannot connect to %s:%d: timed out", a->host,
-             a->port);
+    async_target(a, why, sizeof why);
+    snprintf(why + strlen(why), sizeof why - strlen(why), ": %s",
+             a->connected ? "no answer to hello in time" : "timed out");
     async_lost(a, CHAND_ECONNECT, why);
 }
 
@@ -337,13 +376,37 @@ static void async_timeout_cb(evutil_socket_t fd, short what, void *arg)
     leave(a);
 }
 
-/* Connects a new bufferevent to a->trying, moving over whatever the old
- * one had queued.  Returns 0 or a negative code. */
-static int async_try_connect(chand_async *a)
+/* Returns a new bufferevent for one connection attempt: an OpenSSL one
+ * (a fresh SSL from the shared context) for TLS, else a socket one. */
+static struct bufferevent *async_bev_new(chand_async *a)
 {
     struct bufferevent *bev;
+    chand_error err;
+    SSL *ssl;
 
-    bev = bufferevent_socket_new(a->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (a->kind != CHAND__TLS)
+        return bufferevent_socket_new(a->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    ssl = chand__tls_ssl_new(a->ssl_ctx, &a->opts, a->host, &err);
+    if (!ssl)
+        return NULL;
+    bev = bufferevent_openssl_socket_new(
+        a->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    /* A server that closes without close_notify is an EOF, not an
+     * error. */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+/* Connects a new bufferevent to a->trying (or the unix socket), moving
+ * over whatever the old one had queued.  Returns 0 or a negative code. */
+static int async_try_connect(chand_async *a)
+{
+    struct bufferevent *bev = async_bev_new(a);
+
     if (!bev)
         return CHAND_ENOMEM;
     bufferevent_setcb(bev, async_read_cb, NULL, async_event_cb, a);
@@ -354,6 +417,14 @@ static int async_try_connect(chand_async *a)
     }
     a->bev = bev;
     bufferevent_enable(bev, EV_READ | EV_WRITE);
+    if (a->kind == CHAND__UNIX) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        memcpy(sa.sun_path, a->host, strlen(a->host) + 1);
+        return bufferevent_socket_connect(bev, (struct sockaddr *)&sa,
+                                          (int)sizeof sa) == 0
+                   ? 0
+                   : CHAND_ECONNECT;
+    }
     for (; a->trying; a->trying = a->trying->ai_next)
         if (bufferevent_socket_connect(bev, a->trying->ai_addr,
                                        (int)a->trying->ai_addrlen) == 0)
@@ -361,59 +432,158 @@ static int async_try_connect(chand_async *a)
     return CHAND_ECONNECT;
 }
 
+/* hello's answer: the connection is up, or refused (say, bad
+ * credentials: the handle is closed with that reason). */
+static void async_hello_cb(chand_async *a, int rc, json_t *res,
+                           const chand_error *err, void *arg)
+{
+    (void)arg;
+    (void)res;
+    a->hello = false;
+    if (a->reported || a->freeing)
+        return;
+    /* A server that does not know hello (an older one) is accepted. */
+    if (rc < 0 &&
+        !(rc == CHAND_EINVALID && err->rpc_code == PROTO_METHOD_NOT_FOUND)) {
+        async_lost(a, rc, err->message);
+        return;
+    }
+    a->reported = true;
+    if (a->connect_timer)
+        event_del(a->connect_timer);
+    if (a->connect_cb)
+        a->connect_cb(a, 0, NULL, a->connect_arg);
+}
+
 /* ------------------------------------------------------------------ */
 /* Public API                                                         */
 /* ------------------------------------------------------------------ */
+
+/* Returns a new handle on base with kind, host (stolen, even on failure)
+ * and port, or NULL when out of memory. */
+static chand_async *async_new(struct event_base *base, int kind, char *host,
+                              int port, chand_connect_cb cb, void *arg)
+{
+    chand_async *a = calloc(1, sizeof *a);
+
+    if (!a || !host || pend_grow(a) < 0) {
+        if (a)
+            async_destroy(a);
+        free(host);
+        return NULL;
+    }
+    a->base = base;
+    a->next_id = 1;
+    a->connect_cb = cb;
+    a->connect_arg = arg;
+    a->kind = kind;
+    a->host = host;
+    a->port = port;
+    return a;
+}
+
+/* Resolves (TCP, TLS), starts connecting and arms the connect timer.
+ * Returns 0, or a negative code (the caller frees a). */
+static int async_start(chand_async *a, int64_t timeout_ms)
+{
+    struct addrinfo hints = {0};
+    char portstr[16];
+    int rc;
+
+    if (a->kind == CHAND__UNIX) {
+        if (strlen(a->host) >= sizeof((struct sockaddr_un *)0)->sun_path)
+            return CHAND_EARG;
+    } else {
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_ADDRCONFIG;
+        snprintf(portstr, sizeof portstr, "%d", a->port);
+        if (getaddrinfo(a->host, portstr, &hints, &a->addrs) != 0) {
+            a->addrs = NULL;
+            return CHAND_ECONNECT;
+        }
+        a->trying = a->addrs;
+    }
+    rc = async_try_connect(a);
+    if (rc < 0)
+        return rc;
+    if (timeout_ms >= 0) {
+        struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+        a->connect_timer = evtimer_new(a->base, async_connect_timeout_cb, a);
+        if (!a->connect_timer || evtimer_add(a->connect_timer, &tv) < 0)
+            return CHAND_ENOMEM;
+    }
+    return 0;
+}
 
 int chand_async_connect(struct event_base *base, const char *host, int port,
                         int64_t timeout_ms, chand_connect_cb cb, void *arg,
                         chand_async **out)
 {
-    struct addrinfo hints = {0};
-    char portstr[16];
     chand_async *a;
     int rc;
 
     if (!base || !out || port < 0 || port > 65535)
         return CHAND_EARG;
     *out = NULL;
-    a = calloc(1, sizeof *a);
+    a = async_new(base, CHAND__TCP,
+                  strdup(host && *host ? host : CHAND_DEFAULT_HOST),
+                  port ? port : CHAND_DEFAULT_PORT, cb, arg);
     if (!a)
         return CHAND_ENOMEM;
-    a->base = base;
-    a->next_id = 1;
-    a->connect_cb = cb;
-    a->connect_arg = arg;
-    a->port = port ? port : CHAND_DEFAULT_PORT;
-    a->host = strdup(host && *host ? host : CHAND_DEFAULT_HOST);
-    if (!a->host) {
-        rc = CHAND_ENOMEM;
+    rc = async_start(a, timeout_ms);
+    if (rc < 0) {
+        async_destroy(a);
+        return rc;
+    }
+    *out = a;
+    return 0;
+}
+
+int chand_async_connect_url(struct event_base *base, const char *url,
+                            const chand_options *opts, int64_t timeout_ms,
+                            chand_connect_cb cb, void *arg, chand_async **out,
+                            chand_error *err)
+{
+    chand_async *a;
+    json_t *hp;
+    char *host;
+    int kind, port, rc;
+
+    if (!base || !url || !out)
+        return chand__seterr(err, CHAND_EARG, 0, "",
+                             "base, url or out is NULL");
+    *out = NULL;
+    rc = chand__url_parse(url, &kind, &host, &port);
+    if (rc < 0)
+        return chand__url_error(url, rc, err);
+    a = async_new(base, kind, host, port, cb, arg);
+    if (!a)
+        return chand__seterr(err, CHAND_ENOMEM, 0, "", "out of memory");
+    if (chand__options_copy(&a->opts, opts) < 0) {
+        rc = chand__seterr(err, CHAND_ENOMEM, 0, "", "out of memory");
         goto out_free;
     }
-    rc = pend_grow(a);
-    if (rc < 0)
+    if (kind == CHAND__TLS &&
+        (rc = chand__tls_ctx_new(&a->opts, &a->ssl_ctx, err)) < 0)
         goto out_free;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_ADDRCONFIG;
-    snprintf(portstr, sizeof portstr, "%d", a->port);
-    if (getaddrinfo(a->host, portstr, &hints, &a->addrs) != 0) {
-        a->addrs = NULL;
-        rc = CHAND_ECONNECT;
+    rc = async_start(a, timeout_ms);
+    if (rc < 0) {
+        char why[300];
+        async_target(a, why, sizeof why);
+        rc = chand__seterr(err, rc, 0, "", "%s", why);
         goto out_free;
     }
-    a->trying = a->addrs;
-    rc = async_try_connect(a);
-    if (rc < 0)
+    /* hello goes first: whatever the caller queues runs after it, as the
+     * authenticated user. */
+    a->hello = true;
+    hp = chand__hello_params(&a->opts, 0);
+    rc = hp ? chand_async_call(a, "hello", hp, CHAND_FOREVER, async_hello_cb,
+                               NULL)
+            : CHAND_ENOMEM;
+    if (rc < 0) {
+        rc = chand__seterr(err, rc, 0, "", "out of memory");
         goto out_free;
-    if (timeout_ms >= 0) {
-        struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-        a->connect_timer = evtimer_new(base, async_connect_timeout_cb, a);
-        if (!a->connect_timer) {
-            rc = CHAND_ENOMEM;
-            goto out_free;
-        }
-        evtimer_add(a->connect_timer, &tv);
     }
     *out = a;
     return 0;

@@ -205,6 +205,41 @@ void chand__conn_drop(chand_conn *c)
     c->rlen = 0;
 }
 
+json_t *chand__hello_params(const chand_options *o, int64_t hb_ms)
+{
+    json_t *params = json_pack("{s:i}", "version", CHAND_PROTOCOL_VERSION);
+
+    if (params && hb_ms > 0 &&
+        json_object_set_new(params, "heartbeat_ms", json_integer(hb_ms))) {
+        json_decref(params);
+        return NULL;
+    }
+    if (params && o->user &&
+        (json_object_set_new(params, "user", json_string(o->user)) ||
+         json_object_set_new(params, "password",
+                             json_string(o->password ? o->password : "")))) {
+        json_decref(params);
+        return NULL;
+    }
+    return params;
+}
+
+void chand__hello_done(const json_t *res, char *session, size_t slen,
+                       char *server, size_t srvlen)
+{
+    const json_t *sv = json_object_get(res, "session");
+    const char *s = json_string_value(sv);
+
+    if (!s && json_is_integer(sv))
+        snprintf(session, slen, "%lld", (long long)json_integer_value(sv));
+    else
+        snprintf(session, slen, "%s", s ? s : "");
+    if (server) {
+        s = json_string_value(json_object_get(res, "server"));
+        snprintf(server, srvlen, "%s", s ? s : "");
+    }
+}
+
 /* Says hello before deadline (the one connecting had: a listener that
  * never answers costs the connect timeout, not that plus a grace) and
  * remembers the session.  A server that does not know hello (an older
@@ -212,20 +247,9 @@ void chand__conn_drop(chand_conn *c)
 static int conn_hello(chand_conn *c, int64_t deadline)
 {
     json_t *res = NULL, *params;
-    const char *s;
     int rc;
 
-    params = json_pack("{s:i}", "version", CHAND_PROTOCOL_VERSION);
-    if (params && c->hb_ms > 0)
-        json_object_set_new(params, "heartbeat_ms", json_integer(c->hb_ms));
-    if (params && c->opts.user &&
-        (json_object_set_new(params, "user", json_string(c->opts.user)) ||
-         json_object_set_new(
-             params, "password",
-             json_string(c->opts.password ? c->opts.password : "")))) {
-        json_decref(params);
-        params = NULL;
-    }
+    params = chand__hello_params(&c->opts, c->hb_ms);
     if (!params)
         return chand__seterr(&c->err, CHAND_ENOMEM, 0, "", "out of memory");
     rc = chand__call_once(c, "hello", params, -1, deadline, &res);
@@ -234,15 +258,8 @@ static int conn_hello(chand_conn *c, int64_t deadline)
         return 0;
     if (rc < 0)
         return rc;
-    s = json_string_value(json_object_get(res, "session"));
-    if (!s && json_is_integer(json_object_get(res, "session")))
-        snprintf(
-            c->session, sizeof c->session, "%lld",
-            (long long)json_integer_value(json_object_get(res, "session")));
-    else
-        snprintf(c->session, sizeof c->session, "%s", s ? s : "");
-    s = json_string_value(json_object_get(res, "server"));
-    snprintf(c->server, sizeof c->server, "%s", s ? s : "");
+    chand__hello_done(res, c->session, sizeof c->session, c->server,
+                      sizeof c->server);
     json_decref(res);
     return 0;
 }
@@ -356,40 +373,57 @@ void chand_close_conn(chand_conn *c)
     free(c);
 }
 
+/* One server of a list (failover.c): c's kind, host and port. */
 int chand__parse_url(chand_conn *c, const char *url)
+{
+    free(c->host);
+    c->host = NULL;
+    return chand__url_parse(url, &c->kind, &c->host, &c->port);
+}
+
+int chand__url_parse(const char *url, int *kind, char **host, int *port)
 {
     int rc;
 
-    free(c->host);
-    c->host = NULL;
-    c->kind = CHAND__TCP;
-    c->port = 0;
+    *kind = CHAND__TCP;
+    *host = NULL;
+    *port = 0;
     if (strncmp(url, "unix:", 5) == 0) {
         const char *path = url + 5;
         if (strncmp(path, "//", 2) == 0)
             path += 2; /* unix:///run/x.sock */
         if (path[0] != '/')
             return CHAND_EARG;
-        c->kind = CHAND__UNIX;
-        c->host = strdup(path);
-        return c->host ? 0 : CHAND_ENOMEM;
+        *kind = CHAND__UNIX;
+        *host = strdup(path);
+        return *host ? 0 : CHAND_ENOMEM;
     }
     if (strncmp(url, "chands://", 9) == 0) {
-        c->kind = CHAND__TLS;
+        *kind = CHAND__TLS;
         url += 9;
     } else if (strncmp(url, "chand://", 8) == 0) {
         url += 8;
     } else if (strstr(url, "://")) {
         return CHAND_EARG;
     }
-    rc = chand_parse_address(url, &c->host, &c->port);
+    rc = chand_parse_address(url, host, port);
     if (rc < 0)
         return rc;
     /* chand_parse_address gives the TCP port when none is named. */
-    if (c->kind == CHAND__TLS &&
+    if (*kind == CHAND__TLS &&
         !strchr(url[0] == '[' ? strchr(url, ']') : url, ':'))
-        c->port = CHAND_DEFAULT_TLS_PORT;
+        *port = CHAND_DEFAULT_TLS_PORT;
     return 0;
+}
+
+int chand__url_error(const char *url, int rc, chand_error *err)
+{
+    return chand__seterr(err, rc, 0, "",
+                         rc == CHAND_EARG
+                             ? "bad server URL '%.200s' (chand://HOST:PORT, "
+                               "chands://HOST:PORT or unix:/PATH)"
+                             : "out of memory (%.200s)",
+                         url);
 }
 
 int chand_connect_url(const char *url, const chand_options *opts,

@@ -51,6 +51,24 @@ struct chand_conn {
     int64_t failover_ms, dial_ms;
 };
 
+/* The options of chand_make_opts (chanopts.c). */
+struct chand_chan_opts {
+    char *type;          /* NULL: "any" */
+    int64_t max_deliver; /* 0: unlimited */
+    char *dead_letter;   /* NULL: none */
+};
+
+/* Acknowledged delivery, shared by the blocking (methods.c) and the
+ * asynchronous calls (async_ack.c). */
+/* Reads res's delivery {id, attempt}; returns 0, or -1 when absent. */
+int chand__delivery(json_t *res, int64_t *id, int64_t *attempt);
+/* New params of an acknowledged recv, or NULL (bad name, no memory). */
+json_t *chand__recv_ack_params(const char *name, int64_t ack_wait_ms);
+/* New params {name, id} of ack/nack/touch/term, plus key: n when key and
+ * n > 0, plus reason when not NULL; NULL on a bad name or no memory. */
+json_t *chand__settle_params(const char *name, int64_t id, const char *key,
+                             int64_t n, const char *reason);
+
 /* How long a call looks for the leader unless failover_ms says. */
 #define CHAND__FAILOVER_MS 10000
 
@@ -82,6 +100,23 @@ int chand__call_once(chand_conn *c, const char *method, json_t *params,
 int chand__call_until(chand_conn *c, const char *method, json_t *params,
                       int64_t timeout_ms, int64_t deadline, json_t **result);
 
+/* conn.c: what connecting by URL shares between the blocking and the
+ * asynchronous API. */
+
+/* Parses url (chand://, chands://, unix:, HOST[:PORT]) into *kind
+ * (CHAND__*), *host (new: a host name or a unix socket's path) and *port.
+ * Returns 0, CHAND_EARG or CHAND_ENOMEM (*host then NULL). */
+int chand__url_parse(const char *url, int *kind, char **host, int *port);
+/* Fills err for url's parse failure rc; returns rc. */
+int chand__url_error(const char *url, int rc, chand_error *err);
+/* Returns hello's params (new): the protocol version, heartbeat_ms when
+ * hb_ms > 0, and o's user and password; NULL when out of memory. */
+json_t *chand__hello_params(const chand_options *o, int64_t hb_ms);
+/* Copies the session id and the server's name (server may be NULL) out of
+ * hello's result res. */
+void chand__hello_done(const json_t *res, char *session, size_t slen,
+                       char *server, size_t srvlen);
+
 /* Fills c's kind, host (the path of a unix socket) and port from one
  * URL, freeing the old host.  Returns 0, CHAND_EARG or CHAND_ENOMEM
  * (conn.c). */
@@ -98,6 +133,20 @@ void chand__servers_free(chand_conn *c);
 
 /* tls.c: TLS on c->fd, and the I/O both kinds share. */
 
+/* Makes a client context (SSL_CTX, new in *ctx) from o's tls_ca,
+ * tls_cert and tls_key.  Returns 0 or a negative code with err filled. */
+int chand__tls_ctx_new(const chand_options *o, void **ctx, chand_error *err);
+/* Frees a context of chand__tls_ctx_new (NULL is ok; SSLs made from it
+ * hold their own reference). */
+void chand__tls_ctx_free(void *ctx);
+/* Returns a new SSL from ctx that checks the server's certificate names
+ * o's tls_servername, else host (and sends it as SNI), or NULL with err
+ * filled. */
+void *chand__tls_ssl_new(void *ctx, const chand_options *o, const char *host,
+                         chand_error *err);
+/* Fills err for a failed handshake of ssl (the certificate's verdict
+ * when it was refused); returns CHAND_ECONNECT. */
+int chand__tls_verify_error(void *ssl, chand_error *err);
 /* Makes c's SSL over c->fd and does the handshake before deadline.
  * Returns 0 or a negative code with c->err filled. */
 int chand__tls_start(chand_conn *c, int64_t deadline);

@@ -3,8 +3,8 @@
  * over the connection's socket (OpenSSL 3: the server's certificate is
  * verified against tls_ca or the system's CAs and its name, a client
  * certificate when given), the I/O both kinds share (chand__send,
- * chand__recv), the connect options (chand_options_*), and connecting by
- * URL (chand://, chands://, unix:).
+ * chand__recv), the connect options (chand_options_*), and the client
+ * context and SSL that both the blocking and the asynchronous API use.
  *
  * The socket stays non-blocking: OpenSSL's "want read / want write" is
  * passed up as EAGAIN with the event to wait for, and call.c polls with
@@ -115,8 +115,8 @@ int chand__options_copy(chand_options *dst, const chand_options *o)
 /* TLS                                                                */
 /* ------------------------------------------------------------------ */
 
-/* Fills c->err with OpenSSL's last error after what; returns code. */
-static int tls_err(chand_conn *c, int code, const char *what)
+/* Fills err with OpenSSL's last error after what; returns code. */
+static int tls_err(chand_error *err, int code, const char *what)
 {
     char buf[200] = "";
     unsigned long e = ERR_get_error();
@@ -124,34 +124,31 @@ static int tls_err(chand_conn *c, int code, const char *what)
     if (e)
         ERR_error_string_n(e, buf, sizeof buf);
     ERR_clear_error();
-    return chand__seterr(&c->err, code, 0, "", "TLS %s%s%s", what,
+    return chand__seterr(err, code, 0, "", "TLS %s%s%s", what,
                          buf[0] ? ": " : "", buf);
 }
 
-/* Makes c's context once (it lives as long as c: reconnects reuse it). */
-static int tls_ctx(chand_conn *c)
+int chand__tls_ctx_new(const chand_options *o, void **out, chand_error *err)
 {
     SSL_CTX *ctx;
 
-    if (c->ssl_ctx)
-        return 0;
+    *out = NULL;
     ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx)
-        return tls_err(c, CHAND_ENOMEM, "context");
+        return tls_err(err, CHAND_ENOMEM, "context");
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    if (c->opts.tls_ca
-            ? SSL_CTX_load_verify_locations(ctx, c->opts.tls_ca, NULL) != 1
-            : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+    if (o->tls_ca ? SSL_CTX_load_verify_locations(ctx, o->tls_ca, NULL) != 1
+                  : SSL_CTX_set_default_verify_paths(ctx) != 1) {
         SSL_CTX_free(ctx);
-        return tls_err(c, CHAND_ECONNECT,
-                       c->opts.tls_ca ? c->opts.tls_ca : "system CAs");
+        return tls_err(err, CHAND_ECONNECT,
+                       o->tls_ca ? o->tls_ca : "system CAs");
     }
-    if (c->opts.tls_cert || c->opts.tls_key) {
-        const char *cert = c->opts.tls_cert, *key = c->opts.tls_key;
+    if (o->tls_cert || o->tls_key) {
+        const char *cert = o->tls_cert, *key = o->tls_key;
         if (!cert || !key) {
             SSL_CTX_free(ctx);
-            return chand__seterr(&c->err, CHAND_EARG, 0, "",
+            return chand__seterr(err, CHAND_EARG, 0, "",
                                  "TLS: a client certificate needs both "
                                  "tls_cert and tls_key");
         }
@@ -159,32 +156,64 @@ static int tls_ctx(chand_conn *c)
             SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
             SSL_CTX_check_private_key(ctx) != 1) {
             SSL_CTX_free(ctx);
-            return tls_err(c, CHAND_ECONNECT, cert);
+            return tls_err(err, CHAND_ECONNECT, cert);
         }
     }
-    c->ssl_ctx = ctx;
+    *out = ctx;
     return 0;
+}
+
+void chand__tls_ctx_free(void *ctx)
+{
+    SSL_CTX_free(ctx);
+}
+
+void *chand__tls_ssl_new(void *ctx, const chand_options *o, const char *host,
+                         chand_error *err)
+{
+    const char *name = o->tls_servername ? o->tls_servername : host;
+    SSL *ssl = SSL_new(ctx);
+
+    if (!ssl) {
+        tls_err(err, CHAND_ENOMEM, "session");
+        return NULL;
+    }
+    /* The certificate must name the host we asked for: an IP address
+     * is checked against its IP SANs, a name against its DNS names. */
+    if (SSL_set1_host(ssl, name) != 1) {
+        SSL_free(ssl);
+        tls_err(err, CHAND_ECONNECT, "host name");
+        return NULL;
+    }
+    SSL_set_tlsext_host_name(ssl, name);
+    return ssl;
+}
+
+int chand__tls_verify_error(void *ssl, chand_error *err)
+{
+    long v = SSL_get_verify_result(ssl);
+
+    if (v != X509_V_OK)
+        return chand__seterr(err, CHAND_ECONNECT, 0, "",
+                             "TLS: the server's certificate: %s",
+                             X509_verify_cert_error_string(v));
+    return tls_err(err, CHAND_ECONNECT, "handshake");
 }
 
 int chand__tls_start(chand_conn *c, int64_t deadline)
 {
-    const char *name =
-        c->opts.tls_servername ? c->opts.tls_servername : c->host;
     SSL *ssl;
     int rc;
 
-    if ((rc = tls_ctx(c)) < 0)
+    /* The context lives as long as c: reconnects reuse it. */
+    if (!c->ssl_ctx &&
+        (rc = chand__tls_ctx_new(&c->opts, &c->ssl_ctx, &c->err)) < 0)
         return rc;
-    ssl = SSL_new(c->ssl_ctx);
+    ssl = chand__tls_ssl_new(c->ssl_ctx, &c->opts, c->host, &c->err);
     if (!ssl)
-        return tls_err(c, CHAND_ENOMEM, "session");
+        return c->err.code;
     c->ssl = ssl;
     SSL_set_fd(ssl, c->fd);
-    /* The certificate must name the host we asked for: an IP address
-     * is checked against its IP SANs, a name against its DNS names. */
-    if (SSL_set1_host(ssl, name) != 1)
-        return tls_err(c, CHAND_ECONNECT, "host name");
-    SSL_set_tlsext_host_name(ssl, name);
     for (;;) {
         int r = SSL_connect(ssl), e;
         short want;
@@ -195,14 +224,8 @@ int chand__tls_start(chand_conn *c, int64_t deadline)
             want = POLLIN;
         else if (e == SSL_ERROR_WANT_WRITE)
             want = POLLOUT;
-        else {
-            long v = SSL_get_verify_result(ssl);
-            if (v != X509_V_OK)
-                return chand__seterr(&c->err, CHAND_ECONNECT, 0, "",
-                                     "TLS: the server's certificate: %s",
-                                     X509_verify_cert_error_string(v));
-            return tls_err(c, CHAND_ECONNECT, "handshake");
-        }
+        else
+            return chand__tls_verify_error(ssl, &c->err);
         r = chand__poll(c->fd, want, deadline);
         if (r <= 0)
             return chand__seterr(

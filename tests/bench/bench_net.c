@@ -26,7 +26,14 @@
  * cases and 4 recv cases / LPUSH + BRPOP on 4 keys), mutex (lock, unlock
  * of one mutex per connection / SET NX + DEL), map (store, load on random
  * keys / HSET, HGET), atomic (atomic.add / INCR), idle (every connection
- * parks one recv / BLPOP and the program waits: the memory test).
+ * parks one recv / BLPOP and the program waits: the memory test),
+ * acksend and ackrecv (issue 18: acknowledged delivery; acksend fills the
+ * channel / XADD to a stream, ackrecv takes each value with recv ack:true
+ * and acknowledges it with ack, the ack sent as soon as the recv's answer
+ * names the delivery / XREADGROUP COUNT 1 then XACK; one operation is the
+ * pair, its latency from the recv's issue to the ack's answer).  With
+ * --ack-list, Redis's side is the list pattern instead: LPUSH, then
+ * LMOVE to KEY:proc and LREM of the value from it.
  *
  * Transports (raw API): TCP (default), --unix PATH (a unix socket), and
  * --tls [--cacert FILE] (TLS over TCP with OpenSSL, the server's
@@ -70,11 +77,14 @@ enum shape {
     SH_MUTEX,
     SH_MAP,
     SH_ATOMIC,
-    SH_IDLE
+    SH_IDLE,
+    SH_ACKSEND,
+    SH_ACKRECV,
+    SH_NSHAPES
 };
-static const char *const shape_names[] = {"send",    "recv",    "sendrecv",
-                                          "handoff", "select4", "mutex",
-                                          "map",     "atomic",  "idle"};
+static const char *const shape_names[] = {
+    "send", "recv",   "sendrecv", "handoff", "select4", "mutex",
+    "map",  "atomic", "idle",     "acksend", "ackrecv"};
 
 /* ---- options ---------------------------------------------------------- */
 
@@ -96,6 +106,7 @@ static struct {
     const char *name;      /* bench line prefix */
     int64_t cap;           /* capacity for make (chand) */
     int keyspace;
+    bool ack_list; /* --ack-list: Redis LPUSH, LMOVE + LREM */
 } opt = {
     .host = "127.0.0.1",
     .conns = 50,
@@ -188,6 +199,19 @@ static bool counts(int ci)
     return !handoff_like() || ci >= opt.conns / 2;
 }
 
+/* The group and consumer names of the Redis stream (ackrecv). */
+#define XGROUP "g"
+
+/* ackrecv --ack-list: the list values are moved to while in flight. */
+static const char *proc_key(void)
+{
+    static char buf[300];
+
+    if (!buf[0])
+        snprintf(buf, sizeof buf, "%s:proc", opt.key);
+    return buf;
+}
+
 static bool run_done(void)
 {
     if (opt.count > 0)
@@ -265,6 +289,15 @@ static int fmt_chand(char *buf, size_t cap, int ci, uint64_t seq, int id)
                         pre, id, k);
     case SH_IDLE:
         goto recv;
+    case SH_ACKSEND:
+        goto send;
+    case SH_ACKRECV:
+        return snprintf(buf, cap,
+                        "%s%d,\"method\":\"recv\",\"params\":{\"name\":\"%s\""
+                        ",\"ack\":true,\"ack_wait_ms\":600000}}\n",
+                        pre, id, k);
+    case SH_NSHAPES:
+        break;
     }
     return 0;
 }
@@ -325,6 +358,22 @@ static int fmt_resp(char *buf, size_t cap, int ci, uint64_t seq)
         return fmt_resp_argv(buf, cap, 2, (const char *[]){"INCR", k});
     case SH_IDLE:
         return fmt_resp_argv(buf, cap, 3, (const char *[]){"BLPOP", k, "0"});
+    case SH_ACKSEND:
+        if (opt.ack_list)
+            goto send;
+        return fmt_resp_argv(buf, cap, 5,
+                             (const char *[]){"XADD", k, "*", "v", payload});
+    case SH_ACKRECV:
+        if (opt.ack_list)
+            return fmt_resp_argv(
+                buf, cap, 5,
+                (const char *[]){"LMOVE", k, proc_key(), "RIGHT", "LEFT"});
+        snprintf(a, sizeof a, "c%d", ci);
+        return fmt_resp_argv(buf, cap, 9,
+                             (const char *[]){"XREADGROUP", "GROUP", XGROUP, a,
+                                              "COUNT", "1", "STREAMS", k, ">"});
+    case SH_NSHAPES:
+        break;
     }
     return 0;
 }
@@ -380,7 +429,8 @@ typedef struct conn {
     int64_t *t0;    /* per slot */
     int *freeslots; /* chand: stack of free ids */
     int nfree;
-    int rhead, rtail; /* resp: ring of slots in order */
+    int rhead, rtail;      /* resp: ring of slots in order */
+    unsigned char *is_ack; /* ackrecv: per slot, 1 for an ack request */
     int inflight;
     uint64_t seq;
     bool want_out;
@@ -578,18 +628,98 @@ static void flush_out(conn *c)
     }
 }
 
-/* One answer for slot arrived at now. */
-static void answered(conn *c, int slot, bool err, int64_t now)
+/* Finds the delivery in an answer to an acknowledged recv: chand's
+ * delivery id, or the stream entry's id (the second bulk string of the
+ * XREADGROUP reply, after the stream's name).  Copies it into id (size
+ * n); returns false when there is none. */
+static bool ack_id(const char *p, size_t len, char *id, size_t n)
 {
+    const char *e = p + len, *q;
+    size_t k = 0;
+
+    if (!opt.resp) {
+        q = strstr(p, "\"delivery\":{\"id\":");
+        if (!q)
+            return false;
+        q += strlen("\"delivery\":{\"id\":");
+        while (q < e && *q >= '0' && *q <= '9' && k + 1 < n)
+            id[k++] = *q++;
+        id[k] = '\0';
+        return k > 0;
+    }
+    /* LMOVE's reply is the value itself: the first bulk string. */
+    for (int bulk = opt.ack_list ? 1 : 0; p < e; p++) {
+        if (*p != '$' || (p > e - 1))
+            continue;
+        long l = strtol(p + 1, NULL, 10);
+        q = memchr(p, '\n', (size_t)(e - p));
+        if (!q || l < 0 || q + 1 + l > e)
+            return false;
+        if (++bulk == 2) {
+            if ((size_t)l >= n)
+                return false;
+            memcpy(id, q + 1, (size_t)l);
+            id[l] = '\0';
+            return true;
+        }
+        p = q + l;
+    }
+    return false;
+}
+
+/* ackrecv: queues the ack of delivery id on c, in a slot of its own, the
+ * recv's issue time t0 kept so that the latency is the pair's. */
+static void issue_ack(conn *c, const char *id, int64_t t0)
+{
+    size_t need = strlen(opt.key) + 256;
+    int slot, n;
+
+    out_reserve(c, need);
+    if (opt.resp) {
+        slot = c->rtail;
+        c->rtail = (c->rtail + 1) % opt.depth;
+        n = opt.ack_list
+                ? fmt_resp_argv(c->out + c->outlen, need, 4,
+                                (const char *[]){"LREM", proc_key(), "1", id})
+                : fmt_resp_argv(c->out + c->outlen, need, 4,
+                                (const char *[]){"XACK", opt.key, XGROUP, id});
+    } else {
+        slot = c->freeslots[--c->nfree];
+        n = snprintf(c->out + c->outlen, need,
+                     "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"ack\","
+                     "\"params\":{\"name\":\"%s\",\"id\":%s}}\n",
+                     slot, opt.key, id);
+    }
+    c->outlen += (size_t)n;
+    c->t0[slot] = t0;
+    c->is_ack[slot] = 1;
+    c->inflight++;
+}
+
+/* One answer (text p, len bytes) for slot arrived at now. */
+static void answered(conn *c, int slot, bool err, int64_t now, const char *p,
+                     size_t len)
+{
+    bool recv_of_pair = opt.shape == SH_ACKRECV && !c->is_ack[slot];
+    int64_t t0 = c->t0[slot];
+    char id[64];
+
     if (err)
         errors++;
-    if (counts(c->idx)) {
-        hist_add(now - c->t0[slot]);
+    if (counts(c->idx) && !recv_of_pair) {
+        hist_add(now - t0);
         done_counted++;
     }
     c->inflight--;
+    c->is_ack[slot] = 0;
     if (!opt.resp)
         c->freeslots[c->nfree++] = slot;
+    if (recv_of_pair && !err) {
+        if (ack_id(p, len, id, sizeof id))
+            issue_ack(c, id, t0);
+        else if (errors++ < 3)
+            fprintf(stderr, "bench_net: no delivery in: %.200s\n", p);
+    }
 }
 
 /* Parses the answers in c->in; returns how many. */
@@ -604,7 +734,7 @@ static int parse_in(conn *c, int64_t now)
             size_t m = resp_reply(c->in + off, c->inlen - off, &err);
             if (!m)
                 break;
-            answered(c, c->rhead, err, now);
+            answered(c, c->rhead, err, now, c->in + off, m);
             c->rhead = (c->rhead + 1) % opt.depth;
             off += m;
         } else {
@@ -622,7 +752,7 @@ static int parse_in(conn *c, int64_t now)
             bool err = strstr(p, "\"error\":") != NULL;
             if (err && errors < 3)
                 fprintf(stderr, "bench_net: error answer: %.200s\n", p);
-            answered(c, slot, err, now);
+            answered(c, slot, err, now, p, (size_t)(e - p));
             off = (size_t)(e - c->in) + 1;
         }
         n++;
@@ -704,7 +834,17 @@ static void setup(void)
         exit(1);
     }
     if (opt.resp) {
-        if (opt.shape != SH_RECV) {
+        if (opt.shape == SH_ACKRECV && opt.ack_list) {
+            fmt_resp_argv(req, sizeof req, 2,
+                          (const char *[]){"DEL", proc_key()});
+            setup_call(fd, req);
+        } else if (opt.shape == SH_ACKRECV) {
+            /* The stream acksend filled, read by a group from its start. */
+            fmt_resp_argv(req, sizeof req, 6,
+                          (const char *[]){"XGROUP", "CREATE", k, XGROUP, "0",
+                                           "MKSTREAM"});
+            setup_call(fd, req);
+        } else if (opt.shape != SH_RECV) {
             snprintf(req, sizeof req,
                      "*6\r\n$3\r\nDEL\r\n$%zu\r\n%s\r\n$%zu\r\n%s0\r\n"
                      "$%zu\r\n%s1\r\n$%zu\r\n%s2\r\n$%zu\r\n%s3\r\n",
@@ -719,6 +859,8 @@ static void setup(void)
     case SH_SEND:
     case SH_RECV:
     case SH_SENDRECV:
+    case SH_ACKSEND:
+    case SH_ACKRECV:
         snprintf(req, sizeof req,
                  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"make\",\"params\""
                  ":{\"name\":\"%s\",\"cap\":%lld}}\n",
@@ -768,7 +910,8 @@ static void open_conns(void)
         fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
         c->t0 = calloc((size_t)opt.depth, sizeof *c->t0);
         c->freeslots = calloc((size_t)opt.depth, sizeof *c->freeslots);
-        if (!c->t0 || !c->freeslots) {
+        c->is_ack = calloc((size_t)opt.depth, 1);
+        if (!c->t0 || !c->freeslots || !c->is_ack) {
             fprintf(stderr, "bench_net: out of memory\n");
             exit(1);
         }
@@ -934,6 +1077,10 @@ static json_t *async_params(int ci, uint64_t seq, const char **method)
     case SH_ATOMIC:
         *method = "atomic.add";
         return json_pack("{s:s, s:i}", "name", k, "delta", 1);
+    case SH_ACKSEND: /* refused with --api async (main) */
+    case SH_ACKRECV:
+    case SH_NSHAPES:
+        break;
     }
     return NULL;
 }
@@ -1069,25 +1216,21 @@ static void usage(FILE *f)
                "[--api raw|async]\n"
                "                 [--key NAME] [--name LABEL] [--cap N] "
                "[--keyspace N]\n"
-               "                 [--unix PATH | --tls [--cacert FILE]]\n"
+               "                 [--unix PATH | --tls [--cacert FILE]] "
+               "[--ack-list]\n"
                "shapes: send recv sendrecv handoff select4 mutex map atomic "
-               "idle\n");
+               "idle acksend ackrecv\n");
 }
 
 int main(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"proto", 1, NULL, 'R'},
-        {"api", 1, NULL, 'A'},
-        {"key", 1, NULL, 'k'},
-        {"name", 1, NULL, 'N'},
-        {"cap", 1, NULL, 'C'},
-        {"keyspace", 1, NULL, 'K'},
-        {"help", 0, NULL, 'H'},
-        {"unix", 1, NULL, 'U'},
-        {"tls", 0, NULL, 'T'},
-        {"cacert", 1, NULL, 'a'},
-        {0, 0, 0, 0},
+        {"proto", 1, NULL, 'R'},    {"api", 1, NULL, 'A'},
+        {"key", 1, NULL, 'k'},      {"name", 1, NULL, 'N'},
+        {"cap", 1, NULL, 'C'},      {"keyspace", 1, NULL, 'K'},
+        {"help", 0, NULL, 'H'},     {"unix", 1, NULL, 'U'},
+        {"tls", 0, NULL, 'T'},      {"cacert", 1, NULL, 'a'},
+        {"ack-list", 0, NULL, 'L'}, {0, 0, 0, 0},
     };
     int ch, rc;
 
@@ -1100,11 +1243,11 @@ int main(int argc, char **argv)
             opt.port = atoi(optarg);
             break;
         case 't':
-            opt.shape = SH_IDLE + 1;
-            for (int i = 0; i <= SH_IDLE; i++)
+            opt.shape = SH_NSHAPES;
+            for (int i = 0; i < SH_NSHAPES; i++)
                 if (strcmp(optarg, shape_names[i]) == 0)
                     opt.shape = (enum shape)i;
-            if (opt.shape > SH_IDLE) {
+            if (opt.shape == SH_NSHAPES) {
                 fprintf(stderr, "bench_net: unknown shape %s\n", optarg);
                 return 2;
             }
@@ -1151,6 +1294,9 @@ int main(int argc, char **argv)
         case 'a':
             opt.cacert = optarg;
             break;
+        case 'L':
+            opt.ack_list = true;
+            break;
         case 'H':
             usage(stdout);
             return 0;
@@ -1169,6 +1315,10 @@ int main(int argc, char **argv)
         opt.conns = 2;
     if ((opt.tls || opt.unix_path) && (opt.async || opt.shape == SH_IDLE)) {
         fprintf(stderr, "bench_net: --tls and --unix: raw API, no idle\n");
+        return 2;
+    }
+    if (opt.async && (opt.shape == SH_ACKSEND || opt.shape == SH_ACKRECV)) {
+        fprintf(stderr, "bench_net: acksend/ackrecv: raw API only\n");
         return 2;
     }
     if (opt.resp && opt.async) {

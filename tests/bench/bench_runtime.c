@@ -155,8 +155,8 @@ static void b_select2(int64_t n)
     int64_t v;
     for (int64_t i = 0; i < n; i++) {
         rt_chan_send(i & 1 ? c : a, &i, RT_FOREVER);
-        rt_select_case cs[2] = {{RT_SELECT_RECV, a, &v, false},
-                                {RT_SELECT_RECV, c, &v, false}};
+        rt_select_case cs[2] = {{.dir = RT_SELECT_RECV, .chan = a, .elem = &v},
+                                {.dir = RT_SELECT_RECV, .chan = c, .elem = &v}};
         rt_select(cs, 2, RT_FOREVER, NULL);
     }
     rt_chan_release(a);

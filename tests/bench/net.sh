@@ -20,9 +20,18 @@
 # throughput ratios: on a shared 2-core machine one run moves by +-10%,
 # and a single pair of runs can land either side of 1.
 #
+# Durability (issue 15): chand --fsync always against Redis appendonly yes
+# appendfsync always, everysec against everysec, and both in memory (the
+# same shapes in the same section, so `ratio_everysec_vs_memory_*`, chand
+# everysec over chand in memory, compares runs made minutes apart at most),
+# at c=1, c=50 and c=50 with pipeline 16; logs under BENCH_DUR_DIR (default
+# /var/tmp: a disk, or fsync means nothing).  BENCH_DUR_SHAPES (default
+# "sendrecv_split atomic"); BENCH_ONLY=dur_ runs this section alone.
+#
 # Environment: BUILD (build dir), BENCH_SECS (seconds per run, default 2),
 # BENCH_ROUNDS (default 3), BENCH_CONNS_IDLE (default 10000), BENCH_ONLY
-# (substring of shape names), BENCH_IO_THREADS (chand --io-threads,
+# (substring of shape names; ack_split: acknowledged delivery against
+# Redis Streams, BENCH_ONLY=ack), BENCH_IO_THREADS (chand --io-threads,
 # default 1).
 # The load generator and both servers share the machine's cores: say so
 # when quoting the figures.
@@ -78,18 +87,18 @@ trap 'exit 130' INT TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-start_chand() {
+start_chand() {  # [more chand arguments]
     rm -f "$dir/port"
     "$CHAND" --bind 127.0.0.1 --port 0 --port-file "$dir/port" \
         --max-conns $((IDLE + 100)) --io-threads "${BENCH_IO_THREADS:-1}" \
-        --log-level error >"$dir/chand.log" 2>&1 &
+        --log-level error "$@" >"$dir/chand.log" 2>&1 &
     cpid=$!
     for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.05; done
     [ -s "$dir/port" ] || { echo "bench-net: chand did not start"; cat "$dir/chand.log"; exit 1; }
     CPORT=$(cat "$dir/port")
 }
 
-start_redis() {
+start_redis() {  # [more redis-server arguments: later ones win]
     # A port below the ephemeral range (a client's local port there would
     # make bind fail); retried on another port if redis cannot bind.
     RPORT=
@@ -97,7 +106,7 @@ start_redis() {
         p=$((10000 + RANDOM % 22000))
         port_free "$p" || continue
         redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
-            --maxclients $((IDLE + 100)) --logfile "$dir/redis.log" &
+            --maxclients $((IDLE + 100)) --logfile "$dir/redis.log" "$@" &
         rpid=$!
         for _ in $(seq 100); do
             kill -0 "$rpid" 2>/dev/null || break
@@ -136,6 +145,24 @@ one_run() {
     local who=$1 shape=$2 cfg=$3 c=$4 p=$5 key=$6 port=${PC:-$CPORT} proto=chand n
     local x=${XC:-}
     [ "$who" = redis ] && { port=${PR:-$RPORT}; proto=resp; x=${XR:-}; }
+    if [ "$shape" = ack_split ] || [ "$shape" = acklist_split ]; then
+        # acklist_split: Redis's side is the list pattern (LPUSH; LMOVE to
+        # KEY:proc, LREM from it) instead of a stream.
+        local pre=ack
+        [ "$shape" = acklist_split ] && pre=ackl
+        [ "$pre" = ackl ] && [ "$who" = redis ] && x="$x --ack-list"
+        # Acknowledged delivery (issue 18): fill for SECS (send / XADD),
+        # then take exactly that many with recv ack:true + ack (XREADGROUP
+        # + XACK); an ackrecv operation is the pair.
+        # shellcheck disable=SC2086
+        "$GEN" -p "$port" --proto "$proto" $x -t acksend -c "$c" -P "$p" -d "$SECS" \
+            --key "$key" --cap 16000000 --name "${who}_${pre}send_$cfg" >>"$dir/round"
+        n=$(val "${who}_${pre}send_${cfg}_count" "$dir/round")
+        # shellcheck disable=SC2086
+        "$GEN" -p "$port" --proto "$proto" $x -t ackrecv -c "$c" -P "$p" -n "$n" \
+            --key "$key" --cap 16000000 --name "${who}_${pre}recv_$cfg" >>"$dir/round"
+        return
+    fi
     if [ "$shape" = sendrecv_split ]; then
         # send then recv as two runs (LPUSH then RPOP): recv takes exactly
         # what send left in the channel.
@@ -160,6 +187,8 @@ pair() {
     local shapes=$shape all="$dir/all"
     [ -n "$ONLY" ] && [[ "$shape $cfg" != *$ONLY* ]] && return
     [ "$shape" = sendrecv_split ] && shapes="send recv"
+    [ "$shape" = ack_split ] && shapes="acksend ackrecv"
+    [ "$shape" = acklist_split ] && shapes="acklsend acklrecv"
     : >"$all"
     for r in $(seq "$ROUNDS"); do
         first=chand; second=redis
@@ -214,7 +243,7 @@ for cfg in c1 c50 c50p16; do
     c50) c=50; p=1; n=200000 ;;
     c50p16) c=50; p=16; n=2000000 ;;
     esac
-    for shape in sendrecv_split handoff atomic map select4 mutex; do
+    for shape in sendrecv_split handoff atomic map select4 mutex ack_split acklist_split; do
         hc=$c
         [ "$shape" = handoff ] && [ "$c" = 1 ] && hc=2  # 1 producer, 1 consumer
         pair "$shape" "$cfg" "$hc" "$p"
@@ -288,6 +317,53 @@ sec_bench() {
     PC=; PR=; XC=; XR=
 }
 sec_bench
+
+# ---- durability (issue 15) --------------------------------------------------
+# The same shapes against chand and Redis in memory, then each persisting
+# with fsync always / everysec, on fresh servers and fresh directories.
+dur_bench() {
+    local shapes=${BENCH_DUR_SHAPES:-sendrecv_split atomic} pol cfg c p shape
+    local base figs="$dir/durfigs"
+    if [ -n "$ONLY" ] && [[ "$shapes dur_" != *$ONLY* ]]; then
+        return
+    fi
+    base=$(mktemp -d "${BENCH_DUR_DIR:-/var/tmp}/chand-bench-dur.XXXXXX") ||
+        { echo "bench-net: no directory for the durability runs"; return; }
+    : >"$figs"
+    echo "bench-net: durability: logs in $base ($(df -P "$base" | awk 'NR == 2 {print $1}'))"
+    for pol in memory everysec always; do
+        stop_pid "$cpid"; cpid=; stop_pid "$rpid"; rpid=
+        if [ $pol = memory ]; then
+            start_chand; start_redis
+        else
+            mkdir -p "$base/chand-$pol" "$base/redis-$pol"
+            start_chand --data-dir "$base/chand-$pol" --fsync $pol
+            start_redis --appendonly yes --appendfsync $pol --dir "$base/redis-$pol"
+        fi
+        for cfg in c1 c50 c50p16; do
+            case $cfg in
+            c1) c=1; p=1 ;;
+            c50) c=50; p=1 ;;
+            c50p16) c=50; p=16 ;;
+            esac
+            for shape in $shapes; do
+                pair "$shape" "dur_${pol}_$cfg" "$c" "$p" | tee -a "$figs"
+            done
+        done
+    done
+    stop_pid "$cpid"; cpid=; stop_pid "$rpid"; rpid=
+    rm -rf "$base"
+    # everysec against memory, chand's own figures: the goal is >= 0.9.
+    awk '$1 == "bench:" && $2 ~ /^chand_.*_dur_(memory|everysec)_c[0-9p]+_ops$/ {
+             k = $2; sub(/^chand_/, "", k); sub(/_ops$/, "", k)
+             pol = (k ~ /_dur_memory_/) ? "m" : "e"
+             sub(/_dur_(memory|everysec)_/, "_", k)
+             v[pol, k] = $3; keys[k] = 1 }
+         END { for (k in keys) if (v["m", k] > 0 && v["e", k] != "")
+                   printf "bench: ratio_everysec_vs_memory_%s %.2f\n", k, v["e", k] / v["m", k] }' \
+        "$figs" | sort
+}
+dur_bench
 
 # ---- memory: IDLE connections each parked in recv / BLPOP -------------------
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }

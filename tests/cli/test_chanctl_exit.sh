@@ -64,7 +64,7 @@ grep -q not_found "$T/err" || fail "reason: $(cat "$T/err")"
 expect_exit 3 make typed 1 --type nonsense
 expect_exit 0 make typed 1 --type number
 expect_exit 3 send typed abc
-expect_out '0 1' len q
+expect_out '0 1 0' len q
 expect_exit 0 drop q
 expect_exit 3 len q
 expect_exit 0 make q 1  # drop started over: open again
@@ -72,5 +72,5 @@ expect_exit 0 make q 1  # drop started over: open again
 expect_exit 0 make q 1
 
 # Each family once, with its output.
-expect_out '{"len":0,"cap":1}' --json len typed
+expect_out '{"len":0,"cap":1,"inflight":0}' --json len typed
 echo "ok exit codes"

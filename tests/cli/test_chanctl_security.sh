@@ -33,7 +33,7 @@ unset CHAND_SERVER CHAND_USER CHAND_PASSWORD CHAND_PASSWORD_FILE \
 # over the unix socket this uid is "me": every right, no password
 expect_exit 0 -s "unix:$sock" make ops.q 2
 expect_exit 0 -s "unix:$sock" send ops.q '"job"'
-CHAND_SERVER="unix:$sock" expect_out "1 2" len ops.q
+CHAND_SERVER="unix:$sock" expect_out "1 2 0" len ops.q
 case_ok "unix socket, uid mapped to a user"
 
 # over TCP: unauthenticated until --user
@@ -42,26 +42,26 @@ grep -q unauthenticated "$T/err" || fail "no auth: $(cat "$T/err")"
 expect_exit 2 -s "$tcp" --user alice len ops.q
 grep -q "CHAND_PASSWORD or --password-file" "$T/err" ||
     fail "no password: $(cat "$T/err")"
-CHAND_PASSWORD=secret expect_out "1 2" -s "$tcp" --user alice len ops.q
+CHAND_PASSWORD=secret expect_out "1 2 0" -s "$tcp" --user alice len ops.q
 CHAND_PASSWORD=wrong expect_exit 3 -s "$tcp" --user alice len ops.q
 grep -q "invalid user or password" "$T/err" || fail "wrong: $(cat "$T/err")"
 printf 'secret\n' >"$T/pw"
 expect_exit 0 -s "chand://$tcp" --user alice --password-file "$T/pw" \
     make jobs.a 1
-CHAND_USER=alice CHAND_PASSWORD_FILE="$T/pw" expect_out "0 1" -s "$tcp" \
+CHAND_USER=alice CHAND_PASSWORD_FILE="$T/pw" expect_out "0 1 0" -s "$tcp" \
     len jobs.a
 case_ok "--user with CHAND_PASSWORD and --password-file"
 
 # outside alice's rules: denied, and nothing changed
 CHAND_PASSWORD=secret expect_exit 3 -s "$tcp" --user alice recv ops.q
 grep -q denied "$T/err" || fail "denied: $(cat "$T/err")"
-expect_out "1 2" -s "unix:$sock" len ops.q
+expect_out "1 2 0" -s "unix:$sock" len ops.q
 case_ok "denied changes nothing"
 
 # TLS: the server's certificate checked against --tls-ca; CN=alice
 expect_exit 4 -s "$tls" len ops.q
 CHAND_TLS_CA="$T/ca/ca.pem" expect_exit 4 -s "$tls" len ops.q
-expect_out "1 2" -s "$tls" --tls-ca "$T/ca/ca.pem" \
+expect_out "1 2 0" -s "$tls" --tls-ca "$T/ca/ca.pem" \
     --tls-cert "$T/ca/client.pem" --tls-key "$T/ca/client.key" len ops.q
 CHAND_TLS_CA="$T/ca/ca.pem" CHAND_TLS_CERT="$T/ca/client.pem" \
     CHAND_TLS_KEY="$T/ca/client.key" expect_exit 3 -s "$tls" close ops.q

@@ -48,7 +48,7 @@ expect_exit 2 send q --json '[1,2'
 grep -q "not valid JSON" "$T/err" || fail "--json [1,2: $(cat "$T/err")"
 expect_exit 2 send q --json 042
 expect_exit 2 send q --json --string 1
-expect_out '0 1' len q      # nothing was sent by the refused ones
+expect_out '0 1 0' len q      # nothing was sent by the refused ones
 printf '1\n[1,2\n' | ctl send q --json - 2>"$T/err"
 [ $? = 2 ] || fail "send --json - with a bad line"
 grep -q "line 2" "$T/err" || fail "bad line not named: $(cat "$T/err")"
@@ -78,7 +78,7 @@ expect_exit 2 send q v --file "$T/text"
 printf '\xff\xfe' >"$T/bin"
 expect_exit 2 send q --string --file "$T/bin"
 grep -q "UTF-8" "$T/err" || fail "binary file: $(cat "$T/err")"
-expect_out '0 1' len q
+expect_out '0 1 0' len q
 
 # -q: recv on a closed channel exits 1 without the note.
 ctl make c 0 && ctl close c || fail "make/close c"

@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh" || exit 1
 top=$(cd "$(dirname "$0")/../.." && pwd)
 ex="$top/${BUILD:-build}/examples"
-for e in worker_pool wg_barrier fenced_lock async_counter; do
+for e in worker_pool wg_barrier fenced_lock async_counter ack_worker; do
     [ -x "$ex/$e" ] || fail "example $e not built"
 done
 start_daemon
@@ -32,4 +32,9 @@ grep -q 'refused write "from client 1"' "$T/fl" || fail "fenced_lock: $(cat "$T/
 "$ex/async_counter" "$CHAND_SERVER" 5000 >"$T/ac" 2>&1 || fail "async_counter: $(cat "$T/ac")"
 grep -q '^5000 adds answered, counter 5000, 0 errors$' "$T/ac" || fail "async_counter: $(cat "$T/ac")"
 grep -q '^timer fired' "$T/ac" || fail "async_counter: $(cat "$T/ac")"
+# Acknowledged delivery: the job of the worker that died is done by
+# another; multiples of 7 (refused 3 times) are dead letters.
+"$ex/ack_worker" "$CHAND_SERVER" 3 100 >"$T/aw" 2>&1 || fail "ack_worker: $(cat "$T/aw")"
+grep -q '^sum of the jobs acknowledged = 4315, 14 dead letters$' "$T/aw" ||
+    fail "ack_worker: $(cat "$T/aw")"
 echo "ok examples"

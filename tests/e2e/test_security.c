@@ -36,6 +36,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <event2/event.h>
+
 #include "chand.h"
 
 #include "../common/e2e.h"
@@ -213,6 +215,32 @@ static testd_conn *login(const char *user, const char *pw)
     assert_non_null(c);
     auth_ok(c, user, pw);
     return c;
+}
+
+/* runtime.stats' security.<group>.<key> (group NULL: security.<key>),
+ * read on u (a session allowed to). */
+static json_int_t sec_stat(testd_conn *u, const char *group, const char *key)
+{
+    json_t *s =
+        json_object_get(e2e_ok(u, 0, "runtime.stats", NULL), "security");
+
+    assert_non_null(s);
+    if (group)
+        s = json_object_get(s, group);
+    assert_true(json_is_integer(json_object_get(s, key)));
+    return json_integer_value(json_object_get(s, key));
+}
+
+/* Polls sec_stat until it is at least want (WAIT_MS); returns it. */
+static json_int_t sec_stat_reaches(testd_conn *u, const char *group,
+                                   const char *key, json_int_t want)
+{
+    int64_t end = testd_now_ms() + WAIT_MS;
+    json_int_t v;
+
+    while ((v = sec_stat(u, group, key)) < want && testd_now_ms() < end)
+        testd_sleep_ms(5);
+    return v;
 }
 
 /* ------------------------------------------------------------------ */
@@ -857,6 +885,77 @@ static void test_bruteforce_slowdown(void **state)
     /* another peer (the unix socket, keyed by uid) is not slowed down */
     u = testd_connect_unix(sock);
     auth_ok(u, "alice", "secret");
+    /* what an operator sees: the failures, the attempts held back (the
+     * 4th to the 7th), the two refused, the one success */
+    assert_int_equal(sec_stat(u, "auth", "failed"), 7);
+    assert_int_equal(sec_stat(u, "auth", "delayed"), 4);
+    assert_int_equal(sec_stat(u, "refused", "limit"), 2);
+    assert_int_equal(sec_stat(u, "auth", "ok"), 1);
+    stop();
+}
+
+/* A password hash (bcrypt, cost 14: ~1 s) slow enough that the test can
+ * line attempts up behind it; the password is "x". */
+#define SLOW_HASH "$2b$14$aaaaaaaaaaaaaaaaaaaaaOboaDxIUIz8jzBzz1R.NEtEKfp8R90Uy"
+
+/* Password hashing is capped: with one slot and a queue of one, an
+ * attempt behind a running hash waits, the next is refused at once
+ * (reason limit) without its password being checked, and the runtime
+ * goes on serving everybody else meanwhile.  Ordered by polling the
+ * counts in runtime.stats, never by time. */
+static void test_hash_flood(void **state)
+{
+    (void)state;
+    const char *a[] = {"--auth-hash-slots", "1", "--auth-hash-queue", "1",
+                       NULL};
+    testd_conn *u, *c1, *c2, *c3;
+    json_t *ans;
+
+    write_users("slow  %s rw:slow.\n"
+                "alice %s rw:jobs. r:*\n"
+                "me    -  uid=%u rwla:*\n",
+                SLOW_HASH, hash, (unsigned)getuid());
+    start(a);
+    u = testd_connect_unix(sock);
+    assert_non_null(u);
+    assert_int_equal(sec_stat(u, "hashing", "slots"), 1);
+    assert_int_equal(sec_stat(u, "hashing", "queue"), 1);
+    c1 = testd_connect(&D);
+    c2 = testd_connect(&D);
+    c3 = testd_connect(&D);
+    assert_true(c1 && c2 && c3);
+    assert_int_equal(testd_send(c1, "{\"jsonrpc\":\"2.0\",\"id\":1,"
+                                    "\"method\":\"auth\",\"params\":{"
+                                    "\"user\":\"slow\",\"password\":"
+                                    "\"x\"}}"),
+                     0);
+    assert_int_equal(sec_stat_reaches(u, "hashing", "running", 1), 1);
+    assert_int_equal(testd_send(c2, "{\"jsonrpc\":\"2.0\",\"id\":2,"
+                                    "\"method\":\"auth\",\"params\":{"
+                                    "\"user\":\"alice\",\"password\":"
+                                    "\"secret\"}}"),
+                     0);
+    assert_int_equal(sec_stat_reaches(u, "hashing", "waiting", 1), 1);
+    e2e_expect_reason_msg(c3, 3, "auth",
+                          "{\"user\":\"alice\",\"password\":\"secret\"}",
+                          "limit", "busy verifying passwords");
+    /* the runtime serves the others while the hash runs */
+    e2e_ok(u, 0, "make", "{\"name\":\"q\",\"cap\":1}");
+    e2e_ok(u, 0, "send", "{\"name\":\"q\",\"value\":1}");
+    e2e_ok(u, 0, "recv", "{\"name\":\"q\"}");
+    /* then both attempts in the gate succeed, in turn */
+    ans = testd_wait_id(c1, 1, WAIT_MS);
+    assert_non_null(testd_result(ans));
+    json_decref(ans);
+    ans = testd_wait_id(c2, 2, WAIT_MS);
+    assert_non_null(testd_result(ans));
+    json_decref(ans);
+    assert_int_equal(sec_stat(u, "auth", "ok"), 2);
+    assert_int_equal(sec_stat(u, "auth", "failed"), 0);
+    assert_int_equal(sec_stat(u, "refused", "busy"), 1);
+    assert_int_equal(sec_stat(u, "hashing", "running"), 0);
+    assert_int_equal(sec_stat(u, "hashing", "waiting"), 0);
+    assert_true(log_has("every password hash slot is busy"));
     stop();
 }
 
@@ -1093,6 +1192,16 @@ static void test_tls_client_cert(void **state)
         assert_null(a);
     }
     tls_close(&t, false);
+    {
+        /* both refusals are counted as failed handshakes */
+        testd_conn *u = testd_connect_unix(sock);
+        assert_non_null(u);
+        assert_int_equal(sec_stat_reaches(u, NULL, "tls_handshake_failures", 2),
+                         2);
+        assert_true(json_is_true(json_object_get(
+            json_object_get(e2e_ok(u, 0, "runtime.stats", NULL), "security"),
+            "tls")));
+    }
     /* a certificate without a CN: connects, names nobody */
     assert_int_equal(tls_open(&t, port, "nocn"), 0);
     a = tls_call(&t, "make", "{\"name\":\"jobs.n\"}");
@@ -1167,6 +1276,246 @@ static void test_client_urls(void **state)
     assert_int_equal(chand_connect_url("unix:rel", NULL, 1000, &c, &err),
                      CHAND_EARG);
     chand_options_free(o);
+    stop();
+}
+
+/* One asynchronous connection by URL: the connect callback's code and the
+ * answers of the requests queued before it was up. */
+typedef struct aurl {
+    struct event_base *base;
+    chand_async *a;
+    int up;        /* the connect callback's rc, 1 before it ran */
+    char why[256]; /* its message */
+    int rc[4];     /* the requests' rc, 1 before they were answered */
+} aurl;
+
+static void aurl_up(chand_async *a, int rc, const chand_error *err, void *arg)
+{
+    aurl *u = arg;
+    (void)a;
+    u->up = rc;
+    snprintf(u->why, sizeof u->why, "%s", err ? err->message : "");
+}
+
+static void aurl_reply(chand_async *a, int rc, json_t *res,
+                       const chand_error *err, void *arg)
+{
+    (void)a;
+    (void)res;
+    (void)err;
+    *(int *)arg = rc;
+}
+
+/* Connects to url with o and queues the nreq requests of methods (each on
+ * params "name" names[i]) at once, before the connection is up; runs the
+ * loop until every callback ran.  Returns the connect code. */
+static int aurl_run(aurl *u, const char *url, const chand_options *o, int nreq,
+                    const char *const *methods, const char *const *names)
+{
+    chand_error err;
+    struct timeval tick = {0, 100000};
+    int64_t deadline = testd_now_ms() + WAIT_MS;
+    int rc;
+
+    memset(u, 0, sizeof *u);
+    u->up = 1;
+    u->base = event_base_new();
+    assert_non_null(u->base);
+    rc =
+        chand_async_connect_url(u->base, url, o, 5000, aurl_up, u, &u->a, &err);
+    if (rc < 0) {
+        event_base_free(u->base);
+        snprintf(u->why, sizeof u->why, "%s", err.message);
+        return rc;
+    }
+    for (int i = 0; i < nreq; i++) {
+        u->rc[i] = 1;
+        assert_int_equal(chand_async_call(u->a, methods[i],
+                                          json_pack("{s:s}", "name", names[i]),
+                                          5000, aurl_reply, &u->rc[i]),
+                         0);
+    }
+    for (;;) {
+        int done = u->up != 1;
+        for (int i = 0; i < nreq; i++)
+            done += u->rc[i] != 1;
+        if (done == 1 + nreq)
+            break;
+        assert_true(testd_now_ms() < deadline);
+        event_base_loopexit(u->base, &tick);
+        assert_true(event_base_loop(u->base, EVLOOP_ONCE) >= 0);
+    }
+    chand_async_free(u->a);
+    event_base_free(u->base);
+    return u->up;
+}
+
+/* chand_async_connect_url: unix:, chand:// with a user (the requests
+ * queued before hello's answer run as that user), a wrong password,
+ * chands:// with and without the CA, and a bad URL. */
+static void test_async_urls(void **state)
+{
+    (void)state;
+    chand_options *o = chand_options_new();
+    char url[256], path[192];
+    const char *mk[] = {"make"}, *lc[] = {"len", "close"};
+    const char *q[] = {"ops.aq"}, *qq[] = {"ops.aq", "ops.aq"};
+    aurl u;
+    int tport = start_tls(true, true);
+
+    assert_non_null(o);
+    snprintf(url, sizeof url, "unix:%s", sock);
+    assert_int_equal(aurl_run(&u, url, NULL, 1, mk, q), 0);
+    assert_int_equal(u.rc[0], 0);
+
+    snprintf(url, sizeof url, "chand://127.0.0.1:%d", D.port);
+    assert_int_equal(chand_options_set(o, "user", "alice"), 0);
+    assert_int_equal(chand_options_set(o, "password", "secret"), 0);
+    assert_int_equal(aurl_run(&u, url, o, 2, lc, qq), 0);
+    assert_int_equal(u.rc[0], 0);             /* r:* */
+    assert_int_equal(u.rc[1], CHAND_EDENIED); /* no w on ops. */
+
+    assert_int_equal(chand_options_set(o, "password", "nope"), 0);
+    assert_int_equal(aurl_run(&u, url, o, 1, lc, qq), CHAND_EUNAUTH);
+    assert_int_equal(u.rc[0], CHAND_ECONN);
+    assert_non_null(strstr(u.why, "invalid user or password"));
+
+    snprintf(url, sizeof url, "chands://127.0.0.1:%d", tport);
+    assert_int_equal(chand_options_set(o, "user", NULL), 0);
+    assert_int_equal(chand_options_set(o, "password", NULL), 0);
+    assert_int_equal(aurl_run(&u, url, o, 0, NULL, NULL), CHAND_ECONNECT);
+    assert_non_null(strstr(u.why, "certificate"));
+    snprintf(path, sizeof path, "%s/ca.pem", ca);
+    assert_int_equal(chand_options_set(o, "tls_ca", path), 0);
+    snprintf(path, sizeof path, "%s/client.pem", ca);
+    assert_int_equal(chand_options_set(o, "tls_cert", path), 0);
+    snprintf(path, sizeof path, "%s/client.key", ca);
+    assert_int_equal(chand_options_set(o, "tls_key", path), 0);
+    assert_int_equal(aurl_run(&u, url, o, 2, lc, qq), 0); /* CN=alice */
+    assert_int_equal(u.rc[0], 0);
+    assert_int_equal(u.rc[1], CHAND_EDENIED);
+
+    assert_int_equal(aurl_run(&u, "http://x", NULL, 0, NULL, NULL), CHAND_EARG);
+    assert_int_equal(aurl_run(&u, "unix:rel", NULL, 0, NULL, NULL), CHAND_EARG);
+    chand_options_free(o);
+    stop();
+}
+
+/* Many small TLS records in one burst: the daemon's OpenSSL reads ahead
+ * (one read(2) takes them all) while the bufferevent hands over one
+ * record at a time; every request behind the first must still be served
+ * (tls_read_pending), and so must one sent right behind the handshake. */
+static void test_tls_record_burst(void **state)
+{
+    (void)state;
+    tconn t;
+    char buf[65536];
+    size_t n = 0;
+    int lines = 0, port = start_tls(false, false);
+    const int count = 200;
+
+    for (int round = 0; round < 3; round++) {
+        struct timeval rto = {10, 0}; /* a stall fails, not hangs */
+        assert_int_equal(tls_open(&t, port, NULL), 0);
+        assert_int_equal(
+            setsockopt(t.fd, SOL_SOCKET, SO_RCVTIMEO, &rto, sizeof rto), 0);
+        lines = 0;
+        n = 0;
+        for (int i = 0; i < count; i++) {
+            char line[128];
+            int len = snprintf(line, sizeof line,
+                               "{\"jsonrpc\":\"2.0\",\"id\":%d,"
+                               "\"method\":\"ping\"}\n",
+                               i);
+            /* one SSL_write, one record, each */
+            assert_int_equal(SSL_write(t.ssl, line, len), len);
+        }
+        while (lines < count) {
+            int r = SSL_read(t.ssl, buf + n, (int)(sizeof buf - n));
+            assert_true(r > 0);
+            for (int k = 0; k < r; k++)
+                lines += buf[n + (size_t)k] == '\n';
+            n = (n + (size_t)r) % (sizeof buf / 2);
+        }
+        assert_int_equal(lines, count);
+        tls_close(&t, true);
+    }
+    stop();
+}
+
+/* Large answers over TLS, many at once: the daemon writes a turn's
+ * answers straight to the socket (tls_write_now) until the socket is
+ * full, then hands the rest to the bufferevent, which must resume exactly
+ * where the direct write stopped.  Eight 600 KB values received in one
+ * pipelined burst arrive whole and in order. */
+#define BIG_N 8
+#define BIG_LEN (600 * 1024)
+
+typedef struct big_rx {
+    int done, bad;
+} big_rx;
+
+static void big_reply(chand_async *a, int rc, json_t *res,
+                      const chand_error *err, void *arg)
+{
+    big_rx *rx = arg;
+    const char *v = json_string_value(json_object_get(res, "value"));
+    (void)a;
+    (void)err;
+    if (rc != 0 || !v || strlen(v) != BIG_LEN || v[0] != 'a' + rx->done ||
+        v[BIG_LEN - 1] != 'a' + rx->done)
+        rx->bad++;
+    rx->done++;
+}
+
+static void test_tls_large_answers(void **state)
+{
+    (void)state;
+    chand_conn *c = NULL;
+    chand_options *o = chand_options_new();
+    chand_error err;
+    struct event_base *base = event_base_new();
+    struct timeval tick = {0, 100000};
+    chand_async *a = NULL;
+    big_rx rx = {0};
+    char url[128], path[192], *big = malloc(BIG_LEN + 1);
+    int tport = start_tls(false, false);
+    int64_t end;
+
+    assert_non_null(o);
+    assert_non_null(base);
+    assert_non_null(big);
+    snprintf(path, sizeof path, "%s/ca.pem", ca);
+    assert_int_equal(chand_options_set(o, "tls_ca", path), 0);
+    snprintf(url, sizeof url, "chands://127.0.0.1:%d", tport);
+    assert_int_equal(chand_connect_url(url, o, 5000, &c, &err), 0);
+    assert_int_equal(chand_make(c, "big", BIG_N, NULL), 0);
+    for (int i = 0; i < BIG_N; i++) {
+        memset(big, 'a' + i, BIG_LEN);
+        big[BIG_LEN] = '\0';
+        assert_int_equal(chand_send_str(c, "big", big, 5000), 0);
+    }
+    assert_int_equal(
+        chand_async_connect_url(base, url, o, 5000, NULL, NULL, &a, &err), 0);
+    for (int i = 0; i < BIG_N; i++)
+        assert_int_equal(chand_async_call(a, "recv",
+                                          json_pack("{s:s}", "name", "big"),
+                                          5000, big_reply, &rx),
+                         0);
+    end = testd_now_ms() + WAIT_MS;
+    while (rx.done < BIG_N && testd_now_ms() < end) {
+        event_base_loopexit(base, &tick);
+        assert_true(event_base_loop(base, EVLOOP_ONCE) >= 0);
+    }
+    assert_int_equal(rx.done, BIG_N);
+    assert_int_equal(rx.bad, 0);
+    /* and the connection still works both ways */
+    assert_int_equal(chand_send_str(c, "big", "small", 5000), 0);
+    chand_async_free(a);
+    event_base_free(base);
+    chand_close_conn(c);
+    chand_options_free(o);
+    free(big);
     stop();
 }
 
@@ -1251,10 +1600,14 @@ int main(void)
         cmocka_unit_test_teardown(test_preauth_line_limit, teardown),
         cmocka_unit_test_teardown(test_hostile_preauth, teardown),
         cmocka_unit_test_teardown(test_bruteforce_slowdown, teardown),
+        cmocka_unit_test_teardown(test_hash_flood, teardown),
         cmocka_unit_test_teardown(test_protected_mode, teardown),
         cmocka_unit_test_teardown(test_tls_plain, teardown),
         cmocka_unit_test_teardown(test_tls_client_cert, teardown),
         cmocka_unit_test_teardown(test_client_urls, teardown),
+        cmocka_unit_test_teardown(test_async_urls, teardown),
+        cmocka_unit_test_teardown(test_tls_record_burst, teardown),
+        cmocka_unit_test_teardown(test_tls_large_answers, teardown),
         cmocka_unit_test_teardown(test_tls_reload, teardown),
         cmocka_unit_test_teardown(test_bad_users_file, teardown),
     };

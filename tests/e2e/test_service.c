@@ -686,6 +686,16 @@ static void test_metrics(void **state)
     assert_true(prom_value(b0, "chand_threads") >= 0); /* lazily made */
     assert_true(prom_value(b0, "chand_goroutines") >= 0);
     assert_true(prom_value(b0, "chand_waiters") == 0);
+    /* security (issue 17): every family present, nothing counted yet */
+    assert_true(prom_value(b0, "chand_users") == 0);
+    assert_true(prom_value(b0, "chand_auth_total{result=\"ok\"}") == 0);
+    assert_true(prom_value(b0, "chand_auth_total{result=\"failed\"}") == 0);
+    assert_true(prom_value(b0, "chand_auth_delayed_total") == 0);
+    assert_true(prom_value(b0, "chand_refused_total{reason=\"denied\"}") == 0);
+    assert_true(prom_value(b0, "chand_refused_total{reason=\"limit\"}") == 0);
+    assert_true(prom_value(b0, "chand_tls_handshake_failures_total") == 0);
+    assert_true(prom_value(b0, "chand_auth_hashing") == 0);
+    assert_true(prom_value(b0, "chand_auth_hash_waiting") == 0);
     assert_true(prom_value(b0, "chand_sessions") == 0);
     assert_true(prom_value(b0, "chand_objects{type=\"chan\"}") == 0);
 

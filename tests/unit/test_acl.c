@@ -496,6 +496,60 @@ static void test_nested(void **state)
     acl_rules_free(&af);
 }
 
+/* A request is decided by one walk over the rules per 32 names it
+ * touches: a select with more cases than that is decided whole, and the
+ * first case short of its permission is the one named, wherever it is. */
+static void test_many_names(void **state)
+{
+    acl_rules r = rules_of("w:q. r:*");
+    char line[8192], why[256];
+    size_t off;
+    (void)state;
+
+    for (int bad = -1; bad < 80; bad += 27) {
+        off = (size_t)snprintf(line, sizeof line,
+                               "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":"
+                               "\"select\",\"params\":{\"cases\":[");
+        for (int i = 0; i < 80; i++)
+            off += (size_t)snprintf(line + off, sizeof line - off,
+                                    "%s{\"recv\":\"%s%d\"}", i ? "," : "",
+                                    i == bad ? "x" : "q.", i);
+        snprintf(line + off, sizeof line - off, "]}}");
+        if (bad < 0) {
+            assert_int_equal(check_line(&r, line, why, sizeof why), 0);
+        } else {
+            char want[64];
+            assert_int_equal(check_line(&r, line, why, sizeof why), -EACCES);
+            snprintf(want, sizeof want, "select on \"x%d\" needs w", bad);
+            assert_string_equal(why, want);
+        }
+    }
+    acl_rules_free(&r);
+}
+
+/* What several rules grant on one name adds up, and a nested request's
+ * names are decided with the outer one's, by the same rules. */
+static void test_rules_add_up(void **state)
+{
+    acl_rules r = rules_of("l:locks. l:conds. w:jobs");
+    char why[256];
+    (void)state;
+
+    assert_int_equal(check(&r, REQ("cond.wait", "{\"name\":\"conds.c\","
+                                                "\"mutex\":\"locks.m\"}")),
+                     0);
+    assert_int_equal(
+        check_line(&r,
+                   REQ("go", "{\"request\":{\"method\":\"go\",\"params\":"
+                             "{\"request\":{\"method\":\"cond.wait\","
+                             "\"params\":{\"name\":\"conds.c\",\"mutex\":"
+                             "\"jobs.m\"}}}}}"),
+                   why, sizeof why),
+        -EACCES);
+    assert_string_equal(why, "cond.wait on \"jobs.m\" needs l");
+    acl_rules_free(&r);
+}
+
 static void test_nesting_limit(void **state)
 {
     acl_rules r = rules_of("rwla:*");
@@ -607,6 +661,8 @@ int main(void)
         cmocka_unit_test(test_named_requests),
         cmocka_unit_test(test_select),
         cmocka_unit_test(test_nested),
+        cmocka_unit_test(test_many_names),
+        cmocka_unit_test(test_rules_add_up),
         cmocka_unit_test(test_nesting_limit),
         cmocka_unit_test(test_server_methods),
         cmocka_unit_test(test_filter),

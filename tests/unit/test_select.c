@@ -40,8 +40,8 @@ static void fair_main(void *arg)
     for (int i = 0; i < 20000; i++) {
         rt_chan_send(a, &va, RT_POLL); /* keep both ready */
         rt_chan_send(b, &vb, RT_POLL);
-        rt_select_case cs[2] = {{RT_SELECT_RECV, a, &out, false},
-                                {RT_SELECT_RECV, b, &out, false}};
+        rt_select_case cs[2] = {{RT_SELECT_RECV, a, &out, false, false, {0}},
+                                {RT_SELECT_RECV, b, &out, false, false, {0}}};
         int r = rt_select(cs, 2, RT_FOREVER, NULL);
         CHECK(r == 0 || r == 1);
         CHECK(cs[r].ok);
@@ -66,24 +66,24 @@ static void default_main(void *arg)
     int v = 7, out = 0;
     CHECK_EQ(rt_chan_send(f, &v, RT_POLL), 0); /* f is full */
     for (int i = 0; i < 1000; i++) {
-        rt_select_case cs[3] = {{RT_SELECT_RECV, u, &out, false},
-                                {RT_SELECT_SEND, u, &v, false},
-                                {RT_SELECT_SEND, f, &v, false}};
+        rt_select_case cs[3] = {{RT_SELECT_RECV, u, &out, false, false, {0}},
+                                {RT_SELECT_SEND, u, &v, false, false, {0}},
+                                {RT_SELECT_SEND, f, &v, false, false, {0}}};
         CHECK_EQ(rt_select(cs, 3, RT_POLL, NULL), RT_EAGAIN);
     }
-    rt_select_case cs[2] = {{RT_SELECT_RECV, u, &out, false},
-                            {RT_SELECT_RECV, f, &out, false}};
+    rt_select_case cs[2] = {{RT_SELECT_RECV, u, &out, false, false, {0}},
+                            {RT_SELECT_RECV, f, &out, false, false, {0}}};
     int chosen = -1;
     CHECK_EQ(rt_select(cs, 2, RT_POLL, &chosen), 1);
     CHECK_EQ(chosen, 1);
     CHECK_EQ(out, 7);
     /* From a goroutine with nothing but nil cases: default. */
-    rt_select_case nils[2] = {{RT_SELECT_RECV, NULL, &out, false},
-                              {RT_SELECT_SEND, NULL, &v, false}};
+    rt_select_case nils[2] = {{RT_SELECT_RECV, NULL, &out, false, false, {0}},
+                              {RT_SELECT_SEND, NULL, &v, false, false, {0}}};
     CHECK_EQ(rt_select(nils, 2, RT_POLL, NULL), RT_EAGAIN);
     CHECK_EQ(rt_select(nils, 2, rt_deadline_ms(20), NULL), RT_ETIMEDOUT);
     CHECK_EQ(rt_select(NULL, 0, RT_POLL, NULL), RT_EAGAIN);
-    rt_select_case bad = {(rt_select_dir)9, u, &out, false};
+    rt_select_case bad = {(rt_select_dir)9, u, &out, false, false, {0}};
     CHECK_EQ(rt_select(&bad, 1, RT_POLL, NULL), RT_EINVAL);
     rt_chan_release(u);
     rt_chan_release(f);
@@ -97,7 +97,7 @@ static void test_default_never_blocks(void **state)
     assert_int_equal(rt_start(&two), 0);
     rt_chan *c = rt_chan_make(sizeof(int), 1);
     int v = 3, out = 0;
-    rt_select_case cs[1] = {{RT_SELECT_RECV, c, &out, false}};
+    rt_select_case cs[1] = {{RT_SELECT_RECV, c, &out, false, false, {0}}};
     assert_int_equal(rt_select(cs, 1, RT_POLL, NULL), RT_EAGAIN);
     assert_int_equal(rt_select(cs, 1, RT_FOREVER, NULL), RT_EPERM);
     assert_int_equal(rt_chan_send(c, &v, RT_POLL), 0);
@@ -128,9 +128,10 @@ static void mixer(void *arg)
         int64_t out = (id << 32) | i, in = 0;
         rt_select_case cs[2 * NMIX];
         for (int k = 0; k < NMIX; k++) {
-            cs[2 * k] = (rt_select_case){RT_SELECT_SEND, m->c[k], &out, false};
-            cs[2 * k + 1] =
-                (rt_select_case){RT_SELECT_RECV, m->c[k], &in, false};
+            cs[2 * k] = (rt_select_case){RT_SELECT_SEND, m->c[k], &out,
+                                         false,          false,   {0}};
+            cs[2 * k + 1] = (rt_select_case){RT_SELECT_RECV, m->c[k], &in,
+                                             false,          false,   {0}};
         }
         /* A deadline: near the end the last selector may find no partner
          * on the unbuffered channels and every buffer full. */
@@ -216,7 +217,8 @@ static void big_main(void *arg)
     int vals[NBIG];
     for (int i = 0; i < 2000; i++) {
         for (int k = 0; k < NBIG; k++)
-            cs[k] = (rt_select_case){RT_SELECT_RECV, b.c[k], &vals[k], false};
+            cs[k] = (rt_select_case){RT_SELECT_RECV, b.c[k], &vals[k],
+                                     false,          false,  {0}};
         int chosen = -1;
         int r = rt_select(cs, NBIG, RT_FOREVER, &chosen);
         CHECK_EQ(r, (i * 37) % NBIG);
@@ -242,9 +244,9 @@ static void order_peer(void *arg)
     int v = 1, in;
     for (int i = 0; i < 10000; i++) {
         /* b before a, a named twice */
-        rt_select_case cs[3] = {{RT_SELECT_SEND, o->b, &v, false},
-                                {RT_SELECT_RECV, o->a, &in, false},
-                                {RT_SELECT_RECV, o->a, &in, false}};
+        rt_select_case cs[3] = {{RT_SELECT_SEND, o->b, &v, false, false, {0}},
+                                {RT_SELECT_RECV, o->a, &in, false, false, {0}},
+                                {RT_SELECT_RECV, o->a, &in, false, false, {0}}};
         int r = rt_select(cs, 3, RT_FOREVER, NULL);
         CHECK(r >= 0 && r < 3);
     }
@@ -259,8 +261,8 @@ static void orders_main(void *arg)
     CHECK_EQ(rt_go(order_peer, &o), 0);
     int v = 2, in, got = 0;
     for (int i = 0; i < 10000; i++) {
-        rt_select_case cs[2] = {{RT_SELECT_RECV, o.b, &in, false},
-                                {RT_SELECT_SEND, o.a, &v, false}};
+        rt_select_case cs[2] = {{RT_SELECT_RECV, o.b, &in, false, false, {0}},
+                                {RT_SELECT_SEND, o.a, &v, false, false, {0}}};
         CHECK(rt_select(cs, 2, RT_FOREVER, NULL) >= 0);
     }
     CHECK_EQ(rt_chan_recv(o.done, &got, NULL, RT_FOREVER), 0);
@@ -280,17 +282,17 @@ static void closed_main(void *arg)
             *d = rt_chan_make(sizeof(int), 0);
     CHECK_EQ(rt_chan_close(c), 0);
     int v = 5, chosen = -1;
-    rt_select_case s1[2] = {{RT_SELECT_RECV, d, &v, false},
-                            {RT_SELECT_SEND, c, &v, false}};
+    rt_select_case s1[2] = {{RT_SELECT_RECV, d, &v, false, false, {0}},
+                            {RT_SELECT_SEND, c, &v, false, false, {0}}};
     CHECK_EQ(rt_select(s1, 2, RT_FOREVER, &chosen), RT_ESENDCLOSED);
     CHECK_EQ(chosen, 1);
-    rt_select_case s2[2] = {{RT_SELECT_RECV, d, &v, false},
-                            {RT_SELECT_RECV, c, &v, true}};
+    rt_select_case s2[2] = {{RT_SELECT_RECV, d, &v, false, false, {0}},
+                            {RT_SELECT_RECV, c, &v, true, false, {0}}};
     CHECK_EQ(rt_select(s2, 2, RT_FOREVER, NULL), 1);
     CHECK(!(s2[1].ok));
     CHECK_EQ(v, 0);
     int64_t t0 = rt_now();
-    rt_select_case s3[1] = {{RT_SELECT_RECV, d, &v, false}};
+    rt_select_case s3[1] = {{RT_SELECT_RECV, d, &v, false, false, {0}}};
     CHECK_EQ(rt_select(s3, 1, rt_deadline_ms(40), NULL), RT_ETIMEDOUT);
     CHECK(rt_now() - t0 >= 40000000);
     CHECK(rt_now() - t0 < 5000000000LL);
@@ -315,8 +317,8 @@ static void parked_close_main(void *arg)
                       rt_chan_make(sizeof(int), 0)};
     CHECK_EQ(rt_go(close_wakes_select, ch), 0);
     int v = 9;
-    rt_select_case cs[2] = {{RT_SELECT_RECV, ch[0], &v, false},
-                            {RT_SELECT_RECV, ch[1], &v, true}};
+    rt_select_case cs[2] = {{RT_SELECT_RECV, ch[0], &v, false, false, {0}},
+                            {RT_SELECT_RECV, ch[1], &v, true, false, {0}}};
     CHECK_EQ(rt_select(cs, 2, RT_FOREVER, NULL), 1);
     CHECK(!(cs[1].ok));
     CHECK_EQ(v, 0);
@@ -355,8 +357,8 @@ static void sel_cancel_main(void *arg)
     CHECK_EQ(pthread_create(&t, NULL, sel_firer, k), 0);
     rt_cancel_attach(k->tok);
     int v = 0;
-    rt_select_case cs[2] = {{RT_SELECT_RECV, a, &v, false},
-                            {RT_SELECT_SEND, b, &v, false}};
+    rt_select_case cs[2] = {{RT_SELECT_RECV, a, &v, false, false, {0}},
+                            {RT_SELECT_SEND, b, &v, false, false, {0}}};
     atomic_store(&k->parked, 1);
     atomic_store(&k->result, rt_select(cs, 2, RT_FOREVER, NULL));
     /* The channels are clean afterwards: nobody is left queued. */

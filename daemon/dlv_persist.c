@@ -1,0 +1,234 @@
+/*
+ * dlv_persist.c - acknowledged deliveries in the durability log: the
+ * records dlv.c's changes write (through persist.c's API), and recovery,
+ * which gathers the deliveries still live at the log's end and gives them
+ * back to their channels, requeued, once the whole log is applied.
+ *
+ * The records (effect.h's dlv_*) name a delivery by its key in the
+ * channel (the runtime's seq, stable across attempts), not by the ids
+ * answers carry: those name one attempt of one run, and every delivery
+ * live at a restart is redelivered under a new id anyway.
+ *   dlv_inflight prev_id 0    a value becomes a delivery (value, attempt
+ *                             1); grouped with the chan_pop when it left
+ *                             the buffer.  Snapshots write one per live
+ *                             delivery, with its attempts and reason.
+ *   dlv_inflight prev_id=id   a later attempt (attempt, deadline)
+ *   dlv_redeliver             requeued, or nacked with a delay (reason)
+ *   dlv_ack / dlv_dead        the delivery ended (dead: its reason)
+ */
+#include "dlv.h"
+#include "h_chan_internal.h"
+#include "persist.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void dlvp_taken(obj *o, uint64_t seq, const char *text, size_t n, bool from_buf)
+{
+    eff_rec r[2] = {{.type = EFF_CHAN_POP}, {.type = EFF_DLV_INFLIGHT}};
+
+    if (!persist_on())
+        return;
+    r[0].u.pop.name = eff_s(o->name);
+    r[0].u.pop.count = 1;
+    r[1].u.dlv.name = eff_s(o->name);
+    r[1].u.dlv.id = seq;
+    r[1].u.dlv.attempt = 1;
+    r[1].u.dlv.value = (eff_str){text, n};
+    if (from_buf)
+        persist_dlv(o, r, 2);
+    else
+        persist_dlv(o, &r[1], 1);
+}
+
+void dlvp_attempt(obj *o, uint64_t seq, uint32_t attempt, int64_t wait_ms)
+{
+    eff_rec r = {.type = EFF_DLV_INFLIGHT};
+
+    if (!persist_on())
+        return;
+    r.u.dlv.name = eff_s(o->name);
+    r.u.dlv.id = seq;
+    r.u.dlv.prev_id = seq;
+    r.u.dlv.attempt = attempt;
+    r.u.dlv.deadline_ms = wall_ms() + wait_ms;
+    persist_dlv(o, &r, 1);
+}
+
+void dlvp_redeliver(obj *o, uint64_t seq, const char *reason, int64_t delay_ms)
+{
+    eff_rec r = {.type = EFF_DLV_REDELIVER};
+
+    if (!persist_on())
+        return;
+    r.u.dlv.name = eff_s(o->name);
+    r.u.dlv.id = seq;
+    r.u.dlv.reason = eff_s(reason ? reason : "");
+    r.u.dlv.deadline_ms = delay_ms > 0 ? wall_ms() + delay_ms : 0;
+    persist_dlv(o, &r, 1);
+}
+
+void dlvp_end(obj *o, uint64_t seq, bool dead, const char *reason)
+{
+    eff_rec r = {.type = dead ? EFF_DLV_DEAD : EFF_DLV_ACK};
+
+    if (!persist_on())
+        return;
+    r.u.dlv.name = eff_s(o->name);
+    r.u.dlv.id = seq;
+    r.u.dlv.reason = eff_s(reason ? reason : "");
+    persist_dlv(o, &r, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Recovery                                                           */
+/* ------------------------------------------------------------------ */
+
+/* The deliveries live so far in the log, in an array (recovery only, one
+ * thread).  Few are live at a time, so a linear search is enough. */
+typedef struct rdlv {
+    char *name, *text, *reason;
+    size_t tn;
+    uint64_t seq;
+    uint32_t attempts;
+} rdlv;
+
+static rdlv *rd;
+static size_t rd_n, rd_cap;
+
+static void rd_clear(rdlv *e)
+{
+    free(e->name);
+    free(e->text);
+    free(e->reason);
+}
+
+static rdlv *rd_find(const char *name, uint64_t seq)
+{
+    for (size_t i = 0; i < rd_n; i++)
+        if (rd[i].seq == seq && strcmp(rd[i].name, name) == 0)
+            return &rd[i];
+    return NULL;
+}
+
+static void rd_del(rdlv *e)
+{
+    rd_clear(e);
+    *e = rd[--rd_n];
+}
+
+static char *dup_n(const char *p, size_t n)
+{
+    char *s = malloc(n + 1);
+
+    if (s) {
+        if (n)
+            memcpy(s, p, n);
+        s[n] = '\0';
+    }
+    return s;
+}
+
+static int rd_reason(rdlv *e, eff_str r)
+{
+    char *s;
+
+    if (!r.n)
+        return 0;
+    if (!(s = dup_n(r.p, r.n)))
+        return -1;
+    free(e->reason);
+    e->reason = s;
+    return 0;
+}
+
+int dlv__restore_rec(const char *name, const eff_rec *r)
+{
+    rdlv *e = rd_find(name, r->u.dlv.id);
+
+    switch (r->type) {
+    case EFF_DLV_INFLIGHT:
+        if (r->u.dlv.prev_id && e) { /* a later attempt */
+            e->attempts = r->u.dlv.attempt;
+            return 0;
+        }
+        if (e) /* the snapshot's copy and the log's: the same delivery */
+            rd_del(e);
+        if (rd_n == rd_cap) {
+            size_t cap = rd_cap ? 2 * rd_cap : 64;
+            rdlv *g = realloc(rd, cap * sizeof *g);
+            if (!g)
+                return -1;
+            rd = g;
+            rd_cap = cap;
+        }
+        e = &rd[rd_n];
+        memset(e, 0, sizeof *e);
+        e->seq = r->u.dlv.id;
+        e->attempts = r->u.dlv.attempt;
+        e->name = dup_n(name, strlen(name));
+        e->text = dup_n(r->u.dlv.value.p, r->u.dlv.value.n);
+        e->tn = r->u.dlv.value.n;
+        if (!e->name || !e->text || rd_reason(e, r->u.dlv.reason) != 0) {
+            rd_clear(e);
+            return -1;
+        }
+        rd_n++;
+        return 0;
+    case EFF_DLV_REDELIVER:
+        return e ? rd_reason(e, r->u.dlv.reason) : 0;
+    case EFF_DLV_ACK:
+    case EFF_DLV_DEAD:
+        if (e)
+            rd_del(e);
+        return 0;
+    default: /* touch: deadlines do not outlive the sessions */
+        return 0;
+    }
+}
+
+void dlv__restore_drop(const char *name)
+{
+    for (size_t i = 0; i < rd_n;)
+        if (strcmp(rd[i].name, name) == 0)
+            rd_del(&rd[i]);
+        else
+            i++;
+}
+
+void dlv__restore_finish(void)
+{
+    size_t back = 0, lost = 0;
+
+    for (size_t i = 0; i < rd_n; i++) {
+        reg_found f;
+        rdlv *e = &rd[i];
+        if (reg_lookup(e->name, &hchan_ops, false, NULL, &f) != REG_OK) {
+            lost++;
+        } else {
+            if (dlv_restore(f.o, e->seq, e->attempts, e->text, e->tn,
+                            e->reason) == 0)
+                back++;
+            else
+                lost++;
+            obj_release(f.o);
+        }
+        rd_clear(e);
+    }
+    if (back || lost)
+        log_info("recovered %zu deliveries in flight, requeued for "
+                 "redelivery%s",
+                 back, lost ? " (some could not be restored)" : "");
+    free(rd);
+    rd = NULL;
+    rd_n = rd_cap = 0;
+}
