@@ -80,6 +80,8 @@ void persist__wake(void);
 int persist__repl_start(const conf *c, char *err, size_t errlen);
 void persist__repl_stop(void);
 void persist__repl_append(const eff_rec *r);
+/* Appends n records as one effect (they share one raft entry). */
+void persist__repl_append_group(const eff_rec *recs, size_t n);
 uint64_t persist__repl_gate(void);
 uint64_t persist__repl_durable(void);
 void persist__repl_flush(void);

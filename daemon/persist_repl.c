@@ -76,17 +76,19 @@ uint64_t persist_kicks(void)
 /* The leader's side: records and tickets                             */
 /* ------------------------------------------------------------------ */
 
-void persist__repl_append(const eff_rec *r)
+void persist__repl_append_group(const eff_rec *recs, size_t nrec)
 {
-    size_t n;
+    size_t n = 0, k;
     bool first;
 
     if (pr_in_fsm || !atomic_load(&pr_serving))
         return;
-    n = eff_size(r);
-    if (n == 0) {
-        log_error("cluster: cannot encode %s", eff_type_name(r->type));
-        return;
+    for (size_t i = 0; i < nrec; i++) {
+        if ((k = eff_size(&recs[i])) == 0) {
+            log_error("cluster: cannot encode %s", eff_type_name(recs[i].type));
+            return;
+        }
+        n += k;
     }
     pthread_mutex_lock(&pr_mu);
     if (!atomic_load(&pr_serving)) { /* stopped meanwhile */
@@ -101,21 +103,27 @@ void persist__repl_append(const eff_rec *r)
         if (!p) {
             pthread_mutex_unlock(&pr_mu);
             log_error("cluster: out of memory logging %s",
-                      eff_type_name(r->type));
+                      eff_type_name(recs[0].type));
             return;
         }
         pr_buf = p;
         pr_cap = cap;
     }
     first = pr_len == 0;
-    eff_encode(r, pr_buf + pr_len);
-    pr_len += n;
+    /* One lock hold: a group's records always share one raft entry. */
+    for (size_t i = 0; i < nrec; i++)
+        pr_len += eff_encode(&recs[i], pr_buf + pr_len);
     atomic_fetch_add(&pr_appends, 1);
     pthread_mutex_unlock(&pr_mu);
     /* An effect no answer follows (a lease ends, a session ends) must
      * still reach raft: the I/O threads' poll closes the ticket. */
     if (first)
         persist__wake();
+}
+
+void persist__repl_append(const eff_rec *r)
+{
+    persist__repl_append_group(r, 1);
 }
 
 uint64_t persist__repl_gate(void)
@@ -365,6 +373,11 @@ static void pr_on_role(void *arg, bool serving, uint64_t term,
         hold_token_floor(epoch_token(term, 0));
         atomic_store(&pr_serving, true);
         persist__repl_append(&r);
+        /* What followers only recorded comes to life on the leader:
+         * deliveries in flight are requeued for redelivery, pending
+         * timers are armed (overdue ones fire at once, once). */
+        dlv__restore_finish();
+        htimer__restart();
         log_info("cluster: node %llu leads term %llu",
                  (unsigned long long)pr_cluster.peers[pr_cluster.self].id,
                  (unsigned long long)term);
