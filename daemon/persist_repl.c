@@ -303,6 +303,10 @@ static int pr_fsm_snapshot(void *arg, uint64_t index, void **data, size_t *len)
     pthread_mutex_unlock(&pr_mu);
     if (open)
         return -EBUSY;
+    /* A follower keeps the deliveries in flight aside (they live on the
+     * leader): the objects' snapshot would miss them. */
+    if (dlv__restore_pending() > 0)
+        return -EBUSY;
     pr_snap_tls = &s;
     reg_foreach(NULL, pr_snap_one, &s);
     pr_snap_tls = NULL;
