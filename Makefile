@@ -599,7 +599,8 @@ bench-recovery: all
 # test_jcheck).  make test runs a short one (tests/cli/test_cluster_jepsen.sh);
 # make test-cluster the long one: CLUSTER_KILLS leader kills (>= 100).
 CLUSTER_KILLS ?= 100
-CLUSTER_BINS := $(BUILD)/cluster/jepsen $(BUILD)/cluster/test_jcheck
+CLUSTER_BINS := $(BUILD)/cluster/jepsen $(BUILD)/cluster/test_jcheck \
+                $(BUILD)/cluster/bench
 all: $(CLUSTER_BINS)
 $(BUILD)/cluster/test_jcheck: $(call objs,tests/cluster/test_jcheck.c \
                                  tests/cluster/jcheck.c)
@@ -612,6 +613,20 @@ $(BUILD)/cluster/jepsen: $(call objs,tests/cluster/jepsen.c \
 	$(call say,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+$(BUILD)/cluster/bench: $(call objs,tests/cluster/bench.c) $(CLIENT_A)
+	$(call say,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+# bench-cluster: the cluster against one fsync=always node and etcd 3.4
+# (Debian's etcd-server, installed here with apt-get when missing).
+.PHONY: bench-cluster
+bench-cluster: all
+	@command -v etcd >/dev/null 2>&1 || { \
+	  echo "bench-cluster: installing etcd-server etcd-client with apt-get"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    $$SUDO apt-get install -y -qq etcd-server etcd-client || exit 1; }
+	@BUILD=$(BUILD) tests/bench/cluster.sh
 .PHONY: test-cluster
 test-cluster: all
 	@$(BUILD)/cluster/test_jcheck

@@ -205,6 +205,11 @@ void dlv__restore_drop(const char *name)
             i++;
 }
 
+size_t dlv__restore_pending(void)
+{
+    return rd_n;
+}
+
 void dlv__restore_finish(void)
 {
     size_t back = 0, lost = 0;

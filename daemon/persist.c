@@ -79,9 +79,14 @@ static void persist_fire_group(obj *o, const eff_rec *push)
 {
     eff_rec g[2] = {*persist_fire, *push};
     uint64_t lsn;
-    int rc = wal_append_group(persist__wal, g, 2, &lsn);
+    int rc;
 
     persist_fire_done = true;
+    if (persist__cluster) {
+        persist__repl_append_group(g, 2);
+        return; /* no LSN: raft's log has none to filter snapshots by */
+    }
+    rc = wal_append_group(persist__wal, g, 2, &lsn);
     if (rc != 0) {
         log_error("durability: cannot log a timer's firing: %s", strerror(-rc));
         return;
@@ -95,6 +100,10 @@ uint64_t persist_timer(const eff_rec *r)
     uint64_t lsn;
     int rc;
 
+    if (persist__cluster) {
+        persist__repl_append(r);
+        return 0;
+    }
     if (!persist__wal)
         return 0;
     rc = wal_append(persist__wal, r, &lsn);
@@ -257,6 +266,10 @@ void persist_dlv(obj *o, const eff_rec *recs, size_t n)
     uint64_t lsn;
     int rc;
 
+    if (persist__cluster && !atomic_load(&o->dropped)) {
+        persist__repl_append_group(recs, n);
+        return;
+    }
     if (!persist__wal || atomic_load(&o->dropped))
         return;
     rc = n == 1 ? wal_append(persist__wal, recs, &lsn)

@@ -80,6 +80,8 @@ void persist__wake(void);
 int persist__repl_start(const conf *c, char *err, size_t errlen);
 void persist__repl_stop(void);
 void persist__repl_append(const eff_rec *r);
+/* Appends n records as one effect (they share one raft entry). */
+void persist__repl_append_group(const eff_rec *recs, size_t n);
 uint64_t persist__repl_gate(void);
 uint64_t persist__repl_durable(void);
 void persist__repl_flush(void);
@@ -186,6 +188,9 @@ int hchan__restore_make_dlv(const char *name, size_t cap, const char *elem,
 int dlv__restore_rec(const char *name, const eff_rec *r);
 void dlv__restore_drop(const char *name);
 void dlv__restore_finish(void);
+/* How many deliveries in flight recovery (or a cluster follower) holds
+ * aside, not in any object until dlv__restore_finish. */
+size_t dlv__restore_pending(void);
 int hmap__restore(const char *name, const char *k, size_t kl, const char *v,
                   size_t vn, int what);
 int hatomic__restore(const char *name, int64_t v);

@@ -45,6 +45,7 @@ static _Atomic bool pr_serving;
 static _Atomic uint64_t pr_appends; /* records taken, ever (snapshot check) */
 static _Atomic uint64_t pr_term;
 static _Atomic bool pr_rebuild;   /* deposed: rebuild at the next poll */
+static _Atomic bool pr_failed;    /* a ticket failed: hold every answer */
 static _Atomic uint64_t pr_kicks; /* times sessions had to end */
 static pthread_mutex_t pr_poll_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -75,19 +76,25 @@ uint64_t persist_kicks(void)
 /* The leader's side: records and tickets                             */
 /* ------------------------------------------------------------------ */
 
-void persist__repl_append(const eff_rec *r)
+void persist__repl_append_group(const eff_rec *recs, size_t nrec)
 {
-    size_t n;
+    size_t n = 0, k;
     bool first;
 
     if (pr_in_fsm || !atomic_load(&pr_serving))
         return;
-    n = eff_size(r);
-    if (n == 0) {
-        log_error("cluster: cannot encode %s", eff_type_name(r->type));
-        return;
+    for (size_t i = 0; i < nrec; i++) {
+        if ((k = eff_size(&recs[i])) == 0) {
+            log_error("cluster: cannot encode %s", eff_type_name(recs[i].type));
+            return;
+        }
+        n += k;
     }
     pthread_mutex_lock(&pr_mu);
+    if (!atomic_load(&pr_serving)) { /* stopped meanwhile */
+        pthread_mutex_unlock(&pr_mu);
+        return;
+    }
     if (pr_len + n > pr_cap) {
         size_t cap = pr_cap ? pr_cap : 4096;
         while (cap < pr_len + n)
@@ -96,21 +103,27 @@ void persist__repl_append(const eff_rec *r)
         if (!p) {
             pthread_mutex_unlock(&pr_mu);
             log_error("cluster: out of memory logging %s",
-                      eff_type_name(r->type));
+                      eff_type_name(recs[0].type));
             return;
         }
         pr_buf = p;
         pr_cap = cap;
     }
     first = pr_len == 0;
-    eff_encode(r, pr_buf + pr_len);
-    pr_len += n;
+    /* One lock hold: a group's records always share one raft entry. */
+    for (size_t i = 0; i < nrec; i++)
+        pr_len += eff_encode(&recs[i], pr_buf + pr_len);
     atomic_fetch_add(&pr_appends, 1);
     pthread_mutex_unlock(&pr_mu);
     /* An effect no answer follows (a lease ends, a session ends) must
      * still reach raft: the I/O threads' poll closes the ticket. */
     if (first)
         persist__wake();
+}
+
+void persist__repl_append(const eff_rec *r)
+{
+    persist__repl_append_group(r, 1);
 }
 
 uint64_t persist__repl_gate(void)
@@ -144,9 +157,15 @@ static void pr_done(void *arg, int status, uint64_t index)
     if (status != 0) {
         log_warn("cluster: ticket %llu failed: %s; ending sessions",
                  (unsigned long long)t, repl_strerror(status));
+        atomic_store(&pr_failed, true);
         atomic_store(&pr_rebuild, true);
         return;
     }
+    /* After a failed ticket nothing is released until the rebuild ended
+     * the sessions: a later ticket of a new term could commit while the
+     * failed one's effects never do. */
+    if (atomic_load(&pr_failed))
+        return;
     c = atomic_load(&pr_committed);
     while (t > c && !atomic_compare_exchange_weak(&pr_committed, &c, t))
         ;
@@ -180,6 +199,7 @@ void persist__repl_flush(void)
     if (rc != 0) {
         log_error("cluster: cannot submit ticket %llu: %s",
                   (unsigned long long)t, repl_strerror(rc));
+        atomic_store(&pr_failed, true);
         atomic_store(&pr_rebuild, true);
         persist__wake();
     }
@@ -283,6 +303,10 @@ static int pr_fsm_snapshot(void *arg, uint64_t index, void **data, size_t *len)
     pthread_mutex_unlock(&pr_mu);
     if (open)
         return -EBUSY;
+    /* A follower keeps the deliveries in flight aside (they live on the
+     * leader): the objects' snapshot would miss them. */
+    if (dlv__restore_pending() > 0)
+        return -EBUSY;
     pr_snap_tls = &s;
     reg_foreach(NULL, pr_snap_one, &s);
     pr_snap_tls = NULL;
@@ -353,6 +377,11 @@ static void pr_on_role(void *arg, bool serving, uint64_t term,
         hold_token_floor(epoch_token(term, 0));
         atomic_store(&pr_serving, true);
         persist__repl_append(&r);
+        /* What followers only recorded comes to life on the leader:
+         * deliveries in flight are requeued for redelivery, pending
+         * timers are armed (overdue ones fire at once, once). */
+        dlv__restore_finish();
+        htimer__restart();
         log_info("cluster: node %llu leads term %llu",
                  (unsigned long long)pr_cluster.peers[pr_cluster.self].id,
                  (unsigned long long)term);
@@ -376,7 +405,8 @@ static void pr_do_rebuild(void)
 
     atomic_store(&pr_serving, false);
     atomic_fetch_add(&pr_kicks, 1);
-    persist__wake(); /* every I/O thread ends its sessions */
+    atomic_store(&pr_failed, false); /* the sessions that waited end */
+    persist__wake();                 /* every I/O thread ends its sessions */
     repl_stop(pr_node);
     pr_node = NULL;
     pthread_mutex_lock(&pr_mu);
@@ -439,6 +469,13 @@ int persist__repl_start(const conf *c, char *err, size_t errlen)
     pr_cfg.election_timeout_ms = (unsigned)c->election_timeout_ms;
     pr_cfg.heartbeat_timeout_ms = (unsigned)c->election_timeout_ms / 10;
     pr_cfg.join = c->cluster_join != 0;
+    /* libraft 0.15 crashes a follower (strlen of a NULL leader address in
+     * its InstallSnapshot reply) when the leader changes while the
+     * follower installs a snapshot.  Keeping a long tail of entries after
+     * each snapshot lets a node that was down for seconds catch up from
+     * the log, so installs (and that window) become rare. */
+    pr_cfg.snapshot_threshold = 4096;
+    pr_cfg.snapshot_trailing = 32768;
     pr_cfg.wakeup = pr_wakeup;
     pr_cfg.on_role = pr_on_role;
     persist__cluster = true;
@@ -459,9 +496,11 @@ void persist__repl_stop(void)
     atomic_store(&pr_serving, false);
     repl_stop(pr_node);
     pr_node = NULL;
+    pthread_mutex_lock(&pr_mu); /* a lease's end may still be appending */
     free(pr_buf);
     pr_buf = NULL;
     pr_len = pr_cap = 0;
+    pthread_mutex_unlock(&pr_mu);
     cluster_free(&pr_cluster);
 }
 

@@ -7,7 +7,10 @@
  * measures failover: from the leader's kill to the first successful write.
  *
  *   jepsen [--kills N] [--interval-ms MS] [--election-ms MS] [--seed S]
+ *          [--nemesis both|kill|stop]
  *
+ * --nemesis picks what happens to the leader: SIGKILL and SIGSTOP in turn
+ * (both, the default), or only one of them.
  * Prints the check's report, "failover: ..." and bench lines; exits 0 when
  * the history is clean, 1 on a violation, 2 when the run itself failed.
  */
@@ -258,6 +261,7 @@ static int setup_queue(void)
 int main(int argc, char **argv)
 {
     int kills = 5, interval = 1500, election = 1000, failed_kills = 0;
+    const char *nemesis = "both";
     unsigned seed = (unsigned)time(NULL);
     pthread_t th[SENDERS + 1 + LOCKERS + ADDERS];
     int nth = 0, violations, ret = 0;
@@ -271,6 +275,8 @@ int main(int argc, char **argv)
             interval = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--election-ms"))
             election = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--nemesis"))
+            nemesis = argv[i + 1];
         else if (!strcmp(argv[i], "--seed"))
             seed = (unsigned)strtoul(argv[i + 1], NULL, 10);
         else {
@@ -278,9 +284,12 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (argc % 2 == 0 || kills < 1 || interval < 100 || election < 100) {
+    if (argc % 2 == 0 || kills < 1 || interval < 100 || election < 100 ||
+        (strcmp(nemesis, "both") && strcmp(nemesis, "kill") &&
+         strcmp(nemesis, "stop"))) {
         fprintf(stderr, "usage: jepsen [--kills N] [--interval-ms MS] "
-                        "[--election-ms MS] [--seed S]\n");
+                        "[--election-ms MS] [--seed S] "
+                        "[--nemesis both|kill|stop]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -306,10 +315,15 @@ int main(int argc, char **argv)
     t_start = nodes_now_ms();
 
     for (int k = 0; k < kills; k++) {
-        int leader, stop = k % 2 == 1;
+        int leader, stop = !strcmp(nemesis, "both") ? k % 2 == 1
+                                                    : !strcmp(nemesis, "stop");
         int64_t t0, took;
 
         sleep_ms(interval / 2 + rand() % interval);
+        if (nodes_died(g_c) > 0) {
+            ret = 2;
+            break;
+        }
         leader = nodes_wait_leader(g_c, nodes_now_ms() + 30000);
         if (leader < 0) {
             fprintf(stderr, "jepsen: no leader before kill %d\n", k + 1);
@@ -330,8 +344,8 @@ int main(int argc, char **argv)
         } else {
             fo[nfo++] = took;
         }
-        if ((stop ? nodes_resume(g_c, leader) : nodes_restart(g_c, leader)) <
-            0) {
+        if (nodes_died(g_c) > 0 || (stop ? nodes_resume(g_c, leader)
+                                         : nodes_restart(g_c, leader)) < 0) {
             ret = 2;
             break;
         }
@@ -351,6 +365,16 @@ int main(int argc, char **argv)
     atomic_store(&g_stop, false);
     printf("jepsen: %ld operations in %lld ms\n", atomic_load(&g_ops),
            (long long)(nodes_now_ms() - t_start));
+    if (nodes_died(g_c) > 0) {
+        /* With a node gone the cluster may have no majority left: say
+         * so rather than wait for a final state that cannot come. */
+        fprintf(stderr, "jepsen: %d nodes died on their own; no check\n",
+                nodes_died(g_c));
+        nodes_stop(g_c, true);
+        jc_free(g_h);
+        free(fo);
+        return 2;
+    }
     if (final_state() < 0)
         ret = 2;
     violations = jc_check(g_h, stdout);

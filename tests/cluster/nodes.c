@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 struct nodes {
-    int n, election_ms;
+    int n, election_ms, died;
     pid_t pid[NODES_MAX];
     bool paused[NODES_MAX];
     int cport[NODES_MAX], rport[NODES_MAX];
@@ -187,12 +187,43 @@ const char *nodes_addr(const nodes *c, int i)
     return c->addr[i];
 }
 
+/* Reaps node i if it exited on its own, saying so.  A daemon that dies
+ * under the harness is a bug the run must not hide. */
+static void reap(nodes *c, int i)
+{
+    int st;
+
+    if (c->pid[i] <= 0 || waitpid(c->pid[i], &st, WNOHANG) != c->pid[i])
+        return;
+    if (WIFSIGNALED(st))
+        fprintf(
+            stderr,
+            "nodes: node %d (pid %d) died of signal %d (log %s/node%d.log)\n",
+            i + 1, (int)c->pid[i], WTERMSIG(st), c->dir, i + 1);
+    else
+        fprintf(stderr,
+                "nodes: node %d (pid %d) exited with status %d (log "
+                "%s/node%d.log)\n",
+                i + 1, (int)c->pid[i], WEXITSTATUS(st), c->dir, i + 1);
+    c->pid[i] = 0;
+    c->paused[i] = false;
+    c->died++;
+}
+
+int nodes_died(nodes *c)
+{
+    for (int i = 0; i < c->n; i++)
+        reap(c, i);
+    return c->died;
+}
+
 /* Asks node i for cluster.status; returns the result (new) or NULL. */
 static json_t *status_of(nodes *c, int i)
 {
     chand_conn *k = NULL;
     json_t *st = NULL;
 
+    reap(c, i);
     if (c->pid[i] <= 0 || c->paused[i])
         return NULL;
     if (chand_connect("127.0.0.1", c->cport[i], 500, &k, NULL) < 0)

@@ -46,6 +46,9 @@ bool nodes_follows(nodes *c, int i);
 /* Prints each node's pid and what it says of itself (role, term,
  * leader, commit index) or that it does not answer, to f. */
 void nodes_describe(nodes *c, FILE *f);
+/* Returns how many nodes died on their own (not by nodes_kill) so far;
+ * each is reported on stderr with its exit status when first seen. */
+int nodes_died(nodes *c);
 /* Milliseconds on the monotonic clock. */
 int64_t nodes_now_ms(void);
 

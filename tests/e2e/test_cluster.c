@@ -311,6 +311,22 @@ static void test_replicate_and_redirect(void **state)
     assert_true(token1 > 0);
     json_decref(r);
 
+    /* A timer set before the failover fires once after it, on the new
+     * leader. */
+    r = leader_call("timer.after", "{\"name\":\"t\",\"ms\":2500}", 10000);
+    assert_non_null(r);
+    json_decref(r);
+    /* A delivery in flight (received with ack, never acknowledged). */
+    r = leader_call("make", "{\"name\":\"d\",\"cap\":4}", 10000);
+    json_decref(r);
+    r = leader_call("send", "{\"name\":\"d\",\"value\":\"job\"}", 10000);
+    assert_non_null(r);
+    json_decref(r);
+    r = leader_call(
+        "recv", "{\"name\":\"d\",\"ack\":true,\"ack_wait_ms\":60000}", 10000);
+    assert_non_null(r);
+    assert_string_equal(json_string_value(json_object_get(r, "value")), "job");
+    json_decref(r);
     /* A short lease, which the next leader must end. */
     r = leader_call("mutex.lock", "{\"name\":\"S\",\"lease_ms\":2500}", 10000);
     assert_non_null(r);
@@ -327,9 +343,9 @@ static void test_replicate_and_redirect(void **state)
         want);
     assert_int_equal(testd_code(a), -32018);
     json_decref(a);
-    /* ... and applies what the leader committed: m, n, q, L, S. */
+    /* ... and applies what the leader committed: m, n, q, t, d, L, S. */
     for (int i = 0; i < 3; i++)
-        assert_true(wait_objects(i, 5, 10000));
+        assert_true(wait_objects(i, 7, 10000));
 }
 
 static void test_failover(void **state)
@@ -363,6 +379,22 @@ static void test_failover(void **state)
     assert_string_equal(json_string_value(json_object_get(r, "value")), "v1");
     json_decref(r);
 
+    /* The timer fires once, on the new leader. */
+    r = leader_call("recv", "{\"name\":\"t\",\"timeout_ms\":15000}", 20000);
+    assert_non_null(r);
+    assert_true(json_is_true(json_object_get(r, "ok")));
+    json_decref(r);
+    a = call(leader, "recv", "{\"name\":\"t\",\"timeout_ms\":300}", 5000);
+    assert_non_null(a);
+    assert_string_equal(testd_reason(a), "timeout");
+    json_decref(a);
+
+    /* The delivery in flight survived: the new leader delivers it again. */
+    r = leader_call("recv", "{\"name\":\"d\",\"timeout_ms\":15000}", 20000);
+    assert_non_null(r);
+    assert_string_equal(json_string_value(json_object_get(r, "value")), "job");
+    json_decref(r);
+
     /* The lease survived: L is still held. */
     a = call(leader, "mutex.lock", "{\"name\":\"L\",\"timeout_ms\":0}", 5000);
     assert_non_null(a);
@@ -391,9 +423,9 @@ static void test_failover(void **state)
 
     /* The killed node comes back on its data_dir and follows. */
     assert_int_equal(start_node(old, false), 0);
-    /* m, n, q, L, S (the holds of L2 and the second S have no lease:
+    /* m, n, q, t, d, L, S (the holds of L2 and the second S have no lease:
      * they are not replicated, as they are not persisted). */
-    assert_true(wait_objects(old, 5, 15000));
+    assert_true(wait_objects(old, 7, 15000));
     json_t *st = status(old);
     assert_non_null(st);
     assert_string_equal(json_string_value(json_object_get(st, "role")),
@@ -416,8 +448,8 @@ static void test_membership(void **state)
     assert_non_null(r);
     assert_true(json_is_integer(json_object_get(r, "index")));
     json_decref(r);
-    /* The new node gets the whole replicated state: m, n, q, L, S. */
-    assert_true(wait_objects(3, 5, 15000));
+    /* The new node gets the whole replicated state: m, n, q, t, d, L, S. */
+    assert_true(wait_objects(3, 7, 15000));
     st = status(leader);
     assert_int_equal(json_array_size(json_object_get(st, "peers")), 4);
     json_decref(st);

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The short Jepsen-style run of make test (issue 19): the checker's unit
+# tests, then tests/cluster/jepsen with a few leader kills (SIGKILL and
+# SIGSTOP in turn) on three local nodes; the history must check clean.
+# make test-cluster runs the long one (100 kills and more).
+. "$(dirname "$0")/lib.sh" || exit 1
+BUILD=${BUILD:-build}
+top=$(cd "$(dirname "$0")/../.." && pwd)
+jcheck="$top/$BUILD/cluster/test_jcheck"
+jepsen="$top/$BUILD/cluster/jepsen"
+[ -x "$jcheck" ] && [ -x "$jepsen" ] || fail "build the harness first (make)"
+
+CMOCKA_MESSAGE_OUTPUT=stdout "$jcheck" >"$T/jcheck.log" 2>&1 ||
+    { cat "$T/jcheck.log" >&2; fail "checker unit tests"; }
+case_ok "checker unit tests ($(grep -c '^\[       OK \]' "$T/jcheck.log") cases)"
+
+CHAND_BIN="$CHAND_BIN" "$jepsen" --kills "${CLUSTER_SHORT_KILLS:-6}" \
+    >"$T/jepsen.log" 2>&1
+rc=$?
+sed 's/^/    /' "$T/jepsen.log" | grep -v '^    jepsen: kill' >&2
+[ "$rc" = 0 ] || { cat "$T/jepsen.log" >&2; fail "jepsen run exited $rc"; }
+grep -q '^check: 0 violations' "$T/jepsen.log" || fail "jepsen: no clean check"
+case_ok "jepsen: ${CLUSTER_SHORT_KILLS:-6} leader kills, history clean"
