@@ -116,7 +116,7 @@ case_ok "work: a killed worker loses nothing"
 # channel.
 expect_exit 0 make s 2
 expect_exit 0 send s v1
-"$CHANCTL_BIN" work s --ack-wait 300ms -- sh -c 'touch "$0"; exec sleep 30' \
+"$CHANCTL_BIN" --timeout 20s work s --ack-wait 1s -- sh -c 'touch "$0"; exec sleep 30' \
     "$T/s.started" >/dev/null 2>"$T/s.err" &
 spid=$!
 EXTRA_PIDS="$EXTRA_PIDS $spid"
@@ -137,7 +137,7 @@ case_ok "work: a stopped worker loses its delivery and stops its command"
 # next worker's.
 expect_exit 0 make p 2
 expect_exit 0 send p v
-"$CHANCTL_BIN" work p --ack-wait 300ms --grace 1s -- sh -c 'touch "$0"; exec sleep 30' \
+"$CHANCTL_BIN" --timeout 20s work p --ack-wait 1s --grace 1s -- sh -c 'touch "$0"; exec sleep 30' \
     "$T/p.started" >/dev/null 2>"$T/p.err" &
 ppid_=$!
 EXTRA_PIDS="$EXTRA_PIDS $ppid_"

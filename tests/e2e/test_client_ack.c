@@ -220,13 +220,15 @@ static void test_expiry_and_touch(void **state)
     expect_rc(c, chand_ack(c, "e.q", id), CHAND_ENOTPENDING, "not_pending");
     assert_int_equal(chand_nack(d, "e.q", id2, 0, NULL), 0);
 
-    /* touch keeps a delivery alive well past its first deadline. */
-    id = take(c, "e.q", 300, "x", NULL);
+    /* touch keeps a delivery alive well past its first deadline (a
+     * touch every 50 ms, a deadline of 1 s: a stall of the test process
+     * of most of a second would be needed to miss one). */
+    id = take(c, "e.q", 1000, "x", NULL);
     t0 = testd_now_ms();
-    while (testd_now_ms() - t0 < 1200) {
+    while (testd_now_ms() - t0 < 2500) {
         assert_int_equal(chand_touch(c, "e.q", id, 0, &granted), 0);
-        assert_int_equal(granted, 300);
-        testd_sleep_ms(60);
+        assert_int_equal(granted, 1000);
+        testd_sleep_ms(50);
     }
     expect_len(c, "e.q", 0, 1);
     assert_int_equal(chand_touch(c, "e.q", id, 5000, &granted), 0);
