@@ -20,6 +20,10 @@
 
 /* More would be a typo, not a cluster (raft clusters are 3, 5, 7). */
 #define FO_MAX_SERVERS 64
+/* The pause between rounds during an election grows from 20 ms to this:
+ * short enough that finding the new leader adds little to the election
+ * (a timeout of 1 s or more), long enough not to flood the followers. */
+#define FO_PAUSE_MAX 200
 
 void chand__servers_free(chand_conn *c)
 {
@@ -180,7 +184,7 @@ static int fo_connect(chand_conn *c, bool current, int64_t deadline)
                 pause = deadline - chand__now_ms();
             if (pause > 0)
                 fo_sleep(pause);
-            pause = pause * 2 > 500 ? 500 : pause * 2;
+            pause = pause * 2 > FO_PAUSE_MAX ? FO_PAUSE_MAX : pause * 2;
         }
     }
 }
@@ -217,13 +221,16 @@ int chand__call_until(chand_conn *c, const char *method, json_t *params,
         return rc;
     start = chand__now_ms();
     until = start + c->failover_ms;
-    while (rc == CHAND_ENOTLEADER && chand__now_ms() < until) {
+    for (int hop = 0; rc == CHAND_ENOTLEADER && chand__now_ms() < until;
+         hop++) {
         chand_error why = c->err;
 
-        if (!c->leader[0]) {
-            /* An election: wait a little before asking around. */
+        if (hop > 0 || !c->leader[0]) {
+            /* An election (no leader named, or the one named did not
+             * lead after all): wait a little before asking around, so
+             * that clients do not flood the nodes that are electing. */
             fo_sleep(pause);
-            pause = pause * 2 > 500 ? 500 : pause * 2;
+            pause = pause * 2 > FO_PAUSE_MAX ? FO_PAUSE_MAX : pause * 2;
         }
         rc = fo_connect(c, false, until);
         if (rc < 0) {
