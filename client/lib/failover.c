@@ -114,13 +114,21 @@ static int fo_next(chand_conn *c)
 {
     if (c->leader[0] && c->kind != CHAND__UNIX) {
         char url[sizeof c->leader + 16];
+        chand_conn hint = {.kind = CHAND__TCP};
         int rc;
 
         snprintf(url, sizeof url, "%s%s",
                  c->kind == CHAND__TLS ? "chands://" : "chand://", c->leader);
         c->leader[0] = '\0';
-        rc = chand__parse_url(c, url);
+        /* Parsed aside: an address we cannot read leaves c as it was. */
+        rc = chand__parse_url(&hint, url);
+        if (rc == CHAND_ENOMEM)
+            return rc;
         if (rc == 0) {
+            free(c->host);
+            c->host = hint.host;
+            c->kind = hint.kind;
+            c->port = hint.port;
             for (size_t i = 0; i < c->nservers; i++) {
                 chand_conn probe = {.kind = CHAND__TCP};
 
@@ -132,12 +140,10 @@ static int fo_next(chand_conn *c)
             }
             return 0;
         }
-        if (rc == CHAND_ENOMEM)
-            return rc;
         /* A leader address we cannot read: ask the next server. */
     }
     if (c->nservers == 0)
-        return c->host ? 0 : CHAND_ENOMEM;
+        return 0;
     c->cur = (c->cur + 1) % c->nservers;
     return chand__parse_url(c, c->servers[c->cur]);
 }
