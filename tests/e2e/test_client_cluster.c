@@ -349,11 +349,11 @@ static chand_conn *dial_list(const char *list, const char *failover_ms)
 /* Calls "x.y" and returns the node that executed it (-1 on error). */
 static int call_node(chand_conn *c, int *rc)
 {
-    json_t *res = NULL;
+    json_t *res = NULL, *p = json_pack("{s:s}", "name", "m");
     int n = -1;
 
-    *rc = chand_call(c, "map.load", json_pack("{s:s}", "name", "m"),
-                     CHAND_FOREVER, &res);
+    *rc = chand_call(c, "map.load", p, CHAND_FOREVER, &res);
+    json_decref(p);
     if (*rc == 0)
         n = (int)json_integer_value(json_object_get(res, "node"));
     json_decref(res);
