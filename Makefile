@@ -406,6 +406,10 @@ help:
 	  '                   under load and check what survives each restart' \
 	  '  make soak-ack    acknowledged delivery: ACK_FAULTS (400) worker kills' \
 	  '                   and stops, ACK_DAEMON_KILLS (20) daemon kills' \
+	  '  make test-cluster  Jepsen-style run: CLUSTER_KILLS (100) leader kills' \
+	  '                   (CLUSTER_NEMESIS both|kill|stop) on 3 local nodes of' \
+	  '                   CLUSTER_CHAND (build/chand), then the history checked' \
+	  '  make bench-cluster  3-node cluster vs one fsync=always node vs etcd 3.4' \
 	  '  make fuzz        every libFuzzer harness (clang) for FUZZ_SECONDS each' \
 	  '  make soak        mixed workload for SOAK_SECONDS with SOAK_CLIENTS' \
 	  '  make install     (uninstall) under DESTDIR PREFIX' \
@@ -599,6 +603,11 @@ bench-recovery: all
 # test_jcheck).  make test runs a short one (tests/cli/test_cluster_jepsen.sh);
 # make test-cluster the long one: CLUSTER_KILLS leader kills (>= 100).
 CLUSTER_KILLS ?= 100
+# The daemon under test: build/unsafe/chand (make UNSAFE_ACK_BEFORE_COMMIT=1)
+# answers before commit, and the run must then report violations.
+CLUSTER_CHAND ?= $(BUILD)/chand
+# What happens to the leader: both (SIGKILL and SIGSTOP in turn), kill, stop.
+CLUSTER_NEMESIS ?= both
 CLUSTER_BINS := $(BUILD)/cluster/jepsen $(BUILD)/cluster/test_jcheck \
                 $(BUILD)/cluster/bench
 all: $(CLUSTER_BINS)
@@ -630,7 +639,8 @@ bench-cluster: all
 .PHONY: test-cluster
 test-cluster: all
 	@$(BUILD)/cluster/test_jcheck
-	@CHAND_BIN=$(BUILD)/chand $(BUILD)/cluster/jepsen --kills $(CLUSTER_KILLS)
+	@CHAND_BIN=$(CLUSTER_CHAND) $(BUILD)/cluster/jepsen --kills $(CLUSTER_KILLS) \
+	  --nemesis $(CLUSTER_NEMESIS)
 # ---- end of tests/cluster ----
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -15,6 +15,7 @@
 #include "repl_internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -125,6 +126,25 @@ static int mkdir_one(const char *path)
     return -errno;
 }
 
+/* raft_io.send, around raft_uv's.  libraft 0.15 sends a follower's
+ * AppendEntries or InstallSnapshot result to its current leader's address
+ * even when it has none any more (a leader that stepped down while its
+ * append was in flight, a follower that became a candidate while it
+ * installed a snapshot; fixed upstream later, canonical/raft#342 and
+ * cowsql/raft#48), and raft_uv then takes strlen(NULL).  Such a message has
+ * nowhere to go: refuse it, as an unreachable peer is refused; the core
+ * frees the request and the peer retries. */
+static int repl__io_send(struct raft_io *io, struct raft_io_send *req,
+                         const struct raft_message *message, raft_io_send_cb cb)
+{
+    repl_node *n = (repl_node *)((char *)io - offsetof(repl_node, io));
+
+    if (message->server_address == NULL || message->server_address[0] == 0 ||
+        message->server_id == 0)
+        return RAFT_NOCONNECTION;
+    return n->io_send(io, req, message, cb);
+}
+
 static int bootstrap(repl_node *n, const cluster *c, char *err, size_t errlen)
 {
     struct raft_configuration conf;
@@ -223,6 +243,8 @@ int repl_start(const repl_config *cfg, repl_node **out, char *err,
                   n->dir, raft_strerror(rv));
         goto out_transport;
     }
+    n->io_send = n->io.send;
+    n->io.send = repl__io_send;
     n->rfsm.version = 1;
     n->rfsm.data = n;
     n->rfsm.apply = repl__fsm_apply;

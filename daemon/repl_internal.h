@@ -126,6 +126,9 @@ struct repl_node {
     uv_check_t check;
     struct raft_uv_transport transport;
     struct raft_io io;
+    /* raft_uv's send, which repl__io_send wraps (repl.c). */
+    int (*io_send)(struct raft_io *io, struct raft_io_send *req,
+                   const struct raft_message *message, raft_io_send_cb cb);
     struct raft_fsm rfsm;
     struct raft raft;
     bool closing;

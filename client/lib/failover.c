@@ -20,6 +20,10 @@
 
 /* More would be a typo, not a cluster (raft clusters are 3, 5, 7). */
 #define FO_MAX_SERVERS 64
+/* The pause between rounds during an election grows from 20 ms to this:
+ * short enough that finding the new leader adds little to the election
+ * (a timeout of 1 s or more), long enough not to flood the followers. */
+#define FO_PAUSE_MAX 200
 
 void chand__servers_free(chand_conn *c)
 {
@@ -110,13 +114,21 @@ static int fo_next(chand_conn *c)
 {
     if (c->leader[0] && c->kind != CHAND__UNIX) {
         char url[sizeof c->leader + 16];
+        chand_conn hint = {.kind = CHAND__TCP};
         int rc;
 
         snprintf(url, sizeof url, "%s%s",
                  c->kind == CHAND__TLS ? "chands://" : "chand://", c->leader);
         c->leader[0] = '\0';
-        rc = chand__parse_url(c, url);
+        /* Parsed aside: an address we cannot read leaves c as it was. */
+        rc = chand__parse_url(&hint, url);
+        if (rc == CHAND_ENOMEM)
+            return rc;
         if (rc == 0) {
+            free(c->host);
+            c->host = hint.host;
+            c->kind = hint.kind;
+            c->port = hint.port;
             for (size_t i = 0; i < c->nservers; i++) {
                 chand_conn probe = {.kind = CHAND__TCP};
 
@@ -128,12 +140,10 @@ static int fo_next(chand_conn *c)
             }
             return 0;
         }
-        if (rc == CHAND_ENOMEM)
-            return rc;
         /* A leader address we cannot read: ask the next server. */
     }
     if (c->nservers == 0)
-        return c->host ? 0 : CHAND_ENOMEM;
+        return 0;
     c->cur = (c->cur + 1) % c->nservers;
     return chand__parse_url(c, c->servers[c->cur]);
 }
@@ -180,7 +190,7 @@ static int fo_connect(chand_conn *c, bool current, int64_t deadline)
                 pause = deadline - chand__now_ms();
             if (pause > 0)
                 fo_sleep(pause);
-            pause = pause * 2 > 500 ? 500 : pause * 2;
+            pause = pause * 2 > FO_PAUSE_MAX ? FO_PAUSE_MAX : pause * 2;
         }
     }
 }
@@ -217,13 +227,16 @@ int chand__call_until(chand_conn *c, const char *method, json_t *params,
         return rc;
     start = chand__now_ms();
     until = start + c->failover_ms;
-    while (rc == CHAND_ENOTLEADER && chand__now_ms() < until) {
+    for (int hop = 0; rc == CHAND_ENOTLEADER && chand__now_ms() < until;
+         hop++) {
         chand_error why = c->err;
 
-        if (!c->leader[0]) {
-            /* An election: wait a little before asking around. */
+        if (hop > 0 || !c->leader[0]) {
+            /* An election (no leader named, or the one named did not
+             * lead after all): wait a little before asking around, so
+             * that clients do not flood the nodes that are electing. */
             fo_sleep(pause);
-            pause = pause * 2 > 500 ? 500 : pause * 2;
+            pause = pause * 2 > FO_PAUSE_MAX ? FO_PAUSE_MAX : pause * 2;
         }
         rc = fo_connect(c, false, until);
         if (rc < 0) {

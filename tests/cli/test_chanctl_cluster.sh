@@ -45,9 +45,14 @@ for i in 1 2 3; do node $i; done
 until_ok 20 -s "$LIST" map store m k 1
 case_ok "a write through -s a,b,c once a leader is elected"
 
-leader=$(ctl -s "$LIST" --json cluster status | python3 -c '
-import json, sys; print(json.load(sys.stdin)["leader_id"])')
-[ "$leader" -ge 1 ] && [ "$leader" -le 3 ] || fail "no leader id: $leader"
+# The node asked may learn of the leader a moment after the write: poll.
+end=$(($(date +%s) + 20))
+until leader=$(ctl -s "$LIST" --json cluster status | python3 -c '
+import json, sys; print(json.load(sys.stdin)["leader_id"])') &&
+    [ "$leader" -ge 1 ] && [ "$leader" -le 3 ]; do
+    [ "$(date +%s)" -lt "$end" ] || fail "no leader id: $leader"
+    sleep 0.1
+done
 follower=$((leader % 3 + 1))
 # A follower alone: chanctl follows its not_leader to the leader.
 expect_out 1 -s "${ADDR[$follower]}" map load m k

@@ -170,8 +170,10 @@ static int check_queue(jc_hist *h, FILE *report)
     for (i = 0; i < h->queued.n; i++)
         seen[j++] = ((jc_op *)h->queued.p)[i];
     nseen = j;
-    qsort(s, ns, sizeof *s, cmp_op);
-    qsort(seen, nseen, sizeof *seen, cmp_op);
+    if (ns > 1) /* qsort wants a real pointer even for no elements */
+        qsort(s, ns, sizeof *s, cmp_op);
+    if (nseen > 1)
+        qsort(seen, nseen, sizeof *seen, cmp_op);
     for (i = 1; i < nseen; i++)
         if (seen[i].v == seen[i - 1].v)
             SAY(dup, "violation: value %lld received/queued twice\n",
@@ -220,7 +222,8 @@ static int check_locks(jc_hist *h, FILE *report)
     size_t n = h->holds.n;
     int overlap = 0, order = 0;
 
-    qsort(r, n, sizeof *r, cmp_hold_acked);
+    if (n > 1)
+        qsort(r, n, sizeof *r, cmp_hold_acked);
     for (size_t i = 0; i < n; i++)
         for (size_t j = i + 1; j < n && r[j].acked < r[i].end; j++)
             SAY(overlap,

@@ -46,7 +46,8 @@ enum role { FOLLOWER, LEADER, HANGUP };
 typedef struct node {
     int lfd, port;
     enum role role;
-    int hint;          /* follower: index of the leader named, -1: none */
+    int hint;          /* follower: index of the leader named, -1: none,
+                        * -2: an address that does not parse */
     int promote_after; /* follower: becomes LEADER after this many
                         * refusals (0: never) */
     int closing;       /* the fake thread is to close its listener */
@@ -140,7 +141,9 @@ static int fake_answer(fconn *k, const char *line)
                                    "method", method, "params", n->last_params));
     } else {
         json_t *data = json_pack("{s:s}", "reason", "not_leader");
-        if (n->hint >= 0) {
+        if (n->hint == -2) {
+            json_object_set_new(data, "leader", json_string("[::1"));
+        } else if (n->hint >= 0) {
             char addr[32];
             snprintf(addr, sizeof addr, "127.0.0.1:%d", g_nodes[n->hint].port);
             json_object_set_new(data, "leader", json_string(addr));
@@ -346,11 +349,11 @@ static chand_conn *dial_list(const char *list, const char *failover_ms)
 /* Calls "x.y" and returns the node that executed it (-1 on error). */
 static int call_node(chand_conn *c, int *rc)
 {
-    json_t *res = NULL;
+    json_t *res = NULL, *p = json_pack("{s:s}", "name", "m");
     int n = -1;
 
-    *rc = chand_call(c, "map.load", json_pack("{s:s}", "name", "m"),
-                     CHAND_FOREVER, &res);
+    *rc = chand_call(c, "map.load", p, CHAND_FOREVER, &res);
+    json_decref(p);
     if (*rc == 0)
         n = (int)json_integer_value(json_object_get(res, "node"));
     json_decref(res);
@@ -516,6 +519,32 @@ static void test_single_server_redirect(void **state)
     chand_close_conn(c);
 }
 
+/* A leader address that does not parse: the client stays on its server
+ * (asking again until the failover timeout), and the handle still works
+ * once that server leads. */
+static void test_unreadable_leader_address(void **state)
+{
+    const enum role roles[NODES] = {FOLLOWER, FOLLOWER, FOLLOWER};
+    const int hints[NODES] = {-2, -1, -1}, order[1] = {0};
+    char list[64];
+    chand_conn *c;
+    int rc;
+
+    (void)state;
+    script(roles, hints);
+    list_of(list, sizeof list, order, 1);
+    c = dial_list(list, "300");
+    assert_int_equal(call_node(c, &rc), -1);
+    assert_int_equal(rc, CHAND_ENOTLEADER);
+    assert_true(calls(0) >= 2);
+    assert_int_equal(calls(1) + calls(2), 0);
+    pthread_mutex_lock(&g_lock);
+    g_nodes[0].role = LEADER;
+    pthread_mutex_unlock(&g_lock);
+    assert_int_equal(call_node(c, &rc), 0);
+    chand_close_conn(c);
+}
+
 /* cluster.status, cluster.add and cluster.remove: their wire shape. */
 static void test_cluster_calls(void **state)
 {
@@ -591,6 +620,7 @@ int main(void)
         cmocka_unit_test(test_failover_timeout),
         cmocka_unit_test(test_dead_server_skipped),
         cmocka_unit_test(test_single_server_redirect),
+        cmocka_unit_test(test_unreadable_leader_address),
         cmocka_unit_test(test_cluster_calls),
         cmocka_unit_test(test_in_flight_loss_not_retried),
     };
