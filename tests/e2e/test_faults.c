@@ -452,6 +452,10 @@ static void settle(kid *ks, int k, int extra_sessions, int parked)
             ok_since = -1;
         }
         if (testd_now_ms() - t0 > 60000) {
+            for (int i = 0; i < k; i++)
+                if (!ks[i].killed && !strstr(ks[i].out, "ready"))
+                    fail_msg("child %d never got ready: %s", (int)ks[i].pid,
+                             ks[i].out);
             ledger_print("settle", &l);
             fail_msg("daemon did not settle: want %d sessions, %d parked",
                      live(ks, k) + extra_sessions, parked);
