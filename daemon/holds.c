@@ -143,7 +143,11 @@ static void hlease_put(hlease *ls)
     free(ls);
 }
 
-/* A lease expired: release that hold if it still exists (goroutine). */
+/* A lease expired: release that hold if it still exists (goroutine).  By
+ * its lease, not only its token: during recovery a grant, its release and
+ * a new grant of the same token (a renew in the log) follow each other
+ * faster than an overdue first lease's firing, which must not end the
+ * second. */
 static void hlease_fire(void *arg)
 {
     hlease *ls = arg;
@@ -151,7 +155,7 @@ static void hlease_fire(void *arg)
 
     pthread_mutex_lock(&hl_mu);
     for (hhold *h = l->holds; h; h = h->next)
-        if (h->token == ls->token) {
+        if (h->token == ls->token && h->lease == ls) {
             log_info("%s \"%s\": lease of token %llu expired", l->o.ops->name,
                      l->o.name, (unsigned long long)h->token);
             hold_drop_locked(h, true, true);

@@ -32,13 +32,13 @@ static pthread_mutex_t *persist_stripe(obj *o)
 
 void persist_lock(obj *o)
 {
-    if (persist__wal)
+    if (persist__w())
         pthread_mutex_lock(persist_stripe(o));
 }
 
 void persist_unlock(obj *o)
 {
-    if (persist__wal)
+    if (persist__w())
         pthread_mutex_unlock(persist_stripe(o));
 }
 
@@ -47,7 +47,7 @@ void persist_unlock(obj *o)
 static void persist_append(obj *o, const eff_rec *r)
 {
     uint64_t lsn;
-    int rc = wal_append(persist__wal, r, &lsn);
+    int rc = wal_append(persist__w(), r, &lsn);
 
     if (rc != 0)
         log_error("durability: cannot log %s: %s", eff_type_name(r->type),
@@ -73,7 +73,7 @@ static void persist_fire_group(obj *o, const eff_rec *push)
 {
     eff_rec g[2] = {*persist_fire, *push};
     uint64_t lsn;
-    int rc = wal_append_group(persist__wal, g, 2, &lsn);
+    int rc = wal_append_group(persist__w(), g, 2, &lsn);
 
     persist_fire_done = true;
     if (rc != 0) {
@@ -89,9 +89,9 @@ uint64_t persist_timer(const eff_rec *r)
     uint64_t lsn;
     int rc;
 
-    if (!persist__wal)
+    if (!persist__w())
         return 0;
-    rc = wal_append(persist__wal, r, &lsn);
+    rc = wal_append(persist__w(), r, &lsn);
     if (rc == 0)
         return lsn;
     log_error("durability: cannot log %s: %s", eff_type_name(r->type),
@@ -119,7 +119,7 @@ static void persist_chan_obs(void *arg, rt_chan_event ev, const void *elem)
     obj *o = arg;
     eff_rec r = {0};
 
-    if (!persist__wal || atomic_load(&o->dropped))
+    if (!persist__w() || atomic_load(&o->dropped))
         return;
     switch (ev) {
     case RT_CHAN_PUT:
@@ -148,7 +148,7 @@ void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem)
 {
     if (!persist_enabled)
         return;
-    if (persist__wal) {
+    if (persist__w()) {
         eff_rec r = {.type = EFF_CHAN_MAKE};
         r.u.make.name = eff_s(o->name);
         r.u.make.cap = cap;
@@ -160,7 +160,7 @@ void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem)
 
 void persist_drop(obj *o)
 {
-    if (!persist__wal)
+    if (!persist__w())
         return;
     eff_rec r = {.type = EFF_DROP};
     r.u.obj.name = eff_s(o->name);
@@ -169,7 +169,7 @@ void persist_drop(obj *o)
 
 void persist_map_store(obj *o, const char *k, size_t kl, const json_t *v)
 {
-    if (!persist__wal)
+    if (!persist__w())
         return;
     char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     eff_rec r = {.type = EFF_MAP_STORE};
@@ -186,7 +186,7 @@ void persist_map_store(obj *o, const char *k, size_t kl, const json_t *v)
 
 void persist_map_delete(obj *o, const char *k, size_t kl)
 {
-    if (!persist__wal)
+    if (!persist__w())
         return;
     eff_rec r = {.type = EFF_MAP_DELETE};
     r.u.map.name = eff_s(o->name);
@@ -196,7 +196,7 @@ void persist_map_delete(obj *o, const char *k, size_t kl)
 
 void persist_map_clear(obj *o)
 {
-    if (!persist__wal)
+    if (!persist__w())
         return;
     eff_rec r = {.type = EFF_MAP_CLEAR};
     r.u.obj.name = eff_s(o->name);
@@ -205,7 +205,7 @@ void persist_map_clear(obj *o)
 
 static void persist_num(obj *o, uint16_t type, int64_t v)
 {
-    if (!persist__wal)
+    if (!persist__w())
         return;
     eff_rec r = {.type = type};
     r.u.num.name = eff_s(o->name);
@@ -225,7 +225,7 @@ void persist_wg_set(obj *o, int64_t v)
 
 void persist_once_done(obj *o, const json_t *value)
 {
-    if (!persist__wal)
+    if (!persist__w())
         return;
     char *text =
         value ? json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
@@ -239,7 +239,7 @@ void persist_once_done(obj *o, const json_t *value)
 
 void persist_hold(obj *o, const eff_rec *r)
 {
-    if (persist__wal)
+    if (persist__w())
         persist_append(o, r);
 }
 
@@ -247,7 +247,7 @@ bool persist_write_ok(dreq *r)
 {
     char why[256];
 
-    if (!persist__wal || wal_error(persist__wal, why, sizeof why) == 0)
+    if (!persist__w() || wal_error(persist__w(), why, sizeof why) == 0)
         return true;
     persist__nogate = true;
     dreq_fail(r, PROTO_R_LIMIT,
@@ -262,10 +262,10 @@ void persist_stats(stats_snap *sn)
 {
     wal_stats st;
 
-    sn->persist = persist__wal != NULL;
+    sn->persist = persist__w() != NULL;
     if (!sn->persist)
         return;
-    wal_stats_get(persist__wal, &st);
+    wal_stats_get(persist__w(), &st);
     sn->fsync = srv_conf.fsync;
     sn->log_bytes = (int64_t)st.log_bytes;
     sn->snapshot_bytes = (int64_t)st.snapshot_bytes;
@@ -280,7 +280,7 @@ void persist_stats(stats_snap *sn)
 
 uint64_t persist_durable_lsn(void)
 {
-    return persist__wal ? wal_durable_lsn(persist__wal) : 0;
+    return persist__w() ? wal_durable_lsn(persist__w()) : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -406,20 +406,28 @@ static int persist_apply(void *arg, const eff_rec *r, int from_snapshot)
     return rc;
 }
 
-/* Set once the server is being freed: no more wakes of its threads. */
-static _Atomic bool persist_quiet;
+/* Set once the server is being freed: no more wakes of its threads.
+ * The mutex makes persist_quiesce wait for a wake in progress (the
+ * flusher's, or a snapshot's), which would otherwise still be reading
+ * the server while it is freed. */
+static bool persist_quiet;
+static pthread_mutex_t persist_quiet_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void persist_durable_cb(void *arg, uint64_t durable)
 {
     (void)arg;
     (void)durable;
-    if (!atomic_load(&persist_quiet))
+    pthread_mutex_lock(&persist_quiet_mu);
+    if (!persist_quiet)
         srv_durable_wake();
+    pthread_mutex_unlock(&persist_quiet_mu);
 }
 
 void persist_quiesce(void)
 {
-    atomic_store(&persist_quiet, true);
+    pthread_mutex_lock(&persist_quiet_mu);
+    persist_quiet = true;
+    pthread_mutex_unlock(&persist_quiet_mu);
 }
 
 int persist_start(const conf *c, char *err, size_t errlen)
@@ -464,18 +472,19 @@ int persist_start(const conf *c, char *err, size_t errlen)
     wal_on_durable(w, persist_durable_cb, NULL);
     wal_set_compactor(w, persist_snap_iter, NULL);
     persist__gate = o.fsync == WAL_FSYNC_ALWAYS;
-    persist__wal = w;
+    __atomic_store_n(&persist__wal, w, __ATOMIC_RELEASE);
     htimer__restart(); /* their firings are logged */
     return 0;
 }
 
 void persist_stop(void)
 {
-    wal *w = persist__wal;
+    wal *w = persist__w();
 
     if (!w)
         return;
-    persist__wal = NULL; /* effects from here on stay in memory */
+    /* Effects from here on stay in memory. */
+    __atomic_store_n(&persist__wal, NULL, __ATOMIC_RELEASE);
     int rc = wal_close(w);
     if (rc != 0)
         log_error("durability: closing the log: %s", strerror(-rc));

@@ -25,10 +25,18 @@ extern wal *persist__wal;
 /* True when answers wait for fdatasync (fsync = always). */
 extern bool persist__gate;
 
+/* Returns the open log, or NULL.  An acquire load: it is set once
+ * recovery is done, while recovered leases and timers may already be
+ * firing on other threads. */
+static inline wal *persist__w(void)
+{
+    return __atomic_load_n(&persist__wal, __ATOMIC_ACQUIRE);
+}
+
 /* Returns true when effects are logged. */
 static inline bool persist_on(void)
 {
-    return persist__wal != NULL;
+    return persist__w() != NULL;
 }
 
 /* With c->data_dir set: bumps the epoch, recovers (objects rebuilt
@@ -92,7 +100,7 @@ extern __thread bool persist__nogate;
 /* Returns the LSN an answer built now must wait for (0: none). */
 static inline uint64_t persist_gate_lsn(void)
 {
-    return persist__gate && !persist__nogate ? wal_appended_lsn(persist__wal)
+    return persist__gate && !persist__nogate ? wal_appended_lsn(persist__w())
                                              : 0;
 }
 /* Returns the LSN up to which the log is on disk. */
@@ -100,8 +108,9 @@ uint64_t persist_durable_lsn(void);
 /* Hands the loop turn's records to the flusher (end of a turn). */
 static inline void persist_flush(void)
 {
-    if (persist__wal)
-        wal_flush(persist__wal);
+    wal *w = persist__w();
+    if (w)
+        wal_flush(w);
 }
 
 /* Emits r (borrowed) into the snapshot s (an obj_ops.snap's argument),
