@@ -143,7 +143,11 @@ static void hlease_put(hlease *ls)
     free(ls);
 }
 
-/* A lease expired: release that hold if it still exists (goroutine). */
+/* A lease expired: release that hold if it still exists (goroutine).  By
+ * its lease, not only its token: during recovery a grant, its release and
+ * a new grant of the same token (a renew in the log) follow each other
+ * faster than an overdue first lease's firing, which must not end the
+ * second. */
 static void hlease_fire(void *arg)
 {
     hlease *ls = arg;

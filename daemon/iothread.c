@@ -132,9 +132,11 @@ static srv *srv_current;
 
 int64_t srv_output_bytes(void)
 {
-    if (srv_current && srv__tls_io) {
+    srv *v = __atomic_load_n(&srv_current, __ATOMIC_ACQUIRE);
+
+    if (v && srv__tls_io) {
         int64_t n = 0;
-        srv_each_sess(srv_current, sess_add_output, &n);
+        srv_each_sess(v, sess_add_output, &n);
         atomic_store(&srv_out_bytes, n);
         return n;
     }
@@ -219,7 +221,9 @@ srv *srv_new_fds(const conf *c, const int *fds, int nfds, char *err,
         snprintf(err, errlen, "cannot set up events");
         goto out_lis;
     }
-    srv_current = v;
+    /* Published whole: the log's flusher reads it (srv_durable_wake),
+     * and restored timers may already be firing. */
+    __atomic_store_n(&srv_current, v, __ATOMIC_RELEASE);
     return v;
 
 out_lis:
@@ -243,7 +247,7 @@ static void *srv_io_main(void *arg)
 
 void srv_durable_wake(void)
 {
-    srv *v = srv_current;
+    srv *v = __atomic_load_n(&srv_current, __ATOMIC_ACQUIRE);
 
     if (!v)
         return;
@@ -303,8 +307,8 @@ void srv_free(srv *v)
     srv__tls_io = NULL;
     event_free(v->ev_drain);
     srv__listen_free(v);
-    if (srv_current == v)
-        srv_current = NULL;
+    if (__atomic_load_n(&srv_current, __ATOMIC_ACQUIRE) == v)
+        __atomic_store_n(&srv_current, NULL, __ATOMIC_RELEASE);
     srv_free_ios(v);
     free(v);
 }

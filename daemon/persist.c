@@ -33,13 +33,13 @@ static pthread_mutex_t *persist_stripe(obj *o)
 
 void persist_lock(obj *o)
 {
-    if (persist__on)
+    if (persist_on())
         pthread_mutex_lock(persist_stripe(o));
 }
 
 void persist_unlock(obj *o)
 {
-    if (persist__on)
+    if (persist_on())
         pthread_mutex_unlock(persist_stripe(o));
 }
 
@@ -54,7 +54,7 @@ static void persist_append(obj *o, const eff_rec *r)
         persist__repl_append(r);
         return;
     }
-    rc = wal_append(persist__wal, r, &lsn);
+    rc = wal_append(persist__w(), r, &lsn);
     if (rc != 0)
         log_error("durability: cannot log %s: %s", eff_type_name(r->type),
                   strerror(-rc));
@@ -86,7 +86,7 @@ static void persist_fire_group(obj *o, const eff_rec *push)
         persist__repl_append_group(g, 2);
         return; /* no LSN: raft's log has none to filter snapshots by */
     }
-    rc = wal_append_group(persist__wal, g, 2, &lsn);
+    rc = wal_append_group(persist__w(), g, 2, &lsn);
     if (rc != 0) {
         log_error("durability: cannot log a timer's firing: %s", strerror(-rc));
         return;
@@ -104,9 +104,9 @@ uint64_t persist_timer(const eff_rec *r)
         persist__repl_append(r);
         return 0;
     }
-    if (!persist__wal)
+    if (!persist__w())
         return 0;
-    rc = wal_append(persist__wal, r, &lsn);
+    rc = wal_append(persist__w(), r, &lsn);
     if (rc == 0)
         return lsn;
     log_error("durability: cannot log %s: %s", eff_type_name(r->type),
@@ -134,7 +134,7 @@ static void persist_chan_obs(void *arg, rt_chan_event ev, const void *elem)
     obj *o = arg;
     eff_rec r = {0};
 
-    if (!persist__on || atomic_load(&o->dropped))
+    if (!persist_on() || atomic_load(&o->dropped))
         return;
     switch (ev) {
     case RT_CHAN_PUT:
@@ -164,7 +164,7 @@ void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem,
 {
     if (!persist_enabled)
         return;
-    if (persist__on) {
+    if (persist_on()) {
         eff_rec r = {.type = EFF_CHAN_MAKE};
         r.u.make.name = eff_s(o->name);
         r.u.make.cap = cap;
@@ -178,7 +178,7 @@ void persist_chan_made(obj *o, rt_chan *c, size_t cap, const char *elem,
 
 void persist_drop(obj *o)
 {
-    if (!persist__on)
+    if (!persist_on())
         return;
     eff_rec r = {.type = EFF_DROP};
     r.u.obj.name = eff_s(o->name);
@@ -187,7 +187,7 @@ void persist_drop(obj *o)
 
 void persist_map_store(obj *o, const char *k, size_t kl, const json_t *v)
 {
-    if (!persist__on)
+    if (!persist_on())
         return;
     char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     eff_rec r = {.type = EFF_MAP_STORE};
@@ -204,7 +204,7 @@ void persist_map_store(obj *o, const char *k, size_t kl, const json_t *v)
 
 void persist_map_delete(obj *o, const char *k, size_t kl)
 {
-    if (!persist__on)
+    if (!persist_on())
         return;
     eff_rec r = {.type = EFF_MAP_DELETE};
     r.u.map.name = eff_s(o->name);
@@ -214,7 +214,7 @@ void persist_map_delete(obj *o, const char *k, size_t kl)
 
 void persist_map_clear(obj *o)
 {
-    if (!persist__on)
+    if (!persist_on())
         return;
     eff_rec r = {.type = EFF_MAP_CLEAR};
     r.u.obj.name = eff_s(o->name);
@@ -223,7 +223,7 @@ void persist_map_clear(obj *o)
 
 static void persist_num(obj *o, uint16_t type, int64_t v)
 {
-    if (!persist__on)
+    if (!persist_on())
         return;
     eff_rec r = {.type = type};
     r.u.num.name = eff_s(o->name);
@@ -243,7 +243,7 @@ void persist_wg_set(obj *o, int64_t v)
 
 void persist_once_done(obj *o, const json_t *value)
 {
-    if (!persist__on)
+    if (!persist_on())
         return;
     char *text =
         value ? json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
@@ -257,7 +257,7 @@ void persist_once_done(obj *o, const json_t *value)
 
 void persist_hold(obj *o, const eff_rec *r)
 {
-    if (persist__on)
+    if (persist_on())
         persist_append(o, r);
 }
 
@@ -270,10 +270,11 @@ void persist_dlv(obj *o, const eff_rec *recs, size_t n)
         persist__repl_append_group(recs, n);
         return;
     }
-    if (!persist__wal || atomic_load(&o->dropped))
+    wal *w = persist__w();
+    if (!w || atomic_load(&o->dropped))
         return;
-    rc = n == 1 ? wal_append(persist__wal, recs, &lsn)
-                : wal_append_group(persist__wal, recs, n, &lsn);
+    rc =
+        n == 1 ? wal_append(w, recs, &lsn) : wal_append_group(w, recs, n, &lsn);
     if (rc != 0)
         log_error("durability: cannot log %s: %s",
                   eff_type_name(recs[n - 1].type), strerror(-rc));
@@ -285,7 +286,7 @@ bool persist_write_ok(dreq *r)
 {
     char why[256];
 
-    if (!persist__wal || wal_error(persist__wal, why, sizeof why) == 0)
+    if (!persist__w() || wal_error(persist__w(), why, sizeof why) == 0)
         return true;
     persist__nogate = true;
     dreq_fail(r, PROTO_R_LIMIT,
@@ -301,10 +302,10 @@ void persist_stats(stats_snap *sn)
     wal_stats st;
 
     persist_cluster_stats(sn);
-    sn->persist = persist__wal != NULL;
+    sn->persist = persist__w() != NULL;
     if (!sn->persist)
         return;
-    wal_stats_get(persist__wal, &st);
+    wal_stats_get(persist__w(), &st);
     sn->fsync = srv_conf.fsync;
     sn->log_bytes = (int64_t)st.log_bytes;
     sn->snapshot_bytes = (int64_t)st.snapshot_bytes;
@@ -321,7 +322,7 @@ uint64_t persist_durable_lsn(void)
 {
     if (persist__cluster)
         return persist__repl_durable();
-    return persist__wal ? wal_durable_lsn(persist__wal) : 0;
+    return persist__w() ? wal_durable_lsn(persist__w()) : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -510,7 +511,7 @@ int persist_start(const conf *c, char *err, size_t errlen)
         srv_conf = *c;
         if (persist__repl_start(c, err, errlen) != 0)
             return -1;
-        persist__on = true;
+        __atomic_store_n(&persist__on, true, __ATOMIC_RELEASE);
         persist__gate = true; /* answers wait for raft's commit */
         return 0;
     }
@@ -543,25 +544,26 @@ int persist_start(const conf *c, char *err, size_t errlen)
     wal_on_durable(w, persist_durable_cb, NULL);
     wal_set_compactor(w, persist_snap_iter, NULL);
     persist__gate = o.fsync == WAL_FSYNC_ALWAYS;
-    persist__wal = w;
-    persist__on = true;
+    __atomic_store_n(&persist__wal, w, __ATOMIC_RELEASE);
+    __atomic_store_n(&persist__on, true, __ATOMIC_RELEASE);
     htimer__restart(); /* their firings are logged */
     return 0;
 }
 
 void persist_stop(void)
 {
-    wal *w = persist__wal;
+    wal *w = persist__w();
 
     if (persist__cluster) {
         persist__repl_stop(); /* its thread emits nothing after this */
-        persist__on = false;
+        __atomic_store_n(&persist__on, false, __ATOMIC_RELEASE);
         return;
     }
     if (!w)
         return;
-    persist__on = false;
-    persist__wal = NULL; /* effects from here on stay in memory */
+    /* Effects from here on stay in memory. */
+    __atomic_store_n(&persist__on, false, __ATOMIC_RELEASE);
+    __atomic_store_n(&persist__wal, NULL, __ATOMIC_RELEASE);
     int rc = wal_close(w);
     if (rc != 0)
         log_error("durability: closing the log: %s", strerror(-rc));

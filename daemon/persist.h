@@ -43,10 +43,18 @@ extern bool persist__cluster;
 /* True when answers wait for fdatasync (fsync = always). */
 extern bool persist__gate;
 
+/* Returns the open log, or NULL.  An acquire load: it is set once
+ * recovery is done, while recovered leases and timers may already be
+ * firing on other threads. */
+static inline wal *persist__w(void)
+{
+    return __atomic_load_n(&persist__wal, __ATOMIC_ACQUIRE);
+}
+
 /* Returns true when effects are logged. */
 static inline bool persist_on(void)
 {
-    return persist__on;
+    return __atomic_load_n(&persist__on, __ATOMIC_ACQUIRE);
 }
 
 /* Returns true when this node may decide (a select's choice, a timer, a
@@ -157,7 +165,7 @@ static inline uint64_t persist_gate_lsn(void)
 {
     if (persist__cluster)
         return persist__nogate ? 0 : persist__repl_gate();
-    return persist__gate && !persist__nogate ? wal_appended_lsn(persist__wal)
+    return persist__gate && !persist__nogate ? wal_appended_lsn(persist__w())
                                              : 0;
 }
 /* Returns the LSN up to which the log is on disk. */
@@ -167,8 +175,8 @@ static inline void persist_flush(void)
 {
     if (persist__cluster)
         persist__repl_flush();
-    else if (persist__wal)
-        wal_flush(persist__wal);
+    else if (persist__w())
+        wal_flush(persist__w());
 }
 
 /* Emits r (borrowed) into the snapshot s (an obj_ops.snap's argument),
