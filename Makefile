@@ -408,7 +408,8 @@ help:
 	  '                   and stops, ACK_DAEMON_KILLS (20) daemon kills' \
 	  '  make test-cluster  Jepsen-style run: CLUSTER_KILLS (100) leader kills' \
 	  '                   (CLUSTER_NEMESIS both|kill|stop) on 3 local nodes of' \
-	  '                   CLUSTER_CHAND (build/chand), then the history checked' \
+	  '                   CLUSTER_CHAND (build/chand), then the history checked;' \
+	  '                   CLUSTER_CRASHED=restart|fail: what a crashed node does' \
 	  '  make bench-cluster  3-node cluster vs one fsync=always node vs etcd 3.4' \
 	  '  make fuzz        every libFuzzer harness (clang) for FUZZ_SECONDS each' \
 	  '  make soak        mixed workload for SOAK_SECONDS with SOAK_CLIENTS' \
@@ -608,6 +609,10 @@ CLUSTER_KILLS ?= 100
 CLUSTER_CHAND ?= $(BUILD)/chand
 # What happens to the leader: both (SIGKILL and SIGSTOP in turn), kill, stop.
 CLUSTER_NEMESIS ?= both
+# A node that dies on its own: restart it as a supervisor would (counted
+# and reported; libraft 0.15 can crash a leader continued after SIGSTOP),
+# or fail the run.
+CLUSTER_CRASHED ?= restart
 CLUSTER_BINS := $(BUILD)/cluster/jepsen $(BUILD)/cluster/test_jcheck \
                 $(BUILD)/cluster/bench
 all: $(CLUSTER_BINS)
@@ -640,7 +645,7 @@ bench-cluster: all
 test-cluster: all
 	@$(BUILD)/cluster/test_jcheck
 	@CHAND_BIN=$(CLUSTER_CHAND) $(BUILD)/cluster/jepsen --kills $(CLUSTER_KILLS) \
-	  --nemesis $(CLUSTER_NEMESIS)
+	  --nemesis $(CLUSTER_NEMESIS) --crashed $(CLUSTER_CRASHED)
 # ---- end of tests/cluster ----
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -7,10 +7,14 @@
  * measures failover: from the leader's kill to the first successful write.
  *
  *   jepsen [--kills N] [--interval-ms MS] [--election-ms MS] [--seed S]
- *          [--nemesis both|kill|stop]
+ *          [--nemesis both|kill|stop] [--crashed fail|restart]
  *
  * --nemesis picks what happens to the leader: SIGKILL and SIGSTOP in turn
- * (both, the default), or only one of them.
+ * (both, the default), or only one of them.  --crashed says what a node
+ * that dies on its own does to the run: fail it (the default), or be
+ * restarted on its data_dir as a supervisor would, counted and reported,
+ * the history still checked (libraft 0.15 can crash a leader continued
+ * after a SIGSTOP: README, Running a cluster).
  * Prints the check's report, "failover: ..." and bench lines; exits 0 when
  * the history is clean, 1 on a violation, 2 when the run itself failed.
  */
@@ -261,7 +265,8 @@ static int setup_queue(void)
 int main(int argc, char **argv)
 {
     int kills = 5, interval = 1500, election = 1000, failed_kills = 0;
-    const char *nemesis = "both";
+    const char *nemesis = "both", *crashed = "fail";
+    int crashes = 0;
     unsigned seed = (unsigned)time(NULL);
     pthread_t th[SENDERS + 1 + LOCKERS + ADDERS];
     int nth = 0, violations, ret = 0;
@@ -275,6 +280,8 @@ int main(int argc, char **argv)
             interval = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--election-ms"))
             election = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--crashed"))
+            crashed = argv[i + 1];
         else if (!strcmp(argv[i], "--nemesis"))
             nemesis = argv[i + 1];
         else if (!strcmp(argv[i], "--seed"))
@@ -286,10 +293,12 @@ int main(int argc, char **argv)
     }
     if (argc % 2 == 0 || kills < 1 || interval < 100 || election < 100 ||
         (strcmp(nemesis, "both") && strcmp(nemesis, "kill") &&
-         strcmp(nemesis, "stop"))) {
+         strcmp(nemesis, "stop")) ||
+        (strcmp(crashed, "fail") && strcmp(crashed, "restart"))) {
         fprintf(stderr, "usage: jepsen [--kills N] [--interval-ms MS] "
                         "[--election-ms MS] [--seed S] "
-                        "[--nemesis both|kill|stop]\n");
+                        "[--nemesis both|kill|stop] "
+                        "[--crashed fail|restart]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -320,9 +329,13 @@ int main(int argc, char **argv)
         int64_t t0, took;
 
         sleep_ms(interval / 2 + rand() % interval);
-        if (nodes_died(g_c) > 0) {
-            ret = 2;
-            break;
+        if (nodes_died(g_c) > crashes) {
+            if (strcmp(crashed, "restart")) {
+                ret = 2;
+                break;
+            }
+            crashes = nodes_died(g_c);
+            nodes_revive(g_c);
         }
         leader = nodes_wait_leader(g_c, nodes_now_ms() + 30000);
         if (leader < 0) {
@@ -344,8 +357,18 @@ int main(int argc, char **argv)
         } else {
             fo[nfo++] = took;
         }
-        if (nodes_died(g_c) > 0 || (stop ? nodes_resume(g_c, leader)
-                                         : nodes_restart(g_c, leader)) < 0) {
+        if (nodes_died(g_c) > crashes) {
+            if (strcmp(crashed, "restart")) {
+                ret = 2;
+                break;
+            }
+            crashes = nodes_died(g_c);
+            nodes_revive(g_c);
+        }
+        /* A stopped node that crashed was revived above: continuing the
+         * new process is harmless. */
+        if ((stop ? nodes_resume(g_c, leader) : nodes_restart(g_c, leader)) <
+            0) {
             ret = 2;
             break;
         }
@@ -365,7 +388,15 @@ int main(int argc, char **argv)
     atomic_store(&g_stop, false);
     printf("jepsen: %ld operations in %lld ms\n", atomic_load(&g_ops),
            (long long)(nodes_now_ms() - t_start));
-    if (nodes_died(g_c) > 0) {
+    if (!strcmp(crashed, "restart") && nodes_died(g_c) > crashes) {
+        crashes = nodes_died(g_c);
+        nodes_revive(g_c);
+    }
+    if (crashes > 0)
+        printf("jepsen: %d nodes crashed on their own and were restarted "
+               "(see their logs)\n",
+               crashes);
+    if (nodes_died(g_c) > crashes) {
         /* With a node gone the cluster may have no majority left: say
          * so rather than wait for a final state that cannot come. */
         fprintf(stderr, "jepsen: %d nodes died on their own; no check\n",
@@ -393,7 +424,7 @@ int main(int argc, char **argv)
                (long long)fo[nfo / 2]);
         printf("bench: cluster_failover_max %lld ms\n", (long long)fo[nfo - 1]);
     }
-    nodes_stop(g_c, ret != 0);
+    nodes_stop(g_c, ret != 0 || crashes > 0);
     jc_free(g_h);
     free(fo);
     return ret;

@@ -23,7 +23,7 @@
 struct nodes {
     int n, election_ms, died;
     pid_t pid[NODES_MAX];
-    bool paused[NODES_MAX];
+    bool paused[NODES_MAX], crashed[NODES_MAX];
     int cport[NODES_MAX], rport[NODES_MAX];
     char addr[NODES_MAX][32];
     char dir[128];
@@ -207,7 +207,21 @@ static void reap(nodes *c, int i)
                 i + 1, (int)c->pid[i], WEXITSTATUS(st), c->dir, i + 1);
     c->pid[i] = 0;
     c->paused[i] = false;
+    c->crashed[i] = true;
     c->died++;
+}
+
+int nodes_revive(nodes *c)
+{
+    int n = 0;
+
+    nodes_died(c);
+    for (int i = 0; i < c->n; i++)
+        if (c->crashed[i] && spawn(c, i) == 0) {
+            c->crashed[i] = false;
+            n++;
+        }
+    return n;
 }
 
 int nodes_died(nodes *c)

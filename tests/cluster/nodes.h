@@ -49,6 +49,9 @@ void nodes_describe(nodes *c, FILE *f);
 /* Returns how many nodes died on their own (not by nodes_kill) so far;
  * each is reported on stderr with its exit status when first seen. */
 int nodes_died(nodes *c);
+/* Starts again every node that died on its own (on its data_dir, as a
+ * supervisor would).  Returns how many. */
+int nodes_revive(nodes *c);
 /* Milliseconds on the monotonic clock. */
 int64_t nodes_now_ms(void);
 
