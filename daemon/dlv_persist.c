@@ -157,10 +157,14 @@ int dlv__restore_rec(const char *name, const eff_rec *r)
 
     switch (r->type) {
     case EFF_DLV_INFLIGHT:
-        if (r->u.dlv.prev_id && e) { /* a later attempt */
+        /* A later attempt; a record without a value cannot be a new
+         * delivery either (a value is never empty JSON). */
+        if ((r->u.dlv.prev_id || !r->u.dlv.value.n) && e) {
             e->attempts = r->u.dlv.attempt;
             return 0;
         }
+        if (!r->u.dlv.value.n)
+            return 0;
         if (e) /* the snapshot's copy and the log's: the same delivery */
             rd_del(e);
         if (rd_n == rd_cap) {

@@ -29,6 +29,7 @@ rt_chan *rt_chan_make(size_t elem_size, size_t cap)
     atomic_store(&c->refs, 1);
     c->elemsize = elem_size;
     c->cap = cap;
+    c->dseq = 1; /* delivery keys start at 1: 0 names none (rt.h) */
     c->buf = (char *)(c + 1);
     return c;
 }

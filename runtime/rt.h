@@ -249,7 +249,7 @@ RT_API int rt_chan_send_await(rt_chan *c, rt_await *a, rt_deadline_t dl,
  * taken by an acknowledged receive stays blocked until rt_chan_ack (or a
  * plain receive of the requeued value): its send completes only then. */
 typedef struct rt_chan_hold {
-    uint64_t seq; /* the delivery's key: names it for ack and requeue */
+    uint64_t seq; /* the delivery's key (never 0): for ack and requeue */
     void *meta;   /* the host's record given to rt_chan_requeue, or NULL */
 } rt_chan_hold;
 /* rt_chan_recv, acknowledged: with a value (*ok true), *h names it. */

@@ -600,12 +600,21 @@ static void test_kill9_redelivers(void **state)
     e2e_post(b, 5, "recv", "{\"name\":\"p2\",\"ack\":true}");
     e2e_wait_stat(&D, "waiters", 1);
     send_int(c, "p2", 77);
-    json_decref(testd_wait_id(b, 5, 20000));
+    json_t *ans = testd_wait_id(b, 5, 20000);
+    long long bid = (long long)json_integer_value(
+        json_object_get(json_object_get(testd_result(ans), "delivery"), "id"));
+    json_decref(ans);
+    /* ... and its second attempt, the first value of its channel (the
+     * log once took its key 0 for "new": the value came back empty). */
+    dok(b, "nack", "p2", bid, "");
+    got q = recv_ack(c, "p2", "");
+    assert_int_equal(q.attempt, 2);
+    got_free(&q);
     kill_restart();
     c = testd_connect(&D);
-    got q = recv_ack(c, "p2", "");
+    q = recv_ack(c, "p2", "");
     expect_value_int(&q, 77);
-    assert_int_equal(q.attempt, 2);
+    assert_int_equal(q.attempt, 3);
     dok(c, "ack", "p2", q.id, "");
     got_free(&q);
     /* 0 and 3 were in flight or requeued, 2 in flight; 4 and 5 buffered:
