@@ -100,6 +100,10 @@ static inline json_t *e2e_ok(testd_conn *c, int64_t id, const char *method,
                              const char *params)
 {
     json_decref(e2e_held);
+    /* Cleared first: a failing e2e_call longjmps out, and the next test's
+     * e2e_ok must not free this answer again (a double free that aborted
+     * the rest of the suite). */
+    e2e_held = NULL;
     e2e_held = e2e_call(c, id, method, params);
     if (!testd_result(e2e_held))
         fail_msg("%s %s: %s", method, params ? params : "",
