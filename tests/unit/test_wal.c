@@ -1197,7 +1197,7 @@ static void test_open_lock_and_fresh(void **state)
 typedef struct collect {
     eff_rec *r;
     uint8_t **bytes;
-    size_t n;
+    size_t n, cap;
 } collect;
 
 /* Keeps each record's encoding in bytes[] (its strings in r[] are
@@ -1207,9 +1207,23 @@ static int collect_apply(void *arg, const eff_rec *r, int from_snap)
     collect *c = arg;
     size_t n = eff_size(r);
     (void)from_snap;
-    c->r = realloc(c->r, (c->n + 1) * sizeof *c->r);
-    c->bytes = realloc(c->bytes, (c->n + 1) * sizeof *c->bytes);
+    /* Doubling: a kill -9 run replays long logs, and growing by one was
+     * quadratic (past the time limit under ASan). */
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 64;
+        eff_rec *nr = realloc(c->r, cap * sizeof *c->r);
+        if (!nr)
+            return -ENOMEM;
+        c->r = nr;
+        uint8_t **nb = realloc(c->bytes, cap * sizeof *c->bytes);
+        if (!nb)
+            return -ENOMEM;
+        c->bytes = nb;
+        c->cap = cap;
+    }
     c->bytes[c->n] = malloc(n);
+    if (!c->bytes[c->n])
+        return -ENOMEM;
     eff_encode(r, c->bytes[c->n]);
     c->r[c->n] = *r;
     c->n++;
