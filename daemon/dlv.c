@@ -518,8 +518,9 @@ int dlv_begin(obj *o, const hval *v, const rt_chan_hold *hold, sess *s,
     sess_add(d);
     d->wait_ns = wait_ms * 1000000;
     dlv_arm(d, d->wait_ns);
-    if (d->attempts > 1)
-        dlvp_attempt(o, d->seq, d->attempts, wait_ms);
+    /* Every attempt's id and deadline are logged: a cluster's next
+     * leader keeps the delivery in flight under them. */
+    dlvp_attempt(o, d->seq, d->id, d->attempts, wait_ms);
     ref->id = d->id;
     ref->attempt = d->attempts;
     pthread_mutex_unlock(&dlv_mu);
@@ -539,6 +540,47 @@ int dlv_begin(obj *o, const hval *v, const rt_chan_hold *hold, sess *s,
         if (mine)
             dlv_decide(d);
     }
+    return 0;
+}
+
+int dlv_restore_inflight(obj *o, uint64_t seq, uint64_t id, uint32_t attempts,
+                         int64_t deadline_ms, const char *text, size_t n,
+                         const char *reason)
+{
+    dlv *d = dlv_new(o, seq, text, n);
+    struct timespec ts;
+    int64_t left;
+
+    if (!d)
+        return -1;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    left = deadline_ms - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    d->attempts = attempts;
+    d->id = id;
+    if (reason && reason[0])
+        set_reason(d, reason);
+    if (rt_chan_restore_inflight(((hchan *)o)->c, seq) != 0) {
+        dlv_free(d);
+        return -1;
+    }
+    pthread_mutex_lock(&dlv_mu);
+    if (tab_find(id) || tab_add(d) != 0) {
+        pthread_mutex_unlock(&dlv_mu);
+        /* A clash or no memory: back in the channel rather than lost. */
+        rt_chan_ack(((hchan *)o)->c, seq);
+        dlv_free(d);
+        return dlv_restore(o, seq, attempts, text, n, reason);
+    }
+    list_add(d);
+    d->st = DS_INFLIGHT;
+    /* Ids issued from here on stay above the predecessor's. */
+    (void)id_next();
+    if (dlv_next_id <= id)
+        dlv_next_id = id + 1;
+    d->wait_ns = (left > 0 ? left : 0) * 1000000;
+    dlv_arm(d, d->wait_ns > 0 ? d->wait_ns : 1);
+    pthread_mutex_unlock(&dlv_mu);
+    atomic_fetch_add(&dlv_inflight, 1);
     return 0;
 }
 
@@ -636,6 +678,7 @@ int dlv_touch(obj *o, uint64_t id, int64_t wait_ms, int64_t *used)
         d->wait_ns = wait_ms * 1000000;
     *used = d->wait_ns / 1000000;
     dlv_arm(d, d->wait_ns);
+    dlvp_touch(o, d->seq, *used);
     pthread_mutex_unlock(&dlv_mu);
     return 0;
 }

@@ -69,10 +69,17 @@ void dlv_snap_free(dlv_snap *s);
  * acknowledged (dead false) or dead-lettered. */
 void dlvp_taken(obj *o, uint64_t seq, const char *text, size_t n,
                 bool from_buf);
-void dlvp_attempt(obj *o, uint64_t seq, uint32_t attempt, int64_t wait_ms);
+void dlvp_attempt(obj *o, uint64_t seq, uint64_t id, uint32_t attempt,
+                  int64_t wait_ms);
+void dlvp_touch(obj *o, uint64_t seq, int64_t wait_ms);
 void dlvp_redeliver(obj *o, uint64_t seq, const char *reason, int64_t delay_ms);
 void dlvp_end(obj *o, uint64_t seq, bool dead, const char *reason);
 /* Recovery's end: a delivery restored as requeued, with its history. */
+/* A cluster's new leader: a delivery still in flight keeps its id (id,
+ * attempts) and expires at deadline_ms (wall clock; past: at once). */
+int dlv_restore_inflight(obj *o, uint64_t seq, uint64_t id, uint32_t attempts,
+                         int64_t deadline_ms, const char *text, size_t n,
+                         const char *reason);
 int dlv_restore(obj *o, uint64_t seq, uint32_t attempts, const char *text,
                 size_t n, const char *reason);
 

@@ -50,7 +50,8 @@ void dlvp_taken(obj *o, uint64_t seq, const char *text, size_t n, bool from_buf)
         persist_dlv(o, &r[1], 1);
 }
 
-void dlvp_attempt(obj *o, uint64_t seq, uint32_t attempt, int64_t wait_ms)
+void dlvp_attempt(obj *o, uint64_t seq, uint64_t id, uint32_t attempt,
+                  int64_t wait_ms)
 {
     eff_rec r = {.type = EFF_DLV_INFLIGHT};
 
@@ -58,8 +59,20 @@ void dlvp_attempt(obj *o, uint64_t seq, uint32_t attempt, int64_t wait_ms)
         return;
     r.u.dlv.name = eff_s(o->name);
     r.u.dlv.id = seq;
-    r.u.dlv.prev_id = seq;
+    r.u.dlv.prev_id = id; /* the attempt's id, as answers name it */
     r.u.dlv.attempt = attempt;
+    r.u.dlv.deadline_ms = wall_ms() + wait_ms;
+    persist_dlv(o, &r, 1);
+}
+
+void dlvp_touch(obj *o, uint64_t seq, int64_t wait_ms)
+{
+    eff_rec r = {.type = EFF_DLV_TOUCH};
+
+    if (!persist_on())
+        return;
+    r.u.dlv.name = eff_s(o->name);
+    r.u.dlv.id = seq;
     r.u.dlv.deadline_ms = wall_ms() + wait_ms;
     persist_dlv(o, &r, 1);
 }
@@ -99,6 +112,8 @@ typedef struct rdlv {
     char *name, *text, *reason;
     size_t tn;
     uint64_t seq;
+    uint64_t id;         /* in flight at the log's end: its attempt's id */
+    int64_t deadline_ms; /* ... and when it expires (wall clock) */
     uint32_t attempts;
 } rdlv;
 
@@ -161,6 +176,8 @@ int dlv__restore_rec(const char *name, const eff_rec *r)
          * delivery either (a value is never empty JSON). */
         if ((r->u.dlv.prev_id || !r->u.dlv.value.n) && e) {
             e->attempts = r->u.dlv.attempt;
+            e->id = r->u.dlv.prev_id;
+            e->deadline_ms = r->u.dlv.deadline_ms;
             return 0;
         }
         if (!r->u.dlv.value.n)
@@ -189,13 +206,19 @@ int dlv__restore_rec(const char *name, const eff_rec *r)
         rd_n++;
         return 0;
     case EFF_DLV_REDELIVER:
+        if (e)
+            e->id = 0; /* back in the channel */
         return e ? rd_reason(e, r->u.dlv.reason) : 0;
+    case EFF_DLV_TOUCH:
+        if (e)
+            e->deadline_ms = r->u.dlv.deadline_ms;
+        return 0;
     case EFF_DLV_ACK:
     case EFF_DLV_DEAD:
         if (e)
             rd_del(e);
         return 0;
-    default: /* touch: deadlines do not outlive the sessions */
+    default:
         return 0;
     }
 }
@@ -214,9 +237,12 @@ size_t dlv__restore_pending(void)
     return rd_n;
 }
 
-void dlv__restore_finish(void)
+/* keep: a cluster's new leader keeps what was in flight in flight, with
+ * its id and deadline; a restart requeues everything (its sessions are
+ * gone). */
+static void restore_all(bool keep)
 {
-    size_t back = 0, lost = 0;
+    size_t back = 0, kept = 0, lost = 0;
 
     for (size_t i = 0; i < rd_n; i++) {
         reg_found f;
@@ -224,20 +250,38 @@ void dlv__restore_finish(void)
         if (reg_lookup(e->name, &hchan_ops, false, NULL, &f) != REG_OK) {
             lost++;
         } else {
-            if (dlv_restore(f.o, e->seq, e->attempts, e->text, e->tn,
-                            e->reason) == 0)
-                back++;
-            else
-                lost++;
+            int rc;
+            if (keep && e->id) {
+                rc = dlv_restore_inflight(f.o, e->seq, e->id, e->attempts,
+                                          e->deadline_ms, e->text, e->tn,
+                                          e->reason);
+                kept += rc == 0;
+            } else {
+                rc = dlv_restore(f.o, e->seq, e->attempts, e->text, e->tn,
+                                 e->reason);
+                back += rc == 0;
+            }
+            lost += rc != 0;
             obj_release(f.o);
         }
         rd_clear(e);
     }
-    if (back || lost)
-        log_info("recovered %zu deliveries in flight, requeued for "
-                 "redelivery%s",
-                 back, lost ? " (some could not be restored)" : "");
+    if (back || kept || lost)
+        log_info("recovered %zu deliveries in flight: %zu requeued for "
+                 "redelivery, %zu kept in flight to their deadline%s",
+                 back + kept, back, kept,
+                 lost ? " (some could not be restored)" : "");
     free(rd);
     rd = NULL;
     rd_n = rd_cap = 0;
+}
+
+void dlv__restore_finish(void)
+{
+    restore_all(false);
+}
+
+void dlv__restore_leader(void)
+{
+    restore_all(true);
 }

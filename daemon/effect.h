@@ -177,9 +177,12 @@ typedef struct eff_rec {
          * the per-attempt id answers carry.  dlv_inflight with prev_id 0
          * makes a live delivery of value (after a chan_pop in the same
          * group when it left the buffer; alone for a sender's hand-off
-         * or in a snapshot); with prev_id == id it records a later
-         * attempt.  dlv_redeliver keeps the reason, dlv_ack and dlv_dead
-         * end it.  What is live at the end of recovery is requeued. */
+         * or in a snapshot); with prev_id set it records an attempt:
+         * prev_id is then the attempt's id as answers name it, and
+         * deadline_ms its deadline (dlv_touch moves it).  dlv_redeliver
+         * puts it back (keeps the reason), dlv_ack and dlv_dead end it.
+         * What is live at the end of a restart's recovery is requeued; a
+         * cluster's new leader keeps what was in flight in flight. */
         struct {          /* EFF_DLV_* */
             eff_str name; /* the channel */
             uint64_t id;

@@ -196,6 +196,10 @@ int hchan__restore_make_dlv(const char *name, size_t cap, const char *elem,
 int dlv__restore_rec(const char *name, const eff_rec *r);
 void dlv__restore_drop(const char *name);
 void dlv__restore_finish(void);
+/* The same for a cluster's new leader: deliveries in flight at the log's
+ * end stay in flight with their ids and deadlines (a worker that
+ * reconnects may still ack; past deadlines redeliver at once). */
+void dlv__restore_leader(void);
 /* How many deliveries in flight recovery (or a cluster follower) holds
  * aside, not in any object until dlv__restore_finish. */
 size_t dlv__restore_pending(void);

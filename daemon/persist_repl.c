@@ -378,9 +378,10 @@ static void pr_on_role(void *arg, bool serving, uint64_t term,
         atomic_store(&pr_serving, true);
         persist__repl_append(&r);
         /* What followers only recorded comes to life on the leader:
-         * deliveries in flight are requeued for redelivery, pending
-         * timers are armed (overdue ones fire at once, once). */
-        dlv__restore_finish();
+         * deliveries in flight stay in flight under their ids until
+         * their deadlines (then they are redelivered), pending timers are
+         * armed (overdue ones fire at once, once). */
+        dlv__restore_leader();
         htimer__restart();
         log_info("cluster: node %llu leads term %llu",
                  (unsigned long long)pr_cluster.peers[pr_cluster.self].id,

@@ -370,6 +370,18 @@ int rt_chan_requeue(rt_chan *c, const void *elem, uint64_t seq, void *meta,
     return 0;
 }
 
+int rt_chan_restore_inflight(rt_chan *c, uint64_t seq)
+{
+    if (!c || !seq)
+        return RT_EINVAL;
+    rt__lock_acquire(&c->lock);
+    __atomic_store_n(&c->inflight, c->inflight + 1, __ATOMIC_RELAXED);
+    if (seq >= c->dseq)
+        c->dseq = seq + 1;
+    rt__lock_release(&c->lock);
+    return 0;
+}
+
 size_t rt_chan_inflight(rt_chan *c)
 {
     if (!c)

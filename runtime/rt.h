@@ -286,6 +286,10 @@ typedef struct rt_chan_hold_ev {
 } rt_chan_hold_ev;
 typedef void (*rt_chan_hold_hook)(void *arg, bool taken, rt_chan_hold_ev *ev);
 RT_API void rt_chan_set_hold_hook(rt_chan *c, rt_chan_hold_hook fn, void *arg);
+/* Counts one more delivery, seq, in flight without a receive: a cluster's
+ * new leader restoring a delivery its predecessor had handed out.  0 or
+ * RT_EINVAL (seq 0). */
+RT_API int rt_chan_restore_inflight(rt_chan *c, uint64_t seq);
 /* Deliveries in flight (taken by acknowledged receives, not yet acked or
  * requeued). */
 RT_API size_t rt_chan_inflight(rt_chan *c);

@@ -251,6 +251,11 @@ static bool wait_objects(int i, int64_t n, int timeout_ms)
 
 static int64_t token1;
 
+/* The deliveries left in flight before the failover: the first one's id,
+ * and the connection they were received on (kept open). */
+static json_int_t dlv_id;
+static testd_conn *held;
+
 static void test_election(void **state)
 {
     int leaders = 0;
@@ -322,11 +327,34 @@ static void test_replicate_and_redirect(void **state)
     r = leader_call("send", "{\"name\":\"d\",\"value\":\"job\"}", 10000);
     assert_non_null(r);
     json_decref(r);
-    r = leader_call(
-        "recv", "{\"name\":\"d\",\"ack\":true,\"ack_wait_ms\":60000}", 10000);
+    r = leader_call("send", "{\"name\":\"d\",\"value\":\"job2\"}", 10000);
+    assert_non_null(r);
+    json_decref(r);
+    /* Received on a connection kept open (a closed one would end the
+     * session, and with it the delivery, at once). */
+    held = testd_connect_port(cport[leader]);
+    assert_non_null(held);
+    a = testd_call(held, 91, "recv",
+                   json_loads("{\"name\":\"d\",\"ack\":true,"
+                              "\"ack_wait_ms\":60000}",
+                              0, NULL),
+                   10000);
+    r = testd_result(a);
     assert_non_null(r);
     assert_string_equal(json_string_value(json_object_get(r, "value")), "job");
-    json_decref(r);
+    dlv_id = json_integer_value(
+        json_object_get(json_object_get(r, "delivery"), "id"));
+    json_decref(a);
+    /* A second one whose deadline passes during the failover. */
+    a = testd_call(held, 92, "recv",
+                   json_loads("{\"name\":\"d\",\"ack\":true,"
+                              "\"ack_wait_ms\":4000}",
+                              0, NULL),
+                   10000);
+    r = testd_result(a);
+    assert_non_null(r);
+    assert_string_equal(json_string_value(json_object_get(r, "value")), "job2");
+    json_decref(a);
     /* A short lease, which the next leader must end. */
     r = leader_call("mutex.lock", "{\"name\":\"S\",\"lease_ms\":2500}", 10000);
     assert_non_null(r);
@@ -389,10 +417,22 @@ static void test_failover(void **state)
     assert_string_equal(testd_reason(a), "timeout");
     json_decref(a);
 
-    /* The delivery in flight survived: the new leader delivers it again. */
-    r = leader_call("recv", "{\"name\":\"d\",\"timeout_ms\":15000}", 20000);
+    /* The deliveries in flight survived with their ids and deadlines:
+     * job2's passed, so the new leader delivers it again; job's has not,
+     * so it is still in flight and its worker's ack is taken. */
+    r = leader_call(
+        "recv", "{\"name\":\"d\",\"ack\":true,\"timeout_ms\":15000}", 20000);
     assert_non_null(r);
-    assert_string_equal(json_string_value(json_object_get(r, "value")), "job");
+    assert_string_equal(json_string_value(json_object_get(r, "value")), "job2");
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(r, "delivery"), "attempt")),
+                     2);
+    json_decref(r);
+    char ackp[128];
+    snprintf(ackp, sizeof ackp, "{\"name\":\"d\",\"id\":%lld}",
+             (long long)dlv_id);
+    r = leader_call("ack", ackp, 10000);
+    assert_non_null(r);
     json_decref(r);
 
     /* The lease survived: L is still held. */
