@@ -28,11 +28,11 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <poll.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -423,16 +423,16 @@ static bool all_ready(kid *ks, int k)
 /* Waits until only the live children's sessions (plus extra of the
  * test's own) remain and all of them are parked.
  *
- * Counts alone cannot tell that: a killed child the daemon has not
- * noticed yet offsets a live one it has not accepted yet, for as long as
- * a loaded machine takes -- and a value then handed to the dead child's
- * wait is lost in its socket (PROTOCOL.md), which made test_kill_recv
- * flaky.  So the counts are only read once every live child has reported
- * "ready" (after a round trip: the daemon counts its session).  A killed
- * child sent a waiting request only after "ready" too, so its session was
- * counted then and stays counted until the daemon has finished with it:
- * when the count is exactly the live ones, no killed child has a wait left
- * nor one still to come. */
+ * Counts alone cannot tell that: a killed child whose session the daemon
+ * still counts offsets a live one it has not accepted yet, for as long as
+ * a loaded machine takes -- and the sends that follow then meet the dead
+ * child's wait (the value is lost in its socket, PROTOCOL.md) or miss the
+ * live child that is not parked yet, which made test_kill_recv flaky.  So the
+ * counts are only read once every live child has reported "ready" (after a
+ * round trip: the daemon counts its session).  A killed child sent a waiting
+ * request only after "ready" too, so its session was counted then and stays
+ * counted until the daemon has finished with it: when the count is exactly the
+ * live ones, no killed child has a wait left nor one still to come. */
 static void settle(kid *ks, int k, int extra_sessions, int parked)
 {
     int64_t t0 = testd_now_ms(), ok_since = -1;
