@@ -290,16 +290,19 @@ static void pr_snap_one(obj *o, void *arg)
 static int pr_fsm_snapshot(void *arg, uint64_t index, void **data, size_t *len)
 {
     pr_snap s = {0};
-    uint64_t before = atomic_load(&pr_appends);
     (void)arg;
     (void)index;
 
     /* The leader's state runs ahead of raft's while a ticket is open or
-     * proposed: ask again later. */
-    if (repl_in_flight(pr_node))
-        return -EBUSY;
+     * proposed (or failed: repl_in_flight): ask again later.  Both under
+     * pr_mu, which persist__repl_flush holds while it moves the open
+     * ticket to raft: checked apart, a ticket flushed between the two
+     * checks passed both, and the snapshot held its effects at an index
+     * before their entry, which a restore then applied again (a send
+     * queued twice). */
     pthread_mutex_lock(&pr_mu);
-    bool open = pr_len > 0;
+    bool open = pr_len > 0 || repl_in_flight(pr_node);
+    uint64_t before = atomic_load(&pr_appends);
     pthread_mutex_unlock(&pr_mu);
     if (open)
         return -EBUSY;
@@ -404,8 +407,11 @@ static void pr_do_rebuild(void)
 {
     char err[256];
 
-    atomic_store(&pr_serving, false);
+    /* The kick is counted before the node stops serving: an answer whose
+     * gate sees it not serving sees the kick too, and is held until its
+     * session ends (session_gate.c), never sent ungated. */
     atomic_fetch_add(&pr_kicks, 1);
+    atomic_store(&pr_serving, false);
     atomic_store(&pr_failed, false); /* the sessions that waited end */
     persist__wake();                 /* every I/O thread ends its sessions */
     repl_stop(pr_node);

@@ -517,5 +517,9 @@ void repl_status_get(repl_node *n, repl_status *st)
 
 bool repl_in_flight(repl_node *n)
 {
-    return __atomic_load_n(&n->own_in_flight, __ATOMIC_ACQUIRE) > 0;
+    /* The count first: own_done marks a failure lost before the batch
+     * leaves the count, so a count that no longer holds it comes with
+     * own_lost already set. */
+    return __atomic_load_n(&n->own_in_flight, __ATOMIC_ACQUIRE) > 0 ||
+           __atomic_load_n(&n->own_lost, __ATOMIC_ACQUIRE);
 }

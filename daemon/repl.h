@@ -55,7 +55,9 @@
  *     the state at `index` exactly: a leader whose state runs ahead of what
  *     is applied (proposed, uncommitted batches) returns -EBUSY and raft
  *     asks again after a later apply.  repl_in_flight() tells whether this
- *     node has proposals not yet applied.
+ *     node has proposals not yet applied, or ever had one fail (then the
+ *     state is not the log's until the node restarts: every snapshot is
+ *     refused).
  *
  *  3. Fencing tokens strictly increase across failovers when they come
  *     from the committed durability counter (EFF_TOKEN_EPOCH/the token
@@ -244,7 +246,9 @@ int repl_leader(repl_node *n, uint64_t *id, char *addr, size_t len);
 /* Copies the current status into *st.  Any thread. */
 void repl_status_get(repl_node *n, repl_status *st);
 
-/* Returns true if batches proposed by this node are not yet applied. */
+/* Returns true if batches proposed by this node are not yet applied, or
+ * if one of them failed since repl_start (its effects, applied when
+ * decided, may never be in the log, or only at a later index). */
 bool repl_in_flight(repl_node *n);
 
 /* Returns a static description of a status code from this module. */

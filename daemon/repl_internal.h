@@ -108,6 +108,7 @@ struct repl_node {
     book_entry book[REPL_MAX_PEERS];
     size_t n_book;
     int own_in_flight; /* atomic: own batches neither applied nor failed */
+    bool own_lost;     /* atomic: one of them failed (sticky, repl_in_flight) */
 
     /* Fixed after repl_start. */
     uint64_t id, nonce;

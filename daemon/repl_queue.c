@@ -31,8 +31,14 @@ static void complete(repl_node *n, op *o, int status, uint64_t index)
         n->wakeup(n->wakeup_arg);
 }
 
-static void own_done(repl_node *n)
+/* An own batch left raft's hands; a failed one leaves its effects in the
+ * daemon's state (applied when decided) with no entry to account for them
+ * before any index raft applies next (a deposed leader's, which may even
+ * commit later): the node's snapshots stay refused (repl_in_flight). */
+static void own_done(repl_node *n, int status)
 {
+    if (status != 0)
+        __atomic_store_n(&n->own_lost, true, __ATOMIC_RELEASE);
     __atomic_sub_fetch(&n->own_in_flight, 1, __ATOMIC_RELEASE);
 }
 
@@ -41,7 +47,7 @@ void repl__fail_op(repl_node *n, op *o, int status)
     if (o->kind == OP_PROPOSE) {
         raft_free(o->buf.base);
         o->buf.base = NULL;
-        own_done(n);
+        own_done(n, status);
     }
     complete(n, o, status, 0);
 }
@@ -56,7 +62,7 @@ int repl__submit(repl_node *n, op *o)
         pthread_mutex_unlock(&n->mu);
         if (o->kind == OP_PROPOSE) {
             raft_free(o->buf.base);
-            own_done(n);
+            own_done(n, -ESHUTDOWN);
         }
         free(o);
         return -ESHUTDOWN;
@@ -74,7 +80,7 @@ void repl__apply_cb(struct raft_apply *req, int status, void *result)
 {
     op *o = req->data;
     (void)result;
-    own_done(o->node);
+    own_done(o->node, status);
     complete(o->node, o, repl__map_raft(status), req->index);
 }
 

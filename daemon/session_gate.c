@@ -6,8 +6,21 @@
 #include "server.h"
 #include "persist.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A cluster node lost leadership (persist_kicks moved) and s's thread has
+ * not ended its sessions yet: s is about to end, and nothing more of its
+ * output may leave.  Without this, an answer written in that window went
+ * out ungated (a node that does not serve gates nothing), although it
+ * could reveal an effect of the old term that never commits, or a value
+ * handed over from an entry that commits on the new leader too: the
+ * Jepsen run's values received twice (issue 19). */
+static bool sess_doomed(const sess *s)
+{
+    return persist_kicks() != s->io->kicks;
+}
 
 /* fsync = always: marks the len bytes just added to the output as held
  * until the log is durable up to the LSN appended now (which covers every
@@ -16,6 +29,11 @@ bool sess__gate_mark(sess *s, size_t len)
 {
     uint64_t lsn = persist_gate_lsn();
 
+    /* After the gate: persist_gate_lsn read the node as not serving, so
+     * the kick count it read next is already the new one (pr_do_rebuild
+     * counts the kick first). */
+    if (sess_doomed(s))
+        lsn = UINT64_MAX; /* held until the session ends */
     if (lsn <= persist_durable_lsn())
         return true; /* nothing to hold (earlier marks still order it) */
     if (s->gn > s->ghead && s->gmarks[s->gn - 1].lsn >= lsn) {
@@ -49,6 +67,8 @@ size_t sess__gate_allowed(sess *s, size_t buffered)
     uint64_t durable = persist_durable_lsn();
     uint64_t first = s->out_added - buffered;
 
+    if (sess_doomed(s))
+        return 0;
     while (s->ghead < s->gn && s->gmarks[s->ghead].lsn <= durable)
         s->ghead++;
     if (s->ghead == s->gn) {

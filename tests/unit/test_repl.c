@@ -665,10 +665,16 @@ static void test_not_leader(void **state)
     start_three(tc);
     leader = wait_leader(tc, WAIT_MS);
     follower = (leader + 1) % 3;
+    assert_false(repl_in_flight(tc->nodes[follower].node));
     assert_int_equal(propose(tc, follower, 1, &d), 0);
     wait_done(tc, &d, WAIT_MS);
     assert_int_equal(d.status, REPL_ENOTLEADER);
     assert_int_equal(d.index, 0);
+    /* The daemon applied the failed batch's effects when it decided them:
+     * its state is no longer the log's, and stays refused as a snapshot
+     * (issue 19's duplicate deliveries). */
+    assert_true(repl_in_flight(tc->nodes[follower].node));
+    assert_false(repl_in_flight(tc->nodes[leader].node));
     memset(&b, 0, sizeof b);
     assert_int_equal(repl_barrier(tc->nodes[follower].node, on_done, &b), 0);
     wait_done(tc, &b, WAIT_MS);
@@ -1164,6 +1170,9 @@ static void test_deposed_leader(void **state)
     if (late.status != REPL_ELOST && late.status != REPL_ENOTLEADER)
         fail_msg("a proposal to the stalled leader ended with %d (%s)",
                  late.status, repl_strerror(late.status));
+    /* Lost, yet it may still commit under the new leader: the deposed
+     * leader's state holds its effects at no index raft has applied. */
+    assert_true(repl_in_flight(tc->nodes[old].node));
     wait_done(tc, &g, WAIT_MS); /* committed before the stall */
     assert_int_equal(g.status, 0);
     end = now_ms() + WAIT_MS;
