@@ -242,6 +242,14 @@ int chand__call_until(chand_conn *c, const char *method, json_t *params,
         if (rc < 0) {
             chand_error last = c->err;
 
+            /* A dial cut short by the failover deadline says nothing of
+             * the servers: the answer they gave, not_leader, stands.  A
+             * server that could not be reached in time leaves its code. */
+            if (chand__now_ms() >= until)
+                return chand__seterr(
+                    &c->err, why.code, why.rpc_code, why.reason,
+                    "no leader within %lld ms (%.100s; last dial: %.100s)",
+                    (long long)c->failover_ms, why.message, last.message);
             return chand__seterr(&c->err, rc, 0, last.reason,
                                  "no leader within %lld ms (%.100s): %.120s",
                                  (long long)c->failover_ms, why.message,
