@@ -69,6 +69,22 @@ json_t *chand__recv_ack_params(const char *name, int64_t ack_wait_ms);
 json_t *chand__settle_params(const char *name, int64_t id, const char *key,
                              int64_t n, const char *reason);
 
+/* methods.c: what the blocking calls (methods.c, methods_ack.c) share. */
+/* Calls method with params (stolen); a NULL params is a bad argument. */
+int chand__mcall(chand_conn *c, const char *method, json_t *params,
+                 int64_t timeout_ms, json_t **res);
+/* Reads integer key of res into *out (may be NULL); missing: EPROTO. */
+int chand__get_int(chand_conn *c, json_t *res, const char *key, int64_t *out);
+bool chand__get_bool(json_t *res, const char *key);
+/* Stores a new reference to res[key] (null when absent) in *out. */
+void chand__get_value(json_t *res, const char *key, json_t **out);
+/* Calls method, params in, nothing out. */
+int chand__call_void(chand_conn *c, const char *method, json_t *params,
+                     int64_t timeout_ms);
+/* Calls method and reads integer key of the result into *out. */
+int chand__call_int(chand_conn *c, const char *method, json_t *params,
+                    int64_t timeout_ms, const char *key, int64_t *out);
+
 /* How long a call looks for the leader unless failover_ms says. */
 #define CHAND__FAILOVER_MS 10000
 

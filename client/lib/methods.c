@@ -11,8 +11,8 @@
 
 /* Calls method with params (stolen).  A NULL params is what json_pack
  * gives for a NULL string or value, i.e. a bad argument. */
-static int call(chand_conn *c, const char *method, json_t *params,
-                int64_t timeout_ms, json_t **res)
+int chand__mcall(chand_conn *c, const char *method, json_t *params,
+                 int64_t timeout_ms, json_t **res)
 {
     int rc;
 
@@ -32,7 +32,7 @@ static int call(chand_conn *c, const char *method, json_t *params,
 
 /* Reads integer key of res into *out (may be NULL).  A missing key is a
  * protocol error: the server promised it. */
-static int get_int(chand_conn *c, json_t *res, const char *key, int64_t *out)
+int chand__get_int(chand_conn *c, json_t *res, const char *key, int64_t *out)
 {
     json_t *v = json_object_get(res, key);
 
@@ -44,13 +44,13 @@ static int get_int(chand_conn *c, json_t *res, const char *key, int64_t *out)
     return 0;
 }
 
-static bool get_bool(json_t *res, const char *key)
+bool chand__get_bool(json_t *res, const char *key)
 {
     return json_is_true(json_object_get(res, key));
 }
 
 /* Stores a new reference to res[key] (null when absent) in *out. */
-static void get_value(json_t *res, const char *key, json_t **out)
+void chand__get_value(json_t *res, const char *key, json_t **out)
 {
     json_t *v;
 
@@ -61,18 +61,18 @@ static void get_value(json_t *res, const char *key, json_t **out)
 }
 
 /* The shape of most calls: params in, nothing out. */
-static int call_void(chand_conn *c, const char *method, json_t *params,
+int chand__call_void(chand_conn *c, const char *method, json_t *params,
                      int64_t timeout_ms)
 {
     json_t *res;
-    int rc = call(c, method, params, timeout_ms, &res);
+    int rc = chand__mcall(c, method, params, timeout_ms, &res);
 
     json_decref(res);
     return rc;
 }
 
 /* Returns a new {"name": name}, the params of most methods (NULL when out
- * of memory, which call() reports). */
+ * of memory, which chand__mcall() reports). */
 static json_t *name_params(const char *name)
 {
     return json_pack("{s:s}", "name", name);
@@ -82,7 +82,7 @@ static json_t *name_params(const char *name)
  * negative code. */
 static int call_named(chand_conn *c, const char *method, const char *name)
 {
-    return call_void(c, method, name_params(name), CHAND_FOREVER);
+    return chand__call_void(c, method, name_params(name), CHAND_FOREVER);
 }
 
 /* Calls method and returns 1/0 from boolean key of the result, with
@@ -92,7 +92,7 @@ static int call_flag(chand_conn *c, const char *method, json_t *params,
                      json_t **value)
 {
     json_t *res;
-    int rc = call(c, method, params, timeout_ms, &res);
+    int rc = chand__mcall(c, method, params, timeout_ms, &res);
 
     if (value)
         *value = NULL;
@@ -103,22 +103,22 @@ static int call_flag(chand_conn *c, const char *method, json_t *params,
         return chand__seterr(&c->err, CHAND_EPROTO, 0, "",
                              "result lacks boolean \"%s\"", key);
     }
-    rc = get_bool(res, key) ? 1 : 0;
+    rc = chand__get_bool(res, key) ? 1 : 0;
     if (vkey)
-        get_value(res, vkey, value);
+        chand__get_value(res, vkey, value);
     json_decref(res);
     return rc;
 }
 
 /* Calls method and reads integer key of the result into *out. */
-static int call_int(chand_conn *c, const char *method, json_t *params,
+int chand__call_int(chand_conn *c, const char *method, json_t *params,
                     int64_t timeout_ms, const char *key, int64_t *out)
 {
     json_t *res;
-    int rc = call(c, method, params, timeout_ms, &res);
+    int rc = chand__mcall(c, method, params, timeout_ms, &res);
 
     if (rc == 0)
-        rc = get_int(c, res, key, out);
+        rc = chand__get_int(c, res, key, out);
     json_decref(res);
     return rc;
 }
@@ -127,14 +127,14 @@ static int call_int(chand_conn *c, const char *method, json_t *params,
 
 int chand_ping(chand_conn *c)
 {
-    return call_void(c, "ping", json_object(), CHAND_FOREVER);
+    return chand__call_void(c, "ping", json_object(), CHAND_FOREVER);
 }
 
 int chand_hello(chand_conn *c, json_t **result)
 {
-    return call(c, "hello",
-                json_pack("{s:i}", "version", CHAND_PROTOCOL_VERSION),
-                CHAND_FOREVER, result);
+    return chand__mcall(c, "hello",
+                        json_pack("{s:i}", "version", CHAND_PROTOCOL_VERSION),
+                        CHAND_FOREVER, result);
 }
 
 /* ---- channels ---- */
@@ -145,10 +145,11 @@ int chand_make(chand_conn *c, const char *name, int64_t cap, const char *type)
         return c ? chand__seterr(&c->err, CHAND_EARG, 0, "",
                                  "negative capacity")
                  : CHAND_EARG;
-    return call_void(c, "make",
-                     json_pack("{s:s, s:I, s:s}", "name", name, "cap",
-                               (json_int_t)cap, "type", type ? type : "any"),
-                     CHAND_FOREVER);
+    return chand__call_void(c, "make",
+                            json_pack("{s:s, s:I, s:s}", "name", name, "cap",
+                                      (json_int_t)cap, "type",
+                                      type ? type : "any"),
+                            CHAND_FOREVER);
 }
 
 json_t *chand__make_params(const char *name, int64_t cap,
@@ -177,24 +178,24 @@ int chand_make_opts(chand_conn *c, const char *name, int64_t cap,
         return c ? chand__seterr(&c->err, CHAND_EARG, 0, "",
                                  "negative capacity")
                  : CHAND_EARG;
-    return call_void(c, "make", chand__make_params(name, cap, o),
-                     CHAND_FOREVER);
+    return chand__call_void(c, "make", chand__make_params(name, cap, o),
+                            CHAND_FOREVER);
 }
 
 int chand_send(chand_conn *c, const char *name, json_t *value,
                int64_t timeout_ms)
 {
-    return call_void(c, "send",
-                     json_pack("{s:s, s:O}", "name", name, "value", value),
-                     timeout_ms);
+    return chand__call_void(
+        c, "send", json_pack("{s:s, s:O}", "name", name, "value", value),
+        timeout_ms);
 }
 
 int chand_send_str(chand_conn *c, const char *name, const char *s,
                    int64_t timeout_ms)
 {
-    return call_void(c, "send",
-                     json_pack("{s:s, s:s}", "name", name, "value", s),
-                     timeout_ms);
+    return chand__call_void(c, "send",
+                            json_pack("{s:s, s:s}", "name", name, "value", s),
+                            timeout_ms);
 }
 
 int chand_recv(chand_conn *c, const char *name, int64_t timeout_ms,
@@ -240,12 +241,12 @@ int chand_len_inflight(chand_conn *c, const char *name, int64_t *len,
                        int64_t *cap, int64_t *inflight)
 {
     json_t *res;
-    int rc = call(c, "len", name_params(name), CHAND_FOREVER, &res);
+    int rc = chand__mcall(c, "len", name_params(name), CHAND_FOREVER, &res);
 
     if (rc == 0)
-        rc = get_int(c, res, "len", len);
+        rc = chand__get_int(c, res, "len", len);
     if (rc == 0)
-        rc = get_int(c, res, "cap", cap);
+        rc = chand__get_int(c, res, "cap", cap);
     /* A daemon from before acknowledged delivery has nothing in flight. */
     if (rc == 0 && inflight)
         *inflight = json_integer_value(json_object_get(res, "inflight"));
@@ -312,224 +313,6 @@ int chand_list(chand_conn *c, const char *prefix, json_t **objects)
     return rc;
 }
 
-/* One select case as the wire has it, or NULL for a bad case (a
- * CHAND_RECV_ACK case only when ack is allowed). */
-static json_t *select_case(const chand_case *cs, bool ack, int64_t ack_wait_ms)
-{
-    json_t *j;
-
-    if (cs->dir == CHAND_RECV)
-        return json_pack("{s:s}", "recv", cs->name);
-    if (cs->dir == CHAND_SEND)
-        return json_pack("{s:s, s:O}", "send", cs->name, "value", cs->value);
-    if (cs->dir != CHAND_RECV_ACK || !ack)
-        return NULL;
-    j = json_pack("{s:s, s:b}", "recv", cs->name, "ack", 1);
-    if (j && ack_wait_ms > 0 &&
-        json_object_set_new(j, "ack_wait_ms", json_integer(ack_wait_ms))) {
-        json_decref(j);
-        j = NULL;
-    }
-    return j;
-}
-
-json_t *chand__select_params(const chand_case *cases, size_t n,
-                             bool has_default, bool ack, int64_t ack_wait_ms,
-                             size_t *bad)
-{
-    json_t *arr = json_array(), *p;
-
-    *bad = n;
-    for (size_t i = 0; arr && i < n; i++) {
-        json_t *cs = select_case(&cases[i], ack, ack_wait_ms);
-        if (!cs || json_array_append_new(arr, cs)) {
-            json_decref(arr);
-            *bad = i;
-            return NULL;
-        }
-    }
-    p = json_pack("{s:o}", "cases", arr); /* steals arr, even on failure */
-    if (p && has_default && json_object_set_new(p, "default", json_true())) {
-        json_decref(p);
-        p = NULL;
-    }
-    return p;
-}
-
-/* chand_select and chand_select_ack: ack allows CHAND_RECV_ACK cases. */
-static int select_common(chand_conn *c, const chand_case *cases, size_t n,
-                         bool has_default, bool ack, int64_t ack_wait_ms,
-                         int64_t timeout_ms, int *index, json_t **value,
-                         bool *ok, int64_t *id, int64_t *attempt)
-{
-    json_t *res, *p;
-    int64_t idx;
-    size_t bad;
-    int rc;
-
-    if (value)
-        *value = NULL;
-    if (id)
-        *id = 0;
-    if (attempt)
-        *attempt = 0;
-    if (!c)
-        return CHAND_EARG;
-    if (!cases && n > 0)
-        return chand__seterr(&c->err, CHAND_EARG, 0, "", "cases is NULL");
-    p = chand__select_params(cases, n, has_default, ack, ack_wait_ms, &bad);
-    if (!p)
-        return bad < n ? chand__seterr(&c->err, CHAND_EARG, 0, "",
-                                       "bad select case %zu", bad)
-                       : chand__seterr(&c->err, CHAND_ENOMEM, 0, "",
-                                       "out of memory");
-    rc = call(c, "select", p, timeout_ms, &res);
-    if (rc < 0)
-        return rc;
-    rc = get_int(c, res, "index", &idx);
-    if (rc == 0 && (idx < -1 || idx >= (int64_t)n))
-        rc = chand__seterr(&c->err, CHAND_EPROTO, 0, "",
-                           "select index %lld out of range", (long long)idx);
-    if (rc == 0 && idx >= 0 && cases[idx].dir == CHAND_RECV_ACK &&
-        get_bool(res, "ok") && chand__delivery(res, id, attempt) < 0)
-        rc = chand__seterr(&c->err, CHAND_EPROTO, 0, "",
-                           "select result lacks a delivery");
-    if (rc == 0) {
-        if (index)
-            *index = (int)idx;
-        if (ok)
-            *ok = get_bool(res, "ok");
-        if (idx >= 0 && cases[idx].dir != CHAND_SEND)
-            get_value(res, "value", value);
-    }
-    json_decref(res);
-    return rc;
-}
-
-int chand_select(chand_conn *c, const chand_case *cases, size_t n,
-                 bool has_default, int64_t timeout_ms, int *index,
-                 json_t **value, bool *ok)
-{
-    return select_common(c, cases, n, has_default, false, 0, timeout_ms, index,
-                         value, ok, NULL, NULL);
-}
-
-int chand_select_ack(chand_conn *c, const chand_case *cases, size_t n,
-                     bool has_default, int64_t ack_wait_ms, int64_t timeout_ms,
-                     int *index, json_t **value, bool *ok, int64_t *id,
-                     int64_t *attempt)
-{
-    return select_common(c, cases, n, has_default, true, ack_wait_ms,
-                         timeout_ms, index, value, ok, id, attempt);
-}
-
-/* ---- acknowledged delivery ---- */
-
-int chand__delivery(json_t *res, int64_t *id, int64_t *attempt)
-{
-    json_t *d = json_object_get(res, "delivery");
-    json_t *i = json_object_get(d, "id"), *a = json_object_get(d, "attempt");
-
-    if (!json_is_integer(i) || !json_is_integer(a))
-        return -1;
-    if (id)
-        *id = json_integer_value(i);
-    if (attempt)
-        *attempt = json_integer_value(a);
-    return 0;
-}
-
-json_t *chand__recv_ack_params(const char *name, int64_t ack_wait_ms)
-{
-    json_t *p = json_pack("{s:s, s:b}", "name", name, "ack", 1);
-
-    if (p && ack_wait_ms > 0 &&
-        json_object_set_new(p, "ack_wait_ms", json_integer(ack_wait_ms))) {
-        json_decref(p);
-        return NULL;
-    }
-    return p;
-}
-
-json_t *chand__settle_params(const char *name, int64_t id, const char *key,
-                             int64_t n, const char *reason)
-{
-    json_t *p = json_pack("{s:s, s:I}", "name", name, "id", (json_int_t)id);
-
-    if (!p)
-        return NULL;
-    if (key && n > 0 && json_object_set_new(p, key, json_integer(n)))
-        goto fail;
-    if (reason && json_object_set_new(p, "reason", json_string(reason)))
-        goto fail;
-    return p;
-fail:
-    json_decref(p);
-    return NULL;
-}
-
-int chand_recv_ack(chand_conn *c, const char *name, int64_t ack_wait_ms,
-                   int64_t timeout_ms, json_t **value, int64_t *id,
-                   int64_t *attempt)
-{
-    json_t *res;
-    int rc;
-
-    if (value)
-        *value = NULL;
-    if (id)
-        *id = 0;
-    if (attempt)
-        *attempt = 0;
-    rc = call(c, "recv", chand__recv_ack_params(name, ack_wait_ms), timeout_ms,
-              &res);
-    if (rc < 0)
-        return rc;
-    if (!json_is_boolean(json_object_get(res, "ok")))
-        rc = chand__seterr(&c->err, CHAND_EPROTO, 0, "",
-                           "result lacks boolean \"ok\"");
-    else if (!get_bool(res, "ok"))
-        rc = 0;
-    else if (chand__delivery(res, id, attempt) < 0)
-        rc = chand__seterr(&c->err, CHAND_EPROTO, 0, "",
-                           "recv result lacks a delivery");
-    else
-        rc = 1;
-    if (rc >= 0)
-        get_value(res, "value", value);
-    json_decref(res);
-    return rc;
-}
-
-int chand_ack(chand_conn *c, const char *name, int64_t id)
-{
-    return call_void(c, "ack", chand__settle_params(name, id, NULL, 0, NULL),
-                     CHAND_FOREVER);
-}
-
-int chand_nack(chand_conn *c, const char *name, int64_t id, int64_t delay_ms,
-               const char *reason)
-{
-    return call_void(
-        c, "nack", chand__settle_params(name, id, "delay_ms", delay_ms, reason),
-        CHAND_FOREVER);
-}
-
-int chand_touch(chand_conn *c, const char *name, int64_t id,
-                int64_t ack_wait_ms, int64_t *granted)
-{
-    return call_int(
-        c, "touch",
-        chand__settle_params(name, id, "ack_wait_ms", ack_wait_ms, NULL),
-        CHAND_FOREVER, "ack_wait_ms", granted);
-}
-
-int chand_term(chand_conn *c, const char *name, int64_t id, const char *reason)
-{
-    return call_void(c, "term", chand__settle_params(name, id, NULL, 0, reason),
-                     CHAND_FOREVER);
-}
-
 /* ---- Mutex and RWMutex ---- */
 
 static int lock_common(chand_conn *c, const char *method, const char *name,
@@ -541,12 +324,12 @@ static int lock_common(chand_conn *c, const char *method, const char *name,
 
     if (p && lease_ms > 0)
         json_object_set_new(p, "lease_ms", json_integer(lease_ms));
-    rc = call(c, method, p, timeout_ms, &res);
+    rc = chand__mcall(c, method, p, timeout_ms, &res);
     if (rc < 0)
         return rc;
-    rc = get_int(c, res, "token", token);
+    rc = chand__get_int(c, res, "token", token);
     if (owner_dead)
-        *owner_dead = get_bool(res, "owner_dead");
+        *owner_dead = chand__get_bool(res, "owner_dead");
     json_decref(res);
     return rc;
 }
@@ -558,7 +341,7 @@ static int unlock_common(chand_conn *c, const char *method, const char *name,
 
     if (p && token >= 0)
         json_object_set_new(p, "token", json_integer(token));
-    return call_void(c, method, p, CHAND_FOREVER);
+    return chand__call_void(c, method, p, CHAND_FOREVER);
 }
 
 int chand_mutex_lock(chand_conn *c, const char *name, int64_t timeout_ms,
@@ -601,7 +384,7 @@ int chand_rwmutex_runlock(chand_conn *c, const char *name, int64_t token)
 
 int chand_wg_add(chand_conn *c, const char *name, int64_t delta, int64_t *count)
 {
-    return call_int(
+    return chand__call_int(
         c, "wg.add",
         json_pack("{s:s, s:I}", "name", name, "delta", (json_int_t)delta),
         CHAND_FOREVER, "count", count);
@@ -609,13 +392,13 @@ int chand_wg_add(chand_conn *c, const char *name, int64_t delta, int64_t *count)
 
 int chand_wg_done(chand_conn *c, const char *name, int64_t *count)
 {
-    return call_int(c, "wg.done", name_params(name), CHAND_FOREVER, "count",
-                    count);
+    return chand__call_int(c, "wg.done", name_params(name), CHAND_FOREVER,
+                           "count", count);
 }
 
 int chand_wg_wait(chand_conn *c, const char *name, int64_t timeout_ms)
 {
-    return call_void(c, "wg.wait", name_params(name), timeout_ms);
+    return chand__call_void(c, "wg.wait", name_params(name), timeout_ms);
 }
 
 int chand_once_do(chand_conn *c, const char *name, int64_t timeout_ms)
@@ -644,18 +427,18 @@ int chand_once_do_value(chand_conn *c, const char *name, int64_t timeout_ms,
 
 int chand_once_done_value(chand_conn *c, const char *name, json_t *value)
 {
-    return call_void(c, "once.done",
-                     json_pack("{s:s, s:O}", "name", name, "value",
-                               value ? value : json_null()),
-                     CHAND_FOREVER);
+    return chand__call_void(c, "once.done",
+                            json_pack("{s:s, s:O}", "name", name, "value",
+                                      value ? value : json_null()),
+                            CHAND_FOREVER);
 }
 
 int chand_cond_wait(chand_conn *c, const char *name, const char *mutex,
                     int64_t timeout_ms, int64_t *token)
 {
-    return call_int(c, "cond.wait",
-                    json_pack("{s:s, s:s}", "name", name, "mutex", mutex),
-                    timeout_ms, "token", token);
+    return chand__call_int(
+        c, "cond.wait", json_pack("{s:s, s:s}", "name", name, "mutex", mutex),
+        timeout_ms, "token", token);
 }
 
 int chand_cond_signal(chand_conn *c, const char *name)
@@ -672,9 +455,9 @@ int chand_cond_broadcast(chand_conn *c, const char *name)
 
 int chand_pool_put(chand_conn *c, const char *name, json_t *value)
 {
-    return call_void(c, "pool.put",
-                     json_pack("{s:s, s:O}", "name", name, "value", value),
-                     CHAND_FOREVER);
+    return chand__call_void(
+        c, "pool.put", json_pack("{s:s, s:O}", "name", name, "value", value),
+        CHAND_FOREVER);
 }
 
 int chand_pool_get(chand_conn *c, const char *name, json_t **value)
@@ -688,7 +471,7 @@ int chand_pool_get(chand_conn *c, const char *name, json_t **value)
 int chand_map_store(chand_conn *c, const char *name, const char *key,
                     json_t *value)
 {
-    return call_void(
+    return chand__call_void(
         c, "map.store",
         json_pack("{s:s, s:s, s:O}", "name", name, "key", key, "value", value),
         CHAND_FOREVER);
@@ -704,9 +487,9 @@ int chand_map_load(chand_conn *c, const char *name, const char *key,
 
 int chand_map_delete(chand_conn *c, const char *name, const char *key)
 {
-    return call_void(c, "map.delete",
-                     json_pack("{s:s, s:s}", "name", name, "key", key),
-                     CHAND_FOREVER);
+    return chand__call_void(c, "map.delete",
+                            json_pack("{s:s, s:s}", "name", name, "key", key),
+                            CHAND_FOREVER);
 }
 
 int chand_map_load_or_store(chand_conn *c, const char *name, const char *key,
@@ -771,7 +554,8 @@ int chand_map_range(chand_conn *c, const char *name, json_t **entries)
 
 int chand_map_len(chand_conn *c, const char *name, int64_t *len)
 {
-    return call_int(c, "map.len", name_params(name), CHAND_FOREVER, "len", len);
+    return chand__call_int(c, "map.len", name_params(name), CHAND_FOREVER,
+                           "len", len);
 }
 
 int chand_map_clear(chand_conn *c, const char *name)
@@ -783,13 +567,13 @@ int chand_map_clear(chand_conn *c, const char *name)
 
 int chand_atomic_load(chand_conn *c, const char *name, int64_t *value)
 {
-    return call_int(c, "atomic.load", name_params(name), CHAND_FOREVER, "value",
-                    value);
+    return chand__call_int(c, "atomic.load", name_params(name), CHAND_FOREVER,
+                           "value", value);
 }
 
 int chand_atomic_store(chand_conn *c, const char *name, int64_t value)
 {
-    return call_void(
+    return chand__call_void(
         c, "atomic.store",
         json_pack("{s:s, s:I}", "name", name, "value", (json_int_t)value),
         CHAND_FOREVER);
@@ -798,7 +582,7 @@ int chand_atomic_store(chand_conn *c, const char *name, int64_t value)
 int chand_atomic_add(chand_conn *c, const char *name, int64_t delta,
                      int64_t *value)
 {
-    return call_int(
+    return chand__call_int(
         c, "atomic.add",
         json_pack("{s:s, s:I}", "name", name, "delta", (json_int_t)delta),
         CHAND_FOREVER, "value", value);
@@ -807,7 +591,7 @@ int chand_atomic_add(chand_conn *c, const char *name, int64_t delta,
 int chand_atomic_swap(chand_conn *c, const char *name, int64_t value,
                       int64_t *old)
 {
-    return call_int(
+    return chand__call_int(
         c, "atomic.swap",
         json_pack("{s:s, s:I}", "name", name, "value", (json_int_t)value),
         CHAND_FOREVER, "old", old);
@@ -826,7 +610,7 @@ int chand_atomic_compare_and_swap(chand_conn *c, const char *name, int64_t old,
 
 int chand_timer_after(chand_conn *c, const char *name, int64_t ms)
 {
-    return call_void(
+    return chand__call_void(
         c, "timer.after",
         json_pack("{s:s, s:I}", "name", name, "ms", (json_int_t)ms),
         CHAND_FOREVER);
@@ -834,7 +618,7 @@ int chand_timer_after(chand_conn *c, const char *name, int64_t ms)
 
 int chand_timer_ticker(chand_conn *c, const char *name, int64_t ms)
 {
-    return call_void(
+    return chand__call_void(
         c, "timer.ticker",
         json_pack("{s:s, s:I}", "name", name, "ms", (json_int_t)ms),
         CHAND_FOREVER);
@@ -845,7 +629,7 @@ int chand_timer_ticker(chand_conn *c, const char *name, int64_t ms)
 static int call_pending(chand_conn *c, const char *method, json_t *p)
 {
     json_t *res;
-    int rc = call(c, method, p, CHAND_FOREVER, &res);
+    int rc = chand__mcall(c, method, p, CHAND_FOREVER, &res);
 
     if (rc == 0) {
         json_t *v = json_object_get(res, "stopped");
@@ -888,11 +672,11 @@ int chand_timer_afterfunc(chand_conn *c, int64_t ms, const char *method,
 
     if (timer)
         *timer = NULL;
-    rc =
-        call(c, "timer.afterfunc",
-             req ? json_pack("{s:I, s:o}", "ms", (json_int_t)ms, "request", req)
-                 : NULL,
-             CHAND_FOREVER, &res);
+    rc = chand__mcall(
+        c, "timer.afterfunc",
+        req ? json_pack("{s:I, s:o}", "ms", (json_int_t)ms, "request", req)
+            : NULL,
+        CHAND_FOREVER, &res);
     if (rc < 0)
         return rc;
     t = json_object_get(res, "timer");
@@ -914,35 +698,38 @@ int chand_go(chand_conn *c, const char *method, json_t *params,
 {
     json_t *req = inner_request(method, params);
 
-    return call_int(c, "go", req ? json_pack("{s:o}", "request", req) : NULL,
-                    CHAND_FOREVER, "goroutine", goroutine);
+    return chand__call_int(c, "go",
+                           req ? json_pack("{s:o}", "request", req) : NULL,
+                           CHAND_FOREVER, "goroutine", goroutine);
 }
 
 /* ---- runtime ---- */
 
 int chand_stats(chand_conn *c, json_t **stats)
 {
-    return call(c, "runtime.stats", json_object(), CHAND_FOREVER, stats);
+    return chand__mcall(c, "runtime.stats", json_object(), CHAND_FOREVER,
+                        stats);
 }
 
 int chand_dump(chand_conn *c, json_t **dump)
 {
-    return call(c, "runtime.dump", json_object(), CHAND_FOREVER, dump);
+    return chand__mcall(c, "runtime.dump", json_object(), CHAND_FOREVER, dump);
 }
 
 int chand_gomaxprocs(chand_conn *c, int64_t n, int64_t *previous)
 {
     json_t *p = n >= 1 ? json_pack("{s:I}", "n", (json_int_t)n) : json_object();
 
-    return call_int(c, "runtime.gomaxprocs", p, CHAND_FOREVER, "previous",
-                    previous);
+    return chand__call_int(c, "runtime.gomaxprocs", p, CHAND_FOREVER,
+                           "previous", previous);
 }
 
 /* ---- cluster ---- */
 
 int chand_cluster_status(chand_conn *c, json_t **status)
 {
-    return call(c, "cluster.status", json_object(), CHAND_FOREVER, status);
+    return chand__mcall(c, "cluster.status", json_object(), CHAND_FOREVER,
+                        status);
 }
 
 int chand_cluster_add(chand_conn *c, uint64_t id, const char *address)
@@ -974,10 +761,10 @@ int chand_cluster_add(chand_conn *c, uint64_t id, const char *address)
         return chand__seterr(&c->err, rc, 0, "",
                              "node address must be HOST:CLIENT_PORT:RAFT_PORT");
     }
-    rc = call_void(c, "cluster.add",
-                   json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id, "raft",
-                             raft, "client", client),
-                   CHAND_FOREVER);
+    rc = chand__call_void(c, "cluster.add",
+                          json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id,
+                                    "raft", raft, "client", client),
+                          CHAND_FOREVER);
     free(client);
     return rc;
 }
@@ -987,6 +774,7 @@ int chand_cluster_remove(chand_conn *c, uint64_t id)
     if (c && (id == 0 || id > INT64_MAX))
         return chand__seterr(&c->err, CHAND_EARG, 0, "",
                              "node id must be 1 to %lld", (long long)INT64_MAX);
-    return call_void(c, "cluster.remove",
-                     json_pack("{s:I}", "id", (json_int_t)id), CHAND_FOREVER);
+    return chand__call_void(c, "cluster.remove",
+                            json_pack("{s:I}", "id", (json_int_t)id),
+                            CHAND_FOREVER);
 }
