@@ -180,8 +180,8 @@ int chand_recv_ack(chand_conn *c, const char *name, int64_t ack_wait_ms,
         *id = 0;
     if (attempt)
         *attempt = 0;
-    rc = chand__mcall(c, "recv", chand__recv_ack_params(name, ack_wait_ms), timeout_ms,
-              &res);
+    rc = chand__mcall(c, "recv", chand__recv_ack_params(name, ack_wait_ms),
+                      timeout_ms, &res);
     if (rc < 0)
         return rc;
     if (!json_is_boolean(json_object_get(res, "ok")))
@@ -202,8 +202,8 @@ int chand_recv_ack(chand_conn *c, const char *name, int64_t ack_wait_ms,
 
 int chand_ack(chand_conn *c, const char *name, int64_t id)
 {
-    return chand__call_void(c, "ack", chand__settle_params(name, id, NULL, 0, NULL),
-                     CHAND_FOREVER);
+    return chand__call_void(
+        c, "ack", chand__settle_params(name, id, NULL, 0, NULL), CHAND_FOREVER);
 }
 
 int chand_nack(chand_conn *c, const char *name, int64_t id, int64_t delay_ms,
@@ -225,6 +225,7 @@ int chand_touch(chand_conn *c, const char *name, int64_t id,
 
 int chand_term(chand_conn *c, const char *name, int64_t id, const char *reason)
 {
-    return chand__call_void(c, "term", chand__settle_params(name, id, NULL, 0, reason),
-                     CHAND_FOREVER);
+    return chand__call_void(c, "term",
+                            chand__settle_params(name, id, NULL, 0, reason),
+                            CHAND_FOREVER);
 }
