@@ -95,6 +95,11 @@ uint64_t persist__repl_durable(void);
 void persist__repl_flush(void);
 bool persist__repl_snapping(void);
 int persist__repl_snap_emit(eff_rec *r);
+/* persist_shadow.c: the committed state's copy (under the FSM lock). */
+void persist__shadow_batch(const void *data, size_t len);
+void persist__shadow_snapshot(const void *data, size_t len);
+int persist__shadow_replay(int (*apply)(const uint8_t *p, size_t n));
+void persist__shadow_free(void);
 /* Applies one record to the state (recovery's and followers' path). */
 int persist__apply(void *arg, const eff_rec *r, int from_snapshot);
 

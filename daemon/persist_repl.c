@@ -16,8 +16,9 @@
  * persist__apply (the path recovery uses).  Only the serving leader emits
  * effects; anything else that would emit (the raft thread applying, a
  * node not leading) is dropped.  A leader that loses its place rebuilds:
- * every session ends, the state is dropped and repl restarts on the same
- * data_dir, which replays the raft snapshot and committed entries.
+ * every session ends, the state is dropped and rebuilt from the copy of
+ * the committed state (persist_shadow.c) with raft running on, and own
+ * batches proposed before count as anyone's from then on (repl.h, 2).
  */
 #include "persist.h"
 #include "epoch.h"
@@ -47,6 +48,12 @@ static _Atomic uint64_t pr_term;
 static _Atomic bool pr_rebuild;   /* deposed: rebuild at the next poll */
 static _Atomic bool pr_failed;    /* a ticket failed: hold every answer */
 static _Atomic uint64_t pr_kicks; /* times sessions had to end */
+/* The first ticket since the last rebuild: earlier ones belong to ended
+ * sessions and a state that was dropped, whatever becomes of them. */
+static _Atomic uint64_t pr_epoch = 1;
+/* Rebuilt while raft still leads the same term: serve again once every
+ * earlier batch of ours is applied or failed (persist_poll). */
+static bool pr_resume;
 static pthread_mutex_t pr_poll_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* Set on the raft thread inside the FSM hooks: effects the builders emit
@@ -154,6 +161,8 @@ static void pr_done(void *arg, int status, uint64_t index)
     uint64_t t = (uint64_t)(uintptr_t)arg, c;
     (void)index;
 
+    if (t < atomic_load(&pr_epoch))
+        return;
     if (status != 0) {
         log_warn("cluster: ticket %llu failed: %s; ending sessions",
                  (unsigned long long)t, repl_strerror(status));
@@ -237,6 +246,8 @@ static int pr_fsm_apply(void *arg, uint64_t index, const repl_record *recs,
     (void)arg;
     (void)index;
 
+    for (size_t i = 0; i < n; i++)
+        persist__shadow_batch(recs[i].data, recs[i].len);
     if (own)
         return 0; /* the leader applied its effects when it decided */
     pr_in_fsm = true;
@@ -319,6 +330,7 @@ static int pr_fsm_snapshot(void *arg, uint64_t index, void **data, size_t *len)
     }
     if (!s.p && !(s.p = malloc(1)))
         return -ENOMEM;
+    persist__shadow_snapshot(s.p, s.len);
     *data = s.p;
     *len = s.len;
     return 0;
@@ -340,7 +352,12 @@ static void pr_drop_all(void)
     if (!names)
         return;
     reg_foreach(NULL, pr_collect, names);
-    json_array_foreach(names, i, v) reg_drop(json_string_value(v));
+    json_array_foreach(names, i, v)
+    {
+        /* A follower's deliveries in flight wait beside the objects. */
+        reg_drop(json_string_value(v));
+        dlv__restore_drop(json_string_value(v));
+    }
     json_decref(names);
 }
 
@@ -351,6 +368,7 @@ static int pr_fsm_restore(void *arg, const void *data, size_t len)
 
     pr_in_fsm = true;
     pr_drop_all();
+    persist__shadow_snapshot(data, len);
     rc = pr_apply_frames(data, len);
     pr_in_fsm = false;
     return rc;
@@ -366,30 +384,44 @@ static void pr_wakeup(void *arg)
     persist__wake();
 }
 
+/* This node serves as the leader of `term` from now on. */
+static void pr_become_leader(uint64_t term)
+{
+    /* Tokens strictly increase across failovers: the new leader's first
+     * entry raises every node's token floor to its term's epoch (terms
+     * only grow, and a node leads one term at most). */
+    eff_rec r = {.type = EFF_TOKEN_EPOCH};
+    r.u.epoch.epoch = term;
+    hold_token_floor(epoch_token(term, 0));
+    pr_resume = false;
+    atomic_store(&pr_serving, true);
+    persist__repl_append(&r);
+    /* What followers only recorded comes to life on the leader:
+     * deliveries in flight stay in flight under their ids until their
+     * deadlines (then they are redelivered), pending timers are armed
+     * (overdue ones fire at once, once). */
+    dlv__restore_leader();
+    htimer__restart();
+    log_info("cluster: node %llu leads term %llu",
+             (unsigned long long)pr_cluster.peers[pr_cluster.self].id,
+             (unsigned long long)term);
+}
+
+static void pr_do_rebuild(void);
+
 static void pr_on_role(void *arg, bool serving, uint64_t term,
                        uint64_t leader_id)
 {
     (void)arg;
     atomic_store(&pr_term, term);
-    if (serving && !atomic_load(&pr_serving)) {
-        /* Tokens strictly increase across failovers: the new leader's
-         * first entry raises every node's token floor to its term's
-         * epoch (terms only grow, and a node leads one term at most). */
-        eff_rec r = {.type = EFF_TOKEN_EPOCH};
-        r.u.epoch.epoch = term;
-        hold_token_floor(epoch_token(term, 0));
-        atomic_store(&pr_serving, true);
-        persist__repl_append(&r);
-        /* What followers only recorded comes to life on the leader:
-         * deliveries in flight stay in flight under their ids until
-         * their deadlines (then they are redelivered), pending timers are
-         * armed (overdue ones fire at once, once). */
-        dlv__restore_leader();
-        htimer__restart();
-        log_info("cluster: node %llu leads term %llu",
-                 (unsigned long long)pr_cluster.peers[pr_cluster.self].id,
-                 (unsigned long long)term);
-    } else if (!serving && atomic_load(&pr_serving)) {
+    if (serving) {
+        /* Deposed and elected again since the last poll: the old term's
+         * state goes first. */
+        if (atomic_exchange(&pr_rebuild, false))
+            pr_do_rebuild();
+        if (!atomic_load(&pr_serving))
+            pr_become_leader(term);
+    } else if (atomic_load(&pr_serving)) {
         log_warn("cluster: no longer leader (term %llu, leader %llu)",
                  (unsigned long long)term, (unsigned long long)leader_id);
         atomic_store(&pr_rebuild, true);
@@ -401,11 +433,32 @@ static int pr_start_node(char *err, size_t errlen)
     return repl_start(&pr_cfg, &pr_node, err, errlen);
 }
 
-/* The deposed leader's rebuild (see the top): on an I/O thread, outside
- * any repl callback. */
-static void pr_do_rebuild(void)
+/* The last resort, when the copy of the committed state was lost (out of
+ * memory): raft stops and starts again on the same data_dir, which
+ * replays its snapshot and committed entries. */
+static void pr_restart_node(void)
 {
     char err[256];
+
+    repl_stop(pr_node);
+    pr_node = NULL;
+    pr_in_fsm = true;
+    pr_drop_all();
+    persist__shadow_free();
+    pr_in_fsm = false;
+    if (pr_start_node(err, sizeof err) != 0) {
+        log_error("cluster: cannot restart replication: %s", err);
+        exit(1); /* a node that cannot follow must not serve */
+    }
+    log_info("cluster: state dropped; replaying the raft log");
+}
+
+/* The deposed leader's rebuild (see the top): on an I/O thread, from
+ * repl_drain's callbacks or after them. */
+static void pr_do_rebuild(void)
+{
+    repl_status st;
+    int rc;
 
     /* The kick is counted before the node stops serving: an answer whose
      * gate sees it not serving sees the kick too, and is held until its
@@ -414,20 +467,30 @@ static void pr_do_rebuild(void)
     atomic_store(&pr_serving, false);
     atomic_store(&pr_failed, false); /* the sessions that waited end */
     persist__wake();                 /* every I/O thread ends its sessions */
-    repl_stop(pr_node);
-    pr_node = NULL;
     pthread_mutex_lock(&pr_mu);
     pr_len = 0;
     pr_used = false;
+    atomic_store(&pr_epoch, pr_ticket);
     pthread_mutex_unlock(&pr_mu);
-    pr_in_fsm = true; /* the drops are not effects to replicate */
+    repl_fsm_lock(pr_node);
+    pr_in_fsm = true; /* the drops and replays are not effects to log */
     pr_drop_all();
+    rc = persist__shadow_replay(pr_apply_frames);
     pr_in_fsm = false;
-    if (pr_start_node(err, sizeof err) != 0) {
-        log_error("cluster: cannot restart replication: %s", err);
-        exit(1); /* a node that cannot follow must not serve */
+    if (rc == 0)
+        repl_new_origin(pr_node);
+    repl_fsm_unlock(pr_node);
+    if (rc != 0) {
+        log_error("cluster: cannot rebuild from the committed state in "
+                  "memory (%s); restarting replication",
+                  rc == -ENOMEM ? "out of memory" : "a record failed");
+        pr_restart_node();
+        return;
     }
-    log_info("cluster: state dropped; replaying the raft log");
+    repl_status_get(pr_node, &st);
+    pr_resume = st.serving;
+    log_info("cluster: state rebuilt from committed entries (applied %llu)",
+             (unsigned long long)st.last_applied);
 }
 
 void persist_poll(void)
@@ -437,6 +500,16 @@ void persist_poll(void)
     repl_drain(pr_node);
     if (atomic_exchange(&pr_rebuild, false))
         pr_do_rebuild();
+    if (pr_resume && !atomic_load(&pr_serving) && !repl_in_flight(pr_node)) {
+        /* Every batch of the old origin is applied or failed: the state
+         * is the log's, and this node may decide again if it still leads
+         * (otherwise an on_role event brings it back when it does). */
+        repl_status st;
+        repl_status_get(pr_node, &st);
+        pr_resume = false;
+        if (st.serving)
+            pr_become_leader(st.term);
+    }
     pthread_mutex_unlock(&pr_poll_mu);
     persist__repl_flush();
 }
@@ -503,6 +576,7 @@ void persist__repl_stop(void)
     atomic_store(&pr_serving, false);
     repl_stop(pr_node);
     pr_node = NULL;
+    persist__shadow_free();
     pthread_mutex_lock(&pr_mu); /* a lease's end may still be appending */
     free(pr_buf);
     pr_buf = NULL;
@@ -542,14 +616,14 @@ json_t *persist_cluster_status(void)
                                         (json_int_t)st.peers[i].id, "address",
                                         st.peers[i].address, "voter",
                                         st.peers[i].voter == 1));
-    j = json_pack("{s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:o}", "id",
-                  (json_int_t)st.id, "role", repl_role_name(st.role), "serving",
-                  st.serving, "term", (json_int_t)st.term, "commit_index",
-                  (json_int_t)st.commit_index, "last_applied",
-                  (json_int_t)st.last_applied, "leader_id",
-                  (json_int_t)st.leader_id, "fsm_errors",
-                  (json_int_t)st.fsm_errors, "peers",
-                  peers ? peers : json_array());
+    j = json_pack(
+        "{s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "id",
+        (json_int_t)st.id, "role", repl_role_name(st.role), "serving",
+        st.serving, "term", (json_int_t)st.term, "commit_index",
+        (json_int_t)st.commit_index, "last_applied",
+        (json_int_t)st.last_applied, "leader_id", (json_int_t)st.leader_id,
+        "fsm_errors", (json_int_t)st.fsm_errors, "rebuilds",
+        (json_int_t)persist_kicks(), "peers", peers ? peers : json_array());
     if (j && leader[0])
         json_object_set_new(j, "leader", json_string(leader));
     return j ? j : json_null();

@@ -145,6 +145,18 @@ static int repl__io_send(struct raft_io *io, struct raft_io_send *req,
     return n->io_send(io, req, message, cb);
 }
 
+/* A fresh origin nonce: batches carrying another one are not this node's
+ * to skip (repl_fsm.c). */
+static uint64_t new_nonce(const repl_node *n)
+{
+    uint64_t v;
+    if (getrandom(&v, sizeof v, 0) != sizeof v)
+        v = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^
+            (uint64_t)(uintptr_t)n ^
+            __atomic_load_n(&n->nonce, __ATOMIC_ACQUIRE);
+    return v;
+}
+
 static int bootstrap(repl_node *n, const cluster *c, char *err, size_t errlen)
 {
     struct raft_configuration conf;
@@ -188,6 +200,7 @@ int repl_start(const repl_config *cfg, repl_node **out, char *err,
     if (n == NULL)
         return errf(err, errlen, -ENOMEM, "out of memory");
     pthread_mutex_init(&n->mu, NULL);
+    pthread_mutex_init(&n->fsm_mu, NULL);
     n->in_tail = &n->in_head;
     n->out_tail = &n->out_head;
     n->id = self->id;
@@ -197,9 +210,7 @@ int repl_start(const repl_config *cfg, repl_node **out, char *err,
     n->on_role = cfg->on_role;
     n->role_arg = cfg->role_arg;
     n->st.id = n->id;
-    if (getrandom(&n->nonce, sizeof n->nonce, 0) != sizeof n->nonce)
-        n->nonce = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^
-                   (uint64_t)(uintptr_t)n;
+    n->nonce = new_nonce(n);
     for (i = 0; i < c->n && i < REPL_MAX_PEERS; i++) {
         n->book[i].id = c->peers[i].id;
         cluster_client_address(&c->peers[i], n->book[i].client,
@@ -313,6 +324,7 @@ out_handles:
 out_mutex:
 out_free:
     pthread_mutex_destroy(&n->mu);
+    pthread_mutex_destroy(&n->fsm_mu);
     free(n);
     return rc;
 }
@@ -342,6 +354,7 @@ void repl_stop(repl_node *n)
     n->on_role = NULL; /* a stopped node reports no more leadership */
     repl_drain(n);
     pthread_mutex_destroy(&n->mu);
+    pthread_mutex_destroy(&n->fsm_mu);
     free(n);
 }
 
@@ -385,7 +398,8 @@ int repl_propose(repl_node *n, const repl_record *recs, size_t nrecs,
     put32(p, BATCH_MAGIC);
     put32(p + 4, (uint32_t)nrecs);
     put64(p + 8, n->id);
-    put64(p + 16, n->nonce);
+    o->nonce = __atomic_load_n(&n->nonce, __ATOMIC_ACQUIRE);
+    put64(p + 16, o->nonce);
     p += BATCH_HDR;
     for (i = 0; i < nrecs; i++) {
         put32(p, (uint32_t)recs[i].len);
@@ -513,6 +527,22 @@ void repl_status_get(repl_node *n, repl_status *st)
     pthread_mutex_lock(&n->mu);
     *st = n->st;
     pthread_mutex_unlock(&n->mu);
+}
+
+void repl_fsm_lock(repl_node *n)
+{
+    pthread_mutex_lock(&n->fsm_mu);
+}
+
+void repl_fsm_unlock(repl_node *n)
+{
+    pthread_mutex_unlock(&n->fsm_mu);
+}
+
+void repl_new_origin(repl_node *n)
+{
+    __atomic_store_n(&n->nonce, new_nonce(n), __ATOMIC_RELEASE);
+    __atomic_store_n(&n->own_lost, false, __ATOMIC_RELEASE);
 }
 
 bool repl_in_flight(repl_node *n)

@@ -37,27 +37,30 @@
  *     proposed before it, so its completion also means that every effect
  *     the read could reveal is committed, and that this node was still the
  *     leader.  The FSM's apply sees `own == true` for the batches this very
- *     node proposed since repl_start(): the leader has already applied
+ *     node proposed under its current origin (repl_start, then
+ *     repl_new_origin): the leader has already applied
  *     them and must skip them; followers apply everything.
  *
  *  2. A deposed leader rebuilds.  A batch that completes with REPL_ELOST
  *     may or may not commit later, and the leader's in-memory state holds
  *     effects that may never commit.  So when serving ends (on_role with
- *     serving == false after it was true), or a batch of its own fails
- *     with REPL_ELOST or REPL_ENOTLEADER, the daemon fails every parked
- *     answer (the client sees CHAND_ECONN as its session ends), drops its
- *     state, and rebuilds it from the raft log: repl_stop(), reset the
- *     state to empty, repl_start() on the same data_dir.  raft then
- *     restores the last snapshot and applies the committed entries (own ==
- *     false for all of them), exactly as a restarted node does
- *     (test_repl's failover and deposed-leader tests restart nodes with an
- *     empty FSM and check they converge).  The snapshot hook must describe
- *     the state at `index` exactly: a leader whose state runs ahead of what
- *     is applied (proposed, uncommitted batches) returns -EBUSY and raft
- *     asks again after a later apply.  repl_in_flight() tells whether this
- *     node has proposals not yet applied, or ever had one fail (then the
- *     state is not the log's until the node restarts: every snapshot is
- *     refused).
+ *     serving == false after it was true), or a batch of its own fails,
+ *     the daemon fails every parked answer (the client sees CHAND_ECONN as
+ *     its session ends) and rebuilds its state from committed entries
+ *     only, with raft still running: under repl_fsm_lock it drops the
+ *     state, replays the copy it keeps of its last snapshot and of every
+ *     batch applied since (own ones included), and calls repl_new_origin,
+ *     so that its earlier batches, should they commit, apply like anyone
+ *     else's.  (Stopping raft and starting it again on the same data_dir
+ *     reread libraft 0.15's log while a truncation of the deposed tail was
+ *     still settling: it refused to load, or kept a stale copy of an
+ *     entry.)  The snapshot hook must describe the state at `index`
+ *     exactly: a leader whose state runs ahead of what is applied
+ *     (proposed, uncommitted batches) returns -EBUSY and raft asks again
+ *     after a later apply.  repl_in_flight() tells whether this node has
+ *     proposals not yet applied, or had one of the current origin fail
+ *     (then the state is not the log's until the rebuild: every snapshot
+ *     is refused).
  *
  *  3. Fencing tokens strictly increase across failovers when they come
  *     from the committed durability counter (EFF_TOKEN_EPOCH/the token
@@ -123,7 +126,8 @@ typedef struct repl_record {
 typedef struct repl_fsm {
     void *arg;
     /* Applies one committed batch of n records (borrowed for the call) at
-     * raft index `index`.  own: proposed by this node since repl_start. */
+     * raft index `index`.  own: proposed by this node under its current
+     * origin (repl_new_origin). */
     int (*apply)(void *arg, uint64_t index, const repl_record *recs, size_t n,
                  bool own);
     /* Writes the state as of raft index `index` (everything applied so
@@ -246,8 +250,20 @@ int repl_leader(repl_node *n, uint64_t *id, char *addr, size_t len);
 /* Copies the current status into *st.  Any thread. */
 void repl_status_get(repl_node *n, repl_status *st);
 
+/* Holds off the FSM hooks: while held, raft applies, snapshots and
+ * restores nothing (its thread waits).  For a rebuild of the state from a
+ * copy the daemon keeps.  Not on the raft thread. */
+void repl_fsm_lock(repl_node *n);
+void repl_fsm_unlock(repl_node *n);
+
+/* Starts a new origin, with the FSM lock held, once the state was rebuilt
+ * from committed entries only: batches proposed before are no longer own
+ * (if they commit they apply as anyone's), and their failures no longer
+ * count in repl_in_flight. */
+void repl_new_origin(repl_node *n);
+
 /* Returns true if batches proposed by this node are not yet applied, or
- * if one of them failed since repl_start (its effects, applied when
+ * if one of them failed under the current origin (its effects, applied when
  * decided, may never be in the log, or only at a later index). */
 bool repl_in_flight(repl_node *n);
 

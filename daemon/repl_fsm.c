@@ -58,9 +58,12 @@ int repl__fsm_apply(struct raft_fsm *f, const struct raft_buffer *buf,
         goto out;
     }
     /* raft sets last_applied after this call returns: the entry's index is
-     * the next one. */
+     * the next one.  `own` is decided under the lock a rebuild holds while
+     * it changes the nonce (repl_new_origin). */
+    pthread_mutex_lock(&n->fsm_mu);
     rc = n->fsm.apply(n->fsm.arg, raft_last_applied(&n->raft) + 1, recs, count,
                       origin == n->id && nonce == n->nonce);
+    pthread_mutex_unlock(&n->fsm_mu);
     rc = rc == 0 ? 0 : RAFT_IOERR;
 out:
     if (rc != 0)
@@ -80,7 +83,9 @@ int repl__fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[],
     size_t padded;
     int rc;
 
+    pthread_mutex_lock(&n->fsm_mu);
     rc = n->fsm.snapshot(n->fsm.arg, raft_last_applied(&n->raft), &data, &len);
+    pthread_mutex_unlock(&n->fsm_mu);
     if (rc == -EBUSY)
         return RAFT_BUSY;
     if (rc != 0)
@@ -130,7 +135,9 @@ int repl__fsm_restore(struct raft_fsm *f, struct raft_buffer *buf)
     if (buf->len < SNAP_HDR || get32(p) != SNAP_MAGIC ||
         get32(p + 4) != SNAP_VERSION || get64(p + 8) > buf->len - SNAP_HDR)
         return RAFT_MALFORMED;
+    pthread_mutex_lock(&n->fsm_mu);
     rc = n->fsm.restore(n->fsm.arg, p + SNAP_HDR, get64(p + 8));
+    pthread_mutex_unlock(&n->fsm_mu);
     if (rc != 0) {
         n->fsm_errors++;
         return RAFT_IOERR;

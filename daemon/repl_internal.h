@@ -73,6 +73,7 @@ struct op {
     int status;
     uint64_t index;
     struct raft_buffer buf; /* OP_PROPOSE: the encoded batch */
+    uint64_t nonce;         /* OP_PROPOSE: the origin it was proposed under */
     uint64_t id;            /* OP_ADD, OP_REMOVE, OP_TRANSFER */
     char addr[CLUSTER_HOST_MAX + 8];
     bool serving; /* OP_ROLE */
@@ -110,8 +111,14 @@ struct repl_node {
     int own_in_flight; /* atomic: own batches neither applied nor failed */
     bool own_lost;     /* atomic: one of them failed (sticky, repl_in_flight) */
 
+    /* Held by the FSM hooks and by repl_fsm_lock's caller. */
+    pthread_mutex_t fsm_mu;
+    /* The origin own batches carry (atomic; repl_new_origin changes it,
+     * under fsm_mu, so an apply decides `own` against one value). */
+    uint64_t nonce;
+
     /* Fixed after repl_start. */
-    uint64_t id, nonce;
+    uint64_t id;
     repl_fsm fsm;
     void (*wakeup)(void *arg);
     void *wakeup_arg;

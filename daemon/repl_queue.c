@@ -35,9 +35,11 @@ static void complete(repl_node *n, op *o, int status, uint64_t index)
  * daemon's state (applied when decided) with no entry to account for them
  * before any index raft applies next (a deposed leader's, which may even
  * commit later): the node's snapshots stay refused (repl_in_flight). */
-static void own_done(repl_node *n, int status)
+static void own_done(repl_node *n, const op *o, int status)
 {
-    if (status != 0)
+    /* A batch of an earlier origin (repl_new_origin) failing changes
+     * nothing: the state was rebuilt without it. */
+    if (status != 0 && o->nonce == __atomic_load_n(&n->nonce, __ATOMIC_ACQUIRE))
         __atomic_store_n(&n->own_lost, true, __ATOMIC_RELEASE);
     __atomic_sub_fetch(&n->own_in_flight, 1, __ATOMIC_RELEASE);
 }
@@ -47,7 +49,7 @@ void repl__fail_op(repl_node *n, op *o, int status)
     if (o->kind == OP_PROPOSE) {
         raft_free(o->buf.base);
         o->buf.base = NULL;
-        own_done(n, status);
+        own_done(n, o, status);
     }
     complete(n, o, status, 0);
 }
@@ -62,7 +64,7 @@ int repl__submit(repl_node *n, op *o)
         pthread_mutex_unlock(&n->mu);
         if (o->kind == OP_PROPOSE) {
             raft_free(o->buf.base);
-            own_done(n, -ESHUTDOWN);
+            own_done(n, o, -ESHUTDOWN);
         }
         free(o);
         return -ESHUTDOWN;
@@ -80,7 +82,7 @@ void repl__apply_cb(struct raft_apply *req, int status, void *result)
 {
     op *o = req->data;
     (void)result;
-    own_done(o->node, status);
+    own_done(o->node, o, status);
     complete(o->node, o, repl__map_raft(status), req->index);
 }
 

@@ -1,0 +1,342 @@
+/*
+ * test_cluster_deposed.c - issue 19: a deposed leader rebuilds its state
+ * from committed entries only.  Three real nodes on loopback; the leader
+ * is SIGSTOPped with a send waiting in its socket, another node leads and
+ * takes more sends, then the old leader continues: it may decide the
+ * waiting send on its own state, but that send never commits, so it must
+ * never be answered as done nor be found later.  Leadership is then handed
+ * back to the old leader, which must serve exactly the committed queue.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/e2e.h"
+
+#define NODES 3
+
+static testd nd[NODES];
+static bool stopped[NODES];
+static int cport[NODES], rport[NODES];
+static char base[256], spec[1024];
+
+static int rm_one(const char *p, const struct stat *sb, int flag,
+                  struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+    if (fd < 0)
+        return -1;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static void log_path(int i, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/node%d.log", base, i + 1);
+}
+
+static int start_node(int i)
+{
+    char port[16], id[16], dir[300], log[300];
+    const char *args[] = {"--cluster",
+                          spec,
+                          "--node-id",
+                          id,
+                          "--data-dir",
+                          dir,
+                          "--election-timeout-ms",
+                          "1000",
+                          "--log-level",
+                          "info",
+                          NULL};
+    testd_opts o = {0};
+
+    snprintf(port, sizeof port, "%d", cport[i]);
+    snprintf(id, sizeof id, "%d", i + 1);
+    snprintf(dir, sizeof dir, "%s/node%d", base, i + 1);
+    log_path(i, log, sizeof log);
+    o.port = cport[i];
+    o.args = args;
+    o.log = log;
+    return testd_start_opts(&nd[i], &o);
+}
+
+/* Picks free ports and starts the three nodes; 0 or -1. */
+static int start_all(void)
+{
+    size_t off = 0;
+
+    for (int i = 0; i < NODES; i++) {
+        cport[i] = free_port();
+        rport[i] = free_port();
+        if (cport[i] <= 0 || rport[i] <= 0 || cport[i] == rport[i])
+            return -1;
+        off += (size_t)snprintf(spec + off, sizeof spec - off,
+                                "%s%d=127.0.0.1:%d:%d", i ? "," : "", i + 1,
+                                cport[i], rport[i]);
+    }
+    for (int i = 0; i < NODES; i++)
+        if (start_node(i) != 0)
+            return -1;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+
+    snprintf(base, sizeof base, "/tmp/chand-deposed-XXXXXX");
+    if (!mkdtemp(base))
+        return -1;
+    /* A port found free can be taken by another process before the node
+     * binds it: start again on new ports (and fresh data_dirs). */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (start_all() == 0)
+            return 0;
+        for (int i = 0; i < NODES; i++)
+            if (nd[i].pid)
+                testd_stop(&nd[i]);
+        for (int i = 0; i < NODES; i++) {
+            char dir[300];
+            snprintf(dir, sizeof dir, "%s/node%d", base, i + 1);
+            nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        }
+    }
+    return -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    testd_close_all();
+    for (int i = 0; i < NODES; i++)
+        if (nd[i].pid) {
+            if (stopped[i])
+                kill(nd[i].pid, SIGCONT);
+            testd_stop(&nd[i]);
+        }
+    testd_kill_children(true);
+    nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    return 0;
+}
+
+/* One call to node i on a fresh connection: the answer (new) or NULL. */
+static json_t *call(int i, const char *method, const char *params)
+{
+    testd_conn *c = testd_connect_port(cport[i]);
+    json_t *p = params ? json_loads(params, 0, NULL) : NULL, *a;
+
+    if (!c) {
+        json_decref(p);
+        return NULL;
+    }
+    a = testd_call(c, 1, method, p, 5000);
+    testd_close(c);
+    return a;
+}
+
+static json_t *status(int i)
+{
+    json_t *a = call(i, "cluster.status", NULL), *r;
+
+    r = a ? json_incref(testd_result(a)) : NULL;
+    json_decref(a);
+    return r;
+}
+
+static int64_t status_int(int i, const char *key)
+{
+    json_t *st = status(i);
+    int64_t v = st ? json_integer_value(json_object_get(st, key)) : -1;
+
+    json_decref(st);
+    return v;
+}
+
+/* The serving leader among the nodes not stopped, polled up to
+ * timeout_ms; -1 if none. */
+static int find_leader(int timeout_ms)
+{
+    int64_t end = testd_now_ms() + timeout_ms;
+
+    do {
+        for (int i = 0; i < NODES; i++) {
+            if (stopped[i])
+                continue;
+            json_t *st = status(i);
+            bool lead = st && json_is_true(json_object_get(st, "serving"));
+            json_decref(st);
+            if (lead)
+                return i;
+        }
+        testd_sleep_ms(50);
+    } while (testd_now_ms() < end);
+    return -1;
+}
+
+static void must_ok(int i, const char *method, const char *params)
+{
+    json_t *a = call(i, method, params);
+
+    assert_non_null(a);
+    if (!testd_result(a))
+        fail_msg("%s %s on node %d: %s", method, params, i + 1,
+                 testd_message(a) ? testd_message(a) : "?");
+    json_decref(a);
+}
+
+static bool log_has(int i, const char *what)
+{
+    char path[300], line[1024];
+    bool found = false;
+    FILE *f;
+
+    log_path(i, path, sizeof path);
+    if (!(f = fopen(path, "r")))
+        return false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, what) != NULL;
+    fclose(f);
+    return found;
+}
+
+static void test_deposed_leader_rebuilds(void **state)
+{
+    int old, now;
+    char p[128];
+    testd_conn *c;
+    json_t *a;
+    int64_t end;
+    (void)state;
+
+    old = find_leader(20000);
+    assert_true(old >= 0);
+    must_ok(old, "make", "{\"name\":\"q\",\"cap\":100}");
+    for (int k = 1; k <= 5; k++) {
+        snprintf(p, sizeof p, "{\"name\":\"q\",\"value\":\"a%d\"}", k);
+        must_ok(old, "send", p);
+    }
+
+    /* The send waits in the stopped leader's socket. */
+    c = testd_connect_port(cport[old]);
+    assert_non_null(c);
+    assert_int_equal(kill(nd[old].pid, SIGSTOP), 0);
+    stopped[old] = true;
+    assert_int_equal(
+        testd_send(c, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"send\","
+                      "\"params\":{\"name\":\"q\",\"value\":\"X\"}}"),
+        0);
+
+    now = find_leader(20000);
+    assert_true(now >= 0 && now != old);
+    for (int k = 1; k <= 5; k++) {
+        snprintf(p, sizeof p, "{\"name\":\"q\",\"value\":\"b%d\"}", k);
+        must_ok(now, "send", p);
+    }
+
+    assert_int_equal(kill(nd[old].pid, SIGCONT), 0);
+    stopped[old] = false;
+    /* X was never committed: no success for it, ever (the session ends,
+     * or not_leader). */
+    a = testd_wait_id(c, 7, 15000);
+    if (a)
+        assert_null(testd_result(a));
+    json_decref(a);
+    testd_close(c);
+
+    /* The old leader follows, rebuilt from committed entries.  The target
+     * is read once: every answer of the leader, this status too, waits for
+     * a barrier entry, so its commit index moves with each poll. */
+    int64_t commit = status_int(now, "commit_index");
+    assert_true(commit > 0);
+    end = testd_now_ms() + 30000;
+    for (;;) {
+        int64_t rb = status_int(old, "rebuilds"),
+                applied = status_int(old, "last_applied");
+        if (rb >= 1 && applied >= commit)
+            break;
+        if (testd_now_ms() >= end) {
+            for (int i = 0; i < NODES; i++) {
+                json_t *st = status(i);
+                char *t = st ? json_dumps(st, JSON_COMPACT) : NULL;
+                print_message("node %d: %s\n", i + 1, t ? t : "?");
+                free(t);
+                json_decref(st);
+            }
+            fail_msg("node %d: rebuilds %lld, applied %lld, fsm_errors %lld;"
+                     " node %d: commit %lld",
+                     old + 1, (long long)rb, (long long)applied,
+                     (long long)status_int(old, "fsm_errors"), now + 1,
+                     (long long)commit);
+        }
+        testd_sleep_ms(50);
+    }
+    assert_true(log_has(old, "state rebuilt from committed entries"));
+
+    /* Leadership back to the old leader: it serves the committed queue,
+     * a1..a5 then b1..b5, and never X. */
+    end = testd_now_ms() + 30000;
+    for (;;) {
+        int l = find_leader(5000);
+        if (l == old)
+            break;
+        assert_true(testd_now_ms() < end);
+        if (l >= 0) {
+            snprintf(p, sizeof p, "{\"id\":%d}", old + 1);
+            json_decref(call(l, "cluster.transfer", p));
+        }
+        testd_sleep_ms(200);
+    }
+    for (int k = 1; k <= 10; k++) {
+        char want[8];
+        a = call(old, "recv", "{\"name\":\"q\",\"timeout_ms\":0}");
+        assert_non_null(a);
+        assert_non_null(testd_result(a));
+        snprintf(want, sizeof want, "%c%d", k <= 5 ? 'a' : 'b',
+                 k <= 5 ? k : k - 5);
+        assert_string_equal(
+            json_string_value(json_object_get(testd_result(a), "value")),
+            want);
+        json_decref(a);
+    }
+    a = call(old, "recv", "{\"name\":\"q\",\"timeout_ms\":0}");
+    assert_non_null(a);
+    assert_string_equal(testd_reason(a), "timeout");
+    json_decref(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_deposed_leader_rebuilds),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
