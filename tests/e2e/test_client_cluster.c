@@ -20,10 +20,10 @@
 
 #include "chand.h"
 
-#include <arpa/inet.h>
+#include "../common/testd.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -71,19 +71,12 @@ static int g_stop_pipe[2] = {-1, -1};
 
 static int listen_free_port(int *port)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    socklen_t len = sizeof sa;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = testd_bind_loopback(port);
 
-    if (fd < 0)
-        return -1;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 16) < 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
+    if (fd >= 0 && listen(fd, 16) < 0) {
         close(fd);
         return -1;
     }
-    *port = ntohs(sa.sin_port);
     return fd;
 }
 

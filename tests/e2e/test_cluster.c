@@ -19,15 +19,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <ftw.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../common/e2e.h"
@@ -44,29 +39,13 @@ static int leader = -1;  /* index of the current leader */
 
 /* ---- set-up ------------------------------------------------------- */
 
-static int rm_one(const char *p, const struct stat *sb, int flag,
-                  struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 /* Returns a port nothing listens on now (bound to port 0, then closed). */
 static int free_port(void)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+    int port = -1, fd = testd_bind_loopback(&port);
 
-    if (fd < 0)
-        return -1;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
+    if (fd >= 0)
+        close(fd);
     return port;
 }
 
@@ -129,7 +108,7 @@ static int teardown(void **state)
     for (int i = 0; i < NODES; i++)
         if (nd[i].pid)
             testd_stop(&nd[i]);
-    nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    testd_rm_rf(base);
     return 0;
 }
 
