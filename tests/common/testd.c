@@ -388,24 +388,19 @@ int testd_stop(testd *d)
     return rc;
 }
 
-testd_conn *testd_connect_port(int port)
+/* Returns a new connection on a socket of domain connected to sa, one
+ * of testd_open (so testd_close_all finds it), or NULL. */
+static testd_conn *testd_conn_open(int domain, const void *sa, socklen_t len)
 {
-    struct sockaddr_in sa;
-    int one = 1;
     testd_conn *c = calloc(1, sizeof *c);
 
     if (!c)
         return NULL;
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    c->fd = socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         goto out_free;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+    if (connect(c->fd, sa, len) != 0)
         goto out_close;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->stash = json_array();
     pthread_mutex_lock(&testd_open_lock);
     c->next = testd_open;
@@ -421,37 +416,32 @@ out_free:
     return NULL;
 }
 
+testd_conn *testd_connect_port(int port)
+{
+    struct sockaddr_in sa;
+    int one = 1;
+    testd_conn *c;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    c = testd_conn_open(AF_INET, &sa, sizeof sa);
+    if (c)
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return c;
+}
+
 testd_conn *testd_connect_unix(const char *path)
 {
     struct sockaddr_un sa;
-    testd_conn *c;
 
     if (strlen(path) >= sizeof sa.sun_path)
         return NULL;
-    c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
-    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (c->fd < 0)
-        goto out_free;
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
     memcpy(sa.sun_path, path, strlen(path) + 1);
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-        goto out_close;
-    c->stash = json_array();
-    pthread_mutex_lock(&testd_open_lock);
-    c->next = testd_open;
-    if (testd_open)
-        testd_open->prev = c;
-    testd_open = c;
-    pthread_mutex_unlock(&testd_open_lock);
-    return c;
-out_close:
-    close(c->fd);
-out_free:
-    free(c);
-    return NULL;
+    return testd_conn_open(AF_UNIX, &sa, sizeof sa);
 }
 
 testd_conn *testd_connect(const testd *d)
