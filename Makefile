@@ -622,7 +622,8 @@ $(BUILD)/cluster/test_jcheck: $(call objs,tests/cluster/test_jcheck.c \
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LIBS)
 $(BUILD)/cluster/jepsen: $(call objs,tests/cluster/jepsen.c \
-                           tests/cluster/jcheck.c tests/cluster/nodes.c) \
+                           tests/cluster/jcheck.c tests/cluster/nodes.c \
+                           tests/common/testd.c) \
                          $(CLIENT_A)
 	$(call say,LD,$@)
 	@mkdir -p $(@D)

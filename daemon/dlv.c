@@ -10,11 +10,11 @@
  * copy of the value's text until the delivery ends; between attempts it
  * rides in the runtime's redelivery queue as the value's meta.  Every
  * live record is on its channel's list (for the snapshot and drop); the
- * attempts in flight are also in a hash by id.  Each record has one
- * runtime AfterFunc timer, re-armed for touch and for a nack's delay; a
- * firing that finds its record changed does nothing.  A record is
- * reference counted under dlv_mu: one reference while it lives, one per
- * armed firing.
+ * attempts in flight are also in a hash by id (dlv_tab.c).  Each record
+ * has one runtime AfterFunc timer, re-armed for touch and for a nack's
+ * delay; a firing that finds its record changed does nothing.  A record
+ * is reference counted under dlv_mu: one reference while it lives, one
+ * per armed firing.
  *
  * Lock order: a channel's lock, then dlv_mu (dlv_hook runs under the
  * channel's lock).  So nothing here calls into a channel while holding
@@ -22,7 +22,7 @@
  * completion comes straight back to dlv_begin.  A record leaves the table
  * under dlv_mu first, then the channel is told.
  */
-#include "dlv.h"
+#include "dlv_internal.h"
 #include "h_chan_internal.h"
 #include "hval.h"
 #include "persist.h"
@@ -31,134 +31,12 @@
 #include <string.h>
 #include <time.h>
 
-typedef enum dlv_state {
-    DS_TAKEN = 0, /* taken by a receive that has not begun it yet */
-    DS_INFLIGHT,  /* in the table, id valid */
-    DS_DELAYED,   /* nacked with a delay: the timer requeues it */
-    DS_QUEUED,    /* in the runtime's redelivery queue (as meta) */
-    DS_DONE,      /* ended; only references keep it */
-} dlv_state;
-
-typedef struct dlv {
-    struct dlv *hnext;         /* id hash chain */
-    struct dlv *lprev, *lnext; /* its channel's list (hchan.dlvs) */
-    struct dlv *sprev, *snext; /* its session's bucket (in flight) */
-    bool listed, in_sess;
-    uint64_t id, seq, sid;
-    uint32_t attempts;
-    dlv_state st;
-    int refs;
-    obj *o;   /* retained */
-    hval val; /* the value, owned (counted in max_memory as hvals are);
-               * the channel holds its own while the value is requeued */
-    int64_t wait_ns, due;
-    rt_timer *t;
-    char *reason; /* the last nack/term reason, or NULL */
-} dlv;
-
 static pthread_mutex_t dlv_mu = PTHREAD_MUTEX_INITIALIZER;
-static dlv **dlv_tab;
-static size_t dlv_nb, dlv_n;
-static uint64_t dlv_next_id;
 /* The attempts in flight by session id, so that a session's end finds
  * its own without a walk of every delivery. */
 #define DLV_SBUCKETS 1024
 static dlv *dlv_sess[DLV_SBUCKETS];
 static _Atomic int64_t dlv_inflight, dlv_redelivered, dlv_dead, dlv_dropped;
-
-/* ---- the table (dlv_mu held) ---- */
-
-static size_t tab_slot(uint64_t id)
-{
-    return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 20) & (dlv_nb - 1);
-}
-
-static int tab_grow(void)
-{
-    size_t nb = dlv_nb ? dlv_nb * 2 : 256;
-    dlv **t = calloc(nb, sizeof *t);
-
-    if (!t)
-        return -1;
-    for (size_t i = 0; i < dlv_nb; i++) {
-        dlv *d = dlv_tab[i], *next;
-        for (; d; d = next) {
-            next = d->hnext;
-            size_t k =
-                (size_t)((d->id * 0x9E3779B97F4A7C15ull) >> 20) & (nb - 1);
-            d->hnext = t[k];
-            t[k] = d;
-        }
-    }
-    free(dlv_tab);
-    dlv_tab = t;
-    dlv_nb = nb;
-    return 0;
-}
-
-static int tab_add(dlv *d)
-{
-    if (dlv_n >= dlv_nb && tab_grow() != 0 && !dlv_nb)
-        return -1;
-    size_t k = tab_slot(d->id);
-    d->hnext = dlv_tab[k];
-    dlv_tab[k] = d;
-    dlv_n++;
-    return 0;
-}
-
-static uint64_t id_next(void);
-
-/* Gives d a new id and adds it (dlv_mu held).  0 or -1 (memory). */
-static int tab_add_id(dlv *d)
-{
-    d->id = id_next();
-    if (tab_add(d) != 0) {
-        d->id = 0;
-        return -1;
-    }
-    return 0;
-}
-
-static dlv *tab_find(uint64_t id)
-{
-    if (!dlv_nb)
-        return NULL;
-    for (dlv *d = dlv_tab[tab_slot(id)]; d; d = d->hnext)
-        if (d->id == id)
-            return d;
-    return NULL;
-}
-
-static void tab_del(dlv *d)
-{
-    dlv **p = &dlv_tab[tab_slot(d->id)];
-
-    for (; *p; p = &(*p)->hnext) {
-        if (*p == d) {
-            *p = d->hnext;
-            dlv_n--;
-            return;
-        }
-    }
-}
-
-/* Ids: unique in this run, and above every id of an earlier run as long
- * as fewer than 2048 were issued per millisecond (the wall clock seeds
- * them); below 2^53, so every JSON reader keeps them exact. */
-static uint64_t id_next(void)
-{
-    if (!dlv_next_id) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t ms =
-            (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-        dlv_next_id = (ms << 11) & ((1ull << 53) - 1);
-        if (!dlv_next_id)
-            dlv_next_id = 1;
-    }
-    return dlv_next_id++;
-}
 
 /* ---- records ---- */
 
@@ -292,7 +170,7 @@ static void sess_del(dlv *d)
 
 static void dlv_leave(dlv *d)
 {
-    tab_del(d);
+    dlv__tab_del(d);
     sess_del(d);
     d->id = 0;
 }
@@ -503,7 +381,7 @@ int dlv_begin(obj *o, const hval *v, const rt_chan_hold *hold, sess *s,
     pthread_mutex_lock(&dlv_mu);
     if (!d && (d = dlv_new(o, hold->seq, t, n)) != NULL)
         list_add(d);
-    if (!d || tab_add_id(d) != 0) {
+    if (!d || dlv__tab_add_id(d) != 0) {
         pthread_mutex_unlock(&dlv_mu);
         /* No memory: the value goes back for a later attempt. */
         hval back;
@@ -564,7 +442,7 @@ int dlv_restore_inflight(obj *o, uint64_t seq, uint64_t id, uint32_t attempts,
         return -1;
     }
     pthread_mutex_lock(&dlv_mu);
-    if (tab_find(id) || tab_add(d) != 0) {
+    if (dlv__tab_find(id) || dlv__tab_add(d) != 0) {
         pthread_mutex_unlock(&dlv_mu);
         /* A clash or no memory: back in the channel rather than lost. */
         rt_chan_ack(((hchan *)o)->c, seq);
@@ -574,9 +452,9 @@ int dlv_restore_inflight(obj *o, uint64_t seq, uint64_t id, uint32_t attempts,
     list_add(d);
     d->st = DS_INFLIGHT;
     /* Ids issued from here on stay above the predecessor's. */
-    (void)id_next();
-    if (dlv_next_id <= id)
-        dlv_next_id = id + 1;
+    (void)dlv__id_next();
+    if (dlv__next_id <= id)
+        dlv__next_id = id + 1;
     d->wait_ns = (left > 0 ? left : 0) * 1000000;
     dlv_arm(d, d->wait_ns > 0 ? d->wait_ns : 1);
     pthread_mutex_unlock(&dlv_mu);
@@ -618,7 +496,7 @@ int dlv_restore(obj *o, uint64_t seq, uint32_t attempts, const char *text,
  * held), or NULL. */
 static dlv *dlv_claim(obj *o, uint64_t id)
 {
-    dlv *d = tab_find(id);
+    dlv *d = dlv__tab_find(id);
 
     if (!d || d->o != o || d->st != DS_INFLIGHT)
         return NULL;
@@ -669,7 +547,7 @@ int dlv_nack(obj *o, uint64_t id, int64_t delay_ms, const char *reason)
 int dlv_touch(obj *o, uint64_t id, int64_t wait_ms, int64_t *used)
 {
     pthread_mutex_lock(&dlv_mu);
-    dlv *d = tab_find(id);
+    dlv *d = dlv__tab_find(id);
     if (!d || d->o != o || d->st != DS_INFLIGHT) {
         pthread_mutex_unlock(&dlv_mu);
         return PROTO_R_NOT_PENDING;

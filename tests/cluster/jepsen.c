@@ -82,88 +82,98 @@ static int outcome(chand_conn *k, int rc)
     return chand_last_error(k)->reason[0] ? JC_FAIL : JC_UNKNOWN;
 }
 
-static void *sender(void *arg)
+/* A client thread: op, over and over on one connection until the run
+ * stops; an outcome JC_UNKNOWN redials before the next. */
+typedef struct client {
+    pthread_t th;
+    int (*op)(chand_conn *k, struct client *cl);
+    int64_t last; /* a sender's: the last value it sent */
+} client;
+
+static void *client_run(void *arg)
 {
-    int64_t base = ((int64_t)(intptr_t)arg + 1) * 1000000000LL, seq = 0;
+    client *cl = arg;
     chand_conn *k = dial();
 
-    while (k && !atomic_load(&g_stop)) {
-        json_t *v = json_integer(base + ++seq);
-        int rc = chand_send(k, "q", v, 1000), o = outcome(k, rc);
-
-        json_decref(v);
-        jc_send(g_h, base + seq, o);
-        atomic_fetch_add(&g_ops, 1);
-        if (o == JC_UNKNOWN)
+    while (k && !atomic_load(&g_stop))
+        if (cl->op(k, cl) == JC_UNKNOWN)
             redial(k);
-    }
     chand_close_conn(k);
     return NULL;
 }
 
-static void *receiver(void *arg)
+static void client_start(client *cl, int (*op)(chand_conn *k, client *cl),
+                         int64_t last)
 {
-    chand_conn *k = dial();
-
-    (void)arg;
-    while (k && !atomic_load(&g_stop)) {
-        json_t *v = NULL;
-        int rc = chand_recv(k, "q", 200, &v), o = outcome(k, rc);
-
-        if (rc == 1)
-            jc_recv(g_h, json_integer_value(v), JC_OK);
-        else if (o == JC_UNKNOWN)
-            jc_recv(g_h, 0, JC_UNKNOWN);
-        json_decref(v);
-        if (o == JC_UNKNOWN)
-            redial(k);
-    }
-    chand_close_conn(k);
-    return NULL;
+    cl->op = op;
+    cl->last = last;
+    pthread_create(&cl->th, NULL, client_run, cl);
 }
 
-static void *locker(void *arg)
+static int send_op(chand_conn *k, client *cl)
 {
-    chand_conn *k = dial();
+    json_t *v = json_integer(++cl->last);
+    int rc = chand_send(k, "q", v, 1000), o = outcome(k, rc);
 
-    (void)arg;
-    while (k && !atomic_load(&g_stop)) {
-        int64_t sent = nodes_now_ms(), acked, token = -1;
-        bool dead;
-        int rc = chand_mutex_lock(k, "L", 1000, LEASE_MS, &token, &dead);
-
-        if (rc < 0) {
-            if (outcome(k, rc) == JC_UNKNOWN)
-                redial(k);
-            continue;
-        }
-        acked = nodes_now_ms();
-        sleep_ms(10);
-        jc_hold(g_h, sent, acked, nodes_now_ms(), LEASE_MS, token);
-        atomic_fetch_add(&g_ops, 1);
-        rc = chand_mutex_unlock(k, "L", token);
-        if (rc < 0 && outcome(k, rc) == JC_UNKNOWN)
-            redial(k);
-    }
-    chand_close_conn(k);
-    return NULL;
+    json_decref(v);
+    jc_send(g_h, cl->last, o);
+    atomic_fetch_add(&g_ops, 1);
+    return o;
 }
 
-static void *adder(void *arg)
+static int recv_op(chand_conn *k, client *cl)
 {
-    chand_conn *k = dial();
+    json_t *v = NULL;
+    int rc = chand_recv(k, "q", 200, &v), o = outcome(k, rc);
 
-    (void)arg;
-    while (k && !atomic_load(&g_stop)) {
-        int rc = chand_atomic_add(k, "ctr", 1, NULL), o = outcome(k, rc);
+    (void)cl;
+    if (rc == 1)
+        jc_recv(g_h, json_integer_value(v), JC_OK);
+    else if (o == JC_UNKNOWN)
+        jc_recv(g_h, 0, JC_UNKNOWN);
+    json_decref(v);
+    return o;
+}
 
-        jc_add(g_h, 1, o);
-        atomic_fetch_add(&g_ops, 1);
-        if (o == JC_UNKNOWN)
-            redial(k);
+static int lock_op(chand_conn *k, client *cl)
+{
+    int64_t sent = nodes_now_ms(), acked, token = -1;
+    bool dead;
+    int rc = chand_mutex_lock(k, "L", 1000, LEASE_MS, &token, &dead);
+
+    (void)cl;
+    if (rc < 0)
+        return outcome(k, rc);
+    acked = nodes_now_ms();
+    sleep_ms(10);
+    jc_hold(g_h, sent, acked, nodes_now_ms(), LEASE_MS, token);
+    atomic_fetch_add(&g_ops, 1);
+    rc = chand_mutex_unlock(k, "L", token);
+    return rc < 0 ? outcome(k, rc) : JC_OK;
+}
+
+static int add_op(chand_conn *k, client *cl)
+{
+    int rc = chand_atomic_add(k, "ctr", 1, NULL), o = outcome(k, rc);
+
+    (void)cl;
+    jc_add(g_h, 1, o);
+    atomic_fetch_add(&g_ops, 1);
+    return o;
+}
+
+/* Nodes that died on their own since *crashes was counted: with crashed
+ * "restart" they are started again and counted; else the run fails.
+ * Returns 0, or -1 to stop the run. */
+static int revive_crashed(int *crashes, const char *crashed)
+{
+    if (nodes_died(g_c) > *crashes) {
+        if (strcmp(crashed, "restart"))
+            return -1;
+        *crashes = nodes_died(g_c);
+        nodes_revive(g_c);
     }
-    chand_close_conn(k);
-    return NULL;
+    return 0;
 }
 
 /* Milliseconds from now until a write succeeds through a fresh client
@@ -268,8 +278,8 @@ int main(int argc, char **argv)
     const char *nemesis = "both", *crashed = "fail";
     int crashes = 0;
     unsigned seed = (unsigned)time(NULL);
-    pthread_t th[SENDERS + 1 + LOCKERS + ADDERS];
-    int nth = 0, violations, ret = 0;
+    client cl[SENDERS + 1 + LOCKERS + ADDERS];
+    int ncl = 0, violations, ret = 0;
     int64_t *fo, t_start;
     int nfo = 0;
 
@@ -314,13 +324,14 @@ int main(int argc, char **argv)
     }
     printf("jepsen: 3 nodes %s, election %d ms, seed %u, %d kills\n",
            nodes_list(g_c), election, seed, kills);
+    /* Each sender's values are its own: i+1 billion and up. */
     for (int i = 0; i < SENDERS; i++)
-        pthread_create(&th[nth++], NULL, sender, (void *)(intptr_t)i);
-    pthread_create(&th[nth++], NULL, receiver, NULL);
+        client_start(&cl[ncl++], send_op, (i + 1) * 1000000000LL);
+    client_start(&cl[ncl++], recv_op, 0);
     for (int i = 0; i < LOCKERS; i++)
-        pthread_create(&th[nth++], NULL, locker, NULL);
+        client_start(&cl[ncl++], lock_op, 0);
     for (int i = 0; i < ADDERS; i++)
-        pthread_create(&th[nth++], NULL, adder, NULL);
+        client_start(&cl[ncl++], add_op, 0);
     t_start = nodes_now_ms();
 
     for (int k = 0; k < kills; k++) {
@@ -329,13 +340,9 @@ int main(int argc, char **argv)
         int64_t t0, took;
 
         sleep_ms(interval / 2 + rand() % interval);
-        if (nodes_died(g_c) > crashes) {
-            if (strcmp(crashed, "restart")) {
-                ret = 2;
-                break;
-            }
-            crashes = nodes_died(g_c);
-            nodes_revive(g_c);
+        if (revive_crashed(&crashes, crashed) < 0) {
+            ret = 2;
+            break;
         }
         leader = nodes_wait_leader(g_c, nodes_now_ms() + 30000);
         if (leader < 0) {
@@ -362,13 +369,9 @@ int main(int argc, char **argv)
         } else {
             fo[nfo++] = took;
         }
-        if (nodes_died(g_c) > crashes) {
-            if (strcmp(crashed, "restart")) {
-                ret = 2;
-                break;
-            }
-            crashes = nodes_died(g_c);
-            nodes_revive(g_c);
+        if (revive_crashed(&crashes, crashed) < 0) {
+            ret = 2;
+            break;
         }
         /* A stopped node that crashed was revived above: continuing the
          * new process is harmless. */
@@ -388,8 +391,8 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
     atomic_store(&g_stop, true);
-    for (int i = 0; i < nth; i++)
-        pthread_join(th[i], NULL);
+    for (int i = 0; i < ncl; i++)
+        pthread_join(cl[i].th, NULL);
     atomic_store(&g_stop, false);
     printf("jepsen: %ld operations in %lld ms\n", atomic_load(&g_ops),
            (long long)(nodes_now_ms() - t_start));

@@ -5,16 +5,15 @@
 
 #include "chand.h"
 
-#include <arpa/inet.h>
+#include "../common/testd.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -50,20 +49,12 @@ static void sleep_ms(int ms)
  * kept open (out) until all ports are picked, so none repeats. */
 static int free_port(int *out)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    socklen_t len = sizeof sa;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int port, fd = testd_bind_loopback(&port);
 
     if (fd < 0)
         return -1;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
-        close(fd);
-        return -1;
-    }
     *out = fd;
-    return ntohs(sa.sin_port);
+    return port;
 }
 
 static int spawn(nodes *c, int i)

@@ -5,7 +5,9 @@
  * JSON text or as a json_t, assert success or a reason, post without
  * waiting, read and wait for a runtime.stats figure.  Used by every
  * tests/e2e/test_*.c that speaks the protocol itself (test_client.c goes
- * through libchand).
+ * through libchand).  A suite that does go through libchand (it includes
+ * chand.h before this header) also gets the group fixtures for one daemon
+ * per group (D), and dial, hang-up and error helpers on its connections.
  *
  * Header-only (static inline) and to be included after <cmocka.h>: the
  * bench binaries link the .c files of tests/common without cmocka.
@@ -20,7 +22,8 @@
 
 #include "testd.h"
 
-/* The running test's daemon, when the suite uses e2e_setup. */
+/* The running test's daemon, when the suite uses e2e_setup; the group's,
+ * when it uses e2e_client_group_setup. */
 static testd D __attribute__((unused));
 
 /* cmocka setup: starts D for one test.  Returns 0 or -1. */
@@ -199,5 +202,95 @@ static inline void e2e_wait_stat(const testd *d, const char *key,
         testd_sleep_ms(5);
     }
 }
+
+/* ---- libchand suites (test_client*.c) ---- */
+
+/* Only where chand.h came first: the protocol suites never see
+ * libchand's names. */
+#ifdef CHAND_CLIENT_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+
+/* cmocka group setup: starts D for the whole group.  Returns 0 or -1. */
+static int __attribute__((unused)) e2e_client_group_setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    return testd_start(&D, NULL);
+}
+
+/* cmocka group teardown: stops D. */
+static int __attribute__((unused)) e2e_client_group_teardown(void **state)
+{
+    (void)state;
+    testd_stop(&D);
+    return 0;
+}
+
+/* Connections made by e2e_dial, so that a test that stops early (a skip
+ * or a failed assert jumps out) still closes them in its teardown. */
+#define E2E_MAX_OPEN 16
+static chand_conn *e2e_open[E2E_MAX_OPEN];
+static pthread_mutex_t e2e_open_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Returns a new connection to D, failing the test when none comes. */
+static inline chand_conn *e2e_dial(void)
+{
+    chand_conn *c = NULL;
+    chand_error err;
+    int rc = chand_connect("127.0.0.1", D.port, 5000, &c, &err);
+
+    if (rc != 0)
+        fprintf(stderr, "connect: %s\n", err.message);
+    assert_int_equal(rc, 0);
+    pthread_mutex_lock(&e2e_open_lock);
+    for (int i = 0; i < E2E_MAX_OPEN; i++)
+        if (!e2e_open[i]) {
+            e2e_open[i] = c;
+            break;
+        }
+    pthread_mutex_unlock(&e2e_open_lock);
+    return c;
+}
+
+/* Closes a connection made by e2e_dial. */
+static inline void e2e_hang_up(chand_conn *c)
+{
+    pthread_mutex_lock(&e2e_open_lock);
+    for (int i = 0; i < E2E_MAX_OPEN; i++)
+        if (e2e_open[i] == c)
+            e2e_open[i] = NULL;
+    pthread_mutex_unlock(&e2e_open_lock);
+    chand_close_conn(c);
+}
+
+/* cmocka teardown: closes what e2e_dial opened and the test left open. */
+static int __attribute__((unused)) e2e_close_all(void **state)
+{
+    (void)state;
+    for (int i = 0; i < E2E_MAX_OPEN; i++)
+        if (e2e_open[i])
+            e2e_hang_up(e2e_open[i]);
+    return 0;
+}
+
+/* Asserts that a call on c returned code (its rc) and, when reason is not
+ * NULL, failed with that reason; says what came instead. */
+static inline void e2e_expect_rc(chand_conn *c, int rc, int code,
+                                 const char *reason)
+{
+    const chand_error *e = chand_last_error(c);
+
+    if (rc != code)
+        fprintf(stderr, "expected %s, got %d (%s: %s)\n", chand_strerror(code),
+                rc, e->reason, e->message);
+    assert_int_equal(rc, code);
+    if (reason)
+        assert_string_equal(e->reason, reason);
+}
+
+#endif /* CHAND_CLIENT_H */
 
 #endif /* CHAND_E2E_H */

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -59,6 +60,39 @@ void testd_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
+}
+
+int testd_bind_loopback(int *port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
+        close(fd);
+        return -1;
+    }
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+static int testd_rm_one(const char *p, const struct stat *sb, int flag,
+                        struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+void testd_rm_rf(const char *dir)
+{
+    /* Depth first: a directory is empty by the time it is removed. */
+    nftw(dir, testd_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* ---- children: every process a test forks, so none outlives it ---- */
@@ -354,24 +388,19 @@ int testd_stop(testd *d)
     return rc;
 }
 
-testd_conn *testd_connect_port(int port)
+/* Returns a new connection on a socket of domain connected to sa, one
+ * of testd_open (so testd_close_all finds it), or NULL. */
+static testd_conn *testd_conn_open(int domain, const void *sa, socklen_t len)
 {
-    struct sockaddr_in sa;
-    int one = 1;
     testd_conn *c = calloc(1, sizeof *c);
 
     if (!c)
         return NULL;
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    c->fd = socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         goto out_free;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+    if (connect(c->fd, sa, len) != 0)
         goto out_close;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->stash = json_array();
     pthread_mutex_lock(&testd_open_lock);
     c->next = testd_open;
@@ -387,37 +416,32 @@ out_free:
     return NULL;
 }
 
+testd_conn *testd_connect_port(int port)
+{
+    struct sockaddr_in sa;
+    int one = 1;
+    testd_conn *c;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    c = testd_conn_open(AF_INET, &sa, sizeof sa);
+    if (c)
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return c;
+}
+
 testd_conn *testd_connect_unix(const char *path)
 {
     struct sockaddr_un sa;
-    testd_conn *c;
 
     if (strlen(path) >= sizeof sa.sun_path)
         return NULL;
-    c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
-    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (c->fd < 0)
-        goto out_free;
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
     memcpy(sa.sun_path, path, strlen(path) + 1);
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-        goto out_close;
-    c->stash = json_array();
-    pthread_mutex_lock(&testd_open_lock);
-    c->next = testd_open;
-    if (testd_open)
-        testd_open->prev = c;
-    testd_open = c;
-    pthread_mutex_unlock(&testd_open_lock);
-    return c;
-out_close:
-    close(c->fd);
-out_free:
-    free(c);
-    return NULL;
+    return testd_conn_open(AF_UNIX, &sa, sizeof sa);
 }
 
 testd_conn *testd_connect(const testd *d)

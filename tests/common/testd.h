@@ -131,4 +131,13 @@ int64_t testd_now_ms(void);
  * has a deadline, never a wait by itself. */
 void testd_sleep_ms(int ms);
 
+/* Binds a TCP socket (close-on-exec) to 127.0.0.1 and a port the kernel
+ * picks.  Returns it, not listening, with the port in *port (untouched on
+ * failure), or -1.  While it stays open no other call picks that port,
+ * which is how a caller gets several distinct ones. */
+int testd_bind_loopback(int *port);
+/* Removes dir and everything below it, not following links; best effort
+ * (teardowns), so what cannot be removed stays. */
+void testd_rm_rf(const char *dir);
+
 #endif /* CHAND_TESTD_H */

@@ -18,7 +18,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -540,15 +539,6 @@ static void test_churn_exactly_once(void **state)
 
 static char ack_ddir[64];
 
-static int rm_one(const char *path, const struct stat *sb, int flag,
-                  struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int kill_setup(void **state)
 {
     const char *args[] = {"--data-dir", ack_ddir, "--fsync", "always", NULL};
@@ -562,7 +552,7 @@ static int kill_setup(void **state)
 static int kill_teardown(void **state)
 {
     int rc = e2e_teardown(state);
-    nftw(ack_ddir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    testd_rm_rf(ack_ddir);
     return rc;
 }
 

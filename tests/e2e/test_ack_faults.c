@@ -35,7 +35,6 @@
 #include "../common/testrand.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -427,15 +426,6 @@ static void run(const char *name, int nfaults, int dkills)
     free(ambiguous);
 }
 
-static int nftw_rm(const char *p, const struct stat *sb, int flag,
-                   struct FTW *f)
-{
-    (void)sb;
-    (void)flag;
-    (void)f;
-    return remove(p);
-}
-
 static void test_worker_faults(void **state)
 {
     int n = (int)strtol(getenv("ACK_FAULTS") ? getenv("ACK_FAULTS") : "60",
@@ -458,12 +448,12 @@ static void test_daemon_kills(void **state)
 
     (void)state;
     snprintf(g_ddir, sizeof g_ddir, "/tmp/chand-ackf.%d", (int)getpid());
-    nftw(g_ddir, nftw_rm, 16, FTW_DEPTH | FTW_PHYS);
+    testd_rm_rf(g_ddir);
     assert_int_equal(mkdir(g_ddir, 0700), 0);
     assert_int_equal(testd_start(&g_d, args), 0);
     run("data_dir", n / 2, k);
     assert_int_equal(testd_stop(&g_d), 0);
-    nftw(g_ddir, nftw_rm, 16, FTW_DEPTH | FTW_PHYS);
+    testd_rm_rf(g_ddir);
 }
 
 static int cmp64(const void *a, const void *b)

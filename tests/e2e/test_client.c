@@ -15,7 +15,7 @@
 
 #include "chand.h"
 
-#include "../common/testd.h"
+#include "../common/e2e.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,83 +32,26 @@
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ */
-/* A daemon per test group (tests/common/testd.c)                     */
+/* A daemon per test group (tests/common/e2e.h)                       */
 /* ------------------------------------------------------------------ */
 
-static testd g_d;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    return testd_start(&g_d, NULL);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    testd_stop(&g_d);
-    return 0;
-}
-
-/* Connections made by dial(), so that a test that stops early (a skip or
- * a failed assert jumps out) still closes them in its teardown. */
-#define MAX_OPEN 16
-static chand_conn *g_open[MAX_OPEN];
-static pthread_mutex_t g_open_lock = PTHREAD_MUTEX_INITIALIZER;
-
+/* e2e_dial, with the handle itself checked as well as the code. */
 static chand_conn *dial(void)
 {
-    chand_conn *c = NULL;
-    chand_error err;
-    int rc = chand_connect("127.0.0.1", g_d.port, 5000, &c, &err);
+    chand_conn *c = e2e_dial();
 
-    if (rc != 0)
-        fprintf(stderr, "connect: %s\n", err.message);
-    assert_int_equal(rc, 0);
     assert_non_null(c);
-    pthread_mutex_lock(&g_open_lock);
-    for (int i = 0; i < MAX_OPEN; i++)
-        if (!g_open[i]) {
-            g_open[i] = c;
-            break;
-        }
-    pthread_mutex_unlock(&g_open_lock);
     return c;
 }
 
-/* Closes a connection made by dial(). */
-static void hang_up(chand_conn *c)
-{
-    pthread_mutex_lock(&g_open_lock);
-    for (int i = 0; i < MAX_OPEN; i++)
-        if (g_open[i] == c)
-            g_open[i] = NULL;
-    pthread_mutex_unlock(&g_open_lock);
-    chand_close_conn(c);
-}
-
-static int close_all(void **state)
-{
-    (void)state;
-    for (int i = 0; i < MAX_OPEN; i++)
-        if (g_open[i])
-            hang_up(g_open[i]);
-    return 0;
-}
-
-/* Asserts that the last call failed with code and reason. */
+/* Asserts that the last call failed with code and reason, and that the
+ * error says the same code as the call returned. */
 static void assert_error(chand_conn *c, int rc, int code, const char *reason)
 {
-    const chand_error *e = chand_last_error(c);
-
-    if (rc != code)
-        fprintf(stderr, "expected %s, got %d (%s: %s)\n", chand_strerror(code),
-                rc, e->reason, e->message);
-    assert_int_equal(rc, code);
-    assert_int_equal(e->code, code);
+    e2e_expect_rc(c, rc, code, NULL);
+    assert_int_equal(chand_last_error(c)->code, code);
     if (reason)
-        assert_string_equal(e->reason, reason);
+        assert_string_equal(chand_last_error(c)->reason, reason);
 }
 
 /* Fails clearly when the daemon does not serve a method (rc is the first
@@ -268,10 +211,10 @@ static void test_session(void **state)
     assert_int_equal(json_integer_value(json_object_get(res, "version")), 1);
     json_decref(res);
     /* localhost resolves to several addresses; one of them answers. */
-    hang_up(c);
+    e2e_hang_up(c);
     {
         chand_conn *c2 = NULL;
-        assert_int_equal(chand_connect("localhost", g_d.port, 5000, &c2, NULL),
+        assert_int_equal(chand_connect("localhost", D.port, 5000, &c2, NULL),
                          0);
         assert_int_equal(chand_ping(c2), 0);
         chand_close_conn(c2);
@@ -303,7 +246,7 @@ static void test_generic_call(void **state)
     assert_int_equal(chand_ping(c), 0);
     assert_int_equal(chand_last_error(c)->code, 0);
     chand_drop(c, "gc");
-    hang_up(c);
+    e2e_hang_up(c);
 }
 
 static void test_channels(void **state)
@@ -389,12 +332,12 @@ static void test_channels(void **state)
                      CHAND_ETOOLARGE, "too_large");
         free(s2);
         assert_int_equal(chand_ping(big), CHAND_ECONN);
-        hang_up(big);
+        e2e_hang_up(big);
     }
     /* Bad arguments never reach the server. */
     assert_int_equal(chand_send(c, "t.ch", NULL, 0), CHAND_EARG);
     assert_int_equal(chand_send_str(c, NULL, "x", 0), CHAND_EARG);
-    hang_up(c);
+    e2e_hang_up(c);
 }
 
 /* Receives one value on its own connection (for unbuffered hand-offs). */
@@ -410,7 +353,7 @@ static void *recv_thread(void *arg)
     chand_conn *c = dial();
 
     j->rc = chand_recv(c, j->name, 10000, &j->value);
-    hang_up(c);
+    e2e_hang_up(c);
     return NULL;
 }
 
@@ -473,7 +416,7 @@ static void test_unbuffered_and_select(void **state)
     json_decref(one);
     chand_drop(c, "t.sel");
     chand_drop(c, "t.unbuf");
-    hang_up(c);
+    e2e_hang_up(c);
 }
 
 static void test_mutex(void **state)
@@ -498,7 +441,7 @@ static void test_mutex(void **state)
     assert_int_equal(chand_mutex_lock(b, "t.mu", 1000, -1, &t2, NULL), 0);
     assert_true(t2 > t1);
     /* The holder's session ends: the lock is released, owner_dead. */
-    hang_up(b);
+    e2e_hang_up(b);
     assert_int_equal(chand_mutex_lock(a, "t.mu", 5000, -1, &t3, &dead), 0);
     assert_true(t3 > t2);
     assert_true(dead);
@@ -510,13 +453,13 @@ static void test_mutex(void **state)
     /* A lease outlives the session, and its token unlocks it. */
     b = dial();
     assert_int_equal(chand_mutex_lock(b, "t.mu", 1000, 60000, &t1, NULL), 0);
-    hang_up(b);
+    e2e_hang_up(b);
     rc = chand_mutex_lock(a, "t.mu", 100, -1, &t2, NULL);
     assert_error(a, rc, CHAND_ETIMEOUT, "timeout");
     assert_int_equal(chand_mutex_unlock(a, "t.mu", t1), 0);
     assert_int_equal(chand_mutex_lock(a, "t.mu", 1000, -1, &t2, NULL), 0);
     assert_int_equal(chand_mutex_unlock(a, "t.mu", -1), 0);
-    hang_up(a);
+    e2e_hang_up(a);
 }
 
 static void test_rwmutex(void **state)
@@ -545,9 +488,9 @@ static void test_rwmutex(void **state)
     assert_int_equal(chand_rwmutex_unlock(a, "t.rw", -1), 0);
     assert_error(a, chand_rwmutex_unlock(a, "t.rw", -1), CHAND_ENOTLOCKED,
                  "not_locked");
-    hang_up(a);
-    hang_up(b);
-    hang_up(c);
+    e2e_hang_up(a);
+    e2e_hang_up(b);
+    e2e_hang_up(c);
 }
 
 static void test_wg_once(void **state)
@@ -604,8 +547,8 @@ static void test_wg_once(void **state)
         /* The old call on a once with a value still says 0. */
         assert_int_equal(chand_once_do(b, "t.val", 1000), 0);
     }
-    hang_up(a);
-    hang_up(b);
+    e2e_hang_up(a);
+    e2e_hang_up(b);
 }
 
 typedef struct cond_job {
@@ -625,7 +568,7 @@ static void *cond_thread(void *arg)
         j->rc = chand_cond_wait(c, "t.cond", "t.cm", 10000, &j->token);
     if (j->rc == 0)
         j->rc = chand_mutex_unlock(c, "t.cm", -1);
-    hang_up(c);
+    e2e_hang_up(c);
     __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
@@ -655,7 +598,7 @@ static void test_cond(void **state)
     assert_int_equal(j.rc, 0);
     assert_true(j.token > 0);
     assert_int_equal(chand_cond_broadcast(c, "t.cond"), 0);
-    hang_up(c);
+    e2e_hang_up(c);
 }
 
 static void test_pool_map_atomic(void **state)
@@ -735,7 +678,7 @@ static void test_pool_map_atomic(void **state)
     assert_int_equal(n, 1);
     json_decref(one);
     json_decref(two);
-    hang_up(c);
+    e2e_hang_up(c);
 }
 
 static void test_timers_go(void **state)
@@ -789,7 +732,7 @@ static void test_timers_go(void **state)
     assert_int_equal(chand_recv(c, "t.af", 10000, &v), 0);
     json_decref(v);
     chand_drop(c, "t.af");
-    hang_up(c);
+    e2e_hang_up(c);
 }
 
 static void test_runtime(void **state)
@@ -812,7 +755,7 @@ static void test_runtime(void **state)
     assert_int_equal(prev2, prev);
     assert_int_equal(chand_gomaxprocs(c, prev, &prev2), 0);
     assert_int_equal(prev2, 1);
-    hang_up(c);
+    e2e_hang_up(c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -917,7 +860,7 @@ static void test_async_pipeline(void **state)
     ps.last = -1;
     ps.base = event_base_new();
     assert_non_null(ps.base);
-    assert_int_equal(chand_async_connect(ps.base, "127.0.0.1", g_d.port, 5000,
+    assert_int_equal(chand_async_connect(ps.base, "127.0.0.1", D.port, 5000,
                                          pipe_connect_cb, &ps, &ps.a),
                      0);
     /* Queued before the connection is even up: a receive that blocks,
@@ -954,7 +897,7 @@ static void test_async_pipeline(void **state)
     event_base_free(ps.base);
     free(slots);
     chand_drop(c, "t.async");
-    hang_up(c);
+    e2e_hang_up(c);
 }
 
 typedef struct err_state {
@@ -1025,9 +968,9 @@ static void test_async_errors(void **state)
 
     (void)state;
     es.base = event_base_new();
-    assert_int_equal(chand_async_connect(es.base, "127.0.0.1", g_d.port, 5000,
-                                         NULL, NULL, &a),
-                     0);
+    assert_int_equal(
+        chand_async_connect(es.base, "127.0.0.1", D.port, 5000, NULL, NULL, &a),
+        0);
     assert_int_equal(chand_async_call(a, "recv",
                                       json_pack("{s:s}", "name", "t.none"), 0,
                                       err_cb, &es),
@@ -1065,8 +1008,8 @@ static void test_async_errors(void **state)
         memset(big, 'x', n);
         big[n] = '\0';
         es = (err_state){.base = es.base};
-        assert_int_equal(chand_async_connect(es.base, "127.0.0.1", g_d.port,
-                                             5000, NULL, NULL, &a),
+        assert_int_equal(chand_async_connect(es.base, "127.0.0.1", D.port, 5000,
+                                             NULL, NULL, &a),
                          0);
         chand_async_on_close(a, big_close_cb, &es);
         for (int i = 0; i < 3; i++)
@@ -1090,9 +1033,9 @@ static void test_async_errors(void **state)
 
     /* chand_async_free from a callback, with more requests in flight. */
     es = (err_state){.base = es.base};
-    assert_int_equal(chand_async_connect(es.base, "127.0.0.1", g_d.port, 5000,
-                                         NULL, NULL, &a),
-                     0);
+    assert_int_equal(
+        chand_async_connect(es.base, "127.0.0.1", D.port, 5000, NULL, NULL, &a),
+        0);
     for (int i = 0; i < 5; i++)
         assert_int_equal(
             chand_async_call(a, "ping", NULL, CHAND_FOREVER, free_in_cb, &es),
@@ -1240,25 +1183,26 @@ int main(void)
         cmocka_unit_test(test_silent_server),
     };
     const struct CMUnitTest online[] = {
-        cmocka_unit_test_teardown(test_session, close_all),
-        cmocka_unit_test_teardown(test_generic_call, close_all),
-        cmocka_unit_test_teardown(test_channels, close_all),
-        cmocka_unit_test_teardown(test_unbuffered_and_select, close_all),
-        cmocka_unit_test_teardown(test_mutex, close_all),
-        cmocka_unit_test_teardown(test_rwmutex, close_all),
-        cmocka_unit_test_teardown(test_wg_once, close_all),
-        cmocka_unit_test_teardown(test_cond, close_all),
-        cmocka_unit_test_teardown(test_pool_map_atomic, close_all),
-        cmocka_unit_test_teardown(test_timers_go, close_all),
-        cmocka_unit_test_teardown(test_runtime, close_all),
-        cmocka_unit_test_teardown(test_async_pipeline, close_all),
-        cmocka_unit_test_teardown(test_async_errors, close_all),
-        cmocka_unit_test_teardown(test_connection_loss, close_all),
+        cmocka_unit_test_teardown(test_session, e2e_close_all),
+        cmocka_unit_test_teardown(test_generic_call, e2e_close_all),
+        cmocka_unit_test_teardown(test_channels, e2e_close_all),
+        cmocka_unit_test_teardown(test_unbuffered_and_select, e2e_close_all),
+        cmocka_unit_test_teardown(test_mutex, e2e_close_all),
+        cmocka_unit_test_teardown(test_rwmutex, e2e_close_all),
+        cmocka_unit_test_teardown(test_wg_once, e2e_close_all),
+        cmocka_unit_test_teardown(test_cond, e2e_close_all),
+        cmocka_unit_test_teardown(test_pool_map_atomic, e2e_close_all),
+        cmocka_unit_test_teardown(test_timers_go, e2e_close_all),
+        cmocka_unit_test_teardown(test_runtime, e2e_close_all),
+        cmocka_unit_test_teardown(test_async_pipeline, e2e_close_all),
+        cmocka_unit_test_teardown(test_async_errors, e2e_close_all),
+        cmocka_unit_test_teardown(test_connection_loss, e2e_close_all),
     };
     int failed =
         cmocka_run_group_tests_name("client_offline", offline, NULL, NULL);
 
-    failed += cmocka_run_group_tests_name("client_daemon", online, group_setup,
-                                          group_teardown);
+    failed += cmocka_run_group_tests_name("client_daemon", online,
+                                          e2e_client_group_setup,
+                                          e2e_client_group_teardown);
     return failed ? 1 : 0;
 }

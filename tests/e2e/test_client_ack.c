@@ -17,78 +17,12 @@
 
 #include "chand.h"
 
-#include "../common/testd.h"
+#include "../common/e2e.h"
 
 #include <event2/event.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static testd g_d;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    return testd_start(&g_d, NULL);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    testd_stop(&g_d);
-    return 0;
-}
-
-#define MAX_OPEN 8
-static chand_conn *g_open[MAX_OPEN];
-
-static chand_conn *dial(void)
-{
-    chand_conn *c = NULL;
-    chand_error err;
-    int rc = chand_connect("127.0.0.1", g_d.port, 5000, &c, &err);
-
-    if (rc != 0)
-        fprintf(stderr, "connect: %s\n", err.message);
-    assert_int_equal(rc, 0);
-    for (int i = 0; i < MAX_OPEN; i++)
-        if (!g_open[i]) {
-            g_open[i] = c;
-            break;
-        }
-    return c;
-}
-
-static void hang_up(chand_conn *c)
-{
-    for (int i = 0; i < MAX_OPEN; i++)
-        if (g_open[i] == c)
-            g_open[i] = NULL;
-    chand_close_conn(c);
-}
-
-static int close_all(void **state)
-{
-    (void)state;
-    for (int i = 0; i < MAX_OPEN; i++)
-        if (g_open[i])
-            hang_up(g_open[i]);
-    return 0;
-}
-
-static void expect_rc(chand_conn *c, int rc, int code, const char *reason)
-{
-    const chand_error *e = chand_last_error(c);
-
-    if (rc != code)
-        fprintf(stderr, "expected %s, got %d (%s: %s)\n", chand_strerror(code),
-                rc, e->reason, e->message);
-    assert_int_equal(rc, code);
-    if (reason)
-        assert_string_equal(e->reason, reason);
-}
 
 /* Receives with ack within 5 s and checks the value is the string want;
  * returns the delivery id, its attempt in *attempt. */
@@ -99,7 +33,7 @@ static int64_t take(chand_conn *c, const char *name, int64_t wait_ms,
     int64_t id = -1, att = -1;
     int rc = chand_recv_ack(c, name, wait_ms, 5000, &v, &id, &att);
 
-    expect_rc(c, rc, 1, NULL);
+    e2e_expect_rc(c, rc, 1, NULL);
     assert_true(json_is_string(v));
     if (strcmp(json_string_value(v), want) != 0)
         fail_msg("got %s, want %s", json_string_value(v), want);
@@ -123,7 +57,7 @@ static void expect_len(chand_conn *c, const char *name, int64_t len,
 
 static void test_ack_basic(void **state)
 {
-    chand_conn *c = dial();
+    chand_conn *c = e2e_dial();
     int64_t id, att, id2;
     int rc;
 
@@ -137,35 +71,39 @@ static void test_ack_basic(void **state)
     /* In flight counts against cap: 1 queued + 1 in flight + 2 = 4. */
     assert_int_equal(chand_send_str(c, "b.q", "c", 1000), 0);
     assert_int_equal(chand_send_str(c, "b.q", "d", 1000), 0);
-    expect_rc(c, chand_send_str(c, "b.q", "e", 0), CHAND_ETIMEOUT, "timeout");
+    e2e_expect_rc(c, chand_send_str(c, "b.q", "e", 0), CHAND_ETIMEOUT,
+                  "timeout");
     assert_int_equal(chand_ack(c, "b.q", id), 0);
     expect_len(c, "b.q", 3, 0);
     /* A second ack, an ack of an id never issued, on another channel. */
-    expect_rc(c, chand_ack(c, "b.q", id), CHAND_ENOTPENDING, "not_pending");
-    expect_rc(c, chand_ack(c, "b.q", id + 1000000), CHAND_ENOTPENDING,
-              "not_pending");
+    e2e_expect_rc(c, chand_ack(c, "b.q", id), CHAND_ENOTPENDING, "not_pending");
+    e2e_expect_rc(c, chand_ack(c, "b.q", id + 1000000), CHAND_ENOTPENDING,
+                  "not_pending");
     id2 = take(c, "b.q", 0, "b", NULL);
     assert_true(id2 != id);
     assert_int_equal(chand_make(c, "b.other", 1, NULL), 0);
-    expect_rc(c, chand_ack(c, "b.other", id2), CHAND_ENOTPENDING,
-              "not_pending");
-    expect_rc(c, chand_touch(c, "b.q", id, 0, NULL), CHAND_ENOTPENDING, NULL);
-    expect_rc(c, chand_nack(c, "b.q", id, 0, NULL), CHAND_ENOTPENDING, NULL);
-    expect_rc(c, chand_term(c, "b.q", id, NULL), CHAND_ENOTPENDING, NULL);
+    e2e_expect_rc(c, chand_ack(c, "b.other", id2), CHAND_ENOTPENDING,
+                  "not_pending");
+    e2e_expect_rc(c, chand_touch(c, "b.q", id, 0, NULL), CHAND_ENOTPENDING,
+                  NULL);
+    e2e_expect_rc(c, chand_nack(c, "b.q", id, 0, NULL), CHAND_ENOTPENDING,
+                  NULL);
+    e2e_expect_rc(c, chand_term(c, "b.q", id, NULL), CHAND_ENOTPENDING, NULL);
     assert_int_equal(chand_ack(c, "b.q", id2), 0);
     /* Bad input. */
-    expect_rc(c, chand_ack(c, NULL, 1), CHAND_EARG, NULL);
-    expect_rc(c, chand_ack(c, "b.nothere", 1), CHAND_ENOTFOUND, "not_found");
+    e2e_expect_rc(c, chand_ack(c, NULL, 1), CHAND_EARG, NULL);
+    e2e_expect_rc(c, chand_ack(c, "b.nothere", 1), CHAND_ENOTFOUND,
+                  "not_found");
     rc = chand_recv_ack(c, "b.nothere", 0, 100, NULL, NULL, NULL);
-    expect_rc(c, rc, CHAND_ENOTFOUND, "not_found");
+    e2e_expect_rc(c, rc, CHAND_ENOTFOUND, "not_found");
     assert_int_equal(chand_recv_ack(NULL, "b.q", 0, 0, NULL, NULL, NULL),
                      CHAND_EARG);
-    hang_up(c);
+    e2e_hang_up(c);
 }
 
 static void test_nack_order(void **state)
 {
-    chand_conn *c = dial();
+    chand_conn *c = e2e_dial();
     int64_t i1, i2, att;
 
     (void)state;
@@ -197,12 +135,12 @@ static void test_nack_order(void **state)
     i2 = take(c, "n.q", 0, "d", &att); /* waits out the delay */
     assert_int_equal(att, 2);
     assert_int_equal(chand_ack(c, "n.q", i2), 0);
-    hang_up(c);
+    e2e_hang_up(c);
 }
 
 static void test_expiry_and_touch(void **state)
 {
-    chand_conn *c = dial(), *d = dial();
+    chand_conn *c = e2e_dial(), *d = e2e_dial();
     int64_t id, id2, att, granted = 0, t0;
 
     (void)state;
@@ -217,7 +155,7 @@ static void test_expiry_and_touch(void **state)
     assert_true(id2 != id);
     /* The first worker is too late: its id is dead, and cannot ack the
      * redelivery. */
-    expect_rc(c, chand_ack(c, "e.q", id), CHAND_ENOTPENDING, "not_pending");
+    e2e_expect_rc(c, chand_ack(c, "e.q", id), CHAND_ENOTPENDING, "not_pending");
     assert_int_equal(chand_nack(d, "e.q", id2, 0, NULL), 0);
 
     /* touch keeps a delivery alive well past its first deadline (a
@@ -234,23 +172,23 @@ static void test_expiry_and_touch(void **state)
     assert_int_equal(chand_touch(c, "e.q", id, 5000, &granted), 0);
     assert_int_equal(granted, 5000);
     assert_int_equal(chand_ack(c, "e.q", id), 0);
-    hang_up(c);
-    hang_up(d);
+    e2e_hang_up(c);
+    e2e_hang_up(d);
 }
 
 static void test_session_end(void **state)
 {
-    chand_conn *c = dial(), *d = dial();
+    chand_conn *c = e2e_dial(), *d = e2e_dial();
     int64_t att;
 
     (void)state;
     assert_int_equal(chand_make(c, "s.q", 2, NULL), 0);
     assert_int_equal(chand_send_str(c, "s.q", "v", 1000), 0);
     (void)take(c, "s.q", 60000, "v", NULL);
-    hang_up(c); /* long before the wait: the session's end redelivers */
+    e2e_hang_up(c); /* long before the wait: the session's end redelivers */
     assert_int_equal(chand_ack(d, "s.q", take(d, "s.q", 0, "v", &att)), 0);
     assert_int_equal(att, 2);
-    hang_up(d);
+    e2e_hang_up(d);
 }
 
 static void expect_dead(chand_conn *c, const char *dlq, const char *value,
@@ -271,7 +209,7 @@ static void expect_dead(chand_conn *c, const char *dlq, const char *value,
 
 static void test_dead_letters(void **state)
 {
-    chand_conn *c = dial();
+    chand_conn *c = e2e_dial();
     chand_chan_opts *o = chand_chan_opts_new();
     int64_t id;
 
@@ -287,7 +225,7 @@ static void test_dead_letters(void **state)
     assert_int_equal(chand_make_opts(c, "d.q", 4, o), 0);
     assert_int_equal(chand_make_opts(c, "d.q", 4, o), 0); /* same: ok */
     assert_int_equal(chand_chan_opts_max_deliver(o, 3), 0);
-    expect_rc(c, chand_make_opts(c, "d.q", 4, o), CHAND_EEXISTS, "exists");
+    e2e_expect_rc(c, chand_make_opts(c, "d.q", 4, o), CHAND_EEXISTS, "exists");
     chand_chan_opts_free(o);
     chand_chan_opts_free(NULL);
 
@@ -304,18 +242,18 @@ static void test_dead_letters(void **state)
     id = take(c, "d.q", 0, "y", NULL);
     assert_int_equal(chand_term(c, "d.q", id, "poison"), 0);
     expect_dead(c, "d.dlq", "y", 1, "poison");
-    expect_rc(c, chand_ack(c, "d.q", id), CHAND_ENOTPENDING, NULL);
+    e2e_expect_rc(c, chand_ack(c, "d.q", id), CHAND_ENOTPENDING, NULL);
     /* Expiry of the last attempt dead-letters too. */
     assert_int_equal(chand_send_str(c, "d.q", "z", 1000), 0);
     (void)take(c, "d.q", 100, "z", NULL);
     (void)take(c, "d.q", 100, "z", NULL);
     expect_dead(c, "d.dlq", "z", 2, "expired");
-    hang_up(c);
+    e2e_hang_up(c);
 }
 
 static void test_close_with_inflight(void **state)
 {
-    chand_conn *c = dial(), *d = dial();
+    chand_conn *c = e2e_dial(), *d = e2e_dial();
     json_t *v = NULL;
     int64_t id;
 
@@ -324,25 +262,25 @@ static void test_close_with_inflight(void **state)
     assert_int_equal(chand_send_str(c, "c.q", "v", 1000), 0);
     id = take(c, "c.q", 0, "v", NULL);
     assert_int_equal(chand_close(c, "c.q"), 0);
-    expect_rc(c, chand_send_str(c, "c.q", "w", 0), CHAND_ECLOSED, "closed");
+    e2e_expect_rc(c, chand_send_str(c, "c.q", "w", 0), CHAND_ECLOSED, "closed");
     /* Closed and drained, but a value in flight: a receiver waits. */
-    expect_rc(d, chand_recv_ack(d, "c.q", 0, 200, &v, NULL, NULL),
-              CHAND_ETIMEOUT, "timeout");
+    e2e_expect_rc(d, chand_recv_ack(d, "c.q", 0, 200, &v, NULL, NULL),
+                  CHAND_ETIMEOUT, "timeout");
     json_decref(v);
-    expect_rc(d, chand_recv(d, "c.q", 200, &v), CHAND_ETIMEOUT, "timeout");
+    e2e_expect_rc(d, chand_recv(d, "c.q", 200, &v), CHAND_ETIMEOUT, "timeout");
     json_decref(v);
     assert_int_equal(chand_ack(c, "c.q", id), 0);
     assert_int_equal(chand_recv_ack(d, "c.q", 0, 2000, &v, &id, NULL), 0);
     assert_true(json_is_null(v));
     assert_int_equal(id, 0);
     json_decref(v);
-    hang_up(c);
-    hang_up(d);
+    e2e_hang_up(c);
+    e2e_hang_up(d);
 }
 
 static void test_select_ack(void **state)
 {
-    chand_conn *c = dial();
+    chand_conn *c = e2e_dial();
     chand_case cs[2] = {{.dir = CHAND_RECV_ACK, .name = "x.a"},
                         {.dir = CHAND_RECV, .name = "x.b"}};
     json_t *v = NULL;
@@ -354,8 +292,8 @@ static void test_select_ack(void **state)
     assert_int_equal(chand_make(c, "x.a", 2, NULL), 0);
     assert_int_equal(chand_make(c, "x.b", 2, NULL), 0);
     assert_int_equal(chand_send_str(c, "x.a", "va", 1000), 0);
-    expect_rc(c, chand_select(c, cs, 2, false, 1000, &index, &v, &ok),
-              CHAND_EARG, NULL);
+    e2e_expect_rc(c, chand_select(c, cs, 2, false, 1000, &index, &v, &ok),
+                  CHAND_EARG, NULL);
     assert_int_equal(
         chand_select_ack(c, cs, 2, false, 0, 2000, &index, &v, &ok, &id, &att),
         0);
@@ -377,7 +315,7 @@ static void test_select_ack(void **state)
     json_decref(v);
     assert_int_equal(id, 0);
     expect_len(c, "x.b", 0, 0);
-    hang_up(c);
+    e2e_hang_up(c);
 }
 
 /* ---- the asynchronous calls ---- */
@@ -513,17 +451,17 @@ static void a_take_cb(chand_async *a, int rc, json_t *value, int64_t id,
 
 static void test_async_unbuffered(void **state)
 {
-    chand_conn *c = dial();
+    chand_conn *c = e2e_dial();
     astate s = {.base = event_base_new(), .stale_rc = 1};
     int dead = 0;
 
     (void)state;
     assert_non_null(s.base);
     assert_int_equal(chand_make(c, "a.u", 0, NULL), 0);
-    assert_int_equal(chand_async_connect(s.base, "127.0.0.1", g_d.port, 5000,
+    assert_int_equal(chand_async_connect(s.base, "127.0.0.1", D.port, 5000,
                                          NULL, NULL, &s.tx),
                      0);
-    assert_int_equal(chand_async_connect(s.base, "127.0.0.1", g_d.port, 5000,
+    assert_int_equal(chand_async_connect(s.base, "127.0.0.1", D.port, 5000,
                                          NULL, NULL, &s.rx),
                      0);
     assert_int_equal(
@@ -590,7 +528,7 @@ static void test_async_unbuffered(void **state)
     chand_async_free(s.rx);
     chand_async_free(s.tx);
     event_base_free(s.base);
-    hang_up(c);
+    e2e_hang_up(c);
 }
 
 typedef struct selstate {
@@ -625,7 +563,7 @@ static void a_wait(struct event_base *base, const selstate *s, int calls)
 
 static void test_async_select_make(void **state)
 {
-    chand_conn *c = dial();
+    chand_conn *c = e2e_dial();
     struct event_base *base = event_base_new();
     chand_chan_opts *o = chand_chan_opts_new();
     chand_case cs[2] = {{.dir = CHAND_RECV_ACK, .name = "y.q"},
@@ -639,7 +577,7 @@ static void test_async_select_make(void **state)
     assert_non_null(base);
     assert_non_null(o);
     assert_int_equal(
-        chand_async_connect(base, "127.0.0.1", g_d.port, 5000, NULL, NULL, &a),
+        chand_async_connect(base, "127.0.0.1", D.port, 5000, NULL, NULL, &a),
         0);
     assert_int_equal(chand_chan_opts_max_deliver(o, 1), 0);
     assert_int_equal(chand_chan_opts_dead_letter(o, "y.dlq"), 0);
@@ -676,23 +614,23 @@ static void test_async_select_make(void **state)
     chand_chan_opts_free(o);
     chand_async_free(a);
     event_base_free(base);
-    hang_up(c);
+    e2e_hang_up(c);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_ack_basic, close_all),
-        cmocka_unit_test_teardown(test_nack_order, close_all),
-        cmocka_unit_test_teardown(test_expiry_and_touch, close_all),
-        cmocka_unit_test_teardown(test_session_end, close_all),
-        cmocka_unit_test_teardown(test_dead_letters, close_all),
-        cmocka_unit_test_teardown(test_close_with_inflight, close_all),
-        cmocka_unit_test_teardown(test_select_ack, close_all),
-        cmocka_unit_test_teardown(test_async_unbuffered, close_all),
-        cmocka_unit_test_teardown(test_async_select_make, close_all),
+        cmocka_unit_test_teardown(test_ack_basic, e2e_close_all),
+        cmocka_unit_test_teardown(test_nack_order, e2e_close_all),
+        cmocka_unit_test_teardown(test_expiry_and_touch, e2e_close_all),
+        cmocka_unit_test_teardown(test_session_end, e2e_close_all),
+        cmocka_unit_test_teardown(test_dead_letters, e2e_close_all),
+        cmocka_unit_test_teardown(test_close_with_inflight, e2e_close_all),
+        cmocka_unit_test_teardown(test_select_ack, e2e_close_all),
+        cmocka_unit_test_teardown(test_async_unbuffered, e2e_close_all),
+        cmocka_unit_test_teardown(test_async_select_make, e2e_close_all),
     };
 
-    return cmocka_run_group_tests_name("client_ack", tests, group_setup,
-                                       group_teardown);
+    return cmocka_run_group_tests_name(
+        "client_ack", tests, e2e_client_group_setup, e2e_client_group_teardown);
 }

@@ -20,10 +20,10 @@
 
 #include "chand.h"
 
-#include <arpa/inet.h>
+#include "../common/testd.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -71,19 +71,12 @@ static int g_stop_pipe[2] = {-1, -1};
 
 static int listen_free_port(int *port)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    socklen_t len = sizeof sa;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = testd_bind_loopback(port);
 
-    if (fd < 0)
-        return -1;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 16) < 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
+    if (fd >= 0 && listen(fd, 16) < 0) {
         close(fd);
         return -1;
     }
-    *port = ntohs(sa.sin_port);
     return fd;
 }
 
@@ -346,6 +339,19 @@ static chand_conn *dial_list(const char *list, const char *failover_ms)
     return c;
 }
 
+/* Scripts the nodes (script) and dials the n of them in order[], with
+ * failover_ms as dial_list takes it. */
+static chand_conn *dial_scripted(const enum role roles[NODES],
+                                 const int hints[NODES], const int *order,
+                                 int n, const char *failover_ms)
+{
+    char list[128];
+
+    script(roles, hints);
+    list_of(list, sizeof list, order, n);
+    return dial_list(list, failover_ms);
+}
+
 /* Calls "x.y" and returns the node that executed it (-1 on error). */
 static int call_node(chand_conn *c, int *rc)
 {
@@ -370,14 +376,11 @@ static void test_redirect_to_leader(void **state)
 {
     const enum role roles[NODES] = {FOLLOWER, FOLLOWER, LEADER};
     const int hints[NODES] = {2, 2, -1}, order[NODES] = {0, 1, 2};
-    char list[128];
     chand_conn *c;
     int rc;
 
     (void)state;
-    script(roles, hints);
-    list_of(list, sizeof list, order, NODES);
-    c = dial_list(list, NULL);
+    c = dial_scripted(roles, hints, order, NODES, NULL);
     assert_int_equal(call_node(c, &rc), 2);
     assert_int_equal(calls(0), 1); /* refused once */
     assert_int_equal(calls(1), 0); /* never asked: the hint was followed */
@@ -417,16 +420,13 @@ static void test_failover_timeout(void **state)
 {
     const enum role roles[NODES] = {FOLLOWER, FOLLOWER, FOLLOWER};
     const int hints[NODES] = {-1, -1, -1}, order[NODES] = {0, 1, 2};
-    char list[128];
     chand_conn *c;
     int64_t t0;
     struct timespec ts;
     int rc;
 
     (void)state;
-    script(roles, hints);
-    list_of(list, sizeof list, order, NODES);
-    c = dial_list(list, "300");
+    c = dial_scripted(roles, hints, order, NODES, "300");
     clock_gettime(CLOCK_MONOTONIC, &ts);
     t0 = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     assert_int_equal(call_node(c, &rc), -1);
@@ -467,14 +467,11 @@ static void test_in_flight_loss_not_retried(void **state)
 {
     const enum role roles[NODES] = {FOLLOWER, FOLLOWER, HANGUP};
     const int hints[NODES] = {2, 2, -1}, order[NODES] = {2, 0, 1};
-    char list[128];
     chand_conn *c;
     int rc;
 
     (void)state;
-    script(roles, hints);
-    list_of(list, sizeof list, order, NODES);
-    c = dial_list(list, NULL);
+    c = dial_scripted(roles, hints, order, NODES, NULL);
     assert_int_equal(call_node(c, &rc), -1);
     assert_int_equal(rc, CHAND_ECONN);
     assert_int_equal(calls(2), 1);
@@ -526,14 +523,11 @@ static void test_unreadable_leader_address(void **state)
 {
     const enum role roles[NODES] = {FOLLOWER, FOLLOWER, FOLLOWER};
     const int hints[NODES] = {-2, -1, -1}, order[1] = {0};
-    char list[64];
     chand_conn *c;
     int rc;
 
     (void)state;
-    script(roles, hints);
-    list_of(list, sizeof list, order, 1);
-    c = dial_list(list, "300");
+    c = dial_scripted(roles, hints, order, 1, "300");
     assert_int_equal(call_node(c, &rc), -1);
     assert_int_equal(rc, CHAND_ENOTLEADER);
     assert_true(calls(0) >= 2);
@@ -550,14 +544,12 @@ static void test_cluster_calls(void **state)
 {
     const enum role roles[NODES] = {FOLLOWER, FOLLOWER, LEADER};
     const int hints[NODES] = {2, 2, -1}, order[NODES] = {0, 1, 2};
-    char list[128], method[64];
+    char method[64];
     json_t *st = NULL, *p;
     chand_conn *c;
 
     (void)state;
-    script(roles, hints);
-    list_of(list, sizeof list, order, NODES);
-    c = dial_list(list, NULL);
+    c = dial_scripted(roles, hints, order, NODES, NULL);
     assert_int_equal(chand_cluster_status(c, &st), 0);
     assert_string_equal(json_string_value(json_object_get(st, "method")),
                         "cluster.status");

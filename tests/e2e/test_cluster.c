@@ -19,15 +19,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <ftw.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../common/e2e.h"
@@ -44,29 +39,13 @@ static int leader = -1;  /* index of the current leader */
 
 /* ---- set-up ------------------------------------------------------- */
 
-static int rm_one(const char *p, const struct stat *sb, int flag,
-                  struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 /* Returns a port nothing listens on now (bound to port 0, then closed). */
 static int free_port(void)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+    int port = -1, fd = testd_bind_loopback(&port);
 
-    if (fd < 0)
-        return -1;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
+    if (fd >= 0)
+        close(fd);
     return port;
 }
 
@@ -129,7 +108,7 @@ static int teardown(void **state)
     for (int i = 0; i < NODES; i++)
         if (nd[i].pid)
             testd_stop(&nd[i]);
-    nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    testd_rm_rf(base);
     return 0;
 }
 
@@ -223,6 +202,16 @@ static json_t *leader_call(const char *method, const char *params,
     return NULL;
 }
 
+/* leader_call for a change whose result does not matter, but which must
+ * succeed. */
+static void leader_ok(const char *method, const char *params, int timeout_ms)
+{
+    json_t *r = leader_call(method, params, timeout_ms);
+
+    assert_non_null(r);
+    json_decref(r);
+}
+
 static int64_t stat_objects(int i)
 {
     json_t *a = call(i, "runtime.stats", NULL, 5000);
@@ -255,6 +244,26 @@ static int64_t token1;
  * and the connection they were received on (kept open). */
 static json_int_t dlv_id;
 static testd_conn *held;
+
+/* Receives from d with ack (ack_wait_ms) on held as request id, and
+ * checks that want came; returns its delivery id. */
+static json_int_t held_recv(int64_t id, int ack_wait_ms, const char *want)
+{
+    char params[96];
+    json_t *a, *r;
+    json_int_t dlv;
+
+    snprintf(params, sizeof params,
+             "{\"name\":\"d\",\"ack\":true,\"ack_wait_ms\":%d}", ack_wait_ms);
+    a = testd_call(held, id, "recv", json_loads(params, 0, NULL), 10000);
+    r = testd_result(a);
+    assert_non_null(r);
+    assert_string_equal(json_string_value(json_object_get(r, "value")), want);
+    dlv = json_integer_value(
+        json_object_get(json_object_get(r, "delivery"), "id"));
+    json_decref(a);
+    return dlv;
+}
 
 static void test_election(void **state)
 {
@@ -295,20 +304,12 @@ static void test_replicate_and_redirect(void **state)
     (void)state;
 
     assert_true(leader >= 0);
-    r = leader_call("map.store", "{\"name\":\"m\",\"key\":\"k\",\"value\":7}",
-                    10000);
-    assert_non_null(r);
-    json_decref(r);
-    for (int i = 0; i < 5; i++) {
-        r = leader_call("atomic.add", "{\"name\":\"n\",\"delta\":3}", 10000);
-        assert_non_null(r);
-        json_decref(r);
-    }
+    leader_ok("map.store", "{\"name\":\"m\",\"key\":\"k\",\"value\":7}", 10000);
+    for (int i = 0; i < 5; i++)
+        leader_ok("atomic.add", "{\"name\":\"n\",\"delta\":3}", 10000);
     r = leader_call("make", "{\"name\":\"q\",\"cap\":10}", 10000);
     json_decref(r);
-    r = leader_call("send", "{\"name\":\"q\",\"value\":\"v1\"}", 10000);
-    assert_non_null(r);
-    json_decref(r);
+    leader_ok("send", "{\"name\":\"q\",\"value\":\"v1\"}", 10000);
     /* A leased hold, left held: its session ends at once. */
     r = leader_call("mutex.lock", "{\"name\":\"L\",\"lease_ms\":60000}", 10000);
     assert_non_null(r);
@@ -318,47 +319,21 @@ static void test_replicate_and_redirect(void **state)
 
     /* A timer set before the failover fires once after it, on the new
      * leader. */
-    r = leader_call("timer.after", "{\"name\":\"t\",\"ms\":2500}", 10000);
-    assert_non_null(r);
-    json_decref(r);
+    leader_ok("timer.after", "{\"name\":\"t\",\"ms\":2500}", 10000);
     /* A delivery in flight (received with ack, never acknowledged). */
     r = leader_call("make", "{\"name\":\"d\",\"cap\":4}", 10000);
     json_decref(r);
-    r = leader_call("send", "{\"name\":\"d\",\"value\":\"job\"}", 10000);
-    assert_non_null(r);
-    json_decref(r);
-    r = leader_call("send", "{\"name\":\"d\",\"value\":\"job2\"}", 10000);
-    assert_non_null(r);
-    json_decref(r);
+    leader_ok("send", "{\"name\":\"d\",\"value\":\"job\"}", 10000);
+    leader_ok("send", "{\"name\":\"d\",\"value\":\"job2\"}", 10000);
     /* Received on a connection kept open (a closed one would end the
      * session, and with it the delivery, at once). */
     held = testd_connect_port(cport[leader]);
     assert_non_null(held);
-    a = testd_call(held, 91, "recv",
-                   json_loads("{\"name\":\"d\",\"ack\":true,"
-                              "\"ack_wait_ms\":60000}",
-                              0, NULL),
-                   10000);
-    r = testd_result(a);
-    assert_non_null(r);
-    assert_string_equal(json_string_value(json_object_get(r, "value")), "job");
-    dlv_id = json_integer_value(
-        json_object_get(json_object_get(r, "delivery"), "id"));
-    json_decref(a);
+    dlv_id = held_recv(91, 60000, "job");
     /* A second one whose deadline passes during the failover. */
-    a = testd_call(held, 92, "recv",
-                   json_loads("{\"name\":\"d\",\"ack\":true,"
-                              "\"ack_wait_ms\":4000}",
-                              0, NULL),
-                   10000);
-    r = testd_result(a);
-    assert_non_null(r);
-    assert_string_equal(json_string_value(json_object_get(r, "value")), "job2");
-    json_decref(a);
+    held_recv(92, 4000, "job2");
     /* A short lease, which the next leader must end. */
-    r = leader_call("mutex.lock", "{\"name\":\"S\",\"lease_ms\":2500}", 10000);
-    assert_non_null(r);
-    json_decref(r);
+    leader_ok("mutex.lock", "{\"name\":\"S\",\"lease_ms\":2500}", 10000);
 
     /* A follower refuses reads and writes, naming the leader. */
     a = call(f, "atomic.load", "{\"name\":\"n\"}", 5000);
@@ -431,9 +406,7 @@ static void test_failover(void **state)
     char ackp[128];
     snprintf(ackp, sizeof ackp, "{\"name\":\"d\",\"id\":%lld}",
              (long long)dlv_id);
-    r = leader_call("ack", ackp, 10000);
-    assert_non_null(r);
-    json_decref(r);
+    leader_ok("ack", ackp, 10000);
 
     /* The lease survived: L is still held. */
     a = call(leader, "mutex.lock", "{\"name\":\"L\",\"timeout_ms\":0}", 5000);
@@ -494,9 +467,7 @@ static void test_membership(void **state)
     assert_int_equal(json_array_size(json_object_get(st, "peers")), 4);
     json_decref(st);
 
-    r = leader_call("cluster.remove", "{\"id\":4}", 20000);
-    assert_non_null(r);
-    json_decref(r);
+    leader_ok("cluster.remove", "{\"id\":4}", 20000);
     st = status(leader);
     assert_int_equal(json_array_size(json_object_get(st, "peers")), 3);
     json_decref(st);

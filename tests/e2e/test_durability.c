@@ -30,7 +30,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,20 +53,6 @@ static unsigned char *acked_send, *got, *acked_store, *acked_timer;
 static int64_t seq_next = 1;
 static int64_t acked_adds, sent_adds, unanswered_recvs, acked_afterfuncs;
 static int64_t max_token;
-
-static int rm_one(const char *p, const struct stat *sb, int flag,
-                  struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void rm_rf(const char *dir)
-{
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static int dur_setup(void **state)
 {
@@ -94,7 +79,7 @@ static int dur_teardown(void **state)
     unlink(logf);
     testd_close_all();
     testd_kill_children(true);
-    rm_rf(ddir);
+    testd_rm_rf(ddir);
     free(acked_send);
     free(got);
     free(acked_store);

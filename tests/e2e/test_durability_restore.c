@@ -20,7 +20,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,15 +31,6 @@
 #include "../common/e2e.h"
 
 static char ddir[256]; /* the data_dir under test */
-
-static int rm_one(const char *p, const struct stat *sb, int flag,
-                  struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
 
 static int rs_setup(void **state)
 {
@@ -54,7 +44,7 @@ static int rs_teardown(void **state)
     (void)state;
     testd_close_all();
     testd_kill_children(true);
-    nftw(ddir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    testd_rm_rf(ddir);
     return 0;
 }
 
