@@ -445,6 +445,7 @@ int rt_chan_recv_ack(rt_chan *c, void *elem, bool *ok, rt_chan_hold *h,
         rt__lock_release(&c->lock);
         return RT_EPERM;
     }
+    size_t esize = c->elemsize;
     rt__waiter me;
     rt__waiter_init(&me);
     me.elem = elem;
@@ -457,6 +458,10 @@ int rt_chan_recv_ack(rt_chan *c, void *elem, bool *ok, rt_chan_hold *h,
         rt__lock_release(&c->lock);
         return r;
     }
+    /* Woken by rt_chan_close: zeroed, as a plain receive's (rt.h); c may
+     * be gone already, so only the saved size is read. */
     *ok = me.success;
+    if (!me.success && elem && esize)
+        memset(elem, 0, esize);
     return 0;
 }

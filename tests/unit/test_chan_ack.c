@@ -2,11 +2,11 @@
  * test_chan_ack.c - unit tests of acknowledged receives (chan_ack.c):
  * in-flight values count against cap, requeued values come back before
  * never-delivered ones and in their original order, a closed channel
- * answers ok=false only once nothing is in flight, an unbuffered sender
- * completes only on the ack (whichever of sender and receiver parked
- * first), awaits and select cases receive with acknowledgement, and a
- * stress of many consumers that requeue at random acknowledges every value
- * exactly once.
+ * answers ok=false (and a zeroed value) only once nothing is in flight,
+ * an unbuffered sender completes only on the ack (whichever of sender and
+ * receiver parked first), awaits and select cases receive with
+ * acknowledgement, and a stress of many consumers that requeue at random
+ * acknowledges every value exactly once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -256,6 +256,28 @@ static void unbuf_main(void *arg)
 
 RTTEST_CASE(test_ack_unbuffered, unbuf_main)
 
+/* ---- a parked acknowledged receive woken by the close ---- */
+
+/* ok=false and a zeroed value, as a plain receive gets (rt.h). */
+static void close_wake_main(void *arg)
+{
+    (void)arg;
+    for (size_t cap = 0; cap <= 2; cap += 2) {
+        rt_chan *c = rt_chan_make(sizeof(int), cap);
+        ackrk r = {c, 99, true, {0}, 0};
+
+        CHECK_EQ(rt_go(ack_receiver, &r), 0);
+        RTTEST_WAIT(atomic_load(&nparked) >= 1);
+        CHECK_EQ(rt_chan_close(c), 0);
+        RTTEST_WAIT(atomic_load(&r.done));
+        CHECK(!r.ok);
+        CHECK_EQ(r.v, 0);
+        rt_chan_release(c);
+    }
+}
+
+RTTEST_CASE(test_ack_close_wake, close_wake_main)
+
 /* ---- await and select ---- */
 
 typedef struct awk {
@@ -429,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_ack_parked_sender),
         cmocka_unit_test(test_ack_close),
         cmocka_unit_test(test_ack_unbuffered),
+        cmocka_unit_test(test_ack_close_wake),
         cmocka_unit_test(test_ack_await_select),
         cmocka_unit_test(test_ack_hook),
         cmocka_unit_test(test_ack_stress),
