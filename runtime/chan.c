@@ -62,15 +62,6 @@ static inline void copy_elem(rt_chan *c, void *dst, const void *src)
         memcpy(dst, src, c->elemsize);
 }
 
-/* Completes a send to a claimed parked receiver w.  Lock held. */
-void rt__chan_send_to(rt_chan *c, rt__waiter *w, const void *elem)
-{
-    if (w->elem && c->elemsize)
-        memcpy(w->elem, elem, c->elemsize);
-    w->success = true;
-    w->result = 0;
-}
-
 void rt__chan_buf_put(rt_chan *c, const void *elem)
 {
     if (c->obs)
@@ -143,11 +134,13 @@ int rt_chan_send(rt_chan *c, const void *elem, rt_deadline_t dl)
     rt__waiter_init(&me);
     me.elem = (void *)elem;
     rt__waitq_push(&c->sendq, &me);
-    /* Unbuffered: the park's unlock hands the value to an acknowledged
-     * receiver waiting (see chan_ack.c). */
-    int r = c->cap == 0 ? rt__park_ex(&me, 1, dl, rt__chan_settle_unlock, c,
-                                      "chan send")
-                        : rt__park(&me, 1, dl, &c->lock, "chan send");
+    /* Unbuffered with acknowledged receivers waiting: the park's unlock
+     * hands them the value (see chan_ack.c).  recvq cannot change before
+     * that unlock, so without them a plain unlock does the same. */
+    int r =
+        c->cap == 0 && c->recvq.head
+            ? rt__park_ex(&me, 1, dl, rt__chan_settle_unlock, c, "chan send")
+            : rt__park(&me, 1, dl, &c->lock, "chan send");
     if (r) {
         rt__lock_acquire(&c->lock);
         rt__waitq_remove(&c->sendq, &me);

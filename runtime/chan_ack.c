@@ -97,19 +97,6 @@ static bool has_room(const rt_chan *c)
     return c->qcount + c->nredq + c->inflight < c->cap;
 }
 
-/* Claims w (linked in q) for a waker: unlinks it either way. */
-static bool claim(rt__waitq *q, rt__waiter *w)
-{
-    int s = RT__WS_WAITING;
-
-    rt__waitq_remove(q, w);
-    if (!atomic_compare_exchange_strong(&w->g->wait_state, &s, RT__WS_CLAIMED))
-        return false;
-    w->g->wake_reason = 0;
-    w->g->wake_waiter = w;
-    return true;
-}
-
 /* The first plain (not acknowledged) receiver this caller claims. */
 static rt__waiter *claim_plain(rt__waitq *q)
 {
@@ -117,7 +104,7 @@ static rt__waiter *claim_plain(rt__waitq *q)
 
     for (; w; w = next) {
         next = w->next;
-        if (!w->hold && claim(q, w))
+        if (!w->hold && rt__waitq_claim(q, w))
             return w;
     }
     return NULL;
