@@ -11,7 +11,8 @@
  *
  * Where a value goes next (take, give, settle) lives in chan_ack.c, which
  * adds acknowledged delivery; select.c and await.c share it so all follow
- * the same rules.
+ * the same rules.  rt_chan_recv_ack is rt_chan_recv with a hold: both go
+ * through the one receive below.
  */
 #include "rt_chan.h"
 
@@ -59,15 +60,6 @@ static inline void copy_elem(rt_chan *c, void *dst, const void *src)
 {
     if (dst && c->elemsize)
         memcpy(dst, src, c->elemsize);
-}
-
-/* Completes a send to a claimed parked receiver w.  Lock held. */
-void rt__chan_send_to(rt_chan *c, rt__waiter *w, const void *elem)
-{
-    if (w->elem && c->elemsize)
-        memcpy(w->elem, elem, c->elemsize);
-    w->success = true;
-    w->result = 0;
 }
 
 void rt__chan_buf_put(rt_chan *c, const void *elem)
@@ -142,11 +134,13 @@ int rt_chan_send(rt_chan *c, const void *elem, rt_deadline_t dl)
     rt__waiter_init(&me);
     me.elem = (void *)elem;
     rt__waitq_push(&c->sendq, &me);
-    /* Unbuffered: the park's unlock hands the value to an acknowledged
-     * receiver waiting (see chan_ack.c). */
-    int r = c->cap == 0 ? rt__park_ex(&me, 1, dl, rt__chan_settle_unlock, c,
-                                      "chan send")
-                        : rt__park(&me, 1, dl, &c->lock, "chan send");
+    /* Unbuffered with acknowledged receivers waiting: the park's unlock
+     * hands them the value (see chan_ack.c).  recvq cannot change before
+     * that unlock, so without them a plain unlock does the same. */
+    int r =
+        c->cap == 0 && c->recvq.head
+            ? rt__park_ex(&me, 1, dl, rt__chan_settle_unlock, c, "chan send")
+            : rt__park(&me, 1, dl, &c->lock, "chan send");
     if (r) {
         rt__lock_acquire(&c->lock);
         rt__waitq_remove(&c->sendq, &me);
@@ -156,17 +150,23 @@ int rt_chan_send(rt_chan *c, const void *elem, rt_deadline_t dl)
     return me.result;
 }
 
-int rt_chan_recv(rt_chan *c, void *elem, bool *ok, rt_deadline_t dl)
+/* The one receive: plain (h NULL) or acknowledged (h names the delivery,
+ * see chan_ack.c).  Inlined into both entry points so that the plain one
+ * folds h away and pays nothing for it. */
+static inline __attribute__((always_inline)) int
+chan_recv(rt_chan *c, void *elem, bool *ok, rt_chan_hold *h, rt_deadline_t dl)
 {
     bool dummy;
     if (!ok)
         ok = &dummy;
     if (!c)
         return RT_EINVAL;
-    if (dl == RT_POLL && recv_would_block(c))
+    /* Only a plain poll may fail on the lock-free peek (Go's fast path);
+     * an acknowledged poll always decides under the lock. */
+    if (dl == RT_POLL && !h && recv_would_block(c))
         return RT_EAGAIN;
     rt__lock_acquire(&c->lock);
-    if (rt__chan_recv_now(c, elem, ok, NULL) == 0)
+    if (rt__chan_recv_now(c, elem, ok, h) == 0)
         return 0;
     if (dl == RT_POLL) {
         rt__lock_release(&c->lock);
@@ -180,6 +180,7 @@ int rt_chan_recv(rt_chan *c, void *elem, bool *ok, rt_deadline_t dl)
     rt__waiter me;
     rt__waiter_init(&me);
     me.elem = elem;
+    me.hold = h;
     rt__waitq_push(&c->recvq, &me);
     int r = rt__park(&me, 1, dl, &c->lock, "chan receive");
     if (r) {
@@ -194,6 +195,19 @@ int rt_chan_recv(rt_chan *c, void *elem, bool *ok, rt_deadline_t dl)
     if (!me.success && elem && esize)
         memset(elem, 0, esize);
     return 0;
+}
+
+int rt_chan_recv(rt_chan *c, void *elem, bool *ok, rt_deadline_t dl)
+{
+    return chan_recv(c, elem, ok, NULL, dl);
+}
+
+int rt_chan_recv_ack(rt_chan *c, void *elem, bool *ok, rt_chan_hold *h,
+                     rt_deadline_t dl)
+{
+    if (!h)
+        return RT_EINVAL;
+    return chan_recv(c, elem, ok, h, dl);
 }
 
 int rt_chan_close(rt_chan *c)

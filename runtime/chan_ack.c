@@ -97,19 +97,6 @@ static bool has_room(const rt_chan *c)
     return c->qcount + c->nredq + c->inflight < c->cap;
 }
 
-/* Claims w (linked in q) for a waker: unlinks it either way. */
-static bool claim(rt__waitq *q, rt__waiter *w)
-{
-    int s = RT__WS_WAITING;
-
-    rt__waitq_remove(q, w);
-    if (!atomic_compare_exchange_strong(&w->g->wait_state, &s, RT__WS_CLAIMED))
-        return false;
-    w->g->wake_reason = 0;
-    w->g->wake_waiter = w;
-    return true;
-}
-
 /* The first plain (not acknowledged) receiver this caller claims. */
 static rt__waiter *claim_plain(rt__waitq *q)
 {
@@ -117,7 +104,7 @@ static rt__waiter *claim_plain(rt__waitq *q)
 
     for (; w; w = next) {
         next = w->next;
-        if (!w->hold && claim(q, w))
+        if (!w->hold && rt__waitq_claim(q, w))
             return w;
     }
     return NULL;
@@ -423,40 +410,4 @@ void rt_chan_each_requeued(rt_chan *c,
         fn(arg, redq_at(c, i) + REDQ_HDR, seq, meta);
     }
     rt__lock_release(&c->lock);
-}
-
-int rt_chan_recv_ack(rt_chan *c, void *elem, bool *ok, rt_chan_hold *h,
-                     rt_deadline_t dl)
-{
-    bool dummy;
-
-    if (!ok)
-        ok = &dummy;
-    if (!c || !h)
-        return RT_EINVAL;
-    rt__lock_acquire(&c->lock);
-    if (rt__chan_recv_now(c, elem, ok, h) == 0)
-        return 0;
-    if (dl == RT_POLL) {
-        rt__lock_release(&c->lock);
-        return RT_EAGAIN;
-    }
-    if (!rt__getg()) {
-        rt__lock_release(&c->lock);
-        return RT_EPERM;
-    }
-    rt__waiter me;
-    rt__waiter_init(&me);
-    me.elem = elem;
-    me.hold = h;
-    rt__waitq_push(&c->recvq, &me);
-    int r = rt__park(&me, 1, dl, &c->lock, "chan receive");
-    if (r) {
-        rt__lock_acquire(&c->lock);
-        rt__waitq_remove(&c->recvq, &me);
-        rt__lock_release(&c->lock);
-        return r;
-    }
-    *ok = me.success;
-    return 0;
 }

@@ -33,7 +33,6 @@ struct rt_chan {
     void *hook_arg;
 };
 
-RT__HIDDEN void rt__chan_send_to(rt_chan *c, rt__waiter *w, const void *elem);
 RT__HIDDEN void rt__chan_buf_put(rt_chan *c, const void *elem);
 RT__HIDDEN void rt__chan_buf_get(rt_chan *c, void *elem);
 
@@ -56,15 +55,22 @@ RT__HIDDEN void rt__chan_wake(rt_g *list);
 /* rt__park_ex's unlock for a parked sender: settle, unlock, wake. */
 RT__HIDDEN void rt__chan_settle_unlock(void *c);
 
+/* Completes a send to a claimed parked receiver w.  Lock held.  Inline:
+ * it is the whole of an unbuffered hand-off. */
+static inline void rt__chan_send_to(rt_chan *c, rt__waiter *w, const void *elem)
+{
+    if (w->elem && c->elemsize)
+        memcpy(w->elem, elem, c->elemsize);
+    w->success = true;
+    w->result = 0;
+}
+
 /* The part of a send that completes at once, shared by rt_chan_send and
  * rt_chan_send_await.  Called with c->lock held: returns 0 (handed to a
  * parked receiver, or buffered) or RT_ESENDCLOSED with the lock released,
  * or RT_EAGAIN with it still held (the caller waits or gives up). */
 static inline int rt__chan_send_now(rt_chan *c, const void *elem)
 {
-    rt_g *wake = NULL;
-    int rc;
-
     /* The common buffered case inline: room, nobody waiting. */
     if (!c->closed && c->cap > 0 && !c->recvq.head &&
         c->qcount + c->nredq + c->inflight < c->cap) {
@@ -72,8 +78,23 @@ static inline int rt__chan_send_now(rt_chan *c, const void *elem)
         rt__lock_release(&c->lock);
         return 0;
     }
-    rc = rt__chan_give(c, elem, &wake);
-
+    /* The unbuffered cases inline, as rt__chan_give decides them: nobody
+     * parked, wait; a plain receiver first in line, hand it the value. */
+    if (c->cap == 0 && !c->closed) {
+        rt__waiter *w = c->recvq.head;
+        if (!w)
+            return RT_EAGAIN;
+        if (!w->hold && rt__waitq_claim(&c->recvq, w)) {
+            rt_g *g = w->g;
+            rt__chan_send_to(c, w, elem);
+            rt__lock_release(&c->lock);
+            rt__ready(g);
+            return 0;
+        }
+    }
+    /* Declared here: the inline paths above do not pay for its store. */
+    rt_g *wake = NULL;
+    int rc = rt__chan_give(c, elem, &wake);
     if (rc == RT_EAGAIN)
         return rc;
     rt__lock_release(&c->lock);
@@ -86,9 +107,6 @@ static inline int rt__chan_send_now(rt_chan *c, const void *elem)
 static inline int rt__chan_recv_now(rt_chan *c, void *elem, bool *ok,
                                     rt_chan_hold *hold)
 {
-    rt_g *wake = NULL;
-    int got;
-
     /* The common buffered case inline: a value, nobody else to move. */
     if (!hold && c->qcount > 0 && !c->nredq && !c->sendq.head) {
         rt__chan_buf_get(c, elem);
@@ -96,8 +114,28 @@ static inline int rt__chan_recv_now(rt_chan *c, void *elem, bool *ok,
         *ok = true;
         return 0;
     }
-    got = rt__chan_take(c, elem, hold, &wake);
-
+    /* The unbuffered cases inline, as rt__chan_take decides them: open
+     * and nobody parked, wait; a parked sender, a plain receive takes its
+     * value (an acknowledged one holds the sender: rt__chan_take). */
+    if (c->cap == 0 && !c->nredq) {
+        rt__waiter *w;
+        if (!c->sendq.head) {
+            if (!c->closed)
+                return RT_EAGAIN;
+        } else if (!hold && (w = rt__waitq_pop_claim(&c->sendq)) != NULL) {
+            rt_g *g = w->g;
+            if (elem && c->elemsize)
+                memcpy(elem, w->elem, c->elemsize);
+            w->success = true;
+            w->result = 0;
+            rt__lock_release(&c->lock);
+            rt__ready(g);
+            *ok = true;
+            return 0;
+        }
+    }
+    rt_g *wake = NULL;
+    int got = rt__chan_take(c, elem, hold, &wake);
     if (got < 0)
         return RT_EAGAIN;
     rt__lock_release(&c->lock);

@@ -100,6 +100,9 @@ RT__HIDDEN void rt__waitq_remove(rt__waitq *q, rt__waiter *w); /* if queued */
  * claims; returns it (unlinked) or NULL.  Waiters whose wait was already
  * claimed by someone else are unlinked and skipped. */
 RT__HIDDEN rt__waiter *rt__waitq_pop_claim(rt__waitq *q);
+/* The same for w (linked in q): unlinks it either way, returns whether
+ * this caller claimed its wait. */
+RT__HIDDEN bool rt__waitq_claim(rt__waitq *q, rt__waiter *w);
 /* Returns true if the queue holds no waiter. */
 RT__HIDDEN bool rt__waitq_empty(const rt__waitq *q);
 

@@ -1311,20 +1311,24 @@ bool rt__waitq_empty(const rt__waitq *q)
     return q->head == NULL;
 }
 
+bool rt__waitq_claim(rt__waitq *q, rt__waiter *w)
+{
+    rt__waitq_remove(q, w);
+    rt_g *g = w->g;
+    int s = RT__WS_WAITING;
+    if (!atomic_compare_exchange_strong(&g->wait_state, &s, RT__WS_CLAIMED))
+        return false;
+    g->wake_reason = 0;
+    g->wake_waiter = w;
+    return true;
+}
+
 rt__waiter *rt__waitq_pop_claim(rt__waitq *q)
 {
     rt__waiter *w;
-    while ((w = q->head) != NULL) {
-        rt__waitq_remove(q, w);
-        rt_g *g = w->g;
-        int s = RT__WS_WAITING;
-        if (atomic_compare_exchange_strong(&g->wait_state, &s,
-                                           RT__WS_CLAIMED)) {
-            g->wake_reason = 0;
-            g->wake_waiter = w;
+    while ((w = q->head) != NULL)
+        if (rt__waitq_claim(q, w))
             return w;
-        }
-    }
     return NULL;
 }
 

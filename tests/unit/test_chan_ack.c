@@ -2,11 +2,11 @@
  * test_chan_ack.c - unit tests of acknowledged receives (chan_ack.c):
  * in-flight values count against cap, requeued values come back before
  * never-delivered ones and in their original order, a closed channel
- * answers ok=false only once nothing is in flight, an unbuffered sender
- * completes only on the ack (whichever of sender and receiver parked
- * first), awaits and select cases receive with acknowledgement, and a
- * stress of many consumers that requeue at random acknowledges every value
- * exactly once.
+ * answers ok=false (and a zeroed value) only once nothing is in flight,
+ * an unbuffered sender completes only on the ack (whichever of sender and
+ * receiver parked first) unless a plain receiver takes it, awaits and select
+ * cases receive with acknowledgement, and a stress of many consumers that
+ * requeue at random acknowledges every value exactly once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -256,6 +256,66 @@ static void unbuf_main(void *arg)
 
 RTTEST_CASE(test_ack_unbuffered, unbuf_main)
 
+/* ---- a parked acknowledged receive woken by the close ---- */
+
+/* ok=false and a zeroed value, as a plain receive gets (rt.h). */
+static void close_wake_main(void *arg)
+{
+    (void)arg;
+    for (size_t cap = 0; cap <= 2; cap += 2) {
+        rt_chan *c = rt_chan_make(sizeof(int), cap);
+        ackrk r = {c, 99, true, {0}, 0};
+
+        CHECK_EQ(rt_go(ack_receiver, &r), 0);
+        RTTEST_WAIT(atomic_load(&nparked) >= 1);
+        CHECK_EQ(rt_chan_close(c), 0);
+        RTTEST_WAIT(atomic_load(&r.done));
+        CHECK(!r.ok);
+        CHECK_EQ(r.v, 0);
+        rt_chan_release(c);
+    }
+}
+
+RTTEST_CASE(test_ack_close_wake, close_wake_main)
+
+/* ---- unbuffered: a plain receiver behind an acknowledged one ---- */
+
+/* A send goes straight to the plain receiver (it completes at once) even
+ * when an acknowledged receiver waits ahead of it; with only the
+ * acknowledged one left, the next send is held until its ack. */
+static void mixed_main(void *arg)
+{
+    (void)arg;
+    rt_chan *c = rt_chan_make(sizeof(int), 0);
+    ackrk r = {c, 0, false, {0}, 0};
+    recvk k = {c, 0, false, 0};
+    sendk s1 = {c, 5, 0}, s2 = {c, 6, 0};
+
+    CHECK_EQ(rt_go(ack_receiver, &r), 0);
+    RTTEST_WAIT(atomic_load(&nparked) >= 1);
+    CHECK_EQ(rt_go(receiver, &k), 0);
+    RTTEST_WAIT(atomic_load(&nparked) >= 2);
+    CHECK_EQ(rt_go(sender, &s1), 0);
+    RTTEST_WAIT(atomic_load(&k.done) && atomic_load(&s1.done));
+    CHECK(k.ok);
+    CHECK_EQ(k.v, 5);
+    CHECK_EQ(atomic_load(&r.done), 0);
+    CHECK_EQ(rt_chan_inflight(c), 0);
+
+    CHECK_EQ(rt_go(sender, &s2), 0);
+    RTTEST_WAIT(atomic_load(&r.done));
+    CHECK(r.ok);
+    CHECK_EQ(r.v, 6);
+    rttest_msleep(20);
+    CHECK_EQ(atomic_load(&s2.done), 0);
+    CHECK_EQ(rt_chan_inflight(c), 1);
+    CHECK_EQ(rt_chan_ack(c, r.h.seq), 0);
+    RTTEST_WAIT(atomic_load(&s2.done));
+    rt_chan_release(c);
+}
+
+RTTEST_CASE(test_ack_unbuffered_mixed, mixed_main)
+
 /* ---- await and select ---- */
 
 typedef struct awk {
@@ -429,6 +489,8 @@ int main(void)
         cmocka_unit_test(test_ack_parked_sender),
         cmocka_unit_test(test_ack_close),
         cmocka_unit_test(test_ack_unbuffered),
+        cmocka_unit_test(test_ack_close_wake),
+        cmocka_unit_test(test_ack_unbuffered_mixed),
         cmocka_unit_test(test_ack_await_select),
         cmocka_unit_test(test_ack_hook),
         cmocka_unit_test(test_ack_stress),
