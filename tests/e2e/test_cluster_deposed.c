@@ -13,15 +13,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <ftw.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../common/e2e.h"
@@ -32,31 +27,6 @@ static testd nd[NODES];
 static bool stopped[NODES];
 static int cport[NODES], rport[NODES];
 static char base[256], spec[1024];
-
-static int rm_one(const char *p, const struct stat *sb, int flag,
-                  struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-    if (fd < 0)
-        return -1;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
 
 static void log_path(int i, char *buf, size_t len)
 {
@@ -89,20 +59,30 @@ static int start_node(int i)
     return testd_start_opts(&nd[i], &o);
 }
 
-/* Picks free ports and starts the three nodes; 0 or -1. */
+/* Picks free ports (the sockets held open until all are picked, so that
+ * they differ) and starts the three nodes; 0 or -1. */
 static int start_all(void)
 {
+    int fds[2 * NODES], nfd = 0;
+    bool ok = true;
     size_t off = 0;
 
-    for (int i = 0; i < NODES; i++) {
-        cport[i] = free_port();
-        rport[i] = free_port();
-        if (cport[i] <= 0 || rport[i] <= 0 || cport[i] == rport[i])
-            return -1;
+    for (int i = 0; i < NODES && ok; i++) {
+        int a = testd_bind_loopback(&cport[i]);
+        int b = a >= 0 ? testd_bind_loopback(&rport[i]) : -1;
+        if (a >= 0)
+            fds[nfd++] = a;
+        if (b >= 0)
+            fds[nfd++] = b;
+        ok = a >= 0 && b >= 0;
         off += (size_t)snprintf(spec + off, sizeof spec - off,
                                 "%s%d=127.0.0.1:%d:%d", i ? "," : "", i + 1,
                                 cport[i], rport[i]);
     }
+    while (nfd > 0)
+        close(fds[--nfd]);
+    if (!ok)
+        return -1;
     for (int i = 0; i < NODES; i++)
         if (start_node(i) != 0)
             return -1;
@@ -127,7 +107,7 @@ static int setup(void **state)
         for (int i = 0; i < NODES; i++) {
             char dir[300];
             snprintf(dir, sizeof dir, "%s/node%d", base, i + 1);
-            nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+            testd_rm_rf(dir);
         }
     }
     return -1;
@@ -144,7 +124,7 @@ static int teardown(void **state)
             testd_stop(&nd[i]);
         }
     testd_kill_children(true);
-    nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    testd_rm_rf(base);
     return 0;
 }
 
@@ -323,8 +303,7 @@ static void test_deposed_leader_rebuilds(void **state)
         snprintf(want, sizeof want, "%c%d", k <= 5 ? 'a' : 'b',
                  k <= 5 ? k : k - 5);
         assert_string_equal(
-            json_string_value(json_object_get(testd_result(a), "value")),
-            want);
+            json_string_value(json_object_get(testd_result(a), "value")), want);
         json_decref(a);
     }
     a = call(old, "recv", "{\"name\":\"q\",\"timeout_ms\":0}");
