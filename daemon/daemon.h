@@ -213,7 +213,7 @@ typedef struct stats_snap {
     /* Cluster (persist_repl.c): all 0 outside one. */
     bool cluster;
     int raft_role; /* repl_role */
-    int64_t raft_term, raft_commit, raft_peers, raft_leader;
+    int64_t raft_term, raft_commit, raft_peers, raft_leader, raft_rebuilds;
 } stats_snap;
 /* Fills *sn.  On an I/O thread (output bytes are counted there). */
 void stats_take(stats_snap *sn);

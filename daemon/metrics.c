@@ -216,6 +216,11 @@ static void metrics_render(struct evbuffer *b)
         metrics_gauge(b, "chand_raft_leader_id",
                       "The leader's id (0: none known).",
                       (long long)sn.raft_leader);
+        metrics_head(b, "chand_raft_rebuilds_total", "counter",
+                     "Times this node stopped leading and rebuilt its state "
+                     "from committed entries.");
+        evbuffer_add_printf(b, "chand_raft_rebuilds_total %lld\n",
+                            (long long)sn.raft_rebuilds);
     }
 
     metrics_head(b, "chand_requests_total", "counter",

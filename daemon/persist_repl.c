@@ -642,6 +642,7 @@ void persist_cluster_stats(stats_snap *sn)
     sn->raft_commit = (int64_t)st.commit_index;
     sn->raft_peers = (int64_t)st.n_peers;
     sn->raft_leader = (int64_t)st.leader_id;
+    sn->raft_rebuilds = (int64_t)persist_kicks();
 }
 
 /* Membership and transfer: the request waits on a goroutine for the
