@@ -134,6 +134,30 @@ static const char *const disp_anynode[] = {
 };
 static bool *disp_leader_only; /* by method id */
 
+/* Answers that reveal no state at all: they leave at once, without waiting
+ * for the log (fsync = always) or a raft barrier (a cluster's leader),
+ * behind what the session was answered before them. */
+static const char *const disp_stateless[] = {
+    "hello",
+    "ping",
+    "auth",
+    "cluster.status",
+};
+static bool *disp_nogate; /* by method id */
+
+/* Returns a new array by method id: true for the methods named in
+ * names[0..n), or NULL. */
+static bool *disp_by_name(const char *const *names, size_t n)
+{
+    const proto_method *m;
+    bool *a = calloc(disp_nmethods, sizeof *a);
+
+    for (size_t i = 0; a && i < n; i++)
+        if ((m = proto_method_find(names[i])))
+            a[m->id] = true;
+    return a;
+}
+
 int disp_init(void)
 {
     const proto_method *t = proto_methods(&disp_nmethods);
@@ -152,25 +176,18 @@ int disp_init(void)
     for (size_t i = 0; i < disp_nmethods; i++)
         if (!disp__tab[i])
             log_debug("method %s has no handler yet", t[i].name);
-    disp_grows = calloc(disp_nmethods, sizeof *disp_grows);
-    if (!disp_grows)
+    disp_grows = disp_by_name(disp_growers,
+                              sizeof disp_growers / sizeof disp_growers[0]);
+    disp_leader_only = disp_by_name(disp_anynode, sizeof disp_anynode /
+                                                      sizeof disp_anynode[0]);
+    disp_nogate = disp_by_name(disp_stateless, sizeof disp_stateless /
+                                                   sizeof disp_stateless[0]);
+    if (!disp_grows || !disp_leader_only || !disp_nogate)
         return -1;
     for (size_t i = 0; i < disp_nmethods; i++) {
-        bool g = t[i].blocking && strcmp(t[i].name, "recv") != 0;
-        for (size_t j = 0;
-             !g && j < sizeof disp_growers / sizeof disp_growers[0]; j++)
-            g = strcmp(t[i].name, disp_growers[j]) == 0;
-        disp_grows[t[i].id] = g;
-    }
-    disp_leader_only = calloc(disp_nmethods, sizeof *disp_leader_only);
-    if (!disp_leader_only)
-        return -1;
-    for (size_t i = 0; i < disp_nmethods; i++) {
-        bool any = false;
-        for (size_t j = 0;
-             !any && j < sizeof disp_anynode / sizeof disp_anynode[0]; j++)
-            any = strcmp(t[i].name, disp_anynode[j]) == 0;
-        disp_leader_only[t[i].id] = !any;
+        if (t[i].blocking && strcmp(t[i].name, "recv") != 0)
+            disp_grows[t[i].id] = true;
+        disp_leader_only[t[i].id] = !disp_leader_only[t[i].id];
     }
     return 0;
 }
@@ -183,6 +200,8 @@ void disp_fini(void)
     disp_grows = NULL;
     free(disp_leader_only);
     disp_leader_only = NULL;
+    free(disp_nogate);
+    disp_nogate = NULL;
 }
 
 void disp_session_end(sess *s)
@@ -395,6 +414,12 @@ static void disp_checked(dreq *r, proto_request *req, size_t line_len)
                                         PROTO_R_INVALID,
                                         "method not implemented", NULL),
                      NULL);
+        return;
+    }
+    if (disp_nogate[r->m->id]) {
+        persist__nogate = true;
+        disp__tab[r->m->id](r);
+        persist__nogate = false;
         return;
     }
     disp__tab[r->m->id](r);

@@ -252,9 +252,9 @@ static void test_deposed_leader_rebuilds(void **state)
     json_decref(a);
     testd_close(c);
 
-    /* The old leader follows, rebuilt from committed entries.  The target
-     * is read once: every answer of the leader, this status too, waits for
-     * a barrier entry, so its commit index moves with each poll. */
+    /* The old leader follows, rebuilt from committed entries (up to the
+     * leader's commit index as of now: read once, as later reads there
+     * add barrier entries). */
     int64_t commit = status_int(now, "commit_index");
     assert_true(commit > 0);
     end = testd_now_ms() + 30000;
@@ -312,10 +312,36 @@ static void test_deposed_leader_rebuilds(void **state)
     json_decref(a);
 }
 
+/* Answers that reveal no state (ping, hello, cluster.status) leave the
+ * leader without a raft barrier: they add no entry to the log. */
+static void test_stateless_answers_add_no_entries(void **state)
+{
+    int l = find_leader(20000);
+    testd_conn *c;
+    int64_t before, after;
+    (void)state;
+
+    assert_true(l >= 0);
+    c = testd_connect_port(cport[l]);
+    assert_non_null(c);
+    e2e_ok(c, 1, "ping", NULL);
+    before = status_int(l, "commit_index");
+    for (int k = 0; k < 20; k++) {
+        e2e_ok(c, 2 + k, "ping", NULL);
+        e2e_ok(c, 100 + k, "cluster.status", NULL);
+    }
+    e2e_ok(c, 200, "hello", "{\"version\":1}");
+    after = status_int(l, "commit_index");
+    testd_close(c);
+    assert_true(before > 0);
+    assert_int_equal(after, before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deposed_leader_rebuilds),
+        cmocka_unit_test(test_stateless_answers_add_no_entries),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
