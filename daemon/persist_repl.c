@@ -246,14 +246,14 @@ static int pr_fsm_apply(void *arg, uint64_t index, const repl_record *recs,
     (void)arg;
     (void)index;
 
-    for (size_t i = 0; i < n; i++)
-        persist__shadow_batch(recs[i].data, recs[i].len);
-    if (own)
-        return 0; /* the leader applied its effects when it decided */
+    /* own: the leader applied its effects when it decided. */
     pr_in_fsm = true;
-    for (size_t i = 0; i < n && rc == 0; i++)
+    for (size_t i = 0; i < n && rc == 0 && !own; i++)
         rc = pr_apply_frames(recs[i].data, recs[i].len);
     pr_in_fsm = false;
+    /* Kept once applied: raft applies a failed batch again later. */
+    for (size_t i = 0; i < n && rc == 0; i++)
+        persist__shadow_batch(recs[i].data, recs[i].len);
     return rc;
 }
 
