@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static repl_node *pr_node;
@@ -298,9 +299,23 @@ static void pr_snap_one(obj *o, void *arg)
         s->rc = o->ops->snap(o, s);
 }
 
+static int64_t pr_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* After a walk that changes made useless, the next one waits (raft thread
+ * only): raft asks again after every apply, and a busy leader draining a
+ * queue of 100k values spent all its CPU walking it, a few values a time
+ * (a Jepsen run's drain, at 150 receives a second). */
+static int64_t pr_snap_next_ms, pr_snap_backoff_ms;
+
 static int pr_fsm_snapshot(void *arg, uint64_t index, void **data, size_t *len)
 {
     pr_snap s = {0};
+    int64_t t0;
     (void)arg;
     (void)index;
 
@@ -321,13 +336,23 @@ static int pr_fsm_snapshot(void *arg, uint64_t index, void **data, size_t *len)
      * leader): the objects' snapshot would miss them. */
     if (dlv__restore_pending() > 0)
         return -EBUSY;
+    t0 = pr_mono_ms();
+    if (t0 < pr_snap_next_ms)
+        return -EBUSY;
     pr_snap_tls = &s;
     reg_foreach(NULL, pr_snap_one, &s);
     pr_snap_tls = NULL;
     if (s.rc != 0 || atomic_load(&pr_appends) != before) {
+        /* Ten times the walk's own time, doubling, within 50 ms-5 s. */
+        int64_t took = pr_mono_ms() - t0, b = pr_snap_backoff_ms * 2;
+        if (b < 10 * took)
+            b = 10 * took;
+        pr_snap_backoff_ms = b < 50 ? 50 : b > 5000 ? 5000 : b;
+        pr_snap_next_ms = t0 + took + pr_snap_backoff_ms;
         free(s.p);
         return s.rc != 0 ? -ENOMEM : -EBUSY;
     }
+    pr_snap_backoff_ms = 0;
     if (!s.p && !(s.p = malloc(1)))
         return -ENOMEM;
     persist__shadow_snapshot(s.p, s.len);
