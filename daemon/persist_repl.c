@@ -55,6 +55,9 @@ static _Atomic uint64_t pr_epoch = 1;
 /* Rebuilt while raft still leads the same term: serve again once every
  * earlier batch of ours is applied or failed (persist_poll). */
 static bool pr_resume;
+/* The copy could not rebuild the state: raft restarts (persist_poll, out
+ * of repl_drain's callbacks). */
+static bool pr_restart;
 static pthread_mutex_t pr_poll_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* Set on the raft thread inside the FSM hooks: effects the builders emit
@@ -432,7 +435,7 @@ static void pr_become_leader(uint64_t term)
              (unsigned long long)term);
 }
 
-static void pr_do_rebuild(void);
+static bool pr_do_rebuild(void);
 
 static void pr_on_role(void *arg, bool serving, uint64_t term,
                        uint64_t leader_id)
@@ -442,9 +445,9 @@ static void pr_on_role(void *arg, bool serving, uint64_t term,
     if (serving) {
         /* Deposed and elected again since the last poll: the old term's
          * state goes first. */
-        if (atomic_exchange(&pr_rebuild, false))
-            pr_do_rebuild();
-        if (!atomic_load(&pr_serving))
+        if (atomic_exchange(&pr_rebuild, false) && !pr_do_rebuild())
+            return;
+        if (!atomic_load(&pr_serving) && !pr_restart)
             pr_become_leader(term);
     } else if (atomic_load(&pr_serving)) {
         log_warn("cluster: no longer leader (term %llu, leader %llu)",
@@ -479,8 +482,9 @@ static void pr_restart_node(void)
 }
 
 /* The deposed leader's rebuild (see the top): on an I/O thread, from
- * repl_drain's callbacks or after them. */
-static void pr_do_rebuild(void)
+ * repl_drain's callbacks or after them.  Returns false when it has to be
+ * done by restarting raft (pr_restart). */
+static bool pr_do_rebuild(void)
 {
     repl_status st;
     int rc;
@@ -509,13 +513,14 @@ static void pr_do_rebuild(void)
         log_error("cluster: cannot rebuild from the committed state in "
                   "memory (%s); restarting replication",
                   rc == -ENOMEM ? "out of memory" : "a record failed");
-        pr_restart_node();
-        return;
+        pr_restart = true;
+        return false;
     }
     repl_status_get(pr_node, &st);
     pr_resume = st.serving;
     log_info("cluster: state rebuilt from committed entries (applied %llu)",
              (unsigned long long)st.last_applied);
+    return true;
 }
 
 void persist_poll(void)
@@ -525,6 +530,11 @@ void persist_poll(void)
     repl_drain(pr_node);
     if (atomic_exchange(&pr_rebuild, false))
         pr_do_rebuild();
+    if (pr_restart) {
+        pr_restart = false;
+        pr_resume = false;
+        pr_restart_node();
+    }
     if (pr_resume && !atomic_load(&pr_serving) && !repl_in_flight(pr_node)) {
         /* Every batch of the old origin is applied or failed: the state
          * is the log's, and this node may decide again if it still leads
