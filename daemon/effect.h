@@ -135,6 +135,11 @@ typedef struct eff_rec {
         struct { /* EFF_CHAN_POP */
             eff_str name;
             uint64_t count;
+            /* For count 1: 2^32 + the CRC-32C of the value taken, which
+             * the applier checks against the head it pops (a node whose
+             * queue drifted from the log says so).  0: not checked (an
+             * older record). */
+            uint64_t check;
         } pop;
         struct { /* EFF_CHAN_CLOSE, EFF_DROP, EFF_MAP_CLEAR */
             eff_str name;

@@ -6,6 +6,7 @@
  */
 #include "daemon.h"
 #include "dlv.h"
+#include "crc32c.h"
 #include "h_chan_internal.h"
 #include "persist.h"
 #include "hval.h"
@@ -206,18 +207,45 @@ int hchan__restore_push(const char *name, const char *v, size_t n)
     return rc;
 }
 
-int hchan__restore_pop(const char *name, uint64_t count)
+uint64_t hchan__value_check(const void *elem)
+{
+    size_t n;
+    const char *t = hval_text(elem, &n);
+
+    return (1ull << 32) | crc32c(t, n);
+}
+
+int hchan__restore_pop(const char *name, uint64_t count, uint64_t check)
 {
     obj *o = hchan_restore_find(name);
+    uint64_t got = 0;
     hval hv;
     bool ok;
 
     if (!o)
         return 0;
     for (uint64_t i = 0; i < count; i++)
-        if (rt_chan_recv(((hchan *)o)->c, &hv, &ok, RT_POLL) == 0 && ok)
+        if (rt_chan_recv(((hchan *)o)->c, &hv, &ok, RT_POLL) == 0 && ok) {
+            if (check)
+                got = hchan__value_check(&hv);
             hval_free(hv);
+        }
     obj_release(o);
+    if (check && count == 1 && got != check) {
+        /* This node's queue is not the one the log describes: say so,
+         * and in a cluster stop applying (raft counts an FSM error),
+         * rather than serve a drifted queue later as its leader. */
+        if (got)
+            log_error("state diverged from the log: chan \"%s\" popped a "
+                      "value other than the log's (CRC-32C %08x, the log's "
+                      "%08x)",
+                      name, (unsigned)got, (unsigned)check);
+        else
+            log_error("state diverged from the log: chan \"%s\" had no "
+                      "value to pop where the log pops one",
+                      name);
+        return persist_clustered() ? -1 : 0;
+    }
     return 0;
 }
 

@@ -150,6 +150,7 @@ static void persist_chan_obs(void *arg, rt_chan_event ev, const void *elem)
         r.type = EFF_CHAN_POP;
         r.u.pop.name = eff_s(o->name);
         r.u.pop.count = 1;
+        r.u.pop.check = hchan__value_check(elem);
         break;
     case RT_CHAN_CLOSE:
         r.type = EFF_CHAN_CLOSE;
@@ -403,7 +404,7 @@ int persist__apply(void *arg, const eff_rec *r, int from_snapshot)
         rc = hchan__restore_push(name, r->u.push.value.p, r->u.push.value.n);
         break;
     case EFF_CHAN_POP:
-        rc = hchan__restore_pop(name, r->u.pop.count);
+        rc = hchan__restore_pop(name, r->u.pop.count, r->u.pop.check);
         break;
     case EFF_CHAN_CLOSE:
         rc = hchan__restore_close(name);

@@ -248,13 +248,16 @@ static int pr_fsm_apply(void *arg, uint64_t index, const repl_record *recs,
 {
     int rc = 0;
     (void)arg;
-    (void)index;
 
     /* own: the leader applied its effects when it decided. */
     pr_in_fsm = true;
     for (size_t i = 0; i < n && rc == 0 && !own; i++)
         rc = pr_apply_frames(recs[i].data, recs[i].len);
     pr_in_fsm = false;
+    if (rc != 0)
+        log_error("cluster: entry %llu cannot be applied: this node's state "
+                  "no longer follows the log (fsm_errors); it stops applying",
+                  (unsigned long long)index);
     /* Kept once applied: raft applies a failed batch again later. */
     for (size_t i = 0; i < n && rc == 0; i++)
         persist__shadow_batch(recs[i].data, recs[i].len);
