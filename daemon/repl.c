@@ -208,6 +208,7 @@ int repl_start(const repl_config *cfg, repl_node **out, char *err,
     n->wakeup = cfg->wakeup;
     n->wakeup_arg = cfg->wakeup_arg;
     n->on_role = cfg->on_role;
+    n->quiet_ms = cfg->snapshot_quiet_ms ? cfg->snapshot_quiet_ms : 5000;
     n->role_arg = cfg->role_arg;
     n->st.id = n->id;
     n->nonce = new_nonce(n);

@@ -165,6 +165,10 @@ typedef struct repl_config {
      * while a snapshot to it was in flight).  Large snapshots on slow links
      * need more. */
     unsigned install_snapshot_timeout_ms;
+    /* How long after a term change the node takes no snapshot; default
+     * 5000 (repl_loop.c says why: libraft 0.15 can lose a truncation
+     * that meets a snapshot). */
+    unsigned snapshot_quiet_ms;
     /* A node that joins a running cluster (repl_add on the leader) starts
      * with join = true: it never bootstraps and waits for the leader. */
     bool join;

@@ -145,6 +145,10 @@ struct repl_node {
     raft_term ready_term;
     bool emitted_serving;
     uint64_t emitted_leader;
+    /* The term the snapshot hook last saw, and since when (uv_now, ms):
+     * see repl__snapshot_quiet. */
+    raft_term seen_term;
+    uint64_t term_since, quiet_ms;
     uint64_t fsm_errors;
 };
 
@@ -209,6 +213,7 @@ int repl__fsm_restore(struct raft_fsm *f, struct raft_buffer *buf);
 
 /* The check handle's callback: publishes status after each iteration. */
 void repl__on_check(uv_check_t *h);
+bool repl__snapshot_quiet(repl_node *n);
 /* raft_close's callback: closes the loop's handles. */
 void repl__on_raft_closed(struct raft *r);
 /* The async handle's callback: starts the queued ops (or closes). */

@@ -230,6 +230,7 @@ typedef struct tcluster {
     char root[200];
     char spec3[256], spec4[256];
     unsigned election_ms, heartbeat_ms, snap_threshold, snap_trailing;
+    unsigned quiet_ms;    /* snapshot_quiet_ms; 0: 1 ms */
     int roles_seen[MAXN]; /* serving=true notifications per node */
     int roles_lost[MAXN]; /* serving=false notifications per node */
 } tcluster;
@@ -403,6 +404,8 @@ static void start_node(tcluster *tc, int i, bool join)
     cfg.heartbeat_timeout_ms = tc->heartbeat_ms;
     cfg.snapshot_threshold = tc->snap_threshold;
     cfg.snapshot_trailing = tc->snap_trailing;
+    /* Snapshots right after the election (most tests cut logs at once). */
+    cfg.snapshot_quiet_ms = tc->quiet_ms ? tc->quiet_ms : 1;
     cfg.install_snapshot_timeout_ms = 1000;
     cfg.join = join;
     cfg.wakeup = on_wakeup;
@@ -882,6 +885,35 @@ static void propose_until_cut(tcluster *tc, int leader, int a, int b,
     }
 }
 
+/* No snapshot while the term is younger than snapshot_quiet_ms (the
+ * window in which libraft 0.15 could lose a truncation to a snapshot's
+ * barrier): 40 batches past a threshold of 8 leave every log uncut. */
+static void test_snapshot_quiet(void **state)
+{
+    tcluster *tc = *state;
+    done_rec d[40];
+    int leader, k;
+
+    tc->snap_threshold = 8;
+    tc->snap_trailing = 2;
+    tc->quiet_ms = 600000;
+    start_three(tc);
+    leader = wait_leader(tc, WAIT_MS);
+    for (k = 0; k < 40; k++)
+        assert_int_equal(propose(tc, leader, k, &d[k]), 0);
+    for (k = 0; k < 40; k++) {
+        wait_done(tc, &d[k], WAIT_MS);
+        assert_int_equal(d[k].status, 0);
+    }
+    wait_same(tc, records_of(0, 39), WAIT_MS);
+    for (int i = 0; i < 3; i++) {
+        pthread_mutex_lock(&tc->nodes[i].fsm.mu);
+        int taken = tc->nodes[i].fsm.snapshots;
+        pthread_mutex_unlock(&tc->nodes[i].fsm.mu);
+        assert_int_equal(taken, 0);
+    }
+}
+
 static void test_snapshot(void **state)
 {
     tcluster *tc = *state;
@@ -1288,6 +1320,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_not_leader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_quiet, setup, teardown),
         cmocka_unit_test_setup_teardown(test_membership, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fsm_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_barrier_shared, setup, teardown),
