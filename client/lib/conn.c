@@ -404,16 +404,6 @@ int chand__url_parse(const char *url, int *kind, char **host, int *port)
     return 0;
 }
 
-int chand__url_error(const char *url, int rc, chand_error *err)
-{
-    return chand__seterr(err, rc, 0, "",
-                         rc == CHAND_EARG
-                             ? "bad server URL '%.200s' (chand://HOST:PORT, "
-                               "chands://HOST:PORT or unix:/PATH)"
-                             : "out of memory (%.200s)",
-                         url);
-}
-
 int chand_connect_url(const char *url, const chand_options *opts,
                       int64_t timeout_ms, chand_conn **out, chand_error *err)
 {

@@ -144,8 +144,6 @@ int chand__call_until(chand_conn *c, const char *method, json_t *params,
  * (CHAND__*), *host (new: a host name or a unix socket's path) and *port.
  * Returns 0, CHAND_EARG or CHAND_ENOMEM (*host then NULL). */
 int chand__url_parse(const char *url, int *kind, char **host, int *port);
-/* Fills err for url's parse failure rc; returns rc. */
-int chand__url_error(const char *url, int rc, chand_error *err);
 /* Returns hello's params (new): the protocol version, heartbeat_ms when
  * hb_ms > 0, and o's user and password; NULL when out of memory. */
 json_t *chand__hello_params(const chand_options *o, int64_t hb_ms);
