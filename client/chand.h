@@ -54,21 +54,28 @@
  *   session; locks of the old session are not carried over.
  *
  * A replicated chand (three nodes or more, one leader):
- * - chand_connect_url takes several servers, "a,b,c" (as chanctl -s and
- *   CHAND_SERVER do).  A follower answers calls with not_leader and the
- *   leader's address; the library then connects to that leader (or, during
- *   an election, to the next server, pausing between rounds) and sends the
- *   call again, for up to the failover timeout (option "failover_ms",
- *   default 10000).  Sending again is safe there: a not_leader answer
+ * - chand_connect_url and chand_async_connect_url take several servers,
+ *   "a,b,c" (as chanctl -s and CHAND_SERVER do).  A follower answers calls
+ *   with not_leader and the leader's address; the library then connects to
+ *   that leader (or, during an election, to the next server, pausing
+ *   between rounds) and sends the call again, for up to the failover
+ *   timeout (option "failover_ms", default 10000) from the call's first
+ *   not_leader; after that the call fails with CHAND_ENOTLEADER (or the
+ *   last dial's error).  Sending again is safe there: a not_leader answer
  *   means the node did nothing.  Each move is a new session.
+ * - The asynchronous API does the same without blocking: once a not_leader
+ *   came, its later calls wait in the handle, the session is left when the
+ *   calls in flight on it have their answers, and the refused calls are
+ *   sent to the leader first, in the order they were made, then the ones
+ *   that waited.
  * - A call in flight when the leader dies still fails with CHAND_ECONN:
  *   requests carry no client session and request id, so a new leader could
  *   not tell a retried send from a second one, and the library does not
  *   retry (issue 19's first option).  The caller decides, then calls
  *   chand_reconnect, which tries the servers in turn (the current one
- *   first) for the longer of its timeout and the failover timeout.
- * - The asynchronous API talks to the one server it was given and
- *   reports not_leader as CHAND_ENOTLEADER.
+ *   first) for the longer of its timeout and the failover timeout; an
+ *   asynchronous handle is closed (its close callback runs) and a new one
+ *   is made instead.
  */
 #ifndef CHAND_CLIENT_H
 #define CHAND_CLIENT_H
@@ -552,26 +559,33 @@ typedef void (*chand_connect_cb)(chand_async *a, int rc, const chand_error *err,
 /* Called exactly once per request: rc 0 with the result object (borrowed,
  * valid during the callback; json_incref to keep it), or rc < 0 with err
  * filled and result NULL.  Requests still in flight when the connection
- * drops, or when the handle is freed, fail with CHAND_ECONN. */
+ * drops, or when the handle is freed, fail with CHAND_ECONN; requests
+ * answered not_leader are sent to the leader first (see "A replicated
+ * chand" above). */
 typedef void (*chand_reply_cb)(chand_async *a, int rc, json_t *result,
                                const chand_error *err, void *arg);
 
 /* Starts connecting to host:port on base (name resolution blocks briefly;
  * pass a numeric address to avoid that).  Requests may be queued at once:
- * they are written when the connection is up.  Returns 0 and a new handle
- * in *out, or a negative code.  Call from base's thread. */
+ * they are written when the connection is up.  A not_leader answer is
+ * followed to the leader it names, as chand_connect does.  Returns 0 and
+ * a new handle in *out, or a negative code.  Call from base's thread. */
 CHAND_API int chand_async_connect(struct event_base *base, const char *host,
                                   int port, int64_t timeout_ms,
                                   chand_connect_cb cb, void *arg,
                                   chand_async **out);
 /* As chand_async_connect, to url (chand://, chands://, unix:/PATH or
- * HOST[:PORT], as chand_connect_url) with opts (may be NULL: TLS options,
- * and a user and password that hello authenticates with).  hello is
- * queued first; cb runs with rc 0 once it is answered, or with the reason
- * the connection or the credentials were refused (CHAND_ECONNECT,
- * CHAND_EUNAUTH, ...), after which the requests queued meanwhile fail with
- * CHAND_ECONN.  Returns 0 and a new handle in *out, or a negative code
- * with err (may be NULL) filled (CHAND_EARG for a bad URL). */
+ * HOST[:PORT], or several of them separated by commas, as
+ * chand_connect_url) with opts (may be NULL: TLS options, a user and
+ * password that hello authenticates with, failover_ms).  With several
+ * servers, each is dialed in turn (timeout_ms each, pausing between
+ * rounds) until one answers hello, for up to the longer of timeout_ms and
+ * the failover timeout.  hello opens every session; cb runs with rc 0
+ * once it is answered, or with the reason the connection or the
+ * credentials were refused (CHAND_ECONNECT, CHAND_EUNAUTH, ...), after
+ * which the requests queued meanwhile fail with CHAND_ECONN.  Returns 0
+ * and a new handle in *out, or a negative code with err (may be NULL)
+ * filled (CHAND_EARG for a bad URL or option). */
 CHAND_API int chand_async_connect_url(struct event_base *base, const char *url,
                                       const chand_options *opts,
                                       int64_t timeout_ms, chand_connect_cb cb,
@@ -579,13 +593,16 @@ CHAND_API int chand_async_connect_url(struct event_base *base, const char *url,
                                       chand_error *err);
 /* Queues method with params (stolen; NULL = {}) and timeout_ms (carried to
  * the server unless CHAND_FOREVER; the client fails the request with
- * CHAND_ETIMEOUT CHAND_GRACE_MS after that).  cb (may be NULL) runs on
- * base's thread when the answer comes; answers may come in any order.
- * Returns 0, or a negative code (cb is then not called). */
+ * CHAND_ETIMEOUT CHAND_GRACE_MS after that, counted from when it was
+ * written: a request waiting for the session, or sent again to the
+ * leader, starts over).  cb (may be NULL) runs on base's thread when the
+ * answer comes; answers may come in any order.  Returns 0, or a negative
+ * code (cb is then not called). */
 CHAND_API int chand_async_call(chand_async *a, const char *method,
                                json_t *params, int64_t timeout_ms,
                                chand_reply_cb cb, void *arg);
-/* Returns the number of requests in flight. */
+/* Returns the number of requests in flight or waiting to be sent (hello
+ * included). */
 CHAND_API size_t chand_async_pending(const chand_async *a);
 /* Acknowledged delivery, asynchronously: as the blocking calls above.
  * The callback of chand_async_recv_ack gets rc 1 with the value
@@ -622,8 +639,9 @@ CHAND_API int chand_async_select_ack(chand_async *a, const chand_case *cases,
 CHAND_API int chand_async_make_opts(chand_async *a, const char *name,
                                     int64_t cap, const chand_chan_opts *o,
                                     chand_reply_cb cb, void *arg);
-/* Registers cb to run once when the connection drops (after the pending
- * requests failed); rc is CHAND_ECONN. */
+/* Registers cb to run once when the connection drops for good (after the
+ * pending requests failed): lost while it was up, or no server found
+ * while moving to the leader; rc is CHAND_ECONN. */
 CHAND_API void chand_async_on_close(chand_async *a, chand_connect_cb cb,
                                     void *arg);
 /* Fails the requests in flight with CHAND_ECONN (their callbacks run),

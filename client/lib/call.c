@@ -227,14 +227,6 @@ static int conn_await(chand_conn *c, int64_t id, int64_t deadline, json_t **msg,
     }
 }
 
-/* Keeps the leader's address of a not_leader answer for failover.c. */
-static void call_note_leader(chand_conn *c, const proto_answer *ans)
-{
-    const char *l = json_string_value(json_object_get(ans->data, "leader"));
-
-    snprintf(c->leader, sizeof c->leader, "%s", l ? l : "");
-}
-
 int chand__call_once(chand_conn *c, const char *method, json_t *params,
                      int64_t timeout_ms, int64_t deadline, json_t **result)
 {
@@ -286,7 +278,7 @@ int chand__call_once(chand_conn *c, const char *method, json_t *params,
     if (ans.code != 0) {
         rc = chand__answer_error(&ans, &c->err);
         if (rc == CHAND_ENOTLEADER)
-            call_note_leader(c, &ans);
+            chand__route_note(&c->rt, &ans);
         json_decref(msg);
         return rc;
     }

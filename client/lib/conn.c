@@ -298,10 +298,7 @@ int chand_connect(const char *host, int port, int64_t timeout_ms,
     c->fd = -1;
     c->next_id = 1;
     c->dial_ms = timeout_ms;
-    c->failover_ms = CHAND__FAILOVER_MS;
-    c->port = port ? port : CHAND_DEFAULT_PORT;
-    c->host = strdup(host && *host ? host : CHAND_DEFAULT_HOST);
-    if (!c->host) {
+    if (chand__route_host(&c->rt, host, port) < 0) {
         rc = chand__seterr(err, CHAND_ENOMEM, 0, "", "out of memory");
         goto out_free;
     }
@@ -319,13 +316,13 @@ int chand__dial(chand_conn *c, int64_t timeout_ms)
     chand__conn_drop(c);
     c->session[0] = c->server[0] = '\0';
     deadline = timeout_ms < 0 ? -1 : chand__now_ms() + timeout_ms;
-    if (c->kind == CHAND__UNIX)
-        rc = conn_dial_unix(c->host, deadline, &c->fd, &c->err);
+    if (c->rt.kind == CHAND__UNIX)
+        rc = conn_dial_unix(c->rt.host, deadline, &c->fd, &c->err);
     else
-        rc = conn_dial(c->host, c->port, deadline, &c->fd, &c->err);
+        rc = conn_dial(c->rt.host, c->rt.port, deadline, &c->fd, &c->err);
     if (rc < 0)
         return rc;
-    if (c->kind == CHAND__TLS && (rc = chand__tls_start(c, deadline)) < 0) {
+    if (c->rt.kind == CHAND__TLS && (rc = chand__tls_start(c, deadline)) < 0) {
         chand__conn_drop(c);
         return rc;
     }
@@ -344,16 +341,16 @@ int chand__dial(chand_conn *c, int64_t timeout_ms)
                                  "%s:%d accepted the connection but did "
                                  "not answer hello within %lld ms: is it "
                                  "a chand server?",
-                                 c->host, c->port, (long long)timeout_ms);
+                                 c->rt.host, c->rt.port, (long long)timeout_ms);
         if (rc == CHAND_EPROTO)
             return chand__seterr(&c->err, CHAND_ECONNECT, 0, "",
                                  "%s:%d is not a chand server (%.180s)",
-                                 c->host, c->port, why);
+                                 c->rt.host, c->rt.port, why);
         if (rc == CHAND_ECONN)
             return chand__seterr(&c->err, CHAND_ECONNECT, 0, "",
                                  "no hello from %s:%d (%.160s): is it a "
                                  "chand server?",
-                                 c->host, c->port, why);
+                                 c->rt.host, c->rt.port, why);
         return rc;
     }
     c->err = (chand_error){0};
@@ -367,18 +364,9 @@ void chand_close_conn(chand_conn *c)
     chand__conn_drop(c);
     chand__tls_drop(c, true);
     chand__options_clear(&c->opts);
-    chand__servers_free(c);
+    chand__route_free(&c->rt);
     free(c->rbuf);
-    free(c->host);
     free(c);
-}
-
-/* One server of a list (failover.c): c's kind, host and port. */
-int chand__parse_url(chand_conn *c, const char *url)
-{
-    free(c->host);
-    c->host = NULL;
-    return chand__url_parse(url, &c->kind, &c->host, &c->port);
 }
 
 int chand__url_parse(const char *url, int *kind, char **host, int *port)
@@ -416,16 +404,6 @@ int chand__url_parse(const char *url, int *kind, char **host, int *port)
     return 0;
 }
 
-int chand__url_error(const char *url, int rc, chand_error *err)
-{
-    return chand__seterr(err, rc, 0, "",
-                         rc == CHAND_EARG
-                             ? "bad server URL '%.200s' (chand://HOST:PORT, "
-                               "chands://HOST:PORT or unix:/PATH)"
-                             : "out of memory (%.200s)",
-                         url);
-}
-
 int chand_connect_url(const char *url, const chand_options *opts,
                       int64_t timeout_ms, chand_conn **out, chand_error *err)
 {
@@ -441,29 +419,13 @@ int chand_connect_url(const char *url, const chand_options *opts,
     c->fd = -1;
     c->next_id = 1;
     c->dial_ms = timeout_ms;
-    rc = chand__servers_set(c, url);
-    if (rc < 0) {
-        if (err)
-            *err = c->err;
-        goto out_free;
-    }
     if (chand__options_copy(&c->opts, opts) < 0) {
         rc = chand__seterr(err, CHAND_ENOMEM, 0, "", "out of memory");
         goto out_free;
     }
-    c->failover_ms = CHAND__FAILOVER_MS;
-    if (c->opts.failover_ms) {
-        char *end;
-        long long v = strtoll(c->opts.failover_ms, &end, 10);
-
-        if (!*c->opts.failover_ms || *end || v < 0 || v > 86400000) {
-            rc = chand__seterr(err, CHAND_EARG, 0, "",
-                               "bad failover_ms '%.40s' (0 to 86400000)",
-                               c->opts.failover_ms);
-            goto out_free;
-        }
-        c->failover_ms = v;
-    }
+    rc = chand__route_set(&c->rt, url, c->opts.failover_ms, err);
+    if (rc < 0)
+        goto out_free;
     return conn_open(c, timeout_ms, out, err);
 out_free:
     chand_close_conn(c);

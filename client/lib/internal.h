@@ -25,11 +25,29 @@ struct chand_options {
     char *failover_ms; /* as given; read by chand_connect_url */
 };
 
-struct chand_conn {
-    char *host; /* as given to chand_connect; the path of
-                 * a unix socket */
+/* Where a connection goes (failover.c): the current server (kind, host,
+ * port), the URLs given ("a,b,c"; owned, nservers of them, 0 for one
+ * host and port), the one tried last, the leader's address from the last
+ * not_leader answer ("" during an election) and how long a call looks for
+ * the leader; then the pacing of a walk through the servers (dials failed
+ * in this round, the next pause) and of a call's moves (moves so far, the
+ * next pause). */
+typedef struct chand__route {
+    int kind;   /* CHAND__TCP, CHAND__UNIX, CHAND__TLS */
+    char *host; /* the path of a unix socket */
     int port;
-    int kind;            /* CHAND__TCP, CHAND__UNIX, CHAND__TLS */
+    char **servers;
+    size_t nservers, cur;
+    char leader[128];
+    int64_t failover_ms;
+    size_t tried;
+    int64_t pause;
+    int hops;
+    int64_t hop_pause;
+} chand__route;
+
+struct chand_conn {
+    chand__route rt;     /* the server(s) */
     chand_options opts;  /* owned copies (chand_connect_url) */
     void *ssl_ctx, *ssl; /* TLS: SSL_CTX, SSL (tls.c) */
     int fd;              /* -1 when not connected */
@@ -41,14 +59,7 @@ struct chand_conn {
     char server[128];
     int64_t hb_ms;     /* heartbeat asked for (0: none) */
     int64_t last_sent; /* ms when a line was last written */
-    /* A cluster (failover.c): the URLs given ("a,b,c"; owned, nservers
-     * of them, 0 for chand_connect), the one tried last, the leader's
-     * address from the last not_leader answer ("" during an election),
-     * how long to look for a leader, and the timeout of one dial. */
-    char **servers;
-    size_t nservers, cur;
-    char leader[128];
-    int64_t failover_ms, dial_ms;
+    int64_t dial_ms;   /* the timeout of one dial */
 };
 
 /* The options of chand_make_opts (chanopts.c). */
@@ -133,8 +144,6 @@ int chand__call_until(chand_conn *c, const char *method, json_t *params,
  * (CHAND__*), *host (new: a host name or a unix socket's path) and *port.
  * Returns 0, CHAND_EARG or CHAND_ENOMEM (*host then NULL). */
 int chand__url_parse(const char *url, int *kind, char **host, int *port);
-/* Fills err for url's parse failure rc; returns rc. */
-int chand__url_error(const char *url, int rc, chand_error *err);
 /* Returns hello's params (new): the protocol version, heartbeat_ms when
  * hb_ms > 0, and o's user and password; NULL when out of memory. */
 json_t *chand__hello_params(const chand_options *o, int64_t hb_ms);
@@ -143,19 +152,60 @@ json_t *chand__hello_params(const chand_options *o, int64_t hb_ms);
 void chand__hello_done(const json_t *res, char *session, size_t slen,
                        char *server, size_t srvlen);
 
-/* Fills c's kind, host (the path of a unix socket) and port from one
- * URL, freeing the old host.  Returns 0, CHAND_EARG or CHAND_ENOMEM
- * (conn.c). */
-int chand__parse_url(chand_conn *c, const char *url);
 /* Dials c's current host and says hello within timeout_ms: a new
  * session.  Returns 0 or a negative code with c->err filled (conn.c). */
 int chand__dial(chand_conn *c, int64_t timeout_ms);
-/* Splits list ("a,b,c") into c->servers and points c at the first.
- * Returns 0, CHAND_EARG (c->err says which entry) or CHAND_ENOMEM
- * (failover.c). */
-int chand__servers_set(chand_conn *c, const char *list);
-/* Frees c's server list (failover.c). */
-void chand__servers_free(chand_conn *c);
+
+/* failover.c: the route, shared by the blocking and the asynchronous
+ * API. */
+
+/* Points r at host (NULL: CHAND_DEFAULT_HOST) and port (0:
+ * CHAND_DEFAULT_PORT) over TCP, with the default failover timeout.
+ * Returns 0 or CHAND_ENOMEM. */
+int chand__route_host(chand__route *r, const char *host, int port);
+/* Splits list ("a,b,c") into r's servers, points r at the first and reads
+ * failover_ms (the option as given; NULL: the default).  Returns 0, or
+ * CHAND_EARG (err says which entry or option) or CHAND_ENOMEM with r
+ * emptied. */
+int chand__route_set(chand__route *r, const char *list, const char *failover_ms,
+                     chand_error *err);
+/* Frees r's strings (not r itself). */
+void chand__route_free(chand__route *r);
+/* Points r back at the first server of its list (none: stays).  Returns
+ * 0 or CHAND_ENOMEM. */
+int chand__route_first(chand__route *r);
+/* Keeps the leader's address of a not_leader answer (borrowed) for
+ * chand__route_next. */
+void chand__route_note(chand__route *r, const proto_answer *ans);
+/* Points r at the leader the last not_leader answer named (once), else at
+ * the next server of the list; one host stays where it is.  Returns 0 or
+ * CHAND_ENOMEM. */
+int chand__route_next(chand__route *r);
+/* True for a dial's code that any other server would give as well. */
+bool chand__route_fatal(int rc);
+/* The deadline (ms, monotonic; -1: none) of connecting to a list: the
+ * longer of timeout_ms and the failover timeout from now. */
+int64_t chand__route_until(const chand__route *r, int64_t timeout_ms);
+/* One dial's timeout: dial_ms (-1: none), cut to what is left before
+ * deadline (-1: none) but at least 1 ms. */
+int64_t chand__route_dial_ms(int64_t dial_ms, int64_t deadline);
+/* A walk through the servers begins. */
+void chand__route_walk(chand__route *r);
+/* A dial of the walk failed: returns how long to pause (ms, 0: none, cut
+ * at deadline) before dialing the next server. */
+int64_t chand__route_failed(chand__route *r, int64_t deadline);
+/* A call's search for the leader begins (its first not_leader answer). */
+void chand__route_hops(chand__route *r);
+/* The call moves after another not_leader answer: returns how long to
+ * pause first (0 when the first answer named a leader). */
+int64_t chand__route_hop(chand__route *r);
+/* Fills err for a call that found no leader within failover_ms: why is
+ * its last not_leader answer, rc and last (may be NULL) the last dial's
+ * failure; expired says the failover time ran out (the code is then why's,
+ * else rc).  err may be why or last.  Returns the code. */
+int chand__route_giveup(int64_t failover_ms, const chand_error *why, int rc,
+                        const chand_error *last, bool expired,
+                        chand_error *err);
 
 /* tls.c: TLS on c->fd, and the I/O both kinds share. */
 

@@ -209,7 +209,7 @@ int chand__tls_start(chand_conn *c, int64_t deadline)
     if (!c->ssl_ctx &&
         (rc = chand__tls_ctx_new(&c->opts, &c->ssl_ctx, &c->err)) < 0)
         return rc;
-    ssl = chand__tls_ssl_new(c->ssl_ctx, &c->opts, c->host, &c->err);
+    ssl = chand__tls_ssl_new(c->ssl_ctx, &c->opts, c->rt.host, &c->err);
     if (!ssl)
         return c->err.code;
     c->ssl = ssl;

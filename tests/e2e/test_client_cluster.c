@@ -3,15 +3,18 @@
  * not_leader redirect (to data.leader, or to the next server during an
  * election), the failover timeout, a call lost in flight (CHAND_ECONN and
  * never sent twice), reconnecting to the next leader, and the cluster.*
- * calls' wire shape.
+ * calls' wire shape; then the same for the asynchronous API, with the
+ * order of pipelined calls kept across a move.
  *
  * The nodes are fakes run by a thread of this test on 127.0.0.1 and free
- * ports: each says hello, and then, as the test scripts it, executes calls
- * (the leader: it answers {"node": i, "method": m, "params": p}), refuses
- * them (a follower: not_leader with or without data.leader), or hangs up
- * on them unanswered (a leader dying in flight).  Every node counts the
- * calls it received, so a test can prove no call was sent twice.  The real
- * three-node runs are in tests/cluster/.
+ * ports: each says hello and answers ping (as any real node does), and
+ * then, as the test scripts it, executes calls (the leader: it answers
+ * {"node": i, "method": m, "params": p}), refuses them (a follower:
+ * not_leader with or without data.leader), or hangs up on them
+ * unanswered (a leader dying in flight).  Every node counts the calls it
+ * received and logs their params' names in order, so a test can prove no
+ * call was sent twice, or out of order.  A real three-node cluster is in
+ * test_cluster.c, and the Jepsen-style runs in tests/cluster/.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +22,8 @@
 #include <cmocka.h>
 
 #include "chand.h"
+
+#include <event2/event.h>
 
 #include "../common/testd.h"
 
@@ -50,9 +55,12 @@ typedef struct node {
                         * -2: an address that does not parse */
     int promote_after; /* follower: becomes LEADER after this many
                         * refusals (0: never) */
+    int hangup_after;  /* follower: hangs up on every call after this
+                        * many (0: never) */
     int closing;       /* the fake thread is to close its listener */
-    int calls;         /* requests other than hello received */
+    int calls;         /* requests other than hello and ping received */
     int hellos;
+    char names[256]; /* the params' "name" of each call, comma-ended */
     char last_method[64];
     json_t *last_params;
 } node;
@@ -119,14 +127,26 @@ static int fake_answer(fconn *k, const char *line)
         json_decref(req);
         return 0;
     }
+    if (!strcmp(method, "ping") && n->role != HANGUP) {
+        send_json(k->fd, json_pack("{s:s, s:O, s:{}}", "jsonrpc", "2.0", "id",
+                                   id, "result"));
+        json_decref(req);
+        return 0;
+    }
     n->calls++;
+    if (json_is_string(json_object_get(params, "name")) &&
+        strlen(n->names) + 64 < sizeof n->names) {
+        strcat(n->names, json_string_value(json_object_get(params, "name")));
+        strcat(n->names, ",");
+    }
     snprintf(n->last_method, sizeof n->last_method, "%s", method);
     json_decref(n->last_params);
     n->last_params = params ? json_deep_copy(params) : json_object();
     if (n->role == FOLLOWER && n->promote_after > 0 &&
         n->calls > n->promote_after)
         n->role = LEADER;
-    if (n->role == HANGUP) {
+    if (n->role == HANGUP || (n->role == FOLLOWER && n->hangup_after > 0 &&
+                              n->calls > n->hangup_after)) {
         rc = -1;
     } else if (n->role == LEADER) {
         send_json(k->fd, json_pack("{s:s, s:O, s:{s:i, s:s, s:O}}", "jsonrpc",
@@ -285,8 +305,9 @@ static void script(const enum role roles[NODES], const int hints[NODES])
     for (int i = 0; i < NODES; i++) {
         g_nodes[i].role = roles[i];
         g_nodes[i].hint = hints[i];
-        g_nodes[i].promote_after = 0;
+        g_nodes[i].promote_after = g_nodes[i].hangup_after = 0;
         g_nodes[i].calls = g_nodes[i].hellos = 0;
+        g_nodes[i].names[0] = '\0';
     }
     pthread_mutex_unlock(&g_lock);
 }
@@ -299,6 +320,14 @@ static int calls(int i)
     n = g_nodes[i].calls;
     pthread_mutex_unlock(&g_lock);
     return n;
+}
+
+/* Copies the names of node i's calls, in order, into buf (256 bytes). */
+static void names(int i, char *buf)
+{
+    pthread_mutex_lock(&g_lock);
+    snprintf(buf, 256, "%s", g_nodes[i].names);
+    pthread_mutex_unlock(&g_lock);
 }
 
 /* Copies node i's last method (64 bytes) and params (*params new). */
@@ -439,21 +468,30 @@ static void test_failover_timeout(void **state)
     chand_close_conn(c);
 }
 
-/* A dead first server: connecting goes on to the next. */
-static void test_dead_server_skipped(void **state)
+/* Scripts node 2 to lead (the others name it) and writes into list (160
+ * bytes) a port nobody listens on, then nodes 1 and 2. */
+static void dead_first_list(char *list)
 {
     const enum role roles[NODES] = {FOLLOWER, FOLLOWER, LEADER};
     const int hints[NODES] = {2, 2, -1}, order[2] = {1, 2};
-    char list[160];
-    int port, fd = listen_free_port(&port), rc;
-    chand_conn *c;
+    int port, fd = listen_free_port(&port);
 
-    (void)state;
     assert_true(fd >= 0);
     close(fd); /* nobody listens there now */
     script(roles, hints);
-    snprintf(list, sizeof list, "127.0.0.1:%d,", port);
-    list_of(list + strlen(list), sizeof list - strlen(list), order, 2);
+    snprintf(list, 160, "127.0.0.1:%d,", port);
+    list_of(list + strlen(list), 160 - strlen(list), order, 2);
+}
+
+/* A dead first server: connecting goes on to the next. */
+static void test_dead_server_skipped(void **state)
+{
+    char list[160];
+    chand_conn *c;
+    int rc;
+
+    (void)state;
+    dead_first_list(list);
     c = dial_list(list, NULL);
     assert_int_equal(call_node(c, &rc), 2);
     assert_int_equal(calls(2), 1);
@@ -583,6 +621,8 @@ static void test_bad_lists(void **state)
         "127.0.0.1:1,,127.0.0.1:2", ",127.0.0.1:1", "127.0.0.1:1,",
         "127.0.0.1:1,http://x", "127.0.0.1:99999,127.0.0.1:1"};
     chand_options *o = chand_options_new();
+    struct event_base *base = event_base_new();
+    chand_async *a = NULL;
     chand_conn *c = NULL;
     chand_error err;
 
@@ -598,7 +638,379 @@ static void test_bad_lists(void **state)
     assert_int_equal(chand_connect_url("127.0.0.1:1", o, 1000, &c, &err),
                      CHAND_EARG);
     assert_non_null(strstr(err.message, "failover_ms"));
+    /* The asynchronous API reads lists and options the same way. */
+    assert_non_null(base);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(chand_async_connect_url(base, bad[i], NULL, 1000, NULL,
+                                                 NULL, &a, &err),
+                         CHAND_EARG);
+        assert_null(a);
+        assert_non_null(strstr(err.message, "bad server URL"));
+    }
+    assert_int_equal(chand_async_connect_url(base, "127.0.0.1:1", o, 1000, NULL,
+                                             NULL, &a, &err),
+                     CHAND_EARG);
+    assert_non_null(strstr(err.message, "failover_ms"));
+    event_base_free(base);
     chand_options_free(o);
+}
+
+/* ------------------------------------------------------------------ */
+/* The asynchronous API                                               */
+/* ------------------------------------------------------------------ */
+
+/* How long a test waits for its callbacks before it fails. */
+#define ASYNC_WAIT_MS 20000
+
+typedef struct aset aset;
+
+/* One map.load of name (or ping, when name is NULL) on the handle. */
+typedef struct acall {
+    aset *s;
+    const char *name;
+    int rc;             /* 1 until the callback ran */
+    int node;           /* the node that executed it, else -1 */
+    chand_error err;    /* when rc < 0 */
+    struct acall *then; /* started from this one's callback */
+} acall;
+
+/* One handle on its own event_base, and what its callbacks saw. */
+struct aset {
+    struct event_base *base;
+    chand_async *a;
+    int up;         /* the connect callback's rc, 1 before it ran */
+    int closed;     /* close callbacks */
+    char why[256];  /* the last close callback's message */
+    char done[256]; /* the calls' names in callback order, comma-ended */
+};
+
+static void aset_up(chand_async *a, int rc, const chand_error *err, void *arg)
+{
+    aset *s = arg;
+
+    (void)a;
+    s->up = rc;
+    if (rc < 0)
+        fprintf(stderr, "async connect: %s\n", err->message);
+}
+
+static void aset_closed(chand_async *a, int rc, const chand_error *err,
+                        void *arg)
+{
+    aset *s = arg;
+
+    (void)a;
+    s->closed += rc == CHAND_ECONN;
+    snprintf(s->why, sizeof s->why, "%s", err ? err->message : "");
+}
+
+static void acall_start(aset *s, acall *c, const char *name);
+
+static void acall_cb(chand_async *a, int rc, json_t *res,
+                     const chand_error *err, void *arg)
+{
+    acall *c = arg;
+
+    (void)a;
+    c->rc = rc;
+    if (rc == 0 && c->name)
+        c->node = (int)json_integer_value(json_object_get(res, "node"));
+    if (rc < 0)
+        c->err = *err;
+    if (strlen(c->s->done) + 16 < sizeof c->s->done) {
+        strcat(c->s->done, c->name ? c->name : "ping");
+        strcat(c->s->done, ",");
+    }
+    if (c->then)
+        acall_start(c->s, c->then, c->then->name);
+}
+
+/* Queues c: map.load of name, or ping when name is NULL. */
+static void acall_start(aset *s, acall *c, const char *name)
+{
+    json_t *p = name ? json_pack("{s:s}", "name", name) : NULL;
+
+    c->s = s;
+    c->name = name;
+    c->rc = 1;
+    c->node = -1;
+    assert_int_equal(chand_async_call(s->a, name ? "map.load" : "ping", p,
+                                      CHAND_FOREVER, acall_cb, c),
+                     0);
+}
+
+/* Connects s to list with failover_ms (NULL: the default); the calls
+ * queued next go out once the connection is up. */
+static void aset_open(aset *s, const char *list, const char *failover_ms)
+{
+    chand_options *o = chand_options_new();
+    chand_error err;
+    int rc;
+
+    memset(s, 0, sizeof *s);
+    s->up = 1;
+    s->base = event_base_new();
+    assert_non_null(s->base);
+    assert_non_null(o);
+    if (failover_ms)
+        assert_int_equal(chand_options_set(o, "failover_ms", failover_ms), 0);
+    rc = chand_async_connect_url(s->base, list, o, 2000, aset_up, s, &s->a,
+                                 &err);
+    chand_options_free(o);
+    if (rc != 0)
+        fprintf(stderr, "async connect %s: %s\n", list, err.message);
+    assert_int_equal(rc, 0);
+    chand_async_on_close(s->a, aset_closed, s);
+}
+
+/* Scripts the nodes and opens s on the n of them in order[]. */
+static void aset_scripted(aset *s, const enum role roles[NODES],
+                          const int hints[NODES], const int *order, int n,
+                          const char *failover_ms)
+{
+    char list[128];
+
+    script(roles, hints);
+    list_of(list, sizeof list, order, n);
+    aset_open(s, list, failover_ms);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+/* Runs s's loop until the n calls at c have had their callbacks (and
+ * those they started); fails the test after ASYNC_WAIT_MS.  Its tick is
+ * gone when it returns: the base holds only what the handle added. */
+static void aset_wait(aset *s, acall *c, int n)
+{
+    int64_t deadline = testd_now_ms() + ASYNC_WAIT_MS;
+    struct timeval tv = {0, 100000};
+    struct event *tick = evtimer_new(s->base, tick_cb, NULL);
+
+    assert_non_null(tick);
+    for (;;) {
+        int left = 0;
+
+        for (int i = 0; i < n; i++)
+            for (acall *k = &c[i]; k; k = k->then)
+                left += k->rc == 1;
+        if (!left)
+            break;
+        assert_true(testd_now_ms() < deadline);
+        assert_int_equal(evtimer_add(tick, &tv), 0);
+        assert_true(event_base_loop(s->base, EVLOOP_ONCE) >= 0);
+    }
+    event_free(tick);
+}
+
+static void aset_free(aset *s)
+{
+    chand_async_free(s->a);
+    event_base_free(s->base);
+}
+
+/* Pipelined calls to a follower that names the leader: each is sent
+ * again to the leader, once, in the order they were made, and so is a
+ * call made (from a callback) while the handle was moving; the next call
+ * goes straight to the leader. */
+static void test_async_redirect_to_leader(void **state)
+{
+    const enum role roles[NODES] = {FOLLOWER, FOLLOWER, LEADER};
+    const int hints[NODES] = {2, 2, -1}, order[NODES] = {0, 1, 2};
+    acall c[4] = {{0}}, later = {0};
+    char seen[256];
+    aset s;
+
+    (void)state;
+    aset_scripted(&s, roles, hints, order, NODES, NULL);
+    acall_start(&s, &c[0], "a");
+    /* The ping is answered by the follower itself, after it refused a:
+     * its callback's call waits for the move. */
+    c[1].then = &c[3];
+    c[3].name = "c";
+    acall_start(&s, &c[1], NULL);
+    acall_start(&s, &c[2], "b");
+    aset_wait(&s, c, 3);
+    assert_int_equal(s.up, 0);
+    assert_int_equal(c[1].rc, 0);
+    for (int i = 0; i < 4; i++)
+        if (i != 1) {
+            assert_int_equal(c[i].rc, 0);
+            assert_int_equal(c[i].node, 2);
+        }
+    assert_string_equal(s.done, "ping,a,b,c,");
+    names(0, seen);
+    assert_string_equal(seen, "a,b,"); /* refused once each */
+    names(2, seen);
+    assert_string_equal(seen, "a,b,c,"); /* executed once, in order */
+    assert_int_equal(calls(1), 0);       /* the hint was followed */
+    acall_start(&s, &later, "d");
+    aset_wait(&s, &later, 1);
+    assert_int_equal(later.node, 2);
+    assert_int_equal(calls(0), 2);
+    assert_int_equal(calls(2), 4);
+    assert_int_equal(s.closed, 0);
+    aset_free(&s);
+}
+
+/* No leader named (an election): the call walks the list, pausing
+ * between rounds, until a node leads. */
+static void test_async_election_walks_the_list(void **state)
+{
+    const enum role roles[NODES] = {FOLLOWER, FOLLOWER, FOLLOWER};
+    const int hints[NODES] = {-1, -1, -1}, order[NODES] = {0, 1, 2};
+    acall c = {0};
+    aset s;
+
+    (void)state;
+    aset_scripted(&s, roles, hints, order, NODES, NULL);
+    pthread_mutex_lock(&g_lock);
+    g_nodes[1].promote_after = 2; /* wins on the third question */
+    pthread_mutex_unlock(&g_lock);
+    acall_start(&s, &c, "e");
+    aset_wait(&s, &c, 1);
+    assert_int_equal(c.rc, 0);
+    assert_int_equal(c.node, 1);
+    assert_int_equal(calls(1), 3);
+    assert_true(calls(0) >= 1 && calls(2) >= 1);
+    aset_free(&s);
+}
+
+/* Nobody leads: the call gets CHAND_ENOTLEADER once the failover timeout
+ * has passed; the handle stays usable, and finds a leader later. */
+static void test_async_failover_timeout(void **state)
+{
+    const enum role roles[NODES] = {FOLLOWER, FOLLOWER, FOLLOWER};
+    const int hints[NODES] = {-1, -1, -1}, order[NODES] = {0, 1, 2};
+    acall c = {0}, later = {0};
+    int64_t t0;
+    aset s;
+
+    (void)state;
+    aset_scripted(&s, roles, hints, order, NODES, "300");
+    t0 = testd_now_ms();
+    acall_start(&s, &c, "f");
+    aset_wait(&s, &c, 1);
+    assert_int_equal(c.rc, CHAND_ENOTLEADER);
+    assert_string_equal(c.err.reason, "not_leader");
+    /* A lower bound only: it did keep asking for the failover time. */
+    assert_true(testd_now_ms() - t0 >= 300);
+    assert_true(calls(0) + calls(1) + calls(2) >= 3);
+    assert_int_equal(s.closed, 0);
+    /* Node 0 wins; whichever node the handle is on names it. */
+    pthread_mutex_lock(&g_lock);
+    g_nodes[0].role = LEADER;
+    g_nodes[1].hint = g_nodes[2].hint = 0;
+    pthread_mutex_unlock(&g_lock);
+    acall_start(&s, &later, "g");
+    aset_wait(&s, &later, 1);
+    assert_int_equal(later.rc, 0);
+    assert_int_equal(later.node, 0);
+    aset_free(&s);
+}
+
+/* A dead first server: the first connect goes on to the next one, from
+ * the event loop. */
+static void test_async_dead_server_skipped(void **state)
+{
+    char list[160];
+    acall c = {0};
+    aset s;
+
+    (void)state;
+    dead_first_list(list);
+    aset_open(&s, list, NULL);
+    acall_start(&s, &c, "h");
+    aset_wait(&s, &c, 1);
+    assert_int_equal(s.up, 0);
+    assert_int_equal(c.node, 2);
+    assert_int_equal(calls(1), 1);
+    assert_int_equal(calls(2), 1);
+    aset_free(&s);
+}
+
+/* chand_async_connect (one host and port) follows the redirect too. */
+static void test_async_single_server_redirect(void **state)
+{
+    const enum role roles[NODES] = {FOLLOWER, LEADER, FOLLOWER};
+    const int hints[NODES] = {1, -1, 1};
+    acall c = {0};
+    aset s = {0};
+
+    (void)state;
+    script(roles, hints);
+    s.base = event_base_new();
+    assert_non_null(s.base);
+    assert_int_equal(chand_async_connect(s.base, "127.0.0.1", g_nodes[0].port,
+                                         2000, NULL, NULL, &s.a),
+                     0);
+    acall_start(&s, &c, "i");
+    aset_wait(&s, &c, 1);
+    assert_int_equal(c.node, 1);
+    assert_int_equal(calls(0), 1);
+    aset_free(&s);
+}
+
+/* The follower hangs up while the handle waits for its answers before
+ * moving: the call it refused goes to the leader, the one in flight fails
+ * with CHAND_ECONN and is not sent again, and the handle lives on. */
+static void test_async_loss_while_moving(void **state)
+{
+    const enum role roles[NODES] = {FOLLOWER, FOLLOWER, LEADER};
+    const int hints[NODES] = {2, 2, -1}, order[NODES] = {0, 1, 2};
+    acall c[2] = {{0}};
+    char seen[256];
+    aset s;
+
+    (void)state;
+    aset_scripted(&s, roles, hints, order, NODES, NULL);
+    pthread_mutex_lock(&g_lock);
+    g_nodes[0].hangup_after = 1; /* refuses k, hangs up on l */
+    pthread_mutex_unlock(&g_lock);
+    acall_start(&s, &c[0], "k");
+    acall_start(&s, &c[1], "l");
+    aset_wait(&s, c, 2);
+    assert_int_equal(c[0].rc, 0);
+    assert_int_equal(c[0].node, 2);
+    assert_int_equal(c[1].rc, CHAND_ECONN);
+    names(0, seen);
+    assert_string_equal(seen, "k,l,");
+    names(2, seen);
+    assert_string_equal(seen, "k,");
+    assert_int_equal(calls(1), 0);
+    assert_int_equal(s.closed, 0);
+    aset_free(&s);
+}
+
+/* The leader dies with a call in flight: CHAND_ECONN, the call reached
+ * that node once and nobody else, the handle is closed, and nothing is
+ * left scheduled that could send it again. */
+static void test_async_in_flight_loss_not_retried(void **state)
+{
+    const enum role roles[NODES] = {FOLLOWER, FOLLOWER, HANGUP};
+    const int hints[NODES] = {2, 2, -1}, order[NODES] = {2, 0, 1};
+    acall c = {0};
+    aset s;
+
+    (void)state;
+    aset_scripted(&s, roles, hints, order, NODES, NULL);
+    acall_start(&s, &c, "j");
+    aset_wait(&s, &c, 1);
+    assert_int_equal(c.rc, CHAND_ECONN);
+    assert_int_equal(s.closed, 1);
+    assert_non_null(strstr(s.why, "closed by the server"));
+    assert_int_equal(
+        chand_async_call(s.a, "ping", NULL, CHAND_FOREVER, NULL, NULL),
+        CHAND_ECONN);
+    /* No event left on the base: no dial, pause or timer pending. */
+    assert_int_equal(event_base_dispatch(s.base), 1);
+    assert_int_equal(calls(2), 1);
+    assert_int_equal(calls(0) + calls(1), 0);
+    aset_free(&s);
 }
 
 int main(void)
@@ -616,10 +1028,22 @@ int main(void)
         cmocka_unit_test(test_cluster_calls),
         cmocka_unit_test(test_in_flight_loss_not_retried),
     };
+    /* Fresh nodes: the last test above closed node 2 for good. */
+    const struct CMUnitTest async[] = {
+        cmocka_unit_test(test_async_redirect_to_leader),
+        cmocka_unit_test(test_async_election_walks_the_list),
+        cmocka_unit_test(test_async_failover_timeout),
+        cmocka_unit_test(test_async_dead_server_skipped),
+        cmocka_unit_test(test_async_single_server_redirect),
+        cmocka_unit_test(test_async_loss_while_moving),
+        cmocka_unit_test(test_async_in_flight_loss_not_retried),
+    };
     int failed = cmocka_run_group_tests_name("client_cluster_offline", offline,
                                              NULL, NULL);
 
     failed += cmocka_run_group_tests_name("client_cluster_fake", fake,
+                                          fake_setup, fake_teardown);
+    failed += cmocka_run_group_tests_name("client_cluster_async", async,
                                           fake_setup, fake_teardown);
     return failed ? 1 : 0;
 }

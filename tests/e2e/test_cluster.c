@@ -5,6 +5,8 @@
  *  - an election: exactly one node leads and serves;
  *  - writes on the leader replicate (the followers' objects), followers
  *    answer not_leader with data.leader = the leader's client address;
+ *  - libchand's asynchronous API, given the followers first, follows
+ *    that redirect to the leader;
  *  - the leader is SIGKILLed: another node leads, every acknowledged
  *    change is there, a leased hold survived with its lease, fencing
  *    tokens kept increasing; the failover time (kill -> first successful
@@ -19,11 +21,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "chand.h"
 
 #include "../common/e2e.h"
 
@@ -351,6 +356,79 @@ static void test_replicate_and_redirect(void **state)
         assert_true(wait_objects(i, 7, 10000));
 }
 
+/* What test_async_redirect's calls got, by the index their arg carries:
+ * rc (1 until the callback ran) and a new reference to the "value". */
+static int aread_rc[3];
+static json_t *aread_value[3];
+
+static void aread_cb(chand_async *a, int rc, json_t *res,
+                     const chand_error *err, void *arg)
+{
+    intptr_t i = (intptr_t)arg;
+
+    (void)a;
+    if (rc < 0)
+        fprintf(stderr, "async read %d: %s\n", (int)i, err->message);
+    aread_value[i] =
+        rc == 0 ? json_incref(json_object_get(res, "value")) : NULL;
+    aread_rc[i] = rc;
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+/* The asynchronous API, given the two followers first: its pipelined
+ * reads are refused there and answered by the leader (reads only, so the
+ * later tests' objects and values stay as they are). */
+static void test_async_redirect(void **state)
+{
+    struct event_base *eb = event_base_new();
+    struct event *tick = eb ? evtimer_new(eb, tick_cb, NULL) : NULL;
+    struct timeval tv = {0, 100000};
+    int64_t end = testd_now_ms() + 20000;
+    chand_async *a = NULL;
+    chand_error err;
+    char list[128];
+    int f1 = (leader + 1) % 3, f2 = (leader + 2) % 3;
+    (void)state;
+
+    assert_true(leader >= 0);
+    assert_non_null(tick);
+    snprintf(list, sizeof list, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d",
+             cport[f1], cport[f2], cport[leader]);
+    assert_int_equal(
+        chand_async_connect_url(eb, list, NULL, 5000, NULL, NULL, &a, &err), 0);
+    for (intptr_t i = 0; i < 3; i++) {
+        json_t *p = i == 1 ? json_pack("{s:s, s:s}", "name", "m", "key", "k")
+                           : json_pack("{s:s}", "name", "n");
+
+        aread_rc[i] = 1;
+        assert_int_equal(chand_async_call(a,
+                                          i == 1 ? "map.load" : "atomic.load",
+                                          p, 5000, aread_cb, (void *)i),
+                         0);
+    }
+    while (aread_rc[0] == 1 || aread_rc[1] == 1 || aread_rc[2] == 1) {
+        assert_true(testd_now_ms() < end);
+        assert_int_equal(evtimer_add(tick, &tv), 0);
+        assert_true(event_base_loop(eb, EVLOOP_ONCE) >= 0);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(aread_rc[i], 0);
+    assert_int_equal(json_integer_value(aread_value[0]), 15);
+    assert_int_equal(json_integer_value(aread_value[1]), 7);
+    assert_int_equal(json_integer_value(aread_value[2]), 15);
+    for (int i = 0; i < 3; i++)
+        json_decref(aread_value[i]);
+    chand_async_free(a);
+    event_free(tick);
+    event_base_free(eb);
+}
+
 static void test_failover(void **state)
 {
     int old = leader;
@@ -488,6 +566,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_election),
         cmocka_unit_test(test_replicate_and_redirect),
+        cmocka_unit_test(test_async_redirect),
         cmocka_unit_test(test_failover),
         cmocka_unit_test(test_membership),
     };
