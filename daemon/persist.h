@@ -183,6 +183,15 @@ static inline void persist_flush(void)
     else if (persist__w())
         wal_flush(persist__w());
 }
+/* The same at the end of an I/O thread's turn, which may wait for the
+ * disk itself under fsync = always (wal_flush_turn). */
+static inline void persist_flush_turn(void)
+{
+    if (persist__cluster)
+        persist__repl_flush();
+    else if (persist__w())
+        wal_flush_turn(persist__w());
+}
 
 /* Emits r (borrowed) into the snapshot s (an obj_ops.snap's argument),
  * tagged with lsn.  Returns 0 or -1. */

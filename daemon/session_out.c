@@ -275,7 +275,7 @@ void sess__wflush_cb(evutil_socket_t fd, short what, void *arg)
 
     /* The end of a loop turn: one write (and under always one fdatasync)
      * for every effect of the turn (group commit). */
-    persist_flush();
+    persist_flush_turn();
     io->whead = io->wtail = NULL;
     while (s) {
         sess *next = s->wnext;

@@ -257,8 +257,31 @@ void wal_flush(wal *w)
      * write) is written here; a large one goes to the flusher, which
      * writes it on the other core while this thread serves. */
     if (w->policy != WAL_FSYNC_ALWAYS &&
-        atomic_load(&w->pending) <= WAL_INLINE_MAX && wal__flush_inline(w) == 0)
+        atomic_load(&w->pending) <= WAL_INLINE_MAX &&
+        wal__flush_inline(w, 0) == 0)
         return;
+    wal__flush_wake(w);
+}
+
+void wal_flush_turn(wal *w)
+{
+    if (w->policy != WAL_FSYNC_ALWAYS) {
+        wal_flush(w);
+        return;
+    }
+    if (atomic_load(&w->pending) == 0 &&
+        atomic_load(&w->written) == atomic_load(&w->appended) &&
+        atomic_load(&w->durable) == atomic_load(&w->written))
+        return;
+    if (atomic_load(&w->pending) <= WAL_INLINE_MAX &&
+        wal__flush_inline(w, 1) == 0)
+        return;
+    wal__flush_wake(w);
+}
+
+/* Asks the flusher for a round. */
+void wal__flush_wake(wal *w)
+{
     pthread_mutex_lock(&w->mu);
     if (!w->flush_req) {
         w->flush_req = 1;

@@ -218,6 +218,15 @@ uint64_t wal_durable_lsn(wal *w);
  * a lock or the disk.  Cheap when nothing is pending. */
 void wal_flush(wal *w);
 
+/* As wal_flush, at the end of an event-loop turn that can afford to wait
+ * for the disk: under ALWAYS a small turn is also written and
+ * fdatasynced here (and the durable callback runs) when no round is
+ * running, as Redis's event loop does; a large turn, a busy flusher or a
+ * failing disk still go to the flusher.  At c=1 that saves the two
+ * thread wake-ups of a round trip through the flusher (about 30 us of the
+ * 220 us a request took on this machine's disk). */
+void wal_flush_turn(wal *w);
+
 /* Writes and fdatasyncs up to lsn whatever the policy, and waits; returns
  * 0, or the write error.  Not for the I/O thread. */
 int wal_sync(wal *w, uint64_t lsn);

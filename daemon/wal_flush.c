@@ -201,23 +201,31 @@ static void compact_maybe(wal *w)
 
 /* A pwrite into the page cache costs the I/O thread less than waking
  * the flusher and the switch to it (about one context switch per request
- * at c=1, each way).  Never under always: fdatasync must not block an
- * I/O thread.  The flusher keeps the rest: everysec's fdatasync, a busy
+ * at c=1, each way).  With sync (always, from wal_flush_turn only: the
+ * end of an I/O thread's turn) the fdatasync too, then the durable
+ * callback.  The flusher keeps the rest: everysec's fdatasync, a busy
  * io_mu (a round or a snapshot's switch running: it will see the bytes or
  * be woken), and a failing disk, which only its timed retries touch. */
-int wal__flush_inline(wal *w)
+int wal__flush_inline(wal *w, int sync)
 {
+    void (*cb)(void *, uint64_t);
+    void *cb_arg;
+
     int err;
 
     pthread_mutex_lock(&w->mu);
     err = w->err || w->stop;
+    cb = w->on_durable;
+    cb_arg = w->on_durable_arg;
     pthread_mutex_unlock(&w->mu);
     if (err || pthread_mutex_trylock(&w->io_mu) != 0)
         return -1;
-    int rc = wal__flush_locked(w, 0, NULL);
+    int rc = wal__flush_locked(w, sync, NULL);
     pthread_mutex_unlock(&w->io_mu);
     if (rc != 0)
         return -1; /* the flusher's retries take over from here */
+    if (sync)
+        wal__notify(w, cb, cb_arg, 0);
     compact_maybe(w);
     return 0;
 }

@@ -270,7 +270,8 @@ int wal__compact_start(wal *w);
 /* Under everysec and no: writes what is pending on the calling thread
  * (wal_flush's caller, an I/O thread at the end of its turn).  Returns 0
  * when done, or -1 when the flusher must do it instead. */
-int wal__flush_inline(wal *w);
+int wal__flush_inline(wal *w, int sync);
+void wal__flush_wake(wal *w);
 /* The flusher thread's body; arg is the wal. */
 void *wal__flusher_main(void *arg);
 
