@@ -885,27 +885,35 @@ static void propose_until_cut(tcluster *tc, int leader, int a, int b,
     }
 }
 
+/* Starts three nodes snapshotting every 8 entries (keeping 2), commits
+ * batches 0..39 and waits until every node holds them. */
+static void start_and_fill_40(tcluster *tc)
+{
+    done_rec d[40];
+    int leader;
+
+    tc->snap_threshold = 8;
+    tc->snap_trailing = 2;
+    start_three(tc);
+    leader = wait_leader(tc, WAIT_MS);
+    for (int k = 0; k < 40; k++)
+        assert_int_equal(propose(tc, leader, k, &d[k]), 0);
+    for (int k = 0; k < 40; k++) {
+        wait_done(tc, &d[k], WAIT_MS);
+        assert_int_equal(d[k].status, 0);
+    }
+    wait_same(tc, records_of(0, 39), WAIT_MS);
+}
+
 /* No snapshot while the term is younger than snapshot_quiet_ms (the
  * window in which libraft 0.15 could lose a truncation to a snapshot's
  * barrier): 40 batches past a threshold of 8 leave every log uncut. */
 static void test_snapshot_quiet(void **state)
 {
     tcluster *tc = *state;
-    done_rec d[40];
-    int leader, k;
 
-    tc->snap_threshold = 8;
-    tc->snap_trailing = 2;
     tc->quiet_ms = 600000;
-    start_three(tc);
-    leader = wait_leader(tc, WAIT_MS);
-    for (k = 0; k < 40; k++)
-        assert_int_equal(propose(tc, leader, k, &d[k]), 0);
-    for (k = 0; k < 40; k++) {
-        wait_done(tc, &d[k], WAIT_MS);
-        assert_int_equal(d[k].status, 0);
-    }
-    wait_same(tc, records_of(0, 39), WAIT_MS);
+    start_and_fill_40(tc);
     for (int i = 0; i < 3; i++) {
         pthread_mutex_lock(&tc->nodes[i].fsm.mu);
         int taken = tc->nodes[i].fsm.snapshots;
@@ -917,21 +925,10 @@ static void test_snapshot_quiet(void **state)
 static void test_snapshot(void **state)
 {
     tcluster *tc = *state;
-    done_rec d[40];
     int leader, lagger, other, k;
     uint64_t last;
 
-    tc->snap_threshold = 8;
-    tc->snap_trailing = 2;
-    start_three(tc);
-    leader = wait_leader(tc, WAIT_MS);
-    for (k = 0; k < 40; k++)
-        assert_int_equal(propose(tc, leader, k, &d[k]), 0);
-    for (k = 0; k < 40; k++) {
-        wait_done(tc, &d[k], WAIT_MS);
-        assert_int_equal(d[k].status, 0);
-    }
-    wait_same(tc, records_of(0, 39), WAIT_MS);
+    start_and_fill_40(tc);
     /* A follower misses more than the others keep after their snapshots:
      * on restart it loads its own snapshot (if it wrote one), then must
      * install the leader's. */
