@@ -316,7 +316,7 @@ static int64_t pr_mono_ms(void)
  * only): raft asks again after every apply, and a busy leader draining a
  * queue of 100k values spent all its CPU walking it, a few values a time
  * (a Jepsen run's drain, at 150 receives a second). */
-static int64_t pr_snap_next_ms, pr_snap_backoff_ms;
+static int64_t pr_snap_next_ms;
 
 static int pr_fsm_snapshot(void *arg, uint64_t index, void **data, size_t *len)
 {
@@ -349,16 +349,16 @@ static int pr_fsm_snapshot(void *arg, uint64_t index, void **data, size_t *len)
     reg_foreach(NULL, pr_snap_one, &s);
     pr_snap_tls = NULL;
     if (s.rc != 0 || atomic_load(&pr_appends) != before) {
-        /* Ten times the walk's own time, doubling, within 50 ms-5 s. */
-        int64_t took = pr_mono_ms() - t0, b = pr_snap_backoff_ms * 2;
-        if (b < 10 * took)
-            b = 10 * took;
-        pr_snap_backoff_ms = b < 50 ? 50 : b > 5000 ? 5000 : b;
-        pr_snap_next_ms = t0 + took + pr_snap_backoff_ms;
+        /* Ten times the walk's own time, within 50 ms-1 s: a tenth of
+         * the thread at most, and still a try every second for the quiet
+         * moment a busy leader needs (a longer wait left its log, and a
+         * restart's replay, growing). */
+        int64_t took = pr_mono_ms() - t0, b = 10 * took;
+        b = b < 50 ? 50 : b > 1000 ? 1000 : b;
+        pr_snap_next_ms = t0 + took + b;
         free(s.p);
         return s.rc != 0 ? -ENOMEM : -EBUSY;
     }
-    pr_snap_backoff_ms = 0;
     if (!s.p && !(s.p = malloc(1)))
         return -ENOMEM;
     persist__shadow_snapshot(s.p, s.len);

@@ -265,13 +265,24 @@ int nodes_wait_leader(nodes *c, int64_t deadline_ms)
     }
 }
 
-bool nodes_follows(nodes *c, int i)
+bool nodes_follows(nodes *c, int i, int64_t index)
 {
     json_t *st = status_of(c, i);
-    bool ok = st && json_integer_value(json_object_get(st, "leader_id")) > 0;
+    bool ok = st && json_integer_value(json_object_get(st, "leader_id")) > 0 &&
+              json_integer_value(json_object_get(st, "last_applied")) >= index;
 
     json_decref(st);
     return ok;
+}
+
+int64_t nodes_commit(nodes *c, int i)
+{
+    json_t *st = status_of(c, i);
+    int64_t v =
+        st ? json_integer_value(json_object_get(st, "commit_index")) : -1;
+
+    json_decref(st);
+    return v;
 }
 
 int nodes_kill(nodes *c, int i)

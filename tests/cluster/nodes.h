@@ -41,8 +41,11 @@ int nodes_resume(nodes *c, int i);
 /* Starts node i again on its data_dir (after nodes_kill).  Returns 0 or
  * -1. */
 int nodes_restart(nodes *c, int i);
-/* Returns true when node i answers cluster.status and knows a leader. */
-bool nodes_follows(nodes *c, int i);
+/* Returns true when node i answers cluster.status, knows a leader and
+ * has applied up to raft index `index`. */
+bool nodes_follows(nodes *c, int i, int64_t index);
+/* Returns node i's commit index, or -1 if it does not answer. */
+int64_t nodes_commit(nodes *c, int i);
 /* Prints each node's pid and what it says of itself (role, term,
  * leader, commit index) or that it does not answer, to f. */
 void nodes_describe(nodes *c, FILE *f);
