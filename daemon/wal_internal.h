@@ -69,7 +69,9 @@ struct wal {
     _Atomic uint64_t appended, written, durable;
     int flush_req, sync_req, stop;
     uint64_t rounds;
-    int err;
+    /* Written under mu; read without it by wal_error's fast path, which
+     * every request that changes state takes. */
+    _Atomic int err;
     char errmsg[256];
     void (*on_durable)(void *, uint64_t);
     void *on_durable_arg;
