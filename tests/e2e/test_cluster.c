@@ -31,6 +31,7 @@
 #include "chand.h"
 
 #include "../common/e2e.h"
+#include "../common/tcluster.h"
 
 #define NODES 4 /* three voters, and one that joins later */
 #define ELECTION_MS "1000"
@@ -119,52 +120,17 @@ static int teardown(void **state)
 
 /* ---- calls -------------------------------------------------------- */
 
-/* One call to node i on a fresh connection; returns the answer (new) or
- * NULL (no connection, no answer within timeout_ms). */
+/* One call to node i on a fresh connection (tcluster_call). */
 static json_t *call(int i, const char *method, const char *params,
                     int timeout_ms)
 {
-    testd_conn *c = testd_connect_port(cport[i]);
-    json_t *p = params ? json_loads(params, 0, NULL) : NULL, *a;
-
-    if (!c) {
-        json_decref(p);
-        return NULL;
-    }
-    a = testd_call(c, 1, method, p, timeout_ms);
-    testd_close(c);
-    return a;
+    return tcluster_call(cport[i], method, params, timeout_ms);
 }
 
-/* Returns node i's cluster.status result (new), or NULL. */
-static json_t *status(int i)
-{
-    json_t *a = call(i, "cluster.status", NULL, 5000), *r;
-
-    r = a ? json_incref(testd_result(a)) : NULL;
-    json_decref(a);
-    return r;
-}
-
-/* Returns the index of the serving leader among the running nodes, or -1;
- * waits up to timeout_ms. */
+/* The serving leader among the running nodes, or -1 after timeout_ms. */
 static int find_leader(int timeout_ms)
 {
-    int64_t end = testd_now_ms() + timeout_ms;
-
-    do {
-        for (int i = 0; i < NODES; i++) {
-            if (!nd[i].pid)
-                continue;
-            json_t *st = status(i);
-            bool lead = st && json_is_true(json_object_get(st, "serving"));
-            json_decref(st);
-            if (lead)
-                return i;
-        }
-        testd_sleep_ms(50);
-    } while (testd_now_ms() < end);
-    return -1;
+    return tcluster_find_leader(nd, NULL, NODES, timeout_ms);
 }
 
 /* Calls method on the leader, following not_leader redirects and waiting
@@ -280,7 +246,7 @@ static void test_election(void **state)
     leader = find_leader(20000);
     assert_true(leader >= 0);
     for (int i = 0; i < 3; i++) {
-        json_t *st = status(i);
+        json_t *st = tcluster_status(cport[i]);
         assert_non_null(st);
         leaders += strcmp(json_string_value(json_object_get(st, "role")),
                           "leader") == 0;
@@ -517,7 +483,7 @@ static void test_failover(void **state)
     /* m, n, q, t, d, L, S (the holds of L2 and the second S have no lease:
      * they are not replicated, as they are not persisted). */
     assert_true(wait_objects(old, 7, 15000));
-    json_t *st = status(old);
+    json_t *st = tcluster_status(cport[old]);
     assert_non_null(st);
     assert_string_equal(json_string_value(json_object_get(st, "role")),
                         "follower");
@@ -541,12 +507,12 @@ static void test_membership(void **state)
     json_decref(r);
     /* The new node gets the whole replicated state: m, n, q, t, d, L, S. */
     assert_true(wait_objects(3, 7, 15000));
-    st = status(leader);
+    st = tcluster_status(cport[leader]);
     assert_int_equal(json_array_size(json_object_get(st, "peers")), 4);
     json_decref(st);
 
     leader_ok("cluster.remove", "{\"id\":4}", 20000);
-    st = status(leader);
+    st = tcluster_status(cport[leader]);
     assert_int_equal(json_array_size(json_object_get(st, "peers")), 3);
     json_decref(st);
     assert_int_equal(testd_stop(&nd[3]), 0);

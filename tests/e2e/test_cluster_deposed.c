@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "../common/e2e.h"
+#include "../common/tcluster.h"
 
 #define NODES 3
 
@@ -128,58 +129,17 @@ static int teardown(void **state)
     return 0;
 }
 
-/* One call to node i on a fresh connection: the answer (new) or NULL. */
+/* One call to node i on a fresh connection (tcluster_call). */
 static json_t *call(int i, const char *method, const char *params)
 {
-    testd_conn *c = testd_connect_port(cport[i]);
-    json_t *p = params ? json_loads(params, 0, NULL) : NULL, *a;
-
-    if (!c) {
-        json_decref(p);
-        return NULL;
-    }
-    a = testd_call(c, 1, method, p, 5000);
-    testd_close(c);
-    return a;
-}
-
-static json_t *status(int i)
-{
-    json_t *a = call(i, "cluster.status", NULL), *r;
-
-    r = a ? json_incref(testd_result(a)) : NULL;
-    json_decref(a);
-    return r;
-}
-
-static int64_t status_int(int i, const char *key)
-{
-    json_t *st = status(i);
-    int64_t v = st ? json_integer_value(json_object_get(st, key)) : -1;
-
-    json_decref(st);
-    return v;
+    return tcluster_call(cport[i], method, params, 5000);
 }
 
 /* The serving leader among the nodes not stopped, polled up to
  * timeout_ms; -1 if none. */
 static int find_leader(int timeout_ms)
 {
-    int64_t end = testd_now_ms() + timeout_ms;
-
-    do {
-        for (int i = 0; i < NODES; i++) {
-            if (stopped[i])
-                continue;
-            json_t *st = status(i);
-            bool lead = st && json_is_true(json_object_get(st, "serving"));
-            json_decref(st);
-            if (lead)
-                return i;
-        }
-        testd_sleep_ms(50);
-    } while (testd_now_ms() < end);
-    return -1;
+    return tcluster_find_leader(nd, stopped, NODES, timeout_ms);
 }
 
 static void must_ok(int i, const char *method, const char *params)
@@ -255,17 +215,17 @@ static void test_deposed_leader_rebuilds(void **state)
     /* The old leader follows, rebuilt from committed entries (up to the
      * leader's commit index as of now: read once, as later reads there
      * add barrier entries). */
-    int64_t commit = status_int(now, "commit_index");
+    int64_t commit = tcluster_status_int(cport[now], "commit_index");
     assert_true(commit > 0);
     end = testd_now_ms() + 30000;
     for (;;) {
-        int64_t rb = status_int(old, "rebuilds"),
-                applied = status_int(old, "last_applied");
+        int64_t rb = tcluster_status_int(cport[old], "rebuilds"),
+                applied = tcluster_status_int(cport[old], "last_applied");
         if (rb >= 1 && applied >= commit)
             break;
         if (testd_now_ms() >= end) {
             for (int i = 0; i < NODES; i++) {
-                json_t *st = status(i);
+                json_t *st = tcluster_status(cport[i]);
                 char *t = st ? json_dumps(st, JSON_COMPACT) : NULL;
                 print_message("node %d: %s\n", i + 1, t ? t : "?");
                 free(t);
@@ -274,8 +234,8 @@ static void test_deposed_leader_rebuilds(void **state)
             fail_msg("node %d: rebuilds %lld, applied %lld, fsm_errors %lld;"
                      " node %d: commit %lld",
                      old + 1, (long long)rb, (long long)applied,
-                     (long long)status_int(old, "fsm_errors"), now + 1,
-                     (long long)commit);
+                     (long long)tcluster_status_int(cport[old], "fsm_errors"),
+                     now + 1, (long long)commit);
         }
         testd_sleep_ms(50);
     }
@@ -325,13 +285,13 @@ static void test_stateless_answers_add_no_entries(void **state)
     c = testd_connect_port(cport[l]);
     assert_non_null(c);
     e2e_ok(c, 1, "ping", NULL);
-    before = status_int(l, "commit_index");
+    before = tcluster_status_int(cport[l], "commit_index");
     for (int k = 0; k < 20; k++) {
         e2e_ok(c, 2 + k, "ping", NULL);
         e2e_ok(c, 100 + k, "cluster.status", NULL);
     }
     e2e_ok(c, 200, "hello", "{\"version\":1}");
-    after = status_int(l, "commit_index");
+    after = tcluster_status_int(cport[l], "commit_index");
     testd_close(c);
     assert_true(before > 0);
     assert_int_equal(after, before);

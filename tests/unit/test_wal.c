@@ -1,8 +1,8 @@
 /*
  * test_wal.c - unit tests of the durability core: CRC-32C (daemon/crc32c.c),
  * the effect records' codec (daemon/effect.c), the log, its recovery,
- * repair, snapshots and group commit (daemon/wal.c), and the token epoch
- * (daemon/epoch.c).
+ * repair, snapshots, group commit and the end-of-turn flush
+ * (daemon/wal.c), and the token epoch (daemon/epoch.c).
  *
  * Replay is checked against a small model of the server's state: random
  * effects are applied to a model and logged; recovery into a fresh model
@@ -21,6 +21,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2182,6 +2183,281 @@ static void test_policies(void **state)
     assert_int_equal(wal_close(w), 0);
 }
 
+/* ---- wal_flush_turn: the end of an I/O thread's turn ------------------ */
+
+/* I/O hooks that tell the calling thread from the flusher: the test sets
+ * caller to its own thread before each wal_flush_turn, and each hook
+ * counts where it ran.  fail_sync makes fdatasync fail with EIO. */
+typedef struct turnctl {
+    pthread_t caller;
+    _Atomic int fail_sync;
+    _Atomic int caller_writes, other_writes;
+    _Atomic int caller_syncs, other_syncs; /* successful ones */
+    _Atomic int failed_syncs;
+    _Atomic uint64_t durable; /* the last on_durable value */
+    _Atomic int cb_calls, cb_on_caller;
+} turnctl;
+
+static bool turn_on_caller(turnctl *t)
+{
+    return pthread_equal(pthread_self(), t->caller) != 0;
+}
+
+static ssize_t turn_pwrite(void *ctx, int fd, const void *p, size_t n,
+                           off_t off)
+{
+    turnctl *t = ctx;
+
+    atomic_fetch_add(turn_on_caller(t) ? &t->caller_writes : &t->other_writes,
+                     1);
+    return pwrite(fd, p, n, off);
+}
+
+static int turn_fdatasync(void *ctx, int fd)
+{
+    turnctl *t = ctx;
+
+    if (atomic_load(&t->fail_sync)) {
+        atomic_fetch_add(&t->failed_syncs, 1);
+        errno = EIO;
+        return -1;
+    }
+    if (fdatasync(fd) != 0)
+        return -1;
+    atomic_fetch_add(turn_on_caller(t) ? &t->caller_syncs : &t->other_syncs, 1);
+    return 0;
+}
+
+static void turn_durable(void *arg, uint64_t durable)
+{
+    turnctl *t = arg;
+
+    atomic_store(&t->durable, durable);
+    atomic_fetch_add(&t->cb_calls, 1);
+    if (turn_on_caller(t))
+        atomic_fetch_add(&t->cb_on_caller, 1);
+}
+
+/* The log of the running turn test, its hooks and its buffer: static, so
+ * that the flusher of a test that failed half-way never calls into a
+ * dead stack frame; turn_teardown closes and frees what it left. */
+static struct {
+    turnctl t;
+    wal_io io;
+    wal *w;
+    char *big;
+} turn;
+
+/* Opens a fresh log under pol with turn.t's hooks and callback (retries
+ * every 10 ms), as turn.w; the caller is this thread. */
+static wal *turn_open(wal_fsync pol)
+{
+    char dir[300], err[512];
+    wal_opts o = {.fsync = pol, .retry_ms = 10, .io = &turn.io};
+    int rc;
+
+    memset(&turn.t, 0, sizeof turn.t);
+    turn.t.caller = pthread_self();
+    turn.io = (wal_io){turn_pwrite, turn_fdatasync, &turn.t};
+    newdir(dir, sizeof dir);
+    o.dir = dir;
+    rc = wal_open(&o, NULL, NULL, &turn.w, err, sizeof err);
+    if (rc)
+        print_error("wal_open: %s\n", err);
+    assert_int_equal(rc, 0);
+    wal_on_durable(turn.w, turn_durable, &turn.t);
+    return turn.w;
+}
+
+/* Closes turn.w, which must succeed. */
+static void turn_close(void)
+{
+    wal *w = turn.w;
+
+    turn.w = NULL;
+    assert_int_equal(wal_close(w), 0);
+}
+
+/* cmocka teardown of the turn tests, passed or failed. */
+static int turn_teardown(void **state)
+{
+    (void)state;
+    atomic_store(&turn.t.fail_sync, 0);
+    if (turn.w)
+        wal_close(turn.w); /* a failed test's: its result is moot */
+    turn.w = NULL;
+    free(turn.big);
+    turn.big = NULL;
+    return 0;
+}
+
+/* Polls until wal_durable_lsn reaches lsn with no error set, and the
+ * callback said so, or 10 s pass; returns whether it did. */
+static bool turn_wait_durable(wal *w, turnctl *t, uint64_t lsn)
+{
+    int64_t deadline = mono_ms() + 10000;
+
+    while (wal_durable_lsn(w) < lsn || wal_error(w, NULL, 0) != 0 ||
+           atomic_load(&t->durable) < lsn) {
+        if (mono_ms() >= deadline)
+            return false;
+        usleep(1000);
+    }
+    return true;
+}
+
+/* always, a small turn: written and fdatasynced by the caller before
+ * wal_flush_turn returns, and the callback ran there with the new LSN;
+ * the flusher never touched the disk. */
+static void test_flush_turn_inline(void **state)
+{
+    turnctl *t = &turn.t;
+    wal *w = turn_open(WAL_FSYNC_ALWAYS);
+    eff_rec r;
+    uint64_t lsn;
+    (void)state;
+
+    sample(&r, EFF_CHAN_PUSH);
+    assert_int_equal(wal_append(w, &r, &lsn), 0);
+    assert_true(wal_durable_lsn(w) < lsn);
+    wal_flush_turn(w);
+    assert_int_equal(wal_durable_lsn(w), lsn);
+    assert_int_equal(atomic_load(&t->caller_syncs), 1);
+    assert_int_equal(atomic_load(&t->other_syncs), 0);
+    assert_int_equal(atomic_load(&t->other_writes), 0);
+    assert_int_equal(atomic_load(&t->durable), lsn);
+    assert_int_equal(atomic_load(&t->cb_calls), 1);
+    assert_int_equal(atomic_load(&t->cb_on_caller), 1);
+    /* Nothing left: a second turn touches nothing. */
+    wal_flush_turn(w);
+    assert_int_equal(atomic_load(&t->caller_syncs), 1);
+    assert_int_equal(atomic_load(&t->caller_writes), 1);
+    turn_close();
+}
+
+/* always, a turn above WAL_INLINE_MAX (4 KiB, daemon/wal_internal.h):
+ * the flusher writes and fdatasyncs it, not the caller. */
+static void test_flush_turn_large(void **state)
+{
+    turnctl *t = &turn.t;
+    wal *w = turn_open(WAL_FSYNC_ALWAYS);
+    size_t n = 64 << 10; /* 16 x WAL_INLINE_MAX */
+    char *big = turn.big = malloc(n + 1);
+    eff_rec r;
+    uint64_t lsn;
+    (void)state;
+
+    assert_non_null(big);
+    memset(big, 'v', n);
+    big[0] = big[n - 1] = '"';
+    big[n] = 0;
+    memset(&r, 0, sizeof r);
+    r.type = EFF_CHAN_PUSH;
+    r.u.push.name = eff_s("q");
+    r.u.push.value = eff_s(big);
+    assert_int_equal(wal_append(w, &r, &lsn), 0);
+    wal_flush_turn(w);
+    assert_true(turn_wait_durable(w, t, lsn));
+    assert_int_equal(wal_durable_lsn(w), lsn);
+    assert_int_equal(atomic_load(&t->caller_writes), 0);
+    assert_int_equal(atomic_load(&t->caller_syncs), 0);
+    assert_true(atomic_load(&t->other_syncs) >= 1);
+    assert_int_equal(atomic_load(&t->cb_on_caller), 0);
+    turn_close();
+}
+
+/* always, fdatasync fails (EIO): the turn marks nothing durable and
+ * leaves the error set; once the disk recovers, the flusher's timed
+ * retries, which that turn started (no other call comes), make the
+ * record durable and clear the error.  While the error is set, a turn
+ * leaves the disk to those retries. */
+static void test_flush_turn_failing_disk(void **state)
+{
+    turnctl *t = &turn.t;
+    wal *w = turn_open(WAL_FSYNC_ALWAYS);
+    eff_rec r;
+    uint64_t lsn, before;
+    int writes, syncs;
+    int64_t deadline;
+    char err[512];
+    (void)state;
+
+    sample(&r, EFF_CHAN_PUSH);
+    /* A round of the flusher's own first: when wal_sync returns, the
+     * flusher waits for a request, so only the failing turn can have
+     * started its retries. */
+    assert_int_equal(wal_append(w, &r, &lsn), 0);
+    assert_int_equal(wal_sync(w, lsn), 0);
+    before = wal_durable_lsn(w);
+    assert_int_equal(before, lsn);
+    assert_int_equal(wal_append(w, &r, &lsn), 0);
+    atomic_store(&t->fail_sync, 1);
+    wal_flush_turn(w);
+    /* The failure is the caller's own: set before the call returns. */
+    assert_true(atomic_load(&t->failed_syncs) >= 1);
+    assert_int_equal(wal_error(w, err, sizeof err), -EIO);
+    assert_non_null(strstr(err, "fdatasync"));
+    assert_non_null(strstr(err, "Input/output error"));
+    assert_int_equal(wal_durable_lsn(w), before);
+    assert_true(atomic_load(&t->durable) < lsn);
+    syncs = atomic_load(&t->other_syncs);
+    atomic_store(&t->fail_sync, 0);
+    assert_true(turn_wait_durable(w, t, lsn));
+    assert_int_equal(wal_durable_lsn(w), lsn);
+    assert_int_equal(wal_error(w, NULL, 0), 0);
+    assert_int_equal(atomic_load(&t->caller_syncs), 0);
+    assert_true(atomic_load(&t->other_syncs) > syncs);
+
+    /* Failing again: the second turn does not touch the disk. */
+    atomic_store(&t->fail_sync, 1);
+    assert_int_equal(wal_append(w, &r, &lsn), 0);
+    wal_flush_turn(w);
+    deadline = mono_ms() + 10000;
+    while (wal_error(w, NULL, 0) == 0 && mono_ms() < deadline)
+        usleep(1000);
+    assert_int_equal(wal_error(w, NULL, 0), -EIO);
+    writes = atomic_load(&t->caller_writes);
+    assert_int_equal(wal_append(w, &r, &lsn), 0);
+    wal_flush_turn(w);
+    assert_int_equal(atomic_load(&t->caller_writes), writes);
+    assert_true(wal_durable_lsn(w) < lsn);
+    atomic_store(&t->fail_sync, 0);
+    assert_true(turn_wait_durable(w, t, lsn));
+    assert_int_equal(atomic_load(&t->caller_syncs), 0);
+    turn_close();
+}
+
+/* everysec: the turn is written by the caller (the written LSN advances
+ * before the call returns) but not fdatasynced there: that is the
+ * flusher's once a second. */
+static void test_flush_turn_everysec(void **state)
+{
+    turnctl *t = &turn.t;
+    wal *w = turn_open(WAL_FSYNC_EVERYSEC);
+    eff_rec r;
+    uint64_t lsn;
+    wal_stats st;
+    int tries = 0;
+    (void)state;
+
+    sample(&r, EFF_CHAN_PUSH);
+    /* The flusher's own second may come between the append and the turn
+     * (a stalled test thread) and take the record first: then again. */
+    do {
+        int writes = atomic_load(&t->caller_writes);
+        assert_int_equal(wal_append(w, &r, &lsn), 0);
+        wal_flush_turn(w);
+        wal_stats_get(w, &st);
+        if (atomic_load(&t->caller_writes) > writes)
+            break;
+    } while (++tries < 5);
+    assert_true(tries < 5);
+    assert_int_equal(st.written_lsn, lsn);
+    assert_int_equal(atomic_load(&t->caller_syncs), 0);
+    assert_int_equal(atomic_load(&t->cb_on_caller), 0);
+    turn_close();
+}
+
 /* ---- disk full ---------------------------------------------------------- */
 
 typedef struct fullctl {
@@ -3044,6 +3320,10 @@ int main(void)
         cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_snapshot_notifies),
         cmocka_unit_test(test_policies),
+        cmocka_unit_test_teardown(test_flush_turn_inline, turn_teardown),
+        cmocka_unit_test_teardown(test_flush_turn_large, turn_teardown),
+        cmocka_unit_test_teardown(test_flush_turn_failing_disk, turn_teardown),
+        cmocka_unit_test_teardown(test_flush_turn_everysec, turn_teardown),
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_disk_full_tmpfs),
         cmocka_unit_test(test_kill9),
