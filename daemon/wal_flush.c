@@ -5,6 +5,7 @@
 #include "wal_internal.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -202,6 +203,27 @@ static void compact_maybe(wal *w)
     pthread_mutex_unlock(&w->mu);
 }
 
+/* Takes io_mu; with wait, through another thread's short hold (a write,
+ * everysec's bookkeeping around its sync), but never through a segment
+ * switch or a manifest write, which hold it across fsyncs.  Polled, so
+ * that a switch that starts while this waits is seen. */
+static bool lock_io(wal *w, int wait)
+{
+    if (pthread_mutex_trylock(&w->io_mu) == 0)
+        return true;
+    while (wait && !atomic_load(&w->io_long)) {
+        struct timespec ts;
+        int64_t t;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        t = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + 200000;
+        ts.tv_sec = t / 1000000000;
+        ts.tv_nsec = t % 1000000000;
+        if (pthread_mutex_timedlock(&w->io_mu, &ts) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* A pwrite into the page cache costs the I/O thread less than waking
  * the flusher and the switch to it (about one context switch per request
  * at c=1, each way).  With sync (always, from wal_flush_turn only: the
@@ -209,7 +231,7 @@ static void compact_maybe(wal *w)
  * callback.  The flusher keeps the rest: everysec's fdatasync, a busy
  * io_mu (a round or a snapshot's switch running: it will see the bytes or
  * be woken), and a failing disk, which only its timed retries touch. */
-int wal__flush_inline(wal *w, int sync)
+int wal__flush_inline(wal *w, int sync, int wait)
 {
     void (*cb)(void *, uint64_t);
     void *cb_arg;
@@ -221,7 +243,7 @@ int wal__flush_inline(wal *w, int sync)
     cb = w->on_durable;
     cb_arg = w->on_durable_arg;
     pthread_mutex_unlock(&w->mu);
-    if (err || pthread_mutex_trylock(&w->io_mu) != 0)
+    if (err || !lock_io(w, wait))
         return -1;
     int rc = wal__flush_locked(w, sync, NULL);
     pthread_mutex_unlock(&w->io_mu);
@@ -233,6 +255,55 @@ int wal__flush_inline(wal *w, int sync)
     return 0;
 }
 
+/* everysec's sync: the round's writes under io_mu, then the fdatasync
+ * without it (under sync_mu, which keeps the file open), so that the I/O
+ * thread's inline writes go on meanwhile, then the synced bytes let go.
+ * What was written during the sync waits for the next one.  A failing
+ * disk takes the plain round instead (no write is accepted meanwhile). */
+static int sync_round(wal *w)
+{
+    uint64_t lsn;
+    size_t upto;
+    int fd, rc, e = 0;
+    int64_t t0;
+
+    pthread_mutex_lock(&w->sync_mu);
+    pthread_mutex_lock(&w->io_mu);
+    rc = wal__flush_locked(w, 0, NULL);
+    fd = w->seg_fd;
+    upto = w->out.len; /* all written: out_done == out.len */
+    lsn = atomic_load(&w->written);
+    pthread_mutex_unlock(&w->io_mu);
+    if (rc || atomic_load(&w->durable) >= lsn) {
+        pthread_mutex_unlock(&w->sync_mu);
+        return rc;
+    }
+    t0 = now_ns();
+    if (w->io.fdatasync(w->io.ctx, fd) != 0)
+        e = -errno;
+    pthread_mutex_lock(&w->io_mu);
+    if (e) {
+        /* The kernel may have dropped the pages it failed to write:
+         * everything since the last good sync is written again. */
+        w->out_done = 0;
+        set_error(w, e, "fdatasync");
+    } else {
+        atomic_store(&w->last_fsync_ns, (uint64_t)(now_ns() - t0));
+        atomic_fetch_add(&w->fsyncs, 1);
+        if (atomic_load(&w->durable) < lsn)
+            atomic_store(&w->durable, lsn);
+        /* The synced prefix is no longer needed to write again. */
+        memmove(w->out.p, w->out.p + upto, w->out.len - upto);
+        w->out.len -= upto;
+        w->out_done -= upto;
+        w->base += upto;
+        atomic_store(&w->out_pending, w->out.len - w->out_done + w->spare.len);
+    }
+    pthread_mutex_unlock(&w->io_mu);
+    pthread_mutex_unlock(&w->sync_mu);
+    return e;
+}
+
 void *wal__flusher_main(void *arg)
 {
     wal *w = arg;
@@ -242,7 +313,7 @@ void *wal__flusher_main(void *arg)
     w->next_sync_ns = now_ns() + 1000000000;
     while (!w->stop) {
         int64_t now = now_ns(), wake = INT64_MAX;
-        int sync = 0, work;
+        int sync = 0, work, failing;
         void (*cb)(void *, uint64_t);
         void *cb_arg;
         if (w->err) {
@@ -280,13 +351,19 @@ void *wal__flusher_main(void *arg)
             sync = 1;
         w->flush_req = 0;
         w->sync_req = 0;
+        failing = w->err != 0;
         cb = w->on_durable;
         cb_arg = w->on_durable_arg;
         pthread_mutex_unlock(&w->mu);
 
-        pthread_mutex_lock(&w->io_mu);
-        int rc = wal__flush_locked(w, sync, NULL);
-        pthread_mutex_unlock(&w->io_mu);
+        int rc;
+        if (sync && w->policy == WAL_FSYNC_EVERYSEC && !failing) {
+            rc = sync_round(w);
+        } else {
+            pthread_mutex_lock(&w->io_mu);
+            rc = wal__flush_locked(w, sync, NULL);
+            pthread_mutex_unlock(&w->io_mu);
+        }
         if (sync && rc == 0 && w->policy == WAL_FSYNC_EVERYSEC)
             w->next_sync_ns = now_ns() + 1000000000;
         wal__notify(w, cb, cb_arg, rc != 0);

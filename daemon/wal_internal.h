@@ -18,6 +18,9 @@
  *
  * Locks, in the order they nest:
  *  - snap_mu: one snapshot at a time;
+ *  - sync_mu: everysec's once-a-second fdatasync, which runs outside
+ *    io_mu (so that the I/O thread's writes never wait for it), and a
+ *    segment switch, which must not close the file under it;
  *  - io_mu: every write to the segment and manifest files (the flusher's
  *    rounds and a snapshot's segment switch), so fsyncs never run under mu;
  *  - mu: the append buffer (cur), the LSN counters' writers, requests,
@@ -78,6 +81,10 @@ struct wal {
     pthread_t thr;
     int thr_started;
 
+    pthread_mutex_t sync_mu;
+    /* A segment switch or a manifest write holds io_mu across fsyncs:
+     * the I/O thread then leaves its turn to the flusher, not waiting. */
+    _Atomic int io_long;
     /* Under io_mu. */
     pthread_mutex_t io_mu;
     wbuf spare; /* taken from cur, not yet joined to out */
@@ -266,13 +273,14 @@ void wal__notify(wal *w, void (*cb)(void *, uint64_t), void *arg, int failed);
 /* Returns 0, -EINVAL (no compactor), -EBUSY (one runs) or -errno;
  * starts the compaction thread. */
 int wal__compact_start(wal *w);
-/* wal_flush writes a turn of at most this many bytes itself (everysec,
- * no): about a hundred small records. */
+/* wal_flush_turn under always writes and syncs a turn of at most this
+ * many bytes itself: about a hundred small records. */
 #define WAL_INLINE_MAX 4096
-/* Under everysec and no: writes what is pending on the calling thread
- * (wal_flush's caller, an I/O thread at the end of its turn).  Returns 0
- * when done, or -1 when the flusher must do it instead. */
-int wal__flush_inline(wal *w, int sync);
+/* Writes what is pending on the calling thread (an I/O thread at the end
+ * of its turn), and with sync fdatasyncs it.  wait: take io_mu even when
+ * busy, unless a segment switch holds it.  Returns 0 when done, or -1
+ * when the flusher must do it instead. */
+int wal__flush_inline(wal *w, int sync, int wait);
 void wal__flush_wake(wal *w);
 /* The flusher thread's body; arg is the wal. */
 void *wal__flusher_main(void *arg);

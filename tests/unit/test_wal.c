@@ -2196,6 +2196,8 @@ typedef struct turnctl {
     _Atomic int failed_syncs;
     _Atomic uint64_t durable; /* the last on_durable value */
     _Atomic int cb_calls, cb_on_caller;
+    _Atomic int hold_sync; /* fdatasync waits while set ... */
+    _Atomic int in_sync;   /* ... and says it is waiting */
 } turnctl;
 
 static bool turn_on_caller(turnctl *t)
@@ -2217,6 +2219,12 @@ static int turn_fdatasync(void *ctx, int fd)
 {
     turnctl *t = ctx;
 
+    if (atomic_load(&t->hold_sync)) {
+        atomic_store(&t->in_sync, 1);
+        while (atomic_load(&t->hold_sync))
+            usleep(1000);
+        atomic_store(&t->in_sync, 0);
+    }
     if (atomic_load(&t->fail_sync)) {
         atomic_fetch_add(&t->failed_syncs, 1);
         errno = EIO;
@@ -2246,21 +2254,22 @@ static struct {
     wal_io io;
     wal *w;
     char *big;
+    char dir[300];
 } turn;
 
 /* Opens a fresh log under pol with turn.t's hooks and callback (retries
  * every 10 ms), as turn.w; the caller is this thread. */
 static wal *turn_open(wal_fsync pol)
 {
-    char dir[300], err[512];
+    char err[512];
     wal_opts o = {.fsync = pol, .retry_ms = 10, .io = &turn.io};
     int rc;
 
     memset(&turn.t, 0, sizeof turn.t);
     turn.t.caller = pthread_self();
     turn.io = (wal_io){turn_pwrite, turn_fdatasync, &turn.t};
-    newdir(dir, sizeof dir);
-    o.dir = dir;
+    newdir(turn.dir, sizeof turn.dir);
+    o.dir = turn.dir;
     rc = wal_open(&o, NULL, NULL, &turn.w, err, sizeof err);
     if (rc)
         print_error("wal_open: %s\n", err);
@@ -2283,6 +2292,7 @@ static int turn_teardown(void **state)
 {
     (void)state;
     atomic_store(&turn.t.fail_sync, 0);
+    atomic_store(&turn.t.hold_sync, 0);
     if (turn.w)
         wal_close(turn.w); /* a failed test's: its result is moot */
     turn.w = NULL;
@@ -2456,6 +2466,187 @@ static void test_flush_turn_everysec(void **state)
     assert_int_equal(atomic_load(&t->caller_syncs), 0);
     assert_int_equal(atomic_load(&t->cb_on_caller), 0);
     turn_close();
+}
+
+/* A push record of n bytes of value in turn.big (freed by teardown). */
+static eff_rec turn_big_push(size_t n)
+{
+    eff_rec r;
+    char *big = turn.big ? turn.big : (turn.big = malloc(n + 1));
+
+    assert_non_null(big);
+    memset(big, 'v', n);
+    big[0] = big[n - 1] = '"';
+    big[n] = 0;
+    memset(&r, 0, sizeof r);
+    r.type = EFF_CHAN_PUSH;
+    r.u.push.name = eff_s("q");
+    r.u.push.value = eff_s(big);
+    return r;
+}
+
+/* Replays turn.dir (closed) and returns how many records it holds. */
+static size_t turn_replayed(void)
+{
+    collect c = {0};
+    wal_opts o = {.dir = turn.dir, .fsync = WAL_FSYNC_NO};
+    char err[512];
+    wal *w;
+    size_t n;
+
+    assert_int_equal(wal_open(&o, collect_apply, &c, &w, err, sizeof err), 0);
+    assert_int_equal(wal_close(w), 0);
+    n = c.n;
+    collect_free(&c);
+    return n;
+}
+
+/* everysec, a turn past WAL_INLINE_MAX: still written by the caller
+ * before the call returns (its answers go out after it: a killed daemon
+ * loses nothing it acknowledged), not left to the flusher. */
+static void test_flush_turn_everysec_large(void **state)
+{
+    turnctl *t = &turn.t;
+    wal *w = turn_open(WAL_FSYNC_EVERYSEC);
+    eff_rec r = turn_big_push(64 << 10);
+    uint64_t lsn;
+    wal_stats st;
+    int tries = 0;
+    (void)state;
+
+    do { /* the flusher's own second may take it first: then again */
+        int writes = atomic_load(&t->caller_writes);
+        assert_int_equal(wal_append(w, &r, &lsn), 0);
+        wal_flush_turn(w);
+        wal_stats_get(w, &st);
+        if (atomic_load(&t->caller_writes) > writes)
+            break;
+    } while (++tries < 5);
+    assert_true(tries < 5);
+    assert_int_equal(st.written_lsn, lsn);
+    assert_int_equal(atomic_load(&t->caller_syncs), 0);
+    turn_close();
+}
+
+typedef struct sync_job {
+    wal *w;
+    uint64_t lsn;
+    _Atomic int rc, done;
+} sync_job;
+
+static void *sync_thread(void *arg)
+{
+    sync_job *j = arg;
+
+    atomic_store(&j->rc, wal_sync(j->w, j->lsn));
+    atomic_store(&j->done, 1);
+    return NULL;
+}
+
+typedef struct turn_job {
+    wal *w;
+    const eff_rec *a, *b;
+    uint64_t la, lb;
+    _Atomic int done;
+} turn_job;
+
+/* Appends a and b, then ends the turn, on a thread of its own (so that a
+ * turn stuck behind the sync fails the test instead of hanging it). */
+static void *turn_thread(void *arg)
+{
+    turn_job *j = arg;
+
+    if (wal_append(j->w, j->a, &j->la) == 0 &&
+        wal_append(j->w, j->b, &j->lb) == 0)
+        wal_flush_turn(j->w);
+    atomic_store(&j->done, 1);
+    return NULL;
+}
+
+/* everysec: the flusher's fdatasync does not hold the log's writes.
+ * While it is stuck (a slow disk), a turn is still written by its caller
+ * before the call returns; the sync then makes durable what it had, the
+ * next one the rest, and the log holds every record once. */
+static void test_everysec_sync_unlocked(void **state)
+{
+    turnctl *t = &turn.t;
+    wal *w = turn_open(WAL_FSYNC_EVERYSEC);
+    eff_rec small, big = turn_big_push(16 << 10);
+    sync_job j = {0};
+    turn_job tj = {0};
+    pthread_t th, tth;
+    uint64_t l1;
+    int64_t deadline;
+    wal_stats st = {0};
+    bool seen, turned = false;
+    (void)state;
+
+    sample(&small, EFF_CHAN_PUSH);
+    assert_int_equal(wal_append(w, &small, &l1), 0);
+    wal_flush_turn(w);
+    atomic_store(&t->hold_sync, 1);
+    j.w = w;
+    j.lsn = l1;
+    assert_int_equal(pthread_create(&th, NULL, sync_thread, &j), 0);
+    deadline = mono_ms() + 10000;
+    while (!atomic_load(&t->in_sync) && mono_ms() < deadline)
+        usleep(1000);
+    seen = atomic_load(&t->in_sync);
+    if (seen) {
+        tj = (turn_job){.w = w, .a = &small, .b = &big};
+        assert_int_equal(pthread_create(&tth, NULL, turn_thread, &tj), 0);
+        while (!atomic_load(&tj.done) && mono_ms() < deadline)
+            usleep(1000);
+        turned = atomic_load(&tj.done);
+        wal_stats_get(w, &st);
+    }
+    atomic_store(&t->hold_sync, 0); /* never leave a thread stuck */
+    pthread_join(th, NULL);
+    if (seen)
+        pthread_join(tth, NULL);
+    assert_true(seen);
+    assert_true(turned); /* the turn did not wait for the sync */
+    assert_int_equal(st.written_lsn, tj.lb);
+    assert_true(st.durable_lsn < tj.la);
+    assert_int_equal(atomic_load(&j.rc), 0);
+    assert_true(wal_durable_lsn(w) >= l1);
+    assert_int_equal(wal_sync(w, tj.lb), 0);
+    assert_int_equal(wal_durable_lsn(w), tj.lb);
+    turn_close();
+    assert_int_equal(turn_replayed(), 3);
+}
+
+/* everysec, the flusher's fdatasync fails (EIO): nothing is marked
+ * durable, the error is set, and once the disk recovers every record
+ * since the last good sync is written again and synced; the log holds
+ * each record once. */
+static void test_everysec_sync_fails(void **state)
+{
+    turnctl *t = &turn.t;
+    wal *w = turn_open(WAL_FSYNC_EVERYSEC);
+    eff_rec r;
+    uint64_t l1, l2;
+    char err[512];
+    int writes;
+    (void)state;
+
+    sample(&r, EFF_CHAN_PUSH);
+    assert_int_equal(wal_append(w, &r, &l1), 0);
+    assert_int_equal(wal_sync(w, l1), 0);
+    assert_int_equal(wal_append(w, &r, &l2), 0);
+    wal_flush_turn(w);
+    writes = atomic_load(&t->other_writes);
+    atomic_store(&t->fail_sync, 1);
+    assert_int_equal(wal_sync(w, l2), -EIO);
+    assert_int_equal(wal_error(w, err, sizeof err), -EIO);
+    assert_non_null(strstr(err, "fdatasync"));
+    assert_int_equal(wal_durable_lsn(w), l1);
+    atomic_store(&t->fail_sync, 0);
+    assert_true(turn_wait_durable(w, t, l2));
+    assert_int_equal(wal_error(w, NULL, 0), 0);
+    assert_true(atomic_load(&t->other_writes) > writes); /* written again */
+    turn_close();
+    assert_int_equal(turn_replayed(), 2);
 }
 
 /* ---- disk full ---------------------------------------------------------- */
@@ -3324,6 +3515,10 @@ int main(void)
         cmocka_unit_test_teardown(test_flush_turn_large, turn_teardown),
         cmocka_unit_test_teardown(test_flush_turn_failing_disk, turn_teardown),
         cmocka_unit_test_teardown(test_flush_turn_everysec, turn_teardown),
+        cmocka_unit_test_teardown(test_flush_turn_everysec_large,
+                                  turn_teardown),
+        cmocka_unit_test_teardown(test_everysec_sync_unlocked, turn_teardown),
+        cmocka_unit_test_teardown(test_everysec_sync_fails, turn_teardown),
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_disk_full_tmpfs),
         cmocka_unit_test(test_kill9),
