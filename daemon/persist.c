@@ -21,6 +21,8 @@ __thread bool persist__nogate;
 /* Set from start-up on: channels made from then on get the observer
  * (recovery's too, which then logs nothing: persist__wal is still NULL). */
 static bool persist_enabled;
+/* fsync = always: answers wait for the disk, even while it fails. */
+static bool persist_sync_gate;
 
 #define PERSIST_STRIPES 64
 static pthread_mutex_t persist_mu[PERSIST_STRIPES];
@@ -321,9 +323,19 @@ void persist_stats(stats_snap *sn)
 
 uint64_t persist_durable_lsn(void)
 {
+    wal *w = persist__w();
+
     if (persist__cluster)
         return persist__repl_durable();
-    return persist__w() ? wal_durable_lsn(persist__w()) : 0;
+    if (!w)
+        return 0;
+    /* A failing disk under everysec or no: nothing is held, so that reads
+     * keep working (writes are refused meanwhile); what the turn that met
+     * the failure acknowledged is written when the disk recovers, or lost
+     * if the daemon is killed first. */
+    if (!persist_sync_gate && wal_error(w, NULL, 0) != 0)
+        return UINT64_MAX;
+    return wal_safe_lsn(w);
 }
 
 /* ------------------------------------------------------------------ */
@@ -513,7 +525,9 @@ int persist_start(const conf *c, char *err, size_t errlen)
         if (persist__repl_start(c, err, errlen) != 0)
             return -1;
         __atomic_store_n(&persist__on, true, __ATOMIC_RELEASE);
-        persist__gate = true; /* answers wait for raft's commit */
+        persist__gate = true;
+        persist_sync_gate =
+            o.fsync == WAL_FSYNC_ALWAYS; /* answers wait for raft's commit */
         return 0;
     }
     if (epoch_bump(c->data_dir, &epoch, err, errlen) != 0)
@@ -544,7 +558,11 @@ int persist_start(const conf *c, char *err, size_t errlen)
     }
     wal_on_durable(w, persist_durable_cb, NULL);
     wal_set_compactor(w, persist_snap_iter, NULL);
-    persist__gate = o.fsync == WAL_FSYNC_ALWAYS;
+    /* Every policy: under everysec and no an answer waits until its
+     * effects are written to the kernel, which the I/O thread does itself
+     * at the end of a small turn (the answers then leave at once), and
+     * the flusher for a large one, while the I/O thread serves on. */
+    persist__gate = true;
     __atomic_store_n(&persist__wal, w, __ATOMIC_RELEASE);
     __atomic_store_n(&persist__on, true, __ATOMIC_RELEASE);
     htimer__restart(); /* their firings are logged */

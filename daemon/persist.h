@@ -40,7 +40,8 @@ extern wal *persist__wal;
 extern bool persist__on;
 /* True when the node is in a cluster (persist_repl.c). */
 extern bool persist__cluster;
-/* True when answers wait for fdatasync (fsync = always). */
+/* True when answers wait for the log: written to the kernel, on disk
+ * (fsync = always) or committed (a cluster). */
 extern bool persist__gate;
 
 /* Returns the open log, or NULL.  An acquire load: it is set once
@@ -173,7 +174,9 @@ static inline uint64_t persist_gate_lsn(void)
     return persist__gate && !persist__nogate ? wal_appended_lsn(persist__w())
                                              : 0;
 }
-/* Returns the LSN up to which the log is on disk. */
+/* Returns the LSN up to which answers may reveal effects: on disk under
+ * fsync=always, written to the kernel under everysec and no, committed in
+ * a cluster. */
 uint64_t persist_durable_lsn(void);
 /* Hands the loop turn's records to the flusher (end of a turn). */
 static inline void persist_flush(void)

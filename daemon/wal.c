@@ -248,6 +248,12 @@ uint64_t wal_durable_lsn(wal *w)
     return atomic_load(&w->durable);
 }
 
+uint64_t wal_safe_lsn(wal *w)
+{
+    return atomic_load(w->policy == WAL_FSYNC_ALWAYS ? &w->durable
+                                                     : &w->written);
+}
+
 void wal_flush(wal *w)
 {
     /* An unlocked look first: most turns of a read-only load append
@@ -255,14 +261,13 @@ void wal_flush(wal *w)
     if (atomic_load(&w->pending) == 0 &&
         atomic_load(&w->written) == atomic_load(&w->appended))
         return;
-    /* Under everysec and no, the turn reaches the kernel here, before
-     * its answers are sent, whatever its size: a killed daemon then loses
-     * nothing it acknowledged (as Redis's event loop writes its AOF before
-     * replying).  The fdatasync runs on the flusher without io_mu, so
-     * this waits only for another short write.  Left to the flusher: a
-     * segment switch in progress, a failing disk, and always, whose
-     * answers wait for the sync anyway. */
-    if (w->policy != WAL_FSYNC_ALWAYS && wal__flush_inline(w, 0, 1) == 0)
+    /* A small turn (few requests: the wake-up would cost more than the
+     * write) is written here; a large one goes to the flusher, which
+     * writes it on the other core while this thread serves.  Either way
+     * its answers leave once it is written (wal_safe_lsn). */
+    if (w->policy != WAL_FSYNC_ALWAYS &&
+        atomic_load(&w->pending) <= WAL_INLINE_MAX &&
+        wal__flush_inline(w, 0) == 0)
         return;
     wal__flush_wake(w);
 }
@@ -278,7 +283,7 @@ void wal_flush_turn(wal *w)
         atomic_load(&w->durable) == atomic_load(&w->written))
         return;
     if (atomic_load(&w->pending) <= WAL_INLINE_MAX &&
-        wal__flush_inline(w, 1, 0) == 0)
+        wal__flush_inline(w, 1) == 0)
         return;
     wal__flush_wake(w);
 }

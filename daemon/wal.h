@@ -25,18 +25,20 @@
  *     order of two adds could differ from memory's.)
  *  3. Before a write request is applied, wal_error() == 0; otherwise the
  *     request fails with the reason (disk full); reads keep working.
- *  4. Answers: under WAL_FSYNC_ALWAYS an answer built when
- *     wal_appended_lsn() was A is held until wal_durable_lsn() >= A
+ *  4. Answers: an answer built when wal_appended_lsn() was A is held
+ *     until wal_safe_lsn() >= A: under WAL_FSYNC_ALWAYS wal_durable_lsn()
  *     (reading the global LSN, not the request's own, covers every effect
  *     the answer could reveal, such as a recv of a value another session
  *     pushed).  At the end of each loop turn the I/O thread calls
  *     wal_flush(); the flusher thread writes the turn's records and issues
  *     one fdatasync for all of them, then calls the callback given to
  *     wal_on_durable() (e.g. a write to the I/O threads' eventfd), which
- *     releases the held answers.  Under EVERYSEC and NO answers are not
- *     held; wal_flush() still hands the records to the kernel each turn (a
- *     pwrite on the I/O thread itself), so
- *     a kill -9 loses nothing, and power loss at most ~1 s (EVERYSEC).
+ *     releases the held answers.  Under EVERYSEC and NO wal_safe_lsn() is
+ *     the written LSN: wal_flush() hands the records to the kernel each
+ *     turn (a small turn with a pwrite on the I/O thread itself, a large
+ *     one on the flusher, whose callback then releases its answers), so
+ *     a kill -9 loses nothing acknowledged, and power loss at most ~1 s
+ *     (EVERYSEC).
  *  5. Compaction: wal_set_compactor() once, and the log compacts itself
  *     when wal_should_compact() says so: a background thread (never the
  *     I/O thread) calls wal_snapshot() with an iterator that
@@ -209,13 +211,18 @@ int wal_append_group(wal *w, const eff_rec *recs, size_t n, uint64_t *lsn);
 uint64_t wal_appended_lsn(wal *w);
 /* Returns the LSN up to which every record is fdatasynced. */
 uint64_t wal_durable_lsn(wal *w);
+/* Returns the LSN up to which answers may reveal effects: the durable
+ * LSN under ALWAYS; under EVERYSEC and NO the LSN up to which every record
+ * is written to the kernel (a kill -9 then loses none of them). */
+uint64_t wal_safe_lsn(wal *w);
 
 /* Hands what is pending to the kernel.  Under ALWAYS: asks the flusher to
  * write and fdatasync it, never blocking.  Under EVERYSEC and NO, when
  * little is pending (a few KiB: a quiet turn): writes it on the calling
  * thread (one pwrite into the page cache, cheaper than waking the
- * flusher), unless the flusher is busy or the disk fails; never waits for
- * a lock or the disk.  Cheap when nothing is pending. */
+ * flusher), unless io_mu is busy or the disk fails; else the flusher
+ * writes it, and the callback says when.  Never waits for a lock or the
+ * disk.  Cheap when nothing is pending. */
 void wal_flush(wal *w);
 
 /* As wal_flush, at the end of an event-loop turn that can afford to wait
@@ -231,9 +238,11 @@ void wal_flush_turn(wal *w);
  * 0, or the write error.  Not for the I/O thread. */
 int wal_sync(wal *w, uint64_t lsn);
 
-/* Sets fn, called with the new durable LSN each time it advances (and
- * after a failed round, with the old one): on the flusher thread, or on
- * a snapshot's (whose segment switch syncs the log).  Calls are
+/* Sets fn, called with the new wal_safe_lsn() (the durable LSN under
+ * ALWAYS, the written one otherwise) each time it advances past the last
+ * call's (and after a failed round, with the old one): on the flusher
+ * thread, an I/O thread that synced its own turn, or a snapshot's (whose
+ * segment switch syncs the log).  Calls are
  * serialized and their LSNs never go back.  fn must be quick and must not
  * call wal_sync, wal_snapshot or wal_close. */
 void wal_on_durable(wal *w, void (*fn)(void *arg, uint64_t durable), void *arg);

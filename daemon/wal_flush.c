@@ -138,7 +138,7 @@ void wal__notify(wal *w, void (*cb)(void *, uint64_t), void *arg, int failed)
     if (!cb)
         return;
     pthread_mutex_lock(&w->notify_mu);
-    d = atomic_load(&w->durable);
+    d = wal_safe_lsn(w);
     if (d > w->notified || failed) {
         if (d > w->notified)
             w->notified = d;
@@ -203,27 +203,6 @@ static void compact_maybe(wal *w)
     pthread_mutex_unlock(&w->mu);
 }
 
-/* Takes io_mu; with wait, through another thread's short hold (a write,
- * everysec's bookkeeping around its sync), but never through a segment
- * switch or a manifest write, which hold it across fsyncs.  Polled, so
- * that a switch that starts while this waits is seen. */
-static bool lock_io(wal *w, int wait)
-{
-    if (pthread_mutex_trylock(&w->io_mu) == 0)
-        return true;
-    while (wait && !atomic_load(&w->io_long)) {
-        struct timespec ts;
-        int64_t t;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        t = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + 200000;
-        ts.tv_sec = t / 1000000000;
-        ts.tv_nsec = t % 1000000000;
-        if (pthread_mutex_timedlock(&w->io_mu, &ts) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* A pwrite into the page cache costs the I/O thread less than waking
  * the flusher and the switch to it (about one context switch per request
  * at c=1, each way).  With sync (always, from wal_flush_turn only: the
@@ -231,7 +210,7 @@ static bool lock_io(wal *w, int wait)
  * callback.  The flusher keeps the rest: everysec's fdatasync, a busy
  * io_mu (a round or a snapshot's switch running: it will see the bytes or
  * be woken), and a failing disk, which only its timed retries touch. */
-int wal__flush_inline(wal *w, int sync, int wait)
+int wal__flush_inline(wal *w, int sync)
 {
     void (*cb)(void *, uint64_t);
     void *cb_arg;
@@ -243,7 +222,7 @@ int wal__flush_inline(wal *w, int sync, int wait)
     cb = w->on_durable;
     cb_arg = w->on_durable_arg;
     pthread_mutex_unlock(&w->mu);
-    if (err || !lock_io(w, wait))
+    if (err || pthread_mutex_trylock(&w->io_mu) != 0)
         return -1;
     int rc = wal__flush_locked(w, sync, NULL);
     pthread_mutex_unlock(&w->io_mu);

@@ -82,9 +82,6 @@ struct wal {
     int thr_started;
 
     pthread_mutex_t sync_mu;
-    /* A segment switch or a manifest write holds io_mu across fsyncs:
-     * the I/O thread then leaves its turn to the flusher, not waiting. */
-    _Atomic int io_long;
     /* Under io_mu. */
     pthread_mutex_t io_mu;
     wbuf spare; /* taken from cur, not yet joined to out */
@@ -273,14 +270,13 @@ void wal__notify(wal *w, void (*cb)(void *, uint64_t), void *arg, int failed);
 /* Returns 0, -EINVAL (no compactor), -EBUSY (one runs) or -errno;
  * starts the compaction thread. */
 int wal__compact_start(wal *w);
-/* wal_flush_turn under always writes and syncs a turn of at most this
- * many bytes itself: about a hundred small records. */
+/* wal_flush writes (and under always syncs) a turn of at most this many
+ * bytes itself: about a hundred small records. */
 #define WAL_INLINE_MAX 4096
 /* Writes what is pending on the calling thread (an I/O thread at the end
- * of its turn), and with sync fdatasyncs it.  wait: take io_mu even when
- * busy, unless a segment switch holds it.  Returns 0 when done, or -1
- * when the flusher must do it instead. */
-int wal__flush_inline(wal *w, int sync, int wait);
+ * of its turn), and with sync fdatasyncs it.  Returns 0 when done, or -1
+ * when the flusher must do it instead (io_mu busy, a failing disk). */
+int wal__flush_inline(wal *w, int sync);
 void wal__flush_wake(wal *w);
 /* The flusher thread's body; arg is the wal. */
 void *wal__flusher_main(void *arg);

@@ -27,7 +27,6 @@ static int rotate(wal *w, uint64_t *l0)
 
     /* sync_mu: the file must not be closed under everysec's sync. */
     pthread_mutex_lock(&w->sync_mu);
-    atomic_store(&w->io_long, 1);
     pthread_mutex_lock(&w->io_mu);
     rc = wal__flush_locked(w, 1, &last);
     if (rc)
@@ -67,7 +66,6 @@ static int rotate(wal *w, uint64_t *l0)
     atomic_store(&w->seg_bytes, WAL_HDR);
 out:
     pthread_mutex_unlock(&w->io_mu);
-    atomic_store(&w->io_long, 0);
     pthread_mutex_unlock(&w->sync_mu);
     {
         void (*cb)(void *, uint64_t);
@@ -205,7 +203,6 @@ int wal_snapshot(wal *w, wal_snap_iter_fn iter, void *arg, char *err,
         rc = -errno;
         goto out_write_err;
     }
-    atomic_store(&w->io_long, 1);
     pthread_mutex_lock(&w->io_mu);
     keep_from = 0;
     while (keep_from < w->nsegs && w->segs[keep_from].first <= l0)
@@ -214,7 +211,6 @@ int wal_snapshot(wal *w, wal_snap_iter_fn iter, void *arg, char *err,
                              w->nsegs - keep_from);
     if (rc) {
         pthread_mutex_unlock(&w->io_mu);
-        atomic_store(&w->io_long, 0);
         wal__fmt(err, errlen, "snapshot: writing the manifest: %s",
                  strerror(-rc));
         unlinkat(w->dirfd, name, 0);
@@ -233,7 +229,6 @@ int wal_snapshot(wal *w, wal_snap_iter_fn iter, void *arg, char *err,
     w->snap_lsn = l0;
     atomic_store(&w->snap_lsn_pub, l0);
     pthread_mutex_unlock(&w->io_mu);
-    atomic_store(&w->io_long, 0);
     if (old_snap && old_snap != l0) {
         char old[WAL_NAME_MAX];
         wal__snap_name(old, old_snap);
