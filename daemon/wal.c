@@ -263,10 +263,12 @@ void wal_flush(wal *w)
         return;
     /* A small turn (few requests: the wake-up would cost more than the
      * write) is written here; a large one goes to the flusher, which
-     * writes it on the other core while this thread serves.  Either way
-     * its answers leave once it is written (wal_safe_lsn). */
+     * writes it on the other core while this thread serves, unless it is
+     * in its fdatasync (milliseconds, more on a slow disk).  Either way
+     * the turn's answers leave once it is written (wal_safe_lsn). */
     if (w->policy != WAL_FSYNC_ALWAYS &&
-        atomic_load(&w->pending) <= WAL_INLINE_MAX &&
+        (atomic_load(&w->pending) <= WAL_INLINE_MAX ||
+         atomic_load(&w->syncing)) &&
         wal__flush_inline(w, 0) == 0)
         return;
     wal__flush_wake(w);

@@ -258,8 +258,10 @@ static int sync_round(wal *w)
         return rc;
     }
     t0 = now_ns();
+    atomic_store(&w->syncing, 1);
     if (w->io.fdatasync(w->io.ctx, fd) != 0)
         e = -errno;
+    atomic_store(&w->syncing, 0);
     pthread_mutex_lock(&w->io_mu);
     if (e) {
         /* The kernel may have dropped the pages it failed to write:

@@ -82,6 +82,9 @@ struct wal {
     int thr_started;
 
     pthread_mutex_t sync_mu;
+    /* The flusher is in everysec's fdatasync: it cannot write meanwhile,
+     * so a large turn is written by its own thread instead of waiting. */
+    _Atomic int syncing;
     /* Under io_mu. */
     pthread_mutex_t io_mu;
     wbuf spare; /* taken from cur, not yet joined to out */

@@ -2563,15 +2563,15 @@ static void *turn_thread(void *arg)
 }
 
 /* everysec: the flusher's fdatasync does not hold the log's writes.
- * While it is stuck (a slow disk), a small turn is still written by its
- * caller before the call returns (its answers leave at once); the sync
- * then makes durable what it had, the next one the rest, and the log
- * holds every record once. */
+ * While it is stuck (a slow disk), a turn, even a large one, is written
+ * by its caller before the call returns (its answers leave at once, not
+ * after the sync); the sync then makes durable what it had, the next one
+ * the rest, and the log holds every record once. */
 static void test_everysec_sync_unlocked(void **state)
 {
     turnctl *t = &turn.t;
     wal *w = turn_open(WAL_FSYNC_EVERYSEC);
-    eff_rec small;
+    eff_rec small, big = turn_big_push(16 << 10);
     sync_job j = {0};
     turn_job tj = {0};
     pthread_t th, tth;
@@ -2593,7 +2593,7 @@ static void test_everysec_sync_unlocked(void **state)
         usleep(1000);
     seen = atomic_load(&t->in_sync);
     if (seen) {
-        tj = (turn_job){.w = w, .a = &small, .b = &small};
+        tj = (turn_job){.w = w, .a = &small, .b = &big};
         assert_int_equal(pthread_create(&tth, NULL, turn_thread, &tj), 0);
         while (!atomic_load(&tj.done) && mono_ms() < deadline)
             usleep(1000);
