@@ -655,13 +655,17 @@ json_t *persist_cluster_status(void)
                                         st.peers[i].address, "voter",
                                         st.peers[i].voter == 1));
     j = json_pack(
-        "{s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "id",
+        "{s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "id",
         (json_int_t)st.id, "role", repl_role_name(st.role), "serving",
         st.serving, "term", (json_int_t)st.term, "commit_index",
         (json_int_t)st.commit_index, "last_applied",
-        (json_int_t)st.last_applied, "leader_id", (json_int_t)st.leader_id,
-        "fsm_errors", (json_int_t)st.fsm_errors, "rebuilds",
-        (json_int_t)persist_kicks(), "peers", peers ? peers : json_array());
+        (json_int_t)st.last_applied, "last_index", (json_int_t)st.last_index,
+        "leader_id", (json_int_t)st.leader_id, "fsm_errors",
+        (json_int_t)st.fsm_errors, "rebuilds", (json_int_t)persist_kicks(),
+        "loop_age_ms",
+        (json_int_t)(st.refreshed_ns ? (rt_now() - st.refreshed_ns) / 1000000
+                                     : -1),
+        "peers", peers ? peers : json_array());
     if (j && leader[0])
         json_object_set_new(j, "leader", json_string(leader));
     return j ? j : json_null();

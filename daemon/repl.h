@@ -197,6 +197,10 @@ typedef struct repl_status {
      * stops applying at the first one and retries it at the next commit:
      * the daemon should log it and stop, its state can no longer follow. */
     uint64_t fsm_errors;
+    /* uv_hrtime() (CLOCK_MONOTONIC ns, as rt_now) of the raft thread's
+     * last pass over its loop, which runs at least every heartbeat: an old
+     * one means a stuck loop (a diagnostic for elections that never end). */
+    int64_t refreshed_ns;
     size_t n_peers;
     repl_peer peers[REPL_MAX_PEERS];
 } repl_status;

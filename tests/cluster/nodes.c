@@ -328,14 +328,21 @@ void nodes_describe(nodes *c, FILE *f)
             fprintf(
                 f,
                 "  node %d (pid %d): %s, term %lld, leader %lld, commit "
-                "%lld, serving %s\n",
+                "%lld, applied %lld, last index %lld, serving %s, raft "
+                "loop %lld ms ago\n",
                 i + 1, (int)c->pid[i],
                 json_string_value(json_object_get(st, "role")),
                 (long long)json_integer_value(json_object_get(st, "term")),
                 (long long)json_integer_value(json_object_get(st, "leader_id")),
                 (long long)json_integer_value(
                     json_object_get(st, "commit_index")),
-                json_is_true(json_object_get(st, "serving")) ? "yes" : "no");
+                (long long)json_integer_value(
+                    json_object_get(st, "last_applied")),
+                (long long)json_integer_value(
+                    json_object_get(st, "last_index")),
+                json_is_true(json_object_get(st, "serving")) ? "yes" : "no",
+                (long long)json_integer_value(
+                    json_object_get(st, "loop_age_ms")));
         else
             fprintf(f, "  node %d (pid %d): %s\n", i + 1, (int)c->pid[i],
                     c->pid[i] <= 0 ? "down"

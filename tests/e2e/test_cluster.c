@@ -264,6 +264,14 @@ static void test_election(void **state)
     assert_int_equal(json_integer_value(json_object_get(cl, "leader_id")),
                      leader + 1);
     assert_true(json_integer_value(json_object_get(cl, "term")) > 0);
+    /* The log holds at least what committed; the raft thread's loop ran
+     * (at least every heartbeat: a 10 s old pass would be a stuck loop). */
+    assert_true(json_is_integer(json_object_get(cl, "last_index")));
+    assert_true(json_integer_value(json_object_get(cl, "last_index")) >=
+                json_integer_value(json_object_get(cl, "commit_index")));
+    json_int_t age = json_integer_value(json_object_get(cl, "loop_age_ms"));
+    assert_true(json_is_integer(json_object_get(cl, "loop_age_ms")));
+    assert_true(age >= 0 && age < 10000);
     json_decref(a);
 }
 
