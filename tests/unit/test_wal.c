@@ -2301,6 +2301,23 @@ static int turn_teardown(void **state)
     return 0;
 }
 
+/* A push record of n bytes of value in turn.big (freed by teardown). */
+static eff_rec turn_big_push(size_t n)
+{
+    eff_rec r;
+    char *big = turn.big ? turn.big : (turn.big = malloc(n + 1));
+
+    assert_non_null(big);
+    memset(big, 'v', n);
+    big[0] = big[n - 1] = '"';
+    big[n] = 0;
+    memset(&r, 0, sizeof r);
+    r.type = EFF_CHAN_PUSH;
+    r.u.push.name = eff_s("q");
+    r.u.push.value = eff_s(big);
+    return r;
+}
+
 /* Polls until wal_durable_lsn reaches lsn with no error set, and the
  * callback said so, or 10 s pass; returns whether it did. */
 static bool turn_wait_durable(wal *w, turnctl *t, uint64_t lsn)
@@ -2351,20 +2368,10 @@ static void test_flush_turn_large(void **state)
 {
     turnctl *t = &turn.t;
     wal *w = turn_open(WAL_FSYNC_ALWAYS);
-    size_t n = 64 << 10; /* 16 x WAL_INLINE_MAX */
-    char *big = turn.big = malloc(n + 1);
-    eff_rec r;
+    eff_rec r = turn_big_push(64 << 10); /* 16 x WAL_INLINE_MAX */
     uint64_t lsn;
     (void)state;
 
-    assert_non_null(big);
-    memset(big, 'v', n);
-    big[0] = big[n - 1] = '"';
-    big[n] = 0;
-    memset(&r, 0, sizeof r);
-    r.type = EFF_CHAN_PUSH;
-    r.u.push.name = eff_s("q");
-    r.u.push.value = eff_s(big);
     assert_int_equal(wal_append(w, &r, &lsn), 0);
     wal_flush_turn(w);
     assert_true(turn_wait_durable(w, t, lsn));
@@ -2466,23 +2473,6 @@ static void test_flush_turn_everysec(void **state)
     assert_int_equal(atomic_load(&t->caller_syncs), 0);
     assert_int_equal(atomic_load(&t->cb_on_caller), 0);
     turn_close();
-}
-
-/* A push record of n bytes of value in turn.big (freed by teardown). */
-static eff_rec turn_big_push(size_t n)
-{
-    eff_rec r;
-    char *big = turn.big ? turn.big : (turn.big = malloc(n + 1));
-
-    assert_non_null(big);
-    memset(big, 'v', n);
-    big[0] = big[n - 1] = '"';
-    big[n] = 0;
-    memset(&r, 0, sizeof r);
-    r.type = EFF_CHAN_PUSH;
-    r.u.push.name = eff_s("q");
-    r.u.push.value = eff_s(big);
-    return r;
 }
 
 /* Replays turn.dir (closed) and returns how many records it holds. */
