@@ -154,15 +154,21 @@ static void hlease_fire(void *arg)
     hlock *l = (hlock *)ls->o;
 
     pthread_mutex_lock(&hl_mu);
+    /* The hold this lease belongs to, not merely one with its token:
+     * recovery replays a renewal as a release and a grant of the same
+     * token, and the first grant's overdue lease, firing meanwhile, ended
+     * the renewed hold (test_renewed_lease under TSan). */
     for (hhold *h = l->holds; h; h = h->next)
-        if (h->token == ls->token && h->lease == ls && !persist_may_decide()) {
+        if (h->token != ls->token || h->lease != ls) {
+            continue;
+        } else if (!persist_may_decide()) {
             /* A cluster follower: the leader ends leases (and replicates
              * the release).  Look again later: this node may lead by
              * then, and then the lease, overdue, ends at once. */
             rt_timer_reset(ls->t, 200 * 1000000LL);
             pthread_mutex_unlock(&hl_mu);
             return; /* the timer keeps its share of ls */
-        } else if (h->token == ls->token) {
+        } else {
             log_info("%s \"%s\": lease of token %llu expired", l->o.ops->name,
                      l->o.name, (unsigned long long)h->token);
             hold_drop_locked(h, true, true);

@@ -193,9 +193,6 @@ int wal__compact_start(wal *w)
 
 static void compact_maybe(wal *w)
 {
-    /* Unlocked first: after every inline write, and nearly always no. */
-    if (atomic_load(&w->compacting) || !wal_should_compact(w))
-        return;
     pthread_mutex_lock(&w->mu);
     if (w->compactor && !atomic_load(&w->compacting) && !w->stop &&
         now_ns() >= w->compact_retry_at && wal_should_compact(w))
