@@ -1,8 +1,11 @@
 /*
- * tcluster.c - the cluster suites' calls to single nodes and their
- * leader search (see tcluster.h).
+ * tcluster.c - the cluster suites' calls to single nodes, their leader
+ * search and their free ports (see tcluster.h).
  */
 #include "tcluster.h"
+
+#include <stdlib.h>
+#include <unistd.h>
 
 json_t *tcluster_call(int port, const char *method, const char *params,
                       int timeout_ms)
@@ -55,4 +58,24 @@ int tcluster_find_leader(const testd *nd, const bool *stopped, int n,
         testd_sleep_ms(50);
     } while (testd_now_ms() < end);
     return -1;
+}
+
+int tcluster_ports(int *cport, int *rport, int n)
+{
+    int *fds = calloc((size_t)(2 * n), sizeof *fds), nfd = 0;
+    bool ok = fds != NULL;
+
+    for (int i = 0; i < n && ok; i++) {
+        int a = testd_bind_loopback(&cport[i]);
+        int b = a >= 0 ? testd_bind_loopback(&rport[i]) : -1;
+        if (a >= 0)
+            fds[nfd++] = a;
+        if (b >= 0)
+            fds[nfd++] = b;
+        ok = a >= 0 && b >= 0;
+    }
+    while (nfd > 0)
+        close(fds[--nfd]);
+    free(fds);
+    return ok ? 0 : -1;
 }

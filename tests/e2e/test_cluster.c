@@ -75,28 +75,14 @@ static int start_node(int i, bool join)
 static int setup(void **state)
 {
     size_t off = 0;
-    int fds[2 * NODES], nfd = 0;
-    bool ok = true;
     (void)state;
 
     snprintf(base, sizeof base, "/tmp/chand-cluster-XXXXXX");
     if (!mkdtemp(base))
         return -1;
-    /* Every port bound at once, then all closed: one bound and closed
-     * at a time, the kernel handed the same port out twice (node 2's
-     * raft port was node 1's client port in a TSan run). */
-    for (int i = 0; i < NODES && ok; i++) {
-        int a = testd_bind_loopback(&cport[i]);
-        int b = a >= 0 ? testd_bind_loopback(&rport[i]) : -1;
-        if (a >= 0)
-            fds[nfd++] = a;
-        if (b >= 0)
-            fds[nfd++] = b;
-        ok = a >= 0 && b >= 0;
-    }
-    while (nfd > 0)
-        close(fds[--nfd]);
-    if (!ok)
+    /* All at once: one at a time, node 2's raft port was once node 1's
+     * client port (a TSan run). */
+    if (tcluster_ports(cport, rport, NODES) != 0)
         return -1;
     for (int i = 0; i < NODES; i++) {
         off += (size_t)snprintf(spec4 + off, sizeof spec4 - off,

@@ -64,26 +64,14 @@ static int start_node(int i)
  * they differ) and starts the three nodes; 0 or -1. */
 static int start_all(void)
 {
-    int fds[2 * NODES], nfd = 0;
-    bool ok = true;
     size_t off = 0;
 
-    for (int i = 0; i < NODES && ok; i++) {
-        int a = testd_bind_loopback(&cport[i]);
-        int b = a >= 0 ? testd_bind_loopback(&rport[i]) : -1;
-        if (a >= 0)
-            fds[nfd++] = a;
-        if (b >= 0)
-            fds[nfd++] = b;
-        ok = a >= 0 && b >= 0;
+    if (tcluster_ports(cport, rport, NODES) != 0)
+        return -1;
+    for (int i = 0; i < NODES; i++)
         off += (size_t)snprintf(spec + off, sizeof spec - off,
                                 "%s%d=127.0.0.1:%d:%d", i ? "," : "", i + 1,
                                 cport[i], rport[i]);
-    }
-    while (nfd > 0)
-        close(fds[--nfd]);
-    if (!ok)
-        return -1;
     for (int i = 0; i < NODES; i++)
         if (start_node(i) != 0)
             return -1;
