@@ -525,9 +525,7 @@ int persist_start(const conf *c, char *err, size_t errlen)
         if (persist__repl_start(c, err, errlen) != 0)
             return -1;
         __atomic_store_n(&persist__on, true, __ATOMIC_RELEASE);
-        persist__gate = true;
-        persist_sync_gate =
-            o.fsync == WAL_FSYNC_ALWAYS; /* answers wait for raft's commit */
+        persist__gate = true; /* answers wait for raft's commit */
         return 0;
     }
     if (epoch_bump(c->data_dir, &epoch, err, errlen) != 0)

@@ -43,6 +43,23 @@ static void set_error(wal *w, int e, const char *what)
     pthread_mutex_unlock(&w->mu);
 }
 
+/* fdatasync's outcome (io_mu held): on success the stats and durable up
+ * to lsn; on failure (e, negative) the error, and everything since the
+ * last good sync is written again, as the kernel may have dropped the
+ * pages it failed to write. */
+static void sync_result(wal *w, int e, int64_t t0, uint64_t lsn)
+{
+    if (e) {
+        w->out_done = 0;
+        set_error(w, e, "fdatasync");
+        return;
+    }
+    atomic_store(&w->last_fsync_ns, (uint64_t)(now_ns() - t0));
+    atomic_fetch_add(&w->fsyncs, 1);
+    if (atomic_load(&w->durable) < lsn)
+        atomic_store(&w->durable, lsn);
+}
+
 /* One round under io_mu: takes cur, writes what is unwritten, and
  * fdatasyncs when sync.  *taken gets the appended LSN at the take. */
 int wal__flush_locked(wal *w, int sync, uint64_t *taken)
@@ -97,17 +114,10 @@ int wal__flush_locked(wal *w, int sync, uint64_t *taken)
     atomic_store(&w->seg_bytes, w->base + w->out.len);
     if (sync && atomic_load(&w->durable) < atomic_load(&w->written)) {
         int64_t t0 = now_ns();
-        if (w->io.fdatasync(w->io.ctx, w->seg_fd) != 0) {
-            rc = -errno;
-            /* The kernel may have dropped the pages it failed to write:
-             * everything since the last good sync is written again. */
-            w->out_done = 0;
-            set_error(w, rc, "fdatasync");
+        rc = w->io.fdatasync(w->io.ctx, w->seg_fd) != 0 ? -errno : 0;
+        sync_result(w, rc, t0, atomic_load(&w->written));
+        if (rc)
             return rc;
-        }
-        atomic_store(&w->last_fsync_ns, (uint64_t)(now_ns() - t0));
-        atomic_fetch_add(&w->fsyncs, 1);
-        atomic_store(&w->durable, atomic_load(&w->written));
     }
     if (sync || w->policy == WAL_FSYNC_NO) {
         /* Synced, or never to be: the buffer is no longer needed. */
@@ -260,16 +270,8 @@ static int sync_round(wal *w)
         e = -errno;
     atomic_store(&w->syncing, 0);
     pthread_mutex_lock(&w->io_mu);
-    if (e) {
-        /* The kernel may have dropped the pages it failed to write:
-         * everything since the last good sync is written again. */
-        w->out_done = 0;
-        set_error(w, e, "fdatasync");
-    } else {
-        atomic_store(&w->last_fsync_ns, (uint64_t)(now_ns() - t0));
-        atomic_fetch_add(&w->fsyncs, 1);
-        if (atomic_load(&w->durable) < lsn)
-            atomic_store(&w->durable, lsn);
+    sync_result(w, e, t0, lsn);
+    if (!e) {
         /* The synced prefix is no longer needed to write again. */
         memmove(w->out.p, w->out.p + upto, w->out.len - upto);
         w->out.len -= upto;
