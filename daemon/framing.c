@@ -2,6 +2,7 @@
  * framing.c - a session's input: one read() per readable event, line
  * framing with a cap (max-line), and fair turns between sessions (at most
  * fair-batch lines, then the session yields through its ev_more event).
+ * Lines wait while an auth is verified or a snapshot hold is on.
  * Each complete line goes to dispatch (disp_line); the session's answers
  * of one turn leave in one write (sess__push_later).  I/O thread of the
  * session, always.
@@ -60,7 +61,10 @@ static void sess_process(sess *s, bool all)
         const char *line;
         /* An auth is being verified: the lines behind it wait for its
          * answer (sec_auth_resume activates ev_more). */
-        if (atomic_load_explicit(&s->auth_busy, memory_order_acquire))
+        /* A snapshot hold does not hold the lines a closed connection
+         * left (all): they would be lost with the session. */
+        if (atomic_load_explicit(&s->auth_busy, memory_order_acquire) ||
+            (!all && sess__held(s)))
             return;
         in = bufferevent_get_input(s->bev);
         /* The line is served in place (pulled up to be contiguous, which
@@ -103,7 +107,8 @@ static void sess_process_flat(sess *s, const char *buf, size_t n)
 
     while (p < end && served < srv_conf.fair_batch) {
         const char *nl;
-        if (atomic_load_explicit(&s->auth_busy, memory_order_acquire)) {
+        if (atomic_load_explicit(&s->auth_busy, memory_order_acquire) ||
+            sess__held(s)) {
             busy = true; /* see sess_process */
             break;
         }

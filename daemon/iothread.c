@@ -157,6 +157,8 @@ static void srv_free_ios(srv *v)
             event_free(io->ev_wflush);
         if (io->ev_durable)
             event_free(io->ev_durable);
+        if (io->ev_hold)
+            event_free(io->ev_hold);
         if (io->base)
             event_base_free(io->base);
         proto_names_free(io->local.names);
@@ -205,9 +207,10 @@ srv *srv_new_fds(const conf *c, const int *fds, int nfds, char *err,
         if (io->base) {
             io->ev_wflush = event_new(io->base, -1, 0, sess__wflush_cb, io);
             io->ev_durable = event_new(io->base, -1, 0, sess__durable_cb, io);
+            io->ev_hold = evtimer_new(io->base, sess__hold_cb, io);
         }
         if (!io->base || !io->local.names || !io->ev_wflush ||
-            !io->ev_durable) {
+            !io->ev_durable || !io->ev_hold) {
             snprintf(err, errlen, "cannot set up I/O thread %d", i);
             srv_close_fds(fds, nfds);
             goto out_ios;

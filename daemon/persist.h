@@ -68,6 +68,11 @@ bool persist_clustered(void);
  * turn's proposal; called by every I/O thread's durable event.  Cheap
  * and a no-op outside a cluster. */
 void persist_poll(void);
+/* On a cluster's leader waiting for a quiet moment to take a snapshot:
+ * the milliseconds its I/O threads hold new requests for at most, else 0
+ * (persist_repl.c, the snapshot hold).  Any thread; one atomic load when
+ * there is no hold. */
+int64_t persist_holding(void);
 /* Counts the times a cluster node ended every session (leadership lost):
  * each I/O thread ends its sessions when it sees the count move. */
 uint64_t persist_kicks(void);

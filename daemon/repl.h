@@ -197,6 +197,9 @@ typedef struct repl_status {
      * stops applying at the first one and retries it at the next commit:
      * the daemon should log it and stop, its state can no longer follow. */
     uint64_t fsm_errors;
+    /* The applied index of the last snapshot this node took since it
+     * started (0: none): a log that stops being compacted shows here. */
+    uint64_t snapshot_index;
     /* uv_hrtime() (CLOCK_MONOTONIC ns, as rt_now) of the raft thread's
      * last pass over its loop, which runs at least every heartbeat: an old
      * one means a stuck loop (a diagnostic for elections that never end). */

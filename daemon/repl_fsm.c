@@ -92,6 +92,7 @@ int repl__fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[],
         return RAFT_BUSY;
     if (rc != 0)
         return RAFT_IOERR;
+    n->snapshot_index = raft_last_applied(&n->raft);
     padded = (len + 7) & ~(size_t)7;
     if (padded != len) {
         void *grown = realloc(data, padded);

@@ -150,6 +150,7 @@ struct repl_node {
     raft_term seen_term;
     uint64_t term_since, quiet_ms;
     uint64_t fsm_errors;
+    uint64_t snapshot_index; /* applied index of the last snapshot taken */
 };
 
 /* ---- little-endian helpers ---------------------------------------------- */

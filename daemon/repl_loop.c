@@ -109,6 +109,7 @@ static void refresh(repl_node *n)
     n->st.last_index = raft_last_index(r);
     n->st.leader_id = leader;
     n->st.fsm_errors = n->fsm_errors;
+    n->st.snapshot_index = n->snapshot_index;
     n->st.refreshed_ns = (int64_t)uv_hrtime();
     if (peers_changed(n))
         copy_peers(n);

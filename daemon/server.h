@@ -39,6 +39,8 @@ struct srv_io {
     struct event *ev_wflush;  /* writes them (sess__wflush_cb) */
     struct event *ev_durable; /* the log synced: release held answers */
     uint64_t kicks;           /* persist_kicks() its sessions saw */
+    struct event *ev_hold;    /* a snapshot hold's deadline */
+    bool holding;             /* sessions wait on the hold (session_hold.c) */
     char rbuf[16384];         /* reads while a session's input is empty */
     sess_local local;         /* dispatch's scratch (sess_local_get) */
 };
@@ -76,6 +78,7 @@ struct sess {
     sess *prev, *next;
     bool ended;         /* sess__end ran */
     bool batching;      /* in sess_process: sess_push follows */
+    bool held;          /* its input waits for a snapshot hold's end */
     bool wqueued;       /* on its I/O thread's write list */
     sess *wnext;        /* link in that list */
     uint64_t out_added; /* bytes ever added to the output */
@@ -185,6 +188,13 @@ void sess__wflush_cb(evutil_socket_t fd, short what, void *arg);
 /* The event callback of io->ev_durable: pushes the sessions whose
  * answers wait for the log (fsync = always). */
 void sess__durable_cb(evutil_socket_t fd, short what, void *arg);
+/* session_hold.c: true when s's next request must wait for a cluster
+ * leader's snapshot hold to end (s is then resumed by its I/O thread);
+ * sess__hold_over lets io's waiting sessions go on once it has ended;
+ * sess__hold_cb is io->ev_hold's callback. */
+bool sess__held(sess *s);
+void sess__hold_over(srv_io *io);
+void sess__hold_cb(evutil_socket_t fd, short what, void *arg);
 /* Ends the session: no more answers, every wait cancelled, holds released
  * (disp_session_end), queued values given back.  graceful: the bytes
  * already in the socket buffer are still sent before the close. */

@@ -143,4 +143,5 @@ void sess__durable_cb(evutil_socket_t fd, short what, void *arg)
         sess_kick_all(io);
     }
     sess__each(io, sess_push_held, NULL);
+    sess__hold_over(io);
 }

@@ -418,9 +418,20 @@ int main(int argc, char **argv)
          * caught up to the commit index of the moment, so that a majority
          * that can elect a leader stays alive (under ASan a node behind by
          * 100k entries took longer than knowing the leader did). */
-        for (int64_t end = nodes_now_ms() + 60000;
-             !nodes_follows(g_c, leader, target) && nodes_now_ms() < end;)
+        int64_t back_t0 = nodes_now_ms();
+        bool caught_up;
+        while (!(caught_up = nodes_follows(g_c, leader, target)) &&
+               nodes_now_ms() - back_t0 < 60000)
             sleep_ms(50);
+        if (!caught_up) {
+            /* The next kill leaves no majority that can elect: a stall
+             * after it says nothing about elections. */
+            fprintf(stderr,
+                    "jepsen: kill %d: node %d not caught up to %lld within "
+                    "60 s of its restart; nodes:\n",
+                    k + 1, leader + 1, (long long)target);
+            nodes_describe(g_c, stderr);
+        }
         printf("jepsen: kill %d/%d (%s node %d): first write after %lld ms\n",
                k + 1, kills, stop ? "SIGSTOP" : "SIGKILL", leader + 1,
                (long long)took);

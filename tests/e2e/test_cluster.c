@@ -13,7 +13,8 @@
  *    write) is printed as a bench line, never asserted;
  *  - the killed node restarts on its data_dir and follows;
  *  - membership: a fourth node joins (cluster.add) and gets the state,
- *    then is removed (cluster.remove).
+ *    then is removed (cluster.remove);
+ *  - a leader kept busy by its clients still takes snapshots.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,7 +23,9 @@
 #include <cmocka.h>
 
 #include <event2/event.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -525,6 +528,133 @@ static void test_membership(void **state)
     json_decref(a);
 }
 
+/* ---- a busy leader compacts its log ------------------------------- */
+
+#define BUSY_CLIENTS 12
+
+static _Atomic bool busy_stop;
+static _Atomic int64_t busy_acked, busy_failed;
+
+/* One client of the load: atomic.add 1, one at a time, until busy_stop.
+ * A dozen such keep the leader's loop turns (one raft entry each) coming,
+ * with rarely a moment between one entry's apply and the next one's
+ * proposal. */
+static void *busy_client(void *arg)
+{
+    testd_conn *c = arg;
+
+    for (int64_t id = 1; !atomic_load(&busy_stop); id++) {
+        json_t *a = testd_call(
+            c, id, "atomic.add",
+            json_pack("{s:s, s:i}", "name", "busy", "delta", 1), 20000);
+        bool ok = a && testd_result(a);
+
+        json_decref(a);
+        if (!ok) {
+            atomic_fetch_add(&busy_failed, 1);
+            break;
+        }
+        atomic_fetch_add(&busy_acked, 1);
+    }
+    return NULL;
+}
+
+/* Queues n values in the leader's channel big, a thousand requests a
+ * write.  Returns the number acknowledged. */
+static int64_t busy_fill(int n)
+{
+    testd_conn *c = testd_connect_port(cport[leader]);
+    static char buf[1000 * 100];
+    int64_t acked = 0;
+
+    if (!c)
+        return 0;
+    for (int done = 0; done < n; done += 1000) {
+        size_t len = 0;
+        for (int i = 0; i < 1000; i++)
+            len += (size_t)snprintf(
+                buf + len, sizeof buf - len,
+                "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"send\","
+                "\"params\":{\"name\":\"big\",\"value\":%d}}\n",
+                i + 1, done + i);
+        if (testd_write(c, buf, len) != 0)
+            break;
+        for (int i = 0; i < 1000; i++) {
+            json_t *a = testd_recv(c, 20000);
+            acked += a && testd_result(a);
+            json_decref(a);
+        }
+    }
+    testd_close(c);
+    return acked;
+}
+
+/* A leader whose clients never let its state settle still takes
+ * snapshots: it holds new requests for a moment (cluster.status
+ * snapshot_holds) until its entries in flight are applied.  So the part of
+ * its log no snapshot covers stays within raft's trailing window (32768
+ * entries) however long the load lasts; before the hold, such a leader's
+ * first snapshot came after 273k entries (and a restart replayed them
+ * all).  Every request is still answered, and the atomic counts each
+ * acknowledged add. */
+static void test_busy_leader_snapshots(void **state)
+{
+    pthread_t th[BUSY_CLIENTS];
+    testd_conn *conns[BUSY_CLIENTS];
+    int64_t start, first, end, snap = 0, applied = 0, holds = 0;
+    json_t *r, *st;
+    (void)state;
+
+    leader = find_leader(20000);
+    assert_true(leader >= 0);
+    /* A state that takes a while to walk: a snapshot begun in a lucky
+     * quiet moment is spoilt by the next request. */
+    leader_ok("make", "{\"name\":\"big\",\"cap\":100000}", 10000);
+    assert_int_equal(busy_fill(50000), 50000);
+    start = tcluster_status_int(cport[leader], "snapshot_index");
+    first = tcluster_status_int(cport[leader], "last_applied");
+    assert_true(start >= 0 && first >= 0);
+    for (int i = 0; i < BUSY_CLIENTS; i++) {
+        conns[i] = testd_connect_port(cport[leader]);
+        assert_non_null(conns[i]);
+    }
+    for (int i = 0; i < BUSY_CLIENTS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, busy_client, conns[i]),
+                         0);
+    /* More entries than the window: raft asks for a snapshot every 4096
+     * of them once the term is 5 s old. */
+    end = testd_now_ms() + 150000;
+    while (testd_now_ms() < end && atomic_load(&busy_failed) == 0 &&
+           tcluster_status_int(cport[leader], "last_applied") < first + 36000)
+        testd_sleep_ms(200);
+    /* Read while the load still runs: the leader is as busy as ever. */
+    st = tcluster_status(cport[leader]);
+    atomic_store(&busy_stop, true);
+    for (int i = 0; i < BUSY_CLIENTS; i++) {
+        pthread_join(th[i], NULL);
+        testd_close(conns[i]);
+    }
+    assert_non_null(st);
+    snap = json_integer_value(json_object_get(st, "snapshot_index"));
+    applied = json_integer_value(json_object_get(st, "last_applied"));
+    holds = json_integer_value(json_object_get(st, "snapshot_holds"));
+    json_decref(st);
+    printf("# busy leader: %lld adds, applied %lld, snapshot at %lld (was "
+           "%lld), %lld holds\n",
+           (long long)atomic_load(&busy_acked), (long long)applied,
+           (long long)snap, (long long)start, (long long)holds);
+    assert_int_equal(atomic_load(&busy_failed), 0);
+    assert_true(applied >= first + 36000);
+    assert_true(snap > start);
+    assert_true(applied - snap < 32768);
+    assert_true(holds > 0);
+    r = leader_call("atomic.load", "{\"name\":\"busy\"}", 10000);
+    assert_non_null(r);
+    assert_int_equal(json_integer_value(json_object_get(r, "value")),
+                     atomic_load(&busy_acked));
+    json_decref(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -533,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_async_redirect),
         cmocka_unit_test(test_failover),
         cmocka_unit_test(test_membership),
+        cmocka_unit_test(test_busy_leader_snapshots),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
