@@ -70,8 +70,7 @@ bool persist_clustered(void);
 void persist_poll(void);
 /* On a cluster's leader waiting for a quiet moment to take a snapshot:
  * the milliseconds its I/O threads hold new requests for at most, else 0
- * (persist_repl.c, the snapshot hold).  Any thread; one atomic load when
- * there is no hold. */
+ * (persist_hold.c).  Any thread; one atomic load when there is no hold. */
 int64_t persist_holding(void);
 /* Counts the times a cluster node ended every session (leadership lost):
  * each I/O thread ends its sessions when it sees the count move. */
@@ -91,6 +90,13 @@ void persist_cluster_stats(stats_snap *sn);
 /* persist_repl.c's side of persist.c (internal). */
 /* srv_durable_wake() unless persist_quiesce() ran (any thread). */
 void persist__wake(void);
+/* persist_hold.c, from the cluster's snapshot hook (raft thread): start a
+ * hold (at most once a second), make the one on last a walk's whole
+ * length, end it (the held sessions go on); and the holds started. */
+void persist__hold_start(void);
+void persist__hold_walk(void);
+void persist__hold_end(void);
+uint64_t persist__holds(void);
 int persist__repl_start(const conf *c, char *err, size_t errlen);
 void persist__repl_stop(void);
 void persist__repl_append(const eff_rec *r);

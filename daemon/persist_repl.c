@@ -318,57 +318,6 @@ static int64_t pr_mono_ms(void)
  * (a Jepsen run's drain, at 150 receives a second). */
 static int64_t pr_snap_next_ms;
 
-/* The snapshot hold.  A busy leader's state is always ahead of raft's (a
- * ticket open or in flight), so it never took a snapshot: its raft log
- * grew without end, and so did a restart's replay of it (libraft 0.15
- * loads a log by growing one array an entry at a time, which under ASan
- * took 6 minutes for 150k entries).  So when the hook refuses for that
- * reason, the I/O threads hold every session's next request
- * (persist_holding, framing.c) while the tickets in flight commit; the
- * hook, asked again as the last one applies, finds the state quiet and
- * walks it, the hold lasting until the walk is done.  The hold ends with
- * that walk, or after PR_HOLD_MS when the state never became quiet;
- * the next one may start PR_HOLD_GAP_MS after that at the earliest, so a
- * leader whose state never settles (timers firing) loses a few percent of
- * its time at most.  Requests already running are not held: the walk's
- * own check (pr_appends) still catches them. */
-#define PR_HOLD_MS 50
-#define PR_HOLD_GAP_MS 1000
-static _Atomic bool pr_hold;
-static _Atomic int64_t pr_hold_end_ms;
-static int64_t pr_hold_next_ms;   /* raft thread */
-static _Atomic uint64_t pr_holds; /* holds started, ever (cluster.status) */
-
-int64_t persist_holding(void)
-{
-    int64_t left;
-
-    if (!atomic_load_explicit(&pr_hold, memory_order_relaxed) ||
-        !atomic_load(&pr_serving))
-        return 0;
-    left = atomic_load(&pr_hold_end_ms) - pr_mono_ms();
-    return left > 0 ? left : 0;
-}
-
-/* Starts a hold (raft thread, in the snapshot hook). */
-static void pr_hold_start(int64_t now)
-{
-    if (!atomic_load(&pr_serving) || now < pr_hold_next_ms ||
-        now < pr_snap_next_ms)
-        return;
-    atomic_store(&pr_hold_end_ms, now + PR_HOLD_MS);
-    atomic_store(&pr_hold, true);
-    atomic_fetch_add(&pr_holds, 1);
-    pr_hold_next_ms = now + PR_HOLD_MS + PR_HOLD_GAP_MS;
-}
-
-/* Ends the hold, if one is on: the held sessions go on (raft thread). */
-static void pr_hold_end(void)
-{
-    if (atomic_exchange(&pr_hold, false))
-        persist__wake();
-}
-
 static int pr_fsm_snapshot(void *arg, uint64_t index, void **data, size_t *len)
 {
     pr_snap s = {0};
@@ -388,7 +337,9 @@ static int pr_fsm_snapshot(void *arg, uint64_t index, void **data, size_t *len)
     uint64_t before = atomic_load(&pr_appends);
     pthread_mutex_unlock(&pr_mu);
     if (open) {
-        pr_hold_start(pr_mono_ms());
+        /* The state is ahead of raft's: hold requests for a moment. */
+        if (atomic_load(&pr_serving) && pr_mono_ms() >= pr_snap_next_ms)
+            persist__hold_start();
         return -EBUSY;
     }
     /* A follower keeps the deliveries in flight aside (they live on the
@@ -398,11 +349,7 @@ static int pr_fsm_snapshot(void *arg, uint64_t index, void **data, size_t *len)
     t0 = pr_mono_ms();
     if (t0 < pr_snap_next_ms)
         return -EBUSY;
-    /* Quiet thanks to a hold: it lasts the walk's whole length (a queue
-     * of 100k values takes longer than PR_HOLD_MS under ASan), or the
-     * requests let go meanwhile would spoil it. */
-    if (persist_holding() > 0)
-        atomic_store(&pr_hold_end_ms, INT64_MAX / 2);
+    persist__hold_walk();
     pr_snap_tls = &s;
     reg_foreach(NULL, pr_snap_one, &s);
     pr_snap_tls = NULL;
@@ -415,10 +362,10 @@ static int pr_fsm_snapshot(void *arg, uint64_t index, void **data, size_t *len)
         b = b < 50 ? 50 : b > 1000 ? 1000 : b;
         pr_snap_next_ms = t0 + took + b;
         free(s.p);
-        pr_hold_end();
+        persist__hold_end();
         return s.rc != 0 ? -ENOMEM : -EBUSY;
     }
-    pr_hold_end();
+    persist__hold_end();
     if (!s.p && !(s.p = malloc(1)))
         return -ENOMEM;
     persist__shadow_snapshot(s.p, s.len);
@@ -730,7 +677,7 @@ json_t *persist_cluster_status(void)
         json_object_set_new(j, "snapshot_index",
                             json_integer((json_int_t)st.snapshot_index));
         json_object_set_new(j, "snapshot_holds",
-                            json_integer((json_int_t)atomic_load(&pr_holds)));
+                            json_integer((json_int_t)persist__holds()));
     }
     if (j && leader[0])
         json_object_set_new(j, "leader", json_string(leader));
