@@ -131,14 +131,39 @@ static int mkdir_one(const char *path)
  * even when it has none any more (a leader that stepped down while its
  * append was in flight, a follower that became a candidate while it
  * installed a snapshot; fixed upstream later, canonical/raft#342 and
- * cowsql/raft#48), and raft_uv then takes strlen(NULL).  Such a message has
- * nowhere to go: refuse it, as an unreachable peer is refused; the core
- * frees the request and the peer retries. */
+ * cowsql/raft#48), and raft_uv then takes strlen(NULL).  Worse, it reads
+ * that address from the follower's part of a union: on a node that is a
+ * candidate by then, the id is the candidate's votes array and the address
+ * its pre-vote flags (0x100, seen in a core of a node that died of SIGSEGV
+ * under ASan in a Jepsen run).  Such a message has nowhere to go: refuse
+ * it, as an unreachable peer is refused; the core frees the request and
+ * the peer retries.
+ *
+ * A result that is not a follower's and names no configured server is
+ * such garbage (the votes array is no server's id), and is dropped before
+ * its address is read.  It is dropped as if sent (the callback, which
+ * only frees the request, then 0), not refused: a leader or candidate also
+ * answers an AppendEntries of a stale term, to its sender, and an error
+ * there makes libraft 0.15 free the entries twice. */
+static bool repl__configured(struct raft *r, raft_id id)
+{
+    for (unsigned i = 0; i < r->configuration.n; i++)
+        if (r->configuration.servers[i].id == id)
+            return true;
+    return false;
+}
+
 static int repl__io_send(struct raft_io *io, struct raft_io_send *req,
                          const struct raft_message *message, raft_io_send_cb cb)
 {
     repl_node *n = (repl_node *)((char *)io - offsetof(repl_node, io));
 
+    if (message->type == RAFT_IO_APPEND_ENTRIES_RESULT &&
+        raft_state(&n->raft) != RAFT_FOLLOWER &&
+        !repl__configured(&n->raft, message->server_id)) {
+        cb(req, RAFT_NOCONNECTION);
+        return 0;
+    }
     if (message->server_address == NULL || message->server_address[0] == 0 ||
         message->server_id == 0)
         return RAFT_NOCONNECTION;
