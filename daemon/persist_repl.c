@@ -678,6 +678,10 @@ json_t *persist_cluster_status(void)
                             json_integer((json_int_t)st.snapshot_index));
         json_object_set_new(j, "snapshot_holds",
                             json_integer((json_int_t)persist__holds()));
+        json_object_set_new(j, "read_rounds",
+                            json_integer((json_int_t)st.read_rounds));
+        json_object_set_new(j, "read_barriers",
+                            json_integer((json_int_t)st.read_barriers));
     }
     if (j && leader[0])
         json_object_set_new(j, "leader", json_string(leader));

@@ -282,6 +282,10 @@ int repl_start(const repl_config *cfg, repl_node **out, char *err,
     }
     n->io_send = n->io.send;
     n->io.send = repl__io_send;
+    /* raft_uv_init set the transport up but listens only at raft_start. */
+    n->tr_listen = n->transport.listen;
+    n->transport.listen = repl__ri_listen;
+    n->barrier_reads = cfg->barrier_reads;
     n->rfsm.version = 1;
     n->rfsm.data = n;
     n->rfsm.apply = repl__fsm_apply;
@@ -373,6 +377,7 @@ void repl_stop(repl_node *n)
         next = o->next;
         repl__fail_op(n, o, -ESHUTDOWN);
     }
+    repl__ri_free(n);
     raft_uv_close(&n->io);
     raft_uv_tcp_close(&n->transport);
     uv_loop_close(&n->loop);

@@ -10,8 +10,9 @@
  *     records of one loop turn, daemon/effect.h); the batch becomes ONE
  *     raft entry (one raft_apply), so a turn costs one replication round;
  *   - repl_barrier() asks for a read barrier; every barrier requested
- *     before the raft thread wakes shares one raft_barrier, so a loop
- *     turn's reads share one round;
+ *     before the raft thread wakes shares one round: a read index round
+ *     (repl_read.c), in which the voters confirm that this node still
+ *     leads, or, failing that, one raft_barrier entry;
  *   - requests cross threads through a mutex-protected queue and a
  *     uv_async_t; their completions come back the other way, through a
  *     queue and the wakeup callback the daemon registers.  The wakeup runs
@@ -33,10 +34,10 @@
  *     parks the turn's answers.  The batch's completion (status 0, with its
  *     raft index) releases them: an answer leaves only once the batch that
  *     holds its records is committed on a majority.  A read-only answer
- *     waits for repl_barrier(): the barrier entry follows every batch
- *     proposed before it, so its completion also means that every effect
- *     the read could reveal is committed, and that this node was still the
- *     leader.  The FSM's apply sees `own == true` for the batches this very
+ *     waits for repl_barrier(): its completion means that every batch
+ *     proposed before it is committed and applied, so every effect the
+ *     read could reveal is, and that this node still led after the read
+ *     was asked.  The FSM's apply sees `own == true` for the batches this very
  *     node proposed under its current origin (repl_start, then
  *     repl_new_origin): the leader has already applied
  *     them and must skip them; followers apply everything.
@@ -172,6 +173,9 @@ typedef struct repl_config {
     /* A node that joins a running cluster (repl_add on the leader) starts
      * with join = true: it never bootstraps and waits for the leader. */
     bool join;
+    /* Reads confirm leadership with a raft barrier entry each (the only
+     * way before the read index, repl_read.c); for tests and A/B runs. */
+    bool barrier_reads;
     /* Called on the raft thread when repl_drain has work; may be NULL
      * (then the I/O thread polls repl_drain). */
     void (*wakeup)(void *arg);
@@ -200,6 +204,10 @@ typedef struct repl_status {
     /* The applied index of the last snapshot this node took since it
      * started (0: none): a log that stops being compacted shows here. */
     uint64_t snapshot_index;
+    /* Read groups the leader confirmed by a read index round, and those
+     * that took a barrier entry (not leading, a late round, a later term
+     * seen, or barrier_reads). */
+    uint64_t read_rounds, read_barriers;
     /* uv_hrtime() (CLOCK_MONOTONIC ns, as rt_now) of the raft thread's
      * last pass over its loop, which runs at least every heartbeat: an old
      * one means a stuck loop (a diagnostic for elections that never end). */
@@ -232,7 +240,10 @@ int repl_propose(repl_node *n, const repl_record *recs, size_t nrecs,
                  repl_done_fn done, void *arg);
 
 /* Queues a read barrier; the barriers queued before the raft thread wakes
- * share one raft_barrier.  Same contract as repl_propose.  Any thread. */
+ * share one read index round or raft_barrier.  Same contract as
+ * repl_propose; done's index is the read index (the last entry when the
+ * barrier was asked, all of it applied) or the barrier entry's.  Any
+ * thread. */
 int repl_barrier(repl_node *n, repl_done_fn done, void *arg);
 
 /* Adds server id at raft address "host:port" as a voter (raft_add, then

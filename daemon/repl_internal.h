@@ -12,6 +12,8 @@
  *  repl_fsm.c    the FSM adapter: decoding batches, snapshot and restore
  *  repl_loop.c   the raft thread: its libuv loop, starting queued ops,
  *                publishing status, leadership and role events
+ *  repl_read.c   the read index: leadership confirmed by a round of
+ *                messages instead of a barrier entry
  *
  * Batch format (one raft entry per repl_propose; little-endian):
  *
@@ -90,6 +92,9 @@ typedef struct barrier_group {
     struct raft_barrier req;
     repl_node *node;
     op *ops;
+    /* While a read index round confirms it (repl_read.c). */
+    struct barrier_group *next;
+    uint64_t seq, term, idx0, since;
 } barrier_group;
 
 /* Id -> client address, for not_leader answers. */
@@ -151,6 +156,13 @@ struct repl_node {
     uint64_t term_since, quiet_ms;
     uint64_t fsm_errors;
     uint64_t snapshot_index; /* applied index of the last snapshot taken */
+    /* The read index (repl_read.c): raft's listen, which repl__ri_listen
+     * wraps, and the accept callback raft gave it. */
+    int (*tr_listen)(struct raft_uv_transport *t, raft_uv_accept_cb cb);
+    raft_uv_accept_cb raft_accept;
+    struct repl_ri *ri;
+    bool barrier_reads; /* repl_config's: every read takes a barrier */
+    uint64_t read_rounds, read_barriers;
 };
 
 /* ---- little-endian helpers ---------------------------------------------- */
@@ -209,6 +221,23 @@ int repl__fsm_apply(struct raft_fsm *f, const struct raft_buffer *buf,
 int repl__fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[],
                        unsigned *n_bufs);
 int repl__fsm_restore(struct raft_fsm *f, struct raft_buffer *buf);
+
+/* ---- repl_read.c --------------------------------------------------------- */
+
+/* The transport's listen, wrapped: marked connections are read index
+ * queries, the rest go to raft. */
+int repl__ri_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb);
+/* Confirms leadership for g's reads with a round to the voters, or falls
+ * back to raft_barrier; completes g through repl__barrier_cb. */
+void repl__ri_start(repl_node *n, barrier_group *g);
+/* Completes confirmed groups, falls back when a round is late or
+ * leadership moved (after each loop iteration and each answer). */
+void repl__ri_check(repl_node *n);
+/* Fails pending groups and closes the read index's handles (from
+ * repl__on_raft_closed). */
+void repl__ri_close(repl_node *n);
+/* Frees the rest once the loop ran dry. */
+void repl__ri_free(repl_node *n);
 
 /* ---- repl_loop.c --------------------------------------------------------- */
 

@@ -78,6 +78,7 @@ static void refresh(repl_node *n)
 
     if (n->closing)
         return;
+    repl__ri_check(n);
     repl__snapshot_quiet(n); /* notes a term change when it happens */
     raft_leader(r, &leader, &laddr);
     if (state != RAFT_LEADER)
@@ -110,6 +111,8 @@ static void refresh(repl_node *n)
     n->st.leader_id = leader;
     n->st.fsm_errors = n->fsm_errors;
     n->st.snapshot_index = n->snapshot_index;
+    n->st.read_rounds = n->read_rounds;
+    n->st.read_barriers = n->read_barriers;
     n->st.refreshed_ns = (int64_t)uv_hrtime();
     if (peers_changed(n))
         copy_peers(n);
@@ -139,6 +142,7 @@ static void on_handle_closed(uv_handle_t *h)
 void repl__on_raft_closed(struct raft *r)
 {
     repl_node *n = r->data;
+    repl__ri_close(n);
     uv_close((uv_handle_t *)&n->async, on_handle_closed);
     uv_close((uv_handle_t *)&n->check, on_handle_closed);
 }
@@ -192,7 +196,6 @@ void repl__on_async(uv_async_t *h)
     barrier_group *group = NULL;
     op *o, *next;
     bool stopping;
-    int rv;
 
     pthread_mutex_lock(&n->mu);
     o = n->in_head;
@@ -208,12 +211,8 @@ void repl__on_async(uv_async_t *h)
         else
             start_op(n, o, &group);
     }
-    if (group != NULL) {
-        group->req.data = group;
-        rv = raft_barrier(&n->raft, &group->req, repl__barrier_cb);
-        if (rv != 0)
-            repl__barrier_cb(&group->req, rv);
-    }
+    if (group != NULL)
+        repl__ri_start(n, group);
     if (stopping && !n->closing) {
         n->closing = true;
         raft_close(&n->raft, repl__on_raft_closed);
@@ -231,6 +230,7 @@ void *repl__node_main(void *arg)
 void repl__close_loop(repl_node *n)
 {
     uv_run(&n->loop, UV_RUN_DEFAULT);
+    repl__ri_free(n);
     raft_uv_close(&n->io);
     raft_uv_tcp_close(&n->transport);
     uv_loop_close(&n->loop);

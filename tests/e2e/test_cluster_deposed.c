@@ -285,11 +285,51 @@ static void test_stateless_answers_add_no_entries(void **state)
     assert_int_equal(after, before);
 }
 
+/* Reads on the leader wait for a read index round, not a barrier entry:
+ * they see the last committed values and add to the raft log only the
+ * entries of the rounds that fell back to a barrier (a round that took
+ * over a heartbeat, as may happen under valgrind), one each. */
+static void test_reads_add_no_entries(void **state)
+{
+    int l = find_leader(20000);
+    testd_conn *c;
+    int64_t commit0, commit1, rounds0, rounds1, barriers0, barriers1;
+    (void)state;
+
+    assert_true(l >= 0);
+    c = testd_connect_port(cport[l]);
+    assert_non_null(c);
+    e2e_ok(c, 1, "map.store", "{\"name\":\"ri\",\"key\":\"k\",\"value\":1}");
+    e2e_ok(c, 2, "atomic.add", "{\"name\":\"ri_n\",\"delta\":5}");
+    commit0 = tcluster_status_int(cport[l], "commit_index");
+    rounds0 = tcluster_status_int(cport[l], "read_rounds");
+    barriers0 = tcluster_status_int(cport[l], "read_barriers");
+    for (int k = 0; k < 20; k++) {
+        json_t *r = e2e_ok(c, 10 + 2 * k, "map.load",
+                           "{\"name\":\"ri\",\"key\":\"k\"}");
+        assert_int_equal(json_integer_value(json_object_get(r, "value")), 1);
+        assert_int_equal(e2e_ok_int(c, 11 + 2 * k, "atomic.load",
+                                    "{\"name\":\"ri_n\"}", "value"),
+                         5);
+    }
+    commit1 = tcluster_status_int(cport[l], "commit_index");
+    rounds1 = tcluster_status_int(cport[l], "read_rounds");
+    barriers1 = tcluster_status_int(cport[l], "read_barriers");
+    testd_close(c);
+    print_message("40 reads: %lld rounds, %lld barriers\n",
+                  (long long)(rounds1 - rounds0),
+                  (long long)(barriers1 - barriers0));
+    assert_true(rounds1 > rounds0);
+    assert_true(rounds1 - rounds0 + barriers1 - barriers0 >= 40);
+    assert_int_equal(commit1 - commit0, barriers1 - barriers0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deposed_leader_rebuilds),
         cmocka_unit_test(test_stateless_answers_add_no_entries),
+        cmocka_unit_test(test_reads_add_no_entries),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,6 +232,7 @@ typedef struct tcluster {
     char spec3[256], spec4[256];
     unsigned election_ms, heartbeat_ms, snap_threshold, snap_trailing;
     unsigned quiet_ms;    /* snapshot_quiet_ms; 0: 1 ms */
+    bool barrier_reads;   /* repl_config's */
     int roles_seen[MAXN]; /* serving=true notifications per node */
     int roles_lost[MAXN]; /* serving=false notifications per node */
 } tcluster;
@@ -408,6 +410,7 @@ static void start_node(tcluster *tc, int i, bool join)
     cfg.snapshot_quiet_ms = tc->quiet_ms ? tc->quiet_ms : 1;
     cfg.install_snapshot_timeout_ms = 1000;
     cfg.join = join;
+    cfg.barrier_reads = tc->barrier_reads;
     cfg.wakeup = on_wakeup;
     cfg.on_role = on_role;
     cfg.role_arg = &role_args[i];
@@ -626,11 +629,10 @@ static void test_replicate(void **state)
     for (int k = 0; k < 3; k++) {
         wait_done(tc, &b[k], WAIT_MS);
         assert_int_equal(b[k].status, 0);
-        assert_true(b[k].index > d[39].index);
-        assert_true(b[k].index > fd[19].index);
+        /* The read index: every batch above is applied. */
+        assert_true(b[k].index >= d[39].index);
+        assert_true(b[k].index >= fd[19].index);
     }
-    print_message("3 barriers used %s raft entries\n",
-                  b[0].index == b[2].index ? "one" : "several");
 
     wait_same(tc, records_of(0, 39) + records_of(100, 119), WAIT_MS);
     for (int i = 0; i < 3; i++) {
@@ -1123,12 +1125,27 @@ static void test_commit_figures(void **state)
     fflush(stdout);
 }
 
-/* Reads queued while the raft thread is busy share one raft_barrier. */
+/* Polls the status of node i until read_rounds + read_barriers reach n
+ * (they are published after the loop turn that completed the reads). */
+static repl_status wait_reads(tcluster *tc, int i, uint64_t n)
+{
+    double end = now_ms() + WAIT_MS;
+    repl_status st;
+    for (;;) {
+        repl_status_get(tc->nodes[i].node, &st);
+        if (st.read_rounds + st.read_barriers >= n || now_ms() > end)
+            return st;
+        pump(tc);
+    }
+}
+
+/* Reads queued while the raft thread is busy share one round. */
 static void test_barrier_shared(void **state)
 {
     tcluster *tc = *state;
     repl_record gate = {"gate", 4};
     done_rec d = {0}, b[3];
+    repl_status st;
     int leader;
 
     start_three(tc);
@@ -1148,9 +1165,86 @@ static void test_barrier_shared(void **state)
     for (int k = 0; k < 3; k++) {
         wait_done(tc, &b[k], WAIT_MS);
         assert_int_equal(b[k].status, 0);
-        assert_true(b[k].index > d.index);
-        assert_int_equal(b[k].index, b[0].index); /* one entry for all */
+        assert_true(b[k].index >= d.index);
+        assert_int_equal(b[k].index, b[0].index); /* one round for all */
     }
+    st = wait_reads(tc, leader, 1);
+    assert_int_equal(st.read_rounds, 1);
+    assert_int_equal(st.read_barriers, 0);
+}
+
+/* A read on a healthy leader is confirmed by a read index round: it adds
+ * no raft entry, it comes after every batch asked before it, and one
+ * voter besides the leader is enough.  With barrier_reads, each read
+ * costs an entry (the baseline the round replaces). */
+static void test_read_index(void **state)
+{
+    tcluster *tc = *state;
+    done_rec d = {0}, b;
+    repl_status st0, st;
+    int leader, other;
+
+    start_three(tc);
+    leader = wait_leader(tc, WAIT_MS);
+    for (int k = 0; k < 20; k++) {
+        assert_int_equal(propose(tc, leader, k, &d), 0);
+        memset(&b, 0, sizeof b);
+        assert_int_equal(repl_barrier(tc->nodes[leader].node, on_done, &b), 0);
+        wait_done(tc, &b, WAIT_MS);
+        assert_int_equal(b.status, 0);
+        assert_int_equal(d.called, 1); /* its batch completed first */
+        assert_int_equal(d.status, 0);
+        assert_true(b.index >= d.index);
+    }
+    st0 = wait_reads(tc, leader, 20);
+    assert_int_equal(st0.read_barriers, 0);
+    assert_int_equal(st0.read_rounds, 20);
+    for (int k = 0; k < 20; k++) {
+        memset(&b, 0, sizeof b);
+        assert_int_equal(repl_barrier(tc->nodes[leader].node, on_done, &b), 0);
+        wait_done(tc, &b, WAIT_MS);
+        assert_int_equal(b.status, 0);
+        assert_int_equal(b.index, st0.last_index);
+    }
+    st = wait_reads(tc, leader, 40);
+    assert_int_equal(st.last_index, st0.last_index); /* no entry added */
+    assert_int_equal(st.read_rounds, 40);
+
+    /* One follower gone: the other one confirms. */
+    other = (leader + 1) % 3;
+    stop_node(tc, other);
+    for (int k = 0; k < 5; k++) {
+        memset(&b, 0, sizeof b);
+        assert_int_equal(repl_barrier(tc->nodes[leader].node, on_done, &b), 0);
+        wait_done(tc, &b, WAIT_MS);
+        assert_int_equal(b.status, 0);
+    }
+    st = wait_reads(tc, leader, 45);
+    assert_int_equal(st.read_rounds, 45);
+    assert_int_equal(st.last_index, st0.last_index);
+}
+
+static void test_barrier_reads(void **state)
+{
+    tcluster *tc = *state;
+    done_rec b;
+    repl_status st0, st;
+    int leader;
+
+    tc->barrier_reads = true;
+    start_three(tc);
+    leader = wait_leader(tc, WAIT_MS);
+    repl_status_get(tc->nodes[leader].node, &st0);
+    for (int k = 0; k < 5; k++) {
+        memset(&b, 0, sizeof b);
+        assert_int_equal(repl_barrier(tc->nodes[leader].node, on_done, &b), 0);
+        wait_done(tc, &b, WAIT_MS);
+        assert_int_equal(b.status, 0);
+        assert_true(b.index > st0.last_index + (uint64_t)k);
+    }
+    st = wait_reads(tc, leader, 5);
+    assert_int_equal(st.read_rounds, 0);
+    assert_int_equal(st.read_barriers, 5);
 }
 
 /* A leader that stalls (its raft thread blocked, as a SIGSTOPped process
@@ -1161,7 +1255,7 @@ static void test_deposed_leader(void **state)
 {
     tcluster *tc = *state;
     repl_record gate = {"gate", 4};
-    done_rec g = {0}, late, d;
+    done_rec g = {0}, late, d, lread;
     int old, leader = -1, lost_before;
     size_t want;
     double end;
@@ -1175,6 +1269,8 @@ static void test_deposed_leader(void **state)
     lost_before = tc->roles_lost[old];
     /* Asked while stalled: queued, not yet seen by raft. */
     assert_int_equal(propose(tc, old, 1, &late), 0);
+    memset(&lread, 0, sizeof lread);
+    assert_int_equal(repl_barrier(tc->nodes[old].node, on_done, &lread), 0);
 
     /* The two others elect a leader among themselves and commit. */
     end = now_ms() + WAIT_MS;
@@ -1199,6 +1295,12 @@ static void test_deposed_leader(void **state)
     if (late.status != REPL_ELOST && late.status != REPL_ENOTLEADER)
         fail_msg("a proposal to the stalled leader ended with %d (%s)",
                  late.status, repl_strerror(late.status));
+    /* A read would see neither batch 2 nor any later one: it must fail,
+     * whether its round or raft tells the old leader it was deposed. */
+    wait_done(tc, &lread, WAIT_MS);
+    if (lread.status != REPL_ELOST && lread.status != REPL_ENOTLEADER)
+        fail_msg("a read on the stalled leader ended with %d (%s)",
+                 lread.status, repl_strerror(lread.status));
     /* Lost, yet it may still commit under the new leader: the deposed
      * leader's state holds its effects at no index raft has applied. */
     assert_true(repl_in_flight(tc->nodes[old].node));
@@ -1212,6 +1314,245 @@ static void test_deposed_leader(void **state)
     want = 1 + records_of(2, 2); /* "gate", then batch 2; never batch 1 */
     wait_same(tc, want, WAIT_MS);
     assert_false(toy_has(tc, old, "b1.0"));
+}
+
+/* A stand-in for a voter at its raft port (the node itself stopped): it
+ * holds raft's connections without a word, and answers read index
+ * queries (repl_read.c's wire) as told, to check the leader's side of the
+ * round whatever a real peer would say. */
+enum { FAKE_CONFIRM, FAKE_LATER_TERM, FAKE_NO_LEADER };
+
+typedef struct fake_peer {
+    int lfd, stop_fd[2];
+    pthread_t th;
+    _Atomic int mode;
+    _Atomic uint64_t term, leader; /* the leader's, as the test read them */
+    _Atomic int queries;
+} fake_peer;
+
+static bool read_full(int fd, void *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r <= 0)
+            return false;
+        got += (size_t)r;
+    }
+    return true;
+}
+
+static uint64_t le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void put_le64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+typedef struct fake_conn {
+    fake_peer *f;
+    int fd;
+} fake_conn;
+
+static void *fake_conn_main(void *arg)
+{
+    fake_conn *c = arg;
+    fake_peer *f = c->f;
+    unsigned char pre[24], addr[256], q[16], a[32];
+    uint64_t id, alen;
+
+    if (!read_full(c->fd, pre, sizeof pre))
+        goto out;
+    id = le64(pre + 8);
+    alen = le64(pre + 16);
+    if (alen > sizeof addr || !read_full(c->fd, addr, (size_t)alen))
+        goto out;
+    if ((id >> 63) == 0 || strcmp((char *)addr, "chand-read-index") != 0) {
+        while (read(c->fd, q, sizeof q) > 0) /* raft: never answered */
+            ;
+        goto out;
+    }
+    while (read_full(c->fd, q, sizeof q)) {
+        int mode = atomic_load(&f->mode);
+        uint64_t term = atomic_load(&f->term);
+        put_le64(a, le64(q + 8));
+        put_le64(a + 8, mode == FAKE_LATER_TERM ? term + 1 : term);
+        put_le64(a + 16, mode == FAKE_NO_LEADER ? 0 : atomic_load(&f->leader));
+        put_le64(a + 24, 1); /* follower */
+        atomic_fetch_add(&f->queries, 1);
+        if (write(c->fd, a, sizeof a) != (ssize_t)sizeof a)
+            break;
+    }
+out:
+    close(c->fd);
+    free(c);
+    return NULL;
+}
+
+static void *fake_main(void *arg)
+{
+    fake_peer *f = arg;
+    for (;;) {
+        fake_conn *c;
+        pthread_t th;
+        int fd = accept(f->lfd, NULL, NULL);
+        if (fd < 0)
+            return NULL; /* the test shut the socket down */
+        c = malloc(sizeof *c);
+        if (c == NULL) {
+            close(fd);
+            continue;
+        }
+        c->f = f;
+        c->fd = fd;
+        if (pthread_create(&th, NULL, fake_conn_main, c) != 0) {
+            close(fd);
+            free(c);
+            continue;
+        }
+        pthread_detach(th);
+    }
+}
+
+static void fake_start(fake_peer *f, unsigned short port)
+{
+    struct sockaddr_in sa = {0};
+    int one = 1;
+
+    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(f->lfd >= 0);
+    setsockopt(f->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(f->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(f->lfd, 16), 0);
+    assert_int_equal(pthread_create(&f->th, NULL, fake_main, f), 0);
+}
+
+/* Ends accept(); the connection threads end with their sockets. */
+static void fake_stop(fake_peer *f)
+{
+    shutdown(f->lfd, SHUT_RDWR);
+    pthread_join(f->th, NULL);
+    close(f->lfd);
+}
+
+static int read_once(tcluster *tc, int i, int ms)
+{
+    done_rec b = {0};
+    assert_int_equal(repl_barrier(tc->nodes[i].node, on_done, &b), 0);
+    wait_done(tc, &b, ms);
+    return b.called ? b.status : INT32_MIN;
+}
+
+/* Node B is a stand-in, node C stopped: the leader's reads stand or fall
+ * by B's answers alone (raft's own messages to B go unanswered, so no
+ * barrier entry can commit either).  B confirming is enough for a read
+ * and adds no entry; B answering `bad` must never let a read through. */
+static void read_quorum_case(tcluster *tc, int bad)
+{
+    fake_peer f = {0};
+    repl_status st0, st;
+    int leader, b, c, rc;
+
+    /* Long enough that the leader keeps its place for a few reads after
+     * C stops (it steps down once an election timeout passes without
+     * hearing from a majority). */
+    tc->election_ms = 3000;
+    tc->heartbeat_ms = 300;
+    start_three(tc);
+    leader = wait_leader(tc, WAIT_MS);
+    b = (leader + 1) % 3;
+    c = (leader + 2) % 3;
+    stop_node(tc, b);
+    repl_status_get(tc->nodes[leader].node, &st0);
+    atomic_store(&f.term, st0.term);
+    atomic_store(&f.leader, st0.id);
+    atomic_store(&f.mode, FAKE_CONFIRM);
+    fake_start(&f, tc->ports[b][1]);
+    assert_int_equal(read_once(tc, leader, WAIT_MS), 0); /* C is up */
+    stop_node(tc, c);
+    st0 = wait_reads(tc, leader, 1);
+    assert_int_equal(read_once(tc, leader, WAIT_MS), 0);
+    st = wait_reads(tc, leader, st0.read_rounds + st0.read_barriers + 1);
+    assert_int_equal(st.read_rounds, st0.read_rounds + 1);
+    assert_int_equal(st.last_index, st0.last_index);
+    assert_true(atomic_load(&f.queries) >= 1);
+
+    atomic_store(&f.mode, bad);
+    rc = read_once(tc, leader, WAIT_MS);
+    if (rc != REPL_ELOST && rc != REPL_ENOTLEADER)
+        fail_msg("a read B did not confirm (mode %d) ended with %d", bad, rc);
+    st = wait_reads(tc, leader, st0.read_rounds + st0.read_barriers + 2);
+    assert_int_equal(st.read_barriers, st0.read_barriers + 1);
+    fake_stop(&f);
+}
+
+static void test_read_later_term(void **state)
+{
+    read_quorum_case(*state, FAKE_LATER_TERM);
+}
+
+static void test_read_no_leader(void **state)
+{
+    read_quorum_case(*state, FAKE_NO_LEADER);
+}
+
+/* A read asked of a stalled leader after another leader committed must
+ * fail.  Here raft itself deposes the old leader as it wakes (no majority
+ * heard from for an election timeout) before the reads' round could run;
+ * read_quorum_case below checks the round's own answers. */
+static void test_deposed_read(void **state)
+{
+    tcluster *tc = *state;
+    repl_record gate = {"gate", 4};
+    done_rec g = {0}, early, late, d;
+    int old, leader = -1;
+    double end;
+
+    start_three(tc);
+    old = wait_leader(tc, WAIT_MS);
+    toy_arm_gate(&tc->nodes[old].fsm);
+    assert_int_equal(repl_propose(tc->nodes[old].node, &gate, 1, on_done, &g),
+                     0);
+    wait_in_gate(tc, old);
+    memset(&early, 0, sizeof early);
+    assert_int_equal(repl_barrier(tc->nodes[old].node, on_done, &early), 0);
+    end = now_ms() + WAIT_MS;
+    while (leader < 0) {
+        assert_true(now_ms() < end);
+        for (int i = 0; i < 3; i++) {
+            repl_status st;
+            if (i == old)
+                continue;
+            repl_status_get(tc->nodes[i].node, &st);
+            if (st.serving)
+                leader = i;
+        }
+        pump(tc);
+    }
+    assert_int_equal(propose(tc, leader, 2, &d), 0);
+    wait_done(tc, &d, WAIT_MS);
+    assert_int_equal(d.status, 0);
+    memset(&late, 0, sizeof late);
+    assert_int_equal(repl_barrier(tc->nodes[old].node, on_done, &late), 0);
+    toy_open_gate(&tc->nodes[old].fsm);
+    wait_done(tc, &late, WAIT_MS);
+    wait_done(tc, &early, WAIT_MS);
+    if (late.status != REPL_ELOST && late.status != REPL_ENOTLEADER)
+        fail_msg("a read asked after another leader committed ended with %d "
+                 "(%s)",
+                 late.status, repl_strerror(late.status));
+    assert_int_not_equal(early.status, 0);
+    wait_done(tc, &g, WAIT_MS);
 }
 
 /* An FSM that refuses a committed record stops that node's progress and
@@ -1321,6 +1662,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_membership, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fsm_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_barrier_shared, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_barrier_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deposed_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_later_term, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_no_leader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_figures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deposed_leader, setup, teardown),
     };
