@@ -1,6 +1,6 @@
 /*
  * jcheck.c - the checker of tests/cluster (jcheck.h): records a run's
- * operations under one lock, then checks the four properties.
+ * operations under one lock, then checks the five properties.
  */
 #include "jcheck.h"
 
@@ -12,6 +12,13 @@ typedef struct jc_op {
     int64_t v;
     int outcome;
 } jc_op;
+
+/* An add or a read with its times (-1: untimed). */
+typedef struct jc_timed {
+    int64_t v;
+    int outcome;
+    int64_t sent, done;
+} jc_timed;
 
 typedef struct jc_holdrec {
     int64_t sent, acked, end, token;
@@ -25,7 +32,7 @@ typedef struct jc_vec {
 
 struct jc_hist {
     pthread_mutex_t mu;
-    jc_vec sends, recvs, queued, holds, adds;
+    jc_vec sends, recvs, queued, holds, adds, reads;
     int64_t atomic;
     int have_atomic;
     int oom; /* a record was lost to malloc: the check cannot be trusted */
@@ -53,7 +60,8 @@ jc_hist *jc_new(void)
     if (!h)
         return NULL;
     pthread_mutex_init(&h->mu, NULL);
-    h->sends.sz = h->recvs.sz = h->queued.sz = h->adds.sz = sizeof(jc_op);
+    h->sends.sz = h->recvs.sz = h->queued.sz = sizeof(jc_op);
+    h->adds.sz = h->reads.sz = sizeof(jc_timed);
     h->holds.sz = sizeof(jc_holdrec);
     return h;
 }
@@ -67,6 +75,7 @@ void jc_free(jc_hist *h)
     free(h->queued.p);
     free(h->holds.p);
     free(h->adds.p);
+    free(h->reads.p);
     pthread_mutex_destroy(&h->mu);
     free(h);
 }
@@ -95,9 +104,30 @@ void jc_queued(jc_hist *h, int64_t v)
     record(h, &h->queued, v, JC_OK);
 }
 
+static void record_timed(jc_hist *h, jc_vec *v, int64_t val, int outcome,
+                         int64_t sent, int64_t done)
+{
+    jc_timed t = {val, outcome, sent, done};
+
+    pthread_mutex_lock(&h->mu);
+    vec_push(h, v, &t);
+    pthread_mutex_unlock(&h->mu);
+}
+
 void jc_add(jc_hist *h, int64_t delta, int outcome)
 {
-    record(h, &h->adds, delta, outcome);
+    record_timed(h, &h->adds, delta, outcome, -1, -1);
+}
+
+void jc_add_at(jc_hist *h, int64_t delta, int outcome, int64_t sent,
+               int64_t done)
+{
+    record_timed(h, &h->adds, delta, outcome, sent, done);
+}
+
+void jc_read(jc_hist *h, int64_t sent, int64_t done, int64_t v)
+{
+    record_timed(h, &h->reads, v, JC_OK, sent, done);
 }
 
 void jc_hold(jc_hist *h, int64_t lock_sent, int64_t acked, int64_t unlock_sent,
@@ -254,7 +284,7 @@ static int check_atomic(jc_hist *h, FILE *report)
     int bad = 0;
 
     for (size_t i = 0; i < h->adds.n; i++) {
-        jc_op *a = &((jc_op *)h->adds.p)[i];
+        jc_timed *a = &((jc_timed *)h->adds.p)[i];
         if (a->outcome == JC_OK)
             acked += a->v;
         else if (a->outcome == JC_UNKNOWN)
@@ -276,20 +306,121 @@ static int check_atomic(jc_hist *h, FILE *report)
     return bad;
 }
 
+/* A time and the sum (or maximum) of the values at or before it. */
+typedef struct jc_point {
+    int64_t t, acc;
+} jc_point;
+
+static int cmp_point(const void *a, const void *b)
+{
+    int64_t x = ((const jc_point *)a)->t, y = ((const jc_point *)b)->t;
+
+    return x < y ? -1 : x > y;
+}
+
+/* acc of the last point with t < before (t <= before when or_at), else 0. */
+static int64_t acc_before(const jc_point *p, size_t n, int64_t before,
+                          int or_at)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p[mid].t < before || (or_at && p[mid].t == before))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo ? p[lo - 1].acc : 0;
+}
+
+/* Sorts p by time and turns its values into running sums (or maxima). */
+static void accumulate(jc_point *p, size_t n, int max)
+{
+    if (n > 1)
+        qsort(p, n, sizeof *p, cmp_point);
+    for (size_t i = 1; i < n; i++)
+        p[i].acc = max ? (p[i].acc > p[i - 1].acc ? p[i].acc : p[i - 1].acc)
+                       : p[i].acc + p[i - 1].acc;
+}
+
+/* Reads of the atomic against the adds, with each operation's times. */
+static int check_reads(jc_hist *h, FILE *report)
+{
+    size_t na = h->adds.n, nr = h->reads.n, nd = 0, ns = 0;
+    jc_timed *a = h->adds.p, *r = h->reads.p;
+    jc_point *done, *sent, *rdone;
+    int stale = 0, future = 0, back = 0;
+
+    for (size_t i = 0; i < na; i++)
+        if (a[i].sent < 0)
+            nr = 0; /* untimed adds: reads cannot be placed */
+    if (nr == 0)
+        return 0;
+    done = malloc((na ? na : 1) * sizeof *done);
+    sent = malloc((na ? na : 1) * sizeof *sent);
+    rdone = malloc(nr * sizeof *rdone);
+    if (!done || !sent || !rdone) {
+        free(done);
+        free(sent);
+        free(rdone);
+        return -1;
+    }
+    for (size_t i = 0; i < na; i++) {
+        if (a[i].outcome == JC_OK)
+            done[nd++] = (jc_point){a[i].done, a[i].v};
+        if (a[i].outcome != JC_FAIL)
+            sent[ns++] = (jc_point){a[i].sent, a[i].v};
+    }
+    for (size_t i = 0; i < nr; i++)
+        rdone[i] = (jc_point){r[i].done, r[i].v};
+    accumulate(done, nd, 0);
+    accumulate(sent, ns, 0);
+    accumulate(rdone, nr, 1);
+    for (size_t i = 0; i < nr; i++) {
+        int64_t low = acc_before(done, nd, r[i].sent, 0),
+                high = acc_before(sent, ns, r[i].done, 1),
+                prev = acc_before(rdone, nr, r[i].sent, 0);
+        if (r[i].v < low)
+            SAY(stale,
+                "violation: a read sent at %lld answered %lld; adds "
+                "acknowledged before it sum to %lld\n",
+                (long long)r[i].sent, (long long)r[i].v, (long long)low);
+        if (r[i].v > high)
+            SAY(future,
+                "violation: a read answered at %lld saw %lld; adds sent "
+                "by then sum to %lld\n",
+                (long long)r[i].done, (long long)r[i].v, (long long)high);
+        if (r[i].v < prev)
+            SAY(back,
+                "violation: a read sent at %lld answered %lld; a read "
+                "answered before it saw %lld\n",
+                (long long)r[i].sent, (long long)r[i].v, (long long)prev);
+    }
+    if (report)
+        fprintf(report, "check: atomic reads %zu\n", nr);
+    free(done);
+    free(sent);
+    free(rdone);
+    return stale + future + back;
+}
+
 int jc_check(jc_hist *h, FILE *report)
 {
-    int q, l, a;
+    int q, l, a, r;
 
     pthread_mutex_lock(&h->mu);
     q = check_queue(h, report);
     l = check_locks(h, report);
     a = check_atomic(h, report);
+    r = check_reads(h, report);
     pthread_mutex_unlock(&h->mu);
-    if (q < 0 || h->oom)
+    if (q < 0 || r < 0 || h->oom)
         return -1;
     if (report)
         fprintf(report,
-                "check: %d violations (queue %d, locks %d, atomic %d)\n",
-                q + l + a, q, l, a);
-    return q + l + a;
+                "check: %d violations (queue %d, locks %d, atomic %d, "
+                "reads %d)\n",
+                q + l + a + r, q, l, a, r);
+    return q + l + a + r;
 }

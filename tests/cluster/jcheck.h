@@ -8,7 +8,11 @@
  *   - no two lock holds overlapped;
  *   - fencing tokens strictly increased (a grant acknowledged before
  *     another lock was even asked carries the smaller token);
- *   - the atomic equals the sum of the acknowledged adds.
+ *   - the atomic equals the sum of the acknowledged adds;
+ *   - every read of the atomic is linearizable against the adds: it counts
+ *     every add acknowledged before the read was sent, no add sent after
+ *     the read's answer came, and no less than a read answered before it
+ *     was sent (a stale read from a deposed leader fails this).
  *
  * Outcomes are three, as in Jepsen: an answer said it happened (JC_OK),
  * an answer said it did not (JC_FAIL), or no answer came (JC_UNKNOWN: the
@@ -46,8 +50,14 @@ void jc_queued(jc_hist *h, int64_t v);
  * under a lease of lease_ms (0: none).  Only granted holds are recorded. */
 void jc_hold(jc_hist *h, int64_t lock_sent, int64_t acked, int64_t unlock_sent,
              int64_t lease_ms, int64_t token);
-/* An add of delta (> 0) to the atomic, and how it ended. */
+/* An add of delta (> 0) to the atomic, and how it ended; untimed (then
+ * reads are not checked). */
 void jc_add(jc_hist *h, int64_t delta, int outcome);
+/* The same, sent at `sent` and its answer (or failure) read at `done`. */
+void jc_add_at(jc_hist *h, int64_t delta, int outcome, int64_t sent,
+               int64_t done);
+/* A read of the atomic that answered v: sent at `sent`, answer at `done`. */
+void jc_read(jc_hist *h, int64_t sent, int64_t done, int64_t v);
 /* The atomic's value read at the end. */
 void jc_final_atomic(jc_hist *h, int64_t v);
 

@@ -1,6 +1,6 @@
 /*
  * jepsen.c - the Jepsen-style run of issue 19: three chand nodes on
- * loopback (nodes.h); client threads send, receive, lock and add through
+ * loopback (nodes.h); client threads send, receive, lock, add and read through
  * libchand's redirects while the leader is SIGKILLed or SIGSTOPped every
  * few seconds and then restarted or continued; afterwards the queue is
  * drained, the atomic read, and the history checked (jcheck.h).  Also
@@ -40,6 +40,7 @@
 #define SENDERS 2
 #define LOCKERS 2
 #define ADDERS 2
+#define READERS 1
 #define LEASE_MS 3000
 #define QUEUE_CAP 1000000
 
@@ -160,10 +161,25 @@ static int lock_op(chand_conn *k, client *cl)
 
 static int add_op(chand_conn *k, client *cl)
 {
+    int64_t sent = nodes_now_ms();
     int rc = chand_atomic_add(k, "ctr", 1, NULL), o = outcome(k, rc);
 
     (void)cl;
-    jc_add(g_h, 1, o);
+    jc_add_at(g_h, 1, o, sent, nodes_now_ms());
+    atomic_fetch_add(&g_ops, 1);
+    return o;
+}
+
+/* Reads go through the leader's read index: each one is checked against
+ * the adds around it (jcheck.h). */
+static int read_op(chand_conn *k, client *cl)
+{
+    int64_t sent = nodes_now_ms(), v = 0;
+    int rc = chand_atomic_load(k, "ctr", &v), o = outcome(k, rc);
+
+    (void)cl;
+    if (rc >= 0)
+        jc_read(g_h, sent, nodes_now_ms(), v);
     atomic_fetch_add(&g_ops, 1);
     return o;
 }
@@ -284,7 +300,7 @@ int main(int argc, char **argv)
     const char *nemesis = "both", *crashed = "fail", *stalled = "fail";
     int crashes = 0, stalls = 0;
     unsigned seed = (unsigned)time(NULL);
-    client cl[SENDERS + 1 + LOCKERS + ADDERS];
+    client cl[SENDERS + 1 + LOCKERS + ADDERS + READERS];
     int ncl = 0, violations, ret = 0;
     int64_t *fo, t_start;
     int nfo = 0;
@@ -341,6 +357,8 @@ int main(int argc, char **argv)
         client_start(&cl[ncl++], lock_op, 0);
     for (int i = 0; i < ADDERS; i++)
         client_start(&cl[ncl++], add_op, 0);
+    for (int i = 0; i < READERS; i++)
+        client_start(&cl[ncl++], read_op, 0);
     t_start = nodes_now_ms();
 
     for (int k = 0; k < kills; k++) {

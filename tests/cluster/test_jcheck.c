@@ -132,6 +132,65 @@ static void test_atomic(void **state)
     assert_int_equal(check(h), 1); /* never read back */
 }
 
+/* Three adds (acked at 20 and 40, one unanswered sent at 50) and reads
+ * placed around them. */
+static jc_hist *adds_for_reads(void)
+{
+    jc_hist *h = jc_new();
+
+    jc_add_at(h, 1, JC_OK, 10, 20);
+    jc_add_at(h, 1, JC_OK, 30, 40);
+    jc_add_at(h, 1, JC_UNKNOWN, 50, 60);
+    jc_add_at(h, 1, JC_FAIL, 70, 80); /* counts nowhere */
+    jc_final_atomic(h, 3);
+    return h;
+}
+
+static void test_reads_linearizable(void **state)
+{
+    jc_hist *h = adds_for_reads();
+
+    (void)state;
+    jc_read(h, 5, 8, 0);   /* before every add */
+    jc_read(h, 15, 35, 1); /* concurrent with both: 0..2 are fine */
+    jc_read(h, 15, 35, 2); /* (reads overlapping each other) */
+    jc_read(h, 45, 48, 2); /* after both acks */
+    jc_read(h, 55, 90, 3); /* the unanswered one may have counted */
+    jc_read(h, 95, 99, 3);
+    assert_int_equal(check(h), 0);
+    h = adds_for_reads();
+    jc_add(h, 1, JC_OK); /* untimed adds: reads are not checked */
+    jc_read(h, 45, 48, 0);
+    jc_final_atomic(h, 3);
+    assert_int_equal(check(h), 0);
+}
+
+static void test_stale_read(void **state)
+{
+    jc_hist *h = adds_for_reads();
+
+    (void)state;
+    /* Both adds acknowledged before it was sent (a deposed leader's). */
+    jc_read(h, 45, 48, 1);
+    assert_int_equal(check(h), 1);
+    h = adds_for_reads();
+    jc_read(h, 15, 35, 2);
+    jc_read(h, 36, 38, 1); /* goes back after a read saw 2 */
+    assert_int_equal(check(h), 1);
+}
+
+static void test_read_of_the_future(void **state)
+{
+    jc_hist *h = adds_for_reads();
+
+    (void)state;
+    jc_read(h, 5, 25, 2); /* the second add was sent at 30 */
+    assert_int_equal(check(h), 1);
+    h = adds_for_reads();
+    jc_read(h, 85, 90, 4); /* the failed add counted */
+    assert_int_equal(check(h), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -142,6 +201,9 @@ int main(void)
         cmocka_unit_test(test_overlapping_holds),
         cmocka_unit_test(test_tokens_must_grow),
         cmocka_unit_test(test_atomic),
+        cmocka_unit_test(test_reads_linearizable),
+        cmocka_unit_test(test_stale_read),
+        cmocka_unit_test(test_read_of_the_future),
     };
 
     return cmocka_run_group_tests_name("jcheck", tests, NULL, NULL);
