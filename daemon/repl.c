@@ -170,48 +170,6 @@ static int repl__io_send(struct raft_io *io, struct raft_io_send *req,
     return n->io_send(io, req, message, cb);
 }
 
-/* libraft 0.15 refuses every vote while a follower knows a leader, until
- * the follower's own randomized election timer (one to two timeouts)
- * fires; the dissertation (4.2.3) refuses only "within the minimum
- * election timeout of hearing from a current leader".  The difference
- * made failovers take a second round: the survivor whose timer fires
- * first is refused by the other, whose timer has not fired yet, then
- * refuses that one's candidacy when its own log is longer, and tries
- * again after a fresh 1-2 s (3-4 s from the kill, README).  So a vote
- * request that finds the follower silent-led for a whole election timeout
- * makes it forget the leader first, as 4.2.3 has it.  Forgetting changes
- * no term or vote, only whom a not_leader answer names. */
-bool repl__leader_silent(int state, uint64_t leader_id, bool disrupt,
-                         uint64_t now, uint64_t heard, unsigned timeout)
-{
-    return state == RAFT_FOLLOWER && leader_id != 0 && !disrupt &&
-           now >= heard && now - heard >= timeout;
-}
-
-static void repl__io_recv(struct raft_io *io, struct raft_message *m)
-{
-    repl_node *n = (repl_node *)((char *)io - offsetof(repl_node, io));
-    struct raft *r = &n->raft;
-
-    if (m->type == RAFT_IO_REQUEST_VOTE && raft_state(r) == RAFT_FOLLOWER &&
-        repl__leader_silent(raft_state(r), r->follower_state.current_leader.id,
-                            m->request_vote.disrupt_leader, io->time(io),
-                            r->election_timer_start, r->election_timeout)) {
-        r->follower_state.current_leader.id = 0; /* the address is kept:
-                                                  * raft frees or reuses it */
-        n->leaders_forgotten++;
-    }
-    n->raft_recv(io, m);
-}
-
-static int repl__io_start(struct raft_io *io, unsigned msecs,
-                          raft_io_tick_cb tick, raft_io_recv_cb recv)
-{
-    repl_node *n = (repl_node *)((char *)io - offsetof(repl_node, io));
-    n->raft_recv = recv;
-    return n->io_start(io, msecs, tick, repl__io_recv);
-}
-
 /* A fresh origin nonce: batches carrying another one are not this node's
  * to skip (repl_fsm.c). */
 static uint64_t new_nonce(const repl_node *n)
@@ -324,8 +282,6 @@ int repl_start(const repl_config *cfg, repl_node **out, char *err,
     }
     n->io_send = n->io.send;
     n->io.send = repl__io_send;
-    n->io_start = n->io.start;
-    n->io.start = repl__io_start;
     /* raft_uv_init set the transport up but listens only at raft_start. */
     n->tr_listen = n->transport.listen;
     n->transport.listen = repl__ri_listen;

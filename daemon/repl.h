@@ -208,9 +208,6 @@ typedef struct repl_status {
      * that took a barrier entry (not leading, a late round, a later term
      * seen, or barrier_reads). */
     uint64_t read_rounds, read_barriers;
-    /* Vote requests that found this follower's leader silent for an
-     * election timeout, and made it forget that leader (repl.c). */
-    uint64_t leaders_forgotten;
     /* uv_hrtime() (CLOCK_MONOTONIC ns, as rt_now) of the raft thread's
      * last pass over its loop, which runs at least every heartbeat: an old
      * one means a stuck loop (a diagnostic for elections that never end). */

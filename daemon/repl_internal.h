@@ -139,12 +139,6 @@ struct repl_node {
     uv_check_t check;
     struct raft_uv_transport transport;
     struct raft_io io;
-    /* raft_uv's start, which repl__io_start wraps to see each message
-     * first (repl.c), and the receive callback raft gave it. */
-    int (*io_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
-                    raft_io_recv_cb recv);
-    raft_io_recv_cb raft_recv;
-    uint64_t leaders_forgotten; /* vote requests that ended a silent leader */
     /* raft_uv's send, which repl__io_send wraps (repl.c). */
     int (*io_send)(struct raft_io *io, struct raft_io_send *req,
                    const struct raft_message *message, raft_io_send_cb cb);
@@ -205,11 +199,6 @@ static inline uint64_t get64(const unsigned char *p)
 
 /* Returns the REPL_E* code (or 0) for a raft return or status code. */
 int repl__map_raft(int rv);
-/* True when a vote request should find this node without a leader: a
- * follower that knows one but has not heard from it for a whole (minimum)
- * election timeout, and the candidate was not told to disrupt it. */
-bool repl__leader_silent(int state, uint64_t leader_id, bool disrupt,
-                         uint64_t now, uint64_t heard, unsigned timeout);
 
 /* ---- repl_queue.c -------------------------------------------------------- */
 

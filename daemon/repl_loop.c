@@ -113,7 +113,6 @@ static void refresh(repl_node *n)
     n->st.snapshot_index = n->snapshot_index;
     n->st.read_rounds = n->read_rounds;
     n->st.read_barriers = n->read_barriers;
-    n->st.leaders_forgotten = n->leaders_forgotten;
     n->st.refreshed_ns = (int64_t)uv_hrtime();
     if (peers_changed(n))
         copy_peers(n);

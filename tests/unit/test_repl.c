@@ -45,7 +45,6 @@
 
 #include "cluster.h"
 #include "repl.h"
-#include "repl_internal.h"
 
 #define MAXN 4
 #define WAIT_MS 30000 /* generous: the machine is shared */
@@ -1126,28 +1125,6 @@ static void test_commit_figures(void **state)
     fflush(stdout);
 }
 
-/* A vote request finds a follower without a leader once it has not heard
- * from it for the minimum election timeout, not its own randomized one. */
-static void test_leader_silent(void **state)
-{
-    (void)state;
-    /* heard at 1000, timeout 1000 */
-    assert_false(
-        repl__leader_silent(RAFT_FOLLOWER, 2, false, 1999, 1000, 1000));
-    assert_true(repl__leader_silent(RAFT_FOLLOWER, 2, false, 2000, 1000, 1000));
-    assert_true(repl__leader_silent(RAFT_FOLLOWER, 2, false, 2700, 1000, 1000));
-    /* a transfer's candidate may disrupt anyway: raft lets it through */
-    assert_false(repl__leader_silent(RAFT_FOLLOWER, 2, true, 2700, 1000, 1000));
-    /* no leader to forget, or not a follower */
-    assert_false(
-        repl__leader_silent(RAFT_FOLLOWER, 0, false, 2700, 1000, 1000));
-    assert_false(
-        repl__leader_silent(RAFT_CANDIDATE, 2, false, 2700, 1000, 1000));
-    assert_false(repl__leader_silent(RAFT_LEADER, 1, false, 2700, 1000, 1000));
-    /* a clock behind the timer's start (no wrap into "long ago") */
-    assert_false(repl__leader_silent(RAFT_FOLLOWER, 2, false, 900, 1000, 1000));
-}
-
 /* Polls the status of node i until read_rounds + read_barriers reach n
  * (they are published after the loop turn that completed the reads). */
 static repl_status wait_reads(tcluster *tc, int i, uint64_t n)
@@ -1685,7 +1662,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_membership, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fsm_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_barrier_shared, setup, teardown),
-        cmocka_unit_test(test_leader_silent),
         cmocka_unit_test_setup_teardown(test_read_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_barrier_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deposed_read, setup, teardown),
