@@ -1247,6 +1247,25 @@ static void test_barrier_reads(void **state)
     assert_int_equal(st.read_barriers, 5);
 }
 
+/* Returns the node other than `old` that serves once the two others
+ * elected one (old stalled), or fails the test at the deadline. */
+static int wait_other_leader(tcluster *tc, int old)
+{
+    double end = now_ms() + WAIT_MS;
+    for (;;) {
+        assert_true(now_ms() < end);
+        for (int i = 0; i < 3; i++) {
+            repl_status st;
+            if (i == old)
+                continue;
+            repl_status_get(tc->nodes[i].node, &st);
+            if (st.serving)
+                return i;
+        }
+        pump(tc);
+    }
+}
+
 /* A leader that stalls (its raft thread blocked, as a SIGSTOPped process
  * would be) is deposed: the others elect a leader and commit; when the old
  * one resumes, what it was asked meanwhile fails (never 0: it cannot
@@ -1256,7 +1275,7 @@ static void test_deposed_leader(void **state)
     tcluster *tc = *state;
     repl_record gate = {"gate", 4};
     done_rec g = {0}, late, d, lread;
-    int old, leader = -1, lost_before;
+    int old, leader, lost_before;
     size_t want;
     double end;
 
@@ -1273,19 +1292,7 @@ static void test_deposed_leader(void **state)
     assert_int_equal(repl_barrier(tc->nodes[old].node, on_done, &lread), 0);
 
     /* The two others elect a leader among themselves and commit. */
-    end = now_ms() + WAIT_MS;
-    while (leader < 0) {
-        assert_true(now_ms() < end);
-        for (int i = 0; i < 3; i++) {
-            repl_status st;
-            if (i == old)
-                continue;
-            repl_status_get(tc->nodes[i].node, &st);
-            if (st.serving)
-                leader = i;
-        }
-        pump(tc);
-    }
+    leader = wait_other_leader(tc, old);
     assert_int_equal(propose(tc, leader, 2, &d), 0);
     wait_done(tc, &d, WAIT_MS);
     assert_int_equal(d.status, 0);
@@ -1515,8 +1522,7 @@ static void test_deposed_read(void **state)
     tcluster *tc = *state;
     repl_record gate = {"gate", 4};
     done_rec g = {0}, early, late, d;
-    int old, leader = -1;
-    double end;
+    int old, leader;
 
     start_three(tc);
     old = wait_leader(tc, WAIT_MS);
@@ -1526,19 +1532,7 @@ static void test_deposed_read(void **state)
     wait_in_gate(tc, old);
     memset(&early, 0, sizeof early);
     assert_int_equal(repl_barrier(tc->nodes[old].node, on_done, &early), 0);
-    end = now_ms() + WAIT_MS;
-    while (leader < 0) {
-        assert_true(now_ms() < end);
-        for (int i = 0; i < 3; i++) {
-            repl_status st;
-            if (i == old)
-                continue;
-            repl_status_get(tc->nodes[i].node, &st);
-            if (st.serving)
-                leader = i;
-        }
-        pump(tc);
-    }
+    leader = wait_other_leader(tc, old);
     assert_int_equal(propose(tc, leader, 2, &d), 0);
     wait_done(tc, &d, WAIT_MS);
     assert_int_equal(d.status, 0);
