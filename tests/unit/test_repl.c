@@ -1076,6 +1076,24 @@ static void wait_in_gate(tcluster *tc, int i)
     }
 }
 
+/* Starts three nodes and stalls the leader's raft thread in the FSM gate
+ * on a batch of its own (g completes once the gate opens); returns the
+ * leader. */
+static int stall_leader(tcluster *tc, done_rec *g)
+{
+    repl_record gate = {"gate", 4};
+    int leader;
+
+    start_three(tc);
+    leader = wait_leader(tc, WAIT_MS);
+    toy_arm_gate(&tc->nodes[leader].fsm);
+    memset(g, 0, sizeof *g);
+    assert_int_equal(repl_propose(tc->nodes[leader].node, &gate, 1, on_done, g),
+                     0);
+    wait_in_gate(tc, leader);
+    return leader;
+}
+
 /* Figures, printed only (no test depends on speed): the commit latency of
  * one batch at a time, and the throughput of batches proposed back to
  * back, on three nodes in this process writing to this machine's disk. */
@@ -1143,17 +1161,10 @@ static repl_status wait_reads(tcluster *tc, int i, uint64_t n)
 static void test_barrier_shared(void **state)
 {
     tcluster *tc = *state;
-    repl_record gate = {"gate", 4};
-    done_rec d = {0}, b[3];
+    done_rec d, b[3];
     repl_status st;
-    int leader;
+    int leader = stall_leader(tc, &d);
 
-    start_three(tc);
-    leader = wait_leader(tc, WAIT_MS);
-    toy_arm_gate(&tc->nodes[leader].fsm);
-    assert_int_equal(
-        repl_propose(tc->nodes[leader].node, &gate, 1, on_done, &d), 0);
-    wait_in_gate(tc, leader);
     for (int k = 0; k < 3; k++) {
         memset(&b[k], 0, sizeof b[k]);
         assert_int_equal(repl_barrier(tc->nodes[leader].node, on_done, &b[k]),
@@ -1273,18 +1284,12 @@ static int wait_other_leader(tcluster *tc, int old)
 static void test_deposed_leader(void **state)
 {
     tcluster *tc = *state;
-    repl_record gate = {"gate", 4};
-    done_rec g = {0}, late, d, lread;
+    done_rec g, late, d, lread;
     int old, leader, lost_before;
     size_t want;
     double end;
 
-    start_three(tc);
-    old = wait_leader(tc, WAIT_MS);
-    toy_arm_gate(&tc->nodes[old].fsm);
-    assert_int_equal(repl_propose(tc->nodes[old].node, &gate, 1, on_done, &g),
-                     0);
-    wait_in_gate(tc, old);
+    old = stall_leader(tc, &g);
     lost_before = tc->roles_lost[old];
     /* Asked while stalled: queued, not yet seen by raft. */
     assert_int_equal(propose(tc, old, 1, &late), 0);
@@ -1520,16 +1525,10 @@ static void test_read_no_leader(void **state)
 static void test_deposed_read(void **state)
 {
     tcluster *tc = *state;
-    repl_record gate = {"gate", 4};
-    done_rec g = {0}, early, late, d;
+    done_rec g, early, late, d;
     int old, leader;
 
-    start_three(tc);
-    old = wait_leader(tc, WAIT_MS);
-    toy_arm_gate(&tc->nodes[old].fsm);
-    assert_int_equal(repl_propose(tc->nodes[old].node, &gate, 1, on_done, &g),
-                     0);
-    wait_in_gate(tc, old);
+    old = stall_leader(tc, &g);
     memset(&early, 0, sizeof early);
     assert_int_equal(repl_barrier(tc->nodes[old].node, on_done, &early), 0);
     leader = wait_other_leader(tc, old);
