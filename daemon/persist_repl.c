@@ -682,6 +682,8 @@ json_t *persist_cluster_status(void)
                             json_integer((json_int_t)st.read_rounds));
         json_object_set_new(j, "read_barriers",
                             json_integer((json_int_t)st.read_barriers));
+        json_object_set_new(j, "disk_holds",
+                            json_integer((json_int_t)st.disk_holds));
     }
     if (j && leader[0])
         json_object_set_new(j, "leader", json_string(leader));

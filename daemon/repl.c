@@ -233,7 +233,6 @@ int repl_start(const repl_config *cfg, repl_node **out, char *err,
     n->wakeup = cfg->wakeup;
     n->wakeup_arg = cfg->wakeup_arg;
     n->on_role = cfg->on_role;
-    n->quiet_ms = cfg->snapshot_quiet_ms ? cfg->snapshot_quiet_ms : 5000;
     n->role_arg = cfg->role_arg;
     n->st.id = n->id;
     n->nonce = new_nonce(n);
@@ -282,6 +281,7 @@ int repl_start(const repl_config *cfg, repl_node **out, char *err,
     }
     n->io_send = n->io.send;
     n->io.send = repl__io_send;
+    repl__disk_wrap(n);
     /* raft_uv_init set the transport up but listens only at raft_start. */
     n->tr_listen = n->transport.listen;
     n->transport.listen = repl__ri_listen;

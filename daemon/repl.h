@@ -166,10 +166,6 @@ typedef struct repl_config {
      * while a snapshot to it was in flight).  Large snapshots on slow links
      * need more. */
     unsigned install_snapshot_timeout_ms;
-    /* How long after a term change the node takes no snapshot; default
-     * 5000 (repl_loop.c says why: libraft 0.15 can lose a truncation
-     * that meets a snapshot). */
-    unsigned snapshot_quiet_ms;
     /* A node that joins a running cluster (repl_add on the leader) starts
      * with join = true: it never bootstraps and waits for the leader. */
     bool join;
@@ -208,6 +204,9 @@ typedef struct repl_status {
      * that took a barrier entry (not leading, a late round, a later term
      * seen, or barrier_reads). */
     uint64_t read_rounds, read_barriers;
+    /* Disk requests held back so that a truncation and a snapshot write
+     * never overlap in libraft 0.15's raft_uv (repl_disk.c). */
+    uint64_t disk_holds;
     /* uv_hrtime() (CLOCK_MONOTONIC ns, as rt_now) of the raft thread's
      * last pass over its loop, which runs at least every heartbeat: an old
      * one means a stuck loop (a diagnostic for elections that never end). */

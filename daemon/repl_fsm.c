@@ -83,8 +83,6 @@ int repl__fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[],
     size_t padded;
     int rc;
 
-    if (!repl__snapshot_quiet(n))
-        return RAFT_BUSY;
     pthread_mutex_lock(&n->fsm_mu);
     rc = n->fsm.snapshot(n->fsm.arg, raft_last_applied(&n->raft), &data, &len);
     pthread_mutex_unlock(&n->fsm_mu);

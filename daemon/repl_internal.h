@@ -14,6 +14,8 @@
  *                publishing status, leadership and role events
  *  repl_read.c   the read index: leadership confirmed by a round of
  *                messages instead of a barrier entry
+ *  repl_disk.c   raft_uv's disk requests, kept from overlapping where
+ *                libraft 0.15 loses one
  *
  * Batch format (one raft entry per repl_propose; little-endian):
  *
@@ -104,6 +106,30 @@ typedef struct book_entry {
 } book_entry;
 
 /* One raft node; which thread may touch what is in repl.c's top comment. */
+/* repl_disk.c's state: raft_uv's methods it wraps, what is in raft_uv's
+ * hands, and the requests held back (raft thread only). */
+struct repl_disk_op;
+struct repl_disk {
+    int (*append)(struct raft_io *io, struct raft_io_append *req,
+                  const struct raft_entry entries[], unsigned n,
+                  raft_io_append_cb cb);
+    int (*truncate)(struct raft_io *io, raft_index index);
+    int (*snapshot_put)(struct raft_io *io, unsigned trailing,
+                        struct raft_io_snapshot_put *req,
+                        const struct raft_snapshot *snapshot,
+                        raft_io_snapshot_put_cb cb);
+    void (*close)(struct raft_io *io, raft_io_close_cb cb);
+    struct repl_disk_op *head, **tail; /* held, in raft's order */
+    unsigned held_truncs;
+    uint64_t issued;     /* appends handed to raft_uv */
+    uint64_t trunc_mark; /* `issued` when the pending truncation went */
+    bool trunc_pending;  /* a truncation not yet known to be done */
+    bool snap_inflight;  /* a snapshot write in raft_uv's hands */
+    bool broken;         /* a held truncation failed */
+    bool closing, draining;
+    uint64_t holds; /* requests held back, ever */
+};
+
 struct repl_node {
     /* Shared, under mu. */
     pthread_mutex_t mu;
@@ -150,10 +176,7 @@ struct repl_node {
     raft_term ready_term;
     bool emitted_serving;
     uint64_t emitted_leader;
-    /* The term the snapshot hook last saw, and since when (uv_now, ms):
-     * see repl__snapshot_quiet. */
-    raft_term seen_term;
-    uint64_t term_since, quiet_ms;
+    struct repl_disk disk;
     uint64_t fsm_errors;
     uint64_t snapshot_index; /* applied index of the last snapshot taken */
     /* The read index (repl_read.c): raft's listen, which repl__ri_listen
@@ -239,11 +262,16 @@ void repl__ri_close(repl_node *n);
 /* Frees the rest once the loop ran dry. */
 void repl__ri_free(repl_node *n);
 
+/* ---- repl_disk.c --------------------------------------------------------- */
+
+/* Wraps n->io's append, truncate, snapshot_put and close (after
+ * raft_uv_init, before raft_init). */
+void repl__disk_wrap(repl_node *n);
+
 /* ---- repl_loop.c --------------------------------------------------------- */
 
 /* The check handle's callback: publishes status after each iteration. */
 void repl__on_check(uv_check_t *h);
-bool repl__snapshot_quiet(repl_node *n);
 /* raft_close's callback: closes the loop's handles. */
 void repl__on_raft_closed(struct raft *r);
 /* The async handle's callback: starts the queued ops (or closes). */

@@ -49,23 +49,6 @@ static bool peers_changed(const repl_node *n)
     return false;
 }
 
-/* Returns false while the term changed less than quiet_ms ago
- * (raft thread).  A term change is when a node truncates a conflicting
- * tail (a deposed leader's, a follower's from the old leader), and
- * libraft 0.15 loses the truncation on disk when it meets the barrier of
- * a snapshot being written (canonical/raft#372, fixed in 2023): the
- * in-memory log is right, but a restart reloads the stale entries. */
-bool repl__snapshot_quiet(repl_node *n)
-{
-    uint64_t now = uv_now(&n->loop);
-
-    if (n->raft.current_term != n->seen_term || n->term_since == 0) {
-        n->seen_term = n->raft.current_term;
-        n->term_since = now ? now : 1;
-    }
-    return now - n->term_since >= n->quiet_ms;
-}
-
 /* Runs after every loop iteration: publishes the status, starts the new
  * leader's first barrier, and reports serving/leader changes. */
 static void refresh(repl_node *n)
@@ -79,7 +62,6 @@ static void refresh(repl_node *n)
     if (n->closing)
         return;
     repl__ri_check(n);
-    repl__snapshot_quiet(n); /* notes a term change when it happens */
     raft_leader(r, &leader, &laddr);
     if (state != RAFT_LEADER)
         n->serving = false;
@@ -113,6 +95,7 @@ static void refresh(repl_node *n)
     n->st.snapshot_index = n->snapshot_index;
     n->st.read_rounds = n->read_rounds;
     n->st.read_barriers = n->read_barriers;
+    n->st.disk_holds = n->disk.holds;
     n->st.refreshed_ns = (int64_t)uv_hrtime();
     if (peers_changed(n))
         copy_peers(n);

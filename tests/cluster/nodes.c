@@ -328,8 +328,8 @@ void nodes_describe(nodes *c, FILE *f)
             fprintf(
                 f,
                 "  node %d (pid %d): %s, term %lld, leader %lld, commit "
-                "%lld, applied %lld, last index %lld, serving %s, raft "
-                "loop %lld ms ago\n",
+                "%lld, applied %lld, last index %lld, snapshot %lld, disk "
+                "holds %lld, serving %s, raft loop %lld ms ago\n",
                 i + 1, (int)c->pid[i],
                 json_string_value(json_object_get(st, "role")),
                 (long long)json_integer_value(json_object_get(st, "term")),
@@ -340,6 +340,10 @@ void nodes_describe(nodes *c, FILE *f)
                     json_object_get(st, "last_applied")),
                 (long long)json_integer_value(
                     json_object_get(st, "last_index")),
+                (long long)json_integer_value(
+                    json_object_get(st, "snapshot_index")),
+                (long long)json_integer_value(
+                    json_object_get(st, "disk_holds")),
                 json_is_true(json_object_get(st, "serving")) ? "yes" : "no",
                 (long long)json_integer_value(
                     json_object_get(st, "loop_age_ms")));

@@ -231,7 +231,6 @@ typedef struct tcluster {
     char root[200];
     char spec3[256], spec4[256];
     unsigned election_ms, heartbeat_ms, snap_threshold, snap_trailing;
-    unsigned quiet_ms;    /* snapshot_quiet_ms; 0: 1 ms */
     bool barrier_reads;   /* repl_config's */
     int roles_seen[MAXN]; /* serving=true notifications per node */
     int roles_lost[MAXN]; /* serving=false notifications per node */
@@ -407,7 +406,6 @@ static void start_node(tcluster *tc, int i, bool join)
     cfg.snapshot_threshold = tc->snap_threshold;
     cfg.snapshot_trailing = tc->snap_trailing;
     /* Snapshots right after the election (most tests cut logs at once). */
-    cfg.snapshot_quiet_ms = tc->quiet_ms ? tc->quiet_ms : 1;
     cfg.install_snapshot_timeout_ms = 1000;
     cfg.join = join;
     cfg.barrier_reads = tc->barrier_reads;
@@ -905,23 +903,6 @@ static void start_and_fill_40(tcluster *tc)
         assert_int_equal(d[k].status, 0);
     }
     wait_same(tc, records_of(0, 39), WAIT_MS);
-}
-
-/* No snapshot while the term is younger than snapshot_quiet_ms (the
- * window in which libraft 0.15 could lose a truncation to a snapshot's
- * barrier): 40 batches past a threshold of 8 leave every log uncut. */
-static void test_snapshot_quiet(void **state)
-{
-    tcluster *tc = *state;
-
-    tc->quiet_ms = 600000;
-    start_and_fill_40(tc);
-    for (int i = 0; i < 3; i++) {
-        pthread_mutex_lock(&tc->nodes[i].fsm.mu);
-        int taken = tc->nodes[i].fsm.snapshots;
-        pthread_mutex_unlock(&tc->nodes[i].fsm.mu);
-        assert_int_equal(taken, 0);
-    }
 }
 
 static void test_snapshot(void **state)
@@ -1651,7 +1632,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_not_leader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_snapshot_quiet, setup, teardown),
         cmocka_unit_test_setup_teardown(test_membership, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fsm_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_barrier_shared, setup, teardown),
