@@ -407,7 +407,7 @@ help:
 	  '  make soak-ack    acknowledged delivery: ACK_FAULTS (400) worker kills' \
 	  '                   and stops, ACK_DAEMON_KILLS (20) daemon kills' \
 	  '  make test-cluster  Jepsen-style run: CLUSTER_KILLS (100) leader kills' \
-	  '                   (CLUSTER_NEMESIS both|kill|stop) on 3 local nodes of' \
+	  '                   (CLUSTER_NEMESIS both|kill|stop|transfer|all) on 3 nodes of' \
 	  '                   CLUSTER_CHAND (build/chand), then the history checked;' \
 	  '                   CLUSTER_CRASHED=restart|fail: what a crashed node does' \
 	  '                   CLUSTER_STALLED=fail|restart: a kill with no write' \
@@ -612,7 +612,8 @@ CLUSTER_KILLS ?= 100
 # The daemon under test: build/unsafe/chand (make UNSAFE_ACK_BEFORE_COMMIT=1)
 # answers before commit, and the run must then report violations.
 CLUSTER_CHAND ?= $(BUILD)/chand
-# What happens to the leader: both (SIGKILL and SIGSTOP in turn), kill, stop.
+# What happens to the leader: both (SIGKILL and SIGSTOP in turn), kill, stop,
+# transfer (cluster.transfer: a live leader deposed), all (the three in turn).
 CLUSTER_NEMESIS ?= both
 # A node that dies on its own: restart it as a supervisor would (counted
 # and reported; libraft 0.15 can crash a leader continued after SIGSTOP),

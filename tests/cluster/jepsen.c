@@ -7,11 +7,14 @@
  * measures failover: from the leader's kill to the first successful write.
  *
  *   jepsen [--kills N] [--interval-ms MS] [--election-ms MS] [--seed S]
- *          [--nemesis both|kill|stop] [--crashed fail|restart]
- *          [--stalled fail|restart]
+ *          [--nemesis both|kill|stop|transfer|all]
+ *          [--crashed fail|restart] [--stalled fail|restart]
  *
  * --nemesis picks what happens to the leader: SIGKILL and SIGSTOP in turn
- * (both, the default), or only one of them.  --crashed says what a node
+ * (both, the default), or only one of them; or a leadership transfer
+ * (cluster.transfer), which deposes a leader that stays alive and
+ * serving until the moment it steps down; all takes the three in turn.
+ * A transfer counts as a kill in the figures.  --crashed says what a node
  * that dies on its own does to the run: fail it (the default), or be
  * restarted on its data_dir as a supervisor would, counted and reported,
  * the history still checked (libraft 0.15 can crash a leader continued
@@ -327,12 +330,13 @@ int main(int argc, char **argv)
     }
     if (argc % 2 == 0 || kills < 1 || interval < 100 || election < 100 ||
         (strcmp(nemesis, "both") && strcmp(nemesis, "kill") &&
-         strcmp(nemesis, "stop")) ||
+         strcmp(nemesis, "stop") && strcmp(nemesis, "transfer") &&
+         strcmp(nemesis, "all")) ||
         (strcmp(crashed, "fail") && strcmp(crashed, "restart")) ||
         (strcmp(stalled, "fail") && strcmp(stalled, "restart"))) {
         fprintf(stderr, "usage: jepsen [--kills N] [--interval-ms MS] "
                         "[--election-ms MS] [--seed S] "
-                        "[--nemesis both|kill|stop] "
+                        "[--nemesis both|kill|stop|transfer|all] "
                         "[--crashed fail|restart] [--stalled fail|restart]\n");
         return 2;
     }
@@ -362,8 +366,13 @@ int main(int argc, char **argv)
     t_start = nodes_now_ms();
 
     for (int k = 0; k < kills; k++) {
-        int leader, stop = !strcmp(nemesis, "both") ? k % 2 == 1
-                                                    : !strcmp(nemesis, "stop");
+        /* both: SIGKILL, SIGSTOP in turn; all: and a transfer. */
+        int leader, what = !strcmp(nemesis, "both")       ? k % 2
+                           : !strcmp(nemesis, "all")      ? k % 3
+                           : !strcmp(nemesis, "stop")     ? 1
+                           : !strcmp(nemesis, "transfer") ? 2
+                                                          : 0;
+        int stop = what == 1, transfer = what == 2;
         int64_t t0, took;
         bool back = false; /* the killed node is back already */
 
@@ -379,7 +388,9 @@ int main(int argc, char **argv)
             break;
         }
         t0 = nodes_now_ms();
-        if ((stop ? nodes_pause(g_c, leader) : nodes_kill(g_c, leader)) < 0) {
+        if ((transfer ? nodes_transfer(g_c, leader)
+             : stop   ? nodes_pause(g_c, leader)
+                      : nodes_kill(g_c, leader)) < 0) {
             ret = 2;
             break;
         }
@@ -398,8 +409,8 @@ int main(int argc, char **argv)
                 /* A stall: the killed node comes back now, and the
                  * three must then write again. */
                 stalls++;
-                if ((stop ? nodes_resume(g_c, leader)
-                          : nodes_restart(g_c, leader)) < 0) {
+                if (!transfer && (stop ? nodes_resume(g_c, leader)
+                                       : nodes_restart(g_c, leader)) < 0) {
                     ret = 2;
                     break;
                 }
@@ -427,8 +438,9 @@ int main(int argc, char **argv)
         int64_t target = now >= 0 ? nodes_commit(g_c, now) : 0;
         /* A stopped node that crashed was revived above: continuing the
          * new process is harmless. */
-        if (!back && (stop ? nodes_resume(g_c, leader)
-                           : nodes_restart(g_c, leader)) < 0) {
+        if (!back && !transfer &&
+            (stop ? nodes_resume(g_c, leader) : nodes_restart(g_c, leader)) <
+                0) {
             ret = 2;
             break;
         }
@@ -451,8 +463,11 @@ int main(int argc, char **argv)
             nodes_describe(g_c, stderr);
         }
         printf("jepsen: kill %d/%d (%s node %d): first write after %lld ms\n",
-               k + 1, kills, stop ? "SIGSTOP" : "SIGKILL", leader + 1,
-               (long long)took);
+               k + 1, kills,
+               transfer ? "transfer from"
+               : stop   ? "SIGSTOP"
+                        : "SIGKILL",
+               leader + 1, (long long)took);
         fflush(stdout);
     }
     atomic_store(&g_stop, true);

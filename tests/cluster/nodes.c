@@ -312,6 +312,30 @@ int nodes_resume(nodes *c, int i)
     return 0;
 }
 
+int nodes_transfer(nodes *c, int i)
+{
+    chand_conn *k = NULL;
+    json_t *res = NULL, *params;
+    int rc;
+
+    if (c->pid[i] <= 0 || c->paused[i])
+        return -1;
+    if ((params = json_pack("{s:i}", "id", 0)) == NULL)
+        return -1;
+    if (chand_connect("127.0.0.1", c->cport[i], 500, &k, NULL) < 0) {
+        json_decref(params);
+        return -1;
+    }
+    /* The answer rarely comes: the old leader ends its sessions, this one
+     * too, as it steps down.  Whether leadership moved shows in who
+     * leads next. */
+    rc = chand_call(k, "cluster.transfer", params, 5000, &res);
+    json_decref(params);
+    json_decref(res);
+    chand_close_conn(k);
+    return rc < 0 && rc != CHAND_ECONN ? -1 : 0;
+}
+
 int nodes_restart(nodes *c, int i)
 {
     if (c->pid[i] > 0)

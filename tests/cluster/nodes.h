@@ -38,6 +38,9 @@ int nodes_kill(nodes *c, int i);
 /* SIGSTOPs / SIGCONTs node i. */
 int nodes_pause(nodes *c, int i);
 int nodes_resume(nodes *c, int i);
+/* Asks leader i to hand leadership to any up-to-date voter (a live
+ * leader deposed).  Returns 0, or -1 if the request could not be made. */
+int nodes_transfer(nodes *c, int i);
 /* Starts node i again on its data_dir (after nodes_kill).  Returns 0 or
  * -1. */
 int nodes_restart(nodes *c, int i);
