@@ -204,8 +204,8 @@ typedef struct repl_status {
      * that took a barrier entry (not leading, a late round, a later term
      * seen, or barrier_reads). */
     uint64_t read_rounds, read_barriers;
-    /* Disk requests held back so that a truncation and a snapshot write
-     * never overlap in libraft 0.15's raft_uv (repl_disk.c). */
+    /* Truncations and snapshot writes held back so that the two never
+     * overlap in libraft 0.15's raft_uv (repl_disk.c). */
     uint64_t disk_holds;
     /* uv_hrtime() (CLOCK_MONOTONIC ns, as rt_now) of the raft thread's
      * last pass over its loop, which runs at least every heartbeat: an old

@@ -71,7 +71,8 @@ static void hold(struct repl_disk *d, struct repl_disk_op *op)
     d->tail = &op->next;
     if (op->kind == DOP_TRUNCATE)
         d->held_truncs++;
-    d->holds++;
+    if (op->kind != DOP_APPEND) /* the appends only follow a truncation */
+        d->holds++;
 }
 
 /* Notes that an append requested after the pending truncation completed:

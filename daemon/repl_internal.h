@@ -127,7 +127,7 @@ struct repl_disk {
     bool snap_inflight;  /* a snapshot write in raft_uv's hands */
     bool broken;         /* a held truncation failed */
     bool closing, draining;
-    uint64_t holds; /* requests held back, ever */
+    uint64_t holds; /* truncations and snapshot writes held back, ever */
 };
 
 struct repl_node {
