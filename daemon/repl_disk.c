@@ -205,20 +205,31 @@ static void drain(struct repl_disk *d)
     d->draining = false;
 }
 
+/* A request of raft's, for hold or issue; NULL when out of memory. */
+static struct repl_disk_op *new_op(struct raft_io *io, dop_kind kind,
+                                   void *outer)
+{
+    struct repl_disk_op *op = calloc(1, sizeof *op);
+
+    if (op != NULL) {
+        op->kind = kind;
+        op->d = disk_of(io);
+        op->io = io;
+        op->outer = outer;
+    }
+    return op;
+}
+
 static int disk_append(struct raft_io *io, struct raft_io_append *req,
                        const struct raft_entry entries[], unsigned n,
                        raft_io_append_cb cb)
 {
     struct repl_disk *d = disk_of(io);
-    struct repl_disk_op *op = calloc(1, sizeof *op);
+    struct repl_disk_op *op = new_op(io, DOP_APPEND, req);
     int rv;
 
     if (op == NULL)
         return RAFT_NOMEM;
-    op->kind = DOP_APPEND;
-    op->d = d;
-    op->io = io;
-    op->outer = req;
     op->cb.append = cb;
     op->entries = entries;
     op->n = n;
@@ -242,11 +253,8 @@ static int disk_truncate(struct raft_io *io, raft_index index)
         return RAFT_IOERR;
     if (!d->snap_inflight && !d->trunc_pending && d->held_truncs == 0)
         return issue_truncate(d, io, index);
-    if ((op = calloc(1, sizeof *op)) == NULL)
+    if ((op = new_op(io, DOP_TRUNCATE, NULL)) == NULL)
         return RAFT_NOMEM;
-    op->kind = DOP_TRUNCATE;
-    op->d = d;
-    op->io = io;
     op->index = index;
     hold(d, op);
     return 0;
@@ -258,15 +266,11 @@ static int disk_snapshot_put(struct raft_io *io, unsigned trailing,
                              raft_io_snapshot_put_cb cb)
 {
     struct repl_disk *d = disk_of(io);
-    struct repl_disk_op *op = calloc(1, sizeof *op);
+    struct repl_disk_op *op = new_op(io, DOP_SNAPSHOT, req);
     int rv;
 
     if (op == NULL)
         return RAFT_NOMEM;
-    op->kind = DOP_SNAPSHOT;
-    op->d = d;
-    op->io = io;
-    op->outer = req;
     op->cb.put = cb;
     op->trailing = trailing;
     op->snapshot = snapshot;
