@@ -301,8 +301,34 @@ int hold_restore(hlock *l, bool write, uint64_t token, int64_t end_ms)
                    : rt_rwmutex_rlock(l->rwm, RT_POLL) == 0;
     else
         ok = rt_mutex_trylock(l->m);
-    if (!ok)
-        return 0; /* the log disagrees (held already): skipped */
+    if (!ok) {
+        /* Held already.  By this grant or a later one when recovery or a
+         * rebuild replays records its starting state already reflects:
+         * skipped, by design.  By an earlier token (tokens only grow),
+         * state and log disagree: either this node missed that token's
+         * release, or the leader that granted this one had lost the
+         * earlier hold.  Either way some node may grant the lock while
+         * it is held (a Jepsen run's lock overlap came after this
+         * warning): say so. */
+        uint64_t older = 0;
+        bool first;
+        pthread_mutex_lock(&hl_mu);
+        for (hhold *h = l->holds; h; h = h->next)
+            if (h->token < token)
+                older = h->token;
+        /* Once per stale holder: every later grant would say the same. */
+        first = older && l->stale_warned != older;
+        if (first)
+            l->stale_warned = older;
+        pthread_mutex_unlock(&hl_mu);
+        if (first)
+            log_warn("%s \"%s\": the log grants token %llu, but the "
+                     "earlier token %llu still holds it; grant skipped (and "
+                     "later ones, until it is released)",
+                     l->o.ops->name, l->o.name, (unsigned long long)token,
+                     (unsigned long long)older);
+        return 0;
+    }
     if (!hold_add_token(l, 0, write, left, &owner_dead, &got, token))
         return -1;
     pthread_mutex_lock(&hl_mu);

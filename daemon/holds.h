@@ -27,8 +27,9 @@ typedef struct hlock {
     /* guarded by hold_lock(): */
     uint64_t last_token; /* the last token granted on this lock */
     hhold *holds;
-    bool owner_dead; /* the next holder is told */
-    unsigned visit;  /* deadlock search generation */
+    bool owner_dead;       /* the next holder is told */
+    uint64_t stale_warned; /* hold_restore's divergence warning, said once */
+    unsigned visit;        /* deadlock search generation */
 } hlock;
 
 /* Take and drop the bookkeeping mutex (never held across a blocking
