@@ -362,6 +362,10 @@ typedef struct obj_ops {
      * progress); else marks o dropped under the family's own lock, so
      * that nothing takes it afterwards.  NULL: always droppable. */
     bool (*busy)(obj *o);
+    /* Ends whatever makes o busy, as if its holders had gone, and marks o
+     * dropped, for a rebuild that replaces the whole state (persist_repl.c):
+     * nothing is logged.  NULL: busy never refuses for long. */
+    void (*forget)(obj *o);
     /* Returns true when o is in its zero state (unlocked, count 0, empty),
      * called under the registry's lock with no other reference to o (see
      * obj_done).  NULL: kept until dropped (channels, onces...). */
@@ -413,6 +417,9 @@ obj *dreq_obj_make(dreq *r, const char *name, const obj_ops *ops,
 /* Removes name; returns 0, REG_ENOENT, or REG_EBUSY when its family's
  * busy op refuses (then it stays). */
 int reg_drop(const char *name);
+/* reg_drop, with a busy object's holders forgotten first (its forget op):
+ * for a rebuild of the whole state, never for a client's drop. */
+int reg_drop_forced(const char *name);
 /* Drops a reference. */
 void obj_release(obj *o);
 /* Drops the caller's reference to o after a request that may have left it

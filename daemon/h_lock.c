@@ -59,6 +59,7 @@ static const obj_ops hmutex_ops = {
     .info = hold_info,
     .snap = hold_snap,
     .busy = hold_busy,
+    .forget = hold_forget,
     .idle = hold_idle,
 };
 
@@ -71,6 +72,7 @@ static const obj_ops hrwmutex_ops = {
     .info = hold_info,
     .snap = hold_snap,
     .busy = hold_busy,
+    .forget = hold_forget,
     .idle = hold_idle,
 };
 

@@ -407,6 +407,19 @@ bool hold_busy(obj *o)
     return busy;
 }
 
+void hold_forget(obj *o)
+{
+    hlock *l = (hlock *)o;
+
+    pthread_mutex_lock(&hl_mu);
+    /* Dropped first: a waiter that takes the runtime lock as a hold below
+     * lets go of it is refused (hold_add_token) and lets go too. */
+    atomic_store(&o->dropped, true);
+    while (l->holds)
+        hold_drop_locked(l->holds, false, true);
+    pthread_mutex_unlock(&hl_mu);
+}
+
 int hold_renew(hlock *l, uint64_t token, int64_t lease_ms)
 {
     hhold *h;

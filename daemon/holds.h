@@ -62,6 +62,8 @@ int64_t hold_lease_ms(const hhold *h);
 /* The busy op of mutexes and rwmutexes (obj_ops.busy): returns true while
  * a hold exists, else marks the lock dropped (hold_add then refuses it). */
 bool hold_busy(obj *o);
+/* The forget op (daemon.h): every hold ends, unlogged; o is dropped. */
+void hold_forget(obj *o);
 /* The idle op of mutexes and rwmutexes: no hold, no owner_dead to tell. */
 bool hold_idle(obj *o);
 /* Sets the lease of l's hold with token to lease_ms from now (a hold

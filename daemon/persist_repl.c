@@ -392,8 +392,11 @@ static void pr_drop_all(void)
     reg_foreach(NULL, pr_collect, names);
     json_array_foreach(names, i, v)
     {
-        /* A follower's deliveries in flight wait beside the objects. */
-        reg_drop(json_string_value(v));
+        /* Forced: a held lock refused a plain drop and kept its holds
+         * through the rebuild, so the replay skipped the committed
+         * grants and the node served a lock state the log never had
+         * (leased holds overlapping across failovers in Jepsen runs). */
+        reg_drop_forced(json_string_value(v));
         dlv__restore_drop(json_string_value(v));
     }
     json_decref(names);

@@ -249,6 +249,21 @@ int reg_drop(const char *name)
     return 0;
 }
 
+int reg_drop_forced(const char *name)
+{
+    reg_found f;
+    int rc = reg_drop(name);
+
+    if (rc != REG_EBUSY)
+        return rc;
+    if (reg_lookup(name, NULL, false, NULL, &f) != REG_OK)
+        return REG_ENOENT; /* dropped meanwhile */
+    if (f.o->ops->forget)
+        f.o->ops->forget(f.o);
+    obj_release(f.o);
+    return reg_drop(name);
+}
+
 void obj_done(obj *o)
 {
     bool out = false;
