@@ -364,8 +364,8 @@ typedef struct obj_ops {
     bool (*busy)(obj *o);
     /* Ends whatever makes o busy, as if its holders had gone, and marks o
      * dropped, for a rebuild that replaces the whole state (persist_repl.c):
-     * nothing is logged.  NULL: a busy object survives such a rebuild (a
-     * once in progress does: not handled yet). */
+     * nothing is logged, and its waiters are refused.  Required with
+     * busy: a busy object would survive such a rebuild. */
     void (*forget)(obj *o);
     /* Returns true when o is in its zero state (unlocked, count 0, empty),
      * called under the registry's lock with no other reference to o (see

@@ -254,6 +254,24 @@ static bool honce_busy(obj *o)
     return busy;
 }
 
+/* A rebuild's forget (daemon.h): the turn in progress ends as if its
+ * runner had gone, with no waiter to take it (they are refused: see
+ * honce_try_locked). */
+static void honce_forget(obj *o)
+{
+    honce *h = (honce *)o;
+
+    pthread_mutex_lock(&h->mu);
+    atomic_store(&o->dropped, true);
+    if (h->state == ONCE_RUNNING) {
+        h->state = ONCE_IDLE;
+        h->runner = 0;
+        atomic_fetch_sub(&honce_running, 1);
+    }
+    rt_cond_broadcast(h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
 static const obj_ops honce_ops = {
     .type = OBJ_ONCE,
     .name = "once",
@@ -263,6 +281,7 @@ static const obj_ops honce_ops = {
     .info = honce_info,
     .snap = honce_snap,
     .busy = honce_busy,
+    .forget = honce_forget,
 };
 
 static void honce_lease_put(honce_lease *ls)
@@ -312,14 +331,16 @@ static void honce_lease_start(honce *h, uint64_t run, int64_t lease_ms)
 }
 
 /* Decides for r under h->mu: returns 1 (answer run:true), 0 (answer
- * run:false, with a new reference to the once's value in *value) or -1
- * (must wait). */
+ * run:false, with a new reference to the once's value in *value), -1
+ * (must wait) or -2 (forgotten by a rebuild: answer not_found). */
 static int honce_try_locked(honce *h, dreq *r, json_t **value)
 {
     if (h->state == ONCE_DONE) {
         *value = json_incref(h->value);
         return 0;
     }
+    if (atomic_load(&h->o.dropped))
+        return -2; /* only a forgotten once is dropped with waiters */
     if (h->state == ONCE_IDLE) {
         h->state = ONCE_RUNNING;
         h->runner = dreq_sid(r);
@@ -345,6 +366,11 @@ static void honce_answer(dreq *r, int run, uint64_t turn, json_t *value)
                              value ? value : json_null()));
 }
 
+static void honce_fail_dropped(dreq *r, obj *o)
+{
+    dreq_fail(r, PROTO_R_NOT_FOUND, "once \"%s\" was dropped", o->name);
+}
+
 static void honce_wait_go(dreq *r)
 {
     obj *o = r->ctx;
@@ -358,7 +384,7 @@ static void honce_wait_go(dreq *r)
     if (dreq_cancelled(r))
         rc = RT_ECANCELED, got = -1;
     else
-        while ((got = honce_try_locked(h, r, &value)) < 0 && rc == 0)
+        while ((got = honce_try_locked(h, r, &value)) == -1 && rc == 0)
             rc = rt_cond_wait(h->cv, r->dl);
     if (got == 1 && r->s && !sess_alive(r->s)) {
         /* Became the runner for a session that has already ended (its
@@ -372,6 +398,8 @@ static void honce_wait_go(dreq *r)
     dreq_wait_end(r);
     if (got >= 0)
         honce_answer(r, got, turn, value);
+    else if (got == -2)
+        honce_fail_dropped(r, o);
     else
         dreq_fail_rt(r, rc);
     obj_release(o);
@@ -392,12 +420,14 @@ void h_once_do(dreq *r)
     turn = h->run;
     pthread_mutex_unlock(&h->mu);
     r->ctx = o;
-    if (got < 0 && r->dl != RT_POLL) {
+    if (got == -1 && r->dl != RT_POLL) {
         if (dreq_park(r, honce_wait_go) != 0)
             obj_release(o);
         return;
     }
-    if (got < 0)
+    if (got == -2)
+        honce_fail_dropped(r, o);
+    else if (got < 0)
         dreq_fail(r, PROTO_R_TIMEOUT, "timeout");
     else
         honce_answer(r, got, turn, value);

@@ -6,6 +6,8 @@
  * waiting send on its own state, but that send never commits, so it must
  * never be answered as done nor be found later.  Leadership is then handed
  * back to the old leader, which must serve exactly the committed queue.
+ * A leader whose followers died grants a lock and starts a once alone,
+ * then rebuilds: neither may survive it (test_rebuild_forgets_...).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -156,6 +158,62 @@ static bool log_has(int i, const char *what)
     return found;
 }
 
+/* Prints every running node's cluster.status, for a failure's message. */
+static void print_status(void)
+{
+    for (int i = 0; i < NODES; i++) {
+        json_t *st = stopped[i] ? NULL : tcluster_status(cport[i]);
+        char *t = st ? json_dumps(st, JSON_COMPACT) : NULL;
+        print_message("node %d: %s\n", i + 1,
+                      t            ? t
+                      : stopped[i] ? "stopped"
+                                   : "?");
+        free(t);
+        json_decref(st);
+    }
+}
+
+/* Signals node i (SIGSTOP or SIGCONT) and keeps stopped[] true to it. */
+static void sig(int i, int signo)
+{
+    assert_int_equal(kill(nd[i].pid, signo), 0);
+    stopped[i] = signo == SIGSTOP;
+}
+
+/* Waits until node i has applied everything node at has committed. */
+static void wait_caught_up(int i, int at)
+{
+    int64_t commit = tcluster_status_int(cport[at], "commit_index");
+    int64_t end = testd_now_ms() + 30000;
+
+    assert_true(commit > 0);
+    while (tcluster_status_int(cport[i], "last_applied") < commit) {
+        if (testd_now_ms() >= end)
+            fail_msg("node %d never applied node %d's commit index %lld", i + 1,
+                     at + 1, (long long)commit);
+        testd_sleep_ms(50);
+    }
+}
+
+/* Hands leadership to node i (cluster.transfer on whoever leads). */
+static void lead_with(int i)
+{
+    int64_t end = testd_now_ms() + 30000;
+    char p[32];
+
+    for (;;) {
+        int l = find_leader(5000);
+        if (l == i)
+            return;
+        assert_true(testd_now_ms() < end);
+        if (l >= 0) {
+            snprintf(p, sizeof p, "{\"id\":%d}", i + 1);
+            json_decref(call(l, "cluster.transfer", p));
+        }
+        testd_sleep_ms(200);
+    }
+}
+
 static void test_deposed_leader_rebuilds(void **state)
 {
     int old, now;
@@ -212,13 +270,7 @@ static void test_deposed_leader_rebuilds(void **state)
         if (rb >= 1 && applied >= commit)
             break;
         if (testd_now_ms() >= end) {
-            for (int i = 0; i < NODES; i++) {
-                json_t *st = tcluster_status(cport[i]);
-                char *t = st ? json_dumps(st, JSON_COMPACT) : NULL;
-                print_message("node %d: %s\n", i + 1, t ? t : "?");
-                free(t);
-                json_decref(st);
-            }
+            print_status();
             fail_msg("node %d: rebuilds %lld, applied %lld, fsm_errors %lld;"
                      " node %d: commit %lld",
                      old + 1, (long long)rb, (long long)applied,
@@ -231,18 +283,7 @@ static void test_deposed_leader_rebuilds(void **state)
 
     /* Leadership back to the old leader: it serves the committed queue,
      * a1..a5 then b1..b5, and never X. */
-    end = testd_now_ms() + 30000;
-    for (;;) {
-        int l = find_leader(5000);
-        if (l == old)
-            break;
-        assert_true(testd_now_ms() < end);
-        if (l >= 0) {
-            snprintf(p, sizeof p, "{\"id\":%d}", old + 1);
-            json_decref(call(l, "cluster.transfer", p));
-        }
-        testd_sleep_ms(200);
-    }
+    lead_with(old);
     for (int k = 1; k <= 10; k++) {
         char want[8];
         a = call(old, "recv", "{\"name\":\"q\",\"timeout_ms\":0}");
@@ -258,6 +299,105 @@ static void test_deposed_leader_rebuilds(void **state)
     assert_non_null(a);
     assert_string_equal(testd_reason(a), "timeout");
     json_decref(a);
+}
+
+/* A deposed leader rebuilds over what it decided alone: a leased lock it
+ * granted, and a detached once.do it started, while no follower could
+ * hear it.  Neither ever commits, so neither may outlive the rebuild (a
+ * busy object used to refuse the rebuild's drop and keep its state, and
+ * the replay then skipped the committed grants: two holders at once).
+ * The followers are killed, not stopped: a stopped one would still find
+ * the leader's entries in its socket when it continues. */
+static void test_rebuild_forgets_uncommitted_holds(void **state)
+{
+    int l0, f[2], k = 0, now;
+    int64_t rebuilds, end, t2;
+    testd_conn *c;
+    json_t *a;
+    char p[128];
+    (void)state;
+
+    l0 = find_leader(20000);
+    assert_true(l0 >= 0);
+    for (int i = 0; i < NODES; i++)
+        if (i != l0)
+            f[k++] = i;
+    rebuilds = tcluster_status_int(cport[l0], "rebuilds");
+    c = testd_connect_port(cport[l0]);
+    assert_non_null(c);
+    e2e_ok(c, 1, "ping", NULL);
+
+    /* Alone: the leader decides both at once (it steps down only after an
+     * election timeout without a majority), and can commit neither. */
+    for (k = 0; k < 2; k++) {
+        assert_int_equal(kill(nd[f[k]].pid, SIGKILL), 0);
+        testd_stop(&nd[f[k]]); /* reaps it */
+    }
+    assert_int_equal(
+        testd_send(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"mutex.lock\","
+                      "\"params\":{\"name\":\"rb\",\"lease_ms\":120000}}"),
+        0);
+    assert_int_equal(
+        testd_send(c, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"go\","
+                      "\"params\":{\"request\":{\"method\":\"once.do\","
+                      "\"params\":{\"name\":\"rb_once\","
+                      "\"lease_ms\":120000}}}}"),
+        0);
+    a = testd_wait_id(c, 2, 15000);
+    if (a)
+        assert_null(testd_result(a)); /* never a success */
+    json_decref(a);
+    testd_close(c);
+    end = testd_now_ms() + 30000;
+    while (tcluster_status_int(cport[l0], "rebuilds") <= rebuilds) {
+        if (testd_now_ms() >= end)
+            fail_msg("node %d never rebuilt alone", l0 + 1);
+        testd_sleep_ms(50);
+    }
+
+    /* The others come back, elect one of them and grant the lock for
+     * real (the old leader stopped, so that it cannot lead again and
+     * commit its own grant). */
+    sig(l0, SIGSTOP);
+    for (k = 0; k < 2; k++)
+        assert_int_equal(start_node(f[k]), 0);
+    now = find_leader(20000);
+    assert_true(now == f[0] || now == f[1]);
+    a = tcluster_call(cport[now], "mutex.lock",
+                      "{\"name\":\"rb\",\"lease_ms\":120000}", 20000);
+    if (!a || !testd_result(a)) {
+        json_t *l = tcluster_call(cport[now], "list", NULL, 5000);
+        char *t = l ? json_dumps(l, JSON_COMPACT) : NULL;
+        print_status();
+        print_message("node %d's list: %s\n", now + 1, t ? t : "?");
+        free(t);
+        json_decref(l);
+        fail_msg("mutex.lock on node %d: %s", now + 1,
+                 a ? testd_message(a) : "no answer");
+    }
+    t2 = json_integer_value(json_object_get(testd_result(a), "token"));
+    json_decref(a);
+    assert_true(t2 > 0);
+
+    /* The old leader catches up, then leads: it must hold exactly what the
+     * log says. */
+    sig(l0, SIGCONT);
+    wait_caught_up(l0, now);
+    lead_with(l0);
+    snprintf(p, sizeof p, "{\"name\":\"rb\",\"token\":%lld}", (long long)t2);
+    a = call(l0, "mutex.unlock", p);
+    assert_non_null(a);
+    if (!testd_result(a))
+        fail_msg("unlock of the committed token %lld on node %d: %s",
+                 (long long)t2, l0 + 1,
+                 testd_message(a) ? testd_message(a) : "?");
+    json_decref(a);
+    a = call(l0, "once.do", "{\"name\":\"rb_once\",\"timeout_ms\":0}");
+    assert_non_null(a);
+    assert_non_null(testd_result(a));
+    assert_true(json_is_true(json_object_get(testd_result(a), "run")));
+    json_decref(a);
+    assert_false(log_has(l0, "the log grants token"));
 }
 
 /* Answers that reveal no state (ping, hello, cluster.status) leave the
@@ -328,6 +468,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deposed_leader_rebuilds),
+        cmocka_unit_test(test_rebuild_forgets_uncommitted_holds),
         cmocka_unit_test(test_stateless_answers_add_no_entries),
         cmocka_unit_test(test_reads_add_no_entries),
     };
