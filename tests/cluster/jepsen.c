@@ -7,13 +7,13 @@
  * measures failover: from the leader's kill to the first successful write.
  *
  *   jepsen [--kills N] [--interval-ms MS] [--election-ms MS] [--seed S]
- *          [--nemesis both|kill|stop|transfer|all]
+ *          [--nemesis LIST]
  *          [--crashed fail|restart] [--stalled fail|restart]
  *
- * --nemesis picks what happens to the leader: SIGKILL and SIGSTOP in turn
- * (both, the default), or only one of them; or a leadership transfer
- * (cluster.transfer), which deposes a leader that stays alive and
- * serving until the moment it steps down; all takes the three in turn.
+ * --nemesis picks what happens to the leader, taken in turn from a comma
+ * list of kill (SIGKILL), stop (SIGSTOP) and transfer (cluster.transfer,
+ * which deposes a leader that stays alive and serving until the moment it
+ * steps down); both is kill,stop (the default), all is kill,stop,transfer.
  * A transfer counts as a kill in the figures.  --crashed says what a node
  * that dies on its own does to the run: fail it (the default), or be
  * restarted on its data_dir as a supervisor would, counted and reported,
@@ -297,6 +297,35 @@ static int setup_queue(void)
     return rc;
 }
 
+enum { NEM_KILL, NEM_STOP, NEM_TRANSFER, NEM_MAX = 8 };
+
+/* Parses --nemesis into what[] (one entry per turn); returns how many,
+ * or 0 when it names something else. */
+static int nemesis_parse(const char *spec, int what[NEM_MAX])
+{
+    static const char *const names[] = {"kill", "stop", "transfer"};
+    char buf[128], *save = NULL;
+    int n = 0;
+
+    if (!strcmp(spec, "both"))
+        spec = "kill,stop";
+    else if (!strcmp(spec, "all"))
+        spec = "kill,stop,transfer";
+    if (strlen(spec) >= sizeof buf)
+        return 0;
+    strcpy(buf, spec);
+    for (char *t = strtok_r(buf, ",", &save); t;
+         t = strtok_r(NULL, ",", &save)) {
+        int k = 0;
+        while (k < 3 && strcmp(t, names[k]))
+            k++;
+        if (k == 3 || n == NEM_MAX)
+            return 0;
+        what[n++] = k;
+    }
+    return n;
+}
+
 int main(int argc, char **argv)
 {
     int kills = 5, interval = 1500, election = 1000, failed_kills = 0;
@@ -328,15 +357,14 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    int nem[NEM_MAX], nnem = nemesis_parse(nemesis, nem);
     if (argc % 2 == 0 || kills < 1 || interval < 100 || election < 100 ||
-        (strcmp(nemesis, "both") && strcmp(nemesis, "kill") &&
-         strcmp(nemesis, "stop") && strcmp(nemesis, "transfer") &&
-         strcmp(nemesis, "all")) ||
+        nnem == 0 ||
         (strcmp(crashed, "fail") && strcmp(crashed, "restart")) ||
         (strcmp(stalled, "fail") && strcmp(stalled, "restart"))) {
         fprintf(stderr, "usage: jepsen [--kills N] [--interval-ms MS] "
                         "[--election-ms MS] [--seed S] "
-                        "[--nemesis both|kill|stop|transfer|all] "
+                        "[--nemesis both|all|kill,stop,transfer...] "
                         "[--crashed fail|restart] [--stalled fail|restart]\n");
         return 2;
     }
@@ -366,13 +394,8 @@ int main(int argc, char **argv)
     t_start = nodes_now_ms();
 
     for (int k = 0; k < kills; k++) {
-        /* both: SIGKILL, SIGSTOP in turn; all: and a transfer. */
-        int leader, what = !strcmp(nemesis, "both")       ? k % 2
-                           : !strcmp(nemesis, "all")      ? k % 3
-                           : !strcmp(nemesis, "stop")     ? 1
-                           : !strcmp(nemesis, "transfer") ? 2
-                                                          : 0;
-        int stop = what == 1, transfer = what == 2;
+        int leader, what = nem[k % nnem];
+        int stop = what == NEM_STOP, transfer = what == NEM_TRANSFER;
         int64_t t0, took;
         bool back = false; /* the killed node is back already */
 
