@@ -359,8 +359,7 @@ int main(int argc, char **argv)
     }
     int nem[NEM_MAX], nnem = nemesis_parse(nemesis, nem);
     if (argc % 2 == 0 || kills < 1 || interval < 100 || election < 100 ||
-        nnem == 0 ||
-        (strcmp(crashed, "fail") && strcmp(crashed, "restart")) ||
+        nnem == 0 || (strcmp(crashed, "fail") && strcmp(crashed, "restart")) ||
         (strcmp(stalled, "fail") && strcmp(stalled, "restart"))) {
         fprintf(stderr, "usage: jepsen [--kills N] [--interval-ms MS] "
                         "[--election-ms MS] [--seed S] "
