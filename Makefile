@@ -605,10 +605,11 @@ bench-recovery: all
 
 # ---- tests/cluster: the Jepsen-style run of issue 19 (client side) ------
 # jepsen starts three nodes of build/chand on 127.0.0.1 and free ports,
-# runs clients through libchand's redirects while the leader is SIGKILLed
-# or SIGSTOPped, then checks the history (jcheck.c, unit-tested by
-# test_jcheck).  make test runs a short one (tests/cli/test_cluster_jepsen.sh);
-# make test-cluster the long one: CLUSTER_KILLS times the leader is hit,
+# runs clients through libchand's redirects while the leader is SIGKILLed,
+# SIGSTOPped or deposed, then checks the history (jcheck.c, and
+# jcheck_ack.c for acknowledged delivery; unit-tested by test_jcheck).
+# make test runs a short one (tests/cli/test_cluster_jepsen.sh); make
+# test-cluster the long one: CLUSTER_KILLS times the leader is hit,
 # by default 50 SIGKILLs, 50 SIGSTOPs and 50 transfers (100 kills or more
 # as issue 19 asks, and transfers: the lock-overlap defect of 96ec0b3 took
 # a transfer's rebuild, then a kill, to show).
@@ -631,12 +632,14 @@ CLUSTER_BINS := $(BUILD)/cluster/jepsen $(BUILD)/cluster/test_jcheck \
                 $(BUILD)/cluster/bench
 all: $(CLUSTER_BINS)
 $(BUILD)/cluster/test_jcheck: $(call objs,tests/cluster/test_jcheck.c \
-                                 tests/cluster/jcheck.c)
+                                 tests/cluster/jcheck.c \
+                                 tests/cluster/jcheck_ack.c)
 	$(call say,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LIBS)
 $(BUILD)/cluster/jepsen: $(call objs,tests/cluster/jepsen.c \
-                           tests/cluster/jcheck.c tests/cluster/nodes.c \
+                           tests/cluster/jcheck.c tests/cluster/jcheck_ack.c \
+                           tests/cluster/nodes.c \
                            tests/common/testd.c) \
                          $(CLIENT_A)
 	$(call say,LD,$@)

@@ -3,7 +3,8 @@
 # tests, then tests/cluster/jepsen with 8 leader changes on three local
 # nodes, SIGKILLs and leadership transfers in turn (a transfer deposes a
 # leader that lives on and rebuilds: the path of the lock-overlap defect
-# fixed by 96ec0b3); the history must check clean.  SIGSTOP is left to make
+# fixed by 96ec0b3), with workers on a channel received with acknowledgement
+# among the clients; the history must check clean.  SIGSTOP is left to make
 # test-cluster: libraft 0.15 can crash a leader continued after a stop
 # (README, Running a cluster), which would make this run flaky; for the
 # same reason a node that crashes on its own (seen once under ASan) is

@@ -3,6 +3,7 @@
  * operations under one lock, then checks the five properties.
  */
 #include "jcheck.h"
+#include "jcheck_internal.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -24,12 +25,6 @@ typedef struct jc_holdrec {
     int64_t sent, acked, end, token;
 } jc_holdrec;
 
-/* A growable array of n elements of size sz. */
-typedef struct jc_vec {
-    void *p;
-    size_t n, cap, sz;
-} jc_vec;
-
 struct jc_hist {
     pthread_mutex_t mu;
     jc_vec sends, recvs, queued, holds, adds, reads;
@@ -38,19 +33,24 @@ struct jc_hist {
     int oom; /* a record was lost to malloc: the check cannot be trusted */
 };
 
-static void vec_push(jc_hist *h, jc_vec *v, const void *e)
+int jc__vec_push(jc_vec *v, const void *e)
 {
     if (v->n == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 256;
         void *p = realloc(v->p, cap * v->sz);
-        if (!p) {
-            h->oom = 1;
-            return;
-        }
+        if (!p)
+            return -1;
         v->p = p;
         v->cap = cap;
     }
     memcpy((char *)v->p + v->n++ * v->sz, e, v->sz);
+    return 0;
+}
+
+static void vec_push(jc_hist *h, jc_vec *v, const void *e)
+{
+    if (jc__vec_push(v, e) != 0)
+        h->oom = 1;
 }
 
 jc_hist *jc_new(void)
@@ -171,14 +171,6 @@ static int cmp_hold_acked(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Prints the first few violations of a kind, then only counts them. */
-#define SAY(kind_count, ...)                                                   \
-    do {                                                                       \
-        if (report && (kind_count) < 5)                                        \
-            fprintf(report, __VA_ARGS__);                                      \
-        (kind_count)++;                                                        \
-    } while (0)
-
 /* Sends against receives and the queue. */
 static int check_queue(jc_hist *h, FILE *report)
 {
@@ -206,21 +198,21 @@ static int check_queue(jc_hist *h, FILE *report)
         qsort(seen, nseen, sizeof *seen, cmp_op);
     for (i = 1; i < nseen; i++)
         if (seen[i].v == seen[i - 1].v)
-            SAY(dup, "violation: value %lld received/queued twice\n",
-                (long long)seen[i].v);
+            JC_SAY(dup, "violation: value %lld received/queued twice\n",
+                   (long long)seen[i].v);
     /* Walk both sorted lists. */
     for (i = 0, j = 0; i < ns; i++) {
         while (j < nseen && seen[j].v < s[i].v) {
-            SAY(ghost, "violation: value %lld received but never sent\n",
-                (long long)seen[j].v);
+            JC_SAY(ghost, "violation: value %lld received but never sent\n",
+                   (long long)seen[j].v);
             j++;
         }
         if (j < nseen && seen[j].v == s[i].v) {
             if (s[i].outcome == JC_FAIL)
-                SAY(ghost,
-                    "violation: value %lld received but its send "
-                    "failed\n",
-                    (long long)s[i].v);
+                JC_SAY(ghost,
+                       "violation: value %lld received but its send "
+                       "failed\n",
+                       (long long)s[i].v);
             while (j < nseen && seen[j].v == s[i].v)
                 j++;
         } else if (s[i].outcome == JC_OK) {
@@ -228,14 +220,14 @@ static int check_queue(jc_hist *h, FILE *report)
         }
     }
     for (; j < nseen; j++)
-        SAY(ghost, "violation: value %lld received but never sent\n",
-            (long long)seen[j].v);
+        JC_SAY(ghost, "violation: value %lld received but never sent\n",
+               (long long)seen[j].v);
     /* An unanswered receive may have taken one value each. */
     if (missing > unknown_recv)
-        SAY(lost,
-            "violation: %zu acknowledged sends neither received nor "
-            "queued (%zu receives unanswered could explain %zu)\n",
-            missing, unknown_recv, unknown_recv);
+        JC_SAY(lost,
+               "violation: %zu acknowledged sends neither received nor "
+               "queued (%zu receives unanswered could explain %zu)\n",
+               missing, unknown_recv, unknown_recv);
     if (report)
         fprintf(report,
                 "check: sends %zu (acked %zu missing, %zu unanswered "
@@ -256,22 +248,22 @@ static int check_locks(jc_hist *h, FILE *report)
         qsort(r, n, sizeof *r, cmp_hold_acked);
     for (size_t i = 0; i < n; i++)
         for (size_t j = i + 1; j < n && r[j].acked < r[i].end; j++)
-            SAY(overlap,
-                "violation: holds overlap: token %lld held %lld..%lld, "
-                "token %lld granted at %lld\n",
-                (long long)r[i].token, (long long)r[i].acked,
-                (long long)r[i].end, (long long)r[j].token,
-                (long long)r[j].acked);
+            JC_SAY(overlap,
+                   "violation: holds overlap: token %lld held %lld..%lld, "
+                   "token %lld granted at %lld\n",
+                   (long long)r[i].token, (long long)r[i].acked,
+                   (long long)r[i].end, (long long)r[j].token,
+                   (long long)r[j].acked);
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++)
             if (i != j &&
                 (r[i].token == r[j].token
                      ? i < j
                      : r[i].acked < r[j].sent && r[i].token > r[j].token))
-                SAY(order,
-                    "violation: token %lld granted before token %lld "
-                    "was asked for\n",
-                    (long long)r[i].token, (long long)r[j].token);
+                JC_SAY(order,
+                       "violation: token %lld granted before token %lld "
+                       "was asked for\n",
+                       (long long)r[i].token, (long long)r[j].token);
     if (report)
         fprintf(report, "check: lock holds %zu\n", n);
     return overlap + order;
@@ -292,12 +284,12 @@ static int check_atomic(jc_hist *h, FILE *report)
     }
     if (!h->have_atomic) {
         if (h->adds.n)
-            SAY(bad, "violation: the atomic was never read back\n");
+            JC_SAY(bad, "violation: the atomic was never read back\n");
     } else if (h->atomic < acked || h->atomic > acked + maybe) {
-        SAY(bad,
-            "violation: atomic is %lld; acknowledged adds sum to %lld "
-            "(plus up to %lld unanswered)\n",
-            (long long)h->atomic, (long long)acked, (long long)maybe);
+        JC_SAY(bad,
+               "violation: atomic is %lld; acknowledged adds sum to %lld "
+               "(plus up to %lld unanswered)\n",
+               (long long)h->atomic, (long long)acked, (long long)maybe);
     }
     if (report)
         fprintf(report,
@@ -382,20 +374,20 @@ static int check_reads(jc_hist *h, FILE *report)
                 high = acc_before(sent, ns, r[i].done, 1),
                 prev = acc_before(rdone, nr, r[i].sent, 0);
         if (r[i].v < low)
-            SAY(stale,
-                "violation: a read sent at %lld answered %lld; adds "
-                "acknowledged before it sum to %lld\n",
-                (long long)r[i].sent, (long long)r[i].v, (long long)low);
+            JC_SAY(stale,
+                   "violation: a read sent at %lld answered %lld; adds "
+                   "acknowledged before it sum to %lld\n",
+                   (long long)r[i].sent, (long long)r[i].v, (long long)low);
         if (r[i].v > high)
-            SAY(future,
-                "violation: a read answered at %lld saw %lld; adds sent "
-                "by then sum to %lld\n",
-                (long long)r[i].done, (long long)r[i].v, (long long)high);
+            JC_SAY(future,
+                   "violation: a read answered at %lld saw %lld; adds sent "
+                   "by then sum to %lld\n",
+                   (long long)r[i].done, (long long)r[i].v, (long long)high);
         if (r[i].v < prev)
-            SAY(back,
-                "violation: a read sent at %lld answered %lld; a read "
-                "answered before it saw %lld\n",
-                (long long)r[i].sent, (long long)r[i].v, (long long)prev);
+            JC_SAY(back,
+                   "violation: a read sent at %lld answered %lld; a read "
+                   "answered before it saw %lld\n",
+                   (long long)r[i].sent, (long long)r[i].v, (long long)prev);
     }
     if (report)
         fprintf(report, "check: atomic reads %zu\n", nr);

@@ -1,9 +1,12 @@
 /*
  * jepsen.c - the Jepsen-style run of issue 19: three chand nodes on
  * loopback (nodes.h); client threads send, receive, lock, add and read through
- * libchand's redirects while the leader is SIGKILLed or SIGSTOPped every
+ * libchand's redirects, and workers take values from a second channel with
+ * acknowledgement (abandoning some, which must be redelivered), while the
+ * leader is SIGKILLed or SIGSTOPped every
  * few seconds and then restarted or continued; afterwards the queue is
- * drained, the atomic read, and the history checked (jcheck.h).  Also
+ * drained, the atomic read, and the history checked (jcheck.h,
+ * jcheck_ack.h).  Also
  * measures failover: from the leader's kill to the first successful write.
  *
  *   jepsen [--kills N] [--interval-ms MS] [--election-ms MS] [--seed S]
@@ -28,6 +31,7 @@
  * the history is clean, 1 on a violation, 2 when the run itself failed.
  */
 #include "jcheck.h"
+#include "jcheck_ack.h"
 #include "nodes.h"
 
 #include "chand.h"
@@ -44,11 +48,17 @@
 #define LOCKERS 2
 #define ADDERS 2
 #define READERS 1
+#define AWORKERS 2
+#define ACK_WAIT_MS 2000
+/* A worker abandons one delivery in this many, as if it had died: the
+ * value must come back after ACK_WAIT_MS. */
+#define ABANDON_EVERY 16
 #define LEASE_MS 3000
 #define QUEUE_CAP 1000000
 
 static nodes *g_c;
 static jc_hist *g_h;
+static jca_hist *g_a;
 static atomic_bool g_stop;
 static atomic_long g_ops;
 
@@ -120,14 +130,22 @@ static void client_start(client *cl, int (*op)(chand_conn *k, client *cl),
     pthread_create(&cl->th, NULL, client_run, cl);
 }
 
-static int send_op(chand_conn *k, client *cl)
+/* Sends the sender's next value to channel name; returns the outcome. */
+static int send_next(chand_conn *k, client *cl, const char *name)
 {
     json_t *v = json_integer(++cl->last);
-    int rc = chand_send(k, "q", v, 1000), o = outcome(k, rc);
+    int rc = chand_send(k, name, v, 1000);
 
     json_decref(v);
-    jc_send(g_h, cl->last, o);
     atomic_fetch_add(&g_ops, 1);
+    return outcome(k, rc);
+}
+
+static int send_op(chand_conn *k, client *cl)
+{
+    int o = send_next(k, cl, "q");
+
+    jc_send(g_h, cl->last, o);
     return o;
 }
 
@@ -187,6 +205,56 @@ static int read_op(chand_conn *k, client *cl)
     return o;
 }
 
+/* Sends to the acknowledged channel aq (the same unique values). */
+static int asend_op(chand_conn *k, client *cl)
+{
+    int o = send_next(k, cl, "aq");
+
+    jca_send(g_a, cl->last, o);
+    return o;
+}
+
+/* Acks delivery id of val (its recv sent at recv_sent); after an ack with
+ * no answer, once more on a new connection (the same delivery, acked on
+ * the next leader).  Returns the last outcome. */
+static int ack_delivery(chand_conn *k, int64_t val, int64_t id,
+                        int64_t recv_sent)
+{
+    int o = JC_UNKNOWN;
+
+    for (int tries = 0; tries < 2 && o == JC_UNKNOWN; tries++) {
+        int64_t sent = nodes_now_ms();
+        int rc = chand_ack(k, "aq", id);
+        o = outcome(k, rc);
+        jca_ack(g_a, val, id, recv_sent, o, rc == CHAND_ENOTPENDING, sent,
+                nodes_now_ms());
+        if (o == JC_UNKNOWN && tries == 0)
+            redial(k);
+    }
+    return o;
+}
+
+/* Receives from aq with acknowledgement, then acks at once (or, one time
+ * in ABANDON_EVERY, never: the delivery must expire and come back). */
+static int awork_op(chand_conn *k, client *cl)
+{
+    int64_t sent = nodes_now_ms(), id = 0, val;
+    json_t *v = NULL;
+    int rc = chand_recv_ack(k, "aq", ACK_WAIT_MS, 200, &v, &id, NULL);
+
+    if (rc != 1) {
+        json_decref(v);
+        return outcome(k, rc);
+    }
+    val = json_integer_value(v);
+    json_decref(v);
+    jca_deliver(g_a, val, sent, nodes_now_ms());
+    atomic_fetch_add(&g_ops, 1);
+    if (++cl->last % ABANDON_EVERY == 0)
+        return JC_OK;
+    return ack_delivery(k, val, id, sent);
+}
+
 /* Nodes that died on their own since *crashes was counted: with crashed
  * "restart" they are started again and counted; else the run fails.
  * Returns 0, or -1 to stop the run. */
@@ -231,7 +299,44 @@ static int64_t first_write(int64_t t0)
     return took;
 }
 
-/* Drains the queue and reads the atomic into the history. */
+/* Drains aq as a worker would, until nothing has come for longer than a
+ * delivery's wait (abandoned ones come back within ACK_WAIT_MS + 100 ms).
+ * Returns 0 or -1. */
+static int drain_acked(chand_conn *k)
+{
+    int64_t len = -1, inflight = -1;
+
+    for (;;) {
+        int64_t sent = nodes_now_ms(), id = 0, val;
+        json_t *v = NULL;
+        int rc = chand_recv_ack(k, "aq", ACK_WAIT_MS, ACK_WAIT_MS + 1500, &v,
+                                &id, NULL);
+        if (rc == 1) {
+            val = json_integer_value(v);
+            json_decref(v);
+            jca_deliver(g_a, val, sent, nodes_now_ms());
+            if (ack_delivery(k, val, id, sent) == JC_UNKNOWN)
+                redial(k);
+            continue;
+        }
+        json_decref(v);
+        if (rc == CHAND_ETIMEOUT && outcome(k, rc) == JC_FAIL)
+            break; /* nothing more */
+        if (outcome(k, rc) == JC_UNKNOWN) {
+            redial(k);
+            continue;
+        }
+        fprintf(stderr, "jepsen: draining aq: %s\n",
+                chand_last_error(k)->message);
+        return -1;
+    }
+    if (chand_len_inflight(k, "aq", &len, NULL, &inflight) == 0)
+        printf("jepsen: aq drained: len %lld, in flight %lld\n", (long long)len,
+               (long long)inflight);
+    return 0;
+}
+
+/* Drains the queues and reads the atomic into the history. */
 static int final_state(void)
 {
     chand_conn *k = dial();
@@ -240,6 +345,10 @@ static int final_state(void)
 
     if (!k)
         return -1;
+    if (drain_acked(k) < 0) {
+        chand_close_conn(k);
+        return -1;
+    }
     for (;;) {
         json_t *val = NULL;
 
@@ -282,7 +391,7 @@ static int cmp_i64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Makes the queue (idempotent: exists is fine). */
+/* Makes the queues (idempotent: exists is fine). */
 static int setup_queue(void)
 {
     chand_conn *k = dial();
@@ -290,6 +399,11 @@ static int setup_queue(void)
 
     if (rc == CHAND_EEXISTS)
         rc = 0;
+    if (rc == 0) {
+        rc = chand_make(k, "aq", QUEUE_CAP, NULL);
+        if (rc == CHAND_EEXISTS)
+            rc = 0;
+    }
     if (rc < 0)
         fprintf(stderr, "jepsen: make q: %s\n",
                 k ? chand_last_error(k)->message : "no connection");
@@ -332,7 +446,7 @@ int main(int argc, char **argv)
     const char *nemesis = "both", *crashed = "fail", *stalled = "fail";
     int crashes = 0, stalls = 0;
     unsigned seed = (unsigned)time(NULL);
-    client cl[SENDERS + 1 + LOCKERS + ADDERS + READERS];
+    client cl[SENDERS + 1 + LOCKERS + ADDERS + READERS + 1 + AWORKERS];
     int ncl = 0, violations, ret = 0;
     int64_t *fo, t_start;
     int nfo = 0;
@@ -371,10 +485,12 @@ int main(int argc, char **argv)
     srand(seed);
     fo = calloc((size_t)kills, sizeof *fo);
     g_h = jc_new();
-    g_c = nodes_start(3, election);
-    if (!fo || !g_h || !g_c || setup_queue() < 0) {
+    g_a = jca_new();
+    g_c = fo && g_h && g_a ? nodes_start(3, election) : NULL;
+    if (!g_c || setup_queue() < 0) {
         nodes_stop(g_c, true);
         jc_free(g_h);
+        jca_free(g_a);
         free(fo);
         return 2;
     }
@@ -390,6 +506,9 @@ int main(int argc, char **argv)
         client_start(&cl[ncl++], add_op, 0);
     for (int i = 0; i < READERS; i++)
         client_start(&cl[ncl++], read_op, 0);
+    client_start(&cl[ncl++], asend_op, 9000000000LL);
+    for (int i = 0; i < AWORKERS; i++)
+        client_start(&cl[ncl++], awork_op, 0);
     t_start = nodes_now_ms();
 
     for (int k = 0; k < kills; k++) {
@@ -517,6 +636,7 @@ int main(int argc, char **argv)
                 nodes_died(g_c));
         nodes_stop(g_c, true);
         jc_free(g_h);
+        jca_free(g_a);
         free(fo);
         return 2;
     }
@@ -527,6 +647,10 @@ int main(int argc, char **argv)
     printf("jepsen: nodes at the end:\n");
     nodes_describe(g_c, stdout);
     violations = jc_check(g_h, stdout);
+    if (violations >= 0) {
+        int av = jca_check(g_a, ACK_WAIT_MS, stdout);
+        violations = av < 0 ? av : violations + av;
+    }
     if (violations != 0 && ret == 0)
         ret = violations < 0 ? 2 : 1;
     if (failed_kills && ret == 0)
@@ -544,6 +668,7 @@ int main(int argc, char **argv)
     }
     nodes_stop(g_c, ret != 0 || crashes > 0 || stalls > 0);
     jc_free(g_h);
+    jca_free(g_a);
     free(fo);
     return ret;
 }

@@ -1,7 +1,8 @@
 /*
- * test_jcheck.c - the checker of tests/cluster (jcheck.h) on histories
- * made by hand: clean ones pass, and each kind of violation is reported,
- * including what unanswered operations may and may not explain.
+ * test_jcheck.c - the checkers of tests/cluster (jcheck.h, jcheck_ack.h)
+ * on histories made by hand: clean ones pass, and each kind of violation
+ * is reported, including what unanswered operations may and may not
+ * explain.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <cmocka.h>
 
 #include "jcheck.h"
+#include "jcheck_ack.h"
 
 #include <stdlib.h>
 
@@ -191,6 +193,98 @@ static void test_read_of_the_future(void **state)
     assert_int_equal(check(h), 1);
 }
 
+/* ---- acknowledged delivery (jcheck_ack.h) ---- */
+
+#define ACK_WAIT 2000
+
+static int check_ack(jca_hist *h)
+{
+    int n = jca_check(h, ACK_WAIT, stderr);
+
+    jca_free(h);
+    return n;
+}
+
+/* Delivers v (recv sent at t) as delivery id, and acks it at once. */
+static void deliver_ack(jca_hist *h, int64_t v, int64_t id, int64_t t,
+                        int outcome, bool not_pending)
+{
+    jca_deliver(h, v, t, t + 1);
+    jca_ack(h, v, id, t, outcome, not_pending, t + 2, t + 3);
+}
+
+static void test_ack_clean_history(void **state)
+{
+    jca_hist *h = jca_new();
+
+    (void)state;
+    jca_send(h, 1, JC_OK);
+    jca_send(h, 2, JC_OK);
+    jca_send(h, 3, JC_FAIL);
+    jca_send(h, 4, JC_UNKNOWN); /* never delivered: fine */
+    jca_send(h, 5, JC_UNKNOWN);
+    deliver_ack(h, 1, 10, 0, JC_OK, false);
+    /* 2: delivered, abandoned, expired, redelivered and acked; the late
+     * ack of the first attempt is refused after its deadline. */
+    jca_deliver(h, 2, 100, 101);
+    deliver_ack(h, 2, 11, 2200, JC_OK, false);
+    jca_ack(h, 2, 12, 100, JC_FAIL, true, 2300, 2301);
+    /* 5: its ack got no answer (it may have counted); a retry of the
+     * same delivery is refused before the deadline: fine. */
+    jca_deliver(h, 5, 10, 11);
+    jca_ack(h, 5, 13, 10, JC_UNKNOWN, false, 12, 30);
+    jca_ack(h, 5, 13, 10, JC_FAIL, true, 40, 41);
+    assert_int_equal(check_ack(h), 0);
+}
+
+static void test_ack_lost(void **state)
+{
+    jca_hist *h = jca_new();
+
+    (void)state;
+    jca_send(h, 1, JC_OK);
+    jca_send(h, 2, JC_OK);
+    deliver_ack(h, 1, 10, 0, JC_OK, false);
+    jca_deliver(h, 2, 0, 1); /* delivered, never acked nor drained */
+    assert_int_equal(check_ack(h), 1);
+}
+
+static void test_ack_invented(void **state)
+{
+    jca_hist *h = jca_new();
+
+    (void)state;
+    jca_send(h, 1, JC_FAIL);
+    deliver_ack(h, 1, 10, 0, JC_OK, false);
+    deliver_ack(h, 9, 11, 0, JC_OK, false);
+    assert_int_equal(check_ack(h), 2);
+}
+
+static void test_ack_twice_and_after(void **state)
+{
+    jca_hist *h = jca_new();
+
+    (void)state;
+    jca_send(h, 1, JC_OK);
+    deliver_ack(h, 1, 10, 0, JC_OK, false);
+    /* Delivered again after the ack was answered (at 3), and acked. */
+    deliver_ack(h, 1, 11, 50, JC_OK, false);
+    assert_int_equal(check_ack(h), 2);
+}
+
+static void test_ack_deadline_lost(void **state)
+{
+    jca_hist *h = jca_new();
+
+    (void)state;
+    jca_send(h, 1, JC_OK);
+    /* Refused 500 ms into a 2 s wait, then redelivered and acked. */
+    jca_deliver(h, 1, 0, 1);
+    jca_ack(h, 1, 10, 0, JC_FAIL, true, 499, 500);
+    deliver_ack(h, 1, 11, 600, JC_OK, false);
+    assert_int_equal(check_ack(h), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -204,6 +298,11 @@ int main(void)
         cmocka_unit_test(test_reads_linearizable),
         cmocka_unit_test(test_stale_read),
         cmocka_unit_test(test_read_of_the_future),
+        cmocka_unit_test(test_ack_clean_history),
+        cmocka_unit_test(test_ack_lost),
+        cmocka_unit_test(test_ack_invented),
+        cmocka_unit_test(test_ack_twice_and_after),
+        cmocka_unit_test(test_ack_deadline_lost),
     };
 
     return cmocka_run_group_tests_name("jcheck", tests, NULL, NULL);
