@@ -638,6 +638,8 @@ void dlv_chan_dropped(obj *o)
 
 typedef struct dlv_snap_one {
     uint64_t seq;
+    uint64_t id;         /* in flight: its attempt's id (else 0) */
+    int64_t deadline_ms; /* ... and its deadline, on the wall clock */
     uint32_t attempts;
     char *text, *reason;
     size_t tn;
@@ -658,7 +660,13 @@ dlv_snap *dlv_snap_take(obj *o)
     size_t n = 0;
     dlv_snap *s;
 
+    struct timespec ts;
+    int64_t now_wall, now_rt;
+
     pthread_mutex_lock(&dlv_mu);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now_wall = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    now_rt = rt_now();
     for (dlv *d = h->dlvs; d; d = d->lnext)
         n++;
     s = n ? calloc(1, sizeof *s + n * sizeof s->v[0]) : NULL;
@@ -670,6 +678,16 @@ dlv_snap *dlv_snap_take(obj *o)
         dlv_snap_one *e = &s->v[s->n++];
         e->seq = d->seq;
         e->attempts = d->attempts ? d->attempts : 1;
+        /* An attempt in flight keeps its id and deadline: a cluster node
+         * restored from this snapshot (a restart, a follower's install,
+         * a rebuild) that comes to lead keeps it in flight, as from the
+         * log's records; without them it redelivered at once a value a
+         * worker still held (found by the Jepsen run's early-redelivery
+         * check). */
+        if (d->st == DS_INFLIGHT && d->id) {
+            e->id = d->id;
+            e->deadline_ms = now_wall + (d->due - now_rt) / 1000000;
+        }
         const char *t = hval_text(&d->val, &e->tn);
         e->text = malloc(e->tn ? e->tn : 1);
         e->reason = d->reason ? strdup(d->reason) : NULL;
@@ -693,6 +711,8 @@ int dlv_snap_emit(const dlv_snap *s, obj *o, void *snap, uint64_t lsn)
         eff_rec r = {.type = EFF_DLV_INFLIGHT};
         r.u.dlv.name = eff_s(o->name);
         r.u.dlv.id = s->v[i].seq;
+        r.u.dlv.prev_id = s->v[i].id;
+        r.u.dlv.deadline_ms = s->v[i].deadline_ms;
         r.u.dlv.attempt = s->v[i].attempts;
         r.u.dlv.value = (eff_str){s->v[i].text, s->v[i].tn};
         r.u.dlv.reason = eff_s(s->v[i].reason ? s->v[i].reason : "");

@@ -11,7 +11,9 @@
  *   dlv_inflight prev_id 0    a value becomes a delivery (value, attempt
  *                             1); grouped with the chan_pop when it left
  *                             the buffer.  Snapshots write one per live
- *                             delivery, with its attempts and reason.
+ *                             delivery, with its attempts and reason, and
+ *                             for an attempt in flight its id (prev_id)
+ *                             and deadline.
  *   dlv_inflight prev_id=id   a later attempt (attempt, deadline)
  *   dlv_redeliver             requeued, or nacked with a delay (reason)
  *   dlv_ack / dlv_dead        the delivery ended (dead: its reason)
@@ -196,6 +198,8 @@ int dlv__restore_rec(const char *name, const eff_rec *r)
         memset(e, 0, sizeof *e);
         e->seq = r->u.dlv.id;
         e->attempts = r->u.dlv.attempt;
+        e->id = r->u.dlv.prev_id; /* a snapshot's attempt in flight */
+        e->deadline_ms = r->u.dlv.deadline_ms;
         e->name = dup_n(name, strlen(name));
         e->text = dup_n(r->u.dlv.value.p, r->u.dlv.value.n);
         e->tn = r->u.dlv.value.n;
@@ -266,11 +270,15 @@ static void restore_all(bool keep)
         }
         rd_clear(e);
     }
-    if (back || kept || lost)
+    if (back || kept)
         log_info("recovered %zu deliveries in flight: %zu requeued for "
-                 "redelivery, %zu kept in flight to their deadline%s",
-                 back + kept, back, kept,
-                 lost ? " (some could not be restored)" : "");
+                 "redelivery, %zu kept in flight to their deadline",
+                 back + kept, back, kept);
+    if (lost) /* their values are gone: never silent */
+        log_warn("%zu deliveries in flight could not be restored (their "
+                 "channel is gone, or out of memory): their values are "
+                 "lost",
+                 lost);
     free(rd);
     rd = NULL;
     rd_n = rd_cap = 0;

@@ -10,20 +10,17 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+/* Every record begins with its value (cmp_v, find_v). */
 typedef struct jca_send_rec {
-    int64_t v;
+    int64_t v, sent, done;
     int outcome;
 } jca_send_rec;
 
 typedef struct jca_dlv_rec {
-    int64_t v, sent, done;
+    int64_t v, id, sent, done;
 } jca_dlv_rec;
 
-typedef struct jca_ack_rec {
-    int64_t v, id, recv_sent, sent, done;
-    int outcome;
-    bool not_pending;
-} jca_ack_rec;
+typedef jca_ack_info jca_ack_rec;
 
 struct jca_hist {
     pthread_mutex_t mu;
@@ -63,23 +60,21 @@ static void push(jca_hist *h, jc_vec *v, const void *e)
     pthread_mutex_unlock(&h->mu);
 }
 
-void jca_send(jca_hist *h, int64_t v, int outcome)
+void jca_send(jca_hist *h, int64_t v, int outcome, int64_t sent, int64_t done)
 {
-    jca_send_rec r = {v, outcome};
+    jca_send_rec r = {v, sent, done, outcome};
     push(h, &h->sends, &r);
 }
 
-void jca_deliver(jca_hist *h, int64_t v, int64_t sent, int64_t done)
+void jca_deliver(jca_hist *h, int64_t v, int64_t id, int64_t sent, int64_t done)
 {
-    jca_dlv_rec r = {v, sent, done};
+    jca_dlv_rec r = {v, id, sent, done};
     push(h, &h->dlvs, &r);
 }
 
-void jca_ack(jca_hist *h, int64_t v, int64_t id, int64_t recv_sent, int outcome,
-             bool not_pending, int64_t sent, int64_t done)
+void jca_ack(jca_hist *h, const jca_ack_info *a)
 {
-    jca_ack_rec r = {v, id, recv_sent, sent, done, outcome, not_pending};
-    push(h, &h->acks, &r);
+    push(h, &h->acks, a);
 }
 
 /* Orders by value (the first member of every record here). */
@@ -100,6 +95,31 @@ static int cmp_id_sent(const void *a, const void *b)
     return x->sent < y->sent ? -1 : x->sent > y->sent;
 }
 
+/* Orders deliveries by value, then by when their recv was sent. */
+static int cmp_v_sent(const void *a, const void *b)
+{
+    const jca_dlv_rec *x = a, *y = b;
+
+    if (x->v != y->v)
+        return x->v < y->v ? -1 : 1;
+    return x->sent < y->sent ? -1 : x->sent > y->sent;
+}
+
+/* True when acks a (n, in id order) hold one of delivery id. */
+static bool has_ack(const jca_ack_rec *a, size_t n, int64_t id)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && a[lo].id == id;
+}
+
 /* The index of the first record of sorted base (n of size sz, value
  * first) whose value is v, or n. */
 static size_t find_v(const void *base, size_t n, size_t sz, int64_t v)
@@ -117,9 +137,33 @@ static size_t find_v(const void *base, size_t n, size_t sz, int64_t v)
                                                                            : n;
 }
 
+static const char *const outcome_name[] = {"ok", "failed", "unknown"};
+
+/* Writes what happened to value v (sorted s, d, a) to report, for a
+ * violation's reader. */
+static void tell(FILE *report, int64_t v, const jca_send_rec *s, size_t ns,
+                 const jca_dlv_rec *d, size_t nd, const jca_ack_rec *a,
+                 size_t na)
+{
+    if (!report)
+        return;
+    for (size_t k = find_v(s, ns, sizeof *s, v); k < ns && s[k].v == v; k++)
+        fprintf(report, "  %lld: send %lld..%lld %s\n", (long long)v,
+                (long long)s[k].sent, (long long)s[k].done,
+                outcome_name[s[k].outcome]);
+    for (size_t k = find_v(d, nd, sizeof *d, v); k < nd && d[k].v == v; k++)
+        fprintf(report, "  %lld: delivery %lld, recv %lld..%lld\n",
+                (long long)v, (long long)d[k].id, (long long)d[k].sent,
+                (long long)d[k].done);
+    for (size_t k = find_v(a, na, sizeof *a, v); k < na && a[k].v == v; k++)
+        fprintf(report, "  %lld: ack of %lld %lld..%lld %s (code %d)\n",
+                (long long)v, (long long)a[k].id, (long long)a[k].sent,
+                (long long)a[k].done, outcome_name[a[k].outcome], a[k].code);
+}
+
 int jca_check(jca_hist *h, int64_t ack_wait_ms, FILE *report)
 {
-    int lost = 0, ghost = 0, twice = 0, after = 0, deadline = 0;
+    int lost = 0, ghost = 0, twice = 0, after = 0, deadline = 0, early = 0;
     size_t ns, nd, na, redelivered = 0, acked_ok = 0;
     jca_send_rec *s;
     jca_dlv_rec *d;
@@ -152,10 +196,27 @@ int jca_check(jca_hist *h, int64_t ack_wait_ms, FILE *report)
                    (long long)ack_wait_ms);
     }
 
+    /* A delivery nobody acked (abandoned) comes back at its deadline, not
+     * before: the next one of its value cannot be answered before its
+     * recv was sent plus the wait.  (A delivery whose recv got no answer
+     * is not recorded; it was made after this one's deadline, if that
+     * held, so the next recorded one is later still.) */
+    if (nd > 1)
+        qsort(d, nd, sizeof *d, cmp_v_sent);
+    for (size_t i = 1; i < nd; i++)
+        if (d[i].v == d[i - 1].v && !has_ack(a, na, d[i - 1].id) &&
+            d[i].done < d[i - 1].sent + ack_wait_ms)
+            JC_SAY(early,
+                   "violation: value %lld: delivery %lld (recv sent at "
+                   "%lld) never acked, and delivered again %lld ms later "
+                   "(ack_wait %lld ms)\n",
+                   (long long)d[i].v, (long long)d[i - 1].id,
+                   (long long)d[i - 1].sent,
+                   (long long)(d[i].done - d[i - 1].sent),
+                   (long long)ack_wait_ms);
+
     if (ns > 1)
         qsort(s, ns, sizeof *s, cmp_v);
-    if (nd > 1)
-        qsort(d, nd, sizeof *d, cmp_v);
     if (na > 1)
         qsort(a, na, sizeof *a, cmp_v);
 
@@ -208,11 +269,14 @@ int jca_check(jca_hist *h, int64_t ack_wait_ms, FILE *report)
         for (size_t k = find_v(a, na, sizeof *a, s[i].v);
              k < na && a[k].v == s[i].v && !done; k++)
             done = a[k].outcome != JC_FAIL;
-        if (!done)
+        if (!done) {
+            if (lost < 5)
+                tell(report, s[i].v, s, ns, d, nd, a, na);
             JC_SAY(lost,
                    "violation: value %lld: send acknowledged, never "
                    "acknowledged by a worker nor drained\n",
                    (long long)s[i].v);
+        }
     }
     pthread_mutex_unlock(&h->mu);
     if (report) {
@@ -222,9 +286,9 @@ int jca_check(jca_hist *h, int64_t ack_wait_ms, FILE *report)
                 ns, nd, redelivered, acked_ok, na);
         fprintf(report,
                 "check: ack: %d violations (lost %d, invented %d, acked "
-                "twice %d, delivered after ack %d, deadline %d)\n",
-                lost + ghost + twice + after + deadline, lost, ghost, twice,
-                after, deadline);
+                "twice %d, delivered after ack %d, deadline %d, early %d)\n",
+                lost + ghost + twice + after + deadline + early, lost, ghost,
+                twice, after, deadline, early);
     }
-    return lost + ghost + twice + after + deadline;
+    return lost + ghost + twice + after + deadline + early;
 }

@@ -14,7 +14,9 @@
  *   - deliveries keep their deadlines: an ack answered not_pending before
  *     ack_wait_ms had passed since its recv was sent is a delivery lost
  *     (a failover that forgot it, or redelivered it early), unless an
- *     earlier ack of that delivery went unanswered.
+ *     earlier ack of that delivery went unanswered; and a delivery nobody
+ *     acked is not delivered again before ack_wait_ms has passed since its
+ *     recv was sent.
  *
  * Outcomes and times are jcheck.h's (JC_OK, JC_FAIL, JC_UNKNOWN;
  * milliseconds on one monotonic clock).  Recording is thread-safe;
@@ -34,16 +36,25 @@ jca_hist *jca_new(void);
 /* Frees h (NULL is ok). */
 void jca_free(jca_hist *h);
 
-/* A send of the unique value v, and how it ended. */
-void jca_send(jca_hist *h, int64_t v, int outcome);
-/* A delivery of v (a recv with ack that answered it), the recv sent at
+/* A send of the unique value v, sent at sent, and how it ended (its
+ * outcome read at done). */
+void jca_send(jca_hist *h, int64_t v, int outcome, int64_t sent, int64_t done);
+/* Delivery id of v (a recv with ack that answered it), the recv sent at
  * sent and answered at done. */
-void jca_deliver(jca_hist *h, int64_t v, int64_t sent, int64_t done);
-/* An ack of delivery id (of value v, whose recv was sent at recv_sent):
- * sent at sent, its outcome read at done; not_pending when the answer was
- * not_pending (outcome JC_FAIL). */
-void jca_ack(jca_hist *h, int64_t v, int64_t id, int64_t recv_sent, int outcome,
-             bool not_pending, int64_t sent, int64_t done);
+void jca_deliver(jca_hist *h, int64_t v, int64_t id, int64_t sent,
+                 int64_t done);
+
+/* An ack of a delivery. */
+typedef struct jca_ack_info {
+    int64_t v, id;      /* the value and the delivery's id */
+    int64_t recv_sent;  /* when the recv that delivered it was sent */
+    int64_t sent, done; /* when the ack was sent, and its outcome read */
+    int outcome;
+    int code;         /* the client's code, for reports (0: none) */
+    bool not_pending; /* the answer was not_pending (outcome JC_FAIL) */
+} jca_ack_info;
+
+void jca_ack(jca_hist *h, const jca_ack_info *a);
 /* Checks h against deliveries made with ack_wait_ms; writes one line per
  * violation (at most a few of each kind) and a summary line to report
  * (may be NULL).  Returns the number of violations, or -1 when out of

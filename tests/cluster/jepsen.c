@@ -208,9 +208,10 @@ static int read_op(chand_conn *k, client *cl)
 /* Sends to the acknowledged channel aq (the same unique values). */
 static int asend_op(chand_conn *k, client *cl)
 {
+    int64_t sent = nodes_now_ms();
     int o = send_next(k, cl, "aq");
 
-    jca_send(g_a, cl->last, o);
+    jca_send(g_a, cl->last, o, sent, nodes_now_ms());
     return o;
 }
 
@@ -223,11 +224,13 @@ static int ack_delivery(chand_conn *k, int64_t val, int64_t id,
     int o = JC_UNKNOWN;
 
     for (int tries = 0; tries < 2 && o == JC_UNKNOWN; tries++) {
-        int64_t sent = nodes_now_ms();
-        int rc = chand_ack(k, "aq", id);
-        o = outcome(k, rc);
-        jca_ack(g_a, val, id, recv_sent, o, rc == CHAND_ENOTPENDING, sent,
-                nodes_now_ms());
+        jca_ack_info a = {.v = val, .id = id, .recv_sent = recv_sent};
+        a.sent = nodes_now_ms();
+        a.code = chand_ack(k, "aq", id);
+        a.done = nodes_now_ms();
+        a.outcome = o = outcome(k, a.code);
+        a.not_pending = a.code == CHAND_ENOTPENDING;
+        jca_ack(g_a, &a);
         if (o == JC_UNKNOWN && tries == 0)
             redial(k);
     }
@@ -248,7 +251,7 @@ static int awork_op(chand_conn *k, client *cl)
     }
     val = json_integer_value(v);
     json_decref(v);
-    jca_deliver(g_a, val, sent, nodes_now_ms());
+    jca_deliver(g_a, val, id, sent, nodes_now_ms());
     atomic_fetch_add(&g_ops, 1);
     if (++cl->last % ABANDON_EVERY == 0)
         return JC_OK;
@@ -314,7 +317,7 @@ static int drain_acked(chand_conn *k)
         if (rc == 1) {
             val = json_integer_value(v);
             json_decref(v);
-            jca_deliver(g_a, val, sent, nodes_now_ms());
+            jca_deliver(g_a, val, id, sent, nodes_now_ms());
             if (ack_delivery(k, val, id, sent) == JC_UNKNOWN)
                 redial(k);
             continue;
@@ -603,12 +606,14 @@ int main(int argc, char **argv)
                     k + 1, leader + 1, (long long)target);
             nodes_describe(g_c, stderr);
         }
-        printf("jepsen: kill %d/%d (%s node %d): first write after %lld ms\n",
+        /* "at": the history's clock, to place a violation's operations. */
+        printf("jepsen: kill %d/%d (%s node %d) at %lld: first write after "
+               "%lld ms\n",
                k + 1, kills,
                transfer ? "transfer from"
                : stop   ? "SIGSTOP"
                         : "SIGKILL",
-               leader + 1, (long long)took);
+               leader + 1, (long long)t0, (long long)took);
         fflush(stdout);
     }
     atomic_store(&g_stop, true);

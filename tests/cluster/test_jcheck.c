@@ -205,12 +205,26 @@ static int check_ack(jca_hist *h)
     return n;
 }
 
+/* An ack of delivery id of v (recv sent at recv_sent), sent at t. */
+static void ack(jca_hist *h, int64_t v, int64_t id, int64_t recv_sent,
+                int outcome, bool not_pending, int64_t t, int64_t done)
+{
+    jca_ack_info a = {.v = v,
+                      .id = id,
+                      .recv_sent = recv_sent,
+                      .sent = t,
+                      .done = done,
+                      .outcome = outcome,
+                      .not_pending = not_pending};
+    jca_ack(h, &a);
+}
+
 /* Delivers v (recv sent at t) as delivery id, and acks it at once. */
 static void deliver_ack(jca_hist *h, int64_t v, int64_t id, int64_t t,
                         int outcome, bool not_pending)
 {
-    jca_deliver(h, v, t, t + 1);
-    jca_ack(h, v, id, t, outcome, not_pending, t + 2, t + 3);
+    jca_deliver(h, v, id, t, t + 1);
+    ack(h, v, id, t, outcome, not_pending, t + 2, t + 3);
 }
 
 static void test_ack_clean_history(void **state)
@@ -218,22 +232,22 @@ static void test_ack_clean_history(void **state)
     jca_hist *h = jca_new();
 
     (void)state;
-    jca_send(h, 1, JC_OK);
-    jca_send(h, 2, JC_OK);
-    jca_send(h, 3, JC_FAIL);
-    jca_send(h, 4, JC_UNKNOWN); /* never delivered: fine */
-    jca_send(h, 5, JC_UNKNOWN);
+    jca_send(h, 1, JC_OK, 0, 1);
+    jca_send(h, 2, JC_OK, 0, 1);
+    jca_send(h, 3, JC_FAIL, 0, 1);
+    jca_send(h, 4, JC_UNKNOWN, 0, 1); /* never delivered: fine */
+    jca_send(h, 5, JC_UNKNOWN, 0, 1);
     deliver_ack(h, 1, 10, 0, JC_OK, false);
     /* 2: delivered, abandoned, expired, redelivered and acked; the late
      * ack of the first attempt is refused after its deadline. */
-    jca_deliver(h, 2, 100, 101);
+    jca_deliver(h, 2, 12, 100, 101);
     deliver_ack(h, 2, 11, 2200, JC_OK, false);
-    jca_ack(h, 2, 12, 100, JC_FAIL, true, 2300, 2301);
+    ack(h, 2, 12, 100, JC_FAIL, true, 2300, 2301);
     /* 5: its ack got no answer (it may have counted); a retry of the
      * same delivery is refused before the deadline: fine. */
-    jca_deliver(h, 5, 10, 11);
-    jca_ack(h, 5, 13, 10, JC_UNKNOWN, false, 12, 30);
-    jca_ack(h, 5, 13, 10, JC_FAIL, true, 40, 41);
+    jca_deliver(h, 5, 13, 10, 11);
+    ack(h, 5, 13, 10, JC_UNKNOWN, false, 12, 30);
+    ack(h, 5, 13, 10, JC_FAIL, true, 40, 41);
     assert_int_equal(check_ack(h), 0);
 }
 
@@ -242,10 +256,10 @@ static void test_ack_lost(void **state)
     jca_hist *h = jca_new();
 
     (void)state;
-    jca_send(h, 1, JC_OK);
-    jca_send(h, 2, JC_OK);
+    jca_send(h, 1, JC_OK, 0, 1);
+    jca_send(h, 2, JC_OK, 0, 1);
     deliver_ack(h, 1, 10, 0, JC_OK, false);
-    jca_deliver(h, 2, 0, 1); /* delivered, never acked nor drained */
+    jca_deliver(h, 2, 20, 0, 1); /* delivered, never acked nor drained */
     assert_int_equal(check_ack(h), 1);
 }
 
@@ -254,7 +268,7 @@ static void test_ack_invented(void **state)
     jca_hist *h = jca_new();
 
     (void)state;
-    jca_send(h, 1, JC_FAIL);
+    jca_send(h, 1, JC_FAIL, 0, 1);
     deliver_ack(h, 1, 10, 0, JC_OK, false);
     deliver_ack(h, 9, 11, 0, JC_OK, false);
     assert_int_equal(check_ack(h), 2);
@@ -265,7 +279,7 @@ static void test_ack_twice_and_after(void **state)
     jca_hist *h = jca_new();
 
     (void)state;
-    jca_send(h, 1, JC_OK);
+    jca_send(h, 1, JC_OK, 0, 1);
     deliver_ack(h, 1, 10, 0, JC_OK, false);
     /* Delivered again after the ack was answered (at 3), and acked. */
     deliver_ack(h, 1, 11, 50, JC_OK, false);
@@ -277,11 +291,26 @@ static void test_ack_deadline_lost(void **state)
     jca_hist *h = jca_new();
 
     (void)state;
-    jca_send(h, 1, JC_OK);
+    jca_send(h, 1, JC_OK, 0, 1);
     /* Refused 500 ms into a 2 s wait, then redelivered and acked. */
-    jca_deliver(h, 1, 0, 1);
-    jca_ack(h, 1, 10, 0, JC_FAIL, true, 499, 500);
+    jca_deliver(h, 1, 10, 0, 1);
+    ack(h, 1, 10, 0, JC_FAIL, true, 499, 500);
     deliver_ack(h, 1, 11, 600, JC_OK, false);
+    assert_int_equal(check_ack(h), 1);
+}
+
+/* An abandoned delivery comes back at its deadline, not before. */
+static void test_ack_redelivered_early(void **state)
+{
+    jca_hist *h = jca_new();
+
+    (void)state;
+    jca_send(h, 1, JC_OK, 0, 1);
+    jca_send(h, 2, JC_OK, 0, 1);
+    jca_deliver(h, 1, 10, 0, 1); /* abandoned */
+    deliver_ack(h, 1, 11, 2100, JC_OK, false);
+    jca_deliver(h, 2, 12, 0, 1); /* abandoned, back after 900 ms */
+    deliver_ack(h, 2, 13, 899, JC_OK, false);
     assert_int_equal(check_ack(h), 1);
 }
 
@@ -303,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_ack_invented),
         cmocka_unit_test(test_ack_twice_and_after),
         cmocka_unit_test(test_ack_deadline_lost),
+        cmocka_unit_test(test_ack_redelivered_early),
     };
 
     return cmocka_run_group_tests_name("jcheck", tests, NULL, NULL);

@@ -400,6 +400,70 @@ static void test_rebuild_forgets_uncommitted_holds(void **state)
     assert_false(log_has(l0, "the log grants token"));
 }
 
+/* A delivery in flight survives a rebuild from the leader's snapshot
+ * with its id and deadline: the leader takes a snapshot while a worker
+ * holds a delivery, hands leadership over (and so rebuilds from that
+ * snapshot), then leads again; the worker's ack must still be taken.
+ * Snapshots used to record a delivery without its attempt's id, and the
+ * leader then redelivered at once the value the worker held. */
+static void test_rebuild_keeps_delivery_in_flight(void **state)
+{
+    int l = find_leader(20000), other;
+    int64_t before, snap, rebuilds, end;
+    json_t *r, *a;
+    json_int_t id;
+    testd_conn *c;
+    char p[96];
+    (void)state;
+
+    assert_true(l >= 0);
+    other = (l + 1) % NODES;
+    c = testd_connect_port(cport[l]);
+    assert_non_null(c);
+    e2e_ok(c, 1, "make", "{\"name\":\"dq\",\"cap\":10}");
+    e2e_ok(c, 2, "send", "{\"name\":\"dq\",\"value\":\"job\"}");
+    r = e2e_ok(c, 3, "recv",
+               "{\"name\":\"dq\",\"ack\":true,\"ack_wait_ms\":120000}");
+    id = json_integer_value(
+        json_object_get(json_object_get(r, "delivery"), "id"));
+    assert_true(id > 0);
+
+    /* Enough entries for a snapshot (every 4096), one call each. */
+    before = tcluster_status_int(cport[l], "commit_index");
+    end = testd_now_ms() + 60000;
+    for (int k = 0;; k++) {
+        snprintf(p, sizeof p, "{\"name\":\"fill\",\"key\":\"k\",\"value\":%d}",
+                 k);
+        e2e_ok(c, 10 + k, "map.store", p);
+        if (k % 256 == 255 &&
+            (snap = tcluster_status_int(cport[l], "snapshot_index")) > before)
+            break;
+        assert_true(testd_now_ms() < end);
+    }
+
+    /* The worker's session lives on until l is deposed (a session that
+     * ends on a live leader gives its deliveries back at once). */
+    rebuilds = tcluster_status_int(cport[l], "rebuilds");
+    lead_with(other);
+    end = testd_now_ms() + 30000;
+    while (tcluster_status_int(cport[l], "rebuilds") <= rebuilds) {
+        assert_true(testd_now_ms() < end);
+        testd_sleep_ms(50);
+    }
+    testd_close(c);
+    lead_with(l);
+
+    snprintf(p, sizeof p, "{\"name\":\"dq\",\"id\":%lld}", (long long)id);
+    a = call(l, "ack", p);
+    assert_non_null(a);
+    if (!testd_result(a))
+        fail_msg("ack of delivery %lld after the rebuild (snapshot at %lld): "
+                 "%s",
+                 (long long)id, (long long)snap,
+                 testd_message(a) ? testd_message(a) : "?");
+    json_decref(a);
+}
+
 /* Answers that reveal no state (ping, hello, cluster.status) leave the
  * leader without a raft barrier: they add no entry to the log. */
 static void test_stateless_answers_add_no_entries(void **state)
@@ -469,6 +533,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deposed_leader_rebuilds),
         cmocka_unit_test(test_rebuild_forgets_uncommitted_holds),
+        cmocka_unit_test(test_rebuild_keeps_delivery_in_flight),
         cmocka_unit_test(test_stateless_answers_add_no_entries),
         cmocka_unit_test(test_reads_add_no_entries),
     };
