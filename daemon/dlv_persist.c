@@ -108,8 +108,10 @@ void dlvp_end(obj *o, uint64_t seq, bool dead, const char *reason)
 /* Recovery                                                           */
 /* ------------------------------------------------------------------ */
 
-/* The deliveries live so far in the log, in an array (recovery only, one
- * thread).  Few are live at a time, so a linear search is enough. */
+/* The deliveries live so far in the log, in an array: recovery's, or in a
+ * cluster the raft thread's applies and a new leader's restore, always
+ * under the FSM lock (persist_repl.c).  Few are live at a time, so a
+ * linear search is enough. */
 typedef struct rdlv {
     char *name, *text, *reason;
     size_t tn;

@@ -440,9 +440,16 @@ static void pr_become_leader(uint64_t term)
     /* What followers only recorded comes to life on the leader:
      * deliveries in flight stay in flight under their ids until their
      * deadlines (then they are redelivered), pending timers are armed
-     * (overdue ones fire at once, once). */
+     * (overdue ones fire at once, once).  Under the FSM lock: the raft
+     * thread may still be applying entries (this node's batches from
+     * before a rebuild count as anyone's), and those records go to the
+     * same tables; unlocked, this freed names the raft thread was
+     * comparing (ASan, a Jepsen run), and a node restored a channel with
+     * another channel's values (a freed name's memory reused). */
+    repl_fsm_lock(pr_node);
     dlv__restore_leader();
     htimer__restart();
+    repl_fsm_unlock(pr_node);
     log_info("cluster: node %llu leads term %llu",
              (unsigned long long)pr_cluster.peers[pr_cluster.self].id,
              (unsigned long long)term);

@@ -55,6 +55,10 @@ typedef struct jca_ack_info {
 } jca_ack_info;
 
 void jca_ack(jca_hist *h, const jca_ack_info *a);
+/* The workers begin to close their connections at t: from then on a
+ * delivery may come back early because its worker's session ended (the
+ * disconnect rule), so the early check stops there. */
+void jca_stop(jca_hist *h, int64_t t);
 /* Checks h against deliveries made with ack_wait_ms; writes one line per
  * violation (at most a few of each kind) and a summary line to report
  * (may be NULL).  Returns the number of violations, or -1 when out of

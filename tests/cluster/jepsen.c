@@ -616,6 +616,9 @@ int main(int argc, char **argv)
                leader + 1, (long long)t0, (long long)took);
         fflush(stdout);
     }
+    /* From here workers close their sessions, which gives their
+     * abandoned deliveries back at once: the early check ends here. */
+    jca_stop(g_a, nodes_now_ms());
     atomic_store(&g_stop, true);
     for (int i = 0; i < ncl; i++)
         pthread_join(cl[i].th, NULL);

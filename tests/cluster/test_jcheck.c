@@ -311,6 +311,12 @@ static void test_ack_redelivered_early(void **state)
     deliver_ack(h, 1, 11, 2100, JC_OK, false);
     jca_deliver(h, 2, 12, 0, 1); /* abandoned, back after 900 ms */
     deliver_ack(h, 2, 13, 899, JC_OK, false);
+    /* Once the workers close their sessions (jca_stop), what they held
+     * comes back at once, by the disconnect rule. */
+    jca_send(h, 3, JC_OK, 0, 1);
+    jca_deliver(h, 3, 14, 0, 1);
+    jca_stop(h, 1000);
+    deliver_ack(h, 3, 15, 1100, JC_OK, false);
     assert_int_equal(check_ack(h), 1);
 }
 
