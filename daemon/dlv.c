@@ -682,8 +682,7 @@ dlv_snap *dlv_snap_take(obj *o)
          * restored from this snapshot (a restart, a follower's install,
          * a rebuild) that comes to lead keeps it in flight, as from the
          * log's records; without them it redelivered at once a value a
-         * worker still held (found by the Jepsen run's early-redelivery
-         * check). */
+         * worker still held (test_rebuild_keeps_delivery_in_flight). */
         if (d->st == DS_INFLIGHT && d->id) {
             e->id = d->id;
             e->deadline_ms = now_wall + (d->due - now_rt) / 1000000;

@@ -340,7 +340,7 @@ static int honce_try_locked(honce *h, dreq *r, json_t **value)
         return 0;
     }
     if (atomic_load(&h->o.dropped))
-        return -2; /* only a forgotten once is dropped with waiters */
+        return -2; /* forgotten by a rebuild, or dropped as it was found */
     if (h->state == ONCE_IDLE) {
         h->state = ONCE_RUNNING;
         h->runner = dreq_sid(r);

@@ -444,8 +444,8 @@ static void pr_become_leader(uint64_t term)
      * thread may still be applying entries (this node's batches from
      * before a rebuild count as anyone's), and those records go to the
      * same tables; unlocked, this freed names the raft thread was
-     * comparing (ASan, a Jepsen run), and a node restored a channel with
-     * another channel's values (a freed name's memory reused). */
+     * comparing (ASan, a Jepsen run): the likely cause of a node that
+     * restored a channel with another channel's values. */
     repl_fsm_lock(pr_node);
     dlv__restore_leader();
     htimer__restart();
