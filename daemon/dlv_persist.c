@@ -42,6 +42,10 @@ void dlvp_taken(obj *o, uint64_t seq, const char *text, size_t n, bool from_buf)
         return;
     r[0].u.pop.name = eff_s(o->name);
     r[0].u.pop.count = 1;
+    /* As a plain receive's pop: a node whose buffer drifted from the
+     * log's (a diverged copy) refuses the group instead of dropping
+     * another value than the one the delivery carries. */
+    r[0].u.pop.check = hchan__text_check(text, n);
     r[1].u.dlv.name = eff_s(o->name);
     r[1].u.dlv.id = seq;
     r[1].u.dlv.attempt = 1;

@@ -207,12 +207,17 @@ int hchan__restore_push(const char *name, const char *v, size_t n)
     return rc;
 }
 
+uint64_t hchan__text_check(const char *text, size_t n)
+{
+    return (1ull << 32) | crc32c(text, n);
+}
+
 uint64_t hchan__value_check(const void *elem)
 {
     size_t n;
     const char *t = hval_text(elem, &n);
 
-    return (1ull << 32) | crc32c(t, n);
+    return hchan__text_check(t, n);
 }
 
 int hchan__restore_pop(const char *name, uint64_t count, uint64_t check)

@@ -217,8 +217,10 @@ int persist_snap_emit(void *s, eff_rec *r, uint64_t lsn);
 int hchan__restore_make(const char *name, size_t cap, const char *elem);
 int hchan__restore_push(const char *name, const char *v, size_t n);
 int hchan__restore_pop(const char *name, uint64_t count, uint64_t check);
-/* The check a chan_pop record carries for the value at elem (an hval). */
+/* The check a chan_pop record carries for the value at elem (an hval),
+ * and for a value's text. */
 uint64_t hchan__value_check(const void *elem);
+uint64_t hchan__text_check(const char *text, size_t n);
 int hchan__restore_close(const char *name);
 int hchan__restore_make_dlv(const char *name, size_t cap, const char *elem,
                             uint32_t max_deliver, const char *dead_letter);

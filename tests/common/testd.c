@@ -89,6 +89,27 @@ static int testd_rm_one(const char *p, const struct stat *sb, int flag,
     return remove(p);
 }
 
+bool testd_file_has(const char *path, const char *needle, int wait_ms)
+{
+    int64_t end = testd_now_ms() + wait_ms;
+    char line[2048];
+
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        bool found = false;
+
+        while (f && !found && fgets(line, sizeof line, f))
+            found = strstr(line, needle) != NULL;
+        if (f)
+            fclose(f);
+        if (found)
+            return true;
+        if (testd_now_ms() >= end)
+            return false;
+        testd_sleep_ms(20);
+    }
+}
+
 void testd_rm_rf(const char *dir)
 {
     /* Depth first: a directory is empty by the time it is removed. */
@@ -350,13 +371,30 @@ bool testd_running(testd *d)
     return true;
 }
 
+/* Removes the directory testd_start_opts made (its port file only): a
+ * daemon that has exited needs it no more, and a test that restarts
+ * gets a new one. */
+static void testd_rmdir(testd *d)
+{
+    char own[300];
+
+    if (!d->dir[0])
+        return;
+    snprintf(own, sizeof own, "%s/port", d->dir);
+    unlink(own);
+    rmdir(d->dir);
+    d->dir[0] = '\0';
+}
+
 int testd_wait_exit(testd *d, int timeout_ms)
 {
     int st = 0;
     pid_t r;
 
-    if (d->pid <= 0)
+    if (d->pid <= 0) {
+        testd_rmdir(d);
         return -1;
+    }
     r = testd_reap(d->pid, &st, timeout_ms);
     if (r == 0) {
         fprintf(stderr, "testd: daemon %d did not exit in %d ms: killed\n",
@@ -365,12 +403,12 @@ int testd_wait_exit(testd *d, int timeout_ms)
         testd_reap(d->pid, NULL, -1);
     }
     d->pid = 0;
+    testd_rmdir(d);
     return r > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 int testd_stop(testd *d)
 {
-    char own[300];
     int rc = -1;
 
     pthread_mutex_lock(&testd_stats_lock);
@@ -380,11 +418,7 @@ int testd_stop(testd *d)
         kill(d->pid, SIGTERM);
         rc = testd_wait_exit(d, 20000);
     }
-    if (d->dir[0]) {
-        snprintf(own, sizeof own, "%s/port", d->dir);
-        unlink(own);
-        rmdir(d->dir);
-    }
+    testd_rmdir(d);
     return rc;
 }
 

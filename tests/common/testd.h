@@ -52,9 +52,9 @@ int testd_start_opts(testd *d, const testd_opts *o);
 /* testd_start_opts with the defaults and the NULL-terminated extra args
  * (may be NULL). */
 int testd_start(testd *d, const char *const *extra_args);
-/* Waits (up to timeout_ms, then SIGKILL) for the daemon to exit.  Returns
- * its exit status, or -1 when it had to be killed, died of a signal or was
- * not running. */
+/* Waits (up to timeout_ms, then SIGKILL) for the daemon to exit, and
+ * removes its directory.  Returns its exit status, or -1 when it had to be
+ * killed, died of a signal or was not running. */
 int testd_wait_exit(testd *d, int timeout_ms);
 /* Sends SIGTERM and testd_wait_exit(d, 20 s); removes its directory.
  * Returns the exit status (0 for a clean exit), or -1. */
@@ -139,5 +139,8 @@ int testd_bind_loopback(int *port);
 /* Removes dir and everything below it, not following links; best effort
  * (teardowns), so what cannot be removed stays. */
 void testd_rm_rf(const char *dir);
+/* Returns true once a line of the file at path holds needle, reading it
+ * again every 20 ms until wait_ms have passed (0: read once). */
+bool testd_file_has(const char *path, const char *needle, int wait_ms);
 
 #endif /* CHAND_TESTD_H */

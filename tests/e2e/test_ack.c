@@ -10,7 +10,10 @@
  * churn of receivers that vanish or never ack, after which every value was
  * acknowledged exactly once, and with a data_dir a daemon SIGKILLed while
  * deliveries are in flight: after the restart they are redelivered first,
- * in order, their attempts counted, max_deliver still in force.
+ * in order, their attempts counted, max_deliver still in force.  The log
+ * record of a delivery's pop carries its value's check, and a log whose
+ * delivery pops another value than its channel's head is reported at the
+ * restart as a state that diverged from the log.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +27,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../daemon/persist.h"
+#include "../../daemon/wal.h"
 #include "../common/e2e.h"
 #include "../common/testd.h"
 
@@ -640,6 +645,75 @@ static void test_kill9_redelivers(void **state)
         got_free(&h[i]);
 }
 
+/* ---- a delivery's pop is checked against its value ---- */
+
+/* wal_apply_fn: keeps the check of the last chan_pop of channel "cq". */
+static int cq_pop_check(void *arg, const eff_rec *r, int from_snapshot)
+{
+    (void)from_snapshot;
+    if (r->type == EFF_CHAN_POP && r->u.pop.name.n == 2 &&
+        memcmp(r->u.pop.name.p, "cq", 2) == 0)
+        *(uint64_t *)arg = r->u.pop.check;
+    return 0;
+}
+
+static void test_delivery_pop_checked(void **state)
+{
+    const char *args_info[] = {"--data-dir",  ack_ddir, "--fsync", "always",
+                               "--log-level", "info",   NULL};
+    char logf[300], err[256];
+    testd_conn *c = testd_connect(&D);
+    wal_opts wo = {.dir = ack_ddir, .fsync = WAL_FSYNC_ALWAYS};
+    uint64_t check = 0;
+    wal *w = NULL;
+    (void)state;
+
+    e2e_ok(c, 1, "make", "{\"name\":\"cq\",\"cap\":4}");
+    send_int(c, "cq", 5);
+    send_int(c, "cq", 6);
+    got g = recv_ack(c, "cq", ""); /* 5 leaves the buffer as a delivery */
+    expect_value_int(&g, 5);
+    got_free(&g);
+    testd_close_all();
+    kill(D.pid, SIGKILL);
+    testd_wait_exit(&D, 20000);
+
+    /* Replayed, the real log agrees with itself. */
+    snprintf(logf, sizeof logf, "%s.log", ack_ddir);
+    testd_opts o = {.args = args_info, .log = logf};
+    assert_int_equal(testd_start_opts(&D, &o), 0);
+    assert_true(testd_file_has(logf, "recovered", 20000));
+    assert_false(testd_file_has(logf, "diverged", 0));
+    testd_close_all();
+    kill(D.pid, SIGKILL);
+    testd_wait_exit(&D, 20000);
+    unlink(logf);
+
+    /* The pop names the value it takes, as a plain receive's does. */
+    assert_int_equal(wal_open(&wo, cq_pop_check, &check, &w, err, sizeof err),
+                     0);
+    assert_true(check == hchan__text_check("5", 1));
+    /* A log whose next delivery pops 7 where the channel's head is 6: the
+     * state a node would reach from a diverged copy. */
+    eff_rec bad[2] = {{.type = EFF_CHAN_POP}, {.type = EFF_DLV_INFLIGHT}};
+    bad[0].u.pop.name = eff_s("cq");
+    bad[0].u.pop.count = 1;
+    bad[0].u.pop.check = hchan__text_check("7", 1);
+    bad[1].u.dlv.name = eff_s("cq");
+    bad[1].u.dlv.id = 1000;
+    bad[1].u.dlv.attempt = 1;
+    bad[1].u.dlv.value = eff_s("7");
+    assert_int_equal(wal_append_group(w, bad, 2, NULL), 0);
+    assert_int_equal(wal_close(w), 0);
+
+    assert_int_equal(testd_start_opts(&D, &o), 0);
+    assert_true(testd_file_has(logf,
+                               "state diverged from the log: chan "
+                               "\"cq\" popped a value other than",
+                               20000));
+    unlink(logf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -650,6 +724,8 @@ int main(void)
         E2E_TEST(test_select_ack),
         E2E_TEST(test_churn_exactly_once),
         cmocka_unit_test_setup_teardown(test_kill9_redelivers, kill_setup,
+                                        kill_teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_pop_checked, kill_setup,
                                         kill_teardown),
     };
     int rc = cmocka_run_group_tests_name("ack", tests, NULL, NULL);

@@ -145,17 +145,10 @@ static void must_ok(int i, const char *method, const char *params)
 
 static bool log_has(int i, const char *what)
 {
-    char path[300], line[1024];
-    bool found = false;
-    FILE *f;
+    char path[300];
 
     log_path(i, path, sizeof path);
-    if (!(f = fopen(path, "r")))
-        return false;
-    while (!found && fgets(line, sizeof line, f))
-        found = strstr(line, what) != NULL;
-    fclose(f);
-    return found;
+    return testd_file_has(path, what, 0);
 }
 
 /* Prints every running node's cluster.status, for a failure's message. */

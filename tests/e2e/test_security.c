@@ -166,22 +166,7 @@ static void stop(void)
 /* Returns true once the daemon's log holds needle (polled until WAIT_MS). */
 static bool log_has(const char *needle)
 {
-    int64_t end = testd_now_ms() + WAIT_MS;
-
-    do {
-        FILE *f = fopen(logf, "r");
-        char line[2048];
-        bool found = false;
-        while (f && fgets(line, sizeof line, f))
-            if (strstr(line, needle))
-                found = true;
-        if (f)
-            fclose(f);
-        if (found)
-            return true;
-        testd_sleep_ms(20);
-    } while (testd_now_ms() < end);
-    return false;
+    return testd_file_has(logf, needle, WAIT_MS);
 }
 
 /* Counts the log's lines holding needle now. */
