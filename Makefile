@@ -322,7 +322,15 @@ uninstall-daemon:
 # ---- end of daemon install ----
 
 # ---- running -------------------------------------------------------------
-test: all
+# tests/cli/test_cluster_tsan.sh runs the cluster on a daemon built with
+# ThreadSanitizer, whatever the suite's own build: make test and make asan
+# build it first (a sub-make; BUILD named, as below).
+TSAN_CHAND := build/tsan/chand
+.PHONY: tsan-chand
+tsan-chand:
+	@$(MAKE) --no-print-directory SANITIZER=tsan BUILD=build/tsan $(TSAN_CHAND)
+
+test: all $(if $(filter tsan,$(SANITIZER)),,tsan-chand)
 	@BUILD=$(BUILD) tests/run.sh
 
 # The sample config persists in /var/lib/chand; make run keeps its state
@@ -398,6 +406,8 @@ help:
 	  '  make test        build, then run every test; prints each suite with its' \
 	  '                   cases and closes with "N passed, M failed"' \
 	  '  make asan|tsan   the tests under ASan+UBSan / TSan (build/asan, build/tsan)' \
+	  '  make tsan-chand  build/tsan/chand alone (make test builds it for the' \
+	  '                   cluster run on ThreadSanitizer nodes)' \
 	  '  make test-all    asan, the core tests under tsan, e2e under valgrind' \
 	  '  make run         start the daemon on configs/chand.conf' \
 	  '  make bench       runtime benchmarks; make bench-net: chand against Redis' \
