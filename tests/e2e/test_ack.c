@@ -554,9 +554,20 @@ static int kill_setup(void **state)
     return testd_start(&D, args);
 }
 
+/* test_delivery_pop_checked's log and its open WAL (a failed assertion
+ * leaves them behind). */
+static char ack_logf[300];
+static wal *ack_w;
+
 static int kill_teardown(void **state)
 {
     int rc = e2e_teardown(state);
+    if (ack_w)
+        wal_close(ack_w);
+    ack_w = NULL;
+    if (ack_logf[0])
+        unlink(ack_logf);
+    ack_logf[0] = '\0';
     testd_rm_rf(ack_ddir);
     return rc;
 }
@@ -661,11 +672,11 @@ static void test_delivery_pop_checked(void **state)
 {
     const char *args_info[] = {"--data-dir",  ack_ddir, "--fsync", "always",
                                "--log-level", "info",   NULL};
-    char logf[300], err[256];
+    char err[256];
     testd_conn *c = testd_connect(&D);
     wal_opts wo = {.dir = ack_ddir, .fsync = WAL_FSYNC_ALWAYS};
     uint64_t check = 0;
-    wal *w = NULL;
+    int w_rc;
     (void)state;
 
     e2e_ok(c, 1, "make", "{\"name\":\"cq\",\"cap\":4}");
@@ -679,19 +690,19 @@ static void test_delivery_pop_checked(void **state)
     testd_wait_exit(&D, 20000);
 
     /* Replayed, the real log agrees with itself. */
-    snprintf(logf, sizeof logf, "%s.log", ack_ddir);
-    testd_opts o = {.args = args_info, .log = logf};
+    snprintf(ack_logf, sizeof ack_logf, "%s.log", ack_ddir);
+    testd_opts o = {.args = args_info, .log = ack_logf};
     assert_int_equal(testd_start_opts(&D, &o), 0);
-    assert_true(testd_file_has(logf, "recovered", 20000));
-    assert_false(testd_file_has(logf, "diverged", 0));
+    assert_true(testd_file_has(ack_logf, "recovered", 20000));
+    assert_false(testd_file_has(ack_logf, "diverged", 0));
     testd_close_all();
     kill(D.pid, SIGKILL);
     testd_wait_exit(&D, 20000);
-    unlink(logf);
+    unlink(ack_logf);
 
     /* The pop names the value it takes, as a plain receive's does. */
-    assert_int_equal(wal_open(&wo, cq_pop_check, &check, &w, err, sizeof err),
-                     0);
+    assert_int_equal(
+        wal_open(&wo, cq_pop_check, &check, &ack_w, err, sizeof err), 0);
     assert_true(check == hchan__text_check("5", 1));
     /* A log whose next delivery pops 7 where the channel's head is 6: the
      * state a node would reach from a diverged copy. */
@@ -703,15 +714,17 @@ static void test_delivery_pop_checked(void **state)
     bad[1].u.dlv.id = 1000;
     bad[1].u.dlv.attempt = 1;
     bad[1].u.dlv.value = eff_s("7");
-    assert_int_equal(wal_append_group(w, bad, 2, NULL), 0);
-    assert_int_equal(wal_close(w), 0);
+    assert_int_equal(wal_append_group(ack_w, bad, 2, NULL), 0);
+    w_rc = wal_close(ack_w);
+    ack_w = NULL;
+    assert_int_equal(w_rc, 0);
 
     assert_int_equal(testd_start_opts(&D, &o), 0);
-    assert_true(testd_file_has(logf,
+    assert_true(testd_file_has(ack_logf,
                                "state diverged from the log: chan "
                                "\"cq\" popped a value other than",
                                20000));
-    unlink(logf);
+    unlink(ack_logf);
 }
 
 int main(void)
