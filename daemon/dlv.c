@@ -660,12 +660,9 @@ dlv_snap *dlv_snap_take(obj *o)
     size_t n = 0;
     dlv_snap *s;
 
-    struct timespec ts;
-    int64_t now_wall, now_rt;
+    int64_t now_rt;
 
     pthread_mutex_lock(&dlv_mu);
-    clock_gettime(CLOCK_REALTIME, &ts);
-    now_wall = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     now_rt = rt_now();
     for (dlv *d = h->dlvs; d; d = d->lnext)
         n++;
@@ -685,7 +682,7 @@ dlv_snap *dlv_snap_take(obj *o)
          * worker still held (test_rebuild_keeps_delivery_in_flight). */
         if (d->st == DS_INFLIGHT && d->id) {
             e->id = d->id;
-            e->deadline_ms = now_wall + (d->due - now_rt) / 1000000;
+            e->deadline_ms = dlvp_deadline_ms(d->due - now_rt);
         }
         const char *t = hval_text(&d->val, &e->tn);
         e->text = malloc(e->tn ? e->tn : 1);

@@ -74,6 +74,11 @@ void dlvp_attempt(obj *o, uint64_t seq, uint64_t id, uint32_t attempt,
 void dlvp_touch(obj *o, uint64_t seq, int64_t wait_ms);
 void dlvp_redeliver(obj *o, uint64_t seq, const char *reason, int64_t delay_ms);
 void dlvp_end(obj *o, uint64_t seq, bool dead, const char *reason);
+/* The wall-clock millisecond a deadline in_ns from now falls in, rounded
+ * up: a node that restores it (a cluster's new leader) then never fires
+ * it before the wait the worker was promised (rounded down, it did, by
+ * up to a millisecond: the Jepsen early check). */
+int64_t dlvp_deadline_ms(int64_t in_ns);
 /* Recovery's end: a delivery restored as requeued, with its history. */
 /* A cluster's new leader: a delivery still in flight keeps its id (id,
  * attempts) and expires at deadline_ms (wall clock; past: at once). */

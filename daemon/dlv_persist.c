@@ -26,12 +26,16 @@
 #include <string.h>
 #include <time.h>
 
-static int64_t wall_ms(void)
+int64_t dlvp_deadline_ms(int64_t in_ns)
 {
     struct timespec ts;
+    int64_t ns;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    ns = (int64_t)ts.tv_nsec + in_ns;
+    /* Division truncates: up for a negative ns (overdue), down for a
+     * positive one, which a remainder then rounds up. */
+    return (int64_t)ts.tv_sec * 1000 + ns / 1000000 + (ns % 1000000 > 0);
 }
 
 void dlvp_taken(obj *o, uint64_t seq, const char *text, size_t n, bool from_buf)
@@ -67,7 +71,7 @@ void dlvp_attempt(obj *o, uint64_t seq, uint64_t id, uint32_t attempt,
     r.u.dlv.id = seq;
     r.u.dlv.prev_id = id; /* the attempt's id, as answers name it */
     r.u.dlv.attempt = attempt;
-    r.u.dlv.deadline_ms = wall_ms() + wait_ms;
+    r.u.dlv.deadline_ms = dlvp_deadline_ms(wait_ms * 1000000);
     persist_dlv(o, &r, 1);
 }
 
@@ -79,7 +83,7 @@ void dlvp_touch(obj *o, uint64_t seq, int64_t wait_ms)
         return;
     r.u.dlv.name = eff_s(o->name);
     r.u.dlv.id = seq;
-    r.u.dlv.deadline_ms = wall_ms() + wait_ms;
+    r.u.dlv.deadline_ms = dlvp_deadline_ms(wait_ms * 1000000);
     persist_dlv(o, &r, 1);
 }
 
@@ -92,7 +96,8 @@ void dlvp_redeliver(obj *o, uint64_t seq, const char *reason, int64_t delay_ms)
     r.u.dlv.name = eff_s(o->name);
     r.u.dlv.id = seq;
     r.u.dlv.reason = eff_s(reason ? reason : "");
-    r.u.dlv.deadline_ms = delay_ms > 0 ? wall_ms() + delay_ms : 0;
+    r.u.dlv.deadline_ms =
+        delay_ms > 0 ? dlvp_deadline_ms(delay_ms * 1000000) : 0;
     persist_dlv(o, &r, 1);
 }
 
