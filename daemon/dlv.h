@@ -79,12 +79,12 @@ void dlvp_end(obj *o, uint64_t seq, bool dead, const char *reason);
  * it before the wait the worker was promised (rounded down, it did, by
  * up to a millisecond: the Jepsen early check). */
 int64_t dlvp_deadline_ms(int64_t in_ns);
-/* Recovery's end: a delivery restored as requeued, with its history. */
 /* A cluster's new leader: a delivery still in flight keeps its id (id,
  * attempts) and expires at deadline_ms (wall clock; past: at once). */
 int dlv_restore_inflight(obj *o, uint64_t seq, uint64_t id, uint32_t attempts,
                          int64_t deadline_ms, const char *text, size_t n,
                          const char *reason);
+/* Recovery's end: a delivery restored as requeued, with its history. */
 int dlv_restore(obj *o, uint64_t seq, uint32_t attempts, const char *text,
                 size_t n, const char *reason);
 
