@@ -462,6 +462,14 @@ int dlv_restore_inflight(obj *o, uint64_t seq, uint64_t id, uint32_t attempts,
     return 0;
 }
 
+void dlv_id_floor(uint64_t floor)
+{
+    pthread_mutex_lock(&dlv_mu);
+    if (dlv__next_id < floor)
+        dlv__next_id = floor;
+    pthread_mutex_unlock(&dlv_mu);
+}
+
 int dlv_restore(obj *o, uint64_t seq, uint32_t attempts, const char *text,
                 size_t n, const char *reason)
 {

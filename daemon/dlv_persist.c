@@ -195,6 +195,21 @@ int dlv__restore_rec(const char *name, const eff_rec *r)
         }
         if (!r->u.dlv.value.n)
             return 0;
+        if (e && (e->tn != r->u.dlv.value.n ||
+                  memcmp(e->text, r->u.dlv.value.p, e->tn) != 0)) {
+            /* A live key given to another value: the node that wrote
+             * this did not know the first delivery (its state had
+             * drifted), and replacing it would lose that value without a
+             * word.  In a cluster this node stops applying, as for a pop
+             * of the wrong value. */
+            log_error("state diverged from the log: chan \"%s\" delivery "
+                      "%llu begins again with another value while live "
+                      "(value %.*s)",
+                      name, (unsigned long long)e->seq,
+                      (int)(e->tn > 64 ? 64 : e->tn), e->text);
+            if (persist_clustered())
+                return -1;
+        }
         if (e) /* the snapshot's copy and the log's: the same delivery */
             rd_del(e);
         if (rd_n == rd_cap) {

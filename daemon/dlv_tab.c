@@ -87,7 +87,9 @@ void dlv__tab_del(dlv *d)
 
 /* Ids: unique in this run, and above every id of an earlier run as long
  * as fewer than 2048 were issued per millisecond (the wall clock seeds
- * them); below 2^53, so every JSON reader keeps them exact. */
+ * them); below 2^53, so every JSON reader keeps them exact.  A cluster
+ * node never seeds from its clock: its term sets the counter first
+ * (dlv_id_floor), since another host's clock could be behind. */
 uint64_t dlv__id_next(void)
 {
     if (!dlv__next_id) {

@@ -21,6 +21,7 @@
  * batches proposed before count as anyone's from then on (repl.h, 2).
  */
 #include "persist.h"
+#include "dlv.h"
 #include "epoch.h"
 #include "holds.h"
 #include "repl.h"
@@ -58,6 +59,9 @@ static bool pr_resume;
 /* The copy could not rebuild the state: raft restarts (persist_poll, out
  * of repl_drain's callbacks). */
 static bool pr_restart;
+/* The term whose decisions the live state holds (FSM lock): set when this
+ * node starts serving, 0 again once a rebuild made the state the log's. */
+static uint64_t pr_decided;
 static pthread_mutex_t pr_poll_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* Set on the raft thread inside the FSM hooks: effects the builders emit
@@ -222,6 +226,22 @@ void persist__repl_flush(void)
 /* The FSM (raft thread)                                              */
 /* ------------------------------------------------------------------ */
 
+/* On the raft thread, FSM lock held: the live state holds decisions of a
+ * term this node no longer serves.  A deposed leader keeps them until its
+ * rebuild (an I/O thread's next poll) throws them away: effects whose
+ * entries failed, and some that were never logged at all (a request past
+ * the dispatcher's leader check as serving stopped, its records dropped).
+ * That state is not the log's at any index. */
+static bool pr_stale(void)
+{
+    uint64_t term;
+
+    if (!pr_decided)
+        return false;
+    return !repl_fsm_leading(pr_node, &term) || term != pr_decided ||
+           !atomic_load(&pr_serving) || atomic_load(&pr_rebuild);
+}
+
 /* Applies every record of the frames in p[0..n). */
 static int pr_apply_frames(const uint8_t *p, size_t n)
 {
@@ -247,11 +267,15 @@ static int pr_fsm_apply(void *arg, uint64_t index, const repl_record *recs,
                         size_t n, bool own)
 {
     int rc = 0;
+    bool skip = own || pr_stale();
     (void)arg;
 
-    /* own: the leader applied its effects when it decided. */
+    /* own: the leader applied its effects when it decided.  Stale: the
+     * rebuild replaces the live state by the copy, which gets the batch;
+     * applied to the stale one it only hands values to ending sessions
+     * and reports drifts that are not the log's. */
     pr_in_fsm = true;
-    for (size_t i = 0; i < n && rc == 0 && !own; i++)
+    for (size_t i = 0; i < n && rc == 0 && !skip; i++)
         rc = pr_apply_frames(recs[i].data, recs[i].len);
     pr_in_fsm = false;
     if (rc != 0)
@@ -332,6 +356,13 @@ static int pr_fsm_snapshot(void *arg, uint64_t index, void **data, size_t *len)
      * checks passed both, and the snapshot held its effects at an index
      * before their entry, which a restore then applied again (a send
      * queued twice). */
+    /* A deposed leader's state is no index's: written, it became the
+     * copy its rebuild replays and the snapshot a restart loads, and a
+     * value acked there without an entry was gone from the cluster once
+     * that node led again (a delivery key it then reused replaced the
+     * value on every node: an acknowledged value lost, silently). */
+    if (pr_stale())
+        return -EBUSY;
     pthread_mutex_lock(&pr_mu);
     bool open = pr_len > 0 || repl_in_flight(pr_node);
     uint64_t before = atomic_load(&pr_appends);
@@ -434,7 +465,12 @@ static void pr_become_leader(uint64_t term)
     eff_rec r = {.type = EFF_TOKEN_EPOCH};
     r.u.epoch.epoch = term;
     hold_token_floor(epoch_token(term, 0));
+    dlv_id_floor(epoch_token(term, 1));
     pr_resume = false;
+    /* Under the FSM lock from before the first decision: a snapshot
+     * never sees this term's decisions without pr_decided. */
+    repl_fsm_lock(pr_node);
+    pr_decided = term;
     atomic_store(&pr_serving, true);
     persist__repl_append(&r);
     /* What followers only recorded comes to life on the leader:
@@ -446,7 +482,6 @@ static void pr_become_leader(uint64_t term)
      * same tables; unlocked, this freed names the raft thread was
      * comparing (ASan, a Jepsen run): the likely cause of a node that
      * restored a channel with another channel's values. */
-    repl_fsm_lock(pr_node);
     dlv__restore_leader();
     htimer__restart();
     repl_fsm_unlock(pr_node);
@@ -494,6 +529,7 @@ static void pr_restart_node(void)
     pr_drop_all();
     persist__shadow_free();
     pr_in_fsm = false;
+    pr_decided = 0; /* raft stopped: no hook runs until the replay */
     if (pr_start_node(err, sizeof err) != 0) {
         log_error("cluster: cannot restart replication: %s", err);
         exit(1); /* a node that cannot follow must not serve */
@@ -526,8 +562,10 @@ static bool pr_do_rebuild(void)
     pr_drop_all();
     rc = persist__shadow_replay(pr_apply_frames);
     pr_in_fsm = false;
-    if (rc == 0)
+    if (rc == 0) {
         repl_new_origin(pr_node);
+        pr_decided = 0; /* the log's state again */
+    }
     repl_fsm_unlock(pr_node);
     if (rc != 0) {
         log_error("cluster: cannot rebuild from the committed state in "

@@ -576,6 +576,12 @@ void repl_new_origin(repl_node *n)
     __atomic_store_n(&n->own_lost, false, __ATOMIC_RELEASE);
 }
 
+bool repl_fsm_leading(repl_node *n, uint64_t *term)
+{
+    *term = n->raft.current_term;
+    return raft_state(&n->raft) == RAFT_LEADER;
+}
+
 bool repl_in_flight(repl_node *n)
 {
     /* The count first: own_done marks a failure lost before the batch

@@ -283,6 +283,10 @@ void repl_fsm_unlock(repl_node *n);
  * count in repl_in_flight. */
 void repl_new_origin(repl_node *n);
 
+/* From an FSM hook only (the raft thread, which owns raft's state): true
+ * if raft leads now, with its current term in *term. */
+bool repl_fsm_leading(repl_node *n, uint64_t *term);
+
 /* Returns true if batches proposed by this node are not yet applied, or
  * if one of them failed under the current origin (its effects, applied when
  * decided, may never be in the log, or only at a later index). */

@@ -727,6 +727,65 @@ static void test_delivery_pop_checked(void **state)
     unlink(ack_logf);
 }
 
+/* wal_apply_fn: keeps the key of the last new delivery of channel "cq". */
+static int cq_dlv_key(void *arg, const eff_rec *r, int from_snapshot)
+{
+    (void)from_snapshot;
+    if (r->type == EFF_DLV_INFLIGHT && r->u.dlv.prev_id == 0 &&
+        r->u.dlv.name.n == 2 && memcmp(r->u.dlv.name.p, "cq", 2) == 0)
+        *(uint64_t *)arg = r->u.dlv.id;
+    return 0;
+}
+
+/* A log that starts a delivery under a key still live with another value
+ * (the record a drifted cluster node wrote, which on every other node
+ * replaced the live value: an acknowledged value lost without a word) is
+ * reported at restart. */
+static void test_delivery_key_checked(void **state)
+{
+    const char *args_info[] = {"--data-dir",  ack_ddir, "--fsync", "always",
+                               "--log-level", "info",   NULL};
+    char err[256];
+    testd_conn *c = testd_connect(&D);
+    wal_opts wo = {.dir = ack_ddir, .fsync = WAL_FSYNC_ALWAYS};
+    uint64_t key = 0;
+    int w_rc;
+    (void)state;
+
+    e2e_ok(c, 1, "make", "{\"name\":\"cq\",\"cap\":4}");
+    send_int(c, "cq", 5);
+    got g = recv_ack(c, "cq", ""); /* 5 is live, in flight */
+    expect_value_int(&g, 5);
+    got_free(&g);
+    testd_close_all();
+    kill(D.pid, SIGKILL);
+    testd_wait_exit(&D, 20000);
+
+    assert_int_equal(wal_open(&wo, cq_dlv_key, &key, &ack_w, err, sizeof err),
+                     0);
+    assert_true(key != 0);
+    /* The same key begins again with 9, no ack of 5 between. */
+    eff_rec bad = {.type = EFF_DLV_INFLIGHT};
+    bad.u.dlv.name = eff_s("cq");
+    bad.u.dlv.id = key;
+    bad.u.dlv.attempt = 1;
+    bad.u.dlv.value = eff_s("9");
+    assert_int_equal(wal_append(ack_w, &bad, NULL), 0);
+    w_rc = wal_close(ack_w);
+    ack_w = NULL;
+    assert_int_equal(w_rc, 0);
+
+    snprintf(ack_logf, sizeof ack_logf, "%s.log", ack_ddir);
+    testd_opts o = {.args = args_info, .log = ack_logf};
+    assert_int_equal(testd_start_opts(&D, &o), 0);
+    assert_true(testd_file_has(ack_logf,
+                               "state diverged from the log: chan \"cq\" "
+                               "delivery",
+                               20000));
+    assert_true(testd_file_has(ack_logf, "(value 5)", 0));
+    unlink(ack_logf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -739,6 +798,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kill9_redelivers, kill_setup,
                                         kill_teardown),
         cmocka_unit_test_setup_teardown(test_delivery_pop_checked, kill_setup,
+                                        kill_teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_key_checked, kill_setup,
                                         kill_teardown),
     };
     int rc = cmocka_run_group_tests_name("ack", tests, NULL, NULL);

@@ -457,6 +457,87 @@ static void test_rebuild_keeps_delivery_in_flight(void **state)
     json_decref(a);
 }
 
+/* The delivery id of value v received with ack on c (request id rid). */
+static json_int_t recv_id(testd_conn *c, int rid, const char *chan, int v)
+{
+    char p[96];
+    json_t *r;
+
+    snprintf(p, sizeof p,
+             "{\"name\":\"%s\",\"ack\":true,\"ack_wait_ms\":120000}", chan);
+    r = e2e_ok(c, rid, "recv", p);
+    assert_int_equal(json_integer_value(json_object_get(r, "value")), v);
+    return json_integer_value(
+        json_object_get(json_object_get(r, "delivery"), "id"));
+}
+
+/* A delivery id names one attempt in the whole cluster: a new leader
+ * issues none its predecessor issued.  It raised its counter only above
+ * the ids still in flight, so a node whose counter was behind gave an id
+ * whose delivery had just been acked to a new one, and a worker's retry
+ * of that ack (its first answer lost with the old leader) acknowledged
+ * the new value, which was then lost (a Jepsen run with leadership
+ * transfers).  So: each node issues an id, the one whose counter is
+ * furthest ahead leads, acks one delivery and keeps another in flight,
+ * and the one furthest behind takes over. */
+static void test_delivery_ids_unique_across_leaders(void **state)
+{
+    json_int_t id[NODES], id1, id2, id3;
+    int l = 0, o = 0;
+    json_t *a;
+    testd_conn *c;
+    char p[96];
+    (void)state;
+
+    must_ok(find_leader(20000), "make", "{\"name\":\"iq\",\"cap\":10}");
+    for (int i = 0; i < NODES; i++) {
+        lead_with(i);
+        c = testd_connect_port(cport[i]);
+        assert_non_null(c);
+        e2e_ok(c, 1, "send", "{\"name\":\"iq\",\"value\":0}");
+        id[i] = recv_id(c, 2, "iq", 0);
+        snprintf(p, sizeof p, "{\"name\":\"iq\",\"id\":%lld}",
+                 (long long)id[i]);
+        e2e_ok(c, 3, "ack", p);
+        testd_close(c);
+        l = id[i] > id[l] ? i : l;
+        o = id[i] < id[o] ? i : o;
+    }
+    assert_true(l != o);
+
+    lead_with(l);
+    c = testd_connect_port(cport[l]);
+    assert_non_null(c);
+    e2e_ok(c, 1, "send", "{\"name\":\"iq\",\"value\":1}");
+    e2e_ok(c, 2, "send", "{\"name\":\"iq\",\"value\":2}");
+    id1 = recv_id(c, 3, "iq", 1); /* stays in flight */
+    id2 = recv_id(c, 4, "iq", 2);
+    snprintf(p, sizeof p, "{\"name\":\"iq\",\"id\":%lld}", (long long)id2);
+    e2e_ok(c, 5, "ack", p); /* ended: no longer live anywhere */
+    lead_with(o);
+    testd_close(c);
+
+    c = testd_connect_port(cport[o]);
+    assert_non_null(c);
+    e2e_ok(c, 1, "send", "{\"name\":\"iq\",\"value\":3}");
+    id3 = recv_id(c, 2, "iq", 3);
+    if (id3 <= id2)
+        fail_msg("node %d, leading after node %d, issued delivery id %lld; "
+                 "node %d had issued %lld and %lld",
+                 o + 1, l + 1, (long long)id3, l + 1, (long long)id1,
+                 (long long)id2);
+    /* The retried ack of the old delivery names nothing now ... */
+    a = call(o, "ack", p);
+    assert_non_null(a);
+    assert_null(testd_result(a));
+    assert_non_null(strstr(testd_message(a), "not pending"));
+    json_decref(a);
+    /* ... and the new delivery is still the worker's to ack. */
+    snprintf(p, sizeof p, "{\"name\":\"iq\",\"id\":%lld}", (long long)id3);
+    e2e_ok(c, 3, "ack", p);
+    testd_close(c);
+}
+
 /* Answers that reveal no state (ping, hello, cluster.status) leave the
  * leader without a raft barrier: they add no entry to the log. */
 static void test_stateless_answers_add_no_entries(void **state)
@@ -527,6 +608,7 @@ int main(void)
         cmocka_unit_test(test_deposed_leader_rebuilds),
         cmocka_unit_test(test_rebuild_forgets_uncommitted_holds),
         cmocka_unit_test(test_rebuild_keeps_delivery_in_flight),
+        cmocka_unit_test(test_delivery_ids_unique_across_leaders),
         cmocka_unit_test(test_stateless_answers_add_no_entries),
         cmocka_unit_test(test_reads_add_no_entries),
     };
