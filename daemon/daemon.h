@@ -442,6 +442,12 @@ uint64_t reg_scan(const char *prefix, uint64_t cursor, size_t limit,
                   void (*fn)(obj *o, void *arg), void *arg);
 /* Returns a new "unique" name with the given prefix ("afterfunc.17"). */
 void reg_unique_name(const char *prefix, char *buf, size_t len);
+/* Numbers the names from floor on at least: a start with a data_dir
+ * passes its epoch's first token, a cluster's new leader its term's, so
+ * no run or leader hands out a name an earlier one gave (a fired
+ * afterfunc's, which a late timer.stop would then cancel in another's
+ * place). */
+void reg_name_floor(uint64_t floor);
 
 /* ------------------------------------------------------------------ */
 /* Requests                                                           */

@@ -547,6 +547,7 @@ int persist_start(const conf *c, char *err, size_t errlen)
              ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / 1e6,
              wal_fsync_name(o.fsync), (unsigned long long)epoch);
     hold_token_floor(epoch_token(epoch, 0));
+    reg_name_floor(epoch_token(epoch, 1));
     eff_rec r = {.type = EFF_TOKEN_EPOCH};
     r.u.epoch.epoch = epoch;
     if (wal_append(w, &r, NULL) != 0) {

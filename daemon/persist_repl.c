@@ -466,6 +466,7 @@ static void pr_become_leader(uint64_t term)
     r.u.epoch.epoch = term;
     hold_token_floor(epoch_token(term, 0));
     dlv_id_floor(epoch_token(term, 1));
+    reg_name_floor(epoch_token(term, 1));
     pr_resume = false;
     /* Under the FSM lock from before the first decision: a snapshot
      * never sees this term's decisions without pr_decided. */

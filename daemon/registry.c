@@ -378,6 +378,14 @@ out:
     return b < REG_BUCKETS ? b : 0;
 }
 
+void reg_name_floor(uint64_t floor)
+{
+    uint64_t cur = atomic_load(&reg_seq);
+
+    while (cur < floor && !atomic_compare_exchange_weak(&reg_seq, &cur, floor))
+        ;
+}
+
 void reg_unique_name(const char *prefix, char *buf, size_t len)
 {
     snprintf(buf, len, "%s.%llu", prefix,

@@ -484,6 +484,8 @@ static void test_delivery_ids_unique_across_leaders(void **state)
 {
     json_int_t id[NODES], id1, id2, id3;
     int l = 0, o = 0;
+    char *fired;
+    const char *made;
     json_t *a;
     testd_conn *c;
     char p[96];
@@ -514,6 +516,15 @@ static void test_delivery_ids_unique_across_leaders(void **state)
     id2 = recv_id(c, 4, "iq", 2);
     snprintf(p, sizeof p, "{\"name\":\"iq\",\"id\":%lld}", (long long)id2);
     e2e_ok(c, 5, "ack", p); /* ended: no longer live anywhere */
+    /* The same for the names of afterfuncs: one fires on l ... */
+    e2e_ok(c, 6, "make", "{\"name\":\"afq\",\"cap\":4}");
+    fired = strdup(json_string_value(
+        json_object_get(e2e_ok(c, 7, "timer.afterfunc",
+                               "{\"ms\":1,\"request\":{\"method\":\"send\","
+                               "\"params\":{\"name\":\"afq\",\"value\":1}}}"),
+                        "timer")));
+    assert_non_null(fired);
+    e2e_ok(c, 8, "recv", "{\"name\":\"afq\",\"timeout_ms\":10000}");
     lead_with(o);
     testd_close(c);
 
@@ -535,6 +546,18 @@ static void test_delivery_ids_unique_across_leaders(void **state)
     /* ... and the new delivery is still the worker's to ack. */
     snprintf(p, sizeof p, "{\"name\":\"iq\",\"id\":%lld}", (long long)id3);
     e2e_ok(c, 3, "ack", p);
+    /* ... and o, leading next, names its own afterfunc otherwise. */
+    made = json_string_value(json_object_get(
+        e2e_ok(c, 4, "timer.afterfunc",
+               "{\"ms\":600000,\"request\":{\"method\":\"send\","
+               "\"params\":{\"name\":\"afq\",\"value\":2}}}"),
+        "timer"));
+    assert_non_null(made);
+    if (strcmp(made, fired) == 0)
+        fail_msg("node %d named a new afterfunc %s, as node %d named the one "
+                 "that fired",
+                 o + 1, made, l + 1);
+    free(fired);
     testd_close(c);
 }
 

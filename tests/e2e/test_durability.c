@@ -663,6 +663,49 @@ static void test_restart_keeps_state(void **state)
     assert_int_equal(testd_stop(&D), 0);
 }
 
+/* An afterfunc's name is never given again after a restart: the names
+ * counted from 1 at each start, so a late timer.stop of a timer that had
+ * fired before the restart cancelled a new one in its place. */
+static void test_afterfunc_names_not_reused(void **state)
+{
+    char *fired;
+    const char *made;
+    json_t *r, *a;
+    testd_conn *c;
+    (void)state;
+
+    assert_int_equal(dur_start("always"), 0);
+    c = testd_connect(&D);
+    e2e_ok(c, 1, "make", "{\"name\":\"af\",\"cap\":4}");
+    r = e2e_ok(c, 2, "timer.afterfunc",
+               "{\"ms\":1,\"request\":{\"method\":\"send\","
+               "\"params\":{\"name\":\"af\",\"value\":1}}}");
+    fired = strdup(json_string_value(json_object_get(r, "timer")));
+    assert_non_null(fired);
+    e2e_ok(c, 3, "recv", "{\"name\":\"af\",\"timeout_ms\":10000}");
+    testd_close(c);
+    assert_int_equal(testd_stop(&D), 0);
+
+    assert_int_equal(dur_start("always"), 0);
+    c = testd_connect(&D);
+    r = e2e_ok(c, 1, "timer.afterfunc",
+               "{\"ms\":600000,\"request\":{\"method\":\"send\","
+               "\"params\":{\"name\":\"af\",\"value\":2}}}");
+    made = json_string_value(json_object_get(r, "timer"));
+    assert_non_null(made);
+    if (strcmp(made, fired) == 0)
+        fail_msg("the restarted daemon named a new afterfunc %s, as the one "
+                 "that fired before the restart",
+                 made);
+    a = e2e_callj(c, 2, "timer.stop", json_pack("{s:s}", "name", fired));
+    e2e_check_reason(a, "not_found", NULL);
+    json_decref(a);
+    e2e_okj_free(c, 3, "timer.stop", json_pack("{s:s}", "name", made));
+    free(fired);
+    testd_close(c);
+    assert_int_equal(testd_stop(&D), 0);
+}
+
 /* ------------------------------------------------------------------ */
 /* Damaged files                                                      */
 /* ------------------------------------------------------------------ */
@@ -799,6 +842,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_restart_keeps_state, dur_setup,
                                         dur_teardown),
+        cmocka_unit_test_setup_teardown(test_afterfunc_names_not_reused,
+                                        dur_setup, dur_teardown),
         cmocka_unit_test_setup_teardown(test_kill_always, dur_setup,
                                         dur_teardown),
         cmocka_unit_test_setup_teardown(test_kill_everysec_mixed, dur_setup,
