@@ -356,11 +356,9 @@ static int pr_fsm_snapshot(void *arg, uint64_t index, void **data, size_t *len)
      * checks passed both, and the snapshot held its effects at an index
      * before their entry, which a restore then applied again (a send
      * queued twice). */
-    /* A deposed leader's state is no index's: written, it became the
-     * copy its rebuild replays and the snapshot a restart loads, and a
-     * value acked there without an entry was gone from the cluster once
-     * that node led again (a delivery key it then reused replaced the
-     * value on every node: an acknowledged value lost, silently). */
+    /* A deposed leader's state is no index's (pr_stale): written, it
+     * would become the copy its rebuild replays and the snapshot a
+     * restart loads, a state the log never had. */
     if (pr_stale())
         return -EBUSY;
     pthread_mutex_lock(&pr_mu);
