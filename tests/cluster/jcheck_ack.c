@@ -104,6 +104,14 @@ static int cmp_id_sent(const void *a, const void *b)
     return x->sent < y->sent ? -1 : x->sent > y->sent;
 }
 
+/* Orders deliveries by id. */
+static int cmp_dlv_id(const void *a, const void *b)
+{
+    const jca_dlv_rec *x = a, *y = b;
+
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
 /* Orders deliveries by value, then by when their recv was sent. */
 static int cmp_v_sent(const void *a, const void *b)
 {
@@ -173,6 +181,7 @@ static void tell(FILE *report, int64_t v, const jca_send_rec *s, size_t ns,
 int jca_check(jca_hist *h, int64_t ack_wait_ms, FILE *report)
 {
     int lost = 0, ghost = 0, twice = 0, after = 0, deadline = 0, early = 0;
+    int reused = 0;
     size_t ns, nd, na, redelivered = 0, acked_ok = 0;
     jca_send_rec *s;
     jca_dlv_rec *d;
@@ -204,6 +213,20 @@ int jca_check(jca_hist *h, int64_t ack_wait_ms, FILE *report)
                    (long long)(a[i].done - a[i].recv_sent),
                    (long long)ack_wait_ms);
     }
+
+    /* An id names one attempt in the whole cluster: given twice, an ack
+     * meant for one delivery can end the other (a new leader reissued its
+     * predecessor's ids, and a worker's retried ack lost a value). */
+    if (nd > 1)
+        qsort(d, nd, sizeof *d, cmp_dlv_id);
+    for (size_t i = 1; i < nd; i++)
+        if (d[i].id == d[i - 1].id)
+            JC_SAY(reused,
+                   "violation: delivery id %lld given twice: to value %lld "
+                   "(recv sent at %lld) and value %lld (recv sent at %lld)\n",
+                   (long long)d[i].id, (long long)d[i - 1].v,
+                   (long long)d[i - 1].sent, (long long)d[i].v,
+                   (long long)d[i].sent);
 
     /* A delivery nobody acked (abandoned) comes back at its deadline, not
      * before: the next one of its value cannot be answered before its
@@ -295,9 +318,10 @@ int jca_check(jca_hist *h, int64_t ack_wait_ms, FILE *report)
                 ns, nd, redelivered, acked_ok, na);
         fprintf(report,
                 "check: ack: %d violations (lost %d, invented %d, acked "
-                "twice %d, delivered after ack %d, deadline %d, early %d)\n",
-                lost + ghost + twice + after + deadline + early, lost, ghost,
-                twice, after, deadline, early);
+                "twice %d, delivered after ack %d, deadline %d, early %d, "
+                "id reused %d)\n",
+                lost + ghost + twice + after + deadline + early + reused, lost,
+                ghost, twice, after, deadline, early, reused);
     }
-    return lost + ghost + twice + after + deadline + early;
+    return lost + ghost + twice + after + deadline + early + reused;
 }

@@ -16,7 +16,9 @@
  *     (a failover that forgot it, or redelivered it early), unless an
  *     earlier ack of that delivery went unanswered; and a delivery nobody
  *     acked is not delivered again before ack_wait_ms has passed since its
- *     recv was sent.
+ *     recv was sent;
+ *   - no delivery id is given twice (a new leader that reissued one let a
+ *     worker's retried ack end another value's delivery).
  *
  * Outcomes and times are jcheck.h's (JC_OK, JC_FAIL, JC_UNKNOWN;
  * milliseconds on one monotonic clock).  Recording is thread-safe;

@@ -320,6 +320,19 @@ static void test_ack_redelivered_early(void **state)
     assert_int_equal(check_ack(h), 1);
 }
 
+/* A delivery id given to two deliveries is a violation in itself. */
+static void test_ack_id_reused(void **state)
+{
+    jca_hist *h = jca_new();
+
+    (void)state;
+    jca_send(h, 1, JC_OK, 0, 1);
+    jca_send(h, 2, JC_OK, 0, 1);
+    deliver_ack(h, 1, 10, 0, JC_OK, false);
+    deliver_ack(h, 2, 10, 50, JC_OK, false); /* a new leader's, again 10 */
+    assert_int_equal(check_ack(h), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_ack_invented),
         cmocka_unit_test(test_ack_twice_and_after),
         cmocka_unit_test(test_ack_deadline_lost),
+        cmocka_unit_test(test_ack_id_reused),
         cmocka_unit_test(test_ack_redelivered_early),
     };
 
