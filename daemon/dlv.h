@@ -84,8 +84,9 @@ int64_t dlvp_deadline_ms(int64_t in_ns);
 int dlv_restore_inflight(obj *o, uint64_t seq, uint64_t id, uint32_t attempts,
                          int64_t deadline_ms, const char *text, size_t n,
                          const char *reason);
-/* A cluster's new leader, before it restores anything: ids issued from
- * here on are at least floor, its term's first (epoch_token(term, 1)).
+/* A start with a data_dir (its token epoch's first token), or a cluster's
+ * new leader before it restores anything (its term's, epoch_token(term,
+ * 1)): ids issued from here on are at least floor.
  * Only the leader of a term issues ids, so each term's lie between its
  * base and the next term's: a new leader never issues an id a predecessor
  * issued, even one whose delivery has ended (raised only above the ids

@@ -87,9 +87,10 @@ void dlv__tab_del(dlv *d)
 
 /* Ids: unique in this run, and above every id of an earlier run as long
  * as fewer than 2048 were issued per millisecond (the wall clock seeds
- * them); below 2^53, so every JSON reader keeps them exact.  A cluster
- * node never seeds from its clock: its term sets the counter first
- * (dlv_id_floor), since another host's clock could be behind. */
+ * them); below 2^53, so every JSON reader keeps them exact.  With a
+ * data_dir the start's token epoch sets the counter first, and in a
+ * cluster the leader's term (dlv_id_floor): a clock set back, or another
+ * host's clock behind, would give earlier ids again. */
 uint64_t dlv__id_next(void)
 {
     if (!dlv__next_id) {

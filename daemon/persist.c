@@ -4,6 +4,7 @@
  * LSN the sessions wait for.  The log itself is wal.c's.
  */
 #include "persist.h"
+#include "dlv.h"
 #include "epoch.h"
 #include "holds.h"
 
@@ -548,6 +549,9 @@ int persist_start(const conf *c, char *err, size_t errlen)
              wal_fsync_name(o.fsync), (unsigned long long)epoch);
     hold_token_floor(epoch_token(epoch, 0));
     reg_name_floor(epoch_token(epoch, 1));
+    /* Above every id of an earlier run whatever the clock did meanwhile
+     * (the wall clock seeds them without a data_dir). */
+    dlv_id_floor(epoch_token(epoch, 1));
     eff_rec r = {.type = EFF_TOKEN_EPOCH};
     r.u.epoch.epoch = epoch;
     if (wal_append(w, &r, NULL) != 0) {

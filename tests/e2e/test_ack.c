@@ -621,6 +621,13 @@ static void test_kill9_redelivers(void **state)
     q = recv_ack(c, "p2", "");
     expect_value_int(&q, 77);
     assert_int_equal(q.attempt, 3);
+    /* Ids carry the start's token epoch, as lock tokens do: above every
+     * earlier start's, whatever the clock did (it seeded them). */
+    json_int_t tok =
+        e2e_ok_int(c, 0, "mutex.lock", "{\"name\":\"ep\"}", "token");
+    assert_int_equal(q.id >> 32, tok >> 32);
+    for (int i = 0; i < 4; i++)
+        assert_true(q.id > g[i].id);
     dok(c, "ack", "p2", q.id, "");
     got_free(&q);
     /* 0 and 3 were in flight or requeued, 2 in flight; 4 and 5 buffered:
