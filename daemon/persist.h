@@ -107,6 +107,10 @@ uint64_t persist__repl_durable(void);
 void persist__repl_flush(void);
 bool persist__repl_snapping(void);
 int persist__repl_snap_emit(eff_rec *r);
+/* persist_repl_admin.c's view of the node: its raft node (NULL without a
+ * cluster) and its id. */
+struct repl_node *persist__repl_node(void);
+uint64_t persist__repl_self_id(void);
 /* persist_shadow.c: the committed state's copy (under the FSM lock). */
 void persist__shadow_batch(const void *data, size_t len);
 void persist__shadow_snapshot(const void *data, size_t len);
