@@ -73,10 +73,10 @@ crc32c_hw_update(uint32_t crc, const void *p, size_t n)
     const uint8_t *b = p;
     uint64_t c = ~crc;
 
-    while (n && ((uintptr_t)b & 7)) {
-        c = __builtin_ia32_crc32qi((uint32_t)c, *b++);
-        n--;
-    }
+    /* No byte-wise walk to an aligned address: x86 loads unaligned words
+     * at full speed, and the log's records are a few dozen bytes, where
+     * up to seven serial byte steps at each end were a third of the
+     * cost.  The tail takes one 4-, 2- and 1-byte step at most. */
     while (n >= 8) {
         uint64_t w;
         memcpy(&w, b, 8);
@@ -84,8 +84,22 @@ crc32c_hw_update(uint32_t crc, const void *p, size_t n)
         b += 8;
         n -= 8;
     }
-    while (n--)
-        c = __builtin_ia32_crc32qi((uint32_t)c, *b++);
+    if (n >= 4) {
+        uint32_t w;
+        memcpy(&w, b, 4);
+        c = __builtin_ia32_crc32si((uint32_t)c, w);
+        b += 4;
+        n -= 4;
+    }
+    if (n >= 2) {
+        uint16_t w;
+        memcpy(&w, b, 2);
+        c = __builtin_ia32_crc32hi((uint32_t)c, w);
+        b += 2;
+        n -= 2;
+    }
+    if (n)
+        c = __builtin_ia32_crc32qi((uint32_t)c, *b);
     return ~(uint32_t)c;
 }
 #endif

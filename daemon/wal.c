@@ -267,7 +267,7 @@ void wal_flush(wal *w)
      * in its fdatasync (milliseconds, more on a slow disk).  Either way
      * the turn's answers leave once it is written (wal_safe_lsn). */
     if (w->policy != WAL_FSYNC_ALWAYS &&
-        (atomic_load(&w->pending) <= WAL_INLINE_MAX ||
+        (atomic_load(&w->pending) <= WAL_INLINE_LAZY_MAX ||
          atomic_load(&w->syncing)) &&
         wal__flush_inline(w, 0) == 0)
         return;

@@ -79,7 +79,11 @@ int wal__flush_locked(wal *w, int sync, uint64_t *taken)
     }
     pthread_mutex_unlock(&w->mu);
     if (w->spare.len) {
-        if (w->out.len == 0) {
+        /* A swap when out is empty, unless spare is the smaller buffer:
+         * under everysec out holds a second's bytes until the sync, and
+         * handing its capacity to cur (and growing the small one again)
+         * cost a page fault per 4 KiB written, on every round. */
+        if (w->out.len == 0 && w->spare.cap >= w->out.cap) {
             wbuf t = w->out;
             w->out = w->spare;
             w->spare = t;

@@ -2491,15 +2491,38 @@ static size_t turn_replayed(void)
     return n;
 }
 
-/* everysec, a turn past WAL_INLINE_MAX: the flusher writes it while the
- * caller goes on, and the callback then gives the written LSN, which is
- * what releases the turn's answers (wal_safe_lsn): a killed daemon loses
- * nothing acknowledged, without waiting for the once-a-second sync. */
+/* everysec, a pipelined turn (past WAL_INLINE_MAX, within
+ * WAL_INLINE_LAZY_MAX): written by the caller before wal_flush_turn
+ * returns, so its answers may leave at once; nothing is synced, and the
+ * flusher never touched the disk. */
+static void test_flush_turn_everysec_mid(void **state)
+{
+    turnctl *t = &turn.t;
+    wal *w = turn_open(WAL_FSYNC_EVERYSEC);
+    eff_rec r = turn_big_push(64 << 10); /* 16 x WAL_INLINE_MAX */
+    uint64_t lsn;
+    (void)state;
+
+    assert_int_equal(wal_append(w, &r, &lsn), 0);
+    wal_flush_turn(w);
+    assert_int_equal(wal_safe_lsn(w), lsn);
+    assert_int_equal(atomic_load(&t->caller_writes), 1);
+    assert_int_equal(atomic_load(&t->other_writes), 0);
+    assert_int_equal(atomic_load(&t->caller_syncs), 0);
+    assert_true(wal_durable_lsn(w) < lsn);
+    turn_close();
+}
+
+/* everysec, a turn past WAL_INLINE_LAZY_MAX: the flusher writes it while
+ * the caller goes on, and the callback then gives the written LSN, which
+ * is what releases the turn's answers (wal_safe_lsn): a killed daemon
+ * loses nothing acknowledged, without waiting for the once-a-second
+ * sync. */
 static void test_flush_turn_everysec_large(void **state)
 {
     turnctl *t = &turn.t;
     wal *w = turn_open(WAL_FSYNC_EVERYSEC);
-    eff_rec r = turn_big_push(64 << 10);
+    eff_rec r = turn_big_push(1 << 20); /* 4 x WAL_INLINE_LAZY_MAX */
     uint64_t lsn;
     int64_t deadline = mono_ms() + 10000;
     (void)state;
@@ -2561,7 +2584,7 @@ static void test_everysec_sync_unlocked(void **state)
 {
     turnctl *t = &turn.t;
     wal *w = turn_open(WAL_FSYNC_EVERYSEC);
-    eff_rec small, big = turn_big_push(16 << 10);
+    eff_rec small, big = turn_big_push(1 << 20); /* > WAL_INLINE_LAZY_MAX */
     sync_job j = {0};
     turn_job tj = {0};
     pthread_t th, tth;
@@ -3506,6 +3529,7 @@ int main(void)
         cmocka_unit_test_teardown(test_flush_turn_large, turn_teardown),
         cmocka_unit_test_teardown(test_flush_turn_failing_disk, turn_teardown),
         cmocka_unit_test_teardown(test_flush_turn_everysec, turn_teardown),
+        cmocka_unit_test_teardown(test_flush_turn_everysec_mid, turn_teardown),
         cmocka_unit_test_teardown(test_flush_turn_everysec_large,
                                   turn_teardown),
         cmocka_unit_test_teardown(test_everysec_sync_unlocked, turn_teardown),
