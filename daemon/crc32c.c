@@ -6,6 +6,7 @@
 #include "crc32c.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #define CRC32C_POLY 0x82F63B78u
@@ -13,6 +14,9 @@
 static uint32_t crc32c_tab[8][256];
 static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
 static int crc32c_use_hw;
+/* Set once the table and crc32c_use_hw are: a plain load on the log's
+ * path (two checksums a record) instead of a call to pthread_once. */
+static _Atomic int crc32c_ready;
 
 static void crc32c_init(void)
 {
@@ -33,6 +37,7 @@ static void crc32c_init(void)
     __builtin_cpu_init();
     crc32c_use_hw = __builtin_cpu_supports("sse4.2");
 #endif
+    atomic_store_explicit(&crc32c_ready, 1, memory_order_release);
 }
 
 uint32_t crc32c__sw(uint32_t crc, const void *p, size_t n)
@@ -106,7 +111,8 @@ crc32c_hw_update(uint32_t crc, const void *p, size_t n)
 
 uint32_t crc32c_update(uint32_t crc, const void *p, size_t n)
 {
-    pthread_once(&crc32c_once, crc32c_init);
+    if (!atomic_load_explicit(&crc32c_ready, memory_order_acquire))
+        pthread_once(&crc32c_once, crc32c_init);
 #if defined(__x86_64__)
     if (crc32c_use_hw)
         return crc32c_hw_update(crc, p, n);

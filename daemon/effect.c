@@ -246,17 +246,22 @@ size_t eff_size(const eff_rec *r)
 
 size_t eff_encode(const eff_rec *r, uint8_t *p)
 {
-    int big;
-    size_t body = body_size(r, &big);
+    size_t size = eff_size(r);
+
+    return size ? eff_encode_as(r, r->lsn, r->flags, size, p) : 0;
+}
+
+size_t eff_encode_as(const eff_rec *r, uint64_t lsn, uint8_t flags, size_t size,
+                     uint8_t *p)
+{
+    size_t body = size - EFF_FRAME_HDR;
     uint8_t *q = p + EFF_FRAME_HDR;
 
-    if (!body || big)
-        return 0;
     put_u32(p, (uint32_t)body);
     put_u16(q, r->type);
     q[2] = EFF_VERSION;
-    q[3] = r->flags & EFF_F_MORE;
-    put_u64(q + 4, r->lsn);
+    q[3] = flags & EFF_F_MORE;
+    put_u64(q + 4, lsn);
     q += EFF_BODY_HDR;
     for (const eff_field *f = eff_rows[r->type].f;
          f < eff_rows[r->type].f + EFF_MAX_FIELDS && f->kind; f++) {
@@ -271,7 +276,7 @@ size_t eff_encode(const eff_rec *r, uint8_t *p)
         }
     }
     put_u32(p + 4, crc32c_update(crc32c(p, 4), p + EFF_FRAME_HDR, body));
-    return EFF_FRAME_HDR + body;
+    return size;
 }
 
 int eff_decode(const uint8_t *p, size_t n, eff_rec *r, size_t *used)

@@ -227,6 +227,12 @@ size_t eff_size(const eff_rec *r);
  * size.  r->lsn is written as is. */
 size_t eff_encode(const eff_rec *r, uint8_t *p);
 
+/* eff_encode with the LSN and flags given (r's are ignored) and size,
+ * eff_size(r) (nonzero), already known: an appender sizes each record
+ * once, outside its lock, and need not copy it to stamp it. */
+size_t eff_encode_as(const eff_rec *r, uint64_t lsn, uint8_t flags, size_t size,
+                     uint8_t *p);
+
 /* Decodes the frame at p[0..n): returns 0 with *r (strings borrowed from
  * p) and *used set; -EAGAIN when the frame runs past n (a torn tail, or
  * read more); -EBADMSG when len is out of range or the CRC differs;

@@ -216,10 +216,8 @@ int wal_append_group(wal *w, const eff_rec *recs, size_t n, uint64_t *lsn)
     }
     l = atomic_load(&w->appended);
     for (size_t i = 0; i < n; i++) {
-        eff_rec c = recs[i];
-        c.lsn = ++l;
-        c.flags = i + 1 < n ? EFF_F_MORE : 0;
-        eff_encode(&c, w->cur.p + w->cur.len);
+        eff_encode_as(&recs[i], ++l, i + 1 < n ? EFF_F_MORE : 0, szp[i],
+                      w->cur.p + w->cur.len);
         w->cur.len += szp[i];
     }
     atomic_store(&w->appended, l);

@@ -100,11 +100,7 @@ int wal_snap_emit(wal_snap *s, const eff_rec *r)
         return s->err;
     if (wal__wbuf_reserve(&s->buf, n) != 0)
         return s->err = -ENOMEM;
-    {
-        eff_rec c = *r;
-        c.flags = 0;
-        eff_encode(&c, s->buf.p + s->buf.len);
-    }
+    eff_encode_as(r, r->lsn, 0, n, s->buf.p + s->buf.len);
     s->buf.len += n;
     s->count++;
     return 0;
