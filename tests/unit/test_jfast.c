@@ -1219,6 +1219,37 @@ static void test_dump_deep_and_cycles(void **state)
     free(buf.p);
 }
 
+/* jfast_put_int against printf at every length's edges (0, 9, 10, 99,
+ * 100, ... 10^18 - 1, 10^18, the int64 ends) and both signs, appended
+ * after other bytes so that the length it reserves is checked too. */
+static void test_put_int(void **state)
+{
+    (void)state;
+    for (int k = 0; k <= 19; k++) {
+        int64_t p = 1;
+        for (int i = 0; i < k && i < 18; i++)
+            p *= 10;
+        int64_t vals[] = {p - 1,
+                          p,
+                          p + 1,
+                          -(p - 1),
+                          -p,
+                          -p - 1,
+                          k == 19 ? INT64_MAX : p * 7 + 3,
+                          k == 19 ? INT64_MIN : -(p * 7 + 3)};
+        for (size_t j = 0; j < sizeof vals / sizeof vals[0]; j++) {
+            jfast_buf b = {0};
+            char want[32];
+            int n = snprintf(want, sizeof want, "x%lld", (long long)vals[j]);
+            assert_int_equal(jfast_put(&b, "x", 1), 0);
+            assert_int_equal(jfast_put_int(&b, (json_int_t)vals[j]), 0);
+            assert_int_equal(b.len, (size_t)n);
+            assert_memory_equal(b.p, want, b.len);
+            free(b.p);
+        }
+    }
+}
+
 /* The buffer: appends, growth, a line built from pieces. */
 static void test_buffer(void **state)
 {
@@ -1312,6 +1343,7 @@ int main(void)
         cmocka_unit_test(test_random_trees),
         cmocka_unit_test(test_dump_strings),
         cmocka_unit_test(test_dump_deep_and_cycles),
+        cmocka_unit_test(test_put_int),
         cmocka_unit_test(test_buffer),
         cmocka_unit_test(test_proto_lines),
     };
