@@ -80,8 +80,8 @@ crc32c_hw_update(uint32_t crc, const void *p, size_t n)
 
     /* No byte-wise walk to an aligned address: x86 loads unaligned words
      * at full speed, and the log's records are a few dozen bytes, where
-     * up to seven serial byte steps at each end were a third of the
-     * cost.  The tail takes one 4-, 2- and 1-byte step at most. */
+     * up to seven serial byte steps at each end were more than half of
+     * the cost.  The tail takes one 4-, 2- and 1-byte step at most. */
     while (n >= 8) {
         uint64_t w;
         memcpy(&w, b, 8);

@@ -259,11 +259,12 @@ void wal_flush(wal *w)
     if (atomic_load(&w->pending) == 0 &&
         atomic_load(&w->written) == atomic_load(&w->appended))
         return;
-    /* A small turn (few requests: the wake-up would cost more than the
-     * write) is written here; a large one goes to the flusher, which
-     * writes it on the other core while this thread serves, unless it is
-     * in its fdatasync (milliseconds, more on a slow disk).  Either way
-     * the turn's answers leave once it is written (wal_safe_lsn). */
+    /* A turn up to WAL_INLINE_LAZY_MAX (even a pipelined one: the
+     * wake-up would cost more than the write) is written here; a larger
+     * one goes to the flusher, which writes it on the other core while
+     * this thread serves, unless it is in its fdatasync (milliseconds,
+     * more on a slow disk).  Either way the turn's answers leave once it
+     * is written (wal_safe_lsn). */
     if (w->policy != WAL_FSYNC_ALWAYS &&
         (atomic_load(&w->pending) <= WAL_INLINE_LAZY_MAX ||
          atomic_load(&w->syncing)) &&
