@@ -33,6 +33,7 @@
  */
 #include "jfast_internal.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -334,6 +335,41 @@ jfast_string(jfast_parser *ps, const unsigned char *p, const unsigned char *end,
     return p;
 }
 
+/* Small non-negative integers (a delta of 1, a count, a short timeout)
+ * are built once and shared: jansson's json_integer is a malloc, and its
+ * release a free, per parameter of every request.  Each is made immortal
+ * the way jansson makes its own true, false and null: a refcount of
+ * (size_t)-1, which json_incref and json_decref leave alone (jansson.h),
+ * so sharing one across threads costs no atomic operation and nothing
+ * writes to it once published.  Sharing is safe as nothing in chand
+ * changes a parsed integer in place (json_integer_set): a parsed tree is
+ * read-only.  Filled lazily, each slot by whichever thread first needs
+ * it; kept until exit. */
+#define JFAST_SMALL_INTS 1024
+static _Atomic(json_t *) jfast_small[JFAST_SMALL_INTS];
+
+/* Returns the shared integer u (< JFAST_SMALL_INTS), or NULL when out of
+ * memory. */
+static json_t *jfast_small_int(uint64_t u)
+{
+    json_t *v = atomic_load_explicit(&jfast_small[u], memory_order_acquire),
+           *none = NULL;
+
+    if (v)
+        return v;
+    if (!(v = json_integer((json_int_t)u)))
+        return NULL;
+    v->refcount = (size_t)-1; /* not yet published: no other reader */
+    if (!atomic_compare_exchange_strong_explicit(&jfast_small[u], &none, v,
+                                                 memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        v->refcount = 1; /* another thread's is the one kept: free ours */
+        json_decref(v);
+        v = none;
+    }
+    return v;
+}
+
 /* Reads the integer at p.  Returns the byte after it with a new *v, or
  * NULL to decline. */
 static const unsigned char *jfast_int(const unsigned char *p,
@@ -357,7 +393,9 @@ static const unsigned char *jfast_int(const unsigned char *p,
         return NULL; /* a real: jansson's strtod decides its value */
     if (u > (uint64_t)INT64_MAX + neg)
         return NULL; /* jansson: "too big integer" */
-    if (!neg)
+    if (!neg && u < JFAST_SMALL_INTS)
+        *v = jfast_small_int(u);
+    else if (!neg)
         *v = json_integer((json_int_t)u);
     else
         *v = json_integer(u == (uint64_t)INT64_MAX + 1 ? INT64_MIN

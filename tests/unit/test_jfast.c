@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <pthread.h>
 #include <limits.h>
 #include <math.h>
 #include <stdbool.h>
@@ -1219,6 +1220,71 @@ static void test_dump_deep_and_cycles(void **state)
     free(buf.p);
 }
 
+/* Parses "[0,1,...,1099]" n times; 0 when every value read back right. */
+static void *small_ints_parse(void *arg)
+{
+    const char *text = arg;
+    for (int round = 0; round < 200; round++) {
+        json_t *a = jfast_parse(text, strlen(text));
+        if (!a || json_array_size(a) != 1100)
+            return (void *)1;
+        for (size_t i = 0; i < 1100; i++)
+            if (json_integer_value(json_array_get(a, i)) != (json_int_t)i)
+                return (void *)1;
+        json_decref(a);
+    }
+    return NULL;
+}
+
+/* Small non-negative integers are shared (jfast.c: one allocation each,
+ * kept), larger and negative ones are fresh; either way the tree equals
+ * jansson's.  Threads parsing at once fill the shared slots without a
+ * wrong value or a leak (ASan). */
+static void test_small_ints_shared(void **state)
+{
+    char text[8192], *q = text;
+    json_t *a, *b, *j;
+    pthread_t th[4];
+    (void)state;
+
+    *q++ = '[';
+    for (int i = 0; i < 1100; i++)
+        q += sprintf(q, "%s%d", i ? "," : "", i);
+    *q++ = ']';
+    *q = 0;
+    for (int t = 0; t < 4; t++)
+        assert_int_equal(pthread_create(&th[t], NULL, small_ints_parse, text),
+                         0);
+    for (int t = 0; t < 4; t++) {
+        void *rc;
+        assert_int_equal(pthread_join(th[t], &rc), 0);
+        assert_null(rc);
+    }
+    a = jfast_parse(text, strlen(text));
+    b = jfast_parse(text, strlen(text));
+    j = json_loadb(text, strlen(text), JSON_DECODE_ANY, NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(j);
+    assert_true(json_equal(a, j));
+    assert_ptr_equal(json_array_get(a, 1), json_array_get(b, 1));
+    assert_ptr_equal(json_array_get(a, 1023), json_array_get(b, 1023));
+    assert_ptr_not_equal(json_array_get(a, 1024), json_array_get(b, 1024));
+    json_decref(a);
+    json_decref(b);
+    json_decref(j);
+    a = jfast_parse("[-1,-0,0]", 9);
+    b = jfast_parse("[-1,-0,0]", 9);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_ptr_not_equal(json_array_get(a, 0), json_array_get(b, 0));
+    assert_int_equal(json_integer_value(json_array_get(a, 0)), -1);
+    assert_int_equal(json_integer_value(json_array_get(a, 1)), 0);
+    assert_ptr_equal(json_array_get(a, 2), json_array_get(b, 2));
+    json_decref(a);
+    json_decref(b);
+}
+
 /* jfast_put_int against printf at every length's edges (0, 9, 10, 99,
  * 100, ... 10^18 - 1, 10^18, the int64 ends) and both signs, appended
  * after other bytes so that the length it reserves is checked too. */
@@ -1343,6 +1409,7 @@ int main(void)
         cmocka_unit_test(test_random_trees),
         cmocka_unit_test(test_dump_strings),
         cmocka_unit_test(test_dump_deep_and_cycles),
+        cmocka_unit_test(test_small_ints_shared),
         cmocka_unit_test(test_put_int),
         cmocka_unit_test(test_buffer),
         cmocka_unit_test(test_proto_lines),
