@@ -143,6 +143,25 @@ median() {
         else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
+# The lowest and highest per-round ratio of figure A over figure B in FILE
+# (lines "ROUND NAME VALUE"): "lo hi".
+spread() {  # A B FILE
+    awk -v a="$1" -v b="$2" '$2 == a {x[$1] = $3} $2 == b {y[$1] = $3}
+        END { lo = ""; hi = "";
+              for (r in x) if ((r in y) && y[r] > 0) { q = x[r] / y[r];
+                  if (lo == "" || q < lo) lo = q; if (hi == "" || q > hi) hi = q }
+              printf "%.2f %.2f\n", lo, hi }' "$3"
+}
+
+# Sets the caller's c (connections) and p (pipeline depth) for CFG.
+cfg_cp() {  # CFG: c1, c50 or c50p16
+    case $1 in
+    c1) c=1; p=1 ;;
+    c50) c=50; p=1 ;;
+    c50p16) c=50; p=16 ;;
+    esac
+}
+
 # One round of one shape against one server: SERVER(chand|redis) SHAPE CFG
 # CONNS DEPTH KEY, output appended to $dir/round.
 one_run() {
@@ -218,12 +237,7 @@ pair() {
         rp=$(ratio "$(awk -v k="chand_${name}_p99" '$2 == k {print $3}' "$all" | median)" \
                    "$(awk -v k="redis_${name}_p99" '$2 == k {print $3}' "$all" | median)")
         # per-round throughput ratios, for the spread
-        read -r lo hi < <(awk -v a="chand_${name}_ops" -v b="redis_${name}_ops" \
-            '$2 == a {x[$1] = $3} $2 == b {y[$1] = $3}
-             END { lo = ""; hi = "";
-                   for (r in x) if ((r in y) && y[r] > 0) { q = x[r] / y[r];
-                       if (lo == "" || q < lo) lo = q; if (hi == "" || q > hi) hi = q }
-                   printf "%.2f %.2f\n", lo, hi }' "$all")
+        read -r lo hi < <(spread "chand_${name}_ops" "redis_${name}_ops" "$all")
         echo "bench: ratio_$name $ro"
         echo "bench: ratio_${name}_lo $lo"
         echo "bench: ratio_${name}_hi $hi"
@@ -308,11 +322,7 @@ sec_bench() {
             XC="--unix $dir/chand.sock"; XR="--unix $dir/redis.sock"
         fi
         for cfg in c1 c50 c50p16; do
-            case $cfg in
-            c1) c=1; p=1 ;;
-            c50) c=50; p=1 ;;
-            c50p16) c=50; p=16 ;;
-            esac
+            cfg_cp "$cfg"
             for shape in $shapes; do
                 pair "$shape" "${tr}_$cfg" "$c" "$p"
             done
@@ -350,12 +360,7 @@ self_pair() {
         local m e lo hi
         m=$(awk -v k="chand_${s}_selfm_${cfg}_ops" '$2 == k {print $3}' "$all" | median)
         e=$(awk -v k="chand_${s}_selfe_${cfg}_ops" '$2 == k {print $3}' "$all" | median)
-        read -r lo hi < <(awk -v a="chand_${s}_selfe_${cfg}_ops" -v b="chand_${s}_selfm_${cfg}_ops" \
-            '$2 == a {x[$1] = $3} $2 == b {y[$1] = $3}
-             END { lo = ""; hi = "";
-                   for (r in x) if ((r in y) && y[r] > 0) { q = x[r] / y[r];
-                       if (lo == "" || q < lo) lo = q; if (hi == "" || q > hi) hi = q }
-                   printf "%.2f %.2f\n", lo, hi }' "$all")
+        read -r lo hi < <(spread "chand_${s}_selfe_${cfg}_ops" "chand_${s}_selfm_${cfg}_ops" "$all")
         echo "bench: chand_${s}_everysec_paired_${cfg}_ops $e ops/s"
         echo "bench: chand_${s}_memory_paired_${cfg}_ops $m ops/s"
         echo "bench: ratio_everysec_vs_memory_paired_${s}_$cfg $(ratio "$e" "$m")"
@@ -384,11 +389,7 @@ dur_bench() {
             start_redis --appendonly yes --appendfsync $pol --dir "$base/redis-$pol"
         fi
         for cfg in c1 c50 c50p16; do
-            case $cfg in
-            c1) c=1; p=1 ;;
-            c50) c=50; p=1 ;;
-            c50p16) c=50; p=16 ;;
-            esac
+            cfg_cp "$cfg"
             for shape in $shapes; do
                 pair "$shape" "dur_${pol}_$cfg" "$c" "$p" | tee -a "$figs"
             done
@@ -399,11 +400,7 @@ dur_bench() {
             CLOG=chandm start_chand
             mpid=$cpid; MPORT=$CPORT; cpid=$ecpid; CPORT=$ecport
             for cfg in c1 c50 c50p16; do
-                case $cfg in
-                c1) c=1; p=1 ;;
-                c50) c=50; p=1 ;;
-                c50p16) c=50; p=16 ;;
-                esac
+                cfg_cp "$cfg"
                 for shape in $shapes; do
                     self_pair "$shape" "$cfg" "$c" "$p"
                 done
